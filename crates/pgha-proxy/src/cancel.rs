@@ -1,0 +1,190 @@
+//! Cancel routing: the (pid, secret) keys seen in BackendKeyData, and forwarding of CancelRequests.
+//!
+//! Choice: while a plaintext session starts, the proxy scans the backend's first messages up to
+//! ReadyForQuery and records its BackendKeyData key together with the backend address; a
+//! CancelRequest carrying that key goes to that backend only. For sessions whose key the proxy
+//! cannot see (TLS passed through), the request is sent to every current target: PostgreSQL
+//! ignores a cancel whose pid and 32-bit secret do not both match, so this is harmless.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::startup::CancelKey;
+
+/// Backend messages scanned at most before giving up on finding BackendKeyData.
+const SCAN_LIMIT: usize = 256 * 1024;
+
+/// Live session keys → the backend address that issued them.
+#[derive(Debug, Default)]
+pub struct CancelRegistry {
+    keys: Mutex<HashMap<CancelKey, Arc<str>>>,
+}
+
+impl CancelRegistry {
+    /// Records `key` for `addr`; the entry lives as long as the returned guard.
+    pub fn register(self: &Arc<Self>, key: CancelKey, addr: Arc<str>) -> CancelGuard {
+        self.keys
+            .lock()
+            .expect("cancel registry poisoned")
+            .insert(key, addr);
+        CancelGuard {
+            registry: Arc::clone(self),
+            key,
+        }
+    }
+
+    /// The backend that owns `key`, if the proxy saw it.
+    pub fn lookup(&self, key: &CancelKey) -> Option<Arc<str>> {
+        self.keys
+            .lock()
+            .expect("cancel registry poisoned")
+            .get(key)
+            .cloned()
+    }
+
+    /// Number of sessions with a known key.
+    pub fn len(&self) -> usize {
+        self.keys.lock().expect("cancel registry poisoned").len()
+    }
+
+    /// Whether no session key is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Removes a key from its registry when the session ends.
+#[derive(Debug)]
+pub struct CancelGuard {
+    registry: Arc<CancelRegistry>,
+    key: CancelKey,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Ok(mut keys) = self.registry.keys.lock() {
+            keys.remove(&self.key);
+        }
+    }
+}
+
+/// Sends a CancelRequest for `key` to `addr` (best effort, bounded by `timeout`).
+pub async fn forward_cancel(addr: &str, key: CancelKey, timeout: Duration) -> std::io::Result<()> {
+    let send = async {
+        let mut s = TcpStream::connect(addr).await?;
+        s.write_all(&key.request()).await?;
+        s.shutdown().await
+    };
+    tokio::time::timeout(timeout, send).await.map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "cancel forward timed out")
+    })?
+}
+
+/// Incremental scanner of backend→client bytes that finds BackendKeyData before ReadyForQuery.
+#[derive(Debug, Default)]
+pub struct KeyScanner {
+    header: [u8; 5],
+    header_len: usize,
+    body_left: usize,
+    in_key: bool,
+    key_buf: [u8; 8],
+    key_len: usize,
+    key: Option<CancelKey>,
+    scanned: usize,
+    done: bool,
+}
+
+impl KeyScanner {
+    /// Feeds the next bytes; returns true once scanning is over (ReadyForQuery, or gave up).
+    pub fn feed(&mut self, mut data: &[u8]) -> bool {
+        self.scanned += data.len();
+        while !self.done && !data.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(data.len());
+                if self.in_key {
+                    let take = n.min(8 - self.key_len);
+                    self.key_buf[self.key_len..self.key_len + take].copy_from_slice(&data[..take]);
+                    self.key_len += take;
+                    if self.key_len == 8 {
+                        let k = self.key_buf;
+                        self.key = Some(CancelKey {
+                            pid: u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
+                            secret: u32::from_be_bytes([k[4], k[5], k[6], k[7]]),
+                        });
+                        self.in_key = false;
+                    }
+                }
+                self.body_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                let h = self.header;
+                let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                if h[0] == b'Z' || len < 4 {
+                    self.done = true;
+                } else {
+                    self.body_left = len - 4;
+                    self.in_key = h[0] == b'K' && len == 12;
+                    self.key_len = 0;
+                }
+            }
+        }
+        if self.scanned > SCAN_LIMIT {
+            self.done = true;
+        }
+        self.done
+    }
+
+    /// The key found, if any.
+    pub fn key(&self) -> Option<CancelKey> {
+        self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_finds_key_across_splits() {
+        let mut stream = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+        stream.extend_from_slice(&[b'S', 0, 0, 0, 9, b'a', 0, b'b', 0, 0]);
+        stream.extend_from_slice(&[b'K', 0, 0, 0, 12, 0, 0, 1, 2, 0xde, 0xad, 0xbe, 0xef]);
+        stream.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+        for chunk in 1..stream.len() {
+            let mut s = KeyScanner::default();
+            let mut done = false;
+            for piece in stream.chunks(chunk) {
+                done = s.feed(piece);
+            }
+            assert!(done, "chunk {chunk}");
+            assert_eq!(
+                s.key(),
+                Some(CancelKey {
+                    pid: 258,
+                    secret: 0xdead_beef
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn registry_guard_removes_key() {
+        let r = Arc::new(CancelRegistry::default());
+        let key = CancelKey { pid: 1, secret: 2 };
+        let g = r.register(key, Arc::from("127.0.0.1:1"));
+        assert_eq!(r.lookup(&key).as_deref(), Some("127.0.0.1:1"));
+        drop(g);
+        assert!(r.lookup(&key).is_none());
+    }
+}

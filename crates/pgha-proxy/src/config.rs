@@ -1,0 +1,126 @@
+//! Proxy configuration with serde defaults (durations as seconds or "250ms"/"30s"/"2m" strings).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the proxy needs besides its [`crate::Targets`] watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Read-write listener (`host:port`); `None` disables it.
+    pub rw_listen: Option<String>,
+    /// Read-only listener (`host:port`); `None` disables it.
+    pub ro_listen: Option<String>,
+    /// How long a new session waits for a target before getting an ErrorResponse.
+    #[serde(with = "duration")]
+    pub hold_timeout: Duration,
+    /// Client connections allowed at once over all listeners (held ones included).
+    pub max_client_conn: usize,
+    /// Time a client has to complete its startup packet (slowloris bound).
+    #[serde(with = "duration")]
+    pub startup_timeout: Duration,
+    /// Time allowed for one TCP connect to a backend.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
+    /// Largest startup packet accepted, in bytes.
+    pub max_startup_packet: usize,
+    /// Read-only listener: standbys lagging more than this many bytes (or of unknown lag) are
+    /// skipped; `None` accepts any lag.
+    pub ro_max_lag_bytes: Option<u64>,
+    /// Read-only listener: with no eligible standby, route to the primary.
+    pub ro_fallback_to_primary: bool,
+    /// Read-only listener: add `default_transaction_read_only=on` to plaintext startup packets
+    /// that do not set it, so that a fallback to the primary does not accept writes by default.
+    pub ro_default_read_only: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            rw_listen: Some("127.0.0.1:6432".into()),
+            ro_listen: Some("127.0.0.1:6433".into()),
+            hold_timeout: Duration::from_secs(30),
+            max_client_conn: 5000,
+            startup_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            max_startup_packet: 10_000,
+            ro_max_lag_bytes: Some(16 * 1024 * 1024),
+            ro_fallback_to_primary: true,
+            ro_default_read_only: true,
+        }
+    }
+}
+
+/// Serde for durations: a number of seconds (`30`, `0.5`) or a string (`"250ms"`, `"30s"`, `"2m"`).
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    /// Serializes as a string in milliseconds (`"1500ms"`), which [`deserialize`] reads back.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+
+    /// Reads a number of seconds or a string with a unit.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+            Raw::Secs(s) => Err(de::Error::custom(format!("invalid duration {s}"))),
+            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
+        }
+    }
+
+    /// Parses `"250ms"`, `"30s"`, `"2m"` or a bare number of seconds.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
+            (n, 0.001)
+        } else if let Some(n) = t.strip_suffix('s') {
+            (n, 1.0)
+        } else if let Some(n) = t.strip_suffix('m') {
+            (n, 60.0)
+        } else {
+            (t, 1.0)
+        };
+        match num.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * scale)),
+            _ => Err(format!(
+                "invalid duration {text:?} (expected e.g. 30s, 250ms, 2m)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(
+            duration::parse("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(duration::parse("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(duration::parse("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(duration::parse("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(duration::parse("soon").is_err());
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields() {
+        let c: ProxyConfig = serde_json::from_str(r#"{"hold_timeout": "5s"}"#).unwrap();
+        assert_eq!(c.hold_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_client_conn, ProxyConfig::default().max_client_conn);
+        let back: ProxyConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,77 @@
+//! Error types of the proxy and the prober, each saying whether a retry makes sense.
+
+use std::io;
+use std::time::Duration;
+
+/// What went wrong serving one client, or setting the proxy up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    /// The client did not send a complete startup packet within the startup timeout.
+    #[error("client startup packet not received within {0:?}")]
+    StartupTimeout(Duration),
+    /// The client sent something that is not a valid startup sequence.
+    #[error("invalid startup packet: {0}")]
+    BadStartup(&'static str),
+    /// No target appeared (or none could be reached) within the hold timeout.
+    #[error("no {role} target available after {waited:?}")]
+    NoTarget {
+        role: &'static str,
+        waited: Duration,
+    },
+    /// Connecting to a backend failed.
+    #[error("cannot connect to backend {addr}: {source}")]
+    BackendConnect { addr: String, source: io::Error },
+    /// The configured `max_client_conn` was reached.
+    #[error("too many client connections (max {0})")]
+    TooManyConnections(usize),
+    /// The proxy is shutting down.
+    #[error("proxy shutting down")]
+    Shutdown,
+    /// The session was closed because its backend stopped being a valid target (leader change).
+    #[error("backend {0} is no longer a valid target")]
+    TargetChanged(String),
+    /// Socket I/O failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ProxyError {
+    /// Whether the same operation may succeed if tried again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::NoTarget { .. }
+                | ProxyError::BackendConnect { .. }
+                | ProxyError::TooManyConnections(_)
+                | ProxyError::TargetChanged(_)
+                | ProxyError::Io(_)
+        )
+    }
+}
+
+/// What went wrong probing one candidate.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Connecting or querying did not finish in time.
+    #[error("probe of {addr} timed out after {after:?}")]
+    Timeout { addr: String, after: Duration },
+    /// The PostgreSQL client reported an error.
+    #[error("probe of {addr} failed: {source}")]
+    Postgres {
+        addr: String,
+        source: tokio_postgres::Error,
+    },
+    /// The server answered something unexpected.
+    #[error("probe of {addr}: unexpected answer: {what}")]
+    Unexpected { addr: String, what: String },
+}
+
+impl ProbeError {
+    /// Probes are always worth retrying on the next round.
+    pub fn is_retryable(&self) -> bool {
+        true
+    }
+}

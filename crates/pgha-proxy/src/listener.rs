@@ -1,0 +1,133 @@
+//! A listening socket: accepts clients, enforces `max_client_conn`, spawns sessions, and closes
+//! sessions on a leader change.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cancel::CancelRegistry;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::metrics::ListenerMetrics;
+use crate::route::Router;
+use crate::session;
+use crate::targets::Targets;
+
+/// State shared by all listeners of one proxy.
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) cancels: Arc<CancelRegistry>,
+    pub(crate) clients: AtomicUsize,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) targets: watch::Receiver<Targets>,
+    pub(crate) tasks: TaskTracker,
+}
+
+/// What a session needs from its listener.
+pub(crate) struct ListenerCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) router: Arc<Router>,
+    pub(crate) metrics: Arc<ListenerMetrics>,
+}
+
+/// Counts a client against `max_client_conn` and its listener's active gauge while alive.
+struct ClientSlot(Arc<ListenerCtx>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.shared.clients.fetch_sub(1, Relaxed);
+        self.0.metrics.active.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Binds `addr` with a deep accept backlog (bursts of thousands of clients).
+pub(crate) fn bind(addr: &str) -> Result<TcpListener, ProxyError> {
+    let err = |source| ProxyError::Bind {
+        addr: addr.to_string(),
+        source,
+    };
+    let sa: SocketAddr = addr.parse().map_err(|_| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "expected ip:port",
+        ))
+    })?;
+    let socket = if sa.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(err)?;
+    socket.set_reuseaddr(true).map_err(err)?;
+    socket.bind(sa).map_err(err)?;
+    socket.listen(4096).map_err(err)
+}
+
+/// Accepts until shutdown.
+pub(crate) async fn accept_loop(ctx: Arc<ListenerCtx>, listener: TcpListener) {
+    let shared = Arc::clone(&ctx.shared);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (client, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                ctx.metrics.errors.fetch_add(1, Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        ctx.metrics.total.fetch_add(1, Relaxed);
+        let ctx2 = Arc::clone(&ctx);
+        if shared.clients.fetch_add(1, Relaxed) >= shared.config.max_client_conn {
+            shared.clients.fetch_sub(1, Relaxed);
+            ctx.metrics.rejected.fetch_add(1, Relaxed);
+            shared.tasks.spawn(session::reject_too_many(ctx2, client));
+            continue;
+        }
+        ctx.metrics.active.fetch_add(1, Relaxed);
+        shared.tasks.spawn(async move {
+            let slot = ClientSlot(ctx2);
+            let ctx = &slot.0;
+            match session::serve(Arc::clone(ctx), client).await {
+                Ok(()) => {}
+                Err(ProxyError::TargetChanged(_)) | Err(ProxyError::Shutdown) => {}
+                Err(e) => {
+                    ctx.metrics.errors.fetch_add(1, Relaxed);
+                    tracing::debug!(%peer, error = %e, "client session ended with an error");
+                }
+            }
+        });
+    }
+}
+
+/// Closes sessions whose backend stopped being a valid target, on every targets change.
+pub(crate) async fn enforce_loop(ctx: Arc<ListenerCtx>) {
+    let mut rx = ctx.router.targets();
+    loop {
+        tokio::select! {
+            _ = ctx.shared.shutdown.cancelled() => return,
+            changed = rx.changed() => if changed.is_err() { return },
+        }
+        let generation = rx.borrow_and_update().generation;
+        let closed = ctx.router.enforce();
+        if closed > 0 {
+            ctx.metrics.closed_on_change.fetch_add(closed, Relaxed);
+            tracing::info!(
+                listener = ctx.router.role().as_str(),
+                generation,
+                closed,
+                "targets changed: closed sessions to backends no longer valid"
+            );
+        }
+    }
+}

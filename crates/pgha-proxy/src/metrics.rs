@@ -1,0 +1,211 @@
+//! Per-listener counters, their serializable snapshot and Prometheus text rendering.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Live counters of one listener (all relaxed atomics; cheap to update per read).
+#[derive(Debug, Default)]
+pub struct ListenerMetrics {
+    pub(crate) active: AtomicU64,
+    pub(crate) total: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) held: AtomicU64,
+    pub(crate) held_total: AtomicU64,
+    pub(crate) hold_micros: AtomicU64,
+    pub(crate) hold_timeouts: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) closed_on_change: AtomicU64,
+    pub(crate) cancels: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+impl ListenerMetrics {
+    pub(crate) fn add_hold(&self, waited: Duration) {
+        self.hold_micros
+            .fetch_add(waited.as_micros() as u64, Relaxed);
+    }
+
+    /// A consistent-enough copy of the counters.
+    pub fn snapshot(&self, listener: &str) -> ListenerSnapshot {
+        ListenerSnapshot {
+            listener: listener.to_string(),
+            active: self.active.load(Relaxed),
+            total: self.total.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            held: self.held.load(Relaxed),
+            held_total: self.held_total.load(Relaxed),
+            hold_seconds_total: self.hold_micros.load(Relaxed) as f64 / 1e6,
+            hold_timeouts: self.hold_timeouts.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+            closed_on_change: self.closed_on_change.load(Relaxed),
+            cancels: self.cancels.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+        }
+    }
+}
+
+/// Counters of one listener at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ListenerSnapshot {
+    /// `rw` or `ro`.
+    pub listener: String,
+    /// Client sessions open now (held ones included).
+    pub active: u64,
+    /// Client connections accepted since start.
+    pub total: u64,
+    /// Bytes from clients to backends.
+    pub bytes_in: u64,
+    /// Bytes from backends to clients.
+    pub bytes_out: u64,
+    /// Connections waiting for a target now.
+    pub held: u64,
+    /// Connections that had to wait for a target, since start.
+    pub held_total: u64,
+    /// Total time connections spent waiting for a target.
+    pub hold_seconds_total: f64,
+    /// Connections that got "no target" after `hold_timeout`.
+    pub hold_timeouts: u64,
+    /// Connections refused because `max_client_conn` was reached.
+    pub rejected: u64,
+    /// Sessions closed because their backend stopped being a target (leader change).
+    pub closed_on_change: u64,
+    /// Cancel requests forwarded.
+    pub cancels: u64,
+    /// Client sessions that ended in an error (bad startup, backend failure, ...).
+    pub errors: u64,
+}
+
+/// Counters of every listener of a proxy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsSnapshot {
+    /// One entry per enabled listener.
+    pub listeners: Vec<ListenerSnapshot>,
+}
+
+impl MetricsSnapshot {
+    /// The snapshot of listener `name` (`rw` or `ro`).
+    pub fn listener(&self, name: &str) -> Option<&ListenerSnapshot> {
+        self.listeners.iter().find(|l| l.listener == name)
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render_prometheus(&self) -> String {
+        type Get = fn(&ListenerSnapshot) -> f64;
+        let families: [(&str, &str, &str, Get); 11] = [
+            (
+                "connections_active",
+                "gauge",
+                "Client sessions open now.",
+                |l| l.active as f64,
+            ),
+            (
+                "connections_total",
+                "counter",
+                "Client connections accepted.",
+                |l| l.total as f64,
+            ),
+            (
+                "connections_held",
+                "gauge",
+                "Connections waiting for a target.",
+                |l| l.held as f64,
+            ),
+            (
+                "held_total",
+                "counter",
+                "Connections that waited for a target.",
+                |l| l.held_total as f64,
+            ),
+            (
+                "hold_seconds_total",
+                "counter",
+                "Time spent waiting for a target.",
+                |l| l.hold_seconds_total,
+            ),
+            (
+                "hold_timeouts_total",
+                "counter",
+                "Connections refused after hold_timeout.",
+                |l| l.hold_timeouts as f64,
+            ),
+            (
+                "rejected_total",
+                "counter",
+                "Connections over max_client_conn.",
+                |l| l.rejected as f64,
+            ),
+            (
+                "closed_on_change_total",
+                "counter",
+                "Sessions closed on a target change.",
+                |l| l.closed_on_change as f64,
+            ),
+            (
+                "cancels_total",
+                "counter",
+                "Cancel requests forwarded.",
+                |l| l.cancels as f64,
+            ),
+            (
+                "errors_total",
+                "counter",
+                "Client sessions ended by an error.",
+                |l| l.errors as f64,
+            ),
+            (
+                "bytes_total",
+                "counter",
+                "Bytes relayed, by direction.",
+                |_| 0.0,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, get) in families {
+            let _ = writeln!(out, "# HELP pgha_proxy_{name} {help}");
+            let _ = writeln!(out, "# TYPE pgha_proxy_{name} {kind}");
+            for l in &self.listeners {
+                let lst = &l.listener;
+                if name == "bytes_total" {
+                    for (dir, v) in [("in", l.bytes_in), ("out", l.bytes_out)] {
+                        let _ = writeln!(
+                            out,
+                            "pgha_proxy_{name}{{listener=\"{lst}\",direction=\"{dir}\"}} {v}"
+                        );
+                    }
+                } else {
+                    let _ = writeln!(out, "pgha_proxy_{name}{{listener=\"{lst}\"}} {}", get(l));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = ListenerMetrics::default();
+        m.total.fetch_add(3, Relaxed);
+        m.bytes_in.fetch_add(10, Relaxed);
+        m.add_hold(Duration::from_millis(1500));
+        let snap = MetricsSnapshot {
+            listeners: vec![m.snapshot("rw")],
+        };
+        let text = snap.render_prometheus();
+        assert!(text.contains("# TYPE pgha_proxy_connections_total counter"));
+        assert!(text.contains("pgha_proxy_connections_total{listener=\"rw\"} 3\n"));
+        assert!(text.contains("pgha_proxy_bytes_total{listener=\"rw\",direction=\"in\"} 10\n"));
+        assert!(text.contains("pgha_proxy_hold_seconds_total{listener=\"rw\"} 1.5\n"));
+        assert!(serde_json::to_string(&snap)
+            .unwrap()
+            .contains("\"bytes_in\":10"));
+    }
+}

@@ -1,0 +1,333 @@
+//! Confirms routing targets: asks each candidate `pg_is_in_recovery()` and its WAL position, and
+//! publishes [`Targets`] where `rw` is the lease holder only if it answered "not in recovery" in
+//! this round (a failed or late answer means unknown, never "still primary").
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::ProbeError;
+use crate::targets::{Backend, Standby, Targets};
+
+/// A cluster member the prober may check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Member {
+    /// Member name.
+    pub name: String,
+    /// PostgreSQL `host:port`.
+    pub addr: String,
+}
+
+impl Member {
+    /// Member `name` at `addr` (`host:port`).
+    pub fn new(name: impl Into<String>, addr: impl Into<String>) -> Self {
+        Member {
+            name: name.into(),
+            addr: addr.into(),
+        }
+    }
+}
+
+/// What the caller knows from the store: who holds the leader lease, and the other members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Candidates {
+    /// The current lease holder, if any.
+    pub leader: Option<Member>,
+    /// Members expected to be standbys.
+    pub standbys: Vec<Member>,
+}
+
+/// Credentials and timing of the checks (passed in by the caller; never logged).
+#[derive(Clone)]
+pub struct ProberConfig {
+    /// Role to connect as.
+    pub user: String,
+    /// Its password, if the server asks for one.
+    pub password: Option<String>,
+    /// Database to connect to.
+    pub dbname: String,
+    /// Bound for connecting plus querying one member.
+    pub check_timeout: Duration,
+    /// Time between rounds in [`Prober::run`].
+    pub interval: Duration,
+}
+
+impl std::fmt::Debug for ProberConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProberConfig")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", &self.dbname)
+            .field("check_timeout", &self.check_timeout)
+            .field("interval", &self.interval)
+            .finish()
+    }
+}
+
+impl ProberConfig {
+    /// Checks as `user` on database `postgres`, 2 s per check, a round per second.
+    pub fn new(user: impl Into<String>) -> Self {
+        ProberConfig {
+            user: user.into(),
+            password: None,
+            dbname: "postgres".into(),
+            check_timeout: Duration::from_secs(2),
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One member's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// Current WAL LSN (primary) or last replayed LSN (standby), as a byte position.
+    pub lsn: u64,
+    /// A WAL receiver is running and streaming.
+    pub streaming: bool,
+}
+
+const CHECK_SQL: &str = "select pg_is_in_recovery(), \
+    (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text, \
+    coalesce((select coalesce(status, 'streaming') = 'streaming' from pg_stat_wal_receiver limit 1), false)";
+
+/// Parses `X/Y` into a byte position.
+fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// Checks candidates with one cached connection per member.
+pub struct Prober {
+    config: ProberConfig,
+    clients: HashMap<String, Client>,
+}
+
+impl Prober {
+    /// A prober with no connection yet.
+    pub fn new(config: ProberConfig) -> Self {
+        Prober {
+            config,
+            clients: HashMap::new(),
+        }
+    }
+
+    /// Checks one member, reusing `client` when it is still open (retrying once on a fresh
+    /// connection otherwise); the whole check is bounded by `check_timeout`.
+    async fn check_one(
+        config: ProberConfig,
+        addr: String,
+        client: Option<Client>,
+    ) -> (String, Result<(ProbeResult, Client), ProbeError>) {
+        let timeout = config.check_timeout;
+        let work = async {
+            if let Some(c) = client.filter(|c| !c.is_closed()) {
+                if let Ok(r) = query(&c, &addr).await {
+                    return Ok((r, c));
+                }
+            }
+            let c = connect(&config, &addr).await?;
+            let r = query(&c, &addr).await?;
+            Ok((r, c))
+        };
+        let res = match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout {
+                addr: addr.clone(),
+                after: timeout,
+            }),
+        };
+        (addr, res)
+    }
+
+    /// Checks every member once, concurrently.
+    pub async fn check_all(
+        &mut self,
+        members: &[&Member],
+    ) -> HashMap<String, Result<ProbeResult, ProbeError>> {
+        let mut set = JoinSet::new();
+        for m in members {
+            let client = self.clients.remove(&m.addr);
+            set.spawn(Self::check_one(self.config.clone(), m.addr.clone(), client));
+        }
+        let mut out = HashMap::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok((addr, res)) = joined else { continue };
+            let res = res.map(|(r, c)| {
+                self.clients.insert(addr.clone(), c);
+                r
+            });
+            out.insert(addr, res);
+        }
+        out
+    }
+
+    /// One round: the lease holder becomes `rw` only if it answered not-in-recovery now; standbys
+    /// that answered in-recovery become `ro`, with lag measured against that primary (unknown
+    /// without one). `generation` is left at 0 for the caller.
+    pub async fn probe(&mut self, c: &Candidates) -> Targets {
+        let members: Vec<&Member> = c.leader.iter().chain(c.standbys.iter()).collect();
+        let results = self.check_all(&members).await;
+        let answer = |m: &Member| match results.get(&m.addr) {
+            Some(Ok(r)) => Some(r.clone()),
+            Some(Err(e)) => {
+                tracing::debug!(member = %m.name, error = %e, "probe failed: state unknown");
+                None
+            }
+            None => None,
+        };
+        let primary = c.leader.as_ref().and_then(|m| match answer(m) {
+            Some(r) if !r.in_recovery => Some((Backend::new(&m.name, &m.addr), r.lsn)),
+            _ => None,
+        });
+        let ro = c
+            .standbys
+            .iter()
+            .filter(|m| Some(&m.addr) != c.leader.as_ref().map(|l| &l.addr))
+            .filter_map(|m| {
+                let r = answer(m).filter(|r| r.in_recovery)?;
+                Some(Standby {
+                    backend: Backend::new(&m.name, &m.addr),
+                    lag_bytes: primary.as_ref().map(|(_, lsn)| lsn.saturating_sub(r.lsn)),
+                    streaming: r.streaming,
+                })
+            })
+            .collect();
+        Targets {
+            rw: primary.map(|(b, _)| b),
+            ro,
+            generation: 0,
+        }
+    }
+
+    /// Probes every `interval` and at once when the candidates change, publishing changed targets
+    /// with a new generation. When the lease holder changes, `rw` is withdrawn immediately,
+    /// before the new one is confirmed. Returns on shutdown or when either channel closes.
+    pub async fn run(
+        mut self,
+        mut candidates: watch::Receiver<Candidates>,
+        targets: watch::Sender<Targets>,
+        shutdown: CancellationToken,
+    ) {
+        let mut generation = targets.borrow().generation;
+        let publish = |mut t: Targets, generation: &mut u64| {
+            targets.send_if_modified(|cur| {
+                t.generation = cur.generation;
+                if *cur == t {
+                    return false;
+                }
+                *generation += 1;
+                t.generation = *generation;
+                *cur = t;
+                true
+            });
+        };
+        loop {
+            let cands = candidates.borrow_and_update().clone();
+            let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
+            let stale = targets.borrow().rw.as_ref().map(|b| b.addr.clone());
+            if stale.is_some() && stale != leader_addr {
+                let mut t = targets.borrow().clone();
+                t.rw = None;
+                publish(t, &mut generation);
+            }
+            let t = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                t = self.probe(&cands) => t,
+            };
+            // Candidates changed while probing: the answer may be about the old leader.
+            if !candidates.has_changed().unwrap_or(false) {
+                publish(t, &mut generation);
+            }
+            if targets.is_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = candidates.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+    }
+}
+
+async fn connect(config: &ProberConfig, addr: &str) -> Result<Client, ProbeError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| ProbeError::Unexpected {
+            addr: addr.to_string(),
+            what: "address is not host:port".into(),
+        })?;
+    let port: u16 = port.parse().map_err(|_| ProbeError::Unexpected {
+        addr: addr.to_string(),
+        what: "bad port".into(),
+    })?;
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(host.trim_start_matches('[').trim_end_matches(']'))
+        .port(port)
+        .user(&config.user)
+        .dbname(&config.dbname)
+        .application_name("pgha-proxy-prober")
+        .connect_timeout(config.check_timeout);
+    if let Some(p) = &config.password {
+        pg.password(p);
+    }
+    let (client, conn) = pg
+        .connect(NoTls)
+        .await
+        .map_err(|source| ProbeError::Postgres {
+            addr: addr.to_string(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn query(client: &Client, addr: &str) -> Result<ProbeResult, ProbeError> {
+    let row = client
+        .query_one(CHECK_SQL, &[])
+        .await
+        .map_err(|source| ProbeError::Postgres {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let lsn_text: Option<String> = row.get(1);
+    let lsn = lsn_text
+        .as_deref()
+        .and_then(parse_lsn)
+        .ok_or_else(|| ProbeError::Unexpected {
+            addr: addr.to_string(),
+            what: format!("bad lsn {lsn_text:?}"),
+        })?;
+    Ok(ProbeResult {
+        in_recovery: row.get(0),
+        lsn,
+        streaming: row.get(2),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_parses() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
+        assert_eq!(parse_lsn("1/0"), Some(1 << 32));
+        assert_eq!(parse_lsn("x"), None);
+    }
+
+    #[test]
+    fn password_not_in_debug() {
+        let mut c = ProberConfig::new("u");
+        c.password = Some("hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

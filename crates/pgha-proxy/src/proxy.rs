@@ -1,0 +1,133 @@
+//! The proxy as a whole: binds the configured listeners, runs them until shutdown, exposes metrics.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cancel::CancelRegistry;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
+use crate::metrics::{ListenerMetrics, MetricsSnapshot};
+use crate::route::{Role, RoutePolicy, Router};
+use crate::targets::Targets;
+
+/// A bound, not yet running proxy. Build it with [`Proxy::bind`], read its addresses and
+/// metrics handle, then drive it with [`Proxy::run`].
+pub struct Proxy {
+    shared: Arc<Shared>,
+    listeners: Vec<(Arc<ListenerCtx>, TcpListener, SocketAddr)>,
+}
+
+/// Cheap, cloneable access to a running proxy's counters.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    listeners: Vec<(Role, Arc<ListenerMetrics>)>,
+}
+
+impl MetricsHandle {
+    /// Current counters of every listener.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            listeners: self
+                .listeners
+                .iter()
+                .map(|(r, m)| m.snapshot(r.as_str()))
+                .collect(),
+        }
+    }
+
+    /// Current counters in Prometheus text format.
+    pub fn render_prometheus(&self) -> String {
+        self.snapshot().render_prometheus()
+    }
+}
+
+impl Proxy {
+    /// Binds the listeners named in `config` (port 0 picks a free port); routing follows
+    /// `targets`. The shutdown token given to [`Proxy::run`] stops everything.
+    pub async fn bind(
+        config: ProxyConfig,
+        targets: watch::Receiver<Targets>,
+        shutdown: CancellationToken,
+    ) -> Result<Proxy, ProxyError> {
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            cancels: Arc::new(CancelRegistry::default()),
+            clients: AtomicUsize::new(0),
+            shutdown,
+            targets: targets.clone(),
+            tasks: TaskTracker::new(),
+        });
+        let mut listeners = Vec::new();
+        for (role, addr) in [
+            (Role::ReadWrite, &config.rw_listen),
+            (Role::ReadOnly, &config.ro_listen),
+        ] {
+            let Some(addr) = addr else { continue };
+            let listener = bind(addr)?;
+            let local = listener.local_addr()?;
+            let policy = RoutePolicy {
+                role,
+                max_lag_bytes: config.ro_max_lag_bytes,
+                fallback_to_primary: config.ro_fallback_to_primary,
+            };
+            let ctx = Arc::new(ListenerCtx {
+                shared: Arc::clone(&shared),
+                router: Router::new(policy, targets.clone()),
+                metrics: Arc::new(ListenerMetrics::default()),
+            });
+            listeners.push((ctx, listener, local));
+        }
+        Ok(Proxy { shared, listeners })
+    }
+
+    fn addr_of(&self, role: Role) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(c, _, _)| c.router.role() == role)
+            .map(|(_, _, a)| *a)
+    }
+
+    /// Bound address of the read-write listener.
+    pub fn rw_addr(&self) -> Option<SocketAddr> {
+        self.addr_of(Role::ReadWrite)
+    }
+
+    /// Bound address of the read-only listener.
+    pub fn ro_addr(&self) -> Option<SocketAddr> {
+        self.addr_of(Role::ReadOnly)
+    }
+
+    /// Handle to the counters, usable while and after the proxy runs.
+    pub fn metrics(&self) -> MetricsHandle {
+        MetricsHandle {
+            listeners: self
+                .listeners
+                .iter()
+                .map(|(c, _, _)| (c.router.role(), Arc::clone(&c.metrics)))
+                .collect(),
+        }
+    }
+
+    /// Serves until the shutdown token is cancelled; then stops accepting, tells held clients
+    /// (57P01), closes open sessions and returns once every session task has ended.
+    pub async fn run(self) {
+        let mut loops = Vec::new();
+        for (ctx, listener, addr) in self.listeners {
+            tracing::info!(listener = ctx.router.role().as_str(), %addr, "proxy listening");
+            loops.push(tokio::spawn(enforce_loop(Arc::clone(&ctx))));
+            loops.push(tokio::spawn(accept_loop(ctx, listener)));
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+}

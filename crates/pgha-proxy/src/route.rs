@@ -1,0 +1,287 @@
+//! Routing at connect time: choosing a backend from the current Targets, holding while there is
+//! none, and closing sessions whose backend stopped being a valid target.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::targets::Targets;
+
+/// Which sessions a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Read-write: the confirmed primary only.
+    ReadWrite,
+    /// Read-only: standbys within the lag bound, then (if allowed) the primary.
+    ReadOnly,
+}
+
+impl Role {
+    /// `rw` or `ro`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadWrite => "rw",
+            Role::ReadOnly => "ro",
+        }
+    }
+}
+
+/// In which capacity a backend was chosen; a session stays valid while that capacity holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Served {
+    /// Chosen as the primary.
+    Primary,
+    /// Chosen as a standby.
+    Standby,
+}
+
+/// Routing options of one listener.
+#[derive(Debug, Clone)]
+pub struct RoutePolicy {
+    /// Listener kind.
+    pub role: Role,
+    /// Read-only: maximum replay lag in bytes (`None`: any, unknown included).
+    pub max_lag_bytes: Option<u64>,
+    /// Read-only: use the primary when no standby qualifies.
+    pub fallback_to_primary: bool,
+}
+
+struct Slot {
+    id: u64,
+    active: usize,
+    token: CancellationToken,
+}
+
+type Key = (Arc<str>, Served);
+
+/// Chooses backends for one listener and tracks its sessions per backend.
+pub struct Router {
+    policy: RoutePolicy,
+    targets: watch::Receiver<Targets>,
+    slots: Mutex<HashMap<Key, Slot>>,
+    next_id: AtomicUsize,
+    rotor: AtomicUsize,
+}
+
+/// A session's claim on a backend: its address, and a token cancelled when the backend stops
+/// being a valid target for this listener. Dropping it releases the claim.
+pub struct Lease {
+    router: Arc<Router>,
+    key: Key,
+    id: u64,
+    /// Cancelled on a leader change affecting this session.
+    pub token: CancellationToken,
+}
+
+impl Lease {
+    /// Backend address (`host:port`).
+    pub fn addr(&self) -> &Arc<str> {
+        &self.key.0
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut slots = self.router.slots.lock().expect("router poisoned");
+        if let Some(slot) = slots.get_mut(&self.key) {
+            if slot.id == self.id {
+                slot.active -= 1;
+                if slot.active == 0 {
+                    slots.remove(&self.key);
+                }
+            }
+        }
+    }
+}
+
+impl Router {
+    /// A router reading `targets`.
+    pub fn new(policy: RoutePolicy, targets: watch::Receiver<Targets>) -> Arc<Self> {
+        Arc::new(Router {
+            policy,
+            targets,
+            slots: Mutex::new(HashMap::new()),
+            next_id: AtomicUsize::new(1),
+            rotor: AtomicUsize::new(0),
+        })
+    }
+
+    /// Listener kind.
+    pub fn role(&self) -> Role {
+        self.policy.role
+    }
+
+    /// A fresh receiver of the targets.
+    pub fn targets(&self) -> watch::Receiver<Targets> {
+        self.targets.clone()
+    }
+
+    /// Backends new sessions may go to now, in preference groups: standbys first (read-only),
+    /// the primary otherwise.
+    fn candidates(&self, t: &Targets) -> Vec<Key> {
+        let rw = t.rw.as_ref().map(|b| b.addr.as_str());
+        let mut out = Vec::new();
+        if self.policy.role == Role::ReadOnly {
+            for s in &t.ro {
+                let lag_ok = match (self.policy.max_lag_bytes, s.lag_bytes) {
+                    (None, _) => true,
+                    (Some(max), Some(lag)) => lag <= max,
+                    (Some(_), None) => false,
+                };
+                if s.streaming && lag_ok && Some(s.backend.addr.as_str()) != rw {
+                    out.push((Arc::from(s.backend.addr.as_str()), Served::Standby));
+                }
+            }
+            if !out.is_empty() || !self.policy.fallback_to_primary {
+                return out;
+            }
+        }
+        if let Some(rw) = rw {
+            out.push((Arc::from(rw), Served::Primary));
+        }
+        out
+    }
+
+    /// Whether a session on `key` may stay open under targets `t`.
+    fn still_valid(&self, key: &Key, t: &Targets) -> bool {
+        let rw = t.rw.as_ref().map(|b| b.addr.as_str());
+        match key.1 {
+            Served::Primary => {
+                Some(&*key.0) == rw
+                    && (self.policy.role == Role::ReadWrite || self.policy.fallback_to_primary)
+            }
+            Served::Standby => {
+                Some(&*key.0) != rw && t.ro.iter().any(|s| s.backend.addr.as_str() == &*key.0)
+            }
+        }
+    }
+
+    /// Whether a new session could be routed now.
+    pub fn has_candidate(&self) -> bool {
+        !self.candidates(&self.targets.borrow()).is_empty()
+    }
+
+    /// Picks the least-loaded candidate now, or `None` when there is none.
+    pub fn try_pick(self: &Arc<Self>) -> Option<Lease> {
+        let mut slots = self.slots.lock().expect("router poisoned");
+        let cands = self.candidates(&self.targets.borrow());
+        if cands.is_empty() {
+            return None;
+        }
+        let load = |k: &Key| -> usize {
+            slots
+                .iter()
+                .filter(|(key, _)| key.0 == k.0)
+                .map(|(_, s)| s.active)
+                .sum()
+        };
+        let start = self.rotor.fetch_add(1, Relaxed) % cands.len();
+        let key = (0..cands.len())
+            .map(|i| &cands[(start + i) % cands.len()])
+            .min_by_key(|k| load(k))
+            .expect("non-empty")
+            .clone();
+        let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
+            id: self.next_id.fetch_add(1, Relaxed) as u64,
+            active: 0,
+            token: CancellationToken::new(),
+        });
+        slot.active += 1;
+        Some(Lease {
+            router: Arc::clone(self),
+            key,
+            id: slot.id,
+            token: slot.token.clone(),
+        })
+    }
+
+    /// Closes the sessions whose backend is no longer valid under the current targets; returns
+    /// how many sessions were told to close.
+    pub fn enforce(&self) -> u64 {
+        let mut slots = self.slots.lock().expect("router poisoned");
+        let t = self.targets.borrow().clone();
+        let mut closed = 0;
+        slots.retain(|key, slot| {
+            let keep = self.still_valid(key, &t);
+            if !keep {
+                slot.token.cancel();
+                closed += slot.active as u64;
+            }
+            keep
+        });
+        closed
+    }
+}
+
+/// How a hold ended without a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldFailure {
+    /// No target (or none reachable) before the deadline.
+    TimedOut,
+    /// The proxy is shutting down.
+    Shutdown,
+}
+
+/// Picks a backend and connects to it, waiting — until `deadline` — for targets to appear or
+/// change while there is no candidate or the chosen one refuses the connection. Returns the
+/// connected stream and its lease; tells whether the session had to wait.
+pub async fn connect_held(
+    router: &Arc<Router>,
+    deadline: Instant,
+    connect_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(TcpStream, Lease, bool), HoldFailure> {
+    let mut rx = router.targets();
+    let mut waited = false;
+    loop {
+        rx.borrow_and_update();
+        let mut wait_for_change = true;
+        if let Some(lease) = router.try_pick() {
+            let attempt = deadline
+                .saturating_duration_since(Instant::now())
+                .min(connect_timeout);
+            let connect = tokio::time::timeout(attempt, TcpStream::connect(&**lease.addr()));
+            match connect.await {
+                Ok(Ok(stream)) => return Ok((stream, lease, waited)),
+                Ok(Err(e)) => {
+                    tracing::debug!(backend = %lease.addr(), error = %e, "backend connect failed");
+                    // A refused connect usually means the target is going away: retry shortly
+                    // even if the targets do not change (a restart on the same address).
+                    wait_for_change = false;
+                }
+                Err(_) => {
+                    tracing::debug!(backend = %lease.addr(), "backend connect timed out");
+                    wait_for_change = false;
+                }
+            }
+        }
+        waited = true;
+        if Instant::now() >= deadline {
+            return Err(HoldFailure::TimedOut);
+        }
+        let retry_at = if wait_for_change {
+            deadline
+        } else {
+            (Instant::now() + Duration::from_millis(100)).min(deadline)
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    // Publisher gone: targets are frozen; keep retrying until the deadline.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
+                        _ = tokio::time::sleep_until(retry_at.max(Instant::now() + Duration::from_millis(100)).min(deadline)) => {}
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(retry_at) => {}
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Reads and checks a client's first packets (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage).
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::error::ProxyError;
+use crate::wire::{CANCEL_REQUEST, GSSENC_REQUEST, PROTOCOL_MAJOR_3, SSL_REQUEST};
+
+/// Smallest legal packet: length word plus request code / protocol version.
+pub const MIN_PACKET: usize = 8;
+
+/// A client's first (untyped) packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstPacket {
+    /// SSLRequest: the answer ('S'/'N') comes from the backend.
+    Ssl,
+    /// GSSENCRequest: the proxy answers 'N'.
+    GssEnc,
+    /// CancelRequest with the backend's key.
+    Cancel(CancelKey),
+    /// StartupMessage for protocol 3.
+    Startup(StartupPacket),
+}
+
+/// Key of one backend session, from BackendKeyData / CancelRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CancelKey {
+    /// Backend process id.
+    pub pid: u32,
+    /// Secret key.
+    pub secret: u32,
+}
+
+impl CancelKey {
+    /// The 16-byte CancelRequest packet for this key.
+    pub fn request(&self) -> [u8; 16] {
+        let mut p = [0u8; 16];
+        p[0..4].copy_from_slice(&16u32.to_be_bytes());
+        p[4..8].copy_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        p[8..12].copy_from_slice(&self.pid.to_be_bytes());
+        p[12..16].copy_from_slice(&self.secret.to_be_bytes());
+        p
+    }
+}
+
+/// A validated StartupMessage, kept as sent so it can be forwarded unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupPacket {
+    /// The whole packet, length word included.
+    pub raw: Vec<u8>,
+}
+
+impl StartupPacket {
+    /// The `(name, value)` parameters (validated when the packet was read).
+    pub fn params(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut parts = self.raw[8..].split(|b| *b == 0);
+        std::iter::from_fn(move || {
+            let k = parts.next().filter(|k| !k.is_empty())?;
+            let v = parts.next()?;
+            Some((k, v))
+        })
+    }
+
+    /// The value of parameter `name`, if present.
+    pub fn param(&self, name: &str) -> Option<&[u8]> {
+        self.params()
+            .find(|(k, _)| *k == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    /// This packet with `name=value` appended when `name` is not already set.
+    pub fn with_default(&self, name: &str, value: &str) -> StartupPacket {
+        if self.param(name).is_some() {
+            return self.clone();
+        }
+        let mut raw = self.raw[..self.raw.len() - 1].to_vec();
+        for s in [name, value] {
+            raw.extend_from_slice(s.as_bytes());
+            raw.push(0);
+        }
+        raw.push(0);
+        let len = raw.len() as u32;
+        raw[0..4].copy_from_slice(&len.to_be_bytes());
+        StartupPacket { raw }
+    }
+}
+
+/// Reads one untyped packet and classifies it. Lengths outside `MIN_PACKET..=max_len`, unknown
+/// request codes, protocol versions other than 3 and malformed parameter lists are errors.
+pub async fn read_first_packet<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max_len: usize,
+) -> Result<FirstPacket, ProxyError> {
+    let mut head = [0u8; 8];
+    r.read_exact(&mut head[..4]).await?;
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len < MIN_PACKET {
+        return Err(ProxyError::BadStartup("packet shorter than 8 bytes"));
+    }
+    if len > max_len {
+        return Err(ProxyError::BadStartup("startup packet too long"));
+    }
+    r.read_exact(&mut head[4..8]).await?;
+    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    match code {
+        SSL_REQUEST | GSSENC_REQUEST if len != 8 => {
+            Err(ProxyError::BadStartup("bad request length"))
+        }
+        SSL_REQUEST => Ok(FirstPacket::Ssl),
+        GSSENC_REQUEST => Ok(FirstPacket::GssEnc),
+        CANCEL_REQUEST => {
+            if len != 16 {
+                return Err(ProxyError::BadStartup("bad cancel request length"));
+            }
+            let mut k = [0u8; 8];
+            r.read_exact(&mut k).await?;
+            Ok(FirstPacket::Cancel(CancelKey {
+                pid: u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
+                secret: u32::from_be_bytes([k[4], k[5], k[6], k[7]]),
+            }))
+        }
+        v if v >> 16 == PROTOCOL_MAJOR_3 => {
+            let mut raw = vec![0u8; len];
+            raw[..8].copy_from_slice(&head);
+            r.read_exact(&mut raw[8..]).await?;
+            validate_params(&raw[8..])?;
+            Ok(FirstPacket::Startup(StartupPacket { raw }))
+        }
+        _ => Err(ProxyError::BadStartup("unsupported protocol version")),
+    }
+}
+
+/// Parameters are NUL-terminated name/value pairs ending with one extra NUL; `user` is required.
+fn validate_params(body: &[u8]) -> Result<(), ProxyError> {
+    if body.last() != Some(&0) {
+        return Err(ProxyError::BadStartup("parameters not terminated"));
+    }
+    let mut rest = &body[..body.len() - 1];
+    let mut has_user = false;
+    while !rest.is_empty() {
+        let k_end = rest
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or(ProxyError::BadStartup("bad name"))?;
+        let (k, after) = (&rest[..k_end], &rest[k_end + 1..]);
+        let v_end = after
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or(ProxyError::BadStartup("bad value"))?;
+        if k.is_empty() {
+            return Err(ProxyError::BadStartup("empty parameter name"));
+        }
+        has_user |= k == b"user";
+        rest = &after[v_end + 1..];
+    }
+    if has_user {
+        Ok(())
+    } else {
+        Err(ProxyError::BadStartup("no user parameter"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+        let mut p = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        for (k, v) in params {
+            p.extend_from_slice(k.as_bytes());
+            p.push(0);
+            p.extend_from_slice(v.as_bytes());
+            p.push(0);
+        }
+        p.push(0);
+        let len = p.len() as u32;
+        p[..4].copy_from_slice(&len.to_be_bytes());
+        p
+    }
+
+    async fn read(bytes: &[u8]) -> Result<FirstPacket, ProxyError> {
+        read_first_packet(&mut &bytes[..], 10_000).await
+    }
+
+    #[tokio::test]
+    async fn classifies_packets() {
+        let ssl = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+        assert_eq!(read(&ssl).await.unwrap(), FirstPacket::Ssl);
+        let gss = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
+        assert_eq!(read(&gss).await.unwrap(), FirstPacket::GssEnc);
+        let key = CancelKey { pid: 42, secret: 7 };
+        assert_eq!(
+            read(&key.request()).await.unwrap(),
+            FirstPacket::Cancel(key)
+        );
+        let s = startup(&[("user", "u"), ("database", "d")]);
+        match read(&s).await.unwrap() {
+            FirstPacket::Startup(p) => {
+                assert_eq!(p.param("database"), Some(&b"d"[..]));
+                let q = p.with_default("default_transaction_read_only", "on");
+                assert_eq!(q.param("default_transaction_read_only"), Some(&b"on"[..]));
+                assert_eq!(q.param("user"), Some(&b"u"[..]));
+                assert_eq!(q.with_default("user", "x"), q);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_packets() {
+        assert!(read(&[0, 0, 0, 4]).await.is_err());
+        assert!(read(&[0, 1, 0, 0, 0, 3, 0, 0]).await.is_err());
+        assert!(read(&[0, 0, 0, 8, 0, 2, 0, 0]).await.is_err());
+        assert!(read(&startup(&[("database", "d")])).await.is_err());
+        let mut s = startup(&[("user", "u")]);
+        let n = s.len();
+        s[n - 1] = b'x';
+        assert!(read(&s).await.is_err());
+        assert!(read(&s[..5]).await.is_err());
+    }
+}
