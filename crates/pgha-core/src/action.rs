@@ -1,0 +1,121 @@
+//! What the core asks the agent to do, in order; at most one long-running job per decision.
+
+use crate::history::HistoryEvent;
+use crate::observe::{JobKind, MemberRecord};
+use crate::sync::{SyncApplied, SyncSet};
+use crate::types::MemberName;
+use serde::{Deserialize, Serialize};
+
+/// How PostgreSQL is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StopMode {
+    /// `pg_ctl stop -m fast`: clean shutdown, every WAL record is sent to connected standbys.
+    Fast,
+    /// `pg_ctl stop -m immediate`: at once (fencing).
+    Immediate,
+}
+
+/// The role PostgreSQL starts in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartRole {
+    /// No `standby.signal`: writable. Only ever asked of the lease holder.
+    Primary,
+    /// With `standby.signal`, streaming from `upstream` (through its slot) when given.
+    Standby { upstream: Option<MemberName> },
+}
+
+/// One thing to do. Store actions and quick local actions run in order and report through the
+/// next observation; *job* actions (see [`Action::job`]) may take long and report an
+/// [`crate::Outcome::Job`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    // --- store ---
+    /// Create the leader key bound to a new lease of `ttl_ms`, only if absent.
+    AcquireLeader {
+        ttl_ms: u64,
+    },
+    /// Refresh the lease, only if the leader key still has `revision` (compare-and-set).
+    RenewLeader {
+        revision: u64,
+        ttl_ms: u64,
+    },
+    /// Delete the leader key (compare-and-set on `revision`) and revoke its lease.
+    ReleaseLeader {
+        revision: u64,
+    },
+    /// Put `members/<self>` bound to the member's own lease.
+    PublishMember(MemberRecord),
+    /// Write the `initialize` key if absent (after a successful bootstrap, or adopting data).
+    WriteInitialize {
+        system_id: crate::types::SystemId,
+    },
+    /// Write the `sync` key, guarded by the leader term `leader_revision`.
+    PublishSync {
+        set: SyncSet,
+        leader_revision: u64,
+    },
+    /// Delete the `switchover` key, guarded by its `revision`.
+    ClearSwitchover {
+        revision: u64,
+    },
+    /// Append to the cluster history (the agent stamps the wall-clock time).
+    RecordHistory(HistoryEvent),
+
+    // --- quick local PostgreSQL actions (bounded by a timeout, no outcome) ---
+    /// Set `synchronous_standby_names` and reload.
+    SetSync(SyncApplied),
+    /// Create physical replication slots for these members (if missing).
+    CreateSlots {
+        names: Vec<MemberName>,
+    },
+    /// Drop these physical replication slots.
+    DropSlots {
+        names: Vec<MemberName>,
+    },
+
+    // --- jobs (long-running; outcome reported once) ---
+    /// initdb, configure, start as primary.
+    Bootstrap,
+    StartPostgres(StartRole),
+    StopPostgres(StopMode),
+    /// `pg_ctl promote` and wait until writable.
+    Promote,
+    /// Stop accepting writes: stop (`mode`) and start again as a standby without upstream.
+    /// May be emitted while another job runs: the agent cancels that job first.
+    Demote {
+        mode: StopMode,
+    },
+    /// Reconfigure as a standby of `leader` (primary_conninfo, slot, standby.signal) and
+    /// reload (PostgreSQL 13+) or restart; starts PostgreSQL if stopped.
+    Follow {
+        leader: MemberName,
+    },
+    /// `pg_rewind` from `from` (PostgreSQL stopped), then restore pgha's config.
+    Rewind {
+        from: MemberName,
+    },
+    /// `pg_basebackup` from `from`; an existing data directory is first moved aside
+    /// (`move_aside`), never deleted.
+    Reclone {
+        from: MemberName,
+        move_aside: bool,
+    },
+}
+
+impl Action {
+    /// The job kind when this action is a long-running job.
+    pub fn job(&self) -> Option<JobKind> {
+        Some(match self {
+            Action::Bootstrap => JobKind::Bootstrap,
+            Action::StartPostgres(_) => JobKind::Start,
+            Action::StopPostgres(_) => JobKind::Stop,
+            Action::Promote => JobKind::Promote,
+            Action::Demote { .. } => JobKind::Demote,
+            Action::Follow { .. } => JobKind::Follow,
+            Action::Rewind { .. } => JobKind::Rewind,
+            Action::Reclone { .. } => JobKind::Reclone,
+            _ => return None,
+        })
+    }
+}

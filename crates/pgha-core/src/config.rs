@@ -1,0 +1,127 @@
+//! Cluster-wide dynamic settings (stored in the store's `config` key) and their validation.
+
+use serde::{Deserialize, Serialize};
+
+/// How commits wait for standbys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Asynchronous streaming.
+    #[default]
+    Off,
+    /// Synchronous while a healthy standby exists; degrades to asynchronous otherwise.
+    On,
+    /// Never degrades: with no synchronous standby, commits wait.
+    Strict,
+}
+
+/// How `synchronous_standby_names` counts acknowledgements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMethod {
+    /// `FIRST n (a, b)`: the first n connected names in priority order.
+    #[default]
+    Priority,
+    /// `ANY n (a, b, c)`: any n of the listed names (quorum commit).
+    Quorum,
+}
+
+/// Dynamic settings every member reads from the store; defaults suit a local cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// Leader lease time-to-live.
+    pub ttl_ms: u64,
+    /// How long before the lease could expire for others the leader demotes itself (I1).
+    pub safety_margin_ms: u64,
+    /// Default interval between two decisions.
+    pub loop_wait_ms: u64,
+    /// A standby further behind the last known primary position than this is never promoted.
+    pub maximum_lag_on_failover: u64,
+    /// How long the leader tries to restart its crashed PostgreSQL before giving up the lease.
+    pub primary_start_timeout_ms: u64,
+    /// How long a planned switchover may take before members elect normally again.
+    pub switchover_timeout_ms: u64,
+    /// How long a standby may fail to stream from the leader before it rewinds.
+    pub stream_timeout_ms: u64,
+    pub synchronous_mode: SyncMode,
+    pub synchronous_count: u32,
+    pub synchronous_method: SyncMethod,
+    /// Allow re-cloning a member whose rewind failed (its old data directory is moved aside).
+    pub allow_reclone: bool,
+    /// Maintenance mode: no automatic action at all (switchover/failover requests still work).
+    pub paused: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            ttl_ms: 10_000,
+            safety_margin_ms: 2_500,
+            loop_wait_ms: 1_000,
+            maximum_lag_on_failover: 1 << 20,
+            primary_start_timeout_ms: 5_000,
+            switchover_timeout_ms: 10_000,
+            stream_timeout_ms: 30_000,
+            synchronous_mode: SyncMode::Off,
+            synchronous_count: 1,
+            synchronous_method: SyncMethod::Priority,
+            allow_reclone: true,
+            paused: false,
+        }
+    }
+}
+
+/// Why a configuration is rejected; names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {key}: {why}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub why: String,
+}
+
+impl ClusterConfig {
+    /// Checks the relations the invariants rely on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key, why: String| Err(ConfigError { key, why });
+        if self.ttl_ms < 1_000 {
+            return err("ttl_ms", format!("{} is below 1000", self.ttl_ms));
+        }
+        if self.safety_margin_ms == 0 || self.safety_margin_ms >= self.ttl_ms {
+            return err(
+                "safety_margin_ms",
+                format!("must be above 0 and below ttl_ms ({})", self.ttl_ms),
+            );
+        }
+        if self.loop_wait_ms == 0 || self.loop_wait_ms * 2 > self.ttl_ms - self.safety_margin_ms {
+            return err(
+                "loop_wait_ms",
+                "must be above 0 and at most half of ttl_ms - safety_margin_ms".into(),
+            );
+        }
+        if self.synchronous_count == 0 {
+            return err("synchronous_count", "must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// How long a held lease is trusted after the renewal request was sent.
+    pub fn lease_trust_ms(&self) -> u64 {
+        self.ttl_ms.saturating_sub(self.safety_margin_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_the_key() {
+        assert_eq!(ClusterConfig::default().validate(), Ok(()));
+        let bad = ClusterConfig {
+            safety_margin_ms: 20_000,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "safety_margin_ms");
+    }
+}

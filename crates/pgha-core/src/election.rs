@@ -1,0 +1,180 @@
+//! Failover candidate eligibility and ranking (I3): best received LSN, never lagging, never
+//! `nofailover`, inside the synchronous set when one is required, deterministic tie-break.
+
+use crate::config::{ClusterConfig, SyncMethod, SyncMode};
+use crate::observe::MemberRecord;
+use crate::sync::SyncSet;
+use crate::types::{Lsn, MemberName, Timeline};
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a member may not be promoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ineligible {
+    NoFailoverTag,
+    NotARunningStandby,
+    Lagging { lag_bytes: u64, max_bytes: u64 },
+    OutsideSyncSet,
+}
+
+impl fmt::Display for Ineligible {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ineligible::NoFailoverTag => write!(f, "tagged nofailover"),
+            Ineligible::NotARunningStandby => write!(f, "not a running standby"),
+            Ineligible::Lagging { lag_bytes, max_bytes } => write!(
+                f,
+                "{lag_bytes} bytes behind the last primary position (maximum_lag_on_failover {max_bytes})"
+            ),
+            Ineligible::OutsideSyncSet => write!(f, "not in the published synchronous set"),
+        }
+    }
+}
+
+/// The ordering key of a candidate: greater is better. Newer timeline, then further LSN, then
+/// higher priority tag, then the smaller name (deterministic tie-break).
+pub fn rank(name: &MemberName, record: &MemberRecord) -> (Timeline, Lsn, u32, Reverse<MemberName>) {
+    (
+        record.timeline,
+        record.lsn,
+        record.tags.priority,
+        Reverse(name.clone()),
+    )
+}
+
+/// What the cluster demands of any failover candidate.
+#[derive(Clone, Debug)]
+pub struct Rules<'a> {
+    pub config: &'a ClusterConfig,
+    pub sync: &'a SyncSet,
+    /// The furthest position the lost primary was known to have reached.
+    pub last_primary_lsn: Option<Lsn>,
+}
+
+impl Rules<'_> {
+    /// Whether `name` may be promoted automatically.
+    pub fn check(&self, name: &MemberName, record: &MemberRecord) -> Result<(), Ineligible> {
+        if record.tags.nofailover {
+            return Err(Ineligible::NoFailoverTag);
+        }
+        if !record.is_standby() {
+            return Err(Ineligible::NotARunningStandby);
+        }
+        if let Some(primary) = self.last_primary_lsn {
+            let lag_bytes = record.lsn.bytes_until(primary);
+            let max_bytes = self.config.maximum_lag_on_failover;
+            if lag_bytes > max_bytes {
+                return Err(Ineligible::Lagging {
+                    lag_bytes,
+                    max_bytes,
+                });
+            }
+        }
+        self.check_sync(name)
+    }
+
+    /// The synchronous-mode part of [`Rules::check`].
+    pub fn check_sync(&self, name: &MemberName) -> Result<(), Ineligible> {
+        let in_set = self.sync.members.contains(name);
+        match self.config.synchronous_mode {
+            SyncMode::Off => Ok(()),
+            SyncMode::On if self.sync.members.is_empty() => Ok(()),
+            _ if in_set => Ok(()),
+            _ => Err(Ineligible::OutsideSyncSet),
+        }
+    }
+
+    /// For quorum commit: how many set members must be compared before promoting so that one
+    /// of them holds every acknowledged commit (|set| - count + 1).
+    fn quorum_needed(&self) -> usize {
+        let quorum = self.config.synchronous_mode != SyncMode::Off
+            && self.sync.method == SyncMethod::Quorum
+            && !self.sync.members.is_empty();
+        if !quorum {
+            return 0;
+        }
+        (self.sync.members.len() + 1).saturating_sub(self.sync.count as usize)
+    }
+}
+
+/// The result of judging one's own candidacy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Best among every confirmed eligible member: race for the leader key.
+    Best,
+    /// Another eligible member ranks higher.
+    Behind {
+        best: MemberName,
+    },
+    /// Some members have not yet reported a position read after the leader vanished.
+    Waiting {
+        unconfirmed: Vec<MemberName>,
+    },
+    /// Too few synchronous-set members confirmed to be sure of every acknowledged commit.
+    QuorumIncomplete {
+        confirmed: usize,
+        needed: usize,
+    },
+    Ineligible(Ineligible),
+}
+
+/// Judges whether `me` (with its fresh `mine` record) should take the lead, comparing with the
+/// other members' published records. A record whose `leader_seen` is set predates the leader's
+/// disappearance and may be stale; such members are waited for until `give_up_waiting`.
+pub fn judge(
+    rules: &Rules<'_>,
+    me: &MemberName,
+    mine: &MemberRecord,
+    others: &BTreeMap<MemberName, MemberRecord>,
+    give_up_waiting: bool,
+) -> Verdict {
+    if let Err(why) = rules.check(me, mine) {
+        return Verdict::Ineligible(why);
+    }
+    let my_rank = rank(me, mine);
+    let mut unconfirmed = Vec::new();
+    let mut set_confirmed = usize::from(rules.sync.members.contains(me));
+    for (name, record) in others.iter().filter(|(name, _)| *name != me) {
+        if !record.is_standby() {
+            continue;
+        }
+        if record.leader_seen.is_some() {
+            if !give_up_waiting {
+                unconfirmed.push(name.clone());
+            }
+            continue;
+        }
+        if rules.sync.members.contains(name) {
+            set_confirmed += 1;
+        }
+        if rules.check(name, record).is_ok() && rank(name, record) > my_rank {
+            return Verdict::Behind { best: name.clone() };
+        }
+    }
+    if !unconfirmed.is_empty() {
+        return Verdict::Waiting { unconfirmed };
+    }
+    let needed = rules.quorum_needed();
+    if set_confirmed < needed {
+        return Verdict::QuorumIncomplete {
+            confirmed: set_confirmed,
+            needed,
+        };
+    }
+    Verdict::Best
+}
+
+/// The best eligible member among published records (e.g. a switchover without `--to`).
+pub fn best_candidate(
+    rules: &Rules<'_>,
+    members: &BTreeMap<MemberName, MemberRecord>,
+    except: Option<&MemberName>,
+) -> Option<MemberName> {
+    members
+        .iter()
+        .filter(|(name, _)| Some(*name) != except)
+        .filter(|(name, record)| rules.check(name, record).is_ok())
+        .max_by_key(|(name, record)| rank(name, record))
+        .map(|(name, _)| name.clone())
+}

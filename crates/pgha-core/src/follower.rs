@@ -1,0 +1,332 @@
+//! The non-leader's steps: follow (or rewind, or re-clone) the current leader, and, when
+//! there is no leader, take part in the election.
+
+use crate::action::{Action, StartRole, StopMode};
+use crate::election::{self, Rules, Verdict};
+use crate::history::{EventKind, HistoryEvent};
+use crate::machine::{Member, Plan, Promotion};
+use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
+use crate::reason::Reason;
+use crate::rejoin::{self, RejoinPlan};
+use crate::switchover::{self, RequestKind};
+use crate::types::{Lsn, MemberName};
+
+impl Member {
+    pub(crate) fn follower_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        leader: &MemberName,
+        plan: &mut Plan,
+    ) -> Reason {
+        let now = obs.now;
+        let local = &obs.local;
+        self.leaderless_since = None;
+        self.promotion = None;
+        self.handover = None;
+        self.last_leader = Some(leader.clone());
+        let leader_record = view.members.get(leader);
+        if let Some(record) = leader_record.filter(|r| r.running && !r.in_recovery) {
+            self.last_primary_lsn = Some(record.lsn);
+        }
+        if self.demote_if_writable(local, plan) {
+            return Reason::DemotingForLeader {
+                leader: leader.clone(),
+            };
+        }
+        if let Some((kind, since)) = self.job {
+            return Reason::JobRunning {
+                kind,
+                for_ms: now.since(since),
+            };
+        }
+        if self.config.paused {
+            return Reason::Paused;
+        }
+        let leader_name = leader.clone();
+        if local.data == DataDir::Missing {
+            if view.initialize.is_none() {
+                return Reason::WaitingForLeaderToClone;
+            }
+            plan.push(Action::Reclone {
+                from: leader_name.clone(),
+                move_aside: false,
+            });
+            return Reason::CloningFrom {
+                leader: leader_name,
+            };
+        }
+        if self.rewind_failed {
+            if !self.config.allow_reclone {
+                return Reason::RewindFailedRecloneDisabled;
+            }
+            plan.push(Action::Reclone {
+                from: leader_name.clone(),
+                move_aside: true,
+            });
+            return Reason::RecloningAfterFailedRewind {
+                leader: leader_name,
+            };
+        }
+        let Some(leader_record) = leader_record else {
+            return Reason::LeaderNotPublished {
+                leader: leader_name,
+            };
+        };
+        if let Some(kind) = self.rejoin.take() {
+            plan.push(Action::RecordHistory(HistoryEvent {
+                kind,
+                from: Some(self.name().clone()),
+                to: Some(leader_name.clone()),
+                timeline: local.timeline,
+                lsn: local.lsn,
+                reason: format!("{} rejoined as a standby of {leader_name}", self.name()),
+            }));
+            self.demoted = false;
+        }
+        let streaming_ok = local.running && local.upstream.as_ref() == Some(leader);
+        if streaming_ok && local.streaming {
+            self.not_streaming_since = None;
+            return Reason::Streaming {
+                leader: leader_name,
+            };
+        }
+        let history = obs
+            .leader_timelines
+            .clone()
+            .unwrap_or_else(|| rejoin::history_from_events(&view.history));
+        let mut decision =
+            rejoin::plan(local.timeline, local.lsn, leader_record.timeline, &history);
+        if streaming_ok {
+            let since = *self.not_streaming_since.get_or_insert(now);
+            let for_ms = now.since(since);
+            if for_ms <= self.config.stream_timeout_ms {
+                return Reason::NotStreaming {
+                    leader: leader_name,
+                    for_ms,
+                };
+            }
+            // PostgreSQL refuses to stream: treat the WAL as diverged.
+            self.force_rewind = true;
+        }
+        if self.force_rewind {
+            decision = RejoinPlan::Rewind;
+        }
+        match decision {
+            RejoinPlan::Rewind if local.running => {
+                plan.push(Action::StopPostgres(StopMode::Fast));
+                Reason::StoppingForRewind {
+                    leader: leader_name,
+                }
+            }
+            RejoinPlan::Rewind => {
+                self.not_streaming_since = None;
+                plan.push(Action::Rewind {
+                    from: leader_name.clone(),
+                });
+                Reason::Rewinding {
+                    leader: leader_name,
+                }
+            }
+            RejoinPlan::Follow => {
+                if self.start_failures > 0 {
+                    plan.wake_by(now.plus(self.backoff_ms()));
+                }
+                if self.demoted && self.rejoin.is_none() {
+                    self.rejoin = Some(EventKind::RejoinFollow);
+                }
+                self.not_streaming_since = None;
+                plan.push(Action::Follow {
+                    leader: leader_name.clone(),
+                });
+                if self.start_failures > 2 {
+                    return Reason::StartFailing {
+                        failures: self.start_failures,
+                    };
+                }
+                Reason::Following {
+                    leader: leader_name,
+                }
+            }
+        }
+    }
+
+    fn backoff_ms(&self) -> u64 {
+        let shift = self.start_failures.min(5);
+        (self.config.loop_wait_ms << shift).min(self.config.ttl_ms)
+    }
+
+    pub(crate) fn election_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Reason {
+        let now = obs.now;
+        let local = &obs.local;
+        let since = *self.leaderless_since.get_or_insert(now);
+        if let Some((kind, job_since)) = self.job {
+            return Reason::JobRunning {
+                kind,
+                for_ms: now.since(job_since),
+            };
+        }
+        if local.data == DataDir::Missing {
+            if view.initialize.is_some() {
+                return Reason::WaitingForLeaderToClone;
+            }
+            let lsn = local.lsn;
+            return self.acquire(
+                EventKind::Bootstrap,
+                None,
+                lsn,
+                Reason::RacingToBootstrap,
+                plan,
+            );
+        }
+        let request = view.switchover.as_ref();
+        if self.config.paused && request.is_none() {
+            return Reason::PausedWithoutLeader;
+        }
+        if !local.running {
+            plan.push(Action::StartPostgres(StartRole::Standby { upstream: None }));
+            return Reason::StartingToElect;
+        }
+        let waited = now.since(since);
+        if let Some(pending) = request.filter(|_| waited < self.config.switchover_timeout_ms) {
+            if let Some(reason) = self.switchover_candidacy(obs, view, pending, plan) {
+                return reason;
+            }
+        }
+        if self.config.paused {
+            return Reason::PausedWithoutLeader;
+        }
+        let rules = Rules {
+            config: &self.config,
+            sync: &view.sync,
+            last_primary_lsn: self.last_primary_lsn,
+        };
+        let mine = self.record(local, view);
+        // During a pending switchover the old leader does not compete.
+        let mut members = view.members.clone();
+        if let Some(from) = request.and_then(|p| p.request.from.as_ref()) {
+            if waited < self.config.switchover_timeout_ms {
+                members.remove(from);
+            }
+        }
+        let give_up = waited >= self.config.ttl_ms;
+        if !give_up {
+            plan.wake_by(since.plus(self.config.ttl_ms));
+        }
+        match election::judge(&rules, self.name(), &mine, &members, give_up) {
+            Verdict::Best => {
+                let from = self.last_leader.clone();
+                self.acquire(
+                    EventKind::Failover,
+                    from,
+                    local.lsn,
+                    Reason::Acquiring {
+                        kind: EventKind::Failover,
+                    },
+                    plan,
+                )
+            }
+            Verdict::Behind { best } => Reason::Behind { best },
+            Verdict::Waiting { unconfirmed } => Reason::WaitingForPositions { unconfirmed },
+            Verdict::QuorumIncomplete { confirmed, needed } => {
+                Reason::QuorumIncomplete { confirmed, needed }
+            }
+            Verdict::Ineligible(why) => Reason::NotEligible(why),
+        }
+    }
+
+    /// During a pending request: the named target takes over once caught up; everyone else
+    /// (and the old leader) defers. `None` means: no opinion, run the normal election.
+    fn switchover_candidacy(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        pending: &PendingSwitchover,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let request = &pending.request;
+        let me = self.name().clone();
+        let from_record = request.from.as_ref().and_then(|f| view.members.get(f));
+        if request.from.as_ref() == Some(&me) {
+            return Some(Reason::WaitingForSwitchoverTarget {
+                target: request.to.clone(),
+            });
+        }
+        // The old leader's final position, once it demoted.
+        let needed = from_record.filter(|r| r.in_recovery).map(|r| r.lsn);
+        match (&request.to, request.kind) {
+            (Some(target), _) if *target != me => Some(Reason::WaitingForSwitchoverTarget {
+                target: Some(target.clone()),
+            }),
+            (Some(_), RequestKind::Failover { .. }) => {
+                if let Err(refusal) = switchover::check(view, Lsn(0), request) {
+                    return Some(Reason::SwitchoverRefused(refusal));
+                }
+                let from = self.last_leader.clone();
+                let lsn = obs.local.lsn;
+                Some(self.acquire_for(EventKind::ManualFailover, from, lsn, pending.revision, plan))
+            }
+            (target, _) => {
+                let replayed = obs.local.replay_lsn;
+                match needed {
+                    Some(needed) if replayed >= needed && target.is_some() => {
+                        let from = request.from.clone();
+                        let lsn = obs.local.lsn;
+                        Some(self.acquire_for(
+                            EventKind::Switchover,
+                            from,
+                            lsn,
+                            pending.revision,
+                            plan,
+                        ))
+                    }
+                    Some(needed) if replayed < needed => {
+                        Some(Reason::CatchingUpForSwitchover { replayed, needed })
+                    }
+                    // No target named: the normal election picks the best caught-up member.
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn acquire_for(
+        &mut self,
+        kind: EventKind,
+        from: Option<MemberName>,
+        lsn: Lsn,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Reason {
+        let reason = self.acquire(kind, from, lsn, Reason::Acquiring { kind }, plan);
+        if let Some(promotion) = self.promotion.as_mut() {
+            promotion.switchover_revision = Some(revision);
+        }
+        reason
+    }
+
+    fn acquire(
+        &mut self,
+        kind: EventKind,
+        from: Option<MemberName>,
+        lsn: Lsn,
+        reason: Reason,
+        plan: &mut Plan,
+    ) -> Reason {
+        self.promotion = Some(Promotion {
+            kind,
+            from,
+            lsn,
+            switchover_revision: None,
+        });
+        plan.push(Action::AcquireLeader {
+            ttl_ms: self.config.ttl_ms,
+        });
+        reason
+    }
+}

@@ -1,0 +1,234 @@
+//! The lease holder's step: renew, bootstrap, restart or promote, hand over on switchover,
+//! and keep slots and the synchronous set in order.
+
+use crate::action::{Action, StartRole, StopMode};
+use crate::history::{EventKind, HistoryEvent};
+use crate::machine::{Handover, HeldLease, Member, Plan, Promotion};
+use crate::observe::{ClusterView, DataDir, Observation};
+use crate::reason::Reason;
+use crate::switchover;
+use crate::sync::{self, SyncStep};
+use crate::types::MemberName;
+use std::collections::BTreeSet;
+
+impl Member {
+    pub(crate) fn leader_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Reason {
+        let now = obs.now;
+        let local = &obs.local;
+        let lease = match self.lease.filter(|l| l.revision == revision) {
+            Some(lease) => lease,
+            None => return self.adopt(obs, revision, plan),
+        };
+        self.renew_if_due(now, lease.revision, plan);
+        self.leaderless_since = None;
+        if let Some((kind, since)) = self.job {
+            return Reason::JobRunning {
+                kind,
+                for_ms: now.since(since),
+            };
+        }
+        let system_id = match local.data {
+            DataDir::Missing if view.initialize.is_none() => {
+                self.promotion = Some(Promotion {
+                    kind: EventKind::Bootstrap,
+                    from: None,
+                    lsn: local.lsn,
+                    switchover_revision: None,
+                });
+                plan.push(Action::Bootstrap);
+                return Reason::Bootstrapping;
+            }
+            DataDir::Missing => return self.release(lease, Reason::LeaderWithoutData, plan),
+            DataDir::Present { system_id } => system_id,
+        };
+        if view.initialize.is_none() {
+            plan.push(Action::WriteInitialize { system_id });
+        }
+        if let Some(error) = self.promote_error.take() {
+            return self.release(lease, Reason::PromoteFailed { error }, plan);
+        }
+        if !local.running {
+            return self.restart_primary(obs, lease, plan);
+        }
+        self.primary_down_since = None;
+        if local.in_recovery {
+            if let Some(handover) = self.handover.take() {
+                // Demoted for a switchover: publish the final position, then let go.
+                let record = self.record(local, view);
+                self.publish(record, now, plan);
+                let reason = Reason::SwitchoverHandedOff {
+                    target: handover.target,
+                };
+                return self.release(lease, reason, plan);
+            }
+            if self.config.paused && self.promotion.is_none() {
+                return Reason::Paused;
+            }
+            let promotion = self.promotion.get_or_insert(Promotion {
+                kind: EventKind::Failover,
+                from: self.last_leader.clone(),
+                lsn: local.lsn,
+                switchover_revision: None,
+            });
+            let kind = promotion.kind;
+            plan.push(Action::Promote);
+            return Reason::Promoting { kind };
+        }
+        if let Some(promotion) = self.promotion.take() {
+            plan.push(Action::RecordHistory(HistoryEvent {
+                kind: promotion.kind,
+                from: promotion.from.clone(),
+                to: Some(self.name().clone()),
+                timeline: local.timeline,
+                lsn: promotion.lsn,
+                reason: format!("{:?} by {}", promotion.kind, self.name()),
+            }));
+            if let Some(revision) = promotion.switchover_revision {
+                plan.push(Action::ClearSwitchover { revision });
+            }
+            return Reason::Promoted {
+                kind: promotion.kind,
+            };
+        }
+        if let Some(reason) = self.handle_switchover(obs, view, plan) {
+            return reason;
+        }
+        if self.config.paused {
+            return Reason::Paused;
+        }
+        self.maintain_slots(obs, view, plan);
+        self.maintain_sync(obs, view, revision, plan);
+        Reason::Leading {
+            standbys: local.replicas.iter().filter(|r| r.streaming).count(),
+        }
+    }
+
+    /// The leader key carries our name but we hold no trusted lease (agent restart, or an
+    /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile.
+    fn adopt(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
+        let since = *self.adopting_since.get_or_insert(obs.now);
+        if obs.now.since(since) > self.config.loop_wait_ms
+            && self.demote_if_writable(&obs.local, plan)
+        {
+            return Reason::WritableWithoutLease;
+        }
+        self.last_renew_request = None;
+        self.renew_if_due(obs.now, revision, plan);
+        Reason::AdoptingLease
+    }
+
+    fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {
+        plan.push(Action::ReleaseLeader {
+            revision: lease.revision,
+        });
+        self.lease = None;
+        self.promotion = None;
+        reason
+    }
+
+    fn restart_primary(&mut self, obs: &Observation, lease: HeldLease, plan: &mut Plan) -> Reason {
+        let since = *self.primary_down_since.get_or_insert(obs.now);
+        let down_ms = obs.now.since(since);
+        if self.config.paused {
+            return Reason::Paused;
+        }
+        if down_ms > self.config.primary_start_timeout_ms {
+            self.primary_down_since = None;
+            return self.release(lease, Reason::PrimaryNotRestartable { down_ms }, plan);
+        }
+        let role = if obs.local.in_recovery {
+            StartRole::Standby { upstream: None }
+        } else {
+            StartRole::Primary
+        };
+        plan.push(Action::StartPostgres(role));
+        Reason::RestartingPrimary { down_ms }
+    }
+
+    /// Acts on a pending request addressed to this leader: refuse it, or demote to hand over.
+    fn handle_switchover(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let pending = view.switchover.as_ref()?;
+        if self.switchovers_seen.contains(&pending.revision) {
+            // Ours already ran (and the target never took over) or was refused.
+            plan.push(Action::ClearSwitchover {
+                revision: pending.revision,
+            });
+            return None;
+        }
+        self.switchovers_seen.push(pending.revision);
+        match switchover::check(view, obs.local.lsn, &pending.request) {
+            Err(refusal) => {
+                plan.push(Action::ClearSwitchover {
+                    revision: pending.revision,
+                });
+                Some(Reason::SwitchoverRefused(refusal))
+            }
+            Ok(target) => {
+                let target = pending.request.to.clone().map(|_| target);
+                self.handover = Some(Handover {
+                    revision: pending.revision,
+                    target: target.clone(),
+                });
+                plan.push(Action::Demote {
+                    mode: StopMode::Fast,
+                });
+                Some(Reason::SwitchoverDemoting { target })
+            }
+        }
+    }
+
+    fn maintain_slots(&self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
+        let wanted: BTreeSet<&MemberName> =
+            view.members.keys().filter(|n| *n != self.name()).collect();
+        let have: BTreeSet<&MemberName> = obs.local.slots.iter().collect();
+        let create: Vec<MemberName> = wanted.difference(&have).map(|n| (*n).clone()).collect();
+        let drop: Vec<MemberName> = have.difference(&wanted).map(|n| (*n).clone()).collect();
+        if !create.is_empty() {
+            plan.push(Action::CreateSlots { names: create });
+        }
+        if !drop.is_empty() {
+            plan.push(Action::DropSlots { names: drop });
+        }
+    }
+
+    fn maintain_sync(&self, obs: &Observation, view: &ClusterView, revision: u64, plan: &mut Plan) {
+        let local = &obs.local;
+        let desired = sync::desired(
+            &self.config,
+            &local.replicas,
+            &view.members,
+            &view.sync,
+            &local.sync_applied,
+        );
+        match sync::next_step(&desired, &local.sync_applied, &view.sync) {
+            SyncStep::Settled => {}
+            SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
+            SyncStep::Publish(set) => {
+                let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();
+                plan.push(Action::RecordHistory(HistoryEvent {
+                    kind: EventKind::SyncChanged,
+                    from: None,
+                    to: Some(self.name().clone()),
+                    timeline: local.timeline,
+                    lsn: local.lsn,
+                    reason: format!("synchronous set now [{}]", names.join(", ")),
+                }));
+                plan.push(Action::PublishSync {
+                    set,
+                    leader_revision: revision,
+                });
+            }
+        }
+    }
+}

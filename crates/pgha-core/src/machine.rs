@@ -1,0 +1,385 @@
+//! The member state machine: `Member::step(&Observation) -> Decision`, outcome bookkeeping,
+//! lease trust (I1) and dispatch to the leader, follower and election paths.
+
+use crate::action::{Action, StopMode};
+use crate::config::ClusterConfig;
+use crate::history::EventKind;
+use crate::observe::{
+    ClusterView, JobKind, LocalPg, MemberRecord, Observation, Outcome, StoreView,
+};
+use crate::reason::Reason;
+use crate::types::{Lsn, MemberName, Millis, Tags};
+use std::collections::BTreeMap;
+
+/// What one member is, from its own configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberSettings {
+    pub name: MemberName,
+    pub tags: Tags,
+    /// Published as-is in the member record (e.g. `postgres` and `api` addresses).
+    pub addresses: BTreeMap<String, String>,
+    /// Used until the store's `config` key is read.
+    pub config: ClusterConfig,
+}
+
+/// The answer to one observation: actions to run in order, why, and when to step again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// At most one job (see [`Action::job`]), always last.
+    pub actions: Vec<Action>,
+    pub reason: Reason,
+    /// Step again no later than this (earlier on a store watch event or a local change).
+    pub wake_at: Millis,
+}
+
+/// The lease as this member trusts it, on its own monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeldLease {
+    pub revision: u64,
+    /// Sent time of the last successful acquire/renew.
+    pub renewed_at: Millis,
+    /// `renewed_at + ttl - safety_margin`: writable only before this instant.
+    pub trusted_until: Millis,
+}
+
+/// A promotion in progress, remembered to write its history event once promoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Promotion {
+    pub kind: EventKind,
+    pub from: Option<MemberName>,
+    pub lsn: Lsn,
+    pub switchover_revision: Option<u64>,
+}
+
+/// A switchover this member (as leader) is carrying out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Handover {
+    pub revision: u64,
+    pub target: Option<MemberName>,
+}
+
+/// One member's decision state. Create with [`Member::new`], then call [`Member::step`] for
+/// every observation; it never performs I/O and never reads a clock.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub(crate) settings: MemberSettings,
+    pub(crate) config: ClusterConfig,
+    pub(crate) lease: Option<HeldLease>,
+    pub(crate) adopting_since: Option<Millis>,
+    pub(crate) last_renew_request: Option<Millis>,
+    pub(crate) job: Option<(JobKind, Millis)>,
+    pub(crate) leaderless_since: Option<Millis>,
+    pub(crate) last_leader: Option<MemberName>,
+    pub(crate) last_primary_lsn: Option<Lsn>,
+    pub(crate) primary_down_since: Option<Millis>,
+    pub(crate) not_streaming_since: Option<Millis>,
+    pub(crate) promotion: Option<Promotion>,
+    pub(crate) promote_error: Option<String>,
+    pub(crate) handover: Option<Handover>,
+    pub(crate) switchovers_seen: Vec<u64>,
+    pub(crate) rewind_failed: bool,
+    pub(crate) force_rewind: bool,
+    pub(crate) start_failures: u32,
+    pub(crate) rejoin: Option<EventKind>,
+    pub(crate) demoted: bool,
+    pub(crate) published: Option<(MemberRecord, Millis)>,
+}
+
+/// Builds a decision: collects actions, keeps the earliest wake-up.
+pub(crate) struct Plan {
+    pub actions: Vec<Action>,
+    pub wake_at: Millis,
+}
+
+impl Plan {
+    pub fn push(&mut self, action: Action) {
+        if let Some(kind) = action.job() {
+            debug_assert!(
+                self.actions.iter().all(|a| a.job().is_none()),
+                "second job {kind:?} in one decision"
+            );
+        }
+        self.actions.push(action);
+    }
+    pub fn wake_by(&mut self, at: Millis) {
+        self.wake_at = self.wake_at.min(at);
+    }
+}
+
+impl Member {
+    pub fn new(settings: MemberSettings) -> Self {
+        Member {
+            config: settings.config.clone(),
+            settings,
+            lease: None,
+            adopting_since: None,
+            last_renew_request: None,
+            job: None,
+            leaderless_since: None,
+            last_leader: None,
+            last_primary_lsn: None,
+            primary_down_since: None,
+            not_streaming_since: None,
+            promotion: None,
+            promote_error: None,
+            handover: None,
+            switchovers_seen: Vec::new(),
+            rewind_failed: false,
+            force_rewind: false,
+            start_failures: 0,
+            rejoin: None,
+            demoted: false,
+            published: None,
+        }
+    }
+
+    pub fn name(&self) -> &MemberName {
+        &self.settings.name
+    }
+
+    /// Whether this member currently trusts that it holds the leader lease at `now`.
+    pub fn holds_lease(&self, now: Millis) -> bool {
+        self.lease.is_some_and(|l| now < l.trusted_until)
+    }
+
+    /// The long-running job the member believes is in flight.
+    pub fn running_job(&self) -> Option<JobKind> {
+        self.job.map(|(kind, _)| kind)
+    }
+
+    /// Decides what to do now. Deterministic: the same member state and observation always
+    /// give the same decision.
+    pub fn step(&mut self, obs: &Observation) -> Decision {
+        let now = obs.now;
+        let mut plan = Plan {
+            actions: Vec::new(),
+            wake_at: now.plus(self.config.loop_wait_ms),
+        };
+        self.absorb(&obs.outcomes);
+        let reason = match &obs.cluster {
+            StoreView::Down { error } => self.store_down(obs, error, &mut plan),
+            StoreView::Up(view) => {
+                self.config = view.config.clone();
+                self.store_up(obs, view, &mut plan)
+            }
+        };
+        if let Some(lease) = self.lease {
+            plan.wake_by(lease.trusted_until);
+        }
+        for action in &plan.actions {
+            if let Some(kind) = action.job() {
+                self.job = Some((kind, now));
+            }
+        }
+        Decision {
+            actions: plan.actions,
+            reason,
+            wake_at: plan.wake_at,
+        }
+    }
+
+    fn absorb(&mut self, outcomes: &[Outcome]) {
+        let trust = self.config.lease_trust_ms();
+        for outcome in outcomes {
+            match outcome {
+                Outcome::LeaderAcquired {
+                    requested_at,
+                    revision,
+                }
+                | Outcome::LeaderRenewed {
+                    requested_at,
+                    revision,
+                } => {
+                    let later = self
+                        .lease
+                        .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
+                    self.lease = Some(later.unwrap_or(HeldLease {
+                        revision: *revision,
+                        renewed_at: *requested_at,
+                        trusted_until: requested_at.plus(trust),
+                    }));
+                    self.adopting_since = None;
+                }
+                Outcome::LeaderRefused => {
+                    self.lease = None;
+                    self.promotion = None;
+                }
+                Outcome::LeaderUnknown => {}
+                Outcome::Job { kind, result } => self.job_done(*kind, result),
+            }
+        }
+    }
+
+    fn job_done(&mut self, kind: JobKind, result: &Result<(), String>) {
+        if self.job.map(|(k, _)| k) != Some(kind) {
+            return; // a job cancelled by a fencing demote reports late: ignore it
+        }
+        self.job = None;
+        match (kind, result) {
+            (JobKind::Promote, Err(e)) => self.promote_error = Some(e.clone()),
+            (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
+            (JobKind::Rewind, Ok(())) => {
+                self.force_rewind = false;
+                self.rejoin = Some(EventKind::RejoinRewind);
+            }
+            (JobKind::Reclone, Ok(())) => {
+                self.rewind_failed = false;
+                self.force_rewind = false;
+                if self.demoted {
+                    self.rejoin = Some(EventKind::RejoinReclone);
+                }
+            }
+            (JobKind::Start | JobKind::Follow, Err(_)) => self.start_failures += 1,
+            (JobKind::Start | JobKind::Follow, Ok(())) => self.start_failures = 0,
+            _ => {}
+        }
+    }
+
+    /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
+    /// store says; a writable PostgreSQL is demoted at once.
+    pub(crate) fn fence_if_expired(
+        &mut self,
+        obs: &Observation,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let lease = self.lease?;
+        if obs.now < lease.trusted_until {
+            return None;
+        }
+        self.lease = None;
+        self.demote_if_writable(&obs.local, plan)
+            .then_some(Reason::LeaseExpiredDemoting)
+    }
+
+    /// Emits an immediate demote when PostgreSQL is (or may become) writable.
+    pub(crate) fn demote_if_writable(&mut self, local: &LocalPg, plan: &mut Plan) -> bool {
+        let promoting = self.running_job() == Some(JobKind::Promote);
+        if !(local.is_writable() || promoting) {
+            return false;
+        }
+        if self.running_job() == Some(JobKind::Demote) {
+            return true;
+        }
+        self.promotion = None;
+        self.handover = None;
+        self.demoted = true;
+        plan.push(Action::Demote {
+            mode: StopMode::Immediate,
+        });
+        true
+    }
+
+    fn store_down(&mut self, obs: &Observation, error: &str, plan: &mut Plan) -> Reason {
+        if let Some(reason) = self.fence_if_expired(obs, plan) {
+            return reason;
+        }
+        if let Some(lease) = self.lease {
+            self.renew_if_due(obs.now, lease.revision, plan);
+            return Reason::StoreDownLeaseTrusted {
+                remaining_ms: lease.trusted_until.since(obs.now),
+            };
+        }
+        if self.demote_if_writable(&obs.local, plan) {
+            return Reason::WritableWithoutLease;
+        }
+        Reason::StoreDown {
+            error: error.to_string(),
+        }
+    }
+
+    pub(crate) fn renew_if_due(&mut self, now: Millis, revision: u64, plan: &mut Plan) {
+        let interval = (self.config.loop_wait_ms / 2).max(1);
+        if self
+            .last_renew_request
+            .is_some_and(|at| now.since(at) < interval && at <= now)
+        {
+            return;
+        }
+        self.last_renew_request = Some(now);
+        plan.push(Action::RenewLeader {
+            revision,
+            ttl_ms: self.config.ttl_ms,
+        });
+    }
+
+    fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {
+        if let Some(reason) = self.fence_if_expired(obs, plan) {
+            return reason;
+        }
+        if let (Some(store), crate::observe::DataDir::Present { system_id }) =
+            (view.initialize, obs.local.data)
+        {
+            if store != system_id {
+                self.demote_if_writable(&obs.local, plan);
+                return Reason::SystemIdMismatch {
+                    store,
+                    local: system_id,
+                };
+            }
+        }
+        self.publish_if_due(obs, view, plan);
+        match view.leader.as_ref().map(|l| (&l.holder, l.revision)) {
+            Some((holder, revision)) if holder == self.name() => {
+                self.leader_step(obs, view, revision, plan)
+            }
+            Some((holder, _)) => {
+                let holder = holder.clone();
+                self.lease = None;
+                self.adopting_since = None;
+                self.follower_step(obs, view, &holder, plan)
+            }
+            None => {
+                self.lease = None;
+                self.adopting_since = None;
+                if self.demote_if_writable(&obs.local, plan) {
+                    return Reason::LeaderKeyLost;
+                }
+                self.election_step(obs, view, plan)
+            }
+        }
+    }
+
+    /// The record this member would publish now.
+    pub(crate) fn record(&self, local: &LocalPg, view: &ClusterView) -> MemberRecord {
+        MemberRecord {
+            running: local.running,
+            in_recovery: local.in_recovery,
+            timeline: local.timeline,
+            lsn: local.lsn,
+            replay_lsn: local.replay_lsn,
+            streaming_from: local.upstream.clone().filter(|_| local.streaming),
+            tags: self.settings.tags.clone(),
+            leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
+            addresses: self.settings.addresses.clone(),
+        }
+    }
+
+    /// Publishes when something other than positions changed, when positions changed and a
+    /// loop has passed, or as a heartbeat.
+    fn publish_if_due(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
+        let record = self.record(&obs.local, view);
+        let in_store = view.members.get(self.name());
+        let due = match (&self.published, in_store) {
+            (_, None) | (None, _) => true,
+            (Some((last, at)), Some(_)) => {
+                let elapsed = obs.now.since(*at);
+                let shape = |r: &MemberRecord| MemberRecord {
+                    lsn: Lsn(0),
+                    replay_lsn: Lsn(0),
+                    ..r.clone()
+                };
+                shape(last) != shape(&record)
+                    || (last != &record && elapsed >= self.config.loop_wait_ms)
+                    || elapsed >= self.config.ttl_ms / 3
+            }
+        };
+        if due {
+            self.publish(record, obs.now, plan);
+        }
+    }
+
+    pub(crate) fn publish(&mut self, record: MemberRecord, now: Millis, plan: &mut Plan) {
+        self.published = Some((record.clone(), now));
+        plan.push(Action::PublishMember(record));
+    }
+}

@@ -1,0 +1,173 @@
+//! What a member sees at one instant: its local PostgreSQL, the store's cluster view, outcomes.
+
+use crate::config::ClusterConfig;
+use crate::history::HistoryEvent;
+use crate::rejoin::TimelineSwitch;
+use crate::switchover::SwitchoverRequest;
+use crate::sync::{SyncApplied, SyncSet};
+use crate::types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything the core may know at one step. The agent builds it by reading the store first and
+/// the local PostgreSQL second (so a local reading is never older than the view it comes with).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    /// The agent's monotonic clock now.
+    pub now: Millis,
+    pub local: LocalPg,
+    pub cluster: StoreView,
+    /// Results of actions from earlier decisions, each reported exactly once.
+    pub outcomes: Vec<Outcome>,
+    /// The leader's timeline history (switch points), when the agent could fetch it.
+    /// Without it the core falls back to the promotions recorded in the cluster history.
+    pub leader_timelines: Option<Vec<TimelineSwitch>>,
+}
+
+/// The store as this member sees it now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoreView {
+    Up(Box<ClusterView>),
+    /// The store could not be read (timeout, partition, ...).
+    Down {
+        error: String,
+    },
+}
+
+/// One consistent read of the cluster keys.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClusterView {
+    /// The `initialize` key: who bootstrapped (absent on a new cluster).
+    pub initialize: Option<SystemId>,
+    pub leader: Option<LeaderKey>,
+    /// Live member keys (expired ones are absent).
+    pub members: BTreeMap<MemberName, MemberRecord>,
+    pub config: ClusterConfig,
+    pub sync: SyncSet,
+    pub switchover: Option<PendingSwitchover>,
+    pub history: Vec<HistoryEvent>,
+}
+
+/// The leader key: who holds the lease, and the key's revision (constant during one term).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderKey {
+    pub holder: MemberName,
+    pub revision: u64,
+}
+
+/// A switchover/failover request and the revision of its key (to clear it by compare-and-set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSwitchover {
+    pub request: SwitchoverRequest,
+    pub revision: u64,
+}
+
+/// What a member publishes about itself under `members/<name>` (bound to its own lease).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub running: bool,
+    pub in_recovery: bool,
+    pub timeline: Timeline,
+    /// Furthest WAL position of this member (written on a primary, received on a standby).
+    pub lsn: Lsn,
+    pub replay_lsn: Lsn,
+    /// Whom it streams from right now (None when not streaming).
+    pub streaming_from: Option<MemberName>,
+    pub tags: Tags,
+    /// The leader in the view this record was computed from: `None` proves that the position
+    /// was read after the leader key was gone (used to confirm election candidates).
+    pub leader_seen: Option<MemberName>,
+    /// Free-form addresses from the member's configuration (PostgreSQL, REST API).
+    pub addresses: BTreeMap<String, String>,
+}
+
+impl MemberRecord {
+    /// Running as a standby (a possible failover candidate).
+    pub fn is_standby(&self) -> bool {
+        self.running && self.in_recovery
+    }
+}
+
+/// The local data directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataDir {
+    /// Absent or empty: needs initdb or a clone.
+    #[default]
+    Missing,
+    Present {
+        system_id: SystemId,
+    },
+}
+
+/// The local PostgreSQL as the agent probed it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalPg {
+    pub data: DataDir,
+    /// Postmaster up and accepting connections.
+    pub running: bool,
+    /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
+    pub in_recovery: bool,
+    pub timeline: Timeline,
+    /// Furthest WAL position of the data directory: `pg_current_wal_lsn()` on a primary,
+    /// max(receive, replay) on a standby, the end of WAL from `pg_controldata` when stopped.
+    pub lsn: Lsn,
+    pub replay_lsn: Lsn,
+    /// Upstream configured in `primary_conninfo`.
+    pub upstream: Option<MemberName>,
+    /// The WAL receiver is streaming from `upstream`.
+    pub streaming: bool,
+    /// `synchronous_standby_names` as currently in effect.
+    pub sync_applied: SyncApplied,
+    /// Standbys in `pg_stat_replication` (on a primary).
+    pub replicas: Vec<ReplicaState>,
+    /// Physical replication slots present.
+    pub slots: Vec<MemberName>,
+}
+
+impl LocalPg {
+    /// Running and accepting writes.
+    pub fn is_writable(&self) -> bool {
+        self.running && !self.in_recovery
+    }
+}
+
+/// One row of `pg_stat_replication`, keyed by `application_name` = member name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaState {
+    pub name: MemberName,
+    pub streaming: bool,
+    pub flush_lsn: Lsn,
+    pub replay_lsn: Lsn,
+}
+
+/// Which long-running local action a job outcome is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Bootstrap,
+    Start,
+    Stop,
+    Promote,
+    Demote,
+    Follow,
+    Rewind,
+    Reclone,
+}
+
+/// The result of an action of an earlier decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `AcquireLeader` succeeded; `requested_at` is when the request was *sent* (own clock).
+    LeaderAcquired { requested_at: Millis, revision: u64 },
+    /// `RenewLeader` succeeded; `requested_at` is when the request was *sent* (own clock).
+    LeaderRenewed { requested_at: Millis, revision: u64 },
+    /// The store answered that the key is not (or no longer) ours.
+    LeaderRefused,
+    /// The store did not answer (timeout, unreachable): nothing is known.
+    LeaderUnknown,
+    /// A job finished: `Ok` or the error text.
+    Job {
+        kind: JobKind,
+        result: Result<(), String>,
+    },
+}

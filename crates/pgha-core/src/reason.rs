@@ -1,0 +1,169 @@
+//! The one typed reason every decision carries (I6), written to read well in a log line.
+
+use crate::election::Ineligible;
+use crate::history::EventKind;
+use crate::observe::JobKind;
+use crate::switchover::Refusal;
+use crate::types::{Lsn, MemberName, SystemId};
+use std::fmt;
+
+/// Why the member did what it did in one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    // store trouble and fencing (I1)
+    StoreDown { error: String },
+    StoreDownLeaseTrusted { remaining_ms: u64 },
+    LeaseExpiredDemoting,
+    WritableWithoutLease,
+    AdoptingLease,
+    LeaderKeyLost,
+    SystemIdMismatch { store: SystemId, local: SystemId },
+    Paused,
+    JobRunning { kind: JobKind, for_ms: u64 },
+    // bootstrap
+    RacingToBootstrap,
+    Bootstrapping,
+    WaitingForLeaderToClone,
+    LeaderWithoutData,
+    // leader
+    Leading { standbys: usize },
+    RestartingPrimary { down_ms: u64 },
+    PrimaryNotRestartable { down_ms: u64 },
+    Promoting { kind: EventKind },
+    Promoted { kind: EventKind },
+    PromoteFailed { error: String },
+    SwitchoverRefused(Refusal),
+    SwitchoverDemoting { target: Option<MemberName> },
+    SwitchoverHandedOff { target: Option<MemberName> },
+    // standby
+    DemotingForLeader { leader: MemberName },
+    CloningFrom { leader: MemberName },
+    StoppingForRewind { leader: MemberName },
+    Rewinding { leader: MemberName },
+    RecloningAfterFailedRewind { leader: MemberName },
+    RewindFailedRecloneDisabled,
+    Following { leader: MemberName },
+    Streaming { leader: MemberName },
+    NotStreaming { leader: MemberName, for_ms: u64 },
+    LeaderNotPublished { leader: MemberName },
+    StartFailing { failures: u32 },
+    // election
+    StartingToElect,
+    Acquiring { kind: EventKind },
+    Behind { best: MemberName },
+    WaitingForPositions { unconfirmed: Vec<MemberName> },
+    QuorumIncomplete { confirmed: usize, needed: usize },
+    NotEligible(Ineligible),
+    WaitingForSwitchoverTarget { target: Option<MemberName> },
+    CatchingUpForSwitchover { replayed: Lsn, needed: Lsn },
+    PausedWithoutLeader,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Reason::*;
+        match self {
+            StoreDown { error } => write!(f, "store unreachable ({error}); keeping current role"),
+            StoreDownLeaseTrusted { remaining_ms } => write!(
+                f,
+                "store unreachable; lease still trusted for {remaining_ms} ms, then demoting"
+            ),
+            LeaseExpiredDemoting => write!(f, "leader lease not renewed in time: demoting"),
+            WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
+            AdoptingLease => write!(f, "leader key is ours from before: renewing to adopt it"),
+            LeaderKeyLost => write!(f, "leader key no longer ours"),
+            SystemIdMismatch { store, local } => write!(
+                f,
+                "data directory belongs to system {local}, cluster is {store}: refusing to act"
+            ),
+            Paused => write!(f, "cluster paused: no automatic action"),
+            JobRunning { kind, for_ms } => write!(f, "{kind:?} running for {for_ms} ms"),
+            RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
+            Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),
+            WaitingForLeaderToClone => write!(f, "no data yet: waiting for a leader to clone"),
+            LeaderWithoutData => write!(f, "leader without a data directory: releasing the lease"),
+            Leading { standbys } => write!(f, "leading with {standbys} streaming standbys"),
+            RestartingPrimary { down_ms } => {
+                write!(f, "primary PostgreSQL down for {down_ms} ms: restarting it")
+            }
+            PrimaryNotRestartable { down_ms } => write!(
+                f,
+                "primary PostgreSQL down for {down_ms} ms: releasing the lease for failover"
+            ),
+            Promoting { kind } => write!(f, "lease acquired: promoting ({kind:?})"),
+            Promoted { kind } => write!(f, "promoted ({kind:?}); recording history"),
+            PromoteFailed { error } => write!(f, "promote failed ({error}): releasing the lease"),
+            SwitchoverRefused(why) => write!(f, "switchover refused: {why}"),
+            SwitchoverDemoting { target } => {
+                write!(f, "switchover to {}: demoting first", name_or_best(target))
+            }
+            SwitchoverHandedOff { target } => write!(
+                f,
+                "switchover: demoted, lease released for {}",
+                name_or_best(target)
+            ),
+            DemotingForLeader { leader } => write!(f, "{leader} holds the lease: demoting"),
+            CloningFrom { leader } => write!(f, "no data directory: cloning from {leader}"),
+            StoppingForRewind { leader } => {
+                write!(f, "WAL diverged from {leader}: stopping to rewind")
+            }
+            Rewinding { leader } => write!(f, "WAL diverged from {leader}: running pg_rewind"),
+            RecloningAfterFailedRewind { leader } => write!(
+                f,
+                "rewind failed: re-cloning from {leader} (old data directory moved aside)"
+            ),
+            RewindFailedRecloneDisabled => {
+                write!(f, "rewind failed and allow_reclone is off: staying stopped")
+            }
+            Following { leader } => write!(f, "configuring as standby of {leader}"),
+            Streaming { leader } => write!(f, "streaming from {leader}"),
+            NotStreaming { leader, for_ms } => {
+                write!(
+                    f,
+                    "configured for {leader} but not streaming for {for_ms} ms"
+                )
+            }
+            LeaderNotPublished { leader } => {
+                write!(f, "waiting for leader {leader} to publish its state")
+            }
+            StartFailing { failures } => {
+                write!(f, "PostgreSQL failed to start {failures} times; retrying")
+            }
+            StartingToElect => write!(f, "no leader: starting PostgreSQL as standby to compare"),
+            Acquiring { kind } => write!(f, "best candidate: acquiring the lease ({kind:?})"),
+            Behind { best } => write!(f, "no leader; {best} is the better candidate"),
+            WaitingForPositions { unconfirmed } => {
+                write!(f, "no leader; waiting for fresh positions from ")?;
+                write_names(f, unconfirmed)
+            }
+            QuorumIncomplete { confirmed, needed } => write!(
+                f,
+                "no leader; {confirmed} of {needed} synchronous members confirmed"
+            ),
+            NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
+            WaitingForSwitchoverTarget { target } => {
+                write!(
+                    f,
+                    "switchover pending: waiting for {}",
+                    name_or_best(target)
+                )
+            }
+            CatchingUpForSwitchover { replayed, needed } => write!(
+                f,
+                "switchover target: replayed {replayed}, waiting for {needed}"
+            ),
+            PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
+        }
+    }
+}
+
+fn name_or_best(target: &Option<MemberName>) -> String {
+    target
+        .as_ref()
+        .map_or("the best candidate".into(), |t| t.to_string())
+}
+
+fn write_names(f: &mut fmt::Formatter<'_>, names: &[MemberName]) -> fmt::Result {
+    let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
+    f.write_str(&names.join(", "))
+}

@@ -1,0 +1,119 @@
+//! Planned switchover and manual failover requests, and the checks that accept or refuse them.
+
+use crate::election::{self, Ineligible, Rules};
+use crate::observe::ClusterView;
+use crate::types::{Lsn, MemberName};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A request written to the store's `switchover` key by `pgha switchover|failover`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// The leader the operator expects (refused if another member leads).
+    pub from: Option<MemberName>,
+    /// The member to promote; `None` lets the core pick the best candidate.
+    pub to: Option<MemberName>,
+    pub kind: RequestKind,
+}
+
+/// Planned switchover or manual failover.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestKind {
+    /// Zero data loss: the leader demotes first, the target promotes after replaying everything.
+    Switchover,
+    /// `pgha failover --to NAME`: works without a healthy leader. `force` accepts a lagging
+    /// target; `allow_data_loss` accepts a target outside the synchronous set.
+    Failover { force: bool, allow_data_loss: bool },
+}
+
+/// Why a request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    LeaderMismatch {
+        expected: MemberName,
+        actual: Option<MemberName>,
+    },
+    UnknownTarget(MemberName),
+    TargetIsLeader(MemberName),
+    TargetNotStreaming(MemberName),
+    TargetIneligible {
+        target: MemberName,
+        why: Ineligible,
+    },
+    NoCandidate,
+    FailoverNeedsTarget,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::LeaderMismatch { expected, actual } => match actual {
+                Some(actual) => write!(f, "{expected} is not the leader ({actual} is)"),
+                None => write!(f, "{expected} is not the leader (there is none)"),
+            },
+            Refusal::UnknownTarget(t) => write!(f, "{t} is not a live member"),
+            Refusal::TargetIsLeader(t) => write!(f, "{t} is already the leader"),
+            Refusal::TargetNotStreaming(t) => {
+                write!(f, "{t} is not streaming from the leader")
+            }
+            Refusal::TargetIneligible { target, why } => write!(f, "{target} is {why}"),
+            Refusal::NoCandidate => write!(f, "no healthy eligible standby"),
+            Refusal::FailoverNeedsTarget => write!(f, "a manual failover needs --to NAME"),
+        }
+    }
+}
+
+/// Checks a request against the view, for the CLI (before writing it) and for the leader
+/// (before acting on it). `leader_lsn` is the leader's current position. Returns the target.
+pub fn check(
+    view: &ClusterView,
+    leader_lsn: Lsn,
+    request: &SwitchoverRequest,
+) -> Result<MemberName, Refusal> {
+    let leader = view.leader.as_ref().map(|l| l.holder.clone());
+    if let Some(expected) = &request.from {
+        if leader.as_ref() != Some(expected) {
+            return Err(Refusal::LeaderMismatch {
+                expected: expected.clone(),
+                actual: leader,
+            });
+        }
+    }
+    let (force, allow_data_loss) = match request.kind {
+        RequestKind::Switchover => (false, false),
+        RequestKind::Failover {
+            force,
+            allow_data_loss,
+        } => (force, allow_data_loss),
+    };
+    let rules = Rules {
+        config: &view.config,
+        sync: &view.sync,
+        last_primary_lsn: leader.as_ref().map(|_| leader_lsn),
+    };
+    let target = match &request.to {
+        Some(target) => target.clone(),
+        None if request.kind != RequestKind::Switchover => {
+            return Err(Refusal::FailoverNeedsTarget)
+        }
+        None => election::best_candidate(&rules, &view.members, leader.as_ref())
+            .ok_or(Refusal::NoCandidate)?,
+    };
+    if leader.as_ref() == Some(&target) {
+        return Err(Refusal::TargetIsLeader(target));
+    }
+    let record = view
+        .members
+        .get(&target)
+        .ok_or_else(|| Refusal::UnknownTarget(target.clone()))?;
+    if leader.is_some() && record.streaming_from != leader {
+        return Err(Refusal::TargetNotStreaming(target));
+    }
+    match rules.check(&target, record) {
+        Ok(()) => Ok(target),
+        Err(Ineligible::Lagging { .. }) if force => Ok(target),
+        Err(Ineligible::OutsideSyncSet) if allow_data_loss => Ok(target),
+        Err(why) => Err(Refusal::TargetIneligible { target, why }),
+    }
+}

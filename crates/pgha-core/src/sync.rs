@@ -1,0 +1,253 @@
+//! Synchronous standby management: which standbys, how PostgreSQL counts them, and the order
+//! of applying to PostgreSQL versus publishing to the store.
+
+use crate::config::{ClusterConfig, SyncMethod, SyncMode};
+use crate::observe::{MemberRecord, ReplicaState};
+use crate::types::MemberName;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// The synchronous set as published in the store's `sync` key: the members that may be
+/// promoted without losing an acknowledged commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSet {
+    pub members: BTreeSet<MemberName>,
+    /// Acknowledgements each commit waits for (`n` of `FIRST n`/`ANY n`).
+    pub count: u32,
+    pub method: SyncMethod,
+}
+
+/// `synchronous_standby_names` as rendered into (or read from) PostgreSQL.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncApplied {
+    pub method: SyncMethod,
+    pub count: u32,
+    /// In priority order; empty means asynchronous.
+    pub names: Vec<MemberName>,
+}
+
+impl SyncApplied {
+    pub fn is_async(&self) -> bool {
+        self.names.is_empty()
+    }
+    fn as_set(&self) -> BTreeSet<MemberName> {
+        self.names.iter().cloned().collect()
+    }
+}
+
+impl fmt::Display for SyncApplied {
+    /// The value for `synchronous_standby_names`, e.g. `FIRST 1 ("n2")`, or empty.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.names.is_empty() {
+            return Ok(());
+        }
+        let word = match self.method {
+            SyncMethod::Priority => "FIRST",
+            SyncMethod::Quorum => "ANY",
+        };
+        let names: Vec<String> = self.names.iter().map(|n| format!("\"{n}\"")).collect();
+        write!(f, "{word} {} ({})", self.count, names.join(", "))
+    }
+}
+
+/// The next step towards the desired synchronous configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncStep {
+    /// PostgreSQL and the store both match the desired configuration.
+    Settled,
+    /// Write the store's set first (a member leaves the set before PostgreSQL forgets it).
+    Publish(SyncSet),
+    /// Apply to PostgreSQL; publish once the next observation shows it applied.
+    Apply(SyncApplied),
+}
+
+/// The synchronous configuration the leader wants now.
+///
+/// Candidates are standbys streaming from the leader, known as members, not tagged `nosync`;
+/// current set members come first (stability), then higher priority, then name.
+pub fn desired(
+    config: &ClusterConfig,
+    replicas: &[ReplicaState],
+    members: &BTreeMap<MemberName, MemberRecord>,
+    published: &SyncSet,
+    applied: &SyncApplied,
+) -> SyncApplied {
+    let method = config.synchronous_method;
+    if config.synchronous_mode == SyncMode::Off {
+        return SyncApplied {
+            method,
+            ..SyncApplied::default()
+        };
+    }
+    let mut candidates: Vec<(&MemberName, &MemberRecord)> = replicas
+        .iter()
+        .filter(|r| r.streaming)
+        .filter_map(|r| members.get_key_value(&r.name))
+        .filter(|(_, record)| !record.tags.nosync)
+        .collect();
+    candidates.sort_by(|(a, ra), (b, rb)| {
+        let in_set = |n: &MemberName| !published.members.contains(n);
+        (in_set(a), std::cmp::Reverse(ra.tags.priority), *a).cmp(&(
+            in_set(b),
+            std::cmp::Reverse(rb.tags.priority),
+            *b,
+        ))
+    });
+    let wanted = config.synchronous_count as usize;
+    let take = match method {
+        SyncMethod::Priority => wanted,
+        SyncMethod::Quorum => usize::MAX,
+    };
+    let names: Vec<MemberName> = candidates
+        .iter()
+        .take(take)
+        .map(|(n, _)| (*n).clone())
+        .collect();
+    if names.is_empty() && config.synchronous_mode == SyncMode::Strict {
+        // Strict never degrades: keep waiting on the standbys it had.
+        return applied.clone();
+    }
+    let count = (names.len() as u32).min(config.synchronous_count);
+    SyncApplied {
+        method,
+        count,
+        names,
+    }
+}
+
+/// Orders the change: removals reach the store before PostgreSQL, additions reach the store
+/// only after PostgreSQL applied them.
+pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncSet) -> SyncStep {
+    let wanted = desired.as_set();
+    let kept: BTreeSet<MemberName> = published.members.intersection(&wanted).cloned().collect();
+    if kept != published.members {
+        return SyncStep::Publish(SyncSet {
+            members: kept,
+            count: published.count,
+            method: published.method,
+        });
+    }
+    if applied != desired {
+        return SyncStep::Apply(desired.clone());
+    }
+    let target = SyncSet {
+        members: wanted,
+        count: desired.count,
+        method: desired.method,
+    };
+    if target != *published {
+        return SyncStep::Publish(target);
+    }
+    SyncStep::Settled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{Lsn, Tags, Timeline};
+
+    fn record(priority: u32, nosync: bool) -> MemberRecord {
+        MemberRecord {
+            running: true,
+            in_recovery: true,
+            timeline: Timeline(1),
+            lsn: Lsn(0),
+            replay_lsn: Lsn(0),
+            streaming_from: Some("n1".into()),
+            tags: Tags {
+                priority,
+                nosync,
+                ..Tags::default()
+            },
+            leader_seen: Some("n1".into()),
+            addresses: BTreeMap::new(),
+        }
+    }
+
+    fn replica(name: &str) -> ReplicaState {
+        ReplicaState {
+            name: name.into(),
+            streaming: true,
+            flush_lsn: Lsn(0),
+            replay_lsn: Lsn(0),
+        }
+    }
+
+    fn on(count: u32) -> ClusterConfig {
+        ClusterConfig {
+            synchronous_mode: SyncMode::On,
+            synchronous_count: count,
+            ..ClusterConfig::default()
+        }
+    }
+
+    #[test]
+    fn picks_by_priority_then_name_and_skips_nosync() {
+        let members = BTreeMap::from([
+            ("n2".into(), record(1, false)),
+            ("n3".into(), record(5, false)),
+            ("n4".into(), record(9, true)),
+        ]);
+        let replicas = [replica("n2"), replica("n3"), replica("n4")];
+        let want = desired(
+            &on(1),
+            &replicas,
+            &members,
+            &SyncSet::default(),
+            &SyncApplied::default(),
+        );
+        assert_eq!(want.names, vec![MemberName::from("n3")]);
+        assert_eq!(want.to_string(), "FIRST 1 (\"n3\")");
+    }
+
+    #[test]
+    fn on_degrades_and_strict_keeps_waiting() {
+        let applied = SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec!["n2".into()],
+        };
+        let none = BTreeMap::new();
+        assert!(desired(&on(1), &[], &none, &SyncSet::default(), &applied).is_async());
+        let strict = ClusterConfig {
+            synchronous_mode: SyncMode::Strict,
+            ..on(1)
+        };
+        assert_eq!(
+            desired(&strict, &[], &none, &SyncSet::default(), &applied),
+            applied
+        );
+    }
+
+    #[test]
+    fn removal_is_published_first_and_addition_last() {
+        let old = SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec!["n2".into()],
+        };
+        let new = SyncApplied {
+            names: vec!["n3".into()],
+            ..old.clone()
+        };
+        let published = SyncSet {
+            members: ["n2".into()].into(),
+            count: 1,
+            method: SyncMethod::Priority,
+        };
+        let SyncStep::Publish(emptied) = next_step(&new, &old, &published) else {
+            panic!("removal must reach the store first");
+        };
+        assert!(emptied.members.is_empty());
+        assert_eq!(
+            next_step(&new, &old, &emptied),
+            SyncStep::Apply(new.clone())
+        );
+        let SyncStep::Publish(added) = next_step(&new, &new, &emptied) else {
+            panic!("addition is published after apply");
+        };
+        assert_eq!(added.members, ["n3".into()].into());
+        assert_eq!(next_step(&new, &new, &added), SyncStep::Settled);
+    }
+}
