@@ -1,0 +1,282 @@
+//! Rendering the configuration pgha owns: `pgha.conf` (included by postgresql.conf) and pg_hba.conf.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// File name of pgha's own settings inside the data directory, included from postgresql.conf.
+pub const PGHA_CONF: &str = "pgha.conf";
+
+/// Settings pgha owns; a user setting one of them is a configuration error.
+pub const OWNED_PARAMETERS: &[&str] = &[
+    "listen_addresses",
+    "port",
+    "unix_socket_directories",
+    "wal_level",
+    "hot_standby",
+    "hot_standby_feedback",
+    "wal_log_hints",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_keep_size",
+    "wal_keep_segments",
+    "primary_conninfo",
+    "primary_slot_name",
+    "recovery_target_timeline",
+    "synchronous_standby_names",
+    "cluster_name",
+    "password_encryption",
+    "data_directory",
+    "config_file",
+    "hba_file",
+    "ident_file",
+];
+
+/// Why a user parameter is refused, if it is.
+pub fn check_user_parameter(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !valid {
+        return Err(format!("`{name}` is not a valid PostgreSQL parameter name"));
+    }
+    if OWNED_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!(
+            "`{name}` is managed by pgha (it keeps replication working); remove it"
+        ));
+    }
+    Ok(())
+}
+
+/// Where a standby streams from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Everything needed to render one member's `pgha.conf`.
+#[derive(Debug, Clone)]
+pub struct MemberConf {
+    pub name: String,
+    pub listen_host: String,
+    pub port: u16,
+    pub major: u32,
+    /// `Some` for a standby: the member it streams from.
+    pub upstream: Option<Upstream>,
+    pub replication_user: String,
+    /// The 0600 libpq password file the walreceiver reads (never a password inline).
+    pub passfile: PathBuf,
+    /// How many members the cluster has, to size WAL senders and slots.
+    pub cluster_size: usize,
+    /// The user's pass-through parameters, already validated.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Quotes a value for postgresql.conf.
+pub fn quote_conf(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Quotes a value for a libpq connection string.
+pub fn quote_conninfo(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl MemberConf {
+    /// The `primary_conninfo` a standby uses: application_name is the member name, the password
+    /// comes from the passfile.
+    pub fn primary_conninfo(&self) -> Option<String> {
+        let up = self.upstream.as_ref()?;
+        Some(format!(
+            "host={} port={} user={} passfile={} application_name={} connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
+            quote_conninfo(&up.host),
+            up.port,
+            quote_conninfo(&self.replication_user),
+            quote_conninfo(&self.passfile.to_string_lossy()),
+            quote_conninfo(&self.name),
+        ))
+    }
+
+    /// The slot this member streams through, named after it.
+    pub fn slot_name(&self) -> String {
+        slot_name(&self.name)
+    }
+
+    /// Renders `pgha.conf`.
+    pub fn render(&self) -> String {
+        let senders = (self.cluster_size * 2 + 4).max(10);
+        let mut owned: Vec<(&str, String)> = vec![
+            ("listen_addresses", self.listen_host.clone()),
+            ("port", self.port.to_string()),
+            ("unix_socket_directories", String::new()),
+            ("cluster_name", self.name.clone()),
+            ("password_encryption", "scram-sha-256".into()),
+            ("wal_level", "replica".into()),
+            ("hot_standby", "on".into()),
+            ("hot_standby_feedback", "on".into()),
+            ("wal_log_hints", "on".into()),
+            ("max_wal_senders", senders.to_string()),
+            ("max_replication_slots", senders.to_string()),
+        ];
+        if self.major >= 13 {
+            owned.push(("wal_keep_size", "128MB".into()));
+        } else {
+            owned.push(("wal_keep_segments", "8".into()));
+        }
+        if let Some(conninfo) = self.primary_conninfo() {
+            owned.push(("primary_conninfo", conninfo));
+            owned.push(("primary_slot_name", self.slot_name()));
+            owned.push(("recovery_target_timeline", "latest".into()));
+        }
+        let mut out = String::new();
+        out.push_str("# Written by pgha; rewritten on every role change. Do not edit:\n");
+        out.push_str(
+            "# set your own parameters in the cluster config ([postgresql.parameters]).\n\n",
+        );
+        out.push_str("# Replication settings pgha owns\n");
+        for (key, value) in &owned {
+            let _ = writeln!(out, "{key} = {}", quote_conf(value));
+        }
+        if !self.parameters.is_empty() {
+            out.push_str("\n# Your parameters\n");
+            for (key, value) in &self.parameters {
+                let _ = writeln!(out, "{key} = {}", quote_conf(value));
+            }
+        }
+        out
+    }
+}
+
+/// The replication slot name for a member (slot names allow [a-z0-9_] only).
+pub fn slot_name(member: &str) -> String {
+    member
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Renders pg_hba.conf: replication only for the replication role and only from the members'
+/// hosts; scram-sha-256 for every network connection; nothing else is accepted.
+pub fn render_hba(
+    replication_user: &str,
+    member_hosts: &[String],
+    extra_lines: &[String],
+) -> String {
+    let mut hosts: Vec<String> = member_hosts.iter().map(|h| host_cidr(h)).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut out = String::new();
+    out.push_str("# Written by pgha. Do not edit: add lines through the cluster config (postgresql.pg_hba).\n");
+    out.push_str("# TYPE  DATABASE     USER          ADDRESS             METHOD\n");
+    for cidr in &hosts {
+        let _ = writeln!(
+            out,
+            "host    replication  {replication_user:<13} {cidr:<19} scram-sha-256"
+        );
+    }
+    for line in extra_lines {
+        let _ = writeln!(out, "{line}");
+    }
+    let _ = writeln!(
+        out,
+        "host    all          all           {:<19} scram-sha-256",
+        "127.0.0.1/32"
+    );
+    let _ = writeln!(
+        out,
+        "host    all          all           {:<19} scram-sha-256",
+        "::1/128"
+    );
+    for cidr in &hosts {
+        if cidr != "127.0.0.1/32" && cidr != "::1/128" {
+            let _ = writeln!(
+                out,
+                "host    all          all           {cidr:<19} scram-sha-256"
+            );
+        }
+    }
+    out
+}
+
+fn host_cidr(host: &str) -> String {
+    if host.contains('/') {
+        host.to_string()
+    } else if host.contains(':') {
+        format!("{host}/128")
+    } else {
+        format!("{host}/32")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(upstream: Option<Upstream>) -> MemberConf {
+        MemberConf {
+            name: "n2".into(),
+            listen_host: "127.0.0.1".into(),
+            port: 5433,
+            major: 15,
+            upstream,
+            replication_user: "replicator".into(),
+            passfile: "/data/it's/pgpass".into(),
+            cluster_size: 3,
+            parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn primary_has_no_conninfo() {
+        let text = conf(None).render();
+        assert!(text.contains("wal_level = 'replica'"));
+        assert!(text.contains("port = '5433'"));
+        assert!(text.contains("shared_buffers = '16MB'"));
+        assert!(!text.contains("primary_conninfo"));
+    }
+
+    #[test]
+    fn standby_conninfo_names_the_member_and_uses_the_passfile() {
+        let c = conf(Some(Upstream {
+            host: "127.0.0.1".into(),
+            port: 5432,
+        }));
+        let info = c.primary_conninfo().unwrap();
+        assert!(info.contains("application_name='n2'"));
+        assert!(info.contains(r"passfile='/data/it\'s/pgpass'"));
+        assert!(!info.contains("password"));
+        let text = c.render();
+        assert!(text.contains("primary_slot_name = 'n2'"));
+        // the conninfo's quotes are doubled inside the conf value
+        assert!(text.contains(r"passfile=''/data/it\\''s/pgpass''"));
+    }
+
+    #[test]
+    fn owned_parameters_are_refused() {
+        assert!(check_user_parameter("wal_level").is_err());
+        assert!(check_user_parameter("Port").is_err());
+        assert!(check_user_parameter("shared_buffers").is_ok());
+        assert!(check_user_parameter("bad name").is_err());
+    }
+
+    #[test]
+    fn hba_allows_replication_only_for_the_role() {
+        let hba = render_hba("replicator", &["127.0.0.1".into(), "10.0.0.2".into()], &[]);
+        let repl: Vec<&str> = hba.lines().filter(|l| l.contains("replication")).collect();
+        assert_eq!(repl.len(), 2);
+        assert!(repl
+            .iter()
+            .all(|l| l.contains("replicator") && l.contains("scram-sha-256")));
+        assert!(!hba
+            .lines()
+            .any(|l| l.contains("trust") || l.contains(" md5")));
+    }
+}

@@ -1,0 +1,296 @@
+//! One member's PostgreSQL instance on disk: initdb, start, stop, promote, reload, its files.
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::binaries::PgBinaries;
+use crate::command::{file_tail, run, TAIL_LINES};
+use crate::conf::{MemberConf, PGHA_CONF};
+use crate::error::{PgError, Result};
+use crate::osuser::RunAs;
+
+/// How `pg_ctl stop` shuts PostgreSQL down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Disconnect clients, write a shutdown checkpoint.
+    Fast,
+    /// Quit at once; crash recovery runs at the next start.
+    Immediate,
+}
+
+impl StopMode {
+    fn as_arg(self) -> &'static str {
+        match self {
+            StopMode::Fast => "fast",
+            StopMode::Immediate => "immediate",
+        }
+    }
+}
+
+/// One member's PostgreSQL: `<member_dir>/data` and `<member_dir>/postgresql.log`.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub name: String,
+    pub member_dir: PathBuf,
+    pub bins: PgBinaries,
+    pub run_as: RunAs,
+}
+
+impl Instance {
+    pub fn new(name: &str, member_dir: &Path, bins: PgBinaries, run_as: RunAs) -> Self {
+        Instance {
+            name: name.to_string(),
+            member_dir: member_dir.to_path_buf(),
+            bins,
+            run_as,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.member_dir.join("data")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.member_dir.join("postgresql.log")
+    }
+
+    /// Whether the data directory holds an initialised cluster.
+    pub fn is_initialized(&self) -> bool {
+        self.data_dir().join("PG_VERSION").is_file()
+    }
+
+    /// Creates the member directory, owned by the PostgreSQL OS user, mode 0700.
+    pub fn create_member_dir(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.member_dir)
+            .map_err(|e| PgError::io(format!("create {}", self.member_dir.display()), e))?;
+        std::fs::set_permissions(&self.member_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| PgError::io(format!("chmod {}", self.member_dir.display()), e))?;
+        self.run_as.chown(&self.member_dir)
+    }
+
+    /// Runs initdb into `target` with scram-sha-256 authentication and data checksums; the
+    /// superuser password goes through a short-lived 0600 file, never the command line.
+    pub async fn initdb(&self, target: &Path, superuser: &str, password: &str) -> Result<()> {
+        let pwfile = self.member_dir.join(".initdb-pw");
+        write_private(&pwfile, &format!("{password}\n"), &self.run_as)?;
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("initdb"), &self.member_dir);
+        cmd.arg("-D")
+            .arg(target)
+            .args([
+                "--auth=scram-sha-256",
+                "--data-checksums",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
+            .arg(format!("--username={superuser}"))
+            .arg(format!("--pwfile={}", pwfile.display()));
+        let result = run(cmd, "initdb", Duration::from_secs(300)).await;
+        let _ = std::fs::remove_file(&pwfile);
+        result.map(|_| ())
+    }
+
+    /// Writes pgha.conf, pg_hba.conf and the `include` line in postgresql.conf; writes or
+    /// removes standby.signal to match the role.
+    pub fn write_config(&self, data_dir: &Path, conf: &MemberConf, hba: &str) -> Result<()> {
+        write_owned(&data_dir.join(PGHA_CONF), &conf.render(), &self.run_as)?;
+        write_owned(&data_dir.join("pg_hba.conf"), hba, &self.run_as)?;
+        let main_conf = data_dir.join("postgresql.conf");
+        let text = std::fs::read_to_string(&main_conf)
+            .map_err(|e| PgError::io(format!("read {}", main_conf.display()), e))?;
+        let include = format!("include '{PGHA_CONF}'");
+        if !text.lines().any(|l| l.trim() == include) {
+            let mut new_text = text;
+            if !new_text.ends_with('\n') {
+                new_text.push('\n');
+            }
+            new_text.push_str(&format!(
+                "\n# pgha's settings come last so they win\n{include}\n"
+            ));
+            write_owned(&main_conf, &new_text, &self.run_as)?;
+        }
+        let signal = data_dir.join("standby.signal");
+        if conf.upstream.is_some() {
+            write_owned(&signal, "", &self.run_as)?;
+        } else if signal.exists() {
+            std::fs::remove_file(&signal)
+                .map_err(|e| PgError::io(format!("remove {}", signal.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the data directory is set up as a standby.
+    pub fn has_standby_signal(&self) -> bool {
+        self.data_dir().join("standby.signal").exists()
+    }
+
+    /// The postmaster's pid if one is running on this data directory.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+            Err(_) => None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.postmaster_pid().is_some()
+    }
+
+    /// Starts PostgreSQL and waits until it accepts connections; on failure the error carries
+    /// the tail of the member's log.
+    pub async fn start(&self, timeout: Duration) -> Result<()> {
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("pg_ctl"), &self.member_dir);
+        cmd.arg("start")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-w", "-s", "-t"])
+            .arg(timeout.as_secs().max(1).to_string());
+        match run(cmd, "pg_ctl start", timeout + Duration::from_secs(5)).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(PgError::StartFailed {
+                member: self.name.clone(),
+                status: match &err {
+                    PgError::CommandFailed { status, .. } => status.clone(),
+                    other => other.to_string(),
+                },
+                log: self.log_file(),
+                log_tail: file_tail(&self.log_file(), TAIL_LINES),
+            }),
+        }
+    }
+
+    /// Stops PostgreSQL (no-op when it is not running).
+    pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<()> {
+        if !self.is_running() {
+            return Ok(());
+        }
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("pg_ctl"), &self.member_dir);
+        cmd.arg("stop")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", mode.as_arg(), "-w", "-s", "-t"])
+            .arg(timeout.as_secs().max(1).to_string());
+        run(cmd, "pg_ctl stop", timeout + Duration::from_secs(5))
+            .await
+            .map(|_| ())
+    }
+
+    /// Promotes a standby and waits until it accepts writes.
+    pub async fn promote(&self, timeout: Duration) -> Result<()> {
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("pg_ctl"), &self.member_dir);
+        cmd.arg("promote")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-s", "-t"])
+            .arg(timeout.as_secs().max(1).to_string());
+        run(cmd, "pg_ctl promote", timeout + Duration::from_secs(5))
+            .await
+            .map(|_| ())
+    }
+
+    /// Asks PostgreSQL to re-read its configuration.
+    pub async fn reload(&self) -> Result<()> {
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("pg_ctl"), &self.member_dir);
+        cmd.arg("reload").arg("-D").arg(self.data_dir()).arg("-s");
+        run(cmd, "pg_ctl reload", Duration::from_secs(30))
+            .await
+            .map(|_| ())
+    }
+
+    /// Reads pg_controldata's view of the data directory.
+    pub async fn controldata(&self) -> Result<ControlData> {
+        let mut cmd = self
+            .run_as
+            .command(self.bins.program("pg_controldata"), &self.member_dir);
+        cmd.arg("-D").arg(self.data_dir());
+        let text = run(cmd, "pg_controldata", Duration::from_secs(30)).await?;
+        Ok(ControlData::parse(&text))
+    }
+}
+
+/// The fields of pg_controldata that pgha uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlData {
+    pub system_identifier: String,
+    pub cluster_state: String,
+    pub checkpoint_timeline: u32,
+}
+
+impl ControlData {
+    pub fn parse(text: &str) -> Self {
+        let mut out = ControlData::default();
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "Database system identifier" => out.system_identifier = value.to_string(),
+                "Database cluster state" => out.cluster_state = value.to_string(),
+                "Latest checkpoint's TimeLineID" => {
+                    out.checkpoint_timeline = value.parse().unwrap_or(0)
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Writes a file readable by the PostgreSQL OS user only (mode 0600), atomically.
+pub fn write_private(path: &Path, contents: &str, run_as: &RunAs) -> Result<()> {
+    write_with_mode(path, contents, 0o600, run_as)
+}
+
+/// Writes a file owned by the PostgreSQL OS user (mode 0600), atomically.
+fn write_owned(path: &Path, contents: &str, run_as: &RunAs) -> Result<()> {
+    write_with_mode(path, contents, 0o600, run_as)
+}
+
+fn write_with_mode(path: &Path, contents: &str, mode: u32, run_as: &RunAs) -> Result<()> {
+    let tmp = path.with_extension("pgha-tmp");
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| PgError::io(ctx("write"), e))?;
+    file.write_all(contents.as_bytes())
+        .map_err(|e| PgError::io(ctx("write"), e))?;
+    file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| PgError::io(ctx("chmod"), e))?;
+    run_as.chown(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| PgError::io(ctx("rename"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_controldata() {
+        let text = "pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nDatabase cluster state:               in production\nLatest checkpoint's TimeLineID:       3\n";
+        let cd = ControlData::parse(text);
+        assert_eq!(cd.system_identifier, "7312345678901234567");
+        assert_eq!(cd.cluster_state, "in production");
+        assert_eq!(cd.checkpoint_timeline, 3);
+    }
+}

@@ -1,0 +1,18 @@
+//! pgha-pg: everything pgha does to a PostgreSQL instance — finding the binaries, running them as
+//! the right OS user, initdb, pg_ctl, pg_basebackup, rendering the configuration pgha owns, and
+//! the SQL probes that tell a member's role and WAL position.
+
+pub mod basebackup;
+pub mod binaries;
+pub mod command;
+pub mod conf;
+pub mod error;
+pub mod instance;
+pub mod osuser;
+pub mod probe;
+pub mod secrets;
+
+pub use binaries::PgBinaries;
+pub use error::{PgError, Result};
+pub use instance::{Instance, StopMode};
+pub use osuser::RunAs;

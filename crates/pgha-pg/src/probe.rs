@@ -1,0 +1,273 @@
+//! SQL probes: what a running PostgreSQL says about its role, timeline, WAL positions and standbys.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::{PgError, Result};
+
+/// How pgha logs in to a member over the network.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+/// Opens a connection to `host:port`; the connection task runs on the current tokio runtime.
+pub async fn connect(
+    member: &str,
+    host: &str,
+    port: u16,
+    creds: &Credentials,
+    timeout: Duration,
+) -> Result<Client> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(&creds.user)
+        .password(&creds.password)
+        .dbname(&creds.dbname)
+        .application_name("pgha")
+        .connect_timeout(timeout);
+    let connecting = config.connect(NoTls);
+    let (client, connection) = tokio::time::timeout(timeout, connecting)
+        .await
+        .map_err(|_| PgError::Timeout {
+            what: format!("connect to {member} ({host}:{port})"),
+            seconds: timeout.as_secs(),
+        })?
+        .map_err(|source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A standby as the primary's pg_stat_replication reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicationPeer {
+    pub application_name: String,
+    pub state: String,
+    /// async, sync, potential or quorum, as PostgreSQL reports it.
+    pub sync_state: String,
+    pub flush_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    pub replay_lag_seconds: Option<f64>,
+}
+
+/// One probe of a running member.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgState {
+    pub in_recovery: bool,
+    pub server_version_num: i32,
+    pub system_identifier: String,
+    pub timeline: Option<u32>,
+    /// On a primary: pg_current_wal_lsn().
+    pub current_lsn: Option<u64>,
+    /// On a standby: last WAL received and replayed.
+    pub receive_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    /// On a standby: pg_stat_wal_receiver.status ("streaming", ...), None without a receiver.
+    pub wal_receiver_status: Option<String>,
+    /// On a standby: the upstream "host:port" it streams from.
+    pub upstream: Option<String>,
+    /// On a primary: its standbys.
+    pub replication: Vec<ReplicationPeer>,
+}
+
+impl PgState {
+    pub fn is_streaming(&self) -> bool {
+        self.in_recovery && self.wal_receiver_status.as_deref() == Some("streaming")
+    }
+
+    /// The WAL position that best describes the member: current on a primary, else the
+    /// furthest of received and replayed.
+    pub fn position(&self) -> Option<u64> {
+        if self.in_recovery {
+            match (self.receive_lsn, self.replay_lsn) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        } else {
+            self.current_lsn
+        }
+    }
+}
+
+/// Reads the member's state in a few round trips.
+pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
+    let sql = |source| PgError::Sql {
+        member: member.to_string(),
+        source,
+    };
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
+             (SELECT system_identifier::text FROM pg_control_system())",
+            &[],
+        )
+        .await
+        .map_err(sql)?;
+    let in_recovery: bool = row.get(0);
+    let mut state = PgState {
+        in_recovery,
+        server_version_num: row.get(1),
+        system_identifier: row.get(2),
+        timeline: None,
+        current_lsn: None,
+        receive_lsn: None,
+        replay_lsn: None,
+        wal_receiver_status: None,
+        upstream: None,
+        replication: Vec::new(),
+    };
+    if in_recovery {
+        let row = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint, \
+                        pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, \
+                        r.status, r.received_tli, r.sender_host || ':' || r.sender_port, \
+                        (SELECT timeline_id FROM pg_control_checkpoint()) \
+                 FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
+                &[],
+            )
+            .await
+            .map_err(sql)?;
+        state.receive_lsn = row.get::<_, Option<i64>>(0).map(|v| v as u64);
+        state.replay_lsn = row.get::<_, Option<i64>>(1).map(|v| v as u64);
+        state.wal_receiver_status = row.get(2);
+        let received_tli: Option<i32> = row.get(3);
+        state.upstream = row.get(4);
+        let checkpoint_tli: Option<i32> = row.get(5);
+        state.timeline = received_tli
+            .filter(|t| *t > 0)
+            .or(checkpoint_tli)
+            .map(|t| t as u32);
+    } else {
+        let row = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
+                        ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                &[],
+            )
+            .await
+            .map_err(sql)?;
+        state.current_lsn = Some(row.get::<_, i64>(0) as u64);
+        state.timeline = Some(row.get::<_, i32>(1) as u32);
+        let rows = client
+            .query(
+                "SELECT application_name, state, sync_state, \
+                        pg_wal_lsn_diff(flush_lsn, '0/0')::bigint, \
+                        pg_wal_lsn_diff(replay_lsn, '0/0')::bigint, \
+                        EXTRACT(epoch FROM replay_lag)::float8 \
+                 FROM pg_stat_replication WHERE application_name <> '' ORDER BY application_name",
+                &[],
+            )
+            .await
+            .map_err(sql)?;
+        state.replication = rows
+            .iter()
+            .map(|r| ReplicationPeer {
+                application_name: r.get(0),
+                state: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                sync_state: r.get::<_, Option<String>>(2).unwrap_or_default(),
+                flush_lsn: r.get::<_, Option<i64>>(3).map(|v| v as u64),
+                replay_lsn: r.get::<_, Option<i64>>(4).map(|v| v as u64),
+                replay_lag_seconds: r.get(5),
+            })
+            .collect();
+    }
+    Ok(state)
+}
+
+/// Formats a WAL position the way PostgreSQL prints it, e.g. `0/3000060`.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
+}
+
+/// Creates the physical replication slot `slot` unless it exists; returns whether it created it.
+pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bool> {
+    let sql = |source| PgError::Sql {
+        member: member.to_string(),
+        source,
+    };
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(sql)?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    client
+        .execute(
+            "SELECT pg_create_physical_replication_slot($1, true)",
+            &[&slot],
+        )
+        .await
+        .map_err(sql)?;
+    Ok(true)
+}
+
+/// Creates or updates the replication role: REPLICATION LOGIN only, its password sent as a
+/// SCRAM verifier computed here so the clear text never reaches the server or its logs.
+pub async fn ensure_replication_role(
+    client: &Client,
+    member: &str,
+    role: &str,
+    password: &str,
+) -> Result<()> {
+    let sql = |source| PgError::Sql {
+        member: member.to_string(),
+        source,
+    };
+    let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
+    let ident = quote_ident(role);
+    let literal = quote_literal(&verifier);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await
+        .map_err(sql)?
+        .is_some();
+    let statement = if exists {
+        format!("ALTER ROLE {ident} WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT REPLICATION LOGIN PASSWORD {literal}")
+    } else {
+        format!("CREATE ROLE {ident} WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT REPLICATION LOGIN PASSWORD {literal}")
+    };
+    client.batch_execute(&statement).await.map_err(sql)
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_lsns_like_postgres() {
+        assert_eq!(format_lsn(0x3000060), "0/3000060");
+        assert_eq!(format_lsn((1u64 << 32) | 0xAB), "1/AB");
+    }
+
+    #[test]
+    fn quotes() {
+        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,182 @@
+//! A local cluster directory: its config, secrets, PostgreSQL programs and members.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pgha_pg::conf::{render_hba, MemberConf, Upstream};
+use pgha_pg::probe::Credentials;
+use pgha_pg::{Instance, PgBinaries, RunAs};
+
+use crate::config::{Config, CONFIG_FILE};
+use crate::error::CliError;
+use crate::secrets::{Secrets, SECRETS_FILE};
+
+/// The libpq password file (owned by the PostgreSQL OS user, 0600) that standbys and
+/// pg_basebackup read the replication password from.
+pub const PASSFILE: &str = "pgpass";
+
+/// One member of a local cluster.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub instance: Instance,
+}
+
+/// Everything known about a local cluster directory.
+#[derive(Debug, Clone)]
+pub struct LocalCluster {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub secrets: Secrets,
+    pub bins: PgBinaries,
+    pub run_as: RunAs,
+    pub members: Vec<Member>,
+}
+
+impl LocalCluster {
+    /// Opens an existing cluster directory (written by `pgha up`).
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        let dir = absolute(dir)?;
+        let config_file = dir.join(CONFIG_FILE);
+        if !config_file.is_file() {
+            return Err(CliError::NotACluster {
+                dir,
+                file: CONFIG_FILE,
+            }
+            .into());
+        }
+        let config = Config::load(&config_file)?;
+        let secrets = Secrets::load(&dir.join(SECRETS_FILE))?;
+        Self::assemble(dir, config, secrets)
+    }
+
+    /// Builds the in-memory picture from a config and secrets (nothing is written).
+    pub fn assemble(dir: PathBuf, config: Config, secrets: Secrets) -> anyhow::Result<Self> {
+        let bins = PgBinaries::discover(config.postgresql.bin_dir.as_deref())?;
+        let run_as = RunAs::detect(&config.postgresql.os_user)?;
+        let members = config
+            .member_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| Member {
+                host: config.cluster.host.clone(),
+                port: config.member_port(i as u16 + 1),
+                instance: Instance::new(&name, &dir.join(&name), bins.clone(), run_as.clone()),
+                name,
+            })
+            .collect();
+        Ok(LocalCluster {
+            dir,
+            config,
+            secrets,
+            bins,
+            run_as,
+            members,
+        })
+    }
+
+    pub fn passfile(&self) -> PathBuf {
+        self.dir.join(PASSFILE)
+    }
+
+    pub fn member(&self, name: &str) -> Result<&Member, CliError> {
+        self.members
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| CliError::UnknownMember {
+                name: name.to_string(),
+                known: self
+                    .members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The superuser's credentials, for pgha's own connections.
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            user: self.config.postgresql.superuser.clone(),
+            password: self.secrets.superuser_password.clone(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    /// Writes the libpq password file PostgreSQL programs read.
+    pub fn write_passfile(&self) -> anyhow::Result<()> {
+        let pg = &self.config.postgresql;
+        pgha_pg::secrets::write_passfile(
+            &self.passfile(),
+            &[
+                (&pg.replication_user, &self.secrets.replication_password),
+                (&pg.superuser, &self.secrets.superuser_password),
+            ],
+            &self.run_as,
+        )?;
+        Ok(())
+    }
+
+    /// The configuration `member` runs with, streaming from `upstream` when it is a standby.
+    pub fn member_conf(&self, member: &Member, upstream: Option<&Member>) -> MemberConf {
+        MemberConf {
+            name: member.name.clone(),
+            listen_host: member.host.clone(),
+            port: member.port,
+            major: self.bins.major,
+            upstream: upstream.map(|u| Upstream {
+                host: u.host.clone(),
+                port: u.port,
+            }),
+            replication_user: self.config.postgresql.replication_user.clone(),
+            passfile: self.passfile(),
+            cluster_size: self.members.len(),
+            parameters: self.config.parameters(),
+        }
+    }
+
+    /// pg_hba.conf for every member: replication only from the members' hosts.
+    pub fn hba(&self) -> String {
+        let hosts: Vec<String> = self.members.iter().map(|m| m.host.clone()).collect();
+        render_hba(
+            &self.config.postgresql.replication_user,
+            &hosts,
+            &self.config.postgresql.pg_hba,
+        )
+    }
+
+    /// A libpq URI for the superuser to `host:port`.
+    pub fn uri(&self, host: &str, port: u16) -> String {
+        format!(
+            "postgresql://{}:{}@{}:{}/postgres",
+            self.config.postgresql.superuser, self.secrets.superuser_password, host, port
+        )
+    }
+
+    /// Opens a superuser connection to a member.
+    pub async fn connect(
+        &self,
+        member: &Member,
+        timeout: Duration,
+    ) -> pgha_pg::Result<tokio_postgres::Client> {
+        pgha_pg::probe::connect(
+            &member.name,
+            &member.host,
+            member.port,
+            &self.credentials(),
+            timeout,
+        )
+        .await
+    }
+}
+
+/// `path` made absolute against the current directory (without resolving symlinks).
+pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}

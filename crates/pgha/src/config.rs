@@ -1,0 +1,333 @@
+//! The cluster configuration file (`pgha.toml`): its shape, defaults, loading and validation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the cluster configuration inside a local cluster directory.
+pub const CONFIG_FILE: &str = "pgha.toml";
+
+/// Default first port: the read-write entry point; members start at base + 11.
+pub const DEFAULT_BASE_PORT: u16 = 54320;
+/// Members are numbered from 1; member k listens on base + MEMBER_PORT_OFFSET + k.
+pub const MEMBER_PORT_OFFSET: u16 = 10;
+pub const MAX_MEMBERS: u16 = 89;
+
+/// A configuration problem, naming the file, the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {reason}")]
+    Parse { file: PathBuf, reason: String },
+    #[error("{file}: `{key}`: {reason}")]
+    Invalid {
+        file: PathBuf,
+        key: String,
+        reason: String,
+    },
+    #[error("could not read {file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub cluster: ClusterSection,
+    #[serde(default)]
+    pub postgresql: PostgresSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSection {
+    /// Cluster name, shown in status and used in logs.
+    pub name: String,
+    /// Number of members (one primary, the rest standbys).
+    pub members: u16,
+    /// The read-write entry point's port; the read-only one is base + 1, the control API
+    /// base + 2, and member k listens on base + 10 + k.
+    pub base_port: u16,
+    /// Address every listener binds to.
+    #[serde(default = "default_host")]
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Directory of the PostgreSQL server programs; found automatically when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
+    /// OS user that runs PostgreSQL when pgha runs as root.
+    #[serde(default = "default_os_user")]
+    pub os_user: String,
+    #[serde(default = "default_superuser")]
+    pub superuser: String,
+    #[serde(default = "default_replication_user")]
+    pub replication_user: String,
+    /// Extra pg_hba.conf lines, placed before pgha's catch-all lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pg_hba: Vec<String>,
+    /// Your PostgreSQL parameters, passed through to every member.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, toml::Value>,
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection {
+            bin_dir: None,
+            os_user: default_os_user(),
+            superuser: default_superuser(),
+            replication_user: default_replication_user(),
+            pg_hba: Vec::new(),
+            parameters: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_os_user() -> String {
+    "postgres".into()
+}
+fn default_superuser() -> String {
+    "postgres".into()
+}
+fn default_replication_user() -> String {
+    "replicator".into()
+}
+
+impl Config {
+    pub fn new(name: &str, members: u16, base_port: u16) -> Self {
+        Config {
+            cluster: ClusterSection {
+                name: name.into(),
+                members,
+                base_port,
+                host: default_host(),
+            },
+            postgresql: PostgresSection::default(),
+        }
+    }
+
+    /// Reads and validates `file`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            reason: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    /// Writes the file with a header explaining it.
+    pub fn save(&self, file: &Path) -> std::io::Result<()> {
+        let body = toml::to_string_pretty(self).expect("the config always serialises");
+        let text = format!(
+            "# pgha cluster configuration. Edit it while the cluster is stopped, then run `pgha up` again.\n\
+             # Ports: read-write entry = base_port, read-only = base_port + 1, control API = base_port + 2,\n\
+             # member k = base_port + 10 + k. Put your PostgreSQL settings under [postgresql.parameters].\n\n{body}"
+        );
+        let tmp = file.with_extension("toml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, file)
+    }
+
+    /// Checks every value, naming the key and the reason of the first problem.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        let c = &self.cluster;
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(bad(
+                "cluster.name",
+                format!("{:?} must be non-empty letters, digits, '-' or '_'", c.name),
+            ));
+        }
+        if c.members == 0 || c.members > MAX_MEMBERS {
+            return Err(bad(
+                "cluster.members",
+                format!("{} is out of range: use 1 to {MAX_MEMBERS}", c.members),
+            ));
+        }
+        if c.base_port < 1024
+            || u32::from(c.base_port) + u32::from(MEMBER_PORT_OFFSET + c.members) > 65535
+        {
+            return Err(bad(
+                "cluster.base_port",
+                format!(
+                    "{} is out of range: ports base_port to base_port + {} must lie in 1024-65535",
+                    c.base_port,
+                    MEMBER_PORT_OFFSET + c.members
+                ),
+            ));
+        }
+        if c.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "cluster.host",
+                format!("{:?} is not an IP address", c.host),
+            ));
+        }
+        let p = &self.postgresql;
+        for (key, value) in [
+            ("postgresql.superuser", &p.superuser),
+            ("postgresql.replication_user", &p.replication_user),
+            ("postgresql.os_user", &p.os_user),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                return Err(bad(
+                    key,
+                    format!("{value:?} must be non-empty letters, digits, '-' or '_'"),
+                ));
+            }
+        }
+        if p.superuser == p.replication_user {
+            return Err(bad(
+                "postgresql.replication_user",
+                "must differ from postgresql.superuser".into(),
+            ));
+        }
+        for (name, value) in &p.parameters {
+            let key = format!("postgresql.parameters.{name}");
+            pgha_pg::conf::check_user_parameter(name).map_err(|reason| bad(&key, reason))?;
+            parameter_text(value).map_err(|reason| bad(&key, reason))?;
+        }
+        Ok(())
+    }
+
+    /// The user's parameters as PostgreSQL setting strings.
+    pub fn parameters(&self) -> BTreeMap<String, String> {
+        self.postgresql
+            .parameters
+            .iter()
+            .filter_map(|(k, v)| parameter_text(v).ok().map(|t| (k.clone(), t)))
+            .collect()
+    }
+
+    pub fn member_names(&self) -> Vec<String> {
+        (1..=self.cluster.members)
+            .map(|k| format!("n{k}"))
+            .collect()
+    }
+
+    pub fn member_port(&self, index: u16) -> u16 {
+        self.cluster.base_port + MEMBER_PORT_OFFSET + index
+    }
+}
+
+/// A parameter value as postgresql.conf text: strings, integers, floats and booleans only.
+fn parameter_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(if *b { "on".into() } else { "off".into() }),
+        other => Err(format!(
+            "a {} is not a PostgreSQL setting value; use a string, number or boolean",
+            other.type_str()
+        )),
+    }
+}
+
+/// Parses a `--param key=value` flag into a parameter entry.
+pub fn parse_param_flag(flag: &str) -> Result<(String, toml::Value), String> {
+    let (key, value) = flag.split_once('=').ok_or_else(|| {
+        format!("--param {flag:?}: expected KEY=VALUE, e.g. --param shared_buffers=256MB")
+    })?;
+    let key = key.trim().to_string();
+    pgha_pg::conf::check_user_parameter(&key)
+        .map_err(|reason| format!("--param {flag:?}: {reason}"))?;
+    Ok((key, toml::Value::String(value.trim().to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        std::fs::write(&file, text).unwrap();
+        Config::load(&file)
+    }
+
+    #[test]
+    fn round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(CONFIG_FILE);
+        let mut config = Config::new("demo", 3, 54320);
+        config
+            .postgresql
+            .parameters
+            .insert("shared_buffers".into(), toml::Value::String("16MB".into()));
+        config
+            .postgresql
+            .parameters
+            .insert("max_connections".into(), toml::Value::Integer(50));
+        config.save(&file).unwrap();
+        let loaded = Config::load(&file).unwrap();
+        assert_eq!(loaded, config);
+        assert_eq!(loaded.parameters()["max_connections"], "50");
+        assert_eq!(loaded.member_port(1), 54331);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_file() {
+        let err = load_text("[cluster]\nname = \"x\"\nmembers = \"three\"\nbase_port = 6000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pgha.toml") && err.contains("members"),
+            "{err}"
+        );
+
+        let err = load_text("[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\n[postgresql.parameters]\nwal_level = \"minimal\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("postgresql.parameters.wal_level") && err.contains("managed by pgha"),
+            "{err}"
+        );
+
+        let err = load_text("[cluster]\nname = \"x\"\nmembers = 0\nbase_port = 6000\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cluster.members"), "{err}");
+
+        let err = load_text("[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\ncolour = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn param_flags() {
+        assert_eq!(parse_param_flag("work_mem=8MB").unwrap().0, "work_mem");
+        assert!(parse_param_flag("work_mem").is_err());
+        assert!(parse_param_flag("port=5")
+            .unwrap_err()
+            .contains("managed by pgha"));
+    }
+}

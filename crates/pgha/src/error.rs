@@ -1,0 +1,45 @@
+//! Errors the pgha command line reports for bad input, each saying what to do about it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(
+        "{dir} is not a pgha cluster (it has no {file}); pass the directory `pgha up` created"
+    )]
+    NotACluster { dir: PathBuf, file: &'static str },
+
+    #[error("{dir} is not empty and is not a pgha cluster; refusing to touch it. Choose an empty or new directory")]
+    NotEmpty { dir: PathBuf },
+
+    #[error("{dir} exists and is not a directory")]
+    NotADirectory { dir: PathBuf },
+
+    #[error("port {port} ({what}) is already in use on {host}; stop what uses it or choose another base with --port")]
+    PortInUse {
+        port: u16,
+        what: String,
+        host: String,
+    },
+
+    #[error("another `pgha up` is already running on {dir}{}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Locked { dir: PathBuf, pid: Option<u32> },
+
+    #[error("{flag} {given} conflicts with the existing cluster in {dir}, which has {existing}; drop the flag or edit {file}")]
+    FlagConflict {
+        flag: &'static str,
+        given: String,
+        existing: String,
+        dir: PathBuf,
+        file: PathBuf,
+    },
+
+    #[error("no member named {name:?}; members are {known}")]
+    UnknownMember { name: String, known: String },
+
+    #[error("no primary is running in {dir}; start the cluster with `pgha up --dir {dir}`")]
+    NoPrimary { dir: PathBuf },
+
+    #[error("{what}: {detail}")]
+    Secrets { what: String, detail: String },
+}

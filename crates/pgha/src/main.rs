@@ -1,0 +1,150 @@
+//! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
+//! a message and a non-zero exit code.
+
+mod bootstrap;
+mod cluster;
+mod config;
+mod error;
+mod lock;
+mod progress;
+mod secrets;
+mod status;
+mod up;
+mod url;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cluster::LocalCluster;
+
+/// pgha runs PostgreSQL streaming replication for you: a primary and its standbys, cloned,
+/// configured and watched, with one command.
+#[derive(Debug, Parser)]
+#[command(name = "pgha", version, about, long_about = None, after_help = "\
+Start here:
+  pgha up --dir demo              create a 3-member cluster in ./demo and keep it running
+  pgha status --dir demo          what every member is doing (from another terminal)
+  psql \"$(pgha url --dir demo)\"   connect to the primary")]
+struct Cli {
+    /// Log filter, e.g. info, debug, pgha=debug (also RUST_LOG).
+    #[arg(long, global = true, default_value = "info", env = "PGHA_LOG")]
+    log: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a local cluster (primary + standbys) in DIR and run it in the foreground.
+    ///
+    /// On an empty or new DIR: initdb of the primary (scram-sha-256, data checksums), a
+    /// replication role and one slot per standby, pg_basebackup clones, standbys streaming.
+    /// On a DIR `pgha up` created before: starts the same members with their data. Ctrl-C
+    /// (or SIGTERM) stops every member cleanly. When run as root, PostgreSQL runs as the
+    /// `postgres` OS user (see --os-user).
+    Up {
+        /// Cluster directory (created if missing; an existing one must be empty or a pgha cluster).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of members for a new cluster: one primary, the rest standbys [default: 3].
+        #[arg(long)]
+        members: Option<u16>,
+        /// Base port for a new cluster: the read-write entry point; member k listens on
+        /// base + 10 + k [default: 54320].
+        #[arg(long)]
+        port: Option<u16>,
+        /// PostgreSQL parameter for every member of a new cluster, e.g. --param shared_buffers=256MB
+        /// (repeatable; later edits go in DIR/pgha.toml).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Directory of the PostgreSQL server programs (default: found on PATH, via pg_config,
+        /// or the newest /usr/lib/postgresql/<version>/bin).
+        #[arg(long, env = "PGHA_PG_BIN_DIR")]
+        pg_bin_dir: Option<PathBuf>,
+        /// OS user that runs PostgreSQL when pgha runs as root [default: postgres].
+        #[arg(long)]
+        os_user: Option<String>,
+    },
+    /// Show every member's role, state, timeline, WAL positions, lag and sync state.
+    Status {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a libpq connection URI for the superuser: the primary, or one member.
+    ///
+    /// Use it as `psql "$(pgha url --dir demo)"`. The password comes from DIR/secrets.toml.
+    Url {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to connect to instead of the primary, e.g. n2.
+        #[arg(long)]
+        member: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgha: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Up {
+            dir,
+            members,
+            port,
+            params,
+            pg_bin_dir,
+            os_user,
+        } => {
+            up::run(up::UpArgs {
+                dir,
+                members,
+                port,
+                params,
+                pg_bin_dir,
+                os_user,
+            })
+            .await
+        }
+        Command::Status { dir, json } => {
+            let cluster = LocalCluster::open(&dir)?;
+            let status = status::gather(&cluster).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status::render_table(&status));
+            }
+            Ok(())
+        }
+        Command::Url { dir, member } => {
+            let cluster = LocalCluster::open(&dir)?;
+            println!("{}", url::url(&cluster, member.as_deref()).await?);
+            Ok(())
+        }
+    }
+}

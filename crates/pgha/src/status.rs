@@ -1,0 +1,253 @@
+//! `pgha status`: what every member is doing, as a table a DBA reads at a glance or as JSON.
+
+use std::time::Duration;
+
+use pgha_pg::probe::{format_lsn, probe, PgState};
+use serde::Serialize;
+
+use crate::cluster::{LocalCluster, Member};
+
+/// The whole cluster as `pgha status --json` prints it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    /// The member acting as primary, or null when there is none (or more than one).
+    pub leader: Option<String>,
+    pub members: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemberStatus {
+    pub name: String,
+    /// primary, standby or unknown (not reachable).
+    pub role: String,
+    /// running, streaming, recovering, stopped or unreachable.
+    pub state: String,
+    pub host: String,
+    pub port: u16,
+    pub timeline: Option<u32>,
+    /// Current WAL position on a primary; last received on a standby.
+    pub lsn: Option<String>,
+    pub received_lsn: Option<String>,
+    pub replayed_lsn: Option<String>,
+    /// How far the standby's replay is behind the primary's current position.
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// As the primary's pg_stat_replication reports it: async, sync, potential, quorum.
+    pub sync_state: Option<String>,
+    /// Why the member could not be probed, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Probes every member concurrently.
+pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
+    let probes = cluster.members.iter().map(|m| probe_member(cluster, m));
+    let results: Vec<(bool, Result<PgState, String>)> = futures::future::join_all(probes).await;
+    let primaries: Vec<(&Member, PgState)> = cluster
+        .members
+        .iter()
+        .zip(&results)
+        .filter_map(|(m, (_, r))| {
+            r.as_ref()
+                .ok()
+                .filter(|s| !s.in_recovery)
+                .map(|s| (m, s.clone()))
+        })
+        .collect();
+    let primary = if primaries.len() == 1 {
+        Some((primaries[0].0, &primaries[0].1))
+    } else {
+        None
+    };
+    let members = cluster
+        .members
+        .iter()
+        .zip(results)
+        .map(|(m, (running, result))| describe(m, running, result, primary))
+        .collect();
+    ClusterStatus {
+        cluster: cluster.config.cluster.name.clone(),
+        leader: primary.map(|(m, _)| m.name.clone()),
+        members,
+    }
+}
+
+async fn probe_member(cluster: &LocalCluster, member: &Member) -> (bool, Result<PgState, String>) {
+    let running = member.instance.is_running();
+    if !running {
+        return (false, Err("not running".into()));
+    }
+    let result = async {
+        let client = cluster.connect(member, Duration::from_secs(2)).await?;
+        probe(&client, &member.name).await
+    }
+    .await
+    .map_err(|e| e.to_string());
+    (true, result)
+}
+
+fn describe(
+    member: &Member,
+    running: bool,
+    result: Result<PgState, String>,
+    primary: Option<(&Member, &PgState)>,
+) -> MemberStatus {
+    let mut status = MemberStatus {
+        name: member.name.clone(),
+        role: "unknown".into(),
+        state: if running {
+            "unreachable".into()
+        } else {
+            "stopped".into()
+        },
+        host: member.host.clone(),
+        port: member.port,
+        timeline: None,
+        lsn: None,
+        received_lsn: None,
+        replayed_lsn: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        sync_state: None,
+        error: None,
+    };
+    let state = match result {
+        Ok(state) => state,
+        Err(e) => {
+            if running {
+                status.error = Some(e);
+            } else if member.instance.has_standby_signal() {
+                status.role = "standby".into();
+            } else if member.instance.is_initialized() {
+                status.role = "primary".into();
+            }
+            return status;
+        }
+    };
+    status.timeline = state.timeline;
+    if !state.in_recovery {
+        status.role = "primary".into();
+        status.state = "running".into();
+        status.lsn = state.current_lsn.map(format_lsn);
+        return status;
+    }
+    status.role = "standby".into();
+    status.state = if state.is_streaming() {
+        "streaming".into()
+    } else {
+        "recovering".into()
+    };
+    status.lsn = state.position().map(format_lsn);
+    status.received_lsn = state.receive_lsn.map(format_lsn);
+    status.replayed_lsn = state.replay_lsn.map(format_lsn);
+    if let Some((_, p)) = primary {
+        if let (Some(current), Some(replayed)) = (p.current_lsn, state.replay_lsn) {
+            status.lag_bytes = Some(current.saturating_sub(replayed));
+        }
+        if let Some(peer) = p
+            .replication
+            .iter()
+            .find(|r| r.application_name == member.name)
+        {
+            status.sync_state = Some(peer.sync_state.clone());
+            status.lag_seconds = peer.replay_lag_seconds.or(if status.lag_bytes == Some(0) {
+                Some(0.0)
+            } else {
+                None
+            });
+        }
+    }
+    status
+}
+
+/// Renders the status as an aligned table.
+pub fn render_table(status: &ClusterStatus) -> String {
+    let header = [
+        "MEMBER", "ROLE", "STATE", "ADDRESS", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG",
+        "LAG TIME", "SYNC",
+    ];
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = status
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.role.clone(),
+                m.state.clone(),
+                format!("{}:{}", m.host, m.port),
+                m.timeline.map(|t| t.to_string()).unwrap_or_else(dash),
+                m.lsn.clone().unwrap_or_else(dash),
+                m.received_lsn.clone().unwrap_or_else(dash),
+                m.replayed_lsn.clone().unwrap_or_else(dash),
+                m.lag_bytes.map(human_bytes).unwrap_or_else(dash),
+                m.lag_seconds
+                    .map(|s| format!("{s:.1}s"))
+                    .unwrap_or_else(dash),
+                m.sync_state.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = format!(
+        "Cluster {} — leader: {}\n",
+        status.cluster,
+        status.leader.as_deref().unwrap_or("none")
+    );
+    out.push_str(&line(header.iter().map(|h| h.to_string()).collect()));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    for m in &status.members {
+        if let Some(e) = &m.error {
+            out.push_str(&format!("{}: {}\n", m.name, e));
+        }
+    }
+    out
+}
+
+/// Bytes in a short human form: 0 B, 12 kB, 3.4 MB.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(2048), "2.0 kB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
+    }
+}
