@@ -1,0 +1,247 @@
+//! The store contract: one suite every backend must pass (in-memory now, etcd later).
+//!
+//! A backend's test file implements [`Harness`] and calls [`store_contract_tests!`], which
+//! generates one `#[tokio::test]` per case.
+
+use crate::error::StoreError;
+use crate::model::{Guard, Key};
+use crate::store::Store;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the suite needs from a backend.
+#[async_trait]
+pub trait Harness: Send + Sync {
+    /// A new, empty store (e.g. a fresh cluster prefix).
+    async fn fresh_store(&self) -> Arc<dyn Store>;
+    /// Lets `by` pass for the store's leases (advance a manual clock, or really sleep).
+    async fn pass(&self, by: Duration);
+    /// A lease TTL the backend honours precisely enough for the suite.
+    fn ttl(&self) -> Duration;
+}
+
+fn is_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    match result {
+        Err(e @ StoreError::Conflict { .. }) => !e.is_retryable(),
+        _ => false,
+    }
+}
+
+/// Wait for a watch event, with a bound so a broken backend fails instead of hanging.
+async fn next_change(watch: &mut Box<dyn crate::store::Watch>) -> u64 {
+    tokio::time::timeout(Duration::from_secs(10), watch.changed())
+        .await
+        .expect("watch did not fire")
+        .expect("watch failed")
+}
+
+pub async fn leader_is_exclusive(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    assert!(is_conflict(store.acquire_leader("n2", h.ttl()).await));
+    let snap = store.snapshot().await.unwrap();
+    let leader = snap.leader.expect("leader key");
+    assert_eq!((leader.holder.as_str(), leader.revision), ("n1", rev));
+}
+
+pub async fn renewal_keeps_the_lease_and_the_term(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let ttl = h.ttl();
+    let rev = store.acquire_leader("n1", ttl).await.unwrap();
+    for _ in 0..3 {
+        h.pass(ttl / 2).await;
+        store.renew_leader("n1", rev).await.unwrap();
+    }
+    let leader = store
+        .snapshot()
+        .await
+        .unwrap()
+        .leader
+        .expect("still leader");
+    assert_eq!(
+        leader.revision, rev,
+        "renewal must not change the term revision"
+    );
+}
+
+pub async fn lease_expires_without_renewal(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    h.pass(h.ttl() * 2).await;
+    assert_eq!(store.snapshot().await.unwrap().leader, None);
+    assert!(is_conflict(store.renew_leader("n1", rev).await));
+    let next = store.acquire_leader("n2", h.ttl()).await.unwrap();
+    assert!(next > rev, "a new term has a greater revision");
+}
+
+pub async fn renew_and_release_compare_holder_and_revision(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    assert!(is_conflict(store.renew_leader("n2", rev).await));
+    assert!(is_conflict(store.renew_leader("n1", rev + 1000).await));
+    assert!(is_conflict(store.release_leader("n2", rev).await));
+    store.release_leader("n1", rev).await.unwrap();
+    assert_eq!(store.snapshot().await.unwrap().leader, None);
+    assert!(is_conflict(store.release_leader("n1", rev).await));
+}
+
+pub async fn members_live_by_their_own_lease(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let ttl = h.ttl();
+    store.put_member("n1", "{\"a\":1}", ttl).await.unwrap();
+    store.put_member("n2", "{\"b\":2}", ttl).await.unwrap();
+    h.pass(ttl / 2).await;
+    store.put_member("n1", "{\"a\":3}", ttl).await.unwrap();
+    h.pass(ttl / 2 + ttl / 4).await;
+    let snap = store.snapshot().await.unwrap();
+    let names: Vec<&str> = snap.members.keys().map(String::as_str).collect();
+    assert_eq!(names, ["n1"], "n2 expired, n1 was refreshed");
+    assert_eq!(snap.members["n1"].value, "{\"a\":3}");
+    store.delete_member("n1").await.unwrap();
+    assert!(store.snapshot().await.unwrap().members.is_empty());
+}
+
+pub async fn guarded_writes(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let r1 = store.put(Key::Config, "v1", Guard::Absent).await.unwrap();
+    assert!(is_conflict(
+        store.put(Key::Config, "v0", Guard::Absent).await
+    ));
+    let r2 = store
+        .put(Key::Config, "v2", Guard::Revision(r1))
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        store.put(Key::Config, "v3", Guard::Revision(r1)).await
+    ));
+    assert_eq!(
+        store
+            .snapshot()
+            .await
+            .unwrap()
+            .get(Key::Config)
+            .unwrap()
+            .value,
+        "v2"
+    );
+    assert!(is_conflict(
+        store.delete(Key::Config, Guard::Revision(r1)).await
+    ));
+    store
+        .delete(Key::Config, Guard::Revision(r2))
+        .await
+        .unwrap();
+    assert!(store.snapshot().await.unwrap().get(Key::Config).is_none());
+    store.delete(Key::Switchover, Guard::Any).await.unwrap();
+}
+
+pub async fn leader_only_writes(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let term = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    let as_leader = |holder: &str, revision| Guard::Leader {
+        holder: holder.into(),
+        revision,
+    };
+    store
+        .put(Key::Sync, "[n2]", as_leader("n1", term))
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        store.put(Key::Sync, "[n3]", as_leader("n2", term)).await
+    ));
+    store
+        .append_history("e1", as_leader("n1", term))
+        .await
+        .unwrap();
+    store.release_leader("n1", term).await.unwrap();
+    assert!(is_conflict(
+        store.put(Key::Sync, "[n3]", as_leader("n1", term)).await
+    ));
+    assert!(is_conflict(
+        store.append_history("e2", as_leader("n1", term)).await
+    ));
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Sync).unwrap().value, "[n2]");
+    assert_eq!(snap.history.len(), 1);
+}
+
+pub async fn initialize_is_create_if_absent(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    store
+        .put(Key::Initialize, "7001", Guard::Absent)
+        .await
+        .unwrap();
+    assert!(is_conflict(
+        store.put(Key::Initialize, "7002", Guard::Absent).await
+    ));
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Initialize).unwrap().value, "7001");
+}
+
+pub async fn history_keeps_append_order(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    for entry in ["a", "b", "c"] {
+        store.append_history(entry, Guard::Any).await.unwrap();
+    }
+    let history = store.snapshot().await.unwrap().history;
+    let values: Vec<&str> = history.iter().map(|v| v.value.as_str()).collect();
+    assert_eq!(values, ["a", "b", "c"]);
+    assert!(history.windows(2).all(|w| w[0].revision < w[1].revision));
+}
+
+pub async fn watch_wakes_on_writes_and_expiry(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let mut watch = store.watch().await.unwrap();
+    let rev = store.put(Key::Config, "x", Guard::Any).await.unwrap();
+    assert!(next_change(&mut watch).await >= rev);
+    store.acquire_leader("n1", h.ttl()).await.unwrap();
+    next_change(&mut watch).await;
+    h.pass(h.ttl() * 2).await;
+    let seen = next_change(&mut watch).await;
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.leader, None, "expiry is a change the watch reports");
+    assert!(seen <= snap.revision);
+}
+
+/// Every case, sequentially (for backends tested from one test function).
+pub async fn run_all(h: &dyn Harness) {
+    leader_is_exclusive(h).await;
+    renewal_keeps_the_lease_and_the_term(h).await;
+    lease_expires_without_renewal(h).await;
+    renew_and_release_compare_holder_and_revision(h).await;
+    members_live_by_their_own_lease(h).await;
+    guarded_writes(h).await;
+    leader_only_writes(h).await;
+    initialize_is_create_if_absent(h).await;
+    history_keeps_append_order(h).await;
+    watch_wakes_on_writes_and_expiry(h).await;
+}
+
+/// Generates one `#[tokio::test]` per contract case for the harness built by `$make`.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@cases $make;
+            leader_is_exclusive,
+            renewal_keeps_the_lease_and_the_term,
+            lease_expires_without_renewal,
+            renew_and_release_compare_holder_and_revision,
+            members_live_by_their_own_lease,
+            guarded_writes,
+            leader_only_writes,
+            initialize_is_create_if_absent,
+            history_keeps_append_order,
+            watch_wakes_on_writes_and_expiry
+        );
+    };
+    (@cases $make:expr; $($case:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                let harness = $make;
+                $crate::contract::$case(&harness).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,36 @@
+//! The store's error type, saying whether a retry makes sense.
+
+/// What went wrong talking to the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A compare-and-set guard failed (key present/absent, revision moved, leader changed).
+    /// Retrying the same write is pointless: read again and decide again.
+    #[error("compare-and-set on {key} failed: {detail}")]
+    Conflict { key: String, detail: String },
+    /// The store could not be reached or did not answer in time. Retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The persisted state could not be written or read.
+    #[error("store persistence failed: {0}")]
+    Persistence(String),
+    /// The request itself is invalid (bad name, bad TTL). Retrying cannot help.
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Whether the same request may succeed if simply retried.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Persistence(_)
+        )
+    }
+
+    pub(crate) fn conflict(key: impl Into<String>, detail: impl Into<String>) -> Self {
+        StoreError::Conflict {
+            key: key.into(),
+            detail: detail.into(),
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! # pgha-store: the consensus store behind leader election
+//!
+//! The agent loop holds an `Arc<dyn Store>` and, each iteration:
+//!
+//! 1. reads [`Store::snapshot`] (one consistent read: leader key and its revision, live
+//!    member keys, `config`, `sync`, `switchover`, `initialize`, history) and maps it into
+//!    `pgha_core::ClusterView` (values are JSON written by pgha; the store does not parse them);
+//! 2. executes the core's store actions: [`Store::acquire_leader`] (create-if-absent, bound to
+//!    a lease of `ttl`; record the instant the request was *sent* for the core's lease trust),
+//!    [`Store::renew_leader`] / [`Store::release_leader`] (compare-and-set on the term
+//!    revision), [`Store::put_member`] (bound to the member's own lease), leader-only writes
+//!    with [`Guard::Leader`], `initialize` with [`Guard::Absent`];
+//! 3. waits on a [`Watch`] (from [`Store::watch`]) or its timer, whichever comes first.
+//!
+//! Errors are [`StoreError`]; [`StoreError::is_retryable`] tells a timeout from a lost race.
+//!
+//! Backends: [`MemoryStore`] (embedded in `pgha up`: real leases on an injectable [`Clock`],
+//! optional JSON persistence of the durable keys) and, later, etcd v3. Every backend must
+//! pass [`contract`] (see [`store_contract_tests!`]).
+
+pub mod clock;
+pub mod contract;
+pub mod error;
+pub mod memory;
+pub mod model;
+mod persist;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, TokioClock};
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
+pub use store::{Store, Watch};

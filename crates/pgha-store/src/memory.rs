@@ -1,0 +1,382 @@
+//! The in-memory store: real lease semantics (TTL, expiry, compare-and-set, watch) on an
+//! injectable clock, optionally persisted to a JSON file.
+
+use crate::clock::Clock;
+use crate::error::StoreError;
+use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
+use crate::persist::{self, Durable};
+use crate::store::{Store, Watch};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+struct LeaderEntry {
+    holder: String,
+    revision: Revision,
+    ttl: Duration,
+    expires_at: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct MemberEntry {
+    value: Versioned<String>,
+    expires_at: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    durable: Durable,
+    leader: Option<LeaderEntry>,
+    members: BTreeMap<String, MemberEntry>,
+    reachable: bool,
+}
+
+impl State {
+    fn bump(&mut self) -> Revision {
+        self.durable.revision += 1;
+        self.durable.revision
+    }
+
+    /// Removes expired leases; returns whether anything changed.
+    fn expire(&mut self, now: Duration) -> bool {
+        let mut changed = false;
+        if self.leader.as_ref().is_some_and(|l| l.expires_at <= now) {
+            self.leader = None;
+            changed = true;
+        }
+        let before = self.members.len();
+        self.members.retain(|_, m| m.expires_at > now);
+        changed |= self.members.len() != before;
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    fn next_expiry(&self) -> Option<Duration> {
+        let leader = self.leader.as_ref().map(|l| l.expires_at);
+        let members = self.members.values().map(|m| m.expires_at).min();
+        leader.into_iter().chain(members).min()
+    }
+
+    fn check(&self, key: Key, guard: &Guard) -> Result<(), StoreError> {
+        let current = self.durable.keys.get(&key);
+        let ok = match guard {
+            Guard::Any => true,
+            Guard::Absent => current.is_none(),
+            Guard::Revision(r) => current.is_some_and(|v| v.revision == *r),
+            Guard::Leader { holder, revision } => self
+                .leader
+                .as_ref()
+                .is_some_and(|l| &l.holder == holder && l.revision == *revision),
+        };
+        if ok {
+            return Ok(());
+        }
+        let found = match (guard, current) {
+            (Guard::Leader { .. }, _) => match &self.leader {
+                Some(l) => format!("leader is {} at revision {}", l.holder, l.revision),
+                None => "no leader".to_string(),
+            },
+            (_, Some(v)) => format!("{key} is at revision {}", v.revision),
+            (_, None) => format!("{key} is absent"),
+        };
+        Err(StoreError::conflict(
+            key.name(),
+            format!("expected {guard:?}, {found}"),
+        ))
+    }
+}
+
+struct Inner {
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    changes: tokio::sync::watch::Sender<Revision>,
+    file: Option<PathBuf>,
+}
+
+/// The in-memory backend. Cheap to clone (shared state): hand one clone to each member of a
+/// local cluster, as `Arc<dyn Store>`.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl MemoryStore {
+    /// A store that lives only in memory.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self::build(clock, Durable::default(), None)
+    }
+
+    /// A store whose durable keys (config, sync, switchover, initialize, history) are loaded
+    /// from `file` if it exists and written back on every change. Leases do not survive.
+    pub fn persistent(clock: Arc<dyn Clock>, file: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let file = file.into();
+        let durable = persist::load(&file)?;
+        Ok(Self::build(clock, durable, Some(file)))
+    }
+
+    fn build(clock: Arc<dyn Clock>, durable: Durable, file: Option<PathBuf>) -> Self {
+        let revision = durable.revision;
+        let state = State {
+            durable,
+            reachable: true,
+            ..State::default()
+        };
+        MemoryStore {
+            inner: Arc::new(Inner {
+                clock,
+                state: Mutex::new(state),
+                changes: tokio::sync::watch::Sender::new(revision),
+                file,
+            }),
+        }
+    }
+
+    /// Test hook: while `false`, every call fails with [`StoreError::Unavailable`] (a
+    /// partition). Leases keep running down meanwhile.
+    pub fn set_reachable(&self, reachable: bool) {
+        self.inner.state.lock().expect("store lock").reachable = reachable;
+    }
+
+    /// Runs `f` on the state after expiring leases; notifies watchers and persists as needed.
+    fn with_state<T>(
+        &self,
+        durable_write: bool,
+        f: impl FnOnce(&mut State) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.state.lock().expect("store lock");
+        if !state.reachable {
+            return Err(StoreError::Unavailable("partitioned (test hook)".into()));
+        }
+        state.expire(now);
+        let before = state.durable.revision;
+        let result = f(&mut state);
+        let after = state.durable.revision;
+        if durable_write && result.is_ok() {
+            if let Some(file) = &self.inner.file {
+                persist::save(file, &state.durable)?;
+            }
+        }
+        drop(state);
+        if after != before {
+            self.inner.changes.send_replace(after);
+        }
+        result
+    }
+
+    /// Expires leases now (used by watchers when a deadline passes).
+    fn sweep(&self) -> Option<Duration> {
+        let now = self.inner.clock.now();
+        let mut state = self.inner.state.lock().expect("store lock");
+        if state.expire(now) {
+            self.inner.changes.send_replace(state.durable.revision);
+        }
+        state.next_expiry()
+    }
+}
+
+fn positive(ttl: Duration) -> Result<Duration, StoreError> {
+    if ttl.is_zero() {
+        return Err(StoreError::Invalid("lease TTL must be positive".into()));
+    }
+    Ok(ttl)
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.with_state(false, |s| {
+            Ok(Snapshot {
+                revision: s.durable.revision,
+                leader: s.leader.as_ref().map(|l| LeaderRecord {
+                    holder: l.holder.clone(),
+                    revision: l.revision,
+                }),
+                members: s
+                    .members
+                    .iter()
+                    .map(|(name, m)| (name.clone(), m.value.clone()))
+                    .collect(),
+                keys: s.durable.keys.clone(),
+                history: s.durable.history.clone(),
+            })
+        })
+    }
+
+    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError> {
+        let ttl = positive(ttl)?;
+        let now = self.inner.clock.now();
+        self.with_state(false, |s| {
+            if let Some(l) = &s.leader {
+                return Err(StoreError::conflict(
+                    "leader",
+                    format!("held by {}", l.holder),
+                ));
+            }
+            let revision = s.bump();
+            s.leader = Some(LeaderEntry {
+                holder: holder.to_string(),
+                revision,
+                ttl,
+                expires_at: now + ttl,
+            });
+            Ok(revision)
+        })
+    }
+
+    async fn renew_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+        let now = self.inner.clock.now();
+        self.with_state(false, |s| match &mut s.leader {
+            Some(l) if l.holder == holder && l.revision == revision => {
+                l.expires_at = now + l.ttl;
+                Ok(())
+            }
+            Some(l) => Err(StoreError::conflict(
+                "leader",
+                format!("held by {} at revision {}", l.holder, l.revision),
+            )),
+            None => Err(StoreError::conflict("leader", "absent (lease expired)")),
+        })
+    }
+
+    async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+        self.with_state(false, |s| match &s.leader {
+            Some(l) if l.holder == holder && l.revision == revision => {
+                s.leader = None;
+                s.bump();
+                Ok(())
+            }
+            _ => Err(StoreError::conflict(
+                "leader",
+                format!("not held by {holder}"),
+            )),
+        })
+    }
+
+    async fn put_member(
+        &self,
+        name: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Revision, StoreError> {
+        let ttl = positive(ttl)?;
+        if name.is_empty() || name.contains('/') {
+            return Err(StoreError::Invalid(format!("bad member name {name:?}")));
+        }
+        let now = self.inner.clock.now();
+        self.with_state(false, |s| {
+            let revision = s.bump();
+            let entry = MemberEntry {
+                value: Versioned {
+                    value: value.to_string(),
+                    revision,
+                },
+                expires_at: now + ttl,
+            };
+            s.members.insert(name.to_string(), entry);
+            Ok(revision)
+        })
+    }
+
+    async fn delete_member(&self, name: &str) -> Result<(), StoreError> {
+        self.with_state(false, |s| {
+            if s.members.remove(name).is_some() {
+                s.bump();
+            }
+            Ok(())
+        })
+    }
+
+    async fn put(&self, key: Key, value: &str, guard: Guard) -> Result<Revision, StoreError> {
+        self.with_state(true, |s| {
+            s.check(key, &guard)?;
+            let revision = s.bump();
+            let value = Versioned {
+                value: value.to_string(),
+                revision,
+            };
+            s.durable.keys.insert(key, value);
+            Ok(revision)
+        })
+    }
+
+    async fn delete(&self, key: Key, guard: Guard) -> Result<(), StoreError> {
+        self.with_state(true, |s| {
+            s.check(key, &guard)?;
+            if s.durable.keys.remove(&key).is_some() {
+                s.bump();
+            }
+            Ok(())
+        })
+    }
+
+    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError> {
+        self.with_state(true, |s| {
+            if let Guard::Leader { holder, revision } = &guard {
+                let held = s.leader.as_ref();
+                if !held.is_some_and(|l| &l.holder == holder && l.revision == *revision) {
+                    return Err(StoreError::conflict(
+                        "history",
+                        format!("{holder} is not leader"),
+                    ));
+                }
+            } else if guard != Guard::Any {
+                return Err(StoreError::Invalid(
+                    "history appends take Guard::Any or Guard::Leader".into(),
+                ));
+            }
+            let revision = s.bump();
+            s.durable.history.push(Versioned {
+                value: entry.to_string(),
+                revision,
+            });
+            Ok(revision)
+        })
+    }
+
+    async fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
+        self.with_state(false, |_| Ok(()))?;
+        let mut changes = self.inner.changes.subscribe();
+        changes.mark_unchanged();
+        Ok(Box::new(MemoryWatch {
+            store: self.clone(),
+            changes,
+        }))
+    }
+}
+
+struct MemoryWatch {
+    store: MemoryStore,
+    changes: tokio::sync::watch::Receiver<Revision>,
+}
+
+#[async_trait]
+impl Watch for MemoryWatch {
+    async fn changed(&mut self) -> Result<Revision, StoreError> {
+        loop {
+            let next_expiry = self.store.sweep();
+            if self.changes.has_changed().unwrap_or(false) {
+                return Ok(*self.changes.borrow_and_update());
+            }
+            let clock = self.store.inner.clock.clone();
+            let expiry = async {
+                match next_expiry {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = self.changes.changed() => {
+                    changed.map_err(|_| StoreError::Unavailable("store dropped".into()))?;
+                    return Ok(*self.changes.borrow_and_update());
+                }
+                _ = expiry => {}
+            }
+        }
+    }
+}

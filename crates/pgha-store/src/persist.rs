@@ -1,0 +1,40 @@
+//! JSON snapshot file of the durable keys (config, sync, switchover, initialize, history);
+//! leases and the keys bound to them are not persisted.
+
+use crate::error::StoreError;
+use crate::model::{Key, Revision, Versioned};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What survives a restart of the process embedding the in-memory store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Durable {
+    pub revision: Revision,
+    pub keys: BTreeMap<Key, Versioned<String>>,
+    pub history: Vec<Versioned<String>>,
+}
+
+pub(crate) fn load(path: &Path) -> Result<Durable, StoreError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| StoreError::Persistence(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Durable::default()),
+        Err(e) => Err(StoreError::Persistence(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// Writes atomically: a temporary file beside the target, synced, then renamed over it.
+pub(crate) fn save(path: &Path, durable: &Durable) -> Result<(), StoreError> {
+    let fail = |e: std::io::Error| StoreError::Persistence(format!("{}: {e}", path.display()));
+    let text = serde_json::to_string_pretty(durable)
+        .map_err(|e| StoreError::Persistence(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp).map_err(fail)?;
+        file.write_all(text.as_bytes()).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+    }
+    std::fs::rename(&tmp, path).map_err(fail)
+}

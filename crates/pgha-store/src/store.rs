@@ -1,0 +1,59 @@
+//! The consensus-store trait the agent loop uses as `Arc<dyn Store>`, and its watch handle.
+
+use crate::error::StoreError;
+use crate::model::{Guard, Key, Revision, Snapshot};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A cluster's consensus store, scoped to one cluster prefix (`/pgha/<cluster>/`).
+///
+/// Maps onto etcd v3: the leader key is put with its own lease in a transaction comparing
+/// `create_revision == 0`; renewals compare `mod_revision` and keep the lease alive (the
+/// revision stays the same for the whole term); every guarded write is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Reads everything under the prefix at one revision; expired leases are already gone.
+    async fn snapshot(&self) -> Result<Snapshot, StoreError>;
+
+    /// Creates the leader key for `holder`, bound to a new lease of `ttl`, only if absent.
+    /// Returns the key's revision (the term). `Conflict` when someone holds it.
+    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError>;
+
+    /// Restarts the leader lease's TTL, only if the key still has `holder` and `revision`.
+    async fn renew_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError>;
+
+    /// Deletes the leader key (and revokes its lease) if it still has `holder` and `revision`.
+    async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError>;
+
+    /// Puts `members/<name>` bound to that member's lease, (re)starting the lease with `ttl`.
+    async fn put_member(
+        &self,
+        name: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Revision, StoreError>;
+
+    /// Deletes `members/<name>` and revokes its lease (clean shutdown).
+    async fn delete_member(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Writes `key` if `guard` holds; returns the new revision.
+    async fn put(&self, key: Key, value: &str, guard: Guard) -> Result<Revision, StoreError>;
+
+    /// Deletes `key` if `guard` holds (deleting an absent key with `Guard::Any` is fine).
+    async fn delete(&self, key: Key, guard: Guard) -> Result<(), StoreError>;
+
+    /// Appends a history entry if `guard` holds; returns its revision.
+    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError>;
+
+    /// Subscribes to changes under the prefix (including lease expiries).
+    async fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
+}
+
+/// A subscription to changes under the cluster prefix.
+#[async_trait]
+pub trait Watch: Send {
+    /// Waits until something changed after the last change this handle returned (or after
+    /// its creation), and returns the store revision of that change. Several changes may be
+    /// reported as one: re-read with [`Store::snapshot`].
+    async fn changed(&mut self) -> Result<Revision, StoreError>;
+}

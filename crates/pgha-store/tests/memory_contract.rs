@@ -1,0 +1,107 @@
+//! The store contract run against the in-memory backend on a manual clock, plus its own
+//! persistence and partition behaviour.
+
+use async_trait::async_trait;
+use pgha_store::contract::Harness;
+use pgha_store::{Guard, Key, ManualClock, MemoryStore, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Memory {
+    clock: Arc<ManualClock>,
+}
+
+impl Memory {
+    fn new() -> Self {
+        Memory {
+            clock: Arc::new(ManualClock::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl Harness for Memory {
+    async fn fresh_store(&self) -> Arc<dyn Store> {
+        Arc::new(MemoryStore::new(self.clock.clone()))
+    }
+    async fn pass(&self, by: Duration) {
+        self.clock.advance(by);
+        tokio::task::yield_now().await;
+    }
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+pgha_store::store_contract_tests!(Memory::new());
+
+#[tokio::test]
+async fn durable_keys_survive_a_restart_but_leases_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.json");
+    let clock = Arc::new(ManualClock::new());
+    let last_revision = {
+        let store = MemoryStore::persistent(clock.clone(), &file).unwrap();
+        store
+            .put(Key::Initialize, "6999", Guard::Absent)
+            .await
+            .unwrap();
+        store
+            .put(Key::Config, "{\"ttl_ms\":3000}", Guard::Any)
+            .await
+            .unwrap();
+        store
+            .append_history("failover n1 -> n2", Guard::Any)
+            .await
+            .unwrap();
+        store
+            .acquire_leader("n2", Duration::from_secs(10))
+            .await
+            .unwrap();
+        store
+            .put_member("n2", "{}", Duration::from_secs(10))
+            .await
+            .unwrap();
+        store.snapshot().await.unwrap().revision
+    };
+    let store = MemoryStore::persistent(clock, &file).unwrap();
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Initialize).unwrap().value, "6999");
+    assert_eq!(snap.get(Key::Config).unwrap().value, "{\"ttl_ms\":3000}");
+    assert_eq!(snap.history.len(), 1);
+    assert_eq!(snap.leader, None);
+    assert!(snap.members.is_empty());
+    let rev = store
+        .acquire_leader("n1", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(rev > 0 && snap.revision <= last_revision + 1);
+    assert!(store
+        .put(Key::Initialize, "1", Guard::Absent)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_partition_is_unavailable_and_retryable() {
+    let store = MemoryStore::new(Arc::new(ManualClock::new()));
+    store.set_reachable(false);
+    let err = store.snapshot().await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)) && err.is_retryable());
+    store.set_reachable(true);
+    store.snapshot().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokio_clock_expires_leases_in_real_time() {
+    let store = MemoryStore::new(Arc::new(pgha_store::TokioClock::new()));
+    let shared: Arc<dyn Store> = Arc::new(store);
+    shared
+        .acquire_leader("n1", Duration::from_secs(3))
+        .await
+        .unwrap();
+    let mut watch = shared.watch().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    watch.changed().await.unwrap();
+    assert_eq!(shared.snapshot().await.unwrap().leader, None);
+}
