@@ -380,6 +380,8 @@ impl Member {
 
     pub(crate) fn publish(&mut self, record: MemberRecord, now: Millis, plan: &mut Plan) {
         self.published = Some((record.clone(), now));
+        plan.actions
+            .retain(|a| !matches!(a, Action::PublishMember(_)));
         plan.push(Action::PublishMember(record));
     }
 }

@@ -1,0 +1,742 @@
+//! The simulated world: store, PostgreSQL instances, agents executing decisions, invariants.
+
+use pgha_core::rejoin::TimelineSwitch;
+use pgha_core::*;
+use std::collections::BTreeMap;
+
+const TICK: u64 = 50;
+
+/// xorshift64*: small, seeded, good enough for event choice.
+pub struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent_tenths: u64) -> bool {
+        self.below(1000) < percent_tenths
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Pg {
+    data: bool,
+    running: bool,
+    in_recovery: bool,
+    tl: u32,
+    lsn: u64,
+    history: Vec<TimelineSwitch>,
+    upstream: Option<usize>,
+    streaming: bool,
+    sync: SyncApplied,
+    slots: Vec<MemberName>,
+}
+
+struct Job {
+    action: Action,
+    done_at: u64,
+}
+
+struct Node {
+    name: MemberName,
+    member: Option<Member>,
+    pg: Pg,
+    job: Option<Job>,
+    outcomes: Vec<Outcome>,
+    wake_at: u64,
+    woken: Option<u64>,
+    reachable: bool,
+    partition_until: u64,
+    offset: u64,
+    tags: Tags,
+    healthy_since: Option<u64>,
+}
+
+struct Store {
+    revision: u64,
+    leader: Option<(usize, u64, u64)>,
+    members: BTreeMap<MemberName, (MemberRecord, u64)>,
+    sync: SyncSet,
+    switchover: Option<PendingSwitchover>,
+    history: Vec<HistoryEvent>,
+    initialize: Option<SystemId>,
+    leader_gone_at: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub failovers: u32,
+    pub switchovers: u32,
+    pub rewinds: u32,
+}
+
+pub struct World {
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    nodes: Vec<Node>,
+    store: Store,
+    config: ClusterConfig,
+    slow_promote: bool,
+    next_tl: u32,
+    pub stats: Stats,
+}
+
+impl World {
+    pub fn new(seed: u64, size: usize) -> World {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let config = ClusterConfig {
+            stream_timeout_ms: 5_000,
+            ..ClusterConfig::default()
+        };
+        let nodes = (0..size)
+            .map(|i| {
+                let name = MemberName::new(format!("n{}", i + 1));
+                let tags = Tags {
+                    nofailover: i == 2 && seed % 4 == 0,
+                    ..Tags::default()
+                };
+                Node {
+                    member: Some(new_member(&name, &tags, &config)),
+                    name,
+                    pg: Pg::default(),
+                    job: None,
+                    outcomes: Vec::new(),
+                    wake_at: 0,
+                    woken: None,
+                    reachable: true,
+                    partition_until: 0,
+                    offset: rng.below(1_000_000),
+                    tags,
+                    healthy_since: None,
+                }
+            })
+            .collect();
+        World {
+            seed,
+            rng,
+            now: 0,
+            nodes,
+            store: Store {
+                revision: 1,
+                leader: None,
+                members: BTreeMap::new(),
+                sync: SyncSet::default(),
+                switchover: None,
+                history: Vec::new(),
+                initialize: None,
+                leader_gone_at: Some(0),
+            },
+            config,
+            slow_promote: false,
+            next_tl: 2,
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn run_chaos(&mut self, duration: u64) {
+        let end = self.now + duration;
+        while self.now < end {
+            if self.now > 5_000 {
+                self.random_event();
+            }
+            self.tick();
+        }
+    }
+
+    pub fn heal(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.nodes[i].reachable = true;
+            self.nodes[i].partition_until = 0;
+            if self.nodes[i].member.is_none() {
+                self.restart_agent(i);
+            }
+        }
+        self.slow_promote = false;
+    }
+
+    pub fn run_calm(&mut self, duration: u64) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.tick();
+        }
+    }
+
+    fn fail(&self, what: String) -> ! {
+        let mut state = String::new();
+        for n in &self.nodes {
+            state += &format!(
+                "\n  {} agent={} reachable={} pg={:?} job={:?}",
+                n.name,
+                n.member.is_some(),
+                n.reachable,
+                n.pg,
+                n.job.as_ref().map(|j| &j.action)
+            );
+        }
+        panic!(
+            "seed {} at {} ms: {what}\n  leader={:?}{state}\n  (rerun: PGHA_SIM_SEED={})",
+            self.seed, self.now, self.store.leader, self.seed
+        );
+    }
+
+    pub fn assert_converged(&self) {
+        let writable: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].pg.running && !self.nodes[i].pg.in_recovery)
+            .collect();
+        if writable.len() != 1 {
+            self.fail(format!("did not converge to one primary: {writable:?}"));
+        }
+        let primary = writable[0];
+        if self.store.leader.map(|l| l.0) != Some(primary) {
+            self.fail("the primary does not hold the lease".into());
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if i != primary && !(n.pg.running && n.pg.streaming && n.pg.upstream == Some(primary)) {
+                self.fail(format!("{} is not streaming from the primary", n.name));
+            }
+        }
+    }
+
+    fn random_event(&mut self) {
+        if !self.rng.chance(8) {
+            return;
+        }
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        match self.rng.below(7) {
+            0 => {
+                // node crash: agent and PostgreSQL die together
+                self.nodes[i].member = None;
+                self.nodes[i].job = None;
+                self.nodes[i].pg.running = false;
+                self.nodes[i].pg.streaming = false;
+            }
+            1 => self.restart_agent(i),
+            2 => {
+                self.nodes[i].pg.running = false; // postmaster kill -9
+                self.nodes[i].pg.streaming = false;
+            }
+            3 => {
+                self.nodes[i].reachable = false;
+                self.nodes[i].partition_until = self.now + 1_000 + self.rng.below(20_000);
+            }
+            4 => self.slow_promote = !self.slow_promote,
+            _ => self.request_switchover(),
+        }
+    }
+
+    fn restart_agent(&mut self, i: usize) {
+        if self.nodes[i].member.is_some() {
+            return;
+        }
+        let n = &mut self.nodes[i];
+        n.member = Some(new_member(&n.name, &n.tags, &self.config));
+        n.outcomes.clear();
+        n.wake_at = self.now;
+    }
+
+    fn request_switchover(&mut self) {
+        let Some((leader, _, _)) = self.store.leader else {
+            return;
+        };
+        if self.store.switchover.is_some() {
+            return;
+        }
+        let target = (leader + 1 + self.rng.below(2) as usize) % self.nodes.len();
+        let to = (!self.rng.chance(300)).then(|| self.nodes[target].name.clone());
+        self.store.revision += 1;
+        self.store.switchover = Some(PendingSwitchover {
+            request: SwitchoverRequest {
+                from: Some(self.nodes[leader].name.clone()),
+                to,
+                kind: RequestKind::Switchover,
+            },
+            revision: self.store.revision,
+        });
+        self.wake_all();
+    }
+
+    fn wake_all(&mut self) {
+        let delay = self.rng.below(60);
+        for n in &mut self.nodes {
+            n.woken.get_or_insert(self.now + delay);
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += TICK;
+        self.expire();
+        self.replicate();
+        self.finish_jobs();
+        for i in 0..self.nodes.len() {
+            let due = self.nodes[i].wake_at <= self.now
+                || self.nodes[i].woken.is_some_and(|w| w <= self.now);
+            if self.nodes[i].member.is_some() && due {
+                self.step(i);
+            }
+        }
+        self.check_one_writer();
+        self.track_health();
+    }
+
+    fn expire(&mut self) {
+        for n in &mut self.nodes {
+            if !n.reachable && n.partition_until <= self.now {
+                n.reachable = true;
+            }
+        }
+        let now = self.now;
+        if self.store.leader.is_some_and(|l| l.2 <= now) {
+            self.store.leader = None;
+            self.store.leader_gone_at = Some(now);
+            self.wake_all();
+        }
+        let before = self.store.members.len();
+        self.store.members.retain(|_, m| m.1 > now);
+        if before != self.store.members.len() {
+            self.wake_all();
+        }
+    }
+
+    fn replicate(&mut self) {
+        for i in 0..self.nodes.len() {
+            let pg = &self.nodes[i].pg;
+            if pg.running && !pg.in_recovery {
+                let grow = self.rng.below(800);
+                self.nodes[i].pg.lsn += grow;
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let pg = self.nodes[i].pg.clone();
+            let source = pg.upstream.map(|u| self.nodes[u].pg.clone());
+            let streaming = match source {
+                Some(up) if pg.running && pg.in_recovery && up.running && !up.in_recovery => {
+                    compatible(&pg, &up)
+                }
+                _ => false,
+            };
+            let n = &mut self.nodes[i];
+            n.pg.streaming = streaming;
+            if streaming && !self.rng.chance(200) {
+                let up = &self.nodes[pg.upstream.unwrap()].pg.clone();
+                let n = &mut self.nodes[i];
+                n.pg.tl = up.tl;
+                n.pg.history = up.history.clone();
+                n.pg.lsn = n.pg.lsn.max(up.lsn.saturating_sub(self.rng.below(300)));
+            }
+        }
+    }
+
+    fn job_duration(&mut self, action: &Action) -> u64 {
+        match action {
+            Action::Promote if self.slow_promote => 500 + self.rng.below(4_000),
+            Action::Promote => 50 + self.rng.below(200),
+            Action::Demote { .. } => 0,
+            Action::Reclone { .. } => 1_000 + self.rng.below(3_000),
+            _ => 50 + self.rng.below(600),
+        }
+    }
+
+    fn finish_jobs(&mut self) {
+        for i in 0..self.nodes.len() {
+            let done = self.nodes[i]
+                .job
+                .as_ref()
+                .is_some_and(|j| j.done_at <= self.now);
+            if !done {
+                continue;
+            }
+            let job = self.nodes[i].job.take().unwrap();
+            let kind = job.action.job().unwrap();
+            let result = self.apply_job(i, &job.action);
+            self.nodes[i].outcomes.push(Outcome::Job { kind, result });
+            self.nodes[i].woken.get_or_insert(self.now);
+            self.check_one_writer();
+        }
+    }
+
+    fn apply_job(&mut self, i: usize, action: &Action) -> Result<(), String> {
+        let leader_idx =
+            |name: &MemberName, nodes: &[Node]| nodes.iter().position(|n| &n.name == name).unwrap();
+        match action {
+            Action::Bootstrap => {
+                let pg = &mut self.nodes[i].pg;
+                *pg = Pg {
+                    data: true,
+                    running: true,
+                    tl: 1,
+                    lsn: 100,
+                    ..Pg::default()
+                };
+            }
+            Action::StartPostgres(role) => {
+                let upstream = match role {
+                    StartRole::Primary => None,
+                    StartRole::Standby { upstream } => {
+                        upstream.as_ref().map(|u| leader_idx(u, &self.nodes))
+                    }
+                };
+                let pg = &mut self.nodes[i].pg;
+                pg.running = true;
+                pg.in_recovery = *role != StartRole::Primary;
+                pg.upstream = upstream;
+            }
+            Action::StopPostgres(_) => {
+                self.nodes[i].pg.running = false;
+                self.nodes[i].pg.streaming = false;
+            }
+            Action::Promote => {
+                let tl = self.next_tl;
+                self.next_tl += 1;
+                let pg = &mut self.nodes[i].pg;
+                if !pg.running {
+                    return Err("not running".into());
+                }
+                pg.history.push(TimelineSwitch {
+                    timeline: Timeline(pg.tl),
+                    lsn: Lsn(pg.lsn),
+                });
+                pg.tl = tl;
+                pg.in_recovery = false;
+                pg.upstream = None;
+                pg.streaming = false;
+            }
+            Action::Demote { .. } => {}
+            Action::Follow { leader } => {
+                let up = leader_idx(leader, &self.nodes);
+                let pg = &mut self.nodes[i].pg;
+                pg.running = true;
+                pg.in_recovery = true;
+                pg.upstream = Some(up);
+            }
+            Action::Rewind { from } => {
+                let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
+                if self.rng.chance(150) {
+                    return Err("pg_rewind: could not find common ancestor".into());
+                }
+                self.stats.rewinds += 1;
+                let pg = &mut self.nodes[i].pg;
+                let base =
+                    rejoin::switch_point(&up.history, Timeline(pg.tl)).map_or(up.lsn, |l| l.0);
+                pg.tl = up.tl;
+                pg.history = up.history.clone();
+                pg.lsn = base.min(up.lsn);
+                pg.in_recovery = true;
+            }
+            Action::Reclone { from, .. } => {
+                let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
+                let pg = &mut self.nodes[i].pg;
+                *pg = Pg {
+                    data: true,
+                    running: false,
+                    in_recovery: true,
+                    tl: up.tl,
+                    lsn: up.lsn,
+                    history: up.history,
+                    ..Pg::default()
+                };
+            }
+            other => unreachable!("not a job: {other:?}"),
+        }
+        Ok(())
+    }
+
+    fn observe(&self, i: usize) -> Observation {
+        let n = &self.nodes[i];
+        let name_of = |u: usize| self.nodes[u].name.clone();
+        let replicas = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.pg.upstream == Some(i) && m.pg.running && m.pg.in_recovery)
+            .map(|(_, m)| ReplicaState {
+                name: m.name.clone(),
+                streaming: m.pg.streaming,
+                flush_lsn: Lsn(m.pg.lsn),
+                replay_lsn: Lsn(m.pg.lsn),
+            })
+            .collect();
+        let local = LocalPg {
+            data: if n.pg.data {
+                DataDir::Present {
+                    system_id: SystemId(42),
+                }
+            } else {
+                DataDir::Missing
+            },
+            running: n.pg.running,
+            in_recovery: n.pg.in_recovery,
+            timeline: Timeline(n.pg.tl),
+            lsn: Lsn(n.pg.lsn),
+            replay_lsn: Lsn(n.pg.lsn),
+            upstream: n.pg.upstream.map(name_of),
+            streaming: n.pg.streaming,
+            sync_applied: n.pg.sync.clone(),
+            replicas,
+            slots: n.pg.slots.clone(),
+        };
+        let cluster = if n.reachable {
+            StoreView::Up(Box::new(ClusterView {
+                initialize: self.store.initialize,
+                leader: self.store.leader.map(|(h, revision, _)| LeaderKey {
+                    holder: name_of(h),
+                    revision,
+                }),
+                members: self
+                    .store
+                    .members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+                config: self.config.clone(),
+                sync: self.store.sync.clone(),
+                switchover: self.store.switchover.clone(),
+                history: self.store.history.clone(),
+            }))
+        } else {
+            StoreView::Down {
+                error: "partitioned".into(),
+            }
+        };
+        Observation {
+            now: Millis(self.now + n.offset),
+            local,
+            cluster,
+            outcomes: n.outcomes.clone(),
+            leader_timelines: None,
+        }
+    }
+
+    fn step(&mut self, i: usize) {
+        let obs = self.observe(i);
+        self.nodes[i].outcomes.clear();
+        self.nodes[i].woken = None;
+        let decision = self.nodes[i].member.as_mut().unwrap().step(&obs);
+        if std::env::var("PGHA_SIM_TRACE").is_ok() {
+            eprintln!(
+                "{:>6} {} {} {:?}",
+                self.now, self.nodes[i].name, decision.reason, decision.actions
+            );
+        }
+        let wake = decision.wake_at.0.saturating_sub(self.nodes[i].offset);
+        self.nodes[i].wake_at = wake.max(self.now + 1);
+        for action in decision.actions {
+            self.execute(i, obs.now, action);
+        }
+    }
+
+    fn execute(&mut self, i: usize, sent: Millis, action: Action) {
+        let reachable = self.nodes[i].reachable;
+        let ttl = self.config.ttl_ms;
+        let now = self.now;
+        let mut changed = reachable;
+        match &action {
+            Action::AcquireLeader { ttl_ms } => {
+                let outcome = if !reachable {
+                    Outcome::LeaderUnknown
+                } else if self.store.leader.is_some() {
+                    Outcome::LeaderRefused
+                } else {
+                    self.store.revision += 1;
+                    let revision = self.store.revision;
+                    self.store.leader = Some((i, revision, now + ttl_ms));
+                    self.check_best_candidate(i);
+                    Outcome::LeaderAcquired {
+                        requested_at: sent,
+                        revision,
+                    }
+                };
+                self.nodes[i].outcomes.push(outcome);
+                self.nodes[i].woken = Some(now);
+            }
+            Action::RenewLeader { revision, .. } => {
+                let outcome = match self.store.leader.as_mut() {
+                    _ if !reachable => Outcome::LeaderUnknown,
+                    Some(l) if l.0 == i && l.1 == *revision => {
+                        l.2 = now + ttl;
+                        Outcome::LeaderRenewed {
+                            requested_at: sent,
+                            revision: *revision,
+                        }
+                    }
+                    _ => Outcome::LeaderRefused,
+                };
+                changed = false;
+                self.nodes[i].outcomes.push(outcome);
+            }
+            Action::ReleaseLeader { revision } => {
+                if reachable
+                    && self
+                        .store
+                        .leader
+                        .is_some_and(|l| l.0 == i && l.1 == *revision)
+                {
+                    self.store.leader = None;
+                    self.store.leader_gone_at = Some(now);
+                }
+            }
+            Action::PublishMember(record) => {
+                if reachable {
+                    let name = self.nodes[i].name.clone();
+                    self.store.members.insert(name, (record.clone(), now + ttl));
+                }
+            }
+            Action::WriteInitialize { system_id } => {
+                if reachable {
+                    self.store.initialize.get_or_insert(*system_id);
+                }
+            }
+            Action::PublishSync {
+                set,
+                leader_revision,
+            } => {
+                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
+                    self.store.sync = set.clone();
+                }
+            }
+            Action::ClearSwitchover { revision } => {
+                if reachable
+                    && self
+                        .store
+                        .switchover
+                        .as_ref()
+                        .is_some_and(|s| s.revision == *revision)
+                {
+                    self.store.switchover = None;
+                }
+            }
+            Action::RecordHistory(event) => {
+                if reachable {
+                    match event.kind {
+                        EventKind::Failover | EventKind::ManualFailover => {
+                            self.stats.failovers += 1
+                        }
+                        EventKind::Switchover => self.stats.switchovers += 1,
+                        _ => {}
+                    }
+                    self.store.history.push(event.clone());
+                }
+            }
+            Action::SetSync(applied) => self.nodes[i].pg.sync = applied.clone(),
+            Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
+            Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
+            job => {
+                changed = false;
+                if let Action::Demote { mode } = job {
+                    if *mode == StopMode::Fast {
+                        // A clean shutdown sends every WAL record to connected standbys.
+                        let primary = self.nodes[i].pg.clone();
+                        for n in &mut self.nodes {
+                            if n.pg.upstream == Some(i) && n.pg.streaming {
+                                n.pg.lsn = primary.lsn;
+                                n.pg.tl = primary.tl;
+                                n.pg.history = primary.history.clone();
+                            }
+                        }
+                    }
+                    // Stopping takes effect at once; the outcome follows.
+                    let pg = &mut self.nodes[i].pg;
+                    pg.in_recovery = true;
+                    pg.upstream = None;
+                    pg.streaming = false;
+                }
+                let done_at = now + self.job_duration(job);
+                self.nodes[i].job = Some(Job {
+                    action: action.clone(),
+                    done_at,
+                });
+            }
+        }
+        if changed
+            && !matches!(
+                action,
+                Action::SetSync(_) | Action::CreateSlots { .. } | Action::DropSlots { .. }
+            )
+        {
+            self.store.revision += 1;
+            self.wake_all();
+        }
+    }
+
+    /// I1: at most one writable PostgreSQL, and only the live lease holder.
+    fn check_one_writer(&self) {
+        let writable: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].pg.running && !self.nodes[i].pg.in_recovery)
+            .collect();
+        if writable.len() > 1 {
+            self.fail(format!("two writable primaries: {writable:?}"));
+        }
+        if let Some(&w) = writable.first() {
+            if self.store.leader.map(|l| l.0) != Some(w) {
+                self.fail(format!("{} writable without the lease", self.nodes[w].name));
+            }
+        }
+    }
+
+    fn track_health(&mut self) {
+        for n in &mut self.nodes {
+            let healthy = n.member.is_some() && n.reachable && n.pg.running && n.pg.in_recovery;
+            if !healthy {
+                n.healthy_since = None;
+            } else if n.healthy_since.is_none() {
+                n.healthy_since = Some(self.now);
+            }
+        }
+    }
+
+    /// I3: a member that wins the lease to fail over is at least as far as every member that
+    /// stayed healthy and eligible through the whole leaderless period.
+    fn check_best_candidate(&self, winner: usize) {
+        let w = &self.nodes[winner].pg;
+        if !w.data || !w.running || !w.in_recovery {
+            return;
+        }
+        let Some(gone) = self.store.leader_gone_at else {
+            return;
+        };
+        let from = self
+            .store
+            .switchover
+            .as_ref()
+            .and_then(|s| s.request.from.clone());
+        for (i, n) in self.nodes.iter().enumerate() {
+            let stayed_healthy = n.healthy_since.is_some_and(|s| s < gone) && n.pg.in_recovery;
+            if i == winner || !stayed_healthy || n.tags.nofailover || Some(&n.name) == from.as_ref()
+            {
+                continue;
+            }
+            if (n.pg.tl, n.pg.lsn) > (w.tl, w.lsn) {
+                self.fail(format!(
+                    "{} won at {}/{} but {} is at {}/{}",
+                    self.nodes[winner].name, w.tl, w.lsn, n.name, n.pg.tl, n.pg.lsn
+                ));
+            }
+        }
+    }
+}
+
+fn new_member(name: &MemberName, tags: &Tags, config: &ClusterConfig) -> Member {
+    Member::new(MemberSettings {
+        name: name.clone(),
+        tags: tags.clone(),
+        addresses: BTreeMap::new(),
+        config: config.clone(),
+    })
+}
+
+/// Whether a standby at `pg` can stream from `up` (its WAL is a prefix of `up`'s).
+fn compatible(pg: &Pg, up: &Pg) -> bool {
+    if pg.tl == up.tl {
+        return pg.lsn <= up.lsn;
+    }
+    match rejoin::switch_point(&up.history, Timeline(pg.tl)) {
+        Some(switch) => pg.lsn <= switch.0,
+        None => false,
+    }
+}
