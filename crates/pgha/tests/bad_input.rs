@@ -1,0 +1,219 @@
+//! Bad input to `pgha up`, `status` and `url`: a clear error, a non-zero exit, nothing lost.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn up_fails(args: &[&str]) -> String {
+    let out = pgha(args);
+    assert!(!out.status.success(), "pgha {args:?} should fail");
+    assert_ne!(out.status.code(), Some(0));
+    stderr_of(&out)
+}
+
+#[test]
+fn non_empty_foreign_directory_is_refused_and_untouched() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("precious");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "keep me").unwrap();
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--port",
+        &free_base_port(3).to_string(),
+    ]);
+    assert!(
+        err.contains("not empty") && err.contains("precious"),
+        "{err}"
+    );
+    assert_eq!(listing(&dir), ["notes.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+
+    let err = up_fails(&["status", "--dir", dir.to_str().unwrap()]);
+    assert!(err.contains("not a pgha cluster"), "{err}");
+}
+
+#[test]
+fn port_in_use_names_the_port_and_the_member() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("ports");
+    let base = free_base_port(3);
+    let taken = base + 12; // member n2
+    let _holder = TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--port",
+        &base.to_string(),
+    ]);
+    assert!(
+        err.contains(&format!("port {taken}")) && err.contains("n2"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing may be created when a check fails");
+}
+
+#[test]
+fn missing_postgresql_binaries_say_what_to_install() {
+    let tmp = test_dir();
+    let empty = tmp.path().join("no-postgres-here");
+    std::fs::create_dir(&empty).unwrap();
+    let dir = tmp.path().join("c");
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--pg-bin-dir",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("not found") && err.contains("apt-get install postgresql"),
+        "{err}"
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn postgresql_older_than_12_is_refused() {
+    let tmp = test_dir();
+    let old = tmp.path().join("pg11");
+    std::fs::create_dir(&old).unwrap();
+    for program in [
+        "initdb",
+        "pg_ctl",
+        "postgres",
+        "pg_basebackup",
+        "pg_rewind",
+        "pg_controldata",
+    ] {
+        let path = old.join(program);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho '{program} (PostgreSQL) 11.22'\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let dir = tmp.path().join("c");
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--pg-bin-dir",
+        old.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("11.22") && err.contains("12 or newer"),
+        "{err}"
+    );
+    assert!(!dir.exists());
+}
+
+#[test]
+fn invalid_config_values_name_the_file_and_key() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("cfg");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("pgha.toml");
+    std::fs::write(
+        &file,
+        "[cluster]\nname = \"cfg\"\nmembers = \"three\"\nbase_port = 30000\n",
+    )
+    .unwrap();
+    for command in ["up", "status"] {
+        let err = up_fails(&[command, "--dir", dir.to_str().unwrap()]);
+        assert!(
+            err.contains("pgha.toml") && err.contains("members"),
+            "{command}: {err}"
+        );
+    }
+    std::fs::write(&file, "[cluster]\nname = \"cfg\"\nmembers = 3\nbase_port = 30000\n[postgresql.parameters]\nwal_level = \"minimal\"\n").unwrap();
+    let err = up_fails(&["up", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        err.contains("postgresql.parameters.wal_level") && err.contains("managed by pgha"),
+        "{err}"
+    );
+    assert_eq!(
+        listing(&dir),
+        ["pgha.toml"],
+        "a refused start must not write anything"
+    );
+
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        tmp.path().join("x").to_str().unwrap(),
+        "--param",
+        "port=1",
+    ]);
+    assert!(
+        err.contains("port") && err.contains("managed by pgha"),
+        "{err}"
+    );
+}
+
+#[test]
+fn member_start_failure_shows_the_postgresql_log_and_a_fixed_config_resumes() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("startfail");
+    let base = free_base_port(2);
+    let mut args: Vec<&str> = vec!["up", "--dir", dir.to_str().unwrap(), "--members", "2"];
+    let base_s = base.to_string();
+    args.extend(["--port", &base_s]);
+    args.extend(TEST_PARAMS);
+    args.extend(["--param", "work_mem=plenty"]);
+    let err = up_fails(&args);
+    assert!(err.contains("n1") && err.contains("did not start"), "{err}");
+    assert!(
+        err.contains("work_mem"),
+        "the PostgreSQL log tail should name the bad parameter: {err}"
+    );
+    assert!(!dir.join("n1/data/postmaster.pid").exists());
+
+    // Fix the value in the config; the next `up` resumes without losing the initialised primary.
+    let file = dir.join("pgha.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"plenty\"", "\"8MB\"");
+    std::fs::write(&file, text).unwrap();
+    let mut up = UpProcess::spawn(&dir, 2, base, &[]);
+    up.wait_streaming(Duration::from_secs(60));
+    assert!(!up.log().contains("initdb"), "{}", up.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_of_an_unknown_member_lists_the_members() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("u");
+    let up = UpProcess::start(&dir, 2);
+    let out = pgha(&["url", "--dir", dir.to_str().unwrap(), "--member", "n9"]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("n9") && err.contains("n1, n2"), "{err}");
+    let url = up.url(None);
+    assert!(
+        url.starts_with("postgresql://postgres:")
+            && url.ends_with(&format!(":{}/postgres", up.base + 11)),
+        "{url}"
+    );
+}

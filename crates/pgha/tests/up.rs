@@ -1,0 +1,205 @@
+//! End-to-end tests of `pgha up`, `status` and `url` against real PostgreSQL.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_replicate_and_standbys_refuse_writes() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("demo");
+    let up = UpProcess::start(&dir, 3);
+
+    let status = up.status().unwrap();
+    assert_eq!(status["leader"], "n1");
+    let members = status["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    for m in members {
+        assert_eq!(m["host"], "127.0.0.1");
+        assert!(m["port"].as_u64().unwrap() > 0);
+        assert_eq!(m["timeline"], 1);
+        assert!(m["lsn"].as_str().unwrap().contains('/'));
+    }
+    assert_eq!(members[1]["sync_state"], "async");
+    assert!(members[1]["lag_bytes"].is_u64());
+
+    // Settings pgha owns are in effect.
+    let primary = connect(&up.url(None)).await;
+    for (name, expected) in [
+        ("wal_level", "replica"),
+        ("wal_log_hints", "on"),
+        ("data_checksums", "on"),
+        ("password_encryption", "scram-sha-256"),
+    ] {
+        let row = primary
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), expected, "{name}");
+    }
+    // The replication role can replicate and nothing more.
+    let row = primary
+        .query_one("SELECT rolreplication, rolsuper, rolcanlogin, rolcreatedb FROM pg_roles WHERE rolname = 'replicator'", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, bool>(0),
+            row.get::<_, bool>(1),
+            row.get::<_, bool>(2),
+            row.get::<_, bool>(3)
+        ),
+        (true, false, true, false)
+    );
+    // Each standby streams through its own slot, under its own application_name.
+    let rows = primary
+        .query(
+            "SELECT application_name FROM pg_stat_replication ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(names, ["n2", "n3"]);
+    let active: i64 = primary
+        .query_one(
+            "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name IN ('n2','n3')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(active, 2);
+
+    primary.batch_execute("CREATE TABLE visits(id int PRIMARY KEY, who text); INSERT INTO visits VALUES (1, 'dba')").await.unwrap();
+    for standby in ["n2", "n3"] {
+        let client = connect(&up.url(Some(standby))).await;
+        let who: String = wait_row(&client, "SELECT who FROM visits WHERE id = 1").await;
+        assert_eq!(who, "dba");
+        let err = client
+            .batch_execute("INSERT INTO visits VALUES (2, 'nope')")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+            "{err}"
+        );
+    }
+
+    // The password never appears inline in primary_conninfo, and the passfile is private.
+    let conf = std::fs::read_to_string(dir.join("n2/data/pgha.conf")).unwrap();
+    let secrets = std::fs::read_to_string(dir.join("secrets.toml")).unwrap();
+    let replication_password = secrets
+        .lines()
+        .find(|l| l.starts_with("replication_password"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap();
+    assert!(
+        conf.contains("passfile=") && conf.contains("application_name=''n2''"),
+        "{conf}"
+    );
+    assert!(!conf.contains(replication_password));
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["secrets.toml", "pgpass"] {
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+}
+
+async fn wait_row(client: &tokio_postgres::Client, sql: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(row)) = client.query_opt(sql, &[]).await {
+            return row.get(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "row never became visible: {sql}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_does_not_reinitialise() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("again");
+    let mut up = UpProcess::start(&dir, 2);
+    let primary = connect(&up.url(None)).await;
+    primary
+        .batch_execute("CREATE TABLE kept(v text); INSERT INTO kept VALUES ('before restart')")
+        .await
+        .unwrap();
+    let sysid: String = primary
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(primary);
+
+    assert_eq!(
+        up.terminate(),
+        Some(0),
+        "Ctrl-C/SIGTERM must exit 0; log:\n{}",
+        up.log()
+    );
+    for data in up.data_dirs() {
+        assert!(
+            !data.join("postmaster.pid").exists(),
+            "{} still running after shutdown",
+            data.display()
+        );
+    }
+    let base = up.base;
+    drop(up);
+
+    let mut again = UpProcess::spawn(&dir, 2, base, &[]);
+    again.wait_streaming(Duration::from_secs(60));
+    let primary = connect(&again.url(None)).await;
+    let v: String = primary
+        .query_one("SELECT v FROM kept", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "before restart");
+    let sysid2: String = primary
+        .query_one(
+            "SELECT system_identifier::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sysid, sysid2, "the cluster was re-initialised");
+    let standby = connect(&again.url(Some("n2"))).await;
+    assert_eq!(
+        wait_row(&standby, "SELECT v FROM kept").await,
+        "before restart"
+    );
+    assert!(
+        !again.log().contains("initdb"),
+        "second up ran initdb:\n{}",
+        again.log()
+    );
+
+    // A second `up` on the same directory is refused while the first runs.
+    let out = pgha(&["up", "--dir", dir.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("already running"),
+        "{}",
+        stderr_of(&out)
+    );
+}
