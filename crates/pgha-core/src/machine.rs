@@ -142,6 +142,11 @@ impl Member {
         self.lease.is_some_and(|l| now < l.trusted_until)
     }
 
+    /// Until when this member trusts its lease (own clock), if it holds one.
+    pub fn lease_deadline(&self) -> Option<Millis> {
+        self.lease.map(|l| l.trusted_until)
+    }
+
     /// The long-running job the member believes is in flight.
     pub fn running_job(&self) -> Option<JobKind> {
         self.job.map(|(kind, _)| kind)

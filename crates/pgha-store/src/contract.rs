@@ -1,6 +1,6 @@
 //! The store contract: one suite every backend must pass (in-memory now, etcd later).
 //!
-//! A backend's test file implements [`Harness`] and calls [`store_contract_tests!`], which
+//! A backend's test file implements [`Harness`] and calls [`crate::store_contract_tests!`], which
 //! generates one `#[tokio::test]` per case.
 
 use crate::error::StoreError;

@@ -16,7 +16,7 @@
 //!
 //! Backends: [`MemoryStore`] (embedded in `pgha up`: real leases on an injectable [`Clock`],
 //! optional JSON persistence of the durable keys) and, later, etcd v3. Every backend must
-//! pass [`contract`] (see [`store_contract_tests!`]).
+//! pass [`contract`] (see [`crate::store_contract_tests!`]).
 
 pub mod clock;
 pub mod contract;

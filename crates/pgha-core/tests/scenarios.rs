@@ -1,0 +1,498 @@
+//! Scenario tests of `Member::step`: readable builders, then (actions, reason) assertions.
+
+use pgha_core::*;
+use std::collections::BTreeMap;
+
+fn name(n: &str) -> MemberName {
+    MemberName::new(n)
+}
+
+fn member(n: &str) -> Member {
+    member_with(n, Tags::default())
+}
+
+fn member_with(n: &str, tags: Tags) -> Member {
+    Member::new(MemberSettings {
+        name: name(n),
+        tags,
+        addresses: BTreeMap::new(),
+        config: ClusterConfig::default(),
+    })
+}
+
+fn primary(tl: u32, lsn: u64) -> LocalPg {
+    LocalPg {
+        data: DataDir::Present {
+            system_id: SystemId(1),
+        },
+        running: true,
+        in_recovery: false,
+        timeline: Timeline(tl),
+        lsn: Lsn(lsn),
+        replay_lsn: Lsn(lsn),
+        ..LocalPg::default()
+    }
+}
+
+fn standby(tl: u32, lsn: u64, upstream: Option<&str>) -> LocalPg {
+    LocalPg {
+        in_recovery: true,
+        upstream: upstream.map(name),
+        streaming: upstream.is_some(),
+        ..primary(tl, lsn)
+    }
+}
+
+fn stopped(pg: LocalPg) -> LocalPg {
+    LocalPg {
+        running: false,
+        streaming: false,
+        ..pg
+    }
+}
+
+fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
+    MemberRecord {
+        running: pg.running,
+        in_recovery: pg.in_recovery,
+        timeline: pg.timeline,
+        lsn: pg.lsn,
+        replay_lsn: pg.replay_lsn,
+        streaming_from: pg.upstream.clone().filter(|_| pg.streaming),
+        tags: Tags::default(),
+        leader_seen: leader_seen.map(name),
+        addresses: BTreeMap::new(),
+    }
+}
+
+/// A cluster view builder.
+#[derive(Clone, Default)]
+struct View(ClusterView);
+
+impl View {
+    fn new() -> Self {
+        View(ClusterView {
+            initialize: Some(SystemId(1)),
+            ..ClusterView::default()
+        })
+    }
+    fn leader(mut self, holder: &str, revision: u64) -> Self {
+        self.0.leader = Some(LeaderKey {
+            holder: name(holder),
+            revision,
+        });
+        self
+    }
+    fn with(mut self, n: &str, record: MemberRecord) -> Self {
+        self.0.members.insert(name(n), record);
+        self
+    }
+    fn config(mut self, f: impl FnOnce(&mut ClusterConfig)) -> Self {
+        f(&mut self.0.config);
+        self
+    }
+    fn switchover(mut self, from: &str, to: Option<&str>, revision: u64) -> Self {
+        self.0.switchover = Some(PendingSwitchover {
+            request: SwitchoverRequest {
+                from: Some(name(from)),
+                to: to.map(name),
+                kind: RequestKind::Switchover,
+            },
+            revision,
+        });
+        self
+    }
+}
+
+fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observation {
+    Observation {
+        now: Millis(now),
+        local,
+        cluster: StoreView::Up(Box::new(view.0.clone())),
+        outcomes,
+        leader_timelines: None,
+    }
+}
+
+fn store_down(now: u64, local: LocalPg) -> Observation {
+    Observation {
+        now: Millis(now),
+        local,
+        cluster: StoreView::Down {
+            error: "timeout".into(),
+        },
+        outcomes: vec![],
+        leader_timelines: None,
+    }
+}
+
+fn acquired(at: u64, revision: u64) -> Outcome {
+    Outcome::LeaderAcquired {
+        requested_at: Millis(at),
+        revision,
+    }
+}
+
+fn has(decision: &Decision, pred: impl Fn(&Action) -> bool) -> bool {
+    decision.actions.iter().any(pred)
+}
+
+/// A leader n1 on timeline 1 with its lease acquired at t=0.
+fn established_leader() -> (Member, View) {
+    let mut n1 = member("n1");
+    let view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 1000), Some("n1")));
+    n1.step(&obs(0, primary(1, 1000), &view, vec![acquired(0, 7)]));
+    (n1, view)
+}
+
+#[test]
+fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down() {
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&obs(1000, primary(1, 1100), &view, vec![]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::RenewLeader { revision: 7, .. }
+    )));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+
+    let d = n1.step(&store_down(2000, primary(1, 1200)));
+    assert_eq!(
+        d.reason,
+        Reason::StoreDownLeaseTrusted { remaining_ms: 5500 }
+    );
+    assert!(d.wake_at <= Millis(7500), "must wake by ttl - margin");
+
+    let d = n1.step(&store_down(7500, primary(1, 1300)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote {
+            mode: StopMode::Immediate
+        }]
+    );
+    assert!(!n1.holds_lease(Millis(7500)));
+}
+
+#[test]
+fn a_successful_renewal_extends_trust_from_its_send_time() {
+    let (mut n1, view) = established_leader();
+    let renewed = Outcome::LeaderRenewed {
+        requested_at: Millis(5000),
+        revision: 7,
+    };
+    n1.step(&obs(5100, primary(1, 1100), &view, vec![renewed]));
+    let d = n1.step(&store_down(12_000, primary(1, 1200)));
+    assert_eq!(
+        d.reason,
+        Reason::StoreDownLeaseTrusted { remaining_ms: 500 }
+    );
+}
+
+#[test]
+fn another_member_holding_the_key_makes_a_writable_member_demote() {
+    let mut n1 = member("n1");
+    let view = View::new()
+        .leader("n2", 9)
+        .with("n2", record(&primary(2, 50), None));
+    let d = n1.step(&obs(0, primary(1, 80), &view, vec![]));
+    assert_eq!(d.reason, Reason::DemotingForLeader { leader: name("n2") });
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })));
+}
+
+fn leaderless(n2: &LocalPg, n3: &LocalPg, seen: Option<&str>) -> View {
+    View::new()
+        .with("n2", record(n2, seen))
+        .with("n3", record(n3, seen))
+}
+
+#[test]
+fn the_most_advanced_standby_acquires_and_the_other_defers() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None);
+    let d2 = member("n2").step(&obs(0, a.clone(), &view, vec![]));
+    assert!(has(&d2, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert_eq!(
+        d2.reason,
+        Reason::Acquiring {
+            kind: EventKind::Failover
+        }
+    );
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+    assert!(!has(&d3, |a| matches!(a, Action::AcquireLeader { .. })));
+}
+
+#[test]
+fn ties_break_by_name() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 5000, None));
+    let view = leaderless(&a, &b, None);
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+}
+
+#[test]
+fn positions_read_before_the_leader_vanished_are_waited_for() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, Some("n1"));
+    let d = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::WaitingForPositions {
+            unconfirmed: vec![name("n3")]
+        }
+    );
+}
+
+#[test]
+fn nofailover_and_lagging_members_never_acquire() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 100, None));
+    let view = leaderless(&a, &b, None);
+    let tagged = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let d = member_with("n2", tagged).step(&obs(0, a.clone(), &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::NoFailoverTag)
+    );
+
+    // n3 saw the primary at 10 MiB before it vanished; n3 itself is far behind.
+    let mut n3 = member("n3");
+    let before = View::new()
+        .leader("n1", 3)
+        .with("n1", record(&primary(1, 10 << 20), Some("n1")));
+    n3.step(&obs(0, standby(1, 100, Some("n1")), &before, vec![]));
+    let d = n3.step(&obs(
+        100,
+        b,
+        &leaderless(&standby(1, 50, None), &standby(1, 100, None), None),
+        vec![],
+    ));
+    assert!(matches!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::Lagging { .. })
+    ));
+}
+
+#[test]
+fn synchronous_mode_promotes_only_inside_the_published_set() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let mut view = leaderless(&a, &b, None).config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync.members.insert(name("n3"));
+    view.0.sync.count = 1;
+    let d2 = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(
+        d2.reason,
+        Reason::NotEligible(election::Ineligible::OutsideSyncSet)
+    );
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert!(has(&d3, |a| matches!(a, Action::AcquireLeader { .. })));
+}
+
+#[test]
+fn the_winner_promotes_then_records_the_failover() {
+    let mut n2 = member("n2");
+    let before = View::new()
+        .leader("n1", 3)
+        .with("n1", record(&primary(1, 5000), Some("n1")));
+    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
+    let local = standby(1, 5000, None);
+    let gone = leaderless(&local, &standby(1, 10, None), None);
+    n2.step(&obs(100, local.clone(), &gone, vec![]));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&local, Some("n2")));
+    let d = n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
+    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    let d = n2.step(&obs(
+        900,
+        primary(2, 5100),
+        &mine,
+        vec![Outcome::Job {
+            kind: JobKind::Promote,
+            result: Ok(()),
+        }],
+    ));
+    let event = d.actions.iter().find_map(|a| match a {
+        Action::RecordHistory(e) => Some(e.clone()),
+        _ => None,
+    });
+    let event = event.expect("history event");
+    assert_eq!(event.kind, EventKind::Failover);
+    assert_eq!(event.from, Some(name("n1")));
+    assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
+}
+
+#[test]
+fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
+    let mut n1 = member("n1");
+    let leader_rec = record(&primary(2, 9000), Some("n2"));
+    let mut view = View::new().leader("n2", 20).with("n2", leader_rec);
+    view.0.history.push(HistoryEvent {
+        kind: EventKind::Failover,
+        from: Some(name("n1")),
+        to: Some(name("n2")),
+        timeline: Timeline(2),
+        lsn: Lsn(5000),
+        reason: "test".into(),
+    });
+    // n1 wrote past 5000 on timeline 1 before it died.
+    let old = stopped(primary(1, 6000));
+    let d = n1.step(&obs(0, old.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    let failed = Outcome::Job {
+        kind: JobKind::Rewind,
+        result: Err("no common ancestor".into()),
+    };
+    let d = n1.step(&obs(1000, old, &view, vec![failed]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Reclone {
+            from: name("n2"),
+            move_aside: true
+        })
+    );
+}
+
+#[test]
+fn a_former_primary_behind_the_switch_point_just_follows() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n2", 20)
+        .with("n2", record(&primary(2, 9000), Some("n2")));
+    view.0.history.push(HistoryEvent {
+        kind: EventKind::Switchover,
+        from: Some(name("n1")),
+        to: Some(name("n2")),
+        timeline: Timeline(2),
+        lsn: Lsn(5000),
+        reason: "test".into(),
+    });
+    let d = n1.step(&obs(0, stopped(standby(1, 5000, None)), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Follow { leader: name("n2") })
+    );
+}
+
+#[test]
+fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
+    let (mut n1, _) = established_leader();
+    let n2_pg = standby(1, 1000, Some("n1"));
+    let view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 1000), Some("n1")))
+        .with("n2", record(&n2_pg, Some("n1")))
+        .switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Demote {
+            mode: StopMode::Fast
+        })
+    );
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverDemoting {
+            target: Some(name("n2"))
+        }
+    );
+    let demoted = Outcome::Job {
+        kind: JobKind::Demote,
+        result: Ok(()),
+    };
+    let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 7 }
+    )));
+
+    let after = View::new()
+        .with("n1", record(&standby(1, 1200, None), None))
+        .with("n2", record(&n2_pg, None))
+        .switchover("n1", Some("n2"), 30);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(700, standby(1, 1100, None), &after, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::CatchingUpForSwitchover {
+            replayed: Lsn(1100),
+            needed: Lsn(1200)
+        }
+    );
+    let d = n2.step(&obs(800, standby(1, 1200, None), &after, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+}
+
+#[test]
+fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
+    let (mut n1, _) = established_leader();
+    let view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 1000), Some("n1")))
+        .with("n2", record(&standby(1, 1000, None), Some("n1")))
+        .switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert!(matches!(d.reason, Reason::SwitchoverRefused(_)));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ClearSwitchover { revision: 30 }
+    )));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+}
+
+#[test]
+fn paused_cluster_takes_no_automatic_action() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None).config(|c| c.paused = true);
+    let d = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(d.reason, Reason::PausedWithoutLeader);
+    assert!(d
+        .actions
+        .iter()
+        .all(|a| matches!(a, Action::PublishMember(_))));
+}
+
+#[test]
+fn a_new_cluster_races_for_the_key_then_bootstraps() {
+    let mut n1 = member("n1");
+    let empty = View(ClusterView::default());
+    let d = n1.step(&obs(0, LocalPg::default(), &empty, vec![]));
+    assert_eq!(d.reason, Reason::RacingToBootstrap);
+    let mine = View(ClusterView::default()).leader("n1", 1);
+    let d = n1.step(&obs(10, LocalPg::default(), &mine, vec![acquired(0, 1)]));
+    assert_eq!(d.actions.last(), Some(&Action::Bootstrap));
+}
+
+#[test]
+fn a_crashed_primary_is_restarted_then_given_up() {
+    let (mut n1, view) = established_leader();
+    let down = stopped(primary(1, 1000));
+    let d = n1.step(&obs(100, down.clone(), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::StartPostgres(StartRole::Primary))
+    );
+    let failed = Outcome::Job {
+        kind: JobKind::Start,
+        result: Err("boom".into()),
+    };
+    let renewed = Outcome::LeaderRenewed {
+        requested_at: Millis(5000),
+        revision: 7,
+    };
+    let d = n1.step(&obs(5200, down, &view, vec![failed, renewed]));
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    assert!(matches!(d.reason, Reason::PrimaryNotRestartable { .. }));
+}
+
+#[test]
+fn reasons_read_as_log_lines() {
+    let line = Reason::Behind { best: name("n2") }.to_string();
+    assert_eq!(line, "no leader; n2 is the better candidate");
+    let line = Reason::StoreDownLeaseTrusted { remaining_ms: 1200 }.to_string();
+    assert!(line.contains("1200 ms"));
+}
