@@ -70,8 +70,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let primary = match outcome {
         Ok(primary) => primary,
         Err(e) => {
-            tracing::error!("{e:#}");
-            tracing::info!("stopping the members that are running");
+            tracing::info!("start-up failed; stopping the members that are running");
             stop_all(&cluster).await;
             return Err(e);
         }
