@@ -63,13 +63,17 @@ pub struct MemberConf {
     pub listen_host: String,
     pub port: u16,
     pub major: u32,
-    /// `Some` for a standby: the member it streams from.
+    /// Runs as a standby (standby.signal present).
+    pub standby: bool,
+    /// For a standby: the member it streams from (none: a standby waiting for a leader).
     pub upstream: Option<Upstream>,
     pub replication_user: String,
     /// The 0600 libpq password file the walreceiver reads (never a password inline).
     pub passfile: PathBuf,
     /// How many members the cluster has, to size WAL senders and slots.
     pub cluster_size: usize,
+    /// `synchronous_standby_names` on a primary (empty: asynchronous).
+    pub synchronous_standby_names: String,
     /// The user's pass-through parameters, already validated.
     pub parameters: BTreeMap<String, String>,
 }
@@ -125,10 +129,15 @@ impl MemberConf {
         } else {
             owned.push(("wal_keep_segments", "8".into()));
         }
-        if let Some(conninfo) = self.primary_conninfo() {
+        if !self.standby && !self.synchronous_standby_names.is_empty() {
+            owned.push(("synchronous_standby_names", self.synchronous_standby_names.clone()));
+        }
+        if self.standby {
+            owned.push(("recovery_target_timeline", "latest".into()));
+        }
+        if let Some(conninfo) = self.primary_conninfo().filter(|_| self.standby) {
             owned.push(("primary_conninfo", conninfo));
             owned.push(("primary_slot_name", self.slot_name()));
-            owned.push(("recovery_target_timeline", "latest".into()));
         }
         let mut out = String::new();
         out.push_str("# Written by pgha; rewritten on every role change. Do not edit:\n");
@@ -222,6 +231,7 @@ mod tests {
 
     fn conf(upstream: Option<Upstream>) -> MemberConf {
         MemberConf {
+            standby: upstream.is_some(),
             name: "n2".into(),
             listen_host: "127.0.0.1".into(),
             port: 5433,
@@ -230,6 +240,7 @@ mod tests {
             replication_user: "replicator".into(),
             passfile: "/data/it's/pgpass".into(),
             cluster_size: 3,
+            synchronous_standby_names: String::new(),
             parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
         }
     }

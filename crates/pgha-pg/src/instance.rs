@@ -113,7 +113,7 @@ impl Instance {
             write_owned(&main_conf, &new_text, &self.run_as)?;
         }
         let signal = data_dir.join("standby.signal");
-        if conf.upstream.is_some() {
+        if conf.standby {
             write_owned(&signal, "", &self.run_as)?;
         } else if signal.exists() {
             std::fs::remove_file(&signal)
@@ -229,6 +229,8 @@ pub struct ControlData {
     pub system_identifier: String,
     pub cluster_state: String,
     pub checkpoint_timeline: u32,
+    /// "Latest checkpoint location": the end of WAL of a cleanly shut down cluster.
+    pub checkpoint_lsn: u64,
 }
 
 impl ControlData {
@@ -250,6 +252,12 @@ impl ControlData {
         }
         out
     }
+}
+
+/// Parses PostgreSQL's `X/Y` WAL position notation.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
 /// Writes a file readable by the PostgreSQL OS user only (mode 0600), atomically.
@@ -287,10 +295,11 @@ mod tests {
 
     #[test]
     fn parses_controldata() {
-        let text = "pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nDatabase cluster state:               in production\nLatest checkpoint's TimeLineID:       3\n";
+        let text = "pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nDatabase cluster state:               in production\nLatest checkpoint location:           0/3000060\nLatest checkpoint's TimeLineID:       3\n";
         let cd = ControlData::parse(text);
         assert_eq!(cd.system_identifier, "7312345678901234567");
         assert_eq!(cd.cluster_state, "in production");
         assert_eq!(cd.checkpoint_timeline, 3);
+        assert_eq!(cd.checkpoint_lsn, 0x3000060);
     }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod instance;
 pub mod osuser;
 pub mod probe;
+pub mod rewind;
 pub mod secrets;
 
 pub use binaries::PgBinaries;

@@ -217,6 +217,27 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
     Ok(true)
 }
 
+/// Names of the physical replication slots on the server.
+pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1", &[])
+        .await
+        .map_err(|source| PgError::Sql { member: member.to_string(), source })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Drops a physical replication slot if it exists and is not in use.
+pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<()> {
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+            &[&slot],
+        )
+        .await
+        .map_err(|source| PgError::Sql { member: member.to_string(), source })?;
+    Ok(())
+}
+
 /// Creates or updates the replication role: REPLICATION LOGIN only, its password sent as a
 /// SCRAM verifier computed here so the clear text never reaches the server or its logs.
 pub async fn ensure_replication_role(

@@ -133,6 +133,7 @@ impl LocalCluster {
             replication_user: self.config.postgresql.replication_user.clone(),
             passfile: self.passfile(),
             cluster_size: self.members.len(),
+            synchronous_standby_names: String::new(),
             parameters: self.config.parameters(),
         }
     }
