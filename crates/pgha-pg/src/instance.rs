@@ -247,6 +247,7 @@ impl ControlData {
                 "Latest checkpoint's TimeLineID" => {
                     out.checkpoint_timeline = value.parse().unwrap_or(0)
                 }
+                "Latest checkpoint location" => out.checkpoint_lsn = parse_lsn(value).unwrap_or(0),
                 _ => {}
             }
         }
