@@ -15,12 +15,13 @@
 //! Errors are [`StoreError`]; [`StoreError::is_retryable`] tells a timeout from a lost race.
 //!
 //! Backends: [`MemoryStore`] (embedded in `pgha up`: real leases on an injectable [`Clock`],
-//! optional JSON persistence of the durable keys) and, later, etcd v3. Every backend must
-//! pass [`contract`] (see [`crate::store_contract_tests!`]).
+//! optional JSON persistence of the durable keys) and [`EtcdStore`] (etcd v3, for distributed
+//! mode: `pgha agent`). Every backend must pass [`contract`] (see [`crate::store_contract_tests!`]).
 
 pub mod clock;
 pub mod contract;
 pub mod error;
+pub mod etcd;
 pub mod memory;
 pub mod model;
 mod persist;
@@ -28,6 +29,7 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::StoreError;
+pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 pub use store::{Store, Watch};

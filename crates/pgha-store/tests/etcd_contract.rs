@@ -1,0 +1,232 @@
+//! The store contract run against a real etcd (one throwaway server per test), plus the etcd
+//! backend's own behaviour: key layout, leases, several clients, an unreachable server.
+
+#[path = "support/etcd_server.rs"]
+mod etcd_server;
+
+use async_trait::async_trait;
+use etcd_server::EtcdServer;
+use pgha_store::contract::Harness;
+use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Etcd {
+    server: EtcdServer,
+    stores: AtomicUsize,
+}
+
+impl Etcd {
+    fn start() -> Self {
+        Etcd {
+            server: EtcdServer::start(),
+            stores: AtomicUsize::new(0),
+        }
+    }
+
+    async fn store(&self, cluster: &str) -> EtcdStore {
+        EtcdStore::connect(&[self.server.endpoint().to_string()], cluster, TIMEOUT)
+            .await
+            .expect("connect to etcd")
+    }
+}
+
+#[async_trait]
+impl Harness for Etcd {
+    async fn fresh_store(&self) -> Arc<dyn Store> {
+        let n = self.stores.fetch_add(1, Ordering::Relaxed);
+        Arc::new(self.store(&format!("contract-{n}")).await)
+    }
+    /// etcd expires leases on its own clock: really wait.
+    async fn pass(&self, by: Duration) {
+        tokio::time::sleep(by).await;
+    }
+    /// etcd's TTLs are whole seconds; 2 s keeps the suite short and clear of timing noise.
+    fn ttl(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+    /// etcd's lessor looks for expired leases every 500 ms, then revokes them through raft.
+    fn expiry_grace(&self) -> Duration {
+        Duration::from_millis(1500)
+    }
+}
+
+pgha_store::store_contract_tests!(Etcd::start());
+
+/// Reads the raw keys (and their leases) under `prefix`, straight from etcd.
+async fn raw_keys(endpoint: &str, prefix: &str) -> Vec<(String, i64)> {
+    let mut client = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let resp = client.get(prefix, Some(options)).await.unwrap();
+    resp.kvs()
+        .iter()
+        .map(|kv| (kv.key_str().unwrap().to_string(), kv.lease()))
+        .collect()
+}
+
+#[tokio::test]
+async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
+    let etcd = Etcd::start();
+    let store = etcd.store("main").await;
+    assert_eq!(store.prefix(), "/pgha/main/");
+    let ttl = Duration::from_secs(5);
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    store.put_member("n1", "{}", ttl).await.unwrap();
+    store.put_member("n2", "{}", ttl).await.unwrap();
+    store.put(Key::Config, "{}", Guard::Absent).await.unwrap();
+    store
+        .put(Key::Initialize, "7001", Guard::Absent)
+        .await
+        .unwrap();
+    let leader = Guard::Leader {
+        holder: "n1".into(),
+        revision: term,
+    };
+    store.put(Key::Sync, "[]", leader.clone()).await.unwrap();
+    store.append_history("bootstrap", leader).await.unwrap();
+
+    let keys = raw_keys(etcd.server.endpoint(), "/pgha/main/").await;
+    let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for expected in [
+        "/pgha/main/config",
+        "/pgha/main/initialize",
+        "/pgha/main/leader",
+        "/pgha/main/members/n1",
+        "/pgha/main/members/n2",
+        "/pgha/main/sync",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert!(names.iter().any(|k| k.starts_with("/pgha/main/history/")));
+    let lease = |key: &str| keys.iter().find(|(k, _)| k == key).unwrap().1;
+    let (l, m1, m2) = (
+        lease("/pgha/main/leader"),
+        lease("/pgha/main/members/n1"),
+        lease("/pgha/main/members/n2"),
+    );
+    assert!(
+        l != 0 && m1 != 0 && m2 != 0,
+        "leader and members are leased"
+    );
+    assert!(l != m1 && m1 != m2 && l != m2, "each has its own lease");
+    assert_eq!(lease("/pgha/main/config"), 0, "durable keys are not leased");
+
+    // Releasing and deleting revoke the leases: nothing stays behind.
+    store.release_leader("n1", term).await.unwrap();
+    store.delete_member("n1").await.unwrap();
+    let mut client = etcd_client::Client::connect([etcd.server.endpoint()], None)
+        .await
+        .unwrap();
+    let live: Vec<i64> = client
+        .leases()
+        .await
+        .unwrap()
+        .leases()
+        .iter()
+        .map(|l| l.id())
+        .collect();
+    assert_eq!(live, [m2], "only n2's lease is left");
+}
+
+#[tokio::test]
+async fn clusters_sharing_one_etcd_are_isolated() {
+    let etcd = Etcd::start();
+    let a = etcd.store("a").await;
+    let b = etcd.store("b").await;
+    let ttl = Duration::from_secs(5);
+    a.acquire_leader("n1", ttl).await.unwrap();
+    b.acquire_leader("n1", ttl).await.unwrap();
+    a.put(Key::Initialize, "1", Guard::Absent).await.unwrap();
+    b.put(Key::Initialize, "2", Guard::Absent).await.unwrap();
+    let (sa, sb) = (a.snapshot().await.unwrap(), b.snapshot().await.unwrap());
+    assert_eq!(sa.get(Key::Initialize).unwrap().value, "1");
+    assert_eq!(sb.get(Key::Initialize).unwrap().value, "2");
+    assert!(EtcdStore::connect(&["127.0.0.1:1".into()], "a/b", TIMEOUT)
+        .await
+        .is_err_and(|e| matches!(e, StoreError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn a_term_is_shared_by_every_client_of_the_cluster() {
+    let etcd = Etcd::start();
+    let first = etcd.store("c").await;
+    let second = etcd.store("c").await;
+    let ttl = Duration::from_secs(2);
+    let term = first.acquire_leader("n1", ttl).await.unwrap();
+    let mut watch = second.watch().await.unwrap();
+    assert!(matches!(
+        second.acquire_leader("n2", ttl).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // An agent that restarted renews the term it finds, by holder and revision.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    second.renew_leader("n1", term).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let leader = first
+        .snapshot()
+        .await
+        .unwrap()
+        .leader
+        .expect("renewed by the second client");
+    assert_eq!((leader.holder.as_str(), leader.revision), ("n1", term));
+    second.release_leader("n1", term).await.unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("watch fired")
+        .unwrap();
+    assert!(seen > term);
+    assert_eq!(first.snapshot().await.unwrap().leader, None);
+}
+
+#[tokio::test]
+async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
+    let etcd = Etcd::start();
+    let store = etcd.store("ttl").await;
+    store
+        .put_member("n1", "a", Duration::from_secs(1))
+        .await
+        .unwrap();
+    store
+        .put_member("n1", "b", Duration::from_millis(5500))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.members["n1"].value, "b", "lives by the 6 s lease now");
+}
+
+#[tokio::test]
+async fn an_unreachable_etcd_is_unavailable_within_the_timeout() {
+    // A port nobody listens on: bind, read it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let timeout = Duration::from_millis(500);
+    let store = EtcdStore::connect(&[format!("127.0.0.1:{port}")], "x", timeout)
+        .await
+        .expect("connecting is lazy");
+    let started = Instant::now();
+    let err = store.snapshot().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable(_)) && err.is_retryable(),
+        "{err:?}"
+    );
+    let err = store
+        .acquire_leader("n1", Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(store.watch().await.is_err_and(|e| e.is_retryable()));
+    assert!(started.elapsed() < Duration::from_secs(3), "bounded calls");
+}

@@ -1,0 +1,172 @@
+//! Test helper: a throwaway single-node `etcd` on free loopback ports, killed (by pid) on drop.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long etcd may take to answer `/health` after it was started.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A running etcd; dropping it (also while a test panics) kills the process and removes its data.
+pub struct EtcdServer {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until it answers. Panics, saying what to install, when the
+    /// binary cannot be found: these tests never skip.
+    pub fn start() -> EtcdServer {
+        let binary = find_etcd();
+        let mut last_error = String::new();
+        // A free port picked here can be taken by someone else before etcd binds it: retry.
+        for _ in 0..3 {
+            match Self::try_start(&binary) {
+                Ok(server) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start etcd ({}): {last_error}", binary.display());
+    }
+
+    fn try_start(binary: &Path) -> Result<EtcdServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let client = format!("http://{}", free_port());
+        let peer = format!("http://{}", free_port());
+        let log = dir.path().join("etcd.log");
+        let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
+        let stderr = log_file.try_clone().map_err(|e| format!("log file: {e}"))?;
+        let mut command = Command::new(binary);
+        command
+            .arg("--name=pgha-test")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=pgha-test={peer}"))
+            .arg("--initial-cluster-state=new")
+            // Faster first election; leases can still be as short as 1 s.
+            .args(["--heartbeat-interval=50", "--election-timeout=500"])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(stderr);
+        if supports_no_fsync(binary) {
+            command.arg("--unsafe-no-fsync");
+        }
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd if the
+        // thread that started it dies without dropping the guard (e.g. the test is SIGKILLed).
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", binary.display()))?;
+        let mut server = EtcdServer {
+            child,
+            endpoint: client,
+            log,
+            _dir: dir,
+        };
+        server.wait_healthy()?;
+        Ok(server)
+    }
+
+    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn wait_healthy(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + STARTUP;
+        let addr: SocketAddr = self.endpoint["http://".len()..]
+            .parse()
+            .expect("loopback address");
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("etcd exited with {status}:\n{}", self.log_tail()));
+            }
+            if health(addr) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "etcd did not become healthy within {STARTUP:?}:\n{}",
+                    self.log_tail()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's pid only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `PGHA_ETCD_BIN`, else `etcd` on `PATH`, else a clear panic naming the package.
+fn find_etcd() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PGHA_ETCD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join("etcd"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the etcd contract tests need the `etcd` binary, which was not found on PATH: \
+                 install the Debian package etcd-server (./test.sh does), or set PGHA_ETCD_BIN"
+            )
+        })
+}
+
+fn supports_no_fsync(binary: &Path) -> bool {
+    Command::new(binary)
+        .arg("--help")
+        .output()
+        .map(|out| {
+            let text = [out.stdout, out.stderr].concat();
+            String::from_utf8_lossy(&text).contains("--unsafe-no-fsync")
+        })
+        .unwrap_or(false)
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address")
+}
+
+/// Whether etcd's `/health` says it has a leader and serves requests.
+fn health(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let request = format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.contains("\"health\":\"true\"")
+}
