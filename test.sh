@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs pgha's whole test suite against real PostgreSQL on loopback.
+# Runs pgha's whole test suite against real PostgreSQL and etcd on loopback.
 # Installs the Debian packages the tests need when they are missing, and fails loudly if it cannot.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 missing=()
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then missing+=(postgresql); fi
 
 if [ ${#missing[@]} -gt 0 ]; then
