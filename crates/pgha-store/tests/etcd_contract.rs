@@ -230,3 +230,72 @@ async fn an_unreachable_etcd_is_unavailable_within_the_timeout() {
     assert!(store.watch().await.is_err_and(|e| e.is_retryable()));
     assert!(started.elapsed() < Duration::from_secs(3), "bounded calls");
 }
+
+/// Retries `op` while it fails with a retryable error, for up to 15 s.
+async fn eventually<T, F, Fut>(what: &str, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn leases_keys_and_watches_survive_an_etcd_restart() {
+    let mut etcd = Etcd::start();
+    let store = etcd.store("restart").await;
+    let ttl = Duration::from_secs(10);
+    store
+        .put(Key::Initialize, "7001", Guard::Absent)
+        .await
+        .unwrap();
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    let mut watch = store.watch().await.unwrap();
+
+    etcd.server.stop();
+    let err = store.snapshot().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let err = store.renew_leader("n1", term).await.unwrap_err();
+    assert!(
+        err.is_retryable(),
+        "a renewal that cannot reach etcd is no lost term: {err:?}"
+    );
+    let err = tokio::time::timeout(Duration::from_secs(10), watch.changed())
+        .await
+        .expect("a watch on a dead etcd fails instead of hanging")
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+
+    etcd.server.start_again();
+    // The same term, renewed through the reconnected client: no new election needed.
+    eventually("renew after restart", || store.renew_leader("n1", term)).await;
+    let rev = eventually("write after restart", || {
+        store.put(Key::Config, "{}", Guard::Any)
+    })
+    .await;
+    // The same watch handle reopens from where it stopped and reports the write.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let seen = loop {
+        match tokio::time::timeout(Duration::from_secs(10), watch.changed()).await {
+            Ok(Ok(seen)) => break seen,
+            Ok(Err(e)) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("watch after restart: {other:?}"),
+        }
+    };
+    assert!(seen >= rev, "{seen} < {rev}");
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Initialize).unwrap().value, "7001");
+    let leader = snap.leader.expect("leader key survived");
+    assert_eq!((leader.holder.as_str(), leader.revision), ("n1", term));
+}

@@ -13,9 +13,11 @@ const STARTUP: Duration = Duration::from_secs(30);
 /// A running etcd; dropping it (also while a test panics) kills the process and removes its data.
 pub struct EtcdServer {
     child: Child,
+    binary: PathBuf,
     endpoint: String,
+    peer: String,
     log: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl EtcdServer {
@@ -39,42 +41,14 @@ impl EtcdServer {
         let client = format!("http://{}", free_port());
         let peer = format!("http://{}", free_port());
         let log = dir.path().join("etcd.log");
-        let log_file = std::fs::File::create(&log).map_err(|e| format!("log file: {e}"))?;
-        let stderr = log_file.try_clone().map_err(|e| format!("log file: {e}"))?;
-        let mut command = Command::new(binary);
-        command
-            .arg("--name=pgha-test")
-            .arg(format!("--data-dir={}", dir.path().join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=pgha-test={peer}"))
-            .arg("--initial-cluster-state=new")
-            // Faster first election; leases can still be as short as 1 s.
-            .args(["--heartbeat-interval=50", "--election-timeout=500"])
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(stderr);
-        if supports_no_fsync(binary) {
-            command.arg("--unsafe-no-fsync");
-        }
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd if the
-        // thread that started it dies without dropping the guard (e.g. the test is SIGKILLed).
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", binary.display()))?;
+        let child = spawn(binary, dir.path(), &client, &peer, &log)?;
         let mut server = EtcdServer {
             child,
+            binary: binary.to_path_buf(),
             endpoint: client,
+            peer,
             log,
-            _dir: dir,
+            dir,
         };
         server.wait_healthy()?;
         Ok(server)
@@ -83,6 +57,26 @@ impl EtcdServer {
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Kills etcd (SIGKILL, by pid); [`EtcdServer::start_again`] brings it back.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts a stopped etcd again on the same ports and data directory.
+    pub fn start_again(&mut self) {
+        let dir = self.dir.path();
+        self.child = spawn(&self.binary, dir, &self.endpoint, &self.peer, &self.log)
+            .unwrap_or_else(|e| panic!("restarting etcd: {e}"));
+        self.wait_healthy()
+            .unwrap_or_else(|e| panic!("restarting etcd: {e}"));
+    }
+
+    fn kill(&mut self) {
+        // Child::kill sends SIGKILL to this child's pid only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn wait_healthy(&mut self) -> Result<(), String> {
@@ -116,10 +110,47 @@ impl EtcdServer {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
-        // Child::kill sends SIGKILL to this child's pid only.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
+}
+
+/// Starts the etcd process, logging to `log` (appended to across restarts).
+fn spawn(binary: &Path, dir: &Path, client: &str, peer: &str, log: &Path) -> Result<Child, String> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("log file: {e}"))?;
+    let stderr = log_file.try_clone().map_err(|e| format!("log file: {e}"))?;
+    let mut command = Command::new(binary);
+    command
+        .arg("--name=pgha-test")
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=pgha-test={peer}"))
+        .arg("--initial-cluster-state=new")
+        // Faster first election; leases can still be as short as 1 s.
+        .args(["--heartbeat-interval=50", "--election-timeout=500"])
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr);
+    if supports_no_fsync(binary) {
+        command.arg("--unsafe-no-fsync");
+    }
+    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill etcd if the thread
+    // that started it dies without dropping the guard (e.g. the test binary is SIGKILLed).
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", binary.display()))
 }
 
 /// `PGHA_ETCD_BIN`, else `etcd` on `PATH`, else a clear panic naming the package.
