@@ -185,9 +185,10 @@ mod tests {
         let pump = splice(&mut proxy_client, &mut proxy_backend, &i, &o);
         let talk = async {
             let big = vec![7u8; 100_000];
-            client_end.write_all(&big).await.unwrap();
             let mut got = vec![0u8; big.len()];
-            backend_end.read_exact(&mut got).await.unwrap();
+            let (w, r) = tokio::join!(client_end.write_all(&big), backend_end.read_exact(&mut got));
+            w.unwrap();
+            r.unwrap();
             assert_eq!(got, big);
             backend_end.write_all(b"pong").await.unwrap();
             let mut pong = [0u8; 4];

@@ -1,0 +1,314 @@
+//! Test fixtures: one real PostgreSQL primary + streaming standby shared by the tests of a binary,
+//! and a proxy started per test.
+#![allow(dead_code)]
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use pgha_proxy::{Backend, CancellationToken, MetricsHandle, Proxy, ProxyConfig, Standby, Targets};
+use tokio::sync::watch;
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// Shared cluster: started once per test binary, stopped when the process exits (the postmasters
+/// get SIGINT through PR_SET_PDEATHSIG when the thread that spawned them — alive as long as the
+/// process — goes away), data under a directory removed by the next run.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub primary_port: u16,
+    pub standby_port: u16,
+    /// The postmasters (never waited on: they end when this process exits).
+    pub children: Vec<Child>,
+}
+
+impl Cluster {
+    pub fn primary(&self) -> Backend {
+        Backend::new("primary", format!("127.0.0.1:{}", self.primary_port))
+    }
+    pub fn standby(&self) -> Backend {
+        Backend::new("standby", format!("127.0.0.1:{}", self.standby_port))
+    }
+    pub fn standby_target(&self, lag: Option<u64>) -> Standby {
+        Standby {
+            backend: self.standby(),
+            lag_bytes: lag,
+            streaming: true,
+        }
+    }
+    pub fn targets(&self) -> Targets {
+        Targets {
+            rw: Some(self.primary()),
+            ro: vec![self.standby_target(Some(0))],
+            generation: 1,
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pg_user() -> Option<(u32, u32)> {
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").unwrap();
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(!pw.is_null(), "running as root needs an OS user `postgres`");
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+fn command(bin: &str) -> Command {
+    let mut c = Command::new(Path::new(PG_BIN).join(bin));
+    if let Some((uid, gid)) = pg_user() {
+        c.uid(uid).gid(gid);
+    }
+    c.env_remove("PGPORT")
+        .env_remove("PGHOST")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command) {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+type SpawnReq = (Command, mpsc::Sender<Child>);
+
+/// Spawns from one thread that lives as long as the process, so PDEATHSIG fires only at exit.
+fn spawn_long_lived(mut c: Command) -> Child {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnReq>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnReq>();
+        std::thread::spawn(move || {
+            for (mut cmd, reply) in rx {
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT);
+                        Ok(())
+                    });
+                }
+                let _ = reply.send(cmd.spawn().expect("spawn postgres"));
+            }
+            // Keep the spawning thread (the postmasters' parent) alive until the process exits.
+            loop {
+                std::thread::park();
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (rtx, rrx) = mpsc::channel();
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    tx.lock().unwrap().send((c, rtx)).unwrap();
+    rrx.recv().unwrap()
+}
+
+fn wait_ready(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = Command::new(Path::new(PG_BIN).join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "postgres on {port} not ready in time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir("/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if let Some(pid) = name.strip_prefix("pgha-proxy-test-") {
+            if !Path::new("/proc").join(pid).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+fn start_cluster() -> Cluster {
+    remove_stale_dirs();
+    let dir = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let chown = |p: &Path| {
+        if let Some((uid, gid)) = pg_user() {
+            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+        }
+    };
+    chown(&dir);
+    let (pp, sp) = (free_port(), free_port());
+    let primary = dir.join("primary");
+    let mut c = command("initdb");
+    c.args([
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "-N",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "-D",
+    ])
+    .arg(&primary);
+    run(c);
+    let conf = format!(
+        "port = {pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 16MB\n\
+         max_connections = 100\nwal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n\
+         ssl = off\nlogging_collector = off\n",
+        dir.display()
+    );
+    append(&primary.join("postgresql.conf"), &conf);
+    let mut c = command("postgres");
+    c.arg("-D").arg(&primary);
+    let mut children = vec![spawn_long_lived(c)];
+    wait_ready(pp);
+    let standby = dir.join("standby");
+    let mut c = command("pg_basebackup");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &pp.to_string(),
+        "-U",
+        "postgres",
+        "-R",
+        "-X",
+        "stream",
+    ])
+    .arg("-D")
+    .arg(&standby);
+    run(c);
+    append(&standby.join("postgresql.conf"), &format!("port = {sp}\n"));
+    let mut c = command("postgres");
+    c.arg("-D").arg(&standby);
+    children.push(spawn_long_lived(c));
+    wait_ready(sp);
+    Cluster {
+        dir,
+        primary_port: pp,
+        standby_port: sp,
+        children,
+    }
+}
+
+/// The shared cluster (started by the first test that asks).
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(start_cluster)
+}
+
+/// A running proxy bound to free ports; stopped when dropped.
+pub struct TestProxy {
+    pub rw: std::net::SocketAddr,
+    pub ro: std::net::SocketAddr,
+    pub targets: watch::Sender<Targets>,
+    pub metrics: MetricsHandle,
+    pub shutdown: CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestProxy {
+    pub async fn start(targets: Targets, tweak: impl FnOnce(&mut ProxyConfig)) -> TestProxy {
+        let mut cfg = ProxyConfig {
+            rw_listen: Some("127.0.0.1:0".into()),
+            ro_listen: Some("127.0.0.1:0".into()),
+            ..ProxyConfig::default()
+        };
+        tweak(&mut cfg);
+        let (tx, rx) = watch::channel(targets);
+        let shutdown = CancellationToken::new();
+        let proxy = Proxy::bind(cfg, rx, shutdown.clone())
+            .await
+            .expect("bind proxy");
+        let (rw, ro) = (proxy.rw_addr().unwrap(), proxy.ro_addr().unwrap());
+        let metrics = proxy.metrics();
+        let task = tokio::spawn(proxy.run());
+        TestProxy {
+            rw,
+            ro,
+            targets: tx,
+            metrics,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut Targets)) {
+        self.targets.send_modify(|t| {
+            f(t);
+            t.generation += 1;
+        });
+    }
+}
+
+pub fn conninfo(addr: std::net::SocketAddr) -> String {
+    format!(
+        "host={} port={} user=postgres dbname=postgres connect_timeout=20",
+        addr.ip(),
+        addr.port()
+    )
+}
+
+pub async fn connect(
+    addr: std::net::SocketAddr,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(&conninfo(addr), tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+pub async fn in_recovery(c: &tokio_postgres::Client) -> bool {
+    c.query_one("select pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until `cond` holds, failing after `secs`.
+pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,366 @@
+//! End-to-end tests of the proxy against a real PostgreSQL primary and standby.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgha_proxy::{wire, Candidates, Member, Prober, ProberConfig, Targets};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_postgres::error::SqlState;
+
+#[tokio::test]
+async fn queries_through_rw_and_ro_listeners() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |_| {}).await;
+    let rw = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&rw).await);
+    rw.batch_execute("create temp table t(x int); insert into t values (1)")
+        .await
+        .unwrap();
+    let ro = connect(p.ro).await.unwrap();
+    assert!(in_recovery(&ro).await);
+    let snap = p.metrics.snapshot();
+    let rws = snap.listener("rw").unwrap();
+    assert_eq!(rws.active, 1);
+    assert!(rws.bytes_in > 0 && rws.bytes_out > 0);
+    assert_eq!(snap.listener("ro").unwrap().total, 1);
+    let text = p.metrics.render_prometheus();
+    assert!(
+        text.contains("pgha_proxy_connections_active{listener=\"rw\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn holds_while_no_primary_then_releases() {
+    let c = cluster();
+    let p = TestProxy::start(Targets::none(), |cfg| {
+        cfg.hold_timeout = Duration::from_secs(20)
+    })
+    .await;
+    let started = Instant::now();
+    let pending = tokio::spawn(connect(p.rw));
+    eventually(10, "a held connection", || {
+        p.metrics.snapshot().listener("rw").unwrap().held == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !pending.is_finished(),
+        "must wait while there is no primary"
+    );
+    p.set(|t| t.rw = Some(c.primary()));
+    let client = pending
+        .await
+        .unwrap()
+        .expect("released once a primary appears");
+    assert!(!in_recovery(&client).await);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let s = p.metrics.snapshot();
+    let rw = s.listener("rw").unwrap();
+    assert_eq!((rw.held, rw.held_total), (0, 1));
+    assert!(rw.hold_seconds_total >= 0.2, "{rw:?}");
+}
+
+#[tokio::test]
+async fn hold_timeout_gives_error_response() {
+    let _ = cluster();
+    let p = TestProxy::start(Targets::none(), |cfg| {
+        cfg.hold_timeout = Duration::from_millis(400)
+    })
+    .await;
+    let started = Instant::now();
+    let err = connect(p.rw).await.expect_err("no primary: must fail");
+    let db = err.as_db_error().expect("an ErrorResponse, not a reset");
+    assert_eq!(db.code(), &SqlState::CANNOT_CONNECT_NOW);
+    assert_eq!(db.code().code(), wire::SQLSTATE_NO_TARGET);
+    assert!(
+        db.message().contains("no primary available"),
+        "{}",
+        db.message()
+    );
+    assert_eq!(db.severity(), "FATAL");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(
+        p.metrics.snapshot().listener("rw").unwrap().hold_timeouts,
+        1
+    );
+}
+
+#[tokio::test]
+async fn leader_change_closes_old_sessions() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |_| {}).await;
+    let old = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&old).await);
+    let ro = connect(p.ro).await.unwrap();
+    // Pretend the standby became the leader.
+    p.set(|t| {
+        t.rw = Some(c.standby());
+        t.ro.clear();
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !old.is_closed() {
+        assert!(Instant::now() < deadline, "old rw session still open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(old.simple_query("select 1").await.is_err());
+    // The ro session was on the standby, which is now the rw target: closed too.
+    eventually(5, "ro session on the promoted standby closed", || {
+        ro.is_closed()
+    })
+    .await;
+    let new = connect(p.rw).await.unwrap();
+    assert!(in_recovery(&new).await, "new sessions go to the new target");
+    // Primary withdrawn: sessions to it close as well.
+    p.set(|t| t.rw = None);
+    eventually(5, "session closed when rw becomes None", || new.is_closed()).await;
+    assert!(
+        p.metrics
+            .snapshot()
+            .listener("rw")
+            .unwrap()
+            .closed_on_change
+            >= 2
+    );
+}
+
+#[tokio::test]
+async fn ro_listener_avoids_primary_unless_fallback() {
+    let c = cluster();
+    let only_primary = Targets::primary(c.primary());
+    let p = TestProxy::start(only_primary.clone(), |cfg| {
+        cfg.ro_fallback_to_primary = false;
+        cfg.hold_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let err = connect(p.ro).await.expect_err("no standby and no fallback");
+    assert_eq!(err.code(), Some(&SqlState::CANNOT_CONNECT_NOW));
+    // A standby lagging beyond the bound is not eligible either.
+    p.set(|t| t.ro = vec![c.standby_target(Some(1 << 40))]);
+    let err = connect(p.ro).await.expect_err("standby lags too much");
+    assert_eq!(err.code(), Some(&SqlState::CANNOT_CONNECT_NOW));
+    p.set(|t| t.ro = vec![c.standby_target(Some(10))]);
+    assert!(in_recovery(&connect(p.ro).await.unwrap()).await);
+
+    let f = TestProxy::start(only_primary, |cfg| cfg.ro_fallback_to_primary = true).await;
+    let client = connect(f.ro).await.unwrap();
+    assert!(!in_recovery(&client).await, "fallback goes to the primary");
+    let ro: String = client
+        .query_one("show default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ro, "on");
+    let err = client
+        .batch_execute("create temp table w(x int)")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_owning_backend() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |_| {}).await;
+    for addr in [p.rw, p.ro] {
+        let client = connect(addr).await.unwrap();
+        let token = client.cancel_token();
+        let started = Instant::now();
+        let sleeper = tokio::spawn(async move { client.simple_query("select pg_sleep(30)").await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let err = sleeper.await.unwrap().expect_err("query must be cancelled");
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    assert_eq!(p.metrics.snapshot().listener("rw").unwrap().cancels, 1);
+}
+
+async fn closed_by_proxy(mut s: TcpStream, secs: u64) -> Vec<u8> {
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(secs), s.read_to_end(&mut got)).await;
+    assert!(r.is_ok(), "proxy did not close the connection");
+    got
+}
+
+#[tokio::test]
+async fn bad_clients_are_dropped_without_affecting_others() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |cfg| {
+        cfg.startup_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let good = connect(p.rw).await.unwrap();
+    // Garbage.
+    let mut g = TcpStream::connect(p.rw).await.unwrap();
+    g.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Oversized startup packet.
+    let mut o = TcpStream::connect(p.rw).await.unwrap();
+    o.write_all(&1_000_000u32.to_be_bytes()).await.unwrap();
+    o.write_all(&196_608u32.to_be_bytes()).await.unwrap();
+    // Too short.
+    let mut t = TcpStream::connect(p.rw).await.unwrap();
+    t.write_all(&[0, 0, 0, 4]).await.unwrap();
+    // Slowloris: half a startup packet, then silence.
+    let mut s = TcpStream::connect(p.rw).await.unwrap();
+    s.write_all(&[0, 0, 0, 40, 0, 3]).await.unwrap();
+    let started = Instant::now();
+    let (gr, or, tr) = tokio::join!(
+        closed_by_proxy(g, 5),
+        closed_by_proxy(o, 5),
+        closed_by_proxy(t, 5)
+    );
+    for reply in [gr, or, tr] {
+        assert!(reply.is_empty() || reply[0] == b'E', "{reply:?}");
+    }
+    for _ in 0..20 {
+        let n: i32 = good.query_one("select 1", &[]).await.unwrap().get(0);
+        assert_eq!(n, 1);
+    }
+    closed_by_proxy(s, 5).await;
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert!(!in_recovery(&connect(p.rw).await.unwrap()).await);
+    assert!(p.metrics.snapshot().listener("rw").unwrap().errors >= 4);
+}
+
+#[tokio::test]
+async fn max_client_conn_is_enforced() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |cfg| cfg.max_client_conn = 2).await;
+    let a = connect(p.rw).await.unwrap();
+    let b = connect(p.ro).await.unwrap();
+    let err = connect(p.rw).await.expect_err("third client refused");
+    assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let d = loop {
+        match connect(p.rw).await {
+            Ok(d) => break d,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("slot not released: {e}"),
+        }
+    };
+    assert!(!in_recovery(&a).await && !in_recovery(&d).await);
+    assert!(p.metrics.snapshot().listener("rw").unwrap().rejected >= 1);
+}
+
+#[tokio::test]
+async fn ssl_request_relayed_and_gssenc_refused() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |_| {}).await;
+    let mut s = TcpStream::connect(p.rw).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .await
+        .unwrap(); // GSSENCRequest
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"N");
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .unwrap(); // SSLRequest
+    s.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"N", "server has ssl=off: its answer is relayed");
+    // libpq with sslmode=prefer: SSLRequest, 'N', plaintext startup through the proxy.
+    let info = conninfo(p.rw);
+    let psql = move |mode: &str| {
+        std::process::Command::new(format!("{PG_BIN}/psql"))
+            .arg(format!("{info} sslmode={mode}"))
+            .args(["-Atc", "select pg_is_in_recovery()"])
+            .output()
+            .unwrap()
+    };
+    let (prefer, require) = tokio::task::spawn_blocking(move || (psql("prefer"), psql("require")))
+        .await
+        .unwrap();
+    assert!(
+        prefer.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prefer.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&prefer.stdout).trim(), "f");
+    assert!(
+        !require.status.success(),
+        "server without SSL cannot satisfy sslmode=require"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_tells_held_clients_and_stops() {
+    let _ = cluster();
+    let mut p = TestProxy::start(Targets::none(), |_| {}).await;
+    let pending = tokio::spawn(connect(p.rw));
+    eventually(10, "held", || {
+        p.metrics.snapshot().listener("rw").unwrap().held == 1
+    })
+    .await;
+    p.shutdown.cancel();
+    let err = pending
+        .await
+        .unwrap()
+        .expect_err("shutdown refuses held clients");
+    assert_eq!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN));
+    tokio::time::timeout(Duration::from_secs(5), p.task.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn prober_confirms_primary_and_standbys() {
+    let c = cluster();
+    let mut prober = Prober::new(ProberConfig::new("postgres"));
+    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
+    let cands = Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    };
+    let t = prober.probe(&cands).await;
+    assert_eq!(t.rw, Some(c.primary()));
+    assert_eq!(t.ro.len(), 1);
+    assert!(t.ro[0].lag_bytes.is_some());
+    // The lease holder in recovery is not a primary; nor is an unreachable one.
+    let wrong = Candidates {
+        leader: Some(member(c.standby())),
+        standbys: vec![],
+    };
+    assert_eq!(prober.probe(&wrong).await.rw, None);
+    let dead = Member::new("dead", format!("127.0.0.1:{}", free_port()));
+    let gone = Candidates {
+        leader: Some(dead),
+        standbys: vec![member(c.standby())],
+    };
+    let t = prober.probe(&gone).await;
+    assert_eq!(t.rw, None);
+    assert_eq!(t.ro[0].lag_bytes, None, "no primary: lag unknown");
+
+    // The run loop publishes, and withdraws rw at once when the lease holder changes.
+    let (ctx, crx) = tokio::sync::watch::channel(cands);
+    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
+    let stop = pgha_proxy::CancellationToken::new();
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_millis(100);
+    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let primary = c.primary();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        trx.wait_for(|t| t.rw.as_ref() == Some(&primary)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    ctx.send_replace(gone);
+    tokio::time::timeout(Duration::from_secs(10), trx.wait_for(|t| t.rw.is_none()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(trx.borrow().generation >= 2);
+    stop.cancel();
+    task.await.unwrap();
+}
