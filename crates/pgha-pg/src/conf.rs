@@ -130,7 +130,10 @@ impl MemberConf {
             owned.push(("wal_keep_segments", "8".into()));
         }
         if !self.standby && !self.synchronous_standby_names.is_empty() {
-            owned.push(("synchronous_standby_names", self.synchronous_standby_names.clone()));
+            owned.push((
+                "synchronous_standby_names",
+                self.synchronous_standby_names.clone(),
+            ));
         }
         if self.standby {
             owned.push(("recovery_target_timeline", "latest".into()));

@@ -19,10 +19,17 @@ pub struct RewindSource<'a> {
 
 /// Runs pg_rewind on a stopped instance. pg_rewind copies the source's configuration files,
 /// so the caller must write pgha's own configuration again afterwards.
-pub async fn rewind(instance: &Instance, source: &RewindSource<'_>, timeout: Duration) -> Result<()> {
+pub async fn rewind(
+    instance: &Instance,
+    source: &RewindSource<'_>,
+    timeout: Duration,
+) -> Result<()> {
     let state = instance.controldata().await?.cluster_state;
     if state != "shut down" && state != "shut down in recovery" {
-        tracing::info!("{}: data directory is `{state}`; finishing crash recovery before pg_rewind", instance.name);
+        tracing::info!(
+            "{}: data directory is `{state}`; finishing crash recovery before pg_rewind",
+            instance.name
+        );
         finish_crash_recovery(instance, timeout).await?;
     }
     let conninfo = format!(
@@ -30,9 +37,16 @@ pub async fn rewind(instance: &Instance, source: &RewindSource<'_>, timeout: Dur
         source.host,
         source.port,
         source.superuser,
-        source.passfile.display().to_string().replace('\\', "\\\\").replace('\'', "\\'")
+        source
+            .passfile
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('\'', "\\'")
     );
-    let mut cmd = instance.run_as.command(instance.bins.program("pg_rewind"), &instance.member_dir);
+    let mut cmd = instance
+        .run_as
+        .command(instance.bins.program("pg_rewind"), &instance.member_dir);
     cmd.arg(format!("--target-pgdata={}", instance.data_dir().display()))
         .arg(format!("--source-server={conninfo}"))
         .arg("--progress");
@@ -42,15 +56,26 @@ pub async fn rewind(instance: &Instance, source: &RewindSource<'_>, timeout: Dur
 /// Starts PostgreSQL in single-user mode on the data directory and exits at once, so crash
 /// recovery runs and the cluster is left cleanly shut down (pg_rewind's requirement).
 async fn finish_crash_recovery(instance: &Instance, timeout: Duration) -> Result<()> {
-    let mut cmd = instance.run_as.command(instance.bins.program("postgres"), &instance.member_dir);
+    let mut cmd = instance
+        .run_as
+        .command(instance.bins.program("postgres"), &instance.member_dir);
     cmd.arg("--single")
         .arg("-D")
         .arg(instance.data_dir())
-        .args(["-c", "archive_mode=off", "-c", "hot_standby=off", "postgres"]);
+        .args([
+            "-c",
+            "archive_mode=off",
+            "-c",
+            "hot_standby=off",
+            "postgres",
+        ]);
     cmd.stdin(std::process::Stdio::null());
     let output = tokio::time::timeout(timeout, cmd.output())
         .await
-        .map_err(|_| PgError::Timeout { what: "single-user crash recovery".into(), seconds: timeout.as_secs() })?
+        .map_err(|_| PgError::Timeout {
+            what: "single-user crash recovery".into(),
+            seconds: timeout.as_secs(),
+        })?
         .map_err(|e| PgError::io("run postgres --single", e))?;
     if !output.status.success() {
         return Err(PgError::CommandFailed {

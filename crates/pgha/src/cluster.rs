@@ -1,9 +1,11 @@
 //! A local cluster directory: its config, secrets, PostgreSQL programs and members.
 
 use std::path::{Path, PathBuf};
+
+use anyhow::bail;
 use std::time::Duration;
 
-use pgha_pg::conf::{render_hba, MemberConf, Upstream};
+use pgha_pg::conf::render_hba;
 use pgha_pg::probe::Credentials;
 use pgha_pg::{Instance, PgBinaries, RunAs};
 
@@ -119,25 +121,6 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// The configuration `member` runs with, streaming from `upstream` when it is a standby.
-    pub fn member_conf(&self, member: &Member, upstream: Option<&Member>) -> MemberConf {
-        MemberConf {
-            name: member.name.clone(),
-            listen_host: member.host.clone(),
-            port: member.port,
-            major: self.bins.major,
-            upstream: upstream.map(|u| Upstream {
-                host: u.host.clone(),
-                port: u.port,
-            }),
-            replication_user: self.config.postgresql.replication_user.clone(),
-            passfile: self.passfile(),
-            cluster_size: self.members.len(),
-            synchronous_standby_names: String::new(),
-            parameters: self.config.parameters(),
-        }
-    }
-
     /// pg_hba.conf for every member: replication only from the members' hosts.
     pub fn hba(&self) -> String {
         let hosts: Vec<String> = self.members.iter().map(|m| m.host.clone()).collect();
@@ -154,6 +137,37 @@ impl LocalCluster {
             "postgresql://{}:{}@{}:{}/postgres",
             self.config.postgresql.superuser, self.secrets.superuser_password, host, port
         )
+    }
+
+    /// Which member holds the primary's data: the initialised one without standby.signal, or the
+    /// first member of a brand-new self.
+    pub fn choose_primary(&self) -> anyhow::Result<&Member> {
+        let initialised: Vec<&Member> = self
+            .members
+            .iter()
+            .filter(|m| m.instance.is_initialized())
+            .collect();
+        if initialised.is_empty() {
+            return Ok(&self.members[0]);
+        }
+        let primaries: Vec<&Member> = initialised
+            .iter()
+            .copied()
+            .filter(|m| !m.instance.has_standby_signal())
+            .collect();
+        match primaries.as_slice() {
+            [one] => Ok(one),
+            [] => bail!(
+                "no member of {} holds a primary's data directory (every initialised member has standby.signal); \
+                 promote one by hand (`pg_ctl promote`) or restore the primary's data",
+                self.dir.display()
+            ),
+            many => bail!(
+                "members {} all hold primary data directories; refusing to start two primaries. \
+                 Keep the one with the newest data and remove standby duties from the rest by hand",
+                many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
     }
 
     /// Opens a superuser connection to a member.

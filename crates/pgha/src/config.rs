@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_FILE: &str = "pgha.toml";
 
 /// Default first port: the read-write entry point; members start at base + 11.
-pub const DEFAULT_BASE_PORT: u16 = 54320;
+pub const DEFAULT_BASE_PORT: u16 = 15432;
 /// Members are numbered from 1; member k listens on base + MEMBER_PORT_OFFSET + k.
 pub const MEMBER_PORT_OFFSET: u16 = 10;
 pub const MAX_MEMBERS: u16 = 89;

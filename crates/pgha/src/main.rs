@@ -1,12 +1,14 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
-mod bootstrap;
+mod api;
+mod client;
 mod cluster;
 mod config;
+mod control;
 mod error;
 mod lock;
-mod progress;
+mod runtime;
 mod secrets;
 mod status;
 mod up;
@@ -53,7 +55,7 @@ enum Command {
         #[arg(long)]
         members: Option<u16>,
         /// Base port for a new cluster: the read-write entry point; member k listens on
-        /// base + 10 + k [default: 54320].
+        /// base + 10 + k [default: 15432].
         #[arg(long)]
         port: Option<u16>,
         /// PostgreSQL parameter for every member of a new cluster, e.g. --param shared_buffers=256MB
@@ -73,6 +75,65 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned switchover: the primary hands over to a caught-up standby, losing nothing.
+    ///
+    /// The leader stops accepting writes first; the target is promoted only once it has
+    /// replayed everything; the old primary rejoins as its standby without a rewind. Refused,
+    /// with the reason, when the target is not streaming or not caught up.
+    Switchover {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to promote (default: the best candidate).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Manual failover: promote a standby now, even when the primary is unhealthy.
+    Failover {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to promote.
+        #[arg(long)]
+        to: String,
+        /// Promote even if the target lags behind the primary.
+        #[arg(long)]
+        force: bool,
+        /// Promote a member outside the synchronous set (acknowledged commits may be lost).
+        #[arg(long)]
+        allow_data_loss: bool,
+    },
+    /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
+    Stop {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to stop, e.g. n1.
+        name: String,
+        /// fast (clean shutdown) or immediate (like a crash).
+        #[arg(long, default_value = "fast", value_parser = ["fast", "immediate"])]
+        mode: String,
+    },
+    /// Start one member again; a former primary rejoins as a standby by itself.
+    Start {
+        #[arg(long)]
+        dir: PathBuf,
+        name: String,
+    },
+    /// Maintenance mode: no automatic failover or restart until `pgha resume`.
+    Pause {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Every failover, switchover and rejoin: when, from, to, timeline, LSN, why.
+    History {
+        #[arg(long)]
+        dir: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -133,11 +194,63 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { dir, json } => {
             let cluster = LocalCluster::open(&dir)?;
-            let status = status::gather(&cluster).await;
+            let status = match client::get::<status::ClusterStatus>(&cluster, "/cluster") {
+                Ok(status) => status,
+                Err(client::ApiError::NotRunning) => status::gather(&cluster).await,
+                Err(e) => return Err(client::explain(&cluster, e)),
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", status::render_table(&status));
+            }
+            Ok(())
+        }
+        Command::Switchover { dir, to } => {
+            let cluster = LocalCluster::open(&dir)?;
+            let body = api::PromoteRequest {
+                to,
+                ..Default::default()
+            };
+            control::promote(&cluster, "/switchover", &body)
+        }
+        Command::Failover {
+            dir,
+            to,
+            force,
+            allow_data_loss,
+        } => {
+            let cluster = LocalCluster::open(&dir)?;
+            let body = api::PromoteRequest {
+                to: Some(to),
+                force,
+                allow_data_loss,
+                ..Default::default()
+            };
+            control::promote(&cluster, "/failover", &body)
+        }
+        Command::Stop { dir, name, mode } => {
+            let cluster = LocalCluster::open(&dir)?;
+            cluster.member(&name)?;
+            let body = api::StopRequest {
+                immediate: mode == "immediate",
+            };
+            control::say(&cluster, &format!("/members/{name}/stop"), &body)
+        }
+        Command::Start { dir, name } => {
+            let cluster = LocalCluster::open(&dir)?;
+            cluster.member(&name)?;
+            control::say(&cluster, &format!("/members/{name}/start"), &())
+        }
+        Command::Pause { dir } => control::say(&LocalCluster::open(&dir)?, "/pause", &()),
+        Command::Resume { dir } => control::say(&LocalCluster::open(&dir)?, "/resume", &()),
+        Command::History { dir, json } => {
+            let cluster = LocalCluster::open(&dir)?;
+            let entries = control::history(&cluster).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                print!("{}", control::render_history(&entries));
             }
             Ok(())
         }

@@ -3,20 +3,27 @@
 use std::time::Duration;
 
 use pgha_pg::probe::{format_lsn, probe, PgState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::{LocalCluster, Member};
 
 /// The whole cluster as `pgha status --json` prints it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterStatus {
     pub cluster: String,
-    /// The member acting as primary, or null when there is none (or more than one).
+    /// The member holding the leader lease (while `pgha up` runs), else the member acting as
+    /// primary; null when there is none.
     pub leader: Option<String>,
+    /// Whether `pgha up` (and so automatic failover) is running.
+    #[serde(default)]
+    pub managed: bool,
+    /// Maintenance mode: no automatic action.
+    #[serde(default)]
+    pub paused: bool,
     pub members: Vec<MemberStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MemberStatus {
     pub name: String,
     /// primary, standby or unknown (not reachable).
@@ -36,8 +43,11 @@ pub struct MemberStatus {
     /// As the primary's pg_stat_replication reports it: async, sync, potential, quorum.
     pub sync_state: Option<String>,
     /// Why the member could not be probed, when it could not.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The member agent's last decision, as logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
 }
 
 /// Probes every member concurrently.
@@ -69,8 +79,29 @@ pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
     ClusterStatus {
         cluster: cluster.config.cluster.name.clone(),
         leader: primary.map(|(m, _)| m.name.clone()),
+        managed: false,
+        paused: false,
         members,
     }
+}
+
+/// The status of a cluster run by this process: the leader from the store, each agent's
+/// last decision, and the probes.
+pub async fn gather_running(rt: &crate::runtime::Runtime) -> ClusterStatus {
+    let mut status = gather(&rt.cluster).await;
+    status.managed = true;
+    if let Ok(view) = rt.view().await {
+        status.leader = view.leader.map(|l| l.holder.to_string());
+        status.paused = view.config.paused;
+    }
+    let reports = rt.reports().await;
+    for m in &mut status.members {
+        m.decision = reports
+            .get(&m.name)
+            .map(|r| r.reason.clone())
+            .filter(|r| !r.is_empty());
+    }
+    status
 }
 
 async fn probe_member(cluster: &LocalCluster, member: &Member) -> (bool, Result<PgState, String>) {
@@ -111,6 +142,7 @@ fn describe(
         lag_seconds: None,
         sync_state: None,
         error: None,
+        decision: None,
     };
     let state = match result {
         Ok(state) => state,
@@ -205,8 +237,13 @@ pub fn render_table(status: &ClusterStatus) -> String {
             .trim_end()
             .to_string()
     };
+    let mode = match (status.managed, status.paused) {
+        (false, _) => " (not running: no automatic failover)",
+        (true, true) => " (PAUSED: no automatic action)",
+        (true, false) => "",
+    };
     let mut out = format!(
-        "Cluster {} — leader: {}\n",
+        "Cluster {} — leader: {}{mode}\n",
         status.cluster,
         status.leader.as_deref().unwrap_or("none")
     );
@@ -219,6 +256,9 @@ pub fn render_table(status: &ClusterStatus) -> String {
     for m in &status.members {
         if let Some(e) = &m.error {
             out.push_str(&format!("{}: {}\n", m.name, e));
+        }
+        if let Some(d) = &m.decision {
+            out.push_str(&format!("  {}: {}\n", m.name, d));
         }
     }
     out

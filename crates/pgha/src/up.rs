@@ -7,17 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use pgha_pg::StopMode;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::bootstrap::{bring_up, choose_primary};
 use crate::cluster::{absolute, LocalCluster};
 use crate::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
 use crate::error::CliError;
 use crate::lock::DirLock;
-use crate::progress::ProgressBoard;
+use crate::runtime::Runtime;
 use crate::secrets::{Secrets, SECRETS_FILE};
-use crate::status::{gather, ClusterStatus};
 
 /// What the user asked `pgha up` for.
 #[derive(Debug, Clone)]
@@ -30,12 +27,22 @@ pub struct UpArgs {
     pub os_user: Option<String>,
 }
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `pgha up` waits for every member to run (a large first clone can take a while).
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir)?;
     let (cluster, fresh) = prepare(&args, &dir)?;
     check_ports(&cluster)?;
+    let api_port = cluster.config.cluster.base_port + 2;
+    let host = cluster.config.cluster.host.clone();
+    let api_listener = tokio::net::TcpListener::bind((host.as_str(), api_port))
+        .await
+        .map_err(|_| CliError::PortInUse {
+            port: api_port,
+            what: "the control API".into(),
+            host: host.clone(),
+        })?;
     if fresh {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
@@ -58,29 +65,49 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     cluster.write_passfile()?;
 
+    let runtime = Runtime::open(cluster).await?;
+    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
+    let api = tokio::spawn({
+        let router = crate::api::router(runtime.clone());
+        let mut stopped = api_stopped.clone();
+        async move {
+            let _ = axum::serve(api_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        }
+    });
+
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let board = ProgressBoard::new();
     let started = std::time::Instant::now();
     let outcome = tokio::select! {
-        r = bring_up(&cluster, &board) => r,
+        r = async { runtime.start_all().await?; runtime.wait_ready(READY_TIMEOUT).await } => r,
         _ = sigint.recv() => Err(anyhow::anyhow!("interrupted while starting the cluster")),
         _ = sigterm.recv() => Err(anyhow::anyhow!("terminated while starting the cluster")),
     };
-    let primary = match outcome {
-        Ok(primary) => primary,
+    let leader = match outcome {
+        Ok(leader) => leader,
         Err(e) => {
             tracing::info!("start-up failed; stopping the members that are running");
-            stop_all(&cluster).await;
+            runtime.shutdown_all().await;
+            let _ = api_stop.send(true);
+            let _ = api.await;
             return Err(e);
         }
     };
     tracing::info!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
-    print_summary(&cluster, &primary, &args.dir);
+    print_summary(&runtime.cluster, &leader, &args.dir);
 
-    watch_until_signal(&cluster, &mut sigint, &mut sigterm).await;
-    tracing::info!("shutting down: primary first, so its standbys receive everything it wrote");
-    stop_all(&cluster).await;
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    tracing::info!("shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote");
+    runtime.shutdown_all().await;
+    let _ = api_stop.send(true);
+    let _ = api.await;
     tracing::info!(
         "all members stopped; `pgha up --dir {}` starts them again",
         args.dir.display()
@@ -197,35 +224,8 @@ fn check_ports(cluster: &LocalCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops every running member: the primary first, then the standbys.
-async fn stop_all(cluster: &LocalCluster) {
-    let primary = choose_primary(cluster).ok().map(|m| m.name.clone());
-    let mut order: Vec<_> = cluster.members.iter().collect();
-    order.sort_by_key(|m| Some(&m.name) != primary.as_ref());
-    for member in order {
-        if !member.instance.is_running() {
-            continue;
-        }
-        match member.instance.stop(StopMode::Fast, STOP_TIMEOUT).await {
-            Ok(()) => tracing::info!("{}: stopped", member.name),
-            Err(e) => {
-                tracing::warn!(
-                    "{}: fast stop failed ({e}); stopping immediately",
-                    member.name
-                );
-                if let Err(e) = member
-                    .instance
-                    .stop(StopMode::Immediate, STOP_TIMEOUT)
-                    .await
-                {
-                    tracing::error!("{}: could not stop PostgreSQL: {e}", member.name);
-                }
-            }
-        }
-    }
-}
-
 fn print_summary(cluster: &LocalCluster, primary: &str, dir_arg: &Path) {
+    let base = cluster.config.cluster.base_port;
     let dir = dir_arg.display();
     println!(
         "\nCluster {} is up: PostgreSQL {}, {} members, data in {}",
@@ -242,37 +242,12 @@ fn print_summary(cluster: &LocalCluster, primary: &str, dir_arg: &Path) {
         };
         println!("  {:<4} {}:{:<6} {}", m.name, m.host, m.port, role);
     }
+    println!(
+        "  control API on {}:{}",
+        cluster.config.cluster.host,
+        base + 2
+    );
     println!("\n  Connect:  psql \"$(pgha url --dir {dir})\"   (one member: --member NAME)");
     println!("  Status:   pgha status --dir {dir}");
     println!("  Stop:     Ctrl-C here; `pgha up --dir {dir}` starts the same cluster again\n");
-}
-
-/// Logs every change of a member's role or state until SIGINT or SIGTERM arrives.
-async fn watch_until_signal(
-    cluster: &LocalCluster,
-    sigint: &mut tokio::signal::unix::Signal,
-    sigterm: &mut tokio::signal::unix::Signal,
-) {
-    let mut previous: Option<ClusterStatus> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => return,
-            _ = sigterm.recv() => return,
-            _ = tick.tick() => {
-                let now = gather(cluster).await;
-                if let Some(before) = &previous {
-                    for (b, n) in before.members.iter().zip(&now.members) {
-                        if (b.role.as_str(), b.state.as_str()) != (n.role.as_str(), n.state.as_str()) {
-                            tracing::warn!("{}: {} {} -> {} {}", n.name, b.role, b.state, n.role, n.state);
-                        }
-                    }
-                    if before.leader != now.leader {
-                        tracing::warn!("primary: {} -> {}", before.leader.as_deref().unwrap_or("none"), now.leader.as_deref().unwrap_or("none"));
-                    }
-                }
-                previous = Some(now);
-            }
-        }
-    }
 }

@@ -29,7 +29,7 @@ pub fn free_base_port(members: u16) -> u16 {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     for _ in 0..200 {
-        let base: u16 = rng.gen_range(20_000..60_000);
+        let base: u16 = rng.gen_range(16_000..32_000);
         if (0..=10 + members).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }

@@ -1,0 +1,474 @@
+//! The member agent loop: observe (store first, then local PostgreSQL) → `Member::step` →
+//! execute, waking on the decision's deadline, a store change, or a finished job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::{
+    Action, ClusterView, JobKind, Member, MemberName, MemberSettings, Millis, Observation, Outcome,
+    StoreView, SyncApplied,
+};
+use pgha_pg::probe::{drop_slot, ensure_slot};
+use pgha_store::{Guard, Key, Store, StoreError};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::jobs::{run_job, JobContext};
+use crate::local::LocalProbe;
+use crate::spec::{postgres_address, NodeSpec};
+use crate::view::{cluster_view, HistoryEntry};
+
+/// Every store call is bounded by this.
+const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Quick local SQL actions are bounded by this.
+const SQL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the agent last decided, for status displays and the API.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AgentReport {
+    pub member: String,
+    /// The reason of the last decision, as logged.
+    pub reason: String,
+    /// The long-running job in flight, if any.
+    pub job: Option<String>,
+    /// The error of the last job, until a job succeeds.
+    pub last_error: Option<String>,
+}
+
+/// How an agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop PostgreSQL (in this mode), give up the leader key and the member key: the member
+    /// leaves, and the others fail over at once if it led.
+    Leave(pgha_pg::StopMode),
+    /// Stop only the loop; PostgreSQL keeps running as it is.
+    Detach,
+}
+
+/// A running agent task.
+pub struct AgentHandle {
+    pub name: MemberName,
+    stop: watch::Sender<Option<Shutdown>>,
+    join: JoinHandle<()>,
+    pub report: watch::Receiver<AgentReport>,
+}
+
+impl AgentHandle {
+    /// Asks the agent to stop and waits until it has.
+    pub async fn shutdown(self, how: Shutdown) {
+        let _ = self.stop.send(Some(how));
+        let _ = self.join.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+}
+
+/// One member's control loop.
+pub struct Agent {
+    spec: Arc<NodeSpec>,
+    store: Arc<dyn Store>,
+    member: Member,
+    origin: Instant,
+    probe: LocalProbe,
+    outcomes: Vec<Outcome>,
+    job: Option<(JobKind, JoinHandle<()>)>,
+    job_tx: mpsc::UnboundedSender<Outcome>,
+    job_rx: mpsc::UnboundedReceiver<Outcome>,
+    upstream: Option<MemberName>,
+    sync_applied: SyncApplied,
+    last_reason: String,
+    view: Option<ClusterView>,
+    report: watch::Sender<AgentReport>,
+}
+
+impl Agent {
+    /// Starts the agent loop as a task.
+    pub fn spawn(
+        spec: NodeSpec,
+        store: Arc<dyn Store>,
+        config: pgha_core::ClusterConfig,
+    ) -> AgentHandle {
+        let name = spec.name.clone();
+        let settings = MemberSettings {
+            name: spec.name.clone(),
+            tags: spec.tags.clone(),
+            addresses: spec.addresses(),
+            config,
+        };
+        let (job_tx, job_rx) = mpsc::unbounded_channel();
+        let (report_tx, report_rx) = watch::channel(AgentReport {
+            member: name.to_string(),
+            ..Default::default()
+        });
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let agent = Agent {
+            spec: Arc::new(spec),
+            store,
+            member: Member::new(settings),
+            origin: Instant::now(),
+            probe: LocalProbe::default(),
+            outcomes: Vec::new(),
+            job: None,
+            job_tx,
+            job_rx,
+            upstream: None,
+            sync_applied: SyncApplied::default(),
+            last_reason: String::new(),
+            view: None,
+            report: report_tx,
+        };
+        let join = tokio::spawn(agent.run(stop_rx));
+        AgentHandle {
+            name,
+            stop: stop_tx,
+            join,
+            report: report_rx,
+        }
+    }
+
+    fn now(&self) -> Millis {
+        Millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    async fn run(mut self, mut stop: watch::Receiver<Option<Shutdown>>) {
+        let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
+            Ok(Ok(w)) => Some(w),
+            _ => None,
+        };
+        loop {
+            let requested = *stop.borrow();
+            if let Some(how) = requested {
+                self.leave(how).await;
+                return;
+            }
+            let wake_at = self.step_once().await;
+            if !self.outcomes.is_empty() {
+                continue; // lease results change the next decision: step again at once
+            }
+            let deadline = self.origin + Duration::from_millis(wake_at.0);
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = stop.changed() => {}
+                outcome = self.job_rx.recv() => {
+                    if let Some(o) = outcome {
+                        self.job_done(o);
+                    }
+                }
+                changed = async {
+                    match watcher.as_mut() {
+                        Some(w) => w.changed().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if changed.is_err() {
+                        watcher = None;
+                    }
+                }
+            }
+            if watcher.is_none() {
+                if let Ok(Ok(w)) = tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
+                    watcher = Some(w);
+                }
+            }
+        }
+    }
+
+    fn job_done(&mut self, outcome: Outcome) {
+        if let Outcome::Job { kind, result } = &outcome {
+            match result {
+                Ok(()) => tracing::info!("{}: {kind:?} done", self.spec.name),
+                Err(e) => tracing::warn!("{}: {kind:?} failed: {e}", self.spec.name),
+            }
+            let error = result
+                .as_ref()
+                .err()
+                .map(|e| format!("{kind:?} failed: {e}"));
+            self.report.send_modify(|r| r.last_error = error);
+            if matches!(
+                kind,
+                JobKind::Reclone | JobKind::Bootstrap | JobKind::Rewind
+            ) {
+                self.probe.reset();
+            }
+            if self.job.as_ref().is_some_and(|(k, _)| k == kind) {
+                self.job = None;
+            }
+        }
+        self.outcomes.push(outcome);
+    }
+
+    /// One observe → step → execute round; returns when to step again at the latest.
+    async fn step_once(&mut self) -> Millis {
+        while let Ok(o) = self.job_rx.try_recv() {
+            self.job_done(o);
+        }
+        let cluster = match tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
+            Ok(Ok(snapshot)) => {
+                let view = cluster_view(&snapshot);
+                self.view = Some(view.clone());
+                StoreView::Up(Box::new(view))
+            }
+            Ok(Err(e)) => StoreView::Down {
+                error: e.to_string(),
+            },
+            Err(_) => StoreView::Down {
+                error: format!("no answer within {} s", STORE_TIMEOUT.as_secs()),
+            },
+        };
+        let view = match &cluster {
+            StoreView::Up(v) => Some(v.as_ref()),
+            StoreView::Down { .. } => None,
+        };
+        let local = self
+            .probe
+            .observe(&self.spec, view, self.upstream.as_ref(), &self.sync_applied)
+            .await;
+        let obs = Observation {
+            now: self.now(),
+            local,
+            cluster,
+            outcomes: std::mem::take(&mut self.outcomes),
+            leader_timelines: None,
+        };
+        let decision = self.member.step(&obs);
+        let reason = decision.reason.to_string();
+        if reason != self.last_reason {
+            tracing::info!("{}: {reason}", self.spec.name);
+            self.last_reason = reason.clone();
+        } else {
+            tracing::debug!("{}: {reason}", self.spec.name);
+        }
+        self.execute(decision.actions).await;
+        let job = self.job.as_ref().map(|(k, _)| format!("{k:?}"));
+        self.report.send_if_modified(|r| {
+            let changed = r.reason != reason || r.job != job;
+            r.reason = reason;
+            r.job = job;
+            changed
+        });
+        decision.wake_at
+    }
+
+    async fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            if action.job().is_some() {
+                self.start_job(action);
+                continue;
+            }
+            if let Err(e) = self.execute_one(&action).await {
+                tracing::warn!("{}: {} failed: {e}", self.spec.name, action_name(&action));
+            }
+        }
+    }
+
+    async fn execute_one(&mut self, action: &Action) -> Result<(), String> {
+        let name = self.spec.name.as_str();
+        let ttl = |ms: u64| Duration::from_millis(ms);
+        let store = self.store.clone();
+        match action {
+            Action::AcquireLeader { ttl_ms } => {
+                let sent = self.now();
+                let result = timed(store.acquire_leader(name, ttl(*ttl_ms))).await;
+                self.outcomes.push(lease_outcome(result, sent, true));
+            }
+            Action::RenewLeader { revision, .. } => {
+                let sent = self.now();
+                let result = timed(store.renew_leader(name, *revision))
+                    .await
+                    .map(|()| *revision);
+                self.outcomes.push(lease_outcome(result, sent, false));
+            }
+            Action::ReleaseLeader { revision } => {
+                timed(store.release_leader(name, *revision))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::PublishMember(record) => {
+                let ttl_ms = self
+                    .view
+                    .as_ref()
+                    .map(|v| v.config.ttl_ms)
+                    .unwrap_or(10_000);
+                let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
+                timed(store.put_member(name, &json, ttl(ttl_ms)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::WriteInitialize { system_id } => {
+                let json = serde_json::to_string(system_id).map_err(|e| e.to_string())?;
+                timed(store.put(Key::Initialize, &json, Guard::Absent))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::PublishSync {
+                set,
+                leader_revision,
+            } => {
+                let json = serde_json::to_string(set).map_err(|e| e.to_string())?;
+                let guard = Guard::Leader {
+                    holder: name.to_string(),
+                    revision: *leader_revision,
+                };
+                timed(store.put(Key::Sync, &json, guard))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::ClearSwitchover { revision } => {
+                timed(store.delete(Key::Switchover, Guard::Revision(*revision)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::RecordHistory(event) => {
+                tracing::info!("{}: history: {event}", self.spec.name);
+                let json = serde_json::to_string(&HistoryEntry::now(event.clone()))
+                    .map_err(|e| e.to_string())?;
+                timed(store.append_history(&json, Guard::Any))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::SetSync(applied) => {
+                self.sync_applied = applied.clone();
+                let inst = &self.spec.instance;
+                if inst.is_initialized() && !inst.has_standby_signal() {
+                    let conf = self.spec.conf(false, None, &applied.to_string());
+                    inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
+                        .map_err(|e| e.to_string())?;
+                    if inst.is_running() {
+                        inst.reload().await.map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+            Action::CreateSlots { names } | Action::DropSlots { names } => {
+                let create = matches!(action, Action::CreateSlots { .. });
+                let spec = self.spec.clone();
+                let client = self
+                    .probe
+                    .client(&spec)
+                    .await
+                    .ok_or("local PostgreSQL not reachable")?;
+                for n in names {
+                    let slot = pgha_pg::conf::slot_name(n.as_str());
+                    let r = if create {
+                        tokio::time::timeout(SQL_TIMEOUT, ensure_slot(client, name, &slot))
+                            .await
+                            .map(|r| r.map(|_| ()))
+                    } else {
+                        tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await
+                    };
+                    r.map_err(|_| "timeout".to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            other => return Err(format!("{other:?} is not a store or quick action")),
+        }
+        Ok(())
+    }
+
+    fn start_job(&mut self, action: Action) {
+        let kind = action.job().expect("a job");
+        if let Some((running, handle)) = self.job.take() {
+            tracing::warn!("{}: cancelling {running:?} for {kind:?}", self.spec.name);
+            handle.abort();
+        }
+        match &action {
+            Action::Follow { leader }
+            | Action::Rewind { from: leader }
+            | Action::Reclone { from: leader, .. } => self.upstream = Some(leader.clone()),
+            Action::StartPostgres(pgha_core::StartRole::Standby { upstream }) => {
+                self.upstream = upstream.clone()
+            }
+            _ => self.upstream = None,
+        }
+        tracing::info!("{}: starting {kind:?}", self.spec.name);
+        let ctx = JobContext {
+            spec: self.spec.clone(),
+            peers: self.peers(),
+            sync_names: self.sync_applied.to_string(),
+        };
+        let tx = self.job_tx.clone();
+        let handle = tokio::spawn(async move {
+            let result = run_job(ctx, action).await;
+            let _ = tx.send(Outcome::Job { kind, result });
+        });
+        self.job = Some((kind, handle));
+    }
+
+    fn peers(&self) -> BTreeMap<MemberName, pgha_pg::conf::Upstream> {
+        self.view
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .filter_map(|(n, r)| Some((n.clone(), postgres_address(r)?)))
+            .collect()
+    }
+
+    /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
+    /// if held, deletes the member key.
+    async fn leave(&mut self, how: Shutdown) {
+        if let Some((_, handle)) = self.job.take() {
+            handle.abort();
+        }
+        let Shutdown::Leave(mode) = how else { return };
+        let name = self.spec.name.to_string();
+        let inst = &self.spec.instance;
+        if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
+            tracing::warn!("{name}: stop failed ({e}); stopping immediately");
+            let _ = inst
+                .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
+                .await;
+        }
+        if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
+            if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
+                let _ = tokio::time::timeout(
+                    STORE_TIMEOUT,
+                    self.store.release_leader(&name, leader.revision),
+                )
+                .await;
+                tracing::info!("{name}: released the leader key");
+            }
+        }
+        let _ = tokio::time::timeout(STORE_TIMEOUT, self.store.delete_member(&name)).await;
+        tracing::info!("{name}: PostgreSQL stopped, left the cluster");
+    }
+}
+
+/// Bounds a store call by [`STORE_TIMEOUT`].
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "no answer within {} s",
+                STORE_TIMEOUT.as_secs()
+            )))
+        })
+}
+
+fn lease_outcome(result: Result<u64, StoreError>, sent: Millis, acquire: bool) -> Outcome {
+    match result {
+        Ok(revision) if acquire => Outcome::LeaderAcquired {
+            requested_at: sent,
+            revision,
+        },
+        Ok(revision) => Outcome::LeaderRenewed {
+            requested_at: sent,
+            revision,
+        },
+        Err(StoreError::Conflict { .. }) => Outcome::LeaderRefused,
+        Err(_) => Outcome::LeaderUnknown,
+    }
+}
+
+fn action_name(action: &Action) -> String {
+    let text = format!("{action:?}");
+    text.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("action")
+        .to_string()
+}

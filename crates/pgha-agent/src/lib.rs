@@ -1,0 +1,13 @@
+//! pgha-agent: one member's control loop. It observes the store and the local PostgreSQL,
+//! asks the pure core (`pgha_core::Member::step`) what to do, and executes the decision with a
+//! timeout on every external call; long actions run as tasks whose outcome feeds the next step.
+
+pub mod agent;
+pub mod jobs;
+pub mod local;
+pub mod spec;
+pub mod view;
+
+pub use agent::{Agent, AgentHandle, AgentReport};
+pub use spec::NodeSpec;
+pub use view::{cluster_view, HistoryEntry};

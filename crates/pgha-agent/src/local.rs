@@ -1,0 +1,163 @@
+//! Observing the local PostgreSQL: data directory, running, role, timeline, WAL positions,
+//! standbys and slots, as the core's `LocalPg`.
+
+use std::time::Duration;
+
+use pgha_core::{
+    ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
+};
+use pgha_pg::probe::{connect, list_slots, probe, PgState};
+use tokio_postgres::Client;
+
+use crate::spec::{postgres_address, NodeSpec};
+
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Keeps one connection to the local PostgreSQL across probes.
+#[derive(Default)]
+pub struct LocalProbe {
+    client: Option<Client>,
+    system_id: Option<SystemId>,
+}
+
+impl LocalProbe {
+    /// Forgets cached facts about the data directory (after it was replaced).
+    pub fn reset(&mut self) {
+        self.client = None;
+        self.system_id = None;
+    }
+
+    /// A live connection to the local PostgreSQL, if it accepts one.
+    pub async fn client(&mut self, spec: &NodeSpec) -> Option<&Client> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = connect(
+                spec.name.as_str(),
+                &spec.host,
+                spec.port,
+                &spec.credentials(),
+                PROBE_TIMEOUT,
+            )
+            .await
+            .ok();
+        }
+        self.client.as_ref()
+    }
+
+    /// Reads the local state. `upstream` is the member this node was last configured to follow.
+    pub async fn observe(
+        &mut self,
+        spec: &NodeSpec,
+        view: Option<&ClusterView>,
+        upstream: Option<&MemberName>,
+        sync_applied: &SyncApplied,
+    ) -> LocalPg {
+        let inst = &spec.instance;
+        if !inst.is_initialized() {
+            self.reset();
+            return LocalPg {
+                data: DataDir::Missing,
+                ..LocalPg::default()
+            };
+        }
+        let mut local = LocalPg {
+            data: DataDir::Missing,
+            running: false,
+            in_recovery: inst.has_standby_signal(),
+            upstream: upstream.cloned(),
+            sync_applied: sync_applied.clone(),
+            ..LocalPg::default()
+        };
+        let state = if inst.is_running() {
+            self.probe(spec).await
+        } else {
+            None
+        };
+        match state {
+            Some((state, slots)) => {
+                local.running = true;
+                local.in_recovery = state.in_recovery;
+                local.timeline = Timeline(state.timeline.unwrap_or(0));
+                local.lsn = Lsn(state.position().unwrap_or(0));
+                local.replay_lsn = Lsn(state.replay_lsn.or(state.current_lsn).unwrap_or(0));
+                local.streaming = state.is_streaming();
+                if local.streaming {
+                    if let Some(name) = state.upstream.as_deref().and_then(|a| member_at(view, a)) {
+                        local.upstream = Some(name);
+                    }
+                }
+                local.replicas = state
+                    .replication
+                    .iter()
+                    .map(|r| ReplicaState {
+                        name: MemberName::new(r.application_name.as_str()),
+                        streaming: r.state == "streaming",
+                        flush_lsn: Lsn(r.flush_lsn.unwrap_or(0)),
+                        replay_lsn: Lsn(r.replay_lsn.unwrap_or(0)),
+                    })
+                    .collect();
+                local.slots = slots.into_iter().map(MemberName::new).collect();
+                if let Ok(id) = state.system_identifier.parse() {
+                    self.system_id = Some(SystemId(id));
+                }
+            }
+            None => {
+                if let Ok(cd) = inst.controldata().await {
+                    local.timeline = Timeline(cd.checkpoint_timeline);
+                    local.lsn = Lsn(cd.checkpoint_lsn);
+                    local.replay_lsn = Lsn(cd.checkpoint_lsn);
+                    if let Ok(id) = cd.system_identifier.parse() {
+                        self.system_id = Some(SystemId(id));
+                    }
+                }
+            }
+        }
+        if let Some(id) = self.system_id {
+            local.data = DataDir::Present { system_id: id };
+        }
+        local
+    }
+
+    async fn probe(&mut self, spec: &NodeSpec) -> Option<(PgState, Vec<String>)> {
+        let name = spec.name.to_string();
+        let client = self.client(spec).await?;
+        let result = tokio::time::timeout(PROBE_TIMEOUT, async {
+            let state = probe(client, &name).await?;
+            let slots = if state.in_recovery {
+                Vec::new()
+            } else {
+                list_slots(client, &name).await?
+            };
+            Ok::<_, pgha_pg::PgError>((state, slots))
+        })
+        .await;
+        match result {
+            Ok(Ok(v)) => Some(v),
+            _ => {
+                self.client = None;
+                None
+            }
+        }
+    }
+}
+
+/// The member whose PostgreSQL listens on `address` ("host:port").
+fn member_at(view: Option<&ClusterView>, address: &str) -> Option<MemberName> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    view?
+        .members
+        .iter()
+        .find(|(_, r)| {
+            postgres_address(r)
+                .is_some_and(|u| u.port == port && (u.host == host || same_loopback(&u.host, host)))
+        })
+        .map(|(n, _)| n.clone())
+}
+
+fn same_loopback(a: &str, b: &str) -> bool {
+    let lo = |h: &str| h == "127.0.0.1" || h == "localhost" || h == "::1";
+    lo(a) && lo(b)
+}

@@ -1,0 +1,85 @@
+//! What one member is: its PostgreSQL instance, addresses, credentials and settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use pgha_core::{MemberName, MemberRecord, Tags};
+use pgha_pg::conf::{MemberConf, Upstream};
+use pgha_pg::probe::Credentials;
+use pgha_pg::Instance;
+
+/// Key of a member's PostgreSQL address ("host:port") in its published record.
+pub const POSTGRES_ADDRESS: &str = "postgres";
+/// Key of a member's REST API address in its published record.
+pub const API_ADDRESS: &str = "api";
+
+/// Static description of the member an agent runs.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub name: MemberName,
+    pub instance: Instance,
+    pub host: String,
+    pub port: u16,
+    pub api: Option<String>,
+    pub superuser: String,
+    pub superuser_password: String,
+    pub replication_user: String,
+    pub replication_password: String,
+    /// libpq password file holding both passwords (owned by the PostgreSQL OS user, 0600).
+    pub passfile: PathBuf,
+    pub cluster_size: usize,
+    pub parameters: BTreeMap<String, String>,
+    pub hba: String,
+    pub tags: Tags,
+}
+
+impl NodeSpec {
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            user: self.superuser.clone(),
+            password: self.superuser_password.clone(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    /// Addresses published in the member record.
+    pub fn addresses(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert(
+            POSTGRES_ADDRESS.to_string(),
+            format!("{}:{}", self.host, self.port),
+        );
+        if let Some(api) = &self.api {
+            out.insert(API_ADDRESS.to_string(), api.clone());
+        }
+        out
+    }
+
+    /// The configuration to render: a primary (`standby = false`), or a standby streaming from
+    /// `upstream` (or waiting for one when `None`).
+    pub fn conf(&self, standby: bool, upstream: Option<Upstream>, sync_names: &str) -> MemberConf {
+        MemberConf {
+            name: self.name.to_string(),
+            listen_host: self.host.clone(),
+            port: self.port,
+            major: self.instance.bins.major,
+            standby,
+            upstream,
+            replication_user: self.replication_user.clone(),
+            passfile: self.passfile.clone(),
+            cluster_size: self.cluster_size,
+            synchronous_standby_names: sync_names.to_string(),
+            parameters: self.parameters.clone(),
+        }
+    }
+}
+
+/// A member's PostgreSQL address from its published record.
+pub fn postgres_address(record: &MemberRecord) -> Option<Upstream> {
+    let text = record.addresses.get(POSTGRES_ADDRESS)?;
+    let (host, port) = text.rsplit_once(':')?;
+    Some(Upstream {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: port.parse().ok()?,
+    })
+}

@@ -1,0 +1,160 @@
+//! The control API of a running `pgha up` (loopback only): status, history, and the
+//! operations the CLI asks for (switchover, failover, stop/start a member, pause/resume).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pgha_core::{MemberName, RequestKind, SwitchoverRequest};
+use pgha_store::Store;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::Runtime;
+use crate::status::gather_running;
+
+/// Body of POST /switchover and /failover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PromoteRequest {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub allow_data_loss: bool,
+}
+
+/// Body of POST /members/{name}/stop.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopRequest {
+    #[serde(default)]
+    pub immediate: bool,
+}
+
+/// An answer: a message, or an error with its HTTP status.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    pub message: String,
+}
+
+fn answer(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(Answer {
+            ok: status.is_success(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn failed(e: anyhow::Error) -> Response {
+    let text = format!("{e:#}");
+    let status = if text.starts_with("refused") || text.contains("no member named") {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    answer(status, text)
+}
+
+pub fn router(runtime: Arc<Runtime>) -> Router {
+    Router::new()
+        .route("/cluster", get(cluster))
+        .route("/history", get(history))
+        .route("/switchover", post(switchover))
+        .route("/failover", post(failover))
+        .route("/members/{name}/stop", post(stop_member))
+        .route("/members/{name}/start", post(start_member))
+        .route("/pause", post(pause))
+        .route("/resume", post(resume))
+        .with_state(runtime)
+}
+
+async fn cluster(State(rt): State<Arc<Runtime>>) -> Response {
+    Json(gather_running(&rt).await).into_response()
+}
+
+async fn history(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.store.snapshot().await {
+        Ok(s) => Json(pgha_agent::view::history_entries(&s)).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+fn request(body: &PromoteRequest, kind: RequestKind) -> SwitchoverRequest {
+    SwitchoverRequest {
+        from: body.from.as_deref().map(MemberName::new),
+        to: body.to.as_deref().map(MemberName::new),
+        kind,
+    }
+}
+
+async fn switchover(State(rt): State<Arc<Runtime>>, Json(body): Json<PromoteRequest>) -> Response {
+    match rt.request(request(&body, RequestKind::Switchover)).await {
+        Ok(target) => answer(StatusCode::ACCEPTED, target),
+        Err(e) => failed(e),
+    }
+}
+
+async fn failover(State(rt): State<Arc<Runtime>>, Json(body): Json<PromoteRequest>) -> Response {
+    let kind = RequestKind::Failover {
+        force: body.force,
+        allow_data_loss: body.allow_data_loss,
+    };
+    if body.allow_data_loss {
+        tracing::warn!(
+            "manual failover to {:?} with --allow-data-loss requested",
+            body.to
+        );
+    }
+    match rt.request(request(&body, kind)).await {
+        Ok(target) => answer(StatusCode::ACCEPTED, target),
+        Err(e) => failed(e),
+    }
+}
+
+async fn stop_member(
+    State(rt): State<Arc<Runtime>>,
+    Path(name): Path<String>,
+    Json(body): Json<StopRequest>,
+) -> Response {
+    let mode = if body.immediate {
+        pgha_pg::StopMode::Immediate
+    } else {
+        pgha_pg::StopMode::Fast
+    };
+    match rt.stop_member(&name, mode).await {
+        Ok(true) => answer(StatusCode::OK, format!("{name} stopped")),
+        Ok(false) => answer(StatusCode::OK, format!("{name} was not running")),
+        Err(e) => failed(e),
+    }
+}
+
+async fn start_member(State(rt): State<Arc<Runtime>>, Path(name): Path<String>) -> Response {
+    match rt.start_member(&name).await {
+        Ok(true) => answer(StatusCode::OK, format!("{name} starting")),
+        Ok(false) => answer(StatusCode::OK, format!("{name} is already running")),
+        Err(e) => failed(e),
+    }
+}
+
+async fn pause(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.set_paused(true).await {
+        Ok(()) => answer(
+            StatusCode::OK,
+            "paused: no automatic action until `pgha resume`",
+        ),
+        Err(e) => failed(e),
+    }
+}
+
+async fn resume(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.set_paused(false).await {
+        Ok(()) => answer(StatusCode::OK, "resumed"),
+        Err(e) => failed(e),
+    }
+}

@@ -1,0 +1,266 @@
+//! The local runtime behind `pgha up`: the embedded store, one agent per member, and the
+//! operations the control API offers (stop/start a member, switchover, failover, pause).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use pgha_agent::{Agent, AgentHandle, AgentReport, NodeSpec};
+use pgha_core::{ClusterConfig, ClusterView, MemberName, RequestKind, SwitchoverRequest, Tags};
+use pgha_store::{Guard, Key, MemoryStore, Store, TokioClock};
+use tokio::sync::Mutex;
+
+use crate::cluster::{LocalCluster, Member};
+
+/// File of the embedded store's persisted state (config, history, initialize).
+pub const STORE_FILE: &str = "store.json";
+
+/// A local cluster with its agents running in this process.
+pub struct Runtime {
+    pub cluster: LocalCluster,
+    pub store: Arc<MemoryStore>,
+    agents: Mutex<BTreeMap<String, AgentHandle>>,
+}
+
+impl Runtime {
+    /// Opens the embedded store and writes the default dynamic config if there is none.
+    pub async fn open(cluster: LocalCluster) -> anyhow::Result<Arc<Self>> {
+        let file = cluster.dir.join(STORE_FILE);
+        let store = MemoryStore::persistent(Arc::new(TokioClock::new()), &file)
+            .with_context(|| format!("open the embedded store {}", file.display()))?;
+        let runtime = Arc::new(Runtime {
+            cluster,
+            store: Arc::new(store),
+            agents: Mutex::new(BTreeMap::new()),
+        });
+        if runtime.store.snapshot().await?.get(Key::Config).is_none() {
+            let json = serde_json::to_string(&ClusterConfig::default())?;
+            runtime.store.put(Key::Config, &json, Guard::Absent).await?;
+        }
+        Ok(runtime)
+    }
+
+    pub async fn view(&self) -> anyhow::Result<ClusterView> {
+        Ok(pgha_agent::cluster_view(&self.store.snapshot().await?))
+    }
+
+    pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
+        Ok(self.view().await?.config)
+    }
+
+    /// Gives the leader key to the member that holds the primary's data (the first member of a
+    /// new cluster), so its agent adopts it: a restart keeps the same primary and timeline.
+    pub async fn seed_leader(&self) -> anyhow::Result<()> {
+        let Ok(primary) = self.cluster.choose_primary() else {
+            return Ok(());
+        };
+        let snapshot = self.store.snapshot().await?;
+        if snapshot.leader.is_none() {
+            let ttl = Duration::from_millis(self.config().await?.ttl_ms);
+            self.store.acquire_leader(&primary.name, ttl).await?;
+        }
+        Ok(())
+    }
+
+    fn spec(&self, member: &Member) -> NodeSpec {
+        let c = &self.cluster;
+        NodeSpec {
+            name: MemberName::new(member.name.as_str()),
+            instance: member.instance.clone(),
+            host: member.host.clone(),
+            port: member.port,
+            api: None,
+            superuser: c.config.postgresql.superuser.clone(),
+            superuser_password: c.secrets.superuser_password.clone(),
+            replication_user: c.config.postgresql.replication_user.clone(),
+            replication_password: c.secrets.replication_password.clone(),
+            passfile: c.passfile(),
+            cluster_size: c.members.len(),
+            parameters: c.config.parameters(),
+            hba: c.hba(),
+            tags: Tags::default(),
+        }
+    }
+
+    /// Starts the agent of `name` (no-op when it runs).
+    pub async fn start_member(&self, name: &str) -> anyhow::Result<bool> {
+        let member = self.cluster.member(name)?;
+        let mut agents = self.agents.lock().await;
+        if agents.get(name).is_some_and(|a| !a.is_finished()) {
+            return Ok(false);
+        }
+        let config = self.config().await?;
+        let store: Arc<dyn Store> = self.store.clone();
+        agents.insert(
+            name.to_string(),
+            Agent::spawn(self.spec(member), store, config),
+        );
+        Ok(true)
+    }
+
+    /// Stops a member: its PostgreSQL stops and it leaves (the others fail over if it led).
+    pub async fn stop_member(&self, name: &str, mode: pgha_pg::StopMode) -> anyhow::Result<bool> {
+        self.cluster.member(name)?;
+        let handle = self.agents.lock().await.remove(name);
+        match handle {
+            Some(h) => {
+                h.shutdown(pgha_agent::agent::Shutdown::Leave(mode)).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub async fn running_agents(&self) -> Vec<String> {
+        self.agents
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, a)| !a.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub async fn reports(&self) -> BTreeMap<String, AgentReport> {
+        self.agents
+            .lock()
+            .await
+            .iter()
+            .map(|(n, a)| (n.clone(), a.report.borrow().clone()))
+            .collect()
+    }
+
+    /// Starts every member: the one holding the leader key first, so it bootstraps or adopts.
+    pub async fn start_all(&self) -> anyhow::Result<()> {
+        self.seed_leader().await?;
+        let leader = self.store.snapshot().await?.leader.map(|l| l.holder);
+        let mut names: Vec<String> = self
+            .cluster
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        names.sort_by_key(|n| Some(n) != leader.as_ref());
+        for name in names {
+            self.start_member(&name).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until one leader runs and every other member streams from it; fails early with
+    /// an agent's job error (a member that cannot start says why).
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let view = self.view().await?;
+            if let Some(leader) = &view.leader {
+                let holder = &leader.holder;
+                let ready = self.cluster.members.iter().all(|m| {
+                    let name = MemberName::new(m.name.as_str());
+                    view.members.get(&name).is_some_and(|r| {
+                        if &name == holder {
+                            r.running && !r.in_recovery
+                        } else {
+                            r.running && r.streaming_from.as_ref() == Some(holder)
+                        }
+                    })
+                });
+                if ready {
+                    return Ok(holder.to_string());
+                }
+            }
+            for (name, report) in self.reports().await {
+                if let Some(error) = report.last_error {
+                    bail!("member {name}: {error}");
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the cluster did not come up within {} s", timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sets `paused` in the dynamic config.
+    pub async fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
+        let snapshot = self.store.snapshot().await?;
+        let current = snapshot
+            .get(Key::Config)
+            .ok_or_else(|| anyhow!("no config in the store"))?;
+        let mut config: ClusterConfig = serde_json::from_str(&current.value)?;
+        config.paused = paused;
+        self.store
+            .put(
+                Key::Config,
+                &serde_json::to_string(&config)?,
+                Guard::Revision(current.revision),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Validates a switchover/failover request against the current view and writes it.
+    pub async fn request(&self, request: SwitchoverRequest) -> anyhow::Result<String> {
+        let view = self.view().await?;
+        let leader_lsn = view
+            .leader
+            .as_ref()
+            .and_then(|l| view.members.get(&l.holder))
+            .map(|r| r.lsn)
+            .unwrap_or_default();
+        let target = pgha_core::switchover::check(&view, leader_lsn, &request)
+            .map_err(|why| anyhow!("refused: {why}"))?;
+        if view.leader.is_none() && request.kind == RequestKind::Switchover {
+            bail!(
+                "refused: a switchover needs a running leader; use `pgha failover --to {target}`"
+            );
+        }
+        let json = serde_json::to_string(&request)?;
+        self.store
+            .put(Key::Switchover, &json, Guard::Absent)
+            .await
+            .map_err(|e| match e {
+                pgha_store::StoreError::Conflict { .. } => {
+                    anyhow!("refused: another switchover or failover is pending")
+                }
+                other => other.into(),
+            })?;
+        Ok(target.to_string())
+    }
+
+    /// Stops every member cleanly: pauses automatic actions so nobody fails over, stops the
+    /// leader first (its standbys receive everything it wrote), then the others.
+    pub async fn shutdown_all(&self) {
+        let was_paused = self.config().await.map(|c| c.paused).unwrap_or(false);
+        if self.set_paused(true).await.is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                let reports = self.reports().await;
+                if reports
+                    .values()
+                    .all(|r| r.reason.contains("paused") || r.reason.is_empty())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let leader = self
+            .store
+            .snapshot()
+            .await
+            .ok()
+            .and_then(|s| s.leader.map(|l| l.holder));
+        let mut names = self.running_agents().await;
+        names.sort_by_key(|n| Some(n) != leader.as_ref());
+        for name in names {
+            if let Err(e) = self.stop_member(&name, pgha_pg::StopMode::Fast).await {
+                tracing::error!("{name}: {e:#}");
+            }
+        }
+        if !was_paused {
+            let _ = self.set_paused(false).await;
+        }
+    }
+}
