@@ -201,8 +201,12 @@ impl Runtime {
     }
 
     /// Validates a switchover/failover request against the current view and writes it.
-    pub async fn request(&self, request: SwitchoverRequest) -> anyhow::Result<String> {
+    pub async fn request(&self, mut request: SwitchoverRequest) -> anyhow::Result<String> {
         let view = self.view().await?;
+        if request.from.is_none() {
+            // Name the leader the request is about: the target waits for its final position.
+            request.from = view.leader.as_ref().map(|l| l.holder.clone());
+        }
         let leader_lsn = view
             .leader
             .as_ref()
