@@ -25,6 +25,9 @@ use std::time::{Duration, SystemTime};
 /// The default bound on each call to etcd.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often the gRPC connection is pinged.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// A member's lease as this process granted it (reused by keep-alive while the TTL is unchanged).
 #[derive(Clone, Copy, Debug)]
 struct MemberLease {
@@ -68,9 +71,12 @@ impl EtcdStore {
         if timeout.is_zero() {
             return Err(StoreError::Invalid("etcd timeout must be positive".into()));
         }
+        // HTTP/2 pings find a dead connection (and fail the watch on it) without waiting for
+        // TCP. etcd answers pings more often than `--grpc-keepalive-min-time` (5 s by default)
+        // with "too many pings" and drops the connection, so stay well above it.
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(1), timeout)
+            .with_keep_alive(KEEPALIVE_INTERVAL, timeout.max(Duration::from_secs(3)))
             .with_keep_alive_while_idle(true);
         let client = bounded(timeout, Client::connect(endpoints, Some(options))).await?;
         Ok(EtcdStore {
@@ -323,7 +329,8 @@ impl Store for EtcdStore {
             if resp.succeeded() {
                 return Ok(header_revision(resp.header()));
             }
-            self.revoke(lease).await?;
+            // Best effort: an unused lease expires by itself.
+            let _ = self.revoke(lease).await;
             let held = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
             Err(StoreError::conflict("leader", held))
         })

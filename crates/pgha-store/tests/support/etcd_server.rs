@@ -148,9 +148,12 @@ fn spawn(binary: &Path, dir: &Path, client: &str, peer: &str, log: &Path) -> Res
             Ok(())
         });
     }
-    command
-        .spawn()
-        .map_err(|e| format!("spawn {}: {e}", binary.display()))
+    command.spawn().map_err(|e| {
+        format!(
+            "spawn {}: {e} (install the Debian package etcd-server, or set PGHA_ETCD_BIN)",
+            binary.display()
+        )
+    })
 }
 
 /// `PGHA_ETCD_BIN`, else `etcd` on `PATH`, else a clear panic naming the package.
