@@ -7,7 +7,8 @@
 #
 # Needs PostgreSQL (PG_BIN, default /usr/lib/postgresql/15/bin) and pgbench; installs haproxy
 # and pgbouncer from Debian when missing (skipped, and said so, if that fails). PGHA_THREADS
-# sets the proxy's runtime threads (1 = current-thread runtime).
+# sets the proxy's runtime threads (default 2, like HAProxy's default of one per core; 1 = a
+# current-thread runtime). PostgreSQL runs with synchronous_commit=off so tpcb-like is CPU-bound.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -15,7 +16,7 @@ ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-16}
 JOBS=${JOBS:-2}
-PGHA_THREADS=${PGHA_THREADS:-1}
+PGHA_THREADS=${PGHA_THREADS:-2}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -77,7 +78,6 @@ if [ -n "$HAPROXY" ]; then
   cat >"$WORK/haproxy.cfg" <<CONF
 global
   maxconn 4096
-  nbthread 1
 defaults
   mode tcp
   timeout connect 5s
@@ -108,8 +108,12 @@ default_pool_size = 40
 max_client_conn = 1000
 logfile = $WORK/pgbouncer.log
 CONF
-  [ "$(id -u)" = 0 ] && chown postgres: "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
-  as_pg "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$WORK/pgbouncer.ini" "$WORK/userlist.txt"
+    "$PGBOUNCER" -u postgres "$WORK/pgbouncer.ini" >/dev/null 2>&1 &  # same pid after the switch
+  else
+    "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
+  fi
   PIDS+=($!)
   TARGETS+=(pgbouncer)
   PORT_pgbouncer=$BOUNCER_PORT
@@ -152,9 +156,9 @@ done
 
 echo
 echo "pgbench, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), scale $SCALE, ${DURATION}s runs, median of $ROUNDS rounds (targets alternating), $(nproc) cores, pgha runtime threads: $PGHA_THREADS"
-printf '%-18s' "test"
+printf '%-18s' "test (median)"
 for t in "${TARGETS[@]}"; do printf '%14s' "$t"; done
-for t in "${TARGETS[@]:1}"; do printf '%12s' "$t/direct"; done
+for t in "${TARGETS[@]:1}"; do printf '%17s' "$t/direct"; done
 echo
 for test in "${TESTS[@]}"; do
   name=${test%%|*}
@@ -166,7 +170,7 @@ for test in "${TESTS[@]}"; do
     printf '%14.0f' "${MED[$t]}"
   done
   for t in "${TARGETS[@]:1}"; do
-    printf '%12.3f' "$(awk -v a="${MED[$t]}" -v b="${MED[direct]}" 'BEGIN {print a/b}')"
+    printf '%17.3f' "$(awk -v a="${MED[$t]}" -v b="${MED[direct]}" 'BEGIN {print a/b}')"
   done
   echo
 done
@@ -178,6 +182,6 @@ for t in "${TARGETS[@]}"; do
   printf '%14.1f' "$(awk -v a="${LAT[$t]}" 'BEGIN {print a*1000}')"
 done
 for t in "${TARGETS[@]:1}"; do
-  printf '%12s' "+$(awk -v a="${LAT[$t]}" -v b="${LAT[direct]}" 'BEGIN {printf "%.1f", (a-b)*1000}')us"
+  printf '%17s' "+$(awk -v a="${LAT[$t]}" -v b="${LAT[direct]}" 'BEGIN {printf "%.1f", (a-b)*1000}')us"
 done
 echo
