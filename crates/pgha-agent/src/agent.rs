@@ -23,6 +23,8 @@ use crate::view::{cluster_view, HistoryEntry};
 
 /// Every store call is bounded by this.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a job failed, the next attempt waits at least this long (unless the lease needs a step).
+const JOB_RETRY_DELAY_MS: u64 = 1_000;
 /// Quick local SQL actions are bounded by this.
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -84,6 +86,8 @@ pub struct Agent {
     last_reason: String,
     view: Option<ClusterView>,
     report: watch::Sender<AgentReport>,
+    /// Set when a job failed: the next step waits until then.
+    hold_until: Option<Millis>,
 }
 
 impl Agent {
@@ -121,6 +125,7 @@ impl Agent {
             last_reason: String::new(),
             view: None,
             report: report_tx,
+            hold_until: None,
         };
         let join = tokio::spawn(agent.run(stop_rx));
         AgentHandle {
@@ -145,6 +150,11 @@ impl Agent {
             if let Some(how) = requested {
                 self.leave(how).await;
                 return;
+            }
+            if let Some(until) = self.hold_until.take() {
+                // A job just failed: do not retry it in a tight loop; the lease deadline rules.
+                let until = self.member.lease_deadline().map_or(until, |d| until.min(d));
+                tokio::time::sleep_until(self.origin + Duration::from_millis(until.0)).await;
             }
             let wake_at = self.step_once().await;
             if !self.outcomes.is_empty() {
@@ -188,6 +198,9 @@ impl Agent {
                 .as_ref()
                 .err()
                 .map(|e| format!("{kind:?} failed: {e}"));
+            if error.is_some() {
+                self.hold_until = Some(self.now().plus(JOB_RETRY_DELAY_MS));
+            }
             self.report.send_modify(|r| r.last_error = error);
             if matches!(
                 kind,

@@ -144,6 +144,28 @@ impl JobContext {
         }
     }
 
+    /// Creates (or re-keys) the replication role on the local primary: idempotent, and run on
+    /// every start as primary, so a bootstrap interrupted after initdb still gets it.
+    async fn ensure_replication_role(&self) -> JobResult {
+        let spec = &self.spec;
+        let client = connect(
+            spec.name.as_str(),
+            &spec.host,
+            spec.port,
+            &spec.credentials(),
+            SQL_TIMEOUT,
+        )
+        .await?;
+        ensure_replication_role(
+            &client,
+            spec.name.as_str(),
+            &spec.replication_user,
+            &spec.replication_password,
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn stop_any(&self, mode: StopMode) -> JobResult {
         let inst = &self.spec.instance;
         if let Err(e) = inst.stop(mode, STOP_TIMEOUT).await {
@@ -212,7 +234,11 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
 async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
     let data = ctx.spec.instance.data_dir();
     match role {
-        StartRole::Primary => ctx.write_config(&data, false, None)?,
+        StartRole::Primary => {
+            ctx.write_config(&data, false, None)?;
+            ctx.start_or_wait().await?;
+            return ctx.ensure_replication_role().await;
+        }
         StartRole::Standby { upstream } => {
             let up = match upstream {
                 Some(name) => Some(ctx.peer(name)?),

@@ -170,9 +170,16 @@ impl Runtime {
                     return Ok(holder.to_string());
                 }
             }
-            for (name, report) in self.reports().await {
-                if let Some(error) = report.last_error {
-                    bail!("member {name}: {error}");
+            // The leader failing to start its PostgreSQL is fatal to a start-up: say why.
+            if let Some(leader) = &view.leader {
+                let reports = self.reports().await;
+                if let Some(error) = reports
+                    .get(leader.holder.as_str())
+                    .and_then(|r| r.last_error.clone())
+                {
+                    if error.starts_with("Start") || error.starts_with("Bootstrap") {
+                        bail!("member {}: {error}", leader.holder);
+                    }
                 }
             }
             if Instant::now() > deadline {

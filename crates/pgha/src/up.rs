@@ -33,6 +33,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir)?;
     let (cluster, fresh) = prepare(&args, &dir)?;
+    // An existing cluster is locked first, so a second `up` says "already running".
+    let existing_lock = if fresh {
+        None
+    } else {
+        Some(DirLock::acquire(&dir)?)
+    };
     check_ports(&cluster)?;
     let api_port = cluster.config.cluster.base_port + 2;
     let host = cluster.config.cluster.host.clone();
@@ -47,7 +53,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
     }
-    let _lock = DirLock::acquire(&dir)?;
+    let _lock = match existing_lock {
+        Some(lock) => lock,
+        None => DirLock::acquire(&dir)?,
+    };
     if fresh {
         cluster
             .secrets
