@@ -140,7 +140,25 @@ impl Agent {
         Millis(self.origin.elapsed().as_millis() as u64)
     }
 
+    /// A primary that crashed (state "in production" while stopped) finishes crash recovery
+    /// first, so its end of WAL is known before the core compares it with the others'.
+    async fn finish_crash_recovery(&self) {
+        let inst = &self.spec.instance;
+        if !inst.is_initialized() || inst.is_running() || inst.has_standby_signal() {
+            return;
+        }
+        if let Ok(cd) = inst.controldata().await {
+            if cd.cluster_state == "in production" {
+                tracing::info!("{}: PostgreSQL was not shut down cleanly: finishing crash recovery", self.spec.name);
+                if let Err(e) = pgha_pg::rewind::finish_crash_recovery(inst, Duration::from_secs(600)).await {
+                    tracing::warn!("{}: crash recovery failed: {e}", self.spec.name);
+                }
+            }
+        }
+    }
+
     async fn run(mut self, mut stop: watch::Receiver<Option<Shutdown>>) {
+        self.finish_crash_recovery().await;
         let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
             Ok(Ok(w)) => Some(w),
             _ => None,

@@ -55,7 +55,7 @@ pub async fn rewind(
 
 /// Starts PostgreSQL in single-user mode on the data directory and exits at once, so crash
 /// recovery runs and the cluster is left cleanly shut down (pg_rewind's requirement).
-async fn finish_crash_recovery(instance: &Instance, timeout: Duration) -> Result<()> {
+pub async fn finish_crash_recovery(instance: &Instance, timeout: Duration) -> Result<()> {
     let mut cmd = instance
         .run_as
         .command(instance.bins.program("postgres"), &instance.member_dir);
