@@ -7,8 +7,8 @@
 #
 # Needs PostgreSQL (PG_BIN, default /usr/lib/postgresql/15/bin) and pgbench; installs haproxy
 # and pgbouncer from Debian when missing (skipped, and said so, if that fails). PGHA_THREADS
-# sets the proxy's runtime threads (default 2, like HAProxy's default of one per core; 1 = a
-# current-thread runtime). PostgreSQL runs with synchronous_commit=off so tpcb-like is CPU-bound.
+# sets the proxy's session worker threads (default: one per core, like HAProxy's nbthread
+# default; each has its own event loop). PostgreSQL runs with synchronous_commit=off so tpcb-like is CPU-bound.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
@@ -16,7 +16,7 @@ ROUNDS=${ROUNDS:-3}
 SCALE=${SCALE:-10}
 CLIENTS=${CLIENTS:-16}
 JOBS=${JOBS:-2}
-PGHA_THREADS=${PGHA_THREADS:-2}
+PGHA_THREADS=${PGHA_THREADS:-$(nproc)}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -155,7 +155,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "pgbench, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), scale $SCALE, ${DURATION}s runs, median of $ROUNDS rounds (targets alternating), $(nproc) cores, pgha runtime threads: $PGHA_THREADS"
+echo "pgbench, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), scale $SCALE, ${DURATION}s runs, median of $ROUNDS rounds (targets alternating), $(nproc) cores, pgha worker threads: $PGHA_THREADS"
 printf '%-18s' "test (median)"
 for t in "${TARGETS[@]}"; do printf '%14s' "$t"; done
 for t in "${TARGETS[@]:1}"; do printf '%17s' "$t/direct"; done

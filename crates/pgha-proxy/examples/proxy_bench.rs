@@ -1,7 +1,8 @@
 //! Runs the proxy with a static primary, for benchmarks: `proxy_bench LISTEN BACKEND [THREADS]`.
 //!
-//! THREADS = 1 (default) runs a current-thread runtime; more runs a multi-thread one. Stops on
-//! SIGINT or SIGTERM and prints the metrics snapshot as JSON on stderr.
+//! THREADS is the number of session worker threads (default: one per CPU; 0 runs sessions on
+//! the accepting thread). Stops on SIGINT or SIGTERM and prints the metrics snapshot as JSON on
+//! stderr.
 
 use pgha_proxy::{Backend, CancellationToken, Proxy, ProxyConfig, Targets};
 
@@ -11,19 +12,20 @@ fn main() {
         eprintln!("usage: proxy_bench LISTEN_ADDR BACKEND_ADDR [THREADS]");
         std::process::exit(2);
     }
-    let threads: usize = args.get(3).map(|t| t.parse().expect("THREADS")).unwrap_or(1);
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
-    }
-    .expect("runtime");
+    let threads: Option<usize> = args.get(3).map(|t| t.parse().expect("THREADS"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let cfg = ProxyConfig {
+        let mut cfg = ProxyConfig {
             rw_listen: Some(args[1].clone()),
             ro_listen: None,
             ..ProxyConfig::default()
         };
+        if let Some(n) = threads {
+            cfg.worker_threads = n;
+        }
         let (_tx, rx) =
             tokio::sync::watch::channel(Targets::primary(Backend::new("pg", args[2].clone())));
         let shutdown = CancellationToken::new();

@@ -33,6 +33,9 @@ pub struct ProxyConfig {
     /// Read-only listener: add `default_transaction_read_only=on` to plaintext startup packets
     /// that do not set it, so that a fallback to the primary does not accept writes by default.
     pub ro_default_read_only: bool,
+    /// Threads dedicated to client sessions, each with its own event loop (default: one per
+    /// CPU); 0 runs sessions on the runtime that drives [`crate::Proxy::run`].
+    pub worker_threads: usize,
 }
 
 impl Default for ProxyConfig {
@@ -48,6 +51,9 @@ impl Default for ProxyConfig {
             ro_max_lag_bytes: Some(16 * 1024 * 1024),
             ro_fallback_to_primary: true,
             ro_default_read_only: true,
+            worker_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }

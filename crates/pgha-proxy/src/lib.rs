@@ -24,6 +24,26 @@
 //! proxy.run().await;
 //! # Ok(()) }
 //! ```
+//!
+//! Behaviour, in short:
+//! - Routing happens once, at connect time; afterwards bytes are relayed untouched.
+//! - No target: the session is held until one appears or `hold_timeout` passes; then the client
+//!   gets `FATAL 57P03 cannot_connect_now` ("no primary available ..."), the code PostgreSQL
+//!   uses itself while it cannot accept sessions yet, which drivers treat as retryable. A target
+//!   that refuses the TCP connection is retried every 100 ms within the same bound.
+//! - A session is bound to its backend *in the role it was chosen for*; when a targets update
+//!   makes that invalid (rw address changed or gone; a standby left the list or became rw; the
+//!   primary used as ro fallback changed), the session is closed at once (TCP close: an injected
+//!   message could land mid-message). Lag changes alone do not close sessions.
+//! - Read-only listener: streaming standbys within `ro_max_lag_bytes` (unknown lag counts as too
+//!   much), least connections; optional fallback to the primary. Plaintext startups get
+//!   `default_transaction_read_only=on` unless the client set it.
+//! - SSLRequest is forwarded to the chosen backend and its answer relayed (TLS then passes
+//!   through); GSSENCRequest is answered 'N'. Cancel requests: see the `cancel` module notes —
+//!   routed by the BackendKeyData key seen at startup, fanned out to all targets when unknown.
+//! - Startup packets must be 8..=`max_startup_packet` bytes, protocol 3, and arrive within
+//!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling).
+//!   Clients over `max_client_conn` get `FATAL 53300`.
 
 mod cancel;
 mod config;
@@ -38,6 +58,7 @@ mod splice;
 mod startup;
 mod targets;
 pub mod wire;
+mod workers;
 
 pub use cancel::{CancelRegistry, KeyScanner};
 pub use config::{duration, ProxyConfig};

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +17,7 @@ use crate::metrics::ListenerMetrics;
 use crate::route::Router;
 use crate::session;
 use crate::targets::Targets;
+use crate::workers::Workers;
 
 /// State shared by all listeners of one proxy.
 pub(crate) struct Shared {
@@ -26,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) targets: watch::Receiver<Targets>,
     pub(crate) tasks: TaskTracker,
+    /// Dedicated session threads (`None`: sessions run on the caller's runtime).
+    pub(crate) workers: Option<Workers>,
 }
 
 /// What a session needs from its listener.
@@ -36,7 +39,7 @@ pub(crate) struct ListenerCtx {
 }
 
 /// Counts a client against `max_client_conn` and its listener's active gauge while alive.
-struct ClientSlot(Arc<ListenerCtx>);
+pub(crate) struct ClientSlot(pub(crate) Arc<ListenerCtx>);
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
@@ -95,18 +98,38 @@ pub(crate) async fn accept_loop(ctx: Arc<ListenerCtx>, listener: TcpListener) {
             continue;
         }
         ctx.metrics.active.fetch_add(1, Relaxed);
-        shared.tasks.spawn(async move {
-            let slot = ClientSlot(ctx2);
-            let ctx = &slot.0;
-            match session::serve(Arc::clone(ctx), client).await {
-                Ok(()) => {}
-                Err(ProxyError::TargetChanged(_)) | Err(ProxyError::Shutdown) => {}
-                Err(e) => {
-                    ctx.metrics.errors.fetch_add(1, Relaxed);
-                    tracing::debug!(%peer, error = %e, "client session ended with an error");
+        let slot = ClientSlot(ctx2);
+        match &shared.workers {
+            None => {
+                shared.tasks.spawn(run_session(slot, client, peer));
+            }
+            Some(workers) => {
+                let handoff = client.into_std().map(|std| (std, slot, peer));
+                match handoff.map(|h| workers.dispatch(h)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err((std, slot, peer))) => match TcpStream::from_std(std) {
+                        Ok(client) => {
+                            shared.tasks.spawn(run_session(slot, client, peer));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot hand over client socket"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot hand over client socket"),
                 }
             }
-        });
+        }
+    }
+}
+
+/// Serves one client and accounts for how its session ended.
+pub(crate) async fn run_session(slot: ClientSlot, client: TcpStream, peer: SocketAddr) {
+    let ctx = &slot.0;
+    match session::serve(Arc::clone(ctx), client).await {
+        Ok(()) => {}
+        Err(ProxyError::TargetChanged(_)) | Err(ProxyError::Shutdown) => {}
+        Err(e) => {
+            ctx.metrics.errors.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, error = %e, "client session ended with an error");
+        }
     }
 }
 

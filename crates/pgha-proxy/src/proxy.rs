@@ -16,6 +16,7 @@ use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
 use crate::metrics::{ListenerMetrics, MetricsSnapshot};
 use crate::route::{Role, RoutePolicy, Router};
 use crate::targets::Targets;
+use crate::workers::Workers;
 
 /// A bound, not yet running proxy. Build it with [`Proxy::bind`], read its addresses and
 /// metrics handle, then drive it with [`Proxy::run`].
@@ -56,13 +57,19 @@ impl Proxy {
         targets: watch::Receiver<Targets>,
         shutdown: CancellationToken,
     ) -> Result<Proxy, ProxyError> {
+        let tasks = TaskTracker::new();
+        let workers = match config.worker_threads {
+            0 => None,
+            n => Some(Workers::start(n, &tasks)?),
+        };
         let shared = Arc::new(Shared {
             config: config.clone(),
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown,
             targets: targets.clone(),
-            tasks: TaskTracker::new(),
+            tasks,
+            workers,
         });
         let mut listeners = Vec::new();
         for (role, addr) in [

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::ListenerMetrics;
 use crate::targets::Targets;
 
 /// Which sessions a listener serves.
@@ -162,11 +163,6 @@ impl Router {
         }
     }
 
-    /// Whether a new session could be routed now.
-    pub fn has_candidate(&self) -> bool {
-        !self.candidates(&self.targets.borrow()).is_empty()
-    }
-
     /// Picks the least-loaded candidate now, or `None` when there is none.
     pub fn try_pick(self: &Arc<Self>) -> Option<Lease> {
         let mut slots = self.slots.lock().expect("router poisoned");
@@ -228,17 +224,46 @@ pub enum HoldFailure {
     Shutdown,
 }
 
+/// Counts a session as held (gauge, total, time) from its first wait until it is dropped.
+struct HoldMeter<'a> {
+    metrics: &'a ListenerMetrics,
+    since: Option<Instant>,
+}
+
+impl HoldMeter<'_> {
+    fn start(&mut self) {
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            self.metrics.held.fetch_add(1, Relaxed);
+            self.metrics.held_total.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Drop for HoldMeter<'_> {
+    fn drop(&mut self) {
+        if let Some(since) = self.since {
+            self.metrics.held.fetch_sub(1, Relaxed);
+            self.metrics.add_hold(since.elapsed());
+        }
+    }
+}
+
 /// Picks a backend and connects to it, waiting — until `deadline` — for targets to appear or
-/// change while there is no candidate or the chosen one refuses the connection. Returns the
-/// connected stream and its lease; tells whether the session had to wait.
+/// change while there is no candidate or the chosen one refuses the connection (a primary that
+/// just died, before its successor is confirmed). Waiting sessions are counted in `metrics`.
 pub async fn connect_held(
     router: &Arc<Router>,
     deadline: Instant,
     connect_timeout: Duration,
     shutdown: &CancellationToken,
-) -> Result<(TcpStream, Lease, bool), HoldFailure> {
+    metrics: &ListenerMetrics,
+) -> Result<(TcpStream, Lease), HoldFailure> {
     let mut rx = router.targets();
-    let mut waited = false;
+    let mut meter = HoldMeter {
+        metrics,
+        since: None,
+    };
     loop {
         rx.borrow_and_update();
         let mut wait_for_change = true;
@@ -248,7 +273,7 @@ pub async fn connect_held(
                 .min(connect_timeout);
             let connect = tokio::time::timeout(attempt, TcpStream::connect(&**lease.addr()));
             match connect.await {
-                Ok(Ok(stream)) => return Ok((stream, lease, waited)),
+                Ok(Ok(stream)) => return Ok((stream, lease)),
                 Ok(Err(e)) => {
                     tracing::debug!(backend = %lease.addr(), error = %e, "backend connect failed");
                     // A refused connect usually means the target is going away: retry shortly
@@ -261,7 +286,7 @@ pub async fn connect_held(
                 }
             }
         }
-        waited = true;
+        meter.start();
         if Instant::now() >= deadline {
             return Err(HoldFailure::TimedOut);
         }
@@ -274,10 +299,11 @@ pub async fn connect_held(
             _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
             changed = rx.changed() => {
                 if changed.is_err() {
-                    // Publisher gone: targets are frozen; keep retrying until the deadline.
+                    // Publisher gone: targets are frozen; retry at a slow pace until the deadline.
+                    let next = (Instant::now() + Duration::from_millis(100)).min(deadline);
                     tokio::select! {
                         _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
-                        _ = tokio::time::sleep_until(retry_at.max(Instant::now() + Duration::from_millis(100)).min(deadline)) => {}
+                        _ = tokio::time::sleep_until(next) => {}
                     }
                 }
             }

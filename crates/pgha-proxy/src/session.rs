@@ -2,7 +2,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,34 +18,37 @@ use crate::wire;
 /// SSLRequest as forwarded to the backend.
 const SSL_REQUEST_PACKET: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
-/// Reads the client's first packet within `deadline`, answering GSSENCRequest with 'N'.
+/// Reads the client's first packet before `deadline`, answering GSSENCRequest with 'N'; gives
+/// up on shutdown.
 async fn first_packet(
+    ctx: &ListenerCtx,
     client: &mut TcpStream,
-    max_len: usize,
     deadline: Instant,
-    timeout: Duration,
 ) -> Result<FirstPacket, ProxyError> {
+    let cfg = &ctx.shared.config;
     let read = async {
         loop {
-            match read_first_packet(client, max_len).await? {
+            match read_first_packet(client, cfg.max_startup_packet).await? {
                 FirstPacket::GssEnc => client.write_all(b"N").await?,
                 other => return Ok(other),
             }
         }
     };
-    tokio::time::timeout_at(deadline, read)
-        .await
-        .map_err(|_| ProxyError::StartupTimeout(timeout))?
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, read) => {
+            r.map_err(|_| ProxyError::StartupTimeout(cfg.startup_timeout))?
+        }
+        _ = ctx.shared.shutdown.cancelled() => Err(ProxyError::Shutdown),
+    }
 }
 
-/// Reads the StartupMessage that must follow an 'N' answer.
+/// Reads the StartupMessage that must follow an 'N' answer, within a fresh startup timeout.
 async fn startup_after_no(
+    ctx: &ListenerCtx,
     client: &mut TcpStream,
-    max_len: usize,
-    deadline: Instant,
-    timeout: Duration,
 ) -> Result<StartupPacket, ProxyError> {
-    match first_packet(client, max_len, deadline, timeout).await? {
+    let deadline = Instant::now() + ctx.shared.config.startup_timeout;
+    match first_packet(ctx, client, deadline).await? {
         FirstPacket::Startup(p) => Ok(p),
         _ => Err(ProxyError::BadStartup("expected a startup message")),
     }
@@ -57,13 +59,7 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
     let cfg = &ctx.shared.config;
     client.set_nodelay(true)?;
     let startup_deadline = Instant::now() + cfg.startup_timeout;
-    let first = first_packet(
-        &mut client,
-        cfg.max_startup_packet,
-        startup_deadline,
-        cfg.startup_timeout,
-    )
-    .await;
+    let first = first_packet(&ctx, &mut client, startup_deadline).await;
     let first = match first {
         Ok(p) => p,
         Err(e @ ProxyError::BadStartup(_)) => {
@@ -90,9 +86,7 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
                 .map_err(|_| ProxyError::StartupTimeout(cfg.connect_timeout))??;
             client.write_all(&answer).await?;
             if answer[0] == b'N' {
-                let deadline = Instant::now() + cfg.startup_timeout;
-                let max = cfg.max_startup_packet;
-                let p = startup_after_no(&mut client, max, deadline, cfg.startup_timeout).await?;
+                let p = startup_after_no(&ctx, &mut client).await?;
                 relay(&ctx, client, backend, lease, Some(p)).await
             } else {
                 relay(&ctx, client, backend, lease, None).await
@@ -117,38 +111,15 @@ async fn route(
 ) -> Result<Option<(TcpStream, Lease)>, ProxyError> {
     let cfg = &ctx.shared.config;
     let m = &ctx.metrics;
-    let started = Instant::now();
-    let deadline = started + cfg.hold_timeout;
-    let held = if !ctx.router.has_candidate() {
-        m.held.fetch_add(1, Relaxed);
-        m.held_total.fetch_add(1, Relaxed);
-        true
-    } else {
-        false
-    };
-    let result = connect_held(
-        &ctx.router,
-        deadline,
-        cfg.connect_timeout,
-        &ctx.shared.shutdown,
-    )
-    .await;
-    if held {
-        m.held.fetch_sub(1, Relaxed);
-    }
-    let (sqlstate, message) = match result {
-        Ok((backend, lease, waited)) => {
-            if waited {
-                m.add_hold(started.elapsed());
-                if !held {
-                    m.held_total.fetch_add(1, Relaxed);
-                }
-            }
+    let deadline = Instant::now() + cfg.hold_timeout;
+    let shutdown = &ctx.shared.shutdown;
+    let held = connect_held(&ctx.router, deadline, cfg.connect_timeout, shutdown, m).await;
+    let (sqlstate, message) = match held {
+        Ok((backend, lease)) => {
             backend.set_nodelay(true)?;
             return Ok(Some((backend, lease)));
         }
         Err(HoldFailure::TimedOut) => {
-            m.add_hold(started.elapsed());
             m.hold_timeouts.fetch_add(1, Relaxed);
             let what = match ctx.router.role() {
                 Role::ReadWrite => "no primary",
@@ -167,9 +138,7 @@ async fn route(
     };
     if after_ssl_request {
         client.write_all(b"N").await?;
-        let deadline = Instant::now() + cfg.startup_timeout;
-        let max = cfg.max_startup_packet;
-        startup_after_no(client, max, deadline, cfg.startup_timeout).await?;
+        startup_after_no(ctx, client).await?;
     }
     client.write_all(&wire::fatal(sqlstate, &message)).await?;
     let _ = client.shutdown().await;
@@ -287,15 +256,12 @@ pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
 pub async fn reject_too_many(ctx: Arc<ListenerCtx>, mut client: TcpStream) {
     let cfg = &ctx.shared.config;
     let deadline = Instant::now() + cfg.startup_timeout;
-    let max = cfg.max_startup_packet;
-    let first = first_packet(&mut client, max, deadline, cfg.startup_timeout).await;
+    let first = first_packet(&ctx, &mut client, deadline).await;
     let ok = match first {
         Ok(FirstPacket::Cancel(key)) => return cancel(&ctx, key).await,
         Ok(FirstPacket::Ssl) => {
             client.write_all(b"N").await.is_ok()
-                && startup_after_no(&mut client, max, deadline, cfg.startup_timeout)
-                    .await
-                    .is_ok()
+                && startup_after_no(&ctx, &mut client).await.is_ok()
         }
         Ok(_) => true,
         Err(_) => false,
