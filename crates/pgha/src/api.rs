@@ -65,6 +65,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
     Router::new()
         .route("/cluster", get(cluster))
         .route("/history", get(history))
+        .route("/metrics", get(metrics))
         .route("/switchover", post(switchover))
         .route("/failover", post(failover))
         .route("/members/{name}/stop", post(stop_member))
@@ -76,6 +77,45 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
 
 async fn cluster(State(rt): State<Arc<Runtime>>) -> Response {
     Json(gather_running(&rt).await).into_response()
+}
+
+/// Prometheus metrics: the proxy's listeners and each member's role and lag.
+async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
+    let status = gather_running(&rt).await;
+    let mut out = rt
+        .proxy_metrics()
+        .map(|m| m.render_prometheus())
+        .unwrap_or_default();
+    out.push_str("# HELP pgha_member_up Whether the member's PostgreSQL answers.\n# TYPE pgha_member_up gauge\n");
+    for m in &status.members {
+        let up = u8::from(m.state == "running" || m.state == "streaming");
+        out.push_str(&format!("pgha_member_up{{member=\"{}\"}} {up}\n", m.name));
+    }
+    out.push_str("# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n");
+    for m in &status.members {
+        let leader = u8::from(status.leader.as_deref() == Some(m.name.as_str()));
+        out.push_str(&format!(
+            "pgha_member_is_leader{{member=\"{}\"}} {leader}\n",
+            m.name
+        ));
+    }
+    out.push_str("# HELP pgha_member_lag_bytes Replay lag of a standby behind the primary.\n# TYPE pgha_member_lag_bytes gauge\n");
+    for m in &status.members {
+        if let Some(lag) = m.lag_bytes {
+            out.push_str(&format!(
+                "pgha_member_lag_bytes{{member=\"{}\"}} {lag}\n",
+                m.name
+            ));
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 async fn history(State(rt): State<Arc<Runtime>>) -> Response {

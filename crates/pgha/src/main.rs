@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod config;
 mod control;
+mod entry;
 mod error;
 mod lock;
 mod runtime;
@@ -137,15 +138,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a libpq connection URI for the superuser: the primary, or one member.
+    /// Print a libpq connection URI for the superuser: the read-write entry point (pgha's
+    /// proxy, which follows the primary through failovers), the primary, or one member.
     ///
     /// Use it as `psql "$(pgha url --dir demo)"`. The password comes from DIR/secrets.toml.
     Url {
         #[arg(long)]
         dir: PathBuf,
-        /// Member to connect to instead of the primary, e.g. n2.
-        #[arg(long)]
+        /// Member to connect to instead of the read-write entry point, e.g. n2.
+        #[arg(long, conflicts_with = "primary")]
         member: Option<String>,
+        /// The current primary itself rather than the read-write entry point (the proxy).
+        #[arg(long)]
+        primary: bool,
     },
 }
 
@@ -254,9 +259,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Url { dir, member } => {
+        Command::Url {
+            dir,
+            member,
+            primary,
+        } => {
             let cluster = LocalCluster::open(&dir)?;
-            println!("{}", url::url(&cluster, member.as_deref()).await?);
+            println!("{}", url::url(&cluster, member.as_deref(), primary).await?);
             Ok(())
         }
     }

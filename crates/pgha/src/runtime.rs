@@ -21,6 +21,7 @@ pub struct Runtime {
     pub cluster: LocalCluster,
     pub store: Arc<MemoryStore>,
     agents: Mutex<BTreeMap<String, AgentHandle>>,
+    proxy_metrics: std::sync::OnceLock<pgha_proxy::MetricsHandle>,
 }
 
 impl Runtime {
@@ -33,12 +34,21 @@ impl Runtime {
             cluster,
             store: Arc::new(store),
             agents: Mutex::new(BTreeMap::new()),
+            proxy_metrics: std::sync::OnceLock::new(),
         });
         if runtime.store.snapshot().await?.get(Key::Config).is_none() {
             let json = serde_json::to_string(&ClusterConfig::default())?;
             runtime.store.put(Key::Config, &json, Guard::Absent).await?;
         }
         Ok(runtime)
+    }
+
+    pub fn set_proxy_metrics(&self, metrics: pgha_proxy::MetricsHandle) {
+        let _ = self.proxy_metrics.set(metrics);
+    }
+
+    pub fn proxy_metrics(&self) -> Option<&pgha_proxy::MetricsHandle> {
+        self.proxy_metrics.get()
     }
 
     pub async fn view(&self) -> anyhow::Result<ClusterView> {

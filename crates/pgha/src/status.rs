@@ -21,6 +21,20 @@ pub struct ClusterStatus {
     #[serde(default)]
     pub paused: bool,
     pub members: Vec<MemberStatus>,
+    /// The client entry points (pgha's proxy).
+    pub proxy: ProxyStatus,
+}
+
+/// The proxy's addresses and, while it runs, its per-listener counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProxyStatus {
+    /// Read-write entry point, "host:port".
+    pub rw: String,
+    /// Read-only entry point, "host:port".
+    pub ro: String,
+    /// Active/total connections, bytes, held connections, errors per listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,6 +96,14 @@ pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
         managed: false,
         paused: false,
         members,
+        proxy: {
+            let (rw, ro) = crate::entry::addresses(cluster);
+            ProxyStatus {
+                rw,
+                ro,
+                listeners: None,
+            }
+        },
     }
 }
 
@@ -93,6 +115,9 @@ pub async fn gather_running(rt: &crate::runtime::Runtime) -> ClusterStatus {
     if let Ok(view) = rt.view().await {
         status.leader = view.leader.map(|l| l.holder.to_string());
         status.paused = view.config.paused;
+    }
+    if let Some(metrics) = rt.proxy_metrics() {
+        status.proxy.listeners = serde_json::to_value(metrics.snapshot().listeners).ok();
     }
     let reports = rt.reports().await;
     for m in &mut status.members {
@@ -253,6 +278,25 @@ pub fn render_table(status: &ClusterStatus) -> String {
         out.push_str(&line(row));
         out.push('\n');
     }
+    out.push_str(&format!(
+        "Clients: read-write {}, read-only {}",
+        status.proxy.rw, status.proxy.ro
+    ));
+    if let Some(listeners) = status.proxy.listeners.as_ref().and_then(|l| l.as_array()) {
+        let counts: Vec<String> = listeners
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} active/{} total",
+                    l["listener"].as_str().unwrap_or("?"),
+                    l["active"],
+                    l["total"]
+                )
+            })
+            .collect();
+        out.push_str(&format!(" ({})", counts.join(", ")));
+    }
+    out.push('\n');
     for m in &status.members {
         if let Some(e) = &m.error {
             out.push_str(&format!("{}: {}\n", m.name, e));

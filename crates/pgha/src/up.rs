@@ -88,6 +88,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     });
 
+    let proxy_stop = pgha_proxy::CancellationToken::new();
+    let metrics = crate::entry::start(runtime.clone(), proxy_stop.clone())
+        .await
+        .context("start the proxy")?;
+    runtime.set_proxy_metrics(metrics);
+
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let started = std::time::Instant::now();
@@ -101,6 +107,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(e) => {
             tracing::info!("start-up failed; stopping the members that are running");
             runtime.shutdown_all().await;
+            proxy_stop.cancel();
             let _ = api_stop.send(true);
             let _ = api.await;
             return Err(e);
@@ -217,6 +224,20 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
 
 /// Fails if a port a member needs is taken by something other than that member itself.
 fn check_ports(cluster: &LocalCluster) -> anyhow::Result<()> {
+    let c = &cluster.config.cluster;
+    for (port, what) in [
+        (c.base_port, "the read-write entry point"),
+        (c.base_port + 1, "the read-only entry point"),
+    ] {
+        if TcpListener::bind((c.host.as_str(), port)).is_err() {
+            return Err(CliError::PortInUse {
+                port,
+                what: what.into(),
+                host: c.host.clone(),
+            }
+            .into());
+        }
+    }
     for member in &cluster.members {
         if member.instance.is_running() {
             continue;

@@ -5,11 +5,20 @@ use std::time::Duration;
 use crate::cluster::LocalCluster;
 use crate::error::CliError;
 
-/// The URI of `member`, or of the current primary when no member is named.
-pub async fn url(cluster: &LocalCluster, member: Option<&str>) -> anyhow::Result<String> {
+/// The URI of `member`, or of the read-write entry point (the proxy, which follows the
+/// primary) when no member is named; `direct_primary` asks for the primary itself.
+pub async fn url(
+    cluster: &LocalCluster,
+    member: Option<&str>,
+    direct_primary: bool,
+) -> anyhow::Result<String> {
     if let Some(name) = member {
         let m = cluster.member(name)?;
         return Ok(cluster.uri(&m.host, m.port));
+    }
+    if !direct_primary {
+        let c = &cluster.config.cluster;
+        return Ok(cluster.uri(&c.host, c.base_port));
     }
     for m in &cluster.members {
         if !m.instance.is_running() {

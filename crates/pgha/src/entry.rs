@@ -1,0 +1,89 @@
+//! The built-in proxy of `pgha up`: one read-write and one read-only address for clients,
+//! following the leader lease (confirmed by `pg_is_in_recovery()`, never assumed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_proxy::{
+    CancellationToken, Candidates, Member, MetricsHandle, Prober, ProberConfig, Proxy, ProxyConfig,
+    Targets,
+};
+use pgha_store::Store;
+use tokio::sync::watch;
+
+use crate::runtime::Runtime;
+
+/// The proxy's read-write and read-only addresses for a local cluster.
+pub fn addresses(rt_cluster: &crate::cluster::LocalCluster) -> (String, String) {
+    let c = &rt_cluster.config.cluster;
+    (
+        format!("{}:{}", c.host, c.base_port),
+        format!("{}:{}", c.host, c.base_port + 1),
+    )
+}
+
+/// Binds both listeners and starts the proxy, its prober, and the task that feeds the prober
+/// with the lease holder and the standbys from the store.
+pub async fn start(rt: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Result<MetricsHandle> {
+    let (rw, ro) = addresses(&rt.cluster);
+    let config = ProxyConfig {
+        rw_listen: Some(rw),
+        ro_listen: Some(ro),
+        worker_threads: 0,
+        ..ProxyConfig::default()
+    };
+    let (targets_tx, targets_rx) = watch::channel(Targets::none());
+    let (candidates_tx, candidates_rx) = watch::channel(Candidates::default());
+    let proxy = Proxy::bind(config, targets_rx, shutdown.clone()).await?;
+    let metrics = proxy.metrics();
+    let mut prober_config = ProberConfig::new(rt.cluster.config.postgresql.superuser.clone());
+    prober_config.password = Some(rt.cluster.secrets.superuser_password.clone());
+    prober_config.interval = Duration::from_millis(500);
+    tokio::spawn(Prober::new(prober_config).run(candidates_rx, targets_tx, shutdown.clone()));
+    tokio::spawn(feed_candidates(rt, candidates_tx, shutdown));
+    tokio::spawn(proxy.run());
+    Ok(metrics)
+}
+
+/// Publishes the candidates whenever the store changes. The lease holder is offered as the
+/// primary only once its own record says it is writable, so the prober confirms it at once.
+async fn feed_candidates(
+    rt: Arc<Runtime>,
+    tx: watch::Sender<Candidates>,
+    shutdown: CancellationToken,
+) {
+    let mut watcher = rt.store.watch().await.ok();
+    loop {
+        if let Ok(view) = rt.view().await {
+            let holder = view.leader.as_ref().map(|l| l.holder.clone());
+            let mut candidates = Candidates::default();
+            for (name, record) in &view.members {
+                let Some(addr) = record.addresses.get(pgha_agent::spec::POSTGRES_ADDRESS) else {
+                    continue;
+                };
+                let member = Member::new(name.as_str(), addr.as_str());
+                if Some(name) == holder.as_ref() {
+                    if record.running && !record.in_recovery {
+                        candidates.leader = Some(member);
+                    }
+                } else if record.running && record.in_recovery {
+                    candidates.standbys.push(member);
+                }
+            }
+            tx.send_if_modified(|current| {
+                let changed = *current != candidates;
+                *current = candidates;
+                changed
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = async {
+                match watcher.as_mut() {
+                    Some(w) => w.changed().await.map(|_| ()),
+                    None => { tokio::time::sleep(Duration::from_millis(500)).await; Ok(()) }
+                }
+            } => if r.is_err() { watcher = rt.store.watch().await.ok(); },
+        }
+    }
+}
