@@ -2,6 +2,7 @@
 //! and keep slots and the synchronous set in order.
 
 use crate::action::{Action, StartRole, StopMode};
+use crate::config::SyncMode;
 use crate::history::{EventKind, HistoryEvent};
 use crate::machine::{Handover, HeldLease, Member, Plan, Promotion};
 use crate::observe::{ClusterView, DataDir, Observation};
@@ -54,7 +55,7 @@ impl Member {
             return self.release(lease, Reason::PromoteFailed { error }, plan);
         }
         if !local.running {
-            return self.restart_primary(obs, lease, plan);
+            return self.restart_primary(obs, view, lease, plan);
         }
         self.primary_down_since = None;
         if local.in_recovery {
@@ -132,11 +133,32 @@ impl Member {
         reason
     }
 
-    fn restart_primary(&mut self, obs: &Observation, lease: HeldLease, plan: &mut Plan) -> Reason {
+    fn restart_primary(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        lease: HeldLease,
+        plan: &mut Plan,
+    ) -> Reason {
         let since = *self.primary_down_since.get_or_insert(obs.now);
         let down_ms = obs.now.since(since);
         if self.config.paused {
             return Reason::Paused;
+        }
+        // In a synchronous mode a crashed primary's WAL may end with commits whose wait for
+        // the standbys was cut short: restarting it would show them, and the next failover
+        // would lose them. Hand over to a synchronous standby instead, when one is alive.
+        let sync_standby_alive = view
+            .sync
+            .members
+            .iter()
+            .any(|n| view.members.get(n).is_some_and(|r| r.is_standby()));
+        if self.config.synchronous_mode != SyncMode::Off
+            && !obs.local.in_recovery
+            && sync_standby_alive
+        {
+            self.primary_down_since = None;
+            return self.release(lease, Reason::SyncPrimaryDownHandingOver, plan);
         }
         if down_ms > self.config.primary_start_timeout_ms {
             self.primary_down_since = None;
@@ -208,7 +230,6 @@ impl Member {
             &self.config,
             &local.replicas,
             &view.members,
-            &view.sync,
             &local.sync_applied,
         );
         match sync::next_step(&desired, &local.sync_applied, &view.sync) {

@@ -29,6 +29,7 @@ pub enum Reason {
     Leading { standbys: usize },
     RestartingPrimary { down_ms: u64 },
     PrimaryNotRestartable { down_ms: u64 },
+    SyncPrimaryDownHandingOver,
     Promoting { kind: EventKind },
     Promoted { kind: EventKind },
     PromoteFailed { error: String },
@@ -86,6 +87,11 @@ impl fmt::Display for Reason {
             RestartingPrimary { down_ms } => {
                 write!(f, "primary PostgreSQL down for {down_ms} ms: restarting it")
             }
+            SyncPrimaryDownHandingOver => write!(
+                f,
+                "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \
+                 standby (a restart could show commits no standby confirmed)"
+            ),
             PrimaryNotRestartable { down_ms } => write!(
                 f,
                 "primary PostgreSQL down for {down_ms} ms: releasing the lease for failover"

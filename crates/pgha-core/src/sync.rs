@@ -64,13 +64,12 @@ pub enum SyncStep {
 
 /// The synchronous configuration the leader wants now.
 ///
-/// Candidates are standbys streaming from the leader, known as members, not tagged `nosync`;
-/// current set members come first (stability), then higher priority, then name.
+/// Candidates are standbys streaming from the leader, known as members, not tagged `nosync`,
+/// in priority order (higher priority, then name).
 pub fn desired(
     config: &ClusterConfig,
     replicas: &[ReplicaState],
     members: &BTreeMap<MemberName, MemberRecord>,
-    published: &SyncSet,
     applied: &SyncApplied,
 ) -> SyncApplied {
     let method = config.synchronous_method;
@@ -86,24 +85,14 @@ pub fn desired(
         .filter_map(|r| members.get_key_value(&r.name))
         .filter(|(_, record)| !record.tags.nosync)
         .collect();
+    // Priority order: higher priority, then name. Every healthy candidate is listed, so
+    // PostgreSQL shows the first `count` as `sync` and the rest as `potential`, and moves the
+    // role between them by itself when one disconnects; all of them are in the published set,
+    // and failover takes the most advanced, which holds every acknowledged commit.
     candidates.sort_by(|(a, ra), (b, rb)| {
-        let in_set = |n: &MemberName| !published.members.contains(n);
-        (in_set(a), std::cmp::Reverse(ra.tags.priority), *a).cmp(&(
-            in_set(b),
-            std::cmp::Reverse(rb.tags.priority),
-            *b,
-        ))
+        (std::cmp::Reverse(ra.tags.priority), *a).cmp(&(std::cmp::Reverse(rb.tags.priority), *b))
     });
-    let wanted = config.synchronous_count as usize;
-    let take = match method {
-        SyncMethod::Priority => wanted,
-        SyncMethod::Quorum => usize::MAX,
-    };
-    let names: Vec<MemberName> = candidates
-        .iter()
-        .take(take)
-        .map(|(n, _)| (*n).clone())
-        .collect();
+    let names: Vec<MemberName> = candidates.iter().map(|(n, _)| (*n).clone()).collect();
     if names.is_empty() && config.synchronous_mode == SyncMode::Strict {
         // Strict never degrades: keep waiting on the standbys it had.
         return applied.clone();
@@ -190,15 +179,12 @@ mod tests {
             ("n4".into(), record(9, true)),
         ]);
         let replicas = [replica("n2"), replica("n3"), replica("n4")];
-        let want = desired(
-            &on(1),
-            &replicas,
-            &members,
-            &SyncSet::default(),
-            &SyncApplied::default(),
+        let want = desired(&on(1), &replicas, &members, &SyncApplied::default());
+        assert_eq!(
+            want.names,
+            vec![MemberName::from("n3"), MemberName::from("n2")]
         );
-        assert_eq!(want.names, vec![MemberName::from("n3")]);
-        assert_eq!(want.to_string(), "FIRST 1 (\"n3\")");
+        assert_eq!(want.to_string(), "FIRST 1 (\"n3\", \"n2\")");
     }
 
     #[test]
@@ -209,15 +195,12 @@ mod tests {
             names: vec!["n2".into()],
         };
         let none = BTreeMap::new();
-        assert!(desired(&on(1), &[], &none, &SyncSet::default(), &applied).is_async());
+        assert!(desired(&on(1), &[], &none, &applied).is_async());
         let strict = ClusterConfig {
             synchronous_mode: SyncMode::Strict,
             ..on(1)
         };
-        assert_eq!(
-            desired(&strict, &[], &none, &SyncSet::default(), &applied),
-            applied
-        );
+        assert_eq!(desired(&strict, &[], &none, &applied), applied);
     }
 
     #[test]

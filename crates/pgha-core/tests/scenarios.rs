@@ -490,6 +490,41 @@ fn a_crashed_primary_is_restarted_then_given_up() {
 }
 
 #[test]
+fn a_crashed_synchronous_primary_hands_over_instead_of_restarting() {
+    let mut n1 = member("n1");
+    let n2 = standby(1, 1000, Some("n1"));
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 1000), Some("n1")))
+        .with("n2", record(&n2, Some("n1")))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        members: [name("n2")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    n1.step(&obs(0, primary(1, 1000), &view, vec![acquired(0, 7)]));
+    let d = n1.step(&obs(100, stopped(primary(1, 1000)), &view, vec![]));
+    assert_eq!(d.reason, Reason::SyncPrimaryDownHandingOver);
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    assert!(!has(&d, |a| matches!(a, Action::StartPostgres(_))));
+
+    // With no synchronous standby alive there is nobody to hand over to: restart.
+    let mut n1 = member("n1");
+    let lonely = View(ClusterView {
+        members: BTreeMap::new(),
+        ..view.0.clone()
+    })
+    .with("n1", record(&primary(1, 1000), Some("n1")));
+    n1.step(&obs(0, primary(1, 1000), &lonely, vec![acquired(0, 7)]));
+    let d = n1.step(&obs(100, stopped(primary(1, 1000)), &lonely, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::StartPostgres(StartRole::Primary))
+    );
+}
+
+#[test]
 fn reasons_read_as_log_lines() {
     let line = Reason::Behind { best: name("n2") }.to_string();
     assert_eq!(line, "no leader; n2 is the better candidate");
