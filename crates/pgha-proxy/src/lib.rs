@@ -45,6 +45,7 @@
 //!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling).
 //!   Clients over `max_client_conn` get `FATAL 53300`.
 
+mod backend;
 mod cancel;
 mod config;
 mod error;

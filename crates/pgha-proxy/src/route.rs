@@ -225,13 +225,22 @@ pub enum HoldFailure {
 }
 
 /// Counts a session as held (gauge, total, time) from its first wait until it is dropped.
-struct HoldMeter<'a> {
+pub(crate) struct HoldMeter<'a> {
     metrics: &'a ListenerMetrics,
     since: Option<Instant>,
 }
 
-impl HoldMeter<'_> {
-    fn start(&mut self) {
+impl<'a> HoldMeter<'a> {
+    /// A meter that has not started.
+    pub(crate) fn new(metrics: &'a ListenerMetrics) -> Self {
+        HoldMeter {
+            metrics,
+            since: None,
+        }
+    }
+
+    /// Marks the session as waiting (once).
+    pub(crate) fn start(&mut self) {
         if self.since.is_none() {
             self.since = Some(Instant::now());
             self.metrics.held.fetch_add(1, Relaxed);
@@ -251,19 +260,15 @@ impl Drop for HoldMeter<'_> {
 
 /// Picks a backend and connects to it, waiting — until `deadline` — for targets to appear or
 /// change while there is no candidate or the chosen one refuses the connection (a primary that
-/// just died, before its successor is confirmed). Waiting sessions are counted in `metrics`.
-pub async fn connect_held(
+/// just died, before its successor is confirmed). Waiting is counted by `meter`.
+pub(crate) async fn connect_held(
     router: &Arc<Router>,
     deadline: Instant,
     connect_timeout: Duration,
     shutdown: &CancellationToken,
-    metrics: &ListenerMetrics,
+    meter: &mut HoldMeter<'_>,
 ) -> Result<(TcpStream, Lease), HoldFailure> {
     let mut rx = router.targets();
-    let mut meter = HoldMeter {
-        metrics,
-        since: None,
-    };
     loop {
         rx.borrow_and_update();
         let mut wait_for_change = true;

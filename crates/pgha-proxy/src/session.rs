@@ -7,10 +7,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::backend::open_backend;
 use crate::cancel::{forward_cancel, CancelGuard, KeyScanner};
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
-use crate::route::{connect_held, HoldFailure, Lease, Role};
+use crate::route::{connect_held, HoldFailure, HoldMeter, Lease, Role};
 use crate::splice::splice;
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
 use crate::wire;
@@ -76,9 +77,28 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             Ok(())
         }
         FirstPacket::Ssl => {
-            let Some((mut backend, lease)) = route(&ctx, &mut client, true).await? else {
-                return Ok(());
+            let deadline = Instant::now() + cfg.hold_timeout;
+            let mut meter = HoldMeter::new(&ctx.metrics);
+            let shutdown = &ctx.shared.shutdown;
+            let held = connect_held(
+                &ctx.router,
+                deadline,
+                cfg.connect_timeout,
+                shutdown,
+                &mut meter,
+            );
+            let held = held.await;
+            drop(meter);
+            let (mut backend, lease) = match held {
+                Ok(pair) => pair,
+                Err(failure) => {
+                    // The client waits for 'S'/'N': say 'N', take its startup, then refuse.
+                    client.write_all(b"N").await?;
+                    startup_after_no(&ctx, &mut client).await?;
+                    return refuse(&ctx, client, failure).await;
+                }
             };
+            backend.set_nodelay(true)?;
             backend.write_all(&SSL_REQUEST_PACKET).await?;
             let mut answer = [0u8; 1];
             let read = tokio::time::timeout(cfg.connect_timeout, backend.read_exact(&mut answer));
@@ -87,40 +107,51 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             client.write_all(&answer).await?;
             if answer[0] == b'N' {
                 let p = startup_after_no(&ctx, &mut client).await?;
-                relay(&ctx, client, backend, lease, Some(p)).await
+                start_plain(&ctx, client, p, deadline, Some((backend, lease))).await
             } else {
+                // TLS from here on (or the server's own error): pass everything through.
                 relay(&ctx, client, backend, lease, None).await
             }
         }
         FirstPacket::Startup(p) => {
-            let Some((backend, lease)) = route(&ctx, &mut client, false).await? else {
-                return Ok(());
-            };
-            relay(&ctx, client, backend, lease, Some(p)).await
+            let deadline = Instant::now() + cfg.hold_timeout;
+            start_plain(&ctx, client, p, deadline, None).await
         }
         FirstPacket::GssEnc => unreachable!("answered in first_packet"),
     }
 }
 
-/// Chooses and connects a backend, holding as configured. On failure the client has been told
-/// (ErrorResponse; after an SSLRequest, an 'N' first) and `None` is returned.
-async fn route(
+/// Opens the backend for a plaintext startup (retrying while it cannot take sessions) and
+/// relays; refuses the client if no backend could be had before `deadline`.
+async fn start_plain(
     ctx: &ListenerCtx,
-    client: &mut TcpStream,
-    after_ssl_request: bool,
-) -> Result<Option<(TcpStream, Lease)>, ProxyError> {
+    client: TcpStream,
+    startup: StartupPacket,
+    deadline: Instant,
+    existing: Option<(TcpStream, Lease)>,
+) -> Result<(), ProxyError> {
+    let startup = if ctx.router.role() == Role::ReadOnly && ctx.shared.config.ro_default_read_only {
+        startup.with_default("default_transaction_read_only", "on")
+    } else {
+        startup
+    };
+    match open_backend(ctx, &startup, deadline, existing).await {
+        Ok(o) => relay(ctx, client, o.stream, o.lease, Some(o.first)).await,
+        Err(failure) => refuse(ctx, client, failure).await,
+    }
+}
+
+/// Tells a client that no backend could be had: FATAL 57P03 after `hold_timeout`, 57P01 on
+/// shutdown.
+async fn refuse(
+    ctx: &ListenerCtx,
+    mut client: TcpStream,
+    failure: HoldFailure,
+) -> Result<(), ProxyError> {
     let cfg = &ctx.shared.config;
-    let m = &ctx.metrics;
-    let deadline = Instant::now() + cfg.hold_timeout;
-    let shutdown = &ctx.shared.shutdown;
-    let held = connect_held(&ctx.router, deadline, cfg.connect_timeout, shutdown, m).await;
-    let (sqlstate, message) = match held {
-        Ok((backend, lease)) => {
-            backend.set_nodelay(true)?;
-            return Ok(Some((backend, lease)));
-        }
-        Err(HoldFailure::TimedOut) => {
-            m.hold_timeouts.fetch_add(1, Relaxed);
+    let (sqlstate, message) = match failure {
+        HoldFailure::TimedOut => {
+            ctx.metrics.hold_timeouts.fetch_add(1, Relaxed);
             let what = match ctx.router.role() {
                 Role::ReadWrite => "no primary",
                 Role::ReadOnly => "no read-only target",
@@ -131,41 +162,39 @@ async fn route(
             );
             (wire::SQLSTATE_NO_TARGET, msg)
         }
-        Err(HoldFailure::Shutdown) => (
+        HoldFailure::Shutdown => (
             wire::SQLSTATE_SHUTDOWN,
-            "pgha proxy is shutting down".to_string(),
+            "pgha proxy is shutting down".into(),
         ),
     };
-    if after_ssl_request {
-        client.write_all(b"N").await?;
-        startup_after_no(ctx, client).await?;
-    }
     client.write_all(&wire::fatal(sqlstate, &message)).await?;
     let _ = client.shutdown().await;
-    Ok(None)
+    Ok(())
 }
 
-/// Sends the startup packet (if plaintext), relays the backend's first messages while looking
-/// for its BackendKeyData, then splices until either side closes or the lease is revoked.
+/// Relays the backend's first message (if the startup went through the proxy) and the rest of
+/// the startup while looking for BackendKeyData, then splices until either side closes or the
+/// lease is revoked.
 async fn relay(
     ctx: &ListenerCtx,
     mut client: TcpStream,
     mut backend: TcpStream,
     lease: Lease,
-    startup: Option<StartupPacket>,
+    first: Option<Vec<u8>>,
 ) -> Result<(), ProxyError> {
     let m = &ctx.metrics;
     let mut _key_guard: Option<CancelGuard> = None;
     let pump = async {
-        if let Some(p) = startup {
-            let p = if ctx.router.role() == Role::ReadOnly && ctx.shared.config.ro_default_read_only
-            {
-                p.with_default("default_transaction_read_only", "on")
+        if let Some(first) = first {
+            m.bytes_out.fetch_add(first.len() as u64, Relaxed);
+            client.write_all(&first).await?;
+            let mut scanner = KeyScanner::default();
+            let scan = if scanner.feed(&first) {
+                Scan::Ready(scanner.key())
             } else {
-                p
+                scan_until_ready(&mut client, &mut backend, ctx, &mut scanner).await?
             };
-            backend.write_all(&p.raw).await?;
-            match scan_until_ready(&mut client, &mut backend, ctx).await? {
+            match scan {
                 Scan::Closed => return Ok(()),
                 Scan::Ready(Some(key)) => {
                     _key_guard = Some(ctx.shared.cancels.register(key, Arc::clone(lease.addr())));
@@ -198,9 +227,9 @@ async fn scan_until_ready(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     ctx: &ListenerCtx,
+    scanner: &mut KeyScanner,
 ) -> Result<Scan, ProxyError> {
     let m = &ctx.metrics;
-    let mut scanner = KeyScanner::default();
     let mut cbuf = vec![0u8; 4096];
     let mut bbuf = vec![0u8; 8192];
     loop {

@@ -65,7 +65,7 @@ fn pg_user() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn command(bin: &str) -> Command {
+pub fn command(bin: &str) -> Command {
     let mut c = Command::new(Path::new(PG_BIN).join(bin));
     if let Some((uid, gid)) = pg_user() {
         c.uid(uid).gid(gid);
@@ -76,7 +76,7 @@ fn command(bin: &str) -> Command {
     c
 }
 
-fn run(mut c: Command) {
+pub fn run(mut c: Command) {
     let out = c.output().expect("spawn");
     assert!(
         out.status.success(),
@@ -155,7 +155,7 @@ fn remove_stale_dirs() {
     }
 }
 
-fn start_cluster() -> Cluster {
+pub fn start_cluster() -> Cluster {
     remove_stale_dirs();
     let dir = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

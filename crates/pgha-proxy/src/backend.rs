@@ -1,0 +1,133 @@
+//! Opening the backend side of a session: connect (held while there is no target), send the
+//! startup packet, and try again while the server answers `57P03` (shutting down, starting up)
+//! so that a failover shows clients a wait, not an error.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::listener::ListenerCtx;
+use crate::route::{connect_held, HoldFailure, HoldMeter, Lease};
+use crate::startup::StartupPacket;
+use crate::wire::SQLSTATE_NO_TARGET;
+
+/// Largest first backend message read whole before being relayed.
+const MAX_FIRST_MESSAGE: usize = 64 * 1024;
+/// Pause before trying again after a backend said it cannot take sessions now.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// A backend connection whose startup was sent and whose first answer is not a refusal.
+pub(crate) struct Opened {
+    pub(crate) stream: TcpStream,
+    pub(crate) lease: Lease,
+    /// The backend's first message (authentication request, usually), to relay to the client.
+    pub(crate) first: Vec<u8>,
+}
+
+/// Connects (or reuses `existing`, whose SSL negotiation is done), sends `startup`, and reads the
+/// first answer; until `deadline`, a `57P03` answer or a broken connection means: wait, retry.
+pub(crate) async fn open_backend(
+    ctx: &ListenerCtx,
+    startup: &StartupPacket,
+    deadline: Instant,
+    mut existing: Option<(TcpStream, Lease)>,
+) -> Result<Opened, HoldFailure> {
+    let cfg = &ctx.shared.config;
+    let shutdown = &ctx.shared.shutdown;
+    let mut meter = HoldMeter::new(&ctx.metrics);
+    loop {
+        let (mut stream, lease) = match existing.take() {
+            Some(pair) => pair,
+            None => {
+                let pair = connect_held(
+                    &ctx.router,
+                    deadline,
+                    cfg.connect_timeout,
+                    shutdown,
+                    &mut meter,
+                )
+                .await?;
+                if let Err(e) = pair.0.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on backend socket");
+                }
+                pair
+            }
+        };
+        let attempt = async {
+            stream.write_all(&startup.raw).await?;
+            read_message(&mut stream).await
+        };
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(cfg.connect_timeout);
+        match tokio::time::timeout(wait, attempt).await {
+            Ok(Ok(first)) if !is_cannot_connect_now(&first) => {
+                return Ok(Opened {
+                    stream,
+                    lease,
+                    first,
+                });
+            }
+            Ok(Ok(_)) => {
+                tracing::debug!(backend = %lease.addr(), "backend cannot take sessions now")
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(backend = %lease.addr(), error = %e, "backend startup failed")
+            }
+            Err(_) => tracing::debug!(backend = %lease.addr(), "backend startup timed out"),
+        }
+        drop((stream, lease));
+        meter.start();
+        if Instant::now() >= deadline {
+            return Err(HoldFailure::TimedOut);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
+            _ = tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)) => {}
+        }
+    }
+}
+
+/// Reads one whole backend message (type, length, body).
+async fn read_message(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 5];
+    stream.read_exact(&mut head).await?;
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if !(4..=MAX_FIRST_MESSAGE).contains(&len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "bad message length",
+        ));
+    }
+    let mut msg = vec![0u8; len + 1];
+    msg[..5].copy_from_slice(&head);
+    stream.read_exact(&mut msg[5..]).await?;
+    Ok(msg)
+}
+
+/// Whether `msg` is an ErrorResponse with SQLSTATE 57P03.
+fn is_cannot_connect_now(msg: &[u8]) -> bool {
+    if msg.first() != Some(&b'E') || msg.len() < 6 {
+        return false;
+    }
+    msg[5..]
+        .split(|b| *b == 0)
+        .any(|field| field.first() == Some(&b'C') && &field[1..] == SQLSTATE_NO_TARGET.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_57p03() {
+        let shutting_down = crate::wire::fatal("57P03", "the database system is shutting down");
+        assert!(is_cannot_connect_now(&shutting_down));
+        assert!(!is_cannot_connect_now(&crate::wire::fatal(
+            "28P01", "password"
+        )));
+        assert!(!is_cannot_connect_now(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]));
+    }
+}

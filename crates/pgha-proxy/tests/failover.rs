@@ -1,0 +1,117 @@
+//! A writer through the proxy while the primary is stopped and the standby promoted: the Prober
+//! withdraws the old primary, new connections wait, and none is refused.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use pgha_proxy::{Candidates, Member, Prober, ProberConfig, Targets};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_sees_only_a_bounded_wait_during_failover() {
+    let c = start_cluster();
+    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
+    let (cands_tx, cands_rx) = tokio::sync::watch::channel(Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    });
+    let p = TestProxy::start(Targets::none(), |cfg| {
+        cfg.hold_timeout = Duration::from_secs(20)
+    })
+    .await;
+    let mut pcfg = ProberConfig::new("postgres");
+    pcfg.interval = Duration::from_millis(100);
+    pcfg.check_timeout = Duration::from_millis(500);
+    let prober =
+        tokio::spawn(Prober::new(pcfg).run(cands_rx, p.targets.clone(), p.shutdown.clone()));
+
+    let setup = connect(p.rw).await.unwrap();
+    setup
+        .batch_execute("create table w(n int, at_primary text)")
+        .await
+        .unwrap();
+    drop(setup);
+
+    // The writer: a new connection per write, as a pooler-less app after errors would do.
+    let rw = p.rw;
+    let stop = pgha_proxy::CancellationToken::new();
+    let stop2 = stop.clone();
+    let writer = tokio::spawn(async move {
+        let (mut ok, mut connect_failures, mut query_failures) = (0u32, Vec::new(), 0u32);
+        let mut longest = Duration::ZERO;
+        let mut n = 0;
+        while !stop2.is_cancelled() {
+            n += 1;
+            let t = Instant::now();
+            match connect(rw).await {
+                Ok(client) => {
+                    longest = longest.max(t.elapsed());
+                    let sql = format!("insert into w values ({n}, current_setting('port'))");
+                    match client.batch_execute(&sql).await {
+                        Ok(()) => ok += 1,
+                        Err(_) => query_failures += 1, // session cut by the stop itself
+                    }
+                }
+                Err(e) => connect_failures.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (ok, connect_failures, query_failures, longest)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Stop the primary, promote the standby, then tell the prober who holds the lease now.
+    let stop_primary = tokio::task::spawn_blocking({
+        let data = c.dir.join("primary");
+        let standby = c.dir.join("standby");
+        move || {
+            let mut s = command("pg_ctl");
+            s.args(["-w", "-m", "fast", "stop", "-D"]).arg(&data);
+            run(s);
+            let mut pr = command("pg_ctl");
+            pr.args(["-w", "promote", "-D"]).arg(&standby);
+            run(pr);
+        }
+    });
+    stop_primary.await.unwrap();
+    cands_tx.send_replace(Candidates {
+        leader: Some(member(c.standby())),
+        standbys: vec![],
+    });
+    let standby = c.standby();
+    let mut trx = p.targets.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        trx.wait_for(|t| t.rw.as_ref() == Some(&standby)),
+    )
+    .await
+    .expect("new primary confirmed")
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    let (ok, connect_failures, query_failures, longest) = writer.await.unwrap();
+    println!("writes ok {ok}, refused connects {}, cut sessions {query_failures}, longest connect {longest:?}", connect_failures.len());
+    assert!(
+        connect_failures.is_empty(),
+        "refused connections: {connect_failures:?}"
+    );
+    assert!(query_failures <= 2, "{query_failures} writes failed");
+    assert!(longest < Duration::from_secs(20));
+    let check = connect(p.rw).await.unwrap();
+    let after: i64 = check
+        .query_one(
+            &format!(
+                "select count(*) from w where at_primary = '{}'",
+                c.standby_port
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(after >= 1, "writes continued on the new primary");
+    assert!(p.metrics.snapshot().listener("rw").unwrap().held_total >= 1);
+    p.shutdown.cancel();
+    prober.await.unwrap();
+}
