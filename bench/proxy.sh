@@ -147,41 +147,43 @@ for r in $(seq 1 "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
       # shellcheck disable=SC2086
       out=$(run "$t" $args)
-      RES["$name|$t|tps"]+="${out% *} "
-      RES["$name|$t|lat"]+="${out#* } "
+      RES["$name|$t|$r|tps"]=${out% *}
+      RES["$name|$t|$r|lat"]=${out#* }
       echo "round $r  $name  $t: tps ${out% *}  latency ${out#* } ms" >&2
     done
   done
 done
 
+# med NAME TARGET FIELD [vs-direct: ratio|diff] -> median over rounds
+med() {
+  local name=$1 t=$2 field=$3 mode=${4:-}
+  for r in $(seq 1 "$ROUNDS"); do
+    local v=${RES["$name|$t|$r|$field"]} d=${RES["$name|direct|$r|$field"]}
+    case $mode in
+      ratio) awk -v a="$v" -v b="$d" 'BEGIN {print a/b}' ;;
+      diff) awk -v a="$v" -v b="$d" 'BEGIN {print (a-b)*1000}' ;;
+      *) echo "$v" ;;
+    esac
+  done | median
+}
+
 echo
-echo "pgbench, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), scale $SCALE, ${DURATION}s runs, median of $ROUNDS rounds (targets alternating), $(nproc) cores, pgha worker threads: $PGHA_THREADS"
-printf '%-18s' "test (median)"
-for t in "${TARGETS[@]}"; do printf '%14s' "$t"; done
+echo "pgbench, PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), scale $SCALE, ${DURATION}s runs, $ROUNDS rounds (targets alternating), $(nproc) cores, pgha worker threads: $PGHA_THREADS"
+echo "tps: median over rounds; ratios: median of the per-round ratios to direct (same round)"
+printf '%-18s' "test"
+for t in "${TARGETS[@]}"; do printf '%12s' "$t"; done
 for t in "${TARGETS[@]:1}"; do printf '%17s' "$t/direct"; done
 echo
 for test in "${TESTS[@]}"; do
   name=${test%%|*}
   [[ $name == latency* ]] && continue
-  printf '%-18s' "$name tps"
-  declare -A MED=()
-  for t in "${TARGETS[@]}"; do
-    MED[$t]=$(echo "${RES["$name|$t|tps"]}" | tr ' ' '\n' | grep . | median)
-    printf '%14.0f' "${MED[$t]}"
-  done
-  for t in "${TARGETS[@]:1}"; do
-    printf '%17.3f' "$(awk -v a="${MED[$t]}" -v b="${MED[direct]}" 'BEGIN {print a/b}')"
-  done
+  printf '%-18s' "$name"
+  for t in "${TARGETS[@]}"; do printf '%12.0f' "$(med "$name" "$t" tps)"; done
+  for t in "${TARGETS[@]:1}"; do printf '%17.3f' "$(med "$name" "$t" tps ratio)"; done
   echo
 done
 name="latency -S -c 1"
-printf '%-18s' "-c 1 latency us"
-declare -A LAT=()
-for t in "${TARGETS[@]}"; do
-  LAT[$t]=$(echo "${RES["$name|$t|lat"]}" | tr ' ' '\n' | grep . | median)
-  printf '%14.1f' "$(awk -v a="${LAT[$t]}" 'BEGIN {print a*1000}')"
-done
-for t in "${TARGETS[@]:1}"; do
-  printf '%17s' "+$(awk -v a="${LAT[$t]}" -v b="${LAT[direct]}" 'BEGIN {printf "%.1f", (a-b)*1000}')us"
-done
+printf '%-18s' "-S -c 1 lat (us)"
+for t in "${TARGETS[@]}"; do printf '%12.1f' "$(awk -v a="$(med "$name" "$t" lat)" 'BEGIN {print a*1000}')"; done
+for t in "${TARGETS[@]:1}"; do printf '%17s' "+$(printf '%.1f' "$(med "$name" "$t" lat diff)")us"; done
 echo
