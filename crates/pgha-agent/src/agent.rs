@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::jobs::{run_job, JobContext};
 use crate::local::LocalProbe;
-use crate::spec::{postgres_address, NodeSpec};
+use crate::spec::{postgres_address, Dynamic, NodeSpec};
 use crate::view::{cluster_view, HistoryEntry};
 
 /// Every store call is bounded by this.
@@ -83,6 +83,8 @@ pub struct Agent {
     job_rx: mpsc::UnboundedReceiver<Outcome>,
     upstream: Option<MemberName>,
     sync_applied: SyncApplied,
+    /// `synchronous_commit` last rendered into the configuration.
+    commit_level: Option<String>,
     last_reason: String,
     view: Option<ClusterView>,
     report: watch::Sender<AgentReport>,
@@ -122,6 +124,7 @@ impl Agent {
             job_rx,
             upstream: None,
             sync_applied: SyncApplied::default(),
+            commit_level: None,
             last_reason: String::new(),
             view: None,
             report: report_tx,
@@ -149,8 +152,13 @@ impl Agent {
         }
         if let Ok(cd) = inst.controldata().await {
             if cd.cluster_state == "in production" {
-                tracing::info!("{}: PostgreSQL was not shut down cleanly: finishing crash recovery", self.spec.name);
-                if let Err(e) = pgha_pg::rewind::finish_crash_recovery(inst, Duration::from_secs(600)).await {
+                tracing::info!(
+                    "{}: PostgreSQL was not shut down cleanly: finishing crash recovery",
+                    self.spec.name
+                );
+                if let Err(e) =
+                    pgha_pg::rewind::finish_crash_recovery(inst, Duration::from_secs(600)).await
+                {
                     tracing::warn!("{}: crash recovery failed: {e}", self.spec.name);
                 }
             }
@@ -259,6 +267,27 @@ impl Agent {
             .probe
             .observe(&self.spec, view, self.upstream.as_ref(), &self.sync_applied)
             .await;
+        if local.streaming && local.upstream.is_some() {
+            self.upstream = local.upstream.clone();
+        }
+        let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
+        if wanted_commit.is_some() && wanted_commit != self.commit_level && self.job.is_none() {
+            let before = std::mem::replace(&mut self.commit_level, wanted_commit.clone());
+            match self.rewrite_config().await {
+                Ok(()) => tracing::info!(
+                    "{}: synchronous_commit = {}",
+                    self.spec.name,
+                    wanted_commit.unwrap_or_default()
+                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: could not apply synchronous_commit: {e}",
+                        self.spec.name
+                    );
+                    self.commit_level = before;
+                }
+            }
+        }
         let obs = Observation {
             now: self.now(),
             local,
@@ -364,15 +393,11 @@ impl Agent {
             }
             Action::SetSync(applied) => {
                 self.sync_applied = applied.clone();
-                let inst = &self.spec.instance;
-                if inst.is_initialized() && !inst.has_standby_signal() {
-                    let conf = self.spec.conf(false, None, &applied.to_string());
-                    inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
-                        .map_err(|e| e.to_string())?;
-                    if inst.is_running() {
-                        inst.reload().await.map_err(|e| e.to_string())?;
-                    }
-                }
+                tracing::info!(
+                    "{}: synchronous_standby_names = '{applied}'",
+                    self.spec.name
+                );
+                self.rewrite_config().await?;
             }
             Action::CreateSlots { names } | Action::DropSlots { names } => {
                 let create = matches!(action, Action::CreateSlots { .. });
@@ -419,7 +444,7 @@ impl Agent {
         let ctx = JobContext {
             spec: self.spec.clone(),
             peers: self.peers(),
-            sync_names: self.sync_applied.to_string(),
+            dynamic: self.dynamic(),
         };
         let tx = self.job_tx.clone();
         let handle = tokio::spawn(async move {
@@ -427,6 +452,40 @@ impl Agent {
             let _ = tx.send(Outcome::Job { kind, result });
         });
         self.job = Some((kind, handle));
+    }
+
+    /// The dynamic settings every configuration write renders.
+    fn dynamic(&self) -> Dynamic {
+        Dynamic {
+            sync_names: self.sync_applied.to_string(),
+            synchronous_commit: self.commit_level.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Rewrites pgha.conf for the role the data directory has now and reloads PostgreSQL.
+    /// A standby whose upstream is not known yet is left alone (its conninfo must not be lost).
+    async fn rewrite_config(&self) -> Result<(), String> {
+        let inst = &self.spec.instance;
+        if !inst.is_initialized() || self.job.is_some() {
+            return Ok(());
+        }
+        let standby = inst.has_standby_signal();
+        let upstream = if standby {
+            let peers = self.peers();
+            match self.upstream.as_ref().and_then(|u| peers.get(u)) {
+                Some(up) => Some(up.clone()),
+                None => return Ok(()),
+            }
+        } else {
+            None
+        };
+        let conf = self.spec.conf(standby, upstream, &self.dynamic());
+        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
+            .map_err(|e| e.to_string())?;
+        if inst.is_running() {
+            inst.reload().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn peers(&self) -> BTreeMap<MemberName, pgha_pg::conf::Upstream> {

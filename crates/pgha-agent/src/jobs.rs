@@ -12,7 +12,7 @@ use pgha_pg::probe::{connect, ensure_replication_role, ensure_slot};
 use pgha_pg::rewind::{rewind, RewindSource};
 use pgha_pg::{PgError, StopMode};
 
-use crate::spec::NodeSpec;
+use crate::spec::{Dynamic, NodeSpec};
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,7 +26,7 @@ const SQL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct JobContext {
     pub spec: Arc<NodeSpec>,
     pub peers: BTreeMap<MemberName, Upstream>,
-    pub sync_names: String,
+    pub dynamic: Dynamic,
 }
 
 /// Runs one job action to completion.
@@ -87,7 +87,7 @@ impl JobContext {
         upstream: Option<Upstream>,
     ) -> JobResult {
         let spec = &self.spec;
-        let conf = spec.conf(standby, upstream, &self.sync_names);
+        let conf = spec.conf(standby, upstream, &self.dynamic);
         spec.instance.write_config(data, &conf, &spec.hba)?;
         Ok(())
     }
@@ -338,7 +338,11 @@ async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobRe
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let aside = inst.member_dir.join(format!("data.old-{stamp}"));
-            tracing::warn!("{}: moving the old data directory aside to {} before re-cloning (kept, not deleted)", spec.name, aside.display());
+            tracing::warn!(
+                "{}: moving the old data directory aside to {} before re-cloning (kept, not deleted)",
+                spec.name,
+                aside.display()
+            );
             std::fs::rename(&data, &aside).map_err(io("move the old data directory aside"))?;
         } else {
             std::fs::remove_dir_all(&data)

@@ -56,8 +56,8 @@ impl NodeSpec {
     }
 
     /// The configuration to render: a primary (`standby = false`), or a standby streaming from
-    /// `upstream` (or waiting for one when `None`).
-    pub fn conf(&self, standby: bool, upstream: Option<Upstream>, sync_names: &str) -> MemberConf {
+    /// `upstream` (or waiting for one when `None`), with the dynamic settings in effect.
+    pub fn conf(&self, standby: bool, upstream: Option<Upstream>, dynamic: &Dynamic) -> MemberConf {
         MemberConf {
             name: self.name.to_string(),
             listen_host: self.host.clone(),
@@ -68,10 +68,20 @@ impl NodeSpec {
             replication_user: self.replication_user.clone(),
             passfile: self.passfile.clone(),
             cluster_size: self.cluster_size,
-            synchronous_standby_names: sync_names.to_string(),
+            synchronous_standby_names: dynamic.sync_names.clone(),
+            synchronous_commit: dynamic.synchronous_commit.clone(),
             parameters: self.parameters.clone(),
         }
     }
+}
+
+/// Settings that change while PostgreSQL runs, rendered into every configuration write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dynamic {
+    /// `synchronous_standby_names` as the core last asked (empty: asynchronous).
+    pub sync_names: String,
+    /// `synchronous_commit` from the cluster config.
+    pub synchronous_commit: String,
 }
 
 /// A member's PostgreSQL address from its published record.

@@ -51,6 +51,34 @@ pub struct ClusterConfig {
     pub allow_reclone: bool,
     /// Maintenance mode: no automatic action at all (switchover/failover requests still work).
     pub paused: bool,
+    /// PostgreSQL's `synchronous_commit` on every member: how far a commit waits.
+    pub synchronous_commit: CommitLevel,
+}
+
+/// PostgreSQL's `synchronous_commit` levels.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitLevel {
+    Off,
+    Local,
+    RemoteWrite,
+    /// Flushed on the synchronous standbys (PostgreSQL's default).
+    #[default]
+    On,
+    /// Replayed on the synchronous standbys: visible there once acknowledged.
+    RemoteApply,
+}
+
+impl std::fmt::Display for CommitLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommitLevel::Off => "off",
+            CommitLevel::Local => "local",
+            CommitLevel::RemoteWrite => "remote_write",
+            CommitLevel::On => "on",
+            CommitLevel::RemoteApply => "remote_apply",
+        })
+    }
 }
 
 impl Default for ClusterConfig {
@@ -68,6 +96,7 @@ impl Default for ClusterConfig {
             synchronous_method: SyncMethod::Priority,
             allow_reclone: true,
             paused: false,
+            synchronous_commit: CommitLevel::On,
         }
     }
 }

@@ -103,11 +103,13 @@ impl fmt::Display for Reason {
             SwitchoverDemoting { target } => {
                 write!(f, "switchover to {}: demoting first", name_or_best(target))
             }
-            SwitchoverHandedOff { target } => write!(
-                f,
-                "switchover: demoted, lease released for {}",
-                name_or_best(target)
-            ),
+            SwitchoverHandedOff { target } => {
+                write!(
+                    f,
+                    "switchover: demoted, lease released for {}",
+                    name_or_best(target)
+                )
+            }
             DemotingForLeader { leader } => write!(f, "{leader} holds the lease: demoting"),
             CloningFrom { leader } => write!(f, "no data directory: cloning from {leader}"),
             StoppingForRewind { leader } => {
@@ -142,10 +144,12 @@ impl fmt::Display for Reason {
                 write!(f, "no leader; waiting for fresh positions from ")?;
                 write_names(f, unconfirmed)
             }
-            QuorumIncomplete { confirmed, needed } => write!(
-                f,
-                "no leader; {confirmed} of {needed} synchronous members confirmed"
-            ),
+            QuorumIncomplete { confirmed, needed } => {
+                write!(
+                    f,
+                    "no leader; {confirmed} of {needed} synchronous members confirmed"
+                )
+            }
             NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
             WaitingForSwitchoverTarget { target } => {
                 write!(
@@ -154,10 +158,12 @@ impl fmt::Display for Reason {
                     name_or_best(target)
                 )
             }
-            CatchingUpForSwitchover { replayed, needed } => write!(
-                f,
-                "switchover target: replayed {replayed}, waiting for {needed}"
-            ),
+            CatchingUpForSwitchover { replayed, needed } => {
+                write!(
+                    f,
+                    "switchover target: replayed {replayed}, waiting for {needed}"
+                )
+            }
             PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
         }
     }

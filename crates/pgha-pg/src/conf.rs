@@ -24,6 +24,7 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "primary_slot_name",
     "recovery_target_timeline",
     "synchronous_standby_names",
+    "synchronous_commit",
     "cluster_name",
     "password_encryption",
     "data_directory",
@@ -74,6 +75,8 @@ pub struct MemberConf {
     pub cluster_size: usize,
     /// `synchronous_standby_names` on a primary (empty: asynchronous).
     pub synchronous_standby_names: String,
+    /// `synchronous_commit` (empty: PostgreSQL's default).
+    pub synchronous_commit: String,
     /// The user's pass-through parameters, already validated.
     pub parameters: BTreeMap<String, String>,
 }
@@ -128,6 +131,9 @@ impl MemberConf {
             owned.push(("wal_keep_size", "128MB".into()));
         } else {
             owned.push(("wal_keep_segments", "8".into()));
+        }
+        if !self.synchronous_commit.is_empty() {
+            owned.push(("synchronous_commit", self.synchronous_commit.clone()));
         }
         if !self.standby && !self.synchronous_standby_names.is_empty() {
             owned.push((
@@ -244,6 +250,7 @@ mod tests {
             passfile: "/data/it's/pgpass".into(),
             cluster_size: 3,
             synchronous_standby_names: String::new(),
+            synchronous_commit: String::new(),
             parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
         }
     }

@@ -220,9 +220,15 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
 /// Names of the physical replication slots on the server.
 pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
     let rows = client
-        .query("SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1", &[])
+        .query(
+            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1",
+            &[],
+        )
         .await
-        .map_err(|source| PgError::Sql { member: member.to_string(), source })?;
+        .map_err(|source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -234,7 +240,10 @@ pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<()> 
             &[&slot],
         )
         .await
-        .map_err(|source| PgError::Sql { member: member.to_string(), source })?;
+        .map_err(|source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
     Ok(())
 }
 

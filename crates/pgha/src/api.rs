@@ -70,6 +70,7 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/failover", post(failover))
         .route("/members/{name}/stop", post(stop_member))
         .route("/members/{name}/start", post(start_member))
+        .route("/config", get(show_config).post(set_config))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
         .with_state(runtime)
@@ -91,7 +92,9 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
         let up = u8::from(m.state == "running" || m.state == "streaming");
         out.push_str(&format!("pgha_member_up{{member=\"{}\"}} {up}\n", m.name));
     }
-    out.push_str("# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n");
+    out.push_str(
+        "# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n",
+    );
     for m in &status.members {
         let leader = u8::from(status.leader.as_deref() == Some(m.name.as_str()));
         out.push_str(&format!(
@@ -178,6 +181,38 @@ async fn start_member(State(rt): State<Arc<Runtime>>, Path(name): Path<String>) 
     match rt.start_member(&name).await {
         Ok(true) => answer(StatusCode::OK, format!("{name} starting")),
         Ok(false) => answer(StatusCode::OK, format!("{name} is already running")),
+        Err(e) => failed(e),
+    }
+}
+
+async fn show_config(State(rt): State<Arc<Runtime>>) -> Response {
+    match rt.config().await {
+        Ok(c) => Json(c).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Body of POST /config: KEY=VALUE assignments, applied together or not at all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub assignments: Vec<String>,
+}
+
+async fn set_config(State(rt): State<Arc<Runtime>>, Json(body): Json<ConfigChange>) -> Response {
+    let result = rt
+        .update_config(|c| {
+            for a in &body.assignments {
+                let (k, v) = crate::dynamic::split_assignment(a)?;
+                *c = crate::dynamic::set_key(c, k, v)?;
+            }
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(c) => {
+            tracing::info!("config changed: {}", body.assignments.join(", "));
+            answer(StatusCode::OK, crate::dynamic::render(&c))
+        }
         Err(e) => failed(e),
     }
 }

@@ -71,15 +71,70 @@ pub async fn history(cluster: &LocalCluster) -> anyhow::Result<Vec<HistoryEntry>
     match client::get::<Vec<HistoryEntry>>(cluster, "/history") {
         Ok(entries) => Ok(entries),
         Err(ApiError::NotRunning) => {
-            let file = cluster.dir.join(STORE_FILE);
-            if !file.exists() {
+            if !cluster.dir.join(STORE_FILE).exists() {
                 return Ok(Vec::new());
             }
-            let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)?;
+            let store = persisted_store(cluster)?;
             Ok(pgha_agent::view::history_entries(&store.snapshot().await?))
         }
         Err(e) => Err(client::explain(cluster, e)),
     }
+}
+
+/// The dynamic settings, from the running cluster or its persisted store.
+pub async fn config(cluster: &LocalCluster) -> anyhow::Result<pgha_core::ClusterConfig> {
+    match client::get::<pgha_core::ClusterConfig>(cluster, "/config") {
+        Ok(c) => Ok(c),
+        Err(ApiError::NotRunning) => {
+            let store = persisted_store(cluster)?;
+            let snapshot = store.snapshot().await?;
+            Ok(pgha_agent::cluster_view(&snapshot).config)
+        }
+        Err(e) => Err(client::explain(cluster, e)),
+    }
+}
+
+/// Applies KEY=VALUE assignments through the running cluster, or to its persisted store.
+pub async fn set_config(cluster: &LocalCluster, assignments: &[String]) -> anyhow::Result<()> {
+    let body = crate::api::ConfigChange {
+        assignments: assignments.to_vec(),
+    };
+    match client::post::<_, Answer>(cluster, "/config", &body) {
+        Ok(answer) => {
+            print!("{}", answer.message);
+            Ok(())
+        }
+        Err(ApiError::NotRunning) => {
+            let store = persisted_store(cluster)?;
+            let config = crate::runtime::update_store_config(&store, |c| {
+                for a in assignments {
+                    let (k, v) = crate::dynamic::split_assignment(a)?;
+                    *c = crate::dynamic::set_key(c, k, v)?;
+                }
+                Ok(())
+            })
+            .await?;
+            print!("{}", crate::dynamic::render(&config));
+            println!("(the cluster is stopped: applied at the next `pgha up`)");
+            Ok(())
+        }
+        Err(e) => Err(client::explain(cluster, e)),
+    }
+}
+
+fn persisted_store(cluster: &LocalCluster) -> anyhow::Result<MemoryStore> {
+    let file = cluster.dir.join(STORE_FILE);
+    if !file.exists() {
+        anyhow::bail!(
+            "{} has no settings yet: run `pgha up --dir {}` once",
+            cluster.dir.display(),
+            cluster.dir.display()
+        );
+    }
+    Ok(MemoryStore::persistent(
+        std::sync::Arc::new(TokioClock::new()),
+        &file,
+    )?)
 }
 
 /// The history as a table.

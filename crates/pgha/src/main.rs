@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod config;
 mod control;
+mod dynamic;
 mod entry;
 mod error;
 mod lock;
@@ -40,6 +41,23 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print every dynamic setting.
+    Show {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Change settings live, e.g. `pgha config set --dir demo synchronous_mode=on synchronous_count=1`.
+    Set {
+        #[arg(long)]
+        dir: PathBuf,
+        /// KEY=VALUE pairs (keys as `pgha config show` prints them).
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Create a local cluster (primary + standbys) in DIR and run it in the foreground.
     ///
@@ -70,6 +88,25 @@ enum Command {
         /// OS user that runs PostgreSQL when pgha runs as root [default: postgres].
         #[arg(long)]
         os_user: Option<String>,
+        /// Synchronous replication for a new cluster: off (asynchronous), on (synchronous
+        /// while a standby is healthy, else degrade and continue), strict (commits wait).
+        /// Change it later with `pgha config set synchronous_mode=...`.
+        #[arg(long, value_parser = ["off", "on", "strict"])]
+        synchronous_mode: Option<String>,
+        /// How many standbys acknowledge each commit in a synchronous mode [default: 1].
+        #[arg(long)]
+        synchronous_count: Option<u32>,
+        /// priority (`FIRST n (...)`: sync + potential standbys) or quorum (`ANY n (...)`).
+        #[arg(long, value_parser = ["priority", "quorum"])]
+        synchronous_method: Option<String>,
+        /// synchronous_commit level: on, remote_write or remote_apply (or local, off).
+        #[arg(long, value_parser = ["off", "local", "remote_write", "on", "remote_apply"])]
+        synchronous_commit: Option<String>,
+    },
+    /// Show or change the cluster's dynamic settings (kept in the store; applied live).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Show every member's role, state, timeline, WAL positions, lag and sync state.
     Status {
@@ -186,7 +223,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             params,
             pg_bin_dir,
             os_user,
+            synchronous_mode,
+            synchronous_count,
+            synchronous_method,
+            synchronous_commit,
         } => {
+            let mut settings = Vec::new();
+            for (key, value) in [
+                ("synchronous_mode", synchronous_mode),
+                (
+                    "synchronous_count",
+                    synchronous_count.map(|c| c.to_string()),
+                ),
+                ("synchronous_method", synchronous_method),
+                ("synchronous_commit", synchronous_commit),
+            ] {
+                if let Some(value) = value {
+                    settings.push((key.to_string(), value));
+                }
+            }
             up::run(up::UpArgs {
                 dir,
                 members,
@@ -194,8 +249,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 params,
                 pg_bin_dir,
                 os_user,
+                settings,
             })
             .await
+        }
+        Command::Config {
+            action: ConfigAction::Show { dir },
+        } => {
+            let cluster = LocalCluster::open(&dir)?;
+            let config = control::config(&cluster).await?;
+            print!("{}", dynamic::render(&config));
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Set { dir, assignments },
+        } => {
+            let cluster = LocalCluster::open(&dir)?;
+            control::set_config(&cluster, &assignments).await
         }
         Command::Status { dir, json } => {
             let cluster = LocalCluster::open(&dir)?;

@@ -25,8 +25,8 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Opens the embedded store and writes the default dynamic config if there is none.
-    pub async fn open(cluster: LocalCluster) -> anyhow::Result<Arc<Self>> {
+    /// Opens the embedded store and writes `initial` as the dynamic config if there is none.
+    pub async fn open(cluster: LocalCluster, initial: ClusterConfig) -> anyhow::Result<Arc<Self>> {
         let file = cluster.dir.join(STORE_FILE);
         let store = MemoryStore::persistent(Arc::new(TokioClock::new()), &file)
             .with_context(|| format!("open the embedded store {}", file.display()))?;
@@ -37,7 +37,7 @@ impl Runtime {
             proxy_metrics: std::sync::OnceLock::new(),
         });
         if runtime.store.snapshot().await?.get(Key::Config).is_none() {
-            let json = serde_json::to_string(&ClusterConfig::default())?;
+            let json = serde_json::to_string(&initial)?;
             runtime.store.put(Key::Config, &json, Guard::Absent).await?;
         }
         Ok(runtime)
@@ -201,20 +201,20 @@ impl Runtime {
 
     /// Sets `paused` in the dynamic config.
     pub async fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
-        let snapshot = self.store.snapshot().await?;
-        let current = snapshot
-            .get(Key::Config)
-            .ok_or_else(|| anyhow!("no config in the store"))?;
-        let mut config: ClusterConfig = serde_json::from_str(&current.value)?;
-        config.paused = paused;
-        self.store
-            .put(
-                Key::Config,
-                &serde_json::to_string(&config)?,
-                Guard::Revision(current.revision),
-            )
-            .await?;
-        Ok(())
+        self.update_config(|c| {
+            c.paused = paused;
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Changes the dynamic config with compare-and-set (retried if it moved meanwhile).
+    pub async fn update_config(
+        &self,
+        change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
+    ) -> anyhow::Result<ClusterConfig> {
+        update_store_config(self.store.as_ref(), change).await
     }
 
     /// Validates a switchover/failover request against the current view and writes it.
@@ -284,4 +284,29 @@ impl Runtime {
             let _ = self.set_paused(false).await;
         }
     }
+}
+
+/// Changes the dynamic config in `store` with compare-and-set, retrying if it moved meanwhile.
+pub async fn update_store_config(
+    store: &dyn Store,
+    change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
+) -> anyhow::Result<ClusterConfig> {
+    for _ in 0..5 {
+        let snapshot = store.snapshot().await?;
+        let current = snapshot
+            .get(Key::Config)
+            .ok_or_else(|| anyhow!("no config in the store"))?;
+        let mut config: ClusterConfig = serde_json::from_str(&current.value)?;
+        change(&mut config).map_err(|e| anyhow!("refused: {e}"))?;
+        let json = serde_json::to_string(&config)?;
+        match store
+            .put(Key::Config, &json, Guard::Revision(current.revision))
+            .await
+        {
+            Ok(_) => return Ok(config),
+            Err(pgha_store::StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the config kept changing under us; try again")
 }

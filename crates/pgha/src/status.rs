@@ -23,6 +23,22 @@ pub struct ClusterStatus {
     pub members: Vec<MemberStatus>,
     /// The client entry points (pgha's proxy).
     pub proxy: ProxyStatus,
+    /// Synchronous replication as configured and as it stands (while `pgha up` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<SyncStatus>,
+}
+
+/// The configured synchronous mode, the published synchronous set, and whether commits wait.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncStatus {
+    pub mode: String,
+    pub method: String,
+    pub count: u32,
+    pub commit: String,
+    /// Members that may be promoted without losing an acknowledged commit.
+    pub set: Vec<String>,
+    /// Why commits wait, or that the cluster degraded to asynchronous; null when all is well.
+    pub warning: Option<String>,
 }
 
 /// The proxy's addresses and, while it runs, its per-listener counters.
@@ -104,6 +120,7 @@ pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
                 listeners: None,
             }
         },
+        synchronous: None,
     }
 }
 
@@ -113,8 +130,9 @@ pub async fn gather_running(rt: &crate::runtime::Runtime) -> ClusterStatus {
     let mut status = gather(&rt.cluster).await;
     status.managed = true;
     if let Ok(view) = rt.view().await {
-        status.leader = view.leader.map(|l| l.holder.to_string());
+        status.leader = view.leader.as_ref().map(|l| l.holder.to_string());
         status.paused = view.config.paused;
+        status.synchronous = Some(sync_status(&view, &status.members));
     }
     if let Some(metrics) = rt.proxy_metrics() {
         status.proxy.listeners = serde_json::to_value(metrics.snapshot().listeners).ok();
@@ -216,6 +234,39 @@ fn describe(
         }
     }
     status
+}
+
+fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> SyncStatus {
+    use pgha_core::SyncMode;
+    let c = &view.config;
+    let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let set: Vec<String> = view.sync.members.iter().map(|m| m.to_string()).collect();
+    let confirming = members
+        .iter()
+        .any(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")));
+    let warning = match c.synchronous_mode {
+        SyncMode::Off => None,
+        _ if confirming => None,
+        SyncMode::Strict => Some(format!(
+            "commits wait: no synchronous standby is streaming (waiting for {})",
+            if set.is_empty() {
+                "any standby".to_string()
+            } else {
+                set.join(" or ")
+            }
+        )),
+        SyncMode::On => {
+            Some("degraded to asynchronous: no healthy standby to confirm commits".into())
+        }
+    };
+    SyncStatus {
+        mode: text(serde_json::to_value(c.synchronous_mode).unwrap_or_default()),
+        method: text(serde_json::to_value(c.synchronous_method).unwrap_or_default()),
+        count: c.synchronous_count,
+        commit: c.synchronous_commit.to_string(),
+        set,
+        warning,
+    }
 }
 
 /// Renders the status as an aligned table.

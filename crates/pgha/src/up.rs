@@ -25,6 +25,8 @@ pub struct UpArgs {
     pub params: Vec<String>,
     pub pg_bin_dir: Option<PathBuf>,
     pub os_user: Option<String>,
+    /// Dynamic settings for a new cluster, as (key, value) text.
+    pub settings: Vec<(String, String)>,
 }
 
 /// How long `pgha up` waits for every member to run (a large first clone can take a while).
@@ -33,6 +35,20 @@ const READY_TIMEOUT: Duration = Duration::from_secs(600);
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = absolute(&args.dir)?;
     let (cluster, fresh) = prepare(&args, &dir)?;
+    let mut initial = pgha_core::ClusterConfig::default();
+    for (key, value) in &args.settings {
+        if !fresh {
+            return Err(CliError::FlagConflict {
+                flag: "--synchronous-*",
+                given: format!("{key}={value}"),
+                existing: "its settings in the store".into(),
+                dir: dir.clone(),
+                file: dir.join(crate::runtime::STORE_FILE),
+            }
+            .into());
+        }
+        initial = crate::dynamic::set_key(&initial, key, value).map_err(anyhow::Error::msg)?;
+    }
     // An existing cluster is locked first, so a second `up` says "already running".
     let existing_lock = if fresh {
         None
@@ -74,7 +90,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     cluster.write_passfile()?;
 
-    let runtime = Runtime::open(cluster).await?;
+    let runtime = Runtime::open(cluster, initial).await?;
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
     let api = tokio::spawn({
         let router = crate::api::router(runtime.clone());
@@ -120,7 +136,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
     }
-    tracing::info!("shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote");
+    tracing::info!(
+        "shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
+    );
     runtime.shutdown_all().await;
     let _ = api_stop.send(true);
     let _ = api.await;

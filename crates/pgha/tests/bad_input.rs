@@ -147,7 +147,11 @@ fn invalid_config_values_name_the_file_and_key() {
             "{command}: {err}"
         );
     }
-    std::fs::write(&file, "[cluster]\nname = \"cfg\"\nmembers = 3\nbase_port = 30000\n[postgresql.parameters]\nwal_level = \"minimal\"\n").unwrap();
+    std::fs::write(
+        &file,
+        "[cluster]\nname = \"cfg\"\nmembers = 3\nbase_port = 30000\n[postgresql.parameters]\nwal_level = \"minimal\"\n",
+    )
+    .unwrap();
     let err = up_fails(&["up", "--dir", dir.to_str().unwrap()]);
     assert!(
         err.contains("postgresql.parameters.wal_level") && err.contains("managed by pgha"),

@@ -41,7 +41,10 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
     }
     // The replication role can replicate and nothing more.
     let row = primary
-        .query_one("SELECT rolreplication, rolsuper, rolcanlogin, rolcreatedb FROM pg_roles WHERE rolname = 'replicator'", &[])
+        .query_one(
+            "SELECT rolreplication, rolsuper, rolcanlogin, rolcreatedb FROM pg_roles WHERE rolname = 'replicator'",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -73,7 +76,10 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
         .get(0);
     assert_eq!(active, 2);
 
-    primary.batch_execute("CREATE TABLE visits(id int PRIMARY KEY, who text); INSERT INTO visits VALUES (1, 'dba')").await.unwrap();
+    primary
+        .batch_execute("CREATE TABLE visits(id int PRIMARY KEY, who text); INSERT INTO visits VALUES (1, 'dba')")
+        .await
+        .unwrap();
     for standby in ["n2", "n3"] {
         let client = connect(&up.url(Some(standby))).await;
         let who: String = wait_row(&client, "SELECT who FROM visits WHERE id = 1").await;

@@ -1,0 +1,79 @@
+//! The cluster's dynamic settings (kept in the store): `pgha config show|set` and the
+//! `--synchronous-*` flags of `pgha up`.
+
+use pgha_core::ClusterConfig;
+use serde_json::Value;
+
+/// Sets `key` to `value` (text as typed on the command line), validating the whole config;
+/// errors name the key and list the valid ones.
+pub fn set_key(config: &ClusterConfig, key: &str, value: &str) -> Result<ClusterConfig, String> {
+    let mut map = match serde_json::to_value(config) {
+        Ok(Value::Object(map)) => map,
+        _ => return Err("the config does not serialise to an object".into()),
+    };
+    if !map.contains_key(key) {
+        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+        return Err(format!(
+            "unknown setting `{key}`; settings are: {}",
+            keys.join(", ")
+        ));
+    }
+    let parsed =
+        serde_json::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    map.insert(key.to_string(), parsed);
+    let updated: ClusterConfig = serde_json::from_value(Value::Object(map))
+        .map_err(|e| format!("`{key}` = {value:?}: {e}"))?;
+    updated.validate().map_err(|e| e.to_string())?;
+    Ok(updated)
+}
+
+/// Parses `KEY=VALUE`.
+pub fn split_assignment(text: &str) -> Result<(&str, &str), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE, e.g. synchronous_mode=on"))
+}
+
+/// The settings as aligned `key = value` lines.
+pub fn render(config: &ClusterConfig) -> String {
+    let Ok(Value::Object(map)) = serde_json::to_value(config) else {
+        return String::new();
+    };
+    let width = map.keys().map(String::len).max().unwrap_or(0);
+    map.iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{k:<width$} = {text}\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgha_core::{CommitLevel, SyncMode};
+
+    #[test]
+    fn sets_and_validates_keys() {
+        let base = ClusterConfig::default();
+        let c = set_key(&base, "synchronous_mode", "strict").unwrap();
+        assert_eq!(c.synchronous_mode, SyncMode::Strict);
+        let c = set_key(&c, "synchronous_commit", "remote_apply").unwrap();
+        assert_eq!(c.synchronous_commit, CommitLevel::RemoteApply);
+        let c = set_key(&c, "synchronous_count", "2").unwrap();
+        assert_eq!(c.synchronous_count, 2);
+        assert!(set_key(&c, "synchronous_mode", "sometimes")
+            .unwrap_err()
+            .contains("synchronous_mode"));
+        assert!(set_key(&c, "colour", "1")
+            .unwrap_err()
+            .contains("settings are"));
+        assert!(set_key(&c, "synchronous_count", "0")
+            .unwrap_err()
+            .contains("synchronous_count"));
+        assert!(render(&c).contains("synchronous_mode"));
+    }
+}
