@@ -20,6 +20,7 @@ const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a job needs besides the action: the member, its peers' addresses, the sync setting.
 #[derive(Clone)]
@@ -120,14 +121,24 @@ impl JobContext {
     }
 
     /// Starts PostgreSQL, or waits for an already running postmaster to accept connections.
+    /// A postmaster that died (killed, crashed) is started again rather than waited for, also
+    /// while it is an unreaped zombie, which still answers `kill(pid, 0)`.
     async fn start_or_wait(&self) -> JobResult {
         let spec = &self.spec;
+        wait_reaped(&spec.instance).await;
         if !spec.instance.is_running() {
             spec.instance.start(START_TIMEOUT).await?;
             return Ok(());
         }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
+            if spec.instance.postmaster_pid().is_some_and(is_zombie) {
+                wait_reaped(&spec.instance).await;
+            }
+            if !spec.instance.is_running() {
+                spec.instance.start(START_TIMEOUT).await?;
+                return Ok(());
+            }
             match connect(
                 spec.name.as_str(),
                 &spec.host,
@@ -231,6 +242,29 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
     Ok(())
 }
 
+/// How long a dead postmaster may stay an unreaped zombie before starting is tried anyway
+/// (PostgreSQL refuses to start while its lock file names a pid that answers signals).
+const REAP_WAIT: Duration = Duration::from_secs(10);
+
+/// Whether process `pid` has exited but not been reaped by its parent yet.
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// Waits (bounded) until a dead postmaster's zombie is gone.
+async fn wait_reaped(inst: &pgha_pg::Instance) {
+    let deadline = Instant::now() + REAP_WAIT;
+    while inst.postmaster_pid().is_some_and(is_zombie) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
     let data = ctx.spec.instance.data_dir();
     match role {
@@ -297,6 +331,7 @@ async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResult {
     if inst.is_running() {
         ctx.stop_any(StopMode::Fast).await?;
     }
+    checkpoint_source(ctx, &up).await?;
     tracing::info!(
         "{}: pg_rewind from {from} ({}:{})",
         spec.name,
@@ -314,6 +349,27 @@ async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResult {
     ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
     ctx.ensure_own_slot_on(&up).await;
     ctx.start_or_wait().await
+}
+
+/// A CHECKPOINT on the rewind source. Right after a promotion the source's control file still
+/// names the old timeline until its first checkpoint completes, and pg_rewind, seeing both
+/// sides on the same timeline, answers "no rewind required" and changes nothing: the member
+/// then cannot stream the new timeline.
+async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
+    let spec = &ctx.spec;
+    let client = connect(
+        spec.name.as_str(),
+        &up.host,
+        up.port,
+        &spec.credentials(),
+        SQL_TIMEOUT,
+    )
+    .await?;
+    tokio::time::timeout(CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT"))
+        .await
+        .map_err(|_| JobError::Refused("CHECKPOINT on the rewind source timed out".into()))?
+        .map_err(|e| JobError::Refused(format!("CHECKPOINT on the rewind source: {e}")))?;
+    Ok(())
 }
 
 async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobResult {
@@ -385,4 +441,32 @@ async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobRe
     ctx.write_config(&staging, true, Some(up))?;
     std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
     ctx.start_or_wait().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_zombie;
+
+    #[test]
+    fn an_exited_unreaped_child_is_a_zombie_until_reaped() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_zombie(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // A zombie still answers kill(pid, 0): that alone cannot tell a dead postmaster.
+        let probe = std::process::Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(probe.success());
+        child.wait().unwrap();
+        assert!(!is_zombie(pid));
+        assert!(!is_zombie(std::process::id() as i32));
+    }
 }
