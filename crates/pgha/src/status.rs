@@ -329,6 +329,19 @@ pub fn render_table(status: &ClusterStatus) -> String {
         out.push_str(&line(row));
         out.push('\n');
     }
+    if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
+        out.push_str(&format!(
+            "Synchronous: {} ({} {}, synchronous_commit={}), set [{}]\n",
+            sync.mode,
+            sync.method,
+            sync.count,
+            sync.commit,
+            sync.set.join(", ")
+        ));
+        if let Some(w) = &sync.warning {
+            out.push_str(&format!("WARNING: {w}\n"));
+        }
+    }
     out.push_str(&format!(
         "Clients: read-write {}, read-only {}",
         status.proxy.rw, status.proxy.ro
