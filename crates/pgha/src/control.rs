@@ -106,14 +106,7 @@ pub async fn set_config(cluster: &LocalCluster, assignments: &[String]) -> anyho
         }
         Err(ApiError::NotRunning) => {
             let store = persisted_store(cluster)?;
-            let config = crate::runtime::update_store_config(&store, |c| {
-                for a in assignments {
-                    let (k, v) = crate::dynamic::split_assignment(a)?;
-                    *c = crate::dynamic::set_key(c, k, v)?;
-                }
-                Ok(())
-            })
-            .await?;
+            let config = crate::ops::set_assignments(&store, assignments).await?;
             print!("{}", crate::dynamic::render(&config));
             println!("(the cluster is stopped: applied at the next `pgha up`)");
             Ok(())

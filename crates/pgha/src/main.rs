@@ -10,6 +10,7 @@ mod dynamic;
 mod entry;
 mod error;
 mod lock;
+mod ops;
 mod runtime;
 mod secrets;
 mod status;

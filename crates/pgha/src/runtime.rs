@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use pgha_agent::{Agent, AgentHandle, AgentReport, NodeSpec};
-use pgha_core::{ClusterConfig, ClusterView, MemberName, RequestKind, SwitchoverRequest, Tags};
-use pgha_store::{Guard, Key, MemoryStore, Store, TokioClock};
+use pgha_core::{ClusterConfig, ClusterView, MemberName, SwitchoverRequest, Tags};
+use pgha_store::{MemoryStore, Store, TokioClock};
 use tokio::sync::Mutex;
 
 use crate::cluster::{LocalCluster, Member};
@@ -36,10 +36,7 @@ impl Runtime {
             agents: Mutex::new(BTreeMap::new()),
             proxy_metrics: std::sync::OnceLock::new(),
         });
-        if runtime.store.snapshot().await?.get(Key::Config).is_none() {
-            let json = serde_json::to_string(&initial)?;
-            runtime.store.put(Key::Config, &json, Guard::Absent).await?;
-        }
+        crate::ops::ensure_config(runtime.store.as_ref(), &initial).await?;
         Ok(runtime)
     }
 
@@ -52,7 +49,7 @@ impl Runtime {
     }
 
     pub async fn view(&self) -> anyhow::Result<ClusterView> {
-        Ok(pgha_agent::cluster_view(&self.store.snapshot().await?))
+        crate::ops::view(self.store.as_ref()).await
     }
 
     pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
@@ -214,40 +211,12 @@ impl Runtime {
         &self,
         change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
     ) -> anyhow::Result<ClusterConfig> {
-        update_store_config(self.store.as_ref(), change).await
+        crate::ops::update_config(self.store.as_ref(), change).await
     }
 
     /// Validates a switchover/failover request against the current view and writes it.
-    pub async fn request(&self, mut request: SwitchoverRequest) -> anyhow::Result<String> {
-        let view = self.view().await?;
-        if request.from.is_none() {
-            // Name the leader the request is about: the target waits for its final position.
-            request.from = view.leader.as_ref().map(|l| l.holder.clone());
-        }
-        let leader_lsn = view
-            .leader
-            .as_ref()
-            .and_then(|l| view.members.get(&l.holder))
-            .map(|r| r.lsn)
-            .unwrap_or_default();
-        let target = pgha_core::switchover::check(&view, leader_lsn, &request)
-            .map_err(|why| anyhow!("refused: {why}"))?;
-        if view.leader.is_none() && request.kind == RequestKind::Switchover {
-            bail!(
-                "refused: a switchover needs a running leader; use `pgha failover --to {target}`"
-            );
-        }
-        let json = serde_json::to_string(&request)?;
-        self.store
-            .put(Key::Switchover, &json, Guard::Absent)
-            .await
-            .map_err(|e| match e {
-                pgha_store::StoreError::Conflict { .. } => {
-                    anyhow!("refused: another switchover or failover is pending")
-                }
-                other => other.into(),
-            })?;
-        Ok(target.to_string())
+    pub async fn request(&self, request: SwitchoverRequest) -> anyhow::Result<String> {
+        crate::ops::request(self.store.as_ref(), request).await
     }
 
     /// Stops every member cleanly: pauses automatic actions so nobody fails over, stops the
@@ -284,29 +253,4 @@ impl Runtime {
             let _ = self.set_paused(false).await;
         }
     }
-}
-
-/// Changes the dynamic config in `store` with compare-and-set, retrying if it moved meanwhile.
-pub async fn update_store_config(
-    store: &dyn Store,
-    change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
-) -> anyhow::Result<ClusterConfig> {
-    for _ in 0..5 {
-        let snapshot = store.snapshot().await?;
-        let current = snapshot
-            .get(Key::Config)
-            .ok_or_else(|| anyhow!("no config in the store"))?;
-        let mut config: ClusterConfig = serde_json::from_str(&current.value)?;
-        change(&mut config).map_err(|e| anyhow!("refused: {e}"))?;
-        let json = serde_json::to_string(&config)?;
-        match store
-            .put(Key::Config, &json, Guard::Revision(current.revision))
-            .await
-        {
-            Ok(_) => return Ok(config),
-            Err(pgha_store::StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("the config kept changing under us; try again")
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use pgha_pg::probe::{format_lsn, probe, PgState};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{LocalCluster, Member};
+use crate::cluster::LocalCluster;
 
 /// The whole cluster as `pgha status --json` prints it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -80,46 +80,84 @@ pub struct MemberStatus {
     pub decision: Option<String>,
 }
 
-/// Probes every member concurrently.
+/// One member to probe: where it listens and what is known without connecting.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Whether a postmaster is known to run (local data directory), or `None` when only a
+    /// connection can tell (a remote member).
+    pub running: Option<bool>,
+    /// The role its data directory has while stopped (standby.signal present or not).
+    pub stopped_role: Option<&'static str>,
+}
+
+/// Probes every member of a local cluster concurrently.
 pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
-    let probes = cluster.members.iter().map(|m| probe_member(cluster, m));
-    let results: Vec<(bool, Result<PgState, String>)> = futures::future::join_all(probes).await;
-    let primaries: Vec<(&Member, PgState)> = cluster
+    let targets: Vec<Target> = cluster
         .members
         .iter()
-        .zip(&results)
-        .filter_map(|(m, (_, r))| {
-            r.as_ref()
-                .ok()
-                .filter(|s| !s.in_recovery)
-                .map(|s| (m, s.clone()))
+        .map(|m| Target {
+            name: m.name.clone(),
+            host: m.host.clone(),
+            port: m.port,
+            running: Some(m.instance.is_running()),
+            stopped_role: if m.instance.has_standby_signal() {
+                Some("standby")
+            } else if m.instance.is_initialized() {
+                Some("primary")
+            } else {
+                None
+            },
         })
         .collect();
+    let (rw, ro) = crate::entry::addresses(cluster);
+    let proxy = ProxyStatus {
+        rw,
+        ro,
+        listeners: None,
+    };
+    gather_targets(
+        &cluster.config.cluster.name,
+        &targets,
+        &cluster.credentials(),
+        proxy,
+    )
+    .await
+}
+
+/// Probes `targets` concurrently and assembles the status (leader: the one primary found).
+pub async fn gather_targets(
+    cluster_name: &str,
+    targets: &[Target],
+    credentials: &pgha_pg::probe::Credentials,
+    proxy: ProxyStatus,
+) -> ClusterStatus {
+    let probes = targets.iter().map(|t| probe_target(t, credentials));
+    let results: Vec<(bool, Result<PgState, String>)> = futures::future::join_all(probes).await;
+    let primaries: Vec<(&Target, &PgState)> = targets
+        .iter()
+        .zip(&results)
+        .filter_map(|(t, (_, r))| r.as_ref().ok().filter(|s| !s.in_recovery).map(|s| (t, s)))
+        .collect();
     let primary = if primaries.len() == 1 {
-        Some((primaries[0].0, &primaries[0].1))
+        Some(primaries[0])
     } else {
         None
     };
-    let members = cluster
-        .members
+    let members = targets
         .iter()
-        .zip(results)
-        .map(|(m, (running, result))| describe(m, running, result, primary))
+        .zip(&results)
+        .map(|(t, (running, result))| describe(t, *running, result.clone(), primary))
         .collect();
     ClusterStatus {
-        cluster: cluster.config.cluster.name.clone(),
-        leader: primary.map(|(m, _)| m.name.clone()),
+        cluster: cluster_name.to_string(),
+        leader: primary.map(|(t, _)| t.name.clone()),
         managed: false,
         paused: false,
         members,
-        proxy: {
-            let (rw, ro) = crate::entry::addresses(cluster);
-            ProxyStatus {
-                rw,
-                ro,
-                listeners: None,
-            }
-        },
+        proxy,
         synchronous: None,
     }
 }
@@ -147,25 +185,36 @@ pub async fn gather_running(rt: &crate::runtime::Runtime) -> ClusterStatus {
     status
 }
 
-async fn probe_member(cluster: &LocalCluster, member: &Member) -> (bool, Result<PgState, String>) {
-    let running = member.instance.is_running();
-    if !running {
+async fn probe_target(
+    target: &Target,
+    credentials: &pgha_pg::probe::Credentials,
+) -> (bool, Result<PgState, String>) {
+    if target.running == Some(false) {
         return (false, Err("not running".into()));
     }
     let result = async {
-        let client = cluster.connect(member, Duration::from_secs(2)).await?;
-        probe(&client, &member.name).await
+        let client = pgha_pg::probe::connect(
+            &target.name,
+            &target.host,
+            target.port,
+            credentials,
+            Duration::from_secs(2),
+        )
+        .await?;
+        probe(&client, &target.name).await
     }
     .await
     .map_err(|e| e.to_string());
-    (true, result)
+    // A remote member that does not answer may simply be down.
+    let running = target.running.unwrap_or(result.is_ok());
+    (running, result)
 }
 
 fn describe(
-    member: &Member,
+    member: &Target,
     running: bool,
     result: Result<PgState, String>,
-    primary: Option<(&Member, &PgState)>,
+    primary: Option<(&Target, &PgState)>,
 ) -> MemberStatus {
     let mut status = MemberStatus {
         name: member.name.clone(),
@@ -192,10 +241,8 @@ fn describe(
         Err(e) => {
             if running {
                 status.error = Some(e);
-            } else if member.instance.has_standby_signal() {
-                status.role = "standby".into();
-            } else if member.instance.is_initialized() {
-                status.role = "primary".into();
+            } else if let Some(role) = member.stopped_role {
+                status.role = role.into();
             }
             return status;
         }
