@@ -1,6 +1,7 @@
-//! Opening the backend side of a session: connect (held while there is no target), send the
-//! startup packet, and try again while the server answers `57P03` (shutting down, starting up)
-//! so that a failover shows clients a wait, not an error.
+//! Opens a session's backend: held connect, startup packet, retry while the server says 57P03.
+//!
+//! A server shutting down or starting up answers `57P03`; retrying within the hold makes a
+//! failover look like a wait to clients, not an error.
 
 use std::time::Duration;
 

@@ -1,5 +1,4 @@
-//! A listening socket: accepts clients, enforces `max_client_conn`, spawns sessions, and closes
-//! sessions on a leader change.
+//! A listening socket: accepts clients, bounds their number, spawns sessions, enforces targets.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -17,7 +16,6 @@ use crate::metrics::ListenerMetrics;
 use crate::route::Router;
 use crate::session;
 use crate::targets::Targets;
-use crate::workers::Workers;
 
 /// State shared by all listeners of one proxy.
 pub(crate) struct Shared {
@@ -27,8 +25,6 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     pub(crate) targets: watch::Receiver<Targets>,
     pub(crate) tasks: TaskTracker,
-    /// Dedicated session threads (`None`: sessions run on the caller's runtime).
-    pub(crate) workers: Option<Workers>,
 }
 
 /// What a session needs from its listener.
@@ -48,27 +44,36 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Binds `addr` with a deep accept backlog (bursts of thousands of clients).
-pub(crate) fn bind(addr: &str) -> Result<TcpListener, ProxyError> {
+/// Binds `copies` sockets to `addr` with SO_REUSEPORT (one per worker thread, the kernel
+/// spreads connections over them) and a deep accept backlog for bursts of clients. With port 0,
+/// the first socket picks the port and the others join it.
+pub(crate) fn bind(addr: &str, copies: usize) -> Result<Vec<std::net::TcpListener>, ProxyError> {
     let err = |source| ProxyError::Bind {
         addr: addr.to_string(),
         source,
     };
-    let sa: SocketAddr = addr.parse().map_err(|_| {
+    let mut sa: SocketAddr = addr.parse().map_err(|_| {
         err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "expected ip:port",
         ))
     })?;
-    let socket = if sa.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
+    let mut out = Vec::with_capacity(copies.max(1));
+    for _ in 0..copies.max(1) {
+        let socket = if sa.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        };
+        let socket = socket.map_err(err)?;
+        socket.set_reuseaddr(true).map_err(err)?;
+        socket.set_reuseport(copies > 1).map_err(err)?;
+        socket.bind(sa).map_err(err)?;
+        let listener = socket.listen(4096).map_err(err)?;
+        sa = listener.local_addr().map_err(err)?;
+        out.push(listener.into_std().map_err(err)?);
     }
-    .map_err(err)?;
-    socket.set_reuseaddr(true).map_err(err)?;
-    socket.bind(sa).map_err(err)?;
-    socket.listen(4096).map_err(err)
+    Ok(out)
 }
 
 /// Accepts until shutdown.
@@ -98,25 +103,9 @@ pub(crate) async fn accept_loop(ctx: Arc<ListenerCtx>, listener: TcpListener) {
             continue;
         }
         ctx.metrics.active.fetch_add(1, Relaxed);
-        let slot = ClientSlot(ctx2);
-        match &shared.workers {
-            None => {
-                shared.tasks.spawn(run_session(slot, client, peer));
-            }
-            Some(workers) => {
-                let handoff = client.into_std().map(|std| (std, slot, peer));
-                match handoff.map(|h| workers.dispatch(h)) {
-                    Ok(Ok(())) => {}
-                    Ok(Err((std, slot, peer))) => match TcpStream::from_std(std) {
-                        Ok(client) => {
-                            shared.tasks.spawn(run_session(slot, client, peer));
-                        }
-                        Err(e) => tracing::warn!(error = %e, "cannot hand over client socket"),
-                    },
-                    Err(e) => tracing::warn!(error = %e, "cannot hand over client socket"),
-                }
-            }
-        }
+        shared
+            .tasks
+            .spawn(run_session(ClientSlot(ctx2), client, peer));
     }
 }
 

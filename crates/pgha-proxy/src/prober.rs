@@ -1,6 +1,7 @@
-//! Confirms routing targets: asks each candidate `pg_is_in_recovery()` and its WAL position, and
-//! publishes [`Targets`] where `rw` is the lease holder only if it answered "not in recovery" in
-//! this round (a failed or late answer means unknown, never "still primary").
+//! Confirms routing targets by asking candidates `pg_is_in_recovery()` and their WAL position.
+//!
+//! It publishes [`Targets`] where `rw` is the lease holder only if it answered "not in recovery"
+//! in this round: a failed or late answer means unknown, never "still primary".
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -16,13 +16,14 @@ use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
 use crate::metrics::{ListenerMetrics, MetricsSnapshot};
 use crate::route::{Role, RoutePolicy, Router};
 use crate::targets::Targets;
-use crate::workers::Workers;
+use crate::workers::{spawn_worker, WorkerSockets};
 
 /// A bound, not yet running proxy. Build it with [`Proxy::bind`], read its addresses and
 /// metrics handle, then drive it with [`Proxy::run`].
 pub struct Proxy {
     shared: Arc<Shared>,
-    listeners: Vec<(Arc<ListenerCtx>, TcpListener, SocketAddr)>,
+    /// Per listener: its context, one socket per worker (or one), its bound address.
+    listeners: Vec<(Arc<ListenerCtx>, Vec<std::net::TcpListener>, SocketAddr)>,
 }
 
 /// Cheap, cloneable access to a running proxy's counters.
@@ -58,10 +59,6 @@ impl Proxy {
         shutdown: CancellationToken,
     ) -> Result<Proxy, ProxyError> {
         let tasks = TaskTracker::new();
-        let workers = match config.worker_threads {
-            0 => None,
-            n => Some(Workers::start(n, &tasks)?),
-        };
         let shared = Arc::new(Shared {
             config: config.clone(),
             cancels: Arc::new(CancelRegistry::default()),
@@ -69,7 +66,6 @@ impl Proxy {
             shutdown,
             targets: targets.clone(),
             tasks,
-            workers,
         });
         let mut listeners = Vec::new();
         for (role, addr) in [
@@ -77,8 +73,8 @@ impl Proxy {
             (Role::ReadOnly, &config.ro_listen),
         ] {
             let Some(addr) = addr else { continue };
-            let listener = bind(addr)?;
-            let local = listener.local_addr()?;
+            let sockets = bind(addr, config.worker_threads)?;
+            let local = sockets[0].local_addr()?;
             let policy = RoutePolicy {
                 role,
                 max_lag_bytes: config.ro_max_lag_bytes,
@@ -89,7 +85,7 @@ impl Proxy {
                 router: Router::new(policy, targets.clone()),
                 metrics: Arc::new(ListenerMetrics::default()),
             });
-            listeners.push((ctx, listener, local));
+            listeners.push((ctx, sockets, local));
         }
         Ok(Proxy { shared, listeners })
     }
@@ -124,15 +120,44 @@ impl Proxy {
 
     /// Serves until the shutdown token is cancelled; then stops accepting, tells held clients
     /// (57P01), closes open sessions and returns once every session task has ended.
+    ///
+    /// With `worker_threads` > 0 the sessions run on that many dedicated threads; otherwise on
+    /// the runtime that polls this future.
     pub async fn run(self) {
-        let mut loops = Vec::new();
-        for (ctx, listener, addr) in self.listeners {
+        let mut enforcers = Vec::new();
+        let mut per_worker: Vec<WorkerSockets> = Vec::new();
+        let mut local_loops = Vec::new();
+        for (ctx, sockets, addr) in self.listeners {
             tracing::info!(listener = ctx.router.role().as_str(), %addr, "proxy listening");
-            loops.push(tokio::spawn(enforce_loop(Arc::clone(&ctx))));
-            loops.push(tokio::spawn(accept_loop(ctx, listener)));
+            enforcers.push(tokio::spawn(enforce_loop(Arc::clone(&ctx))));
+            if self.shared.config.worker_threads == 0 {
+                for s in sockets {
+                    match TcpListener::from_std(s) {
+                        Ok(l) => local_loops.push(tokio::spawn(accept_loop(Arc::clone(&ctx), l))),
+                        Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                    }
+                }
+            } else {
+                for (i, s) in sockets.into_iter().enumerate() {
+                    if per_worker.len() <= i {
+                        per_worker.push(Vec::new());
+                    }
+                    per_worker[i].push((Arc::clone(&ctx), s));
+                }
+            }
         }
-        for l in loops {
+        let mut workers = Vec::new();
+        for (i, sockets) in per_worker.into_iter().enumerate() {
+            match spawn_worker(i, sockets) {
+                Ok(done) => workers.push(done),
+                Err(e) => tracing::error!(error = %e, "cannot start proxy worker thread"),
+            }
+        }
+        for l in local_loops.into_iter().chain(enforcers) {
             let _ = l.await;
+        }
+        for done in workers {
+            let _ = done.await;
         }
         self.shared.tasks.close();
         self.shared.tasks.wait().await;

@@ -1,5 +1,4 @@
-//! Routing at connect time: choosing a backend from the current Targets, holding while there is
-//! none, and closing sessions whose backend stopped being a valid target.
+//! Connect-time routing: backend choice, holding while there is none, revoking stale sessions.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

@@ -1,4 +1,4 @@
-//! Reads and checks a client's first packets (SSLRequest, GSSENCRequest, CancelRequest, StartupMessage).
+//! Reads and checks a client's first packets: SSL/GSSENC/Cancel requests and StartupMessage.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 

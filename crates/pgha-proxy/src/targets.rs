@@ -1,4 +1,4 @@
-//! The proxy's input: which backend takes read-write sessions and which standbys take read-only ones.
+//! The proxy's input: the backend for read-write sessions and the standbys for read-only ones.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,64 +1,53 @@
-//! Session worker threads: each runs a current-thread runtime with its own epoll, so all of a
-//! session's wake-ups stay on one thread with no cross-thread hand-offs (HAProxy's model); the
-//! acceptor hands new connections out round-robin.
+//! Session worker threads, each with its own current-thread runtime and event loop.
+//!
+//! Each worker accepts on its own SO_REUSEPORT socket of every listener and serves those clients
+//! itself, so a session's wake-ups stay on one thread with no cross-thread hand-off, not even at
+//! connect time (HAProxy's model).
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 
-use tokio::net::TcpStream;
-use tokio::sync::mpsc;
-use tokio_util::task::TaskTracker;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 
-use crate::listener::{run_session, ClientSlot};
+use crate::listener::{accept_loop, ListenerCtx};
 
-/// A connection on its way to a worker, with its slot (released if the hand-off fails).
-pub(crate) type Handoff = (std::net::TcpStream, ClientSlot, SocketAddr);
+/// What one worker serves: a socket of each listener.
+pub(crate) type WorkerSockets = Vec<(Arc<ListenerCtx>, std::net::TcpListener)>;
 
-/// The pool of worker threads.
-pub(crate) struct Workers {
-    senders: Vec<mpsc::UnboundedSender<Handoff>>,
-    next: AtomicUsize,
-}
-
-impl Workers {
-    /// Starts `n` worker threads whose sessions are tracked by `tasks`; they exit once this
-    /// pool is dropped and their sessions ended.
-    pub(crate) fn start(n: usize, tasks: &TaskTracker) -> io::Result<Workers> {
-        let mut senders = Vec::with_capacity(n);
-        for i in 0..n {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let tasks = tasks.clone();
-            std::thread::Builder::new()
-                .name(format!("pgha-proxy-{i}"))
-                .spawn(move || rt.block_on(worker_loop(rx, tasks)))?;
-            senders.push(tx);
-        }
-        Ok(Workers {
-            senders,
-            next: AtomicUsize::new(0),
-        })
-    }
-
-    /// Hands a connection to the next worker.
-    pub(crate) fn dispatch(&self, handoff: Handoff) -> Result<(), Handoff> {
-        let i = self.next.fetch_add(1, Relaxed) % self.senders.len();
-        self.senders[i].send(handoff).map_err(|e| e.0)
-    }
-}
-
-async fn worker_loop(mut rx: mpsc::UnboundedReceiver<Handoff>, tasks: TaskTracker) {
-    while let Some((stream, slot, peer)) = rx.recv().await {
-        match TcpStream::from_std(stream) {
-            Ok(client) => {
-                tasks.spawn(run_session(slot, client, peer));
-            }
-            Err(e) => tracing::warn!(%peer, error = %e, "cannot register client socket"),
-        }
-    }
-    // Sessions still running here are the ones shutdown is closing: let them finish.
-    tasks.wait().await;
+/// Starts a worker thread serving `sockets`; the returned receiver fires when it has stopped
+/// accepting (shutdown) and its sessions have ended.
+pub(crate) fn spawn_worker(
+    index: usize,
+    sockets: WorkerSockets,
+) -> io::Result<oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("pgha-proxy-{index}"))
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut loops = Vec::new();
+                let mut tasks = None;
+                for (ctx, std_listener) in sockets {
+                    tasks = Some(ctx.shared.tasks.clone());
+                    match TcpListener::from_std(std_listener) {
+                        Ok(l) => loops.push(tokio::spawn(accept_loop(ctx, l))),
+                        Err(e) => tracing::error!(error = %e, "cannot register listener"),
+                    }
+                }
+                for l in loops {
+                    let _ = l.await;
+                }
+                // Sessions of this thread end on shutdown; wait for them before leaving.
+                if let Some(tasks) = tasks {
+                    tasks.close();
+                    tasks.wait().await;
+                }
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(done_rx)
 }

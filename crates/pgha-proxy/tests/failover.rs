@@ -91,7 +91,10 @@ async fn writer_sees_only_a_bounded_wait_during_failover() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.cancel();
     let (ok, connect_failures, query_failures, longest) = writer.await.unwrap();
-    println!("writes ok {ok}, refused connects {}, cut sessions {query_failures}, longest connect {longest:?}", connect_failures.len());
+    println!(
+        "writes ok {ok}, refused connects {}, cut sessions {query_failures}, longest connect {longest:?}",
+        connect_failures.len()
+    );
     assert!(
         connect_failures.is_empty(),
         "refused connections: {connect_failures:?}"

@@ -294,7 +294,8 @@ async fn ssl_request_relayed_and_gssenc_refused() {
 #[tokio::test]
 async fn shutdown_tells_held_clients_and_stops() {
     let _ = cluster();
-    let mut p = TestProxy::start(Targets::none(), |_| {}).await;
+    // Sessions on the caller's runtime (no worker threads) for this one.
+    let mut p = TestProxy::start(Targets::none(), |cfg| cfg.worker_threads = 0).await;
     let pending = tokio::spawn(connect(p.rw));
     eventually(10, "held", || {
         p.metrics.snapshot().listener("rw").unwrap().held == 1
