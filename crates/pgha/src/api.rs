@@ -199,15 +199,7 @@ pub struct ConfigChange {
 }
 
 async fn set_config(State(rt): State<Arc<Runtime>>, Json(body): Json<ConfigChange>) -> Response {
-    let result = rt
-        .update_config(|c| {
-            for a in &body.assignments {
-                let (k, v) = crate::dynamic::split_assignment(a)?;
-                *c = crate::dynamic::set_key(c, k, v)?;
-            }
-            Ok(())
-        })
-        .await;
+    let result = crate::ops::set_assignments(rt.store.as_ref(), &body.assignments).await;
     match result {
         Ok(c) => {
             tracing::info!("config changed: {}", body.assignments.join(", "));

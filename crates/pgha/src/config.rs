@@ -77,6 +77,54 @@ pub struct PostgresSection {
     pub parameters: BTreeMap<String, toml::Value>,
 }
 
+impl PostgresSection {
+    /// Checks the section, naming the key (under `postgresql.`) and the reason.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        let p = self;
+        for (key, value) in [
+            ("postgresql.superuser", &p.superuser),
+            ("postgresql.replication_user", &p.replication_user),
+            ("postgresql.os_user", &p.os_user),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                return Err(bad(
+                    key,
+                    format!("{value:?} must be non-empty letters, digits, '-' or '_'"),
+                ));
+            }
+        }
+        if p.superuser == p.replication_user {
+            return Err(bad(
+                "postgresql.replication_user",
+                "must differ from postgresql.superuser".into(),
+            ));
+        }
+        for (name, value) in &p.parameters {
+            let key = format!("postgresql.parameters.{name}");
+            pgha_pg::conf::check_user_parameter(name).map_err(|reason| bad(&key, reason))?;
+            parameter_text(value).map_err(|reason| bad(&key, reason))?;
+        }
+        Ok(())
+    }
+
+    /// The user's parameters as PostgreSQL setting strings.
+    pub fn parameters(&self) -> BTreeMap<String, String> {
+        self.parameters
+            .iter()
+            .filter_map(|(k, v)| parameter_text(v).ok().map(|t| (k.clone(), t)))
+            .collect()
+    }
+}
+
 impl Default for PostgresSection {
     fn default() -> Self {
         PostgresSection {
@@ -186,44 +234,12 @@ impl Config {
                 format!("{:?} is not an IP address", c.host),
             ));
         }
-        let p = &self.postgresql;
-        for (key, value) in [
-            ("postgresql.superuser", &p.superuser),
-            ("postgresql.replication_user", &p.replication_user),
-            ("postgresql.os_user", &p.os_user),
-        ] {
-            if value.is_empty()
-                || !value
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-            {
-                return Err(bad(
-                    key,
-                    format!("{value:?} must be non-empty letters, digits, '-' or '_'"),
-                ));
-            }
-        }
-        if p.superuser == p.replication_user {
-            return Err(bad(
-                "postgresql.replication_user",
-                "must differ from postgresql.superuser".into(),
-            ));
-        }
-        for (name, value) in &p.parameters {
-            let key = format!("postgresql.parameters.{name}");
-            pgha_pg::conf::check_user_parameter(name).map_err(|reason| bad(&key, reason))?;
-            parameter_text(value).map_err(|reason| bad(&key, reason))?;
-        }
-        Ok(())
+        self.postgresql.validate(file)
     }
 
     /// The user's parameters as PostgreSQL setting strings.
     pub fn parameters(&self) -> BTreeMap<String, String> {
-        self.postgresql
-            .parameters
-            .iter()
-            .filter_map(|(k, v)| parameter_text(v).ok().map(|t| (k.clone(), t)))
-            .collect()
+        self.postgresql.parameters()
     }
 
     pub fn member_names(&self) -> Vec<String> {

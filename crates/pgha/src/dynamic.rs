@@ -7,6 +7,30 @@ use serde_json::Value;
 /// Sets `key` to `value` (text as typed on the command line), validating the whole config;
 /// errors name the key and list the valid ones.
 pub fn set_key(config: &ClusterConfig, key: &str, value: &str) -> Result<ClusterConfig, String> {
+    let updated = set_key_unchecked(config, key, value)?;
+    updated.validate().map_err(|e| e.to_string())?;
+    Ok(updated)
+}
+
+/// Applies several `(key, value)` settings, then validates the result once (settings that
+/// depend on each other, like ttl_ms and loop_wait_ms, may change together).
+pub fn set_keys<'a>(
+    config: &ClusterConfig,
+    settings: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<ClusterConfig, String> {
+    let mut updated = config.clone();
+    for (key, value) in settings {
+        updated = set_key_unchecked(&updated, key, value)?;
+    }
+    updated.validate().map_err(|e| e.to_string())?;
+    Ok(updated)
+}
+
+fn set_key_unchecked(
+    config: &ClusterConfig,
+    key: &str,
+    value: &str,
+) -> Result<ClusterConfig, String> {
     let mut map = match serde_json::to_value(config) {
         Ok(Value::Object(map)) => map,
         _ => return Err("the config does not serialise to an object".into()),

@@ -22,8 +22,7 @@ pub fn addresses(rt_cluster: &crate::cluster::LocalCluster) -> (String, String) 
     )
 }
 
-/// Binds both listeners and starts the proxy, its prober, and the task that feeds the prober
-/// with the lease holder and the standbys from the store.
+/// Starts the proxy of a local cluster on its entry-point ports.
 pub async fn start(rt: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Result<MetricsHandle> {
     let (rw, ro) = addresses(&rt.cluster);
     let config = ProxyConfig {
@@ -32,15 +31,27 @@ pub async fn start(rt: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Res
         worker_threads: 0,
         ..ProxyConfig::default()
     };
+    let store: Arc<dyn Store> = rt.store.clone();
+    start_with(store, config, &rt.cluster.credentials(), shutdown).await
+}
+
+/// Binds the listeners of `config` and starts the proxy, its prober, and the task that feeds
+/// the prober with the lease holder and the standbys from `store`.
+pub async fn start_with(
+    store: Arc<dyn Store>,
+    config: ProxyConfig,
+    credentials: &pgha_pg::probe::Credentials,
+    shutdown: CancellationToken,
+) -> anyhow::Result<MetricsHandle> {
     let (targets_tx, targets_rx) = watch::channel(Targets::none());
     let (candidates_tx, candidates_rx) = watch::channel(Candidates::default());
     let proxy = Proxy::bind(config, targets_rx, shutdown.clone()).await?;
     let metrics = proxy.metrics();
-    let mut prober_config = ProberConfig::new(rt.cluster.config.postgresql.superuser.clone());
-    prober_config.password = Some(rt.cluster.secrets.superuser_password.clone());
+    let mut prober_config = ProberConfig::new(credentials.user.clone());
+    prober_config.password = Some(credentials.password.clone());
     prober_config.interval = Duration::from_millis(500);
     tokio::spawn(Prober::new(prober_config).run(candidates_rx, targets_tx, shutdown.clone()));
-    tokio::spawn(feed_candidates(rt, candidates_tx, shutdown));
+    tokio::spawn(feed_candidates(store, candidates_tx, shutdown));
     tokio::spawn(proxy.run());
     Ok(metrics)
 }
@@ -48,13 +59,13 @@ pub async fn start(rt: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Res
 /// Publishes the candidates whenever the store changes. The lease holder is offered as the
 /// primary only once its own record says it is writable, so the prober confirms it at once.
 async fn feed_candidates(
-    rt: Arc<Runtime>,
+    store: Arc<dyn Store>,
     tx: watch::Sender<Candidates>,
     shutdown: CancellationToken,
 ) {
-    let mut watcher = rt.store.watch().await.ok();
+    let mut watcher = store.watch().await.ok();
     loop {
-        if let Ok(view) = rt.view().await {
+        if let Ok(view) = crate::ops::view(store.as_ref()).await {
             let holder = view.leader.as_ref().map(|l| l.holder.clone());
             let mut candidates = Candidates::default();
             for (name, record) in &view.members {
@@ -83,7 +94,7 @@ async fn feed_candidates(
                     Some(w) => w.changed().await.map(|_| ()),
                     None => { tokio::time::sleep(Duration::from_millis(500)).await; Ok(()) }
                 }
-            } => if r.is_err() { watcher = rt.store.watch().await.ok(); },
+            } => if r.is_err() { watcher = store.watch().await.ok(); },
         }
     }
 }

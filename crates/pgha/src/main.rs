@@ -1,6 +1,8 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
+mod agent_api;
+mod agent_cmd;
 mod api;
 mod client;
 mod cluster;
@@ -10,7 +12,9 @@ mod dynamic;
 mod entry;
 mod error;
 mod lock;
+mod node;
 mod ops;
+mod remote;
 mod runtime;
 mod secrets;
 mod status;
@@ -41,17 +45,47 @@ struct Cli {
     command: Command,
 }
 
+/// Which cluster a command acts on: a local one (`pgha up`'s directory) or a distributed one
+/// (this host's agent config file, which names etcd and the secrets).
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+struct Where {
+    /// Local cluster directory (created by `pgha up`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Distributed mode: the agent config file (etcd endpoints, member, secrets).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+enum At {
+    Local(LocalCluster),
+    Distributed(PathBuf),
+}
+
+impl Where {
+    fn open(&self) -> anyhow::Result<At> {
+        match (&self.dir, &self.config) {
+            (Some(dir), _) => Ok(At::Local(LocalCluster::open(dir)?)),
+            (None, Some(file)) => Ok(At::Distributed(file.clone())),
+            (None, None) => {
+                anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ConfigAction {
     /// Print every dynamic setting.
     Show {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
     },
     /// Change settings live, e.g. `pgha config set --dir demo synchronous_mode=on synchronous_count=1`.
     Set {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// KEY=VALUE pairs (keys as `pgha config show` prints them).
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
@@ -104,6 +138,22 @@ enum Command {
         #[arg(long, value_parser = ["off", "local", "remote_write", "on", "remote_apply"])]
         synchronous_commit: Option<String>,
     },
+    /// Run one member of a distributed cluster on this host (etcd as the store).
+    ///
+    /// FILE names the cluster, the etcd endpoints, this member (name, directory, PostgreSQL
+    /// host/port, REST API address, tags) and a 0600 secrets file shared by all hosts. Agents
+    /// may start in any order: one bootstraps, the others clone from it. SIGTERM stops
+    /// PostgreSQL and leaves the cluster (the others fail over at once if it led).
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the proxy alone (distributed mode): read-write and read-only listeners from FILE's
+    /// [proxy] section, following the leader in etcd.
+    Proxy {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Show or change the cluster's dynamic settings (kept in the store; applied live).
     Config {
         #[command(subcommand)]
@@ -111,8 +161,8 @@ enum Command {
     },
     /// Show every member's role, state, timeline, WAL positions, lag and sync state.
     Status {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -123,16 +173,16 @@ enum Command {
     /// replayed everything; the old primary rejoins as its standby without a rewind. Refused,
     /// with the reason, when the target is not streaming or not caught up.
     Switchover {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// Member to promote (default: the best candidate).
         #[arg(long)]
         to: Option<String>,
     },
     /// Manual failover: promote a standby now, even when the primary is unhealthy.
     Failover {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// Member to promote.
         #[arg(long)]
         to: String,
@@ -161,18 +211,18 @@ enum Command {
     },
     /// Maintenance mode: no automatic failover or restart until `pgha resume`.
     Pause {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
     },
     /// Leave maintenance mode.
     Resume {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
     },
     /// Every failover, switchover and rejoin: when, from, to, timeline, LSN, why.
     History {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         #[arg(long)]
         json: bool,
     },
@@ -254,26 +304,40 @@ async fn run(command: Command) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Agent { config } => agent_cmd::run(&config).await,
+        Command::Proxy { config } => remote::proxy(&config).await,
         Command::Config {
-            action: ConfigAction::Show { dir },
+            action: ConfigAction::Show { at },
         } => {
-            let cluster = LocalCluster::open(&dir)?;
-            let config = control::config(&cluster).await?;
+            let config = match at.open()? {
+                At::Local(cluster) => control::config(&cluster).await?,
+                At::Distributed(file) => remote::config(&file).await?,
+            };
             print!("{}", dynamic::render(&config));
             Ok(())
         }
         Command::Config {
-            action: ConfigAction::Set { dir, assignments },
-        } => {
-            let cluster = LocalCluster::open(&dir)?;
-            control::set_config(&cluster, &assignments).await
-        }
-        Command::Status { dir, json } => {
-            let cluster = LocalCluster::open(&dir)?;
-            let status = match client::get::<status::ClusterStatus>(&cluster, "/cluster") {
-                Ok(status) => status,
-                Err(client::ApiError::NotRunning) => status::gather(&cluster).await,
-                Err(e) => return Err(client::explain(&cluster, e)),
+            action: ConfigAction::Set { at, assignments },
+        } => match at.open()? {
+            At::Local(cluster) => control::set_config(&cluster, &assignments).await,
+            At::Distributed(file) => {
+                print!(
+                    "{}",
+                    dynamic::render(&remote::set(&file, &assignments).await?)
+                );
+                Ok(())
+            }
+        },
+        Command::Status { at, json } => {
+            let status = match at.open()? {
+                At::Local(cluster) => {
+                    match client::get::<status::ClusterStatus>(&cluster, "/cluster") {
+                        Ok(status) => status,
+                        Err(client::ApiError::NotRunning) => status::gather(&cluster).await,
+                        Err(e) => return Err(client::explain(&cluster, e)),
+                    }
+                }
+                At::Distributed(file) => remote::status(&file).await?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
@@ -282,29 +346,41 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Switchover { dir, to } => {
-            let cluster = LocalCluster::open(&dir)?;
-            let body = api::PromoteRequest {
-                to,
-                ..Default::default()
-            };
-            control::promote(&cluster, "/switchover", &body)
-        }
+        Command::Switchover { at, to } => match at.open()? {
+            At::Local(cluster) => {
+                let body = api::PromoteRequest {
+                    to,
+                    ..Default::default()
+                };
+                control::promote(&cluster, "/switchover", &body)
+            }
+            At::Distributed(file) => {
+                remote::promote(&file, to, pgha_core::RequestKind::Switchover).await
+            }
+        },
         Command::Failover {
-            dir,
+            at,
             to,
             force,
             allow_data_loss,
-        } => {
-            let cluster = LocalCluster::open(&dir)?;
-            let body = api::PromoteRequest {
-                to: Some(to),
-                force,
-                allow_data_loss,
-                ..Default::default()
-            };
-            control::promote(&cluster, "/failover", &body)
-        }
+        } => match at.open()? {
+            At::Local(cluster) => {
+                let body = api::PromoteRequest {
+                    to: Some(to),
+                    force,
+                    allow_data_loss,
+                    ..Default::default()
+                };
+                control::promote(&cluster, "/failover", &body)
+            }
+            At::Distributed(file) => {
+                let kind = pgha_core::RequestKind::Failover {
+                    force,
+                    allow_data_loss,
+                };
+                remote::promote(&file, Some(to), kind).await
+            }
+        },
         Command::Stop { dir, name, mode } => {
             let cluster = LocalCluster::open(&dir)?;
             cluster.member(&name)?;
@@ -318,11 +394,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cluster.member(&name)?;
             control::say(&cluster, &format!("/members/{name}/start"), &())
         }
-        Command::Pause { dir } => control::say(&LocalCluster::open(&dir)?, "/pause", &()),
-        Command::Resume { dir } => control::say(&LocalCluster::open(&dir)?, "/resume", &()),
-        Command::History { dir, json } => {
-            let cluster = LocalCluster::open(&dir)?;
-            let entries = control::history(&cluster).await?;
+        Command::Pause { at } => match at.open()? {
+            At::Local(cluster) => control::say(&cluster, "/pause", &()),
+            At::Distributed(file) => remote::set(&file, &["paused=true".into()])
+                .await
+                .map(|_| println!("paused")),
+        },
+        Command::Resume { at } => match at.open()? {
+            At::Local(cluster) => control::say(&cluster, "/resume", &()),
+            At::Distributed(file) => remote::set(&file, &["paused=false".into()])
+                .await
+                .map(|_| println!("resumed")),
+        },
+        Command::History { at, json } => {
+            let entries = match at.open()? {
+                At::Local(cluster) => control::history(&cluster).await?,
+                At::Distributed(file) => remote::history(&file).await?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {

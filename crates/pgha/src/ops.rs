@@ -86,10 +86,11 @@ pub async fn set_assignments(
     assignments: &[String],
 ) -> anyhow::Result<ClusterConfig> {
     update_config(store, |c| {
-        for a in assignments {
-            let (k, v) = crate::dynamic::split_assignment(a)?;
-            *c = crate::dynamic::set_key(c, k, v)?;
-        }
+        let pairs = assignments
+            .iter()
+            .map(|a| crate::dynamic::split_assignment(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        *c = crate::dynamic::set_keys(c, pairs)?;
         Ok(())
     })
     .await

@@ -198,20 +198,9 @@ impl Runtime {
 
     /// Sets `paused` in the dynamic config.
     pub async fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
-        self.update_config(|c| {
-            c.paused = paused;
-            Ok(())
-        })
-        .await
-        .map(|_| ())
-    }
-
-    /// Changes the dynamic config with compare-and-set (retried if it moved meanwhile).
-    pub async fn update_config(
-        &self,
-        change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
-    ) -> anyhow::Result<ClusterConfig> {
-        crate::ops::update_config(self.store.as_ref(), change).await
+        crate::ops::set_assignments(self.store.as_ref(), &[format!("paused={paused}")])
+            .await
+            .map(|_| ())
     }
 
     /// Validates a switchover/failover request against the current view and writes it.

@@ -15,6 +15,9 @@ pub const SECRETS_FILE: &str = "secrets.toml";
 pub struct Secrets {
     pub superuser_password: String,
     pub replication_password: String,
+    /// Bearer token for the mutating REST endpoints of `pgha agent` (distributed mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<String>,
 }
 
 impl Secrets {
@@ -22,6 +25,7 @@ impl Secrets {
         Secrets {
             superuser_password: pgha_pg::secrets::generate_password(24),
             replication_password: pgha_pg::secrets::generate_password(24),
+            api_token: None,
         }
     }
 

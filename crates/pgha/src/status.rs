@@ -283,7 +283,7 @@ fn describe(
     status
 }
 
-fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> SyncStatus {
+pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> SyncStatus {
     use pgha_core::SyncMode;
     let c = &view.config;
     let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();

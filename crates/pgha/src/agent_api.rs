@@ -1,0 +1,295 @@
+//! The REST API of `pgha agent` (distributed mode): health checks a load balancer
+//! understands, the cluster as JSON, metrics, and token-protected control endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pgha_agent::{AgentReport, NodeSpec};
+use pgha_core::{MemberName, RequestKind, SwitchoverRequest};
+use pgha_store::Store;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::api::{ConfigChange, PromoteRequest};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AgentApi {
+    pub spec: Arc<NodeSpec>,
+    pub store: Arc<dyn Store>,
+    pub report: watch::Receiver<AgentReport>,
+    /// Bearer token for the mutating endpoints; without one they are refused.
+    pub token: Option<String>,
+}
+
+pub fn router(state: AgentApi) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/primary", get(primary))
+        .route("/replica", get(replica))
+        .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
+        .route("/switchover", post(switchover))
+        .route("/failover", post(failover))
+        .route("/pause", post(pause))
+        .route("/resume", post(resume))
+        .route("/config", get(show_config).post(set_config))
+        .with_state(state)
+}
+
+/// The local PostgreSQL right now: (in recovery, streaming, replayed position).
+async fn local_state(api: &AgentApi) -> Option<pgha_pg::probe::PgState> {
+    let s = &api.spec;
+    let client = pgha_pg::probe::connect(
+        s.name.as_str(),
+        &s.host,
+        s.port,
+        &s.credentials(),
+        Duration::from_secs(1),
+    )
+    .await
+    .ok()?;
+    pgha_pg::probe::probe(&client, s.name.as_str()).await.ok()
+}
+
+fn reply(ok: bool, body: serde_json::Value) -> Response {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// 200 while PostgreSQL answers.
+async fn health(State(api): State<AgentApi>) -> Response {
+    let state = local_state(&api).await;
+    let reason = api.report.borrow().reason.clone();
+    reply(
+        state.is_some(),
+        json!({ "member": api.spec.name, "running": state.is_some(), "decision": reason }),
+    )
+}
+
+/// 200 only on the lease holder running as a primary.
+async fn primary(State(api): State<AgentApi>) -> Response {
+    let holder = api
+        .store
+        .snapshot()
+        .await
+        .ok()
+        .and_then(|s| s.leader)
+        .map(|l| l.holder);
+    let me = api.spec.name.as_str();
+    let writable = local_state(&api).await.is_some_and(|s| !s.in_recovery);
+    let ok = holder.as_deref() == Some(me) && writable;
+    reply(
+        ok,
+        json!({ "member": me, "leader": holder, "writable": writable }),
+    )
+}
+
+/// 200 on a streaming standby; `?lag=BYTES` also bounds its replay lag behind the leader.
+async fn replica(
+    State(api): State<AgentApi>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let me = api.spec.name.as_str();
+    let Some(state) = local_state(&api).await else {
+        return reply(false, json!({ "member": me, "running": false }));
+    };
+    let view = api
+        .store
+        .snapshot()
+        .await
+        .ok()
+        .map(|s| pgha_agent::cluster_view(&s));
+    let leader_lsn = view.as_ref().and_then(|v| {
+        v.leader
+            .as_ref()
+            .and_then(|l| v.members.get(&l.holder))
+            .map(|r| r.lsn.0)
+    });
+    let lag = match (leader_lsn, state.replay_lsn) {
+        (Some(l), Some(r)) => Some(l.saturating_sub(r)),
+        _ => None,
+    };
+    let bound = q.get("lag").and_then(|v| v.parse::<u64>().ok());
+    let within = match bound {
+        None => true,
+        Some(b) => lag.is_some_and(|l| l <= b),
+    };
+    let ok = state.is_streaming() && within;
+    reply(
+        ok,
+        json!({ "member": me, "streaming": state.is_streaming(), "lag_bytes": lag }),
+    )
+}
+
+/// The whole cluster as the store sees it.
+async fn cluster(State(api): State<AgentApi>) -> Response {
+    match api.store.snapshot().await {
+        Ok(s) => {
+            let view = pgha_agent::cluster_view(&s);
+            let members: serde_json::Map<String, serde_json::Value> = view
+                .members
+                .iter()
+                .map(|(n, r)| (n.to_string(), serde_json::to_value(r).unwrap_or_default()))
+                .collect();
+            Json(json!({
+                "leader": view.leader.as_ref().map(|l| l.holder.to_string()),
+                "members": members,
+                "config": view.config,
+                "sync": view.sync,
+                "history": pgha_agent::view::history_entries(&s),
+            }))
+            .into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(api): State<AgentApi>) -> Response {
+    let me = api.spec.name.as_str();
+    let state = local_state(&api).await;
+    let holder = api
+        .store
+        .snapshot()
+        .await
+        .ok()
+        .and_then(|s| s.leader)
+        .map(|l| l.holder);
+    let mut out = String::new();
+    out.push_str("# HELP pgha_member_up Whether the member's PostgreSQL answers.\n# TYPE pgha_member_up gauge\n");
+    out.push_str(&format!(
+        "pgha_member_up{{member=\"{me}\"}} {}\n",
+        u8::from(state.is_some())
+    ));
+    out.push_str("# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n");
+    out.push_str(&format!(
+        "pgha_member_is_leader{{member=\"{me}\"}} {}\n",
+        u8::from(holder.as_deref() == Some(me))
+    ));
+    if let Some(lsn) = state.as_ref().and_then(|s| s.position()) {
+        out.push_str("# HELP pgha_member_wal_position_bytes WAL position (current, or received on a standby).\n# TYPE pgha_member_wal_position_bytes gauge\n");
+        out.push_str(&format!(
+            "pgha_member_wal_position_bytes{{member=\"{me}\"}} {lsn}\n"
+        ));
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// Checks the bearer token of a mutating request.
+fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &api.token else {
+        return Err((StatusCode::FORBIDDEN, Json(json!({ "error": "control endpoints are disabled: set api_token in the secrets file" }))).into_response());
+    };
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "missing or wrong bearer token" })),
+        )
+            .into_response())
+    }
+}
+
+fn outcome<T: serde::Serialize>(result: anyhow::Result<T>) -> Response {
+    match result {
+        Ok(v) => Json(json!({ "ok": true, "result": v })).into_response(),
+        Err(e) => {
+            let text = format!("{e:#}");
+            let status = if text.starts_with("refused") {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(json!({ "ok": false, "error": text }))).into_response()
+        }
+    }
+}
+
+fn request(body: &PromoteRequest, kind: RequestKind) -> SwitchoverRequest {
+    SwitchoverRequest {
+        from: body.from.as_deref().map(MemberName::new),
+        to: body.to.as_deref().map(MemberName::new),
+        kind,
+    }
+}
+
+async fn switchover(
+    State(api): State<AgentApi>,
+    headers: HeaderMap,
+    Json(body): Json<PromoteRequest>,
+) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    outcome(crate::ops::request(api.store.as_ref(), request(&body, RequestKind::Switchover)).await)
+}
+
+async fn failover(
+    State(api): State<AgentApi>,
+    headers: HeaderMap,
+    Json(body): Json<PromoteRequest>,
+) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    let kind = RequestKind::Failover {
+        force: body.force,
+        allow_data_loss: body.allow_data_loss,
+    };
+    outcome(crate::ops::request(api.store.as_ref(), request(&body, kind)).await)
+}
+
+async fn pause(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=true".into()]).await)
+}
+
+async fn resume(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=false".into()]).await)
+}
+
+async fn show_config(State(api): State<AgentApi>) -> Response {
+    outcome(crate::ops::view(api.store.as_ref()).await.map(|v| v.config))
+}
+
+async fn set_config(
+    State(api): State<AgentApi>,
+    headers: HeaderMap,
+    Json(body): Json<ConfigChange>,
+) -> Response {
+    if let Err(r) = authorised(&api, &headers) {
+        return r;
+    }
+    outcome(crate::ops::set_assignments(api.store.as_ref(), &body.assignments).await)
+}

@@ -1,0 +1,213 @@
+//! `pgha agent --config FILE`: one member of a distributed cluster on this host, with etcd as
+//! the store and a REST API; SIGINT/SIGTERM stops PostgreSQL and leaves the cluster cleanly.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use pgha_agent::agent::Shutdown;
+use pgha_agent::{Agent, NodeSpec};
+use pgha_core::{MemberName, Tags};
+use pgha_pg::conf::render_hba;
+use pgha_pg::{Instance, PgBinaries, RunAs};
+use pgha_store::{EtcdStore, Store};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::node::NodeConfig;
+use crate::secrets::Secrets;
+
+/// Everything an agent, the proxy or the CLI needs from a host's config file.
+pub struct Node {
+    pub config: NodeConfig,
+    pub secrets: Secrets,
+}
+
+impl Node {
+    pub fn load(file: &Path) -> anyhow::Result<Self> {
+        let config = NodeConfig::load(file)?;
+        let secrets = Secrets::load(&config.secrets.file)?;
+        Ok(Node { config, secrets })
+    }
+
+    pub fn credentials(&self) -> pgha_pg::probe::Credentials {
+        pgha_pg::probe::Credentials {
+            user: self.config.postgresql.superuser.clone(),
+            password: self.secrets.superuser_password.clone(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    /// Connects to etcd, retrying with a clear message until it answers or `patience` ends.
+    pub async fn connect_store(
+        &self,
+        patience: Option<Duration>,
+    ) -> anyhow::Result<Arc<EtcdStore>> {
+        let c = &self.config;
+        let started = std::time::Instant::now();
+        let mut warned = false;
+        loop {
+            let attempt = async {
+                let store =
+                    EtcdStore::connect(&c.etcd.endpoints, &c.cluster.name, c.etcd_timeout())
+                        .await?;
+                store.snapshot().await?;
+                Ok::<_, pgha_store::StoreError>(store)
+            }
+            .await;
+            match attempt {
+                Ok(store) => {
+                    if warned {
+                        tracing::info!("etcd answers again");
+                    }
+                    return Ok(Arc::new(store));
+                }
+                Err(e) if !e.is_retryable() => {
+                    bail!("etcd at {}: {e}", c.etcd.endpoints.join(", "))
+                }
+                Err(e) => {
+                    if patience.is_some_and(|p| started.elapsed() > p) {
+                        bail!(
+                            "etcd at {} is unreachable: {e}",
+                            c.etcd.endpoints.join(", ")
+                        );
+                    }
+                    if !warned {
+                        tracing::warn!(
+                            "etcd at {} is unreachable ({e}); retrying every 2 s (nothing is initialised meanwhile)",
+                            c.etcd.endpoints.join(", ")
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    /// This host's member, ready for an agent.
+    fn spec(&self) -> anyhow::Result<NodeSpec> {
+        let c = &self.config;
+        let pg = &c.postgresql;
+        let bins = PgBinaries::discover(pg.bin_dir.as_deref())?;
+        let run_as = RunAs::detect(&pg.os_user)?;
+        run_as.check_reachable(&c.member.dir)?;
+        let instance = Instance::new(&c.member.name, &c.member.dir, bins, run_as);
+        Ok(NodeSpec {
+            name: MemberName::new(c.member.name.as_str()),
+            passfile: c.member.dir.join("pgpass"),
+            instance,
+            host: c.member.host.clone(),
+            port: c.member.port,
+            api: Some(c.member.api.clone()),
+            superuser: pg.superuser.clone(),
+            superuser_password: self.secrets.superuser_password.clone(),
+            replication_user: pg.replication_user.clone(),
+            replication_password: self.secrets.replication_password.clone(),
+            cluster_size: 8,
+            parameters: pg.parameters(),
+            hba: render_hba(&pg.replication_user, &c.replication_hosts(), &pg.pg_hba),
+            tags: Tags {
+                nofailover: c.member.nofailover,
+                nosync: c.member.nosync,
+                priority: c.member.priority,
+            },
+        })
+    }
+}
+
+/// Runs the agent until SIGINT/SIGTERM.
+pub async fn run(file: &Path) -> anyhow::Result<()> {
+    let node = Node::load(file)?;
+    let spec = node.spec()?;
+    let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
+        .await
+        .with_context(|| {
+            format!(
+                "bind the REST API on {} (member.api in {})",
+                node.config.member.api,
+                file.display()
+            )
+        })?;
+    spec.instance.create_member_dir()?;
+    let pg = &node.config.postgresql;
+    pgha_pg::secrets::write_passfile(
+        &spec.passfile,
+        &[
+            (&pg.replication_user, &node.secrets.replication_password),
+            (&pg.superuser, &node.secrets.superuser_password),
+        ],
+        &spec.instance.run_as,
+    )?;
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let store = tokio::select! {
+        s = node.connect_store(None) => s?,
+        _ = sigint.recv() => bail!("interrupted while waiting for etcd"),
+        _ = sigterm.recv() => bail!("terminated while waiting for etcd"),
+    };
+    let initial = node.config.initial_dynamic().map_err(anyhow::Error::msg)?;
+    crate::ops::ensure_config(store.as_ref(), &initial).await?;
+    refuse_foreign_data(&spec, store.as_ref()).await?;
+
+    let config = crate::ops::view(store.as_ref()).await?.config;
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let spec = Arc::new(spec);
+    let handle = Agent::spawn((*spec).clone(), dyn_store.clone(), config);
+    let api = crate::agent_api::AgentApi {
+        spec: spec.clone(),
+        store: dyn_store,
+        report: handle.report.clone(),
+        token: node.secrets.api_token.clone(),
+    };
+    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn({
+        let mut stopped = api_stopped.clone();
+        let router = crate::agent_api::router(api);
+        async move {
+            let _ = axum::serve(api_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+        }
+    });
+    tracing::info!(
+        "agent {} of cluster {} running: PostgreSQL {}:{}, REST API {}",
+        spec.name,
+        node.config.cluster.name,
+        spec.host,
+        spec.port,
+        node.config.member.api
+    );
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    tracing::info!("{}: stopping PostgreSQL and leaving the cluster", spec.name);
+    handle
+        .shutdown(Shutdown::Leave(pgha_pg::StopMode::Fast))
+        .await;
+    let _ = stop_api.send(true);
+    let _ = server.await;
+    Ok(())
+}
+
+/// Refuses to start on a data directory that belongs to another cluster (changes nothing).
+async fn refuse_foreign_data(spec: &NodeSpec, store: &dyn Store) -> anyhow::Result<()> {
+    let view = crate::ops::view(store).await?;
+    let (Some(cluster_id), true) = (view.initialize, spec.instance.is_initialized()) else {
+        return Ok(());
+    };
+    let local = spec.instance.controldata().await?.system_identifier;
+    if local != cluster_id.0.to_string() {
+        bail!(
+            "{} belongs to another cluster (system identifier {local}, the cluster in etcd has {}); \
+             refusing to touch it. Point member.dir elsewhere, or move that data directory away yourself",
+            spec.instance.data_dir().display(),
+            cluster_id.0
+        );
+    }
+    Ok(())
+}

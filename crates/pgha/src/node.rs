@@ -1,0 +1,264 @@
+//! The configuration file of one host in distributed mode (`pgha agent --config FILE`,
+//! `pgha proxy --config FILE`, and every CLI command given `--config FILE`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, PostgresSection};
+
+/// One host's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub cluster: ClusterName,
+    pub etcd: EtcdSection,
+    pub member: MemberSection,
+    pub secrets: SecretsSection,
+    #[serde(default)]
+    pub postgresql: PostgresSection,
+    /// Hosts or networks standbys replicate from (pg_hba.conf), e.g. ["10.0.0.0/24"];
+    /// default: this member's host only.
+    #[serde(default)]
+    pub replication_from: Vec<String>,
+    #[serde(default)]
+    pub proxy: ProxySection,
+    /// Initial dynamic settings, written to etcd only when the cluster has none yet
+    /// (e.g. `ttl_ms = 3000`); change them later with `pgha config set`.
+    #[serde(default)]
+    pub dynamic: toml::Table,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterName {
+    /// Cluster name: the etcd prefix is /pgha/<name>/.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdSection {
+    /// e.g. ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    pub endpoints: Vec<String>,
+    /// Bound on every etcd call.
+    #[serde(default = "default_etcd_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_etcd_timeout_ms() -> u64 {
+    2000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberSection {
+    /// Unique member name (letters, digits, '_'); also its replication slot name.
+    pub name: String,
+    /// Member directory: `data/` (PGDATA), `postgresql.log`, `pgpass` live there.
+    pub dir: PathBuf,
+    /// Address PostgreSQL listens on and the other members reach it at.
+    pub host: String,
+    pub port: u16,
+    /// REST API address, e.g. "10.0.0.1:8008".
+    pub api: String,
+    #[serde(default)]
+    pub nofailover: bool,
+    #[serde(default)]
+    pub nosync: bool,
+    #[serde(default)]
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsSection {
+    /// A 0600 TOML file with superuser_password, replication_password and (optionally)
+    /// api_token; the same file on every host.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Read-write listener of `pgha proxy`, e.g. "127.0.0.1:6432".
+    pub rw_listen: Option<String>,
+    /// Read-only listener of `pgha proxy`, e.g. "127.0.0.1:6433".
+    pub ro_listen: Option<String>,
+}
+
+impl NodeConfig {
+    /// Reads and validates `file`, naming the key and the reason of any problem.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+            file: file.into(),
+            source,
+        })?;
+        let config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            reason: e.to_string().trim_end().to_string(),
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !word(&self.cluster.name) {
+            return Err(bad(
+                "cluster.name",
+                format!(
+                    "{:?} must be letters, digits, '-' or '_'",
+                    self.cluster.name
+                ),
+            ));
+        }
+        if self.etcd.endpoints.is_empty() {
+            return Err(bad(
+                "etcd.endpoints",
+                "list at least one etcd endpoint".into(),
+            ));
+        }
+        if self.etcd.timeout_ms == 0 {
+            return Err(bad("etcd.timeout_ms", "must be above 0".into()));
+        }
+        let m = &self.member;
+        if !m
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            || m.name.is_empty()
+        {
+            return Err(bad(
+                "member.name",
+                format!(
+                    "{:?} must be lowercase letters, digits or '_' (it names a replication slot)",
+                    m.name
+                ),
+            ));
+        }
+        if !m.dir.is_absolute() {
+            return Err(bad(
+                "member.dir",
+                format!("{} must be an absolute path", m.dir.display()),
+            ));
+        }
+        if m.host.parse::<std::net::IpAddr>().is_err() {
+            return Err(bad(
+                "member.host",
+                format!("{:?} is not an IP address", m.host),
+            ));
+        }
+        if m.port == 0 {
+            return Err(bad("member.port", "must be a port number".into()));
+        }
+        if m.api.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("member.api", format!("{:?} is not host:port", m.api)));
+        }
+        for (key, addr) in [
+            ("proxy.rw_listen", &self.proxy.rw_listen),
+            ("proxy.ro_listen", &self.proxy.ro_listen),
+        ] {
+            if let Some(a) = addr {
+                if a.parse::<std::net::SocketAddr>().is_err() {
+                    return Err(bad(key, format!("{a:?} is not host:port")));
+                }
+            }
+        }
+        self.postgresql.validate(file)?;
+        self.initial_dynamic()
+            .map_err(|reason| bad("dynamic", reason))?;
+        Ok(())
+    }
+
+    /// The dynamic settings for a new cluster: defaults overridden by `[dynamic]`.
+    pub fn initial_dynamic(&self) -> Result<pgha_core::ClusterConfig, String> {
+        let texts: Vec<(String, String)> = self
+            .dynamic
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        crate::dynamic::set_keys(
+            &pgha_core::ClusterConfig::default(),
+            texts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    /// Hosts allowed to replicate in pg_hba.conf.
+    pub fn replication_hosts(&self) -> Vec<String> {
+        if self.replication_from.is_empty() {
+            vec![self.member.host.clone()]
+        } else {
+            self.replication_from.clone()
+        }
+    }
+
+    pub fn etcd_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.etcd.timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[cluster]
+name = "prod"
+[etcd]
+endpoints = ["http://127.0.0.1:2379"]
+[member]
+name = "node1"
+dir = "/var/lib/pgha/node1"
+host = "127.0.0.1"
+port = 5432
+api = "127.0.0.1:8008"
+[secrets]
+file = "/etc/pgha/secrets.toml"
+[dynamic]
+ttl_ms = 3000
+safety_margin_ms = 1000
+loop_wait_ms = 500
+"#;
+
+    fn load(text: &str) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, text).unwrap();
+        NodeConfig::load(&file)
+    }
+
+    #[test]
+    fn loads_and_names_bad_keys() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.initial_dynamic().unwrap().ttl_ms, 3000);
+        assert_eq!(c.replication_hosts(), ["127.0.0.1"]);
+        let err = load(&GOOD.replace("port = 5432", "port = \"x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node.toml") && err.contains("port"), "{err}");
+        let err = load(&GOOD.replace("ttl_ms = 3000", "ttl_ms = 10"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ttl_ms"), "{err}");
+        let err = load(&GOOD.replace("name = \"node1\"", "name = \"Node 1\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("member.name"), "{err}");
+    }
+}
