@@ -86,6 +86,7 @@ pub struct Agent {
     /// `synchronous_commit` last rendered into the configuration.
     commit_level: Option<String>,
     last_reason: String,
+    last_kind: Option<std::mem::Discriminant<pgha_core::Reason>>,
     view: Option<ClusterView>,
     report: watch::Sender<AgentReport>,
     /// Set when a job failed: the next step waits until then.
@@ -126,6 +127,7 @@ impl Agent {
             sync_applied: SyncApplied::default(),
             commit_level: None,
             last_reason: String::new(),
+            last_kind: None,
             view: None,
             report: report_tx,
             hold_until: None,
@@ -297,12 +299,17 @@ impl Agent {
         };
         let decision = self.member.step(&obs);
         let reason = decision.reason.to_string();
-        if reason != self.last_reason {
+        // One line per decision (I6), not one per step: a reason that only counts time
+        // (a job running for N ms) is logged when its kind changes.
+        let kind = std::mem::discriminant(&decision.reason);
+        let counting = matches!(decision.reason, pgha_core::Reason::JobRunning { .. });
+        if reason != self.last_reason && !(counting && self.last_kind == Some(kind)) {
             tracing::info!("{}: {reason}", self.spec.name);
-            self.last_reason = reason.clone();
         } else {
             tracing::debug!("{}: {reason}", self.spec.name);
         }
+        self.last_reason = reason.clone();
+        self.last_kind = Some(kind);
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| format!("{k:?}"));
         self.report.send_if_modified(|r| {

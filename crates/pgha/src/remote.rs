@@ -25,7 +25,7 @@ pub async fn status(file: &Path) -> anyhow::Result<ClusterStatus> {
                 name: name.to_string(),
                 host: addr.host,
                 port: addr.port,
-                running: None,
+                running: Some(record.running),
                 stopped_role: Some(if record.in_recovery {
                     "standby"
                 } else {
