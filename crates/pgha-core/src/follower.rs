@@ -171,6 +171,13 @@ impl Member {
                 for_ms: now.since(job_since),
             };
         }
+        if let Some(until) = obs.failsafe_promised_until.filter(|u| *u > now) {
+            // We confirmed the old leader while the store was down: keep that promise.
+            plan.wake_by(until);
+            return Reason::FailsafePromise {
+                remaining_ms: until.since(now),
+            };
+        }
         if local.data == DataDir::Missing {
             if view.initialize.is_some() {
                 return Reason::WaitingForLeaderToClone;

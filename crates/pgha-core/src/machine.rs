@@ -210,6 +210,16 @@ impl Member {
                     self.promotion = None;
                 }
                 Outcome::LeaderUnknown => {}
+                Outcome::FailsafeConfirmed { requested_at } => {
+                    // Nobody can take the lease before requested_at + ttl: trust it like a
+                    // renewal sent at that instant.
+                    if let Some(lease) =
+                        self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
+                    {
+                        lease.renewed_at = *requested_at;
+                        lease.trusted_until = requested_at.plus(trust);
+                    }
+                }
                 Outcome::Job { kind, result } => self.job_done(*kind, result),
             }
         }

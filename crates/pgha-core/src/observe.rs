@@ -22,6 +22,9 @@ pub struct Observation {
     /// The leader's timeline history (switch points), when the agent could fetch it.
     /// Without it the core falls back to the promotions recorded in the cluster history.
     pub leader_timelines: Option<Vec<TimelineSwitch>>,
+    /// Failsafe (store down everywhere): this member confirmed the leader over its REST API
+    /// and promised not to take the lease before this instant (own clock).
+    pub failsafe_promised_until: Option<Millis>,
 }
 
 /// The store as this member sees it now.
@@ -165,6 +168,10 @@ pub enum Outcome {
     LeaderRefused,
     /// The store did not answer (timeout, unreachable): nothing is known.
     LeaderUnknown,
+    /// Failsafe: with the store unreachable, every other member known from the last view
+    /// confirmed this leader over its REST API (each promising not to take the lease for a
+    /// ttl); `requested_at` is when the confirmations were asked for (own clock).
+    FailsafeConfirmed { requested_at: Millis },
     /// A job finished: `Ok` or the error text.
     Job {
         kind: JobKind,

@@ -30,6 +30,7 @@ pub enum Reason {
     RestartingPrimary { down_ms: u64 },
     PrimaryNotRestartable { down_ms: u64 },
     SyncPrimaryDownHandingOver,
+    FailsafePromise { remaining_ms: u64 },
     Promoting { kind: EventKind },
     Promoted { kind: EventKind },
     PromoteFailed { error: String },
@@ -87,6 +88,10 @@ impl fmt::Display for Reason {
             RestartingPrimary { down_ms } => {
                 write!(f, "primary PostgreSQL down for {down_ms} ms: restarting it")
             }
+            FailsafePromise { remaining_ms } => write!(
+                f,
+                "no leader, but we confirmed the old one while the store was down: not taking the lease for {remaining_ms} ms"
+            ),
             SyncPrimaryDownHandingOver => write!(
                 f,
                 "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \

@@ -142,6 +142,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         cluster,
         outcomes,
         leader_timelines: None,
+        failsafe_promised_until: None,
     }
 }
 

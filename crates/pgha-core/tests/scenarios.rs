@@ -111,6 +111,7 @@ fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observa
         cluster: StoreView::Up(Box::new(view.0.clone())),
         outcomes,
         leader_timelines: None,
+        failsafe_promised_until: None,
     }
 }
 
@@ -123,6 +124,7 @@ fn store_down(now: u64, local: LocalPg) -> Observation {
         },
         outcomes: vec![],
         leader_timelines: None,
+        failsafe_promised_until: None,
     }
 }
 
@@ -222,6 +224,41 @@ fn the_most_advanced_standby_acquires_and_the_other_defers() {
     let d3 = member("n3").step(&obs(0, b, &view, vec![]));
     assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
     assert!(!has(&d3, |a| matches!(a, Action::AcquireLeader { .. })));
+}
+
+#[test]
+fn failsafe_confirmation_keeps_the_leader_while_the_store_is_down() {
+    let (mut n1, _view) = established_leader();
+    // Trusted until 7500 from the acquisition at 0; everyone confirmed it at 6000.
+    let confirmed = Outcome::FailsafeConfirmed {
+        requested_at: Millis(6000),
+    };
+    let mut down = store_down(6100, primary(1, 1200));
+    down.outcomes = vec![confirmed];
+    let d = n1.step(&down);
+    assert_eq!(
+        d.reason,
+        Reason::StoreDownLeaseTrusted { remaining_ms: 7400 }
+    );
+    // Past the original deadline, still trusted thanks to the confirmation.
+    let d = n1.step(&store_down(9000, primary(1, 1300)));
+    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    assert!(n1.holds_lease(Millis(9000)));
+    // Without a further confirmation it demotes at 6000 + ttl - margin.
+    let d = n1.step(&store_down(13_500, primary(1, 1400)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+}
+
+#[test]
+fn a_member_that_confirmed_the_old_leader_does_not_take_the_lease() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None);
+    let mut o = obs(1000, a.clone(), &view, vec![]);
+    o.failsafe_promised_until = Some(Millis(4000));
+    let d = member("n2").step(&o);
+    assert_eq!(d.reason, Reason::FailsafePromise { remaining_ms: 3000 });
+    assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(d.wake_at <= Millis(4000));
 }
 
 #[test]

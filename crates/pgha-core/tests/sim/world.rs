@@ -510,6 +510,7 @@ impl World {
             cluster,
             outcomes: n.outcomes.clone(),
             leader_timelines: None,
+            failsafe_promised_until: None,
         }
     }
 
