@@ -6,13 +6,14 @@
 # primary, re-resolved with `pgha url --primary` after every failure), reconnecting after a
 # failure. Window = from the start of the first write attempt that failed (or stalled more than
 # STALL_MS) after the event, to the end of the next successful write.
-# Usage: bench/failover.sh [RUNS]     (default 5; env: DIRECT=1, STALL_MS=200, PORT=base port)
+# Usage: bench/failover.sh [RUNS]     (default 5; env: DIRECT=1, STALL_MS=200, PORT=base port,
+#        NO_BUILD=1 to use the existing target/release binaries)
 # Targets (issue 5): stop <= 2 s, switchover <= 1 s, kill -9 <= 2 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
 stall_ms="${STALL_MS:-200}"
-cargo build --release -q -p pgha --example write_probe --bin pgha
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --example write_probe --bin pgha
 bin="$PWD/target/release/pgha"
 probe_bin="$PWD/target/release/examples/write_probe"
 work="$(mktemp -d /tmp/pgha-bench-failover.XXXXXX)"
