@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::failsafe::Failsafe;
 use crate::jobs::{run_job, JobContext};
 use crate::local::LocalProbe;
 use crate::spec::{postgres_address, Dynamic, NodeSpec};
@@ -56,6 +57,8 @@ pub struct AgentHandle {
     stop: watch::Sender<Option<Shutdown>>,
     join: JoinHandle<()>,
     pub report: watch::Receiver<AgentReport>,
+    /// Shared with the REST API's POST /failsafe handler (distributed mode).
+    pub failsafe: Failsafe,
 }
 
 impl AgentHandle {
@@ -91,6 +94,9 @@ pub struct Agent {
     report: watch::Sender<AgentReport>,
     /// Set when a job failed: the next step waits until then.
     hold_until: Option<Millis>,
+    failsafe: Failsafe,
+    /// A failsafe round is asking the other members now.
+    failsafe_asking: bool,
 }
 
 impl Agent {
@@ -131,18 +137,73 @@ impl Agent {
             view: None,
             report: report_tx,
             hold_until: None,
+            failsafe: Failsafe::default(),
+            failsafe_asking: false,
         };
+        let failsafe = agent.failsafe.clone();
         let join = tokio::spawn(agent.run(stop_rx));
         AgentHandle {
             name,
             stop: stop_tx,
             join,
             report: report_rx,
+            failsafe,
         }
     }
 
     fn now(&self) -> Millis {
         Millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    /// An instant on this agent's clock as the core's milliseconds.
+    fn millis_at(&self, at: std::time::Instant) -> Millis {
+        Millis(
+            Instant::from_std(at)
+                .saturating_duration_since(self.origin)
+                .as_millis() as u64,
+        )
+    }
+
+    /// Starts a failsafe round (if none runs): every other member of the last view is asked to
+    /// confirm this leader; the answer comes back as an outcome when all confirmed.
+    fn ask_failsafe(&mut self) {
+        if self.failsafe_asking {
+            return;
+        }
+        let me = self.spec.name.clone();
+        let apis: BTreeMap<String, String> = self
+            .view
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .filter(|(n, _)| **n != me)
+            .filter_map(|(n, r)| {
+                Some((
+                    n.to_string(),
+                    r.addresses.get(crate::spec::API_ADDRESS)?.clone(),
+                ))
+            })
+            .collect();
+        let known = self
+            .view
+            .as_ref()
+            .map_or(0, |v| v.members.keys().filter(|n| **n != me).count());
+        if apis.len() < known {
+            return; // a member without a REST API cannot confirm: no failsafe
+        }
+        self.failsafe_asking = true;
+        let requested_at = self.now();
+        let tx = self.job_tx.clone();
+        tokio::spawn(async move {
+            let confirmed = crate::failsafe::ask_all(me.as_str(), apis).await;
+            if confirmed {
+                tracing::info!(
+                    "{me}: store unreachable, every member confirmed this leader (failsafe)"
+                );
+            }
+            let _ = tx.send(Outcome::FailsafeConfirmed {
+                requested_at: if confirmed { requested_at } else { Millis(0) },
+            });
+        });
     }
 
     /// A primary that crashed (state "in production" while stopped) finishes crash recovery
@@ -217,6 +278,13 @@ impl Agent {
     }
 
     fn job_done(&mut self, outcome: Outcome) {
+        if let Outcome::FailsafeConfirmed { requested_at } = outcome {
+            self.failsafe_asking = false;
+            if requested_at.0 > 0 {
+                self.outcomes.push(outcome);
+            }
+            return;
+        }
         if let Outcome::Job { kind, result } = &outcome {
             match result {
                 Ok(()) => tracing::info!("{}: {kind:?} done", self.spec.name),
@@ -265,6 +333,12 @@ impl Agent {
             StoreView::Up(v) => Some(v.as_ref()),
             StoreView::Down { .. } => None,
         };
+        self.failsafe.observe(
+            view.is_none(),
+            view.and_then(|v| v.leader.as_ref())
+                .map(|l| l.holder.to_string()),
+            Duration::from_millis(view.map_or(10_000, |v| v.config.ttl_ms)),
+        );
         let local = self
             .probe
             .observe(&self.spec, view, self.upstream.as_ref(), &self.sync_applied)
@@ -296,8 +370,13 @@ impl Agent {
             cluster,
             outcomes: std::mem::take(&mut self.outcomes),
             leader_timelines: None,
+            failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
         };
+        let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
+        if store_down && self.member.holds_lease(obs.now) {
+            self.ask_failsafe();
+        }
         let reason = decision.reason.to_string();
         // One line per decision (I6), not one per step: a reason that only counts time
         // (a job running for N ms) is logged when its kind changes.

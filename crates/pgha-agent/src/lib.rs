@@ -3,6 +3,7 @@
 //! timeout on every external call; long actions run as tasks whose outcome feeds the next step.
 
 pub mod agent;
+pub mod failsafe;
 pub mod jobs;
 pub mod local;
 pub mod spec;

@@ -26,6 +26,8 @@ pub struct AgentApi {
     pub report: watch::Receiver<AgentReport>,
     /// Bearer token for the mutating endpoints; without one they are refused.
     pub token: Option<String>,
+    /// The agent's failsafe state (POST /failsafe confirms a leader while the store is down).
+    pub failsafe: pgha_agent::failsafe::Failsafe,
 }
 
 pub fn router(state: AgentApi) -> Router {
@@ -40,6 +42,7 @@ pub fn router(state: AgentApi) -> Router {
         .route("/pause", post(pause))
         .route("/resume", post(resume))
         .route("/config", get(show_config).post(set_config))
+        .route(pgha_agent::failsafe::FAILSAFE_PATH, post(failsafe))
         .with_state(state)
 }
 
@@ -194,6 +197,24 @@ async fn metrics(State(api): State<AgentApi>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// A leader whose store is down asks for confirmation; given only when this member cannot
+/// reach the store either (then it promises not to take the lease for a ttl).
+async fn failsafe(
+    State(api): State<AgentApi>,
+    Json(body): Json<pgha_agent::failsafe::FailsafeRequest>,
+) -> Response {
+    match api.failsafe.confirm(&body) {
+        Ok(()) => {
+            Json(json!({ "confirmed": body.leader, "member": api.spec.name })).into_response()
+        }
+        Err(why) => (
+            StatusCode::CONFLICT,
+            Json(json!({ "error": why.to_string() })),
+        )
+            .into_response(),
+    }
 }
 
 /// Checks the bearer token of a mutating request.

@@ -160,6 +160,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         store: dyn_store,
         report: handle.report.clone(),
         token: node.secrets.api_token.clone(),
+        failsafe: handle.failsafe.clone(),
     };
     let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn({
