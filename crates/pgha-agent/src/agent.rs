@@ -95,6 +95,8 @@ pub struct Agent {
     /// Set when a job failed: the next step waits until then.
     hold_until: Option<Millis>,
     failsafe: Failsafe,
+    /// The leader's timeline history last fetched: (leader, its timeline, switches).
+    timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
     /// A failsafe round is asking the other members now.
     failsafe_asking: bool,
 }
@@ -138,6 +140,7 @@ impl Agent {
             report: report_tx,
             hold_until: None,
             failsafe: Failsafe::default(),
+            timelines_cache: None,
             failsafe_asking: false,
         };
         let failsafe = agent.failsafe.clone();
@@ -153,6 +156,33 @@ impl Agent {
 
     fn now(&self) -> Millis {
         Millis(self.origin.elapsed().as_millis() as u64)
+    }
+
+    /// The leader's timeline history, when this member is on an older timeline and not
+    /// streaming (it has a rejoin to plan); cached per leader and timeline.
+    async fn leader_timelines(
+        &mut self,
+        local: &pgha_core::LocalPg,
+    ) -> Option<Vec<pgha_core::rejoin::TimelineSwitch>> {
+        let view = self.view.as_ref()?;
+        let leader = view.leader.as_ref()?.holder.clone();
+        if leader == self.spec.name || local.streaming {
+            return None;
+        }
+        let record = view.members.get(&leader)?;
+        let timeline = record.timeline.0;
+        if timeline <= local.timeline.0 {
+            return None;
+        }
+        if let Some((l, t, history)) = &self.timelines_cache {
+            if *l == leader && *t == timeline {
+                return Some(history.clone());
+            }
+        }
+        let address = postgres_address(record)?;
+        let history = crate::timelines::fetch(&self.spec, &address, timeline).await?;
+        self.timelines_cache = Some((leader, timeline, history.clone()));
+        Some(history)
     }
 
     /// An instant on this agent's clock as the core's milliseconds.
@@ -364,12 +394,13 @@ impl Agent {
                 }
             }
         }
+        let leader_timelines = self.leader_timelines(&local).await;
         let obs = Observation {
             now: self.now(),
             local,
             cluster,
             outcomes: std::mem::take(&mut self.outcomes),
-            leader_timelines: None,
+            leader_timelines,
             failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
         };
         let store_down = matches!(obs.cluster, StoreView::Down { .. });

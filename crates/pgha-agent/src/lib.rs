@@ -7,6 +7,7 @@ pub mod failsafe;
 pub mod jobs;
 pub mod local;
 pub mod spec;
+pub mod timelines;
 pub mod view;
 
 pub use agent::{Agent, AgentHandle, AgentReport};

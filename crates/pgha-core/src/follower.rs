@@ -8,7 +8,7 @@ use crate::machine::{Member, Plan, Promotion};
 use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
 use crate::reason::Reason;
 use crate::rejoin::{self, RejoinPlan};
-use crate::switchover::{self, RequestKind};
+use crate::switchover::{self, RequestKind, SwitchoverRequest};
 use crate::types::{Lsn, MemberName};
 
 impl Member {
@@ -100,7 +100,10 @@ impl Member {
         if streaming_ok {
             let since = *self.not_streaming_since.get_or_insert(now);
             let for_ms = now.since(since);
-            if for_ms <= self.config.stream_timeout_ms {
+            // Only a healthy leader refusing our stream means divergence; a leader that is
+            // merely down (restarting) must not make its standbys rewind or re-clone.
+            let leader_healthy = leader_record.running && !leader_record.in_recovery;
+            if for_ms <= self.config.stream_timeout_ms || !leader_healthy {
                 return Reason::NotStreaming {
                     leader: leader_name,
                     for_ms,
@@ -271,7 +274,13 @@ impl Member {
                 target: Some(target.clone()),
             }),
             (Some(_), RequestKind::Failover { .. }) => {
-                if let Err(refusal) = switchover::check(view, Lsn(0), request) {
+                // The named leader may already have let go (a healthy leader demotes first):
+                // check the target against the cluster as it is now.
+                let now_request = SwitchoverRequest {
+                    from: None,
+                    ..request.clone()
+                };
+                if let Err(refusal) = switchover::check(view, Lsn(0), &now_request) {
                     return Some(Reason::SwitchoverRefused(refusal));
                 }
                 let from = self.last_leader.clone();

@@ -416,6 +416,54 @@ fn a_former_primary_behind_the_switch_point_just_follows() {
 }
 
 #[test]
+fn a_standby_does_not_rewind_from_a_leader_that_is_merely_down() {
+    let mut n2 = member("n2");
+    let mut leader = record(&primary(1, 9000), Some("n1"));
+    leader.running = false;
+    let view = View::new().leader("n1", 5).with("n1", leader);
+    let not_streaming = LocalPg {
+        streaming: false,
+        ..standby(1, 9000, Some("n1"))
+    };
+    n2.step(&obs(0, not_streaming.clone(), &view, vec![]));
+    let d = n2.step(&obs(120_000, not_streaming, &view, vec![]));
+    assert!(
+        matches!(d.reason, Reason::NotStreaming { .. }),
+        "{:?}",
+        d.reason
+    );
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
+    )));
+}
+
+#[test]
+fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
+    let demoted = standby(1, 5000, None);
+    let target = standby(1, 5000, None);
+    let mut view = leaderless(&demoted, &target, None);
+    // n2 here plays the demoted former leader "n1"'s role under the name n2; n3 is the target.
+    view.0.switchover = Some(PendingSwitchover {
+        request: SwitchoverRequest {
+            from: Some(name("n2")),
+            to: Some(name("n3")),
+            kind: RequestKind::Failover {
+                force: false,
+                allow_data_loss: false,
+            },
+        },
+        revision: 9,
+    });
+    let d = member("n3").step(&obs(0, target, &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{:?}",
+        d.reason
+    );
+}
+
+#[test]
 fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     let (mut n1, _) = established_leader();
     let n2_pg = standby(1, 1000, Some("n1"));
