@@ -95,6 +95,8 @@ pub struct Agent {
     /// Set when a job failed: the next step waits until then.
     hold_until: Option<Millis>,
     failsafe: Failsafe,
+    /// The fencing watchdog's lease deadline.
+    fence: watch::Sender<Option<Instant>>,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
     /// A failsafe round is asking the other members now.
@@ -121,8 +123,10 @@ impl Agent {
             ..Default::default()
         });
         let (stop_tx, stop_rx) = watch::channel(None);
+        let spec = Arc::new(spec);
+        let fence = crate::fence::spawn(spec.clone());
         let agent = Agent {
-            spec: Arc::new(spec),
+            spec,
             store,
             member: Member::new(settings),
             origin: Instant::now(),
@@ -140,6 +144,7 @@ impl Agent {
             report: report_tx,
             hold_until: None,
             failsafe: Failsafe::default(),
+            fence,
             timelines_cache: None,
             failsafe_asking: false,
         };
@@ -405,6 +410,16 @@ impl Agent {
         };
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
+        // The watchdog fences at the lease deadline unless a later step moves it.
+        let deadline = self
+            .member
+            .lease_deadline()
+            .map(|d| self.origin + Duration::from_millis(d.0));
+        self.fence.send_if_modified(|current| {
+            let changed = *current != deadline;
+            *current = deadline;
+            changed
+        });
         if store_down && self.member.holds_lease(obs.now) {
             self.ask_failsafe();
         }

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod failsafe;
+pub mod fence;
 pub mod jobs;
 pub mod local;
 pub mod spec;
