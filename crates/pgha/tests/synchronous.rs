@@ -1,0 +1,687 @@
+//! End-to-end synchronous replication (issue 4) against real PostgreSQL: `on` moves the
+//! synchronous role and degrades instead of blocking, `strict` waits and says why,
+//! `remote_apply` makes a commit visible on the sync standby at once, the mode changes live,
+//! and no acknowledged write is lost when the primary is killed (I4).
+//!
+//! Each test runs its own 3-member `pgha up` on free ports, one at a time. The durability loop
+//! runs `PGHA_DURABILITY_ROUNDS` kills per mode (default 5; the issue's figure is 20).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// One cluster at a time in this file.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const CONVERGE: Duration = Duration::from_secs(30);
+/// A write that takes longer than this "blocked".
+const BLOCKED: Duration = Duration::from_secs(2);
+
+struct Cluster {
+    up: UpProcess,
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A 3-member cluster started with `extra` arguments, every standby streaming.
+    fn start(extra: &[&str]) -> Self {
+        let tmp = test_dir();
+        let mut up = UpProcess::spawn(&tmp.path().join("ha"), 3, free_base_port(3), extra);
+        up.wait_streaming(Duration::from_secs(90));
+        Cluster { up, _tmp: tmp }
+    }
+
+    fn dir(&self) -> &str {
+        self.up.dir.to_str().unwrap()
+    }
+
+    fn run(&self, cmd: &str, args: &[&str]) -> Output {
+        let mut all = vec![cmd, "--dir", self.dir()];
+        all.extend(args);
+        pgha(&all)
+    }
+
+    fn ok(&self, cmd: &str, args: &[&str]) -> String {
+        let out = self.run(cmd, args);
+        if !out.status.success() {
+            self.fail(&format!("pgha {cmd} {args:?} failed: {}", stderr_of(&out)));
+        }
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    fn history(&self) -> Vec<Value> {
+        serde_json::from_str::<Value>(&self.ok("history", &["--json"]))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn member_url(&self, name: &str) -> String {
+        self.up.url(Some(name))
+    }
+
+    fn fail(&self, what: &str) -> ! {
+        let mut pg_logs = String::new();
+        for k in 1..=self.up.members {
+            let file = self.up.dir.join(format!("n{k}")).join("postgresql.log");
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
+            pg_logs.push_str(&format!("--- n{k} postgresql.log (tail) ---\n{tail}\n"));
+        }
+        let log = self.up.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let log_tail = lines[lines.len().saturating_sub(300)..].join("\n");
+        panic!(
+            "{what}\nstatus: {:#?}\nhistory: {}\nlog (tail):\n{log_tail}\n{pg_logs}",
+            self.up.status(),
+            String::from_utf8_lossy(&self.run("history", &[]).stdout),
+        )
+    }
+
+    fn wait_status<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.up.status().as_ref().and_then(&mut check) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `states` is exactly the standbys' sync_state in `pgha status`.
+    fn wait_sync_states(&self, states: &[(&str, &str)], timeout: Duration) -> Duration {
+        let t0 = Instant::now();
+        let want: BTreeMap<String, String> = states
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_string()))
+            .collect();
+        self.wait_status(&format!("sync states {want:?}"), timeout, |s| {
+            (sync_states(s) == want).then_some(())
+        });
+        t0.elapsed()
+    }
+
+    /// The one member whose sync_state is `sync`, once there is exactly one and the published
+    /// set holds every streaming standby.
+    fn wait_settled_sync(&self, timeout: Duration) -> String {
+        self.wait_status("a settled synchronous standby", timeout, |s| {
+            let states = sync_states(s);
+            let sync: Vec<&String> = states
+                .iter()
+                .filter(|(_, v)| *v == "sync")
+                .map(|(k, _)| k)
+                .collect();
+            let streaming = members(s)
+                .iter()
+                .filter(|m| m["state"] == "streaming")
+                .count();
+            let set = s["synchronous"]["set"].as_array().map_or(0, |a| a.len());
+            (primary_of(s).is_some() && sync.len() == 1 && streaming == 2 && set == 2)
+                .then(|| sync[0].clone())
+        })
+    }
+
+    async fn create_table(&self) {
+        let client = connect(&self.up.url(None)).await;
+        client
+            .batch_execute("CREATE TABLE t(id bigint PRIMARY KEY)")
+            .await
+            .unwrap();
+    }
+}
+
+fn members(status: &Value) -> Vec<Value> {
+    status["members"].as_array().cloned().unwrap_or_default()
+}
+
+/// The leader, if it runs as a primary.
+fn primary_of(status: &Value) -> Option<String> {
+    let leader = status["leader"].as_str()?;
+    members(status)
+        .iter()
+        .any(|m| m["name"] == leader && m["role"] == "primary" && m["state"] == "running")
+        .then(|| leader.to_string())
+}
+
+/// Standby name → sync_state, for the standbys that report one.
+fn sync_states(status: &Value) -> BTreeMap<String, String> {
+    members(status)
+        .iter()
+        .filter_map(|m| {
+            Some((
+                m["name"].as_str()?.to_string(),
+                m["sync_state"].as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+async fn try_connect(url: &str, timeout: Duration) -> Option<tokio_postgres::Client> {
+    let (client, conn) =
+        tokio::time::timeout(timeout, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .ok()?
+            .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
+
+fn postmaster_pid(dir: &std::path::Path, member: &str) -> Option<i32> {
+    std::fs::read_to_string(dir.join(member).join("data").join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+async fn postmaster_start(url: &str) -> String {
+    connect(url)
+        .await
+        .query_one("SELECT pg_postmaster_start_time()::text", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Inserts rows through the read-write entry point as fast as it can, timing each commit;
+/// never retries an id whose outcome is unknown.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    slowest: Arc<Mutex<Duration>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(url: String, first_id: i64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let slowest = Arc::new(Mutex::new(Duration::ZERO));
+        let (stop2, acked2, slowest2) = (stop.clone(), acked.clone(), slowest.clone());
+        let handle = tokio::spawn(async move {
+            let mut id = first_id;
+            let mut client: Option<tokio_postgres::Client> = None;
+            while !stop2.load(Ordering::SeqCst) {
+                if client.is_none() {
+                    client = try_connect(&url, Duration::from_secs(10)).await;
+                    if client.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                }
+                let c = client.as_ref().unwrap();
+                let t0 = Instant::now();
+                let r = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    c.execute("INSERT INTO t(id) VALUES ($1)", &[&id]),
+                )
+                .await;
+                let took = t0.elapsed();
+                match r {
+                    Ok(Ok(_)) => {
+                        acked2.lock().unwrap().push(id);
+                        let mut s = slowest2.lock().unwrap();
+                        *s = (*s).max(took);
+                    }
+                    _ => client = None,
+                }
+                id += 1;
+            }
+        });
+        Writer {
+            stop,
+            acked,
+            slowest,
+            handle: Some(handle),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn slowest(&self) -> Duration {
+        *self.slowest.lock().unwrap()
+    }
+
+    /// Waits until `n` more writes than now were acknowledged.
+    async fn wait_more(&self, n: usize, timeout: Duration) {
+        let target = self.count() + n;
+        let deadline = Instant::now() + timeout;
+        while self.count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "writer: {} acknowledged, wanted {target} within {timeout:?}",
+                self.count()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(mut self) -> Vec<i64> {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(70), h).await;
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Acceptance 1: `on`, count 1 — n2 sync, n3 potential; n2 stops → n3 sync within seconds and
+/// no write blocks; n2 back → the original priority again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_moves_sync_role_without_blocking_writes() {
+    let _serial = serial();
+    let c = Cluster::start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
+    c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
+    c.create_table().await;
+    let writer = Writer::start(c.up.url(None), 1);
+    writer.wait_more(50, Duration::from_secs(10)).await;
+
+    c.ok("stop", &["n2"]);
+    let moved = c.wait_sync_states(&[("n3", "sync")], Duration::from_secs(10));
+    writer.wait_more(100, Duration::from_secs(10)).await;
+    let slowest = writer.slowest();
+    assert!(
+        slowest < BLOCKED,
+        "a write took {slowest:?} while the sync role moved"
+    );
+    let set = c.up.status().unwrap()["synchronous"]["set"].clone();
+    assert_eq!(set, serde_json::json!(["n3"]));
+
+    c.ok("start", &["n2"]);
+    let back = c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
+    writer.wait_more(50, Duration::from_secs(10)).await;
+    let slowest = writer.slowest();
+    let acked = writer.finish().await;
+    assert!(slowest < BLOCKED, "a write took {slowest:?}");
+    // PostgreSQL agrees with `pgha status`.
+    let primary = connect(&c.member_url("n1")).await;
+    let rows = primary
+        .query(
+            "SELECT application_name::text, sync_state::text FROM pg_stat_replication ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pg: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        pg,
+        vec![
+            ("n2".to_string(), "sync".to_string()),
+            ("n3".to_string(), "potential".to_string())
+        ]
+    );
+    eprintln!(
+        "sync moved to n3 in {moved:?}, back to n2 in {back:?}; {} writes, slowest {slowest:?}",
+        acked.len()
+    );
+}
+
+/// Acceptance 2: `strict` with both standbys stopped: a commit waits and `pgha status` says so;
+/// a standby started → the commit returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_commit_waits_for_a_standby() {
+    let _serial = serial();
+    let c = Cluster::start(&["--synchronous-mode", "strict"]);
+    c.wait_settled_sync(CONVERGE);
+    c.create_table().await;
+    c.ok("stop", &["n2"]);
+    c.ok("stop", &["n3"]);
+    c.wait_status("n2 and n3 stopped", CONVERGE, |s| {
+        members(s)
+            .iter()
+            .filter(|m| m["state"] == "stopped")
+            .count()
+            .eq(&2)
+            .then_some(())
+    });
+
+    let url = c.up.url(None);
+    let writer = tokio::spawn(async move {
+        let client = connect(&url).await;
+        let t0 = Instant::now();
+        client
+            .execute("INSERT INTO t(id) VALUES (1)", &[])
+            .await
+            .map(|_| t0.elapsed())
+    });
+    // The commit sits in PostgreSQL's synchronous-replication wait...
+    let primary = connect(&c.member_url("n1")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = primary
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(!writer.is_finished(), "the commit returned in strict mode");
+        if Instant::now() > deadline {
+            c.fail("no commit waits in SyncRep");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // ...and `pgha status` says so, naming the standby it waits for.
+    let warning = c.wait_status("a strict-mode warning", Duration::from_secs(10), |s| {
+        s["synchronous"]["warning"].as_str().map(str::to_string)
+    });
+    assert!(warning.contains("wait"), "{warning}");
+    assert!(
+        warning.contains("n2") || warning.contains("n3"),
+        "the warning names no missing standby: {warning}"
+    );
+    assert!(!writer.is_finished(), "the commit returned in strict mode");
+    let table = c.ok("status", &[]);
+    assert!(table.contains(&warning), "{table}");
+
+    c.ok("start", &["n2"]);
+    let t0 = Instant::now();
+    let took = tokio::time::timeout(CONVERGE, writer)
+        .await
+        .unwrap_or_else(|_| c.fail("the commit still waits after n2 started"))
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "commit waited {took:?} in total, returned {:?} after `pgha start n2`",
+        t0.elapsed()
+    );
+    let n2 = connect(&c.member_url("n2")).await;
+    let rows: i64 = n2
+        .query_one("SELECT count(*) FROM t WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the released commit is not on n2");
+    c.wait_status("no warning", CONVERGE, |s| {
+        s["synchronous"]["warning"].is_null().then_some(())
+    });
+}
+
+/// Acceptance 3: `on` with every standby stopped degrades: writes continue, status and history
+/// say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_degrades_when_every_standby_stops() {
+    let _serial = serial();
+    let c = Cluster::start(&["--synchronous-mode", "on"]);
+    c.wait_settled_sync(CONVERGE);
+    c.create_table().await;
+    let writer = Writer::start(c.up.url(None), 1);
+    writer.wait_more(20, Duration::from_secs(10)).await;
+    c.ok("stop", &["n2"]);
+    c.ok("stop", &["n3"]);
+    let warning = c.wait_status("degraded", CONVERGE, |s| {
+        let sync = &s["synchronous"];
+        (sync["set"] == serde_json::json!([]))
+            .then(|| sync["warning"].as_str().map(str::to_string))
+            .flatten()
+    });
+    assert!(warning.contains("degraded"), "{warning}");
+    writer.wait_more(100, Duration::from_secs(10)).await;
+    let slowest = writer.slowest();
+    writer.finish().await;
+    assert!(slowest < BLOCKED, "a write took {slowest:?}");
+    let primary = connect(&c.member_url("n1")).await;
+    let names: String = primary
+        .query_one("SHOW synchronous_standby_names", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(names, "", "still synchronous");
+    let history = c.history();
+    let last = history
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "sync_changed")
+        .unwrap_or_else(|| c.fail("no sync_changed event"));
+    let reason = last["reason"].as_str().unwrap();
+    assert!(reason.ends_with("[]"), "last sync_changed: {last}");
+
+    // Back to synchronous once a standby returns.
+    c.ok("start", &["n3"]);
+    c.wait_status("n3 sync again", CONVERGE, |s| {
+        (sync_states(s).get("n3").map(String::as_str) == Some("sync")
+            && s["synchronous"]["warning"].is_null())
+        .then_some(())
+    });
+}
+
+/// Acceptance 5: with `remote_apply`, a row acknowledged by the primary is visible on the sync
+/// standby immediately (queried right after the commit, no retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
+    let _serial = serial();
+    let c = Cluster::start(&[
+        "--synchronous-mode",
+        "on",
+        "--synchronous-commit",
+        "remote_apply",
+    ]);
+    let sync = c.wait_settled_sync(CONVERGE);
+    c.create_table().await;
+    let primary = connect(&c.up.url(None)).await;
+    let level: String = primary
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(level, "remote_apply");
+    let standby = connect(&c.member_url(&sync)).await;
+    for id in 1..=200i64 {
+        primary
+            .execute("INSERT INTO t(id) VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+        let seen: i64 = standby
+            .query_one("SELECT count(*) FROM t WHERE id = $1", &[&id])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(seen, 1, "row {id} not yet visible on the sync standby {sync}");
+    }
+}
+
+/// `pgha config set` changes the mode live (no restart), and bad values name the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_changes_mode_live_and_names_bad_keys() {
+    let _serial = serial();
+    let c = Cluster::start(&[]);
+    let status = c.up.status().unwrap();
+    assert_eq!(status["synchronous"]["mode"], "off");
+    assert!(sync_states(&status).values().all(|s| s == "async"), "{status:#?}");
+    let mut started = BTreeMap::new();
+    for n in ["n1", "n2", "n3"] {
+        started.insert(n, postmaster_start(&c.member_url(n)).await);
+    }
+
+    c.ok("config", &["set", "synchronous_mode=on"]);
+    let t0 = Instant::now();
+    c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
+    eprintln!("off → on: n2 sync after {:?}", t0.elapsed());
+    c.ok(
+        "config",
+        &["set", "synchronous_method=quorum", "synchronous_commit=remote_write"],
+    );
+    c.wait_sync_states(&[("n2", "quorum"), ("n3", "quorum")], CONVERGE);
+    let url = c.member_url("n1");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let level: String = connect(&url)
+            .await
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if level == "remote_write" {
+            break;
+        }
+        if Instant::now() > deadline {
+            c.fail(&format!("synchronous_commit is {level}, not remote_write"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (n, at) in &started {
+        assert_eq!(
+            &postmaster_start(&c.member_url(n)).await,
+            at,
+            "{n} restarted for a live change"
+        );
+    }
+    let shown = c.ok("config", &["show"]);
+    assert!(shown.contains("synchronous_mode") && shown.contains("on"), "{shown}");
+
+    for (bad, key) in [
+        ("synchronous_mode=sometimes", "synchronous_mode"),
+        ("synchronous_count=abc", "synchronous_count"),
+        ("synchronous_method=random", "synchronous_method"),
+        ("synchronous_commit=maybe", "synchronous_commit"),
+        ("no_such_key=1", "no_such_key"),
+        ("synchronous_mode", "synchronous_mode"),
+    ] {
+        let out = c.run("config", &["set", bad]);
+        let err = stderr_of(&out);
+        assert!(!out.status.success(), "`config set {bad}` accepted");
+        assert!(err.contains(key), "`config set {bad}`: error names no key: {err}");
+    }
+    // Nothing changed by the refused values.
+    let sync = &c.up.status().unwrap()["synchronous"];
+    assert_eq!(sync["mode"], "on");
+    assert_eq!(sync["method"], "quorum");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Acceptance 4: durability under a killed primary.
+
+fn durability_rounds() -> usize {
+    std::env::var("PGHA_DURABILITY_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
+
+/// Kills the primary (postmaster SIGKILL, then `pgha stop --mode immediate`) at a random moment
+/// under a writer going through the read-write entry point, `rounds` times; after each
+/// failover every acknowledged row must be on the new primary.
+async fn durability(mode: &str) {
+    use rand::Rng;
+    let rounds = durability_rounds();
+    let c = Cluster::start(&["--synchronous-mode", mode]);
+    c.wait_settled_sync(CONVERGE);
+    c.create_table().await;
+    let mut all_acked: Vec<i64> = Vec::new();
+    let mut next_id = 1i64;
+    let mut failover_times = Vec::new();
+    for round in 1..=rounds {
+        let status = c.up.status().unwrap();
+        let old = primary_of(&status).unwrap_or_else(|| c.fail("no primary"));
+        let writer = Writer::start(c.up.url(None), next_id);
+        writer.wait_more(20, Duration::from_secs(20)).await;
+        let delay = rand::thread_rng().gen_range(0..2000);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+
+        let pid = postmaster_pid(&c.up.dir, &old).unwrap_or_else(|| c.fail("no postmaster.pid"));
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let killed = Instant::now();
+        c.ok("stop", &[&old, "--mode", "immediate"]);
+        let new = c.wait_status("a new primary", CONVERGE, |s| {
+            primary_of(s).filter(|p| *p != old)
+        });
+        // The writer goes on through the entry point, on the new primary.
+        writer.wait_more(20, CONVERGE).await;
+        failover_times.push(killed.elapsed());
+        let acked = writer.finish().await;
+        next_id = acked.last().copied().unwrap_or(next_id) + 1_000;
+        all_acked.extend(&acked);
+
+        let client = connect(&c.member_url(&new)).await;
+        let rows = client
+            .query("SELECT id FROM t WHERE id = ANY($1)", &[&all_acked])
+            .await
+            .unwrap();
+        let present: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let lost: Vec<i64> = all_acked
+            .iter()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        eprintln!(
+            "{mode} round {round}/{rounds}: killed {old} after {delay} ms, {new} took over, \
+             {} acknowledged this round ({} in all), {} lost",
+            acked.len(),
+            all_acked.len(),
+            lost.len()
+        );
+        if !lost.is_empty() {
+            c.fail(&format!(
+                "{mode} round {round}: {} acknowledged rows lost after {old} → {new}: {:?}",
+                lost.len(),
+                &lost[..lost.len().min(20)]
+            ));
+        }
+
+        // Heal: the old primary rejoins, and the synchronous set holds both standbys again.
+        c.ok("start", &[&old]);
+        c.wait_settled_sync(Duration::from_secs(60));
+    }
+    failover_times.sort();
+    eprintln!(
+        "{mode}: {rounds} kills, {} acknowledged rows, 0 lost; kill → writes resumed: median {:?}, max {:?}",
+        all_acked.len(),
+        failover_times[failover_times.len() / 2],
+        failover_times.last().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durability_on() {
+    let _serial = serial();
+    durability("on").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durability_strict() {
+    let _serial = serial();
+    durability("strict").await;
+}
