@@ -1,0 +1,661 @@
+//! Distributed mode end to end (issue 3): real etcd, real PostgreSQL, three `pgha agent`
+//! processes on loopback. Bootstrap in any order, a node crash, the leader's link to etcd cut
+//! (a severable relay), etcd restarted under the cluster, and bad input.
+//!
+//! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well);
+//! every process is cleaned up by pid, also when a test fails (see `common/dist.rs`).
+
+#[path = "common/dist.rs"]
+mod dist;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use dist::*;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde_json::Value;
+
+/// ttl, safety margin and loop wait of the test clusters (see `dist::node_config`).
+const TTL: Duration = Duration::from_millis(3000);
+const LOOP_WAIT: Duration = Duration::from_millis(500);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(conninfo: &str) -> Option<tokio_postgres::Client> {
+    let fut = tokio_postgres::connect(conninfo, tokio_postgres::NoTls);
+    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), fut)
+        .await
+        .ok()?
+        .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
+
+/// The first column of the first row of `sql` as text, on `agent`'s PostgreSQL.
+fn sql(rt: &tokio::runtime::Runtime, agent: &Agent, query: &str) -> Option<String> {
+    rt.block_on(async {
+        let client = connect(&agent.conninfo()).await?;
+        let msgs = client.simple_query(query).await.ok()?;
+        msgs.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    })
+}
+
+fn ensure_probe_table(rt: &tokio::runtime::Runtime, leader: &Agent) {
+    wait_until("the probe table on the leader", Duration::from_secs(10), || {
+        sql(
+            rt,
+            leader,
+            "CREATE TABLE IF NOT EXISTS pgha_probe(member text, at timestamptz DEFAULT now()); SELECT 'ok'",
+        )
+    });
+}
+
+/// One write attempt: which member, when it was sent and when it came back, and whether it
+/// committed.
+#[derive(Clone, Debug)]
+struct Attempt {
+    member: String,
+    start: Instant,
+    end: Instant,
+    ok: bool,
+}
+
+/// Tries a write on each given member every `every`, on a connection kept open (re-opened when
+/// it breaks) with a short statement timeout, and records every attempt.
+struct Writers {
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(rt: &tokio::runtime::Runtime, members: &[&Agent], every: Duration) -> Writers {
+        let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = members
+            .iter()
+            .map(|a| {
+                let (name, conninfo) = (a.name.clone(), a.conninfo());
+                let (attempts, stop) = (attempts.clone(), stop.clone());
+                rt.spawn(async move {
+                    let insert = format!("INSERT INTO pgha_probe(member) VALUES ('{name}')");
+                    let mut client: Option<tokio_postgres::Client> = None;
+                    let mut tick = tokio::time::interval(every);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    while !stop.load(Ordering::SeqCst) {
+                        tick.tick().await;
+                        if client.as_ref().is_none_or(|c| c.is_closed()) {
+                            client = None;
+                            if let Some(c) = connect(&conninfo).await {
+                                if c.simple_query("SET statement_timeout = 300").await.is_ok() {
+                                    client = Some(c);
+                                }
+                            }
+                        }
+                        let start = Instant::now();
+                        let ok = match &client {
+                            Some(c) => matches!(
+                                tokio::time::timeout(
+                                    Duration::from_millis(500),
+                                    c.simple_query(&insert)
+                                )
+                                .await,
+                                Ok(Ok(_))
+                            ),
+                            None => false,
+                        };
+                        let end = Instant::now();
+                        attempts.lock().unwrap().push(Attempt {
+                            member: name.clone(),
+                            start,
+                            end,
+                            ok,
+                        });
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            attempts,
+            stop,
+            tasks,
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Attempt> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    fn first_ok(&self, member: &str, after: Instant) -> Option<Instant> {
+        self.snapshot()
+            .iter()
+            .filter(|a| a.ok && a.member == member && a.start >= after)
+            .map(|a| a.start)
+            .min()
+    }
+
+    fn finish(self, rt: &tokio::runtime::Runtime) -> Vec<Attempt> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = rt.block_on(t);
+        }
+        let v = self.attempts.lock().unwrap().clone();
+        v
+    }
+}
+
+/// Panics if two members committed writes in overlapping windows, or if writes ever went
+/// back and forth between members (A, then B, then A again).
+fn assert_one_writer(attempts: &[Attempt], origin: Instant) {
+    let mut ok: Vec<&Attempt> = attempts.iter().filter(|a| a.ok).collect();
+    ok.sort_by_key(|a| a.start);
+    let ms = |t: Instant| t.duration_since(origin).as_millis() as i64;
+    for (i, a) in ok.iter().enumerate() {
+        for b in &ok[i + 1..] {
+            if a.member != b.member && a.start <= b.end && b.start <= a.end {
+                panic!(
+                    "two writers at once: {} committed in [{}, {}] ms and {} in [{}, {}] ms",
+                    a.member,
+                    ms(a.start),
+                    ms(a.end),
+                    b.member,
+                    ms(b.start),
+                    ms(b.end)
+                );
+            }
+        }
+    }
+    let mut order: Vec<&str> = Vec::new();
+    for a in &ok {
+        if order.last() != Some(&a.member.as_str()) {
+            assert!(
+                !order.contains(&a.member.as_str()),
+                "writes went back to {} after another member took writes: {order:?}",
+                a.member
+            );
+            order.push(&a.member);
+        }
+    }
+}
+
+fn history_kinds(c: &DistCluster, kind: &str) -> Vec<Value> {
+    c.history()
+        .into_iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// (a) Agents started in a shuffled order with small random delays bootstrap exactly once;
+/// then the REST API, `pgha status --config`, and a second start that must not initdb again.
+#[test]
+fn bootstrap_in_any_order_rest_and_status() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::prepare(&Options::default());
+    c.etcd.start();
+    let mut order: Vec<usize> = (0..c.agents.len()).collect();
+    order.shuffle(&mut rand::thread_rng());
+    let started = Instant::now();
+    for &i in &order {
+        std::thread::sleep(Duration::from_millis(rand::thread_rng().gen_range(0..400)));
+        c.agents[i].start();
+    }
+    let leader = c.wait_converged(Duration::from_secs(60));
+    eprintln!(
+        "bootstrap (start order {:?}) converged in {:.1} s, leader {leader}",
+        order.iter().map(|&i| &c.agents[i].name).collect::<Vec<_>>(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // Exactly one bootstrap, by the leader; the others cloned from it.
+    let boots = history_kinds(&c, "bootstrap");
+    assert_eq!(boots.len(), 1, "history: {:?}", c.history());
+    assert_eq!(boots[0]["to"], leader.as_str(), "{boots:?}");
+    let bootstrapped: Vec<&str> = c
+        .agents
+        .iter()
+        .filter(|a| a.log().contains("starting Bootstrap"))
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(bootstrapped, [leader.as_str()], "only the leader runs initdb");
+    let ids: Vec<String> = c
+        .agents
+        .iter()
+        .map(|a| sql(&rt, a, "SELECT system_identifier::text FROM pg_control_system()").unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| id == &ids[0]), "system identifiers {ids:?}");
+
+    // REST: health checks.
+    for a in &c.agents {
+        let primary = a.get("/primary").unwrap().0;
+        let replica = a.get("/replica").unwrap().0;
+        let health = a.get("/health").unwrap().0;
+        if a.name == leader {
+            assert_eq!((primary, replica), (200, 503), "{} is the leader", a.name);
+        } else {
+            assert_eq!((primary, replica), (503, 200), "{} streams", a.name);
+            assert_eq!(a.get("/replica?lag=104857600").unwrap().0, 200);
+        }
+        assert_eq!(health, 200, "{}", a.name);
+        let (code, metrics) = a.get("/metrics").unwrap();
+        assert_eq!(code, 200);
+        let expected = format!(
+            "pgha_member_is_leader{{member=\"{}\"}} {}",
+            a.name,
+            u8::from(a.name == leader)
+        );
+        assert!(metrics.contains(&expected), "{metrics}");
+    }
+    let cluster = c.cluster_json().unwrap();
+    assert_eq!(cluster["leader"], leader.as_str());
+    assert_eq!(cluster["members"].as_object().unwrap().len(), 3, "{cluster}");
+
+    // REST: mutating endpoints need the token.
+    let api = &c.agents[0].api;
+    for path in ["/switchover", "/failover", "/pause", "/resume", "/config"] {
+        for token in [None, Some("wrong")] {
+            let (code, body) = http("POST", api, path, token, Some("{}")).unwrap();
+            assert_eq!(code, 401, "POST {path} with token {token:?}: {body}");
+        }
+    }
+    let (code, body) = http("POST", api, "/pause", Some(API_TOKEN), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(c.cluster_json().unwrap()["config"]["paused"], true);
+    let (code, body) = http("POST", api, "/resume", Some(API_TOKEN), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(c.cluster_json().unwrap()["config"]["paused"], false);
+
+    // pgha status --config shows the three members.
+    let out = c.cli(&["status", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{status}");
+    for a in &c.agents {
+        assert!(names.contains(&a.name.as_str()), "{status}");
+    }
+    assert_eq!(status["leader"], leader.as_str(), "{status}");
+    let table = c.cli(&["status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success());
+    for a in &c.agents {
+        assert!(text.contains(&a.name), "{text}");
+    }
+    let hist = c.cli(&["history"]);
+    assert!(hist.status.success(), "{}", String::from_utf8_lossy(&hist.stderr));
+
+    // A second start of the agent that ran initdb does not initdb again.
+    let i = c.index(&leader);
+    c.agents[i].terminate(Duration::from_secs(30));
+    c.agents[i].start();
+    wait_until(&format!("{leader} back as a streaming standby"), Duration::from_secs(40), || {
+        c.agents[i].is_streaming_replica().then_some(())
+    });
+    c.wait_converged(Duration::from_secs(20));
+    let second_run = c.agents[i].log();
+    assert!(
+        !second_run.contains("Bootstrap"),
+        "second start bootstrapped again:\n{second_run}"
+    );
+    assert_eq!(history_kinds(&c, "bootstrap").len(), 1, "{:?}", c.history());
+    let id = sql(&rt, &c.agents[i], "SELECT system_identifier::text FROM pg_control_system()");
+    assert_eq!(id.as_deref(), Some(ids[0].as_str()));
+    eprintln!("test (a) took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// (b) kill -9 of the leader's agent and postmaster together: another member is promoted once
+/// the lease expires and takes writes; the old one rejoins when its agent is restarted.
+#[test]
+fn node_crash_fails_over_and_old_leader_rejoins() {
+    let _serial = serial();
+    let rt = runtime();
+    let t = Instant::now();
+    let mut c = DistCluster::start(&Options::default());
+    let old = c.wait_converged(Duration::from_secs(10));
+    let oi = c.index(&old);
+    ensure_probe_table(&rt, &c.agents[oi]);
+    let others: Vec<String> = c.agents.iter().filter(|a| a.name != old).map(|a| a.name.clone()).collect();
+    let writers = {
+        let targets: Vec<&Agent> = others.iter().map(|n| c.agent(n)).collect();
+        Writers::start(&rt, &targets, Duration::from_millis(50))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+
+    let crashed_at = Instant::now();
+    c.agents[oi].crash();
+    let (new, at) = wait_until("another member taking writes", Duration::from_secs(30), || {
+        others
+            .iter()
+            .find_map(|n| writers.first_ok(n, crashed_at).map(|t| (n.clone(), t)))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let attempts = writers.finish(&rt);
+    let unavailable = at.duration_since(crashed_at);
+    eprintln!("node crash of {old}: {new} took writes after {unavailable:?}");
+    assert_one_writer(&attempts, crashed_at);
+    // Not before the lease could have expired (renewed at most one loop ago).
+    assert!(
+        unavailable >= TTL - LOOP_WAIT,
+        "{new} took writes {unavailable:?} after the crash: before {old}'s lease expired"
+    );
+    assert!(unavailable < Duration::from_secs(15), "{unavailable:?}");
+    wait_until("/primary on the new leader", Duration::from_secs(10), || {
+        (c.primaries() == [new.clone()]).then_some(())
+    });
+    let failovers = history_kinds(&c, "failover");
+    assert_eq!(failovers.len(), 1, "{:?}", c.history());
+    assert_eq!(failovers[0]["to"], new.as_str());
+
+    // The old leader rejoins when its agent is restarted.
+    sql(&rt, c.agent(&new), "INSERT INTO pgha_probe(member) VALUES ('after-crash'); SELECT 1")
+        .expect("write on the new leader");
+    c.agents[oi].start();
+    wait_until(&format!("{old} streaming again"), Duration::from_secs(40), || {
+        c.agents[oi].is_streaming_replica().then_some(())
+    });
+    assert_eq!(c.wait_converged(Duration::from_secs(20)), new);
+    let rejoined = c
+        .history()
+        .iter()
+        .any(|e| e["from"] == old.as_str() && e["kind"].as_str().unwrap_or("").starts_with("rejoin"));
+    assert!(rejoined, "no rejoin of {old} in history: {:?}", c.history());
+    wait_until("the write made after the crash on the old leader", Duration::from_secs(10), || {
+        sql(&rt, &c.agents[oi], "SELECT count(*) FROM pgha_probe WHERE member = 'after-crash'")
+            .filter(|n| n == "1")
+    });
+    eprintln!("test (b) took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// (c) The leader's link to etcd cut (its relay severed): it is read-only before its lease can
+/// expire for the others, a new leader is elected, and at no instant do two members take writes.
+#[test]
+fn leader_cut_from_etcd_fences_itself_before_another_takes_over() {
+    let _serial = serial();
+    let rt = runtime();
+    let t = Instant::now();
+    let c = DistCluster::start(&Options {
+        relays: true,
+        ..Options::default()
+    });
+    let old = c.wait_converged(Duration::from_secs(10));
+    let oi = c.index(&old);
+    ensure_probe_table(&rt, &c.agents[oi]);
+    let all: Vec<&Agent> = c.agents.iter().collect();
+    let writers = Writers::start(&rt, &all, Duration::from_millis(20));
+    wait_until("writes on the leader", Duration::from_secs(5), || {
+        writers.first_ok(&old, t)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let cut_at = Instant::now();
+    c.relays[oi].sever();
+    let (new, new_at) = wait_until("another member taking writes", Duration::from_secs(30), || {
+        c.agents
+            .iter()
+            .filter(|a| a.name != old)
+            .find_map(|a| writers.first_ok(&a.name, cut_at).map(|t| (a.name.clone(), t)))
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let attempts = writers.finish(&rt);
+    assert_one_writer(&attempts, cut_at);
+    let last_old = attempts
+        .iter()
+        .filter(|a| a.ok && a.member == old)
+        .map(|a| a.end)
+        .max()
+        .unwrap();
+    let ms = |d: Duration| d.as_millis();
+    let fenced = last_old.saturating_duration_since(cut_at);
+    let took_over = new_at.duration_since(cut_at);
+    eprintln!(
+        "link cut: {old} took its last write {} ms after the cut, {new} its first after {} ms \
+         (ttl {} ms)",
+        ms(fenced),
+        ms(took_over),
+        ms(TTL)
+    );
+    // The lease was renewed at most one loop before the cut: it cannot expire for the others
+    // before cut + ttl - loop_wait. The old leader must be read-only by then.
+    assert!(
+        fenced < TTL - LOOP_WAIT,
+        "{old} still took writes {fenced:?} after its link to etcd was cut"
+    );
+    assert!(last_old < new_at);
+    assert!(
+        c.agents[oi].get("/primary").map(|r| r.0) != Some(200),
+        "{old} still claims to be primary"
+    );
+    assert_eq!(
+        sql(&rt, c.agent(&new), "SELECT pg_is_in_recovery()::text").as_deref(),
+        Some("false")
+    );
+
+    // Link restored: the old leader follows the new one.
+    c.relays[oi].heal();
+    wait_until(&format!("{old} streaming from {new}"), Duration::from_secs(40), || {
+        c.agents[oi].is_streaming_replica().then_some(())
+    });
+    assert_eq!(c.wait_converged(Duration::from_secs(20)), new);
+    eprintln!("test (c) took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// (d) etcd stopped (SIGTERM) and started again on the same data directory and ports within
+/// about a second: no failover, no demotion (same leader and timeline, the primary's
+/// postmaster not restarted, writes on it never refused).
+#[test]
+fn etcd_restart_causes_no_failover_and_no_demotion() {
+    let _serial = serial();
+    let rt = runtime();
+    let t = Instant::now();
+    let mut c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(10));
+    let li = c.index(&leader);
+    ensure_probe_table(&rt, &c.agents[li]);
+    let q_start = "SELECT pg_postmaster_start_time()::text";
+    let q_tl = "SELECT timeline_id::text FROM pg_control_checkpoint()";
+    let started_before = sql(&rt, &c.agents[li], q_start).unwrap();
+    let timeline_before = sql(&rt, &c.agents[li], q_tl).unwrap();
+    let history_before = c.history().len();
+    let writers = Writers::start(&rt, &[&c.agents[li]], Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let stopped_at = Instant::now();
+    c.etcd.terminate();
+    std::thread::sleep(Duration::from_secs(1));
+    c.etcd.start();
+    eprintln!("etcd was down for {:?}", stopped_at.elapsed());
+    // Long enough for a lease that was not renewed to have expired, and for any reaction.
+    std::thread::sleep(TTL * 2);
+    let attempts = writers.finish(&rt);
+    let refused: Vec<u128> = attempts
+        .iter()
+        .filter(|a| !a.ok)
+        .map(|a| a.start.duration_since(stopped_at).as_millis())
+        .collect();
+    assert_eq!(c.wait_converged(Duration::from_secs(20)), leader, "the leader changed");
+    assert!(
+        refused.is_empty(),
+        "writes on {leader} were refused at {refused:?} ms after etcd stopped (demoted)"
+    );
+    assert_eq!(sql(&rt, &c.agents[li], q_start).unwrap(), started_before, "restarted");
+    assert_eq!(sql(&rt, &c.agents[li], q_tl).unwrap(), timeline_before, "new timeline");
+    let history = c.history();
+    assert_eq!(history.len(), history_before, "new history entries: {history:?}");
+    eprintln!("test (d) took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// (e) etcd unreachable at start: a clear retry message and no initdb until etcd answers, then
+/// a bootstrap. A member whose data directory belongs to another cluster is refused, and the
+/// directory is left as it was.
+#[test]
+fn etcd_unreachable_at_start_then_foreign_data_directory_refused() {
+    let _serial = serial();
+    let t = Instant::now();
+    let one = Options {
+        members: 1,
+        cluster: "late".into(),
+        ..Options::default()
+    };
+    let mut late = DistCluster::prepare(&one);
+    late.agents[0].start();
+    wait_until("a retry message", Duration::from_secs(10), || {
+        let log = late.agents[0].log();
+        (log.contains("unreachable") && log.contains("retrying")).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(late.agents[0].exited().is_none(), "the agent gave up: {}", late.agents[0].log());
+    assert!(
+        !late.agents[0].data_dir().exists(),
+        "data directory created while etcd was unreachable"
+    );
+    let msg = late.agents[0].log();
+    assert!(msg.contains(&late.etcd.endpoint()), "the message names the endpoint: {msg}");
+    late.etcd.start();
+    wait_until("the bootstrap once etcd is up", Duration::from_secs(30), || {
+        late.agents[0].is_primary().then_some(())
+    });
+    assert_eq!(history_kinds(&late, "bootstrap").len(), 1);
+    late.agents[0].terminate(Duration::from_secs(30));
+
+    // Another cluster, bootstrapped; then one of its members pointed at `late`'s data.
+    let mut other = DistCluster::start(&Options {
+        members: 1,
+        ..Options::default()
+    });
+    other.agents[0].terminate(Duration::from_secs(30));
+    let foreign = late.agents[0].dir.clone();
+    let data = late.agents[0].data_dir();
+    let before = dir_fingerprint(&data);
+    let config = std::fs::read_to_string(&other.agents[0].config).unwrap();
+    let moved = config.replace(
+        &format!("dir = \"{}\"", other.agents[0].dir.display()),
+        &format!("dir = \"{}\"", foreign.display()),
+    );
+    assert_ne!(config, moved);
+    std::fs::write(&other.agents[0].config, moved).unwrap();
+    other.agents[0].start();
+    let status = other.agents[0]
+        .wait_exit(Duration::from_secs(20))
+        .expect("the agent must refuse and exit");
+    let log = other.agents[0].log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("belongs to another cluster"), "{log}");
+    assert!(log.contains(&data.display().to_string()), "the error names the directory: {log}");
+    assert_eq!(dir_fingerprint(&data), before, "the foreign data directory was changed");
+    assert!(late.agents[0].postmaster_pid().is_none(), "PostgreSQL was started on it");
+    eprintln!("test (e) took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// Every file under `dir` with its size and modification time.
+fn dir_fingerprint(dir: &std::path::Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.insert(
+                e.path().display().to_string(),
+                (m.len(), m.modified().unwrap()),
+            );
+        }
+    }
+    out
+}
+
+/// (e) Config errors name the key and the file, for the agent and the CLI.
+#[test]
+fn config_errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets.toml");
+    std::fs::write(
+        &secrets,
+        "superuser_password = \"a\"\nreplication_password = \"b\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let good = node_config(
+        "demo",
+        "http://127.0.0.1:1",
+        "node1",
+        &dir.path().join("node1"),
+        25431,
+        "127.0.0.1:28001",
+        &secrets,
+        26432,
+        26433,
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("name = \"node1\"", "name = \"Node 1\"", "member.name"),
+        ("port = 25431", "port = \"x\"", "port"),
+        ("host = \"127.0.0.1\"", "host = \"127.0.0.1\"\ncolour = \"red\"", "colour"),
+        ("ttl_ms = 3000", "ttl_ms = 10", "ttl_ms"),
+        ("endpoints = [\"http://127.0.0.1:1\"]", "endpoints = []", "etcd.endpoints"),
+        ("api = \"127.0.0.1:28001\"", "api = \"localhost\"", "member.api"),
+        ("rw_listen = \"127.0.0.1:26432\"", "rw_listen = \"nowhere\"", "proxy.rw_listen"),
+    ];
+    for (i, (from, to, key)) in cases.iter().enumerate() {
+        let text = good.replacen(from, to, 1);
+        assert_ne!(text, good, "case {key}");
+        let file = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&file, text).unwrap();
+        for args in [vec!["agent"], vec!["status"]] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgha"))
+                .args(&args)
+                .arg("--config")
+                .arg(&file)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} accepted {key}: {err}");
+            assert!(
+                err.contains(key) && err.contains(&file.display().to_string()),
+                "pgha {args:?}: the error should name {key} and {}: {err}",
+                file.display()
+            );
+        }
+    }
+    // A missing secrets file is named too.
+    let file = dir.path().join("nosecrets.toml");
+    std::fs::write(&file, good.replace("secrets.toml", "missing.toml")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["agent", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("missing.toml"), "{err}");
+}
