@@ -115,6 +115,14 @@ impl Member {
         if self.force_rewind {
             decision = RejoinPlan::Rewind;
         }
+        let leader_is_primary = leader_record.running && !leader_record.in_recovery;
+        if decision == RejoinPlan::Rewind && !leader_is_primary {
+            // A leader still promoting has no final timeline yet, and its published one may be
+            // stale: decide on a rewind (which discards WAL) only against a running primary.
+            return Reason::WaitingForLeaderToPromote {
+                leader: leader_name,
+            };
+        }
         match decision {
             RejoinPlan::Rewind if local.running => {
                 plan.push(Action::StopPostgres(StopMode::Fast));
@@ -288,7 +296,9 @@ impl Member {
                 Some(self.acquire_for(EventKind::ManualFailover, from, lsn, pending.revision, plan))
             }
             (target, _) => {
-                let replayed = obs.local.replay_lsn;
+                // Received (flushed) WAL counts: promotion replays all of it before the
+                // first write, so nothing the old leader wrote is lost.
+                let replayed = obs.local.lsn.max(obs.local.replay_lsn);
                 match needed {
                     Some(needed) if replayed >= needed && target.is_some() => {
                         let from = request.from.clone();

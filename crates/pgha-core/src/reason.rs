@@ -31,6 +31,7 @@ pub enum Reason {
     PrimaryNotRestartable { down_ms: u64 },
     SyncPrimaryDownHandingOver,
     FailsafePromise { remaining_ms: u64 },
+    WaitingForLeaderToPromote { leader: MemberName },
     Promoting { kind: EventKind },
     Promoted { kind: EventKind },
     PromoteFailed { error: String },
@@ -88,6 +89,10 @@ impl fmt::Display for Reason {
             RestartingPrimary { down_ms } => {
                 write!(f, "primary PostgreSQL down for {down_ms} ms: restarting it")
             }
+            WaitingForLeaderToPromote { leader } => write!(
+                f,
+                "{leader} holds the lease but is not a running primary yet: waiting before deciding follow or rewind"
+            ),
             FailsafePromise { remaining_ms } => write!(
                 f,
                 "no leader, but we confirmed the old one while the store was down: not taking the lease for {remaining_ms} ms"

@@ -439,6 +439,23 @@ fn a_standby_does_not_rewind_from_a_leader_that_is_merely_down() {
 }
 
 #[test]
+fn no_rewind_is_decided_against_a_leader_still_promoting() {
+    let mut n1 = member("n1");
+    // The new leader n3 still reports a stale, older timeline while it promotes.
+    let promoting = record(&standby(2, 9000, None), None);
+    let view = View::new().leader("n3", 30).with("n3", promoting);
+    let d = n1.step(&obs(0, stopped(standby(3, 9500, None)), &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::WaitingForLeaderToPromote { leader: name("n3") }
+    );
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::Rewind { .. } | Action::StopPostgres(_)
+    )));
+}
+
+#[test]
 fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
     let demoted = standby(1, 5000, None);
     let target = standby(1, 5000, None);

@@ -23,6 +23,7 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "primary_conninfo",
     "primary_slot_name",
     "recovery_target_timeline",
+    "wal_retrieve_retry_interval",
     "synchronous_standby_names",
     "synchronous_commit",
     "cluster_name",
@@ -143,6 +144,8 @@ impl MemberConf {
         }
         if self.standby {
             owned.push(("recovery_target_timeline", "latest".into()));
+            // Reconnect to a new or restarted upstream within half a second, not five.
+            owned.push(("wal_retrieve_retry_interval", "500ms".into()));
         }
         if let Some(conninfo) = self.primary_conninfo().filter(|_| self.standby) {
             owned.push(("primary_conninfo", conninfo));

@@ -132,7 +132,9 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                 "SELECT pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint, \
                         pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint, \
                         r.status, r.received_tli, r.sender_host || ':' || r.sender_port, \
-                        (SELECT timeline_id FROM pg_control_checkpoint()) \
+                        (SELECT timeline_id FROM pg_control_checkpoint()), \
+                        (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
+                          WHERE name ~ '^[0-9A-F]{8}\\.history$') \
                  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
                 &[],
             )
