@@ -59,6 +59,21 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// `pgha config SUB --dir DIR ARGS...`
+    fn config(&self, sub: &str, args: &[&str]) -> Output {
+        let mut all = vec!["config", sub, "--dir", self.dir()];
+        all.extend(args);
+        pgha(&all)
+    }
+
+    fn config_ok(&self, sub: &str, args: &[&str]) -> String {
+        let out = self.config(sub, args);
+        if !out.status.success() {
+            self.fail(&format!("pgha config {sub} {args:?} failed: {}", stderr_of(&out)));
+        }
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     fn history(&self) -> Vec<Value> {
         serde_json::from_str::<Value>(&self.ok("history", &["--json"]))
             .unwrap()
@@ -532,13 +547,13 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         started.insert(n, postmaster_start(&c.member_url(n)).await);
     }
 
-    c.ok("config", &["set", "synchronous_mode=on"]);
+    c.config_ok("set", &["synchronous_mode=on"]);
     let t0 = Instant::now();
     c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
     eprintln!("off → on: n2 sync after {:?}", t0.elapsed());
-    c.ok(
-        "config",
-        &["set", "synchronous_method=quorum", "synchronous_commit=remote_write"],
+    c.config_ok(
+        "set",
+        &["synchronous_method=quorum", "synchronous_commit=remote_write"],
     );
     c.wait_sync_states(&[("n2", "quorum"), ("n3", "quorum")], CONVERGE);
     let url = c.member_url("n1");
@@ -565,7 +580,7 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
             "{n} restarted for a live change"
         );
     }
-    let shown = c.ok("config", &["show"]);
+    let shown = c.config_ok("show", &[]);
     assert!(shown.contains("synchronous_mode") && shown.contains("on"), "{shown}");
 
     for (bad, key) in [
@@ -576,7 +591,7 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         ("no_such_key=1", "no_such_key"),
         ("synchronous_mode", "synchronous_mode"),
     ] {
-        let out = c.run("config", &["set", bad]);
+        let out = c.config("set", &[bad]);
         let err = stderr_of(&out);
         assert!(!out.status.success(), "`config set {bad}` accepted");
         assert!(err.contains(key), "`config set {bad}`: error names no key: {err}");
