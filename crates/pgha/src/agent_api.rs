@@ -43,7 +43,31 @@ pub fn router(state: AgentApi) -> Router {
         .route("/resume", post(resume))
         .route("/config", get(show_config).post(set_config))
         .route(pgha_agent::failsafe::FAILSAFE_PATH, post(failsafe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
         .with_state(state)
+}
+
+/// Every control request is checked for the token before its body is even parsed, so a
+/// caller without the token gets 401, never a body validation error. (The members' own
+/// failsafe confirmation is the one POST without a token.)
+async fn require_token(
+    State(api): State<AgentApi>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let read = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !read && request.uri().path() != pgha_agent::failsafe::FAILSAFE_PATH {
+        if let Err(refused) = authorised(&api, request.headers()) {
+            return refused;
+        }
+    }
+    next.run(request).await
 }
 
 /// The local PostgreSQL right now: (in recovery, streaming, replayed position).
