@@ -540,7 +540,9 @@ fn etcd_unreachable_at_start_then_foreign_data_directory_refused() {
     wait_until("the bootstrap once etcd is up", Duration::from_secs(30), || {
         late.agents[0].is_primary().then_some(())
     });
-    assert_eq!(history_kinds(&late, "bootstrap").len(), 1);
+    wait_until("the bootstrap in the history", Duration::from_secs(10), || {
+        (history_kinds(&late, "bootstrap").len() == 1).then_some(())
+    });
     late.agents[0].terminate(Duration::from_secs(30));
 
     // Another cluster, bootstrapped; then one of its members pointed at `late`'s data.
