@@ -491,7 +491,7 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
     c.etcd.start();
     eprintln!("etcd was down for {:?}", stopped_at.elapsed());
     // Long enough for a lease that was not renewed to have expired, and for any reaction.
-    std::thread::sleep(TTL * 2);
+    std::thread::sleep(TTL + LOOP_WAIT * 2);
     let attempts = writers.finish(&rt);
     let refused: Vec<u128> = attempts
         .iter()

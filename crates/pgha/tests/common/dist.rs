@@ -584,6 +584,14 @@ impl DistCluster {
             a.start();
         }
         c.wait_converged(Duration::from_secs(60));
+        // `/primary` answers 200 while the bootstrap job is still finishing; the history entry
+        // is written when it is done.
+        wait_until("the bootstrap history entry", Duration::from_secs(30), || {
+            c.history()
+                .iter()
+                .any(|e| e["kind"] == "bootstrap")
+                .then_some(())
+        });
         c
     }
 
