@@ -579,11 +579,41 @@ impl Agent {
             dynamic: self.dynamic(),
         };
         let tx = self.job_tx.clone();
+        let announce = matches!(action, Action::Demote { .. } | Action::StopPostgres(_))
+            .then(|| self.not_writable_record())
+            .flatten();
+        let store = self.store.clone();
+        let ttl = self.ttl();
         let handle = tokio::spawn(async move {
+            if let Some((name, json)) = announce {
+                // Say "not writable" before PostgreSQL stops accepting writes, so the proxy
+                // stops routing new sessions here first.
+                let _ = timed(store.put_member(&name, &json, ttl)).await;
+            }
             let result = run_job(ctx, action).await;
             let _ = tx.send(Outcome::Job { kind, result });
         });
         self.job = Some((kind, handle));
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.view.as_ref().map_or(10_000, |v| v.config.ttl_ms))
+    }
+
+    /// This member's published record marked as not writable (None when it was not writable).
+    fn not_writable_record(&self) -> Option<(String, String)> {
+        let record = self.view.as_ref()?.members.get(&self.spec.name)?;
+        if record.in_recovery || !record.running {
+            return None;
+        }
+        let record = pgha_core::MemberRecord {
+            in_recovery: true,
+            ..record.clone()
+        };
+        Some((
+            self.spec.name.to_string(),
+            serde_json::to_string(&record).ok()?,
+        ))
     }
 
     /// The dynamic settings every configuration write renders.
@@ -636,6 +666,9 @@ impl Agent {
         }
         let Shutdown::Leave(mode) = how else { return };
         let name = self.spec.name.to_string();
+        if let Some((me, json)) = self.not_writable_record() {
+            let _ = timed(self.store.put_member(&me, &json, self.ttl())).await;
+        }
         let inst = &self.spec.instance;
         if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
             tracing::warn!("{name}: stop failed ({e}); stopping immediately");
