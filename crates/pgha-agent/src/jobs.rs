@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pgha_core::{Action, MemberName, StartRole, StopMode as CoreStop};
 use pgha_pg::basebackup::{clone, CloneSource};
 use pgha_pg::conf::{slot_name, Upstream};
-use pgha_pg::probe::{connect, ensure_replication_role, ensure_slot};
+use pgha_pg::probe::{ensure_replication_role, ensure_slot};
 use pgha_pg::rewind::{rewind, RewindSource};
 use pgha_pg::{PgError, StopMode};
 
@@ -97,14 +97,9 @@ impl JobContext {
     /// leader also maintains slots for every member).
     async fn ensure_own_slot_on(&self, upstream: &Upstream) {
         let spec = &self.spec;
-        match connect(
-            spec.name.as_str(),
-            &upstream.host,
-            upstream.port,
-            &spec.credentials(),
-            SQL_TIMEOUT,
-        )
-        .await
+        match spec
+            .connect(&upstream.host, upstream.port, SQL_TIMEOUT)
+            .await
         {
             Ok(client) => {
                 if let Err(e) =
@@ -139,15 +134,7 @@ impl JobContext {
                 spec.instance.start(START_TIMEOUT).await?;
                 return Ok(());
             }
-            match connect(
-                spec.name.as_str(),
-                &spec.host,
-                spec.port,
-                &spec.credentials(),
-                SQL_TIMEOUT,
-            )
-            .await
-            {
+            match spec.connect_local(SQL_TIMEOUT).await {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => return Err(e.into()),
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -159,14 +146,7 @@ impl JobContext {
     /// every start as primary, so a bootstrap interrupted after initdb still gets it.
     async fn ensure_replication_role(&self) -> JobResult {
         let spec = &self.spec;
-        let client = connect(
-            spec.name.as_str(),
-            &spec.host,
-            spec.port,
-            &spec.credentials(),
-            SQL_TIMEOUT,
-        )
-        .await?;
+        let client = spec.connect_local(SQL_TIMEOUT).await?;
         ensure_replication_role(
             &client,
             spec.name.as_str(),
@@ -218,15 +198,7 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
     inst.start(START_TIMEOUT).await?;
     let deadline = Instant::now() + START_TIMEOUT;
     let client = loop {
-        match connect(
-            spec.name.as_str(),
-            &spec.host,
-            spec.port,
-            &spec.credentials(),
-            SQL_TIMEOUT,
-        )
-        .await
-        {
+        match spec.connect_local(SQL_TIMEOUT).await {
             Ok(c) => break c,
             Err(e) if Instant::now() > deadline => return Err(e.into()),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -357,14 +329,7 @@ async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResult {
 /// then cannot stream the new timeline.
 async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
     let spec = &ctx.spec;
-    let client = connect(
-        spec.name.as_str(),
-        &up.host,
-        up.port,
-        &spec.credentials(),
-        SQL_TIMEOUT,
-    )
-    .await?;
+    let client = spec.connect(&up.host, up.port, SQL_TIMEOUT).await?;
     tokio::time::timeout(CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT"))
         .await
         .map_err(|_| JobError::Refused("CHECKPOINT on the rewind source timed out".into()))?

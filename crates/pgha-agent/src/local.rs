@@ -6,7 +6,7 @@ use std::time::Duration;
 use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
-use pgha_pg::probe::{connect, list_slots, probe, PgState};
+use pgha_pg::probe::{list_slots, probe, PgState};
 use tokio_postgres::Client;
 
 use crate::spec::{postgres_address, NodeSpec};
@@ -33,15 +33,7 @@ impl LocalProbe {
             self.client = None;
         }
         if self.client.is_none() {
-            self.client = connect(
-                spec.name.as_str(),
-                &spec.host,
-                spec.port,
-                &spec.credentials(),
-                PROBE_TIMEOUT,
-            )
-            .await
-            .ok();
+            self.client = spec.connect_local(PROBE_TIMEOUT).await.ok();
         }
         self.client.as_ref()
     }

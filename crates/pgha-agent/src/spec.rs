@@ -42,6 +42,24 @@ impl NodeSpec {
         }
     }
 
+    /// A superuser connection to `host:port` (this member or a peer).
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: std::time::Duration,
+    ) -> pgha_pg::Result<tokio_postgres::Client> {
+        pgha_pg::probe::connect(self.name.as_str(), host, port, &self.credentials(), timeout).await
+    }
+
+    /// A superuser connection to this member's own PostgreSQL.
+    pub async fn connect_local(
+        &self,
+        timeout: std::time::Duration,
+    ) -> pgha_pg::Result<tokio_postgres::Client> {
+        self.connect(&self.host, self.port, timeout).await
+    }
+
     /// Addresses published in the member record.
     pub fn addresses(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();

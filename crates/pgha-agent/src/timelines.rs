@@ -18,15 +18,10 @@ pub async fn fetch(
     if timeline <= 1 {
         return Some(Vec::new());
     }
-    let client = pgha_pg::probe::connect(
-        spec.name.as_str(),
-        &leader.host,
-        leader.port,
-        &spec.credentials(),
-        Duration::from_secs(2),
-    )
-    .await
-    .ok()?;
+    let client = spec
+        .connect(&leader.host, leader.port, Duration::from_secs(2))
+        .await
+        .ok()?;
     let file = format!("pg_wal/{timeline:08X}.history");
     let row = tokio::time::timeout(
         Duration::from_secs(2),

@@ -73,15 +73,7 @@ async fn require_token(
 /// The local PostgreSQL right now: (in recovery, streaming, replayed position).
 async fn local_state(api: &AgentApi) -> Option<pgha_pg::probe::PgState> {
     let s = &api.spec;
-    let client = pgha_pg::probe::connect(
-        s.name.as_str(),
-        &s.host,
-        s.port,
-        &s.credentials(),
-        Duration::from_secs(1),
-    )
-    .await
-    .ok()?;
+    let client = s.connect_local(Duration::from_secs(1)).await.ok()?;
     pgha_pg::probe::probe(&client, s.name.as_str()).await.ok()
 }
 
