@@ -69,7 +69,10 @@ impl Cluster {
     fn config_ok(&self, sub: &str, args: &[&str]) -> String {
         let out = self.config(sub, args);
         if !out.status.success() {
-            self.fail(&format!("pgha config {sub} {args:?} failed: {}", stderr_of(&out)));
+            self.fail(&format!(
+                "pgha config {sub} {args:?} failed: {}",
+                stderr_of(&out)
+            ));
         }
         String::from_utf8_lossy(&out.stdout).to_string()
     }
@@ -530,7 +533,10 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(seen, 1, "row {id} not yet visible on the sync standby {sync}");
+        assert_eq!(
+            seen, 1,
+            "row {id} not yet visible on the sync standby {sync}"
+        );
     }
 }
 
@@ -541,7 +547,10 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
     let c = Cluster::start(&[]);
     let status = c.up.status().unwrap();
     assert_eq!(status["synchronous"]["mode"], "off");
-    assert!(sync_states(&status).values().all(|s| s == "async"), "{status:#?}");
+    assert!(
+        sync_states(&status).values().all(|s| s == "async"),
+        "{status:#?}"
+    );
     let mut started = BTreeMap::new();
     for n in ["n1", "n2", "n3"] {
         started.insert(n, postmaster_start(&c.member_url(n)).await);
@@ -553,7 +562,10 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
     eprintln!("off → on: n2 sync after {:?}", t0.elapsed());
     c.config_ok(
         "set",
-        &["synchronous_method=quorum", "synchronous_commit=remote_write"],
+        &[
+            "synchronous_method=quorum",
+            "synchronous_commit=remote_write",
+        ],
     );
     c.wait_sync_states(&[("n2", "quorum"), ("n3", "quorum")], CONVERGE);
     let url = c.member_url("n1");
@@ -581,7 +593,10 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         );
     }
     let shown = c.config_ok("show", &[]);
-    assert!(shown.contains("synchronous_mode") && shown.contains("on"), "{shown}");
+    assert!(
+        shown.contains("synchronous_mode") && shown.contains("on"),
+        "{shown}"
+    );
 
     for (bad, key) in [
         ("synchronous_mode=sometimes", "synchronous_mode"),
@@ -594,7 +609,10 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         let out = c.config("set", &[bad]);
         let err = stderr_of(&out);
         assert!(!out.status.success(), "`config set {bad}` accepted");
-        assert!(err.contains(key), "`config set {bad}`: error names no key: {err}");
+        assert!(
+            err.contains(key),
+            "`config set {bad}`: error names no key: {err}"
+        );
     }
     // Nothing changed by the refused values.
     let sync = &c.up.status().unwrap()["synchronous"];
