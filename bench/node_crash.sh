@@ -193,7 +193,8 @@ for run in $(seq 1 "$runs"); do
   kill -9 "${agent_pid[$leader]}" "$pm"
   wait "${agent_pid[$leader]}" 2>/dev/null || true
   read -r w fk <<<"$(window "$t")"
-  new=$(converged)
+  new=""
+  for i in 1 2 3; do [ "$(code "${api[$i]}" /primary)" = 200 ] && new=$i; done
   printf 'run %d: killed node%s (agent + postmaster), write-unavailable %s s (%s s from the kill), new leader node%s\n' \
     "$run" "$leader" "$w" "$fk" "${new:-?}"
   windows+=("$w"); from_kill+=("$fk")
