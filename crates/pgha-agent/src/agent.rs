@@ -524,12 +524,16 @@ impl Agent {
                     .map_err(|e| e.to_string())?;
             }
             Action::SetSync(applied) => {
-                self.sync_applied = applied.clone();
+                let before = std::mem::replace(&mut self.sync_applied, applied.clone());
+                if let Err(e) = self.rewrite_config().await {
+                    // Not applied: the core must not publish it as if it were.
+                    self.sync_applied = before;
+                    return Err(e);
+                }
                 tracing::info!(
                     "{}: synchronous_standby_names = '{applied}'",
                     self.spec.name
                 );
-                self.rewrite_config().await?;
             }
             Action::CreateSlots { names } | Action::DropSlots { names } => {
                 let create = matches!(action, Action::CreateSlots { .. });

@@ -78,6 +78,14 @@ impl Member {
                 switchover_revision: None,
             });
             let kind = promotion.kind;
+            if self.config.synchronous_mode == SyncMode::Strict && local.sync_applied.is_async() {
+                // Strict never runs asynchronous: commits wait from the first one.
+                plan.push(Action::SetSync(sync::blocking(
+                    &self.config,
+                    self.name(),
+                    &view.members,
+                )));
+            }
             plan.push(Action::Promote);
             return Reason::Promoting { kind };
         }
@@ -228,6 +236,7 @@ impl Member {
         let local = &obs.local;
         let desired = sync::desired(
             &self.config,
+            self.name(),
             &local.replicas,
             &view.members,
             &local.sync_applied,

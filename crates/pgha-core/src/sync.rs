@@ -32,7 +32,11 @@ impl SyncApplied {
         self.names.is_empty()
     }
     fn as_set(&self) -> BTreeSet<MemberName> {
-        self.names.iter().cloned().collect()
+        self.names
+            .iter()
+            .filter(|n| n.as_str() != NO_STANDBY)
+            .cloned()
+            .collect()
     }
 }
 
@@ -68,6 +72,7 @@ pub enum SyncStep {
 /// in priority order (higher priority, then name).
 pub fn desired(
     config: &ClusterConfig,
+    leader: &MemberName,
     replicas: &[ReplicaState],
     members: &BTreeMap<MemberName, MemberRecord>,
     applied: &SyncApplied,
@@ -94,13 +99,43 @@ pub fn desired(
     });
     let names: Vec<MemberName> = candidates.iter().map(|(n, _)| (*n).clone()).collect();
     if names.is_empty() && config.synchronous_mode == SyncMode::Strict {
-        // Strict never degrades: keep waiting on the standbys it had.
-        return applied.clone();
+        // Strict never degrades: keep waiting on the standbys it had, and never start
+        // asynchronous (a new primary, or a switch from `on` while degraded).
+        if !applied.is_async() {
+            return applied.clone();
+        }
+        return blocking(config, leader, members);
     }
     let count = (names.len() as u32).min(config.synchronous_count);
     SyncApplied {
         method,
         count,
+        names,
+    }
+}
+
+/// Name used in `synchronous_standby_names` when strict mode knows no standby at all: commits
+/// wait until a real standby takes its place. Never published as a set member.
+pub const NO_STANDBY: &str = "pgha_no_standby";
+
+/// The list that makes commits wait in strict mode when no standby streams: every other known
+/// member that may be synchronous, or a placeholder.
+pub fn blocking(
+    config: &ClusterConfig,
+    leader: &MemberName,
+    members: &BTreeMap<MemberName, MemberRecord>,
+) -> SyncApplied {
+    let mut names: Vec<MemberName> = members
+        .iter()
+        .filter(|(n, r)| *n != leader && !r.tags.nosync)
+        .map(|(n, _)| n.clone())
+        .collect();
+    if names.is_empty() {
+        names.push(MemberName::new(NO_STANDBY));
+    }
+    SyncApplied {
+        method: config.synchronous_method,
+        count: config.synchronous_count.min(names.len() as u32),
         names,
     }
 }
@@ -179,7 +214,13 @@ mod tests {
             ("n4".into(), record(9, true)),
         ]);
         let replicas = [replica("n2"), replica("n3"), replica("n4")];
-        let want = desired(&on(1), &replicas, &members, &SyncApplied::default());
+        let want = desired(
+            &on(1),
+            &"n1".into(),
+            &replicas,
+            &members,
+            &SyncApplied::default(),
+        );
         assert_eq!(
             want.names,
             vec![MemberName::from("n3"), MemberName::from("n2")]
@@ -195,12 +236,43 @@ mod tests {
             names: vec!["n2".into()],
         };
         let none = BTreeMap::new();
-        assert!(desired(&on(1), &[], &none, &applied).is_async());
+        assert!(desired(&on(1), &"n1".into(), &[], &none, &applied).is_async());
         let strict = ClusterConfig {
             synchronous_mode: SyncMode::Strict,
             ..on(1)
         };
-        assert_eq!(desired(&strict, &[], &none, &applied), applied);
+        assert_eq!(
+            desired(&strict, &"n1".into(), &[], &none, &applied),
+            applied
+        );
+    }
+
+    #[test]
+    fn strict_never_starts_asynchronous() {
+        let strict = ClusterConfig {
+            synchronous_mode: SyncMode::Strict,
+            ..on(1)
+        };
+        let members = BTreeMap::from([
+            ("n1".into(), record(0, false)),
+            ("n2".into(), record(0, false)),
+            ("n3".into(), record(0, true)),
+        ]);
+        let want = desired(
+            &strict,
+            &"n1".into(),
+            &[],
+            &members,
+            &SyncApplied::default(),
+        );
+        assert_eq!(want.names, vec![MemberName::from("n2")]);
+        assert_eq!(want.count, 1);
+        // Alone, it waits on a placeholder that is never published as a member.
+        let alone = BTreeMap::from([("n1".into(), record(0, false))]);
+        let want = desired(&strict, &"n1".into(), &[], &alone, &SyncApplied::default());
+        assert_eq!(want.names, vec![MemberName::from(NO_STANDBY)]);
+        assert!(!want.is_async());
+        assert!(want.as_set().is_empty());
     }
 
     #[test]

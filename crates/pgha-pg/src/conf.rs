@@ -24,6 +24,7 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "primary_slot_name",
     "recovery_target_timeline",
     "wal_retrieve_retry_interval",
+    "wal_receiver_status_interval",
     "synchronous_standby_names",
     "synchronous_commit",
     "cluster_name",
@@ -136,7 +137,8 @@ impl MemberConf {
         if !self.synchronous_commit.is_empty() {
             owned.push(("synchronous_commit", self.synchronous_commit.clone()));
         }
-        if !self.standby && !self.synchronous_standby_names.is_empty() {
+        // Rendered on standbys too (inert there), so a promotion never starts asynchronous.
+        if !self.synchronous_standby_names.is_empty() {
             owned.push((
                 "synchronous_standby_names",
                 self.synchronous_standby_names.clone(),
@@ -146,6 +148,9 @@ impl MemberConf {
             owned.push(("recovery_target_timeline", "latest".into()));
             // Reconnect to a new or restarted upstream within half a second, not five.
             owned.push(("wal_retrieve_retry_interval", "500ms".into()));
+            // Report positions every second, so a commit waiting for a new synchronous
+            // standby is released promptly.
+            owned.push(("wal_receiver_status_interval", "1s".into()));
         }
         if let Some(conninfo) = self.primary_conninfo().filter(|_| self.standby) {
             owned.push(("primary_conninfo", conninfo));

@@ -209,14 +209,18 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
     if exists {
         return Ok(false);
     }
-    client
+    match client
         .execute(
             "SELECT pg_create_physical_replication_slot($1, true)",
             &[&slot],
         )
         .await
-        .map_err(sql)?;
-    Ok(true)
+    {
+        Ok(_) => Ok(true),
+        // Created meanwhile by another caller (the leader and a cloning member race for it).
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => Ok(false),
+        Err(e) => Err(sql(e)),
+    }
 }
 
 /// Names of the physical replication slots on the server.
