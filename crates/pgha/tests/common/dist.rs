@@ -551,7 +551,17 @@ impl DistCluster {
             let config = root.join(format!("{name}.toml"));
             std::fs::write(
                 &config,
-                node_config(&opts.cluster, &endpoint, &name, &dir, pg, &api, &secrets, ports[2], ports[3]),
+                node_config(
+                    &opts.cluster,
+                    &endpoint,
+                    &name,
+                    &dir,
+                    pg,
+                    &api,
+                    &secrets,
+                    ports[2],
+                    ports[3],
+                ),
             )
             .unwrap();
             agents.push(Agent {
@@ -586,12 +596,16 @@ impl DistCluster {
         c.wait_converged(Duration::from_secs(60));
         // `/primary` answers 200 while the bootstrap job is still finishing; the history entry
         // is written when it is done.
-        wait_until("the bootstrap history entry", Duration::from_secs(30), || {
-            c.history()
-                .iter()
-                .any(|e| e["kind"] == "bootstrap")
-                .then_some(())
-        });
+        wait_until(
+            "the bootstrap history entry",
+            Duration::from_secs(30),
+            || {
+                c.history()
+                    .iter()
+                    .any(|e| e["kind"] == "bootstrap")
+                    .then_some(())
+            },
+        );
         c
     }
 
@@ -670,7 +684,10 @@ impl DistCluster {
     pub fn logs(&self, lines: usize) -> String {
         let mut out = String::new();
         for a in &self.agents {
-            out.push_str(&format!("----- {} (agent log, last {lines} lines)\n", a.name));
+            out.push_str(&format!(
+                "----- {} (agent log, last {lines} lines)\n",
+                a.name
+            ));
             out.push_str(&tail(&a.log, lines));
             out.push('\n');
         }
