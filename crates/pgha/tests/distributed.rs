@@ -556,7 +556,7 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
 
     let stopped_at = Instant::now();
     c.etcd.terminate();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2000));
     c.etcd.start();
     let down = stopped_at.elapsed();
     eprintln!("etcd was down for {down:?}");
