@@ -99,6 +99,8 @@ pub struct Agent {
     fence: watch::Sender<Option<Instant>>,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
+    /// When the last failsafe round started.
+    last_failsafe_round: Option<Instant>,
     /// A failsafe round is asking the other members now.
     failsafe_asking: bool,
 }
@@ -147,6 +149,7 @@ impl Agent {
             fence,
             timelines_cache: None,
             failsafe_asking: false,
+            last_failsafe_round: None,
         };
         let failsafe = agent.failsafe.clone();
         let join = tokio::spawn(agent.run(stop_rx));
@@ -202,9 +205,16 @@ impl Agent {
     /// Starts a failsafe round (if none runs): every other member of the last view is asked to
     /// confirm this leader; the answer comes back as an outcome when all confirmed.
     fn ask_failsafe(&mut self) {
-        if self.failsafe_asking {
+        // One round per half loop at most (like renewals), never a tight loop.
+        let interval = Duration::from_millis((self.ttl().as_millis() as u64 / 6).max(100));
+        if self.failsafe_asking
+            || self
+                .last_failsafe_round
+                .is_some_and(|at| at.elapsed() < interval)
+        {
             return;
         }
+        self.last_failsafe_round = Some(Instant::now());
         let me = self.spec.name.clone();
         let apis: BTreeMap<String, String> = self
             .view
@@ -427,7 +437,10 @@ impl Agent {
         // One line per decision (I6), not one per step: a reason that only counts time
         // (a job running for N ms) is logged when its kind changes.
         let kind = std::mem::discriminant(&decision.reason);
-        let counting = matches!(decision.reason, pgha_core::Reason::JobRunning { .. });
+        let counting = matches!(
+            decision.reason,
+            pgha_core::Reason::JobRunning { .. } | pgha_core::Reason::StoreDownLeaseTrusted { .. }
+        );
         if reason != self.last_reason && !(counting && self.last_kind == Some(kind)) {
             tracing::info!("{}: {reason}", self.spec.name);
         } else {
