@@ -387,11 +387,7 @@ async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobRe
     let mut last_quarter = 0;
     let name = spec.name.clone();
     clone(inst, &source, &staging, CLONE_TIMEOUT, |p| {
-        let quarter = if p.total_kb == 0 {
-            0
-        } else {
-            p.done_kb * 4 / p.total_kb
-        };
+        let quarter = (p.done_kb * 4).checked_div(p.total_kb).unwrap_or(0);
         if quarter > last_quarter {
             last_quarter = quarter;
             tracing::info!(

@@ -36,7 +36,10 @@ async fn main() {
     let mut out = std::fs::File::create(&args[3]).expect("OUT");
     let resolver = args.get(4).cloned();
     if url == "-" {
-        url = resolver.as_deref().and_then(resolve).expect("resolve the URL");
+        url = resolver
+            .as_deref()
+            .and_then(resolve)
+            .expect("resolve the URL");
     }
     let mut client: Option<tokio_postgres::Client> = None;
     let mut next = Instant::now();

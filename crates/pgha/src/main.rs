@@ -59,14 +59,14 @@ struct Where {
 }
 
 enum At {
-    Local(LocalCluster),
+    Local(Box<LocalCluster>),
     Distributed(PathBuf),
 }
 
 impl Where {
     fn open(&self) -> anyhow::Result<At> {
         match (&self.dir, &self.config) {
-            (Some(dir), _) => Ok(At::Local(LocalCluster::open(dir)?)),
+            (Some(dir), _) => Ok(At::Local(Box::new(LocalCluster::open(dir)?))),
             (None, Some(file)) => Ok(At::Distributed(file.clone())),
             (None, None) => {
                 anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
