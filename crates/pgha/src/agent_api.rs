@@ -98,16 +98,15 @@ async fn health(State(api): State<AgentApi>) -> Response {
 
 /// 200 only on the lease holder running as a primary.
 async fn primary(State(api): State<AgentApi>) -> Response {
-    let holder = api
-        .store
-        .snapshot()
-        .await
-        .ok()
-        .and_then(|s| s.leader)
-        .map(|l| l.holder);
+    let snapshot = api.store.snapshot().await.ok();
+    // A cluster still bootstrapping (no initialize key yet) has no primary to send clients to.
+    let initialised = snapshot
+        .as_ref()
+        .is_some_and(|s| s.get(pgha_store::Key::Initialize).is_some());
+    let holder = snapshot.and_then(|s| s.leader).map(|l| l.holder);
     let me = api.spec.name.as_str();
     let writable = local_state(&api).await.is_some_and(|s| !s.in_recovery);
-    let ok = holder.as_deref() == Some(me) && writable;
+    let ok = initialised && holder.as_deref() == Some(me) && writable;
     reply(
         ok,
         json!({ "member": me, "leader": holder, "writable": writable }),

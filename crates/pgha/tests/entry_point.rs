@@ -135,3 +135,40 @@ async fn clients_are_held_not_refused_through_switchover_and_failover() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_runs_through_the_entry_point() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("bench");
+    let up = UpProcess::start(&dir, 2);
+    let rw = up.url(None);
+    let run = |args: &[&str]| {
+        std::process::Command::new("pgbench")
+            .args(args)
+            .arg(&rw)
+            .output()
+            .expect("pgbench is installed by test.sh (postgresql-contrib)")
+    };
+    let init = run(&["-i", "-s", "1", "-q"]);
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let out = run(&["-c", "4", "-j", "2", "-T", "3", "-n"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "pgbench: {}{}",
+        text,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tps: f64 = text
+        .lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench prints tps");
+    assert!(tps > 10.0, "pgbench through the proxy: {tps} tps\n{text}");
+    assert!(text.contains("number of failed transactions: 0"), "{text}");
+}
