@@ -43,6 +43,11 @@ impl Member {
         if self.config.paused {
             return Reason::Paused;
         }
+        if !local.running && !local.in_recovery && local.data != DataDir::Missing {
+            // A stopped former primary (no standby.signal) coming back under another leader:
+            // whichever way it rejoins is recorded in the history.
+            self.demoted = true;
+        }
         let leader_name = leader.clone();
         if local.data == DataDir::Missing {
             if view.initialize.is_none() {

@@ -481,6 +481,41 @@ fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
 }
 
 #[test]
+fn a_restarted_former_primary_that_follows_records_its_rejoin() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n2", 20)
+        .with("n2", record(&primary(2, 9000), Some("n2")));
+    view.0.history.push(HistoryEvent {
+        kind: EventKind::Failover,
+        from: Some(name("n1")),
+        to: Some(name("n2")),
+        timeline: Timeline(2),
+        lsn: Lsn(5000),
+        reason: "test".into(),
+    });
+    // A fresh agent finds a stopped primary's data directory (no standby.signal).
+    let d = n1.step(&obs(0, stopped(primary(1, 5000)), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Follow { leader: name("n2") })
+    );
+    let done = Outcome::Job {
+        kind: JobKind::Follow,
+        result: Ok(()),
+    };
+    let d = n1.step(&obs(500, standby(2, 9000, Some("n2")), &view, vec![done]));
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::RecordHistory(e) if e.kind == EventKind::RejoinFollow)
+        ),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
 fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     let (mut n1, _) = established_leader();
     let n2_pg = standby(1, 1000, Some("n1"));
