@@ -11,12 +11,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use pgha_agent::{AgentReport, NodeSpec};
-use pgha_core::{MemberName, RequestKind, SwitchoverRequest};
+use pgha_core::RequestKind;
 use pgha_store::Store;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::api::{ConfigChange, PromoteRequest};
+use crate::api::{prometheus, push_gauge, ConfigChange, PromoteRequest};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -188,30 +188,27 @@ async fn metrics(State(api): State<AgentApi>) -> Response {
         .and_then(|s| s.leader)
         .map(|l| l.holder);
     let mut out = String::new();
-    out.push_str("# HELP pgha_member_up Whether the member's PostgreSQL answers.\n# TYPE pgha_member_up gauge\n");
-    out.push_str(&format!(
-        "pgha_member_up{{member=\"{me}\"}} {}\n",
-        u8::from(state.is_some())
-    ));
-    out.push_str("# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n");
-    out.push_str(&format!(
-        "pgha_member_is_leader{{member=\"{me}\"}} {}\n",
-        u8::from(holder.as_deref() == Some(me))
-    ));
+    push_gauge(
+        &mut out,
+        "pgha_member_up",
+        "Whether the member's PostgreSQL answers.",
+        &[(me, u64::from(state.is_some()))],
+    );
+    push_gauge(
+        &mut out,
+        "pgha_member_is_leader",
+        "Whether the member holds the leader lease.",
+        &[(me, u64::from(holder.as_deref() == Some(me)))],
+    );
     if let Some(lsn) = state.as_ref().and_then(|s| s.position()) {
-        out.push_str("# HELP pgha_member_wal_position_bytes WAL position (current, or received on a standby).\n# TYPE pgha_member_wal_position_bytes gauge\n");
-        out.push_str(&format!(
-            "pgha_member_wal_position_bytes{{member=\"{me}\"}} {lsn}\n"
-        ));
+        push_gauge(
+            &mut out,
+            "pgha_member_wal_position_bytes",
+            "WAL position (current, or received on a standby).",
+            &[(me, lsn)],
+        );
     }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        out,
-    )
-        .into_response()
+    prometheus(out)
 }
 
 /// A leader whose store is down asks for confirmation; given only when this member cannot
@@ -267,14 +264,6 @@ fn outcome<T: serde::Serialize>(result: anyhow::Result<T>) -> Response {
     }
 }
 
-fn request(body: &PromoteRequest, kind: RequestKind) -> SwitchoverRequest {
-    SwitchoverRequest {
-        from: body.from.as_deref().map(MemberName::new),
-        to: body.to.as_deref().map(MemberName::new),
-        kind,
-    }
-}
-
 async fn switchover(
     State(api): State<AgentApi>,
     headers: HeaderMap,
@@ -283,7 +272,7 @@ async fn switchover(
     if let Err(r) = authorised(&api, &headers) {
         return r;
     }
-    outcome(crate::ops::request(api.store.as_ref(), request(&body, RequestKind::Switchover)).await)
+    outcome(crate::ops::request(api.store.as_ref(), body.to_request(RequestKind::Switchover)).await)
 }
 
 async fn failover(
@@ -298,7 +287,7 @@ async fn failover(
         force: body.force,
         allow_data_loss: body.allow_data_loss,
     };
-    outcome(crate::ops::request(api.store.as_ref(), request(&body, kind)).await)
+    outcome(crate::ops::request(api.store.as_ref(), body.to_request(kind)).await)
 }
 
 async fn pause(State(api): State<AgentApi>, headers: HeaderMap) -> Response {

@@ -26,6 +26,37 @@ pub struct PromoteRequest {
     pub allow_data_loss: bool,
 }
 
+impl PromoteRequest {
+    /// The store request this body asks for.
+    pub fn to_request(&self, kind: RequestKind) -> SwitchoverRequest {
+        SwitchoverRequest {
+            from: self.from.as_deref().map(MemberName::new),
+            to: self.to.as_deref().map(MemberName::new),
+            kind,
+        }
+    }
+}
+
+/// Appends one Prometheus gauge family (HELP, TYPE, one sample per member).
+pub fn push_gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for (member, value) in samples {
+        out.push_str(&format!("{name}{{member=\"{member}\"}} {value}\n"));
+    }
+}
+
+/// A response in the Prometheus text exposition format.
+pub fn prometheus(text: String) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 /// Body of POST /members/{name}/stop.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StopRequest {
@@ -87,38 +118,50 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
         .proxy_metrics()
         .map(|m| m.render_prometheus())
         .unwrap_or_default();
-    out.push_str("# HELP pgha_member_up Whether the member's PostgreSQL answers.\n# TYPE pgha_member_up gauge\n");
-    for m in &status.members {
-        let up = u8::from(m.state == "running" || m.state == "streaming");
-        out.push_str(&format!("pgha_member_up{{member=\"{}\"}} {up}\n", m.name));
-    }
-    out.push_str(
-        "# HELP pgha_member_is_leader Whether the member holds the leader lease.\n# TYPE pgha_member_is_leader gauge\n",
+    let up: Vec<(&str, u64)> = status
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.as_str(),
+                u64::from(m.state == "running" || m.state == "streaming"),
+            )
+        })
+        .collect();
+    let leader: Vec<(&str, u64)> = status
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.name.as_str(),
+                u64::from(status.leader.as_deref() == Some(m.name.as_str())),
+            )
+        })
+        .collect();
+    let lag: Vec<(&str, u64)> = status
+        .members
+        .iter()
+        .filter_map(|m| Some((m.name.as_str(), m.lag_bytes?)))
+        .collect();
+    push_gauge(
+        &mut out,
+        "pgha_member_up",
+        "Whether the member's PostgreSQL answers.",
+        &up,
     );
-    for m in &status.members {
-        let leader = u8::from(status.leader.as_deref() == Some(m.name.as_str()));
-        out.push_str(&format!(
-            "pgha_member_is_leader{{member=\"{}\"}} {leader}\n",
-            m.name
-        ));
-    }
-    out.push_str("# HELP pgha_member_lag_bytes Replay lag of a standby behind the primary.\n# TYPE pgha_member_lag_bytes gauge\n");
-    for m in &status.members {
-        if let Some(lag) = m.lag_bytes {
-            out.push_str(&format!(
-                "pgha_member_lag_bytes{{member=\"{}\"}} {lag}\n",
-                m.name
-            ));
-        }
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        out,
-    )
-        .into_response()
+    push_gauge(
+        &mut out,
+        "pgha_member_is_leader",
+        "Whether the member holds the leader lease.",
+        &leader,
+    );
+    push_gauge(
+        &mut out,
+        "pgha_member_lag_bytes",
+        "Replay lag of a standby behind the primary.",
+        &lag,
+    );
+    prometheus(out)
 }
 
 async fn history(State(rt): State<Arc<Runtime>>) -> Response {
@@ -128,16 +171,8 @@ async fn history(State(rt): State<Arc<Runtime>>) -> Response {
     }
 }
 
-fn request(body: &PromoteRequest, kind: RequestKind) -> SwitchoverRequest {
-    SwitchoverRequest {
-        from: body.from.as_deref().map(MemberName::new),
-        to: body.to.as_deref().map(MemberName::new),
-        kind,
-    }
-}
-
 async fn switchover(State(rt): State<Arc<Runtime>>, Json(body): Json<PromoteRequest>) -> Response {
-    match rt.request(request(&body, RequestKind::Switchover)).await {
+    match rt.request(body.to_request(RequestKind::Switchover)).await {
         Ok(target) => answer(StatusCode::ACCEPTED, target),
         Err(e) => failed(e),
     }
@@ -154,7 +189,7 @@ async fn failover(State(rt): State<Arc<Runtime>>, Json(body): Json<PromoteReques
             body.to
         );
     }
-    match rt.request(request(&body, kind)).await {
+    match rt.request(body.to_request(kind)).await {
         Ok(target) => answer(StatusCode::ACCEPTED, target),
         Err(e) => failed(e),
     }
