@@ -17,10 +17,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failsafe::Failsafe;
+use crate::fence::{FenceState, Fencing};
 use crate::jobs::{run_job, JobContext};
 use crate::local::LocalProbe;
 use crate::spec::{postgres_address, Dynamic, NodeSpec};
 use crate::view::{cluster_view, HistoryEntry};
+use pgha_pg::lease_file::boot_clock_ms;
 
 /// Every store call is bounded by this.
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -78,7 +80,8 @@ pub struct Agent {
     spec: Arc<NodeSpec>,
     store: Arc<dyn Store>,
     member: Member,
-    origin: Instant,
+    /// The boot-clock instant (ms) the core's time counts from: suspend time counts too.
+    boot_origin: u64,
     probe: LocalProbe,
     outcomes: Vec<Outcome>,
     job: Option<(JobKind, JoinHandle<()>)>,
@@ -95,8 +98,8 @@ pub struct Agent {
     /// Set when a job failed: the next step waits until then.
     hold_until: Option<Millis>,
     failsafe: Failsafe,
-    /// The fencing watchdog's lease deadline.
-    fence: watch::Sender<Option<Instant>>,
+    /// The lease deadline handed to the member's supervisor, which fences without us.
+    fencing: Fencing,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
     /// When the last failsafe round started.
@@ -126,12 +129,12 @@ impl Agent {
         });
         let (stop_tx, stop_rx) = watch::channel(None);
         let spec = Arc::new(spec);
-        let fence = crate::fence::spawn(spec.clone());
+        let fencing = Fencing::new(spec.instance.lease_file());
         let agent = Agent {
             spec,
             store,
             member: Member::new(settings),
-            origin: Instant::now(),
+            boot_origin: boot_clock_ms(),
             probe: LocalProbe::default(),
             outcomes: Vec::new(),
             job: None,
@@ -146,7 +149,7 @@ impl Agent {
             report: report_tx,
             hold_until: None,
             failsafe: Failsafe::default(),
-            fence,
+            fencing,
             timelines_cache: None,
             failsafe_asking: false,
             last_failsafe_round: None,
@@ -163,7 +166,12 @@ impl Agent {
     }
 
     fn now(&self) -> Millis {
-        Millis(self.origin.elapsed().as_millis() as u64)
+        Millis(boot_clock_ms().saturating_sub(self.boot_origin))
+    }
+
+    /// The tokio instant at which the core's time reaches `at`.
+    fn instant_of(&self, at: Millis) -> Instant {
+        Instant::now() + Duration::from_millis(at.0.saturating_sub(self.now().0))
     }
 
     /// The leader's timeline history, when this member is on an older timeline and not
@@ -193,13 +201,15 @@ impl Agent {
         Some(history)
     }
 
-    /// An instant on this agent's clock as the core's milliseconds.
+    /// An instant on the monotonic clock as the core's milliseconds.
     fn millis_at(&self, at: std::time::Instant) -> Millis {
-        Millis(
-            Instant::from_std(at)
-                .saturating_duration_since(self.origin)
-                .as_millis() as u64,
-        )
+        let now = self.now().0;
+        let std_now = std::time::Instant::now();
+        if at >= std_now {
+            Millis(now + (at - std_now).as_millis() as u64)
+        } else {
+            Millis(now.saturating_sub((std_now - at).as_millis() as u64))
+        }
     }
 
     /// Starts a failsafe round (if none runs): every other member of the last view is asked to
@@ -288,13 +298,13 @@ impl Agent {
             if let Some(until) = self.hold_until.take() {
                 // A job just failed: do not retry it in a tight loop; the lease deadline rules.
                 let until = self.member.lease_deadline().map_or(until, |d| until.min(d));
-                tokio::time::sleep_until(self.origin + Duration::from_millis(until.0)).await;
+                tokio::time::sleep_until(self.instant_of(until)).await;
             }
             let wake_at = self.step_once().await;
             if !self.outcomes.is_empty() {
                 continue; // lease results change the next decision: step again at once
             }
-            let deadline = self.origin + Duration::from_millis(wake_at.0);
+            let deadline = self.instant_of(wake_at);
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
@@ -319,6 +329,32 @@ impl Agent {
                     watcher = Some(w);
                 }
             }
+        }
+    }
+
+    /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
+    /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
+    fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
+        if let Some(view) = &self.view {
+            self.fencing.set_margin(view.config.safety_margin_ms);
+        }
+        let paused = self.view.as_ref().is_some_and(|v| v.config.paused);
+        let state = match self.member.lease_deadline() {
+            // Maintenance mode: no member takes the lease on its own, so the agent may stop or
+            // be upgraded without PostgreSQL being fenced (as Patroni disables its watchdog).
+            Some(_) if paused => FenceState::NothingWritable,
+            Some(d) => FenceState::LeaseUntil(self.boot_origin + d.0),
+            None if !self.spec.instance.is_running() => FenceState::NothingWritable,
+            None if local.running && local.in_recovery && !local.unresponsive => {
+                FenceState::NothingWritable
+            }
+            None => FenceState::Unsure,
+        };
+        if let Err(e) = self.fencing.update(state) {
+            tracing::error!(
+                "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous one",
+                self.spec.name
+            );
         }
     }
 
@@ -420,16 +456,7 @@ impl Agent {
         };
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
-        // The watchdog fences at the lease deadline unless a later step moves it.
-        let deadline = self
-            .member
-            .lease_deadline()
-            .map(|d| self.origin + Duration::from_millis(d.0));
-        self.fence.send_if_modified(|current| {
-            let changed = *current != deadline;
-            *current = deadline;
-            changed
-        });
+        self.update_fencing(&obs.local);
         if store_down && self.member.holds_lease(obs.now) {
             self.ask_failsafe();
         }
@@ -478,14 +505,16 @@ impl Agent {
         match action {
             Action::AcquireLeader { ttl_ms } => {
                 let sent = self.now();
-                let result = timed(store.acquire_leader(name, ttl(*ttl_ms))).await;
+                let result = timed(store.acquire_leader(name, ttl(*ttl_ms)))
+                    .await
+                    .map(|revision| (revision, ttl(*ttl_ms)));
                 self.outcomes.push(lease_outcome(result, sent, true));
             }
-            Action::RenewLeader { revision, .. } => {
+            Action::RenewLeader { revision, ttl_ms } => {
                 let sent = self.now();
-                let result = timed(store.renew_leader(name, *revision))
+                let result = timed(store.renew_leader(name, *revision, ttl(*ttl_ms)))
                     .await
-                    .map(|()| *revision);
+                    .map(|granted| (*revision, granted));
                 self.outcomes.push(lease_outcome(result, sent, false));
             }
             Action::ReleaseLeader { revision } => {
@@ -693,6 +722,9 @@ impl Agent {
                 .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
                 .await;
         }
+        if !inst.is_running() {
+            let _ = self.fencing.update(FenceState::NothingWritable);
+        }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
             if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
                 let _ = tokio::time::timeout(
@@ -722,15 +754,21 @@ async fn timed<T>(
         })
 }
 
-fn lease_outcome(result: Result<u64, StoreError>, sent: Millis, acquire: bool) -> Outcome {
+fn lease_outcome(
+    result: Result<(u64, Duration), StoreError>,
+    sent: Millis,
+    acquire: bool,
+) -> Outcome {
     match result {
-        Ok(revision) if acquire => Outcome::LeaderAcquired {
+        Ok((revision, ttl)) if acquire => Outcome::LeaderAcquired {
             requested_at: sent,
             revision,
+            ttl_ms: ttl.as_millis() as u64,
         },
-        Ok(revision) => Outcome::LeaderRenewed {
+        Ok((revision, ttl)) => Outcome::LeaderRenewed {
             requested_at: sent,
             revision,
+            ttl_ms: ttl.as_millis() as u64,
         },
         Err(StoreError::Conflict { .. }) => Outcome::LeaderRefused,
         Err(_) => Outcome::LeaderUnknown,

@@ -1,63 +1,99 @@
-//! The fencing watchdog (I1): a task of its own that stops a writable PostgreSQL immediately
-//! once the lease deadline passes without the agent loop having renewed it — even if the loop
-//! is stuck in a slow store call or probe.
+//! Fencing (I1) that does not need this agent to be alive: after every step the agent writes
+//! the instant by which PostgreSQL must have stopped accepting writes into the member's lease
+//! file; the member's supervisor process (`pgha supervise`, the postmaster's parent) kills
+//! PostgreSQL once that instant passes, whether this agent is running, dead or paused.
 
-use std::sync::Arc;
+use pgha_pg::lease_file::{boot_clock_ms, LeaseFile};
 
-use tokio::sync::watch;
-use tokio::time::Instant;
-
-use crate::spec::NodeSpec;
-
-/// Starts the watchdog; send it the lease deadline after every step (`None`: no lease held).
-pub fn spawn(spec: Arc<NodeSpec>) -> watch::Sender<Option<Instant>> {
-    let (tx, mut rx) = watch::channel::<Option<Instant>>(None);
-    tokio::spawn(async move {
-        loop {
-            let deadline = *rx.borrow_and_update();
-            match deadline {
-                None => {
-                    if rx.changed().await.is_err() {
-                        return;
-                    }
-                }
-                Some(at) => {
-                    tokio::select! {
-                        changed = rx.changed() => if changed.is_err() { return },
-                        _ = tokio::time::sleep_until(at) => {
-                            if *rx.borrow() == Some(at) {
-                                fence(&spec).await;
-                                // Wait for the next deadline (a new lease) before acting again.
-                                if rx.changed().await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    });
-    tx
+/// What the agent knows after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceState {
+    /// The lease is trusted until this boot-clock instant (ms).
+    LeaseUntil(u64),
+    /// No lease, and PostgreSQL is confirmed stopped or read-only: nothing to fence.
+    NothingWritable,
+    /// No lease, but PostgreSQL may still be writable (a demote in flight, a probe that failed):
+    /// the deadline armed earlier stays.
+    Unsure,
 }
 
-async fn fence(spec: &NodeSpec) {
-    let inst = &spec.instance;
-    if !inst.is_running() || inst.has_standby_signal() {
-        return;
+/// The agent's side of the lease file.
+pub struct Fencing {
+    lease: LeaseFile,
+    /// What this agent last wrote (`None`: nothing yet; a restarted agent keeps the file as the
+    /// previous one left it until it knows better).
+    written: Option<Option<u64>>,
+    /// Extra time the supervisor grants after the core's own demotion deadline, so a clean
+    /// demotion normally wins; it stays well inside the safety margin.
+    grace_ms: u64,
+}
+
+impl Fencing {
+    pub fn new(lease: LeaseFile) -> Self {
+        Fencing {
+            lease,
+            written: None,
+            grace_ms: 0,
+        }
     }
-    tracing::error!(
-        "{}: lease deadline passed without renewal and the agent loop did not demote in time: \
-         stopping PostgreSQL immediately (fencing)",
-        spec.name
-    );
-    if let Err(e) = inst
-        .stop(
-            pgha_pg::StopMode::Immediate,
-            std::time::Duration::from_secs(10),
-        )
-        .await
-    {
-        tracing::error!("{}: fencing stop failed: {e}", spec.name);
+
+    /// Sets the grace from the cluster's safety margin: half of it.
+    pub fn set_margin(&mut self, safety_margin_ms: u64) {
+        self.grace_ms = safety_margin_ms / 2;
+    }
+
+    /// Writes the deadline the state calls for, when it differs from the file's.
+    pub fn update(&mut self, state: FenceState) -> pgha_pg::Result<()> {
+        let wanted = match state {
+            FenceState::LeaseUntil(at) => Some(at + self.grace_ms),
+            FenceState::NothingWritable => None,
+            FenceState::Unsure => return Ok(()),
+        };
+        if self.written == Some(wanted) && self.lease.read() == wanted {
+            return Ok(());
+        }
+        match wanted {
+            Some(at) => self.lease.arm(at)?,
+            None => self.lease.disarm()?,
+        }
+        self.written = Some(wanted);
+        Ok(())
+    }
+
+    /// Milliseconds left before the supervisor fences, if armed.
+    pub fn remaining_ms(&self) -> Option<u64> {
+        self.lease
+            .read()
+            .map(|at| at.saturating_sub(boot_clock_ms()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_armed_deadline_while_unsure() {
+        let dir = std::env::temp_dir().join(format!("pgha-fence-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lease = LeaseFile::for_member_dir(&dir.join("n1"));
+        let mut fencing = Fencing::new(lease.clone());
+        fencing.set_margin(1000);
+        fencing.update(FenceState::LeaseUntil(5_000)).unwrap();
+        assert_eq!(lease.read(), Some(5_500), "deadline plus half the margin");
+        fencing.update(FenceState::Unsure).unwrap();
+        assert_eq!(
+            lease.read(),
+            Some(5_500),
+            "unsure: the old deadline stays armed"
+        );
+        fencing.update(FenceState::NothingWritable).unwrap();
+        assert_eq!(lease.read(), None);
+        // A job (a standby start) may disarm behind the agent's back; a new lease re-arms.
+        fencing.update(FenceState::LeaseUntil(9_000)).unwrap();
+        lease.disarm().unwrap();
+        fencing.update(FenceState::LeaseUntil(9_000)).unwrap();
+        assert_eq!(lease.read(), Some(9_500), "re-armed after the file changed");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

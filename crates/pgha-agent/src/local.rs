@@ -18,6 +18,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct LocalProbe {
     client: Option<Client>,
     system_id: Option<SystemId>,
+    /// The last state a probe read, reported (marked unresponsive) while probes fail.
+    last_answer: Option<LocalPg>,
 }
 
 impl LocalProbe {
@@ -25,6 +27,7 @@ impl LocalProbe {
     pub fn reset(&mut self) {
         self.client = None;
         self.system_id = None;
+        self.last_answer = None;
     }
 
     /// A live connection to the local PostgreSQL, if it accepts one.
@@ -62,11 +65,32 @@ impl LocalProbe {
             sync_applied: sync_applied.clone(),
             ..LocalPg::default()
         };
-        let state = if inst.is_running() {
+        let postmaster_alive = inst.is_running();
+        let state = if postmaster_alive {
             self.probe(spec).await
         } else {
             None
         };
+        if postmaster_alive && state.is_none() {
+            // Alive but silent: never "stopped", never "standby" on a guess.
+            let mut silent = self.last_answer.clone().unwrap_or(local);
+            silent.running = true;
+            silent.unresponsive = true;
+            silent.sync_applied = sync_applied.clone();
+            if silent.data == DataDir::Missing {
+                if let Ok(cd) = inst.controldata().await {
+                    if let Ok(id) = cd.system_identifier.parse() {
+                        self.system_id = Some(SystemId(id));
+                    }
+                    silent.timeline = Timeline(cd.checkpoint_timeline);
+                    silent.lsn = Lsn(cd.checkpoint_lsn);
+                }
+                if let Some(id) = self.system_id {
+                    silent.data = DataDir::Present { system_id: id };
+                }
+            }
+            return silent;
+        }
         match state {
             Some((state, slots)) => {
                 local.running = true;
@@ -109,6 +133,7 @@ impl LocalProbe {
         if let Some(id) = self.system_id {
             local.data = DataDir::Present { system_id: id };
         }
+        self.last_answer = local.running.then(|| local.clone());
         local
     }
 

@@ -35,7 +35,8 @@ pub enum Action {
     AcquireLeader {
         ttl_ms: u64,
     },
-    /// Refresh the lease, only if the leader key still has `revision` (compare-and-set).
+    /// Refresh the lease, only if the leader key still has `revision` (compare-and-set), and
+    /// make its TTL `ttl_ms` (the store re-grants it when the configured ttl changed).
     RenewLeader {
         revision: u64,
         ttl_ms: u64,

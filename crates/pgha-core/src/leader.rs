@@ -34,6 +34,10 @@ impl Member {
                 for_ms: now.since(since),
             };
         }
+        if self.release_after_demote && !local.is_writable() {
+            self.release_after_demote = false;
+            return self.release(lease, Reason::UnresponsivePrimaryDemoted, plan);
+        }
         let system_id = match local.data {
             DataDir::Missing if view.initialize.is_none() => {
                 self.promotion = Some(Promotion {

@@ -72,6 +72,10 @@ pub struct Member {
     pub(crate) last_leader: Option<MemberName>,
     pub(crate) last_primary_lsn: Option<Lsn>,
     pub(crate) primary_down_since: Option<Millis>,
+    /// Since when the running postmaster has not answered the probe.
+    pub(crate) unresponsive_since: Option<Millis>,
+    /// The leader demoted its unresponsive PostgreSQL: once it is not writable, let go.
+    pub(crate) release_after_demote: bool,
     pub(crate) not_streaming_since: Option<Millis>,
     pub(crate) promotion: Option<Promotion>,
     pub(crate) promote_error: Option<String>,
@@ -119,6 +123,8 @@ impl Member {
             last_leader: None,
             last_primary_lsn: None,
             primary_down_since: None,
+            unresponsive_since: None,
+            release_after_demote: false,
             not_streaming_since: None,
             promotion: None,
             promote_error: None,
@@ -160,13 +166,14 @@ impl Member {
             actions: Vec::new(),
             wake_at: now.plus(self.config.loop_wait_ms),
         };
+        if let StoreView::Up(view) = &obs.cluster {
+            // Before the outcomes: a lease result is trusted with the newest safety margin.
+            self.config = view.config.clone();
+        }
         self.absorb(&obs.outcomes);
         let reason = match &obs.cluster {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
-            StoreView::Up(view) => {
-                self.config = view.config.clone();
-                self.store_up(obs, view, &mut plan)
-            }
+            StoreView::Up(view) => self.store_up(obs, view, &mut plan),
         };
         if let Some(lease) = self.lease {
             plan.wake_by(lease.trusted_until);
@@ -190,11 +197,16 @@ impl Member {
                 Outcome::LeaderAcquired {
                     requested_at,
                     revision,
+                    ttl_ms,
                 }
                 | Outcome::LeaderRenewed {
                     requested_at,
                     revision,
+                    ttl_ms,
                 } => {
+                    // The store's lease, not the configured ttl, bounds the trust: after a
+                    // live ttl change they differ until the store has re-granted the lease.
+                    let trust = ttl_ms.saturating_sub(self.config.safety_margin_ms);
                     let later = self
                         .lease
                         .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
@@ -332,6 +344,10 @@ impl Member {
                 };
             }
         }
+        if obs.local.unresponsive {
+            return self.unresponsive_step(obs, view, plan);
+        }
+        self.unresponsive_since = None;
         self.publish_if_due(obs, view, plan);
         match view.leader.as_ref().map(|l| (&l.holder, l.revision)) {
             Some((holder, revision)) if holder == self.name() => {
@@ -352,6 +368,48 @@ impl Member {
                 self.election_step(obs, view, plan)
             }
         }
+    }
+
+    /// A postmaster that lives but does not answer is neither stopped nor a standby: no
+    /// restart, no reconfiguration, no candidacy. Its leader keeps the lease (a failover would
+    /// not help clients that exhausted the connection slots) until `primary_start_timeout_ms`,
+    /// then demotes and lets the lease run out; the supervisor fences what the demote cannot.
+    fn unresponsive_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Reason {
+        let since = *self.unresponsive_since.get_or_insert(obs.now);
+        let for_ms = obs.now.since(since);
+        if let Some((record, at)) = self.published.clone() {
+            if obs.now.since(at) >= self.config.ttl_ms / 3 {
+                self.publish(record, obs.now, plan); // heartbeat, last known state
+            }
+        }
+        let leading = view.leader.as_ref().and_then(|l| {
+            (l.holder == *self.name())
+                .then_some(l.revision)
+                .and_then(|rev| self.lease.filter(|lease| lease.revision == rev))
+        });
+        let Some(lease) = leading else {
+            return Reason::PostgresUnresponsive { for_ms };
+        };
+        if self.running_job() == Some(JobKind::Demote) {
+            return Reason::PrimaryUnresponsiveDemoting { for_ms };
+        }
+        if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {
+            self.promotion = None;
+            self.handover = None;
+            self.demoted = true;
+            self.release_after_demote = true;
+            plan.push(Action::Demote {
+                mode: StopMode::Immediate,
+            });
+            return Reason::PrimaryUnresponsiveDemoting { for_ms };
+        }
+        self.renew_if_due(obs.now, lease.revision, plan);
+        Reason::PostgresUnresponsive { for_ms }
     }
 
     /// The record this member would publish now.

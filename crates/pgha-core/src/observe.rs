@@ -106,8 +106,12 @@ pub enum DataDir {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LocalPg {
     pub data: DataDir,
-    /// Postmaster up and accepting connections.
+    /// Postmaster up (accepting connections, unless `unresponsive`).
     pub running: bool,
+    /// The postmaster lives but did not answer the probe (connection slots exhausted, an I/O
+    /// stall): the role and positions are the last ones known, and nothing may be concluded
+    /// from them — not "stopped", not "standby".
+    pub unresponsive: bool,
     /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
     pub in_recovery: bool,
     pub timeline: Timeline,
@@ -160,10 +164,21 @@ pub enum JobKind {
 /// The result of an action of an earlier decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// `AcquireLeader` succeeded; `requested_at` is when the request was *sent* (own clock).
-    LeaderAcquired { requested_at: Millis, revision: u64 },
-    /// `RenewLeader` succeeded; `requested_at` is when the request was *sent* (own clock).
-    LeaderRenewed { requested_at: Millis, revision: u64 },
+    /// `AcquireLeader` succeeded; `requested_at` is when the request was *sent* (own clock);
+    /// `ttl_ms` is the TTL of the lease the store bound the key to.
+    LeaderAcquired {
+        requested_at: Millis,
+        revision: u64,
+        ttl_ms: u64,
+    },
+    /// `RenewLeader` succeeded; `requested_at` is when the request was *sent* (own clock);
+    /// `ttl_ms` is the TTL the lease runs with now, as the store reports it (the one asked
+    /// for once the store has re-granted it: trust never outlives the store's real lease).
+    LeaderRenewed {
+        requested_at: Millis,
+        revision: u64,
+        ttl_ms: u64,
+    },
     /// The store answered that the key is not (or no longer) ours.
     LeaderRefused,
     /// The store did not answer (timeout, unreachable): nothing is known.

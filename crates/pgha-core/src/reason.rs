@@ -28,6 +28,9 @@ pub enum Reason {
     // leader
     Leading { standbys: usize },
     RestartingPrimary { down_ms: u64 },
+    PostgresUnresponsive { for_ms: u64 },
+    PrimaryUnresponsiveDemoting { for_ms: u64 },
+    UnresponsivePrimaryDemoted,
     PrimaryNotRestartable { down_ms: u64 },
     SyncPrimaryDownHandingOver,
     FailsafePromise { remaining_ms: u64 },
@@ -101,6 +104,20 @@ impl fmt::Display for Reason {
                 f,
                 "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \
                  standby (a restart could show commits no standby confirmed)"
+            ),
+            PostgresUnresponsive { for_ms } => write!(
+                f,
+                "PostgreSQL runs but has not answered for {for_ms} ms (connection slots \
+                 exhausted? I/O stalled?): waiting, nothing concluded from it"
+            ),
+            PrimaryUnresponsiveDemoting { for_ms } => write!(
+                f,
+                "primary PostgreSQL unresponsive for {for_ms} ms (over primary_start_timeout_ms): \
+                 demoting it and letting the lease run out"
+            ),
+            UnresponsivePrimaryDemoted => write!(
+                f,
+                "unresponsive primary demoted: releasing the lease for failover"
             ),
             PrimaryNotRestartable { down_ms } => write!(
                 f,

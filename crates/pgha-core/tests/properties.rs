@@ -120,10 +120,12 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         0 => vec![Outcome::LeaderAcquired {
             requested_at: sent,
             revision: t.revision,
+            ttl_ms: ClusterConfig::default().ttl_ms,
         }],
         1 => vec![Outcome::LeaderRenewed {
             requested_at: sent,
             revision: t.revision,
+            ttl_ms: ClusterConfig::default().ttl_ms,
         }],
         2 => vec![Outcome::LeaderRefused],
         3 => member

@@ -132,6 +132,7 @@ fn acquired(at: u64, revision: u64) -> Outcome {
     Outcome::LeaderAcquired {
         requested_at: Millis(at),
         revision,
+        ttl_ms: ClusterConfig::default().ttl_ms,
     }
 }
 
@@ -183,6 +184,7 @@ fn a_successful_renewal_extends_trust_from_its_send_time() {
     let renewed = Outcome::LeaderRenewed {
         requested_at: Millis(5000),
         revision: 7,
+        ttl_ms: ClusterConfig::default().ttl_ms,
     };
     n1.step(&obs(5100, primary(1, 1100), &view, vec![renewed]));
     let d = n1.step(&store_down(12_000, primary(1, 1200)));
@@ -190,6 +192,52 @@ fn a_successful_renewal_extends_trust_from_its_send_time() {
         d.reason,
         Reason::StoreDownLeaseTrusted { remaining_ms: 500 }
     );
+}
+
+/// Issue 9, item 2: `ttl_ms` raised live. The renewal asks the store for the new TTL and the
+/// leader trusts what the store reports the lease runs with, never the configured value.
+#[test]
+fn a_raised_ttl_is_trusted_only_once_the_store_granted_it() {
+    let (mut n1, view) = established_leader();
+    let raised = view.config(|c| {
+        c.ttl_ms = 30_000;
+        c.safety_margin_ms = 7_500;
+    });
+    let d = n1.step(&obs(1000, primary(1, 1100), &raised, vec![]));
+    assert!(
+        has(&d, |a| matches!(
+            a,
+            Action::RenewLeader {
+                revision: 7,
+                ttl_ms: 30_000
+            }
+        )),
+        "the renewal carries the new ttl: {:?}",
+        d.actions
+    );
+    // The store has not re-granted yet (the renewal kept the old 10 s lease).
+    let old = Outcome::LeaderRenewed {
+        requested_at: Millis(1000),
+        revision: 7,
+        ttl_ms: 10_000,
+    };
+    n1.step(&obs(1100, primary(1, 1100), &raised, vec![old]));
+    assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 10_000 - 7_500)));
+    let d = n1.step(&store_down(3_500, primary(1, 1200)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+    // Re-granted: now the new TTL counts.
+    let (mut n1, view) = established_leader();
+    let raised = view.config(|c| {
+        c.ttl_ms = 30_000;
+        c.safety_margin_ms = 7_500;
+    });
+    let new = Outcome::LeaderRenewed {
+        requested_at: Millis(1000),
+        revision: 7,
+        ttl_ms: 30_000,
+    };
+    n1.step(&obs(1100, primary(1, 1100), &raised, vec![new]));
+    assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 30_000 - 7_500)));
 }
 
 #[test]
@@ -620,6 +668,7 @@ fn a_crashed_primary_is_restarted_then_given_up() {
     let renewed = Outcome::LeaderRenewed {
         requested_at: Millis(5000),
         revision: 7,
+        ttl_ms: ClusterConfig::default().ttl_ms,
     };
     let d = n1.step(&obs(5200, down, &view, vec![failed, renewed]));
     assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
@@ -667,4 +716,74 @@ fn reasons_read_as_log_lines() {
     assert_eq!(line, "no leader; n2 is the better candidate");
     let line = Reason::StoreDownLeaseTrusted { remaining_ms: 1200 }.to_string();
     assert!(line.contains("1200 ms"));
+}
+
+fn unresponsive(pg: LocalPg) -> LocalPg {
+    LocalPg {
+        unresponsive: true,
+        ..pg
+    }
+}
+
+/// Issue 9, item 4: a primary whose postmaster lives but does not answer the probe (slots
+/// exhausted, I/O stall) is neither restarted, nor reconfigured as a standby, nor given up at
+/// once: the leader keeps its lease, then after `primary_start_timeout_ms` demotes and lets go
+/// only once its PostgreSQL is not writable.
+#[test]
+fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
+    let (mut n1, view) = established_leader();
+    let silent = unresponsive(primary(1, 1000));
+    let d = n1.step(&obs(1000, silent.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::PostgresUnresponsive { for_ms: 0 });
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::StartPostgres(_) | Action::ReleaseLeader { .. } | Action::Demote { .. }
+    )));
+    let timeout = ClusterConfig::default().primary_start_timeout_ms;
+    let d = n1.step(&obs(1000 + timeout + 1, silent.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::Demote {
+                mode: StopMode::Immediate
+            }),
+        "{:?}",
+        d.reason
+    );
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { .. } | Action::RenewLeader { .. }
+    )));
+    let done = Outcome::Job {
+        kind: JobKind::Demote,
+        result: Ok(()),
+    };
+    let d = n1.step(&obs(
+        1000 + timeout + 500,
+        standby(1, 1000, None),
+        &view,
+        vec![done],
+    ));
+    assert_eq!(d.reason, Reason::UnresponsivePrimaryDemoted);
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    assert!(!has(&d, |a| matches!(a, Action::Promote)));
+}
+
+#[test]
+fn an_unresponsive_standby_neither_restarts_nor_runs_for_leader() {
+    let mut n2 = member("n2");
+    let view = View::new().with("n2", record(&standby(1, 900, None), None));
+    let silent = unresponsive(stopped(standby(1, 900, None)));
+    for now in [0, 20_000, 40_000] {
+        let d = n2.step(&obs(now, silent.clone(), &view, vec![]));
+        assert!(
+            matches!(d.reason, Reason::PostgresUnresponsive { .. }),
+            "{:?}",
+            d.reason
+        );
+        assert!(!has(&d, |a| matches!(
+            a,
+            Action::StartPostgres(_) | Action::AcquireLeader { .. } | Action::Follow { .. }
+        )));
+    }
 }

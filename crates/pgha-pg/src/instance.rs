@@ -9,7 +9,9 @@ use crate::binaries::PgBinaries;
 use crate::command::{file_tail, run, TAIL_LINES};
 use crate::conf::{MemberConf, PGHA_CONF};
 use crate::error::{PgError, Result};
+use crate::lease_file::LeaseFile;
 use crate::osuser::RunAs;
+use crate::supervisor::{self, SuperviseArgs};
 
 /// How `pg_ctl stop` shuts PostgreSQL down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub struct Instance {
     pub member_dir: PathBuf,
     pub bins: PgBinaries,
     pub run_as: RunAs,
+    /// The program run as `<program> supervise ...` to start PostgreSQL: this very binary.
+    pub supervisor: PathBuf,
 }
 
 impl Instance {
@@ -45,6 +49,7 @@ impl Instance {
             member_dir: member_dir.to_path_buf(),
             bins,
             run_as,
+            supervisor: PathBuf::from("/proc/self/exe"),
         }
     }
 
@@ -141,31 +146,85 @@ impl Instance {
         self.postmaster_pid().is_some()
     }
 
-    /// Starts PostgreSQL and waits until it accepts connections; on failure the error carries
-    /// the tail of the member's log.
+    /// The member's fencing deadline file (see [`crate::supervisor`]).
+    pub fn lease_file(&self) -> LeaseFile {
+        LeaseFile::for_member_dir(&self.member_dir)
+    }
+
+    /// Starts PostgreSQL under its supervisor (`pgha supervise`, which kills it at the lease
+    /// deadline and takes it along when it dies) and waits until it accepts connections; on
+    /// failure the error carries the tail of the member's log. A standby is started with its
+    /// fencing disarmed: only a lease holder arms it.
     pub async fn start(&self, timeout: Duration) -> Result<()> {
-        let mut cmd = self
-            .run_as
-            .command(self.bins.program("pg_ctl"), &self.member_dir);
-        cmd.arg("start")
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(self.log_file())
-            .args(["-w", "-s", "-t"])
-            .arg(timeout.as_secs().max(1).to_string());
-        match run(cmd, "pg_ctl start", timeout + Duration::from_secs(5)).await {
-            Ok(_) => Ok(()),
-            Err(err) => Err(PgError::StartFailed {
-                member: self.name.clone(),
-                status: match &err {
-                    PgError::CommandFailed { status, .. } => status.clone(),
-                    other => other.to_string(),
-                },
-                log: self.log_file(),
-                log_tail: file_tail(&self.log_file(), TAIL_LINES),
-            }),
+        let lease = self.lease_file();
+        if self.has_standby_signal() {
+            lease.disarm()?;
         }
+        let args = SuperviseArgs {
+            member: self.name.clone(),
+            lease_file: lease.path().to_path_buf(),
+            data_dir: self.data_dir(),
+            log_file: self.log_file(),
+            postgres: self.bins.program("postgres"),
+            os_user: self.run_as.user.as_ref().map(|u| u.name.clone()),
+        };
+        let mut cmd = tokio::process::Command::new(&self.supervisor);
+        cmd.arg0("pgha")
+            .arg("supervise")
+            .args(args.to_args())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(false);
+        // SAFETY: setsid is async-signal-safe. A session of its own: a terminal's Ctrl-C or the
+        // agent's process group being signalled does not reach PostgreSQL's supervisor.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid().map_err(std::io::Error::from)?;
+                Ok(())
+            });
+        }
+        let failed = |status: String| PgError::StartFailed {
+            member: self.name.clone(),
+            status,
+            log: self.log_file(),
+            log_tail: file_tail(&self.log_file(), TAIL_LINES),
+        };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| failed(format!("cannot run {}: {e}", self.supervisor.display())))?;
+        let supervisor = child.id().map(|p| p as i32);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(failed(format!("postmaster exited ({status})")));
+            }
+            if let Some(status) = self.postmaster_status() {
+                let ours = self
+                    .postmaster_pid()
+                    .and_then(supervisor::parent_of)
+                    .is_some_and(|p| Some(p) == supervisor);
+                if ours && (status == "ready" || status == "standby") {
+                    // The supervisor outlives this call (and the agent): reap it when it ends.
+                    tokio::spawn(async move {
+                        let _ = child.wait().await;
+                    });
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(failed(format!(
+                    "not accepting connections after {} s",
+                    timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The postmaster's status line in `postmaster.pid` ("starting", "ready", "standby", ...).
+    fn postmaster_status(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        Some(text.lines().nth(7)?.trim().to_string())
     }
 
     /// Stops PostgreSQL (no-op when it is not running).

@@ -8,12 +8,15 @@ pub mod command;
 pub mod conf;
 pub mod error;
 pub mod instance;
+pub mod lease_file;
 pub mod osuser;
 pub mod probe;
 pub mod rewind;
 pub mod secrets;
+pub mod supervisor;
 
 pub use binaries::PgBinaries;
 pub use error::{PgError, Result};
 pub use instance::{Instance, StopMode};
+pub use lease_file::LeaseFile;
 pub use osuser::RunAs;

@@ -82,7 +82,7 @@ pub async fn renewal_keeps_the_lease_and_the_term(h: &dyn Harness) {
     let rev = store.acquire_leader("n1", ttl).await.unwrap();
     for _ in 0..3 {
         h.pass(ttl / 2).await;
-        store.renew_leader("n1", rev).await.unwrap();
+        store.renew_leader("n1", rev, ttl).await.unwrap();
     }
     let leader = store
         .snapshot()
@@ -96,12 +96,39 @@ pub async fn renewal_keeps_the_lease_and_the_term(h: &dyn Harness) {
     );
 }
 
+/// A live ttl change reaches the store: renewing with another TTL re-grants the lease (same
+/// term), so the key lives as long as the holder was told it may trust it, and no longer.
+pub async fn renewal_with_a_new_ttl_regrants_the_lease(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let ttl = h.ttl();
+    let rev = store.acquire_leader("n1", ttl).await.unwrap();
+    assert_eq!(store.renew_leader("n1", rev, ttl).await.unwrap(), ttl);
+    let longer = ttl * 2;
+    assert_eq!(
+        store.renew_leader("n1", rev, longer).await.unwrap(),
+        longer,
+        "the renewal reports the TTL the lease now has"
+    );
+    h.pass(ttl + ttl / 2).await;
+    let snap = store.snapshot().await.unwrap();
+    let leader = snap
+        .leader
+        .expect("the key outlives the old TTL on the new lease");
+    assert_eq!(leader.revision, rev, "same term after the re-grant");
+    assert_eq!(store.renew_leader("n1", rev, longer).await.unwrap(), longer);
+    h.pass(longer).await;
+    expiry_settled(h, &*store, "leader key past the new TTL", |s| {
+        s.leader.is_none()
+    })
+    .await;
+}
+
 pub async fn lease_expires_without_renewal(h: &dyn Harness) {
     let store = h.fresh_store().await;
     let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
     h.pass(h.ttl()).await;
     expiry_settled(h, &*store, "unrenewed leader key", |s| s.leader.is_none()).await;
-    assert!(is_conflict(store.renew_leader("n1", rev).await));
+    assert!(is_conflict(store.renew_leader("n1", rev, h.ttl()).await));
     let next = store.acquire_leader("n2", h.ttl()).await.unwrap();
     assert!(next > rev, "a new term has a greater revision");
 }
@@ -109,8 +136,10 @@ pub async fn lease_expires_without_renewal(h: &dyn Harness) {
 pub async fn renew_and_release_compare_holder_and_revision(h: &dyn Harness) {
     let store = h.fresh_store().await;
     let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
-    assert!(is_conflict(store.renew_leader("n2", rev).await));
-    assert!(is_conflict(store.renew_leader("n1", rev + 1000).await));
+    assert!(is_conflict(store.renew_leader("n2", rev, h.ttl()).await));
+    assert!(is_conflict(
+        store.renew_leader("n1", rev + 1000, h.ttl()).await
+    ));
     assert!(is_conflict(store.release_leader("n2", rev).await));
     store.release_leader("n1", rev).await.unwrap();
     assert_eq!(store.snapshot().await.unwrap().leader, None);
@@ -240,6 +269,7 @@ pub async fn watch_wakes_on_writes_and_expiry(h: &dyn Harness) {
 pub async fn run_all(h: &dyn Harness) {
     leader_is_exclusive(h).await;
     renewal_keeps_the_lease_and_the_term(h).await;
+    renewal_with_a_new_ttl_regrants_the_lease(h).await;
     lease_expires_without_renewal(h).await;
     renew_and_release_compare_holder_and_revision(h).await;
     members_live_by_their_own_lease(h).await;
@@ -257,6 +287,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $make;
             leader_is_exclusive,
             renewal_keeps_the_lease_and_the_term,
+            renewal_with_a_new_ttl_regrants_the_lease,
             lease_expires_without_renewal,
             renew_and_release_compare_holder_and_revision,
             members_live_by_their_own_lease,

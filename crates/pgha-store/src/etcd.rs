@@ -168,6 +168,25 @@ impl EtcdStore {
         }
     }
 
+    /// Restarts lease `id` and returns the TTL (s) it was granted with; `Ok(None)` when etcd
+    /// no longer knows it.
+    async fn keep_alive_ttl(&self, id: i64) -> Result<Option<i64>, StoreError> {
+        // The first keep-alive (inside `keep_alive`) restarts the lease; the second one's
+        // answer carries the granted TTL.
+        let (mut keeper, mut responses) = match self.client.lease_client().keep_alive(id).await {
+            Ok(pair) => pair,
+            Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
+                return Ok(None)
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        keeper.keep_alive().await.map_err(map_err)?;
+        match responses.message().await.map_err(map_err)? {
+            Some(resp) if resp.ttl() > 0 => Ok(Some(resp.ttl())),
+            _ => Ok(None),
+        }
+    }
+
     async fn grant(&self, ttl: i64) -> Result<i64, StoreError> {
         let resp = self
             .client
@@ -337,7 +356,13 @@ impl Store for EtcdStore {
         .await
     }
 
-    async fn renew_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+    async fn renew_leader(
+        &self,
+        holder: &str,
+        revision: Revision,
+        ttl: Duration,
+    ) -> Result<Duration, StoreError> {
+        let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
         self.call(async {
             let txn = Txn::new()
@@ -351,10 +376,35 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", describe_leader(current)));
             }
             let lease = current.map_or(0, KeyValue::lease);
-            if lease == 0 || !self.keep_alive(lease).await? {
+            let granted = match lease {
+                0 => None,
+                id => self.keep_alive_ttl(id).await?,
+            };
+            let Some(granted) = granted else {
                 return Err(StoreError::conflict("leader", "absent (lease expired)"));
+            };
+            if granted == wanted {
+                return Ok(Duration::from_secs(granted as u64));
             }
-            Ok(())
+            // The configured ttl changed: move the key (same term) to a lease of the new TTL.
+            // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
+            let fresh = self.grant(wanted).await?;
+            let txn = Txn::new()
+                .when(self.leader_is(holder, revision))
+                .and_then([TxnOp::put(
+                    leader.clone(),
+                    holder,
+                    Some(PutOptions::new().with_lease(fresh)),
+                )])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            if !resp.succeeded() {
+                let _ = self.revoke(fresh).await;
+                let found = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
+                return Err(StoreError::conflict("leader", found));
+            }
+            let _ = self.revoke(lease).await;
+            Ok(Duration::from_secs(wanted as u64))
         })
         .await
     }

@@ -229,12 +229,19 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn renew_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+    async fn renew_leader(
+        &self,
+        holder: &str,
+        revision: Revision,
+        ttl: Duration,
+    ) -> Result<Duration, StoreError> {
+        let ttl = positive(ttl)?;
         let now = self.inner.clock.now();
         self.with_state(false, |s| match &mut s.leader {
             Some(l) if l.holder == holder && l.revision == revision => {
-                l.expires_at = now + l.ttl;
-                Ok(())
+                l.ttl = ttl;
+                l.expires_at = now + ttl;
+                Ok(ttl)
             }
             Some(l) => Err(StoreError::conflict(
                 "leader",

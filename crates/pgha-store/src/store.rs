@@ -19,8 +19,16 @@ pub trait Store: Send + Sync {
     /// Returns the key's revision (the term). `Conflict` when someone holds it.
     async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError>;
 
-    /// Restarts the leader lease's TTL, only if the key still has `holder` and `revision`.
-    async fn renew_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError>;
+    /// Restarts the leader lease, only if the key still has `holder` and `revision`, and makes
+    /// its TTL `ttl`: when the lease was granted with another TTL (the configured ttl changed),
+    /// a new lease is granted and the key moves to it in the same term. Returns the TTL the
+    /// lease runs with now, which is what the holder may trust.
+    async fn renew_leader(
+        &self,
+        holder: &str,
+        revision: Revision,
+        ttl: Duration,
+    ) -> Result<Duration, StoreError>;
 
     /// Deletes the leader key (and revokes its lease) if it still has `holder` and `revision`.
     async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError>;

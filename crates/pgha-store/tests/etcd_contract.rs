@@ -169,7 +169,7 @@ async fn a_term_is_shared_by_every_client_of_the_cluster() {
     ));
     // An agent that restarted renews the term it finds, by holder and revision.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    second.renew_leader("n1", term).await.unwrap();
+    second.renew_leader("n1", term, ttl).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let leader = first
         .snapshot()
@@ -264,7 +264,7 @@ async fn leases_keys_and_watches_survive_an_etcd_restart() {
     etcd.server.stop();
     let err = store.snapshot().await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
-    let err = store.renew_leader("n1", term).await.unwrap_err();
+    let err = store.renew_leader("n1", term, ttl).await.unwrap_err();
     assert!(
         err.is_retryable(),
         "a renewal that cannot reach etcd is no lost term: {err:?}"
@@ -277,7 +277,10 @@ async fn leases_keys_and_watches_survive_an_etcd_restart() {
 
     etcd.server.start_again();
     // The same term, renewed through the reconnected client: no new election needed.
-    eventually("renew after restart", || store.renew_leader("n1", term)).await;
+    eventually("renew after restart", || {
+        store.renew_leader("n1", term, ttl)
+    })
+    .await;
     let rev = eventually("write after restart", || {
         store.put(Key::Config, "{}", Guard::Any)
     })

@@ -47,7 +47,6 @@ fn set_key_unchecked(
     map.insert(key.to_string(), parsed);
     let updated: ClusterConfig = serde_json::from_value(Value::Object(map))
         .map_err(|e| format!("`{key}` = {value:?}: {e}"))?;
-    updated.validate().map_err(|e| e.to_string())?;
     Ok(updated)
 }
 
@@ -99,5 +98,26 @@ mod tests {
             .unwrap_err()
             .contains("synchronous_count"));
         assert!(render(&c).contains("synchronous_mode"));
+    }
+
+    #[test]
+    fn dependent_settings_change_together() {
+        // Each alone breaks loop_wait <= (ttl - margin) / 2 against the defaults; together
+        // they are valid, and are checked once.
+        let base = ClusterConfig::default();
+        let c = set_keys(
+            &base,
+            [
+                ("ttl_ms", "3000"),
+                ("safety_margin_ms", "1000"),
+                ("loop_wait_ms", "500"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.ttl_ms, c.safety_margin_ms, c.loop_wait_ms),
+            (3000, 1000, 500)
+        );
+        assert!(set_keys(&base, [("ttl_ms", "3000")]).is_err());
     }
 }

@@ -240,10 +240,48 @@ enum Command {
         #[arg(long)]
         primary: bool,
     },
+    /// Internal: the parent of one member's postmaster, started by the agent. It kills
+    /// PostgreSQL when the lease deadline the agent wrote into LEASE_FILE passes, whatever
+    /// happened to the agent, and PostgreSQL dies with it.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        lease_file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        log_file: PathBuf,
+        #[arg(long)]
+        postgres: PathBuf,
+        #[arg(long)]
+        os_user: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Supervise {
+        member,
+        lease_file,
+        data_dir,
+        log_file,
+        postgres,
+        os_user,
+    } = cli.command
+    {
+        // No runtime, no threads: a small process that sleeps, reads one file and waits.
+        let code = pgha_pg::supervisor::run(&pgha_pg::supervisor::SuperviseArgs {
+            member,
+            lease_file,
+            data_dir,
+            log_file,
+            postgres,
+            os_user,
+        });
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt()
@@ -427,5 +465,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", url::url(&cluster, member.as_deref(), primary).await?);
             Ok(())
         }
+        Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }
 }

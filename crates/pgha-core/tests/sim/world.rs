@@ -480,6 +480,7 @@ impl World {
             sync_applied: n.pg.sync.clone(),
             replicas,
             slots: n.pg.slots.clone(),
+            unresponsive: false,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
@@ -551,19 +552,21 @@ impl World {
                     Outcome::LeaderAcquired {
                         requested_at: sent,
                         revision,
+                        ttl_ms: *ttl_ms,
                     }
                 };
                 self.nodes[i].outcomes.push(outcome);
                 self.nodes[i].woken = Some(now);
             }
-            Action::RenewLeader { revision, .. } => {
+            Action::RenewLeader { revision, ttl_ms } => {
                 let outcome = match self.store.leader.as_mut() {
                     _ if !reachable => Outcome::LeaderUnknown,
                     Some(l) if l.0 == i && l.1 == *revision => {
-                        l.2 = now + ttl;
+                        l.2 = now + ttl_ms;
                         Outcome::LeaderRenewed {
                             requested_at: sent,
                             revision: *revision,
+                            ttl_ms: *ttl_ms,
                         }
                     }
                     _ => Outcome::LeaderRefused,

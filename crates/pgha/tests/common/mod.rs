@@ -168,6 +168,20 @@ impl UpProcess {
         }
     }
 
+    /// The pid of the `pgha up` process while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// SIGKILL to `pgha up` alone (its agents die with it; PostgreSQL and its supervisors do
+    /// not), as after an OOM kill.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The exit code if `pgha up` has exited.
     pub fn exited(&mut self) -> Option<String> {
         let status = self.child.as_mut()?.try_wait().ok()??;

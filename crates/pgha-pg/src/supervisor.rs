@@ -1,0 +1,221 @@
+//! The member supervisor (`pgha supervise`): a small process of its own that is the parent of
+//! one postmaster. The postmaster dies with it (parent-death signal), and it kills the
+//! postmaster and every backend once the deadline in the member's lease file passes — whether
+//! the agent that armed that deadline is alive, dead, paused or restarting without its store.
+
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::lease_file::{boot_clock_ms, LeaseFile};
+use crate::osuser::RunAs;
+
+/// How often the supervisor looks at its postmaster and the lease file at most.
+const POLL: Duration = Duration::from_millis(100);
+
+/// What `pgha supervise` runs.
+#[derive(Debug, Clone)]
+pub struct SuperviseArgs {
+    pub member: String,
+    pub lease_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
+    /// The `postgres` server program.
+    pub postgres: PathBuf,
+    /// The OS user PostgreSQL runs as (only when the supervisor runs as root).
+    pub os_user: Option<String>,
+}
+
+impl SuperviseArgs {
+    /// The command-line arguments after `pgha supervise`.
+    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = vec![
+            "--member".into(),
+            self.member.clone().into(),
+            "--lease-file".into(),
+            self.lease_file.clone().into(),
+            "--data-dir".into(),
+            self.data_dir.clone().into(),
+            "--log-file".into(),
+            self.log_file.clone().into(),
+            "--postgres".into(),
+            self.postgres.clone().into(),
+        ];
+        if let Some(user) = &self.os_user {
+            out.push("--os-user".into());
+            out.push(user.clone().into());
+        }
+        out
+    }
+}
+
+/// Runs the supervisor until its postmaster exits; returns the process exit code.
+pub fn run(args: &SuperviseArgs) -> i32 {
+    let say = |text: String| {
+        let _ = writeln!(std::io::stderr(), "pgha supervise {}: {text}", args.member);
+    };
+    let run_as = match args.os_user.as_deref().map(RunAs::detect) {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => {
+            say(format!("cannot run PostgreSQL: {e}"));
+            return 2;
+        }
+        None => RunAs { user: None },
+    };
+    let mut child = match spawn_postmaster(args, &run_as) {
+        Ok(c) => c,
+        Err(e) => {
+            say(format!("cannot start {}: {e}", args.postgres.display()));
+            return 2;
+        }
+    };
+    let postmaster = child.id() as i32;
+    let lease = LeaseFile::at(&args.lease_file);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.code().unwrap_or(1),
+            Ok(None) => {}
+            Err(e) => {
+                say(format!("cannot wait for the postmaster: {e}"));
+                return 1;
+            }
+        }
+        let remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
+        if remaining == Some(0) {
+            say(format!(
+                "lease deadline passed and nobody renewed it: killing postmaster {postmaster} \
+                 and its backends (fencing)"
+            ));
+            kill_postmaster_tree(postmaster);
+            let _ = child.wait();
+            say("PostgreSQL fenced".into());
+            return 0;
+        }
+        let nap = remaining.map_or(POLL, |ms| POLL.min(Duration::from_millis(ms)));
+        std::thread::sleep(nap);
+    }
+}
+
+/// Starts `postgres -D DATA` as the OS user, output appended to the member's log by a shell
+/// running as that user (so no file is opened as root in a directory the user owns), dying
+/// with this process.
+fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std::process::Child> {
+    let parent = std::process::id() as i32;
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec "$0" -D "$1" >>"$2" 2>&1"#)
+        .arg(&args.postgres)
+        .arg(&args.data_dir)
+        .arg(&args.log_file)
+        .current_dir(args.data_dir.parent().unwrap_or(Path::new("/")))
+        .env("LC_ALL", "C")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(user) = &run_as.user {
+        cmd.uid(user.uid)
+            .gid(user.gid)
+            .env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
+    }
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec; the
+    // parent-death signal is set after the credentials change, which would clear it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                libc::_exit(1); // the supervisor died before the signal was set
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Kills a postmaster so that no backend can acknowledge another commit: stop it (no new
+/// backends), kill every child, then kill it.
+pub fn kill_postmaster_tree(postmaster: i32) {
+    let pid = Pid::from_raw(postmaster);
+    let _ = kill(pid, Signal::SIGSTOP);
+    let stopped_by = Instant::now() + Duration::from_millis(500);
+    while !process_stopped(postmaster) && Instant::now() < stopped_by {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for child in children_of(postmaster) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = kill(pid, Signal::SIGCONT);
+}
+
+/// The state letter and parent pid of `pid` from `/proc/PID/stat`.
+fn stat(pid: i32) -> Option<(char, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn process_stopped(pid: i32) -> bool {
+    matches!(stat(pid), Some(('T' | 't', _)) | None)
+}
+
+/// The pids whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| stat(*pid).is_some_and(|(_, ppid)| ppid == parent))
+        .collect()
+}
+
+/// The parent pid of `pid`, if it lives.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    stat(pid).map(|(_, ppid)| ppid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kills_a_process_and_its_children() {
+        // A stand-in for a postmaster: a shell with two children that would outlive it.
+        let mut parent = Command::new("/bin/sh")
+            .arg("-c")
+            .arg("sleep 60 & sleep 60 & wait")
+            .spawn()
+            .unwrap();
+        let pid = parent.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children_of(pid).len() < 2 {
+            assert!(Instant::now() < deadline, "children did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let children = children_of(pid);
+        kill_postmaster_tree(pid);
+        let status = parent.wait().unwrap();
+        assert!(!status.success());
+        for c in children {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while stat(c).is_some_and(|(s, _)| s != 'Z') {
+                assert!(Instant::now() < deadline, "child {c} survived");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
