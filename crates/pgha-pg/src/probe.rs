@@ -146,9 +146,15 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         let received_tli: Option<i32> = row.get(3);
         state.upstream = row.get(4);
         let checkpoint_tli: Option<i32> = row.get(5);
-        state.timeline = received_tli
+        let history_tli: Option<i32> = row.get(6);
+        // The checkpoint's timeline lags a timeline switch until the next restartpoint, and
+        // the receiver's is gone once it stops (the primary died): a standby holds the history
+        // file of every timeline it has received WAL on, so the newest one counts too.
+        state.timeline = [received_tli, checkpoint_tli, history_tli]
+            .into_iter()
+            .flatten()
             .filter(|t| *t > 0)
-            .or(checkpoint_tli)
+            .max()
             .map(|t| t as u32);
     } else {
         let row = client

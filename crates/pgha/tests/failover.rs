@@ -856,3 +856,36 @@ async fn switchover_refusals() {
         0
     );
 }
+
+/// Issue 9, item 5: once its upstream is gone (the walreceiver stops), a standby that followed
+/// a failover still reports the new timeline, not its last restartpoint's: ranked by timeline
+/// first, a stale one could lose to a less advanced standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
+    let _serial = serial();
+    let c = Cluster::start();
+    create_table(&c).await;
+    c.write("n1", "before", 0..10).await;
+    c.ok("stop", &["n1"]);
+    let primary = c.wait_new_primary(&["n1"]);
+    c.wait_converged(&primary, &["n1"]).await;
+    let other = if primary == "n2" { "n3" } else { "n2" };
+    c.write(&primary, "after", 10..20).await;
+    c.wait_identical(&primary, &[other]).await;
+    c.ok("pause", &[]);
+    let pid = postmaster_pid(&c.data_dir(&primary)).expect("the new primary's postmaster");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let timeline = c.wait_status("the standby's timeline without its upstream", CONVERGE, |s| {
+        let m = members(s).into_iter().find(|m| m["name"] == other)?;
+        (m["state"] != "streaming").then(|| m["timeline"].as_u64())?
+    });
+    assert_eq!(
+        timeline, 2,
+        "{other} lost its upstream on timeline 2 and must say so"
+    );
+    c.ok("resume", &[]);
+}
