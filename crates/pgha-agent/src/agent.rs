@@ -24,8 +24,11 @@ use crate::spec::{postgres_address, Dynamic, NodeSpec};
 use crate::view::{cluster_view, HistoryEntry};
 use pgha_pg::lease_file::boot_clock_ms;
 
-/// Every store call is bounded by this.
+/// Every store call is bounded by this at most; less when the safety margin is small (see
+/// [`Agent::store_timeout`]).
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A planned demotion announces "not writable" first, but never waits longer than this.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a job failed, the next attempt waits at least this long (unless the lease needs a step).
 const JOB_RETRY_DELAY_MS: u64 = 1_000;
 /// Quick local SQL actions are bounded by this.
@@ -397,7 +400,15 @@ impl Agent {
         while let Ok(o) = self.job_rx.try_recv() {
             self.job_done(o);
         }
-        let cluster = match tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
+        // Never let a slow store carry the loop past the lease deadline.
+        let to_deadline = self.member.lease_deadline().map_or(STORE_TIMEOUT, |d| {
+            Duration::from_millis(d.0.saturating_sub(self.now().0))
+        });
+        let limit = self
+            .store_timeout()
+            .min(to_deadline)
+            .max(Duration::from_millis(50));
+        let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
             Ok(Ok(snapshot)) => {
                 let view = cluster_view(&snapshot);
                 self.view = Some(view.clone());
@@ -407,7 +418,7 @@ impl Agent {
                 error: e.to_string(),
             },
             Err(_) => StoreView::Down {
-                error: format!("no answer within {} s", STORE_TIMEOUT.as_secs()),
+                error: format!("no answer within {} ms", limit.as_millis()),
             },
         };
         let view = match &cluster {
@@ -500,25 +511,26 @@ impl Agent {
 
     async fn execute_one(&mut self, action: &Action) -> Result<(), String> {
         let name = self.spec.name.as_str();
+        let limit = self.store_timeout();
         let ttl = |ms: u64| Duration::from_millis(ms);
         let store = self.store.clone();
         match action {
             Action::AcquireLeader { ttl_ms } => {
                 let sent = self.now();
-                let result = timed(store.acquire_leader(name, ttl(*ttl_ms)))
+                let result = timed(limit, store.acquire_leader(name, ttl(*ttl_ms)))
                     .await
                     .map(|revision| (revision, ttl(*ttl_ms)));
                 self.outcomes.push(lease_outcome(result, sent, true));
             }
             Action::RenewLeader { revision, ttl_ms } => {
                 let sent = self.now();
-                let result = timed(store.renew_leader(name, *revision, ttl(*ttl_ms)))
+                let result = timed(limit, store.renew_leader(name, *revision, ttl(*ttl_ms)))
                     .await
                     .map(|granted| (*revision, granted));
                 self.outcomes.push(lease_outcome(result, sent, false));
             }
             Action::ReleaseLeader { revision } => {
-                timed(store.release_leader(name, *revision))
+                timed(limit, store.release_leader(name, *revision))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -529,13 +541,13 @@ impl Agent {
                     .map(|v| v.config.ttl_ms)
                     .unwrap_or(10_000);
                 let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
-                timed(store.put_member(name, &json, ttl(ttl_ms)))
+                timed(limit, store.put_member(name, &json, ttl(ttl_ms)))
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::WriteInitialize { system_id } => {
                 let json = serde_json::to_string(system_id).map_err(|e| e.to_string())?;
-                timed(store.put(Key::Initialize, &json, Guard::Absent))
+                timed(limit, store.put(Key::Initialize, &json, Guard::Absent))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -548,20 +560,23 @@ impl Agent {
                     holder: name.to_string(),
                     revision: *leader_revision,
                 };
-                timed(store.put(Key::Sync, &json, guard))
+                timed(limit, store.put(Key::Sync, &json, guard))
                     .await
                     .map_err(|e| e.to_string())?;
             }
             Action::ClearSwitchover { revision } => {
-                timed(store.delete(Key::Switchover, Guard::Revision(*revision)))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                timed(
+                    limit,
+                    store.delete(Key::Switchover, Guard::Revision(*revision)),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
             }
             Action::RecordHistory(event) => {
                 tracing::info!("{}: history: {event}", self.spec.name);
                 let json = serde_json::to_string(&HistoryEntry::now(event.clone()))
                     .map_err(|e| e.to_string())?;
-                timed(store.append_history(&json, Guard::Any))
+                timed(limit, store.append_history(&json, Guard::Any))
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -630,16 +645,41 @@ impl Agent {
             .flatten();
         let store = self.store.clone();
         let ttl = self.ttl();
+        // A fencing demotion (lease lost) stops PostgreSQL first and announces meanwhile; a
+        // planned one says "not writable" first, so the proxy stops routing new sessions here
+        // before PostgreSQL stops accepting them, but waits a bounded time for the store.
+        let fencing = matches!(
+            action,
+            Action::Demote {
+                mode: pgha_core::StopMode::Immediate
+            } | Action::StopPostgres(pgha_core::StopMode::Immediate)
+        );
+        let limit = ANNOUNCE_TIMEOUT.min(self.store_timeout());
         let handle = tokio::spawn(async move {
             if let Some((name, json)) = announce {
-                // Say "not writable" before PostgreSQL stops accepting writes, so the proxy
-                // stops routing new sessions here first.
-                let _ = timed(store.put_member(&name, &json, ttl)).await;
+                let put = async move {
+                    let _ = timed(limit, store.put_member(&name, &json, ttl)).await;
+                };
+                if fencing {
+                    tokio::spawn(put);
+                } else {
+                    put.await;
+                }
             }
             let result = run_job(ctx, action).await;
             let _ = tx.send(Outcome::Job { kind, result });
         });
         self.job = Some((kind, handle));
+    }
+
+    /// The bound of one store call: half the safety margin (so a hung call cannot carry the
+    /// loop past its demotion deadline by more than that), between 250 ms and 2 s.
+    fn store_timeout(&self) -> Duration {
+        let margin = self
+            .view
+            .as_ref()
+            .map_or(2_500, |v| v.config.safety_margin_ms);
+        Duration::from_millis(margin / 2).clamp(Duration::from_millis(250), STORE_TIMEOUT)
     }
 
     fn ttl(&self) -> Duration {
@@ -713,7 +753,11 @@ impl Agent {
         let Shutdown::Leave(mode) = how else { return };
         let name = self.spec.name.to_string();
         if let Some((me, json)) = self.not_writable_record() {
-            let _ = timed(self.store.put_member(&me, &json, self.ttl())).await;
+            let _ = timed(
+                self.store_timeout(),
+                self.store.put_member(&me, &json, self.ttl()),
+            )
+            .await;
         }
         let inst = &self.spec.instance;
         if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
@@ -740,18 +784,17 @@ impl Agent {
     }
 }
 
-/// Bounds a store call by [`STORE_TIMEOUT`].
+/// Bounds a store call by `limit`.
 async fn timed<T>(
+    limit: Duration,
     call: impl std::future::Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(STORE_TIMEOUT, call)
-        .await
-        .unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(format!(
-                "no answer within {} s",
-                STORE_TIMEOUT.as_secs()
-            )))
-        })
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "no answer within {} ms",
+            limit.as_millis()
+        )))
+    })
 }
 
 fn lease_outcome(

@@ -101,6 +101,10 @@ impl Default for ClusterConfig {
     }
 }
 
+/// The smallest safety margin: the agent demotes at `ttl - margin`, the supervisor fences at
+/// `ttl - margin / 2` at the latest (it looks every 100 ms), leaving it `margin / 2` to kill.
+pub const MIN_SAFETY_MARGIN_MS: u64 = 500;
+
 /// Why a configuration is rejected; names the key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {key}: {why}")]
@@ -116,10 +120,14 @@ impl ClusterConfig {
         if self.ttl_ms < 1_000 {
             return err("ttl_ms", format!("{} is below 1000", self.ttl_ms));
         }
-        if self.safety_margin_ms == 0 || self.safety_margin_ms >= self.ttl_ms {
+        if self.safety_margin_ms < MIN_SAFETY_MARGIN_MS || self.safety_margin_ms >= self.ttl_ms {
             return err(
                 "safety_margin_ms",
-                format!("must be above 0 and below ttl_ms ({})", self.ttl_ms),
+                format!(
+                    "must be at least {MIN_SAFETY_MARGIN_MS} (the supervisor fences half a margin \
+                     after the deadline and needs the other half) and below ttl_ms ({})",
+                    self.ttl_ms
+                ),
             );
         }
         if self.loop_wait_ms == 0 || self.loop_wait_ms * 2 > self.ttl_ms - self.safety_margin_ms {
@@ -152,5 +160,10 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "safety_margin_ms");
+        let thin = ClusterConfig {
+            safety_margin_ms: 200,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(thin.validate().unwrap_err().key, "safety_margin_ms");
     }
 }
