@@ -1,4 +1,5 @@
-//! Test helper: a throwaway single-node `etcd` on free loopback ports, killed (by pid) on drop.
+//! Test helper: a throwaway single-node `etcd` on free loopback ports, killed (by pid) on drop;
+//! and [`EtcdCluster`], several such members forming one cluster.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -14,10 +15,34 @@ const STARTUP: Duration = Duration::from_secs(30);
 pub struct EtcdServer {
     child: Child,
     binary: PathBuf,
-    endpoint: String,
-    peer: String,
+    node: Node,
     log: PathBuf,
     dir: tempfile::TempDir,
+}
+
+/// How one member is started: its name, its URLs and the cluster it belongs to.
+#[derive(Clone)]
+struct Node {
+    name: String,
+    endpoint: String,
+    peer: String,
+    /// `--initial-cluster`: `name=peer` of every member.
+    cluster: String,
+    /// `--initial-cluster-token`: unique per cluster, so that stray members never join.
+    token: String,
+}
+
+impl Node {
+    fn single(name: &str) -> Node {
+        let peer = format!("http://{}", free_port());
+        Node {
+            name: name.to_string(),
+            endpoint: format!("http://{}", free_port()),
+            cluster: format!("{name}={peer}"),
+            peer,
+            token: format!("pgha-test-{}", std::process::id()),
+        }
+    }
 }
 
 impl EtcdServer {
@@ -37,26 +62,46 @@ impl EtcdServer {
     }
 
     fn try_start(binary: &Path) -> Result<EtcdServer, String> {
-        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-        let client = format!("http://{}", free_port());
-        let peer = format!("http://{}", free_port());
-        let log = dir.path().join("etcd.log");
-        let child = spawn(binary, dir.path(), &client, &peer, &log)?;
-        let mut server = EtcdServer {
-            child,
-            binary: binary.to_path_buf(),
-            endpoint: client,
-            peer,
-            log,
-            dir,
-        };
+        let mut server = Self::spawn_node(binary, Node::single("pgha-test"))?;
         server.wait_healthy()?;
         Ok(server)
     }
 
+    /// Starts the process of `node` without waiting for it.
+    fn spawn_node(binary: &Path, node: Node) -> Result<EtcdServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let log = dir.path().join("etcd.log");
+        let child = spawn(binary, dir.path(), &node, &log)?;
+        Ok(EtcdServer {
+            child,
+            binary: binary.to_path_buf(),
+            node,
+            log,
+            dir,
+        })
+    }
+
     /// The client URL, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        &self.node.endpoint
+    }
+
+    /// Freezes etcd (SIGSTOP, by pid): its connections stay open but nothing answers, as
+    /// on a stalled host or a silent network partition. [`EtcdServer::resume`] undoes it.
+    pub fn pause(&mut self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused etcd run again (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on the pid of our own child, which is not reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal})");
     }
 
     /// Kills etcd (SIGKILL, by pid); [`EtcdServer::start_again`] brings it back.
@@ -67,7 +112,7 @@ impl EtcdServer {
     /// Starts a stopped etcd again on the same ports and data directory.
     pub fn start_again(&mut self) {
         let dir = self.dir.path();
-        self.child = spawn(&self.binary, dir, &self.endpoint, &self.peer, &self.log)
+        self.child = spawn(&self.binary, dir, &self.node, &self.log)
             .unwrap_or_else(|e| panic!("restarting etcd: {e}"));
         self.wait_healthy()
             .unwrap_or_else(|e| panic!("restarting etcd: {e}"));
@@ -81,7 +126,7 @@ impl EtcdServer {
 
     fn wait_healthy(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP;
-        let addr: SocketAddr = self.endpoint["http://".len()..]
+        let addr: SocketAddr = self.node.endpoint["http://".len()..]
             .parse()
             .expect("loopback address");
         loop {
@@ -110,12 +155,63 @@ impl EtcdServer {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
+        // SIGKILL also ends a paused process.
         self.kill();
     }
 }
 
+/// Several etcd members forming one cluster on loopback; each is killed (by pid) on drop.
+pub struct EtcdCluster {
+    pub members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each answers `/health` (which needs a leader).
+    pub fn start(size: usize) -> EtcdCluster {
+        let binary = find_etcd();
+        let mut last_error = String::new();
+        for attempt in 0..3 {
+            match Self::try_start(&binary, size, attempt) {
+                Ok(cluster) => return cluster,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!(
+            "could not start an etcd cluster ({}): {last_error}",
+            binary.display()
+        );
+    }
+
+    fn try_start(binary: &Path, size: usize, attempt: usize) -> Result<EtcdCluster, String> {
+        let peers: Vec<(String, String)> = (0..size)
+            .map(|i| (format!("m{i}"), format!("http://{}", free_port())))
+            .collect();
+        let cluster = peers
+            .iter()
+            .map(|(name, peer)| format!("{name}={peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("pgha-test-{}-{attempt}", std::process::id());
+        let mut members = Vec::with_capacity(size);
+        for (name, peer) in peers {
+            let node = Node {
+                name,
+                endpoint: format!("http://{}", free_port()),
+                peer,
+                cluster: cluster.clone(),
+                token: token.clone(),
+            };
+            members.push(EtcdServer::spawn_node(binary, node)?);
+        }
+        for member in &mut members {
+            member.wait_healthy()?;
+        }
+        Ok(EtcdCluster { members })
+    }
+}
+
 /// Starts the etcd process, logging to `log` (appended to across restarts).
-fn spawn(binary: &Path, dir: &Path, client: &str, peer: &str, log: &Path) -> Result<Child, String> {
+fn spawn(binary: &Path, dir: &Path, node: &Node, log: &Path) -> Result<Child, String> {
     let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -124,15 +220,17 @@ fn spawn(binary: &Path, dir: &Path, client: &str, peer: &str, log: &Path) -> Res
     let stderr = log_file.try_clone().map_err(|e| format!("log file: {e}"))?;
     let mut command = Command::new(binary);
     command
-        .arg("--name=pgha-test")
+        .arg(format!("--name={}", node.name))
         .arg(format!("--data-dir={}", dir.join("data").display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=pgha-test={peer}"))
+        .arg(format!("--listen-client-urls={}", node.endpoint))
+        .arg(format!("--advertise-client-urls={}", node.endpoint))
+        .arg(format!("--listen-peer-urls={}", node.peer))
+        .arg(format!("--initial-advertise-peer-urls={}", node.peer))
+        .arg(format!("--initial-cluster={}", node.cluster))
+        .arg(format!("--initial-cluster-token={}", node.token))
         .arg("--initial-cluster-state=new")
-        // Faster first election; leases can still be as short as 1 s.
+        // Faster elections (a member cut off from its quorum loses its leader within 0.5 s);
+        // leases can still be as short as 1 s.
         .args(["--heartbeat-interval=50", "--election-timeout=500"])
         .stdin(Stdio::null())
         .stdout(log_file)
