@@ -7,6 +7,11 @@
 //! Revisions are etcd's: a term is identified by the leader key's `create_revision`, which
 //! renewals (lease keep-alives) never change; [`Guard::Revision`] compares `mod_revision`.
 //! Lease TTLs are whole seconds in etcd: a TTL is rounded up to the next second.
+//!
+//! Every request requires an etcd leader (gRPC metadata `hasleader=true`): a member cut off
+//! from its quorum answers at once with "no leader" instead of serving what it last knew or
+//! waiting, and ends the watches open on it. Reads are linearizable (etcd's default; never
+//! `serializable`), so a snapshot is never older than the last write acknowledged anywhere.
 
 use crate::error::StoreError;
 use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
@@ -14,13 +19,14 @@ use crate::store::{Store, Watch};
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, PutOptions,
-    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions, WatchStream,
+    Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions, WatchResponse, WatchStream,
 };
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// The default bound on each call to etcd.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -74,10 +80,16 @@ impl EtcdStore {
         // HTTP/2 pings find a dead connection (and fail the watch on it) without waiting for
         // TCP. etcd answers pings more often than `--grpc-keepalive-min-time` (5 s by default)
         // with "too many pings" and drops the connection, so stay well above it.
+        //
+        // Requiring a leader makes every call (reads, txns, lease keep-alives, watch streams)
+        // fail with "no leader" on a member that lost its quorum, and makes that member
+        // cancel the watch streams open on it once it has been leaderless for a few election
+        // timeouts, instead of serving a stale view or hanging.
         let options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, timeout.max(Duration::from_secs(3)))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         let client = bounded(timeout, Client::connect(endpoints, Some(options))).await?;
         Ok(EtcdStore {
             client,
@@ -258,6 +270,7 @@ impl EtcdStore {
     }
 
     async fn snapshot_now(&self) -> Result<Snapshot, StoreError> {
+        // Linearizable (the default: no `with_serializable`), and refused without a leader.
         let resp = self
             .client
             .kv_client()
@@ -562,6 +575,8 @@ impl Store for EtcdStore {
                 store: self.clone(),
                 next: from,
                 stream: Some(stream),
+                heard: Instant::now(),
+                probed: None,
             }) as Box<dyn Watch>)
         })
         .await
@@ -569,11 +584,54 @@ impl Store for EtcdStore {
 }
 
 /// A prefix watch that reopens itself (from the next unseen revision) after a failure.
+///
+/// A stream that stays silent for a call timeout is asked for a progress report
+/// (`WatchProgressRequest`, answered by etcd ≥ 3.4 with an empty response); when that gets no
+/// answer within another call timeout, the watch fails: the connection or the member is dead,
+/// which HTTP/2 keep-alive pings would only notice much later. Etcd itself ends the stream
+/// with "no leader" when its member loses its quorum (see [`EtcdStore::connect`]).
 struct EtcdWatch {
     store: EtcdStore,
     /// The first revision not reported yet.
     next: i64,
     stream: Option<WatchStream>,
+    /// When the stream last delivered something (or was opened).
+    heard: Instant,
+    /// When a progress report was asked for and has not arrived yet.
+    probed: Option<Instant>,
+}
+
+impl EtcdWatch {
+    /// The next message of the open stream; `Ok(None)` when the stream stays silent up to the
+    /// next liveness step (then a progress report is asked for), an error when it stays silent
+    /// after one was asked for. Keeps its deadlines in `self`: a caller may drop `changed`
+    /// (e.g. in a `select!`) and call again without restarting the clock.
+    async fn next_message(&mut self) -> Result<Option<WatchResponse>, StoreError> {
+        let timeout = self.store.timeout;
+        let deadline = match self.probed {
+            Some(asked) => asked + timeout,
+            None => self.heard + timeout,
+        };
+        let stream = self.stream.as_mut().expect("watch stream open");
+        match tokio::time::timeout_at(deadline, stream.message()).await {
+            Ok(Ok(Some(message))) => {
+                self.heard = Instant::now();
+                self.probed = None;
+                Ok(Some(message))
+            }
+            Ok(Ok(None)) => Err(StoreError::Unavailable("etcd closed the watch".into())),
+            Ok(Err(e)) => Err(map_err(e)),
+            Err(_) if self.probed.is_some() => Err(StoreError::Unavailable(format!(
+                "etcd sent nothing on the watch for {:?}, not even a requested progress report",
+                self.heard.elapsed()
+            ))),
+            Err(_) => {
+                bounded(timeout, stream.request_progress()).await?;
+                self.probed = Some(Instant::now());
+                Ok(None)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -583,17 +641,15 @@ impl Watch for EtcdWatch {
             if self.stream.is_none() {
                 let stream = self.store.call(self.store.open_watch(self.next)).await?;
                 self.stream = Some(stream);
+                self.heard = Instant::now();
+                self.probed = None;
             }
-            let stream = self.stream.as_mut().expect("watch stream just opened");
-            let message = match stream.message().await {
+            let message = match self.next_message().await {
                 Ok(Some(message)) => message,
-                Ok(None) => {
-                    self.stream = None;
-                    return Err(StoreError::Unavailable("etcd closed the watch".into()));
-                }
+                Ok(None) => continue,
                 Err(e) => {
                     self.stream = None;
-                    return Err(map_err(e));
+                    return Err(e);
                 }
             };
             if message.canceled() {

@@ -5,7 +5,7 @@
 mod etcd_server;
 
 use async_trait::async_trait;
-use etcd_server::EtcdServer;
+use etcd_server::{EtcdCluster, EtcdServer};
 use pgha_store::contract::Harness;
 use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -301,4 +301,135 @@ async fn leases_keys_and_watches_survive_an_etcd_restart() {
     assert_eq!(snap.get(Key::Initialize).unwrap().value, "7001");
     let leader = snap.leader.expect("leader key survived");
     assert_eq!((leader.holder.as_str(), leader.revision), ("n1", term));
+}
+
+/// Waits for `watch` to report a change at or after `rev`, retrying while it fails retryably.
+async fn watch_sees(watch: &mut Box<dyn pgha_store::Watch>, rev: u64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), watch.changed()).await {
+            Ok(Ok(seen)) if seen >= rev => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => panic!("watch waiting for revision {rev}: {other:?}"),
+        }
+    }
+}
+
+/// A member cut off from its quorum has no leader: whatever it still holds may be stale. Every
+/// call through it must fail at once (etcd's "require leader"), and a watch open on it must
+/// end with an error instead of waiting for ever, so that agents and the proxy see the store
+/// as down rather than trust an old view.
+#[tokio::test]
+async fn a_member_without_quorum_fails_fast_and_ends_its_watches() {
+    let mut cluster = EtcdCluster::start(3);
+    let endpoint = cluster.members[0].endpoint().to_string();
+    // A call timeout well above the bounds below: failing fast must not be the timeout.
+    let timeout = Duration::from_secs(5);
+    let store = EtcdStore::connect(&[endpoint], "quorum", timeout)
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(10);
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    store.put_member("n1", "{}", ttl).await.unwrap();
+    let mut watch = store.watch().await.unwrap();
+    let rev = store.put(Key::Config, "{}", Guard::Any).await.unwrap();
+    watch_sees(&mut watch, rev).await;
+
+    // The two other members freeze: member 0 loses its leader after its election timeout
+    // (500 ms), and etcd ends require-leader streams after three election timeouts.
+    cluster.members[1].pause();
+    cluster.members[2].pause();
+    let paused = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(4), watch.changed())
+        .await
+        .expect("a watch on a member without a leader ends instead of hanging");
+    let err = ended.expect_err("no change was written");
+    assert!(err.is_retryable(), "{err:?}");
+    eprintln!(
+        "watch ended {:?} after the quorum was lost: {err}",
+        paused.elapsed()
+    );
+
+    // No stale snapshot, and no call waits for its timeout.
+    let fast = Duration::from_secs(1);
+    let started = Instant::now();
+    let err = store
+        .snapshot()
+        .await
+        .expect_err("no snapshot without a leader");
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        started.elapsed() < fast,
+        "snapshot took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let err = store.acquire_leader("n2", ttl).await.unwrap_err();
+    assert!(err.is_retryable(), "no conflict can be known: {err:?}");
+    let err = store.put_member("n1", "{}", ttl).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    let err = store.put(Key::Config, "{}", Guard::Any).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(store.watch().await.is_err_and(|e| e.is_retryable()));
+    let err = tokio::time::timeout(fast, watch.changed())
+        .await
+        .expect("reopening the watch fails fast")
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        started.elapsed() < 4 * fast,
+        "five calls took {:?}",
+        started.elapsed()
+    );
+
+    // The quorum is back: the same term and the same watch handle work again.
+    cluster.members[1].resume();
+    cluster.members[2].resume();
+    eventually("member write after the quorum is back", || {
+        store.put_member("n1", "{}", ttl)
+    })
+    .await;
+    let rev = eventually("write after the quorum is back", || {
+        store.put(Key::Config, "{\"x\":1}", Guard::Any)
+    })
+    .await;
+    watch_sees(&mut watch, rev).await;
+    let leader = store.snapshot().await.unwrap().leader.expect("same term");
+    assert_eq!((leader.holder.as_str(), leader.revision), ("n1", term));
+}
+
+/// A watch that receives nothing notices a dead connection (here: etcd frozen, its socket
+/// still open) within a few call timeouts, not after TCP or HTTP/2 keepalive give up.
+#[tokio::test]
+async fn a_silent_watch_on_a_frozen_etcd_fails_within_a_few_timeouts() {
+    let mut etcd = Etcd::start();
+    let timeout = Duration::from_secs(1);
+    let store = EtcdStore::connect(&[etcd.server.endpoint().to_string()], "frozen", timeout)
+        .await
+        .unwrap();
+    let mut watch = store.watch().await.unwrap();
+    let rev = store.put(Key::Config, "{}", Guard::Any).await.unwrap();
+    watch_sees(&mut watch, rev).await;
+    // A live etcd answers the progress requests of a quiet watch: it neither fails nor fires.
+    let quiet = tokio::time::timeout(4 * timeout, watch.changed()).await;
+    assert!(quiet.is_err(), "a quiet watch on a live etcd: {quiet:?}");
+
+    etcd.server.pause();
+    let paused = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("a watch on a frozen etcd ends instead of hanging");
+    let err = ended.expect_err("nothing was written");
+    assert!(err.is_retryable(), "{err:?}");
+    eprintln!("watch ended {:?} after etcd froze: {err}", paused.elapsed());
+
+    etcd.server.resume();
+    let rev = eventually("write after etcd resumed", || {
+        store.put(Key::Config, "{\"x\":1}", Guard::Any)
+    })
+    .await;
+    watch_sees(&mut watch, rev).await;
 }
