@@ -27,6 +27,8 @@ use pgha_pg::lease_file::boot_clock_ms;
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
 const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a check that the leader's PostgreSQL can be reached waits for a connection.
+const REACH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A planned demotion announces "not writable" first, but never waits longer than this.
 const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a job failed, the next attempt waits at least this long (unless the lease needs a step).
@@ -202,6 +204,25 @@ impl Agent {
         let history = crate::timelines::fetch(&self.spec, &address, timeline).await?;
         self.timelines_cache = Some((leader, timeline, history.clone()));
         Some(history)
+    }
+
+    /// Whether the leader's PostgreSQL accepts a TCP connection from here, asked only while
+    /// this standby is configured for the leader and not streaming.
+    async fn leader_reachable(&self, local: &pgha_core::LocalPg) -> Option<bool> {
+        let view = self.view.as_ref()?;
+        let leader = &view.leader.as_ref()?.holder;
+        if !local.running || !local.in_recovery || local.streaming {
+            return None;
+        }
+        if local.upstream.as_ref() != Some(leader) {
+            return None;
+        }
+        let address = postgres_address(view.members.get(leader)?)?;
+        let connect = tokio::net::TcpStream::connect((address.host.as_str(), address.port));
+        Some(matches!(
+            tokio::time::timeout(REACH_TIMEOUT, connect).await,
+            Ok(Ok(_))
+        ))
     }
 
     /// An instant on the monotonic clock as the core's milliseconds.
@@ -457,6 +478,7 @@ impl Agent {
             }
         }
         let leader_timelines = self.leader_timelines(&local).await;
+        let leader_reachable = self.leader_reachable(&local).await;
         let obs = Observation {
             now: self.now(),
             local,
@@ -464,6 +486,7 @@ impl Agent {
             outcomes: std::mem::take(&mut self.outcomes),
             leader_timelines,
             failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
+            leader_reachable,
         };
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);

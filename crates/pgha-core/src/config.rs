@@ -42,8 +42,12 @@ pub struct ClusterConfig {
     pub primary_start_timeout_ms: u64,
     /// How long a planned switchover may take before members elect normally again.
     pub switchover_timeout_ms: u64,
-    /// How long a standby may fail to stream from the leader before it rewinds.
+    /// How long a standby may fail to stream from the leader (which it can reach) before it
+    /// rewinds.
     pub stream_timeout_ms: u64,
+    /// How long the leader keeps the replication slot of a member whose key has expired
+    /// (agent stopped, host down), so it can resume streaming when it returns.
+    pub member_slots_ttl_ms: u64,
     pub synchronous_mode: SyncMode,
     pub synchronous_count: u32,
     pub synchronous_method: SyncMethod,
@@ -91,6 +95,7 @@ impl Default for ClusterConfig {
             primary_start_timeout_ms: 5_000,
             switchover_timeout_ms: 10_000,
             stream_timeout_ms: 30_000,
+            member_slots_ttl_ms: 1_800_000,
             synchronous_mode: SyncMode::Off,
             synchronous_count: 1,
             synchronous_method: SyncMethod::Priority,

@@ -114,6 +114,14 @@ impl Member {
                     for_ms,
                 };
             }
+            // Nor does a leader this member cannot reach (its link is cut, etcd is fine):
+            // rewinding or re-cloning would throw away WAL that has not diverged.
+            if obs.leader_reachable != Some(true) {
+                return Reason::LeaderUnreachable {
+                    leader: leader_name,
+                    for_ms,
+                };
+            }
             // PostgreSQL refuses to stream: treat the WAL as diverged.
             self.force_rewind = true;
         }

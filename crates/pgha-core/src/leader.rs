@@ -222,12 +222,26 @@ impl Member {
         }
     }
 
-    fn maintain_slots(&self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
+    fn maintain_slots(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
         let wanted: BTreeSet<&MemberName> =
             view.members.keys().filter(|n| *n != self.name()).collect();
         let have: BTreeSet<&MemberName> = obs.local.slots.iter().collect();
         let create: Vec<MemberName> = wanted.difference(&have).map(|n| (*n).clone()).collect();
-        let drop: Vec<MemberName> = have.difference(&wanted).map(|n| (*n).clone()).collect();
+        // A member whose key expired (its agent or host is down) keeps its slot, and with it
+        // the WAL it needs to resume, for member_slots_ttl_ms; then the slot goes.
+        let absent: Vec<MemberName> = have
+            .difference(&wanted)
+            .map(|n| (*n).clone())
+            .filter(|n| n != self.name())
+            .collect();
+        self.absent_since.retain(|n, _| absent.contains(n));
+        let mut drop = Vec::new();
+        for name in absent {
+            let since = *self.absent_since.entry(name.clone()).or_insert(obs.now);
+            if obs.now.since(since) >= self.config.member_slots_ttl_ms {
+                drop.push(name);
+            }
+        }
         if !create.is_empty() {
             plan.push(Action::CreateSlots { names: create });
         }

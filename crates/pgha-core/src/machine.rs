@@ -81,6 +81,9 @@ pub struct Member {
     pub(crate) promote_error: Option<String>,
     pub(crate) handover: Option<Handover>,
     pub(crate) switchovers_seen: Vec<u64>,
+    /// Slots of members whose key is gone, and since when (leader): dropped only after
+    /// `member_slots_ttl_ms`, so a host that reboots comes back to its WAL.
+    pub(crate) absent_since: BTreeMap<MemberName, Millis>,
     pub(crate) rewind_failed: bool,
     pub(crate) force_rewind: bool,
     pub(crate) start_failures: u32,
@@ -130,6 +133,7 @@ impl Member {
             promote_error: None,
             handover: None,
             switchovers_seen: Vec::new(),
+            absent_since: BTreeMap::new(),
             rewind_failed: false,
             force_rewind: false,
             start_failures: 0,

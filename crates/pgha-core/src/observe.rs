@@ -25,6 +25,11 @@ pub struct Observation {
     /// Failsafe (store down everywhere): this member confirmed the leader over its REST API
     /// and promised not to take the lease before this instant (own clock).
     pub failsafe_promised_until: Option<Millis>,
+    /// Whether the agent could open a connection to the leader's PostgreSQL in this step;
+    /// measured only while this standby is configured for the leader but not streaming
+    /// (`None` otherwise). A standby that cannot reach its leader waits: a cut link is not
+    /// divergence.
+    pub leader_reachable: Option<bool>,
 }
 
 /// The store as this member sees it now.

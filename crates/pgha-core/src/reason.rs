@@ -29,6 +29,7 @@ pub enum Reason {
     Leading { standbys: usize },
     RestartingPrimary { down_ms: u64 },
     PostgresUnresponsive { for_ms: u64 },
+    LeaderUnreachable { leader: MemberName, for_ms: u64 },
     PrimaryUnresponsiveDemoting { for_ms: u64 },
     UnresponsivePrimaryDemoted,
     PrimaryNotRestartable { down_ms: u64 },
@@ -104,6 +105,11 @@ impl fmt::Display for Reason {
                 f,
                 "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \
                  standby (a restart could show commits no standby confirmed)"
+            ),
+            LeaderUnreachable { leader, for_ms } => write!(
+                f,
+                "not streaming from {leader} for {for_ms} ms and its PostgreSQL cannot be reached: \
+                 waiting (a cut link is not divergence; nothing is rewound)"
             ),
             PostgresUnresponsive { for_ms } => write!(
                 f,

@@ -145,6 +145,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         outcomes,
         leader_timelines: None,
         failsafe_promised_until: None,
+        leader_reachable: None,
     }
 }
 

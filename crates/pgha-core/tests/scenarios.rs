@@ -112,6 +112,7 @@ fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observa
         outcomes,
         leader_timelines: None,
         failsafe_promised_until: None,
+        leader_reachable: None,
     }
 }
 
@@ -125,6 +126,7 @@ fn store_down(now: u64, local: LocalPg) -> Observation {
         outcomes: vec![],
         leader_timelines: None,
         failsafe_promised_until: None,
+        leader_reachable: None,
     }
 }
 
@@ -486,6 +488,40 @@ fn a_standby_does_not_rewind_from_a_leader_that_is_merely_down() {
     )));
 }
 
+/// Issue 9, item 6: a standby whose link to a healthy primary is cut (the store still
+/// answers) waits however long the cut lasts; only a leader it can reach and that still
+/// refuses its stream makes it rewind.
+#[test]
+fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
+    let leader = record(&primary(1, 9000), Some("n1"));
+    let view = View::new().leader("n1", 5).with("n1", leader);
+    let not_streaming = LocalPg {
+        streaming: false,
+        ..standby(1, 9000, Some("n1"))
+    };
+    let at = |now: u64, reachable: Option<bool>| Observation {
+        leader_reachable: reachable,
+        ..obs(now, not_streaming.clone(), &view, vec![])
+    };
+    let mut n2 = member("n2");
+    n2.step(&at(0, Some(false)));
+    for now in [31_000, 120_000, 600_000] {
+        let d = n2.step(&at(now, Some(false)));
+        assert!(
+            matches!(d.reason, Reason::LeaderUnreachable { .. }),
+            "{:?}",
+            d.reason
+        );
+        assert!(!has(&d, |a| matches!(
+            a,
+            Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
+        )));
+    }
+    // Reachable and still refused past the stream timeout: treated as diverged.
+    let d = n2.step(&at(601_000, Some(true)));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n1") });
+}
+
 #[test]
 fn no_rewind_is_decided_against_a_leader_still_promoting() {
     let mut n1 = member("n1");
@@ -786,4 +822,48 @@ fn an_unresponsive_standby_neither_restarts_nor_runs_for_leader() {
             Action::StartPostgres(_) | Action::AcquireLeader { .. } | Action::Follow { .. }
         )));
     }
+}
+
+/// Issue 9, item 6: the slot of a member whose key expired (its host rebooting for longer than
+/// a ttl) is kept for `member_slots_ttl_ms`, so it resumes from its WAL instead of rewinding.
+#[test]
+fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
+    let (mut n1, view) = established_leader();
+    let with_slot = LocalPg {
+        slots: vec![name("n2")],
+        ..primary(1, 1000)
+    };
+    let ttl = ClusterConfig::default().member_slots_ttl_ms;
+    let mut now = 1000;
+    while now < 1000 + ttl {
+        let d = n1.step(&obs(
+            now,
+            with_slot.clone(),
+            &view,
+            vec![Outcome::LeaderRenewed {
+                requested_at: Millis(now),
+                revision: 7,
+                ttl_ms: ClusterConfig::default().ttl_ms,
+            }],
+        ));
+        assert!(
+            !has(&d, |a| matches!(a, Action::DropSlots { .. })),
+            "dropped at {now} ms"
+        );
+        now += 60_000;
+    }
+    let d = n1.step(&obs(
+        1000 + ttl,
+        with_slot,
+        &view,
+        vec![Outcome::LeaderRenewed {
+            requested_at: Millis(1000 + ttl),
+            revision: 7,
+            ttl_ms: ClusterConfig::default().ttl_ms,
+        }],
+    ));
+    assert!(has(&d, |a| *a
+        == Action::DropSlots {
+            names: vec![name("n2")]
+        }));
 }

@@ -879,10 +879,14 @@ async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let timeline = c.wait_status("the standby's timeline without its upstream", CONVERGE, |s| {
-        let m = members(s).into_iter().find(|m| m["name"] == other)?;
-        (m["state"] != "streaming").then(|| m["timeline"].as_u64())?
-    });
+    let timeline = c.wait_status(
+        "the standby's timeline without its upstream",
+        CONVERGE,
+        |s| {
+            let m = members(s).into_iter().find(|m| m["name"] == other)?;
+            (m["state"] != "streaming").then(|| m["timeline"].as_u64())?
+        },
+    );
     assert_eq!(
         timeline, 2,
         "{other} lost its upstream on timeline 2 and must say so"

@@ -512,6 +512,7 @@ impl World {
             outcomes: n.outcomes.clone(),
             leader_timelines: None,
             failsafe_promised_until: None,
+            leader_reachable: Some(true),
         }
     }
 
