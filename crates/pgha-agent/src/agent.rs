@@ -587,6 +587,19 @@ impl Agent {
                     .await
                     .map_err(|e| e.to_string())?;
             }
+            Action::PublishPosition {
+                position,
+                leader_revision,
+            } => {
+                let json = serde_json::to_string(position).map_err(|e| e.to_string())?;
+                let guard = Guard::Leader {
+                    holder: name.to_string(),
+                    revision: *leader_revision,
+                };
+                timed(limit, store.put(Key::Position, &json, guard))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             Action::ClearSwitchover { revision } => {
                 timed(
                     limit,

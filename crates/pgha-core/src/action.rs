@@ -45,6 +45,11 @@ pub enum Action {
     ReleaseLeader {
         revision: u64,
     },
+    /// Put the `position` key (leader only, guarded by the leader key at `leader_revision`).
+    PublishPosition {
+        position: crate::observe::LeaderPosition,
+        leader_revision: u64,
+    },
     /// Put `members/<self>` bound to the member's own lease.
     PublishMember(MemberRecord),
     /// Write the `initialize` key if absent (after a successful bootstrap, or adopting data).

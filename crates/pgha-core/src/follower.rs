@@ -235,7 +235,10 @@ impl Member {
         let rules = Rules {
             config: &self.config,
             sync: &view.sync,
-            last_primary_lsn: self.last_primary_lsn,
+            // What this agent saw, or what the store kept (after a restart of this agent).
+            last_primary_lsn: self
+                .last_primary_lsn
+                .max(view.leader_position.as_ref().map(|p| p.lsn)),
         };
         let mine = self.record(local, view);
         // During a pending switchover the old leader does not compete.

@@ -116,6 +116,7 @@ impl Member {
             return Reason::Paused;
         }
         self.maintain_slots(obs, view, plan);
+        self.publish_position(obs, view, revision, plan);
         self.maintain_sync(obs, view, revision, plan);
         Reason::Leading {
             standbys: local.replicas.iter().filter(|r| r.streaming).count(),
@@ -248,6 +249,34 @@ impl Member {
         if !drop.is_empty() {
             plan.push(Action::DropSlots { names: drop });
         }
+    }
+
+    /// Keeps the `position` key near the primary's WAL position: at most once per loop.
+    fn publish_position(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) {
+        let lsn = obs.local.lsn;
+        let stored = view.leader_position.as_ref();
+        let current = stored.is_some_and(|p| &p.leader == self.name() && p.lsn == lsn);
+        let recent = self
+            .position_published
+            .is_some_and(|(_, at)| obs.now.since(at) < self.config.loop_wait_ms);
+        if current || recent {
+            return;
+        }
+        self.position_published = Some((lsn, obs.now));
+        plan.push(Action::PublishPosition {
+            position: crate::observe::LeaderPosition {
+                leader: self.name().clone(),
+                timeline: obs.local.timeline,
+                lsn,
+            },
+            leader_revision: revision,
+        });
     }
 
     fn maintain_sync(&self, obs: &Observation, view: &ClusterView, revision: u64, plan: &mut Plan) {

@@ -71,6 +71,8 @@ pub struct Member {
     pub(crate) leaderless_since: Option<Millis>,
     pub(crate) last_leader: Option<MemberName>,
     pub(crate) last_primary_lsn: Option<Lsn>,
+    /// The position this leader last wrote into the `position` key, and when.
+    pub(crate) position_published: Option<(Lsn, Millis)>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
@@ -125,6 +127,7 @@ impl Member {
             leaderless_since: None,
             last_leader: None,
             last_primary_lsn: None,
+            position_published: None,
             primary_down_since: None,
             unresponsive_since: None,
             release_after_demote: false,

@@ -54,6 +54,16 @@ pub struct ClusterView {
     pub sync: SyncSet,
     pub switchover: Option<PendingSwitchover>,
     pub history: Vec<HistoryEvent>,
+    /// The `position` key: the last WAL position a leader published (it outlives the lease).
+    pub leader_position: Option<LeaderPosition>,
+}
+
+/// How far a leader's WAL had come, as it last published it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderPosition {
+    pub leader: MemberName,
+    pub timeline: Timeline,
+    pub lsn: Lsn,
 }
 
 /// The leader key: who holds the lease, and the key's revision (constant during one term).

@@ -867,3 +867,50 @@ fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
             names: vec![name("n2")]
         }));
 }
+
+/// Issue 9, item 8: an agent restarted after the primary vanished has no memory of its
+/// position; the `position` key the leader kept writing still rules out a lagging standby.
+#[test]
+fn a_restarted_agent_checks_the_lag_against_the_stored_leader_position() {
+    let (behind, peer) = (standby(1, 100, None), standby(1, 50, None));
+    let mut view = leaderless(&behind, &peer, None);
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(10 << 30),
+    });
+    let d = member("n3").step(&obs(100, behind.clone(), &view, vec![]));
+    assert!(
+        matches!(
+            d.reason,
+            Reason::NotEligible(election::Ineligible::Lagging { .. })
+        ),
+        "{:?}",
+        d.reason
+    );
+    assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    // Without the stored position the same member would run.
+    view.0.leader_position = None;
+    let d = member("n3").step(&obs(100, behind, &view, vec![]));
+    assert!(
+        !matches!(d.reason, Reason::NotEligible(_)),
+        "{:?}",
+        d.reason
+    );
+}
+
+#[test]
+fn the_leader_keeps_the_position_key_current() {
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&obs(1000, primary(1, 5000), &view, vec![]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::PublishPosition {
+            position: LeaderPosition { lsn: Lsn(5000), .. },
+            leader_revision: 7
+        }
+    )));
+    // Not more than once per loop.
+    let d = n1.step(&obs(1200, primary(1, 6000), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::PublishPosition { .. })));
+}

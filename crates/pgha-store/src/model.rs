@@ -26,10 +26,19 @@ pub enum Key {
     Switchover,
     /// Who bootstrapped: the system identifier (create-if-absent).
     Initialize,
+    /// The leader's last WAL position (written by the leader only; outlives its lease, so a
+    /// restarted agent still knows how far the lost primary had come).
+    Position,
 }
 
 impl Key {
-    pub const ALL: [Key; 4] = [Key::Config, Key::Sync, Key::Switchover, Key::Initialize];
+    pub const ALL: [Key; 5] = [
+        Key::Config,
+        Key::Sync,
+        Key::Switchover,
+        Key::Initialize,
+        Key::Position,
+    ];
 
     /// The key's path below `/pgha/<cluster>/`.
     pub fn name(self) -> &'static str {
@@ -38,6 +47,7 @@ impl Key {
             Key::Sync => "sync",
             Key::Switchover => "switchover",
             Key::Initialize => "initialize",
+            Key::Position => "position",
         }
     }
 }

@@ -67,6 +67,7 @@ struct Store {
     history: Vec<HistoryEvent>,
     initialize: Option<SystemId>,
     leader_gone_at: Option<u64>,
+    position: Option<LeaderPosition>,
 }
 
 #[derive(Default)]
@@ -132,6 +133,7 @@ impl World {
                 history: Vec::new(),
                 initialize: None,
                 leader_gone_at: Some(0),
+                position: None,
             },
             config,
             slow_promote: false,
@@ -499,6 +501,7 @@ impl World {
                 sync: self.store.sync.clone(),
                 switchover: self.store.switchover.clone(),
                 history: self.store.history.clone(),
+                leader_position: self.store.position.clone(),
             }))
         } else {
             StoreView::Down {
@@ -603,6 +606,14 @@ impl World {
             } => {
                 if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
                     self.store.sync = set.clone();
+                }
+            }
+            Action::PublishPosition {
+                position,
+                leader_revision,
+            } => {
+                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
+                    self.store.position = Some(position.clone());
                 }
             }
             Action::ClearSwitchover { revision } => {
