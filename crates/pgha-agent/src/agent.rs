@@ -135,6 +135,7 @@ impl Agent {
         let (stop_tx, stop_rx) = watch::channel(None);
         let spec = Arc::new(spec);
         let fencing = Fencing::new(spec.instance.lease_file());
+        let failsafe = Failsafe::persisted(crate::spec::promise_file(&spec.instance.member_dir));
         let agent = Agent {
             spec,
             store,
@@ -153,7 +154,7 @@ impl Agent {
             view: None,
             report: report_tx,
             hold_until: None,
-            failsafe: Failsafe::default(),
+            failsafe,
             fencing,
             timelines_cache: None,
             failsafe_asking: false,
@@ -250,24 +251,28 @@ impl Agent {
         }
         self.last_failsafe_round = Some(Instant::now());
         let me = self.spec.name.clone();
-        let apis: BTreeMap<String, String> = self
-            .view
+        let Some(view) = self.view.as_ref() else {
+            return;
+        };
+        // Exactly the members of the failsafe list this leader published (a member outside it
+        // does not run for leader meanwhile), every one of them; nobody to ask confirms nothing.
+        let Some(list) = view.failsafe.as_ref().filter(|l| l.leader == me) else {
+            return;
+        };
+        let confirmers: Vec<&MemberName> = list.confirmers().collect();
+        let apis: BTreeMap<String, String> = confirmers
             .iter()
-            .flat_map(|v| v.members.iter())
-            .filter(|(n, _)| **n != me)
-            .filter_map(|(n, r)| {
-                Some((
-                    n.to_string(),
-                    r.addresses.get(crate::spec::API_ADDRESS)?.clone(),
-                ))
+            .filter_map(|n| {
+                let api = view
+                    .members
+                    .get(*n)?
+                    .addresses
+                    .get(crate::spec::API_ADDRESS)?;
+                Some((n.to_string(), api.clone()))
             })
             .collect();
-        let known = self
-            .view
-            .as_ref()
-            .map_or(0, |v| v.members.keys().filter(|n| **n != me).count());
-        if apis.len() < known {
-            return; // a member without a REST API cannot confirm: no failsafe
+        if confirmers.is_empty() || apis.len() < confirmers.len() {
+            return; // a listed member we cannot ask cannot confirm: no failsafe
         }
         self.failsafe_asking = true;
         let requested_at = self.now();
@@ -584,6 +589,19 @@ impl Agent {
                     revision: *leader_revision,
                 };
                 timed(limit, store.put(Key::Sync, &json, guard))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::PublishFailsafe {
+                list,
+                leader_revision,
+            } => {
+                let json = serde_json::to_string(list).map_err(|e| e.to_string())?;
+                let guard = Guard::Leader {
+                    holder: name.to_string(),
+                    revision: *leader_revision,
+                };
+                timed(limit, store.put(Key::Failsafe, &json, guard))
                     .await
                     .map_err(|e| e.to_string())?;
             }

@@ -5,6 +5,9 @@
 //! confirmation and demotes in time (I1).
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,8 @@ struct Inner {
     ttl: Duration,
     /// This member confirmed a leader and must not take the lease before this instant.
     promised_until: Option<Instant>,
+    /// Where the promise is kept, so that a restarted agent still keeps it.
+    file: Option<PathBuf>,
 }
 
 /// Shared between the agent loop and the REST handler.
@@ -46,9 +51,65 @@ pub enum Refusal {
     StoreReachable,
     #[error("{asked} is not the leader this member last saw ({seen})")]
     NotTheLeader { asked: String, seen: String },
+    #[error("this member cannot record its promise on disk")]
+    CannotKeepPromise,
+}
+
+/// This boot's identity: a boot-clock instant means nothing after a reboot.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Writes "BOOT_ID DEADLINE_MS" (boot clock) atomically.
+fn write_promise(file: &Path, until: Instant) -> std::io::Result<()> {
+    let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
+    let deadline = pgha_pg::lease_file::boot_clock_ms() + left;
+    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(format!("{} {deadline}\n", boot_id()).as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, file)
+}
+
+/// A promise written during this boot that is still running.
+fn read_promise(file: &Path) -> Option<Instant> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (boot, deadline) = text.trim().split_once(' ')?;
+    if boot != boot_id() {
+        return None;
+    }
+    let left = deadline
+        .parse::<u64>()
+        .ok()?
+        .checked_sub(pgha_pg::lease_file::boot_clock_ms())?;
+    Some(Instant::now() + Duration::from_millis(left))
 }
 
 impl Failsafe {
+    /// Failsafe state whose promises survive an agent restart in `file` (root-owned, next to
+    /// the member directory); a promise found there from this boot is in force again.
+    pub fn persisted(file: PathBuf) -> Self {
+        let promised_until = read_promise(&file);
+        if let Some(until) = promised_until {
+            tracing::info!(
+                "failsafe: a promise not to take the lease for {} ms more, made before a restart",
+                until.saturating_duration_since(Instant::now()).as_millis()
+            );
+        }
+        Failsafe(Arc::new(Mutex::new(Inner {
+            promised_until,
+            file: Some(file),
+            ..Inner::default()
+        })))
+    }
+
     /// The agent records what its last store read said.
     pub fn observe(&self, store_down: bool, leader: Option<String>, ttl: Duration) {
         let mut s = self.0.lock().expect("failsafe lock");
@@ -72,7 +133,18 @@ impl Failsafe {
             });
         }
         let until = Instant::now() + s.ttl;
-        s.promised_until = Some(s.promised_until.map_or(until, |u| u.max(until)));
+        let until = s.promised_until.map_or(until, |u| u.max(until));
+        if let Some(file) = &s.file {
+            // Kept before it is given: a confirmation the agent could forget is no promise.
+            if let Err(e) = write_promise(file, until) {
+                tracing::error!(
+                    "failsafe: cannot keep the promise in {}: {e}",
+                    file.display()
+                );
+                return Err(Refusal::CannotKeepPromise);
+            }
+        }
+        s.promised_until = Some(until);
         Ok(())
     }
 
@@ -87,7 +159,7 @@ impl Failsafe {
 }
 
 /// Asks every member in `apis` (name → REST address) to confirm `leader`; true only if all
-/// did. With no other member there is nobody who could take over: that counts as confirmed.
+/// did (the caller never asks an empty set: nobody asked is nobody confirming).
 pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> bool {
     let asks = apis.into_iter().map(|(name, api)| {
         let leader = leader.to_string();
@@ -140,5 +212,32 @@ mod tests {
             until > Instant::now() + Duration::from_millis(2500),
             "promise lasts the ttl seen before the outage"
         );
+    }
+
+    #[test]
+    fn a_promise_survives_an_agent_restart() {
+        let dir = std::env::temp_dir().join(format!("pgha-failsafe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("n2.failsafe");
+        let f = Failsafe::persisted(file.clone());
+        assert!(f.promised_until().is_none());
+        f.observe(false, Some("n1".into()), Duration::from_secs(30));
+        f.observe(true, None, Duration::from_secs(99));
+        f.confirm(&FailsafeRequest {
+            leader: "n1".into(),
+        })
+        .unwrap();
+        drop(f);
+        // A new agent process reads the promise back.
+        let again = Failsafe::persisted(file.clone());
+        let left = again
+            .promised_until()
+            .expect("promise kept across the restart")
+            .saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(25), "{left:?}");
+        // From another boot it means nothing.
+        std::fs::write(&file, "another-boot 99999999999\n").unwrap();
+        assert!(Failsafe::persisted(file).promised_until().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

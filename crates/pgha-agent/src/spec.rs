@@ -102,6 +102,17 @@ pub struct Dynamic {
     pub synchronous_commit: String,
 }
 
+/// Where a member keeps its failsafe promise: `<member_dir>.failsafe`, beside its lease file
+/// and outside the directories the PostgreSQL OS user owns.
+pub fn promise_file(member_dir: &std::path::Path) -> PathBuf {
+    let mut name = member_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".failsafe");
+    member_dir.with_file_name(name)
+}
+
 /// A member's PostgreSQL address from its published record.
 pub fn postgres_address(record: &MemberRecord) -> Option<Upstream> {
     let text = record.addresses.get(POSTGRES_ADDRESS)?;

@@ -67,6 +67,8 @@ pub fn cluster_view(snapshot: &Snapshot) -> ClusterView {
             parse::<SwitchoverRequest>("switchover request", v)
                 .map(|request| PendingSwitchover { request, revision })
         }),
+        failsafe: key(Key::Failsafe)
+            .and_then(|(v, _)| parse::<pgha_core::FailsafeList>("failsafe list", v)),
         leader_position: key(Key::Position)
             .and_then(|(v, _)| parse::<pgha_core::LeaderPosition>("position", v)),
         history: snapshot

@@ -50,6 +50,11 @@ pub enum Action {
         position: crate::observe::LeaderPosition,
         leader_revision: u64,
     },
+    /// Put the `failsafe` key (leader only, guarded by the leader key at `leader_revision`).
+    PublishFailsafe {
+        list: crate::observe::FailsafeList,
+        leader_revision: u64,
+    },
     /// Put `members/<self>` bound to the member's own lease.
     PublishMember(MemberRecord),
     /// Write the `initialize` key if absent (after a successful bootstrap, or adopting data).

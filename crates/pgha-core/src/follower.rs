@@ -9,7 +9,7 @@ use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
 use crate::reason::Reason;
 use crate::rejoin::{self, RejoinPlan};
 use crate::switchover::{self, RequestKind, SwitchoverRequest};
-use crate::types::{Lsn, MemberName};
+use crate::types::{Lsn, MemberName, Millis};
 
 impl Member {
     pub(crate) fn follower_step(
@@ -175,6 +175,43 @@ impl Member {
         }
     }
 
+    /// A member the last leader did not list could be promoted while that leader, cut off from
+    /// the store, keeps writing on the confirmations of the listed ones (failsafe). It runs
+    /// only once no confirmation can be in force: the list names nobody but its leader, or a
+    /// listed member has been reading the store (so refusing confirmations) for a ttl.
+    fn outside_failsafe_list(
+        &mut self,
+        now: Millis,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let Some(list) = view.failsafe.as_ref() else {
+            self.listed_peer_seen_since = None;
+            return None;
+        };
+        let listed_peer_present = list.confirmers().any(|m| view.members.contains_key(m));
+        if !listed_peer_present {
+            self.listed_peer_seen_since = None;
+        } else if self.listed_peer_seen_since.is_none() {
+            self.listed_peer_seen_since = Some(now);
+        }
+        if list.members.contains(self.name()) || list.confirmers().next().is_none() {
+            return None;
+        }
+        let clear_at = self
+            .listed_peer_seen_since
+            .map(|since| since.plus(self.config.ttl_ms));
+        if clear_at.is_some_and(|at| now >= at) {
+            return None;
+        }
+        if let Some(at) = clear_at {
+            plan.wake_by(at);
+        }
+        Some(Reason::OutsideFailsafeList {
+            leader: list.leader.clone(),
+        })
+    }
+
     fn backoff_ms(&self) -> u64 {
         let shift = self.start_failures.min(5);
         (self.config.loop_wait_ms << shift).min(self.config.ttl_ms)
@@ -201,6 +238,9 @@ impl Member {
             return Reason::FailsafePromise {
                 remaining_ms: until.since(now),
             };
+        }
+        if let Some(reason) = self.outside_failsafe_list(now, view, plan) {
+            return reason;
         }
         if local.data == DataDir::Missing {
             if view.initialize.is_some() {

@@ -117,6 +117,7 @@ impl Member {
         }
         self.maintain_slots(obs, view, plan);
         self.publish_position(obs, view, revision, plan);
+        self.publish_failsafe_list(view, revision, plan);
         self.maintain_sync(obs, view, revision, plan);
         Reason::Leading {
             standbys: local.replicas.iter().filter(|r| r.streaming).count(),
@@ -248,6 +249,22 @@ impl Member {
         }
         if !drop.is_empty() {
             plan.push(Action::DropSlots { names: drop });
+        }
+    }
+
+    /// Keeps the `failsafe` key equal to the members this leader sees (itself included).
+    fn publish_failsafe_list(&self, view: &ClusterView, revision: u64, plan: &mut Plan) {
+        let mut members: BTreeSet<MemberName> = view.members.keys().cloned().collect();
+        members.insert(self.name().clone());
+        let list = crate::observe::FailsafeList {
+            leader: self.name().clone(),
+            members,
+        };
+        if view.failsafe.as_ref() != Some(&list) {
+            plan.push(Action::PublishFailsafe {
+                list,
+                leader_revision: revision,
+            });
         }
     }
 

@@ -61,8 +61,8 @@ pub use config::{ClusterConfig, CommitLevel, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use machine::{Decision, Member, MemberSettings};
 pub use observe::{
-    ClusterView, DataDir, JobKind, LeaderKey, LeaderPosition, LocalPg, MemberRecord, Observation,
-    Outcome, PendingSwitchover, ReplicaState, StoreView,
+    ClusterView, DataDir, FailsafeList, JobKind, LeaderKey, LeaderPosition, LocalPg, MemberRecord,
+    Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
 };
 pub use reason::Reason;
 pub use switchover::{RequestKind, SwitchoverRequest};

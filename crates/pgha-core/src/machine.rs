@@ -73,6 +73,9 @@ pub struct Member {
     pub(crate) last_primary_lsn: Option<Lsn>,
     /// The position this leader last wrote into the `position` key, and when.
     pub(crate) position_published: Option<(Lsn, Millis)>,
+    /// Since when a member of the failsafe list (other than its leader) has been continuously
+    /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
+    pub(crate) listed_peer_seen_since: Option<Millis>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
@@ -128,6 +131,7 @@ impl Member {
             last_leader: None,
             last_primary_lsn: None,
             position_published: None,
+            listed_peer_seen_since: None,
             primary_down_since: None,
             unresponsive_since: None,
             release_after_demote: false,

@@ -56,6 +56,23 @@ pub struct ClusterView {
     pub history: Vec<HistoryEvent>,
     /// The `position` key: the last WAL position a leader published (it outlives the lease).
     pub leader_position: Option<LeaderPosition>,
+    /// The `failsafe` key: whom the leader would ask to confirm it while the store is down.
+    pub failsafe: Option<FailsafeList>,
+}
+
+/// The members a leader asks in a store outage (itself included); only they may confirm it,
+/// and nobody outside the list runs for leader while the list may be in use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailsafeList {
+    pub leader: MemberName,
+    pub members: std::collections::BTreeSet<MemberName>,
+}
+
+impl FailsafeList {
+    /// The members that would have to confirm `leader`: everyone listed but the leader.
+    pub fn confirmers(&self) -> impl Iterator<Item = &MemberName> {
+        self.members.iter().filter(move |m| **m != self.leader)
+    }
 }
 
 /// How far a leader's WAL had come, as it last published it.

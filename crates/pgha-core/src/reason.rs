@@ -30,6 +30,7 @@ pub enum Reason {
     RestartingPrimary { down_ms: u64 },
     PostgresUnresponsive { for_ms: u64 },
     LeaderUnreachable { leader: MemberName, for_ms: u64 },
+    OutsideFailsafeList { leader: MemberName },
     PrimaryUnresponsiveDemoting { for_ms: u64 },
     UnresponsivePrimaryDemoted,
     PrimaryNotRestartable { down_ms: u64 },
@@ -105,6 +106,11 @@ impl fmt::Display for Reason {
                 f,
                 "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \
                  standby (a restart could show commits no standby confirmed)"
+            ),
+            OutsideFailsafeList { leader } => write!(
+                f,
+                "not in {leader}'s failsafe list: not running for leader while the listed members \
+                 could still be confirming {leader} (none of them has read the store for a ttl)"
             ),
             LeaderUnreachable { leader, for_ms } => write!(
                 f,

@@ -914,3 +914,65 @@ fn the_leader_keeps_the_position_key_current() {
     let d = n1.step(&obs(1200, primary(1, 6000), &view, vec![]));
     assert!(!has(&d, |a| matches!(a, Action::PublishPosition { .. })));
 }
+
+fn failsafe_list(leader: &str, members: &[&str]) -> FailsafeList {
+    FailsafeList {
+        leader: name(leader),
+        members: members.iter().map(|m| name(m)).collect(),
+    }
+}
+
+/// Issue 9, item 3: the leader publishes whom it would ask in a store outage.
+#[test]
+fn the_leader_publishes_its_failsafe_list() {
+    let (mut n1, view) = established_leader();
+    let view = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
+    let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::PublishFailsafe {
+                list: failsafe_list("n1", &["n1", "n2"]),
+                leader_revision: 7
+            }),
+        "{:?}",
+        d.actions
+    );
+    let mut listed = view.clone();
+    listed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    let d = n1.step(&obs(2000, primary(1, 1000), &listed, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
+}
+
+/// Issue 9, item 3: a member the old leader did not list (it was stopped, or is new) does not
+/// run for leader while the listed members could still be confirming the old leader over REST;
+/// it runs once one of them has been reading the store for a ttl (so refusing confirmations).
+#[test]
+fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_force() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let ttl = ClusterConfig::default().ttl_ms;
+    // n1 led with n1 and n3 listed; n3 is cut off with n1 (not in the store), n2 was absent.
+    let mut view = View::new().with("n2", record(&a, None));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+    let mut n2 = member("n2");
+    for now in [0, ttl, 3 * ttl] {
+        let d = n2.step(&obs(now, a.clone(), &view, vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+        assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    }
+    // n3 reaches the store again: after a ttl no promise of n3 can keep n1 writing.
+    let with_n3 = view.clone().with("n3", record(&b, None));
+    let start = 3 * ttl + 1000;
+    let d = n2.step(&obs(start, a.clone(), &with_n3, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    let d = n2.step(&obs(start + ttl, a.clone(), &with_n3, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{:?}",
+        d.reason
+    );
+    // A list naming only its leader cannot hold anyone back (nobody could confirm it).
+    let mut alone = View::new().with("n2", record(&a, None));
+    alone.0.failsafe = Some(failsafe_list("n1", &["n1"]));
+    let d = member("n2").step(&obs(0, a, &alone, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+}

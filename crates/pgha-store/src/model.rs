@@ -29,15 +29,20 @@ pub enum Key {
     /// The leader's last WAL position (written by the leader only; outlives its lease, so a
     /// restarted agent still knows how far the lost primary had come).
     Position,
+    /// The members a leader would ask to confirm it while the store is down (failsafe);
+    /// written by the leader only. A member outside it does not run for leader while the
+    /// listed ones could still be confirming the old leader.
+    Failsafe,
 }
 
 impl Key {
-    pub const ALL: [Key; 5] = [
+    pub const ALL: [Key; 6] = [
         Key::Config,
         Key::Sync,
         Key::Switchover,
         Key::Initialize,
         Key::Position,
+        Key::Failsafe,
     ];
 
     /// The key's path below `/pgha/<cluster>/`.
@@ -48,6 +53,7 @@ impl Key {
             Key::Switchover => "switchover",
             Key::Initialize => "initialize",
             Key::Position => "position",
+            Key::Failsafe => "failsafe",
         }
     }
 }

@@ -68,6 +68,7 @@ struct Store {
     initialize: Option<SystemId>,
     leader_gone_at: Option<u64>,
     position: Option<LeaderPosition>,
+    failsafe: Option<FailsafeList>,
 }
 
 #[derive(Default)]
@@ -134,6 +135,7 @@ impl World {
                 initialize: None,
                 leader_gone_at: Some(0),
                 position: None,
+                failsafe: None,
             },
             config,
             slow_promote: false,
@@ -502,6 +504,7 @@ impl World {
                 switchover: self.store.switchover.clone(),
                 history: self.store.history.clone(),
                 leader_position: self.store.position.clone(),
+                failsafe: self.store.failsafe.clone(),
             }))
         } else {
             StoreView::Down {
@@ -606,6 +609,14 @@ impl World {
             } => {
                 if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
                     self.store.sync = set.clone();
+                }
+            }
+            Action::PublishFailsafe {
+                list,
+                leader_revision,
+            } => {
+                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
+                    self.store.failsafe = Some(list.clone());
                 }
             }
             Action::PublishPosition {
