@@ -1,0 +1,1598 @@
+//! Test hosts (issue 9): etcd, three `pgha agent` members and a client host running
+//! `pgha proxy`, each in its own Linux network namespace, joined by veth pairs to a bridge that
+//! lives in a namespace of its own (the root namespace is never touched). Faults are iptables
+//! DROP rules inside a host's namespace (a blackhole, never a reset), SIGKILL/SIGSTOP/SIGCONT of
+//! one process by pid, and a whole host isolated. A checker writes through the proxy, through a
+//! libpq-style multi-host URI (`target_session_attrs=read-write`) and on each member's own host,
+//! and counts acknowledged writes missing from the final primary and acknowledgements by a
+//! member sent after another member had already acknowledged one (two writers).
+//!
+//! Needs root, `ip` (iproute2) and `iptables` (Debian package `iptables`); fails loudly, naming
+//! the package, when one is missing. Everything is removed on drop, also while a test panics
+//! (the agents' log tails are printed then). The including test file must also declare
+//! `#[path = "common/dist.rs"] mod dist;` (this module reuses its HTTP client and helpers).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::dist::{http, tail, wait_until, API_TOKEN, SUPERUSER_PASSWORD};
+
+/// PostgreSQL port on every member host (each host has its own network stack).
+pub const PG_PORT: u16 = 5432;
+/// REST API port of every agent.
+pub const API_PORT: u16 = 8008;
+pub const ETCD_PORT: u16 = 2379;
+pub const PROXY_RW_PORT: u16 = 6432;
+pub const PROXY_RO_PORT: u16 = 6433;
+
+/// The `pgha` binary under test; `PGHA_FAULTS_BIN` runs the scenarios against another build
+/// (e.g. an older commit, to see a scenario fail for the reason it was written for).
+pub fn pgha_bin() -> String {
+    std::env::var("PGHA_FAULTS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pgha").to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small process helpers
+
+fn signal(pid: u32, sig: Signal) -> bool {
+    kill(Pid::from_raw(pid as i32), sig).is_ok()
+}
+
+fn alive(pid: u32) -> bool {
+    // a zombie still "exists" for kill(0): look at /proc's state too
+    if kill(Pid::from_raw(pid as i32), None).is_err() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Runs a command to completion and panics, with its output, when it fails.
+fn must(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ip(args: &[&str]) -> Output {
+    must(Command::new("ip").args(args))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+
+/// Moves the calling thread into network namespace `ns` (only this thread: the network
+/// namespace is per thread; threads it spawns afterwards inherit it).
+pub fn enter_netns(ns: &str) -> std::io::Result<()> {
+    let f = File::open(format!("/run/netns/{ns}"))?;
+    setns(&f)
+}
+
+fn setns(f: &File) -> std::io::Result<()> {
+    // SAFETY: setns on a valid, open namespace descriptor; affects the calling thread only.
+    let rc = unsafe { nix::libc::setns(f.as_raw_fd(), nix::libc::CLONE_NEWNET) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Puts the current thread back into the network namespace it was in when created.
+pub struct NetnsGuard(File);
+
+impl NetnsGuard {
+    pub fn enter(ns: &str) -> NetnsGuard {
+        let original = File::open("/proc/thread-self/ns/net").expect("open own network namespace");
+        enter_netns(ns).unwrap_or_else(|e| panic!("setns into {ns}: {e}"));
+        NetnsGuard(original)
+    }
+}
+
+impl Drop for NetnsGuard {
+    fn drop(&mut self) {
+        let _ = setns(&self.0);
+    }
+}
+
+const NS_PREFIX: &str = "pgf";
+
+/// Namespaces left behind by an earlier run whose test process died (SIGKILL, OOM): their
+/// processes are killed by pid and the namespaces deleted.
+fn remove_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if alive(pid) {
+            continue;
+        }
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
+            for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(p) = p.parse::<u32>() {
+                    signal(p, Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+    }
+}
+
+/// One test host: a network namespace with `eth0` on the bridge.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// Short name: "etcd", "n1", "client", ...
+    pub name: String,
+    /// The namespace's name under /run/netns.
+    pub ns: String,
+    pub ip: String,
+}
+
+/// Which way a link is cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Way {
+    /// Packets from the first host to the second are dropped (the reverse flows).
+    OneWay,
+    Both,
+}
+
+/// The bridge, the hosts and the iptables rules in force.
+pub struct Net {
+    pub prefix: String,
+    /// The third octet of 10.201.N.0/24.
+    pub subnet: u8,
+    bridge_ns: String,
+    pub hosts: Vec<Host>,
+    iptables: String,
+    /// (namespace, rule arguments after -A/-D)
+    rules: Vec<(String, Vec<String>)>,
+}
+
+impl Net {
+    /// Creates the bridge namespace and one namespace per host name (addresses
+    /// 10.201.N.<10 + index>).
+    pub fn new(host_names: &[&str]) -> Net {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the fault tests need root (network namespaces, iptables)"
+        );
+        let ipv = Command::new("ip").arg("-V").output();
+        assert!(
+            ipv.map(|o| o.status.success()).unwrap_or(false),
+            "`ip` is missing: apt-get install -y iproute2"
+        );
+        remove_stale_namespaces();
+        let pid = std::process::id();
+        let k = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("{NS_PREFIX}{pid}x{k}");
+        let subnet = ((pid as usize * 7 + k) % 200 + 20) as u8;
+        let bridge_ns = format!("{prefix}-br");
+        let mut net = Net {
+            prefix: prefix.clone(),
+            subnet,
+            bridge_ns: bridge_ns.clone(),
+            hosts: Vec::new(),
+            iptables: String::new(),
+            rules: Vec::new(),
+        };
+        ip(&["netns", "add", &bridge_ns]);
+        ip(&["-n", &bridge_ns, "link", "set", "lo", "up"]);
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"]);
+        for (i, name) in host_names.iter().enumerate() {
+            let ns = format!("{prefix}-{name}");
+            let addr = format!("10.201.{subnet}.{}", 10 + i);
+            let veth = format!("v{i}");
+            ip(&["netns", "add", &ns]);
+            // pushed before configuring so that a failure below still removes it
+            net.hosts.push(Host {
+                name: name.to_string(),
+                ns: ns.clone(),
+                ip: addr.clone(),
+            });
+            ip(&[
+                "-n", &bridge_ns, "link", "add", &veth, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns,
+            ]);
+            ip(&[
+                "-n", &bridge_ns, "link", "set", &veth, "master", "br0", "up",
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        net.iptables = net.pick_iptables();
+        net
+    }
+
+    /// `iptables` (nf_tables on Debian 12) or `iptables-legacy`, whichever can add and delete
+    /// a rule inside a test namespace; panics naming the package when neither works.
+    fn pick_iptables(&self) -> String {
+        let ns = &self.hosts[0].ns;
+        let mut errors = Vec::new();
+        for candidate in ["iptables", "iptables-nft", "iptables-legacy"] {
+            let rule = ["OUTPUT", "-d", "192.0.2.1", "-j", "DROP"];
+            let run = |op: &str| {
+                Command::new("ip")
+                    .args(["netns", "exec", ns, candidate, "-w", op])
+                    .args(rule)
+                    .output()
+            };
+            match run("-A") {
+                Ok(o) if o.status.success() => {
+                    let del = run("-D");
+                    if matches!(del, Ok(ref o) if o.status.success()) {
+                        return candidate.to_string();
+                    }
+                    errors.push(format!("{candidate}: could add but not delete a rule"));
+                }
+                Ok(o) => errors.push(format!(
+                    "{candidate}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => errors.push(format!("{candidate}: {e}")),
+            }
+        }
+        panic!(
+            "no working iptables inside a network namespace (install it: apt-get install -y iptables): {}",
+            errors.join("; ")
+        );
+    }
+
+    /// The iptables binary in use.
+    pub fn iptables(&self) -> &str {
+        &self.iptables
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no test host {name}"))
+    }
+
+    fn add_rule(&mut self, ns: &str, rule: &[&str]) {
+        must(
+            Command::new("ip")
+                .args(["netns", "exec", ns, &self.iptables, "-w", "-A"])
+                .args(rule),
+        );
+        self.rules
+            .push((ns.to_string(), rule.iter().map(|s| s.to_string()).collect()));
+    }
+
+    /// Blackholes the link between hosts `a` and `b` (rules in `a`'s namespace): `OneWay`
+    /// drops what `a` sends to `b`; `Both` also what `a` receives from `b`.
+    pub fn cut(&mut self, a: &str, b: &str, way: Way) {
+        let (ns, peer) = (self.host(a).ns.clone(), self.host(b).ip.clone());
+        self.add_rule(&ns, &["OUTPUT", "-d", &peer, "-j", "DROP"]);
+        if way == Way::Both {
+            self.add_rule(&ns, &["INPUT", "-s", &peer, "-j", "DROP"]);
+        }
+    }
+
+    /// Drops every packet in and out of `a`'s eth0 (its loopback still works).
+    pub fn isolate(&mut self, a: &str) {
+        let ns = self.host(a).ns.clone();
+        self.add_rule(&ns, &["INPUT", "-i", "eth0", "-j", "DROP"]);
+        self.add_rule(&ns, &["OUTPUT", "-o", "eth0", "-j", "DROP"]);
+    }
+
+    /// Removes every rule added so far.
+    pub fn heal_all(&mut self) {
+        for (ns, rule) in std::mem::take(&mut self.rules).into_iter().rev() {
+            must(
+                Command::new("ip")
+                    .args(["netns", "exec", &ns, &self.iptables, "-w", "-D"])
+                    .args(&rule),
+            );
+        }
+    }
+
+    /// `ip netns exec NS program args...`, not started yet.
+    pub fn command(&self, host: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.host(host).ns]).arg(program);
+        c
+    }
+
+    fn destroy(&mut self) {
+        for h in &self.hosts {
+            // whatever still runs in the namespace was started by this test
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &h.ns]).output() {
+                for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(p) = p.parse::<u32>() {
+                        signal(p, Signal::SIGCONT);
+                        signal(p, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+        for h in self.hosts.drain(..) {
+            let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.bridge_ns])
+            .output();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes on test hosts
+
+/// A process started with `ip netns exec` (which execs the program itself: the child's pid is
+/// the program's pid).
+pub struct NsProcess {
+    pub what: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+    log_start: u64,
+}
+
+impl NsProcess {
+    fn spawn(what: &str, mut cmd: Command, log: &Path) -> NsProcess {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let log_start = file.metadata().unwrap().len();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        NsProcess {
+            what: what.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+            log_start,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.pid() {
+            signal(pid, sig);
+        }
+    }
+
+    /// Sends `sig` (after SIGCONT, so a stopped process sees it), waits up to `patience`,
+    /// then SIGKILL; reaps.
+    pub fn stop(&mut self, sig: Signal, patience: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(child.id(), Signal::SIGCONT);
+        signal(child.id(), sig);
+        let deadline = Instant::now() + patience;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.wait();
+    }
+
+    /// This run's output.
+    pub fn output(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&all[(self.log_start as usize).min(all.len())..]).to_string()
+    }
+}
+
+impl Drop for NsProcess {
+    fn drop(&mut self) {
+        self.stop(Signal::SIGKILL, Duration::from_secs(5));
+    }
+}
+
+/// One member: its host, config and (when started) its `pgha agent` process.
+pub struct Member {
+    pub name: String,
+    pub host: Host,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    agent: Option<NsProcess>,
+    /// Every run's start offset in the log (the first is 0).
+    pub runs: Vec<u64>,
+}
+
+impl Member {
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn api(&self) -> String {
+        format!("{}:{API_PORT}", self.host.ip)
+    }
+
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().and_then(|a| a.pid())
+    }
+
+    pub fn agent_running(&mut self) -> bool {
+        self.agent.as_mut().is_some_and(|a| a.running())
+    }
+
+    /// The postmaster's pid from `postmaster.pid`, if the file exists and the process lives.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
+        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+
+    /// Sends `sig` to the agent process only.
+    pub fn signal_agent(&self, sig: Signal) {
+        let pid = self.agent_pid().expect("agent not running");
+        assert!(
+            signal(pid, sig),
+            "{sig} to {}'s agent (pid {pid})",
+            self.name
+        );
+    }
+
+    /// SIGKILL of the agent only (PostgreSQL keeps running).
+    pub fn kill_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.stop(Signal::SIGKILL, Duration::from_secs(5));
+        }
+    }
+
+    /// SIGTERM of the agent (it stops PostgreSQL and leaves the cluster), SIGKILL after 20 s.
+    pub fn terminate_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.stop(Signal::SIGTERM, Duration::from_secs(20));
+        }
+    }
+
+    /// A node crash: SIGKILL of the agent and of its postmaster.
+    pub fn crash(&mut self) {
+        let pm = self.postmaster_pid();
+        if let Some(pid) = self.agent_pid() {
+            signal(pid, Signal::SIGKILL);
+        }
+        if let Some(pm) = pm {
+            signal(pm, Signal::SIGKILL);
+        }
+        self.kill_agent();
+    }
+
+    fn stop_postmaster(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            signal(pid, Signal::SIGCONT);
+            signal(pid, Signal::SIGQUIT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if alive(pid) {
+                signal(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    /// The whole log (every run).
+    pub fn whole_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http("GET", &self.api(), path, None, None)
+    }
+
+    pub fn is_primary(&self) -> bool {
+        matches!(self.get("/primary"), Some((200, _)))
+    }
+
+    pub fn is_streaming_replica(&self) -> bool {
+        matches!(self.get("/replica"), Some((200, _)))
+    }
+
+    /// Superuser key/value conninfo for this member.
+    pub fn conninfo(&self) -> String {
+        conninfo(&self.host.ip, PG_PORT)
+    }
+
+    /// Directories a re-clone moved aside (`data.old-*`).
+    pub fn moved_aside(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .filter(|n| n.starts_with("data.old"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// `text` without ANSI escape sequences (the agents colour their log levels).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\x1b' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+pub fn conninfo(host: &str, port: u16) -> String {
+    format!(
+        "host={host} port={port} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=1"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster on test hosts
+
+/// How a test cluster is configured.
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub members: usize,
+    /// Extra `[dynamic]` settings (TOML values), e.g. ("synchronous_mode", "\"on\"").
+    pub dynamic: Vec<(String, String)>,
+    /// Extra `[postgresql.parameters]` (TOML values).
+    pub parameters: Vec<(String, String)>,
+}
+
+/// ttl, safety margin and loop wait of the test clusters.
+pub const TTL: Duration = Duration::from_millis(3000);
+pub const SAFETY_MARGIN: Duration = Duration::from_millis(1000);
+pub const LOOP_WAIT: Duration = Duration::from_millis(500);
+/// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters.
+pub const WAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            members: 3,
+            dynamic: Vec::new(),
+            parameters: Vec::new(),
+        }
+    }
+}
+
+/// etcd, the members and `pgha proxy` on their own test hosts. The test thread itself runs in
+/// the client host's namespace while this lives (so REST and SQL checks go over the bridge).
+pub struct Cluster {
+    pub members: Vec<Member>,
+    pub net: Net,
+    pub root: PathBuf,
+    pub client_config: PathBuf,
+    etcd: Option<NsProcess>,
+    proxy: Option<NsProcess>,
+    _tmp: tempfile::TempDir,
+    // last: restored after the namespaces are gone
+    thread_ns: Option<NetnsGuard>,
+}
+
+impl Cluster {
+    /// Builds the hosts, starts etcd, every agent and the proxy; waits until one primary runs,
+    /// the others stream and the bootstrap is recorded.
+    pub fn start(opts: &Opts) -> Cluster {
+        let mut names = vec!["etcd".to_string()];
+        names.extend((1..=opts.members).map(|i| format!("n{i}")));
+        names.push("client".into());
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let net = Net::new(&name_refs);
+        let tmp = tempfile::Builder::new()
+            .prefix("pgha-faults-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = tmp.path().to_path_buf();
+        let secrets = root.join("secrets.toml");
+        std::fs::write(
+            &secrets,
+            format!(
+                "superuser_password = \"{SUPERUSER_PASSWORD}\"\nreplication_password = \"repl-secret-42\"\napi_token = \"{API_TOKEN}\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let etcd_ip = net.host("etcd").ip.clone();
+        let client_ip = net.host("client").ip.clone();
+        let subnet = format!("10.201.{}.0/24", net.subnet);
+        let config_text = |name: &str, host: &str| {
+            let mut params = vec![
+                ("fsync".to_string(), "\"off\"".to_string()),
+                ("shared_buffers".into(), "\"16MB\"".into()),
+                ("max_connections".into(), "30".into()),
+                (
+                    "wal_receiver_timeout".into(),
+                    format!("\"{}s\"", WAL_TIMEOUT.as_secs()),
+                ),
+                (
+                    "wal_sender_timeout".into(),
+                    format!("\"{}s\"", WAL_TIMEOUT.as_secs()),
+                ),
+            ];
+            params.extend(opts.parameters.iter().cloned());
+            let mut dynamic = vec![
+                ("ttl_ms".to_string(), TTL.as_millis().to_string()),
+                (
+                    "safety_margin_ms".into(),
+                    SAFETY_MARGIN.as_millis().to_string(),
+                ),
+                ("loop_wait_ms".into(), LOOP_WAIT.as_millis().to_string()),
+            ];
+            dynamic.extend(opts.dynamic.iter().cloned());
+            let lines = |kv: &[(String, String)]| {
+                kv.iter()
+                    .map(|(k, v)| format!("{k} = {v}\n"))
+                    .collect::<String>()
+            };
+            format!(
+                "replication_from = [\"{subnet}\"]\n\
+                 [cluster]\nname = \"faults\"\n\
+                 [etcd]\nendpoints = [\"http://{etcd_ip}:{ETCD_PORT}\"]\n\
+                 [member]\nname = \"{name}\"\ndir = \"{dir}\"\nhost = \"{host}\"\nport = {PG_PORT}\napi = \"{host}:{API_PORT}\"\n\
+                 [secrets]\nfile = \"{secrets}\"\n\
+                 [postgresql.parameters]\n{params}\
+                 [proxy]\nrw_listen = \"{client_ip}:{PROXY_RW_PORT}\"\nro_listen = \"{client_ip}:{PROXY_RO_PORT}\"\n\
+                 [dynamic]\n{dynamic}",
+                dir = root.join(name).display(),
+                secrets = secrets.display(),
+                params = lines(&params),
+                dynamic = lines(&dynamic),
+            )
+        };
+        let mut members = Vec::new();
+        for i in 1..=opts.members {
+            let name = format!("n{i}");
+            let host = net.host(&name).clone();
+            let config = root.join(format!("{name}.toml"));
+            std::fs::write(&config, config_text(&name, &host.ip)).unwrap();
+            members.push(Member {
+                log: root.join(format!("{name}.agent.log")),
+                dir: root.join(&name),
+                name,
+                host,
+                config,
+                agent: None,
+                runs: Vec::new(),
+            });
+        }
+        let client_config = root.join("client.toml");
+        std::fs::write(&client_config, config_text("client", &client_ip)).unwrap();
+        let thread_ns = NetnsGuard::enter(&net.host("client").ns);
+        let mut c = Cluster {
+            members,
+            net,
+            root,
+            client_config,
+            etcd: None,
+            proxy: None,
+            _tmp: tmp,
+            thread_ns: Some(thread_ns),
+        };
+        c.start_etcd();
+        for i in 0..c.members.len() {
+            let name = c.members[i].name.clone();
+            c.start_agent(&name);
+        }
+        c.start_proxy();
+        c.wait_converged(Duration::from_secs(120));
+        wait_until(
+            "the bootstrap history entry",
+            Duration::from_secs(60),
+            || {
+                c.history()
+                    .iter()
+                    .any(|e| e["kind"] == "bootstrap")
+                    .then_some(())
+            },
+        );
+        c
+    }
+
+    fn start_etcd(&mut self) {
+        let ip = self.net.host("etcd").ip.clone();
+        let binary = std::env::var("PGHA_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
+        let client = format!("http://{ip}:{ETCD_PORT}");
+        let peer = format!("http://{ip}:2380");
+        let mut cmd = self.net.command("etcd", &binary);
+        cmd.arg("--name=pgha-faults")
+            .arg(format!(
+                "--data-dir={}",
+                self.root.join("etcd").join("data").display()
+            ))
+            .arg(format!("--listen-client-urls={client}"))
+            .arg(format!("--advertise-client-urls={client}"))
+            .arg(format!("--listen-peer-urls={peer}"))
+            .arg(format!("--initial-advertise-peer-urls={peer}"))
+            .arg(format!("--initial-cluster=pgha-faults={peer}"))
+            .arg("--initial-cluster-state=new")
+            .args(["--heartbeat-interval=50", "--election-timeout=500"])
+            .arg("--unsafe-no-fsync");
+        let log = self.root.join("etcd.log");
+        let mut p = NsProcess::spawn("etcd", cmd, &log);
+        let addr = format!("{ip}:{ETCD_PORT}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if matches!(http("GET", &addr, "/health", None, None),
+                Some((200, body)) if body.contains("\"health\":\"true\""))
+            {
+                break;
+            }
+            assert!(
+                p.running(),
+                "etcd ({binary}) exited; install the Debian package etcd-server or set PGHA_ETCD_BIN:\n{}",
+                tail(&log, 20)
+            );
+            assert!(
+                Instant::now() < deadline,
+                "etcd not healthy within 30 s:\n{}",
+                tail(&log, 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.etcd = Some(p);
+    }
+
+    fn start_proxy(&mut self) {
+        let mut cmd = self.net.command("client", pgha_bin());
+        cmd.args(["proxy", "--config"])
+            .arg(&self.client_config)
+            .env("PGHA_LOG", "info")
+            .env_remove("RUST_LOG");
+        self.proxy = Some(NsProcess::spawn(
+            "pgha proxy",
+            cmd,
+            &self.root.join("proxy.log"),
+        ));
+    }
+
+    /// Starts (again) `name`'s agent on its host.
+    pub fn start_agent(&mut self, name: &str) {
+        let i = self.index(name);
+        let m = &self.members[i];
+        assert!(m.agent.is_none(), "{name}'s agent already runs");
+        let mut cmd = self.net.command(name, pgha_bin());
+        cmd.args(["agent", "--config"])
+            .arg(&m.config)
+            .env("PGHA_LOG", "info")
+            .env_remove("RUST_LOG");
+        let p = NsProcess::spawn(&format!("{name}'s agent"), cmd, &m.log);
+        let m = &mut self.members[i];
+        m.runs.push(p.log_start);
+        m.agent = Some(p);
+    }
+
+    pub fn index(&self, name: &str) -> usize {
+        self.members
+            .iter()
+            .position(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no member {name}"))
+    }
+
+    pub fn member(&self, name: &str) -> &Member {
+        &self.members[self.index(name)]
+    }
+
+    pub fn member_mut(&mut self, name: &str) -> &mut Member {
+        let i = self.index(name);
+        &mut self.members[i]
+    }
+
+    /// Member name of a member's IP address.
+    pub fn name_of_ip(&self, ip: &str) -> String {
+        self.members
+            .iter()
+            .find(|m| m.host.ip == ip)
+            .map(|m| m.name.clone())
+            .unwrap_or_else(|| ip.to_string())
+    }
+
+    /// Members whose REST `/primary` answers 200.
+    pub fn primaries(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.is_primary())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Waits until exactly one member is primary and all the others stream; returns it.
+    pub fn wait_converged(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let primaries = self.primaries();
+            if primaries.len() == 1
+                && self
+                    .members
+                    .iter()
+                    .filter(|m| m.name != primaries[0])
+                    .all(|m| m.is_streaming_replica())
+            {
+                return primaries[0].clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "cluster did not converge within {timeout:?} (primaries {primaries:?}); /cluster: {}",
+                    self.cluster_json().map(|v| v.to_string()).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until a member other than `not` answers `/primary` 200; returns it and when.
+    pub fn wait_new_primary(&self, not: &str, timeout: Duration) -> Option<(String, Instant)> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(m) = self
+                .members
+                .iter()
+                .find(|m| m.name != not && m.is_primary())
+            {
+                return Some((m.name.clone(), Instant::now()));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    /// `/cluster` from the first agent that answers.
+    pub fn cluster_json(&self) -> Option<Value> {
+        self.members.iter().find_map(|m| match m.get("/cluster") {
+            Some((200, body)) => serde_json::from_str(&body).ok(),
+            _ => None,
+        })
+    }
+
+    pub fn history(&self) -> Vec<Value> {
+        self.cluster_json()
+            .and_then(|c| c["history"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Runs `pgha ARGS --config client.toml` on the client host.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.net
+            .command("client", pgha_bin())
+            .args(args)
+            .arg("--config")
+            .arg(&self.client_config)
+            .env("PGHA_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pgha")
+    }
+
+    /// Rows of `query` (simple protocol, text) on `member`'s PostgreSQL, from the client host.
+    pub fn sql(&self, member: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+        run_sql(&self.member(member).conninfo(), query)
+    }
+
+    /// The first column of the first row.
+    pub fn sql_one(&self, member: &str, query: &str) -> Option<String> {
+        self.sql(member, query).ok()?.first()?.first()?.clone()
+    }
+
+    /// The read-write entry point of the proxy (on the client host).
+    pub fn proxy_conninfo(&self) -> String {
+        conninfo(&self.net.host("client").ip, PROXY_RW_PORT)
+    }
+
+    /// A libpq multi-host conninfo over every member, `target_session_attrs=read-write`.
+    pub fn multi_host_conninfo(&self) -> String {
+        let hosts: Vec<&str> = self.members.iter().map(|m| m.host.ip.as_str()).collect();
+        format!(
+            "{} target_session_attrs=read-write",
+            conninfo(&hosts.join(","), PG_PORT)
+        )
+    }
+
+    /// Every agent's log tail (and the proxy's), for failure messages.
+    pub fn logs(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            out.push_str(&format!(
+                "----- {} ({}, agent log, last {lines} lines)\n{}\n",
+                m.name,
+                m.host.ip,
+                tail(&m.log, lines)
+            ));
+        }
+        out.push_str(&format!(
+            "----- proxy (last 20 lines)\n{}\n",
+            tail(&self.root.join("proxy.log"), 20)
+        ));
+        out
+    }
+
+    /// Lines of `name`'s agent log (all runs) containing any of `needles` (case-insensitive),
+    /// without terminal colours.
+    pub fn log_lines(&self, name: &str, needles: &[&str]) -> Vec<String> {
+        strip_ansi(&self.member(name).whole_log())
+            .lines()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                needles.iter().any(|n| l.contains(&n.to_lowercase()))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Starts the writers (proxy, multi-host, and one on each member's own host).
+    pub fn checker(&self) -> Checker {
+        Checker::start(self)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs(60));
+            // keep every log (the directory itself goes away)
+            let keep = std::env::temp_dir()
+                .join("pgha-faults-logs")
+                .join(&self.net.prefix);
+            if std::fs::create_dir_all(&keep).is_ok() {
+                for e in std::fs::read_dir(&self.root)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let name = e.file_name();
+                    if name.to_string_lossy().ends_with(".log") {
+                        let _ = std::fs::copy(e.path(), keep.join(&name));
+                    }
+                }
+                for m in &self.members {
+                    let _ = std::fs::copy(
+                        m.dir.join("postgresql.log"),
+                        keep.join(format!("{}.postgresql.log", m.name)),
+                    );
+                }
+                eprintln!("logs kept in {}", keep.display());
+            }
+        }
+        if let Some(mut p) = self.proxy.take() {
+            p.stop(Signal::SIGTERM, Duration::from_secs(5));
+        }
+        // SIGTERM every agent at once (SIGCONT first: one may be stopped), SIGKILL after 15 s
+        for m in &self.members {
+            if let Some(a) = &m.agent {
+                a.signal(Signal::SIGCONT);
+                a.signal(Signal::SIGTERM);
+            }
+        }
+        for m in &mut self.members {
+            if let Some(mut a) = m.agent.take() {
+                a.stop(Signal::SIGTERM, Duration::from_secs(15));
+            }
+        }
+        for m in &self.members {
+            m.stop_postmaster();
+        }
+        if let Some(mut e) = self.etcd.take() {
+            e.stop(Signal::SIGKILL, Duration::from_secs(5));
+        }
+        self.net.destroy();
+        self.thread_ns.take();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL from a test thread
+
+fn small_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(conninfo: &str, timeout: Duration) -> Result<tokio_postgres::Client, String> {
+    let fut = tokio_postgres::connect(conninfo, tokio_postgres::NoTls);
+    let (client, conn) = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("connect timed out after {timeout:?}"))?
+        .map_err(|e| format!("connect: {}", pg_error(&e)))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The server's message when there is one ("sorry, too many clients already"), else the error.
+fn pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+fn rows(msgs: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `query` on a fresh connection (5 s bound) from the calling thread's namespace.
+pub fn run_sql(conninfo: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
+    small_runtime().block_on(async {
+        let client = connect(conninfo, Duration::from_secs(3)).await?;
+        let msgs = tokio::time::timeout(Duration::from_secs(5), client.simple_query(query))
+            .await
+            .map_err(|_| "query timed out".to_string())?
+            .map_err(|e| pg_error(&e))?;
+        Ok(rows(msgs))
+    })
+}
+
+/// Connections held open to one PostgreSQL (to exhaust its connection slots), from a thread in
+/// the client host's namespace; closed on drop.
+pub struct HeldConnections {
+    pub opened: usize,
+    /// The error that ended the opening (e.g. "sorry, too many clients already").
+    pub refusal: String,
+    /// Sessions of `terminate_app` terminated so far.
+    pub terminated: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeldConnections {
+    /// Opens connections as `conninfo` until PostgreSQL refuses one (at most `max`), then
+    /// keeps taking every slot that frees up until dropped.
+    /// With `terminate_app`, every second the sessions of that application_name (e.g. the
+    /// agent's own long-lived probe connection, "pgha") are terminated from a held connection,
+    /// so that they have to reconnect, and find no free slot.
+    pub fn open(
+        ns: &str,
+        conninfo: &str,
+        max: usize,
+        terminate_app: Option<&str>,
+    ) -> HeldConnections {
+        let stop = Arc::new(AtomicBool::new(false));
+        let terminated = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn({
+            let (ns, conninfo, stop) = (ns.to_string(), conninfo.to_string(), stop.clone());
+            let terminate = terminate_app.map(|app| {
+                format!(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE application_name = '{app}' AND pid <> pg_backend_pid()"
+                )
+            });
+            let terminated = terminated.clone();
+            move || {
+                enter_netns(&ns).expect("setns");
+                small_runtime().block_on(async {
+                    let mut held = Vec::new();
+                    let mut refusal = String::from("limit reached");
+                    while held.len() < max {
+                        match connect(&conninfo, Duration::from_secs(3)).await {
+                            Ok(c) => held.push(c),
+                            Err(e) => {
+                                refusal = e;
+                                break;
+                            }
+                        }
+                    }
+                    let _ = tx.send((held.len(), refusal));
+                    // keep taking any slot another client frees
+                    let mut last_terminate = Instant::now() - Duration::from_secs(10);
+                    while !stop.load(Ordering::SeqCst) {
+                        if let (Some(q), Some(admin)) = (&terminate, held.first()) {
+                            if last_terminate.elapsed() >= Duration::from_secs(1) {
+                                last_terminate = Instant::now();
+                                if let Ok(msgs) = admin.simple_query(q).await {
+                                    let n = rows(msgs)
+                                        .first()
+                                        .and_then(|r| r[0].as_deref()?.parse::<usize>().ok())
+                                        .unwrap_or(0);
+                                    terminated.fetch_add(n, Ordering::SeqCst);
+                                }
+                            }
+                        }
+                        if held.len() < max {
+                            if let Ok(c) = connect(&conninfo, Duration::from_secs(3)).await {
+                                held.push(c);
+                            }
+                        }
+                        held.retain(|c| !c.is_closed());
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                    drop(held);
+                });
+            }
+        });
+        let (opened, refusal) = rx.recv().expect("the connection holder died");
+        HeldConnections {
+            opened,
+            refusal,
+            terminated,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for HeldConnections {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker
+
+/// One acknowledged write.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    pub id: u64,
+    pub writer: String,
+    /// The member whose PostgreSQL committed it (from `inet_server_addr()`).
+    pub member: String,
+    pub sent: Instant,
+    pub acked: Instant,
+}
+
+/// A member acknowledging writes sent after a newer member had acknowledged one.
+#[derive(Clone, Debug)]
+pub struct TwoWriters {
+    pub older: String,
+    pub newer: String,
+    /// When `newer` acknowledged its first write (ms since the checker started).
+    pub newer_first_ack_ms: i64,
+    /// How many writes `older` acknowledged that were sent after that.
+    pub count: usize,
+    /// The last such acknowledgement (ms): the two-writer interval is
+    /// [newer_first_ack_ms, last_ack_ms].
+    pub last_ack_ms: i64,
+    /// By writer.
+    pub writers: BTreeMap<String, usize>,
+}
+
+/// What the checker found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub attempts: usize,
+    pub acked: usize,
+    pub acked_by_member: BTreeMap<String, usize>,
+    pub acked_by_writer: BTreeMap<String, usize>,
+    /// member → (first, last) acknowledgement, ms since start, in order of first ack.
+    pub members_in_order: Vec<(String, i64, i64)>,
+    /// Acknowledged writes missing from the final primary.
+    pub lost: Vec<Ack>,
+    pub final_primary: String,
+    pub two_writers: Vec<TwoWriters>,
+    /// Longest time without any acknowledgement (ms) and when it began.
+    pub longest_gap_ms: i64,
+    pub longest_gap_from_ms: i64,
+    /// Events the test marked (label, ms since start).
+    pub marks: Vec<(String, i64)>,
+    pub origin: Option<Instant>,
+}
+
+impl Report {
+    pub fn ms(&self, t: Instant) -> i64 {
+        t.duration_since(self.origin.unwrap()).as_millis() as i64
+    }
+
+    pub fn lost_by_member(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for a in &self.lost {
+            *m.entry(a.member.clone()).or_default() += 1;
+        }
+        m
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "checker: {} writes attempted, {} acknowledged (by member {:?}, by writer {:?})",
+            self.attempts, self.acked, self.acked_by_member, self.acked_by_writer
+        )?;
+        for (label, ms) in &self.marks {
+            writeln!(f, "  event at {ms} ms: {label}")?;
+        }
+        for (m, first, last) in &self.members_in_order {
+            writeln!(f, "  {m} acknowledged writes from {first} ms to {last} ms")?;
+        }
+        writeln!(
+            f,
+            "  longest time without an acknowledgement: {} ms (from {} ms)",
+            self.longest_gap_ms, self.longest_gap_from_ms
+        )?;
+        writeln!(
+            f,
+            "  acknowledged writes missing from the final primary {}: {} {:?}",
+            self.final_primary,
+            self.lost.len(),
+            self.lost_by_member()
+        )?;
+        if let (Some(first), Some(last)) = (self.lost.first(), self.lost.last()) {
+            writeln!(
+                f,
+                "    lost ids {}..{}, acknowledged from {} ms to {} ms",
+                first.id,
+                last.id,
+                self.ms(first.acked),
+                self.ms(last.acked)
+            )?;
+        }
+        if self.two_writers.is_empty() {
+            writeln!(f, "  two writers: none")?;
+        }
+        for t in &self.two_writers {
+            writeln!(
+                f,
+                "  TWO WRITERS: {} acknowledged {} writes sent after {} had acknowledged one at {} ms; \
+                 interval [{} ms, {} ms] = {} ms; by writer {:?}",
+                t.older,
+                t.count,
+                t.newer,
+                t.newer_first_ack_ms,
+                t.newer_first_ack_ms,
+                t.last_ack_ms,
+                t.last_ack_ms - t.newer_first_ack_ms,
+                t.writers
+            )?;
+        }
+        Ok(())
+    }
+}
+
+struct Attempt {
+    ack: Option<Ack>,
+}
+
+/// Writer threads: through the proxy, through the multi-host conninfo, and on each member's
+/// own host (a local application: it still reaches its PostgreSQL when the host is cut off).
+pub struct Checker {
+    origin: Instant,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    marks: Mutex<Vec<(String, Instant)>>,
+    members_by_ip: BTreeMap<String, String>,
+}
+
+/// A write is attempted every this often by each writer.
+pub const WRITE_EVERY: Duration = Duration::from_millis(50);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl Checker {
+    fn start(c: &Cluster) -> Checker {
+        let leader = c.wait_converged(Duration::from_secs(60));
+        run_sql(
+            &c.member(&leader).conninfo(),
+            "CREATE TABLE IF NOT EXISTS pgha_checker(id bigint PRIMARY KEY, writer text NOT NULL, \
+             member text NOT NULL DEFAULT host(inet_server_addr()), at timestamptz DEFAULT clock_timestamp())",
+        )
+        .unwrap_or_else(|e| panic!("create the checker table on {leader}: {e}"));
+        let origin = Instant::now();
+        let attempts: Arc<Mutex<Vec<Attempt>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ids = Arc::new(AtomicU64::new(1));
+        let client_ns = c.net.host("client").ns.clone();
+        let mut writers: Vec<(String, String, String)> = vec![
+            ("proxy".into(), client_ns.clone(), c.proxy_conninfo()),
+            ("multihost".into(), client_ns, c.multi_host_conninfo()),
+        ];
+        for m in &c.members {
+            writers.push((format!("local-{}", m.name), m.host.ns.clone(), m.conninfo()));
+        }
+        let members_by_ip: BTreeMap<String, String> = c
+            .members
+            .iter()
+            .map(|m| (m.host.ip.clone(), m.name.clone()))
+            .collect();
+        let threads = writers
+            .into_iter()
+            .map(|(writer, ns, conninfo)| {
+                let (attempts, stop, ids, by_ip) = (
+                    attempts.clone(),
+                    stop.clone(),
+                    ids.clone(),
+                    members_by_ip.clone(),
+                );
+                std::thread::spawn(move || {
+                    enter_netns(&ns).expect("setns into the writer's host");
+                    small_runtime()
+                        .block_on(write_loop(writer, conninfo, attempts, stop, ids, by_ip));
+                })
+            })
+            .collect();
+        Checker {
+            origin,
+            attempts,
+            stop,
+            threads,
+            marks: Mutex::new(Vec::new()),
+            members_by_ip,
+        }
+    }
+
+    /// Records an event (printed in the report with its time).
+    pub fn mark(&self, label: &str) {
+        eprintln!("[{} ms] {label}", self.origin.elapsed().as_millis());
+        self.marks
+            .lock()
+            .unwrap()
+            .push((label.to_string(), Instant::now()));
+    }
+
+    pub fn ms(&self, t: Instant) -> i64 {
+        t.duration_since(self.origin).as_millis() as i64
+    }
+
+    /// Acknowledgements so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.ack.clone())
+            .collect()
+    }
+
+    /// The first acknowledgement by `member` at or after `after`.
+    pub fn first_ack_by(&self, member: &str, after: Instant) -> Option<Instant> {
+        self.acks()
+            .iter()
+            .filter(|a| a.member == member && a.acked >= after)
+            .map(|a| a.acked)
+            .min()
+    }
+
+    /// Waits until `member` acknowledged at least `n` writes after `after`.
+    pub fn wait_acks(&self, member: &str, after: Instant, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let count = self
+                .acks()
+                .iter()
+                .filter(|a| a.member == member && a.acked >= after)
+                .count();
+            if count >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Stops the writers, waits for the cluster to converge, and compares what was
+    /// acknowledged with what the final primary holds.
+    pub fn finish(mut self, c: &Cluster, converge: Duration) -> Report {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let final_primary = c.wait_converged(converge);
+        let attempts = std::mem::take(&mut *self.attempts.lock().unwrap());
+        let mut acks: Vec<Ack> = attempts.iter().filter_map(|a| a.ack.clone()).collect();
+        acks.sort_by_key(|a| a.acked);
+        let present: BTreeSet<u64> = wait_until(
+            "the checker table on the final primary",
+            Duration::from_secs(30),
+            || {
+                let rows = c.sql(&final_primary, "SELECT id FROM pgha_checker").ok()?;
+                Some(
+                    rows.iter()
+                        .filter_map(|r| r[0].as_deref()?.parse().ok())
+                        .collect(),
+                )
+            },
+        );
+        let ms = |t: Instant| t.duration_since(self.origin).as_millis() as i64;
+        let mut report = Report {
+            attempts: attempts.len(),
+            acked: acks.len(),
+            final_primary,
+            origin: Some(self.origin),
+            ..Report::default()
+        };
+        for a in &acks {
+            *report.acked_by_member.entry(a.member.clone()).or_default() += 1;
+            *report.acked_by_writer.entry(a.writer.clone()).or_default() += 1;
+        }
+        let mut first: BTreeMap<&str, Instant> = BTreeMap::new();
+        let mut last: BTreeMap<&str, Instant> = BTreeMap::new();
+        for a in &acks {
+            first.entry(&a.member).or_insert(a.acked);
+            last.insert(&a.member, a.acked);
+        }
+        let mut order: Vec<(&str, Instant)> = first.iter().map(|(m, t)| (*m, *t)).collect();
+        order.sort_by_key(|(_, t)| *t);
+        report.members_in_order = order
+            .iter()
+            .map(|(m, t)| (m.to_string(), ms(*t), ms(last[m])))
+            .collect();
+        // Two writers: an acknowledgement by X of a write sent after a member Y that started
+        // acknowledging later than X had already acknowledged one.
+        for (i, (older, _)) in order.iter().enumerate() {
+            for (newer, newer_first) in &order[i + 1..] {
+                let late: Vec<&Ack> = acks
+                    .iter()
+                    .filter(|a| a.member == *older && a.sent > *newer_first)
+                    .collect();
+                if let Some(l) = late.last() {
+                    let mut writers = BTreeMap::new();
+                    for a in &late {
+                        *writers.entry(a.writer.clone()).or_default() += 1;
+                    }
+                    report.two_writers.push(TwoWriters {
+                        older: older.to_string(),
+                        newer: newer.to_string(),
+                        newer_first_ack_ms: ms(*newer_first),
+                        count: late.len(),
+                        last_ack_ms: ms(l.acked),
+                        writers,
+                    });
+                }
+            }
+        }
+        report.lost = acks
+            .iter()
+            .filter(|a| !present.contains(&a.id))
+            .cloned()
+            .collect();
+        report.lost.sort_by_key(|a| a.id);
+        let mut prev = self.origin;
+        for a in &acks {
+            let gap = ms(a.acked) - ms(prev);
+            if gap > report.longest_gap_ms {
+                report.longest_gap_ms = gap;
+                report.longest_gap_from_ms = ms(prev);
+            }
+            prev = prev.max(a.acked);
+        }
+        report.marks = self
+            .marks
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, t)| (l.clone(), ms(*t)))
+            .collect();
+        let _ = &self.members_by_ip;
+        report
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn write_loop(
+    writer: String,
+    conninfo: String,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
+    stop: Arc<AtomicBool>,
+    ids: Arc<AtomicU64>,
+    by_ip: BTreeMap<String, String>,
+) {
+    let mut client: Option<tokio_postgres::Client> = None;
+    let mut next = tokio::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep_until(next).await;
+        next = tokio::time::Instant::now().max(next) + WRITE_EVERY;
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            client = connect(&conninfo, Duration::from_secs(4)).await.ok();
+        }
+        let Some(c) = &client else {
+            continue;
+        };
+        let id = ids.fetch_add(1, Ordering::SeqCst);
+        let sql = format!(
+            "INSERT INTO pgha_checker(id, writer) VALUES ({id}, '{writer}') RETURNING member"
+        );
+        let sent = Instant::now();
+        let result = tokio::time::timeout(WRITE_TIMEOUT, c.simple_query(&sql)).await;
+        let acked = Instant::now();
+        let read_only = matches!(&result, Ok(Err(e))
+            if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION));
+        let ack = match result {
+            Ok(Ok(msgs)) => rows(msgs)
+                .first()
+                .and_then(|r| r.first().cloned().flatten())
+                .map(|ip| Ack {
+                    id,
+                    writer: writer.clone(),
+                    member: by_ip.get(&ip).cloned().unwrap_or(ip),
+                    sent,
+                    acked,
+                }),
+            _ => None,
+        };
+        // Timed out or broken: a new connection finds the primary again. A local writer keeps
+        // its session on a standby (it can write once that standby is promoted).
+        if ack.is_none() && !(read_only && writer.starts_with("local-")) {
+            client = None;
+        }
+        attempts.lock().unwrap().push(Attempt { ack });
+    }
+}
