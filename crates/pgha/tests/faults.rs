@@ -1,0 +1,570 @@
+//! Faults on test hosts (issue 9): etcd, three `pgha agent` members and a client running
+//! `pgha proxy`, each in its own network namespace (see `common/netns.rs`), on real
+//! PostgreSQL and real etcd. Each test injects one fault (a process killed or paused, a link
+//! blackholed with iptables DROP, a host isolated, connection slots exhausted) while writers
+//! write every 50 ms through the proxy, through a multi-host conninfo with
+//! `target_session_attrs=read-write`, and on each member's own host; the checker then counts
+//! acknowledged writes missing from the final primary and two-writer intervals.
+//!
+//! Needs root, iproute2 and iptables (`apt-get install -y iptables`). `PGHA_FAULTS_BIN=PATH`
+//! runs them against another `pgha` build. Run them one at a time:
+//!
+//! ```sh
+//! cargo test -p pgha --test faults -- --test-threads=1 [SCENARIO] --nocapture
+//! ```
+
+#[path = "common/dist.rs"]
+mod dist;
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use netns::*;
+use nix::sys::signal::Signal;
+
+/// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
+/// healthy leader before pgha treats it as diverged (the test clusters keep the default).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long after a failover the writers keep watching for a second writer.
+const WATCH: Duration = Duration::from_secs(10);
+const CONVERGE: Duration = Duration::from_secs(180);
+
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The agent log lines that explain a failover (lease, fencing, promotion, demotion, rewind).
+fn explain(c: &Cluster) -> String {
+    let mut out = String::new();
+    for m in &c.members {
+        let lines = c.log_lines(
+            &m.name,
+            &[
+                "promot", "demot", "fenc", "lease", "rewind", "re-clon", "failsafe", "watchdog",
+                "leader", "stopp",
+            ],
+        );
+        let skip = lines.len().saturating_sub(40);
+        out.push_str(&format!(
+            "----- {} ({} matching lines, last 40)\n",
+            m.name,
+            lines.len()
+        ));
+        for l in &lines[skip..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Panics, with the figures, if an acknowledged write is missing or two members took writes.
+fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
+    if report.lost.is_empty() && report.two_writers.is_empty() {
+        return;
+    }
+    let mut why = Vec::new();
+    if !report.lost.is_empty() {
+        why.push(format!(
+            "{} acknowledged writes lost (by member {:?})",
+            report.lost.len(),
+            report.lost_by_member()
+        ));
+    }
+    for t in &report.two_writers {
+        why.push(format!(
+            "two writers: {} acknowledged {} writes sent after {} had acknowledged one, during [{} ms, {} ms] ({} ms)",
+            t.older,
+            t.count,
+            t.newer,
+            t.newer_first_ack_ms,
+            t.last_ack_ms,
+            t.last_ack_ms - t.newer_first_ack_ms
+        ));
+    }
+    panic!("{}\n{report}\n{}", why.join("; "), explain(c));
+}
+
+fn standbys_of(c: &Cluster, leader: &str) -> Vec<String> {
+    c.members
+        .iter()
+        .filter(|m| m.name != leader)
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+fn wait_writes(ck: &Checker, member: &str) {
+    assert!(
+        ck.wait_acks(member, Instant::now(), 20, Duration::from_secs(30)),
+        "the writers got no 20 acknowledgements from {member} before the fault"
+    );
+}
+
+/// Marks when a member other than `old` becomes primary (REST `/primary`), or panics.
+fn await_failover(c: &Cluster, ck: &Checker, old: &str, timeout: Duration) -> String {
+    match c.wait_new_primary(old, timeout) {
+        Some((new, _)) => {
+            ck.mark(&format!(
+                "{new} answers /primary (old primary {old}: postmaster {})",
+                c.member(old)
+                    .postmaster_pid()
+                    .map_or("gone".into(), |p| format!("pid {p} alive"))
+            ));
+            new
+        }
+        None => panic!(
+            "no member other than {old} became primary within {timeout:?}; /cluster: {}\n{}",
+            c.cluster_json().map(|v| v.to_string()).unwrap_or_default(),
+            explain(c)
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// kill -9 of the leader's agent alone (PostgreSQL keeps running, as after an OOM kill): the
+/// old primary must stop taking writes before another member is promoted; nothing is lost.
+#[test]
+fn agent_kill9_alone() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    let pm = c.member(&leader).postmaster_pid();
+    ck.mark(&format!(
+        "SIGKILL of {leader}'s agent (pid {:?}); its postmaster {pm:?} is left alone",
+        c.member(&leader).agent_pid()
+    ));
+    c.member_mut(&leader).kill_agent();
+    await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    std::thread::sleep(WATCH);
+    ck.mark(&format!(
+        "restarting {leader}'s agent (old postmaster {})",
+        pm.filter(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p as i32), None).is_ok())
+            .map_or("gone".into(), |p| format!("{p} still alive"))
+    ));
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// SIGSTOP of the leader's agent for 2×ttl, then SIGCONT.
+#[test]
+fn agent_paused() {
+    let _s = serial();
+    let c = Cluster::start(&Opts::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    ck.mark(&format!("SIGSTOP of {leader}'s agent for {:?}", TTL * 2));
+    let stopped_at = Instant::now();
+    c.member(&leader).signal_agent(Signal::SIGSTOP);
+    let promoted = c.wait_new_primary(&leader, TTL * 2);
+    if let Some((p, _)) = &promoted {
+        ck.mark(&format!(
+            "{p} answers /primary while {leader}'s agent is stopped"
+        ));
+    }
+    std::thread::sleep((stopped_at + TTL * 2).saturating_duration_since(Instant::now()));
+    ck.mark(&format!("SIGCONT of {leader}'s agent"));
+    c.member(&leader).signal_agent(Signal::SIGCONT);
+    if promoted.is_none() {
+        await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    }
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// `pgha config set ttl_ms=6000 safety_margin_ms=1500`, then the leader's link to etcd
+/// blackholed both ways: the leader must demote before the lease etcd really holds expires.
+#[test]
+fn ttl_raised_then_leader_etcd_blackholed() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let out = c.cli(&["config", "set", "ttl_ms=6000", "safety_margin_ms=1500"]);
+    assert!(
+        out.status.success(),
+        "pgha config set failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dist::wait_until("ttl_ms=6000 in /cluster", Duration::from_secs(10), || {
+        c.cluster_json()
+            .filter(|v| v["config"]["ttl_ms"] == 6000)
+            .map(|_| ())
+    });
+    // a few loops so every agent (and the leader's renewals) run with the new ttl
+    std::thread::sleep(Duration::from_secs(5));
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    ck.mark(&format!(
+        "{leader} <-> etcd blackholed both ways (ttl 6 s, margin 1.5 s)"
+    ));
+    c.net.cut(&leader, "etcd", Way::Both);
+    await_failover(&c, &ck, &leader, Duration::from_secs(40));
+    std::thread::sleep(WATCH);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// Synchronous mode on; the leader's host isolated for 4×ttl: no acknowledged write lost, no
+/// second writer (a local application on the old primary's host included), writes come back.
+#[test]
+fn leader_host_isolated_sync() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts {
+        dynamic: vec![("synchronous_mode".into(), "\"on\"".into())],
+        ..Opts::default()
+    });
+    let leader = c.wait_converged(Duration::from_secs(60));
+    dist::wait_until(
+        "a synchronous standby on the leader",
+        Duration::from_secs(30),
+        || {
+            c.sql_one(
+                &leader,
+                "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+            )
+            .filter(|n| n != "0")
+        },
+    );
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    let isolated_at = Instant::now();
+    ck.mark(&format!("{leader}'s host isolated for {:?}", TTL * 4));
+    c.net.isolate(&leader);
+    let new = await_failover(&c, &ck, &leader, TTL * 4);
+    let back = ck.wait_acks(
+        &new,
+        isolated_at,
+        1,
+        (isolated_at + TTL * 4).saturating_duration_since(Instant::now()),
+    );
+    let back_ms = ck
+        .first_ack_by(&new, isolated_at)
+        .map(|t| t.duration_since(isolated_at).as_millis());
+    std::thread::sleep((isolated_at + TTL * 4).saturating_duration_since(Instant::now()));
+    ck.mark("host healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    eprintln!("writes came back on {new} after {back_ms:?} ms");
+    assert_no_loss_one_writer(&report, &c);
+    assert!(
+        back,
+        "no write acknowledged by {new} within 4×ttl of the isolation\n{report}\n{}",
+        explain(&c)
+    );
+}
+
+/// A standby's link to the primary blackholed (etcd reachable) for longer than
+/// wal_receiver_timeout plus pgha's stream timeout: once healed it streams again, and it was
+/// neither rewound nor re-cloned, nor its data directory moved aside.
+#[test]
+fn standby_link_blackholed() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let standby = standbys_of(&c, &leader)[0].clone();
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(10);
+    ck.mark(&format!(
+        "{standby} <-> {leader} blackholed both ways for {cut_for:?}"
+    ));
+    c.net.cut(&standby, &leader, Way::Both);
+    std::thread::sleep(cut_for);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let streaming = c.wait_converged(Duration::from_secs(90));
+    assert_eq!(streaming, leader, "the leader changed");
+    ck.mark(&format!("{standby} streams again"));
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let m = c.member(&standby);
+    let aside = m.moved_aside();
+    let rewound = c.log_lines(
+        &standby,
+        &[
+            "rewind",
+            "re-clon",
+            "reclone",
+            "moving the old data directory",
+        ],
+    );
+    let history: Vec<String> = c
+        .history()
+        .iter()
+        .filter(|e| e["from"] == standby.as_str() || e["to"] == standby.as_str())
+        .filter(|e| e["kind"].as_str().unwrap_or("") != "bootstrap")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        aside.is_empty() && rewound.is_empty() && history.is_empty(),
+        "{standby} was only cut off from {leader} for {cut_for:?} (no divergence), yet: \
+         data directories moved aside {aside:?}; agent log lines {rewound:#?}; history {history:#?}\n{report}"
+    );
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// Failsafe with a member absent from the leader's last view: one standby's agent leaves
+/// (SIGTERM), etcd is cut off from the leader and the other standby (which confirms the leader
+/// in failsafe), then the absent member starts again on the etcd side, where the lease has
+/// expired. It must not be promoted while the old leader keeps writing.
+#[test]
+fn failsafe_member_absent() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let standbys = standbys_of(&c, &leader);
+    let (confirmer, absent) = (standbys[0].clone(), standbys[1].clone());
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    ck.mark(&format!("SIGTERM of {absent}'s agent (it leaves)"));
+    c.member_mut(&absent).terminate_agent();
+    dist::wait_until(
+        &format!("{absent} gone from the leader's view"),
+        Duration::from_secs(30),
+        || {
+            let v = c
+                .member(&leader)
+                .get("/cluster")
+                .and_then(|(s, b)| (s == 200).then_some(b))?;
+            let v: serde_json::Value = serde_json::from_str(&v).ok()?;
+            v["members"]
+                .as_object()
+                .filter(|m| !m.contains_key(&absent))
+                .map(|_| ())
+        },
+    );
+    std::thread::sleep(LOOP_WAIT * 3);
+    ck.mark(&format!(
+        "etcd blackholed from {leader} and {confirmer} (both ways); {absent} still reaches it"
+    ));
+    c.net.cut(&leader, "etcd", Way::Both);
+    c.net.cut(&confirmer, "etcd", Way::Both);
+    // the leader's lease expires in etcd
+    std::thread::sleep(TTL + Duration::from_secs(1));
+    ck.mark(&format!("{absent}'s agent starts again (etcd side)"));
+    c.start_agent(&absent);
+    let promoted = c.wait_new_primary(&leader, Duration::from_secs(30));
+    if let Some((p, _)) = &promoted {
+        ck.mark(&format!(
+            "{p} answers /primary; {leader} /primary: {:?}",
+            c.member(&leader).get("/primary").map(|r| r.0)
+        ));
+    } else {
+        ck.mark(&format!(
+            "nobody else promoted within 30 s; {leader} /primary: {:?}",
+            c.member(&leader).get("/primary").map(|r| r.0)
+        ));
+    }
+    std::thread::sleep(WATCH);
+    ck.mark("etcd links healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    // The member that was absent (and behind) may legitimately be promoted once the old leader
+    // has demoted (asynchronous replication: I3 bounds that loss by maximum_lag_on_failover);
+    // what must never happen is both taking writes.
+    eprintln!(
+        "acknowledged writes lost: {} {:?} (not asserted here: asynchronous mode)",
+        report.lost.len(),
+        report.lost_by_member()
+    );
+    assert!(
+        report.two_writers.is_empty(),
+        "two writers with {absent} absent from {leader}'s failsafe view: {:?}\n{report}\n{}",
+        report.two_writers,
+        explain(&c)
+    );
+}
+
+/// Every connection slot of the leader's PostgreSQL taken, and the sessions of application
+/// "pgha" (the agent's long-lived probe connection) terminated every second, so the agent's
+/// probe cannot connect:
+/// a live postmaster must not be read as "not running": no failover, nothing rewound,
+/// no standby.signal written into the primary's data directory.
+#[test]
+fn leader_connection_slots_exhausted() {
+    let _s = serial();
+    // synchronous mode: there a leader that reads its PostgreSQL as down hands the lease over
+    // at once (issue 9, item 4)
+    let c = Cluster::start(&Opts {
+        dynamic: vec![("synchronous_mode".into(), "\"on\"".into())],
+        ..Opts::default()
+    });
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let history_before = c.history().len();
+    let pm = c.member(&leader).postmaster_pid();
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    let hold_for = TTL * 4;
+    let held = HeldConnections::open(
+        &c.net.host("client").ns,
+        &c.member(&leader).conninfo(),
+        100,
+        Some("pgha"),
+    );
+    ck.mark(&format!(
+        "{} connections opened to {leader}, the next one refused ({}); held for {hold_for:?}",
+        held.opened, held.refusal
+    ));
+    assert!(
+        held.refusal.contains("too many clients") || held.refusal.contains("reserved"),
+        "could not exhaust {leader}'s connection slots: {}",
+        held.refusal
+    );
+    let deadline = Instant::now() + hold_for;
+    let mut others_primary: Vec<String> = Vec::new();
+    let mut standby_signal = false;
+    while Instant::now() < deadline {
+        for m in &c.members {
+            if m.name != leader && m.is_primary() && !others_primary.contains(&m.name) {
+                ck.mark(&format!("{} answers /primary", m.name));
+                others_primary.push(m.name.clone());
+            }
+        }
+        if !standby_signal && c.member(&leader).data_dir().join("standby.signal").exists() {
+            ck.mark(&format!(
+                "standby.signal written into {leader}'s data directory"
+            ));
+            standby_signal = true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let terminated = held.terminated.load(std::sync::atomic::Ordering::SeqCst);
+    drop(held);
+    ck.mark(&format!(
+        "connections closed ({terminated} sessions of application pgha terminated meanwhile)"
+    ));
+    let refused = c.log_lines(&leader, &["too many clients", "53300"]);
+    eprintln!(
+        "{leader}'s agent log mentions the refusal {} times{}",
+        refused.len(),
+        refused
+            .first()
+            .map(|l| format!(", first: {l}"))
+            .unwrap_or_default()
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let new_history: Vec<String> = c.history()[history_before..]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let rewound = c.log_lines(&leader, &["rewind", "re-clon"]);
+    let pm_after = c.member(&leader).postmaster_pid();
+    assert!(
+        others_primary.is_empty()
+            && !standby_signal
+            && new_history.is_empty()
+            && rewound.is_empty()
+            && report.final_primary == leader
+            && pm_after == pm,
+        "{leader}'s postmaster stayed alive with its connection slots full, yet: promoted {others_primary:?}; \
+         standby.signal written: {standby_signal}; final primary {}; postmaster {pm:?} -> {pm_after:?}; \
+         new history {new_history:#?}; rewind lines {rewound:#?}\n{report}\n{}",
+        report.final_primary,
+        explain(&c)
+    );
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// After a failover, the rejoined old primary's walreceiver is cut from the new primary so
+/// it lags the other standby; then the new primary crashes (agent and postmaster kill -9).
+/// The most advanced standby must be promoted, whatever timelines pg_control reports.
+#[test]
+fn kill_primary_after_failover_with_lagging_standby() {
+    let _s = serial();
+    let mut c = Cluster::start(&Opts::default());
+    let first = c.wait_converged(Duration::from_secs(60));
+    eprintln!("node crash of {first}");
+    c.member_mut(&first).crash();
+    let second = c
+        .wait_new_primary(&first, Duration::from_secs(30))
+        .map(|(n, _)| n)
+        .unwrap_or_else(|| panic!("no failover after {first} crashed\n{}", explain(&c)));
+    c.start_agent(&first);
+    let converged = c.wait_converged(CONVERGE);
+    assert_eq!(converged, second);
+    let lagging = first.clone();
+    let ahead = standbys_of(&c, &second)
+        .into_iter()
+        .find(|n| *n != lagging)
+        .unwrap();
+    let ck = c.checker();
+    wait_writes(&ck, &second);
+    ck.mark(&format!(
+        "{lagging} <-> {second} blackholed (its walreceiver stops; {ahead} keeps streaming)"
+    ));
+    c.net.cut(&lagging, &second, Way::Both);
+    let lsn = |m: &str| {
+        c.sql_one(m, "SELECT pg_last_wal_receive_lsn() - '0/0'")
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    let (lag_lsn, ahead_lsn) = dist::wait_until(
+        &format!("{ahead} ahead of {lagging} by at least 4 kB"),
+        Duration::from_secs(20),
+        || {
+            let (l, a) = (lsn(&lagging)?, lsn(&ahead)?);
+            (a - l >= 4096).then_some((l, a))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let ctl_tl = |m: &str| c.sql_one(m, "SELECT timeline_id FROM pg_control_checkpoint()");
+    let facts = format!(
+        "{lagging}: receive lsn {lag_lsn}, pg_control timeline {:?}; {ahead}: receive lsn {ahead_lsn} (or more), pg_control timeline {:?}; published: {}",
+        ctl_tl(&lagging),
+        ctl_tl(&ahead),
+        c.cluster_json()
+            .map(|v| v["members"].to_string())
+            .unwrap_or_default()
+    );
+    let kill_at = Instant::now();
+    ck.mark(&format!(
+        "node crash of {second} (agent and postmaster kill -9); {facts}"
+    ));
+    c.member_mut(&second).crash();
+    let winner = await_failover(&c, &ck, &second, Duration::from_secs(30));
+    c.net.heal_all();
+    ck.mark("link healed");
+    c.start_agent(&second);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_eq!(
+        winner,
+        ahead,
+        "{winner} was promoted, but {ahead} was the most advanced standby ({facts})\n{report}\n{}",
+        explain(&c)
+    );
+    assert!(
+        report.two_writers.is_empty(),
+        "two writers: {:?}\n{report}",
+        report.two_writers
+    );
+    // Asynchronous replication may lose what the crashed primary acknowledged in its last
+    // moments, never what the best standby had received long before.
+    let old_losses: Vec<u64> = report
+        .lost
+        .iter()
+        .filter(|a| a.acked + Duration::from_secs(1) < kill_at)
+        .map(|a| a.id)
+        .collect();
+    assert!(
+        old_losses.is_empty(),
+        "{} writes acknowledged more than 1 s before the crash were lost: {old_losses:?}\n{report}",
+        old_losses.len()
+    );
+}
