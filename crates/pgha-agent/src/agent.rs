@@ -467,7 +467,7 @@ impl Agent {
         let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
         if wanted_commit.is_some() && wanted_commit != self.commit_level && self.job.is_none() {
             let before = std::mem::replace(&mut self.commit_level, wanted_commit.clone());
-            match self.rewrite_config().await {
+            match self.rewrite_config(false).await {
                 Ok(()) => tracing::info!(
                     "{}: synchronous_commit = {}",
                     self.spec.name,
@@ -533,6 +533,10 @@ impl Agent {
             }
             if let Err(e) = self.execute_one(&action).await {
                 tracing::warn!("{}: {} failed: {e}", self.spec.name, action_name(&action));
+                if matches!(action, Action::SetSync(_)) {
+                    // What follows (a promotion in strict mode) relies on it: decide again.
+                    break;
+                }
             }
         }
     }
@@ -636,7 +640,7 @@ impl Agent {
             }
             Action::SetSync(applied) => {
                 let before = std::mem::replace(&mut self.sync_applied, applied.clone());
-                if let Err(e) = self.rewrite_config().await {
+                if let Err(e) = self.rewrite_config(true).await {
                     // Not applied: the core must not publish it as if it were.
                     self.sync_applied = before;
                     return Err(e);
@@ -766,9 +770,14 @@ impl Agent {
 
     /// Rewrites pgha.conf for the role the data directory has now and reloads PostgreSQL.
     /// A standby whose upstream is not known yet is left alone (its conninfo must not be lost).
-    async fn rewrite_config(&self) -> Result<(), String> {
+    /// `sync_change`: the rewrite carries a new `synchronous_standby_names` the core relies on,
+    /// so it is never skipped silently (a leader about to promote renders without upstream).
+    async fn rewrite_config(&self, sync_change: bool) -> Result<(), String> {
         let inst = &self.spec.instance;
         if !inst.is_initialized() || self.job.is_some() {
+            if sync_change {
+                return Err("no data directory, or a job is running: not applied".into());
+            }
             return Ok(());
         }
         let standby = inst.has_standby_signal();
@@ -776,6 +785,7 @@ impl Agent {
             let peers = self.peers();
             match self.upstream.as_ref().and_then(|u| peers.get(u)) {
                 Some(up) => Some(up.clone()),
+                None if sync_change => None,
                 None => return Ok(()),
             }
         } else {

@@ -115,6 +115,10 @@ impl LocalProbe {
                     })
                     .collect();
                 local.slots = slots.into_iter().map(MemberName::new).collect();
+                // What PostgreSQL applies, not what the agent last asked for.
+                if let Some(applied) = SyncApplied::parse(&state.sync_names) {
+                    local.sync_applied = applied;
+                }
                 if let Ok(id) = state.system_identifier.parse() {
                     self.system_id = Some(SystemId(id));
                 }

@@ -40,6 +40,42 @@ impl SyncApplied {
     }
 }
 
+impl SyncApplied {
+    /// Reads back a value rendered by [`SyncApplied`]'s `Display` (`FIRST n ("a", "b")`,
+    /// `ANY n (...)`, or empty); `None` for anything pgha did not write.
+    pub fn parse(text: &str) -> Option<SyncApplied> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Some(SyncApplied::default());
+        }
+        let (word, rest) = text.split_once(' ')?;
+        let method = match word.to_ascii_uppercase().as_str() {
+            "FIRST" => SyncMethod::Priority,
+            "ANY" => SyncMethod::Quorum,
+            _ => return None,
+        };
+        let (count, list) = rest.trim().split_once(' ')?;
+        let count: u32 = count.parse().ok()?;
+        let list = list.trim().strip_prefix('(')?.strip_suffix(')')?;
+        let names = list
+            .split(',')
+            .map(|n| {
+                let n = n.trim();
+                let n = n
+                    .strip_prefix('"')
+                    .and_then(|n| n.strip_suffix('"'))
+                    .unwrap_or(n);
+                (!n.is_empty()).then(|| MemberName::new(n))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(SyncApplied {
+            method,
+            count,
+            names,
+        })
+    }
+}
+
 impl fmt::Display for SyncApplied {
     /// The value for `synchronous_standby_names`, e.g. `FIRST 1 ("n2")`, or empty.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -140,19 +176,44 @@ pub fn blocking(
     }
 }
 
-/// Orders the change: removals reach the store before PostgreSQL, additions reach the store
-/// only after PostgreSQL applied them.
+/// Orders the change so that the published set always covers every standby PostgreSQL may
+/// count (failover takes the most advanced member of the set, which then holds every
+/// acknowledged commit): additions reach the store before PostgreSQL, removals reach the store
+/// only after PostgreSQL applied them. While a change is under way the published count is the
+/// smallest and the method the stricter (quorum) of the two configurations.
 pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncSet) -> SyncStep {
     let wanted = desired.as_set();
-    let kept: BTreeSet<MemberName> = published.members.intersection(&wanted).cloned().collect();
-    if kept != published.members {
+    let counted = applied.as_set();
+    let covered = published.members.is_superset(&wanted) && published.members.is_superset(&counted);
+    let counts = [
+        (!published.members.is_empty()).then_some(published.count),
+        (!counted.is_empty()).then_some(applied.count),
+        (!wanted.is_empty()).then_some(desired.count),
+    ];
+    let lowest = counts.into_iter().flatten().min().unwrap_or(desired.count);
+    let quorum = [
+        (!published.members.is_empty(), published.method),
+        (!counted.is_empty(), applied.method),
+        (!wanted.is_empty(), desired.method),
+    ]
+    .into_iter()
+    .any(|(used, method)| used && method == SyncMethod::Quorum);
+    let changing = applied != desired;
+    if !covered || (changing && !published.members.is_empty() && published.count > lowest) {
+        let mut members = published.members.clone();
+        members.extend(wanted.iter().cloned());
+        members.extend(counted.iter().cloned());
         return SyncStep::Publish(SyncSet {
-            members: kept,
-            count: published.count,
-            method: published.method,
+            members,
+            count: lowest,
+            method: if quorum {
+                SyncMethod::Quorum
+            } else {
+                desired.method
+            },
         });
     }
-    if applied != desired {
+    if changing {
         return SyncStep::Apply(desired.clone());
     }
     let target = SyncSet {
@@ -276,7 +337,29 @@ mod tests {
     }
 
     #[test]
-    fn removal_is_published_first_and_addition_last() {
+    fn reads_back_what_it_renders() {
+        for applied in [
+            SyncApplied::default(),
+            SyncApplied {
+                method: SyncMethod::Priority,
+                count: 1,
+                names: vec!["n2".into(), "n3".into()],
+            },
+            SyncApplied {
+                method: SyncMethod::Quorum,
+                count: 2,
+                names: vec!["n2".into(), "n3".into(), "n4".into()],
+            },
+        ] {
+            assert_eq!(SyncApplied::parse(&applied.to_string()), Some(applied));
+        }
+        assert_eq!(SyncApplied::parse("*"), None);
+        assert_eq!(SyncApplied::parse("FIRST x (n2)"), None);
+    }
+
+    /// Issue 9, item 7: the store's set never lacks a standby PostgreSQL counts.
+    #[test]
+    fn the_store_covers_what_postgresql_counts_at_every_step() {
         let old = SyncApplied {
             method: SyncMethod::Priority,
             count: 1,
@@ -291,18 +374,54 @@ mod tests {
             count: 1,
             method: SyncMethod::Priority,
         };
-        let SyncStep::Publish(emptied) = next_step(&new, &old, &published) else {
-            panic!("removal must reach the store first");
+        // n3 joins the store first (while PostgreSQL still counts n2 only).
+        let SyncStep::Publish(both) = next_step(&new, &old, &published) else {
+            panic!("an addition must reach the store first");
         };
-        assert!(emptied.members.is_empty());
+        assert_eq!(both.members, ["n2".into(), "n3".into()].into());
+        // Then PostgreSQL switches to n3, and only then n2 leaves the store.
+        assert_eq!(next_step(&new, &old, &both), SyncStep::Apply(new.clone()));
+        let SyncStep::Publish(only_new) = next_step(&new, &new, &both) else {
+            panic!("the removal is published once PostgreSQL applied it");
+        };
+        assert_eq!(only_new.members, ["n3".into()].into());
+        assert_eq!(next_step(&new, &new, &only_new), SyncStep::Settled);
+    }
+
+    #[test]
+    fn a_count_change_publishes_the_lower_count_while_under_way() {
+        let two = SyncApplied {
+            method: SyncMethod::Quorum,
+            count: 2,
+            names: vec!["n2".into(), "n3".into()],
+        };
+        let one = SyncApplied {
+            count: 1,
+            ..two.clone()
+        };
+        let published = SyncSet {
+            members: ["n2".into(), "n3".into()].into(),
+            count: 2,
+            method: SyncMethod::Quorum,
+        };
+        // Lowering: ANY 1 needs more members compared at failover: published before applied.
+        let SyncStep::Publish(lowered) = next_step(&one, &two, &published) else {
+            panic!("a lower quorum count reaches the store first");
+        };
+        assert_eq!(lowered.count, 1);
         assert_eq!(
-            next_step(&new, &old, &emptied),
-            SyncStep::Apply(new.clone())
+            next_step(&one, &two, &lowered),
+            SyncStep::Apply(one.clone())
         );
-        let SyncStep::Publish(added) = next_step(&new, &new, &emptied) else {
-            panic!("addition is published after apply");
+        assert_eq!(next_step(&one, &one, &lowered), SyncStep::Settled);
+        // Raising: applied first, published after.
+        assert_eq!(
+            next_step(&two, &one, &lowered),
+            SyncStep::Apply(two.clone())
+        );
+        let SyncStep::Publish(raised) = next_step(&two, &two, &lowered) else {
+            panic!("the higher count is published once applied");
         };
-        assert_eq!(added.members, ["n3".into()].into());
-        assert_eq!(next_step(&new, &new, &added), SyncStep::Settled);
+        assert_eq!(raised.count, 2);
     }
 }

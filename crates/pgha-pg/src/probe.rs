@@ -78,6 +78,8 @@ pub struct PgState {
     pub upstream: Option<String>,
     /// On a primary: its standbys.
     pub replication: Vec<ReplicationPeer>,
+    /// `synchronous_standby_names` as this session sees it (after the last reload).
+    pub sync_names: String,
 }
 
 impl PgState {
@@ -108,7 +110,8 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
-             (SELECT system_identifier::text FROM pg_control_system())",
+             (SELECT system_identifier::text FROM pg_control_system()), \
+             current_setting('synchronous_standby_names')",
             &[],
         )
         .await
@@ -118,6 +121,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         in_recovery,
         server_version_num: row.get(1),
         system_identifier: row.get(2),
+        sync_names: row.get(3),
         timeline: None,
         current_lsn: None,
         receive_lsn: None,
