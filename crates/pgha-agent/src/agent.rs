@@ -364,11 +364,8 @@ impl Agent {
     /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
-        if let Some(view) = &self.view {
-            self.fencing.set_margin(view.config.safety_margin_ms);
-        }
         let paused = self.view.as_ref().is_some_and(|v| v.config.paused);
-        let state = match self.member.lease_deadline() {
+        let state = match self.member.fence_deadline() {
             // Maintenance mode: no member takes the lease on its own, so the agent may stop or
             // be upgraded without PostgreSQL being fenced (as Patroni disables its watchdog).
             Some(_) if paused => FenceState::NothingWritable,

@@ -8,7 +8,8 @@ use pgha_pg::lease_file::{boot_clock_ms, LeaseFile};
 /// What the agent knows after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FenceState {
-    /// The lease is trusted until this boot-clock instant (ms).
+    /// The lease holder: PostgreSQL must be stopped by this boot-clock instant (ms), the
+    /// core's fence deadline (between its own demotion deadline and the store's expiry).
     LeaseUntil(u64),
     /// No lease, and PostgreSQL is confirmed stopped or read-only: nothing to fence.
     NothingWritable,
@@ -23,9 +24,6 @@ pub struct Fencing {
     /// What this agent last wrote (`None`: nothing yet; a restarted agent keeps the file as the
     /// previous one left it until it knows better).
     written: Option<Option<u64>>,
-    /// Extra time the supervisor grants after the core's own demotion deadline, so a clean
-    /// demotion normally wins; it stays well inside the safety margin.
-    grace_ms: u64,
 }
 
 impl Fencing {
@@ -33,19 +31,13 @@ impl Fencing {
         Fencing {
             lease,
             written: None,
-            grace_ms: 0,
         }
-    }
-
-    /// Sets the grace from the cluster's safety margin: half of it.
-    pub fn set_margin(&mut self, safety_margin_ms: u64) {
-        self.grace_ms = safety_margin_ms / 2;
     }
 
     /// Writes the deadline the state calls for, when it differs from the file's.
     pub fn update(&mut self, state: FenceState) -> pgha_pg::Result<()> {
         let wanted = match state {
-            FenceState::LeaseUntil(at) => Some(at + self.grace_ms),
+            FenceState::LeaseUntil(at) => Some(at),
             FenceState::NothingWritable => None,
             FenceState::Unsure => return Ok(()),
         };
@@ -78,9 +70,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let lease = LeaseFile::for_member_dir(&dir.join("n1"));
         let mut fencing = Fencing::new(lease.clone());
-        fencing.set_margin(1000);
-        fencing.update(FenceState::LeaseUntil(5_000)).unwrap();
-        assert_eq!(lease.read(), Some(5_500), "deadline plus half the margin");
+        fencing.update(FenceState::LeaseUntil(5_500)).unwrap();
+        assert_eq!(lease.read(), Some(5_500));
         fencing.update(FenceState::Unsure).unwrap();
         assert_eq!(
             lease.read(),
@@ -90,9 +81,9 @@ mod tests {
         fencing.update(FenceState::NothingWritable).unwrap();
         assert_eq!(lease.read(), None);
         // A job (a standby start) may disarm behind the agent's back; a new lease re-arms.
-        fencing.update(FenceState::LeaseUntil(9_000)).unwrap();
+        fencing.update(FenceState::LeaseUntil(9_500)).unwrap();
         lease.disarm().unwrap();
-        fencing.update(FenceState::LeaseUntil(9_000)).unwrap();
+        fencing.update(FenceState::LeaseUntil(9_500)).unwrap();
         assert_eq!(lease.read(), Some(9_500), "re-armed after the file changed");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -38,8 +38,35 @@ pub(crate) struct HeldLease {
     pub revision: u64,
     /// Sent time of the last successful acquire/renew.
     pub renewed_at: Millis,
-    /// `renewed_at + ttl - safety_margin`: writable only before this instant.
+    /// The TTL the store's lease was last granted with.
+    pub ttl_ms: u64,
+    /// Before this instant (own clock) the store cannot have expired the lease:
+    /// `renewed_at + ttl`, lowered at once when a renewal with a shorter TTL is sent.
+    pub expires_at: Millis,
+    /// `expires_at - safety_margin`: writable only before this instant.
     pub trusted_until: Millis,
+}
+
+impl HeldLease {
+    fn new(revision: u64, sent: Millis, ttl_ms: u64, cap: Option<Millis>, margin: u64) -> Self {
+        let expires_at = cap.map_or(sent.plus(ttl_ms), |c| c.min(sent.plus(ttl_ms)));
+        HeldLease {
+            revision,
+            renewed_at: sent,
+            ttl_ms,
+            expires_at,
+            trusted_until: Millis(expires_at.0.saturating_sub(margin)),
+        }
+    }
+
+    /// A renewal with a shorter TTL may take effect before its answer comes: from the moment
+    /// it is sent the lease may end at `cap`.
+    fn cap(&mut self, cap: Millis, margin: u64) {
+        self.expires_at = self.expires_at.min(cap);
+        self.trusted_until = self
+            .trusted_until
+            .min(Millis(self.expires_at.0.saturating_sub(margin)));
+    }
 }
 
 /// A promotion in progress, remembered to write its history event once promoted.
@@ -73,6 +100,9 @@ pub struct Member {
     pub(crate) last_primary_lsn: Option<Lsn>,
     /// The position this leader last wrote into the `position` key, and when.
     pub(crate) position_published: Option<(Lsn, Millis)>,
+    /// A renewal with a shorter TTL was sent at `.0`: the lease may end by `.1` whatever
+    /// older answers still say.
+    pub(crate) expiry_cap: Option<(Millis, Millis)>,
     /// Since when a member of the failsafe list (other than its leader) has been continuously
     /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
     pub(crate) listed_peer_seen_since: Option<Millis>,
@@ -131,6 +161,7 @@ impl Member {
             last_leader: None,
             last_primary_lsn: None,
             position_published: None,
+            expiry_cap: None,
             listed_peer_seen_since: None,
             primary_down_since: None,
             unresponsive_since: None,
@@ -162,6 +193,16 @@ impl Member {
     /// Until when this member trusts its lease (own clock), if it holds one.
     pub fn lease_deadline(&self) -> Option<Millis> {
         self.lease.map(|l| l.trusted_until)
+    }
+
+    /// When the supervisor must have stopped a writable PostgreSQL: halfway between the
+    /// demotion deadline and the earliest instant the store may expire the lease, so a clean
+    /// demotion normally comes first and the kill still comes before anyone else can lead.
+    pub fn fence_deadline(&self) -> Option<Millis> {
+        self.lease.map(|l| {
+            let slack = l.expires_at.0.saturating_sub(l.trusted_until.0);
+            l.trusted_until.plus(slack / 2)
+        })
     }
 
     /// The long-running job the member believes is in flight.
@@ -217,15 +258,25 @@ impl Member {
                 } => {
                     // The store's lease, not the configured ttl, bounds the trust: after a
                     // live ttl change they differ until the store has re-granted the lease.
-                    let trust = ttl_ms.saturating_sub(self.config.safety_margin_ms);
+                    // A shorter renewal sent later than this answer's request caps it.
+                    let cap = match self.expiry_cap {
+                        Some((sent, _)) if sent <= *requested_at => {
+                            self.expiry_cap = None;
+                            None
+                        }
+                        Some((_, cap)) => Some(cap),
+                        None => None,
+                    };
                     let later = self
                         .lease
                         .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
-                    self.lease = Some(later.unwrap_or(HeldLease {
-                        revision: *revision,
-                        renewed_at: *requested_at,
-                        trusted_until: requested_at.plus(trust),
-                    }));
+                    self.lease = Some(later.unwrap_or(HeldLease::new(
+                        *revision,
+                        *requested_at,
+                        *ttl_ms,
+                        cap,
+                        self.config.safety_margin_ms,
+                    )));
                     self.adopting_since = None;
                 }
                 Outcome::LeaderRefused => {
@@ -240,6 +291,7 @@ impl Member {
                         self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
                     {
                         lease.renewed_at = *requested_at;
+                        lease.expires_at = requested_at.plus(self.config.ttl_ms);
                         lease.trusted_until = requested_at.plus(trust);
                     }
                 }
@@ -334,10 +386,18 @@ impl Member {
             return;
         }
         self.last_renew_request = Some(now);
-        plan.push(Action::RenewLeader {
-            revision,
-            ttl_ms: self.config.ttl_ms,
-        });
+        let ttl_ms = self.config.ttl_ms;
+        let margin = self.config.safety_margin_ms;
+        if let Some(lease) = self.lease.as_mut().filter(|l| ttl_ms < l.ttl_ms) {
+            // Shortening: the store may apply it before we hear back.
+            let cap = now.plus(ttl_ms);
+            lease.cap(cap, margin);
+            self.expiry_cap = Some(match self.expiry_cap {
+                Some((sent, old)) if old <= cap => (sent, old),
+                _ => (now, cap),
+            });
+        }
+        plan.push(Action::RenewLeader { revision, ttl_ms });
     }
 
     fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {
@@ -406,7 +466,8 @@ impl Member {
         let Some(lease) = leading else {
             return Reason::PostgresUnresponsive { for_ms };
         };
-        if self.running_job() == Some(JobKind::Demote) {
+        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote {
+            // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {

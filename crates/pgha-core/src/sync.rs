@@ -104,8 +104,9 @@ pub enum SyncStep {
 
 /// The synchronous configuration the leader wants now.
 ///
-/// Candidates are standbys streaming from the leader, known as members, not tagged `nosync`,
-/// in priority order (higher priority, then name).
+/// Candidates are standbys streaming from the leader, known as members, tagged neither
+/// `nosync` nor `nofailover` (a synchronous standby must be promotable), in priority order
+/// (higher priority, then name).
 pub fn desired(
     config: &ClusterConfig,
     leader: &MemberName,
@@ -124,7 +125,8 @@ pub fn desired(
         .iter()
         .filter(|r| r.streaming)
         .filter_map(|r| members.get_key_value(&r.name))
-        .filter(|(_, record)| !record.tags.nosync)
+        // A standby that may not be promoted cannot carry I4: never synchronous.
+        .filter(|(_, record)| !record.tags.nosync && !record.tags.nofailover)
         .collect();
     // Priority order: higher priority, then name. Every healthy candidate is listed, so
     // PostgreSQL shows the first `count` as `sync` and the rest as `potential`, and moves the
@@ -163,7 +165,7 @@ pub fn blocking(
 ) -> SyncApplied {
     let mut names: Vec<MemberName> = members
         .iter()
-        .filter(|(n, r)| *n != leader && !r.tags.nosync)
+        .filter(|(n, r)| *n != leader && !r.tags.nosync && !r.tags.nofailover)
         .map(|(n, _)| n.clone())
         .collect();
     if names.is_empty() {
@@ -334,6 +336,25 @@ mod tests {
         assert_eq!(want.names, vec![MemberName::from(NO_STANDBY)]);
         assert!(!want.is_async());
         assert!(want.as_set().is_empty());
+    }
+
+    /// Found by the simulation: a `nofailover` standby as the only synchronous one leaves no
+    /// member that may be promoted in a synchronous mode.
+    #[test]
+    fn a_nofailover_standby_is_never_synchronous() {
+        let mut members = BTreeMap::new();
+        members.insert(MemberName::new("n2"), record(1, false));
+        let mut pinned = record(5, false);
+        pinned.tags.nofailover = true;
+        members.insert(MemberName::new("n3"), pinned);
+        let want = desired(
+            &on(1),
+            &MemberName::new("n1"),
+            &[replica("n2"), replica("n3")],
+            &members,
+            &SyncApplied::default(),
+        );
+        assert_eq!(want.names, vec![MemberName::new("n2")]);
     }
 
     #[test]

@@ -976,3 +976,45 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
     let d = member("n2").step(&obs(0, a, &alone, vec![]));
     assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
 }
+
+/// Found by the simulation (seed 728 with a live ttl change, a slow store and a paused
+/// agent): a renewal with a shorter TTL can take effect in the store before its answer comes
+/// back, so from the moment it is sent the leader trusts (and its supervisor fences) by the
+/// shorter lease, and an older answer arriving late cannot lift that again.
+#[test]
+fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
+    let (mut n1, view) = established_leader();
+    assert_eq!(n1.lease_deadline(), Some(Millis(7_500)));
+    let lowered = view.config(|c| {
+        c.ttl_ms = 6_000;
+        c.safety_margin_ms = 1_500;
+    });
+    let d = n1.step(&obs(1000, primary(1, 1100), &lowered, vec![]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::RenewLeader { ttl_ms: 6_000, .. }
+    )));
+    // The store may expire the lease at 1000 + 6000 = 7000 if it applied that renewal.
+    assert!(n1.lease_deadline().unwrap() <= Millis(7_000 - 1_500));
+    assert!(n1.fence_deadline().unwrap() < Millis(7_000));
+    // An older renewal's answer (sent at 500, the old 10 s lease) arrives late.
+    let late = Outcome::LeaderRenewed {
+        requested_at: Millis(500),
+        revision: 7,
+        ttl_ms: 10_000,
+    };
+    n1.step(&obs(1100, primary(1, 1100), &lowered, vec![late]));
+    assert!(
+        n1.fence_deadline().unwrap() < Millis(7_000),
+        "{:?}",
+        n1.fence_deadline()
+    );
+    // The shorter renewal's own answer restarts trust from its send time.
+    let own = Outcome::LeaderRenewed {
+        requested_at: Millis(1000),
+        revision: 7,
+        ttl_ms: 6_000,
+    };
+    n1.step(&obs(1200, primary(1, 1100), &lowered, vec![own]));
+    assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 6_000 - 1_500)));
+}

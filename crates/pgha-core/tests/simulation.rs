@@ -1,6 +1,10 @@
 //! Seeded multi-member simulation: members, a simulated store with leases and partitions, and
-//! simulated PostgreSQL instances with LSNs and timelines, under random crashes, restarts,
-//! store outages, slow promotes and switchover requests. Checks I1, I3 and convergence.
+//! simulated PostgreSQL instances with LSNs and timelines, under random node crashes, agents
+//! killed or paused while their PostgreSQL lives on (fenced by a modelled supervisor at the
+//! core's fence deadline), PostgreSQL that stops answering probes, store answers that come back
+//! late, live ttl changes, demotions that take time, slow promotes and switchover requests.
+//! Checks I1 at every tick against what PostgreSQL does (writable only while holding the
+//! store's lease), I3 at every lease acquisition, and convergence after healing.
 //!
 //! `PGHA_SIM_SEEDS=N` runs more seeds (default 300); `PGHA_SIM_SEED=S` runs one.
 

@@ -56,6 +56,15 @@ struct Node {
     offset: u64,
     tags: Tags,
     healthy_since: Option<u64>,
+    /// The supervisor's fencing deadline (world time): PostgreSQL is killed once it passes,
+    /// whether the agent lives or not, as `pgha supervise` does.
+    fence_at: Option<u64>,
+    /// The agent is paused (SIGSTOP, a stalled VM): it does not step until then.
+    paused_until: u64,
+    /// PostgreSQL runs but does not answer probes until then.
+    unresponsive_until: u64,
+    /// Lease results on their way back from a slow store: (delivered at, outcome).
+    in_flight: Vec<(u64, Outcome)>,
 }
 
 struct Store {
@@ -86,6 +95,8 @@ pub struct World {
     store: Store,
     config: ClusterConfig,
     slow_promote: bool,
+    /// Store answers take up to two seconds to come back (they take effect at once).
+    slow_store: bool,
     next_tl: u32,
     pub stats: Stats,
 }
@@ -117,6 +128,10 @@ impl World {
                     offset: rng.below(1_000_000),
                     tags,
                     healthy_since: None,
+                    fence_at: None,
+                    paused_until: 0,
+                    unresponsive_until: 0,
+                    in_flight: Vec::new(),
                 }
             })
             .collect();
@@ -139,6 +154,7 @@ impl World {
             },
             config,
             slow_promote: false,
+            slow_store: false,
             next_tl: 2,
             stats: Stats::default(),
         }
@@ -158,11 +174,14 @@ impl World {
         for i in 0..self.nodes.len() {
             self.nodes[i].reachable = true;
             self.nodes[i].partition_until = 0;
+            self.nodes[i].paused_until = 0;
+            self.nodes[i].unresponsive_until = 0;
             if self.nodes[i].member.is_none() {
                 self.restart_agent(i);
             }
         }
         self.slow_promote = false;
+        self.slow_store = false;
     }
 
     pub fn run_calm(&mut self, duration: u64) {
@@ -213,7 +232,7 @@ impl World {
             return;
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
-        match self.rng.below(7) {
+        match self.rng.below(12) {
             0 => {
                 // node crash: agent and PostgreSQL die together
                 self.nodes[i].member = None;
@@ -231,7 +250,24 @@ impl World {
                 self.nodes[i].partition_until = self.now + 1_000 + self.rng.below(20_000);
             }
             4 => self.slow_promote = !self.slow_promote,
-            _ => self.request_switchover(),
+            5 | 6 => self.request_switchover(),
+            7 => {
+                // the agent alone dies (OOM kill, kill -9): PostgreSQL and its supervisor live on
+                self.nodes[i].member = None;
+                self.nodes[i].job = None;
+                self.nodes[i].in_flight.clear();
+            }
+            8 => {
+                // the agent is paused for up to twice the ttl
+                let ttl = self.config.ttl_ms;
+                self.nodes[i].paused_until = self.now + self.rng.below(2 * ttl);
+            }
+            9 => {
+                // PostgreSQL stops answering probes (slots exhausted, I/O stall) for a while
+                self.nodes[i].unresponsive_until = self.now + self.rng.below(15_000);
+            }
+            10 => self.slow_store = !self.slow_store,
+            _ => self.change_ttl(),
         }
     }
 
@@ -242,7 +278,22 @@ impl World {
         let n = &mut self.nodes[i];
         n.member = Some(new_member(&n.name, &n.tags, &self.config));
         n.outcomes.clear();
+        n.in_flight.clear();
+        n.paused_until = 0;
         n.wake_at = self.now;
+    }
+
+    /// `pgha config set ttl_ms=... safety_margin_ms=...` while the cluster runs.
+    fn change_ttl(&mut self) {
+        let (ttl, margin) = if self.config.ttl_ms == 10_000 {
+            (6_000, 1_500)
+        } else {
+            (10_000, 2_500)
+        };
+        self.config.ttl_ms = ttl;
+        self.config.safety_margin_ms = margin;
+        self.config.loop_wait_ms = 1_000;
+        self.wake_all();
     }
 
     fn request_switchover(&mut self) {
@@ -278,15 +329,55 @@ impl World {
         self.expire();
         self.replicate();
         self.finish_jobs();
+        self.supervise();
         for i in 0..self.nodes.len() {
-            let due = self.nodes[i].wake_at <= self.now
-                || self.nodes[i].woken.is_some_and(|w| w <= self.now);
-            if self.nodes[i].member.is_some() && due {
+            let now = self.now;
+            let n = &mut self.nodes[i];
+            let arrived: Vec<Outcome> = n
+                .in_flight
+                .iter()
+                .filter(|(at, _)| *at <= now)
+                .map(|(_, o)| o.clone())
+                .collect();
+            if !arrived.is_empty() {
+                n.in_flight.retain(|(at, _)| *at > now);
+                n.outcomes.extend(arrived);
+                n.woken.get_or_insert(now);
+            }
+            let due = n.wake_at <= now || n.woken.is_some_and(|w| w <= now);
+            if n.member.is_some() && due && n.paused_until <= now {
                 self.step(i);
             }
         }
         self.check_one_writer();
         self.track_health();
+    }
+
+    /// The supervisors: each kills its PostgreSQL once its fencing deadline has passed.
+    fn supervise(&mut self) {
+        let now = self.now;
+        for n in &mut self.nodes {
+            if n.pg.running && n.fence_at.is_some_and(|at| at <= now) {
+                n.pg.running = false;
+                n.pg.streaming = false;
+            }
+            if !n.pg.running {
+                n.unresponsive_until = 0; // a new postmaster answers again
+            }
+        }
+    }
+
+    /// What the agent writes into the lease file after a step (see pgha-agent's fence.rs).
+    fn update_fence(&mut self, i: usize, local: &LocalPg) {
+        let n = &mut self.nodes[i];
+        let deadline = n.member.as_ref().and_then(|m| m.fence_deadline());
+        n.fence_at = match deadline {
+            Some(_) if self.config.paused => None,
+            Some(d) => Some(d.0.saturating_sub(n.offset)),
+            None if !n.pg.running => None,
+            None if local.running && local.in_recovery && !local.unresponsive => None,
+            None => n.fence_at,
+        };
     }
 
     fn expire(&mut self) {
@@ -341,7 +432,7 @@ impl World {
         match action {
             Action::Promote if self.slow_promote => 500 + self.rng.below(4_000),
             Action::Promote => 50 + self.rng.below(200),
-            Action::Demote { .. } => 0,
+            Action::Demote { .. } => self.rng.below(2_000),
             Action::Reclone { .. } => 1_000 + self.rng.below(3_000),
             _ => 50 + self.rng.below(600),
         }
@@ -390,6 +481,9 @@ impl World {
                 pg.running = true;
                 pg.in_recovery = *role != StartRole::Primary;
                 pg.upstream = upstream;
+                if pg.in_recovery {
+                    self.nodes[i].fence_at = None; // a standby starts disarmed
+                }
             }
             Action::StopPostgres(_) => {
                 self.nodes[i].pg.running = false;
@@ -411,13 +505,22 @@ impl World {
                 pg.upstream = None;
                 pg.streaming = false;
             }
-            Action::Demote { .. } => {}
+            Action::Demote { .. } => {
+                // Stopped and restarted as a standby: from now on not writable.
+                let pg = &mut self.nodes[i].pg;
+                pg.in_recovery = true;
+                pg.upstream = None;
+                pg.streaming = false;
+                self.nodes[i].fence_at = None;
+                self.nodes[i].unresponsive_until = 0; // restarted: a new postmaster
+            }
             Action::Follow { leader } => {
                 let up = leader_idx(leader, &self.nodes);
                 let pg = &mut self.nodes[i].pg;
                 pg.running = true;
                 pg.in_recovery = true;
                 pg.upstream = Some(up);
+                self.nodes[i].fence_at = None;
             }
             Action::Rewind { from } => {
                 let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
@@ -484,7 +587,7 @@ impl World {
             sync_applied: n.pg.sync.clone(),
             replicas,
             slots: n.pg.slots.clone(),
-            unresponsive: false,
+            unresponsive: n.pg.running && n.unresponsive_until > self.now,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
@@ -535,8 +638,19 @@ impl World {
         }
         let wake = decision.wake_at.0.saturating_sub(self.nodes[i].offset);
         self.nodes[i].wake_at = wake.max(self.now + 1);
+        self.update_fence(i, &obs.local);
         for action in decision.actions {
             self.execute(i, obs.now, action);
+        }
+    }
+
+    /// A lease result comes back at once, or late when the store is slow.
+    fn deliver(&mut self, i: usize, outcome: Outcome) {
+        if self.slow_store {
+            let at = self.now + self.rng.below(2_000);
+            self.nodes[i].in_flight.push((at, outcome));
+        } else {
+            self.nodes[i].outcomes.push(outcome);
         }
     }
 
@@ -562,7 +676,7 @@ impl World {
                         ttl_ms: *ttl_ms,
                     }
                 };
-                self.nodes[i].outcomes.push(outcome);
+                self.deliver(i, outcome);
                 self.nodes[i].woken = Some(now);
             }
             Action::RenewLeader { revision, ttl_ms } => {
@@ -579,7 +693,7 @@ impl World {
                     _ => Outcome::LeaderRefused,
                 };
                 changed = false;
-                self.nodes[i].outcomes.push(outcome);
+                self.deliver(i, outcome);
             }
             Action::ReleaseLeader { revision } => {
                 if reachable
@@ -667,11 +781,6 @@ impl World {
                             }
                         }
                     }
-                    // Stopping takes effect at once; the outcome follows.
-                    let pg = &mut self.nodes[i].pg;
-                    pg.in_recovery = true;
-                    pg.upstream = None;
-                    pg.streaming = false;
                 }
                 let done_at = now + self.job_duration(job);
                 self.nodes[i].job = Some(Job {
@@ -708,7 +817,12 @@ impl World {
 
     fn track_health(&mut self) {
         for n in &mut self.nodes {
-            let healthy = n.member.is_some() && n.reachable && n.pg.running && n.pg.in_recovery;
+            let healthy = n.member.is_some()
+                && n.reachable
+                && n.pg.running
+                && n.pg.in_recovery
+                && n.unresponsive_until <= self.now
+                && n.paused_until <= self.now;
             if !healthy {
                 n.healthy_since = None;
             } else if n.healthy_since.is_none() {
@@ -734,7 +848,18 @@ impl World {
             .and_then(|s| s.request.from.clone());
         for (i, n) in self.nodes.iter().enumerate() {
             let stayed_healthy = n.healthy_since.is_some_and(|s| s < gone) && n.pg.in_recovery;
-            if i == winner || !stayed_healthy || n.tags.nofailover || Some(&n.name) == from.as_ref()
+            // I3 in synchronous modes: only members of the published set are eligible.
+            let set = &self.store.sync.members;
+            let outside_set = match self.config.synchronous_mode {
+                SyncMode::Off => false,
+                SyncMode::On => !set.is_empty() && !set.contains(&n.name),
+                SyncMode::Strict => !set.contains(&n.name),
+            };
+            if i == winner
+                || !stayed_healthy
+                || n.tags.nofailover
+                || outside_set
+                || Some(&n.name) == from.as_ref()
             {
                 continue;
             }
