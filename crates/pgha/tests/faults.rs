@@ -282,6 +282,8 @@ fn standby_link_blackholed() {
     ck.mark(&format!(
         "{standby} <-> {leader} blackholed both ways for {cut_for:?}"
     ));
+    // the log from here on (its initial clone is a Reclone action too)
+    let log_at_cut = c.log_len(&standby);
     c.net.cut(&standby, &leader, Way::Both);
     std::thread::sleep(cut_for);
     ck.mark("link healed");
@@ -293,8 +295,9 @@ fn standby_link_blackholed() {
     eprintln!("{report}");
     let m = c.member(&standby);
     let aside = m.moved_aside();
-    let rewound = c.log_lines(
+    let rewound = c.log_lines_since(
         &standby,
+        log_at_cut,
         &[
             "rewind",
             "re-clon",
@@ -306,7 +309,7 @@ fn standby_link_blackholed() {
         .history()
         .iter()
         .filter(|e| e["from"] == standby.as_str() || e["to"] == standby.as_str())
-        .filter(|e| e["kind"].as_str().unwrap_or("") != "bootstrap")
+        .filter(|e| e["kind"].as_str().unwrap_or("").starts_with("rejoin"))
         .map(|e| e.to_string())
         .collect();
     assert!(

@@ -977,7 +977,19 @@ impl Cluster {
     /// Lines of `name`'s agent log (all runs) containing any of `needles` (case-insensitive),
     /// without terminal colours.
     pub fn log_lines(&self, name: &str, needles: &[&str]) -> Vec<String> {
-        strip_ansi(&self.member(name).whole_log())
+        self.log_lines_since(name, 0, needles)
+    }
+
+    /// The length of `name`'s agent log now (an offset for [`Cluster::log_lines_since`]).
+    pub fn log_len(&self, name: &str) -> usize {
+        std::fs::metadata(&self.member(name).log).map_or(0, |m| m.len() as usize)
+    }
+
+    /// Like [`Cluster::log_lines`], from byte `offset` of the log on.
+    pub fn log_lines_since(&self, name: &str, offset: usize, needles: &[&str]) -> Vec<String> {
+        let all = std::fs::read(&self.member(name).log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&all[offset.min(all.len())..]).to_string();
+        strip_ansi(&text)
             .lines()
             .filter(|l| {
                 let l = l.to_lowercase();
