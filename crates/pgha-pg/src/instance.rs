@@ -40,6 +40,8 @@ pub struct Instance {
     pub run_as: RunAs,
     /// The program run as `<program> supervise ...` to start PostgreSQL: this very binary.
     pub supervisor: PathBuf,
+    /// How the supervisor uses the watchdog device while the lease is armed.
+    pub watchdog: crate::supervisor::WatchdogSetting,
 }
 
 impl Instance {
@@ -50,6 +52,7 @@ impl Instance {
             bins,
             run_as,
             supervisor: PathBuf::from("/proc/self/exe"),
+            watchdog: crate::supervisor::WatchdogSetting::default(),
         }
     }
 
@@ -167,6 +170,7 @@ impl Instance {
             log_file: self.log_file(),
             postgres: self.bins.program("postgres"),
             os_user: self.run_as.user.as_ref().map(|u| u.name.clone()),
+            watchdog: self.watchdog.clone(),
         };
         let mut cmd = tokio::process::Command::new(&self.supervisor);
         cmd.arg0("pgha")

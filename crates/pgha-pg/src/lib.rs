@@ -14,6 +14,7 @@ pub mod probe;
 pub mod rewind;
 pub mod secrets;
 pub mod supervisor;
+pub mod watchdog;
 
 pub use binaries::PgBinaries;
 pub use error::{PgError, Result};

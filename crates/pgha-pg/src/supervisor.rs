@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 
 use crate::lease_file::{boot_clock_ms, LeaseFile};
 use crate::osuser::RunAs;
+use crate::watchdog::{Watchdog, WatchdogMode};
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
 const POLL: Duration = Duration::from_millis(100);
@@ -29,6 +30,26 @@ pub struct SuperviseArgs {
     pub postgres: PathBuf,
     /// The OS user PostgreSQL runs as (only when the supervisor runs as root).
     pub os_user: Option<String>,
+    pub watchdog: WatchdogSetting,
+}
+
+/// How a supervisor uses the watchdog device while its lease is armed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchdogSetting {
+    pub mode: WatchdogMode,
+    pub device: PathBuf,
+    /// Seconds without a keep-alive before the machine is reset ([`crate::watchdog::timeout_for`]).
+    pub timeout_s: u32,
+}
+
+impl Default for WatchdogSetting {
+    fn default() -> Self {
+        WatchdogSetting {
+            mode: WatchdogMode::Off,
+            device: PathBuf::from("/dev/watchdog"),
+            timeout_s: 1,
+        }
+    }
 }
 
 impl SuperviseArgs {
@@ -49,6 +70,14 @@ impl SuperviseArgs {
         if let Some(user) = &self.os_user {
             out.push("--os-user".into());
             out.push(user.clone().into());
+        }
+        if self.watchdog.mode != WatchdogMode::Off {
+            out.push("--watchdog".into());
+            out.push(self.watchdog.mode.to_string().into());
+            out.push("--watchdog-device".into());
+            out.push(self.watchdog.device.clone().into());
+            out.push("--watchdog-timeout".into());
+            out.push(self.watchdog.timeout_s.to_string().into());
         }
         out
     }
@@ -76,16 +105,55 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     };
     let postmaster = child.id() as i32;
     let lease = LeaseFile::at(&args.lease_file);
+    let mut dog: Option<Watchdog> = None;
+    let mut dog_failed = false;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.code().unwrap_or(1),
+            Ok(Some(status)) => {
+                dog.take().map(Watchdog::disarm);
+                return status.code().unwrap_or(1);
+            }
             Ok(None) => {}
             Err(e) => {
                 say(format!("cannot wait for the postmaster: {e}"));
                 return 1;
             }
         }
-        let remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
+        let mut remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
+        let wd = &args.watchdog;
+        match remaining {
+            Some(left) if left > 0 && wd.mode != WatchdogMode::Off => {
+                if dog.is_none() && !dog_failed {
+                    match Watchdog::open(&wd.device, wd.timeout_s) {
+                        Ok(d) => {
+                            say(format!(
+                                "watchdog {} armed ({} s) while the lease is held",
+                                wd.device.display(),
+                                wd.timeout_s
+                            ));
+                            dog = Some(d);
+                        }
+                        Err(e) => {
+                            say(format!("watchdog ({}): {e}", wd.mode));
+                            dog_failed = true;
+                        }
+                    }
+                }
+                if dog_failed && wd.mode == WatchdogMode::Required {
+                    remaining = Some(0); // required and unusable: never writable without it
+                }
+                if let Some(d) = dog.as_mut() {
+                    d.keepalive();
+                }
+            }
+            None => {
+                dog_failed = false;
+                if let Some(d) = dog.take() {
+                    d.disarm();
+                }
+            }
+            _ => {}
+        }
         if remaining == Some(0) {
             say(format!(
                 "lease deadline passed and nobody renewed it: killing postmaster {postmaster} \
@@ -93,6 +161,7 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             ));
             kill_postmaster_tree(postmaster);
             let _ = child.wait();
+            dog.take().map(Watchdog::disarm);
             say("PostgreSQL fenced".into());
             return 0;
         }

@@ -152,6 +152,8 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     refuse_foreign_data(&spec, store.as_ref()).await?;
 
     let config = crate::ops::view(store.as_ref()).await?.config;
+    let mut spec = spec;
+    arm_watchdog(&mut spec, &node.config.watchdog, &config, file)?;
     let dyn_store: Arc<dyn Store> = store.clone();
     let spec = Arc::new(spec);
     let handle = Agent::spawn((*spec).clone(), dyn_store.clone(), config);
@@ -192,6 +194,50 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         .await;
     let _ = stop_api.send(true);
     let _ = server.await;
+    Ok(())
+}
+
+/// Gives the supervisor its watchdog setting. The timeout must fit in half the safety margin
+/// (the supervisor stops keeping it alive at its fence deadline, the store expires the lease
+/// half a margin later). `required` without a usable device: this member is never promoted.
+fn arm_watchdog(
+    spec: &mut NodeSpec,
+    section: &crate::node::WatchdogSection,
+    config: &pgha_core::ClusterConfig,
+    file: &Path,
+) -> anyhow::Result<()> {
+    use pgha_pg::watchdog::{check, timeout_for, WatchdogMode};
+    let mode = section.mode;
+    if mode == WatchdogMode::Off {
+        return Ok(());
+    }
+    let timeout_s = timeout_for(config.safety_margin_ms);
+    if u64::from(timeout_s) * 1000 > config.safety_margin_ms / 2 {
+        let why = format!(
+            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}):              the watchdog's 1 s must fit in half the margin",
+            file.display(),
+            config.safety_margin_ms
+        );
+        if mode == WatchdogMode::Required {
+            bail!("{why}; raise it with pgha config set safety_margin_ms=2000");
+        }
+        tracing::warn!("{why}; the watchdog stays off");
+        return Ok(());
+    }
+    if mode == WatchdogMode::Required {
+        if let Err(e) = check(&section.device, timeout_s) {
+            tracing::error!(
+                "{}: watchdog required but unusable ({e}): this member will not be promoted",
+                spec.name
+            );
+            spec.tags.nofailover = true;
+        }
+    }
+    spec.instance.watchdog = pgha_pg::supervisor::WatchdogSetting {
+        mode,
+        device: section.device.clone(),
+        timeout_s,
+    };
     Ok(())
 }
 

@@ -257,6 +257,12 @@ enum Command {
         postgres: PathBuf,
         #[arg(long)]
         os_user: Option<String>,
+        #[arg(long, default_value = "off")]
+        watchdog: String,
+        #[arg(long, default_value = "/dev/watchdog")]
+        watchdog_device: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        watchdog_timeout: u32,
     },
 }
 
@@ -269,8 +275,18 @@ fn main() -> ExitCode {
         log_file,
         postgres,
         os_user,
+        watchdog,
+        watchdog_device,
+        watchdog_timeout,
     } = cli.command
     {
+        let mode = match watchdog.parse() {
+            Ok(mode) => mode,
+            Err(e) => {
+                eprintln!("pgha supervise: {e}");
+                return ExitCode::from(2);
+            }
+        };
         // No runtime, no threads: a small process that sleeps, reads one file and waits.
         let code = pgha_pg::supervisor::run(&pgha_pg::supervisor::SuperviseArgs {
             member,
@@ -279,6 +295,11 @@ fn main() -> ExitCode {
             log_file,
             postgres,
             os_user,
+            watchdog: pgha_pg::supervisor::WatchdogSetting {
+                mode,
+                device: watchdog_device,
+                timeout_s: watchdog_timeout,
+            },
         });
         return ExitCode::from(code.clamp(0, 255) as u8);
     }

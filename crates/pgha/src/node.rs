@@ -23,6 +23,8 @@ pub struct NodeConfig {
     pub replication_from: Vec<String>,
     #[serde(default)]
     pub proxy: ProxySection,
+    #[serde(default)]
+    pub watchdog: WatchdogSection,
     /// Initial dynamic settings, written to etcd only when the cluster has none yet
     /// (e.g. `ttl_ms = 3000`); change them later with `pgha config set`.
     #[serde(default)]
@@ -76,6 +78,30 @@ pub struct SecretsSection {
     /// A 0600 TOML file with superuser_password, replication_password and (optionally)
     /// api_token; the same file on every host.
     pub file: PathBuf,
+}
+
+/// The Linux watchdog device, kept alive by the leader's supervisor (see docs/design.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchdogSection {
+    /// off (default), automatic (use it when it opens), or required (never lead without it).
+    #[serde(default)]
+    pub mode: pgha_pg::watchdog::WatchdogMode,
+    #[serde(default = "default_watchdog_device")]
+    pub device: PathBuf,
+}
+
+impl Default for WatchdogSection {
+    fn default() -> Self {
+        WatchdogSection {
+            mode: pgha_pg::watchdog::WatchdogMode::Off,
+            device: default_watchdog_device(),
+        }
+    }
+}
+
+fn default_watchdog_device() -> PathBuf {
+    PathBuf::from("/dev/watchdog")
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -797,3 +797,55 @@ fn config_errors_name_the_key_and_the_file() {
         "{err}"
     );
 }
+
+/// `[watchdog] mode = "required"` on a host without a usable device: the member says why and
+/// is never promoted (as Patroni's required mode), even when the leader's node crashes.
+#[test]
+fn a_required_watchdog_that_cannot_open_keeps_the_member_from_being_promoted() {
+    let _serial = serial();
+    let mut c = DistCluster::prepare(&Options {
+        members: 2,
+        ..Options::default()
+    });
+    // A one-second watchdog needs a safety margin of at least two seconds.
+    for a in &c.agents {
+        let text = std::fs::read_to_string(&a.config).unwrap();
+        let text = text.replace("safety_margin_ms = 1000", "safety_margin_ms = 2000");
+        std::fs::write(&a.config, text).unwrap();
+    }
+    let mut text = std::fs::read_to_string(&c.agents[1].config).unwrap();
+    text.push_str("[watchdog]\nmode = \"required\"\ndevice = \"/nonexistent/watchdog\"\n");
+    std::fs::write(&c.agents[1].config, text).unwrap();
+    c.etcd.start();
+    c.agents[0].start();
+    wait_until("node1 primary", Duration::from_secs(60), || {
+        c.agents[0].is_primary().then_some(())
+    });
+    c.agents[1].start();
+    c.wait_converged(Duration::from_secs(60));
+    let log = c.agents[1].log();
+    assert!(
+        log.contains("watchdog required but unusable") && log.contains("/nonexistent/watchdog"),
+        "node2 must say why it will not be promoted:\n{log}"
+    );
+    let cluster = c.cluster_json().expect("GET /cluster");
+    assert!(
+        cluster.to_string().contains("\"nofailover\":true"),
+        "node2 is published as not promotable: {cluster}"
+    );
+    c.agents[0].crash();
+    // Three ttls (3 s each) later node2 has still not been promoted.
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        assert!(
+            !c.agents[1].is_primary(),
+            "node2 promoted without its watchdog"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        c.agents[1].log().contains("nofailover") || c.agents[1].log().contains("not eligible"),
+        "node2 says why it does not take over:\n{}",
+        c.agents[1].log()
+    );
+}
