@@ -647,6 +647,22 @@ impl Agent {
                     self.spec.name
                 );
             }
+            Action::RestartWalReceiver => {
+                let spec = self.spec.clone();
+                let client = self
+                    .probe
+                    .client(&spec)
+                    .await
+                    .ok_or("local PostgreSQL not reachable")?;
+                tokio::time::timeout(
+                    SQL_TIMEOUT,
+                    pgha_pg::probe::restart_wal_receiver(client, name),
+                )
+                .await
+                .map_err(|_| "timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+                tracing::info!("{name}: the leader is reachable again: restarted the WAL receiver");
+            }
             Action::CreateSlots { names } | Action::DropSlots { names } => {
                 let create = matches!(action, Action::CreateSlots { .. });
                 let spec = self.spec.clone();

@@ -20,6 +20,8 @@ pub struct LocalProbe {
     system_id: Option<SystemId>,
     /// The last state a probe read, reported (marked unresponsive) while probes fail.
     last_answer: Option<LocalPg>,
+    /// The last connection attempt was refused for want of slots (SQLSTATE 53300).
+    refused: bool,
 }
 
 impl LocalProbe {
@@ -36,7 +38,13 @@ impl LocalProbe {
             self.client = None;
         }
         if self.client.is_none() {
-            self.client = spec.connect_local(PROBE_TIMEOUT).await.ok();
+            match spec.connect_local(PROBE_TIMEOUT).await {
+                Ok(client) => {
+                    self.client = Some(client);
+                    self.refused = false;
+                }
+                Err(e) => self.refused = e.is_too_many_connections(),
+            }
         }
         self.client.as_ref()
     }
@@ -76,6 +84,7 @@ impl LocalProbe {
             let mut silent = self.last_answer.clone().unwrap_or(local);
             silent.running = true;
             silent.unresponsive = true;
+            silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
             if silent.data == DataDir::Missing {
                 if let Ok(cd) = inst.controldata().await {

@@ -77,6 +77,9 @@ pub enum Action {
     /// Set `synchronous_standby_names` and reload.
     SetSync(SyncApplied),
     /// Create physical replication slots for these members (if missing).
+    /// End the WAL receiver so that PostgreSQL starts a new one at once: after a cut link
+    /// heals, the old one may sit in TCP connection retries for minutes.
+    RestartWalReceiver,
     CreateSlots {
         names: Vec<MemberName>,
     },

@@ -92,6 +92,7 @@ impl Member {
         let streaming_ok = local.running && local.upstream.as_ref() == Some(leader);
         if streaming_ok && local.streaming {
             self.not_streaming_since = None;
+            self.leader_was_unreachable = false;
             return Reason::Streaming {
                 leader: leader_name,
             };
@@ -103,6 +104,30 @@ impl Member {
         let mut decision =
             rejoin::plan(local.timeline, local.lsn, leader_record.timeline, &history);
         if streaming_ok {
+            match obs.leader_reachable {
+                Some(false) => {
+                    // A cut link is not divergence; the stream timeout starts once it is back.
+                    self.leader_was_unreachable = true;
+                    let since = *self.not_streaming_since.get_or_insert(now);
+                    let for_ms = now.since(since);
+                    self.not_streaming_since = Some(now);
+                    return Reason::LeaderUnreachable {
+                        leader: leader_name,
+                        for_ms,
+                    };
+                }
+                Some(true) if self.leader_was_unreachable => {
+                    // Back: a fresh WAL receiver connects now, not after its TCP retries.
+                    self.leader_was_unreachable = false;
+                    self.not_streaming_since = Some(now);
+                    plan.push(Action::RestartWalReceiver);
+                    return Reason::NotStreaming {
+                        leader: leader_name,
+                        for_ms: 0,
+                    };
+                }
+                _ => {}
+            }
             let since = *self.not_streaming_since.get_or_insert(now);
             let for_ms = now.since(since);
             // Only a healthy leader refusing our stream means divergence; a leader that is
@@ -114,8 +139,8 @@ impl Member {
                     for_ms,
                 };
             }
-            // Nor does a leader this member cannot reach (its link is cut, etcd is fine):
-            // rewinding or re-cloning would throw away WAL that has not diverged.
+            // Nor does a leader whose reachability is unknown: rewinding or re-cloning would
+            // throw away WAL that may not have diverged.
             if obs.leader_reachable != Some(true) {
                 return Reason::LeaderUnreachable {
                     leader: leader_name,

@@ -112,6 +112,8 @@ pub struct Member {
     /// The leader demoted its unresponsive PostgreSQL: once it is not writable, let go.
     pub(crate) release_after_demote: bool,
     pub(crate) not_streaming_since: Option<Millis>,
+    /// The leader's PostgreSQL could not be reached while this standby was not streaming.
+    pub(crate) leader_was_unreachable: bool,
     pub(crate) promotion: Option<Promotion>,
     pub(crate) promote_error: Option<String>,
     pub(crate) handover: Option<Handover>,
@@ -167,6 +169,7 @@ impl Member {
             unresponsive_since: None,
             release_after_demote: false,
             not_streaming_since: None,
+            leader_was_unreachable: false,
             promotion: None,
             promote_error: None,
             handover: None,
@@ -360,6 +363,9 @@ impl Member {
     }
 
     fn store_down(&mut self, obs: &Observation, error: &str, plan: &mut Plan) -> Reason {
+        // Time without a leader counts only while the store shows it: a member cut off from the
+        // store has not seen the others publish their positions, and must wait for them anew.
+        self.leaderless_since = None;
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }
@@ -451,6 +457,10 @@ impl Member {
         view: &ClusterView,
         plan: &mut Plan,
     ) -> Reason {
+        if obs.local.refusing_connections {
+            // It answers "too many clients": alive, only busy. No clock runs towards a demotion.
+            self.unresponsive_since = None;
+        }
         let since = *self.unresponsive_since.get_or_insert(obs.now);
         let for_ms = obs.now.since(since);
         if let Some((record, at)) = self.published.clone() {

@@ -144,6 +144,9 @@ pub struct LocalPg {
     /// stall): the role and positions are the last ones known, and nothing may be concluded
     /// from them — not "stopped", not "standby".
     pub unresponsive: bool,
+    /// Unresponsive because PostgreSQL refuses new connections for want of slots (it answered
+    /// "too many clients"): alive and busy, which a failover would not cure.
+    pub refusing_connections: bool,
     /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
     pub in_recovery: bool,
     pub timeline: Timeline,

@@ -505,7 +505,7 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
     };
     let mut n2 = member("n2");
     n2.step(&at(0, Some(false)));
-    for now in [31_000, 120_000, 600_000] {
+    for now in [1_000, 31_000, 120_000, 600_000] {
         let d = n2.step(&at(now, Some(false)));
         assert!(
             matches!(d.reason, Reason::LeaderUnreachable { .. }),
@@ -517,8 +517,23 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
             Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
         )));
     }
-    // Reachable and still refused past the stream timeout: treated as diverged.
+    // The link is back: a fresh WAL receiver now (the old one may sit in TCP retries for
+    // minutes), and a whole stream timeout for it (found by the standby-link fault test: it
+    // rewound right after the heal).
     let d = n2.step(&at(601_000, Some(true)));
+    assert!(
+        matches!(d.reason, Reason::NotStreaming { .. }),
+        "{:?}",
+        d.reason
+    );
+    assert!(has(&d, |a| *a == Action::RestartWalReceiver));
+    let d = n2.step(&at(620_000, Some(true)));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::StopPostgres(_) | Action::Rewind { .. } | Action::RestartWalReceiver
+    )));
+    // Reachable and still refused past the stream timeout: treated as diverged.
+    let d = n2.step(&at(632_000, Some(true)));
     assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n1") });
 }
 
@@ -805,6 +820,35 @@ fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
     assert!(!has(&d, |a| matches!(a, Action::Promote)));
 }
 
+/// Issue 9 (connection slots exhausted on the leader): a primary that answers "too many
+/// clients" is alive and busy; its leader keeps the lease however long that lasts.
+#[test]
+fn a_primary_refusing_connections_for_want_of_slots_keeps_its_lease() {
+    let (mut n1, view) = established_leader();
+    let busy = LocalPg {
+        refusing_connections: true,
+        ..unresponsive(primary(1, 1000))
+    };
+    let mut now = 1000;
+    while now < 60_000 {
+        let renewed = Outcome::LeaderRenewed {
+            requested_at: Millis(now),
+            revision: 7,
+            ttl_ms: ClusterConfig::default().ttl_ms,
+        };
+        let d = n1.step(&obs(now, busy.clone(), &view, vec![renewed]));
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::Demote { .. } | Action::ReleaseLeader { .. } | Action::StartPostgres(_)
+            )),
+            "at {now} ms: {:?}",
+            d.reason
+        );
+        now += 1000;
+    }
+}
+
 #[test]
 fn an_unresponsive_standby_neither_restarts_nor_runs_for_leader() {
     let mut n2 = member("n2");
@@ -1017,4 +1061,33 @@ fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
     };
     n1.step(&obs(1200, primary(1, 1100), &lowered, vec![own]));
     assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 6_000 - 1_500)));
+}
+
+/// Found by the simulation (seed 7758): a member cut off from the store for longer than a ttl
+/// while leaderless must not count that time as waiting for the others' fresh positions; back
+/// on the store it waits for them, and does not outrun a more advanced standby.
+#[test]
+fn time_cut_off_from_the_store_does_not_count_as_waiting_for_positions() {
+    let (behind, ahead) = (standby(1, 5_000, None), standby(2, 9_000, None));
+    // n3's record predates the leader's disappearance (it still names n2 as leader).
+    let view = View::new()
+        .with("n1", record(&behind, None))
+        .with("n3", record(&ahead, Some("n2")));
+    let mut n1 = member("n1");
+    let d = n1.step(&obs(0, behind.clone(), &view, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{:?}",
+        d.reason
+    );
+    // Cut off from the store for 20 s.
+    for now in (1_000..21_000).step_by(1_000) {
+        n1.step(&store_down(now, behind.clone()));
+    }
+    let d = n1.step(&obs(21_000, behind, &view, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "acquired without waiting for n3: {:?}",
+        d.reason
+    );
 }

@@ -85,6 +85,17 @@ impl PgError {
         )
     }
 
+    /// PostgreSQL answered, refusing the connection because every slot is taken (SQLSTATE
+    /// 53300): alive and busy, not stalled.
+    pub fn is_too_many_connections(&self) -> bool {
+        match self {
+            PgError::Sql { source, .. } => {
+                source.code() == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS)
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         PgError::Io {
             context: context.into(),

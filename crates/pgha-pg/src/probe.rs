@@ -249,6 +249,22 @@ pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
 }
 
 /// Drops a physical replication slot if it exists and is not in use.
+/// Ends the WAL receiver (the startup process starts a new one after
+/// `wal_retrieve_retry_interval`): one stuck in TCP connection retries from a cut link.
+pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_wal_receiver WHERE pid IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(|source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
+    Ok(())
+}
+
 pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<()> {
     client
         .execute(

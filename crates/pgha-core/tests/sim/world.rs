@@ -588,6 +588,7 @@ impl World {
             replicas,
             slots: n.pg.slots.clone(),
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
+            refusing_connections: false,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
@@ -766,6 +767,7 @@ impl World {
             }
             Action::SetSync(applied) => self.nodes[i].pg.sync = applied.clone(),
             Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
+            Action::RestartWalReceiver => {}
             Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
             job => {
                 changed = false;
@@ -792,7 +794,10 @@ impl World {
         if changed
             && !matches!(
                 action,
-                Action::SetSync(_) | Action::CreateSlots { .. } | Action::DropSlots { .. }
+                Action::SetSync(_)
+                    | Action::CreateSlots { .. }
+                    | Action::DropSlots { .. }
+                    | Action::RestartWalReceiver
             )
         {
             self.store.revision += 1;
