@@ -114,6 +114,9 @@ pub struct Member {
     pub(crate) not_streaming_since: Option<Millis>,
     /// The leader's PostgreSQL could not be reached while this standby was not streaming.
     pub(crate) leader_was_unreachable: bool,
+    /// When the last step ran: a longer gap than a few loops means this agent was not running
+    /// (paused, starved), and what it waited for before does not count.
+    pub(crate) last_step_at: Option<Millis>,
     pub(crate) promotion: Option<Promotion>,
     pub(crate) promote_error: Option<String>,
     pub(crate) handover: Option<Handover>,
@@ -170,6 +173,7 @@ impl Member {
             release_after_demote: false,
             not_streaming_since: None,
             leader_was_unreachable: false,
+            last_step_at: None,
             promotion: None,
             promote_error: None,
             handover: None,
@@ -221,6 +225,12 @@ impl Member {
             actions: Vec::new(),
             wake_at: now.plus(self.config.loop_wait_ms),
         };
+        let gap = self.last_step_at.map_or(0, |at| now.since(at));
+        self.last_step_at = Some(now);
+        if gap > 2 * self.config.loop_wait_ms {
+            // This agent did not run meanwhile: it has not watched the others publish.
+            self.leaderless_since = None;
+        }
         if let StoreView::Up(view) = &obs.cluster {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
             self.config = view.config.clone();

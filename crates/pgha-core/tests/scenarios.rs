@@ -1091,3 +1091,27 @@ fn time_cut_off_from_the_store_does_not_count_as_waiting_for_positions() {
         d.reason
     );
 }
+
+/// Found by the simulation (seed 8865): an agent paused while leaderless must not count the
+/// pause as time spent waiting for the others' fresh positions.
+#[test]
+fn a_pause_does_not_count_as_waiting_for_positions() {
+    let (behind, ahead) = (standby(2, 5_000, None), standby(2, 9_000, None));
+    let view = View::new()
+        .with("n2", record(&behind, None))
+        .with("n3", record(&ahead, Some("n1")));
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, behind.clone(), &view, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{:?}",
+        d.reason
+    );
+    // Paused (SIGSTOP) for 15 s, then it steps again on the same view.
+    let d = n2.step(&obs(15_000, behind, &view, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "acquired without waiting for n3: {:?}",
+        d.reason
+    );
+}
