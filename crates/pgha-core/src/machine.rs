@@ -449,6 +449,14 @@ impl Member {
             None => {
                 self.lease = None;
                 self.adopting_since = None;
+                if self.config.paused && obs.local.is_writable() && self.job.is_none() {
+                    // Maintenance mode: nobody else takes over, and a primary whose agent was
+                    // restarted (an upgrade) keeps running; it takes the leader key back.
+                    plan.push(Action::AcquireLeader {
+                        ttl_ms: self.config.ttl_ms,
+                    });
+                    return Reason::PausedReacquiring;
+                }
                 if self.demote_if_writable(&obs.local, plan) {
                     return Reason::LeaderKeyLost;
                 }

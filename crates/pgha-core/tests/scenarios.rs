@@ -1115,3 +1115,20 @@ fn a_pause_does_not_count_as_waiting_for_positions() {
         d.reason
     );
 }
+
+/// Maintenance mode: an agent restarted after its leader key expired (an upgrade of the pgha
+/// binary) takes the key back for its running primary instead of demoting it.
+#[test]
+fn a_paused_primary_takes_its_expired_leader_key_back() {
+    let view = View::new()
+        .with("n1", record(&primary(1, 1000), None))
+        .config(|c| c.paused = true);
+    let d = member("n1").step(&obs(0, primary(1, 1000), &view, vec![]));
+    assert_eq!(d.reason, Reason::PausedReacquiring);
+    assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+    // Not paused: a writable member without the key demotes (I1).
+    let view = View::new().with("n1", record(&primary(1, 1000), None));
+    let d = member("n1").step(&obs(0, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })));
+}

@@ -1,5 +1,6 @@
 //! `pgha agent --config FILE`: one member of a distributed cluster on this host, with etcd as
-//! the store and a REST API; SIGINT/SIGTERM stops PostgreSQL and leaves the cluster cleanly.
+//! the store and a REST API; SIGINT/SIGTERM stops PostgreSQL and leaves the cluster cleanly
+//! (in maintenance mode it stops only the agent, leaving PostgreSQL running).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -188,10 +189,26 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         _ = sigint.recv() => {}
         _ = sigterm.recv() => {}
     }
-    tracing::info!("{}: stopping PostgreSQL and leaving the cluster", spec.name);
-    handle
-        .shutdown(Shutdown::Leave(pgha_pg::StopMode::Fast))
-        .await;
+    // In maintenance mode (pause) the agent stops alone: PostgreSQL keeps running under its
+    // supervisor (fencing is disarmed while paused), and an agent started again adopts it —
+    // how the pgha binary is upgraded without a failover (docs/design.md).
+    let paused = tokio::time::timeout(Duration::from_secs(2), crate::ops::view(store.as_ref()))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .is_some_and(|v| v.config.paused);
+    if paused {
+        tracing::info!(
+            "{}: cluster paused: stopping the agent only, PostgreSQL keeps running",
+            spec.name
+        );
+        handle.shutdown(Shutdown::Detach).await;
+    } else {
+        tracing::info!("{}: stopping PostgreSQL and leaving the cluster", spec.name);
+        handle
+            .shutdown(Shutdown::Leave(pgha_pg::StopMode::Fast))
+            .await;
+    }
     let _ = stop_api.send(true);
     let _ = server.await;
     Ok(())

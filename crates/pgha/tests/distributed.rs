@@ -849,3 +849,65 @@ fn a_required_watchdog_that_cannot_open_keeps_the_member_from_being_promoted() {
         c.agents[1].log()
     );
 }
+
+/// How the agent binary is upgraded without a failover (docs/design.md): in maintenance mode
+/// a stopped agent leaves PostgreSQL running (its supervisor disarmed), and the agent started
+/// again, even after its leader key expired, adopts the running primary; nothing fails over.
+#[test]
+fn paused_leader_agent_restarts_without_touching_postgresql() {
+    let _serial = serial();
+    let mut c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let pm = c
+        .agent(&leader)
+        .postmaster_pid()
+        .expect("leader postmaster");
+    let out = c.cli(&["pause"]);
+    assert!(
+        out.status.success(),
+        "pause: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    c.agent_mut(&leader).terminate(Duration::from_secs(20));
+    assert!(
+        c.agent(&leader).log().contains("PostgreSQL keeps running"),
+        "{}",
+        c.agent(&leader).log()
+    );
+    // Longer than the ttl (3 s): the leader key expires, nobody takes over, nothing is fenced.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        c.agent(&leader).postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was stopped with its agent in maintenance mode"
+    );
+    assert!(
+        c.primaries().is_empty(),
+        "another member took over while paused"
+    );
+    c.agent_mut(&leader).start();
+    wait_until(
+        "the restarted agent to lead again",
+        Duration::from_secs(30),
+        || c.agent(&leader).is_primary().then_some(()),
+    );
+    assert_eq!(
+        c.agent(&leader).postmaster_pid(),
+        Some(pm),
+        "PostgreSQL was restarted"
+    );
+    let out = c.cli(&["resume"]);
+    assert!(
+        out.status.success(),
+        "resume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(c.wait_converged(Duration::from_secs(30)), leader);
+    assert!(
+        history_kinds(&c, "failover").is_empty(),
+        "no failover: {:?}",
+        c.history()
+    );
+    assert_eq!(c.agent(&leader).postmaster_pid(), Some(pm));
+}

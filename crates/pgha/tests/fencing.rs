@@ -162,3 +162,41 @@ fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
         .count();
     assert_eq!(primaries, 1, "{status:#}");
 }
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The supervisor is the postmaster's parent and PostgreSQL dies with it: a primary never runs
+/// without something that can fence it. The agent starts it again.
+#[test]
+fn a_killed_supervisor_takes_postgresql_with_it() {
+    let _one = serial();
+    let tmp = test_dir();
+    let dir = tmp.path().join("ha");
+    let (mut up, primary) = start_cluster(&dir);
+    let standby = ["n1", "n2", "n3"]
+        .into_iter()
+        .find(|m| *m != primary)
+        .unwrap();
+    let data = dir.join(standby).join("data");
+    let pm = postmaster_pid(&data).expect("standby postmaster");
+    let supervisor = parent_of(pm).expect("the postmaster's parent");
+    let cmdline = std::fs::read_to_string(format!("/proc/{supervisor}/cmdline")).unwrap();
+    assert!(
+        cmdline.split('\0').any(|a| a == "supervise"),
+        "the postmaster's parent is not pgha supervise: {cmdline:?}"
+    );
+    kill(Pid::from_raw(supervisor), Signal::SIGKILL).unwrap();
+    let gone = time_until_gone(pm, Duration::from_secs(5));
+    assert!(gone.is_some(), "the postmaster outlived its supervisor");
+    up.wait_streaming(Duration::from_secs(60));
+    let again = postmaster_pid(&data).expect("restarted");
+    assert_ne!(again, pm);
+}

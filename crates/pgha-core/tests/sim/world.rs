@@ -827,7 +827,10 @@ impl World {
                 && n.pg.running
                 && n.pg.in_recovery
                 && n.unresponsive_until <= self.now
-                && n.paused_until <= self.now;
+                && n.paused_until <= self.now
+                // A member whose key expired (cut off from the store) is invisible to the
+                // others: I3 speaks of the members the cluster can see.
+                && self.store.members.contains_key(&n.name);
             if !healthy {
                 n.healthy_since = None;
             } else if n.healthy_since.is_none() {
