@@ -11,6 +11,9 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then missing+=(postgresq
 if [ "$what" = test ]; then
   command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
   command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+  # The fault tests run hosts in network namespaces and blackhole links with iptables DROP.
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "pgha: installing missing packages: ${missing[*]}" >&2
