@@ -404,15 +404,17 @@ impl Member {
         self.last_renew_request = Some(now);
         let ttl_ms = self.config.ttl_ms;
         let margin = self.config.safety_margin_ms;
-        if let Some(lease) = self.lease.as_mut().filter(|l| ttl_ms < l.ttl_ms) {
-            // Shortening: the store may apply it before we hear back.
-            let cap = now.plus(ttl_ms);
+        // Once sent, this renewal may be applied before any answer comes back, and then the
+        // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
+        // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).
+        let cap = now.plus(ttl_ms);
+        if let Some(lease) = self.lease.as_mut() {
             lease.cap(cap, margin);
-            self.expiry_cap = Some(match self.expiry_cap {
-                Some((sent, old)) if old <= cap => (sent, old),
-                _ => (now, cap),
-            });
         }
+        self.expiry_cap = Some(match self.expiry_cap {
+            Some((sent, old)) if old <= cap => (sent, old),
+            _ => (now, cap),
+        });
         plan.push(Action::RenewLeader { revision, ttl_ms });
     }
 
@@ -449,14 +451,6 @@ impl Member {
             None => {
                 self.lease = None;
                 self.adopting_since = None;
-                if self.config.paused && obs.local.is_writable() && self.job.is_none() {
-                    // Maintenance mode: nobody else takes over, and a primary whose agent was
-                    // restarted (an upgrade) keeps running; it takes the leader key back.
-                    plan.push(Action::AcquireLeader {
-                        ttl_ms: self.config.ttl_ms,
-                    });
-                    return Reason::PausedReacquiring;
-                }
                 if self.demote_if_writable(&obs.local, plan) {
                     return Reason::LeaderKeyLost;
                 }

@@ -19,7 +19,6 @@ pub enum Reason {
     LeaderKeyLost,
     SystemIdMismatch { store: SystemId, local: SystemId },
     Paused,
-    PausedReacquiring,
     JobRunning { kind: JobKind, for_ms: u64 },
     // bootstrap
     RacingToBootstrap,
@@ -86,10 +85,6 @@ impl fmt::Display for Reason {
                 "data directory belongs to system {local}, cluster is {store}: refusing to act"
             ),
             Paused => write!(f, "cluster paused: no automatic action"),
-            PausedReacquiring => write!(
-                f,
-                "cluster paused and the leader key is gone: this running primary takes it back"
-            ),
             JobRunning { kind, for_ms } => write!(f, "{kind:?} running for {for_ms} ms"),
             RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
             Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),
