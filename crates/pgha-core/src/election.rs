@@ -121,7 +121,8 @@ pub enum Verdict {
 
 /// Judges whether `me` (with its fresh `mine` record) should take the lead, comparing with the
 /// other members' published records. A record whose `leader_seen` is set predates the leader's
-/// disappearance and may be stale; such members are waited for until `give_up_waiting`.
+/// disappearance and may be stale; such members are waited for until `give_up_waiting`, and
+/// after that their stale positions still count as lower bounds.
 pub fn judge(
     rules: &Rules<'_>,
     me: &MemberName,
@@ -142,6 +143,12 @@ pub fn judge(
         if record.leader_seen.is_some() {
             if !give_up_waiting {
                 unconfirmed.push(name.clone());
+                continue;
+            }
+            // Given up waiting for a fresh one: a stale position is still a lower bound (WAL
+            // only grows), so a member known to be further ahead still wins over this one.
+            if rules.check(name, record).is_ok() && rank(name, record) > my_rank {
+                return Verdict::Behind { best: name.clone() };
             }
             continue;
         }

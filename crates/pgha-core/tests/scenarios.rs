@@ -1147,3 +1147,26 @@ fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
         n1.fence_deadline()
     );
 }
+
+/// Found by the simulation (seed 27061): once a member gives up waiting for another's fresh
+/// position, that member's stale record still counts: WAL only grows, so a member known to be
+/// ahead (here on a newer timeline) is never outrun by one far behind.
+#[test]
+fn a_stale_record_of_a_member_ahead_still_counts_after_giving_up_waiting() {
+    let (behind, ahead) = (standby(2, 2_000, None), standby(3, 9_000, None));
+    let view = View::new()
+        .with("n2", record(&behind, None))
+        .with("n3", record(&ahead, Some("n1")));
+    let mut n2 = member("n2");
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut now = 0;
+    while now <= ttl + 2_000 {
+        let d = n2.step(&obs(now, behind.clone(), &view, vec![]));
+        assert!(
+            !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+            "at {now} ms: {:?}",
+            d.reason
+        );
+        now += 500;
+    }
+}

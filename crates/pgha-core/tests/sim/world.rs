@@ -855,7 +855,9 @@ impl World {
             .as_ref()
             .and_then(|s| s.request.from.clone());
         for (i, n) in self.nodes.iter().enumerate() {
-            let stayed_healthy = n.healthy_since.is_some_and(|s| s < gone) && n.pg.in_recovery;
+            // Healthy through the whole leaderless period, and still now (this very tick).
+            let stayed_healthy =
+                n.healthy_since.is_some_and(|s| s < gone) && n.pg.running && n.pg.in_recovery;
             // I3 in synchronous modes: only members of the published set are eligible.
             let set = &self.store.sync.members;
             let outside_set = match self.config.synchronous_mode {
