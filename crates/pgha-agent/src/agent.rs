@@ -278,14 +278,19 @@ impl Agent {
         let requested_at = self.now();
         let tx = self.job_tx.clone();
         tokio::spawn(async move {
-            let confirmed = crate::failsafe::ask_all(me.as_str(), apis).await;
-            if confirmed {
+            let promised = crate::failsafe::ask_all(me.as_str(), apis).await;
+            if let Some(ms) = promised {
                 tracing::info!(
-                    "{me}: store unreachable, every member confirmed this leader (failsafe)"
+                    "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
                 );
             }
             let _ = tx.send(Outcome::FailsafeConfirmed {
-                requested_at: if confirmed { requested_at } else { Millis(0) },
+                requested_at: if promised.is_some() {
+                    requested_at
+                } else {
+                    Millis(0)
+                },
+                promised_ms: promised.unwrap_or(0),
             });
         });
     }
@@ -385,7 +390,7 @@ impl Agent {
     }
 
     fn job_done(&mut self, outcome: Outcome) {
-        if let Outcome::FailsafeConfirmed { requested_at } = outcome {
+        if let Outcome::FailsafeConfirmed { requested_at, .. } = outcome {
             self.failsafe_asking = false;
             if requested_at.0 > 0 {
                 self.outcomes.push(outcome);

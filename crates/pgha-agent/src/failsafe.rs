@@ -120,8 +120,9 @@ impl Failsafe {
         }
     }
 
-    /// Handles a leader's request: confirm (and promise) or refuse.
-    pub fn confirm(&self, request: &FailsafeRequest) -> Result<(), Refusal> {
+    /// Handles a leader's request: confirm (and promise, for the ttl this member last saw,
+    /// which it returns) or refuse.
+    pub fn confirm(&self, request: &FailsafeRequest) -> Result<Duration, Refusal> {
         let mut s = self.0.lock().expect("failsafe lock");
         if !s.store_down {
             return Err(Refusal::StoreReachable);
@@ -145,7 +146,7 @@ impl Failsafe {
             }
         }
         s.promised_until = Some(until);
-        Ok(())
+        Ok(s.ttl)
     }
 
     /// The promise in force, if any.
@@ -158,9 +159,16 @@ impl Failsafe {
     }
 }
 
-/// Asks every member in `apis` (name → REST address) to confirm `leader`; true only if all
-/// did (the caller never asks an empty set: nobody asked is nobody confirming).
-pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> bool {
+/// What a member answers when it confirms: how long it promised not to take the lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailsafeAnswer {
+    pub promised_ms: u64,
+}
+
+/// Asks every member in `apis` (name → REST address) to confirm `leader`; when all did, the
+/// shortest promise (ms), else `None` (the caller never asks an empty set: nobody asked is
+/// nobody confirming).
+pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> Option<u64> {
     let asks = apis.into_iter().map(|(name, api)| {
         let leader = leader.to_string();
         tokio::task::spawn_blocking(move || {
@@ -170,11 +178,14 @@ pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> bool {
                 .send_json(FailsafeRequest {
                     leader: leader.clone(),
                 });
-            match result {
-                Ok(_) => true,
+            let answer = result
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()));
+            match answer {
+                Ok(a) => Some(a.promised_ms),
                 Err(e) => {
                     tracing::info!("{leader}: failsafe: {name} did not confirm ({e})");
-                    false
+                    None
                 }
             }
         })
@@ -182,12 +193,22 @@ pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> bool {
     futures_all(asks).await
 }
 
-async fn futures_all(handles: impl Iterator<Item = tokio::task::JoinHandle<bool>>) -> bool {
+async fn futures_all(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<Option<u64>>>,
+) -> Option<u64> {
+    let mut shortest: Option<u64> = None;
     let mut all = true;
     for h in handles {
-        all &= h.await.unwrap_or(false);
+        match h.await.ok().flatten() {
+            Some(ms) => shortest = Some(shortest.map_or(ms, |s| s.min(ms))),
+            None => all = false,
+        }
     }
-    all
+    if all {
+        shortest
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -146,11 +146,6 @@ impl ClusterConfig {
         }
         Ok(())
     }
-
-    /// How long a held lease is trusted after the renewal request was sent.
-    pub fn lease_trust_ms(&self) -> u64 {
-        self.ttl_ms.saturating_sub(self.safety_margin_ms)
-    }
 }
 
 #[cfg(test)]

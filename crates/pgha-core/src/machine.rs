@@ -256,7 +256,6 @@ impl Member {
     }
 
     fn absorb(&mut self, outcomes: &[Outcome]) {
-        let trust = self.config.lease_trust_ms();
         for outcome in outcomes {
             match outcome {
                 Outcome::LeaderAcquired {
@@ -297,15 +296,20 @@ impl Member {
                     self.promotion = None;
                 }
                 Outcome::LeaderUnknown => {}
-                Outcome::FailsafeConfirmed { requested_at } => {
+                Outcome::FailsafeConfirmed {
+                    requested_at,
+                    promised_ms,
+                } => {
                     // Nobody can take the lease before requested_at + ttl: trust it like a
                     // renewal sent at that instant.
                     if let Some(lease) =
                         self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
                     {
+                        // Nobody can take the lease before the shortest promise ends.
                         lease.renewed_at = *requested_at;
-                        lease.expires_at = requested_at.plus(self.config.ttl_ms);
-                        lease.trusted_until = requested_at.plus(trust);
+                        lease.expires_at = requested_at.plus(*promised_ms);
+                        lease.trusted_until = requested_at
+                            .plus(promised_ms.saturating_sub(self.config.safety_margin_ms));
                     }
                 }
                 Outcome::Job { kind, result } => self.job_done(*kind, result),

@@ -218,10 +218,15 @@ pub enum Outcome {
     LeaderRefused,
     /// The store did not answer (timeout, unreachable): nothing is known.
     LeaderUnknown,
-    /// Failsafe: with the store unreachable, every other member known from the last view
-    /// confirmed this leader over its REST API (each promising not to take the lease for a
-    /// ttl); `requested_at` is when the confirmations were asked for (own clock).
-    FailsafeConfirmed { requested_at: Millis },
+    /// Failsafe: with the store unreachable, every member of the failsafe list confirmed this
+    /// leader over its REST API, each promising not to take the lease for some time;
+    /// `promised_ms` is the shortest of those promises (each member promises its own view of
+    /// the ttl, which a live change may have left different from this leader's), and
+    /// `requested_at` when the confirmations were asked for (own clock).
+    FailsafeConfirmed {
+        requested_at: Millis,
+        promised_ms: u64,
+    },
     /// A job finished: `Ok` or the error text.
     Job {
         kind: JobKind,

@@ -282,6 +282,7 @@ fn failsafe_confirmation_keeps_the_leader_while_the_store_is_down() {
     // Trusted until 7500 from the acquisition at 0; everyone confirmed it at 6000.
     let confirmed = Outcome::FailsafeConfirmed {
         requested_at: Millis(6000),
+        promised_ms: ClusterConfig::default().ttl_ms,
     };
     let mut down = store_down(6100, primary(1, 1200));
     down.outcomes = vec![confirmed];
@@ -1169,4 +1170,22 @@ fn a_stale_record_of_a_member_ahead_still_counts_after_giving_up_waiting() {
         );
         now += 500;
     }
+}
+
+/// Found by the simulation (seed 944: ttl lowered live, then the store gone for everyone):
+/// the confirming members promise for the ttl they saw, which may be shorter than the one this
+/// leader still knows; it trusts the shortest promise, not its own ttl.
+#[test]
+fn failsafe_trust_ends_with_the_shortest_promise() {
+    let (mut n1, _view) = established_leader();
+    let confirmed = Outcome::FailsafeConfirmed {
+        requested_at: Millis(6000),
+        promised_ms: 6_000,
+    };
+    let mut down = store_down(6100, primary(1, 1200));
+    down.outcomes = vec![confirmed];
+    n1.step(&down);
+    // The default margin (2.5 s) off the 6 s promise, not off the 10 s ttl.
+    assert_eq!(n1.lease_deadline(), Some(Millis(6000 + 6_000 - 2_500)));
+    assert!(n1.fence_deadline().unwrap() < Millis(6000 + 6_000));
 }

@@ -218,9 +218,12 @@ async fn failsafe(
     Json(body): Json<pgha_agent::failsafe::FailsafeRequest>,
 ) -> Response {
     match api.failsafe.confirm(&body) {
-        Ok(()) => {
-            Json(json!({ "confirmed": body.leader, "member": api.spec.name })).into_response()
-        }
+        Ok(promised) => Json(json!({
+            "confirmed": body.leader,
+            "member": api.spec.name,
+            "promised_ms": promised.as_millis() as u64,
+        }))
+        .into_response(),
         Err(why) => (
             StatusCode::CONFLICT,
             Json(json!({ "error": why.to_string() })),

@@ -65,6 +65,11 @@ struct Node {
     unresponsive_until: u64,
     /// Lease results on their way back from a slow store: (delivered at, outcome).
     in_flight: Vec<(u64, Outcome)>,
+    /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
+    last_seen_leader: Option<usize>,
+    /// Failsafe: this member confirmed a leader and promised not to take the lease before
+    /// then (world time); kept on disk, so it survives agent restarts.
+    promised_until: u64,
 }
 
 struct Store {
@@ -97,6 +102,9 @@ pub struct World {
     slow_promote: bool,
     /// Store answers take up to two seconds to come back (they take effect at once).
     slow_store: bool,
+    /// The store itself is down until then (an etcd restart): nobody reaches it, and its
+    /// leases do not run; when it is back they run again from their full TTL, as etcd does.
+    store_down_until: u64,
     next_tl: u32,
     pub stats: Stats,
 }
@@ -132,6 +140,8 @@ impl World {
                     paused_until: 0,
                     unresponsive_until: 0,
                     in_flight: Vec::new(),
+                    last_seen_leader: None,
+                    promised_until: 0,
                 }
             })
             .collect();
@@ -155,6 +165,7 @@ impl World {
             config,
             slow_promote: false,
             slow_store: false,
+            store_down_until: 0,
             next_tl: 2,
             stats: Stats::default(),
         }
@@ -182,6 +193,9 @@ impl World {
         }
         self.slow_promote = false;
         self.slow_store = false;
+        if self.store_down_until > 0 {
+            self.store_back();
+        }
     }
 
     pub fn run_calm(&mut self, duration: u64) {
@@ -232,7 +246,7 @@ impl World {
             return;
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
-        match self.rng.below(12) {
+        match self.rng.below(13) {
             0 => {
                 // node crash: agent and PostgreSQL die together
                 self.nodes[i].member = None;
@@ -267,6 +281,15 @@ impl World {
                 self.nodes[i].unresponsive_until = self.now + self.rng.below(15_000);
             }
             10 => self.slow_store = !self.slow_store,
+            11 => {
+                // The store is gone for everyone (an etcd restart): failsafe territory.
+                let until = self.now + 1_000 + self.rng.below(15_000);
+                self.store_down_until = self.store_down_until.max(until);
+                for n in &mut self.nodes {
+                    n.reachable = false;
+                    n.partition_until = n.partition_until.max(until);
+                }
+            }
             _ => self.change_ttl(),
         }
     }
@@ -380,7 +403,29 @@ impl World {
         };
     }
 
+    /// The store is back from an outage: its leases run again from their full TTL (etcd
+    /// refreshes every lease when a new etcd leader takes over).
+    fn store_back(&mut self) {
+        self.store_down_until = 0;
+        let fresh = self.now + self.config.ttl_ms;
+        if let Some(l) = self.store.leader.as_mut() {
+            l.2 = l.2.max(fresh);
+        }
+        for m in self.store.members.values_mut() {
+            m.1 = m.1.max(fresh);
+        }
+    }
+
     fn expire(&mut self) {
+        if self.store_down_until > 0 {
+            if self.now < self.store_down_until {
+                for n in &mut self.nodes {
+                    n.reachable = false;
+                }
+                return; // a store that is down expires nothing
+            }
+            self.store_back();
+        }
         for n in &mut self.nodes {
             if !n.reachable && n.partition_until <= self.now {
                 n.reachable = true;
@@ -621,7 +666,8 @@ impl World {
             cluster,
             outcomes: n.outcomes.clone(),
             leader_timelines: None,
-            failsafe_promised_until: None,
+            failsafe_promised_until: (n.promised_until > self.now)
+                .then(|| Millis(n.promised_until + n.offset)),
             leader_reachable: Some(true),
         }
     }
@@ -640,9 +686,61 @@ impl World {
         let wake = decision.wake_at.0.saturating_sub(self.nodes[i].offset);
         self.nodes[i].wake_at = wake.max(self.now + 1);
         self.update_fence(i, &obs.local);
+        if self.nodes[i].reachable {
+            self.nodes[i].last_seen_leader = self.store.leader.map(|l| l.0);
+        } else if self.nodes[i]
+            .member
+            .as_ref()
+            .is_some_and(|m| m.holds_lease(obs.now))
+        {
+            self.ask_failsafe(i, obs.now);
+        }
         for action in decision.actions {
             self.execute(i, obs.now, action);
         }
+    }
+
+    /// What the agent's failsafe round does (pgha-agent's failsafe.rs): a leader cut off from
+    /// the store asks every other member of the failsafe list it published; a member confirms
+    /// only when its agent runs, cannot reach the store either and last saw this leader, and
+    /// then promises not to take the lease for a ttl. All confirm: the leader may trust its
+    /// lease for a ttl from the request.
+    fn ask_failsafe(&mut self, leader: usize, requested_at: Millis) {
+        let Some(list) = self.store.failsafe.clone() else {
+            return;
+        };
+        if list.leader != self.nodes[leader].name {
+            return;
+        }
+        let confirmers: Vec<usize> = list
+            .confirmers()
+            .filter_map(|m| self.nodes.iter().position(|n| &n.name == m))
+            .collect();
+        if confirmers.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let all = confirmers.iter().all(|&c| {
+            let n = &self.nodes[c];
+            n.member.is_some()
+                && n.paused_until <= now
+                && !n.reachable
+                && n.last_seen_leader == Some(leader)
+        });
+        if !all {
+            return;
+        }
+        let ttl = self.config.ttl_ms;
+        for &c in &confirmers {
+            self.nodes[c].promised_until = self.nodes[c].promised_until.max(now + ttl);
+        }
+        self.nodes[leader]
+            .outcomes
+            .push(Outcome::FailsafeConfirmed {
+                requested_at,
+                promised_ms: ttl,
+            });
+        self.nodes[leader].woken.get_or_insert(now + TICK);
     }
 
     /// A lease result comes back at once, or late when the store is slow.
@@ -805,7 +903,25 @@ impl World {
         }
     }
 
-    /// I1: at most one writable PostgreSQL, and only the live lease holder.
+    /// Failsafe's safety argument: every member of `w`'s failsafe list has promised not to
+    /// take the lease (and a member outside the list does not run while they could be).
+    fn promises_hold_for(&self, w: usize) -> bool {
+        let Some(list) = self.store.failsafe.as_ref() else {
+            return false;
+        };
+        if list.leader != self.nodes[w].name || list.confirmers().next().is_none() {
+            return false;
+        }
+        list.confirmers().all(|m| {
+            self.nodes
+                .iter()
+                .find(|n| &n.name == m)
+                .is_some_and(|n| n.promised_until > self.now)
+        })
+    }
+
+    /// I1: at most one writable PostgreSQL, and only the live lease holder (or, in a store
+    /// outage, a leader every listed member promised not to replace).
     fn check_one_writer(&self) {
         let writable: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].pg.running && !self.nodes[i].pg.in_recovery)
@@ -814,7 +930,10 @@ impl World {
             self.fail(format!("two writable primaries: {writable:?}"));
         }
         if let Some(&w) = writable.first() {
-            if self.store.leader.map(|l| l.0) != Some(w) {
+            // Failsafe: confirmed by every listed member, each promising not to take the lease,
+            // the leader may outlive the store's lease while nobody else holds it.
+            let confirmed = self.store.leader.is_none() && self.promises_hold_for(w);
+            if self.store.leader.map(|l| l.0) != Some(w) && !confirmed {
                 self.fail(format!("{} writable without the lease", self.nodes[w].name));
             }
         }
@@ -828,9 +947,14 @@ impl World {
                 && n.pg.in_recovery
                 && n.unresponsive_until <= self.now
                 && n.paused_until <= self.now
-                // A member whose key expired (cut off from the store) is invisible to the
-                // others: I3 speaks of the members the cluster can see.
-                && self.store.members.contains_key(&n.name);
+                // I3 speaks of the standbys the cluster can see: a member whose key expired
+                // (cut off from the store), or whose record still shows the primary it was
+                // a moment ago, is no visible candidate.
+                && self
+                    .store
+                    .members
+                    .get(&n.name)
+                    .is_some_and(|(r, _)| r.running && r.in_recovery);
             if !healthy {
                 n.healthy_since = None;
             } else if n.healthy_since.is_none() {
