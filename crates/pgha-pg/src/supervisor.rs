@@ -110,7 +110,9 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                dog.take().map(Watchdog::disarm);
+                if let Some(d) = dog.take() {
+                    d.disarm();
+                }
                 return status.code().unwrap_or(1);
             }
             Ok(None) => {}
@@ -161,7 +163,9 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             ));
             kill_postmaster_tree(postmaster);
             let _ = child.wait();
-            dog.take().map(Watchdog::disarm);
+            if let Some(d) = dog.take() {
+                d.disarm();
+            }
             say("PostgreSQL fenced".into());
             return 0;
         }
