@@ -117,6 +117,9 @@ pub struct Member {
     /// When the last step ran: a longer gap than a few loops means this agent was not running
     /// (paused, starved), and what it waited for before does not count.
     pub(crate) last_step_at: Option<Millis>,
+    /// The last step could not read the store: the next one that can renews at once (a lease
+    /// kept by failsafe promises may outlive what the store still grants).
+    pub(crate) store_was_down: bool,
     pub(crate) promotion: Option<Promotion>,
     pub(crate) promote_error: Option<String>,
     pub(crate) handover: Option<Handover>,
@@ -174,6 +177,7 @@ impl Member {
             not_streaming_since: None,
             leader_was_unreachable: false,
             last_step_at: None,
+            store_was_down: false,
             promotion: None,
             promote_error: None,
             handover: None,
@@ -380,6 +384,7 @@ impl Member {
         // Time without a leader counts only while the store shows it: a member cut off from the
         // store has not seen the others publish their positions, and must wait for them anew.
         self.leaderless_since = None;
+        self.store_was_down = true;
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }
@@ -423,6 +428,9 @@ impl Member {
     }
 
     fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {
+        if std::mem::take(&mut self.store_was_down) {
+            self.last_renew_request = None; // renew in this very step
+        }
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }

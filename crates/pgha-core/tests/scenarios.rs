@@ -1189,3 +1189,19 @@ fn failsafe_trust_ends_with_the_shortest_promise() {
     assert_eq!(n1.lease_deadline(), Some(Millis(6000 + 6_000 - 2_500)));
     assert!(n1.fence_deadline().unwrap() < Millis(6000 + 6_000));
 }
+
+/// Found by the simulation (seed 17054): a leader kept by failsafe promises renews the store's
+/// lease in the very step it reads the store again, not up to half a loop later, while its
+/// lease may be about to expire there.
+#[test]
+fn a_leader_back_from_a_store_outage_renews_at_once() {
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&store_down(1_000, primary(1, 1100)));
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    let d = n1.step(&obs(1_050, primary(1, 1100), &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::RenewLeader { revision: 7, .. })),
+        "{:?}",
+        d.actions
+    );
+}
