@@ -380,7 +380,17 @@ impl Member {
                 // Received (flushed) WAL counts: promotion replays all of it before the
                 // first write, so nothing the old leader wrote is lost.
                 let replayed = obs.local.lsn.max(obs.local.replay_lsn);
+                // The old leader's record may predate its last writes (it died instead of
+                // handing over): a target behind another standby leaves it to the election.
+                let mine = (obs.local.timeline, obs.local.lsn);
+                let someone_ahead = view.members.iter().any(|(n, r)| {
+                    *n != me
+                        && Some(n) != request.from.as_ref()
+                        && r.is_standby()
+                        && (r.timeline, r.lsn) > mine
+                });
                 match needed {
+                    Some(_) if someone_ahead && target.is_some() => None,
                     Some(needed) if replayed >= needed && target.is_some() => {
                         let from = request.from.clone();
                         let lsn = obs.local.lsn;

@@ -112,7 +112,11 @@ pub fn check(
     }
     match rules.check(&target, record) {
         Ok(()) => Ok(target),
-        Err(Ineligible::Lagging { .. }) if force => Ok(target),
+        // A planned switchover hands over only once the target replayed the old leader's
+        // final position, so a target behind (or a stale record of it) loses nothing.
+        Err(Ineligible::Lagging { .. }) if force || request.kind == RequestKind::Switchover => {
+            Ok(target)
+        }
         Err(Ineligible::OutsideSyncSet) if allow_data_loss => Ok(target),
         Err(why) => Err(Refusal::TargetIneligible { target, why }),
     }

@@ -1205,3 +1205,50 @@ fn a_leader_back_from_a_store_outage_renews_at_once() {
         d.actions
     );
 }
+
+/// Found by the simulation (seed 22959): the old leader died instead of handing over, and its
+/// record still shows a position from before its last writes. The switchover target does not
+/// take the lease over a standby known to be further ahead; the election decides.
+#[test]
+fn a_switchover_target_behind_another_standby_leaves_it_to_the_election() {
+    let after = View::new()
+        .with("n1", record(&standby(1, 1200, None), None))
+        .with("n2", record(&standby(1, 1500, None), None))
+        .with("n3", record(&standby(1, 1900, None), None))
+        .switchover("n1", Some("n2"), 30);
+    let d = member("n2").step(&obs(800, standby(1, 1500, None), &after, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{:?}",
+        d.reason
+    );
+}
+
+/// Seen in the entry-point test: a planned switchover was refused because the target's
+/// published position lagged by a WAL segment right after a clone. A switchover hands over
+/// only once the target replayed the old leader's final position, so lag is no reason to
+/// refuse it; a failover without --force still is.
+#[test]
+fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
+    let view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 20 << 20), Some("n1")))
+        .with("n2", record(&standby(1, 1 << 20, Some("n1")), Some("n1")));
+    let switchover = SwitchoverRequest {
+        from: Some(name("n1")),
+        to: Some(name("n2")),
+        kind: RequestKind::Switchover,
+    };
+    assert_eq!(
+        switchover::check(&view.0, Lsn(20 << 20), &switchover),
+        Ok(name("n2"))
+    );
+    let failover = SwitchoverRequest {
+        kind: RequestKind::Failover {
+            force: false,
+            allow_data_loss: false,
+        },
+        ..switchover
+    };
+    assert!(switchover::check(&view.0, Lsn(20 << 20), &failover).is_err());
+}
