@@ -22,6 +22,8 @@ impl Member {
         let now = obs.now;
         let local = &obs.local;
         self.leaderless_since = None;
+        // Continuity of what this member watched counts only from when the leader is gone.
+        self.listed_peer_seen_since = None;
         self.promotion = None;
         self.handover = None;
         self.last_leader = Some(leader.clone());

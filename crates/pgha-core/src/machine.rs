@@ -234,6 +234,7 @@ impl Member {
         if gap > 2 * self.config.loop_wait_ms {
             // This agent did not run meanwhile: it has not watched the others publish.
             self.leaderless_since = None;
+            self.listed_peer_seen_since = None;
         }
         if let StoreView::Up(view) = &obs.cluster {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
@@ -384,6 +385,7 @@ impl Member {
         // Time without a leader counts only while the store shows it: a member cut off from the
         // store has not seen the others publish their positions, and must wait for them anew.
         self.leaderless_since = None;
+        self.listed_peer_seen_since = None;
         self.store_was_down = true;
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;

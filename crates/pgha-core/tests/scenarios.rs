@@ -1009,6 +1009,11 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
     let start = 3 * ttl + 1000;
     let d = n2.step(&obs(start, a.clone(), &with_n3, vec![]));
     assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    // Watched continuously (a step every loop), for a ttl.
+    for now in (start + 1_000..start + ttl).step_by(1_000) {
+        let d = n2.step(&obs(now, a.clone(), &with_n3, vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    }
     let d = n2.step(&obs(start + ttl, a.clone(), &with_n3, vec![]));
     assert!(
         has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
@@ -1251,4 +1256,27 @@ fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
         ..switchover
     };
     assert!(switchover::check(&view.0, Lsn(20 << 20), &failover).is_err());
+}
+
+/// Found by the simulation (seed 29247): a member outside the failsafe list counts how long a
+/// listed member has been visible only over time it watched the store itself; time cut off
+/// from the store does not count, or it could run while the old leader writes on promises.
+#[test]
+fn outside_the_failsafe_list_visibility_counts_only_while_watching() {
+    let a = standby(1, 5000, None);
+    let mut view = View::new()
+        .with("n2", record(&a, None))
+        .with("n3", record(&standby(1, 4000, None), None));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    // Cut off from the store for two ttls (n3 may have confirmed n1 meanwhile).
+    for now in (1_000..2 * ttl).step_by(1_000) {
+        n2.step(&store_down(now, a.clone()));
+    }
+    let d = n2.step(&obs(2 * ttl, a.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    let d = n2.step(&obs(2 * ttl + 1_000, a, &view, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
 }
