@@ -588,41 +588,20 @@ impl Agent {
             Action::PublishSync {
                 set,
                 leader_revision,
-            } => {
-                let json = serde_json::to_string(set).map_err(|e| e.to_string())?;
-                let guard = Guard::Leader {
-                    holder: name.to_string(),
-                    revision: *leader_revision,
-                };
-                timed(limit, store.put(Key::Sync, &json, guard))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
+            } => self.put_as_leader(Key::Sync, set, *leader_revision).await?,
             Action::PublishFailsafe {
                 list,
                 leader_revision,
             } => {
-                let json = serde_json::to_string(list).map_err(|e| e.to_string())?;
-                let guard = Guard::Leader {
-                    holder: name.to_string(),
-                    revision: *leader_revision,
-                };
-                timed(limit, store.put(Key::Failsafe, &json, guard))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.put_as_leader(Key::Failsafe, list, *leader_revision)
+                    .await?
             }
             Action::PublishPosition {
                 position,
                 leader_revision,
             } => {
-                let json = serde_json::to_string(position).map_err(|e| e.to_string())?;
-                let guard = Guard::Leader {
-                    holder: name.to_string(),
-                    revision: *leader_revision,
-                };
-                timed(limit, store.put(Key::Position, &json, guard))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                self.put_as_leader(Key::Position, position, *leader_revision)
+                    .await?
             }
             Action::ClearSwitchover { revision } => {
                 timed(
@@ -692,6 +671,24 @@ impl Agent {
             other => return Err(format!("{other:?} is not a store or quick action")),
         }
         Ok(())
+    }
+
+    /// Writes `key` only while this member holds the leader key at `revision` (one CAS).
+    async fn put_as_leader(
+        &self,
+        key: Key,
+        value: &impl Serialize,
+        revision: u64,
+    ) -> Result<(), String> {
+        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        let guard = Guard::Leader {
+            holder: self.spec.name.to_string(),
+            revision,
+        };
+        timed(self.store_timeout(), self.store.put(key, &json, guard))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     fn start_job(&mut self, action: Action) {
