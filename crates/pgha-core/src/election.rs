@@ -76,7 +76,7 @@ impl Rules<'_> {
 
     /// The synchronous-mode part of [`Rules::check`].
     pub fn check_sync(&self, name: &MemberName) -> Result<(), Ineligible> {
-        let in_set = self.sync.members.contains(name);
+        let in_set = self.sync.members.contains(name) || self.sync.leader.as_ref() == Some(name);
         match self.config.synchronous_mode {
             SyncMode::Off => Ok(()),
             SyncMode::On if self.sync.members.is_empty() => Ok(()),

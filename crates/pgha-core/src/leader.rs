@@ -82,13 +82,12 @@ impl Member {
                 switchover_revision: None,
             });
             let kind = promotion.kind;
-            if self.config.synchronous_mode == SyncMode::Strict && local.sync_applied.is_async() {
-                // Strict never runs asynchronous: commits wait from the first one.
-                plan.push(Action::SetSync(sync::blocking(
-                    &self.config,
-                    self.name(),
-                    &view.members,
-                )));
+            // Strict never runs asynchronous, and no mode counts a standby the store's set
+            // lacks: commits wait from the first one on what the published set covers.
+            if let Some(applied) =
+                sync::before_promotion(&self.config, self.name(), &local.sync_applied, &view.sync)
+            {
+                plan.push(Action::SetSync(applied));
             }
             plan.push(Action::Promote);
             return Reason::Promoting { kind };
@@ -296,7 +295,13 @@ impl Member {
         });
     }
 
-    fn maintain_sync(&self, obs: &Observation, view: &ClusterView, revision: u64, plan: &mut Plan) {
+    fn maintain_sync(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) {
         let local = &obs.local;
         let desired = sync::desired(
             &self.config,
@@ -305,9 +310,19 @@ impl Member {
             &view.members,
             &local.sync_applied,
         );
-        match sync::next_step(&desired, &local.sync_applied, &view.sync) {
+        match sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync) {
             SyncStep::Settled => {}
             SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
+            SyncStep::Publish(set)
+                if !sync::removal_ready(
+                    &mut self.sync_removal,
+                    &set,
+                    &view.sync,
+                    &local.replicas,
+                    local.lsn,
+                    obs.now,
+                    self.config.loop_wait_ms,
+                ) => {}
             SyncStep::Publish(set) => {
                 let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();
                 plan.push(Action::RecordHistory(HistoryEvent {

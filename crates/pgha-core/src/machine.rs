@@ -127,6 +127,8 @@ pub struct Member {
     /// Slots of members whose key is gone, and since when (leader): dropped only after
     /// `member_slots_ttl_ms`, so a host that reboots comes back to its WAL.
     pub(crate) absent_since: BTreeMap<MemberName, Millis>,
+    /// A member leaving the published synchronous set waits for one that stays to catch up.
+    pub(crate) sync_removal: Option<crate::sync::RemovalMark>,
     pub(crate) rewind_failed: bool,
     pub(crate) force_rewind: bool,
     pub(crate) start_failures: u32,
@@ -183,6 +185,7 @@ impl Member {
             handover: None,
             switchovers_seen: Vec::new(),
             absent_since: BTreeMap::new(),
+            sync_removal: None,
             rewind_failed: false,
             force_rewind: false,
             start_failures: 0,

@@ -3,7 +3,7 @@
 
 use crate::config::{ClusterConfig, SyncMethod, SyncMode};
 use crate::observe::{MemberRecord, ReplicaState};
-use crate::types::MemberName;
+use crate::types::{Lsn, MemberName, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -12,6 +12,10 @@ use std::fmt;
 /// promoted without losing an acknowledged commit.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncSet {
+    /// The leader that published it. It holds every commit it acknowledged, so it stays
+    /// eligible itself (strict mode left with no standby must not be left with no candidate).
+    #[serde(default)]
+    pub leader: Option<MemberName>,
     pub members: BTreeSet<MemberName>,
     /// Acknowledgements each commit waits for (`n` of `FIRST n`/`ANY n`).
     pub count: u32,
@@ -183,7 +187,12 @@ pub fn blocking(
 /// acknowledged commit): additions reach the store before PostgreSQL, removals reach the store
 /// only after PostgreSQL applied them. While a change is under way the published count is the
 /// smallest and the method the stricter (quorum) of the two configurations.
-pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncSet) -> SyncStep {
+pub fn next_step(
+    leader: &MemberName,
+    desired: &SyncApplied,
+    applied: &SyncApplied,
+    published: &SyncSet,
+) -> SyncStep {
     let wanted = desired.as_set();
     let counted = applied.as_set();
     let covered = published.members.is_superset(&wanted) && published.members.is_superset(&counted);
@@ -206,6 +215,7 @@ pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncS
         members.extend(wanted.iter().cloned());
         members.extend(counted.iter().cloned());
         return SyncStep::Publish(SyncSet {
+            leader: Some(leader.clone()),
             members,
             count: lowest,
             method: if quorum {
@@ -219,6 +229,7 @@ pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncS
         return SyncStep::Apply(desired.clone());
     }
     let target = SyncSet {
+        leader: Some(leader.clone()),
         members: wanted,
         count: desired.count,
         method: desired.method,
@@ -227,6 +238,98 @@ pub fn next_step(desired: &SyncApplied, applied: &SyncApplied, published: &SyncS
         return SyncStep::Publish(target);
     }
     SyncStep::Settled
+}
+
+/// What `synchronous_standby_names` must be before `me` is promoted, if not what PostgreSQL
+/// applies now: a standby's configuration may still carry a list from an earlier term, and
+/// a promoted PostgreSQL counts it at once, possibly members outside the published set (a
+/// commit they alone confirmed would be lost by the next failover). Keeps only listed members
+/// of the published set; with none left, `on` starts asynchronous and `strict` waits on a
+/// placeholder until the new leader publishes and applies its own set.
+pub fn before_promotion(
+    config: &ClusterConfig,
+    me: &MemberName,
+    applied: &SyncApplied,
+    published: &SyncSet,
+) -> Option<SyncApplied> {
+    if config.synchronous_mode == SyncMode::Off {
+        return None;
+    }
+    let names: Vec<MemberName> = applied
+        .names
+        .iter()
+        .filter(|n| *n != me && published.members.contains(*n))
+        .cloned()
+        .collect();
+    let wanted = if !names.is_empty() {
+        SyncApplied {
+            method: applied.method,
+            count: applied.count.clamp(1, names.len() as u32),
+            names,
+        }
+    } else if config.synchronous_mode == SyncMode::Strict {
+        SyncApplied {
+            method: config.synchronous_method,
+            count: 1,
+            names: vec![MemberName::new(NO_STANDBY)],
+        }
+    } else {
+        SyncApplied {
+            method: applied.method,
+            ..SyncApplied::default()
+        }
+    };
+    (wanted != *applied).then_some(wanted)
+}
+
+/// A removal from the published set under way: which members stay, and the primary's
+/// position once PostgreSQL had stopped counting the leaving ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovalMark {
+    staying: BTreeSet<MemberName>,
+    first_seen: Millis,
+    lsn: Lsn,
+}
+
+/// Whether `target` may now replace `published` in the store. A member leaves the set only
+/// once a member that stays has flushed every commit PostgreSQL may have acknowledged through
+/// the leaving one: the primary's position, re-read for `settle_ms` after the change was first
+/// seen applied (by then every WAL sender has reloaded), must be flushed by a staying member
+/// that streams. Otherwise a failover would choose among the staying members only and could
+/// lose commits that the leaving member alone confirmed. Additions, and an empty target (in
+/// `on` mode every member is then eligible and the most advanced wins), need no wait.
+pub fn removal_ready(
+    mark: &mut Option<RemovalMark>,
+    target: &SyncSet,
+    published: &SyncSet,
+    replicas: &[ReplicaState],
+    primary_lsn: Lsn,
+    now: Millis,
+    settle_ms: u64,
+) -> bool {
+    let removes = !target.members.is_superset(&published.members);
+    if !removes || target.members.is_empty() {
+        *mark = None;
+        return true;
+    }
+    let current = mark.take().filter(|m| m.staying == target.members);
+    let mut m = current.unwrap_or(RemovalMark {
+        staying: target.members.clone(),
+        first_seen: now,
+        lsn: primary_lsn,
+    });
+    if now.since(m.first_seen) < settle_ms {
+        m.lsn = m.lsn.max(primary_lsn);
+        *mark = Some(m);
+        return false;
+    }
+    let caught_up = replicas
+        .iter()
+        .any(|r| r.streaming && target.members.contains(&r.name) && r.flush_lsn >= m.lsn);
+    if !caught_up {
+        *mark = Some(m);
+    }
+    caught_up
 }
 
 #[cfg(test)]
@@ -391,22 +494,29 @@ mod tests {
             ..old.clone()
         };
         let published = SyncSet {
+            leader: Some("n1".into()),
             members: ["n2".into()].into(),
             count: 1,
             method: SyncMethod::Priority,
         };
         // n3 joins the store first (while PostgreSQL still counts n2 only).
-        let SyncStep::Publish(both) = next_step(&new, &old, &published) else {
+        let SyncStep::Publish(both) = next_step(&"n1".into(), &new, &old, &published) else {
             panic!("an addition must reach the store first");
         };
         assert_eq!(both.members, ["n2".into(), "n3".into()].into());
         // Then PostgreSQL switches to n3, and only then n2 leaves the store.
-        assert_eq!(next_step(&new, &old, &both), SyncStep::Apply(new.clone()));
-        let SyncStep::Publish(only_new) = next_step(&new, &new, &both) else {
+        assert_eq!(
+            next_step(&"n1".into(), &new, &old, &both),
+            SyncStep::Apply(new.clone())
+        );
+        let SyncStep::Publish(only_new) = next_step(&"n1".into(), &new, &new, &both) else {
             panic!("the removal is published once PostgreSQL applied it");
         };
         assert_eq!(only_new.members, ["n3".into()].into());
-        assert_eq!(next_step(&new, &new, &only_new), SyncStep::Settled);
+        assert_eq!(
+            next_step(&"n1".into(), &new, &new, &only_new),
+            SyncStep::Settled
+        );
     }
 
     #[test]
@@ -421,26 +531,30 @@ mod tests {
             ..two.clone()
         };
         let published = SyncSet {
+            leader: Some("n1".into()),
             members: ["n2".into(), "n3".into()].into(),
             count: 2,
             method: SyncMethod::Quorum,
         };
         // Lowering: ANY 1 needs more members compared at failover: published before applied.
-        let SyncStep::Publish(lowered) = next_step(&one, &two, &published) else {
+        let SyncStep::Publish(lowered) = next_step(&"n1".into(), &one, &two, &published) else {
             panic!("a lower quorum count reaches the store first");
         };
         assert_eq!(lowered.count, 1);
         assert_eq!(
-            next_step(&one, &two, &lowered),
+            next_step(&"n1".into(), &one, &two, &lowered),
             SyncStep::Apply(one.clone())
         );
-        assert_eq!(next_step(&one, &one, &lowered), SyncStep::Settled);
+        assert_eq!(
+            next_step(&"n1".into(), &one, &one, &lowered),
+            SyncStep::Settled
+        );
         // Raising: applied first, published after.
         assert_eq!(
-            next_step(&two, &one, &lowered),
+            next_step(&"n1".into(), &two, &one, &lowered),
             SyncStep::Apply(two.clone())
         );
-        let SyncStep::Publish(raised) = next_step(&two, &two, &lowered) else {
+        let SyncStep::Publish(raised) = next_step(&"n1".into(), &two, &two, &lowered) else {
             panic!("the higher count is published once applied");
         };
         assert_eq!(raised.count, 2);

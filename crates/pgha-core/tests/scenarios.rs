@@ -737,6 +737,7 @@ fn a_crashed_synchronous_primary_hands_over_instead_of_restarting() {
         .with("n2", record(&n2, Some("n1")))
         .config(|c| c.synchronous_mode = SyncMode::On);
     view.0.sync = SyncSet {
+        leader: Some(name("n1")),
         members: [name("n2")].into(),
         count: 1,
         method: SyncMethod::Priority,
@@ -1279,4 +1280,114 @@ fn outside_the_failsafe_list_visibility_counts_only_while_watching() {
     assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
     let d = n2.step(&obs(2 * ttl + 1_000, a, &view, vec![]));
     assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+}
+
+/// I4 across a live change of the synchronous set (found by modelling acknowledgements in the
+/// simulation): n2 is tagged `nosync` and PostgreSQL now counts only n3, which lags far
+/// behind. Commits acknowledged through n2 before the change are on n2 alone; were n2 taken
+/// out of the published set now, a failover would promote n3 and lose them. n2 leaves the set
+/// only once n3 has flushed what the primary had written by then.
+#[test]
+fn a_standby_leaves_the_synchronous_set_only_after_a_remaining_one_caught_up() {
+    let mut n1 = member("n1");
+    let mut leaving = record(&standby(1, 5000, Some("n1")), None);
+    leaving.tags.nosync = true;
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", leaving)
+        .with("n3", record(&standby(1, 1000, Some("n1")), None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2"), name("n3")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let replica = |n: &str, flush: u64| ReplicaState {
+        name: name(n),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let pg = |n3_flush: u64| LocalPg {
+        replicas: vec![replica("n2", 5000), replica("n3", n3_flush)],
+        sync_applied: SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec![name("n3")],
+        },
+        ..primary(1, 5000)
+    };
+    let drops_n2 = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if !set.members.contains(&name("n2"))),
+        )
+    };
+    let d = n1.step(&obs(0, pg(1000), &view, vec![acquired(0, 7)]));
+    assert!(!drops_n2(&d), "n2 left the set while n3 lags: {d:?}");
+    for t in [1000, 2000, 5000] {
+        let d = n1.step(&obs(t, pg(4999), &view, vec![]));
+        assert!(!drops_n2(&d), "n2 left the set while n3 lags: {d:?}");
+    }
+    let d = n1.step(&obs(6000, pg(5000), &view, vec![]));
+    assert!(drops_n2(&d), "n3 caught up: n2 may leave the set: {d:?}");
+}
+
+/// Found by the simulation (seed 2, once it checked that the store's set covers what the
+/// primary's PostgreSQL counts): n2 still carries `synchronous_standby_names` from its own
+/// earlier term, counting n1, which is outside the published set. Promoted as it is, it would
+/// acknowledge commits that only n1 confirmed, and the next failover, choosing inside the set,
+/// could lose them. Before promoting it keeps only listed members of the set; strict mode
+/// with none left waits on a placeholder.
+#[test]
+fn a_winner_drops_standbys_outside_the_published_set_before_promoting() {
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let mut n2 = member("n2");
+        let stale = SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec![name("n1"), name("n3")],
+        };
+        let local = LocalPg {
+            sync_applied: stale.clone(),
+            ..standby(1, 5000, None)
+        };
+        let mut mine = View::new()
+            .leader("n2", 11)
+            .with("n2", record(&local, Some("n2")))
+            .config(|c| c.synchronous_mode = mode);
+        mine.0.sync = SyncSet {
+            leader: Some(name("n1")),
+            members: [name("n2"), name("n3")].into(),
+            count: 1,
+            method: SyncMethod::Priority,
+        };
+        let d = n2.step(&obs(200, local.clone(), &mine, vec![acquired(100, 11)]));
+        assert_eq!(d.actions.last(), Some(&Action::Promote), "{mode:?}: {d:?}");
+        let set = d.actions.iter().find_map(|a| match a {
+            Action::SetSync(applied) => Some(applied.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            set.map(|s| s.names),
+            Some(vec![name("n3")]),
+            "{mode:?}: n1 must not be counted: {d:?}"
+        );
+
+        // Nothing of the stale list in the set: `on` starts asynchronous, strict waits.
+        let mut n2 = member("n2");
+        mine.0.sync.members = [name("n2")].into();
+        let d = n2.step(&obs(200, local.clone(), &mine, vec![acquired(100, 11)]));
+        let set = d.actions.iter().find_map(|a| match a {
+            Action::SetSync(applied) => Some(applied.clone()),
+            _ => None,
+        });
+        let set = set.expect("the stale list is replaced before promoting");
+        match mode {
+            SyncMode::On => assert!(set.is_async(), "{d:?}"),
+            _ => assert_eq!(set.names, vec![name(sync::NO_STANDBY)], "{d:?}"),
+        }
+    }
 }

@@ -337,8 +337,16 @@ async fn on_moves_sync_role_without_blocking_writes() {
         slowest < BLOCKED,
         "a write took {slowest:?} while the sync role moved"
     );
-    let set = c.up.status().unwrap()["synchronous"]["set"].clone();
-    assert_eq!(set, serde_json::json!(["n3"]));
+    // n2 leaves the published set once n3 has flushed what n1 had written when PostgreSQL
+    // stopped counting n2 (about a loop later).
+    wait_for(
+        "the published set to become [n3]",
+        Duration::from_secs(10),
+        || {
+            let set = c.up.status()?["synchronous"]["set"].clone();
+            (set == serde_json::json!(["n3"])).then_some(())
+        },
+    );
 
     c.ok("start", &["n2"]);
     let back = c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);

@@ -63,6 +63,8 @@ struct Node {
     paused_until: u64,
     /// PostgreSQL runs but does not answer probes until then.
     unresponsive_until: u64,
+    /// Its WAL receiver falls behind (slow disk, busy network) until then.
+    lagging_until: u64,
     /// Lease results on their way back from a slow store: (delivered at, outcome).
     in_flight: Vec<(u64, Outcome)>,
     /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
@@ -90,6 +92,21 @@ pub struct Stats {
     pub failovers: u32,
     pub switchovers: u32,
     pub rewinds: u32,
+    /// Promotions in a synchronous mode that kept every synchronously acknowledged write.
+    pub sync_promotions: u32,
+    /// Promotions that lost synchronously acknowledged writes because every standby that had
+    /// confirmed them was gone too (two failures; I4 promises one).
+    pub sync_lost_to_double_failure: u32,
+}
+
+/// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
+/// confirmed it (writes acknowledged while running asynchronously carry no promise).
+#[derive(Clone, Debug)]
+struct Acknowledged {
+    tl: u32,
+    lsn: u64,
+    /// The standbys that had flushed it when it was acknowledged.
+    confirmed_by: Vec<usize>,
 }
 
 pub struct World {
@@ -106,14 +123,30 @@ pub struct World {
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,
     next_tl: u32,
+    /// I4's ledger: the newest synchronously acknowledged commit.
+    acknowledged: Option<Acknowledged>,
+    /// Which members were writable at the previous check (a promotion is a rising edge).
+    was_writable: Vec<bool>,
     pub stats: Stats,
 }
 
 impl World {
     pub fn new(seed: u64, size: usize) -> World {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        // The replication mode varies with the seed: a third of the seeds each run
+        // asynchronous, `on` and `strict`, with priority or quorum counting.
         let config = ClusterConfig {
             stream_timeout_ms: 5_000,
+            synchronous_mode: match seed % 3 {
+                0 => SyncMode::Off,
+                1 => SyncMode::On,
+                _ => SyncMode::Strict,
+            },
+            synchronous_method: if (seed / 3) % 2 == 0 {
+                SyncMethod::Priority
+            } else {
+                SyncMethod::Quorum
+            },
             ..ClusterConfig::default()
         };
         let nodes = (0..size)
@@ -139,6 +172,7 @@ impl World {
                     fence_at: None,
                     paused_until: 0,
                     unresponsive_until: 0,
+                    lagging_until: 0,
                     in_flight: Vec::new(),
                     last_seen_leader: None,
                     promised_until: 0,
@@ -167,6 +201,8 @@ impl World {
             slow_store: false,
             store_down_until: 0,
             next_tl: 2,
+            acknowledged: None,
+            was_writable: vec![false; size],
             stats: Stats::default(),
         }
     }
@@ -187,6 +223,7 @@ impl World {
             self.nodes[i].partition_until = 0;
             self.nodes[i].paused_until = 0;
             self.nodes[i].unresponsive_until = 0;
+            self.nodes[i].lagging_until = 0;
             if self.nodes[i].member.is_none() {
                 self.restart_agent(i);
             }
@@ -246,7 +283,7 @@ impl World {
             return;
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
-        match self.rng.below(13) {
+        match self.rng.below(16) {
             0 => {
                 // node crash: agent and PostgreSQL die together
                 self.nodes[i].member = None;
@@ -290,8 +327,46 @@ impl World {
                     n.partition_until = n.partition_until.max(until);
                 }
             }
+            12 => self.change_sync_config(),
+            14 => {
+                // a standby's replication falls behind for a while
+                self.nodes[i].lagging_until = self.now + self.rng.below(20_000);
+            }
+            13 => {
+                // A member's `nosync` tag or priority edited, and its agent restarted to take it
+                // (PostgreSQL keeps running): the synchronous set changes without any failure.
+                if self.rng.chance(500) {
+                    self.nodes[i].tags.nosync = !self.nodes[i].tags.nosync;
+                } else {
+                    self.nodes[i].tags.priority = self.rng.below(3) as u32;
+                }
+                self.nodes[i].member = None;
+                self.nodes[i].job = None;
+                self.nodes[i].in_flight.clear();
+                self.restart_agent(i);
+            }
             _ => self.change_ttl(),
         }
+    }
+
+    /// `pgha config set synchronous_mode=... synchronous_method=...` while the cluster runs:
+    /// between `on` and `strict`, or the counting method (asynchronous seeds stay so).
+    fn change_sync_config(&mut self) {
+        if self.config.synchronous_mode == SyncMode::Off {
+            return;
+        }
+        if self.rng.chance(500) {
+            self.config.synchronous_mode = match self.config.synchronous_mode {
+                SyncMode::On => SyncMode::Strict,
+                _ => SyncMode::On,
+            };
+        } else {
+            self.config.synchronous_method = match self.config.synchronous_method {
+                SyncMethod::Priority => SyncMethod::Quorum,
+                SyncMethod::Quorum => SyncMethod::Priority,
+            };
+        }
+        self.wake_all();
     }
 
     fn restart_agent(&mut self, i: usize) {
@@ -351,6 +426,7 @@ impl World {
         self.now += TICK;
         self.expire();
         self.replicate();
+        self.acknowledge();
         self.finish_jobs();
         self.supervise();
         for i in 0..self.nodes.len() {
@@ -374,6 +450,91 @@ impl World {
         }
         self.check_one_writer();
         self.track_health();
+    }
+
+    /// What PostgreSQL acknowledges on the primary this tick. With `synchronous_standby_names`
+    /// set, a commit returns once the standbys it counts have flushed it (`FIRST k`: the first
+    /// k listed standbys that stream from it; `ANY k`: any k of the listed ones); empty, at
+    /// once, with no promise to keep. The newest synchronous acknowledgement goes in the ledger.
+    fn acknowledge(&mut self) {
+        let Some(p) = (0..self.nodes.len()).find(|&i| writable(&self.nodes[i].pg)) else {
+            return;
+        };
+        let applied = self.nodes[p].pg.sync.clone();
+        if applied.is_async() {
+            return;
+        }
+        let streaming: Vec<usize> = applied
+            .names
+            .iter()
+            .filter_map(|name| self.nodes.iter().position(|n| &n.name == name))
+            .filter(|&s| {
+                let pg = &self.nodes[s].pg;
+                pg.running && pg.in_recovery && pg.streaming && pg.upstream == Some(p)
+            })
+            .collect();
+        let k = applied.count.max(1) as usize;
+        if streaming.len() < k {
+            return; // commits wait
+        }
+        let counted: Vec<usize> = match applied.method {
+            SyncMethod::Priority => streaming[..k].to_vec(),
+            SyncMethod::Quorum => streaming,
+        };
+        let mut flushed: Vec<u64> = counted.iter().map(|&s| self.nodes[s].pg.lsn).collect();
+        flushed.sort_unstable_by(|a, b| b.cmp(a));
+        let primary = &self.nodes[p].pg;
+        let (tl, lsn) = (primary.tl, flushed[k - 1].min(primary.lsn));
+        if self
+            .acknowledged
+            .as_ref()
+            .is_some_and(|a| a.tl == tl && a.lsn >= lsn)
+        {
+            return;
+        }
+        let confirmed_by = counted
+            .into_iter()
+            .filter(|&s| self.nodes[s].pg.lsn >= lsn)
+            .collect();
+        self.acknowledged = Some(Acknowledged {
+            tl,
+            lsn,
+            confirmed_by,
+        });
+    }
+
+    /// I4 at the moment `w` becomes writable: it holds the newest synchronously acknowledged
+    /// commit, unless every standby that confirmed that commit is gone as well (a second
+    /// failure). A confirming standby that stayed healthy and visible through the leaderless
+    /// period, and still holds the commit, must have kept it from being lost.
+    fn check_acknowledged_writes_kept(&mut self, w: usize) {
+        let Some(ack) = self.acknowledged.clone() else {
+            return;
+        };
+        if holds(&self.nodes[w].pg, &ack) {
+            self.stats.sync_promotions += 1;
+            return;
+        }
+        let gone = self.store.leader_gone_at;
+        for &c in &ack.confirmed_by {
+            let n = &self.nodes[c];
+            let stayed_healthy = n
+                .healthy_since
+                .is_some_and(|since| gone.map_or(true, |g| since < g));
+            if c != w && stayed_healthy && !n.tags.nofailover && holds(&n.pg, &ack) {
+                self.fail(format!(
+                    "I4: {} became writable at {}/{} without the commit acknowledged at {}/{}, \
+                     which {} confirmed and still holds",
+                    self.nodes[w].name,
+                    self.nodes[w].pg.tl,
+                    self.nodes[w].pg.lsn,
+                    ack.tl,
+                    ack.lsn,
+                    n.name
+                ));
+            }
+        }
+        self.stats.sync_lost_to_double_failure += 1;
     }
 
     /// The supervisors: each kills its PostgreSQL once its fencing deadline has passed.
@@ -465,10 +626,16 @@ impl World {
             n.pg.streaming = streaming;
             if streaming && !self.rng.chance(200) {
                 let up = &self.nodes[pg.upstream.unwrap()].pg.clone();
+                let lagging = self.nodes[i].lagging_until > self.now;
+                let step = self.rng.below(300);
                 let n = &mut self.nodes[i];
                 n.pg.tl = up.tl;
                 n.pg.history = up.history.clone();
-                n.pg.lsn = n.pg.lsn.max(up.lsn.saturating_sub(self.rng.below(300)));
+                n.pg.lsn = if lagging {
+                    up.lsn.min(n.pg.lsn + step)
+                } else {
+                    n.pg.lsn.max(up.lsn.saturating_sub(step))
+                };
             }
         }
     }
@@ -922,10 +1089,35 @@ impl World {
 
     /// I1: at most one writable PostgreSQL, and only the live lease holder (or, in a store
     /// outage, a leader every listed member promised not to replace).
-    fn check_one_writer(&self) {
+    fn check_one_writer(&mut self) {
         let writable: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].pg.running && !self.nodes[i].pg.in_recovery)
+            .filter(|&i| writable(&self.nodes[i].pg))
             .collect();
+        for &w in &writable {
+            if !self.was_writable[w] {
+                self.check_acknowledged_writes_kept(w);
+            }
+        }
+        for i in 0..self.nodes.len() {
+            self.was_writable[i] = writable.contains(&i);
+        }
+        // The store's set covers every standby the writable primary's PostgreSQL counts.
+        if let Some(&w) = writable.first() {
+            let set = &self.store.sync;
+            let uncovered: Vec<&MemberName> = self.nodes[w]
+                .pg
+                .sync
+                .names
+                .iter()
+                .filter(|n| n.as_str() != sync::NO_STANDBY && !set.members.contains(*n))
+                .collect();
+            if !uncovered.is_empty() && self.config.synchronous_mode != SyncMode::Off {
+                self.fail(format!(
+                    "{} counts {uncovered:?} for commits, outside the published set {:?}",
+                    self.nodes[w].name, set.members
+                ));
+            }
+        }
         if writable.len() > 1 {
             self.fail(format!("two writable primaries: {writable:?}"));
         }
@@ -988,7 +1180,7 @@ impl World {
                 SyncMode::Off => false,
                 SyncMode::On => !set.is_empty() && !set.contains(&n.name),
                 SyncMode::Strict => !set.contains(&n.name),
-            };
+            } && self.store.sync.leader.as_ref() != Some(&n.name);
             if i == winner
                 || !stayed_healthy
                 || n.tags.nofailover
@@ -1005,6 +1197,18 @@ impl World {
             }
         }
     }
+}
+
+fn writable(pg: &Pg) -> bool {
+    pg.running && !pg.in_recovery
+}
+
+/// Whether `pg`'s WAL contains the acknowledged commit.
+fn holds(pg: &Pg, ack: &Acknowledged) -> bool {
+    if pg.tl == ack.tl {
+        return pg.lsn >= ack.lsn;
+    }
+    rejoin::switch_point(&pg.history, Timeline(ack.tl)).is_some_and(|l| l.0 >= ack.lsn)
 }
 
 fn new_member(name: &MemberName, tags: &Tags, config: &ClusterConfig) -> Member {
