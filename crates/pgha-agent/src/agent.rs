@@ -466,6 +466,12 @@ impl Agent {
         if local.streaming && local.upstream.is_some() {
             self.upstream = local.upstream.clone();
         }
+        // Every configuration write renders what PostgreSQL applies now, until the core asks
+        // for another list: an agent restarted beside a running primary must not rewrite its
+        // synchronous standbys to nothing (commits would be acknowledged that no standby has).
+        if local.running && !local.unresponsive {
+            self.sync_applied = local.sync_applied.clone();
+        }
         let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
         if wanted_commit.is_some() && wanted_commit != self.commit_level && self.job.is_none() {
             let before = std::mem::replace(&mut self.commit_level, wanted_commit.clone());

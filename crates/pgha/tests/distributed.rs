@@ -852,12 +852,32 @@ fn a_required_watchdog_that_cannot_open_keeps_the_member_from_being_promoted() {
 
 /// How the agent binary is upgraded without a failover (docs/design.md): in maintenance mode
 /// a stopped agent leaves PostgreSQL running (its supervisor disarmed, nobody takes over), and
-/// the agent started again within the ttl adopts the running primary and its leader key.
+/// the agent started again within the ttl adopts the running primary and its leader key. In
+/// strict synchronous mode, the restarted agent keeps PostgreSQL's synchronous standby list
+/// (it once rewrote the configuration from its empty memory: asynchronous until resumed).
 #[test]
 fn paused_leader_agent_restarts_without_touching_postgresql() {
     let _serial = serial();
+    let rt = runtime();
     let mut c = DistCluster::start(&Options::default());
     let leader = c.wait_converged(Duration::from_secs(60));
+    let out = c.cli(&["config", "set", "synchronous_mode=strict"]);
+    assert!(
+        out.status.success(),
+        "config set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sync_names = |c: &DistCluster| {
+        sql(&rt, c.agent(&leader), "SHOW synchronous_standby_names").unwrap_or_default()
+    };
+    let applied = wait_until(
+        "the leader to apply a synchronous standby list",
+        Duration::from_secs(30),
+        || {
+            let names = sync_names(&c);
+            (names.starts_with("FIRST") || names.starts_with("ANY")).then_some(names)
+        },
+    );
     let pm = c
         .agent(&leader)
         .postmaster_pid()
@@ -896,6 +916,14 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
         c.agent(&leader).postmaster_pid(),
         Some(pm),
         "PostgreSQL was restarted"
+    );
+    // A few loops of the adopted agent, still paused (nothing would set the list again).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sync_names(&c),
+        applied,
+        "the restarted agent changed synchronous_standby_names:\n{}",
+        c.agent(&leader).log()
     );
     let out = c.cli(&["resume"]);
     assert!(
