@@ -7,4 +7,9 @@ scripts/install-deps.sh test
 
 # End-to-end tests start several PostgreSQL instances each: two at a time is enough for 2 cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+# Lints first: among them the decision core's purity (crates/pgha-core/clippy.toml: no clock,
+# no I/O, no randomness, no hash-ordered collections in pgha-core).
+if [ "$#" -eq 0 ]; then
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+fi
 cargo test --workspace --locked "$@"

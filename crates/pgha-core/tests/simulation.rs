@@ -13,6 +13,7 @@ mod world;
 
 use world::World;
 
+#[allow(clippy::disallowed_methods)] // test settings, read from the environment
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("PGHA_SIM_SEED") {
         return vec![seed.parse().expect("PGHA_SIM_SEED is a number")];

@@ -51,7 +51,7 @@ async fn main() {
         }
         let start = epoch();
         let ok = async {
-            if client.as_ref().map_or(true, |c| c.is_closed()) {
+            if client.as_ref().is_none_or(|c| c.is_closed()) {
                 let (c, conn) = tokio::time::timeout(
                     Duration::from_secs(2),
                     tokio_postgres::connect(&url, tokio_postgres::NoTls),

@@ -64,7 +64,7 @@ async fn require_token(
     );
     if !read && request.uri().path() != pgha_agent::failsafe::FAILSAFE_PATH {
         if let Err(refused) = authorised(&api, request.headers()) {
-            return refused;
+            return refused.into_response();
         }
     }
     next.run(request).await
@@ -232,10 +232,34 @@ async fn failsafe(
     }
 }
 
+/// Why a mutating request was refused before it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unauthorised {
+    /// No `api_token` in the secrets file: control endpoints are off.
+    Disabled,
+    /// The request's bearer token is missing or not the configured one.
+    WrongToken,
+}
+
+impl IntoResponse for Unauthorised {
+    fn into_response(self) -> Response {
+        let (status, error) = match self {
+            Unauthorised::Disabled => (
+                StatusCode::FORBIDDEN,
+                "control endpoints are disabled: set api_token in the secrets file",
+            ),
+            Unauthorised::WrongToken => {
+                (StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
+            }
+        };
+        (status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
 /// Checks the bearer token of a mutating request.
-fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Response> {
+fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Unauthorised> {
     let Some(token) = &api.token else {
-        return Err((StatusCode::FORBIDDEN, Json(json!({ "error": "control endpoints are disabled: set api_token in the secrets file" }))).into_response());
+        return Err(Unauthorised::Disabled);
     };
     let given = headers
         .get("authorization")
@@ -244,11 +268,7 @@ fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Response> {
     if given == Some(token.as_str()) {
         Ok(())
     } else {
-        Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "missing or wrong bearer token" })),
-        )
-            .into_response())
+        Err(Unauthorised::WrongToken)
     }
 }
 
@@ -273,7 +293,7 @@ async fn switchover(
     Json(body): Json<PromoteRequest>,
 ) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     outcome(crate::ops::request(api.store.as_ref(), body.to_request(RequestKind::Switchover)).await)
 }
@@ -284,7 +304,7 @@ async fn failover(
     Json(body): Json<PromoteRequest>,
 ) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     let kind = RequestKind::Failover {
         force: body.force,
@@ -295,14 +315,14 @@ async fn failover(
 
 async fn pause(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=true".into()]).await)
 }
 
 async fn resume(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=false".into()]).await)
 }
@@ -317,7 +337,7 @@ async fn set_config(
     Json(body): Json<ConfigChange>,
 ) -> Response {
     if let Err(r) = authorised(&api, &headers) {
-        return r;
+        return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &body.assignments).await)
 }

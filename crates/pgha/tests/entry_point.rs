@@ -1,6 +1,9 @@
 //! The read-write entry point (pgha's proxy) through a switchover and a failover: clients
 //! opening a new connection per write are never refused, only held for a bounded time, and
 //! the read-only entry point never accepts a write.
+// The serial() guard is held for a whole test on purpose: it orders tests that each run a
+// cluster, it guards no data an await could race on.
+#![allow(clippy::await_holding_lock)]
 
 mod common;
 

@@ -3,6 +3,9 @@
 //!
 //! Each test runs its own 3-member `pgha up` on free ports; the tests of this file run one at a
 //! time (a 2-core machine runs one 3-member cluster well, two of them badly).
+// The serial() guard is held for a whole test on purpose: it orders tests that each run a
+// cluster, it guards no data an await could race on.
+#![allow(clippy::await_holding_lock)]
 
 mod common;
 

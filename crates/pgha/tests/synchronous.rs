@@ -5,6 +5,9 @@
 //!
 //! Each test runs its own 3-member `pgha up` on free ports, one at a time. The durability loop
 //! runs `PGHA_DURABILITY_ROUNDS` kills per mode (default 5; the figure is 20).
+// The serial() guard is held for a whole test on purpose: it orders tests that each run a
+// cluster, it guards no data an await could race on.
+#![allow(clippy::await_holding_lock)]
 
 mod common;
 

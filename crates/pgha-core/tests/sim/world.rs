@@ -520,7 +520,7 @@ impl World {
             let n = &self.nodes[c];
             let stayed_healthy = n
                 .healthy_since
-                .is_some_and(|since| gone.map_or(true, |g| since < g));
+                .is_some_and(|since| gone.is_none_or(|g| since < g));
             if c != w && stayed_healthy && !n.tags.nofailover && holds(&n.pg, &ack) {
                 self.fail(format!(
                     "I4: {} became writable at {}/{} without the commit acknowledged at {}/{}, \
@@ -844,7 +844,7 @@ impl World {
         self.nodes[i].outcomes.clear();
         self.nodes[i].woken = None;
         let decision = self.nodes[i].member.as_mut().unwrap().step(&obs);
-        if std::env::var("PGHA_SIM_TRACE").is_ok() {
+        if tracing() {
             eprintln!(
                 "{:>6} {} {} {:?}",
                 self.now, self.nodes[i].name, decision.reason, decision.actions
@@ -1197,6 +1197,12 @@ impl World {
             }
         }
     }
+}
+
+/// `PGHA_SIM_TRACE=1` prints every decision.
+#[allow(clippy::disallowed_methods)] // a test setting, read from the environment
+fn tracing() -> bool {
+    std::env::var("PGHA_SIM_TRACE").is_ok()
 }
 
 fn writable(pg: &Pg) -> bool {
