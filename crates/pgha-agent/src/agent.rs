@@ -21,8 +21,8 @@ use crate::fence::{FenceState, Fencing};
 use crate::jobs::{run_job, JobContext};
 use crate::local::LocalProbe;
 use crate::spec::{postgres_address, Dynamic, NodeSpec};
-use crate::view::{cluster_view, HistoryEntry};
 use pgha_pg::lease_file::boot_clock_ms;
+use pgha_store::{cluster_view, HistoryEntry};
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
@@ -437,11 +437,19 @@ impl Agent {
             .min(to_deadline)
             .max(Duration::from_millis(50));
         let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
-            Ok(Ok(snapshot)) => {
-                let view = cluster_view(&snapshot);
-                self.view = Some(view.clone());
-                StoreView::Up(Box::new(view))
-            }
+            Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
+                Ok(view) => {
+                    self.view = Some(view.clone());
+                    StoreView::Up(Box::new(view))
+                }
+                // Nothing is decided on a guess: an unreadable key reads as a store outage.
+                Err(e) => {
+                    tracing::error!("{}: {e}", self.spec.name);
+                    StoreView::Down {
+                        error: e.to_string(),
+                    }
+                }
+            },
             Ok(Err(e)) => StoreView::Down {
                 error: e.to_string(),
             },

@@ -9,8 +9,6 @@ pub mod jobs;
 pub mod local;
 pub mod spec;
 pub mod timelines;
-pub mod view;
 
 pub use agent::{Agent, AgentHandle, AgentReport};
 pub use spec::NodeSpec;
-pub use view::{cluster_view, HistoryEntry};

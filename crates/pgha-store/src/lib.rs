@@ -3,8 +3,9 @@
 //! The agent loop holds an `Arc<dyn Store>` and, each iteration:
 //!
 //! 1. reads [`Store::snapshot`] (one consistent read: leader key and its revision, live
-//!    member keys, `config`, `sync`, `switchover`, `initialize`, history) and maps it into
-//!    `pgha_core::ClusterView` (values are JSON written by pgha; the store does not parse them);
+//!    member keys, `config`, `sync`, `switchover`, `initialize`, history) and decodes it into
+//!    `pgha_core::ClusterView` with [`cluster_view`] (values are JSON written by pgha; one that
+//!    does not decode is an [`Unreadable`] error naming its key, never a default);
 //! 2. executes the core's store actions: [`Store::acquire_leader`] (create-if-absent, bound to
 //!    a lease of `ttl`; record the instant the request was *sent* for the core's lease trust),
 //!    [`Store::renew_leader`] / [`Store::release_leader`] (compare-and-set on the term
@@ -26,6 +27,7 @@ pub mod memory;
 pub mod model;
 mod persist;
 pub mod store;
+pub mod view;
 
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::StoreError;
@@ -33,3 +35,4 @@ pub use etcd::EtcdStore;
 pub use memory::MemoryStore;
 pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 pub use store::{Store, Watch};
+pub use view::{cluster_view, history_entries, HistoryEntry, Unreadable};

@@ -127,7 +127,7 @@ async fn replica(
         .snapshot()
         .await
         .ok()
-        .map(|s| pgha_agent::cluster_view(&s));
+        .and_then(|s| pgha_store::cluster_view(&s).ok());
     let leader_lsn = view.as_ref().and_then(|v| {
         v.leader
             .as_ref()
@@ -152,9 +152,14 @@ async fn replica(
 
 /// The whole cluster as the store sees it.
 async fn cluster(State(api): State<AgentApi>) -> Response {
-    match api.store.snapshot().await {
-        Ok(s) => {
-            let view = pgha_agent::cluster_view(&s);
+    let read = match api.store.snapshot().await {
+        Ok(s) => pgha_store::cluster_view(&s)
+            .map(|view| (view, s))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match read {
+        Ok((view, s)) => {
             let members: serde_json::Map<String, serde_json::Value> = view
                 .members
                 .iter()
@@ -165,15 +170,11 @@ async fn cluster(State(api): State<AgentApi>) -> Response {
                 "members": members,
                 "config": view.config,
                 "sync": view.sync,
-                "history": pgha_agent::view::history_entries(&s),
+                "history": pgha_store::history_entries(&s),
             }))
             .into_response()
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": e.to_string() })),
-        )
-            .into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e }))).into_response(),
     }
 }
 
@@ -248,9 +249,7 @@ impl IntoResponse for Unauthorised {
                 StatusCode::FORBIDDEN,
                 "control endpoints are disabled: set api_token in the secrets file",
             ),
-            Unauthorised::WrongToken => {
-                (StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-            }
+            Unauthorised::WrongToken => (StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
         };
         (status, Json(json!({ "error": error }))).into_response()
     }

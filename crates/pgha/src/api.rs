@@ -166,7 +166,7 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
 
 async fn history(State(rt): State<Arc<Runtime>>) -> Response {
     match rt.store.snapshot().await {
-        Ok(s) => Json(pgha_agent::view::history_entries(&s)).into_response(),
+        Ok(s) => Json(pgha_store::history_entries(&s)).into_response(),
         Err(e) => failed(e.into()),
     }
 }

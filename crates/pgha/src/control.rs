@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use pgha_agent::HistoryEntry;
+use pgha_store::HistoryEntry;
 use pgha_store::{MemoryStore, Store, TokioClock};
 use serde::Serialize;
 
@@ -75,7 +75,7 @@ pub async fn history(cluster: &LocalCluster) -> anyhow::Result<Vec<HistoryEntry>
                 return Ok(Vec::new());
             }
             let store = persisted_store(cluster)?;
-            Ok(pgha_agent::view::history_entries(&store.snapshot().await?))
+            Ok(pgha_store::history_entries(&store.snapshot().await?))
         }
         Err(e) => Err(client::explain(cluster, e)),
     }
@@ -88,7 +88,7 @@ pub async fn config(cluster: &LocalCluster) -> anyhow::Result<pgha_core::Cluster
         Err(ApiError::NotRunning) => {
             let store = persisted_store(cluster)?;
             let snapshot = store.snapshot().await?;
-            Ok(pgha_agent::cluster_view(&snapshot).config)
+            Ok(pgha_store::cluster_view(&snapshot)?.config)
         }
         Err(e) => Err(client::explain(cluster, e)),
     }

@@ -8,7 +8,7 @@ use pgha_store::{Guard, Key, Store, StoreError};
 
 /// The cluster as the store sees it now.
 pub async fn view(store: &dyn Store) -> anyhow::Result<ClusterView> {
-    Ok(pgha_agent::cluster_view(&store.snapshot().await?))
+    Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
 }
 
 /// Validates a switchover/failover request against the current view and writes it; returns

@@ -108,11 +108,11 @@ pub async fn config(file: &Path) -> anyhow::Result<pgha_core::ClusterConfig> {
     Ok(crate::ops::view(store.as_ref()).await?.config)
 }
 
-pub async fn history(file: &Path) -> anyhow::Result<Vec<pgha_agent::HistoryEntry>> {
+pub async fn history(file: &Path) -> anyhow::Result<Vec<pgha_store::HistoryEntry>> {
     let node = Node::load(file)?;
     let store = node.connect_store(CLI_ETCD_PATIENCE).await?;
     use pgha_store::Store;
-    Ok(pgha_agent::view::history_entries(&store.snapshot().await?))
+    Ok(pgha_store::history_entries(&store.snapshot().await?))
 }
 
 /// `pgha proxy --config FILE`: the proxy alone, following the leader in etcd.

@@ -1,0 +1,202 @@
+//! The store's snapshot (JSON values pgha wrote) decoded into the core's `ClusterView`, and
+//! the history entries. Decisions are never made on a guess: a value that does not decode is
+//! an error naming its key, not a default.
+
+use std::time::SystemTime;
+
+use pgha_core::{
+    ClusterConfig, ClusterView, FailsafeList, HistoryEvent, LeaderKey, LeaderPosition, MemberName,
+    MemberRecord, PendingSwitchover, SwitchoverRequest, SyncSet, SystemId,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Key, Snapshot};
+
+/// One history entry as stored: the core's event plus when it happened (wall clock).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry {
+    /// RFC 3339, UTC, seconds precision.
+    pub at: String,
+    #[serde(flatten)]
+    pub event: HistoryEvent,
+}
+
+impl HistoryEntry {
+    pub fn now(event: HistoryEvent) -> Self {
+        HistoryEntry {
+            at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            event,
+        }
+    }
+}
+
+/// A value in the store that pgha cannot read (written by hand, or by an incompatible
+/// version). Members treat the cluster as unreadable, as if the store were down, rather than
+/// decide on defaults (a missing synchronous set or position could promote the wrong member).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store's {key} key holds an unreadable {what}: {source} (restore it, or delete it \
+     with etcdctl if pgha may recreate it; `pgha config set` validates what it writes)"
+)]
+pub struct Unreadable {
+    /// The key, as pgha names it under the cluster prefix (`config`, `members/n1`, ...).
+    pub key: String,
+    pub what: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    key: impl Into<String>,
+    what: &'static str,
+    text: &str,
+) -> Result<T, Unreadable> {
+    serde_json::from_str(text).map_err(|source| Unreadable {
+        key: key.into(),
+        what,
+        source,
+    })
+}
+
+/// Builds the core's view of `snapshot`; any unreadable decision input is an error. History
+/// entries only explain the past: one that does not decode is left out (and logged).
+pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
+    let mut members = std::collections::BTreeMap::new();
+    for (name, v) in &snapshot.members {
+        let record: MemberRecord = decode(format!("members/{name}"), "member record", &v.value)?;
+        members.insert(MemberName::new(name.as_str()), record);
+    }
+    let key = |k: Key| snapshot.get(k).map(|v| (v.value.as_str(), v.revision));
+    let initialize = match key(Key::Initialize) {
+        Some((v, _)) => Some(decode::<SystemId>("initialize", "system identifier", v)?),
+        None => None,
+    };
+    let config = match key(Key::Config) {
+        Some((v, _)) => decode::<ClusterConfig>("config", "cluster configuration", v)?,
+        None => ClusterConfig::default(),
+    };
+    let sync = match key(Key::Sync) {
+        Some((v, _)) => decode::<SyncSet>("sync", "synchronous set", v)?,
+        None => SyncSet::default(),
+    };
+    let switchover = match key(Key::Switchover) {
+        Some((v, revision)) => Some(PendingSwitchover {
+            request: decode::<SwitchoverRequest>("switchover", "switchover request", v)?,
+            revision,
+        }),
+        None => None,
+    };
+    let failsafe = match key(Key::Failsafe) {
+        Some((v, _)) => Some(decode::<FailsafeList>("failsafe", "failsafe list", v)?),
+        None => None,
+    };
+    let leader_position = match key(Key::Position) {
+        Some((v, _)) => Some(decode::<LeaderPosition>("position", "leader position", v)?),
+        None => None,
+    };
+    Ok(ClusterView {
+        initialize,
+        leader: snapshot.leader.as_ref().map(|l| LeaderKey {
+            holder: MemberName::new(l.holder.as_str()),
+            revision: l.revision,
+        }),
+        members,
+        config,
+        sync,
+        switchover,
+        failsafe,
+        leader_position,
+        history: history_entries(snapshot)
+            .into_iter()
+            .map(|h| h.event)
+            .collect(),
+    })
+}
+
+/// The history entries with their times, oldest first; unreadable ones are left out.
+pub fn history_entries(snapshot: &Snapshot) -> Vec<HistoryEntry> {
+    snapshot
+        .history
+        .iter()
+        .filter_map(|v| match serde_json::from_str(&v.value) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                tracing::warn!("leaving out an unreadable history entry: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Versioned;
+
+    fn snapshot(keys: &[(Key, &str)], members: &[(&str, &str)], history: &[&str]) -> Snapshot {
+        let v = |text: &str| Versioned {
+            value: text.to_string(),
+            revision: 5,
+        };
+        Snapshot {
+            revision: 9,
+            leader: None,
+            members: members.iter().map(|(n, t)| (n.to_string(), v(t))).collect(),
+            keys: keys.iter().map(|(k, t)| (*k, v(t))).collect(),
+            history: history.iter().map(|t| v(t)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_empty_store_reads_as_defaults() {
+        let view = cluster_view(&snapshot(&[], &[], &[])).unwrap();
+        assert_eq!(view.config, ClusterConfig::default());
+        assert_eq!(view.sync, SyncSet::default());
+        assert!(view.members.is_empty() && view.leader_position.is_none());
+    }
+
+    /// A hand-edited config once read as the defaults (ttl 10 s whatever the cluster ran
+    /// with); an unreadable synchronous set as empty (every member eligible in `on` mode).
+    #[test]
+    fn an_unreadable_decision_input_is_an_error_naming_its_key() {
+        let cases = [
+            (
+                snapshot(&[(Key::Config, r#"{"ttl_ms": "ten"}"#)], &[], &[]),
+                "config",
+            ),
+            (snapshot(&[(Key::Sync, "[")], &[], &[]), "sync"),
+            (snapshot(&[(Key::Position, "{}")], &[], &[]), "position"),
+            (snapshot(&[(Key::Failsafe, "7")], &[], &[]), "failsafe"),
+            (
+                snapshot(&[(Key::Switchover, "null")], &[], &[]),
+                "switchover",
+            ),
+            (
+                snapshot(&[], &[("n2", "{\"running\": 1}")], &[]),
+                "members/n2",
+            ),
+        ];
+        for (snap, key) in cases {
+            let err = cluster_view(&snap).expect_err(key);
+            assert_eq!(err.key, key);
+            let text = err.to_string();
+            assert!(text.contains(&format!("{key} key")), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_history_entry_is_left_out() {
+        let event = HistoryEntry::now(HistoryEvent {
+            kind: pgha_core::EventKind::Failover,
+            from: Some("n1".into()),
+            to: Some("n2".into()),
+            timeline: pgha_core::Timeline(2),
+            lsn: pgha_core::Lsn(42),
+            reason: "test".into(),
+        });
+        let good = serde_json::to_string(&event).unwrap();
+        let snap = snapshot(&[], &[], &["not json", &good]);
+        assert_eq!(history_entries(&snap), vec![event.clone()]);
+        assert_eq!(cluster_view(&snap).unwrap().history, vec![event.event]);
+    }
+}
