@@ -1,0 +1,201 @@
+# Shared pieces of the distributed-mode benches (sourced by bench/node_crash.sh and
+# bench/vs_patroni.sh): free loopback ports, one etcd, a pgha cluster of 3 `pgha agent`s +
+# `pgha proxy` (ttl 3 s, safety margin 1 s, loop_wait 500 ms unless PGHA_TTL_MS,
+# PGHA_SAFETY_MARGIN_MS, PGHA_LOOP_WAIT_MS say otherwise), the write-unavailable window from a
+# write_probe log, medians. Needs: bin (the pgha binary), etcd_bin, stall_ms.
+# Not a script of its own: `source bench/lib/dist.sh`.
+
+now() { date +%s.%N; }
+
+# N free loopback ports in 16000..32000 (below the ephemeral range), one line, space-separated.
+free_ports() {
+  python3 - "$1" <<'EOF'
+import random, socket, sys
+n, ports = int(sys.argv[1]), []
+while len(ports) < n:
+    p = random.randrange(16000, 32000)
+    if p in ports:
+        continue
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); ports.append(p)
+    except OSError:
+        pass
+    finally:
+        s.close()
+print(" ".join(map(str, ports)))
+EOF
+}
+
+# HTTP status of GET http://$1$2 (empty when nothing answers within 2 s).
+code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$1$2" 2>/dev/null || true; }
+
+# One etcd in $1/etcd on ports $2 (client) and $3 (peer); sets etcd_pid and etcd_url.
+etcd_pid=""; etcd_url=""
+etcd_start() {
+  "$etcd_bin" --name=bench --data-dir="$1/etcd" \
+    --listen-client-urls="http://127.0.0.1:$2" --advertise-client-urls="http://127.0.0.1:$2" \
+    --listen-peer-urls="http://127.0.0.1:$3" --initial-advertise-peer-urls="http://127.0.0.1:$3" \
+    --initial-cluster="bench=http://127.0.0.1:$3" --initial-cluster-state=new \
+    --heartbeat-interval=50 --election-timeout=500 --unsafe-no-fsync >"$1/etcd.log" 2>&1 &
+  etcd_pid=$!
+  etcd_url="http://127.0.0.1:$2"
+  local _
+  for _ in $(seq 1 300); do
+    curl -sf "$etcd_url/health" 2>/dev/null | grep -q '"health":"true"' && return 0
+    sleep 0.1
+  done
+  echo "etcd did not become healthy; its log:" >&2; tail -n 20 "$1/etcd.log" >&2; return 1
+}
+etcd_stop() {
+  [ -n "$etcd_pid" ] || return 0
+  kill -TERM "$etcd_pid" 2>/dev/null || true
+  wait "$etcd_pid" 2>/dev/null || true
+  etcd_pid=""
+}
+
+# --- pgha cluster: 3 agents + proxy --------------------------------------------------------
+declare -a agent_pid=() api=() pgport=()
+proxy_pid=""; pgha_dir=""; pgha_rw=""; pgha_ro=""; pgha_pw=""
+
+# pgha_setup DIR CLUSTER_NAME: configs for node1..3 in DIR (etcd at $etcd_url), 8 fresh ports.
+pgha_setup() {
+  pgha_dir=$1
+  local name=$2 i
+  mkdir -p "$pgha_dir"
+  chmod 755 "$pgha_dir"
+  local -a p
+  read -r -a p <<<"$(free_ports 8)"
+  pgha_rw=${p[0]}; pgha_ro=${p[1]}
+  pgha_pw="bench-su-$RANDOM$RANDOM"
+  cat >"$pgha_dir/secrets.toml" <<EOF
+superuser_password = "$pgha_pw"
+replication_password = "bench-repl-$RANDOM$RANDOM"
+api_token = "bench-token-$RANDOM$RANDOM"
+EOF
+  chmod 600 "$pgha_dir/secrets.toml"
+  for i in 1 2 3; do
+    pgport[$i]=${p[$((2 * i))]}
+    api[$i]="127.0.0.1:${p[$((2 * i + 1))]}"
+    cat >"$pgha_dir/node$i.toml" <<EOF
+[cluster]
+name = "$name"
+[etcd]
+endpoints = ["$etcd_url"]
+[member]
+name = "node$i"
+dir = "$pgha_dir/node$i"
+host = "127.0.0.1"
+port = ${pgport[$i]}
+api = "${api[$i]}"
+[secrets]
+file = "$pgha_dir/secrets.toml"
+[postgresql.parameters]
+fsync = "off"
+shared_buffers = "16MB"
+[proxy]
+rw_listen = "127.0.0.1:$pgha_rw"
+ro_listen = "127.0.0.1:$pgha_ro"
+[dynamic]
+ttl_ms = ${PGHA_TTL_MS:-3000}
+safety_margin_ms = ${PGHA_SAFETY_MARGIN_MS:-1000}
+loop_wait_ms = ${PGHA_LOOP_WAIT_MS:-500}
+EOF
+  done
+}
+pgha_url() { echo "postgresql://postgres:$pgha_pw@127.0.0.1:$pgha_rw/postgres?connect_timeout=2"; }
+start_agent() { # $1 = member number
+  "$bin" agent --config "$pgha_dir/node$1.toml" >>"$pgha_dir/node$1.log" 2>&1 &
+  agent_pid[$1]=$!
+}
+start_proxy() {
+  "$bin" proxy --config "$pgha_dir/node1.toml" >>"$pgha_dir/proxy.log" 2>&1 &
+  proxy_pid=$!
+}
+# The postmaster's pid of member $1 (empty when it has none).
+pgha_postmaster() { head -1 "$pgha_dir/node$1/data/postmaster.pid" 2>/dev/null || true; }
+# Prints the leader's number once one member answers /primary and the others /replica.
+converged() {
+  local leader="" n=0 i
+  for i in 1 2 3; do
+    if [ "$(code "${api[$i]}" /primary)" = 200 ]; then leader=$i; n=$((n + 1)); fi
+  done
+  [ "$n" = 1 ] || return 0
+  for i in 1 2 3; do
+    [ "$i" = "$leader" ] && continue
+    [ "$(code "${api[$i]}" /replica)" = 200 ] || return 0
+  done
+  echo "$leader"
+}
+wait_converged() {
+  local deadline=$(( $(date +%s) + ${CONVERGE_TIMEOUT_S:-120} )) p
+  while :; do
+    p=$(converged)
+    [ -n "$p" ] && { echo "$p"; return; }
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      echo "pgha cluster did not converge; agent logs:" >&2; tail -n 20 "$pgha_dir"/node*.log >&2; exit 1
+    fi
+    sleep 0.2
+  done
+}
+# Stops the proxy and the agents (TERM, then KILL after 15 s), then any postmaster left.
+pgha_stop_all() {
+  local i p _
+  [ -n "$proxy_pid" ] && kill -TERM "$proxy_pid" 2>/dev/null || true
+  for i in 1 2 3; do
+    [ -n "${agent_pid[$i]:-}" ] && kill -TERM "${agent_pid[$i]}" 2>/dev/null || true
+  done
+  for i in 1 2 3; do
+    p="${agent_pid[$i]:-}"
+    [ -z "$p" ] && continue
+    for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  [ -n "$proxy_pid" ] && { wait "$proxy_pid" 2>/dev/null || true; }
+  if [ -n "$pgha_dir" ]; then
+    for i in 1 2 3; do
+      p=$(pgha_postmaster "$i")
+      [ -n "$p" ] && kill -QUIT "$p" 2>/dev/null || true
+    done
+  fi
+  agent_pid=(); proxy_pid=""
+}
+
+# --- measuring ----------------------------------------------------------------------------
+# window LOG T_EVENT: waits (up to WINDOW_DEADLINE_S, default 120 s) until the writes in the
+# write_probe log LOG are back after the event at T_EVENT and prints "WINDOW FROM_EVENT":
+# WINDOW = from the start of the first write attempt that failed (or stalled more than
+# $stall_ms) after the event to the end of the next successful write (0.000 when none failed
+# or stalled in the 5 s after the event); FROM_EVENT = from the event to the end of the first
+# successful write after the failure (or, with no failure, the first one started after it).
+window() {
+  python3 - "$1" "$2" "$stall_ms" "${WINDOW_DEADLINE_S:-120}" <<'EOF'
+import sys, time
+log, t_ev, stall, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]) / 1000, float(sys.argv[4])
+deadline = time.time() + limit
+while True:
+    rows = []
+    for line in open(log):
+        p = line.split()
+        if len(p) == 3:
+            rows.append((float(p[0]), float(p[1]), p[2] == "ok"))
+    after = [r for r in rows if r[1] >= t_ev]
+    bad = [i for i, r in enumerate(after) if not r[2] or r[1] - r[0] > stall]
+    first_ok = [r for r in after if r[2] and r[0] >= t_ev]
+    if bad:
+        first = after[bad[0]]
+        ok = [r for r in after[bad[0]:] if r[2]]
+        if first[2] or ok:
+            w = first[1] - first[0] if first[2] else ok[0][1] - first[0]
+            fk = ok[0][1] - t_ev if ok else first[1] - t_ev
+            print(f"{w:.3f} {fk:.3f}"); break
+    elif first_ok and after[-1][0] > t_ev + 5:
+        print(f"0.000 {first_ok[0][1] - t_ev:.3f}"); break
+    if time.time() > deadline:
+        print("nan nan"); break
+    time.sleep(0.1)
+EOF
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }
