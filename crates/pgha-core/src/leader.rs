@@ -310,12 +310,17 @@ impl Member {
             &view.members,
             &local.sync_applied,
         );
-        match sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync) {
+        let step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
+        if !matches!(step, SyncStep::Publish(_)) {
+            self.sync_removal = None;
+        }
+        match step {
             SyncStep::Settled => {}
             SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
             SyncStep::Publish(set)
                 if !sync::removal_ready(
                     &mut self.sync_removal,
+                    revision,
                     &set,
                     &view.sync,
                     &local.replicas,

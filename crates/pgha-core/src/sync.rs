@@ -286,6 +286,8 @@ pub fn before_promotion(
 /// position once PostgreSQL had stopped counting the leaving ones.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemovalMark {
+    /// The leader term (its key's revision) the removal belongs to.
+    term: u64,
     staying: BTreeSet<MemberName>,
     first_seen: Millis,
     lsn: Lsn,
@@ -297,9 +299,13 @@ pub struct RemovalMark {
 /// seen applied (by then every WAL sender has reloaded), must be flushed by a staying member
 /// that streams. Otherwise a failover would choose among the staying members only and could
 /// lose commits that the leaving member alone confirmed. Additions, and an empty target (in
-/// `on` mode every member is then eligible and the most advanced wins), need no wait.
+/// `on` mode every member is then eligible and the most advanced wins), need no wait. A mark
+/// counts only for the same removal in the same term (`term`: the leader key's revision);
+/// callers drop it whenever the next step is not a publication.
+#[allow(clippy::too_many_arguments)]
 pub fn removal_ready(
     mark: &mut Option<RemovalMark>,
+    term: u64,
     target: &SyncSet,
     published: &SyncSet,
     replicas: &[ReplicaState],
@@ -312,8 +318,11 @@ pub fn removal_ready(
         *mark = None;
         return true;
     }
-    let current = mark.take().filter(|m| m.staying == target.members);
+    let current = mark
+        .take()
+        .filter(|m| m.term == term && m.staying == target.members);
     let mut m = current.unwrap_or(RemovalMark {
+        term,
         staying: target.members.clone(),
         first_seen: now,
         lsn: primary_lsn,
