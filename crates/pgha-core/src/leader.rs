@@ -303,6 +303,14 @@ impl Member {
         plan: &mut Plan,
     ) {
         let local = &obs.local;
+        let asynchronous = self.config.synchronous_mode == SyncMode::Off
+            && view.sync.members.is_empty()
+            && local.sync_applied.is_async();
+        if asynchronous {
+            // Nothing to publish: the set's leader matters only in a synchronous mode.
+            self.sync_removal = None;
+            return;
+        }
         let desired = sync::desired(
             &self.config,
             self.name(),

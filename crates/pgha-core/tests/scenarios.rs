@@ -1407,3 +1407,23 @@ fn a_winner_drops_standbys_outside_the_published_set_before_promoting() {
         }
     }
 }
+
+/// Asynchronous replication has no synchronous set to publish, not even an empty one naming
+/// its leader (it once recorded "synchronous set now []" in every cluster's history).
+#[test]
+fn an_asynchronous_leader_publishes_no_synchronous_set() {
+    let mut n1 = member("n1");
+    let view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 1000), Some("n1")));
+    for (t, outcomes) in [(0, vec![acquired(0, 7)]), (1000, vec![]), (2000, vec![])] {
+        let d = n1.step(&obs(t, primary(1, 1000 + t), &view, outcomes));
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::PublishSync { .. } | Action::SetSync(_)
+            )),
+            "{d:?}"
+        );
+    }
+}

@@ -851,12 +851,11 @@ async fn switchover_refusals() {
     assert!(stderr_of(&out).contains("n9"), "{}", stderr_of(&out));
 
     c.wait_converged("n1", &[]).await;
+    let history = c.history();
     assert_eq!(
-        c.history()
-            .iter()
-            .filter(|e| e["kind"] != "bootstrap")
-            .count(),
-        0
+        history.iter().filter(|e| e["kind"] != "bootstrap").count(),
+        0,
+        "{history:?}"
     );
 }
 
