@@ -57,7 +57,7 @@ pub mod sync;
 pub mod types;
 
 pub use action::{Action, StartRole, StopMode};
-pub use config::{ClusterConfig, CommitLevel, SyncMethod, SyncMode};
+pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use machine::{Decision, Member, MemberSettings};
 pub use observe::{

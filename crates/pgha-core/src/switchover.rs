@@ -45,6 +45,8 @@ pub enum Refusal {
     FailoverNeedsTarget,
 }
 
+impl std::error::Error for Refusal {}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -271,16 +271,15 @@ fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Unauthorised> {
     }
 }
 
-fn outcome<T: serde::Serialize>(result: anyhow::Result<T>) -> Response {
+fn outcome<T: serde::Serialize>(result: Result<T, crate::ops::OpError>) -> Response {
     match result {
         Ok(v) => Json(json!({ "ok": true, "result": v })).into_response(),
         Err(e) => {
-            let text = format!("{e:#}");
-            let status = if text.starts_with("refused") {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
+            let status = match e {
+                crate::ops::OpError::Refused(_) => StatusCode::CONFLICT,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
             };
+            let text = format!("{e:#}");
             (status, Json(json!({ "ok": false, "error": text }))).into_response()
         }
     }

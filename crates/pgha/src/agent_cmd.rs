@@ -148,7 +148,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         _ = sigint.recv() => bail!("interrupted while waiting for etcd"),
         _ = sigterm.recv() => bail!("terminated while waiting for etcd"),
     };
-    let initial = node.config.initial_dynamic().map_err(anyhow::Error::msg)?;
+    let initial = node.config.initial_dynamic()?;
     crate::ops::ensure_config(store.as_ref(), &initial).await?;
     refuse_foreign_data(&spec, store.as_ref()).await?;
 

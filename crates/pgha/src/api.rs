@@ -82,14 +82,21 @@ fn answer(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Refusals (the cluster's rules, an unknown member) are 409; anything else is a failure.
 fn failed(e: anyhow::Error) -> Response {
-    let text = format!("{e:#}");
-    let status = if text.starts_with("refused") || text.contains("no member named") {
+    let refused = matches!(
+        e.downcast_ref::<crate::ops::OpError>(),
+        Some(crate::ops::OpError::Refused(_))
+    ) || matches!(
+        e.downcast_ref::<crate::error::CliError>(),
+        Some(crate::error::CliError::UnknownMember { .. })
+    );
+    let status = if refused {
         StatusCode::CONFLICT
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    answer(status, text)
+    answer(status, format!("{e:#}"))
 }
 
 pub fn router(runtime: Arc<Runtime>) -> Router {
@@ -234,7 +241,9 @@ pub struct ConfigChange {
 }
 
 async fn set_config(State(rt): State<Arc<Runtime>>, Json(body): Json<ConfigChange>) -> Response {
-    let result = crate::ops::set_assignments(rt.store.as_ref(), &body.assignments).await;
+    let result = crate::ops::set_assignments(rt.store.as_ref(), &body.assignments)
+        .await
+        .map_err(anyhow::Error::from);
     match result {
         Ok(c) => {
             tracing::info!("config changed: {}", body.assignments.join(", "));

@@ -1,14 +1,35 @@
 //! The cluster's dynamic settings (kept in the store): `pgha config show|set` and the
 //! `--synchronous-*` flags of `pgha up`.
 
-use pgha_core::ClusterConfig;
+use pgha_core::{ClusterConfig, ConfigError};
 use serde_json::Value;
+
+/// Why a `KEY=VALUE` setting was not taken; each names the key and what would be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    #[error("{text:?}: expected KEY=VALUE, e.g. synchronous_mode=on")]
+    NotAnAssignment { text: String },
+    #[error("unknown setting `{key}`; settings are: {known}")]
+    Unknown { key: String, known: String },
+    #[error("`{key}` = {value:?}: {source}")]
+    BadValue {
+        key: String,
+        value: String,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
 
 /// Sets `key` to `value` (text as typed on the command line), validating the whole config;
 /// errors name the key and list the valid ones.
-pub fn set_key(config: &ClusterConfig, key: &str, value: &str) -> Result<ClusterConfig, String> {
+pub fn set_key(
+    config: &ClusterConfig,
+    key: &str,
+    value: &str,
+) -> Result<ClusterConfig, SettingError> {
     let updated = set_key_unchecked(config, key, value)?;
-    updated.validate().map_err(|e| e.to_string())?;
+    updated.validate()?;
     Ok(updated)
 }
 
@@ -17,12 +38,12 @@ pub fn set_key(config: &ClusterConfig, key: &str, value: &str) -> Result<Cluster
 pub fn set_keys<'a>(
     config: &ClusterConfig,
     settings: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Result<ClusterConfig, String> {
+) -> Result<ClusterConfig, SettingError> {
     let mut updated = config.clone();
     for (key, value) in settings {
         updated = set_key_unchecked(&updated, key, value)?;
     }
-    updated.validate().map_err(|e| e.to_string())?;
+    updated.validate()?;
     Ok(updated)
 }
 
@@ -30,31 +51,34 @@ fn set_key_unchecked(
     config: &ClusterConfig,
     key: &str,
     value: &str,
-) -> Result<ClusterConfig, String> {
-    let mut map = match serde_json::to_value(config) {
-        Ok(Value::Object(map)) => map,
-        _ => return Err("the config does not serialise to an object".into()),
+) -> Result<ClusterConfig, SettingError> {
+    let Ok(Value::Object(mut map)) = serde_json::to_value(config) else {
+        unreachable!("ClusterConfig is a struct of plain fields: it serialises to an object")
     };
     if !map.contains_key(key) {
         let keys: Vec<&str> = map.keys().map(String::as_str).collect();
-        return Err(format!(
-            "unknown setting `{key}`; settings are: {}",
-            keys.join(", ")
-        ));
+        return Err(SettingError::Unknown {
+            key: key.to_string(),
+            known: keys.join(", "),
+        });
     }
     let parsed =
         serde_json::from_str::<Value>(value).unwrap_or_else(|_| Value::String(value.to_string()));
     map.insert(key.to_string(), parsed);
-    let updated: ClusterConfig = serde_json::from_value(Value::Object(map))
-        .map_err(|e| format!("`{key}` = {value:?}: {e}"))?;
-    Ok(updated)
+    serde_json::from_value(Value::Object(map)).map_err(|source| SettingError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        source,
+    })
 }
 
 /// Parses `KEY=VALUE`.
-pub fn split_assignment(text: &str) -> Result<(&str, &str), String> {
+pub fn split_assignment(text: &str) -> Result<(&str, &str), SettingError> {
     text.split_once('=')
         .map(|(k, v)| (k.trim(), v.trim()))
-        .ok_or_else(|| format!("{text:?}: expected KEY=VALUE, e.g. synchronous_mode=on"))
+        .ok_or_else(|| SettingError::NotAnAssignment {
+            text: text.to_string(),
+        })
 }
 
 /// The settings as aligned `key = value` lines.
@@ -88,15 +112,25 @@ mod tests {
         assert_eq!(c.synchronous_commit, CommitLevel::RemoteApply);
         let c = set_key(&c, "synchronous_count", "2").unwrap();
         assert_eq!(c.synchronous_count, 2);
-        assert!(set_key(&c, "synchronous_mode", "sometimes")
-            .unwrap_err()
-            .contains("synchronous_mode"));
-        assert!(set_key(&c, "colour", "1")
-            .unwrap_err()
-            .contains("settings are"));
-        assert!(set_key(&c, "synchronous_count", "0")
-            .unwrap_err()
-            .contains("synchronous_count"));
+        assert!(matches!(
+            set_key(&c, "synchronous_mode", "sometimes"),
+            Err(SettingError::BadValue { key, .. }) if key == "synchronous_mode"
+        ));
+        assert!(matches!(
+            set_key(&c, "colour", "1"),
+            Err(SettingError::Unknown { known, .. }) if known.contains("ttl_ms")
+        ));
+        assert!(matches!(
+            set_key(&c, "synchronous_count", "0"),
+            Err(SettingError::Invalid(ConfigError {
+                key: "synchronous_count",
+                ..
+            }))
+        ));
+        assert!(matches!(
+            split_assignment("ttl_ms"),
+            Err(SettingError::NotAnAssignment { .. })
+        ));
         assert!(render(&c).contains("synchronous_mode"));
     }
 

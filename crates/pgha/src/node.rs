@@ -202,12 +202,14 @@ impl NodeConfig {
         }
         self.postgresql.validate(file)?;
         self.initial_dynamic()
-            .map_err(|reason| bad("dynamic", reason))?;
+            .map_err(|reason| bad("dynamic", reason.to_string()))?;
         Ok(())
     }
 
     /// The dynamic settings for a new cluster: defaults overridden by `[dynamic]`.
-    pub fn initial_dynamic(&self) -> Result<pgha_core::ClusterConfig, String> {
+    pub fn initial_dynamic(
+        &self,
+    ) -> Result<pgha_core::ClusterConfig, crate::dynamic::SettingError> {
         let texts: Vec<(String, String)> = self
             .dynamic
             .iter()

@@ -2,18 +2,49 @@
 //! mode (the CLI talking to etcd): read the view, request a switchover or failover, change
 //! the dynamic settings.
 
-use anyhow::{anyhow, bail};
-use pgha_core::{ClusterConfig, ClusterView, RequestKind, SwitchoverRequest};
-use pgha_store::{Guard, Key, Store, StoreError};
+use pgha_core::{ClusterConfig, ClusterView, MemberName, RequestKind, SwitchoverRequest};
+use pgha_store::{Guard, Key, Store, StoreError, Unreadable};
+
+use crate::dynamic::SettingError;
+
+/// Why an operation did not happen. A [`OpError::Refused`] is the cluster's rules saying no
+/// (nothing was written; the API answers 409); the others are failures to reach or read the
+/// store.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error("refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Unreadable(#[from] Unreadable),
+    #[error("the store has no config yet: is the cluster bootstrapped?")]
+    NoConfig,
+    #[error("the config kept changing under us; try again")]
+    Contended,
+}
+
+/// What the cluster's rules refuse, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Switchover(#[from] pgha_core::switchover::Refusal),
+    #[error("a switchover needs a running leader; use `pgha failover --to {target}`")]
+    SwitchoverWithoutLeader { target: MemberName },
+    #[error("another switchover or failover is pending")]
+    AlreadyPending,
+    #[error(transparent)]
+    Setting(#[from] SettingError),
+}
 
 /// The cluster as the store sees it now.
-pub async fn view(store: &dyn Store) -> anyhow::Result<ClusterView> {
+pub async fn view(store: &dyn Store) -> Result<ClusterView, OpError> {
     Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
 }
 
 /// Validates a switchover/failover request against the current view and writes it; returns
-/// the member that will be promoted. Refusals start with "refused:" and say why.
-pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> anyhow::Result<String> {
+/// the member that will be promoted.
+pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Result<String, OpError> {
     let view = view(store).await?;
     if request.from.is_none() {
         // Name the leader the request is about: the target waits for its final position.
@@ -25,19 +56,17 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> anyho
         .and_then(|l| view.members.get(&l.holder))
         .map(|r| r.lsn)
         .unwrap_or_default();
-    let target = pgha_core::switchover::check(&view, leader_lsn, &request)
-        .map_err(|why| anyhow!("refused: {why}"))?;
+    let target =
+        pgha_core::switchover::check(&view, leader_lsn, &request).map_err(Refusal::from)?;
     if view.leader.is_none() && request.kind == RequestKind::Switchover {
-        bail!("refused: a switchover needs a running leader; use `pgha failover --to {target}`");
+        return Err(Refusal::SwitchoverWithoutLeader { target }.into());
     }
-    let json = serde_json::to_string(&request)?;
+    let json = serde_json::to_string(&request).expect("a request serialises");
     store
         .put(Key::Switchover, &json, Guard::Absent)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { .. } => {
-                anyhow!("refused: another switchover or failover is pending")
-            }
+            StoreError::Conflict { .. } => OpError::Refused(Refusal::AlreadyPending),
             other => other.into(),
         })?;
     Ok(target.to_string())
@@ -46,16 +75,14 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> anyho
 /// Changes the dynamic config with compare-and-set, retrying if it moved meanwhile.
 pub async fn update_config(
     store: &dyn Store,
-    change: impl Fn(&mut ClusterConfig) -> Result<(), String>,
-) -> anyhow::Result<ClusterConfig> {
+    change: impl Fn(&mut ClusterConfig) -> Result<(), Refusal>,
+) -> Result<ClusterConfig, OpError> {
     for _ in 0..5 {
         let snapshot = store.snapshot().await?;
-        let current = snapshot
-            .get(Key::Config)
-            .ok_or_else(|| anyhow!("no config in the store"))?;
-        let mut config: ClusterConfig = serde_json::from_str(&current.value)?;
-        change(&mut config).map_err(|e| anyhow!("refused: {e}"))?;
-        let json = serde_json::to_string(&config)?;
+        let current = snapshot.get(Key::Config).ok_or(OpError::NoConfig)?;
+        let mut config = pgha_store::cluster_view(&snapshot)?.config;
+        change(&mut config)?;
+        let json = serde_json::to_string(&config).expect("a config serialises");
         match store
             .put(Key::Config, &json, Guard::Revision(current.revision))
             .await
@@ -65,13 +92,13 @@ pub async fn update_config(
             Err(e) => return Err(e.into()),
         }
     }
-    bail!("the config kept changing under us; try again")
+    Err(OpError::Contended)
 }
 
 /// Writes `initial` as the dynamic config unless the store has one.
-pub async fn ensure_config(store: &dyn Store, initial: &ClusterConfig) -> anyhow::Result<()> {
+pub async fn ensure_config(store: &dyn Store, initial: &ClusterConfig) -> Result<(), OpError> {
     if store.snapshot().await?.get(Key::Config).is_none() {
-        let json = serde_json::to_string(initial)?;
+        let json = serde_json::to_string(initial).expect("a config serialises");
         match store.put(Key::Config, &json, Guard::Absent).await {
             Ok(_) | Err(StoreError::Conflict { .. }) => {}
             Err(e) => return Err(e.into()),
@@ -84,7 +111,7 @@ pub async fn ensure_config(store: &dyn Store, initial: &ClusterConfig) -> anyhow
 pub async fn set_assignments(
     store: &dyn Store,
     assignments: &[String],
-) -> anyhow::Result<ClusterConfig> {
+) -> Result<ClusterConfig, OpError> {
     update_config(store, |c| {
         let pairs = assignments
             .iter()

@@ -99,7 +99,7 @@ pub async fn promote(file: &Path, to: Option<String>, kind: RequestKind) -> anyh
 pub async fn set(file: &Path, assignments: &[String]) -> anyhow::Result<pgha_core::ClusterConfig> {
     let node = Node::load(file)?;
     let store = node.connect_store(CLI_ETCD_PATIENCE).await?;
-    crate::ops::set_assignments(store.as_ref(), assignments).await
+    Ok(crate::ops::set_assignments(store.as_ref(), assignments).await?)
 }
 
 pub async fn config(file: &Path) -> anyhow::Result<pgha_core::ClusterConfig> {

@@ -49,7 +49,7 @@ impl Runtime {
     }
 
     pub async fn view(&self) -> anyhow::Result<ClusterView> {
-        crate::ops::view(self.store.as_ref()).await
+        Ok(crate::ops::view(self.store.as_ref()).await?)
     }
 
     pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
@@ -198,14 +198,13 @@ impl Runtime {
 
     /// Sets `paused` in the dynamic config.
     pub async fn set_paused(&self, paused: bool) -> anyhow::Result<()> {
-        crate::ops::set_assignments(self.store.as_ref(), &[format!("paused={paused}")])
-            .await
-            .map(|_| ())
+        crate::ops::set_assignments(self.store.as_ref(), &[format!("paused={paused}")]).await?;
+        Ok(())
     }
 
     /// Validates a switchover/failover request against the current view and writes it.
     pub async fn request(&self, request: SwitchoverRequest) -> anyhow::Result<String> {
-        crate::ops::request(self.store.as_ref(), request).await
+        Ok(crate::ops::request(self.store.as_ref(), request).await?)
     }
 
     /// Stops every member cleanly: pauses automatic actions so nobody fails over, stops the

@@ -47,7 +47,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             }
             .into());
         }
-        initial = crate::dynamic::set_key(&initial, key, value).map_err(anyhow::Error::msg)?;
+        initial = crate::dynamic::set_key(&initial, key, value)?;
     }
     // An existing cluster is locked first, so a second `up` says "already running".
     let existing_lock = if fresh {
