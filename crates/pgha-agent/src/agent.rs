@@ -37,15 +37,28 @@ const JOB_RETRY_DELAY_MS: u64 = 1_000;
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the agent last decided, for status displays and the API.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentReport {
     pub member: String,
-    /// The reason of the last decision, as logged.
-    pub reason: String,
+    /// The reason of the last decision (none before the first step).
+    pub reason: Option<pgha_core::Reason>,
     /// The long-running job in flight, if any.
-    pub job: Option<String>,
-    /// The error of the last job, until a job succeeds.
-    pub last_error: Option<String>,
+    pub job: Option<JobKind>,
+    /// The last job's failure, until a job succeeds.
+    pub last_error: Option<JobFailure>,
+}
+
+/// A job that failed, and why (as the job reported it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub kind: JobKind,
+    pub error: String,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} failed: {}", self.kind, self.error)
+    }
 }
 
 /// How an agent stops.
@@ -402,10 +415,10 @@ impl Agent {
                 Ok(()) => tracing::info!("{}: {kind:?} done", self.spec.name),
                 Err(e) => tracing::warn!("{}: {kind:?} failed: {e}", self.spec.name),
             }
-            let error = result
-                .as_ref()
-                .err()
-                .map(|e| format!("{kind:?} failed: {e}"));
+            let error = result.as_ref().err().map(|e| JobFailure {
+                kind: *kind,
+                error: e.clone(),
+            });
             if error.is_some() {
                 self.hold_until = Some(self.now().plus(JOB_RETRY_DELAY_MS));
             }
@@ -531,10 +544,10 @@ impl Agent {
         self.last_reason = reason.clone();
         self.last_kind = Some(kind);
         self.execute(decision.actions).await;
-        let job = self.job.as_ref().map(|(k, _)| format!("{k:?}"));
+        let job = self.job.as_ref().map(|(k, _)| *k);
         self.report.send_if_modified(|r| {
-            let changed = r.reason != reason || r.job != job;
-            r.reason = reason;
+            let changed = r.reason.as_ref() != Some(&decision.reason) || r.job != job;
+            r.reason = Some(decision.reason.clone());
             r.job = job;
             changed
         });

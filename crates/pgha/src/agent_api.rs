@@ -89,7 +89,7 @@ fn reply(ok: bool, body: serde_json::Value) -> Response {
 /// 200 while PostgreSQL answers.
 async fn health(State(api): State<AgentApi>) -> Response {
     let state = local_state(&api).await;
-    let reason = api.report.borrow().reason.clone();
+    let reason = api.report.borrow().reason.as_ref().map(|r| r.to_string());
     reply(
         state.is_some(),
         json!({ "member": api.spec.name, "running": state.is_some(), "decision": reason }),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use pgha_agent::{Agent, AgentHandle, AgentReport, NodeSpec};
-use pgha_core::{ClusterConfig, ClusterView, MemberName, SwitchoverRequest, Tags};
+use pgha_core::{ClusterConfig, ClusterView, JobKind, MemberName, Reason, SwitchoverRequest, Tags};
 use pgha_store::{MemoryStore, Store, TokioClock};
 use tokio::sync::Mutex;
 
@@ -180,12 +180,12 @@ impl Runtime {
             // The leader failing to start its PostgreSQL is fatal to a start-up: say why.
             if let Some(leader) = &view.leader {
                 let reports = self.reports().await;
-                if let Some(error) = reports
+                if let Some(failure) = reports
                     .get(leader.holder.as_str())
                     .and_then(|r| r.last_error.clone())
                 {
-                    if error.starts_with("Start") || error.starts_with("Bootstrap") {
-                        bail!("member {}: {error}", leader.holder);
+                    if matches!(failure.kind, JobKind::Start | JobKind::Bootstrap) {
+                        bail!("member {}: {failure}", leader.holder);
                     }
                 }
             }
@@ -215,10 +215,12 @@ impl Runtime {
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 let reports = self.reports().await;
-                if reports
-                    .values()
-                    .all(|r| r.reason.contains("paused") || r.reason.is_empty())
-                {
+                if reports.values().all(|r| {
+                    matches!(
+                        r.reason,
+                        None | Some(Reason::Paused | Reason::PausedWithoutLeader)
+                    )
+                }) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

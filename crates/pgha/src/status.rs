@@ -179,8 +179,7 @@ pub async fn gather_running(rt: &crate::runtime::Runtime) -> ClusterStatus {
     for m in &mut status.members {
         m.decision = reports
             .get(&m.name)
-            .map(|r| r.reason.clone())
-            .filter(|r| !r.is_empty());
+            .and_then(|r| r.reason.as_ref().map(|reason| reason.to_string()));
     }
     status
 }
