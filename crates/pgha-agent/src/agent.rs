@@ -478,7 +478,7 @@ impl Agent {
             view.is_none(),
             view.and_then(|v| v.leader.as_ref())
                 .map(|l| l.holder.to_string()),
-            Duration::from_millis(view.map_or(10_000, |v| v.config.ttl_ms)),
+            Duration::from_millis(view.map_or(self.member.config().ttl_ms, |v| v.config.ttl_ms)),
         );
         let local = self
             .probe
@@ -596,11 +596,7 @@ impl Agent {
                     .map_err(|e| e.to_string())?;
             }
             Action::PublishMember(record) => {
-                let ttl_ms = self
-                    .view
-                    .as_ref()
-                    .map(|v| v.config.ttl_ms)
-                    .unwrap_or(10_000);
+                let ttl_ms = self.ttl().as_millis() as u64;
                 let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
                 timed(limit, store.put_member(name, &json, ttl(ttl_ms)))
                     .await
@@ -775,15 +771,12 @@ impl Agent {
     /// The bound of one store call: half the safety margin (so a hung call cannot carry the
     /// loop past its demotion deadline by more than that), between 250 ms and 2 s.
     fn store_timeout(&self) -> Duration {
-        let margin = self
-            .view
-            .as_ref()
-            .map_or(2_500, |v| v.config.safety_margin_ms);
+        let margin = self.member.config().safety_margin_ms;
         Duration::from_millis(margin / 2).clamp(Duration::from_millis(250), STORE_TIMEOUT)
     }
 
     fn ttl(&self) -> Duration {
-        Duration::from_millis(self.view.as_ref().map_or(10_000, |v| v.config.ttl_ms))
+        Duration::from_millis(self.member.config().ttl_ms)
     }
 
     /// This member's published record marked as not writable (None when it was not writable).

@@ -199,6 +199,12 @@ impl Member {
         &self.settings.name
     }
 
+    /// The cluster configuration this member acts on: the store's, once it has read one;
+    /// until then the one it was started with.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
     /// Whether this member currently trusts that it holds the leader lease at `now`.
     pub fn holds_lease(&self, now: Millis) -> bool {
         self.lease.is_some_and(|l| now < l.trusted_until)
