@@ -1,7 +1,6 @@
 //! One member's PostgreSQL instance on disk: initdb, start, stop, promote, reload, its files.
 
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -97,7 +96,7 @@ impl Instance {
             .arg(format!("--username={superuser}"))
             .arg(format!("--pwfile={}", pwfile.display()));
         let result = run(cmd, "initdb", Duration::from_secs(300)).await;
-        let _ = std::fs::remove_file(&pwfile);
+        let _ = crate::beneath::remove(&pwfile, &self.run_as);
         result.map(|_| ())
     }
 
@@ -107,8 +106,7 @@ impl Instance {
         write_owned(&data_dir.join(PGHA_CONF), &conf.render(), &self.run_as)?;
         write_owned(&data_dir.join("pg_hba.conf"), hba, &self.run_as)?;
         let main_conf = data_dir.join("postgresql.conf");
-        let text = std::fs::read_to_string(&main_conf)
-            .map_err(|e| PgError::io(format!("read {}", main_conf.display()), e))?;
+        let text = crate::beneath::read_to_string(&main_conf, &self.run_as)?;
         let include = format!("include '{PGHA_CONF}'");
         if !text.lines().any(|l| l.trim() == include) {
             let mut new_text = text;
@@ -123,16 +121,15 @@ impl Instance {
         let signal = data_dir.join("standby.signal");
         if conf.standby {
             write_owned(&signal, "", &self.run_as)?;
-        } else if signal.exists() {
-            std::fs::remove_file(&signal)
-                .map_err(|e| PgError::io(format!("remove {}", signal.display()), e))?;
+        } else {
+            crate::beneath::remove(&signal, &self.run_as)?;
         }
         Ok(())
     }
 
     /// Whether the data directory is set up as a standby.
     pub fn has_standby_signal(&self) -> bool {
-        self.data_dir().join("standby.signal").exists()
+        crate::beneath::is_file(&self.data_dir().join("standby.signal"), &self.run_as)
     }
 
     /// The postmaster's pid if one is running on this data directory.
@@ -335,22 +332,7 @@ fn write_owned(path: &Path, contents: &str, run_as: &RunAs) -> Result<()> {
 }
 
 fn write_with_mode(path: &Path, contents: &str, mode: u32, run_as: &RunAs) -> Result<()> {
-    let tmp = path.with_extension("pgha-tmp");
-    let ctx = |what: &str| format!("{what} {}", path.display());
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| PgError::io(ctx("write"), e))?;
-    file.write_all(contents.as_bytes())
-        .map_err(|e| PgError::io(ctx("write"), e))?;
-    file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| PgError::io(ctx("chmod"), e))?;
-    run_as.chown(&tmp)?;
-    std::fs::rename(&tmp, path).map_err(|e| PgError::io(ctx("rename"), e))
+    crate::beneath::write(path, contents.as_bytes(), mode, run_as)
 }
 
 #[cfg(test)]

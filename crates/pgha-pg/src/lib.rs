@@ -3,6 +3,7 @@
 //! the SQL probes that tell a member's role and WAL position.
 
 pub mod basebackup;
+pub mod beneath;
 pub mod binaries;
 pub mod command;
 pub mod conf;

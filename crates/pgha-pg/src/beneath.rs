@@ -1,0 +1,201 @@
+//! File writes, reads and removals that pgha (often root) makes inside directories the
+//! PostgreSQL OS user owns, done so that no path component that user controls can redirect
+//! them: directories below the nearest ancestor the user does not own are opened one by one
+//! with `O_NOFOLLOW`, files are written under a fresh name created with `O_EXCL|O_NOFOLLOW`,
+//! given their mode and owner through the open handle, then renamed into place.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{Read as _, Write as _};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{openat, renameat, OFlag};
+use nix::sys::stat::{fchmod, fstatat, FileStat, Mode, SFlag};
+use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
+
+use crate::error::{PgError, Result};
+use crate::osuser::RunAs;
+
+/// An open directory reached without following any symlink the OS user could have planted.
+struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens the parent directory of `path`. Any entry in a directory the PostgreSQL OS user
+    /// owns may have been replaced by that user (whoever owns the entry itself), so the walk
+    /// starts at the nearest ancestor whose own parent the user does not own (the member
+    /// directory inside pgha's cluster directory, say) and opens every directory below it
+    /// with `O_NOFOLLOW`.
+    fn parent_of(path: &Path, run_as: &RunAs) -> Result<Dir> {
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let owner = run_as.user.as_ref().map(|u| u.uid);
+        let mut anchor = parent;
+        let mut below: Vec<&OsStr> = Vec::new();
+        if let Some(uid) = owner {
+            while let (Some(up), Some(Component::Normal(name))) =
+                (anchor.parent(), anchor.components().next_back())
+            {
+                let up_is_users = !up.as_os_str().is_empty()
+                    && std::fs::symlink_metadata(up).is_ok_and(|m| m.uid() == uid);
+                if !up_is_users {
+                    break;
+                }
+                below.push(name);
+                anchor = up;
+            }
+        }
+        below.reverse();
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::open(anchor, flags, Mode::empty())
+            .map_err(|e| PgError::io(format!("open {}", anchor.display()), e.into()))?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        let mut dir = Dir {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: anchor.to_path_buf(),
+        };
+        for name in below {
+            let fd = openat(
+                Some(dir.fd.as_raw_fd()),
+                name,
+                flags | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            )
+            .map_err(|e| dir.refused(name, "open directory", e))?;
+            // SAFETY: as above.
+            dir = Dir {
+                fd: unsafe { OwnedFd::from_raw_fd(fd) },
+                path: dir.path.join(name),
+            };
+        }
+        Ok(dir)
+    }
+
+    fn refused(&self, name: &OsStr, what: &str, e: nix::Error) -> PgError {
+        let path = self.path.join(name);
+        let hint = if matches!(e, nix::Error::ELOOP | nix::Error::ENOTDIR) {
+            " (a symbolic link where pgha expects a real file or directory: refusing to follow it)"
+        } else {
+            ""
+        };
+        PgError::io(
+            format!("{what} {}{hint}", path.display()),
+            std::io::Error::from(e),
+        )
+    }
+
+    fn stat(&self, name: &OsStr) -> Option<FileStat> {
+        fstatat(
+            Some(self.fd.as_raw_fd()),
+            name,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .ok()
+    }
+}
+
+fn file_name(path: &Path) -> Result<&OsStr> {
+    path.file_name().ok_or_else(|| {
+        PgError::io(
+            format!("write {}", path.display()),
+            std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        )
+    })
+}
+
+/// Writes `contents` to `path` atomically with `mode`, owned by the PostgreSQL OS user when
+/// pgha runs as root. Nothing the OS user planted (a symlink at the file, at a temporary
+/// name, or at a directory on the way) can make this write land anywhere else.
+pub fn write(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<()> {
+    static UNIQUE: AtomicU64 = AtomicU64::new(0);
+    let dir = Dir::parent_of(path, run_as)?;
+    let name = file_name(path)?;
+    let tmp = format!(
+        ".{}.{}.{}.pgha-tmp",
+        name.to_string_lossy(),
+        std::process::id(),
+        UNIQUE.fetch_add(1, Ordering::Relaxed)
+    );
+    let perms = Mode::from_bits_truncate(mode);
+    let flags =
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(Some(dir.fd.as_raw_fd()), tmp.as_str(), flags, perms)
+        .map_err(|e| dir.refused(OsStr::new(&tmp), "create", e))?;
+    // SAFETY: `openat` returned a new descriptor that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let written = (|| -> Result<()> {
+        file.write_all(contents)
+            .map_err(|e| PgError::io(ctx("write"), e))?;
+        fchmod(file.as_raw_fd(), perms).map_err(|e| PgError::io(ctx("chmod"), e.into()))?;
+        if let Some(user) = &run_as.user {
+            fchown(
+                file.as_raw_fd(),
+                Some(Uid::from_raw(user.uid)),
+                Some(Gid::from_raw(user.gid)),
+            )
+            .map_err(|e| PgError::io(format!("{} to {}", ctx("chown"), user.name), e.into()))?;
+        }
+        file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
+        renameat(
+            Some(dir.fd.as_raw_fd()),
+            tmp.as_str(),
+            Some(dir.fd.as_raw_fd()),
+            name,
+        )
+        .map_err(|e| dir.refused(name, "rename into", e))
+    })();
+    if written.is_err() {
+        let _ = unlinkat(
+            Some(dir.fd.as_raw_fd()),
+            tmp.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
+    }
+    written
+}
+
+/// Reads `path` as text, refusing a symlink at the file or on the way to it.
+pub fn read_to_string(path: &Path, run_as: &RunAs) -> Result<String> {
+    let dir = Dir::parent_of(path, run_as)?;
+    let name = file_name(path)?;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = openat(Some(dir.fd.as_raw_fd()), name, flags, Mode::empty())
+        .map_err(|e| dir.refused(name, "read", e))?;
+    // SAFETY: `openat` returned a new descriptor that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| PgError::io(format!("read {}", path.display()), e))?;
+    Ok(text)
+}
+
+/// Removes the file `path` if it exists (a symlink there is removed, never followed).
+pub fn remove(path: &Path, run_as: &RunAs) -> Result<()> {
+    let dir = Dir::parent_of(path, run_as)?;
+    let name = file_name(path)?;
+    match unlinkat(Some(dir.fd.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(dir.refused(name, "remove", e)),
+    }
+}
+
+/// Whether `path` is a regular file reached without following any symlink.
+pub fn is_file(path: &Path, run_as: &RunAs) -> bool {
+    let Ok(dir) = Dir::parent_of(path, run_as) else {
+        return false;
+    };
+    let Ok(name) = file_name(path) else {
+        return false;
+    };
+    dir.stat(name).is_some_and(|st| {
+        SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
+    })
+}
