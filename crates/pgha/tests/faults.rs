@@ -76,9 +76,10 @@ fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
     }
     for t in &report.two_writers {
         why.push(format!(
-            "two writers: {} acknowledged {} writes sent after {} had acknowledged one, during [{} ms, {} ms] ({} ms)",
+            "two writers: {} acknowledged {} writes sent (or, {} of them, only executed) after {} had acknowledged one, during [{} ms, {} ms] ({} ms)",
             t.older,
             t.count,
+            t.executed_late,
             t.newer,
             t.newer_first_ack_ms,
             t.last_ack_ms,
@@ -570,4 +571,51 @@ fn kill_primary_after_failover_with_lagging_standby() {
         "{} writes acknowledged more than 1 s before the crash were lost: {old_losses:?}\n{report}",
         old_losses.len()
     );
+}
+
+/// The checker's judgement on made-up acknowledgements (no test hosts needed): n1 is primary,
+/// n2 acknowledges its first write at 5000 ms. An answer n1 gives later to a write it ran
+/// before that is a late answer, not a second writer; a write n1 ran, or was sent, after it
+/// is a second writer whatever became of it.
+#[test]
+fn checker_tells_late_answers_from_second_writers() {
+    let t0 = Instant::now();
+    let us0: i64 = 1_800_000_000_000_000;
+    let ack = |id: u64, member: &str, sent: u64, executed: u64, acked: u64| Ack {
+        id,
+        writer: "w".into(),
+        member: member.into(),
+        sent: t0 + Duration::from_millis(sent),
+        acked: t0 + Duration::from_millis(acked),
+        sent_us: us0 + sent as i64 * 1000,
+        acked_us: us0 + acked as i64 * 1000,
+        executed_us: Some(us0 + executed as i64 * 1000),
+    };
+    let judge = |extra: Ack, present: &[u64]| {
+        let mut acks = vec![ack(1, "n1", 0, 1, 2), ack(2, "n2", 4990, 4995, 5000), extra];
+        acks.sort_by_key(|a| a.acked);
+        let present: std::collections::BTreeSet<u64> = present.iter().copied().collect();
+        judge_writers(&acks, &present, |t| t.duration_since(t0).as_millis() as i64)
+    };
+    // sent and run at 100 ms, answered at 6000 ms (frozen before its answer), on n2: late
+    let (two, late) = judge(ack(3, "n1", 100, 101, 6000), &[1, 2, 3]);
+    assert!(two.is_empty(), "{two:?}");
+    assert_eq!((late.len(), late[0].count, late[0].present), (1, 1, 1));
+    // the same, missing from the final primary: still late (the loss is counted as lost)
+    let (two, late) = judge(ack(3, "n1", 100, 101, 6000), &[1, 2]);
+    assert!(two.is_empty());
+    assert_eq!((late[0].count, late[0].present), (1, 0));
+    // sent at 100 ms but run at 5200 ms, after n2 took writes: a second writer
+    let (two, late) = judge(ack(3, "n1", 100, 5200, 5300), &[1, 2]);
+    assert!(late.is_empty());
+    assert_eq!((two.len(), two[0].count, two[0].executed_late), (1, 1, 1));
+    // sent after n2's first answer: a second writer
+    let (two, _) = judge(ack(3, "n1", 5100, 5110, 5120), &[1, 2]);
+    assert_eq!(
+        (two[0].count, two[0].executed_late, two[0].older.as_str()),
+        (1, 0, "n1")
+    );
+    // nothing after 5000 ms from n1: nothing to report
+    let (two, late) = judge(ack(3, "n1", 10, 11, 20), &[1, 2, 3]);
+    assert!(two.is_empty() && late.is_empty());
 }

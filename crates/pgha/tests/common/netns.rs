@@ -3,9 +3,11 @@
 //! lives in a namespace of its own (the root namespace is never touched). Faults are iptables
 //! DROP rules inside a host's namespace (a blackhole, never a reset), SIGKILL/SIGSTOP/SIGCONT of
 //! one process by pid, and a whole host isolated. A checker writes through the proxy, through a
-//! libpq-style multi-host URI (`target_session_attrs=read-write`) and on each member's own host,
-//! and counts acknowledged writes missing from the final primary and acknowledgements by a
-//! member sent after another member had already acknowledged one (two writers).
+//! libpq-style multi-host URI (`target_session_attrs=read-write`) and on each member's own host
+//! (optionally also with writers that wait long for an answer), and counts acknowledged writes
+//! missing from the final primary and acknowledgements by a member of writes sent, or executed
+//! by its PostgreSQL, after another member had already acknowledged one (two writers; late
+//! answers to earlier writes are reported apart: see [`judge_writers`]).
 //!
 //! Needs root, `ip` (iproute2) and `iptables` (Debian package `iptables`); fails loudly, naming
 //! the package, when one is missing. Everything is removed on drop, also while a test panics
@@ -63,6 +65,14 @@ fn alive(pid: u32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// Microseconds since the Unix epoch on the wall clock (`CLOCK_REALTIME`, the clock
+/// PostgreSQL's `clock_timestamp()` reads: every test host shares this machine's kernel).
+fn wall_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Runs a command to completion and panics, with its output, when it fails.
@@ -1001,7 +1011,13 @@ impl Cluster {
 
     /// Starts the writers (proxy, multi-host, and one on each member's own host).
     pub fn checker(&self) -> Checker {
-        Checker::start(self)
+        Checker::start(self, None)
+    }
+
+    /// Like [`Cluster::checker`], plus a writer on each member's host that waits up to
+    /// `patience` for every answer (it sees answers a stalled server delivers late).
+    pub fn checker_patient(&self, patience: Duration) -> Checker {
+        Checker::start(self, Some(patience))
     }
 }
 
@@ -1222,22 +1238,46 @@ pub struct Ack {
     pub member: String,
     pub sent: Instant,
     pub acked: Instant,
+    /// `sent` and `acked` on the wall clock (µs since the epoch).
+    pub sent_us: i64,
+    pub acked_us: i64,
+    /// When the member's PostgreSQL ran the INSERT (`clock_timestamp()`, µs since the epoch:
+    /// every test host shares this machine's kernel, hence its wall clock).
+    pub executed_us: Option<i64>,
 }
 
-/// A member acknowledging writes sent after a newer member had acknowledged one.
+/// A member acknowledging writes it committed after a newer member had acknowledged one (see
+/// [`judge_writers`] for exactly what counts).
 #[derive(Clone, Debug)]
 pub struct TwoWriters {
     pub older: String,
     pub newer: String,
     /// When `newer` acknowledged its first write (ms since the checker started).
     pub newer_first_ack_ms: i64,
-    /// How many writes `older` acknowledged that were sent after that.
+    /// How many writes `older` acknowledged that were sent, or executed, after that.
     pub count: usize,
+    /// Of those, how many were sent before but executed after (held by a stalled server).
+    pub executed_late: usize,
     /// The last such acknowledgement (ms): the two-writer interval is
     /// [newer_first_ack_ms, last_ack_ms].
     pub last_ack_ms: i64,
     /// By writer.
     pub writers: BTreeMap<String, usize>,
+}
+
+/// Acknowledgements by `older` received after `newer` had acknowledged a write, of writes
+/// sent *and* executed before that: `older` ran them while nobody else took writes and only
+/// answered late (a backend frozen between its commit and its answer). Not a second writer;
+/// each one the final primary lacks is also in [`Report::lost`].
+#[derive(Clone, Debug)]
+pub struct LateAcks {
+    pub older: String,
+    pub newer: String,
+    pub newer_first_ack_ms: i64,
+    pub count: usize,
+    /// How many of them the final primary holds.
+    pub present: usize,
+    pub last_ack_ms: i64,
 }
 
 /// What the checker found.
@@ -1251,6 +1291,8 @@ pub struct Report {
     pub members_in_order: Vec<(String, i64, i64)>,
     /// Acknowledged writes missing from the final primary.
     pub lost: Vec<Ack>,
+    /// Acknowledgements that arrived late but are no second writer (see [`LateAcks`]).
+    pub late_acks: Vec<LateAcks>,
     pub final_primary: String,
     pub two_writers: Vec<TwoWriters>,
     /// Longest time without any acknowledgement (ms) and when it began.
@@ -1310,16 +1352,32 @@ impl fmt::Display for Report {
                 self.ms(last.acked)
             )?;
         }
+        for l in &self.late_acks {
+            writeln!(
+                f,
+                "  late acknowledgements (no second writer): {} answered {} writes after {} had \
+                 acknowledged one at {} ms, all sent and executed before it, the last at {} ms; \
+                 {} of them on the final primary, {} missing (counted as lost)",
+                l.older,
+                l.count,
+                l.newer,
+                l.newer_first_ack_ms,
+                l.last_ack_ms,
+                l.present,
+                l.count - l.present
+            )?;
+        }
         if self.two_writers.is_empty() {
             writeln!(f, "  two writers: none")?;
         }
         for t in &self.two_writers {
             writeln!(
                 f,
-                "  TWO WRITERS: {} acknowledged {} writes sent after {} had acknowledged one at {} ms; \
-                 interval [{} ms, {} ms] = {} ms; by writer {:?}",
+                "  TWO WRITERS: {} acknowledged {} writes sent ({} of them only executed) after {} had \
+                 acknowledged one at {} ms; interval [{} ms, {} ms] = {} ms; by writer {:?}",
                 t.older,
                 t.count,
+                t.executed_late,
                 t.newer,
                 t.newer_first_ack_ms,
                 t.newer_first_ack_ms,
@@ -1349,10 +1407,14 @@ pub struct Checker {
 
 /// A write is attempted every this often by each writer.
 pub const WRITE_EVERY: Duration = Duration::from_millis(50);
+/// How long a writer waits for an answer before it gives up on the session.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Checker {
-    fn start(c: &Cluster) -> Checker {
+    /// With `patient`, one more writer on each member's host waits that long for each answer
+    /// (as an application without a statement timeout does): it sees the answers a stalled
+    /// server delivers late, which the others have given up on after [`WRITE_TIMEOUT`].
+    fn start(c: &Cluster, patient: Option<Duration>) -> Checker {
         let leader = c.wait_converged(Duration::from_secs(60));
         run_sql(
             &c.member(&leader).conninfo(),
@@ -1365,12 +1427,37 @@ impl Checker {
         let stop = Arc::new(AtomicBool::new(false));
         let ids = Arc::new(AtomicU64::new(1));
         let client_ns = c.net.host("client").ns.clone();
-        let mut writers: Vec<(String, String, String)> = vec![
-            ("proxy".into(), client_ns.clone(), c.proxy_conninfo()),
-            ("multihost".into(), client_ns, c.multi_host_conninfo()),
+        let mut writers: Vec<(String, String, String, Duration)> = vec![
+            (
+                "proxy".into(),
+                client_ns.clone(),
+                c.proxy_conninfo(),
+                WRITE_TIMEOUT,
+            ),
+            (
+                "multihost".into(),
+                client_ns,
+                c.multi_host_conninfo(),
+                WRITE_TIMEOUT,
+            ),
         ];
         for m in &c.members {
-            writers.push((format!("local-{}", m.name), m.host.ns.clone(), m.conninfo()));
+            writers.push((
+                format!("local-{}", m.name),
+                m.host.ns.clone(),
+                m.conninfo(),
+                WRITE_TIMEOUT,
+            ));
+        }
+        if let Some(patience) = patient {
+            for m in &c.members {
+                writers.push((
+                    format!("patient-local-{}", m.name),
+                    m.host.ns.clone(),
+                    m.conninfo(),
+                    patience,
+                ));
+            }
         }
         let members_by_ip: BTreeMap<String, String> = c
             .members
@@ -1379,7 +1466,7 @@ impl Checker {
             .collect();
         let threads = writers
             .into_iter()
-            .map(|(writer, ns, conninfo)| {
+            .map(|(writer, ns, conninfo, timeout)| {
                 let (attempts, stop, ids, by_ip) = (
                     attempts.clone(),
                     stop.clone(),
@@ -1388,8 +1475,9 @@ impl Checker {
                 );
                 std::thread::spawn(move || {
                     enter_netns(&ns).expect("setns into the writer's host");
-                    small_runtime()
-                        .block_on(write_loop(writer, conninfo, attempts, stop, ids, by_ip));
+                    small_runtime().block_on(write_loop(
+                        writer, conninfo, timeout, attempts, stop, ids, by_ip,
+                    ));
                 })
             })
             .collect();
@@ -1455,11 +1543,19 @@ impl Checker {
     /// Stops the writers, waits for the cluster to converge, and compares what was
     /// acknowledged with what the final primary holds.
     pub fn finish(mut self, c: &Cluster, converge: Duration) -> Report {
+        let stopping = Instant::now();
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        self.mark(&format!(
+            "writers stopped ({} ms to end their last write)",
+            stopping.elapsed().as_millis()
+        ));
         let final_primary = c.wait_converged(converge);
+        self.mark(&format!(
+            "converged: {final_primary} primary, every other member streaming"
+        ));
         let attempts = std::mem::take(&mut *self.attempts.lock().unwrap());
         let mut acks: Vec<Ack> = attempts.iter().filter_map(|a| a.ack.clone()).collect();
         acks.sort_by_key(|a| a.acked);
@@ -1499,30 +1595,9 @@ impl Checker {
             .iter()
             .map(|(m, t)| (m.to_string(), ms(*t), ms(last[m])))
             .collect();
-        // Two writers: an acknowledgement by X of a write sent after a member Y that started
-        // acknowledging later than X had already acknowledged one.
-        for (i, (older, _)) in order.iter().enumerate() {
-            for (newer, newer_first) in &order[i + 1..] {
-                let late: Vec<&Ack> = acks
-                    .iter()
-                    .filter(|a| a.member == *older && a.sent > *newer_first)
-                    .collect();
-                if let Some(l) = late.last() {
-                    let mut writers = BTreeMap::new();
-                    for a in &late {
-                        *writers.entry(a.writer.clone()).or_default() += 1;
-                    }
-                    report.two_writers.push(TwoWriters {
-                        older: older.to_string(),
-                        newer: newer.to_string(),
-                        newer_first_ack_ms: ms(*newer_first),
-                        count: late.len(),
-                        last_ack_ms: ms(l.acked),
-                        writers,
-                    });
-                }
-            }
-        }
+        let (two_writers, late_acks) = judge_writers(&acks, &present, ms);
+        report.two_writers = two_writers;
+        report.late_acks = late_acks;
         report.lost = acks
             .iter()
             .filter(|a| !present.contains(&a.id))
@@ -1550,6 +1625,95 @@ impl Checker {
     }
 }
 
+/// Second writers and late acknowledgements among `acks` (sorted by `acked`); `present`: the
+/// ids the final primary holds; `ms`: an instant as ms since the checker started.
+pub fn judge_writers(
+    acks: &[Ack],
+    present: &BTreeSet<u64>,
+    ms: impl Fn(Instant) -> i64,
+) -> (Vec<TwoWriters>, Vec<LateAcks>) {
+    // Two writers. Y ("newer") first acknowledged a write at t_Y (when its writer got the
+    // answer), later than X ("older") first did; Y had committed that write by t_Y. X is a
+    // second writer if it acknowledged a write that
+    //  (a) was sent after t_Y: it cannot have reached X, let alone been committed there,
+    //      before Y had committed one; or
+    //  (b) X's PostgreSQL executed after t_Y by its own clock (the INSERT's
+    //      clock_timestamp(); the test hosts share this kernel's wall clock), though sent
+    //      earlier: held by a stalled server and run only once Y took writes (its commit,
+    //      hence the answer, came later still).
+    // Neither needs the write to be lost: X committing anything after Y did is the fault.
+    // Not a second writer on its own: X answering after t_Y a write sent and executed
+    // before t_Y (a backend frozen between its commit and its answer, or a commit waiting
+    // for its synchronous standby's confirmation that arrives late). X may have committed
+    // it before Y took over, and then Y holds it (that is what "durable on the new
+    // primary" means here). Those are reported as late acknowledgements with how many the
+    // final primary holds; every one it lacks is in `lost`, like any acknowledged write
+    // missing there (a write executed before t_Y but committed after it is one of those:
+    // the final primary cannot hold it). Members that take writes again after a later one
+    // (a switchover back) are not told apart: none of the scenarios does that while the
+    // checker runs.
+    let first_us: BTreeMap<&str, i64> = {
+        let mut m = BTreeMap::new();
+        for a in acks {
+            m.entry(a.member.as_str()).or_insert(a.acked_us);
+        }
+        m
+    };
+    let mut first: BTreeMap<&str, Instant> = BTreeMap::new();
+    for a in acks {
+        first.entry(&a.member).or_insert(a.acked);
+    }
+    let mut order: Vec<(&str, Instant)> = first.iter().map(|(m, t)| (*m, *t)).collect();
+    order.sort_by_key(|(_, t)| *t);
+    let (mut two_writers, mut late_acks) = (Vec::new(), Vec::new());
+    for (i, (older, _)) in order.iter().enumerate() {
+        for (newer, newer_first) in &order[i + 1..] {
+            let newer_us = first_us[newer];
+            let sent_after = |a: &Ack| a.sent > *newer_first;
+            let executed_after = |a: &Ack| a.executed_us.is_some_and(|e| e > newer_us);
+            let second: Vec<&Ack> = acks
+                .iter()
+                .filter(|a| a.member == *older && (sent_after(a) || executed_after(a)))
+                .collect();
+            if let Some(l) = second.last() {
+                let mut writers = BTreeMap::new();
+                for a in &second {
+                    *writers.entry(a.writer.clone()).or_default() += 1;
+                }
+                two_writers.push(TwoWriters {
+                    older: older.to_string(),
+                    newer: newer.to_string(),
+                    newer_first_ack_ms: ms(*newer_first),
+                    count: second.len(),
+                    executed_late: second.iter().filter(|a| !sent_after(a)).count(),
+                    last_ack_ms: ms(l.acked),
+                    writers,
+                });
+            }
+            let late: Vec<&Ack> = acks
+                .iter()
+                .filter(|a| {
+                    a.member == *older
+                        && a.acked > *newer_first
+                        && !sent_after(a)
+                        && !executed_after(a)
+                })
+                .collect();
+            if let Some(l) = late.last() {
+                late_acks.push(LateAcks {
+                    older: older.to_string(),
+                    newer: newer.to_string(),
+                    newer_first_ack_ms: ms(*newer_first),
+                    count: late.len(),
+                    present: late.iter().filter(|a| present.contains(&a.id)).count(),
+                    last_ack_ms: ms(l.acked),
+                });
+            }
+        }
+    }
+    (two_writers, late_acks)
+}
+
 impl Drop for Checker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -1562,6 +1726,7 @@ impl Drop for Checker {
 async fn write_loop(
     writer: String,
     conninfo: String,
+    timeout: Duration,
     attempts: Arc<Mutex<Vec<Attempt>>>,
     stop: Arc<AtomicBool>,
     ids: Arc<AtomicU64>,
@@ -1580,29 +1745,33 @@ async fn write_loop(
         };
         let id = ids.fetch_add(1, Ordering::SeqCst);
         let sql = format!(
-            "INSERT INTO pgha_checker(id, writer) VALUES ({id}, '{writer}') RETURNING member"
+            "INSERT INTO pgha_checker(id, writer) VALUES ({id}, '{writer}') \
+             RETURNING member, (extract(epoch FROM at) * 1000000)::bigint"
         );
-        let sent = Instant::now();
-        let result = tokio::time::timeout(WRITE_TIMEOUT, c.simple_query(&sql)).await;
-        let acked = Instant::now();
+        let (sent, sent_us) = (Instant::now(), wall_us());
+        let result = tokio::time::timeout(timeout, c.simple_query(&sql)).await;
+        let (acked, acked_us) = (Instant::now(), wall_us());
         let read_only = matches!(&result, Ok(Err(e))
             if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION));
         let ack = match result {
-            Ok(Ok(msgs)) => rows(msgs)
-                .first()
-                .and_then(|r| r.first().cloned().flatten())
-                .map(|ip| Ack {
+            Ok(Ok(msgs)) => rows(msgs).first().and_then(|r| {
+                let ip = r.first().cloned().flatten()?;
+                Some(Ack {
                     id,
                     writer: writer.clone(),
                     member: by_ip.get(&ip).cloned().unwrap_or(ip),
                     sent,
                     acked,
-                }),
+                    sent_us,
+                    acked_us,
+                    executed_us: r.get(1).cloned().flatten().and_then(|v| v.parse().ok()),
+                })
+            }),
             _ => None,
         };
         // Timed out or broken: a new connection finds the primary again. A local writer keeps
         // its session on a standby (it can write once that standby is promoted).
-        if ack.is_none() && !(read_only && writer.starts_with("local-")) {
+        if ack.is_none() && !(read_only && writer.contains("local-")) {
             client = None;
         }
         attempts.lock().unwrap().push(Attempt { ack });
