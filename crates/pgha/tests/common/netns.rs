@@ -2,14 +2,16 @@
 //! `pgha proxy`, each in its own Linux network namespace, joined by veth pairs to a bridge that
 //! lives in a namespace of its own (the root namespace is never touched). Faults are iptables
 //! DROP rules inside a host's namespace (a blackhole, never a reset), SIGKILL/SIGSTOP/SIGCONT of
-//! one process by pid, and a whole host isolated. A checker writes through the proxy, through a
+//! one process by pid or of a process tree, a whole host isolated, and a whole host frozen
+//! (cgroup v1 freezer: a stalled VM). A checker writes through the proxy, through a
 //! libpq-style multi-host URI (`target_session_attrs=read-write`) and on each member's own host
 //! (optionally also with writers that wait long for an answer), and counts acknowledged writes
 //! missing from the final primary and acknowledgements by a member of writes sent, or executed
 //! by its PostgreSQL, after another member had already acknowledged one (two writers; late
 //! answers to earlier writes are reported apart: see [`judge_writers`]).
 //!
-//! Needs root, `ip` (iproute2) and `iptables` (Debian package `iptables`); fails loudly, naming
+//! Needs root, `ip` (iproute2), `iptables` (Debian package `iptables`) and, to freeze a host,
+//! the cgroup v1 freezer at /sys/fs/cgroup/freezer; fails loudly, naming
 //! the package, when one is missing. Everything is removed on drop, also while a test panics
 //! (the agents' log tails are printed then). The including test file must also declare
 //! `#[path = "common/dist.rs"] mod dist;` (this module reuses its HTTP client and helpers).
@@ -65,6 +67,47 @@ fn alive(pid: u32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// Whether `pid` lives (not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    alive(pid)
+}
+
+/// State letter, parent pid and start time (clock ticks after boot) of `pid`, from
+/// `/proc/PID/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u32, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = text.rsplit_once(')')?;
+    // fields 3.. of proc(5): state, ppid, ..., starttime is field 22
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        fields.first()?.chars().next()?,
+        fields.get(1)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+    ))
+}
+
+/// The pids whose parent is `parent`.
+pub fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| proc_stat(*p).is_some_and(|(_, ppid, _)| ppid == parent))
+        .collect()
+}
+
+/// The parent pid of a living `pid`.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    proc_stat(pid).map(|(_, ppid, _)| ppid)
+}
+
+/// Milliseconds since boot on `CLOCK_BOOTTIME`, the clock of the supervisors' deadlines.
+pub fn boot_clock_ms() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).expect("CLOCK_BOOTTIME");
+    ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000
 }
 
 /// Microseconds since the Unix epoch on the wall clock (`CLOCK_REALTIME`, the clock
@@ -137,6 +180,8 @@ const NS_PREFIX: &str = "pgf";
 /// Namespaces left behind by an earlier run whose test process died (SIGKILL, OOM): their
 /// processes are killed by pid and the namespaces deleted.
 fn remove_stale_namespaces() {
+    // first thaw what a dead run left frozen: a frozen task dies of SIGKILL only once thawed
+    remove_stale_freezers();
     let Ok(entries) = std::fs::read_dir("/run/netns") else {
         return;
     };
@@ -377,6 +422,313 @@ impl Drop for Net {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Stalls: a whole host frozen, a process tree stopped, a lease file watched
+
+const FREEZER_ROOT: &str = "/sys/fs/cgroup/freezer";
+
+/// The pids in network namespace `ns` (`ip netns pids`), this test process excluded.
+fn netns_pids(ns: &str) -> Vec<u32> {
+    let me = std::process::id();
+    Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .filter(|p| *p != me)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn cgroup_procs(dir: &Path) -> BTreeSet<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Thaws a freezer cgroup, moves what is left in it back to the root cgroup and removes it.
+fn dissolve_freezer(dir: &Path) -> Result<(), String> {
+    let _ = std::fs::write(dir.join("freezer.state"), "THAWED");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        for pid in cgroup_procs(dir) {
+            let _ = std::fs::write(
+                Path::new(FREEZER_ROOT).join("cgroup.procs"),
+                pid.to_string(),
+            );
+        }
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(format!("cannot remove {}: {e}", dir.display()))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Freezer cgroups left behind by a run whose test process died.
+fn remove_stale_freezers() {
+    let Ok(entries) = std::fs::read_dir(FREEZER_ROOT) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !alive(pid) && name.ends_with("-frozen") {
+            let _ = dissolve_freezer(&e.path());
+        }
+    }
+}
+
+/// A stalled VM: every process of one test host (its agent, its `pgha supervise`, the
+/// postmaster and every backend — whatever runs in the host's network namespace) frozen with
+/// the cgroup v1 freezer, which stops them without a signal they could see (unlike SIGSTOP,
+/// nothing is reported to a parent, and the boot clock keeps running). Thawed and removed on
+/// drop (drop it before the [`Cluster`]: a frozen task dies of SIGKILL only once thawed).
+pub struct FrozenHost {
+    pub host: String,
+    dir: PathBuf,
+    /// Every process frozen (thread groups: their threads were moved along).
+    pub pids: Vec<u32>,
+    thawed: bool,
+}
+
+impl FrozenHost {
+    pub fn freeze(net: &Net, host: &str) -> FrozenHost {
+        let root = Path::new(FREEZER_ROOT);
+        assert!(
+            root.join("cgroup.procs").exists(),
+            "no cgroup v1 freezer at {FREEZER_ROOT}: cannot freeze a test host"
+        );
+        remove_stale_freezers();
+        let ns = net.host(host).ns.clone();
+        let dir = root.join(format!("{ns}-frozen"));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let mut f = FrozenHost {
+            host: host.to_string(),
+            dir,
+            pids: Vec::new(),
+            thawed: false,
+        };
+        // Move every process of the host in until a round finds none left outside: a process
+        // forked by one already inside is born inside.
+        let mut rounds = 0;
+        while f.adopt(&ns) > 0 {
+            rounds += 1;
+            assert!(rounds < 50, "{host}'s processes keep multiplying");
+        }
+        assert!(!f.pids.is_empty(), "no process runs on {host}");
+        f.set_state("FROZEN");
+        // one forked by a process of the root cgroup meanwhile would be outside: none is, but
+        // check (a task attached to a frozen cgroup is frozen at once)
+        f.adopt(&ns);
+        f
+    }
+
+    /// Moves the host's processes not yet inside into the cgroup; returns how many.
+    fn adopt(&mut self, ns: &str) -> usize {
+        let inside = cgroup_procs(&self.dir);
+        let mut moved = 0;
+        for pid in netns_pids(ns) {
+            if inside.contains(&pid) {
+                continue;
+            }
+            // cgroup.procs moves the whole thread group (tasks would move one thread)
+            if std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).is_ok() {
+                self.pids.push(pid);
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    fn set_state(&self, state: &str) {
+        let file = self.dir.join("freezer.state");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            // FREEZING retries on each write (a task in an uninterruptible sleep delays it)
+            std::fs::write(&file, state)
+                .unwrap_or_else(|e| panic!("write {state} to {}: {e}", file.display()));
+            let now = std::fs::read_to_string(&file).unwrap_or_default();
+            if now.trim() == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}'s freezer stays {} instead of {state}",
+                self.host,
+                now.trim()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every process frozen now? (The freezer's own view, per task.)
+    pub fn frozen(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+    }
+
+    pub fn thaw(&mut self) {
+        if !self.thawed {
+            self.set_state("THAWED");
+            self.thawed = true;
+        }
+    }
+}
+
+impl Drop for FrozenHost {
+    fn drop(&mut self) {
+        if let Err(e) = dissolve_freezer(&self.dir) {
+            eprintln!("{e}");
+        }
+    }
+}
+
+/// A process tree stopped with SIGSTOP (an I/O stall as PostgreSQL's clients see it: the
+/// postmaster accepts no connection, no backend answers). Each process is remembered with its
+/// start time, so SIGCONT never reaches a process that reused a pid. Resumed on drop.
+pub struct StoppedTree {
+    /// (pid, start time)
+    pub procs: Vec<(u32, u64)>,
+}
+
+impl StoppedTree {
+    /// SIGSTOP of `root`, then of its children, until no new child appears (a stopped
+    /// postmaster forks no more).
+    pub fn stop(root: u32) -> StoppedTree {
+        let mut t = StoppedTree { procs: Vec::new() };
+        let stop_one = |pid: u32, t: &mut StoppedTree| {
+            let Some((_, _, start)) = proc_stat(pid) else {
+                return;
+            };
+            if signal(pid, Signal::SIGSTOP) {
+                t.procs.push((pid, start));
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while proc_stat(pid).is_some_and(|(s, _, _)| !matches!(s, 'T' | 't' | 'Z' | 'X'))
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        };
+        stop_one(root, &mut t);
+        assert!(!t.procs.is_empty(), "process {root} is gone");
+        loop {
+            let known: BTreeSet<u32> = t.procs.iter().map(|p| p.0).collect();
+            let new: Vec<u32> = children_of(root)
+                .into_iter()
+                .filter(|p| !known.contains(p))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            for pid in new {
+                stop_one(pid, &mut t);
+            }
+        }
+        t
+    }
+
+    /// The processes of the tree that still live (same pid, same start time, no zombie).
+    pub fn alive(&self) -> Vec<u32> {
+        self.procs
+            .iter()
+            .filter(|(pid, start)| {
+                proc_stat(*pid).is_some_and(|(s, _, st)| st == *start && s != 'Z' && s != 'X')
+            })
+            .map(|p| p.0)
+            .collect()
+    }
+
+    /// SIGCONT of the processes still alive; returns them.
+    pub fn resume(&mut self) -> Vec<u32> {
+        let alive = self.alive();
+        for pid in &alive {
+            signal(*pid, Signal::SIGCONT);
+        }
+        self.procs.clear();
+        alive
+    }
+}
+
+impl Drop for StoppedTree {
+    fn drop(&mut self) {
+        self.resume();
+    }
+}
+
+/// What a lease file holds, as the supervisor reads it: `None` disarmed (empty or absent), a
+/// boot-clock deadline (ms), 0 when unparsable (a deadline already passed).
+pub fn read_lease(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(text.parse().unwrap_or(0))
+}
+
+/// The values a lease file took, each with when it was first seen.
+pub type LeaseValues = Vec<(Instant, Option<u64>)>;
+
+/// Every value a lease file takes while this watches it (polled every 5 ms).
+pub struct LeaseWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<LeaseValues>>,
+}
+
+impl LeaseWatch {
+    pub fn start(path: PathBuf) -> LeaseWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut seen: LeaseValues = Vec::new();
+                loop {
+                    let v = read_lease(&path);
+                    if seen.last().is_none_or(|(_, last)| *last != v) {
+                        seen.push((Instant::now(), v));
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        return seen;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        });
+        LeaseWatch {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; the values in order, each with when it was first seen.
+    pub fn finish(mut self) -> LeaseValues {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for LeaseWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Processes on test hosts
 
 /// A process started with `ip netns exec` (which execs the program itself: the child's pid is
@@ -493,6 +845,21 @@ impl Member {
         let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
         let pid: u32 = text.lines().next()?.trim().parse().ok()?;
         alive(pid).then_some(pid)
+    }
+
+    /// `<member dir>.lease`: the deadline the agent hands to its supervisor.
+    pub fn lease_file(&self) -> PathBuf {
+        self.dir.with_file_name(format!("{}.lease", self.name))
+    }
+
+    /// The armed deadline (boot clock, ms), `None` when disarmed.
+    pub fn lease_deadline(&self) -> Option<u64> {
+        read_lease(&self.lease_file())
+    }
+
+    /// The `pgha supervise` process whose child is the running postmaster.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.postmaster_pid().and_then(parent_of)
     }
 
     /// Sends `sig` to the agent process only.
