@@ -26,6 +26,9 @@ pub struct Node {
 
 impl Node {
     pub fn load(file: &Path) -> anyhow::Result<Self> {
+        if file.exists() {
+            crate::trust::check(file)?;
+        }
         let config = NodeConfig::load(file)?;
         let secrets = Secrets::load(&config.secrets.file)?;
         Ok(Node { config, secrets })
@@ -91,6 +94,7 @@ impl Node {
         let c = &self.config;
         let pg = &c.postgresql;
         let bins = PgBinaries::discover(pg.bin_dir.as_deref())?;
+        crate::cluster::check_binaries(&bins)?;
         let run_as = RunAs::detect(&pg.os_user)?;
         run_as.check_reachable(&c.member.dir)?;
         let instance = Instance::new(&c.member.name, &c.member.dir, bins, run_as);

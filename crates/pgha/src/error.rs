@@ -42,4 +42,7 @@ pub enum CliError {
 
     #[error("{what}: {detail}")]
     Secrets { what: String, detail: String },
+
+    #[error(transparent)]
+    Untrusted(#[from] crate::trust::Untrusted),
 }

@@ -18,6 +18,7 @@ mod remote;
 mod runtime;
 mod secrets;
 mod status;
+mod trust;
 mod up;
 mod url;
 

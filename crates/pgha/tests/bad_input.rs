@@ -52,6 +52,31 @@ fn non_empty_foreign_directory_is_refused_and_untouched() {
     assert!(err.contains("not a pgha cluster"), "{err}");
 }
 
+/// Issue 11: pgha runs as root the programs a cluster directory's config names, and hands out
+/// the passwords its secrets file holds: a directory others can write, or one another user
+/// owns, is refused before anything is read or written.
+#[test]
+fn an_untrusted_cluster_directory_is_refused() {
+    let tmp = test_dir();
+    let port = free_base_port(3).to_string();
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = up_fails(&["up", "--dir", open.to_str().unwrap(), "--port", &port]);
+    assert!(
+        err.contains("open") && err.contains("every user") && err.contains("chmod go-w"),
+        "{err}"
+    );
+    assert!(listing(&open).is_empty());
+
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let err = up_fails(&["up", "--dir", theirs.to_str().unwrap(), "--port", &port]);
+    assert!(err.contains("theirs") && err.contains("uid 65534"), "{err}");
+    assert!(listing(&theirs).is_empty());
+}
+
 #[test]
 fn port_in_use_names_the_port_and_the_member() {
     let tmp = test_dir();
@@ -193,6 +218,16 @@ fn member_start_failure_shows_the_postgresql_log_and_a_fixed_config_resumes() {
         "the PostgreSQL log tail should name the bad parameter: {err}"
     );
     assert!(!dir.join("n1/data/postmaster.pid").exists());
+
+    // A secrets file others can read is refused (and the command says how to fix it).
+    let secrets = dir.join("secrets.toml");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = up_fails(&["status", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        err.contains("secrets.toml") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     // Fix the value in the config; the next `up` resumes without losing the initialised primary.
     let file = dir.join("pgha.toml");

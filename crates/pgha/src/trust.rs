@@ -1,0 +1,151 @@
+//! Refuses what pgha would trust — a cluster directory, its config and secrets files, a node
+//! config, the PostgreSQL binaries — when someone other than the invoking user or root could
+//! have written it: pgha runs as root, runs the programs a config names and hands out the
+//! passwords a secrets file holds.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Why a path is not trusted, and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum Untrusted {
+    #[error(
+        "{path} belongs to uid {owner}, neither you (uid {me}) nor root: pgha would trust what \
+         it holds; use one you own, or `chown` it"
+    )]
+    Owner { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "{path} is writable by {who} (mode {mode:04o}): they could change what pgha runs or \
+         reads; `chmod go-w {path}`"
+    )]
+    Writable {
+        path: PathBuf,
+        who: &'static str,
+        mode: u32,
+    },
+    #[error(
+        "{path} is readable by others (mode {mode:04o}) but holds the cluster's passwords; \
+         `chmod 600 {path}`"
+    )]
+    SecretsExposed { path: PathBuf, mode: u32 },
+    #[error("cannot check {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// `path` (followed if a link: what pgha uses is the target) is owned by the invoking user
+/// or root, and writable by no one else.
+pub fn check(path: &Path) -> Result<(), Untrusted> {
+    let meta = std::fs::metadata(path).map_err(|source| Untrusted::Unreadable {
+        path: path.into(),
+        source,
+    })?;
+    let me = nix::unistd::Uid::effective().as_raw();
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(Untrusted::Owner {
+            path: path.into(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let who = if mode & 0o002 != 0 {
+        "every user"
+    } else if mode & 0o020 != 0 {
+        "its group"
+    } else {
+        return Ok(());
+    };
+    Err(Untrusted::Writable {
+        path: path.into(),
+        who,
+        mode,
+    })
+}
+
+/// A secrets file: trusted as [`check`] says, and readable by its owner only.
+pub fn check_secrets(path: &Path) -> Result<(), Untrusted> {
+    check(path)?;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| Untrusted::Unreadable {
+            path: path.into(),
+            source,
+        })?
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Untrusted::SecretsExposed {
+            path: path.into(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn own_files_not_writable_by_others_are_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pgha.toml");
+        std::fs::write(&file, "").unwrap();
+        chmod(&file, 0o644);
+        check(dir.path()).unwrap();
+        check(&file).unwrap();
+        chmod(&file, 0o600);
+        check_secrets(&file).unwrap();
+    }
+
+    #[test]
+    fn writable_by_others_or_exposed_secrets_are_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o777);
+        let err = check(dir.path()).unwrap_err();
+        assert!(matches!(
+            err,
+            Untrusted::Writable {
+                who: "every user",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        chmod(dir.path(), 0o775);
+        assert!(matches!(
+            check(dir.path()),
+            Err(Untrusted::Writable {
+                who: "its group",
+                ..
+            })
+        ));
+        let secrets = dir.path().join("secrets.toml");
+        std::fs::write(&secrets, "").unwrap();
+        chmod(&secrets, 0o644);
+        let err = check_secrets(&secrets).unwrap_err();
+        assert!(matches!(err, Untrusted::SecretsExposed { mode: 0o644, .. }));
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn another_users_directory_is_refused() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test hands a directory to another user: run it as root (CI does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+        let err = check(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, Untrusted::Owner { owner: 65534, .. }),
+            "{err}"
+        );
+    }
+}
