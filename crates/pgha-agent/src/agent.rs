@@ -272,6 +272,9 @@ impl Agent {
         let Some(list) = view.failsafe.as_ref().filter(|l| l.leader == me) else {
             return;
         };
+        let Some(term) = self.member.lease_revision() else {
+            return;
+        };
         let confirmers: Vec<&MemberName> = list.confirmers().collect();
         let apis: BTreeMap<String, String> = confirmers
             .iter()
@@ -291,7 +294,7 @@ impl Agent {
         let requested_at = self.now();
         let tx = self.job_tx.clone();
         tokio::spawn(async move {
-            let promised = crate::failsafe::ask_all(me.as_str(), apis).await;
+            let promised = crate::failsafe::ask_all(me.as_str(), term, apis).await;
             if let Some(ms) = promised {
                 tracing::info!(
                     "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
@@ -477,7 +480,7 @@ impl Agent {
         self.failsafe.observe(
             view.is_none(),
             view.and_then(|v| v.leader.as_ref())
-                .map(|l| l.holder.to_string()),
+                .map(|l| (l.holder.to_string(), l.revision)),
             Duration::from_millis(view.map_or(self.member.config().ttl_ms, |v| v.config.ttl_ms)),
         );
         let local = self

@@ -23,6 +23,9 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
 pub struct FailsafeRequest {
     /// The member asking to be confirmed as leader.
     pub leader: String,
+    /// Its term: the revision of the leader key it holds (0 from an agent too old to say).
+    #[serde(default)]
+    pub term: u64,
 }
 
 /// What this member's agent and its REST API share about failsafe.
@@ -30,8 +33,8 @@ pub struct FailsafeRequest {
 struct Inner {
     /// The agent's last store read failed.
     store_down: bool,
-    /// The leader in the last view the agent read.
-    last_leader: Option<String>,
+    /// The leader (and its term) in the last view the agent read.
+    last_leader: Option<(String, u64)>,
     /// The lease ttl in force.
     ttl: Duration,
     /// This member confirmed a leader and must not take the lease before this instant.
@@ -51,6 +54,12 @@ pub enum Refusal {
     StoreReachable,
     #[error("{asked} is not the leader this member last saw ({seen})")]
     NotTheLeader { asked: String, seen: String },
+    #[error("{leader}'s term {asked} is not the one this member last saw ({seen})")]
+    OtherTerm {
+        leader: String,
+        asked: u64,
+        seen: u64,
+    },
     #[error("this member cannot record its promise on disk")]
     CannotKeepPromise,
 }
@@ -111,7 +120,7 @@ impl Failsafe {
     }
 
     /// The agent records what its last store read said.
-    pub fn observe(&self, store_down: bool, leader: Option<String>, ttl: Duration) {
+    pub fn observe(&self, store_down: bool, leader: Option<(String, u64)>, ttl: Duration) {
         let mut s = self.0.lock().expect("failsafe lock");
         s.store_down = store_down;
         if !store_down {
@@ -127,10 +136,21 @@ impl Failsafe {
         if !s.store_down {
             return Err(Refusal::StoreReachable);
         }
-        if s.last_leader.as_deref() != Some(request.leader.as_str()) {
+        let Some((leader, term)) = s.last_leader.clone().filter(|(l, _)| *l == request.leader)
+        else {
             return Err(Refusal::NotTheLeader {
                 asked: request.leader.clone(),
-                seen: s.last_leader.clone().unwrap_or_else(|| "none".into()),
+                seen: s
+                    .last_leader
+                    .as_ref()
+                    .map_or_else(|| "none".into(), |(l, _)| l.clone()),
+            });
+        };
+        if term != request.term {
+            return Err(Refusal::OtherTerm {
+                leader,
+                asked: request.term,
+                seen: term,
             });
         }
         let until = Instant::now() + s.ttl;
@@ -159,16 +179,28 @@ impl Failsafe {
     }
 }
 
-/// What a member answers when it confirms: how long it promised not to take the lease.
+/// What a member answers when it confirms: who it is, whom it confirmed in which term, and
+/// how long it promised not to take the lease.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailsafeAnswer {
+    pub member: String,
+    pub confirmed: String,
+    pub term: u64,
     pub promised_ms: u64,
 }
 
-/// Asks every member in `apis` (name → REST address) to confirm `leader`; when all did, the
-/// shortest promise (ms), else `None` (the caller never asks an empty set: nobody asked is
-/// nobody confirming).
-pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> Option<u64> {
+impl FailsafeAnswer {
+    /// Whether this answers exactly what `name` was asked: an answer from another member (a
+    /// stale or wrong address) or about another leader or term confirms nothing.
+    fn answers(&self, name: &str, leader: &str, term: u64) -> bool {
+        self.member == name && self.confirmed == leader && self.term == term
+    }
+}
+
+/// Asks every member in `apis` (name → REST address) to confirm `leader` in `term`; when all
+/// did, the shortest promise (ms), else `None` (the caller never asks an empty set: nobody
+/// asked is nobody confirming).
+pub async fn ask_all(leader: &str, term: u64, apis: BTreeMap<String, String>) -> Option<u64> {
     let asks = apis.into_iter().map(|(name, api)| {
         let leader = leader.to_string();
         tokio::task::spawn_blocking(move || {
@@ -177,10 +209,22 @@ pub async fn ask_all(leader: &str, apis: BTreeMap<String, String>) -> Option<u64
                 .post(&format!("http://{api}{FAILSAFE_PATH}"))
                 .send_json(FailsafeRequest {
                     leader: leader.clone(),
+                    term,
                 });
             let answer = result
                 .map_err(|e| e.to_string())
-                .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()));
+                .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
+                .and_then(|a| {
+                    if a.answers(&name, &leader, term) {
+                        Ok(a)
+                    } else {
+                        Err(format!(
+                            "answered for {} confirming {} in term {}, not {name} confirming \
+                             {leader} in term {term}",
+                            a.member, a.confirmed, a.term
+                        ))
+                    }
+                });
             match answer {
                 Ok(a) => Some(a.promised_ms),
                 Err(e) => {
@@ -218,16 +262,28 @@ mod tests {
     #[test]
     fn confirms_only_when_the_store_is_down_and_for_the_known_leader() {
         let f = Failsafe::default();
-        f.observe(false, Some("n1".into()), Duration::from_secs(3));
-        let ask = |l: &str| FailsafeRequest { leader: l.into() };
-        assert_eq!(f.confirm(&ask("n1")), Err(Refusal::StoreReachable));
+        f.observe(false, Some(("n1".into(), 7)), Duration::from_secs(3));
+        let ask = |l: &str, term: u64| FailsafeRequest {
+            leader: l.into(),
+            term,
+        };
+        assert_eq!(f.confirm(&ask("n1", 7)), Err(Refusal::StoreReachable));
         f.observe(true, None, Duration::from_secs(99));
         assert!(matches!(
-            f.confirm(&ask("n2")),
+            f.confirm(&ask("n2", 7)),
             Err(Refusal::NotTheLeader { .. })
         ));
+        // The leader's name in another term (an earlier lease of the same member) is not it.
+        assert!(matches!(
+            f.confirm(&ask("n1", 3)),
+            Err(Refusal::OtherTerm {
+                asked: 3,
+                seen: 7,
+                ..
+            })
+        ));
         assert!(f.promised_until().is_none());
-        f.confirm(&ask("n1")).unwrap();
+        f.confirm(&ask("n1", 7)).unwrap();
         let until = f.promised_until().unwrap();
         assert!(
             until > Instant::now() + Duration::from_millis(2500),
@@ -242,10 +298,11 @@ mod tests {
         let file = dir.join("n2.failsafe");
         let f = Failsafe::persisted(file.clone());
         assert!(f.promised_until().is_none());
-        f.observe(false, Some("n1".into()), Duration::from_secs(30));
+        f.observe(false, Some(("n1".into(), 7)), Duration::from_secs(30));
         f.observe(true, None, Duration::from_secs(99));
         f.confirm(&FailsafeRequest {
             leader: "n1".into(),
+            term: 7,
         })
         .unwrap();
         drop(f);
@@ -260,5 +317,47 @@ mod tests {
         std::fs::write(&file, "another-boot 99999999999\n").unwrap();
         assert!(Failsafe::persisted(file).promised_until().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Serves one HTTP request on a fresh port with `body` (200, JSON); returns the address.
+    fn answer_once(body: String) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(reply.as_bytes());
+        });
+        addr
+    }
+
+    /// A 200 is not a confirmation: one from another member (a stale or wrong address), for
+    /// another leader or another term, or without the answer's fields, confirms nothing.
+    #[tokio::test]
+    async fn only_an_answer_to_exactly_this_question_confirms() {
+        let answer = |member: &str, confirmed: &str, term: u64| {
+            serde_json::to_string(&FailsafeAnswer {
+                member: member.into(),
+                confirmed: confirmed.into(),
+                term,
+                promised_ms: 3000,
+            })
+            .unwrap()
+        };
+        let ask = |body: String| {
+            let api = answer_once(body);
+            ask_all("n1", 7, [("n2".to_string(), api)].into())
+        };
+        assert_eq!(ask(answer("n2", "n1", 7)).await, Some(3000));
+        assert_eq!(ask(answer("n3", "n1", 7)).await, None, "another member");
+        assert_eq!(ask(answer("n2", "n9", 7)).await, None, "another leader");
+        assert_eq!(ask(answer("n2", "n1", 6)).await, None, "another term");
+        assert_eq!(ask("{}".into()).await, None, "any 200");
     }
 }

@@ -205,6 +205,11 @@ impl Member {
         &self.config
     }
 
+    /// The revision of the leader key this member holds (its term), if it holds one.
+    pub fn lease_revision(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| l.revision)
+    }
+
     /// Whether this member currently trusts that it holds the leader lease at `now`.
     pub fn holds_lease(&self, now: Millis) -> bool {
         self.lease.is_some_and(|l| now < l.trusted_until)

@@ -219,11 +219,12 @@ async fn failsafe(
     Json(body): Json<pgha_agent::failsafe::FailsafeRequest>,
 ) -> Response {
     match api.failsafe.confirm(&body) {
-        Ok(promised) => Json(json!({
-            "confirmed": body.leader,
-            "member": api.spec.name,
-            "promised_ms": promised.as_millis() as u64,
-        }))
+        Ok(promised) => Json(pgha_agent::failsafe::FailsafeAnswer {
+            member: api.spec.name.to_string(),
+            confirmed: body.leader.clone(),
+            term: body.term,
+            promised_ms: promised.as_millis() as u64,
+        })
         .into_response(),
         Err(why) => (
             StatusCode::CONFLICT,
