@@ -43,6 +43,9 @@ pub enum Refusal {
     },
     NoCandidate,
     FailoverNeedsTarget,
+    /// A planned switchover hands over from a running leader; without one, only a failover
+    /// (which names its target) can promote.
+    SwitchoverWithoutLeader(MemberName),
 }
 
 impl std::error::Error for Refusal {}
@@ -62,6 +65,10 @@ impl fmt::Display for Refusal {
             Refusal::TargetIneligible { target, why } => write!(f, "{target} is {why}"),
             Refusal::NoCandidate => write!(f, "no healthy eligible standby"),
             Refusal::FailoverNeedsTarget => write!(f, "a manual failover needs --to NAME"),
+            Refusal::SwitchoverWithoutLeader(t) => write!(
+                f,
+                "a switchover needs a running leader; use `pgha failover --to {t}`"
+            ),
         }
     }
 }
@@ -104,6 +111,9 @@ pub fn check(
     };
     if leader.as_ref() == Some(&target) {
         return Err(Refusal::TargetIsLeader(target));
+    }
+    if leader.is_none() && request.kind == RequestKind::Switchover {
+        return Err(Refusal::SwitchoverWithoutLeader(target));
     }
     let record = view
         .members

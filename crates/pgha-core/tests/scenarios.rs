@@ -1257,6 +1257,21 @@ fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
         ..switchover
     };
     assert!(switchover::check(&view.0, Lsn(20 << 20), &failover).is_err());
+
+    // Without a leader there is nobody to hand over from: only a failover promotes.
+    let mut leaderless = view.clone();
+    leaderless.0.leader = None;
+    let planned = SwitchoverRequest {
+        from: None,
+        to: Some(name("n2")),
+        kind: RequestKind::Switchover,
+    };
+    let refused = switchover::check(&leaderless.0, Lsn(0), &planned).unwrap_err();
+    assert_eq!(
+        refused,
+        switchover::Refusal::SwitchoverWithoutLeader(name("n2"))
+    );
+    assert!(refused.to_string().contains("pgha failover --to n2"));
 }
 
 /// Found by the simulation (seed 29247): a member outside the failsafe list counts how long a

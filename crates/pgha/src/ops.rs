@@ -2,7 +2,7 @@
 //! mode (the CLI talking to etcd): read the view, request a switchover or failover, change
 //! the dynamic settings.
 
-use pgha_core::{ClusterConfig, ClusterView, MemberName, RequestKind, SwitchoverRequest};
+use pgha_core::{ClusterConfig, ClusterView, SwitchoverRequest};
 use pgha_store::{Guard, Key, Store, StoreError, Unreadable};
 
 use crate::dynamic::SettingError;
@@ -29,8 +29,6 @@ pub enum OpError {
 pub enum Refusal {
     #[error(transparent)]
     Switchover(#[from] pgha_core::switchover::Refusal),
-    #[error("a switchover needs a running leader; use `pgha failover --to {target}`")]
-    SwitchoverWithoutLeader { target: MemberName },
     #[error("another switchover or failover is pending")]
     AlreadyPending,
     #[error(transparent)]
@@ -58,9 +56,6 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Resul
         .unwrap_or_default();
     let target =
         pgha_core::switchover::check(&view, leader_lsn, &request).map_err(Refusal::from)?;
-    if view.leader.is_none() && request.kind == RequestKind::Switchover {
-        return Err(Refusal::SwitchoverWithoutLeader { target }.into());
-    }
     let json = serde_json::to_string(&request).expect("a request serialises");
     store
         .put(Key::Switchover, &json, Guard::Absent)
