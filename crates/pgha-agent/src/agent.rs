@@ -46,6 +46,43 @@ pub struct AgentReport {
     pub job: Option<JobKind>,
     /// The last job's failure, until a job succeeds.
     pub last_error: Option<JobFailure>,
+    /// What the last step saw (the read endpoints answer from it, never opening a
+    /// PostgreSQL connection of their own).
+    pub observed: Option<Observed>,
+}
+
+/// What an agent's last step observed, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub at: Instant,
+    /// Older than this, it says nothing about now (the agent is stuck or gone).
+    pub stale_after: Duration,
+    pub local: pgha_core::LocalPg,
+    /// The store's view at that step (none when the store could not be read).
+    pub leader: Option<MemberName>,
+    /// The leader's position as its record in the store gave it.
+    pub leader_lsn: Option<pgha_core::Lsn>,
+    pub initialized: bool,
+    /// Until when this member may act as the leader (the core's lease trust), if it leads.
+    pub lease_until: Option<Instant>,
+}
+
+impl Observed {
+    /// Whether it is recent enough to answer for the present.
+    pub fn fresh(&self) -> bool {
+        self.at.elapsed() <= self.stale_after
+    }
+
+    /// A writable primary holding the lease now: what `/primary` and routing require (I2).
+    pub fn leads(&self, me: &MemberName) -> bool {
+        self.fresh()
+            && self.initialized
+            && self.leader.as_ref() == Some(me)
+            && self.lease_until.is_some_and(|until| Instant::now() < until)
+            && self.local.running
+            && !self.local.unresponsive
+            && !self.local.in_recovery
+    }
 }
 
 /// A job that failed, and why (as the job reported it).
@@ -516,6 +553,7 @@ impl Agent {
         }
         let leader_timelines = self.leader_timelines(&local).await;
         let leader_reachable = self.leader_reachable(&local).await;
+        let observed_at = Instant::now();
         let obs = Observation {
             now: self.now(),
             local,
@@ -548,10 +586,33 @@ impl Agent {
         self.last_kind = Some(kind);
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| *k);
+        let view = match &obs.cluster {
+            StoreView::Up(v) => Some(v.as_ref()),
+            StoreView::Down { .. } => None,
+        };
+        let leader = view
+            .and_then(|v| v.leader.as_ref())
+            .map(|l| l.holder.clone());
+        let observed = Observed {
+            at: observed_at,
+            stale_after: Duration::from_millis(3 * self.member.config().loop_wait_ms)
+                + self.store_timeout(),
+            leader_lsn: view.and_then(|v| Some(v.members.get(leader.as_ref()?)?.lsn)),
+            leader,
+            initialized: view.is_some_and(|v| v.initialize.is_some()),
+            lease_until: self
+                .member
+                .holds_lease(obs.now)
+                .then(|| self.member.lease_deadline().map(|d| self.instant_of(d)))
+                .flatten(),
+            local: obs.local.clone(),
+        };
         self.report.send_if_modified(|r| {
             let changed = r.reason.as_ref() != Some(&decision.reason) || r.job != job;
             r.reason = Some(decision.reason.clone());
             r.job = job;
+            // Kept current without waking anyone: the read endpoints look when asked.
+            r.observed = Some(observed);
             changed
         });
         decision.wake_at

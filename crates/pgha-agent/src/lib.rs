@@ -10,5 +10,5 @@ pub mod local;
 pub mod spec;
 pub mod timelines;
 
-pub use agent::{Agent, AgentHandle, AgentReport, JobFailure};
+pub use agent::{Agent, AgentHandle, AgentReport, JobFailure, Observed};
 pub use spec::NodeSpec;

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use pgha_agent::{AgentReport, NodeSpec};
+use pgha_agent::{AgentReport, NodeSpec, Observed};
 use pgha_core::RequestKind;
 use pgha_store::Store;
 use serde_json::json;
@@ -70,11 +69,15 @@ async fn require_token(
     next.run(request).await
 }
 
-/// The local PostgreSQL right now: (in recovery, streaming, replayed position).
-async fn local_state(api: &AgentApi) -> Option<pgha_pg::probe::PgState> {
-    let s = &api.spec;
-    let client = s.connect_local(Duration::from_secs(1)).await.ok()?;
-    pgha_pg::probe::probe(&client, s.name.as_str()).await.ok()
+/// What the agent's last step saw, if recent enough to answer for now. The read endpoints
+/// answer from it and never open a PostgreSQL connection of their own: a flood of health
+/// checks costs PostgreSQL nothing.
+fn observed(api: &AgentApi) -> Option<Observed> {
+    api.report.borrow().observed.clone().filter(Observed::fresh)
+}
+
+fn age_ms(o: &Option<Observed>) -> Option<u64> {
+    o.as_ref().map(|o| o.at.elapsed().as_millis() as u64)
 }
 
 fn reply(ok: bool, body: serde_json::Value) -> Response {
@@ -86,68 +89,104 @@ fn reply(ok: bool, body: serde_json::Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// 200 while PostgreSQL answers.
+/// 200 while PostgreSQL answers (as of the agent's last step, at most a few loops ago).
 async fn health(State(api): State<AgentApi>) -> Response {
-    let state = local_state(&api).await;
+    let o = observed(&api);
+    let running = o
+        .as_ref()
+        .is_some_and(|o| o.local.running && !o.local.unresponsive);
     let reason = api.report.borrow().reason.as_ref().map(|r| r.to_string());
     reply(
-        state.is_some(),
-        json!({ "member": api.spec.name, "running": state.is_some(), "decision": reason }),
+        running,
+        json!({
+            "member": api.spec.name,
+            "running": running,
+            "decision": reason,
+            "observed_ms_ago": age_ms(&o),
+        }),
     )
 }
 
-/// 200 only on the lease holder running as a primary.
+/// 200 only on the lease holder running as a writable primary, while it trusts its lease.
 async fn primary(State(api): State<AgentApi>) -> Response {
-    let snapshot = api.store.snapshot().await.ok();
-    // A cluster still bootstrapping (no initialize key yet) has no primary to send clients to.
-    let initialised = snapshot
-        .as_ref()
-        .is_some_and(|s| s.get(pgha_store::Key::Initialize).is_some());
-    let holder = snapshot.and_then(|s| s.leader).map(|l| l.holder);
-    let me = api.spec.name.as_str();
-    let writable = local_state(&api).await.is_some_and(|s| !s.in_recovery);
-    let ok = initialised && holder.as_deref() == Some(me) && writable;
+    let o = observed(&api);
+    let me = &api.spec.name;
+    let ok = o.as_ref().is_some_and(|o| o.leads(me));
     reply(
         ok,
-        json!({ "member": me, "leader": holder, "writable": writable }),
+        json!({
+            "member": me,
+            "leader": o.as_ref().and_then(|o| o.leader.clone()),
+            "writable": o.as_ref().is_some_and(|o| o.local.running && !o.local.in_recovery),
+            "observed_ms_ago": age_ms(&o),
+        }),
     )
 }
 
-/// 200 on a streaming standby; `?lag=BYTES` also bounds its replay lag behind the leader.
+/// 200 on a streaming standby; `?lag=SIZE` (bytes, or with a unit: 16MB, 512kB, 1GB) also
+/// bounds its replay lag behind the leader's last published position. A bound that does not
+/// parse is refused (400), never read as "no bound".
 async fn replica(
     State(api): State<AgentApi>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let me = api.spec.name.as_str();
-    let Some(state) = local_state(&api).await else {
+    let bound = match q.get("lag").map(|text| parse_size(text)) {
+        None => None,
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(e)) => {
+            return (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response()
+        }
+    };
+    let o = observed(&api);
+    let Some(o) = o else {
         return reply(false, json!({ "member": me, "running": false }));
     };
-    let view = api
-        .store
-        .snapshot()
-        .await
-        .ok()
-        .and_then(|s| pgha_store::cluster_view(&s).ok());
-    let leader_lsn = view.as_ref().and_then(|v| {
-        v.leader
-            .as_ref()
-            .and_then(|l| v.members.get(&l.holder))
-            .map(|r| r.lsn.0)
-    });
-    let lag = match (leader_lsn, state.replay_lsn) {
-        (Some(l), Some(r)) => Some(l.saturating_sub(r)),
-        _ => None,
-    };
-    let bound = q.get("lag").and_then(|v| v.parse::<u64>().ok());
+    let streaming = o.local.running && o.local.in_recovery && o.local.streaming;
+    let lag = o
+        .leader_lsn
+        .map(|l| l.0.saturating_sub(o.local.replay_lsn.0));
     let within = match bound {
         None => true,
         Some(b) => lag.is_some_and(|l| l <= b),
     };
-    let ok = state.is_streaming() && within;
     reply(
-        ok,
-        json!({ "member": me, "streaming": state.is_streaming(), "lag_bytes": lag }),
+        streaming && within,
+        json!({
+            "member": me,
+            "streaming": streaming,
+            "lag_bytes": lag,
+            "observed_ms_ago": o.at.elapsed().as_millis() as u64,
+        }),
     )
+}
+
+/// A size in bytes: a number with an optional unit (B, kB, MB, GB, TB; powers of 1024, as
+/// PostgreSQL reads memory units), e.g. `16MB` or `16777216`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("lag={text:?}: expected a size such as 16MB or 16777216"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        "t" | "tb" => 1 << 40,
+        other => {
+            return Err(format!(
+                "lag={text:?}: unknown unit {other:?} (use B, kB, MB, GB or TB)"
+            ))
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("lag={text:?}: too large"))
 }
 
 /// The whole cluster as the store sees it.
@@ -180,28 +219,25 @@ async fn cluster(State(api): State<AgentApi>) -> Response {
 
 async fn metrics(State(api): State<AgentApi>) -> Response {
     let me = api.spec.name.as_str();
-    let state = local_state(&api).await;
-    let holder = api
-        .store
-        .snapshot()
-        .await
-        .ok()
-        .and_then(|s| s.leader)
-        .map(|l| l.holder);
+    let o = observed(&api);
+    let up = o
+        .as_ref()
+        .is_some_and(|o| o.local.running && !o.local.unresponsive);
+    let leads = o.as_ref().is_some_and(|o| o.leads(&api.spec.name));
     let mut out = String::new();
     push_gauge(
         &mut out,
         "pgha_member_up",
         "Whether the member's PostgreSQL answers.",
-        &[(me, u64::from(state.is_some()))],
+        &[(me, u64::from(up))],
     );
     push_gauge(
         &mut out,
         "pgha_member_is_leader",
         "Whether the member holds the leader lease.",
-        &[(me, u64::from(holder.as_deref() == Some(me)))],
+        &[(me, u64::from(leads))],
     );
-    if let Some(lsn) = state.as_ref().and_then(|s| s.position()) {
+    if let Some(lsn) = o.as_ref().filter(|_| up).map(|o| o.local.lsn.0) {
         push_gauge(
             &mut out,
             "pgha_member_wal_position_bytes",
@@ -339,4 +375,28 @@ async fn set_config(
         return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &body.assignments).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn lag_bounds_read_units_and_refuse_what_they_cannot_read() {
+        assert_eq!(parse_size("16777216"), Ok(16 << 20));
+        assert_eq!(parse_size("16MB"), Ok(16 << 20));
+        assert_eq!(parse_size("512kB"), Ok(512 << 10));
+        assert_eq!(parse_size("1 GB"), Ok(1 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        for bad in [
+            "",
+            "MB",
+            "16 furlongs",
+            "-1",
+            "99999999999999999999",
+            "16777216TB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

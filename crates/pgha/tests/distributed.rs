@@ -286,6 +286,54 @@ fn bootstrap_in_any_order_rest_and_status() {
         );
         assert!(metrics.contains(&expected), "{metrics}");
     }
+    // Lag bounds read units, and one that does not parse is refused, not read as no bound.
+    let standby = c.agents.iter().find(|a| a.name != leader).unwrap();
+    assert_eq!(standby.get("/replica?lag=100MB").unwrap().0, 200);
+    assert_eq!(standby.get("/replica?lag=16furlongs").unwrap().0, 400);
+
+    // Issue 11: health checks answer from the agent's last observation; 1,000 of them within
+    // about a second do not raise the leader's PostgreSQL connection count.
+    let count_sql =
+        "SELECT count(*)::text FROM pg_stat_activity WHERE backend_type = 'client backend'";
+    let leader_agent = c.agent(&leader);
+    let before: u64 = sql(&rt, leader_agent, count_sql).unwrap().parse().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(n) = sql(&rt, leader_agent, count_sql) {
+                    peak = peak.max(n.parse().unwrap());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        let started = Instant::now();
+        let callers: Vec<_> = (0..4)
+            .map(|t| {
+                scope.spawn(move || {
+                    for i in 0..250 {
+                        let path = ["/health", "/primary", "/replica", "/metrics"][(i + t) % 4];
+                        let code = leader_agent.get(path).map(|r| r.0);
+                        let want = if path == "/replica" { 503 } else { 200 };
+                        assert_eq!(code, Some(want), "{path} on the leader");
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+        eprintln!("1000 health checks in {:?}", started.elapsed());
+        done.store(true, Ordering::Relaxed);
+        sampler.join().unwrap()
+    });
+    assert!(
+        peak <= before + 1,
+        "health checks opened PostgreSQL connections: {before} before, {peak} at most during"
+    );
+
     let cluster = c.cluster_json().unwrap();
     assert_eq!(cluster["leader"], leader.as_str());
     assert_eq!(
