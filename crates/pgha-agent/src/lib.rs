@@ -3,12 +3,16 @@
 //! timeout on every external call; long actions run as tasks whose outcome feeds the next step.
 
 pub mod agent;
+mod execute;
 pub mod failsafe;
 pub mod fence;
 pub mod jobs;
 pub mod local;
+mod observe;
+pub mod report;
 pub mod spec;
 pub mod timelines;
 
-pub use agent::{Agent, AgentHandle, AgentReport, JobFailure, Observed};
+pub use agent::{Agent, AgentHandle};
+pub use report::{AgentReport, JobFailure, Observed};
 pub use spec::NodeSpec;

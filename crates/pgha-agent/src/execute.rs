@@ -1,0 +1,337 @@
+//! Carrying out a decision: the store writes, the quick local actions, long jobs started as
+//! tasks, and the configuration rewrites they need.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pgha_core::{Action, MemberName, Millis, Outcome};
+use pgha_pg::probe::{drop_slot, ensure_slot};
+use pgha_store::{Guard, Key, StoreError};
+use serde::Serialize;
+
+use crate::agent::{Agent, ANNOUNCE_TIMEOUT, SQL_TIMEOUT};
+use crate::jobs::{run_job, JobContext};
+use crate::spec::{postgres_address, Dynamic};
+use pgha_store::HistoryEntry;
+
+impl Agent {
+    pub(crate) async fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            if action.job().is_some() {
+                self.start_job(action);
+                continue;
+            }
+            if let Err(e) = self.execute_one(&action).await {
+                tracing::warn!("{}: {} failed: {e}", self.spec.name, action_name(&action));
+                if matches!(action, Action::SetSync(_)) {
+                    // What follows (a promotion in strict mode) relies on it: decide again.
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn execute_one(&mut self, action: &Action) -> Result<(), String> {
+        let name = self.spec.name.as_str();
+        let limit = self.store_timeout();
+        let ttl = |ms: u64| Duration::from_millis(ms);
+        let store = self.store.clone();
+        match action {
+            Action::AcquireLeader { ttl_ms } => {
+                let sent = self.now();
+                let result = timed(limit, store.acquire_leader(name, ttl(*ttl_ms)))
+                    .await
+                    .map(|revision| (revision, ttl(*ttl_ms)));
+                self.outcomes.push(lease_outcome(result, sent, true));
+            }
+            Action::RenewLeader { revision, ttl_ms } => {
+                let sent = self.now();
+                let result = timed(limit, store.renew_leader(name, *revision, ttl(*ttl_ms)))
+                    .await
+                    .map(|granted| (*revision, granted));
+                self.outcomes.push(lease_outcome(result, sent, false));
+            }
+            Action::ReleaseLeader { revision } => {
+                timed(limit, store.release_leader(name, *revision))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::PublishMember(record) => {
+                let ttl_ms = self.ttl().as_millis() as u64;
+                let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
+                timed(limit, store.put_member(name, &json, ttl(ttl_ms)))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::WriteInitialize { system_id } => {
+                let json = serde_json::to_string(system_id).map_err(|e| e.to_string())?;
+                timed(limit, store.put(Key::Initialize, &json, Guard::Absent))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::PublishSync {
+                set,
+                leader_revision,
+            } => self.put_as_leader(Key::Sync, set, *leader_revision).await?,
+            Action::PublishFailsafe {
+                list,
+                leader_revision,
+            } => {
+                self.put_as_leader(Key::Failsafe, list, *leader_revision)
+                    .await?
+            }
+            Action::PublishPosition {
+                position,
+                leader_revision,
+            } => {
+                self.put_as_leader(Key::Position, position, *leader_revision)
+                    .await?
+            }
+            Action::ClearSwitchover { revision } => {
+                timed(
+                    limit,
+                    store.delete(Key::Switchover, Guard::Revision(*revision)),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Action::RecordHistory(event) => {
+                tracing::info!("{}: history: {event}", self.spec.name);
+                let json = serde_json::to_string(&HistoryEntry::now(event.clone()))
+                    .map_err(|e| e.to_string())?;
+                timed(limit, store.append_history(&json, Guard::Any))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::SetSync(applied) => {
+                let before = std::mem::replace(&mut self.sync_applied, applied.clone());
+                if let Err(e) = self.rewrite_config(true).await {
+                    // Not applied: the core must not publish it as if it were.
+                    self.sync_applied = before;
+                    return Err(e);
+                }
+                tracing::info!(
+                    "{}: synchronous_standby_names = '{applied}'",
+                    self.spec.name
+                );
+            }
+            Action::RestartWalReceiver => {
+                let spec = self.spec.clone();
+                let client = self
+                    .probe
+                    .client(&spec)
+                    .await
+                    .ok_or("local PostgreSQL not reachable")?;
+                tokio::time::timeout(
+                    SQL_TIMEOUT,
+                    pgha_pg::probe::restart_wal_receiver(client, name),
+                )
+                .await
+                .map_err(|_| "timeout".to_string())?
+                .map_err(|e| e.to_string())?;
+                tracing::info!("{name}: the leader is reachable again: restarted the WAL receiver");
+            }
+            Action::CreateSlots { names } | Action::DropSlots { names } => {
+                let create = matches!(action, Action::CreateSlots { .. });
+                let spec = self.spec.clone();
+                let client = self
+                    .probe
+                    .client(&spec)
+                    .await
+                    .ok_or("local PostgreSQL not reachable")?;
+                for n in names {
+                    let slot = pgha_pg::conf::slot_name(n.as_str());
+                    let r = if create {
+                        tokio::time::timeout(SQL_TIMEOUT, ensure_slot(client, name, &slot))
+                            .await
+                            .map(|r| r.map(|_| ()))
+                    } else {
+                        tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await
+                    };
+                    r.map_err(|_| "timeout".to_string())?
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+            other => return Err(format!("{other:?} is not a store or quick action")),
+        }
+        Ok(())
+    }
+
+    /// Writes `key` only while this member holds the leader key at `revision` (one CAS).
+    pub(crate) async fn put_as_leader(
+        &self,
+        key: Key,
+        value: &impl Serialize,
+        revision: u64,
+    ) -> Result<(), String> {
+        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+        let guard = Guard::Leader {
+            holder: self.spec.name.to_string(),
+            revision,
+        };
+        timed(self.store_timeout(), self.store.put(key, &json, guard))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn start_job(&mut self, action: Action) {
+        let kind = action.job().expect("a job");
+        if let Some((running, handle)) = self.job.take() {
+            tracing::warn!("{}: cancelling {running:?} for {kind:?}", self.spec.name);
+            handle.abort();
+        }
+        match &action {
+            Action::Follow { leader }
+            | Action::Rewind { from: leader }
+            | Action::Reclone { from: leader, .. } => self.upstream = Some(leader.clone()),
+            Action::StartPostgres(pgha_core::StartRole::Standby { upstream }) => {
+                self.upstream = upstream.clone()
+            }
+            _ => self.upstream = None,
+        }
+        tracing::info!("{}: starting {kind:?}", self.spec.name);
+        let ctx = JobContext {
+            spec: self.spec.clone(),
+            peers: self.peers(),
+            dynamic: self.dynamic(),
+        };
+        let tx = self.job_tx.clone();
+        let announce = matches!(action, Action::Demote { .. } | Action::StopPostgres(_))
+            .then(|| self.not_writable_record())
+            .flatten();
+        let store = self.store.clone();
+        let ttl = self.ttl();
+        // A fencing demotion (lease lost) stops PostgreSQL first and announces meanwhile; a
+        // planned one says "not writable" first, so the proxy stops routing new sessions here
+        // before PostgreSQL stops accepting them, but waits a bounded time for the store.
+        let fencing = matches!(
+            action,
+            Action::Demote {
+                mode: pgha_core::StopMode::Immediate
+            } | Action::StopPostgres(pgha_core::StopMode::Immediate)
+        );
+        let limit = ANNOUNCE_TIMEOUT.min(self.store_timeout());
+        let handle = tokio::spawn(async move {
+            if let Some((name, json)) = announce {
+                let put = async move {
+                    let _ = timed(limit, store.put_member(&name, &json, ttl)).await;
+                };
+                if fencing {
+                    tokio::spawn(put);
+                } else {
+                    put.await;
+                }
+            }
+            let result = run_job(ctx, action).await;
+            let _ = tx.send(Outcome::Job { kind, result });
+        });
+        self.job = Some((kind, handle));
+    }
+
+    /// This member's published record marked as not writable (None when it was not writable).
+    pub(crate) fn not_writable_record(&self) -> Option<(String, String)> {
+        let record = self.view.as_ref()?.members.get(&self.spec.name)?;
+        if record.in_recovery || !record.running {
+            return None;
+        }
+        let record = pgha_core::MemberRecord {
+            in_recovery: true,
+            ..record.clone()
+        };
+        Some((
+            self.spec.name.to_string(),
+            serde_json::to_string(&record).ok()?,
+        ))
+    }
+
+    /// The dynamic settings every configuration write renders.
+    pub(crate) fn dynamic(&self) -> Dynamic {
+        Dynamic {
+            sync_names: self.sync_applied.to_string(),
+            synchronous_commit: self.commit_level.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Rewrites pgha.conf for the role the data directory has now and reloads PostgreSQL.
+    /// A standby whose upstream is not known yet is left alone (its conninfo must not be lost).
+    /// `sync_change`: the rewrite carries a new `synchronous_standby_names` the core relies on,
+    /// so it is never skipped silently (a leader about to promote renders without upstream).
+    pub(crate) async fn rewrite_config(&self, sync_change: bool) -> Result<(), String> {
+        let inst = &self.spec.instance;
+        if !inst.is_initialized() || self.job.is_some() {
+            if sync_change {
+                return Err("no data directory, or a job is running: not applied".into());
+            }
+            return Ok(());
+        }
+        let standby = inst.has_standby_signal();
+        let upstream = if standby {
+            let peers = self.peers();
+            match self.upstream.as_ref().and_then(|u| peers.get(u)) {
+                Some(up) => Some(up.clone()),
+                None if sync_change => None,
+                None => return Ok(()),
+            }
+        } else {
+            None
+        };
+        let conf = self.spec.conf(standby, upstream, &self.dynamic());
+        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
+            .map_err(|e| e.to_string())?;
+        if inst.is_running() {
+            inst.reload().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn peers(&self) -> BTreeMap<MemberName, pgha_pg::conf::Upstream> {
+        self.view
+            .iter()
+            .flat_map(|v| v.members.iter())
+            .filter_map(|(n, r)| Some((n.clone(), postgres_address(r)?)))
+            .collect()
+    }
+}
+
+/// Bounds a store call by `limit`.
+pub(crate) async fn timed<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "no answer within {} ms",
+            limit.as_millis()
+        )))
+    })
+}
+
+fn lease_outcome(
+    result: Result<(u64, Duration), StoreError>,
+    sent: Millis,
+    acquire: bool,
+) -> Outcome {
+    match result {
+        Ok((revision, ttl)) if acquire => Outcome::LeaderAcquired {
+            requested_at: sent,
+            revision,
+            ttl_ms: ttl.as_millis() as u64,
+        },
+        Ok((revision, ttl)) => Outcome::LeaderRenewed {
+            requested_at: sent,
+            revision,
+            ttl_ms: ttl.as_millis() as u64,
+        },
+        Err(StoreError::Conflict { .. }) => Outcome::LeaderRefused,
+        Err(_) => Outcome::LeaderUnknown,
+    }
+}
+
+fn action_name(action: &Action) -> String {
+    let text = format!("{action:?}");
+    text.split(['(', ' ', '{'])
+        .next()
+        .unwrap_or("action")
+        .to_string()
+}

@@ -1,0 +1,196 @@
+//! What an agent gathers before each step: the store's view (never a guess), the local
+//! PostgreSQL, the leader's timelines and reachability; and the summary of it the REST read
+//! endpoints answer from.
+
+use std::time::Duration;
+
+use pgha_core::{Observation, StoreView};
+use pgha_store::cluster_view;
+use tokio::time::Instant;
+
+use crate::agent::{Agent, REACH_TIMEOUT, STORE_TIMEOUT};
+use crate::report::Observed;
+use crate::spec::postgres_address;
+
+impl Agent {
+    /// Reads the store (bounded by the lease deadline), then the local PostgreSQL, and builds
+    /// the core's observation; also returns when it was made.
+    pub(crate) async fn observe(&mut self) -> (Observation, Instant) {
+        // Never let a slow store carry the loop past the lease deadline.
+        let to_deadline = self.member.lease_deadline().map_or(STORE_TIMEOUT, |d| {
+            Duration::from_millis(d.0.saturating_sub(self.now().0))
+        });
+        let limit = self
+            .store_timeout()
+            .min(to_deadline)
+            .max(Duration::from_millis(50));
+        let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
+            Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
+                Ok(view) => {
+                    self.view = Some(view.clone());
+                    StoreView::Up(Box::new(view))
+                }
+                // Nothing is decided on a guess: an unreadable key reads as a store outage.
+                Err(e) => {
+                    tracing::error!("{}: {e}", self.spec.name);
+                    StoreView::Down {
+                        error: e.to_string(),
+                    }
+                }
+            },
+            Ok(Err(e)) => StoreView::Down {
+                error: e.to_string(),
+            },
+            Err(_) => StoreView::Down {
+                error: format!("no answer within {} ms", limit.as_millis()),
+            },
+        };
+        let view = match &cluster {
+            StoreView::Up(v) => Some(v.as_ref()),
+            StoreView::Down { .. } => None,
+        };
+        self.failsafe.observe(
+            view.is_none(),
+            view.and_then(|v| v.leader.as_ref())
+                .map(|l| (l.holder.to_string(), l.revision)),
+            Duration::from_millis(view.map_or(self.member.config().ttl_ms, |v| v.config.ttl_ms)),
+        );
+        let local = self
+            .probe
+            .observe(&self.spec, view, self.upstream.as_ref(), &self.sync_applied)
+            .await;
+        if local.streaming && local.upstream.is_some() {
+            self.upstream = local.upstream.clone();
+        }
+        // Every configuration write renders what PostgreSQL applies now, until the core asks
+        // for another list: an agent restarted beside a running primary must not rewrite its
+        // synchronous standbys to nothing (commits would be acknowledged that no standby has).
+        if local.running && !local.unresponsive {
+            self.sync_applied = local.sync_applied.clone();
+        }
+        let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
+        if wanted_commit.is_some() && wanted_commit != self.commit_level && self.job.is_none() {
+            let before = std::mem::replace(&mut self.commit_level, wanted_commit.clone());
+            match self.rewrite_config(false).await {
+                Ok(()) => tracing::info!(
+                    "{}: synchronous_commit = {}",
+                    self.spec.name,
+                    wanted_commit.unwrap_or_default()
+                ),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: could not apply synchronous_commit: {e}",
+                        self.spec.name
+                    );
+                    self.commit_level = before;
+                }
+            }
+        }
+        let leader_timelines = self.leader_timelines(&local).await;
+        let leader_reachable = self.leader_reachable(&local).await;
+        let observed_at = Instant::now();
+        let obs = Observation {
+            now: self.now(),
+            local,
+            cluster,
+            outcomes: std::mem::take(&mut self.outcomes),
+            leader_timelines,
+            failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
+            leader_reachable,
+        };
+        (obs, observed_at)
+    }
+
+    /// What the REST read endpoints need from this step.
+    pub(crate) fn summarize(&self, obs: &Observation, observed_at: Instant) -> Observed {
+        let view = match &obs.cluster {
+            StoreView::Up(v) => Some(v.as_ref()),
+            StoreView::Down { .. } => None,
+        };
+        let leader = view
+            .and_then(|v| v.leader.as_ref())
+            .map(|l| l.holder.clone());
+        Observed {
+            at: observed_at,
+            stale_after: Duration::from_millis(3 * self.member.config().loop_wait_ms)
+                + self.store_timeout(),
+            leader_lsn: view.and_then(|v| Some(v.members.get(leader.as_ref()?)?.lsn)),
+            leader,
+            initialized: view.is_some_and(|v| v.initialize.is_some()),
+            lease_until: self
+                .member
+                .holds_lease(obs.now)
+                .then(|| self.member.lease_deadline().map(|d| self.instant_of(d)))
+                .flatten(),
+            local: obs.local.clone(),
+        }
+    }
+
+    /// The leader's timeline history, when this member is on an older timeline and not
+    /// streaming (it has a rejoin to plan); cached per leader and timeline.
+    pub(crate) async fn leader_timelines(
+        &mut self,
+        local: &pgha_core::LocalPg,
+    ) -> Option<Vec<pgha_core::rejoin::TimelineSwitch>> {
+        let view = self.view.as_ref()?;
+        let leader = view.leader.as_ref()?.holder.clone();
+        if leader == self.spec.name || local.streaming {
+            return None;
+        }
+        let record = view.members.get(&leader)?;
+        let timeline = record.timeline.0;
+        if timeline <= local.timeline.0 {
+            return None;
+        }
+        if let Some((l, t, history)) = &self.timelines_cache {
+            if *l == leader && *t == timeline {
+                return Some(history.clone());
+            }
+        }
+        let address = postgres_address(record)?;
+        let history = crate::timelines::fetch(&self.spec, &address, timeline).await?;
+        self.timelines_cache = Some((leader, timeline, history.clone()));
+        Some(history)
+    }
+
+    /// Whether the leader's PostgreSQL accepts a TCP connection from here, asked only while
+    /// this standby is configured for the leader and not streaming.
+    pub(crate) async fn leader_reachable(&self, local: &pgha_core::LocalPg) -> Option<bool> {
+        let view = self.view.as_ref()?;
+        let leader = &view.leader.as_ref()?.holder;
+        if !local.running || !local.in_recovery || local.streaming {
+            return None;
+        }
+        if local.upstream.as_ref() != Some(leader) {
+            return None;
+        }
+        let address = postgres_address(view.members.get(leader)?)?;
+        let connect = tokio::net::TcpStream::connect((address.host.as_str(), address.port));
+        Some(matches!(
+            tokio::time::timeout(REACH_TIMEOUT, connect).await,
+            Ok(Ok(_))
+        ))
+    }
+
+    /// A primary that crashed (state "in production" while stopped) finishes crash recovery
+    /// first, so its end of WAL is known before the core compares it with the others'.
+    pub(crate) async fn finish_crash_recovery(&self) {
+        let inst = &self.spec.instance;
+        if !inst.is_initialized() || inst.is_running() || inst.has_standby_signal() {
+            return;
+        }
+        if let Ok(cd) = inst.controldata().await {
+            if cd.cluster_state == "in production" {
+                tracing::info!(
+                    "{}: PostgreSQL was not shut down cleanly: finishing crash recovery",
+                    self.spec.name
+                );
+                if let Err(e) =
+                    pgha_pg::rewind::finish_crash_recovery(inst, Duration::from_secs(600)).await
+                {
+                    tracing::warn!("{}: crash recovery failed: {e}", self.spec.name);
+                }
+            }
+        }
+    }
+}

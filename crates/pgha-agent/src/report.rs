@@ -1,0 +1,69 @@
+//! What an agent tells the rest of the process: its last decision, job and failure, and what
+//! its last step observed (the REST read endpoints answer from it).
+
+use std::time::Duration;
+
+use pgha_core::{JobKind, MemberName};
+use tokio::time::Instant;
+
+/// What the agent last decided, for status displays and the API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AgentReport {
+    pub member: String,
+    /// The reason of the last decision (none before the first step).
+    pub reason: Option<pgha_core::Reason>,
+    /// The long-running job in flight, if any.
+    pub job: Option<JobKind>,
+    /// The last job's failure, until a job succeeds.
+    pub last_error: Option<JobFailure>,
+    /// What the last step saw (the read endpoints answer from it, never opening a
+    /// PostgreSQL connection of their own).
+    pub observed: Option<Observed>,
+}
+
+/// What an agent's last step observed, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub at: Instant,
+    /// Older than this, it says nothing about now (the agent is stuck or gone).
+    pub stale_after: Duration,
+    pub local: pgha_core::LocalPg,
+    /// The store's view at that step (none when the store could not be read).
+    pub leader: Option<MemberName>,
+    /// The leader's position as its record in the store gave it.
+    pub leader_lsn: Option<pgha_core::Lsn>,
+    pub initialized: bool,
+    /// Until when this member may act as the leader (the core's lease trust), if it leads.
+    pub lease_until: Option<Instant>,
+}
+
+impl Observed {
+    /// Whether it is recent enough to answer for the present.
+    pub fn fresh(&self) -> bool {
+        self.at.elapsed() <= self.stale_after
+    }
+
+    /// A writable primary holding the lease now: what `/primary` and routing require (I2).
+    pub fn leads(&self, me: &MemberName) -> bool {
+        self.fresh()
+            && self.initialized
+            && self.leader.as_ref() == Some(me)
+            && self.lease_until.is_some_and(|until| Instant::now() < until)
+            && self.local.running
+            && !self.local.unresponsive
+            && !self.local.in_recovery
+    }
+}
+
+/// A job that failed, and why (as the job reported it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub kind: JobKind,
+    pub error: String,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} failed: {}", self.kind, self.error)
+    }
+}
