@@ -271,6 +271,24 @@ loop_wait_ms = 500
         NodeConfig::load(&file)
     }
 
+    /// The node config the README shows is one pgha loads as it stands.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Distributed mode")
+            .nth(1)
+            .expect("README has a Distributed mode section");
+        let example = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in the Distributed mode section");
+        let config = load(example).unwrap_or_else(|e| panic!("README example: {e}"));
+        assert_eq!(config.member.name, "node1");
+        assert_eq!(config.initial_dynamic().unwrap().ttl_ms, 10_000);
+    }
+
     #[test]
     fn loads_and_names_bad_keys() {
         let c = load(GOOD).unwrap();
