@@ -373,7 +373,7 @@ if [ -z "${OUT_DIR:-}" ] && [ -e "$out" ]; then
 fi
 mkdir -p "$out"
 : >"$out/probe.txt"
-printf 'round\tslot\ttarget\tevent\twindow_s\tfrom_event_s\tload1\tleader\tnew_leader\tt_event\n' >"$out/runs.tsv"
+printf 'round\tslot\ttarget\tevent\twindow_s\tfrom_event_s\tload1\tleader\tnew_leader\tt_event\tpg_ready_s\trouted_s\n' >"$out/runs.tsv"
 rev="${BENCH_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 if [ -z "${BENCH_REV:-}" ] && ! git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null; then rev="$rev+uncommitted"; fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -386,9 +386,33 @@ started=$(date -u +%FT%TZ)
 read -r -a eports <<<"$(free_ports 2)"
 etcd_start "$work" "${eports[0]}" "${eports[1]}"
 
-record() { # round slot event window from_event leader new_leader
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$cur" "$3" "$4" "$5" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$6" "$7" "$ev_t" >>"$out/runs.tsv"
+record() { # round slot event window from_event leader new_leader [pg_ready routed]
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$cur" "$3" "$4" "$5" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$6" "$7" "$ev_t" "${8:--}" "${9:--}" >>"$out/runs.tsv"
+}
+# after T_EVENT PG_LOG [HAPROXY_LOG NODE]: prints "PG_READY ROUTED", seconds from the event to
+# PostgreSQL's first "ready to accept connections" (read-write) in PG_LOG, and to HAProxy's
+# first "Server primary/NODE is UP" ("-" when there is none: HAProxy never marked it down).
+after() {
+  python3 - "$@" <<'EOF'
+import datetime, re, sys
+t = float(sys.argv[1])
+def first(path, pattern, fmt):
+    try:
+        for line in open(path, errors="replace"):
+            m = re.match(pattern, line)
+            if m:
+                ts = (datetime.datetime.fromisoformat(m.group(1)) if fmt == "iso" else
+                      datetime.datetime.strptime(m.group(1), fmt).replace(tzinfo=datetime.timezone.utc)).timestamp()
+                if ts > t:
+                    return f"{ts - t:.3f}"
+    except OSError:
+        pass
+    return "-"
+ready = first(sys.argv[2], r"(\S+ \S+) UTC \[\d+\] LOG:  database system is ready to accept connections", "%Y-%m-%d %H:%M:%S.%f")
+routed = first(sys.argv[3], r"(\S+) Server primary/" + sys.argv[4] + r" is UP", "iso") if len(sys.argv) > 4 else "-"
+print(ready, routed)
+EOF
 }
 measure() { # round slot event: runs it on the current target, waits for the window, records it
   local f; f=$(fam "$cur")
@@ -402,10 +426,16 @@ measure() { # round slot event: runs it on the current target, waits for the win
   [ -n "$sw_pid" ] && { wait "$sw_pid" || echo "note: $cur switchover command failed (see its log)" >&2; }
   new=$("${f}_new_leader")
   [ "$3" = crash ] && "${f}_restart" "$leader"
-  record "$1" "$2" "$3" "$w" "$fk" "node$leader" "node$new"
+  local ready routed
+  if [ "$f" = pgha ]; then
+    read -r ready routed <<<"$(after "$ev_t" "$pgha_dir/node$new/postgresql.log")"
+  else
+    read -r ready routed <<<"$(after "$ev_t" "$pat_dir/node$new.log" "$pat_dir/haproxy.log" "node$new")"
+  fi
+  record "$1" "$2" "$3" "$w" "$fk" "node$leader" "node$new" "$ready" "$routed"
   excerpt "$plog" "$ev_t" "$fk" "round $1 $cur $3 t_event=$ev_t window=$w from_event=$fk"
-  printf 'round %s %-16s %-10s window %6s s  from event %6s s  node%s -> node%s  load %s\n' \
-    "$1" "$cur" "$3" "$w" "$fk" "$leader" "$new" "$(cut -d' ' -f1 /proc/loadavg)"
+  printf 'round %s %-16s %-10s window %6s s  from event %6s s  (PostgreSQL ready %s s, HAProxy up %s s)  node%s -> node%s  load %s\n' \
+    "$1" "$cur" "$3" "$w" "$fk" "$ready" "$routed" "$leader" "$new" "$(cut -d' ' -f1 /proc/loadavg)"
 }
 
 n=${#targets[@]}
@@ -448,7 +478,7 @@ cat >"$work/settings.md" <<EOF
 - HAProxy in front of Patroni: Patroni's documented template (mode tcp, retries 2, \`option httpchk OPTIONS /primary\`, \`http-check expect status 200\`, on-marked-down shutdown-sessions, timeout connect 4 s, timeout check 5 s; logging added) with \`inter $ha_inter fall $ha_fall rise $ha_rise\` instead of the template's inter 3s fall 3 rise 2.
 - Events per target and round, in this order: crash (kill -9 of the leader's \`pgha agent\` / \`patroni\` process and its postmaster in one command; the manager is then started again and rejoins), switchover (\`pgha switchover --config\` / \`patronictl switchover --force\`, no target named), pm_kill (kill -9 of the primary's postmaster; the manager restarts it). Before each event: one running primary, two streaming standbys, the client writing again, then 1 s.
 
-Raw: runs.tsv (one line per event as measured), probe.txt (the client's lines from 1 s before each event to 1 s after the window: start end ok|fail, epoch seconds).
+Raw: runs.tsv (one line per event as measured, with the 1-min load, the leader before and after, the event time, and the breakdown columns), probe.txt (the client's lines from 1 s before each event to 1 s after the window: start end ok|fail, epoch seconds).
 EOF
 SUM_TARGETS="${targets[*]}" SUM_HEAD="Command: \`$cmdline\` ($rounds rounds, target order rotated each round; started $started)." \
 python3 - "$out" "$work/settings.md" <<'EOF'
@@ -481,8 +511,19 @@ for e, name in events:
         p, m = med(vals("pgha", e)), med(vals(t, e))
         cells.append(f"{m / p:.1f}×" if p > 0 else ("n/a (pgha 0)" if m == m else "–"))
     L.append("| " + " | ".join(cells) + " |")
-L.append("\nFrom the event to the end of the first successful write after it (median, s): " + "; ".join(
-    f"{t} " + ", ".join(f"{e} {med(vals(t, e, 'from_event_s')):.2f}" for e, _ in events[:3]) for t in targets) + ".\n")
+def col(t, e, k):
+    v = [float(r[k]) for r in rows if r["target"] == t and r["event"] == e and r.get(k, "-") not in ("-", "", None)]
+    n = len(vals(t, e))
+    return f"{statistics.median(v):.2f}" + ("" if len(v) == n else f" ({len(v)} of {n})") if v else "–"
+L.append("\nBreakdown, medians in s from the event: to the end of the first successful write after it (from event); "
+         "to the new or restarted primary's \"database system is ready to accept connections\" (PostgreSQL ready); "
+         "to HAProxy marking that member UP (HAProxy up; missing when HAProxy never marked it down).\n")
+L.append("| target | event | from event | PostgreSQL ready | HAProxy up |")
+L.append("| --- | --- | --- | --- | --- |")
+for t in targets:
+    for e, _ in events[:3]:
+        L.append(f"| {t} | {e} | {col(t, e, 'from_event_s')} | {col(t, e, 'pg_ready_s')} | {col(t, e, 'routed_s')} |")
+L.append("")
 L.append(settings)
 open(f"{out}/summary.md", "w").write("\n".join(L))
 EOF
