@@ -1,120 +1,81 @@
-//! Pure routing choice for the proxy (I2): read-write to the confirmed lease holder only,
-//! read-only to the least-loaded streaming standby within a lag bound.
+//! Routing policy (I2), pure: which members the proxy may send sessions to, as the store's
+//! view says. The proxy's prober then confirms each by asking PostgreSQL itself before any
+//! session goes there (read-write only to a holder answering `pg_is_in_recovery() = false`).
 
+use crate::observe::ClusterView;
 use crate::types::MemberName;
-use std::fmt;
 
-/// What the proxy knows about one backend at the moment it routes a new session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backend {
-    pub name: MemberName,
-    /// The latest probe answered (None: no answer yet or it failed).
-    pub in_recovery: Option<bool>,
-    /// Streaming from the primary (for standbys).
-    pub streaming: bool,
-    /// Replication lag in bytes, when known.
-    pub lag_bytes: Option<u64>,
-    /// Sessions the proxy currently has open to it.
-    pub connections: u32,
+/// Who may take read-write sessions: the lease holder, and only once its own record says its
+/// PostgreSQL runs writable (a holder still promoting, or demoting, is offered to nobody).
+pub fn write_candidate(view: &ClusterView) -> Option<&MemberName> {
+    let holder = &view.leader.as_ref()?.holder;
+    let record = view.members.get(holder)?;
+    (record.running && !record.in_recovery).then_some(holder)
 }
 
-/// Where a new read-write session goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RwRoute {
-    To(MemberName),
-    /// Hold the session (bounded by the proxy) until a primary is known.
-    Wait(NoPrimary),
-}
-
-/// Why no read-write target exists right now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NoPrimary {
-    NoLeaseHolder,
-    HolderUnknownToProxy(MemberName),
-    HolderInRecovery(MemberName),
-    HolderUnreachable(MemberName),
-}
-
-impl fmt::Display for NoPrimary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoPrimary::NoLeaseHolder => write!(f, "nobody holds the leader lease"),
-            NoPrimary::HolderUnknownToProxy(n) => write!(f, "leader {n} is not a known backend"),
-            NoPrimary::HolderInRecovery(n) => write!(f, "leader {n} is still in recovery"),
-            NoPrimary::HolderUnreachable(n) => write!(f, "leader {n} does not answer probes"),
-        }
-    }
-}
-
-/// The read-write target: the lease holder, and only once it answers `pg_is_in_recovery() =
-/// false`. Sessions open to any other backend must be closed by the proxy on a change.
-pub fn route_rw(lease_holder: Option<&MemberName>, backends: &[Backend]) -> RwRoute {
-    let Some(holder) = lease_holder else {
-        return RwRoute::Wait(NoPrimary::NoLeaseHolder);
-    };
-    let Some(backend) = backends.iter().find(|b| &b.name == holder) else {
-        return RwRoute::Wait(NoPrimary::HolderUnknownToProxy(holder.clone()));
-    };
-    match backend.in_recovery {
-        Some(false) => RwRoute::To(holder.clone()),
-        Some(true) => RwRoute::Wait(NoPrimary::HolderInRecovery(holder.clone())),
-        None => RwRoute::Wait(NoPrimary::HolderUnreachable(holder.clone())),
-    }
-}
-
-/// The read-only target: a streaming standby within `max_lag_bytes` with the fewest sessions
-/// (ties by name); `None` when no standby qualifies (the proxy may then use the primary).
-pub fn route_ro(backends: &[Backend], max_lag_bytes: u64) -> Option<MemberName> {
-    backends
+/// Who may take read-only sessions: every other member whose record says it runs in
+/// recovery (the prober measures their lag; the proxy applies its bound).
+pub fn read_candidates(view: &ClusterView) -> Vec<&MemberName> {
+    let holder = view.leader.as_ref().map(|l| &l.holder);
+    view.members
         .iter()
-        .filter(|b| b.in_recovery == Some(true) && b.streaming)
-        .filter(|b| b.lag_bytes.is_some_and(|lag| lag <= max_lag_bytes))
-        .min_by(|a, b| (a.connections, &a.name).cmp(&(b.connections, &b.name)))
-        .map(|b| b.name.clone())
+        .filter(|(name, record)| Some(*name) != holder && record.running && record.in_recovery)
+        .map(|(name, _)| name)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::observe::{LeaderKey, MemberRecord};
+    use crate::types::{Lsn, Tags, Timeline};
+    use std::collections::BTreeMap;
 
-    fn backend(name: &str, in_recovery: Option<bool>, lag: u64, connections: u32) -> Backend {
-        Backend {
-            name: name.into(),
+    fn record(running: bool, in_recovery: bool) -> MemberRecord {
+        MemberRecord {
+            running,
             in_recovery,
-            streaming: in_recovery == Some(true),
-            lag_bytes: Some(lag),
-            connections,
+            timeline: Timeline(1),
+            lsn: Lsn(0),
+            replay_lsn: Lsn(0),
+            streaming_from: None,
+            tags: Tags::default(),
+            leader_seen: None,
+            addresses: BTreeMap::new(),
+        }
+    }
+
+    fn view(holder: Option<&str>, members: &[(&str, bool, bool)]) -> ClusterView {
+        ClusterView {
+            leader: holder.map(|h| LeaderKey {
+                holder: h.into(),
+                revision: 1,
+            }),
+            members: members
+                .iter()
+                .map(|(n, running, rec)| (MemberName::from(*n), record(*running, *rec)))
+                .collect(),
+            ..ClusterView::default()
         }
     }
 
     #[test]
-    fn rw_needs_the_holder_confirmed_out_of_recovery() {
-        let n1: MemberName = "n1".into();
-        let mut backends = vec![
-            backend("n1", Some(true), 0, 0),
-            backend("n2", Some(false), 0, 0),
-        ];
-        assert_eq!(
-            route_rw(Some(&n1), &backends),
-            RwRoute::Wait(NoPrimary::HolderInRecovery(n1.clone()))
-        );
-        backends[0].in_recovery = Some(false);
-        assert_eq!(route_rw(Some(&n1), &backends), RwRoute::To(n1.clone()));
-        assert_eq!(
-            route_rw(None, &backends),
-            RwRoute::Wait(NoPrimary::NoLeaseHolder)
-        );
+    fn writes_go_to_the_holder_only_once_it_runs_writable() {
+        let promoting = view(Some("n2"), &[("n1", false, false), ("n2", true, true)]);
+        assert_eq!(write_candidate(&promoting), None);
+        let promoted = view(Some("n2"), &[("n1", false, false), ("n2", true, false)]);
+        assert_eq!(write_candidate(&promoted), Some(&"n2".into()));
+        // A writable member without the lease (an old primary not yet fenced) gets nothing.
+        let leaderless = view(None, &[("n1", true, false), ("n2", true, true)]);
+        assert_eq!(write_candidate(&leaderless), None);
     }
 
     #[test]
-    fn ro_prefers_fewest_sessions_within_lag() {
-        let backends = vec![
-            backend("n1", Some(false), 0, 0),
-            backend("n2", Some(true), 10, 5),
-            backend("n3", Some(true), 10, 2),
-            backend("n4", Some(true), 10_000, 0),
-        ];
-        assert_eq!(route_ro(&backends, 100), Some("n3".into()));
-        assert_eq!(route_ro(&backends[..1], 100), None);
+    fn reads_go_to_running_standbys_other_than_the_holder() {
+        let v = view(
+            Some("n1"),
+            &[("n1", true, true), ("n2", true, true), ("n3", false, true)],
+        );
+        assert_eq!(read_candidates(&v), vec![&MemberName::from("n2")]);
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pgha_core::routing;
 use pgha_proxy::{
     CancellationToken, Candidates, Member, MetricsHandle, Prober, ProberConfig, Proxy, ProxyConfig,
     Targets,
@@ -56,8 +57,8 @@ pub async fn start_with(
     Ok(metrics)
 }
 
-/// Publishes the candidates whenever the store changes. The lease holder is offered as the
-/// primary only once its own record says it is writable, so the prober confirms it at once.
+/// Publishes the candidates whenever the store changes (the policy is the core's
+/// `routing`: the lease holder once its record says it is writable; the running standbys).
 async fn feed_candidates(
     store: Arc<dyn Store>,
     tx: watch::Sender<Candidates>,
@@ -66,21 +67,21 @@ async fn feed_candidates(
     let mut watcher = store.watch().await.ok();
     loop {
         if let Ok(view) = crate::ops::view(store.as_ref()).await {
-            let holder = view.leader.as_ref().map(|l| l.holder.clone());
-            let mut candidates = Candidates::default();
-            for (name, record) in &view.members {
-                let Some(addr) = record.addresses.get(pgha_agent::spec::POSTGRES_ADDRESS) else {
-                    continue;
-                };
-                let member = Member::new(name.as_str(), addr.as_str());
-                if Some(name) == holder.as_ref() {
-                    if record.running && !record.in_recovery {
-                        candidates.leader = Some(member);
-                    }
-                } else if record.running && record.in_recovery {
-                    candidates.standbys.push(member);
-                }
-            }
+            let member = |name: &pgha_core::MemberName| {
+                let addr = view
+                    .members
+                    .get(name)?
+                    .addresses
+                    .get(pgha_agent::spec::POSTGRES_ADDRESS)?;
+                Some(Member::new(name.as_str(), addr.as_str()))
+            };
+            let candidates = Candidates {
+                leader: routing::write_candidate(&view).and_then(member),
+                standbys: routing::read_candidates(&view)
+                    .into_iter()
+                    .filter_map(member)
+                    .collect(),
+            };
             tx.send_if_modified(|current| {
                 let changed = *current != candidates;
                 *current = candidates;
