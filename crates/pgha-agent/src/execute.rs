@@ -119,7 +119,7 @@ impl Agent {
                 let spec = self.spec.clone();
                 let client = self
                     .probe
-                    .client(&spec)
+                    .client(&spec, SQL_TIMEOUT)
                     .await
                     .ok_or("local PostgreSQL not reachable")?;
                 tokio::time::timeout(
@@ -136,7 +136,7 @@ impl Agent {
                 let spec = self.spec.clone();
                 let client = self
                     .probe
-                    .client(&spec)
+                    .client(&spec, SQL_TIMEOUT)
                     .await
                     .ok_or("local PostgreSQL not reachable")?;
                 for n in names {

@@ -11,7 +11,9 @@ use tokio_postgres::Client;
 
 use crate::spec::{postgres_address, NodeSpec};
 
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a probe (connection included) may take; the agent passes less when its lease
+/// leaves less time (see `Agent::observe`).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Keeps one connection to the local PostgreSQL across probes.
 #[derive(Default)]
@@ -33,12 +35,12 @@ impl LocalProbe {
     }
 
     /// A live connection to the local PostgreSQL, if it accepts one.
-    pub async fn client(&mut self, spec: &NodeSpec) -> Option<&Client> {
+    pub async fn client(&mut self, spec: &NodeSpec, limit: Duration) -> Option<&Client> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
         if self.client.is_none() {
-            match spec.connect_local(PROBE_TIMEOUT).await {
+            match spec.connect_local(limit).await {
                 Ok(client) => {
                     self.client = Some(client);
                     self.refused = false;
@@ -56,6 +58,7 @@ impl LocalProbe {
         view: Option<&ClusterView>,
         upstream: Option<&MemberName>,
         sync_applied: &SyncApplied,
+        limit: Duration,
     ) -> LocalPg {
         let inst = &spec.instance;
         if !inst.is_initialized() {
@@ -75,7 +78,7 @@ impl LocalProbe {
         };
         let postmaster_alive = inst.is_running();
         let state = if postmaster_alive {
-            self.probe(spec).await
+            self.probe(spec, limit).await
         } else {
             None
         };
@@ -150,10 +153,12 @@ impl LocalProbe {
         local
     }
 
-    async fn probe(&mut self, spec: &NodeSpec) -> Option<(PgState, Vec<String>)> {
+    async fn probe(&mut self, spec: &NodeSpec, limit: Duration) -> Option<(PgState, Vec<String>)> {
         let name = spec.name.to_string();
-        let client = self.client(spec).await?;
-        let result = tokio::time::timeout(PROBE_TIMEOUT, async {
+        let started = tokio::time::Instant::now();
+        let client = self.client(spec, limit).await?;
+        let left = limit.saturating_sub(started.elapsed());
+        let result = tokio::time::timeout(left, async {
             let state = probe(client, &name).await?;
             let slots = if state.in_recovery {
                 Vec::new()

@@ -9,6 +9,7 @@ use pgha_store::cluster_view;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, REACH_TIMEOUT, STORE_TIMEOUT};
+use crate::local::PROBE_TIMEOUT;
 use crate::report::Observed;
 use crate::spec::postgres_address;
 
@@ -55,9 +56,25 @@ impl Agent {
                 .map(|l| (l.holder.to_string(), l.revision)),
             Duration::from_millis(view.map_or(self.member.config().ttl_ms, |v| v.config.ttl_ms)),
         );
+        // Nor a hung PostgreSQL: a probe gets what a store call gets, and no more than the
+        // lease leaves (an unanswered probe reads as "unresponsive", which keeps the lease).
+        let to_deadline = self.member.lease_deadline().map_or(PROBE_TIMEOUT, |d| {
+            Duration::from_millis(d.0.saturating_sub(self.now().0))
+        });
+        let probe_limit = self
+            .store_timeout()
+            .min(PROBE_TIMEOUT)
+            .min(to_deadline)
+            .max(Duration::from_millis(100));
         let local = self
             .probe
-            .observe(&self.spec, view, self.upstream.as_ref(), &self.sync_applied)
+            .observe(
+                &self.spec,
+                view,
+                self.upstream.as_ref(),
+                &self.sync_applied,
+                probe_limit,
+            )
             .await;
         if local.streaming && local.upstream.is_some() {
             self.upstream = local.upstream.clone();

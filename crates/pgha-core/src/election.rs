@@ -85,6 +85,15 @@ impl Rules<'_> {
         }
     }
 
+    /// Whether `name` is eligible in a synchronous mode only as the leader that published the
+    /// set (not as one of its members).
+    fn only_as_set_leader(&self, name: &MemberName) -> bool {
+        self.config.synchronous_mode != SyncMode::Off
+            && !self.sync.members.is_empty()
+            && !self.sync.members.contains(name)
+            && self.sync.leader.as_ref() == Some(name)
+    }
+
     /// For quorum commit: how many set members must be compared before promoting so that one
     /// of them holds every acknowledged commit (|set| - count + 1).
     fn quorum_needed(&self) -> usize {
@@ -133,6 +142,30 @@ pub fn judge(
     if let Err(why) = rules.check(me, mine) {
         return Verdict::Ineligible(why);
     }
+    // When every member of the synchronous set is an eligible standby, the best of them holds
+    // every acknowledged commit, and the leader that published the set steps aside for them:
+    // its WAL may end with commits whose synchronous wait was cut short (as a crashed
+    // synchronous primary hands over instead of restarting). With a set member missing, that
+    // leader, which has every commit it acknowledged, competes on its position.
+    let set_complete = !rules.sync.members.is_empty()
+        && rules.sync.members.iter().all(|m| {
+            (m == me && rules.check(me, mine).is_ok())
+                || others
+                    .get(m)
+                    .is_some_and(|r| r.is_standby() && rules.check(m, r).is_ok())
+        });
+    if set_complete && rules.only_as_set_leader(me) {
+        let best = rules
+            .sync
+            .members
+            .iter()
+            .filter_map(|m| others.get_key_value(m))
+            .max_by_key(|(name, record)| rank(name, record))
+            .map(|(name, _)| name.clone());
+        if let Some(best) = best {
+            return Verdict::Behind { best };
+        }
+    }
     let my_rank = rank(me, mine);
     let mut unconfirmed = Vec::new();
     let mut set_confirmed = usize::from(rules.sync.members.contains(me));
@@ -147,7 +180,8 @@ pub fn judge(
             }
             // Given up waiting for a fresh one: a stale position is still a lower bound (WAL
             // only grows), so a member known to be further ahead still wins over this one.
-            if rules.check(name, record).is_ok() && rank(name, record) > my_rank {
+            let defers_to_me = set_complete && rules.only_as_set_leader(name);
+            if !defers_to_me && rules.check(name, record).is_ok() && rank(name, record) > my_rank {
                 return Verdict::Behind { best: name.clone() };
             }
             continue;
@@ -155,7 +189,9 @@ pub fn judge(
         if rules.sync.members.contains(name) {
             set_confirmed += 1;
         }
-        if rules.check(name, record).is_ok() && rank(name, record) > my_rank {
+        // With the whole set eligible, nobody waits for the set's old leader (see above).
+        let defers_to_me = set_complete && rules.only_as_set_leader(name);
+        if !defers_to_me && rules.check(name, record).is_ok() && rank(name, record) > my_rank {
             return Verdict::Behind { best: name.clone() };
         }
     }

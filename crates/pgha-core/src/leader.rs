@@ -24,6 +24,9 @@ impl Member {
         let local = &obs.local;
         let lease = match self.lease.filter(|l| l.revision == revision) {
             Some(lease) => lease,
+            None if self.lapsed_term == Some(revision) => {
+                return self.give_up_lapsed_term(obs, revision, plan)
+            }
             None => return self.adopt(obs, revision, plan),
         };
         self.renew_if_due(now, lease.revision, plan);
@@ -135,6 +138,17 @@ impl Member {
         self.last_renew_request = None;
         self.renew_if_due(obs.now, revision, plan);
         Reason::AdoptingLease
+    }
+
+    /// The key still names this member in a term whose lease lapsed here (the store expires it
+    /// later than this member stopped trusting it): once PostgreSQL is not writable, release
+    /// it so that the election, not this member alone, decides who leads next.
+    fn give_up_lapsed_term(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
+        if self.demote_if_writable(&obs.local, plan) {
+            return Reason::LeaseExpiredDemoting;
+        }
+        plan.push(Action::ReleaseLeader { revision });
+        Reason::LapsedLeaseReleased
     }
 
     fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {

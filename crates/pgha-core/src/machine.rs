@@ -111,6 +111,9 @@ pub struct Member {
     pub(crate) unresponsive_since: Option<Millis>,
     /// The leader demoted its unresponsive PostgreSQL: once it is not writable, let go.
     pub(crate) release_after_demote: bool,
+    /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
+    /// released for an election, never adopted again.
+    pub(crate) lapsed_term: Option<u64>,
     pub(crate) not_streaming_since: Option<Millis>,
     /// The leader's PostgreSQL could not be reached while this standby was not streaming.
     pub(crate) leader_was_unreachable: bool,
@@ -176,6 +179,7 @@ impl Member {
             primary_down_since: None,
             unresponsive_since: None,
             release_after_demote: false,
+            lapsed_term: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
             last_step_at: None,
@@ -287,6 +291,11 @@ impl Member {
                     revision,
                     ttl_ms,
                 } => {
+                    if self.lapsed_term == Some(*revision) {
+                        // A late answer for a term already given up here: PostgreSQL was
+                        // demoted on it; the election, not this answer, decides what follows.
+                        continue;
+                    }
                     // The store's lease, not the configured ttl, bounds the trust: after a
                     // live ttl change they differ until the store has re-granted the lease.
                     // A shorter renewal sent later than this answer's request caps it.
@@ -373,6 +382,7 @@ impl Member {
             return None;
         }
         self.lease = None;
+        self.lapsed_term = Some(lease.revision);
         self.demote_if_writable(&obs.local, plan)
             .then_some(Reason::LeaseExpiredDemoting)
     }

@@ -14,6 +14,7 @@ pub enum Reason {
     StoreDown { error: String },
     StoreDownLeaseTrusted { remaining_ms: u64 },
     LeaseExpiredDemoting,
+    LapsedLeaseReleased,
     WritableWithoutLease,
     AdoptingLease,
     LeaderKeyLost,
@@ -77,6 +78,10 @@ impl fmt::Display for Reason {
                 "store unreachable; lease still trusted for {remaining_ms} ms, then demoting"
             ),
             LeaseExpiredDemoting => write!(f, "leader lease not renewed in time: demoting"),
+            LapsedLeaseReleased => write!(
+                f,
+                "leader key of a lease that lapsed here released: the election decides who leads"
+            ),
             WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
             AdoptingLease => write!(f, "leader key is ours from before: renewing to adopt it"),
             LeaderKeyLost => write!(f, "leader key no longer ours"),

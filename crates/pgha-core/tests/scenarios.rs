@@ -1442,3 +1442,78 @@ fn an_asynchronous_leader_publishes_no_synchronous_set() {
         );
     }
 }
+
+/// Found by `faults::leader_postgres_io_stall` (a stalled primary's agent could not renew in
+/// time): a leader whose lease lapsed on its own clock demoted, its PostgreSQL came back as a
+/// standby, and since the store had not yet expired the key, it adopted that very key again
+/// and promoted the same data, bypassing the election (and, in synchronous modes, the rule
+/// that a failed synchronous primary hands over). A term given up is never adopted again: the
+/// key is released and the election decides.
+#[test]
+fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
+    let (mut n1, view) = established_leader();
+    // No renewal answered: past ttl - margin the lease is gone on n1's own clock.
+    let d = n1.step(&obs(7600, primary(1, 1300), &view, vec![]));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting, "{d:?}");
+    // The store still shows n1's key (it expires only at the ttl); PostgreSQL is a standby now.
+    for t in [8000, 8500, 9000] {
+        let d = n1.step(&obs(t, standby(1, 1300, None), &view, vec![]));
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::RenewLeader { .. }
+                    | Action::Promote
+                    | Action::StartPostgres(StartRole::Primary)
+            )),
+            "n1 took its lapsed term back: {d:?}"
+        );
+        assert!(
+            has(&d, |a| matches!(a, Action::ReleaseLeader { revision: 7 })),
+            "the lapsed key is given up for an election: {d:?}"
+        );
+    }
+    // A renewal answer arriving late for that term changes nothing.
+    let late = Outcome::LeaderRenewed {
+        requested_at: Millis(7000),
+        revision: 7,
+        ttl_ms: ClusterConfig::default().ttl_ms,
+    };
+    let d = n1.step(&obs(9100, standby(1, 1300, None), &view, vec![late]));
+    assert!(
+        !has(&d, |a| matches!(
+            a,
+            Action::Promote | Action::RenewLeader { .. }
+        )),
+        "a late renewal revived the lapsed term: {d:?}"
+    );
+}
+
+/// The leader that published the synchronous set (n1, ahead of n2 by commits whose
+/// synchronous wait was cut short) steps aside for the set's members when every one of them is
+/// an eligible standby: the best of them holds every acknowledged commit. With a member of the
+/// set missing, n1, which has every commit it acknowledged, competes on its position.
+#[test]
+fn the_sets_old_leader_steps_aside_only_for_a_complete_set() {
+    let old_leader = standby(1, 5000, None);
+    let member_of_set = standby(1, 4000, None);
+    let mut view = View::new()
+        .with("n1", record(&old_leader, None))
+        .with("n2", record(&member_of_set, None))
+        .with("n3", record(&standby(1, 3000, None), None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let d1 = member("n1").step(&obs(0, old_leader.clone(), &view, vec![]));
+    assert_eq!(d1.reason, Reason::Behind { best: name("n2") }, "{d1:?}");
+    let d2 = member("n2").step(&obs(0, member_of_set.clone(), &view, vec![]));
+    assert!(has(&d2, |a| matches!(a, Action::AcquireLeader { .. })), "{d2:?}");
+
+    // n2 gone: n1 is the only candidate that surely holds every acknowledged commit.
+    view.0.members.remove(&name("n2"));
+    let d1 = member("n1").step(&obs(0, old_leader, &view, vec![]));
+    assert!(has(&d1, |a| matches!(a, Action::AcquireLeader { .. })), "{d1:?}");
+}

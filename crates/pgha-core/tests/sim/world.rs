@@ -1181,10 +1181,26 @@ impl World {
                 SyncMode::On => !set.is_empty() && !set.contains(&n.name),
                 SyncMode::Strict => !set.contains(&n.name),
             } && self.store.sync.leader.as_ref() != Some(&n.name);
+            // The set's old leader counts only as a last resort: a set member may win over it
+            // (its WAL may end with commits whose synchronous wait was cut short).
+            let only_set_leader = self.config.synchronous_mode != SyncMode::Off
+                && !set.is_empty()
+                && !set.contains(&n.name)
+                && self.store.sync.leader.as_ref() == Some(&n.name);
+            let winner_in_set = set.contains(&self.nodes[winner].name);
+            // ... but only when every member of the set is a visible candidate (its record in
+            // the store says it runs as a standby), as the core judges it.
+            let set_complete = set.iter().all(|m| {
+                self.store
+                    .members
+                    .get(m)
+                    .is_some_and(|(r, _)| r.running && r.in_recovery && !r.tags.nofailover)
+            });
             if i == winner
                 || !stayed_healthy
                 || n.tags.nofailover
                 || outside_set
+                || (only_set_leader && winner_in_set && set_complete)
                 || Some(&n.name) == from.as_ref()
             {
                 continue;
