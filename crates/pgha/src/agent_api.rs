@@ -301,11 +301,21 @@ fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Unauthorised> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token.as_str()) {
+    if given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
         Ok(())
     } else {
         Err(Unauthorised::WrongToken)
     }
+}
+
+/// Compares two secrets in time that depends on their lengths only, never on where they
+/// first differ (a caller timing the answers learns nothing about the token's prefix).
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    let mut differ = given.len() ^ secret.len();
+    for (i, s) in secret.iter().enumerate() {
+        differ |= usize::from(given.get(i).copied().unwrap_or(0) ^ s);
+    }
+    differ == 0
 }
 
 fn outcome<T: serde::Serialize>(result: Result<T, crate::ops::OpError>) -> Response {
@@ -380,6 +390,21 @@ async fn set_config(
 #[cfg(test)]
 mod tests {
     use super::parse_size;
+
+    #[test]
+    fn tokens_match_only_exactly() {
+        use super::same_secret;
+        assert!(same_secret(b"token-0815", b"token-0815"));
+        for wrong in [
+            &b"token-0816"[..],
+            b"token-081",
+            b"token-08155",
+            b"",
+            b"TOKEN-0815",
+        ] {
+            assert!(!same_secret(wrong, b"token-0815"), "{wrong:?}");
+        }
+    }
 
     #[test]
     fn lag_bounds_read_units_and_refuse_what_they_cannot_read() {
