@@ -57,12 +57,10 @@ async fn require_token(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let read = matches!(
-        *request.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD
-    );
-    if !read && request.uri().path() != pgha_agent::failsafe::FAILSAFE_PATH {
-        if let Err(refused) = authorised(&api, request.headers()) {
+    if !crate::auth::reads(request.method())
+        && request.uri().path() != pgha_agent::failsafe::FAILSAFE_PATH
+    {
+        if let Err(refused) = crate::auth::authorised(api.token.as_deref(), request.headers()) {
             return refused.into_response();
         }
     }
@@ -270,54 +268,6 @@ async fn failsafe(
     }
 }
 
-/// Why a mutating request was refused before it ran.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unauthorised {
-    /// No `api_token` in the secrets file: control endpoints are off.
-    Disabled,
-    /// The request's bearer token is missing or not the configured one.
-    WrongToken,
-}
-
-impl IntoResponse for Unauthorised {
-    fn into_response(self) -> Response {
-        let (status, error) = match self {
-            Unauthorised::Disabled => (
-                StatusCode::FORBIDDEN,
-                "control endpoints are disabled: set api_token in the secrets file",
-            ),
-            Unauthorised::WrongToken => (StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
-        };
-        (status, Json(json!({ "error": error }))).into_response()
-    }
-}
-
-/// Checks the bearer token of a mutating request.
-fn authorised(api: &AgentApi, headers: &HeaderMap) -> Result<(), Unauthorised> {
-    let Some(token) = &api.token else {
-        return Err(Unauthorised::Disabled);
-    };
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if given.is_some_and(|given| same_secret(given.as_bytes(), token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(Unauthorised::WrongToken)
-    }
-}
-
-/// Compares two secrets in time that depends on their lengths only, never on where they
-/// first differ (a caller timing the answers learns nothing about the token's prefix).
-fn same_secret(given: &[u8], secret: &[u8]) -> bool {
-    let mut differ = given.len() ^ secret.len();
-    for (i, s) in secret.iter().enumerate() {
-        differ |= usize::from(given.get(i).copied().unwrap_or(0) ^ s);
-    }
-    differ == 0
-}
-
 fn outcome<T: serde::Serialize>(result: Result<T, crate::ops::OpError>) -> Response {
     match result {
         Ok(v) => Json(json!({ "ok": true, "result": v })).into_response(),
@@ -337,7 +287,7 @@ async fn switchover(
     headers: HeaderMap,
     Json(body): Json<PromoteRequest>,
 ) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
+    if let Err(r) = crate::auth::authorised(api.token.as_deref(), &headers) {
         return r.into_response();
     }
     outcome(crate::ops::request(api.store.as_ref(), body.to_request(RequestKind::Switchover)).await)
@@ -348,7 +298,7 @@ async fn failover(
     headers: HeaderMap,
     Json(body): Json<PromoteRequest>,
 ) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
+    if let Err(r) = crate::auth::authorised(api.token.as_deref(), &headers) {
         return r.into_response();
     }
     let kind = RequestKind::Failover {
@@ -359,14 +309,14 @@ async fn failover(
 }
 
 async fn pause(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
+    if let Err(r) = crate::auth::authorised(api.token.as_deref(), &headers) {
         return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=true".into()]).await)
 }
 
 async fn resume(State(api): State<AgentApi>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
+    if let Err(r) = crate::auth::authorised(api.token.as_deref(), &headers) {
         return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &["paused=false".into()]).await)
@@ -381,7 +331,7 @@ async fn set_config(
     headers: HeaderMap,
     Json(body): Json<ConfigChange>,
 ) -> Response {
-    if let Err(r) = authorised(&api, &headers) {
+    if let Err(r) = crate::auth::authorised(api.token.as_deref(), &headers) {
         return r.into_response();
     }
     outcome(crate::ops::set_assignments(api.store.as_ref(), &body.assignments).await)
@@ -390,21 +340,6 @@ async fn set_config(
 #[cfg(test)]
 mod tests {
     use super::parse_size;
-
-    #[test]
-    fn tokens_match_only_exactly() {
-        use super::same_secret;
-        assert!(same_secret(b"token-0815", b"token-0815"));
-        for wrong in [
-            &b"token-0816"[..],
-            b"token-081",
-            b"token-08155",
-            b"",
-            b"TOKEN-0815",
-        ] {
-            assert!(!same_secret(wrong, b"token-0815"), "{wrong:?}");
-        }
-    }
 
     #[test]
     fn lag_bounds_read_units_and_refuse_what_they_cannot_read() {

@@ -111,7 +111,28 @@ pub fn router(runtime: Arc<Runtime>) -> Router {
         .route("/config", get(show_config).post(set_config))
         .route("/pause", post(pause))
         .route("/resume", post(resume))
+        .layer(axum::middleware::from_fn_with_state(
+            runtime.clone(),
+            require_token,
+        ))
         .with_state(runtime)
+}
+
+/// Every request that changes something needs the bearer token of the cluster's secrets
+/// file (the CLI reads it there); reads are open to whoever reaches the API, which binds to
+/// loopback unless `cluster.api_host` says otherwise.
+async fn require_token(
+    State(rt): State<Arc<Runtime>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !crate::auth::reads(request.method()) {
+        let token = rt.cluster.secrets.api_token.as_deref();
+        if let Err(refused) = crate::auth::authorised(token, request.headers()) {
+            return refused.into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn cluster(State(rt): State<Arc<Runtime>>) -> Response {

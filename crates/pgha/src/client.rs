@@ -12,7 +12,7 @@ use crate::cluster::LocalCluster;
 pub fn api_base(cluster: &LocalCluster) -> String {
     format!(
         "http://{}:{}",
-        cluster.config.cluster.host,
+        cluster.config.cluster.api_host(),
         cluster.config.cluster.base_port + 2
     )
 }
@@ -40,9 +40,11 @@ pub fn post<B: Serialize, T: DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> Result<T, ApiError> {
-    let resp = agent()
-        .post(&format!("{}{path}", api_base(cluster)))
-        .send_json(body);
+    let mut request = agent().post(&format!("{}{path}", api_base(cluster)));
+    if let Some(token) = &cluster.secrets.api_token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    let resp = request.send_json(body);
     decode(resp)
 }
 

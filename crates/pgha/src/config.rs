@@ -51,9 +51,20 @@ pub struct ClusterSection {
     /// The read-write entry point's port; the read-only one is base + 1, the control API
     /// base + 2, and member k listens on base + 10 + k.
     pub base_port: u16,
-    /// Address every listener binds to.
+    /// Address every listener binds to (the entry points and the members).
     #[serde(default = "default_host")]
     pub host: String,
+    /// Address the control API binds to; loopback unless set (mutations need the token of
+    /// the secrets file wherever it listens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_host: Option<String>,
+}
+
+impl ClusterSection {
+    /// Where the control API listens.
+    pub fn api_host(&self) -> &str {
+        self.api_host.as_deref().unwrap_or("127.0.0.1")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -159,6 +170,7 @@ impl Config {
                 members,
                 base_port,
                 host: default_host(),
+                api_host: None,
             },
             postgresql: PostgresSection::default(),
         }

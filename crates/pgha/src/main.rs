@@ -4,6 +4,7 @@
 mod agent_api;
 mod agent_cmd;
 mod api;
+mod auth;
 mod client;
 mod cluster;
 mod config;

@@ -57,7 +57,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     check_ports(&cluster)?;
     let api_port = cluster.config.cluster.base_port + 2;
-    let host = cluster.config.cluster.host.clone();
+    let host = cluster.config.cluster.api_host().to_string();
     let api_listener = tokio::net::TcpListener::bind((host.as_str(), api_port))
         .await
         .map_err(|_| CliError::PortInUse {
@@ -86,6 +86,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "created cluster {} in {}",
             cluster.config.cluster.name,
             dir.display()
+        );
+    }
+    let mut cluster = cluster;
+    if cluster.secrets.api_token.is_none() {
+        // A cluster made before the control API required a token gets one now.
+        cluster.secrets.api_token = Some(pgha_pg::secrets::generate_password(32));
+        cluster
+            .secrets
+            .save(&dir.join(SECRETS_FILE))
+            .context("add the control API's token to the secrets file")?;
+        tracing::info!(
+            "added a control API token to {}",
+            dir.join(SECRETS_FILE).display()
         );
     }
     cluster.write_passfile()?;
@@ -295,8 +308,8 @@ fn print_summary(cluster: &LocalCluster, primary: &str, dir_arg: &Path) {
         println!("  {:<4} {}:{:<6} {}", m.name, m.host, m.port, role);
     }
     println!(
-        "  control API on {}:{}",
-        cluster.config.cluster.host,
+        "  control API on {}:{} (changes need the token in secrets.toml)",
+        cluster.config.cluster.api_host(),
         base + 2
     );
     println!("\n  Connect:  psql \"$(pgha url --dir {dir})\"   (one member: --member NAME)");

@@ -110,6 +110,40 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
         "{conf}"
     );
     assert!(!conf.contains(replication_password));
+    // Issue 11: the control API listens on loopback and changes nothing without the token
+    // of the secrets file (the CLI sends it).
+    let api = format!("http://127.0.0.1:{}", up.base + 2);
+    let token = secrets
+        .lines()
+        .find(|l| l.starts_with("api_token"))
+        .expect("a control API token in secrets.toml")
+        .split('"')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(token.len() >= 32, "a long random token");
+    for given in [None, Some("wrong")] {
+        let mut request = ureq::post(&format!("{api}/pause"));
+        if let Some(t) = given {
+            request = request.set("Authorization", &format!("Bearer {t}"));
+        }
+        match request.send_json(serde_json::json!({})) {
+            Err(ureq::Error::Status(code, _)) => assert_eq!(code, 401, "{given:?}"),
+            other => panic!("POST /pause with token {given:?} was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(
+        ureq::get(&format!("{api}/cluster"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    let paused = pgha(&["pause", "--dir", dir.to_str().unwrap()]);
+    assert!(paused.status.success(), "{}", stderr_of(&paused));
+    let resumed = pgha(&["resume", "--dir", dir.to_str().unwrap()]);
+    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
+
     use std::os::unix::fs::PermissionsExt;
     for file in ["secrets.toml", "pgpass"] {
         let mode = std::fs::metadata(dir.join(file))
