@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::api::{Answer, PromoteRequest};
 use crate::client::{self, ApiError};
 use crate::cluster::LocalCluster;
+use crate::handle::ConfigChanged;
 use crate::runtime::STORE_FILE;
 use crate::status::ClusterStatus;
 
@@ -95,21 +96,24 @@ pub async fn config(cluster: &LocalCluster) -> anyhow::Result<pgha_core::Cluster
 }
 
 /// Applies KEY=VALUE assignments through the running cluster, or to its persisted store.
-pub async fn set_config(cluster: &LocalCluster, assignments: &[String]) -> anyhow::Result<()> {
+pub async fn set_config(
+    cluster: &LocalCluster,
+    assignments: &[String],
+) -> anyhow::Result<ConfigChanged> {
     let body = crate::api::ConfigChange {
         assignments: assignments.to_vec(),
     };
     match client::post::<_, Answer>(cluster, "/config", &body) {
-        Ok(answer) => {
-            print!("{}", answer.message);
-            Ok(())
-        }
+        Ok(_) => Ok(ConfigChanged {
+            config: config(cluster).await?,
+            deferred: false,
+        }),
         Err(ApiError::NotRunning) => {
             let store = persisted_store(cluster)?;
-            let config = crate::ops::set_assignments(&store, assignments).await?;
-            print!("{}", crate::dynamic::render(&config));
-            println!("(the cluster is stopped: applied at the next `pgha up`)");
-            Ok(())
+            Ok(ConfigChanged {
+                config: crate::ops::set_assignments(&store, assignments).await?,
+                deferred: true,
+            })
         }
         Err(e) => Err(client::explain(cluster, e)),
     }

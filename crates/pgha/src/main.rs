@@ -12,6 +12,7 @@ mod control;
 mod dynamic;
 mod entry;
 mod error;
+mod handle;
 mod lock;
 mod node;
 mod ops;
@@ -29,6 +30,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::cluster::LocalCluster;
+use crate::handle::ClusterHandle;
 
 /// pgha runs PostgreSQL streaming replication for you: a primary and its standbys, cloned,
 /// configured and watched, with one command.
@@ -60,16 +62,11 @@ struct Where {
     config: Option<PathBuf>,
 }
 
-enum At {
-    Local(Box<LocalCluster>),
-    Distributed(PathBuf),
-}
-
 impl Where {
-    fn open(&self) -> anyhow::Result<At> {
+    fn open(&self) -> anyhow::Result<ClusterHandle> {
         match (&self.dir, &self.config) {
-            (Some(dir), _) => Ok(At::Local(Box::new(LocalCluster::open(dir)?))),
-            (None, Some(file)) => Ok(At::Distributed(file.clone())),
+            (Some(dir), _) => Ok(ClusterHandle::Local(Box::new(LocalCluster::open(dir)?))),
+            (None, Some(file)) => Ok(ClusterHandle::Distributed(file.clone())),
             (None, None) => {
                 anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
             }
@@ -370,36 +367,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Show { at },
         } => {
-            let config = match at.open()? {
-                At::Local(cluster) => control::config(&cluster).await?,
-                At::Distributed(file) => remote::config(&file).await?,
-            };
-            print!("{}", dynamic::render(&config));
+            print!("{}", dynamic::render(&at.open()?.config().await?));
             Ok(())
         }
         Command::Config {
             action: ConfigAction::Set { at, assignments },
-        } => match at.open()? {
-            At::Local(cluster) => control::set_config(&cluster, &assignments).await,
-            At::Distributed(file) => {
-                print!(
-                    "{}",
-                    dynamic::render(&remote::set(&file, &assignments).await?)
-                );
-                Ok(())
+        } => {
+            let changed = at.open()?.set_config(&assignments).await?;
+            print!("{}", dynamic::render(&changed.config));
+            if changed.deferred {
+                println!("(the cluster is stopped: applied at the next `pgha up`)");
             }
-        },
+            Ok(())
+        }
         Command::Status { at, json } => {
-            let status = match at.open()? {
-                At::Local(cluster) => {
-                    match client::get::<status::ClusterStatus>(&cluster, "/cluster") {
-                        Ok(status) => status,
-                        Err(client::ApiError::NotRunning) => status::gather(&cluster).await,
-                        Err(e) => return Err(client::explain(&cluster, e)),
-                    }
-                }
-                At::Distributed(file) => remote::status(&file).await?,
-            };
+            let status = at.open()?.status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -407,41 +389,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Switchover { at, to } => match at.open()? {
-            At::Local(cluster) => {
-                let body = api::PromoteRequest {
-                    to,
-                    ..Default::default()
-                };
-                control::promote(&cluster, "/switchover", &body)
-            }
-            At::Distributed(file) => {
-                remote::promote(&file, to, pgha_core::RequestKind::Switchover).await
-            }
-        },
+        Command::Switchover { at, to } => {
+            at.open()?
+                .promote(to, pgha_core::RequestKind::Switchover)
+                .await
+        }
         Command::Failover {
             at,
             to,
             force,
             allow_data_loss,
-        } => match at.open()? {
-            At::Local(cluster) => {
-                let body = api::PromoteRequest {
-                    to: Some(to),
-                    force,
-                    allow_data_loss,
-                    ..Default::default()
-                };
-                control::promote(&cluster, "/failover", &body)
-            }
-            At::Distributed(file) => {
-                let kind = pgha_core::RequestKind::Failover {
-                    force,
-                    allow_data_loss,
-                };
-                remote::promote(&file, Some(to), kind).await
-            }
-        },
+        } => {
+            let kind = pgha_core::RequestKind::Failover {
+                force,
+                allow_data_loss,
+            };
+            at.open()?.promote(Some(to), kind).await
+        }
         Command::Stop { dir, name, mode } => {
             let cluster = LocalCluster::open(&dir)?;
             cluster.member(&name)?;
@@ -455,23 +419,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             cluster.member(&name)?;
             control::say(&cluster, &format!("/members/{name}/start"), &())
         }
-        Command::Pause { at } => match at.open()? {
-            At::Local(cluster) => control::say(&cluster, "/pause", &()),
-            At::Distributed(file) => remote::set(&file, &["paused=true".into()])
-                .await
-                .map(|_| println!("paused")),
-        },
-        Command::Resume { at } => match at.open()? {
-            At::Local(cluster) => control::say(&cluster, "/resume", &()),
-            At::Distributed(file) => remote::set(&file, &["paused=false".into()])
-                .await
-                .map(|_| println!("resumed")),
-        },
+        Command::Pause { at } => at.open()?.pause(true).await,
+        Command::Resume { at } => at.open()?.pause(false).await,
         Command::History { at, json } => {
-            let entries = match at.open()? {
-                At::Local(cluster) => control::history(&cluster).await?,
-                At::Distributed(file) => remote::history(&file).await?,
-            };
+            let entries = at.open()?.history().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
