@@ -152,7 +152,10 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
         .map(|m| {
             (
                 m.name.as_str(),
-                u64::from(m.state == "running" || m.state == "streaming"),
+                u64::from(matches!(
+                    m.state,
+                    crate::status::State::Running | crate::status::State::Streaming
+                )),
             )
         })
         .collect();

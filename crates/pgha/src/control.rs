@@ -12,7 +12,7 @@ use crate::client::{self, ApiError};
 use crate::cluster::LocalCluster;
 use crate::handle::ConfigChanged;
 use crate::runtime::STORE_FILE;
-use crate::status::ClusterStatus;
+use crate::status::{ClusterStatus, Role, State};
 
 /// Posts a command and prints the answer.
 pub fn say<B: Serialize>(cluster: &LocalCluster, path: &str, body: &B) -> anyhow::Result<()> {
@@ -41,10 +41,9 @@ pub fn promote(cluster: &LocalCluster, path: &str, body: &PromoteRequest) -> any
         match client::get::<ClusterStatus>(cluster, "/cluster") {
             Ok(status) => {
                 let promoted = status.leader.as_deref() == Some(target.as_str())
-                    && status
-                        .members
-                        .iter()
-                        .any(|m| m.name == target && m.role == "primary" && m.state == "running");
+                    && status.members.iter().any(|m| {
+                        m.name == target && m.role == Role::Primary && m.state == State::Running
+                    });
                 if promoted {
                     println!(
                         "{target} is the primary (took {:.1} s)",

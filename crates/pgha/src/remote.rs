@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use pgha_core::{MemberName, RequestKind, SwitchoverRequest};
 
 use crate::agent_cmd::Node;
-use crate::status::{gather_targets, sync_status, ClusterStatus, ProxyStatus, Target};
+use crate::status::{gather_targets, sync_status, ClusterStatus, ProxyStatus, Role, Target};
 
 const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
 
@@ -27,9 +27,9 @@ pub async fn status(file: &Path) -> anyhow::Result<ClusterStatus> {
                 port: addr.port,
                 running: Some(record.running),
                 stopped_role: Some(if record.in_recovery {
-                    "standby"
+                    Role::Standby
                 } else {
-                    "primary"
+                    Role::Primary
                 }),
             })
         })

@@ -56,10 +56,8 @@ pub struct ProxyStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MemberStatus {
     pub name: String,
-    /// primary, standby or unknown (not reachable).
-    pub role: String,
-    /// running, streaming, recovering, stopped or unreachable.
-    pub state: String,
+    pub role: Role,
+    pub state: State,
     pub host: String,
     pub port: u16,
     pub timeline: Option<u32>,
@@ -80,6 +78,53 @@ pub struct MemberStatus {
     pub decision: Option<String>,
 }
 
+/// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Standby,
+    /// Not reachable, and nothing on disk says.
+    Unknown,
+}
+
+/// How a member's PostgreSQL is doing (JSON: lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// A primary that answers.
+    Running,
+    /// A standby receiving WAL from its upstream.
+    Streaming,
+    /// A standby that answers but does not stream.
+    Recovering,
+    Stopped,
+    /// A postmaster runs (or may) but does not answer.
+    Unreachable,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Running => "running",
+            State::Streaming => "streaming",
+            State::Recovering => "recovering",
+            State::Stopped => "stopped",
+            State::Unreachable => "unreachable",
+        })
+    }
+}
+
 /// One member to probe: where it listens and what is known without connecting.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -90,7 +135,7 @@ pub struct Target {
     /// connection can tell (a remote member).
     pub running: Option<bool>,
     /// The role its data directory has while stopped (standby.signal present or not).
-    pub stopped_role: Option<&'static str>,
+    pub stopped_role: Option<Role>,
 }
 
 /// Probes every member of a local cluster concurrently.
@@ -104,9 +149,9 @@ pub async fn gather(cluster: &LocalCluster) -> ClusterStatus {
             port: m.port,
             running: Some(m.instance.is_running()),
             stopped_role: if m.instance.has_standby_signal() {
-                Some("standby")
+                Some(Role::Standby)
             } else if m.instance.is_initialized() {
-                Some("primary")
+                Some(Role::Primary)
             } else {
                 None
             },
@@ -217,11 +262,11 @@ fn describe(
 ) -> MemberStatus {
     let mut status = MemberStatus {
         name: member.name.clone(),
-        role: "unknown".into(),
+        role: Role::Unknown,
         state: if running {
-            "unreachable".into()
+            State::Unreachable
         } else {
-            "stopped".into()
+            State::Stopped
         },
         host: member.host.clone(),
         port: member.port,
@@ -241,23 +286,23 @@ fn describe(
             if running {
                 status.error = Some(e);
             } else if let Some(role) = member.stopped_role {
-                status.role = role.into();
+                status.role = role;
             }
             return status;
         }
     };
     status.timeline = state.timeline;
     if !state.in_recovery {
-        status.role = "primary".into();
-        status.state = "running".into();
+        status.role = Role::Primary;
+        status.state = State::Running;
         status.lsn = state.current_lsn.map(format_lsn);
         return status;
     }
-    status.role = "standby".into();
+    status.role = Role::Standby;
     status.state = if state.is_streaming() {
-        "streaming".into()
+        State::Streaming
     } else {
-        "recovering".into()
+        State::Recovering
     };
     status.lsn = state.position().map(format_lsn);
     status.received_lsn = state.receive_lsn.map(format_lsn);
@@ -328,8 +373,8 @@ pub fn render_table(status: &ClusterStatus) -> String {
         .map(|m| {
             vec![
                 m.name.clone(),
-                m.role.clone(),
-                m.state.clone(),
+                m.role.to_string(),
+                m.state.to_string(),
                 format!("{}:{}", m.host, m.port),
                 m.timeline.map(|t| t.to_string()).unwrap_or_else(dash),
                 m.lsn.clone().unwrap_or_else(dash),
