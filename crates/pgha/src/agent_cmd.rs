@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stop_signals::StopSignals;
 use anyhow::{bail, Context};
 use pgha_agent::agent::Shutdown;
 use pgha_agent::{Agent, NodeSpec};
@@ -13,7 +14,6 @@ use pgha_core::{MemberName, Tags};
 use pgha_pg::conf::render_hba;
 use pgha_pg::{Instance, PgBinaries, RunAs};
 use pgha_store::{EtcdStore, Store};
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::node::NodeConfig;
 use crate::secrets::Secrets;
@@ -145,12 +145,10 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         &spec.instance.run_as,
     )?;
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut stop = StopSignals::install()?;
     let store = tokio::select! {
         s = node.connect_store(None) => s?,
-        _ = sigint.recv() => bail!("interrupted while waiting for etcd"),
-        _ = sigterm.recv() => bail!("terminated while waiting for etcd"),
+        why = stop.recv() => bail!("{why} while waiting for etcd"),
     };
     let initial = node.config.initial_dynamic()?;
     crate::ops::ensure_config(store.as_ref(), &initial).await?;
@@ -189,10 +187,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         spec.port,
         node.config.member.api
     );
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    stop.recv().await;
     // In maintenance mode (pause) the agent stops alone: PostgreSQL keeps running under its
     // supervisor (fencing is disarmed while paused), and an agent started again adopts it —
     // how the pgha binary is upgraded without a failover (docs/design.md).

@@ -20,6 +20,7 @@ mod remote;
 mod runtime;
 mod secrets;
 mod status;
+mod stop_signals;
 mod trust;
 mod up;
 mod url;

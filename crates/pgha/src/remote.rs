@@ -139,12 +139,7 @@ pub async fn proxy(file: &Path) -> anyhow::Result<()> {
         p.rw_listen,
         p.ro_listen
     );
-    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    crate::stop_signals::StopSignals::install()?.recv().await;
     shutdown.cancel();
     Ok(())
 }

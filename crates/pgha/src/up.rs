@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::stop_signals::StopSignals;
 use anyhow::Context;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::cluster::{absolute, LocalCluster};
 use crate::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
@@ -123,13 +123,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .context("start the proxy")?;
     runtime.set_proxy_metrics(metrics);
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut stop = StopSignals::install()?;
     let started = std::time::Instant::now();
     let outcome = tokio::select! {
         r = async { runtime.start_all().await?; runtime.wait_ready(READY_TIMEOUT).await } => r,
-        _ = sigint.recv() => Err(anyhow::anyhow!("interrupted while starting the cluster")),
-        _ = sigterm.recv() => Err(anyhow::anyhow!("terminated while starting the cluster")),
+        why = stop.recv() => Err(anyhow::anyhow!("{why} while starting the cluster")),
     };
     let leader = match outcome {
         Ok(leader) => leader,
@@ -145,10 +143,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
     print_summary(&runtime.cluster, &leader, &args.dir);
 
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    stop.recv().await;
     tracing::info!(
         "shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
