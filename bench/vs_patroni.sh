@@ -15,7 +15,8 @@
 # Per target and round, the same client (crates/pgha/examples/write_probe.rs: one INSERT every
 # 50 ms on one connection through the target's read-write entry point, reconnecting after a
 # failure) measures the write-unavailable window of three events, in this order, waiting
-# between them until one primary runs, both standbys stream and the client writes again:
+# between them until one primary runs, both standbys stream and the client writes again, then
+# 1 s plus a random 0..PAUSE_SPREAD_S s (so that events fall at any phase of the managers' loops):
 #   crash       kill -9 of the leader's manager process (pgha agent / patroni) and its
 #               postmaster in one command; the manager is then started again (it rejoins)
 #   switchover  `pgha switchover` / `patronictl switchover --force` (no target named)
@@ -25,7 +26,7 @@
 # from_event = from the event to the end of that write.
 #
 # Usage: bench/vs_patroni.sh [ROUNDS]   (default 5)
-# Env: TARGETS="pgha patroni patroni-defaults", STALL_MS=200, NO_BUILD=1 (use the existing
+# Env: TARGETS="pgha patroni patroni-defaults", STALL_MS=200, PAUSE_SPREAD_S=10, NO_BUILD=1 (use the existing
 #   release binaries), CARGO_TARGET_DIR, PGHA_ETCD_BIN=etcd, PG_BIN=/usr/lib/postgresql/15/bin,
 #   PATRONI_VENV=/opt/pgha-bench/patroni-venv (created with pip when missing), PATRONI_TTL=20,
 #   PATRONI_LOOP_WAIT=1, PATRONI_RETRY_TIMEOUT=3, HAPROXY_INTER=500ms, HAPROXY_FALL=1,
@@ -39,6 +40,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 rounds="${1:-5}"
 stall_ms="${STALL_MS:-200}"
+pause_spread="${PAUSE_SPREAD_S:-10}"
 read -r -a targets <<<"${TARGETS:-pgha patroni patroni-defaults}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 pg_bin="${PG_BIN:-/usr/lib/postgresql/15/bin}"
@@ -373,12 +375,12 @@ if [ -z "${OUT_DIR:-}" ] && [ -e "$out" ]; then
 fi
 mkdir -p "$out"
 : >"$out/probe.txt"
-printf 'round\tslot\ttarget\tevent\twindow_s\tfrom_event_s\tload1\tleader\tnew_leader\tt_event\tpg_ready_s\trouted_s\n' >"$out/runs.tsv"
+printf 'round\tslot\ttarget\tevent\twindow_s\tfrom_event_s\tload1\tleader\tnew_leader\tt_event\tpg_ready_s\trouted_s\tpause_s\n' >"$out/runs.tsv"
 rev="${BENCH_REV:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 if [ -z "${BENCH_REV:-}" ] && ! git diff --quiet HEAD -- crates Cargo.toml Cargo.lock 2>/dev/null; then rev="$rev+uncommitted"; fi
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 cmdline="bench/vs_patroni.sh $rounds"
-for v in TARGETS STALL_MS PATRONI_TTL PATRONI_LOOP_WAIT PATRONI_RETRY_TIMEOUT HAPROXY_INTER HAPROXY_FALL HAPROXY_RISE; do
+for v in TARGETS STALL_MS PAUSE_SPREAD_S PATRONI_TTL PATRONI_LOOP_WAIT PATRONI_RETRY_TIMEOUT HAPROXY_INTER HAPROXY_FALL HAPROXY_RISE; do
   if [ -n "${!v:-}" ]; then cmdline="$v=\"${!v}\" $cmdline"; fi
 done
 started=$(date -u +%FT%TZ)
@@ -386,9 +388,9 @@ started=$(date -u +%FT%TZ)
 read -r -a eports <<<"$(free_ports 2)"
 etcd_start "$work" "${eports[0]}" "${eports[1]}"
 
-record() { # round slot event window from_event leader new_leader [pg_ready routed]
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$cur" "$3" "$4" "$5" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$6" "$7" "$ev_t" "${8:--}" "${9:--}" >>"$out/runs.tsv"
+record() { # round slot event window from_event leader new_leader [pg_ready routed pause]
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$cur" "$3" "$4" "$5" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$6" "$7" "$ev_t" "${8:--}" "${9:--}" "${10:--}" >>"$out/runs.tsv"
 }
 # after T_EVENT PG_LOG [HAPROXY_LOG NODE]: prints "PG_READY ROUTED", seconds from the event to
 # PostgreSQL's first "ready to accept connections" (read-write) in PG_LOG, and to HAProxy's
@@ -419,7 +421,10 @@ measure() { # round slot event: runs it on the current target, waits for the win
   local leader w fk new
   leader=$("${f}_leader")
   wait_writes "$plog"
-  sleep 1
+  # A random pause, so that the event falls at any phase of the managers' loops (else each
+  # event would come at the same point of Patroni's 10 s default loop, run after run).
+  local pause; pause=$(python3 -c "import random; print(f'{1 + random.uniform(0, $pause_spread):.2f}')")
+  sleep "$pause"
   sw_pid=""
   "${f}_$3" "$leader"
   read -r w fk <<<"$(window "$plog" "$ev_t")"
@@ -432,7 +437,7 @@ measure() { # round slot event: runs it on the current target, waits for the win
   else
     read -r ready routed <<<"$(after "$ev_t" "$pat_dir/node$new.log" "$pat_dir/haproxy.log" "node$new")"
   fi
-  record "$1" "$2" "$3" "$w" "$fk" "node$leader" "node$new" "$ready" "$routed"
+  record "$1" "$2" "$3" "$w" "$fk" "node$leader" "node$new" "$ready" "$routed" "$pause"
   excerpt "$plog" "$ev_t" "$fk" "round $1 $cur $3 t_event=$ev_t window=$w from_event=$fk"
   printf 'round %s %-16s %-10s window %6s s  from event %6s s  (PostgreSQL ready %s s, HAProxy up %s s)  node%s -> node%s  load %s\n' \
     "$1" "$cur" "$3" "$w" "$fk" "$ready" "$routed" "$leader" "$new" "$(cut -d' ' -f1 /proc/loadavg)"
@@ -476,9 +481,9 @@ cat >"$work/settings.md" <<EOF
 - patroni: 3 Patroni (pip \`patroni[etcd3]\`, psycopg2-binary) as the \`postgres\` OS user, etcd3 API; ttl/loop_wait/retry_timeout = $timings_patroni s (Patroni raises ttl < 20, loop_wait < 1, retry_timeout < 3 to these minimums); use_pg_rewind, use_slots, maximum_lag_on_failover 1 MB, watchdog off.
 - patroni-defaults: the same with Patroni's defaults ttl/loop_wait/retry_timeout = $timings_patroni_defaults s.
 - HAProxy in front of Patroni: Patroni's documented template (mode tcp, retries 2, \`option httpchk OPTIONS /primary\`, \`http-check expect status 200\`, on-marked-down shutdown-sessions, timeout connect 4 s, timeout check 5 s; logging added) with \`inter $ha_inter fall $ha_fall rise $ha_rise\` instead of the template's inter 3s fall 3 rise 2.
-- Events per target and round, in this order: crash (kill -9 of the leader's \`pgha agent\` / \`patroni\` process and its postmaster in one command; the manager is then started again and rejoins), switchover (\`pgha switchover --config\` / \`patronictl switchover --force\`, no target named), pm_kill (kill -9 of the primary's postmaster; the manager restarts it). Before each event: one running primary, two streaming standbys, the client writing again, then 1 s.
+- Events per target and round, in this order: crash (kill -9 of the leader's \`pgha agent\` / \`patroni\` process and its postmaster in one command; the manager is then started again and rejoins), switchover (\`pgha switchover --config\` / \`patronictl switchover --force\`, no target named), pm_kill (kill -9 of the primary's postmaster; the manager restarts it). Before each event: one running primary, two streaming standbys, the client writing again, then a pause of 1 s plus a uniform random 0–$pause_spread s, so that events fall at any phase of the managers' loops (without it, every event came at the same point of Patroni's 10 s default loop).
 
-Raw: runs.tsv (one line per event as measured, with the 1-min load, the leader before and after, the event time, and the breakdown columns), probe.txt (the client's lines from 1 s before each event to 1 s after the window: start end ok|fail, epoch seconds).
+Raw: runs.tsv (one line per event as measured, with the 1-min load, the leader before and after, the event time, the breakdown columns and the pause before the event), probe.txt (the client's lines from 1 s before each event to 1 s after the window: start end ok|fail, epoch seconds).
 EOF
 SUM_TARGETS="${targets[*]}" SUM_HEAD="Command: \`$cmdline\` ($rounds rounds, target order rotated each round; started $started)." \
 python3 - "$out" "$work/settings.md" <<'EOF'
