@@ -118,12 +118,26 @@ pub struct ConfigError {
     pub why: String,
 }
 
+/// The longest lease pgha accepts: an hour (etcd grants far longer ones, but a leader lost
+/// for longer than its ttl is not replaced for that long).
+pub const MAX_TTL_MS: u64 = 3_600_000;
+
 impl ClusterConfig {
     /// Checks the relations the invariants rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, why: String| Err(ConfigError { key, why });
         if self.ttl_ms < 1_000 {
             return err("ttl_ms", format!("{} is below 1000", self.ttl_ms));
+        }
+        if self.ttl_ms > MAX_TTL_MS {
+            return err(
+                "ttl_ms",
+                format!(
+                    "{} is above {MAX_TTL_MS} (an hour): a leader lost that long is not \
+                     failed over for that long",
+                    self.ttl_ms
+                ),
+            );
         }
         if self.safety_margin_ms < MIN_SAFETY_MARGIN_MS || self.safety_margin_ms >= self.ttl_ms {
             return err(
@@ -135,7 +149,9 @@ impl ClusterConfig {
                 ),
             );
         }
-        if self.loop_wait_ms == 0 || self.loop_wait_ms * 2 > self.ttl_ms - self.safety_margin_ms {
+        if self.loop_wait_ms == 0
+            || self.loop_wait_ms.saturating_mul(2) > self.ttl_ms - self.safety_margin_ms
+        {
             return err(
                 "loop_wait_ms",
                 "must be above 0 and at most half of ttl_ms - safety_margin_ms".into(),
@@ -165,5 +181,27 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert_eq!(thin.validate().unwrap_err().key, "safety_margin_ms");
+    }
+
+    /// Values large enough to overflow the checks' arithmetic are refused, not wrapped
+    /// (in a release build `loop_wait_ms * 2` wrapped to a small number and passed).
+    #[test]
+    fn huge_values_are_refused_not_wrapped() {
+        let huge_wait = ClusterConfig {
+            loop_wait_ms: u64::MAX / 2 + 1,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(huge_wait.validate().unwrap_err().key, "loop_wait_ms");
+        let huge_ttl = ClusterConfig {
+            ttl_ms: u64::MAX,
+            safety_margin_ms: 2_500,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(huge_ttl.validate().unwrap_err().key, "ttl_ms");
+        let hour = ClusterConfig {
+            ttl_ms: MAX_TTL_MS,
+            ..ClusterConfig::default()
+        };
+        assert_eq!(hour.validate(), Ok(()));
     }
 }

@@ -76,6 +76,16 @@ impl MemberName {
     pub fn new(name: impl Into<String>) -> Self {
         MemberName(name.into())
     }
+    /// Whether `name` is one pgha accepts for a member: 1 to 63 letters, digits, '_', '-' or
+    /// '.' (it is quoted into `synchronous_standby_names` and `application_name`, and used
+    /// in store keys and file names).
+    pub fn valid(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -33,6 +33,10 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "config_file",
     "hba_file",
     "ident_file",
+    // Directives, not parameters: they would read other files after pgha's settings.
+    "include",
+    "include_dir",
+    "include_if_exists",
 ];
 
 /// Why a user parameter is refused, if it is.
@@ -83,9 +87,36 @@ pub struct MemberConf {
     pub parameters: BTreeMap<String, String>,
 }
 
-/// Quotes a value for postgresql.conf.
+/// Quotes a value for postgresql.conf. Control characters (a newline would end the line and
+/// start a setting of the value's choosing) are refused by [`check_user_value`] before any
+/// value gets here; should one arrive anyway it is escaped, never written raw.
 pub fn quote_conf(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+/// Why a user parameter's value is refused, if it is: no control characters (a newline in
+/// postgresql.conf ends the setting and starts another).
+pub fn check_user_value(value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "the value contains the control character {c:?}; PostgreSQL settings are one line"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Quotes a value for a libpq connection string.
@@ -307,5 +338,19 @@ mod tests {
         assert!(!hba
             .lines()
             .any(|l| l.contains("trust") || l.contains(" md5")));
+    }
+
+    /// Issue 11: a value cannot end its line in postgresql.conf and start a setting of its
+    /// own, and `include` directives are not parameters a user may pass through.
+    #[test]
+    fn values_stay_on_their_line_and_includes_are_refused() {
+        assert_eq!(quote_conf("a'b\\c"), "'a''b\\\\c'");
+        let injected = quote_conf("x'\nshared_preload_libraries = 'evil");
+        assert!(!injected.contains('\n'), "{injected}");
+        assert!(check_user_value("8MB").is_ok());
+        assert!(check_user_value("x\nssl = off").is_err());
+        for directive in ["include", "include_dir", "INCLUDE_IF_EXISTS"] {
+            assert!(check_user_parameter(directive).is_err(), "{directive}");
+        }
     }
 }

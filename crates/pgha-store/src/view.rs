@@ -34,16 +34,33 @@ impl HistoryEntry {
 /// version). Members treat the cluster as unreadable, as if the store were down, rather than
 /// decide on defaults (a missing synchronous set or position could promote the wrong member).
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the store's {key} key holds an unreadable {what}: {source} (restore it, or delete it \
-     with etcdctl if pgha may recreate it; `pgha config set` validates what it writes)"
-)]
-pub struct Unreadable {
-    /// The key, as pgha names it under the cluster prefix (`config`, `members/n1`, ...).
-    pub key: String,
-    pub what: &'static str,
-    #[source]
-    pub source: serde_json::Error,
+pub enum Unreadable {
+    #[error(
+        "the store's {key} key holds an unreadable {what}: {source} (restore it, or delete it \
+         with etcdctl if pgha may recreate it; `pgha config set` validates what it writes)"
+    )]
+    Value {
+        /// The key, as pgha names it under the cluster prefix (`config`, `members/n1`, ...).
+        key: String,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the store holds a member key with the invalid name {name:?} (1 to 63 letters, digits, \
+         '_', '-' or '.'): delete members/{name} with etcdctl"
+    )]
+    MemberName { name: String },
+}
+
+impl Unreadable {
+    /// The key it is about, under the cluster prefix.
+    pub fn key(&self) -> String {
+        match self {
+            Unreadable::Value { key, .. } => key.clone(),
+            Unreadable::MemberName { name } => format!("members/{name}"),
+        }
+    }
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(
@@ -51,7 +68,7 @@ fn decode<T: for<'de> Deserialize<'de>>(
     what: &'static str,
     text: &str,
 ) -> Result<T, Unreadable> {
-    serde_json::from_str(text).map_err(|source| Unreadable {
+    serde_json::from_str(text).map_err(|source| Unreadable::Value {
         key: key.into(),
         what,
         source,
@@ -63,6 +80,9 @@ fn decode<T: for<'de> Deserialize<'de>>(
 pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
     let mut members = std::collections::BTreeMap::new();
     for (name, v) in &snapshot.members {
+        if !MemberName::valid(name) {
+            return Err(Unreadable::MemberName { name: name.clone() });
+        }
         let record: MemberRecord = decode(format!("members/{name}"), "member record", &v.value)?;
         members.insert(MemberName::new(name.as_str()), record);
     }
@@ -178,9 +198,23 @@ mod tests {
         ];
         for (snap, key) in cases {
             let err = cluster_view(&snap).expect_err(key);
-            assert_eq!(err.key, key);
+            assert_eq!(err.key(), key);
             let text = err.to_string();
             assert!(text.contains(&format!("{key} key")), "{text}");
+        }
+    }
+
+    /// A member name is quoted into synchronous_standby_names and application_name: one
+    /// written into the store by hand that could break out of the quotes is refused.
+    #[test]
+    fn a_member_key_with_an_invalid_name_is_an_error() {
+        let record = r#"{"running":true}"#;
+        for name in ["n2\", FIRST 9 (\"x", "", "a b"] {
+            let snap = snapshot(&[], &[(name, record)], &[]);
+            match cluster_view(&snap) {
+                Err(Unreadable::MemberName { name: got }) => assert_eq!(got, name),
+                other => panic!("{name:?}: {other:?}"),
+            }
         }
     }
 

@@ -122,7 +122,8 @@ impl PostgresSection {
         for (name, value) in &p.parameters {
             let key = format!("postgresql.parameters.{name}");
             pgha_pg::conf::check_user_parameter(name).map_err(|reason| bad(&key, reason))?;
-            parameter_text(value).map_err(|reason| bad(&key, reason))?;
+            let text = parameter_text(value).map_err(|reason| bad(&key, reason))?;
+            pgha_pg::conf::check_user_value(&text).map_err(|reason| bad(&key, reason))?;
         }
         Ok(())
     }
@@ -287,6 +288,8 @@ pub fn parse_param_flag(flag: &str) -> Result<(String, toml::Value), String> {
     let key = key.trim().to_string();
     pgha_pg::conf::check_user_parameter(&key)
         .map_err(|reason| format!("--param {flag:?}: {reason}"))?;
+    pgha_pg::conf::check_user_value(value.trim())
+        .map_err(|reason| format!("--param {flag:?}: {reason}"))?;
     Ok((key, toml::Value::String(value.trim().to_string())))
 }
 
@@ -355,6 +358,13 @@ mod tests {
         assert_eq!(parse_param_flag("work_mem=8MB").unwrap().0, "work_mem");
         assert!(parse_param_flag("work_mem").is_err());
         assert!(parse_param_flag("port=5")
+            .unwrap_err()
+            .contains("managed by pgha"));
+        // Issue 11: no second line smuggled into postgresql.conf, no include directive.
+        assert!(parse_param_flag("work_mem=8MB\nssl=off")
+            .unwrap_err()
+            .contains("control character"));
+        assert!(parse_param_flag("include=/etc/x.conf")
             .unwrap_err()
             .contains("managed by pgha"));
     }
