@@ -12,12 +12,47 @@ use pgha_proxy::{Backend, CancellationToken, MetricsHandle, Proxy, ProxyConfig, 
 use tokio::sync::watch;
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Version of the relocatable PostgreSQL build `scripts/install-deps.sh test` caches.
+pub const PG18_VERSION: &str = "18.6.0";
+
+/// Where `scripts/install-deps.sh test` caches what the tests need beyond Debian's packages
+/// (`PGHA_CACHE`, default `/var/cache/pgha`).
+pub fn deps_cache() -> PathBuf {
+    std::env::var_os("PGHA_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/pgha"))
+}
+
+fn cached(what: &str, rel: &str) -> PathBuf {
+    let path = deps_cache().join(rel);
+    assert!(
+        path.exists(),
+        "{what} not found at {}: run scripts/install-deps.sh test",
+        path.display()
+    );
+    path
+}
+
+/// `bin/` of the PostgreSQL 18 server build that install-deps.sh fetched.
+pub fn pg18_bin() -> PathBuf {
+    cached("PostgreSQL 18", &format!("pg-{PG18_VERSION}/bin/postgres"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python interpreter with psycopg 3 (and its bundled libpq) that install-deps.sh set up.
+pub fn test_python() -> PathBuf {
+    cached("psycopg's Python", "venv/bin/python3")
+}
 
 /// Shared cluster: started once per test binary, stopped when the process exits (the postmasters
 /// get SIGINT through PR_SET_PDEATHSIG when the thread that spawned them — alive as long as the
 /// process — goes away), data under a directory removed by the next run.
 pub struct Cluster {
     pub dir: PathBuf,
+    /// The server build's `bin/`.
+    pub bin: PathBuf,
     pub primary_port: u16,
     pub standby_port: u16,
     /// The postmasters (never waited on: they end when this process exits).
@@ -66,7 +101,12 @@ fn pg_user() -> Option<(u32, u32)> {
 }
 
 pub fn command(bin: &str) -> Command {
-    let mut c = Command::new(Path::new(PG_BIN).join(bin));
+    command_in(Path::new(PG_BIN), bin)
+}
+
+/// `bin` from the build in `dir`, as the PostgreSQL OS user when running as root.
+pub fn command_in(dir: &Path, bin: &str) -> Command {
+    let mut c = Command::new(dir.join(bin));
     if let Some((uid, gid)) = pg_user() {
         c.uid(uid).gid(gid);
     }
@@ -155,20 +195,49 @@ fn remove_stale_dirs() {
     }
 }
 
+/// What kind of cluster [`start_cluster_with`] starts.
+pub struct ClusterOptions {
+    /// Subdirectory of this process's test directory (distinct per cluster of one binary).
+    pub name: &'static str,
+    /// `bin/` of the server build.
+    pub bin: PathBuf,
+    /// Serve TLS (`ssl = on`, a self-signed certificate made for the run).
+    pub ssl: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            name: "pg15",
+            bin: PathBuf::from(PG_BIN),
+            ssl: false,
+        }
+    }
+}
+
 pub fn start_cluster() -> Cluster {
+    start_cluster_with(&ClusterOptions::default())
+}
+
+/// A primary and its streaming standby, from `opts.bin`, on free ports.
+pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
     remove_stale_dirs();
-    let dir = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let chown = |p: &Path| {
         if let Some((uid, gid)) = pg_user() {
             std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
         }
     };
+    let top = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
+    std::fs::create_dir_all(&top).unwrap();
+    chown(&top);
+    let dir = top.join(opts.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     chown(&dir);
+    let bin = opts.bin.as_path();
     let (pp, sp) = (free_port(), free_port());
     let primary = dir.join("primary");
-    let mut c = command("initdb");
+    let mut c = command_in(bin, "initdb");
     c.args([
         "-A",
         "trust",
@@ -186,16 +255,21 @@ pub fn start_cluster() -> Cluster {
         "port = {pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
          fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 16MB\n\
          max_connections = 100\nwal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n\
-         ssl = off\nlogging_collector = off\n",
-        dir.display()
+         logging_collector = off\n{}",
+        dir.display(),
+        if opts.ssl {
+            tls_settings(&dir)
+        } else {
+            "ssl = off\n".into()
+        }
     );
     append(&primary.join("postgresql.conf"), &conf);
-    let mut c = command("postgres");
+    let mut c = command_in(bin, "postgres");
     c.arg("-D").arg(&primary);
     let mut children = vec![spawn_long_lived(c)];
     wait_ready(pp);
     let standby = dir.join("standby");
-    let mut c = command("pg_basebackup");
+    let mut c = command_in(bin, "pg_basebackup");
     c.args([
         "-h",
         "127.0.0.1",
@@ -211,16 +285,47 @@ pub fn start_cluster() -> Cluster {
     .arg(&standby);
     run(c);
     append(&standby.join("postgresql.conf"), &format!("port = {sp}\n"));
-    let mut c = command("postgres");
+    let mut c = command_in(bin, "postgres");
     c.arg("-D").arg(&standby);
     children.push(spawn_long_lived(c));
     wait_ready(sp);
     Cluster {
         dir,
+        bin: bin.to_path_buf(),
         primary_port: pp,
         standby_port: sp,
         children,
     }
+}
+
+/// A self-signed certificate and key in `dir` (made by the PostgreSQL OS user, key 0600), and
+/// the settings that make the server use them.
+fn tls_settings(dir: &Path) -> String {
+    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let mut c = Command::new("openssl");
+    if let Some((uid, gid)) = pg_user() {
+        c.uid(uid).gid(gid);
+    }
+    c.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    ])
+    .args(["-subj", "/CN=localhost", "-keyout"])
+    .arg(&key)
+    .arg("-out")
+    .arg(&crt)
+    .stdin(Stdio::null());
+    run(c);
+    let mut c = Command::new("chmod");
+    if let Some((uid, gid)) = pg_user() {
+        c.uid(uid).gid(gid);
+    }
+    c.arg("600").arg(&key);
+    run(c);
+    format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        crt.display(),
+        key.display()
+    )
 }
 
 /// The shared cluster (started by the first test that asks).
