@@ -337,6 +337,42 @@ async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
     Ok(())
 }
 
+/// How many moved-aside data directories a member keeps before it refuses to move another:
+/// pgha never deletes one, and a member re-cloned again and again must not fill the disk.
+pub const MAX_KEPT_ASIDE: usize = 2;
+
+/// A fresh `data.old-<seconds>[-n]` name in `member_dir`, or a refusal when it already holds
+/// [`MAX_KEPT_ASIDE`] of them (naming them, so the DBA can look and remove what is not needed).
+pub fn aside_path(member_dir: &std::path::Path) -> Result<std::path::PathBuf, JobError> {
+    let mut kept: Vec<String> = std::fs::read_dir(member_dir)
+        .map_err(io("list the member directory"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("data.old-"))
+        .collect();
+    kept.sort();
+    if kept.len() >= MAX_KEPT_ASIDE {
+        return Err(JobError::Refused(format!(
+            "{} already keeps {} old data directories ({}); look at them, remove what you do not \
+             need, and this member re-clones",
+            member_dir.display(),
+            kept.len(),
+            kept.join(", ")
+        )));
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut aside = member_dir.join(format!("data.old-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = member_dir.join(format!("data.old-{stamp}-{n}"));
+        n += 1;
+    }
+    Ok(aside)
+}
+
 async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobResult {
     let spec = &ctx.spec;
     let inst = &spec.instance;
@@ -354,11 +390,7 @@ async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobRe
                     data.display()
                 )));
             }
-            let stamp = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let aside = inst.member_dir.join(format!("data.old-{stamp}"));
+            let aside = aside_path(&inst.member_dir)?;
             tracing::warn!(
                 "{}: moving the old data directory aside to {} before re-cloning (kept, not deleted)",
                 spec.name,
@@ -406,6 +438,23 @@ async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobRe
 
 #[cfg(test)]
 mod tests {
+    use super::{aside_path, MAX_KEPT_ASIDE};
+
+    /// Issue 11: moved-aside data directories get unique names, and a member that already
+    /// keeps two refuses to move a third (pgha deletes none: it stops and says which).
+    #[test]
+    fn old_data_directories_are_unique_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = aside_path(dir.path()).unwrap();
+        std::fs::create_dir(&first).unwrap();
+        let second = aside_path(dir.path()).unwrap();
+        assert_ne!(first, second, "two moves in the same second");
+        std::fs::create_dir(&second).unwrap();
+        let err = aside_path(dir.path()).unwrap_err().to_string();
+        let kept = format!("{MAX_KEPT_ASIDE} old data directories");
+        assert!(err.contains(&kept) && err.contains("data.old-"), "{err}");
+    }
+
     use super::is_zombie;
 
     #[test]
