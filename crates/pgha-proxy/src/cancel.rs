@@ -1,10 +1,11 @@
 //! Cancel routing: the (pid, secret) keys seen in BackendKeyData, and forwarding of CancelRequests.
 //!
 //! Choice: while a plaintext session starts, the proxy scans the backend's first messages up to
-//! ReadyForQuery and records its BackendKeyData key together with the backend address; a
+//! ReadyForQuery and records its BackendKeyData key (pid and a 4-byte secret in protocol 3.0, up
+//! to 256 bytes from 3.2) together with the backend address; a
 //! CancelRequest carrying that key goes to that backend only. For sessions whose key the proxy
 //! cannot see (TLS passed through), the request is sent to every current target: PostgreSQL
-//! ignores a cancel whose pid and 32-bit secret do not both match, so this is harmless.
+//! ignores a cancel whose pid and secret do not both match, so this is harmless.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::startup::CancelKey;
+use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
 
 /// Backend messages scanned at most before giving up on finding BackendKeyData.
 const SCAN_LIMIT: usize = 256 * 1024;
@@ -30,7 +32,7 @@ impl CancelRegistry {
         self.keys
             .lock()
             .expect("cancel registry poisoned")
-            .insert(key, addr);
+            .insert(key.clone(), addr);
         CancelGuard {
             registry: Arc::clone(self),
             key,
@@ -73,7 +75,7 @@ impl Drop for CancelGuard {
 }
 
 /// Sends a CancelRequest for `key` to `addr` (best effort, bounded by `timeout`).
-pub async fn forward_cancel(addr: &str, key: CancelKey, timeout: Duration) -> std::io::Result<()> {
+pub async fn forward_cancel(addr: &str, key: &CancelKey, timeout: Duration) -> std::io::Result<()> {
     let send = async {
         let mut s = TcpStream::connect(addr).await?;
         s.write_all(&key.request()).await?;
@@ -90,9 +92,8 @@ pub struct KeyScanner {
     header: [u8; 5],
     header_len: usize,
     body_left: usize,
-    in_key: bool,
-    key_buf: [u8; 8],
-    key_len: usize,
+    /// Inside a BackendKeyData body: its pid and secret bytes so far.
+    key_buf: Option<Vec<u8>>,
     key: Option<CancelKey>,
     scanned: usize,
     done: bool,
@@ -105,21 +106,17 @@ impl KeyScanner {
         while !self.done && !data.is_empty() {
             if self.body_left > 0 {
                 let n = self.body_left.min(data.len());
-                if self.in_key {
-                    let take = n.min(8 - self.key_len);
-                    self.key_buf[self.key_len..self.key_len + take].copy_from_slice(&data[..take]);
-                    self.key_len += take;
-                    if self.key_len == 8 {
-                        let k = self.key_buf;
-                        self.key = Some(CancelKey {
-                            pid: u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
-                            secret: u32::from_be_bytes([k[4], k[5], k[6], k[7]]),
-                        });
-                        self.in_key = false;
-                    }
+                if let Some(buf) = &mut self.key_buf {
+                    buf.extend_from_slice(&data[..n]);
                 }
                 self.body_left -= n;
                 data = &data[n..];
+                if self.body_left == 0 {
+                    if let Some(k) = self.key_buf.take() {
+                        let pid = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+                        self.key = CancelKey::new(pid, &k[4..]);
+                    }
+                }
                 continue;
             }
             let n = (5 - self.header_len).min(data.len());
@@ -134,8 +131,10 @@ impl KeyScanner {
                     self.done = true;
                 } else {
                     self.body_left = len - 4;
-                    self.in_key = h[0] == b'K' && len == 12;
-                    self.key_len = 0;
+                    // BackendKeyData: length word, pid, then the secret (4..=256 bytes).
+                    let key_len = 8 + CANCEL_SECRET_MIN..=8 + CANCEL_SECRET_MAX;
+                    self.key_buf = (h[0] == b'K' && key_len.contains(&len))
+                        .then(|| Vec::with_capacity(len - 4));
                 }
             }
         }
@@ -147,7 +146,7 @@ impl KeyScanner {
 
     /// The key found, if any.
     pub fn key(&self) -> Option<CancelKey> {
-        self.key
+        self.key.clone()
     }
 }
 
@@ -155,34 +154,55 @@ impl KeyScanner {
 mod tests {
     use super::*;
 
+    /// A startup answer: AuthenticationOk, [NegotiateProtocolVersion,] ParameterStatus,
+    /// BackendKeyData with `secret`, ReadyForQuery.
+    fn startup_answer(secret: &[u8], negotiate: bool) -> Vec<u8> {
+        let mut stream = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
+        if negotiate {
+            stream.extend_from_slice(&[b'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0]);
+        }
+        stream.extend_from_slice(&[b'S', 0, 0, 0, 9, b'a', 0, b'b', 0, 0]);
+        stream.push(b'K');
+        stream.extend_from_slice(&(8 + secret.len() as u32).to_be_bytes());
+        stream.extend_from_slice(&[0, 0, 1, 2]);
+        stream.extend_from_slice(secret);
+        stream.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
+        stream
+    }
+
     #[test]
     fn scanner_finds_key_across_splits() {
-        let mut stream = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
-        stream.extend_from_slice(&[b'S', 0, 0, 0, 9, b'a', 0, b'b', 0, 0]);
-        stream.extend_from_slice(&[b'K', 0, 0, 0, 12, 0, 0, 1, 2, 0xde, 0xad, 0xbe, 0xef]);
-        stream.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
-        for chunk in 1..stream.len() {
-            let mut s = KeyScanner::default();
-            let mut done = false;
-            for piece in stream.chunks(chunk) {
-                done = s.feed(piece);
+        let long: Vec<u8> = (0..32).collect();
+        let cases: [(&[u8], bool); 3] = [
+            (&[0xde, 0xad, 0xbe, 0xef], false),
+            (&long, true),
+            (&[7; 256], false),
+        ];
+        for (secret, negotiate) in cases {
+            let stream = startup_answer(secret, negotiate);
+            for chunk in 1..stream.len() {
+                let mut s = KeyScanner::default();
+                let mut done = false;
+                for piece in stream.chunks(chunk) {
+                    done = s.feed(piece);
+                }
+                assert!(done, "chunk {chunk}");
+                assert_eq!(s.key(), CancelKey::new(258, secret), "chunk {chunk}");
             }
-            assert!(done, "chunk {chunk}");
-            assert_eq!(
-                s.key(),
-                Some(CancelKey {
-                    pid: 258,
-                    secret: 0xdead_beef
-                })
-            );
+        }
+        // A BackendKeyData whose secret is out of bounds yields no key (but scanning ends).
+        for secret in [&[1u8; 3][..], &[1u8; 257][..]] {
+            let mut s = KeyScanner::default();
+            assert!(s.feed(&startup_answer(secret, false)));
+            assert_eq!(s.key(), None);
         }
     }
 
     #[test]
     fn registry_guard_removes_key() {
         let r = Arc::new(CancelRegistry::default());
-        let key = CancelKey { pid: 1, secret: 2 };
-        let g = r.register(key, Arc::from("127.0.0.1:1"));
+        let key = CancelKey::new(1, &[2; 32]).unwrap();
+        let g = r.register(key.clone(), Arc::from("127.0.0.1:1"));
         assert_eq!(r.lookup(&key).as_deref(), Some("127.0.0.1:1"));
         drop(g);
         assert!(r.lookup(&key).is_none());

@@ -274,7 +274,7 @@ pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
         }
     };
     for addr in addrs {
-        if let Err(e) = forward_cancel(&addr, key, timeout).await {
+        if let Err(e) = forward_cancel(&addr, &key, timeout).await {
             tracing::debug!(backend = %addr, error = %e, "cancel forward failed");
         }
     }

@@ -3,7 +3,10 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::ProxyError;
-use crate::wire::{CANCEL_REQUEST, GSSENC_REQUEST, PROTOCOL_MAJOR_3, SSL_REQUEST};
+use crate::wire::{
+    CANCEL_REQUEST, CANCEL_SECRET_MAX, CANCEL_SECRET_MIN, GSSENC_REQUEST, PROTOCOL_MAJOR_3,
+    SSL_REQUEST,
+};
 
 /// Smallest legal packet: length word plus request code / protocol version.
 pub const MIN_PACKET: usize = 8;
@@ -21,24 +24,60 @@ pub enum FirstPacket {
     Startup(StartupPacket),
 }
 
-/// Key of one backend session, from BackendKeyData / CancelRequest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Key of one backend session, from BackendKeyData / CancelRequest: the backend's process id and
+/// its secret, 4 bytes in protocol 3.0, up to 256 bytes from protocol 3.2 (PostgreSQL 18 sends
+/// 32). Debug output shows the secret's length only.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CancelKey {
     /// Backend process id.
     pub pid: u32,
-    /// Secret key.
-    pub secret: u32,
+    secret: Box<[u8]>,
 }
 
 impl CancelKey {
-    /// The 16-byte CancelRequest packet for this key.
-    pub fn request(&self) -> [u8; 16] {
-        let mut p = [0u8; 16];
-        p[0..4].copy_from_slice(&16u32.to_be_bytes());
-        p[4..8].copy_from_slice(&CANCEL_REQUEST.to_be_bytes());
-        p[8..12].copy_from_slice(&self.pid.to_be_bytes());
-        p[12..16].copy_from_slice(&self.secret.to_be_bytes());
+    /// A key with this pid and secret, if the secret's length is one the protocol allows
+    /// (`CANCEL_SECRET_MIN..=CANCEL_SECRET_MAX` bytes).
+    pub fn new(pid: u32, secret: &[u8]) -> Option<CancelKey> {
+        (CANCEL_SECRET_MIN..=CANCEL_SECRET_MAX)
+            .contains(&secret.len())
+            .then(|| CancelKey {
+                pid,
+                secret: secret.into(),
+            })
+    }
+
+    /// A protocol 3.0 key (4-byte secret).
+    pub fn v3_0(pid: u32, secret: u32) -> CancelKey {
+        CancelKey {
+            pid,
+            secret: secret.to_be_bytes().into(),
+        }
+    }
+
+    /// The secret key bytes.
+    pub fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+
+    /// The CancelRequest packet for this key (16 bytes for a 4-byte secret, longer for longer
+    /// ones: the length word says how long).
+    pub fn request(&self) -> Vec<u8> {
+        let len = 12 + self.secret.len();
+        let mut p = Vec::with_capacity(len);
+        p.extend_from_slice(&(len as u32).to_be_bytes());
+        p.extend_from_slice(&CANCEL_REQUEST.to_be_bytes());
+        p.extend_from_slice(&self.pid.to_be_bytes());
+        p.extend_from_slice(&self.secret);
         p
+    }
+}
+
+impl std::fmt::Debug for CancelKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelKey")
+            .field("pid", &self.pid)
+            .field("secret_len", &self.secret.len())
+            .finish()
     }
 }
 
@@ -96,7 +135,7 @@ pub async fn read_first_packet<R: AsyncRead + Unpin>(
     if len < MIN_PACKET {
         return Err(ProxyError::BadStartup("packet shorter than 8 bytes"));
     }
-    if len > max_len {
+    if len > max_len.max(12 + CANCEL_SECRET_MAX) {
         return Err(ProxyError::BadStartup("startup packet too long"));
     }
     r.read_exact(&mut head[4..8]).await?;
@@ -108,15 +147,17 @@ pub async fn read_first_packet<R: AsyncRead + Unpin>(
         SSL_REQUEST => Ok(FirstPacket::Ssl),
         GSSENC_REQUEST => Ok(FirstPacket::GssEnc),
         CANCEL_REQUEST => {
-            if len != 16 {
+            if !(12 + CANCEL_SECRET_MIN..=12 + CANCEL_SECRET_MAX).contains(&len) {
                 return Err(ProxyError::BadStartup("bad cancel request length"));
             }
-            let mut k = [0u8; 8];
+            let mut k = vec![0u8; len - 8];
             r.read_exact(&mut k).await?;
-            Ok(FirstPacket::Cancel(CancelKey {
-                pid: u32::from_be_bytes([k[0], k[1], k[2], k[3]]),
-                secret: u32::from_be_bytes([k[4], k[5], k[6], k[7]]),
-            }))
+            let pid = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+            let key = CancelKey::new(pid, &k[4..]).expect("length checked");
+            Ok(FirstPacket::Cancel(key))
+        }
+        v if v >> 16 == PROTOCOL_MAJOR_3 && len > max_len => {
+            Err(ProxyError::BadStartup("startup packet too long"))
         }
         v if v >> 16 == PROTOCOL_MAJOR_3 => {
             let mut raw = vec![0u8; len];
@@ -187,10 +228,26 @@ mod tests {
         assert_eq!(read(&ssl).await.unwrap(), FirstPacket::Ssl);
         let gss = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30];
         assert_eq!(read(&gss).await.unwrap(), FirstPacket::GssEnc);
-        let key = CancelKey { pid: 42, secret: 7 };
+        let key = CancelKey::v3_0(42, 7);
+        assert_eq!(key.request().len(), 16);
         assert_eq!(
             read(&key.request()).await.unwrap(),
             FirstPacket::Cancel(key)
+        );
+        // Protocol 3.2: PostgreSQL 18 sends 32-byte secrets; up to 256 are allowed.
+        for n in [32, 256] {
+            let secret: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let key = CancelKey::new(0x0102_0304, &secret).unwrap();
+            let p = key.request();
+            assert_eq!(p.len(), 12 + n);
+            assert_eq!(read(&p).await.unwrap(), FirstPacket::Cancel(key));
+        }
+        // Small max_startup_packet settings do not shorten cancel requests.
+        let long = CancelKey::new(1, &[9; 256]).unwrap();
+        let p = long.request();
+        assert_eq!(
+            read_first_packet(&mut &p[..], 100).await.unwrap(),
+            FirstPacket::Cancel(long)
         );
         let s = startup(&[("user", "u"), ("database", "d")]);
         match read(&s).await.unwrap() {
@@ -210,6 +267,17 @@ mod tests {
         assert!(read(&[0, 0, 0, 4]).await.is_err());
         assert!(read(&[0, 1, 0, 0, 0, 3, 0, 0]).await.is_err());
         assert!(read(&[0, 0, 0, 8, 0, 2, 0, 0]).await.is_err());
+        // Cancel requests with a secret shorter than 4 or longer than 256 bytes.
+        for n in [0, 3, 257] {
+            let mut p = CancelKey::v3_0(1, 2).request();
+            p.truncate(12);
+            p.extend(std::iter::repeat_n(1u8, n));
+            let len = (p.len() as u32).to_be_bytes();
+            p[..4].copy_from_slice(&len);
+            assert!(read(&p).await.is_err(), "secret of {n} bytes");
+        }
+        assert!(CancelKey::new(1, &[0; 3]).is_none());
+        assert!(CancelKey::new(1, &[0; 257]).is_none());
         assert!(read(&startup(&[("database", "d")])).await.is_err());
         let mut s = startup(&[("user", "u")]);
         let n = s.len();

@@ -6,6 +6,10 @@ pub const SSL_REQUEST: u32 = 80_877_103;
 pub const GSSENC_REQUEST: u32 = 80_877_104;
 /// Request code of a CancelRequest packet.
 pub const CANCEL_REQUEST: u32 = 80_877_102;
+/// Shortest cancel secret key (protocol 3.0's, 4 bytes).
+pub const CANCEL_SECRET_MIN: usize = 4;
+/// Longest cancel secret key protocol 3.2 allows (PostgreSQL 18 itself sends 32 bytes).
+pub const CANCEL_SECRET_MAX: usize = 256;
 /// Major protocol version 3 (the only one accepted), as in the high 16 bits of the version.
 pub const PROTOCOL_MAJOR_3: u32 = 3;
 
