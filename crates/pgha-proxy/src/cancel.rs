@@ -1,11 +1,22 @@
-//! Cancel routing: the (pid, secret) keys seen in BackendKeyData, and forwarding of CancelRequests.
+//! Cancel routing: the keys seen in BackendKeyData, and forwarding of CancelRequests.
 //!
 //! Choice: while a plaintext session starts, the proxy scans the backend's first messages up to
-//! ReadyForQuery and records its BackendKeyData key (pid and a 4-byte secret in protocol 3.0, up
-//! to 256 bytes from 3.2) together with the backend address; a
-//! CancelRequest carrying that key goes to that backend only. For sessions whose key the proxy
-//! cannot see (TLS passed through), the request is sent to every current target: PostgreSQL
-//! ignores a cancel whose pid and secret do not both match, so this is harmless.
+//! ReadyForQuery and records its BackendKeyData key (pid and a 4-byte secret in protocol 3.0,
+//! up to 256 bytes from 3.2) with the backend address, before relaying the key to the client; a
+//! CancelRequest carrying that key goes to that backend only. A CancelRequest may come alone, or
+//! after an SSLRequest or GSSENCRequest the proxy answered 'N' (libpq 17 and newer open their
+//! cancel connection with the session's sslmode): the backend that answered the SSLRequest was
+//! chosen like any new session's, so it is let go and the key decides where the request goes.
+//!
+//! Sessions whose key the proxy cannot read (TLS passed through) are counted per backend. A
+//! request whose key matches no session the proxy saw goes only to the backends holding such
+//! sessions (PostgreSQL ignores it unless pid and secret both match), and nowhere when there are
+//! none: it is counted in `cancels_unmatched` and dropped. Cancels sent inside TLS (libpq 17+'s
+//! new API on a TLS session) are not readable either: they are relayed to the backend the
+//! listener chooses for a new connection — the primary on the read-write listener, which owns
+//! every session there; on the read-only listener with several eligible standbys it may be
+//! another standby than the session's, where PostgreSQL ignores it. Only terminating TLS in the
+//! proxy would route those.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,37 +31,76 @@ use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
 /// Backend messages scanned at most before giving up on finding BackendKeyData.
 const SCAN_LIMIT: usize = 256 * 1024;
 
-/// Live session keys → the backend address that issued them.
+#[derive(Debug, Default)]
+struct Entries {
+    /// Live session keys → the backend that issued them.
+    keys: HashMap<CancelKey, Arc<str>>,
+    /// Backend → number of live sessions on it whose key the proxy could not read.
+    unreadable: HashMap<Arc<str>, usize>,
+}
+
+/// Live session keys → the backend address that issued them; backends with unreadable keys.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    keys: Mutex<HashMap<CancelKey, Arc<str>>>,
+    entries: Mutex<Entries>,
+}
+
+/// Where a CancelRequest goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelRoute {
+    /// The backend that issued the key.
+    Owner(Arc<str>),
+    /// Key unknown: the backends holding sessions whose key the proxy could not read (TLS).
+    Unreadable(Vec<Arc<str>>),
+    /// Key unknown and no session with an unreadable key: nowhere.
+    Nowhere,
 }
 
 impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().expect("cancel registry poisoned")
+    }
+
     /// Records `key` for `addr`; the entry lives as long as the returned guard.
     pub fn register(self: &Arc<Self>, key: CancelKey, addr: Arc<str>) -> CancelGuard {
-        self.keys
-            .lock()
-            .expect("cancel registry poisoned")
-            .insert(key.clone(), addr);
+        self.lock().keys.insert(key.clone(), addr);
         CancelGuard {
             registry: Arc::clone(self),
-            key,
+            entry: Entry::Key(key),
+        }
+    }
+
+    /// Records a session on `addr` whose key the proxy cannot read, as long as the guard lives.
+    pub fn register_unreadable(self: &Arc<Self>, addr: Arc<str>) -> CancelGuard {
+        *self.lock().unreadable.entry(Arc::clone(&addr)).or_insert(0) += 1;
+        CancelGuard {
+            registry: Arc::clone(self),
+            entry: Entry::Unreadable(addr),
         }
     }
 
     /// The backend that owns `key`, if the proxy saw it.
     pub fn lookup(&self, key: &CancelKey) -> Option<Arc<str>> {
-        self.keys
-            .lock()
-            .expect("cancel registry poisoned")
-            .get(key)
-            .cloned()
+        self.lock().keys.get(key).cloned()
+    }
+
+    /// Where a CancelRequest with `key` must go.
+    pub fn route(&self, key: &CancelKey) -> CancelRoute {
+        let entries = self.lock();
+        if let Some(addr) = entries.keys.get(key) {
+            return CancelRoute::Owner(Arc::clone(addr));
+        }
+        let mut addrs: Vec<Arc<str>> = entries.unreadable.keys().cloned().collect();
+        if addrs.is_empty() {
+            return CancelRoute::Nowhere;
+        }
+        addrs.sort();
+        CancelRoute::Unreadable(addrs)
     }
 
     /// Number of sessions with a known key.
     pub fn len(&self) -> usize {
-        self.keys.lock().expect("cancel registry poisoned").len()
+        self.lock().keys.len()
     }
 
     /// Whether no session key is known.
@@ -59,17 +109,36 @@ impl CancelRegistry {
     }
 }
 
-/// Removes a key from its registry when the session ends.
+#[derive(Debug)]
+enum Entry {
+    Key(CancelKey),
+    Unreadable(Arc<str>),
+}
+
+/// Removes a session's entry from its registry when the session ends.
 #[derive(Debug)]
 pub struct CancelGuard {
     registry: Arc<CancelRegistry>,
-    key: CancelKey,
+    entry: Entry,
 }
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
-        if let Ok(mut keys) = self.registry.keys.lock() {
-            keys.remove(&self.key);
+        let Ok(mut entries) = self.registry.entries.lock() else {
+            return;
+        };
+        match &self.entry {
+            Entry::Key(key) => {
+                entries.keys.remove(key);
+            }
+            Entry::Unreadable(addr) => {
+                if let Some(n) = entries.unreadable.get_mut(addr) {
+                    *n -= 1;
+                    if *n == 0 {
+                        entries.unreadable.remove(addr);
+                    }
+                }
+            }
         }
     }
 }
@@ -199,12 +268,33 @@ mod tests {
     }
 
     #[test]
-    fn registry_guard_removes_key() {
+    fn registry_routes_to_owner_unreadable_or_nowhere() {
         let r = Arc::new(CancelRegistry::default());
         let key = CancelKey::new(1, &[2; 32]).unwrap();
         let g = r.register(key.clone(), Arc::from("127.0.0.1:1"));
         assert_eq!(r.lookup(&key).as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(r.route(&key), CancelRoute::Owner(Arc::from("127.0.0.1:1")));
+        // Same pid, other secret (or a prefix of it): not the owner's key.
+        let wrong = CancelKey::new(1, &[2; 31]).unwrap();
+        assert_eq!(r.route(&wrong), CancelRoute::Nowhere);
+        assert_eq!(r.route(&CancelKey::v3_0(1, 2)), CancelRoute::Nowhere);
+        let t1 = r.register_unreadable(Arc::from("127.0.0.1:2"));
+        let t2 = r.register_unreadable(Arc::from("127.0.0.1:2"));
+        let t3 = r.register_unreadable(Arc::from("127.0.0.1:3"));
+        assert_eq!(
+            r.route(&wrong),
+            CancelRoute::Unreadable(vec![Arc::from("127.0.0.1:2"), Arc::from("127.0.0.1:3")])
+        );
+        assert_eq!(r.route(&key), CancelRoute::Owner(Arc::from("127.0.0.1:1")));
+        drop((t1, t3));
+        assert_eq!(
+            r.route(&wrong),
+            CancelRoute::Unreadable(vec![Arc::from("127.0.0.1:2")])
+        );
+        drop(t2);
+        assert_eq!(r.route(&wrong), CancelRoute::Nowhere);
         drop(g);
         assert!(r.lookup(&key).is_none());
+        assert_eq!(r.route(&key), CancelRoute::Nowhere);
     }
 }

@@ -39,8 +39,12 @@
 //!   much), least connections; optional fallback to the primary. Plaintext startups get
 //!   `default_transaction_read_only=on` unless the client set it.
 //! - SSLRequest is forwarded to the chosen backend and its answer relayed (TLS then passes
-//!   through); GSSENCRequest is answered 'N'. Cancel requests: see the `cancel` module notes —
-//!   routed by the BackendKeyData key seen at startup, fanned out to all targets when unknown.
+//!   through); GSSENCRequest is answered 'N'. After an 'N' the client may send its startup or a
+//!   CancelRequest (libpq 17+ sends cancels with the session's sslmode).
+//! - Cancel requests (protocol 3.0's 4-byte and 3.2's longer keys): see the `cancel` module
+//!   notes — routed to the one backend whose BackendKeyData carried the key; a key the proxy
+//!   never saw goes only to backends holding sessions whose key it could not read (TLS), or is
+//!   dropped. Cancels sent inside TLS go where the listener routes a new connection.
 //! - Startup packets must be 8..=`max_startup_packet` bytes, protocol 3, and arrive within
 //!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling).
 //!   Clients over `max_client_conn` get `FATAL 53300`.
@@ -61,7 +65,7 @@ mod targets;
 pub mod wire;
 mod workers;
 
-pub use cancel::{CancelRegistry, KeyScanner};
+pub use cancel::{CancelGuard, CancelRegistry, CancelRoute, KeyScanner};
 pub use config::{duration, ProxyConfig};
 pub use error::{ProbeError, ProxyError};
 pub use metrics::{ListenerSnapshot, MetricsSnapshot};

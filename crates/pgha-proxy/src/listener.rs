@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -15,7 +14,6 @@ use crate::error::ProxyError;
 use crate::metrics::ListenerMetrics;
 use crate::route::Router;
 use crate::session;
-use crate::targets::Targets;
 
 /// State shared by all listeners of one proxy.
 pub(crate) struct Shared {
@@ -23,7 +21,6 @@ pub(crate) struct Shared {
     pub(crate) cancels: Arc<CancelRegistry>,
     pub(crate) clients: AtomicUsize,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) targets: watch::Receiver<Targets>,
     pub(crate) tasks: TaskTracker,
 }
 

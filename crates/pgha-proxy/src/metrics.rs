@@ -20,6 +20,8 @@ pub struct ListenerMetrics {
     pub(crate) rejected: AtomicU64,
     pub(crate) closed_on_change: AtomicU64,
     pub(crate) cancels: AtomicU64,
+    pub(crate) cancels_unmatched: AtomicU64,
+    pub(crate) cancel_forwards: AtomicU64,
     pub(crate) errors: AtomicU64,
 }
 
@@ -44,6 +46,8 @@ impl ListenerMetrics {
             rejected: self.rejected.load(Relaxed),
             closed_on_change: self.closed_on_change.load(Relaxed),
             cancels: self.cancels.load(Relaxed),
+            cancels_unmatched: self.cancels_unmatched.load(Relaxed),
+            cancel_forwards: self.cancel_forwards.load(Relaxed),
             errors: self.errors.load(Relaxed),
         }
     }
@@ -74,8 +78,13 @@ pub struct ListenerSnapshot {
     pub rejected: u64,
     /// Sessions closed because their backend stopped being a target (leader change).
     pub closed_on_change: u64,
-    /// Cancel requests forwarded.
+    /// Cancel requests received (in plaintext: those sent inside TLS are relayed unseen).
     pub cancels: u64,
+    /// Cancel requests whose key matched no session whose key the proxy read: sent only to
+    /// backends holding sessions with unreadable (TLS) keys, or dropped.
+    pub cancels_unmatched: u64,
+    /// CancelRequests sent to backends.
+    pub cancel_forwards: u64,
     /// Client sessions that ended in an error (bad startup, backend failure, ...).
     pub errors: u64,
 }
@@ -96,7 +105,7 @@ impl MetricsSnapshot {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         type Get = fn(&ListenerSnapshot) -> f64;
-        let families: [(&str, &str, &str, Get); 11] = [
+        let families: [(&str, &str, &str, Get); 13] = [
             (
                 "connections_active",
                 "gauge",
@@ -148,8 +157,20 @@ impl MetricsSnapshot {
             (
                 "cancels_total",
                 "counter",
-                "Cancel requests forwarded.",
+                "Cancel requests received in plaintext.",
                 |l| l.cancels as f64,
+            ),
+            (
+                "cancels_unmatched_total",
+                "counter",
+                "Cancel requests whose key matched no session with a readable key.",
+                |l| l.cancels_unmatched as f64,
+            ),
+            (
+                "cancel_forwards_total",
+                "counter",
+                "Cancel requests sent to backends.",
+                |l| l.cancel_forwards as f64,
             ),
             (
                 "errors_total",

@@ -64,7 +64,6 @@ impl Proxy {
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown,
-            targets: targets.clone(),
             tasks,
         });
         let mut listeners = Vec::new();

@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::backend::open_backend;
-use crate::cancel::{forward_cancel, CancelGuard, KeyScanner};
+use crate::cancel::{forward_cancel, CancelGuard, CancelRegistry, CancelRoute, KeyScanner};
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
 use crate::route::{connect_held, HoldFailure, HoldMeter, Lease, Role};
@@ -43,15 +43,22 @@ async fn first_packet(
     }
 }
 
-/// Reads the StartupMessage that must follow an 'N' answer, within a fresh startup timeout.
-async fn startup_after_no(
-    ctx: &ListenerCtx,
-    client: &mut TcpStream,
-) -> Result<StartupPacket, ProxyError> {
+/// What may follow an 'N' answer to SSLRequest: a StartupMessage, or a CancelRequest (libpq 17
+/// and newer send their cancels with the session's sslmode: SSLRequest first).
+enum AfterNo {
+    Startup(StartupPacket),
+    Cancel(CancelKey),
+}
+
+/// Reads the packet that must follow an 'N' answer, within a fresh startup timeout.
+async fn after_no(ctx: &ListenerCtx, client: &mut TcpStream) -> Result<AfterNo, ProxyError> {
     let deadline = Instant::now() + ctx.shared.config.startup_timeout;
     match first_packet(ctx, client, deadline).await? {
-        FirstPacket::Startup(p) => Ok(p),
-        _ => Err(ProxyError::BadStartup("expected a startup message")),
+        FirstPacket::Startup(p) => Ok(AfterNo::Startup(p)),
+        FirstPacket::Cancel(key) => Ok(AfterNo::Cancel(key)),
+        _ => Err(ProxyError::BadStartup(
+            "expected a startup message or cancel request",
+        )),
     }
 }
 
@@ -92,10 +99,16 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             let (mut backend, lease) = match held {
                 Ok(pair) => pair,
                 Err(failure) => {
-                    // The client waits for 'S'/'N': say 'N', take its startup, then refuse.
+                    // The client waits for 'S'/'N': say 'N', then refuse its startup (or
+                    // forward its cancel: its owner need not be a target any more).
                     client.write_all(b"N").await?;
-                    startup_after_no(&ctx, &mut client).await?;
-                    return refuse(&ctx, client, failure).await;
+                    return match after_no(&ctx, &mut client).await? {
+                        AfterNo::Startup(_) => refuse(&ctx, client, failure).await,
+                        AfterNo::Cancel(key) => {
+                            cancel(&ctx, key).await;
+                            Ok(())
+                        }
+                    };
                 }
             };
             backend.set_nodelay(true)?;
@@ -106,10 +119,21 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
                 .map_err(|_| ProxyError::StartupTimeout(cfg.connect_timeout))??;
             client.write_all(&answer).await?;
             if answer[0] == b'N' {
-                let p = startup_after_no(&ctx, &mut client).await?;
-                start_plain(&ctx, client, p, deadline, Some((backend, lease))).await
+                match after_no(&ctx, &mut client).await? {
+                    AfterNo::Startup(p) => {
+                        start_plain(&ctx, client, p, deadline, Some((backend, lease))).await
+                    }
+                    AfterNo::Cancel(key) => {
+                        // That backend was chosen as a new session's would be, not by the key:
+                        // let it go and route the request by its key.
+                        drop((backend, lease));
+                        cancel(&ctx, key).await;
+                        Ok(())
+                    }
+                }
             } else {
-                // TLS from here on (or the server's own error): pass everything through.
+                // TLS from here on (or the server's own error): pass everything through. A
+                // cancel inside TLS goes to this backend, chosen as a new session's would be.
                 relay(&ctx, client, backend, lease, None).await
             }
         }
@@ -174,7 +198,8 @@ async fn refuse(
 
 /// Relays the backend's first message (if the startup went through the proxy) and the rest of
 /// the startup while looking for BackendKeyData, then splices until either side closes or the
-/// lease is revoked.
+/// lease is revoked. The session's key is registered before the client can have it; a session
+/// whose key cannot be read (TLS) is registered as such.
 async fn relay(
     ctx: &ListenerCtx,
     mut client: TcpStream,
@@ -183,24 +208,28 @@ async fn relay(
     first: Option<Vec<u8>>,
 ) -> Result<(), ProxyError> {
     let m = &ctx.metrics;
-    let mut _key_guard: Option<CancelGuard> = None;
+    let registry = &ctx.shared.cancels;
+    let mut key_guard: Option<CancelGuard> = None;
     let pump = async {
         if let Some(first) = first {
+            let mut scan = KeyScan {
+                scanner: KeyScanner::default(),
+                registry,
+                addr: lease.addr(),
+                guard: &mut key_guard,
+            };
+            let done = scan.feed(&first);
             m.bytes_out.fetch_add(first.len() as u64, Relaxed);
             client.write_all(&first).await?;
-            let mut scanner = KeyScanner::default();
-            let scan = if scanner.feed(&first) {
-                Scan::Ready(scanner.key())
-            } else {
-                scan_until_ready(&mut client, &mut backend, ctx, &mut scanner).await?
-            };
-            match scan {
-                Scan::Closed => return Ok(()),
-                Scan::Ready(Some(key)) => {
-                    _key_guard = Some(ctx.shared.cancels.register(key, Arc::clone(lease.addr())));
-                }
-                Scan::Ready(None) => {}
+            if !done && scan_until_ready(&mut client, &mut backend, ctx, &mut scan).await? {
+                return Ok(());
             }
+            if key_guard.is_none() {
+                // No BackendKeyData before ReadyForQuery (or too much to scan).
+                key_guard = Some(registry.register_unreadable(Arc::clone(lease.addr())));
+            }
+        } else {
+            key_guard = Some(registry.register_unreadable(Arc::clone(lease.addr())));
         }
         splice(&mut client, &mut backend, &m.bytes_in, &m.bytes_out).await?;
         Ok::<(), ProxyError>(())
@@ -217,18 +246,35 @@ async fn relay(
     }
 }
 
-enum Scan {
-    Ready(Option<CancelKey>),
-    Closed,
+/// A startup's key scan: registers the key as soon as it is complete, before it is relayed.
+struct KeyScan<'a> {
+    scanner: KeyScanner,
+    registry: &'a Arc<CancelRegistry>,
+    addr: &'a Arc<str>,
+    guard: &'a mut Option<CancelGuard>,
 }
 
-/// Relays both ways until the backend's ReadyForQuery, capturing its BackendKeyData.
+impl KeyScan<'_> {
+    /// Feeds backend bytes about to be relayed; true once the startup is over.
+    fn feed(&mut self, data: &[u8]) -> bool {
+        let done = self.scanner.feed(data);
+        if self.guard.is_none() {
+            if let Some(key) = self.scanner.key() {
+                *self.guard = Some(self.registry.register(key, Arc::clone(self.addr)));
+            }
+        }
+        done
+    }
+}
+
+/// Relays both ways until the backend's ReadyForQuery, capturing its BackendKeyData; true if
+/// either side closed first.
 async fn scan_until_ready(
     client: &mut TcpStream,
     backend: &mut TcpStream,
     ctx: &ListenerCtx,
-    scanner: &mut KeyScanner,
-) -> Result<Scan, ProxyError> {
+    scan: &mut KeyScan<'_>,
+) -> Result<bool, ProxyError> {
     let m = &ctx.metrics;
     let mut cbuf = vec![0u8; 4096];
     let mut bbuf = vec![0u8; 8192];
@@ -237,7 +283,7 @@ async fn scan_until_ready(
             r = client.read(&mut cbuf) => {
                 let n = r?;
                 if n == 0 {
-                    return Ok(Scan::Closed);
+                    return Ok(true);
                 }
                 m.bytes_in.fetch_add(n as u64, Relaxed);
                 backend.write_all(&cbuf[..n]).await?;
@@ -245,35 +291,42 @@ async fn scan_until_ready(
             r = backend.read(&mut bbuf) => {
                 let n = r?;
                 if n == 0 {
-                    return Ok(Scan::Closed);
+                    return Ok(true);
                 }
                 m.bytes_out.fetch_add(n as u64, Relaxed);
-                let done = scanner.feed(&bbuf[..n]);
+                let done = scan.feed(&bbuf[..n]);
                 client.write_all(&bbuf[..n]).await?;
                 if done {
-                    return Ok(Scan::Ready(scanner.key()));
+                    return Ok(false);
                 }
             }
         }
     }
 }
 
-/// Forwards a CancelRequest to the backend that owns `key`, or to every current target.
+/// Forwards a CancelRequest to the backend that owns `key`; for a key the proxy never saw, only
+/// to the backends holding sessions whose key it could not read (TLS), else nowhere.
 pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
     ctx.metrics.cancels.fetch_add(1, Relaxed);
     let timeout = ctx.shared.config.connect_timeout;
-    let addrs: Vec<String> = match ctx.shared.cancels.lookup(&key) {
-        Some(addr) => vec![addr.to_string()],
-        None => {
-            let t = ctx.shared.targets.borrow();
-            let mut all: Vec<String> = t.rw.iter().map(|b| b.addr.clone()).collect();
-            all.extend(t.ro.iter().map(|s| s.backend.addr.clone()));
-            all.sort();
-            all.dedup();
-            all
+    let addrs = match ctx.shared.cancels.route(&key) {
+        CancelRoute::Owner(addr) => vec![addr],
+        CancelRoute::Unreadable(addrs) => {
+            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
+            addrs
+        }
+        CancelRoute::Nowhere => {
+            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
+            tracing::debug!(
+                pid = key.pid,
+                listener = ctx.router.role().as_str(),
+                "cancel request for a session the proxy does not know: dropped"
+            );
+            Vec::new()
         }
     };
     for addr in addrs {
+        ctx.metrics.cancel_forwards.fetch_add(1, Relaxed);
         if let Err(e) = forward_cancel(&addr, &key, timeout).await {
             tracing::debug!(backend = %addr, error = %e, "cancel forward failed");
         }
@@ -289,8 +342,14 @@ pub async fn reject_too_many(ctx: Arc<ListenerCtx>, mut client: TcpStream) {
     let ok = match first {
         Ok(FirstPacket::Cancel(key)) => return cancel(&ctx, key).await,
         Ok(FirstPacket::Ssl) => {
-            client.write_all(b"N").await.is_ok()
-                && startup_after_no(&ctx, &mut client).await.is_ok()
+            if client.write_all(b"N").await.is_err() {
+                return;
+            }
+            match after_no(&ctx, &mut client).await {
+                Ok(AfterNo::Cancel(key)) => return cancel(&ctx, key).await,
+                Ok(AfterNo::Startup(_)) => true,
+                Err(_) => false,
+            }
         }
         Ok(_) => true,
         Err(_) => false,

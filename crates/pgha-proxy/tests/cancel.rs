@@ -141,6 +141,15 @@ async fn psycopg_cancels_through_both_listeners() {
         assert_eq!(r["ssl"], json!(false), "{r}");
         assert_eq!(r["protocol"], json!(30000), "{r}");
     }
+    // Per listener: 5 right cancels, then the wrong-key case's 2 wrong ones and its right one.
+    // No session's key was hidden (no TLS): each right one went to its owner only, the wrong
+    // ones nowhere.
+    let snap = p.metrics.snapshot();
+    for listener in ["rw", "ro"] {
+        let l = snap.listener(listener).unwrap();
+        let counts = (l.cancels, l.cancels_unmatched, l.cancel_forwards);
+        assert_eq!(counts, (8, 2, 6), "{listener}: {l:?}");
+    }
     eprintln!("{} cases in {:?}", reports.len(), started.elapsed());
 }
 
