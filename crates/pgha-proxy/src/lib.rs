@@ -40,7 +40,9 @@
 //!   `default_transaction_read_only=on` unless the client set it.
 //! - SSLRequest is forwarded to the chosen backend and its answer relayed (TLS then passes
 //!   through); GSSENCRequest is answered 'N'. After an 'N' the client may send its startup or a
-//!   CancelRequest (libpq 17+ sends cancels with the session's sslmode).
+//!   CancelRequest (libpq 17+ sends cancels with the session's sslmode). A client that starts
+//!   with a TLS handshake (PostgreSQL 17's `sslnegotiation=direct`) is passed through to a
+//!   backend chosen as for any new session (one that accepts direct TLS: PostgreSQL 17+).
 //! - Cancel requests (protocol 3.0's 4-byte and 3.2's longer keys): see the `cancel` module
 //!   notes — routed to the one backend whose BackendKeyData carried the key; a key the proxy
 //!   never saw goes only to backends holding sessions whose key it could not read (TLS), or is

@@ -141,6 +141,29 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             let deadline = Instant::now() + cfg.hold_timeout;
             start_plain(&ctx, client, p, deadline, None).await
         }
+        FirstPacket::DirectTls(prefix) => {
+            // TLS from the first byte: pass it through to a backend chosen as for a new session
+            // (which must accept direct TLS: PostgreSQL 17+). A client in a TLS handshake cannot
+            // read an ErrorResponse: without a backend it is just closed.
+            let deadline = Instant::now() + cfg.hold_timeout;
+            let mut meter = HoldMeter::new(&ctx.metrics);
+            let shutdown = &ctx.shared.shutdown;
+            let held = connect_held(
+                &ctx.router,
+                deadline,
+                cfg.connect_timeout,
+                shutdown,
+                &mut meter,
+            );
+            let held = held.await;
+            drop(meter);
+            let Ok((mut backend, lease)) = held else {
+                return Ok(());
+            };
+            backend.set_nodelay(true)?;
+            backend.write_all(&prefix).await?;
+            relay(&ctx, client, backend, lease, None).await
+        }
         FirstPacket::GssEnc => unreachable!("answered in first_packet"),
     }
 }
@@ -351,8 +374,8 @@ pub async fn reject_too_many(ctx: Arc<ListenerCtx>, mut client: TcpStream) {
                 Err(_) => false,
             }
         }
+        Ok(FirstPacket::DirectTls(_)) | Err(_) => false,
         Ok(_) => true,
-        Err(_) => false,
     };
     if ok {
         let msg = format!(

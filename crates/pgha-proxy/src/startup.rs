@@ -1,11 +1,12 @@
-//! Reads and checks a client's first packets: SSL/GSSENC/Cancel requests and StartupMessage.
+//! Reads and checks a client's first packets: SSL/GSSENC/Cancel requests and StartupMessage, or
+//! the start of a direct TLS handshake.
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::error::ProxyError;
 use crate::wire::{
     CANCEL_REQUEST, CANCEL_SECRET_MAX, CANCEL_SECRET_MIN, GSSENC_REQUEST, PROTOCOL_MAJOR_3,
-    SSL_REQUEST,
+    SSL_REQUEST, TLS_HANDSHAKE,
 };
 
 /// Smallest legal packet: length word plus request code / protocol version.
@@ -22,6 +23,9 @@ pub enum FirstPacket {
     Cancel(CancelKey),
     /// StartupMessage for protocol 3.
     Startup(StartupPacket),
+    /// A TLS handshake record with no SSLRequest first (PostgreSQL 17's direct TLS negotiation,
+    /// `sslnegotiation=direct`): the bytes read so far, to pass on with the rest unchanged.
+    DirectTls(Vec<u8>),
 }
 
 /// Key of one backend session, from BackendKeyData / CancelRequest: the backend's process id and
@@ -131,6 +135,10 @@ pub async fn read_first_packet<R: AsyncRead + Unpin>(
 ) -> Result<FirstPacket, ProxyError> {
     let mut head = [0u8; 8];
     r.read_exact(&mut head[..4]).await?;
+    if head[0] == TLS_HANDSHAKE {
+        // As a length word this would be over 369 MB: no packet of ours starts so.
+        return Ok(FirstPacket::DirectTls(head[..4].to_vec()));
+    }
     let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
     if len < MIN_PACKET {
         return Err(ProxyError::BadStartup("packet shorter than 8 bytes"));
@@ -248,6 +256,12 @@ mod tests {
         assert_eq!(
             read_first_packet(&mut &p[..], 100).await.unwrap(),
             FirstPacket::Cancel(long)
+        );
+        // A TLS ClientHello record (direct TLS): recognised from its first 4 bytes.
+        let hello = [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc];
+        assert_eq!(
+            read(&hello).await.unwrap(),
+            FirstPacket::DirectTls(hello[..4].to_vec())
         );
         let s = startup(&[("user", "u"), ("database", "d")]);
         match read(&s).await.unwrap() {

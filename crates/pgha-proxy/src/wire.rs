@@ -6,6 +6,9 @@ pub const SSL_REQUEST: u32 = 80_877_103;
 pub const GSSENC_REQUEST: u32 = 80_877_104;
 /// Request code of a CancelRequest packet.
 pub const CANCEL_REQUEST: u32 = 80_877_102;
+/// First byte of a TLS handshake record: a client using direct TLS negotiation
+/// (`sslnegotiation=direct`, PostgreSQL 17+) starts with it instead of an SSLRequest.
+pub const TLS_HANDSHAKE: u8 = 0x16;
 /// Shortest cancel secret key (protocol 3.0's, 4 bytes).
 pub const CANCEL_SECRET_MIN: usize = 4;
 /// Longest cancel secret key protocol 3.2 allows (PostgreSQL 18 itself sends 32 bytes).

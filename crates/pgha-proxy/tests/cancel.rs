@@ -240,6 +240,12 @@ async fn psql_conninfo(bin: &Path, dsn: &str) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
+/// Whether psql 18's `\conninfo` table has the row `name | value`.
+fn conninfo_row(info: &str, name: &str, value: &str) -> bool {
+    info.lines()
+        .any(|l| l.split('|').map(str::trim).eq([name, value]))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_3_2_and_tls_cancels_on_postgres_18() {
     let c = start_cluster_with(&ClusterOptions {
@@ -251,7 +257,8 @@ async fn protocol_3_2_and_tls_cancels_on_postgres_18() {
     let started = Instant::now();
     let listeners = [("rw", p.rw, c.primary_port), ("ro", p.ro, c.standby_port)];
 
-    // psql 18, protocol 3.2 (32-byte keys), Ctrl-C: the legacy cancel, sent in plaintext.
+    // psql 18, protocol 3.2 (32-byte keys), Ctrl-C: the legacy cancel, sent in plaintext. Then
+    // direct TLS (sslnegotiation=direct: no SSLRequest) reaches the listener's backend.
     let mut psql_failures = Vec::new();
     for (listener, addr, port) in listeners {
         let dsn = format!(
@@ -259,17 +266,22 @@ async fn protocol_3_2_and_tls_cancels_on_postgres_18() {
             conninfo(addr)
         );
         let info = psql_conninfo(&c.bin, &dsn).await;
-        assert!(
-            info.lines()
-                .any(|l| l.contains("Protocol Version") && l.contains("3.2")),
-            "{info}"
-        );
+        assert!(conninfo_row(&info, "Protocol Version", "3.2"), "{info}");
         let (took, stderr) = psql_ctrl_c(&c.bin, &dsn, port).await;
         if !(stderr.contains("canceling statement due to user request") && took < CANCEL_WITHIN) {
             psql_failures.push(format!(
                 "{listener}: psql's statement ended {took:?} after Ctrl-C: {stderr}"
             ));
         }
+        // Direct TLS through the proxy (psql 18 against PostgreSQL 18).
+        let direct_tls = format!("{} sslmode=require sslnegotiation=direct", conninfo(addr));
+        let info = psql_conninfo(&c.bin, &direct_tls).await;
+        let row = |name, value| conninfo_row(&info, name, value);
+        let standby = if listener == "ro" { "on" } else { "off" };
+        assert!(
+            row("SSL Connection", "true") && row("Hot Standby", standby),
+            "{info}"
+        );
     }
 
     let mut cases = Vec::new();
@@ -288,6 +300,12 @@ async fn protocol_3_2_and_tls_cancels_on_postgres_18() {
         // Protocol 3.0 over TLS: the new API's cancel travels inside TLS.
         for api in ["safe", "legacy", "async"] {
             cases.push(case(listener, addr, port, "sslmode=require", api));
+        }
+        // Direct TLS (PostgreSQL 17+): no SSLRequest, the TLS handshake first; the new API's
+        // cancel comes the same way.
+        for api in ["safe", "legacy"] {
+            let direct_tls = "sslmode=require sslnegotiation=direct";
+            cases.push(case(listener, addr, port, direct_tls, api));
         }
     }
     let (head, reports) = run_clients(&cases).await;
