@@ -12,11 +12,11 @@
 //! request whose key matches no session the proxy saw goes only to the backends holding such
 //! sessions (PostgreSQL ignores it unless pid and secret both match), and nowhere when there are
 //! none: it is counted in `cancels_unmatched` and dropped. Cancels sent inside TLS (libpq 17+'s
-//! new API on a TLS session, after SSLRequest or by direct TLS) are not readable either: they are relayed to the backend the
-//! listener chooses for a new connection — the primary on the read-write listener, which owns
-//! every session there; on the read-only listener with several eligible standbys it may be
-//! another standby than the session's, where PostgreSQL ignores it. Only terminating TLS in the
-//! proxy would route those.
+//! new API on a TLS session, after SSLRequest or by direct TLS) are not readable either: they
+//! are relayed to the backend the listener chooses for a new connection — the primary on the
+//! read-write listener, which owns every session there; on the read-only listener with several
+//! eligible standbys it may be another standby than the session's, where PostgreSQL ignores it.
+//! Only terminating TLS in the proxy would route those.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
