@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::lease_file::{boot_clock_ms, LeaseFile};
 use crate::osuser::RunAs;
-use crate::watchdog::{Watchdog, WatchdogMode};
+use crate::watchdog::{Keeper, Watchdog, WatchdogMode};
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
 const POLL: Duration = Duration::from_millis(100);
@@ -105,14 +105,12 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     };
     let postmaster = child.id() as i32;
     let lease = LeaseFile::at(&args.lease_file);
-    let mut dog: Option<Watchdog> = None;
-    let mut dog_failed = false;
+    let wd = &args.watchdog;
+    let mut keeper: Keeper<Watchdog> = Keeper::new(wd.mode, &wd.device, wd.timeout_s);
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
-                if let Some(d) = dog.take() {
-                    d.disarm();
-                }
+                keeper.release();
                 return status.code().unwrap_or(1);
             }
             Ok(None) => {}
@@ -121,40 +119,10 @@ pub fn run(args: &SuperviseArgs) -> i32 {
                 return 1;
             }
         }
-        let mut remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
-        let wd = &args.watchdog;
-        match remaining {
-            Some(left) if left > 0 && wd.mode != WatchdogMode::Off => {
-                if dog.is_none() && !dog_failed {
-                    match Watchdog::open(&wd.device, wd.timeout_s) {
-                        Ok(d) => {
-                            say(format!(
-                                "watchdog {} armed ({} s) while the lease is held",
-                                wd.device.display(),
-                                wd.timeout_s
-                            ));
-                            dog = Some(d);
-                        }
-                        Err(e) => {
-                            say(format!("watchdog ({}): {e}", wd.mode));
-                            dog_failed = true;
-                        }
-                    }
-                }
-                if dog_failed && wd.mode == WatchdogMode::Required {
-                    remaining = Some(0); // required and unusable: never writable without it
-                }
-                if let Some(d) = dog.as_mut() {
-                    d.keepalive();
-                }
-            }
-            None => {
-                dog_failed = false;
-                if let Some(d) = dog.take() {
-                    d.disarm();
-                }
-            }
-            _ => {}
+        let remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
+        let remaining = keeper.round(remaining);
+        for message in keeper.said.drain(..) {
+            say(message);
         }
         if remaining == Some(0) {
             say(format!(
@@ -163,9 +131,7 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             ));
             kill_postmaster_tree(postmaster);
             let _ = child.wait();
-            if let Some(d) = dog.take() {
-                d.disarm();
-            }
+            keeper.release();
             say("PostgreSQL fenced".into());
             return 0;
         }

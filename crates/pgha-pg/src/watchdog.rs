@@ -128,6 +128,101 @@ impl Watchdog {
     }
 }
 
+/// What the supervisor needs from a watchdog device (the kernel's, or a stand-in in tests).
+pub trait Device: Sized {
+    /// Opens the device (which starts its countdown) with `timeout_s`.
+    fn open(device: &Path, timeout_s: u32) -> Result<Self, WatchdogError>;
+    /// Restarts the countdown.
+    fn keepalive(&mut self);
+    /// Stops it cleanly: no reset.
+    fn disarm(self);
+}
+
+impl Device for Watchdog {
+    fn open(device: &Path, timeout_s: u32) -> Result<Self, WatchdogError> {
+        Watchdog::open(device, timeout_s)
+    }
+    fn keepalive(&mut self) {
+        Watchdog::keepalive(self)
+    }
+    fn disarm(self) {
+        Watchdog::disarm(self)
+    }
+}
+
+/// The supervisor's duty to the watchdog, one round at a time: keep the device alive while
+/// the lease is armed and has time left, close it cleanly once disarmed or fenced, and stop
+/// keeping it alive when the deadline passes with PostgreSQL still up (then the kernel resets
+/// the machine, should the supervisor itself be unable to fence).
+pub struct Keeper<D: Device> {
+    mode: WatchdogMode,
+    device: PathBuf,
+    timeout_s: u32,
+    dog: Option<D>,
+    failed: bool,
+    /// Messages for the member's log.
+    pub said: Vec<String>,
+}
+
+impl<D: Device> Keeper<D> {
+    pub fn new(mode: WatchdogMode, device: &Path, timeout_s: u32) -> Self {
+        Keeper {
+            mode,
+            device: device.to_path_buf(),
+            timeout_s,
+            dog: None,
+            failed: false,
+            said: Vec::new(),
+        }
+    }
+
+    /// One round with the lease's `remaining` ms (`None`: disarmed). Returns the remaining
+    /// time the supervisor must act on: `Some(0)` when the watchdog is required but unusable
+    /// (never writable without it).
+    pub fn round(&mut self, remaining: Option<u64>) -> Option<u64> {
+        match remaining {
+            Some(left) if left > 0 && self.mode != WatchdogMode::Off => {
+                if self.dog.is_none() && !self.failed {
+                    match D::open(&self.device, self.timeout_s) {
+                        Ok(d) => {
+                            self.said.push(format!(
+                                "watchdog {} armed ({} s) while the lease is held",
+                                self.device.display(),
+                                self.timeout_s
+                            ));
+                            self.dog = Some(d);
+                        }
+                        Err(e) => {
+                            self.said.push(format!("watchdog ({}): {e}", self.mode));
+                            self.failed = true;
+                        }
+                    }
+                }
+                if let Some(d) = self.dog.as_mut() {
+                    d.keepalive();
+                }
+                if self.failed && self.mode == WatchdogMode::Required {
+                    return Some(0);
+                }
+                remaining
+            }
+            None => {
+                self.failed = false;
+                self.release();
+                None
+            }
+            other => other,
+        }
+    }
+
+    /// Closes the device cleanly (PostgreSQL fenced or gone): no reset.
+    pub fn release(&mut self) {
+        if let Some(d) = self.dog.take() {
+            d.disarm();
+        }
+    }
+}
+
 /// Whether `device` can be used with `timeout_s` now (opened, configured, closed cleanly).
 pub fn check(device: &Path, timeout_s: u32) -> Result<(), WatchdogError> {
     Watchdog::open(device, timeout_s).map(Watchdog::disarm)
@@ -174,5 +269,83 @@ mod tests {
         assert_eq!(timeout_for(2_500), 1);
         assert_eq!(timeout_for(5_000), 2);
         assert_eq!(timeout_for(500), 1);
+    }
+
+    /// A stand-in device that records what the supervisor does with it (this machine's
+    /// kernel has no watchdog driver, and no CUSE to fake one at the ioctl level).
+    struct Fake {
+        log: std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>,
+    }
+
+    thread_local! {
+        static LOG: std::rc::Rc<std::cell::RefCell<Vec<&'static str>>> = Default::default();
+        static OPENS: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    }
+
+    impl Device for Fake {
+        fn open(device: &Path, _timeout_s: u32) -> Result<Self, WatchdogError> {
+            if !OPENS.with(|o| o.get()) {
+                return Err(WatchdogError::Open {
+                    device: device.into(),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                });
+            }
+            let log = LOG.with(|l| l.clone());
+            log.borrow_mut().push("open");
+            Ok(Fake { log })
+        }
+        fn keepalive(&mut self) {
+            self.log.borrow_mut().push("keepalive");
+        }
+        fn disarm(self) {
+            self.log.borrow_mut().push("disarm");
+        }
+    }
+
+    fn taken() -> Vec<&'static str> {
+        LOG.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+
+    /// Kept alive while the lease has time left; at the deadline (0 left) no more keep-alives
+    /// (the kernel resets the machine if the supervisor cannot fence); closed cleanly when the
+    /// lease is disarmed or PostgreSQL is fenced.
+    #[test]
+    fn the_supervisor_keeps_the_watchdog_alive_only_while_the_lease_holds() {
+        OPENS.with(|o| o.set(true));
+        let mut k: Keeper<Fake> = Keeper::new(WatchdogMode::Automatic, Path::new("/dev/wd"), 1);
+        assert_eq!(k.round(Some(900)), Some(900));
+        assert_eq!(k.round(Some(500)), Some(500));
+        assert_eq!(taken(), vec!["open", "keepalive", "keepalive"]);
+        assert_eq!(k.round(Some(0)), Some(0));
+        assert_eq!(
+            taken(),
+            Vec::<&str>::new(),
+            "no keep-alive past the deadline"
+        );
+        k.release();
+        assert_eq!(taken(), vec!["disarm"]);
+        assert_eq!(k.round(Some(700)), Some(700));
+        assert_eq!(k.round(None), None);
+        assert_eq!(taken(), vec!["open", "keepalive", "disarm"]);
+        // Off: the device is never touched.
+        let mut off: Keeper<Fake> = Keeper::new(WatchdogMode::Off, Path::new("/dev/wd"), 1);
+        assert_eq!(off.round(Some(900)), Some(900));
+        assert!(taken().is_empty());
+    }
+
+    /// Required but unusable: the supervisor must act as if the deadline had passed (fence);
+    /// automatic: it carries on without.
+    #[test]
+    fn a_required_watchdog_that_cannot_open_fences() {
+        OPENS.with(|o| o.set(false));
+        let mut required: Keeper<Fake> =
+            Keeper::new(WatchdogMode::Required, Path::new("/dev/wd"), 1);
+        assert_eq!(required.round(Some(900)), Some(0));
+        assert!(required.said[0].contains("/dev/wd"), "{:?}", required.said);
+        let mut automatic: Keeper<Fake> =
+            Keeper::new(WatchdogMode::Automatic, Path::new("/dev/wd"), 1);
+        assert_eq!(automatic.round(Some(900)), Some(900));
+        OPENS.with(|o| o.set(true));
+        assert!(taken().is_empty());
     }
 }
