@@ -71,7 +71,7 @@ pgha_setup() {
   cat >"$pgha_dir/secrets.toml" <<EOF
 superuser_password = "$pgha_pw"
 replication_password = "bench-repl-$RANDOM$RANDOM"
-api_token = "bench-token-$RANDOM$RANDOM"
+api_token = "bench-token-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 EOF
   chmod 600 "$pgha_dir/secrets.toml"
   for i in 1 2 3; do

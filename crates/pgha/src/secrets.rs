@@ -10,6 +10,10 @@ use crate::error::CliError;
 
 pub const SECRETS_FILE: &str = "secrets.toml";
 
+/// The shortest control API token accepted: it is all that stands between the network and a
+/// switchover (pgha generates 32 characters).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secrets {
@@ -38,10 +42,23 @@ impl Secrets {
             what: what.clone(),
             detail: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| CliError::Secrets {
-            what,
+        let secrets: Secrets = toml::from_str(&text).map_err(|e| CliError::Secrets {
+            what: what.clone(),
             detail: e.to_string(),
-        })
+        })?;
+        if let Some(token) = &secrets.api_token {
+            if token.chars().count() < MIN_TOKEN_CHARS {
+                return Err(CliError::Secrets {
+                    what,
+                    detail: format!(
+                        "api_token has {} characters; use at least {MIN_TOKEN_CHARS} random ones \
+                         (e.g. `openssl rand -hex 16`)",
+                        token.chars().count()
+                    ),
+                });
+            }
+        }
+        Ok(secrets)
     }
 
     /// Writes the file with mode 0600 (created that way, so it is never briefly readable),
@@ -63,5 +80,34 @@ impl Secrets {
         f.sync_all()?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         std::fs::rename(&tmp, file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with_token(token: &str) -> Result<Secrets, CliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(SECRETS_FILE);
+        std::fs::write(
+            &file,
+            format!("superuser_password = \"a\"\nreplication_password = \"b\"\napi_token = \"{token}\"\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Secrets::load(&file)
+    }
+
+    /// Issue 11: a short control API token is refused with the reason and a way to make one.
+    #[test]
+    fn a_weak_api_token_is_refused() {
+        let err = load_with_token("token-0815").unwrap_err().to_string();
+        assert!(
+            err.contains("api_token") && err.contains("openssl rand"),
+            "{err}"
+        );
+        assert!(load_with_token("0123456789abcdef").is_ok());
+        assert!(Secrets::generate().api_token.unwrap().len() >= MIN_TOKEN_CHARS);
     }
 }

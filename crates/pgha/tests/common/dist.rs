@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret-4711";
-pub const API_TOKEN: &str = "token-0815";
+pub const API_TOKEN: &str = "test-token-0815-4711-0042";
 
 /// `count` distinct loopback ports below 32768 that are free right now.
 pub fn free_ports(count: usize) -> Vec<u16> {
