@@ -954,7 +954,7 @@ fn agent_restarted_while_etcd_unreachable() {
 fn checker_tells_late_answers_from_second_writers() {
     let t0 = Instant::now();
     let us0: i64 = 1_800_000_000_000_000;
-    let ack = |id: u64, member: &str, sent: u64, executed: u64, acked: u64| Ack {
+    let ack = |id: u64, member: &str, sent: u64, executed: i64, acked: u64| Ack {
         id,
         writer: "w".into(),
         member: member.into(),
@@ -962,7 +962,7 @@ fn checker_tells_late_answers_from_second_writers() {
         acked: t0 + Duration::from_millis(acked),
         sent_us: us0 + sent as i64 * 1000,
         acked_us: us0 + acked as i64 * 1000,
-        executed_us: Some(us0 + executed as i64 * 1000),
+        executed_us: Some(us0 + executed * 1000),
     };
     let judge = |extra: Ack, present: &[u64]| {
         let mut acks = vec![ack(1, "n1", 0, 1, 2), ack(2, "n2", 4990, 4995, 5000), extra];
@@ -991,4 +991,18 @@ fn checker_tells_late_answers_from_second_writers() {
     // nothing after 5000 ms from n1: nothing to report
     let (two, late) = judge(ack(3, "n1", 10, 11, 20), &[1, 2, 3]);
     assert!(two.is_empty() && late.is_empty());
+    // n1's server clock stepped an hour ahead: it claims to have run at 3,600,100 ms a write
+    // sent at 100 ms and answered at 200 ms; its clock is not trusted (it ran by 200 ms)
+    let stepped = ack(3, "n1", 100, 3_600_100, 200);
+    assert_eq!(stepped.server_clock_off_us(), Some(3_599_900_000));
+    assert_eq!(stepped.executed_trusted_us(), Some(stepped.acked_us));
+    let (two, late) = judge(stepped, &[1, 2, 3]);
+    assert!(two.is_empty() && late.is_empty(), "{two:?} {late:?}");
+    // an hour behind, answered after n2's first answer: it may have run after it, so it counts
+    // as a second writer (the checker can only over-report)
+    let (two, late) = judge(ack(3, "n1", 100, -3_599_900, 6000), &[1, 2, 3]);
+    assert!(late.is_empty());
+    assert_eq!((two.len(), two[0].executed_late), (1, 1));
+    // a clock within the tolerance is trusted as it is
+    assert_eq!(ack(3, "n1", 100, 101, 200).server_clock_off_us(), None);
 }

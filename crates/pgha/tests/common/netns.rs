@@ -1613,6 +1613,38 @@ pub struct Ack {
     pub executed_us: Option<i64>,
 }
 
+/// How far a server's `clock_timestamp()` may fall outside the window in which the checker sent
+/// a write and got its answer (on the checker's true wall clock) before it is not trusted: the
+/// clocks are one kernel's, so only a server whose wall clock was stepped strays.
+pub const SERVER_CLOCK_TOLERANCE_US: i64 = 1_000_000;
+
+impl Ack {
+    /// How far the server's `clock_timestamp()` fell outside [sent, acked] (µs, negative:
+    /// before it), when by more than [`SERVER_CLOCK_TOLERANCE_US`].
+    pub fn server_clock_off_us(&self) -> Option<i64> {
+        let e = self.executed_us?;
+        let off = if e < self.sent_us {
+            e - self.sent_us
+        } else if e > self.acked_us {
+            e - self.acked_us
+        } else {
+            0
+        };
+        (off.abs() > SERVER_CLOCK_TOLERANCE_US).then_some(off)
+    }
+
+    /// When the write ran, as far as the checker can tell: the server's `clock_timestamp()`,
+    /// unless that strays from [sent, acked] (a stepped server clock); then the latest instant
+    /// it can have run, its answer, so that a second writer is never missed (a late answer to
+    /// an earlier write may then be counted as one, and the report says why).
+    pub fn executed_trusted_us(&self) -> Option<i64> {
+        match self.server_clock_off_us() {
+            Some(_) => Some(self.acked_us),
+            None => self.executed_us,
+        }
+    }
+}
+
 /// A member acknowledging writes it committed after a newer member had acknowledged one (see
 /// [`judge_writers`] for exactly what counts).
 #[derive(Clone, Debug)]
@@ -1667,6 +1699,9 @@ pub struct Report {
     pub longest_gap_from_ms: i64,
     /// Events the test marked (label, ms since start).
     pub marks: Vec<(String, i64)>,
+    /// By member: acknowledged writes whose `clock_timestamp()` strayed from the checker's
+    /// clock ([`Ack::server_clock_off_us`]), and the largest such offset (µs).
+    pub server_clock_off: BTreeMap<String, (usize, i64)>,
     pub origin: Option<Instant>,
 }
 
@@ -1732,6 +1767,15 @@ impl fmt::Display for Report {
                 l.last_ack_ms,
                 l.present,
                 l.count - l.present
+            )?;
+        }
+        for (m, (n, off)) in &self.server_clock_off {
+            writeln!(
+                f,
+                "  SERVER CLOCK: {m}'s clock_timestamp() strayed from the checker's clock on {n} \
+                 acknowledged writes (up to {:+.3} s outside [sent, answered]); their answers \
+                 count as their execution",
+                *off as f64 / 1e6
             )?;
         }
         if self.two_writers.is_empty() {
@@ -1971,6 +2015,18 @@ impl Checker {
             .cloned()
             .collect();
         report.lost.sort_by_key(|a| a.id);
+        for a in &acks {
+            if let Some(off) = a.server_clock_off_us() {
+                let e = report
+                    .server_clock_off
+                    .entry(a.member.clone())
+                    .or_insert((0, 0));
+                e.0 += 1;
+                if off.abs() > e.1.abs() {
+                    e.1 = off;
+                }
+            }
+        }
         let mut prev = self.origin;
         for a in &acks {
             let gap = ms(a.acked) - ms(prev);
@@ -2007,7 +2063,9 @@ pub fn judge_writers(
     //  (b) X's PostgreSQL executed after t_Y by its own clock (the INSERT's
     //      clock_timestamp(); the test hosts share this kernel's wall clock), though sent
     //      earlier: held by a stalled server and run only once Y took writes (its commit,
-    //      hence the answer, came later still).
+    //      hence the answer, came later still). A server clock outside the window between
+    //      sending and answering was stepped: then the answer counts as the execution
+    //      (Ack::executed_trusted_us), which can only add second writers.
     // Neither needs the write to be lost: X committing anything after Y did is the fault.
     // Not a second writer on its own: X answering after t_Y a write sent and executed
     // before t_Y (a backend frozen between its commit and its answer, or a commit waiting
@@ -2037,7 +2095,7 @@ pub fn judge_writers(
         for (newer, newer_first) in &order[i + 1..] {
             let newer_us = first_us[newer];
             let sent_after = |a: &Ack| a.sent > *newer_first;
-            let executed_after = |a: &Ack| a.executed_us.is_some_and(|e| e > newer_us);
+            let executed_after = |a: &Ack| a.executed_trusted_us().is_some_and(|e| e > newer_us);
             let second: Vec<&Ack> = acks
                 .iter()
                 .filter(|a| a.member == *older && (sent_after(a) || executed_after(a)))
