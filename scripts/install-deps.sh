@@ -14,6 +14,8 @@ if [ "$what" = test ]; then
   # The fault tests run hosts in network namespaces and blackhole links with iptables DROP.
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  # faults::leader_wall_clock_jumps steps the agents' wall clock with libfaketime.
+  ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
   # The proxy's client tests: psycopg in a venv, PostgreSQL 18 fetched with pip, TLS certificates.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
