@@ -16,12 +16,16 @@
 //! - the leader's PostgreSQL stalled (SIGSTOP of the postmaster and every backend, agent and
 //!   supervisor running: probes hang as in a disk I/O stall) beyond ttl +
 //!   `primary_start_timeout_ms` (synchronous mode);
+//! - the wall clock of the leader's agent stepped an hour ahead, then an hour behind, then back,
+//!   and a standby's the other way round (libfaketime on the agents and their supervisors only,
+//!   synchronous mode): nothing may happen at all;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
 //!   failover while a standby lags.
 //!
-//! Needs root, iproute2 and iptables (`apt-get install -y iptables`), and the cgroup v1 freezer
-//! for `leader_host_frozen`. `PGHA_FAULTS_BIN=PATH`
+//! Needs root, iproute2 and iptables (`apt-get install -y iptables`), the cgroup v1 freezer
+//! for `leader_host_frozen` and libfaketime (`apt-get install -y libfaketime`) for
+//! `leader_wall_clock_jumps`. `PGHA_FAULTS_BIN=PATH`
 //! runs them against another `pgha` build. Run them one at a time:
 //!
 //! ```sh
@@ -67,6 +71,8 @@ fn explain(c: &Cluster) -> String {
                 "leader", "stopp",
             ],
         );
+        // the agents that log every loop (fake wall clock) repeat their reasons at debug level
+        let lines: Vec<&String> = lines.iter().filter(|l| !l.contains(" DEBUG ")).collect();
         let skip = lines.len().saturating_sub(40);
         out.push_str(&format!(
             "----- {} ({} matching lines, last 40)\n",
@@ -111,10 +117,14 @@ fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
 
 /// A cluster in synchronous mode `on` whose leader has a synchronous standby; its leader.
 fn start_sync() -> (Cluster, String) {
-    let c = Cluster::start(&Opts {
-        dynamic: vec![("synchronous_mode".into(), "\"on\"".into())],
-        ..Opts::default()
-    });
+    start_sync_with(Opts::default())
+}
+
+/// [`start_sync`] with other options besides.
+fn start_sync_with(opts: Opts) -> (Cluster, String) {
+    let mut dynamic = vec![("synchronous_mode".to_string(), "\"on\"".to_string())];
+    dynamic.extend(opts.dynamic.iter().cloned());
+    let c = Cluster::start(&Opts { dynamic, ..opts });
     let leader = c.wait_converged(Duration::from_secs(60));
     dist::wait_until(
         "a synchronous standby on the leader",
@@ -943,6 +953,239 @@ fn agent_restarted_while_etcd_unreachable() {
         dead.map(|t| ck_ms(&report, t))
     );
     eprintln!("{new} took over; {leader} rejoined");
+    assert_streaming_from_final(&c, &report);
+}
+
+/// How long each wall-clock step of `leader_wall_clock_jumps` is held.
+const CLOCK_HOLD: Duration = Duration::from_secs(10);
+
+/// What every member's `/primary` answered, polled while a fault lasts: expected are 200 from
+/// the leader and anything else from the others.
+#[derive(Default)]
+struct RoleWatch {
+    last: std::collections::BTreeMap<String, Option<u16>>,
+    /// Each unexpected answer, when it began.
+    odd: Vec<String>,
+}
+
+impl RoleWatch {
+    /// Polls every 200 ms until `hold` has passed; marks each change to or from an unexpected
+    /// answer.
+    fn watch(&mut self, c: &Cluster, ck: &Checker, leader: &str, hold: Duration) {
+        let deadline = Instant::now() + hold;
+        while Instant::now() < deadline {
+            for m in &c.members {
+                let answer = m.get("/primary").map(|r| r.0);
+                let expected = |a: Option<u16>| (m.name == leader) == (a == Some(200));
+                let before = self.last.insert(m.name.clone(), answer);
+                let changed = before.is_some_and(|b| b != answer);
+                if !expected(answer) && (changed || before.is_none()) {
+                    let what = format!("{} /primary answers {answer:?}", m.name);
+                    ck.mark(&what);
+                    self.odd
+                        .push(format!("[{} ms] {what}", ck.ms(Instant::now())));
+                } else if changed && before.is_some_and(|b| !expected(b)) {
+                    ck.mark(&format!("{} /primary answers {answer:?} again", m.name));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Wall-clock steps on running agents (libfaketime, see `netns::FakeWallClock`: only the
+/// agents and their supervisors see them, PostgreSQL keeps the true clock), synchronous mode,
+/// writers writing: the leader's agent one hour ahead for 10 s, then one hour behind the true
+/// time for 10 s, then true again; at the same time one standby's agent one hour behind, then
+/// one hour ahead, then true (two hours between their clocks). No lease decision reads the wall
+/// clock (deadlines are on the boot clock and tokio's monotonic clock), so nothing may happen:
+/// no failover, no demotion, no restart, no election, the leader's fencing deadline stays
+/// within a ttl of the boot clock and the standbys' stay disarmed, writes go on (no gap of
+/// ttl/2), none is lost, one writer, every member streams from the leader at the end.
+#[test]
+fn leader_wall_clock_jumps() {
+    let _s = serial();
+    let (c, leader) = start_sync_with(Opts {
+        fake_wall_clock: true,
+        ..Opts::default()
+    });
+    let standby = standbys_of(&c, &leader)[0].clone();
+    let history_before = c.history();
+    let procs = |c: &Cluster| -> Vec<String> {
+        c.members
+            .iter()
+            .map(|m| {
+                format!(
+                    "{}: agent {:?}, supervisor {:?}, postmaster {:?}",
+                    m.name,
+                    m.agent_pid(),
+                    m.supervisor_pid(),
+                    m.postmaster_pid()
+                )
+            })
+            .collect()
+    };
+    let procs_before = procs(&c);
+    let logs_at: Vec<usize> = c.members.iter().map(|m| c.log_len(&m.name)).collect();
+    let leases: Vec<(String, LeaseWatch)> = c
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), LeaseWatch::start(m.lease_file())))
+        .collect();
+    let ck = c.checker();
+    wait_writes(&ck, &leader);
+    let mut roles = RoleWatch::default();
+    let steps = [
+        (3600, -3600, CLOCK_HOLD),
+        (-3600, 3600, CLOCK_HOLD),
+        (0, 0, CLOCK_HOLD / 2),
+    ];
+    for (lead_s, stand_s, hold) in steps {
+        c.set_wall_clock(&leader, lead_s);
+        c.set_wall_clock(&standby, stand_s);
+        let stepped = Instant::now();
+        // the proof that the step reached the running agent: its log's timestamps
+        let stamp = |name: &str, secs: i64| {
+            let line = c
+                .await_wall_clock(name, secs, Duration::from_secs(5))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name}'s agent logged no line stamped {secs:+} s from the true time \
+                         within 5 s of the step: the step did not reach it\n{}",
+                        c.logs(10)
+                    )
+                });
+            line.split_whitespace().next().unwrap_or("").to_string()
+        };
+        let (lead_stamp, stand_stamp) = (stamp(&leader, lead_s), stamp(&standby, stand_s));
+        ck.mark(&format!(
+            "wall clock of {leader}'s agent {lead_s:+} s, of {standby}'s {stand_s:+} s from the \
+             true time, held {hold:?}; their logs now stamp {lead_stamp} and {stand_stamp}"
+        ));
+        roles.watch(
+            &c,
+            &ck,
+            &leader,
+            (stepped + hold).saturating_duration_since(Instant::now()),
+        );
+    }
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let (now, boot_now) = (Instant::now(), boot_clock_ms());
+    let boot_at = |t: Instant| boot_now - now.duration_since(t).as_millis() as u64;
+    let mut unmet = Vec::new();
+    for (name, watch) in leases {
+        let values = watch.finish();
+        let wrong: Vec<String> = values
+            .iter()
+            .filter(|(t, v)| {
+                if name == leader {
+                    // armed, not passed, at most a ttl ahead on the boot clock
+                    v.is_none_or(|v| v <= boot_at(*t) || v > boot_at(*t) + TTL.as_millis() as u64)
+                } else {
+                    v.is_some()
+                }
+            })
+            .map(|(t, v)| {
+                format!(
+                    "{v:?} at {} ms (boot clock {})",
+                    ck_ms(&report, *t),
+                    boot_at(*t)
+                )
+            })
+            .collect();
+        eprintln!(
+            "{name}'s lease file took {} values, {} of them wrong",
+            values.len(),
+            wrong.len()
+        );
+        if !wrong.is_empty() {
+            unmet.push(format!(
+                "{name}'s lease file ({}) held {wrong:?}",
+                if name == leader {
+                    "the leader's: always armed within a ttl of the boot clock"
+                } else {
+                    "a standby's: always disarmed"
+                }
+            ));
+        }
+    }
+    if !roles.odd.is_empty() {
+        unmet.push(format!("roles changed: {:?}", roles.odd));
+    }
+    let history_after = c.history();
+    if history_after != history_before {
+        unmet.push(format!(
+            "the history changed: {:#?}",
+            &history_after[history_before.len().min(history_after.len())..]
+        ));
+    }
+    let procs_after = procs(&c);
+    if procs_after != procs_before {
+        unmet.push(format!(
+            "processes changed: {procs_before:?} -> {procs_after:?}"
+        ));
+    }
+    if report.final_primary != leader {
+        unmet.push(format!("the final primary is {}", report.final_primary));
+    }
+    if report.longest_gap_ms >= (TTL / 2).as_millis() as i64 {
+        unmet.push(format!(
+            "no write acknowledged for {} ms (from {} ms)",
+            report.longest_gap_ms, report.longest_gap_from_ms
+        ));
+    }
+    if !report.server_clock_off.is_empty() {
+        unmet.push(format!(
+            "PostgreSQL's clock_timestamp() strayed from the true clock ({:?}): the fake reached \
+             PostgreSQL",
+            report.server_clock_off
+        ));
+    }
+    // what the agents (and supervisors) said meanwhile, beyond their every-loop debug lines
+    let needles = [
+        "lease",
+        "demot",
+        "promot",
+        "no leader",
+        "restart",
+        "rewind",
+        "clon",
+        "standby of",
+        "not streaming",
+        "failsafe",
+        "fenc",
+        "stopp",
+        "fail",
+        "elect",
+        "candidate",
+    ];
+    for (m, at) in c.members.iter().zip(&logs_at) {
+        let said: Vec<String> = c
+            .log_lines_since(&m.name, *at, &[""])
+            .into_iter()
+            .filter(|l| !l.contains(" DEBUG "))
+            .collect();
+        eprintln!(
+            "{}'s agent log meanwhile, debug lines left out ({} lines): {said:#?}",
+            m.name,
+            said.len()
+        );
+        let alarming: Vec<&String> = said
+            .iter()
+            .filter(|l| needles.iter().any(|n| l.to_lowercase().contains(n)))
+            .collect();
+        if !alarming.is_empty() {
+            unmet.push(format!("{}'s agent log: {alarming:#?}", m.name));
+        }
+    }
+    assert!(
+        unmet.is_empty(),
+        "wall-clock steps changed something:\n{}\n{report}\n{}",
+        unmet.join(";\n"),
+        explain(&c)
+    );
+    assert_no_loss_one_writer(&report, &c);
     assert_streaming_from_final(&c, &report);
 }
 
