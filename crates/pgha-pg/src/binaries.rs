@@ -14,8 +14,13 @@ const REQUIRED: [&str; 6] = [
     "pg_controldata",
 ];
 
-/// A PostgreSQL major version, e.g. 15; only 12 and newer are supported.
-pub const MIN_MAJOR: u32 = 12;
+/// The oldest PostgreSQL major version pgha runs; older ones are refused (13 and older are out
+/// of support upstream, and untested here).
+pub const MIN_MAJOR: u32 = 14;
+
+/// The newest PostgreSQL major version tested (crates/pgha/tests/versions.rs runs each of
+/// `MIN_MAJOR..=MAX_TESTED_MAJOR`); newer ones are not refused.
+pub const MAX_TESTED_MAJOR: u32 = 18;
 
 /// The directory holding the server programs of one PostgreSQL installation, and its version.
 #[derive(Debug, Clone)]

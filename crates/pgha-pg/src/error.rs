@@ -16,8 +16,10 @@ pub enum PgError {
     ProgramMissing { dir: PathBuf, program: String },
 
     #[error(
-        "PostgreSQL {found} in {dir} is too old: pgha needs PostgreSQL 12 or newer \
-         (Debian/Ubuntu: `apt-get install postgresql`, or point `postgresql.bin_dir` at a newer one)"
+        "PostgreSQL {found} in {dir} is too old: pgha supports PostgreSQL {min} to {max} \
+         (Debian/Ubuntu: `apt-get install postgresql`, or point `pgha up --pg-bin-dir` or `postgresql.bin_dir` at a newer one)",
+        min = crate::binaries::MIN_MAJOR,
+        max = crate::binaries::MAX_TESTED_MAJOR
     )]
     VersionTooOld { found: String, dir: PathBuf },
 

@@ -118,40 +118,45 @@ fn missing_postgresql_binaries_say_what_to_install() {
     assert!(!dir.exists());
 }
 
+/// Issue 12: PostgreSQL 13 and older (out of support upstream) are refused, naming the version
+/// found and the supported range, before anything is written.
 #[test]
-fn postgresql_older_than_12_is_refused() {
+fn postgresql_13_and_older_is_refused() {
     let tmp = test_dir();
-    let old = tmp.path().join("pg11");
-    std::fs::create_dir(&old).unwrap();
-    for program in [
-        "initdb",
-        "pg_ctl",
-        "postgres",
-        "pg_basebackup",
-        "pg_rewind",
-        "pg_controldata",
-    ] {
-        let path = old.join(program);
-        std::fs::write(
-            &path,
-            format!("#!/bin/sh\necho '{program} (PostgreSQL) 11.22'\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for version in ["13.22", "12.22", "9.6.24"] {
+        let old = tmp.path().join(format!("pg{version}"));
+        std::fs::create_dir(&old).unwrap();
+        for program in [
+            "initdb",
+            "pg_ctl",
+            "postgres",
+            "pg_basebackup",
+            "pg_rewind",
+            "pg_controldata",
+        ] {
+            let path = old.join(program);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho '{program} (PostgreSQL) {version}'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let dir = tmp.path().join("c");
+        let err = up_fails(&[
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--pg-bin-dir",
+            old.to_str().unwrap(),
+        ]);
+        assert!(
+            err.contains(&format!("PostgreSQL {version} in {}", old.display()))
+                && err.contains("supports PostgreSQL 14 to 18"),
+            "{err}"
+        );
+        assert!(!dir.exists());
     }
-    let dir = tmp.path().join("c");
-    let err = up_fails(&[
-        "up",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--pg-bin-dir",
-        old.to_str().unwrap(),
-    ]);
-    assert!(
-        err.contains("11.22") && err.contains("12 or newer"),
-        "{err}"
-    );
-    assert!(!dir.exists());
 }
 
 #[test]
