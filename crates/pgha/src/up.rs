@@ -204,6 +204,19 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
             )
             .into());
         }
+        // The data directories belong to one major version: other server programs are a
+        // change of pgha.toml, never a flag that would be ignored.
+        if let Some(bin) = args
+            .pg_bin_dir
+            .as_ref()
+            .filter(|b| config.postgresql.bin_dir.as_ref() != Some(*b))
+        {
+            let existing = match &config.postgresql.bin_dir {
+                Some(d) => format!("postgresql.bin_dir = {}", d.display()),
+                None => "no postgresql.bin_dir (its server programs are discovered)".into(),
+            };
+            return Err(conflict("--pg-bin-dir", bin.display().to_string(), existing).into());
+        }
         let secrets = Secrets::load(&dir.join(SECRETS_FILE))?;
         let cluster = LocalCluster::assemble(dir.to_path_buf(), config, secrets)?;
         cluster.run_as.check_reachable(dir)?;

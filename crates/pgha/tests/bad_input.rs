@@ -159,6 +159,34 @@ fn postgresql_13_and_older_is_refused() {
     }
 }
 
+/// The server programs of an existing cluster are its pgha.toml's: `--pg-bin-dir` naming others
+/// is refused, not ignored (its data directories were initialised by one major version).
+#[test]
+fn pg_bin_dir_of_an_existing_cluster_is_not_ignored() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("existing");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("pgha.toml"),
+        "[cluster]\nname = \"existing\"\nmembers = 3\nbase_port = 30000\n",
+    )
+    .unwrap();
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--pg-bin-dir",
+        "/opt/pg17/bin",
+    ]);
+    assert!(
+        err.contains("--pg-bin-dir /opt/pg17/bin")
+            && err.contains("no postgresql.bin_dir")
+            && err.contains("pgha.toml"),
+        "{err}"
+    );
+    assert_eq!(listing(&dir), ["pgha.toml"]);
+}
+
 #[test]
 fn invalid_config_values_name_the_file_and_key() {
     let tmp = test_dir();
