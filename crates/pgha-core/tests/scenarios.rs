@@ -1510,10 +1510,16 @@ fn the_sets_old_leader_steps_aside_only_for_a_complete_set() {
     let d1 = member("n1").step(&obs(0, old_leader.clone(), &view, vec![]));
     assert_eq!(d1.reason, Reason::Behind { best: name("n2") }, "{d1:?}");
     let d2 = member("n2").step(&obs(0, member_of_set.clone(), &view, vec![]));
-    assert!(has(&d2, |a| matches!(a, Action::AcquireLeader { .. })), "{d2:?}");
+    assert!(
+        has(&d2, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{d2:?}"
+    );
 
     // n2 gone: n1 is the only candidate that surely holds every acknowledged commit.
     view.0.members.remove(&name("n2"));
     let d1 = member("n1").step(&obs(0, old_leader, &view, vec![]));
-    assert!(has(&d1, |a| matches!(a, Action::AcquireLeader { .. })), "{d1:?}");
+    assert!(
+        has(&d1, |a| matches!(a, Action::AcquireLeader { .. })),
+        "{d1:?}"
+    );
 }
