@@ -227,48 +227,6 @@ fn primaries(status: &Value) -> usize {
         .count()
 }
 
-async fn try_connect(url: &str) -> Option<tokio_postgres::Client> {
-    let (client, conn) = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio_postgres::connect(url, tokio_postgres::NoTls),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
-
-/// Application names streaming from the PostgreSQL at `url`.
-async fn streaming_standbys(url: &str) -> BTreeSet<String> {
-    let Some(client) = try_connect(url).await else {
-        return BTreeSet::new();
-    };
-    client
-        .query(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
-            &[],
-        )
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
-}
-
-/// Row count and an md5 over every row of `t`, in id order.
-async fn checksum(url: &str) -> Option<(i64, String)> {
-    let client = try_connect(url).await?;
-    let row = client
-        .query_one(
-            "SELECT count(*), coalesce(md5(string_agg(id::text || ':' || stage, ',' ORDER BY id)), '') FROM t",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some((row.get(0), row.get(1)))
-}
-
 async fn ids_present(url: &str, ids: &[i64]) -> i64 {
     let client = connect(url).await;
     client

@@ -2,6 +2,7 @@
 //! free ports, and cleans every process up even when a test fails.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -268,4 +269,47 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
         let _ = conn.await;
     });
     client
+}
+
+/// A superuser connection to `url`, or `None` when it cannot be had within 3 s.
+pub async fn try_connect(url: &str) -> Option<tokio_postgres::Client> {
+    let (client, conn) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_postgres::connect(url, tokio_postgres::NoTls),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(client)
+}
+
+/// Application names streaming from the PostgreSQL at `url`.
+pub async fn streaming_standbys(url: &str) -> BTreeSet<String> {
+    let Some(client) = try_connect(url).await else {
+        return BTreeSet::new();
+    };
+    client
+        .query(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+/// Row count and an md5 over every row of `t`, in id order.
+pub async fn checksum(url: &str) -> Option<(i64, String)> {
+    let client = try_connect(url).await?;
+    let row = client
+        .query_one(
+            "SELECT count(*), coalesce(md5(string_agg(id::text || ':' || stage, ',' ORDER BY id)), '') FROM t",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some((row.get(0), row.get(1)))
 }
