@@ -1,0 +1,126 @@
+//! Which standbys should be synchronous: now, in strict mode with none streaming, before promotion.
+
+use crate::config::{ClusterConfig, SyncMode};
+use crate::observe::{MemberRecord, ReplicaState};
+use crate::types::MemberName;
+use std::collections::BTreeMap;
+
+use super::{SyncApplied, SyncSet};
+
+/// The synchronous configuration the leader wants now.
+///
+/// Candidates are standbys streaming from the leader, known as members, tagged neither
+/// `nosync` nor `nofailover` (a synchronous standby must be promotable), in priority order
+/// (higher priority, then name).
+pub fn desired(
+    config: &ClusterConfig,
+    leader: &MemberName,
+    replicas: &[ReplicaState],
+    members: &BTreeMap<MemberName, MemberRecord>,
+    applied: &SyncApplied,
+) -> SyncApplied {
+    let method = config.synchronous_method;
+    if config.synchronous_mode == SyncMode::Off {
+        return SyncApplied {
+            method,
+            ..SyncApplied::default()
+        };
+    }
+    let mut candidates: Vec<(&MemberName, &MemberRecord)> = replicas
+        .iter()
+        .filter(|r| r.streaming)
+        .filter_map(|r| members.get_key_value(&r.name))
+        // A standby that may not be promoted cannot carry I4: never synchronous.
+        .filter(|(_, record)| !record.tags.nosync && !record.tags.nofailover)
+        .collect();
+    // Priority order: higher priority, then name. Every healthy candidate is listed, so
+    // PostgreSQL shows the first `count` as `sync` and the rest as `potential`, and moves the
+    // role between them by itself when one disconnects; all of them are in the published set,
+    // and failover takes the most advanced, which holds every acknowledged commit.
+    candidates.sort_by(|(a, ra), (b, rb)| {
+        (std::cmp::Reverse(ra.tags.priority), *a).cmp(&(std::cmp::Reverse(rb.tags.priority), *b))
+    });
+    let names: Vec<MemberName> = candidates.iter().map(|(n, _)| (*n).clone()).collect();
+    if names.is_empty() && config.synchronous_mode == SyncMode::Strict {
+        // Strict never degrades: keep waiting on the standbys it had, and never start
+        // asynchronous (a new primary, or a switch from `on` while degraded).
+        if !applied.is_async() {
+            return applied.clone();
+        }
+        return blocking(config, leader, members);
+    }
+    let count = (names.len() as u32).min(config.synchronous_count);
+    SyncApplied {
+        method,
+        count,
+        names,
+    }
+}
+
+/// Name used in `synchronous_standby_names` when strict mode knows no standby at all: commits
+/// wait until a real standby takes its place. Never published as a set member.
+pub const NO_STANDBY: &str = "pgha_no_standby";
+
+/// The list that makes commits wait in strict mode when no standby streams: every other known
+/// member that may be synchronous, or a placeholder.
+pub fn blocking(
+    config: &ClusterConfig,
+    leader: &MemberName,
+    members: &BTreeMap<MemberName, MemberRecord>,
+) -> SyncApplied {
+    let mut names: Vec<MemberName> = members
+        .iter()
+        .filter(|(n, r)| *n != leader && !r.tags.nosync && !r.tags.nofailover)
+        .map(|(n, _)| n.clone())
+        .collect();
+    if names.is_empty() {
+        names.push(MemberName::new(NO_STANDBY));
+    }
+    SyncApplied {
+        method: config.synchronous_method,
+        count: config.synchronous_count.min(names.len() as u32),
+        names,
+    }
+}
+
+/// What `synchronous_standby_names` must be before `me` is promoted, if not what PostgreSQL
+/// applies now: a standby's configuration may still carry a list from an earlier term, and
+/// a promoted PostgreSQL counts it at once, possibly members outside the published set (a
+/// commit they alone confirmed would be lost by the next failover). Keeps only listed members
+/// of the published set; with none left, `on` starts asynchronous and `strict` waits on a
+/// placeholder until the new leader publishes and applies its own set.
+pub fn before_promotion(
+    config: &ClusterConfig,
+    me: &MemberName,
+    applied: &SyncApplied,
+    published: &SyncSet,
+) -> Option<SyncApplied> {
+    if config.synchronous_mode == SyncMode::Off {
+        return None;
+    }
+    let names: Vec<MemberName> = applied
+        .names
+        .iter()
+        .filter(|n| *n != me && published.members.contains(*n))
+        .cloned()
+        .collect();
+    let wanted = if !names.is_empty() {
+        SyncApplied {
+            method: applied.method,
+            count: applied.count.clamp(1, names.len() as u32),
+            names,
+        }
+    } else if config.synchronous_mode == SyncMode::Strict {
+        SyncApplied {
+            method: config.synchronous_method,
+            count: 1,
+            names: vec![MemberName::new(NO_STANDBY)],
+        }
+    } else {
+        SyncApplied {
+            method: applied.method,
+            ..SyncApplied::default()
+        }
+    };
+    (wanted != *applied).then_some(wanted)
+}

@@ -1,0 +1,66 @@
+//! When a member may leave the published set: once a staying one flushed all it may have confirmed.
+
+use crate::observe::ReplicaState;
+use crate::types::{Lsn, MemberName, Millis};
+use std::collections::BTreeSet;
+
+use super::SyncSet;
+
+/// A removal from the published set under way: which members stay, and the primary's
+/// position once PostgreSQL had stopped counting the leaving ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovalMark {
+    /// The leader term (its key's revision) the removal belongs to.
+    term: u64,
+    staying: BTreeSet<MemberName>,
+    first_seen: Millis,
+    lsn: Lsn,
+}
+
+/// Whether `target` may now replace `published` in the store. A member leaves the set only
+/// once a member that stays has flushed every commit PostgreSQL may have acknowledged through
+/// the leaving one: the primary's position, re-read for `settle_ms` after the change was first
+/// seen applied (by then every WAL sender has reloaded), must be flushed by a staying member
+/// that streams. Otherwise a failover would choose among the staying members only and could
+/// lose commits that the leaving member alone confirmed. Additions, and an empty target (in
+/// `on` mode every member is then eligible and the most advanced wins), need no wait. A mark
+/// counts only for the same removal in the same term (`term`: the leader key's revision);
+/// callers drop it whenever the next step is not a publication.
+#[allow(clippy::too_many_arguments)]
+pub fn removal_ready(
+    mark: &mut Option<RemovalMark>,
+    term: u64,
+    target: &SyncSet,
+    published: &SyncSet,
+    replicas: &[ReplicaState],
+    primary_lsn: Lsn,
+    now: Millis,
+    settle_ms: u64,
+) -> bool {
+    let removes = !target.members.is_superset(&published.members);
+    if !removes || target.members.is_empty() {
+        *mark = None;
+        return true;
+    }
+    let current = mark
+        .take()
+        .filter(|m| m.term == term && m.staying == target.members);
+    let mut m = current.unwrap_or(RemovalMark {
+        term,
+        staying: target.members.clone(),
+        first_seen: now,
+        lsn: primary_lsn,
+    });
+    if now.since(m.first_seen) < settle_ms {
+        m.lsn = m.lsn.max(primary_lsn);
+        *mark = Some(m);
+        return false;
+    }
+    let caught_up = replicas
+        .iter()
+        .any(|r| r.streaming && target.members.contains(&r.name) && r.flush_lsn >= m.lsn);
+    if !caught_up {
+        *mark = Some(m);
+    }
+    caught_up
+}

@@ -1,0 +1,230 @@
+//! Unit tests of the synchronous set: choice, rendering and parsing, and the order of changes.
+
+use super::*;
+use crate::config::{ClusterConfig, SyncMethod, SyncMode};
+use crate::observe::{MemberRecord, ReplicaState};
+use crate::types::{Lsn, MemberName, Tags, Timeline};
+use std::collections::BTreeMap;
+
+fn record(priority: u32, nosync: bool) -> MemberRecord {
+    MemberRecord {
+        running: true,
+        in_recovery: true,
+        timeline: Timeline(1),
+        lsn: Lsn(0),
+        replay_lsn: Lsn(0),
+        streaming_from: Some("n1".into()),
+        tags: Tags {
+            priority,
+            nosync,
+            ..Tags::default()
+        },
+        leader_seen: Some("n1".into()),
+        addresses: BTreeMap::new(),
+    }
+}
+
+fn replica(name: &str) -> ReplicaState {
+    ReplicaState {
+        name: name.into(),
+        streaming: true,
+        flush_lsn: Lsn(0),
+        replay_lsn: Lsn(0),
+    }
+}
+
+fn on(count: u32) -> ClusterConfig {
+    ClusterConfig {
+        synchronous_mode: SyncMode::On,
+        synchronous_count: count,
+        ..ClusterConfig::default()
+    }
+}
+
+#[test]
+fn picks_by_priority_then_name_and_skips_nosync() {
+    let members = BTreeMap::from([
+        ("n2".into(), record(1, false)),
+        ("n3".into(), record(5, false)),
+        ("n4".into(), record(9, true)),
+    ]);
+    let replicas = [replica("n2"), replica("n3"), replica("n4")];
+    let want = desired(
+        &on(1),
+        &"n1".into(),
+        &replicas,
+        &members,
+        &SyncApplied::default(),
+    );
+    assert_eq!(
+        want.names,
+        vec![MemberName::from("n3"), MemberName::from("n2")]
+    );
+    assert_eq!(want.to_string(), "FIRST 1 (\"n3\", \"n2\")");
+}
+
+#[test]
+fn on_degrades_and_strict_keeps_waiting() {
+    let applied = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec!["n2".into()],
+    };
+    let none = BTreeMap::new();
+    assert!(desired(&on(1), &"n1".into(), &[], &none, &applied).is_async());
+    let strict = ClusterConfig {
+        synchronous_mode: SyncMode::Strict,
+        ..on(1)
+    };
+    assert_eq!(
+        desired(&strict, &"n1".into(), &[], &none, &applied),
+        applied
+    );
+}
+
+#[test]
+fn strict_never_starts_asynchronous() {
+    let strict = ClusterConfig {
+        synchronous_mode: SyncMode::Strict,
+        ..on(1)
+    };
+    let members = BTreeMap::from([
+        ("n1".into(), record(0, false)),
+        ("n2".into(), record(0, false)),
+        ("n3".into(), record(0, true)),
+    ]);
+    let want = desired(
+        &strict,
+        &"n1".into(),
+        &[],
+        &members,
+        &SyncApplied::default(),
+    );
+    assert_eq!(want.names, vec![MemberName::from("n2")]);
+    assert_eq!(want.count, 1);
+    // Alone, it waits on a placeholder that is never published as a member.
+    let alone = BTreeMap::from([("n1".into(), record(0, false))]);
+    let want = desired(&strict, &"n1".into(), &[], &alone, &SyncApplied::default());
+    assert_eq!(want.names, vec![MemberName::from(NO_STANDBY)]);
+    assert!(!want.is_async());
+    assert!(want.as_set().is_empty());
+}
+
+/// Found by the simulation: a `nofailover` standby as the only synchronous one leaves no
+/// member that may be promoted in a synchronous mode.
+#[test]
+fn a_nofailover_standby_is_never_synchronous() {
+    let mut members = BTreeMap::new();
+    members.insert(MemberName::new("n2"), record(1, false));
+    let mut pinned = record(5, false);
+    pinned.tags.nofailover = true;
+    members.insert(MemberName::new("n3"), pinned);
+    let want = desired(
+        &on(1),
+        &MemberName::new("n1"),
+        &[replica("n2"), replica("n3")],
+        &members,
+        &SyncApplied::default(),
+    );
+    assert_eq!(want.names, vec![MemberName::new("n2")]);
+}
+
+#[test]
+fn reads_back_what_it_renders() {
+    for applied in [
+        SyncApplied::default(),
+        SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec!["n2".into(), "n3".into()],
+        },
+        SyncApplied {
+            method: SyncMethod::Quorum,
+            count: 2,
+            names: vec!["n2".into(), "n3".into(), "n4".into()],
+        },
+    ] {
+        assert_eq!(SyncApplied::parse(&applied.to_string()), Some(applied));
+    }
+    assert_eq!(SyncApplied::parse("*"), None);
+    assert_eq!(SyncApplied::parse("FIRST x (n2)"), None);
+}
+
+/// Issue 9, item 7: the store's set never lacks a standby PostgreSQL counts.
+#[test]
+fn the_store_covers_what_postgresql_counts_at_every_step() {
+    let old = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec!["n2".into()],
+    };
+    let new = SyncApplied {
+        names: vec!["n3".into()],
+        ..old.clone()
+    };
+    let published = SyncSet {
+        leader: Some("n1".into()),
+        members: ["n2".into()].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    // n3 joins the store first (while PostgreSQL still counts n2 only).
+    let SyncStep::Publish(both) = next_step(&"n1".into(), &new, &old, &published) else {
+        panic!("an addition must reach the store first");
+    };
+    assert_eq!(both.members, ["n2".into(), "n3".into()].into());
+    // Then PostgreSQL switches to n3, and only then n2 leaves the store.
+    assert_eq!(
+        next_step(&"n1".into(), &new, &old, &both),
+        SyncStep::Apply(new.clone())
+    );
+    let SyncStep::Publish(only_new) = next_step(&"n1".into(), &new, &new, &both) else {
+        panic!("the removal is published once PostgreSQL applied it");
+    };
+    assert_eq!(only_new.members, ["n3".into()].into());
+    assert_eq!(
+        next_step(&"n1".into(), &new, &new, &only_new),
+        SyncStep::Settled
+    );
+}
+
+#[test]
+fn a_count_change_publishes_the_lower_count_while_under_way() {
+    let two = SyncApplied {
+        method: SyncMethod::Quorum,
+        count: 2,
+        names: vec!["n2".into(), "n3".into()],
+    };
+    let one = SyncApplied {
+        count: 1,
+        ..two.clone()
+    };
+    let published = SyncSet {
+        leader: Some("n1".into()),
+        members: ["n2".into(), "n3".into()].into(),
+        count: 2,
+        method: SyncMethod::Quorum,
+    };
+    // Lowering: ANY 1 needs more members compared at failover: published before applied.
+    let SyncStep::Publish(lowered) = next_step(&"n1".into(), &one, &two, &published) else {
+        panic!("a lower quorum count reaches the store first");
+    };
+    assert_eq!(lowered.count, 1);
+    assert_eq!(
+        next_step(&"n1".into(), &one, &two, &lowered),
+        SyncStep::Apply(one.clone())
+    );
+    assert_eq!(
+        next_step(&"n1".into(), &one, &one, &lowered),
+        SyncStep::Settled
+    );
+    // Raising: applied first, published after.
+    assert_eq!(
+        next_step(&"n1".into(), &two, &one, &lowered),
+        SyncStep::Apply(two.clone())
+    );
+    let SyncStep::Publish(raised) = next_step(&"n1".into(), &two, &two, &lowered) else {
+        panic!("the higher count is published once applied");
+    };
+    assert_eq!(raised.count, 2);
+}
