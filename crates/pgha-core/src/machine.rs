@@ -1,15 +1,23 @@
-//! The member state machine: `Member::step(&Observation) -> Decision`, outcome bookkeeping,
-//! lease trust (I1) and dispatch to the leader, follower and election paths.
+//! The member state machine: `Member::step(&Observation) -> Decision`, dispatching each step.
+//!
+//! A step absorbs the outcomes of earlier actions (`outcomes`), applies lease trust (I1,
+//! `lease`), publishes the member record (`publish`), and hands over to the leader, follower
+//! or election path, or to `unresponsive` when the postmaster does not answer.
 
-use crate::action::{Action, StopMode};
+use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
-use crate::observe::{
-    ClusterView, JobKind, LocalPg, MemberRecord, Observation, Outcome, StoreView,
-};
+use crate::observe::{ClusterView, JobKind, MemberRecord, Observation, StoreView};
 use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
+
+mod lease;
+mod outcomes;
+mod publish;
+mod unresponsive;
+
+pub(crate) use lease::HeldLease;
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,43 +38,6 @@ pub struct Decision {
     pub reason: Reason,
     /// Step again no later than this (earlier on a store watch event or a local change).
     pub wake_at: Millis,
-}
-
-/// The lease as this member trusts it, on its own monotonic clock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct HeldLease {
-    pub revision: u64,
-    /// Sent time of the last successful acquire/renew.
-    pub renewed_at: Millis,
-    /// The TTL the store's lease was last granted with.
-    pub ttl_ms: u64,
-    /// Before this instant (own clock) the store cannot have expired the lease:
-    /// `renewed_at + ttl`, lowered at once when a renewal with a shorter TTL is sent.
-    pub expires_at: Millis,
-    /// `expires_at - safety_margin`: writable only before this instant.
-    pub trusted_until: Millis,
-}
-
-impl HeldLease {
-    fn new(revision: u64, sent: Millis, ttl_ms: u64, cap: Option<Millis>, margin: u64) -> Self {
-        let expires_at = cap.map_or(sent.plus(ttl_ms), |c| c.min(sent.plus(ttl_ms)));
-        HeldLease {
-            revision,
-            renewed_at: sent,
-            ttl_ms,
-            expires_at,
-            trusted_until: Millis(expires_at.0.saturating_sub(margin)),
-        }
-    }
-
-    /// A renewal with a shorter TTL may take effect before its answer comes: from the moment
-    /// it is sent the lease may end at `cap`.
-    fn cap(&mut self, cap: Millis, margin: u64) {
-        self.expires_at = self.expires_at.min(cap);
-        self.trusted_until = self
-            .trusted_until
-            .min(Millis(self.expires_at.0.saturating_sub(margin)));
-    }
 }
 
 /// A promotion in progress, remembered to write its history event once promoted.
@@ -278,133 +249,6 @@ impl Member {
         }
     }
 
-    fn absorb(&mut self, outcomes: &[Outcome]) {
-        for outcome in outcomes {
-            match outcome {
-                Outcome::LeaderAcquired {
-                    requested_at,
-                    revision,
-                    ttl_ms,
-                }
-                | Outcome::LeaderRenewed {
-                    requested_at,
-                    revision,
-                    ttl_ms,
-                } => {
-                    if self.lapsed_term == Some(*revision) {
-                        // A late answer for a term already given up here: PostgreSQL was
-                        // demoted on it; the election, not this answer, decides what follows.
-                        continue;
-                    }
-                    // The store's lease, not the configured ttl, bounds the trust: after a
-                    // live ttl change they differ until the store has re-granted the lease.
-                    // A shorter renewal sent later than this answer's request caps it.
-                    let cap = match self.expiry_cap {
-                        Some((sent, _)) if sent <= *requested_at => {
-                            self.expiry_cap = None;
-                            None
-                        }
-                        Some((_, cap)) => Some(cap),
-                        None => None,
-                    };
-                    let later = self
-                        .lease
-                        .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
-                    self.lease = Some(later.unwrap_or(HeldLease::new(
-                        *revision,
-                        *requested_at,
-                        *ttl_ms,
-                        cap,
-                        self.config.safety_margin_ms,
-                    )));
-                    self.adopting_since = None;
-                }
-                Outcome::LeaderRefused => {
-                    self.lease = None;
-                    self.promotion = None;
-                }
-                Outcome::LeaderUnknown => {}
-                Outcome::FailsafeConfirmed {
-                    requested_at,
-                    promised_ms,
-                } => {
-                    // Nobody can take the lease before requested_at + ttl: trust it like a
-                    // renewal sent at that instant.
-                    if let Some(lease) =
-                        self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
-                    {
-                        // Nobody can take the lease before the shortest promise ends.
-                        lease.renewed_at = *requested_at;
-                        lease.expires_at = requested_at.plus(*promised_ms);
-                        lease.trusted_until = requested_at
-                            .plus(promised_ms.saturating_sub(self.config.safety_margin_ms));
-                    }
-                }
-                Outcome::Job { kind, result } => self.job_done(*kind, result),
-            }
-        }
-    }
-
-    fn job_done(&mut self, kind: JobKind, result: &Result<(), String>) {
-        if self.job.map(|(k, _)| k) != Some(kind) {
-            return; // a job cancelled by a fencing demote reports late: ignore it
-        }
-        self.job = None;
-        match (kind, result) {
-            (JobKind::Promote, Err(e)) => self.promote_error = Some(e.clone()),
-            (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
-            (JobKind::Rewind, Ok(())) => {
-                self.force_rewind = false;
-                self.rejoin = Some(EventKind::RejoinRewind);
-            }
-            (JobKind::Reclone, Ok(())) => {
-                self.rewind_failed = false;
-                self.force_rewind = false;
-                if self.demoted {
-                    self.rejoin = Some(EventKind::RejoinReclone);
-                }
-            }
-            (JobKind::Start | JobKind::Follow, Err(_)) => self.start_failures += 1,
-            (JobKind::Start | JobKind::Follow, Ok(())) => self.start_failures = 0,
-            _ => {}
-        }
-    }
-
-    /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
-    /// store says; a writable PostgreSQL is demoted at once.
-    pub(crate) fn fence_if_expired(
-        &mut self,
-        obs: &Observation,
-        plan: &mut Plan,
-    ) -> Option<Reason> {
-        let lease = self.lease?;
-        if obs.now < lease.trusted_until {
-            return None;
-        }
-        self.lease = None;
-        self.lapsed_term = Some(lease.revision);
-        self.demote_if_writable(&obs.local, plan)
-            .then_some(Reason::LeaseExpiredDemoting)
-    }
-
-    /// Emits an immediate demote when PostgreSQL is (or may become) writable.
-    pub(crate) fn demote_if_writable(&mut self, local: &LocalPg, plan: &mut Plan) -> bool {
-        let promoting = self.running_job() == Some(JobKind::Promote);
-        if !(local.is_writable() || promoting) {
-            return false;
-        }
-        if self.running_job() == Some(JobKind::Demote) {
-            return true;
-        }
-        self.promotion = None;
-        self.handover = None;
-        self.demoted = true;
-        plan.push(Action::Demote {
-            mode: StopMode::Immediate,
-        });
-        true
-    }
-
     fn store_down(&mut self, obs: &Observation, error: &str, plan: &mut Plan) -> Reason {
         // Time without a leader counts only while the store shows it: a member cut off from the
         // store has not seen the others publish their positions, and must wait for them anew.
@@ -426,31 +270,6 @@ impl Member {
         Reason::StoreDown {
             error: error.to_string(),
         }
-    }
-
-    pub(crate) fn renew_if_due(&mut self, now: Millis, revision: u64, plan: &mut Plan) {
-        let interval = (self.config.loop_wait_ms / 2).max(1);
-        if self
-            .last_renew_request
-            .is_some_and(|at| now.since(at) < interval && at <= now)
-        {
-            return;
-        }
-        self.last_renew_request = Some(now);
-        let ttl_ms = self.config.ttl_ms;
-        let margin = self.config.safety_margin_ms;
-        // Once sent, this renewal may be applied before any answer comes back, and then the
-        // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
-        // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).
-        let cap = now.plus(ttl_ms);
-        if let Some(lease) = self.lease.as_mut() {
-            lease.cap(cap, margin);
-        }
-        self.expiry_cap = Some(match self.expiry_cap {
-            Some((sent, old)) if old <= cap => (sent, old),
-            _ => (now, cap),
-        });
-        plan.push(Action::RenewLeader { revision, ttl_ms });
     }
 
     fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {
@@ -495,98 +314,5 @@ impl Member {
                 self.election_step(obs, view, plan)
             }
         }
-    }
-
-    /// A postmaster that lives but does not answer is neither stopped nor a standby: no
-    /// restart, no reconfiguration, no candidacy. Its leader keeps the lease (a failover would
-    /// not help clients that exhausted the connection slots) until `primary_start_timeout_ms`,
-    /// then demotes and lets the lease run out; the supervisor fences what the demote cannot.
-    fn unresponsive_step(
-        &mut self,
-        obs: &Observation,
-        view: &ClusterView,
-        plan: &mut Plan,
-    ) -> Reason {
-        if obs.local.refusing_connections {
-            // It answers "too many clients": alive, only busy. No clock runs towards a demotion.
-            self.unresponsive_since = None;
-        }
-        let since = *self.unresponsive_since.get_or_insert(obs.now);
-        let for_ms = obs.now.since(since);
-        if let Some((record, at)) = self.published.clone() {
-            if obs.now.since(at) >= self.config.ttl_ms / 3 {
-                self.publish(record, obs.now, plan); // heartbeat, last known state
-            }
-        }
-        let leading = view.leader.as_ref().and_then(|l| {
-            (l.holder == *self.name())
-                .then_some(l.revision)
-                .and_then(|rev| self.lease.filter(|lease| lease.revision == rev))
-        });
-        let Some(lease) = leading else {
-            return Reason::PostgresUnresponsive { for_ms };
-        };
-        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote {
-            // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
-            return Reason::PrimaryUnresponsiveDemoting { for_ms };
-        }
-        if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {
-            self.promotion = None;
-            self.handover = None;
-            self.demoted = true;
-            self.release_after_demote = true;
-            plan.push(Action::Demote {
-                mode: StopMode::Immediate,
-            });
-            return Reason::PrimaryUnresponsiveDemoting { for_ms };
-        }
-        self.renew_if_due(obs.now, lease.revision, plan);
-        Reason::PostgresUnresponsive { for_ms }
-    }
-
-    /// The record this member would publish now.
-    pub(crate) fn record(&self, local: &LocalPg, view: &ClusterView) -> MemberRecord {
-        MemberRecord {
-            running: local.running,
-            in_recovery: local.in_recovery,
-            timeline: local.timeline,
-            lsn: local.lsn,
-            replay_lsn: local.replay_lsn,
-            streaming_from: local.upstream.clone().filter(|_| local.streaming),
-            tags: self.settings.tags.clone(),
-            leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
-            addresses: self.settings.addresses.clone(),
-        }
-    }
-
-    /// Publishes when something other than positions changed, when positions changed and a
-    /// loop has passed, or as a heartbeat.
-    fn publish_if_due(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
-        let record = self.record(&obs.local, view);
-        let in_store = view.members.get(self.name());
-        let due = match (&self.published, in_store) {
-            (_, None) | (None, _) => true,
-            (Some((last, at)), Some(_)) => {
-                let elapsed = obs.now.since(*at);
-                let shape = |r: &MemberRecord| MemberRecord {
-                    lsn: Lsn(0),
-                    replay_lsn: Lsn(0),
-                    ..r.clone()
-                };
-                shape(last) != shape(&record)
-                    || (last != &record && elapsed >= self.config.loop_wait_ms)
-                    || elapsed >= self.config.ttl_ms / 3
-            }
-        };
-        if due {
-            self.publish(record, obs.now, plan);
-        }
-    }
-
-    pub(crate) fn publish(&mut self, record: MemberRecord, now: Millis, plan: &mut Plan) {
-        self.published = Some((record.clone(), now));
-        plan.actions
-            .retain(|a| !matches!(a, Action::PublishMember(_)));
-        plan.push(Action::PublishMember(record));
     }
 }

@@ -1,0 +1,112 @@
+//! I1 on the member's own clock: the lease it trusts, its renewals, the demotion at the deadline.
+
+use super::{Member, Plan};
+use crate::action::{Action, StopMode};
+use crate::observe::{JobKind, LocalPg, Observation};
+use crate::reason::Reason;
+use crate::types::Millis;
+
+/// The lease as this member trusts it, on its own monotonic clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HeldLease {
+    pub revision: u64,
+    /// Sent time of the last successful acquire/renew.
+    pub renewed_at: Millis,
+    /// The TTL the store's lease was last granted with.
+    pub ttl_ms: u64,
+    /// Before this instant (own clock) the store cannot have expired the lease:
+    /// `renewed_at + ttl`, lowered at once when a renewal with a shorter TTL is sent.
+    pub expires_at: Millis,
+    /// `expires_at - safety_margin`: writable only before this instant.
+    pub trusted_until: Millis,
+}
+
+impl HeldLease {
+    pub(super) fn new(
+        revision: u64,
+        sent: Millis,
+        ttl_ms: u64,
+        cap: Option<Millis>,
+        margin: u64,
+    ) -> Self {
+        let expires_at = cap.map_or(sent.plus(ttl_ms), |c| c.min(sent.plus(ttl_ms)));
+        HeldLease {
+            revision,
+            renewed_at: sent,
+            ttl_ms,
+            expires_at,
+            trusted_until: Millis(expires_at.0.saturating_sub(margin)),
+        }
+    }
+
+    /// A renewal with a shorter TTL may take effect before its answer comes: from the moment
+    /// it is sent the lease may end at `cap`.
+    fn cap(&mut self, cap: Millis, margin: u64) {
+        self.expires_at = self.expires_at.min(cap);
+        self.trusted_until = self
+            .trusted_until
+            .min(Millis(self.expires_at.0.saturating_sub(margin)));
+    }
+}
+
+impl Member {
+    /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
+    /// store says; a writable PostgreSQL is demoted at once.
+    pub(crate) fn fence_if_expired(
+        &mut self,
+        obs: &Observation,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let lease = self.lease?;
+        if obs.now < lease.trusted_until {
+            return None;
+        }
+        self.lease = None;
+        self.lapsed_term = Some(lease.revision);
+        self.demote_if_writable(&obs.local, plan)
+            .then_some(Reason::LeaseExpiredDemoting)
+    }
+
+    /// Emits an immediate demote when PostgreSQL is (or may become) writable.
+    pub(crate) fn demote_if_writable(&mut self, local: &LocalPg, plan: &mut Plan) -> bool {
+        let promoting = self.running_job() == Some(JobKind::Promote);
+        if !(local.is_writable() || promoting) {
+            return false;
+        }
+        if self.running_job() == Some(JobKind::Demote) {
+            return true;
+        }
+        self.promotion = None;
+        self.handover = None;
+        self.demoted = true;
+        plan.push(Action::Demote {
+            mode: StopMode::Immediate,
+        });
+        true
+    }
+
+    pub(crate) fn renew_if_due(&mut self, now: Millis, revision: u64, plan: &mut Plan) {
+        let interval = (self.config.loop_wait_ms / 2).max(1);
+        if self
+            .last_renew_request
+            .is_some_and(|at| now.since(at) < interval && at <= now)
+        {
+            return;
+        }
+        self.last_renew_request = Some(now);
+        let ttl_ms = self.config.ttl_ms;
+        let margin = self.config.safety_margin_ms;
+        // Once sent, this renewal may be applied before any answer comes back, and then the
+        // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
+        // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).
+        let cap = now.plus(ttl_ms);
+        if let Some(lease) = self.lease.as_mut() {
+            lease.cap(cap, margin);
+        }
+        self.expiry_cap = Some(match self.expiry_cap {
+            Some((sent, old)) if old <= cap => (sent, old),
+            _ => (now, cap),
+        });
+        plan.push(Action::RenewLeader { revision, ttl_ms });
+    }
+}

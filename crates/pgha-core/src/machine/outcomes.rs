@@ -1,0 +1,100 @@
+//! Bookkeeping of earlier actions' outcomes: lease answers, failsafe confirmations, job results.
+
+use super::lease::HeldLease;
+use super::Member;
+use crate::history::EventKind;
+use crate::observe::{JobKind, Outcome};
+
+impl Member {
+    pub(super) fn absorb(&mut self, outcomes: &[Outcome]) {
+        for outcome in outcomes {
+            match outcome {
+                Outcome::LeaderAcquired {
+                    requested_at,
+                    revision,
+                    ttl_ms,
+                }
+                | Outcome::LeaderRenewed {
+                    requested_at,
+                    revision,
+                    ttl_ms,
+                } => {
+                    if self.lapsed_term == Some(*revision) {
+                        // A late answer for a term already given up here: PostgreSQL was
+                        // demoted on it; the election, not this answer, decides what follows.
+                        continue;
+                    }
+                    // The store's lease, not the configured ttl, bounds the trust: after a
+                    // live ttl change they differ until the store has re-granted the lease.
+                    // A shorter renewal sent later than this answer's request caps it.
+                    let cap = match self.expiry_cap {
+                        Some((sent, _)) if sent <= *requested_at => {
+                            self.expiry_cap = None;
+                            None
+                        }
+                        Some((_, cap)) => Some(cap),
+                        None => None,
+                    };
+                    let later = self
+                        .lease
+                        .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
+                    self.lease = Some(later.unwrap_or(HeldLease::new(
+                        *revision,
+                        *requested_at,
+                        *ttl_ms,
+                        cap,
+                        self.config.safety_margin_ms,
+                    )));
+                    self.adopting_since = None;
+                }
+                Outcome::LeaderRefused => {
+                    self.lease = None;
+                    self.promotion = None;
+                }
+                Outcome::LeaderUnknown => {}
+                Outcome::FailsafeConfirmed {
+                    requested_at,
+                    promised_ms,
+                } => {
+                    // Nobody can take the lease before requested_at + ttl: trust it like a
+                    // renewal sent at that instant.
+                    if let Some(lease) =
+                        self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
+                    {
+                        // Nobody can take the lease before the shortest promise ends.
+                        lease.renewed_at = *requested_at;
+                        lease.expires_at = requested_at.plus(*promised_ms);
+                        lease.trusted_until = requested_at
+                            .plus(promised_ms.saturating_sub(self.config.safety_margin_ms));
+                    }
+                }
+                Outcome::Job { kind, result } => self.job_done(*kind, result),
+            }
+        }
+    }
+
+    fn job_done(&mut self, kind: JobKind, result: &Result<(), String>) {
+        if self.job.map(|(k, _)| k) != Some(kind) {
+            return; // a job cancelled by a fencing demote reports late: ignore it
+        }
+        self.job = None;
+        match (kind, result) {
+            (JobKind::Promote, Err(e)) => self.promote_error = Some(e.clone()),
+            (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
+            (JobKind::Rewind, Ok(())) => {
+                self.force_rewind = false;
+                self.rejoin = Some(EventKind::RejoinRewind);
+            }
+            (JobKind::Reclone, Ok(())) => {
+                self.rewind_failed = false;
+                self.force_rewind = false;
+                if self.demoted {
+                    self.rejoin = Some(EventKind::RejoinReclone);
+                }
+            }
+            (JobKind::Start | JobKind::Follow, Err(_)) => self.start_failures += 1,
+            (JobKind::Start | JobKind::Follow, Ok(())) => self.start_failures = 0,
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! This member's record in the store: what it publishes, and when (on change, or as a heartbeat).
+
+use super::{Member, Plan};
+use crate::action::Action;
+use crate::observe::{ClusterView, LocalPg, MemberRecord, Observation};
+use crate::types::{Lsn, Millis};
+
+impl Member {
+    /// The record this member would publish now.
+    pub(crate) fn record(&self, local: &LocalPg, view: &ClusterView) -> MemberRecord {
+        MemberRecord {
+            running: local.running,
+            in_recovery: local.in_recovery,
+            timeline: local.timeline,
+            lsn: local.lsn,
+            replay_lsn: local.replay_lsn,
+            streaming_from: local.upstream.clone().filter(|_| local.streaming),
+            tags: self.settings.tags.clone(),
+            leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
+            addresses: self.settings.addresses.clone(),
+        }
+    }
+
+    /// Publishes when something other than positions changed, when positions changed and a
+    /// loop has passed, or as a heartbeat.
+    pub(super) fn publish_if_due(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) {
+        let record = self.record(&obs.local, view);
+        let in_store = view.members.get(self.name());
+        let due = match (&self.published, in_store) {
+            (_, None) | (None, _) => true,
+            (Some((last, at)), Some(_)) => {
+                let elapsed = obs.now.since(*at);
+                let shape = |r: &MemberRecord| MemberRecord {
+                    lsn: Lsn(0),
+                    replay_lsn: Lsn(0),
+                    ..r.clone()
+                };
+                shape(last) != shape(&record)
+                    || (last != &record && elapsed >= self.config.loop_wait_ms)
+                    || elapsed >= self.config.ttl_ms / 3
+            }
+        };
+        if due {
+            self.publish(record, obs.now, plan);
+        }
+    }
+
+    pub(crate) fn publish(&mut self, record: MemberRecord, now: Millis, plan: &mut Plan) {
+        self.published = Some((record.clone(), now));
+        plan.actions
+            .retain(|a| !matches!(a, Action::PublishMember(_)));
+        plan.push(Action::PublishMember(record));
+    }
+}

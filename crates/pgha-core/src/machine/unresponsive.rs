@@ -1,0 +1,55 @@
+//! A postmaster that lives but does not answer: no restart, and its leader demotes after a timeout.
+
+use super::{Member, Plan};
+use crate::action::{Action, StopMode};
+use crate::observe::{ClusterView, JobKind, Observation};
+use crate::reason::Reason;
+
+impl Member {
+    /// A postmaster that lives but does not answer is neither stopped nor a standby: no
+    /// restart, no reconfiguration, no candidacy. Its leader keeps the lease (a failover would
+    /// not help clients that exhausted the connection slots) until `primary_start_timeout_ms`,
+    /// then demotes and lets the lease run out; the supervisor fences what the demote cannot.
+    pub(super) fn unresponsive_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Reason {
+        if obs.local.refusing_connections {
+            // It answers "too many clients": alive, only busy. No clock runs towards a demotion.
+            self.unresponsive_since = None;
+        }
+        let since = *self.unresponsive_since.get_or_insert(obs.now);
+        let for_ms = obs.now.since(since);
+        if let Some((record, at)) = self.published.clone() {
+            if obs.now.since(at) >= self.config.ttl_ms / 3 {
+                self.publish(record, obs.now, plan); // heartbeat, last known state
+            }
+        }
+        let leading = view.leader.as_ref().and_then(|l| {
+            (l.holder == *self.name())
+                .then_some(l.revision)
+                .and_then(|rev| self.lease.filter(|lease| lease.revision == rev))
+        });
+        let Some(lease) = leading else {
+            return Reason::PostgresUnresponsive { for_ms };
+        };
+        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote {
+            // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
+            return Reason::PrimaryUnresponsiveDemoting { for_ms };
+        }
+        if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {
+            self.promotion = None;
+            self.handover = None;
+            self.demoted = true;
+            self.release_after_demote = true;
+            plan.push(Action::Demote {
+                mode: StopMode::Immediate,
+            });
+            return Reason::PrimaryUnresponsiveDemoting { for_ms };
+        }
+        self.renew_if_due(obs.now, lease.revision, plan);
+        Reason::PostgresUnresponsive { for_ms }
+    }
+}
