@@ -42,6 +42,7 @@
 //! [`routing`] proxy routing · [`history`] history events · [`reason`] decision reasons.
 
 pub mod action;
+mod candidacy;
 pub mod config;
 pub mod election;
 mod follower;

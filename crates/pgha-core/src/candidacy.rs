@@ -1,0 +1,254 @@
+//! Without a leader: keep a failsafe promise, or run for leader (election, switchover, bootstrap).
+
+use crate::action::{Action, StartRole};
+use crate::election::{self, Rules, Verdict};
+use crate::history::EventKind;
+use crate::machine::{Member, Plan, Promotion};
+use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
+use crate::reason::Reason;
+use crate::switchover::{self, RequestKind, SwitchoverRequest};
+use crate::types::{Lsn, MemberName, Millis};
+
+impl Member {
+    pub(crate) fn election_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Reason {
+        let now = obs.now;
+        let local = &obs.local;
+        let since = *self.leaderless_since.get_or_insert(now);
+        if let Some((kind, job_since)) = self.job {
+            return Reason::JobRunning {
+                kind,
+                for_ms: now.since(job_since),
+            };
+        }
+        if let Some(until) = obs.failsafe_promised_until.filter(|u| *u > now) {
+            // We confirmed the old leader while the store was down: keep that promise.
+            plan.wake_by(until);
+            return Reason::FailsafePromise {
+                remaining_ms: until.since(now),
+            };
+        }
+        if let Some(reason) = self.outside_failsafe_list(now, view, plan) {
+            return reason;
+        }
+        if local.data == DataDir::Missing {
+            if view.initialize.is_some() {
+                return Reason::WaitingForLeaderToClone;
+            }
+            let lsn = local.lsn;
+            return self.acquire(
+                EventKind::Bootstrap,
+                None,
+                lsn,
+                Reason::RacingToBootstrap,
+                plan,
+            );
+        }
+        let request = view.switchover.as_ref();
+        if self.config.paused && request.is_none() {
+            return Reason::PausedWithoutLeader;
+        }
+        if !local.running {
+            plan.push(Action::StartPostgres(StartRole::Standby { upstream: None }));
+            return Reason::StartingToElect;
+        }
+        let waited = now.since(since);
+        if let Some(pending) = request.filter(|_| waited < self.config.switchover_timeout_ms) {
+            if let Some(reason) = self.switchover_candidacy(obs, view, pending, plan) {
+                return reason;
+            }
+        }
+        if self.config.paused {
+            return Reason::PausedWithoutLeader;
+        }
+        let rules = Rules {
+            config: &self.config,
+            sync: &view.sync,
+            // What this agent saw, or what the store kept (after a restart of this agent).
+            last_primary_lsn: self
+                .last_primary_lsn
+                .max(view.leader_position.as_ref().map(|p| p.lsn)),
+        };
+        let mine = self.record(local, view);
+        // During a pending switchover the old leader does not compete.
+        let mut members = view.members.clone();
+        if let Some(from) = request.and_then(|p| p.request.from.as_ref()) {
+            if waited < self.config.switchover_timeout_ms {
+                members.remove(from);
+            }
+        }
+        let give_up = waited >= self.config.ttl_ms;
+        if !give_up {
+            plan.wake_by(since.plus(self.config.ttl_ms));
+        }
+        match election::judge(&rules, self.name(), &mine, &members, give_up) {
+            Verdict::Best => {
+                let from = self.last_leader.clone();
+                self.acquire(
+                    EventKind::Failover,
+                    from,
+                    local.lsn,
+                    Reason::Acquiring {
+                        kind: EventKind::Failover,
+                    },
+                    plan,
+                )
+            }
+            Verdict::Behind { best } => Reason::Behind { best },
+            Verdict::Waiting { unconfirmed } => Reason::WaitingForPositions { unconfirmed },
+            Verdict::QuorumIncomplete { confirmed, needed } => {
+                Reason::QuorumIncomplete { confirmed, needed }
+            }
+            Verdict::Ineligible(why) => Reason::NotEligible(why),
+        }
+    }
+
+    /// A member the last leader did not list could be promoted while that leader, cut off from
+    /// the store, keeps writing on the confirmations of the listed ones (failsafe). It runs
+    /// only once no confirmation can be in force: the list names nobody but its leader, or a
+    /// listed member has been reading the store (so refusing confirmations) for a ttl.
+    fn outside_failsafe_list(
+        &mut self,
+        now: Millis,
+        view: &ClusterView,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let Some(list) = view.failsafe.as_ref() else {
+            self.listed_peer_seen_since = None;
+            return None;
+        };
+        let listed_peer_present = list.confirmers().any(|m| view.members.contains_key(m));
+        if !listed_peer_present {
+            self.listed_peer_seen_since = None;
+        } else if self.listed_peer_seen_since.is_none() {
+            self.listed_peer_seen_since = Some(now);
+        }
+        if list.members.contains(self.name()) || list.confirmers().next().is_none() {
+            return None;
+        }
+        let clear_at = self
+            .listed_peer_seen_since
+            .map(|since| since.plus(self.config.ttl_ms));
+        if clear_at.is_some_and(|at| now >= at) {
+            return None;
+        }
+        if let Some(at) = clear_at {
+            plan.wake_by(at);
+        }
+        Some(Reason::OutsideFailsafeList {
+            leader: list.leader.clone(),
+        })
+    }
+
+    /// During a pending request: the named target takes over once caught up; everyone else
+    /// (and the old leader) defers. `None` means: no opinion, run the normal election.
+    fn switchover_candidacy(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        pending: &PendingSwitchover,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let request = &pending.request;
+        let me = self.name().clone();
+        let from_record = request.from.as_ref().and_then(|f| view.members.get(f));
+        if request.from.as_ref() == Some(&me) {
+            return Some(Reason::WaitingForSwitchoverTarget {
+                target: request.to.clone(),
+            });
+        }
+        // The old leader's final position, once it demoted.
+        let needed = from_record.filter(|r| r.in_recovery).map(|r| r.lsn);
+        match (&request.to, request.kind) {
+            (Some(target), _) if *target != me => Some(Reason::WaitingForSwitchoverTarget {
+                target: Some(target.clone()),
+            }),
+            (Some(_), RequestKind::Failover { .. }) => {
+                // The named leader may already have let go (a healthy leader demotes first):
+                // check the target against the cluster as it is now.
+                let now_request = SwitchoverRequest {
+                    from: None,
+                    ..request.clone()
+                };
+                if let Err(refusal) = switchover::check(view, Lsn(0), &now_request) {
+                    return Some(Reason::SwitchoverRefused(refusal));
+                }
+                let from = self.last_leader.clone();
+                let lsn = obs.local.lsn;
+                Some(self.acquire_for(EventKind::ManualFailover, from, lsn, pending.revision, plan))
+            }
+            (target, _) => {
+                // Received (flushed) WAL counts: promotion replays all of it before the
+                // first write, so nothing the old leader wrote is lost.
+                let replayed = obs.local.lsn.max(obs.local.replay_lsn);
+                // The old leader's record may predate its last writes (it died instead of
+                // handing over): a target behind another standby leaves it to the election.
+                let mine = (obs.local.timeline, obs.local.lsn);
+                let someone_ahead = view.members.iter().any(|(n, r)| {
+                    *n != me
+                        && Some(n) != request.from.as_ref()
+                        && r.is_standby()
+                        && (r.timeline, r.lsn) > mine
+                });
+                match needed {
+                    Some(_) if someone_ahead && target.is_some() => None,
+                    Some(needed) if replayed >= needed && target.is_some() => {
+                        let from = request.from.clone();
+                        let lsn = obs.local.lsn;
+                        Some(self.acquire_for(
+                            EventKind::Switchover,
+                            from,
+                            lsn,
+                            pending.revision,
+                            plan,
+                        ))
+                    }
+                    Some(needed) if replayed < needed => {
+                        Some(Reason::CatchingUpForSwitchover { replayed, needed })
+                    }
+                    // No target named: the normal election picks the best caught-up member.
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn acquire_for(
+        &mut self,
+        kind: EventKind,
+        from: Option<MemberName>,
+        lsn: Lsn,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Reason {
+        let reason = self.acquire(kind, from, lsn, Reason::Acquiring { kind }, plan);
+        if let Some(promotion) = self.promotion.as_mut() {
+            promotion.switchover_revision = Some(revision);
+        }
+        reason
+    }
+
+    fn acquire(
+        &mut self,
+        kind: EventKind,
+        from: Option<MemberName>,
+        lsn: Lsn,
+        reason: Reason,
+        plan: &mut Plan,
+    ) -> Reason {
+        self.promotion = Some(Promotion {
+            kind,
+            from,
+            lsn,
+            switchover_revision: None,
+        });
+        plan.push(Action::AcquireLeader {
+            ttl_ms: self.config.ttl_ms,
+        });
+        reason
+    }
+}
