@@ -1,0 +1,277 @@
+//! The `Store` operations on etcd: guarded transactions on the leader key, members, keys, history.
+
+use super::convert::{as_u64, describe_leader, gets, header_revision, map_err};
+use super::leases::ttl_secs;
+use super::watch::EtcdWatch;
+use super::EtcdStore;
+use crate::error::StoreError;
+use crate::model::{Guard, Key, Revision, Snapshot};
+use crate::store::{Store, Watch};
+use async_trait::async_trait;
+use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, PutOptions, Txn, TxnOp};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.call(self.snapshot_now()).await
+    }
+
+    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError> {
+        let ttl = ttl_secs(ttl)?;
+        if holder.is_empty() {
+            return Err(StoreError::Invalid("empty leader name".into()));
+        }
+        let leader = self.leader_path();
+        self.call(async {
+            let lease = self.grant(ttl).await?;
+            let txn = Txn::new()
+                .when([Compare::create_revision(
+                    leader.clone(),
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then([TxnOp::put(
+                    leader.clone(),
+                    holder,
+                    Some(PutOptions::new().with_lease(lease)),
+                )])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(header_revision(resp.header()));
+            }
+            // Best effort: an unused lease expires by itself.
+            let _ = self.revoke(lease).await;
+            let held = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
+            Err(StoreError::conflict("leader", held))
+        })
+        .await
+    }
+
+    async fn renew_leader(
+        &self,
+        holder: &str,
+        revision: Revision,
+        ttl: Duration,
+    ) -> Result<Duration, StoreError> {
+        let wanted = ttl_secs(ttl)?;
+        let leader = self.leader_path();
+        self.call(async {
+            let txn = Txn::new()
+                .when(self.leader_is(holder, revision))
+                .and_then([TxnOp::get(leader.clone(), None)])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            let reads = gets(&resp);
+            let current = reads.first().and_then(|kvs| kvs.first());
+            if !resp.succeeded() {
+                return Err(StoreError::conflict("leader", describe_leader(current)));
+            }
+            let lease = current.map_or(0, KeyValue::lease);
+            let granted = match lease {
+                0 => None,
+                id => self.keep_alive_ttl(id).await?,
+            };
+            let Some(granted) = granted else {
+                return Err(StoreError::conflict("leader", "absent (lease expired)"));
+            };
+            if granted == wanted {
+                return Ok(Duration::from_secs(granted as u64));
+            }
+            // The configured ttl changed: move the key (same term) to a lease of the new TTL.
+            // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
+            let fresh = self.grant(wanted).await?;
+            let txn = Txn::new()
+                .when(self.leader_is(holder, revision))
+                .and_then([TxnOp::put(
+                    leader.clone(),
+                    holder,
+                    Some(PutOptions::new().with_lease(fresh)),
+                )])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            if !resp.succeeded() {
+                let _ = self.revoke(fresh).await;
+                let found = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
+                return Err(StoreError::conflict("leader", found));
+            }
+            let _ = self.revoke(lease).await;
+            Ok(Duration::from_secs(wanted as u64))
+        })
+        .await
+    }
+
+    async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+        let leader = self.leader_path();
+        self.call(async {
+            let txn = Txn::new()
+                .when(self.leader_is(holder, revision))
+                .and_then([
+                    TxnOp::get(leader.clone(), None),
+                    TxnOp::delete(leader.clone(), None),
+                ])
+                .or_else([TxnOp::get(leader.clone(), None)]);
+            let resp = self.txn(txn).await?;
+            let reads = gets(&resp);
+            let current = reads.first().and_then(|kvs| kvs.first());
+            if !resp.succeeded() {
+                let found = describe_leader(current);
+                return Err(StoreError::conflict(
+                    "leader",
+                    format!("not held by {holder} at revision {revision}: {found}"),
+                ));
+            }
+            match current.map_or(0, KeyValue::lease) {
+                0 => Ok(()),
+                lease => self.revoke(lease).await,
+            }
+        })
+        .await
+    }
+
+    async fn put_member(
+        &self,
+        name: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Revision, StoreError> {
+        let ttl = ttl_secs(ttl)?;
+        if name.is_empty() || name.contains('/') {
+            return Err(StoreError::Invalid(format!("bad member name {name:?}")));
+        }
+        self.call(self.put_member_leased(name, value, ttl)).await
+    }
+
+    async fn delete_member(&self, name: &str) -> Result<(), StoreError> {
+        let path = self.member_path(name);
+        self.call(async {
+            let resp = self
+                .client
+                .kv_client()
+                .delete(path, Some(DeleteOptions::new().with_prev_key()))
+                .await
+                .map_err(map_err)?;
+            let known = self.lock_leases().remove(name).map(|l| l.id);
+            let bound = resp.prev_kvs().iter().map(KeyValue::lease);
+            let mut leases: Vec<i64> = bound.chain(known).filter(|id| *id != 0).collect();
+            leases.dedup();
+            for lease in leases {
+                self.revoke(lease).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put(&self, key: Key, value: &str, guard: Guard) -> Result<Revision, StoreError> {
+        let path = self.path(key.name());
+        self.call(async {
+            let txn = Txn::new()
+                .when(self.compares(&path, &guard))
+                .and_then([TxnOp::put(path.clone(), value, None)])
+                .or_else([
+                    TxnOp::get(path.clone(), None),
+                    TxnOp::get(self.leader_path(), None),
+                ]);
+            let resp = self.txn(txn).await?;
+            if !resp.succeeded() {
+                return Err(self.conflict(key.name(), &guard, &resp));
+            }
+            Ok(header_revision(resp.header()))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: Key, guard: Guard) -> Result<(), StoreError> {
+        let path = self.path(key.name());
+        self.call(async {
+            let txn = Txn::new()
+                .when(self.compares(&path, &guard))
+                .and_then([TxnOp::delete(path.clone(), None)])
+                .or_else([
+                    TxnOp::get(path.clone(), None),
+                    TxnOp::get(self.leader_path(), None),
+                ]);
+            let resp = self.txn(txn).await?;
+            if !resp.succeeded() {
+                return Err(self.conflict(key.name(), &guard, &resp));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError> {
+        if !matches!(guard, Guard::Any | Guard::Leader { .. }) {
+            return Err(StoreError::Invalid(
+                "history appends take Guard::Any or Guard::Leader".into(),
+            ));
+        }
+        self.call(async {
+            // The entry's key only has to be new: order comes from its creation revision.
+            for _ in 0..3 {
+                let path = self.path(&format!("history/{}", unique_id()));
+                let mut compares = self.compares(&path, &guard);
+                compares.push(Compare::create_revision(path.clone(), CompareOp::Equal, 0));
+                let txn = Txn::new()
+                    .when(compares)
+                    .and_then([TxnOp::put(path.clone(), entry, None)])
+                    .or_else([
+                        TxnOp::get(path.clone(), None),
+                        TxnOp::get(self.leader_path(), None),
+                    ]);
+                let resp = self.txn(txn).await?;
+                if resp.succeeded() {
+                    return Ok(header_revision(resp.header()));
+                }
+                let reads = gets(&resp);
+                let leader = reads.get(1).and_then(|kvs| kvs.first());
+                if let Guard::Leader { holder, revision } = &guard {
+                    let held = leader.is_some_and(|kv| {
+                        kv.value() == holder.as_bytes() && as_u64(kv.create_revision()) == *revision
+                    });
+                    if !held {
+                        return Err(StoreError::conflict(
+                            "history",
+                            format!("{holder} is not leader: {}", describe_leader(leader)),
+                        ));
+                    }
+                }
+                // Otherwise the generated key already existed: try another one.
+            }
+            Err(StoreError::Unavailable(
+                "could not find a fresh history key".into(),
+            ))
+        })
+        .await
+    }
+
+    async fn watch(&self) -> Result<Box<dyn Watch>, StoreError> {
+        self.call(async {
+            let from = self.current_revision().await? + 1;
+            let stream = self.open_watch(from).await?;
+            Ok(Box::new(EtcdWatch {
+                store: self.clone(),
+                next: from,
+                stream: Some(stream),
+                heard: Instant::now(),
+                probed: None,
+            }) as Box<dyn Watch>)
+        })
+        .await
+    }
+}
+
+/// A key suffix unique with overwhelming probability: wall-clock nanoseconds and a random word.
+fn unique_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{nanos:032x}-{random:016x}")
+}
