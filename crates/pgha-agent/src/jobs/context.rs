@@ -1,0 +1,112 @@
+//! The steps jobs share: a peer's address, this member's configuration, its slot, start and stop.
+
+use std::time::{Duration, Instant};
+
+use pgha_core::MemberName;
+use pgha_pg::conf::{slot_name, Upstream};
+use pgha_pg::probe::{ensure_replication_role, ensure_slot};
+use pgha_pg::StopMode;
+
+use super::reaping::{is_zombie, wait_reaped};
+use super::{JobContext, JobError, JobResult, SQL_TIMEOUT, START_TIMEOUT};
+
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl JobContext {
+    pub(super) fn peer(&self, name: &MemberName) -> Result<Upstream, JobError> {
+        self.peers.get(name).cloned().ok_or_else(|| {
+            JobError::Refused(format!("{name} has not published its PostgreSQL address"))
+        })
+    }
+
+    pub(super) fn write_config(
+        &self,
+        data: &std::path::Path,
+        standby: bool,
+        upstream: Option<Upstream>,
+    ) -> JobResult {
+        let spec = &self.spec;
+        let conf = spec.conf(standby, upstream, &self.dynamic);
+        spec.instance.write_config(data, &conf, &spec.hba)?;
+        Ok(())
+    }
+
+    /// Creates this member's slot on `upstream` so it can stream at once (best effort: the
+    /// leader also maintains slots for every member).
+    pub(super) async fn ensure_own_slot_on(&self, upstream: &Upstream) {
+        let spec = &self.spec;
+        match spec
+            .connect(&upstream.host, upstream.port, SQL_TIMEOUT)
+            .await
+        {
+            Ok(client) => {
+                if let Err(e) =
+                    ensure_slot(&client, spec.name.as_str(), &slot_name(spec.name.as_str())).await
+                {
+                    tracing::debug!("{}: could not create its slot upstream: {e}", spec.name);
+                }
+            }
+            Err(e) => tracing::debug!(
+                "{}: could not reach upstream to create its slot: {e}",
+                spec.name
+            ),
+        }
+    }
+
+    /// Starts PostgreSQL, or waits for an already running postmaster to accept connections.
+    /// A postmaster that died (killed, crashed) is started again rather than waited for, also
+    /// while it is an unreaped zombie, which still answers `kill(pid, 0)`.
+    pub(super) async fn start_or_wait(&self) -> JobResult {
+        let spec = &self.spec;
+        wait_reaped(&spec.instance).await;
+        if !spec.instance.is_running() {
+            spec.instance.start(START_TIMEOUT).await?;
+            return Ok(());
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if spec.instance.postmaster_pid().is_some_and(is_zombie) {
+                wait_reaped(&spec.instance).await;
+            }
+            if !spec.instance.is_running() {
+                spec.instance.start(START_TIMEOUT).await?;
+                return Ok(());
+            }
+            match spec.connect_local(SQL_TIMEOUT).await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Creates (or re-keys) the replication role on the local primary: idempotent, and run on
+    /// every start as primary, so a bootstrap interrupted after initdb still gets it.
+    pub(super) async fn ensure_replication_role(&self) -> JobResult {
+        let spec = &self.spec;
+        let client = spec.connect_local(SQL_TIMEOUT).await?;
+        ensure_replication_role(
+            &client,
+            spec.name.as_str(),
+            &spec.replication_user,
+            &spec.replication_password,
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn stop_any(&self, mode: StopMode) -> JobResult {
+        let inst = &self.spec.instance;
+        if let Err(e) = inst.stop(mode, STOP_TIMEOUT).await {
+            if mode == StopMode::Immediate {
+                return Err(e.into());
+            }
+            tracing::warn!(
+                "{}: fast stop failed ({e}); stopping immediately",
+                self.spec.name
+            );
+            inst.stop(StopMode::Immediate, STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! Re-cloning with pg_basebackup, the old data directory moved aside (kept, never deleted).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pgha_core::MemberName;
+use pgha_pg::basebackup::{clone, CloneSource};
+use pgha_pg::conf::slot_name;
+use pgha_pg::StopMode;
+
+use super::{io, JobContext, JobError, JobResult};
+
+const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// How many moved-aside data directories a member keeps before it refuses to move another:
+/// pgha never deletes one, and a member re-cloned again and again must not fill the disk.
+pub const MAX_KEPT_ASIDE: usize = 2;
+
+/// A fresh `data.old-<seconds>[-n]` name in `member_dir`, or a refusal when it already holds
+/// [`MAX_KEPT_ASIDE`] of them (naming them, so the DBA can look and remove what is not needed).
+pub fn aside_path(member_dir: &std::path::Path) -> Result<std::path::PathBuf, JobError> {
+    let mut kept: Vec<String> = std::fs::read_dir(member_dir)
+        .map_err(io("list the member directory"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("data.old-"))
+        .collect();
+    kept.sort();
+    if kept.len() >= MAX_KEPT_ASIDE {
+        return Err(JobError::Refused(format!(
+            "{} already keeps {} old data directories ({}); look at them, remove what you do not \
+             need, and this member re-clones",
+            member_dir.display(),
+            kept.len(),
+            kept.join(", ")
+        )));
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut aside = member_dir.join(format!("data.old-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = member_dir.join(format!("data.old-{stamp}-{n}"));
+        n += 1;
+    }
+    Ok(aside)
+}
+
+pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: bool) -> JobResult {
+    let spec = &ctx.spec;
+    let inst = &spec.instance;
+    let up = ctx.peer(from)?;
+    if inst.is_running() {
+        ctx.stop_any(StopMode::Fast).await?;
+    }
+    inst.create_member_dir()?;
+    let data = inst.data_dir();
+    if data.exists() {
+        if inst.is_initialized() {
+            if !move_aside {
+                return Err(JobError::Refused(format!(
+                    "{} holds a data directory; refusing to overwrite it without moving it aside",
+                    data.display()
+                )));
+            }
+            let aside = aside_path(&inst.member_dir)?;
+            tracing::warn!(
+                "{}: moving the old data directory aside to {} before re-cloning (kept, not deleted)",
+                spec.name,
+                aside.display()
+            );
+            std::fs::rename(&data, &aside).map_err(io("move the old data directory aside"))?;
+        } else {
+            std::fs::remove_dir_all(&data)
+                .map_err(io("remove an empty, uninitialised data directory"))?;
+        }
+    }
+    let staging = inst.member_dir.join("data.partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;
+    }
+    ctx.ensure_own_slot_on(&up).await;
+    tracing::info!("{}: cloning {from} with pg_basebackup", spec.name);
+    let slot = slot_name(spec.name.as_str());
+    let source = CloneSource {
+        host: &up.host,
+        port: up.port,
+        replication_user: &spec.replication_user,
+        passfile: &spec.passfile,
+        slot: &slot,
+    };
+    let mut last_quarter = 0;
+    let name = spec.name.clone();
+    clone(inst, &source, &staging, CLONE_TIMEOUT, |p| {
+        let quarter = (p.done_kb * 4).checked_div(p.total_kb).unwrap_or(0);
+        if quarter > last_quarter {
+            last_quarter = quarter;
+            tracing::info!(
+                "{name}: clone {}% ({} of {} kB)",
+                quarter * 25,
+                p.done_kb,
+                p.total_kb
+            );
+        }
+    })
+    .await?;
+    ctx.write_config(&staging, true, Some(up))?;
+    std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
+    ctx.start_or_wait().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{aside_path, MAX_KEPT_ASIDE};
+
+    /// Issue 11: moved-aside data directories get unique names, and a member that already
+    /// keeps two refuses to move a third (pgha deletes none: it stops and says which).
+    #[test]
+    fn old_data_directories_are_unique_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = aside_path(dir.path()).unwrap();
+        std::fs::create_dir(&first).unwrap();
+        let second = aside_path(dir.path()).unwrap();
+        assert_ne!(first, second, "two moves in the same second");
+        std::fs::create_dir(&second).unwrap();
+        let err = aside_path(dir.path()).unwrap_err().to_string();
+        let kept = format!("{MAX_KEPT_ASIDE} old data directories");
+        assert!(err.contains(&kept) && err.contains("data.old-"), "{err}");
+    }
+}
