@@ -1,7 +1,8 @@
-//! The member agent loop: observe (store first, then local PostgreSQL) → `Member::step` →
-//! execute, waking on the decision's deadline, a store change, or a finished job.
+//! The member agent loop: observe (store first, then local PostgreSQL) → step → execute.
+//!
+//! It wakes on the decision's deadline, a store change, or a finished job. Its clock
+//! (`clock`), the failsafe round (`failsafe_round`) and leaving (`leave`) have their own modules.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,13 +15,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::execute::timed;
 use crate::failsafe::Failsafe;
 use crate::fence::{FenceState, Fencing};
 use crate::local::LocalProbe;
 pub use crate::report::{AgentReport, JobFailure, Observed};
 use crate::spec::NodeSpec;
 use pgha_pg::lease_file::boot_clock_ms;
+
+mod clock;
+mod failsafe_round;
+mod leave;
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
@@ -155,87 +159,6 @@ impl Agent {
             report: report_rx,
             failsafe,
         }
-    }
-
-    pub(crate) fn now(&self) -> Millis {
-        Millis(boot_clock_ms().saturating_sub(self.boot_origin))
-    }
-
-    /// The tokio instant at which the core's time reaches `at`.
-    pub(crate) fn instant_of(&self, at: Millis) -> Instant {
-        Instant::now() + Duration::from_millis(at.0.saturating_sub(self.now().0))
-    }
-
-    /// An instant on the monotonic clock as the core's milliseconds.
-    pub(crate) fn millis_at(&self, at: std::time::Instant) -> Millis {
-        let now = self.now().0;
-        let std_now = std::time::Instant::now();
-        if at >= std_now {
-            Millis(now + (at - std_now).as_millis() as u64)
-        } else {
-            Millis(now.saturating_sub((std_now - at).as_millis() as u64))
-        }
-    }
-
-    /// Starts a failsafe round (if none runs): every other member of the last view is asked to
-    /// confirm this leader; the answer comes back as an outcome when all confirmed.
-    pub(crate) fn ask_failsafe(&mut self) {
-        // One round per half loop at most (like renewals), never a tight loop.
-        let interval = Duration::from_millis((self.ttl().as_millis() as u64 / 6).max(100));
-        if self.failsafe_asking
-            || self
-                .last_failsafe_round
-                .is_some_and(|at| at.elapsed() < interval)
-        {
-            return;
-        }
-        self.last_failsafe_round = Some(Instant::now());
-        let me = self.spec.name.clone();
-        let Some(view) = self.view.as_ref() else {
-            return;
-        };
-        // Exactly the members of the failsafe list this leader published (a member outside it
-        // does not run for leader meanwhile), every one of them; nobody to ask confirms nothing.
-        let Some(list) = view.failsafe.as_ref().filter(|l| l.leader == me) else {
-            return;
-        };
-        let Some(term) = self.member.lease_revision() else {
-            return;
-        };
-        let confirmers: Vec<&MemberName> = list.confirmers().collect();
-        let apis: BTreeMap<String, String> = confirmers
-            .iter()
-            .filter_map(|n| {
-                let api = view
-                    .members
-                    .get(*n)?
-                    .addresses
-                    .get(crate::spec::API_ADDRESS)?;
-                Some((n.to_string(), api.clone()))
-            })
-            .collect();
-        if confirmers.is_empty() || apis.len() < confirmers.len() {
-            return; // a listed member we cannot ask cannot confirm: no failsafe
-        }
-        self.failsafe_asking = true;
-        let requested_at = self.now();
-        let tx = self.job_tx.clone();
-        tokio::spawn(async move {
-            let promised = crate::failsafe::ask_all(me.as_str(), term, apis).await;
-            if let Some(ms) = promised {
-                tracing::info!(
-                    "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
-                );
-            }
-            let _ = tx.send(Outcome::FailsafeConfirmed {
-                requested_at: if promised.is_some() {
-                    requested_at
-                } else {
-                    Millis(0)
-                },
-                promised_ms: promised.unwrap_or(0),
-            });
-        });
     }
 
     pub(crate) async fn run(mut self, mut stop: watch::Receiver<Option<Shutdown>>) {
@@ -394,44 +317,5 @@ impl Agent {
 
     pub(crate) fn ttl(&self) -> Duration {
         Duration::from_millis(self.member.config().ttl_ms)
-    }
-
-    /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
-    /// if held, deletes the member key.
-    pub(crate) async fn leave(&mut self, how: Shutdown) {
-        if let Some((_, handle)) = self.job.take() {
-            handle.abort();
-        }
-        let Shutdown::Leave(mode) = how else { return };
-        let name = self.spec.name.to_string();
-        if let Some((me, json)) = self.not_writable_record() {
-            let _ = timed(
-                self.store_timeout(),
-                self.store.put_member(&me, &json, self.ttl()),
-            )
-            .await;
-        }
-        let inst = &self.spec.instance;
-        if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
-            tracing::warn!("{name}: stop failed ({e}); stopping immediately");
-            let _ = inst
-                .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
-                .await;
-        }
-        if !inst.is_running() {
-            let _ = self.fencing.update(FenceState::NothingWritable);
-        }
-        if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
-            if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
-                let _ = tokio::time::timeout(
-                    STORE_TIMEOUT,
-                    self.store.release_leader(&name, leader.revision),
-                )
-                .await;
-                tracing::info!("{name}: released the leader key");
-            }
-        }
-        let _ = tokio::time::timeout(STORE_TIMEOUT, self.store.delete_member(&name)).await;
-        tracing::info!("{name}: PostgreSQL stopped, left the cluster");
     }
 }

@@ -1,0 +1,49 @@
+//! Shutting down: stop PostgreSQL, release the leader key, delete the member key (or only detach).
+
+use std::time::Duration;
+
+use crate::execute::timed;
+use crate::fence::FenceState;
+
+use super::{Agent, Shutdown, STORE_TIMEOUT};
+
+impl Agent {
+    /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
+    /// if held, deletes the member key.
+    pub(crate) async fn leave(&mut self, how: Shutdown) {
+        if let Some((_, handle)) = self.job.take() {
+            handle.abort();
+        }
+        let Shutdown::Leave(mode) = how else { return };
+        let name = self.spec.name.to_string();
+        if let Some((me, json)) = self.not_writable_record() {
+            let _ = timed(
+                self.store_timeout(),
+                self.store.put_member(&me, &json, self.ttl()),
+            )
+            .await;
+        }
+        let inst = &self.spec.instance;
+        if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
+            tracing::warn!("{name}: stop failed ({e}); stopping immediately");
+            let _ = inst
+                .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
+                .await;
+        }
+        if !inst.is_running() {
+            let _ = self.fencing.update(FenceState::NothingWritable);
+        }
+        if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
+            if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
+                let _ = tokio::time::timeout(
+                    STORE_TIMEOUT,
+                    self.store.release_leader(&name, leader.revision),
+                )
+                .await;
+                tracing::info!("{name}: released the leader key");
+            }
+        }
+        let _ = tokio::time::timeout(STORE_TIMEOUT, self.store.delete_member(&name)).await;
+        tracing::info!("{name}: PostgreSQL stopped, left the cluster");
+    }
+}
