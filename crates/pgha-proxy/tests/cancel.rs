@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use pgha_testkit::free_port;
 use serde_json::{json, Value};
 
 /// A statement must end this soon after the cancel was asked for.

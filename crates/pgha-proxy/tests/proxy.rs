@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pgha_proxy::{wire, Candidates, Member, Prober, ProberConfig, Targets};
+use pgha_testkit::{eventually, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
@@ -42,7 +43,7 @@ async fn holds_while_no_primary_then_releases() {
     .await;
     let started = Instant::now();
     let pending = tokio::spawn(connect(p.rw));
-    eventually(10, "a held connection", || {
+    eventually("a held connection", Duration::from_secs(10), || {
         p.metrics.snapshot().listener("rw").unwrap().held == 1
     })
     .await;
@@ -101,22 +102,28 @@ async fn leader_change_closes_old_sessions() {
         t.rw = Some(c.standby());
         t.ro.clear();
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !old.is_closed() {
-        assert!(Instant::now() < deadline, "old rw session still open");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("old rw session closed", Duration::from_secs(5), || {
+        old.is_closed()
+    })
+    .await;
     assert!(old.simple_query("select 1").await.is_err());
     // The ro session was on the standby, which is now the rw target: closed too.
-    eventually(5, "ro session on the promoted standby closed", || {
-        ro.is_closed()
-    })
+    eventually(
+        "ro session on the promoted standby closed",
+        Duration::from_secs(5),
+        || ro.is_closed(),
+    )
     .await;
     let new = connect(p.rw).await.unwrap();
     assert!(in_recovery(&new).await, "new sessions go to the new target");
     // Primary withdrawn: sessions to it close as well.
     p.set(|t| t.rw = None);
-    eventually(5, "session closed when rw becomes None", || new.is_closed()).await;
+    eventually(
+        "session closed when rw becomes None",
+        Duration::from_secs(5),
+        || new.is_closed(),
+    )
+    .await;
     assert!(
         p.metrics
             .snapshot()
@@ -297,7 +304,7 @@ async fn shutdown_tells_held_clients_and_stops() {
     // Sessions on the caller's runtime (no worker threads) for this one.
     let mut p = TestProxy::start(Targets::none(), |cfg| cfg.worker_threads = 0).await;
     let pending = tokio::spawn(connect(p.rw));
-    eventually(10, "held", || {
+    eventually("held", Duration::from_secs(10), || {
         p.metrics.snapshot().listener("rw").unwrap().held == 1
     })
     .await;

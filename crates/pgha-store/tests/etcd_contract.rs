@@ -1,13 +1,10 @@
 //! The store contract run against a real etcd (one throwaway server per test), plus the etcd
 //! backend's own behaviour: key layout, leases, several clients, an unreachable server.
 
-#[path = "support/etcd_server.rs"]
-mod etcd_server;
-
 use async_trait::async_trait;
-use etcd_server::{EtcdCluster, EtcdServer};
 use pgha_store::contract::Harness;
 use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
+use pgha_testkit::{free_port, EtcdCluster, EtcdServer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,13 +19,13 @@ struct Etcd {
 impl Etcd {
     fn start() -> Self {
         Etcd {
-            server: EtcdServer::start(),
+            server: EtcdServer::start_free(),
             stores: AtomicUsize::new(0),
         }
     }
 
     async fn store(&self, cluster: &str) -> EtcdStore {
-        EtcdStore::connect(&[self.server.endpoint().to_string()], cluster, TIMEOUT)
+        EtcdStore::connect(&[self.server.endpoint()], cluster, TIMEOUT)
             .await
             .expect("connect to etcd")
     }
@@ -90,7 +87,7 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
     store.put(Key::Sync, "[]", leader.clone()).await.unwrap();
     store.append_history("bootstrap", leader).await.unwrap();
 
-    let keys = raw_keys(etcd.server.endpoint(), "/pgha/main/").await;
+    let keys = raw_keys(&etcd.server.endpoint(), "/pgha/main/").await;
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(names.len(), 7, "{names:?}");
     for expected in [
@@ -206,12 +203,8 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
 
 #[tokio::test]
 async fn an_unreachable_etcd_is_unavailable_within_the_timeout() {
-    // A port nobody listens on: bind, read it, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on.
+    let port = free_port();
     let timeout = Duration::from_millis(500);
     let store = EtcdStore::connect(&[format!("127.0.0.1:{port}")], "x", timeout)
         .await
@@ -261,7 +254,7 @@ async fn leases_keys_and_watches_survive_an_etcd_restart() {
     let term = store.acquire_leader("n1", ttl).await.unwrap();
     let mut watch = store.watch().await.unwrap();
 
-    etcd.server.stop();
+    etcd.server.kill();
     let err = store.snapshot().await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     let err = store.renew_leader("n1", term, ttl).await.unwrap_err();
@@ -275,7 +268,7 @@ async fn leases_keys_and_watches_survive_an_etcd_restart() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
 
-    etcd.server.start_again();
+    etcd.server.start();
     // The same term, renewed through the reconnected client: no new election needed.
     eventually("renew after restart", || {
         store.renew_leader("n1", term, ttl)
@@ -325,7 +318,7 @@ async fn watch_sees(watch: &mut Box<dyn pgha_store::Watch>, rev: u64) {
 #[tokio::test]
 async fn a_member_without_quorum_fails_fast_and_ends_its_watches() {
     let mut cluster = EtcdCluster::start(3);
-    let endpoint = cluster.members[0].endpoint().to_string();
+    let endpoint = cluster.members[0].endpoint();
     // A call timeout well above the bounds below: failing fast must not be the timeout.
     let timeout = Duration::from_secs(5);
     let store = EtcdStore::connect(&[endpoint], "quorum", timeout)
@@ -407,7 +400,7 @@ async fn a_member_without_quorum_fails_fast_and_ends_its_watches() {
 async fn a_silent_watch_on_a_frozen_etcd_fails_within_a_few_timeouts() {
     let mut etcd = Etcd::start();
     let timeout = Duration::from_secs(1);
-    let store = EtcdStore::connect(&[etcd.server.endpoint().to_string()], "frozen", timeout)
+    let store = EtcdStore::connect(&[etcd.server.endpoint()], "frozen", timeout)
         .await
         .unwrap();
     let mut watch = store.watch().await.unwrap();

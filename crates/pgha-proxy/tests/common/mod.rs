@@ -6,9 +6,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pgha_proxy::{Backend, CancellationToken, MetricsHandle, Proxy, ProxyConfig, Standby, Targets};
+use pgha_testkit::{free_port, wait_until};
 use tokio::sync::watch;
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -82,14 +83,6 @@ impl Cluster {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pg_user() -> Option<(u32, u32)> {
     if unsafe { libc::geteuid() } != 0 {
         return None;
@@ -104,12 +97,18 @@ pub fn command(bin: &str) -> Command {
     command_in(Path::new(PG_BIN), bin)
 }
 
-/// `bin` from the build in `dir`, as the PostgreSQL OS user when running as root.
-pub fn command_in(dir: &Path, bin: &str) -> Command {
-    let mut c = Command::new(dir.join(bin));
+/// `program`, run as the PostgreSQL OS user when running as root.
+fn as_pg_user(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
     if let Some((uid, gid)) = pg_user() {
         c.uid(uid).gid(gid);
     }
+    c
+}
+
+/// `bin` from the build in `dir`, as the PostgreSQL OS user when running as root.
+pub fn command_in(dir: &Path, bin: &str) -> Command {
+    let mut c = as_pg_user(dir.join(bin));
     c.env_remove("PGPORT")
         .env_remove("PGHOST")
         .stdin(Stdio::null());
@@ -157,22 +156,17 @@ fn spawn_long_lived(mut c: Command) -> Child {
 }
 
 fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = Command::new(Path::new(PG_BIN).join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if ok {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "postgres on {port} not ready in time"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("postgres on {port} to accept connections"),
+        Duration::from_secs(30),
+        || {
+            Command::new(Path::new(PG_BIN).join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+                .then_some(())
+        },
+    );
 }
 
 fn append(path: &Path, text: &str) {
@@ -302,10 +296,7 @@ pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
 /// the settings that make the server use them.
 fn tls_settings(dir: &Path) -> String {
     let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
-    let mut c = Command::new("openssl");
-    if let Some((uid, gid)) = pg_user() {
-        c.uid(uid).gid(gid);
-    }
+    let mut c = as_pg_user("openssl");
     c.args([
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
     ])
@@ -315,10 +306,7 @@ fn tls_settings(dir: &Path) -> String {
     .arg(&crt)
     .stdin(Stdio::null());
     run(c);
-    let mut c = Command::new("chmod");
-    if let Some((uid, gid)) = pg_user() {
-        c.uid(uid).gid(gid);
-    }
+    let mut c = as_pg_user("chmod");
     c.arg("600").arg(&key);
     run(c);
     format!(
@@ -407,13 +395,4 @@ pub async fn in_recovery(c: &tokio_postgres::Client) -> bool {
         .await
         .unwrap()
         .get(0)
-}
-
-/// Waits until `cond` holds, failing after `secs`.
-pub async fn eventually(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -1,0 +1,29 @@
+//! pgha's test harness, each piece once and none knowing pgha (its fixtures stay in the tests).
+
+pub mod etcd;
+pub mod etcd_cluster;
+pub mod etcd_server;
+pub mod http;
+pub mod log;
+pub mod pg;
+pub mod port;
+pub mod postmaster;
+pub mod process;
+pub mod serial;
+pub mod wait;
+pub mod writer;
+
+pub use etcd::{etcd_binary, etcd_healthy, EtcdNode};
+pub use etcd_cluster::EtcdCluster;
+pub use etcd_server::EtcdServer;
+pub use http::http;
+pub use log::{spawn_logged, strip_ansi, tail, tail_of, RunLog};
+pub use pg::{checksum, connect, connect_within, fmt_lsn, lsn, pg_error, run_sql, simple_rows};
+pub use pg::{small_runtime, streaming_standbys, try_connect};
+pub use port::{free_port, free_port_range, free_ports};
+pub use postmaster::{postmaster_pid, stop_postmaster};
+pub use process::{alive, children_of, cmdline, is_stopped, parent_of, proc_stat, reap, signal};
+pub use process::{stop_child, ProcStat};
+pub use serial::serial;
+pub use wait::{eventually, poll, poll_async, wait_until};
+pub use writer::{Ack, Writer, WriterOptions};
