@@ -1,6 +1,7 @@
-//! `pgha agent --config FILE`: one member of a distributed cluster on this host, with etcd as
-//! the store and a REST API; SIGINT/SIGTERM stops PostgreSQL and leaves the cluster cleanly
-//! (in maintenance mode it stops only the agent, leaving PostgreSQL running).
+//! `pgha agent --config FILE` and `pgha proxy --config FILE`: a host of one member of a
+//! distributed cluster over etcd, serving the API; SIGINT/SIGTERM stops PostgreSQL and leaves
+//! the cluster cleanly (in maintenance mode it stops only the agent, leaving PostgreSQL
+//! running). Or the proxy alone, following the leader in etcd.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,9 +9,9 @@ use std::time::Duration;
 
 use crate::stop_signals::StopSignals;
 use anyhow::{bail, Context};
-use pgha_agent::agent::Shutdown;
-use pgha_agent::{Agent, NodeSpec};
+use pgha_agent::NodeSpec;
 use pgha_core::{MemberName, Tags};
+use pgha_host::{Host, HostSetup};
 use pgha_pg::conf::render_hba;
 use pgha_pg::{Instance, PgBinaries, RunAs};
 use pgha_store::{EtcdStore, Store};
@@ -46,7 +47,7 @@ impl Node {
     pub async fn connect_store(
         &self,
         patience: Option<Duration>,
-    ) -> anyhow::Result<Arc<EtcdStore>> {
+    ) -> anyhow::Result<Arc<dyn Store>> {
         let c = &self.config;
         let started = std::time::Instant::now();
         let mut warned = false;
@@ -64,7 +65,7 @@ impl Node {
                     if warned {
                         tracing::info!("etcd answers again");
                     }
-                    return Ok(Arc::new(store));
+                    return Ok(Arc::new(store) as Arc<dyn Store>);
                 }
                 Err(e) if !e.is_retryable() => {
                     bail!("etcd at {}: {e}", c.etcd.endpoints.join(", "))
@@ -151,26 +152,30 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         why = stop.recv() => bail!("{why} while waiting for etcd"),
     };
     let initial = node.config.initial_dynamic()?;
-    crate::ops::ensure_config(store.as_ref(), &initial).await?;
+    pgha_host::ops::ensure_config(store.as_ref(), &initial).await?;
     refuse_foreign_data(&spec, store.as_ref()).await?;
 
-    let config = crate::ops::view(store.as_ref()).await?.config;
+    let config = pgha_host::ops::view(store.as_ref()).await?.config;
     let mut spec = spec;
     arm_watchdog(&mut spec, &node.config.watchdog, &config, file)?;
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let spec = Arc::new(spec);
-    let handle = Agent::spawn((*spec).clone(), dyn_store.clone(), config);
-    let api = crate::agent_api::AgentApi {
-        spec: spec.clone(),
-        store: dyn_store,
-        report: handle.report.clone(),
+    let (name, host_addr, port) = (spec.name.clone(), spec.host.clone(), spec.port);
+    let p = &node.config.proxy;
+    let host = Host::new(HostSetup {
+        cluster: node.config.cluster.name.clone(),
+        store,
+        members: vec![spec],
         token: node.secrets.api_token.clone(),
-        failsafe: handle.failsafe.clone(),
-    };
+        credentials: node.credentials(),
+        entry_points: (
+            p.rw_listen.clone().unwrap_or_default(),
+            p.ro_listen.clone().unwrap_or_default(),
+        ),
+    });
+    host.start_member(name.as_str()).await?;
     let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn({
         let mut stopped = api_stopped.clone();
-        let router = crate::agent_api::router(api);
+        let router = pgha_host::api::router(host.clone());
         async move {
             let _ = axum::serve(api_listener, router)
                 .with_graceful_shutdown(async move {
@@ -180,36 +185,42 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         }
     });
     tracing::info!(
-        "agent {} of cluster {} running: PostgreSQL {}:{}, REST API {}",
-        spec.name,
+        "agent {name} of cluster {} running: PostgreSQL {host_addr}:{port}, REST API {}",
         node.config.cluster.name,
-        spec.host,
-        spec.port,
         node.config.member.api
     );
     stop.recv().await;
-    // In maintenance mode (pause) the agent stops alone: PostgreSQL keeps running under its
-    // supervisor (fencing is disarmed while paused), and an agent started again adopts it —
-    // how the pgha binary is upgraded without a failover (docs/design.md).
-    let paused = tokio::time::timeout(Duration::from_secs(2), crate::ops::view(store.as_ref()))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .is_some_and(|v| v.config.paused);
-    if paused {
-        tracing::info!(
-            "{}: cluster paused: stopping the agent only, PostgreSQL keeps running",
-            spec.name
-        );
-        handle.shutdown(Shutdown::Detach).await;
-    } else {
-        tracing::info!("{}: stopping PostgreSQL and leaving the cluster", spec.name);
-        handle
-            .shutdown(Shutdown::Leave(pgha_pg::StopMode::Fast))
-            .await;
-    }
+    host.leave_cluster().await;
     let _ = stop_api.send(true);
     let _ = server.await;
+    Ok(())
+}
+
+/// `pgha proxy --config FILE`: the proxy alone, following the leader in etcd.
+pub async fn proxy(file: &Path) -> anyhow::Result<()> {
+    let node = Node::load(file)?;
+    let p = &node.config.proxy;
+    if p.rw_listen.is_none() && p.ro_listen.is_none() {
+        bail!(
+            "{}: set proxy.rw_listen and/or proxy.ro_listen",
+            file.display()
+        );
+    }
+    let store = node.connect_store(None).await?;
+    let config = pgha_proxy::ProxyConfig {
+        rw_listen: p.rw_listen.clone(),
+        ro_listen: p.ro_listen.clone(),
+        ..pgha_proxy::ProxyConfig::default()
+    };
+    let shutdown = pgha_proxy::CancellationToken::new();
+    pgha_host::entry::start(store, config, &node.credentials(), shutdown.clone()).await?;
+    tracing::info!(
+        "proxy running: read-write {:?}, read-only {:?}",
+        p.rw_listen,
+        p.ro_listen
+    );
+    StopSignals::install()?.recv().await;
+    shutdown.cancel();
     Ok(())
 }
 
@@ -259,7 +270,7 @@ fn arm_watchdog(
 
 /// Refuses to start on a data directory that belongs to another cluster (changes nothing).
 async fn refuse_foreign_data(spec: &NodeSpec, store: &dyn Store) -> anyhow::Result<()> {
-    let view = crate::ops::view(store).await?;
+    let view = pgha_host::ops::view(store).await?;
     let (Some(cluster_id), true) = (view.initialize, spec.instance.is_initialized()) else {
         return Ok(());
     };

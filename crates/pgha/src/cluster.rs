@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use std::time::Duration;
 
+use pgha_agent::NodeSpec;
+use pgha_core::{MemberName, Tags};
 use pgha_pg::conf::render_hba;
 use pgha_pg::probe::Credentials;
 use pgha_pg::{Instance, PgBinaries, RunAs};
@@ -12,6 +14,9 @@ use pgha_pg::{Instance, PgBinaries, RunAs};
 use crate::config::{Config, CONFIG_FILE};
 use crate::error::CliError;
 use crate::secrets::{Secrets, SECRETS_FILE};
+
+/// File of the embedded store's persisted state (config, history, initialize).
+pub const STORE_FILE: &str = "store.json";
 
 /// The libpq password file (owned by the PostgreSQL OS user, 0600) that standbys and
 /// pg_basebackup read the replication password from.
@@ -140,6 +145,38 @@ impl LocalCluster {
             "postgresql://{}:{}@{}:{}/postgres",
             self.config.postgresql.superuser, self.secrets.superuser_password, host, port
         )
+    }
+
+    /// The read-write and read-only entry points (the proxy) as `host:port`.
+    pub fn entry_points(&self) -> (String, String) {
+        let c = &self.config.cluster;
+        (
+            format!("{}:{}", c.host, c.base_port),
+            format!("{}:{}", c.host, c.base_port + 1),
+        )
+    }
+
+    /// Every member, ready for its agent.
+    pub fn specs(&self) -> Vec<NodeSpec> {
+        self.members
+            .iter()
+            .map(|member| NodeSpec {
+                name: MemberName::new(member.name.as_str()),
+                instance: member.instance.clone(),
+                host: member.host.clone(),
+                port: member.port,
+                api: None,
+                superuser: self.config.postgresql.superuser.clone(),
+                superuser_password: self.secrets.superuser_password.clone(),
+                replication_user: self.config.postgresql.replication_user.clone(),
+                replication_password: self.secrets.replication_password.clone(),
+                passfile: self.passfile(),
+                cluster_size: self.members.len(),
+                parameters: self.config.parameters(),
+                hba: self.hba(),
+                tags: Tags::default(),
+            })
+            .collect()
     }
 
     /// Which member holds the primary's data: the initialised one without standby.signal, or the

@@ -37,6 +37,12 @@ pub enum CliError {
     #[error("no member named {name:?}; members are {known}")]
     UnknownMember { name: String, known: String },
 
+    #[error("the cluster in {dir} is not running (nothing answers on {api}); start it with `pgha up --dir {dir}`")]
+    NotRunning { dir: PathBuf, api: String },
+
+    #[error("no pgha agent answers (tried {tried}); is `pgha agent` running on the members' hosts, and is member.api in the config file right?")]
+    NoAgent { tried: String },
+
     #[error("no primary is running in {dir}; start the cluster with `pgha up --dir {dir}`")]
     NoPrimary { dir: PathBuf },
 

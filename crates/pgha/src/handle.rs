@@ -1,20 +1,29 @@
-//! One handle on a cluster for the CLI: a local one (through `pgha up`'s control API, or its
-//! persisted store while it is stopped) or a distributed one (etcd, directly). Every command
-//! is one call on the handle; the mode is decided here once, never in the commands.
+//! One handle on a cluster for the CLI: the API client of its hosts (`pgha up`'s, or the
+//! `pgha agent`s' found through etcd), the same calls in both modes. A local cluster that is
+//! not running is read from its directory and persisted store instead.
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pgha_core::{ClusterConfig, RequestKind};
-use pgha_store::HistoryEntry;
+use pgha_host::api::control::{ConfigChange, MemberChanged, StopRequest};
+use pgha_host::client::{Client, ClientError};
+use pgha_host::status::{ClusterStatus, ProxyStatus};
+use pgha_store::{HistoryEntry, MemoryStore, Store, TokioClock};
 
-use crate::cluster::LocalCluster;
-use crate::status::ClusterStatus;
-use crate::{api, client, control, remote};
+use crate::agent_cmd::Node;
+use crate::cluster::{LocalCluster, STORE_FILE};
+use crate::error::CliError;
+
+/// How long the CLI waits for etcd to find the agents' addresses.
+const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
 
 /// A cluster the CLI acts on.
-pub enum ClusterHandle {
-    Local(Box<LocalCluster>),
-    Distributed(PathBuf),
+pub struct ClusterHandle {
+    client: Client,
+    /// The local cluster, when the handle is on one: what is known while it is stopped.
+    local: Option<Box<LocalCluster>>,
 }
 
 /// What a configuration change did.
@@ -25,82 +34,227 @@ pub struct ConfigChanged {
 }
 
 impl ClusterHandle {
+    /// A local cluster: its `pgha up` serves the API on `api_host:base_port+2`.
+    pub fn local(cluster: LocalCluster) -> Self {
+        let address = format!(
+            "{}:{}",
+            cluster.config.cluster.api_host(),
+            cluster.config.cluster.base_port + 2
+        );
+        ClusterHandle {
+            client: Client::new([address], cluster.secrets.api_token.clone()),
+            local: Some(Box::new(cluster)),
+        }
+    }
+
+    /// A distributed cluster: this host's agent first, then every agent whose address its
+    /// record in etcd publishes (found only if etcd answers within a few seconds).
+    pub async fn distributed(file: &Path) -> anyhow::Result<Self> {
+        let node = Node::load(file)?;
+        let mut addresses = vec![node.config.member.api.clone()];
+        match node.connect_store(CLI_ETCD_PATIENCE).await {
+            Ok(store) => {
+                let view = pgha_host::ops::view(store.as_ref()).await?;
+                addresses.extend(
+                    view.members
+                        .values()
+                        .filter_map(|r| r.addresses.get(pgha_agent::spec::API_ADDRESS).cloned()),
+                );
+            }
+            Err(e) => tracing::warn!("{e:#}; asking only this host's agent"),
+        }
+        Ok(ClusterHandle {
+            client: Client::new(addresses, node.secrets.api_token.clone()),
+            local: None,
+        })
+    }
+
+    /// A local cluster that no `pgha up` serves: `Some` when the handle is on one and
+    /// nothing answers.
+    fn stopped<'a>(&'a self, e: &ClientError) -> Option<&'a LocalCluster> {
+        self.local.as_deref().filter(|_| e.unreachable())
+    }
+
+    /// The CLI's error for a failed request, saying how to start what does not answer.
+    fn explain(&self, e: ClientError) -> anyhow::Error {
+        match (&e, &self.local) {
+            (ClientError::Unreachable { tried }, Some(cluster)) => CliError::NotRunning {
+                dir: cluster.dir.clone(),
+                api: tried.join(", "),
+            }
+            .into(),
+            (ClientError::Unreachable { tried }, None) => CliError::NoAgent {
+                tried: tried.join(", "),
+            }
+            .into(),
+            _ => e.into(),
+        }
+    }
+
     /// The members, their roles and positions, the synchronous state.
     pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
-        match self {
-            ClusterHandle::Local(cluster) => {
-                match client::get::<ClusterStatus>(cluster, "/cluster") {
-                    Ok(status) => Ok(status),
-                    Err(client::ApiError::NotRunning) => Ok(crate::status::gather(cluster).await),
-                    Err(e) => Err(client::explain(cluster, e)),
-                }
-            }
-            ClusterHandle::Distributed(file) => remote::status(file).await,
+        match self.client.get("/status").await {
+            Ok(status) => Ok(status),
+            Err(e) => match self.stopped(&e) {
+                Some(cluster) => Ok(stopped_status(cluster).await),
+                None => Err(self.explain(e)),
+            },
         }
     }
 
     /// The dynamic settings in force.
     pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
-        match self {
-            ClusterHandle::Local(cluster) => control::config(cluster).await,
-            ClusterHandle::Distributed(file) => remote::config(file).await,
+        match self.client.get("/config").await {
+            Ok(config) => Ok(config),
+            Err(e) => match self.stopped(&e) {
+                Some(cluster) => {
+                    let store = persisted_store(cluster)?;
+                    Ok(pgha_host::ops::view(&store).await?.config)
+                }
+                None => Err(self.explain(e)),
+            },
         }
     }
 
     /// Applies KEY=VALUE assignments, all or none.
     pub async fn set_config(&self, assignments: &[String]) -> anyhow::Result<ConfigChanged> {
-        match self {
-            ClusterHandle::Local(cluster) => control::set_config(cluster, assignments).await,
-            ClusterHandle::Distributed(file) => Ok(ConfigChanged {
-                config: remote::set(file, assignments).await?,
+        let body = ConfigChange {
+            assignments: assignments.to_vec(),
+        };
+        match self.client.post("/config", &body).await {
+            Ok(config) => Ok(ConfigChanged {
+                config,
                 deferred: false,
             }),
+            Err(e) => match self.stopped(&e) {
+                Some(cluster) => {
+                    let store = persisted_store(cluster)?;
+                    Ok(ConfigChanged {
+                        config: pgha_host::ops::set_assignments(&store, assignments).await?,
+                        deferred: true,
+                    })
+                }
+                None => Err(self.explain(e)),
+            },
         }
     }
 
     /// Requests a switchover (`to` optional) or a failover, and waits until the target runs
     /// as the primary.
     pub async fn promote(&self, to: Option<String>, kind: RequestKind) -> anyhow::Result<()> {
-        match self {
-            ClusterHandle::Local(cluster) => {
-                let (path, force, allow_data_loss) = match kind {
-                    RequestKind::Switchover => ("/switchover", false, false),
-                    RequestKind::Failover {
-                        force,
-                        allow_data_loss,
-                    } => ("/failover", force, allow_data_loss),
-                };
-                let body = api::PromoteRequest {
-                    to,
-                    force,
-                    allow_data_loss,
-                    ..Default::default()
-                };
-                control::promote(cluster, path, &body)
-            }
-            ClusterHandle::Distributed(file) => remote::promote(file, to, kind).await,
-        }
+        let started = Instant::now();
+        let target = self
+            .client
+            .request_promotion(to, kind)
+            .await
+            .map_err(|e| self.explain(e))?;
+        let what = match kind {
+            RequestKind::Switchover => "switchover",
+            RequestKind::Failover { .. } => "failover",
+        };
+        println!("{what} to {target} requested");
+        self.client
+            .wait_promoted(&target)
+            .await
+            .map_err(|e| self.explain(e))?;
+        println!(
+            "{target} is the primary (took {:.1} s)",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
     }
 
     /// Maintenance mode on or off.
     pub async fn pause(&self, paused: bool) -> anyhow::Result<()> {
-        match self {
-            ClusterHandle::Local(cluster) => {
-                control::say(cluster, if paused { "/pause" } else { "/resume" }, &())
+        let path = if paused { "/pause" } else { "/resume" };
+        let _: ClusterConfig = self
+            .client
+            .post(path, &())
+            .await
+            .map_err(|e| self.explain(e))?;
+        println!(
+            "{}",
+            if paused {
+                "paused: no automatic action until `pgha resume`"
+            } else {
+                "resumed"
             }
-            ClusterHandle::Distributed(file) => {
-                remote::set(file, &[format!("paused={paused}")]).await?;
-                println!("{}", if paused { "paused" } else { "resumed" });
-                Ok(())
+        );
+        Ok(())
+    }
+
+    /// Stops (`Some(request)`) or starts (`None`) one member of the host that runs it.
+    pub async fn stop_or_start(&self, name: &str, stop: Option<StopRequest>) -> anyhow::Result<()> {
+        let answer: MemberChanged = match &stop {
+            Some(body) => {
+                self.client
+                    .post(&format!("/members/{name}/stop"), body)
+                    .await
+            }
+            None => {
+                self.client
+                    .post(&format!("/members/{name}/start"), &())
+                    .await
             }
         }
+        .map_err(|e| self.explain(e))?;
+        let text = match (stop.is_some(), answer.changed) {
+            (true, true) => "stopped",
+            (true, false) => "was not running",
+            (false, true) => "starting",
+            (false, false) => "is already running",
+        };
+        println!("{} {text}", answer.member);
+        Ok(())
     }
 
     /// Failovers, switchovers and rejoins, oldest first.
     pub async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
-        match self {
-            ClusterHandle::Local(cluster) => control::history(cluster).await,
-            ClusterHandle::Distributed(file) => remote::history(file).await,
+        match self.client.get("/history").await {
+            Ok(entries) => Ok(entries),
+            Err(e) => match self.stopped(&e) {
+                Some(cluster) if !cluster.dir.join(STORE_FILE).exists() => Ok(Vec::new()),
+                Some(cluster) => {
+                    let snapshot = persisted_store(cluster)?.snapshot().await?;
+                    Ok(pgha_store::history_entries(&snapshot))
+                }
+                None => Err(self.explain(e)),
+            },
         }
     }
+}
+
+/// A stopped local cluster as its data directories show it (nothing manages it).
+async fn stopped_status(cluster: &LocalCluster) -> ClusterStatus {
+    let targets: Vec<_> = cluster
+        .members
+        .iter()
+        .map(|m| pgha_host::gather::on_disk(&m.name, &m.host, m.port, &m.instance))
+        .collect();
+    let (rw, ro) = cluster.entry_points();
+    let proxy = ProxyStatus {
+        rw,
+        ro,
+        listeners: None,
+    };
+    pgha_host::gather::gather_targets(
+        &cluster.config.cluster.name,
+        &targets,
+        &cluster.credentials(),
+        proxy,
+    )
+    .await
+}
+
+/// The embedded store a stopped local cluster persisted.
+fn persisted_store(cluster: &LocalCluster) -> anyhow::Result<MemoryStore> {
+    let file = cluster.dir.join(STORE_FILE);
+    if !file.exists() {
+        anyhow::bail!(
+            "{} has no settings yet: run `pgha up --dir {}` once",
+            cluster.dir.display(),
+            cluster.dir.display()
+        );
+    }
+    Ok(MemoryStore::persistent(Arc::new(TokioClock::new()), &file)?)
 }

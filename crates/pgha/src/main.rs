@@ -1,25 +1,15 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
-mod agent_api;
 mod agent_cmd;
-mod api;
-mod auth;
-mod client;
 mod cluster;
 mod config;
-mod control;
-mod dynamic;
-mod entry;
 mod error;
 mod handle;
 mod lock;
 mod node;
-mod ops;
-mod remote;
-mod runtime;
+mod render;
 mod secrets;
-mod status;
 mod stop_signals;
 mod trust;
 mod up;
@@ -64,10 +54,10 @@ struct Where {
 }
 
 impl Where {
-    fn open(&self) -> anyhow::Result<ClusterHandle> {
+    async fn open(&self) -> anyhow::Result<ClusterHandle> {
         match (&self.dir, &self.config) {
-            (Some(dir), _) => Ok(ClusterHandle::Local(Box::new(LocalCluster::open(dir)?))),
-            (None, Some(file)) => Ok(ClusterHandle::Distributed(file.clone())),
+            (Some(dir), _) => Ok(ClusterHandle::local(LocalCluster::open(dir)?)),
+            (None, Some(file)) => ClusterHandle::distributed(file).await,
             (None, None) => {
                 anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
             }
@@ -364,34 +354,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Agent { config } => agent_cmd::run(&config).await,
-        Command::Proxy { config } => remote::proxy(&config).await,
+        Command::Proxy { config } => agent_cmd::proxy(&config).await,
         Command::Config {
             action: ConfigAction::Show { at },
         } => {
-            print!("{}", dynamic::render(&at.open()?.config().await?));
+            print!(
+                "{}",
+                render::render_config(&at.open().await?.config().await?)
+            );
             Ok(())
         }
         Command::Config {
             action: ConfigAction::Set { at, assignments },
         } => {
-            let changed = at.open()?.set_config(&assignments).await?;
-            print!("{}", dynamic::render(&changed.config));
+            let changed = at.open().await?.set_config(&assignments).await?;
+            print!("{}", render::render_config(&changed.config));
             if changed.deferred {
                 println!("(the cluster is stopped: applied at the next `pgha up`)");
             }
             Ok(())
         }
         Command::Status { at, json } => {
-            let status = at.open()?.status().await?;
+            let status = at.open().await?.status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", status::render_table(&status));
+                print!("{}", render::render_table(&status));
             }
             Ok(())
         }
         Command::Switchover { at, to } => {
-            at.open()?
+            at.open()
+                .await?
                 .promote(to, pgha_core::RequestKind::Switchover)
                 .await
         }
@@ -405,29 +399,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 force,
                 allow_data_loss,
             };
-            at.open()?.promote(Some(to), kind).await
+            at.open().await?.promote(Some(to), kind).await
         }
         Command::Stop { dir, name, mode } => {
             let cluster = LocalCluster::open(&dir)?;
             cluster.member(&name)?;
-            let body = api::StopRequest {
+            let body = pgha_host::api::control::StopRequest {
                 immediate: mode == "immediate",
             };
-            control::say(&cluster, &format!("/members/{name}/stop"), &body)
+            let handle = ClusterHandle::local(cluster);
+            handle.stop_or_start(&name, Some(body)).await
         }
         Command::Start { dir, name } => {
             let cluster = LocalCluster::open(&dir)?;
             cluster.member(&name)?;
-            control::say(&cluster, &format!("/members/{name}/start"), &())
+            ClusterHandle::local(cluster)
+                .stop_or_start(&name, None)
+                .await
         }
-        Command::Pause { at } => at.open()?.pause(true).await,
-        Command::Resume { at } => at.open()?.pause(false).await,
+        Command::Pause { at } => at.open().await?.pause(true).await,
+        Command::Resume { at } => at.open().await?.pause(false).await,
         Command::History { at, json } => {
-            let entries = at.open()?.history().await?;
+            let entries = at.open().await?.history().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
-                print!("{}", control::render_history(&entries));
+                print!("{}", render::render_history(&entries));
             }
             Ok(())
         }

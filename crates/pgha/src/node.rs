@@ -209,7 +209,7 @@ impl NodeConfig {
     /// The dynamic settings for a new cluster: defaults overridden by `[dynamic]`.
     pub fn initial_dynamic(
         &self,
-    ) -> Result<pgha_core::ClusterConfig, crate::dynamic::SettingError> {
+    ) -> Result<pgha_core::ClusterConfig, pgha_host::dynamic::SettingError> {
         let texts: Vec<(String, String)> = self
             .dynamic
             .iter()
@@ -221,7 +221,7 @@ impl NodeConfig {
                 (k.clone(), text)
             })
             .collect();
-        crate::dynamic::set_keys(
+        pgha_host::dynamic::set_keys(
             &pgha_core::ClusterConfig::default(),
             texts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )

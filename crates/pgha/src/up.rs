@@ -13,8 +13,9 @@ use crate::cluster::{absolute, LocalCluster};
 use crate::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
 use crate::error::CliError;
 use crate::lock::DirLock;
-use crate::runtime::Runtime;
 use crate::secrets::{Secrets, SECRETS_FILE};
+use pgha_host::{Host, HostSetup};
+use pgha_store::{MemoryStore, Store, TokioClock};
 
 /// What the user asked `pgha up` for.
 #[derive(Debug, Clone)]
@@ -43,11 +44,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 given: format!("{key}={value}"),
                 existing: "its settings in the store".into(),
                 dir: dir.clone(),
-                file: dir.join(crate::runtime::STORE_FILE),
+                file: dir.join(crate::cluster::STORE_FILE),
             }
             .into());
         }
-        initial = crate::dynamic::set_key(&initial, key, value)?;
+        initial = pgha_host::dynamic::set_key(&initial, key, value)?;
     }
     // An existing cluster is locked first, so a second `up` says "already running".
     let existing_lock = if fresh {
@@ -103,10 +104,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     cluster.write_passfile()?;
 
-    let runtime = Runtime::open(cluster, initial).await?;
+    let host = open_host(&cluster, initial).await?;
     let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
     let api = tokio::spawn({
-        let router = crate::api::router(runtime.clone());
+        let router = pgha_host::api::router(host.clone());
         let mut stopped = api_stopped.clone();
         async move {
             let _ = axum::serve(api_listener, router)
@@ -118,22 +119,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     });
 
     let proxy_stop = pgha_proxy::CancellationToken::new();
-    let metrics = crate::entry::start(runtime.clone(), proxy_stop.clone())
-        .await
-        .context("start the proxy")?;
-    runtime.set_proxy_metrics(metrics);
+    let (rw, ro) = cluster.entry_points();
+    let proxy = pgha_proxy::ProxyConfig {
+        rw_listen: Some(rw),
+        ro_listen: Some(ro),
+        worker_threads: 0,
+        ..pgha_proxy::ProxyConfig::default()
+    };
+    let metrics = pgha_host::entry::start(
+        host.store.clone(),
+        proxy,
+        &cluster.credentials(),
+        proxy_stop.clone(),
+    )
+    .await
+    .context("start the proxy")?;
+    host.set_proxy_metrics(metrics);
 
     let mut stop = StopSignals::install()?;
     let started = std::time::Instant::now();
     let outcome = tokio::select! {
-        r = async { runtime.start_all().await?; runtime.wait_ready(READY_TIMEOUT).await } => r,
+        r = async {
+            host.start_all().await?;
+            Ok::<_, anyhow::Error>(host.wait_ready(READY_TIMEOUT).await?)
+        } => r,
         why = stop.recv() => Err(anyhow::anyhow!("{why} while starting the cluster")),
     };
     let leader = match outcome {
         Ok(leader) => leader,
         Err(e) => {
             tracing::info!("start-up failed; stopping the members that are running");
-            runtime.shutdown_all().await;
+            host.stop_cluster().await;
             proxy_stop.cancel();
             let _ = api_stop.send(true);
             let _ = api.await;
@@ -141,13 +157,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     tracing::info!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
-    print_summary(&runtime.cluster, &leader, &args.dir);
+    print_summary(&cluster, leader.as_str(), &args.dir);
 
     stop.recv().await;
     tracing::info!(
         "shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
-    runtime.shutdown_all().await;
+    host.stop_cluster().await;
     let _ = api_stop.send(true);
     let _ = api.await;
     tracing::info!(
@@ -155,6 +171,33 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     Ok(())
+}
+
+/// The host of every member over the embedded store, with `initial` as the dynamic config
+/// unless the store has one, and the leader key given to the member holding the primary's
+/// data so that its agent adopts it: a restart keeps the same primary and timeline.
+async fn open_host(
+    cluster: &LocalCluster,
+    initial: pgha_core::ClusterConfig,
+) -> anyhow::Result<std::sync::Arc<Host>> {
+    let file = cluster.dir.join(crate::cluster::STORE_FILE);
+    let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)
+        .with_context(|| format!("open the embedded store {}", file.display()))?;
+    pgha_host::ops::ensure_config(&store, &initial).await?;
+    if let Ok(primary) = cluster.choose_primary() {
+        if store.snapshot().await?.leader.is_none() {
+            let ttl = Duration::from_millis(pgha_host::ops::view(&store).await?.config.ttl_ms);
+            store.acquire_leader(&primary.name, ttl).await?;
+        }
+    }
+    Ok(Host::new(HostSetup {
+        cluster: cluster.config.cluster.name.clone(),
+        store: std::sync::Arc::new(store),
+        members: cluster.specs(),
+        token: cluster.secrets.api_token.clone(),
+        credentials: cluster.credentials(),
+        entry_points: cluster.entry_points(),
+    }))
 }
 
 /// Loads an existing cluster or plans a new one, checking everything before anything is written.

@@ -1,6 +1,6 @@
-//! Operations on a cluster's store shared by local mode (`pgha up`'s API) and distributed
-//! mode (the CLI talking to etcd): read the view, request a switchover or failover, change
-//! the dynamic settings.
+//! Operations on a cluster's store behind the API (and on a stopped local cluster's
+//! persisted store): read the view, request a switchover or failover, change the dynamic
+//! settings. Every rule they apply is the core's; they only read, check and write.
 
 use pgha_core::{ClusterConfig, ClusterView, SwitchoverRequest};
 use pgha_store::{Guard, Key, Store, StoreError, Unreadable};
@@ -113,6 +113,15 @@ pub async fn set_assignments(
             .map(|a| crate::dynamic::split_assignment(a))
             .collect::<Result<Vec<_>, _>>()?;
         *c = crate::dynamic::set_keys(c, pairs)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Sets `paused` (maintenance mode) in the dynamic config.
+pub async fn set_paused(store: &dyn Store, paused: bool) -> Result<ClusterConfig, OpError> {
+    update_config(store, |c| {
+        c.paused = paused;
         Ok(())
     })
     .await

@@ -1,5 +1,5 @@
-//! The built-in proxy of `pgha up`: one read-write and one read-only address for clients,
-//! following the leader lease (confirmed by `pg_is_in_recovery()`, never assumed).
+//! The proxy as `pgha up` and `pgha proxy` run it: one read-write and one read-only address
+//! for clients, following the leader lease (confirmed by `pg_is_in_recovery()`, never assumed).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,38 +12,14 @@ use pgha_proxy::{
 use pgha_store::Store;
 use tokio::sync::watch;
 
-use crate::runtime::Runtime;
-
-/// The proxy's read-write and read-only addresses for a local cluster.
-pub fn addresses(rt_cluster: &crate::cluster::LocalCluster) -> (String, String) {
-    let c = &rt_cluster.config.cluster;
-    (
-        format!("{}:{}", c.host, c.base_port),
-        format!("{}:{}", c.host, c.base_port + 1),
-    )
-}
-
-/// Starts the proxy of a local cluster on its entry-point ports.
-pub async fn start(rt: Arc<Runtime>, shutdown: CancellationToken) -> anyhow::Result<MetricsHandle> {
-    let (rw, ro) = addresses(&rt.cluster);
-    let config = ProxyConfig {
-        rw_listen: Some(rw),
-        ro_listen: Some(ro),
-        worker_threads: 0,
-        ..ProxyConfig::default()
-    };
-    let store: Arc<dyn Store> = rt.store.clone();
-    start_with(store, config, &rt.cluster.credentials(), shutdown).await
-}
-
 /// Binds the listeners of `config` and starts the proxy, its prober, and the task that feeds
 /// the prober with the lease holder and the standbys from `store`.
-pub async fn start_with(
+pub async fn start(
     store: Arc<dyn Store>,
     config: ProxyConfig,
     credentials: &pgha_pg::probe::Credentials,
     shutdown: CancellationToken,
-) -> anyhow::Result<MetricsHandle> {
+) -> Result<MetricsHandle, pgha_proxy::ProxyError> {
     let (targets_tx, targets_rx) = watch::channel(Targets::none());
     let (candidates_tx, candidates_rx) = watch::channel(Candidates::default());
     let proxy = Proxy::bind(config, targets_rx, shutdown.clone()).await?;

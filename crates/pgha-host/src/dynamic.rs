@@ -81,23 +81,6 @@ pub fn split_assignment(text: &str) -> Result<(&str, &str), SettingError> {
         })
 }
 
-/// The settings as aligned `key = value` lines.
-pub fn render(config: &ClusterConfig) -> String {
-    let Ok(Value::Object(map)) = serde_json::to_value(config) else {
-        return String::new();
-    };
-    let width = map.keys().map(String::len).max().unwrap_or(0);
-    map.iter()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            format!("{k:<width$} = {text}\n")
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +114,6 @@ mod tests {
             split_assignment("ttl_ms"),
             Err(SettingError::NotAnAssignment { .. })
         ));
-        assert!(render(&c).contains("synchronous_mode"));
     }
 
     #[test]

@@ -1,10 +1,9 @@
-//! Bearer-token checks for the mutating endpoints of both control APIs (`pgha up`'s and each
-//! `pgha agent`'s): the token lives in the cluster's 0600 secrets file.
+//! Bearer-token checks for the API's mutating endpoints: the token lives in the cluster's
+//! 0600 secrets file.
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 /// Why a mutating request was refused before it ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +23,8 @@ impl IntoResponse for Unauthorised {
             ),
             Unauthorised::WrongToken => (StatusCode::UNAUTHORIZED, "missing or wrong bearer token"),
         };
-        (status, Json(json!({ "error": error }))).into_response()
+        let body = super::Failure::new(super::FailureKind::Unauthorised, error);
+        (status, Json(body)).into_response()
     }
 }
 

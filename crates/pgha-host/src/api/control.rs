@@ -1,0 +1,174 @@
+//! The API's control endpoints: switchover, failover, pause/resume, dynamic settings, stop and
+//! start of a member of this host, and the members' failsafe confirmation. Each checks with
+//! the core's rules through `crate::ops` and answers what it did.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pgha_agent::agent::Shutdown;
+use pgha_agent::failsafe::{FailsafeAnswer, FailsafeRequest};
+use pgha_core::{ClusterConfig, MemberName, RequestKind, SwitchoverRequest};
+use serde::{Deserialize, Serialize};
+
+use super::{Answer, Failure, FailureKind};
+use crate::host::Host;
+use crate::ops;
+
+/// Body of POST /switchover and /failover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PromoteRequest {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub allow_data_loss: bool,
+}
+
+impl PromoteRequest {
+    /// The store request this body asks for.
+    pub fn to_request(&self, kind: RequestKind) -> SwitchoverRequest {
+        SwitchoverRequest {
+            from: self.from.as_deref().map(MemberName::new),
+            to: self.to.as_deref().map(MemberName::new),
+            kind,
+        }
+    }
+}
+
+/// Answer of POST /switchover and /failover: the member that will be promoted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Promoting {
+    pub target: String,
+}
+
+/// Body of POST /config: KEY=VALUE assignments, applied together or not at all.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigChange {
+    pub assignments: Vec<String>,
+}
+
+/// Body of POST /members/{name}/stop.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopRequest {
+    #[serde(default)]
+    pub immediate: bool,
+}
+
+/// Answer of POST /members/{name}/stop and /start: whether anything changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberChanged {
+    pub member: String,
+    /// `false`: it already was as asked (stopped, or running).
+    pub changed: bool,
+}
+
+pub async fn switchover(
+    State(host): State<Arc<Host>>,
+    Json(body): Json<PromoteRequest>,
+) -> Answer<Promoting> {
+    promote(&host, &body, RequestKind::Switchover).await
+}
+
+pub async fn failover(
+    State(host): State<Arc<Host>>,
+    Json(body): Json<PromoteRequest>,
+) -> Answer<Promoting> {
+    let kind = RequestKind::Failover {
+        force: body.force,
+        allow_data_loss: body.allow_data_loss,
+    };
+    if body.allow_data_loss {
+        tracing::warn!(
+            "manual failover to {:?} with --allow-data-loss requested",
+            body.to
+        );
+    }
+    promote(&host, &body, kind).await
+}
+
+async fn promote(host: &Host, body: &PromoteRequest, kind: RequestKind) -> Answer<Promoting> {
+    let target = ops::request(host.store.as_ref(), body.to_request(kind)).await?;
+    Ok(Json(Promoting { target }))
+}
+
+pub async fn pause(State(host): State<Arc<Host>>) -> Answer<ClusterConfig> {
+    Ok(Json(ops::set_paused(host.store.as_ref(), true).await?))
+}
+
+pub async fn resume(State(host): State<Arc<Host>>) -> Answer<ClusterConfig> {
+    Ok(Json(ops::set_paused(host.store.as_ref(), false).await?))
+}
+
+pub async fn set_config(
+    State(host): State<Arc<Host>>,
+    Json(body): Json<ConfigChange>,
+) -> Answer<ClusterConfig> {
+    let config = ops::set_assignments(host.store.as_ref(), &body.assignments).await?;
+    tracing::info!("config changed: {}", body.assignments.join(", "));
+    Ok(Json(config))
+}
+
+/// Stops a member of this host: its PostgreSQL stops and it leaves (the others fail over if
+/// it led).
+pub async fn stop_member(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    Json(body): Json<StopRequest>,
+) -> Answer<MemberChanged> {
+    let mode = if body.immediate {
+        pgha_pg::StopMode::Immediate
+    } else {
+        pgha_pg::StopMode::Fast
+    };
+    let changed = host.stop_member(&name, Shutdown::Leave(mode)).await?;
+    Ok(Json(MemberChanged {
+        member: name,
+        changed,
+    }))
+}
+
+pub async fn start_member(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> Answer<MemberChanged> {
+    let changed = host.start_member(&name).await?;
+    Ok(Json(MemberChanged {
+        member: name,
+        changed,
+    }))
+}
+
+/// A leader whose store is down asks for confirmation; given only when this host's member
+/// cannot reach the store either (then it promises not to take the lease for a ttl).
+pub async fn failsafe(
+    State(host): State<Arc<Host>>,
+    Json(body): Json<FailsafeRequest>,
+) -> Response {
+    let Some(me) = host.only_member().map(|s| s.name.clone()) else {
+        return Failure::new(
+            FailureKind::NotHere,
+            "failsafe confirmations go to a host of one member",
+        )
+        .into_response();
+    };
+    let Some(failsafe) = host.failsafe(&me) else {
+        return Failure::new(
+            FailureKind::Unavailable,
+            format!("{me}'s agent is not running"),
+        )
+        .into_response();
+    };
+    match failsafe.confirm(&body) {
+        Ok(promised) => Json(FailsafeAnswer {
+            member: me.to_string(),
+            confirmed: body.leader.clone(),
+            term: body.term,
+            promised_ms: promised.as_millis() as u64,
+        })
+        .into_response(),
+        Err(why) => Failure::new(FailureKind::Refused, why).into_response(),
+    }
+}

@@ -1,0 +1,216 @@
+//! The CLI's client of the API (`crate::api`), the same in both modes: it tries each known
+//! address of the cluster's hosts in turn, sends the bearer token with every change, and
+//! turns failures back into types.
+
+use std::time::{Duration, Instant};
+
+use pgha_core::RequestKind;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::control::{PromoteRequest, Promoting};
+use crate::api::read::ClusterRecord;
+use crate::api::{Failure, FailureKind};
+
+/// How long a promotion may take before the CLI gives up waiting (it goes on regardless).
+pub const PROMOTION_PATIENCE: Duration = Duration::from_secs(120);
+
+/// A client of the hosts' API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// `http://host:port` of each host's API, in the order to try them.
+    bases: Vec<String>,
+    token: Option<String>,
+}
+
+/// Why a request did not get an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("nothing answers on {}", .tried.join(", "))]
+    Unreachable { tried: Vec<String> },
+    #[error("{}", .0.error)]
+    Failed(Failure),
+    #[error("{url}: unexpected answer: {detail}")]
+    Garbled { url: String, detail: String },
+    #[error("{target} is not the primary after {} s; see `pgha status` and `pgha history`", .after.as_secs())]
+    NotPromoted { target: String, after: Duration },
+}
+
+impl ClientError {
+    /// Whether no host answered at all (a local cluster that is not running).
+    pub fn unreachable(&self) -> bool {
+        matches!(self, ClientError::Unreachable { .. })
+    }
+}
+
+/// One try at one address.
+enum Attempt<T> {
+    Answered(T),
+    /// Nothing listens, or the host cannot serve it now (503): the next may.
+    Next(Option<Failure>),
+    Final(ClientError),
+}
+
+impl Client {
+    /// A client of the APIs at `addresses` (`host:port`, tried in order).
+    pub fn new(addresses: impl IntoIterator<Item = String>, token: Option<String>) -> Self {
+        let mut bases: Vec<String> = Vec::new();
+        for a in addresses {
+            let base = format!("http://{a}");
+            if !bases.contains(&base) {
+                bases.push(base);
+            }
+        }
+        Client { bases, token }
+    }
+
+    /// The addresses this client tries.
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    pub async fn get<T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        self.call(path, None::<&()>).await
+    }
+
+    pub async fn post<B: Serialize, T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(path, Some(body)).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let body = body.map(|b| serde_json::to_value(b).expect("a request body serialises"));
+        let mut unavailable = None;
+        for base in &self.bases {
+            let url = format!("{base}{path}");
+            let token = self.token.clone();
+            let body = body.clone();
+            let attempt = tokio::task::spawn_blocking(move || send(&url, token, body))
+                .await
+                .unwrap_or_else(|e| {
+                    Attempt::Final(ClientError::Garbled {
+                        url: format!("{base}{path}"),
+                        detail: e.to_string(),
+                    })
+                });
+            match attempt {
+                Attempt::Answered(value) => return Ok(value),
+                Attempt::Next(failure) => unavailable = failure.or(unavailable),
+                Attempt::Final(e) => return Err(e),
+            }
+        }
+        Err(match unavailable {
+            Some(failure) => ClientError::Failed(failure),
+            None => ClientError::Unreachable {
+                tried: self.bases.clone(),
+            },
+        })
+    }
+
+    /// Asks for a switchover (`to` optional) or a failover; answers the member that will be
+    /// promoted.
+    pub async fn request_promotion(
+        &self,
+        to: Option<String>,
+        kind: RequestKind,
+    ) -> Result<String, ClientError> {
+        let (path, force, allow_data_loss) = match kind {
+            RequestKind::Switchover => ("/switchover", false, false),
+            RequestKind::Failover {
+                force,
+                allow_data_loss,
+            } => ("/failover", force, allow_data_loss),
+        };
+        let body = PromoteRequest {
+            to,
+            force,
+            allow_data_loss,
+            ..Default::default()
+        };
+        let answer: Promoting = self.post(path, &body).await?;
+        Ok(answer.target)
+    }
+
+    /// Waits until `target` holds the lease and its record says it runs writable.
+    pub async fn wait_promoted(&self, target: &str) -> Result<(), ClientError> {
+        let deadline = Instant::now() + PROMOTION_PATIENCE;
+        loop {
+            match self.get::<ClusterRecord>("/cluster").await {
+                Ok(cluster) => {
+                    let writable = cluster
+                        .members
+                        .get(target)
+                        .is_some_and(|r| r.running && !r.in_recovery);
+                    if cluster.leader.as_deref() == Some(target) && writable {
+                        return Ok(());
+                    }
+                }
+                Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                return Err(ClientError::NotPromoted {
+                    target: target.to_string(),
+                    after: PROMOTION_PATIENCE,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// One blocking request (run off the async threads).
+fn send<T: DeserializeOwned>(
+    url: &str,
+    token: Option<String>,
+    body: Option<serde_json::Value>,
+) -> Attempt<T> {
+    let response = match body {
+        None => agent().get(url).call(),
+        Some(body) => {
+            let mut request = agent().post(url);
+            if let Some(token) = &token {
+                request = request.set("Authorization", &format!("Bearer {token}"));
+            }
+            request.send_json(body)
+        }
+    };
+    let garbled = |detail: String| {
+        Attempt::Final(ClientError::Garbled {
+            url: url.to_string(),
+            detail,
+        })
+    };
+    match response {
+        Ok(r) => match r.into_json::<T>() {
+            Ok(value) => Attempt::Answered(value),
+            Err(e) => garbled(e.to_string()),
+        },
+        Err(ureq::Error::Status(code, r)) => {
+            let text = r.into_string().unwrap_or_default();
+            match serde_json::from_str::<Failure>(&text) {
+                Ok(f) if f.kind == FailureKind::Unavailable => Attempt::Next(Some(f)),
+                Ok(f) => Attempt::Final(ClientError::Failed(f)),
+                Err(_) => garbled(format!("HTTP {code}: {text}")),
+            }
+        }
+        Err(ureq::Error::Transport(_)) => Attempt::Next(None),
+    }
+}

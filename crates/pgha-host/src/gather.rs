@@ -1,0 +1,215 @@
+//! Gathers the status: probes the members' PostgreSQL concurrently and adds what the store
+//! and this host's agents know (leader, pause, synchronous set, each agent's last decision).
+
+use std::time::Duration;
+
+use pgha_pg::probe::{format_lsn, probe, PgState};
+
+use crate::host::Host;
+use crate::status::{sync_status, ClusterStatus, MemberStatus, ProxyStatus, Role, State, Target};
+
+/// What a member's own host knows without connecting: whether its postmaster runs, and the
+/// role its data directory has while it is stopped.
+pub fn on_disk(name: &str, host: &str, port: u16, instance: &pgha_pg::Instance) -> Target {
+    Target {
+        name: name.to_string(),
+        host: host.to_string(),
+        port,
+        running: Some(instance.is_running()),
+        stopped_role: if instance.has_standby_signal() {
+            Some(Role::Standby)
+        } else if instance.is_initialized() {
+            Some(Role::Primary)
+        } else {
+            None
+        },
+    }
+}
+
+/// Probes `targets` concurrently and assembles the status (leader: the one primary found).
+pub async fn gather_targets(
+    cluster_name: &str,
+    targets: &[Target],
+    credentials: &pgha_pg::probe::Credentials,
+    proxy: ProxyStatus,
+) -> ClusterStatus {
+    let probes = targets.iter().map(|t| probe_target(t, credentials));
+    let results: Vec<(bool, Result<PgState, String>)> = futures::future::join_all(probes).await;
+    let primaries: Vec<(&Target, &PgState)> = targets
+        .iter()
+        .zip(&results)
+        .filter_map(|(t, (_, r))| r.as_ref().ok().filter(|s| !s.in_recovery).map(|s| (t, s)))
+        .collect();
+    let primary = if primaries.len() == 1 {
+        Some(primaries[0])
+    } else {
+        None
+    };
+    let members = targets
+        .iter()
+        .zip(&results)
+        .map(|(t, (running, result))| describe(t, *running, result.clone(), primary))
+        .collect();
+    ClusterStatus {
+        cluster: cluster_name.to_string(),
+        leader: primary.map(|(t, _)| t.name.clone()),
+        managed: false,
+        paused: false,
+        members,
+        proxy,
+        synchronous: None,
+    }
+}
+
+/// The status as a running host sees it: its own members from their disk, the others from
+/// their records in the store, all probed; the leader, pause and synchronous set from the
+/// store; each of its agents' last decision; the proxy's counters when it runs one.
+pub async fn of_host(host: &Host) -> ClusterStatus {
+    let view = crate::ops::view(host.store.as_ref()).await.ok();
+    let mut targets: Vec<Target> = host
+        .specs()
+        .map(|s| on_disk(s.name.as_str(), &s.host, s.port, &s.instance))
+        .collect();
+    if let Some(view) = &view {
+        for (name, record) in &view.members {
+            if targets.iter().any(|t| t.name == name.as_str()) {
+                continue;
+            }
+            let Some(addr) = pgha_agent::spec::postgres_address(record) else {
+                continue;
+            };
+            targets.push(Target {
+                name: name.to_string(),
+                host: addr.host,
+                port: addr.port,
+                running: Some(record.running),
+                stopped_role: Some(if record.in_recovery {
+                    Role::Standby
+                } else {
+                    Role::Primary
+                }),
+            });
+        }
+    }
+    targets.sort_by(|a, b| a.name.cmp(&b.name));
+    let (rw, ro) = host.entry_points.clone();
+    let proxy = ProxyStatus {
+        rw,
+        ro,
+        listeners: host
+            .proxy_metrics()
+            .and_then(|m| serde_json::to_value(m.snapshot().listeners).ok()),
+    };
+    let mut status = gather_targets(&host.cluster, &targets, &host.credentials, proxy).await;
+    status.managed = true;
+    if let Some(view) = &view {
+        status.leader = view.leader.as_ref().map(|l| l.holder.to_string());
+        status.paused = view.config.paused;
+        status.synchronous = Some(sync_status(view, &status.members));
+    }
+    let reports = host.reports();
+    for m in &mut status.members {
+        m.decision = reports
+            .get(&pgha_core::MemberName::new(m.name.as_str()))
+            .and_then(|r| r.reason.as_ref().map(|reason| reason.to_string()));
+    }
+    status
+}
+
+async fn probe_target(
+    target: &Target,
+    credentials: &pgha_pg::probe::Credentials,
+) -> (bool, Result<PgState, String>) {
+    if target.running == Some(false) {
+        return (false, Err("not running".into()));
+    }
+    let result = async {
+        let client = pgha_pg::probe::connect(
+            &target.name,
+            &target.host,
+            target.port,
+            credentials,
+            Duration::from_secs(2),
+        )
+        .await?;
+        probe(&client, &target.name).await
+    }
+    .await
+    .map_err(|e| e.to_string());
+    // A remote member that does not answer may simply be down.
+    let running = target.running.unwrap_or(result.is_ok());
+    (running, result)
+}
+
+fn describe(
+    member: &Target,
+    running: bool,
+    result: Result<PgState, String>,
+    primary: Option<(&Target, &PgState)>,
+) -> MemberStatus {
+    let mut status = MemberStatus {
+        name: member.name.clone(),
+        role: Role::Unknown,
+        state: if running {
+            State::Unreachable
+        } else {
+            State::Stopped
+        },
+        host: member.host.clone(),
+        port: member.port,
+        timeline: None,
+        lsn: None,
+        received_lsn: None,
+        replayed_lsn: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        sync_state: None,
+        error: None,
+        decision: None,
+    };
+    let state = match result {
+        Ok(state) => state,
+        Err(e) => {
+            if running {
+                status.error = Some(e);
+            } else if let Some(role) = member.stopped_role {
+                status.role = role;
+            }
+            return status;
+        }
+    };
+    status.timeline = state.timeline;
+    if !state.in_recovery {
+        status.role = Role::Primary;
+        status.state = State::Running;
+        status.lsn = state.current_lsn.map(format_lsn);
+        return status;
+    }
+    status.role = Role::Standby;
+    status.state = if state.is_streaming() {
+        State::Streaming
+    } else {
+        State::Recovering
+    };
+    status.lsn = state.position().map(format_lsn);
+    status.received_lsn = state.receive_lsn.map(format_lsn);
+    status.replayed_lsn = state.replay_lsn.map(format_lsn);
+    if let Some((_, p)) = primary {
+        if let (Some(current), Some(replayed)) = (p.current_lsn, state.replay_lsn) {
+            status.lag_bytes = Some(current.saturating_sub(replayed));
+        }
+        if let Some(peer) = p
+            .replication
+            .iter()
+            .find(|r| r.application_name == member.name)
+        {
+            status.sync_state = Some(peer.sync_state.clone());
+            status.lag_seconds = peer.replay_lag_seconds.or(if status.lag_bytes == Some(0) {
+                Some(0.0)
+            } else {
+                None
+            });
+        }
+    }
+    status
+}

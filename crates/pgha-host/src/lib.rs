@@ -1,0 +1,15 @@
+//! pgha-host: the one control plane. A [`Host`] runs the agents of its members over any store
+//! (`pgha up`: every member of a local cluster over the embedded store; `pgha agent`: one
+//! member over etcd), serves the same [`api`] from it, and the CLI reaches that API through
+//! one [`client::Client`]. The binary only parses arguments, loads config and prints.
+
+pub mod api;
+pub mod client;
+pub mod dynamic;
+pub mod entry;
+pub mod gather;
+pub mod host;
+pub mod ops;
+pub mod status;
+
+pub use host::{Host, HostError, HostSetup, NotReady};

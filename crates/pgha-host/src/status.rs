@@ -1,0 +1,169 @@
+//! The cluster's status as `GET /status` answers and `pgha status` prints it: every member's
+//! role, state, positions and lag, the leader, the synchronous state, the entry points.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole cluster as `pgha status --json` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    /// The member holding the leader lease (while `pgha up` runs), else the member acting as
+    /// primary; null when there is none.
+    pub leader: Option<String>,
+    /// Whether `pgha up` (and so automatic failover) is running.
+    #[serde(default)]
+    pub managed: bool,
+    /// Maintenance mode: no automatic action.
+    #[serde(default)]
+    pub paused: bool,
+    pub members: Vec<MemberStatus>,
+    /// The client entry points (pgha's proxy).
+    pub proxy: ProxyStatus,
+    /// Synchronous replication as configured and as it stands (while `pgha up` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous: Option<SyncStatus>,
+}
+
+/// The configured synchronous mode, the published synchronous set, and whether commits wait.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncStatus {
+    pub mode: String,
+    pub method: String,
+    pub count: u32,
+    pub commit: String,
+    /// Members that may be promoted without losing an acknowledged commit.
+    pub set: Vec<String>,
+    /// Why commits wait, or that the cluster degraded to asynchronous; null when all is well.
+    pub warning: Option<String>,
+}
+
+/// The proxy's addresses and, while it runs, its per-listener counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProxyStatus {
+    /// Read-write entry point, "host:port".
+    pub rw: String,
+    /// Read-only entry point, "host:port".
+    pub ro: String,
+    /// Active/total connections, bytes, held connections, errors per listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    pub name: String,
+    pub role: Role,
+    pub state: State,
+    pub host: String,
+    pub port: u16,
+    pub timeline: Option<u32>,
+    /// Current WAL position on a primary; last received on a standby.
+    pub lsn: Option<String>,
+    pub received_lsn: Option<String>,
+    pub replayed_lsn: Option<String>,
+    /// How far the standby's replay is behind the primary's current position.
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// As the primary's pg_stat_replication reports it: async, sync, potential, quorum.
+    pub sync_state: Option<String>,
+    /// Why the member could not be probed, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The member agent's last decision, as logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+}
+
+/// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Standby,
+    /// Not reachable, and nothing on disk says.
+    Unknown,
+}
+
+/// How a member's PostgreSQL is doing (JSON: lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// A primary that answers.
+    Running,
+    /// A standby receiving WAL from its upstream.
+    Streaming,
+    /// A standby that answers but does not stream.
+    Recovering,
+    Stopped,
+    /// A postmaster runs (or may) but does not answer.
+    Unreachable,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Standby => "standby",
+            Role::Unknown => "unknown",
+        })
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            State::Running => "running",
+            State::Streaming => "streaming",
+            State::Recovering => "recovering",
+            State::Stopped => "stopped",
+            State::Unreachable => "unreachable",
+        })
+    }
+}
+
+/// One member to probe: where it listens and what is known without connecting.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Whether a postmaster is known to run (local data directory), or `None` when only a
+    /// connection can tell (a remote member).
+    pub running: Option<bool>,
+    /// The role its data directory has while stopped (standby.signal present or not).
+    pub stopped_role: Option<Role>,
+}
+
+/// The synchronous part of the status: the published set, and why commits wait if they do.
+pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> SyncStatus {
+    use pgha_core::SyncMode;
+    let c = &view.config;
+    let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let set: Vec<String> = view.sync.members.iter().map(|m| m.to_string()).collect();
+    let confirming = members
+        .iter()
+        .any(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")));
+    let warning = match c.synchronous_mode {
+        SyncMode::Off => None,
+        _ if confirming => None,
+        SyncMode::Strict => Some(format!(
+            "commits wait: no synchronous standby is streaming (waiting for {})",
+            if set.is_empty() {
+                "any standby".to_string()
+            } else {
+                set.join(" or ")
+            }
+        )),
+        SyncMode::On => {
+            Some("degraded to asynchronous: no healthy standby to confirm commits".into())
+        }
+    };
+    SyncStatus {
+        mode: text(serde_json::to_value(c.synchronous_mode).unwrap_or_default()),
+        method: text(serde_json::to_value(c.synchronous_method).unwrap_or_default()),
+        count: c.synchronous_count,
+        commit: c.synchronous_commit.to_string(),
+        set,
+        warning,
+    }
+}

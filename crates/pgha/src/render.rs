@@ -1,0 +1,192 @@
+//! What the CLI prints: the status table, the history table, the dynamic settings.
+
+use pgha_core::ClusterConfig;
+use pgha_host::status::ClusterStatus;
+use pgha_store::HistoryEntry;
+use serde_json::Value;
+
+/// Renders the status as an aligned table.
+pub fn render_table(status: &ClusterStatus) -> String {
+    let header = [
+        "MEMBER", "ROLE", "STATE", "ADDRESS", "TL", "LSN", "RECEIVED", "REPLAYED", "LAG",
+        "LAG TIME", "SYNC",
+    ];
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = status
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.role.to_string(),
+                m.state.to_string(),
+                format!("{}:{}", m.host, m.port),
+                m.timeline.map(|t| t.to_string()).unwrap_or_else(dash),
+                m.lsn.clone().unwrap_or_else(dash),
+                m.received_lsn.clone().unwrap_or_else(dash),
+                m.replayed_lsn.clone().unwrap_or_else(dash),
+                m.lag_bytes.map(human_bytes).unwrap_or_else(dash),
+                m.lag_seconds
+                    .map(|s| format!("{s:.1}s"))
+                    .unwrap_or_else(dash),
+                m.sync_state.clone().unwrap_or_else(dash),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| -> String {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mode = match (status.managed, status.paused) {
+        (false, _) => " (not running: no automatic failover)",
+        (true, true) => " (PAUSED: no automatic action)",
+        (true, false) => "",
+    };
+    let mut out = format!(
+        "Cluster {} — leader: {}{mode}\n",
+        status.cluster,
+        status.leader.as_deref().unwrap_or("none")
+    );
+    out.push_str(&line(header.iter().map(|h| h.to_string()).collect()));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
+        out.push_str(&format!(
+            "Synchronous: {} ({} {}, synchronous_commit={}), set [{}]\n",
+            sync.mode,
+            sync.method,
+            sync.count,
+            sync.commit,
+            sync.set.join(", ")
+        ));
+        if let Some(w) = &sync.warning {
+            out.push_str(&format!("WARNING: {w}\n"));
+        }
+    }
+    out.push_str(&format!(
+        "Clients: read-write {}, read-only {}",
+        status.proxy.rw, status.proxy.ro
+    ));
+    if let Some(listeners) = status.proxy.listeners.as_ref().and_then(|l| l.as_array()) {
+        let counts: Vec<String> = listeners
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} active/{} total",
+                    l["listener"].as_str().unwrap_or("?"),
+                    l["active"],
+                    l["total"]
+                )
+            })
+            .collect();
+        out.push_str(&format!(" ({})", counts.join(", ")));
+    }
+    out.push('\n');
+    for m in &status.members {
+        if let Some(e) = &m.error {
+            out.push_str(&format!("{}: {}\n", m.name, e));
+        }
+        if let Some(d) = &m.decision {
+            out.push_str(&format!("  {}: {}\n", m.name, d));
+        }
+    }
+    out
+}
+
+/// Bytes in a short human form: 0 B, 12 kB, 3.4 MB.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The history as a table.
+pub fn render_history(entries: &[HistoryEntry]) -> String {
+    if entries.is_empty() {
+        return "no events yet\n".into();
+    }
+    let name =
+        |m: &Option<pgha_core::MemberName>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
+    let mut out = format!(
+        "{:<20}  {:<15}  {:<4}  {:<4}  {:<3}  {:<11}  {}\n",
+        "WHEN", "EVENT", "FROM", "TO", "TL", "LSN", "WHY"
+    );
+    for e in entries {
+        let ev = &e.event;
+        let kind = serde_json::to_value(ev.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<20}  {:<15}  {:<4}  {:<4}  {:<3}  {:<11}  {}\n",
+            e.at,
+            kind,
+            name(&ev.from),
+            name(&ev.to),
+            ev.timeline,
+            ev.lsn,
+            ev.reason
+        ));
+    }
+    out
+}
+
+/// The settings as aligned `key = value` lines.
+pub fn render_config(config: &ClusterConfig) -> String {
+    let Ok(Value::Object(map)) = serde_json::to_value(config) else {
+        return String::new();
+    };
+    let width = map.keys().map(String::len).max().unwrap_or(0);
+    map.iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("{k:<width$} = {text}\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_print_one_per_line() {
+        let text = render_config(&ClusterConfig::default());
+        assert!(text.contains("synchronous_mode"), "{text}");
+        assert!(text.lines().all(|l| l.contains(" = ")), "{text}");
+    }
+
+    #[test]
+    fn human_bytes_reads_well() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(2048), "2.0 kB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
+    }
+}
