@@ -99,6 +99,47 @@ impl EtcdStore {
         })
     }
 
+    /// Connects and reads once, retrying every 2 s while etcd is unreachable, for at most
+    /// `patience` (forever when `None`); says once that it waits, and once that etcd is back.
+    /// An error that no retry can fix (a bad endpoint or cluster name) ends it at once.
+    pub async fn connect_patiently(
+        endpoints: &[String],
+        cluster: &str,
+        timeout: Duration,
+        patience: Option<Duration>,
+    ) -> Result<Self, StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut warned = false;
+        loop {
+            let attempt = async {
+                let store = Self::connect(endpoints, cluster, timeout).await?;
+                crate::Store::snapshot(&store).await?;
+                Ok::<_, StoreError>(store)
+            }
+            .await;
+            match attempt {
+                Ok(store) => {
+                    if warned {
+                        tracing::info!("etcd answers again");
+                    }
+                    return Ok(store);
+                }
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) if patience.is_some_and(|p| started.elapsed() > p) => return Err(e),
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(
+                            "etcd at {} is unreachable ({e}); retrying every 2 s (nothing is initialised meanwhile)",
+                            endpoints.join(", ")
+                        );
+                        warned = true;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
     /// The key prefix of this cluster, `/pgha/<cluster>/`.
     pub fn prefix(&self) -> &str {
         &self.prefix

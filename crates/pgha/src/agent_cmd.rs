@@ -49,45 +49,15 @@ impl Node {
         patience: Option<Duration>,
     ) -> anyhow::Result<Arc<dyn Store>> {
         let c = &self.config;
-        let started = std::time::Instant::now();
-        let mut warned = false;
-        loop {
-            let attempt = async {
-                let store =
-                    EtcdStore::connect(&c.etcd.endpoints, &c.cluster.name, c.etcd_timeout())
-                        .await?;
-                store.snapshot().await?;
-                Ok::<_, pgha_store::StoreError>(store)
-            }
-            .await;
-            match attempt {
-                Ok(store) => {
-                    if warned {
-                        tracing::info!("etcd answers again");
-                    }
-                    return Ok(Arc::new(store) as Arc<dyn Store>);
-                }
-                Err(e) if !e.is_retryable() => {
-                    bail!("etcd at {}: {e}", c.etcd.endpoints.join(", "))
-                }
-                Err(e) => {
-                    if patience.is_some_and(|p| started.elapsed() > p) {
-                        bail!(
-                            "etcd at {} is unreachable: {e}",
-                            c.etcd.endpoints.join(", ")
-                        );
-                    }
-                    if !warned {
-                        tracing::warn!(
-                            "etcd at {} is unreachable ({e}); retrying every 2 s (nothing is initialised meanwhile)",
-                            c.etcd.endpoints.join(", ")
-                        );
-                        warned = true;
-                    }
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-        }
+        let store = EtcdStore::connect_patiently(
+            &c.etcd.endpoints,
+            &c.cluster.name,
+            c.etcd_timeout(),
+            patience,
+        )
+        .await
+        .with_context(|| format!("etcd at {}", c.etcd.endpoints.join(", ")))?;
+        Ok(Arc::new(store))
     }
 
     /// This host's member, ready for an agent.
@@ -172,18 +142,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         ),
     });
     host.start_member(name.as_str()).await?;
-    let (stop_api, api_stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn({
-        let mut stopped = api_stopped.clone();
-        let router = pgha_host::api::router(host.clone());
-        async move {
-            let _ = axum::serve(api_listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        }
-    });
+    let api = pgha_host::api::serve(api_listener, host.clone());
     tracing::info!(
         "agent {name} of cluster {} running: PostgreSQL {host_addr}:{port}, REST API {}",
         node.config.cluster.name,
@@ -191,8 +150,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     );
     stop.recv().await;
     host.leave_cluster().await;
-    let _ = stop_api.send(true);
-    let _ = server.await;
+    api.stop().await;
     Ok(())
 }
 

@@ -105,18 +105,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     cluster.write_passfile()?;
 
     let host = open_host(&cluster, initial).await?;
-    let (api_stop, api_stopped) = tokio::sync::watch::channel(false);
-    let api = tokio::spawn({
-        let router = pgha_host::api::router(host.clone());
-        let mut stopped = api_stopped.clone();
-        async move {
-            let _ = axum::serve(api_listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-        }
-    });
+    let api = pgha_host::api::serve(api_listener, host.clone());
 
     let proxy_stop = pgha_proxy::CancellationToken::new();
     let (rw, ro) = cluster.entry_points();
@@ -151,8 +140,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             tracing::info!("start-up failed; stopping the members that are running");
             host.stop_cluster().await;
             proxy_stop.cancel();
-            let _ = api_stop.send(true);
-            let _ = api.await;
+            api.stop().await;
             return Err(e);
         }
     };
@@ -164,8 +152,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
     host.stop_cluster().await;
-    let _ = api_stop.send(true);
-    let _ = api.await;
+    api.stop().await;
     tracing::info!(
         "all members stopped; `pgha up --dir {}` starts them again",
         args.dir.display()

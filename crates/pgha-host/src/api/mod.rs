@@ -7,6 +7,9 @@ pub mod auth;
 pub mod control;
 pub mod health;
 pub mod read;
+mod serve;
+
+pub use serve::{serve, ApiServer};
 
 use std::sync::Arc;
 

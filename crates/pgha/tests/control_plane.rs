@@ -1,0 +1,178 @@
+//! One control plane (issue 10): the same scenario, with the same commands and the same
+//! expectations, against a local cluster (`pgha up`, embedded store) and a distributed one
+//! (three `pgha agent`s over real etcd). Both are a host serving one API that one client
+//! reaches; what differs is only the store and where the hosts are.
+
+mod common;
+#[path = "common/dist.rs"]
+mod dist;
+
+use std::process::Output;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A cluster the scenario drives: its CLI (with `--dir` or `--config` added) and one host's
+/// API.
+trait Control {
+    fn cli(&self, args: &[&str]) -> Output;
+    /// `host:port` of one host's API.
+    fn api(&self) -> String;
+    fn token(&self) -> String;
+}
+
+struct Local(common::UpProcess);
+
+impl Control for Local {
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--dir", self.0.dir.to_str().unwrap()]);
+        common::pgha(&all)
+    }
+    fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.0.base + 2)
+    }
+    fn token(&self) -> String {
+        let secrets = std::fs::read_to_string(self.0.dir.join("secrets.toml")).unwrap();
+        let table: toml::Table = secrets.parse().unwrap();
+        table["api_token"].as_str().unwrap().to_string()
+    }
+}
+
+struct Distributed(dist::DistCluster);
+
+impl Control for Distributed {
+    fn cli(&self, args: &[&str]) -> Output {
+        self.0.cli(args)
+    }
+    fn api(&self) -> String {
+        self.0.agents[0].api.clone()
+    }
+    fn token(&self) -> String {
+        dist::API_TOKEN.to_string()
+    }
+}
+
+fn succeeds(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn fails(out: Output, what: &str) -> String {
+    assert!(!out.status.success(), "{what} was not refused");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn status(c: &dyn Control) -> Value {
+    serde_json::from_str(&succeeds(c.cli(&["status", "--json"]), "status")).unwrap()
+}
+
+/// The scenario: status, settings, pause, the API's token and shapes, a switchover, a
+/// refused failover, the history — each checked the same way in both modes.
+fn control_scenario(c: &dyn Control) {
+    let s = status(c);
+    assert_eq!(s["managed"], true, "{s}");
+    assert_eq!(s["paused"], false, "{s}");
+    let members = s["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{s}");
+    let leader = s["leader"].as_str().unwrap().to_string();
+    let standby = members
+        .iter()
+        .find(|m| m["name"] != leader.as_str() && m["state"] == "streaming")
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no streaming standby: {s}"));
+
+    // Dynamic settings: changed, shown, and a bad key refused naming it.
+    succeeds(
+        c.cli(&["config", "set", "synchronous_mode=on"]),
+        "config set",
+    );
+    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["synchronous_mode", "=", "on"]),
+        "{shown}"
+    );
+    assert_eq!(status(c)["synchronous"]["mode"], "on");
+    succeeds(
+        c.cli(&["config", "set", "synchronous_mode=off"]),
+        "config set",
+    );
+    let refused = fails(c.cli(&["config", "set", "colour=blue"]), "an unknown key");
+    assert!(refused.contains("unknown setting `colour`"), "{refused}");
+
+    // Maintenance mode.
+    assert!(succeeds(c.cli(&["pause"]), "pause").contains("paused"));
+    assert_eq!(status(c)["paused"], true);
+    succeeds(c.cli(&["resume"]), "resume");
+    assert_eq!(status(c)["paused"], false);
+
+    // The API: changes need the token; a failure is {kind, error}; /cluster is the store.
+    let api = c.api();
+    let (code, body) = dist::http("POST", &api, "/pause", None, Some("{}")).unwrap();
+    assert_eq!(code, 401, "{body}");
+    let failure: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(failure["kind"], "unauthorised", "{body}");
+    let token = c.token();
+    let bad = r#"{"to": "nosuch"}"#;
+    let (code, body) = dist::http("POST", &api, "/failover", Some(&token), Some(bad)).unwrap();
+    assert_eq!(code, 409, "{body}");
+    let failure: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(failure["kind"], "refused", "{body}");
+    assert!(
+        failure["error"]
+            .as_str()
+            .unwrap()
+            .contains("nosuch is not a live member"),
+        "{body}"
+    );
+    let (code, body) = dist::http("GET", &api, "/cluster", None, None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let cluster: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cluster["leader"], leader.as_str(), "{body}");
+    assert_eq!(cluster["members"].as_object().unwrap().len(), 3, "{body}");
+
+    // The same refusal through the CLI.
+    let refused = fails(c.cli(&["failover", "--to", "nosuch"]), "failover to nosuch");
+    assert!(refused.contains("nosuch is not a live member"), "{refused}");
+
+    // A switchover through the CLI waits until the target leads.
+    let out = succeeds(c.cli(&["switchover", "--to", &standby]), "switchover");
+    assert!(out.contains(&format!("{standby} is the primary")), "{out}");
+    let s = status(c);
+    assert_eq!(s["leader"], standby.as_str(), "{s}");
+    let history: Value = serde_json::from_str(&succeeds(
+        c.cli(&["history", "--json"]),
+        "history",
+    ))
+    .unwrap();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "switchover" && e["to"] == standby.as_str()),
+        "{history}"
+    );
+}
+
+#[test]
+fn a_local_cluster_answers_the_control_scenario() {
+    let dir = common::test_dir();
+    let mut up = common::UpProcess::spawn(
+        &dir.path().join("c"),
+        3,
+        common::free_base_port(3),
+        &[],
+    );
+    up.wait_streaming(Duration::from_secs(90));
+    control_scenario(&Local(up));
+}
+
+#[test]
+fn a_distributed_cluster_answers_the_control_scenario() {
+    let c = dist::DistCluster::start(&dist::Options::default());
+    control_scenario(&Distributed(c));
+}
