@@ -15,6 +15,7 @@ pub mod probe;
 pub mod rewind;
 pub mod secrets;
 pub mod supervisor;
+pub mod trust;
 pub mod watchdog;
 
 pub use binaries::PgBinaries;

@@ -28,7 +28,7 @@ pub struct Node {
 impl Node {
     pub fn load(file: &Path) -> anyhow::Result<Self> {
         if file.exists() {
-            crate::trust::check(file)?;
+            pgha_pg::trust::check(file)?;
         }
         let config = NodeConfig::load(file)?;
         let secrets = Secrets::load(&config.secrets.file)?;
@@ -65,7 +65,7 @@ impl Node {
         let c = &self.config;
         let pg = &c.postgresql;
         let bins = PgBinaries::discover(pg.bin_dir.as_deref())?;
-        crate::cluster::check_binaries(&bins)?;
+        pgha_pg::trust::check_binaries(&bins)?;
         let run_as = RunAs::detect(&pg.os_user)?;
         run_as.check_reachable(&c.member.dir)?;
         let instance = Instance::new(&c.member.name, &c.member.dir, bins, run_as);

@@ -54,8 +54,8 @@ impl LocalCluster {
             }
             .into());
         }
-        crate::trust::check(&dir)?;
-        crate::trust::check(&config_file)?;
+        pgha_pg::trust::check(&dir)?;
+        pgha_pg::trust::check(&config_file)?;
         let config = Config::load(&config_file)?;
         let secrets = Secrets::load(&dir.join(SECRETS_FILE))?;
         Self::assemble(dir, config, secrets)
@@ -64,7 +64,7 @@ impl LocalCluster {
     /// Builds the in-memory picture from a config and secrets (nothing is written).
     pub fn assemble(dir: PathBuf, config: Config, secrets: Secrets) -> anyhow::Result<Self> {
         let bins = PgBinaries::discover(config.postgresql.bin_dir.as_deref())?;
-        check_binaries(&bins)?;
+        pgha_pg::trust::check_binaries(&bins)?;
         let run_as = RunAs::detect(&config.postgresql.os_user)?;
         let members = config
             .member_names()
@@ -234,24 +234,4 @@ pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     } else {
         std::env::current_dir()?.join(path)
     })
-}
-
-/// The PostgreSQL programs pgha runs (as root, or as the OS user with the cluster's data)
-/// and their directory must be trusted as the config is.
-pub fn check_binaries(bins: &PgBinaries) -> Result<(), crate::trust::Untrusted> {
-    crate::trust::check(&bins.dir)?;
-    for program in [
-        "postgres",
-        "initdb",
-        "pg_ctl",
-        "pg_basebackup",
-        "pg_rewind",
-        "pg_controldata",
-    ] {
-        let path = bins.program(program);
-        if path.exists() {
-            crate::trust::check(&path)?;
-        }
-    }
-    Ok(())
 }

@@ -50,5 +50,5 @@ pub enum CliError {
     Secrets { what: String, detail: String },
 
     #[error(transparent)]
-    Untrusted(#[from] crate::trust::Untrusted),
+    Untrusted(#[from] pgha_pg::trust::Untrusted),
 }

@@ -36,7 +36,7 @@ impl Secrets {
     pub fn load(file: &Path) -> Result<Self, CliError> {
         let what = format!("secrets file {}", file.display());
         if file.exists() {
-            crate::trust::check_secrets(file)?;
+            pgha_pg::trust::check_secrets(file)?;
         }
         let text = std::fs::read_to_string(file).map_err(|e| CliError::Secrets {
             what: what.clone(),

@@ -196,11 +196,11 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
         .into());
     }
     if dir.exists() {
-        crate::trust::check(dir)?;
+        pgha_pg::trust::check(dir)?;
     }
     let config_file = dir.join(CONFIG_FILE);
     if config_file.is_file() {
-        crate::trust::check(&config_file)?;
+        pgha_pg::trust::check(&config_file)?;
         let config = Config::load(&config_file)?;
         let conflict =
             |flag: &'static str, given: String, existing: String| CliError::FlagConflict {

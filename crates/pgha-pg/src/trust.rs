@@ -84,6 +84,26 @@ pub fn check_secrets(path: &Path) -> Result<(), Untrusted> {
     Ok(())
 }
 
+/// The PostgreSQL programs pgha runs (as root, or as the OS user with the cluster's data)
+/// and their directory must be trusted as the config is.
+pub fn check_binaries(bins: &crate::PgBinaries) -> Result<(), Untrusted> {
+    check(&bins.dir)?;
+    for program in [
+        "postgres",
+        "initdb",
+        "pg_ctl",
+        "pg_basebackup",
+        "pg_rewind",
+        "pg_controldata",
+    ] {
+        let path = bins.program(program);
+        if path.exists() {
+            check(&path)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,241 @@
+//! The command line as clap parses it: every command, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::cluster::LocalCluster;
+use crate::handle::ClusterHandle;
+
+/// pgha runs PostgreSQL streaming replication for you: a primary and its standbys, cloned,
+/// configured and watched, with one command.
+#[derive(Debug, Parser)]
+#[command(name = "pgha", version, about, long_about = None, after_help = "\
+Start here:
+  pgha up --dir demo              create a 3-member cluster in ./demo and keep it running
+  pgha status --dir demo          what every member is doing (from another terminal)
+  psql \"$(pgha url --dir demo)\"   connect to the primary")]
+pub struct Cli {
+    /// Log filter, e.g. info, debug, pgha=debug (also RUST_LOG).
+    #[arg(long, global = true, default_value = "info", env = "PGHA_LOG")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which cluster a command acts on: a local one (`pgha up`'s directory) or a distributed one
+/// (this host's agent config file, which names etcd and the secrets).
+#[derive(Debug, Clone, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct Where {
+    /// Local cluster directory (created by `pgha up`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Distributed mode: the agent config file (etcd endpoints, member, secrets).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl Where {
+    pub async fn open(&self) -> anyhow::Result<ClusterHandle> {
+        match (&self.dir, &self.config) {
+            (Some(dir), _) => Ok(ClusterHandle::local(LocalCluster::open(dir)?)),
+            (None, Some(file)) => ClusterHandle::distributed(file).await,
+            (None, None) => {
+                anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Print every dynamic setting.
+    Show {
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Change settings live, e.g. `pgha config set --dir demo synchronous_mode=on synchronous_count=1`.
+    Set {
+        #[command(flatten)]
+        at: Where,
+        /// KEY=VALUE pairs (keys as `pgha config show` prints them).
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a local cluster (primary + standbys) in DIR and run it in the foreground.
+    ///
+    /// On an empty or new DIR: initdb of the primary (scram-sha-256, data checksums), a
+    /// replication role and one slot per standby, pg_basebackup clones, standbys streaming.
+    /// On a DIR `pgha up` created before: starts the same members with their data. Ctrl-C
+    /// (or SIGTERM) stops every member cleanly. When run as root, PostgreSQL runs as the
+    /// `postgres` OS user (see --os-user).
+    Up {
+        /// Cluster directory (created if missing; an existing one must be empty or a pgha cluster).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of members for a new cluster: one primary, the rest standbys [default: 3].
+        #[arg(long)]
+        members: Option<u16>,
+        /// Base port for a new cluster: the read-write entry point; member k listens on
+        /// base + 10 + k [default: 15432].
+        #[arg(long)]
+        port: Option<u16>,
+        /// PostgreSQL parameter for every member of a new cluster, e.g. --param shared_buffers=256MB
+        /// (repeatable; later edits go in DIR/pgha.toml).
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Directory of the PostgreSQL server programs (default: found on PATH, via pg_config,
+        /// or the newest /usr/lib/postgresql/<version>/bin).
+        #[arg(long, env = "PGHA_PG_BIN_DIR")]
+        pg_bin_dir: Option<PathBuf>,
+        /// OS user that runs PostgreSQL when pgha runs as root [default: postgres].
+        #[arg(long)]
+        os_user: Option<String>,
+        /// Synchronous replication for a new cluster: off (asynchronous), on (synchronous
+        /// while a standby is healthy, else degrade and continue), strict (commits wait).
+        /// Change it later with `pgha config set synchronous_mode=...`.
+        #[arg(long, value_parser = ["off", "on", "strict"])]
+        synchronous_mode: Option<String>,
+        /// How many standbys acknowledge each commit in a synchronous mode [default: 1].
+        #[arg(long)]
+        synchronous_count: Option<u32>,
+        /// priority (`FIRST n (...)`: sync + potential standbys) or quorum (`ANY n (...)`).
+        #[arg(long, value_parser = ["priority", "quorum"])]
+        synchronous_method: Option<String>,
+        /// synchronous_commit level: on, remote_write or remote_apply (or local, off).
+        #[arg(long, value_parser = ["off", "local", "remote_write", "on", "remote_apply"])]
+        synchronous_commit: Option<String>,
+    },
+    /// Run one member of a distributed cluster on this host (etcd as the store).
+    ///
+    /// FILE names the cluster, the etcd endpoints, this member (name, directory, PostgreSQL
+    /// host/port, REST API address, tags) and a 0600 secrets file shared by all hosts. Agents
+    /// may start in any order: one bootstraps, the others clone from it. SIGTERM stops
+    /// PostgreSQL and leaves the cluster (the others fail over at once if it led).
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the proxy alone (distributed mode): read-write and read-only listeners from FILE's
+    /// [proxy] section, following the leader in etcd.
+    Proxy {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show or change the cluster's dynamic settings (kept in the store; applied live).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Show every member's role, state, timeline, WAL positions, lag and sync state.
+    Status {
+        #[command(flatten)]
+        at: Where,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Planned switchover: the primary hands over to a caught-up standby, losing nothing.
+    ///
+    /// The leader stops accepting writes first; the target is promoted only once it has
+    /// replayed everything; the old primary rejoins as its standby without a rewind. Refused,
+    /// with the reason, when the target is not streaming or not caught up.
+    Switchover {
+        #[command(flatten)]
+        at: Where,
+        /// Member to promote (default: the best candidate).
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Manual failover: promote a standby now, even when the primary is unhealthy.
+    Failover {
+        #[command(flatten)]
+        at: Where,
+        /// Member to promote.
+        #[arg(long)]
+        to: String,
+        /// Promote even if the target lags behind the primary.
+        #[arg(long)]
+        force: bool,
+        /// Promote a member outside the synchronous set (acknowledged commits may be lost).
+        #[arg(long)]
+        allow_data_loss: bool,
+    },
+    /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
+    Stop {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to stop, e.g. n1.
+        name: String,
+        /// fast (clean shutdown) or immediate (like a crash).
+        #[arg(long, default_value = "fast", value_parser = ["fast", "immediate"])]
+        mode: String,
+    },
+    /// Start one member again; a former primary rejoins as a standby by itself.
+    Start {
+        #[arg(long)]
+        dir: PathBuf,
+        name: String,
+    },
+    /// Maintenance mode: no automatic failover or restart until `pgha resume`.
+    Pause {
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Leave maintenance mode.
+    Resume {
+        #[command(flatten)]
+        at: Where,
+    },
+    /// Every failover, switchover and rejoin: when, from, to, timeline, LSN, why.
+    History {
+        #[command(flatten)]
+        at: Where,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a libpq connection URI for the superuser: the read-write entry point (pgha's
+    /// proxy, which follows the primary through failovers), the primary, or one member.
+    ///
+    /// Use it as `psql "$(pgha url --dir demo)"`. The password comes from DIR/secrets.toml.
+    Url {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Member to connect to instead of the read-write entry point, e.g. n2.
+        #[arg(long, conflicts_with = "primary")]
+        member: Option<String>,
+        /// The current primary itself rather than the read-write entry point (the proxy).
+        #[arg(long)]
+        primary: bool,
+    },
+    /// Internal: the parent of one member's postmaster, started by the agent. It kills
+    /// PostgreSQL when the lease deadline the agent wrote into LEASE_FILE passes, whatever
+    /// happened to the agent, and PostgreSQL dies with it.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        member: String,
+        #[arg(long)]
+        lease_file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        log_file: PathBuf,
+        #[arg(long)]
+        postgres: PathBuf,
+        #[arg(long)]
+        os_user: Option<String>,
+        #[arg(long, default_value = "off")]
+        watchdog: String,
+        #[arg(long, default_value = "/dev/watchdog")]
+        watchdog_device: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        watchdog_timeout: u32,
+    },
+}
