@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pgha_testkit::{connect, wait_until};
 
 /// What the writer saw.
 #[derive(Default, Debug)]
@@ -83,7 +84,7 @@ async fn clients_are_held_not_refused_through_switchover_and_failover() {
     assert!(out.status.success(), "stop: {}", stderr_of(&out));
     // Writes flow again on the new primary.
     let before = seen.lock().unwrap().acknowledged.len();
-    wait_for("writes after the failover", Duration::from_secs(30), || {
+    wait_until("writes after the failover", Duration::from_secs(30), || {
         (seen.lock().unwrap().acknowledged.len() > before + 5).then_some(())
     });
     stop.store(true, Ordering::Relaxed);

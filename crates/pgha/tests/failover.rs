@@ -11,387 +11,17 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::Value;
-
-/// One cluster at a time in this file.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::cluster::Cluster;
+use common::stderr_of;
+use common::status::{events, members, primaries, primary_of};
+use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, serial};
 
 const CONVERGE: Duration = Duration::from_secs(25);
 
-struct Cluster {
-    up: UpProcess,
-    _tmp: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start() -> Self {
-        let tmp = test_dir();
-        let up = UpProcess::start(&tmp.path().join("ha"), 3);
-        Cluster { up, _tmp: tmp }
-    }
-
-    fn dir(&self) -> &str {
-        self.up.dir.to_str().unwrap()
-    }
-
-    /// `pgha CMD --dir DIR ARGS...`
-    fn run(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut all = vec![cmd, "--dir", self.dir()];
-        all.extend(args);
-        pgha(&all)
-    }
-
-    /// Like `run`, but the command must succeed.
-    fn ok(&self, cmd: &str, args: &[&str]) -> String {
-        let out = self.run(cmd, args);
-        assert!(
-            out.status.success(),
-            "pgha {cmd} {args:?} failed: {}\nstatus: {:#?}\nlog:\n{}",
-            stderr_of(&out),
-            self.up.status(),
-            self.up.log()
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn history(&self) -> Vec<Value> {
-        let out = self.ok("history", &["--json"]);
-        serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn member_url(&self, name: &str) -> String {
-        self.up.url(Some(name))
-    }
-
-    fn data_dir(&self, name: &str) -> PathBuf {
-        self.up.dir.join(name).join("data")
-    }
-
-    /// Fails the test with the status and the `pgha up` log.
-    fn fail(&self, what: &str) -> ! {
-        let mut pg_logs = String::new();
-        for k in 1..=self.up.members {
-            let file = self.up.dir.join(format!("n{k}")).join("postgresql.log");
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-            pg_logs.push_str(&format!("--- n{k} postgresql.log (tail) ---\n{tail}\n"));
-        }
-        panic!(
-            "{what}\nstatus: {:#?}\nhistory: {}\nlog:\n{}\n{pg_logs}",
-            self.up.status(),
-            String::from_utf8_lossy(&self.run("history", &[]).stdout),
-            self.up.log()
-        )
-    }
-
-    /// Waits until `check(status)` returns Some.
-    fn wait_status<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Value) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.up.status().as_ref().and_then(&mut check) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until a member other than those in `not` is the leader and runs as primary.
-    fn wait_new_primary(&self, not: &[&str]) -> String {
-        self.wait_status("a new primary", CONVERGE, |s| {
-            primary_of(s).filter(|p| !not.contains(&p.as_str()))
-        })
-    }
-
-    /// Waits until `primary` leads, every member outside `down` streams from it (in
-    /// `pgha status` and in the primary's pg_stat_replication), and the members in `down` are
-    /// stopped.
-    async fn wait_converged(&self, primary: &str, down: &[&str]) {
-        let names = member_names(&self.up.status().unwrap());
-        let standbys: Vec<String> = names
-            .iter()
-            .filter(|n| n.as_str() != primary && !down.contains(&n.as_str()))
-            .cloned()
-            .collect();
-        let deadline = Instant::now() + CONVERGE;
-        loop {
-            let in_status = self.up.status().is_some_and(|s| {
-                primary_of(&s).as_deref() == Some(primary)
-                    && members(&s).iter().all(|m| {
-                        let name = m["name"].as_str().unwrap();
-                        if down.contains(&name) {
-                            m["state"] == "stopped"
-                        } else if name == primary {
-                            true
-                        } else {
-                            m["role"] == "standby" && m["state"] == "streaming"
-                        }
-                    })
-            });
-            if in_status {
-                let streaming = streaming_standbys(&self.member_url(primary)).await;
-                if standbys.iter().all(|s| streaming.contains(s)) {
-                    return;
-                }
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!(
-                    "not converged on {primary} (standbys {standbys:?}, down {down:?}) after {CONVERGE:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until every member in `names` holds exactly the rows of the primary; returns the
-    /// primary's (count, checksum).
-    async fn wait_identical(&self, primary: &str, names: &[&str]) -> (i64, String) {
-        let expected = checksum(&self.member_url(primary))
-            .await
-            .unwrap_or_else(|| self.fail("cannot read the primary's rows"));
-        for name in names {
-            let deadline = Instant::now() + CONVERGE;
-            loop {
-                let got = checksum(&self.member_url(name)).await;
-                if got.as_ref() == Some(&expected) {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    self.fail(&format!(
-                        "{name} does not hold the primary's rows: {got:?} != {expected:?}"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        expected
-    }
-
-    /// Writes `rows` (id, stage) on `member`, which must accept them.
-    async fn write(&self, member: &str, stage: &str, ids: std::ops::Range<i64>) {
-        let client = connect(&self.member_url(member)).await;
-        for id in ids {
-            client
-                .execute("INSERT INTO t(id, stage) VALUES ($1, $2)", &[&id, &stage])
-                .await
-                .unwrap_or_else(|e| self.fail(&format!("write {id} on {member}: {e}")));
-        }
-    }
-}
-
-fn members(status: &Value) -> Vec<Value> {
-    status["members"].as_array().cloned().unwrap_or_default()
-}
-
-fn member_names(status: &Value) -> Vec<String> {
-    members(status)
-        .iter()
-        .map(|m| m["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// The leader, if it runs as a primary.
-fn primary_of(status: &Value) -> Option<String> {
-    let leader = status["leader"].as_str()?;
-    members(status)
-        .iter()
-        .any(|m| m["name"] == leader && m["role"] == "primary" && m["state"] == "running")
-        .then(|| leader.to_string())
-}
-
-fn primaries(status: &Value) -> usize {
-    members(status)
-        .iter()
-        .filter(|m| m["role"] == "primary" && m["state"] == "running")
-        .count()
-}
-
-async fn ids_present(url: &str, ids: &[i64]) -> i64 {
-    let client = connect(url).await;
-    client
-        .query_one("SELECT count(*) FROM t WHERE id = ANY($1)", &[&ids])
-        .await
-        .unwrap()
-        .get(0)
-}
-
-async fn create_table(c: &Cluster) {
-    let client = connect(&c.member_url("n1")).await;
-    client
-        .batch_execute("CREATE TABLE t(id bigint PRIMARY KEY, stage text NOT NULL)")
-        .await
-        .unwrap();
-}
-
-fn postmaster_pid(data: &Path) -> Option<i32> {
-    std::fs::read_to_string(data.join("postmaster.pid"))
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn lsn(text: &str) -> u64 {
-    let (hi, lo) = text.trim().split_once('/').expect("an LSN");
-    (u64::from_str_radix(hi, 16).unwrap() << 32) | u64::from_str_radix(lo, 16).unwrap()
-}
-
-fn fmt_lsn(v: u64) -> String {
-    format!("{:X}/{:X}", v >> 32, v & 0xffff_ffff)
-}
-
-/// History entries of `kind` (e.g. "rejoin_rewind"), as (from, to).
-fn events(history: &[Value], kind: &str) -> Vec<(String, String)> {
-    history
-        .iter()
-        .filter(|e| e["kind"] == kind)
-        .map(|e| {
-            (
-                e["from"].as_str().unwrap_or("-").to_string(),
-                e["to"].as_str().unwrap_or("-").to_string(),
-            )
-        })
-        .collect()
-}
-
-/// A client writing continuously to whichever member is the primary, connecting directly to
-/// it (found with `pgha status`, reached with `pgha url --member`), counting the writes that
-/// were acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Ack>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Clone, Debug)]
-struct Ack {
-    id: i64,
-    member: String,
-    /// pg_current_wal_lsn() on `member` right after the commit: its WAL reaches at least here.
-    lsn_after: u64,
-}
-
-impl Writer {
-    fn start(dir: &Path, first_id: i64, pause: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let (dir, stop2, acked2) = (dir.to_path_buf(), stop.clone(), acked.clone());
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(write_loop(dir, first_id, pause, stop2, acked2));
-        });
-        Writer {
-            stop,
-            acked,
-            handle: Some(handle),
-        }
-    }
-
-    fn acked(&self) -> Vec<Ack> {
-        self.acked.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` more writes than now were acknowledged.
-    fn wait_more(&self, n: usize, timeout: Duration) {
-        let target = self.acked().len() + n;
-        wait_for("acknowledged writes", timeout, || {
-            (self.acked().len() >= target).then_some(())
-        });
-    }
-
-    fn finish(mut self) -> Vec<Ack> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            h.join().expect("writer thread");
-        }
-        self.acked()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-async fn write_loop(
-    dir: PathBuf,
-    mut id: i64,
-    pause: Duration,
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<Ack>>>,
-) {
-    let dir_s = dir.to_str().unwrap().to_string();
-    let mut current: Option<(String, tokio_postgres::Client)> = None;
-    while !stop.load(Ordering::SeqCst) {
-        if current.is_none() {
-            let out = pgha(&["status", "--dir", &dir_s, "--json"]);
-            let primary = serde_json::from_slice::<Value>(&out.stdout)
-                .ok()
-                .and_then(|s| primary_of(&s));
-            if let Some(name) = primary {
-                let url = pgha(&["url", "--dir", &dir_s, "--member", &name]);
-                let url = String::from_utf8_lossy(&url.stdout).trim().to_string();
-                if let Some(client) = try_connect(&url).await {
-                    current = Some((name, client));
-                }
-            }
-            if current.is_none() {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        }
-        let (member, client) = current.as_ref().unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(3), async {
-            client
-                .execute("INSERT INTO t(id, stage) VALUES ($1, 'writer')", &[&id])
-                .await?;
-            let row = client
-                .query_one("SELECT pg_current_wal_lsn()::text", &[])
-                .await?;
-            Ok::<String, tokio_postgres::Error>(row.get(0))
-        })
-        .await;
-        match result {
-            Ok(Ok(after)) => acked.lock().unwrap().push(Ack {
-                id,
-                member: member.clone(),
-                lsn_after: lsn(&after),
-            }),
-            // A commit whose answer was lost may or may not be there; it is not counted.
-            _ => current = None,
-        }
-        id += 1;
-        if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
-        }
-    }
+fn start() -> Cluster {
+    Cluster::start(&[], CONVERGE)
 }
 
 /// Where the member at `url` (a primary on timeline `tl`) left timeline `parent`: read from
@@ -469,8 +99,8 @@ fn has_wal_past(data: &Path, timeline: u64, at: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_primary_fails_over_and_rejoins() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "before", 0..10).await;
     c.wait_identical("n1", &["n2", "n3"]).await;
 
@@ -503,8 +133,8 @@ async fn stopped_primary_fails_over_and_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_by_stopping_the_primary_twice() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "stage-1", 0..10).await;
     c.wait_identical("n1", &["n2", "n3"]).await;
 
@@ -531,11 +161,7 @@ async fn round_trip_by_stopping_the_primary_twice() {
     let (rows, _) = c.wait_identical("n1", &["n2", "n3"]).await;
     assert_eq!(rows, 50);
     for name in ["n1", "n2", "n3"] {
-        assert_eq!(
-            ids_present(&c.member_url(name), &(0..50).collect::<Vec<_>>()).await,
-            50,
-            "{name}"
-        );
+        assert_eq!(c.count(name, 0..50).await, 50, "{name}");
     }
     let history = c.history();
     assert_eq!(
@@ -554,15 +180,15 @@ async fn round_trip_by_stopping_the_primary_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
-    let writer = Writer::start(&c.up.dir, 1_000_000, Duration::ZERO);
-    writer.wait_more(200, Duration::from_secs(15));
+    let c = start();
+    c.create_table().await;
+    let writer = c.primary_writer(1_000_000, Duration::ZERO);
+    c.wait_writes(&writer, 200, Duration::from_secs(15)).await;
 
     c.ok("stop", &["n1", "--mode", "immediate"]);
     let new = c.wait_new_primary(&["n1"]);
-    writer.wait_more(100, Duration::from_secs(15));
-    let acked = writer.finish();
+    c.wait_writes(&writer, 100, Duration::from_secs(15)).await;
+    let acked = writer.finish().await;
     c.write(&new, "after-failover", 0..10).await;
 
     // Did n1 write WAL past the point where its successor left timeline 1?
@@ -580,7 +206,7 @@ async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
     let n1_max = acked
         .iter()
         .filter(|a| a.member == "n1")
-        .map(|a| a.lsn_after)
+        .filter_map(|a| a.lsn_after)
         .max()
         .unwrap_or(0);
     if n1_max > switch {
@@ -629,7 +255,7 @@ async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
     assert!(!after.is_empty());
     for name in ["n1", "n2", "n3"] {
         assert_eq!(
-            ids_present(&c.member_url(name), &after).await,
+            c.count(name, after.iter().copied()).await,
             after.len() as i64,
             "{name}"
         );
@@ -641,20 +267,20 @@ async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_round_trip_under_writes_loses_nothing() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
-    let writer = Writer::start(&c.up.dir, 0, Duration::from_millis(10));
-    writer.wait_more(20, Duration::from_secs(10));
+    let c = start();
+    c.create_table().await;
+    let writer = c.primary_writer(0, Duration::from_millis(10));
+    c.wait_writes(&writer, 20, Duration::from_secs(10)).await;
 
     c.ok("switchover", &["--to", "n2"]);
     assert_eq!(primary_of(&c.up.status().unwrap()).as_deref(), Some("n2"));
-    writer.wait_more(20, Duration::from_secs(15));
+    c.wait_writes(&writer, 20, Duration::from_secs(15)).await;
     c.wait_converged("n2", &[]).await;
 
     c.ok("switchover", &["--to", "n1"]);
     assert_eq!(primary_of(&c.up.status().unwrap()).as_deref(), Some("n1"));
-    writer.wait_more(20, Duration::from_secs(15));
-    let acked = writer.finish();
+    c.wait_writes(&writer, 20, Duration::from_secs(15)).await;
+    let acked = writer.finish().await;
     c.wait_converged("n1", &[]).await;
     c.wait_identical("n1", &["n2", "n3"]).await;
 
@@ -667,7 +293,7 @@ async fn switchover_round_trip_under_writes_loses_nothing() {
     );
     for name in ["n1", "n2", "n3"] {
         assert_eq!(
-            ids_present(&c.member_url(name), &ids).await,
+            c.count(name, ids.iter().copied()).await,
             ids.len() as i64,
             "acknowledged writes missing on {name}"
         );
@@ -693,17 +319,12 @@ async fn switchover_round_trip_under_writes_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_postmaster_converges() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "before", 0..10).await;
     c.wait_identical("n1", &["n2", "n3"]).await;
 
-    let pid = postmaster_pid(&c.data_dir("n1")).expect("n1's postmaster.pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid = c.kill_postmaster("n1");
     // Converged after the crash: a primary that is not the killed process.
     let primary = c.wait_status("a primary after the kill", CONVERGE, |s| {
         let p = primary_of(s)?;
@@ -724,8 +345,8 @@ async fn killed_postmaster_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_to_a_caught_up_standby() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "before", 0..10).await;
     c.wait_identical("n1", &["n2", "n3"]).await;
 
@@ -747,8 +368,8 @@ async fn manual_failover_to_a_caught_up_standby() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_cluster_does_not_fail_over_until_resumed() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "before", 0..10).await;
 
     c.ok("pause", &[]);
@@ -789,7 +410,7 @@ async fn paused_cluster_does_not_fail_over_until_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_refusals() {
     let _serial = serial();
-    let c = Cluster::start();
+    let c = start();
 
     let out = c.run("switchover", &["--to", "n9"]);
     assert!(!out.status.success());
@@ -823,8 +444,8 @@ async fn switchover_refusals() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
     let _serial = serial();
-    let c = Cluster::start();
-    create_table(&c).await;
+    let c = start();
+    c.create_table().await;
     c.write("n1", "before", 0..10).await;
     c.ok("stop", &["n1"]);
     let primary = c.wait_new_primary(&["n1"]);
@@ -833,12 +454,7 @@ async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
     c.write(&primary, "after", 10..20).await;
     c.wait_identical(&primary, &[other]).await;
     c.ok("pause", &[]);
-    let pid = postmaster_pid(&c.data_dir(&primary)).expect("the new primary's postmaster");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    c.kill_postmaster(&primary);
     let timeline = c.wait_status(
         "the standby's timeline without its upstream",
         CONVERGE,

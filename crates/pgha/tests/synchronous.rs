@@ -12,211 +12,26 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Output;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::*;
-use serde_json::Value;
-
-/// One cluster at a time in this file.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::cluster::{Cluster, MEMBERS};
+use common::status::{members, primary_of, sync_states};
+use common::stderr_of;
+use pgha_testkit::{connect, poll_async, serial, wait_until, Writer};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// A write that takes longer than this "blocked".
 const BLOCKED: Duration = Duration::from_secs(2);
 
-struct Cluster {
-    up: UpProcess,
-    _tmp: tempfile::TempDir,
+/// A 3-member cluster started with `extra` arguments, every standby streaming.
+fn start(extra: &[&str]) -> Cluster {
+    Cluster::start(extra, CONVERGE)
 }
 
-impl Cluster {
-    /// A 3-member cluster started with `extra` arguments, every standby streaming.
-    fn start(extra: &[&str]) -> Self {
-        let tmp = test_dir();
-        let mut up = UpProcess::spawn(&tmp.path().join("ha"), 3, free_base_port(3), extra);
-        up.wait_streaming(Duration::from_secs(90));
-        Cluster { up, _tmp: tmp }
-    }
-
-    fn dir(&self) -> &str {
-        self.up.dir.to_str().unwrap()
-    }
-
-    fn run(&self, cmd: &str, args: &[&str]) -> Output {
-        let mut all = vec![cmd, "--dir", self.dir()];
-        all.extend(args);
-        pgha(&all)
-    }
-
-    fn ok(&self, cmd: &str, args: &[&str]) -> String {
-        let out = self.run(cmd, args);
-        if !out.status.success() {
-            self.fail(&format!("pgha {cmd} {args:?} failed: {}", stderr_of(&out)));
-        }
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// `pgha config SUB --dir DIR ARGS...`
-    fn config(&self, sub: &str, args: &[&str]) -> Output {
-        let mut all = vec!["config", sub, "--dir", self.dir()];
-        all.extend(args);
-        pgha(&all)
-    }
-
-    fn config_ok(&self, sub: &str, args: &[&str]) -> String {
-        let out = self.config(sub, args);
-        if !out.status.success() {
-            self.fail(&format!(
-                "pgha config {sub} {args:?} failed: {}",
-                stderr_of(&out)
-            ));
-        }
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn history(&self) -> Vec<Value> {
-        serde_json::from_str::<Value>(&self.ok("history", &["--json"]))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-
-    fn member_url(&self, name: &str) -> String {
-        self.up.url(Some(name))
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        let mut pg_logs = String::new();
-        for k in 1..=self.up.members {
-            let file = self.up.dir.join(format!("n{k}")).join("postgresql.log");
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(30)..].join("\n");
-            pg_logs.push_str(&format!("--- n{k} postgresql.log (tail) ---\n{tail}\n"));
-        }
-        let log = self.up.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let log_tail = lines[lines.len().saturating_sub(300)..].join("\n");
-        panic!(
-            "{what}\nstatus: {:#?}\nhistory: {}\nlog (tail):\n{log_tail}\n{pg_logs}",
-            self.up.status(),
-            String::from_utf8_lossy(&self.run("history", &[]).stdout),
-        )
-    }
-
-    fn wait_status<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Value) -> Option<T>,
-    ) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = self.up.status().as_ref().and_then(&mut check) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("timed out after {timeout:?} waiting for {what}"));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until `states` is exactly the standbys' sync_state in `pgha status`.
-    fn wait_sync_states(&self, states: &[(&str, &str)], timeout: Duration) -> Duration {
-        let t0 = Instant::now();
-        let want: BTreeMap<String, String> = states
-            .iter()
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .collect();
-        self.wait_status(&format!("sync states {want:?}"), timeout, |s| {
-            (sync_states(s) == want).then_some(())
-        });
-        t0.elapsed()
-    }
-
-    /// The one member whose sync_state is `sync`, once there is exactly one and the published
-    /// set holds every streaming standby.
-    fn wait_settled_sync(&self, timeout: Duration) -> String {
-        self.wait_status("a settled synchronous standby", timeout, |s| {
-            let states = sync_states(s);
-            let sync: Vec<&String> = states
-                .iter()
-                .filter(|(_, v)| *v == "sync")
-                .map(|(k, _)| k)
-                .collect();
-            let streaming = members(s)
-                .iter()
-                .filter(|m| m["state"] == "streaming")
-                .count();
-            let set = s["synchronous"]["set"].as_array().map_or(0, |a| a.len());
-            (primary_of(s).is_some() && sync.len() == 1 && streaming == 2 && set == 2)
-                .then(|| sync[0].clone())
-        })
-    }
-
-    async fn create_table(&self) {
-        let client = connect(&self.up.url(None)).await;
-        client
-            .batch_execute("CREATE TABLE t(id bigint PRIMARY KEY)")
-            .await
-            .unwrap();
-    }
-}
-
-fn members(status: &Value) -> Vec<Value> {
-    status["members"].as_array().cloned().unwrap_or_default()
-}
-
-/// The leader, if it runs as a primary.
-fn primary_of(status: &Value) -> Option<String> {
-    let leader = status["leader"].as_str()?;
-    members(status)
-        .iter()
-        .any(|m| m["name"] == leader && m["role"] == "primary" && m["state"] == "running")
-        .then(|| leader.to_string())
-}
-
-/// Standby name → sync_state, for the standbys that report one.
-fn sync_states(status: &Value) -> BTreeMap<String, String> {
-    members(status)
-        .iter()
-        .filter_map(|m| {
-            Some((
-                m["name"].as_str()?.to_string(),
-                m["sync_state"].as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
-async fn try_connect(url: &str, timeout: Duration) -> Option<tokio_postgres::Client> {
-    let (client, conn) =
-        tokio::time::timeout(timeout, tokio_postgres::connect(url, tokio_postgres::NoTls))
-            .await
-            .ok()?
-            .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
-
-fn postmaster_pid(dir: &std::path::Path, member: &str) -> Option<i32> {
-    std::fs::read_to_string(dir.join(member).join("data").join("postmaster.pid"))
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
+/// Inserts rows through the read-write entry point as fast as it can, timing each commit
+/// (connecting within 10 s, each write within 60 s: longer than any wait for a standby here).
+fn writer(c: &Cluster, first_id: i64) -> Writer {
+    c.entry_writer(first_id, Duration::from_secs(10), Duration::from_secs(60))
 }
 
 async fn postmaster_start(url: &str) -> String {
@@ -228,113 +43,20 @@ async fn postmaster_start(url: &str) -> String {
         .get(0)
 }
 
-/// Inserts rows through the read-write entry point as fast as it can, timing each commit;
-/// never retries an id whose outcome is unknown.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<i64>>>,
-    slowest: Arc<Mutex<Duration>>,
-    handle: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(url: String, first_id: i64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(Vec::new()));
-        let slowest = Arc::new(Mutex::new(Duration::ZERO));
-        let (stop2, acked2, slowest2) = (stop.clone(), acked.clone(), slowest.clone());
-        let handle = tokio::spawn(async move {
-            let mut id = first_id;
-            let mut client: Option<tokio_postgres::Client> = None;
-            while !stop2.load(Ordering::SeqCst) {
-                if client.is_none() {
-                    client = try_connect(&url, Duration::from_secs(10)).await;
-                    if client.is_none() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                }
-                let c = client.as_ref().unwrap();
-                let t0 = Instant::now();
-                let r = tokio::time::timeout(
-                    Duration::from_secs(60),
-                    c.execute("INSERT INTO t(id) VALUES ($1)", &[&id]),
-                )
-                .await;
-                let took = t0.elapsed();
-                match r {
-                    Ok(Ok(_)) => {
-                        acked2.lock().unwrap().push(id);
-                        let mut s = slowest2.lock().unwrap();
-                        *s = (*s).max(took);
-                    }
-                    _ => client = None,
-                }
-                id += 1;
-            }
-        });
-        Writer {
-            stop,
-            acked,
-            slowest,
-            handle: Some(handle),
-        }
-    }
-
-    fn count(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    fn slowest(&self) -> Duration {
-        *self.slowest.lock().unwrap()
-    }
-
-    /// Waits until `n` more writes than now were acknowledged.
-    async fn wait_more(&self, n: usize, timeout: Duration) {
-        let target = self.count() + n;
-        let deadline = Instant::now() + timeout;
-        while self.count() < target {
-            assert!(
-                Instant::now() < deadline,
-                "writer: {} acknowledged, wanted {target} within {timeout:?}",
-                self.count()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn finish(mut self) -> Vec<i64> {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(70), h).await;
-        }
-        self.acked.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            h.abort();
-        }
-    }
-}
-
 /// Acceptance 1: `on`, count 1 — n2 sync, n3 potential; n2 stops → n3 sync within seconds and
 /// no write blocks; n2 back → the original priority again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_moves_sync_role_without_blocking_writes() {
     let _serial = serial();
-    let c = Cluster::start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
+    let c = start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
     c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
     c.create_table().await;
-    let writer = Writer::start(c.up.url(None), 1);
-    writer.wait_more(50, Duration::from_secs(10)).await;
+    let writer = writer(&c, 1);
+    c.wait_writes(&writer, 50, Duration::from_secs(10)).await;
 
     c.ok("stop", &["n2"]);
     let moved = c.wait_sync_states(&[("n3", "sync")], Duration::from_secs(10));
-    writer.wait_more(100, Duration::from_secs(10)).await;
+    c.wait_writes(&writer, 100, Duration::from_secs(10)).await;
     let slowest = writer.slowest();
     assert!(
         slowest < BLOCKED,
@@ -342,7 +64,7 @@ async fn on_moves_sync_role_without_blocking_writes() {
     );
     // n2 leaves the published set once n3 has flushed what n1 had written when PostgreSQL
     // stopped counting n2 (about a loop later).
-    wait_for(
+    wait_until(
         "the published set to become [n3]",
         Duration::from_secs(10),
         || {
@@ -353,7 +75,7 @@ async fn on_moves_sync_role_without_blocking_writes() {
 
     c.ok("start", &["n2"]);
     let back = c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
-    writer.wait_more(50, Duration::from_secs(10)).await;
+    c.wait_writes(&writer, 50, Duration::from_secs(10)).await;
     let slowest = writer.slowest();
     let acked = writer.finish().await;
     assert!(slowest < BLOCKED, "a write took {slowest:?}");
@@ -385,7 +107,7 @@ async fn on_moves_sync_role_without_blocking_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_commit_waits_for_a_standby() {
     let _serial = serial();
-    let c = Cluster::start(&["--synchronous-mode", "strict"]);
+    let c = start(&["--synchronous-mode", "strict"]);
     c.wait_settled_sync(CONVERGE);
     c.create_table().await;
     c.ok("stop", &["n2"]);
@@ -404,7 +126,7 @@ async fn strict_commit_waits_for_a_standby() {
         let client = connect(&url).await;
         let t0 = Instant::now();
         client
-            .execute("INSERT INTO t(id) VALUES (1)", &[])
+            .execute("INSERT INTO t(id, stage) VALUES (1, 'strict')", &[])
             .await
             .map(|_| t0.elapsed())
     });
@@ -470,11 +192,11 @@ async fn strict_commit_waits_for_a_standby() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_degrades_when_every_standby_stops() {
     let _serial = serial();
-    let c = Cluster::start(&["--synchronous-mode", "on"]);
+    let c = start(&["--synchronous-mode", "on"]);
     c.wait_settled_sync(CONVERGE);
     c.create_table().await;
-    let writer = Writer::start(c.up.url(None), 1);
-    writer.wait_more(20, Duration::from_secs(10)).await;
+    let writer = writer(&c, 1);
+    c.wait_writes(&writer, 20, Duration::from_secs(10)).await;
     c.ok("stop", &["n2"]);
     c.ok("stop", &["n3"]);
     let warning = c.wait_status("degraded", CONVERGE, |s| {
@@ -484,16 +206,11 @@ async fn on_degrades_when_every_standby_stops() {
             .flatten()
     });
     assert!(warning.contains("degraded"), "{warning}");
-    writer.wait_more(100, Duration::from_secs(10)).await;
+    c.wait_writes(&writer, 100, Duration::from_secs(10)).await;
     let slowest = writer.slowest();
     writer.finish().await;
     assert!(slowest < BLOCKED, "a write took {slowest:?}");
-    let primary = connect(&c.member_url("n1")).await;
-    let names: String = primary
-        .query_one("SHOW synchronous_standby_names", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let names = c.show("n1", "synchronous_standby_names").await;
     assert_eq!(names, "", "still synchronous");
     let history = c.history();
     let last = history
@@ -518,7 +235,7 @@ async fn on_degrades_when_every_standby_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
     let _serial = serial();
-    let c = Cluster::start(&[
+    let c = start(&[
         "--synchronous-mode",
         "on",
         "--synchronous-commit",
@@ -536,7 +253,10 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
     let standby = connect(&c.member_url(&sync)).await;
     for id in 1..=200i64 {
         primary
-            .execute("INSERT INTO t(id) VALUES ($1)", &[&id])
+            .execute(
+                "INSERT INTO t(id, stage) VALUES ($1, 'remote_apply')",
+                &[&id],
+            )
             .await
             .unwrap();
         let seen: i64 = standby
@@ -555,7 +275,7 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_set_changes_mode_live_and_names_bad_keys() {
     let _serial = serial();
-    let c = Cluster::start(&[]);
+    let c = start(&[]);
     let status = c.up.status().unwrap();
     assert_eq!(status["synchronous"]["mode"], "off");
     assert!(
@@ -563,7 +283,7 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         "{status:#?}"
     );
     let mut started = BTreeMap::new();
-    for n in ["n1", "n2", "n3"] {
+    for n in MEMBERS {
         started.insert(n, postmaster_start(&c.member_url(n)).await);
     }
 
@@ -579,22 +299,14 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
         ],
     );
     c.wait_sync_states(&[("n2", "quorum"), ("n3", "quorum")], CONVERGE);
-    let url = c.member_url("n1");
-    let deadline = Instant::now() + CONVERGE;
-    loop {
-        let level: String = connect(&url)
-            .await
-            .query_one("SHOW synchronous_commit", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if level == "remote_write" {
-            break;
-        }
-        if Instant::now() > deadline {
-            c.fail(&format!("synchronous_commit is {level}, not remote_write"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let cr = &c;
+    let applied = poll_async(CONVERGE, Duration::from_millis(100), || async move {
+        (cr.show("n1", "synchronous_commit").await == "remote_write").then_some(())
+    })
+    .await;
+    if applied.is_none() {
+        let level = c.show("n1", "synchronous_commit").await;
+        c.fail(&format!("synchronous_commit is {level}, not remote_write"));
     }
     for (n, at) in &started {
         assert_eq!(
@@ -647,7 +359,7 @@ fn durability_rounds() -> usize {
 async fn durability(mode: &str) {
     use rand::Rng;
     let rounds = durability_rounds();
-    let c = Cluster::start(&["--synchronous-mode", mode]);
+    let c = start(&["--synchronous-mode", mode]);
     c.wait_settled_sync(CONVERGE);
     c.create_table().await;
     let mut all_acked: Vec<i64> = Vec::new();
@@ -656,40 +368,23 @@ async fn durability(mode: &str) {
     for round in 1..=rounds {
         let status = c.up.status().unwrap();
         let old = primary_of(&status).unwrap_or_else(|| c.fail("no primary"));
-        let writer = Writer::start(c.up.url(None), next_id);
-        writer.wait_more(20, Duration::from_secs(20)).await;
+        let writer = writer(&c, next_id);
+        c.wait_writes(&writer, 20, Duration::from_secs(20)).await;
         let delay = rand::thread_rng().gen_range(0..2000);
         tokio::time::sleep(Duration::from_millis(delay)).await;
 
-        let pid = postmaster_pid(&c.up.dir, &old).unwrap_or_else(|| c.fail("no postmaster.pid"));
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        )
-        .unwrap();
+        c.kill_postmaster(&old);
         let killed = Instant::now();
         c.ok("stop", &[&old, "--mode", "immediate"]);
-        let new = c.wait_status("a new primary", CONVERGE, |s| {
-            primary_of(s).filter(|p| *p != old)
-        });
+        let new = c.wait_new_primary(&[&old]);
         // The writer goes on through the entry point, on the new primary.
-        writer.wait_more(20, CONVERGE).await;
+        c.wait_writes(&writer, 20, CONVERGE).await;
         failover_times.push(killed.elapsed());
-        let acked = writer.finish().await;
+        let acked: Vec<i64> = writer.finish().await.iter().map(|a| a.id).collect();
         next_id = acked.last().copied().unwrap_or(next_id) + 1_000;
         all_acked.extend(&acked);
 
-        let client = connect(&c.member_url(&new)).await;
-        let rows = client
-            .query("SELECT id FROM t WHERE id = ANY($1)", &[&all_acked])
-            .await
-            .unwrap();
-        let present: std::collections::BTreeSet<i64> = rows.iter().map(|r| r.get(0)).collect();
-        let lost: Vec<i64> = all_acked
-            .iter()
-            .filter(|id| !present.contains(id))
-            .copied()
-            .collect();
+        let lost = c.lost(&new, &all_acked).await;
         eprintln!(
             "{mode} round {round}/{rounds}: killed {old} after {delay} ms, {new} took over, \
              {} acknowledged this round ({} in all), {} lost",

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pgha_testkit::connect;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_replicate_and_standbys_refuse_writes() {

@@ -2,13 +2,16 @@
 //! free ports, and cleans every process up even when a test fails.
 #![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::net::TcpListener;
+pub mod cluster;
+pub mod status;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use pgha_testkit::{free_port_range, poll, spawn_logged, stop_child, stop_postmaster};
 use serde_json::Value;
 
 pub fn pgha_bin() -> &'static str {
@@ -27,15 +30,7 @@ pub fn test_dir() -> tempfile::TempDir {
 
 /// A base port such that base..=base+10+members are all free right now.
 pub fn free_base_port(members: u16) -> u16 {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..200 {
-        let base: u16 = rng.gen_range(16_000..32_000);
-        if (0..=10 + members).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free port range found");
+    free_port_range(11 + members)
 }
 
 /// Runs `pgha ARGS` to completion.
@@ -49,20 +44,6 @@ pub fn pgha(args: &[&str]) -> Output {
 
 pub fn stderr_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-/// Waits until `check` returns Some, or panics after `timeout` with `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// A running `pgha up` in its own directory.
@@ -90,11 +71,6 @@ impl UpProcess {
         static SPAWNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = dir.with_extension(format!("up-{n}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
         let members_s = members.to_string();
         let base_s = base.to_string();
         let mut args: Vec<&str> = vec!["up", "--dir", dir.to_str().unwrap()];
@@ -103,12 +79,8 @@ impl UpProcess {
             args.extend(TEST_PARAMS);
         }
         args.extend(extra);
-        let child = Command::new(pgha_bin())
-            .args(&args)
-            .stdout(Stdio::from(log_file.try_clone().unwrap()))
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .expect("spawn pgha up");
+        let (child, _) =
+            spawn_logged(Command::new(pgha_bin()).args(&args), &log).expect("spawn pgha up");
         UpProcess {
             dir: dir.to_path_buf(),
             base,
@@ -139,34 +111,30 @@ impl UpProcess {
 
     /// Waits until one primary runs and every other member streams.
     pub fn wait_streaming(&mut self, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.status() {
-                let members = status["members"].as_array().unwrap();
-                let primaries = members
-                    .iter()
-                    .filter(|m| m["role"] == "primary" && m["state"] == "running")
-                    .count();
-                let streaming = members.iter().filter(|m| m["state"] == "streaming").count();
-                if primaries == 1 && streaming == members.len() - 1 {
-                    return status;
-                }
-            }
+        let streaming = poll(timeout, Duration::from_millis(100), || {
             if let Some(code) = self.exited() {
                 panic!(
                     "pgha up exited ({code}) before the cluster streamed; log:\n{}",
                     self.log()
                 );
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "cluster not streaming after {timeout:?}; status: {:?}\nlog:\n{}",
-                    self.status(),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            self.status().filter(|s| {
+                let members = s["members"].as_array().unwrap();
+                let primaries = members
+                    .iter()
+                    .filter(|m| m["role"] == "primary" && m["state"] == "running")
+                    .count();
+                let streaming = members.iter().filter(|m| m["state"] == "streaming").count();
+                primaries == 1 && streaming == members.len() - 1
+            })
+        });
+        streaming.unwrap_or_else(|| {
+            panic!(
+                "cluster not streaming after {timeout:?}; status: {:?}\nlog:\n{}",
+                self.status(),
+                self.log()
+            )
+        })
     }
 
     /// The pid of the `pgha up` process while it runs.
@@ -199,25 +167,11 @@ impl UpProcess {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
-    /// Sends SIGTERM and waits for a clean exit; returns the exit status code.
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status code (`None` when it
+    /// had to be killed after 60 s).
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(60))?.code()
     }
 
     /// Data directories of every member.
@@ -232,84 +186,7 @@ impl Drop for UpProcess {
     fn drop(&mut self) {
         self.terminate();
         for data in self.data_dirs() {
-            stop_postgres_immediately(&data);
+            stop_postmaster(&data);
         }
     }
-}
-
-/// Stops whatever postmaster runs on `data` (used in cleanup; ignores errors).
-pub fn stop_postgres_immediately(data: &Path) {
-    let Ok(text) = std::fs::read_to_string(data.join("postmaster.pid")) else {
-        return;
-    };
-    if let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGQUIT,
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// Connects with tokio-postgres to a libpq URI.
-pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// A superuser connection to `url`, or `None` when it cannot be had within 3 s.
-pub async fn try_connect(url: &str) -> Option<tokio_postgres::Client> {
-    let (client, conn) = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio_postgres::connect(url, tokio_postgres::NoTls),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
-}
-
-/// Application names streaming from the PostgreSQL at `url`.
-pub async fn streaming_standbys(url: &str) -> BTreeSet<String> {
-    let Some(client) = try_connect(url).await else {
-        return BTreeSet::new();
-    };
-    client
-        .query(
-            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
-            &[],
-        )
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
-}
-
-/// Row count and an md5 over every row of `t`, in id order.
-pub async fn checksum(url: &str) -> Option<(i64, String)> {
-    let client = try_connect(url).await?;
-    let row = client
-        .query_one(
-            "SELECT count(*), coalesce(md5(string_agg(id::text || ':' || stage, ',' ORDER BY id)), '') FROM t",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some((row.get(0), row.get(1)))
 }
