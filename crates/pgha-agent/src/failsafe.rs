@@ -197,20 +197,29 @@ impl FailsafeAnswer {
     }
 }
 
-/// Asks every member in `apis` (name → REST address) to confirm `leader` in `term`; when all
-/// did, the shortest promise (ms), else `None` (the caller never asks an empty set: nobody
-/// asked is nobody confirming).
-pub async fn ask_all(leader: &str, term: u64, apis: BTreeMap<String, String>) -> Option<u64> {
+/// Asks every member in `apis` (name → REST address) to confirm `leader` in `term`, with the
+/// cluster's API token (a confirmation is control: the members refuse an ask without it);
+/// when all did, the shortest promise (ms), else `None` (the caller never asks an empty set:
+/// nobody asked is nobody confirming).
+pub async fn ask_all(
+    leader: &str,
+    term: u64,
+    apis: BTreeMap<String, String>,
+    token: Option<&str>,
+) -> Option<u64> {
     let asks = apis.into_iter().map(|(name, api)| {
         let leader = leader.to_string();
+        let bearer = token.map(|t| format!("Bearer {t}"));
         tokio::task::spawn_blocking(move || {
             let agent = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT).build();
-            let result = agent
-                .post(&format!("http://{api}{FAILSAFE_PATH}"))
-                .send_json(FailsafeRequest {
-                    leader: leader.clone(),
-                    term,
-                });
+            let mut request = agent.post(&format!("http://{api}{FAILSAFE_PATH}"));
+            if let Some(bearer) = &bearer {
+                request = request.set("Authorization", bearer);
+            }
+            let result = request.send_json(FailsafeRequest {
+                leader: leader.clone(),
+                term,
+            });
             let answer = result
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
@@ -352,7 +361,7 @@ mod tests {
         };
         let ask = |body: String| {
             let api = answer_once(body);
-            ask_all("n1", 7, [("n2".to_string(), api)].into())
+            ask_all("n1", 7, [("n2".to_string(), api)].into(), Some("t"))
         };
         assert_eq!(ask(answer("n2", "n1", 7)).await, Some(3000));
         assert_eq!(ask(answer("n3", "n1", 7)).await, None, "another member");

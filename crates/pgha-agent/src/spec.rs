@@ -21,6 +21,8 @@ pub struct NodeSpec {
     pub host: String,
     pub port: u16,
     pub api: Option<String>,
+    /// The cluster's API token: sent with this member's failsafe asks to the others.
+    pub api_token: Option<String>,
     pub superuser: String,
     pub superuser_password: String,
     pub replication_user: String,

@@ -76,6 +76,7 @@ impl Node {
             host: c.member.host.clone(),
             port: c.member.port,
             api: Some(c.member.api.clone()),
+            api_token: self.secrets.api_token.clone(),
             superuser: pg.superuser.clone(),
             superuser_password: self.secrets.superuser_password.clone(),
             replication_user: pg.replication_user.clone(),

@@ -166,6 +166,7 @@ impl LocalCluster {
                 host: member.host.clone(),
                 port: member.port,
                 api: None,
+                api_token: self.secrets.api_token.clone(),
                 superuser: self.config.postgresql.superuser.clone(),
                 superuser_password: self.secrets.superuser_password.clone(),
                 replication_user: self.config.postgresql.replication_user.clone(),

@@ -344,7 +344,14 @@ fn bootstrap_in_any_order_rest_and_status() {
 
     // REST: mutating endpoints need the token.
     let api = &c.agents[0].api;
-    for path in ["/switchover", "/failover", "/pause", "/resume", "/config"] {
+    for path in [
+        "/switchover",
+        "/failover",
+        "/pause",
+        "/resume",
+        "/config",
+        "/failsafe",
+    ] {
         for token in [None, Some("wrong")] {
             let (code, body) = http("POST", api, path, token, Some("{}")).unwrap();
             assert_eq!(code, 401, "POST {path} with token {token:?}: {body}");

@@ -52,8 +52,10 @@ impl Agent {
         self.failsafe_asking = true;
         let requested_at = self.now();
         let tx = self.job_tx.clone();
+        let token = self.spec.api_token.clone();
         tokio::spawn(async move {
-            let promised = crate::failsafe::ask_all(me.as_str(), term, apis).await;
+            let promised =
+                crate::failsafe::ask_all(me.as_str(), term, apis, token.as_deref()).await;
             if let Some(ms) = promised {
                 tracing::info!(
                     "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"

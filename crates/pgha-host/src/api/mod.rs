@@ -124,15 +124,14 @@ pub fn router(host: Arc<Host>) -> Router {
 
 /// Every request that changes something needs the bearer token of the cluster's secrets
 /// file, checked before its body is even parsed (a caller without the token gets 401, never
-/// a validation error). Reads are open to whoever reaches the API; the members' own failsafe
-/// confirmation is the one POST without a token.
+/// a validation error). Reads are open to whoever reaches the API. A failsafe confirmation is
+/// control too (it promises not to take the lease): the members ask with the token.
 async fn require_token(
     State(host): State<Arc<Host>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !auth::reads(request.method()) && request.uri().path() != pgha_agent::failsafe::FAILSAFE_PATH
-    {
+    if !auth::reads(request.method()) {
         if let Err(refused) = auth::authorised(host.token.as_deref(), request.headers()) {
             return refused.into_response();
         }
