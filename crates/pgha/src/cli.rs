@@ -203,7 +203,8 @@ pub enum Command {
     /// Print a libpq connection URI for the superuser: the read-write entry point (pgha's
     /// proxy, which follows the primary through failovers), the primary, or one member.
     ///
-    /// Use it as `psql "$(pgha url --dir demo)"`. The password comes from DIR/secrets.toml.
+    /// Use it as `psql "$(pgha url --dir demo)"`. The password stays out of the URI: libpq
+    /// reads it from DIR/pgpass (`--password` puts it in, for drivers that need it there).
     Url {
         #[arg(long)]
         dir: PathBuf,
@@ -213,6 +214,11 @@ pub enum Command {
         /// The current primary itself rather than the read-write entry point (the proxy).
         #[arg(long)]
         primary: bool,
+        /// Put the password in the URI, for drivers that read no libpq password file (it then
+        /// shows in the process list of what runs it). By default libpq reads it from
+        /// DIR/pgpass (the URI's `passfile` parameter).
+        #[arg(long)]
+        password: bool,
     },
     /// Internal: the parent of one member's postmaster, started by the agent. It kills
     /// PostgreSQL when the lease deadline the agent wrote into LEASE_FILE passes, whatever

@@ -139,12 +139,21 @@ impl LocalCluster {
         )
     }
 
-    /// A libpq URI for the superuser to `host:port`.
-    pub fn uri(&self, host: &str, port: u16) -> String {
-        format!(
-            "postgresql://{}:{}@{}:{}/postgres",
-            self.config.postgresql.superuser, self.secrets.superuser_password, host, port
-        )
+    /// A libpq URI for the superuser to `host:port`. With [`Password::FromPassfile`] the
+    /// password stays out of the URI (and of the process list of whatever runs it): libpq
+    /// reads it from the cluster's 0600 password file.
+    pub fn uri(&self, host: &str, port: u16, password: Password) -> String {
+        let user = &self.config.postgresql.superuser;
+        match password {
+            Password::FromPassfile => format!(
+                "postgresql://{user}@{host}:{port}/postgres?passfile={}",
+                percent_encode(&self.passfile().to_string_lossy())
+            ),
+            Password::Inline => format!(
+                "postgresql://{user}:{}@{host}:{port}/postgres",
+                self.secrets.superuser_password
+            ),
+        }
     }
 
     /// The read-write and read-only entry points (the proxy) as `host:port`.
@@ -228,6 +237,28 @@ impl LocalCluster {
     }
 }
 
+/// Where a client URI gets the password from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Password {
+    /// libpq's `passfile` parameter: the cluster's password file.
+    FromPassfile,
+    /// In the URI itself, for drivers that read no password file.
+    Inline,
+}
+
+/// `text` with every byte outside RFC 3986's unreserved characters and `/` percent-encoded,
+/// for a URI's query value.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// `path` made absolute against the current directory (without resolving symlinks).
 pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     Ok(if path.is_absolute() {
@@ -235,4 +266,18 @@ pub fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     } else {
         std::env::current_dir()?.join(path)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_encode;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(percent_encode("/tmp/demo/pgpass"), "/tmp/demo/pgpass");
+        assert_eq!(
+            percent_encode("/tmp/my demo&x=1/pgpass"),
+            "/tmp/my%20demo%26x%3D1/pgpass"
+        );
+    }
 }

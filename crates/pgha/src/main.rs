@@ -199,9 +199,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             dir,
             member,
             primary,
+            password,
         } => {
             let cluster = LocalCluster::open(&dir)?;
-            println!("{}", url::url(&cluster, member.as_deref(), primary).await?);
+            let password = if password {
+                cluster::Password::Inline
+            } else {
+                cluster::Password::FromPassfile
+            };
+            let uri = url::url(&cluster, member.as_deref(), primary, password).await?;
+            println!("{uri}");
             Ok(())
         }
         Command::Supervise { .. } => unreachable!("handled before the runtime starts"),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{LocalCluster, Password};
 use crate::error::CliError;
 
 /// The URI of `member`, or of the read-write entry point (the proxy, which follows the
@@ -11,14 +11,15 @@ pub async fn url(
     cluster: &LocalCluster,
     member: Option<&str>,
     direct_primary: bool,
+    password: Password,
 ) -> anyhow::Result<String> {
     if let Some(name) = member {
         let m = cluster.member(name)?;
-        return Ok(cluster.uri(&m.host, m.port));
+        return Ok(cluster.uri(&m.host, m.port, password));
     }
     if !direct_primary {
         let c = &cluster.config.cluster;
-        return Ok(cluster.uri(&c.host, c.base_port));
+        return Ok(cluster.uri(&c.host, c.base_port, password));
     }
     for m in &cluster.members {
         if !m.instance.is_running() {
@@ -29,7 +30,7 @@ pub async fn url(
         };
         if let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await {
             if !row.get::<_, bool>(0) {
-                return Ok(cluster.uri(&m.host, m.port));
+                return Ok(cluster.uri(&m.host, m.port, password));
             }
         }
     }

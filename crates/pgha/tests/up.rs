@@ -145,6 +145,35 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
     let resumed = pgha(&["resume", "--dir", dir.to_str().unwrap()]);
     assert!(resumed.status.success(), "{}", stderr_of(&resumed));
 
+    // Issue 11: `pgha url` keeps the password out of the URI (and so out of the process list
+    // of the psql it is given to): libpq reads it from the cluster's password file.
+    let superuser_password = secrets
+        .lines()
+        .find(|l| l.starts_with("superuser_password"))
+        .unwrap()
+        .split('"')
+        .nth(1)
+        .unwrap();
+    let out = pgha(&["url", "--dir", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let uri = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(!uri.contains(superuser_password), "{uri}");
+    assert!(uri.contains("passfile="), "{uri}");
+    let psql = std::process::Command::new("psql")
+        .args([uri.as_str(), "-Atc", "select 40 + 2"])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&psql.stdout).trim(),
+        "42",
+        "psql with {uri}: {}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    let out = pgha(&["url", "--password", "--dir", dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(superuser_password));
+
     use std::os::unix::fs::PermissionsExt;
     for file in ["secrets.toml", "pgpass"] {
         let mode = std::fs::metadata(dir.join(file))

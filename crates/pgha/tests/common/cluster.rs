@@ -287,7 +287,7 @@ impl Cluster {
         Writer::start(opts, move || {
             let out = pgha(&["status", "--dir", &dir, "--json"]);
             let name = primary_of(&serde_json::from_slice(&out.stdout).ok()?)?;
-            let url = pgha(&["url", "--dir", &dir, "--member", &name]);
+            let url = pgha(&["url", "--password", "--dir", &dir, "--member", &name]);
             Some((
                 name,
                 String::from_utf8_lossy(&url.stdout).trim().to_string(),

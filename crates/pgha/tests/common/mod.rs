@@ -158,7 +158,7 @@ impl UpProcess {
     }
 
     pub fn url(&self, member: Option<&str>) -> String {
-        let mut args = vec!["url", "--dir", self.dir.to_str().unwrap()];
+        let mut args = vec!["url", "--password", "--dir", self.dir.to_str().unwrap()];
         if let Some(m) = member {
             args.extend(["--member", m]);
         }
