@@ -1,5 +1,6 @@
 //! pgha's test harness, each piece once and none knowing pgha (its fixtures stay in the tests).
 
+pub mod dir;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod etcd_server;
@@ -13,6 +14,7 @@ pub mod serial;
 pub mod wait;
 pub mod writer;
 
+pub use dir::traversable_tempdir;
 pub use etcd::{etcd_binary, etcd_healthy, EtcdNode};
 pub use etcd_cluster::EtcdCluster;
 pub use etcd_server::EtcdServer;

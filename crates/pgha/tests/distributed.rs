@@ -10,23 +10,16 @@ mod dist;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dist::*;
+use pgha_testkit::{serial, try_connect};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::Value;
 
-/// ttl, safety margin and loop wait of the test clusters (see `dist::node_config`).
-const TTL: Duration = Duration::from_millis(3000);
-const LOOP_WAIT: Duration = Duration::from_millis(500);
-const SAFETY_MARGIN: Duration = Duration::from_millis(1000);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+// TTL, LOOP_WAIT and SAFETY_MARGIN: the test clusters' (see `dist::node_config`).
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -37,15 +30,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn connect(conninfo: &str) -> Option<tokio_postgres::Client> {
-    let fut = tokio_postgres::connect(conninfo, tokio_postgres::NoTls);
-    let (client, conn) = tokio::time::timeout(Duration::from_secs(2), fut)
-        .await
-        .ok()?
-        .ok()?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Some(client)
+    try_connect(conninfo, Duration::from_secs(2)).await
 }
 
 /// The first column of the first row of `sql` as text, on `agent`'s PostgreSQL.

@@ -37,11 +37,11 @@ mod dist;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
+use pgha_testkit::{serial, wait_until};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -54,11 +54,6 @@ const PATIENCE: Duration = Duration::from_secs(30);
 /// Scheduling slack for "at once" on a shared 2-core machine (the supervisor polls every
 /// 100 ms): a timing bound, not a correctness one.
 const FENCE_SLACK: Duration = Duration::from_secs(3);
-
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The agent log lines that explain a failover (lease, fencing, promotion, demotion, rewind).
 fn explain(c: &Cluster) -> String {
@@ -126,7 +121,7 @@ fn start_sync_with(opts: Opts) -> (Cluster, String) {
     dynamic.extend(opts.dynamic.iter().cloned());
     let c = Cluster::start(&Opts { dynamic, ..opts });
     let leader = c.wait_converged(Duration::from_secs(60));
-    dist::wait_until(
+    wait_until(
         "a synchronous standby on the leader",
         Duration::from_secs(30),
         || {
@@ -293,7 +288,7 @@ fn ttl_raised_then_leader_etcd_blackholed() {
         "pgha config set failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    dist::wait_until("ttl_ms=6000 in /cluster", Duration::from_secs(10), || {
+    wait_until("ttl_ms=6000 in /cluster", Duration::from_secs(10), || {
         c.cluster_json()
             .filter(|v| v["config"]["ttl_ms"] == 6000)
             .map(|_| ())
@@ -418,7 +413,7 @@ fn failsafe_member_absent() {
     wait_writes(&ck, &leader);
     ck.mark(&format!("SIGTERM of {absent}'s agent (it leaves)"));
     c.member_mut(&absent).terminate_agent();
-    dist::wait_until(
+    wait_until(
         &format!("{absent} gone from the leader's view"),
         Duration::from_secs(30),
         || {
@@ -600,7 +595,7 @@ fn kill_primary_after_failover_with_lagging_standby() {
         c.sql_one(m, "SELECT pg_last_wal_receive_lsn() - '0/0'")
             .and_then(|s| s.parse::<i64>().ok())
     };
-    let (lag_lsn, ahead_lsn) = dist::wait_until(
+    let (lag_lsn, ahead_lsn) = wait_until(
         &format!("{ahead} ahead of {lagging} by at least 4 kB"),
         Duration::from_secs(20),
         || {

@@ -8,37 +8,16 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cluster::MEMBERS;
+use common::status::members;
 use common::*;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-/// One cluster at a time in this file.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+use nix::sys::signal::Signal;
+use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_pid, serial, signal};
 
 const TTL_MS: u64 = 3000;
 const MARGIN_MS: u64 = 1000;
-
-fn postmaster_pid(data: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    kill(Pid::from_raw(pid), None).ok().map(|_| pid)
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0): look at /proc.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, r)| !r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 /// Starts a 3-member cluster with a short lease and returns it with the primary's name.
 fn start_cluster(dir: &Path) -> (UpProcess, String) {
@@ -59,9 +38,7 @@ fn start_cluster(dir: &Path) -> (UpProcess, String) {
     // Let a few renewals happen under the new ttl.
     std::thread::sleep(Duration::from_millis(2 * TTL_MS));
     let status = up.wait_streaming(Duration::from_secs(30));
-    let primary = status["members"]
-        .as_array()
-        .unwrap()
+    let primary = members(&status)
         .iter()
         .find(|m| m["role"] == "primary")
         .map(|m| m["name"].as_str().unwrap().to_string())
@@ -70,15 +47,23 @@ fn start_cluster(dir: &Path) -> (UpProcess, String) {
 }
 
 /// Waits until the postmaster `pid` is gone; returns how long that took.
-fn time_until_gone(pid: i32, limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if !alive(pid) {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+fn time_until_gone(pid: u32, limit: Duration) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    poll(limit, Duration::from_millis(10), || {
+        (!alive(pid)).then(|| start.elapsed())
+    })
+}
+
+/// The primary's postmaster must be gone (`gone`, from [`time_until_gone`]) within the ttl
+/// after `event`: later, its lease could already have expired for the others.
+fn assert_fenced_in_time(gone: Option<Duration>, primary: &str, event: &str) {
+    let gone = gone.unwrap_or_else(|| {
+        panic!("primary {primary} still running {TTL_MS} ms + 2 s after {event}")
+    });
+    assert!(
+        gone < Duration::from_millis(TTL_MS),
+        "primary {primary} fenced only {gone:?} after {event}: the lease (ttl {TTL_MS} ms) could already have expired"
+    );
 }
 
 #[test]
@@ -89,7 +74,7 @@ fn killed_agent_process_fences_the_primary_and_keeps_standbys() {
     let (mut up, primary) = start_cluster(&dir);
     let data = |m: &str| dir.join(m).join("data");
     let pm = postmaster_pid(&data(&primary)).expect("primary postmaster");
-    let standbys: Vec<(String, i32)> = ["n1", "n2", "n3"]
+    let standbys: Vec<(String, u32)> = MEMBERS
         .iter()
         .filter(|m| **m != primary)
         .map(|m| {
@@ -102,13 +87,7 @@ fn killed_agent_process_fences_the_primary_and_keeps_standbys() {
 
     up.kill9();
     let gone = time_until_gone(pm, Duration::from_millis(TTL_MS + 2000));
-    let gone = gone.unwrap_or_else(|| {
-        panic!("primary {primary} still running {TTL_MS} ms + 2 s after its agent was killed")
-    });
-    assert!(
-        gone < Duration::from_millis(TTL_MS),
-        "primary fenced only after {gone:?}: the lease (ttl {TTL_MS} ms) could already have expired"
-    );
+    assert_fenced_in_time(gone, &primary, "its agent was killed");
     for (name, pid) in &standbys {
         assert!(
             alive(*pid),
@@ -140,37 +119,19 @@ fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
     let dir = tmp.path().join("ha");
     let (mut up, primary) = start_cluster(&dir);
     let pm = postmaster_pid(&dir.join(&primary).join("data")).expect("primary postmaster");
-    let pid = Pid::from_raw(up.pid().unwrap());
+    let pid = up.pid().unwrap();
 
-    kill(pid, Signal::SIGSTOP).unwrap();
+    assert!(signal(pid, Signal::SIGSTOP), "SIGSTOP to pgha up");
     let gone = time_until_gone(pm, Duration::from_millis(TTL_MS + 2000));
-    kill(pid, Signal::SIGCONT).unwrap();
-    let gone = gone.unwrap_or_else(|| {
-        panic!("primary {primary} still running {TTL_MS} ms + 2 s into its agent's pause")
-    });
-    assert!(
-        gone < Duration::from_millis(TTL_MS),
-        "primary fenced only after {gone:?} (ttl {TTL_MS} ms)"
-    );
+    assert!(signal(pid, Signal::SIGCONT), "SIGCONT to pgha up");
+    assert_fenced_in_time(gone, &primary, "its agent was paused");
     // Resumed, the agents find the lease gone and converge on one primary again.
     let status = up.wait_streaming(Duration::from_secs(60));
-    let primaries = status["members"]
-        .as_array()
-        .unwrap()
+    let primaries = members(&status)
         .iter()
         .filter(|m| m["role"] == "primary")
         .count();
     assert_eq!(primaries, 1, "{status:#}");
-}
-
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// The supervisor is the postmaster's parent and PostgreSQL dies with it: a primary never runs
@@ -181,19 +142,19 @@ fn a_killed_supervisor_takes_postgresql_with_it() {
     let tmp = test_dir();
     let dir = tmp.path().join("ha");
     let (mut up, primary) = start_cluster(&dir);
-    let standby = ["n1", "n2", "n3"]
-        .into_iter()
-        .find(|m| *m != primary)
-        .unwrap();
+    let standby = MEMBERS.into_iter().find(|m| *m != primary).unwrap();
     let data = dir.join(standby).join("data");
     let pm = postmaster_pid(&data).expect("standby postmaster");
     let supervisor = parent_of(pm).expect("the postmaster's parent");
-    let cmdline = std::fs::read_to_string(format!("/proc/{supervisor}/cmdline")).unwrap();
+    let cmdline = cmdline(supervisor);
     assert!(
-        cmdline.split('\0').any(|a| a == "supervise"),
+        cmdline.split(' ').any(|a| a == "supervise"),
         "the postmaster's parent is not pgha supervise: {cmdline:?}"
     );
-    kill(Pid::from_raw(supervisor), Signal::SIGKILL).unwrap();
+    assert!(
+        signal(supervisor, Signal::SIGKILL),
+        "SIGKILL to the supervisor"
+    );
     let gone = time_until_gone(pm, Duration::from_secs(5));
     assert!(gone.is_some(), "the postmaster outlived its supervisor");
     up.wait_streaming(Duration::from_secs(60));

@@ -8,161 +8,153 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+use pgha_testkit::{free_ports, poll, postmaster_pid, reap, signal, stop_child, stop_postmaster};
+#[allow(unused_imports)] // for the test files that include this one
+pub use pgha_testkit::{http, wait_until};
+use pgha_testkit::{traversable_tempdir, EtcdNode, EtcdServer, RunLog};
 use serde_json::Value;
+
+/// ttl, safety margin and loop wait of the test clusters (see [`node_config`]).
+pub const TTL: Duration = Duration::from_millis(3000);
+pub const SAFETY_MARGIN: Duration = Duration::from_millis(1000);
+pub const LOOP_WAIT: Duration = Duration::from_millis(500);
 
 pub const SUPERUSER_PASSWORD: &str = "su-secret-4711";
 pub const API_TOKEN: &str = "test-token-0815-4711-0042";
 
-/// `count` distinct loopback ports below 32768 that are free right now.
-pub fn free_ports(count: usize) -> Vec<u16> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    let mut ports: Vec<u16> = Vec::new();
-    let mut tries = 0;
-    while ports.len() < count {
-        tries += 1;
-        assert!(tries < 10_000, "no free loopback ports below 32768");
-        let p: u16 = rng.gen_range(16_000..32_000);
-        if !ports.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            ports.push(p);
-        }
+/// Writes the test clusters' secrets file (0600) into `root`; its path.
+pub fn write_secrets(root: &Path) -> PathBuf {
+    let secrets = root.join("secrets.toml");
+    std::fs::write(
+        &secrets,
+        format!(
+            "superuser_password = \"{SUPERUSER_PASSWORD}\"\nreplication_password = \"repl-secret-42\"\napi_token = \"{API_TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    secrets
+}
+
+/// libpq key/value connection string for the superuser on `host:port`.
+pub fn conninfo(host: &str, port: u16) -> String {
+    format!(
+        "host={host} port={port} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=1"
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a test asks the agents over their REST APIs
+
+/// One member's agent, as a test reaches it over its REST API.
+pub trait AgentApi {
+    fn name(&self) -> &str;
+
+    /// `host:port` of the REST API.
+    fn api_addr(&self) -> String;
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        http("GET", &self.api_addr(), path, None, None)
     }
-    ports
+
+    fn is_primary(&self) -> bool {
+        matches!(self.get("/primary"), Some((200, _)))
+    }
+
+    fn is_streaming_replica(&self) -> bool {
+        matches!(self.get("/replica"), Some((200, _)))
+    }
 }
 
-fn signal(pid: u32, sig: Signal) {
-    let _ = kill(Pid::from_raw(pid as i32), sig);
-}
+/// A cluster's agents, polled over their REST APIs.
+pub trait AgentSet {
+    type Agent: AgentApi;
 
-fn alive(pid: u32) -> bool {
-    kill(Pid::from_raw(pid as i32), None).is_ok()
-}
+    /// How often the waits below ask.
+    const POLL: Duration = Duration::from_millis(100);
 
-/// Waits until `check` returns Some (polling every 50 ms), or panics after `timeout`.
-pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    fn rest_agents(&self) -> &[Self::Agent];
+
+    /// The members whose `/primary` answers 200.
+    fn primaries(&self) -> Vec<String> {
+        self.rest_agents()
+            .iter()
+            .filter(|a| a.is_primary())
+            .map(|a| a.name().to_string())
+            .collect()
+    }
+
+    /// Waits until exactly one member is primary and all the others stream; returns the leader.
+    fn wait_converged(&self, timeout: Duration) -> String {
+        let converged = poll(timeout, Self::POLL, || {
+            let primaries = self.primaries();
+            let [leader] = primaries.as_slice() else {
+                return None;
+            };
+            let others_stream = self
+                .rest_agents()
+                .iter()
+                .filter(|a| a.name() != leader)
+                .all(|a| a.is_streaming_replica());
+            others_stream.then(|| leader.clone())
+        });
+        converged.unwrap_or_else(|| {
+            panic!(
+                "cluster did not converge within {timeout:?} (primaries {:?}); /cluster: {}",
+                self.primaries(),
+                self.cluster_json()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            )
+        })
+    }
+
+    /// `/cluster` from the first agent that answers.
+    fn cluster_json(&self) -> Option<Value> {
+        self.rest_agents()
+            .iter()
+            .find_map(|a| match a.get("/cluster") {
+                Some((200, body)) => serde_json::from_str(&body).ok(),
+                _ => None,
+            })
+    }
+
+    fn history(&self) -> Vec<Value> {
+        self.cluster_json()
+            .and_then(|c| c["history"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Waits for the bootstrap's history entry (`/primary` answers 200 while the bootstrap job
+    /// is still finishing; the entry is written when it is done).
+    fn wait_bootstrapped(&self, timeout: Duration) {
+        wait_until("the bootstrap history entry", timeout, || {
+            self.history()
+                .iter()
+                .any(|e| e["kind"] == "bootstrap")
+                .then_some(())
+        });
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // etcd
 
-/// A single-node etcd on fixed (pre-chosen free) ports with its own data directory.
-pub struct Etcd {
-    child: Option<Child>,
-    pub client_port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Etcd {
-    /// Prepared, not started (so a test can start agents before etcd answers).
-    pub fn new(dir: &Path, client_port: u16, peer_port: u16) -> Etcd {
-        std::fs::create_dir_all(dir).unwrap();
-        Etcd {
-            child: None,
-            client_port,
-            peer_port,
-            dir: dir.to_path_buf(),
-            log: dir.join("etcd.log"),
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    /// Starts etcd (again, on the same data directory) and waits until it is healthy.
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "etcd already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let binary = std::env::var("PGHA_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-        let child = Command::new(&binary)
-            .arg("--name=pgha-dist")
-            .arg(format!("--data-dir={}", self.dir.join("data").display()))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=pgha-dist={peer}"))
-            .arg("--initial-cluster-state=new")
-            .args(["--heartbeat-interval=50", "--election-timeout=500"])
-            .arg("--unsafe-no-fsync")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("spawn {binary}: {e} (install the Debian package etcd-server, or set PGHA_ETCD_BIN)")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.healthy() {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("etcd exited with {status}:\n{}", tail(&self.log, 20));
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy within 30 s:\n{}",
-                tail(&self.log, 20)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, and waits for the exit.
-    pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().unwrap().is_none() {
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.wait();
-        }
-    }
-
-    pub fn healthy(&self) -> bool {
-        matches!(
-            http("GET", &format!("127.0.0.1:{}", self.client_port), "/health", None, None),
-            Some((200, body)) if body.contains("\"health\":\"true\"")
-        )
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// A single-node etcd on fixed (pre-chosen free) ports with its data and log in `dir`,
+/// prepared, not started (so a test can start agents before etcd answers).
+pub fn etcd(dir: &Path, client_port: u16, peer_port: u16) -> EtcdServer {
+    let node = EtcdNode::single(
+        "pgha-dist",
+        format!("127.0.0.1:{client_port}"),
+        format!("127.0.0.1:{peer_port}"),
+    );
+    EtcdServer::new(node, dir)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,38 +290,6 @@ fn relay_one(
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP
-
-/// A minimal HTTP/1.1 request: (status, body), or None when nothing answered.
-pub fn http(
-    method: &str,
-    addr: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&str>,
-) -> Option<(u16, String)> {
-    let sock: SocketAddr = addr.parse().ok()?;
-    let mut s = TcpStream::connect_timeout(&sock, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let body = body.unwrap_or("");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).to_string();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-// ---------------------------------------------------------------------------------------------
 // Agents
 
 /// One `pgha agent --config FILE` process and its member.
@@ -339,8 +299,7 @@ pub struct Agent {
     pub dir: PathBuf,
     pub api: String,
     pub port: u16,
-    log: PathBuf,
-    log_start: u64,
+    log: RunLog,
     child: Option<Child>,
 }
 
@@ -351,23 +310,12 @@ impl Agent {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "{} already running", self.name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        self.log_start = log.metadata().unwrap().len();
-        let child = Command::new(env!("CARGO_BIN_EXE_pgha"))
-            .args(["agent", "--config"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgha"));
+        cmd.args(["agent", "--config"])
             .arg(&self.config)
             .env("PGHA_LOG", "info")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn pgha agent");
-        self.child = Some(child);
+            .env_remove("RUST_LOG");
+        self.child = Some(self.log.spawn(&mut cmd).expect("spawn pgha agent"));
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -379,49 +327,29 @@ impl Agent {
         self.child.as_mut()?.try_wait().ok()?
     }
 
-    /// Waits for the agent to exit on its own (e.g. a refusal); kills it after `timeout`.
+    /// Waits for the agent to exit on its own (e.g. a refusal); `None` after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.exited() {
-                self.child = None;
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = poll(timeout, Duration::from_millis(50), || self.exited())?;
+        self.child = None;
+        Some(status)
     }
 
     /// SIGTERM (the agent stops PostgreSQL and leaves), SIGKILL after `patience`.
     pub fn terminate(&mut self, patience: Duration) {
-        if let Some(pid) = self.pid() {
-            signal(pid, Signal::SIGTERM);
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, Signal::SIGTERM, patience);
         }
-        self.reap(patience);
     }
 
     fn reap(&mut self, patience: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let deadline = Instant::now() + patience;
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            reap(&mut child, patience);
         }
-        let _ = child.wait();
     }
 
     /// The postmaster's pid from `postmaster.pid`, if the file exists and the process lives.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
+        postmaster_pid(&self.data_dir())
     }
 
     /// A node crash: SIGKILL to the agent and its postmaster together.
@@ -439,46 +367,31 @@ impl Agent {
 
     /// Stops whatever postmaster runs on the data directory (SIGQUIT: immediate shutdown).
     pub fn stop_postmaster(&self) {
-        if let Some(pid) = self.postmaster_pid() {
-            signal(pid, Signal::SIGQUIT);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if alive(pid) {
-                signal(pid, Signal::SIGKILL);
-            }
-        }
+        stop_postmaster(&self.data_dir());
     }
 
     /// The agent's log of its current (or last) run.
     pub fn log(&self) -> String {
-        let all = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(&all[(self.log_start as usize).min(all.len())..]).to_string()
+        self.log.this_run()
     }
 
     pub fn whole_log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http("GET", &self.api, path, None, None)
-    }
-
-    pub fn is_primary(&self) -> bool {
-        matches!(self.get("/primary"), Some((200, _)))
-    }
-
-    pub fn is_streaming_replica(&self) -> bool {
-        matches!(self.get("/replica"), Some((200, _)))
+        self.log.whole()
     }
 
     /// libpq key/value connection string for the superuser on this member.
     pub fn conninfo(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=1",
-            self.port
-        )
+        conninfo("127.0.0.1", self.port)
+    }
+}
+
+impl AgentApi for Agent {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn api_addr(&self) -> String {
+        self.api.clone()
     }
 }
 
@@ -505,7 +418,7 @@ impl Default for Options {
 pub struct DistCluster {
     pub agents: Vec<Agent>,
     pub relays: Vec<Relay>,
-    pub etcd: Etcd,
+    pub etcd: EtcdServer,
     pub proxy_rw: u16,
     pub proxy_ro: u16,
     pub root: PathBuf,
@@ -513,26 +426,14 @@ pub struct DistCluster {
 }
 
 impl DistCluster {
-    /// Writes every config file; starts nothing (see [`DistCluster::start_etcd`]).
+    /// Writes every config file; starts nothing (see [`DistCluster::start`]).
     pub fn prepare(opts: &Options) -> DistCluster {
-        let tmp = tempfile::Builder::new()
-            .prefix("pgha-dist-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = traversable_tempdir("pgha-dist-");
         let root = tmp.path().to_path_buf();
         let n = opts.members;
         let ports = free_ports(4 + 3 * n);
-        let etcd = Etcd::new(&root.join("etcd"), ports[0], ports[1]);
-        let secrets = root.join("secrets.toml");
-        std::fs::write(
-            &secrets,
-            format!(
-                "superuser_password = \"{SUPERUSER_PASSWORD}\"\nreplication_password = \"repl-secret-42\"\napi_token = \"{API_TOKEN}\"\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let etcd = etcd(&root.join("etcd"), ports[0], ports[1]);
+        let secrets = write_secrets(&root);
         let mut relays = Vec::new();
         let mut agents = Vec::new();
         for i in 0..n {
@@ -540,7 +441,7 @@ impl DistCluster {
             let pg = ports[4 + 3 * i];
             let api = format!("127.0.0.1:{}", ports[5 + 3 * i]);
             let endpoint = if opts.relays {
-                let relay = Relay::start(ports[6 + 3 * i], etcd.client_port);
+                let relay = Relay::start(ports[6 + 3 * i], etcd.client_port());
                 let e = relay.endpoint();
                 relays.push(relay);
                 e
@@ -565,13 +466,12 @@ impl DistCluster {
             )
             .unwrap();
             agents.push(Agent {
-                log: root.join(format!("{name}.agent.log")),
+                log: RunLog::new(root.join(format!("{name}.agent.log"))),
                 name,
                 config,
                 dir,
                 api,
                 port: pg,
-                log_start: 0,
                 child: None,
             });
         }
@@ -586,7 +486,8 @@ impl DistCluster {
         }
     }
 
-    /// etcd plus every agent; waits until one primary runs and the others stream.
+    /// etcd plus every agent; waits until one primary runs, the others stream and the
+    /// bootstrap is recorded.
     pub fn start(opts: &Options) -> DistCluster {
         let mut c = Self::prepare(opts);
         c.etcd.start();
@@ -594,18 +495,7 @@ impl DistCluster {
             a.start();
         }
         c.wait_converged(Duration::from_secs(60));
-        // `/primary` answers 200 while the bootstrap job is still finishing; the history entry
-        // is written when it is done.
-        wait_until(
-            "the bootstrap history entry",
-            Duration::from_secs(30),
-            || {
-                c.history()
-                    .iter()
-                    .any(|e| e["kind"] == "bootstrap")
-                    .then_some(())
-            },
-        );
+        c.wait_bootstrapped(Duration::from_secs(30));
         c
     }
 
@@ -619,54 +509,6 @@ impl DistCluster {
 
     pub fn index(&self, name: &str) -> usize {
         self.agents.iter().position(|a| a.name == name).unwrap()
-    }
-
-    /// The members whose `/primary` answers 200.
-    pub fn primaries(&self) -> Vec<String> {
-        self.agents
-            .iter()
-            .filter(|a| a.is_primary())
-            .map(|a| a.name.clone())
-            .collect()
-    }
-
-    /// Waits until exactly one member is primary and all the others stream; returns the leader.
-    pub fn wait_converged(&self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let primaries = self.primaries();
-            if primaries.len() == 1 {
-                let others_stream = self
-                    .agents
-                    .iter()
-                    .filter(|a| a.name != primaries[0])
-                    .all(|a| a.is_streaming_replica());
-                if others_stream {
-                    return primaries[0].clone();
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "cluster did not converge within {timeout:?} (primaries {primaries:?}); /cluster: {}",
-                    self.cluster_json().map(|v| v.to_string()).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `/cluster` from the first agent that answers.
-    pub fn cluster_json(&self) -> Option<Value> {
-        self.agents.iter().find_map(|a| match a.get("/cluster") {
-            Some((200, body)) => serde_json::from_str(&body).ok(),
-            _ => None,
-        })
-    }
-
-    pub fn history(&self) -> Vec<Value> {
-        self.cluster_json()
-            .and_then(|c| c["history"].as_array().cloned())
-            .unwrap_or_default()
     }
 
     /// Runs `pgha ARGS --config <first agent's config>`.
@@ -688,10 +530,18 @@ impl DistCluster {
                 "----- {} (agent log, last {lines} lines)\n",
                 a.name
             ));
-            out.push_str(&tail(&a.log, lines));
+            out.push_str(&a.log.tail(lines));
             out.push('\n');
         }
         out
+    }
+}
+
+impl AgentSet for DistCluster {
+    type Agent = Agent;
+
+    fn rest_agents(&self) -> &[Agent] {
+        &self.agents
     }
 }
 
@@ -752,17 +602,14 @@ max_connections = 30
 rw_listen = "127.0.0.1:{rw}"
 ro_listen = "127.0.0.1:{ro}"
 [dynamic]
-ttl_ms = 3000
-safety_margin_ms = 1000
-loop_wait_ms = 500
+ttl_ms = {ttl}
+safety_margin_ms = {margin}
+loop_wait_ms = {loop_wait}
 "#,
         dir = dir.display(),
-        secrets = secrets.display()
+        secrets = secrets.display(),
+        ttl = TTL.as_millis(),
+        margin = SAFETY_MARGIN.as_millis(),
+        loop_wait = LOOP_WAIT.as_millis(),
     )
-}
-
-pub fn tail(file: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

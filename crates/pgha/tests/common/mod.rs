@@ -138,8 +138,8 @@ impl UpProcess {
     }
 
     /// The pid of the `pgha up` process while it runs.
-    pub fn pid(&self) -> Option<i32> {
-        self.child.as_ref().map(|c| c.id() as i32)
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// SIGKILL to `pgha up` alone (its agents die with it; PostgreSQL and its supervisors do

@@ -16,25 +16,28 @@
 //! `libfaketime` (and python3, to check it); fails loudly, naming
 //! the package, when one is missing. Everything is removed on drop, also while a test panics
 //! (the agents' log tails are printed then). The including test file must also declare
-//! `#[path = "common/dist.rs"] mod dist;` (this module reuses its HTTP client and helpers).
+//! `#[path = "common/dist.rs"] mod dist;` (this module reuses its REST waits and secrets).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
+use nix::sys::signal::Signal;
+pub use pgha_testkit::strip_ansi;
+use pgha_testkit::{alive, children_of, connect_within, etcd_binary, etcd_healthy, parent_of};
+use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
+use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail};
+use pgha_testkit::{traversable_tempdir, wait_until, EtcdNode};
 
-use crate::dist::{http, tail, wait_until, API_TOKEN, SUPERUSER_PASSWORD};
+use crate::dist::write_secrets;
+pub use crate::dist::{conninfo, AgentApi, AgentSet};
 
 /// PostgreSQL port on every member host (each host has its own network stack).
 pub const PG_PORT: u16 = 5432;
@@ -53,57 +56,9 @@ pub fn pgha_bin() -> String {
 // ---------------------------------------------------------------------------------------------
 // Small process helpers
 
-fn signal(pid: u32, sig: Signal) -> bool {
-    kill(Pid::from_raw(pid as i32), sig).is_ok()
-}
-
-fn alive(pid: u32) -> bool {
-    // a zombie still "exists" for kill(0): look at /proc's state too
-    if kill(Pid::from_raw(pid as i32), None).is_err() {
-        return false;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 /// Whether `pid` lives (not a zombie).
 pub fn process_alive(pid: u32) -> bool {
     alive(pid)
-}
-
-/// State letter, parent pid and start time (clock ticks after boot) of `pid`, from
-/// `/proc/PID/stat`.
-fn proc_stat(pid: u32) -> Option<(char, u32, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = text.rsplit_once(')')?;
-    // fields 3.. of proc(5): state, ppid, ..., starttime is field 22
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some((
-        fields.first()?.chars().next()?,
-        fields.get(1)?.parse().ok()?,
-        fields.get(19)?.parse().ok()?,
-    ))
-}
-
-/// The pids whose parent is `parent`.
-pub fn children_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| proc_stat(*p).is_some_and(|(_, ppid, _)| ppid == parent))
-        .collect()
-}
-
-/// The parent pid of a living `pid`.
-pub fn parent_of(pid: u32) -> Option<u32> {
-    proc_stat(pid).map(|(_, ppid, _)| ppid)
 }
 
 /// Milliseconds since boot on `CLOCK_BOOTTIME`, the clock of the supervisors' deadlines.
@@ -610,13 +565,13 @@ impl StoppedTree {
     pub fn stop(root: u32) -> StoppedTree {
         let mut t = StoppedTree { procs: Vec::new() };
         let stop_one = |pid: u32, t: &mut StoppedTree| {
-            let Some((_, _, start)) = proc_stat(pid) else {
+            let Some(start) = proc_stat(pid).map(|p| p.start) else {
                 return;
             };
             if signal(pid, Signal::SIGSTOP) {
                 t.procs.push((pid, start));
                 let deadline = Instant::now() + Duration::from_secs(2);
-                while proc_stat(pid).is_some_and(|(s, _, _)| !matches!(s, 'T' | 't' | 'Z' | 'X'))
+                while proc_stat(pid).is_some_and(|p| !matches!(p.state, 'T' | 't' | 'Z' | 'X'))
                     && Instant::now() < deadline
                 {
                     std::thread::sleep(Duration::from_millis(2));
@@ -646,7 +601,7 @@ impl StoppedTree {
         self.procs
             .iter()
             .filter(|(pid, start)| {
-                proc_stat(*pid).is_some_and(|(s, _, st)| st == *start && s != 'Z' && s != 'X')
+                proc_stat(*pid).is_some_and(|p| p.start == *start && !matches!(p.state, 'Z' | 'X'))
             })
             .map(|p| p.0)
             .collect()
@@ -977,18 +932,8 @@ pub struct NsProcess {
 
 impl NsProcess {
     fn spawn(what: &str, mut cmd: Command, log: &Path) -> NsProcess {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let log_start = file.metadata().unwrap().len();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        let (child, log_start) =
+            spawn_logged(&mut cmd, log).unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         NsProcess {
             what: what.to_string(),
             child: Some(child),
@@ -1017,20 +962,9 @@ impl NsProcess {
     /// Sends `sig` (after SIGCONT, so a stopped process sees it), waits up to `patience`,
     /// then SIGKILL; reaps.
     pub fn stop(&mut self, sig: Signal, patience: Duration) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        signal(child.id(), Signal::SIGCONT);
-        signal(child.id(), sig);
-        let deadline = Instant::now() + patience;
-        while child.try_wait().ok().flatten().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, sig, patience);
         }
-        let _ = child.wait();
     }
 
     /// This run's output.
@@ -1079,9 +1013,7 @@ impl Member {
 
     /// The postmaster's pid from `postmaster.pid`, if the file exists and the process lives.
     pub fn postmaster_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
-        let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-        alive(pid).then_some(pid)
+        postmaster_pid(&self.data_dir())
     }
 
     /// `<member dir>.lease`: the deadline the agent hands to its supervisor.
@@ -1136,34 +1068,12 @@ impl Member {
     }
 
     fn stop_postmaster(&self) {
-        if let Some(pid) = self.postmaster_pid() {
-            signal(pid, Signal::SIGCONT);
-            signal(pid, Signal::SIGQUIT);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while alive(pid) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if alive(pid) {
-                signal(pid, Signal::SIGKILL);
-            }
-        }
+        stop_postmaster(&self.data_dir());
     }
 
     /// The whole log (every run).
     pub fn whole_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http("GET", &self.api(), path, None, None)
-    }
-
-    pub fn is_primary(&self) -> bool {
-        matches!(self.get("/primary"), Some((200, _)))
-    }
-
-    pub fn is_streaming_replica(&self) -> bool {
-        matches!(self.get("/replica"), Some((200, _)))
     }
 
     /// Superuser key/value conninfo for this member.
@@ -1184,28 +1094,14 @@ impl Member {
     }
 }
 
-/// `text` without ANSI escape sequences (the agents colour their log levels).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\x1b' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
+impl AgentApi for Member {
+    fn name(&self) -> &str {
+        &self.name
     }
-    out
-}
 
-pub fn conninfo(host: &str, port: u16) -> String {
-    format!(
-        "host={host} port={port} user=postgres password={SUPERUSER_PASSWORD} dbname=postgres connect_timeout=1"
-    )
+    fn api_addr(&self) -> String {
+        self.api()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1226,9 +1122,7 @@ pub struct Opts {
 }
 
 /// ttl, safety margin and loop wait of the test clusters.
-pub const TTL: Duration = Duration::from_millis(3000);
-pub const SAFETY_MARGIN: Duration = Duration::from_millis(1000);
-pub const LOOP_WAIT: Duration = Duration::from_millis(500);
+pub use crate::dist::{LOOP_WAIT, SAFETY_MARGIN, TTL};
 /// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters.
 pub const WAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -1268,21 +1162,9 @@ impl Cluster {
         names.push("client".into());
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let net = Net::new(&name_refs);
-        let tmp = tempfile::Builder::new()
-            .prefix("pgha-faults-")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tmp = traversable_tempdir("pgha-faults-");
         let root = tmp.path().to_path_buf();
-        let secrets = root.join("secrets.toml");
-        std::fs::write(
-            &secrets,
-            format!(
-                "superuser_password = \"{SUPERUSER_PASSWORD}\"\nreplication_password = \"repl-secret-42\"\napi_token = \"{API_TOKEN}\"\n"
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let secrets = write_secrets(&root);
         let etcd_ip = net.host("etcd").ip.clone();
         let client_ip = net.host("client").ip.clone();
         let subnet = format!("10.201.{}.0/24", net.subnet);
@@ -1377,60 +1259,30 @@ impl Cluster {
         }
         c.start_proxy();
         c.wait_converged(Duration::from_secs(120));
-        wait_until(
-            "the bootstrap history entry",
-            Duration::from_secs(60),
-            || {
-                c.history()
-                    .iter()
-                    .any(|e| e["kind"] == "bootstrap")
-                    .then_some(())
-            },
-        );
+        c.wait_bootstrapped(Duration::from_secs(60));
         c
     }
 
     fn start_etcd(&mut self) {
         let ip = self.net.host("etcd").ip.clone();
-        let binary = std::env::var("PGHA_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
-        let client = format!("http://{ip}:{ETCD_PORT}");
-        let peer = format!("http://{ip}:2380");
-        let mut cmd = self.net.command("etcd", &binary);
-        cmd.arg("--name=pgha-faults")
-            .arg(format!(
-                "--data-dir={}",
-                self.root.join("etcd").join("data").display()
-            ))
-            .arg(format!("--listen-client-urls={client}"))
-            .arg(format!("--advertise-client-urls={client}"))
-            .arg(format!("--listen-peer-urls={peer}"))
-            .arg(format!("--initial-advertise-peer-urls={peer}"))
-            .arg(format!("--initial-cluster=pgha-faults={peer}"))
-            .arg("--initial-cluster-state=new")
-            .args(["--heartbeat-interval=50", "--election-timeout=500"])
-            .arg("--unsafe-no-fsync");
+        let node = EtcdNode::single(
+            "pgha-faults",
+            format!("{ip}:{ETCD_PORT}"),
+            format!("{ip}:2380"),
+        );
+        let mut cmd = self.net.command("etcd", etcd_binary());
+        cmd.args(node.args(&self.root.join("etcd").join("data")));
         let log = self.root.join("etcd.log");
         let mut p = NsProcess::spawn("etcd", cmd, &log);
-        let addr = format!("{ip}:{ETCD_PORT}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if matches!(http("GET", &addr, "/health", None, None),
-                Some((200, body)) if body.contains("\"health\":\"true\""))
-            {
-                break;
-            }
-            assert!(
-                p.running(),
-                "etcd ({binary}) exited; install the Debian package etcd-server or set PGHA_ETCD_BIN:\n{}",
-                tail(&log, 20)
-            );
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy within 30 s:\n{}",
-                tail(&log, 20)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let healthy = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+            assert!(p.running(), "etcd exited:\n{}", tail(&log, 20));
+            etcd_healthy(&node.client).then_some(())
+        });
+        assert!(
+            healthy.is_some(),
+            "etcd not healthy within 30 s:\n{}",
+            tail(&log, 20)
+        );
         self.etcd = Some(p);
     }
 
@@ -1492,39 +1344,6 @@ impl Cluster {
             .unwrap_or_else(|| ip.to_string())
     }
 
-    /// Members whose REST `/primary` answers 200.
-    pub fn primaries(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .filter(|m| m.is_primary())
-            .map(|m| m.name.clone())
-            .collect()
-    }
-
-    /// Waits until exactly one member is primary and all the others stream; returns it.
-    pub fn wait_converged(&self, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let primaries = self.primaries();
-            if primaries.len() == 1
-                && self
-                    .members
-                    .iter()
-                    .filter(|m| m.name != primaries[0])
-                    .all(|m| m.is_streaming_replica())
-            {
-                return primaries[0].clone();
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "cluster did not converge within {timeout:?} (primaries {primaries:?}); /cluster: {}",
-                    self.cluster_json().map(|v| v.to_string()).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
     /// Waits until a member other than `not` answers `/primary` 200; returns it and when.
     pub fn wait_new_primary(&self, not: &str, timeout: Duration) -> Option<(String, Instant)> {
         let deadline = Instant::now() + timeout;
@@ -1539,20 +1358,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         None
-    }
-
-    /// `/cluster` from the first agent that answers.
-    pub fn cluster_json(&self) -> Option<Value> {
-        self.members.iter().find_map(|m| match m.get("/cluster") {
-            Some((200, body)) => serde_json::from_str(&body).ok(),
-            _ => None,
-        })
-    }
-
-    pub fn history(&self) -> Vec<Value> {
-        self.cluster_json()
-            .and_then(|c| c["history"].as_array().cloned())
-            .unwrap_or_default()
     }
 
     /// Runs `pgha ARGS --config client.toml` on the client host.
@@ -1683,6 +1488,16 @@ impl Cluster {
     }
 }
 
+impl AgentSet for Cluster {
+    type Agent = Member;
+
+    const POLL: Duration = Duration::from_millis(200);
+
+    fn rest_agents(&self) -> &[Member] {
+        &self.members
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -1743,56 +1558,6 @@ impl Drop for Cluster {
 // ---------------------------------------------------------------------------------------------
 // SQL from a test thread
 
-fn small_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn connect(conninfo: &str, timeout: Duration) -> Result<tokio_postgres::Client, String> {
-    let fut = tokio_postgres::connect(conninfo, tokio_postgres::NoTls);
-    let (client, conn) = tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| format!("connect timed out after {timeout:?}"))?
-        .map_err(|e| format!("connect: {}", pg_error(&e)))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-/// The server's message when there is one ("sorry, too many clients already"), else the error.
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
-    }
-}
-
-fn rows(msgs: Vec<tokio_postgres::SimpleQueryMessage>) -> Vec<Vec<Option<String>>> {
-    msgs.iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// Runs `query` on a fresh connection (5 s bound) from the calling thread's namespace.
-pub fn run_sql(conninfo: &str, query: &str) -> Result<Vec<Vec<Option<String>>>, String> {
-    small_runtime().block_on(async {
-        let client = connect(conninfo, Duration::from_secs(3)).await?;
-        let msgs = tokio::time::timeout(Duration::from_secs(5), client.simple_query(query))
-            .await
-            .map_err(|_| "query timed out".to_string())?
-            .map_err(|e| pg_error(&e))?;
-        Ok(rows(msgs))
-    })
-}
-
 /// Connections held open to one PostgreSQL (to exhaust its connection slots), from a thread in
 /// the client host's namespace; closed on drop.
 pub struct HeldConnections {
@@ -1835,7 +1600,7 @@ impl HeldConnections {
                     let mut held = Vec::new();
                     let mut refusal = String::from("limit reached");
                     while held.len() < max {
-                        match connect(&conninfo, Duration::from_secs(3)).await {
+                        match connect_within(&conninfo, Duration::from_secs(3)).await {
                             Ok(c) => held.push(c),
                             Err(e) => {
                                 refusal = e;
@@ -1851,7 +1616,7 @@ impl HeldConnections {
                             if last_terminate.elapsed() >= Duration::from_secs(1) {
                                 last_terminate = Instant::now();
                                 if let Ok(msgs) = admin.simple_query(q).await {
-                                    let n = rows(msgs)
+                                    let n = simple_rows(msgs)
                                         .first()
                                         .and_then(|r| r[0].as_deref()?.parse::<usize>().ok())
                                         .unwrap_or(0);
@@ -1860,7 +1625,7 @@ impl HeldConnections {
                             }
                         }
                         if held.len() < max {
-                            if let Ok(c) = connect(&conninfo, Duration::from_secs(3)).await {
+                            if let Ok(c) = connect_within(&conninfo, Duration::from_secs(3)).await {
                                 held.push(c);
                             }
                         }
@@ -2461,7 +2226,7 @@ async fn write_loop(
         tokio::time::sleep_until(next).await;
         next = tokio::time::Instant::now().max(next) + WRITE_EVERY;
         if client.as_ref().is_none_or(|c| c.is_closed()) {
-            client = connect(&conninfo, Duration::from_secs(4)).await.ok();
+            client = connect_within(&conninfo, Duration::from_secs(4)).await.ok();
         }
         let Some(c) = &client else {
             continue;
@@ -2477,7 +2242,7 @@ async fn write_loop(
         let read_only = matches!(&result, Ok(Err(e))
             if e.code() == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION));
         let ack = match result {
-            Ok(Ok(msgs)) => rows(msgs).first().and_then(|r| {
+            Ok(Ok(msgs)) => simple_rows(msgs).first().and_then(|r| {
                 let ip = r.first().cloned().flatten()?;
                 Some(Ack {
                     id,
