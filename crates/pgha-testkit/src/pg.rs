@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSqlOwned;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 /// A connection to a libpq URI or key/value conninfo; panics when there is none.
@@ -27,6 +29,28 @@ pub async fn connect_within(url: &str, timeout: Duration) -> Result<Client, Stri
 /// A connection within `timeout`, or `None`.
 pub async fn try_connect(url: &str, timeout: Duration) -> Option<Client> {
     connect_within(url, timeout).await.ok()
+}
+
+/// The first column of the one row `sql` returns; panics, naming the statement, on an error.
+pub async fn query_value<T: FromSqlOwned>(client: &Client, sql: &str) -> T {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Runs `sql`, which the server must refuse because the session is read-only.
+pub async fn assert_read_only(client: &Client, sql: &str) {
+    let err = client
+        .batch_execute(sql)
+        .await
+        .expect_err("a write accepted by a read-only session");
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{sql}: {err}"
+    );
 }
 
 /// The server's message when there is one ("sorry, too many clients already"), else the error.

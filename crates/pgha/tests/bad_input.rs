@@ -25,6 +25,12 @@ fn up_fails(args: &[&str]) -> String {
     stderr_of(&out)
 }
 
+/// `pgha up --dir DIR --pg-bin-dir BIN`, which must fail; its stderr.
+fn up_with_bin_dir_fails(dir: &Path, bin: &Path) -> String {
+    let (dir, bin) = (dir.to_str().unwrap(), bin.to_str().unwrap());
+    up_fails(&["up", "--dir", dir, "--pg-bin-dir", bin])
+}
+
 #[test]
 fn non_empty_foreign_directory_is_refused_and_untouched() {
     let tmp = test_dir();
@@ -104,13 +110,7 @@ fn missing_postgresql_binaries_say_what_to_install() {
     let empty = tmp.path().join("no-postgres-here");
     std::fs::create_dir(&empty).unwrap();
     let dir = tmp.path().join("c");
-    let err = up_fails(&[
-        "up",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--pg-bin-dir",
-        empty.to_str().unwrap(),
-    ]);
+    let err = up_with_bin_dir_fails(&dir, &empty);
     assert!(
         err.contains("not found") && err.contains("apt-get install postgresql"),
         "{err}"
@@ -143,13 +143,7 @@ fn postgresql_13_and_older_is_refused() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         let dir = tmp.path().join("c");
-        let err = up_fails(&[
-            "up",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--pg-bin-dir",
-            old.to_str().unwrap(),
-        ]);
+        let err = up_with_bin_dir_fails(&dir, &old);
         assert!(
             err.contains(&format!("PostgreSQL {version} in {}", old.display()))
                 && err.contains("supports PostgreSQL 14 to 18"),
@@ -171,13 +165,7 @@ fn pg_bin_dir_of_an_existing_cluster_is_not_ignored() {
         "[cluster]\nname = \"existing\"\nmembers = 3\nbase_port = 30000\n",
     )
     .unwrap();
-    let err = up_fails(&[
-        "up",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--pg-bin-dir",
-        "/opt/pg17/bin",
-    ]);
+    let err = up_with_bin_dir_fails(&dir, Path::new("/opt/pg17/bin"));
     assert!(
         err.contains("--pg-bin-dir /opt/pg17/bin")
             && err.contains("no postgresql.bin_dir")

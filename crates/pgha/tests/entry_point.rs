@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pgha_testkit::{connect, wait_until};
+use pgha_testkit::{assert_read_only, connect, wait_until};
 
 /// What the writer saw.
 #[derive(Default, Debug)]
@@ -31,9 +31,8 @@ struct Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_are_held_not_refused_through_switchover_and_failover() {
-    let tmp = test_dir();
-    let dir = tmp.path().join("entry");
-    let up = UpProcess::start(&dir, 3);
+    let up = UpProcess::start_in_temp(3);
+    let dir = up.dir.clone();
     let rw = up.url(None);
     let setup = connect(&rw).await;
     setup
@@ -129,22 +128,12 @@ async fn clients_are_held_not_refused_through_switchover_and_failover() {
     // The read-only entry point never accepts a write.
     let ro = rw.replace(&format!(":{}/", up.base), &format!(":{}/", up.base + 1));
     let reader = connect(&ro).await;
-    let err = reader
-        .batch_execute("INSERT INTO ticks VALUES (-1)")
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.code(),
-        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
-        "{err}"
-    );
+    assert_read_only(&reader, "INSERT INTO ticks VALUES (-1)").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgbench_runs_through_the_entry_point() {
-    let tmp = test_dir();
-    let dir = tmp.path().join("bench");
-    let up = UpProcess::start(&dir, 2);
+    let up = UpProcess::start_in_temp(2);
     let rw = up.url(None);
     let run = |args: &[&str]| {
         std::process::Command::new("pgbench")

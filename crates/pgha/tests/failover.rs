@@ -3,9 +3,6 @@
 //!
 //! Each test runs its own 3-member `pgha up` on free ports; the tests of this file run one at a
 //! time (a 2-core machine runs one 3-member cluster well, two of them badly).
-// The serial() guard is held for a whole test on purpose: it orders tests that each run a
-// cluster, it guards no data an await could race on.
-#![allow(clippy::await_holding_lock)]
 
 mod common;
 
@@ -14,14 +11,29 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::status::{events, members, no_rewind, primaries, primary_of};
 use common::stderr_of;
-use common::status::{events, members, primaries, primary_of};
-use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, serial};
+use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid};
 
 const CONVERGE: Duration = Duration::from_secs(25);
 
 fn start() -> Cluster {
     Cluster::start(&[], CONVERGE)
+}
+
+/// A cluster with the table `t` created on it.
+async fn start_with_table() -> Cluster {
+    let c = start();
+    c.create_table().await;
+    c
+}
+
+/// A cluster whose table holds ids 0..10 (`stage`) on every member.
+async fn start_with_rows(stage: &str) -> Cluster {
+    let c = start_with_table().await;
+    c.write("n1", stage, 0..10).await;
+    c.wait_identical("n1", &["n2", "n3"]).await;
+    c
 }
 
 /// Where the member at `url` (a primary on timeline `tl`) left timeline `parent`: read from
@@ -98,11 +110,7 @@ fn has_wal_past(data: &Path, timeline: u64, at: u64) -> bool {
 /// member follows it; the old primary comes back as its standby with identical data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_primary_fails_over_and_rejoins() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
-    c.write("n1", "before", 0..10).await;
-    c.wait_identical("n1", &["n2", "n3"]).await;
+    let c = start_with_rows("before").await;
 
     c.ok("stop", &["n1"]);
     let new = c.wait_new_primary(&["n1"]);
@@ -122,21 +130,13 @@ async fn stopped_primary_fails_over_and_rejoins() {
     assert_eq!(rows, 20);
     // n1 had nothing its successor lacked: it followed without a rewind.
     let history = c.history();
-    assert!(
-        events(&history, "rejoin_rewind").is_empty()
-            && events(&history, "rejoin_reclone").is_empty(),
-        "{history:#?}"
-    );
+    assert!(no_rewind(&history), "{history:#?}");
 }
 
 /// Seed scenario 2: n1 → n2 → n1 by stopping the current primary twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trip_by_stopping_the_primary_twice() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
-    c.write("n1", "stage-1", 0..10).await;
-    c.wait_identical("n1", &["n2", "n3"]).await;
+    let c = start_with_rows("stage-1").await;
 
     c.ok("stop", &["n1"]);
     let first = c.wait_new_primary(&["n1"]);
@@ -179,9 +179,7 @@ async fn round_trip_by_stopping_the_primary_twice() {
 /// when its WAL went past the switch point — and ends identical to the new primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
+    let c = start_with_table().await;
     let writer = c.primary_writer(1_000_000, Duration::ZERO);
     c.wait_writes(&writer, 200, Duration::from_secs(15)).await;
 
@@ -266,9 +264,7 @@ async fn crashed_primary_under_load_rejoins_by_rewind_when_diverged() {
 /// missing anywhere, and no rewind (a planned switchover loses nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_round_trip_under_writes_loses_nothing() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
+    let c = start_with_table().await;
     let writer = c.primary_writer(0, Duration::from_millis(10));
     c.wait_writes(&writer, 20, Duration::from_secs(10)).await;
 
@@ -308,8 +304,7 @@ async fn switchover_round_trip_under_writes_loses_nothing() {
         "{history:#?}"
     );
     assert!(
-        events(&history, "rejoin_rewind").is_empty()
-            && events(&history, "rejoin_reclone").is_empty(),
+        no_rewind(&history),
         "a switchover must not need a rewind: {history:#?}"
     );
 }
@@ -318,11 +313,7 @@ async fn switchover_round_trip_under_writes_loses_nothing() {
 /// (restarted or failed over) with every other member streaming, and takes writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_postmaster_converges() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
-    c.write("n1", "before", 0..10).await;
-    c.wait_identical("n1", &["n2", "n3"]).await;
+    let c = start_with_rows("before").await;
 
     let pid = c.kill_postmaster("n1");
     // Converged after the crash: a primary that is not the killed process.
@@ -344,11 +335,7 @@ async fn killed_postmaster_converges() {
 /// `pgha failover --to` while the primary is healthy and the target caught up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_to_a_caught_up_standby() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
-    c.write("n1", "before", 0..10).await;
-    c.wait_identical("n1", &["n2", "n3"]).await;
+    let c = start_with_rows("before").await;
 
     c.ok("failover", &["--to", "n3"]);
     assert_eq!(primary_of(&c.up.status().unwrap()).as_deref(), Some("n3"));
@@ -367,9 +354,7 @@ async fn manual_failover_to_a_caught_up_standby() {
 /// Paused: stopping the primary does not fail over (past the lease TTL); resumed: it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_cluster_does_not_fail_over_until_resumed() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
+    let c = start_with_table().await;
     c.write("n1", "before", 0..10).await;
 
     c.ok("pause", &[]);
@@ -409,7 +394,6 @@ async fn paused_cluster_does_not_fail_over_until_resumed() {
 /// nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_refusals() {
-    let _serial = serial();
     let c = start();
 
     let out = c.run("switchover", &["--to", "n9"]);
@@ -443,9 +427,7 @@ async fn switchover_refusals() {
 /// first, a stale one could lose to a less advanced standby.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
-    let _serial = serial();
-    let c = start();
-    c.create_table().await;
+    let c = start_with_table().await;
     c.write("n1", "before", 0..10).await;
     c.ok("stop", &["n1"]);
     let primary = c.wait_new_primary(&["n1"]);

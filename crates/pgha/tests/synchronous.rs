@@ -5,9 +5,6 @@
 //!
 //! Each test runs its own 3-member `pgha up` on free ports, one at a time. The durability loop
 //! runs `PGHA_DURABILITY_ROUNDS` kills per mode (default 5; the figure is 20).
-// The serial() guard is held for a whole test on purpose: it orders tests that each run a
-// cluster, it guards no data an await could race on.
-#![allow(clippy::await_holding_lock)]
 
 mod common;
 
@@ -17,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::cluster::{Cluster, MEMBERS};
 use common::status::{members, primary_of, sync_states};
 use common::stderr_of;
-use pgha_testkit::{connect, poll_async, serial, wait_until, Writer};
+use pgha_testkit::{connect, poll_async, query_value, wait_until, Writer};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// A write that takes longer than this "blocked".
@@ -28,6 +25,15 @@ fn start(extra: &[&str]) -> Cluster {
     Cluster::start(extra, CONVERGE)
 }
 
+/// A cluster started with `extra` arguments, its synchronous standby settled, the table `t`
+/// created; the synchronous standby.
+async fn start_sync(extra: &[&str]) -> (Cluster, String) {
+    let c = start(extra);
+    let sync = c.wait_settled_sync(CONVERGE);
+    c.create_table().await;
+    (c, sync)
+}
+
 /// Inserts rows through the read-write entry point as fast as it can, timing each commit
 /// (connecting within 10 s, each write within 60 s: longer than any wait for a standby here).
 fn writer(c: &Cluster, first_id: i64) -> Writer {
@@ -35,19 +41,14 @@ fn writer(c: &Cluster, first_id: i64) -> Writer {
 }
 
 async fn postmaster_start(url: &str) -> String {
-    connect(url)
-        .await
-        .query_one("SELECT pg_postmaster_start_time()::text", &[])
-        .await
-        .unwrap()
-        .get(0)
+    let client = connect(url).await;
+    query_value(&client, "SELECT pg_postmaster_start_time()::text").await
 }
 
 /// Acceptance 1: `on`, count 1 — n2 sync, n3 potential; n2 stops → n3 sync within seconds and
 /// no write blocks; n2 back → the original priority again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_moves_sync_role_without_blocking_writes() {
-    let _serial = serial();
     let c = start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
     c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
     c.create_table().await;
@@ -106,10 +107,7 @@ async fn on_moves_sync_role_without_blocking_writes() {
 /// a standby started → the commit returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_commit_waits_for_a_standby() {
-    let _serial = serial();
-    let c = start(&["--synchronous-mode", "strict"]);
-    c.wait_settled_sync(CONVERGE);
-    c.create_table().await;
+    let (c, _) = start_sync(&["--synchronous-mode", "strict"]).await;
     c.ok("stop", &["n2"]);
     c.ok("stop", &["n3"]);
     c.wait_status("n2 and n3 stopped", CONVERGE, |s| {
@@ -175,13 +173,11 @@ async fn strict_commit_waits_for_a_standby() {
         "commit waited {took:?} in total, returned {:?} after `pgha start n2`",
         t0.elapsed()
     );
-    let n2 = connect(&c.member_url("n2")).await;
-    let rows: i64 = n2
-        .query_one("SELECT count(*) FROM t WHERE id = 1", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 1, "the released commit is not on n2");
+    assert_eq!(
+        c.count("n2", [1]).await,
+        1,
+        "the released commit is not on n2"
+    );
     c.wait_status("no warning", CONVERGE, |s| {
         s["synchronous"]["warning"].is_null().then_some(())
     });
@@ -191,10 +187,7 @@ async fn strict_commit_waits_for_a_standby() {
 /// say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_degrades_when_every_standby_stops() {
-    let _serial = serial();
-    let c = start(&["--synchronous-mode", "on"]);
-    c.wait_settled_sync(CONVERGE);
-    c.create_table().await;
+    let (c, _) = start_sync(&["--synchronous-mode", "on"]).await;
     let writer = writer(&c, 1);
     c.wait_writes(&writer, 20, Duration::from_secs(10)).await;
     c.ok("stop", &["n2"]);
@@ -234,21 +227,15 @@ async fn on_degrades_when_every_standby_stops() {
 /// standby immediately (queried right after the commit, no retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
-    let _serial = serial();
-    let c = start(&[
+    let extra = [
         "--synchronous-mode",
         "on",
         "--synchronous-commit",
         "remote_apply",
-    ]);
-    let sync = c.wait_settled_sync(CONVERGE);
-    c.create_table().await;
+    ];
+    let (c, sync) = start_sync(&extra).await;
     let primary = connect(&c.up.url(None)).await;
-    let level: String = primary
-        .query_one("SHOW synchronous_commit", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let level: String = query_value(&primary, "SHOW synchronous_commit").await;
     assert_eq!(level, "remote_apply");
     let standby = connect(&c.member_url(&sync)).await;
     for id in 1..=200i64 {
@@ -274,7 +261,6 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
 /// `pgha config set` changes the mode live (no restart), and bad values name the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_set_changes_mode_live_and_names_bad_keys() {
-    let _serial = serial();
     let c = start(&[]);
     let status = c.up.status().unwrap();
     assert_eq!(status["synchronous"]["mode"], "off");
@@ -359,9 +345,7 @@ fn durability_rounds() -> usize {
 async fn durability(mode: &str) {
     use rand::Rng;
     let rounds = durability_rounds();
-    let c = start(&["--synchronous-mode", mode]);
-    c.wait_settled_sync(CONVERGE);
-    c.create_table().await;
+    let (c, _) = start_sync(&["--synchronous-mode", mode]).await;
     let mut all_acked: Vec<i64> = Vec::new();
     let mut next_id = 1i64;
     let mut failover_times = Vec::new();
@@ -415,12 +399,10 @@ async fn durability(mode: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durability_on() {
-    let _serial = serial();
     durability("on").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durability_strict() {
-    let _serial = serial();
     durability("strict").await;
 }

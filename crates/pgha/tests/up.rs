@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pgha_testkit::connect;
+use pgha_testkit::{assert_read_only, connect, query_value};
+
+const SYSTEM_ID: &str = "SELECT system_identifier::text FROM pg_control_system()";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_replicate_and_standbys_refuse_writes() {
@@ -85,15 +87,7 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
         let client = connect(&up.url(Some(standby))).await;
         let who: String = wait_row(&client, "SELECT who FROM visits WHERE id = 1").await;
         assert_eq!(who, "dba");
-        let err = client
-            .batch_execute("INSERT INTO visits VALUES (2, 'nope')")
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.code(),
-            Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
-            "{err}"
-        );
+        assert_read_only(&client, "INSERT INTO visits VALUES (2, 'nope')").await;
     }
 
     // The password never appears inline in primary_conninfo, and the passfile is private.
@@ -209,14 +203,7 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
         .batch_execute("CREATE TABLE kept(v text); INSERT INTO kept VALUES ('before restart')")
         .await
         .unwrap();
-    let sysid: String = primary
-        .query_one(
-            "SELECT system_identifier::text FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let sysid: String = query_value(&primary, SYSTEM_ID).await;
     drop(primary);
 
     assert_eq!(
@@ -238,20 +225,9 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     let mut again = UpProcess::spawn(&dir, 2, base, &[]);
     again.wait_streaming(Duration::from_secs(60));
     let primary = connect(&again.url(None)).await;
-    let v: String = primary
-        .query_one("SELECT v FROM kept", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let v: String = query_value(&primary, "SELECT v FROM kept").await;
     assert_eq!(v, "before restart");
-    let sysid2: String = primary
-        .query_one(
-            "SELECT system_identifier::text FROM pg_control_system()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let sysid2: String = query_value(&primary, SYSTEM_ID).await;
     assert_eq!(sysid, sysid2, "the cluster was re-initialised");
     let standby = connect(&again.url(Some("n2"))).await;
     assert_eq!(

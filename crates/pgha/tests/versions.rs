@@ -8,9 +8,6 @@
 //! A missing one fails its test, naming the command that fetches it: nothing is skipped.
 //!
 //! One test per version, one 3-member `pgha up --pg-bin-dir` each, one at a time.
-// The serial() guard is held for a whole test on purpose: it orders tests that each run a
-// cluster, it guards no data an await could race on.
-#![allow(clippy::await_holding_lock)]
 
 mod common;
 
@@ -19,11 +16,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, MEMBERS};
-use common::status::{events, members, pair, primary_of};
+use common::status::{events, members, no_rewind, pair, primary_of};
 use common::{pgha, stderr_of};
 use nix::sys::signal::Signal;
 use pgha_testkit::poll_async;
-use pgha_testkit::{children_of, cmdline, connect, is_stopped, serial, signal, wait_until};
+use pgha_testkit::{children_of, cmdline, connect, is_stopped, signal, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -119,8 +116,7 @@ async fn core_scenarios(major: u32) {
         "{history:#?}"
     );
     assert!(
-        events(&history, "rejoin_rewind").is_empty()
-            && events(&history, "rejoin_reclone").is_empty(),
+        no_rewind(&history),
         "a cleanly stopped primary needs no rewind: {history:#?}"
     );
     step("stop-failover");
@@ -302,35 +298,17 @@ async fn core_scenarios(major: u32) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_14() {
-    let _serial = serial();
-    core_scenarios(14).await;
+/// One test per version, each `postgresql_<major>`.
+macro_rules! version_tests {
+    ($($name:ident: $major:literal),*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            core_scenarios($major).await;
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_15() {
-    let _serial = serial();
-    core_scenarios(15).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_16() {
-    let _serial = serial();
-    core_scenarios(16).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_17() {
-    let _serial = serial();
-    core_scenarios(17).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgresql_18() {
-    let _serial = serial();
-    core_scenarios(18).await;
-}
+version_tests!(postgresql_14: 14, postgresql_15: 15, postgresql_16: 16, postgresql_17: 17, postgresql_18: 18);
 
 /// The versions tested here are the supported range pgha announces, and install-deps.sh
 /// fetches exactly the builds this file expects.

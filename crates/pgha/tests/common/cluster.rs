@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Output;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{checksum, connect, poll, poll_async, postmaster_pid, signal};
+use pgha_testkit::{checksum, connect, poll, poll_async, postmaster_pid, serial, signal};
 use pgha_testkit::{streaming_standbys, tail, tail_of, Writer, WriterOptions};
 use serde_json::Value;
 
@@ -19,16 +20,21 @@ pub const MEMBERS: [&str; 3] = ["n1", "n2", "n3"];
 /// The table the tests write: `t(id, stage)`.
 pub const CREATE_TABLE: &str = "CREATE TABLE t(id bigint PRIMARY KEY, stage text NOT NULL)";
 
+/// One at a time in a test binary: it holds the binary's [`serial`] lock while it lives (a
+/// 2-core machine runs one 3-member cluster well, two of them badly).
 pub struct Cluster {
     pub up: UpProcess,
     /// How long the `wait_*` helpers wait for the cluster to settle.
     pub converge: Duration,
     _tmp: tempfile::TempDir,
+    // last: released once the cluster is gone
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     /// `pgha up --members 3 [extra]` in a fresh directory, once every standby streams.
     pub fn start(extra: &[&str], converge: Duration) -> Cluster {
+        let serial = serial();
         let tmp = test_dir();
         let mut up = UpProcess::spawn(&tmp.path().join("ha"), 3, free_base_port(3), extra);
         up.wait_streaming(Duration::from_secs(90));
@@ -36,6 +42,7 @@ impl Cluster {
             up,
             converge,
             _tmp: tmp,
+            _serial: serial,
         }
     }
 

@@ -5,12 +5,12 @@
 pub mod cluster;
 pub mod status;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use pgha_testkit::traversable_tempdir;
 use pgha_testkit::{free_port_range, poll, spawn_logged, stop_child, stop_postmaster};
 use serde_json::Value;
 
@@ -20,12 +20,7 @@ pub fn pgha_bin() -> &'static str {
 
 /// A temporary directory the `postgres` OS user can traverse (tests may run as root).
 pub fn test_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("pgha-test-")
-        .tempdir()
-        .expect("tempdir");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    traversable_tempdir("pgha-test-")
 }
 
 /// A base port such that base..=base+10+members are all free right now.
@@ -53,6 +48,8 @@ pub struct UpProcess {
     pub members: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// The test directory `dir` lives in, when this owns it (removed once everything stopped).
+    tmp: Option<tempfile::TempDir>,
 }
 
 /// Small, fast instances: fine for process-level tests.
@@ -87,6 +84,7 @@ impl UpProcess {
             members,
             child: Some(child),
             log,
+            tmp: None,
         }
     }
 
@@ -94,6 +92,14 @@ impl UpProcess {
     pub fn start(dir: &Path, members: u16) -> Self {
         let mut up = Self::spawn(dir, members, free_base_port(members), &[]);
         up.wait_streaming(Duration::from_secs(90));
+        up
+    }
+
+    /// [`UpProcess::start`] in a directory of a fresh test directory it owns.
+    pub fn start_in_temp(members: u16) -> Self {
+        let tmp = test_dir();
+        let mut up = Self::start(&tmp.path().join("ha"), members);
+        up.tmp = Some(tmp);
         up
     }
 

@@ -59,6 +59,11 @@ pub fn events(history: &[Value], kind: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether no member rejoined through pg_rewind or a re-clone.
+pub fn no_rewind(history: &[Value]) -> bool {
+    events(history, "rejoin_rewind").is_empty() && events(history, "rejoin_reclone").is_empty()
+}
+
 /// An expected (from, to) of [`events`].
 pub fn pair(a: &str, b: &str) -> (String, String) {
     (a.to_string(), b.to_string())
