@@ -289,7 +289,7 @@ impl Agent {
         self.view
             .iter()
             .flat_map(|v| v.members.iter())
-            .filter_map(|(n, r)| Some((n.clone(), postgres_address(r)?)))
+            .filter_map(|(n, r)| Some((n.clone(), postgres_address(n, r)?)))
             .collect()
     }
 }

@@ -185,8 +185,8 @@ fn member_at(view: Option<&ClusterView>, address: &str) -> Option<MemberName> {
     view?
         .members
         .iter()
-        .find(|(_, r)| {
-            postgres_address(r)
+        .find(|(n, r)| {
+            postgres_address(n, r)
                 .is_some_and(|u| u.port == port && (u.host == host || same_loopback(&u.host, host)))
         })
         .map(|(n, _)| n.clone())

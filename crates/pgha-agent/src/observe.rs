@@ -164,7 +164,7 @@ impl Agent {
                 return Some(history.clone());
             }
         }
-        let address = postgres_address(record)?;
+        let address = postgres_address(&leader, record)?;
         let history = crate::timelines::fetch(&self.spec, &address, timeline).await?;
         self.timelines_cache = Some((leader, timeline, history.clone()));
         Some(history)
@@ -181,7 +181,7 @@ impl Agent {
         if local.upstream.as_ref() != Some(leader) {
             return None;
         }
-        let address = postgres_address(view.members.get(leader)?)?;
+        let address = postgres_address(leader, view.members.get(leader)?)?;
         let connect = tokio::net::TcpStream::connect((address.host.as_str(), address.port));
         Some(matches!(
             tokio::time::timeout(REACH_TIMEOUT, connect).await,

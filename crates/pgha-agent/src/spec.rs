@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use pgha_core::{MemberName, MemberRecord, Tags};
 use pgha_pg::conf::{MemberConf, Upstream};
 use pgha_pg::probe::Credentials;
+use pgha_pg::tls::MemberTls;
 use pgha_pg::Instance;
 
 /// Key of a member's PostgreSQL address ("host:port") in its published record.
@@ -33,6 +34,8 @@ pub struct NodeSpec {
     pub parameters: BTreeMap<String, String>,
     pub hba: String,
     pub tags: Tags,
+    /// TLS for PostgreSQL (`None`: none).
+    pub tls: Option<MemberTls>,
 }
 
 impl NodeSpec {
@@ -41,17 +44,18 @@ impl NodeSpec {
             user: self.superuser.clone(),
             password: self.superuser_password.clone(),
             dbname: "postgres".into(),
+            tls: self.tls.as_ref().map(|t| t.client.clone()),
         }
     }
 
-    /// A superuser connection to `host:port` (this member or a peer).
+    /// A superuser connection to a peer (with TLS, it must prove it is `peer.name`).
     pub async fn connect(
         &self,
-        host: &str,
-        port: u16,
+        peer: &Upstream,
         timeout: std::time::Duration,
     ) -> pgha_pg::Result<tokio_postgres::Client> {
-        pgha_pg::probe::connect(self.name.as_str(), host, port, &self.credentials(), timeout).await
+        let creds = self.credentials();
+        pgha_pg::probe::connect(&peer.name, &peer.host, peer.port, &creds, timeout).await
     }
 
     /// A superuser connection to this member's own PostgreSQL.
@@ -59,7 +63,8 @@ impl NodeSpec {
         &self,
         timeout: std::time::Duration,
     ) -> pgha_pg::Result<tokio_postgres::Client> {
-        self.connect(&self.host, self.port, timeout).await
+        let creds = self.credentials();
+        pgha_pg::probe::connect(self.name.as_str(), &self.host, self.port, &creds, timeout).await
     }
 
     /// Addresses published in the member record.
@@ -91,6 +96,7 @@ impl NodeSpec {
             synchronous_standby_names: dynamic.sync_names.clone(),
             synchronous_commit: dynamic.synchronous_commit.clone(),
             parameters: self.parameters.clone(),
+            tls: self.tls.as_ref().map(|t| t.files.clone()),
         }
     }
 }
@@ -115,11 +121,12 @@ pub fn promise_file(member_dir: &std::path::Path) -> PathBuf {
     member_dir.with_file_name(name)
 }
 
-/// A member's PostgreSQL address from its published record.
-pub fn postgres_address(record: &MemberRecord) -> Option<Upstream> {
+/// Member `name`'s PostgreSQL address from its published record.
+pub fn postgres_address(name: &MemberName, record: &MemberRecord) -> Option<Upstream> {
     let text = record.addresses.get(POSTGRES_ADDRESS)?;
     let (host, port) = text.rsplit_once(':')?;
     Some(Upstream {
+        name: name.to_string(),
         host: host.trim_matches(['[', ']']).to_string(),
         port: port.parse().ok()?,
     })

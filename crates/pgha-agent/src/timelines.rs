@@ -19,7 +19,7 @@ pub async fn fetch(
         return Some(Vec::new());
     }
     let client = spec
-        .connect(&leader.host, leader.port, Duration::from_secs(2))
+        .connect(leader, Duration::from_secs(2))
         .await
         .ok()?;
     let file = format!("pg_wal/{timeline:08X}.history");

@@ -27,6 +27,7 @@ pub async fn start(
     let mut prober_config = ProberConfig::new(credentials.user.clone());
     prober_config.password = Some(credentials.password.clone());
     prober_config.interval = Duration::from_millis(500);
+    prober_config.tls = credentials.tls.clone();
     tokio::spawn(Prober::new(prober_config).run(candidates_rx, targets_tx, shutdown.clone()));
     tokio::spawn(feed_candidates(store, candidates_tx, shutdown));
     tokio::spawn(proxy.run());

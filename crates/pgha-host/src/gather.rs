@@ -75,7 +75,7 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
             if targets.iter().any(|t| t.name == name.as_str()) {
                 continue;
             }
-            let Some(addr) = pgha_agent::spec::postgres_address(record) else {
+            let Some(addr) = pgha_agent::spec::postgres_address(name, record) else {
                 continue;
             };
             targets.push(Target {

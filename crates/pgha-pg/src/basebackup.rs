@@ -13,6 +13,8 @@ use crate::instance::Instance;
 /// Where to clone from and with which credentials.
 #[derive(Debug, Clone)]
 pub struct CloneSource<'a> {
+    /// The source member's name: what its TLS certificate must name.
+    pub name: &'a str,
     pub host: &'a str,
     pub port: u16,
     pub replication_user: &'a str,
@@ -20,6 +22,9 @@ pub struct CloneSource<'a> {
     pub passfile: &'a Path,
     /// The physical slot on the source that the clone's WAL stream uses.
     pub slot: &'a str,
+    /// The cluster CA: the source must prove its name with a certificate from it (`None`:
+    /// no TLS).
+    pub ca_cert: Option<&'a Path>,
 }
 
 /// Base backup progress: kilobytes copied so far and the estimated total.
@@ -45,9 +50,11 @@ pub async fn clone(
         .arg(target)
         .args(["-X", "stream", "-c", "fast", "-P", "-w"])
         .arg(format!("--slot={}", source.slot))
-        .arg(format!("--host={}", source.host))
-        .arg(format!("--port={}", source.port))
-        .arg(format!("--username={}", source.replication_user))
+        .arg(format!(
+            "--dbname={} user={}",
+            crate::tls::conninfo_target(source.name, source.host, source.port, source.ca_cert),
+            crate::conf::quote_conninfo(source.replication_user)
+        ))
         .arg(format!("--label=pgha clone of {}", instance.name))
         .env("PGPASSFILE", source.passfile)
         .env("PGAPPNAME", format!("pgha_clone_{}", instance.name))

@@ -59,6 +59,8 @@ pub fn check_user_parameter(name: &str) -> Result<(), String> {
 /// Where a standby streams from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
+    /// The member's name: what its TLS certificate must name.
+    pub name: String,
     pub host: String,
     pub port: u16,
 }
@@ -85,6 +87,9 @@ pub struct MemberConf {
     pub synchronous_commit: String,
     /// The user's pass-through parameters, already validated.
     pub parameters: BTreeMap<String, String>,
+    /// TLS: this member serves its certificate, and streams only from an upstream that
+    /// proves its name with one from the cluster CA (`None`: no TLS).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Quotes a value for postgresql.conf. Control characters (a newline would end the line and
@@ -129,10 +134,10 @@ impl MemberConf {
     /// comes from the passfile.
     pub fn primary_conninfo(&self) -> Option<String> {
         let up = self.upstream.as_ref()?;
+        let ca = self.tls.as_ref().map(|t| t.ca_cert.as_path());
         Some(format!(
-            "host={} port={} user={} passfile={} application_name={} connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
-            quote_conninfo(&up.host),
-            up.port,
+            "{} user={} passfile={} application_name={} connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
+            crate::tls::conninfo_target(&up.name, &up.host, up.port, ca),
             quote_conninfo(&self.replication_user),
             quote_conninfo(&self.passfile.to_string_lossy()),
             quote_conninfo(&self.name),
@@ -160,6 +165,9 @@ impl MemberConf {
             ("max_wal_senders", senders.to_string()),
             ("max_replication_slots", senders.to_string()),
         ];
+        if let Some(tls) = &self.tls {
+            owned.extend(tls.server_settings());
+        }
         if self.major >= 13 {
             owned.push(("wal_keep_size", "128MB".into()));
         } else {
@@ -226,7 +234,10 @@ pub fn render_hba(
     replication_user: &str,
     member_hosts: &[String],
     extra_lines: &[String],
+    tls: bool,
 ) -> String {
+    // With TLS, replication (the replication password, the WAL) never travels in clear text.
+    let replication_type = if tls { "hostssl" } else { "host   " };
     let mut hosts: Vec<String> = member_hosts.iter().map(|h| host_cidr(h)).collect();
     hosts.sort();
     hosts.dedup();
@@ -236,7 +247,7 @@ pub fn render_hba(
     for cidr in &hosts {
         let _ = writeln!(
             out,
-            "host    replication  {replication_user:<13} {cidr:<19} scram-sha-256"
+            "{replication_type} replication  {replication_user:<13} {cidr:<19} scram-sha-256"
         );
     }
     for line in extra_lines {
@@ -291,6 +302,7 @@ mod tests {
             synchronous_standby_names: String::new(),
             synchronous_commit: String::new(),
             parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
+            tls: None,
         }
     }
 
@@ -306,10 +318,12 @@ mod tests {
     #[test]
     fn standby_conninfo_names_the_member_and_uses_the_passfile() {
         let c = conf(Some(Upstream {
+            name: "n1".into(),
             host: "127.0.0.1".into(),
             port: 5432,
         }));
         let info = c.primary_conninfo().unwrap();
+        assert!(info.starts_with("host='127.0.0.1' port=5432 "), "{info}");
         assert!(info.contains("application_name='n2'"));
         assert!(info.contains(r"passfile='/data/it\'s/pgpass'"));
         assert!(!info.contains("password"));
@@ -317,6 +331,43 @@ mod tests {
         assert!(text.contains("primary_slot_name = 'n2'"));
         // the conninfo's quotes are doubled inside the conf value
         assert!(text.contains(r"passfile=''/data/it\\''s/pgpass''"));
+    }
+
+    /// Issue 11: with TLS the member serves its certificate, streams only from an upstream
+    /// that proves its name, and accepts replication over TLS only.
+    #[test]
+    fn with_tls_replication_verifies_the_upstream_and_needs_tls() {
+        let mut c = conf(Some(Upstream {
+            name: "n1".into(),
+            host: "127.0.0.1".into(),
+            port: 5432,
+        }));
+        c.tls = Some(crate::tls::TlsFiles {
+            ca_cert: "/c/tls/ca.crt".into(),
+            server_cert: "/c/n2/server.crt".into(),
+            server_key: "/c/n2/server.key".into(),
+        });
+        let info = c.primary_conninfo().unwrap();
+        assert!(
+            info.starts_with(
+                "host='n1' hostaddr='127.0.0.1' port=5432 sslmode=verify-full sslrootcert='/c/tls/ca.crt' "
+            ),
+            "{info}"
+        );
+        let text = c.render();
+        for line in [
+            "ssl = 'on'",
+            "ssl_cert_file = '/c/n2/server.crt'",
+            "ssl_key_file = '/c/n2/server.key'",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let hba = render_hba("replicator", &["127.0.0.1".into()], &[], true);
+        let repl: Vec<&str> = hba.lines().filter(|l| l.contains("replication")).collect();
+        assert!(
+            !repl.is_empty() && repl.iter().all(|l| l.starts_with("hostssl ")),
+            "{hba}"
+        );
     }
 
     #[test]
@@ -329,7 +380,12 @@ mod tests {
 
     #[test]
     fn hba_allows_replication_only_for_the_role() {
-        let hba = render_hba("replicator", &["127.0.0.1".into(), "10.0.0.2".into()], &[]);
+        let hba = render_hba(
+            "replicator",
+            &["127.0.0.1".into(), "10.0.0.2".into()],
+            &[],
+            false,
+        );
         let repl: Vec<&str> = hba.lines().filter(|l| l.contains("replication")).collect();
         assert_eq!(repl.len(), 2);
         assert!(repl

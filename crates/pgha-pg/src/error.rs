@@ -6,6 +6,8 @@ use std::path::PathBuf;
 /// operator to act on it; [`PgError::is_retryable`] tells a control loop whether to try again.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error(
         "PostgreSQL server programs not found (looked in: {searched}). Install them \
          (Debian/Ubuntu: `apt-get install postgresql`) or set `postgresql.bin_dir` in the config"

@@ -5,6 +5,7 @@
 pub mod basebackup;
 pub mod beneath;
 pub mod binaries;
+pub mod ca_dir;
 pub mod command;
 pub mod conf;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod probe;
 pub mod rewind;
 pub mod secrets;
 pub mod supervisor;
+pub mod tls;
 pub mod trust;
 pub mod watchdog;
 

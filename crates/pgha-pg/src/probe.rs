@@ -12,6 +12,9 @@ pub struct Credentials {
     pub user: String,
     pub password: String,
     pub dbname: String,
+    /// TLS with the cluster CA: the member must prove its name before the password is sent
+    /// (`None`: no TLS).
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// Opens a connection to `host:port`; the connection task runs on the current tokio runtime.
@@ -23,16 +26,14 @@ pub async fn connect(
     timeout: Duration,
 ) -> Result<Client> {
     let mut config = tokio_postgres::Config::new();
+    crate::tls::target(&mut config, member, host, port, creds.tls.is_some());
     config
-        .host(host)
-        .port(port)
         .user(&creds.user)
         .password(&creds.password)
         .dbname(&creds.dbname)
         .application_name("pgha")
         .connect_timeout(timeout);
-    let connecting = config.connect(NoTls);
-    let (client, connection) = tokio::time::timeout(timeout, connecting)
+    tokio::time::timeout(timeout, open(config, creds.tls.as_ref()))
         .await
         .map_err(|_| PgError::Timeout {
             what: format!("connect to {member} ({host}:{port})"),
@@ -41,11 +42,27 @@ pub async fn connect(
         .map_err(|source| PgError::Sql {
             member: member.to_string(),
             source,
-        })?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
+        })
+}
+
+/// Connects as `config` says, with `tls` when given (see [`crate::tls::target`]), and runs
+/// the connection on the current tokio runtime.
+pub async fn open(
+    config: tokio_postgres::Config,
+    tls: Option<&crate::tls::ClientTls>,
+) -> std::result::Result<Client, tokio_postgres::Error> {
+    match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls.connector()).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok(client)
+        }
+    }
 }
 
 /// A standby as the primary's pg_stat_replication reports it.

@@ -11,10 +11,14 @@ use crate::instance::Instance;
 /// Where to rewind from: a running primary, reached as the superuser through a passfile.
 #[derive(Debug, Clone)]
 pub struct RewindSource<'a> {
+    /// The source member's name: what its TLS certificate must name.
+    pub name: &'a str,
     pub host: &'a str,
     pub port: u16,
     pub superuser: &'a str,
     pub passfile: &'a Path,
+    /// The cluster CA (`None`: no TLS).
+    pub ca_cert: Option<&'a Path>,
 }
 
 /// Runs pg_rewind on a stopped instance. pg_rewind copies the source's configuration files,
@@ -33,16 +37,10 @@ pub async fn rewind(
         finish_crash_recovery(instance, timeout).await?;
     }
     let conninfo = format!(
-        "host={} port={} user={} dbname=postgres passfile='{}' connect_timeout=5",
-        source.host,
-        source.port,
-        source.superuser,
-        source
-            .passfile
-            .display()
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('\'', "\\'")
+        "{} user={} dbname=postgres passfile={} connect_timeout=5",
+        crate::tls::conninfo_target(source.name, source.host, source.port, source.ca_cert),
+        crate::conf::quote_conninfo(source.superuser),
+        crate::conf::quote_conninfo(&source.passfile.to_string_lossy()),
     );
     let mut cmd = instance
         .run_as

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
@@ -55,6 +55,9 @@ pub struct ProberConfig {
     pub check_timeout: Duration,
     /// Time between rounds in [`Prober::run`].
     pub interval: Duration,
+    /// TLS with the cluster CA: a member must prove its name before the password is sent
+    /// (`None`: no TLS).
+    pub tls: Option<pgha_pg::tls::ClientTls>,
 }
 
 impl std::fmt::Debug for ProberConfig {
@@ -65,6 +68,7 @@ impl std::fmt::Debug for ProberConfig {
             .field("dbname", &self.dbname)
             .field("check_timeout", &self.check_timeout)
             .field("interval", &self.interval)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -78,6 +82,7 @@ impl ProberConfig {
             dbname: "postgres".into(),
             check_timeout: Duration::from_secs(2),
             interval: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -122,6 +127,7 @@ impl Prober {
     /// connection otherwise); the whole check is bounded by `check_timeout`.
     async fn check_one(
         config: ProberConfig,
+        name: String,
         addr: String,
         client: Option<Client>,
     ) -> (String, Result<(ProbeResult, Client), ProbeError>) {
@@ -132,7 +138,7 @@ impl Prober {
                     return Ok((r, c));
                 }
             }
-            let c = connect(&config, &addr).await?;
+            let c = connect(&config, &name, &addr).await?;
             let r = query(&c, &addr).await?;
             Ok((r, c))
         };
@@ -154,7 +160,12 @@ impl Prober {
         let mut set = JoinSet::new();
         for m in members {
             let client = self.clients.remove(&m.addr);
-            set.spawn(Self::check_one(self.config.clone(), m.addr.clone(), client));
+            set.spawn(Self::check_one(
+                self.config.clone(),
+                m.name.clone(),
+                m.addr.clone(),
+                client,
+            ));
         }
         let mut out = HashMap::new();
         while let Some(joined) = set.join_next().await {
@@ -257,7 +268,7 @@ impl Prober {
     }
 }
 
-async fn connect(config: &ProberConfig, addr: &str) -> Result<Client, ProbeError> {
+async fn connect(config: &ProberConfig, name: &str, addr: &str) -> Result<Client, ProbeError> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| ProbeError::Unexpected {
@@ -269,26 +280,21 @@ async fn connect(config: &ProberConfig, addr: &str) -> Result<Client, ProbeError
         what: "bad port".into(),
     })?;
     let mut pg = tokio_postgres::Config::new();
-    pg.host(host.trim_start_matches('[').trim_end_matches(']'))
-        .port(port)
-        .user(&config.user)
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    pgha_pg::tls::target(&mut pg, name, host, port, config.tls.is_some());
+    pg.user(&config.user)
         .dbname(&config.dbname)
         .application_name("pgha-proxy-prober")
         .connect_timeout(config.check_timeout);
     if let Some(p) = &config.password {
         pg.password(p);
     }
-    let (client, conn) = pg
-        .connect(NoTls)
+    pgha_pg::probe::open(pg, config.tls.as_ref())
         .await
         .map_err(|source| ProbeError::Postgres {
             addr: addr.to_string(),
             source,
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+        })
 }
 
 async fn query(client: &Client, addr: &str) -> Result<ProbeResult, ProbeError> {

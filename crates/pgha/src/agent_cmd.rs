@@ -13,6 +13,7 @@ use pgha_agent::NodeSpec;
 use pgha_core::{MemberName, Tags};
 use pgha_host::{Host, HostSetup};
 use pgha_pg::conf::render_hba;
+use pgha_pg::tls::{ClientTls, MemberTls, TlsFiles};
 use pgha_pg::{Instance, PgBinaries, RunAs};
 use pgha_store::{EtcdStore, Store};
 
@@ -23,6 +24,8 @@ use crate::secrets::Secrets;
 pub struct Node {
     pub config: NodeConfig,
     pub secrets: Secrets,
+    /// The client side of TLS with the cluster CA of `[tls] ca_file`.
+    pub tls: Option<ClientTls>,
 }
 
 impl Node {
@@ -32,7 +35,28 @@ impl Node {
         }
         let config = NodeConfig::load(file)?;
         let secrets = Secrets::load(&config.secrets.file)?;
-        Ok(Node { config, secrets })
+        let tls = match &config.tls {
+            None => None,
+            Some(t) => {
+                pgha_pg::trust::check(&t.ca_file)?;
+                let pem = std::fs::read_to_string(&t.ca_file).with_context(|| {
+                    format!(
+                        "read tls.ca_file {} ({})",
+                        t.ca_file.display(),
+                        file.display()
+                    )
+                })?;
+                Some(ClientTls::from_ca_pem(
+                    &pem,
+                    &t.ca_file.display().to_string(),
+                )?)
+            }
+        };
+        Ok(Node {
+            config,
+            secrets,
+            tls,
+        })
     }
 
     pub fn credentials(&self) -> pgha_pg::probe::Credentials {
@@ -40,7 +64,39 @@ impl Node {
             user: self.config.postgresql.superuser.clone(),
             password: self.secrets.superuser_password.clone(),
             dbname: "postgres".into(),
+            tls: self.tls.clone(),
         }
+    }
+
+    /// This member's TLS: its certificate and key, and the CA for libpq, copied into the
+    /// member directory (owned by the PostgreSQL OS user, the key 0600) where PostgreSQL and
+    /// its walreceiver read them.
+    fn member_tls(&self, member_dir: &Path, run_as: &RunAs) -> anyhow::Result<Option<MemberTls>> {
+        let (Some(section), Some(client)) = (&self.config.tls, &self.tls) else {
+            return Ok(None);
+        };
+        pgha_pg::trust::check(&section.cert_file)?;
+        pgha_pg::trust::check_secrets(&section.key_file)?;
+        let read = |path: &Path, key: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read tls.{key} {}", path.display()))
+        };
+        let issued = pgha_pg::tls::Issued {
+            cert_pem: read(&section.cert_file, "cert_file")?,
+            key_pem: read(&section.key_file, "key_file")?,
+        };
+        let files = TlsFiles::in_member_dir(member_dir.join("ca.crt"), member_dir);
+        pgha_pg::beneath::write(
+            &files.ca_cert,
+            read(&section.ca_file, "ca_file")?.as_bytes(),
+            0o644,
+            run_as,
+        )?;
+        files.install(&issued, run_as)?;
+        Ok(Some(MemberTls {
+            files,
+            client: client.clone(),
+        }))
     }
 
     /// Connects to etcd, retrying with a clear message until it answers or `patience` ends.
@@ -83,7 +139,13 @@ impl Node {
             replication_password: self.secrets.replication_password.clone(),
             cluster_size: 8,
             parameters: pg.parameters(),
-            hba: render_hba(&pg.replication_user, &c.replication_hosts(), &pg.pg_hba),
+            hba: render_hba(
+                &pg.replication_user,
+                &c.replication_hosts(),
+                &pg.pg_hba,
+                self.tls.is_some(),
+            ),
+            tls: None,
             tags: Tags {
                 nofailover: c.member.nofailover,
                 nosync: c.member.nosync,
@@ -107,6 +169,8 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
             )
         })?;
     spec.instance.create_member_dir()?;
+    let mut spec = spec;
+    spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
     let pg = &node.config.postgresql;
     pgha_pg::secrets::write_passfile(
         &spec.passfile,
@@ -127,7 +191,6 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     refuse_foreign_data(&spec, store.as_ref()).await?;
 
     let config = pgha_host::ops::view(store.as_ref()).await?.config;
-    let mut spec = spec;
     arm_watchdog(&mut spec, &node.config.watchdog, &config, file)?;
     let (name, host_addr, port) = (spec.name.clone(), spec.host.clone(), spec.port);
     let p = &node.config.proxy;

@@ -67,6 +67,28 @@ pub enum ConfigAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Make a new cluster CA in DIR: ca.crt (give it to every host: `[tls] ca_file`) and
+    /// ca.key (0600; keep it where only you can read it).
+    Ca {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Issue member NAME's certificate from the CA in DIR, valid for NAME and each --host
+    /// (the address the others reach it at): DIR/NAME.crt and DIR/NAME.key, for that host's
+    /// `[tls] cert_file` and `key_file`.
+    Member {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// IP address or DNS name of the member (repeatable).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a local cluster (primary + standbys) in DIR and run it in the foreground.
     ///
@@ -127,6 +149,14 @@ pub enum Command {
     Proxy {
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Certificates for a distributed cluster's TLS (`pgha up` makes its own in DIR/tls).
+    ///
+    /// Every connection to PostgreSQL pgha makes or configures then verifies the member's
+    /// certificate: replication, clones, rewinds, the agents' and the proxy's probes.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
     },
     /// Show or change the cluster's dynamic settings (kept in the store; applied live).
     Config {

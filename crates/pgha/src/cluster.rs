@@ -7,13 +7,18 @@ use std::time::Duration;
 
 use pgha_agent::NodeSpec;
 use pgha_core::{MemberName, Tags};
+use pgha_pg::ca_dir::{CaDir, MemberToIssue};
 use pgha_pg::conf::render_hba;
 use pgha_pg::probe::Credentials;
+use pgha_pg::tls::ClientTls;
 use pgha_pg::{Instance, PgBinaries, RunAs};
 
 use crate::config::{Config, CONFIG_FILE};
 use crate::error::CliError;
 use crate::secrets::{Secrets, SECRETS_FILE};
+
+/// Directory of the cluster CA (`ca.crt`, `ca.key`).
+pub const TLS_DIR: &str = "tls";
 
 /// File of the embedded store's persisted state (config, history, initialize).
 pub const STORE_FILE: &str = "store.json";
@@ -40,6 +45,8 @@ pub struct LocalCluster {
     pub bins: PgBinaries,
     pub run_as: RunAs,
     pub members: Vec<Member>,
+    /// TLS with the cluster CA in `DIR/tls` (`None` until `pgha up` made it).
+    pub tls: Option<ClientTls>,
 }
 
 impl LocalCluster {
@@ -77,6 +84,7 @@ impl LocalCluster {
                 name,
             })
             .collect();
+        let tls = CaDir::new(dir.join(TLS_DIR)).client()?;
         Ok(LocalCluster {
             dir,
             config,
@@ -84,7 +92,28 @@ impl LocalCluster {
             bins,
             run_as,
             members,
+            tls,
         })
+    }
+
+    /// Makes the cluster CA in `DIR/tls` if it is missing and gives every member the
+    /// certificate it lacks (for its name and its host): TLS is on for every cluster.
+    pub fn ensure_tls(&mut self) -> anyhow::Result<()> {
+        let members: Vec<MemberToIssue> = self
+            .members
+            .iter()
+            .map(|m| MemberToIssue {
+                name: &m.name,
+                hosts: vec![m.host.clone()],
+                member_dir: &m.instance.member_dir,
+            })
+            .collect();
+        for m in &self.members {
+            m.instance.create_member_dir()?;
+        }
+        let client = CaDir::new(self.dir.join(TLS_DIR)).ensure(&members, &self.run_as)?;
+        self.tls = Some(client);
+        Ok(())
     }
 
     pub fn passfile(&self) -> PathBuf {
@@ -112,6 +141,7 @@ impl LocalCluster {
             user: self.config.postgresql.superuser.clone(),
             password: self.secrets.superuser_password.clone(),
             dbname: "postgres".into(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -136,6 +166,7 @@ impl LocalCluster {
             &self.config.postgresql.replication_user,
             &hosts,
             &self.config.postgresql.pg_hba,
+            self.tls.is_some(),
         )
     }
 
@@ -145,10 +176,20 @@ impl LocalCluster {
     pub fn uri(&self, host: &str, port: u16, password: Password) -> String {
         let user = &self.config.postgresql.superuser;
         match password {
-            Password::FromPassfile => format!(
-                "postgresql://{user}@{host}:{port}/postgres?passfile={}",
-                percent_encode(&self.passfile().to_string_lossy())
-            ),
+            Password::FromPassfile => {
+                let mut uri = format!(
+                    "postgresql://{user}@{host}:{port}/postgres?passfile={}",
+                    percent_encode(&self.passfile().to_string_lossy())
+                );
+                if self.tls.is_some() {
+                    let ca = self.dir.join(TLS_DIR).join(pgha_pg::ca_dir::CA_CERT);
+                    uri.push_str(&format!(
+                        "&sslmode=verify-full&sslrootcert={}",
+                        percent_encode(&ca.to_string_lossy())
+                    ));
+                }
+                uri
+            }
             Password::Inline => format!(
                 "postgresql://{user}:{}@{host}:{port}/postgres",
                 self.secrets.superuser_password
@@ -185,6 +226,9 @@ impl LocalCluster {
                 parameters: self.config.parameters(),
                 hba: self.hba(),
                 tags: Tags::default(),
+                tls: self.tls.as_ref().map(|client| {
+                    CaDir::new(self.dir.join(TLS_DIR)).member(&member.instance.member_dir, client)
+                }),
             })
             .collect()
     }

@@ -12,6 +12,7 @@ mod node;
 mod render;
 mod secrets;
 mod stop_signals;
+mod tls_cmd;
 mod up;
 mod url;
 
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ConfigAction};
+use crate::cli::{Cli, Command, ConfigAction, TlsAction};
 use crate::cluster::LocalCluster;
 use crate::handle::ClusterHandle;
 
@@ -121,6 +122,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Agent { config } => agent_cmd::run(&config).await,
+        Command::Tls {
+            action: TlsAction::Ca { dir },
+        } => tls_cmd::make_ca(&dir),
+        Command::Tls {
+            action: TlsAction::Member { dir, name, hosts },
+        } => tls_cmd::issue_member(&dir, &name, &hosts),
         Command::Proxy { config } => agent_cmd::proxy(&config).await,
         Command::Config {
             action: ConfigAction::Show { at },

@@ -25,6 +25,9 @@ pub struct NodeConfig {
     pub proxy: ProxySection,
     #[serde(default)]
     pub watchdog: WatchdogSection,
+    /// TLS for PostgreSQL: this member's certificate and the cluster CA (`pgha tls` makes
+    /// them). Without it, replication and pgha's connections are not encrypted.
+    pub tls: Option<TlsSection>,
     /// Initial dynamic settings, written to etcd only when the cluster has none yet
     /// (e.g. `ttl_ms = 3000`); change them later with `pgha config set`.
     #[serde(default)]
@@ -102,6 +105,18 @@ impl Default for WatchdogSection {
 
 fn default_watchdog_device() -> PathBuf {
     PathBuf::from("/dev/watchdog")
+}
+
+/// TLS files of this host (made by `pgha tls ca` and `pgha tls member`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster CA's certificate: members and pgha trust only what it signed.
+    pub ca_file: PathBuf,
+    /// This member's certificate (naming the member and member.host).
+    pub cert_file: PathBuf,
+    /// Its private key (0600).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -103,6 +103,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     cluster.write_passfile()?;
+    cluster.ensure_tls()?;
 
     let host = open_host(&cluster, initial).await?;
     let api = pgha_host::api::serve(api_listener, host.clone());

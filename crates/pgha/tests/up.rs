@@ -168,6 +168,46 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
     let out = pgha(&["url", "--password", "--dir", dir.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(superuser_password));
 
+    // Issue 11: TLS on every connection pgha makes or configures. The URI verifies the
+    // server's certificate (through the proxy, which passes TLS through), and on the primary
+    // every walsender and every connection of pgha's agents and prober is encrypted.
+    assert!(uri.contains("sslmode=verify-full"), "{uri}");
+    let psql = |sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args([uri.as_str(), "-Atc", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        psql("select ssl from pg_stat_ssl where pid = pg_backend_pid()").trim(),
+        "t"
+    );
+    let sessions = pgha_testkit::wait_until(
+        "walsenders and pgha's connections",
+        Duration::from_secs(20),
+        || {
+            let text = psql(
+                "select a.backend_type || ' ' || coalesce(nullif(a.application_name, ''), '-') \
+             || ' ' || s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid) \
+             where a.backend_type = 'walsender' or a.application_name like 'pgha%'",
+            );
+            let rows: Vec<String> = text.lines().map(String::from).collect();
+            let count = |what: &str| rows.iter().filter(|r| r.contains(what)).count();
+            (count("walsender") >= 2 && count(" pgha ") >= 1 && count("pgha-proxy-prober") >= 1)
+                .then_some(rows)
+        },
+    );
+    assert!(
+        sessions.iter().all(|r| r.ends_with(" true")),
+        "connections without TLS: {sessions:#?}"
+    );
+
     use std::os::unix::fs::PermissionsExt;
     for file in ["secrets.toml", "pgpass"] {
         let mode = std::fs::metadata(dir.join(file))

@@ -36,7 +36,7 @@ impl JobContext {
     pub(super) async fn ensure_own_slot_on(&self, upstream: &Upstream) {
         let spec = &self.spec;
         match spec
-            .connect(&upstream.host, upstream.port, SQL_TIMEOUT)
+            .connect(upstream, SQL_TIMEOUT)
             .await
         {
             Ok(client) => {

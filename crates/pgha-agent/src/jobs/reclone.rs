@@ -84,6 +84,8 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     tracing::info!("{}: cloning {from} with pg_basebackup", spec.name);
     let slot = slot_name(spec.name.as_str());
     let source = CloneSource {
+        name: &up.name,
+        ca_cert: spec.tls.as_ref().map(|t| t.files.ca_cert.as_path()),
         host: &up.host,
         port: up.port,
         replication_user: &spec.replication_user,

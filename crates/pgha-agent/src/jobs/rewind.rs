@@ -27,6 +27,8 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
         up.port
     );
     let source = RewindSource {
+        name: &up.name,
+        ca_cert: spec.tls.as_ref().map(|t| t.files.ca_cert.as_path()),
         host: &up.host,
         port: up.port,
         superuser: &spec.superuser,
@@ -45,7 +47,7 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
 /// then cannot stream the new timeline.
 async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
     let spec = &ctx.spec;
-    let client = spec.connect(&up.host, up.port, SQL_TIMEOUT).await?;
+    let client = spec.connect(up, SQL_TIMEOUT).await?;
     tokio::time::timeout(CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT"))
         .await
         .map_err(|_| JobError::Refused("CHECKPOINT on the rewind source timed out".into()))?

@@ -1,0 +1,109 @@
+//! The cluster's certificate authority kept in a directory pgha owns (`ca.crt`, `ca.key`),
+//! and the member certificates issued from it into the members' directories.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{PgError, Result};
+use crate::tls::{Authority, ClientTls, MemberTls, TlsFiles};
+use crate::RunAs;
+
+/// The CA's certificate (public: every client and every member's libpq reads it).
+pub const CA_CERT: &str = "ca.crt";
+/// The CA's private key: only whoever runs pgha reads it.
+pub const CA_KEY: &str = "ca.key";
+
+/// A directory holding the cluster CA.
+#[derive(Debug, Clone)]
+pub struct CaDir {
+    pub dir: PathBuf,
+}
+
+/// One member to issue a certificate to.
+pub struct MemberToIssue<'a> {
+    pub name: &'a str,
+    /// Addresses (IP or DNS) the others and clients reach it at.
+    pub hosts: Vec<String>,
+    pub member_dir: &'a Path,
+}
+
+impl CaDir {
+    pub fn new(dir: PathBuf) -> Self {
+        CaDir { dir }
+    }
+
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join(CA_CERT)
+    }
+
+    /// The client side trusting this CA, when it exists.
+    pub fn client(&self) -> Result<Option<ClientTls>> {
+        let path = self.ca_cert();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| PgError::io(format!("read {}", path.display()), e))?;
+        Ok(Some(ClientTls::from_ca_pem(
+            &pem,
+            &path.display().to_string(),
+        )?))
+    }
+
+    /// The member's TLS with this CA (its files in `member_dir`).
+    pub fn member(&self, member_dir: &Path, client: &ClientTls) -> MemberTls {
+        MemberTls {
+            files: TlsFiles::in_member_dir(self.ca_cert(), member_dir),
+            client: client.clone(),
+        }
+    }
+
+    /// Makes the CA if it is missing, and gives each member a certificate it lacks (every
+    /// member a new one when the CA is new). Returns the client side.
+    pub fn ensure(&self, members: &[MemberToIssue<'_>], run_as: &RunAs) -> Result<ClientTls> {
+        let key_path = self.dir.join(CA_KEY);
+        let made = !key_path.exists();
+        let authority = if made {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| PgError::io(format!("create {}", self.dir.display()), e))?;
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| PgError::io(format!("chmod {}", self.dir.display()), e))?;
+            let authority = Authority::generate()?;
+            let issued = authority.issued();
+            write_new(&key_path, &issued.key_pem, 0o600)?;
+            write_new(&self.ca_cert(), &issued.cert_pem, 0o644)?;
+            tracing::info!("made the cluster's TLS authority in {}", self.dir.display());
+            authority
+        } else {
+            let pem = std::fs::read_to_string(&key_path)
+                .map_err(|e| PgError::io(format!("read {}", key_path.display()), e))?;
+            Authority::load(&pem)?
+        };
+        for m in members {
+            let files = TlsFiles::in_member_dir(self.ca_cert(), m.member_dir);
+            if !made && files.installed(run_as) {
+                continue;
+            }
+            let issued = authority.issue(m.name, &m.hosts)?;
+            files.install(&issued, run_as)?;
+        }
+        Ok(self
+            .client()?
+            .expect("the CA certificate was just checked or written"))
+    }
+}
+
+/// Creates `path` with `mode` (replacing a previous file of pgha's own directory).
+pub fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| PgError::io(format!("create {}", path.display()), e))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|_| file.sync_all())
+        .map_err(|e| PgError::io(format!("write {}", path.display()), e))
+}
