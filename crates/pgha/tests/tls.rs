@@ -1,0 +1,171 @@
+//! TLS in distributed mode (issue 11): certificates made with `pgha tls`, every replication
+//! and pgha connection encrypted, and a fake member written into etcd never receives the
+//! superuser password (it cannot prove a name with a certificate from the cluster CA).
+
+#[path = "common/dist.rs"]
+mod dist;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dist::AgentSet;
+use pgha_store::Store;
+use serde_json::Value;
+
+fn pgha(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pgha {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes the CA and every agent's certificate with `pgha tls`, and names them in each
+/// agent's config.
+fn with_tls(c: &dist::DistCluster) {
+    let dir = c.root.join("tls");
+    let d = dir.to_str().unwrap();
+    pgha(&["tls", "ca", "--dir", d]);
+    for a in &c.agents {
+        pgha(&[
+            "tls",
+            "member",
+            "--dir",
+            d,
+            "--name",
+            &a.name,
+            "--host",
+            "127.0.0.1",
+        ]);
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a.config)
+            .unwrap();
+        write!(
+            config,
+            "\n[tls]\nca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/{n}.crt\"\nkey_file = \"{d}/{n}.key\"\n",
+            n = a.name
+        )
+        .unwrap();
+    }
+}
+
+/// A server that says it is PostgreSQL: it declines TLS, and to a startup message it answers
+/// with a request for a clear-text password. It records what it was sent.
+fn fake_postgres() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let record = record.clone();
+            std::thread::spawn(move || {
+                conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut len = [0u8; 4];
+                while conn.read_exact(&mut len).is_ok() {
+                    let n = u32::from_be_bytes(len) as usize;
+                    let mut body = vec![0u8; n.saturating_sub(4)];
+                    if conn.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if body.get(..4) == Some(&80877103u32.to_be_bytes()[..]) {
+                        record.lock().unwrap().push("ssl request".into());
+                        let _ = conn.write_all(b"N");
+                        continue;
+                    }
+                    record.lock().unwrap().push("startup".into());
+                    // AuthenticationCleartextPassword, then read the password message.
+                    let _ = conn.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]);
+                    let mut tag = [0u8; 1];
+                    if conn.read_exact(&mut tag).is_ok() && tag[0] == b'p' {
+                        record.lock().unwrap().push("password".into());
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password() {
+    let mut c = dist::DistCluster::prepare(&dist::Options::default());
+    with_tls(&c);
+    c.etcd.start();
+    for a in &mut c.agents {
+        a.start();
+    }
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let primary = c.agent(&leader);
+
+    // Every walsender and every connection of the agents is encrypted.
+    let sql = "select a.backend_type || ' ' || coalesce(nullif(a.application_name, ''), '-') \
+               || ' ' || s.ssl from pg_stat_activity a join pg_stat_ssl s using (pid) \
+               where a.backend_type = 'walsender' or a.application_name like 'pgha%'";
+    let sessions = dist::wait_until(
+        "two walsenders and a pgha connection",
+        Duration::from_secs(30),
+        || {
+            let rows = pgha_testkit::pg::run_sql(&primary.conninfo(), sql).ok()?;
+            let rows: Vec<String> = rows.into_iter().filter_map(|r| r[0].clone()).collect();
+            let count = |what: &str| rows.iter().filter(|r| r.contains(what)).count();
+            (count("walsender") >= 2 && count(" pgha ") >= 1).then_some(rows)
+        },
+    );
+    assert!(
+        sessions.iter().all(|r| r.ends_with(" true")),
+        "connections without TLS: {sessions:#?}"
+    );
+
+    // A fake member written into etcd (as anyone who can write to etcd could) is probed by
+    // `pgha status`, and never receives the password.
+    let (fake_port, seen) = fake_postgres();
+    let cluster = c.cluster_json().unwrap();
+    let mut record: Value = cluster["members"][leader.as_str()].clone();
+    record["in_recovery"] = Value::Bool(true);
+    record["streaming_from"] = Value::String(leader.clone());
+    record["addresses"]["postgres"] = Value::String(format!("127.0.0.1:{fake_port}"));
+    record["addresses"].as_object_mut().unwrap().remove("api");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store =
+            pgha_store::EtcdStore::connect(&[c.etcd.endpoint()], "demo", Duration::from_secs(2))
+                .await
+                .unwrap();
+        store
+            .put_member("evil", &record.to_string(), Duration::from_secs(60))
+            .await
+            .unwrap();
+    });
+    let out = c.cli(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let evil = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "evil")
+        .unwrap_or_else(|| panic!("the fake member is not even probed: {status}"))
+        .clone();
+    assert!(evil["error"].is_string(), "{evil}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the fake member was never contacted");
+    assert!(
+        !seen.iter().any(|e| e == "password" || e == "startup"),
+        "the fake member got as far as: {seen:?}"
+    );
+}
