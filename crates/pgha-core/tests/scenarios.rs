@@ -76,6 +76,12 @@ impl View {
             ..ClusterView::default()
         })
     }
+    /// `holder` holds the leader key (`revision`) and publishes `pg` as the leader it sees.
+    fn led_by(holder: &str, revision: u64, pg: &LocalPg) -> Self {
+        View::new()
+            .leader(holder, revision)
+            .with(holder, record(pg, Some(holder)))
+    }
     fn leader(mut self, holder: &str, revision: u64) -> Self {
         self.0.leader = Some(LeaderKey {
             holder: name(holder),
@@ -89,6 +95,35 @@ impl View {
     }
     fn config(mut self, f: impl FnOnce(&mut ClusterConfig)) -> Self {
         f(&mut self.0.config);
+        self
+    }
+    fn ttl(self, ttl_ms: u64, safety_margin_ms: u64) -> Self {
+        self.config(|c| {
+            c.ttl_ms = ttl_ms;
+            c.safety_margin_ms = safety_margin_ms;
+        })
+    }
+    /// Synchronous mode `on`, `leader` having published the set `members` (count 1, priority).
+    fn sync_set(mut self, leader: &str, members: &[&str]) -> Self {
+        self.0.config.synchronous_mode = SyncMode::On;
+        self.0.sync = SyncSet {
+            leader: Some(name(leader)),
+            members: members.iter().map(|m| name(m)).collect(),
+            count: 1,
+            method: SyncMethod::Priority,
+        };
+        self
+    }
+    /// A history entry: `kind` from `from` to `to`, at (`tl`, `lsn`).
+    fn event(mut self, kind: EventKind, from: &str, to: &str, tl: u32, lsn: u64) -> Self {
+        self.0.history.push(HistoryEvent {
+            kind,
+            from: Some(name(from)),
+            to: Some(name(to)),
+            timeline: Timeline(tl),
+            lsn: Lsn(lsn),
+            reason: "test".into(),
+        });
         self
     }
     fn switchover(mut self, from: &str, to: Option<&str>, revision: u64) -> Self {
@@ -142,12 +177,50 @@ fn has(decision: &Decision, pred: impl Fn(&Action) -> bool) -> bool {
     decision.actions.iter().any(pred)
 }
 
+/// Asserts that `decision`'s reason matches `pattern`, showing the reason otherwise.
+macro_rules! assert_reason {
+    ($decision:expr, $pattern:pat) => {
+        assert!(
+            matches!($decision.reason, $pattern),
+            "{:?}",
+            $decision.reason
+        )
+    };
+}
+
+/// Whether `decision` rewinds, re-clones or stops PostgreSQL.
+fn touches_data(decision: &Decision) -> bool {
+    has(decision, |a| {
+        matches!(
+            a,
+            Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
+        )
+    })
+}
+
+/// Whether `decision` runs for leader.
+fn acquires(decision: &Decision) -> bool {
+    has(decision, |a| matches!(a, Action::AcquireLeader { .. }))
+}
+
+/// The answer to a renewal of the leader key (revision 7) sent at `at` with the default ttl.
+fn renewed(at: u64) -> Outcome {
+    renewed_for(at, ClusterConfig::default().ttl_ms)
+}
+
+/// The answer to a renewal of the leader key (revision 7) sent at `at` for `ttl_ms`.
+fn renewed_for(at: u64, ttl_ms: u64) -> Outcome {
+    Outcome::LeaderRenewed {
+        requested_at: Millis(at),
+        revision: 7,
+        ttl_ms,
+    }
+}
+
 /// A leader n1 on timeline 1 with its lease acquired at t=0.
 fn established_leader() -> (Member, View) {
     let mut n1 = member("n1");
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")));
+    let view = View::led_by("n1", 7, &primary(1, 1000));
     n1.step(&obs(0, primary(1, 1000), &view, vec![acquired(0, 7)]));
     (n1, view)
 }
@@ -183,11 +256,7 @@ fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down
 #[test]
 fn a_successful_renewal_extends_trust_from_its_send_time() {
     let (mut n1, view) = established_leader();
-    let renewed = Outcome::LeaderRenewed {
-        requested_at: Millis(5000),
-        revision: 7,
-        ttl_ms: ClusterConfig::default().ttl_ms,
-    };
+    let renewed = renewed(5000);
     n1.step(&obs(5100, primary(1, 1100), &view, vec![renewed]));
     let d = n1.step(&store_down(12_000, primary(1, 1200)));
     assert_eq!(
@@ -201,10 +270,7 @@ fn a_successful_renewal_extends_trust_from_its_send_time() {
 #[test]
 fn a_raised_ttl_is_trusted_only_once_the_store_granted_it() {
     let (mut n1, view) = established_leader();
-    let raised = view.config(|c| {
-        c.ttl_ms = 30_000;
-        c.safety_margin_ms = 7_500;
-    });
+    let raised = view.ttl(30_000, 7_500);
     let d = n1.step(&obs(1000, primary(1, 1100), &raised, vec![]));
     assert!(
         has(&d, |a| matches!(
@@ -218,26 +284,15 @@ fn a_raised_ttl_is_trusted_only_once_the_store_granted_it() {
         d.actions
     );
     // The store has not re-granted yet (the renewal kept the old 10 s lease).
-    let old = Outcome::LeaderRenewed {
-        requested_at: Millis(1000),
-        revision: 7,
-        ttl_ms: 10_000,
-    };
+    let old = renewed_for(1000, 10_000);
     n1.step(&obs(1100, primary(1, 1100), &raised, vec![old]));
     assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 10_000 - 7_500)));
     let d = n1.step(&store_down(3_500, primary(1, 1200)));
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
     // Re-granted: now the new TTL counts.
     let (mut n1, view) = established_leader();
-    let raised = view.config(|c| {
-        c.ttl_ms = 30_000;
-        c.safety_margin_ms = 7_500;
-    });
-    let new = Outcome::LeaderRenewed {
-        requested_at: Millis(1000),
-        revision: 7,
-        ttl_ms: 30_000,
-    };
+    let raised = view.ttl(30_000, 7_500);
+    let new = renewed_for(1000, 30_000);
     n1.step(&obs(1100, primary(1, 1100), &raised, vec![new]));
     assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 30_000 - 7_500)));
 }
@@ -264,7 +319,7 @@ fn the_most_advanced_standby_acquires_and_the_other_defers() {
     let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
     let view = leaderless(&a, &b, None);
     let d2 = member("n2").step(&obs(0, a.clone(), &view, vec![]));
-    assert!(has(&d2, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(acquires(&d2));
     assert_eq!(
         d2.reason,
         Reason::Acquiring {
@@ -273,7 +328,7 @@ fn the_most_advanced_standby_acquires_and_the_other_defers() {
     );
     let d3 = member("n3").step(&obs(0, b, &view, vec![]));
     assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
-    assert!(!has(&d3, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(!acquires(&d3));
 }
 
 #[test]
@@ -308,7 +363,7 @@ fn a_member_that_confirmed_the_old_leader_does_not_take_the_lease() {
     o.failsafe_promised_until = Some(Millis(4000));
     let d = member("n2").step(&o);
     assert_eq!(d.reason, Reason::FailsafePromise { remaining_ms: 3000 });
-    assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(!acquires(&d));
     assert!(d.wake_at <= Millis(4000));
 }
 
@@ -349,9 +404,7 @@ fn nofailover_and_lagging_members_never_acquire() {
 
     // n3 saw the primary at 10 MiB before it vanished; n3 itself is far behind.
     let mut n3 = member("n3");
-    let before = View::new()
-        .leader("n1", 3)
-        .with("n1", record(&primary(1, 10 << 20), Some("n1")));
+    let before = View::led_by("n1", 3, &primary(1, 10 << 20));
     n3.step(&obs(0, standby(1, 100, Some("n1")), &before, vec![]));
     let d = n3.step(&obs(
         100,
@@ -377,15 +430,13 @@ fn synchronous_mode_promotes_only_inside_the_published_set() {
         Reason::NotEligible(election::Ineligible::OutsideSyncSet)
     );
     let d3 = member("n3").step(&obs(0, b, &view, vec![]));
-    assert!(has(&d3, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(acquires(&d3));
 }
 
 #[test]
 fn the_winner_promotes_then_records_the_failover() {
     let mut n2 = member("n2");
-    let before = View::new()
-        .leader("n1", 3)
-        .with("n1", record(&primary(1, 5000), Some("n1")));
+    let before = View::led_by("n1", 3, &primary(1, 5000));
     n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
     let local = standby(1, 5000, None);
     let gone = leaderless(&local, &standby(1, 10, None), None);
@@ -414,19 +465,15 @@ fn the_winner_promotes_then_records_the_failover() {
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
 }
 
+/// n2 leading (revision 20) on timeline 2, which it started at 5000 by `kind` from n1.
+fn n2_leads_after(kind: EventKind) -> View {
+    View::led_by("n2", 20, &primary(2, 9000)).event(kind, "n1", "n2", 2, 5000)
+}
+
 #[test]
 fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     let mut n1 = member("n1");
-    let leader_rec = record(&primary(2, 9000), Some("n2"));
-    let mut view = View::new().leader("n2", 20).with("n2", leader_rec);
-    view.0.history.push(HistoryEvent {
-        kind: EventKind::Failover,
-        from: Some(name("n1")),
-        to: Some(name("n2")),
-        timeline: Timeline(2),
-        lsn: Lsn(5000),
-        reason: "test".into(),
-    });
+    let view = n2_leads_after(EventKind::Failover);
     // n1 wrote past 5000 on timeline 1 before it died.
     let old = stopped(primary(1, 6000));
     let d = n1.step(&obs(0, old.clone(), &view, vec![]));
@@ -448,17 +495,7 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
 #[test]
 fn a_former_primary_behind_the_switch_point_just_follows() {
     let mut n1 = member("n1");
-    let mut view = View::new()
-        .leader("n2", 20)
-        .with("n2", record(&primary(2, 9000), Some("n2")));
-    view.0.history.push(HistoryEvent {
-        kind: EventKind::Switchover,
-        from: Some(name("n1")),
-        to: Some(name("n2")),
-        timeline: Timeline(2),
-        lsn: Lsn(5000),
-        reason: "test".into(),
-    });
+    let view = n2_leads_after(EventKind::Switchover);
     let d = n1.step(&obs(0, stopped(standby(1, 5000, None)), &view, vec![]));
     assert_eq!(
         d.actions.last(),
@@ -478,15 +515,8 @@ fn a_standby_does_not_rewind_from_a_leader_that_is_merely_down() {
     };
     n2.step(&obs(0, not_streaming.clone(), &view, vec![]));
     let d = n2.step(&obs(120_000, not_streaming, &view, vec![]));
-    assert!(
-        matches!(d.reason, Reason::NotStreaming { .. }),
-        "{:?}",
-        d.reason
-    );
-    assert!(!has(&d, |a| matches!(
-        a,
-        Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
-    )));
+    assert_reason!(d, Reason::NotStreaming { .. });
+    assert!(!touches_data(&d));
 }
 
 /// Issue 9, item 6: a standby whose link to a healthy primary is cut (the store still
@@ -508,25 +538,14 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
     n2.step(&at(0, Some(false)));
     for now in [1_000, 31_000, 120_000, 600_000] {
         let d = n2.step(&at(now, Some(false)));
-        assert!(
-            matches!(d.reason, Reason::LeaderUnreachable { .. }),
-            "{:?}",
-            d.reason
-        );
-        assert!(!has(&d, |a| matches!(
-            a,
-            Action::Rewind { .. } | Action::Reclone { .. } | Action::StopPostgres(_)
-        )));
+        assert_reason!(d, Reason::LeaderUnreachable { .. });
+        assert!(!touches_data(&d));
     }
     // The link is back: a fresh WAL receiver now (the old one may sit in TCP retries for
     // minutes), and a whole stream timeout for it (found by the standby-link fault test: it
     // rewound right after the heal).
     let d = n2.step(&at(601_000, Some(true)));
-    assert!(
-        matches!(d.reason, Reason::NotStreaming { .. }),
-        "{:?}",
-        d.reason
-    );
+    assert_reason!(d, Reason::NotStreaming { .. });
     assert!(has(&d, |a| *a == Action::RestartWalReceiver));
     let d = n2.step(&at(620_000, Some(true)));
     assert!(!has(&d, |a| matches!(
@@ -573,27 +592,13 @@ fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
         revision: 9,
     });
     let d = member("n3").step(&obs(0, target, &view, vec![]));
-    assert!(
-        has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{:?}",
-        d.reason
-    );
+    assert!(acquires(&d), "{:?}", d.reason);
 }
 
 #[test]
 fn a_restarted_former_primary_that_follows_records_its_rejoin() {
     let mut n1 = member("n1");
-    let mut view = View::new()
-        .leader("n2", 20)
-        .with("n2", record(&primary(2, 9000), Some("n2")));
-    view.0.history.push(HistoryEvent {
-        kind: EventKind::Failover,
-        from: Some(name("n1")),
-        to: Some(name("n2")),
-        timeline: Timeline(2),
-        lsn: Lsn(5000),
-        reason: "test".into(),
-    });
+    let view = n2_leads_after(EventKind::Failover);
     // A fresh agent finds a stopped primary's data directory (no standby.signal).
     let d = n1.step(&obs(0, stopped(primary(1, 5000)), &view, vec![]));
     assert_eq!(
@@ -619,9 +624,7 @@ fn a_restarted_former_primary_that_follows_records_its_rejoin() {
 fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     let (mut n1, _) = established_leader();
     let n2_pg = standby(1, 1000, Some("n1"));
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")))
+    let view = View::led_by("n1", 7, &primary(1, 1000))
         .with("n2", record(&n2_pg, Some("n1")))
         .switchover("n1", Some("n2"), 30);
     let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
@@ -661,15 +664,13 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
         }
     );
     let d = n2.step(&obs(800, standby(1, 1200, None), &after, vec![]));
-    assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(acquires(&d));
 }
 
 #[test]
 fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
     let (mut n1, _) = established_leader();
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")))
+    let view = View::led_by("n1", 7, &primary(1, 1000))
         .with("n2", record(&standby(1, 1000, None), Some("n1")))
         .switchover("n1", Some("n2"), 30);
     let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
@@ -717,11 +718,7 @@ fn a_crashed_primary_is_restarted_then_given_up() {
         kind: JobKind::Start,
         result: Err("boom".into()),
     };
-    let renewed = Outcome::LeaderRenewed {
-        requested_at: Millis(5000),
-        revision: 7,
-        ttl_ms: ClusterConfig::default().ttl_ms,
-    };
+    let renewed = renewed(5000);
     let d = n1.step(&obs(5200, down, &view, vec![failed, renewed]));
     assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
     assert!(matches!(d.reason, Reason::PrimaryNotRestartable { .. }));
@@ -731,17 +728,9 @@ fn a_crashed_primary_is_restarted_then_given_up() {
 fn a_crashed_synchronous_primary_hands_over_instead_of_restarting() {
     let mut n1 = member("n1");
     let n2 = standby(1, 1000, Some("n1"));
-    let mut view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")))
+    let view = View::led_by("n1", 7, &primary(1, 1000))
         .with("n2", record(&n2, Some("n1")))
-        .config(|c| c.synchronous_mode = SyncMode::On);
-    view.0.sync = SyncSet {
-        leader: Some(name("n1")),
-        members: [name("n2")].into(),
-        count: 1,
-        method: SyncMethod::Priority,
-    };
+        .sync_set("n1", &["n2"]);
     n1.step(&obs(0, primary(1, 1000), &view, vec![acquired(0, 7)]));
     let d = n1.step(&obs(100, stopped(primary(1, 1000)), &view, vec![]));
     assert_eq!(d.reason, Reason::SyncPrimaryDownHandingOver);
@@ -833,11 +822,7 @@ fn a_primary_refusing_connections_for_want_of_slots_keeps_its_lease() {
     };
     let mut now = 1000;
     while now < 60_000 {
-        let renewed = Outcome::LeaderRenewed {
-            requested_at: Millis(now),
-            revision: 7,
-            ttl_ms: ClusterConfig::default().ttl_ms,
-        };
+        let renewed = renewed(now);
         let d = n1.step(&obs(now, busy.clone(), &view, vec![renewed]));
         assert!(
             !has(&d, |a| matches!(
@@ -858,11 +843,7 @@ fn an_unresponsive_standby_neither_restarts_nor_runs_for_leader() {
     let silent = unresponsive(stopped(standby(1, 900, None)));
     for now in [0, 20_000, 40_000] {
         let d = n2.step(&obs(now, silent.clone(), &view, vec![]));
-        assert!(
-            matches!(d.reason, Reason::PostgresUnresponsive { .. }),
-            "{:?}",
-            d.reason
-        );
+        assert_reason!(d, Reason::PostgresUnresponsive { .. });
         assert!(!has(&d, |a| matches!(
             a,
             Action::StartPostgres(_) | Action::AcquireLeader { .. } | Action::Follow { .. }
@@ -882,16 +863,7 @@ fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
     let ttl = ClusterConfig::default().member_slots_ttl_ms;
     let mut now = 1000;
     while now < 1000 + ttl {
-        let d = n1.step(&obs(
-            now,
-            with_slot.clone(),
-            &view,
-            vec![Outcome::LeaderRenewed {
-                requested_at: Millis(now),
-                revision: 7,
-                ttl_ms: ClusterConfig::default().ttl_ms,
-            }],
-        ));
+        let d = n1.step(&obs(now, with_slot.clone(), &view, vec![renewed(now)]));
         assert!(
             !has(&d, |a| matches!(a, Action::DropSlots { .. })),
             "dropped at {now} ms"
@@ -902,11 +874,7 @@ fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
         1000 + ttl,
         with_slot,
         &view,
-        vec![Outcome::LeaderRenewed {
-            requested_at: Millis(1000 + ttl),
-            revision: 7,
-            ttl_ms: ClusterConfig::default().ttl_ms,
-        }],
+        vec![renewed(1000 + ttl)],
     ));
     assert!(has(&d, |a| *a
         == Action::DropSlots {
@@ -934,7 +902,7 @@ fn a_restarted_agent_checks_the_lag_against_the_stored_leader_position() {
         "{:?}",
         d.reason
     );
-    assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(!acquires(&d));
     // Without the stored position the same member would run.
     view.0.leader_position = None;
     let d = member("n3").step(&obs(100, behind, &view, vec![]));
@@ -1003,7 +971,7 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
     for now in [0, ttl, 3 * ttl] {
         let d = n2.step(&obs(now, a.clone(), &view, vec![]));
         assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
-        assert!(!has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+        assert!(!acquires(&d));
     }
     // n3 reaches the store again: after a ttl no promise of n3 can keep n1 writing.
     let with_n3 = view.clone().with("n3", record(&b, None));
@@ -1016,16 +984,12 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
         assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
     }
     let d = n2.step(&obs(start + ttl, a.clone(), &with_n3, vec![]));
-    assert!(
-        has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{:?}",
-        d.reason
-    );
+    assert!(acquires(&d), "{:?}", d.reason);
     // A list naming only its leader cannot hold anyone back (nobody could confirm it).
     let mut alone = View::new().with("n2", record(&a, None));
     alone.0.failsafe = Some(failsafe_list("n1", &["n1"]));
     let d = member("n2").step(&obs(0, a, &alone, vec![]));
-    assert!(has(&d, |a| matches!(a, Action::AcquireLeader { .. })));
+    assert!(acquires(&d));
 }
 
 /// Found by the simulation (seed 728 with a live ttl change, a slow store and a paused
@@ -1036,10 +1000,7 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
 fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
     let (mut n1, view) = established_leader();
     assert_eq!(n1.lease_deadline(), Some(Millis(7_500)));
-    let lowered = view.config(|c| {
-        c.ttl_ms = 6_000;
-        c.safety_margin_ms = 1_500;
-    });
+    let lowered = view.ttl(6_000, 1_500);
     let d = n1.step(&obs(1000, primary(1, 1100), &lowered, vec![]));
     assert!(has(&d, |a| matches!(
         a,
@@ -1049,11 +1010,7 @@ fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
     assert!(n1.lease_deadline().unwrap() <= Millis(7_000 - 1_500));
     assert!(n1.fence_deadline().unwrap() < Millis(7_000));
     // An older renewal's answer (sent at 500, the old 10 s lease) arrives late.
-    let late = Outcome::LeaderRenewed {
-        requested_at: Millis(500),
-        revision: 7,
-        ttl_ms: 10_000,
-    };
+    let late = renewed_for(500, 10_000);
     n1.step(&obs(1100, primary(1, 1100), &lowered, vec![late]));
     assert!(
         n1.fence_deadline().unwrap() < Millis(7_000),
@@ -1061,13 +1018,33 @@ fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
         n1.fence_deadline()
     );
     // The shorter renewal's own answer restarts trust from its send time.
-    let own = Outcome::LeaderRenewed {
-        requested_at: Millis(1000),
-        revision: 7,
-        ttl_ms: 6_000,
-    };
+    let own = renewed_for(1000, 6_000);
     n1.step(&obs(1200, primary(1, 1100), &lowered, vec![own]));
     assert_eq!(n1.lease_deadline(), Some(Millis(1000 + 6_000 - 1_500)));
+}
+
+/// `me` (`behind`) and n3 (`ahead`, its record naming `n3_leader` as the leader it saw) in a
+/// leaderless view: at 0 `me` does not run for leader yet, waiting for n3's fresh position.
+fn behind_a_stale_record(
+    me: &str,
+    behind: &LocalPg,
+    ahead: &LocalPg,
+    n3_leader: &str,
+) -> (Member, View) {
+    let view = View::new()
+        .with(me, record(behind, None))
+        .with("n3", record(ahead, Some(n3_leader)));
+    let mut m = member(me);
+    assert_still_waits_for_n3(&m.step(&obs(0, behind.clone(), &view, vec![])));
+    (m, view)
+}
+
+fn assert_still_waits_for_n3(d: &Decision) {
+    assert!(
+        !acquires(d),
+        "acquired without waiting for n3: {:?}",
+        d.reason
+    );
 }
 
 /// Found by the simulation (seed 7758): a member cut off from the store for longer than a ttl
@@ -1077,26 +1054,13 @@ fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
 fn time_cut_off_from_the_store_does_not_count_as_waiting_for_positions() {
     let (behind, ahead) = (standby(1, 5_000, None), standby(2, 9_000, None));
     // n3's record predates the leader's disappearance (it still names n2 as leader).
-    let view = View::new()
-        .with("n1", record(&behind, None))
-        .with("n3", record(&ahead, Some("n2")));
-    let mut n1 = member("n1");
-    let d = n1.step(&obs(0, behind.clone(), &view, vec![]));
-    assert!(
-        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{:?}",
-        d.reason
-    );
+    let (mut n1, view) = behind_a_stale_record("n1", &behind, &ahead, "n2");
     // Cut off from the store for 20 s.
     for now in (1_000..21_000).step_by(1_000) {
         n1.step(&store_down(now, behind.clone()));
     }
     let d = n1.step(&obs(21_000, behind, &view, vec![]));
-    assert!(
-        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "acquired without waiting for n3: {:?}",
-        d.reason
-    );
+    assert_still_waits_for_n3(&d);
 }
 
 /// Found by the simulation (seed 8865): an agent paused while leaderless must not count the
@@ -1104,23 +1068,10 @@ fn time_cut_off_from_the_store_does_not_count_as_waiting_for_positions() {
 #[test]
 fn a_pause_does_not_count_as_waiting_for_positions() {
     let (behind, ahead) = (standby(2, 5_000, None), standby(2, 9_000, None));
-    let view = View::new()
-        .with("n2", record(&behind, None))
-        .with("n3", record(&ahead, Some("n1")));
-    let mut n2 = member("n2");
-    let d = n2.step(&obs(0, behind.clone(), &view, vec![]));
-    assert!(
-        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{:?}",
-        d.reason
-    );
+    let (mut n2, view) = behind_a_stale_record("n2", &behind, &ahead, "n1");
     // Paused (SIGSTOP) for 15 s, then it steps again on the same view.
     let d = n2.step(&obs(15_000, behind, &view, vec![]));
-    assert!(
-        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "acquired without waiting for n3: {:?}",
-        d.reason
-    );
+    assert_still_waits_for_n3(&d);
 }
 
 /// Found by the simulation (seed 14064, slow store): a renewal sent before the answer to the
@@ -1128,13 +1079,7 @@ fn a_pause_does_not_count_as_waiting_for_positions() {
 #[test]
 fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
     let mut n1 = member("n1");
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")))
-        .config(|c| {
-            c.ttl_ms = 6_000;
-            c.safety_margin_ms = 1_500;
-        });
+    let view = View::led_by("n1", 7, &primary(1, 1000)).ttl(6_000, 1_500);
     // The key names n1, but no answer has come back yet: adopting, it renews (ttl 6 s).
     let d = n1.step(&obs(1_000, primary(1, 1000), &view, vec![]));
     assert!(has(&d, |a| matches!(
@@ -1161,19 +1106,12 @@ fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
 #[test]
 fn a_stale_record_of_a_member_ahead_still_counts_after_giving_up_waiting() {
     let (behind, ahead) = (standby(2, 2_000, None), standby(3, 9_000, None));
-    let view = View::new()
-        .with("n2", record(&behind, None))
-        .with("n3", record(&ahead, Some("n1")));
-    let mut n2 = member("n2");
+    let (mut n2, view) = behind_a_stale_record("n2", &behind, &ahead, "n1");
     let ttl = ClusterConfig::default().ttl_ms;
-    let mut now = 0;
+    let mut now = 500;
     while now <= ttl + 2_000 {
         let d = n2.step(&obs(now, behind.clone(), &view, vec![]));
-        assert!(
-            !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-            "at {now} ms: {:?}",
-            d.reason
-        );
+        assert!(!acquires(&d), "at {now} ms: {:?}", d.reason);
         now += 500;
     }
 }
@@ -1223,11 +1161,7 @@ fn a_switchover_target_behind_another_standby_leaves_it_to_the_election() {
         .with("n3", record(&standby(1, 1900, None), None))
         .switchover("n1", Some("n2"), 30);
     let d = member("n2").step(&obs(800, standby(1, 1500, None), &after, vec![]));
-    assert!(
-        !has(&d, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{:?}",
-        d.reason
-    );
+    assert!(!acquires(&d), "{:?}", d.reason);
 }
 
 /// Seen in the entry-point test: a planned switchover was refused because the target's
@@ -1236,9 +1170,7 @@ fn a_switchover_target_behind_another_standby_leaves_it_to_the_election() {
 /// refuse it; a failover without --force still is.
 #[test]
 fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 20 << 20), Some("n1")))
+    let view = View::led_by("n1", 7, &primary(1, 20 << 20))
         .with("n2", record(&standby(1, 1 << 20, Some("n1")), Some("n1")));
     let switchover = SwitchoverRequest {
         from: Some(name("n1")),
@@ -1428,9 +1360,7 @@ fn a_winner_drops_standbys_outside_the_published_set_before_promoting() {
 #[test]
 fn an_asynchronous_leader_publishes_no_synchronous_set() {
     let mut n1 = member("n1");
-    let view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 1000), Some("n1")));
+    let view = View::led_by("n1", 7, &primary(1, 1000));
     for (t, outcomes) in [(0, vec![acquired(0, 7)]), (1000, vec![]), (2000, vec![])] {
         let d = n1.step(&obs(t, primary(1, 1000 + t), &view, outcomes));
         assert!(
@@ -1473,11 +1403,7 @@ fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
         );
     }
     // A renewal answer arriving late for that term changes nothing.
-    let late = Outcome::LeaderRenewed {
-        requested_at: Millis(7000),
-        revision: 7,
-        ttl_ms: ClusterConfig::default().ttl_ms,
-    };
+    let late = renewed(7000);
     let d = n1.step(&obs(9100, standby(1, 1300, None), &view, vec![late]));
     assert!(
         !has(&d, |a| matches!(
@@ -1500,26 +1426,14 @@ fn the_sets_old_leader_steps_aside_only_for_a_complete_set() {
         .with("n1", record(&old_leader, None))
         .with("n2", record(&member_of_set, None))
         .with("n3", record(&standby(1, 3000, None), None))
-        .config(|c| c.synchronous_mode = SyncMode::On);
-    view.0.sync = SyncSet {
-        leader: Some(name("n1")),
-        members: [name("n2")].into(),
-        count: 1,
-        method: SyncMethod::Priority,
-    };
+        .sync_set("n1", &["n2"]);
     let d1 = member("n1").step(&obs(0, old_leader.clone(), &view, vec![]));
     assert_eq!(d1.reason, Reason::Behind { best: name("n2") }, "{d1:?}");
     let d2 = member("n2").step(&obs(0, member_of_set.clone(), &view, vec![]));
-    assert!(
-        has(&d2, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{d2:?}"
-    );
+    assert!(acquires(&d2), "{d2:?}");
 
     // n2 gone: n1 is the only candidate that surely holds every acknowledged commit.
     view.0.members.remove(&name("n2"));
     let d1 = member("n1").step(&obs(0, old_leader, &view, vec![]));
-    assert!(
-        has(&d1, |a| matches!(a, Action::AcquireLeader { .. })),
-        "{d1:?}"
-    );
+    assert!(acquires(&d1), "{d1:?}");
 }

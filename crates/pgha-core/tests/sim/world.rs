@@ -983,28 +983,27 @@ impl World {
                     self.store.initialize.get_or_insert(*system_id);
                 }
             }
+            // What a leader publishes lands only while its term holds.
             Action::PublishSync {
-                set,
-                leader_revision,
-            } => {
-                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
-                    self.store.sync = set.clone();
-                }
+                leader_revision, ..
             }
-            Action::PublishFailsafe {
-                list,
-                leader_revision,
-            } => {
-                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
-                    self.store.failsafe = Some(list.clone());
-                }
+            | Action::PublishFailsafe {
+                leader_revision, ..
             }
-            Action::PublishPosition {
-                position,
-                leader_revision,
+            | Action::PublishPosition {
+                leader_revision, ..
             } => {
                 if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
-                    self.store.position = Some(position.clone());
+                    match &action {
+                        Action::PublishSync { set, .. } => self.store.sync = set.clone(),
+                        Action::PublishFailsafe { list, .. } => {
+                            self.store.failsafe = Some(list.clone())
+                        }
+                        Action::PublishPosition { position, .. } => {
+                            self.store.position = Some(position.clone())
+                        }
+                        _ => unreachable!(),
+                    }
                 }
             }
             Action::ClearSwitchover { revision } => {
