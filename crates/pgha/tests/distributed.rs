@@ -59,6 +59,18 @@ fn ensure_probe_table(rt: &tokio::runtime::Runtime, leader: &Agent) {
     );
 }
 
+/// A cluster started with `opts`, its leader and the leader's index, the probe table created.
+fn start_with_probe_table(
+    rt: &tokio::runtime::Runtime,
+    opts: &Options,
+) -> (DistCluster, String, usize) {
+    let c = DistCluster::start(opts);
+    let leader = c.wait_converged(Duration::from_secs(10));
+    let i = c.index(&leader);
+    ensure_probe_table(rt, &c.agents[i]);
+    (c, leader, i)
+}
+
 /// One write attempt: which member, when it was sent and when it came back, and whether it
 /// committed.
 #[derive(Clone, Debug)]
@@ -413,10 +425,7 @@ fn node_crash_fails_over_and_old_leader_rejoins() {
     let _serial = serial();
     let rt = runtime();
     let t = Instant::now();
-    let mut c = DistCluster::start(&Options::default());
-    let old = c.wait_converged(Duration::from_secs(10));
-    let oi = c.index(&old);
-    ensure_probe_table(&rt, &c.agents[oi]);
+    let (mut c, old, oi) = start_with_probe_table(&rt, &Options::default());
     let others: Vec<String> = c
         .agents
         .iter()
@@ -501,13 +510,11 @@ fn leader_cut_from_etcd_fences_itself_before_another_takes_over() {
     let _serial = serial();
     let rt = runtime();
     let t = Instant::now();
-    let c = DistCluster::start(&Options {
+    let relays = Options {
         relays: true,
         ..Options::default()
-    });
-    let old = c.wait_converged(Duration::from_secs(10));
-    let oi = c.index(&old);
-    ensure_probe_table(&rt, &c.agents[oi]);
+    };
+    let (c, old, oi) = start_with_probe_table(&rt, &relays);
     let all: Vec<&Agent> = c.agents.iter().collect();
     let writers = Writers::start(&rt, &all, Duration::from_millis(20));
     wait_until("writes on the leader", Duration::from_secs(5), || {
@@ -582,10 +589,7 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
     let _serial = serial();
     let rt = runtime();
     let t = Instant::now();
-    let mut c = DistCluster::start(&Options::default());
-    let leader = c.wait_converged(Duration::from_secs(10));
-    let li = c.index(&leader);
-    ensure_probe_table(&rt, &c.agents[li]);
+    let (mut c, leader, li) = start_with_probe_table(&rt, &Options::default());
     let q_start = "SELECT pg_postmaster_start_time()::text";
     let q_tl = "SELECT timeline_id::text FROM pg_control_checkpoint()";
     let started_before = sql(&rt, &c.agents[li], q_start).unwrap();

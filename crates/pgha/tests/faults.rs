@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{serial, wait_until};
+use pgha_testkit::wait_until;
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -110,6 +110,13 @@ fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
     panic!("{}\n{report}\n{}", why.join("; "), explain(c));
 }
 
+/// A cluster with `opts` once one primary runs and the others stream; its leader.
+fn start(opts: &Opts) -> (Cluster, String) {
+    let c = Cluster::start(opts);
+    let leader = c.wait_converged(Duration::from_secs(60));
+    (c, leader)
+}
+
 /// A cluster in synchronous mode `on` whose leader has a synchronous standby; its leader.
 fn start_sync() -> (Cluster, String) {
     start_sync_with(Opts::default())
@@ -119,8 +126,7 @@ fn start_sync() -> (Cluster, String) {
 fn start_sync_with(opts: Opts) -> (Cluster, String) {
     let mut dynamic = vec![("synchronous_mode".to_string(), "\"on\"".to_string())];
     dynamic.extend(opts.dynamic.iter().cloned());
-    let c = Cluster::start(&Opts { dynamic, ..opts });
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (c, leader) = start(&Opts { dynamic, ..opts });
     wait_until(
         "a synchronous standby on the leader",
         Duration::from_secs(30),
@@ -222,9 +228,7 @@ fn await_failover(c: &Cluster, ck: &Checker, old: &str, timeout: Duration) -> St
 /// old primary must stop taking writes before another member is promoted; nothing is lost.
 #[test]
 fn agent_kill9_alone() {
-    let _s = serial();
-    let mut c = Cluster::start(&Opts::default());
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (mut c, leader) = start(&Opts::default());
     let ck = c.checker();
     wait_writes(&ck, &leader);
     let pm = c.member(&leader).postmaster_pid();
@@ -249,9 +253,7 @@ fn agent_kill9_alone() {
 /// SIGSTOP of the leader's agent for 2×ttl, then SIGCONT.
 #[test]
 fn agent_paused() {
-    let _s = serial();
-    let c = Cluster::start(&Opts::default());
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (c, leader) = start(&Opts::default());
     let ck = c.checker();
     wait_writes(&ck, &leader);
     ck.mark(&format!("SIGSTOP of {leader}'s agent for {:?}", TTL * 2));
@@ -279,9 +281,7 @@ fn agent_paused() {
 /// blackholed both ways: the leader must demote before the lease etcd really holds expires.
 #[test]
 fn ttl_raised_then_leader_etcd_blackholed() {
-    let _s = serial();
-    let mut c = Cluster::start(&Opts::default());
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (mut c, leader) = start(&Opts::default());
     let out = c.cli(&["config", "set", "ttl_ms=6000", "safety_margin_ms=1500"]);
     assert!(
         out.status.success(),
@@ -314,7 +314,6 @@ fn ttl_raised_then_leader_etcd_blackholed() {
 /// second writer (a local application on the old primary's host included), writes come back.
 #[test]
 fn leader_host_isolated_sync() {
-    let _s = serial();
     let (mut c, leader) = start_sync();
     let ck = c.checker();
     wait_writes(&ck, &leader);
@@ -350,9 +349,7 @@ fn leader_host_isolated_sync() {
 /// neither rewound nor re-cloned, nor its data directory moved aside.
 #[test]
 fn standby_link_blackholed() {
-    let _s = serial();
-    let mut c = Cluster::start(&Opts::default());
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (mut c, leader) = start(&Opts::default());
     let standby = standbys_of(&c, &leader)[0].clone();
     let ck = c.checker();
     wait_writes(&ck, &leader);
@@ -404,9 +401,7 @@ fn standby_link_blackholed() {
 /// expired. It must not be promoted while the old leader keeps writing.
 #[test]
 fn failsafe_member_absent() {
-    let _s = serial();
-    let mut c = Cluster::start(&Opts::default());
-    let leader = c.wait_converged(Duration::from_secs(60));
+    let (mut c, leader) = start(&Opts::default());
     let standbys = standbys_of(&c, &leader);
     let (confirmer, absent) = (standbys[0].clone(), standbys[1].clone());
     let ck = c.checker();
@@ -478,14 +473,12 @@ fn failsafe_member_absent() {
 /// no standby.signal written into the primary's data directory.
 #[test]
 fn leader_connection_slots_exhausted() {
-    let _s = serial();
     // synchronous mode: there a leader that reads its PostgreSQL as down hands the lease over
     // at once (issue 9, item 4)
-    let c = Cluster::start(&Opts {
+    let (c, leader) = start(&Opts {
         dynamic: vec![("synchronous_mode".into(), "\"on\"".into())],
         ..Opts::default()
     });
-    let leader = c.wait_converged(Duration::from_secs(60));
     let history_before = c.history().len();
     let pm = c.member(&leader).postmaster_pid();
     let ck = c.checker();
@@ -568,9 +561,7 @@ fn leader_connection_slots_exhausted() {
 /// The most advanced standby must be promoted, whatever timelines pg_control reports.
 #[test]
 fn kill_primary_after_failover_with_lagging_standby() {
-    let _s = serial();
-    let mut c = Cluster::start(&Opts::default());
-    let first = c.wait_converged(Duration::from_secs(60));
+    let (mut c, first) = start(&Opts::default());
     eprintln!("node crash of {first}");
     c.member_mut(&first).crash();
     let second = c
@@ -663,7 +654,6 @@ fn kill_primary_after_failover_with_lagging_standby() {
 /// `netns::judge_writers`).
 #[test]
 fn leader_host_frozen() {
-    let _s = serial();
     let (c, leader) = start_sync();
     let ck = c.checker_patient(PATIENCE);
     wait_writes(&ck, &leader);
@@ -742,7 +732,6 @@ fn leader_host_frozen() {
 /// is left to resume; no second writer, nothing lost, the old primary rejoins.
 #[test]
 fn leader_postgres_io_stall() {
-    let _s = serial();
     let (c, leader) = start_sync();
     let start_timeout = Duration::from_millis(
         c.cluster_json()
@@ -856,7 +845,6 @@ fn leader_postgres_io_stall() {
 /// link heals the member rejoins as a standby. One writer throughout, nothing lost.
 #[test]
 fn agent_restarted_while_etcd_unreachable() {
-    let _s = serial();
     let (mut c, leader) = start_sync();
     let ck = c.checker();
     wait_writes(&ck, &leader);
@@ -999,7 +987,6 @@ impl RoleWatch {
 /// ttl/2), none is lost, one writer, every member streams from the leader at the end.
 #[test]
 fn leader_wall_clock_jumps() {
-    let _s = serial();
     let (c, leader) = start_sync_with(Opts {
         fake_wall_clock: true,
         ..Opts::default()

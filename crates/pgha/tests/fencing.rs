@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::cluster::MEMBERS;
@@ -19,10 +19,12 @@ use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_pid, serial, sign
 const TTL_MS: u64 = 3000;
 const MARGIN_MS: u64 = 1000;
 
-/// Starts a 3-member cluster with a short lease and returns it with the primary's name.
-fn start_cluster(dir: &Path) -> (UpProcess, String) {
-    let mut up = UpProcess::start(dir, 3);
-    let d = dir.to_str().unwrap();
+/// Takes the serial lock and starts a 3-member cluster with a short lease in a fresh test
+/// directory; the lock, the cluster and the primary's name.
+fn start_cluster() -> (MutexGuard<'static, ()>, UpProcess, String) {
+    let serial = serial();
+    let mut up = UpProcess::start_in_temp(3);
+    let d = up.dir.to_str().unwrap();
     let ttl = format!("ttl_ms={TTL_MS}");
     let margin = format!("safety_margin_ms={MARGIN_MS}");
     let out = pgha(&[
@@ -43,7 +45,7 @@ fn start_cluster(dir: &Path) -> (UpProcess, String) {
         .find(|m| m["role"] == "primary")
         .map(|m| m["name"].as_str().unwrap().to_string())
         .expect("a primary");
-    (up, primary)
+    (serial, up, primary)
 }
 
 /// Waits until the postmaster `pid` is gone; returns how long that took.
@@ -68,10 +70,8 @@ fn assert_fenced_in_time(gone: Option<Duration>, primary: &str, event: &str) {
 
 #[test]
 fn killed_agent_process_fences_the_primary_and_keeps_standbys() {
-    let _one = serial();
-    let tmp = test_dir();
-    let dir = tmp.path().join("ha");
-    let (mut up, primary) = start_cluster(&dir);
+    let (_one, mut up, primary) = start_cluster();
+    let dir = up.dir.clone();
     let data = |m: &str| dir.join(m).join("data");
     let pm = postmaster_pid(&data(&primary)).expect("primary postmaster");
     let standbys: Vec<(String, u32)> = MEMBERS
@@ -114,11 +114,8 @@ fn killed_agent_process_fences_the_primary_and_keeps_standbys() {
 
 #[test]
 fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
-    let _one = serial();
-    let tmp = test_dir();
-    let dir = tmp.path().join("ha");
-    let (mut up, primary) = start_cluster(&dir);
-    let pm = postmaster_pid(&dir.join(&primary).join("data")).expect("primary postmaster");
+    let (_one, mut up, primary) = start_cluster();
+    let pm = postmaster_pid(&up.dir.join(&primary).join("data")).expect("primary postmaster");
     let pid = up.pid().unwrap();
 
     assert!(signal(pid, Signal::SIGSTOP), "SIGSTOP to pgha up");
@@ -138,12 +135,9 @@ fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
 /// without something that can fence it. The agent starts it again.
 #[test]
 fn a_killed_supervisor_takes_postgresql_with_it() {
-    let _one = serial();
-    let tmp = test_dir();
-    let dir = tmp.path().join("ha");
-    let (mut up, primary) = start_cluster(&dir);
+    let (_one, mut up, primary) = start_cluster();
     let standby = MEMBERS.into_iter().find(|m| *m != primary).unwrap();
-    let data = dir.join(standby).join("data");
+    let data = up.dir.join(standby).join("data");
     let pm = postmaster_pid(&data).expect("standby postmaster");
     let supervisor = parent_of(pm).expect("the postmaster's parent");
     let cmdline = cmdline(supervisor);

@@ -26,15 +26,15 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 pub use pgha_testkit::strip_ansi;
 use pgha_testkit::{alive, children_of, connect_within, etcd_binary, etcd_healthy, parent_of};
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
+use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode};
 use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail};
-use pgha_testkit::{traversable_tempdir, wait_until, EtcdNode};
 
 use crate::dist::write_secrets;
 pub use crate::dist::{conninfo, AgentApi, AgentSet};
@@ -134,25 +134,29 @@ impl Drop for NetnsGuard {
 
 const NS_PREFIX: &str = "pgf";
 
+/// The entries of `dir` named `<NS_PREFIX><pid>x...` by a test process `pid` that is gone
+/// (names and paths).
+fn left_by_dead_runs(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let pid = name.strip_prefix(NS_PREFIX)?.split('x').next()?;
+            let dead = pid.parse::<u32>().is_ok_and(|pid| !alive(pid));
+            dead.then(|| (name, e.path()))
+        })
+        .collect()
+}
+
 /// Namespaces left behind by an earlier run whose test process died (SIGKILL, OOM): their
 /// processes are killed by pid and the namespaces deleted.
 fn remove_stale_namespaces() {
     // first thaw what a dead run left frozen: a frozen task dies of SIGKILL only once thawed
     remove_stale_freezers();
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if alive(pid) {
-            continue;
-        }
+    for (name, _) in left_by_dead_runs(Path::new("/run/netns")) {
         if let Ok(out) = Command::new("ip").args(["netns", "pids", &name]).output() {
             for p in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(p) = p.parse::<u32>() {
@@ -430,19 +434,9 @@ fn dissolve_freezer(dir: &Path) -> Result<(), String> {
 
 /// Freezer cgroups left behind by a run whose test process died.
 fn remove_stale_freezers() {
-    let Ok(entries) = std::fs::read_dir(FREEZER_ROOT) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('x').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !alive(pid) && name.ends_with("-frozen") {
-            let _ = dissolve_freezer(&e.path());
+    for (name, path) in left_by_dead_runs(Path::new(FREEZER_ROOT)) {
+        if name.ends_with("-frozen") {
+            let _ = dissolve_freezer(&path);
         }
     }
 }
@@ -1139,6 +1133,7 @@ impl Default for Opts {
 
 /// etcd, the members and `pgha proxy` on their own test hosts. The test thread itself runs in
 /// the client host's namespace while this lives (so REST and SQL checks go over the bridge).
+/// One at a time in a test binary: it holds the binary's `serial()` lock while it lives.
 pub struct Cluster {
     pub members: Vec<Member>,
     pub net: Net,
@@ -1151,12 +1146,14 @@ pub struct Cluster {
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     /// Builds the hosts, starts etcd, every agent and the proxy; waits until one primary runs,
     /// the others stream and the bootstrap is recorded.
     pub fn start(opts: &Opts) -> Cluster {
+        let serial = serial();
         let mut names = vec!["etcd".to_string()];
         names.extend((1..=opts.members).map(|i| format!("n{i}")));
         names.push("client".into());
@@ -1251,6 +1248,7 @@ impl Cluster {
             fake_clock,
             _tmp: tmp,
             thread_ns: Some(thread_ns),
+            _serial: serial,
         };
         c.start_etcd();
         for i in 0..c.members.len() {
