@@ -362,13 +362,7 @@ fn bootstrap_in_any_order_rest_and_status() {
     assert_eq!(c.cluster_json().unwrap()["config"]["paused"], false);
 
     // pgha status --config shows the three members.
-    let out = c.cli(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = c.status_json();
     let names: Vec<&str> = status["members"]
         .as_array()
         .unwrap()
@@ -380,18 +374,11 @@ fn bootstrap_in_any_order_rest_and_status() {
         assert!(names.contains(&a.name.as_str()), "{status}");
     }
     assert_eq!(status["leader"], leader.as_str(), "{status}");
-    let table = c.cli(&["status"]);
-    let text = String::from_utf8_lossy(&table.stdout);
-    assert!(table.status.success());
+    let text = c.cli_ok(&["status"]);
     for a in &c.agents {
         assert!(text.contains(&a.name), "{text}");
     }
-    let hist = c.cli(&["history"]);
-    assert!(
-        hist.status.success(),
-        "{}",
-        String::from_utf8_lossy(&hist.stderr)
-    );
+    c.cli_ok(&["history"]);
 
     // A second start of the agent that ran initdb does not initdb again.
     let i = c.index(&leader);
@@ -905,12 +892,7 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
     let rt = runtime();
     let mut c = DistCluster::start(&Options::default());
     let leader = c.wait_converged(Duration::from_secs(60));
-    let out = c.cli(&["config", "set", "synchronous_mode=strict"]);
-    assert!(
-        out.status.success(),
-        "config set: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.cli_ok(&["config", "set", "synchronous_mode=strict"]);
     let sync_names = |c: &DistCluster| {
         sql(&rt, c.agent(&leader), "SHOW synchronous_standby_names").unwrap_or_default()
     };
@@ -926,12 +908,7 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
         .agent(&leader)
         .postmaster_pid()
         .expect("leader postmaster");
-    let out = c.cli(&["pause"]);
-    assert!(
-        out.status.success(),
-        "pause: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.cli_ok(&["pause"]);
     std::thread::sleep(Duration::from_secs(1));
     c.agent_mut(&leader).terminate(Duration::from_secs(20));
     assert!(
@@ -969,12 +946,7 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
         "the restarted agent changed synchronous_standby_names:\n{}",
         c.agent(&leader).log()
     );
-    let out = c.cli(&["resume"]);
-    assert!(
-        out.status.success(),
-        "resume: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    c.cli_ok(&["resume"]);
     assert_eq!(c.wait_converged(Duration::from_secs(30)), leader);
     assert!(
         history_kinds(&c, "failover").is_empty(),

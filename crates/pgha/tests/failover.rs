@@ -36,6 +36,14 @@ async fn start_with_rows(stage: &str) -> Cluster {
     c
 }
 
+/// Stops n1, the primary; the member that takes over, once it acknowledged ids 10..20 (`stage`).
+async fn stop_n1_and_write_on_its_successor(c: &Cluster, stage: &str) -> String {
+    c.ok("stop", &["n1"]);
+    let new = c.wait_new_primary(&["n1"]);
+    c.write(&new, stage, 10..20).await;
+    new
+}
+
 /// Where the member at `url` (a primary on timeline `tl`) left timeline `parent`: read from
 /// its timeline history file.
 async fn switch_point(url: &str, tl: u64, parent: u64) -> u64 {
@@ -112,9 +120,7 @@ fn has_wal_past(data: &Path, timeline: u64, at: u64) -> bool {
 async fn stopped_primary_fails_over_and_rejoins() {
     let c = start_with_rows("before").await;
 
-    c.ok("stop", &["n1"]);
-    let new = c.wait_new_primary(&["n1"]);
-    c.write(&new, "after-failover", 10..20).await;
+    let new = stop_n1_and_write_on_its_successor(&c, "after-failover").await;
     let third = if new == "n2" { "n3" } else { "n2" };
     c.wait_converged(&new, &["n1"]).await;
     let history = c.history();
@@ -138,9 +144,7 @@ async fn stopped_primary_fails_over_and_rejoins() {
 async fn round_trip_by_stopping_the_primary_twice() {
     let c = start_with_rows("stage-1").await;
 
-    c.ok("stop", &["n1"]);
-    let first = c.wait_new_primary(&["n1"]);
-    c.write(&first, "stage-2", 10..20).await;
+    let first = stop_n1_and_write_on_its_successor(&c, "stage-2").await;
     c.ok("start", &["n1"]);
     c.wait_converged(&first, &[]).await;
     c.write(&first, "stage-3", 20..30).await;

@@ -195,6 +195,13 @@ fn standbys_of(c: &Cluster, leader: &str) -> Vec<String> {
         .collect()
 }
 
+/// The writers started, once they had 20 writes acknowledged by `member`.
+fn checker_writing(c: &Cluster, member: &str) -> Checker {
+    let ck = c.checker();
+    wait_writes(&ck, member);
+    ck
+}
+
 fn wait_writes(ck: &Checker, member: &str) {
     assert!(
         ck.wait_acks(member, Instant::now(), 20, Duration::from_secs(30)),
@@ -229,8 +236,7 @@ fn await_failover(c: &Cluster, ck: &Checker, old: &str, timeout: Duration) -> St
 #[test]
 fn agent_kill9_alone() {
     let (mut c, leader) = start(&Opts::default());
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let pm = c.member(&leader).postmaster_pid();
     ck.mark(&format!(
         "SIGKILL of {leader}'s agent (pid {:?}); its postmaster {pm:?} is left alone",
@@ -254,8 +260,7 @@ fn agent_kill9_alone() {
 #[test]
 fn agent_paused() {
     let (c, leader) = start(&Opts::default());
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     ck.mark(&format!("SIGSTOP of {leader}'s agent for {:?}", TTL * 2));
     let stopped_at = Instant::now();
     c.member(&leader).signal_agent(Signal::SIGSTOP);
@@ -295,8 +300,7 @@ fn ttl_raised_then_leader_etcd_blackholed() {
     });
     // a few loops so every agent (and the leader's renewals) run with the new ttl
     std::thread::sleep(Duration::from_secs(5));
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     ck.mark(&format!(
         "{leader} <-> etcd blackholed both ways (ttl 6 s, margin 1.5 s)"
     ));
@@ -315,8 +319,7 @@ fn ttl_raised_then_leader_etcd_blackholed() {
 #[test]
 fn leader_host_isolated_sync() {
     let (mut c, leader) = start_sync();
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let isolated_at = Instant::now();
     ck.mark(&format!("{leader}'s host isolated for {:?}", TTL * 4));
     c.net.isolate(&leader);
@@ -351,8 +354,7 @@ fn leader_host_isolated_sync() {
 fn standby_link_blackholed() {
     let (mut c, leader) = start(&Opts::default());
     let standby = standbys_of(&c, &leader)[0].clone();
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(10);
     ck.mark(&format!(
         "{standby} <-> {leader} blackholed both ways for {cut_for:?}"
@@ -404,8 +406,7 @@ fn failsafe_member_absent() {
     let (mut c, leader) = start(&Opts::default());
     let standbys = standbys_of(&c, &leader);
     let (confirmer, absent) = (standbys[0].clone(), standbys[1].clone());
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     ck.mark(&format!("SIGTERM of {absent}'s agent (it leaves)"));
     c.member_mut(&absent).terminate_agent();
     wait_until(
@@ -481,8 +482,7 @@ fn leader_connection_slots_exhausted() {
     });
     let history_before = c.history().len();
     let pm = c.member(&leader).postmaster_pid();
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let hold_for = TTL * 4;
     let held = HeldConnections::open(
         &c.net.host("client").ns,
@@ -576,8 +576,7 @@ fn kill_primary_after_failover_with_lagging_standby() {
         .into_iter()
         .find(|n| *n != lagging)
         .unwrap();
-    let ck = c.checker();
-    wait_writes(&ck, &second);
+    let ck = checker_writing(&c, &second);
     ck.mark(&format!(
         "{lagging} <-> {second} blackholed (its walreceiver stops; {ahead} keeps streaming)"
     ));
@@ -846,8 +845,7 @@ fn leader_postgres_io_stall() {
 #[test]
 fn agent_restarted_while_etcd_unreachable() {
     let (mut c, leader) = start_sync();
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let pm = c
         .member(&leader)
         .postmaster_pid()
@@ -1014,8 +1012,7 @@ fn leader_wall_clock_jumps() {
         .iter()
         .map(|m| (m.name.clone(), LeaseWatch::start(m.lease_file())))
         .collect();
-    let ck = c.checker();
-    wait_writes(&ck, &leader);
+    let ck = checker_writing(&c, &leader);
     let mut roles = RoleWatch::default();
     let steps = [
         (3600, -3600, CLOCK_HOLD),

@@ -147,13 +147,7 @@ fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password()
             .await
             .unwrap();
     });
-    let out = c.cli(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = c.status_json();
     let evil = status["members"]
         .as_array()
         .unwrap()

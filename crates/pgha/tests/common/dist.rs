@@ -17,7 +17,7 @@ use nix::sys::signal::Signal;
 use pgha_testkit::{free_ports, poll, postmaster_pid, reap, signal, stop_child, stop_postmaster};
 #[allow(unused_imports)] // for the test files that include this one
 pub use pgha_testkit::{http, wait_until};
-use pgha_testkit::{traversable_tempdir, EtcdNode, EtcdServer, RunLog};
+use pgha_testkit::{succeeded, traversable_tempdir, EtcdNode, EtcdServer, RunLog};
 use serde_json::Value;
 
 /// ttl, safety margin and loop wait of the test clusters (see [`node_config`]).
@@ -520,6 +520,16 @@ impl DistCluster {
             .env("PGHA_LOG", "warn")
             .output()
             .expect("run pgha")
+    }
+
+    /// Like [`DistCluster::cli`], but the command must succeed; its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        succeeded(&format!("pgha {args:?}"), &self.cli(args))
+    }
+
+    /// What `pgha status --json` prints.
+    pub fn status_json(&self) -> Value {
+        serde_json::from_str(&self.cli_ok(&["status", "--json"])).expect("status JSON")
     }
 
     /// Every agent's log tail, for failure messages.

@@ -1913,22 +1913,13 @@ impl Checker {
                 WRITE_TIMEOUT,
             ),
         ];
-        for m in &c.members {
-            writers.push((
-                format!("local-{}", m.name),
-                m.host.ns.clone(),
-                m.conninfo(),
-                WRITE_TIMEOUT,
-            ));
-        }
-        if let Some(patience) = patient {
+        // one on each member's host, and with `patient` one more that waits that long
+        let mut locals = vec![("local-", WRITE_TIMEOUT)];
+        locals.extend(patient.map(|p| ("patient-local-", p)));
+        for (prefix, timeout) in locals {
             for m in &c.members {
-                writers.push((
-                    format!("patient-local-{}", m.name),
-                    m.host.ns.clone(),
-                    m.conninfo(),
-                    patience,
-                ));
+                let name = format!("{prefix}{}", m.name);
+                writers.push((name, m.host.ns.clone(), m.conninfo(), timeout));
             }
         }
         let members_by_ip: BTreeMap<String, String> = c
