@@ -93,29 +93,16 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
     // The password never appears inline in primary_conninfo, and the passfile is private.
     let conf = std::fs::read_to_string(dir.join("n2/data/pgha.conf")).unwrap();
     let secrets = std::fs::read_to_string(dir.join("secrets.toml")).unwrap();
-    let replication_password = secrets
-        .lines()
-        .find(|l| l.starts_with("replication_password"))
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap();
+    let replication_password = secret(&secrets, "replication_password");
     assert!(
         conf.contains("passfile=") && conf.contains("application_name=''n2''"),
         "{conf}"
     );
-    assert!(!conf.contains(replication_password));
+    assert!(!conf.contains(&replication_password));
     // Issue 11: the control API listens on loopback and changes nothing without the token
     // of the secrets file (the CLI sends it).
     let api = format!("http://127.0.0.1:{}", up.base + 2);
-    let token = secrets
-        .lines()
-        .find(|l| l.starts_with("api_token"))
-        .expect("a control API token in secrets.toml")
-        .split('"')
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let token = secret(&secrets, "api_token");
     assert!(token.len() >= 32, "a long random token");
     for given in [None, Some("wrong")] {
         let mut request = ureq::post(&format!("{api}/pause"));
@@ -141,17 +128,11 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
 
     // Issue 11: `pgha url` keeps the password out of the URI (and so out of the process list
     // of the psql it is given to): libpq reads it from the cluster's password file.
-    let superuser_password = secrets
-        .lines()
-        .find(|l| l.starts_with("superuser_password"))
-        .unwrap()
-        .split('"')
-        .nth(1)
-        .unwrap();
+    let superuser_password = secret(&secrets, "superuser_password");
     let out = pgha(&["url", "--dir", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let uri = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(!uri.contains(superuser_password), "{uri}");
+    assert!(!uri.contains(&superuser_password), "{uri}");
     assert!(uri.contains("passfile="), "{uri}");
     let psql = std::process::Command::new("psql")
         .args([uri.as_str(), "-Atc", "select 40 + 2"])
@@ -166,7 +147,7 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
         String::from_utf8_lossy(&psql.stderr)
     );
     let out = pgha(&["url", "--password", "--dir", dir.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(superuser_password));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&superuser_password));
 
     // Issue 11: TLS on every connection pgha makes or configures. The URI verifies the
     // server's certificate (through the proxy, which passes TLS through), and on the primary
@@ -217,6 +198,15 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
             & 0o777;
         assert_eq!(mode, 0o600, "{file}");
     }
+}
+
+/// The value of `key` in the text of a secrets file.
+fn secret(secrets: &str, key: &str) -> String {
+    let line = secrets
+        .lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key} in secrets.toml:\n{secrets}"));
+    line.split('"').nth(1).expect("a quoted value").to_string()
 }
 
 async fn wait_row(client: &tokio_postgres::Client, sql: &str) -> String {
