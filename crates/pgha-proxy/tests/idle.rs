@@ -1,11 +1,14 @@
 //! 2 000 idle client sessions through the proxy, against an in-process minimal backend, with the
 //! test process's resident memory measured before and after.
 
+mod support;
+
 use std::time::Duration;
 
-use pgha_proxy::{Backend, CancellationToken, Proxy, ProxyConfig, Targets};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use pgha_proxy::{CancellationToken, Proxy, ProxyConfig, Targets};
+use support::{raise_fd_limit, startup_packet, until_ready, Auth, Fake};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 const CLIENTS: usize = 2000;
 
@@ -15,64 +18,11 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    assert!(
-        lim.rlim_cur as usize > CLIENTS * 4 + 100,
-        "need {} fds",
-        CLIENTS * 4 + 100
-    );
-}
-
-/// Answers any startup with AuthenticationOk, BackendKeyData, ReadyForQuery, then idles.
-async fn fake_backend(listener: TcpListener) {
-    let mut pid = 1000u32;
-    loop {
-        let (mut s, _) = listener.accept().await.unwrap();
-        pid += 1;
-        tokio::spawn(async move {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).await?;
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
-            s.read_exact(&mut body).await?;
-            let mut reply = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'K', 0, 0, 0, 12];
-            reply.extend_from_slice(&pid.to_be_bytes());
-            reply.extend_from_slice(&7u32.to_be_bytes());
-            reply.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
-            s.write_all(&reply).await?;
-            let mut rest = [0u8; 64];
-            while s.read(&mut rest).await? > 0 {}
-            Ok::<_, std::io::Error>(())
-        });
-    }
-}
-
-fn startup_packet() -> Vec<u8> {
-    let mut p = vec![0, 0, 0, 0, 0, 3, 0, 0];
-    p.extend_from_slice(b"user\0app\0database\0db\0\0");
-    let len = p.len() as u32;
-    p[..4].copy_from_slice(&len.to_be_bytes());
-    p
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_sessions_with_bounded_memory() {
-    raise_fd_limit();
-    let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let backend_addr = backend.local_addr().unwrap();
-    tokio::spawn(fake_backend(backend));
-    let (_tx, rx) = tokio::sync::watch::channel(Targets::primary(Backend::new(
-        "fake",
-        backend_addr.to_string(),
-    )));
+    raise_fd_limit(CLIENTS * 4 + 100);
+    let fake = Fake::start(b'N', Auth::Ok).await;
+    let (_tx, rx) = tokio::sync::watch::channel(Targets::primary(fake.backend()));
     let cfg = ProxyConfig {
         rw_listen: Some("127.0.0.1:0".into()),
         ro_listen: None,
@@ -88,13 +38,7 @@ async fn two_thousand_idle_sessions_with_bounded_memory() {
     let one = |startup: Vec<u8>| async move {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(&startup).await.unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while !got.ends_with(&[b'Z', 0, 0, 0, 5, b'I']) {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before ReadyForQuery");
-            got.extend_from_slice(&buf[..n]);
-        }
+        until_ready(&mut s).await;
         s
     };
     // Warm up allocator and runtime before the baseline.
