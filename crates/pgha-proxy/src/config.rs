@@ -17,9 +17,27 @@ pub struct ProxyConfig {
     pub hold_timeout: Duration,
     /// Client connections allowed at once over all listeners (held ones included).
     pub max_client_conn: usize,
-    /// Time a client has to complete its startup packet (slowloris bound).
+    /// Time a client has to complete its startup packet (slowloris bound); after an SSLRequest
+    /// answered 'S', the time it has to send its first TLS record.
     #[serde(with = "duration")]
     pub startup_timeout: Duration,
+    /// Plaintext sessions: time from the backend's first answer to its ReadyForQuery (the
+    /// authentication exchange); a client still authenticating then is closed.
+    #[serde(with = "duration")]
+    pub auth_timeout: Duration,
+    /// A session in which no byte moved either way for this long is closed; `None` (`"off"`):
+    /// never.
+    #[serde(with = "duration::option")]
+    pub idle_timeout: Option<Duration>,
+    /// TCP keepalive on both sockets of every session: idle time before the first probe;
+    /// `None` (`"off"`) disables keepalives.
+    #[serde(with = "duration::option")]
+    pub tcp_keepalive_idle: Option<Duration>,
+    /// Time between keepalive probes.
+    #[serde(with = "duration")]
+    pub tcp_keepalive_interval: Duration,
+    /// Unanswered keepalive probes after which the connection is dropped.
+    pub tcp_keepalive_count: u32,
     /// Time allowed for one TCP connect to a backend.
     #[serde(with = "duration")]
     pub connect_timeout: Duration,
@@ -46,6 +64,11 @@ impl Default for ProxyConfig {
             hold_timeout: Duration::from_secs(30),
             max_client_conn: 5000,
             startup_timeout: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(60),
+            idle_timeout: None,
+            tcp_keepalive_idle: Some(Duration::from_secs(60)),
+            tcp_keepalive_interval: Duration::from_secs(10),
+            tcp_keepalive_count: 6,
             connect_timeout: Duration::from_secs(3),
             max_startup_packet: 10_000,
             ro_max_lag_bytes: Some(16 * 1024 * 1024),
@@ -69,18 +92,52 @@ pub mod duration {
         s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 
+    /// A duration as written: a number of seconds or a string with a unit.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(f64),
+        Text(String),
+    }
+
+    impl Raw {
+        fn duration(self) -> Result<Duration, String> {
+            match self {
+                Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+                Raw::Secs(s) => Err(format!("invalid duration {s}")),
+                Raw::Text(t) => parse(&t),
+            }
+        }
+    }
+
     /// Reads a number of seconds or a string with a unit.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Secs(f64),
-            Text(String),
+        Raw::deserialize(d)?.duration().map_err(de::Error::custom)
+    }
+
+    /// Serde for an optional duration: `"off"` (or null) for `None`, else as [`super::duration`].
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{de, Deserialize, Deserializer, Serializer};
+
+        use super::Raw;
+
+        /// `"off"`, or the duration as [`super::serialize`] writes it.
+        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match d {
+                Some(d) => super::serialize(d, s),
+                None => s.serialize_str("off"),
+            }
         }
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-            Raw::Secs(s) => Err(de::Error::custom(format!("invalid duration {s}"))),
-            Raw::Text(t) => parse(&t).map_err(de::Error::custom),
+
+        /// `"off"` or null for `None`, else what [`super::deserialize`] reads.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<Raw>::deserialize(d)? {
+                None => Ok(None),
+                Some(Raw::Text(t)) if t.trim() == "off" => Ok(None),
+                Some(raw) => raw.duration().map(Some).map_err(de::Error::custom),
+            }
         }
     }
 
@@ -128,5 +185,19 @@ mod tests {
         assert_eq!(c.max_client_conn, ProxyConfig::default().max_client_conn);
         let back: ProxyConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn optional_durations_can_be_off() {
+        let c: ProxyConfig =
+            serde_json::from_str(r#"{"idle_timeout": "90s", "tcp_keepalive_idle": "off"}"#)
+                .unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(c.tcp_keepalive_idle, None);
+        let back: ProxyConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        let c: ProxyConfig = serde_json::from_str(r#"{"idle_timeout": null}"#).unwrap();
+        assert_eq!(c.idle_timeout, None);
+        assert!(serde_json::from_str::<ProxyConfig>(r#"{"idle_timeout": "soon"}"#).is_err());
     }
 }

@@ -12,6 +12,15 @@ pub enum ProxyError {
     /// The client did not send a complete startup packet within the startup timeout.
     #[error("client startup packet not received within {0:?}")]
     StartupTimeout(Duration),
+    /// A plaintext client did not finish authenticating within the authentication timeout.
+    #[error("client authentication not finished within {0:?}")]
+    AuthTimeout(Duration),
+    /// No byte moved either way in a session for the idle timeout.
+    #[error("session idle for {0:?}")]
+    IdleTimeout(Duration),
+    /// A backend no longer accepts TLS although the proxy told the client it would.
+    #[error("backend {0} refused the SSLRequest it used to accept")]
+    BackendRefusedTls(String),
     /// The client sent something that is not a valid startup sequence.
     #[error("invalid startup packet: {0}")]
     BadStartup(&'static str),
@@ -47,6 +56,7 @@ impl ProxyError {
                 | ProxyError::BackendConnect { .. }
                 | ProxyError::TooManyConnections(_)
                 | ProxyError::TargetChanged(_)
+                | ProxyError::BackendRefusedTls(_)
                 | ProxyError::Io(_)
         )
     }
