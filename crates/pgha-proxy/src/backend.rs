@@ -3,21 +3,18 @@
 //! A server shutting down or starting up answers `57P03`; retrying within the hold makes a
 //! failover look like a wait to clients, not an error.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
-use crate::route::{connect_held, HoldFailure, HoldMeter, Lease};
+use crate::route::{connect_held, pause_before_retry, HoldFailure, HoldMeter, Lease};
 use crate::startup::StartupPacket;
 use crate::wire::SQLSTATE_NO_TARGET;
 
 /// Largest first backend message read whole before being relayed.
 const MAX_FIRST_MESSAGE: usize = 64 * 1024;
-/// Pause before trying again after a backend said it cannot take sessions now.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// A backend connection whose startup was sent and whose first answer is not a refusal.
 pub(crate) struct Opened {
@@ -27,35 +24,26 @@ pub(crate) struct Opened {
     pub(crate) first: Vec<u8>,
 }
 
-/// Connects (or reuses `existing`, whose SSL negotiation is done), sends `startup`, and reads the
-/// first answer; until `deadline`, a `57P03` answer or a broken connection means: wait, retry.
+/// Connects, sends `startup`, and reads the first answer; until `deadline`, a `57P03` answer or
+/// a broken connection means: wait, retry.
 pub(crate) async fn open_backend(
     ctx: &ListenerCtx,
     startup: &StartupPacket,
     deadline: Instant,
-    mut existing: Option<(TcpStream, Lease)>,
 ) -> Result<Opened, HoldFailure> {
     let cfg = &ctx.shared.config;
     let shutdown = &ctx.shared.shutdown;
     let mut meter = HoldMeter::new(&ctx.metrics);
     loop {
-        let (mut stream, lease) = match existing.take() {
-            Some(pair) => pair,
-            None => {
-                let pair = connect_held(
-                    &ctx.router,
-                    deadline,
-                    cfg.connect_timeout,
-                    shutdown,
-                    &mut meter,
-                )
-                .await?;
-                if let Err(e) = pair.0.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY on backend socket");
-                }
-                pair
-            }
-        };
+        let connect = connect_held(
+            &ctx.router,
+            deadline,
+            cfg.connect_timeout,
+            shutdown,
+            &mut meter,
+        );
+        let (mut stream, lease) = connect.await?;
+        tune_socket(&stream, cfg);
         let attempt = async {
             stream.write_all(&startup.raw).await?;
             read_message(&mut stream).await
@@ -80,14 +68,7 @@ pub(crate) async fn open_backend(
             Err(_) => tracing::debug!(backend = %lease.addr(), "backend startup timed out"),
         }
         drop((stream, lease));
-        meter.start();
-        if Instant::now() >= deadline {
-            return Err(HoldFailure::TimedOut);
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Err(HoldFailure::Shutdown),
-            _ = tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)) => {}
-        }
+        pause_before_retry(deadline, shutdown, &mut meter).await?;
     }
 }
 

@@ -38,23 +38,36 @@
 //! - Read-only listener: streaming standbys within `ro_max_lag_bytes` (unknown lag counts as too
 //!   much), least connections; optional fallback to the primary. Plaintext startups get
 //!   `default_transaction_read_only=on` unless the client set it.
-//! - SSLRequest is forwarded to the chosen backend and its answer relayed (TLS then passes
-//!   through); GSSENCRequest is answered 'N'. After an 'N' the client may send its startup or a
-//!   CancelRequest (libpq 17+ sends cancels with the session's sslmode). A client that starts
-//!   with a TLS handshake (PostgreSQL 17's `sslnegotiation=direct`) is passed through to a
-//!   backend chosen as for any new session (one that accepts direct TLS: PostgreSQL 17+).
+//! - No backend connection before the client's startup is complete: a plaintext StartupMessage,
+//!   or the first TLS record (ClientHello) of a TLS session. SSLRequest is answered with what
+//!   the listener's backends answered last (learned by one short connection when unknown or
+//!   older than 30 s); after 'S' the proxy reads the ClientHello, then connects, sends the
+//!   SSLRequest, checks the 'S' and passes TLS through. GSSENCRequest is answered 'N'. After an
+//!   'N' the client may send its startup or a CancelRequest (libpq 17+ sends cancels with the
+//!   session's sslmode). A client that starts with a TLS handshake (PostgreSQL 17's
+//!   `sslnegotiation=direct`) is passed through the same way to a backend chosen as for any new
+//!   session (one that accepts direct TLS: PostgreSQL 17+).
 //! - Cancel requests (protocol 3.0's 4-byte and 3.2's longer keys): see the `cancel` module
 //!   notes — routed to the one backend whose BackendKeyData carried the key; a key the proxy
 //!   never saw goes only to backends holding sessions whose key it could not read (TLS), or is
 //!   dropped. Cancels sent inside TLS go where the listener routes a new connection.
 //! - Startup packets must be 8..=`max_startup_packet` bytes, protocol 3, and arrive within
-//!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling).
-//!   Clients over `max_client_conn` get `FATAL 53300`.
+//!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling). A
+//!   plaintext session must reach ReadyForQuery within `auth_timeout` of the backend's first
+//!   answer.
+//! - `max_client_conn` is a hard cap over all listeners: a client beyond it gets `FATAL 53300`
+//!   and is closed at once, by the accept loop itself (no task, no wait for its startup; a
+//!   cancel request over the cap is refused too).
+//! - Both sockets of every session get TCP keepalives (`tcp_keepalive_*`); a session in which
+//!   no byte moved for `idle_timeout` (off by default) is closed.
+//! - [`Proxy::bind`] raises the open-files soft limit to the hard limit and warns, naming
+//!   RLIMIT_NOFILE, when that is below 2 × `max_client_conn` + 100.
 
 mod backend;
 mod cancel;
 mod config;
 mod error;
+mod limits;
 mod listener;
 mod metrics;
 mod prober;
@@ -64,6 +77,7 @@ mod session;
 mod splice;
 mod startup;
 mod targets;
+mod tls;
 pub mod wire;
 mod workers;
 
@@ -74,7 +88,7 @@ pub use metrics::{ListenerSnapshot, MetricsSnapshot};
 pub use prober::{Candidates, Member, ProbeResult, Prober, ProberConfig};
 pub use proxy::{MetricsHandle, Proxy};
 pub use route::Role;
-pub use splice::splice;
+pub use splice::{splice, IdleElapsed, Splice};
 pub use startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
 pub use targets::{Backend, Standby, Targets};
 pub use tokio_util::sync::CancellationToken;

@@ -1,6 +1,7 @@
 //! A listening socket: accepts clients, bounds their number, spawns sessions, enforces targets.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -14,6 +15,8 @@ use crate::error::ProxyError;
 use crate::metrics::ListenerMetrics;
 use crate::route::Router;
 use crate::session;
+use crate::tls::SslAnswer;
+use crate::wire;
 
 /// State shared by all listeners of one proxy.
 pub(crate) struct Shared {
@@ -29,6 +32,8 @@ pub(crate) struct ListenerCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) router: Arc<Router>,
     pub(crate) metrics: Arc<ListenerMetrics>,
+    /// What this listener's backends answer to SSLRequest.
+    pub(crate) ssl: SslAnswer,
 }
 
 /// Counts a client against `max_client_conn` and its listener's active gauge while alive.
@@ -92,18 +97,41 @@ pub(crate) async fn accept_loop(ctx: Arc<ListenerCtx>, listener: TcpListener) {
             }
         };
         ctx.metrics.total.fetch_add(1, Relaxed);
-        let ctx2 = Arc::clone(&ctx);
-        if shared.clients.fetch_add(1, Relaxed) >= shared.config.max_client_conn {
-            shared.clients.fetch_sub(1, Relaxed);
+        let cap = shared.config.max_client_conn;
+        let claimed = shared
+            .clients
+            .fetch_update(Relaxed, Relaxed, |n| (n < cap).then_some(n + 1));
+        if claimed.is_err() {
             ctx.metrics.rejected.fetch_add(1, Relaxed);
-            shared.tasks.spawn(session::reject_too_many(ctx2, client));
+            refuse_over_cap(client, cap);
             continue;
         }
         ctx.metrics.active.fetch_add(1, Relaxed);
-        shared
-            .tasks
-            .spawn(run_session(ClientSlot(ctx2), client, peer));
+        let slot = ClientSlot(Arc::clone(&ctx));
+        shared.tasks.spawn(run_session(slot, client, peer));
     }
+}
+
+/// Refuses a client over `max_client_conn` at once, without a task and without waiting: reads
+/// what it already sent (usually its startup packet or SSLRequest, so that closing sends a FIN
+/// rather than a reset), answers FATAL 53300 (drivers read it after a startup packet and, like
+/// PostgreSQL's own answer when it cannot fork, after an SSLRequest), and closes.
+fn refuse_over_cap(client: TcpStream, cap: usize) {
+    let Ok(mut client) = client.into_std() else {
+        return;
+    };
+    // Non-blocking (tokio's sockets are): stops at the first read that would wait.
+    let mut sink = [0u8; 2048];
+    for _ in 0..8 {
+        match client.read(&mut sink) {
+            Ok(n) if n == sink.len() => {}
+            _ => break,
+        }
+    }
+    let msg = format!("sorry, too many clients already (max_client_conn {cap})");
+    // A fresh socket's send buffer takes these few bytes whole.
+    let _ = client.write(&wire::fatal(wire::SQLSTATE_TOO_MANY, &msg));
+    let _ = client.shutdown(Shutdown::Write);
 }
 
 /// Serves one client and accounts for how its session ended.
@@ -111,7 +139,8 @@ pub(crate) async fn run_session(slot: ClientSlot, client: TcpStream, peer: Socke
     let ctx = &slot.0;
     match session::serve(Arc::clone(ctx), client).await {
         Ok(()) => {}
-        Err(ProxyError::TargetChanged(_)) | Err(ProxyError::Shutdown) => {}
+        Err(ProxyError::TargetChanged(_) | ProxyError::Shutdown) => {}
+        Err(e @ ProxyError::IdleTimeout(_)) => tracing::debug!(%peer, "closed: {e}"),
         Err(e) => {
             ctx.metrics.errors.fetch_add(1, Relaxed);
             tracing::debug!(%peer, error = %e, "client session ended with an error");

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::cancel::CancelRegistry;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::limits::raise_open_files;
 use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
 use crate::metrics::{ListenerMetrics, MetricsSnapshot};
 use crate::route::{Role, RoutePolicy, Router};
@@ -52,12 +53,15 @@ impl MetricsHandle {
 
 impl Proxy {
     /// Binds the listeners named in `config` (port 0 picks a free port); routing follows
-    /// `targets`. The shutdown token given to [`Proxy::run`] stops everything.
+    /// `targets`. The shutdown token given to [`Proxy::run`] stops everything. First raises the
+    /// process's open-files soft limit to its hard limit, with a warning naming the limit when
+    /// that is too low for `max_client_conn`.
     pub async fn bind(
         config: ProxyConfig,
         targets: watch::Receiver<Targets>,
         shutdown: CancellationToken,
     ) -> Result<Proxy, ProxyError> {
+        raise_open_files(config.max_client_conn);
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -83,6 +87,7 @@ impl Proxy {
                 shared: Arc::clone(&shared),
                 router: Router::new(policy, targets.clone()),
                 metrics: Arc::new(ListenerMetrics::default()),
+                ssl: Default::default(),
             });
             listeners.push((ctx, sockets, local));
         }

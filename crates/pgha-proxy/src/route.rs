@@ -257,6 +257,26 @@ impl Drop for HoldMeter<'_> {
     }
 }
 
+/// Pause before trying again after a backend could not serve a new session.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// After a failed attempt at a backend: counts the session as held and waits [`RETRY_PAUSE`];
+/// fails once `deadline` has passed, or on shutdown.
+pub(crate) async fn pause_before_retry(
+    deadline: Instant,
+    shutdown: &CancellationToken,
+    meter: &mut HoldMeter<'_>,
+) -> Result<(), HoldFailure> {
+    meter.start();
+    if Instant::now() >= deadline {
+        return Err(HoldFailure::TimedOut);
+    }
+    tokio::select! {
+        _ = shutdown.cancelled() => Err(HoldFailure::Shutdown),
+        _ = tokio::time::sleep_until((Instant::now() + RETRY_PAUSE).min(deadline)) => Ok(()),
+    }
+}
+
 /// Picks a backend and connects to it, waiting — until `deadline` — for targets to appear or
 /// change while there is no candidate or the chosen one refuses the connection (a primary that
 /// just died, before its successor is confirmed). Waiting is counted by `meter`.

@@ -1,5 +1,6 @@
 //! One client's life: startup checks, SSL/GSS negotiation, routing with hold, key capture, splice.
 
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -10,31 +11,22 @@ use tokio::time::Instant;
 use crate::backend::open_backend;
 use crate::cancel::{forward_cancel, CancelGuard, CancelRegistry, CancelRoute, KeyScanner};
 use crate::error::ProxyError;
+use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
-use crate::route::{connect_held, HoldFailure, HoldMeter, Lease, Role};
-use crate::splice::splice;
+use crate::route::{HoldFailure, Lease, Role};
+use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
+use crate::tls;
 use crate::wire;
 
-/// SSLRequest as forwarded to the backend.
-const SSL_REQUEST_PACKET: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-
-/// Reads the client's first packet before `deadline`, answering GSSENCRequest with 'N'; gives
-/// up on shutdown.
-async fn first_packet(
+/// Runs `read` (a client's part of the startup) until `deadline` (then: startup timeout);
+/// gives up on shutdown.
+pub(crate) async fn before_deadline<T>(
     ctx: &ListenerCtx,
-    client: &mut TcpStream,
     deadline: Instant,
-) -> Result<FirstPacket, ProxyError> {
+    read: impl Future<Output = Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
     let cfg = &ctx.shared.config;
-    let read = async {
-        loop {
-            match read_first_packet(client, cfg.max_startup_packet).await? {
-                FirstPacket::GssEnc => client.write_all(b"N").await?,
-                other => return Ok(other),
-            }
-        }
-    };
     tokio::select! {
         r = tokio::time::timeout_at(deadline, read) => {
             r.map_err(|_| ProxyError::StartupTimeout(cfg.startup_timeout))?
@@ -43,15 +35,36 @@ async fn first_packet(
     }
 }
 
+/// Reads the client's first packet before `deadline`, answering GSSENCRequest with 'N'.
+async fn first_packet(
+    ctx: &ListenerCtx,
+    client: &mut TcpStream,
+    deadline: Instant,
+) -> Result<FirstPacket, ProxyError> {
+    let max = ctx.shared.config.max_startup_packet;
+    let read = async {
+        loop {
+            match read_first_packet(client, max).await? {
+                FirstPacket::GssEnc => client.write_all(b"N").await?,
+                other => return Ok(other),
+            }
+        }
+    };
+    before_deadline(ctx, deadline, read).await
+}
+
 /// What may follow an 'N' answer to SSLRequest: a StartupMessage, or a CancelRequest (libpq 17
 /// and newer send their cancels with the session's sslmode: SSLRequest first).
-enum AfterNo {
+pub(crate) enum AfterNo {
     Startup(StartupPacket),
     Cancel(CancelKey),
 }
 
 /// Reads the packet that must follow an 'N' answer, within a fresh startup timeout.
-async fn after_no(ctx: &ListenerCtx, client: &mut TcpStream) -> Result<AfterNo, ProxyError> {
+pub(crate) async fn after_no(
+    ctx: &ListenerCtx,
+    client: &mut TcpStream,
+) -> Result<AfterNo, ProxyError> {
     let deadline = Instant::now() + ctx.shared.config.startup_timeout;
     match first_packet(ctx, client, deadline).await? {
         FirstPacket::Startup(p) => Ok(AfterNo::Startup(p)),
@@ -65,7 +78,7 @@ async fn after_no(ctx: &ListenerCtx, client: &mut TcpStream) -> Result<AfterNo, 
 /// Serves one accepted client until it disconnects or its backend stops being a target.
 pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), ProxyError> {
     let cfg = &ctx.shared.config;
-    client.set_nodelay(true)?;
+    tune_socket(&client, cfg);
     let startup_deadline = Instant::now() + cfg.startup_timeout;
     let first = first_packet(&ctx, &mut client, startup_deadline).await;
     let first = match first {
@@ -83,106 +96,30 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             cancel(&ctx, key).await;
             Ok(())
         }
-        FirstPacket::Ssl => {
-            let deadline = Instant::now() + cfg.hold_timeout;
-            let mut meter = HoldMeter::new(&ctx.metrics);
-            let shutdown = &ctx.shared.shutdown;
-            let held = connect_held(
-                &ctx.router,
-                deadline,
-                cfg.connect_timeout,
-                shutdown,
-                &mut meter,
-            );
-            let held = held.await;
-            drop(meter);
-            let (mut backend, lease) = match held {
-                Ok(pair) => pair,
-                Err(failure) => {
-                    // The client waits for 'S'/'N': say 'N', then refuse its startup (or
-                    // forward its cancel: its owner need not be a target any more).
-                    client.write_all(b"N").await?;
-                    return match after_no(&ctx, &mut client).await? {
-                        AfterNo::Startup(_) => refuse(&ctx, client, failure).await,
-                        AfterNo::Cancel(key) => {
-                            cancel(&ctx, key).await;
-                            Ok(())
-                        }
-                    };
-                }
-            };
-            backend.set_nodelay(true)?;
-            backend.write_all(&SSL_REQUEST_PACKET).await?;
-            let mut answer = [0u8; 1];
-            let read = tokio::time::timeout(cfg.connect_timeout, backend.read_exact(&mut answer));
-            read.await
-                .map_err(|_| ProxyError::StartupTimeout(cfg.connect_timeout))??;
-            client.write_all(&answer).await?;
-            if answer[0] == b'N' {
-                match after_no(&ctx, &mut client).await? {
-                    AfterNo::Startup(p) => {
-                        start_plain(&ctx, client, p, deadline, Some((backend, lease))).await
-                    }
-                    AfterNo::Cancel(key) => {
-                        // That backend was chosen as a new session's would be, not by the key:
-                        // let it go and route the request by its key.
-                        drop((backend, lease));
-                        cancel(&ctx, key).await;
-                        Ok(())
-                    }
-                }
-            } else {
-                // TLS from here on (or the server's own error): pass everything through. A
-                // cancel inside TLS goes to this backend, chosen as a new session's would be.
-                relay(&ctx, client, backend, lease, None).await
-            }
-        }
+        FirstPacket::Ssl => tls::after_ssl_request(&ctx, client).await,
         FirstPacket::Startup(p) => {
             let deadline = Instant::now() + cfg.hold_timeout;
-            start_plain(&ctx, client, p, deadline, None).await
+            start_plain(&ctx, client, p, deadline).await
         }
-        FirstPacket::DirectTls(prefix) => {
-            // TLS from the first byte: pass it through to a backend chosen as for a new session
-            // (which must accept direct TLS: PostgreSQL 17+). A client in a TLS handshake cannot
-            // read an ErrorResponse: without a backend it is just closed.
-            let deadline = Instant::now() + cfg.hold_timeout;
-            let mut meter = HoldMeter::new(&ctx.metrics);
-            let shutdown = &ctx.shared.shutdown;
-            let held = connect_held(
-                &ctx.router,
-                deadline,
-                cfg.connect_timeout,
-                shutdown,
-                &mut meter,
-            );
-            let held = held.await;
-            drop(meter);
-            let Ok((mut backend, lease)) = held else {
-                return Ok(());
-            };
-            backend.set_nodelay(true)?;
-            backend.write_all(&prefix).await?;
-            relay(&ctx, client, backend, lease, None).await
-        }
+        FirstPacket::DirectTls(prefix) => tls::direct(&ctx, client, prefix, startup_deadline).await,
         FirstPacket::GssEnc => unreachable!("answered in first_packet"),
     }
 }
 
 /// Opens the backend for a plaintext startup (retrying while it cannot take sessions) and
 /// relays; refuses the client if no backend could be had before `deadline`.
-async fn start_plain(
+pub(crate) async fn start_plain(
     ctx: &ListenerCtx,
     client: TcpStream,
     startup: StartupPacket,
     deadline: Instant,
-    existing: Option<(TcpStream, Lease)>,
 ) -> Result<(), ProxyError> {
     let startup = if ctx.router.role() == Role::ReadOnly && ctx.shared.config.ro_default_read_only {
         startup.with_default("default_transaction_read_only", "on")
     } else {
         startup
     };
-    match open_backend(ctx, &startup, deadline, existing).await {
+    match open_backend(ctx, &startup, deadline).await {
         Ok(o) => relay(ctx, client, o.stream, o.lease, Some(o.first)).await,
         Err(failure) => refuse(ctx, client, failure).await,
     }
@@ -190,7 +127,7 @@ async fn start_plain(
 
 /// Tells a client that no backend could be had: FATAL 57P03 after `hold_timeout`, 57P01 on
 /// shutdown.
-async fn refuse(
+pub(crate) async fn refuse(
     ctx: &ListenerCtx,
     mut client: TcpStream,
     failure: HoldFailure,
@@ -220,10 +157,11 @@ async fn refuse(
 }
 
 /// Relays the backend's first message (if the startup went through the proxy) and the rest of
-/// the startup while looking for BackendKeyData, then splices until either side closes or the
-/// lease is revoked. The session's key is registered before the client can have it; a session
+/// the startup while looking for BackendKeyData (within `auth_timeout`), then splices until
+/// either side closes, the session idles past `idle_timeout` or the lease is revoked. The
+/// session's key is registered before the client can have it; a session
 /// whose key cannot be read (TLS) is registered as such.
-async fn relay(
+pub(crate) async fn relay(
     ctx: &ListenerCtx,
     mut client: TcpStream,
     mut backend: TcpStream,
@@ -231,6 +169,7 @@ async fn relay(
     first: Option<Vec<u8>>,
 ) -> Result<(), ProxyError> {
     let m = &ctx.metrics;
+    let cfg = &ctx.shared.config;
     let registry = &ctx.shared.cancels;
     let mut key_guard: Option<CancelGuard> = None;
     let pump = async {
@@ -244,8 +183,12 @@ async fn relay(
             let done = scan.feed(&first);
             m.bytes_out.fetch_add(first.len() as u64, Relaxed);
             client.write_all(&first).await?;
-            if !done && scan_until_ready(&mut client, &mut backend, ctx, &mut scan).await? {
-                return Ok(());
+            if !done {
+                let scan = scan_until_ready(&mut client, &mut backend, ctx, &mut scan);
+                let scan = tokio::time::timeout(cfg.auth_timeout, scan).await;
+                if scan.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))?? {
+                    return Ok(());
+                }
             }
             if key_guard.is_none() {
                 // No BackendKeyData before ReadyForQuery (or too much to scan).
@@ -254,8 +197,13 @@ async fn relay(
         } else {
             key_guard = Some(registry.register_unreadable(Arc::clone(lease.addr())));
         }
-        splice(&mut client, &mut backend, &m.bytes_in, &m.bytes_out).await?;
-        Ok::<(), ProxyError>(())
+        splice(&mut client, &mut backend, &m.bytes_in, &m.bytes_out)
+            .idle_timeout(cfg.idle_timeout)
+            .await
+            .map_err(|e| match IdleElapsed::of(&e) {
+                Some(IdleElapsed(after)) => ProxyError::IdleTimeout(after),
+                None => ProxyError::Io(e),
+            })
     };
     tokio::select! {
         biased;
@@ -353,38 +301,5 @@ pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
         if let Err(e) = forward_cancel(&addr, &key, timeout).await {
             tracing::debug!(backend = %addr, error = %e, "cancel forward failed");
         }
-    }
-}
-
-/// Answers a client over `max_client_conn`: completes its startup (so it reads the reply
-/// instead of a reset), forwards a cancel request if that is what it sent, else sends 53300.
-pub async fn reject_too_many(ctx: Arc<ListenerCtx>, mut client: TcpStream) {
-    let cfg = &ctx.shared.config;
-    let deadline = Instant::now() + cfg.startup_timeout;
-    let first = first_packet(&ctx, &mut client, deadline).await;
-    let ok = match first {
-        Ok(FirstPacket::Cancel(key)) => return cancel(&ctx, key).await,
-        Ok(FirstPacket::Ssl) => {
-            if client.write_all(b"N").await.is_err() {
-                return;
-            }
-            match after_no(&ctx, &mut client).await {
-                Ok(AfterNo::Cancel(key)) => return cancel(&ctx, key).await,
-                Ok(AfterNo::Startup(_)) => true,
-                Err(_) => false,
-            }
-        }
-        Ok(FirstPacket::DirectTls(_)) | Err(_) => false,
-        Ok(_) => true,
-    };
-    if ok {
-        let msg = format!(
-            "sorry, too many clients already (max_client_conn {})",
-            cfg.max_client_conn
-        );
-        let _ = client
-            .write_all(&wire::fatal(wire::SQLSTATE_TOO_MANY, &msg))
-            .await;
-        let _ = client.shutdown().await;
     }
 }

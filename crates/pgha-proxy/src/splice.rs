@@ -5,6 +5,8 @@
 //! soon as the write completed, so 2 000 idle sessions cost sockets and a small state each. A
 //! short read clears tokio's readiness, so one round trip costs one `read` and one `write` per
 //! direction and no extra `EAGAIN` read. Bytes are counted per read into the listener's counters.
+//! An optional idle bound ends the splice when no byte moved for that long; its one timer is
+//! re-armed only when it fires, not on every read.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -12,8 +14,10 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 /// Size of one relay buffer.
 pub const BUF_SIZE: usize = 16 * 1024;
@@ -46,6 +50,43 @@ struct Dir {
     end: usize,
     eof: bool,
     done: bool,
+    /// Bytes were read since the idle bound last looked.
+    moved: bool,
+}
+
+/// The error (inside an `io::Error` of kind `TimedOut`) with which a splice ends when no byte
+/// moved for its idle bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no data either way for {0:?}")]
+pub struct IdleElapsed(pub Duration);
+
+impl IdleElapsed {
+    /// The idle bound that ended a splice, if that is what `e` says.
+    pub fn of(e: &io::Error) -> Option<IdleElapsed> {
+        e.get_ref()?.downcast_ref::<IdleElapsed>().copied()
+    }
+}
+
+/// The idle bound of a splice: the timer and when bytes last moved.
+struct Idle {
+    limit: Duration,
+    timer: Pin<Box<Sleep>>,
+    last: Instant,
+}
+
+impl Idle {
+    /// Ready with an error once `limit` passed since `last`; otherwise re-arms the timer.
+    fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let due = self.last + self.limit;
+            if due <= Instant::now() {
+                let elapsed = IdleElapsed(self.limit);
+                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, elapsed));
+            }
+            self.timer.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
 }
 
 impl Dir {
@@ -94,6 +135,7 @@ impl Dir {
                         give_buf(buf);
                     } else {
                         counter.fetch_add(n as u64, Relaxed);
+                        self.moved = true;
                         self.pos = 0;
                         self.end = n;
                         self.buf = Some(buf);
@@ -120,6 +162,20 @@ pub struct Splice<'a, C: ?Sized, B: ?Sized> {
     down: Dir,
     bytes_in: &'a AtomicU64,
     bytes_out: &'a AtomicU64,
+    idle: Option<Idle>,
+}
+
+impl<C: ?Sized, B: ?Sized> Splice<'_, C, B> {
+    /// Ends the splice with an `io::Error` carrying [`IdleElapsed`] once no byte was read from
+    /// either side for `limit`; `None`: no bound.
+    pub fn idle_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.idle = limit.map(|limit| Idle {
+            limit,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            last: Instant::now(),
+        });
+        self
+    }
 }
 
 /// Relays bytes both ways; `bytes_in` counts client→backend, `bytes_out` backend→client.
@@ -140,6 +196,7 @@ where
         down: Dir::default(),
         bytes_in,
         bytes_out,
+        idle: None,
     }
 }
 
@@ -165,10 +222,17 @@ where
             }
         }
         if this.up.done && this.down.done {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Pending
+            return Poll::Ready(Ok(()));
         }
+        if let Some(idle) = &mut this.idle {
+            if std::mem::take(&mut this.up.moved) | std::mem::take(&mut this.down.moved) {
+                idle.last = Instant::now();
+            }
+            if let Poll::Ready(e) = idle.poll_elapsed(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Pending
     }
 }
 

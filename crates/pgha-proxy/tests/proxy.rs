@@ -243,6 +243,21 @@ async fn max_client_conn_is_enforced() {
     let b = connect(p.ro).await.unwrap();
     let err = connect(p.rw).await.expect_err("third client refused");
     assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS));
+    // libpq (sslmode=prefer) reads the refusal as the answer to its SSLRequest, as it would
+    // PostgreSQL's when it cannot fork; libpq 15.10/17.2 and newer hide the server's text then.
+    let info = format!("{} sslmode=prefer", conninfo(p.rw));
+    let psql = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(format!("{PG_BIN}/psql"))
+            .args([&info, "-Atc", "select 1"])
+            .output()
+            .unwrap()
+    });
+    let stderr = String::from_utf8_lossy(&psql.await.unwrap().stderr).to_string();
+    assert!(
+        stderr.contains("too many clients already")
+            || stderr.contains("server sent an error response during SSL exchange"),
+        "{stderr}"
+    );
     drop(b);
     let deadline = Instant::now() + Duration::from_secs(5);
     let d = loop {
