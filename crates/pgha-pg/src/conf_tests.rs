@@ -1,0 +1,125 @@
+//! Unit tests of `conf.rs`: what pgha.conf, primary_conninfo and pg_hba.conf say.
+
+use super::*;
+
+fn conf(upstream: Option<Upstream>) -> MemberConf {
+    MemberConf {
+        standby: upstream.is_some(),
+        name: "n2".into(),
+        listen_host: "127.0.0.1".into(),
+        port: 5433,
+        major: 15,
+        upstream,
+        replication_user: "replicator".into(),
+        passfile: "/data/it's/pgpass".into(),
+        cluster_size: 3,
+        synchronous_standby_names: String::new(),
+        synchronous_commit: String::new(),
+        parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
+        tls: None,
+    }
+}
+
+#[test]
+fn primary_has_no_conninfo() {
+    let text = conf(None).render();
+    assert!(text.contains("wal_level = 'replica'"));
+    assert!(text.contains("port = '5433'"));
+    assert!(text.contains("shared_buffers = '16MB'"));
+    assert!(!text.contains("primary_conninfo"));
+}
+
+#[test]
+fn standby_conninfo_names_the_member_and_uses_the_passfile() {
+    let c = conf(Some(Upstream {
+        name: "n1".into(),
+        host: "127.0.0.1".into(),
+        port: 5432,
+    }));
+    let info = c.primary_conninfo().unwrap();
+    assert!(info.starts_with("host='127.0.0.1' port=5432 "), "{info}");
+    assert!(info.contains("application_name='n2'"));
+    assert!(info.contains(r"passfile='/data/it\'s/pgpass'"));
+    assert!(!info.contains("password"));
+    let text = c.render();
+    assert!(text.contains("primary_slot_name = 'n2'"));
+    // the conninfo's quotes are doubled inside the conf value
+    assert!(text.contains(r"passfile=''/data/it\\''s/pgpass''"));
+}
+
+/// Issue 11: with TLS the member serves its certificate, streams only from an upstream
+/// that proves its name, and accepts replication over TLS only.
+#[test]
+fn with_tls_replication_verifies_the_upstream_and_needs_tls() {
+    let mut c = conf(Some(Upstream {
+        name: "n1".into(),
+        host: "127.0.0.1".into(),
+        port: 5432,
+    }));
+    c.tls = Some(crate::tls::TlsFiles {
+        ca_cert: "/c/tls/ca.crt".into(),
+        server_cert: "/c/n2/server.crt".into(),
+        server_key: "/c/n2/server.key".into(),
+    });
+    let info = c.primary_conninfo().unwrap();
+    assert!(
+        info.starts_with(
+            "host='n1' hostaddr='127.0.0.1' port=5432 sslmode=verify-full sslrootcert='/c/tls/ca.crt' "
+        ),
+        "{info}"
+    );
+    let text = c.render();
+    for line in [
+        "ssl = 'on'",
+        "ssl_cert_file = '/c/n2/server.crt'",
+        "ssl_key_file = '/c/n2/server.key'",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    let hba = render_hba("replicator", &["127.0.0.1".into()], &[], true);
+    let repl: Vec<&str> = hba.lines().filter(|l| l.contains("replication")).collect();
+    assert!(
+        !repl.is_empty() && repl.iter().all(|l| l.starts_with("hostssl ")),
+        "{hba}"
+    );
+}
+
+#[test]
+fn owned_parameters_are_refused() {
+    assert!(check_user_parameter("wal_level").is_err());
+    assert!(check_user_parameter("Port").is_err());
+    assert!(check_user_parameter("shared_buffers").is_ok());
+    assert!(check_user_parameter("bad name").is_err());
+}
+
+#[test]
+fn hba_allows_replication_only_for_the_role() {
+    let hba = render_hba(
+        "replicator",
+        &["127.0.0.1".into(), "10.0.0.2".into()],
+        &[],
+        false,
+    );
+    let repl: Vec<&str> = hba.lines().filter(|l| l.contains("replication")).collect();
+    assert_eq!(repl.len(), 2);
+    assert!(repl
+        .iter()
+        .all(|l| l.contains("replicator") && l.contains("scram-sha-256")));
+    assert!(!hba
+        .lines()
+        .any(|l| l.contains("trust") || l.contains(" md5")));
+}
+
+/// Issue 11: a value cannot end its line in postgresql.conf and start a setting of its
+/// own, and `include` directives are not parameters a user may pass through.
+#[test]
+fn values_stay_on_their_line_and_includes_are_refused() {
+    assert_eq!(quote_conf("a'b\\c"), "'a''b\\\\c'");
+    let injected = quote_conf("x'\nshared_preload_libraries = 'evil");
+    assert!(!injected.contains('\n'), "{injected}");
+    assert!(check_user_value("8MB").is_ok());
+    assert!(check_user_value("x\nssl = off").is_err());
+    for directive in ["include", "include_dir", "INCLUDE_IF_EXISTS"] {
+        assert!(check_user_parameter(directive).is_err(), "{directive}");
+    }
+}
