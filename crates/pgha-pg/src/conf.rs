@@ -39,19 +39,28 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "include_if_exists",
 ];
 
+/// Why a user's PostgreSQL parameter is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterRefused {
+    #[error("`{0}` is not a valid PostgreSQL parameter name")]
+    BadName(String),
+    #[error("`{0}` is managed by pgha (it keeps replication working); remove it")]
+    Owned(String),
+    #[error("the value contains the control character {0:?}; PostgreSQL settings are one line")]
+    ControlCharacter(char),
+}
+
 /// Why a user parameter is refused, if it is.
-pub fn check_user_parameter(name: &str) -> Result<(), String> {
+pub fn check_user_parameter(name: &str) -> Result<(), ParameterRefused> {
     let valid = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
     if !valid {
-        return Err(format!("`{name}` is not a valid PostgreSQL parameter name"));
+        return Err(ParameterRefused::BadName(name.to_string()));
     }
     if OWNED_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(format!(
-            "`{name}` is managed by pgha (it keeps replication working); remove it"
-        ));
+        return Err(ParameterRefused::Owned(name.to_string()));
     }
     Ok(())
 }
@@ -115,11 +124,9 @@ pub fn quote_conf(value: &str) -> String {
 
 /// Why a user parameter's value is refused, if it is: no control characters (a newline in
 /// postgresql.conf ends the setting and starts another).
-pub fn check_user_value(value: &str) -> Result<(), String> {
+pub fn check_user_value(value: &str) -> Result<(), ParameterRefused> {
     match value.chars().find(|c| c.is_control()) {
-        Some(c) => Err(format!(
-            "the value contains the control character {c:?}; PostgreSQL settings are one line"
-        )),
+        Some(c) => Err(ParameterRefused::ControlCharacter(c)),
         None => Ok(()),
     }
 }

@@ -121,9 +121,11 @@ impl PostgresSection {
         }
         for (name, value) in &p.parameters {
             let key = format!("postgresql.parameters.{name}");
-            pgha_pg::conf::check_user_parameter(name).map_err(|reason| bad(&key, reason))?;
+            pgha_pg::conf::check_user_parameter(name)
+                .map_err(|refused| bad(&key, refused.to_string()))?;
             let text = parameter_text(value).map_err(|reason| bad(&key, reason))?;
-            pgha_pg::conf::check_user_value(&text).map_err(|reason| bad(&key, reason))?;
+            pgha_pg::conf::check_user_value(&text)
+                .map_err(|refused| bad(&key, refused.to_string()))?;
         }
         Ok(())
     }
@@ -280,16 +282,30 @@ fn parameter_text(value: &toml::Value) -> Result<String, String> {
     }
 }
 
+/// Why a `--param` flag is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamFlagError {
+    #[error("--param {0:?}: expected KEY=VALUE, e.g. --param shared_buffers=256MB")]
+    NotAnAssignment(String),
+    #[error("--param {flag:?}: {refused}")]
+    Refused {
+        flag: String,
+        refused: pgha_pg::conf::ParameterRefused,
+    },
+}
+
 /// Parses a `--param key=value` flag into a parameter entry.
-pub fn parse_param_flag(flag: &str) -> Result<(String, toml::Value), String> {
-    let (key, value) = flag.split_once('=').ok_or_else(|| {
-        format!("--param {flag:?}: expected KEY=VALUE, e.g. --param shared_buffers=256MB")
-    })?;
+pub fn parse_param_flag(flag: &str) -> Result<(String, toml::Value), ParamFlagError> {
+    let (key, value) = flag
+        .split_once('=')
+        .ok_or_else(|| ParamFlagError::NotAnAssignment(flag.to_string()))?;
     let key = key.trim().to_string();
-    pgha_pg::conf::check_user_parameter(&key)
-        .map_err(|reason| format!("--param {flag:?}: {reason}"))?;
-    pgha_pg::conf::check_user_value(value.trim())
-        .map_err(|reason| format!("--param {flag:?}: {reason}"))?;
+    let refused = |refused| ParamFlagError::Refused {
+        flag: flag.to_string(),
+        refused,
+    };
+    pgha_pg::conf::check_user_parameter(&key).map_err(refused)?;
+    pgha_pg::conf::check_user_value(value.trim()).map_err(refused)?;
     Ok((key, toml::Value::String(value.trim().to_string())))
 }
 
@@ -357,15 +373,20 @@ mod tests {
     fn param_flags() {
         assert_eq!(parse_param_flag("work_mem=8MB").unwrap().0, "work_mem");
         assert!(parse_param_flag("work_mem").is_err());
-        assert!(parse_param_flag("port=5")
-            .unwrap_err()
-            .contains("managed by pgha"));
+        use pgha_pg::conf::ParameterRefused;
+        let refused = |flag: &str| match parse_param_flag(flag) {
+            Err(ParamFlagError::Refused { refused, .. }) => refused,
+            other => panic!("{flag:?}: {other:?}"),
+        };
+        assert_eq!(refused("port=5"), ParameterRefused::Owned("port".into()));
         // Issue 11: no second line smuggled into postgresql.conf, no include directive.
-        assert!(parse_param_flag("work_mem=8MB\nssl=off")
-            .unwrap_err()
-            .contains("control character"));
-        assert!(parse_param_flag("include=/etc/x.conf")
-            .unwrap_err()
-            .contains("managed by pgha"));
+        assert_eq!(
+            refused("work_mem=8MB\nssl=off"),
+            ParameterRefused::ControlCharacter('\n')
+        );
+        assert_eq!(
+            refused("include=/etc/x.conf"),
+            ParameterRefused::Owned("include".into())
+        );
     }
 }

@@ -286,7 +286,7 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
     }
     let mut params = BTreeMap::new();
     for flag in &args.params {
-        let (k, v) = parse_param_flag(flag).map_err(anyhow::Error::msg)?;
+        let (k, v) = parse_param_flag(flag)?;
         params.insert(k, v);
     }
     config.postgresql.parameters = params;
