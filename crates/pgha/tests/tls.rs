@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use dist::AgentSet;
 use pgha_store::Store;
+use pgha_testkit::succeeded;
 use serde_json::Value;
 
 fn pgha(args: &[&str]) {
@@ -20,11 +21,7 @@ fn pgha(args: &[&str]) {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "pgha {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&format!("pgha {args:?}"), &out);
 }
 
 /// Makes the CA and every agent's certificate with `pgha tls`, and names them in each

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use pgha_testkit::{assert_read_only, connect, query_value};
+use pgha_testkit::{assert_read_only, connect, query_value, succeeded};
 
 const SYSTEM_ID: &str = "SELECT system_identifier::text FROM pg_control_system()";
 
@@ -158,12 +158,7 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
             .args([uri.as_str(), "-Atc", sql])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        succeeded(&format!("psql {sql}"), &out)
     };
     assert_eq!(
         psql("select ssl from pg_stat_ssl where pid = pg_backend_pid()").trim(),
