@@ -281,6 +281,47 @@ pub fn render_hba(
     out
 }
 
+/// Why an address is refused for `pg_hba.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HbaAddressRefused {
+    #[error("{0:?} is not an IP address, a network (address/prefix) or a host name")]
+    NotAnAddress(String),
+    #[error("{0:?}: the prefix length is longer than the address")]
+    PrefixTooLong(String),
+}
+
+/// Checks one address for a `pg_hba.conf` line: an IP address, a network `address/prefix`,
+/// or a host name. Nothing else (no spaces, no keywords like `all`, no second line) reaches
+/// the file.
+pub fn check_hba_address(text: &str) -> Result<(), HbaAddressRefused> {
+    let not = || HbaAddressRefused::NotAnAddress(text.to_string());
+    if let Some((ip, prefix)) = text.split_once('/') {
+        let ip: std::net::IpAddr = ip.parse().map_err(|_| not())?;
+        let prefix: u8 = prefix.parse().map_err(|_| not())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        return if prefix <= max {
+            Ok(())
+        } else {
+            Err(HbaAddressRefused::PrefixTooLong(text.to_string()))
+        };
+    }
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let host_name = !text.is_empty()
+        && text.len() <= 253
+        && !text.starts_with(['-', '.'])
+        && text.contains('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if host_name {
+        Ok(())
+    } else {
+        Err(not())
+    }
+}
+
 fn host_cidr(host: &str) -> String {
     if host.contains('/') {
         host.to_string()

@@ -123,3 +123,38 @@ fn values_stay_on_their_line_and_includes_are_refused() {
         assert!(check_user_parameter(directive).is_err(), "{directive}");
     }
 }
+
+/// Issue 11: `replication_from` reaches pg_hba.conf only as addresses.
+#[test]
+fn hba_addresses_are_addresses() {
+    for good in [
+        "10.0.0.0/24",
+        "10.0.0.7",
+        "::1",
+        "fd00::/8",
+        "db1.example.com",
+    ] {
+        assert_eq!(check_hba_address(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "all",
+        "samenet",
+        "0.0.0.0/0 trust",
+        "10.0.0.0/24\nhost all all 0.0.0.0/0 trust",
+        "",
+        "10.0.0.0/x",
+        "-x.example",
+    ] {
+        assert!(
+            matches!(
+                check_hba_address(bad),
+                Err(HbaAddressRefused::NotAnAddress(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        check_hba_address("10.0.0.0/33"),
+        Err(HbaAddressRefused::PrefixTooLong("10.0.0.0/33".into()))
+    );
+}

@@ -205,6 +205,10 @@ impl NodeConfig {
         if m.api.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad("member.api", format!("{:?} is not host:port", m.api)));
         }
+        for (i, addr) in self.replication_from.iter().enumerate() {
+            pgha_pg::conf::check_hba_address(addr)
+                .map_err(|refused| bad(&format!("replication_from[{i}]"), refused.to_string()))?;
+        }
         for (key, addr) in [
             ("proxy.rw_listen", &self.proxy.rw_listen),
             ("proxy.ro_listen", &self.proxy.ro_listen),
@@ -321,5 +325,13 @@ loop_wait_ms = 500
             .unwrap_err()
             .to_string();
         assert!(err.contains("member.name"), "{err}");
+        // Issue 11: replication_from reaches pg_hba.conf only as addresses.
+        let with_from = |from: &str| {
+            load(&format!("replication_from = [{from:?}]\n{GOOD}")).map_err(|e| e.to_string())
+        };
+        assert!(with_from("10.0.0.0/24").is_ok());
+        let err = with_from("0.0.0.0/0 trust\nhost all all 0.0.0.0/0").unwrap_err();
+        assert!(err.contains("replication_from[0]"), "{err}");
+        assert!(with_from("all").is_err());
     }
 }
