@@ -2,8 +2,9 @@
 # Write-unavailable window of a 3-member `pgha up` cluster, median of RUNS runs each, for
 #   (a) `pgha stop` of the primary, (b) `pgha switchover`, (c) kill -9 of the primary's postmaster.
 # A client (crates/pgha/examples/write_probe.rs) writes one row every 50 ms on one connection
-# through the read-write entry point (`pgha url --dir DIR`; with DIRECT=1, straight to the
-# primary, re-resolved with `pgha url --primary` after every failure), reconnecting after a
+# through the read-write entry point (`pgha url --password --dir DIR`: the probe is
+# tokio-postgres, which reads no libpq password file; with DIRECT=1, straight to the primary,
+# re-resolved with `pgha url --password --primary` after every failure), reconnecting after a
 # failure. Window = from the start of the first write attempt that failed (or stalled more than
 # STALL_MS) after the event, to the end of the next successful write.
 # Usage: bench/failover.sh [RUNS]     (default 5; env: DIRECT=1, STALL_MS=200, PORT=base port,
@@ -87,9 +88,9 @@ EOF
 up_pid=$!
 primary=$(wait_converged)
 if [ "${DIRECT:-0}" = 1 ]; then
-  resolve="$bin url --dir $dir --primary"; mode="direct to the primary"
+  resolve="$bin url --password --dir $dir --primary"; mode="direct to the primary"
 else
-  resolve="$bin url --dir $dir"; mode="through the read-write entry point"
+  resolve="$bin url --password --dir $dir"; mode="through the read-write entry point"
 fi
 "$probe_bin" - 50 "$work/probe.log" "$resolve" &
 probe_pid=$!

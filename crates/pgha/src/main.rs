@@ -150,12 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Status { at, json } => {
             let status = at.open().await?.status().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
-            } else {
-                print!("{}", render::render_table(&status));
-            }
-            Ok(())
+            print_as(json, &status, render::render_table)
         }
         Command::Switchover { at, to } => {
             at.open()
@@ -195,12 +190,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Resume { at } => at.open().await?.pause(false).await,
         Command::History { at, json } => {
             let entries = at.open().await?.history().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
-            } else {
-                print!("{}", render::render_history(&entries));
-            }
-            Ok(())
+            print_as(json, &entries, |e| render::render_history(e))
         }
         Command::Url {
             dir,
@@ -220,4 +210,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// Prints `value` as pretty JSON, or as the text `render` makes of it.
+fn print_as<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    render: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", render(value));
+    }
+    Ok(())
 }

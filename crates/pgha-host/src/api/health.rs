@@ -41,6 +41,16 @@ fn observed(host: &Host, me: &MemberName) -> Option<Observed> {
     host.report(me)?.observed.filter(Observed::fresh)
 }
 
+/// The member a check is about and what its agent last observed, or why no member is named.
+fn checked(
+    host: &Host,
+    q: &HashMap<String, String>,
+) -> Result<(MemberName, Option<Observed>), Failure> {
+    let me = member(host, q)?;
+    let o = observed(host, &me);
+    Ok((me, o))
+}
+
 pub(super) fn age_ms(o: &Option<Observed>) -> Option<u64> {
     o.as_ref().map(|o| o.at.elapsed().as_millis() as u64)
 }
@@ -59,11 +69,10 @@ pub async fn health(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match member(&host, &q) {
-        Ok(me) => me,
-        Err(f) => return f.into_response(),
+    let (me, o) = match checked(&host, &q) {
+        Ok(checked) => checked,
+        Err(failure) => return failure.into_response(),
     };
-    let o = observed(&host, &me);
     let running = o
         .as_ref()
         .is_some_and(|o| o.local.running && !o.local.unresponsive);
@@ -87,11 +96,10 @@ pub async fn primary(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match member(&host, &q) {
-        Ok(me) => me,
-        Err(f) => return f.into_response(),
+    let (me, o) = match checked(&host, &q) {
+        Ok(checked) => checked,
+        Err(failure) => return failure.into_response(),
     };
-    let o = observed(&host, &me);
     let ok = o.as_ref().is_some_and(|o| o.leads(&me));
     reply(
         ok,
@@ -111,16 +119,15 @@ pub async fn replica(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let me = match member(&host, &q) {
-        Ok(me) => me,
-        Err(f) => return f.into_response(),
+    let (me, o) = match checked(&host, &q) {
+        Ok(checked) => checked,
+        Err(failure) => return failure.into_response(),
     };
     let bound = match q.get("lag").map(|text| parse_size(text)) {
         None => None,
         Some(Ok(bytes)) => Some(bytes),
         Some(Err(e)) => return Failure::new(FailureKind::BadRequest, e).into_response(),
     };
-    let o = observed(&host, &me);
     let Some(o) = o else {
         return reply(false, json!({ "member": me, "running": false }));
     };
