@@ -59,6 +59,25 @@ impl std::fmt::Debug for EtcdStore {
     }
 }
 
+/// How pgha checks etcd and proves itself to it: TLS with the CA that signed etcd's
+/// certificate, and a client certificate for etcd's `--client-cert-auth`.
+#[derive(Clone, Default)]
+pub struct EtcdAccess {
+    /// PEM of the CA that signed etcd's server certificate; with it, endpoints are `https://`.
+    pub ca_pem: Option<String>,
+    /// PEM certificate and key pgha presents to etcd.
+    pub client_identity: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdAccess")
+            .field("tls", &self.ca_pem.is_some())
+            .field("client_identity", &self.client_identity.is_some())
+            .finish()
+    }
+}
+
 impl EtcdStore {
     /// A store for `cluster` on the etcd `endpoints` (`host:port` or `http://host:port`).
     /// Connects lazily: an unreachable etcd shows up as [`StoreError::Unavailable`] on the
@@ -67,6 +86,16 @@ impl EtcdStore {
         endpoints: &[String],
         cluster: &str,
         timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        Self::connect_with(endpoints, cluster, timeout, &EtcdAccess::default()).await
+    }
+
+    /// [`EtcdStore::connect`] over TLS.
+    pub async fn connect_with(
+        endpoints: &[String],
+        cluster: &str,
+        timeout: Duration,
+        access: &EtcdAccess,
     ) -> Result<Self, StoreError> {
         if cluster.is_empty() || cluster.contains('/') || cluster.trim() != cluster {
             return Err(StoreError::Invalid(format!("bad cluster name {cluster:?}")));
@@ -85,11 +114,19 @@ impl EtcdStore {
         // fail with "no leader" on a member that lost its quorum, and makes that member
         // cancel the watch streams open on it once it has been leaderless for a few election
         // timeouts, instead of serving a stale view or hanging.
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, timeout.max(Duration::from_secs(3)))
             .with_keep_alive_while_idle(true)
             .with_require_leader(true);
+        if let Some(ca) = &access.ca_pem {
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(ca));
+            if let Some((cert, key)) = &access.client_identity {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            options = options.with_tls(tls);
+        }
         let client = bounded(timeout, Client::connect(endpoints, Some(options))).await?;
         Ok(EtcdStore {
             client,
@@ -106,13 +143,14 @@ impl EtcdStore {
         endpoints: &[String],
         cluster: &str,
         timeout: Duration,
+        access: &EtcdAccess,
         patience: Option<Duration>,
     ) -> Result<Self, StoreError> {
         let started = tokio::time::Instant::now();
         let mut warned = false;
         loop {
             let attempt = async {
-                let store = Self::connect(endpoints, cluster, timeout).await?;
+                let store = Self::connect_with(endpoints, cluster, timeout, access).await?;
                 crate::Store::snapshot(&store).await?;
                 Ok::<_, StoreError>(store)
             }

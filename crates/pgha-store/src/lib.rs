@@ -31,7 +31,7 @@ pub mod view;
 
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::StoreError;
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdAccess, EtcdStore};
 pub use memory::MemoryStore;
 pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 pub use store::{Store, Watch};

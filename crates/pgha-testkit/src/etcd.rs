@@ -20,6 +20,19 @@ pub struct EtcdNode {
     pub initial_cluster: String,
     /// `--initial-cluster-token`: unique per cluster, so that stray members never join.
     pub token: String,
+    /// Serve clients over TLS, requiring a client certificate from the same CA.
+    pub tls: Option<EtcdTls>,
+}
+
+/// TLS of an etcd member: its certificate and key, the CA its clients' certificates must
+/// come from, and a plain-HTTP metrics address for health checks.
+#[derive(Clone, Debug)]
+pub struct EtcdTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
+    /// `host:port` of `--listen-metrics-urls` (plain HTTP, `/health` only).
+    pub metrics: String,
 }
 
 impl EtcdNode {
@@ -28,6 +41,7 @@ impl EtcdNode {
         EtcdNode {
             initial_cluster: format!("{name}=http://{peer}"),
             token: format!("{name}-{}", std::process::id()),
+            tls: None,
             name: name.to_string(),
             client,
             peer,
@@ -36,7 +50,8 @@ impl EtcdNode {
 
     /// The client URL, e.g. `http://127.0.0.1:2379`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.client)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.client)
     }
 
     /// The arguments that start this member on `data_dir`: short heartbeats and elections (a
@@ -60,12 +75,24 @@ impl EtcdNode {
         if supports_no_fsync() {
             args.push("--unsafe-no-fsync".into());
         }
+        if let Some(tls) = &self.tls {
+            args.extend([
+                format!("--cert-file={}", tls.cert_file.display()),
+                format!("--key-file={}", tls.key_file.display()),
+                format!("--trusted-ca-file={}", tls.ca_file.display()),
+                "--client-cert-auth".into(),
+                format!("--listen-metrics-urls=http://{}", tls.metrics),
+            ]);
+        }
         args
     }
 
     /// Whether this member's `/health` says it has a leader and serves requests.
     pub fn healthy(&self) -> bool {
-        etcd_healthy(&self.client)
+        match &self.tls {
+            Some(tls) => etcd_healthy(&tls.metrics),
+            None => etcd_healthy(&self.client),
+        }
     }
 }
 

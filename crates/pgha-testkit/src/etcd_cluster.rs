@@ -39,6 +39,7 @@ impl EtcdCluster {
                 peer: addr(size + i),
                 initial_cluster: initial_cluster.clone(),
                 token: token.clone(),
+                tls: None,
             };
             let mut member = EtcdServer::new_temporary(node);
             member.spawn()?;

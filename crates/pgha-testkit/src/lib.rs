@@ -16,7 +16,7 @@ pub mod wait;
 pub mod writer;
 
 pub use dir::traversable_tempdir;
-pub use etcd::{etcd_binary, etcd_healthy, EtcdNode};
+pub use etcd::{etcd_binary, etcd_healthy, EtcdNode, EtcdTls};
 pub use etcd_cluster::EtcdCluster;
 pub use etcd_server::EtcdServer;
 pub use http::http;

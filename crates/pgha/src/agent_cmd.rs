@@ -15,7 +15,7 @@ use pgha_host::{Host, HostSetup};
 use pgha_pg::conf::render_hba;
 use pgha_pg::tls::{ClientTls, MemberTls, TlsFiles};
 use pgha_pg::{Instance, PgBinaries, RunAs};
-use pgha_store::{EtcdStore, Store};
+use pgha_store::{EtcdAccess, EtcdStore, Store};
 
 use crate::node::NodeConfig;
 use crate::secrets::Secrets;
@@ -105,15 +105,45 @@ impl Node {
         patience: Option<Duration>,
     ) -> anyhow::Result<Arc<dyn Store>> {
         let c = &self.config;
+        let access = self.etcd_access()?;
         let store = EtcdStore::connect_patiently(
             &c.etcd.endpoints,
             &c.cluster.name,
             c.etcd_timeout(),
+            &access,
             patience,
         )
         .await
         .with_context(|| format!("etcd at {}", c.etcd.endpoints.join(", ")))?;
         Ok(Arc::new(store))
+    }
+
+    /// TLS to etcd as `[etcd]` says (ca_file, cert_file, key_file).
+    fn etcd_access(&self) -> anyhow::Result<EtcdAccess> {
+        let e = &self.config.etcd;
+        let read = |path: &Path, key: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read etcd.{key} {}", path.display()))
+        };
+        let ca_pem = match &e.ca_file {
+            Some(ca) => {
+                pgha_pg::trust::check(ca)?;
+                Some(read(ca, "ca_file")?)
+            }
+            None => None,
+        };
+        let client_identity = match (&e.cert_file, &e.key_file) {
+            (Some(cert), Some(key)) => {
+                pgha_pg::trust::check(cert)?;
+                pgha_pg::trust::check_secrets(key)?;
+                Some((read(cert, "cert_file")?, read(key, "key_file")?))
+            }
+            _ => None,
+        };
+        Ok(EtcdAccess {
+            ca_pem,
+            client_identity,
+        })
     }
 
     /// This host's member, ready for an agent.

@@ -49,6 +49,12 @@ pub struct EtcdSection {
     /// Bound on every etcd call.
     #[serde(default = "default_etcd_timeout_ms")]
     pub timeout_ms: u64,
+    /// TLS to etcd (`https://` endpoints): the CA that signed etcd's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// The certificate and key this host presents to etcd (`--client-cert-auth`), e.g. the
+    /// member's own from `pgha tls member`.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 fn default_etcd_timeout_ms() -> u64 {
@@ -171,6 +177,19 @@ impl NodeConfig {
         }
         if self.etcd.timeout_ms == 0 {
             return Err(bad("etcd.timeout_ms", "must be above 0".into()));
+        }
+        let e = &self.etcd;
+        if e.cert_file.is_some() != e.key_file.is_some() {
+            return Err(bad(
+                "etcd.cert_file",
+                "give etcd.cert_file and etcd.key_file together".into(),
+            ));
+        }
+        if e.cert_file.is_some() && e.ca_file.is_none() {
+            return Err(bad(
+                "etcd.ca_file",
+                "a client certificate needs TLS: set etcd.ca_file (and https:// endpoints)".into(),
+            ));
         }
         let m = &self.member;
         if !m

@@ -160,3 +160,85 @@ fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password()
         "the fake member got as far as: {seen:?}"
     );
 }
+
+/// etcd over TLS with `--client-cert-auth`: the agents and the CLI reach it with their member
+/// certificates (`[etcd] ca_file, cert_file, key_file`); a client without one is refused.
+#[test]
+fn etcd_over_tls_requires_the_members_certificates() {
+    let mut c = dist::DistCluster::prepare(&dist::Options::default());
+    with_tls(&c);
+    let dir = c.root.join("tls");
+    let d = dir.to_str().unwrap();
+    pgha(&[
+        "tls",
+        "member",
+        "--dir",
+        d,
+        "--name",
+        "etcd",
+        "--host",
+        "127.0.0.1",
+    ]);
+    let mut node = c.etcd.node.clone();
+    node.tls = Some(pgha_testkit::EtcdTls {
+        cert_file: dir.join("etcd.crt"),
+        key_file: dir.join("etcd.key"),
+        ca_file: dir.join("ca.crt"),
+        metrics: format!("127.0.0.1:{}", pgha_testkit::free_ports(1)[0]),
+    });
+    let plain = c.etcd.endpoint();
+    let secure = node.endpoint();
+    c.etcd = pgha_testkit::EtcdServer::new(node, &c.root.join("etcd-tls"));
+    for a in &c.agents {
+        let text = std::fs::read_to_string(&a.config).unwrap();
+        let with_tls = text.replace(
+            &format!("endpoints = [\"{plain}\"]"),
+            &format!(
+                "endpoints = [\"{secure}\"]\nca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/{n}.crt\"\nkey_file = \"{d}/{n}.key\"",
+                n = a.name
+            ),
+        );
+        assert_ne!(
+            text,
+            with_tls,
+            "no etcd endpoint line in {}",
+            a.config.display()
+        );
+        std::fs::write(&a.config, with_tls).unwrap();
+    }
+    c.etcd.start();
+    for a in &mut c.agents {
+        a.start();
+    }
+    c.wait_converged(Duration::from_secs(60));
+    let out = c.cli(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["members"].as_array().unwrap().len(), 3, "{status}");
+
+    // Without a client certificate (TLS only), etcd refuses.
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let access = pgha_store::EtcdAccess {
+            ca_pem: Some(ca),
+            client_identity: None,
+        };
+        match pgha_store::EtcdStore::connect_with(
+            std::slice::from_ref(&secure),
+            "demo",
+            Duration::from_secs(2),
+            &access,
+        )
+        .await
+        {
+            Ok(store) => store.snapshot().await.is_err(),
+            Err(_) => true,
+        }
+    });
+    assert!(refused, "etcd answered a client without a certificate");
+}
