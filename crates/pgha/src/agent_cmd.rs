@@ -188,6 +188,20 @@ impl Node {
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(file: &Path) -> anyhow::Result<()> {
     let node = Node::load(file)?;
+    if node.config.tls.is_none() {
+        tracing::warn!(
+            "{}: no [tls] section: replication and pgha's connections to PostgreSQL are not \
+             encrypted, and a fake member written into etcd would be sent the superuser password; \
+             make certificates with `pgha tls ca` and `pgha tls member`",
+            file.display()
+        );
+    }
+    if node.config.etcd.ca_file.is_none() {
+        tracing::warn!(
+            "{}: no etcd.ca_file: etcd is reached in clear text; give etcd TLS (see `pgha agent --help`)",
+            file.display()
+        );
+    }
     let spec = node.spec()?;
     let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
         .await

@@ -140,6 +140,11 @@ pub enum Command {
     /// host/port, REST API address, tags) and a 0600 secrets file shared by all hosts. Agents
     /// may start in any order: one bootstraps, the others clone from it. SIGTERM stops
     /// PostgreSQL and leaves the cluster (the others fail over at once if it led).
+    ///
+    /// TLS: `[tls]` (ca_file, cert_file, key_file from `pgha tls ca` / `pgha tls member`)
+    /// encrypts and authenticates every PostgreSQL connection pgha makes or configures;
+    /// `[etcd] ca_file, cert_file, key_file` with `https://` endpoints do the same for etcd
+    /// (run etcd with --cert-file, --key-file, --trusted-ca-file, --client-cert-auth).
     Agent {
         #[arg(long)]
         config: PathBuf,
