@@ -139,7 +139,7 @@ async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
             ctx.write_config(&data, true, up)?;
         }
     }
-    ctx.start_or_wait().await
+    ctx.start_standby().await
 }
 
 async fn stop(ctx: &JobContext, mode: CoreStop) -> JobResult {
@@ -157,7 +157,7 @@ async fn promote(ctx: &JobContext) -> JobResult {
 async fn demote(ctx: &JobContext, mode: CoreStop) -> JobResult {
     ctx.stop_any(pg_mode(mode)).await?;
     ctx.write_config(&ctx.spec.instance.data_dir(), true, None)?;
-    ctx.start_or_wait().await
+    ctx.start_standby().await
 }
 
 async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
@@ -168,7 +168,7 @@ async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
     let was_standby = inst.has_standby_signal();
     ctx.write_config(&inst.data_dir(), true, Some(up))?;
     if !inst.is_running() {
-        return ctx.start_or_wait().await;
+        return ctx.start_standby().await;
     }
     if was_standby && inst.bins.major >= 13 {
         // PostgreSQL 13+ re-reads primary_conninfo on reload: no restart needed.
@@ -176,5 +176,5 @@ async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
         return Ok(());
     }
     ctx.stop_any(StopMode::Fast).await?;
-    ctx.start_or_wait().await
+    ctx.start_standby().await
 }

@@ -12,7 +12,6 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "listen_addresses",
     "port",
     "unix_socket_directories",
-    "wal_level",
     "hot_standby",
     "hot_standby_feedback",
     "wal_log_hints",
@@ -27,6 +26,8 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "wal_receiver_status_interval",
     "synchronous_standby_names",
     "synchronous_commit",
+    "sync_replication_slots",
+    "synchronized_standby_slots",
     "cluster_name",
     "password_encryption",
     "data_directory",
@@ -48,6 +49,22 @@ pub enum ParameterRefused {
     Owned(String),
     #[error("the value contains the control character {0:?}; PostgreSQL settings are one line")]
     ControlCharacter(char),
+    #[error(
+        "wal_level = {0:?}: pgha runs `replica` (the default) or `logical` (logical decoding)"
+    )]
+    WalLevel(String),
+}
+
+/// Checks a user's parameter and its value together: [`check_user_parameter`],
+/// [`check_user_value`], and the values pgha can run with where it has a say (`wal_level`:
+/// `replica` or `logical`).
+pub fn check_user_setting(name: &str, value: &str) -> Result<(), ParameterRefused> {
+    check_user_parameter(name)?;
+    check_user_value(value)?;
+    if name.eq_ignore_ascii_case("wal_level") && !matches!(value, "replica" | "logical") {
+        return Err(ParameterRefused::WalLevel(value.to_string()));
+    }
+    Ok(())
 }
 
 /// Why a user parameter is refused, if it is.
@@ -142,8 +159,15 @@ impl MemberConf {
     pub fn primary_conninfo(&self) -> Option<String> {
         let up = self.upstream.as_ref()?;
         let ca = self.tls.as_ref().map(|t| t.ca_cert.as_path());
+        // PostgreSQL 17+ synchronizes failover logical slots over this connection, which
+        // needs a database to connect to.
+        let dbname = if self.major >= 17 {
+            " dbname=postgres"
+        } else {
+            ""
+        };
         Some(format!(
-            "{} user={} passfile={} application_name={} connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
+            "{}{dbname} user={} passfile={} application_name={} connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=3",
             crate::tls::conninfo_target(&up.name, &up.host, up.port, ca),
             quote_conninfo(&self.replication_user),
             quote_conninfo(&self.passfile.to_string_lossy()),
@@ -165,7 +189,8 @@ impl MemberConf {
             ("unix_socket_directories", String::new()),
             ("cluster_name", self.name.clone()),
             ("password_encryption", "scram-sha-256".into()),
-            ("wal_level", "replica".into()),
+            // `logical` when the user asks for it (check_user_setting allows only these two).
+            ("wal_level", self.wal_level().into()),
             ("hot_standby", "on".into()),
             ("hot_standby_feedback", "on".into()),
             ("wal_log_hints", "on".into()),
@@ -197,6 +222,11 @@ impl MemberConf {
             // Report positions every second, so a commit waiting for a new synchronous
             // standby is released promptly.
             owned.push(("wal_receiver_status_interval", "1s".into()));
+            if self.major >= 17 {
+                // Logical slots created with `failover = true` on the primary are kept in sync
+                // here, so that they survive a failover to this member.
+                owned.push(("sync_replication_slots", "on".into()));
+            }
         }
         if let Some(conninfo) = self.primary_conninfo().filter(|_| self.standby) {
             owned.push(("primary_conninfo", conninfo));
@@ -211,13 +241,30 @@ impl MemberConf {
         for (key, value) in &owned {
             let _ = writeln!(out, "{key} = {}", quote_conf(value));
         }
-        if !self.parameters.is_empty() {
+        let yours: Vec<_> = self
+            .parameters
+            .iter()
+            .filter(|(key, _)| !key.eq_ignore_ascii_case("wal_level"))
+            .collect();
+        if !yours.is_empty() {
             out.push_str("\n# Your parameters\n");
-            for (key, value) in &self.parameters {
+            for (key, value) in yours {
                 let _ = writeln!(out, "{key} = {}", quote_conf(value));
             }
         }
         out
+    }
+
+    /// `logical` when the user's parameters ask for it, else `replica`.
+    fn wal_level(&self) -> &'static str {
+        let asked = self
+            .parameters
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("wal_level"));
+        match asked {
+            Some((_, value)) if value == "logical" => "logical",
+            _ => "replica",
+        }
     }
 }
 

@@ -86,7 +86,8 @@ fn with_tls_replication_verifies_the_upstream_and_needs_tls() {
 
 #[test]
 fn owned_parameters_are_refused() {
-    assert!(check_user_parameter("wal_level").is_err());
+    assert!(check_user_parameter("max_wal_senders").is_err());
+    assert!(check_user_parameter("sync_replication_slots").is_err());
     assert!(check_user_parameter("Port").is_err());
     assert!(check_user_parameter("shared_buffers").is_ok());
     assert!(check_user_parameter("bad name").is_err());
@@ -157,4 +158,33 @@ fn hba_addresses_are_addresses() {
         check_hba_address("10.0.0.0/33"),
         Err(HbaAddressRefused::PrefixTooLong("10.0.0.0/33".into()))
     );
+}
+
+/// Issue 12: `wal_level = logical` for logical decoding, and on PostgreSQL 17+ standbys keep
+/// failover logical slots in sync (over a primary_conninfo that names a database).
+#[test]
+fn logical_decoding_and_slot_synchronization() {
+    assert_eq!(check_user_setting("wal_level", "logical"), Ok(()));
+    assert_eq!(check_user_setting("wal_level", "replica"), Ok(()));
+    assert_eq!(
+        check_user_setting("wal_level", "minimal"),
+        Err(ParameterRefused::WalLevel("minimal".into()))
+    );
+    let mut c = conf(Some(Upstream {
+        name: "n1".into(),
+        host: "127.0.0.1".into(),
+        port: 5432,
+    }));
+    c.parameters.insert("wal_level".into(), "logical".into());
+    let text = c.render();
+    assert!(text.contains("wal_level = 'logical'"), "{text}");
+    assert_eq!(text.matches("wal_level").count(), 1, "{text}");
+    assert!(!text.contains("sync_replication_slots"), "15: {text}");
+    assert!(!c.primary_conninfo().unwrap().contains("dbname"));
+    c.major = 17;
+    let text = c.render();
+    assert!(text.contains("sync_replication_slots = 'on'"), "{text}");
+    assert!(c.primary_conninfo().unwrap().contains(" dbname=postgres "));
+    c.standby = false;
+    assert!(!c.render().contains("sync_replication_slots"));
 }

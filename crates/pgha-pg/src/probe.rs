@@ -250,6 +250,26 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
     }
 }
 
+/// On a PostgreSQL 17+ standby: drops the logical failover slots it kept from a time it was
+/// primary (not synchronized, not in use). A slot of the same name as one of the primary's
+/// would stop the standby from synchronizing any slot; the primary's are synchronized here
+/// instead. Returns the names dropped.
+pub async fn drop_stale_failover_slots(client: &Client, member: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, pg_drop_replication_slot(slot_name) IS NULL \
+             FROM pg_replication_slots \
+             WHERE slot_type = 'logical' AND failover AND NOT synced AND NOT active",
+            &[],
+        )
+        .await
+        .map_err(|source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        })?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Names of the physical replication slots on the server.
 pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
     let rows = client

@@ -124,7 +124,7 @@ impl PostgresSection {
             pgha_pg::conf::check_user_parameter(name)
                 .map_err(|refused| bad(&key, refused.to_string()))?;
             let text = parameter_text(value).map_err(|reason| bad(&key, reason))?;
-            pgha_pg::conf::check_user_value(&text)
+            pgha_pg::conf::check_user_setting(name, &text)
                 .map_err(|refused| bad(&key, refused.to_string()))?;
         }
         Ok(())
@@ -304,8 +304,7 @@ pub fn parse_param_flag(flag: &str) -> Result<(String, toml::Value), ParamFlagEr
         flag: flag.to_string(),
         refused,
     };
-    pgha_pg::conf::check_user_parameter(&key).map_err(refused)?;
-    pgha_pg::conf::check_user_value(value.trim()).map_err(refused)?;
+    pgha_pg::conf::check_user_setting(&key, value.trim()).map_err(refused)?;
     Ok((key, toml::Value::String(value.trim().to_string())))
 }
 

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use pgha_core::MemberName;
 use pgha_pg::conf::{slot_name, Upstream};
-use pgha_pg::probe::{ensure_replication_role, ensure_slot};
+use pgha_pg::probe::{drop_stale_failover_slots, ensure_replication_role, ensure_slot};
 use pgha_pg::StopMode;
 
 use super::reaping::{is_zombie, wait_reaped};
@@ -35,10 +35,7 @@ impl JobContext {
     /// leader also maintains slots for every member).
     pub(super) async fn ensure_own_slot_on(&self, upstream: &Upstream) {
         let spec = &self.spec;
-        match spec
-            .connect(upstream, SQL_TIMEOUT)
-            .await
-        {
+        match spec.connect(upstream, SQL_TIMEOUT).await {
             Ok(client) => {
                 if let Err(e) =
                     ensure_slot(&client, spec.name.as_str(), &slot_name(spec.name.as_str())).await
@@ -78,6 +75,35 @@ impl JobContext {
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// Starts PostgreSQL as a standby ([`Self::start_or_wait`]); on 17+ then drops the
+    /// logical failover slots left from a time this member was primary, which would keep
+    /// the primary's from being synchronized here (best effort, said in the log).
+    pub(super) async fn start_standby(&self) -> JobResult {
+        self.start_or_wait().await?;
+        let spec = &self.spec;
+        if spec.instance.bins.major < 17 {
+            return Ok(());
+        }
+        let name = spec.name.as_str();
+        let dropped = match spec.connect_local(SQL_TIMEOUT).await {
+            Ok(client) => drop_stale_failover_slots(&client, name).await,
+            Err(e) => Err(e),
+        };
+        match dropped {
+            Ok(slots) if slots.is_empty() => {}
+            Ok(slots) => tracing::info!(
+                "{name}: dropped its own logical slot(s) {} from when it was primary: the \
+                 primary's are synchronized here instead",
+                slots.join(", ")
+            ),
+            Err(e) => tracing::warn!(
+                "{name}: could not drop stale logical failover slots ({e}); the primary's \
+                 slots of the same name will not be synchronized here"
+            ),
+        }
+        Ok(())
     }
 
     /// Creates (or re-keys) the replication role on the local primary: idempotent, and run on

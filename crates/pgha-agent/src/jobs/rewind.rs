@@ -38,7 +38,7 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
     // pg_rewind copied the source's configuration files: put this member's back.
     ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
     ctx.ensure_own_slot_on(&up).await;
-    ctx.start_or_wait().await
+    ctx.start_standby().await
 }
 
 /// A CHECKPOINT on the rewind source. Right after a promotion the source's control file still
