@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pgha_pg::logical_slots::{logical_slots, LogicalSlot};
 use pgha_pg::probe::{format_lsn, probe, PgState};
 
 use crate::host::Host;
@@ -34,11 +35,11 @@ pub async fn gather_targets(
     proxy: ProxyStatus,
 ) -> ClusterStatus {
     let probes = targets.iter().map(|t| probe_target(t, credentials));
-    let results: Vec<(bool, Result<PgState, String>)> = futures::future::join_all(probes).await;
+    let results: Vec<Probed> = futures::future::join_all(probes).await;
     let primaries: Vec<(&Target, &PgState)> = targets
         .iter()
         .zip(&results)
-        .filter_map(|(t, (_, r))| r.as_ref().ok().filter(|s| !s.in_recovery).map(|s| (t, s)))
+        .filter_map(|(t, (_, r, _))| r.as_ref().ok().filter(|s| !s.in_recovery).map(|s| (t, s)))
         .collect();
     let primary = if primaries.len() == 1 {
         Some(primaries[0])
@@ -48,7 +49,10 @@ pub async fn gather_targets(
     let members = targets
         .iter()
         .zip(&results)
-        .map(|(t, (running, result))| describe(t, *running, result.clone(), primary))
+        .map(|(t, (running, result, slots))| MemberStatus {
+            logical_slots: slots.clone(),
+            ..describe(t, *running, result.clone(), primary)
+        })
         .collect();
     ClusterStatus {
         cluster: cluster_name.to_string(),
@@ -116,12 +120,9 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
     status
 }
 
-async fn probe_target(
-    target: &Target,
-    credentials: &pgha_pg::probe::Credentials,
-) -> (bool, Result<PgState, String>) {
+async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials) -> Probed {
     if target.running == Some(false) {
-        return (false, Err("not running".into()));
+        return (false, Err("not running".into()), Vec::new());
     }
     let result = async {
         let client = pgha_pg::probe::connect(
@@ -132,14 +133,22 @@ async fn probe_target(
             Duration::from_secs(2),
         )
         .await?;
-        probe(&client, &target.name).await
+        let state = probe(&client, &target.name).await?;
+        let slots = logical_slots(&client, &target.name, state.server_version_num).await?;
+        Ok::<_, pgha_pg::PgError>((state, slots))
     }
     .await
     .map_err(|e| e.to_string());
     // A remote member that does not answer may simply be down.
     let running = target.running.unwrap_or(result.is_ok());
-    (running, result)
+    match result {
+        Ok((state, slots)) => (running, Ok(state), slots),
+        Err(e) => (running, Err(e), Vec::new()),
+    }
 }
+
+/// What probing one member found: whether it runs, its state or why not, its logical slots.
+type Probed = (bool, Result<PgState, String>, Vec<LogicalSlot>);
 
 fn describe(
     member: &Target,
@@ -166,6 +175,7 @@ fn describe(
         sync_state: None,
         error: None,
         decision: None,
+        logical_slots: Vec::new(),
     };
     let state = match result {
         Ok(state) => state,

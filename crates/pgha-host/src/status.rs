@@ -72,6 +72,10 @@ pub struct MemberStatus {
     /// The member agent's last decision, as logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
+    /// Its logical replication slots: on a primary, which follow a failover (17+); on a
+    /// standby, its synchronized copies and whether a promotion would find them usable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logical_slots: Vec<pgha_pg::logical_slots::LogicalSlot>,
 }
 
 /// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).

@@ -11,6 +11,7 @@ pub mod conf;
 pub mod error;
 pub mod instance;
 pub mod lease_file;
+pub mod logical_slots;
 pub mod osuser;
 pub mod probe;
 pub mod rewind;

@@ -105,7 +105,31 @@ pub fn render_table(status: &ClusterStatus) -> String {
             out.push_str(&format!("  {}: {}\n", m.name, d));
         }
     }
+    for m in status
+        .members
+        .iter()
+        .filter(|m| !m.logical_slots.is_empty())
+    {
+        let slots: Vec<String> = m.logical_slots.iter().map(describe_slot).collect();
+        out.push_str(&format!(
+            "Logical slots on {}: {}\n",
+            m.name,
+            slots.join(", ")
+        ));
+    }
     out
+}
+
+/// One logical slot for the table: whether it follows a failover, and on a standby whether
+/// its copy is usable yet.
+fn describe_slot(slot: &pgha_pg::logical_slots::LogicalSlot) -> String {
+    let state = match (slot.synced, slot.failover, slot.ready) {
+        (true, _, true) => "synchronized, ready",
+        (true, _, false) => "synchronized, not usable yet",
+        (false, true, _) => "failover",
+        (false, false, _) => "lost at a failover",
+    };
+    format!("{} ({state})", slot.name)
 }
 
 /// Bytes in a short human form: 0 B, 12 kB, 3.4 MB.

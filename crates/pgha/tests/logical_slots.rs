@@ -124,6 +124,29 @@ async fn slot_survives_failover(major: u32) {
     c.write("n1", "pending", 11..21).await;
     c.wait_identical("n1", &["n1", "n2", "n3"]).await;
 
+    // `pgha status` says which slots follow a failover, and where their copies are ready.
+    let status: serde_json::Value = serde_json::from_str(&c.ok("status", &["--json"])).unwrap();
+    let slot = |member: &str| {
+        status["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == member)
+            .map(|m| m["logical_slots"][0].clone())
+            .unwrap()
+    };
+    assert_eq!(slot("n1")["failover"], true, "{status}");
+    assert_eq!(slot("n1")["synced"], false, "{status}");
+    for standby in ["n2", "n3"] {
+        assert_eq!(slot(standby)["synced"], true, "{status}");
+        assert_eq!(slot(standby)["ready"], true, "{status}");
+    }
+    let table = c.ok("status", &[]);
+    assert!(
+        table.contains("Logical slots on n2: cdc (synchronized, ready)"),
+        "{table}"
+    );
+
     c.ok("stop", &["n1"]);
     let new = c.wait_new_primary(&["n1"]);
     let after = inserted_ids(&changes(&c, &new).await);
