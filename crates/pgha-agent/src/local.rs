@@ -6,6 +6,7 @@ use std::time::Duration;
 use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
+use pgha_pg::logical_slots::logical_slots;
 use pgha_pg::probe::{list_slots, probe, PgState};
 use tokio_postgres::Client;
 
@@ -104,8 +105,9 @@ impl LocalProbe {
             return silent;
         }
         match state {
-            Some((state, slots)) => {
+            Some((state, slots, synced_slots)) => {
                 local.running = true;
+                local.synced_slots = synced_slots;
                 local.in_recovery = state.in_recovery;
                 local.timeline = Timeline(state.timeline.unwrap_or(0));
                 local.lsn = Lsn(state.position().unwrap_or(0));
@@ -153,19 +155,29 @@ impl LocalProbe {
         local
     }
 
-    async fn probe(&mut self, spec: &NodeSpec, limit: Duration) -> Option<(PgState, Vec<String>)> {
+    /// The local PostgreSQL's state; on a primary its physical slots, on a 17+ standby how
+    /// many synchronized logical slots a promotion would find usable.
+    async fn probe(
+        &mut self,
+        spec: &NodeSpec,
+        limit: Duration,
+    ) -> Option<(PgState, Vec<String>, u32)> {
         let name = spec.name.to_string();
         let started = tokio::time::Instant::now();
         let client = self.client(spec, limit).await?;
         let left = limit.saturating_sub(started.elapsed());
         let result = tokio::time::timeout(left, async {
             let state = probe(client, &name).await?;
-            let slots = if state.in_recovery {
-                Vec::new()
+            let (slots, synced) = if !state.in_recovery {
+                (list_slots(client, &name).await?, 0)
+            } else if state.server_version_num >= 170000 {
+                let logical = logical_slots(client, &name, state.server_version_num).await?;
+                let usable = logical.iter().filter(|s| s.synced && s.ready).count();
+                (Vec::new(), u32::try_from(usable).unwrap_or(u32::MAX))
             } else {
-                list_slots(client, &name).await?
+                (Vec::new(), 0)
             };
-            Ok::<_, pgha_pg::PgError>((state, slots))
+            Ok::<_, pgha_pg::PgError>((state, slots, synced))
         })
         .await;
         match result {

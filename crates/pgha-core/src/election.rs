@@ -32,12 +32,17 @@ impl fmt::Display for Ineligible {
     }
 }
 
-/// The ordering key of a candidate: greater is better. Newer timeline, then further LSN, then
-/// higher priority tag, then the smaller name (deterministic tie-break).
-pub fn rank(name: &MemberName, record: &MemberRecord) -> (Timeline, Lsn, u32, Reverse<MemberName>) {
+/// The ordering key of a candidate: greater is better. Newer timeline, then further LSN,
+/// then more usable synchronized logical slots (their consumers carry on after the
+/// failover), then higher priority tag, then the smaller name (deterministic tie-break).
+pub fn rank(
+    name: &MemberName,
+    record: &MemberRecord,
+) -> (Timeline, Lsn, u32, u32, Reverse<MemberName>) {
     (
         record.timeline,
         record.lsn,
+        record.synced_slots,
         record.tags.priority,
         Reverse(name.clone()),
     )

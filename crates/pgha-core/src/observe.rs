@@ -114,6 +114,10 @@ pub struct MemberRecord {
     pub leader_seen: Option<MemberName>,
     /// Free-form addresses from the member's configuration (PostgreSQL, REST API).
     pub addresses: BTreeMap<String, String>,
+    /// On a PostgreSQL 17+ standby: how many synchronized logical slots a promotion would find
+    /// usable. Between candidates at the same position, more wins (their consumers carry on).
+    #[serde(default)]
+    pub synced_slots: u32,
 }
 
 impl MemberRecord {
@@ -164,6 +168,8 @@ pub struct LocalPg {
     pub replicas: Vec<ReplicaState>,
     /// Physical replication slots present.
     pub slots: Vec<MemberName>,
+    /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
+    pub synced_slots: u32,
 }
 
 impl LocalPg {

@@ -42,6 +42,7 @@ mod tests {
             tags: Tags::default(),
             leader_seen: None,
             addresses: BTreeMap::new(),
+            synced_slots: 0,
         }
     }
 

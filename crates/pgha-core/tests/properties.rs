@@ -84,6 +84,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
                 tags: Tags::default(),
                 leader_seen: (!fresh).then(|| MemberName::new("o0")),
                 addresses: BTreeMap::new(),
+                synced_slots: 0,
             },
         );
     }

@@ -62,6 +62,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         tags: Tags::default(),
         leader_seen: leader_seen.map(name),
         addresses: BTreeMap::new(),
+        synced_slots: pg.synced_slots,
     }
 }
 
@@ -371,6 +372,28 @@ fn a_member_that_confirmed_the_old_leader_does_not_take_the_lease() {
 fn ties_break_by_name() {
     let (a, b) = (standby(1, 5000, None), standby(1, 5000, None));
     let view = leaderless(&a, &b, None);
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+}
+
+/// Issue 12: at the same position, the standby whose synchronized logical slots a promotion
+/// would find usable wins over a better name (the slots' consumers carry on), and a further
+/// position still wins over slots.
+#[test]
+fn at_the_same_position_synchronized_logical_slots_win() {
+    let a = standby(1, 5000, None);
+    let b = LocalPg {
+        synced_slots: 1,
+        ..standby(1, 5000, None)
+    };
+    let view = leaderless(&a, &b, None);
+    let d2 = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(d2.reason, Reason::Behind { best: name("n3") });
+    let d3 = member("n3").step(&obs(0, b.clone(), &view, vec![]));
+    assert!(acquires(&d3), "{:?}", d3.reason);
+
+    let further = standby(1, 5001, None);
+    let view = leaderless(&further, &b, None);
     let d3 = member("n3").step(&obs(0, b, &view, vec![]));
     assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
 }

@@ -18,6 +18,7 @@ impl Member {
             tags: self.settings.tags.clone(),
             leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
             addresses: self.settings.addresses.clone(),
+            synced_slots: local.synced_slots,
         }
     }
 

@@ -801,6 +801,7 @@ impl World {
             slots: n.pg.slots.clone(),
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
             refusing_connections: false,
+            synced_slots: 0,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
