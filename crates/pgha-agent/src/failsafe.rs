@@ -206,13 +206,20 @@ pub async fn ask_all(
     term: u64,
     apis: BTreeMap<String, String>,
     token: Option<&str>,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 ) -> Option<u64> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut builder = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT);
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls);
+    }
+    let agent = builder.build();
     let asks = apis.into_iter().map(|(name, api)| {
         let leader = leader.to_string();
         let bearer = token.map(|t| format!("Bearer {t}"));
+        let agent = agent.clone();
         tokio::task::spawn_blocking(move || {
-            let agent = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT).build();
-            let mut request = agent.post(&format!("http://{api}{FAILSAFE_PATH}"));
+            let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
             if let Some(bearer) = &bearer {
                 request = request.set("Authorization", bearer);
             }
@@ -361,7 +368,7 @@ mod tests {
         };
         let ask = |body: String| {
             let api = answer_once(body);
-            ask_all("n1", 7, [("n2".to_string(), api)].into(), Some("t"))
+            ask_all("n1", 7, [("n2".to_string(), api)].into(), Some("t"), None)
         };
         assert_eq!(ask(answer("n2", "n1", 7)).await, Some(3000));
         assert_eq!(ask(answer("n3", "n1", 7)).await, None, "another member");

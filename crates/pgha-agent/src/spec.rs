@@ -36,6 +36,8 @@ pub struct NodeSpec {
     pub tags: Tags,
     /// TLS for PostgreSQL (`None`: none).
     pub tls: Option<MemberTls>,
+    /// The members' APIs speak HTTPS (verified against the cluster CA of `tls`).
+    pub api_https: bool,
 }
 
 impl NodeSpec {

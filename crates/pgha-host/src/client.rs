@@ -16,11 +16,18 @@ use crate::api::{Failure, FailureKind};
 pub const PROMOTION_PATIENCE: Duration = Duration::from_secs(120);
 
 /// A client of the hosts' API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
-    /// `http://host:port` of each host's API, in the order to try them.
+    /// `http(s)://host:port` of each host's API, in the order to try them.
     bases: Vec<String>,
     token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("bases", &self.bases).finish()
+    }
 }
 
 /// Why a request did not get an answer.
@@ -52,16 +59,32 @@ enum Attempt<T> {
 }
 
 impl Client {
-    /// A client of the APIs at `addresses` (`host:port`, tried in order).
-    pub fn new(addresses: impl IntoIterator<Item = String>, token: Option<String>) -> Self {
+    /// A client of the APIs at `addresses` (`host:port`, tried in order); over HTTPS with
+    /// `tls`, verifying each host's certificate against the cluster CA.
+    pub fn new(
+        addresses: impl IntoIterator<Item = String>,
+        token: Option<String>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut bases: Vec<String> = Vec::new();
         for a in addresses {
-            let base = format!("http://{a}");
+            let base = format!("{scheme}://{a}");
             if !bases.contains(&base) {
                 bases.push(base);
             }
         }
-        Client { bases, token }
+        let mut agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        if let Some(tls) = tls {
+            agent = agent.tls_config(tls);
+        }
+        Client {
+            bases,
+            token,
+            agent: agent.build(),
+        }
     }
 
     /// The addresses this client tries.
@@ -95,7 +118,8 @@ impl Client {
             let url = format!("{base}{path}");
             let token = self.token.clone();
             let body = body.clone();
-            let attempt = tokio::task::spawn_blocking(move || send(&url, token, body))
+            let agent = self.agent.clone();
+            let attempt = tokio::task::spawn_blocking(move || send(&agent, &url, token, body))
                 .await
                 .unwrap_or_else(|e| {
                     Attempt::Final(ClientError::Garbled {
@@ -169,23 +193,17 @@ impl Client {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .build()
-}
-
 /// One blocking request (run off the async threads).
 fn send<T: DeserializeOwned>(
+    agent: &ureq::Agent,
     url: &str,
     token: Option<String>,
     body: Option<serde_json::Value>,
 ) -> Attempt<T> {
     let response = match body {
-        None => agent().get(url).call(),
+        None => agent.get(url).call(),
         Some(body) => {
-            let mut request = agent().post(url);
+            let mut request = agent.post(url);
             if let Some(token) = &token {
                 request = request.set("Authorization", &format!("Bearer {token}"));
             }

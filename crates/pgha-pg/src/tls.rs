@@ -23,6 +23,8 @@ pub enum TlsError {
     BadCertificate { what: String, source: rustls::Error },
     #[error("{name:?} cannot be named in a certificate: {detail}")]
     BadName { name: String, detail: String },
+    #[error("{what}: no PEM private key in it ({detail})")]
+    NoKey { what: String, detail: String },
 }
 
 /// A certificate and its private key, PEM-encoded.
@@ -221,6 +223,44 @@ impl ClientTls {
     pub fn connector(&self) -> tokio_postgres_rustls::MakeRustlsConnect {
         tokio_postgres_rustls::MakeRustlsConnect::new((*self.config).clone())
     }
+
+    /// The rustls configuration itself (for the HTTPS clients of the agents' API).
+    pub fn rustls(&self) -> Arc<rustls::ClientConfig> {
+        self.config.clone()
+    }
+}
+
+/// The server side of TLS with a member's certificate and key (the agents' HTTPS API).
+pub fn server_config(
+    cert_pem: &str,
+    key_pem: &str,
+    what: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::PrivateKeyDer;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .flatten()
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            what: what.to_string(),
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::NoKey {
+        what: what.to_string(),
+        detail: e.to_string(),
+    })?;
+    let bad = |source| TlsError::BadCertificate {
+        what: what.to_string(),
+        source,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(bad)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(bad)?;
+    Ok(Arc::new(config))
 }
 
 /// Points `config` at `member` on `host:port`. With TLS the server must present a certificate

@@ -68,6 +68,32 @@ impl Node {
         }
     }
 
+    /// Whether the agents' APIs speak HTTPS (`[tls] api = true`).
+    pub fn api_https(&self) -> bool {
+        self.config.tls.as_ref().is_some_and(|t| t.api)
+    }
+
+    /// The client TLS for the agents' APIs, when they speak HTTPS.
+    pub fn api_client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.tls
+            .as_ref()
+            .filter(|_| self.api_https())
+            .map(ClientTls::rustls)
+    }
+
+    /// The server TLS of this agent's API (its member certificate), when it speaks HTTPS.
+    fn api_server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+        let Some(section) = self.config.tls.as_ref().filter(|t| t.api) else {
+            return Ok(None);
+        };
+        let cert = std::fs::read_to_string(&section.cert_file)
+            .with_context(|| format!("read tls.cert_file {}", section.cert_file.display()))?;
+        let key = std::fs::read_to_string(&section.key_file)
+            .with_context(|| format!("read tls.key_file {}", section.key_file.display()))?;
+        let what = section.cert_file.display().to_string();
+        Ok(Some(pgha_pg::tls::server_config(&cert, &key, &what)?))
+    }
+
     /// This member's TLS: its certificate and key, and the CA for libpq, copied into the
     /// member directory (owned by the PostgreSQL OS user, the key 0600) where PostgreSQL and
     /// its walreceiver read them.
@@ -176,6 +202,7 @@ impl Node {
                 self.tls.is_some(),
             ),
             tls: None,
+            api_https: false,
             tags: Tags {
                 nofailover: c.member.nofailover,
                 nosync: c.member.nosync,
@@ -215,6 +242,8 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
     spec.instance.create_member_dir()?;
     let mut spec = spec;
     spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
+    spec.api_https = node.api_https();
+    let api_tls = node.api_server_tls()?;
     let pg = &node.config.postgresql;
     pgha_pg::secrets::write_passfile(
         &spec.passfile,
@@ -250,7 +279,7 @@ pub async fn run(file: &Path) -> anyhow::Result<()> {
         ),
     });
     host.start_member(name.as_str()).await?;
-    let api = pgha_host::api::serve(api_listener, host.clone());
+    let api = pgha_host::api::serve(api_listener, host.clone(), api_tls);
     tracing::info!(
         "agent {name} of cluster {} running: PostgreSQL {host_addr}:{port}, REST API {}",
         node.config.cluster.name,

@@ -226,6 +226,7 @@ impl LocalCluster {
                 parameters: self.config.parameters(),
                 hba: self.hba(),
                 tags: Tags::default(),
+                api_https: false,
                 tls: self.tls.as_ref().map(|client| {
                     CaDir::new(self.dir.join(TLS_DIR)).member(&member.instance.member_dir, client)
                 }),

@@ -42,7 +42,7 @@ impl ClusterHandle {
             cluster.config.cluster.base_port + 2
         );
         ClusterHandle {
-            client: Client::new([address], cluster.secrets.api_token.clone()),
+            client: Client::new([address], cluster.secrets.api_token.clone(), None),
             local: Some(Box::new(cluster)),
         }
     }
@@ -64,7 +64,11 @@ impl ClusterHandle {
             Err(e) => tracing::warn!("{e:#}; asking only this host's agent"),
         }
         Ok(ClusterHandle {
-            client: Client::new(addresses, node.secrets.api_token.clone()),
+            client: Client::new(
+                addresses,
+                node.secrets.api_token.clone(),
+                node.api_client_tls(),
+            ),
             local: None,
         })
     }

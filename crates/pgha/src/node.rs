@@ -123,6 +123,10 @@ pub struct TlsSection {
     pub cert_file: PathBuf,
     /// Its private key (0600).
     pub key_file: PathBuf,
+    /// Serve the REST API over HTTPS with this certificate (every host must say the same:
+    /// the CLI and the other agents then speak HTTPS to it, verifying against ca_file).
+    #[serde(default)]
+    pub api: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

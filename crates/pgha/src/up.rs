@@ -106,7 +106,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     cluster.ensure_tls()?;
 
     let host = open_host(&cluster, initial).await?;
-    let api = pgha_host::api::serve(api_listener, host.clone());
+    let api = pgha_host::api::serve(api_listener, host.clone(), None);
 
     let proxy_stop = pgha_proxy::CancellationToken::new();
     let (rw, ro) = cluster.entry_points();

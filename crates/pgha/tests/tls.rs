@@ -242,3 +242,67 @@ fn etcd_over_tls_requires_the_members_certificates() {
     });
     assert!(refused, "etcd answered a client without a certificate");
 }
+
+/// `[tls] api = true`: the agents' REST API speaks HTTPS with the member certificates. The CLI
+/// reaches it over HTTPS, plain HTTP gets nothing, and the leader keeps its lease through an
+/// etcd outage longer than it may trust the lease alone: the others' failsafe confirmations
+/// travel over HTTPS too.
+#[test]
+fn the_api_speaks_https_and_the_failsafe_travels_over_it() {
+    let mut c = dist::DistCluster::prepare(&dist::Options::default());
+    with_tls(&c);
+    for a in &c.agents {
+        let mut config = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&a.config)
+            .unwrap();
+        writeln!(config, "api = true").unwrap();
+    }
+    c.etcd.start();
+    for a in &mut c.agents {
+        a.start();
+    }
+    // Converged, as the CLI sees it over HTTPS.
+    let status = |c: &dist::DistCluster| -> Option<Value> {
+        let out = c.cli(&["status", "--json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())?
+    };
+    let converged = |s: &Value| -> Option<String> {
+        let members = s["members"].as_array()?;
+        let streaming = members.iter().filter(|m| m["state"] == "streaming").count();
+        (members.len() == 3 && streaming == 2 && s["leader"].is_string())
+            .then(|| s["leader"].as_str().unwrap().to_string())
+    };
+    let leader = dist::wait_until("convergence over HTTPS", Duration::from_secs(60), || {
+        converged(&status(&c)?)
+    });
+    let api = c.agent(&leader).api.clone();
+    assert!(
+        dist::http("GET", &api, "/health", None, None).is_none(),
+        "the API answered plain HTTP"
+    );
+    let started = "SELECT pg_postmaster_start_time()::text";
+    let conninfo = c.agent(&leader).conninfo();
+    let before = pgha_testkit::pg::run_sql(&conninfo, started).unwrap();
+
+    // etcd down for longer than the leader trusts its lease alone (ttl - margin = 2 s).
+    c.etcd.terminate();
+    std::thread::sleep(Duration::from_millis(3500));
+    c.etcd.start();
+    let s = dist::wait_until("convergence after etcd", Duration::from_secs(30), || {
+        status(&c).filter(|s| converged(s).is_some())
+    });
+    assert_eq!(s["leader"], leader.as_str(), "the leader changed: {s}");
+    assert_eq!(
+        pgha_testkit::pg::run_sql(&conninfo, started).unwrap(),
+        before,
+        "{leader}'s PostgreSQL was restarted (demoted)"
+    );
+    let log = c.agent(&leader).log();
+    assert!(
+        log.contains("every member confirmed this leader"),
+        "no failsafe confirmation over HTTPS in {leader}'s log:\n{log}"
+    );
+}

@@ -53,9 +53,15 @@ impl Agent {
         let requested_at = self.now();
         let tx = self.job_tx.clone();
         let token = self.spec.api_token.clone();
+        let tls = self
+            .spec
+            .tls
+            .as_ref()
+            .filter(|_| self.spec.api_https)
+            .map(|t| t.client.rustls());
         tokio::spawn(async move {
             let promised =
-                crate::failsafe::ask_all(me.as_str(), term, apis, token.as_deref()).await;
+                crate::failsafe::ask_all(me.as_str(), term, apis, token.as_deref(), tls).await;
             if let Some(ms) = promised {
                 tracing::info!(
                     "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
