@@ -349,13 +349,24 @@ mod tests {
             "{err}"
         );
 
-        let err = load_text("[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\n[postgresql.parameters]\nwal_level = \"minimal\"\n")
-            .unwrap_err()
-            .to_string();
+        let params = |p: &str| {
+            load_text(&format!(
+                "[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\n[postgresql.parameters]\n{p}\n"
+            ))
+        };
+        let err = params("max_wal_senders = 3").unwrap_err().to_string();
         assert!(
-            err.contains("postgresql.parameters.wal_level") && err.contains("managed by pgha"),
+            err.contains("postgresql.parameters.max_wal_senders")
+                && err.contains("managed by pgha"),
             "{err}"
         );
+        // wal_level is the one owned setting a user may change, to logical only.
+        let err = params("wal_level = \"minimal\"").unwrap_err().to_string();
+        assert!(
+            err.contains("postgresql.parameters.wal_level") && err.contains("`logical`"),
+            "{err}"
+        );
+        assert!(params("wal_level = \"logical\"").is_ok());
 
         let err = load_text("[cluster]\nname = \"x\"\nmembers = 0\nbase_port = 6000\n")
             .unwrap_err()
