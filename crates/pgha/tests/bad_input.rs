@@ -200,7 +200,7 @@ fn invalid_config_values_name_the_file_and_key() {
     .unwrap();
     let err = up_fails(&["up", "--dir", dir.to_str().unwrap()]);
     assert!(
-        err.contains("postgresql.parameters.wal_level") && err.contains("managed by pgha"),
+        err.contains("postgresql.parameters.wal_level") && err.contains("`logical`"),
         "{err}"
     );
     assert_eq!(
