@@ -18,10 +18,7 @@ pub async fn fetch(
     if timeline <= 1 {
         return Some(Vec::new());
     }
-    let client = spec
-        .connect(leader, Duration::from_secs(2))
-        .await
-        .ok()?;
+    let client = spec.connect(leader, Duration::from_secs(2)).await.ok()?;
     let file = format!("pg_wal/{timeline:08X}.history");
     let row = tokio::time::timeout(
         Duration::from_secs(2),

@@ -26,7 +26,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("bases", &self.bases).finish()
+        f.debug_struct("Client")
+            .field("bases", &self.bases)
+            .finish()
     }
 }
 

@@ -143,11 +143,8 @@ fn control_scenario(c: &dyn Control) {
     assert!(out.contains(&format!("{standby} is the primary")), "{out}");
     let s = status(c);
     assert_eq!(s["leader"], standby.as_str(), "{s}");
-    let history: Value = serde_json::from_str(&succeeds(
-        c.cli(&["history", "--json"]),
-        "history",
-    ))
-    .unwrap();
+    let history: Value =
+        serde_json::from_str(&succeeds(c.cli(&["history", "--json"]), "history")).unwrap();
     assert!(
         history
             .as_array()
@@ -161,12 +158,7 @@ fn control_scenario(c: &dyn Control) {
 #[test]
 fn a_local_cluster_answers_the_control_scenario() {
     let dir = common::test_dir();
-    let mut up = common::UpProcess::spawn(
-        &dir.path().join("c"),
-        3,
-        common::free_base_port(3),
-        &[],
-    );
+    let mut up = common::UpProcess::spawn(&dir.path().join("c"), 3, common::free_base_port(3), &[]);
     up.wait_streaming(Duration::from_secs(90));
     control_scenario(&Local(up));
 }
