@@ -341,41 +341,30 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_file() {
-        let err = load_text("[cluster]\nname = \"x\"\nmembers = \"three\"\nbase_port = 6000\n")
-            .unwrap_err()
-            .to_string();
+        let error = |text: &str| load_text(text).unwrap_err().to_string();
+        let cluster = "[cluster]\nname = \"x\"\nbase_port = 6000\n";
+        let err = error(&format!("{cluster}members = \"three\"\n"));
         assert!(
             err.contains("pgha.toml") && err.contains("members"),
             "{err}"
         );
-
-        let params = |p: &str| {
-            load_text(&format!(
-                "[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\n[postgresql.parameters]\n{p}\n"
-            ))
-        };
-        let err = params("max_wal_senders = 3").unwrap_err().to_string();
+        let params = |p: &str| format!("{cluster}members = 3\n[postgresql.parameters]\n{p}\n");
+        let err = error(&params("max_wal_senders = 3"));
         assert!(
             err.contains("postgresql.parameters.max_wal_senders")
                 && err.contains("managed by pgha"),
             "{err}"
         );
         // wal_level is the one owned setting a user may change, to logical only.
-        let err = params("wal_level = \"minimal\"").unwrap_err().to_string();
+        let err = error(&params("wal_level = \"minimal\""));
         assert!(
             err.contains("postgresql.parameters.wal_level") && err.contains("`logical`"),
             "{err}"
         );
-        assert!(params("wal_level = \"logical\"").is_ok());
-
-        let err = load_text("[cluster]\nname = \"x\"\nmembers = 0\nbase_port = 6000\n")
-            .unwrap_err()
-            .to_string();
+        assert!(load_text(&params("wal_level = \"logical\"")).is_ok());
+        let err = error(&format!("{cluster}members = 0\n"));
         assert!(err.contains("cluster.members"), "{err}");
-
-        let err = load_text("[cluster]\nname = \"x\"\nmembers = 3\nbase_port = 6000\ncolour = 1\n")
-            .unwrap_err()
-            .to_string();
+        let err = error(&format!("{cluster}members = 3\ncolour = 1\n"));
         assert!(err.contains("colour"), "{err}");
     }
 
