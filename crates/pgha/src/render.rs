@@ -33,22 +33,6 @@ pub fn render_table(status: &ClusterStatus) -> String {
             ]
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<String>| -> String {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
     let mode = match (status.managed, status.paused) {
         (false, _) => " (not running: no automatic failover)",
         (true, true) => " (PAUSED: no automatic action)",
@@ -59,12 +43,7 @@ pub fn render_table(status: &ClusterStatus) -> String {
         status.cluster,
         status.leader.as_deref().unwrap_or("none")
     );
-    out.push_str(&line(header.iter().map(|h| h.to_string()).collect()));
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row));
-        out.push('\n');
-    }
+    out.push_str(&aligned(&header, rows));
     if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
         out.push_str(&format!(
             "Synchronous: {} ({} {}, synchronous_commit={}), set [{}]\n",
@@ -155,26 +134,49 @@ pub fn render_history(entries: &[HistoryEntry]) -> String {
     }
     let name =
         |m: &Option<pgha_core::MemberName>| m.as_ref().map_or("-".to_string(), |m| m.to_string());
-    let mut out = format!(
-        "{:<20}  {:<15}  {:<4}  {:<4}  {:<3}  {:<11}  {}\n",
-        "WHEN", "EVENT", "FROM", "TO", "TL", "LSN", "WHY"
-    );
-    for e in entries {
-        let ev = &e.event;
-        let kind = serde_json::to_value(ev.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "{:<20}  {:<15}  {:<4}  {:<4}  {:<3}  {:<11}  {}\n",
-            e.at,
-            kind,
-            name(&ev.from),
-            name(&ev.to),
-            ev.timeline,
-            ev.lsn,
-            ev.reason
-        ));
+    let rows = entries
+        .iter()
+        .map(|e| {
+            let ev = &e.event;
+            let kind = serde_json::to_value(ev.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            vec![
+                e.at.clone(),
+                kind,
+                name(&ev.from),
+                name(&ev.to),
+                ev.timeline.to_string(),
+                ev.lsn.to_string(),
+                ev.reason.clone(),
+            ]
+        })
+        .collect();
+    aligned(&["WHEN", "EVENT", "FROM", "TO", "TL", "LSN", "WHY"], rows)
+}
+
+/// `header` and `rows` as lines whose columns line up whatever the cells hold (two spaces
+/// between columns, no trailing spaces).
+fn aligned(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let mut out = line(&header);
+    for row in &rows {
+        out.push_str(&line(row));
     }
     out
 }
@@ -199,6 +201,34 @@ pub fn render_config(config: &ClusterConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgha_core::{EventKind, HistoryEvent, Lsn, MemberName, Timeline};
+
+    /// Issue 14: the history's columns line up whatever the members are called.
+    #[test]
+    fn history_columns_line_up_with_long_member_names() {
+        let entry = |from: &str, to: &str| HistoryEntry {
+            at: "2026-12-01T03:00:00Z".into(),
+            event: HistoryEvent {
+                kind: EventKind::Failover,
+                from: Some(MemberName::new(from)),
+                to: Some(MemberName::new(to)),
+                timeline: Timeline(12),
+                lsn: Lsn(0x3000_0000),
+                reason: "lease expired".into(),
+            },
+        };
+        let text = render_history(&[
+            entry("n1", "db_eu_west_2_replica"),
+            entry("db_eu_west_2_replica", "n1"),
+        ]);
+        let why: Vec<Option<usize>> = text
+            .lines()
+            .map(|l| l.find("WHY").or_else(|| l.find("lease expired")))
+            .collect();
+        assert_eq!(why.len(), 3, "{text}");
+        assert!(why.iter().all(|w| w.is_some() && *w == why[0]), "{text}");
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
+    }
 
     #[test]
     fn settings_print_one_per_line() {
