@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use pgha_core::{Action, MemberName, StartRole, StopMode as CoreStop};
 use pgha_pg::conf::Upstream;
-use pgha_pg::probe::ensure_replication_role;
 use pgha_pg::{PgError, StopMode};
 
 use crate::spec::{Dynamic, NodeSpec};
@@ -110,14 +109,7 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     };
-    ensure_replication_role(
-        &client,
-        spec.name.as_str(),
-        &spec.replication_user,
-        &spec.replication_password,
-    )
-    .await?;
-    Ok(())
+    ctx.ensure_replication_role_on(&client).await
 }
 
 async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {

@@ -109,10 +109,18 @@ impl JobContext {
     /// Creates (or re-keys) the replication role on the local primary: idempotent, and run on
     /// every start as primary, so a bootstrap interrupted after initdb still gets it.
     pub(super) async fn ensure_replication_role(&self) -> JobResult {
+        let client = self.spec.connect_local(SQL_TIMEOUT).await?;
+        self.ensure_replication_role_on(&client).await
+    }
+
+    /// [`Self::ensure_replication_role`] over a connection the caller already has.
+    pub(super) async fn ensure_replication_role_on(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> JobResult {
         let spec = &self.spec;
-        let client = spec.connect_local(SQL_TIMEOUT).await?;
         ensure_replication_role(
-            &client,
+            client,
             spec.name.as_str(),
             &spec.replication_user,
             &spec.replication_password,

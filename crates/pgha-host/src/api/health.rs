@@ -41,18 +41,25 @@ fn observed(host: &Host, me: &MemberName) -> Option<Observed> {
     host.report(me)?.observed.filter(Observed::fresh)
 }
 
-/// The member a check is about and what its agent last observed, or why no member is named.
-fn checked(
+/// Answers a check about the member `?member=` names (or the host's only one): `check` sees
+/// what its agent last observed and says whether it passes (200, else 503) and the body.
+fn answer(
     host: &Host,
     q: &HashMap<String, String>,
-) -> Result<(MemberName, Option<Observed>), Failure> {
-    let me = member(host, q)?;
-    let o = observed(host, &me);
-    Ok((me, o))
+    check: impl FnOnce(&MemberName, Option<&Observed>) -> (bool, serde_json::Value),
+) -> Response {
+    match member(host, q) {
+        Err(failure) => failure.into_response(),
+        Ok(me) => {
+            let o = observed(host, &me);
+            let (ok, body) = check(&me, o.as_ref());
+            reply(ok, body)
+        }
+    }
 }
 
-pub(super) fn age_ms(o: &Option<Observed>) -> Option<u64> {
-    o.as_ref().map(|o| o.at.elapsed().as_millis() as u64)
+fn age_ms(o: Option<&Observed>) -> Option<u64> {
+    o.map(|o| o.at.elapsed().as_millis() as u64)
 }
 
 fn reply(ok: bool, body: serde_json::Value) -> Response {
@@ -69,26 +76,20 @@ pub async fn health(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (me, o) = match checked(&host, &q) {
-        Ok(checked) => checked,
-        Err(failure) => return failure.into_response(),
-    };
-    let running = o
-        .as_ref()
-        .is_some_and(|o| o.local.running && !o.local.unresponsive);
-    let reason = host
-        .report(&me)
-        .and_then(|r| r.reason)
-        .map(|r| r.to_string());
-    reply(
-        running,
-        json!({
+    answer(&host, &q, |me, o| {
+        let running = o.is_some_and(|o| o.local.running && !o.local.unresponsive);
+        let reason = host
+            .report(me)
+            .and_then(|r| r.reason)
+            .map(|r| r.to_string());
+        let body = json!({
             "member": me,
             "running": running,
             "decision": reason,
-            "observed_ms_ago": age_ms(&o),
-        }),
-    )
+            "observed_ms_ago": age_ms(o),
+        });
+        (running, body)
+    })
 }
 
 /// 200 only on the lease holder running as a writable primary, while it trusts its lease.
@@ -96,20 +97,15 @@ pub async fn primary(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (me, o) = match checked(&host, &q) {
-        Ok(checked) => checked,
-        Err(failure) => return failure.into_response(),
-    };
-    let ok = o.as_ref().is_some_and(|o| o.leads(&me));
-    reply(
-        ok,
-        json!({
+    answer(&host, &q, |me, o| {
+        let body = json!({
             "member": me,
-            "leader": o.as_ref().and_then(|o| o.leader.clone()),
-            "writable": o.as_ref().is_some_and(|o| o.local.running && !o.local.in_recovery),
-            "observed_ms_ago": age_ms(&o),
-        }),
-    )
+            "leader": o.and_then(|o| o.leader.clone()),
+            "writable": o.is_some_and(|o| o.local.running && !o.local.in_recovery),
+            "observed_ms_ago": age_ms(o),
+        });
+        (o.is_some_and(|o| o.leads(me)), body)
+    })
 }
 
 /// 200 on a streaming standby; `?lag=SIZE` (bytes, or with a unit: 16MB, 512kB, 1GB) also
@@ -119,35 +115,28 @@ pub async fn replica(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (me, o) = match checked(&host, &q) {
-        Ok(checked) => checked,
-        Err(failure) => return failure.into_response(),
-    };
     let bound = match q.get("lag").map(|text| parse_size(text)) {
         None => None,
         Some(Ok(bytes)) => Some(bytes),
         Some(Err(e)) => return Failure::new(FailureKind::BadRequest, e).into_response(),
     };
-    let Some(o) = o else {
-        return reply(false, json!({ "member": me, "running": false }));
-    };
-    let streaming = o.local.running && o.local.in_recovery && o.local.streaming;
-    let lag = o
-        .leader_lsn
-        .map(|l| l.0.saturating_sub(o.local.replay_lsn.0));
-    let within = match bound {
-        None => true,
-        Some(b) => lag.is_some_and(|l| l <= b),
-    };
-    reply(
-        streaming && within,
-        json!({
+    answer(&host, &q, |me, o| {
+        let Some(o) = o else {
+            return (false, json!({ "member": me, "running": false }));
+        };
+        let streaming = o.local.running && o.local.in_recovery && o.local.streaming;
+        let lag = o
+            .leader_lsn
+            .map(|l| l.0.saturating_sub(o.local.replay_lsn.0));
+        let within = bound.is_none_or(|b| lag.is_some_and(|l| l <= b));
+        let body = json!({
             "member": me,
             "streaming": streaming,
             "lag_bytes": lag,
-            "observed_ms_ago": o.at.elapsed().as_millis() as u64,
-        }),
-    )
+            "observed_ms_ago": age_ms(Some(o)),
+        });
+        (streaming && within, body)
+    })
 }
 
 /// Why a `?lag=` bound was not read.
