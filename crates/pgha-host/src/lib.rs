@@ -7,9 +7,18 @@ pub mod api;
 pub mod client;
 pub mod dynamic;
 pub mod entry;
+pub mod error;
 pub mod gather;
+pub mod handle;
 pub mod host;
+pub mod local;
+pub mod node;
 pub mod ops;
+pub mod secrets;
+pub mod signals;
 pub mod status;
 
+pub use error::CliError;
+pub use handle::ClusterHandle;
 pub use host::{Host, HostError, HostSetup, NotReady};
+pub use local::LocalCluster;

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::cluster::LocalCluster;
-use crate::handle::ClusterHandle;
+use pgha_host::{ClusterHandle, LocalCluster};
 
 /// pgha runs PostgreSQL streaming replication for you: a primary and its standbys, cloned,
 /// configured and watched, with one command.

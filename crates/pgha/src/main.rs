@@ -1,28 +1,18 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
-mod agent_cmd;
 mod cli;
-mod cluster;
-mod config;
-mod error;
-mod handle;
-mod lock;
-mod node;
 mod render;
-mod secrets;
-mod stop_signals;
 mod tls_cmd;
-mod up;
-mod url;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use pgha_host::local::{up, url, Password};
+use pgha_host::{ClusterHandle, LocalCluster};
+
 use crate::cli::{Cli, Command, ConfigAction, TlsAction};
-use crate::cluster::LocalCluster;
-use crate::handle::ClusterHandle;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -110,25 +100,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     settings.push((key.to_string(), value));
                 }
             }
-            up::run(up::UpArgs {
-                dir,
-                members,
-                port,
-                params,
-                pg_bin_dir,
-                os_user,
-                settings,
-            })
+            let dir_arg = dir.clone();
+            up::run(
+                up::UpArgs {
+                    dir,
+                    members,
+                    port,
+                    params,
+                    pg_bin_dir,
+                    os_user,
+                    settings,
+                },
+                |cluster, primary| print!("{}", render::up_summary(cluster, primary, &dir_arg)),
+            )
             .await
         }
-        Command::Agent { config } => agent_cmd::run(&config).await,
+        Command::Agent { config } => pgha_host::node::run::agent(&config).await,
         Command::Tls {
             action: TlsAction::Ca { dir },
         } => tls_cmd::make_ca(&dir),
         Command::Tls {
             action: TlsAction::Member { dir, name, hosts },
         } => tls_cmd::issue_member(&dir, &name, &hosts),
-        Command::Proxy { config } => agent_cmd::proxy(&config).await,
+        Command::Proxy { config } => pgha_host::node::run::proxy(&config).await,
         Command::Config {
             action: ConfigAction::Show { at },
         } => {
@@ -153,10 +147,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             print_as(json, &status, render::render_table)
         }
         Command::Switchover { at, to } => {
-            at.open()
-                .await?
-                .promote(to, pgha_core::RequestKind::Switchover)
-                .await
+            let handle = at.open().await?;
+            promote(&handle, to, pgha_core::RequestKind::Switchover).await
         }
         Command::Failover {
             at,
@@ -168,26 +160,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 force,
                 allow_data_loss,
             };
-            at.open().await?.promote(Some(to), kind).await
+            promote(&at.open().await?, Some(to), kind).await
         }
         Command::Stop { dir, name, mode } => {
-            let cluster = LocalCluster::open(&dir)?;
-            cluster.member(&name)?;
             let body = pgha_host::api::control::StopRequest {
                 immediate: mode == "immediate",
             };
-            let handle = ClusterHandle::local(cluster);
-            handle.stop_or_start(&name, Some(body)).await
+            stop_or_start(&dir, &name, Some(body)).await
         }
-        Command::Start { dir, name } => {
-            let cluster = LocalCluster::open(&dir)?;
-            cluster.member(&name)?;
-            ClusterHandle::local(cluster)
-                .stop_or_start(&name, None)
-                .await
+        Command::Start { dir, name } => stop_or_start(&dir, &name, None).await,
+        Command::Pause { at } => {
+            at.open().await?.pause(true).await?;
+            println!("paused: no automatic action until `pgha resume`");
+            Ok(())
         }
-        Command::Pause { at } => at.open().await?.pause(true).await,
-        Command::Resume { at } => at.open().await?.pause(false).await,
+        Command::Resume { at } => {
+            at.open().await?.pause(false).await?;
+            println!("resumed");
+            Ok(())
+        }
         Command::History { at, json } => {
             let entries = at.open().await?.history().await?;
             print_as(json, &entries, |e| render::render_history(e))
@@ -200,9 +191,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let cluster = LocalCluster::open(&dir)?;
             let password = if password {
-                cluster::Password::Inline
+                Password::Inline
             } else {
-                cluster::Password::FromPassfile
+                Password::FromPassfile
             };
             let uri = url::url(&cluster, member.as_deref(), primary, password).await?;
             println!("{uri}");
@@ -210,6 +201,49 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// Requests a promotion and waits for it, saying what happens.
+async fn promote(
+    handle: &ClusterHandle,
+    to: Option<String>,
+    kind: pgha_core::RequestKind,
+) -> anyhow::Result<()> {
+    let what = match kind {
+        pgha_core::RequestKind::Switchover => "switchover",
+        pgha_core::RequestKind::Failover { .. } => "failover",
+    };
+    let done = handle
+        .promote(to, kind, |target| println!("{what} to {target} requested"))
+        .await?;
+    println!(
+        "{} is the primary (took {:.1} s)",
+        done.target,
+        done.took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Stops (`Some`) or starts (`None`) one member of the local cluster in `dir`.
+async fn stop_or_start(
+    dir: &std::path::Path,
+    name: &str,
+    stop: Option<pgha_host::api::control::StopRequest>,
+) -> anyhow::Result<()> {
+    let cluster = LocalCluster::open(dir)?;
+    cluster.member(name)?;
+    let stopping = stop.is_some();
+    let answer = ClusterHandle::local(cluster)
+        .stop_or_start(name, stop)
+        .await?;
+    let text = match (stopping, answer.changed) {
+        (true, true) => "stopped",
+        (true, false) => "was not running",
+        (false, true) => "starting",
+        (false, false) => "is already running",
+    };
+    println!("{} {text}", answer.member);
+    Ok(())
 }
 
 /// Prints `value` as pretty JSON, or as the text `render` makes of it.

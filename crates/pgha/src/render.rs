@@ -1,4 +1,5 @@
-//! What the CLI prints: the status table, the history table, the dynamic settings.
+//! What the CLI prints: the status table, the history table, the dynamic settings, and
+//! `pgha up`'s summary once the cluster runs.
 
 use pgha_core::ClusterConfig;
 use pgha_host::status::ClusterStatus;
@@ -196,6 +197,50 @@ pub fn render_config(config: &ClusterConfig) -> String {
             format!("{k:<width$} = {text}\n")
         })
         .collect()
+}
+
+/// What `pgha up` prints once every member runs: the members, and how to connect, look and stop.
+pub fn up_summary(
+    cluster: &pgha_host::LocalCluster,
+    primary: &str,
+    dir_arg: &std::path::Path,
+) -> String {
+    use std::fmt::Write as _;
+    let base = cluster.config.cluster.base_port;
+    let dir = dir_arg.display();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nCluster {} is up: PostgreSQL {}, {} members, data in {}",
+        cluster.config.cluster.name,
+        cluster.bins.version,
+        cluster.members.len(),
+        cluster.dir.display()
+    );
+    for m in &cluster.members {
+        let role = if m.name == primary {
+            "primary".to_string()
+        } else {
+            format!("standby, streaming from {primary}")
+        };
+        let _ = writeln!(out, "  {:<4} {}:{:<6} {}", m.name, m.host, m.port, role);
+    }
+    let _ = writeln!(
+        out,
+        "  control API on {}:{} (changes need the token in secrets.toml)",
+        cluster.config.cluster.api_host(),
+        base + 2
+    );
+    let _ = writeln!(
+        out,
+        "\n  Connect:  psql \"$(pgha url --dir {dir})\"   (one member: --member NAME)"
+    );
+    let _ = writeln!(out, "  Status:   pgha status --dir {dir}");
+    let _ = writeln!(
+        out,
+        "  Stop:     Ctrl-C here; `pgha up --dir {dir}` starts the same cluster again\n"
+    );
+    out
 }
 
 #[cfg(test)]

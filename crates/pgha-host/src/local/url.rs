@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{LocalCluster, Password};
+use super::{LocalCluster, Password};
 use crate::error::CliError;
 
 /// The URI of `member`, or of the read-write entry point (the proxy, which follows the

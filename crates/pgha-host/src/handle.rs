@@ -6,15 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::api::control::{ConfigChange, MemberChanged, StopRequest};
+use crate::client::{Client, ClientError};
+use crate::status::{ClusterStatus, ProxyStatus};
 use pgha_core::{ClusterConfig, RequestKind};
-use pgha_host::api::control::{ConfigChange, MemberChanged, StopRequest};
-use pgha_host::client::{Client, ClientError};
-use pgha_host::status::{ClusterStatus, ProxyStatus};
 use pgha_store::{HistoryEntry, MemoryStore, Store, TokioClock};
 
-use crate::agent_cmd::Node;
-use crate::cluster::{LocalCluster, STORE_FILE};
 use crate::error::CliError;
+use crate::local::{LocalCluster, STORE_FILE};
+use crate::node::Node;
 
 /// How long the CLI waits for etcd to find the agents' addresses.
 const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
@@ -24,6 +24,12 @@ pub struct ClusterHandle {
     client: Client,
     /// The local cluster, when the handle is on one: what is known while it is stopped.
     local: Option<Box<LocalCluster>>,
+}
+
+/// A promotion that completed: who is the primary now, and how long it took from the request.
+pub struct Promoted {
+    pub target: String,
+    pub took: Duration,
 }
 
 /// What a configuration change did.
@@ -54,7 +60,7 @@ impl ClusterHandle {
         let mut addresses = vec![node.config.member.api.clone()];
         match node.connect_store(CLI_ETCD_PATIENCE).await {
             Ok(store) => {
-                let view = pgha_host::ops::view(store.as_ref()).await?;
+                let view = crate::ops::view(store.as_ref()).await?;
                 addresses.extend(
                     view.members
                         .values()
@@ -113,7 +119,7 @@ impl ClusterHandle {
             Err(e) => match self.stopped(&e) {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
-                    Ok(pgha_host::ops::view(&store).await?.config)
+                    Ok(crate::ops::view(&store).await?.config)
                 }
                 None => Err(self.explain(e)),
             },
@@ -134,7 +140,7 @@ impl ClusterHandle {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
                     Ok(ConfigChanged {
-                        config: pgha_host::ops::set_assignments(&store, assignments).await?,
+                        config: crate::ops::set_assignments(&store, assignments).await?,
                         deferred: true,
                     })
                 }
@@ -143,29 +149,29 @@ impl ClusterHandle {
         }
     }
 
-    /// Requests a switchover (`to` optional) or a failover, and waits until the target runs
-    /// as the primary.
-    pub async fn promote(&self, to: Option<String>, kind: RequestKind) -> anyhow::Result<()> {
+    /// Requests a switchover (`to` optional) or a failover, tells `on_requested` which member
+    /// the cluster chose, and waits until that member runs as the primary.
+    pub async fn promote(
+        &self,
+        to: Option<String>,
+        kind: RequestKind,
+        on_requested: impl FnOnce(&str),
+    ) -> anyhow::Result<Promoted> {
         let started = Instant::now();
         let target = self
             .client
             .request_promotion(to, kind)
             .await
             .map_err(|e| self.explain(e))?;
-        let what = match kind {
-            RequestKind::Switchover => "switchover",
-            RequestKind::Failover { .. } => "failover",
-        };
-        println!("{what} to {target} requested");
+        on_requested(&target);
         self.client
             .wait_promoted(&target)
             .await
             .map_err(|e| self.explain(e))?;
-        println!(
-            "{target} is the primary (took {:.1} s)",
-            started.elapsed().as_secs_f64()
-        );
-        Ok(())
+        Ok(Promoted {
+            target,
+            took: started.elapsed(),
+        })
     }
 
     /// Maintenance mode on or off.
@@ -176,20 +182,16 @@ impl ClusterHandle {
             .post(path, &())
             .await
             .map_err(|e| self.explain(e))?;
-        println!(
-            "{}",
-            if paused {
-                "paused: no automatic action until `pgha resume`"
-            } else {
-                "resumed"
-            }
-        );
         Ok(())
     }
 
     /// Stops (`Some(request)`) or starts (`None`) one member of the host that runs it.
-    pub async fn stop_or_start(&self, name: &str, stop: Option<StopRequest>) -> anyhow::Result<()> {
-        let answer: MemberChanged = match &stop {
+    pub async fn stop_or_start(
+        &self,
+        name: &str,
+        stop: Option<StopRequest>,
+    ) -> anyhow::Result<MemberChanged> {
+        match &stop {
             Some(body) => {
                 self.client
                     .post(&format!("/members/{name}/stop"), body)
@@ -201,15 +203,7 @@ impl ClusterHandle {
                     .await
             }
         }
-        .map_err(|e| self.explain(e))?;
-        let text = match (stop.is_some(), answer.changed) {
-            (true, true) => "stopped",
-            (true, false) => "was not running",
-            (false, true) => "starting",
-            (false, false) => "is already running",
-        };
-        println!("{} {text}", answer.member);
-        Ok(())
+        .map_err(|e| self.explain(e))
     }
 
     /// Failovers, switchovers and rejoins, oldest first.
@@ -233,7 +227,7 @@ async fn stopped_status(cluster: &LocalCluster) -> ClusterStatus {
     let targets: Vec<_> = cluster
         .members
         .iter()
-        .map(|m| pgha_host::gather::on_disk(&m.name, &m.host, m.port, &m.instance))
+        .map(|m| crate::gather::on_disk(&m.name, &m.host, m.port, &m.instance))
         .collect();
     let (rw, ro) = cluster.entry_points();
     let proxy = ProxyStatus {
@@ -241,7 +235,7 @@ async fn stopped_status(cluster: &LocalCluster) -> ClusterStatus {
         ro,
         listeners: None,
     };
-    pgha_host::gather::gather_targets(
+    crate::gather::gather_targets(
         &cluster.config.cluster.name,
         &targets,
         &cluster.credentials(),

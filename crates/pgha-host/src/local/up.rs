@@ -6,15 +6,15 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::stop_signals::StopSignals;
+use crate::signals::StopSignals;
 use anyhow::Context;
 
-use crate::cluster::{absolute, LocalCluster};
-use crate::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
+use super::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
+use super::lock::DirLock;
+use super::{absolute, LocalCluster, STORE_FILE};
 use crate::error::CliError;
-use crate::lock::DirLock;
 use crate::secrets::{Secrets, SECRETS_FILE};
-use pgha_host::{Host, HostSetup};
+use crate::{Host, HostSetup};
 use pgha_store::{MemoryStore, Store, TokioClock};
 
 /// What the user asked `pgha up` for.
@@ -33,7 +33,9 @@ pub struct UpArgs {
 /// How long `pgha up` waits for every member to run (a large first clone can take a while).
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// Creates or restarts the cluster, calls `on_ready` with it and its primary once every member
+/// runs, and keeps it until SIGINT/SIGTERM, then stops every member (the leader first).
+pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> anyhow::Result<()> {
     let dir = absolute(&args.dir)?;
     let (cluster, fresh) = prepare(&args, &dir)?;
     let mut initial = pgha_core::ClusterConfig::default();
@@ -44,11 +46,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                 given: format!("{key}={value}"),
                 existing: "its settings in the store".into(),
                 dir: dir.clone(),
-                file: dir.join(crate::cluster::STORE_FILE),
+                file: dir.join(STORE_FILE),
             }
             .into());
         }
-        initial = pgha_host::dynamic::set_key(&initial, key, value)?;
+        initial = crate::dynamic::set_key(&initial, key, value)?;
     }
     // An existing cluster is locked first, so a second `up` says "already running".
     let existing_lock = if fresh {
@@ -106,7 +108,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     cluster.ensure_tls()?;
 
     let host = open_host(&cluster, initial).await?;
-    let api = pgha_host::api::serve(api_listener, host.clone(), None);
+    let api = crate::api::serve(api_listener, host.clone(), None);
 
     let proxy_stop = pgha_proxy::CancellationToken::new();
     let (rw, ro) = cluster.entry_points();
@@ -116,7 +118,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         worker_threads: 0,
         ..pgha_proxy::ProxyConfig::default()
     };
-    let metrics = pgha_host::entry::start(
+    let metrics = crate::entry::start(
         host.store.clone(),
         proxy,
         &cluster.credentials(),
@@ -146,7 +148,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     };
     tracing::info!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
-    print_summary(&cluster, leader.as_str(), &args.dir);
+    on_ready(&cluster, leader.as_str());
 
     stop.recv().await;
     tracing::info!(
@@ -168,13 +170,13 @@ async fn open_host(
     cluster: &LocalCluster,
     initial: pgha_core::ClusterConfig,
 ) -> anyhow::Result<std::sync::Arc<Host>> {
-    let file = cluster.dir.join(crate::cluster::STORE_FILE);
+    let file = cluster.dir.join(STORE_FILE);
     let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)
         .with_context(|| format!("open the embedded store {}", file.display()))?;
-    pgha_host::ops::ensure_config(&store, &initial).await?;
+    crate::ops::ensure_config(&store, &initial).await?;
     if let Ok(primary) = cluster.choose_primary() {
         if store.snapshot().await?.leader.is_none() {
-            let ttl = Duration::from_millis(pgha_host::ops::view(&store).await?.config.ttl_ms);
+            let ttl = Duration::from_millis(crate::ops::view(&store).await?.config.ttl_ms);
             store.acquire_leader(&primary.name, ttl).await?;
         }
     }
@@ -326,32 +328,4 @@ fn check_ports(cluster: &LocalCluster) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn print_summary(cluster: &LocalCluster, primary: &str, dir_arg: &Path) {
-    let base = cluster.config.cluster.base_port;
-    let dir = dir_arg.display();
-    println!(
-        "\nCluster {} is up: PostgreSQL {}, {} members, data in {}",
-        cluster.config.cluster.name,
-        cluster.bins.version,
-        cluster.members.len(),
-        cluster.dir.display()
-    );
-    for m in &cluster.members {
-        let role = if m.name == primary {
-            "primary".to_string()
-        } else {
-            format!("standby, streaming from {primary}")
-        };
-        println!("  {:<4} {}:{:<6} {}", m.name, m.host, m.port, role);
-    }
-    println!(
-        "  control API on {}:{} (changes need the token in secrets.toml)",
-        cluster.config.cluster.api_host(),
-        base + 2
-    );
-    println!("\n  Connect:  psql \"$(pgha url --dir {dir})\"   (one member: --member NAME)");
-    println!("  Status:   pgha status --dir {dir}");
-    println!("  Stop:     Ctrl-C here; `pgha up --dir {dir}` starts the same cluster again\n");
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, PostgresSection};
+use crate::local::config::{ConfigError, PostgresSection};
 
 /// One host's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -251,7 +251,7 @@ impl NodeConfig {
     /// The dynamic settings for a new cluster: defaults overridden by `[dynamic]`.
     pub fn initial_dynamic(
         &self,
-    ) -> Result<pgha_core::ClusterConfig, pgha_host::dynamic::SettingError> {
+    ) -> Result<pgha_core::ClusterConfig, crate::dynamic::SettingError> {
         let texts: Vec<(String, String)> = self
             .dynamic
             .iter()
@@ -263,7 +263,7 @@ impl NodeConfig {
                 (k.clone(), text)
             })
             .collect();
-        pgha_host::dynamic::set_keys(
+        crate::dynamic::set_keys(
             &pgha_core::ClusterConfig::default(),
             texts.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
@@ -316,7 +316,7 @@ loop_wait_ms = 500
     /// The node config the README shows is one pgha loads as it stands.
     #[test]
     fn the_readme_example_loads() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let section = readme
             .split("## Distributed mode")
             .nth(1)

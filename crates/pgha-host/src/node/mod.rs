@@ -1,24 +1,23 @@
-//! `pgha agent --config FILE` and `pgha proxy --config FILE`: a host of one member of a
-//! distributed cluster over etcd, serving the API; SIGINT/SIGTERM stops PostgreSQL and leaves
-//! the cluster cleanly (in maintenance mode it stops only the agent, leaving PostgreSQL
-//! running). Or the proxy alone, following the leader in etcd.
+//! One host of a distributed cluster as its config file describes it: its member, secrets,
+//! TLS and etcd access (what `pgha agent`, `pgha proxy` and the CLI's `--config` need).
+
+pub mod config;
+pub mod run;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::stop_signals::StopSignals;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use pgha_agent::NodeSpec;
 use pgha_core::{MemberName, Tags};
-use pgha_host::{Host, HostSetup};
 use pgha_pg::conf::render_hba;
 use pgha_pg::tls::{ClientTls, MemberTls, TlsFiles};
 use pgha_pg::{Instance, PgBinaries, RunAs};
 use pgha_store::{EtcdAccess, EtcdStore, Store};
 
-use crate::node::NodeConfig;
 use crate::secrets::Secrets;
+pub use config::NodeConfig;
 
 /// Everything an agent, the proxy or the CLI needs from a host's config file.
 pub struct Node {
@@ -82,7 +81,9 @@ impl Node {
     }
 
     /// The server TLS of this agent's API (its member certificate), when it speaks HTTPS.
-    fn api_server_tls(&self) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    pub(crate) fn api_server_tls(
+        &self,
+    ) -> anyhow::Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
         let Some(section) = self.config.tls.as_ref().filter(|t| t.api) else {
             return Ok(None);
         };
@@ -97,7 +98,11 @@ impl Node {
     /// This member's TLS: its certificate and key, and the CA for libpq, copied into the
     /// member directory (owned by the PostgreSQL OS user, the key 0600) where PostgreSQL and
     /// its walreceiver read them.
-    fn member_tls(&self, member_dir: &Path, run_as: &RunAs) -> anyhow::Result<Option<MemberTls>> {
+    pub(crate) fn member_tls(
+        &self,
+        member_dir: &Path,
+        run_as: &RunAs,
+    ) -> anyhow::Result<Option<MemberTls>> {
         let (Some(section), Some(client)) = (&self.config.tls, &self.tls) else {
             return Ok(None);
         };
@@ -173,7 +178,7 @@ impl Node {
     }
 
     /// This host's member, ready for an agent.
-    fn spec(&self) -> anyhow::Result<NodeSpec> {
+    pub(crate) fn spec(&self) -> anyhow::Result<NodeSpec> {
         let c = &self.config;
         let pg = &c.postgresql;
         let bins = PgBinaries::discover(pg.bin_dir.as_deref())?;
@@ -210,173 +215,4 @@ impl Node {
             },
         })
     }
-}
-
-/// Runs the agent until SIGINT/SIGTERM.
-pub async fn run(file: &Path) -> anyhow::Result<()> {
-    let node = Node::load(file)?;
-    if node.config.tls.is_none() {
-        tracing::warn!(
-            "{}: no [tls] section: replication and pgha's connections to PostgreSQL are not \
-             encrypted, and a fake member written into etcd would be sent the superuser password; \
-             make certificates with `pgha tls ca` and `pgha tls member`",
-            file.display()
-        );
-    }
-    if node.config.etcd.ca_file.is_none() {
-        tracing::warn!(
-            "{}: no etcd.ca_file: etcd is reached in clear text; give etcd TLS (see `pgha agent --help`)",
-            file.display()
-        );
-    }
-    let spec = node.spec()?;
-    let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
-        .await
-        .with_context(|| {
-            format!(
-                "bind the REST API on {} (member.api in {})",
-                node.config.member.api,
-                file.display()
-            )
-        })?;
-    spec.instance.create_member_dir()?;
-    let mut spec = spec;
-    spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
-    spec.api_https = node.api_https();
-    let api_tls = node.api_server_tls()?;
-    let pg = &node.config.postgresql;
-    pgha_pg::secrets::write_passfile(
-        &spec.passfile,
-        &[
-            (&pg.replication_user, &node.secrets.replication_password),
-            (&pg.superuser, &node.secrets.superuser_password),
-        ],
-        &spec.instance.run_as,
-    )?;
-
-    let mut stop = StopSignals::install()?;
-    let store = tokio::select! {
-        s = node.connect_store(None) => s?,
-        why = stop.recv() => bail!("{why} while waiting for etcd"),
-    };
-    let initial = node.config.initial_dynamic()?;
-    pgha_host::ops::ensure_config(store.as_ref(), &initial).await?;
-    refuse_foreign_data(&spec, store.as_ref()).await?;
-
-    let config = pgha_host::ops::view(store.as_ref()).await?.config;
-    arm_watchdog(&mut spec, &node.config.watchdog, &config, file)?;
-    let (name, host_addr, port) = (spec.name.clone(), spec.host.clone(), spec.port);
-    let p = &node.config.proxy;
-    let host = Host::new(HostSetup {
-        cluster: node.config.cluster.name.clone(),
-        store,
-        members: vec![spec],
-        token: node.secrets.api_token.clone(),
-        credentials: node.credentials(),
-        entry_points: (
-            p.rw_listen.clone().unwrap_or_default(),
-            p.ro_listen.clone().unwrap_or_default(),
-        ),
-    });
-    host.start_member(name.as_str()).await?;
-    let api = pgha_host::api::serve(api_listener, host.clone(), api_tls);
-    tracing::info!(
-        "agent {name} of cluster {} running: PostgreSQL {host_addr}:{port}, REST API {}",
-        node.config.cluster.name,
-        node.config.member.api
-    );
-    stop.recv().await;
-    host.leave_cluster().await;
-    api.stop().await;
-    Ok(())
-}
-
-/// `pgha proxy --config FILE`: the proxy alone, following the leader in etcd.
-pub async fn proxy(file: &Path) -> anyhow::Result<()> {
-    let node = Node::load(file)?;
-    let p = &node.config.proxy;
-    if p.rw_listen.is_none() && p.ro_listen.is_none() {
-        bail!(
-            "{}: set proxy.rw_listen and/or proxy.ro_listen",
-            file.display()
-        );
-    }
-    let store = node.connect_store(None).await?;
-    let config = pgha_proxy::ProxyConfig {
-        rw_listen: p.rw_listen.clone(),
-        ro_listen: p.ro_listen.clone(),
-        ..pgha_proxy::ProxyConfig::default()
-    };
-    let shutdown = pgha_proxy::CancellationToken::new();
-    pgha_host::entry::start(store, config, &node.credentials(), shutdown.clone()).await?;
-    tracing::info!(
-        "proxy running: read-write {:?}, read-only {:?}",
-        p.rw_listen,
-        p.ro_listen
-    );
-    StopSignals::install()?.recv().await;
-    shutdown.cancel();
-    Ok(())
-}
-
-/// Gives the supervisor its watchdog setting. The timeout must fit in half the safety margin
-/// (the supervisor stops keeping it alive at its fence deadline, the store expires the lease
-/// half a margin later). `required` without a usable device: this member is never promoted.
-fn arm_watchdog(
-    spec: &mut NodeSpec,
-    section: &crate::node::WatchdogSection,
-    config: &pgha_core::ClusterConfig,
-    file: &Path,
-) -> anyhow::Result<()> {
-    use pgha_pg::watchdog::{check, timeout_for, WatchdogMode};
-    let mode = section.mode;
-    if mode == WatchdogMode::Off {
-        return Ok(());
-    }
-    let timeout_s = timeout_for(config.safety_margin_ms);
-    if u64::from(timeout_s) * 1000 > config.safety_margin_ms / 2 {
-        let why = format!(
-            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}):              the watchdog's 1 s must fit in half the margin",
-            file.display(),
-            config.safety_margin_ms
-        );
-        if mode == WatchdogMode::Required {
-            bail!("{why}; raise it with pgha config set safety_margin_ms=2000");
-        }
-        tracing::warn!("{why}; the watchdog stays off");
-        return Ok(());
-    }
-    if mode == WatchdogMode::Required {
-        if let Err(e) = check(&section.device, timeout_s) {
-            tracing::error!(
-                "{}: watchdog required but unusable ({e}): this member will not be promoted",
-                spec.name
-            );
-            spec.tags.nofailover = true;
-        }
-    }
-    spec.instance.watchdog = pgha_pg::supervisor::WatchdogSetting {
-        mode,
-        device: section.device.clone(),
-        timeout_s,
-    };
-    Ok(())
-}
-
-/// Refuses to start on a data directory that belongs to another cluster (changes nothing).
-async fn refuse_foreign_data(spec: &NodeSpec, store: &dyn Store) -> anyhow::Result<()> {
-    let view = pgha_host::ops::view(store).await?;
-    let (Some(cluster_id), true) = (view.initialize, spec.instance.is_initialized()) else {
-        return Ok(());
-    };
-    let local = spec.instance.controldata().await?.system_identifier;
-    if local != cluster_id.0.to_string() {
-        bail!(
-            "{} belongs to another cluster (system identifier {local}, the cluster in etcd has {}); \
-             refusing to touch it. Point member.dir elsewhere, or move that data directory away yourself",
-            spec.instance.data_dir().display(),
-            cluster_id.0
-        );
-    }
-    Ok(())
 }

@@ -1,4 +1,9 @@
-//! A local cluster directory: its config, secrets, PostgreSQL programs and members.
+//! A local cluster directory (`pgha up`): its config, secrets, PostgreSQL programs and members.
+
+pub mod config;
+pub mod lock;
+pub mod up;
+pub mod url;
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +18,9 @@ use pgha_pg::probe::Credentials;
 use pgha_pg::tls::ClientTls;
 use pgha_pg::{Instance, PgBinaries, RunAs};
 
-use crate::config::{Config, CONFIG_FILE};
 use crate::error::CliError;
 use crate::secrets::{Secrets, SECRETS_FILE};
+use config::{Config, CONFIG_FILE};
 
 /// Directory of the cluster CA (`ca.crt`, `ca.key`).
 pub const TLS_DIR: &str = "tls";

@@ -1,0 +1,181 @@
+//! `pgha agent --config FILE`: a host of one member of a distributed cluster over etcd, serving
+//! the API, until SIGINT/SIGTERM; and `pgha proxy --config FILE`, the proxy alone.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use pgha_agent::NodeSpec;
+use pgha_store::Store;
+
+use super::Node;
+use crate::signals::StopSignals;
+use crate::{Host, HostSetup};
+
+/// Runs the agent until SIGINT/SIGTERM.
+pub async fn agent(file: &Path) -> anyhow::Result<()> {
+    let node = Node::load(file)?;
+    if node.config.tls.is_none() {
+        tracing::warn!(
+            "{}: no [tls] section: replication and pgha's connections to PostgreSQL are not \
+             encrypted, and a fake member written into etcd would be sent the superuser password; \
+             make certificates with `pgha tls ca` and `pgha tls member`",
+            file.display()
+        );
+    }
+    if node.config.etcd.ca_file.is_none() {
+        tracing::warn!(
+            "{}: no etcd.ca_file: etcd is reached in clear text; give etcd TLS (see `pgha agent --help`)",
+            file.display()
+        );
+    }
+    let spec = node.spec()?;
+    let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
+        .await
+        .with_context(|| {
+            format!(
+                "bind the REST API on {} (member.api in {})",
+                node.config.member.api,
+                file.display()
+            )
+        })?;
+    spec.instance.create_member_dir()?;
+    let mut spec = spec;
+    spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
+    spec.api_https = node.api_https();
+    let api_tls = node.api_server_tls()?;
+    let pg = &node.config.postgresql;
+    pgha_pg::secrets::write_passfile(
+        &spec.passfile,
+        &[
+            (&pg.replication_user, &node.secrets.replication_password),
+            (&pg.superuser, &node.secrets.superuser_password),
+        ],
+        &spec.instance.run_as,
+    )?;
+
+    let mut stop = StopSignals::install()?;
+    let store = tokio::select! {
+        s = node.connect_store(None) => s?,
+        why = stop.recv() => bail!("{why} while waiting for etcd"),
+    };
+    let initial = node.config.initial_dynamic()?;
+    crate::ops::ensure_config(store.as_ref(), &initial).await?;
+    refuse_foreign_data(&spec, store.as_ref()).await?;
+
+    let config = crate::ops::view(store.as_ref()).await?.config;
+    arm_watchdog(&mut spec, &node.config.watchdog, &config, file)?;
+    let (name, host_addr, port) = (spec.name.clone(), spec.host.clone(), spec.port);
+    let p = &node.config.proxy;
+    let host = Host::new(HostSetup {
+        cluster: node.config.cluster.name.clone(),
+        store,
+        members: vec![spec],
+        token: node.secrets.api_token.clone(),
+        credentials: node.credentials(),
+        entry_points: (
+            p.rw_listen.clone().unwrap_or_default(),
+            p.ro_listen.clone().unwrap_or_default(),
+        ),
+    });
+    host.start_member(name.as_str()).await?;
+    let api = crate::api::serve(api_listener, host.clone(), api_tls);
+    tracing::info!(
+        "agent {name} of cluster {} running: PostgreSQL {host_addr}:{port}, REST API {}",
+        node.config.cluster.name,
+        node.config.member.api
+    );
+    stop.recv().await;
+    host.leave_cluster().await;
+    api.stop().await;
+    Ok(())
+}
+
+/// `pgha proxy --config FILE`: the proxy alone, following the leader in etcd.
+pub async fn proxy(file: &Path) -> anyhow::Result<()> {
+    let node = Node::load(file)?;
+    let p = &node.config.proxy;
+    if p.rw_listen.is_none() && p.ro_listen.is_none() {
+        bail!(
+            "{}: set proxy.rw_listen and/or proxy.ro_listen",
+            file.display()
+        );
+    }
+    let store = node.connect_store(None).await?;
+    let config = pgha_proxy::ProxyConfig {
+        rw_listen: p.rw_listen.clone(),
+        ro_listen: p.ro_listen.clone(),
+        ..pgha_proxy::ProxyConfig::default()
+    };
+    let shutdown = pgha_proxy::CancellationToken::new();
+    crate::entry::start(store, config, &node.credentials(), shutdown.clone()).await?;
+    tracing::info!(
+        "proxy running: read-write {:?}, read-only {:?}",
+        p.rw_listen,
+        p.ro_listen
+    );
+    StopSignals::install()?.recv().await;
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Gives the supervisor its watchdog setting. The timeout must fit in half the safety margin
+/// (the supervisor stops keeping it alive at its fence deadline, the store expires the lease
+/// half a margin later). `required` without a usable device: this member is never promoted.
+fn arm_watchdog(
+    spec: &mut NodeSpec,
+    section: &super::config::WatchdogSection,
+    config: &pgha_core::ClusterConfig,
+    file: &Path,
+) -> anyhow::Result<()> {
+    use pgha_pg::watchdog::{check, timeout_for, WatchdogMode};
+    let mode = section.mode;
+    if mode == WatchdogMode::Off {
+        return Ok(());
+    }
+    let timeout_s = timeout_for(config.safety_margin_ms);
+    if u64::from(timeout_s) * 1000 > config.safety_margin_ms / 2 {
+        let why = format!(
+            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}):              the watchdog's 1 s must fit in half the margin",
+            file.display(),
+            config.safety_margin_ms
+        );
+        if mode == WatchdogMode::Required {
+            bail!("{why}; raise it with pgha config set safety_margin_ms=2000");
+        }
+        tracing::warn!("{why}; the watchdog stays off");
+        return Ok(());
+    }
+    if mode == WatchdogMode::Required {
+        if let Err(e) = check(&section.device, timeout_s) {
+            tracing::error!(
+                "{}: watchdog required but unusable ({e}): this member will not be promoted",
+                spec.name
+            );
+            spec.tags.nofailover = true;
+        }
+    }
+    spec.instance.watchdog = pgha_pg::supervisor::WatchdogSetting {
+        mode,
+        device: section.device.clone(),
+        timeout_s,
+    };
+    Ok(())
+}
+
+/// Refuses to start on a data directory that belongs to another cluster (changes nothing).
+async fn refuse_foreign_data(spec: &NodeSpec, store: &dyn Store) -> anyhow::Result<()> {
+    let view = crate::ops::view(store).await?;
+    let (Some(cluster_id), true) = (view.initialize, spec.instance.is_initialized()) else {
+        return Ok(());
+    };
+    let local = spec.instance.controldata().await?.system_identifier;
+    if local != cluster_id.0.to_string() {
+        bail!(
+            "{} belongs to another cluster (system identifier {local}, the cluster in etcd has {}); \
+             refusing to touch it. Point member.dir elsewhere, or move that data directory away yourself",
+            spec.instance.data_dir().display(),
+            cluster_id.0
+        );
+    }
+    Ok(())
+}
