@@ -38,7 +38,7 @@
 //!
 //! [`types`] value types · [`config`] dynamic settings · [`observe`] observations ·
 //! [`action`] actions · [`machine`] the state machine · [`election`] candidate ranking ·
-//! [`rejoin`] follow/rewind/re-clone · [`sync`] synchronous set · [`switchover`] requests ·
+//! [`rejoin`] follow/rewind/re-clone · [`restart`] decisions before the agents start · [`sync`] synchronous set · [`switchover`] requests ·
 //! [`routing`] proxy routing · [`history`] history events · [`reason`] decision reasons.
 
 pub mod action;
@@ -52,6 +52,7 @@ pub mod machine;
 pub mod observe;
 pub mod reason;
 pub mod rejoin;
+pub mod restart;
 pub mod routing;
 pub mod switchover;
 pub mod sync;

@@ -279,16 +279,16 @@ impl Member {
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }
-        if let (Some(store), crate::observe::DataDir::Present { system_id }) =
-            (view.initialize, obs.local.data)
-        {
-            if store != system_id {
-                self.demote_if_writable(&obs.local, plan);
-                return Reason::SystemIdMismatch {
-                    store,
-                    local: system_id,
-                };
-            }
+        let local_id = match obs.local.data {
+            crate::observe::DataDir::Present { system_id } => Some(system_id),
+            _ => None,
+        };
+        if let Err(foreign) = crate::restart::check_belongs(view.initialize, local_id) {
+            self.demote_if_writable(&obs.local, plan);
+            return Reason::SystemIdMismatch {
+                store: foreign.store,
+                local: foreign.local,
+            };
         }
         if obs.local.unresponsive {
             return self.unresponsive_step(obs, view, plan);

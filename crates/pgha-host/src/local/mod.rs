@@ -7,7 +7,6 @@ pub mod url;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
 use std::time::Duration;
 
 use pgha_agent::NodeSpec;
@@ -239,35 +238,17 @@ impl LocalCluster {
             .collect()
     }
 
-    /// Which member holds the primary's data: the initialised one without standby.signal, or the
-    /// first member of a brand-new self.
-    pub fn choose_primary(&self) -> anyhow::Result<&Member> {
-        let initialised: Vec<&Member> = self
-            .members
+    /// What each member's data directory holds, for the core's [`pgha_core::restart`]
+    /// decisions.
+    pub fn disks(&self) -> Vec<pgha_core::restart::DataOnDisk> {
+        self.members
             .iter()
-            .filter(|m| m.instance.is_initialized())
-            .collect();
-        if initialised.is_empty() {
-            return Ok(&self.members[0]);
-        }
-        let primaries: Vec<&Member> = initialised
-            .iter()
-            .copied()
-            .filter(|m| !m.instance.has_standby_signal())
-            .collect();
-        match primaries.as_slice() {
-            [one] => Ok(one),
-            [] => bail!(
-                "no member of {} holds a primary's data directory (every initialised member has standby.signal); \
-                 promote one by hand (`pg_ctl promote`) or restore the primary's data",
-                self.dir.display()
-            ),
-            many => bail!(
-                "members {} all hold primary data directories; refusing to start two primaries. \
-                 Keep the one with the newest data and remove standby duties from the rest by hand",
-                many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        }
+            .map(|m| pgha_core::restart::DataOnDisk {
+                member: MemberName::new(m.name.as_str()),
+                initialised: m.instance.is_initialized(),
+                standby_signal: m.instance.has_standby_signal(),
+            })
+            .collect()
     }
 
     /// Opens a superuser connection to a member.

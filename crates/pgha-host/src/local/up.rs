@@ -174,11 +174,14 @@ async fn open_host(
     let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)
         .with_context(|| format!("open the embedded store {}", file.display()))?;
     crate::ops::ensure_config(&store, &initial).await?;
-    if let Ok(primary) = cluster.choose_primary() {
-        if store.snapshot().await?.leader.is_none() {
+    let leader_exists = store.snapshot().await?.leader.is_some();
+    match pgha_core::restart::seed_leader(leader_exists, &cluster.disks()) {
+        Ok(Some(primary)) => {
             let ttl = Duration::from_millis(crate::ops::view(&store).await?.config.ttl_ms);
-            store.acquire_leader(&primary.name, ttl).await?;
+            store.acquire_leader(primary.as_str(), ttl).await?;
         }
+        Ok(None) => {}
+        Err(why) => tracing::warn!("{why}"),
     }
     Ok(Host::new(HostSetup {
         cluster: cluster.config.cluster.name.clone(),

@@ -165,16 +165,18 @@ fn arm_watchdog(
 /// Refuses to start on a data directory that belongs to another cluster (changes nothing).
 async fn refuse_foreign_data(spec: &NodeSpec, store: &dyn Store) -> anyhow::Result<()> {
     let view = crate::ops::view(store).await?;
-    let (Some(cluster_id), true) = (view.initialize, spec.instance.is_initialized()) else {
+    if view.initialize.is_none() || !spec.instance.is_initialized() {
         return Ok(());
-    };
+    }
     let local = spec.instance.controldata().await?.system_identifier;
-    if local != cluster_id.0.to_string() {
+    let local = local.parse().map(pgha_core::SystemId).ok();
+    if let Err(foreign) = pgha_core::restart::check_belongs(view.initialize, local) {
         bail!(
-            "{} belongs to another cluster (system identifier {local}, the cluster in etcd has {}); \
+            "{} belongs to another cluster (system identifier {}, the cluster in etcd has {}); \
              refusing to touch it. Point member.dir elsewhere, or move that data directory away yourself",
             spec.instance.data_dir().display(),
-            cluster_id.0
+            foreign.local,
+            foreign.store
         );
     }
     Ok(())
