@@ -254,6 +254,13 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     assert_eq!(v, "before restart");
     let sysid2: String = query_value(&primary, SYSTEM_ID).await;
     assert_eq!(sysid, sysid2, "the cluster was re-initialised");
+    // The member with the primary's data gets the leader key before the agents start
+    // (core::restart::seed_leader): no election, no promotion, the same timeline.
+    let status = again.status().unwrap();
+    assert_eq!(status["leader"], "n1", "{status}");
+    for m in status["members"].as_array().unwrap() {
+        assert_eq!(m["timeline"], 1, "a restart promoted someone: {status}");
+    }
     let standby = connect(&again.url(Some("n2"))).await;
     assert_eq!(
         wait_row(&standby, "SELECT v FROM kept").await,
