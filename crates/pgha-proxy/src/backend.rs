@@ -1,16 +1,19 @@
-//! Opens a session's backend: held connect, startup packet, retry while the server says 57P03.
+//! Opens a session's backend: held connect, TLS when the proxy terminates it, startup packet,
+//! retry while the server says 57P03.
 //!
 //! A server shutting down or starting up answers `57P03`; retrying within the hold makes a
-//! failover look like a wait to clients, not an error.
+//! failover look like a wait to clients, not an error. A member whose certificate does not
+//! verify is never sent the startup; it is retried like one that refuses connections.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
 use crate::route::{connect_held, pause_before_retry, HoldFailure, HoldMeter, Lease};
 use crate::startup::StartupPacket;
+use crate::stream::BackendConn;
 use crate::wire::SQLSTATE_NO_TARGET;
 
 /// Largest first backend message read whole before being relayed.
@@ -18,7 +21,7 @@ const MAX_FIRST_MESSAGE: usize = 64 * 1024;
 
 /// A backend connection whose startup was sent and whose first answer is not a refusal.
 pub(crate) struct Opened {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: BackendConn,
     pub(crate) lease: Lease,
     /// The backend's first message (authentication request, usually), to relay to the client.
     pub(crate) first: Vec<u8>,
@@ -42,17 +45,22 @@ pub(crate) async fn open_backend(
             shutdown,
             &mut meter,
         );
-        let (mut stream, lease) = connect.await?;
-        tune_socket(&stream, cfg);
-        let attempt = async {
-            stream.write_all(&startup.raw).await?;
-            read_message(&mut stream).await
-        };
+        let (tcp, lease) = connect.await?;
+        tune_socket(&tcp, cfg);
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(cfg.connect_timeout);
+        let attempt = async {
+            let mut stream = match &ctx.shared.terminator {
+                Some(t) => BackendConn::Tls(Box::new(t.connect(tcp, &lease, wait).await?)),
+                None => BackendConn::Plain(tcp),
+            };
+            stream.write_all(&startup.raw).await?;
+            let first = read_message(&mut stream).await?;
+            Ok::<_, ProxyError>((stream, first))
+        };
         match tokio::time::timeout(wait, attempt).await {
-            Ok(Ok(first)) if !is_cannot_connect_now(&first) => {
+            Ok(Ok((stream, first))) if !is_cannot_connect_now(&first) => {
                 return Ok(Opened {
                     stream,
                     lease,
@@ -62,18 +70,21 @@ pub(crate) async fn open_backend(
             Ok(Ok(_)) => {
                 tracing::debug!(backend = %lease.addr(), "backend cannot take sessions now")
             }
+            Ok(Err(e @ ProxyError::BackendTls { .. })) => {
+                tracing::warn!(backend = %lease.addr(), error = %e, "backend not used")
+            }
             Ok(Err(e)) => {
                 tracing::debug!(backend = %lease.addr(), error = %e, "backend startup failed")
             }
             Err(_) => tracing::debug!(backend = %lease.addr(), "backend startup timed out"),
         }
-        drop((stream, lease));
+        drop(lease);
         pause_before_retry(deadline, shutdown, &mut meter).await?;
     }
 }
 
 /// Reads one whole backend message (type, length, body).
-async fn read_message(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;

@@ -1,5 +1,6 @@
 //! Proxy configuration with serde defaults (durations as seconds or "250ms"/"30s"/"2m" strings).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,26 @@ pub struct ProxyConfig {
     /// Threads dedicated to client sessions, each with its own event loop (default: one per
     /// CPU); 0 runs sessions on the runtime that drives [`crate::Proxy::run`].
     pub worker_threads: usize,
+    /// TLS terminated by the proxy with its own certificate; `None`: client TLS is passed
+    /// through to PostgreSQL untouched.
+    pub tls: Option<ProxyTls>,
+}
+
+/// The proxy's own TLS: clients verify its certificate (one name for the cluster), and it
+/// verifies each member's certificate, issued by the cluster CA for the member's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTls {
+    /// PEM certificate chain the proxy presents to clients.
+    pub cert_file: PathBuf,
+    /// PEM private key of that certificate.
+    pub key_file: PathBuf,
+    /// PEM certificate(s) of the cluster CA: the only roots trusted for members.
+    pub ca_file: PathBuf,
+    /// Refuse clients that do not start TLS (cancel requests excepted: libpq sends its legacy
+    /// cancels in plaintext).
+    #[serde(default)]
+    pub require: bool,
 }
 
 impl Default for ProxyConfig {
@@ -77,6 +98,7 @@ impl Default for ProxyConfig {
             worker_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            tls: None,
         }
     }
 }
@@ -167,6 +189,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tls_names_its_files_and_requires_nothing_by_default() {
+        let c: ProxyConfig = serde_json::from_str(
+            r#"{"tls": {"cert_file": "/t/proxy.crt", "key_file": "/t/proxy.key",
+                "ca_file": "/t/ca.crt"}}"#,
+        )
+        .unwrap();
+        let tls = c.tls.clone().unwrap();
+        assert_eq!(tls.ca_file, PathBuf::from("/t/ca.crt"));
+        assert!(!tls.require);
+        let back: ProxyConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(serde_json::from_str::<ProxyConfig>(r#"{"tls": {"cert_file": "x"}}"#).is_err());
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(
             duration::parse("250ms").unwrap(),
@@ -197,6 +234,7 @@ mod tests {
         let back: ProxyConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
         let c: ProxyConfig = serde_json::from_str(r#"{"idle_timeout": null}"#).unwrap();
+        assert_eq!(c.tls, None);
         assert_eq!(c.idle_timeout, None);
         assert!(serde_json::from_str::<ProxyConfig>(r#"{"idle_timeout": "soon"}"#).is_err());
     }

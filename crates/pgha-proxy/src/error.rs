@@ -42,6 +42,26 @@ pub enum ProxyError {
     /// The session was closed because its backend stopped being a valid target (leader change).
     #[error("backend {0} is no longer a valid target")]
     TargetChanged(String),
+    /// The proxy's TLS files could not be read or used.
+    #[error("proxy TLS: {what}: {detail}")]
+    TlsSetup { what: String, detail: String },
+    /// A client did not start TLS although the proxy requires it.
+    #[error("client did not start TLS, which this proxy requires")]
+    TlsRequired,
+    /// The TLS handshake with a backend failed (its certificate did not verify, or it refused).
+    #[error("TLS with backend {addr} ({name}) failed: {source}")]
+    BackendTls {
+        addr: String,
+        name: String,
+        source: io::Error,
+    },
+    /// A backend sent a startup message the proxy cannot read.
+    #[error("backend startup: {0}")]
+    BadBackendMessage(&'static str),
+    /// A client over TLS to the proxy offered SCRAM channel binding, which cannot reach
+    /// PostgreSQL through a proxy that terminates TLS.
+    #[error("SCRAM channel binding requested through a TLS-terminating proxy")]
+    ChannelBinding,
     /// Socket I/O failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),
@@ -57,6 +77,7 @@ impl ProxyError {
                 | ProxyError::TooManyConnections(_)
                 | ProxyError::TargetChanged(_)
                 | ProxyError::BackendRefusedTls(_)
+                | ProxyError::BackendTls { .. }
                 | ProxyError::Io(_)
         )
     }

@@ -15,12 +15,15 @@ use crate::error::ProxyError;
 use crate::metrics::ListenerMetrics;
 use crate::route::Router;
 use crate::session;
+use crate::terminate::Terminator;
 use crate::tls::SslAnswer;
 use crate::wire;
 
 /// State shared by all listeners of one proxy.
 pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
+    /// TLS terminated in the proxy, when configured.
+    pub(crate) terminator: Option<Terminator>,
     pub(crate) cancels: Arc<CancelRegistry>,
     pub(crate) clients: AtomicUsize,
     pub(crate) shutdown: CancellationToken,

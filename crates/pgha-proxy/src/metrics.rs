@@ -23,6 +23,7 @@ pub struct ListenerMetrics {
     pub(crate) cancels_unmatched: AtomicU64,
     pub(crate) cancel_forwards: AtomicU64,
     pub(crate) errors: AtomicU64,
+    pub(crate) tls_terminated: AtomicU64,
 }
 
 impl ListenerMetrics {
@@ -49,6 +50,7 @@ impl ListenerMetrics {
             cancels_unmatched: self.cancels_unmatched.load(Relaxed),
             cancel_forwards: self.cancel_forwards.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            tls_terminated: self.tls_terminated.load(Relaxed),
         }
     }
 }
@@ -78,7 +80,8 @@ pub struct ListenerSnapshot {
     pub rejected: u64,
     /// Sessions closed because their backend stopped being a target (leader change).
     pub closed_on_change: u64,
-    /// Cancel requests received (in plaintext: those sent inside TLS are relayed unseen).
+    /// Cancel requests received (in plaintext, or inside TLS the proxy terminated; those sent
+    /// inside TLS passed through are relayed unseen).
     pub cancels: u64,
     /// Cancel requests whose key matched no session whose key the proxy read: sent only to
     /// backends holding sessions with unreadable (TLS) keys, or dropped.
@@ -87,6 +90,8 @@ pub struct ListenerSnapshot {
     pub cancel_forwards: u64,
     /// Client sessions that ended in an error (bad startup, backend failure, ...).
     pub errors: u64,
+    /// Client connections whose TLS the proxy terminated (sessions and cancels).
+    pub tls_terminated: u64,
 }
 
 /// Counters of every listener of a proxy.
@@ -105,7 +110,7 @@ impl MetricsSnapshot {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         type Get = fn(&ListenerSnapshot) -> f64;
-        let families: [(&str, &str, &str, Get); 13] = [
+        let families: [(&str, &str, &str, Get); 14] = [
             (
                 "connections_active",
                 "gauge",
@@ -157,7 +162,7 @@ impl MetricsSnapshot {
             (
                 "cancels_total",
                 "counter",
-                "Cancel requests received in plaintext.",
+                "Cancel requests the proxy read.",
                 |l| l.cancels as f64,
             ),
             (
@@ -177,6 +182,12 @@ impl MetricsSnapshot {
                 "counter",
                 "Client sessions ended by an error.",
                 |l| l.errors as f64,
+            ),
+            (
+                "tls_terminated_total",
+                "counter",
+                "Client connections whose TLS the proxy terminated.",
+                |l| l.tls_terminated as f64,
             ),
             (
                 "bytes_total",
@@ -217,6 +228,7 @@ mod tests {
         m.total.fetch_add(3, Relaxed);
         m.bytes_in.fetch_add(10, Relaxed);
         m.add_hold(Duration::from_millis(1500));
+        m.tls_terminated.fetch_add(2, Relaxed);
         let snap = MetricsSnapshot {
             listeners: vec![m.snapshot("rw")],
         };
@@ -225,6 +237,7 @@ mod tests {
         assert!(text.contains("pgha_proxy_connections_total{listener=\"rw\"} 3\n"));
         assert!(text.contains("pgha_proxy_bytes_total{listener=\"rw\",direction=\"in\"} 10\n"));
         assert!(text.contains("pgha_proxy_hold_seconds_total{listener=\"rw\"} 1.5\n"));
+        assert!(text.contains("pgha_proxy_tls_terminated_total{listener=\"rw\"} 2\n"));
         assert!(serde_json::to_string(&snap)
             .unwrap()
             .contains("\"bytes_in\":10"));

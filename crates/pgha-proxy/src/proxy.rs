@@ -17,6 +17,7 @@ use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
 use crate::metrics::{ListenerMetrics, MetricsSnapshot};
 use crate::route::{Role, RoutePolicy, Router};
 use crate::targets::Targets;
+use crate::terminate::Terminator;
 use crate::workers::{spawn_worker, WorkerSockets};
 
 /// A bound, not yet running proxy. Build it with [`Proxy::bind`], read its addresses and
@@ -55,16 +56,19 @@ impl Proxy {
     /// Binds the listeners named in `config` (port 0 picks a free port); routing follows
     /// `targets`. The shutdown token given to [`Proxy::run`] stops everything. First raises the
     /// process's open-files soft limit to its hard limit, with a warning naming the limit when
-    /// that is too low for `max_client_conn`.
+    /// that is too low for `max_client_conn`. With `config.tls`, reads the proxy's certificate,
+    /// key and the cluster CA (an error names the file that could not be used).
     pub async fn bind(
         config: ProxyConfig,
         targets: watch::Receiver<Targets>,
         shutdown: CancellationToken,
     ) -> Result<Proxy, ProxyError> {
         raise_open_files(config.max_client_conn);
+        let terminator = config.tls.as_ref().map(Terminator::load).transpose()?;
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
             config: config.clone(),
+            terminator,
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown,

@@ -75,6 +75,7 @@ pub struct Lease {
     router: Arc<Router>,
     key: Key,
     id: u64,
+    name: Arc<str>,
     /// Cancelled on a leader change affecting this session.
     pub token: CancellationToken,
 }
@@ -83,6 +84,11 @@ impl Lease {
     /// Backend address (`host:port`).
     pub fn addr(&self) -> &Arc<str> {
         &self.key.0
+    }
+
+    /// The backend's member name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
@@ -122,9 +128,9 @@ impl Router {
         self.targets.clone()
     }
 
-    /// Backends new sessions may go to now, in preference groups: standbys first (read-only),
-    /// the primary otherwise.
-    fn candidates(&self, t: &Targets) -> Vec<Key> {
+    /// Backends new sessions may go to now, with their member names, in preference groups:
+    /// standbys first (read-only), the primary otherwise.
+    fn candidates(&self, t: &Targets) -> Vec<(Key, Arc<str>)> {
         let rw = t.rw.as_ref().map(|b| b.addr.as_str());
         let mut out = Vec::new();
         if self.policy.role == Role::ReadOnly {
@@ -135,15 +141,17 @@ impl Router {
                     (Some(_), None) => false,
                 };
                 if s.streaming && lag_ok && Some(s.backend.addr.as_str()) != rw {
-                    out.push((Arc::from(s.backend.addr.as_str()), Served::Standby));
+                    let key = (Arc::from(s.backend.addr.as_str()), Served::Standby);
+                    out.push((key, Arc::from(s.backend.name.as_str())));
                 }
             }
             if !out.is_empty() || !self.policy.fallback_to_primary {
                 return out;
             }
         }
-        if let Some(rw) = rw {
-            out.push((Arc::from(rw), Served::Primary));
+        if let Some(b) = &t.rw {
+            let key = (Arc::from(b.addr.as_str()), Served::Primary);
+            out.push((key, Arc::from(b.name.as_str())));
         }
         out
     }
@@ -177,9 +185,9 @@ impl Router {
                 .sum()
         };
         let start = self.rotor.fetch_add(1, Relaxed) % cands.len();
-        let key = (0..cands.len())
+        let (key, name) = (0..cands.len())
             .map(|i| &cands[(start + i) % cands.len()])
-            .min_by_key(|k| load(k))
+            .min_by_key(|(k, _)| load(k))
             .expect("non-empty")
             .clone();
         let slot = slots.entry(key.clone()).or_insert_with(|| Slot {
@@ -192,6 +200,7 @@ impl Router {
             router: Arc::clone(self),
             key,
             id: slot.id,
+            name,
             token: slot.token.clone(),
         })
     }

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -14,10 +14,10 @@ use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
 use crate::route::{HoldFailure, Lease, Role};
+use crate::sasl::SaslFilter;
 use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
-use crate::tls;
-use crate::wire;
+use crate::{terminate, tls, wire};
 
 /// Runs `read` (a client's part of the startup) until `deadline` (then: startup timeout);
 /// gives up on shutdown.
@@ -96,21 +96,36 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
             cancel(&ctx, key).await;
             Ok(())
         }
-        FirstPacket::Ssl => tls::after_ssl_request(&ctx, client).await,
+        // Terminated sessions hold TLS state: boxed, so that the others do not pay its size.
+        FirstPacket::Ssl => match &ctx.shared.terminator {
+            Some(t) => Box::pin(terminate::after_ssl_request(&ctx, client, t)).await,
+            None => tls::after_ssl_request(&ctx, client).await,
+        },
+        FirstPacket::Startup(_) if ctx.shared.terminator.as_ref().is_some_and(|t| t.require) => {
+            let msg = "pgha proxy accepts TLS connections only: connect with sslmode=require \
+                       or stronger (verify-full)";
+            let _ = client
+                .write_all(&wire::fatal(wire::SQLSTATE_INVALID_AUTHORIZATION, msg))
+                .await;
+            Err(ProxyError::TlsRequired)
+        }
         FirstPacket::Startup(p) => {
             let deadline = Instant::now() + cfg.hold_timeout;
             start_plain(&ctx, client, p, deadline).await
         }
-        FirstPacket::DirectTls(prefix) => tls::direct(&ctx, client, prefix, startup_deadline).await,
+        FirstPacket::DirectTls(prefix) => match &ctx.shared.terminator {
+            Some(t) => Box::pin(terminate::direct(&ctx, client, prefix, startup_deadline, t)).await,
+            None => tls::direct(&ctx, client, prefix, startup_deadline).await,
+        },
         FirstPacket::GssEnc => unreachable!("answered in first_packet"),
     }
 }
 
 /// Opens the backend for a plaintext startup (retrying while it cannot take sessions) and
 /// relays; refuses the client if no backend could be had before `deadline`.
-pub(crate) async fn start_plain(
+pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerCtx,
-    client: TcpStream,
+    client: C,
     startup: StartupPacket,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
@@ -127,9 +142,9 @@ pub(crate) async fn start_plain(
 
 /// Tells a client that no backend could be had: FATAL 57P03 after `hold_timeout`, 57P01 on
 /// shutdown.
-pub(crate) async fn refuse(
+pub(crate) async fn refuse<C: AsyncWrite + Unpin>(
     ctx: &ListenerCtx,
-    mut client: TcpStream,
+    mut client: C,
     failure: HoldFailure,
 ) -> Result<(), ProxyError> {
     let cfg = &ctx.shared.config;
@@ -160,14 +175,19 @@ pub(crate) async fn refuse(
 /// the startup while looking for BackendKeyData (within `auth_timeout`), then splices until
 /// either side closes, the session idles past `idle_timeout` or the lease is revoked. The
 /// session's key is registered before the client can have it; a session
-/// whose key cannot be read (TLS) is registered as such.
-pub(crate) async fn relay(
+/// whose key cannot be read (TLS passed through) is registered as such. With a TLS backend
+/// (the proxy terminates TLS), the startup goes through a [`SaslFilter`].
+pub(crate) async fn relay<C, B>(
     ctx: &ListenerCtx,
-    mut client: TcpStream,
-    mut backend: TcpStream,
+    mut client: C,
+    mut backend: B,
     lease: Lease,
     first: Option<Vec<u8>>,
-) -> Result<(), ProxyError> {
+) -> Result<(), ProxyError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let m = &ctx.metrics;
     let cfg = &ctx.shared.config;
     let registry = &ctx.shared.cancels;
@@ -179,15 +199,28 @@ pub(crate) async fn relay(
                 registry,
                 addr: lease.addr(),
                 guard: &mut key_guard,
+                sasl: ctx.shared.terminator.is_some().then(SaslFilter::default),
             };
-            let done = scan.feed(&first);
             m.bytes_out.fetch_add(first.len() as u64, Relaxed);
+            let (first, done) = scan.feed(&first)?;
             client.write_all(&first).await?;
             if !done {
                 let scan = scan_until_ready(&mut client, &mut backend, ctx, &mut scan);
                 let scan = tokio::time::timeout(cfg.auth_timeout, scan).await;
-                if scan.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))?? {
-                    return Ok(());
+                match scan.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))? {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    Err(e @ ProxyError::ChannelBinding) => {
+                        let msg = "pgha proxy terminates TLS, so SCRAM channel binding cannot \
+                                   reach PostgreSQL through it: connect with \
+                                   channel_binding=disable (sslmode=verify-full authenticates \
+                                   the proxy)";
+                        let refusal = wire::fatal(wire::SQLSTATE_INVALID_AUTHORIZATION, msg);
+                        let _ = client.write_all(&refusal).await;
+                        let _ = client.shutdown().await;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if key_guard.is_none() {
@@ -223,29 +256,45 @@ struct KeyScan<'a> {
     registry: &'a Arc<CancelRegistry>,
     addr: &'a Arc<str>,
     guard: &'a mut Option<CancelGuard>,
+    /// The channel-binding filter of a session with a TLS backend.
+    sasl: Option<SaslFilter>,
 }
 
 impl KeyScan<'_> {
-    /// Feeds backend bytes about to be relayed; true once the startup is over.
-    fn feed(&mut self, data: &[u8]) -> bool {
-        let done = self.scanner.feed(data);
+    /// Feeds backend bytes; returns those to relay (the same, unless filtered) and whether
+    /// the startup is over.
+    fn feed(&mut self, data: &[u8]) -> Result<(Vec<u8>, bool), ProxyError> {
+        let data = match &mut self.sasl {
+            Some(f) => f.backend(data)?,
+            None => data.to_vec(),
+        };
+        let done = self.scanner.feed(&data);
         if self.guard.is_none() {
             if let Some(key) = self.scanner.key() {
                 *self.guard = Some(self.registry.register(key, Arc::clone(self.addr)));
             }
         }
-        done
+        Ok((data, done))
+    }
+
+    /// Looks at client bytes about to go to the backend.
+    fn client(&mut self, data: &[u8]) -> Result<(), ProxyError> {
+        self.sasl.as_mut().map_or(Ok(()), |f| f.client(data))
     }
 }
 
 /// Relays both ways until the backend's ReadyForQuery, capturing its BackendKeyData; true if
 /// either side closed first.
-async fn scan_until_ready(
-    client: &mut TcpStream,
-    backend: &mut TcpStream,
+async fn scan_until_ready<C, B>(
+    client: &mut C,
+    backend: &mut B,
     ctx: &ListenerCtx,
     scan: &mut KeyScan<'_>,
-) -> Result<bool, ProxyError> {
+) -> Result<bool, ProxyError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
     let m = &ctx.metrics;
     let mut cbuf = vec![0u8; 4096];
     let mut bbuf = vec![0u8; 8192];
@@ -257,6 +306,7 @@ async fn scan_until_ready(
                     return Ok(true);
                 }
                 m.bytes_in.fetch_add(n as u64, Relaxed);
+                scan.client(&cbuf[..n])?;
                 backend.write_all(&cbuf[..n]).await?;
             }
             r = backend.read(&mut bbuf) => {
@@ -265,8 +315,8 @@ async fn scan_until_ready(
                     return Ok(true);
                 }
                 m.bytes_out.fetch_add(n as u64, Relaxed);
-                let done = scan.feed(&bbuf[..n]);
-                client.write_all(&bbuf[..n]).await?;
+                let (out, done) = scan.feed(&bbuf[..n])?;
+                client.write_all(&out).await?;
                 if done {
                     return Ok(false);
                 }

@@ -90,7 +90,7 @@ impl SslAnswer {
 }
 
 /// Sends SSLRequest and reads the answer, 'S' or 'N' (anything else is an error).
-async fn ask(backend: &mut TcpStream, within: Duration) -> std::io::Result<u8> {
+pub(crate) async fn ask(backend: &mut TcpStream, within: Duration) -> std::io::Result<u8> {
     backend.write_all(&SSL_REQUEST_PACKET).await?;
     let mut answer = [0u8; 1];
     tokio::time::timeout(within, backend.read_exact(&mut answer))

@@ -26,6 +26,9 @@ pub const SQLSTATE_TOO_MANY: &str = "53300";
 pub const SQLSTATE_PROTOCOL: &str = "08P01";
 /// SQLSTATE sent to held clients when the proxy shuts down (`admin_shutdown`).
 pub const SQLSTATE_SHUTDOWN: &str = "57P01";
+/// SQLSTATE sent to a client refused for how it connects (`invalid_authorization_specification`,
+/// PostgreSQL's for a connection no pg_hba.conf line allows).
+pub const SQLSTATE_INVALID_AUTHORIZATION: &str = "28000";
 /// SQLSTATE sent when a backend refused the connection (`connection_failure`).
 pub const SQLSTATE_CONNECTION_FAILURE: &str = "08006";
 
