@@ -3,13 +3,16 @@
 Driven by tests/cancel.rs. argv[1] is a JSON object:
   {"cases": [{"name": str,            # for the report
               "dsn": str,             # through the proxy (sslmode etc. included)
-              "monitor": str,         # straight to the backend that serves `dsn`
-              "api": "safe" | "legacy" | "async",
+              "monitor": str,         # straight to the backend that serves `dsn`; "{port}"
+                                      # in it: the port that session's server listens on
+              "api": "safe" | "legacy" | "async" | "copy",
               "wrong_key_first": bool}]}
 For each case: connect, start `SELECT pg_sleep(30)`, wait until the backend runs it, optionally
 send CancelRequests with this session's pid and a wrong secret (plain, and after an SSLRequest as
 libpq 17+ does) and check that the statement still runs a second later, then cancel with the
-chosen API and time how long the statement takes to end. Prints one JSON object per case on
+chosen API and time how long the statement takes to end ("copy": read a few rows of a 20M-row
+`COPY ... TO STDOUT` and leave the block by an exception, which makes psycopg cancel it with
+`cancel_safe()`; time until the block is left). Prints one JSON object per case on
 stdout; tests/cancel.rs judges them. Never raises for a case's outcome: it reports it.
 """
 
@@ -52,7 +55,7 @@ def still_running(monitor, pid):
 
 def hostport(dsn):
     info = psycopg.conninfo.conninfo_to_dict(dsn)
-    return info["host"], int(info["port"])
+    return info.get("hostaddr") or info["host"], int(info["port"])
 
 
 def send_wrong_key(dsn, pid, secret_len):
@@ -71,9 +74,50 @@ def send_wrong_key(dsn, pid, secret_len):
             s.recv(1)
 
 
-def run_sync(case, monitor):
+def open_monitor(case, port):
+    """The monitor connection of `case`, for the server listening on `port`."""
+    dsn = case["monitor"].replace("{port}", str(port))
+    return psycopg.connect(dsn, autocommit=True)
+
+
+class LeaveEarly(Exception):
+    pass
+
+
+def run_copy(case):
     out = {}
     conn = psycopg.connect(case["dsn"], autocommit=True)
+    out["pid"] = conn.info.backend_pid
+    out["protocol"] = conn.pgconn.full_protocol_version
+    out["ssl"] = bool(conn.pgconn.ssl_in_use)
+    out["port"] = conn.execute("SELECT inet_server_port()").fetchone()[0]
+    copy_sql = (
+        "COPY (SELECT g, repeat('x', 100) FROM generate_series(1, 20000000) g) TO STDOUT"
+    )
+    asked = None
+    try:
+        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+            for i, _ in enumerate(copy.rows()):
+                if i == 1000:
+                    out["started"] = True
+                    asked = time.monotonic()
+                    raise LeaveEarly()
+    except LeaveEarly:
+        out["sqlstate"] = "57014"
+    except psycopg.Error as ex:
+        out["sqlstate"] = ex.sqlstate
+    out["seconds"] = round(time.monotonic() - (asked or time.monotonic()), 3)
+    # The connection is usable again.
+    out["after"] = conn.execute("SELECT 1").fetchone()[0]
+    conn.close()
+    return out
+
+
+def run_sync(case):
+    out = {}
+    conn = psycopg.connect(case["dsn"], autocommit=True)
+    out["port"] = conn.execute("SELECT inet_server_port()").fetchone()[0]
+    monitor = open_monitor(case, out["port"])
     out["pid"] = pid = conn.info.backend_pid
     out["protocol"] = conn.pgconn.full_protocol_version
     out["ssl"] = bool(conn.pgconn.ssl_in_use)
@@ -108,12 +152,16 @@ def run_sync(case, monitor):
         monitor.execute("SELECT pg_cancel_backend(%s)", (pid,))
         t.join(10)
     conn.close()
+    monitor.close()
     return out
 
 
-async def run_async(case, monitor):
+async def run_async(case):
     out = {}
     aconn = await psycopg.AsyncConnection.connect(case["dsn"], autocommit=True)
+    cur = await aconn.execute("SELECT inet_server_port()")
+    out["port"] = (await cur.fetchone())[0]
+    monitor = open_monitor(case, out["port"])
     out["pid"] = pid = aconn.info.backend_pid
     out["protocol"] = aconn.pgconn.full_protocol_version
     out["ssl"] = bool(aconn.pgconn.ssl_in_use)
@@ -132,6 +180,7 @@ async def run_async(case, monitor):
     out["seconds"] = round(time.monotonic() - asked, 3)
     if not aconn.closed:
         await aconn.close()
+    monitor.close()
     return out
 
 
@@ -141,11 +190,12 @@ def main():
     for case in config["cases"]:
         report = {"name": case["name"]}
         try:
-            with psycopg.connect(case["monitor"], autocommit=True) as monitor:
-                if case["api"] == "async":
-                    report.update(asyncio.run(run_async(case, monitor)))
-                else:
-                    report.update(run_sync(case, monitor))
+            if case["api"] == "async":
+                report.update(asyncio.run(run_async(case)))
+            elif case["api"] == "copy":
+                report.update(run_copy(case))
+            else:
+                report.update(run_sync(case))
         except Exception as ex:  # reported, judged by the Rust side
             report["error"] = f"{type(ex).__name__}: {ex}"
         print(json.dumps(report), flush=True)

@@ -2,6 +2,9 @@
 //! and a proxy started per test.
 #![allow(dead_code)]
 
+pub mod ca_cluster;
+pub mod clients;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -232,18 +235,9 @@ pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
     let (pp, sp) = (free_port(), free_port());
     let primary = dir.join("primary");
     let mut c = command_in(bin, "initdb");
-    c.args([
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "-N",
-        "-E",
-        "UTF8",
-        "--locale=C",
-        "-D",
-    ])
-    .arg(&primary);
+    c.args(["-A", "trust", "-U", "postgres", "-N"])
+        .args(["-E", "UTF8", "--locale=C", "-D"])
+        .arg(&primary);
     run(c);
     let conf = format!(
         "port = {pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\

@@ -1,0 +1,190 @@
+//! The clients of the cancel tests: psycopg 3 through tests/cancel_clients.py, psql's Ctrl-C
+//! and `\conninfo`, and the check that each cancel ended its statement in time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use pgha_testkit::free_port;
+use serde_json::{json, Value};
+
+use super::{conninfo, test_python};
+
+/// A statement must end this soon after the cancel was asked for.
+pub const CANCEL_WITHIN: Duration = Duration::from_secs(2);
+
+pub struct Case {
+    pub name: String,
+    pub dsn: String,
+    pub monitor: String,
+    pub api: &'static str,
+    pub wrong_key_first: bool,
+}
+
+pub fn direct(port: u16) -> String {
+    format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=disable")
+}
+
+pub fn case(
+    listener: &str,
+    proxy: std::net::SocketAddr,
+    backend_port: u16,
+    extra: &str,
+    api: &'static str,
+) -> Case {
+    Case {
+        name: format!("{listener} {api} {extra}"),
+        dsn: format!("{} {extra}", conninfo(proxy)),
+        monitor: direct(backend_port),
+        api,
+        wrong_key_first: false,
+    }
+}
+
+/// Runs tests/cancel_clients.py over `cases`; returns its header (libpq version) and reports.
+pub async fn run_clients(cases: &[Case]) -> (Value, Vec<Value>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cancel_clients.py");
+    let config = json!({
+        "cases": cases.iter().map(|c| json!({
+            "name": c.name, "dsn": c.dsn, "monitor": c.monitor, "api": c.api,
+            "wrong_key_first": c.wrong_key_first,
+        })).collect::<Vec<_>>()
+    });
+    let out = tokio::process::Command::new(test_python())
+        .arg(script)
+        .arg(config.to_string())
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGSSLMODE")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(180), out)
+        .await
+        .expect("cancel_clients.py did not finish in 180 s")
+        .expect("run cancel_clients.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cancel_clients.py failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap());
+    let head = lines.next().expect("header line");
+    let reports: Vec<Value> = lines.collect();
+    assert_eq!(reports.len(), cases.len(), "{stdout}");
+    eprintln!("{stdout}");
+    (head, reports)
+}
+
+/// Every case's statement was running, and ended by the cancel (57014) within `CANCEL_WITHIN`;
+/// a wrong key sent first had cancelled nothing.
+pub fn check(cases: &[Case], reports: &[Value]) {
+    let mut failures = Vec::new();
+    for (c, r) in cases.iter().zip(reports) {
+        let ok = r.get("error").is_none()
+            && r["started"] == json!(true)
+            && r["sqlstate"] == json!("57014")
+            && r["seconds"]
+                .as_f64()
+                .is_some_and(|s| s < CANCEL_WITHIN.as_secs_f64())
+            && (!c.wrong_key_first || r["after_wrong_key_running"] == json!(true));
+        if !ok {
+            failures.push(r.to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cancels failed:\n{}",
+        failures.len(),
+        reports.len(),
+        failures.join("\n")
+    );
+}
+
+/// Runs `select pg_sleep(30)` in psql (from `bin`), interrupts it once the backend runs it as
+/// Ctrl-C would, and returns how long the statement took to end after that, and psql's stderr.
+pub async fn psql_ctrl_c(bin: &Path, dsn: &str, monitor_port: u16) -> (Duration, String) {
+    let app = format!("cancel-test-{}", free_port());
+    let child = tokio::process::Command::new(bin.join("psql"))
+        .arg(format!("{dsn} application_name={app}"))
+        .args(["-X", "-c", "select pg_sleep(30)"])
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn psql");
+    let monitor = connect_direct(monitor_port).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = monitor
+            .query_one(
+                "select count(*) from pg_stat_activity where application_name = $1 \
+                 and state = 'active' and query like '%pg_sleep%'",
+                &[&app],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "psql's statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = Instant::now();
+    let pid = child.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    // A lost cancel leaves the statement running: stop waiting (and psql) after 5 s.
+    let out = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output()).await;
+    let took = asked.elapsed();
+    match out {
+        Ok(out) => (
+            took,
+            String::from_utf8_lossy(&out.unwrap().stderr).to_string(),
+        ),
+        Err(_) => {
+            let stop =
+                "select pg_cancel_backend(pid) from pg_stat_activity where application_name = $1";
+            monitor.execute(stop, &[&app]).await.unwrap();
+            (took, "(still running 5 s after Ctrl-C)".into())
+        }
+    }
+}
+
+pub async fn connect_direct(port: u16) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&direct(port), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// psql's `\conninfo` through `dsn`.
+pub async fn psql_conninfo(bin: &Path, dsn: &str) -> String {
+    let out = tokio::process::Command::new(bin.join("psql"))
+        .arg(dsn)
+        .args(["-X", "-c", "\\conninfo"])
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Whether psql 18's `\conninfo` table has the row `name | value`.
+pub fn conninfo_row(info: &str, name: &str, value: &str) -> bool {
+    info.lines()
+        .any(|l| l.split('|').map(str::trim).eq([name, value]))
+}
