@@ -9,6 +9,7 @@ use pgha_pg::probe::{drop_slot, ensure_slot};
 use pgha_store::{Guard, Key, StoreError};
 use serde::Serialize;
 
+use crate::action_error::ActionError;
 use crate::agent::{Agent, ANNOUNCE_TIMEOUT, SQL_TIMEOUT};
 use crate::jobs::{run_job, JobContext};
 use crate::spec::{postgres_address, Dynamic};
@@ -31,7 +32,7 @@ impl Agent {
         }
     }
 
-    pub(crate) async fn execute_one(&mut self, action: &Action) -> Result<(), String> {
+    pub(crate) async fn execute_one(&mut self, action: &Action) -> Result<(), ActionError> {
         let name = self.spec.name.as_str();
         let limit = self.store_timeout();
         let ttl = |ms: u64| Duration::from_millis(ms);
@@ -52,22 +53,16 @@ impl Agent {
                 self.outcomes.push(lease_outcome(result, sent, false));
             }
             Action::ReleaseLeader { revision } => {
-                timed(limit, store.release_leader(name, *revision))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                timed(limit, store.release_leader(name, *revision)).await?;
             }
             Action::PublishMember(record) => {
                 let ttl_ms = self.ttl().as_millis() as u64;
-                let json = serde_json::to_string(record).map_err(|e| e.to_string())?;
-                timed(limit, store.put_member(name, &json, ttl(ttl_ms)))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let json = serde_json::to_string(record)?;
+                timed(limit, store.put_member(name, &json, ttl(ttl_ms))).await?;
             }
             Action::WriteInitialize { system_id } => {
-                let json = serde_json::to_string(system_id).map_err(|e| e.to_string())?;
-                timed(limit, store.put(Key::Initialize, &json, Guard::Absent))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let json = serde_json::to_string(system_id)?;
+                timed(limit, store.put(Key::Initialize, &json, Guard::Absent)).await?;
             }
             Action::PublishSync {
                 set,
@@ -92,16 +87,12 @@ impl Agent {
                     limit,
                     store.delete(Key::Switchover, Guard::Revision(*revision)),
                 )
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             }
             Action::RecordHistory(event) => {
                 tracing::info!("{}: history: {event}", self.spec.name);
-                let json = serde_json::to_string(&HistoryEntry::now(event.clone()))
-                    .map_err(|e| e.to_string())?;
-                timed(limit, store.append_history(&json, Guard::Any))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let json = serde_json::to_string(&HistoryEntry::now(event.clone()))?;
+                timed(limit, store.append_history(&json, Guard::Any)).await?;
             }
             Action::SetSync(applied) => {
                 let before = std::mem::replace(&mut self.sync_applied, applied.clone());
@@ -121,14 +112,13 @@ impl Agent {
                     .probe
                     .client(&spec, SQL_TIMEOUT)
                     .await
-                    .ok_or("local PostgreSQL not reachable")?;
+                    .ok_or(ActionError::LocalUnreachable)?;
                 tokio::time::timeout(
                     SQL_TIMEOUT,
                     pgha_pg::probe::restart_wal_receiver(client, name),
                 )
                 .await
-                .map_err(|_| "timeout".to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
                 tracing::info!("{name}: the leader is reachable again: restarted the WAL receiver");
             }
             Action::CreateSlots { names } | Action::DropSlots { names } => {
@@ -138,7 +128,7 @@ impl Agent {
                     .probe
                     .client(&spec, SQL_TIMEOUT)
                     .await
-                    .ok_or("local PostgreSQL not reachable")?;
+                    .ok_or(ActionError::LocalUnreachable)?;
                 for n in names {
                     let slot = pgha_pg::conf::slot_name(n.as_str());
                     let r = if create {
@@ -148,11 +138,10 @@ impl Agent {
                     } else {
                         tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await
                     };
-                    r.map_err(|_| "timeout".to_string())?
-                        .map_err(|e| e.to_string())?;
+                    r.map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
                 }
             }
-            other => return Err(format!("{other:?} is not a store or quick action")),
+            other => return Err(ActionError::NotQuick(action_name(other))),
         }
         Ok(())
     }
@@ -163,16 +152,14 @@ impl Agent {
         key: Key,
         value: &impl Serialize,
         revision: u64,
-    ) -> Result<(), String> {
-        let json = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    ) -> Result<(), ActionError> {
+        let json = serde_json::to_string(value)?;
         let guard = Guard::Leader {
             holder: self.spec.name.to_string(),
             revision,
         };
-        timed(self.store_timeout(), self.store.put(key, &json, guard))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        timed(self.store_timeout(), self.store.put(key, &json, guard)).await?;
+        Ok(())
     }
 
     pub(crate) fn start_job(&mut self, action: Action) {
@@ -257,11 +244,11 @@ impl Agent {
     /// A standby whose upstream is not known yet is left alone (its conninfo must not be lost).
     /// `sync_change`: the rewrite carries a new `synchronous_standby_names` the core relies on,
     /// so it is never skipped silently (a leader about to promote renders without upstream).
-    pub(crate) async fn rewrite_config(&self, sync_change: bool) -> Result<(), String> {
+    pub(crate) async fn rewrite_config(&self, sync_change: bool) -> Result<(), ActionError> {
         let inst = &self.spec.instance;
         if !inst.is_initialized() || self.job.is_some() {
             if sync_change {
-                return Err("no data directory, or a job is running: not applied".into());
+                return Err(ActionError::SyncNotApplied);
             }
             return Ok(());
         }
@@ -277,10 +264,9 @@ impl Agent {
             None
         };
         let conf = self.spec.conf(standby, upstream, &self.dynamic());
-        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
-            .map_err(|e| e.to_string())?;
+        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)?;
         if inst.is_running() {
-            inst.reload().await.map_err(|e| e.to_string())?;
+            inst.reload().await?;
         }
         Ok(())
     }

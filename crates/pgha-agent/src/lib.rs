@@ -2,6 +2,7 @@
 //! asks the pure core (`pgha_core::Member::step`) what to do, and executes the decision with a
 //! timeout on every external call; long actions run as tasks whose outcome feeds the next step.
 
+mod action_error;
 pub mod agent;
 mod execute;
 pub mod failsafe;

@@ -9,23 +9,7 @@ use tokio::io::AsyncReadExt;
 use crate::command::tail;
 use crate::error::{PgError, Result};
 use crate::instance::Instance;
-
-/// Where to clone from and with which credentials.
-#[derive(Debug, Clone)]
-pub struct CloneSource<'a> {
-    /// The source member's name: what its TLS certificate must name.
-    pub name: &'a str,
-    pub host: &'a str,
-    pub port: u16,
-    pub replication_user: &'a str,
-    /// libpq password file holding the replication role's password.
-    pub passfile: &'a Path,
-    /// The physical slot on the source that the clone's WAL stream uses.
-    pub slot: &'a str,
-    /// The cluster CA: the source must prove its name with a certificate from it (`None`:
-    /// no TLS).
-    pub ca_cert: Option<&'a Path>,
-}
+use crate::source::SourceServer;
 
 /// Base backup progress: kilobytes copied so far and the estimated total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,11 +18,12 @@ pub struct Progress {
     pub total_kb: u64,
 }
 
-/// Clones `source` into `target` (which must not exist or be empty), calling `on_progress` as
-/// pg_basebackup reports it.
+/// Clones `source` into `target` (which must not exist or be empty), streaming WAL through
+/// the physical slot `slot` on the source, calling `on_progress` as pg_basebackup reports it.
 pub async fn clone(
     instance: &Instance,
-    source: &CloneSource<'_>,
+    source: &SourceServer<'_>,
+    slot: &str,
     target: &Path,
     timeout: Duration,
     mut on_progress: impl FnMut(Progress),
@@ -49,12 +34,8 @@ pub async fn clone(
     cmd.arg("-D")
         .arg(target)
         .args(["-X", "stream", "-c", "fast", "-P", "-w"])
-        .arg(format!("--slot={}", source.slot))
-        .arg(format!(
-            "--dbname={} user={}",
-            crate::tls::conninfo_target(source.name, source.host, source.port, source.ca_cert),
-            crate::conf::quote_conninfo(source.replication_user)
-        ))
+        .arg(format!("--slot={slot}"))
+        .arg(format!("--dbname={}", source.conninfo()))
         .arg(format!("--label=pgha clone of {}", instance.name))
         .env("PGPASSFILE", source.passfile)
         .env("PGAPPNAME", format!("pgha_clone_{}", instance.name))

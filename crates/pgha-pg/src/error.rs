@@ -81,6 +81,14 @@ fn tail_block(tail: &str) -> String {
 }
 
 impl PgError {
+    /// Turns a SQL error on `member` into a [`PgError::Sql`]: `.map_err(PgError::sql(member))`.
+    pub fn sql(member: &str) -> impl FnOnce(tokio_postgres::Error) -> PgError + '_ {
+        move |source| PgError::Sql {
+            member: member.to_string(),
+            source,
+        }
+    }
+
     /// Whether retrying the same operation later can succeed without operator action.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -233,41 +233,36 @@ impl Instance {
         if !self.is_running() {
             return Ok(());
         }
-        let mut cmd = self
-            .run_as
-            .command(self.bins.program("pg_ctl"), &self.member_dir);
-        cmd.arg("stop")
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-m", mode.as_arg(), "-w", "-s", "-t"])
-            .arg(timeout.as_secs().max(1).to_string());
-        run(cmd, "pg_ctl stop", timeout + Duration::from_secs(5))
+        self.pg_ctl(&["stop", "-m", mode.as_arg()], Some(timeout))
             .await
-            .map(|_| ())
     }
 
     /// Promotes a standby and waits until it accepts writes.
     pub async fn promote(&self, timeout: Duration) -> Result<()> {
-        let mut cmd = self
-            .run_as
-            .command(self.bins.program("pg_ctl"), &self.member_dir);
-        cmd.arg("promote")
-            .arg("-D")
-            .arg(self.data_dir())
-            .args(["-w", "-s", "-t"])
-            .arg(timeout.as_secs().max(1).to_string());
-        run(cmd, "pg_ctl promote", timeout + Duration::from_secs(5))
-            .await
-            .map(|_| ())
+        self.pg_ctl(&["promote"], Some(timeout)).await
     }
 
     /// Asks PostgreSQL to re-read its configuration.
     pub async fn reload(&self) -> Result<()> {
+        self.pg_ctl(&["reload"], None).await
+    }
+
+    /// Runs `pg_ctl ARGS -D DATA -s` as the OS user; with `wait`, also `-w -t SECONDS`, and
+    /// gives up 5 s after that (without, after 30 s).
+    async fn pg_ctl(&self, args: &[&str], wait: Option<Duration>) -> Result<()> {
         let mut cmd = self
             .run_as
             .command(self.bins.program("pg_ctl"), &self.member_dir);
-        cmd.arg("reload").arg("-D").arg(self.data_dir()).arg("-s");
-        run(cmd, "pg_ctl reload", Duration::from_secs(30))
+        cmd.args(args).arg("-D").arg(self.data_dir()).arg("-s");
+        let limit = match wait {
+            Some(timeout) => {
+                cmd.args(["-w", "-t"])
+                    .arg(timeout.as_secs().max(1).to_string());
+                timeout + Duration::from_secs(5)
+            }
+            None => Duration::from_secs(30),
+        };
+        run(cmd, &format!("pg_ctl {}", args[0]), limit)
             .await
             .map(|_| ())
     }

@@ -16,6 +16,7 @@ pub mod osuser;
 pub mod probe;
 pub mod rewind;
 pub mod secrets;
+pub mod source;
 pub mod supervisor;
 pub mod tls;
 pub mod trust;

@@ -33,13 +33,7 @@ pub async fn logical_slots(
         "SELECT slot_name::text, false, false, wal_status IS DISTINCT FROM 'lost' \
          FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY 1"
     };
-    let rows = client
-        .query(sql, &[])
-        .await
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
+    let rows = client.query(sql, &[]).await.map_err(PgError::sql(member))?;
     Ok(rows
         .iter()
         .map(|r| LogicalSlot {

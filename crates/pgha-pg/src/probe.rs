@@ -39,10 +39,7 @@ pub async fn connect(
             what: format!("connect to {member} ({host}:{port})"),
             seconds: timeout.as_secs(),
         })?
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })
+        .map_err(PgError::sql(member))
 }
 
 /// Connects as `config` says, with `tls` when given (see [`crate::tls::target`]), and runs
@@ -120,10 +117,6 @@ impl PgState {
 
 /// Reads the member's state in a few round trips.
 pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
-    let sql = |source| PgError::Sql {
-        member: member.to_string(),
-        source,
-    };
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), current_setting('server_version_num')::int, \
@@ -132,7 +125,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
             &[],
         )
         .await
-        .map_err(sql)?;
+        .map_err(PgError::sql(member))?;
     let in_recovery: bool = row.get(0);
     let mut state = PgState {
         in_recovery,
@@ -160,7 +153,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                 &[],
             )
             .await
-            .map_err(sql)?;
+            .map_err(PgError::sql(member))?;
         state.receive_lsn = row.get::<_, Option<i64>>(0).map(|v| v as u64);
         state.replay_lsn = row.get::<_, Option<i64>>(1).map(|v| v as u64);
         state.wal_receiver_status = row.get(2);
@@ -185,7 +178,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                 &[],
             )
             .await
-            .map_err(sql)?;
+            .map_err(PgError::sql(member))?;
         state.current_lsn = Some(row.get::<_, i64>(0) as u64);
         state.timeline = Some(row.get::<_, i32>(1) as u32);
         let rows = client
@@ -198,7 +191,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                 &[],
             )
             .await
-            .map_err(sql)?;
+            .map_err(PgError::sql(member))?;
         state.replication = rows
             .iter()
             .map(|r| ReplicationPeer {
@@ -221,17 +214,13 @@ pub fn format_lsn(lsn: u64) -> String {
 
 /// Creates the physical replication slot `slot` unless it exists; returns whether it created it.
 pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bool> {
-    let sql = |source| PgError::Sql {
-        member: member.to_string(),
-        source,
-    };
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
         .await
-        .map_err(sql)?
+        .map_err(PgError::sql(member))?
         .is_some();
     if exists {
         return Ok(false);
@@ -246,7 +235,7 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
         Ok(_) => Ok(true),
         // Created meanwhile by another caller (the leader and a cloning member race for it).
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => Ok(false),
-        Err(e) => Err(sql(e)),
+        Err(e) => Err(PgError::sql(member)(e)),
     }
 }
 
@@ -263,10 +252,7 @@ pub async fn drop_stale_failover_slots(client: &Client, member: &str) -> Result<
             &[],
         )
         .await
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
+        .map_err(PgError::sql(member))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -278,10 +264,7 @@ pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
             &[],
         )
         .await
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
+        .map_err(PgError::sql(member))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
@@ -295,10 +278,7 @@ pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
             &[],
         )
         .await
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
+        .map_err(PgError::sql(member))?;
     Ok(())
 }
 
@@ -309,10 +289,7 @@ pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<()> 
             &[&slot],
         )
         .await
-        .map_err(|source| PgError::Sql {
-            member: member.to_string(),
-            source,
-        })?;
+        .map_err(PgError::sql(member))?;
     Ok(())
 }
 
@@ -324,24 +301,23 @@ pub async fn ensure_replication_role(
     role: &str,
     password: &str,
 ) -> Result<()> {
-    let sql = |source| PgError::Sql {
-        member: member.to_string(),
-        source,
-    };
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let ident = quote_ident(role);
     let literal = quote_literal(&verifier);
     let exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
         .await
-        .map_err(sql)?
+        .map_err(PgError::sql(member))?
         .is_some();
     let statement = if exists {
         format!("ALTER ROLE {ident} WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT REPLICATION LOGIN PASSWORD {literal}")
     } else {
         format!("CREATE ROLE {ident} WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT REPLICATION LOGIN PASSWORD {literal}")
     };
-    client.batch_execute(&statement).await.map_err(sql)
+    client
+        .batch_execute(&statement)
+        .await
+        .map_err(PgError::sql(member))
 }
 
 /// Quotes an SQL identifier.

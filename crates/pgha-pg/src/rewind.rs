@@ -1,31 +1,19 @@
 //! pg_rewind: resynchronise a former primary's data directory with the new primary, finishing
 //! crash recovery first when the old primary did not shut down cleanly.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::command::run;
 use crate::error::{PgError, Result};
 use crate::instance::Instance;
+use crate::source::SourceServer;
 
-/// Where to rewind from: a running primary, reached as the superuser through a passfile.
-#[derive(Debug, Clone)]
-pub struct RewindSource<'a> {
-    /// The source member's name: what its TLS certificate must name.
-    pub name: &'a str,
-    pub host: &'a str,
-    pub port: u16,
-    pub superuser: &'a str,
-    pub passfile: &'a Path,
-    /// The cluster CA (`None`: no TLS).
-    pub ca_cert: Option<&'a Path>,
-}
-
-/// Runs pg_rewind on a stopped instance. pg_rewind copies the source's configuration files,
+/// Runs pg_rewind on a stopped instance from `source`, a running primary reached as the
+/// superuser. pg_rewind copies the source's configuration files,
 /// so the caller must write pgha's own configuration again afterwards.
 pub async fn rewind(
     instance: &Instance,
-    source: &RewindSource<'_>,
+    source: &SourceServer<'_>,
     timeout: Duration,
 ) -> Result<()> {
     let state = instance.controldata().await?.cluster_state;
@@ -37,9 +25,8 @@ pub async fn rewind(
         finish_crash_recovery(instance, timeout).await?;
     }
     let conninfo = format!(
-        "{} user={} dbname=postgres passfile={} connect_timeout=5",
-        crate::tls::conninfo_target(source.name, source.host, source.port, source.ca_cert),
-        crate::conf::quote_conninfo(source.superuser),
+        "{} dbname=postgres passfile={} connect_timeout=5",
+        source.conninfo(),
         crate::conf::quote_conninfo(&source.passfile.to_string_lossy()),
     );
     let mut cmd = instance

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use pgha_core::MemberName;
 use pgha_pg::conf::{slot_name, Upstream};
 use pgha_pg::probe::{drop_stale_failover_slots, ensure_replication_role, ensure_slot};
+use pgha_pg::source::SourceServer;
 use pgha_pg::StopMode;
 
 use super::reaping::{is_zombie, wait_reaped};
@@ -17,6 +18,19 @@ impl JobContext {
         self.peers.get(name).cloned().ok_or_else(|| {
             JobError::Refused(format!("{name} has not published its PostgreSQL address"))
         })
+    }
+
+    /// `up` as the source of a clone or a rewind, logged in to as `user` with this member's
+    /// password file, its certificate checked against the cluster CA.
+    pub(super) fn source<'a>(&'a self, up: &'a Upstream, user: &'a str) -> SourceServer<'a> {
+        SourceServer {
+            name: &up.name,
+            host: &up.host,
+            port: up.port,
+            user,
+            passfile: &self.spec.passfile,
+            ca_cert: self.spec.tls.as_ref().map(|t| t.files.ca_cert.as_path()),
+        }
     }
 
     pub(super) fn write_config(

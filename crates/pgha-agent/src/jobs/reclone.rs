@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pgha_core::MemberName;
-use pgha_pg::basebackup::{clone, CloneSource};
+use pgha_pg::basebackup::clone;
 use pgha_pg::conf::slot_name;
 use pgha_pg::StopMode;
 
@@ -83,18 +83,10 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     ctx.ensure_own_slot_on(&up).await;
     tracing::info!("{}: cloning {from} with pg_basebackup", spec.name);
     let slot = slot_name(spec.name.as_str());
-    let source = CloneSource {
-        name: &up.name,
-        ca_cert: spec.tls.as_ref().map(|t| t.files.ca_cert.as_path()),
-        host: &up.host,
-        port: up.port,
-        replication_user: &spec.replication_user,
-        passfile: &spec.passfile,
-        slot: &slot,
-    };
+    let source = ctx.source(&up, &spec.replication_user);
     let mut last_quarter = 0;
     let name = spec.name.clone();
-    clone(inst, &source, &staging, CLONE_TIMEOUT, |p| {
+    clone(inst, &source, &slot, &staging, CLONE_TIMEOUT, |p| {
         let quarter = (p.done_kb * 4).checked_div(p.total_kb).unwrap_or(0);
         if quarter > last_quarter {
             last_quarter = quarter;

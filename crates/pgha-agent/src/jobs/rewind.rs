@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use pgha_core::MemberName;
 use pgha_pg::conf::Upstream;
-use pgha_pg::rewind::{rewind, RewindSource};
+use pgha_pg::rewind::rewind;
 use pgha_pg::StopMode;
 
 use super::{JobContext, JobError, JobResult, SQL_TIMEOUT};
@@ -26,14 +26,7 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
         up.host,
         up.port
     );
-    let source = RewindSource {
-        name: &up.name,
-        ca_cert: spec.tls.as_ref().map(|t| t.files.ca_cert.as_path()),
-        host: &up.host,
-        port: up.port,
-        superuser: &spec.superuser,
-        passfile: &spec.passfile,
-    };
+    let source = ctx.source(&up, &spec.superuser);
     rewind(inst, &source, REWIND_TIMEOUT).await?;
     // pg_rewind copied the source's configuration files: put this member's back.
     ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
