@@ -19,6 +19,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A member key's name: not empty, no `/` (it is one path segment of the key).
+    pub(crate) fn check_member_name(name: &str) -> Result<(), StoreError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(StoreError::Invalid(format!("bad member name {name:?}")));
+        }
+        Ok(())
+    }
+
     /// Whether the same request may succeed if simply retried.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -26,8 +26,8 @@ use crate::error::StoreError;
 use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 use convert::{as_i64, as_u64, bounded, describe_leader, gets, header_revision, map_err};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnResponse, WatchOptions,
-    WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
+    WatchOptions, WatchStream,
 };
 use leases::MemberLease;
 use std::collections::HashMap;
@@ -233,6 +233,20 @@ impl EtcdStore {
             Compare::value(leader.clone(), CompareOp::Equal, holder),
             Compare::create_revision(leader, CompareOp::Equal, as_i64(revision)),
         ]
+    }
+
+    /// A transaction that, when `compare` holds, puts the leader key naming `holder` on
+    /// `lease`, and otherwise reads the leader key (to say who holds it).
+    fn put_leader_if(&self, compare: Vec<Compare>, holder: &str, lease: i64) -> Txn {
+        let leader = self.leader_path();
+        Txn::new()
+            .when(compare)
+            .and_then([TxnOp::put(
+                leader.clone(),
+                holder,
+                Some(PutOptions::new().with_lease(lease)),
+            )])
+            .or_else([TxnOp::get(leader, None)])
     }
 
     /// Why a guarded write on `key` failed, from the else-branch reads `[key, leader]`.

@@ -272,9 +272,7 @@ impl Store for MemoryStore {
         ttl: Duration,
     ) -> Result<Revision, StoreError> {
         let ttl = positive(ttl)?;
-        if name.is_empty() || name.contains('/') {
-            return Err(StoreError::Invalid(format!("bad member name {name:?}")));
-        }
+        StoreError::check_member_name(name)?;
         let now = self.inner.clock.now();
         self.with_state(false, |s| {
             let revision = s.bump();

@@ -8,7 +8,7 @@ use crate::error::StoreError;
 use crate::model::{Guard, Key, Revision, Snapshot};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
-use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -27,18 +27,12 @@ impl Store for EtcdStore {
         let leader = self.leader_path();
         self.call(async {
             let lease = self.grant(ttl).await?;
-            let txn = Txn::new()
-                .when([Compare::create_revision(
-                    leader.clone(),
-                    CompareOp::Equal,
-                    0,
-                )])
-                .and_then([TxnOp::put(
-                    leader.clone(),
-                    holder,
-                    Some(PutOptions::new().with_lease(lease)),
-                )])
-                .or_else([TxnOp::get(leader.clone(), None)]);
+            let absent = vec![Compare::create_revision(
+                leader.clone(),
+                CompareOp::Equal,
+                0,
+            )];
+            let txn = self.put_leader_if(absent, holder, lease);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 return Ok(header_revision(resp.header()));
@@ -84,14 +78,7 @@ impl Store for EtcdStore {
             // The configured ttl changed: move the key (same term) to a lease of the new TTL.
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
             let fresh = self.grant(wanted).await?;
-            let txn = Txn::new()
-                .when(self.leader_is(holder, revision))
-                .and_then([TxnOp::put(
-                    leader.clone(),
-                    holder,
-                    Some(PutOptions::new().with_lease(fresh)),
-                )])
-                .or_else([TxnOp::get(leader.clone(), None)]);
+            let txn = self.put_leader_if(self.leader_is(holder, revision), holder, fresh);
             let resp = self.txn(txn).await?;
             if !resp.succeeded() {
                 let _ = self.revoke(fresh).await;
@@ -139,9 +126,7 @@ impl Store for EtcdStore {
         ttl: Duration,
     ) -> Result<Revision, StoreError> {
         let ttl = ttl_secs(ttl)?;
-        if name.is_empty() || name.contains('/') {
-            return Err(StoreError::Invalid(format!("bad member name {name:?}")));
-        }
+        StoreError::check_member_name(name)?;
         self.call(self.put_member_leased(name, value, ttl)).await
     }
 
