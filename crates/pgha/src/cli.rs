@@ -278,4 +278,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         watchdog_timeout: u32,
     },
+    /// Fault campaign: inject faults one at a time while writers record every acknowledged
+    /// write, then check that nothing acknowledged was lost, that one member wrote at a time,
+    /// and how fast each fault was recovered from (see `pgha chaos --help`).
+    Chaos(crate::chaos_cmd::ChaosArgs),
 }

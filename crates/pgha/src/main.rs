@@ -1,6 +1,7 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
+mod chaos_cmd;
 mod cli;
 mod render;
 mod tls_cmd;
@@ -199,6 +200,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{uri}");
             Ok(())
         }
+        Command::Chaos(args) => chaos_cmd::run(args).await,
         Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
     }
 }

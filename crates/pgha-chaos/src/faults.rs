@@ -1,0 +1,301 @@
+//! The faults a campaign injects, one at a time: which exist, how a list of them is parsed,
+//! and how each is done (a signal to a postmaster, or a request to the cluster's API).
+
+use std::path::Path;
+
+use pgha_core::RequestKind;
+use pgha_host::api::control::{MemberChanged, StopRequest};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::Serialize;
+
+use crate::error::ChaosError;
+use crate::health::Healthy;
+use crate::target::Target;
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL of the primary's postmaster.
+    KillPrimary,
+    /// SIGKILL of a standby's postmaster.
+    KillStandby,
+    /// Clean stop of the primary member (`/members/NAME/stop`), started again once another
+    /// member takes writes.
+    StopPrimary,
+    /// The primary member stopped as by a crash of its host: its agent leaves and PostgreSQL
+    /// stops immediately (no shutdown checkpoint, no WAL flushed to the standbys); started
+    /// again once another member takes writes.
+    CrashPrimary,
+    /// Planned switchover to a streaming standby.
+    Switchover,
+    /// Manual failover to a streaming standby (one of the synchronous set in synchronous modes).
+    Failover,
+    /// A standby member stopped and started again.
+    RestartStandby,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::KillPrimary,
+        FaultKind::KillStandby,
+        FaultKind::StopPrimary,
+        FaultKind::CrashPrimary,
+        FaultKind::Switchover,
+        FaultKind::Failover,
+        FaultKind::RestartStandby,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::KillPrimary => "kill-primary",
+            FaultKind::KillStandby => "kill-standby",
+            FaultKind::StopPrimary => "stop-primary",
+            FaultKind::CrashPrimary => "crash-primary",
+            FaultKind::Switchover => "switchover",
+            FaultKind::Failover => "failover",
+            FaultKind::RestartStandby => "restart-standby",
+        }
+    }
+
+    /// Whether it signals a local process (needs the member's data directory here).
+    pub fn kills(self) -> bool {
+        matches!(self, FaultKind::KillPrimary | FaultKind::KillStandby)
+    }
+
+    /// Whether the leader is expected to change.
+    pub fn moves_leader(self) -> bool {
+        matches!(
+            self,
+            FaultKind::StopPrimary
+                | FaultKind::CrashPrimary
+                | FaultKind::Switchover
+                | FaultKind::Failover
+        )
+    }
+
+    /// Parses `kill-primary,switchover` (or `all`).
+    pub fn parse_list(text: &str) -> Result<Vec<FaultKind>, ChaosError> {
+        let mut out = Vec::new();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            if word == "all" {
+                out.extend(FaultKind::ALL);
+                continue;
+            }
+            match FaultKind::ALL.iter().find(|k| k.name() == word) {
+                Some(k) => out.push(*k),
+                None => {
+                    return Err(ChaosError::Usage(format!(
+                        "unknown fault {word:?}; known: all, {}",
+                        FaultKind::ALL.map(FaultKind::name).join(", ")
+                    )))
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out.is_empty() {
+            return Err(ChaosError::Usage("--faults names no fault".into()));
+        }
+        Ok(out)
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A fault as it was injected.
+#[derive(Debug, Clone, Serialize)]
+pub struct Injected {
+    pub kind: FaultKind,
+    /// The member it hit (the old primary for a switchover or failover).
+    pub victim: String,
+    /// The member asked to take over (switchover, failover).
+    pub promoted: Option<String>,
+    /// A stopped member to start again once another member takes writes.
+    #[serde(skip)]
+    pub start_later: Option<String>,
+}
+
+/// Which of `kinds` can be injected on `target` (kills need local data directories).
+pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
+    kinds
+        .iter()
+        .copied()
+        .filter(|k| !k.kills() || target.members.iter().any(|m| m.data_dir.is_some()))
+        .collect()
+}
+
+/// Injects `kind` on the cluster in shape `now`, choosing its victim with `rng`.
+pub async fn inject(
+    kind: FaultKind,
+    target: &Target,
+    now: &Healthy,
+    rng: &mut impl Rng,
+) -> Result<Injected, ChaosError> {
+    let fail = |why: String| ChaosError::Inject {
+        fault: kind.name().to_string(),
+        why,
+    };
+    let leader = now.leader.clone();
+    let local_standbys: Vec<&String> = now
+        .standbys
+        .iter()
+        .filter(|s| target.member(s).is_some_and(|m| m.data_dir.is_some()))
+        .collect();
+    let mut injected = Injected {
+        kind,
+        victim: leader.clone(),
+        promoted: None,
+        start_later: None,
+    };
+    match kind {
+        FaultKind::KillPrimary => kill(target, &leader).map_err(fail)?,
+        FaultKind::KillStandby => {
+            let victim = (*local_standbys
+                .choose(rng)
+                .ok_or_else(|| fail("no standby runs on this machine".into()))?)
+            .clone();
+            kill(target, &victim).map_err(fail)?;
+            injected.victim = victim;
+        }
+        FaultKind::StopPrimary | FaultKind::CrashPrimary => {
+            stop(target, &leader, kind == FaultKind::CrashPrimary).await?;
+            injected.start_later = Some(leader);
+        }
+        FaultKind::Switchover | FaultKind::Failover => {
+            // In a synchronous mode only the published set may be promoted by a failover.
+            let candidates: Vec<&String> = match (kind, now.sync_set.is_empty()) {
+                (FaultKind::Failover, false) => now
+                    .standbys
+                    .iter()
+                    .filter(|s| now.sync_set.contains(s))
+                    .collect(),
+                _ => now.standbys.iter().collect(),
+            };
+            let to = (*candidates
+                .choose(rng)
+                .ok_or_else(|| fail("no standby may be promoted".into()))?)
+            .clone();
+            let request = match kind {
+                FaultKind::Switchover => RequestKind::Switchover,
+                _ => RequestKind::Failover {
+                    force: false,
+                    allow_data_loss: false,
+                },
+            };
+            let target_name = target
+                .client
+                .request_promotion(Some(to.clone()), request)
+                .await?;
+            injected.promoted = Some(target_name);
+        }
+        FaultKind::RestartStandby => {
+            let victim = now
+                .standbys
+                .choose(rng)
+                .ok_or_else(|| fail("no standby".into()))?
+                .clone();
+            stop(target, &victim, false).await?;
+            start(target, &victim).await?;
+            injected.victim = victim;
+        }
+    }
+    Ok(injected)
+}
+
+/// SIGKILL to `member`'s postmaster, named by its `postmaster.pid`.
+fn kill(target: &Target, member: &str) -> Result<(), String> {
+    let dir = target
+        .member(member)
+        .and_then(|m| m.data_dir.as_deref())
+        .ok_or_else(|| format!("{member}'s data directory is not on this machine"))?;
+    let pid = postmaster_pid(dir).ok_or_else(|| {
+        format!(
+            "{member} has no running postmaster ({}/postmaster.pid)",
+            dir.display()
+        )
+    })?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .map_err(|e| format!("SIGKILL to {member}'s postmaster {pid}: {e}"))
+}
+
+/// The pid in `data_dir/postmaster.pid`, when that process lives.
+pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
+    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+        Err(_) => None,
+    }
+}
+
+/// Stops `member` through the API of the host that runs it: cleanly, or `immediate`ly (like
+/// a crash).
+pub async fn stop(target: &Target, member: &str, immediate: bool) -> Result<bool, ChaosError> {
+    let answer: MemberChanged = target
+        .api_of(member)
+        .post(
+            &format!("/members/{member}/stop"),
+            &StopRequest { immediate },
+        )
+        .await?;
+    Ok(answer.changed)
+}
+
+/// Starts `member` again through the API of the host that runs it.
+pub async fn start(target: &Target, member: &str) -> Result<bool, ChaosError> {
+    let answer: MemberChanged = target
+        .api_of(member)
+        .post(&format!("/members/{member}/start"), &())
+        .await?;
+    Ok(answer.changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_parse_in_a_fixed_order_without_repeats() {
+        assert_eq!(
+            FaultKind::parse_list("switchover, kill-primary,switchover").unwrap(),
+            vec![FaultKind::KillPrimary, FaultKind::Switchover]
+        );
+        assert_eq!(
+            FaultKind::parse_list("all").unwrap(),
+            FaultKind::ALL.to_vec()
+        );
+        let e = FaultKind::parse_list("kill-everything").unwrap_err();
+        assert!(e.to_string().contains("kill-everything"), "{e}");
+        assert!(FaultKind::parse_list(" , ").is_err());
+    }
+
+    #[test]
+    fn a_dead_pid_file_names_no_postmaster() {
+        let dir = tempfile_dir();
+        assert_eq!(postmaster_pid(&dir), None);
+        std::fs::write(
+            dir.join("postmaster.pid"),
+            format!("{}\n/x\n", std::process::id()),
+        )
+        .unwrap();
+        assert_eq!(postmaster_pid(&dir), Some(std::process::id() as i32));
+        std::fs::write(dir.join("postmaster.pid"), "999999999\n").unwrap();
+        assert_eq!(postmaster_pid(&dir), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pgha-chaos-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

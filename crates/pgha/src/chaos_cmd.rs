@@ -1,0 +1,312 @@
+//! `pgha chaos`: its arguments, the cluster it acts on (from `--dir` or `--config`), and the
+//! report on the terminal, as JSON and as an HTML page; the exit status says the verdict.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use pgha_chaos::{
+    campaign, html, progress::Progress, table, Endpoint, FaultKind, Length, Member, Mode, Target,
+    Verdict, WriteRoute,
+};
+use pgha_host::client::Client;
+use pgha_host::node::Node;
+use pgha_host::LocalCluster;
+
+/// Exit status when a promise was broken (lost writes in a synchronous mode, two writers,
+/// no recovery within the bound).
+pub const EXIT_BROKEN: i32 = 3;
+/// Exit status when acknowledged writes were lost in asynchronous mode (no promise broken).
+pub const EXIT_LOST: i32 = 4;
+
+/// Arguments of `pgha chaos`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Faults (--faults, comma-separated, default all):
+  kill-primary     SIGKILL of the primary's postmaster (its postmaster.pid)
+  kill-standby     SIGKILL of a standby's postmaster
+  stop-primary     clean stop of the primary member, started again once another takes writes
+  crash-primary    the primary member stopped as by a crash (agent gone, PostgreSQL stopped
+                   immediately, nothing flushed), started again once another takes writes
+  switchover       planned switchover to a streaming standby
+  failover         manual failover to a standby (of the synchronous set in synchronous modes)
+  restart-standby  a standby member stopped and started again
+Kills need the member's data directory on this machine: with --config, only this host's
+member is killed; the other faults go through the agents' API.
+
+What it checks: every acknowledged write is read back from the final primary (none may be
+lost in a synchronous mode); two members never both acknowledge writes after a promotion
+(each write records who answered, on which timeline); every fault is recovered from (the
+member it hit back in service, every member streaming, a write taken) within
+--recovery-bound. Per fault kind it reports the write-unavailable window, the recovery time
+and the time until the member it hit serves again (median / p95 / max), and client errors.
+
+It refuses to start unless the cluster is healthy (one writable leader, every other member
+streaming from it, not paused), and leaves it as it found it: every member running, the
+original leader back by a switchover, its table pgha_chaos_writes dropped. Ctrl-C stops
+injecting, waits for the current fault's recovery, cleans up and still reports.
+
+Exit status: 0 all promises kept; 3 a promise broken; 4 acknowledged writes lost in
+asynchronous mode (where pgha promises none); 1 it could not run (e.g. an unhealthy cluster).
+
+Examples:
+  pgha chaos --dir demo --rounds 20 --seed 7
+  pgha chaos --dir demo --duration 10m --faults kill-primary,switchover --report chaos.html
+  pgha chaos --config /etc/pgha/node.toml --rounds 10 --json > chaos.json")]
+pub struct ChaosArgs {
+    /// Local cluster directory (`pgha up`'s).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    dir: Option<PathBuf>,
+    /// Distributed mode: this host's agent config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Faults to draw from, e.g. kill-primary,switchover (or all).
+    #[arg(long, default_value = "all")]
+    faults: String,
+    /// How many faults to inject [default: 10 unless --duration].
+    #[arg(long, conflicts_with = "duration")]
+    rounds: Option<u64>,
+    /// Inject faults for this long, e.g. 90s, 10m, 1h.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Seed of the random choices (fault, victim, moment); printed so a run can be repeated.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 2)]
+    writers: u16,
+    /// Pause of each writer after each write, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    write_pause_ms: u64,
+    /// A write not answered within this is dropped (neither acknowledged nor counted).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    write_timeout: Duration,
+    /// The pause before each fault is drawn between --min-gap and --max-gap.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    min_gap: Duration,
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    max_gap: Duration,
+    /// How long the cluster may take to recover from one fault before the promise counts
+    /// as broken.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    recovery_bound: Duration,
+    /// Print the result as JSON on stdout (the progress stays on stderr).
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report with a timeline to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+}
+
+/// `90s`, `10m`, `1h`, `1500ms` or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 10m, 1h)"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Runs the campaign and reports; exits with the verdict's status.
+pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    let faults = FaultKind::parse_list(&args.faults)?;
+    let target = match (&args.dir, &args.config) {
+        (Some(dir), _) => local_target(dir)?,
+        (None, Some(file)) => distributed_target(file).await?,
+        (None, None) => anyhow::bail!("give --dir DIR (local cluster) or --config FILE"),
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    let length = match (args.rounds, args.duration) {
+        (Some(n), _) => Length::Rounds(n),
+        (None, Some(d)) => Length::Duration(d),
+        (None, None) => Length::Rounds(10),
+    };
+    let opts = campaign::Options {
+        faults,
+        length,
+        seed,
+        recovery_bound: args.recovery_bound,
+        pause: (args.min_gap, args.max_gap.max(args.min_gap)),
+        workload: pgha_chaos::workload::WorkloadOptions {
+            writers: args.writers.max(1),
+            pause: Duration::from_millis(args.write_pause_ms),
+            write_timeout: args.write_timeout,
+            reader: true,
+        },
+    };
+    let (rounds, duration) = match length {
+        Length::Rounds(n) => (Some(n), None),
+        Length::Duration(d) => (None, Some(d)),
+    };
+    let progress = Progress::new(rounds, duration, false);
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let terminated = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminated => {}
+        }
+        let _ = cancel_tx.send(true);
+    });
+    let outcome = campaign::run(&target, &opts, cancel_rx, &progress).await;
+    signals.abort();
+    let outcome = outcome?;
+    let summary = &outcome.summary;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(summary)?);
+    } else {
+        print!("{}", table::render(summary));
+    }
+    if let Some(file) = &args.report {
+        std::fs::write(file, html::render(summary, &outcome.acks))
+            .with_context(|| format!("write {}", file.display()))?;
+        eprintln!("report written to {}", file.display());
+    }
+    match summary.verdict {
+        Verdict::Passed => Ok(()),
+        Verdict::Broken => std::process::exit(EXIT_BROKEN),
+        Verdict::LostWithoutPromise => std::process::exit(EXIT_LOST),
+    }
+}
+
+/// A local cluster: `pgha up`'s API, its proxy, every member's data directory.
+fn local_target(dir: &Path) -> anyhow::Result<Target> {
+    let cluster = LocalCluster::open(dir)?;
+    let c = &cluster.config.cluster;
+    let api = format!("{}:{}", c.api_host(), c.base_port + 2);
+    let (rw, ro) = cluster.entry_points();
+    Ok(Target {
+        mode: Mode::Local,
+        client: Client::new([api], cluster.secrets.api_token.clone(), None),
+        credentials: cluster.credentials(),
+        writes: vec![WriteRoute::Entry(endpoint(&rw)?)],
+        reads: Some(endpoint(&ro)?),
+        members: cluster
+            .members
+            .iter()
+            .map(|m| Member {
+                name: m.name.clone(),
+                endpoint: Endpoint {
+                    host: m.host.clone(),
+                    port: m.port,
+                },
+                data_dir: Some(m.instance.data_dir()),
+                api: None,
+            })
+            .collect(),
+    })
+}
+
+/// A distributed cluster: the members etcd lists, each stopped and started through its own
+/// agent's API; writers through a multi-host target (and the proxy of FILE's `[proxy]`
+/// without TLS); only this host's member can be killed.
+async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
+    let node = Node::load(file)?;
+    let store = node
+        .connect_store(Some(Duration::from_secs(5)))
+        .await
+        .context("pgha chaos needs etcd to find the members")?;
+    let view = pgha_host::ops::view(store.as_ref()).await?;
+    let token = node.secrets.api_token.clone();
+    let tls = node.api_client_tls();
+    let mut apis = vec![node.config.member.api.clone()];
+    let mut members = Vec::new();
+    for (name, record) in &view.members {
+        let address = record
+            .addresses
+            .get(pgha_chaos::target::POSTGRES_ADDRESS)
+            .with_context(|| format!("{name}'s record names no PostgreSQL address"))?;
+        let api = record
+            .addresses
+            .get(pgha_chaos::target::API_ADDRESS)
+            .cloned();
+        if let Some(a) = &api {
+            apis.push(a.clone());
+        }
+        let local = name.as_str() == node.config.member.name;
+        members.push(Member {
+            name: name.to_string(),
+            endpoint: endpoint(address)?,
+            data_dir: local.then(|| node.config.member.dir.join("data")),
+            api: api.map(|a| Client::new([a], token.clone(), tls.clone())),
+        });
+    }
+    let mut writes = vec![WriteRoute::MultiHost(members.clone())];
+    let credentials = node.credentials();
+    if let (Some(rw), None) = (&node.config.proxy.rw_listen, &credentials.tls) {
+        writes.insert(0, WriteRoute::Entry(endpoint(rw)?));
+    }
+    let reads = match (&node.config.proxy.ro_listen, &credentials.tls) {
+        (Some(ro), None) => Some(endpoint(ro)?),
+        _ => None,
+    };
+    Ok(Target {
+        mode: Mode::Distributed,
+        client: Client::new(apis, token, tls),
+        credentials,
+        writes,
+        reads,
+        members,
+    })
+}
+
+/// `host:port` as an endpoint.
+fn endpoint(text: &str) -> anyhow::Result<Endpoint> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("{text:?} is not host:port"))?;
+    Ok(Endpoint {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: port
+            .parse()
+            .with_context(|| format!("{text:?}: bad port"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn endpoints_split_at_the_last_colon() {
+        let e = endpoint("127.0.0.1:15432").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 15432));
+        assert_eq!(endpoint("[::1]:5432").unwrap().host, "::1");
+        assert!(endpoint("nohost").is_err());
+    }
+}
