@@ -181,14 +181,7 @@ impl Config {
 
     /// Reads and validates `file`.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.into(),
-            source,
-        })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            reason: e.to_string().trim_end().to_string(),
-        })?;
+        let config: Config = read_toml(file)?;
         config.validate(file)?;
         Ok(config)
     }
@@ -269,6 +262,18 @@ impl Config {
 }
 
 /// A parameter value as postgresql.conf text: strings, integers, floats and booleans only.
+/// Reads the TOML file `file` into `T`, naming the file and the reason of any problem.
+pub fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.into(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        file: file.into(),
+        reason: e.to_string().trim_end().to_string(),
+    })
+}
+
 fn parameter_text(value: &toml::Value) -> Result<String, String> {
     match value {
         toml::Value::String(s) => Ok(s.clone()),

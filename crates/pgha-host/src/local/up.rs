@@ -216,21 +216,16 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
                 dir: dir.to_path_buf(),
                 file: config_file.clone(),
             };
-        if let Some(n) = args.members.filter(|n| *n != config.cluster.members) {
-            return Err(conflict(
-                "--members",
-                n.to_string(),
-                format!("{} members", config.cluster.members),
-            )
-            .into());
-        }
-        if let Some(p) = args.port.filter(|p| *p != config.cluster.base_port) {
-            return Err(conflict(
-                "--port",
-                p.to_string(),
-                format!("base port {}", config.cluster.base_port),
-            )
-            .into());
+        let c = &config.cluster;
+        let given_members = args.members.filter(|n| *n != c.members);
+        let given_port = args.port.filter(|p| *p != c.base_port);
+        for (flag, given, existing) in [
+            ("--members", given_members, format!("{} members", c.members)),
+            ("--port", given_port, format!("base port {}", c.base_port)),
+        ] {
+            if let Some(given) = given {
+                return Err(conflict(flag, given.to_string(), existing).into());
+            }
         }
         if !args.params.is_empty() {
             return Err(conflict(

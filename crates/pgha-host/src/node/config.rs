@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::local::config::{ConfigError, PostgresSection};
+use crate::local::config::{read_toml, ConfigError, PostgresSection};
 
 /// One host's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -141,14 +141,7 @@ pub struct ProxySection {
 impl NodeConfig {
     /// Reads and validates `file`, naming the key and the reason of any problem.
     pub fn load(file: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
-            file: file.into(),
-            source,
-        })?;
-        let config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            reason: e.to_string().trim_end().to_string(),
-        })?;
+        let config: NodeConfig = read_toml(file)?;
         config.validate(file)?;
         Ok(config)
     }
