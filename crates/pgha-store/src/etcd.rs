@@ -249,6 +249,26 @@ impl EtcdStore {
             .or_else([TxnOp::get(leader, None)])
     }
 
+    /// Runs `op` on `key` only while `guard` holds; otherwise says who or what is in the way.
+    async fn guarded(&self, key: Key, guard: Guard, op: TxnOp) -> Result<Revision, StoreError> {
+        let path = self.path(key.name());
+        self.call(async {
+            let txn = Txn::new()
+                .when(self.compares(&path, &guard))
+                .and_then([op])
+                .or_else([
+                    TxnOp::get(path.clone(), None),
+                    TxnOp::get(self.leader_path(), None),
+                ]);
+            let resp = self.txn(txn).await?;
+            if !resp.succeeded() {
+                return Err(self.conflict(key.name(), &guard, &resp));
+            }
+            Ok(header_revision(resp.header()))
+        })
+        .await
+    }
+
     /// Why a guarded write on `key` failed, from the else-branch reads `[key, leader]`.
     fn conflict(&self, key: &str, guard: &Guard, resp: &TxnResponse) -> StoreError {
         let reads = gets(resp);

@@ -153,40 +153,15 @@ impl Store for EtcdStore {
 
     async fn put(&self, key: Key, value: &str, guard: Guard) -> Result<Revision, StoreError> {
         let path = self.path(key.name());
-        self.call(async {
-            let txn = Txn::new()
-                .when(self.compares(&path, &guard))
-                .and_then([TxnOp::put(path.clone(), value, None)])
-                .or_else([
-                    TxnOp::get(path.clone(), None),
-                    TxnOp::get(self.leader_path(), None),
-                ]);
-            let resp = self.txn(txn).await?;
-            if !resp.succeeded() {
-                return Err(self.conflict(key.name(), &guard, &resp));
-            }
-            Ok(header_revision(resp.header()))
-        })
-        .await
+        self.guarded(key, guard, TxnOp::put(path, value, None))
+            .await
     }
 
     async fn delete(&self, key: Key, guard: Guard) -> Result<(), StoreError> {
         let path = self.path(key.name());
-        self.call(async {
-            let txn = Txn::new()
-                .when(self.compares(&path, &guard))
-                .and_then([TxnOp::delete(path.clone(), None)])
-                .or_else([
-                    TxnOp::get(path.clone(), None),
-                    TxnOp::get(self.leader_path(), None),
-                ]);
-            let resp = self.txn(txn).await?;
-            if !resp.succeeded() {
-                return Err(self.conflict(key.name(), &guard, &resp));
-            }
-            Ok(())
-        })
-        .await
+        self.guarded(key, guard, TxnOp::delete(path, None))
+            .await
+            .map(|_| ())
     }
 
     async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError> {
