@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{PgError, Result};
 
 /// The programs pgha runs; all must live in the same directory.
-const REQUIRED: [&str; 6] = [
+pub const REQUIRED: [&str; 6] = [
     "initdb",
     "pg_ctl",
     "postgres",

@@ -126,14 +126,7 @@ fn postgresql_13_and_older_is_refused() {
     for version in ["13.22", "12.22", "9.6.24"] {
         let old = tmp.path().join(format!("pg{version}"));
         std::fs::create_dir(&old).unwrap();
-        for program in [
-            "initdb",
-            "pg_ctl",
-            "postgres",
-            "pg_basebackup",
-            "pg_rewind",
-            "pg_controldata",
-        ] {
+        for program in pgha_pg::binaries::REQUIRED {
             let path = old.join(program);
             std::fs::write(
                 &path,
