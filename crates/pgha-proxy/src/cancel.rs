@@ -16,7 +16,9 @@
 //! are relayed to the backend the listener chooses for a new connection — the primary on the
 //! read-write listener, which owns every session there; on the read-only listener with several
 //! eligible standbys it may be another standby than the session's, where PostgreSQL ignores it.
-//! Only terminating TLS in the proxy would route those.
+//! When the proxy terminates TLS (`ProxyConfig::tls`) it reads every session's key and every
+//! cancel, so those route by key like plaintext ones, and it forwards them inside TLS to the
+//! member that proves its name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -50,7 +50,20 @@
 //! - Cancel requests (protocol 3.0's 4-byte and 3.2's longer keys): see the `cancel` module
 //!   notes — routed to the one backend whose BackendKeyData carried the key; a key the proxy
 //!   never saw goes only to backends holding sessions whose key it could not read (TLS), or is
-//!   dropped. Cancels sent inside TLS go where the listener routes a new connection.
+//!   dropped. Cancels sent inside TLS passed through go where the listener routes a new
+//!   connection; inside TLS the proxy terminates, they are read and routed by their key.
+//! - With [`ProxyConfig::tls`] ([`ProxyTls`]) the proxy terminates TLS itself, so clients
+//!   verify one name for the cluster: SSLRequest is answered 'S' by the proxy, direct TLS is
+//!   accepted with ALPN "postgresql", and the startup or CancelRequest is read inside TLS (the
+//!   read-only default applies to those startups too). Every backend connection, forwarded
+//!   cancels included, is TLS that verifies the member's certificate against the cluster CA by
+//!   the member's name (at an IP address) or host name; a member that cannot prove it gets
+//!   nothing and is retried like one that refuses connections. SCRAM channel binding cannot
+//!   cross a terminating proxy: SCRAM-SHA-256-PLUS is removed from the backend's offer, and a
+//!   client that says it could bind (libpq's default `channel_binding=prefer` over TLS, which
+//!   PostgreSQL would reject as a downgrade) is refused with FATAL 28000 naming
+//!   `channel_binding=disable` (see the `sasl` module). `require` refuses plaintext startups
+//!   with FATAL 28000; plaintext cancels are still served (libpq's legacy cancel).
 //! - Startup packets must be 8..=`max_startup_packet` bytes, protocol 3, and arrive within
 //!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling). A
 //!   plaintext session must reach ReadyForQuery within `auth_timeout` of the backend's first

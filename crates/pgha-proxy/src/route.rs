@@ -156,6 +156,16 @@ impl Router {
         out
     }
 
+    /// The name of the member at `addr` in the current targets.
+    pub fn member_at(&self, addr: &str) -> Option<String> {
+        let t = self.targets.borrow();
+        let standbys = t.ro.iter().map(|s| &s.backend);
+        t.rw.iter()
+            .chain(standbys)
+            .find(|b| b.addr == addr)
+            .map(|b| b.name.clone())
+    }
+
     /// Whether a session on `key` may stay open under targets `t`.
     fn still_valid(&self, key: &Key, t: &Targets) -> bool {
         let rw = t.rw.as_ref().map(|b| b.addr.as_str());

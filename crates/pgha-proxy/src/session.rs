@@ -348,7 +348,19 @@ pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
     };
     for addr in addrs {
         ctx.metrics.cancel_forwards.fetch_add(1, Relaxed);
-        if let Err(e) = forward_cancel(&addr, &key, timeout).await {
+        // Terminating TLS: inside TLS to the member named at that address now.
+        let member = ctx
+            .shared
+            .terminator
+            .as_ref()
+            .zip(ctx.router.member_at(&addr));
+        let sent = match member {
+            Some((t, name)) => t.forward_cancel(&name, &addr, &key, timeout).await,
+            None => forward_cancel(&addr, &key, timeout)
+                .await
+                .map_err(ProxyError::Io),
+        };
+        if let Err(e) = sent {
             tracing::debug!(backend = %addr, error = %e, "cancel forward failed");
         }
     }

@@ -1,11 +1,13 @@
 //! TLS terminated in the proxy: its own certificate for clients (after SSLRequest, or direct
 //! with ALPN "postgresql"), then the startup or cancel read inside TLS; every backend over TLS
-//! that verifies the member's certificate (cluster CA, member name) before anything is sent.
+//! that verifies the member's certificate (cluster CA, member name) before anything is sent,
+//! forwarded cancels included.
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -18,7 +20,7 @@ use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
 use crate::route::Lease;
 use crate::session::{before_deadline, cancel, start_plain};
-use crate::startup::{read_first_packet, FirstPacket};
+use crate::startup::{read_first_packet, CancelKey, FirstPacket};
 use crate::stream::Prefixed;
 use crate::tls::ask;
 use crate::wire;
@@ -62,22 +64,54 @@ impl Terminator {
     /// the member proves its name with a certificate from the cluster CA.
     pub(crate) async fn connect(
         &self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         lease: &Lease,
-        within: std::time::Duration,
+        within: Duration,
     ) -> Result<client::TlsStream<TcpStream>, ProxyError> {
-        let name = server_name(lease.name(), lease.addr())?;
+        self.handshake(stream, lease.name(), lease.addr(), within)
+            .await
+    }
+
+    async fn handshake(
+        &self,
+        mut stream: TcpStream,
+        member: &str,
+        addr: &str,
+        within: Duration,
+    ) -> Result<client::TlsStream<TcpStream>, ProxyError> {
+        let name = server_name(member, addr)?;
         if ask(&mut stream, within).await? != b'S' {
-            return Err(ProxyError::BackendRefusedTls(lease.addr().to_string()));
+            return Err(ProxyError::BackendRefusedTls(addr.to_string()));
         }
         self.connector
             .connect(name, stream)
             .await
             .map_err(|source| ProxyError::BackendTls {
-                addr: lease.addr().to_string(),
-                name: lease.name().to_string(),
+                addr: addr.to_string(),
+                name: member.to_string(),
                 source,
             })
+    }
+
+    /// Sends a CancelRequest for `key` to `member` at `addr` inside TLS, once the member has
+    /// proved its name (bounded by `within`).
+    pub(crate) async fn forward_cancel(
+        &self,
+        member: &str,
+        addr: &str,
+        key: &CancelKey,
+        within: Duration,
+    ) -> Result<(), ProxyError> {
+        let send = async {
+            let tcp = TcpStream::connect(addr).await?;
+            let mut tls = self.handshake(tcp, member, addr, within).await?;
+            tls.write_all(&key.request()).await?;
+            tls.shutdown().await?;
+            Ok(())
+        };
+        tokio::time::timeout(within, send)
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 }
 

@@ -290,6 +290,52 @@ async fn require_refuses_plaintext_clients_but_not_their_cancels() {
     );
 }
 
+/// A cancel the proxy forwards goes inside TLS to the member named at that address now: under
+/// a name its certificate does not carry, it is not delivered; under its own, it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_cancels_go_inside_tls_to_the_member_named_there() {
+    let c = cluster();
+    let p = terminating(c, false).await;
+    let client = connect(p.rw).await.unwrap();
+    let token = client.cancel_token();
+    let sleeping = tokio::spawn(async move { client.simple_query("select pg_sleep(10)").await });
+    let monitor = connect_direct(c.port(0)).await;
+    let active = "select count(*) from pg_stat_activity where state = 'active' \
+                  and query = 'select pg_sleep(10)'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while monitor
+        .query_one(active, &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+        != 1
+    {
+        assert!(Instant::now() < deadline, "the statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rename = |name: &str| {
+        let backend = pgha_proxy::Backend::new(name, c.backend(0).addr);
+        p.set(move |t| t.rw = Some(backend));
+    };
+    rename("n2");
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !sleeping.is_finished(),
+        "cancel sent to a member not proving its name"
+    );
+    rename("n1");
+    let asked = Instant::now();
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), sleeping).await;
+    let err = ended.expect("cancel not delivered").unwrap().unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
+    );
+    assert!(asked.elapsed() < CANCEL_WITHIN, "{:?}", asked.elapsed());
+}
+
 #[tokio::test]
 async fn bind_names_the_tls_file_it_cannot_read() {
     let tls = pgha_proxy::ProxyTls {
