@@ -1,0 +1,387 @@
+//! `pgha chaos` against a real 3-member `pgha up`: a short synchronous campaign loses nothing,
+//! exits 0 and puts the cluster back (also when interrupted); an unhealthy cluster is refused;
+//! an asynchronous cluster whose standbys are held back loses writes when its primary crashes,
+//! and `pgha chaos` must say so and exit 4.
+//!
+//! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cluster::Cluster;
+use common::{pgha, pgha_bin, stderr_of};
+use nix::sys::signal::Signal;
+use pgha_testkit::{connect, poll_async, reap, signal};
+use serde_json::Value;
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// `pgha chaos --dir DIR ARGS...` to completion.
+fn chaos(c: &Cluster, args: &[&str]) -> Output {
+    let mut all = vec!["chaos", "--dir", c.dir()];
+    all.extend(args);
+    pgha(&all)
+}
+
+/// `pgha chaos --dir DIR ARGS...` in the background, stdout and stderr into files in `dir`.
+fn spawn_chaos(c: &Cluster, dir: &Path, args: &[&str]) -> Child {
+    let out = std::fs::File::create(dir.join("chaos.out")).unwrap();
+    let err = std::fs::File::create(dir.join("chaos.err")).unwrap();
+    Command::new(pgha_bin())
+        .args(["chaos", "--dir", c.dir()])
+        .args(args)
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("spawn pgha chaos")
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_default()
+}
+
+/// The JSON a campaign printed; fails with its output otherwise.
+fn summary_of(stdout: &str, stderr: &str) -> Value {
+    serde_json::from_str(stdout)
+        .unwrap_or_else(|e| panic!("no JSON from pgha chaos ({e}):\n{stdout}\nstderr:\n{stderr}"))
+}
+
+/// Checks the promises a passed campaign reports, and that its numbers hang together.
+fn assert_passed(j: &Value, faults: usize, context: &str) {
+    assert_eq!(j["verdict"], "passed", "{context}");
+    assert_eq!(j["lost"], 0, "{context}");
+    assert_eq!(j["two_writers"].as_array().unwrap().len(), 0, "{context}");
+    assert!(j["broken"].as_array().unwrap().is_empty(), "{context}");
+    let list = j["faults"].as_array().unwrap();
+    assert!(list.len() >= faults, "{context}");
+    for f in list {
+        assert!(
+            f["recovered"].is_i64(),
+            "fault not recovered: {f}\n{context}"
+        );
+        assert!(f["unavailable_ms"].as_f64().is_some(), "{context}");
+        assert!(f["rejoin_ms"].as_f64().unwrap() <= f["recovery_ms"].as_f64().unwrap());
+    }
+    let acked = j["writes_acknowledged"].as_u64().unwrap();
+    assert!(acked > 100, "only {acked} writes acknowledged\n{context}");
+    assert!(acked <= j["writes_attempted"].as_u64().unwrap());
+    let by_member: u64 = j["acknowledged_by_member"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_member, acked, "{context}");
+    // A fault that moves the leader moves the writes: someone else answered them.
+    let moved = list.iter().any(|f| f["leader_after"] != f["leader_before"]);
+    if moved {
+        assert!(
+            j["acknowledged_by_member"].as_object().unwrap().len() >= 2,
+            "{context}"
+        );
+    }
+    let per_kind: u64 = j["by_kind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["injected"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_kind as usize, list.len(), "{context}");
+    let cleanup: Vec<&str> = j["cleanup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(cleanup.contains(&"dropped pgha_chaos_writes"), "{context}");
+}
+
+/// Waits until n1 leads again with both standbys streaming, and the campaign's table is gone.
+async fn assert_put_back(c: &Cluster) {
+    c.wait_converged("n1", &[]).await;
+    let table: Option<String> = connect(&c.member_url("n1"))
+        .await
+        .query_one("SELECT to_regclass('pgha_chaos_writes')::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(table, None, "the campaign's table was left behind");
+}
+
+#[test]
+fn help_teaches_the_faults_and_the_exit_status() {
+    let out = pgha(&["chaos", "--help"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "kill-primary",
+        "crash-primary",
+        "restart-standby",
+        "--report",
+        "--seed",
+        "Exit status",
+        "refuses to start unless the cluster is healthy",
+    ] {
+        assert!(help.contains(word), "--help lacks {word:?}:\n{help}");
+    }
+    let out = pgha(&[
+        "chaos",
+        "--dir",
+        "/nonexistent",
+        "--faults",
+        "unplug-the-moon",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("unplug-the-moon"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_campaign_loses_nothing_reports_and_puts_the_cluster_back() {
+    let c = Cluster::start(&["--synchronous-mode", "on"], CONVERGE);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // Refused while a member is down, naming it; nothing is injected.
+    c.ok("stop", &["n3"]);
+    let out = chaos(&c, &["--rounds", "1"]);
+    let err = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not healthy") && err.contains("n3"), "{err}");
+    c.ok("start", &["n3"]);
+    c.wait_converged("n1", &[]).await;
+
+    let html = tmp.path().join("chaos.html");
+    let faults = "kill-primary,kill-standby,crash-primary,switchover,failover,restart-standby";
+    let out = chaos(
+        &c,
+        &[
+            "--rounds",
+            "5",
+            "--seed",
+            "7",
+            "--faults",
+            faults,
+            "--min-gap",
+            "500ms",
+            "--max-gap",
+            "1500ms",
+            "--json",
+            "--report",
+            html.to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    let j = summary_of(&stdout, &stderr);
+    assert_passed(&j, 5, &context);
+    assert_eq!(j["settings"]["seed"], 7);
+    assert_eq!(j["settings"]["synchronous_mode"], "on");
+    assert_eq!(j["settings"]["no_loss_promised"], true);
+    for f in j["faults"].as_array().unwrap() {
+        let kind = f["kind"].as_str().unwrap();
+        assert!(
+            faults.split(',').any(|k| k == kind),
+            "{kind} was not asked for"
+        );
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("</svg>") && page.contains("PASSED"));
+    for f in j["faults"].as_array().unwrap() {
+        let mark = format!("#{} {}", f["index"], f["kind"].as_str().unwrap());
+        assert!(page.contains(&mark), "the timeline lacks {mark:?}");
+    }
+    assert_put_back(&c).await;
+
+    // Ctrl-C: it stops injecting, waits for the fault in progress, cleans up and reports.
+    let mut child = spawn_chaos(
+        &c,
+        tmp.path(),
+        &[
+            "--duration",
+            "10m",
+            "--min-gap",
+            "1s",
+            "--max-gap",
+            "1s",
+            "--json",
+        ],
+    );
+    let first_fault = poll_async(Duration::from_secs(60), Duration::from_millis(200), || {
+        let err = read(tmp.path(), "chaos.err");
+        async move { err.lines().any(|l| l.starts_with("#1 ")).then_some(()) }
+    })
+    .await;
+    assert!(first_fault.is_some(), "{}", read(tmp.path(), "chaos.err"));
+    let t0 = Instant::now();
+    assert!(signal(child.id(), Signal::SIGINT));
+    let status = reap(&mut child, Duration::from_secs(120)).expect("pgha chaos exits after Ctrl-C");
+    let (stdout, stderr) = (read(tmp.path(), "chaos.out"), read(tmp.path(), "chaos.err"));
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(status.code(), Some(0), "{context}");
+    assert!(t0.elapsed() < Duration::from_secs(90), "{context}");
+    let j = summary_of(&stdout, &stderr);
+    assert_eq!(j["interrupted"], true, "{context}");
+    assert_passed(&j, 1, &context);
+    assert_put_back(&c).await;
+}
+
+/// iptables rules dropping the replication connections of the standbys to the primary (both
+/// directions, by the standbys' client ports): the primary goes on acknowledging, the
+/// standbys receive nothing. Removed when dropped.
+struct HoldReplication {
+    rules: Vec<Vec<String>>,
+}
+
+impl HoldReplication {
+    fn new(primary_port: u16, client_ports: &[i32]) -> HoldReplication {
+        let mut rules = Vec::new();
+        for cp in client_ports {
+            for (from, to) in [
+                (primary_port.to_string(), cp.to_string()),
+                (cp.to_string(), primary_port.to_string()),
+            ] {
+                rules.push(
+                    [
+                        "OUTPUT",
+                        "-p",
+                        "tcp",
+                        "-s",
+                        "127.0.0.1",
+                        "--sport",
+                        &from,
+                        "--dport",
+                        &to,
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .chain(["-j".to_string(), "DROP".to_string()])
+                    .collect(),
+                );
+            }
+        }
+        for rule in &rules {
+            let out = Command::new("iptables")
+                .arg("-I")
+                .args(rule)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "iptables -I {rule:?}: {}",
+                stderr_of(&out)
+            );
+        }
+        HoldReplication { rules }
+    }
+}
+
+impl Drop for HoldReplication {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let _ = Command::new("iptables").arg("-D").args(rule).output();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asynchronous_crash_with_standbys_held_back_loses_writes_and_says_so() {
+    let c = Cluster::start(&[], CONVERGE);
+    // The standbys will be a few hundred kB behind: still promotable.
+    c.config_ok("set", &["maximum_lag_on_failover=1073741824"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = spawn_chaos(
+        &c,
+        tmp.path(),
+        &[
+            "--rounds",
+            "1",
+            "--faults",
+            "crash-primary",
+            "--min-gap",
+            "8s",
+            "--max-gap",
+            "8s",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    );
+    // Once the campaign's rows reach both standbys, hold their replication back.
+    for standby in ["n2", "n3"] {
+        let url = c.member_url(standby);
+        let url = &url;
+        let replicated = poll_async(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async move {
+                let client = connect(url).await;
+                let rows = client
+                    .query_one(
+                        "SELECT CASE WHEN to_regclass('pgha_chaos_writes') IS NULL THEN 0 \
+                     ELSE (SELECT count(*) FROM pgha_chaos_writes) END",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                (rows.get::<_, i64>(0) > 50).then_some(())
+            },
+        )
+        .await;
+        assert!(
+            replicated.is_some(),
+            "{standby}: {}",
+            read(tmp.path(), "chaos.err")
+        );
+    }
+    let n1 = connect(&c.member_url("n1")).await;
+    let ports: Vec<i32> = n1
+        .query("SELECT client_port FROM pg_stat_replication", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ports.len(), 2);
+    let hold = HoldReplication::new(c.up.base + 11, &ports);
+    let max_held: i64 = connect(&c.member_url("n2"))
+        .await
+        .query_one("SELECT coalesce(max(id), 0) FROM pgha_chaos_writes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let status = reap(&mut child, Duration::from_secs(180)).expect("pgha chaos ends");
+    drop(hold);
+    let (stdout, stderr) = (read(tmp.path(), "chaos.out"), read(tmp.path(), "chaos.err"));
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(status.code(), Some(4), "{context}");
+    let j = summary_of(&stdout, &stderr);
+    assert_eq!(j["verdict"], "lost_without_promise", "{context}");
+    assert_eq!(j["settings"]["no_loss_promised"], false);
+    assert!(j["broken"].as_array().unwrap().is_empty(), "{context}");
+    assert!(j["two_writers"].as_array().unwrap().is_empty(), "{context}");
+    let lost = j["lost"].as_u64().unwrap();
+    assert!(lost > 0, "{context}");
+    let f = &j["faults"][0];
+    assert_eq!(
+        (f["kind"].as_str(), f["victim"].as_str()),
+        (Some("crash-primary"), Some("n1"))
+    );
+    assert_eq!(f["lost"].as_u64(), Some(lost), "{context}");
+    assert!(f["recovered"].is_i64(), "{context}");
+    // What was lost is what n1 acknowledged after its standbys stopped receiving.
+    let range = &j["lost_ranges"][0];
+    assert_eq!(range["era"]["member"], "n1", "{context}");
+    assert_eq!(range["count"].as_u64(), Some(lost));
+    assert!(range["first_id"].as_i64().unwrap() > max_held, "{context}");
+    for id in j["lost_ids"].as_array().unwrap() {
+        assert!(id.as_i64().unwrap() > max_held, "{context}");
+    }
+    assert_put_back(&c).await;
+}
