@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Long `pgha chaos` campaigns, one per replication mode, each against a fresh 3-member
+# `pgha up` cluster, writing the raw results (JSON, HTML timeline, event log, exit status)
+# and a summary table per mode and fault kind.
+#   off     asynchronous replication (acknowledged writes may be lost: reported, not a failure)
+#   on      synchronous_mode=on  (FIRST 1)
+#   strict  synchronous_mode=strict (FIRST 1)
+#   quorum  synchronous_mode=on, synchronous_method=quorum (ANY 1)
+# Usage: bench/chaos.sh [DURATION]   (per mode, default 15m; e.g. 90s, 10m, 1h)
+#   env: MODES="off on strict quorum", FAULTS=all (or a list, see `pgha chaos --help`),
+#        SEED (default: from the clock; printed), WRITERS=2, FSYNC=on,
+#        OUT=bench/results/<date>-chaos, PORT=base port, BIN=path to pgha (default: build
+#        target/release/pgha), NO_BUILD=1 to use the existing target/release/pgha
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration="${1:-15m}"
+modes="${MODES:-off on strict quorum}"
+faults="${FAULTS:-all}"
+seed="${SEED:-$(date +%s)}"
+writers="${WRITERS:-2}"
+fsync="${FSYNC:-on}"
+out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos}"
+if [ -n "${BIN:-}" ]; then
+  bin="$BIN"
+else
+  [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --bin pgha
+  bin="$PWD/target/release/pgha"
+fi
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+work="$(mktemp -d /tmp/pgha-bench-chaos.XXXXXX)"
+chmod 755 "$work"
+port="${PORT:-$((20000 + RANDOM % 10000))}"
+up_pid=""; dir=""
+stop_cluster() {
+  if [ -n "$up_pid" ]; then
+    kill -TERM "$up_pid" 2>/dev/null || true
+    wait "$up_pid" 2>/dev/null || true
+    up_pid=""
+  fi
+  if [ -n "$dir" ]; then
+    for d in "$dir"/n*/data; do
+      [ -f "$d/postmaster.pid" ] && kill -QUIT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
+    done
+  fi
+}
+cleanup() { stop_cluster; rm -rf "$work"; }
+trap cleanup EXIT
+
+converged() {
+  "$bin" status --dir "$dir" --json 2>/dev/null | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+; ms = s.get("members", [])
+p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
+st = [m for m in ms if m["state"] == "streaming"]
+sys.exit(0 if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1 else 1)' 2>/dev/null
+}
+
+{
+  echo "# bench/chaos.sh $duration  (MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync)"
+  echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
+} | tee "$out/run.txt"
+
+for mode in $modes; do
+  case "$mode" in
+    off) args=() ;;
+    on) args=(--synchronous-mode on) ;;
+    strict) args=(--synchronous-mode strict) ;;
+    quorum) args=(--synchronous-mode on --synchronous-method quorum) ;;
+    *) echo "unknown mode $mode (off, on, strict, quorum)" >&2; exit 2 ;;
+  esac
+  dir="$work/$mode"
+  "$bin" up --dir "$dir" --members 3 --port "$port" --param "fsync=$fsync" \
+    --param shared_buffers=64MB "${args[@]}" > "$out/$mode.up.log" 2>&1 &
+  up_pid=$!
+  deadline=$(( $(date +%s) + 120 ))
+  until converged; do
+    [ "$(date +%s)" -gt "$deadline" ] && { echo "$mode: cluster did not converge" >&2; exit 1; }
+    sleep 0.5
+  done
+  cmd=("$bin" chaos --dir "$dir" --duration "$duration" --faults "$faults" --seed "$seed"
+       --writers "$writers" --json --report "$out/$mode.html")
+  echo "== $mode: ${cmd[*]}" | tee -a "$out/run.txt"
+  t0=$(date +%s)
+  set +e
+  "${cmd[@]}" > "$out/$mode.json" 2> "$out/$mode.log"
+  rc=$?
+  set -e
+  echo "$rc" > "$out/$mode.rc"
+  echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
+  stop_cluster
+  port=$((port + 20))
+done
+
+python3 - "$out" $modes <<'PY' | tee "$out/summary.md"
+import json, sys
+out, modes = sys.argv[1], sys.argv[2:]
+print("| mode | fault | injected | recovered | write-unavailable s (median / p95 / max) | recovery s (median / p95 / max) | old member back s (median / p95 / max) | lost |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+totals = []
+for mode in modes:
+    try:
+        s = json.load(open(f"{out}/{mode}.json"))
+    except Exception as e:
+        print(f"| {mode} | (no result: {e}) | | | | | | |")
+        continue
+    sec = lambda d: "-" if d["n"] == 0 else f'{d["median_ms"]/1000:.2f} / {d["p95_ms"]/1000:.2f} / {d["max_ms"]/1000:.2f}'
+    for k in s["by_kind"]:
+        print(f'| {mode} | {k["kind"]} | {k["injected"]} | {k["recovered"]} | {sec(k["unavailable"])} | {sec(k["recovery"])} | {sec(k["rejoin"])} | {k["lost"]} |')
+    totals.append((mode, s))
+print()
+print("| mode | faults | duration s | writes acknowledged | lost | WAL ranges lost | two-writer intervals | verdict |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+for mode, s in totals:
+    ranges = "; ".join(f'{r["era"]["member"]} tl {r["era"]["timeline"]}: {r["lsn_from"]}..{r["lsn_to"]} ({r["count"]})' for r in s["lost_ranges"]) or "-"
+    print(f'| {mode} | {len(s["faults"])} | {s["duration_s"]:.0f} | {s["writes_acknowledged"]} | {s["lost"]} | {ranges} | {len(s["two_writers"])} | {s["verdict"]} |')
+PY
