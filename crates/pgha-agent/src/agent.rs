@@ -315,7 +315,8 @@ impl Agent {
         Duration::from_millis(margin / 2).clamp(Duration::from_millis(250), STORE_TIMEOUT)
     }
 
-    pub(crate) fn ttl(&self) -> Duration {
-        Duration::from_millis(self.member.config().ttl_ms)
+    /// The lease TTL the configuration in force asks for.
+    pub(crate) fn ttl(&self) -> pgha_core::Ttl {
+        self.member.config().ttl()
     }
 }

@@ -35,19 +35,18 @@ impl Agent {
     pub(crate) async fn execute_one(&mut self, action: &Action) -> Result<(), ActionError> {
         let name = self.spec.name.as_str();
         let limit = self.store_timeout();
-        let ttl = |ms: u64| Duration::from_millis(ms);
         let store = self.store.clone();
         match action {
-            Action::AcquireLeader { ttl_ms } => {
+            Action::AcquireLeader { ttl } => {
                 let sent = self.now();
-                let result = timed(limit, store.acquire_leader(name, ttl(*ttl_ms)))
+                let result = timed(limit, store.acquire_leader(name, *ttl))
                     .await
-                    .map(|revision| (revision, ttl(*ttl_ms)));
+                    .map(|revision| (revision, *ttl));
                 self.outcomes.push(lease_outcome(result, sent, true));
             }
-            Action::RenewLeader { revision, ttl_ms } => {
+            Action::RenewLeader { revision, ttl } => {
                 let sent = self.now();
-                let result = timed(limit, store.renew_leader(name, *revision, ttl(*ttl_ms)))
+                let result = timed(limit, store.renew_leader(name, *revision, *ttl))
                     .await
                     .map(|granted| (*revision, granted));
                 self.outcomes.push(lease_outcome(result, sent, false));
@@ -56,9 +55,8 @@ impl Agent {
                 timed(limit, store.release_leader(name, *revision)).await?;
             }
             Action::PublishMember(record) => {
-                let ttl_ms = self.ttl().as_millis() as u64;
                 let json = serde_json::to_string(record)?;
-                timed(limit, store.put_member(name, &json, ttl(ttl_ms))).await?;
+                timed(limit, store.put_member(name, &json, self.ttl())).await?;
             }
             Action::WriteInitialize { system_id } => {
                 let json = serde_json::to_string(system_id)?;
@@ -294,7 +292,7 @@ pub(crate) async fn timed<T>(
 }
 
 fn lease_outcome(
-    result: Result<(u64, Duration), StoreError>,
+    result: Result<(u64, pgha_core::Ttl), StoreError>,
     sent: Millis,
     acquire: bool,
 ) -> Outcome {
@@ -302,12 +300,12 @@ fn lease_outcome(
         Ok((revision, ttl)) if acquire => Outcome::LeaderAcquired {
             requested_at: sent,
             revision,
-            ttl_ms: ttl.as_millis() as u64,
+            ttl,
         },
         Ok((revision, ttl)) => Outcome::LeaderRenewed {
             requested_at: sent,
             revision,
-            ttl_ms: ttl.as_millis() as u64,
+            ttl,
         },
         Err(StoreError::Conflict { .. }) => Outcome::LeaderRefused,
         Err(_) => Outcome::LeaderUnknown,

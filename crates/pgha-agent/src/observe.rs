@@ -54,7 +54,7 @@ impl Agent {
             view.is_none(),
             view.and_then(|v| v.leader.as_ref())
                 .map(|l| (l.holder.to_string(), l.revision)),
-            Duration::from_millis(view.map_or(self.member.config().ttl_ms, |v| v.config.ttl_ms)),
+            view.map_or(self.ttl(), |v| v.config.ttl()).as_duration(),
         );
         // Nor a hung PostgreSQL: a probe gets what a store call gets, and no more than the
         // lease leaves (an unanswered probe reads as "unresponsive", which keeps the lease).

@@ -31,15 +31,15 @@ pub enum StartRole {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     // --- store ---
-    /// Create the leader key bound to a new lease of `ttl_ms`, only if absent.
+    /// Create the leader key bound to a new lease of `ttl`, only if absent.
     AcquireLeader {
-        ttl_ms: u64,
+        ttl: crate::types::Ttl,
     },
     /// Refresh the lease, only if the leader key still has `revision` (compare-and-set), and
-    /// make its TTL `ttl_ms` (the store re-grants it when the configured ttl changed).
+    /// make its TTL `ttl` (the store re-grants it when the configured ttl changed).
     RenewLeader {
         revision: u64,
-        ttl_ms: u64,
+        ttl: crate::types::Ttl,
     },
     /// Delete the leader key (compare-and-set on `revision`) and revoke its lease.
     ReleaseLeader {

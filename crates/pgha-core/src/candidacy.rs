@@ -247,7 +247,7 @@ impl Member {
             switchover_revision: None,
         });
         plan.push(Action::AcquireLeader {
-            ttl_ms: self.config.ttl_ms,
+            ttl: self.config.ttl(),
         });
         reason
     }

@@ -123,6 +123,11 @@ pub struct ConfigError {
 pub const MAX_TTL_MS: u64 = 3_600_000;
 
 impl ClusterConfig {
+    /// The lease TTL the configuration asks for (`ttl_ms`).
+    pub fn ttl(&self) -> crate::types::Ttl {
+        crate::types::Ttl::from_millis(self.ttl_ms)
+    }
+
     /// Checks the relations the invariants rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, why: String| Err(ConfigError { key, why });

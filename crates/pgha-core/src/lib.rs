@@ -69,4 +69,4 @@ pub use observe::{
 pub use reason::Reason;
 pub use switchover::{RequestKind, SwitchoverRequest};
 pub use sync::{SyncApplied, SyncSet};
-pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline};
+pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline, Ttl};

@@ -206,19 +206,19 @@ pub enum JobKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// `AcquireLeader` succeeded; `requested_at` is when the request was *sent* (own clock);
-    /// `ttl_ms` is the TTL of the lease the store bound the key to.
+    /// `ttl` is the TTL of the lease the store bound the key to.
     LeaderAcquired {
         requested_at: Millis,
         revision: u64,
-        ttl_ms: u64,
+        ttl: crate::types::Ttl,
     },
     /// `RenewLeader` succeeded; `requested_at` is when the request was *sent* (own clock);
-    /// `ttl_ms` is the TTL the lease runs with now, as the store reports it (the one asked
+    /// `ttl` is the TTL the lease runs with now, as the store reports it (the one asked
     /// for once the store has re-granted it: trust never outlives the store's real lease).
     LeaderRenewed {
         requested_at: Millis,
         revision: u64,
-        ttl_ms: u64,
+        ttl: crate::types::Ttl,
     },
     /// The store answered that the key is not (or no longer) ours.
     LeaderRefused,

@@ -140,6 +140,34 @@ impl fmt::Display for Millis {
     }
 }
 
+/// How long a key bound to a lease (the leader key, a member key) lives in the store without
+/// a renewal: the configured `ttl_ms` on its way to the store, and the TTL the store reports
+/// a lease runs with on its way back, never a bare number of milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Ttl(u64);
+
+impl Ttl {
+    pub const fn from_millis(ms: u64) -> Ttl {
+        Ttl(ms)
+    }
+    pub const fn from_secs(s: u64) -> Ttl {
+        Ttl(s.saturating_mul(1000))
+    }
+    pub const fn millis(self) -> u64 {
+        self.0
+    }
+    pub const fn as_duration(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0)
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0)
+    }
+}
+
 /// Per-member tags set in the member's own configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -121,12 +121,12 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         0 => vec![Outcome::LeaderAcquired {
             requested_at: sent,
             revision: t.revision,
-            ttl_ms: ClusterConfig::default().ttl_ms,
+            ttl: ClusterConfig::default().ttl(),
         }],
         1 => vec![Outcome::LeaderRenewed {
             requested_at: sent,
             revision: t.revision,
-            ttl_ms: ClusterConfig::default().ttl_ms,
+            ttl: ClusterConfig::default().ttl(),
         }],
         2 => vec![Outcome::LeaderRefused],
         3 => member

@@ -170,7 +170,7 @@ fn acquired(at: u64, revision: u64) -> Outcome {
     Outcome::LeaderAcquired {
         requested_at: Millis(at),
         revision,
-        ttl_ms: ClusterConfig::default().ttl_ms,
+        ttl: ClusterConfig::default().ttl(),
     }
 }
 
@@ -214,7 +214,7 @@ fn renewed_for(at: u64, ttl_ms: u64) -> Outcome {
     Outcome::LeaderRenewed {
         requested_at: Millis(at),
         revision: 7,
-        ttl_ms,
+        ttl: Ttl::from_millis(ttl_ms),
     }
 }
 
@@ -278,8 +278,8 @@ fn a_raised_ttl_is_trusted_only_once_the_store_granted_it() {
             a,
             Action::RenewLeader {
                 revision: 7,
-                ttl_ms: 30_000
-            }
+                ttl
+            } if *ttl == Ttl::from_millis(30_000)
         )),
         "the renewal carries the new ttl: {:?}",
         d.actions
@@ -1027,7 +1027,7 @@ fn lowering_the_ttl_shortens_trust_as_soon_as_the_renewal_is_sent() {
     let d = n1.step(&obs(1000, primary(1, 1100), &lowered, vec![]));
     assert!(has(&d, |a| matches!(
         a,
-        Action::RenewLeader { ttl_ms: 6_000, .. }
+        Action::RenewLeader { ttl, .. } if *ttl == Ttl::from_millis(6_000)
     )));
     // The store may expire the lease at 1000 + 6000 = 7000 if it applied that renewal.
     assert!(n1.lease_deadline().unwrap() <= Millis(7_000 - 1_500));
@@ -1107,13 +1107,13 @@ fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
     let d = n1.step(&obs(1_000, primary(1, 1000), &view, vec![]));
     assert!(has(&d, |a| matches!(
         a,
-        Action::RenewLeader { ttl_ms: 6_000, .. }
+        Action::RenewLeader { ttl, .. } if *ttl == Ttl::from_millis(6_000)
     )));
     // Then the answer of an acquisition sent at 500 with the old 10 s ttl arrives.
     let acquired = Outcome::LeaderAcquired {
         requested_at: Millis(500),
         revision: 7,
-        ttl_ms: 10_000,
+        ttl: Ttl::from_millis(10_000),
     };
     n1.step(&obs(1_100, primary(1, 1000), &view, vec![acquired]));
     assert!(

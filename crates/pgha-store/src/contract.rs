@@ -27,6 +27,11 @@ pub trait Harness: Send + Sync {
     }
 }
 
+/// `d` as the TTL of a lease (the harness speaks of time passing in `Duration`s).
+fn lease(d: Duration) -> pgha_core::Ttl {
+    pgha_core::Ttl::from_millis(d.as_millis() as u64)
+}
+
 /// Once a lease's TTL has passed: lets up to the backend's expiry grace pass, in small steps,
 /// until `expired` holds on a fresh snapshot, and returns that snapshot.
 async fn expiry_settled(
@@ -69,8 +74,10 @@ async fn next_change(watch: &mut Box<dyn crate::store::Watch>) -> u64 {
 
 pub async fn leader_is_exclusive(h: &dyn Harness) {
     let store = h.fresh_store().await;
-    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
-    assert!(is_conflict(store.acquire_leader("n2", h.ttl()).await));
+    let rev = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
+    assert!(is_conflict(
+        store.acquire_leader("n2", lease(h.ttl())).await
+    ));
     let snap = store.snapshot().await.unwrap();
     let leader = snap.leader.expect("leader key");
     assert_eq!((leader.holder.as_str(), leader.revision), ("n1", rev));
@@ -79,10 +86,10 @@ pub async fn leader_is_exclusive(h: &dyn Harness) {
 pub async fn renewal_keeps_the_lease_and_the_term(h: &dyn Harness) {
     let store = h.fresh_store().await;
     let ttl = h.ttl();
-    let rev = store.acquire_leader("n1", ttl).await.unwrap();
+    let rev = store.acquire_leader("n1", lease(ttl)).await.unwrap();
     for _ in 0..3 {
         h.pass(ttl / 2).await;
-        store.renew_leader("n1", rev, ttl).await.unwrap();
+        store.renew_leader("n1", rev, lease(ttl)).await.unwrap();
     }
     let leader = store
         .snapshot()
@@ -101,12 +108,15 @@ pub async fn renewal_keeps_the_lease_and_the_term(h: &dyn Harness) {
 pub async fn renewal_with_a_new_ttl_regrants_the_lease(h: &dyn Harness) {
     let store = h.fresh_store().await;
     let ttl = h.ttl();
-    let rev = store.acquire_leader("n1", ttl).await.unwrap();
-    assert_eq!(store.renew_leader("n1", rev, ttl).await.unwrap(), ttl);
+    let rev = store.acquire_leader("n1", lease(ttl)).await.unwrap();
+    assert_eq!(
+        store.renew_leader("n1", rev, lease(ttl)).await.unwrap(),
+        lease(ttl)
+    );
     let longer = ttl * 2;
     assert_eq!(
-        store.renew_leader("n1", rev, longer).await.unwrap(),
-        longer,
+        store.renew_leader("n1", rev, lease(longer)).await.unwrap(),
+        lease(longer),
         "the renewal reports the TTL the lease now has"
     );
     h.pass(ttl + ttl / 2).await;
@@ -115,7 +125,10 @@ pub async fn renewal_with_a_new_ttl_regrants_the_lease(h: &dyn Harness) {
         .leader
         .expect("the key outlives the old TTL on the new lease");
     assert_eq!(leader.revision, rev, "same term after the re-grant");
-    assert_eq!(store.renew_leader("n1", rev, longer).await.unwrap(), longer);
+    assert_eq!(
+        store.renew_leader("n1", rev, lease(longer)).await.unwrap(),
+        lease(longer)
+    );
     h.pass(longer).await;
     expiry_settled(h, &*store, "leader key past the new TTL", |s| {
         s.leader.is_none()
@@ -125,20 +138,24 @@ pub async fn renewal_with_a_new_ttl_regrants_the_lease(h: &dyn Harness) {
 
 pub async fn lease_expires_without_renewal(h: &dyn Harness) {
     let store = h.fresh_store().await;
-    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    let rev = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
     h.pass(h.ttl()).await;
     expiry_settled(h, &*store, "unrenewed leader key", |s| s.leader.is_none()).await;
-    assert!(is_conflict(store.renew_leader("n1", rev, h.ttl()).await));
-    let next = store.acquire_leader("n2", h.ttl()).await.unwrap();
+    assert!(is_conflict(
+        store.renew_leader("n1", rev, lease(h.ttl())).await
+    ));
+    let next = store.acquire_leader("n2", lease(h.ttl())).await.unwrap();
     assert!(next > rev, "a new term has a greater revision");
 }
 
 pub async fn renew_and_release_compare_holder_and_revision(h: &dyn Harness) {
     let store = h.fresh_store().await;
-    let rev = store.acquire_leader("n1", h.ttl()).await.unwrap();
-    assert!(is_conflict(store.renew_leader("n2", rev, h.ttl()).await));
+    let rev = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
     assert!(is_conflict(
-        store.renew_leader("n1", rev + 1000, h.ttl()).await
+        store.renew_leader("n2", rev, lease(h.ttl())).await
+    ));
+    assert!(is_conflict(
+        store.renew_leader("n1", rev + 1000, lease(h.ttl())).await
     ));
     assert!(is_conflict(store.release_leader("n2", rev).await));
     store.release_leader("n1", rev).await.unwrap();
@@ -149,10 +166,19 @@ pub async fn renew_and_release_compare_holder_and_revision(h: &dyn Harness) {
 pub async fn members_live_by_their_own_lease(h: &dyn Harness) {
     let store = h.fresh_store().await;
     let ttl = h.ttl();
-    store.put_member("n1", "{\"a\":1}", ttl).await.unwrap();
-    store.put_member("n2", "{\"b\":2}", ttl).await.unwrap();
+    store
+        .put_member("n1", "{\"a\":1}", lease(ttl))
+        .await
+        .unwrap();
+    store
+        .put_member("n2", "{\"b\":2}", lease(ttl))
+        .await
+        .unwrap();
     h.pass(ttl / 2).await;
-    store.put_member("n1", "{\"a\":3}", ttl).await.unwrap();
+    store
+        .put_member("n1", "{\"a\":3}", lease(ttl))
+        .await
+        .unwrap();
     h.pass(ttl / 2).await;
     // n2's TTL has passed, n1's restarted lease has half of it left.
     let snap = expiry_settled(h, &*store, "member n2", |s| !s.members.contains_key("n2")).await;
@@ -199,7 +225,7 @@ pub async fn guarded_writes(h: &dyn Harness) {
 
 pub async fn leader_only_writes(h: &dyn Harness) {
     let store = h.fresh_store().await;
-    let term = store.acquire_leader("n1", h.ttl()).await.unwrap();
+    let term = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
     let as_leader = |holder: &str, revision| Guard::Leader {
         holder: holder.into(),
         revision,
@@ -256,7 +282,7 @@ pub async fn watch_wakes_on_writes_and_expiry(h: &dyn Harness) {
     let mut watch = store.watch().await.unwrap();
     let rev = store.put(Key::Config, "x", Guard::Any).await.unwrap();
     assert!(next_change(&mut watch).await >= rev);
-    store.acquire_leader("n1", h.ttl()).await.unwrap();
+    store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
     next_change(&mut watch).await;
     h.pass(h.ttl()).await;
     let seen = next_change(&mut watch).await;

@@ -7,6 +7,7 @@ use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 use crate::persist::{self, Durable};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
+use pgha_core::Ttl;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -180,7 +181,8 @@ impl MemoryStore {
     }
 }
 
-fn positive(ttl: Duration) -> Result<Duration, StoreError> {
+fn positive(ttl: Ttl) -> Result<Duration, StoreError> {
+    let ttl = ttl.as_duration();
     if ttl.is_zero() {
         return Err(StoreError::Invalid("lease TTL must be positive".into()));
     }
@@ -208,7 +210,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError> {
+    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         let ttl = positive(ttl)?;
         let now = self.inner.clock.now();
         self.with_state(false, |s| {
@@ -233,15 +235,15 @@ impl Store for MemoryStore {
         &self,
         holder: &str,
         revision: Revision,
-        ttl: Duration,
-    ) -> Result<Duration, StoreError> {
-        let ttl = positive(ttl)?;
+        asked: Ttl,
+    ) -> Result<Ttl, StoreError> {
+        let ttl = positive(asked)?;
         let now = self.inner.clock.now();
         self.with_state(false, |s| match &mut s.leader {
             Some(l) if l.holder == holder && l.revision == revision => {
                 l.ttl = ttl;
                 l.expires_at = now + ttl;
-                Ok(ttl)
+                Ok(asked)
             }
             Some(l) => Err(StoreError::conflict(
                 "leader",
@@ -265,12 +267,7 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn put_member(
-        &self,
-        name: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<Revision, StoreError> {
+    async fn put_member(&self, name: &str, value: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         let ttl = positive(ttl)?;
         StoreError::check_member_name(name)?;
         let now = self.inner.clock.now();

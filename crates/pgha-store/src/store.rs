@@ -3,7 +3,7 @@
 use crate::error::StoreError;
 use crate::model::{Guard, Key, Revision, Snapshot};
 use async_trait::async_trait;
-use std::time::Duration;
+use pgha_core::Ttl;
 
 /// A cluster's consensus store, scoped to one cluster prefix (`/pgha/<cluster>/`).
 ///
@@ -17,7 +17,7 @@ pub trait Store: Send + Sync {
 
     /// Creates the leader key for `holder`, bound to a new lease of `ttl`, only if absent.
     /// Returns the key's revision (the term). `Conflict` when someone holds it.
-    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError>;
+    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError>;
 
     /// Restarts the leader lease, only if the key still has `holder` and `revision`, and makes
     /// its TTL `ttl`: when the lease was granted with another TTL (the configured ttl changed),
@@ -27,19 +27,14 @@ pub trait Store: Send + Sync {
         &self,
         holder: &str,
         revision: Revision,
-        ttl: Duration,
-    ) -> Result<Duration, StoreError>;
+        ttl: Ttl,
+    ) -> Result<Ttl, StoreError>;
 
     /// Deletes the leader key (and revokes its lease) if it still has `holder` and `revision`.
     async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError>;
 
     /// Puts `members/<name>` bound to that member's lease, (re)starting the lease with `ttl`.
-    async fn put_member(
-        &self,
-        name: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<Revision, StoreError>;
+    async fn put_member(&self, name: &str, value: &str, ttl: Ttl) -> Result<Revision, StoreError>;
 
     /// Deletes `members/<name>` and revokes its lease (clean shutdown).
     async fn delete_member(&self, name: &str) -> Result<(), StoreError>;

@@ -2,6 +2,7 @@
 //! backend's own behaviour: key layout, leases, several clients, an unreachable server.
 
 use async_trait::async_trait;
+use pgha_core::Ttl;
 use pgha_store::contract::Harness;
 use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
 use pgha_testkit::{free_port, EtcdCluster, EtcdServer};
@@ -71,7 +72,7 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
     let etcd = Etcd::start();
     let store = etcd.store("main").await;
     assert_eq!(store.prefix(), "/pgha/main/");
-    let ttl = Duration::from_secs(5);
+    let ttl = Ttl::from_secs(5);
     let term = store.acquire_leader("n1", ttl).await.unwrap();
     store.put_member("n1", "{}", ttl).await.unwrap();
     store.put_member("n2", "{}", ttl).await.unwrap();
@@ -139,7 +140,7 @@ async fn clusters_sharing_one_etcd_are_isolated() {
     let etcd = Etcd::start();
     let a = etcd.store("a").await;
     let b = etcd.store("b").await;
-    let ttl = Duration::from_secs(5);
+    let ttl = Ttl::from_secs(5);
     a.acquire_leader("n1", ttl).await.unwrap();
     b.acquire_leader("n1", ttl).await.unwrap();
     a.put(Key::Initialize, "1", Guard::Absent).await.unwrap();
@@ -157,7 +158,7 @@ async fn a_term_is_shared_by_every_client_of_the_cluster() {
     let etcd = Etcd::start();
     let first = etcd.store("c").await;
     let second = etcd.store("c").await;
-    let ttl = Duration::from_secs(2);
+    let ttl = Ttl::from_secs(2);
     let term = first.acquire_leader("n1", ttl).await.unwrap();
     let mut watch = second.watch().await.unwrap();
     assert!(matches!(
@@ -189,11 +190,11 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
     let etcd = Etcd::start();
     let store = etcd.store("ttl").await;
     store
-        .put_member("n1", "a", Duration::from_secs(1))
+        .put_member("n1", "a", Ttl::from_secs(1))
         .await
         .unwrap();
     store
-        .put_member("n1", "b", Duration::from_millis(5500))
+        .put_member("n1", "b", Ttl::from_millis(5500))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -216,7 +217,7 @@ async fn an_unreachable_etcd_is_unavailable_within_the_timeout() {
         "{err:?}"
     );
     let err = store
-        .acquire_leader("n1", Duration::from_secs(2))
+        .acquire_leader("n1", Ttl::from_secs(2))
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -246,7 +247,7 @@ where
 async fn leases_keys_and_watches_survive_an_etcd_restart() {
     let mut etcd = Etcd::start();
     let store = etcd.store("restart").await;
-    let ttl = Duration::from_secs(10);
+    let ttl = Ttl::from_secs(10);
     store
         .put(Key::Initialize, "7001", Guard::Absent)
         .await
@@ -324,7 +325,7 @@ async fn a_member_without_quorum_fails_fast_and_ends_its_watches() {
     let store = EtcdStore::connect(&[endpoint], "quorum", timeout)
         .await
         .unwrap();
-    let ttl = Duration::from_secs(10);
+    let ttl = Ttl::from_secs(10);
     let term = store.acquire_leader("n1", ttl).await.unwrap();
     store.put_member("n1", "{}", ttl).await.unwrap();
     let mut watch = store.watch().await.unwrap();

@@ -2,6 +2,7 @@
 //! persistence and partition behaviour.
 
 use async_trait::async_trait;
+use pgha_core::Ttl;
 use pgha_store::contract::Harness;
 use pgha_store::{Guard, Key, ManualClock, MemoryStore, Store, StoreError};
 use std::sync::Arc;
@@ -55,11 +56,11 @@ async fn durable_keys_survive_a_restart_but_leases_do_not() {
             .await
             .unwrap();
         store
-            .acquire_leader("n2", Duration::from_secs(10))
+            .acquire_leader("n2", Ttl::from_secs(10))
             .await
             .unwrap();
         store
-            .put_member("n2", "{}", Duration::from_secs(10))
+            .put_member("n2", "{}", Ttl::from_secs(10))
             .await
             .unwrap();
         store.snapshot().await.unwrap().revision
@@ -72,7 +73,7 @@ async fn durable_keys_survive_a_restart_but_leases_do_not() {
     assert_eq!(snap.leader, None);
     assert!(snap.members.is_empty());
     let rev = store
-        .acquire_leader("n1", Duration::from_secs(10))
+        .acquire_leader("n1", Ttl::from_secs(10))
         .await
         .unwrap();
     assert!(rev > 0 && snap.revision <= last_revision + 1);
@@ -97,7 +98,7 @@ async fn tokio_clock_expires_leases_in_real_time() {
     let store = MemoryStore::new(Arc::new(pgha_store::TokioClock::new()));
     let shared: Arc<dyn Store> = Arc::new(store);
     shared
-        .acquire_leader("n1", Duration::from_secs(3))
+        .acquire_leader("n1", Ttl::from_secs(3))
         .await
         .unwrap();
     let mut watch = shared.watch().await.unwrap();

@@ -140,7 +140,7 @@ fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password()
                 .await
                 .unwrap();
         store
-            .put_member("evil", &record.to_string(), Duration::from_secs(60))
+            .put_member("evil", &record.to_string(), pgha_core::Ttl::from_secs(60))
             .await
             .unwrap();
     });

@@ -13,7 +13,7 @@ impl Agent {
     /// confirm this leader; the answer comes back as an outcome when all confirmed.
     pub(crate) fn ask_failsafe(&mut self) {
         // One round per half loop at most (like renewals), never a tight loop.
-        let interval = Duration::from_millis((self.ttl().as_millis() as u64 / 6).max(100));
+        let interval = Duration::from_millis((self.ttl().millis() / 6).max(100));
         if self.failsafe_asking
             || self
                 .last_failsafe_round

@@ -4,7 +4,7 @@ use super::{Member, Plan};
 use crate::action::{Action, StopMode};
 use crate::observe::{JobKind, LocalPg, Observation};
 use crate::reason::Reason;
-use crate::types::Millis;
+use crate::types::{Millis, Ttl};
 
 /// The lease as this member trusts it, on its own monotonic clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub(crate) struct HeldLease {
     /// Sent time of the last successful acquire/renew.
     pub renewed_at: Millis,
     /// The TTL the store's lease was last granted with.
-    pub ttl_ms: u64,
+    pub ttl: Ttl,
     /// Before this instant (own clock) the store cannot have expired the lease:
     /// `renewed_at + ttl`, lowered at once when a renewal with a shorter TTL is sent.
     pub expires_at: Millis,
@@ -25,15 +25,16 @@ impl HeldLease {
     pub(super) fn new(
         revision: u64,
         sent: Millis,
-        ttl_ms: u64,
+        ttl: Ttl,
         cap: Option<Millis>,
         margin: u64,
     ) -> Self {
-        let expires_at = cap.map_or(sent.plus(ttl_ms), |c| c.min(sent.plus(ttl_ms)));
+        let end = sent.plus(ttl.millis());
+        let expires_at = cap.map_or(end, |c| c.min(end));
         HeldLease {
             revision,
             renewed_at: sent,
-            ttl_ms,
+            ttl,
             expires_at,
             trusted_until: Millis(expires_at.0.saturating_sub(margin)),
         }
@@ -94,12 +95,12 @@ impl Member {
             return;
         }
         self.last_renew_request = Some(now);
-        let ttl_ms = self.config.ttl_ms;
+        let ttl = self.config.ttl();
         let margin = self.config.safety_margin_ms;
         // Once sent, this renewal may be applied before any answer comes back, and then the
         // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
         // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).
-        let cap = now.plus(ttl_ms);
+        let cap = now.plus(ttl.millis());
         if let Some(lease) = self.lease.as_mut() {
             lease.cap(cap, margin);
         }
@@ -107,6 +108,6 @@ impl Member {
             Some((sent, old)) if old <= cap => (sent, old),
             _ => (now, cap),
         });
-        plan.push(Action::RenewLeader { revision, ttl_ms });
+        plan.push(Action::RenewLeader { revision, ttl });
     }
 }

@@ -12,12 +12,12 @@ impl Member {
                 Outcome::LeaderAcquired {
                     requested_at,
                     revision,
-                    ttl_ms,
+                    ttl,
                 }
                 | Outcome::LeaderRenewed {
                     requested_at,
                     revision,
-                    ttl_ms,
+                    ttl,
                 } => {
                     if self.lapsed_term == Some(*revision) {
                         // A late answer for a term already given up here: PostgreSQL was
@@ -41,7 +41,7 @@ impl Member {
                     self.lease = Some(later.unwrap_or(HeldLease::new(
                         *revision,
                         *requested_at,
-                        *ttl_ms,
+                        *ttl,
                         cap,
                         self.config.safety_margin_ms,
                     )));

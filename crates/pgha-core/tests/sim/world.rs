@@ -927,7 +927,7 @@ impl World {
         let now = self.now;
         let mut changed = reachable;
         match &action {
-            Action::AcquireLeader { ttl_ms } => {
+            Action::AcquireLeader { ttl } => {
                 let outcome = if !reachable {
                     Outcome::LeaderUnknown
                 } else if self.store.leader.is_some() {
@@ -935,26 +935,26 @@ impl World {
                 } else {
                     self.store.revision += 1;
                     let revision = self.store.revision;
-                    self.store.leader = Some((i, revision, now + ttl_ms));
+                    self.store.leader = Some((i, revision, now + ttl.millis()));
                     self.check_best_candidate(i);
                     Outcome::LeaderAcquired {
                         requested_at: sent,
                         revision,
-                        ttl_ms: *ttl_ms,
+                        ttl: *ttl,
                     }
                 };
                 self.deliver(i, outcome);
                 self.nodes[i].woken = Some(now);
             }
-            Action::RenewLeader { revision, ttl_ms } => {
+            Action::RenewLeader { revision, ttl } => {
                 let outcome = match self.store.leader.as_mut() {
                     _ if !reachable => Outcome::LeaderUnknown,
                     Some(l) if l.0 == i && l.1 == *revision => {
-                        l.2 = now + ttl_ms;
+                        l.2 = now + ttl.millis();
                         Outcome::LeaderRenewed {
                             requested_at: sent,
                             revision: *revision,
-                            ttl_ms: *ttl_ms,
+                            ttl: *ttl,
                         }
                     }
                     _ => Outcome::LeaderRefused,

@@ -177,7 +177,7 @@ async fn open_host(
     let leader_exists = store.snapshot().await?.leader.is_some();
     match pgha_core::restart::seed_leader(leader_exists, &cluster.disks()) {
         Ok(Some(primary)) => {
-            let ttl = Duration::from_millis(crate::ops::view(&store).await?.config.ttl_ms);
+            let ttl = crate::ops::view(&store).await?.config.ttl();
             store.acquire_leader(primary.as_str(), ttl).await?;
         }
         Ok(None) => {}

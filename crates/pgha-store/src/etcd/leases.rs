@@ -5,7 +5,6 @@ use super::EtcdStore;
 use crate::error::StoreError;
 use etcd_client::PutOptions;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// A member's lease as this process granted it (reused by keep-alive while the TTL is unchanged).
 #[derive(Clone, Copy, Debug)]
@@ -125,7 +124,8 @@ fn is_lease_not_found(e: &etcd_client::Error) -> bool {
 }
 
 /// A TTL in etcd's whole seconds, rounded up.
-pub(super) fn ttl_secs(ttl: Duration) -> Result<i64, StoreError> {
+pub(super) fn ttl_secs(ttl: pgha_core::Ttl) -> Result<i64, StoreError> {
+    let ttl = ttl.as_duration();
     if ttl.is_zero() {
         return Err(StoreError::Invalid("lease TTL must be positive".into()));
     }

@@ -9,8 +9,9 @@ use crate::model::{Guard, Key, Revision, Snapshot};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
 use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp};
+use pgha_core::Ttl;
 use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::time::Instant;
 
 #[async_trait]
@@ -19,7 +20,7 @@ impl Store for EtcdStore {
         self.call(self.snapshot_now()).await
     }
 
-    async fn acquire_leader(&self, holder: &str, ttl: Duration) -> Result<Revision, StoreError> {
+    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         let ttl = ttl_secs(ttl)?;
         if holder.is_empty() {
             return Err(StoreError::Invalid("empty leader name".into()));
@@ -49,8 +50,8 @@ impl Store for EtcdStore {
         &self,
         holder: &str,
         revision: Revision,
-        ttl: Duration,
-    ) -> Result<Duration, StoreError> {
+        ttl: Ttl,
+    ) -> Result<Ttl, StoreError> {
         let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
         self.call(async {
@@ -73,7 +74,7 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", "absent (lease expired)"));
             };
             if granted == wanted {
-                return Ok(Duration::from_secs(granted as u64));
+                return Ok(Ttl::from_secs(granted as u64));
             }
             // The configured ttl changed: move the key (same term) to a lease of the new TTL.
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
@@ -86,7 +87,7 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", found));
             }
             let _ = self.revoke(lease).await;
-            Ok(Duration::from_secs(wanted as u64))
+            Ok(Ttl::from_secs(wanted as u64))
         })
         .await
     }
@@ -119,12 +120,7 @@ impl Store for EtcdStore {
         .await
     }
 
-    async fn put_member(
-        &self,
-        name: &str,
-        value: &str,
-        ttl: Duration,
-    ) -> Result<Revision, StoreError> {
+    async fn put_member(&self, name: &str, value: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         let ttl = ttl_secs(ttl)?;
         StoreError::check_member_name(name)?;
         self.call(self.put_member_leased(name, value, ttl)).await
