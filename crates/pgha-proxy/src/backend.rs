@@ -52,7 +52,10 @@ pub(crate) async fn open_backend(
             .min(cfg.connect_timeout);
         let attempt = async {
             let mut stream = match &ctx.shared.terminator {
-                Some(t) => BackendConn::Tls(Box::new(t.connect(tcp, &lease, wait).await?)),
+                // Boxed: the handshake's state would otherwise size every session's task.
+                Some(t) => {
+                    BackendConn::Tls(Box::new(Box::pin(t.connect(tcp, &lease, wait)).await?))
+                }
                 None => BackendConn::Plain(tcp),
             };
             stream.write_all(&startup.raw).await?;

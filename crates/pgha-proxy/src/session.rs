@@ -355,7 +355,7 @@ pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
             .as_ref()
             .zip(ctx.router.member_at(&addr));
         let sent = match member {
-            Some((t, name)) => t.forward_cancel(&name, &addr, &key, timeout).await,
+            Some((t, name)) => Box::pin(t.forward_cancel(&name, &addr, &key, timeout)).await,
             None => forward_cancel(&addr, &key, timeout)
                 .await
                 .map_err(ProxyError::Io),
