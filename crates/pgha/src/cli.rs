@@ -258,28 +258,53 @@ pub enum Command {
     /// PostgreSQL when the lease deadline the agent wrote into LEASE_FILE passes, whatever
     /// happened to the agent, and PostgreSQL dies with it.
     #[command(hide = true)]
-    Supervise {
-        #[arg(long)]
-        member: String,
-        #[arg(long)]
-        lease_file: PathBuf,
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        log_file: PathBuf,
-        #[arg(long)]
-        postgres: PathBuf,
-        #[arg(long)]
-        os_user: Option<String>,
-        #[arg(long, default_value = "off")]
-        watchdog: String,
-        #[arg(long, default_value = "/dev/watchdog")]
-        watchdog_device: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        watchdog_timeout: u32,
-    },
+    Supervise(SuperviseFlags),
     /// Fault campaign: inject faults one at a time while writers record every acknowledged
     /// write, then check that nothing acknowledged was lost, that one member wrote at a time,
     /// and how fast each fault was recovered from (see `pgha chaos --help`).
     Chaos(crate::chaos_cmd::ChaosArgs),
+}
+
+/// `pgha supervise`'s flags, as the agent passes them.
+#[derive(Debug, clap::Args)]
+pub struct SuperviseFlags {
+    #[arg(long)]
+    member: String,
+    #[arg(long)]
+    lease_file: PathBuf,
+    #[arg(long)]
+    data_dir: PathBuf,
+    #[arg(long)]
+    log_file: PathBuf,
+    #[arg(long)]
+    postgres: PathBuf,
+    #[arg(long)]
+    os_user: Option<String>,
+    #[arg(long, default_value = "off")]
+    watchdog: String,
+    #[arg(long, default_value = "/dev/watchdog")]
+    watchdog_device: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    watchdog_timeout: u32,
+}
+
+impl SuperviseFlags {
+    /// The supervisor's arguments; an unknown watchdog mode is refused, naming it.
+    pub fn into_args(
+        self,
+    ) -> Result<pgha_pg::supervisor::SuperviseArgs, pgha_pg::watchdog::WatchdogError> {
+        Ok(pgha_pg::supervisor::SuperviseArgs {
+            member: self.member,
+            lease_file: self.lease_file,
+            data_dir: self.data_dir,
+            log_file: self.log_file,
+            postgres: self.postgres,
+            os_user: self.os_user,
+            watchdog: pgha_pg::supervisor::WatchdogSetting {
+                mode: self.watchdog.parse()?,
+                device: self.watchdog_device,
+                timeout_s: self.watchdog_timeout,
+            },
+        })
+    }
 }

@@ -17,39 +17,16 @@ use crate::cli::{Cli, Command, ConfigAction, TlsAction};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Supervise {
-        member,
-        lease_file,
-        data_dir,
-        log_file,
-        postgres,
-        os_user,
-        watchdog,
-        watchdog_device,
-        watchdog_timeout,
-    } = cli.command
-    {
-        let mode = match watchdog.parse() {
-            Ok(mode) => mode,
+    if let Command::Supervise(flags) = cli.command {
+        let args = match flags.into_args() {
+            Ok(args) => args,
             Err(e) => {
                 eprintln!("pgha supervise: {e}");
                 return ExitCode::from(2);
             }
         };
         // No runtime, no threads: a small process that sleeps, reads one file and waits.
-        let code = pgha_pg::supervisor::run(&pgha_pg::supervisor::SuperviseArgs {
-            member,
-            lease_file,
-            data_dir,
-            log_file,
-            postgres,
-            os_user,
-            watchdog: pgha_pg::supervisor::WatchdogSetting {
-                mode,
-                device: watchdog_device,
-                timeout_s: watchdog_timeout,
-            },
-        });
+        let code = pgha_pg::supervisor::run(&args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -201,7 +178,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Chaos(args) => chaos_cmd::run(args).await,
-        Command::Supervise { .. } => unreachable!("handled before the runtime starts"),
+        Command::Supervise(_) => unreachable!("handled before the runtime starts"),
     }
 }
 
