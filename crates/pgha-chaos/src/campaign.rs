@@ -24,6 +24,10 @@ use crate::summary::{self, FaultRecord, Gathered, Settings, Summary};
 use crate::target::Target;
 use crate::workload::{Ack, Workload, WorkloadOptions, CONNECT_TIMEOUT, TABLE};
 
+/// After this many faults in a row that could not be injected (e.g. kills of a primary that
+/// runs on another host), the campaign stops.
+const MAX_SKIPPED: usize = 20;
+
 /// When to stop injecting.
 #[derive(Debug, Clone, Copy)]
 pub enum Length {
@@ -41,6 +45,8 @@ pub struct Options {
     pub recovery_bound: Duration,
     /// The random pause before each fault is drawn from this range.
     pub pause: (Duration, Duration),
+    /// How long `pause-agent` stops the agent [default: twice the lease ttl].
+    pub agent_pause: Option<Duration>,
     pub workload: WorkloadOptions,
 }
 
@@ -70,6 +76,9 @@ pub async fn run(
     }
     let config: ClusterConfig = target.client.get("/config").await?;
     let settings = settings(&config, opts, target);
+    let agent_pause = opts
+        .agent_pause
+        .unwrap_or(Duration::from_millis(2 * config.ttl_ms));
     progress.event(format!(
         "pgha chaos: seed {}, leader {}, synchronous_mode {} (synchronous_commit {}), faults {}",
         opts.seed,
@@ -98,7 +107,14 @@ pub async fn run(
         interrupted = true;
     }
     let mut current = before.clone();
+    let mut skipped = 0;
     while !interrupted && !done(opts.length, records.len() as u64, clock.now()) {
+        if skipped >= MAX_SKIPPED {
+            problems.push(format!(
+                "{MAX_SKIPPED} faults in a row could not be injected: see the lines above"
+            ));
+            break;
+        }
         let pause = draw(&mut rng, opts.pause);
         progress.status(format!("next fault in {:.1} s", pause.as_secs_f64()));
         if cancelled_during(pause, &mut cancel).await {
@@ -108,17 +124,19 @@ pub async fn run(
         let kind = *faults_usable.choose(&mut rng).expect("not empty");
         progress.status(format!("injecting {kind}"));
         let at = clock.now();
-        let injected = match faults::inject(kind, target, &current, &mut rng).await {
+        let injected = match faults::inject(kind, target, &current, &mut rng, agent_pause).await {
             Ok(i) => i,
             Err(ChaosError::Api(ClientError::Failed(f))) => {
                 progress.event(format!(
                     "{kind}: refused by the cluster ({}), skipped",
                     f.error
                 ));
+                skipped += 1;
                 continue;
             }
             Err(e @ ChaosError::Inject { .. }) => {
                 progress.event(format!("{e}; skipped"));
+                skipped += 1;
                 continue;
             }
             Err(e) => {
@@ -127,6 +145,7 @@ pub async fn run(
                 break;
             }
         };
+        skipped = 0;
         if let Some(m) = &injected.start_later {
             stopped_by_us.insert(m.clone());
         }

@@ -1,8 +1,6 @@
 //! The faults a campaign injects, one at a time: which exist, how a list of them is parsed,
 //! and how each is done (a signal to a postmaster, or a request to the cluster's API).
 
-use std::path::Path;
-
 use pgha_core::RequestKind;
 use pgha_host::api::control::{MemberChanged, StopRequest};
 use rand::seq::SliceRandom;
@@ -11,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::ChaosError;
 use crate::health::Healthy;
-use crate::target::Target;
+use crate::target::{Mode, Target};
 
 /// A kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -34,10 +32,13 @@ pub enum FaultKind {
     Failover,
     /// A standby member stopped and started again.
     RestartStandby,
+    /// This host's `pgha agent` stopped with SIGSTOP for twice the lease ttl, then continued
+    /// (distributed mode: PostgreSQL runs on under its supervisor, which fences a leader).
+    PauseAgent,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::KillPrimary,
         FaultKind::KillStandby,
         FaultKind::StopPrimary,
@@ -45,6 +46,7 @@ impl FaultKind {
         FaultKind::Switchover,
         FaultKind::Failover,
         FaultKind::RestartStandby,
+        FaultKind::PauseAgent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -56,12 +58,16 @@ impl FaultKind {
             FaultKind::Switchover => "switchover",
             FaultKind::Failover => "failover",
             FaultKind::RestartStandby => "restart-standby",
+            FaultKind::PauseAgent => "pause-agent",
         }
     }
 
     /// Whether it signals a local process (needs the member's data directory here).
     pub fn kills(self) -> bool {
-        matches!(self, FaultKind::KillPrimary | FaultKind::KillStandby)
+        matches!(
+            self,
+            FaultKind::KillPrimary | FaultKind::KillStandby | FaultKind::PauseAgent
+        )
     }
 
     /// Whether the leader is expected to change.
@@ -119,23 +125,31 @@ pub struct Injected {
     /// A stopped member to start again once another member takes writes.
     #[serde(skip)]
     pub start_later: Option<String>,
+    /// The member it hit must come back as a standby (it led, and the fault takes the lease
+    /// from it), not as the leader it was.
+    #[serde(skip)]
+    pub expect_standby: bool,
 }
 
-/// Which of `kinds` can be injected on `target` (kills need local data directories).
+/// Which of `kinds` can be injected on `target` (kills need local data directories; an
+/// agent of its own to pause exists only in distributed mode: `pgha up` runs them all).
 pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
     kinds
         .iter()
         .copied()
         .filter(|k| !k.kills() || target.members.iter().any(|m| m.data_dir.is_some()))
+        .filter(|k| *k != FaultKind::PauseAgent || target.mode == Mode::Distributed)
         .collect()
 }
 
-/// Injects `kind` on the cluster in shape `now`, choosing its victim with `rng`.
+/// Injects `kind` on the cluster in shape `now`, choosing its victim with `rng`; a paused
+/// agent is continued after `agent_pause`.
 pub async fn inject(
     kind: FaultKind,
     target: &Target,
     now: &Healthy,
     rng: &mut impl Rng,
+    agent_pause: std::time::Duration,
 ) -> Result<Injected, ChaosError> {
     let fail = |why: String| ChaosError::Inject {
         fault: kind.name().to_string(),
@@ -152,6 +166,7 @@ pub async fn inject(
         victim: leader.clone(),
         promoted: None,
         start_later: None,
+        expect_standby: kind.moves_leader(),
     };
     match kind {
         FaultKind::KillPrimary => kill(target, &leader).map_err(fail)?,
@@ -204,6 +219,20 @@ pub async fn inject(
             start(target, &victim).await?;
             injected.victim = victim;
         }
+        FaultKind::PauseAgent => {
+            let member = target
+                .members
+                .iter()
+                .find(|m| m.data_dir.is_some())
+                .ok_or_else(|| fail("no member runs on this machine".into()))?;
+            let dir = member.data_dir.as_deref().expect("found with one");
+            let pid = crate::process::agent_pid(dir).map_err(fail)?;
+            let stopped = crate::process::Stopped::stop(pid).map_err(fail)?;
+            tokio::time::sleep(agent_pause).await;
+            drop(stopped);
+            injected.expect_standby = member.name == leader;
+            injected.victim = member.name.clone();
+        }
     }
     Ok(injected)
 }
@@ -214,27 +243,13 @@ fn kill(target: &Target, member: &str) -> Result<(), String> {
         .member(member)
         .and_then(|m| m.data_dir.as_deref())
         .ok_or_else(|| format!("{member}'s data directory is not on this machine"))?;
-    let pid = postmaster_pid(dir).ok_or_else(|| {
+    let pid = crate::process::postmaster_pid(dir).ok_or_else(|| {
         format!(
             "{member} has no running postmaster ({}/postmaster.pid)",
             dir.display()
         )
     })?;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .map_err(|e| format!("SIGKILL to {member}'s postmaster {pid}: {e}"))
-}
-
-/// The pid in `data_dir/postmaster.pid`, when that process lives.
-pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
-        Err(_) => None,
-    }
+    crate::process::kill9(pid).map_err(|e| format!("{member}'s postmaster: {e}"))
 }
 
 /// Stops `member` through the API of the host that runs it: cleanly, or `immediate`ly (like
@@ -276,26 +291,5 @@ mod tests {
         let e = FaultKind::parse_list("kill-everything").unwrap_err();
         assert!(e.to_string().contains("kill-everything"), "{e}");
         assert!(FaultKind::parse_list(" , ").is_err());
-    }
-
-    #[test]
-    fn a_dead_pid_file_names_no_postmaster() {
-        let dir = tempfile_dir();
-        assert_eq!(postmaster_pid(&dir), None);
-        std::fs::write(
-            dir.join("postmaster.pid"),
-            format!("{}\n/x\n", std::process::id()),
-        )
-        .unwrap();
-        assert_eq!(postmaster_pid(&dir), Some(std::process::id() as i32));
-        std::fs::write(dir.join("postmaster.pid"), "999999999\n").unwrap();
-        assert_eq!(postmaster_pid(&dir), None);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn tempfile_dir() -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("pgha-chaos-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
     }
 }

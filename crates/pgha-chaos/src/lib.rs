@@ -13,6 +13,7 @@ pub mod faults;
 pub mod health;
 pub mod html;
 pub mod monitor;
+pub mod process;
 pub mod progress;
 pub mod recover;
 pub mod stats;

@@ -95,7 +95,7 @@ fn in_service(status: &ClusterStatus, fault: &Injected) -> bool {
     let leads = status.leader.as_deref() == Some(fault.victim.as_str());
     match (role, state) {
         (Role::Standby, State::Streaming) => !leads,
-        (Role::Primary, State::Running) => leads && !fault.kind.moves_leader(),
+        (Role::Primary, State::Running) => leads && !fault.expect_standby,
         _ => false,
     }
 }

@@ -31,8 +31,13 @@ Faults (--faults, comma-separated, default all):
   switchover       planned switchover to a streaming standby
   failover         manual failover to a standby (of the synchronous set in synchronous modes)
   restart-standby  a standby member stopped and started again
+  pause-agent      with --config: this host's `pgha agent` stopped (SIGSTOP) for --agent-pause,
+                   then continued; PostgreSQL runs on under its supervisor, which fences a
+                   leader whose agent stops renewing
 Kills need the member's data directory on this machine: with --config, only this host's
-member is killed; the other faults go through the agents' API.
+member is killed or paused (a kill of the primary is skipped while another host leads); the
+other faults go through the agents' API. With --dir every agent is a task of `pgha up`:
+pause-agent is not available there.
 
 What it checks: every acknowledged write is read back from the final primary (none may be
 lost in a synchronous mode); two members never both acknowledge writes after a promotion
@@ -86,6 +91,9 @@ pub struct ChaosArgs {
     min_gap: Duration,
     #[arg(long, default_value = "4s", value_parser = parse_duration)]
     max_gap: Duration,
+    /// How long pause-agent stops the agent [default: twice the lease ttl].
+    #[arg(long, value_parser = parse_duration)]
+    agent_pause: Option<Duration>,
     /// How long the cluster may take to recover from one fault before the promise counts
     /// as broken.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -142,6 +150,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         seed,
         recovery_bound: args.recovery_bound,
         pause: (args.min_gap, args.max_gap.max(args.min_gap)),
+        agent_pause: args.agent_pause,
         workload: pgha_chaos::workload::WorkloadOptions {
             writers: args.writers.max(1),
             pause: Duration::from_millis(args.write_pause_ms),
@@ -257,13 +266,15 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
     }
     let mut writes = vec![WriteRoute::MultiHost(members.clone())];
     let credentials = node.credentials();
-    if let (Some(rw), None) = (&node.config.proxy.rw_listen, &credentials.tls) {
-        writes.insert(0, WriteRoute::Entry(endpoint(rw)?));
+    // The proxy's entry points, when one listens (through it with TLS, a client would have
+    // to verify the member's certificate at the proxy's address: not done here).
+    let mut reads = None;
+    if credentials.tls.is_none() {
+        if let Some(rw) = listening(node.config.proxy.rw_listen.as_deref()).await {
+            writes.insert(0, WriteRoute::Entry(rw));
+        }
+        reads = listening(node.config.proxy.ro_listen.as_deref()).await;
     }
-    let reads = match (&node.config.proxy.ro_listen, &credentials.tls) {
-        (Some(ro), None) => Some(endpoint(ro)?),
-        _ => None,
-    };
     Ok(Target {
         mode: Mode::Distributed,
         client: Client::new(apis, token, tls),
@@ -272,6 +283,16 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
         reads,
         members,
     })
+}
+
+/// `address` as an endpoint when something accepts connections there.
+async fn listening(address: Option<&str>) -> Option<Endpoint> {
+    let e = endpoint(address?).ok()?;
+    let connect = tokio::net::TcpStream::connect((e.host.as_str(), e.port));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(_)) => Some(e),
+        _ => None,
+    }
 }
 
 /// `host:port` as an endpoint.

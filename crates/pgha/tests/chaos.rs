@@ -1,11 +1,14 @@
 //! `pgha chaos` against a real 3-member `pgha up`: a short synchronous campaign loses nothing,
 //! exits 0 and puts the cluster back (also when interrupted); an unhealthy cluster is refused;
 //! an asynchronous cluster whose standbys are held back loses writes when its primary crashes,
-//! and `pgha chaos` must say so and exit 4.
+//! and `pgha chaos` must say so and exit 4; against three `pgha agent`s on etcd, a campaign
+//! through the agents' API and a pause of this host's agent loses nothing either.
 //!
 //! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well).
 
 mod common;
+#[path = "common/dist.rs"]
+mod dist;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -13,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::{pgha, pgha_bin, stderr_of};
+use dist::{AgentSet, DistCluster, Options};
 use nix::sys::signal::Signal;
-use pgha_testkit::{connect, poll_async, reap, signal};
+use pgha_testkit::{connect, poll_async, reap, serial, signal};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -385,3 +389,56 @@ async fn an_asynchronous_crash_with_standbys_held_back_loses_writes_and_says_so(
     }
     assert_put_back(&c).await;
 }
+
+#[test]
+fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing() {
+    let _serial = serial();
+    let c = DistCluster::start(&Options::default());
+    let original = c.wait_converged(Duration::from_secs(60));
+    let chaos = |host: &str, args: &[&str]| {
+        let out = Command::new(pgha_bin())
+            .args(["chaos", "--config"])
+            .arg(&c.agent(host).config)
+            .args(args)
+            .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
+            .output()
+            .expect("run pgha chaos");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+        let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{}", c.logs(40));
+        assert_eq!(out.status.code(), Some(0), "{context}");
+        eprintln!("{stderr}");
+        (summary_of(&stdout, &stderr), context)
+    };
+    // Run from the leader's "host": its agent stopped for twice the ttl, its PostgreSQL is
+    // fenced by the supervisor and another member takes the lease; then it rejoins.
+    let (j, context) = chaos(
+        &original,
+        &["--rounds", "1", "--faults", "pause-agent", "--seed", "1"],
+    );
+    assert_passed(&j, 1, &context);
+    assert_eq!(j["settings"]["mode"], "distributed");
+    let f = &j["faults"][0];
+    assert_eq!(
+        (f["kind"].as_str(), f["victim"].as_str()),
+        (Some("pause-agent"), Some("node1"))
+    );
+    let paused_for = f["recovery_ms"].as_f64().unwrap();
+    assert!(
+        paused_for >= 2.0 * TTL_MS,
+        "recovered {paused_for} ms after the pause began\n{context}"
+    );
+    // Control-plane faults through each member's own agent.
+    let faults = "switchover,failover,restart-standby,stop-primary";
+    let (j, context) = chaos(
+        "node1",
+        &["--rounds", "3", "--faults", faults, "--seed", "5"],
+    );
+    assert_passed(&j, 3, &context);
+    for f in j["faults"].as_array().unwrap() {
+        assert!(faults.split(',').any(|k| f["kind"] == k), "{f}");
+    }
+    assert_eq!(c.wait_converged(Duration::from_secs(60)), original);
+}
+
+/// The test clusters' lease ttl, in ms (`dist::TTL`).
+const TTL_MS: f64 = dist::TTL.as_millis() as f64;
