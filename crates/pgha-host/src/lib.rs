@@ -17,6 +17,7 @@ pub mod ops;
 pub mod secrets;
 pub mod signals;
 pub mod status;
+pub mod tls_files;
 
 pub use error::CliError;
 pub use handle::ClusterHandle;

@@ -13,6 +13,11 @@ use crate::RunAs;
 pub const CA_CERT: &str = "ca.crt";
 /// The CA's private key: only whoever runs pgha reads it.
 pub const CA_KEY: &str = "ca.key";
+/// The proxy's certificate and key, when it terminates TLS (`proxy_tls`).
+pub const PROXY_CERT: &str = "proxy.crt";
+pub const PROXY_KEY: &str = "proxy.key";
+/// The name a terminating proxy's certificate carries besides its addresses.
+pub const PROXY_NAME: &str = "pgha-proxy";
 
 /// A directory holding the cluster CA.
 #[derive(Debug, Clone)]
@@ -91,6 +96,26 @@ impl CaDir {
         Ok(self
             .client()?
             .expect("the CA certificate was just checked or written"))
+    }
+}
+
+impl CaDir {
+    /// The proxy's certificate and key for terminating TLS, issued by this CA (which must
+    /// exist) for [`PROXY_NAME`] and `hosts` unless both files are there already: `DIR/proxy.crt`
+    /// and `DIR/proxy.key` (0600, never readable by the PostgreSQL OS user).
+    pub fn ensure_proxy(&self, hosts: &[String]) -> Result<(PathBuf, PathBuf)> {
+        let (cert, key) = (self.dir.join(PROXY_CERT), self.dir.join(PROXY_KEY));
+        if cert.exists() && key.exists() {
+            return Ok((cert, key));
+        }
+        let key_path = self.dir.join(CA_KEY);
+        let pem = std::fs::read_to_string(&key_path)
+            .map_err(|e| PgError::io(format!("read {}", key_path.display()), e))?;
+        let issued = Authority::load(&pem)?.issue(PROXY_NAME, hosts)?;
+        write_new(&key, &issued.key_pem, 0o600)?;
+        write_new(&cert, &issued.cert_pem, 0o644)?;
+        tracing::info!("issued the proxy's TLS certificate {}", cert.display());
+        Ok((cert, key))
     }
 }
 

@@ -85,6 +85,18 @@ pub enum TlsAction {
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
     },
+    /// Issue the certificate of a proxy that terminates clients' TLS, from the CA in DIR,
+    /// valid for NAME (the name clients verify, e.g. db.example.com) and each --host:
+    /// DIR/NAME.crt and DIR/NAME.key, for `[proxy.tls] cert_file` and `key_file`.
+    Proxy {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// IP address or DNS name clients reach the proxy at (repeatable).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +130,13 @@ pub enum Command {
         /// OS user that runs PostgreSQL when pgha runs as root [default: postgres].
         #[arg(long)]
         os_user: Option<String>,
+        /// TLS at the entry points of a new cluster: passthrough (a client's TLS reaches the
+        /// member; the default), terminate (the proxy presents its own certificate from the
+        /// cluster CA, so clients verify one name), require (terminate, and refuse clients
+        /// without TLS). With terminate, libpq clients need channel_binding=disable (`pgha url`
+        /// adds it). Kept in DIR/pgha.toml as cluster.proxy_tls.
+        #[arg(long, value_parser = ["passthrough", "terminate", "require"])]
+        proxy_tls: Option<String>,
         /// Synchronous replication for a new cluster: off (asynchronous), on (synchronous
         /// while a standby is healthy, else degrade and continue), strict (commits wait).
         /// Change it later with `pgha config set synchronous_mode=...`.

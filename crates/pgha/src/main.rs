@@ -4,7 +4,6 @@
 mod chaos_cmd;
 mod cli;
 mod render;
-mod tls_cmd;
 
 use std::process::ExitCode;
 
@@ -59,6 +58,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             params,
             pg_bin_dir,
             os_user,
+            proxy_tls,
             synchronous_mode,
             synchronous_count,
             synchronous_method,
@@ -87,6 +87,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     params,
                     pg_bin_dir,
                     os_user,
+                    proxy_tls: proxy_tls.map(|t| t.parse()).transpose()?,
                     settings,
                 },
                 |cluster, primary| print!("{}", render::up_summary(cluster, primary, &dir_arg)),
@@ -94,12 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Agent { config } => pgha_host::node::run::agent(&config).await,
-        Command::Tls {
-            action: TlsAction::Ca { dir },
-        } => tls_cmd::make_ca(&dir),
-        Command::Tls {
-            action: TlsAction::Member { dir, name, hosts },
-        } => tls_cmd::issue_member(&dir, &name, &hosts),
+        Command::Tls { action } => tls(action),
         Command::Proxy { config } => pgha_host::node::run::proxy(&config).await,
         Command::Config {
             action: ConfigAction::Show { at },
@@ -180,6 +176,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Chaos(args) => chaos_cmd::run(args).await,
         Command::Supervise(_) => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// `pgha tls ...`: makes the files and says where each one goes.
+fn tls(action: TlsAction) -> anyhow::Result<()> {
+    use pgha_host::tls_files::{issue, make_ca, Holder};
+    let (holder, dir, name, hosts) = match action {
+        TlsAction::Ca { dir } => {
+            let made = make_ca(&dir)?;
+            println!(
+                "made the cluster CA: {} (copy to every host: [tls] ca_file) and {} (keep it here, 0600)",
+                made.cert.display(),
+                made.key.display()
+            );
+            return Ok(());
+        }
+        TlsAction::Member { dir, name, hosts } => (Holder::Member, dir, name, hosts),
+        TlsAction::Proxy { dir, name, hosts } => (Holder::Proxy, dir, name, hosts),
+    };
+    let written = issue(&dir, holder, &name, &hosts)?;
+    let (section, on) = match holder {
+        Holder::Member => ("[tls]", format!("{name}'s host")),
+        Holder::Proxy => ("[proxy.tls]", "the proxy's host".to_string()),
+    };
+    let mut valid_for = vec![name.clone()];
+    valid_for.extend(hosts);
+    println!(
+        "issued {name}'s certificate for {}: {} and {} ({section} cert_file and key_file on {on})",
+        valid_for.join(", "),
+        written.cert.display(),
+        written.key.display()
+    );
+    Ok(())
 }
 
 /// Requests a promotion and waits for it, saying what happens.

@@ -306,3 +306,70 @@ fn the_api_speaks_https_and_the_failsafe_travels_over_it() {
         "no failsafe confirmation over HTTPS in {leader}'s log:\n{log}"
     );
 }
+
+/// Issue 11: `pgha proxy` with `[proxy.tls]` terminates clients' TLS with the certificate
+/// `pgha tls proxy` issued (clients verify one name for the cluster, here db.cluster.test),
+/// and reaches the members over TLS verified with the cluster CA.
+#[test]
+fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
+    let mut c = dist::DistCluster::prepare(&dist::Options::default());
+    with_tls(&c);
+    let tls = c.root.join("tls");
+    let t = tls.to_str().unwrap();
+    pgha(&[
+        "tls", "proxy", "--dir", t, "--name", "db.cluster.test", "--host", "127.0.0.1",
+    ]);
+    let proxy_config = c.root.join("proxy.toml");
+    let agent_config = std::fs::read_to_string(&c.agents[0].config).unwrap();
+    std::fs::write(
+        &proxy_config,
+        format!(
+            "{agent_config}\n[proxy.tls]\ncert_file = \"{t}/db.cluster.test.crt\"\nkey_file = \"{t}/db.cluster.test.key\"\nrequire = true\n"
+        ),
+    )
+    .unwrap();
+    c.etcd.start();
+    for a in &mut c.agents {
+        a.start();
+    }
+    c.wait_converged(Duration::from_secs(60));
+    let log = std::fs::File::create(c.root.join("proxy.log")).unwrap();
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["proxy", "--config", proxy_config.to_str().unwrap()])
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let conninfo = format!(
+        "host=db.cluster.test hostaddr=127.0.0.1 port={} user=postgres dbname=postgres \
+         password={} sslmode=verify-full sslrootcert={t}/ca.crt channel_binding=disable \
+         connect_timeout=2",
+        c.proxy_rw,
+        dist::SUPERUSER_PASSWORD
+    );
+    let answer = dist::wait_until("a query through the proxy", Duration::from_secs(30), || {
+        let out = Command::new("psql")
+            .args([conninfo.as_str(), "-Atc", "select pg_is_in_recovery()"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    });
+    assert_eq!(answer, "f", "the read-write entry point reached a standby");
+    // require = true: a client without TLS is refused.
+    let plain = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres password={} sslmode=disable",
+        c.proxy_rw,
+        dist::SUPERUSER_PASSWORD
+    );
+    let out = Command::new("psql")
+        .args([plain.as_str(), "-Atc", "select 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a client without TLS got in");
+    pgha_testkit::process::stop_child(
+        &mut proxy,
+        nix::sys::signal::Signal::SIGTERM,
+        Duration::from_secs(10),
+    );
+}

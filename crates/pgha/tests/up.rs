@@ -281,3 +281,62 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
         stderr_of(&out)
     );
 }
+
+/// Issue 11: `--proxy-tls terminate` makes the proxy present its own certificate from the
+/// cluster CA (name `pgha-proxy` and the cluster's address), so clients verify one name for the
+/// cluster whichever member serves them; `pgha url` gives a URI that verifies it. `require`
+/// refuses clients without TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_proxy_is_verified_by_its_own_name() {
+    let tmp = test_dir();
+    let dir = tmp.path().join("terminating");
+    let d = dir.to_str().unwrap();
+    let mut up = UpProcess::spawn(&dir, 2, free_base_port(2), &["--proxy-tls", "require"]);
+    up.wait_streaming(Duration::from_secs(90));
+    let config = std::fs::read_to_string(dir.join("pgha.toml")).unwrap();
+    assert!(config.contains("proxy_tls = \"require\""), "{config}");
+
+    let out = pgha(&["url", "--dir", d]);
+    let uri = succeeded("pgha url", &out).trim().to_string();
+    assert!(uri.contains("channel_binding=disable"), "{uri}");
+    let psql = |conninfo: &str| {
+        std::process::Command::new("psql")
+            .args([conninfo, "-Atc", "select 40 + 2"])
+            .env_remove("PGPASSWORD")
+            .output()
+            .unwrap()
+    };
+    let out = psql(&uri);
+    assert_eq!(succeeded(&format!("psql {uri}"), &out).trim(), "42");
+
+    // Only the proxy's certificate names `pgha-proxy`: through a passthrough proxy this
+    // connection would meet a member's certificate and fail verification.
+    let ca = dir.join("tls/ca.crt");
+    let passfile = dir.join("pgpass");
+    let by_name = format!(
+        "host=pgha-proxy hostaddr=127.0.0.1 port={} user=postgres dbname=postgres \
+         sslmode=verify-full sslrootcert={} passfile={} channel_binding=disable",
+        up.base,
+        ca.display(),
+        passfile.display()
+    );
+    let out = psql(&by_name);
+    assert_eq!(succeeded(&format!("psql {by_name}"), &out).trim(), "42");
+
+    // require: a client without TLS is refused, naming why.
+    let plain = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres sslmode=disable passfile={}",
+        up.base,
+        passfile.display()
+    );
+    let out = psql(&plain);
+    assert!(!out.status.success(), "a client without TLS got in");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.to_lowercase().contains("tls") || err.contains("SSL"), "{err}");
+
+    // The mode is kept: a later `up` with another --proxy-tls is refused.
+    assert_eq!(up.terminate(), Some(0), "{}", up.log());
+    let out = pgha(&["up", "--dir", d, "--proxy-tls", "passthrough"]);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("--proxy-tls"), "{}", stderr_of(&out));
+}

@@ -58,6 +58,45 @@ pub struct ClusterSection {
     /// the secrets file wherever it listens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_host: Option<String>,
+    /// TLS at the entry points: `passthrough` (default; a client's TLS reaches the member it
+    /// is routed to), `terminate` (the proxy presents its own certificate, `tls/proxy.crt`,
+    /// so clients verify one name for the cluster) or `require` (terminate, and refuse
+    /// clients that do not start TLS).
+    #[serde(default, skip_serializing_if = "ProxyTlsMode::is_passthrough")]
+    pub proxy_tls: ProxyTlsMode,
+}
+
+/// Where the entry points' TLS ends (`cluster.proxy_tls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyTlsMode {
+    #[default]
+    Passthrough,
+    Terminate,
+    Require,
+}
+
+impl ProxyTlsMode {
+    pub fn is_passthrough(&self) -> bool {
+        *self == ProxyTlsMode::Passthrough
+    }
+}
+
+/// A `--proxy-tls` value that is not one of the modes.
+#[derive(Debug, thiserror::Error)]
+#[error("--proxy-tls {0:?}: use passthrough, terminate or require")]
+pub struct UnknownProxyTls(String);
+
+impl std::str::FromStr for ProxyTlsMode {
+    type Err = UnknownProxyTls;
+    fn from_str(text: &str) -> Result<Self, UnknownProxyTls> {
+        match text {
+            "passthrough" => Ok(ProxyTlsMode::Passthrough),
+            "terminate" => Ok(ProxyTlsMode::Terminate),
+            "require" => Ok(ProxyTlsMode::Require),
+            other => Err(UnknownProxyTls(other.to_string())),
+        }
+    }
 }
 
 impl ClusterSection {
@@ -174,6 +213,7 @@ impl Config {
                 base_port,
                 host: default_host(),
                 api_host: None,
+                proxy_tls: ProxyTlsMode::Passthrough,
             },
             postgresql: PostgresSection::default(),
         }

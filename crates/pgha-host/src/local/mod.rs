@@ -19,7 +19,7 @@ use pgha_pg::{Instance, PgBinaries, RunAs};
 
 use crate::error::CliError;
 use crate::secrets::{Secrets, SECRETS_FILE};
-use config::{Config, CONFIG_FILE};
+use config::{Config, ProxyTlsMode, CONFIG_FILE};
 
 /// Directory of the cluster CA (`ca.crt`, `ca.key`).
 pub const TLS_DIR: &str = "tls";
@@ -199,6 +199,38 @@ impl LocalCluster {
                 self.secrets.superuser_password
             ),
         }
+    }
+
+    /// The proxy's own TLS when it terminates clients' TLS (`cluster.proxy_tls`): its
+    /// certificate from the cluster CA for the cluster's host, made when missing.
+    pub fn proxy_tls(&self) -> anyhow::Result<Option<pgha_proxy::ProxyTls>> {
+        let require = match self.config.cluster.proxy_tls {
+            ProxyTlsMode::Passthrough => return Ok(None),
+            ProxyTlsMode::Terminate => false,
+            ProxyTlsMode::Require => true,
+        };
+        let ca = CaDir::new(self.dir.join(TLS_DIR));
+        let (cert_file, key_file) = ca.ensure_proxy(std::slice::from_ref(&self.config.cluster.host))?;
+        Ok(Some(pgha_proxy::ProxyTls {
+            cert_file,
+            key_file,
+            ca_file: ca.ca_cert(),
+            require,
+        }))
+    }
+
+    /// The libpq URI of the read-write entry point. When the proxy terminates TLS, the client
+    /// verifies the proxy's certificate, and turns SCRAM channel binding off: it would bind to
+    /// the proxy's certificate, not the member's (the certificate check already proves whom
+    /// the client talks to).
+    pub fn entry_uri(&self, password: Password) -> String {
+        let c = &self.config.cluster;
+        let uri = self.uri(&c.host, c.base_port, password);
+        if c.proxy_tls.is_passthrough() {
+            return uri;
+        }
+        let separator = if uri.contains('?') { '&' } else { '?' };
+        format!("{uri}{separator}channel_binding=disable")
     }
 
     /// The read-write and read-only entry points (the proxy) as `host:port`.

@@ -26,6 +26,8 @@ pub struct UpArgs {
     pub params: Vec<String>,
     pub pg_bin_dir: Option<PathBuf>,
     pub os_user: Option<String>,
+    /// Where the entry points' TLS ends, for a new cluster (`cluster.proxy_tls`).
+    pub proxy_tls: Option<super::config::ProxyTlsMode>,
     /// Dynamic settings for a new cluster, as (key, value) text.
     pub settings: Vec<(String, String)>,
 }
@@ -116,6 +118,7 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
         rw_listen: Some(rw),
         ro_listen: Some(ro),
         worker_threads: 0,
+        tls: cluster.proxy_tls()?,
         ..pgha_proxy::ProxyConfig::default()
     };
     let metrics = crate::entry::start(
@@ -217,14 +220,26 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
                 file: config_file.clone(),
             };
         let c = &config.cluster;
-        let given_members = args.members.filter(|n| *n != c.members);
-        let given_port = args.port.filter(|p| *p != c.base_port);
+        let given_members = args
+            .members
+            .filter(|n| *n != c.members)
+            .map(|n| n.to_string());
+        let given_port = args
+            .port
+            .filter(|p| *p != c.base_port)
+            .map(|p| p.to_string());
+        let given_tls = args.proxy_tls.filter(|t| *t != c.proxy_tls);
         for (flag, given, existing) in [
             ("--members", given_members, format!("{} members", c.members)),
             ("--port", given_port, format!("base port {}", c.base_port)),
+            (
+                "--proxy-tls",
+                given_tls.map(|t| format!("{t:?}").to_lowercase()),
+                format!("cluster.proxy_tls = {:?}", c.proxy_tls).to_lowercase(),
+            ),
         ] {
             if let Some(given) = given {
-                return Err(conflict(flag, given.to_string(), existing).into());
+                return Err(conflict(flag, given, existing).into());
             }
         }
         if !args.params.is_empty() {
@@ -283,6 +298,9 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
     config.postgresql.bin_dir = args.pg_bin_dir.clone();
     if let Some(user) = &args.os_user {
         config.postgresql.os_user = user.clone();
+    }
+    if let Some(mode) = args.proxy_tls {
+        config.cluster.proxy_tls = mode;
     }
     let mut params = BTreeMap::new();
     for flag in &args.params {

@@ -18,8 +18,7 @@ pub async fn url(
         return Ok(cluster.uri(&m.host, m.port, password));
     }
     if !direct_primary {
-        let c = &cluster.config.cluster;
-        return Ok(cluster.uri(&c.host, c.base_port, password));
+        return Ok(cluster.entry_uri(password));
     }
     for m in &cluster.members {
         if !m.instance.is_running() {

@@ -136,6 +136,22 @@ pub struct ProxySection {
     pub rw_listen: Option<String>,
     /// Read-only listener of `pgha proxy`, e.g. "127.0.0.1:6433".
     pub ro_listen: Option<String>,
+    /// The proxy terminates clients' TLS with its own certificate (`pgha tls proxy`), and
+    /// reaches the members over TLS verified with `[tls] ca_file`. Without it, a client's
+    /// TLS passes through to the member it is routed to.
+    pub tls: Option<ProxyTlsSection>,
+}
+
+/// `[proxy.tls]`: the certificate the proxy presents to clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyTlsSection {
+    pub cert_file: PathBuf,
+    /// Its private key (0600).
+    pub key_file: PathBuf,
+    /// Refuse clients that do not start TLS.
+    #[serde(default)]
+    pub require: bool,
 }
 
 impl NodeConfig {
@@ -234,6 +250,14 @@ impl NodeConfig {
                     return Err(bad(key, format!("{a:?} is not host:port")));
                 }
             }
+        }
+        if self.proxy.tls.is_some() && self.tls.is_none() {
+            return Err(bad(
+                "proxy.tls",
+                "a terminating proxy reaches the members over TLS: add [tls] with the \
+                 cluster CA (ca_file)"
+                    .into(),
+            ));
         }
         self.postgresql.validate(file)?;
         self.initial_dynamic()
@@ -349,5 +373,11 @@ loop_wait_ms = 500
         let err = with_from("0.0.0.0/0 trust\nhost all all 0.0.0.0/0").unwrap_err();
         assert!(err.contains("replication_from[0]"), "{err}");
         assert!(with_from("all").is_err());
+        // A terminating proxy needs the cluster CA to verify the members.
+        let proxy_tls = "\n[proxy.tls]\ncert_file = \"/p.crt\"\nkey_file = \"/p.key\"\n";
+        let err = load(&format!("{GOOD}{proxy_tls}")).unwrap_err().to_string();
+        assert!(err.contains("proxy.tls") && err.contains("[tls]"), "{err}");
+        let with_tls = "\n[tls]\nca_file = \"/ca.crt\"\ncert_file = \"/n.crt\"\nkey_file = \"/n.key\"\n";
+        assert!(load(&format!("{GOOD}{with_tls}{proxy_tls}")).is_ok());
     }
 }

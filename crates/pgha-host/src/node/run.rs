@@ -101,9 +101,23 @@ pub async fn proxy(file: &Path) -> anyhow::Result<()> {
         );
     }
     let store = node.connect_store(None).await?;
+    let tls = match (&p.tls, &node.config.tls) {
+        (Some(own), Some(cluster)) => {
+            pgha_pg::trust::check(&own.cert_file)?;
+            pgha_pg::trust::check_secrets(&own.key_file)?;
+            Some(pgha_proxy::ProxyTls {
+                cert_file: own.cert_file.clone(),
+                key_file: own.key_file.clone(),
+                ca_file: cluster.ca_file.clone(),
+                require: own.require,
+            })
+        }
+        _ => None,
+    };
     let config = pgha_proxy::ProxyConfig {
         rw_listen: p.rw_listen.clone(),
         ro_listen: p.ro_listen.clone(),
+        tls,
         ..pgha_proxy::ProxyConfig::default()
     };
     let shutdown = pgha_proxy::CancellationToken::new();
