@@ -7,7 +7,8 @@
 #   strict  synchronous_mode=strict (FIRST 1)
 #   quorum  synchronous_mode=on, synchronous_method=quorum (ANY 1)
 # Usage: bench/chaos.sh [DURATION]   (per mode, default 15m; e.g. 90s, 10m, 1h)
-#   env: MODES="off on strict quorum", FAULTS=all (or a list, see `pgha chaos --help`),
+#   env: ROUNDS=N (N faults per mode instead of a duration), MODES="off on strict quorum",
+#        FAULTS=all (or a list, see `pgha chaos --help`),
 #        SEED (default: from the clock; printed), WRITERS=2, FSYNC=on,
 #        OUT=bench/results/<date>-chaos, PORT=base port, BIN=path to pgha (default: build
 #        target/release/pgha), NO_BUILD=1 to use the existing target/release/pgha
@@ -61,7 +62,7 @@ sys.exit(0 if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1
 }
 
 {
-  echo "# bench/chaos.sh $duration  (MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync)"
+  echo "# bench/chaos.sh $duration  (ROUNDS=${ROUNDS:-} MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
 } | tee "$out/run.txt"
 
@@ -82,7 +83,8 @@ for mode in $modes; do
     [ "$(date +%s)" -gt "$deadline" ] && { echo "$mode: cluster did not converge" >&2; exit 1; }
     sleep 0.5
   done
-  cmd=("$bin" chaos --dir "$dir" --duration "$duration" --faults "$faults" --seed "$seed"
+  if [ -n "${ROUNDS:-}" ]; then length=(--rounds "$ROUNDS"); else length=(--duration "$duration"); fi
+  cmd=("$bin" chaos --dir "$dir" "${length[@]}" --faults "$faults" --seed "$seed"
        --writers "$writers" --json --report "$out/$mode.html")
   echo "== $mode: ${cmd[*]}" | tee -a "$out/run.txt"
   t0=$(date +%s)

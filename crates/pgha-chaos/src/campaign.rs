@@ -101,10 +101,14 @@ pub async fn run(
     let mut interrupted = false;
     let mut stopped_by_us: BTreeSet<String> = BTreeSet::new();
     progress.status("waiting for the first acknowledged writes");
-    let first = wait_first_writes(&workload, &mut cancel).await;
-    if let Err(e) = first {
-        problems.push(e);
-        interrupted = true;
+    match wait_first_writes(&workload, &mut cancel).await {
+        Ok(true) => {}
+        // Ctrl-C before anything happened: nothing to judge but the writes so far.
+        Ok(false) => interrupted = true,
+        Err(e) => {
+            problems.push(e);
+            interrupted = true;
+        }
     }
     let mut current = before.clone();
     let mut skipped = 0;
@@ -285,17 +289,18 @@ async fn cancelled_during(d: Duration, cancel: &mut watch::Receiver<bool>) -> bo
     cancelled
 }
 
-/// Waits up to 30 s for the writers' first acknowledgements.
+/// Waits up to 30 s for the writers' first acknowledgements: `Ok(false)` when cancelled
+/// meanwhile.
 async fn wait_first_writes(
     workload: &Workload,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     for _ in 0..300 {
         if workload.record.acked() >= 10 {
-            return Ok(());
+            return Ok(true);
         }
         if cancelled_during(Duration::from_millis(100), cancel).await {
-            return Err("interrupted before the first writes".into());
+            return Ok(false);
         }
     }
     let errors = workload.record.failures.lock().unwrap();
