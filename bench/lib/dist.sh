@@ -77,7 +77,9 @@ EOF
   for i in 1 2 3; do
     pgport[$i]=${p[$((2 * i))]}
     api[$i]="127.0.0.1:${p[$((2 * i + 1))]}"
+    # No TLS, as the Patroni side of these benches runs without it (stated in docs/benchmarks.md).
     cat >"$pgha_dir/node$i.toml" <<EOF
+insecure_no_tls = true
 [cluster]
 name = "$name"
 [etcd]

@@ -160,7 +160,8 @@ pub enum Command {
     /// PostgreSQL and leaves the cluster (the others fail over at once if it led).
     ///
     /// TLS: `[tls]` (ca_file, cert_file, key_file from `pgha tls ca` / `pgha tls member`)
-    /// encrypts and authenticates every PostgreSQL connection pgha makes or configures;
+    /// encrypts and authenticates every PostgreSQL connection pgha makes or configures (a
+    /// config without it is refused unless it says `insecure_no_tls = true`);
     /// `[etcd] ca_file, cert_file, key_file` with `https://` endpoints do the same for etcd
     /// (run etcd with --cert-file, --key-file, --trusted-ca-file, --client-cert-auth).
     Agent {

@@ -41,14 +41,15 @@ fn with_tls(c: &dist::DistCluster) {
             "--host",
             "127.0.0.1",
         ]);
-        let mut config = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&a.config)
-            .unwrap();
-        write!(
-            config,
-            "\n[tls]\nca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/{n}.crt\"\nkey_file = \"{d}/{n}.key\"\n",
-            n = a.name
+        // The fixture's hosts run without TLS, saying so; these get a [tls] section instead.
+        let text = std::fs::read_to_string(&a.config).unwrap();
+        let text = text.replacen("insecure_no_tls = true\n", "", 1);
+        std::fs::write(
+            &a.config,
+            format!(
+                "{text}\n[tls]\nca_file = \"{d}/ca.crt\"\ncert_file = \"{d}/{n}.crt\"\nkey_file = \"{d}/{n}.key\"\n",
+                n = a.name
+            ),
         )
         .unwrap();
     }

@@ -26,8 +26,13 @@ pub struct NodeConfig {
     #[serde(default)]
     pub watchdog: WatchdogSection,
     /// TLS for PostgreSQL: this member's certificate and the cluster CA (`pgha tls` makes
-    /// them). Without it, replication and pgha's connections are not encrypted.
+    /// them). Required unless `insecure_no_tls = true`.
     pub tls: Option<TlsSection>,
+    /// Run without `[tls]`: replication and pgha's connections in clear text, and a fake
+    /// member written into etcd is sent the superuser password. Only for a network where
+    /// every host is trusted; it has to be said in so many words.
+    #[serde(default)]
+    pub insecure_no_tls: bool,
     /// Initial dynamic settings, written to etcd only when the cluster has none yet
     /// (e.g. `ttl_ms = 3000`); change them later with `pgha config set`.
     #[serde(default)]
@@ -251,6 +256,26 @@ impl NodeConfig {
                 }
             }
         }
+        match (&self.tls, self.insecure_no_tls) {
+            (None, false) => {
+                return Err(bad(
+                    "tls",
+                    "no [tls] section: PostgreSQL connections would be in clear text and a \
+                     fake member in etcd would be sent the superuser password. Make certificates \
+                     with `pgha tls ca --dir D` and `pgha tls member --dir D --name NAME --host \
+                     ADDRESS`, and name them in [tls] (ca_file, cert_file, key_file); or, on a \
+                     network where every host is trusted, set insecure_no_tls = true"
+                        .into(),
+                ))
+            }
+            (Some(_), true) => {
+                return Err(bad(
+                    "insecure_no_tls",
+                    "is true while a [tls] section is given: remove one of them".into(),
+                ))
+            }
+            _ => {}
+        }
         if self.proxy.tls.is_some() && self.tls.is_none() {
             return Err(bad(
                 "proxy.tls",
@@ -305,6 +330,7 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"
+insecure_no_tls = true
 [cluster]
 name = "prod"
 [etcd]
@@ -373,11 +399,19 @@ loop_wait_ms = 500
         let err = with_from("0.0.0.0/0 trust\nhost all all 0.0.0.0/0").unwrap_err();
         assert!(err.contains("replication_from[0]"), "{err}");
         assert!(with_from("all").is_err());
+        // TLS is required unless refused in so many words, and not both.
+        let err = load(&GOOD.replace("insecure_no_tls = true\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`tls`") && err.contains("insecure_no_tls"), "{err}");
         // A terminating proxy needs the cluster CA to verify the members.
         let proxy_tls = "\n[proxy.tls]\ncert_file = \"/p.crt\"\nkey_file = \"/p.key\"\n";
         let err = load(&format!("{GOOD}{proxy_tls}")).unwrap_err().to_string();
         assert!(err.contains("proxy.tls") && err.contains("[tls]"), "{err}");
         let with_tls = "\n[tls]\nca_file = \"/ca.crt\"\ncert_file = \"/n.crt\"\nkey_file = \"/n.key\"\n";
-        assert!(load(&format!("{GOOD}{with_tls}{proxy_tls}")).is_ok());
+        let secure = GOOD.replace("insecure_no_tls = true\n", "");
+        assert!(load(&format!("{secure}{with_tls}{proxy_tls}")).is_ok());
+        let err = load(&format!("{GOOD}{with_tls}")).unwrap_err().to_string();
+        assert!(err.contains("insecure_no_tls"), "{err}");
     }
 }

@@ -592,7 +592,8 @@ pub fn node_config(
     ro: u16,
 ) -> String {
     format!(
-        r#"[cluster]
+        r#"insecure_no_tls = true
+[cluster]
 name = "{cluster}"
 [etcd]
 endpoints = ["{endpoint}"]

@@ -1195,7 +1195,7 @@ impl Cluster {
                     .collect::<String>()
             };
             format!(
-                "replication_from = [\"{subnet}\"]\n\
+                "insecure_no_tls = true\nreplication_from = [\"{subnet}\"]\n\
                  [cluster]\nname = \"faults\"\n\
                  [etcd]\nendpoints = [\"http://{etcd_ip}:{ETCD_PORT}\"]\n\
                  [member]\nname = \"{name}\"\ndir = \"{dir}\"\nhost = \"{host}\"\nport = {PG_PORT}\napi = \"{host}:{API_PORT}\"\n\
