@@ -84,6 +84,9 @@ pub struct Agent {
     pub(crate) job_rx: mpsc::UnboundedReceiver<Outcome>,
     pub(crate) upstream: Option<MemberName>,
     pub(crate) sync_applied: SyncApplied,
+    /// History entries whose append failed (store down or slow), oldest first: appended again
+    /// before the next decision's actions, so no decision goes unexplained.
+    pub(crate) unrecorded_history: Vec<String>,
     /// `synchronous_commit` last rendered into the configuration.
     pub(crate) commit_level: Option<String>,
     pub(crate) last_reason: String,
@@ -110,6 +113,26 @@ impl Agent {
         store: Arc<dyn Store>,
         config: pgha_core::ClusterConfig,
     ) -> AgentHandle {
+        let (agent, report) = Agent::new(spec, store, config);
+        let (stop, stop_rx) = watch::channel(None);
+        let name = agent.spec.name.clone();
+        let failsafe = agent.failsafe.clone();
+        let join = tokio::spawn(agent.run(stop_rx));
+        AgentHandle {
+            name,
+            stop,
+            join,
+            report,
+            failsafe,
+        }
+    }
+
+    /// The agent of `spec` before its loop runs, and the receiver of its reports.
+    pub(crate) fn new(
+        spec: NodeSpec,
+        store: Arc<dyn Store>,
+        config: pgha_core::ClusterConfig,
+    ) -> (Agent, watch::Receiver<AgentReport>) {
         let name = spec.name.clone();
         let settings = MemberSettings {
             name: spec.name.clone(),
@@ -122,7 +145,6 @@ impl Agent {
             member: name.to_string(),
             ..Default::default()
         });
-        let (stop_tx, stop_rx) = watch::channel(None);
         let spec = Arc::new(spec);
         let fencing = Fencing::new(spec.instance.lease_file());
         let failsafe = Failsafe::persisted(crate::spec::promise_file(&spec.instance.member_dir));
@@ -138,6 +160,7 @@ impl Agent {
             job_rx,
             upstream: None,
             sync_applied: SyncApplied::default(),
+            unrecorded_history: Vec::new(),
             commit_level: None,
             last_reason: String::new(),
             last_kind: None,
@@ -150,15 +173,7 @@ impl Agent {
             failsafe_asking: false,
             last_failsafe_round: None,
         };
-        let failsafe = agent.failsafe.clone();
-        let join = tokio::spawn(agent.run(stop_rx));
-        AgentHandle {
-            name,
-            stop: stop_tx,
-            join,
-            report: report_rx,
-            failsafe,
-        }
+        (agent, report_rx)
     }
 
     pub(crate) async fn run(mut self, mut stop: watch::Receiver<Option<Shutdown>>) {

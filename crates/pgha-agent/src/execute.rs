@@ -15,8 +15,12 @@ use crate::jobs::{run_job, JobContext};
 use crate::spec::{postgres_address, Dynamic};
 use pgha_store::HistoryEntry;
 
+/// History entries kept for another append at most; past it the oldest is dropped.
+const UNRECORDED_HISTORY_LIMIT: usize = 32;
+
 impl Agent {
     pub(crate) async fn execute(&mut self, actions: Vec<Action>) {
+        self.record_unrecorded_history().await;
         for action in actions {
             if action.job().is_some() {
                 self.start_job(action);
@@ -90,7 +94,13 @@ impl Agent {
             Action::RecordHistory(event) => {
                 tracing::info!("{}: history: {event}", self.spec.name);
                 let json = serde_json::to_string(&HistoryEntry::now(event.clone()))?;
-                timed(limit, store.append_history(&json, Guard::Any)).await?;
+                if let Err(e) = timed(limit, store.append_history(&json, Guard::Any)).await {
+                    if self.unrecorded_history.len() == UNRECORDED_HISTORY_LIMIT {
+                        self.unrecorded_history.remove(0);
+                    }
+                    self.unrecorded_history.push(json);
+                    return Err(e.into());
+                }
             }
             Action::SetSync(applied) => {
                 let before = std::mem::replace(&mut self.sync_applied, applied.clone());
@@ -142,6 +152,20 @@ impl Agent {
             other => return Err(ActionError::NotQuick(action_name(other))),
         }
         Ok(())
+    }
+
+    /// Appends the history entries an earlier append failed to write, oldest first, until
+    /// one fails again. An append whose answer was lost may have landed: the entry can then
+    /// appear twice, which is better than not at all.
+    async fn record_unrecorded_history(&mut self) {
+        while let Some(json) = self.unrecorded_history.first() {
+            let append = self.store.append_history(json, Guard::Any);
+            if let Err(e) = timed(self.store_timeout(), append).await {
+                tracing::debug!("{}: history still not recorded: {e}", self.spec.name);
+                return;
+            }
+            self.unrecorded_history.remove(0);
+        }
     }
 
     /// Writes `key` only while this member holds the leader key at `revision` (one CAS).
@@ -319,3 +343,7 @@ fn action_name(action: &Action) -> String {
         .unwrap_or("action")
         .to_string()
 }
+
+#[cfg(test)]
+#[path = "execute/history_tests.rs"]
+mod history_tests;

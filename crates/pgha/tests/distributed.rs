@@ -471,10 +471,20 @@ fn node_crash_fails_over_and_old_leader_rejoins() {
         || c.agents[oi].is_streaming_replica().then_some(()),
     );
     assert_eq!(c.wait_converged(Duration::from_secs(20)), new);
-    let rejoined = c.history().iter().any(|e| {
-        e["from"] == old.as_str() && e["kind"].as_str().unwrap_or("").starts_with("rejoin")
+    // The rejoin is recorded in the step after the follow job ends, once it streams.
+    let rejoined = pgha_testkit::poll(Duration::from_secs(10), Duration::from_millis(100), || {
+        c.history()
+            .iter()
+            .any(|e| {
+                e["from"] == old.as_str() && e["kind"].as_str().unwrap_or("").starts_with("rejoin")
+            })
+            .then_some(())
     });
-    assert!(rejoined, "no rejoin of {old} in history: {:?}", c.history());
+    assert!(
+        rejoined.is_some(),
+        "no rejoin of {old} in history: {:?}",
+        c.history()
+    );
     wait_until(
         "the write made after the crash on the old leader",
         Duration::from_secs(10),

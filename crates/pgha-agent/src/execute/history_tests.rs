@@ -1,0 +1,70 @@
+//! A history append that fails (the store down or slow) is appended again later: no decision
+//! goes unexplained because the store missed one write.
+
+use std::sync::Arc;
+
+use pgha_core::{Action, EventKind, HistoryEvent, Lsn, MemberName, Tags, Timeline};
+use pgha_pg::{Instance, PgBinaries, RunAs};
+use pgha_store::{MemoryStore, Store, TokioClock};
+
+use crate::agent::Agent;
+use crate::spec::NodeSpec;
+
+fn spec(dir: &std::path::Path) -> NodeSpec {
+    let bins = PgBinaries::discover(None).expect("PostgreSQL's programs (the tests need them)");
+    let run_as = RunAs::detect("postgres").expect("the postgres OS user");
+    NodeSpec {
+        name: MemberName::new("n1"),
+        instance: Instance::new("n1", &dir.join("n1"), bins, run_as),
+        host: "127.0.0.1".into(),
+        port: 1,
+        api: None,
+        api_token: None,
+        superuser: "postgres".into(),
+        superuser_password: "x".into(),
+        replication_user: "replicator".into(),
+        replication_password: "y".into(),
+        passfile: dir.join("pgpass"),
+        cluster_size: 1,
+        parameters: Default::default(),
+        hba: String::new(),
+        tags: Tags::default(),
+        tls: None,
+        api_https: false,
+    }
+}
+
+fn event() -> HistoryEvent {
+    HistoryEvent {
+        kind: EventKind::RejoinFollow,
+        from: Some(MemberName::new("n1")),
+        to: Some(MemberName::new("n2")),
+        timeline: Timeline(2),
+        lsn: Lsn(42),
+        reason: "n1 rejoined as a standby of n2".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_history_entry_the_store_missed_is_appended_once_it_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+
+    store.set_reachable(false);
+    agent.execute(vec![Action::RecordHistory(event())]).await;
+    store.set_reachable(true);
+    assert!(store.snapshot().await.unwrap().history.is_empty());
+
+    // The next decision's actions (none here) come after the missed entry.
+    agent.execute(vec![]).await;
+    let history = pgha_store::history_entries(&store.snapshot().await.unwrap());
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].event, event());
+    agent.execute(vec![]).await;
+    assert_eq!(
+        store.snapshot().await.unwrap().history.len(),
+        1,
+        "appended twice"
+    );
+}
