@@ -55,7 +55,7 @@ try:
     s = json.load(sys.stdin)
 except ValueError:
     sys.exit(1)
-; ms = s.get("members", [])
+ms = s.get("members", [])
 p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
 st = [m for m in ms if m["state"] == "streaming"]
 sys.exit(0 if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1 else 1)' 2>/dev/null
