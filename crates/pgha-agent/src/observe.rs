@@ -139,6 +139,7 @@ impl Agent {
                 .holds_lease(obs.now)
                 .then(|| self.member.lease_deadline().map(|d| self.instant_of(d)))
                 .flatten(),
+            synchronous: view.is_some_and(|v| v.sync.members.contains(&self.spec.name)),
             local: obs.local.clone(),
         }
     }

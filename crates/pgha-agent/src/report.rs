@@ -35,6 +35,8 @@ pub struct Observed {
     pub initialized: bool,
     /// Until when this member may act as the leader (the core's lease trust), if it leads.
     pub lease_until: Option<Instant>,
+    /// This member is in the synchronous set the leader published (its commits wait for it).
+    pub synchronous: bool,
 }
 
 impl Observed {
@@ -52,6 +54,11 @@ impl Observed {
             && self.local.running
             && !self.local.unresponsive
             && !self.local.in_recovery
+    }
+
+    /// A standby streaming from the leader now.
+    pub fn streams(&self) -> bool {
+        self.fresh() && self.local.running && self.local.in_recovery && self.local.streaming
     }
 }
 

@@ -283,6 +283,27 @@ fn bootstrap_in_any_order_rest_and_status() {
         );
         assert!(metrics.contains(&expected), "{metrics}");
     }
+    // Issue 14: the checks HAProxy and Kubernetes send. OPTIONS and HEAD answer as GET does;
+    // /read-only and /readiness take the primary and the streaming standbys; /liveness only
+    // needs the agent stepping; in asynchronous mode every standby is /async, none /sync.
+    for a in &c.agents {
+        let leads = a.name == leader;
+        let code = |method: &str, path: &str| {
+            pgha_testkit::http(method, &a.api, path, None, None)
+                .unwrap()
+                .0
+        };
+        let role = |ok: bool| if ok { 200 } else { 503 };
+        assert_eq!(code("OPTIONS", "/primary"), role(leads), "{}", a.name);
+        assert_eq!(code("OPTIONS", "/replica"), role(!leads), "{}", a.name);
+        assert_eq!(code("HEAD", "/primary"), role(leads), "{}", a.name);
+        for path in ["/read-only", "/readiness", "/liveness"] {
+            assert_eq!(code("GET", path), 200, "{} {path}", a.name);
+        }
+        assert_eq!(code("GET", "/async"), role(!leads), "{}", a.name);
+        assert_eq!(code("GET", "/sync"), 503, "{}", a.name);
+        assert_eq!(code("GET", "/read-only?lag=x"), 400, "{}", a.name);
+    }
     // Lag bounds read units, and one that does not parse is refused, not read as no bound.
     let standby = c.agents.iter().find(|a| a.name != leader).unwrap();
     assert_eq!(standby.get("/replica?lag=100MB").unwrap().0, 200);

@@ -51,6 +51,20 @@ async fn postmaster_start(url: &str) -> String {
 async fn on_moves_sync_role_without_blocking_writes() {
     let c = start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
     c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
+    // Issue 14: /sync answers 200 on the standbys of the published synchronous set (here
+    // `FIRST 1 (n2, n3)`: n2 acknowledges, n3 takes over the moment n2 cannot), /async on a
+    // streaming standby outside it; the primary is neither.
+    let api = format!("127.0.0.1:{}", c.up.base + 2);
+    let check = |path: &str| {
+        pgha_testkit::wait_until(path, Duration::from_secs(10), || {
+            pgha_testkit::http("GET", &api, path, None, None).map(|(code, _)| code)
+        })
+    };
+    assert_eq!(check("/sync?member=n2"), 200);
+    assert_eq!(check("/sync?member=n3"), 200);
+    assert_eq!(check("/async?member=n3"), 503);
+    assert_eq!(check("/sync?member=n1"), 503);
+    assert_eq!(check("/async?member=n1"), 503);
     c.create_table().await;
     let writer = writer(&c, 1);
     c.wait_writes(&writer, 50, Duration::from_secs(10)).await;

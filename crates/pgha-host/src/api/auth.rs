@@ -28,9 +28,10 @@ impl IntoResponse for Unauthorised {
     }
 }
 
-/// Whether a request reads (GET/HEAD) rather than changes something.
+/// Whether a request reads (GET/HEAD, and OPTIONS as HAProxy's checks send it) rather than
+/// changes something.
 pub fn reads(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD)
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// Checks the bearer token of a mutating request against `token`.

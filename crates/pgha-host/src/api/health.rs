@@ -1,4 +1,5 @@
-//! Health checks a load balancer understands (`/health`, `/primary`, `/replica`), answered
+//! Health checks a load balancer understands (`/health`, `/primary`, `/replica`, `/read-only`,
+//! `/sync`, `/async`, `/liveness`, `/readiness`; GET, HEAD or OPTIONS), answered
 //! from what the member's agent last observed: they never open a PostgreSQL connection, so a
 //! flood of checks costs PostgreSQL nothing. On a host of several members (`pgha up`) the
 //! member is named with `?member=NAME`.
@@ -14,6 +15,7 @@ use pgha_agent::Observed;
 use pgha_core::MemberName;
 use serde_json::json;
 
+use super::size::parse_size;
 use super::{Failure, FailureKind};
 use crate::host::Host;
 
@@ -108,97 +110,115 @@ pub async fn primary(
     })
 }
 
-/// 200 on a streaming standby; `?lag=SIZE` (bytes, or with a unit: 16MB, 512kB, 1GB) also
-/// bounds its replay lag behind the leader's last published position. A bound that does not
-/// parse is refused (400), never read as "no bound".
-pub async fn replica(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
+/// The `?lag=SIZE` bound of a check (bytes, or with a unit: 16MB, 512kB, 1GB). A bound that
+/// does not parse is refused (400), never read as "no bound".
+fn lag_bound(q: &HashMap<String, String>) -> Result<Option<u64>, Failure> {
+    match q.get("lag").map(|text| parse_size(text)) {
+        None => Ok(None),
+        Some(Ok(bytes)) => Ok(Some(bytes)),
+        Some(Err(e)) => Err(Failure::new(FailureKind::BadRequest, e)),
+    }
+}
+
+/// A standby check: 200 on a streaming standby that `role` accepts, within `?lag=` of the
+/// leader's last published position.
+fn standby_check(
+    host: &Host,
+    q: &HashMap<String, String>,
+    role: impl FnOnce(&Observed) -> bool,
 ) -> Response {
-    let bound = match q.get("lag").map(|text| parse_size(text)) {
-        None => None,
-        Some(Ok(bytes)) => Some(bytes),
-        Some(Err(e)) => return Failure::new(FailureKind::BadRequest, e).into_response(),
+    let bound = match lag_bound(q) {
+        Ok(bound) => bound,
+        Err(refused) => return refused.into_response(),
     };
-    answer(&host, &q, |me, o| {
+    answer(host, q, |me, o| {
         let Some(o) = o else {
             return (false, json!({ "member": me, "running": false }));
         };
-        let streaming = o.local.running && o.local.in_recovery && o.local.streaming;
         let lag = o
             .leader_lsn
             .map(|l| l.0.saturating_sub(o.local.replay_lsn.0));
         let within = bound.is_none_or(|b| lag.is_some_and(|l| l <= b));
         let body = json!({
             "member": me,
-            "streaming": streaming,
+            "streaming": o.streams(),
+            "synchronous": o.synchronous,
             "lag_bytes": lag,
             "observed_ms_ago": age_ms(Some(o)),
         });
-        (streaming && within, body)
+        (o.streams() && within && role(o), body)
     })
 }
 
-/// Why a `?lag=` bound was not read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SizeError {
-    #[error("lag={0:?}: expected a size such as 16MB or 16777216")]
-    NotANumber(String),
-    #[error("lag={text:?}: unknown unit {unit:?} (use B, kB, MB, GB or TB)")]
-    UnknownUnit { text: String, unit: String },
-    #[error("lag={0:?}: too large")]
-    TooLarge(String),
+/// 200 on a streaming standby; `?lag=SIZE` also bounds its replay lag.
+pub async fn replica(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    standby_check(&host, &q, |_| true)
 }
 
-/// A size in bytes: a number with an optional unit (B, kB, MB, GB, TB; powers of 1024, as
-/// PostgreSQL reads memory units), e.g. `16MB` or `16777216`.
-fn parse_size(text: &str) -> Result<u64, SizeError> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| SizeError::NotANumber(text.to_string()))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        "t" | "tb" => 1 << 40,
-        other => {
-            return Err(SizeError::UnknownUnit {
-                text: text.to_string(),
-                unit: other.to_string(),
-            })
-        }
-    };
-    number
-        .checked_mul(scale)
-        .ok_or_else(|| SizeError::TooLarge(text.to_string()))
+/// 200 on a streaming standby in the synchronous set the leader published: commits wait for
+/// acknowledgements from that set (`FIRST n (...)` or `ANY n (...)`), so with priority a
+/// potential standby of the set answers 200 too (it takes over as soon as one ahead of it
+/// cannot acknowledge).
+pub async fn sync(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    standby_check(&host, &q, |o| o.synchronous)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_size;
+/// 200 on a streaming standby outside the synchronous set.
+pub async fn asynchronous(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    standby_check(&host, &q, |o| !o.synchronous)
+}
 
-    #[test]
-    fn lag_bounds_read_units_and_refuse_what_they_cannot_read() {
-        assert_eq!(parse_size("16777216"), Ok(16 << 20));
-        assert_eq!(parse_size("16MB"), Ok(16 << 20));
-        assert_eq!(parse_size("512kB"), Ok(512 << 10));
-        assert_eq!(parse_size("1 GB"), Ok(1 << 30));
-        assert_eq!(parse_size("0"), Ok(0));
-        for bad in [
-            "",
-            "MB",
-            "16 furlongs",
-            "-1",
-            "99999999999999999999",
-            "16777216TB",
-        ] {
-            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
-        }
+/// 200 on what can serve reads: the leading primary, or a streaming standby within `?lag=`.
+pub async fn read_only(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = lag_bound(&q) {
+        return refused.into_response();
     }
+    let leads = member(&host, &q)
+        .ok()
+        .and_then(|m| observed(&host, &m).map(|o| o.leads(&m)))
+        .unwrap_or(false);
+    if !leads {
+        return standby_check(&host, &q, |_| true);
+    }
+    answer(&host, &q, |me, o| {
+        let body = json!({ "member": me, "role": "primary", "observed_ms_ago": age_ms(o) });
+        (true, body)
+    })
+}
+
+/// 200 while this member's agent steps (its last observation is recent), whatever
+/// PostgreSQL does: a check that the agent itself is alive.
+pub async fn liveness(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    answer(&host, &q, |me, o| {
+        let body = json!({ "member": me, "observed_ms_ago": age_ms(o) });
+        (o.is_some(), body)
+    })
+}
+
+/// 200 when the member can take traffic in its role: the leading primary, or a streaming
+/// standby.
+pub async fn readiness(
+    State(host): State<Arc<Host>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    answer(&host, &q, |me, o| {
+        let ready = o.is_some_and(|o| o.leads(me) || o.streams());
+        let body = json!({ "member": me, "ready": ready, "observed_ms_ago": age_ms(o) });
+        (ready, body)
+    })
 }

@@ -8,6 +8,7 @@ pub mod control;
 pub mod health;
 pub mod read;
 mod serve;
+pub mod size;
 
 pub use serve::{serve, ApiServer};
 
@@ -100,9 +101,23 @@ pub type Answer<T> = Result<Json<T>, Failure>;
 /// Every route of the API over `host`.
 pub fn router(host: Arc<Host>) -> Router {
     Router::new()
-        .route("/health", get(health::health))
-        .route("/primary", get(health::primary))
-        .route("/replica", get(health::replica))
+        .route("/health", get(health::health).options(health::health))
+        .route("/primary", get(health::primary).options(health::primary))
+        .route("/replica", get(health::replica).options(health::replica))
+        .route(
+            "/read-only",
+            get(health::read_only).options(health::read_only),
+        )
+        .route("/sync", get(health::sync).options(health::sync))
+        .route(
+            "/async",
+            get(health::asynchronous).options(health::asynchronous),
+        )
+        .route("/liveness", get(health::liveness).options(health::liveness))
+        .route(
+            "/readiness",
+            get(health::readiness).options(health::readiness),
+        )
         .route("/cluster", get(read::cluster))
         .route("/status", get(read::status))
         .route("/history", get(read::history))
