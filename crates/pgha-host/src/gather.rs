@@ -108,6 +108,13 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
     status.managed = true;
     if let Some(view) = &view {
         status.leader = view.leader.as_ref().map(|l| l.holder.to_string());
+        // A stopped member with a primary's data is not a second primary beside the leader.
+        for m in &mut status.members {
+            let led_by_another = status.leader.as_ref().is_some_and(|l| *l != m.name);
+            if m.role == Role::Primary && m.state == State::Stopped && led_by_another {
+                m.role = Role::FormerPrimary;
+            }
+        }
         status.paused = view.config.paused;
         status.synchronous = Some(sync_status(view, &status.members));
     }

@@ -84,6 +84,10 @@ pub struct MemberStatus {
 pub enum Role {
     Primary,
     Standby,
+    /// Stopped with a primary's data while another member leads: it rejoins as a standby
+    /// when it starts (JSON: `former_primary`).
+    #[serde(rename = "former_primary")]
+    FormerPrimary,
     /// Not reachable, and nothing on disk says.
     Unknown,
 }
@@ -108,6 +112,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Primary => "primary",
             Role::Standby => "standby",
+            Role::FormerPrimary => "former primary",
             Role::Unknown => "unknown",
         })
     }

@@ -129,6 +129,20 @@ async fn stopped_primary_fails_over_and_rejoins() {
         [("n1".to_string(), new.clone())],
         "{history:#?}"
     );
+    // Issue 14: the stopped old primary is not shown as a second primary.
+    let status = c.up.status().unwrap();
+    let n1 = &status["members"].as_array().unwrap()[0];
+    assert_eq!(
+        (&n1["name"], &n1["role"], &n1["state"]),
+        (&"n1".into(), &"former_primary".into(), &"stopped".into()),
+        "{status}"
+    );
+    let table = c.ok("status", &[]);
+    let primaries = table
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("primary"))
+        .count();
+    assert_eq!(primaries, 1, "{table}");
 
     c.ok("start", &["n1"]);
     c.wait_converged(&new, &[]).await;
