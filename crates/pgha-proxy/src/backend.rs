@@ -86,8 +86,8 @@ pub(crate) async fn open_backend(
     }
 }
 
-/// Reads one whole backend message (type, length, body).
-async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
+/// Reads one whole message (type, length, body) of at most 64 KiB.
+pub(crate) async fn read_message<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Vec<u8>> {
     let mut head = [0u8; 5];
     stream.read_exact(&mut head).await?;
     let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;

@@ -62,6 +62,16 @@ pub enum ProxyError {
     /// PostgreSQL through a proxy that terminates TLS.
     #[error("SCRAM channel binding requested through a TLS-terminating proxy")]
     ChannelBinding,
+    /// A client's SCRAM exchange with the proxy failed (wrong password, malformed message,
+    /// channel binding); the client was told as PostgreSQL would tell it.
+    #[error("client SCRAM: {0}")]
+    ClientScram(crate::scram::ScramError),
+    /// The proxy's SCRAM login to PostgreSQL for an authenticated client failed.
+    #[error("SCRAM login to the backend: {0}")]
+    BackendScram(crate::scram::ScramError),
+    /// PostgreSQL refused the proxy's SCRAM login for a client (its error was relayed).
+    #[error("the backend refused the login")]
+    BackendRefusedLogin,
     /// Socket I/O failed.
     #[error("i/o error: {0}")]
     Io(#[from] io::Error),

@@ -58,11 +58,16 @@
 //!   read-only default applies to those startups too). Every backend connection, forwarded
 //!   cancels included, is TLS that verifies the member's certificate against the cluster CA by
 //!   the member's name (at an IP address) or host name; a member that cannot prove it gets
-//!   nothing and is retried like one that refuses connections. SCRAM channel binding cannot
-//!   cross a terminating proxy: SCRAM-SHA-256-PLUS is removed from the backend's offer, and a
-//!   client that says it could bind (libpq's default `channel_binding=prefer` over TLS, which
-//!   PostgreSQL would reject as a downgrade) is refused with FATAL 28000 naming
-//!   `channel_binding=disable` (see the `sasl` module). `require` refuses plaintext startups
+//!   nothing and is retried like one that refuses connections. Bound with
+//!   [`Proxy::bind_authenticating`], the proxy authenticates clients of roles with a
+//!   SCRAM-SHA-256 verifier itself (read from `pg_authid` as the superuser given, cached for
+//!   10 s): SCRAM-SHA-256-PLUS is bound to its own certificate, so libpq's default
+//!   `channel_binding=prefer` and `require` work; then it logs in to the member as that role
+//!   with the ClientKey the client's proof revealed (see the `proxy_auth` module). Otherwise
+//!   (trust, md5, no verifier, a failed lookup, or [`Proxy::bind`]) the authentication is
+//!   relayed: SCRAM-SHA-256-PLUS is removed from the backend's offer, and a client that says it
+//!   could bind (which PostgreSQL would reject as a downgrade) is refused with FATAL 28000
+//!   naming `channel_binding=disable` (see the `sasl` module). `require` refuses plaintext startups
 //!   with FATAL 28000; plaintext cancels are still served (libpq's legacy cancel).
 //! - Startup packets must be 8..=`max_startup_packet` bytes, protocol 3, and arrive within
 //!   `startup_timeout`; otherwise the client is dropped (08P01 when it is worth telling). A
@@ -77,6 +82,7 @@
 //!   RLIMIT_NOFILE, when that is below 2 × `max_client_conn` + 100.
 
 mod backend;
+mod binding;
 mod cancel;
 mod config;
 mod error;
@@ -85,8 +91,12 @@ mod listener;
 mod metrics;
 mod prober;
 mod proxy;
+mod proxy_auth;
 mod route;
 mod sasl;
+mod scram;
+mod scram_client;
+mod scram_server;
 mod session;
 mod splice;
 mod startup;
@@ -94,6 +104,7 @@ mod stream;
 mod targets;
 mod terminate;
 mod tls;
+mod verifiers;
 pub mod wire;
 mod workers;
 
@@ -104,6 +115,7 @@ pub use metrics::{ListenerSnapshot, MetricsSnapshot};
 pub use prober::{Candidates, Member, ProbeResult, Prober, ProberConfig};
 pub use proxy::{MetricsHandle, Proxy};
 pub use route::Role;
+pub use scram::ScramError;
 pub use splice::{splice, IdleElapsed, Splice};
 pub use startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
 pub use targets::{Backend, Standby, Targets};

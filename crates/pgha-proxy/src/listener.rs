@@ -17,6 +17,7 @@ use crate::route::Router;
 use crate::session;
 use crate::terminate::Terminator;
 use crate::tls::SslAnswer;
+use crate::verifiers::Verifiers;
 use crate::wire;
 
 /// State shared by all listeners of one proxy.
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     /// TLS terminated in the proxy, when configured.
     pub(crate) terminator: Option<Terminator>,
+    /// Where the proxy reads SCRAM verifiers to authenticate terminated clients itself.
+    pub(crate) verifiers: Option<Verifiers>,
     pub(crate) cancels: Arc<CancelRegistry>,
     pub(crate) clients: AtomicUsize,
     pub(crate) shutdown: CancellationToken,

@@ -24,6 +24,7 @@ pub struct ListenerMetrics {
     pub(crate) cancel_forwards: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) tls_terminated: AtomicU64,
+    pub(crate) scram_by_proxy: AtomicU64,
 }
 
 impl ListenerMetrics {
@@ -51,6 +52,7 @@ impl ListenerMetrics {
             cancel_forwards: self.cancel_forwards.load(Relaxed),
             errors: self.errors.load(Relaxed),
             tls_terminated: self.tls_terminated.load(Relaxed),
+            scram_by_proxy: self.scram_by_proxy.load(Relaxed),
         }
     }
 }
@@ -92,6 +94,8 @@ pub struct ListenerSnapshot {
     pub errors: u64,
     /// Client connections whose TLS the proxy terminated (sessions and cancels).
     pub tls_terminated: u64,
+    /// Clients the proxy authenticated itself with SCRAM (terminated TLS, SCRAM verifier).
+    pub scram_by_proxy: u64,
 }
 
 /// Counters of every listener of a proxy.
@@ -110,7 +114,7 @@ impl MetricsSnapshot {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         type Get = fn(&ListenerSnapshot) -> f64;
-        let families: [(&str, &str, &str, Get); 14] = [
+        let families: [(&str, &str, &str, Get); 15] = [
             (
                 "connections_active",
                 "gauge",
@@ -188,6 +192,12 @@ impl MetricsSnapshot {
                 "counter",
                 "Client connections whose TLS the proxy terminated.",
                 |l| l.tls_terminated as f64,
+            ),
+            (
+                "scram_by_proxy_total",
+                "counter",
+                "Clients the proxy authenticated itself with SCRAM (terminated TLS).",
+                |l| l.scram_by_proxy as f64,
             ),
             (
                 "bytes_total",

@@ -138,7 +138,7 @@ impl Prober {
                     return Ok((r, c));
                 }
             }
-            let c = connect(&config, &name, &addr).await?;
+            let c = connect(&config, &name, &addr, "pgha-proxy-prober").await?;
             let r = query(&c, &addr).await?;
             Ok((r, c))
         };
@@ -268,7 +268,13 @@ impl Prober {
     }
 }
 
-async fn connect(config: &ProberConfig, name: &str, addr: &str) -> Result<Client, ProbeError> {
+/// Connects to member `name` at `addr` as `config` says, naming itself `application`.
+pub(crate) async fn connect(
+    config: &ProberConfig,
+    name: &str,
+    addr: &str,
+    application: &str,
+) -> Result<Client, ProbeError> {
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| ProbeError::Unexpected {
@@ -284,7 +290,7 @@ async fn connect(config: &ProberConfig, name: &str, addr: &str) -> Result<Client
     pgha_pg::tls::target(&mut pg, name, host, port, config.tls.is_some());
     pg.user(&config.user)
         .dbname(&config.dbname)
-        .application_name("pgha-proxy-prober")
+        .application_name(application)
         .connect_timeout(config.check_timeout);
     if let Some(p) = &config.password {
         pg.password(p);

@@ -15,9 +15,11 @@ use crate::error::ProxyError;
 use crate::limits::raise_open_files;
 use crate::listener::{accept_loop, bind, enforce_loop, ListenerCtx, Shared};
 use crate::metrics::{ListenerMetrics, MetricsSnapshot};
+use crate::prober::ProberConfig;
 use crate::route::{Role, RoutePolicy, Router};
 use crate::targets::Targets;
 use crate::terminate::Terminator;
+use crate::verifiers::Verifiers;
 use crate::workers::{spawn_worker, WorkerSockets};
 
 /// A bound, not yet running proxy. Build it with [`Proxy::bind`], read its addresses and
@@ -63,12 +65,40 @@ impl Proxy {
         targets: watch::Receiver<Targets>,
         shutdown: CancellationToken,
     ) -> Result<Proxy, ProxyError> {
+        Self::bind_with(config, targets, shutdown, None).await
+    }
+
+    /// [`Proxy::bind`] for a proxy that, when it terminates TLS, authenticates clients of
+    /// roles with a SCRAM-SHA-256 verifier itself (SCRAM-SHA-256-PLUS bound to its own
+    /// certificate, so libpq's default `channel_binding=prefer` and `require` work), reading
+    /// verifiers from `pg_authid` as `superuser` (a superuser; its `tls` should be set as
+    /// for the prober), then logs in to the member as the client's role without its password.
+    /// Other roles' authentication is relayed to PostgreSQL as [`Proxy::bind`] does.
+    pub async fn bind_authenticating(
+        config: ProxyConfig,
+        targets: watch::Receiver<Targets>,
+        shutdown: CancellationToken,
+        superuser: ProberConfig,
+    ) -> Result<Proxy, ProxyError> {
+        Self::bind_with(config, targets, shutdown, Some(superuser)).await
+    }
+
+    async fn bind_with(
+        config: ProxyConfig,
+        targets: watch::Receiver<Targets>,
+        shutdown: CancellationToken,
+        superuser: Option<ProberConfig>,
+    ) -> Result<Proxy, ProxyError> {
         raise_open_files(config.max_client_conn);
         let terminator = config.tls.as_ref().map(Terminator::load).transpose()?;
+        let verifiers = superuser
+            .filter(|_| terminator.is_some())
+            .map(Verifiers::new);
         let tasks = TaskTracker::new();
         let shared = Arc::new(Shared {
             config: config.clone(),
             terminator,
+            verifiers,
             cancels: Arc::new(CancelRegistry::default()),
             clients: AtomicUsize::new(0),
             shutdown,

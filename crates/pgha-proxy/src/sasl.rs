@@ -1,5 +1,6 @@
-//! SCRAM through a proxy that terminates TLS: channel binding cannot cross it, so it is taken
-//! off the backend's offer, and a client that says it could bind is told so plainly.
+//! Relayed SCRAM through a proxy that terminates TLS (when the proxy does not authenticate the
+//! client itself, see `proxy_auth`): channel binding cannot cross it, so it is taken off the
+//! backend's offer, and a client that says it could bind is told so plainly.
 //!
 //! SCRAM-SHA-256-PLUS binds the exchange to the certificate of the server the client speaks
 //! TLS with: here the proxy's, while PostgreSQL checks its own. The proxy strips the -PLUS

@@ -17,7 +17,7 @@ use crate::route::{HoldFailure, Lease, Role};
 use crate::sasl::SaslFilter;
 use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
-use crate::{terminate, tls, wire};
+use crate::{proxy_auth, terminate, tls, wire};
 
 /// Runs `read` (a client's part of the startup) until `deadline` (then: startup timeout);
 /// gives up on shutdown.
@@ -125,7 +125,7 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
 /// relays; refuses the client if no backend could be had before `deadline`.
 pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerCtx,
-    client: C,
+    mut client: C,
     startup: StartupPacket,
     deadline: Instant,
 ) -> Result<(), ProxyError> {
@@ -135,7 +135,26 @@ pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
         startup
     };
     match open_backend(ctx, &startup, deadline).await {
-        Ok(o) => relay(ctx, client, o.stream, o.lease, Some(o.first)).await,
+        Ok(mut o) => {
+            // The proxy authenticates terminated clients itself when it can (boxed: only
+            // those sessions pay for the exchange's state).
+            let first = match ctx.shared.verifiers {
+                Some(_) => {
+                    let (stream, lease) = (&mut o.stream, &o.lease);
+                    let auth = proxy_auth::authenticate(
+                        ctx,
+                        &mut client,
+                        stream,
+                        lease,
+                        &startup,
+                        o.first,
+                    );
+                    Box::pin(auth).await?
+                }
+                None => o.first,
+            };
+            relay(ctx, client, o.stream, o.lease, Some(first)).await
+        }
         Err(failure) => refuse(ctx, client, failure).await,
     }
 }
@@ -211,8 +230,9 @@ where
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
                     Err(e @ ProxyError::ChannelBinding) => {
-                        let msg = "pgha proxy terminates TLS, so SCRAM channel binding cannot \
-                                   reach PostgreSQL through it: connect with \
+                        let msg = "pgha proxy terminates TLS and relays this role's SCRAM to \
+                                   PostgreSQL (it has no SCRAM verifier of it to use), so \
+                                   channel binding cannot reach PostgreSQL: connect with \
                                    channel_binding=disable (sslmode=verify-full authenticates \
                                    the proxy)";
                         let refusal = wire::fatal(wire::SQLSTATE_INVALID_AUTHORIZATION, msg);

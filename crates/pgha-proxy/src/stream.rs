@@ -9,6 +9,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::binding::tls_server_end_point;
+
 /// `inner`, whose first bytes read are `prefix` (what the proxy read before deciding that
 /// the client starts a TLS handshake).
 pub(crate) struct Prefixed<S> {
@@ -70,6 +72,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 pub(crate) enum BackendConn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl BackendConn {
+    /// SCRAM channel binding data of the member's certificate (TLS only).
+    pub(crate) fn binding(&self) -> Option<Vec<u8>> {
+        match self {
+            BackendConn::Plain(_) => None,
+            BackendConn::Tls(s) => {
+                let cert = s.get_ref().1.peer_certificates()?.first()?;
+                tls_server_end_point(cert)
+            }
+        }
+    }
 }
 
 impl AsyncRead for BackendConn {

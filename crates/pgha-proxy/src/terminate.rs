@@ -9,12 +9,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
+use crate::binding::tls_server_end_point;
 use crate::config::ProxyTls;
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
@@ -37,6 +39,8 @@ pub(crate) struct Terminator {
     connector: TlsConnector,
     /// Clients that do not start TLS are refused.
     pub(crate) require: bool,
+    /// SCRAM channel binding data of the proxy's certificate (`None`: -PLUS is not offered).
+    pub(crate) binding: Option<Vec<u8>>,
 }
 
 impl Terminator {
@@ -53,10 +57,15 @@ impl Terminator {
         let ca_what = cfg.ca_file.display().to_string();
         let roots =
             pgha_pg::tls::ClientTls::from_ca_pem(&ca, &ca_what).map_err(|e| setup(&ca_what, e))?;
+        let binding = CertificateDer::pem_slice_iter(cert.as_bytes())
+            .next()
+            .and_then(|c| c.ok())
+            .and_then(|c| tls_server_end_point(&c));
         Ok(Terminator {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(roots.rustls()),
             require: cfg.require,
+            binding,
         })
     }
 

@@ -1,0 +1,202 @@
+//! Roles' SCRAM verifiers, read from `pg_authid` over the proxy's own superuser connection to
+//! the member a session goes to (over TLS verified by the member's name, as the prober
+//! connects), cached briefly: bounded in entries and age, never logged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::error::ProbeError;
+use crate::prober::{connect, ProberConfig};
+use crate::scram::Verifier;
+
+/// How long a verifier read is used (a password changed meanwhile costs the client one
+/// failed login, which makes the proxy read it again).
+const MAX_AGE: Duration = Duration::from_secs(10);
+/// Most (member, role) pairs remembered at once.
+const MAX_ENTRIES: usize = 1024;
+/// The query PgBouncer's auth_query runs, with the role as a parameter.
+const QUERY: &str = "select rolpassword from pg_authid where rolname = $1";
+
+/// What is known of one role on one member: its SCRAM verifier, or that it has none.
+struct Cached {
+    verifier: Option<Verifier>,
+    at: Instant,
+}
+
+/// A lookup's answer.
+pub(crate) struct Found {
+    /// `None`: no such role, no password, or not a SCRAM verifier (md5).
+    pub(crate) verifier: Option<Verifier>,
+    /// From the cache rather than read now.
+    pub(crate) cached: bool,
+}
+
+/// The verifier source of a proxy that authenticates its TLS clients itself.
+pub(crate) struct Verifiers {
+    superuser: ProberConfig,
+    max_age: Duration,
+    max_entries: usize,
+    cache: Mutex<HashMap<(String, String), Cached>>,
+    /// One connection per member address, reused while open.
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl Verifiers {
+    /// Reads verifiers as `superuser` (bounded by its `check_timeout`).
+    pub(crate) fn new(superuser: ProberConfig) -> Verifiers {
+        Verifiers {
+            superuser,
+            max_age: MAX_AGE,
+            max_entries: MAX_ENTRIES,
+            cache: Mutex::default(),
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The verifier of `role` on `member` at `addr`: remembered, or read now.
+    pub(crate) async fn get(
+        &self,
+        member: &str,
+        addr: &str,
+        role: &str,
+    ) -> Result<Found, ProbeError> {
+        if let Some(verifier) = self.cached(addr, role) {
+            return Ok(Found {
+                verifier,
+                cached: true,
+            });
+        }
+        let verifier = self.fetch(member, addr, role).await?;
+        Ok(Found {
+            verifier,
+            cached: false,
+        })
+    }
+
+    /// Reads the verifier of `role` now, and remembers it.
+    pub(crate) async fn fetch(
+        &self,
+        member: &str,
+        addr: &str,
+        role: &str,
+    ) -> Result<Option<Verifier>, ProbeError> {
+        let within = self.superuser.check_timeout;
+        let work = async {
+            let open = self.client(addr);
+            if let Some(c) = open {
+                if let Ok(v) = query(&c, addr, role).await {
+                    return Ok(v);
+                }
+            }
+            let c = connect(&self.superuser, member, addr, "pgha-proxy-auth").await?;
+            let c = self.keep(addr, c);
+            query(&c, addr, role).await
+        };
+        let verifier =
+            tokio::time::timeout(within, work)
+                .await
+                .map_err(|_| ProbeError::Timeout {
+                    addr: addr.to_string(),
+                    after: within,
+                })??;
+        self.remember(addr, role, verifier.clone());
+        Ok(verifier)
+    }
+
+    /// Keeps `client` as the connection to `addr` (forgetting closed ones).
+    fn keep(&self, addr: &str, client: Client) -> Arc<Client> {
+        let client = Arc::new(client);
+        let mut clients = self.clients.lock().expect("verifier clients poisoned");
+        clients.retain(|_, c| !c.is_closed());
+        clients.insert(addr.to_string(), Arc::clone(&client));
+        client
+    }
+
+    fn client(&self, addr: &str) -> Option<Arc<Client>> {
+        let clients = self.clients.lock().expect("verifier clients poisoned");
+        clients.get(addr).filter(|c| !c.is_closed()).cloned()
+    }
+
+    /// The remembered answer for `role` on `addr`, if young enough.
+    fn cached(&self, addr: &str, role: &str) -> Option<Option<Verifier>> {
+        let cache = self.cache.lock().expect("verifier cache poisoned");
+        let entry = cache.get(&(addr.to_string(), role.to_string()))?;
+        (entry.at.elapsed() < self.max_age).then(|| entry.verifier.clone())
+    }
+
+    /// Forgets what is remembered of `role` on `addr`.
+    pub(crate) fn forget(&self, addr: &str, role: &str) {
+        let mut cache = self.cache.lock().expect("verifier cache poisoned");
+        cache.remove(&(addr.to_string(), role.to_string()));
+    }
+
+    /// Remembers an answer; when full, forgets the expired ones, then the oldest.
+    fn remember(&self, addr: &str, role: &str, verifier: Option<Verifier>) {
+        let mut cache = self.cache.lock().expect("verifier cache poisoned");
+        let key = (addr.to_string(), role.to_string());
+        if !cache.contains_key(&key) && cache.len() >= self.max_entries {
+            cache.retain(|_, e| e.at.elapsed() < self.max_age);
+            if cache.len() >= self.max_entries {
+                let oldest = cache
+                    .iter()
+                    .min_by_key(|(_, e)| e.at)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    cache.remove(&k);
+                }
+            }
+        }
+        let at = Instant::now();
+        cache.insert(key, Cached { verifier, at });
+    }
+}
+
+/// The role's verifier, if it has a SCRAM-SHA-256 one.
+async fn query(client: &Client, addr: &str, role: &str) -> Result<Option<Verifier>, ProbeError> {
+    let row = client
+        .query_opt(QUERY, &[&role])
+        .await
+        .map_err(|source| ProbeError::Postgres {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let text: Option<String> = row.and_then(|r| r.get(0));
+    Ok(text.as_deref().and_then(Verifier::parse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scram::tests::verifier_for;
+
+    fn verifiers(max_entries: usize, max_age: Duration) -> Verifiers {
+        Verifiers {
+            max_age,
+            max_entries,
+            ..Verifiers::new(ProberConfig::new("postgres"))
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_entries_and_age() {
+        let v = Verifier::parse(&verifier_for("pw", "c2FsdA==", 4096));
+        let cache = verifiers(2, Duration::from_secs(60));
+        cache.remember("a:1", "app", v.clone());
+        std::thread::sleep(Duration::from_millis(2));
+        cache.remember("a:1", "md5role", None);
+        assert_eq!(cache.cached("a:1", "app"), Some(v.clone()));
+        assert_eq!(cache.cached("a:1", "md5role"), Some(None));
+        assert_eq!(cache.cached("b:1", "app"), None, "per member");
+        cache.remember("a:1", "third", None);
+        assert_eq!(cache.cache.lock().unwrap().len(), 2);
+        assert_eq!(cache.cached("a:1", "app"), None, "the oldest went");
+        cache.forget("a:1", "third");
+        assert_eq!(cache.cached("a:1", "third"), None);
+        let young = verifiers(2, Duration::ZERO);
+        young.remember("a:1", "app", v);
+        assert_eq!(young.cached("a:1", "app"), None, "expired");
+    }
+}
