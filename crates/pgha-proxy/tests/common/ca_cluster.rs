@@ -1,13 +1,14 @@
 //! A cluster whose members serve TLS with certificates from a pgha cluster CA (pgha-pg's
 //! `Authority`): primary `n1` and standbys `n2`, `n3`, ..., each certificate naming its member
 //! and 127.0.0.1, plus the proxy's own certificate for the name clients use, from the same CA.
-//! The role `app` (password [`APP_PASSWORD`]) must authenticate with SCRAM; `postgres` is
-//! trusted.
+//! The role `app` (password [`APP_PASSWORD`]) must authenticate with SCRAM (and `rotating`, if
+//! a test creates it), [`MD5_ROLE`]
+//! with md5 (its password stored as an md5 hash); `postgres` is trusted.
 
 use std::path::{Path, PathBuf};
 
 use pgha_pg::tls::{Authority, Issued};
-use pgha_proxy::{Backend, ProxyTls, Standby, Targets};
+use pgha_proxy::{Backend, ProberConfig, ProxyTls, Standby, Targets};
 use pgha_testkit::free_port;
 
 use super::{append, command_in, pg_user, remove_stale_dirs, run, spawn_long_lived, wait_ready};
@@ -16,6 +17,9 @@ use super::{append, command_in, pg_user, remove_stale_dirs, run, spawn_long_live
 pub const PROXY_HOST: &str = "db.cluster.test";
 /// The SCRAM role's password.
 pub const APP_PASSWORD: &str = "app-secret";
+/// The role whose password is an md5 hash (`md5` in pg_hba.conf), and its password.
+pub const MD5_ROLE: &str = "legacy";
+pub const MD5_PASSWORD: &str = "legacy-secret";
 
 pub struct CaCluster {
     pub dir: PathBuf,
@@ -53,6 +57,15 @@ impl CaCluster {
 
     pub fn port(&self, i: usize) -> u16 {
         self.members[i].1
+    }
+
+    /// The proxy's superuser for reading verifiers: `postgres` over TLS verified by the
+    /// cluster CA, as pgha's prober connects.
+    pub fn superuser(&self) -> ProberConfig {
+        let pem = std::fs::read_to_string(&self.ca_cert).unwrap();
+        let mut su = ProberConfig::new("postgres");
+        su.tls = Some(pgha_pg::tls::ClientTls::from_ca_pem(&pem, "ca.crt").unwrap());
+        su
     }
 
     /// The libpq options that reach the proxy at `addr` and verify its certificate.
@@ -154,7 +167,10 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
     let trusted = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(
         &hba,
-        format!("host all app 127.0.0.1/32 scram-sha-256\n{trusted}"),
+        format!(
+            "host all app,rotating 127.0.0.1/32 scram-sha-256\n\
+             host all {MD5_ROLE} 127.0.0.1/32 md5\n{trusted}"
+        ),
     )
     .unwrap();
     let mut c = command_in(bin, "postgres");
@@ -163,8 +179,14 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
     wait_ready(pp);
     let mut c = command_in(bin, "psql");
     let create = format!("create role app login password '{APP_PASSWORD}'");
+    let md5 = format!(
+        "set password_encryption = md5; \
+         create role {MD5_ROLE} login password '{MD5_PASSWORD}'"
+    );
     c.args(["-X", "-h", "127.0.0.1", "-p", &pp.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-c", &create]);
+        .args([
+            "-U", "postgres", "-d", "postgres", "-c", &create, "-c", &md5,
+        ]);
     run(c);
     let mut members = vec![("n1".to_string(), pp)];
     for i in 0..standbys {

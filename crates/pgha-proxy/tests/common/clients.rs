@@ -188,3 +188,34 @@ pub fn conninfo_row(info: &str, name: &str, value: &str) -> bool {
     info.lines()
         .any(|l| l.split('|').map(str::trim).eq([name, value]))
 }
+
+/// psql from `bin` with `conninfo`, `password` and these `-c` commands: (success, stdout,
+/// stderr, time).
+pub async fn psql_as(
+    bin: &Path,
+    conninfo: &str,
+    password: &str,
+    commands: &[&str],
+) -> (bool, String, String, Duration) {
+    let mut cmd = tokio::process::Command::new(bin.join("psql"));
+    cmd.arg(conninfo).args(["-X", "-At"]);
+    for c in commands {
+        cmd.args(["-c", c]);
+    }
+    let started = Instant::now();
+    let out = cmd
+        .env_remove("PGHOST")
+        .env_remove("PGPORT")
+        .env_remove("PGSSLMODE")
+        .env_remove("PGCHANNELBINDING")
+        .env("PGPASSWORD", password)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("psql hung")
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    (out.status.success(), stdout, stderr, started.elapsed())
+}

@@ -4,6 +4,9 @@
 
 pub mod ca_cluster;
 pub mod clients;
+pub mod test_proxy;
+
+pub use test_proxy::TestProxy;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -11,9 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::time::Duration;
 
-use pgha_proxy::{Backend, CancellationToken, MetricsHandle, Proxy, ProxyConfig, Standby, Targets};
+use pgha_proxy::{Backend, Standby, Targets};
 use pgha_testkit::{free_port, wait_until};
-use tokio::sync::watch;
 
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// Version of the relocatable PostgreSQL build `scripts/install-deps.sh test` caches.
@@ -314,56 +316,6 @@ fn tls_settings(dir: &Path) -> String {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(start_cluster)
-}
-
-/// A running proxy bound to free ports; stopped when dropped.
-pub struct TestProxy {
-    pub rw: std::net::SocketAddr,
-    pub ro: std::net::SocketAddr,
-    pub targets: watch::Sender<Targets>,
-    pub metrics: MetricsHandle,
-    pub shutdown: CancellationToken,
-    pub task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for TestProxy {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl TestProxy {
-    pub async fn start(targets: Targets, tweak: impl FnOnce(&mut ProxyConfig)) -> TestProxy {
-        let mut cfg = ProxyConfig {
-            rw_listen: Some("127.0.0.1:0".into()),
-            ro_listen: Some("127.0.0.1:0".into()),
-            ..ProxyConfig::default()
-        };
-        tweak(&mut cfg);
-        let (tx, rx) = watch::channel(targets);
-        let shutdown = CancellationToken::new();
-        let proxy = Proxy::bind(cfg, rx, shutdown.clone())
-            .await
-            .expect("bind proxy");
-        let (rw, ro) = (proxy.rw_addr().unwrap(), proxy.ro_addr().unwrap());
-        let metrics = proxy.metrics();
-        let task = tokio::spawn(proxy.run());
-        TestProxy {
-            rw,
-            ro,
-            targets: tx,
-            metrics,
-            shutdown,
-            task: Some(task),
-        }
-    }
-
-    pub fn set(&self, f: impl FnOnce(&mut Targets)) {
-        self.targets.send_modify(|t| {
-            f(t);
-            t.generation += 1;
-        });
-    }
 }
 
 pub fn conninfo(addr: std::net::SocketAddr) -> String {

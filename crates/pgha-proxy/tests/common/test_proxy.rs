@@ -1,0 +1,74 @@
+//! A proxy started per test on free ports, relaying or authenticating SCRAM roles itself.
+
+use pgha_proxy::{CancellationToken, MetricsHandle, ProberConfig, Proxy, ProxyConfig, Targets};
+use tokio::sync::watch;
+
+/// A running proxy bound to free ports; stopped when dropped.
+pub struct TestProxy {
+    pub rw: std::net::SocketAddr,
+    pub ro: std::net::SocketAddr,
+    pub targets: watch::Sender<Targets>,
+    pub metrics: MetricsHandle,
+    pub shutdown: CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl TestProxy {
+    pub async fn start(targets: Targets, tweak: impl FnOnce(&mut ProxyConfig)) -> TestProxy {
+        Self::launch(targets, None, tweak).await
+    }
+
+    /// A proxy that authenticates SCRAM roles itself when it terminates TLS, reading their
+    /// verifiers as `superuser`.
+    pub async fn start_authenticating(
+        targets: Targets,
+        superuser: ProberConfig,
+        tweak: impl FnOnce(&mut ProxyConfig),
+    ) -> TestProxy {
+        Self::launch(targets, Some(superuser), tweak).await
+    }
+
+    async fn launch(
+        targets: Targets,
+        superuser: Option<ProberConfig>,
+        tweak: impl FnOnce(&mut ProxyConfig),
+    ) -> TestProxy {
+        let mut cfg = ProxyConfig {
+            rw_listen: Some("127.0.0.1:0".into()),
+            ro_listen: Some("127.0.0.1:0".into()),
+            ..ProxyConfig::default()
+        };
+        tweak(&mut cfg);
+        let (tx, rx) = watch::channel(targets);
+        let shutdown = CancellationToken::new();
+        let proxy = match superuser {
+            Some(su) => Proxy::bind_authenticating(cfg, rx, shutdown.clone(), su).await,
+            None => Proxy::bind(cfg, rx, shutdown.clone()).await,
+        }
+        .expect("bind proxy");
+        let (rw, ro) = (proxy.rw_addr().unwrap(), proxy.ro_addr().unwrap());
+        let metrics = proxy.metrics();
+        let task = tokio::spawn(proxy.run());
+        TestProxy {
+            rw,
+            ro,
+            targets: tx,
+            metrics,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut Targets)) {
+        self.targets.send_modify(|t| {
+            f(t);
+            t.generation += 1;
+        });
+    }
+}
