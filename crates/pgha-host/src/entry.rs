@@ -22,12 +22,15 @@ pub async fn start(
 ) -> Result<MetricsHandle, pgha_proxy::ProxyError> {
     let (targets_tx, targets_rx) = watch::channel(Targets::none());
     let (candidates_tx, candidates_rx) = watch::channel(Candidates::default());
-    let proxy = Proxy::bind(config, targets_rx, shutdown.clone()).await?;
-    let metrics = proxy.metrics();
     let mut prober_config = ProberConfig::new(credentials.user.clone());
     prober_config.password = Some(credentials.password.clone());
     prober_config.interval = Duration::from_millis(500);
     prober_config.tls = credentials.tls.clone();
+    // Terminating TLS, the proxy authenticates SCRAM roles itself (verifiers read as the
+    // superuser the prober uses), so clients' channel binding works with default settings.
+    let superuser = prober_config.clone();
+    let proxy = Proxy::bind_authenticating(config, targets_rx, shutdown.clone(), superuser).await?;
+    let metrics = proxy.metrics();
     tokio::spawn(Prober::new(prober_config).run(candidates_rx, targets_tx, shutdown.clone()));
     tokio::spawn(feed_candidates(store, candidates_tx, shutdown));
     tokio::spawn(proxy.run());
