@@ -210,7 +210,8 @@ impl LocalCluster {
             ProxyTlsMode::Require => true,
         };
         let ca = CaDir::new(self.dir.join(TLS_DIR));
-        let (cert_file, key_file) = ca.ensure_proxy(std::slice::from_ref(&self.config.cluster.host))?;
+        let (cert_file, key_file) =
+            ca.ensure_proxy(std::slice::from_ref(&self.config.cluster.host))?;
         Ok(Some(pgha_proxy::ProxyTls {
             cert_file,
             key_file,

@@ -403,12 +403,16 @@ loop_wait_ms = 500
         let err = load(&GOOD.replace("insecure_no_tls = true\n", ""))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("`tls`") && err.contains("insecure_no_tls"), "{err}");
+        assert!(
+            err.contains("`tls`") && err.contains("insecure_no_tls"),
+            "{err}"
+        );
         // A terminating proxy needs the cluster CA to verify the members.
         let proxy_tls = "\n[proxy.tls]\ncert_file = \"/p.crt\"\nkey_file = \"/p.key\"\n";
         let err = load(&format!("{GOOD}{proxy_tls}")).unwrap_err().to_string();
         assert!(err.contains("proxy.tls") && err.contains("[tls]"), "{err}");
-        let with_tls = "\n[tls]\nca_file = \"/ca.crt\"\ncert_file = \"/n.crt\"\nkey_file = \"/n.key\"\n";
+        let with_tls =
+            "\n[tls]\nca_file = \"/ca.crt\"\ncert_file = \"/n.crt\"\nkey_file = \"/n.key\"\n";
         let secure = GOOD.replace("insecure_no_tls = true\n", "");
         assert!(load(&format!("{secure}{with_tls}{proxy_tls}")).is_ok());
         let err = load(&format!("{GOOD}{with_tls}")).unwrap_err().to_string();
