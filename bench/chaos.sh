@@ -9,7 +9,7 @@
 # Usage: bench/chaos.sh [DURATION]   (per mode, default 15m; e.g. 90s, 10m, 1h)
 #   env: ROUNDS=N (N faults per mode instead of a duration), MODES="off on strict quorum",
 #        FAULTS=all (or a list, see `pgha chaos --help`),
-#        SEED (default: from the clock; printed), WRITERS=2, FSYNC=on,
+#        SEED (default: from the clock; printed), WRITERS=2, FSYNC=on, MAX_WAL_SIZE=256MB,
 #        OUT=bench/results/<date>-chaos, PORT=base port, BIN=path to pgha (default: build
 #        target/release/pgha), NO_BUILD=1 to use the existing target/release/pgha
 set -euo pipefail
@@ -20,6 +20,7 @@ faults="${FAULTS:-all}"
 seed="${SEED:-$(date +%s)}"
 writers="${WRITERS:-2}"
 fsync="${FSYNC:-on}"
+max_wal="${MAX_WAL_SIZE:-256MB}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos}"
 if [ -n "${BIN:-}" ]; then
   bin="$BIN"
@@ -32,8 +33,13 @@ out="$(cd "$out" && pwd)"
 work="$(mktemp -d /tmp/pgha-bench-chaos.XXXXXX)"
 chmod 755 "$work"
 port="${PORT:-$((20000 + RANDOM % 10000))}"
-up_pid=""; dir=""
+up_pid=""; dir=""; chaos_pid=""
 stop_cluster() {
+  if [ -n "$chaos_pid" ]; then
+    kill -TERM "$chaos_pid" 2>/dev/null || true   # like Ctrl-C: it cleans up and reports
+    wait "$chaos_pid" 2>/dev/null || true
+    chaos_pid=""
+  fi
   if [ -n "$up_pid" ]; then
     kill -TERM "$up_pid" 2>/dev/null || true
     wait "$up_pid" 2>/dev/null || true
@@ -47,6 +53,7 @@ stop_cluster() {
 }
 cleanup() { stop_cluster; rm -rf "$work"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 converged() {
   "$bin" status --dir "$dir" --json 2>/dev/null | python3 -c '
@@ -62,7 +69,7 @@ sys.exit(0 if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1
 }
 
 {
-  echo "# bench/chaos.sh $duration  (ROUNDS=${ROUNDS:-} MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync)"
+  echo "# bench/chaos.sh $duration  (ROUNDS=${ROUNDS:-} MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync MAX_WAL_SIZE=$max_wal)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
 } | tee "$out/run.txt"
 
@@ -75,8 +82,10 @@ for mode in $modes; do
     *) echo "unknown mode $mode (off, on, strict, quorum)" >&2; exit 2 ;;
   esac
   dir="$work/$mode"
+  # max_wal_size bounds each member's pg_wal (the campaign writes without pause; at the
+  # default 1GB three members took more than this machine's shared disk had free).
   "$bin" up --dir "$dir" --members 3 --port "$port" --param "fsync=$fsync" \
-    --param shared_buffers=64MB "${args[@]}" > "$out/$mode.up.log" 2>&1 &
+    --param shared_buffers=64MB --param "max_wal_size=$max_wal" "${args[@]}" > "$out/$mode.up.log" 2>&1 &
   up_pid=$!
   deadline=$(( $(date +%s) + 120 ))
   until converged; do
@@ -89,8 +98,11 @@ for mode in $modes; do
   echo "== $mode: ${cmd[*]}" | tee -a "$out/run.txt"
   t0=$(date +%s)
   set +e
-  "${cmd[@]}" > "$out/$mode.json" 2> "$out/$mode.log"
+  "${cmd[@]}" > "$out/$mode.json" 2> "$out/$mode.log" &
+  chaos_pid=$!
+  wait "$chaos_pid"
   rc=$?
+  chaos_pid=""
   set -e
   echo "$rc" > "$out/$mode.rc"
   echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
