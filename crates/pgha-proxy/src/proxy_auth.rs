@@ -3,10 +3,12 @@
 //! to PostgreSQL as that role with the ClientKey the proof revealed and the verifier's
 //! ServerKey (-PLUS bound to the member's certificate), and the rest of the startup is relayed.
 //!
-//! Only when the member asks for SCRAM and the role has a SCRAM-SHA-256 verifier: otherwise
-//! (trust, md5, no verifier, a verifier that cannot be read) the member's request is relayed
-//! as before, -PLUS stripped (see the `sasl` module). PostgreSQL still has the last word: it
-//! checks the proxy's login against its own verifier, `rolvaliduntil` and `pg_hba.conf`.
+//! Only when the member asks for SCRAM: otherwise (trust, md5, password) its request is
+//! relayed as before, as it is when the verifier cannot be read (-PLUS stripped, see the
+//! `sasl` module). A role with no SCRAM verifier (none, md5, no such role) cannot pass
+//! SCRAM in PostgreSQL either: the proxy runs the same doomed exchange PostgreSQL would, with
+//! the same offer, so that clients cannot tell which roles exist. PostgreSQL still has the last
+//! word: it checks the proxy's login against its own verifier, `rolvaliduntil`, `pg_hba.conf`.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -58,7 +60,6 @@ where
         return Ok(first);
     };
     let found = match verifiers.get(lease.name(), lease.addr(), role).await {
-        Ok(Found { verifier: None, .. }) => return Ok(first),
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(backend = %lease.addr(), role, error = %e,
@@ -158,7 +159,13 @@ impl Login<'_> {
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
-        let verifier = found.verifier.expect("checked by the caller");
+        // No SCRAM verifier although the member asks for SCRAM: PostgreSQL would run a doomed
+        // exchange with a made-up salt (so that clients cannot tell which roles exist), and so
+        // does the proxy; its offer stays the same as for any SCRAM role.
+        let mock = found.verifier.is_none();
+        let verifier = found
+            .verifier
+            .unwrap_or_else(|| self.verifiers.mock(self.role));
         let scram = ProxyError::ClientScram;
         client
             .write_all(&sasl_offer(&mechanisms(self.binding)))
@@ -170,11 +177,15 @@ impl Login<'_> {
         let first = auth_request(AUTH_SASL_CONTINUE, x.server_first().as_bytes());
         client.write_all(&first).await?;
         let last = read_response(client).await?;
-        match x.finish(&last, &verifier) {
+        let checked = match mock {
+            true => Err(ScramError::BadProof(self.role.to_string())),
+            false => x.finish(&last, &verifier),
+        };
+        match checked {
             Ok(proved) => Ok((proved, verifier)),
             Err(e @ ScramError::BadProof(_)) if found.cached => {
-                // Perhaps a changed password: read it again, for this login if the salt is the
-                // same (the client's proof used it), else for the next.
+                // Perhaps a changed (or new) password: read it again, for this login if the
+                // salt is the same (the client's proof used it), else for the next.
                 let (member, addr) = (self.lease.name(), self.lease.addr());
                 match self.verifiers.fetch(member, addr, self.role).await {
                     Ok(Some(fresh))

@@ -6,17 +6,20 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rand::RngCore;
 use tokio_postgres::Client;
 
 use crate::error::ProbeError;
 use crate::prober::{connect, ProberConfig};
-use crate::scram::Verifier;
+use crate::scram::{b64, hmac, Key, Verifier};
 
 /// How long a verifier read is used (a password changed meanwhile costs the client one
 /// failed login, which makes the proxy read it again).
 const MAX_AGE: Duration = Duration::from_secs(10);
 /// Most (member, role) pairs remembered at once.
 const MAX_ENTRIES: usize = 1024;
+/// Iterations of a made-up verifier (PostgreSQL's default `scram_iterations`).
+const MOCK_ITERATIONS: u32 = 4096;
 /// The query PgBouncer's auth_query runs, with the role as a parameter.
 const QUERY: &str = "select rolpassword from pg_authid where rolname = $1";
 
@@ -37,6 +40,8 @@ pub(crate) struct Found {
 /// The verifier source of a proxy that authenticates its TLS clients itself.
 pub(crate) struct Verifiers {
     superuser: ProberConfig,
+    /// Random, for made-up salts that stay the same for a role.
+    mock_secret: Key,
     max_age: Duration,
     max_entries: usize,
     cache: Mutex<HashMap<(String, String), Cached>>,
@@ -49,6 +54,7 @@ impl Verifiers {
     pub(crate) fn new(superuser: ProberConfig) -> Verifiers {
         Verifiers {
             superuser,
+            mock_secret: random_key(),
             max_age: MAX_AGE,
             max_entries: MAX_ENTRIES,
             cache: Mutex::default(),
@@ -74,6 +80,18 @@ impl Verifiers {
             verifier,
             cached: false,
         })
+    }
+
+    /// A verifier for a role that has none, that no proof matches: the same salt for the same
+    /// role every time, as PostgreSQL's mock authentication does.
+    pub(crate) fn mock(&self, role: &str) -> Verifier {
+        let salt = hmac(&self.mock_secret, &[role.as_bytes()]);
+        Verifier {
+            iterations: MOCK_ITERATIONS,
+            salt: b64(&salt[..16]),
+            stored_key: random_key(),
+            server_key: random_key(),
+        }
     }
 
     /// Reads the verifier of `role` now, and remembers it.
@@ -154,6 +172,12 @@ impl Verifiers {
     }
 }
 
+fn random_key() -> Key {
+    let mut key = Key::default();
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
 /// The role's verifier, if it has a SCRAM-SHA-256 one.
 async fn query(client: &Client, addr: &str, role: &str) -> Result<Option<Verifier>, ProbeError> {
     let row = client
@@ -195,6 +219,10 @@ mod tests {
         assert_eq!(cache.cached("a:1", "app"), None, "the oldest went");
         cache.forget("a:1", "third");
         assert_eq!(cache.cached("a:1", "third"), None);
+        let (a, b) = (cache.mock("ghost"), cache.mock("ghost"));
+        assert_eq!((a.salt.as_str(), a.iterations), (b.salt.as_str(), 4096));
+        assert_ne!(a.stored_key, b.stored_key);
+        assert_ne!(cache.mock("other").salt, a.salt);
         let young = verifiers(2, Duration::ZERO);
         young.remember("a:1", "app", v);
         assert_eq!(young.cached("a:1", "app"), None, "expired");

@@ -148,6 +148,26 @@ async fn wrong_passwords_are_refused_with_28p01() {
     assert_eq!(by_proxy(&p), 1);
 }
 
+/// A role that does not exist looks like one with another password, as in PostgreSQL: the same
+/// offer (-PLUS included), the same exchange, the same refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_roles_look_like_wrong_passwords() {
+    let c = cluster();
+    let p = proxy(c).await;
+    for role in ["ghost", "app"] {
+        let info = format!(
+            "{} user={role} channel_binding=require",
+            c.verify_full(p.rw)
+        );
+        let (ok, _, err, _) = psql_as(&c.bin, &info, "wrong", &["select 1"]).await;
+        let says = format!("password authentication failed for user \"{role}\"");
+        assert!(!ok && err.contains(&says), "{info}: {err}");
+        let err = tokio_pg(c, p.rw, role, "wrong").await.err().unwrap();
+        assert_eq!(err.code(), Some(&SqlState::INVALID_PASSWORD), "{err}");
+    }
+    assert_eq!(by_proxy(&p), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_and_trusted_roles_are_relayed_to_postgresql() {
     let c = cluster();
