@@ -50,24 +50,36 @@ where
     let (Some(term), Some(verifiers)) = (&ctx.shared.terminator, &ctx.shared.verifiers) else {
         return Ok(first);
     };
+    let cfg = &ctx.shared.config;
+    // A member that speaks an older protocol minor than the client asked for says so first
+    // (NegotiateProtocolVersion): relayed ahead of the authentication request that follows.
+    let (negotiated, first) = match first.first() {
+        Some(b'v') => {
+            let next = tokio::time::timeout(cfg.auth_timeout, read_message(backend)).await;
+            let next = next.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))??;
+            (first, next)
+        }
+        _ => (Vec::new(), first),
+    };
+    let relayed = |first: Vec<u8>| Ok([negotiated.as_slice(), &first].concat());
     if !offered(&first).contains(&SCRAM.as_bytes()) {
-        return Ok(first);
+        return relayed(first);
     }
     let Some(role) = startup
         .param("user")
         .and_then(|u| std::str::from_utf8(u).ok())
     else {
-        return Ok(first);
+        return relayed(first);
     };
     let found = match verifiers.get(lease.name(), lease.addr(), role).await {
         Ok(found) => found,
         Err(e) => {
             tracing::warn!(backend = %lease.addr(), role, error = %e,
                 "cannot read the role's SCRAM verifier: authentication relayed to PostgreSQL");
-            return Ok(first);
+            return relayed(first);
         }
     };
-    let cfg = &ctx.shared.config;
+    client.write_all(&negotiated).await?;
     let login = Login {
         verifiers,
         lease,

@@ -231,7 +231,7 @@ where
                     Ok(false) => {}
                     Err(e @ ProxyError::ChannelBinding) => {
                         let msg = "pgha proxy terminates TLS and relays this role's SCRAM to \
-                                   PostgreSQL (it has no SCRAM verifier of it to use), so \
+                                   PostgreSQL (it could not read its SCRAM verifier), so \
                                    channel binding cannot reach PostgreSQL: connect with \
                                    channel_binding=disable (sslmode=verify-full authenticates \
                                    the proxy)";

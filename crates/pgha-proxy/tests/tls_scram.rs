@@ -24,6 +24,18 @@ fn cluster() -> &'static CaCluster {
     CLUSTER.get_or_init(|| start_ca_cluster("pg18-scram", &pg18_bin(), 1))
 }
 
+/// A PostgreSQL 17 primary alone: it answers a client asking for protocol 3.2 with
+/// NegotiateProtocolVersion before the authentication request.
+fn cluster17() -> &'static CaCluster {
+    static CLUSTER: OnceLock<CaCluster> = OnceLock::new();
+    let bin = deps_cache().join("pg-17.11.0/bin");
+    assert!(
+        bin.join("postgres").exists(),
+        "run scripts/install-deps.sh test"
+    );
+    CLUSTER.get_or_init(|| start_ca_cluster("pg17-scram", &bin, 0))
+}
+
 async fn proxy(c: &CaCluster) -> TestProxy {
     let tls = c.proxy_tls.clone();
     TestProxy::start_authenticating(c.targets(), c.superuser(), |cfg| {
@@ -248,4 +260,22 @@ async fn without_a_readable_verifier_scram_is_relayed_and_binding_refused_clearl
         }
     }
     assert_eq!(by_proxy(&p), 0);
+}
+
+/// libpq 18 asking for protocol 3.2 of a PostgreSQL 17 member: NegotiateProtocolVersion comes
+/// first, then the proxy's own SCRAM, with default channel binding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negotiated_protocol_version_comes_before_the_proxys_scram() {
+    let c = cluster17();
+    let p = proxy(c).await;
+    let psql18 = pg18_bin();
+    for extra in [
+        "max_protocol_version=3.2",
+        "channel_binding=require max_protocol_version=3.2",
+    ] {
+        let info = format!("{} user=app {extra}", c.verify_full(p.rw));
+        let (ok, out, err, _) = psql_as(&psql18, &info, APP_PASSWORD, &[WHO]).await;
+        assert!(ok && out.trim() == "app|true", "{info}: {out}{err}");
+    }
+    assert_eq!(by_proxy(&p), 2);
 }
