@@ -89,6 +89,9 @@ pub struct Agent {
     pub(crate) unrecorded_history: Vec<String>,
     /// `synchronous_commit` last rendered into the configuration.
     pub(crate) commit_level: Option<String>,
+    /// The cluster's PostgreSQL parameters (`postgresql.*`) last rendered into the
+    /// configuration.
+    pub(crate) parameters: Option<std::collections::BTreeMap<String, String>>,
     pub(crate) last_reason: String,
     pub(crate) last_kind: Option<std::mem::Discriminant<pgha_core::Reason>>,
     pub(crate) view: Option<ClusterView>,
@@ -162,6 +165,7 @@ impl Agent {
             sync_applied: SyncApplied::default(),
             unrecorded_history: Vec::new(),
             commit_level: None,
+            parameters: None,
             last_reason: String::new(),
             last_kind: None,
             view: None,

@@ -259,6 +259,7 @@ impl Agent {
         Dynamic {
             sync_names: self.sync_applied.to_string(),
             synchronous_commit: self.commit_level.clone().unwrap_or_default(),
+            parameters: self.parameters.clone().unwrap_or_default(),
         }
     }
 

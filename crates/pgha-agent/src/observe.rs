@@ -85,21 +85,28 @@ impl Agent {
         if local.running && !local.unresponsive {
             self.sync_applied = local.sync_applied.clone();
         }
+        // The cluster's synchronous_commit and PostgreSQL parameters, applied by a reload.
         let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
-        if wanted_commit.is_some() && wanted_commit != self.commit_level && self.job.is_none() {
-            let before = std::mem::replace(&mut self.commit_level, wanted_commit.clone());
+        let wanted_parameters = view.map(|v| v.config.postgresql.clone());
+        let changed = wanted_commit != self.commit_level || wanted_parameters != self.parameters;
+        if view.is_some() && changed && self.job.is_none() {
+            let before = (
+                std::mem::replace(&mut self.commit_level, wanted_commit.clone()),
+                std::mem::replace(&mut self.parameters, wanted_parameters.clone()),
+            );
             match self.rewrite_config(false).await {
                 Ok(()) => tracing::info!(
-                    "{}: synchronous_commit = {}",
+                    "{}: synchronous_commit = {}, parameters {:?}",
                     self.spec.name,
-                    wanted_commit.unwrap_or_default()
+                    wanted_commit.unwrap_or_default(),
+                    wanted_parameters.unwrap_or_default()
                 ),
                 Err(e) => {
                     tracing::warn!(
-                        "{}: could not apply synchronous_commit: {e}",
+                        "{}: could not apply the cluster's synchronous_commit and parameters: {e}",
                         self.spec.name
                     );
-                    self.commit_level = before;
+                    (self.commit_level, self.parameters) = before;
                 }
             }
         }

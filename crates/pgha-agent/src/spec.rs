@@ -97,9 +97,28 @@ impl NodeSpec {
             cluster_size: self.cluster_size,
             synchronous_standby_names: dynamic.sync_names.clone(),
             synchronous_commit: dynamic.synchronous_commit.clone(),
-            parameters: self.parameters.clone(),
+            parameters: self.parameters_with(&dynamic.parameters),
             tls: self.tls.as_ref().map(|t| t.files.clone()),
         }
+    }
+}
+
+impl NodeSpec {
+    /// This member's own parameters with the cluster's over them. A cluster parameter pgha
+    /// would refuse (the store written around `pgha config set`) is left out and logged.
+    fn parameters_with(&self, cluster: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let mut all = self.parameters.clone();
+        for (name, value) in cluster {
+            match pgha_pg::conf::check_user_setting(name, value) {
+                Ok(()) => {
+                    all.insert(name.clone(), value.clone());
+                }
+                Err(refused) => {
+                    tracing::warn!("{}: postgresql.{name} ignored: {refused}", self.name)
+                }
+            }
+        }
+        all
     }
 }
 
@@ -110,6 +129,8 @@ pub struct Dynamic {
     pub sync_names: String,
     /// `synchronous_commit` from the cluster config.
     pub synchronous_commit: String,
+    /// The cluster config's PostgreSQL parameters (`postgresql.*`): over this member's own.
+    pub parameters: BTreeMap<String, String>,
 }
 
 /// Where a member keeps its failsafe promise: `<member_dir>.failsafe`, beside its lease file

@@ -1,5 +1,7 @@
 //! Cluster-wide dynamic settings (stored in the store's `config` key) and their validation.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// How commits wait for standbys.
@@ -57,6 +59,11 @@ pub struct ClusterConfig {
     pub paused: bool,
     /// PostgreSQL's `synchronous_commit` on every member: how far a commit waits.
     pub synchronous_commit: CommitLevel,
+    /// PostgreSQL parameters every member runs with, over those of its config file
+    /// (`pgha config set postgresql.work_mem=64MB`): applied by a reload, or shown as
+    /// pending restart for those that need one. pgha's own parameters are refused.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub postgresql: BTreeMap<String, String>,
 }
 
 /// PostgreSQL's `synchronous_commit` levels.
@@ -102,6 +109,7 @@ impl Default for ClusterConfig {
             allow_reclone: true,
             paused: false,
             synchronous_commit: CommitLevel::On,
+            postgresql: BTreeMap::new(),
         }
     }
 }

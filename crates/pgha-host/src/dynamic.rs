@@ -1,5 +1,6 @@
 //! The cluster's dynamic settings (kept in the store): `pgha config show|set` and the
-//! `--synchronous-*` flags of `pgha up`.
+//! `--synchronous-*` flags of `pgha up`; `postgresql.NAME=VALUE` sets a PostgreSQL parameter
+//! on every member (`postgresql.NAME=` removes it).
 
 use pgha_core::{ClusterConfig, ConfigError};
 use serde_json::Value;
@@ -19,7 +20,15 @@ pub enum SettingError {
     },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    #[error("`{key}`: {source}")]
+    Parameter {
+        key: String,
+        source: pgha_pg::conf::ParameterRefused,
+    },
 }
+
+/// The prefix of a PostgreSQL parameter among the settings: `postgresql.work_mem=64MB`.
+pub const PARAMETER_PREFIX: &str = "postgresql.";
 
 /// Sets `key` to `value` (text as typed on the command line), validating the whole config;
 /// errors name the key and list the valid ones.
@@ -52,11 +61,33 @@ fn set_key_unchecked(
     key: &str,
     value: &str,
 ) -> Result<ClusterConfig, SettingError> {
+    if let Some(name) = key.strip_prefix(PARAMETER_PREFIX) {
+        let mut updated = config.clone();
+        if value.is_empty() {
+            updated.postgresql.remove(name);
+            return Ok(updated);
+        }
+        pgha_pg::conf::check_user_setting(name, value).map_err(|source| {
+            SettingError::Parameter {
+                key: key.to_string(),
+                source,
+            }
+        })?;
+        updated
+            .postgresql
+            .insert(name.to_string(), value.to_string());
+        return Ok(updated);
+    }
     let Ok(Value::Object(mut map)) = serde_json::to_value(config) else {
         unreachable!("ClusterConfig is a struct of plain fields: it serialises to an object")
     };
-    if !map.contains_key(key) {
-        let keys: Vec<&str> = map.keys().map(String::as_str).collect();
+    if !map.contains_key(key) || key == "postgresql" {
+        let mut keys: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "postgresql")
+            .collect();
+        keys.push("postgresql.<parameter>");
         return Err(SettingError::Unknown {
             key: key.to_string(),
             known: keys.join(", "),
@@ -109,6 +140,25 @@ mod tests {
                 key: "synchronous_count",
                 ..
             }))
+        ));
+        // PostgreSQL parameters: set, refused when pgha owns them, removed when empty.
+        let c = set_key(&c, "postgresql.work_mem", "64MB").unwrap();
+        assert_eq!(c.postgresql["work_mem"], "64MB");
+        assert!(matches!(
+            set_key(&c, "postgresql.wal_level", "minimal"),
+            Err(SettingError::Parameter { key, .. }) if key == "postgresql.wal_level"
+        ));
+        assert!(matches!(
+            set_key(&c, "postgresql.primary_conninfo", "host=evil"),
+            Err(SettingError::Parameter { .. })
+        ));
+        assert!(set_key(&c, "postgresql.work_mem", "")
+            .unwrap()
+            .postgresql
+            .is_empty());
+        assert!(matches!(
+            set_key(&c, "colour", "1"),
+            Err(SettingError::Unknown { known, .. }) if known.contains("postgresql.<parameter>")
         ));
         assert!(matches!(
             split_assignment("ttl_ms"),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use pgha_pg::logical_slots::{logical_slots, LogicalSlot};
-use pgha_pg::probe::{format_lsn, probe, PgState};
+use pgha_pg::probe::{format_lsn, pending_restart, probe, PgState};
 
 use crate::host::Host;
 use crate::status::{sync_status, ClusterStatus, MemberStatus, ProxyStatus, Role, State, Target};
@@ -39,7 +39,10 @@ pub async fn gather_targets(
     let primaries: Vec<(&Target, &PgState)> = targets
         .iter()
         .zip(&results)
-        .filter_map(|(t, (_, r, _))| r.as_ref().ok().filter(|s| !s.in_recovery).map(|s| (t, s)))
+        .filter_map(|(t, p)| {
+            let state = p.state.as_ref().ok().filter(|s| !s.in_recovery)?;
+            Some((t, state))
+        })
         .collect();
     let primary = if primaries.len() == 1 {
         Some(primaries[0])
@@ -49,9 +52,10 @@ pub async fn gather_targets(
     let members = targets
         .iter()
         .zip(&results)
-        .map(|(t, (running, result, slots))| MemberStatus {
-            logical_slots: slots.clone(),
-            ..describe(t, *running, result.clone(), primary)
+        .map(|(t, p)| MemberStatus {
+            logical_slots: p.slots.clone(),
+            pending_restart: p.pending_restart.clone(),
+            ..describe(t, p.running, p.state.clone(), primary)
         })
         .collect();
     ClusterStatus {
@@ -129,7 +133,12 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
 
 async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials) -> Probed {
     if target.running == Some(false) {
-        return (false, Err("not running".into()), Vec::new());
+        return Probed {
+            running: false,
+            state: Err("not running".into()),
+            slots: Vec::new(),
+            pending_restart: Vec::new(),
+        };
     }
     let result = async {
         let client = pgha_pg::probe::connect(
@@ -142,20 +151,38 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
         .await?;
         let state = probe(&client, &target.name).await?;
         let slots = logical_slots(&client, &target.name, state.server_version_num).await?;
-        Ok::<_, pgha_pg::PgError>((state, slots))
+        let pending = pending_restart(&client, &target.name).await?;
+        Ok::<_, pgha_pg::PgError>((state, slots, pending))
     }
     .await
     .map_err(|e| e.to_string());
     // A remote member that does not answer may simply be down.
     let running = target.running.unwrap_or(result.is_ok());
     match result {
-        Ok((state, slots)) => (running, Ok(state), slots),
-        Err(e) => (running, Err(e), Vec::new()),
+        Ok((state, slots, pending_restart)) => Probed {
+            running,
+            state: Ok(state),
+            slots,
+            pending_restart,
+        },
+        Err(e) => Probed {
+            running,
+            state: Err(e),
+            slots: Vec::new(),
+            pending_restart: Vec::new(),
+        },
     }
 }
 
-/// What probing one member found: whether it runs, its state or why not, its logical slots.
-type Probed = (bool, Result<PgState, String>, Vec<LogicalSlot>);
+/// What probing one member found.
+struct Probed {
+    running: bool,
+    /// Its state, or why it could not be read.
+    state: Result<PgState, String>,
+    slots: Vec<LogicalSlot>,
+    /// Parameters whose new value waits for a restart.
+    pending_restart: Vec<String>,
+}
 
 fn describe(
     member: &Target,
@@ -183,6 +210,7 @@ fn describe(
         error: None,
         decision: None,
         logical_slots: Vec::new(),
+        pending_restart: Vec::new(),
     };
     let state = match result {
         Ok(state) => state,

@@ -76,6 +76,10 @@ pub struct MemberStatus {
     /// standby, its synchronized copies and whether a promotion would find them usable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logical_slots: Vec<pgha_pg::logical_slots::LogicalSlot>,
+    /// Parameters changed in its configuration whose new value needs a restart
+    /// (`pg_settings.pending_restart`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<String>,
 }
 
 /// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).

@@ -256,6 +256,18 @@ pub async fn drop_stale_failover_slots(client: &Client, member: &str) -> Result<
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Parameters whose changed value waits for a restart (`pg_settings.pending_restart`).
+pub async fn pending_restart(client: &Client, member: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(PgError::sql(member))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Names of the physical replication slots on the server.
 pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
     let rows = client

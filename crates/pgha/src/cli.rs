@@ -56,10 +56,15 @@ pub enum ConfigAction {
         at: Where,
     },
     /// Change settings live, e.g. `pgha config set --dir demo synchronous_mode=on synchronous_count=1`.
+    ///
+    /// `postgresql.NAME=VALUE` sets a PostgreSQL parameter on every member (over the member's
+    /// own config file), applied by a reload; one that needs a restart shows as pending
+    /// restart in `pgha status`. `postgresql.NAME=` removes it. Parameters pgha manages
+    /// itself (port, replication, synchronous_standby_names, ...) are refused.
     Set {
         #[command(flatten)]
         at: Where,
-        /// KEY=VALUE pairs (keys as `pgha config show` prints them).
+        /// KEY=VALUE pairs (keys as `pgha config show` prints them, or postgresql.NAME).
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
     },

@@ -88,6 +88,18 @@ pub fn render_table(status: &ClusterStatus) -> String {
     for m in status
         .members
         .iter()
+        .filter(|m| !m.pending_restart.is_empty())
+    {
+        out.push_str(&format!(
+            "Pending restart on {}: {} (a restart of {} applies them)\n",
+            m.name,
+            m.pending_restart.join(", "),
+            m.name
+        ));
+    }
+    for m in status
+        .members
+        .iter()
         .filter(|m| !m.logical_slots.is_empty())
     {
         let slots: Vec<String> = m.logical_slots.iter().map(describe_slot).collect();
@@ -187,15 +199,27 @@ pub fn render_config(config: &ClusterConfig) -> String {
     let Ok(Value::Object(map)) = serde_json::to_value(config) else {
         return String::new();
     };
-    let width = map.keys().map(String::len).max().unwrap_or(0);
-    map.iter()
+    // PostgreSQL parameters read as the keys that set them: postgresql.work_mem = 64MB.
+    let mut rows: Vec<(String, String)> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != "postgresql")
         .map(|(k, v)| {
             let text = match v {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            format!("{k:<width$} = {text}\n")
+            (k.clone(), text)
         })
+        .collect();
+    rows.extend(config.postgresql.iter().map(|(name, value)| {
+        (
+            format!("{}{name}", pgha_host::dynamic::PARAMETER_PREFIX),
+            value.clone(),
+        )
+    }));
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(k, text)| format!("{k:<width$} = {text}\n"))
         .collect()
 }
 

@@ -19,6 +19,13 @@ trait Control {
     /// `host:port` of one host's API.
     fn api(&self) -> String;
     fn token(&self) -> String;
+    /// `SHOW name` on member `member`.
+    fn show(&self, member: &str, name: &str) -> String;
+}
+
+fn show_on(conninfo: &str, name: &str) -> String {
+    let rows = pgha_testkit::run_sql(conninfo, &format!("SHOW {name}")).unwrap();
+    rows[0][0].clone().unwrap()
 }
 
 struct Local(common::UpProcess);
@@ -37,6 +44,9 @@ impl Control for Local {
         let table: toml::Table = secrets.parse().unwrap();
         table["api_token"].as_str().unwrap().to_string()
     }
+    fn show(&self, member: &str, name: &str) -> String {
+        show_on(&self.0.url(Some(member)), name)
+    }
 }
 
 struct Distributed(dist::DistCluster);
@@ -50,6 +60,9 @@ impl Control for Distributed {
     }
     fn token(&self) -> String {
         dist::API_TOKEN.to_string()
+    }
+    fn show(&self, member: &str, name: &str) -> String {
+        show_on(&self.0.agent(member).conninfo(), name)
     }
 }
 
@@ -102,6 +115,80 @@ fn control_scenario(c: &dyn Control) {
     );
     let refused = fails(c.cli(&["config", "set", "colour=blue"]), "an unknown key");
     assert!(refused.contains("unknown setting `colour`"), "{refused}");
+
+    // Issue 14: PostgreSQL parameters, live. A reloadable one reaches every member; one
+    // that needs a restart shows as pending restart; pgha's own are refused naming the key.
+    let names: Vec<String> = members
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    succeeds(
+        c.cli(&["config", "set", "postgresql.work_mem=12345kB"]),
+        "config set postgresql.work_mem",
+    );
+    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    assert!(shown.contains("postgresql.work_mem"), "{shown}");
+    for name in &names {
+        dist::wait_until(
+            &format!("work_mem on {name}"),
+            Duration::from_secs(15),
+            || (c.show(name, "work_mem") == "12345kB").then_some(()),
+        );
+    }
+    succeeds(
+        c.cli(&["config", "set", "postgresql.max_prepared_transactions=7"]),
+        "config set postgresql.max_prepared_transactions",
+    );
+    dist::wait_until(
+        "pending restart on every member",
+        Duration::from_secs(15),
+        || {
+            let s = status(c);
+            s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| {
+                    m["pending_restart"]
+                        .to_string()
+                        .contains("max_prepared_transactions")
+                })
+                .then_some(())
+        },
+    );
+    let table = succeeds(c.cli(&["status"]), "status");
+    assert!(table.contains("Pending restart on"), "{table}");
+    // Back to the value it runs with: nothing waits for a restart any more (PostgreSQL keeps
+    // a removed restart-only setting pending until a restart, so this sets it, then removes).
+    succeeds(
+        c.cli(&["config", "set", "postgresql.max_prepared_transactions=0"]),
+        "config set postgresql.max_prepared_transactions=0",
+    );
+    dist::wait_until("no pending restart", Duration::from_secs(15), || {
+        let s = status(c);
+        s["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("pending_restart").is_none())
+            .then_some(())
+    });
+    succeeds(
+        c.cli(&[
+            "config",
+            "set",
+            "postgresql.max_prepared_transactions=",
+            "postgresql.work_mem=",
+        ]),
+        "config set to remove parameters",
+    );
+    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    assert!(!shown.contains("postgresql."), "{shown}");
+    let refused = fails(
+        c.cli(&["config", "set", "postgresql.primary_conninfo=host=evil"]),
+        "a parameter pgha owns",
+    );
+    assert!(refused.contains("postgresql.primary_conninfo"), "{refused}");
 
     // Maintenance mode.
     assert!(succeeds(c.cli(&["pause"]), "pause").contains("paused"));
