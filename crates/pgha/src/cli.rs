@@ -138,8 +138,9 @@ pub enum Command {
         /// TLS at the entry points of a new cluster: passthrough (a client's TLS reaches the
         /// member; the default), terminate (the proxy presents its own certificate from the
         /// cluster CA, so clients verify one name), require (terminate, and refuse clients
-        /// without TLS). With terminate, libpq clients need channel_binding=disable (`pgha url`
-        /// adds it). Kept in DIR/pgha.toml as cluster.proxy_tls.
+        /// without TLS). A terminating proxy authenticates SCRAM roles itself, so clients keep
+        /// their settings (channel_binding=require binds to the proxy's certificate). Kept in
+        /// DIR/pgha.toml as cluster.proxy_tls.
         #[arg(long, value_parser = ["passthrough", "terminate", "require"])]
         proxy_tls: Option<String>,
         /// Synchronous replication for a new cluster: off (asynchronous), on (synchronous

@@ -342,7 +342,7 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
         .unwrap();
     let conninfo = format!(
         "host=db.cluster.test hostaddr=127.0.0.1 port={} user=postgres dbname=postgres \
-         password={} sslmode=verify-full sslrootcert={t}/ca.crt channel_binding=disable \
+         password={} sslmode=verify-full sslrootcert={t}/ca.crt channel_binding=require \
          connect_timeout=2",
         c.proxy_rw,
         dist::SUPERUSER_PASSWORD

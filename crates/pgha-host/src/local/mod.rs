@@ -220,18 +220,12 @@ impl LocalCluster {
         }))
     }
 
-    /// The libpq URI of the read-write entry point. When the proxy terminates TLS, the client
-    /// verifies the proxy's certificate, and turns SCRAM channel binding off: it would bind to
-    /// the proxy's certificate, not the member's (the certificate check already proves whom
-    /// the client talks to).
+    /// The libpq URI of the read-write entry point. A terminating proxy authenticates SCRAM
+    /// roles itself, so the URI is the same in every mode: `verify-full` checks the proxy's
+    /// certificate, or the member's when TLS passes through.
     pub fn entry_uri(&self, password: Password) -> String {
         let c = &self.config.cluster;
-        let uri = self.uri(&c.host, c.base_port, password);
-        if c.proxy_tls.is_passthrough() {
-            return uri;
-        }
-        let separator = if uri.contains('?') { '&' } else { '?' };
-        format!("{uri}{separator}channel_binding=disable")
+        self.uri(&c.host, c.base_port, password)
     }
 
     /// The read-write and read-only entry points (the proxy) as `host:port`.
