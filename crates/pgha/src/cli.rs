@@ -135,10 +135,10 @@ pub enum Command {
         /// OS user that runs PostgreSQL when pgha runs as root [default: postgres].
         #[arg(long)]
         os_user: Option<String>,
-        /// TLS at the entry points of a new cluster: passthrough (a client's TLS reaches the
-        /// member; the default), terminate (the proxy presents its own certificate from the
-        /// cluster CA, so clients verify one name), require (terminate, and refuse clients
-        /// without TLS). A terminating proxy authenticates SCRAM roles itself, so clients keep
+        /// TLS at the entry points of a new cluster: terminate (the default: the proxy
+        /// presents its own certificate from the cluster CA, so clients verify one name and
+        /// cancels sent inside TLS reach their session), require (terminate, and refuse clients
+        /// without TLS), passthrough (a client's TLS reaches the member it is routed to). A terminating proxy authenticates SCRAM roles itself, so clients keep
         /// their settings (channel_binding=require binds to the proxy's certificate). Kept in
         /// DIR/pgha.toml as cluster.proxy_tls.
         #[arg(long, value_parser = ["passthrough", "terminate", "require"])]

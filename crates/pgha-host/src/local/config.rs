@@ -58,11 +58,12 @@ pub struct ClusterSection {
     /// the secrets file wherever it listens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_host: Option<String>,
-    /// TLS at the entry points: `passthrough` (default; a client's TLS reaches the member it
-    /// is routed to), `terminate` (the proxy presents its own certificate, `tls/proxy.crt`,
-    /// so clients verify one name for the cluster) or `require` (terminate, and refuse
-    /// clients that do not start TLS).
-    #[serde(default, skip_serializing_if = "ProxyTlsMode::is_passthrough")]
+    /// TLS at the entry points: `terminate` (new clusters: the proxy presents its own
+    /// certificate, `tls/proxy.crt`, so clients verify one name for the cluster, and it
+    /// authenticates SCRAM roles itself), `require` (terminate, and refuse clients that do not
+    /// start TLS) or `passthrough` (a client's TLS reaches the member it is routed to; what a
+    /// pgha.toml without the key means, as clusters made before termination existed ran).
+    #[serde(default)]
     pub proxy_tls: ProxyTlsMode,
 }
 
@@ -74,12 +75,6 @@ pub enum ProxyTlsMode {
     Passthrough,
     Terminate,
     Require,
-}
-
-impl ProxyTlsMode {
-    pub fn is_passthrough(&self) -> bool {
-        *self == ProxyTlsMode::Passthrough
-    }
 }
 
 /// A `--proxy-tls` value that is not one of the modes.
@@ -213,7 +208,7 @@ impl Config {
                 base_port,
                 host: default_host(),
                 api_host: None,
-                proxy_tls: ProxyTlsMode::Passthrough,
+                proxy_tls: ProxyTlsMode::Terminate,
             },
             postgresql: PostgresSection::default(),
         }
