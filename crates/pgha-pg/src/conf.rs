@@ -215,8 +215,10 @@ impl MemberConf {
                 self.synchronous_standby_names.clone(),
             ));
         }
+        // Rendered on a primary too (inert there): it needs a restart to change, so a promoted
+        // standby whose file lost it would show it as pending restart ever after.
+        owned.push(("recovery_target_timeline", "latest".into()));
         if self.standby {
-            owned.push(("recovery_target_timeline", "latest".into()));
             // Reconnect to a new or restarted upstream within half a second, not five.
             owned.push(("wal_retrieve_retry_interval", "500ms".into()));
             // Report positions every second, so a commit waiting for a new synchronous

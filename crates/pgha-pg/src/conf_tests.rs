@@ -29,6 +29,36 @@ fn primary_has_no_conninfo() {
     assert!(!text.contains("primary_conninfo"));
 }
 
+/// A promotion rewrites the file as a primary's: every parameter that needs a restart to
+/// change must read the same in both roles, or the new primary shows it as pending restart.
+#[test]
+fn restart_only_parameters_read_the_same_in_both_roles() {
+    let primary = conf(None).render();
+    let standby = conf(Some(Upstream {
+        name: "n1".into(),
+        host: "10.0.0.1".into(),
+        port: 5432,
+    }))
+    .render();
+    for restart_only in [
+        "recovery_target_timeline",
+        "max_wal_senders",
+        "wal_level",
+        "hot_standby",
+    ] {
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{restart_only} =")))
+                .map(str::to_string)
+        };
+        assert_eq!(line(&primary), line(&standby), "{restart_only}");
+        assert!(
+            line(&primary).is_some(),
+            "{restart_only} missing:\n{primary}"
+        );
+    }
+}
+
 #[test]
 fn standby_conninfo_names_the_member_and_uses_the_passfile() {
     let c = conf(Some(Upstream {
