@@ -24,6 +24,11 @@ pub struct ClusterHandle {
     client: Client,
     /// The local cluster, when the handle is on one: what is known while it is stopped.
     local: Option<Box<LocalCluster>>,
+    /// Distributed mode: the API of the agent that runs each member (from etcd), for the
+    /// requests only that host can serve (stop, start).
+    member_apis: std::collections::BTreeMap<String, String>,
+    token: Option<String>,
+    api_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// A promotion that completed: who is the primary now, and how long it took from the request.
@@ -49,7 +54,10 @@ impl ClusterHandle {
         );
         ClusterHandle {
             client: Client::new([address], cluster.secrets.api_token.clone(), None),
+            token: cluster.secrets.api_token.clone(),
             local: Some(Box::new(cluster)),
+            member_apis: Default::default(),
+            api_tls: None,
         }
     }
 
@@ -58,14 +66,20 @@ impl ClusterHandle {
     pub async fn distributed(file: &Path) -> anyhow::Result<Self> {
         let node = Node::load(file)?;
         let mut addresses = vec![node.config.member.api.clone()];
+        let mut member_apis = std::collections::BTreeMap::new();
+        member_apis.insert(
+            node.config.member.name.clone(),
+            node.config.member.api.clone(),
+        );
         match node.connect_store(CLI_ETCD_PATIENCE).await {
             Ok(store) => {
                 let view = crate::ops::view(store.as_ref()).await?;
-                addresses.extend(
-                    view.members
-                        .values()
-                        .filter_map(|r| r.addresses.get(pgha_agent::spec::API_ADDRESS).cloned()),
-                );
+                for (name, record) in &view.members {
+                    if let Some(api) = record.addresses.get(pgha_agent::spec::API_ADDRESS) {
+                        addresses.push(api.clone());
+                        member_apis.insert(name.to_string(), api.clone());
+                    }
+                }
             }
             Err(e) => tracing::warn!("{e:#}; asking only this host's agent"),
         }
@@ -76,6 +90,9 @@ impl ClusterHandle {
                 node.api_client_tls(),
             ),
             local: None,
+            member_apis,
+            token: node.secrets.api_token.clone(),
+            api_tls: node.api_client_tls(),
         })
     }
 
@@ -185,23 +202,23 @@ impl ClusterHandle {
         Ok(())
     }
 
-    /// Stops (`Some(request)`) or starts (`None`) one member of the host that runs it.
+    /// Stops (`Some(request)`) or starts (`None`) one member, through the host that runs it.
     pub async fn stop_or_start(
         &self,
         name: &str,
         stop: Option<StopRequest>,
     ) -> anyhow::Result<MemberChanged> {
+        let routed;
+        let client = match self.member_apis.get(name) {
+            Some(api) => {
+                routed = Client::new([api.clone()], self.token.clone(), self.api_tls.clone());
+                &routed
+            }
+            None => &self.client,
+        };
         match &stop {
-            Some(body) => {
-                self.client
-                    .post(&format!("/members/{name}/stop"), body)
-                    .await
-            }
-            None => {
-                self.client
-                    .post(&format!("/members/{name}/start"), &())
-                    .await
-            }
+            Some(body) => client.post(&format!("/members/{name}/stop"), body).await,
+            None => client.post(&format!("/members/{name}/start"), &()).await,
         }
         .map_err(|e| self.explain(e))
     }

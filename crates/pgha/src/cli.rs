@@ -285,6 +285,19 @@ pub enum Command {
     /// happened to the agent, and PostgreSQL dies with it.
     #[command(hide = true)]
     Supervise(SuperviseFlags),
+    /// Rolling restart of members' PostgreSQL: standbys first, each back and streaming before
+    /// the next stops, then the primary after a switchover to a caught-up standby (no
+    /// failover, nothing lost). Never two members down at once; refused unless every member
+    /// runs. Applies parameters shown as pending restart in `pgha status`.
+    Restart {
+        #[command(flatten)]
+        at: Where,
+        /// Members to restart (default: every member).
+        members: Vec<String>,
+        /// Only members with a pending restart (`pg_settings.pending_restart`).
+        #[arg(long)]
+        pending: bool,
+    },
     /// Fault campaign: inject faults one at a time while writers record every acknowledged
     /// write, then check that nothing acknowledged was lost, that one member wrote at a time,
     /// and how fast each fault was recovered from (see `pgha chaos --help`).

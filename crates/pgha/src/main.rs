@@ -143,6 +143,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             stop_or_start(&dir, &name, Some(body)).await
         }
         Command::Start { dir, name } => stop_or_start(&dir, &name, None).await,
+        Command::Restart {
+            at,
+            members,
+            pending,
+        } => {
+            use pgha_host::rolling::{plan, RestartStep};
+            let handle = at.open().await?;
+            let plan = plan(&handle.status().await?, &members, pending)?;
+            if plan.standbys.is_empty() && plan.primary.is_none() {
+                println!("nothing to restart");
+                return Ok(());
+            }
+            handle
+                .restart(&plan, |step| match step {
+                    RestartStep::Stopping(m) => println!("{m}: stopping"),
+                    RestartStep::Starting(m) => println!("{m}: starting"),
+                    RestartStep::Streaming(m) => println!("{m}: streaming again"),
+                    RestartStep::HandingOver { from } => {
+                        println!("{from}: primary, handing over by switchover")
+                    }
+                    RestartStep::HandedOver { from, to } => {
+                        println!("{to} is the primary; {from} restarts as its standby")
+                    }
+                })
+                .await?;
+            println!("restart done");
+            Ok(())
+        }
         Command::Pause { at } => {
             at.open().await?.pause(true).await?;
             println!("paused: no automatic action until `pgha resume`");

@@ -240,6 +240,48 @@ fn control_scenario(c: &dyn Control) {
             .any(|e| e["kind"] == "switchover" && e["to"] == standby.as_str()),
         "{history}"
     );
+
+    // Issue 14: a parameter that needs a restart, applied by a rolling restart: standbys
+    // first, the primary after a switchover, every member streaming again, nothing pending.
+    succeeds(
+        c.cli(&["config", "set", "postgresql.max_prepared_transactions=3"]),
+        "config set postgresql.max_prepared_transactions=3",
+    );
+    dist::wait_until(
+        "pending restart everywhere",
+        Duration::from_secs(15),
+        || {
+            status(c)["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["pending_restart"].to_string().contains("max_prepared"))
+                .then_some(())
+        },
+    );
+    let out = succeeds(c.cli(&["restart", "--pending"]), "restart --pending");
+    assert!(out.contains("restart done"), "{out}");
+    assert!(out.contains("handing over by switchover"), "{out}");
+    let s = status(c);
+    assert_ne!(
+        s["leader"],
+        standby.as_str(),
+        "the primary was restarted in place: {s}"
+    );
+    for m in s["members"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        assert!(m.get("pending_restart").is_none(), "{s}");
+        assert!(
+            matches!(m["state"].as_str(), Some("running" | "streaming")),
+            "{s}"
+        );
+        assert_eq!(c.show(name, "max_prepared_transactions"), "3", "{name}");
+    }
+    let refused = fails(
+        c.cli(&["restart", "nosuch"]),
+        "restart of an unknown member",
+    );
+    assert!(refused.contains("nosuch"), "{refused}");
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! `pgha restart`: a rolling restart of members' PostgreSQL, standbys first and the primary
+//! last through a switchover, never two members down at once, each back and streaming before
+//! the next goes.
+
+use std::time::{Duration, Instant};
+
+use pgha_core::RequestKind;
+
+use crate::api::control::StopRequest;
+use crate::handle::ClusterHandle;
+use crate::status::{ClusterStatus, Role, State};
+
+/// How long one member may take to stop, or to stream again after it started.
+const STEP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Which members a restart goes through, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPlan {
+    /// Standbys, one after the other.
+    pub standbys: Vec<String>,
+    /// The primary, last: it hands over to a standby first, then restarts as one.
+    pub primary: Option<String>,
+}
+
+/// Why a restart does not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestartRefused {
+    #[error("no member named {0:?}")]
+    UnknownMember(String),
+    #[error("the cluster has no leader; restart members once one leads")]
+    NoLeader,
+    #[error(
+        "{member} is {state}: a restart would leave two members down; wait until every member runs"
+    )]
+    NotHealthy { member: String, state: String },
+    #[error("restarting the primary {0} needs a streaming standby to hand over to")]
+    NoStandbyForPrimary(String),
+}
+
+/// What a restart is doing, for progress lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartStep {
+    Stopping(String),
+    Starting(String),
+    Streaming(String),
+    HandingOver { from: String },
+    HandedOver { from: String, to: String },
+}
+
+/// The members to restart: those named (all when none), or only those with a pending restart
+/// with `pending_only`; standbys first, the leader last. Refused unless every member runs
+/// (a primary that answers, standbys that stream).
+pub fn plan(
+    status: &ClusterStatus,
+    names: &[String],
+    pending_only: bool,
+) -> Result<RestartPlan, RestartRefused> {
+    if let Some(unknown) = names
+        .iter()
+        .find(|n| !status.members.iter().any(|m| &m.name == *n))
+    {
+        return Err(RestartRefused::UnknownMember(unknown.clone()));
+    }
+    let leader = status.leader.clone().ok_or(RestartRefused::NoLeader)?;
+    for m in &status.members {
+        let healthy = match m.role {
+            Role::Primary => m.state == State::Running && m.name == leader,
+            Role::Standby => m.state == State::Streaming,
+            Role::FormerPrimary | Role::Unknown => false,
+        };
+        if !healthy {
+            return Err(RestartRefused::NotHealthy {
+                member: m.name.clone(),
+                state: format!("{} {}", m.role, m.state),
+            });
+        }
+    }
+    let chosen = |name: &str| {
+        let member = status.members.iter().find(|m| m.name == name);
+        (names.is_empty() || names.iter().any(|n| n == name))
+            && (!pending_only || member.is_some_and(|m| !m.pending_restart.is_empty()))
+    };
+    let standbys: Vec<String> = status
+        .members
+        .iter()
+        .filter(|m| m.name != leader && chosen(&m.name))
+        .map(|m| m.name.clone())
+        .collect();
+    let primary = chosen(&leader).then_some(leader.clone());
+    if primary.is_some() && status.members.len() < 2 {
+        return Err(RestartRefused::NoStandbyForPrimary(leader));
+    }
+    Ok(RestartPlan { standbys, primary })
+}
+
+impl ClusterHandle {
+    /// Carries out `plan`, telling `on_step` what happens.
+    pub async fn restart(
+        &self,
+        plan: &RestartPlan,
+        mut on_step: impl FnMut(RestartStep),
+    ) -> anyhow::Result<()> {
+        for name in &plan.standbys {
+            self.restart_standby(name, &mut on_step).await?;
+        }
+        if let Some(primary) = &plan.primary {
+            on_step(RestartStep::HandingOver {
+                from: primary.clone(),
+            });
+            let done = self.promote(None, RequestKind::Switchover, |_| {}).await?;
+            on_step(RestartStep::HandedOver {
+                from: primary.clone(),
+                to: done.target.clone(),
+            });
+            // The old primary now streams from the new one: restart it as a standby.
+            self.wait_member(primary, |s| s == Some(State::Streaming))
+                .await?;
+            self.restart_standby(primary, &mut on_step).await?;
+        }
+        Ok(())
+    }
+
+    async fn restart_standby(
+        &self,
+        name: &str,
+        on_step: &mut impl FnMut(RestartStep),
+    ) -> anyhow::Result<()> {
+        on_step(RestartStep::Stopping(name.to_string()));
+        self.stop_or_start(name, Some(StopRequest { immediate: false }))
+            .await?;
+        // A member that left is stopped too (in distributed mode its record is gone).
+        self.wait_member(name, |s| s.is_none_or(|s| s == State::Stopped))
+            .await?;
+        on_step(RestartStep::Starting(name.to_string()));
+        self.stop_or_start(name, None).await?;
+        self.wait_member(name, |s| s == Some(State::Streaming))
+            .await?;
+        on_step(RestartStep::Streaming(name.to_string()));
+        Ok(())
+    }
+
+    /// Waits until member `name`'s state (`None`: not in the status) satisfies `done`, at
+    /// most [`STEP_TIMEOUT`].
+    async fn wait_member(
+        &self,
+        name: &str,
+        done: impl Fn(Option<State>) -> bool,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let status = self.status().await?;
+            let state = status
+                .members
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.state);
+            if done(state) {
+                return Ok(());
+            }
+            if started.elapsed() > STEP_TIMEOUT {
+                anyhow::bail!(
+                    "{name} is still {} after {} s; the restart stops here (the members \
+                     before it were restarted). See `pgha status`",
+                    state.map_or("unknown".to_string(), |s| s.to_string()),
+                    STEP_TIMEOUT.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{MemberStatus, ProxyStatus};
+
+    fn member(name: &str, role: Role, state: State, pending: &[&str]) -> MemberStatus {
+        MemberStatus {
+            name: name.into(),
+            role,
+            state,
+            host: "127.0.0.1".into(),
+            port: 1,
+            timeline: Some(1),
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            sync_state: None,
+            error: None,
+            decision: None,
+            logical_slots: Vec::new(),
+            pending_restart: pending.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn cluster(members: Vec<MemberStatus>) -> ClusterStatus {
+        ClusterStatus {
+            cluster: "c".into(),
+            leader: Some("n2".into()),
+            managed: true,
+            paused: false,
+            members,
+            proxy: ProxyStatus {
+                rw: String::new(),
+                ro: String::new(),
+                listeners: None,
+            },
+            synchronous: None,
+        }
+    }
+
+    fn healthy() -> Vec<MemberStatus> {
+        vec![
+            member("n1", Role::Standby, State::Streaming, &["shared_buffers"]),
+            member("n2", Role::Primary, State::Running, &["shared_buffers"]),
+            member("n3", Role::Standby, State::Streaming, &[]),
+        ]
+    }
+
+    #[test]
+    fn standbys_go_first_and_the_leader_last() {
+        let plan = plan(&cluster(healthy()), &[], false).unwrap();
+        assert_eq!(plan.standbys, ["n1", "n3"]);
+        assert_eq!(plan.primary.as_deref(), Some("n2"));
+        let pending = super::plan(&cluster(healthy()), &[], true).unwrap();
+        assert_eq!(pending.standbys, ["n1"]);
+        assert_eq!(pending.primary.as_deref(), Some("n2"));
+        let named = super::plan(&cluster(healthy()), &["n3".into()], false).unwrap();
+        assert_eq!(
+            (named.standbys, named.primary),
+            (vec!["n3".to_string()], None)
+        );
+    }
+
+    #[test]
+    fn a_member_down_or_unknown_refuses_the_restart() {
+        let mut members = healthy();
+        members[2].state = State::Stopped;
+        assert!(matches!(
+            plan(&cluster(members), &[], false),
+            Err(RestartRefused::NotHealthy { member, .. }) if member == "n3"
+        ));
+        assert_eq!(
+            plan(&cluster(healthy()), &["n9".into()], false),
+            Err(RestartRefused::UnknownMember("n9".into()))
+        );
+        let mut leaderless = cluster(healthy());
+        leaderless.leader = None;
+        assert_eq!(plan(&leaderless, &[], false), Err(RestartRefused::NoLeader));
+    }
+}
