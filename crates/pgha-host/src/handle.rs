@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::api::control::{ConfigChange, MemberChanged, StopRequest};
+use crate::api::control::{ConfigChange, MemberChanged, Reinitialised, StopRequest};
 use crate::client::{Client, ClientError};
 use crate::status::{ClusterStatus, ProxyStatus};
 use pgha_core::{ClusterConfig, RequestKind};
@@ -202,20 +202,33 @@ impl ClusterHandle {
         Ok(())
     }
 
+    /// The client of the host that runs member `name` (in distributed mode, its own agent).
+    fn member_client(&self, name: &str) -> std::borrow::Cow<'_, Client> {
+        match self.member_apis.get(name) {
+            Some(api) => std::borrow::Cow::Owned(Client::new(
+                [api.clone()],
+                self.token.clone(),
+                self.api_tls.clone(),
+            )),
+            None => std::borrow::Cow::Borrowed(&self.client),
+        }
+    }
+
+    /// Re-clones member `name` from the leader, through the host that runs it.
+    pub async fn reinit(&self, name: &str) -> anyhow::Result<Reinitialised> {
+        self.member_client(name)
+            .post(&format!("/members/{name}/reinit"), &())
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
     /// Stops (`Some(request)`) or starts (`None`) one member, through the host that runs it.
     pub async fn stop_or_start(
         &self,
         name: &str,
         stop: Option<StopRequest>,
     ) -> anyhow::Result<MemberChanged> {
-        let routed;
-        let client = match self.member_apis.get(name) {
-            Some(api) => {
-                routed = Client::new([api.clone()], self.token.clone(), self.api_tls.clone());
-                &routed
-            }
-            None => &self.client,
-        };
+        let client = self.member_client(name);
         match &stop {
             Some(body) => client.post(&format!("/members/{name}/stop"), body).await,
             None => client.post(&format!("/members/{name}/start"), &()).await,

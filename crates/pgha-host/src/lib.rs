@@ -14,6 +14,7 @@ pub mod host;
 pub mod local;
 pub mod node;
 pub mod ops;
+pub mod reinit;
 pub mod rolling;
 pub mod secrets;
 pub mod signals;

@@ -33,6 +33,8 @@ pub enum Refusal {
     AlreadyPending,
     #[error(transparent)]
     Setting(#[from] SettingError),
+    #[error(transparent)]
+    Reinit(#[from] crate::reinit::ReinitRefused),
 }
 
 /// The cluster as the store sees it now.

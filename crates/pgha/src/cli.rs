@@ -298,6 +298,17 @@ pub enum Command {
         #[arg(long)]
         pending: bool,
     },
+    /// Re-clone a broken standby from the leader: its PostgreSQL stops, its data directory is
+    /// moved aside to DIR/MEMBER/data.old-<time> (kept, never deleted; at most two are kept),
+    /// and it clones again with pg_basebackup. Refused for the leader. Asks for confirmation.
+    Reinit {
+        #[command(flatten)]
+        at: Where,
+        member: String,
+        /// Do not ask (for scripts).
+        #[arg(long)]
+        force: bool,
+    },
     /// Fault campaign: inject faults one at a time while writers record every acknowledged
     /// write, then check that nothing acknowledged was lost, that one member wrote at a time,
     /// and how fast each fault was recovered from (see `pgha chaos --help`).

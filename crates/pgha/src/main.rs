@@ -171,6 +171,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("restart done");
             Ok(())
         }
+        Command::Reinit { at, member, force } => {
+            if !force
+                && !confirm(&format!(
+                "Re-clone {member} from the leader? Its PostgreSQL stops and its data directory is \
+                 moved aside (kept). [y/N] "
+            ))? {
+                println!("nothing done");
+                return Ok(());
+            }
+            let done = at.open().await?.reinit(&member).await?;
+            match done.moved_aside {
+                Some(path) => println!(
+                    "{member}: old data kept in {}; cloning from the leader (see `pgha status`)",
+                    path.display()
+                ),
+                None => println!("{member}: cloning from the leader (see `pgha status`)"),
+            }
+            Ok(())
+        }
         Command::Pause { at } => {
             at.open().await?.pause(true).await?;
             println!("paused: no automatic action until `pgha resume`");
@@ -279,6 +298,19 @@ async fn stop_or_start(
     };
     println!("{} {text}", answer.member);
     Ok(())
+}
+
+/// Asks `question` on the terminal; refuses (naming --force) when stdin is not one.
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("not asking on a non-interactive input: add --force to go ahead");
+    }
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Prints `value` as pretty JSON, or as the text `render` makes of it.

@@ -469,3 +469,47 @@ async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
     );
     c.ok("resume", &[]);
 }
+
+/// Issue 14: `pgha reinit` re-clones a standby from the leader, keeping its old data directory
+/// aside; it is refused for the leader, and asks before acting unless given --force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
+    let c = start_with_rows("before").await;
+    let leader = c.run("reinit", &["n1", "--force"]);
+    let err = stderr_of(&leader);
+    assert!(
+        !leader.status.success() && err.contains("n1 is the leader"),
+        "{err}"
+    );
+    let asked = c.run("reinit", &["n3"]);
+    let err = stderr_of(&asked);
+    assert!(!asked.status.success() && err.contains("--force"), "{err}");
+
+    let marker = c.data_dir("n3").join("reinit-marker");
+    std::fs::write(&marker, "from before the re-clone").unwrap();
+    let out = c.ok("reinit", &["n3", "--force"]);
+    assert!(out.contains("old data kept in"), "{out}");
+    let member_dir = c.data_dir("n3").parent().unwrap().to_path_buf();
+    let kept: Vec<_> = std::fs::read_dir(&member_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("data.old-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].join("reinit-marker").exists(),
+        "the old data was not kept"
+    );
+
+    c.wait_converged("n1", &[]).await;
+    c.write("n1", "after", 10..20).await;
+    let (rows, _) = c.wait_identical("n1", &["n2", "n3"]).await;
+    assert_eq!(rows, 20);
+    assert!(!marker.exists(), "n3 was not re-cloned");
+}

@@ -130,6 +130,26 @@ pub async fn stop_member(
     }))
 }
 
+/// Answer of POST /members/{name}/reinit: where the old data directory went.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reinitialised {
+    pub member: String,
+    /// The moved-aside data directory (`None`: there was none).
+    pub moved_aside: Option<std::path::PathBuf>,
+}
+
+/// Re-clones a standby of this host from the leader, its old data kept aside.
+pub async fn reinit_member(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> Answer<Reinitialised> {
+    let moved_aside = host.reinit_member(&name).await?;
+    Ok(Json(Reinitialised {
+        member: name,
+        moved_aside,
+    }))
+}
+
 pub async fn start_member(
     State(host): State<Arc<Host>>,
     Path(name): Path<String>,

@@ -129,6 +129,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/resume", post(control::resume))
         .route("/members/{name}/stop", post(control::stop_member))
         .route("/members/{name}/start", post(control::start_member))
+        .route("/members/{name}/reinit", post(control::reinit_member))
         .route(pgha_agent::failsafe::FAILSAFE_PATH, post(control::failsafe))
         .layer(axum::middleware::from_fn_with_state(
             host.clone(),
