@@ -147,6 +147,7 @@ impl Agent {
                 .then(|| self.member.lease_deadline().map(|d| self.instant_of(d)))
                 .flatten(),
             synchronous: view.is_some_and(|v| v.sync.members.contains(&self.spec.name)),
+            store_reachable: view.is_some(),
             local: obs.local.clone(),
         }
     }

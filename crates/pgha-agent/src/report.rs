@@ -37,6 +37,8 @@ pub struct Observed {
     pub lease_until: Option<Instant>,
     /// This member is in the synchronous set the leader published (its commits wait for it).
     pub synchronous: bool,
+    /// The store answered this step (otherwise `leader` and the rest are from nothing).
+    pub store_reachable: bool,
 }
 
 impl Observed {

@@ -282,6 +282,25 @@ fn bootstrap_in_any_order_rest_and_status() {
             u8::from(a.name == leader)
         );
         assert!(metrics.contains(&expected), "{metrics}");
+        // Issue 14: member metrics at parity with what a DBA alerts on.
+        let n = &a.name;
+        let standby = u8::from(a.name != leader);
+        for sample in [
+            format!("pgha_member_streaming{{member=\"{n}\"}} {standby}"),
+            format!("pgha_member_in_recovery{{member=\"{n}\"}} {standby}"),
+            format!("pgha_member_store_reachable{{member=\"{n}\"}} 1"),
+            format!("pgha_member_timeline{{member=\"{n}\"}} 1"),
+            format!("pgha_member_postgresql_major{{member=\"{n}\"}} 15"),
+            "pgha_cluster_paused 0".to_string(),
+        ] {
+            assert!(metrics.contains(&sample), "{sample} missing:\n{metrics}");
+        }
+        if a.name != leader {
+            assert!(
+                metrics.contains("pgha_member_replay_lag_bytes{"),
+                "{metrics}"
+            );
+        }
     }
     // Issue 14: the checks HAProxy and Kubernetes send. OPTIONS and HEAD answer as GET does;
     // /read-only and /readiness take the primary and the streaming standbys; /liveness only

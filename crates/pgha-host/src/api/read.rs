@@ -66,56 +66,115 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> Response {
         .proxy_metrics()
         .map(|m| m.render_prometheus())
         .unwrap_or_default();
-    let members: Vec<(String, Option<Observed>)> = host
+    let members: Vec<(String, u32, Option<Observed>)> = host
         .specs()
         .map(|s| {
             let o = host.report(&s.name).and_then(|r| r.observed);
-            (s.name.to_string(), o.filter(Observed::fresh))
+            (
+                s.name.to_string(),
+                s.instance.bins.major,
+                o.filter(Observed::fresh),
+            )
         })
         .collect();
     // A member without a fresh observation is neither up nor leading, and has no position.
     let answers = |o: &Observed| o.local.running && !o.local.unresponsive;
-    let up: Vec<(&str, u64)> = members
+    let gauge = |f: &dyn Fn(&str, &Observed) -> Option<u64>| -> Vec<(String, u64)> {
+        members
+            .iter()
+            .filter_map(|(n, _, o)| Some((n.clone(), f(n, o.as_ref()?)?)))
+            .collect()
+    };
+    let flag = |f: &dyn Fn(&str, &Observed) -> bool| -> Vec<(String, u64)> {
+        members
+            .iter()
+            .map(|(n, _, o)| (n.clone(), u64::from(o.as_ref().is_some_and(|o| f(n, o)))))
+            .collect()
+    };
+    let families: [Family; 10] = [
+        (
+            "pgha_member_up",
+            "Whether the member's PostgreSQL answers.",
+            flag(&|_, o| answers(o)),
+        ),
+        (
+            "pgha_member_is_leader",
+            "Whether the member holds the leader lease and runs as a writable primary.",
+            flag(&|n, o| o.leads(&pgha_core::MemberName::new(n))),
+        ),
+        (
+            "pgha_member_in_recovery",
+            "Whether the member's PostgreSQL runs as a standby.",
+            flag(&|_, o| answers(o) && o.local.in_recovery),
+        ),
+        (
+            "pgha_member_streaming",
+            "Whether the member is a standby streaming from the leader.",
+            flag(&|_, o| o.streams()),
+        ),
+        (
+            "pgha_member_synchronous",
+            "Whether the member is in the synchronous set the leader published.",
+            flag(&|_, o| o.synchronous),
+        ),
+        (
+            "pgha_member_store_reachable",
+            "Whether the member's agent read the store at its last step.",
+            flag(&|_, o| o.store_reachable),
+        ),
+        (
+            "pgha_member_wal_position_bytes",
+            "WAL position (current, or received on a standby).",
+            gauge(&|_, o| answers(o).then_some(o.local.lsn.0)),
+        ),
+        (
+            "pgha_member_replay_lag_bytes",
+            "How far a standby's replay is behind the leader's last published position.",
+            gauge(&|_, o| {
+                let leader = o.leader_lsn?;
+                o.streams()
+                    .then(|| leader.0.saturating_sub(o.local.replay_lsn.0))
+            }),
+        ),
+        (
+            "pgha_member_timeline",
+            "The member's PostgreSQL timeline.",
+            gauge(&|_, o| answers(o).then_some(u64::from(o.local.timeline.0))),
+        ),
+        (
+            "pgha_member_observed_age_seconds",
+            "How long ago the member's agent last observed PostgreSQL and the store.",
+            gauge(&|_, o| Some(o.at.elapsed().as_secs())),
+        ),
+    ];
+    for (name, help, samples) in &families {
+        push_gauge(&mut out, name, help, samples);
+    }
+    let majors: Vec<(String, u64)> = members
         .iter()
-        .map(|(n, o)| (n.as_str(), u64::from(o.as_ref().is_some_and(answers))))
-        .collect();
-    let leads: Vec<(&str, u64)> = members
-        .iter()
-        .map(|(n, o)| {
-            let me = pgha_core::MemberName::new(n.as_str());
-            (
-                n.as_str(),
-                u64::from(o.as_ref().is_some_and(|o| o.leads(&me))),
-            )
-        })
-        .collect();
-    let position: Vec<(&str, u64)> = members
-        .iter()
-        .filter_map(|(n, o)| Some((n.as_str(), o.as_ref().filter(|o| answers(o))?.local.lsn.0)))
+        .map(|(n, major, _)| (n.clone(), u64::from(*major)))
         .collect();
     push_gauge(
         &mut out,
-        "pgha_member_up",
-        "Whether the member's PostgreSQL answers.",
-        &up,
+        "pgha_member_postgresql_major",
+        "The major version of the member's PostgreSQL programs.",
+        &majors,
     );
-    push_gauge(
-        &mut out,
-        "pgha_member_is_leader",
-        "Whether the member holds the leader lease and runs as a writable primary.",
-        &leads,
-    );
-    push_gauge(
-        &mut out,
-        "pgha_member_wal_position_bytes",
-        "WAL position (current, or received on a standby).",
-        &position,
-    );
+    if let Ok(view) = crate::ops::view(host.store.as_ref()).await {
+        out.push_str(&format!(
+            "# HELP pgha_cluster_paused Whether the cluster is in maintenance mode.\n\
+             # TYPE pgha_cluster_paused gauge\npgha_cluster_paused {}\n",
+            u8::from(view.config.paused)
+        ));
+    }
     prometheus(out)
 }
 
+/// One gauge family: its name, its help text, a sample per member.
+type Family = (&'static str, &'static str, Vec<(String, u64)>);
+
 /// Appends one Prometheus gauge family (HELP, TYPE, one sample per member).
-fn push_gauge(out: &mut String, name: &str, help: &str, samples: &[(&str, u64)]) {
+fn push_gauge(out: &mut String, name: &str, help: &str, samples: &[(String, u64)]) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
     for (member, value) in samples {
         out.push_str(&format!("{name}{{member=\"{member}\"}} {value}\n"));
