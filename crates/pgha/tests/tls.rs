@@ -318,14 +318,30 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
     let tls = c.root.join("tls");
     let t = tls.to_str().unwrap();
     pgha(&[
-        "tls", "proxy", "--dir", t, "--name", "db.cluster.test", "--host", "127.0.0.1",
+        "tls",
+        "proxy",
+        "--dir",
+        t,
+        "--name",
+        "db.cluster.test",
+        "--host",
+        "127.0.0.1",
     ]);
     let proxy_config = c.root.join("proxy.toml");
+    let metrics = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
     let agent_config = std::fs::read_to_string(&c.agents[0].config).unwrap();
     std::fs::write(
         &proxy_config,
         format!(
-            "{agent_config}\n[proxy.tls]\ncert_file = \"{t}/db.cluster.test.crt\"\nkey_file = \"{t}/db.cluster.test.key\"\nrequire = true\n"
+            "{}\n[proxy.tls]\ncert_file = \"{t}/db.cluster.test.crt\"\nkey_file = \"{t}/db.cluster.test.key\"\nrequire = true\n",
+            agent_config.replacen("[proxy]\n", &format!("[proxy]\nmetrics_listen = \"{metrics}\"\n"), 1)
         ),
     )
     .unwrap();
@@ -368,6 +384,17 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "a client without TLS got in");
+    // Issue 14: the standalone proxy exports its counters too.
+    let (code, text) = pgha_testkit::http("GET", &metrics, "/metrics", None, None).unwrap();
+    assert_eq!(code, 200, "{text}");
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(counter("pgha_proxy_tls_terminated_total") >= 1.0, "{text}");
+    assert!(counter("pgha_proxy_scram_by_proxy_total") >= 1.0, "{text}");
     pgha_testkit::process::stop_child(
         &mut proxy,
         nix::sys::signal::Signal::SIGTERM,

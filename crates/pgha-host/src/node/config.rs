@@ -141,6 +141,9 @@ pub struct ProxySection {
     pub rw_listen: Option<String>,
     /// Read-only listener of `pgha proxy`, e.g. "127.0.0.1:6433".
     pub ro_listen: Option<String>,
+    /// Where `pgha proxy` serves its counters for Prometheus (`GET /metrics`), e.g.
+    /// "127.0.0.1:9187"; none by default.
+    pub metrics_listen: Option<String>,
     /// The proxy terminates clients' TLS with its own certificate (`pgha tls proxy`), and
     /// reaches the members over TLS verified with `[tls] ca_file`. Without it, a client's
     /// TLS passes through to the member it is routed to.
@@ -249,6 +252,7 @@ impl NodeConfig {
         for (key, addr) in [
             ("proxy.rw_listen", &self.proxy.rw_listen),
             ("proxy.ro_listen", &self.proxy.ro_listen),
+            ("proxy.metrics_listen", &self.proxy.metrics_listen),
         ] {
             if let Some(a) = addr {
                 if a.parse::<std::net::SocketAddr>().is_err() {

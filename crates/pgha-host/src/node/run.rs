@@ -121,7 +121,21 @@ pub async fn proxy(file: &Path) -> anyhow::Result<()> {
         ..pgha_proxy::ProxyConfig::default()
     };
     let shutdown = pgha_proxy::CancellationToken::new();
-    crate::entry::start(store, config, &node.credentials(), shutdown.clone()).await?;
+    let metrics = crate::entry::start(store, config, &node.credentials(), shutdown.clone()).await?;
+    if let Some(addr) = &p.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind proxy.metrics_listen {addr} ({})", file.display()))?;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.render_prometheus();
+                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        tracing::info!("proxy metrics on http://{addr}/metrics");
+    }
     tracing::info!(
         "proxy running: read-write {:?}, read-only {:?}",
         p.rw_listen,
