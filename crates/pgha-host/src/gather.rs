@@ -122,6 +122,14 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
         status.paused = view.config.paused;
         status.synchronous = Some(sync_status(view, &status.members));
     }
+    if let Some(view) = &view {
+        for m in &mut status.members {
+            let record = view
+                .members
+                .get(&pgha_core::MemberName::new(m.name.as_str()));
+            m.upstream = record.and_then(|r| r.streaming_from.as_ref().map(|u| u.to_string()));
+        }
+    }
     let reports = host.reports();
     for m in &mut status.members {
         m.decision = reports
@@ -211,6 +219,9 @@ fn describe(
         decision: None,
         logical_slots: Vec::new(),
         pending_restart: Vec::new(),
+        server_version: None,
+        system_identifier: None,
+        upstream: None,
     };
     let state = match result {
         Ok(state) => state,
@@ -224,6 +235,9 @@ fn describe(
         }
     };
     status.timeline = state.timeline;
+    let v = state.server_version_num;
+    status.server_version = Some(format!("{}.{}", v / 10000, v % 10000));
+    status.system_identifier = Some(state.system_identifier.clone());
     if !state.in_recovery {
         status.role = Role::Primary;
         status.state = State::Running;

@@ -193,6 +193,9 @@ mod tests {
             decision: None,
             logical_slots: Vec::new(),
             pending_restart: pending.iter().map(|p| p.to_string()).collect(),
+            server_version: None,
+            system_identifier: None,
+            upstream: None,
         }
     }
 

@@ -80,6 +80,15 @@ pub struct MemberStatus {
     /// (`pg_settings.pending_restart`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_restart: Vec<String>,
+    /// PostgreSQL's version, e.g. "15.14" (when it answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// Which cluster its data directory belongs to (`pg_control_system()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// The member it streams from, as its agent published it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).

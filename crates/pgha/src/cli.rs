@@ -200,6 +200,12 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Who streams from whom, as a tree under the leader.
+        #[arg(long, conflicts_with = "json")]
+        topology: bool,
+        /// Refresh in place every SECONDS (default 2) until Ctrl-C.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
     },
     /// Planned switchover: the primary hands over to a caught-up standby, losing nothing.
     ///

@@ -4,6 +4,7 @@
 mod chaos_cmd;
 mod cli;
 mod render;
+mod topology;
 
 use std::process::ExitCode;
 
@@ -116,9 +117,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Status { at, json } => {
-            let status = at.open().await?.status().await?;
-            print_as(json, &status, render::render_table)
+        Command::Status {
+            at,
+            json,
+            topology,
+            watch,
+        } => {
+            let handle = at.open().await?;
+            let render = if topology {
+                topology::render_topology
+            } else {
+                render::render_table
+            };
+            let Some(every) = watch else {
+                return print_as(json, &handle.status().await?, render);
+            };
+            let every = std::time::Duration::from_secs_f64(every.max(0.2));
+            let mut stop = pgha_host::signals::StopSignals::install()?;
+            loop {
+                let status = handle.status().await?;
+                // Clear the screen and go home, then the same output as without --watch.
+                print!("\x1b[2J\x1b[H");
+                print_as(json, &status, render)?;
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.recv() => return Ok(()),
+                }
+            }
         }
         Command::Switchover { at, to } => {
             let handle = at.open().await?;

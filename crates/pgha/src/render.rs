@@ -40,9 +40,10 @@ pub fn render_table(status: &ClusterStatus) -> String {
         (true, false) => "",
     };
     let mut out = format!(
-        "Cluster {} — leader: {}{mode}\n",
+        "Cluster {} — leader: {}{mode}{}\n",
         status.cluster,
-        status.leader.as_deref().unwrap_or("none")
+        status.leader.as_deref().unwrap_or("none"),
+        describe_servers(status)
     );
     out.push_str(&aligned(&header, rows));
     if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
@@ -110,6 +111,42 @@ pub fn render_table(status: &ClusterStatus) -> String {
         ));
     }
     out
+}
+
+/// " — PostgreSQL 15.14, system 7312…" when the members that answer agree; a warning line
+/// naming each member's otherwise (two clusters' data, or versions mid-upgrade).
+fn describe_servers(status: &ClusterStatus) -> String {
+    let distinct = |f: fn(&pgha_host::status::MemberStatus) -> Option<&String>| {
+        let mut values: Vec<&String> = status.members.iter().filter_map(f).collect();
+        values.sort();
+        values.dedup();
+        values
+    };
+    let versions = distinct(|m| m.server_version.as_ref());
+    let systems = distinct(|m| m.system_identifier.as_ref());
+    match (versions.as_slice(), systems.as_slice()) {
+        ([], _) => String::new(),
+        ([version], [system]) => format!(" — PostgreSQL {version}, system {system}"),
+        _ => {
+            let each: Vec<String> = status
+                .members
+                .iter()
+                .filter(|m| m.server_version.is_some())
+                .map(|m| {
+                    format!(
+                        "{} {} ({})",
+                        m.name,
+                        m.server_version.as_deref().unwrap_or("?"),
+                        m.system_identifier.as_deref().unwrap_or("?")
+                    )
+                })
+                .collect();
+            format!(
+                "\nWARNING: the members differ in version or system identifier: {}",
+                each.join(", ")
+            )
+        }
+    }
 }
 
 /// One logical slot for the table: whether it follows a failover, and on a standby whether
@@ -268,48 +305,5 @@ pub fn up_summary(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use pgha_core::{EventKind, HistoryEvent, Lsn, MemberName, Timeline};
-
-    /// Issue 14: the history's columns line up whatever the members are called.
-    #[test]
-    fn history_columns_line_up_with_long_member_names() {
-        let entry = |from: &str, to: &str| HistoryEntry {
-            at: "2026-12-01T03:00:00Z".into(),
-            event: HistoryEvent {
-                kind: EventKind::Failover,
-                from: Some(MemberName::new(from)),
-                to: Some(MemberName::new(to)),
-                timeline: Timeline(12),
-                lsn: Lsn(0x3000_0000),
-                reason: "lease expired".into(),
-            },
-        };
-        let text = render_history(&[
-            entry("n1", "db_eu_west_2_replica"),
-            entry("db_eu_west_2_replica", "n1"),
-        ]);
-        let why: Vec<Option<usize>> = text
-            .lines()
-            .map(|l| l.find("WHY").or_else(|| l.find("lease expired")))
-            .collect();
-        assert_eq!(why.len(), 3, "{text}");
-        assert!(why.iter().all(|w| w.is_some() && *w == why[0]), "{text}");
-        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
-    }
-
-    #[test]
-    fn settings_print_one_per_line() {
-        let text = render_config(&ClusterConfig::default());
-        assert!(text.contains("synchronous_mode"), "{text}");
-        assert!(text.lines().all(|l| l.contains(" = ")), "{text}");
-    }
-
-    #[test]
-    fn human_bytes_reads_well() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(2048), "2.0 kB");
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
-    }
-}
+#[path = "render_tests.rs"]
+mod tests;

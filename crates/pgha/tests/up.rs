@@ -26,6 +26,21 @@ async fn three_members_replicate_and_standbys_refuse_writes() {
         assert!(m["lsn"].as_str().unwrap().contains('/'));
     }
     assert_eq!(members[1]["sync_state"], "async");
+    // Issue 14: the version and system identifier, and who streams from whom.
+    assert!(
+        members[0]["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("15."),
+        "{status}"
+    );
+    assert_eq!(members[1]["upstream"], "n1", "{status}");
+    let out = pgha(&["status", "--topology", "--dir", dir.to_str().unwrap()]);
+    let tree = pgha_testkit::succeeded("pgha status --topology", &out);
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines[0], "n1 (primary, running)", "{tree}");
+    assert!(lines[1].starts_with("├── n2 (standby, streaming"), "{tree}");
+    assert!(lines[2].starts_with("└── n3 (standby, streaming"), "{tree}");
     assert!(members[1]["lag_bytes"].is_u64());
 
     // Settings pgha owns are in effect.
@@ -333,11 +348,18 @@ async fn a_terminating_proxy_is_verified_by_its_own_name() {
     let out = psql(&plain);
     assert!(!out.status.success(), "a client without TLS got in");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.to_lowercase().contains("tls") || err.contains("SSL"), "{err}");
+    assert!(
+        err.to_lowercase().contains("tls") || err.contains("SSL"),
+        "{err}"
+    );
 
     // The mode is kept: a later `up` with another --proxy-tls is refused.
     assert_eq!(up.terminate(), Some(0), "{}", up.log());
     let out = pgha(&["up", "--dir", d, "--proxy-tls", "passthrough"]);
     assert!(!out.status.success());
-    assert!(stderr_of(&out).contains("--proxy-tls"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("--proxy-tls"),
+        "{}",
+        stderr_of(&out)
+    );
 }
