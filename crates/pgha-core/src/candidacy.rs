@@ -40,10 +40,12 @@ impl Member {
                 return Reason::WaitingForLeaderToClone;
             }
             let lsn = local.lsn;
+            let cause = "no cluster yet: it initialises one".to_string();
             return self.acquire(
                 EventKind::Bootstrap,
                 None,
                 lsn,
+                cause,
                 Reason::RacingToBootstrap,
                 plan,
             );
@@ -88,10 +90,12 @@ impl Member {
         match election::judge(&rules, self.name(), &mine, &members, give_up) {
             Verdict::Best => {
                 let from = self.last_leader.clone();
+                let cause = vacancy_cause(view, from.as_ref());
                 self.acquire(
                     EventKind::Failover,
                     from,
                     local.lsn,
+                    cause,
                     Reason::Acquiring {
                         kind: EventKind::Failover,
                     },
@@ -179,7 +183,18 @@ impl Member {
                 }
                 let from = self.last_leader.clone();
                 let lsn = obs.local.lsn;
-                Some(self.acquire_for(EventKind::ManualFailover, from, lsn, pending.revision, plan))
+                let cause = format!(
+                    "manual failover to it requested (`pgha failover --to {me}`); {}",
+                    vacancy_cause(view, from.as_ref())
+                );
+                Some(self.acquire_for(
+                    EventKind::ManualFailover,
+                    from,
+                    lsn,
+                    cause,
+                    pending.revision,
+                    plan,
+                ))
             }
             (target, _) => {
                 // Received (flushed) WAL counts: promotion replays all of it before the
@@ -199,10 +214,18 @@ impl Member {
                     Some(needed) if replayed >= needed && target.is_some() => {
                         let from = request.from.clone();
                         let lsn = obs.local.lsn;
+                        let cause = match &from {
+                            Some(old) => format!(
+                                "switchover requested: {old} handed over once it had replayed \
+                                 everything {old} wrote"
+                            ),
+                            None => "switchover requested".to_string(),
+                        };
                         Some(self.acquire_for(
                             EventKind::Switchover,
                             from,
                             lsn,
+                            cause,
                             pending.revision,
                             plan,
                         ))
@@ -222,10 +245,11 @@ impl Member {
         kind: EventKind,
         from: Option<MemberName>,
         lsn: Lsn,
+        cause: String,
         revision: u64,
         plan: &mut Plan,
     ) -> Reason {
-        let reason = self.acquire(kind, from, lsn, Reason::Acquiring { kind }, plan);
+        let reason = self.acquire(kind, from, lsn, cause, Reason::Acquiring { kind }, plan);
         if let Some(promotion) = self.promotion.as_mut() {
             promotion.switchover_revision = Some(revision);
         }
@@ -237,6 +261,7 @@ impl Member {
         kind: EventKind,
         from: Option<MemberName>,
         lsn: Lsn,
+        cause: String,
         reason: Reason,
         plan: &mut Plan,
     ) -> Reason {
@@ -245,10 +270,34 @@ impl Member {
             from,
             lsn,
             switchover_revision: None,
+            cause,
         });
         plan.push(Action::AcquireLeader {
             ttl: self.config.ttl(),
         });
         reason
+    }
+}
+
+/// Why the cluster has no leader, as the store shows the last one (for the history, in words
+/// a DBA reads): gone altogether, down, stepped down, or silent.
+pub(crate) fn vacancy_cause(view: &ClusterView, last: Option<&MemberName>) -> String {
+    let Some(last) = last else {
+        return "no leader, and this member had seen none".to_string();
+    };
+    match view.members.get(last) {
+        None => format!(
+            "{last} is gone: its lease and its member key were released or expired (stopped \
+             by `pgha stop`, its agent shut down, or its host stopped answering)"
+        ),
+        Some(r) if !r.running => format!(
+            "the lease of {last} ended with its PostgreSQL down (it crashed, or was stopped, \
+             and did not come back within primary_start_timeout_ms)"
+        ),
+        Some(r) if r.in_recovery => format!("{last} stepped down: it runs read-only"),
+        Some(_) => format!(
+            "the lease of {last} expired while it still said it was writable (its agent or its \
+             link to the store went silent; it fences itself)"
+        ),
     }
 }

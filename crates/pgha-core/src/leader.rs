@@ -48,6 +48,7 @@ impl Member {
                     from: None,
                     lsn: local.lsn,
                     switchover_revision: None,
+                    cause: "no cluster yet: it initialises one".to_string(),
                 });
                 plan.push(Action::Bootstrap);
                 return Reason::Bootstrapping;
@@ -78,9 +79,11 @@ impl Member {
             if self.config.paused && self.promotion.is_none() {
                 return Reason::Paused;
             }
-            let promotion = self.promotion.get_or_insert(Promotion {
+            let last_leader = self.last_leader.clone();
+            let promotion = self.promotion.get_or_insert_with(|| Promotion {
                 kind: EventKind::Failover,
-                from: self.last_leader.clone(),
+                cause: crate::candidacy::vacancy_cause(view, last_leader.as_ref()),
+                from: last_leader,
                 lsn: local.lsn,
                 switchover_revision: None,
             });
@@ -102,7 +105,7 @@ impl Member {
                 to: Some(self.name().clone()),
                 timeline: local.timeline,
                 lsn: promotion.lsn,
-                reason: format!("{:?} by {}", promotion.kind, self.name()),
+                reason: format!("{} took over: {}", self.name(), promotion.cause),
             }));
             if let Some(revision) = promotion.switchover_revision {
                 plan.push(Action::ClearSwitchover { revision });

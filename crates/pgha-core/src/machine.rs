@@ -47,6 +47,8 @@ pub(crate) struct Promotion {
     pub from: Option<MemberName>,
     pub lsn: Lsn,
     pub switchover_revision: Option<u64>,
+    /// Why this member takes over, in words for the history.
+    pub cause: String,
 }
 
 /// A switchover this member (as leader) is carrying out.

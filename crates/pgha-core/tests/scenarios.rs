@@ -456,6 +456,58 @@ fn synchronous_mode_promotes_only_inside_the_published_set() {
     assert!(acquires(&d3));
 }
 
+/// The winner's failover as its history records it, the last leader n1 shown in the
+/// leaderless view as `n1_record` says (absent: gone altogether).
+fn failover_event(n1_record: Option<MemberRecord>) -> HistoryEvent {
+    let mut n2 = member("n2");
+    let before = View::led_by("n1", 3, &primary(1, 5000));
+    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
+    let local = standby(1, 5000, None);
+    let mut gone = leaderless(&local, &standby(1, 10, None), None);
+    if let Some(r) = n1_record {
+        gone = gone.with("n1", r);
+    }
+    n2.step(&obs(100, local.clone(), &gone, vec![]));
+    let mine = gone.leader("n2", 11).with("n2", record(&local, Some("n2")));
+    n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
+    let promoted = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Ok(()),
+    };
+    let d = n2.step(&obs(900, primary(2, 5100), &mine, vec![promoted]));
+    d.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RecordHistory(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("history event")
+}
+
+/// Issue 14: the history says why in words a DBA reads, from what the store shows of the
+/// last leader: gone, down, or silent while still claiming to be writable.
+#[test]
+fn the_failover_says_why_the_leader_was_lost() {
+    let gone = failover_event(None);
+    assert!(
+        gone.reason.starts_with("n2 took over: n1 is gone"),
+        "{}",
+        gone.reason
+    );
+    let down = failover_event(Some(record(&stopped(primary(1, 5000)), Some("n1"))));
+    assert!(
+        down.reason.contains("with its PostgreSQL down"),
+        "{}",
+        down.reason
+    );
+    let silent = failover_event(Some(record(&primary(1, 5000), Some("n1"))));
+    assert!(
+        silent.reason.contains("still said it was writable"),
+        "{}",
+        silent.reason
+    );
+}
+
 #[test]
 fn the_winner_promotes_then_records_the_failover() {
     let mut n2 = member("n2");
