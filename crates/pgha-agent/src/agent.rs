@@ -84,6 +84,10 @@ pub struct Agent {
     pub(crate) job_rx: mpsc::UnboundedReceiver<Outcome>,
     pub(crate) upstream: Option<MemberName>,
     pub(crate) sync_applied: SyncApplied,
+    /// What PostgreSQL was at the last step, for the callbacks (`None`: not known yet), and
+    /// the role it last ran with.
+    pub(crate) callback_role: Option<Option<crate::callbacks::Role>>,
+    pub(crate) last_running_role: Option<crate::callbacks::Role>,
     /// History entries whose append failed (store down or slow), oldest first: appended again
     /// before the next decision's actions, so no decision goes unexplained.
     pub(crate) unrecorded_history: Vec<String>,
@@ -164,6 +168,8 @@ impl Agent {
             upstream: None,
             sync_applied: SyncApplied::default(),
             unrecorded_history: Vec::new(),
+            callback_role: None,
+            last_running_role: None,
             commit_level: None,
             parameters: None,
             last_reason: String::new(),
@@ -292,6 +298,7 @@ impl Agent {
             self.job_done(o);
         }
         let (obs, observed_at) = self.observe().await;
+        self.run_callbacks(&obs.local);
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
         self.update_fencing(&obs.local);
@@ -325,6 +332,29 @@ impl Agent {
             changed
         });
         decision.wake_at
+    }
+
+    /// Starts the callback a change of PostgreSQL's role since the last step calls for. The
+    /// first observation of an agent only sets the baseline (a restarted agent adopting a
+    /// running PostgreSQL calls nothing).
+    fn run_callbacks(&mut self, local: &pgha_core::LocalPg) {
+        let now = crate::callbacks::running_role(local);
+        let last_role = self.last_running_role;
+        self.last_running_role = now.or(last_role);
+        let Some(before) = self.callback_role.replace(now) else {
+            return;
+        };
+        let callbacks = &self.spec.callbacks;
+        for call in callbacks.due(before, now, last_role) {
+            crate::callbacks::spawn(
+                call,
+                self.spec.cluster.clone(),
+                self.spec.name.to_string(),
+                self.spec.instance.run_as.clone(),
+                self.spec.instance.member_dir.clone(),
+                callbacks.timeout(),
+            );
+        }
     }
 
     /// The bound of one store call: half the safety margin (so a hung call cannot carry the

@@ -4,6 +4,7 @@
 
 mod action_error;
 pub mod agent;
+pub mod callbacks;
 mod execute;
 pub mod failsafe;
 pub mod fence;

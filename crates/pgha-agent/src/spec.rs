@@ -38,6 +38,9 @@ pub struct NodeSpec {
     pub tls: Option<MemberTls>,
     /// The members' APIs speak HTTPS (verified against the cluster CA of `tls`).
     pub api_https: bool,
+    /// Scripts run on role changes, and the cluster name they are given.
+    pub callbacks: crate::callbacks::Callbacks,
+    pub cluster: String,
 }
 
 impl NodeSpec {

@@ -31,6 +31,8 @@ fn spec(dir: &std::path::Path) -> NodeSpec {
         tags: Tags::default(),
         tls: None,
         api_https: false,
+        callbacks: Default::default(),
+        cluster: "c".into(),
     }
 }
 

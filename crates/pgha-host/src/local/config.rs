@@ -39,6 +39,14 @@ pub struct Config {
     pub cluster: ClusterSection,
     #[serde(default)]
     pub postgresql: PostgresSection,
+    /// Scripts run on every member's role changes (`on_start`, `on_stop`, `on_role_change`,
+    /// `timeout_s`); each gets `ACTION ROLE CLUSTER MEMBER`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub callbacks: pgha_agent::callbacks::Callbacks,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,6 +219,7 @@ impl Config {
                 proxy_tls: ProxyTlsMode::Terminate,
             },
             postgresql: PostgresSection::default(),
+            callbacks: Default::default(),
         }
     }
 
@@ -241,6 +250,9 @@ impl Config {
             key: key.into(),
             reason,
         };
+        self.callbacks
+            .check()
+            .map_err(|e| bad(e.key, e.to_string()))?;
         let c = &self.cluster;
         if c.name.is_empty()
             || !c

@@ -258,6 +258,8 @@ impl LocalCluster {
                 hba: self.hba(),
                 tags: Tags::default(),
                 api_https: false,
+                callbacks: self.config.callbacks.clone(),
+                cluster: self.config.cluster.name.clone(),
                 tls: self.tls.as_ref().map(|client| {
                     CaDir::new(self.dir.join(TLS_DIR)).member(&member.instance.member_dir, client)
                 }),

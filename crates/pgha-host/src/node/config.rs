@@ -25,6 +25,10 @@ pub struct NodeConfig {
     pub proxy: ProxySection,
     #[serde(default)]
     pub watchdog: WatchdogSection,
+    /// Scripts run on this member's role changes (`on_start`, `on_stop`, `on_role_change`,
+    /// `timeout_s`); each gets `ACTION ROLE CLUSTER MEMBER`.
+    #[serde(default)]
+    pub callbacks: pgha_agent::callbacks::Callbacks,
     /// TLS for PostgreSQL: this member's certificate and the cluster CA (`pgha tls` makes
     /// them). Required unless `insecure_no_tls = true`.
     pub tls: Option<TlsSection>,
@@ -288,6 +292,9 @@ impl NodeConfig {
                     .into(),
             ));
         }
+        self.callbacks
+            .check()
+            .map_err(|e| bad(e.key, e.to_string()))?;
         self.postgresql.validate(file)?;
         self.initial_dynamic()
             .map_err(|reason| bad("dynamic", reason.to_string()))?;

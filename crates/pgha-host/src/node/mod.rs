@@ -208,6 +208,8 @@ impl Node {
             ),
             tls: None,
             api_https: false,
+            callbacks: c.callbacks.clone(),
+            cluster: c.cluster.name.clone(),
             tags: Tags {
                 nofailover: c.member.nofailover,
                 nosync: c.member.nosync,
