@@ -14,12 +14,18 @@ pub fn write_candidate(view: &ClusterView) -> Option<&MemberName> {
 }
 
 /// Who may take read-only sessions: every other member whose record says it runs in
-/// recovery (the prober measures their lag; the proxy applies its bound).
+/// recovery, unless tagged `noloadbalance` (the prober measures their lag; the proxy applies
+/// its bound).
 pub fn read_candidates(view: &ClusterView) -> Vec<&MemberName> {
     let holder = view.leader.as_ref().map(|l| &l.holder);
     view.members
         .iter()
-        .filter(|(name, record)| Some(*name) != holder && record.running && record.in_recovery)
+        .filter(|(name, record)| {
+            Some(*name) != holder
+                && record.running
+                && record.in_recovery
+                && !record.tags.noloadbalance
+        })
         .map(|(name, _)| name)
         .collect()
 }
@@ -69,6 +75,20 @@ mod tests {
         // A writable member without the lease (an old primary not yet fenced) gets nothing.
         let leaderless = view(None, &[("n1", true, false), ("n2", true, true)]);
         assert_eq!(write_candidate(&leaderless), None);
+    }
+
+    #[test]
+    fn a_noloadbalance_standby_takes_no_reads() {
+        let mut v = view(
+            Some("n1"),
+            &[("n1", true, false), ("n2", true, true), ("n3", true, true)],
+        );
+        v.members
+            .get_mut(&MemberName::from("n3"))
+            .unwrap()
+            .tags
+            .noloadbalance = true;
+        assert_eq!(read_candidates(&v), vec![&MemberName::from("n2")]);
     }
 
     #[test]

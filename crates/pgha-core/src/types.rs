@@ -178,6 +178,9 @@ pub struct Tags {
     pub nosync: bool,
     /// Higher wins among equally advanced candidates (and for synchronous standby order).
     pub priority: u32,
+    /// Never route read-only sessions here (the read-only entry point and `/replica` leave
+    /// this member out): a standby kept for backups, reports or failover only.
+    pub noloadbalance: bool,
 }
 
 impl Default for Tags {
@@ -186,6 +189,7 @@ impl Default for Tags {
             nofailover: false,
             nosync: false,
             priority: 1,
+            noloadbalance: false,
         }
     }
 }

@@ -150,12 +150,22 @@ fn standby_check(
     })
 }
 
-/// 200 on a streaming standby; `?lag=SIZE` also bounds its replay lag.
+/// Whether member `me` of this host takes read-only sessions (not tagged `noloadbalance`).
+fn balances(host: &Host, q: &HashMap<String, String>) -> bool {
+    member(host, q)
+        .ok()
+        .and_then(|m| host.spec(m.as_str()).ok().map(|s| !s.tags.noloadbalance))
+        .unwrap_or(true)
+}
+
+/// 200 on a streaming standby that takes read-only sessions (not tagged `noloadbalance`);
+/// `?lag=SIZE` also bounds its replay lag.
 pub async fn replica(
     State(host): State<Arc<Host>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    standby_check(&host, &q, |_| true)
+    let balances = balances(&host, &q);
+    standby_check(&host, &q, |_| balances)
 }
 
 /// 200 on a streaming standby in the synchronous set the leader published: commits wait for
@@ -190,7 +200,8 @@ pub async fn read_only(
         .and_then(|m| observed(&host, &m).map(|o| o.leads(&m)))
         .unwrap_or(false);
     if !leads {
-        return standby_check(&host, &q, |_| true);
+        let balances = balances(&host, &q);
+        return standby_check(&host, &q, |_| balances);
     }
     answer(&host, &q, |me, o| {
         let body = json!({ "member": me, "role": "primary", "observed_ms_ago": age_ms(o) });

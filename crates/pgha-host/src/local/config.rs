@@ -43,6 +43,10 @@ pub struct Config {
     /// `timeout_s`); each gets `ACTION ROLE CLUSTER MEMBER`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub callbacks: pgha_agent::callbacks::Callbacks,
+    /// Tags of single members, e.g. `[tags.n3]` with `nofailover = true`,
+    /// `noloadbalance = true`, `nosync = true` or `priority = 2`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, pgha_core::Tags>,
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
@@ -220,6 +224,7 @@ impl Config {
             },
             postgresql: PostgresSection::default(),
             callbacks: Default::default(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -253,6 +258,13 @@ impl Config {
         self.callbacks
             .check()
             .map_err(|e| bad(e.key, e.to_string()))?;
+        let names = self.member_names();
+        if let Some(unknown) = self.tags.keys().find(|n| !names.contains(n)) {
+            return Err(bad(
+                &format!("tags.{unknown}"),
+                format!("no such member; members are {}", names.join(", ")),
+            ));
+        }
         let c = &self.cluster;
         if c.name.is_empty()
             || !c

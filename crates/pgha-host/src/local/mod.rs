@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use pgha_agent::NodeSpec;
-use pgha_core::{MemberName, Tags};
+use pgha_core::MemberName;
 use pgha_pg::ca_dir::{CaDir, MemberToIssue};
 use pgha_pg::conf::render_hba;
 use pgha_pg::probe::Credentials;
@@ -256,7 +256,12 @@ impl LocalCluster {
                 cluster_size: self.members.len(),
                 parameters: self.config.parameters(),
                 hba: self.hba(),
-                tags: Tags::default(),
+                tags: self
+                    .config
+                    .tags
+                    .get(&member.name)
+                    .cloned()
+                    .unwrap_or_default(),
                 api_https: false,
                 callbacks: self.config.callbacks.clone(),
                 cluster: self.config.cluster.name.clone(),

@@ -88,6 +88,9 @@ pub struct MemberSection {
     pub nosync: bool,
     #[serde(default)]
     pub priority: u32,
+    /// Never route read-only sessions to this member.
+    #[serde(default)]
+    pub noloadbalance: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

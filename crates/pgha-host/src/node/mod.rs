@@ -214,6 +214,7 @@ impl Node {
                 nofailover: c.member.nofailover,
                 nosync: c.member.nosync,
                 priority: c.member.priority,
+                noloadbalance: c.member.noloadbalance,
             },
         })
     }
