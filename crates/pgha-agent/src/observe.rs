@@ -27,7 +27,8 @@ impl Agent {
             .max(Duration::from_millis(50));
         let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
             Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
-                Ok(view) => {
+                Ok(mut view) => {
+                    hide_until_due(&mut view, unix_now());
                     self.view = Some(view.clone());
                     StoreView::Up(Box::new(view))
                 }
@@ -218,5 +219,53 @@ impl Agent {
                 }
             }
         }
+    }
+}
+
+/// A switchover scheduled for later (`at`) is not shown to the core until that instant: the
+/// core has no wall clock, and until then the cluster runs as if nobody had asked.
+fn hide_until_due(view: &mut pgha_core::ClusterView, now_unix: u64) {
+    if view
+        .switchover
+        .as_ref()
+        .and_then(|p| p.request.at)
+        .is_some_and(|at| at > now_unix)
+    {
+        view.switchover = None;
+    }
+}
+
+/// Seconds since the Unix epoch on the wall clock (what a scheduled switchover names).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_until_due;
+    use pgha_core::{ClusterView, PendingSwitchover, RequestKind, SwitchoverRequest};
+
+    #[test]
+    fn a_scheduled_switchover_is_hidden_until_its_instant() {
+        let mut view = ClusterView {
+            switchover: Some(PendingSwitchover {
+                request: SwitchoverRequest {
+                    from: None,
+                    to: None,
+                    kind: RequestKind::Switchover,
+                    at: Some(1000),
+                },
+                revision: 7,
+            }),
+            ..ClusterView::default()
+        };
+        let mut early = view.clone();
+        hide_until_due(&mut early, 999);
+        assert!(early.switchover.is_none());
+        hide_until_due(&mut view, 1000);
+        assert!(view.switchover.is_some());
     }
 }

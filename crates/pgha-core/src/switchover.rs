@@ -14,6 +14,10 @@ pub struct SwitchoverRequest {
     /// The member to promote; `None` lets the core pick the best candidate.
     pub to: Option<MemberName>,
     pub kind: RequestKind,
+    /// A scheduled switchover: not before this instant (Unix seconds, UTC). The core has no
+    /// wall clock: the agent shows it a request only once that instant has passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 /// Planned switchover or manual failover.

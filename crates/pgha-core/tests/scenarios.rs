@@ -133,6 +133,7 @@ impl View {
                 from: Some(name(from)),
                 to: to.map(name),
                 kind: RequestKind::Switchover,
+                at: None,
             },
             revision,
         });
@@ -663,6 +664,7 @@ fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
                 force: false,
                 allow_data_loss: false,
             },
+            at: None,
         },
         revision: 9,
     });
@@ -1251,6 +1253,7 @@ fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
         from: Some(name("n1")),
         to: Some(name("n2")),
         kind: RequestKind::Switchover,
+        at: None,
     };
     assert_eq!(
         switchover::check(&view.0, Lsn(20 << 20), &switchover),
@@ -1272,6 +1275,7 @@ fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
         from: None,
         to: Some(name("n2")),
         kind: RequestKind::Switchover,
+        at: None,
     };
     let refused = switchover::check(&leaderless.0, Lsn(0), &planned).unwrap_err();
     assert_eq!(

@@ -150,6 +150,16 @@ impl Client {
         to: Option<String>,
         kind: RequestKind,
     ) -> Result<String, ClientError> {
+        self.request_promotion_at(to, kind, None).await
+    }
+
+    /// Like [`Client::request_promotion`], not before `at` (Unix seconds) when given.
+    pub async fn request_promotion_at(
+        &self,
+        to: Option<String>,
+        kind: RequestKind,
+        at: Option<u64>,
+    ) -> Result<String, ClientError> {
         let (path, force, allow_data_loss) = match kind {
             RequestKind::Switchover => ("/switchover", false, false),
             RequestKind::Failover {
@@ -161,6 +171,7 @@ impl Client {
             to,
             force,
             allow_data_loss,
+            at,
             ..Default::default()
         };
         let answer: Promoting = self.post(path, &body).await?;

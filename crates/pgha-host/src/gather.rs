@@ -60,6 +60,7 @@ pub async fn gather_targets(
         .collect();
     ClusterStatus {
         cluster: cluster_name.to_string(),
+        switchover: None,
         leader: primary.map(|(t, _)| t.name.clone()),
         managed: false,
         paused: false,
@@ -120,6 +121,7 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
             }
         }
         status.paused = view.config.paused;
+        status.switchover = view.switchover.as_ref().map(|p| p.request.clone());
         status.synchronous = Some(sync_status(view, &status.members));
     }
     if let Some(view) = &view {

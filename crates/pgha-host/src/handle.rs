@@ -191,6 +191,25 @@ impl ClusterHandle {
         })
     }
 
+    /// Schedules a switchover (`to` optional) for `at` (Unix seconds); answers the member
+    /// the cluster would promote now. It runs when the leader's agent sees the instant pass.
+    pub async fn schedule_switchover(&self, to: Option<String>, at: u64) -> anyhow::Result<String> {
+        self.client
+            .request_promotion_at(to, RequestKind::Switchover, Some(at))
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    /// Withdraws the pending or scheduled switchover or failover; what it asked, if any.
+    pub async fn cancel_switchover(&self) -> anyhow::Result<Option<pgha_core::SwitchoverRequest>> {
+        let answer: crate::api::control::Cancelled = self
+            .client
+            .post("/switchover/cancel", &())
+            .await
+            .map_err(|e| self.explain(e))?;
+        Ok(answer.cancelled)
+    }
+
     /// Maintenance mode on or off.
     pub async fn pause(&self, paused: bool) -> anyhow::Result<()> {
         let path = if paused { "/pause" } else { "/resume" };

@@ -69,6 +69,15 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Resul
     Ok(target.to_string())
 }
 
+/// Deletes the pending switchover or failover request, if any; answers what it asked.
+pub async fn cancel_request(store: &dyn Store) -> Result<Option<SwitchoverRequest>, OpError> {
+    let pending = view(store).await?.switchover;
+    if pending.is_some() {
+        store.delete(Key::Switchover, Guard::Any).await?;
+    }
+    Ok(pending.map(|p| p.request))
+}
+
 /// Changes the dynamic config with compare-and-set, retrying if it moved meanwhile.
 pub async fn update_config(
     store: &dyn Store,

@@ -202,6 +202,7 @@ mod tests {
     fn cluster(members: Vec<MemberStatus>) -> ClusterStatus {
         ClusterStatus {
             cluster: "c".into(),
+            switchover: None,
             leader: Some("n2".into()),
             managed: true,
             paused: false,

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterStatus {
     pub cluster: String,
+    /// A switchover or failover asked for and not yet done (scheduled ones carry `at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<pgha_core::SwitchoverRequest>,
     /// The member holding the leader lease (while `pgha up` runs), else the member acting as
     /// primary; null when there is none.
     pub leader: Option<String>,

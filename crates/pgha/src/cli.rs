@@ -218,6 +218,13 @@ pub enum Command {
         /// Member to promote (default: the best candidate).
         #[arg(long)]
         to: Option<String>,
+        /// Schedule it instead: an instant (RFC 3339, e.g. 2026-12-01T03:00:00Z) or a delay
+        /// from now (+30m, +2h). Shown in `pgha status` until it runs.
+        #[arg(long = "at", value_name = "WHEN", conflicts_with = "cancel")]
+        when: Option<String>,
+        /// Withdraw a scheduled (or pending) switchover or failover.
+        #[arg(long, conflicts_with = "to")]
+        cancel: bool,
     },
     /// Manual failover: promote a standby now, even when the primary is unhealthy.
     Failover {

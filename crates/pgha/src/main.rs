@@ -145,9 +145,38 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Switchover { at, to } => {
+        Command::Switchover {
+            at,
+            to,
+            when,
+            cancel,
+        } => {
             let handle = at.open().await?;
-            promote(&handle, to, pgha_core::RequestKind::Switchover).await
+            if cancel {
+                match handle.cancel_switchover().await? {
+                    Some(r) => println!(
+                        "withdrew the {} to {}",
+                        if r.kind == pgha_core::RequestKind::Switchover {
+                            "switchover"
+                        } else {
+                            "failover"
+                        },
+                        r.to.map_or("the best candidate".to_string(), |t| t.to_string())
+                    ),
+                    None => println!("no switchover or failover was pending"),
+                }
+                return Ok(());
+            }
+            let Some(when) = when else {
+                return promote(&handle, to, pgha_core::RequestKind::Switchover).await;
+            };
+            let at = render::parse_when(&when)?;
+            let target = handle.schedule_switchover(to, at).await?;
+            println!(
+                "switchover to {target} scheduled for {} (`pgha switchover --cancel` withdraws it)",
+                render::utc(at)
+            );
+            Ok(())
         }
         Command::Failover {
             at,

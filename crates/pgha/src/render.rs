@@ -46,6 +46,18 @@ pub fn render_table(status: &ClusterStatus) -> String {
         describe_servers(status)
     );
     out.push_str(&aligned(&header, rows));
+    if let Some(r) = &status.switchover {
+        let to =
+            r.to.as_ref()
+                .map_or("the best candidate".to_string(), |t| t.to_string());
+        match r.at {
+            Some(at) => out.push_str(&format!(
+                "Switchover to {to} scheduled for {} (`pgha switchover --cancel` withdraws it)\n",
+                utc(at)
+            )),
+            None => out.push_str(&format!("Promotion of {to} requested, in progress\n")),
+        }
+    }
     if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
         out.push_str(&format!(
             "Synchronous: {} ({} {}, synchronous_commit={}), set [{}]\n",
@@ -307,3 +319,28 @@ pub fn up_summary(
 #[cfg(test)]
 #[path = "render_tests.rs"]
 mod tests;
+
+/// `secs` since the Unix epoch as RFC 3339, UTC.
+pub fn utc(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .to_string()
+}
+
+/// Why a `--at` instant was not read.
+#[derive(Debug, thiserror::Error)]
+#[error("--at {0:?}: expected an instant such as 2026-12-01T03:00:00Z, or a delay such as +30m")]
+pub struct BadWhen(String);
+
+/// A `--at` instant as Unix seconds: RFC 3339, or `+DELAY` from now (humantime: 30m, 2h).
+pub fn parse_when(text: &str) -> Result<u64, BadWhen> {
+    let bad = || BadWhen(text.to_string());
+    let at = match text.strip_prefix('+') {
+        Some(delay) => {
+            std::time::SystemTime::now() + humantime::parse_duration(delay).map_err(|_| bad())?
+        }
+        None => humantime::parse_rfc3339_weak(text).map_err(|_| bad())?,
+    };
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .map_err(|_| bad())
+}

@@ -60,6 +60,7 @@ fn cascade() -> ClusterStatus {
     };
     ClusterStatus {
         cluster: "c".into(),
+        switchover: None,
         leader: Some("n1".into()),
         managed: true,
         paused: false,
@@ -123,4 +124,19 @@ fn human_bytes_reads_well() {
     assert_eq!(human_bytes(0), "0 B");
     assert_eq!(human_bytes(2048), "2.0 kB");
     assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
+}
+
+/// Issue 14: `pgha switchover --at` reads instants and delays, and refuses the rest.
+#[test]
+fn scheduled_instants_are_read_or_refused() {
+    assert_eq!(parse_when("2026-12-01T03:00:00Z").unwrap(), 1_796_094_000);
+    assert_eq!(utc(1_796_094_000), "2026-12-01T03:00:00Z");
+    let soon = parse_when("+30m").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 1799..=now + 1801).contains(&soon), "{soon} vs {now}");
+    assert!(parse_when("tomorrow").is_err());
+    assert!(parse_when("+soon").is_err());
 }

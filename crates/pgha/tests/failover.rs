@@ -513,3 +513,40 @@ async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
     assert_eq!(rows, 20);
     assert!(!marker.exists(), "n3 was not re-cloned");
 }
+
+/// Issue 14: a scheduled switchover waits for its instant (shown in `pgha status` until then),
+/// then hands over like any switchover; one scheduled for later can be withdrawn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
+    let c = start_with_rows("before").await;
+    let out = c.ok("switchover", &["--to", "n2", "--at", "+4s"]);
+    assert!(out.contains("scheduled for"), "{out}");
+    let table = c.ok("status", &[]);
+    assert!(table.contains("Switchover to n2 scheduled for"), "{table}");
+    let status = c.up.status().unwrap();
+    assert_eq!(status["leader"], "n1", "it ran before its time: {status}");
+    c.wait_status("n2 leading", CONVERGE, |s| {
+        (s["leader"] == "n2").then_some(())
+    });
+    let history = c.history();
+    assert_eq!(
+        events(&history, "switchover"),
+        [("n1".to_string(), "n2".to_string())],
+        "{history:#?}"
+    );
+    let table = c.ok("status", &[]);
+    assert!(!table.contains("scheduled"), "{table}");
+
+    let out = c.ok("switchover", &["--to", "n1", "--at", "+1h"]);
+    assert!(out.contains("scheduled for"), "{out}");
+    let out = c.ok("switchover", &["--cancel"]);
+    assert!(out.contains("withdrew the switchover to n1"), "{out}");
+    let status = c.up.status().unwrap();
+    assert!(status.get("switchover").is_none(), "{status}");
+    let refused = c.run("switchover", &["--at", "next tuesday"]);
+    assert!(
+        stderr_of(&refused).contains("--at"),
+        "{}",
+        stderr_of(&refused)
+    );
+}

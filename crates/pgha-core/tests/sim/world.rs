@@ -409,6 +409,7 @@ impl World {
                 from: Some(self.nodes[leader].name.clone()),
                 to,
                 kind: RequestKind::Switchover,
+                at: None,
             },
             revision: self.store.revision,
         });

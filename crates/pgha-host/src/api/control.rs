@@ -25,6 +25,9 @@ pub struct PromoteRequest {
     pub force: bool,
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// A scheduled switchover: not before this instant (Unix seconds, UTC).
+    #[serde(default)]
+    pub at: Option<u64>,
 }
 
 impl PromoteRequest {
@@ -34,6 +37,7 @@ impl PromoteRequest {
             from: self.from.as_deref().map(MemberName::new),
             to: self.to.as_deref().map(MemberName::new),
             kind,
+            at: self.at,
         }
     }
 }
@@ -92,6 +96,18 @@ pub async fn failover(
 async fn promote(host: &Host, body: &PromoteRequest, kind: RequestKind) -> Answer<Promoting> {
     let target = ops::request(host.store.as_ref(), body.to_request(kind)).await?;
     Ok(Json(Promoting { target }))
+}
+
+/// Answer of POST /switchover/cancel: the request that was pending, if one was.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cancelled {
+    pub cancelled: Option<SwitchoverRequest>,
+}
+
+/// Withdraws a pending (or scheduled) switchover or failover request.
+pub async fn cancel_switchover(State(host): State<Arc<Host>>) -> Answer<Cancelled> {
+    let cancelled = ops::cancel_request(host.store.as_ref()).await?;
+    Ok(Json(Cancelled { cancelled }))
 }
 
 pub async fn pause(State(host): State<Arc<Host>>) -> Answer<ClusterConfig> {

@@ -124,6 +124,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/metrics", get(read::metrics))
         .route("/config", get(read::config).post(control::set_config))
         .route("/switchover", post(control::switchover))
+        .route("/switchover/cancel", post(control::cancel_switchover))
         .route("/failover", post(control::failover))
         .route("/pause", post(control::pause))
         .route("/resume", post(control::resume))
