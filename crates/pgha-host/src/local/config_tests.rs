@@ -1,0 +1,79 @@
+//! Unit tests of pgha.toml: loading, defaults and the errors that name the key.
+
+use super::*;
+
+fn load_text(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_FILE);
+    std::fs::write(&file, text).unwrap();
+    Config::load(&file)
+}
+
+#[test]
+fn round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(CONFIG_FILE);
+    let mut config = Config::new("demo", 3, 54320);
+    config
+        .postgresql
+        .parameters
+        .insert("shared_buffers".into(), toml::Value::String("16MB".into()));
+    config
+        .postgresql
+        .parameters
+        .insert("max_connections".into(), toml::Value::Integer(50));
+    config.save(&file).unwrap();
+    let loaded = Config::load(&file).unwrap();
+    assert_eq!(loaded, config);
+    assert_eq!(loaded.parameters()["max_connections"], "50");
+    assert_eq!(loaded.member_port(1), 54331);
+}
+
+#[test]
+fn errors_name_the_key_and_file() {
+    let error = |text: &str| load_text(text).unwrap_err().to_string();
+    let cluster = "[cluster]\nname = \"x\"\nbase_port = 6000\n";
+    let err = error(&format!("{cluster}members = \"three\"\n"));
+    assert!(
+        err.contains("pgha.toml") && err.contains("members"),
+        "{err}"
+    );
+    let params = |p: &str| format!("{cluster}members = 3\n[postgresql.parameters]\n{p}\n");
+    let err = error(&params("max_wal_senders = 3"));
+    assert!(
+        err.contains("postgresql.parameters.max_wal_senders") && err.contains("managed by pgha"),
+        "{err}"
+    );
+    // wal_level is the one owned setting a user may change, to logical only.
+    let err = error(&params("wal_level = \"minimal\""));
+    assert!(
+        err.contains("postgresql.parameters.wal_level") && err.contains("`logical`"),
+        "{err}"
+    );
+    assert!(load_text(&params("wal_level = \"logical\"")).is_ok());
+    let err = error(&format!("{cluster}members = 0\n"));
+    assert!(err.contains("cluster.members"), "{err}");
+    let err = error(&format!("{cluster}members = 3\ncolour = 1\n"));
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn param_flags() {
+    assert_eq!(parse_param_flag("work_mem=8MB").unwrap().0, "work_mem");
+    assert!(parse_param_flag("work_mem").is_err());
+    use pgha_pg::conf::ParameterRefused;
+    let refused = |flag: &str| match parse_param_flag(flag) {
+        Err(ParamFlagError::Refused { refused, .. }) => refused,
+        other => panic!("{flag:?}: {other:?}"),
+    };
+    assert_eq!(refused("port=5"), ParameterRefused::Owned("port".into()));
+    // Issue 11: no second line smuggled into postgresql.conf, no include directive.
+    assert_eq!(
+        refused("work_mem=8MB\nssl=off"),
+        ParameterRefused::ControlCharacter('\n')
+    );
+    assert_eq!(
+        refused("include=/etc/x.conf"),
+        ParameterRefused::Owned("include".into())
+    );
+}

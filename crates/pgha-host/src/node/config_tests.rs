@@ -1,0 +1,93 @@
+//! Unit tests of the node config file: loading, defaults and the errors that name the key.
+
+use super::*;
+
+const GOOD: &str = r#"
+insecure_no_tls = true
+[cluster]
+name = "prod"
+[etcd]
+endpoints = ["http://127.0.0.1:2379"]
+[member]
+name = "node1"
+dir = "/var/lib/pgha/node1"
+host = "127.0.0.1"
+port = 5432
+api = "127.0.0.1:8008"
+[secrets]
+file = "/etc/pgha/secrets.toml"
+[dynamic]
+ttl_ms = 3000
+safety_margin_ms = 1000
+loop_wait_ms = 500
+"#;
+
+fn load(text: &str) -> Result<NodeConfig, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("node.toml");
+    std::fs::write(&file, text).unwrap();
+    NodeConfig::load(&file)
+}
+
+/// The node config the README shows is one pgha loads as it stands.
+#[test]
+fn the_readme_example_loads() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("## Distributed mode")
+        .nth(1)
+        .expect("README has a Distributed mode section");
+    let example = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in the Distributed mode section");
+    let config = load(example).unwrap_or_else(|e| panic!("README example: {e}"));
+    assert_eq!(config.member.name, "node1");
+    assert_eq!(config.initial_dynamic().unwrap().ttl_ms, 10_000);
+}
+
+#[test]
+fn loads_and_names_bad_keys() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.initial_dynamic().unwrap().ttl_ms, 3000);
+    assert_eq!(c.replication_hosts(), ["127.0.0.1"]);
+    let err = load(&GOOD.replace("port = 5432", "port = \"x\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("node.toml") && err.contains("port"), "{err}");
+    let err = load(&GOOD.replace("ttl_ms = 3000", "ttl_ms = 10"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ttl_ms"), "{err}");
+    let err = load(&GOOD.replace("name = \"node1\"", "name = \"Node 1\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("member.name"), "{err}");
+    // Issue 11: replication_from reaches pg_hba.conf only as addresses.
+    let with_from = |from: &str| {
+        load(&format!("replication_from = [{from:?}]\n{GOOD}")).map_err(|e| e.to_string())
+    };
+    assert!(with_from("10.0.0.0/24").is_ok());
+    let err = with_from("0.0.0.0/0 trust\nhost all all 0.0.0.0/0").unwrap_err();
+    assert!(err.contains("replication_from[0]"), "{err}");
+    assert!(with_from("all").is_err());
+    // TLS is required unless refused in so many words, and not both.
+    let err = load(&GOOD.replace("insecure_no_tls = true\n", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`tls`") && err.contains("insecure_no_tls"),
+        "{err}"
+    );
+    // A terminating proxy needs the cluster CA to verify the members.
+    let proxy_tls = "\n[proxy.tls]\ncert_file = \"/p.crt\"\nkey_file = \"/p.key\"\n";
+    let err = load(&format!("{GOOD}{proxy_tls}")).unwrap_err().to_string();
+    assert!(err.contains("proxy.tls") && err.contains("[tls]"), "{err}");
+    let with_tls =
+        "\n[tls]\nca_file = \"/ca.crt\"\ncert_file = \"/n.crt\"\nkey_file = \"/n.key\"\n";
+    let secure = GOOD.replace("insecure_no_tls = true\n", "");
+    assert!(load(&format!("{secure}{with_tls}{proxy_tls}")).is_ok());
+    let err = load(&format!("{GOOD}{with_tls}")).unwrap_err().to_string();
+    assert!(err.contains("insecure_no_tls"), "{err}");
+}
