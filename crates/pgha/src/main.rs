@@ -52,47 +52,12 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Up {
-            dir,
-            members,
-            port,
-            params,
-            pg_bin_dir,
-            os_user,
-            proxy_tls,
-            synchronous_mode,
-            synchronous_count,
-            synchronous_method,
-            synchronous_commit,
-        } => {
-            let mut settings = Vec::new();
-            for (key, value) in [
-                ("synchronous_mode", synchronous_mode),
-                (
-                    "synchronous_count",
-                    synchronous_count.map(|c| c.to_string()),
-                ),
-                ("synchronous_method", synchronous_method),
-                ("synchronous_commit", synchronous_commit),
-            ] {
-                if let Some(value) = value {
-                    settings.push((key.to_string(), value));
-                }
-            }
-            let dir_arg = dir.clone();
-            up::run(
-                up::UpArgs {
-                    dir,
-                    members,
-                    port,
-                    params,
-                    pg_bin_dir,
-                    os_user,
-                    proxy_tls: proxy_tls.map(|t| t.parse()).transpose()?,
-                    settings,
-                },
-                |cluster, primary| print!("{}", render::up_summary(cluster, primary, &dir_arg)),
-            )
+        Command::Up(flags) => {
+            let args = flags.into_args()?;
+            let dir_arg = args.dir.clone();
+            up::run(args, |cluster, primary| {
+                print!("{}", render::up_summary(cluster, primary, &dir_arg))
+            })
             .await
         }
         Command::Agent { config } => pgha_host::node::run::agent(&config).await,
