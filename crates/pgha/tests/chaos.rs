@@ -420,7 +420,7 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
     let f = &j["faults"][0];
     assert_eq!(
         (f["kind"].as_str(), f["victim"].as_str()),
-        (Some("pause-agent"), Some("node1"))
+        (Some("pause-agent"), Some(original.as_str()))
     );
     let paused_for = f["recovery_ms"].as_f64().unwrap();
     assert!(
