@@ -130,6 +130,7 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
                 .members
                 .get(&pgha_core::MemberName::new(m.name.as_str()));
             m.upstream = record.and_then(|r| r.streaming_from.as_ref().map(|u| u.to_string()));
+            m.tags = record.map(|r| r.tags.clone());
         }
     }
     let reports = host.reports();
@@ -224,6 +225,7 @@ fn describe(
         server_version: None,
         system_identifier: None,
         upstream: None,
+        tags: None,
     };
     let state = match result {
         Ok(state) => state,

@@ -196,6 +196,7 @@ mod tests {
             server_version: None,
             system_identifier: None,
             upstream: None,
+            tags: None,
         }
     }
 

@@ -92,6 +92,9 @@ pub struct MemberStatus {
     /// The member it streams from, as its agent published it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// Its tags (nofailover, nosync, priority, noloadbalance), as its agent published them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<pgha_core::Tags>,
 }
 
 /// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).

@@ -98,6 +98,15 @@ pub fn render_table(status: &ClusterStatus) -> String {
             out.push_str(&format!("  {}: {}\n", m.name, d));
         }
     }
+    let tagged: Vec<String> = status
+        .members
+        .iter()
+        .filter_map(|m| Some((m, describe_tags(m.tags.as_ref()?)?)))
+        .map(|(m, tags)| format!("{} {tags}", m.name))
+        .collect();
+    if !tagged.is_empty() {
+        out.push_str(&format!("Tags: {}\n", tagged.join("; ")));
+    }
     for m in status
         .members
         .iter()
@@ -343,4 +352,23 @@ pub fn parse_when(text: &str) -> Result<u64, BadWhen> {
     at.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .map_err(|_| bad())
+}
+
+/// A member's tags that differ from the defaults, e.g. "nofailover, noloadbalance, priority 2".
+fn describe_tags(tags: &pgha_core::Tags) -> Option<String> {
+    let default = pgha_core::Tags::default();
+    let mut words = Vec::new();
+    for (set, word) in [
+        (tags.nofailover, "nofailover"),
+        (tags.nosync, "nosync"),
+        (tags.noloadbalance, "noloadbalance"),
+    ] {
+        if set {
+            words.push(word.to_string());
+        }
+    }
+    if tags.priority != default.priority {
+        words.push(format!("priority {}", tags.priority));
+    }
+    (!words.is_empty()).then(|| words.join(", "))
 }

@@ -57,6 +57,7 @@ fn cascade() -> ClusterStatus {
         server_version: Some("17.2".into()),
         system_identifier: Some(sysid.into()),
         upstream: upstream.map(String::from),
+        tags: None,
     };
     ClusterStatus {
         cluster: "c".into(),

@@ -54,6 +54,8 @@ fn callbacks_run_on_role_changes_and_tags_keep_reads_off_a_member() {
         })
     };
     assert_eq!(replica("n3"), 503);
+    let table = pgha_testkit::succeeded("pgha status", &pgha(&["status", "--dir", d]));
+    assert!(table.contains("Tags: n3 noloadbalance"), "{table}");
     pgha_testkit::wait_until("n2 a replica", Duration::from_secs(20), || {
         (replica("n2") == 200).then_some(())
     });
