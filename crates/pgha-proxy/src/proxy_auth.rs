@@ -35,7 +35,9 @@ const SQLSTATE_INVALID_PASSWORD: &str = "28P01";
 /// The backend bytes to relay to the client next: `first` (the member's request) when the
 /// proxy does not authenticate this client itself, else the proxy's AuthenticationSASLFinal
 /// once the member accepted the proxy's login (its AuthenticationOk and the rest follow).
-/// A failure is told to the client before it is returned.
+/// A failure is told to the client before it is returned. A client not on TLS (`client_tls`
+/// false) is offered SCRAM-SHA-256 alone, as PostgreSQL offers it outside TLS: libpq refuses
+/// -PLUS offered over a connection it knows is not encrypted.
 pub(crate) async fn authenticate<C>(
     ctx: &ListenerCtx,
     client: &mut C,
@@ -43,6 +45,7 @@ pub(crate) async fn authenticate<C>(
     lease: &Lease,
     startup: &StartupPacket,
     first: Vec<u8>,
+    client_tls: bool,
 ) -> Result<Vec<u8>, ProxyError>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -84,7 +87,7 @@ where
         verifiers,
         lease,
         role,
-        binding: term.binding.as_deref(),
+        binding: term.binding.as_deref().filter(|_| client_tls),
         backend_offer: &first,
     };
     let work = tokio::time::timeout(cfg.auth_timeout, login.run(client, backend, found));
@@ -131,7 +134,7 @@ struct Login<'a> {
     verifiers: &'a Verifiers,
     lease: &'a Lease,
     role: &'a str,
-    /// The proxy certificate's channel binding data.
+    /// The proxy certificate's channel binding data; `None` for a client not on TLS.
     binding: Option<&'a [u8]>,
     /// The member's AuthenticationSASL.
     backend_offer: &'a [u8],

@@ -111,7 +111,7 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
         }
         FirstPacket::Startup(p) => {
             let deadline = Instant::now() + cfg.hold_timeout;
-            start_plain(&ctx, client, p, deadline).await
+            start_plain(&ctx, client, p, deadline, false).await
         }
         FirstPacket::DirectTls(prefix) => match &ctx.shared.terminator {
             Some(t) => Box::pin(terminate::direct(&ctx, client, prefix, startup_deadline, t)).await,
@@ -121,13 +121,15 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
     }
 }
 
-/// Opens the backend for a plaintext startup (retrying while it cannot take sessions) and
-/// relays; refuses the client if no backend could be had before `deadline`.
+/// Opens the backend for a startup read in the clear (from the client's TCP stream, or inside
+/// the proxy's TLS when `client_tls`), retrying while it cannot take sessions, and relays;
+/// refuses the client if no backend could be had before `deadline`.
 pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerCtx,
     mut client: C,
     startup: StartupPacket,
     deadline: Instant,
+    client_tls: bool,
 ) -> Result<(), ProxyError> {
     let startup = if ctx.router.role() == Role::ReadOnly && ctx.shared.config.ro_default_read_only {
         startup.with_default("default_transaction_read_only", "on")
@@ -148,6 +150,7 @@ pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
                         lease,
                         &startup,
                         o.first,
+                        client_tls,
                     );
                     Box::pin(auth).await?
                 }

@@ -198,7 +198,7 @@ async fn inside(
     match first {
         Ok(FirstPacket::Startup(p)) => {
             let hold = Instant::now() + ctx.shared.config.hold_timeout;
-            start_plain(ctx, tls, p, hold).await
+            start_plain(ctx, tls, p, hold, true).await
         }
         Ok(FirstPacket::Cancel(key)) => {
             cancel(ctx, key).await;

@@ -125,7 +125,7 @@ pub(crate) async fn after_ssl_request(
     client.write_all(b"N").await?;
     match after_no(ctx, &mut client).await? {
         AfterNo::Startup(p) => match answer {
-            Ok(_) => start_plain(ctx, client, p, deadline).await,
+            Ok(_) => start_plain(ctx, client, p, deadline, false).await,
             Err(failure) => refuse(ctx, client, failure).await,
         },
         AfterNo::Cancel(key) => {

@@ -137,6 +137,31 @@ async fn default_clients_log_in_with_channel_binding_to_the_proxy() {
     assert_eq!(by_proxy(&p), logins);
 }
 
+/// Plaintext clients (`sslmode=disable`) of a SCRAM role: the proxy, which knows they are not
+/// on TLS, offers SCRAM-SHA-256 alone, as PostgreSQL does (libpq refuses -PLUS offered
+/// outside TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_clients_are_offered_scram_without_plus() {
+    let c = cluster();
+    let p = proxy(c).await;
+    let mut logins = 0;
+    for addr in [p.rw, p.ro] {
+        let info = format!(
+            "host=127.0.0.1 port={} sslmode=disable dbname=postgres user=app connect_timeout=20",
+            addr.port()
+        );
+        for bin in [Path::new(PG_BIN), c.bin.as_path()] {
+            let (ok, out, err, _) = psql_as(bin, &info, APP_PASSWORD, &[WHO]).await;
+            logins += 1;
+            assert!(ok && out.trim() == "app|true", "{info}: {out}{err}");
+        }
+        let r = psycopg(&format!("{info} password={APP_PASSWORD}")).await;
+        logins += 1;
+        assert_eq!(r["who"], "app|true", "psycopg {info}: {r}");
+    }
+    assert_eq!(by_proxy(&p), logins);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_are_refused_with_28p01() {
     let c = cluster();
