@@ -4,6 +4,7 @@
 
 pub mod ca_cluster;
 pub mod clients;
+pub mod raw_client;
 pub mod test_proxy;
 
 pub use test_proxy::TestProxy;
