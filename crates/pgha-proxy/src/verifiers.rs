@@ -1,12 +1,15 @@
 //! Roles' SCRAM verifiers, read from `pg_authid` over the proxy's own superuser connection to
 //! the member a session goes to (over TLS verified by the member's name, as the prober
-//! connects), cached briefly: bounded in entries and age, never logged.
+//! connects), cached briefly: bounded in entries and age, never logged. One connection per
+//! member, opened by one login at a time; reads bounded in number; none tried for a moment
+//! after one failed (logins are then relayed to PostgreSQL).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
+use tokio::sync::Semaphore;
 use tokio_postgres::Client;
 
 use crate::error::ProbeError;
@@ -20,6 +23,10 @@ const MAX_AGE: Duration = Duration::from_secs(10);
 const MAX_ENTRIES: usize = 1024;
 /// Iterations of a made-up verifier (PostgreSQL's default `scram_iterations`).
 const MOCK_ITERATIONS: u32 = 4096;
+/// Most verifier reads under way at once (more logins wait their turn).
+const MAX_FETCHES: usize = 8;
+/// How long no read is tried on a member after a connect or query failed there.
+const BACKOFF: Duration = Duration::from_secs(1);
 /// The query PgBouncer's auth_query runs, with the role as a parameter.
 const QUERY: &str = "select rolpassword from pg_authid where rolname = $1";
 
@@ -46,7 +53,46 @@ pub(crate) struct Verifiers {
     max_entries: usize,
     cache: Mutex<HashMap<(String, String), Cached>>,
     /// One connection per member address, reused while open.
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Bounds the reads under way.
+    fetches: Semaphore,
+    backoff: Duration,
+}
+
+/// A verifier read that was not made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum VerifierError {
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    /// A connect or query failed on this member a moment ago.
+    #[error("reading verifiers on {addr} failed less than {backoff:?} ago")]
+    BackingOff { addr: String, backoff: Duration },
+}
+
+/// The proxy's connection to one member address: opened by one login at a time (the others
+/// wait for it), not tried again for a while after a failure.
+#[derive(Default)]
+struct Slot {
+    conn: tokio::sync::Mutex<Option<Arc<Client>>>,
+    /// When a connect or query last failed.
+    failed_at: Mutex<Option<Instant>>,
+}
+
+impl Slot {
+    fn failed(&self) {
+        *self.failed_at.lock().expect("verifier slot poisoned") = Some(Instant::now());
+    }
+
+    fn backing_off(&self, addr: &str, backoff: Duration) -> Result<(), VerifierError> {
+        let failed_at = *self.failed_at.lock().expect("verifier slot poisoned");
+        match failed_at.filter(|at| at.elapsed() < backoff) {
+            Some(_) => Err(VerifierError::BackingOff {
+                addr: addr.to_string(),
+                backoff,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Verifiers {
@@ -58,7 +104,9 @@ impl Verifiers {
             max_age: MAX_AGE,
             max_entries: MAX_ENTRIES,
             cache: Mutex::default(),
-            clients: Mutex::default(),
+            slots: Mutex::default(),
+            fetches: Semaphore::new(MAX_FETCHES),
+            backoff: BACKOFF,
         }
     }
 
@@ -68,7 +116,7 @@ impl Verifiers {
         member: &str,
         addr: &str,
         role: &str,
-    ) -> Result<Found, ProbeError> {
+    ) -> Result<Found, VerifierError> {
         if let Some(verifier) = self.cached(addr, role) {
             return Ok(Found {
                 verifier,
@@ -100,42 +148,72 @@ impl Verifiers {
         member: &str,
         addr: &str,
         role: &str,
-    ) -> Result<Option<Verifier>, ProbeError> {
+    ) -> Result<Option<Verifier>, VerifierError> {
         let within = self.superuser.check_timeout;
+        let slot = self.slot(addr);
         let work = async {
-            let open = self.client(addr);
-            if let Some(c) = open {
-                if let Ok(v) = query(&c, addr, role).await {
-                    return Ok(v);
+            let _turn = self.fetches.acquire().await.expect("never closed");
+            slot.backing_off(addr, self.backoff)?;
+            let (c, fresh) = self.open(&slot, member, addr, None).await?;
+            match query(&c, addr, role).await {
+                Ok(v) => Ok(v),
+                // The connection broke since it was opened (member restarted, backend
+                // terminated): once more on a new one.
+                Err(_) if !fresh => {
+                    let (c, _) = self.open(&slot, member, addr, Some(&c)).await?;
+                    Ok(query(&c, addr, role).await?)
                 }
+                Err(e) => Err(e.into()),
             }
-            let c = connect(&self.superuser, member, addr, "pgha-proxy-auth").await?;
-            let c = self.keep(addr, c);
-            query(&c, addr, role).await
         };
-        let verifier =
-            tokio::time::timeout(within, work)
-                .await
-                .map_err(|_| ProbeError::Timeout {
-                    addr: addr.to_string(),
+        let verifier = match tokio::time::timeout(within, work).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                if !matches!(e, VerifierError::BackingOff { .. }) {
+                    slot.failed();
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                slot.failed();
+                let addr = addr.to_string();
+                return Err(ProbeError::Timeout {
+                    addr,
                     after: within,
-                })??;
+                }
+                .into());
+            }
+        };
         self.remember(addr, role, verifier.clone());
         Ok(verifier)
     }
 
-    /// Keeps `client` as the connection to `addr` (forgetting closed ones).
-    fn keep(&self, addr: &str, client: Client) -> Arc<Client> {
-        let client = Arc::new(client);
-        let mut clients = self.clients.lock().expect("verifier clients poisoned");
-        clients.retain(|_, c| !c.is_closed());
-        clients.insert(addr.to_string(), Arc::clone(&client));
-        client
+    /// The slot of `addr`.
+    fn slot(&self, addr: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().expect("verifier slots poisoned");
+        Arc::clone(slots.entry(addr.to_string()).or_default())
     }
 
-    fn client(&self, addr: &str) -> Option<Arc<Client>> {
-        let clients = self.clients.lock().expect("verifier clients poisoned");
-        clients.get(addr).filter(|c| !c.is_closed()).cloned()
+    /// The open connection of `slot` (unless it is `stale`), or a new one (true: new).
+    async fn open(
+        &self,
+        slot: &Slot,
+        member: &str,
+        addr: &str,
+        stale: Option<&Arc<Client>>,
+    ) -> Result<(Arc<Client>, bool), VerifierError> {
+        let mut conn = slot.conn.lock().await;
+        let is_stale = |c: &Arc<Client>| stale.is_some_and(|s| Arc::ptr_eq(s, c));
+        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed() && !is_stale(c)) {
+            return Ok((Arc::clone(c), false));
+        }
+        *conn = None;
+        // Another login's connect may have failed while this one waited.
+        slot.backing_off(addr, self.backoff)?;
+        let c = connect(&self.superuser, member, addr, "pgha-proxy-auth").await?;
+        let c = Arc::new(c);
+        *conn = Some(Arc::clone(&c));
+        Ok((c, true))
     }
 
     /// The remembered answer for `role` on `addr`, if young enough.
@@ -226,5 +304,30 @@ mod tests {
         let young = verifiers(2, Duration::ZERO);
         young.remember("a:1", "app", v);
         assert_eq!(young.cached("a:1", "app"), None, "expired");
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_connect_reads_back_off_for_a_while() {
+        let v = verifiers(2, Duration::from_secs(60));
+        let addr = "127.0.0.1:1";
+        let first = v.fetch("n1", addr, "app").await;
+        assert!(matches!(first, Err(VerifierError::Probe(_))), "{first:?}");
+        let next = v.get("n1", addr, "other").await.err();
+        assert!(
+            matches!(next, Some(VerifierError::BackingOff { .. })),
+            "{next:?}"
+        );
+        let later = Verifiers {
+            backoff: Duration::ZERO,
+            ..verifiers(2, Duration::from_secs(60))
+        };
+        assert!(matches!(
+            later.fetch("n1", addr, "app").await,
+            Err(VerifierError::Probe(_))
+        ));
+        assert!(matches!(
+            later.fetch("n1", addr, "app").await,
+            Err(VerifierError::Probe(_))
+        ));
     }
 }

@@ -1,21 +1,29 @@
 //! What a proxy that terminates TLS and authenticates SCRAM roles itself does with logins that
 //! fail, in front of a PostgreSQL 18 primary: malformed exchanges are refused alike whether
-//! the role exists or not. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
+//! the role exists or not; a burst of logins opens one verifier connection. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
 //! a hand-written client for what real clients never send. Needs what
 //! `scripts/install-deps.sh test` installs.
 
 mod common;
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::ca_cluster::{start_ca_cluster, CaCluster};
+use common::clients::connect_direct;
 use common::raw_client::{scram_final, some_proof, sqlstate};
 use common::*;
 
 fn cluster() -> &'static CaCluster {
     static CLUSTER: OnceLock<CaCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| start_ca_cluster("pg18-refusals", &pg18_bin(), 0))
+}
+
+/// A primary of its own for the test that counts the proxy's verifier connections.
+fn lone_cluster() -> &'static CaCluster {
+    static CLUSTER: OnceLock<CaCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| start_ca_cluster("pg18-burst", &pg18_bin(), 0))
 }
 
 async fn proxy(c: &CaCluster) -> TestProxy {
@@ -53,4 +61,73 @@ async fn malformed_final_messages_are_refused_alike_for_unknown_roles() {
         };
         assert_eq!(seen, [expected, expected], "{what}: app, ghost");
     }
+}
+
+/// The proxy's connections that read verifiers, on the member at `port`.
+const AUTH_CONNECTIONS: &str =
+    "select count(*) from pg_stat_activity where application_name = 'pgha-proxy-auth'";
+
+/// 40 logins at once as roles the proxy never read, after its verifier connection was
+/// terminated: one connection is opened again for all of them, not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_logins_opens_one_verifier_connection() {
+    let c = lone_cluster();
+    let p = proxy(c).await;
+    let admin = connect_direct(c.port(0)).await;
+    let proof = some_proof();
+    let wrong = |r: &str| format!("c=biws,r={r},p={proof}");
+    let (tag, _) = scram_final(p.rw, "ghost", wrong).await;
+    assert_eq!(tag, b'E');
+    let count = |a: tokio_postgres::Client| async move {
+        let n: i64 = a.query_one(AUTH_CONNECTIONS, &[]).await.unwrap().get(0);
+        (a, n)
+    };
+    let (admin, n) = count(admin).await;
+    assert_eq!(n, 1, "the first login's verifier connection");
+    admin
+        .batch_execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity \
+             where application_name = 'pgha-proxy-auth'",
+        )
+        .await
+        .unwrap();
+    let mut admin = admin;
+    loop {
+        let (a, n) = count(admin).await;
+        admin = a;
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let watch = tokio::spawn({
+        let stop = Arc::clone(&stop);
+        async move {
+            let mut most = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let n: i64 = admin.query_one(AUTH_CONNECTIONS, &[]).await.unwrap().get(0);
+                most = most.max(n);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        }
+    });
+    let logins: Vec<_> = (0..40)
+        .map(|i| {
+            let (addr, proof) = (p.rw, proof.clone());
+            tokio::spawn(async move {
+                let role = format!("ghost_{i}");
+                let (tag, body) =
+                    scram_final(addr, &role, |r| format!("c=biws,r={r},p={proof}")).await;
+                (tag, sqlstate(&body))
+            })
+        })
+        .collect();
+    for login in logins {
+        assert_eq!(login.await.unwrap(), (b'E', "28P01".to_string()));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let most = watch.await.unwrap();
+    assert!(most <= 2, "{most} verifier connections at once");
 }

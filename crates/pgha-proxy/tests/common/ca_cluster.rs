@@ -2,7 +2,7 @@
 //! `Authority`): primary `n1` and standbys `n2`, `n3`, ..., each certificate naming its member
 //! and 127.0.0.1, plus the proxy's own certificate for the name clients use, from the same CA.
 //! The role `app` (password [`APP_PASSWORD`]) must authenticate with SCRAM (and `rotating`, if
-//! a test creates it, and `ghost`, which does not exist), [`MD5_ROLE`]
+//! a test creates it, and `ghost`, `ghost_1`, ... which do not exist), [`MD5_ROLE`]
 //! with md5 (its password stored as an md5 hash); `postgres` is trusted.
 
 use std::path::{Path, PathBuf};
@@ -168,7 +168,7 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
     std::fs::write(
         &hba,
         format!(
-            "host all app,rotating,ghost 127.0.0.1/32 scram-sha-256\n\
+            "host all app,rotating,/^ghost 127.0.0.1/32 scram-sha-256\n\
              host all {MD5_ROLE} 127.0.0.1/32 md5\n{trusted}"
         ),
     )
