@@ -70,17 +70,6 @@ impl FaultKind {
         )
     }
 
-    /// Whether the leader is expected to change.
-    pub fn moves_leader(self) -> bool {
-        matches!(
-            self,
-            FaultKind::StopPrimary
-                | FaultKind::CrashPrimary
-                | FaultKind::Switchover
-                | FaultKind::Failover
-        )
-    }
-
     /// Parses `kill-primary,switchover` (or `all`).
     pub fn parse_list(text: &str) -> Result<Vec<FaultKind>, ChaosError> {
         let mut out = Vec::new();
@@ -166,7 +155,9 @@ pub async fn inject(
         victim: leader.clone(),
         promoted: None,
         start_later: None,
-        expect_standby: kind.moves_leader(),
+        // A stopped or crashed primary may come back as the leader when nobody took over (the
+        // campaign starts it again); a switchover or failover must move the lease.
+        expect_standby: matches!(kind, FaultKind::Switchover | FaultKind::Failover),
     };
     match kind {
         FaultKind::KillPrimary => kill(target, &leader).map_err(fail)?,

@@ -102,3 +102,125 @@ pub fn member_state(status: &ClusterStatus, name: &str) -> Option<(Role, State)>
         .find(|m| m.name == name)
         .map(|m| (m.role, m.state))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use pgha_core::{ClusterConfig, Lsn, MemberName, MemberRecord, SyncSet, Tags, Timeline};
+    use pgha_host::status::{MemberStatus, ProxyStatus};
+
+    use super::*;
+
+    fn member(name: &str, role: Role, state: State) -> MemberStatus {
+        MemberStatus {
+            name: name.into(),
+            role,
+            state,
+            host: "127.0.0.1".into(),
+            port: 5432,
+            timeline: Some(1),
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            sync_state: None,
+            error: None,
+            decision: None,
+            logical_slots: Vec::new(),
+            pending_restart: Vec::new(),
+            server_version: None,
+            system_identifier: None,
+            upstream: None,
+            tags: None,
+        }
+    }
+
+    fn record(streaming_from: Option<&str>) -> MemberRecord {
+        MemberRecord {
+            running: true,
+            in_recovery: streaming_from.is_some(),
+            timeline: Timeline(1),
+            lsn: Lsn(0),
+            replay_lsn: Lsn(0),
+            streaming_from: streaming_from.map(MemberName::new),
+            tags: Tags::default(),
+            leader_seen: None,
+            addresses: BTreeMap::new(),
+            synced_slots: 0,
+        }
+    }
+
+    /// n1 leads, n2 and n3 stream from it.
+    fn healthy() -> (ClusterStatus, ClusterRecord) {
+        let status = ClusterStatus {
+            switchover: None,
+            cluster: "c".into(),
+            leader: Some("n1".into()),
+            managed: true,
+            paused: false,
+            members: vec![
+                member("n1", Role::Primary, State::Running),
+                member("n2", Role::Standby, State::Streaming),
+                member("n3", Role::Standby, State::Streaming),
+            ],
+            proxy: ProxyStatus {
+                rw: String::new(),
+                ro: String::new(),
+                listeners: None,
+            },
+            synchronous: None,
+        };
+        let cluster = ClusterRecord {
+            leader: Some("n1".into()),
+            members: [
+                ("n1".to_string(), record(None)),
+                ("n2".to_string(), record(Some("n1"))),
+                ("n3".to_string(), record(Some("n1"))),
+            ]
+            .into(),
+            config: ClusterConfig::default(),
+            sync: SyncSet::default(),
+            history: Vec::new(),
+        };
+        (status, cluster)
+    }
+
+    fn names() -> Vec<String> {
+        ["n1", "n2", "n3"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn a_leader_with_every_standby_streaming_from_it_is_healthy() {
+        let (status, cluster) = healthy();
+        let h = assess(&status, &cluster, &names()).unwrap();
+        assert_eq!(h.leader, "n1");
+        assert_eq!(h.standbys, vec!["n2", "n3"]);
+    }
+
+    #[test]
+    fn every_reason_is_named() {
+        let (mut status, mut cluster) = healthy();
+        status.members[2].state = State::Stopped;
+        status.members[2].error = Some("connection refused".into());
+        cluster.config.paused = true;
+        cluster.members.insert("n2".into(), record(Some("n3")));
+        let why = assess(&status, &cluster, &names()).unwrap_err();
+        assert_eq!(why.len(), 3, "{why:?}");
+        assert!(why[0].contains("paused"), "{why:?}");
+        assert!(why[1].contains("n2 streams from n3"), "{why:?}");
+        assert!(
+            why[2].contains("n3 is standby stopped") && why[2].contains("connection refused"),
+            "{why:?}"
+        );
+        let (status, mut cluster) = healthy();
+        cluster.leader = None;
+        let why = assess(&status, &cluster, &names()).unwrap_err();
+        assert!(
+            why.iter()
+                .any(|w| w.contains("no member holds the leader lease")),
+            "{why:?}"
+        );
+    }
+}

@@ -56,13 +56,27 @@ pub async fn wait(
                 cluster.leader.as_ref().is_some_and(|l| *l != member) && record.acked_since(at);
             if taken_over || now - at > (deadline - at) / 2 {
                 match faults::start(target, &member).await {
+                    Ok(_) if !taken_over => {
+                        pending_start = None;
+                        out.note = Some(format!(
+                            "nobody took over within {:.0} s: {member} was started again",
+                            (now - at) as f64 / 1e6
+                        ));
+                    }
                     Ok(_) => pending_start = None,
                     Err(e) => tracing::warn!("starting {member} again: {e}"),
                 }
             }
         }
-        if out.rejoined.is_none() && pending_start.is_none() && in_service(&status, fault) {
-            out.rejoined = Some(now);
+        // Back in service since when: a member that drops out again (a standby whose stream
+        // breaks right after it started) has not rejoined yet.
+        match (
+            pending_start.is_none() && in_service(&status, fault),
+            out.rejoined,
+        ) {
+            (true, None) => out.rejoined = Some(now),
+            (false, Some(_)) => out.rejoined = None,
+            _ => {}
         }
         match health::assess(&status, &cluster, &names) {
             Ok(h) if out.rejoined.is_some() && record.acked_since(at) => {
@@ -78,7 +92,12 @@ pub async fn wait(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    out.note = Some(format!("not recovered: {last_why}"));
+    let started_again = out
+        .note
+        .take()
+        .map(|n| format!("; {n}"))
+        .unwrap_or_default();
+    out.note = Some(format!("not recovered: {last_why}{started_again}"));
     if let Some(member) = pending_start {
         // Leave no member stopped, whatever happened.
         let _ = faults::start(target, &member).await;

@@ -25,8 +25,8 @@ pub struct FaultRecord {
     pub at: Micros,
     /// When the cluster was healthy again and a write sent after the fault was acknowledged.
     pub recovered: Option<Micros>,
-    /// When the member it hit was back in service (a streaming standby, or the writable
-    /// leader again).
+    /// When the member it hit was back in service for good (a streaming standby, or the
+    /// writable leader again), staying so until the recovery.
     pub rejoined: Option<Micros>,
     pub note: Option<String>,
 }
