@@ -395,6 +395,22 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
     let _serial = serial();
     let c = DistCluster::start(&Options::default());
     let original = c.wait_converged(Duration::from_secs(60));
+    // Synchronous, so that nothing acknowledged may be lost: asynchronous replication may
+    // lose the last writes a fenced leader acknowledged (a campaign reports them, as it must).
+    let out = c.cli(&["config", "set", "synchronous_mode=on"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    pgha_testkit::wait_until("a synchronous standby", Duration::from_secs(30), || {
+        let s = c.status_json();
+        (s["synchronous"]["set"]
+            .as_array()
+            .is_some_and(|set| !set.is_empty())
+            && s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["sync_state"] == "sync"))
+        .then_some(())
+    });
     let chaos = |host: &str, args: &[&str]| {
         let out = Command::new(pgha_bin())
             .args(["chaos", "--config"])
