@@ -25,6 +25,7 @@ pub struct ListenerMetrics {
     pub(crate) errors: AtomicU64,
     pub(crate) tls_terminated: AtomicU64,
     pub(crate) scram_by_proxy: AtomicU64,
+    pub(crate) scram_failed: AtomicU64,
 }
 
 impl ListenerMetrics {
@@ -53,6 +54,7 @@ impl ListenerMetrics {
             errors: self.errors.load(Relaxed),
             tls_terminated: self.tls_terminated.load(Relaxed),
             scram_by_proxy: self.scram_by_proxy.load(Relaxed),
+            scram_failed: self.scram_failed.load(Relaxed),
         }
     }
 }
@@ -96,6 +98,9 @@ pub struct ListenerSnapshot {
     pub tls_terminated: u64,
     /// Clients the proxy authenticated itself with SCRAM (terminated TLS, SCRAM verifier).
     pub scram_by_proxy: u64,
+    /// Clients the proxy refused in its own SCRAM exchange (wrong password, no such role,
+    /// malformed or mis-bound exchange): PostgreSQL never sees these logins.
+    pub scram_failed: u64,
 }
 
 /// Counters of every listener of a proxy.
@@ -114,7 +119,7 @@ impl MetricsSnapshot {
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
         type Get = fn(&ListenerSnapshot) -> f64;
-        let families: [(&str, &str, &str, Get); 15] = [
+        let families: [(&str, &str, &str, Get); 16] = [
             (
                 "connections_active",
                 "gauge",
@@ -200,6 +205,12 @@ impl MetricsSnapshot {
                 |l| l.scram_by_proxy as f64,
             ),
             (
+                "scram_failed_total",
+                "counter",
+                "Clients refused in the proxy's own SCRAM exchange (never seen by PostgreSQL).",
+                |l| l.scram_failed as f64,
+            ),
+            (
                 "bytes_total",
                 "counter",
                 "Bytes relayed, by direction.",
@@ -239,6 +250,7 @@ mod tests {
         m.bytes_in.fetch_add(10, Relaxed);
         m.add_hold(Duration::from_millis(1500));
         m.tls_terminated.fetch_add(2, Relaxed);
+        m.scram_failed.fetch_add(4, Relaxed);
         let snap = MetricsSnapshot {
             listeners: vec![m.snapshot("rw")],
         };
@@ -248,6 +260,8 @@ mod tests {
         assert!(text.contains("pgha_proxy_bytes_total{listener=\"rw\",direction=\"in\"} 10\n"));
         assert!(text.contains("pgha_proxy_hold_seconds_total{listener=\"rw\"} 1.5\n"));
         assert!(text.contains("pgha_proxy_tls_terminated_total{listener=\"rw\"} 2\n"));
+        assert!(text.contains("# TYPE pgha_proxy_scram_failed_total counter"));
+        assert!(text.contains("pgha_proxy_scram_failed_total{listener=\"rw\"} 4\n"));
         assert!(serde_json::to_string(&snap)
             .unwrap()
             .contains("\"bytes_in\":10"));

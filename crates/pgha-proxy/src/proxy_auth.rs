@@ -35,8 +35,8 @@ const SQLSTATE_INVALID_PASSWORD: &str = "28P01";
 /// The backend bytes to relay to the client next: `first` (the member's request) when the
 /// proxy does not authenticate this client itself, else the proxy's AuthenticationSASLFinal
 /// once the member accepted the proxy's login (its AuthenticationOk and the rest follow).
-/// A failure is told to the client before it is returned. A client not on TLS (`client_tls`
-/// false) is offered SCRAM-SHA-256 alone, as PostgreSQL offers it outside TLS: libpq refuses
+/// A failure is told to the client before it is returned (and logged, with the client's
+/// address and role, when the client failed SCRAM). A client not on TLS (`peer.tls` false) is offered SCRAM-SHA-256 alone, as PostgreSQL offers it outside TLS: libpq refuses
 /// -PLUS offered over a connection it knows is not encrypted.
 pub(crate) async fn authenticate<C>(
     ctx: &ListenerCtx,
@@ -45,7 +45,7 @@ pub(crate) async fn authenticate<C>(
     lease: &Lease,
     startup: &StartupPacket,
     first: Vec<u8>,
-    client_tls: bool,
+    peer: Peer,
 ) -> Result<Vec<u8>, ProxyError>
 where
     C: AsyncRead + AsyncWrite + Unpin,
@@ -83,11 +83,12 @@ where
         }
     };
     client.write_all(&negotiated).await?;
+    let has_verifier = found.verifier.is_some();
     let login = Login {
         verifiers,
         lease,
         role,
-        binding: term.binding.as_deref().filter(|_| client_tls),
+        binding: term.binding.as_deref().filter(|_| peer.tls),
         backend_offer: &first,
     };
     let work = tokio::time::timeout(cfg.auth_timeout, login.run(client, backend, found));
@@ -102,11 +103,36 @@ where
             Ok(out)
         }
         Err(e) => {
+            if let ProxyError::ClientScram(s) = &e {
+                ctx.metrics.scram_failed.fetch_add(1, Relaxed);
+                let client = peer.addr.map_or_else(|| "?".into(), |a| a.to_string());
+                tracing::warn!(%client, role, has_verifier, listener = ctx.router.role().as_str(),
+                    tls = peer.tls, error = %s, "SCRAM authentication refused by the proxy");
+            }
             if let Some(msg) = refusal(&e) {
                 let _ = client.write_all(&msg).await;
             }
             let _ = client.shutdown().await;
             Err(e)
+        }
+    }
+}
+
+/// Who a session's client is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// Its address, when the socket still knew it.
+    pub(crate) addr: Option<std::net::SocketAddr>,
+    /// On the proxy's TLS (terminated), rather than in plaintext.
+    pub(crate) tls: bool,
+}
+
+impl Peer {
+    /// A plaintext client on `stream`.
+    pub(crate) fn plain(stream: &tokio::net::TcpStream) -> Peer {
+        Peer {
+            addr: stream.peer_addr().ok(),
+            tls: false,
         }
     }
 }

@@ -13,11 +13,12 @@ use crate::cancel::{forward_cancel, CancelGuard, CancelRegistry, CancelRoute, Ke
 use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
+use crate::proxy_auth::{self, Peer};
 use crate::route::{HoldFailure, Lease, Role};
 use crate::sasl::SaslFilter;
 use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
-use crate::{proxy_auth, terminate, tls, wire};
+use crate::{terminate, tls, wire};
 
 /// Runs `read` (a client's part of the startup) until `deadline` (then: startup timeout);
 /// gives up on shutdown.
@@ -111,7 +112,8 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
         }
         FirstPacket::Startup(p) => {
             let deadline = Instant::now() + cfg.hold_timeout;
-            start_plain(&ctx, client, p, deadline, false).await
+            let peer = Peer::plain(&client);
+            start_plain(&ctx, client, p, deadline, peer).await
         }
         FirstPacket::DirectTls(prefix) => match &ctx.shared.terminator {
             Some(t) => Box::pin(terminate::direct(&ctx, client, prefix, startup_deadline, t)).await,
@@ -122,14 +124,14 @@ pub async fn serve(ctx: Arc<ListenerCtx>, mut client: TcpStream) -> Result<(), P
 }
 
 /// Opens the backend for a startup read in the clear (from the client's TCP stream, or inside
-/// the proxy's TLS when `client_tls`), retrying while it cannot take sessions, and relays;
+/// the proxy's TLS when `peer.tls`), retrying while it cannot take sessions, and relays;
 /// refuses the client if no backend could be had before `deadline`.
 pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerCtx,
     mut client: C,
     startup: StartupPacket,
     deadline: Instant,
-    client_tls: bool,
+    peer: Peer,
 ) -> Result<(), ProxyError> {
     let startup = if ctx.router.role() == Role::ReadOnly && ctx.shared.config.ro_default_read_only {
         startup.with_default("default_transaction_read_only", "on")
@@ -150,7 +152,7 @@ pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
                         lease,
                         &startup,
                         o.first,
-                        client_tls,
+                        peer,
                     );
                     Box::pin(auth).await?
                 }

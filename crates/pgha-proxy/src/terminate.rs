@@ -3,7 +3,7 @@
 //! that verifies the member's certificate (cluster CA, member name) before anything is sent,
 //! forwarded cancels included.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::binding::tls_server_end_point;
 use crate::config::ProxyTls;
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
+use crate::proxy_auth::Peer;
 use crate::route::Lease;
 use crate::session::{before_deadline, cancel, start_plain};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket};
@@ -156,6 +157,7 @@ pub(crate) async fn after_ssl_request(
     term: &Terminator,
 ) -> Result<(), ProxyError> {
     client.write_all(b"S").await?;
+    let addr = client.peer_addr().ok();
     let deadline = Instant::now() + ctx.shared.config.startup_timeout;
     let accept = async {
         Ok(term
@@ -164,7 +166,7 @@ pub(crate) async fn after_ssl_request(
             .await?)
     };
     let tls = before_deadline(ctx, deadline, accept).await?;
-    inside(ctx, tls, deadline).await
+    inside(ctx, tls, deadline, addr).await
 }
 
 /// Serves a client that started a TLS handshake with no SSLRequest (`prefix`: its first
@@ -176,21 +178,24 @@ pub(crate) async fn direct(
     deadline: Instant,
     term: &Terminator,
 ) -> Result<(), ProxyError> {
+    let addr = client.peer_addr().ok();
     let accept = async { Ok(term.acceptor.accept(Prefixed::new(prefix, client)).await?) };
     let mut tls = before_deadline(ctx, deadline, accept).await?;
     if tls.get_ref().1.alpn_protocol() != Some(ALPN) {
         let e = ProxyError::BadStartup("direct TLS without ALPN protocol \"postgresql\"");
         return fail(&mut tls, e).await;
     }
-    inside(ctx, tls, deadline).await
+    inside(ctx, tls, deadline, addr).await
 }
 
 /// Reads the startup or CancelRequest inside TLS and serves it: a session like a plaintext
-/// one (key read, read-only default applied), or the cancel routed by its key.
+/// one (key read, read-only default applied), or the cancel routed by its key. `addr`: the
+/// client's address.
 async fn inside(
     ctx: &ListenerCtx,
     mut tls: ClientTls,
     deadline: Instant,
+    addr: Option<SocketAddr>,
 ) -> Result<(), ProxyError> {
     ctx.metrics.tls_terminated.fetch_add(1, Relaxed);
     let max = ctx.shared.config.max_startup_packet;
@@ -198,7 +203,7 @@ async fn inside(
     match first {
         Ok(FirstPacket::Startup(p)) => {
             let hold = Instant::now() + ctx.shared.config.hold_timeout;
-            start_plain(ctx, tls, p, hold, true).await
+            start_plain(ctx, tls, p, hold, Peer { addr, tls: true }).await
         }
         Ok(FirstPacket::Cancel(key)) => {
             cancel(ctx, key).await;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
+use crate::proxy_auth::Peer;
 use crate::route::{connect_held, pause_before_retry, HoldFailure, HoldMeter};
 use crate::session::{after_no, before_deadline, cancel, refuse, relay, start_plain, AfterNo};
 use crate::wire::TLS_HANDSHAKE;
@@ -125,7 +126,10 @@ pub(crate) async fn after_ssl_request(
     client.write_all(b"N").await?;
     match after_no(ctx, &mut client).await? {
         AfterNo::Startup(p) => match answer {
-            Ok(_) => start_plain(ctx, client, p, deadline, false).await,
+            Ok(_) => {
+                let peer = Peer::plain(&client);
+                start_plain(ctx, client, p, deadline, peer).await
+            }
             Err(failure) => refuse(ctx, client, failure).await,
         },
         AfterNo::Cancel(key) => {

@@ -1,6 +1,6 @@
 //! What a proxy that terminates TLS and authenticates SCRAM roles itself does with logins that
 //! fail, in front of a PostgreSQL 18 primary: malformed exchanges are refused alike whether
-//! the role exists or not; a burst of logins opens one verifier connection. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
+//! the role exists or not, and counted; a burst of logins opens one verifier connection. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
 //! a hand-written client for what real clients never send. Needs what
 //! `scripts/install-deps.sh test` installs.
 
@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use common::ca_cluster::{start_ca_cluster, CaCluster};
-use common::clients::connect_direct;
+use common::ca_cluster::{start_ca_cluster, CaCluster, APP_PASSWORD};
+use common::clients::{connect_direct, psql_as};
 use common::raw_client::{scram_final, some_proof, sqlstate};
 use common::*;
 
@@ -130,4 +130,34 @@ async fn a_burst_of_logins_opens_one_verifier_connection() {
     stop.store(true, Ordering::Relaxed);
     let most = watch.await.unwrap();
     assert!(most <= 2, "{most} verifier connections at once");
+}
+
+/// Refused logins (wrong proofs, malformed exchanges, roles that exist or not) are counted
+/// per listener and exported; logins that pass are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_are_counted() {
+    let c = cluster();
+    let p = proxy(c).await;
+    let proof = some_proof();
+    for (role, last) in [
+        ("app", format!("c=biws,r={{r}},p={proof}")),
+        ("ghost", format!("c=biws,r={{r}},p={proof}")),
+        ("app", format!("c=biws,r={{r}}x,p={proof}")),
+    ] {
+        let (tag, _) = scram_final(p.rw, role, |r| last.replace("{r}", r)).await;
+        assert_eq!(tag, b'E');
+    }
+    let info = format!(
+        "host=127.0.0.1 port={} sslmode=disable dbname=postgres user=app",
+        p.rw.port()
+    );
+    let (ok, _, err, _) = psql_as(&c.bin, &info, APP_PASSWORD, &["select 1"]).await;
+    assert!(ok, "{err}");
+    let text = p.metrics.snapshot().render_prometheus();
+    assert!(
+        text.contains("pgha_proxy_scram_failed_total{listener=\"rw\"} 3\n"),
+        "{text}"
+    );
+    assert!(text.contains("pgha_proxy_scram_failed_total{listener=\"ro\"} 0\n"));
+    assert!(text.contains("pgha_proxy_scram_by_proxy_total{listener=\"rw\"} 1\n"));
 }
