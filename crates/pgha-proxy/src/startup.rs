@@ -178,13 +178,16 @@ pub async fn read_first_packet<R: AsyncRead + Unpin>(
     }
 }
 
-/// Parameters are NUL-terminated name/value pairs ending with one extra NUL; `user` is required.
+/// Parameters are NUL-terminated name/value pairs ending with one extra NUL; `user` is required;
+/// no name may come twice (PostgreSQL would use the last value, [`StartupPacket::param`] reads
+/// the first: the proxy could authenticate one user while PostgreSQL logs in another).
 fn validate_params(body: &[u8]) -> Result<(), ProxyError> {
     if body.last() != Some(&0) {
         return Err(ProxyError::BadStartup("parameters not terminated"));
     }
     let mut rest = &body[..body.len() - 1];
     let mut has_user = false;
+    let mut seen = std::collections::HashSet::new();
     while !rest.is_empty() {
         let k_end = rest
             .iter()
@@ -197,6 +200,11 @@ fn validate_params(body: &[u8]) -> Result<(), ProxyError> {
             .ok_or(ProxyError::BadStartup("bad value"))?;
         if k.is_empty() {
             return Err(ProxyError::BadStartup("empty parameter name"));
+        }
+        if !seen.insert(k) {
+            return Err(ProxyError::BadStartup(
+                "a startup parameter given more than once",
+            ));
         }
         has_user |= k == b"user";
         rest = &after[v_end + 1..];
@@ -293,6 +301,14 @@ mod tests {
         assert!(CancelKey::new(1, &[0; 3]).is_none());
         assert!(CancelKey::new(1, &[0; 257]).is_none());
         assert!(read(&startup(&[("database", "d")])).await.is_err());
+        // A repeated parameter: the proxy would read the first, PostgreSQL uses the last.
+        for params in [
+            &[("user", "ghost"), ("database", "d"), ("user", "app")][..],
+            &[("user", "app"), ("options", "a"), ("options", "b")],
+        ] {
+            let e = read(&startup(params)).await.unwrap_err();
+            assert!(e.to_string().contains("more than once"), "{e}");
+        }
         let mut s = startup(&[("user", "u")]);
         let n = s.len();
         s[n - 1] = b'x';

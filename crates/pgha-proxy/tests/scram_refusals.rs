@@ -1,6 +1,6 @@
 //! What a proxy that terminates TLS and authenticates SCRAM roles itself does with logins that
 //! fail, in front of a PostgreSQL 18 primary: malformed exchanges are refused alike whether
-//! the role exists or not, and counted; a burst of logins opens one verifier connection. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
+//! the role exists or not, and counted; a startup naming its user twice is refused; a burst of logins opens one verifier connection. Clients reach it in plaintext (offered SCRAM-SHA-256 alone), with
 //! a hand-written client for what real clients never send. Needs what
 //! `scripts/install-deps.sh test` installs.
 
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::ca_cluster::{start_ca_cluster, CaCluster, APP_PASSWORD};
 use common::clients::{connect_direct, psql_as};
-use common::raw_client::{scram_final, some_proof, sqlstate};
+use common::raw_client::{read_msg, scram_final, some_proof, sqlstate, startup};
 use common::*;
 
 fn cluster() -> &'static CaCluster {
@@ -160,4 +160,16 @@ async fn refused_logins_are_counted() {
     );
     assert!(text.contains("pgha_proxy_scram_failed_total{listener=\"ro\"} 0\n"));
     assert!(text.contains("pgha_proxy_scram_by_proxy_total{listener=\"rw\"} 1\n"));
+}
+
+/// A startup packet that names its user twice: the proxy cannot authenticate one role while
+/// PostgreSQL logs in the other (it uses the last), so it refuses it, as a protocol violation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_user_parameter_is_refused() {
+    let c = cluster();
+    let p = proxy(c).await;
+    let params = [("user", "ghost"), ("database", "postgres"), ("user", "app")];
+    let mut s = startup(p.rw, &params).await;
+    let (tag, body) = read_msg(&mut s).await;
+    assert_eq!((tag, sqlstate(&body).as_str()), (b'E', "08P01"), "{body:?}");
 }
