@@ -18,30 +18,51 @@
 //! eligible standbys it may be another standby than the session's, where PostgreSQL ignores it.
 //! When the proxy terminates TLS (`ProxyConfig::tls`) it reads every session's key and every
 //! cancel, so those route by key like plaintext ones, and it forwards them inside TLS to the
-//! member that proves its name.
+//! member that issued the key (its name kept with the key), which must prove that name; never
+//! in plaintext, even when the member is no longer a target.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::error::ProxyError;
+use crate::listener::ListenerCtx;
 use crate::startup::CancelKey;
 use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
 
 /// Backend messages scanned at most before giving up on finding BackendKeyData.
 const SCAN_LIMIT: usize = 256 * 1024;
 
+/// The backend a session was opened on: its address and member name (which its certificate
+/// must carry when the proxy terminates TLS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    pub addr: Arc<str>,
+    pub member: Arc<str>,
+}
+
+impl Owner {
+    pub fn new(member: &str, addr: &str) -> Owner {
+        Owner {
+            addr: Arc::from(addr),
+            member: Arc::from(member),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Entries {
     /// Live session keys → the backend that issued them.
-    keys: HashMap<CancelKey, Arc<str>>,
+    keys: HashMap<CancelKey, Owner>,
     /// Backend → number of live sessions on it whose key the proxy could not read.
-    unreadable: HashMap<Arc<str>, usize>,
+    unreadable: HashMap<Owner, usize>,
 }
 
-/// Live session keys → the backend address that issued them; backends with unreadable keys.
+/// Live session keys → the backend that issued them; backends with unreadable keys.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
     entries: Mutex<Entries>,
@@ -51,9 +72,9 @@ pub struct CancelRegistry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CancelRoute {
     /// The backend that issued the key.
-    Owner(Arc<str>),
+    Owner(Owner),
     /// Key unknown: the backends holding sessions whose key the proxy could not read (TLS).
-    Unreadable(Vec<Arc<str>>),
+    Unreadable(Vec<Owner>),
     /// Key unknown and no session with an unreadable key: nowhere.
     Nowhere,
 }
@@ -63,36 +84,36 @@ impl CancelRegistry {
         self.entries.lock().expect("cancel registry poisoned")
     }
 
-    /// Records `key` for `addr`; the entry lives as long as the returned guard.
-    pub fn register(self: &Arc<Self>, key: CancelKey, addr: Arc<str>) -> CancelGuard {
-        self.lock().keys.insert(key.clone(), addr);
+    /// Records `key` for `owner`; the entry lives as long as the returned guard.
+    pub fn register(self: &Arc<Self>, key: CancelKey, owner: Owner) -> CancelGuard {
+        self.lock().keys.insert(key.clone(), owner);
         CancelGuard {
             registry: Arc::clone(self),
             entry: Entry::Key(key),
         }
     }
 
-    /// Records a session on `addr` whose key the proxy cannot read, as long as the guard lives.
-    pub fn register_unreadable(self: &Arc<Self>, addr: Arc<str>) -> CancelGuard {
-        *self.lock().unreadable.entry(Arc::clone(&addr)).or_insert(0) += 1;
+    /// Records a session on `owner` whose key the proxy cannot read, as long as the guard lives.
+    pub fn register_unreadable(self: &Arc<Self>, owner: Owner) -> CancelGuard {
+        *self.lock().unreadable.entry(owner.clone()).or_insert(0) += 1;
         CancelGuard {
             registry: Arc::clone(self),
-            entry: Entry::Unreadable(addr),
+            entry: Entry::Unreadable(owner),
         }
     }
 
     /// The backend that owns `key`, if the proxy saw it.
-    pub fn lookup(&self, key: &CancelKey) -> Option<Arc<str>> {
+    pub fn lookup(&self, key: &CancelKey) -> Option<Owner> {
         self.lock().keys.get(key).cloned()
     }
 
     /// Where a CancelRequest with `key` must go.
     pub fn route(&self, key: &CancelKey) -> CancelRoute {
         let entries = self.lock();
-        if let Some(addr) = entries.keys.get(key) {
-            return CancelRoute::Owner(Arc::clone(addr));
+        if let Some(owner) = entries.keys.get(key) {
+            return CancelRoute::Owner(owner.clone());
         }
-        let mut addrs: Vec<Arc<str>> = entries.unreadable.keys().cloned().collect();
+        let mut addrs: Vec<Owner> = entries.unreadable.keys().cloned().collect();
         if addrs.is_empty() {
             return CancelRoute::Nowhere;
         }
@@ -114,7 +135,7 @@ impl CancelRegistry {
 #[derive(Debug)]
 enum Entry {
     Key(CancelKey),
-    Unreadable(Arc<str>),
+    Unreadable(Owner),
 }
 
 /// Removes a session's entry from its registry when the session ends.
@@ -141,6 +162,43 @@ impl Drop for CancelGuard {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Forwards a CancelRequest to the backend that owns `key`; for a key the proxy never saw, only
+/// to the backends holding sessions whose key it could not read (TLS), else nowhere. When the
+/// proxy terminates TLS, inside TLS to the member that issued the key, only.
+pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
+    ctx.metrics.cancels.fetch_add(1, Relaxed);
+    let timeout = ctx.shared.config.connect_timeout;
+    let owners = match ctx.shared.cancels.route(&key) {
+        CancelRoute::Owner(owner) => vec![owner],
+        CancelRoute::Unreadable(owners) => {
+            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
+            owners
+        }
+        CancelRoute::Nowhere => {
+            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
+            tracing::debug!(
+                pid = key.pid,
+                listener = ctx.router.role().as_str(),
+                "cancel request for a session the proxy does not know: dropped"
+            );
+            Vec::new()
+        }
+    };
+    for owner in owners {
+        ctx.metrics.cancel_forwards.fetch_add(1, Relaxed);
+        let (member, addr) = (&*owner.member, &*owner.addr);
+        let sent = match &ctx.shared.terminator {
+            Some(t) => Box::pin(t.forward_cancel(member, addr, &key, timeout)).await,
+            None => forward_cancel(addr, &key, timeout)
+                .await
+                .map_err(ProxyError::Io),
+        };
+        if let Err(e) = sent {
+            tracing::debug!(backend = %addr, member, error = %e, "cancel forward failed");
         }
     }
 }
@@ -271,28 +329,29 @@ mod tests {
 
     #[test]
     fn registry_routes_to_owner_unreadable_or_nowhere() {
+        let at = |name: &str, port: u16| Owner::new(name, &format!("127.0.0.1:{port}"));
         let r = Arc::new(CancelRegistry::default());
         let key = CancelKey::new(1, &[2; 32]).unwrap();
-        let g = r.register(key.clone(), Arc::from("127.0.0.1:1"));
-        assert_eq!(r.lookup(&key).as_deref(), Some("127.0.0.1:1"));
-        assert_eq!(r.route(&key), CancelRoute::Owner(Arc::from("127.0.0.1:1")));
+        let g = r.register(key.clone(), at("n1", 1));
+        // The member's name is kept with the key: a cancel is sent to the member that issued
+        // it (inside TLS, verified by that name) even once it left the targets.
+        assert_eq!(r.lookup(&key), Some(at("n1", 1)));
+        assert_eq!(&*r.lookup(&key).unwrap().member, "n1");
+        assert_eq!(r.route(&key), CancelRoute::Owner(at("n1", 1)));
         // Same pid, other secret (or a prefix of it): not the owner's key.
         let wrong = CancelKey::new(1, &[2; 31]).unwrap();
         assert_eq!(r.route(&wrong), CancelRoute::Nowhere);
         assert_eq!(r.route(&CancelKey::v3_0(1, 2)), CancelRoute::Nowhere);
-        let t1 = r.register_unreadable(Arc::from("127.0.0.1:2"));
-        let t2 = r.register_unreadable(Arc::from("127.0.0.1:2"));
-        let t3 = r.register_unreadable(Arc::from("127.0.0.1:3"));
+        let t1 = r.register_unreadable(at("n2", 2));
+        let t2 = r.register_unreadable(at("n2", 2));
+        let t3 = r.register_unreadable(at("n3", 3));
         assert_eq!(
             r.route(&wrong),
-            CancelRoute::Unreadable(vec![Arc::from("127.0.0.1:2"), Arc::from("127.0.0.1:3")])
+            CancelRoute::Unreadable(vec![at("n2", 2), at("n3", 3)])
         );
-        assert_eq!(r.route(&key), CancelRoute::Owner(Arc::from("127.0.0.1:1")));
+        assert_eq!(r.route(&key), CancelRoute::Owner(at("n1", 1)));
         drop((t1, t3));
-        assert_eq!(
-            r.route(&wrong),
-            CancelRoute::Unreadable(vec![Arc::from("127.0.0.1:2")])
-        );
+        assert_eq!(r.route(&wrong), CancelRoute::Unreadable(vec![at("n2", 2)]));
         drop(t2);
         assert_eq!(r.route(&wrong), CancelRoute::Nowhere);
         drop(g);

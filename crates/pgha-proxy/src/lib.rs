@@ -108,7 +108,7 @@ mod verifiers;
 pub mod wire;
 mod workers;
 
-pub use cancel::{CancelGuard, CancelRegistry, CancelRoute, KeyScanner};
+pub use cancel::{CancelGuard, CancelRegistry, CancelRoute, KeyScanner, Owner};
 pub use config::{duration, ProxyConfig, ProxyTls};
 pub use error::{ProbeError, ProxyError};
 pub use metrics::{ListenerSnapshot, MetricsSnapshot};

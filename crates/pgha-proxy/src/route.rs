@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::cancel::Owner;
 use crate::metrics::ListenerMetrics;
 use crate::targets::Targets;
 
@@ -90,6 +91,14 @@ impl Lease {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The backend, as the cancel registry keeps it with a session's key.
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            addr: Arc::clone(&self.key.0),
+            member: Arc::clone(&self.name),
+        }
+    }
 }
 
 impl Drop for Lease {
@@ -154,16 +163,6 @@ impl Router {
             out.push((key, Arc::from(b.name.as_str())));
         }
         out
-    }
-
-    /// The name of the member at `addr` in the current targets.
-    pub fn member_at(&self, addr: &str) -> Option<String> {
-        let t = self.targets.borrow();
-        let standbys = t.ro.iter().map(|s| &s.backend);
-        t.rw.iter()
-            .chain(standbys)
-            .find(|b| b.addr == addr)
-            .map(|b| b.name.clone())
     }
 
     /// Whether a session on `key` may stay open under targets `t`.

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::backend::open_backend;
-use crate::cancel::{forward_cancel, CancelGuard, CancelRegistry, CancelRoute, KeyScanner};
+use crate::cancel::{cancel, CancelGuard, CancelRegistry, KeyScanner, Owner};
 use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
@@ -216,12 +216,13 @@ where
     let cfg = &ctx.shared.config;
     let registry = &ctx.shared.cancels;
     let mut key_guard: Option<CancelGuard> = None;
+    let owner = lease.owner();
     let pump = async {
         if let Some(first) = first {
             let mut scan = KeyScan {
                 scanner: KeyScanner::default(),
                 registry,
-                addr: lease.addr(),
+                owner: &owner,
                 guard: &mut key_guard,
                 sasl: ctx.shared.terminator.is_some().then(SaslFilter::default),
             };
@@ -250,10 +251,10 @@ where
             }
             if key_guard.is_none() {
                 // No BackendKeyData before ReadyForQuery (or too much to scan).
-                key_guard = Some(registry.register_unreadable(Arc::clone(lease.addr())));
+                key_guard = Some(registry.register_unreadable(owner.clone()));
             }
         } else {
-            key_guard = Some(registry.register_unreadable(Arc::clone(lease.addr())));
+            key_guard = Some(registry.register_unreadable(owner.clone()));
         }
         splice(&mut client, &mut backend, &m.bytes_in, &m.bytes_out)
             .idle_timeout(cfg.idle_timeout)
@@ -279,7 +280,7 @@ where
 struct KeyScan<'a> {
     scanner: KeyScanner,
     registry: &'a Arc<CancelRegistry>,
-    addr: &'a Arc<str>,
+    owner: &'a Owner,
     guard: &'a mut Option<CancelGuard>,
     /// The channel-binding filter of a session with a TLS backend.
     sasl: Option<SaslFilter>,
@@ -296,7 +297,7 @@ impl KeyScan<'_> {
         let done = self.scanner.feed(&data);
         if self.guard.is_none() {
             if let Some(key) = self.scanner.key() {
-                *self.guard = Some(self.registry.register(key, Arc::clone(self.addr)));
+                *self.guard = Some(self.registry.register(key, self.owner.clone()));
             }
         }
         Ok((data, done))
@@ -346,47 +347,6 @@ where
                     return Ok(false);
                 }
             }
-        }
-    }
-}
-
-/// Forwards a CancelRequest to the backend that owns `key`; for a key the proxy never saw, only
-/// to the backends holding sessions whose key it could not read (TLS), else nowhere.
-pub(crate) async fn cancel(ctx: &ListenerCtx, key: CancelKey) {
-    ctx.metrics.cancels.fetch_add(1, Relaxed);
-    let timeout = ctx.shared.config.connect_timeout;
-    let addrs = match ctx.shared.cancels.route(&key) {
-        CancelRoute::Owner(addr) => vec![addr],
-        CancelRoute::Unreadable(addrs) => {
-            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
-            addrs
-        }
-        CancelRoute::Nowhere => {
-            ctx.metrics.cancels_unmatched.fetch_add(1, Relaxed);
-            tracing::debug!(
-                pid = key.pid,
-                listener = ctx.router.role().as_str(),
-                "cancel request for a session the proxy does not know: dropped"
-            );
-            Vec::new()
-        }
-    };
-    for addr in addrs {
-        ctx.metrics.cancel_forwards.fetch_add(1, Relaxed);
-        // Terminating TLS: inside TLS to the member named at that address now.
-        let member = ctx
-            .shared
-            .terminator
-            .as_ref()
-            .zip(ctx.router.member_at(&addr));
-        let sent = match member {
-            Some((t, name)) => Box::pin(t.forward_cancel(&name, &addr, &key, timeout)).await,
-            None => forward_cancel(&addr, &key, timeout)
-                .await
-                .map_err(ProxyError::Io),
-        };
-        if let Err(e) = sent {
-            tracing::debug!(backend = %addr, error = %e, "cancel forward failed");
         }
     }
 }

@@ -17,12 +17,13 @@ use tokio::time::Instant;
 use tokio_rustls::{client, server, TlsAcceptor, TlsConnector};
 
 use crate::binding::tls_server_end_point;
+use crate::cancel::cancel;
 use crate::config::ProxyTls;
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
 use crate::proxy_auth::Peer;
 use crate::route::Lease;
-use crate::session::{before_deadline, cancel, start_plain};
+use crate::session::{before_deadline, start_plain};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket};
 use crate::stream::Prefixed;
 use crate::tls::ask;

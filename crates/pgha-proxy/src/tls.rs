@@ -15,12 +15,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::cancel::cancel;
 use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
 use crate::proxy_auth::Peer;
 use crate::route::{connect_held, pause_before_retry, HoldFailure, HoldMeter};
-use crate::session::{after_no, before_deadline, cancel, refuse, relay, start_plain, AfterNo};
+use crate::session::{after_no, before_deadline, refuse, relay, start_plain, AfterNo};
 use crate::wire::TLS_HANDSHAKE;
 
 /// SSLRequest as sent to a backend.
