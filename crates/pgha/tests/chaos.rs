@@ -417,6 +417,9 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
             .arg(&c.agent(host).config)
             .args(args)
             .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
+            // A fenced leader that wrote past the switch point rejoins by pg_rewind only
+            // after stream_timeout_ms (30 s) of failing to stream: allow for it under load.
+            .args(["--recovery-bound", "120s"])
             .output()
             .expect("run pgha chaos");
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
