@@ -182,6 +182,7 @@ pub async fn run(
             recovered: r.recovered,
             rejoined: r.rejoined,
             note: r.note.clone(),
+            no_takeover: r.no_takeover,
         };
         progress.event(line(&record));
         progress.fault_done(duration(clock.now()));

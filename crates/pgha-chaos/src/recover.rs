@@ -21,6 +21,8 @@ pub struct Recovery {
     pub leader_after: Option<String>,
     /// Why it did not recover, as last seen, or what else happened.
     pub note: Option<String>,
+    /// Nobody took over from a stopped primary: the campaign started it again.
+    pub no_takeover: bool,
 }
 
 /// Polls every 250 ms until recovered, or `bound` after `at`.
@@ -58,6 +60,7 @@ pub async fn wait(
                 match faults::start(target, &member).await {
                     Ok(_) if !taken_over => {
                         pending_start = None;
+                        out.no_takeover = true;
                         out.note = Some(format!(
                             "nobody took over within {:.0} s: {member} was started again",
                             (now - at) as f64 / 1e6
