@@ -107,6 +107,7 @@ for mode in $modes; do
   echo "$rc" > "$out/$mode.rc"
   echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
   stop_cluster
+  gzip -9f "$out/$mode.up.log"
   port=$((port + 20))
 done
 
