@@ -162,6 +162,10 @@ impl Member {
         }
         match decision {
             RejoinPlan::Rewind if local.running => {
+                // Once seen diverged, it stays so: a standby stopped by a fast shutdown reports
+                // its last restartpoint, which may lie before the switch point, and would then
+                // look like one that can follow (and fail to stream until stream_timeout_ms).
+                self.force_rewind = true;
                 plan.push(Action::StopPostgres(StopMode::Fast));
                 Reason::StoppingForRewind {
                     leader: leader_name,

@@ -568,6 +568,30 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     );
 }
 
+/// Found by `pgha chaos` (kill -9 of a primary in a synchronous mode): the old primary, back
+/// as a standby past the switch point, is stopped to rewind; stopped, it reports its last
+/// restartpoint, before the switch point. It must rewind anyway, not follow (and fail to
+/// stream for stream_timeout_ms).
+#[test]
+fn a_member_stopped_for_a_rewind_rewinds_whatever_its_stopped_position_says() {
+    let mut n1 = member("n1");
+    let view = n2_leads_after(EventKind::Failover);
+    let running = standby(1, 6000, None);
+    let d = n1.step(&obs(0, running, &view, vec![]));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
+    let stopped_early = stopped(standby(1, 4500, None));
+    let d = n1.step(&obs(
+        500,
+        stopped_early,
+        &view,
+        vec![Outcome::Job {
+            kind: JobKind::Stop,
+            result: Ok(()),
+        }],
+    ));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+}
+
 #[test]
 fn a_former_primary_behind_the_switch_point_just_follows() {
     let mut n1 = member("n1");
