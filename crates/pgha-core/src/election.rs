@@ -99,8 +99,15 @@ impl Rules<'_> {
             && self.sync.leader.as_ref() == Some(name)
     }
 
+    /// Whether `name` can have acknowledged commits as a synchronous standby: a member of the
+    /// set other than the leader that published it (a primary is never its own standby, even
+    /// when a set carried over from an earlier leader still names it).
+    fn acknowledges(&self, name: &MemberName) -> bool {
+        self.sync.members.contains(name) && self.sync.leader.as_ref() != Some(name)
+    }
+
     /// For quorum commit: how many set members must be compared before promoting so that one
-    /// of them holds every acknowledged commit (|set| - count + 1).
+    /// of them holds every acknowledged commit (|acknowledging members| - count + 1).
     fn quorum_needed(&self) -> usize {
         let quorum = self.config.synchronous_mode != SyncMode::Off
             && self.sync.method == SyncMethod::Quorum
@@ -108,7 +115,13 @@ impl Rules<'_> {
         if !quorum {
             return 0;
         }
-        (self.sync.members.len() + 1).saturating_sub(self.sync.count as usize)
+        let acknowledging = self
+            .sync
+            .members
+            .iter()
+            .filter(|m| self.acknowledges(m))
+            .count();
+        (acknowledging + 1).saturating_sub(self.sync.count as usize)
     }
 }
 
@@ -173,7 +186,7 @@ pub fn judge(
     }
     let my_rank = rank(me, mine);
     let mut unconfirmed = Vec::new();
-    let mut set_confirmed = usize::from(rules.sync.members.contains(me));
+    let mut set_confirmed = usize::from(rules.acknowledges(me));
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
             continue;
@@ -191,7 +204,7 @@ pub fn judge(
             }
             continue;
         }
-        if rules.sync.members.contains(name) {
+        if rules.acknowledges(name) {
             set_confirmed += 1;
         }
         // With the whole set eligible, nobody waits for the set's old leader (see above).
@@ -226,3 +239,7 @@ pub fn best_candidate(
         .max_by_key(|(name, record)| rank(name, record))
         .map(|(name, _)| name.clone())
 }
+
+#[cfg(test)]
+#[path = "election_tests.rs"]
+mod tests;

@@ -1,0 +1,66 @@
+//! Unit tests of candidate judgement in quorum mode.
+
+use super::*;
+use crate::types::Tags;
+
+fn standby(lsn: u64) -> MemberRecord {
+    MemberRecord {
+        running: true,
+        in_recovery: true,
+        timeline: Timeline(1),
+        lsn: Lsn(lsn),
+        replay_lsn: Lsn(lsn),
+        streaming_from: None,
+        tags: Tags::default(),
+        leader_seen: None,
+        addresses: BTreeMap::new(),
+        synced_slots: 0,
+    }
+}
+
+/// Found by `pgha chaos` in quorum mode: a set carried over from an earlier leader still named
+/// the leader that published it. When that leader left, the two standbys waited for it to
+/// confirm its position as a third set member, and nobody took over until it came back. A
+/// primary never acknowledged as its own standby: the other two suffice (ANY 1 of 2 needs 2).
+#[test]
+fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
+    let config = ClusterConfig {
+        synchronous_mode: SyncMode::On,
+        ..ClusterConfig::default()
+    };
+    let sync = SyncSet {
+        leader: Some("n1".into()),
+        members: ["n1", "n2", "n3"]
+            .into_iter()
+            .map(MemberName::from)
+            .collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    let rules = Rules {
+        config: &config,
+        sync: &sync,
+        last_primary_lsn: None,
+    };
+    let others: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n3"), standby(900))]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        judge(&rules, &"n2".into(), &standby(1000), &others, false),
+        Verdict::Best
+    );
+    // With one of the two standbys silent, one confirmation is not enough.
+    assert_eq!(
+        judge(
+            &rules,
+            &"n2".into(),
+            &standby(1000),
+            &BTreeMap::new(),
+            false
+        ),
+        Verdict::QuorumIncomplete {
+            confirmed: 1,
+            needed: 2
+        }
+    );
+}
