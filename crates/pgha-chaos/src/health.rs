@@ -114,26 +114,8 @@ mod tests {
 
     fn member(name: &str, role: Role, state: State) -> MemberStatus {
         MemberStatus {
-            name: name.into(),
-            role,
-            state,
-            host: "127.0.0.1".into(),
-            port: 5432,
             timeline: Some(1),
-            lsn: None,
-            received_lsn: None,
-            replayed_lsn: None,
-            lag_bytes: None,
-            lag_seconds: None,
-            sync_state: None,
-            error: None,
-            decision: None,
-            logical_slots: Vec::new(),
-            pending_restart: Vec::new(),
-            server_version: None,
-            system_identifier: None,
-            upstream: None,
-            tags: None,
+            ..MemberStatus::new(name, "127.0.0.1", 5432, role, state)
         }
     }
 

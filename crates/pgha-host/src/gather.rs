@@ -201,32 +201,18 @@ fn describe(
     result: Result<PgState, String>,
     primary: Option<(&Target, &PgState)>,
 ) -> MemberStatus {
-    let mut status = MemberStatus {
-        name: member.name.clone(),
-        role: Role::Unknown,
-        state: if running {
-            State::Unreachable
-        } else {
-            State::Stopped
-        },
-        host: member.host.clone(),
-        port: member.port,
-        timeline: None,
-        lsn: None,
-        received_lsn: None,
-        replayed_lsn: None,
-        lag_bytes: None,
-        lag_seconds: None,
-        sync_state: None,
-        error: None,
-        decision: None,
-        logical_slots: Vec::new(),
-        pending_restart: Vec::new(),
-        server_version: None,
-        system_identifier: None,
-        upstream: None,
-        tags: None,
+    let state = if running {
+        State::Unreachable
+    } else {
+        State::Stopped
     };
+    let mut status = MemberStatus::new(
+        &member.name,
+        &member.host,
+        member.port,
+        Role::Unknown,
+        state,
+    );
     let state = match result {
         Ok(state) => state,
         Err(e) => {

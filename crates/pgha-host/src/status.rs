@@ -97,6 +97,34 @@ pub struct MemberStatus {
     pub tags: Option<pgha_core::Tags>,
 }
 
+impl MemberStatus {
+    /// A member at `host:port` in `role` and `state`, with nothing else known yet.
+    pub fn new(name: &str, host: &str, port: u16, role: Role, state: State) -> Self {
+        MemberStatus {
+            name: name.to_string(),
+            role,
+            state,
+            host: host.to_string(),
+            port,
+            timeline: None,
+            lsn: None,
+            received_lsn: None,
+            replayed_lsn: None,
+            lag_bytes: None,
+            lag_seconds: None,
+            sync_state: None,
+            error: None,
+            decision: None,
+            logical_slots: Vec::new(),
+            pending_restart: Vec::new(),
+            server_version: None,
+            system_identifier: None,
+            upstream: None,
+            tags: None,
+        }
+    }
+}
+
 /// What a member's PostgreSQL is (as `pgha status` shows it; JSON: lowercase).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -244,40 +244,40 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
 /// would stop the standby from synchronizing any slot; the primary's are synchronized here
 /// instead. Returns the names dropped.
 pub async fn drop_stale_failover_slots(client: &Client, member: &str) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT slot_name::text, pg_drop_replication_slot(slot_name) IS NULL \
+    first_column(
+        client,
+        member,
+        "SELECT slot_name::text, pg_drop_replication_slot(slot_name) IS NULL \
              FROM pg_replication_slots \
              WHERE slot_type = 'logical' AND failover AND NOT synced AND NOT active",
-            &[],
-        )
-        .await
-        .map_err(PgError::sql(member))?;
+    )
+    .await
+}
+
+/// The first column (text) of every row `sql` returns.
+async fn first_column(client: &Client, member: &str, sql: &str) -> Result<Vec<String>> {
+    let rows = client.query(sql, &[]).await.map_err(PgError::sql(member))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Parameters whose changed value waits for a restart (`pg_settings.pending_restart`).
 pub async fn pending_restart(client: &Client, member: &str) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(PgError::sql(member))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    first_column(
+        client,
+        member,
+        "SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1",
+    )
+    .await
 }
 
 /// Names of the physical replication slots on the server.
 pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
-    let rows = client
-        .query(
-            "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1",
-            &[],
-        )
-        .await
-        .map_err(PgError::sql(member))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    first_column(
+        client,
+        member,
+        "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1",
+    )
+    .await
 }
 
 /// Drops a physical replication slot if it exists and is not in use.

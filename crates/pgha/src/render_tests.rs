@@ -34,30 +34,21 @@ fn history_columns_line_up_with_long_member_names() {
 
 fn cascade() -> ClusterStatus {
     let member = |name: &str, role: Role, upstream: Option<&str>, sysid: &str| MemberStatus {
-        name: name.into(),
-        role,
-        state: if role == Role::Primary {
-            State::Running
-        } else {
-            State::Streaming
-        },
-        host: "127.0.0.1".into(),
-        port: 1,
         timeline: Some(1),
-        lsn: None,
-        received_lsn: None,
-        replayed_lsn: None,
-        lag_bytes: None,
-        lag_seconds: None,
-        sync_state: None,
-        error: None,
-        decision: None,
-        logical_slots: Vec::new(),
-        pending_restart: Vec::new(),
         server_version: Some("17.2".into()),
         system_identifier: Some(sysid.into()),
         upstream: upstream.map(String::from),
-        tags: None,
+        ..MemberStatus::new(
+            name,
+            "127.0.0.1",
+            1,
+            role,
+            if role == Role::Primary {
+                State::Running
+            } else {
+                State::Streaming
+            },
+        )
     };
     ClusterStatus {
         cluster: "c".into(),
