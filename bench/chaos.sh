@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long `pgha chaos` campaigns, one per replication mode, each against a fresh 3-member
-# `pgha up` cluster, writing the raw results (JSON, HTML timeline, event log, exit status)
+# `pgha up` cluster, writing the raw results (JSON, gzipped HTML timeline, event log, exit status)
 # and a summary table per mode and fault kind.
 #   off     asynchronous replication (acknowledged writes may be lost: reported, not a failure)
 #   on      synchronous_mode=on  (FIRST 1)
@@ -108,6 +108,7 @@ for mode in $modes; do
   echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
   stop_cluster
   gzip -9f "$out/$mode.up.log"
+  [ -f "$out/$mode.html" ] && gzip -9f "$out/$mode.html"   # raw, kept small (zcat/gunzip to view)
   port=$((port + 20))
 done
 
