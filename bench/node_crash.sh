@@ -8,22 +8,20 @@
 # after the kill to the end of the next successful write; "from kill" = from the kill to the end
 # of the first successful write started after it. Also reports each agent's resident memory.
 # Usage: bench/node_crash.sh [RUNS]   (default 5; env: STALL_MS=200, NO_BUILD=1 to use the
-#        existing release binaries, CARGO_TARGET_DIR as for cargo, PGHA_ETCD_BIN=etcd)
+#        existing release binaries, CARGO_TARGET_DIR as for cargo, BIN=path to pgha,
+#        PGHA_ETCD_BIN=etcd)
 # Target (issue 3): median window <= ttl + 1 s = 4 s; agent RSS < 30 MB.
-# The etcd, cluster and window pieces live in bench/lib/dist.sh (shared with bench/vs_patroni.sh).
+# The etcd and cluster pieces live in bench/lib/dist.sh (shared with bench/vs_patroni.sh), the
+# build and window ones in bench/lib/common.sh (shared with every bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
 stall_ms="${STALL_MS:-200}"
-target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
-[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --example write_probe --bin pgha
-bin="$target_dir/release/pgha"
-probe_bin="$target_dir/release/examples/write_probe"
 etcd_bin="${PGHA_ETCD_BIN:-etcd}"
-work="$(mktemp -d /tmp/pgha-bench-crash.XXXXXX)"
-chmod 755 "$work"
 # shellcheck source=bench/lib/dist.sh
 source bench/lib/dist.sh
+pgha_build --probe
+make_work pgha-bench-crash
 
 probe_pid=""
 cleanup() {
@@ -57,10 +55,9 @@ for run in $(seq 1 "$runs"); do
   kill -9 "${agent_pid[$leader]}" "$pm"
   wait "${agent_pid[$leader]}" 2>/dev/null || true
   read -r w fk <<<"$(window "$work/probe.log" "$t")"
-  new=""
-  for i in 1 2 3; do [ "$(code "${api[$i]}" /primary)" = 200 ] && new=$i; done
+  new=$(primary_among "${api[@]:1:3}")
   printf 'run %d: killed node%s (agent + postmaster), write-unavailable %s s (%s s from the kill), new leader node%s\n' \
-    "$run" "$leader" "$w" "$fk" "${new:-?}"
+    "$run" "$leader" "$w" "$fk" "$new"
   windows+=("$w"); from_kill+=("$fk")
   start_agent "$leader"
 done

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Measures `pgha up` on an empty directory until every standby streams (median of RUNS runs),
 # the resident memory of the pgha process once the cluster is up, and the clean shutdown time.
-# Usage: bench/up.sh [RUNS] [MEMBERS]        (defaults: 5 runs, 3 members; default PostgreSQL settings)
+# Usage: bench/up.sh [RUNS] [MEMBERS]        (defaults: 5 runs, 3 members; default PostgreSQL settings;
+#        env: BIN=path to pgha, NO_BUILD=1 to use the existing release binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
 members="${2:-3}"
-cargo build --release -q -p pgha
-bin="$PWD/target/release/pgha"
-work="$(mktemp -d /tmp/pgha-bench-up.XXXXXX)"
-chmod 755 "$work"
+# shellcheck source=bench/lib/common.sh
+source bench/lib/common.sh
+pgha_build
+make_work pgha-bench-up
 trap 'rm -rf "$work"' EXIT
 
-now() { date +%s.%N; }
 port=$((40000 + RANDOM % 15000))
 ups=(); rss=(); downs=()
 for i in $(seq 1 "$runs"); do
@@ -37,7 +37,6 @@ for i in $(seq 1 "$runs"); do
   ups+=("$up"); rss+=("$r"); downs+=("$down")
   rm -rf "$dir"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo
 printf 'pgha up, %d members, %d runs: median %.2f s to all standbys streaming; pgha RSS median %d kB; shutdown median %.2f s\n' \
   "$members" "$runs" "$(median "${ups[@]}")" "$(median "${rss[@]}")" "$(median "${downs[@]}")"

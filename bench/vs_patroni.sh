@@ -22,7 +22,7 @@
 #   switchover  `pgha switchover` / `patronictl switchover --force` (no target named)
 #   pm_kill     kill -9 of the primary's postmaster alone
 # Window = from the start of the first write attempt that failed (or stalled more than STALL_MS)
-# after the event to the end of the next successful write (bench/lib/dist.sh `window`);
+# after the event to the end of the next successful write (bench/lib/common.sh `window`);
 # from_event = from the event to the end of that write.
 #
 # Usage: bench/vs_patroni.sh [ROUNDS]   (default 5)
@@ -42,7 +42,6 @@ rounds="${1:-5}"
 stall_ms="${STALL_MS:-200}"
 pause_spread="${PAUSE_SPREAD_S:-10}"
 read -r -a targets <<<"${TARGETS:-pgha patroni patroni-defaults}"
-target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 pg_bin="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 venv="${PATRONI_VENV:-/opt/pgha-bench/patroni-venv}"
 etcd_bin="${PGHA_ETCD_BIN:-etcd}"
@@ -85,39 +84,20 @@ fi
 if [[ " ${targets[*]} " == *" patroni"* ]]; then
   "${as_pg_cmd[@]}" "$venv/bin/python" -c 'import patroni, psycopg2, etcd' || die "the postgres user cannot run Patroni from $venv"
 fi
-[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --example write_probe --bin pgha
-bin="$target_dir/release/pgha"
-probe_bin="$target_dir/release/examples/write_probe"
+# shellcheck source=bench/lib/dist.sh
+source bench/lib/dist.sh
+pgha_build --probe
 [ -x "$bin" ] && [ -x "$probe_bin" ] || die "no $bin or $probe_bin (build them or unset NO_BUILD)"
 
 # --- run state and clean-up ------------------------------------------------------------------
-work="$(mktemp -d /tmp/pgha-vs-patroni.XXXXXX)"
-chmod 755 "$work"
-# shellcheck source=bench/lib/dist.sh
-source bench/lib/dist.sh
+make_work pgha-vs-patroni
 probe_pid=""; haproxy_pid=""; pat_dir=""
 declare -a pat_pid=() pat_api=() pat_pg=()
 
 pat_stop_all() {
-  local i p _
   [ -n "$haproxy_pid" ] && { kill -TERM "$haproxy_pid" 2>/dev/null || true; wait "$haproxy_pid" 2>/dev/null || true; }
   haproxy_pid=""
-  for i in 1 2 3; do
-    [ -n "${pat_pid[$i]:-}" ] && kill -TERM "${pat_pid[$i]}" 2>/dev/null || true
-  done
-  for i in 1 2 3; do
-    p="${pat_pid[$i]:-}"
-    [ -z "$p" ] && continue
-    for _ in $(seq 1 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  if [ -n "$pat_dir" ]; then
-    for i in 1 2 3; do
-      p=$(pat_postmaster "$i")
-      [ -n "$p" ] && kill -QUIT "$p" 2>/dev/null || true
-    done
-  fi
+  stop_members "$pat_dir" pat_postmaster 30 "${pat_pid[@]:1:3}"
   pat_pid=()
 }
 stop_probe() {
@@ -263,23 +243,33 @@ EOF
   [ -n "$l" ] && [ "$(code "${pat_api[$l]}" /primary)" = 200 ] && echo "$l"
   return 0
 }
-pat_wait_converged() {
-  local deadline=$(( $(date +%s) + ${CONVERGE_TIMEOUT_S:-180} )) p
-  while :; do
-    p=$(pat_converged)
-    [ -n "$p" ] && { echo "$p"; return; }
-    if [ "$(date +%s)" -gt "$deadline" ]; then
-      echo "Patroni cluster did not converge; logs:" >&2; tail -n 20 "$pat_dir"/node*.log >&2; exit 1
-    fi
-    sleep 0.3
-  done
-}
+pat_wait_converged() { await_leader pat_converged "Patroni cluster" "$pat_dir" 180 0.3; }
 
 # --- per target -------------------------------------------------------------------------------
 # Each target defines: <t>_up ROUND (cluster up, sets url), <t>_leader, <t>_crash LEADER,
 # <t>_switchover LEADER (runs the command in the background, sets sw_pid), <t>_pm_kill LEADER,
-# <t>_down.
+# <t>_down, from these events common to both (each sets ev_t, the time of the event):
 url=""
+# crash_member WHO MANAGER_PID POSTMASTER_PID: kill -9 of both in one command.
+crash_member() {
+  [ -n "$3" ] || die "$1: no postmaster.pid"
+  ev_t=$(now)
+  kill -9 "$2" "$3"
+  wait "$2" 2>/dev/null || true
+}
+# kill_postmaster WHO POSTMASTER_PID: kill -9 of the postmaster alone.
+kill_postmaster() {
+  [ -n "$2" ] || die "$1: no postmaster.pid"
+  ev_t=$(now)
+  kill -9 "$2"
+}
+# switchover_bg LOG CMD...: CMD in the background (sw_pid), its output appended to LOG.
+switchover_bg() {
+  local log=$1; shift
+  ev_t=$(now)
+  "$@" >>"$log" 2>&1 &
+  sw_pid=$!
+}
 pgha_up() {
   pgha_setup "$work/pgha-r$1" "bench-r$1"
   local i; for i in 1 2 3; do start_agent "$i"; done
@@ -288,26 +278,13 @@ pgha_up() {
   url=$(pgha_url)
 }
 pgha_leader() { wait_converged; }
-pgha_crash() {
-  local pm; pm=$(pgha_postmaster "$1")
-  [ -n "$pm" ] || die "pgha node$1: no postmaster.pid"
-  ev_t=$(now)
-  kill -9 "${agent_pid[$1]}" "$pm"
-  wait "${agent_pid[$1]}" 2>/dev/null || true
-}
+pgha_crash() { crash_member "pgha node$1" "${agent_pid[$1]}" "$(pgha_postmaster "$1")"; }
 pgha_restart() { start_agent "$1"; }
 pgha_switchover() {
-  ev_t=$(now)
-  "$bin" switchover --config "$pgha_dir/node$1.toml" >>"$pgha_dir/switchover.log" 2>&1 &
-  sw_pid=$!
+  switchover_bg "$pgha_dir/switchover.log" "$bin" switchover --config "$pgha_dir/node$1.toml"
 }
-pgha_pm_kill() {
-  local pm; pm=$(pgha_postmaster "$1")
-  [ -n "$pm" ] || die "pgha node$1: no postmaster.pid"
-  ev_t=$(now)
-  kill -9 "$pm"
-}
-pgha_new_leader() { local i; for i in 1 2 3; do [ "$(code "${api[$i]}" /primary)" = 200 ] && { echo "$i"; return; }; done; echo "?"; }
+pgha_pm_kill() { kill_postmaster "pgha node$1" "$(pgha_postmaster "$1")"; }
+pgha_new_leader() { primary_among "${api[@]:1:3}"; }
 pgha_down() { pgha_stop_all; }
 
 patroni_up() { # $1 = round, $2 = "ttl loop_wait retry_timeout"
@@ -320,26 +297,15 @@ patroni_up() { # $1 = round, $2 = "ttl loop_wait retry_timeout"
 }
 patroni_leader() { pat_wait_converged; }
 patroni_crash() {
-  local pm; pm=$(pat_postmaster "$1")
-  [ -n "$pm" ] || die "Patroni node$1: no postmaster.pid"
   grep -q 'bin/patroni' "/proc/${pat_pid[$1]}/cmdline" 2>/dev/null || die "pid ${pat_pid[$1]} is not node$1's patroni"
-  ev_t=$(now)
-  kill -9 "${pat_pid[$1]}" "$pm"
-  wait "${pat_pid[$1]}" 2>/dev/null || true
+  crash_member "Patroni node$1" "${pat_pid[$1]}" "$(pat_postmaster "$1")"
 }
 patroni_restart() { start_patroni "$1"; }
 patroni_switchover() {
-  ev_t=$(now)
-  "$venv/bin/patronictl" -c "$pat_dir/node$1.yml" switchover --force >>"$pat_dir/switchover.log" 2>&1 &
-  sw_pid=$!
+  switchover_bg "$pat_dir/switchover.log" "$venv/bin/patronictl" -c "$pat_dir/node$1.yml" switchover --force
 }
-patroni_pm_kill() {
-  local pm; pm=$(pat_postmaster "$1")
-  [ -n "$pm" ] || die "Patroni node$1: no postmaster.pid"
-  ev_t=$(now)
-  kill -9 "$pm"
-}
-patroni_new_leader() { local i; for i in 1 2 3; do [ "$(code "${pat_api[$i]}" /primary)" = 200 ] && { echo "$i"; return; }; done; echo "?"; }
+patroni_pm_kill() { kill_postmaster "Patroni node$1" "$(pat_postmaster "$1")"; }
+patroni_new_leader() { primary_among "${pat_api[@]:1:3}"; }
 patroni_down() { pat_stop_all; }
 # The function family of target $1.
 fam() { case "$1" in pgha) echo pgha ;; *) echo patroni ;; esac; }

@@ -1,11 +1,13 @@
 # Shared pieces of the distributed-mode benches (sourced by bench/node_crash.sh and
 # bench/vs_patroni.sh): free loopback ports, one etcd, a pgha cluster of 3 `pgha agent`s +
 # `pgha proxy` (ttl 3 s, safety margin 1 s, loop_wait 500 ms unless PGHA_TTL_MS,
-# PGHA_SAFETY_MARGIN_MS, PGHA_LOOP_WAIT_MS say otherwise), the write-unavailable window from a
-# write_probe log, medians. Needs: bin (the pgha binary), etcd_bin, stall_ms.
+# PGHA_SAFETY_MARGIN_MS, PGHA_LOOP_WAIT_MS say otherwise), waiting for a 3-member cluster to
+# converge, resident memory; the clock, medians and the write-unavailable window come from
+# bench/lib/common.sh. Needs: bin (the pgha binary), etcd_bin, stall_ms.
 # Not a script of its own: `source bench/lib/dist.sh`.
 
-now() { date +%s.%N; }
+# shellcheck source=bench/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # N free loopback ports in 16000..32000 (below the ephemeral range), one line, space-separated.
 free_ports() {
@@ -52,6 +54,31 @@ etcd_stop() {
   kill -TERM "$etcd_pid" 2>/dev/null || true
   wait "$etcd_pid" 2>/dev/null || true
   etcd_pid=""
+}
+
+# await_leader CHECK WHAT DIR TIMEOUT_S PAUSE_S: runs CHECK every PAUSE_S s until it prints the
+# leader's number, and prints it; after CONVERGE_TIMEOUT_S (default TIMEOUT_S) says that WHAT did
+# not converge, shows the last lines of DIR/node*.log and exits.
+await_leader() {
+  local check=$1 what=$2 dir=$3 deadline=$(( $(date +%s) + ${CONVERGE_TIMEOUT_S:-$4} )) pause=$5 p
+  while :; do
+    p=$("$check")
+    [ -n "$p" ] && { echo "$p"; return; }
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      echo "$what did not converge; logs:" >&2; tail -n 20 "$dir"/node*.log >&2; exit 1
+    fi
+    sleep "$pause"
+  done
+}
+# primary_among API1 API2 API3: the number (1..3) of the first member whose REST API answers
+# /primary with 200, "?" when none does.
+primary_among() {
+  local i=0 a
+  for a in "$@"; do
+    i=$((i + 1))
+    [ "$(code "$a" /primary)" = 200 ] && { echo "$i"; return; }
+  done
+  echo "?"
 }
 
 # --- pgha cluster: 3 agents + proxy --------------------------------------------------------
@@ -129,75 +156,35 @@ converged() {
   done
   echo "$leader"
 }
-wait_converged() {
-  local deadline=$(( $(date +%s) + ${CONVERGE_TIMEOUT_S:-120} )) p
-  while :; do
-    p=$(converged)
-    [ -n "$p" ] && { echo "$p"; return; }
-    if [ "$(date +%s)" -gt "$deadline" ]; then
-      echo "pgha cluster did not converge; agent logs:" >&2; tail -n 20 "$pgha_dir"/node*.log >&2; exit 1
-    fi
-    sleep 0.2
+wait_converged() { await_leader converged "pgha cluster" "$pgha_dir" 120 0.2; }
+# stop_members DIR POSTMASTER_FN TIMEOUT_S PID...: TERM to the members' managers PID... (empty
+# ones skipped), KILL to each still there after TIMEOUT_S, then, when DIR is set, QUIT to any
+# postmaster left (POSTMASTER_FN N prints member N's).
+stop_members() {
+  local dir=$1 pm_of=$2 tenths=$(( $3 * 10 )) i p _
+  shift 3
+  for p in "$@"; do
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  for p in "$@"; do
+    [ -z "$p" ] && continue
+    for _ in $(seq 1 "$tenths"); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  [ -n "$dir" ] || return 0
+  for i in 1 2 3; do
+    p=$("$pm_of" "$i")
+    [ -n "$p" ] && kill -QUIT "$p" 2>/dev/null || true
   done
 }
 # Stops the proxy and the agents (TERM, then KILL after 15 s), then any postmaster left.
 pgha_stop_all() {
-  local i p _
   [ -n "$proxy_pid" ] && kill -TERM "$proxy_pid" 2>/dev/null || true
-  for i in 1 2 3; do
-    [ -n "${agent_pid[$i]:-}" ] && kill -TERM "${agent_pid[$i]}" 2>/dev/null || true
-  done
-  for i in 1 2 3; do
-    p="${agent_pid[$i]:-}"
-    [ -z "$p" ] && continue
-    for _ in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
+  stop_members "$pgha_dir" pgha_postmaster 15 "${agent_pid[@]:1:3}"
   [ -n "$proxy_pid" ] && { wait "$proxy_pid" 2>/dev/null || true; }
-  if [ -n "$pgha_dir" ]; then
-    for i in 1 2 3; do
-      p=$(pgha_postmaster "$i")
-      [ -n "$p" ] && kill -QUIT "$p" 2>/dev/null || true
-    done
-  fi
   agent_pid=(); proxy_pid=""
 }
 
-# --- measuring ----------------------------------------------------------------------------
-# window LOG T_EVENT: waits (up to WINDOW_DEADLINE_S, default 120 s) until the writes in the
-# write_probe log LOG are back after the event at T_EVENT and prints "WINDOW FROM_EVENT":
-# WINDOW = from the start of the first write attempt that failed (or stalled more than
-# $stall_ms) after the event to the end of the next successful write (0.000 when none failed
-# or stalled in the 5 s after the event); FROM_EVENT = from the event to the end of the first
-# successful write after the failure (or, with no failure, the first one started after it).
-window() {
-  python3 - "$1" "$2" "$stall_ms" "${WINDOW_DEADLINE_S:-120}" <<'EOF'
-import sys, time
-log, t_ev, stall, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]) / 1000, float(sys.argv[4])
-deadline = time.time() + limit
-while True:
-    rows = []
-    for line in open(log):
-        p = line.split()
-        if len(p) == 3:
-            rows.append((float(p[0]), float(p[1]), p[2] == "ok"))
-    after = [r for r in rows if r[1] >= t_ev]
-    bad = [i for i, r in enumerate(after) if not r[2] or r[1] - r[0] > stall]
-    first_ok = [r for r in after if r[2] and r[0] >= t_ev]
-    if bad:
-        first = after[bad[0]]
-        ok = [r for r in after[bad[0]:] if r[2]]
-        if first[2] or ok:
-            w = first[1] - first[0] if first[2] else ok[0][1] - first[0]
-            fk = ok[0][1] - t_ev if ok else first[1] - t_ev
-            print(f"{w:.3f} {fk:.3f}"); break
-    elif first_ok and after[-1][0] > t_ev + 5:
-        print(f"0.000 {first_ok[0][1] - t_ev:.3f}"); break
-    if time.time() > deadline:
-        print("nan nan"); break
-    time.sleep(0.1)
-EOF
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# Resident memory of process $1 in MB ("?" when it is gone).
 rss() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "?"; }

@@ -1,0 +1,64 @@
+# Pieces every bench uses: the clock, medians, the release binaries, and the write-unavailable
+# window from a write_probe log. Not a script of its own: `source bench/lib/common.sh` from the
+# repository root (bench/lib/dist.sh and bench/lib/up_cluster.sh source it themselves).
+
+now() { date +%s.%N; }
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+# make_work NAME: sets work to a fresh directory /tmp/NAME.XXXXXX that the postgres OS user can
+# enter (the members' data directories go below it).
+make_work() {
+  work="$(mktemp -d "/tmp/$1.XXXXXX")"
+  chmod 755 "$work"
+}
+
+# pgha_build [--probe]: sets bin to the release pgha (BIN when set, else CARGO_TARGET_DIR's or
+# target/'s release/pgha, built first with cargo unless NO_BUILD=1); with --probe also probe_bin
+# to the write_probe example (crates/pgha/examples/write_probe.rs), built along.
+pgha_build() {
+  local target_dir="${CARGO_TARGET_DIR:-$PWD/target}" probe=0
+  local -a what=()
+  [ "${1:-}" = --probe ] && probe=1
+  [ -n "${BIN:-}" ] || what+=(--bin pgha)
+  [ "$probe" = 1 ] && what+=(--example write_probe)
+  if [ "${NO_BUILD:-0}" != 1 ] && [ "${#what[@]}" -gt 0 ]; then
+    cargo build --release -q -p pgha "${what[@]}"
+  fi
+  bin="${BIN:-$target_dir/release/pgha}"
+  if [ "$probe" = 1 ]; then probe_bin="$target_dir/release/examples/write_probe"; fi
+}
+
+# window LOG T_EVENT: waits (up to WINDOW_DEADLINE_S, default 120 s) until the writes in the
+# write_probe log LOG are back after the event at T_EVENT and prints "WINDOW FROM_EVENT":
+# WINDOW = from the start of the first write attempt that failed (or stalled more than
+# $stall_ms) after the event to the end of the next successful write (0.000 when none failed
+# or stalled in the 5 s after the event); FROM_EVENT = from the event to the end of the first
+# successful write after the failure (or, with no failure, the first one started after it).
+window() {
+  python3 - "$1" "$2" "$stall_ms" "${WINDOW_DEADLINE_S:-120}" <<'EOF'
+import sys, time
+log, t_ev, stall, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]) / 1000, float(sys.argv[4])
+deadline = time.time() + limit
+while True:
+    rows = []
+    for line in open(log):
+        p = line.split()
+        if len(p) == 3:
+            rows.append((float(p[0]), float(p[1]), p[2] == "ok"))
+    after = [r for r in rows if r[1] >= t_ev]
+    bad = [i for i, r in enumerate(after) if not r[2] or r[1] - r[0] > stall]
+    first_ok = [r for r in after if r[2] and r[0] >= t_ev]
+    if bad:
+        first = after[bad[0]]
+        ok = [r for r in after[bad[0]:] if r[2]]
+        if first[2] or ok:
+            w = first[1] - first[0] if first[2] else ok[0][1] - first[0]
+            fk = ok[0][1] - t_ev if ok else first[1] - t_ev
+            print(f"{w:.3f} {fk:.3f}"); break
+    elif first_ok and after[-1][0] > t_ev + 5:
+        print(f"0.000 {first_ok[0][1] - t_ev:.3f}"); break
+    if time.time() > deadline:
+        print("nan nan"); break
+    time.sleep(0.1)
+EOF
+}
