@@ -18,33 +18,18 @@ scale="${SCALE:-10}"
 clients="${CLIENTS:-8}"
 threads="${THREADS:-2}"
 fsync="${FSYNC:-on}"
-if [ -n "${BIN:-}" ]; then
-  bin="$BIN"
-else
-  [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --bin pgha
-  bin="$PWD/target/release/pgha"
-fi
+# shellcheck source=bench/lib/up_cluster.sh
+source bench/lib/up_cluster.sh
+pgha_build
 pgbench="$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | tail -1)"
 psql="$(command -v psql || ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | tail -1)"
 [ -x "$pgbench" ] || { echo "pgbench not found: install postgresql-client" >&2; exit 1; }
-work="$(mktemp -d /tmp/pgha-bench-sync.XXXXXX)"
-chmod 755 "$work"
+make_work pgha-bench-sync
 dir="$work/c"
 port="${PORT:-$((20000 + RANDOM % 10000))}"
-up_pid=""
-cleanup() {
-  if [ -n "$up_pid" ]; then
-    kill -TERM "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-  fi
-  for d in "$dir"/n*/data; do
-    [ -f "$d/postmaster.pid" ] && kill -QUIT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
+cleanup() { up_stop; rm -rf "$work"; }
 trap cleanup EXIT
 
-status_json() { "$bin" status --dir "$dir" --json 2>/dev/null || echo '{}'; }
 # Succeeds when one primary runs, both standbys stream, and the synchronous state matches
 # mode $1: off → no sync standby; on → one `sync` standby and both standbys in the set.
 settled() {
@@ -60,18 +45,9 @@ if mode == "off": ok = ok and all(x == "async" for x in states)
 else: ok = ok and states.count("sync") == 1 and len(sync.get("set") or []) == len(st)
 sys.exit(0 if ok else 1)' "$1"
 }
-wait_until() {  # wait_until WHAT CMD...: up to 90 s
-  local what="$1" deadline=$(( $(date +%s) + 90 )); shift
-  until "$@"; do
-    [ "$(date +%s)" -gt "$deadline" ] && { echo "timed out waiting for $what" >&2; "$bin" status --dir "$dir" >&2; exit 1; }
-    sleep 0.2
-  done
-}
 
 echo "pgha up: 3 members, fsync=$fsync, shared_buffers=64MB; pgbench -s $scale -c $clients -j $threads -T $secs, $rounds rounds"
-"$bin" up --dir "$dir" --port "$port" --param fsync="$fsync" --param shared_buffers=64MB \
-  --param max_connections=50 >"$work/up.log" 2>&1 &
-up_pid=$!
+up_start "$work/up.log" --param fsync="$fsync" --param shared_buffers=64MB --param max_connections=50
 wait_until "the cluster" settled off
 url="$("$bin" url --dir "$dir")"
 "$pgbench" -i -q -s "$scale" "$url" >/dev/null 2>&1
