@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pgha_proxy::{Candidates, Member, Prober, ProberConfig, Targets};
+use pgha_proxy::{Candidates, Member, Prober, ProberConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writer_sees_only_a_bounded_wait_during_failover() {
@@ -16,10 +16,7 @@ async fn writer_sees_only_a_bounded_wait_during_failover() {
         leader: Some(member(c.primary())),
         standbys: vec![member(c.standby())],
     });
-    let p = TestProxy::start(Targets::none(), |cfg| {
-        cfg.hold_timeout = Duration::from_secs(20)
-    })
-    .await;
+    let p = TestProxy::without_primary(Duration::from_secs(20)).await;
     let mut pcfg = ProberConfig::new("postgres");
     pcfg.interval = Duration::from_millis(100);
     pcfg.check_timeout = Duration::from_millis(500);

@@ -1,12 +1,13 @@
 //! 2 000 idle client sessions through the proxy, against an in-process minimal backend, with the
 //! test process's resident memory measured before and after.
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
-use pgha_proxy::{CancellationToken, Proxy, ProxyConfig, Targets};
-use support::{raise_fd_limit, startup_packet, until_ready, Auth, Fake};
+use common::fake::{raise_fd_limit, startup_packet, until_ready, Auth, Fake};
+use common::TestProxy;
+use pgha_proxy::Targets;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -22,18 +23,11 @@ fn rss_kib() -> u64 {
 async fn two_thousand_idle_sessions_with_bounded_memory() {
     raise_fd_limit(CLIENTS * 4 + 100);
     let fake = Fake::start(b'N', Auth::Ok).await;
-    let (_tx, rx) = tokio::sync::watch::channel(Targets::primary(fake.backend()));
-    let cfg = ProxyConfig {
-        rw_listen: Some("127.0.0.1:0".into()),
-        ro_listen: None,
-        max_client_conn: CLIENTS + 10,
-        ..ProxyConfig::default()
-    };
-    let shutdown = CancellationToken::new();
-    let proxy = Proxy::bind(cfg, rx, shutdown.clone()).await.unwrap();
-    let addr = proxy.rw_addr().unwrap();
-    let metrics = proxy.metrics();
-    let task = tokio::spawn(proxy.run());
+    let mut p = TestProxy::start(Targets::primary(fake.backend()), |cfg| {
+        cfg.max_client_conn = CLIENTS + 10
+    })
+    .await;
+    let addr = p.rw;
 
     let one = |startup: Vec<u8>| async move {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -64,11 +58,11 @@ async fn two_thousand_idle_sessions_with_bounded_memory() {
         let _ = chunk;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while metrics.snapshot().listener("rw").unwrap().active != CLIENTS as u64 {
+    while p.metrics.snapshot().listener("rw").unwrap().active != CLIENTS as u64 {
         assert!(
             std::time::Instant::now() < deadline,
             "{:?}",
-            metrics.snapshot()
+            p.metrics.snapshot()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -83,8 +77,8 @@ async fn two_thousand_idle_sessions_with_bounded_memory() {
     );
     assert!(after < 48 * 1024, "RSS too high: {after} KiB");
     drop(clients);
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(10), task)
+    p.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), p.task.take().unwrap())
         .await
         .unwrap()
         .unwrap();

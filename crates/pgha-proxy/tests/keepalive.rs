@@ -1,14 +1,16 @@
 //! TCP keepalives on both sockets of plain and TLS-passthrough sessions, and the idle bound
 //! (issue 11). The proxy runs in this process, so its sockets are read from /proc/self/fd.
 
-mod support;
+mod common;
 
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use common::fake::*;
+use common::TestProxy;
+use pgha_proxy::Targets;
 use socket2::SockRef;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -54,7 +56,7 @@ fn sockets(
 async fn sessions_have_keepalives_and_an_idle_bound() {
     let fake = Fake::start(b'S', Auth::Ok).await;
     let idle = Duration::from_millis(500);
-    let p = Running::start(fake.backend(), None, |cfg| {
+    let p = TestProxy::start(Targets::primary(fake.backend()), |cfg| {
         cfg.tcp_keepalive_idle = Some(Duration::from_secs(7));
         cfg.tcp_keepalive_interval = Duration::from_secs(3);
         cfg.tcp_keepalive_count = 4;

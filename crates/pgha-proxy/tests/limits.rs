@@ -1,13 +1,15 @@
 //! Limits that hold under attack (issue 11): no backend before a complete startup, bounded
 //! startup and authentication, a hard `max_client_conn`. Against in-process fake backends.
 
-mod support;
+mod common;
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
+use common::fake::*;
+use common::TestProxy;
+use pgha_proxy::Targets;
 use pgha_testkit::eventually;
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -33,11 +35,14 @@ async fn no_backend_connection_before_a_complete_startup() {
         Fake::start(b'S', Auth::Ok).await,
         Fake::start(b'N', Auth::Ok).await,
     );
-    let p = Running::start(tls.backend(), Some(plain.backend()), |cfg| {
-        cfg.startup_timeout = Duration::from_secs(30);
-    })
+    let p = TestProxy::start(
+        common::targets_of(tls.backend(), [plain.backend()]),
+        |cfg| {
+            cfg.startup_timeout = Duration::from_secs(30);
+        },
+    )
     .await;
-    let ro = p.ro.unwrap();
+    let ro = p.ro;
     // One complete session of each kind first, so that the proxy knows its backends' answer
     // to SSLRequest.
     let (mut s, answer) = ssl_request(p.rw).await;
@@ -110,7 +115,7 @@ async fn no_backend_connection_before_a_complete_startup() {
 async fn stalled_startup_and_authentication_are_closed_after_their_bounds() {
     let fake = Fake::start(b'N', Auth::Stall).await;
     let bound = Duration::from_millis(400);
-    let p = Running::start(fake.backend(), None, |cfg| {
+    let p = TestProxy::start(Targets::primary(fake.backend()), |cfg| {
         cfg.startup_timeout = bound;
         cfg.auth_timeout = bound;
     })
@@ -153,7 +158,7 @@ const BURST: usize = 2000;
 async fn max_client_conn_is_a_hard_cap_under_a_burst() {
     raise_fd_limit(BURST * 3 + 200);
     let fake = Fake::start(b'N', Auth::Ok).await;
-    let p = Running::start(fake.backend(), None, |cfg| {
+    let p = TestProxy::start(Targets::primary(fake.backend()), |cfg| {
         cfg.max_client_conn = CAP;
         cfg.startup_timeout = Duration::from_secs(30);
         // Sessions on this test's runtime, where its tasks can be counted.

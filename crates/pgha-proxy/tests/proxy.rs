@@ -2,8 +2,10 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::clients::{psql_run, stdout_of_success};
 use common::*;
 use pgha_proxy::{wire, Candidates, Member, Prober, ProberConfig, Targets};
 use pgha_testkit::{eventually, free_port};
@@ -37,10 +39,7 @@ async fn queries_through_rw_and_ro_listeners() {
 #[tokio::test]
 async fn holds_while_no_primary_then_releases() {
     let c = cluster();
-    let p = TestProxy::start(Targets::none(), |cfg| {
-        cfg.hold_timeout = Duration::from_secs(20)
-    })
-    .await;
+    let p = TestProxy::without_primary(Duration::from_secs(20)).await;
     let started = Instant::now();
     let pending = tokio::spawn(connect(p.rw));
     eventually("a held connection", Duration::from_secs(10), || {
@@ -68,10 +67,7 @@ async fn holds_while_no_primary_then_releases() {
 #[tokio::test]
 async fn hold_timeout_gives_error_response() {
     let _ = cluster();
-    let p = TestProxy::start(Targets::none(), |cfg| {
-        cfg.hold_timeout = Duration::from_millis(400)
-    })
-    .await;
+    let p = TestProxy::without_primary(Duration::from_millis(400)).await;
     let started = Instant::now();
     let err = connect(p.rw).await.expect_err("no primary: must fail");
     let db = err.as_db_error().expect("an ErrorResponse, not a reset");
@@ -291,22 +287,19 @@ async fn ssl_request_relayed_and_gssenc_refused() {
     assert_eq!(&b, b"N", "server has ssl=off: its answer is relayed");
     // libpq with sslmode=prefer: SSLRequest, 'N', plaintext startup through the proxy.
     let info = conninfo(p.rw);
-    let psql = move |mode: &str| {
-        std::process::Command::new(format!("{PG_BIN}/psql"))
-            .arg(format!("{info} sslmode={mode}"))
-            .args(["-Atc", "select pg_is_in_recovery()"])
-            .output()
-            .unwrap()
+    let psql = |mode: &str| {
+        let dsn = format!("{info} sslmode={mode}");
+        async move {
+            psql_run(
+                Path::new(PG_BIN),
+                &dsn,
+                &["-Atc", "select pg_is_in_recovery()"],
+            )
+            .await
+        }
     };
-    let (prefer, require) = tokio::task::spawn_blocking(move || (psql("prefer"), psql("require")))
-        .await
-        .unwrap();
-    assert!(
-        prefer.status.success(),
-        "{}",
-        String::from_utf8_lossy(&prefer.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&prefer.stdout).trim(), "f");
+    let (prefer, require) = tokio::join!(psql("prefer"), psql("require"));
+    assert_eq!(stdout_of_success(&prefer).trim(), "f");
     assert!(
         !require.status.success(),
         "server without SSL cannot satisfy sslmode=require"

@@ -26,22 +26,13 @@ fn lone_cluster() -> &'static CaCluster {
     CLUSTER.get_or_init(|| start_ca_cluster("pg18-burst", &pg18_bin(), 0))
 }
 
-async fn proxy(c: &CaCluster) -> TestProxy {
-    let tls = c.proxy_tls.clone();
-    TestProxy::start_authenticating(c.targets(), c.superuser(), |cfg| {
-        cfg.tls = Some(tls);
-        cfg.hold_timeout = Duration::from_secs(3);
-    })
-    .await
-}
-
 /// A final message with the wrong nonce or the wrong `c=` is a protocol violation (08P01) for
 /// a role that exists and for one that does not alike, as in PostgreSQL's doomed exchange;
 /// a well-formed one with a wrong proof is 28P01 for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_final_messages_are_refused_alike_for_unknown_roles() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let proof = some_proof();
     let last = |what: &str, r: &str| match what {
         "wrong nonce" => format!("c=biws,r={r}x,p={proof}"),
@@ -72,7 +63,7 @@ const AUTH_CONNECTIONS: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_logins_opens_one_verifier_connection() {
     let c = lone_cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let admin = connect_direct(c.port(0)).await;
     let proof = some_proof();
     let wrong = |r: &str| format!("c=biws,r={r},p={proof}");
@@ -137,7 +128,7 @@ async fn a_burst_of_logins_opens_one_verifier_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_logins_are_counted() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let proof = some_proof();
     for (role, last) in [
         ("app", format!("c=biws,r={{r}},p={proof}")),
@@ -167,7 +158,7 @@ async fn refused_logins_are_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_user_parameter_is_refused() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let params = [("user", "ghost"), ("database", "postgres"), ("user", "app")];
     let mut s = startup(p.rw, &params).await;
     let (tag, body) = read_msg(&mut s).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::ca_cluster::{
     start_ca_cluster, CaCluster, APP_PASSWORD, MD5_PASSWORD, MD5_ROLE, PROXY_HOST,
 };
-use common::clients::{connect_direct, psql_as};
+use common::clients::{connect_direct, finish, libpq_client, psql_as};
 use common::*;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
@@ -36,15 +36,6 @@ fn cluster17() -> &'static CaCluster {
     CLUSTER.get_or_init(|| start_ca_cluster("pg17-scram", &bin, 0))
 }
 
-async fn proxy(c: &CaCluster) -> TestProxy {
-    let tls = c.proxy_tls.clone();
-    TestProxy::start_authenticating(c.targets(), c.superuser(), |cfg| {
-        cfg.tls = Some(tls);
-        cfg.hold_timeout = Duration::from_secs(3);
-    })
-    .await
-}
-
 /// The session's role, and whether the member sees it over TLS (pg_stat_ssl).
 const WHO: &str = "select current_user || '|' || ssl from pg_stat_ssl where pid = pg_backend_pid()";
 
@@ -59,19 +50,9 @@ async fn psycopg(dsn: &str) -> Value {
          except psycopg.Error as e:\n    \
              print(json.dumps({{'ok': False, 'error': str(e)}}))\n"
     );
-    let out = tokio::process::Command::new(test_python())
-        .args(["-c", &script, dsn])
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .env_remove("PGSSLMODE")
-        .env_remove("PGCHANNELBINDING")
-        .env_remove("PGPASSWORD")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("psycopg hung")
-        .unwrap();
+    let mut cmd = libpq_client(test_python());
+    cmd.args(["-c", &script, dsn]);
+    let out = finish(cmd, Duration::from_secs(30), "psycopg").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
         panic!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
@@ -108,7 +89,7 @@ fn by_proxy(p: &TestProxy) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_clients_log_in_with_channel_binding_to_the_proxy() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let psql15 = Path::new(PG_BIN);
     let mut logins = 0;
     for (listener, addr) in [("rw", p.rw), ("ro", p.ro)] {
@@ -143,7 +124,7 @@ async fn default_clients_log_in_with_channel_binding_to_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_clients_are_offered_scram_without_plus() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let mut logins = 0;
     for addr in [p.rw, p.ro] {
         let info = format!(
@@ -165,7 +146,7 @@ async fn plaintext_clients_are_offered_scram_without_plus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_passwords_are_refused_with_28p01() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let says = "password authentication failed for user \"app\"";
     for extra in ["", "channel_binding=require"] {
         let info = format!("{} user=app {extra}", c.verify_full(p.rw));
@@ -190,7 +171,7 @@ async fn wrong_passwords_are_refused_with_28p01() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_roles_look_like_wrong_passwords() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     for role in ["ghost", "app"] {
         let info = format!(
             "{} user={role} channel_binding=require",
@@ -208,7 +189,7 @@ async fn unknown_roles_look_like_wrong_passwords() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_and_trusted_roles_are_relayed_to_postgresql() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let info = format!("{} user={MD5_ROLE}", c.verify_full(p.rw));
     let (ok, out, err, _) = psql_as(&c.bin, &info, MD5_PASSWORD, &[WHO]).await;
     assert!(ok && out.trim() == format!("{MD5_ROLE}|true"), "{out}{err}");
@@ -231,7 +212,7 @@ async fn md5_and_trusted_roles_are_relayed_to_postgresql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_password_is_read_again() {
     let c = cluster();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let admin = connect_direct(c.port(0)).await;
     let set = |pw: &str| format!("alter role rotating password '{pw}'");
     admin
@@ -292,7 +273,7 @@ async fn without_a_readable_verifier_scram_is_relayed_and_binding_refused_clearl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negotiated_protocol_version_comes_before_the_proxys_scram() {
     let c = cluster17();
-    let p = proxy(c).await;
+    let p = c.terminating_proxy(false).await;
     let psql18 = pg18_bin();
     for extra in [
         "max_protocol_version=3.2",

@@ -23,16 +23,6 @@ fn cluster() -> &'static CaCluster {
     CLUSTER.get_or_init(|| start_ca_cluster("pg18-ca", &pg18_bin(), 2))
 }
 
-async fn terminating(c: &CaCluster, require: bool) -> TestProxy {
-    let mut tls = c.proxy_tls.clone();
-    tls.require = require;
-    TestProxy::start_authenticating(c.targets(), c.superuser(), |cfg| {
-        cfg.tls = Some(tls);
-        cfg.hold_timeout = Duration::from_secs(3);
-    })
-    .await
-}
-
 /// psql from `bin` as [`psql_as`] with the SCRAM role's password.
 async fn psql(bin: &Path, conninfo: &str, commands: &[&str]) -> (bool, String, String, Duration) {
     psql_as(bin, conninfo, APP_PASSWORD, commands).await
@@ -44,7 +34,7 @@ const BACKEND_TLS: &str =
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_verify_the_proxy_and_the_proxy_verifies_members() {
     let c = cluster();
-    let p = terminating(c, false).await;
+    let p = c.terminating_proxy(false).await;
     let psql15 = Path::new(PG_BIN);
     let mut sessions = 0;
     for (listener, addr, recovery) in [("rw", p.rw, "f"), ("ro", p.ro, "t")] {
@@ -131,7 +121,7 @@ fn tls_case(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancels_inside_tls_reach_the_sessions_backend() {
     let c = cluster();
-    let p = terminating(c, false).await;
+    let p = c.terminating_proxy(false).await;
     let started = Instant::now();
     let mut cases = Vec::new();
     for (listener, addr) in [("rw", p.rw), ("ro", p.ro)] {
@@ -227,7 +217,7 @@ async fn passthrough_loses_tls_cancels_on_the_ro_listener_with_two_standbys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_refuses_plaintext_clients_but_not_their_cancels() {
     let c = cluster();
-    let p = terminating(c, true).await;
+    let p = c.terminating_proxy(true).await;
     let plain = format!("{} sslmode=disable", conninfo(p.rw));
     let (ok, _, err, _) = psql(&c.bin, &plain, &["select 1"]).await;
     assert!(!ok && err.contains("accepts TLS connections only"), "{err}");
@@ -250,7 +240,7 @@ async fn require_refuses_plaintext_clients_but_not_their_cancels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarded_cancels_go_inside_tls_to_the_member_that_issued_the_key() {
     let c = cluster();
-    let p = terminating(c, false).await;
+    let p = c.terminating_proxy(false).await;
     let client = connect(p.rw).await.unwrap();
     let token = client.cancel_token();
     let sleeping = tokio::spawn(async move { client.simple_query("select pg_sleep(10)").await });

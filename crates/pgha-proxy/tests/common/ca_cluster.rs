@@ -6,12 +6,16 @@
 //! with md5 (its password stored as an md5 hash); `postgres` is trusted.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use pgha_pg::tls::{Authority, Issued};
-use pgha_proxy::{Backend, ProberConfig, ProxyTls, Standby, Targets};
+use pgha_proxy::{Backend, ProberConfig, ProxyTls, Targets};
 use pgha_testkit::free_port;
 
-use super::{append, command_in, pg_user, remove_stale_dirs, run, spawn_long_lived, wait_ready};
+use super::{
+    append, base_backup, cluster_dir, command_in, initdb, pg_user, primary_conf, run,
+    start_postgres, targets_of, TestProxy,
+};
 
 /// The name clients verify the proxy by (reached at 127.0.0.1 through `hostaddr`).
 pub const PROXY_HOST: &str = "db.cluster.test";
@@ -42,17 +46,10 @@ impl CaCluster {
 
     /// `n1` read-write, every standby read-only.
     pub fn targets(&self) -> Targets {
-        Targets {
-            rw: Some(self.backend(0)),
-            ro: (1..self.members.len())
-                .map(|i| Standby {
-                    backend: self.backend(i),
-                    lag_bytes: Some(0),
-                    streaming: true,
-                })
-                .collect(),
-            generation: 1,
-        }
+        targets_of(
+            self.backend(0),
+            (1..self.members.len()).map(|i| self.backend(i)),
+        )
     }
 
     pub fn port(&self, i: usize) -> u16 {
@@ -66,6 +63,19 @@ impl CaCluster {
         let mut su = ProberConfig::new("postgres");
         su.tls = Some(pgha_pg::tls::ClientTls::from_ca_pem(&pem, "ca.crt").unwrap());
         su
+    }
+
+    /// A proxy in front of this cluster that terminates TLS with [`Self::proxy_tls`] (refusing
+    /// plaintext clients when `require`), authenticates SCRAM roles itself as
+    /// [`Self::superuser`], and holds sessions up to 3 s.
+    pub async fn terminating_proxy(&self, require: bool) -> TestProxy {
+        let mut tls = self.proxy_tls.clone();
+        tls.require = require;
+        TestProxy::start_authenticating(self.targets(), self.superuser(), |cfg| {
+            cfg.tls = Some(tls);
+            cfg.hold_timeout = Duration::from_secs(3);
+        })
+        .await
     }
 
     /// The libpq options that reach the proxy at `addr` and verify its certificate.
@@ -111,19 +121,7 @@ fn ssl_conf(dir: &Path, ca: &Authority, name: &str) -> String {
 
 /// Starts `n1` and `standbys` streaming standbys from the server build in `bin`.
 pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
-    remove_stale_dirs();
-    let chown = |p: &Path| {
-        if let Some((uid, gid)) = pg_user() {
-            std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-        }
-    };
-    let top = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
-    std::fs::create_dir_all(&top).unwrap();
-    chown(&top);
-    let dir = top.join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    chown(&dir);
+    let dir = cluster_dir(name);
     let ca = Authority::generate().unwrap();
     let ca_cert = dir.join("ca.crt");
     write(&ca_cert, &ca.issued().cert_pem, 0o644, false);
@@ -140,29 +138,11 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
 
     let pp = free_port();
     let primary = dir.join("n1");
-    let mut c = command_in(bin, "initdb");
-    c.args([
-        "-A",
-        "trust",
-        "-U",
-        "postgres",
-        "-N",
-        "-E",
-        "UTF8",
-        "--locale=C",
-        "-D",
-    ])
-    .arg(&primary);
-    run(c);
-    let conf = format!(
-        "port = {pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
-         fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 16MB\n\
-         max_connections = 100\nwal_level = replica\nmax_wal_senders = 6\nhot_standby = on\n\
-         logging_collector = off\n{}",
-        dir.display(),
-        ssl_conf(&dir, &ca, "n1")
+    initdb(bin, &primary);
+    append(
+        &primary.join("postgresql.conf"),
+        &primary_conf(pp, &dir, &ssl_conf(&dir, &ca, "n1")),
     );
-    append(&primary.join("postgresql.conf"), &conf);
     let hba = primary.join("pg_hba.conf");
     let trusted = std::fs::read_to_string(&hba).unwrap();
     std::fs::write(
@@ -173,10 +153,7 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
         ),
     )
     .unwrap();
-    let mut c = command_in(bin, "postgres");
-    c.arg("-D").arg(&primary);
-    let mut children = vec![spawn_long_lived(c)];
-    wait_ready(pp);
+    let mut children = vec![start_postgres(bin, &primary, pp)];
     let mut c = command_in(bin, "psql");
     let create = format!("create role app login password '{APP_PASSWORD}'");
     let md5 = format!(
@@ -192,17 +169,10 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
     for i in 0..standbys {
         let (name, port) = (format!("n{}", i + 2), free_port());
         let data = dir.join(&name);
-        let mut c = command_in(bin, "pg_basebackup");
-        c.args(["-h", "127.0.0.1", "-p", &pp.to_string(), "-U", "postgres"])
-            .args(["-R", "-X", "stream", "-D"])
-            .arg(&data);
-        run(c);
+        base_backup(bin, pp, &data);
         let conf = format!("port = {port}\n{}", ssl_conf(&dir, &ca, &name));
         append(&data.join("postgresql.conf"), &conf);
-        let mut c = command_in(bin, "postgres");
-        c.arg("-D").arg(&data);
-        children.push(spawn_long_lived(c));
-        wait_ready(port);
+        children.push(start_postgres(bin, &data, port));
         members.push((name, port));
     }
     CaCluster {

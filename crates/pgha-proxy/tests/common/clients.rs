@@ -1,7 +1,10 @@
-//! The clients of the cancel tests: psycopg 3 through tests/cancel_clients.py, psql's Ctrl-C
-//! and `\conninfo`, and the check that each cancel ended its statement in time.
+//! Client programs run by the tests (psql, psycopg 3), among them those of the cancel tests:
+//! tests/cancel_clients.py, psql's Ctrl-C and `\conninfo`, and the check that each cancel ended
+//! its statement in time.
 
+use std::ffi::OsStr;
 use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use pgha_testkit::free_port;
@@ -40,6 +43,48 @@ pub fn case(
     }
 }
 
+/// `program` as a libpq client that takes none of this environment's PGHOST, PGPORT, PGSSLMODE,
+/// PGCHANNELBINDING, PGPASSWORD (a test names what it connects with); killed when dropped.
+pub fn libpq_client(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(program);
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGSSLMODE",
+        "PGCHANNELBINDING",
+        "PGPASSWORD",
+    ] {
+        c.env_remove(var);
+    }
+    c.kill_on_drop(true);
+    c
+}
+
+/// Runs `cmd` to its end; panics naming `what` when it could not start or took over `limit`.
+pub async fn finish(mut cmd: tokio::process::Command, limit: Duration, what: &str) -> Output {
+    tokio::time::timeout(limit, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish in {limit:?}"))
+        .unwrap_or_else(|e| panic!("run {what}: {e}"))
+}
+
+/// psql from `bin` through `dsn` with `-X` and `args` (30 s at most).
+pub async fn psql_run(bin: &Path, dsn: &str, args: &[&str]) -> Output {
+    let mut cmd = libpq_client(bin.join("psql"));
+    cmd.arg(dsn).arg("-X").args(args);
+    finish(cmd, Duration::from_secs(30), "psql").await
+}
+
+/// The standard output of a program that must have succeeded (else its standard error).
+pub fn stdout_of_success(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 /// Runs tests/cancel_clients.py over `cases`; returns its header (libpq version) and reports.
 pub async fn run_clients(cases: &[Case]) -> (Value, Vec<Value>) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cancel_clients.py");
@@ -49,18 +94,9 @@ pub async fn run_clients(cases: &[Case]) -> (Value, Vec<Value>) {
             "wrong_key_first": c.wrong_key_first,
         })).collect::<Vec<_>>()
     });
-    let out = tokio::process::Command::new(test_python())
-        .arg(script)
-        .arg(config.to_string())
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .env_remove("PGSSLMODE")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(180), out)
-        .await
-        .expect("cancel_clients.py did not finish in 180 s")
-        .expect("run cancel_clients.py");
+    let mut cmd = libpq_client(test_python());
+    cmd.arg(script).arg(config.to_string());
+    let out = finish(cmd, Duration::from_secs(180), "cancel_clients.py").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -106,15 +142,12 @@ pub fn check(cases: &[Case], reports: &[Value]) {
 /// Ctrl-C would, and returns how long the statement took to end after that, and psql's stderr.
 pub async fn psql_ctrl_c(bin: &Path, dsn: &str, monitor_port: u16) -> (Duration, String) {
     let app = format!("cancel-test-{}", free_port());
-    let child = tokio::process::Command::new(bin.join("psql"))
+    let child = libpq_client(bin.join("psql"))
         .arg(format!("{dsn} application_name={app}"))
         .args(["-X", "-c", "select pg_sleep(30)"])
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn psql");
     let monitor = connect_direct(monitor_port).await;
@@ -167,20 +200,7 @@ pub async fn connect_direct(port: u16) -> tokio_postgres::Client {
 
 /// psql's `\conninfo` through `dsn`.
 pub async fn psql_conninfo(bin: &Path, dsn: &str) -> String {
-    let out = tokio::process::Command::new(bin.join("psql"))
-        .arg(dsn)
-        .args(["-X", "-c", "\\conninfo"])
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
+    stdout_of_success(&psql_run(bin, dsn, &["-c", "\\conninfo"]).await)
 }
 
 /// Whether psql 18's `\conninfo` table has the row `name | value`.
@@ -197,24 +217,14 @@ pub async fn psql_as(
     password: &str,
     commands: &[&str],
 ) -> (bool, String, String, Duration) {
-    let mut cmd = tokio::process::Command::new(bin.join("psql"));
+    let mut cmd = libpq_client(bin.join("psql"));
     cmd.arg(conninfo).args(["-X", "-At"]);
     for c in commands {
         cmd.args(["-c", c]);
     }
+    cmd.env("PGPASSWORD", password);
     let started = Instant::now();
-    let out = cmd
-        .env_remove("PGHOST")
-        .env_remove("PGPORT")
-        .env_remove("PGSSLMODE")
-        .env_remove("PGCHANNELBINDING")
-        .env("PGPASSWORD", password)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
-        .await
-        .expect("psql hung")
-        .unwrap();
+    let out = finish(cmd, Duration::from_secs(30), "psql").await;
     let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     (out.status.success(), stdout, stderr, started.elapsed())

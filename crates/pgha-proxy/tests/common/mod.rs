@@ -1,13 +1,15 @@
 //! Test fixtures: one real PostgreSQL primary + streaming standby shared by the tests of a binary,
-//! and a proxy started per test.
+//! and a proxy started per test (in front of those, or of the in-process fake backends of
+//! [`fake`] for the tests that need no PostgreSQL).
 #![allow(dead_code)]
 
 pub mod ca_cluster;
 pub mod clients;
+pub mod fake;
 pub mod raw_client;
 pub mod test_proxy;
 
-pub use test_proxy::TestProxy;
+pub use test_proxy::{targets_of, TestProxy};
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -81,11 +83,7 @@ impl Cluster {
         }
     }
     pub fn targets(&self) -> Targets {
-        Targets {
-            rw: Some(self.primary()),
-            ro: vec![self.standby_target(Some(0))],
-            generation: 1,
-        }
+        targets_of(self.primary(), [self.standby()])
     }
 }
 
@@ -221,6 +219,38 @@ pub fn start_cluster() -> Cluster {
 
 /// A primary and its streaming standby, from `opts.bin`, on free ports.
 pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
+    let dir = cluster_dir(opts.name);
+    let bin = opts.bin.as_path();
+    let (pp, sp) = (free_port(), free_port());
+    let primary = dir.join("primary");
+    initdb(bin, &primary);
+    let ssl = if opts.ssl {
+        tls_settings(&dir)
+    } else {
+        "ssl = off\n".into()
+    };
+    append(
+        &primary.join("postgresql.conf"),
+        &primary_conf(pp, &dir, &ssl),
+    );
+    let mut children = vec![start_postgres(bin, &primary, pp)];
+    let standby = dir.join("standby");
+    base_backup(bin, pp, &standby);
+    append(&standby.join("postgresql.conf"), &format!("port = {sp}\n"));
+    children.push(start_postgres(bin, &standby, sp));
+    Cluster {
+        dir,
+        bin: bin.to_path_buf(),
+        primary_port: pp,
+        standby_port: sp,
+        children,
+    }
+}
+
+/// A fresh directory `name` for one cluster in this process's test directory
+/// (/tmp/pgha-proxy-test-PID; those of finished processes are removed first), both owned by the
+/// PostgreSQL OS user when running as root.
+fn cluster_dir(name: &str) -> PathBuf {
     remove_stale_dirs();
     let chown = |p: &Path| {
         if let Some((uid, gid)) = pg_user() {
@@ -230,63 +260,58 @@ pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
     let top = PathBuf::from(format!("/tmp/pgha-proxy-test-{}", std::process::id()));
     std::fs::create_dir_all(&top).unwrap();
     chown(&top);
-    let dir = top.join(opts.name);
+    let dir = top.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     chown(&dir);
-    let bin = opts.bin.as_path();
-    let (pp, sp) = (free_port(), free_port());
-    let primary = dir.join("primary");
+    dir
+}
+
+/// A new data directory `data` from the build in `bin` (superuser `postgres`, trust, UTF8, C).
+fn initdb(bin: &Path, data: &Path) {
     let mut c = command_in(bin, "initdb");
     c.args(["-A", "trust", "-U", "postgres", "-N"])
         .args(["-E", "UTF8", "--locale=C", "-D"])
-        .arg(&primary);
+        .arg(data);
     run(c);
-    let conf = format!(
-        "port = {pp}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
+}
+
+/// The settings of a primary on `port` with its socket in `dir`, made for speed and to feed
+/// streaming standbys, then `ssl` (the TLS settings).
+fn primary_conf(port: u16, dir: &Path, ssl: &str) -> String {
+    format!(
+        "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n\
          fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 16MB\n\
-         max_connections = 100\nwal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n\
-         logging_collector = off\n{}",
-        dir.display(),
-        if opts.ssl {
-            tls_settings(&dir)
-        } else {
-            "ssl = off\n".into()
-        }
-    );
-    append(&primary.join("postgresql.conf"), &conf);
+         max_connections = 100\nwal_level = replica\nmax_wal_senders = 6\nhot_standby = on\n\
+         logging_collector = off\n{ssl}",
+        dir.display()
+    )
+}
+
+/// Starts the server on `data` (until this process exits) and waits until it accepts
+/// connections on `port`.
+fn start_postgres(bin: &Path, data: &Path, port: u16) -> Child {
     let mut c = command_in(bin, "postgres");
-    c.arg("-D").arg(&primary);
-    let mut children = vec![spawn_long_lived(c)];
-    wait_ready(pp);
-    let standby = dir.join("standby");
+    c.arg("-D").arg(data);
+    let child = spawn_long_lived(c);
+    wait_ready(port);
+    child
+}
+
+/// `data`, a base backup of the primary on `primary_port`, set up to stream from it.
+fn base_backup(bin: &Path, primary_port: u16, data: &Path) {
     let mut c = command_in(bin, "pg_basebackup");
     c.args([
         "-h",
         "127.0.0.1",
         "-p",
-        &pp.to_string(),
+        &primary_port.to_string(),
         "-U",
         "postgres",
-        "-R",
-        "-X",
-        "stream",
     ])
-    .arg("-D")
-    .arg(&standby);
+    .args(["-R", "-X", "stream", "-D"])
+    .arg(data);
     run(c);
-    append(&standby.join("postgresql.conf"), &format!("port = {sp}\n"));
-    let mut c = command_in(bin, "postgres");
-    c.arg("-D").arg(&standby);
-    children.push(spawn_long_lived(c));
-    wait_ready(sp);
-    Cluster {
-        dir,
-        bin: bin.to_path_buf(),
-        primary_port: pp,
-        standby_port: sp,
-        children,
-    }
 }
 
 /// A self-signed certificate and key in `dir` (made by the PostgreSQL OS user, key 0600), and

@@ -1,7 +1,27 @@
 //! A proxy started per test on free ports, relaying or authenticating SCRAM roles itself.
 
-use pgha_proxy::{CancellationToken, MetricsHandle, ProberConfig, Proxy, ProxyConfig, Targets};
+use std::time::Duration;
+
+use pgha_proxy::{
+    Backend, CancellationToken, MetricsHandle, ProberConfig, Proxy, ProxyConfig, Standby, Targets,
+};
 use tokio::sync::watch;
+
+/// `rw` read-write and each of `ro` a streaming standby with no lag (generation 1).
+pub fn targets_of(rw: Backend, ro: impl IntoIterator<Item = Backend>) -> Targets {
+    Targets {
+        rw: Some(rw),
+        ro: ro
+            .into_iter()
+            .map(|backend| Standby {
+                backend,
+                lag_bytes: Some(0),
+                streaming: true,
+            })
+            .collect(),
+        generation: 1,
+    }
+}
 
 /// A running proxy bound to free ports; stopped when dropped.
 pub struct TestProxy {
@@ -22,6 +42,11 @@ impl Drop for TestProxy {
 impl TestProxy {
     pub async fn start(targets: Targets, tweak: impl FnOnce(&mut ProxyConfig)) -> TestProxy {
         Self::launch(targets, None, tweak).await
+    }
+
+    /// A proxy that knows no primary yet: it holds read-write sessions up to `hold_timeout`.
+    pub async fn without_primary(hold_timeout: Duration) -> TestProxy {
+        Self::start(Targets::none(), |cfg| cfg.hold_timeout = hold_timeout).await
     }
 
     /// A proxy that authenticates SCRAM roles itself when it terminates TLS, reading their

@@ -1,12 +1,12 @@
-//! Test stand-ins needing no PostgreSQL: a fake backend counting its connections, raw packets.
-#![allow(dead_code)]
+//! Stand-ins for the tests that need no PostgreSQL: a fake backend counting its connections,
+//! raw packets, the open-files limit.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pgha_proxy::{wire, Backend, CancellationToken, MetricsHandle, Proxy, ProxyConfig, Targets};
+use pgha_proxy::{wire, Backend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -174,56 +174,4 @@ pub fn raise_fd_limit(need: usize) {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
     assert!(lim.rlim_cur as usize >= need, "need {need} open files");
-}
-
-/// A proxy with only a read-write listener in front of `rw` (and, if given, a read-only one in
-/// front of `ro`), stopped when dropped.
-pub struct Running {
-    pub rw: SocketAddr,
-    pub ro: Option<SocketAddr>,
-    pub metrics: MetricsHandle,
-    pub shutdown: CancellationToken,
-    _targets: tokio::sync::watch::Sender<Targets>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-impl Running {
-    pub async fn start(
-        rw: Backend,
-        ro: Option<Backend>,
-        tweak: impl FnOnce(&mut ProxyConfig),
-    ) -> Running {
-        let mut cfg = ProxyConfig {
-            rw_listen: Some("127.0.0.1:0".into()),
-            ro_listen: ro.as_ref().map(|_| "127.0.0.1:0".into()),
-            ..ProxyConfig::default()
-        };
-        tweak(&mut cfg);
-        let mut targets = Targets::primary(rw);
-        if let Some(b) = ro {
-            targets.ro.push(pgha_proxy::Standby {
-                backend: b,
-                lag_bytes: Some(0),
-                streaming: true,
-            });
-        }
-        let (tx, rx) = tokio::sync::watch::channel(targets);
-        let shutdown = CancellationToken::new();
-        let proxy = Proxy::bind(cfg, rx, shutdown.clone()).await.unwrap();
-        let (rw, ro) = (proxy.rw_addr().unwrap(), proxy.ro_addr());
-        let metrics = proxy.metrics();
-        tokio::spawn(proxy.run());
-        Running {
-            rw,
-            ro,
-            metrics,
-            shutdown,
-            _targets: tx,
-        }
-    }
 }
