@@ -52,6 +52,8 @@ pub enum Shutdown {
 pub struct AgentHandle {
     pub name: MemberName,
     stop: watch::Sender<Option<Shutdown>>,
+    /// Until when the loop is frozen (a fault injected by `pgha chaos`).
+    freeze: watch::Sender<Option<tokio::time::Instant>>,
     join: JoinHandle<()>,
     pub report: watch::Receiver<AgentReport>,
     /// Shared with the REST API's POST /failsafe handler (distributed mode).
@@ -67,6 +69,19 @@ impl AgentHandle {
 
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
+    }
+
+    /// Freezes the loop for `length`, as if its process were stopped (SIGSTOP): no
+    /// observation, no lease renewal, no decision; PostgreSQL runs on under its supervisor,
+    /// which fences a leader whose lease deadline passes. Jobs already running go on. A
+    /// shutdown still ends it. `pgha chaos` injects it where agents share a process.
+    pub fn freeze(&self, length: Duration) {
+        tracing::warn!(
+            "{}: agent frozen for {} ms (an injected fault)",
+            self.name,
+            length.as_millis()
+        );
+        let _ = self.freeze.send(Some(tokio::time::Instant::now() + length));
     }
 }
 
@@ -122,12 +137,14 @@ impl Agent {
     ) -> AgentHandle {
         let (agent, report) = Agent::new(spec, store, config);
         let (stop, stop_rx) = watch::channel(None);
+        let (freeze, freeze_rx) = watch::channel(None);
         let name = agent.spec.name.clone();
         let failsafe = agent.failsafe.clone();
-        let join = tokio::spawn(agent.run(stop_rx));
+        let join = tokio::spawn(agent.run(stop_rx, freeze_rx));
         AgentHandle {
             name,
             stop,
+            freeze,
             join,
             report,
             failsafe,
@@ -186,7 +203,11 @@ impl Agent {
         (agent, report_rx)
     }
 
-    pub(crate) async fn run(mut self, mut stop: watch::Receiver<Option<Shutdown>>) {
+    pub(crate) async fn run(
+        mut self,
+        mut stop: watch::Receiver<Option<Shutdown>>,
+        mut freeze: watch::Receiver<Option<tokio::time::Instant>>,
+    ) {
         self.finish_crash_recovery().await;
         let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
             Ok(Ok(w)) => Some(w),
@@ -197,6 +218,15 @@ impl Agent {
             if let Some(how) = requested {
                 self.leave(how).await;
                 return;
+            }
+            let frozen_until = *freeze.borrow_and_update();
+            if let Some(until) = frozen_until.filter(|u| *u > tokio::time::Instant::now()) {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => {}
+                    _ = stop.changed() => {}
+                }
+                tracing::warn!("{}: agent thawed", self.spec.name);
+                continue;
             }
             if let Some(until) = self.hold_until.take() {
                 // A job just failed: do not retry it in a tight loop; the lease deadline rules.
@@ -211,6 +241,7 @@ impl Agent {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
+                _ = freeze.changed() => {}
                 outcome = self.job_rx.recv() => {
                     if let Some(o) = outcome {
                         self.job_done(o);

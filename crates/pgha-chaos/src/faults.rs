@@ -2,7 +2,9 @@
 //! and how each is done (a signal to a postmaster, or a request to the cluster's API).
 
 use pgha_core::RequestKind;
-use pgha_host::api::control::{MemberChanged, StopRequest};
+use std::time::Duration;
+
+use pgha_host::api::control::{FreezeRequest, MemberChanged, StopRequest};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
@@ -32,8 +34,10 @@ pub enum FaultKind {
     Failover,
     /// A standby member stopped and started again.
     RestartStandby,
-    /// This host's `pgha agent` stopped with SIGSTOP for twice the lease ttl, then continued
-    /// (distributed mode: PostgreSQL runs on under its supervisor, which fences a leader).
+    /// A member's agent stood still for twice the lease ttl, then continued; PostgreSQL runs
+    /// on under its supervisor, which fences a leader whose lease passed. This host's
+    /// `pgha agent` gets SIGSTOP; where agents share a process (`pgha up`), or run on other
+    /// hosts, the host's API freezes the member's agent loop instead.
     PauseAgent,
 }
 
@@ -64,10 +68,7 @@ impl FaultKind {
 
     /// Whether it signals a local process (needs the member's data directory here).
     pub fn kills(self) -> bool {
-        matches!(
-            self,
-            FaultKind::KillPrimary | FaultKind::KillStandby | FaultKind::PauseAgent
-        )
+        matches!(self, FaultKind::KillPrimary | FaultKind::KillStandby)
     }
 
     /// Parses `kill-primary,switchover` (or `all`).
@@ -120,14 +121,12 @@ pub struct Injected {
     pub expect_standby: bool,
 }
 
-/// Which of `kinds` can be injected on `target` (kills need local data directories; an
-/// agent of its own to pause exists only in distributed mode: `pgha up` runs them all).
+/// Which of `kinds` can be injected on `target` (kills need local data directories).
 pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
     kinds
         .iter()
         .copied()
         .filter(|k| !k.kills() || target.members.iter().any(|m| m.data_dir.is_some()))
-        .filter(|k| *k != FaultKind::PauseAgent || target.mode == Mode::Distributed)
         .collect()
 }
 
@@ -138,7 +137,7 @@ pub async fn inject(
     target: &Target,
     now: &Healthy,
     rng: &mut impl Rng,
-    agent_pause: std::time::Duration,
+    agent_pause: Duration,
 ) -> Result<Injected, ChaosError> {
     let fail = |why: String| ChaosError::Inject {
         fault: kind.name().to_string(),
@@ -211,21 +210,55 @@ pub async fn inject(
             injected.victim = victim;
         }
         FaultKind::PauseAgent => {
-            let member = target
-                .members
-                .iter()
-                .find(|m| m.data_dir.is_some())
-                .ok_or_else(|| fail("no member runs on this machine".into()))?;
-            let dir = member.data_dir.as_deref().expect("found with one");
-            let pid = crate::process::agent_pid(dir).map_err(fail)?;
-            let stopped = crate::process::Stopped::stop(pid).map_err(fail)?;
-            tokio::time::sleep(agent_pause).await;
-            drop(stopped);
-            injected.expect_standby = member.name == leader;
-            injected.victim = member.name.clone();
+            let victim =
+                pause_victim(target, now, rng).ok_or_else(|| fail("no member to pause".into()))?;
+            pause_agent(target, &victim, agent_pause).await?;
+            injected.expect_standby = victim == leader;
+            injected.victim = victim;
         }
     }
     Ok(injected)
+}
+
+/// Whose agent a pause hits: in distributed mode the member of this host (its process can
+/// be stopped), else any member.
+fn pause_victim(target: &Target, now: &Healthy, rng: &mut impl Rng) -> Option<String> {
+    if target.mode == Mode::Distributed {
+        if let Some(here) = target.members.iter().find(|m| m.data_dir.is_some()) {
+            return Some(here.name.clone());
+        }
+    }
+    let mut all: Vec<&String> = now.standbys.iter().collect();
+    all.push(&now.leader);
+    all.choose(rng).map(|name| (*name).clone())
+}
+
+/// Makes `member`'s agent stand still for `length`: SIGSTOP of this host's `pgha agent`
+/// process in distributed mode; else a freeze of its loop through the API of its host.
+async fn pause_agent(target: &Target, member: &str, length: Duration) -> Result<(), ChaosError> {
+    let here = target.member(member).and_then(|m| m.data_dir.as_deref());
+    if let (Mode::Distributed, Some(dir)) = (target.mode, here) {
+        let fail = |why: String| ChaosError::Inject {
+            fault: FaultKind::PauseAgent.name().to_string(),
+            why,
+        };
+        let pid = crate::process::agent_pid(dir).map_err(fail)?;
+        let stopped = crate::process::Stopped::stop(pid).map_err(fail)?;
+        tokio::time::sleep(length).await;
+        drop(stopped);
+        return Ok(());
+    }
+    let _: MemberChanged = target
+        .api_of(member)
+        .post(
+            &format!("/members/{member}/agent/freeze"),
+            &FreezeRequest {
+                for_ms: length.as_millis() as u64,
+            },
+        )
+        .await?;
+    tokio::time::sleep(length).await;
+    Ok(())
 }
 
 /// SIGKILL to `member`'s postmaster, named by its `postmaster.pid`.

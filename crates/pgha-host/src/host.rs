@@ -48,6 +48,8 @@ pub struct Host {
 pub enum HostError {
     #[error("no member named {name:?} here; members are {known}")]
     UnknownMember { name: String, known: String },
+    #[error("the agent of {name} is not running here; start it first (`pgha start {name}`)")]
+    AgentNotRunning { name: MemberName },
     #[error(transparent)]
     Op(#[from] OpError),
 }
@@ -147,6 +149,21 @@ impl Host {
                 Ok(true)
             }
             None => Ok(false),
+        }
+    }
+
+    /// Freezes the agent of `name` for `length` (see [`pgha_agent::agent::AgentHandle::freeze`]).
+    pub fn freeze_agent(&self, name: &str, length: Duration) -> Result<(), HostError> {
+        let spec = self.spec(name)?;
+        let agents = self.agents.lock().expect("agents lock");
+        match agents.get(&spec.name).filter(|a| !a.is_finished()) {
+            Some(agent) => {
+                agent.freeze(length);
+                Ok(())
+            }
+            None => Err(HostError::AgentNotRunning {
+                name: spec.name.clone(),
+            }),
         }
     }
 

@@ -31,13 +31,14 @@ Faults (--faults, comma-separated, default all):
   switchover       planned switchover to a streaming standby
   failover         manual failover to a standby (of the synchronous set in synchronous modes)
   restart-standby  a standby member stopped and started again
-  pause-agent      with --config: this host's `pgha agent` stopped (SIGSTOP) for --agent-pause,
-                   then continued; PostgreSQL runs on under its supervisor, which fences a
-                   leader whose agent stops renewing
+  pause-agent      a member's agent stands still for --agent-pause, then goes on; PostgreSQL
+                   runs on under its supervisor, which fences a leader whose agent stops
+                   renewing. With --config: this host's `pgha agent` is stopped (SIGSTOP);
+                   with --dir (every agent a task of `pgha up`): a member's agent loop is
+                   frozen through the API (POST /members/NAME/agent/freeze)
 Kills need the member's data directory on this machine: with --config, only this host's
 member is killed or paused (a kill of the primary is skipped while another host leads); the
-other faults go through the agents' API. With --dir every agent is a task of `pgha up`:
-pause-agent is not available there.
+other faults go through the agents' API.
 
 What it checks: every acknowledged write is read back from the final primary (none may be
 lost in a synchronous mode); two members never both acknowledge writes after a promotion

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::cluster::Cluster;
 use common::status::{events, members, no_rewind, primaries, primary_of};
 use common::stderr_of;
-use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid};
+use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, try_connect};
 
 const CONVERGE: Duration = Duration::from_secs(25);
 
@@ -548,5 +548,66 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
         stderr_of(&refused).contains("--at"),
         "{}",
         stderr_of(&refused)
+    );
+}
+
+/// A leader whose agent stands still (its loop frozen through the API: how `pgha chaos`
+/// pauses an agent of `pgha up`, whose agents share one process) is fenced by its supervisor
+/// once its lease deadline passes, another member takes over while it is still frozen, and
+/// after the thaw it rejoins as a standby: one writer throughout, nothing lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_agent_is_fenced_replaced_and_rejoins() {
+    use pgha_host::api::control::{FreezeRequest, MemberChanged};
+    let c = start_with_rows("before").await;
+    let cluster = pgha_host::LocalCluster::open(Path::new(c.dir())).unwrap();
+    let settings = &cluster.config.cluster;
+    let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
+    let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
+    // The lease ttl is 10 s: frozen for longer than the takeover needs.
+    let frozen = Duration::from_secs(20);
+    let t0 = Instant::now();
+    let answer: MemberChanged = client
+        .post(
+            "/members/n1/agent/freeze",
+            &FreezeRequest {
+                for_ms: frozen.as_millis() as u64,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(answer.changed);
+
+    let new = c.wait_new_primary(&["n1"]);
+    assert!(
+        t0.elapsed() < frozen,
+        "the takeover waited for the thaw ({:?})",
+        t0.elapsed()
+    );
+    // Fenced before anyone else could lead: n1 takes no writes (stopped, or read-only).
+    let n1_writable = match try_connect(&c.member_url("n1"), Duration::from_secs(2)).await {
+        Some(n1) => n1
+            .query_one("SELECT NOT pg_is_in_recovery()", &[])
+            .await
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false),
+        None => false,
+    };
+    assert!(!n1_writable, "n1 still takes writes while {new} leads");
+    c.write(&new, "after", 10..20).await;
+
+    // Thawed: it finds its lease gone and rejoins the new leader.
+    tokio::time::sleep(frozen.saturating_sub(t0.elapsed())).await;
+    c.wait_converged(&new, &[]).await;
+    let others: Vec<&str> = ["n1", "n2", "n3"]
+        .into_iter()
+        .filter(|n| *n != new)
+        .collect();
+    let (rows, _) = c.wait_identical(&new, &others).await;
+    assert_eq!(rows, 20);
+    let log = c.up.log();
+    assert!(
+        log.contains("agent frozen for 20000 ms"),
+        "{}",
+        pgha_testkit::tail_of(&log, 50)
     );
 }

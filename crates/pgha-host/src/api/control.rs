@@ -1,5 +1,6 @@
 //! The API's control endpoints: switchover, failover, pause/resume, dynamic settings, stop and
-//! start of a member of this host, and the members' failsafe confirmation. Each checks with
+//! start of a member of this host, freezing its agent (a fault), and the members' failsafe
+//! confirmation. Each checks with
 //! the core's rules through `crate::ops` and answers what it did.
 
 use std::sync::Arc;
@@ -174,6 +175,39 @@ pub async fn start_member(
     Ok(Json(MemberChanged {
         member: name,
         changed,
+    }))
+}
+
+/// Body of POST /members/{name}/agent/freeze.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FreezeRequest {
+    /// How long the agent's loop stands still, 1 ms to 10 minutes.
+    pub for_ms: u64,
+}
+
+/// The longest freeze the API accepts.
+pub const MAX_FREEZE_MS: u64 = 600_000;
+
+/// Freezes the agent of a member of this host, as if its process were stopped: the fault
+/// `pgha chaos` injects where agents share a process (`pgha up`).
+pub async fn freeze_agent(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    Json(body): Json<FreezeRequest>,
+) -> Answer<MemberChanged> {
+    if body.for_ms == 0 || body.for_ms > MAX_FREEZE_MS {
+        return Err(Failure::new(
+            FailureKind::BadRequest,
+            format!(
+                "for_ms = {} is out of range: give 1 to {MAX_FREEZE_MS}",
+                body.for_ms
+            ),
+        ));
+    }
+    host.freeze_agent(&name, std::time::Duration::from_millis(body.for_ms))?;
+    Ok(Json(MemberChanged {
+        member: name,
+        changed: true,
     }))
 }
 
