@@ -19,8 +19,26 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "info", env = "PGHA_LOG")]
     pub log: String,
 
+    /// Log lines as text (coloured only when stderr is a terminal) or as JSON objects, one a
+    /// line (for journald, Loki, ...).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "PGHA_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Which cluster a command acts on: a local one (`pgha up`'s directory) or a distributed one

@@ -1,11 +1,28 @@
 //! The pgha command line: parses arguments, sets up logging, runs one command, maps errors to
 //! a message and a non-zero exit code.
 
+/// `print!` that never panics: writes to the locked stdout, and a reader that went away
+/// (EPIPE) is no reason to skip what a command still has to do. [`write_out`] says whether
+/// the text was written.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        $crate::write_out(format_args!($($arg)*));
+    }};
+}
+
+/// `println!` that never panics (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        $crate::write_out(format_args!("{}\n", format_args!($($arg)*)));
+    }};
+}
+
 mod chaos_cmd;
 mod cli;
 mod render;
 mod topology;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,15 +30,18 @@ use clap::Parser;
 use pgha_host::local::{up, url, Password};
 use pgha_host::{ClusterHandle, LocalCluster};
 
-use crate::cli::{Cli, Command, ConfigAction, TlsAction};
+use crate::cli::{Cli, Command, ConfigAction, LogFormat, TlsAction};
 
 fn main() -> ExitCode {
+    // Writes to a closed pipe fail with EPIPE (handled where written) instead of killing a
+    // long-running command before it stopped its members.
+    pgha_host::signals::ignore_sigpipe();
     let cli = Cli::parse();
     if let Command::Supervise(flags) = cli.command {
         let args = match flags.into_args() {
             Ok(args) => args,
             Err(e) => {
-                eprintln!("pgha supervise: {e}");
+                let _ = writeln!(std::io::stderr(), "pgha supervise: {e}");
                 return ExitCode::from(2);
             }
         };
@@ -29,13 +49,8 @@ fn main() -> ExitCode {
         let code = pgha_pg::supervisor::run(&args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    let log_format = cli.log_format;
+    init_logging(&cli.log, log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,9 +59,53 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("pgha: error: {e:#}");
+            match log_format {
+                // One JSON object a line, the error too, for whatever collects the lines.
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Text => {
+                    let _ = writeln!(std::io::stderr(), "pgha: error: {e:#}");
+                }
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to stdout and flushes; `false` when stdout is gone (a closed pipe) or failed.
+/// Never panics, unlike `print!`.
+fn write_out(text: std::fmt::Arguments<'_>) -> bool {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(text).and_then(|()| stdout.flush()).is_ok()
+}
+
+/// stderr for log lines. A line that cannot be written (stderr a closed pipe) is dropped:
+/// tracing reports a failed write with `eprintln!`, which panics on that same closed pipe.
+struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Logs to stderr as text or JSON lines; colours only when stderr is a terminal (never escape
+/// codes in a log file or a pipe).
+fn init_logging(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LogStderr)
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
 }
 
@@ -56,7 +115,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let args = flags.into_args()?;
             let dir_arg = args.dir.clone();
             up::run(args, |cluster, primary| {
-                print!("{}", render::up_summary(cluster, primary, &dir_arg))
+                let summary = render::up_summary(cluster, primary, &dir_arg);
+                if !write_out(format_args!("{summary}")) {
+                    tracing::warn!("could not print the summary: stdout is closed");
+                }
             })
             .await
         }
@@ -66,7 +128,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Show { at },
         } => {
-            print!(
+            out!(
                 "{}",
                 render::render_config(&at.open().await?.config().await?)
             );
@@ -76,9 +138,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             action: ConfigAction::Set { at, assignments },
         } => {
             let changed = at.open().await?.set_config(&assignments).await?;
-            print!("{}", render::render_config(&changed.config));
+            out!("{}", render::render_config(&changed.config));
             if changed.deferred {
-                println!("(the cluster is stopped: applied at the next `pgha up`)");
+                outln!("(the cluster is stopped: applied at the next `pgha up`)");
             }
             Ok(())
         }
@@ -95,15 +157,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 render::render_table
             };
             let Some(every) = watch else {
-                return print_as(json, &handle.status().await?, render);
+                print_as(json, &handle.status().await?, render)?;
+                return Ok(());
             };
             let every = std::time::Duration::from_secs_f64(every.max(0.2));
             let mut stop = pgha_host::signals::StopSignals::install()?;
             loop {
                 let status = handle.status().await?;
-                // Clear the screen and go home, then the same output as without --watch.
-                print!("\x1b[2J\x1b[H");
-                print_as(json, &status, render)?;
+                // Clear the screen and go home, then the same output as without --watch;
+                // nobody reads any more (a closed pipe): done.
+                if !write_out(format_args!("\x1b[2J\x1b[H")) || !print_as(json, &status, render)? {
+                    return Ok(());
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.recv() => return Ok(()),
@@ -119,7 +184,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let handle = at.open().await?;
             if cancel {
                 match handle.cancel_switchover().await? {
-                    Some(r) => println!(
+                    Some(r) => outln!(
                         "withdrew the {} to {}",
                         if r.kind == pgha_core::RequestKind::Switchover {
                             "switchover"
@@ -128,7 +193,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                         },
                         r.to.map_or("the best candidate".to_string(), |t| t.to_string())
                     ),
-                    None => println!("no switchover or failover was pending"),
+                    None => outln!("no switchover or failover was pending"),
                 }
                 return Ok(());
             }
@@ -137,7 +202,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let at = render::parse_when(&when)?;
             let target = handle.schedule_switchover(to, at).await?;
-            println!(
+            outln!(
                 "switchover to {target} scheduled for {} (`pgha switchover --cancel` withdraws it)",
                 render::utc(at)
             );
@@ -171,23 +236,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let handle = at.open().await?;
             let plan = plan(&handle.status().await?, &members, pending)?;
             if plan.standbys.is_empty() && plan.primary.is_none() {
-                println!("nothing to restart");
+                outln!("nothing to restart");
                 return Ok(());
             }
             handle
                 .restart(&plan, |step| match step {
-                    RestartStep::Stopping(m) => println!("{m}: stopping"),
-                    RestartStep::Starting(m) => println!("{m}: starting"),
-                    RestartStep::Streaming(m) => println!("{m}: streaming again"),
+                    RestartStep::Stopping(m) => outln!("{m}: stopping"),
+                    RestartStep::Starting(m) => outln!("{m}: starting"),
+                    RestartStep::Streaming(m) => outln!("{m}: streaming again"),
                     RestartStep::HandingOver { from } => {
-                        println!("{from}: primary, handing over by switchover")
+                        outln!("{from}: primary, handing over by switchover")
                     }
                     RestartStep::HandedOver { from, to } => {
-                        println!("{to} is the primary; {from} restarts as its standby")
+                        outln!("{to} is the primary; {from} restarts as its standby")
                     }
                 })
                 .await?;
-            println!("restart done");
+            outln!("restart done");
             Ok(())
         }
         Command::Reinit { at, member, force } => {
@@ -196,32 +261,33 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "Re-clone {member} from the leader? Its PostgreSQL stops and its data directory is \
                  moved aside (kept). [y/N] "
             ))? {
-                println!("nothing done");
+                outln!("nothing done");
                 return Ok(());
             }
             let done = at.open().await?.reinit(&member).await?;
             match done.moved_aside {
-                Some(path) => println!(
+                Some(path) => outln!(
                     "{member}: old data kept in {}; cloning from the leader (see `pgha status`)",
                     path.display()
                 ),
-                None => println!("{member}: cloning from the leader (see `pgha status`)"),
+                None => outln!("{member}: cloning from the leader (see `pgha status`)"),
             }
             Ok(())
         }
         Command::Pause { at } => {
             at.open().await?.pause(true).await?;
-            println!("paused: no automatic action until `pgha resume`");
+            outln!("paused: no automatic action until `pgha resume`");
             Ok(())
         }
         Command::Resume { at } => {
             at.open().await?.pause(false).await?;
-            println!("resumed");
+            outln!("resumed");
             Ok(())
         }
         Command::History { at, json } => {
             let entries = at.open().await?.history().await?;
-            print_as(json, &entries, |e| render::render_history(e))
+            print_as(json, &entries, |e| render::render_history(e))?;
+            Ok(())
         }
         Command::Url {
             dir,
@@ -236,7 +302,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 Password::FromPassfile
             };
             let uri = url::url(&cluster, member.as_deref(), primary, password).await?;
-            println!("{uri}");
+            outln!("{uri}");
             Ok(())
         }
         Command::Chaos(args) => chaos_cmd::run(args).await,
@@ -250,7 +316,7 @@ fn tls(action: TlsAction) -> anyhow::Result<()> {
     let (holder, dir, name, hosts) = match action {
         TlsAction::Ca { dir } => {
             let made = make_ca(&dir)?;
-            println!(
+            outln!(
                 "made the cluster CA: {} (copy to every host: [tls] ca_file) and {} (keep it here, 0600)",
                 made.cert.display(),
                 made.key.display()
@@ -267,7 +333,7 @@ fn tls(action: TlsAction) -> anyhow::Result<()> {
     };
     let mut valid_for = vec![name.clone()];
     valid_for.extend(hosts);
-    println!(
+    outln!(
         "issued {name}'s certificate for {}: {} and {} ({section} cert_file and key_file on {on})",
         valid_for.join(", "),
         written.cert.display(),
@@ -287,9 +353,9 @@ async fn promote(
         pgha_core::RequestKind::Failover { .. } => "failover",
     };
     let done = handle
-        .promote(to, kind, |target| println!("{what} to {target} requested"))
+        .promote(to, kind, |target| outln!("{what} to {target} requested"))
         .await?;
-    println!(
+    outln!(
         "{} is the primary (took {:.1} s)",
         done.target,
         done.took.as_secs_f64()
@@ -315,7 +381,7 @@ async fn stop_or_start(
         (false, true) => "starting",
         (false, false) => "is already running",
     };
-    println!("{} {text}", answer.member);
+    outln!("{} {text}", answer.member);
     Ok(())
 }
 
@@ -325,23 +391,23 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!("not asking on a non-interactive input: add --force to go ahead");
     }
-    print!("{question}");
+    out!("{question}");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// Prints `value` as pretty JSON, or as the text `render` makes of it.
+/// Prints `value` as pretty JSON, or as the text `render` makes of it; whether stdout took it.
 fn print_as<T: serde::Serialize + ?Sized>(
     json: bool,
     value: &T,
     render: impl FnOnce(&T) -> String,
-) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(value)?);
+) -> anyhow::Result<bool> {
+    Ok(if json {
+        let text = serde_json::to_string_pretty(value)?;
+        write_out(format_args!("{text}\n"))
     } else {
-        print!("{}", render(value));
-    }
-    Ok(())
+        write_out(format_args!("{}", render(value)))
+    })
 }

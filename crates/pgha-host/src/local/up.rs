@@ -151,7 +151,12 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
         }
     };
     tracing::info!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
-    on_ready(&cluster, leader.as_str());
+    // What the caller prints must not skip the shutdown below: a panic there (`print!` to a
+    // closed pipe) is logged, and the cluster runs on until it is stopped.
+    let ready = std::panic::AssertUnwindSafe(|| on_ready(&cluster, leader.as_str()));
+    if std::panic::catch_unwind(ready).is_err() {
+        tracing::error!("printing the cluster's summary failed; it keeps running until Ctrl-C");
+    }
 
     stop.recv().await;
     tracing::info!(
