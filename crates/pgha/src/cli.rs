@@ -86,6 +86,22 @@ pub enum ConfigAction {
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
     },
+    /// Check a configuration file without running anything: a distributed host's node config
+    /// or a local cluster's pgha.toml (told apart by content, or by --kind). Prints
+    /// "FILE: valid" and what it configures, or the key at fault and how to fix it (exit 1).
+    Validate {
+        file: PathBuf,
+        /// node (`pgha agent --config`) or local (`pgha.toml` of `pgha up`) [default: by content].
+        #[arg(long, value_enum)]
+        kind: Option<FileKind>,
+    },
+}
+
+/// `pgha config validate --kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileKind {
+    Node,
+    Local,
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,7 +30,7 @@ use clap::Parser;
 use pgha_host::local::{up, url, Password};
 use pgha_host::{ClusterHandle, LocalCluster};
 
-use crate::cli::{Cli, Command, ConfigAction, LogFormat, TlsAction};
+use crate::cli::{Cli, Command, ConfigAction, FileKind, LogFormat, TlsAction};
 
 fn main() -> ExitCode {
     // Writes to a closed pipe fail with EPIPE (handled where written) instead of killing a
@@ -142,6 +142,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             if changed.deferred {
                 outln!("(the cluster is stopped: applied at the next `pgha up`)");
             }
+            Ok(())
+        }
+        Command::Config {
+            action: ConfigAction::Validate { file, kind },
+        } => {
+            use pgha_host::local::config::{config_kind, ConfigKind};
+            let kind = match kind {
+                Some(FileKind::Node) => ConfigKind::Node,
+                Some(FileKind::Local) => ConfigKind::Local,
+                None => config_kind(&file)?,
+            };
+            let summary = match kind {
+                ConfigKind::Node => {
+                    render::node_config_summary(&pgha_host::node::config::NodeConfig::load(&file)?)
+                }
+                ConfigKind::Local => {
+                    render::local_config_summary(&pgha_host::local::config::Config::load(&file)?)
+                }
+            };
+            outln!("{}: valid\n{summary}", file.display());
             Ok(())
         }
         Command::Status {

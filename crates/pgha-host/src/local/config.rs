@@ -320,6 +320,46 @@ impl Config {
     }
 }
 
+/// The two kinds of configuration file pgha reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// A distributed host's node config (`pgha agent --config FILE`).
+    Node,
+    /// A local cluster's `pgha.toml` (`pgha up --dir DIR`).
+    Local,
+}
+
+/// A file that is neither kind of configuration by its content.
+#[derive(Debug, thiserror::Error)]
+pub enum KindError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "{file}: neither a node config (it has no [member] or [etcd] section) nor a pgha.toml \
+         (no [cluster] section with `members`); say which with --kind node or --kind local"
+    )]
+    Unknown { file: PathBuf },
+}
+
+/// Which configuration `file` is, by its content: `[member]` or `[etcd]` make a node config,
+/// `[cluster]` with `members` a `pgha.toml`.
+pub fn config_kind(file: &Path) -> Result<ConfigKind, KindError> {
+    let table: toml::Table = read_toml(file)?;
+    config_kind_of(&table).ok_or_else(|| KindError::Unknown { file: file.into() })
+}
+
+/// [`config_kind`] of parsed TOML.
+pub fn config_kind_of(table: &toml::Table) -> Option<ConfigKind> {
+    if table.contains_key("member") || table.contains_key("etcd") {
+        return Some(ConfigKind::Node);
+    }
+    let local = table
+        .get("cluster")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|c| c.contains_key("members"));
+    local.then_some(ConfigKind::Local)
+}
+
 /// A parameter value as postgresql.conf text: strings, integers, floats and booleans only.
 /// Reads the TOML file `file` into `T`, naming the file and the reason of any problem.
 pub fn read_toml<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
