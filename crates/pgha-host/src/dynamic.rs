@@ -20,6 +20,14 @@ pub enum SettingError {
     },
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// `ttl_ms`, `safety_margin_ms` and `loop_wait_ms` do not fit together; says which values
+    /// would.
+    #[error("{source}; with ttl_ms = {ttl_ms}, {fits}")]
+    Timing {
+        source: ConfigError,
+        ttl_ms: u64,
+        fits: String,
+    },
     #[error("`{key}`: {source}")]
     Parameter {
         key: String,
@@ -37,23 +45,111 @@ pub fn set_key(
     key: &str,
     value: &str,
 ) -> Result<ClusterConfig, SettingError> {
-    let updated = set_key_unchecked(config, key, value)?;
-    updated.validate()?;
-    Ok(updated)
+    set_keys(config, [(key, value)])
 }
 
 /// Applies several `(key, value)` settings, then validates the result once (settings that
 /// depend on each other, like ttl_ms and loop_wait_ms, may change together).
+///
+/// A `ttl_ms` given without `safety_margin_ms` or `loop_wait_ms` brings the ones not given
+/// along when they no longer fit it (see [`fit_timing`]): `[dynamic] ttl_ms = 3000` alone is a
+/// valid configuration.
 pub fn set_keys<'a>(
     config: &ClusterConfig,
     settings: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<ClusterConfig, SettingError> {
     let mut updated = config.clone();
+    let mut given = Vec::new();
     for (key, value) in settings {
         updated = set_key_unchecked(&updated, key, value)?;
+        given.push(key);
     }
-    updated.validate()?;
-    Ok(updated)
+    if given.contains(&"ttl_ms") {
+        updated = fit_timing(
+            updated,
+            !given.contains(&"safety_margin_ms"),
+            !given.contains(&"loop_wait_ms"),
+        );
+    }
+    match updated.validate() {
+        Ok(()) => Ok(updated),
+        Err(source) if TIMING_KEYS.contains(&source.key) && updated.ttl_ms >= 1_000 => {
+            Err(SettingError::Timing {
+                fits: timing_that_fits(&updated),
+                ttl_ms: updated.ttl_ms,
+                source,
+            })
+        }
+        Err(source) => Err(source.into()),
+    }
+}
+
+/// The settings whose values depend on each other.
+const TIMING_KEYS: [&str; 3] = ["ttl_ms", "safety_margin_ms", "loop_wait_ms"];
+
+/// Derives the safety margin and the loop interval (those `free` to change) from `ttl_ms`
+/// when the three do not fit together, in the defaults' proportions: the margin a quarter of
+/// the ttl (at least [`pgha_core::config::MIN_SAFETY_MARGIN_MS`]), the interval kept unless it
+/// exceeds half of what remains. Values that fit are kept.
+pub fn fit_timing(
+    mut config: ClusterConfig,
+    free_margin: bool,
+    free_loop_wait: bool,
+) -> ClusterConfig {
+    let fits = |c: &ClusterConfig| {
+        c.validate()
+            .map_or_else(|e| !TIMING_KEYS.contains(&e.key), |()| true)
+    };
+    let ttl = config.ttl_ms;
+    let min_margin = pgha_core::config::MIN_SAFETY_MARGIN_MS;
+    if fits(&config) || ttl <= min_margin {
+        return config; // nothing to do, or no margin fits: validation names ttl_ms
+    }
+    if free_margin {
+        config.safety_margin_ms = (ttl / 4).max(min_margin);
+    }
+    if !fits(&config) && free_loop_wait && config.safety_margin_ms < ttl {
+        let room = (ttl - config.safety_margin_ms) / 2;
+        config.loop_wait_ms = config.loop_wait_ms.min(room).max(1);
+    }
+    if !fits(&config) && free_margin {
+        // The interval was given: a smaller margin may leave it room.
+        let room = ttl.saturating_sub(config.loop_wait_ms.saturating_mul(2));
+        if room >= min_margin {
+            config.safety_margin_ms = room;
+        }
+    }
+    config
+}
+
+/// Which safety margin and loop interval fit `config.ttl_ms`, as a sentence.
+fn timing_that_fits(config: &ClusterConfig) -> String {
+    let ttl = config.ttl_ms;
+    let min_margin = pgha_core::config::MIN_SAFETY_MARGIN_MS;
+    let suggested = fit_timing(
+        ClusterConfig {
+            ttl_ms: ttl,
+            ..ClusterConfig::default()
+        },
+        true,
+        true,
+    );
+    let margin = config.safety_margin_ms;
+    let loop_room = if margin >= min_margin && margin < ttl {
+        format!(
+            "with safety_margin_ms = {margin}, loop_wait_ms from 1 to {}",
+            (ttl - margin) / 2
+        )
+    } else {
+        "loop_wait_ms at most (ttl_ms - safety_margin_ms) / 2".to_string()
+    };
+    format!(
+        "safety_margin_ms fits from {min_margin} to {} and {loop_room}; e.g. safety_margin_ms = \
+         {}, loop_wait_ms = {} (or give only ttl_ms: the other two follow from it)",
+        ttl - 1,
+        suggested.safety_margin_ms,
+        suggested.loop_wait_ms
+    )
 }
 
 fn set_key_unchecked(
@@ -184,6 +280,50 @@ mod tests {
             (c.ttl_ms, c.safety_margin_ms, c.loop_wait_ms),
             (3000, 1000, 500)
         );
-        assert!(set_keys(&base, [("ttl_ms", "3000")]).is_err());
+    }
+
+    /// `[dynamic] ttl_ms = 3000` alone: the default margin (2500) and interval (1000) no longer
+    /// fit, and used to make the agent refuse to start; they now follow from ttl_ms.
+    #[test]
+    fn ttl_alone_brings_the_dependent_settings_along() {
+        let base = ClusterConfig::default();
+        let c = set_keys(&base, [("ttl_ms", "3000")]).unwrap();
+        assert_eq!(
+            (c.ttl_ms, c.safety_margin_ms, c.loop_wait_ms),
+            (3000, 750, 1000)
+        );
+        let c = set_key(&base, "ttl_ms", "1000").unwrap();
+        assert_eq!((c.safety_margin_ms, c.loop_wait_ms), (500, 250));
+        // Values that fit are kept: a longer ttl changes nothing else.
+        let c = set_key(&base, "ttl_ms", "30000").unwrap();
+        assert_eq!((c.safety_margin_ms, c.loop_wait_ms), (2500, 1000));
+        // A given interval keeps its value, the margin makes room for it.
+        let c = set_keys(&base, [("ttl_ms", "3000"), ("loop_wait_ms", "1200")]).unwrap();
+        assert_eq!((c.safety_margin_ms, c.loop_wait_ms), (600, 1200));
+        // Given values that cannot fit: the error says which would.
+        let err = set_keys(
+            &base,
+            [
+                ("ttl_ms", "3000"),
+                ("safety_margin_ms", "2900"),
+                ("loop_wait_ms", "1000"),
+            ],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, SettingError::Timing { ttl_ms: 3000, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("loop_wait_ms")
+                && text.contains("from 1 to 50")
+                && text.contains("safety_margin_ms = 750, loop_wait_ms = 1000"),
+            "{text}"
+        );
+        let err = set_key(&base, "safety_margin_ms", "9000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("from 500 to 9999"), "{err}");
     }
 }

@@ -91,3 +91,27 @@ fn loads_and_names_bad_keys() {
     let err = load(&format!("{GOOD}{with_tls}")).unwrap_err().to_string();
     assert!(err.contains("insecure_no_tls"), "{err}");
 }
+
+/// Only `ttl_ms = 3000` in `[dynamic]`: the agent used to refuse to start (the default safety
+/// margin, 2500, left no room for the default loop interval); the other two follow from it.
+#[test]
+fn a_short_ttl_alone_is_enough() {
+    let only_ttl = GOOD
+        .replace("safety_margin_ms = 1000\n", "")
+        .replace("loop_wait_ms = 500\n", "");
+    let c = load(&only_ttl).unwrap_or_else(|e| panic!("{e}"));
+    let d = c.initial_dynamic().unwrap();
+    assert_eq!(
+        (d.ttl_ms, d.safety_margin_ms, d.loop_wait_ms),
+        (3000, 750, 1000)
+    );
+    d.validate().unwrap();
+    // Given values that cannot fit are refused, saying which would.
+    let err = load(&GOOD.replace("safety_margin_ms = 1000", "safety_margin_ms = 2900"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("node.toml") && err.contains("loop_wait_ms from 1 to 50"),
+        "{err}"
+    );
+}
