@@ -81,6 +81,32 @@ fn status(c: &dyn Control) -> Value {
     serde_json::from_str(&succeeds(c.cli(&["status", "--json"]), "status")).unwrap()
 }
 
+/// `config set postgresql.max_prepared_transactions=N`, a setting PostgreSQL applies only on a
+/// restart; waits until every member reports it pending.
+fn set_pending_restart(c: &dyn Control, n: u32) {
+    let setting = format!("postgresql.max_prepared_transactions={n}");
+    succeeds(
+        c.cli(&["config", "set", &setting]),
+        &format!("config set {setting}"),
+    );
+    dist::wait_until(
+        "pending restart on every member",
+        Duration::from_secs(15),
+        || {
+            status(c)["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| {
+                    m["pending_restart"]
+                        .to_string()
+                        .contains("max_prepared_transactions")
+                })
+                .then_some(())
+        },
+    );
+}
+
 /// The scenario: status, settings, pause, the API's token and shapes, a switchover, a
 /// refused failover, the history — each checked the same way in both modes.
 fn control_scenario(c: &dyn Control) {
@@ -135,27 +161,7 @@ fn control_scenario(c: &dyn Control) {
             || (c.show(name, "work_mem") == "12345kB").then_some(()),
         );
     }
-    succeeds(
-        c.cli(&["config", "set", "postgresql.max_prepared_transactions=7"]),
-        "config set postgresql.max_prepared_transactions",
-    );
-    dist::wait_until(
-        "pending restart on every member",
-        Duration::from_secs(15),
-        || {
-            let s = status(c);
-            s["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|m| {
-                    m["pending_restart"]
-                        .to_string()
-                        .contains("max_prepared_transactions")
-                })
-                .then_some(())
-        },
-    );
+    set_pending_restart(c, 7);
     let table = succeeds(c.cli(&["status"]), "status");
     assert!(table.contains("Pending restart on"), "{table}");
     // Back to the value it runs with: nothing waits for a restart any more (PostgreSQL keeps
@@ -243,22 +249,7 @@ fn control_scenario(c: &dyn Control) {
 
     // Issue 14: a parameter that needs a restart, applied by a rolling restart: standbys
     // first, the primary after a switchover, every member streaming again, nothing pending.
-    succeeds(
-        c.cli(&["config", "set", "postgresql.max_prepared_transactions=3"]),
-        "config set postgresql.max_prepared_transactions=3",
-    );
-    dist::wait_until(
-        "pending restart everywhere",
-        Duration::from_secs(15),
-        || {
-            status(c)["members"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|m| m["pending_restart"].to_string().contains("max_prepared"))
-                .then_some(())
-        },
-    );
+    set_pending_restart(c, 3);
     let out = succeeds(c.cli(&["restart", "--pending"]), "restart --pending");
     assert!(out.contains("restart done"), "{out}");
     assert!(out.contains("handing over by switchover"), "{out}");

@@ -29,8 +29,13 @@ fn inserted_ids(changes: &[String]) -> BTreeSet<i64> {
         .collect()
 }
 
+/// Consumes the slot on `member`, in a session of its own: the changes' text.
 async fn changes(c: &Cluster, member: &str) -> Vec<String> {
-    let client = connect(&c.member_url(member)).await;
+    consume(c, &connect(&c.member_url(member)).await, member).await
+}
+
+/// Consumes the slot with `client`, a session on `member`: the changes' text.
+async fn consume(c: &Cluster, client: &tokio_postgres::Client, member: &str) -> Vec<String> {
     client
         .query(
             "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
@@ -70,16 +75,7 @@ async fn consume_until_synced(c: &Cluster, primary: &str, standbys: &[&str]) -> 
             .execute("SELECT pg_log_standby_snapshot()", &[])
             .await
             .unwrap_or_else(|e| c.fail(&format!("log a standby snapshot on {primary}: {e}")));
-        let data: Vec<String> = client
-            .query(
-                "SELECT data FROM pg_logical_slot_get_changes('cdc', NULL, NULL)",
-                &[],
-            )
-            .await
-            .unwrap_or_else(|e| c.fail(&format!("read the slot on {primary}: {e}")))
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let data = consume(c, &client, primary).await;
         consumed.extend(inserted_ids(&data));
         let mut all = true;
         for s in standbys {

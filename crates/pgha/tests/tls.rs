@@ -7,6 +7,7 @@ mod dist;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,23 +25,30 @@ fn pgha(args: &[&str]) {
     succeeded(&format!("pgha {args:?}"), &out);
 }
 
-/// Makes the CA and every agent's certificate with `pgha tls`, and names them in each
-/// agent's config.
-fn with_tls(c: &dist::DistCluster) {
+/// A certificate from the cluster CA in `dir`: `pgha tls KIND` (member or proxy) for `name`,
+/// reached at 127.0.0.1.
+fn issue(dir: &str, kind: &str, name: &str) {
+    pgha(&[
+        "tls",
+        kind,
+        "--dir",
+        dir,
+        "--name",
+        name,
+        "--host",
+        "127.0.0.1",
+    ]);
+}
+
+/// A cluster prepared (not started) whose CA and agents' certificates `pgha tls` made in
+/// `<root>/tls`, each agent's config naming its own; and that directory.
+fn prepare_with_tls() -> (dist::DistCluster, PathBuf) {
+    let c = dist::DistCluster::prepare(&dist::Options::default());
     let dir = c.root.join("tls");
     let d = dir.to_str().unwrap();
     pgha(&["tls", "ca", "--dir", d]);
     for a in &c.agents {
-        pgha(&[
-            "tls",
-            "member",
-            "--dir",
-            d,
-            "--name",
-            &a.name,
-            "--host",
-            "127.0.0.1",
-        ]);
+        issue(d, "member", &a.name);
         // The fixture's hosts run without TLS, saying so; these get a [tls] section instead.
         let text = std::fs::read_to_string(&a.config).unwrap();
         let text = text.replacen("insecure_no_tls = true\n", "", 1);
@@ -53,6 +61,7 @@ fn with_tls(c: &dist::DistCluster) {
         )
         .unwrap();
     }
+    (c, dir)
 }
 
 /// A server that says it is PostgreSQL: it declines TLS, and to a startup message it answers
@@ -97,8 +106,7 @@ fn fake_postgres() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password() {
-    let mut c = dist::DistCluster::prepare(&dist::Options::default());
-    with_tls(&c);
+    let (mut c, _) = prepare_with_tls();
     c.etcd.start();
     for a in &mut c.agents {
         a.start();
@@ -166,20 +174,9 @@ fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password()
 /// certificates (`[etcd] ca_file, cert_file, key_file`); a client without one is refused.
 #[test]
 fn etcd_over_tls_requires_the_members_certificates() {
-    let mut c = dist::DistCluster::prepare(&dist::Options::default());
-    with_tls(&c);
-    let dir = c.root.join("tls");
+    let (mut c, dir) = prepare_with_tls();
     let d = dir.to_str().unwrap();
-    pgha(&[
-        "tls",
-        "member",
-        "--dir",
-        d,
-        "--name",
-        "etcd",
-        "--host",
-        "127.0.0.1",
-    ]);
+    issue(d, "member", "etcd");
     let mut node = c.etcd.node.clone();
     node.tls = Some(pgha_testkit::EtcdTls {
         cert_file: dir.join("etcd.crt"),
@@ -250,8 +247,7 @@ fn etcd_over_tls_requires_the_members_certificates() {
 /// travel over HTTPS too.
 #[test]
 fn the_api_speaks_https_and_the_failsafe_travels_over_it() {
-    let mut c = dist::DistCluster::prepare(&dist::Options::default());
-    with_tls(&c);
+    let (mut c, _) = prepare_with_tls();
     for a in &c.agents {
         let mut config = std::fs::OpenOptions::new()
             .append(true)
@@ -313,20 +309,9 @@ fn the_api_speaks_https_and_the_failsafe_travels_over_it() {
 /// and reaches the members over TLS verified with the cluster CA.
 #[test]
 fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
-    let mut c = dist::DistCluster::prepare(&dist::Options::default());
-    with_tls(&c);
-    let tls = c.root.join("tls");
+    let (mut c, tls) = prepare_with_tls();
     let t = tls.to_str().unwrap();
-    pgha(&[
-        "tls",
-        "proxy",
-        "--dir",
-        t,
-        "--name",
-        "db.cluster.test",
-        "--host",
-        "127.0.0.1",
-    ]);
+    issue(t, "proxy", "db.cluster.test");
     let proxy_config = c.root.join("proxy.toml");
     let metrics = format!(
         "127.0.0.1:{}",
