@@ -39,10 +39,16 @@ pub enum FaultKind {
     /// `pgha agent` gets SIGSTOP; where agents share a process (`pgha up`), or run on other
     /// hosts, the host's API freezes the member's agent loop instead.
     PauseAgent,
+    /// This host cut off from the other hosts and etcd (iptables, both ways) for
+    /// --agent-pause, then reconnected (distributed mode, as root).
+    IsolateHost,
+    /// The shell command given with `--fault-command` (e.g. a restart of etcd), run to its
+    /// end; the leader of that moment may stay.
+    Command,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::KillPrimary,
         FaultKind::KillStandby,
         FaultKind::StopPrimary,
@@ -51,6 +57,8 @@ impl FaultKind {
         FaultKind::Failover,
         FaultKind::RestartStandby,
         FaultKind::PauseAgent,
+        FaultKind::IsolateHost,
+        FaultKind::Command,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +71,8 @@ impl FaultKind {
             FaultKind::Failover => "failover",
             FaultKind::RestartStandby => "restart-standby",
             FaultKind::PauseAgent => "pause-agent",
+            FaultKind::IsolateHost => "isolate-host",
+            FaultKind::Command => "command",
         }
     }
 
@@ -121,12 +131,20 @@ pub struct Injected {
     pub expect_standby: bool,
 }
 
-/// Which of `kinds` can be injected on `target` (kills need local data directories).
+/// Which of `kinds` can be injected on `target` (kills need local data directories, an
+/// isolation other hosts, the command fault a command).
 pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
+    let here = target.members.iter().any(|m| m.data_dir.is_some());
     kinds
         .iter()
         .copied()
-        .filter(|k| !k.kills() || target.members.iter().any(|m| m.data_dir.is_some()))
+        .filter(|k| match k {
+            FaultKind::IsolateHost => {
+                target.mode == Mode::Distributed && here && !target.peers.is_empty()
+            }
+            FaultKind::Command => target.fault_command.is_some(),
+            k => !k.kills() || here,
+        })
         .collect()
 }
 
@@ -216,6 +234,27 @@ pub async fn inject(
             injected.expect_standby = victim == leader;
             injected.victim = victim;
         }
+        FaultKind::IsolateHost => {
+            let here = target
+                .members
+                .iter()
+                .find(|m| m.data_dir.is_some())
+                .ok_or_else(|| fail("no member runs on this machine".into()))?;
+            let cut =
+                crate::isolate::Isolated::cut(&target.peers).map_err(|e| fail(e.to_string()))?;
+            tokio::time::sleep(agent_pause).await;
+            drop(cut);
+            // A leader cut off from etcd and every other member cannot keep its lease.
+            injected.expect_standby = here.name == leader;
+            injected.victim = here.name.clone();
+        }
+        FaultKind::Command => {
+            let command = target
+                .fault_command
+                .as_deref()
+                .ok_or_else(|| fail("no --fault-command given".into()))?;
+            run_command(command, &leader).await.map_err(fail)?;
+        }
     }
     Ok(injected)
 }
@@ -259,6 +298,36 @@ async fn pause_agent(target: &Target, member: &str, length: Duration) -> Result<
         .await?;
     tokio::time::sleep(length).await;
     Ok(())
+}
+
+/// The longest a `--fault-command` may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs the `command` fault through `sh -c`, with the leader's name in `PGHA_LEADER`.
+async fn run_command(command: &str, leader: &str) -> Result<(), String> {
+    let run = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .env("PGHA_LEADER", leader)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            format!(
+                "`{command}` ran for more than {} s",
+                COMMAND_TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| format!("`{command}`: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{command}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 /// SIGKILL to `member`'s postmaster, named by its `postmaster.pid`.

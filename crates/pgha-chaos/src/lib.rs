@@ -12,6 +12,7 @@ pub mod error;
 pub mod faults;
 pub mod health;
 pub mod html;
+pub mod isolate;
 pub mod monitor;
 pub mod process;
 pub mod progress;

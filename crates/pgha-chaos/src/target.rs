@@ -69,6 +69,11 @@ pub struct Target {
     /// The read-only entry point, when there is one.
     pub reads: Option<Endpoint>,
     pub members: Vec<Member>,
+    /// The addresses of the other hosts (members and etcd) that `isolate-host` cuts this
+    /// host off from; empty where it cannot (a local cluster).
+    pub peers: Vec<String>,
+    /// The shell command of the `command` fault (`--fault-command`), e.g. a restart of etcd.
+    pub fault_command: Option<String>,
 }
 
 impl Target {

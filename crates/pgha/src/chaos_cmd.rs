@@ -36,6 +36,11 @@ Faults (--faults, comma-separated, default all):
                    renewing. With --config: this host's `pgha agent` is stopped (SIGSTOP);
                    with --dir (every agent a task of `pgha up`): a member's agent loop is
                    frozen through the API (POST /members/NAME/agent/freeze)
+  isolate-host     with --config, as root: this host cut off from the other members and etcd
+                   (iptables DROP both ways, open connections too) for --agent-pause, then
+                   reconnected; needs them on other addresses (hosts or network namespaces)
+  command          the shell command of --fault-command, e.g. a restart of etcd (only
+                   with --fault-command; PGHA_LEADER names the leader of that moment)
 Kills need the member's data directory on this machine: with --config, only this host's
 member is killed or paused (a kill of the primary is skipped while another host leads); the
 other faults go through the agents' API.
@@ -58,7 +63,9 @@ asynchronous mode (where pgha promises none); 1 it could not run (e.g. an unheal
 Examples:
   pgha chaos --dir demo --rounds 20 --seed 7
   pgha chaos --dir demo --duration 10m --faults kill-primary,switchover --report chaos.html
-  pgha chaos --config /etc/pgha/node.toml --rounds 10 --json > chaos.json")]
+  pgha chaos --config /etc/pgha/node.toml --rounds 10 --json > chaos.json
+  pgha chaos --config /etc/pgha/node.toml --faults isolate-host,command \
+      --fault-command 'systemctl restart etcd' --duration 30m")]
 pub struct ChaosArgs {
     /// Local cluster directory (`pgha up`'s).
     #[arg(long, required_unless_present = "config", conflicts_with = "config")]
@@ -95,6 +102,10 @@ pub struct ChaosArgs {
     /// How long pause-agent stops the agent [default: twice the lease ttl].
     #[arg(long, value_parser = parse_duration)]
     agent_pause: Option<Duration>,
+    /// The `command` fault: a shell command that injects a fault of your platform, run to
+    /// its end (e.g. `systemctl restart etcd`, or suspending a VM and resuming it).
+    #[arg(long, value_name = "CMD")]
+    fault_command: Option<String>,
     /// How long the cluster may take to recover from one fault before the promise counts
     /// as broken.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -130,11 +141,12 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Runs the campaign and reports; exits with the verdict's status.
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let faults = FaultKind::parse_list(&args.faults)?;
-    let target = match (&args.dir, &args.config) {
+    let mut target = match (&args.dir, &args.config) {
         (Some(dir), _) => local_target(dir)?,
         (None, Some(file)) => distributed_target(file).await?,
         (None, None) => anyhow::bail!("give --dir DIR (local cluster) or --config FILE"),
     };
+    target.fault_command = args.fault_command.clone();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -186,15 +198,16 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     signals.abort();
     let outcome = outcome?;
     let summary = &outcome.summary;
+    // A reader that went away is no reason to skip the report file or the exit status.
     if args.json {
-        println!("{}", serde_json::to_string_pretty(summary)?);
+        outln!("{}", serde_json::to_string_pretty(summary)?);
     } else {
-        print!("{}", table::render(summary));
+        out!("{}", table::render(summary));
     }
     if let Some(file) = &args.report {
         std::fs::write(file, html::render(summary, &outcome.acks))
             .with_context(|| format!("write {}", file.display()))?;
-        eprintln!("report written to {}", file.display());
+        tracing::info!("report written to {}", file.display());
     }
     match summary.verdict {
         Verdict::Passed => Ok(()),
@@ -228,6 +241,8 @@ fn local_target(dir: &Path) -> anyhow::Result<Target> {
                 api: None,
             })
             .collect(),
+        peers: Vec::new(),
+        fault_command: None,
     })
 }
 
@@ -276,6 +291,7 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
         }
         reads = listening(node.config.proxy.ro_listen.as_deref()).await;
     }
+    let peers = peers(&node, &members)?;
     Ok(Target {
         mode: Mode::Distributed,
         client: Client::new(apis, token, tls),
@@ -283,7 +299,28 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
         writes,
         reads,
         members,
+        peers,
+        fault_command: None,
     })
+}
+
+/// The hosts other than this one: the other members' and etcd's (what isolate-host cuts).
+fn peers(node: &Node, members: &[Member]) -> anyhow::Result<Vec<String>> {
+    let me = &node.config.member.host;
+    let mut out: Vec<String> = members
+        .iter()
+        .filter(|m| m.data_dir.is_none())
+        .map(|m| m.endpoint.host.clone())
+        .collect();
+    for url in &node.config.etcd.endpoints {
+        let authority = url.split("://").last().unwrap_or(url);
+        let authority = authority.split('/').next().unwrap_or(authority);
+        out.push(endpoint(authority)?.host);
+    }
+    out.retain(|h| h != me);
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// `address` as an endpoint when something accepts connections there.

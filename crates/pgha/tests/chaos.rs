@@ -2,13 +2,16 @@
 //! exits 0 and puts the cluster back (also when interrupted); an unhealthy cluster is refused;
 //! an asynchronous cluster whose standbys are held back loses writes when its primary crashes,
 //! and `pgha chaos` must say so and exit 4; against three `pgha agent`s on etcd, a campaign
-//! through the agents' API and a pause of this host's agent loses nothing either.
+//! through the agents' API and a pause of this host's agent loses nothing either; on test hosts
+//! (network namespaces), an isolated leader host and a fault command that stops etcd neither.
 //!
 //! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well).
 
 mod common;
 #[path = "common/dist.rs"]
 mod dist;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -467,3 +470,84 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
 
 /// The test clusters' lease ttl, in ms (`dist::TTL`).
 const TTL_MS: f64 = dist::TTL.as_millis() as f64;
+
+/// On test hosts (a network namespace each, see common/netns.rs), run from the leader's host:
+/// isolate-host cuts that host off from etcd and the other members (iptables in its
+/// namespace, both ways) for twice the ttl, and the command fault (`--fault-command`) stops
+/// etcd for 4 s. In synchronous mode nothing acknowledged is lost and no second member
+/// acknowledges writes; the isolated leader loses the lease and comes back as a standby, and
+/// its host keeps no rule of the campaign afterwards.
+#[test]
+fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
+    let dynamic = vec![("synchronous_mode".to_string(), "\"on\"".to_string())];
+    let c = netns::Cluster::start(&netns::Opts {
+        dynamic,
+        ..Default::default()
+    });
+    let leader = c.wait_converged(Duration::from_secs(60));
+    pgha_testkit::wait_until("a synchronous standby", Duration::from_secs(30), || {
+        c.sql_one(
+            &leader,
+            "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+        .filter(|n| n != "0")
+    });
+    let chaos = |args: &[&str]| {
+        let out = c
+            .net
+            .command(&leader, common::pgha_bin())
+            .args(["chaos", "--config"])
+            .arg(&c.member(&leader).config)
+            .args(args)
+            .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
+            .args(["--recovery-bound", "120s"])
+            .output()
+            .expect("run pgha chaos");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+        let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(out.status.code(), Some(0), "{context}");
+        (summary_of(&stdout, &stderr), context)
+    };
+
+    let (j, context) = chaos(&["--rounds", "1", "--faults", "isolate-host", "--seed", "3"]);
+    assert_passed(&j, 1, &context);
+    let f = &j["faults"][0];
+    assert_eq!(f["kind"], "isolate-host", "{context}");
+    assert_eq!(f["victim"].as_str(), Some(leader.as_str()), "{context}");
+    assert_ne!(
+        f["leader_after"].as_str(),
+        Some(leader.as_str()),
+        "{context}"
+    );
+    let rules = c
+        .net
+        .command(&leader, "iptables")
+        .args(["-w", "-S"])
+        .output()
+        .expect("iptables -S");
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert!(!rules.contains("PGHA_CHAOS"), "rules left behind:\n{rules}");
+
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &c.net.host("etcd").ns])
+        .output()
+        .expect("ip netns pids");
+    let etcd: u32 = String::from_utf8_lossy(&pids.stdout)
+        .lines()
+        .find_map(|l| l.trim().parse().ok())
+        .expect("etcd runs in its namespace");
+    let stall = format!("kill -STOP {etcd}; sleep 4; kill -CONT {etcd}");
+    let (j, context) = chaos(&[
+        "--rounds",
+        "1",
+        "--faults",
+        "command",
+        "--fault-command",
+        &stall,
+        "--seed",
+        "4",
+    ]);
+    assert_passed(&j, 1, &context);
+    assert_eq!(j["faults"][0]["kind"], "command", "{context}");
+    assert!(pgha_testkit::alive(etcd), "etcd was left stopped or gone");
+}
