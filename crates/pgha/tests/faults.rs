@@ -82,6 +82,17 @@ fn explain(c: &Cluster) -> String {
     out
 }
 
+/// Fails when a scenario found `unmet` expectations: says which, then `context`, the checker's
+/// report and what the agents logged ([`explain`]).
+fn assert_all_met(c: &Cluster, report: &Report, unmet: &[String], context: &str) {
+    assert!(
+        unmet.is_empty(),
+        "{}\n{context}\n{report}\n{}",
+        unmet.join(";\n"),
+        explain(c)
+    );
+}
+
 /// Panics, with the figures, if an acknowledged write is missing or two members took writes.
 fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
     if report.lost.is_empty() && report.two_writers.is_empty() {
@@ -828,11 +839,11 @@ fn leader_postgres_io_stall() {
             "{leader}'s agent never reported its stopped PostgreSQL as unresponsive"
         ));
     }
-    assert!(
-        unmet.is_empty(),
-        "{}\n{leader}'s lease and demotion lines: {lease_lines:#?}\n{report}\n{}",
-        unmet.join(";\n"),
-        explain(&c)
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        &format!("{leader}'s lease and demotion lines: {lease_lines:#?}"),
     );
     assert_streaming_from_final(&c, &report);
 }
@@ -1158,12 +1169,7 @@ fn leader_wall_clock_jumps() {
             unmet.push(format!("{}'s agent log: {alarming:#?}", m.name));
         }
     }
-    assert!(
-        unmet.is_empty(),
-        "wall-clock steps changed something:\n{}\n{report}\n{}",
-        unmet.join(";\n"),
-        explain(&c)
-    );
+    assert_all_met(&c, &report, &unmet, "wall-clock steps changed something");
     assert_no_loss_one_writer(&report, &c);
     assert_streaming_from_final(&c, &report);
 }
