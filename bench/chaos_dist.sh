@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# A long `pgha chaos` campaign in distributed mode, on test hosts: etcd, three `pgha agent`
+# members and a client host running `pgha proxy`, each in its own Linux network namespace on
+# one bridge (as crates/pgha/tests/common/netns.rs builds them). The campaign runs on n1's
+# host, as a DBA would run it on one of the members: writers through the proxy and through a
+# multi-host URI, and every fault `pgha chaos --config` has: kills and pauses of n1's own
+# processes, isolate-host (n1 cut off from etcd and the other members by iptables), a restart
+# of etcd (--fault-command), and switchover, failover, stop/crash/restart through the agents.
+#   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
+#   env: ROUNDS=N, SYNC=on|strict|off, FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
+#        stays down in a restart), OUT=bench/results/<date>-chaos-dist, BIN, NO_BUILD=1
+# Needs root, ip (iproute2), iptables and etcd (Debian: iproute2 iptables etcd-server).
+# Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
+# (`insecure_no_tls = true`: the writers then also go through the proxy), fsync on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib/common.sh
+[ "$(id -u)" = 0 ] || { echo "bench/chaos_dist.sh needs root (network namespaces, iptables)" >&2; exit 2; }
+for tool in ip iptables etcd; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install iproute2 iptables etcd-server)" >&2; exit 2; }
+done
+rounds="${ROUNDS:-100}"
+sync="${SYNC:-on}"
+faults="${FAULTS:-all}"
+seed="${SEED:-$(date +%s)}"
+writers="${WRITERS:-2}"
+etcd_down="${ETCD_DOWN:-2}"
+out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
+pgha_build
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+make_work pgha-chaos-dist
+
+prefix="pgcd$$"
+subnet=$(( $$ % 200 + 20 ))
+hosts=(etcd n1 n2 n3 client)
+declare -A ip_of
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  [ -f "$work/etcd.pid" ] && kill -TERM "$(cat "$work/etcd.pid")" 2>/dev/null || true
+  sleep 2
+  for d in "$work"/n*/data; do
+    [ -f "$d/postmaster.pid" ] && kill -QUIT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
+  done
+  for h in "${hosts[@]}" br; do
+    if ip netns list | grep -q "^$prefix-$h\b"; then
+      for p in $(ip netns pids "$prefix-$h" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+      ip netns del "$prefix-$h" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The hosts: a namespace each, eth0 on a bridge that lives in a namespace of its own.
+ip netns add "$prefix-br"
+ip -n "$prefix-br" link set lo up
+ip -n "$prefix-br" link add br0 type bridge
+ip -n "$prefix-br" link set br0 up
+i=0
+for h in "${hosts[@]}"; do
+  ns="$prefix-$h"
+  ip_of[$h]="10.203.$subnet.$((10 + i))"
+  ip netns add "$ns"
+  ip -n "$prefix-br" link add "v$i" type veth peer name eth0 netns "$ns"
+  ip -n "$prefix-br" link set "v$i" master br0 up
+  ip -n "$ns" addr add "${ip_of[$h]}/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" link set lo up
+  i=$((i + 1))
+done
+on() { local h="$1"; shift; ip netns exec "$prefix-$h" "$@"; }
+
+# etcd, and the script the `command` fault runs: etcd stopped (SIGTERM), down for ETCD_DOWN
+# seconds, started again with the same data.
+etcd_ip="${ip_of[etcd]}"
+cat > "$work/etcd-start.sh" <<EOF
+#!/bin/sh
+ip netns exec $prefix-etcd setsid etcd --name e --data-dir $work/etcd \\
+  --listen-client-urls http://$etcd_ip:2379 --advertise-client-urls http://$etcd_ip:2379 \\
+  --listen-peer-urls http://$etcd_ip:2380 --initial-advertise-peer-urls http://$etcd_ip:2380 \\
+  --initial-cluster e=http://$etcd_ip:2380 >> $work/etcd.log 2>&1 < /dev/null &
+echo \$! > $work/etcd.pid
+EOF
+cat > "$work/etcd-restart.sh" <<EOF
+#!/bin/sh
+pid=\$(cat $work/etcd.pid)
+kill -TERM "\$pid"
+while kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
+sleep $etcd_down
+$work/etcd-start.sh
+EOF
+chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh"
+"$work/etcd-start.sh"
+for _ in $(seq 100); do
+  on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+# Secrets and one node config per member (the proxy takes n1's, whose [proxy] names the
+# client host).
+secret() { python3 -c 'import secrets; print(secrets.token_hex(16))'; }
+printf 'superuser_password = "%s"\nreplication_password = "%s"\napi_token = "%s"\n' \
+  "$(secret)" "$(secret)" "$(secret)" > "$work/secrets.toml"
+chmod 600 "$work/secrets.toml"
+for n in n1 n2 n3; do
+  cat > "$work/$n.toml" <<EOF
+insecure_no_tls = true
+replication_from = ["10.203.$subnet.0/24"]
+[cluster]
+name = "chaos"
+[etcd]
+endpoints = ["http://$etcd_ip:2379"]
+[member]
+name = "$n"
+dir = "$work/$n"
+host = "${ip_of[$n]}"
+port = 5432
+api = "${ip_of[$n]}:8008"
+[secrets]
+file = "$work/secrets.toml"
+[postgresql.parameters]
+shared_buffers = "64MB"
+max_wal_size = "256MB"
+[proxy]
+rw_listen = "${ip_of[client]}:6432"
+ro_listen = "${ip_of[client]}:6433"
+[dynamic]
+synchronous_mode = "$sync"
+EOF
+done
+[ "$sync" = off ] && sed -i '/^synchronous_mode/d' "$work"/n?.toml
+for n in n1 n2 n3; do
+  on "$n" "$bin" agent --config "$work/$n.toml" > "$work/$n.agent.log" 2>&1 &
+  pids+=($!)
+done
+on client "$bin" proxy --config "$work/n1.toml" > "$work/proxy.log" 2>&1 &
+pids+=($!)
+
+converged() {
+  on n1 "$bin" status --config "$work/n1.toml" --json 2>/dev/null | python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+ms = s.get("members", [])
+p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
+st = [m for m in ms if m["state"] == "streaming"]
+sys.exit(0 if len(ms) == 3 and len(p) == 1 and p[0] == s.get("leader") and len(st) == 2 else 1)' 2>/dev/null
+}
+deadline=$(( $(date +%s) + 180 ))
+until converged; do
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null || { echo "an agent or the proxy exited"; tail -5 "$work"/n?.agent.log "$work/proxy.log"; exit 1; } >&2
+  done
+  [ "$(date +%s)" -gt "$deadline" ] && { echo "the cluster did not converge"; tail -20 "$work"/n?.agent.log; exit 1; } >&2
+  sleep 1
+done
+
+{
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down)"
+  echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
+  echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
+} | tee "$out/run.txt"
+cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults" --seed "$seed"
+     --writers "$writers" --fault-command "$work/etcd-restart.sh" --json --report "$out/dist.html")
+echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
+t0=$(date +%s)
+set +e
+on n1 "${cmd[@]}" > "$out/dist.json" 2> "$out/dist.log"
+rc=$?
+set -e
+echo "$rc" > "$out/dist.rc"
+echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
+for f in "$work"/n?.agent.log "$work/proxy.log" "$work/etcd.log"; do
+  gzip -9c "$f" > "$out/$(basename "$f").gz"
+done
+[ -f "$out/dist.html" ] && gzip -9f "$out/dist.html"
+
+python3 - "$out" <<'PY' | tee "$out/summary.md"
+import json, sys
+out = sys.argv[1]
+s = json.load(open(f"{out}/dist.json"))
+sec = lambda d: "-" if d["n"] == 0 else f'{d["median_ms"]/1000:.2f} / {d["p95_ms"]/1000:.2f} / {d["max_ms"]/1000:.2f}'
+print("| fault | injected | recovered | write-unavailable s (median / p95 / max) | recovery s (median / p95 / max) | old member back s (median / p95 / max) | lost |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for k in s["by_kind"]:
+    print(f'| {k["kind"]} | {k["injected"]} | {k["recovered"]} | {sec(k["unavailable"])} | {sec(k["recovery"])} | {sec(k["rejoin"])} | {k["lost"]} |')
+print()
+print(f'faults {len(s["faults"])}, {s["duration_s"]:.0f} s, writes acknowledged {s["writes_acknowledged"]}, lost {s["lost"]}, two-writer intervals {len(s["two_writers"])}, verdict {s["verdict"]}')
+PY
