@@ -27,6 +27,8 @@ pub struct ClusterHandle {
     /// Distributed mode: the API of the agent that runs each member (from etcd), for the
     /// requests only that host can serve (stop, start).
     member_apis: std::collections::BTreeMap<String, String>,
+    /// Distributed mode: the node config file the handle was opened with.
+    config_file: Option<std::path::PathBuf>,
     token: Option<String>,
     api_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -57,6 +59,7 @@ impl ClusterHandle {
             token: cluster.secrets.api_token.clone(),
             local: Some(Box::new(cluster)),
             member_apis: Default::default(),
+            config_file: None,
             api_tls: None,
         }
     }
@@ -91,6 +94,7 @@ impl ClusterHandle {
             ),
             local: None,
             member_apis,
+            config_file: Some(file.to_path_buf()),
             token: node.secrets.api_token.clone(),
             api_tls: node.api_client_tls(),
         })
@@ -233,6 +237,28 @@ impl ClusterHandle {
         }
     }
 
+    /// The client of the host that runs member `name`, refused (naming the fix) when no host
+    /// is known to run it: a local cluster without that member, or, in distributed mode, a
+    /// member neither etcd nor the config file names an agent for.
+    fn host_of(&self, name: &str) -> anyhow::Result<std::borrow::Cow<'_, Client>> {
+        if let Some(cluster) = &self.local {
+            cluster.member(name)?;
+        } else if !self.member_apis.contains_key(name) {
+            return Err(NoHostFor {
+                name: name.to_string(),
+                file: self.config_file.clone().unwrap_or_default(),
+                known: self
+                    .member_apis
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+            .into());
+        }
+        Ok(self.member_client(name))
+    }
+
     /// Re-clones member `name` from the leader, through the host that runs it.
     pub async fn reinit(&self, name: &str) -> anyhow::Result<Reinitialised> {
         self.member_client(name)
@@ -247,7 +273,7 @@ impl ClusterHandle {
         name: &str,
         stop: Option<StopRequest>,
     ) -> anyhow::Result<MemberChanged> {
-        let client = self.member_client(name);
+        let client = self.host_of(name)?;
         match &stop {
             Some(body) => client.post(&format!("/members/{name}/stop"), body).await,
             None => client.post(&format!("/members/{name}/start"), &()).await,
@@ -269,6 +295,21 @@ impl ClusterHandle {
             },
         }
     }
+}
+
+/// Distributed mode: no agent is known to run a member (a member stopped by `pgha stop` has
+/// left etcd, and so has its API address).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no agent known for member {name}: etcd and {} name the agents of {known} only (a member \
+     stopped by `pgha stop` has left etcd); run the command with {name}'s own node config \
+     (`--config FILE` of its host), whose agent process still serves the API",
+    .file.display()
+)]
+pub struct NoHostFor {
+    pub name: String,
+    pub file: std::path::PathBuf,
+    pub known: String,
 }
 
 /// A stopped local cluster as its data directories show it (nothing manages it).

@@ -55,6 +55,16 @@ pub struct Where {
 }
 
 impl Where {
+    /// The local cluster directory, when the command acts on one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
+    /// The node config file, when the command acts on a distributed cluster.
+    pub fn config(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     pub async fn open(&self) -> anyhow::Result<ClusterHandle> {
         match (&self.dir, &self.config) {
             (Some(dir), _) => Ok(ClusterHandle::local(LocalCluster::open(dir)?)),
@@ -231,9 +241,13 @@ pub enum Command {
         allow_data_loss: bool,
     },
     /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
+    ///
+    /// With --config, the request goes to the agent that runs the member (its API as etcd
+    /// publishes it); the stopped member leaves etcd, so start it again with its own host's
+    /// config file (`pgha start --config /etc/pgha/node2.toml node2`).
     Stop {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// Member to stop, e.g. n1.
         name: String,
         /// fast (clean shutdown) or immediate (like a crash).
@@ -241,9 +255,13 @@ pub enum Command {
         mode: String,
     },
     /// Start one member again; a former primary rejoins as a standby by itself.
+    ///
+    /// With --config, the request goes to the agent process that runs the member: the one of
+    /// FILE when FILE names that member, else the member's API as etcd publishes it (a member
+    /// stopped by `pgha stop` is no longer there: use its own host's config file).
     Start {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         name: String,
     },
     /// Maintenance mode: no automatic failover or restart until `pgha resume`.
@@ -268,15 +286,27 @@ pub enum Command {
     ///
     /// Use it as `psql "$(pgha url --dir demo)"`. The password stays out of the URI: libpq
     /// reads it from DIR/pgpass (`--password` puts it in, for drivers that need it there).
+    ///
+    /// Distributed mode (--config FILE): by default a multi-host URI of every member etcd
+    /// lists (the leader first) with `target_session_attrs=read-write`, so libpq connects to
+    /// whichever member is the primary now, with or without a proxy; `--proxy` gives the
+    /// read-write listener of FILE's `[proxy] rw_listen` instead. The password comes from
+    /// the member directory's pgpass (`member.dir`, written by the agent) when this user can
+    /// read it, else libpq reads PGPASSFILE or ~/.pgpass; with `[tls]` libpq verifies the
+    /// server's certificate (`sslmode=verify-full`, `sslrootcert` = `[tls] ca_file`).
     Url {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        at: Where,
         /// Member to connect to instead of the read-write entry point, e.g. n2.
-        #[arg(long, conflicts_with = "primary")]
+        #[arg(long, conflicts_with_all = ["primary", "proxy"])]
         member: Option<String>,
         /// The current primary itself rather than the read-write entry point (the proxy).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "proxy")]
         primary: bool,
+        /// The proxy's read-write listener (`pgha up`'s entry point, the default with --dir;
+        /// `[proxy] rw_listen` with --config).
+        #[arg(long)]
+        proxy: bool,
         /// Put the password in the URI, for drivers that read no libpq password file (it then
         /// shows in the process list of what runs it). By default libpq reads it from
         /// DIR/pgpass (the URI's `passfile` parameter).

@@ -240,13 +240,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             promote(&at.open().await?, Some(to), kind).await
         }
-        Command::Stop { dir, name, mode } => {
+        Command::Stop { at, name, mode } => {
             let body = pgha_host::api::control::StopRequest {
                 immediate: mode == "immediate",
             };
-            stop_or_start(&dir, &name, Some(body)).await
+            stop_or_start(&at, &name, Some(body)).await
         }
-        Command::Start { dir, name } => stop_or_start(&dir, &name, None).await,
+        Command::Start { at, name } => stop_or_start(&at, &name, None).await,
         Command::Restart {
             at,
             members,
@@ -310,18 +310,35 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Url {
-            dir,
+            at,
             member,
             primary,
+            proxy,
             password,
         } => {
-            let cluster = LocalCluster::open(&dir)?;
             let password = if password {
                 Password::Inline
             } else {
                 Password::FromPassfile
             };
-            let uri = url::url(&cluster, member.as_deref(), primary, password).await?;
+            let uri = match (at.dir(), at.config()) {
+                (Some(dir), _) => {
+                    // The read-write entry point is the proxy already: --proxy changes nothing.
+                    let _ = proxy;
+                    let cluster = LocalCluster::open(dir)?;
+                    url::url(&cluster, member.as_deref(), primary, password).await?
+                }
+                (None, Some(file)) => {
+                    let target = match (&member, primary, proxy) {
+                        (Some(m), _, _) => url::Target::Member(m),
+                        (None, true, _) => url::Target::Primary,
+                        (None, false, true) => url::Target::Proxy,
+                        (None, false, false) => url::Target::AnyPrimary,
+                    };
+                    url::distributed_url(file, target, password).await?
+                }
+                (None, None) => anyhow::bail!("give --dir DIR or --config FILE"),
+            };
             outln!("{uri}");
             Ok(())
         }
@@ -383,18 +400,14 @@ async fn promote(
     Ok(())
 }
 
-/// Stops (`Some`) or starts (`None`) one member of the local cluster in `dir`.
+/// Stops (`Some`) or starts (`None`) one member, through the host that runs it.
 async fn stop_or_start(
-    dir: &std::path::Path,
+    at: &cli::Where,
     name: &str,
     stop: Option<pgha_host::api::control::StopRequest>,
 ) -> anyhow::Result<()> {
-    let cluster = LocalCluster::open(dir)?;
-    cluster.member(name)?;
     let stopping = stop.is_some();
-    let answer = ClusterHandle::local(cluster)
-        .stop_or_start(name, stop)
-        .await?;
+    let answer = at.open().await?.stop_or_start(name, stop).await?;
     let text = match (stopping, answer.changed) {
         (true, true) => "stopped",
         (true, false) => "was not running",

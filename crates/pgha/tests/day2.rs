@@ -1,0 +1,208 @@
+//! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
+//! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
+//! and `url` in both modes. One cluster at a time (the binary's serial lock).
+
+mod common;
+#[path = "common/dist.rs"]
+mod dist;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dist::AgentSet;
+use serde_json::Value;
+
+/// A cluster the checks drive through its CLI.
+trait Day2 {
+    /// `pgha ARGS --dir DIR` or `pgha ARGS --config <the first host's config>`.
+    fn cli(&self, args: &[&str]) -> Output;
+    /// `pgha start NAME` as an operator runs it: with the config of the member's own host in
+    /// distributed mode.
+    fn start(&self, name: &str) -> Output;
+    /// The superuser's password (which `pgha url` must not print unless asked).
+    fn password(&self) -> String;
+}
+
+struct Local(common::cluster::Cluster);
+
+impl Day2 for Local {
+    fn cli(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--dir", self.0.dir()]);
+        common::pgha(&all)
+    }
+    fn start(&self, name: &str) -> Output {
+        self.cli(&["start", name])
+    }
+    fn password(&self) -> String {
+        let secrets = std::fs::read_to_string(self.0.up.dir.join("secrets.toml")).unwrap();
+        let table: toml::Table = secrets.parse().unwrap();
+        table["superuser_password"].as_str().unwrap().to_string()
+    }
+}
+
+struct Distributed(dist::DistCluster);
+
+impl Distributed {
+    fn cli_as(&self, config: &PathBuf, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pgha"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("PGHA_LOG", "warn")
+            .output()
+            .expect("run pgha")
+    }
+}
+
+impl Day2 for Distributed {
+    fn cli(&self, args: &[&str]) -> Output {
+        self.0.cli(args)
+    }
+    fn start(&self, name: &str) -> Output {
+        self.cli_as(&self.0.agent(name).config, &["start", name])
+    }
+    fn password(&self) -> String {
+        dist::SUPERUSER_PASSWORD.to_string()
+    }
+}
+
+fn succeeds(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{what} failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn fails(out: Output, what: &str) -> String {
+    assert!(!out.status.success(), "{what} was not refused");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn status(c: &dyn Day2) -> Value {
+    serde_json::from_str(&succeeds(c.cli(&["status", "--json"]), "status")).unwrap()
+}
+
+fn member_state(c: &dyn Day2, name: &str) -> Option<String> {
+    status(c)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .map(|m| m["state"].as_str().unwrap_or_default().to_string())
+}
+
+/// `psql URI -Atc SQL` (libpq itself, as a user runs the URI): its output, trimmed.
+fn psql(uri: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(uri)
+        .args(["-X", "-Atc", sql])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("run psql");
+    succeeds(out, &format!("psql {uri} -c {sql}"))
+        .trim()
+        .to_string()
+}
+
+/// A member other than the leader that streams now.
+fn a_standby(c: &dyn Day2) -> String {
+    let s = status(c);
+    let leader = s["leader"].as_str().unwrap().to_string();
+    s["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] != leader.as_str() && m["state"] == "streaming")
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no streaming standby: {s}"))
+}
+
+/// Item 1: `pgha url` reaches the primary with libpq, the password off the command line;
+/// `pgha stop` and `pgha start` reach the host that runs the member.
+fn stop_start_url(c: &dyn Day2) {
+    let uri = succeeds(c.cli(&["url"]), "url").trim().to_string();
+    assert!(!uri.contains(&c.password()), "password in {uri}");
+    assert_eq!(psql(&uri, "SELECT pg_is_in_recovery()"), "f", "{uri}");
+    let inline = succeeds(c.cli(&["url", "--password"]), "url --password");
+    assert!(inline.contains(&c.password()), "{inline}");
+
+    let standby = a_standby(c);
+    let member_uri = succeeds(c.cli(&["url", "--member", &standby]), "url --member");
+    assert_eq!(
+        psql(member_uri.trim(), "SELECT pg_is_in_recovery()"),
+        "t",
+        "{member_uri}"
+    );
+    let out = succeeds(c.cli(&["stop", &standby]), "stop");
+    assert!(out.contains(&format!("{standby} stopped")), "{out}");
+    dist::wait_until(
+        &format!("{standby} stopped"),
+        Duration::from_secs(30),
+        || {
+            member_state(c, &standby)
+                .is_none_or(|s| s == "stopped")
+                .then_some(())
+        },
+    );
+    let out = succeeds(c.start(&standby), "start");
+    assert!(out.contains(&format!("{standby} starting")), "{out}");
+    dist::wait_until(
+        &format!("{standby} streaming again"),
+        Duration::from_secs(60),
+        || (member_state(c, &standby).as_deref() == Some("streaming")).then_some(()),
+    );
+    let refused = fails(c.cli(&["stop", "nosuch"]), "stop of an unknown member");
+    assert!(refused.contains("nosuch"), "{refused}");
+}
+
+#[test]
+fn a_local_cluster_answers_day2_operations() {
+    let c = Local(common::cluster::Cluster::start(
+        &[],
+        Duration::from_secs(30),
+    ));
+    // The read-write entry point is the proxy already: --proxy names the same.
+    let proxy = succeeds(c.cli(&["url", "--proxy"]), "url --proxy");
+    assert_eq!(proxy, succeeds(c.cli(&["url"]), "url"));
+    stop_start_url(&c);
+}
+
+#[test]
+fn a_distributed_cluster_answers_day2_operations() {
+    let _serial = pgha_testkit::serial();
+    let c = Distributed(dist::DistCluster::start(&dist::Options::default()));
+    // Every member in one URI, the primary found by libpq; the proxy's listener on request.
+    let uri = succeeds(c.cli(&["url"]), "url");
+    for a in &c.0.agents {
+        assert!(uri.contains(&format!("127.0.0.1:{}", a.port)), "{uri}");
+    }
+    assert!(uri.contains("target_session_attrs=read-write"), "{uri}");
+    let passfile = c.0.agents[0].dir.join("pgpass");
+    assert!(
+        uri.contains(&format!("passfile={}", passfile.display())),
+        "{uri}"
+    );
+    let proxy = succeeds(c.cli(&["url", "--proxy"]), "url --proxy");
+    assert_eq!(
+        proxy.trim(),
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/postgres?passfile={}",
+            c.0.proxy_rw,
+            passfile.display()
+        )
+    );
+    stop_start_url(&c);
+    // A stopped member has left etcd: another host's config cannot name its agent, and the
+    // refusal says which config can.
+    let standby = a_standby(&c);
+    succeeds(c.cli(&["stop", &standby]), "stop");
+    let refused = fails(c.cli(&["start", &standby]), "start through another host");
+    assert!(
+        refused.contains(&format!("{standby}'s own node config")),
+        "{refused}"
+    );
+    succeeds(c.start(&standby), "start through its own host");
+    c.0.wait_converged(Duration::from_secs(60));
+}
