@@ -13,3 +13,9 @@ if [ "$#" -eq 0 ]; then
   cargo clippy --workspace --all-targets --locked -- -D warnings
 fi
 cargo test --workspace --locked "$@"
+# The Debian package of the debug build the tests just used (no release build): built,
+# installed (as root: on this machine, then removed; else into a scratch root), its systemd
+# units checked with systemd-analyze verify (packaging/check-deb.sh).
+if [ "$#" -eq 0 ]; then
+  packaging/check-deb.sh --bin target/debug/pgha
+fi
