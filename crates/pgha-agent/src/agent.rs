@@ -25,6 +25,9 @@ use pgha_pg::lease_file::boot_clock_ms;
 mod clock;
 mod failsafe_round;
 mod leave;
+mod reload;
+
+pub use reload::{ReloadRefused, Reloader};
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
@@ -55,6 +58,8 @@ pub struct AgentHandle {
     /// Until when the loop is frozen (a fault injected by `pgha chaos`).
     freeze: watch::Sender<Option<tokio::time::Instant>>,
     join: JoinHandle<()>,
+    /// Reload requests to the loop (see [`AgentHandle::reloader`]).
+    reload: mpsc::UnboundedSender<reload::ReloadReply>,
     pub report: watch::Receiver<AgentReport>,
     /// Shared with the REST API's POST /failsafe handler (distributed mode).
     pub failsafe: Failsafe,
@@ -69,6 +74,15 @@ impl AgentHandle {
 
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
+    }
+
+    /// What asks this agent to render and reload its PostgreSQL configuration between two
+    /// steps (held without the handle, so the caller may wait for the answer).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            member: self.name.clone(),
+            requests: self.reload.clone(),
+        }
     }
 
     /// Freezes the loop for `length`, as if its process were stopped (SIGSTOP): no
@@ -138,14 +152,16 @@ impl Agent {
         let (agent, report) = Agent::new(spec, store, config);
         let (stop, stop_rx) = watch::channel(None);
         let (freeze, freeze_rx) = watch::channel(None);
+        let (reload, reload_rx) = mpsc::unbounded_channel();
         let name = agent.spec.name.clone();
         let failsafe = agent.failsafe.clone();
-        let join = tokio::spawn(agent.run(stop_rx, freeze_rx));
+        let join = tokio::spawn(agent.run(stop_rx, freeze_rx, reload_rx));
         AgentHandle {
             name,
             stop,
             freeze,
             join,
+            reload,
             report,
             failsafe,
         }
@@ -207,6 +223,7 @@ impl Agent {
         mut self,
         mut stop: watch::Receiver<Option<Shutdown>>,
         mut freeze: watch::Receiver<Option<tokio::time::Instant>>,
+        mut reloads: mpsc::UnboundedReceiver<reload::ReloadReply>,
     ) {
         self.finish_crash_recovery().await;
         let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
@@ -242,6 +259,9 @@ impl Agent {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
                 _ = freeze.changed() => {}
+                Some(reply) = reloads.recv() => {
+                    let _ = reply.send(self.reload_now().await);
+                }
                 outcome = self.job_rx.recv() => {
                     if let Some(o) = outcome {
                         self.job_done(o);

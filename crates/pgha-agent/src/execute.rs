@@ -275,23 +275,31 @@ impl Agent {
             }
             return Ok(());
         }
+        if self.render_config(sync_change)? && inst.is_running() {
+            inst.reload().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes pgha.conf and pg_hba.conf for the role the data directory has now; `false`
+    /// when it left them alone (a standby whose upstream is not known yet, unless
+    /// `sync_change`). The caller checks that no job runs and reloads.
+    pub(crate) fn render_config(&self, sync_change: bool) -> Result<bool, ActionError> {
+        let inst = &self.spec.instance;
         let standby = inst.has_standby_signal();
         let upstream = if standby {
             let peers = self.peers();
             match self.upstream.as_ref().and_then(|u| peers.get(u)) {
                 Some(up) => Some(up.clone()),
                 None if sync_change => None,
-                None => return Ok(()),
+                None => return Ok(false),
             }
         } else {
             None
         };
         let conf = self.spec.conf(standby, upstream, &self.dynamic());
         inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)?;
-        if inst.is_running() {
-            inst.reload().await?;
-        }
-        Ok(())
+        Ok(true)
     }
 
     pub(crate) fn peers(&self) -> BTreeMap<MemberName, pgha_pg::conf::Upstream> {

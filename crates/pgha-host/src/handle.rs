@@ -281,6 +281,15 @@ impl ClusterHandle {
         .map_err(|e| self.explain(e))
     }
 
+    /// Member `name` renders its PostgreSQL configuration and reloads it, through the host
+    /// that runs it.
+    pub async fn reload(&self, name: &str) -> anyhow::Result<MemberChanged> {
+        self.host_of(name)?
+            .post(&format!("/members/{name}/reload"), &())
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
     /// Failovers, switchovers and rejoins, oldest first.
     pub async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
         match self.client.get("/history").await {

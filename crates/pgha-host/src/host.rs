@@ -51,8 +51,19 @@ pub enum HostError {
     #[error("the agent of {name} is not running here; start it first (`pgha start {name}`)")]
     AgentNotRunning { name: MemberName },
     #[error(transparent)]
+    Reload(#[from] pgha_agent::agent::ReloadRefused),
+    #[error(
+        "{name}'s agent did not answer the reload within {} s (a long step, or the agent is \
+         frozen); see `pgha status`",
+        .after.as_secs()
+    )]
+    ReloadUnanswered { name: MemberName, after: Duration },
+    #[error(transparent)]
     Op(#[from] OpError),
 }
+
+/// How long a reload request waits for the agent's answer.
+const RELOAD_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Why the members did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -163,6 +174,29 @@ impl Host {
             }
             None => Err(HostError::AgentNotRunning {
                 name: spec.name.clone(),
+            }),
+        }
+    }
+
+    /// Has the agent of `name` render its PostgreSQL configuration and reload it now.
+    pub async fn reload_member(&self, name: &str) -> Result<(), HostError> {
+        let spec = self.spec(name)?;
+        let reloader = {
+            let agents = self.agents.lock().expect("agents lock");
+            match agents.get(&spec.name).filter(|a| !a.is_finished()) {
+                Some(agent) => agent.reloader(),
+                None => {
+                    return Err(HostError::AgentNotRunning {
+                        name: spec.name.clone(),
+                    })
+                }
+            }
+        };
+        match tokio::time::timeout(RELOAD_PATIENCE, reloader.reload()).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(HostError::ReloadUnanswered {
+                name: spec.name.clone(),
+                after: RELOAD_PATIENCE,
             }),
         }
     }

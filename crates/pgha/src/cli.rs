@@ -331,6 +331,15 @@ pub enum Command {
         #[arg(long)]
         pending: bool,
     },
+    /// Have members re-read their PostgreSQL configuration now: each renders pgha.conf again
+    /// and reloads (pg_ctl reload), e.g. after you edited a file PostgreSQL includes. Prints
+    /// which members reloaded; exits 1 when one did not (not running, busy with a clone, ...).
+    Reload {
+        #[command(flatten)]
+        at: Where,
+        /// Members to reload (default: every member).
+        members: Vec<String>,
+    },
     /// Re-clone a broken standby from the leader: its PostgreSQL stops, its data directory is
     /// moved aside to DIR/MEMBER/data.old-<time> (kept, never deleted; at most two are kept),
     /// and it clones again with pg_basebackup. Refused for the leader. Asks for confirmation.

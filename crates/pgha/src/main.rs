@@ -275,6 +275,29 @@ async fn run(command: Command) -> anyhow::Result<()> {
             outln!("restart done");
             Ok(())
         }
+        Command::Reload { at, members } => {
+            let handle = at.open().await?;
+            let names = if members.is_empty() {
+                let status = handle.status().await?;
+                status.members.into_iter().map(|m| m.name).collect()
+            } else {
+                members
+            };
+            let mut failed = Vec::new();
+            for name in &names {
+                match handle.reload(name).await {
+                    Ok(_) => outln!("{name}: reloaded"),
+                    Err(e) => {
+                        outln!("{name}: not reloaded: {e:#}");
+                        failed.push(name.as_str());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                anyhow::bail!("{} did not reload (see above)", failed.join(", "));
+            }
+            Ok(())
+        }
         Command::Reinit { at, member, force } => {
             if !force
                 && !confirm(&format!(

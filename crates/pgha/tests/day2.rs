@@ -1,6 +1,6 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
-//! and `url` in both modes. One cluster at a time (the binary's serial lock).
+//! and `url`, `pgha reload`, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -157,6 +157,41 @@ fn stop_start_url(c: &dyn Day2) {
     assert!(refused.contains("nosuch"), "{refused}");
 }
 
+fn member_names(c: &dyn Day2) -> Vec<String> {
+    status(c)["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// When member `name` last loaded its configuration files.
+fn conf_load_time(c: &dyn Day2, name: &str) -> String {
+    let uri = succeeds(c.cli(&["url", "--member", name]), "url --member");
+    psql(uri.trim(), "SELECT pg_conf_load_time()")
+}
+
+/// Item 2: `pgha reload` has every member (or the named ones) read its configuration again.
+fn reload(c: &dyn Day2) {
+    let names = member_names(c);
+    let before: Vec<String> = names.iter().map(|n| conf_load_time(c, n)).collect();
+    let out = succeeds(c.cli(&["reload"]), "reload");
+    for (name, before) in names.iter().zip(&before) {
+        assert!(out.contains(&format!("{name}: reloaded")), "{out}");
+        assert_ne!(&conf_load_time(c, name), before, "{name} did not reload");
+    }
+    let before: Vec<String> = names.iter().map(|n| conf_load_time(c, n)).collect();
+    let out = succeeds(c.cli(&["reload", &names[1]]), "reload one member");
+    assert_eq!(out.trim(), format!("{}: reloaded", names[1]));
+    for (i, (name, before)) in names.iter().zip(&before).enumerate() {
+        let now = conf_load_time(c, name);
+        assert_eq!(&now != before, i == 1, "{name}: {before} then {now}");
+    }
+    let refused = fails(c.cli(&["reload", "nosuch"]), "reload of an unknown member");
+    assert!(refused.contains("nosuch"), "{refused}");
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -167,6 +202,7 @@ fn a_local_cluster_answers_day2_operations() {
     let proxy = succeeds(c.cli(&["url", "--proxy"]), "url --proxy");
     assert_eq!(proxy, succeeds(c.cli(&["url"]), "url"));
     stop_start_url(&c);
+    reload(&c);
 }
 
 #[test]
@@ -194,9 +230,14 @@ fn a_distributed_cluster_answers_day2_operations() {
         )
     );
     stop_start_url(&c);
-    // A stopped member has left etcd: another host's config cannot name its agent, and the
-    // refusal says which config can.
-    let standby = a_standby(&c);
+    // A stopped member has left etcd: another host's config (the first one's, which `cli`
+    // uses) cannot name its agent, and the refusal says which config can.
+    let leader = status(&c)["leader"].as_str().unwrap().to_string();
+    let standby = c.0.agents[1..]
+        .iter()
+        .map(|a| a.name.clone())
+        .find(|n| *n != leader)
+        .unwrap();
     succeeds(c.cli(&["stop", &standby]), "stop");
     let refused = fails(c.cli(&["start", &standby]), "start through another host");
     assert!(
@@ -205,4 +246,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     );
     succeeds(c.start(&standby), "start through its own host");
     c.0.wait_converged(Duration::from_secs(60));
+    reload(&c);
 }

@@ -1,5 +1,5 @@
-//! The API's control endpoints: switchover, failover, pause/resume, dynamic settings, stop and
-//! start of a member of this host, freezing its agent (a fault), and the members' failsafe
+//! The API's control endpoints: switchover, failover, pause/resume, dynamic settings, stop,
+//! start and reload of a member of this host, freezing its agent (a fault), and the members' failsafe
 //! confirmation. Each checks with
 //! the core's rules through `crate::ops` and answers what it did.
 
@@ -164,6 +164,18 @@ pub async fn reinit_member(
     Ok(Json(Reinitialised {
         member: name,
         moved_aside,
+    }))
+}
+
+/// Renders the configuration of a member of this host and reloads its PostgreSQL now.
+pub async fn reload_member(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> Answer<MemberChanged> {
+    host.reload_member(&name).await?;
+    Ok(Json(MemberChanged {
+        member: name,
+        changed: true,
     }))
 }
 

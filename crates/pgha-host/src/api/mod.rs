@@ -90,7 +90,9 @@ impl From<HostError> for Failure {
     fn from(e: HostError) -> Self {
         match e {
             HostError::UnknownMember { .. } => Failure::new(FailureKind::UnknownMember, e),
-            HostError::AgentNotRunning { .. } => Failure::new(FailureKind::Refused, e),
+            HostError::AgentNotRunning { .. }
+            | HostError::Reload(_)
+            | HostError::ReloadUnanswered { .. } => Failure::new(FailureKind::Refused, e),
             HostError::Op(op) => op.into(),
         }
     }
@@ -132,6 +134,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/members/{name}/stop", post(control::stop_member))
         .route("/members/{name}/start", post(control::start_member))
         .route("/members/{name}/reinit", post(control::reinit_member))
+        .route("/members/{name}/reload", post(control::reload_member))
         .route("/members/{name}/agent/freeze", post(control::freeze_agent))
         .route(pgha_agent::failsafe::FAILSAFE_PATH, post(control::failsafe))
         .layer(axum::middleware::from_fn_with_state(
