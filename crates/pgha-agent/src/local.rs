@@ -139,6 +139,7 @@ impl LocalProbe {
             }
             None => {
                 if let Ok(cd) = inst.controldata().await {
+                    local.crashed = cd.cluster_state == "in production";
                     local.timeline = Timeline(cd.checkpoint_timeline);
                     local.lsn = Lsn(cd.checkpoint_lsn);
                     local.replay_lsn = Lsn(cd.checkpoint_lsn);

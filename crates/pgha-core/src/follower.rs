@@ -102,6 +102,16 @@ impl Member {
             .unwrap_or_else(|| rejoin::history_from_events(&view.history));
         let mut decision =
             rejoin::plan(local.timeline, local.lsn, leader_record.timeline, &history);
+        if decision == RejoinPlan::Follow
+            && !local.running
+            && local.crashed
+            && local.timeline != leader_record.timeline
+        {
+            // Its end of WAL is unknown (a crashed primary reports its last checkpoint, which
+            // may lie before the switch point while later WAL lies past it): the rewind
+            // finishes crash recovery first, and pg_rewind rewinds only what diverged.
+            decision = RejoinPlan::Rewind;
+        }
         if streaming_ok {
             match obs.leader_reachable {
                 Some(false) => {

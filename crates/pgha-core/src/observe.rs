@@ -153,6 +153,10 @@ pub struct LocalPg {
     pub refusing_connections: bool,
     /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
     pub in_recovery: bool,
+    /// Stopped without a shutdown checkpoint (a primary that crashed or was killed: its
+    /// `pg_controldata` says "in production"): `lsn` is its last checkpoint, and WAL written
+    /// after that may lie further on. Its end of WAL is unknown until crash recovery.
+    pub crashed: bool,
     pub timeline: Timeline,
     /// Furthest WAL position of the data directory: `pg_current_wal_lsn()` on a primary,
     /// max(receive, replay) on a standby, the end of WAL from `pg_controldata` when stopped.

@@ -592,6 +592,29 @@ fn a_member_stopped_for_a_rewind_rewinds_whatever_its_stopped_position_says() {
     assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
 }
 
+/// Found by `pgha chaos` (a leader's agent paused, asynchronous mode): its supervisor killed
+/// PostgreSQL at the lease deadline, after WAL the new leader never received; stopped so, it
+/// reports its last checkpoint, before the switch point. It must rewind (which finishes crash
+/// recovery first), not follow and fail to stream for stream_timeout_ms.
+#[test]
+fn a_crashed_former_primary_rewinds_whatever_its_last_checkpoint_says() {
+    let mut n1 = member("n1");
+    let view = n2_leads_after(EventKind::Failover);
+    let killed = LocalPg {
+        crashed: true,
+        ..stopped(primary(1, 4000))
+    };
+    let d = n1.step(&obs(0, killed, &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    // Shut down cleanly at the same position, it just follows.
+    let mut n1 = member("n1");
+    let d = n1.step(&obs(0, stopped(primary(1, 4000)), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Follow { leader: name("n2") })
+    );
+}
+
 #[test]
 fn a_former_primary_behind_the_switch_point_just_follows() {
     let mut n1 = member("n1");

@@ -305,6 +305,25 @@ impl Drop for HoldReplication {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_asynchronous_crash_with_standbys_held_back_loses_writes_and_says_so() {
+    held_back_primary_loses_writes("crash-primary", "1", "60s").await;
+}
+
+/// Found by `pgha chaos` (bench/chaos.sh, asynchronous mode): a leader whose agent stood still
+/// was fenced by its supervisor (PostgreSQL killed) after WAL its standbys never received;
+/// once thawed, it reported its last checkpoint, before the switch point, followed, and failed
+/// to stream until stream_timeout_ms (30 s) made it rewind. It must rewind at once: recovered
+/// within 45 s of the pause's start (the pause itself takes 20 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_primary_with_unreplicated_wal_rejoins_by_rewind_without_the_stream_timeout() {
+    // Seed 4 makes n1, the leader, the member whose agent is paused.
+    held_back_primary_loses_writes("pause-agent", "4", "45s").await;
+}
+
+/// An asynchronous cluster whose standbys stop receiving once the campaign's rows reached
+/// them; `fault` (drawn with `seed`) then hits the primary, n1: the writes it acknowledged
+/// since are lost, `pgha chaos` must say so and exit 4, and n1 must be back as a standby
+/// within `bound`.
+async fn held_back_primary_loses_writes(fault: &str, seed: &str, bound: &str) {
     let c = Cluster::start(&[], CONVERGE);
     // The standbys will be a few hundred kB behind: still promotable.
     c.config_ok("set", &["maximum_lag_on_failover=1073741824"]);
@@ -316,13 +335,15 @@ async fn an_asynchronous_crash_with_standbys_held_back_loses_writes_and_says_so(
             "--rounds",
             "1",
             "--faults",
-            "crash-primary",
+            fault,
             "--min-gap",
             "8s",
             "--max-gap",
             "8s",
             "--seed",
-            "1",
+            seed,
+            "--recovery-bound",
+            bound,
             "--json",
         ],
     );
@@ -384,7 +405,8 @@ async fn an_asynchronous_crash_with_standbys_held_back_loses_writes_and_says_so(
     let f = &j["faults"][0];
     assert_eq!(
         (f["kind"].as_str(), f["victim"].as_str()),
-        (Some("crash-primary"), Some("n1"))
+        (Some(fault), Some("n1")),
+        "{context}"
     );
     assert_eq!(f["lost"].as_u64(), Some(lost), "{context}");
     assert!(f["recovered"].is_i64(), "{context}");

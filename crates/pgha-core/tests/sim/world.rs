@@ -803,6 +803,8 @@ impl World {
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
             refusing_connections: false,
             synced_slots: 0,
+            // The simulation reports a stopped member's true end of WAL.
+            crashed: false,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
