@@ -22,6 +22,15 @@ pub struct RestartPlan {
     pub primary: Option<String>,
 }
 
+/// Which members a restart takes by role (`pgha restart --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleFilter {
+    /// The leader only (restarted after a switchover, as a standby).
+    Primary,
+    /// Every member but the leader.
+    Standby,
+}
+
 /// Why a restart does not start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestartRefused {
@@ -47,13 +56,14 @@ pub enum RestartStep {
     HandedOver { from: String, to: String },
 }
 
-/// The members to restart: those named (all when none), or only those with a pending restart
-/// with `pending_only`; standbys first, the leader last. Refused unless every member runs
-/// (a primary that answers, standbys that stream).
+/// The members to restart: those named (all when none), of `role` only when given, and only
+/// those with a pending restart with `pending_only`; standbys first, the leader last. Refused
+/// unless every member runs (a primary that answers, standbys that stream).
 pub fn plan(
     status: &ClusterStatus,
     names: &[String],
     pending_only: bool,
+    role: Option<RoleFilter>,
 ) -> Result<RestartPlan, RestartRefused> {
     if let Some(unknown) = names
         .iter()
@@ -77,7 +87,13 @@ pub fn plan(
     }
     let chosen = |name: &str| {
         let member = status.members.iter().find(|m| m.name == name);
+        let of_role = match role {
+            None => true,
+            Some(RoleFilter::Primary) => name == leader,
+            Some(RoleFilter::Standby) => name != leader,
+        };
         (names.is_empty() || names.iter().any(|n| n == name))
+            && of_role
             && (!pending_only || member.is_some_and(|m| !m.pending_restart.is_empty()))
     };
     let standbys: Vec<String> = status
@@ -210,13 +226,13 @@ mod tests {
 
     #[test]
     fn standbys_go_first_and_the_leader_last() {
-        let plan = plan(&cluster(healthy()), &[], false).unwrap();
+        let plan = plan(&cluster(healthy()), &[], false, None).unwrap();
         assert_eq!(plan.standbys, ["n1", "n3"]);
         assert_eq!(plan.primary.as_deref(), Some("n2"));
-        let pending = super::plan(&cluster(healthy()), &[], true).unwrap();
+        let pending = super::plan(&cluster(healthy()), &[], true, None).unwrap();
         assert_eq!(pending.standbys, ["n1"]);
         assert_eq!(pending.primary.as_deref(), Some("n2"));
-        let named = super::plan(&cluster(healthy()), &["n3".into()], false).unwrap();
+        let named = super::plan(&cluster(healthy()), &["n3".into()], false, None).unwrap();
         assert_eq!(
             (named.standbys, named.primary),
             (vec!["n3".to_string()], None)
@@ -224,19 +240,47 @@ mod tests {
     }
 
     #[test]
+    fn a_role_chooses_the_leader_or_every_other_member() {
+        let primary = plan(&cluster(healthy()), &[], false, Some(RoleFilter::Primary)).unwrap();
+        assert_eq!(
+            (primary.standbys, primary.primary),
+            (Vec::<String>::new(), Some("n2".to_string()))
+        );
+        let standbys = plan(&cluster(healthy()), &[], false, Some(RoleFilter::Standby)).unwrap();
+        assert_eq!(
+            (standbys.standbys, standbys.primary),
+            (vec!["n1".to_string(), "n3".to_string()], None)
+        );
+        // With --pending: the standbys that wait for a restart only.
+        let pending = plan(&cluster(healthy()), &[], true, Some(RoleFilter::Standby)).unwrap();
+        assert_eq!(
+            (pending.standbys, pending.primary),
+            (vec!["n1".to_string()], None)
+        );
+        // The role is the leader's, not what a member was before (n1 led once, n2 leads).
+        let mut members = healthy();
+        members[0].role = Role::Standby;
+        let primary = plan(&cluster(members), &[], true, Some(RoleFilter::Primary)).unwrap();
+        assert_eq!(primary.primary.as_deref(), Some("n2"));
+    }
+
+    #[test]
     fn a_member_down_or_unknown_refuses_the_restart() {
         let mut members = healthy();
         members[2].state = State::Stopped;
         assert!(matches!(
-            plan(&cluster(members), &[], false),
+            plan(&cluster(members), &[], false, None),
             Err(RestartRefused::NotHealthy { member, .. }) if member == "n3"
         ));
         assert_eq!(
-            plan(&cluster(healthy()), &["n9".into()], false),
+            plan(&cluster(healthy()), &["n9".into()], false, None),
             Err(RestartRefused::UnknownMember("n9".into()))
         );
         let mut leaderless = cluster(healthy());
         leaderless.leader = None;
-        assert_eq!(plan(&leaderless, &[], false), Err(RestartRefused::NoLeader));
+        assert_eq!(
+            plan(&leaderless, &[], false, None),
+            Err(RestartRefused::NoLeader)
+        );
     }
 }

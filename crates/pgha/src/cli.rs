@@ -107,6 +107,22 @@ pub enum ConfigAction {
     },
 }
 
+/// `pgha restart --role`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestartRole {
+    Primary,
+    Standby,
+}
+
+impl From<RestartRole> for pgha_host::rolling::RoleFilter {
+    fn from(role: RestartRole) -> Self {
+        match role {
+            RestartRole::Primary => pgha_host::rolling::RoleFilter::Primary,
+            RestartRole::Standby => pgha_host::rolling::RoleFilter::Standby,
+        }
+    }
+}
+
 /// `pgha config validate --kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FileKind {
@@ -330,6 +346,10 @@ pub enum Command {
         /// Only members with a pending restart (`pg_settings.pending_restart`).
         #[arg(long)]
         pending: bool,
+        /// Only members of this role: primary (the leader, after a switchover) or standby
+        /// (every other member, one at a time); with --pending, those of them that wait.
+        #[arg(long, value_enum, conflicts_with = "members")]
+        role: Option<RestartRole>,
     },
     /// Have members re-read their PostgreSQL configuration now: each renders pgha.conf again
     /// and reloads (pg_ctl reload), e.g. after you edited a file PostgreSQL includes. Prints

@@ -251,10 +251,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             at,
             members,
             pending,
+            role,
         } => {
             use pgha_host::rolling::{plan, RestartStep};
             let handle = at.open().await?;
-            let plan = plan(&handle.status().await?, &members, pending)?;
+            let role = role.map(Into::into);
+            let plan = plan(&handle.status().await?, &members, pending, role)?;
             if plan.standbys.is_empty() && plan.primary.is_none() {
                 outln!("nothing to restart");
                 return Ok(());
