@@ -17,5 +17,5 @@ cargo test --workspace --locked "$@"
 # installed (as root: on this machine, then removed; else into a scratch root), its systemd
 # units checked with systemd-analyze verify (packaging/check-deb.sh).
 if [ "$#" -eq 0 ]; then
-  packaging/check-deb.sh --bin target/debug/pgha
+  DEB_COMPRESSION=gzip packaging/check-deb.sh --bin "${CARGO_TARGET_DIR:-target}/debug/pgha"
 fi

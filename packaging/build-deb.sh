@@ -5,6 +5,7 @@
 # --bin: the pgha binary to ship (default: `cargo build --release -p pgha --bin pgha` and
 # target/release/pgha); it is stripped into the package. --out: where the .deb goes (default
 # target/deb). Prints the .deb's path last. Install it with `apt install ./pgha_*.deb`.
+# DEB_COMPRESSION: dpkg-deb's compressor (default xz; test.sh uses gzip, which is much faster).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -103,5 +104,5 @@ EOF
 
 mkdir -p "$out"
 deb="$out/pgha_${version}_${arch}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >/dev/null
+dpkg-deb --root-owner-group "-Z${DEB_COMPRESSION:-xz}" --build "$pkg" "$deb" >/dev/null
 echo "$deb"

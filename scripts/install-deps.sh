@@ -18,6 +18,8 @@ if [ "$what" = test ]; then
   ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
   # The proxy's client tests: psycopg in a venv, PostgreSQL 18 fetched with pip, TLS certificates.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  # packaging/check-deb.sh checks the Debian package's units with systemd-analyze verify.
+  command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
   python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
