@@ -45,8 +45,39 @@ pub struct Config {
     pub callbacks: pgha_agent::callbacks::Callbacks,
     /// Tags of single members, e.g. `[tags.n3]` with `nofailover = true`,
     /// `noloadbalance = true`, `nosync = true` or `priority = 2`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "known_tags"
+    )]
     pub tags: BTreeMap<String, pgha_core::Tags>,
+}
+
+/// `[tags.NAME]` sections, each refused when it holds a key that is no tag (a misspelt
+/// `nofailver` would otherwise leave the member a failover candidate without a word),
+/// naming the key, the section and the tags there are.
+fn known_tags<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, pgha_core::Tags>, D::Error> {
+    use serde::de::Error;
+    // The tags there are: those a default `Tags` is written with.
+    let known = toml::Table::try_from(pgha_core::Tags::default()).map_err(D::Error::custom)?;
+    let sections = BTreeMap::<String, toml::Table>::deserialize(deserializer)?;
+    sections
+        .into_iter()
+        .map(|(member, table)| {
+            if let Some(key) = table.keys().find(|k| !known.contains_key(*k)) {
+                let names: Vec<&str> = known.keys().map(String::as_str).collect();
+                return Err(D::Error::custom(format!(
+                    "[tags.{member}]: unknown key `{key}`; the tags are {}",
+                    names.join(", ")
+                )));
+            }
+            let tags = pgha_core::Tags::deserialize(toml::Value::Table(table))
+                .map_err(|e| D::Error::custom(format!("[tags.{member}]: {e}")))?;
+            Ok((member, tags))
+        })
+        .collect()
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

@@ -77,3 +77,35 @@ fn param_flags() {
         ParameterRefused::Owned("include".into())
     );
 }
+
+#[test]
+fn a_tag_section_refuses_unknown_keys() {
+    let cluster = "[cluster]\nname = \"x\"\nbase_port = 6000\nmembers = 3\n";
+    for key in ["nofailver = true", "failover_priority = 2"] {
+        let err = load_text(&format!("{cluster}[tags.n3]\n{key}\n"))
+            .unwrap_err()
+            .to_string();
+        let name = key.split(' ').next().unwrap();
+        assert!(
+            err.contains("pgha.toml")
+                && err.contains(&format!("[tags.n3]: unknown key `{name}`"))
+                && err.contains("nofailover, noloadbalance, nosync, priority"),
+            "{err}"
+        );
+    }
+    // Known tags load as before, omitted ones keep their defaults.
+    let config = load_text(&format!(
+        "{cluster}[tags.n3]\nnofailover = true\npriority = 2\n"
+    ))
+    .unwrap();
+    let tags = &config.tags["n3"];
+    assert!(tags.nofailover && !tags.nosync && !tags.noloadbalance);
+    assert_eq!(tags.priority, 2);
+    let err = load_text(&format!("{cluster}[tags.n3]\npriority = \"high\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[tags.n3]") && err.contains("priority"),
+        "{err}"
+    );
+}

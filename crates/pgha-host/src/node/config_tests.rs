@@ -115,3 +115,17 @@ fn a_short_ttl_alone_is_enough() {
         "{err}"
     );
 }
+
+/// The node config's tags are keys of `[member]`, which refuses a misspelt one by name.
+#[test]
+fn a_misspelt_member_tag_is_refused() {
+    let text = GOOD.replace(
+        "api = \"127.0.0.1:8008\"",
+        "api = \"127.0.0.1:8008\"\nnofailver = true",
+    );
+    let err = load(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown field `nofailver`") && err.contains("nofailover"),
+        "{err}"
+    );
+}
