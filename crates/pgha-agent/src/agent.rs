@@ -140,6 +140,12 @@ pub struct Agent {
     pub(crate) last_failsafe_round: Option<Instant>,
     /// A failsafe round is asking the other members now.
     pub(crate) failsafe_asking: bool,
+    /// Every listed member confirmed this leader since the store was last read.
+    pub(crate) failsafe_confirmed: bool,
+    /// When the store last answered a read.
+    pub(crate) last_store_contact: Option<Instant>,
+    /// PostgreSQL's version and pending restarts, and when they were read.
+    pub(crate) pg_facts: Option<(Instant, crate::report::MemberFacts)>,
 }
 
 impl Agent {
@@ -215,6 +221,9 @@ impl Agent {
             timelines_cache: None,
             failsafe_asking: false,
             last_failsafe_round: None,
+            failsafe_confirmed: false,
+            last_store_contact: None,
+            pg_facts: None,
         };
         (agent, report_rx)
     }
@@ -313,6 +322,7 @@ impl Agent {
         if let Outcome::FailsafeConfirmed { requested_at, .. } = outcome {
             self.failsafe_asking = false;
             if requested_at.0 > 0 {
+                self.failsafe_confirmed = true;
                 self.outcomes.push(outcome);
             }
             return;
@@ -374,12 +384,14 @@ impl Agent {
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| *k);
         let observed = self.summarize(&obs, observed_at);
+        let facts = self.facts(&obs);
         self.report.send_if_modified(|r| {
             let changed = r.reason.as_ref() != Some(&decision.reason) || r.job != job;
             r.reason = Some(decision.reason.clone());
             r.job = job;
             // Kept current without waking anyone: the read endpoints look when asked.
             r.observed = Some(observed);
+            r.facts = facts;
             changed
         });
         decision.wake_at

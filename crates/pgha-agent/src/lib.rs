@@ -16,5 +16,5 @@ pub mod spec;
 pub mod timelines;
 
 pub use agent::{Agent, AgentHandle};
-pub use report::{AgentReport, JobFailure, Observed};
+pub use report::{AgentReport, JobFailure, MemberFacts, Observed};
 pub use spec::NodeSpec;

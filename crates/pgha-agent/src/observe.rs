@@ -10,7 +10,10 @@ use tokio::time::Instant;
 
 use crate::agent::{Agent, REACH_TIMEOUT, STORE_TIMEOUT};
 use crate::local::PROBE_TIMEOUT;
-use crate::report::Observed;
+use crate::report::{MemberFacts, Observed};
+
+/// How often the version and the pending restarts are read again.
+const FACTS_EVERY: Duration = Duration::from_secs(5);
 use crate::spec::postgres_address;
 
 impl Agent {
@@ -28,6 +31,8 @@ impl Agent {
         let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
             Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
                 Ok(mut view) => {
+                    self.last_store_contact = Some(Instant::now());
+                    self.failsafe_confirmed = false;
                     hide_until_due(&mut view, unix_now());
                     self.view = Some(view.clone());
                     StoreView::Up(Box::new(view))
@@ -111,6 +116,7 @@ impl Agent {
                 }
             }
         }
+        self.refresh_pg_facts(&local, probe_limit).await;
         let leader_timelines = self.leader_timelines(&local).await;
         let leader_reachable = self.leader_reachable(&local).await;
         let observed_at = Instant::now();
@@ -150,6 +156,58 @@ impl Agent {
             synchronous: view.is_some_and(|v| v.sync.members.contains(&self.spec.name)),
             store_reachable: view.is_some(),
             local: obs.local.clone(),
+        }
+    }
+
+    /// The metrics' facts as of this step.
+    pub(crate) fn facts(&self, obs: &Observation) -> MemberFacts {
+        let store_down = matches!(obs.cluster, StoreView::Down { .. });
+        let promised = self.failsafe.promised_until().is_some();
+        let kept = self.failsafe_confirmed && self.member.holds_lease(obs.now);
+        let pg = self.pg_facts.as_ref().map(|(_, f)| f);
+        MemberFacts {
+            server_version: pg.and_then(|f| f.server_version),
+            pending_restart: pg.and_then(|f| f.pending_restart.clone()),
+            failsafe_active: store_down && (promised || kept),
+            store_contact: self.last_store_contact,
+        }
+    }
+
+    /// Reads PostgreSQL's version and pending restarts again when they are older than
+    /// [`FACTS_EVERY`] (forgets them while PostgreSQL does not answer).
+    async fn refresh_pg_facts(&mut self, local: &pgha_core::LocalPg, limit: Duration) {
+        if !local.running || local.unresponsive {
+            self.pg_facts = None;
+            return;
+        }
+        if self
+            .pg_facts
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < FACTS_EVERY)
+        {
+            return;
+        }
+        let spec = self.spec.clone();
+        let Some(client) = self.probe.client(&spec, limit).await else {
+            return;
+        };
+        let query = client.query_one(
+            "SELECT current_setting('server_version_num')::int, \
+             ARRAY(SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1)",
+            &[],
+        );
+        match tokio::time::timeout(limit, query).await {
+            Ok(Ok(row)) => {
+                let version: i32 = row.get(0);
+                let facts = MemberFacts {
+                    server_version: u32::try_from(version).ok(),
+                    pending_restart: Some(row.get(1)),
+                    ..MemberFacts::default()
+                };
+                self.pg_facts = Some((Instant::now(), facts));
+            }
+            Ok(Err(e)) => tracing::debug!("{}: version and pending restarts: {e}", spec.name),
+            Err(_) => tracing::debug!("{}: version and pending restarts: timed out", spec.name),
         }
     }
 

@@ -19,6 +19,23 @@ pub struct AgentReport {
     /// What the last step saw (the read endpoints answer from it, never opening a
     /// PostgreSQL connection of their own).
     pub observed: Option<Observed>,
+    /// What the metrics add to it (as of the same step).
+    pub facts: MemberFacts,
+}
+
+/// Facts about a member the metrics report beside the observation (Patroni's parity).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MemberFacts {
+    /// `server_version_num` of the running PostgreSQL, e.g. 150014.
+    pub server_version: Option<u32>,
+    /// Parameters whose changed value waits for a restart (`pg_settings.pending_restart`);
+    /// `None` while PostgreSQL does not answer.
+    pub pending_restart: Option<Vec<String>>,
+    /// The store is out of reach and failsafe keeps the roles: this leader holds its primary
+    /// on every listed member's confirmation, or this member promised not to take the lease.
+    pub failsafe_active: bool,
+    /// When the agent last read the store (`None`: not since it started).
+    pub store_contact: Option<Instant>,
 }
 
 /// What an agent's last step observed, and when.

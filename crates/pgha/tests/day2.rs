@@ -1,6 +1,6 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
-//! and `url`, `pgha reload`, in both modes. One cluster at a time (the binary's serial lock).
+//! and `url`, `pgha reload`, the member metrics, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -22,6 +22,8 @@ trait Day2 {
     fn start(&self, name: &str) -> Output;
     /// The superuser's password (which `pgha url` must not print unless asked).
     fn password(&self) -> String;
+    /// `host:port` of one host's API, and the members it runs.
+    fn api(&self) -> (String, Vec<String>);
 }
 
 struct Local(common::cluster::Cluster);
@@ -39,6 +41,10 @@ impl Day2 for Local {
         let secrets = std::fs::read_to_string(self.0.up.dir.join("secrets.toml")).unwrap();
         let table: toml::Table = secrets.parse().unwrap();
         table["superuser_password"].as_str().unwrap().to_string()
+    }
+    fn api(&self) -> (String, Vec<String>) {
+        let names = common::cluster::MEMBERS.map(String::from).to_vec();
+        (format!("127.0.0.1:{}", self.0.up.base + 2), names)
     }
 }
 
@@ -65,6 +71,10 @@ impl Day2 for Distributed {
     }
     fn password(&self) -> String {
         dist::SUPERUSER_PASSWORD.to_string()
+    }
+    fn api(&self) -> (String, Vec<String>) {
+        let first = &self.0.agents[0];
+        (first.api.clone(), vec![first.name.clone()])
     }
 }
 
@@ -192,6 +202,38 @@ fn reload(c: &dyn Day2) {
     assert!(refused.contains("nosuch"), "{refused}");
 }
 
+/// The value of `family{member="NAME"}` in a Prometheus text.
+fn sample(text: &str, family: &str, member: &str) -> Option<String> {
+    let prefix = format!("{family}{{member=\"{member}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+}
+
+/// Item 5: /metrics has each member's server version, pending restarts, failsafe and last
+/// contact with the store, at parity with Patroni's.
+fn metrics(c: &dyn Day2) {
+    let (api, names) = c.api();
+    dist::wait_until("member metrics", Duration::from_secs(20), || {
+        let (code, text) = dist::http("GET", &api, "/metrics", None, None)?;
+        assert_eq!(code, 200, "{text}");
+        names
+            .iter()
+            .all(|n| {
+                let version: u64 = sample(&text, "pgha_member_server_version", n)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                version >= 140000
+                    && sample(&text, "pgha_member_pending_restart", n).as_deref() == Some("0")
+                    && sample(&text, "pgha_member_pending_restart_parameters", n).as_deref()
+                        == Some("0")
+                    && sample(&text, "pgha_member_failsafe_active", n).as_deref() == Some("0")
+                    && sample(&text, "pgha_member_store_last_contact_seconds", n).as_deref()
+                        == Some("0")
+            })
+            .then_some(())
+    });
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -203,6 +245,7 @@ fn a_local_cluster_answers_day2_operations() {
     assert_eq!(proxy, succeeds(c.cli(&["url"]), "url"));
     stop_start_url(&c);
     reload(&c);
+    metrics(&c);
 }
 
 #[test]
@@ -247,4 +290,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     succeeds(c.start(&standby), "start through its own host");
     c.0.wait_converged(Duration::from_secs(60));
     reload(&c);
+    metrics(&c);
 }
