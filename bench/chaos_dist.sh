@@ -4,11 +4,14 @@
 # one bridge (as crates/pgha/tests/common/netns.rs builds them). The campaign runs on n1's
 # host, as a DBA would run it on one of the members: writers through the proxy and through a
 # multi-host URI, and every fault `pgha chaos --config` has: kills and pauses of n1's own
-# processes, isolate-host (n1 cut off from etcd and the other members by iptables), a restart
-# of etcd (--fault-command), and switchover, failover, stop/crash/restart through the agents.
+# processes, isolate-host (n1 cut off from etcd and the other members by iptables), and two
+# faults given as --fault-command: etcd-restart (etcd stopped, down ETCD_DOWN s, started again)
+# and agent-kill (n1's `pgha agent` killed with SIGKILL and started again after AGENT_DOWN s, as
+# systemd would), and switchover, failover, stop/crash/restart through the agents.
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off, FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
-#        stays down in a restart), OUT=bench/results/<date>-chaos-dist, BIN, NO_BUILD=1
+#        stays down in a restart), AGENT_DOWN=1, OUT=bench/results/<date>-chaos-dist, BIN,
+#        NO_BUILD=1
 # Needs root, ip (iproute2), iptables and etcd (Debian: iproute2 iptables etcd-server).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
 # (`insecure_no_tls = true`: the writers then also go through the proxy), fsync on.
@@ -25,6 +28,7 @@ faults="${FAULTS:-all}"
 seed="${SEED:-$(date +%s)}"
 writers="${WRITERS:-2}"
 etcd_down="${ETCD_DOWN:-2}"
+agent_down="${AGENT_DOWN:-1}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
 pgha_build
 mkdir -p "$out"
@@ -38,6 +42,7 @@ declare -A ip_of
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for f in "$work"/n?.agent.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
   [ -f "$work/etcd.pid" ] && kill -TERM "$(cat "$work/etcd.pid")" 2>/dev/null || true
   sleep 2
   for d in "$work"/n*/data; do
@@ -92,7 +97,22 @@ while kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
 sleep $etcd_down
 $work/etcd-start.sh
 EOF
-chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh"
+# Agents start detached (setsid, their pid in nK.agent.pid), so that agent-kill can start n1's
+# again the same way.
+cat > "$work/agent-start.sh" <<EOF
+#!/bin/sh
+ip netns exec $prefix-\$1 setsid $bin agent --config $work/\$1.toml >> $work/\$1.agent.log 2>&1 < /dev/null &
+echo \$! > $work/\$1.agent.pid
+EOF
+cat > "$work/agent-kill.sh" <<EOF
+#!/bin/sh
+pid=\$(cat $work/n1.agent.pid)
+kill -KILL "\$pid"
+while [ -e /proc/\$pid ]; do sleep 0.1; done
+sleep $agent_down
+$work/agent-start.sh n1
+EOF
+chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh"
 "$work/etcd-start.sh"
 for _ in $(seq 100); do
   on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
@@ -132,10 +152,7 @@ synchronous_mode = "$sync"
 EOF
 done
 [ "$sync" = off ] && sed -i '/^synchronous_mode/d' "$work"/n?.toml
-for n in n1 n2 n3; do
-  on "$n" "$bin" agent --config "$work/$n.toml" > "$work/$n.agent.log" 2>&1 &
-  pids+=($!)
-done
+for n in n1 n2 n3; do "$work/agent-start.sh" "$n"; done
 on client "$bin" proxy --config "$work/n1.toml" > "$work/proxy.log" 2>&1 &
 pids+=($!)
 
@@ -153,7 +170,7 @@ sys.exit(0 if len(ms) == 3 and len(p) == 1 and p[0] == s.get("leader") and len(s
 }
 deadline=$(( $(date +%s) + 180 ))
 until converged; do
-  for p in "${pids[@]}"; do
+  for p in "${pids[@]}" $(cat "$work"/n?.agent.pid); do
     kill -0 "$p" 2>/dev/null || { echo "an agent or the proxy exited"; tail -5 "$work"/n?.agent.log "$work/proxy.log"; exit 1; } >&2
   done
   [ "$(date +%s)" -gt "$deadline" ] && { echo "the cluster did not converge"; tail -20 "$work"/n?.agent.log; exit 1; } >&2
@@ -161,12 +178,13 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
 } | tee "$out/run.txt"
 cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults" --seed "$seed"
-     --writers "$writers" --fault-command "$work/etcd-restart.sh" --json --report "$out/dist.html")
+     --writers "$writers" --fault-command "etcd-restart=$work/etcd-restart.sh"
+     --fault-command "agent-kill=$work/agent-kill.sh" --json --report "$out/dist.html")
 echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
 t0=$(date +%s)
 set +e

@@ -14,8 +14,7 @@ use crate::health::Healthy;
 use crate::target::{Mode, Target};
 
 /// A kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FaultKind {
     /// SIGKILL of the primary's postmaster.
     KillPrimary,
@@ -42,13 +41,15 @@ pub enum FaultKind {
     /// This host cut off from the other hosts and etcd (iptables, both ways) for
     /// --agent-pause, then reconnected (distributed mode, as root).
     IsolateHost,
-    /// The shell command given with `--fault-command` (e.g. a restart of etcd), run to its
-    /// end; the leader of that moment may stay.
-    Command,
+    /// A shell command of the user's, named with `--fault-command NAME=CMD` (e.g. a restart
+    /// of etcd, or a kill of an agent that systemd restarts), run to its end; the leader of
+    /// that moment may stay.
+    Command(&'static str),
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    /// Every built-in fault.
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::KillPrimary,
         FaultKind::KillStandby,
         FaultKind::StopPrimary,
@@ -58,7 +59,6 @@ impl FaultKind {
         FaultKind::RestartStandby,
         FaultKind::PauseAgent,
         FaultKind::IsolateHost,
-        FaultKind::Command,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,7 +72,7 @@ impl FaultKind {
             FaultKind::RestartStandby => "restart-standby",
             FaultKind::PauseAgent => "pause-agent",
             FaultKind::IsolateHost => "isolate-host",
-            FaultKind::Command => "command",
+            FaultKind::Command(name) => name,
         }
     }
 
@@ -81,21 +81,27 @@ impl FaultKind {
         matches!(self, FaultKind::KillPrimary | FaultKind::KillStandby)
     }
 
-    /// Parses `kill-primary,switchover` (or `all`).
-    pub fn parse_list(text: &str) -> Result<Vec<FaultKind>, ChaosError> {
+    /// Parses `kill-primary,switchover` (or `all`), where `commands` are the names of the
+    /// `--fault-command`s (`all` includes them).
+    pub fn parse_list(text: &str, commands: &[&'static str]) -> Result<Vec<FaultKind>, ChaosError> {
+        let known: Vec<FaultKind> = FaultKind::ALL
+            .into_iter()
+            .chain(commands.iter().map(|c| FaultKind::Command(c)))
+            .collect();
         let mut out = Vec::new();
         for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
             if word == "all" {
-                out.extend(FaultKind::ALL);
+                out.extend(&known);
                 continue;
             }
-            match FaultKind::ALL.iter().find(|k| k.name() == word) {
+            match known.iter().find(|k| k.name() == word) {
                 Some(k) => out.push(*k),
                 None => {
+                    let names: Vec<&str> = known.iter().map(|k| k.name()).collect();
                     return Err(ChaosError::Usage(format!(
                         "unknown fault {word:?}; known: all, {}",
-                        FaultKind::ALL.map(FaultKind::name).join(", ")
-                    )))
+                        names.join(", ")
+                    )));
                 }
             }
         }
@@ -105,6 +111,50 @@ impl FaultKind {
             return Err(ChaosError::Usage("--faults names no fault".into()));
         }
         Ok(out)
+    }
+}
+
+impl Serialize for FaultKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// A `--fault-command NAME=CMD`: the name a campaign reports it by, and the shell command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultCommand {
+    pub name: &'static str,
+    pub command: String,
+}
+
+impl FaultCommand {
+    /// Parses `NAME=CMD`: NAME of lower-case letters, digits and `-`, not a built-in fault's.
+    /// The name lives as long as the process (a campaign names a few).
+    pub fn parse(text: &str) -> Result<FaultCommand, ChaosError> {
+        let usage = |why: String| ChaosError::Usage(format!("--fault-command {text:?}: {why}"));
+        let (name, command) = text.split_once('=').ok_or_else(|| {
+            usage("give NAME=CMD, e.g. etcd-restart='systemctl restart etcd'".into())
+        })?;
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(usage(format!(
+                "the name {name:?} must be lower-case letters, digits and '-'"
+            )));
+        }
+        if name == "all" || FaultKind::ALL.iter().any(|k| k.name() == name) {
+            return Err(usage(format!("{name:?} is the name of a built-in fault")));
+        }
+        if command.trim().is_empty() {
+            return Err(usage("the command is empty".into()));
+        }
+        Ok(FaultCommand {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            command: command.to_string(),
+        })
     }
 }
 
@@ -142,7 +192,7 @@ pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
             FaultKind::IsolateHost => {
                 target.mode == Mode::Distributed && here && !target.peers.is_empty()
             }
-            FaultKind::Command => target.fault_command.is_some(),
+            FaultKind::Command(name) => target.fault_commands.iter().any(|c| c.name == *name),
             k => !k.kills() || here,
         })
         .collect()
@@ -248,12 +298,13 @@ pub async fn inject(
             injected.expect_standby = here.name == leader;
             injected.victim = here.name.clone();
         }
-        FaultKind::Command => {
+        FaultKind::Command(name) => {
             let command = target
-                .fault_command
-                .as_deref()
-                .ok_or_else(|| fail("no --fault-command given".into()))?;
-            run_command(command, &leader).await.map_err(fail)?;
+                .fault_commands
+                .iter()
+                .find(|c| c.name == name)
+                .ok_or_else(|| fail(format!("no --fault-command names {name}")))?;
+            run_command(&command.command, &leader).await.map_err(fail)?;
         }
     }
     Ok(injected)
@@ -303,7 +354,7 @@ async fn pause_agent(target: &Target, member: &str, length: Duration) -> Result<
 /// The longest a `--fault-command` may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs the `command` fault through `sh -c`, with the leader's name in `PGHA_LEADER`.
+/// Runs a `--fault-command` through `sh -c`, with the leader's name in `PGHA_LEADER`.
 async fn run_command(command: &str, leader: &str) -> Result<(), String> {
     let run = tokio::process::Command::new("sh")
         .args(["-c", command])
@@ -374,15 +425,47 @@ mod tests {
     #[test]
     fn lists_parse_in_a_fixed_order_without_repeats() {
         assert_eq!(
-            FaultKind::parse_list("switchover, kill-primary,switchover").unwrap(),
+            FaultKind::parse_list("switchover, kill-primary,switchover", &[]).unwrap(),
             vec![FaultKind::KillPrimary, FaultKind::Switchover]
         );
         assert_eq!(
-            FaultKind::parse_list("all").unwrap(),
+            FaultKind::parse_list("all", &[]).unwrap(),
             FaultKind::ALL.to_vec()
         );
-        let e = FaultKind::parse_list("kill-everything").unwrap_err();
+        let e = FaultKind::parse_list("kill-everything", &[]).unwrap_err();
         assert!(e.to_string().contains("kill-everything"), "{e}");
-        assert!(FaultKind::parse_list(" , ").is_err());
+        assert!(FaultKind::parse_list(" , ", &[]).is_err());
+        let all = FaultKind::parse_list("all", &["etcd-restart"]).unwrap();
+        assert_eq!(all.last(), Some(&FaultKind::Command("etcd-restart")));
+        assert_eq!(
+            FaultKind::parse_list("etcd-restart", &["etcd-restart"]).unwrap(),
+            vec![FaultKind::Command("etcd-restart")]
+        );
+        assert_eq!(
+            serde_json::to_string(&FaultKind::Command("etcd-restart")).unwrap(),
+            "\"etcd-restart\""
+        );
+        assert_eq!(
+            serde_json::to_string(&FaultKind::IsolateHost).unwrap(),
+            "\"isolate-host\""
+        );
+    }
+
+    #[test]
+    fn fault_commands_are_named_apart_from_the_built_in_faults() {
+        let c = FaultCommand::parse("etcd-restart=systemctl restart etcd").unwrap();
+        assert_eq!(
+            (c.name, c.command.as_str()),
+            ("etcd-restart", "systemctl restart etcd")
+        );
+        for bad in [
+            "systemctl restart etcd",
+            "switchover=true",
+            "all=true",
+            "Etcd=x",
+            "x=",
+        ] {
+            assert!(FaultCommand::parse(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

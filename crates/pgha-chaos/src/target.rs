@@ -72,8 +72,8 @@ pub struct Target {
     /// The addresses of the other hosts (members and etcd) that `isolate-host` cuts this
     /// host off from; empty where it cannot (a local cluster).
     pub peers: Vec<String>,
-    /// The shell command of the `command` fault (`--fault-command`), e.g. a restart of etcd.
-    pub fault_command: Option<String>,
+    /// The `--fault-command`s (e.g. a restart of etcd), each a fault of its own name.
+    pub fault_commands: Vec<crate::faults::FaultCommand>,
 }
 
 impl Target {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pgha_chaos::{
-    campaign, html, progress::Progress, table, Endpoint, FaultKind, Length, Member, Mode, Target,
-    Verdict, WriteRoute,
+    campaign, faults::FaultCommand, html, progress::Progress, table, Endpoint, FaultKind, Length,
+    Member, Mode, Target, Verdict, WriteRoute,
 };
 use pgha_host::client::Client;
 use pgha_host::node::Node;
@@ -39,8 +39,10 @@ Faults (--faults, comma-separated, default all):
   isolate-host     with --config, as root: this host cut off from the other members and etcd
                    (iptables DROP both ways, open connections too) for --agent-pause, then
                    reconnected; needs them on other addresses (hosts or network namespaces)
-  command          the shell command of --fault-command, e.g. a restart of etcd (only
-                   with --fault-command; PGHA_LEADER names the leader of that moment)
+  NAME             a fault of your platform, given as --fault-command NAME=CMD (repeatable):
+                   CMD runs through sh to its end (PGHA_LEADER names the leader of that
+                   moment), e.g. etcd-restart='systemctl restart etcd' or
+                   agent-kill='systemctl kill -s KILL pgha-agent' (systemd restarts it)
 Kills need the member's data directory on this machine: with --config, only this host's
 member is killed or paused (a kill of the primary is skipped while another host leads); the
 other faults go through the agents' API.
@@ -64,8 +66,8 @@ Examples:
   pgha chaos --dir demo --rounds 20 --seed 7
   pgha chaos --dir demo --duration 10m --faults kill-primary,switchover --report chaos.html
   pgha chaos --config /etc/pgha/node.toml --rounds 10 --json > chaos.json
-  pgha chaos --config /etc/pgha/node.toml --faults isolate-host,command \
-      --fault-command 'systemctl restart etcd' --duration 30m")]
+  pgha chaos --config /etc/pgha/node.toml --faults isolate-host,etcd-restart \
+      --fault-command etcd-restart='systemctl restart etcd' --duration 30m")]
 pub struct ChaosArgs {
     /// Local cluster directory (`pgha up`'s).
     #[arg(long, required_unless_present = "config", conflicts_with = "config")]
@@ -102,10 +104,10 @@ pub struct ChaosArgs {
     /// How long pause-agent stops the agent [default: twice the lease ttl].
     #[arg(long, value_parser = parse_duration)]
     agent_pause: Option<Duration>,
-    /// The `command` fault: a shell command that injects a fault of your platform, run to
-    /// its end (e.g. `systemctl restart etcd`, or suspending a VM and resuming it).
-    #[arg(long, value_name = "CMD")]
-    fault_command: Option<String>,
+    /// A fault of your platform, named NAME in --faults and the report: a shell command run
+    /// to its end (e.g. etcd-restart='systemctl restart etcd'). Repeatable.
+    #[arg(long, value_name = "NAME=CMD")]
+    fault_command: Vec<String>,
     /// How long the cluster may take to recover from one fault before the promise counts
     /// as broken.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -140,13 +142,19 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the campaign and reports; exits with the verdict's status.
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
-    let faults = FaultKind::parse_list(&args.faults)?;
+    let commands = args
+        .fault_command
+        .iter()
+        .map(|text| FaultCommand::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: Vec<&'static str> = commands.iter().map(|c| c.name).collect();
+    let faults = FaultKind::parse_list(&args.faults, &names)?;
     let mut target = match (&args.dir, &args.config) {
         (Some(dir), _) => local_target(dir)?,
         (None, Some(file)) => distributed_target(file).await?,
         (None, None) => anyhow::bail!("give --dir DIR (local cluster) or --config FILE"),
     };
-    target.fault_command = args.fault_command.clone();
+    target.fault_commands = commands;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -242,7 +250,7 @@ fn local_target(dir: &Path) -> anyhow::Result<Target> {
             })
             .collect(),
         peers: Vec::new(),
-        fault_command: None,
+        fault_commands: Vec::new(),
     })
 }
 
@@ -300,7 +308,7 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
         reads,
         members,
         peers,
-        fault_command: None,
+        fault_commands: Vec::new(),
     })
 }
 

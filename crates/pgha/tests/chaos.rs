@@ -495,8 +495,8 @@ const TTL_MS: f64 = dist::TTL.as_millis() as f64;
 
 /// On test hosts (a network namespace each, see common/netns.rs), run from the leader's host:
 /// isolate-host cuts that host off from etcd and the other members (iptables in its
-/// namespace, both ways) for twice the ttl, and the command fault (`--fault-command`) stops
-/// etcd for 4 s. In synchronous mode nothing acknowledged is lost and no second member
+/// namespace, both ways) for twice the ttl, and a `--fault-command` (etcd-stall) stops etcd
+/// for 4 s. In synchronous mode nothing acknowledged is lost and no second member
 /// acknowledges writes; the isolated leader loses the lease and comes back as a standby, and
 /// its host keeps no rule of the campaign afterwards.
 #[test]
@@ -558,18 +558,18 @@ fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
         .lines()
         .find_map(|l| l.trim().parse().ok())
         .expect("etcd runs in its namespace");
-    let stall = format!("kill -STOP {etcd}; sleep 4; kill -CONT {etcd}");
+    let stall = format!("etcd-stall=kill -STOP {etcd}; sleep 4; kill -CONT {etcd}");
     let (j, context) = chaos(&[
         "--rounds",
         "1",
         "--faults",
-        "command",
+        "etcd-stall",
         "--fault-command",
         &stall,
         "--seed",
         "4",
     ]);
     assert_passed(&j, 1, &context);
-    assert_eq!(j["faults"][0]["kind"], "command", "{context}");
+    assert_eq!(j["faults"][0]["kind"], "etcd-stall", "{context}");
     assert!(pgha_testkit::alive(etcd), "etcd was left stopped or gone");
 }
