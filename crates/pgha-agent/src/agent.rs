@@ -328,9 +328,16 @@ impl Agent {
             return;
         }
         if let Outcome::Job { kind, result } = &outcome {
+            // What it did (the core forgets it once it took the outcome in).
+            let what = self
+                .member
+                .running_job_what()
+                .filter(|w| w.kind() == *kind)
+                .cloned()
+                .unwrap_or(pgha_core::JobWhat::Job(*kind));
             match result {
-                Ok(()) => tracing::info!("{}: {kind:?} done", self.spec.name),
-                Err(e) => tracing::warn!("{}: {kind:?} failed: {e}", self.spec.name),
+                Ok(()) => tracing::info!("{}: {what} done", self.spec.name),
+                Err(e) => tracing::warn!("{}: {what} failed: {e}", self.spec.name),
             }
             let error = result.as_ref().err().map(|e| JobFailure {
                 kind: *kind,

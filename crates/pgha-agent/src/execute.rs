@@ -199,7 +199,8 @@ impl Agent {
             }
             _ => self.upstream = None,
         }
-        tracing::info!("{}: starting {kind:?}", self.spec.name);
+        let what = pgha_core::JobWhat::of(&action).unwrap_or(pgha_core::JobWhat::Job(kind));
+        tracing::info!("{}: starting {what}", self.spec.name);
         let ctx = JobContext {
             spec: self.spec.clone(),
             peers: self.peers(),

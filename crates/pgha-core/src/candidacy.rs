@@ -19,11 +19,8 @@ impl Member {
         let now = obs.now;
         let local = &obs.local;
         let since = *self.leaderless_since.get_or_insert(now);
-        if let Some((kind, job_since)) = self.job {
-            return Reason::JobRunning {
-                kind,
-                for_ms: now.since(job_since),
-            };
+        if let Some(reason) = self.job_running(now) {
+            return reason;
         }
         if let Some(until) = obs.failsafe_promised_until.filter(|u| *u > now) {
             // We confirmed the old leader while the store was down: keep that promise.

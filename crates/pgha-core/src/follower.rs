@@ -33,11 +33,8 @@ impl Member {
                 leader: leader.clone(),
             };
         }
-        if let Some((kind, since)) = self.job {
-            return Reason::JobRunning {
-                kind,
-                for_ms: now.since(since),
-            };
+        if let Some(reason) = self.job_running(now) {
+            return reason;
         }
         if self.config.paused {
             return Reason::Paused;

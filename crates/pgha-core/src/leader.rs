@@ -27,15 +27,12 @@ impl Member {
             None if self.lapsed_term == Some(revision) => {
                 return self.give_up_lapsed_term(obs, revision, plan)
             }
-            None => return self.adopt(obs, revision, plan),
+            None => return self.adopt(obs, view, revision, plan),
         };
         self.renew_if_due(now, lease.revision, plan);
         self.leaderless_since = None;
-        if let Some((kind, since)) = self.job {
-            return Reason::JobRunning {
-                kind,
-                for_ms: now.since(since),
-            };
+        if let Some(reason) = self.job_running(now) {
+            return reason;
         }
         if self.release_after_demote && !local.is_writable() {
             self.release_after_demote = false;
@@ -99,12 +96,18 @@ impl Member {
             return Reason::Promoting { kind };
         }
         if let Some(promotion) = self.promotion.take() {
+            // A new cluster's history starts where its primary's WAL is after initdb (before
+            // the bootstrap there was no data, and no position).
+            let lsn = match promotion.kind {
+                EventKind::Bootstrap => local.lsn,
+                _ => promotion.lsn,
+            };
             plan.push(Action::RecordHistory(HistoryEvent {
                 kind: promotion.kind,
                 from: promotion.from.clone(),
                 to: Some(self.name().clone()),
                 timeline: local.timeline,
-                lsn: promotion.lsn,
+                lsn,
                 reason: format!("{} took over: {}", self.name(), promotion.cause),
             }));
             if let Some(revision) = promotion.switchover_revision {
@@ -131,7 +134,13 @@ impl Member {
 
     /// The leader key carries our name but we hold no trusted lease (agent restart, or an
     /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile.
-    fn adopt(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
+    fn adopt(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Reason {
         let since = *self.adopting_since.get_or_insert(obs.now);
         if obs.now.since(since) > self.config.loop_wait_ms
             && self.demote_if_writable(&obs.local, plan)
@@ -140,7 +149,9 @@ impl Member {
         }
         self.last_renew_request = None;
         self.renew_if_due(obs.now, revision, plan);
-        Reason::AdoptingLease
+        Reason::AdoptingLease {
+            new_cluster: obs.local.data == DataDir::Missing && view.initialize.is_none(),
+        }
     }
 
     /// The key still names this member in a term whose lease lapsed here (the store expires it

@@ -66,7 +66,7 @@ pub use observe::{
     ClusterView, DataDir, FailsafeList, JobKind, LeaderKey, LeaderPosition, LocalPg, MemberRecord,
     Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
 };
-pub use reason::Reason;
+pub use reason::{JobWhat, Reason};
 pub use switchover::{RequestKind, SwitchoverRequest};
 pub use sync::{SyncApplied, SyncSet};
 pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline, Ttl};

@@ -8,7 +8,7 @@ use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
 use crate::observe::{ClusterView, JobKind, MemberRecord, Observation, StoreView};
-use crate::reason::Reason;
+use crate::reason::{JobWhat, Reason};
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
 
@@ -68,6 +68,8 @@ pub struct Member {
     pub(crate) adopting_since: Option<Millis>,
     pub(crate) last_renew_request: Option<Millis>,
     pub(crate) job: Option<(JobKind, Millis)>,
+    /// What the job in flight does (set with `job`).
+    pub(crate) job_what: Option<JobWhat>,
     pub(crate) leaderless_since: Option<Millis>,
     pub(crate) last_leader: Option<MemberName>,
     pub(crate) last_primary_lsn: Option<Lsn>,
@@ -143,6 +145,7 @@ impl Member {
             adopting_since: None,
             last_renew_request: None,
             job: None,
+            job_what: None,
             leaderless_since: None,
             last_leader: None,
             last_primary_lsn: None,
@@ -212,6 +215,20 @@ impl Member {
         self.job.map(|(kind, _)| kind)
     }
 
+    /// What the job in flight does, if one is.
+    pub fn running_job_what(&self) -> Option<&JobWhat> {
+        self.job.and(self.job_what.as_ref())
+    }
+
+    /// The reason of a step that waits for the job in flight, if one is.
+    pub(crate) fn job_running(&self, now: Millis) -> Option<Reason> {
+        let (kind, since) = self.job?;
+        Some(Reason::JobRunning {
+            job: self.job_what.clone().unwrap_or(JobWhat::Job(kind)),
+            for_ms: now.since(since),
+        })
+    }
+
     /// Decides what to do now. Deterministic: the same member state and observation always
     /// give the same decision.
     pub fn step(&mut self, obs: &Observation) -> Decision {
@@ -242,6 +259,7 @@ impl Member {
         for action in &plan.actions {
             if let Some(kind) = action.job() {
                 self.job = Some((kind, now));
+                self.job_what = JobWhat::of(action);
             }
         }
         Decision {

@@ -1,5 +1,6 @@
 //! The one typed reason every decision carries (I6), written to read well in a log line.
 
+use crate::action::Action;
 use crate::election::Ineligible;
 use crate::history::EventKind;
 use crate::observe::JobKind;
@@ -16,11 +17,11 @@ pub enum Reason {
     LeaseExpiredDemoting,
     LapsedLeaseReleased,
     WritableWithoutLease,
-    AdoptingLease,
+    AdoptingLease { new_cluster: bool },
     LeaderKeyLost,
     SystemIdMismatch { store: SystemId, local: SystemId },
     Paused,
-    JobRunning { kind: JobKind, for_ms: u64 },
+    JobRunning { job: JobWhat, for_ms: u64 },
     // bootstrap
     RacingToBootstrap,
     Bootstrapping,
@@ -83,14 +84,21 @@ impl fmt::Display for Reason {
                 "leader key of a lease that lapsed here released: the election decides who leads"
             ),
             WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
-            AdoptingLease => write!(f, "leader key is ours from before: renewing to adopt it"),
+            AdoptingLease { new_cluster: false } => {
+                write!(f, "leader key is ours from before: renewing to adopt it")
+            }
+            // The key was given to it (by `pgha up`) to bootstrap a cluster without data.
+            AdoptingLease { new_cluster: true } => write!(
+                f,
+                "new cluster: the leader key was given to this member to bootstrap it; renewing it"
+            ),
             LeaderKeyLost => write!(f, "leader key no longer ours"),
             SystemIdMismatch { store, local } => write!(
                 f,
                 "data directory belongs to system {local}, cluster is {store}: refusing to act"
             ),
             Paused => write!(f, "cluster paused: no automatic action"),
-            JobRunning { kind, for_ms } => write!(f, "{kind:?} running for {for_ms} ms"),
+            JobRunning { job, for_ms } => write!(f, "{job} running for {for_ms} ms"),
             RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
             Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),
             WaitingForLeaderToClone => write!(f, "no data yet: waiting for a leader to clone"),
@@ -209,6 +217,52 @@ impl fmt::Display for Reason {
                 )
             }
             PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
+        }
+    }
+}
+
+/// What a running job does, as the lines that say it starts, runs and ends put it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobWhat {
+    /// The first copy of the leader's data into an empty data directory.
+    CloneFrom(MemberName),
+    /// A new copy over data that could not rejoin (the old data moved aside).
+    RecloneFrom(MemberName),
+    /// Any other job, named by its kind.
+    Job(JobKind),
+}
+
+impl JobWhat {
+    /// What `action` does when it is a job.
+    pub fn of(action: &Action) -> Option<JobWhat> {
+        let kind = action.job()?;
+        Some(match action {
+            Action::Reclone {
+                from,
+                move_aside: false,
+            } => JobWhat::CloneFrom(from.clone()),
+            Action::Reclone {
+                from,
+                move_aside: true,
+            } => JobWhat::RecloneFrom(from.clone()),
+            _ => JobWhat::Job(kind),
+        })
+    }
+
+    pub fn kind(&self) -> JobKind {
+        match self {
+            JobWhat::CloneFrom(_) | JobWhat::RecloneFrom(_) => JobKind::Reclone,
+            JobWhat::Job(kind) => *kind,
+        }
+    }
+}
+
+impl fmt::Display for JobWhat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobWhat::CloneFrom(from) => write!(f, "clone from {from}"),
+            JobWhat::RecloneFrom(from) => write!(f, "re-clone from {from} (old data moved aside)"),
+            JobWhat::Job(kind) => write!(f, "{kind:?}"),
         }
     }
 }

@@ -1563,3 +1563,87 @@ fn the_sets_old_leader_steps_aside_only_for_a_complete_set() {
     let d1 = member("n1").step(&obs(0, old_leader, &view, vec![]));
     assert!(acquires(&d1), "{d1:?}");
 }
+
+#[test]
+fn a_new_cluster_given_the_key_says_so_and_records_where_its_wal_begins() {
+    let mut n1 = member("n1");
+    // `pgha up` gives the key of a cluster without data to the member that bootstraps it.
+    let seeded = View(ClusterView::default()).leader("n1", 1);
+    let d = n1.step(&obs(0, LocalPg::default(), &seeded, vec![]));
+    assert_eq!(d.reason, Reason::AdoptingLease { new_cluster: true });
+    let line = d.reason.to_string();
+    assert!(
+        line.contains("new cluster") && !line.contains("from before"),
+        "{line}"
+    );
+    let renewal = Outcome::LeaderRenewed {
+        requested_at: Millis(0),
+        revision: 1,
+        ttl: ClusterConfig::default().ttl(),
+    };
+    let d = n1.step(&obs(10, LocalPg::default(), &seeded, vec![renewal]));
+    assert_eq!(d.actions.last(), Some(&Action::Bootstrap));
+    let bootstrapped = Outcome::Job {
+        kind: JobKind::Bootstrap,
+        result: Ok(()),
+    };
+    let d = n1.step(&obs(
+        500,
+        primary(1, 0x0150_0000),
+        &seeded,
+        vec![bootstrapped],
+    ));
+    let recorded = d.actions.iter().find_map(|a| match a {
+        Action::RecordHistory(e) => Some(e.clone()),
+        _ => None,
+    });
+    let event = recorded.unwrap_or_else(|| panic!("no history entry: {:?}", d.actions));
+    assert_eq!(event.kind, EventKind::Bootstrap);
+    assert_eq!(
+        event.lsn,
+        Lsn(0x0150_0000),
+        "the position after initdb, not 0/0"
+    );
+
+    // A member that held the key before (with data) adopts it, and says that.
+    let mut n1 = member("n1");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    let d = n1.step(&obs(0, primary(1, 1000), &view, vec![]));
+    assert_eq!(d.reason, Reason::AdoptingLease { new_cluster: false });
+    assert!(d.reason.to_string().contains("from before"));
+}
+
+#[test]
+fn a_first_clone_is_a_clone_and_a_reclone_says_it_moves_data_aside() {
+    let mut n2 = member("n2");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    let d = n2.step(&obs(0, LocalPg::default(), &view, vec![]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::Reclone {
+            move_aside: false,
+            ..
+        }
+    )));
+    let d = n2.step(&obs(3, LocalPg::default(), &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::JobRunning {
+            job: JobWhat::CloneFrom(name("n1")),
+            for_ms: 3
+        }
+    );
+    assert_eq!(d.reason.to_string(), "clone from n1 running for 3 ms");
+    assert_eq!(n2.running_job_what(), Some(&JobWhat::CloneFrom(name("n1"))));
+    let reclone = Action::Reclone {
+        from: name("n1"),
+        move_aside: true,
+    };
+    let what = JobWhat::of(&reclone).unwrap();
+    assert_eq!(what.kind(), JobKind::Reclone);
+    assert_eq!(what.to_string(), "re-clone from n1 (old data moved aside)");
+    assert_eq!(
+        JobWhat::of(&Action::Bootstrap).unwrap().to_string(),
+        "Bootstrap"
+    );
+}
