@@ -259,6 +259,7 @@ fn settings(config: &ClusterConfig, opts: &Options, target: &Target) -> Settings
         no_loss_promised: config.synchronous_mode != SyncMode::Off && waits,
         recovery_bound_s: opts.recovery_bound.as_secs_f64(),
         writers: opts.workload.writers,
+        write_routes: target.writes.iter().map(ToString::to_string).collect(),
     }
 }
 

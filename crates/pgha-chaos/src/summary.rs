@@ -77,6 +77,9 @@ pub struct Settings {
     pub no_loss_promised: bool,
     pub recovery_bound_s: f64,
     pub writers: u16,
+    /// How the writers reach the primary, e.g. "entry 127.0.0.1:15432" (the proxy) and
+    /// "multi-host n1,n2,n3" (libpq-style, `target_session_attrs=read-write`).
+    pub write_routes: Vec<String>,
 }
 
 /// The campaign's verdict (and the command's exit status).
@@ -339,6 +342,7 @@ mod tests {
                 no_loss_promised: promised,
                 recovery_bound_s: 60.0,
                 writers: 1,
+                write_routes: vec!["entry 127.0.0.1:15432".into()],
             },
             started_unix_ms: 0,
             duration: 6_000_000,

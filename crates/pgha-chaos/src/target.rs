@@ -56,6 +56,18 @@ pub enum WriteRoute {
     MultiHost(Vec<Member>),
 }
 
+impl std::fmt::Display for WriteRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteRoute::Entry(e) => write!(f, "entry {e}"),
+            WriteRoute::MultiHost(members) => {
+                let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+                write!(f, "multi-host {}", names.join(","))
+            }
+        }
+    }
+}
+
 /// The cluster a campaign runs against.
 #[derive(Debug, Clone)]
 pub struct Target {

@@ -290,17 +290,18 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
     }
     let mut writes = vec![WriteRoute::MultiHost(members.clone())];
     let credentials = node.credentials();
-    // The proxy's entry points, when one listens (through it with TLS, a client would have
-    // to verify the member's certificate at the proxy's address: not done here).
+    // The proxy's entry points, when one listens. With TLS only a terminating proxy
+    // (`[proxy.tls]`) can be verified at its own address: one that passes TLS through
+    // presents the certificate of whichever member it routes to.
     let mut reads = None;
-    if credentials.tls.is_none() {
+    if credentials.tls.is_none() || node.config.proxy.tls.is_some() {
         if let Some(rw) = listening(node.config.proxy.rw_listen.as_deref()).await {
             writes.insert(0, WriteRoute::Entry(rw));
         }
         reads = listening(node.config.proxy.ro_listen.as_deref()).await;
     }
     let peers = peers(&node, &members)?;
-    Ok(Target {
+    let mut target = Target {
         mode: Mode::Distributed,
         client: Client::new(apis, token, tls),
         credentials,
@@ -309,7 +310,43 @@ async fn distributed_target(file: &Path) -> anyhow::Result<Target> {
         members,
         peers,
         fault_commands: Vec::new(),
-    })
+    };
+    drop_unverifiable_entries(&mut target).await;
+    Ok(target)
+}
+
+/// Leaves out an entry point whose certificate does not name the address it is reached at
+/// (e.g. `pgha tls proxy` without `--host` for it), saying so: the writers then go only
+/// through the members.
+async fn drop_unverifiable_entries(target: &mut Target) {
+    if target.credentials.tls.is_none() {
+        return;
+    }
+    let mut verified = Vec::new();
+    for route in std::mem::take(&mut target.writes) {
+        if let WriteRoute::Entry(e) = &route {
+            if let Err(err) = target.connect(&route, Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "writers go only through the members: the proxy at {e} took no verified \
+                     connection ({err}); if its certificate lacks this address, issue it with \
+                     `pgha tls proxy --host {}`",
+                    e.host
+                );
+                continue;
+            }
+        }
+        verified.push(route);
+    }
+    target.writes = verified;
+    if let Some(ro) = target.reads.clone() {
+        if target
+            .connect_endpoint(&ro, Duration::from_secs(5))
+            .await
+            .is_err()
+        {
+            target.reads = None;
+        }
+    }
 }
 
 /// The hosts other than this one: the other members' and etcd's (what isolate-host cuts).

@@ -380,6 +380,29 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
     };
     assert!(counter("pgha_proxy_tls_terminated_total") >= 1.0, "{text}");
     assert!(counter("pgha_proxy_scram_by_proxy_total") >= 1.0, "{text}");
+    // Issue 13: `pgha chaos --config` writes through the terminating proxy too (verified at
+    // its address) beside the multi-host route, and a switchover under TLS loses nothing.
+    let out = Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["chaos", "--config", proxy_config.to_str().unwrap()])
+        .args(["--rounds", "1", "--faults", "switchover", "--seed", "1"])
+        .args(["--min-gap", "1s", "--max-gap", "1s", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let j: Value = serde_json::from_str(&stdout).unwrap();
+    let routes = j["settings"]["write_routes"].as_array().unwrap();
+    assert_eq!(
+        routes[0].as_str(),
+        Some(format!("entry 127.0.0.1:{}", c.proxy_rw).as_str()),
+        "{stderr}"
+    );
+    assert!(
+        routes[1].as_str().unwrap().starts_with("multi-host"),
+        "{routes:?}"
+    );
+    assert!(j["writes_acknowledged"].as_u64().unwrap() > 0, "{stderr}");
     pgha_testkit::process::stop_child(
         &mut proxy,
         nix::sys::signal::Signal::SIGTERM,
