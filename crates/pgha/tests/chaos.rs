@@ -443,21 +443,12 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
         .then_some(())
     });
     let chaos = |host: &str, args: &[&str]| {
-        let out = Command::new(pgha_bin())
-            .args(["chaos", "--config"])
-            .arg(&c.agent(host).config)
-            .args(args)
-            .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
-            // A fenced leader that wrote past the switch point rejoins by pg_rewind only
-            // after stream_timeout_ms (30 s) of failing to stream: allow for it under load.
-            .args(["--recovery-bound", "120s"])
-            .output()
-            .expect("run pgha chaos");
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
-        let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{}", c.logs(40));
-        assert_eq!(out.status.code(), Some(0), "{context}");
-        eprintln!("{stderr}");
-        (summary_of(&stdout, &stderr), context)
+        config_campaign(
+            Command::new(pgha_bin()),
+            &c.agent(host).config,
+            args,
+            || c.logs(40),
+        )
     };
     // Run from the leader's "host": its agent stopped for twice the ttl, its PostgreSQL is
     // fenced by the supervisor and another member takes the lease; then it rejoins.
@@ -490,6 +481,29 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
     assert_eq!(c.wait_converged(Duration::from_secs(60)), original);
 }
 
+/// `pgha chaos --config CONFIG ARGS` (short gaps, JSON, a 120 s recovery bound: a fenced
+/// leader may rewind only after failing to stream) run by `cmd` (the binary, or
+/// `ip netns exec` of it), which must exit 0; its summary, and its output with `explain()`.
+fn config_campaign(
+    mut cmd: Command,
+    config: &Path,
+    args: &[&str],
+    explain: impl Fn() -> String,
+) -> (Value, String) {
+    let out = cmd
+        .args(["chaos", "--config"])
+        .arg(config)
+        .args(args)
+        .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
+        .args(["--recovery-bound", "120s"])
+        .output()
+        .expect("run pgha chaos");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}\n{}", explain());
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    (summary_of(&stdout, &stderr), context)
+}
+
 /// The test clusters' lease ttl, in ms (`dist::TTL`).
 const TTL_MS: f64 = dist::TTL.as_millis() as f64;
 
@@ -515,20 +529,8 @@ fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
         .filter(|n| n != "0")
     });
     let chaos = |args: &[&str]| {
-        let out = c
-            .net
-            .command(&leader, common::pgha_bin())
-            .args(["chaos", "--config"])
-            .arg(&c.member(&leader).config)
-            .args(args)
-            .args(["--min-gap", "500ms", "--max-gap", "1s", "--json"])
-            .args(["--recovery-bound", "120s"])
-            .output()
-            .expect("run pgha chaos");
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
-        let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-        assert_eq!(out.status.code(), Some(0), "{context}");
-        (summary_of(&stdout, &stderr), context)
+        let on_leader_host = c.net.command(&leader, common::pgha_bin());
+        config_campaign(on_leader_host, &c.member(&leader).config, args, String::new)
     };
 
     let (j, context) = chaos(&["--rounds", "1", "--faults", "isolate-host", "--seed", "3"]);
