@@ -22,51 +22,24 @@ writers="${WRITERS:-2}"
 fsync="${FSYNC:-on}"
 max_wal="${MAX_WAL_SIZE:-256MB}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos}"
-if [ -n "${BIN:-}" ]; then
-  bin="$BIN"
-else
-  [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha --bin pgha
-  bin="$PWD/target/release/pgha"
-fi
+source bench/lib/up_cluster.sh
+pgha_build
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-work="$(mktemp -d /tmp/pgha-bench-chaos.XXXXXX)"
-chmod 755 "$work"
+make_work pgha-bench-chaos
 port="${PORT:-$((20000 + RANDOM % 10000))}"
-up_pid=""; dir=""; chaos_pid=""
+dir=""; chaos_pid=""
 stop_cluster() {
   if [ -n "$chaos_pid" ]; then
     kill -TERM "$chaos_pid" 2>/dev/null || true   # like Ctrl-C: it cleans up and reports
     wait "$chaos_pid" 2>/dev/null || true
     chaos_pid=""
   fi
-  if [ -n "$up_pid" ]; then
-    kill -TERM "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-    up_pid=""
-  fi
-  if [ -n "$dir" ]; then
-    for d in "$dir"/n*/data; do
-      [ -f "$d/postmaster.pid" ] && kill -QUIT "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true
-    done
-  fi
+  up_stop
 }
 cleanup() { stop_cluster; rm -rf "$work"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-converged() {
-  "$bin" status --dir "$dir" --json 2>/dev/null | python3 -c '
-import json, sys
-try:
-    s = json.load(sys.stdin)
-except ValueError:
-    sys.exit(1)
-ms = s.get("members", [])
-p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
-st = [m for m in ms if m["state"] == "streaming"]
-sys.exit(0 if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1 else 1)' 2>/dev/null
-}
 
 {
   echo "# bench/chaos.sh $duration  (ROUNDS=${ROUNDS:-} MODES=\"$modes\" FAULTS=$faults SEED=$seed WRITERS=$writers FSYNC=$fsync MAX_WAL_SIZE=$max_wal)"
@@ -84,14 +57,9 @@ for mode in $modes; do
   dir="$work/$mode"
   # max_wal_size bounds each member's pg_wal (the campaign writes without pause; at the
   # default 1GB three members took more than this machine's shared disk had free).
-  "$bin" up --dir "$dir" --members 3 --port "$port" --param "fsync=$fsync" \
-    --param shared_buffers=64MB --param "max_wal_size=$max_wal" "${args[@]}" > "$out/$mode.up.log" 2>&1 &
-  up_pid=$!
-  deadline=$(( $(date +%s) + 120 ))
-  until converged; do
-    [ "$(date +%s)" -gt "$deadline" ] && { echo "$mode: cluster did not converge" >&2; exit 1; }
-    sleep 0.5
-  done
+  up_start "$out/$mode.up.log" --param "fsync=$fsync" --param shared_buffers=64MB \
+    --param "max_wal_size=$max_wal" "${args[@]}"
+  wait_until "the $mode cluster to converge" up_converged
   if [ -n "${ROUNDS:-}" ]; then length=(--rounds "$ROUNDS"); else length=(--duration "$duration"); fi
   cmd=("$bin" chaos --dir "$dir" "${length[@]}" --faults "$faults" --seed "$seed"
        --writers "$writers" --json --report "$out/$mode.html")

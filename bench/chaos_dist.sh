@@ -157,16 +157,7 @@ on client "$bin" proxy --config "$work/n1.toml" > "$work/proxy.log" 2>&1 &
 pids+=($!)
 
 converged() {
-  on n1 "$bin" status --config "$work/n1.toml" --json 2>/dev/null | python3 -c '
-import json, sys
-try:
-    s = json.load(sys.stdin)
-except ValueError:
-    sys.exit(1)
-ms = s.get("members", [])
-p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
-st = [m for m in ms if m["state"] == "streaming"]
-sys.exit(0 if len(ms) == 3 and len(p) == 1 and p[0] == s.get("leader") and len(st) == 2 else 1)' 2>/dev/null
+  on n1 "$bin" status --config "$work/n1.toml" --json 2>/dev/null | converged_primary 3 >/dev/null
 }
 deadline=$(( $(date +%s) + 180 ))
 until converged; do

@@ -3,6 +3,25 @@
 # repository root (bench/lib/dist.sh and bench/lib/up_cluster.sh source it themselves).
 
 now() { date +%s.%N; }
+# converged_primary [N]: reads `pgha status --json` on stdin; prints the primary's name once
+# one primary runs, it is the leader and every other member streams (and, with N, the status
+# lists N members); fails, printing nothing, until then.
+converged_primary() {
+  python3 -c '
+import json, sys
+try:
+    s = json.load(sys.stdin)
+except ValueError:
+    sys.exit(1)
+ms = s.get("members", [])
+want = int(sys.argv[1]) if len(sys.argv) > 1 else len(ms)
+p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
+st = [m for m in ms if m["state"] == "streaming"]
+if len(ms) == want and len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1:
+    print(p[0])
+else:
+    sys.exit(1)' "$@"
+}
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 # make_work NAME: sets work to a fresh directory /tmp/NAME.XXXXXX that the postgres OS user can

@@ -30,21 +30,7 @@ up_stop() {
 status_json() { "$bin" status --dir "$dir" --json 2>/dev/null || echo '{}'; }
 # Prints the primary's name once one primary runs, it is the leader and every other member
 # streams; fails (prints nothing) until then.
-up_converged() {
-  status_json | python3 -c '
-import json, sys
-try:
-    s = json.load(sys.stdin)
-except ValueError:
-    sys.exit(1)
-ms = s.get("members", [])
-p = [m["name"] for m in ms if m["role"] == "primary" and m["state"] == "running"]
-st = [m for m in ms if m["state"] == "streaming"]
-if len(p) == 1 and p[0] == s.get("leader") and len(st) == len(ms) - 1:
-    print(p[0])
-else:
-    sys.exit(1)'
-}
+up_converged() { status_json | converged_primary; }
 # wait_until WHAT CMD...: runs CMD every 0.2 s until it succeeds; after 90 s says that it timed
 # out waiting for WHAT, shows `pgha status` and exits.
 wait_until() {
