@@ -1,7 +1,8 @@
 //! The member agent loop: observe (store first, then local PostgreSQL) → step → execute.
 //!
-//! It wakes on the decision's deadline, a store change, or a finished job. Its clock
-//! (`clock`), the failsafe round (`failsafe_round`) and leaving (`leave`) have their own modules.
+//! It wakes on the decision's deadline, a store change, or a finished job. Its handle and
+//! control channels (`handle`), its clock (`clock`), the failsafe round (`failsafe_round`) and
+//! leaving (`leave`) have their own modules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,9 +25,11 @@ use pgha_pg::lease_file::boot_clock_ms;
 
 mod clock;
 mod failsafe_round;
+mod handle;
 mod leave;
 mod reload;
 
+pub use handle::{AgentHandle, Shutdown};
 pub use reload::{ReloadRefused, Reloader};
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
@@ -40,64 +43,6 @@ pub(crate) const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(500);
 pub(crate) const JOB_RETRY_DELAY_MS: u64 = 1_000;
 /// Quick local SQL actions are bounded by this.
 pub(crate) const SQL_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How an agent stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shutdown {
-    /// Stop PostgreSQL (in this mode), give up the leader key and the member key: the member
-    /// leaves, and the others fail over at once if it led.
-    Leave(pgha_pg::StopMode),
-    /// Stop only the loop; PostgreSQL keeps running as it is.
-    Detach,
-}
-
-/// A running agent task.
-pub struct AgentHandle {
-    pub name: MemberName,
-    stop: watch::Sender<Option<Shutdown>>,
-    /// Until when the loop is frozen (a fault injected by `pgha chaos`).
-    freeze: watch::Sender<Option<tokio::time::Instant>>,
-    join: JoinHandle<()>,
-    /// Reload requests to the loop (see [`AgentHandle::reloader`]).
-    reload: mpsc::UnboundedSender<reload::ReloadReply>,
-    pub report: watch::Receiver<AgentReport>,
-    /// Shared with the REST API's POST /failsafe handler (distributed mode).
-    pub failsafe: Failsafe,
-}
-
-impl AgentHandle {
-    /// Asks the agent to stop and waits until it has.
-    pub async fn shutdown(self, how: Shutdown) {
-        let _ = self.stop.send(Some(how));
-        let _ = self.join.await;
-    }
-
-    pub fn is_finished(&self) -> bool {
-        self.join.is_finished()
-    }
-
-    /// What asks this agent to render and reload its PostgreSQL configuration between two
-    /// steps (held without the handle, so the caller may wait for the answer).
-    pub fn reloader(&self) -> Reloader {
-        Reloader {
-            member: self.name.clone(),
-            requests: self.reload.clone(),
-        }
-    }
-
-    /// Freezes the loop for `length`, as if its process were stopped (SIGSTOP): no
-    /// observation, no lease renewal, no decision; PostgreSQL runs on under its supervisor,
-    /// which fences a leader whose lease deadline passes. Jobs already running go on. A
-    /// shutdown still ends it. `pgha chaos` injects it where agents share a process.
-    pub fn freeze(&self, length: Duration) {
-        tracing::warn!(
-            "{}: agent frozen for {} ms (an injected fault)",
-            self.name,
-            length.as_millis()
-        );
-        let _ = self.freeze.send(Some(tokio::time::Instant::now() + length));
-    }
-}
 
 /// One member's control loop.
 pub struct Agent {
@@ -149,30 +94,6 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Starts the agent loop as a task.
-    pub fn spawn(
-        spec: NodeSpec,
-        store: Arc<dyn Store>,
-        config: pgha_core::ClusterConfig,
-    ) -> AgentHandle {
-        let (agent, report) = Agent::new(spec, store, config);
-        let (stop, stop_rx) = watch::channel(None);
-        let (freeze, freeze_rx) = watch::channel(None);
-        let (reload, reload_rx) = mpsc::unbounded_channel();
-        let name = agent.spec.name.clone();
-        let failsafe = agent.failsafe.clone();
-        let join = tokio::spawn(agent.run(stop_rx, freeze_rx, reload_rx));
-        AgentHandle {
-            name,
-            stop,
-            freeze,
-            join,
-            reload,
-            report,
-            failsafe,
-        }
-    }
-
     /// The agent of `spec` before its loop runs, and the receiver of its reports.
     pub(crate) fn new(
         spec: NodeSpec,

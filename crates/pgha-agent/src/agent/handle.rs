@@ -1,0 +1,98 @@
+//! An agent's handle: its loop started as a task, and the channels that stop, freeze, reload it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::MemberName;
+use pgha_store::Store;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::reload::{self, Reloader};
+use super::{Agent, AgentReport};
+use crate::failsafe::Failsafe;
+use crate::spec::NodeSpec;
+
+/// How an agent stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop PostgreSQL (in this mode), give up the leader key and the member key: the member
+    /// leaves, and the others fail over at once if it led.
+    Leave(pgha_pg::StopMode),
+    /// Stop only the loop; PostgreSQL keeps running as it is.
+    Detach,
+}
+
+/// A running agent task.
+pub struct AgentHandle {
+    pub name: MemberName,
+    stop: watch::Sender<Option<Shutdown>>,
+    /// Until when the loop is frozen (a fault injected by `pgha chaos`).
+    freeze: watch::Sender<Option<tokio::time::Instant>>,
+    join: JoinHandle<()>,
+    /// Reload requests to the loop (see [`AgentHandle::reloader`]).
+    reload: mpsc::UnboundedSender<reload::ReloadReply>,
+    pub report: watch::Receiver<AgentReport>,
+    /// Shared with the REST API's POST /failsafe handler (distributed mode).
+    pub failsafe: Failsafe,
+}
+
+impl AgentHandle {
+    /// Asks the agent to stop and waits until it has.
+    pub async fn shutdown(self, how: Shutdown) {
+        let _ = self.stop.send(Some(how));
+        let _ = self.join.await;
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// What asks this agent to render and reload its PostgreSQL configuration between two
+    /// steps (held without the handle, so the caller may wait for the answer).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            member: self.name.clone(),
+            requests: self.reload.clone(),
+        }
+    }
+
+    /// Freezes the loop for `length`, as if its process were stopped (SIGSTOP): no
+    /// observation, no lease renewal, no decision; PostgreSQL runs on under its supervisor,
+    /// which fences a leader whose lease deadline passes. Jobs already running go on. A
+    /// shutdown still ends it. `pgha chaos` injects it where agents share a process.
+    pub fn freeze(&self, length: Duration) {
+        tracing::warn!(
+            "{}: agent frozen for {} ms (an injected fault)",
+            self.name,
+            length.as_millis()
+        );
+        let _ = self.freeze.send(Some(tokio::time::Instant::now() + length));
+    }
+}
+
+impl Agent {
+    /// Starts the agent loop as a task.
+    pub fn spawn(
+        spec: NodeSpec,
+        store: Arc<dyn Store>,
+        config: pgha_core::ClusterConfig,
+    ) -> AgentHandle {
+        let (agent, report) = Agent::new(spec, store, config);
+        let (stop, stop_rx) = watch::channel(None);
+        let (freeze, freeze_rx) = watch::channel(None);
+        let (reload, reload_rx) = mpsc::unbounded_channel();
+        let name = agent.spec.name.clone();
+        let failsafe = agent.failsafe.clone();
+        let join = tokio::spawn(agent.run(stop_rx, freeze_rx, reload_rx));
+        AgentHandle {
+            name,
+            stop,
+            freeze,
+            join,
+            reload,
+            report,
+            failsafe,
+        }
+    }
+}
