@@ -1,0 +1,117 @@
+//! pgha.toml's `[postgresql]` section: users, pg_hba lines, parameters, their defaults and checks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Directory of the PostgreSQL server programs; found automatically when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<PathBuf>,
+    /// OS user that runs PostgreSQL when pgha runs as root.
+    #[serde(default = "default_os_user")]
+    pub os_user: String,
+    #[serde(default = "default_superuser")]
+    pub superuser: String,
+    #[serde(default = "default_replication_user")]
+    pub replication_user: String,
+    /// Extra pg_hba.conf lines, placed before pgha's catch-all lines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pg_hba: Vec<String>,
+    /// Your PostgreSQL parameters, passed through to every member.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, toml::Value>,
+}
+
+impl PostgresSection {
+    /// Checks the section, naming the key (under `postgresql.`) and the reason.
+    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.into(),
+            key: key.into(),
+            reason,
+        };
+        let p = self;
+        for (key, value) in [
+            ("postgresql.superuser", &p.superuser),
+            ("postgresql.replication_user", &p.replication_user),
+            ("postgresql.os_user", &p.os_user),
+        ] {
+            if value.is_empty()
+                || !value
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                return Err(bad(
+                    key,
+                    format!("{value:?} must be non-empty letters, digits, '-' or '_'"),
+                ));
+            }
+        }
+        if p.superuser == p.replication_user {
+            return Err(bad(
+                "postgresql.replication_user",
+                "must differ from postgresql.superuser".into(),
+            ));
+        }
+        for (name, value) in &p.parameters {
+            let key = format!("postgresql.parameters.{name}");
+            pgha_pg::conf::check_user_parameter(name)
+                .map_err(|refused| bad(&key, refused.to_string()))?;
+            let text = parameter_text(value).map_err(|reason| bad(&key, reason))?;
+            pgha_pg::conf::check_user_setting(name, &text)
+                .map_err(|refused| bad(&key, refused.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The user's parameters as PostgreSQL setting strings.
+    pub fn parameters(&self) -> BTreeMap<String, String> {
+        self.parameters
+            .iter()
+            .filter_map(|(k, v)| parameter_text(v).ok().map(|t| (k.clone(), t)))
+            .collect()
+    }
+}
+
+impl Default for PostgresSection {
+    fn default() -> Self {
+        PostgresSection {
+            bin_dir: None,
+            os_user: default_os_user(),
+            superuser: default_superuser(),
+            replication_user: default_replication_user(),
+            pg_hba: Vec::new(),
+            parameters: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_os_user() -> String {
+    "postgres".into()
+}
+fn default_superuser() -> String {
+    "postgres".into()
+}
+fn default_replication_user() -> String {
+    "replicator".into()
+}
+
+/// A parameter value as postgresql.conf text: strings, integers, floats and booleans only.
+fn parameter_text(value: &toml::Value) -> Result<String, String> {
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => Ok(i.to_string()),
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(if *b { "on".into() } else { "off".into() }),
+        other => Err(format!(
+            "a {} is not a PostgreSQL setting value; use a string, number or boolean",
+            other.type_str()
+        )),
+    }
+}
