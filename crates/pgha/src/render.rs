@@ -1,10 +1,11 @@
-//! What the CLI prints: the status table, the history table, the dynamic settings, and
-//! `pgha up`'s summary once the cluster runs.
+//! What the CLI prints: the status and history tables, and `pgha up`'s summary once it runs.
 
-use pgha_core::ClusterConfig;
 use pgha_host::status::ClusterStatus;
 use pgha_store::HistoryEntry;
-use serde_json::Value;
+
+mod config;
+
+pub use config::{local_config_summary, node_config_summary, render_config};
 
 /// Renders the status as an aligned table.
 pub fn render_table(status: &ClusterStatus) -> String {
@@ -252,35 +253,6 @@ fn aligned(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
-/// The settings as aligned `key = value` lines.
-pub fn render_config(config: &ClusterConfig) -> String {
-    let Ok(Value::Object(map)) = serde_json::to_value(config) else {
-        return String::new();
-    };
-    // PostgreSQL parameters read as the keys that set them: postgresql.work_mem = 64MB.
-    let mut rows: Vec<(String, String)> = map
-        .iter()
-        .filter(|(k, _)| k.as_str() != "postgresql")
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect();
-    rows.extend(config.postgresql.iter().map(|(name, value)| {
-        (
-            format!("{}{name}", pgha_host::dynamic::PARAMETER_PREFIX),
-            value.clone(),
-        )
-    }));
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, text)| format!("{k:<width$} = {text}\n"))
-        .collect()
-}
-
 /// What `pgha up` prints once every member runs: the members, and how to connect, look and stop.
 pub fn up_summary(
     cluster: &pgha_host::LocalCluster,
@@ -323,86 +295,6 @@ pub fn up_summary(
         "  Stop:     Ctrl-C here; `pgha up --dir {dir}` starts the same cluster again\n"
     );
     out
-}
-
-/// What `pgha config validate` says a valid node config sets up.
-pub fn node_config_summary(c: &pgha_host::node::config::NodeConfig) -> String {
-    let m = &c.member;
-    let mut lines = vec![
-        format!("  distributed node config of cluster {}", c.cluster.name),
-        format!(
-            "  member {}: PostgreSQL on {}:{}, data in {}, REST API on {}",
-            m.name,
-            m.host,
-            m.port,
-            m.dir.join("data").display(),
-            m.api
-        ),
-        format!(
-            "  etcd: {} ({} ms per call)",
-            c.etcd.endpoints.join(", "),
-            c.etcd.timeout_ms
-        ),
-        format!(
-            "  secrets: {} (read when the agent starts)",
-            c.secrets.file.display()
-        ),
-        match &c.tls {
-            Some(t) => format!(
-                "  TLS: CA {}, certificate {}{}",
-                t.ca_file.display(),
-                t.cert_file.display(),
-                if t.api { ", REST API over HTTPS" } else { "" }
-            ),
-            None => "  TLS: off (insecure_no_tls = true)".to_string(),
-        },
-        format!("  replication from: {}", c.replication_hosts().join(", ")),
-    ];
-    let listeners: Vec<String> = [
-        ("read-write", &c.proxy.rw_listen),
-        ("read-only", &c.proxy.ro_listen),
-        ("metrics", &c.proxy.metrics_listen),
-    ]
-    .into_iter()
-    .filter_map(|(what, addr)| addr.as_ref().map(|a| format!("{what} {a}")))
-    .collect();
-    if !listeners.is_empty() {
-        lines.push(format!("  proxy: {}", listeners.join(", ")));
-    }
-    if let Ok(d) = c.initial_dynamic() {
-        lines.push(format!(
-            "  initial dynamic settings: ttl_ms = {}, safety_margin_ms = {}, loop_wait_ms = {}",
-            d.ttl_ms, d.safety_margin_ms, d.loop_wait_ms
-        ));
-    }
-    lines.join("\n") + "\n"
-}
-
-/// What `pgha config validate` says a valid `pgha.toml` sets up.
-pub fn local_config_summary(c: &pgha_host::local::config::Config) -> String {
-    let cl = &c.cluster;
-    let mut lines = vec![
-        format!(
-            "  local cluster {}: {} members (n1 to n{}) on {}",
-            cl.name, cl.members, cl.members, cl.host
-        ),
-        format!(
-            "  ports: read-write {}, read-only {}, control API {} on {}, members {} to {}",
-            cl.base_port,
-            cl.base_port + 1,
-            cl.base_port + 2,
-            cl.api_host(),
-            c.member_port(1),
-            c.member_port(cl.members)
-        ),
-        format!("  entry points' TLS: {:?}", cl.proxy_tls).to_lowercase(),
-    ];
-    let params = c.parameters();
-    if !params.is_empty() {
-        let list: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        lines.push(format!("  PostgreSQL parameters: {}", list.join(", ")));
-    }
-    lines.join("\n") + "\n"
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::topology::render_topology;
-use pgha_core::{EventKind, HistoryEvent, Lsn, MemberName, Timeline};
+use pgha_core::{ClusterConfig, EventKind, HistoryEvent, Lsn, MemberName, Timeline};
 use pgha_host::status::{MemberStatus, ProxyStatus, Role, State};
 
 /// Issue 14: the history's columns line up whatever the members are called.
