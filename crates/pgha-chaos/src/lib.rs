@@ -9,6 +9,7 @@ pub mod classify;
 pub mod cleanup;
 pub mod clock;
 pub mod error;
+pub mod fault_command;
 pub mod faults;
 pub mod health;
 pub mod html;
