@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod client;
+pub mod config_edit;
 pub mod dynamic;
 pub mod entry;
 pub mod error;

@@ -100,6 +100,14 @@ pub enum ConfigAction {
         #[arg(required = true, value_name = "KEY=VALUE")]
         assignments: Vec<String>,
     },
+    /// Edit every dynamic setting at once in $VISUAL or $EDITOR (default vi): the file lists
+    /// them as `pgha config show` does; saved and quit, the changes are validated together and
+    /// stored only if every one is right (as `config set`); a wrong one is named, and you may
+    /// edit again (on a terminal) or find your edit kept in the file it names.
+    Edit {
+        #[command(flatten)]
+        at: Where,
+    },
     /// Check a configuration file without running anything: a distributed host's node config
     /// or a local cluster's pgha.toml (told apart by content, or by --kind). Prints
     /// "FILE: valid" and what it configures, or the key at fault and how to fix it (exit 1).

@@ -18,8 +18,12 @@ macro_rules! outln {
 }
 
 mod chaos_cmd;
+mod chaos_target;
 mod cli;
+mod config_cmd;
+mod logging;
 mod render;
+mod tls_cmd;
 mod topology;
 
 use std::io::Write;
@@ -30,7 +34,7 @@ use clap::Parser;
 use pgha_host::local::{up, url, Password};
 use pgha_host::{ClusterHandle, LocalCluster};
 
-use crate::cli::{Cli, Command, ConfigAction, FileKind, LogFormat, TlsAction};
+use crate::cli::{Cli, Command, LogFormat};
 
 fn main() -> ExitCode {
     // Writes to a closed pipe fail with EPIPE (handled where written) instead of killing a
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
     let log_format = cli.log_format;
-    init_logging(&cli.log, log_format);
+    logging::init(&cli.log, log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -78,37 +82,6 @@ fn write_out(text: std::fmt::Arguments<'_>) -> bool {
     stdout.write_fmt(text).and_then(|()| stdout.flush()).is_ok()
 }
 
-/// stderr for log lines. A line that cannot be written (stderr a closed pipe) is dropped:
-/// tracing reports a failed write with `eprintln!`, which panics on that same closed pipe.
-struct LogStderr;
-
-impl Write for LogStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = std::io::stderr().flush();
-        Ok(())
-    }
-}
-
-/// Logs to stderr as text or JSON lines; colours only when stderr is a terminal (never escape
-/// codes in a log file or a pipe).
-fn init_logging(filter: &str, format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| LogStderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().with_ansi(false).init(),
-    }
-}
-
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(flags) => {
@@ -123,47 +96,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Agent { config } => pgha_host::node::run::agent(&config).await,
-        Command::Tls { action } => tls(action),
+        Command::Tls { action } => tls_cmd::run(action),
         Command::Proxy { config } => pgha_host::node::run::proxy(&config).await,
-        Command::Config {
-            action: ConfigAction::Show { at },
-        } => {
-            out!(
-                "{}",
-                render::render_config(&at.open().await?.config().await?)
-            );
-            Ok(())
-        }
-        Command::Config {
-            action: ConfigAction::Set { at, assignments },
-        } => {
-            let changed = at.open().await?.set_config(&assignments).await?;
-            out!("{}", render::render_config(&changed.config));
-            if changed.deferred {
-                outln!("(the cluster is stopped: applied at the next `pgha up`)");
-            }
-            Ok(())
-        }
-        Command::Config {
-            action: ConfigAction::Validate { file, kind },
-        } => {
-            use pgha_host::local::config::{config_kind, ConfigKind};
-            let kind = match kind {
-                Some(FileKind::Node) => ConfigKind::Node,
-                Some(FileKind::Local) => ConfigKind::Local,
-                None => config_kind(&file)?,
-            };
-            let summary = match kind {
-                ConfigKind::Node => {
-                    render::node_config_summary(&pgha_host::node::config::NodeConfig::load(&file)?)
-                }
-                ConfigKind::Local => {
-                    render::local_config_summary(&pgha_host::local::config::Config::load(&file)?)
-                }
-            };
-            outln!("{}: valid\n{summary}", file.display());
-            Ok(())
-        }
+        Command::Config { action } => config_cmd::run(action).await,
         Command::Status {
             at,
             json,
@@ -370,38 +305,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Chaos(args) => chaos_cmd::run(args).await,
         Command::Supervise(_) => unreachable!("handled before the runtime starts"),
     }
-}
-
-/// `pgha tls ...`: makes the files and says where each one goes.
-fn tls(action: TlsAction) -> anyhow::Result<()> {
-    use pgha_host::tls_files::{issue, make_ca, Holder};
-    let (holder, dir, name, hosts) = match action {
-        TlsAction::Ca { dir } => {
-            let made = make_ca(&dir)?;
-            outln!(
-                "made the cluster CA: {} (copy to every host: [tls] ca_file) and {} (keep it here, 0600)",
-                made.cert.display(),
-                made.key.display()
-            );
-            return Ok(());
-        }
-        TlsAction::Member { dir, name, hosts } => (Holder::Member, dir, name, hosts),
-        TlsAction::Proxy { dir, name, hosts } => (Holder::Proxy, dir, name, hosts),
-    };
-    let written = issue(&dir, holder, &name, &hosts)?;
-    let (section, on) = match holder {
-        Holder::Member => ("[tls]", format!("{name}'s host")),
-        Holder::Proxy => ("[proxy.tls]", "the proxy's host".to_string()),
-    };
-    let mut valid_for = vec![name.clone()];
-    valid_for.extend(hosts);
-    outln!(
-        "issued {name}'s certificate for {}: {} and {} ({section} cert_file and key_file on {on})",
-        valid_for.join(", "),
-        written.cert.display(),
-        written.key.display()
-    );
-    Ok(())
 }
 
 /// Requests a promotion and waits for it, saying what happens.

@@ -1,12 +1,12 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
-//! and `url`, `pgha reload`, the member metrics, in both modes. One cluster at a time (the binary's serial lock).
+//! and `url`, `pgha reload`, the member metrics, `pgha config edit`, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
 mod dist;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -24,6 +24,21 @@ trait Day2 {
     fn password(&self) -> String;
     /// `host:port` of one host's API, and the members it runs.
     fn api(&self) -> (String, Vec<String>);
+    /// `pgha config edit` with `$EDITOR` set to `editor`, no terminal on stdin.
+    fn edit_config(&self, editor: &Path) -> Output;
+}
+
+/// `pgha config edit WHERE...` with `editor` as `$EDITOR`.
+fn edit_with(editor: &Path, at: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["config", "edit"])
+        .args(at)
+        .env("EDITOR", editor)
+        .env_remove("VISUAL")
+        .env("PGHA_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pgha config edit")
 }
 
 struct Local(common::cluster::Cluster);
@@ -45,6 +60,9 @@ impl Day2 for Local {
     fn api(&self) -> (String, Vec<String>) {
         let names = common::cluster::MEMBERS.map(String::from).to_vec();
         (format!("127.0.0.1:{}", self.0.up.base + 2), names)
+    }
+    fn edit_config(&self, editor: &Path) -> Output {
+        edit_with(editor, &["--dir".as_ref(), self.0.dir().as_ref()])
     }
 }
 
@@ -75,6 +93,12 @@ impl Day2 for Distributed {
     fn api(&self) -> (String, Vec<String>) {
         let first = &self.0.agents[0];
         (first.api.clone(), vec![first.name.clone()])
+    }
+    fn edit_config(&self, editor: &Path) -> Output {
+        edit_with(
+            editor,
+            &["--config".as_ref(), self.0.agents[0].config.as_os_str()],
+        )
     }
 }
 
@@ -234,6 +258,54 @@ fn metrics(c: &dyn Day2) {
     });
 }
 
+/// `pgha config edit`: an edit is stored (a setting changed, a PostgreSQL parameter added);
+/// a wrong one changes nothing, names the key and keeps the edit in a file; no edit, no change.
+fn config_edit(c: &dyn Day2) {
+    let dir = tempfile::tempdir().unwrap();
+    let editor = |name: &str, script: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        let mut perms = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&path, perms).unwrap();
+        path
+    };
+    let good = editor(
+        "good",
+        "sed -i 's/^loop_wait_ms *=.*/loop_wait_ms = 700/' \"$1\"\n\
+         echo 'postgresql.work_mem = 8MB' >> \"$1\"",
+    );
+    succeeds(c.edit_config(&good), "config edit");
+    let show = succeeds(c.cli(&["config", "show"]), "config show");
+    let value = |key: &str| {
+        show.lines()
+            .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == key))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    assert_eq!(value("loop_wait_ms").as_deref(), Some("700"), "{show}");
+    assert_eq!(
+        value("postgresql.work_mem").as_deref(),
+        Some("8MB"),
+        "{show}"
+    );
+
+    let bad = editor("bad", "sed -i 's/^ttl_ms *=.*/ttl_ms = banana/' \"$1\"");
+    let err = fails(c.edit_config(&bad), "a wrong edit");
+    assert!(err.contains("ttl_ms"), "{err}");
+    let kept = err
+        .split("kept in ")
+        .nth(1)
+        .map(|rest| PathBuf::from(rest.split_whitespace().next().unwrap()))
+        .unwrap_or_else(|| panic!("the edit's file is not named: {err}"));
+    assert!(std::fs::read_to_string(&kept).unwrap().contains("banana"));
+    std::fs::remove_file(kept).unwrap();
+    let after = succeeds(c.cli(&["config", "show"]), "config show");
+    assert_eq!(after, show, "a refused edit changed something");
+
+    let untouched = succeeds(c.edit_config(&editor("none", "true")), "an unchanged edit");
+    assert!(untouched.contains("no change"), "{untouched}");
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -246,6 +318,7 @@ fn a_local_cluster_answers_day2_operations() {
     stop_start_url(&c);
     reload(&c);
     metrics(&c);
+    config_edit(&c);
 }
 
 #[test]
@@ -291,4 +364,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     c.0.wait_converged(Duration::from_secs(60));
     reload(&c);
     metrics(&c);
+    config_edit(&c);
 }

@@ -1,35 +1,10 @@
 //! What the CLI prints of configuration: the dynamic settings, and what a valid file sets up.
 
 use pgha_core::ClusterConfig;
-use serde_json::Value;
 
 /// The settings as aligned `key = value` lines.
 pub fn render_config(config: &ClusterConfig) -> String {
-    let Ok(Value::Object(map)) = serde_json::to_value(config) else {
-        return String::new();
-    };
-    // PostgreSQL parameters read as the keys that set them: postgresql.work_mem = 64MB.
-    let mut rows: Vec<(String, String)> = map
-        .iter()
-        .filter(|(k, _)| k.as_str() != "postgresql")
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), text)
-        })
-        .collect();
-    rows.extend(config.postgresql.iter().map(|(name, value)| {
-        (
-            format!("{}{name}", pgha_host::dynamic::PARAMETER_PREFIX),
-            value.clone(),
-        )
-    }));
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(k, text)| format!("{k:<width$} = {text}\n"))
-        .collect()
+    pgha_host::config_edit::render(config)
 }
 
 /// What `pgha config validate` says a valid node config sets up.

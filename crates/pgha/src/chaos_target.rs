@@ -1,0 +1,191 @@
+//! What `pgha chaos` acts on, built from `--dir` (a local cluster) or `--config` (a
+//! distributed one): the API, the writers' routes, the members and the peers to cut off.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use pgha_chaos::{Endpoint, Member, Mode, Target, WriteRoute};
+use pgha_host::client::Client;
+use pgha_host::node::Node;
+use pgha_host::LocalCluster;
+
+/// A local cluster: `pgha up`'s API, its proxy, every member's data directory.
+pub fn local(dir: &Path) -> anyhow::Result<Target> {
+    let cluster = LocalCluster::open(dir)?;
+    let c = &cluster.config.cluster;
+    let api = format!("{}:{}", c.api_host(), c.base_port + 2);
+    let (rw, ro) = cluster.entry_points();
+    Ok(Target {
+        mode: Mode::Local,
+        client: Client::new([api], cluster.secrets.api_token.clone(), None),
+        credentials: cluster.credentials(),
+        writes: vec![WriteRoute::Entry(endpoint(&rw)?)],
+        reads: Some(endpoint(&ro)?),
+        members: cluster
+            .members
+            .iter()
+            .map(|m| Member {
+                name: m.name.clone(),
+                endpoint: Endpoint {
+                    host: m.host.clone(),
+                    port: m.port,
+                },
+                data_dir: Some(m.instance.data_dir()),
+                api: None,
+            })
+            .collect(),
+        peers: Vec::new(),
+        fault_commands: Vec::new(),
+    })
+}
+
+/// A distributed cluster: the members etcd lists, each stopped and started through its own
+/// agent's API; writers through a multi-host target (and the proxy of FILE's `[proxy]`
+/// without TLS); only this host's member can be killed.
+pub async fn distributed(file: &Path) -> anyhow::Result<Target> {
+    let node = Node::load(file)?;
+    let store = node
+        .connect_store(Some(Duration::from_secs(5)))
+        .await
+        .context("pgha chaos needs etcd to find the members")?;
+    let view = pgha_host::ops::view(store.as_ref()).await?;
+    let token = node.secrets.api_token.clone();
+    let tls = node.api_client_tls();
+    let mut apis = vec![node.config.member.api.clone()];
+    let mut members = Vec::new();
+    for (name, record) in &view.members {
+        let address = record
+            .addresses
+            .get(pgha_chaos::target::POSTGRES_ADDRESS)
+            .with_context(|| format!("{name}'s record names no PostgreSQL address"))?;
+        let api = record
+            .addresses
+            .get(pgha_chaos::target::API_ADDRESS)
+            .cloned();
+        if let Some(a) = &api {
+            apis.push(a.clone());
+        }
+        let local = name.as_str() == node.config.member.name;
+        members.push(Member {
+            name: name.to_string(),
+            endpoint: endpoint(address)?,
+            data_dir: local.then(|| node.config.member.dir.join("data")),
+            api: api.map(|a| Client::new([a], token.clone(), tls.clone())),
+        });
+    }
+    let mut writes = vec![WriteRoute::MultiHost(members.clone())];
+    let credentials = node.credentials();
+    // The proxy's entry points, when one listens. With TLS only a terminating proxy
+    // (`[proxy.tls]`) can be verified at its own address: one that passes TLS through
+    // presents the certificate of whichever member it routes to.
+    let mut reads = None;
+    if credentials.tls.is_none() || node.config.proxy.tls.is_some() {
+        if let Some(rw) = listening(node.config.proxy.rw_listen.as_deref()).await {
+            writes.insert(0, WriteRoute::Entry(rw));
+        }
+        reads = listening(node.config.proxy.ro_listen.as_deref()).await;
+    }
+    let peers = peers(&node, &members)?;
+    let mut target = Target {
+        mode: Mode::Distributed,
+        client: Client::new(apis, token, tls),
+        credentials,
+        writes,
+        reads,
+        members,
+        peers,
+        fault_commands: Vec::new(),
+    };
+    drop_unverifiable_entries(&mut target).await;
+    Ok(target)
+}
+
+/// Leaves out an entry point whose certificate does not name the address it is reached at
+/// (e.g. `pgha tls proxy` without `--host` for it), saying so: the writers then go only
+/// through the members.
+async fn drop_unverifiable_entries(target: &mut Target) {
+    if target.credentials.tls.is_none() {
+        return;
+    }
+    let mut verified = Vec::new();
+    for route in std::mem::take(&mut target.writes) {
+        if let WriteRoute::Entry(e) = &route {
+            if let Err(err) = target.connect(&route, Duration::from_secs(5)).await {
+                tracing::warn!(
+                    "writers go only through the members: the proxy at {e} took no verified \
+                     connection ({err}); if its certificate lacks this address, issue it with \
+                     `pgha tls proxy --host {}`",
+                    e.host
+                );
+                continue;
+            }
+        }
+        verified.push(route);
+    }
+    target.writes = verified;
+    if let Some(ro) = target.reads.clone() {
+        if target
+            .connect_endpoint(&ro, Duration::from_secs(5))
+            .await
+            .is_err()
+        {
+            target.reads = None;
+        }
+    }
+}
+
+/// The hosts other than this one: the other members' and etcd's (what isolate-host cuts).
+fn peers(node: &Node, members: &[Member]) -> anyhow::Result<Vec<String>> {
+    let me = &node.config.member.host;
+    let mut out: Vec<String> = members
+        .iter()
+        .filter(|m| m.data_dir.is_none())
+        .map(|m| m.endpoint.host.clone())
+        .collect();
+    for url in &node.config.etcd.endpoints {
+        let authority = url.split("://").last().unwrap_or(url);
+        let authority = authority.split('/').next().unwrap_or(authority);
+        out.push(endpoint(authority)?.host);
+    }
+    out.retain(|h| h != me);
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// `address` as an endpoint when something accepts connections there.
+async fn listening(address: Option<&str>) -> Option<Endpoint> {
+    let e = endpoint(address?).ok()?;
+    let connect = tokio::net::TcpStream::connect((e.host.as_str(), e.port));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(_)) => Some(e),
+        _ => None,
+    }
+}
+
+/// `host:port` as an endpoint.
+fn endpoint(text: &str) -> anyhow::Result<Endpoint> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("{text:?} is not host:port"))?;
+    Ok(Endpoint {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port: port
+            .parse()
+            .with_context(|| format!("{text:?}: bad port"))?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_split_at_the_last_colon() {
+        let e = endpoint("127.0.0.1:15432").unwrap();
+        assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 15432));
+        assert_eq!(endpoint("[::1]:5432").unwrap().host, "::1");
+        assert!(endpoint("nohost").is_err());
+    }
+}
