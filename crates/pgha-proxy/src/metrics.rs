@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// Upper bounds, in seconds, of the hold-time histogram's buckets: a failover or switchover
+/// holds clients for tenths of a second to a few seconds; no hold outlasts `hold_timeout`.
+pub const HOLD_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 /// Live counters of one listener (all relaxed atomics; cheap to update per read).
 #[derive(Debug, Default)]
 pub struct ListenerMetrics {
@@ -17,6 +21,9 @@ pub struct ListenerMetrics {
     pub(crate) held_total: AtomicU64,
     pub(crate) hold_micros: AtomicU64,
     pub(crate) hold_timeouts: AtomicU64,
+    /// Holds per bucket of [`HOLD_BUCKETS`] (each counted once, in the first bucket that
+    /// takes it), and the last for longer ones.
+    pub(crate) hold_buckets: [AtomicU64; HOLD_BUCKETS.len() + 1],
     pub(crate) rejected: AtomicU64,
     pub(crate) closed_on_change: AtomicU64,
     pub(crate) cancels: AtomicU64,
@@ -32,6 +39,12 @@ impl ListenerMetrics {
     pub(crate) fn add_hold(&self, waited: Duration) {
         self.hold_micros
             .fetch_add(waited.as_micros() as u64, Relaxed);
+        let seconds = waited.as_secs_f64();
+        let bucket = HOLD_BUCKETS
+            .iter()
+            .position(|le| seconds <= *le)
+            .unwrap_or(HOLD_BUCKETS.len());
+        self.hold_buckets[bucket].fetch_add(1, Relaxed);
     }
 
     /// A consistent-enough copy of the counters.
@@ -46,6 +59,14 @@ impl ListenerMetrics {
             held_total: self.held_total.load(Relaxed),
             hold_seconds_total: self.hold_micros.load(Relaxed) as f64 / 1e6,
             hold_timeouts: self.hold_timeouts.load(Relaxed),
+            hold_buckets: self
+                .hold_buckets
+                .iter()
+                .scan(0, |sum, b| {
+                    *sum += b.load(Relaxed);
+                    Some(*sum)
+                })
+                .collect(),
             rejected: self.rejected.load(Relaxed),
             closed_on_change: self.closed_on_change.load(Relaxed),
             cancels: self.cancels.load(Relaxed),
@@ -80,6 +101,9 @@ pub struct ListenerSnapshot {
     pub hold_seconds_total: f64,
     /// Connections that got "no target" after `hold_timeout`.
     pub hold_timeouts: u64,
+    /// Finished holds that took at most each of [`HOLD_BUCKETS`] (cumulative, as Prometheus
+    /// counts), then all of them.
+    pub hold_buckets: Vec<u64>,
     /// Connections refused because `max_client_conn` was reached.
     pub rejected: u64,
     /// Sessions closed because their backend stopped being a target (leader change).
@@ -235,7 +259,35 @@ impl MetricsSnapshot {
                 }
             }
         }
+        render_hold_histogram(&mut out, &self.listeners);
         out
+    }
+}
+
+/// `pgha_proxy_hold_seconds`: how long connections waited for a target, as a histogram.
+fn render_hold_histogram(out: &mut String, listeners: &[ListenerSnapshot]) {
+    let name = "pgha_proxy_hold_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time connections waited for a target (a failover or switchover holds them)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for l in listeners {
+        let lst = &l.listener;
+        let bounds = HOLD_BUCKETS.iter().map(|b| b.to_string());
+        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(&l.hold_buckets) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{listener=\"{lst}\",le=\"{le}\"}} {count}"
+            );
+        }
+        let count = l.hold_buckets.last().copied().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{listener=\"{lst}\"}} {}",
+            l.hold_seconds_total
+        );
+        let _ = writeln!(out, "{name}_count{{listener=\"{lst}\"}} {count}");
     }
 }
 
@@ -265,5 +317,33 @@ mod tests {
         assert!(serde_json::to_string(&snap)
             .unwrap()
             .contains("\"bytes_in\":10"));
+    }
+
+    #[test]
+    fn holds_are_a_cumulative_histogram() {
+        let m = ListenerMetrics::default();
+        for ms in [5, 80, 300, 300, 45_000] {
+            m.add_hold(Duration::from_millis(ms));
+        }
+        let text = MetricsSnapshot {
+            listeners: vec![m.snapshot("rw")],
+        }
+        .render_prometheus();
+        assert!(text.contains("# TYPE pgha_proxy_hold_seconds histogram"));
+        for (le, n) in [
+            ("0.01", 1),
+            ("0.05", 1),
+            ("0.1", 2),
+            ("0.25", 2),
+            ("0.5", 4),
+        ] {
+            let line =
+                format!("pgha_proxy_hold_seconds_bucket{{listener=\"rw\",le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(text.contains("pgha_proxy_hold_seconds_bucket{listener=\"rw\",le=\"30\"} 4\n"));
+        assert!(text.contains("pgha_proxy_hold_seconds_bucket{listener=\"rw\",le=\"+Inf\"} 5\n"));
+        assert!(text.contains("pgha_proxy_hold_seconds_count{listener=\"rw\"} 5\n"));
+        assert!(text.contains("pgha_proxy_hold_seconds_sum{listener=\"rw\"} 45.685\n"));
     }
 }
