@@ -52,6 +52,12 @@ impl Member {
             return Reason::PausedWithoutLeader;
         }
         if !local.running {
+            if local.crashed {
+                // Its end of WAL is unknown until its replay ends, and a position probed before
+                // then may lie before a switch point its WAL passed: once a leader exists, it
+                // rewinds (pg_rewind rewinds only what diverged) instead of following.
+                self.force_rewind = true;
+            }
             plan.push(Action::StartPostgres(StartRole::Standby { upstream: None }));
             return Reason::StartingToElect;
         }

@@ -615,6 +615,37 @@ fn a_crashed_former_primary_rewinds_whatever_its_last_checkpoint_says() {
     );
 }
 
+/// Found by `pgha chaos` (distributed, synchronous mode on, kill -9 of the primary): the
+/// crashed primary handed the lease over, started as a standby to take part in the election
+/// and, probed while it still replayed its own WAL, looked behind the switch point: it
+/// followed, and its WAL receiver flapped between streaming and failing without ever reaching
+/// stream_timeout_ms. Started from a crash, it must rewind once a leader exists.
+#[test]
+fn a_crashed_primary_started_to_elect_rewinds_once_a_leader_exists() {
+    let mut n1 = member("n1");
+    let killed = LocalPg {
+        crashed: true,
+        ..stopped(primary(1, 4000))
+    };
+    let d = n1.step(&obs(0, killed, &View::new(), vec![]));
+    assert_eq!(d.reason, Reason::StartingToElect);
+    let view = n2_leads_after(EventKind::Failover);
+    let replaying = LocalPg {
+        streaming: false,
+        ..standby(1, 4500, None)
+    };
+    let d = n1.step(&obs(
+        1000,
+        replaying,
+        &view,
+        vec![Outcome::Job {
+            kind: JobKind::Start,
+            result: Ok(()),
+        }],
+    ));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
+}
+
 #[test]
 fn a_former_primary_behind_the_switch_point_just_follows() {
     let mut n1 = member("n1");

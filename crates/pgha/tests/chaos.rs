@@ -327,9 +327,64 @@ async fn held_back_primary_loses_writes(fault: &str, seed: &str, bound: &str) {
     let c = Cluster::start(&[], CONVERGE);
     // The standbys will be a few hundred kB behind: still promotable.
     c.config_ok("set", &["maximum_lag_on_failover=1073741824"]);
+    let (status, j, context, max_held) = held_back_campaign(&c, fault, seed, bound).await;
+    assert_eq!(status, Some(4), "{context}");
+    assert_eq!(j["verdict"], "lost_without_promise", "{context}");
+    assert_eq!(j["settings"]["no_loss_promised"], false);
+    assert!(j["broken"].as_array().unwrap().is_empty(), "{context}");
+    assert!(j["two_writers"].as_array().unwrap().is_empty(), "{context}");
+    let lost = j["lost"].as_u64().unwrap();
+    assert!(lost > 0, "{context}");
+    let f = &j["faults"][0];
+    assert_eq!(
+        (f["kind"].as_str(), f["victim"].as_str()),
+        (Some(fault), Some("n1")),
+        "{context}"
+    );
+    assert_eq!(f["lost"].as_u64(), Some(lost), "{context}");
+    assert!(f["recovered"].is_i64(), "{context}");
+    // What was lost is what n1 acknowledged after its standbys stopped receiving.
+    let range = &j["lost_ranges"][0];
+    assert_eq!(range["era"]["member"], "n1", "{context}");
+    assert_eq!(range["count"].as_u64(), Some(lost));
+    assert!(range["first_id"].as_i64().unwrap() > max_held, "{context}");
+    for id in j["lost_ids"].as_array().unwrap() {
+        assert!(id.as_i64().unwrap() > max_held, "{context}");
+    }
+    assert_put_back(&c).await;
+}
+
+/// Synchronous mode on, the primary killed with WAL its standbys never received (commits
+/// waiting for them): it hands the lease to a synchronous standby, starts as a standby to take
+/// part in the election, and must come back streaming within 45 s (well before
+/// stream_timeout_ms), nothing acknowledged lost. Where a campaign found it following instead
+/// (a probe during its replay looked behind the switch point) depends on timing: the core
+/// scenario `a_crashed_primary_started_to_elect_rewinds_once_a_leader_exists` is the one red
+/// without that fix; this checks the path end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_synchronous_primary_with_unreplicated_wal_rewinds_back_in() {
+    let c = Cluster::start(&["--synchronous-mode", "on"], CONVERGE);
+    let (status, j, context, _) = held_back_campaign(&c, "kill-primary", "1", "45s").await;
+    assert_eq!(status, Some(0), "{context}");
+    assert_passed(&j, 1, &context);
+    let f = &j["faults"][0];
+    assert_eq!(f["victim"], "n1", "{context}");
+    assert_ne!(f["leader_after"], "n1", "{context}");
+    assert_put_back(&c).await;
+}
+
+/// `pgha chaos --rounds 1 --faults FAULT` on `c`, whose standbys stop receiving from n1 (the
+/// primary) once the campaign's rows reached them, until the campaign ends: its exit status,
+/// summary, output, and the highest id the standbys held.
+async fn held_back_campaign(
+    c: &Cluster,
+    fault: &str,
+    seed: &str,
+    bound: &str,
+) -> (Option<i32>, Value, String, i64) {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spawn_chaos(
-        &c,
+        c,
         tmp.path(),
         &[
             "--rounds",
@@ -394,31 +449,8 @@ async fn held_back_primary_loses_writes(fault: &str, seed: &str, bound: &str) {
     drop(hold);
     let (stdout, stderr) = (read(tmp.path(), "chaos.out"), read(tmp.path(), "chaos.err"));
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert_eq!(status.code(), Some(4), "{context}");
     let j = summary_of(&stdout, &stderr);
-    assert_eq!(j["verdict"], "lost_without_promise", "{context}");
-    assert_eq!(j["settings"]["no_loss_promised"], false);
-    assert!(j["broken"].as_array().unwrap().is_empty(), "{context}");
-    assert!(j["two_writers"].as_array().unwrap().is_empty(), "{context}");
-    let lost = j["lost"].as_u64().unwrap();
-    assert!(lost > 0, "{context}");
-    let f = &j["faults"][0];
-    assert_eq!(
-        (f["kind"].as_str(), f["victim"].as_str()),
-        (Some(fault), Some("n1")),
-        "{context}"
-    );
-    assert_eq!(f["lost"].as_u64(), Some(lost), "{context}");
-    assert!(f["recovered"].is_i64(), "{context}");
-    // What was lost is what n1 acknowledged after its standbys stopped receiving.
-    let range = &j["lost_ranges"][0];
-    assert_eq!(range["era"]["member"], "n1", "{context}");
-    assert_eq!(range["count"].as_u64(), Some(lost));
-    assert!(range["first_id"].as_i64().unwrap() > max_held, "{context}");
-    for id in j["lost_ids"].as_array().unwrap() {
-        assert!(id.as_i64().unwrap() > max_held, "{context}");
-    }
-    assert_put_back(&c).await;
+    (status.code(), j, context, max_held)
 }
 
 #[test]

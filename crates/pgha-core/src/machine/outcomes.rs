@@ -80,6 +80,8 @@ impl Member {
         self.job = None;
         match (kind, result) {
             (JobKind::Promote, Err(e)) => self.promote_error = Some(e.clone()),
+            // Its WAL is the new timeline's beginning: nothing of it can have diverged.
+            (JobKind::Promote, Ok(())) => self.force_rewind = false,
             (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
             (JobKind::Rewind, Ok(())) => {
                 self.force_rewind = false;
