@@ -21,7 +21,7 @@ pub use etcd_cluster::EtcdCluster;
 pub use etcd_server::EtcdServer;
 pub use http::http;
 pub use log::{spawn_logged, strip_ansi, tail, tail_of, RunLog};
-pub use output::succeeded;
+pub use output::{refused, succeeded};
 pub use pg::{assert_read_only, query_value, small_runtime, streaming_standbys, try_connect};
 pub use pg::{checksum, connect, connect_within, fmt_lsn, lsn, pg_error, run_sql, simple_rows};
 pub use port::{free_port, free_port_range, free_ports};

@@ -1,4 +1,4 @@
-//! A finished command's output: it must have succeeded, and then its stdout is the answer.
+//! A finished command's output: it must have succeeded (its stdout is the answer) or failed (its stderr says why).
 
 use std::process::Output;
 
@@ -11,4 +11,10 @@ pub fn succeeded(what: &str, out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stderr of `out`, which must have failed; panics, with `what`, if it succeeded.
+pub fn refused(what: &str, out: &Output) -> String {
+    assert!(!out.status.success(), "{what} was not refused");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -10,6 +10,7 @@ mod dist;
 use std::process::Output;
 use std::time::Duration;
 
+use pgha_testkit::{refused, succeeded};
 use serde_json::Value;
 
 /// A cluster the scenario drives: its CLI (with `--dir` or `--config` added) and one host's
@@ -66,28 +67,17 @@ impl Control for Distributed {
     }
 }
 
-fn succeeds(out: Output, what: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn fails(out: Output, what: &str) -> String {
-    assert!(!out.status.success(), "{what} was not refused");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 fn status(c: &dyn Control) -> Value {
-    serde_json::from_str(&succeeds(c.cli(&["status", "--json"]), "status")).unwrap()
+    serde_json::from_str(&succeeded("status", &c.cli(&["status", "--json"]))).unwrap()
 }
 
 /// `config set postgresql.max_prepared_transactions=N`, a setting PostgreSQL applies only on a
 /// restart; waits until every member reports it pending.
 fn set_pending_restart(c: &dyn Control, n: u32) {
     let setting = format!("postgresql.max_prepared_transactions={n}");
-    succeeds(
-        c.cli(&["config", "set", &setting]),
+    succeeded(
         &format!("config set {setting}"),
+        &c.cli(&["config", "set", &setting]),
     );
     dist::wait_until(
         "pending restart on every member",
@@ -123,11 +113,11 @@ fn control_scenario(c: &dyn Control) {
         .unwrap_or_else(|| panic!("no streaming standby: {s}"));
 
     // Dynamic settings: changed, shown, and a bad key refused naming it.
-    succeeds(
-        c.cli(&["config", "set", "synchronous_mode=on"]),
+    succeeded(
         "config set",
+        &c.cli(&["config", "set", "synchronous_mode=on"]),
     );
-    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    let shown = succeeded("config show", &c.cli(&["config", "show"]));
     assert!(
         shown
             .lines()
@@ -135,12 +125,12 @@ fn control_scenario(c: &dyn Control) {
         "{shown}"
     );
     assert_eq!(status(c)["synchronous"]["mode"], "on");
-    succeeds(
-        c.cli(&["config", "set", "synchronous_mode=off"]),
+    succeeded(
         "config set",
+        &c.cli(&["config", "set", "synchronous_mode=off"]),
     );
-    let refused = fails(c.cli(&["config", "set", "colour=blue"]), "an unknown key");
-    assert!(refused.contains("unknown setting `colour`"), "{refused}");
+    let why = refused("an unknown key", &c.cli(&["config", "set", "colour=blue"]));
+    assert!(why.contains("unknown setting `colour`"), "{why}");
 
     // Issue 14: PostgreSQL parameters, live. A reloadable one reaches every member; one
     // that needs a restart shows as pending restart; pgha's own are refused naming the key.
@@ -148,11 +138,11 @@ fn control_scenario(c: &dyn Control) {
         .iter()
         .map(|m| m["name"].as_str().unwrap().to_string())
         .collect();
-    succeeds(
-        c.cli(&["config", "set", "postgresql.work_mem=12345kB"]),
+    succeeded(
         "config set postgresql.work_mem",
+        &c.cli(&["config", "set", "postgresql.work_mem=12345kB"]),
     );
-    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    let shown = succeeded("config show", &c.cli(&["config", "show"]));
     assert!(shown.contains("postgresql.work_mem"), "{shown}");
     for name in &names {
         dist::wait_until(
@@ -162,13 +152,13 @@ fn control_scenario(c: &dyn Control) {
         );
     }
     set_pending_restart(c, 7);
-    let table = succeeds(c.cli(&["status"]), "status");
+    let table = succeeded("status", &c.cli(&["status"]));
     assert!(table.contains("Pending restart on"), "{table}");
     // Back to the value it runs with: nothing waits for a restart any more (PostgreSQL keeps
     // a removed restart-only setting pending until a restart, so this sets it, then removes).
-    succeeds(
-        c.cli(&["config", "set", "postgresql.max_prepared_transactions=0"]),
+    succeeded(
         "config set postgresql.max_prepared_transactions=0",
+        &c.cli(&["config", "set", "postgresql.max_prepared_transactions=0"]),
     );
     dist::wait_until("no pending restart", Duration::from_secs(15), || {
         let s = status(c);
@@ -179,27 +169,27 @@ fn control_scenario(c: &dyn Control) {
             .all(|m| m.get("pending_restart").is_none())
             .then_some(())
     });
-    succeeds(
-        c.cli(&[
+    succeeded(
+        "config set to remove parameters",
+        &c.cli(&[
             "config",
             "set",
             "postgresql.max_prepared_transactions=",
             "postgresql.work_mem=",
         ]),
-        "config set to remove parameters",
     );
-    let shown = succeeds(c.cli(&["config", "show"]), "config show");
+    let shown = succeeded("config show", &c.cli(&["config", "show"]));
     assert!(!shown.contains("postgresql."), "{shown}");
-    let refused = fails(
-        c.cli(&["config", "set", "postgresql.primary_conninfo=host=evil"]),
+    let why = refused(
         "a parameter pgha owns",
+        &c.cli(&["config", "set", "postgresql.primary_conninfo=host=evil"]),
     );
-    assert!(refused.contains("postgresql.primary_conninfo"), "{refused}");
+    assert!(why.contains("postgresql.primary_conninfo"), "{why}");
 
     // Maintenance mode.
-    assert!(succeeds(c.cli(&["pause"]), "pause").contains("paused"));
+    assert!(succeeded("pause", &c.cli(&["pause"])).contains("paused"));
     assert_eq!(status(c)["paused"], true);
-    succeeds(c.cli(&["resume"]), "resume");
+    succeeded("resume", &c.cli(&["resume"]));
     assert_eq!(status(c)["paused"], false);
 
     // The API: changes need the token; a failure is {kind, error}; /cluster is the store.
@@ -228,16 +218,19 @@ fn control_scenario(c: &dyn Control) {
     assert_eq!(cluster["members"].as_object().unwrap().len(), 3, "{body}");
 
     // The same refusal through the CLI.
-    let refused = fails(c.cli(&["failover", "--to", "nosuch"]), "failover to nosuch");
-    assert!(refused.contains("nosuch is not a live member"), "{refused}");
+    let why = refused(
+        "failover to nosuch",
+        &c.cli(&["failover", "--to", "nosuch"]),
+    );
+    assert!(why.contains("nosuch is not a live member"), "{why}");
 
     // A switchover through the CLI waits until the target leads.
-    let out = succeeds(c.cli(&["switchover", "--to", &standby]), "switchover");
+    let out = succeeded("switchover", &c.cli(&["switchover", "--to", &standby]));
     assert!(out.contains(&format!("{standby} is the primary")), "{out}");
     let s = status(c);
     assert_eq!(s["leader"], standby.as_str(), "{s}");
     let history: Value =
-        serde_json::from_str(&succeeds(c.cli(&["history", "--json"]), "history")).unwrap();
+        serde_json::from_str(&succeeded("history", &c.cli(&["history", "--json"]))).unwrap();
     assert!(
         history
             .as_array()
@@ -250,7 +243,7 @@ fn control_scenario(c: &dyn Control) {
     // Issue 14: a parameter that needs a restart, applied by a rolling restart: standbys
     // first, the primary after a switchover, every member streaming again, nothing pending.
     set_pending_restart(c, 3);
-    let out = succeeds(c.cli(&["restart", "--pending"]), "restart --pending");
+    let out = succeeded("restart --pending", &c.cli(&["restart", "--pending"]));
     assert!(out.contains("restart done"), "{out}");
     assert!(out.contains("handing over by switchover"), "{out}");
     let s = status(c);
@@ -268,11 +261,11 @@ fn control_scenario(c: &dyn Control) {
         );
         assert_eq!(c.show(name, "max_prepared_transactions"), "3", "{name}");
     }
-    let refused = fails(
-        c.cli(&["restart", "nosuch"]),
+    let why = refused(
         "restart of an unknown member",
+        &c.cli(&["restart", "nosuch"]),
     );
-    assert!(refused.contains("nosuch"), "{refused}");
+    assert!(why.contains("nosuch"), "{why}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use dist::AgentSet;
+use pgha_testkit::{refused, succeeded};
 use serde_json::Value;
 
 /// A cluster the checks drive through its CLI.
@@ -102,19 +103,8 @@ impl Day2 for Distributed {
     }
 }
 
-fn succeeds(out: Output, what: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{what} failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn fails(out: Output, what: &str) -> String {
-    assert!(!out.status.success(), "{what} was not refused");
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
 fn status(c: &dyn Day2) -> Value {
-    serde_json::from_str(&succeeds(c.cli(&["status", "--json"]), "status")).unwrap()
+    serde_json::from_str(&succeeded("status", &c.cli(&["status", "--json"]))).unwrap()
 }
 
 fn member_state(c: &dyn Day2, name: &str) -> Option<String> {
@@ -135,7 +125,7 @@ fn psql(uri: &str, sql: &str) -> String {
         .env_remove("PGPASSWORD")
         .output()
         .expect("run psql");
-    succeeds(out, &format!("psql {uri} -c {sql}"))
+    succeeded(&format!("psql {uri} -c {sql}"), &out)
         .trim()
         .to_string()
 }
@@ -156,20 +146,20 @@ fn a_standby(c: &dyn Day2) -> String {
 /// Item 1: `pgha url` reaches the primary with libpq, the password off the command line;
 /// `pgha stop` and `pgha start` reach the host that runs the member.
 fn stop_start_url(c: &dyn Day2) {
-    let uri = succeeds(c.cli(&["url"]), "url").trim().to_string();
+    let uri = succeeded("url", &c.cli(&["url"])).trim().to_string();
     assert!(!uri.contains(&c.password()), "password in {uri}");
     assert_eq!(psql(&uri, "SELECT pg_is_in_recovery()"), "f", "{uri}");
-    let inline = succeeds(c.cli(&["url", "--password"]), "url --password");
+    let inline = succeeded("url --password", &c.cli(&["url", "--password"]));
     assert!(inline.contains(&c.password()), "{inline}");
 
     let standby = a_standby(c);
-    let member_uri = succeeds(c.cli(&["url", "--member", &standby]), "url --member");
+    let member_uri = succeeded("url --member", &c.cli(&["url", "--member", &standby]));
     assert_eq!(
         psql(member_uri.trim(), "SELECT pg_is_in_recovery()"),
         "t",
         "{member_uri}"
     );
-    let out = succeeds(c.cli(&["stop", &standby]), "stop");
+    let out = succeeded("stop", &c.cli(&["stop", &standby]));
     assert!(out.contains(&format!("{standby} stopped")), "{out}");
     dist::wait_until(
         &format!("{standby} stopped"),
@@ -180,15 +170,15 @@ fn stop_start_url(c: &dyn Day2) {
                 .then_some(())
         },
     );
-    let out = succeeds(c.start(&standby), "start");
+    let out = succeeded("start", &c.start(&standby));
     assert!(out.contains(&format!("{standby} starting")), "{out}");
     dist::wait_until(
         &format!("{standby} streaming again"),
         Duration::from_secs(60),
         || (member_state(c, &standby).as_deref() == Some("streaming")).then_some(()),
     );
-    let refused = fails(c.cli(&["stop", "nosuch"]), "stop of an unknown member");
-    assert!(refused.contains("nosuch"), "{refused}");
+    let why = refused("stop of an unknown member", &c.cli(&["stop", "nosuch"]));
+    assert!(why.contains("nosuch"), "{why}");
 }
 
 fn member_names(c: &dyn Day2) -> Vec<String> {
@@ -202,7 +192,7 @@ fn member_names(c: &dyn Day2) -> Vec<String> {
 
 /// When member `name` last loaded its configuration files.
 fn conf_load_time(c: &dyn Day2, name: &str) -> String {
-    let uri = succeeds(c.cli(&["url", "--member", name]), "url --member");
+    let uri = succeeded("url --member", &c.cli(&["url", "--member", name]));
     psql(uri.trim(), "SELECT pg_conf_load_time()")
 }
 
@@ -210,20 +200,20 @@ fn conf_load_time(c: &dyn Day2, name: &str) -> String {
 fn reload(c: &dyn Day2) {
     let names = member_names(c);
     let before: Vec<String> = names.iter().map(|n| conf_load_time(c, n)).collect();
-    let out = succeeds(c.cli(&["reload"]), "reload");
+    let out = succeeded("reload", &c.cli(&["reload"]));
     for (name, before) in names.iter().zip(&before) {
         assert!(out.contains(&format!("{name}: reloaded")), "{out}");
         assert_ne!(&conf_load_time(c, name), before, "{name} did not reload");
     }
     let before: Vec<String> = names.iter().map(|n| conf_load_time(c, n)).collect();
-    let out = succeeds(c.cli(&["reload", &names[1]]), "reload one member");
+    let out = succeeded("reload one member", &c.cli(&["reload", &names[1]]));
     assert_eq!(out.trim(), format!("{}: reloaded", names[1]));
     for (i, (name, before)) in names.iter().zip(&before).enumerate() {
         let now = conf_load_time(c, name);
         assert_eq!(&now != before, i == 1, "{name}: {before} then {now}");
     }
-    let refused = fails(c.cli(&["reload", "nosuch"]), "reload of an unknown member");
-    assert!(refused.contains("nosuch"), "{refused}");
+    let why = refused("reload of an unknown member", &c.cli(&["reload", "nosuch"]));
+    assert!(why.contains("nosuch"), "{why}");
 }
 
 /// The value of `family{member="NAME"}` in a Prometheus text.
@@ -275,8 +265,8 @@ fn config_edit(c: &dyn Day2) {
         "sed -i 's/^loop_wait_ms *=.*/loop_wait_ms = 700/' \"$1\"\n\
          echo 'postgresql.work_mem = 8MB' >> \"$1\"",
     );
-    succeeds(c.edit_config(&good), "config edit");
-    let show = succeeds(c.cli(&["config", "show"]), "config show");
+    succeeded("config edit", &c.edit_config(&good));
+    let show = succeeded("config show", &c.cli(&["config", "show"]));
     let value = |key: &str| {
         show.lines()
             .find_map(|l| l.split_once('=').filter(|(k, _)| k.trim() == key))
@@ -290,7 +280,7 @@ fn config_edit(c: &dyn Day2) {
     );
 
     let bad = editor("bad", "sed -i 's/^ttl_ms *=.*/ttl_ms = banana/' \"$1\"");
-    let err = fails(c.edit_config(&bad), "a wrong edit");
+    let err = refused("a wrong edit", &c.edit_config(&bad));
     assert!(err.contains("ttl_ms"), "{err}");
     let kept = err
         .split("kept in ")
@@ -299,10 +289,10 @@ fn config_edit(c: &dyn Day2) {
         .unwrap_or_else(|| panic!("the edit's file is not named: {err}"));
     assert!(std::fs::read_to_string(&kept).unwrap().contains("banana"));
     std::fs::remove_file(kept).unwrap();
-    let after = succeeds(c.cli(&["config", "show"]), "config show");
+    let after = succeeded("config show", &c.cli(&["config", "show"]));
     assert_eq!(after, show, "a refused edit changed something");
 
-    let untouched = succeeds(c.edit_config(&editor("none", "true")), "an unchanged edit");
+    let untouched = succeeded("an unchanged edit", &c.edit_config(&editor("none", "true")));
     assert!(untouched.contains("no change"), "{untouched}");
 }
 
@@ -313,8 +303,8 @@ fn a_local_cluster_answers_day2_operations() {
         Duration::from_secs(30),
     ));
     // The read-write entry point is the proxy already: --proxy names the same.
-    let proxy = succeeds(c.cli(&["url", "--proxy"]), "url --proxy");
-    assert_eq!(proxy, succeeds(c.cli(&["url"]), "url"));
+    let proxy = succeeded("url --proxy", &c.cli(&["url", "--proxy"]));
+    assert_eq!(proxy, succeeded("url", &c.cli(&["url"])));
     stop_start_url(&c);
     reload(&c);
     metrics(&c);
@@ -326,7 +316,7 @@ fn a_distributed_cluster_answers_day2_operations() {
     let _serial = pgha_testkit::serial();
     let c = Distributed(dist::DistCluster::start(&dist::Options::default()));
     // Every member in one URI, the primary found by libpq; the proxy's listener on request.
-    let uri = succeeds(c.cli(&["url"]), "url");
+    let uri = succeeded("url", &c.cli(&["url"]));
     for a in &c.0.agents {
         assert!(uri.contains(&format!("127.0.0.1:{}", a.port)), "{uri}");
     }
@@ -336,7 +326,7 @@ fn a_distributed_cluster_answers_day2_operations() {
         uri.contains(&format!("passfile={}", passfile.display())),
         "{uri}"
     );
-    let proxy = succeeds(c.cli(&["url", "--proxy"]), "url --proxy");
+    let proxy = succeeded("url --proxy", &c.cli(&["url", "--proxy"]));
     assert_eq!(
         proxy.trim(),
         format!(
@@ -354,13 +344,13 @@ fn a_distributed_cluster_answers_day2_operations() {
         .map(|a| a.name.clone())
         .find(|n| *n != leader)
         .unwrap();
-    succeeds(c.cli(&["stop", &standby]), "stop");
-    let refused = fails(c.cli(&["start", &standby]), "start through another host");
+    succeeded("stop", &c.cli(&["stop", &standby]));
+    let why = refused("start through another host", &c.cli(&["start", &standby]));
     assert!(
-        refused.contains(&format!("{standby}'s own node config")),
-        "{refused}"
+        why.contains(&format!("{standby}'s own node config")),
+        "{why}"
     );
-    succeeds(c.start(&standby), "start through its own host");
+    succeeded("start through its own host", &c.start(&standby));
     c.0.wait_converged(Duration::from_secs(60));
     reload(&c);
     metrics(&c);
