@@ -105,10 +105,9 @@ mod tests {
 
     #[test]
     fn arm_read_disarm() {
-        let dir = std::env::temp_dir().join(format!("pgha-lease-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let lease = LeaseFile::for_member_dir(&dir.join("n1"));
-        assert_eq!(lease.path(), dir.join("n1.lease"));
+        let tmp = tempfile::tempdir().unwrap();
+        let lease = LeaseFile::for_member_dir(&tmp.path().join("n1"));
+        assert_eq!(lease.path(), tmp.path().join("n1.lease"));
         assert_eq!(lease.read(), None, "absent file: disarmed");
         lease.arm(1234).unwrap();
         assert_eq!(lease.read(), Some(1234));
@@ -119,7 +118,6 @@ mod tests {
         assert_eq!(lease.read(), None);
         std::fs::write(lease.path(), "garbage").unwrap();
         assert_eq!(lease.read(), Some(0), "unreadable deadline: already passed");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

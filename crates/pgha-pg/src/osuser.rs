@@ -59,10 +59,16 @@ impl RunAs {
         cwd: &Path,
     ) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(program);
-        cmd.current_dir(cwd)
-            .env("LC_ALL", "C")
-            .env_remove("PGPASSWORD")
-            .kill_on_drop(true);
+        self.run_as_postgres(cmd.as_std_mut());
+        cmd.current_dir(cwd).kill_on_drop(true);
+        cmd
+    }
+
+    /// Makes `cmd` run as the PostgreSQL OS user (its uid and gid, with HOME, USER and LOGNAME
+    /// set to its own), in the C locale and without pgha's PGPASSWORD.
+    pub(crate) fn run_as_postgres(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt as _;
+        cmd.env("LC_ALL", "C").env_remove("PGPASSWORD");
         if let Some(user) = &self.user {
             cmd.uid(user.uid)
                 .gid(user.gid)
@@ -70,7 +76,6 @@ impl RunAs {
                 .env("USER", &user.name)
                 .env("LOGNAME", &user.name);
         }
-        cmd
     }
 
     /// Gives `path` to the PostgreSQL OS user (no-op when pgha is not root).

@@ -152,18 +152,10 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
         .arg(&args.data_dir)
         .arg(&args.log_file)
         .current_dir(args.data_dir.parent().unwrap_or(Path::new("/")))
-        .env("LC_ALL", "C")
-        .env_remove("PGPASSWORD")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if let Some(user) = &run_as.user {
-        cmd.uid(user.uid)
-            .gid(user.gid)
-            .env("HOME", &user.home)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name);
-    }
+    run_as.run_as_postgres(&mut cmd);
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec; the
     // parent-death signal is set after the credentials change, which would clear it.
     unsafe {
