@@ -14,16 +14,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-stall_ms="${STALL_MS:-200}"
 # shellcheck source=bench/lib/up_cluster.sh
 source bench/lib/up_cluster.sh
 pgha_build --probe
 make_work pgha-bench-failover
 dir="$work/c"
 port="${PORT:-$((20000 + RANDOM % 10000))}"
-probe_pid=""
 cleanup() {
-  [ -n "$probe_pid" ] && kill "$probe_pid" 2>/dev/null || true
+  probe_stop
   up_stop
   rm -rf "$work"
 }
@@ -38,9 +36,7 @@ if [ "${DIRECT:-0}" = 1 ]; then
 else
   resolve="$bin url --password --dir $dir"; mode="through the read-write entry point"
 fi
-"$probe_bin" - 50 "$work/probe.log" "$resolve" &
-probe_pid=$!
-sleep 2
+probe_start - "$resolve"
 
 declare -A results
 run_event() { # $1 = kind, $2 = run number

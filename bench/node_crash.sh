@@ -16,16 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-5}"
-stall_ms="${STALL_MS:-200}"
 etcd_bin="${PGHA_ETCD_BIN:-etcd}"
 # shellcheck source=bench/lib/dist.sh
 source bench/lib/dist.sh
 pgha_build --probe
 make_work pgha-bench-crash
 
-probe_pid=""
 cleanup() {
-  [ -n "$probe_pid" ] && kill "$probe_pid" 2>/dev/null || true
+  probe_stop
   pgha_stop_all
   etcd_stop
   wait 2>/dev/null || true
@@ -42,9 +40,7 @@ for i in 1 2 3; do start_agent "$i"; done
 wait_converged >/dev/null
 boot=$(python3 -c "print(f'{$(now) - $t0:.1f}')")
 start_proxy
-"$probe_bin" "$(pgha_url)" 50 "$work/probe.log" &
-probe_pid=$!
-sleep 2
+probe_start "$(pgha_url)"
 
 windows=(); from_kill=()
 for run in $(seq 1 "$runs"); do

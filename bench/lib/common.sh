@@ -47,6 +47,21 @@ pgha_build() {
   if [ "$probe" = 1 ]; then probe_bin="$target_dir/release/examples/write_probe"; fi
 }
 
+# probe_start TARGET [RESOLVE]: starts the write_probe (probe_bin, see pgha_build --probe) in
+# the background, one write every 50 ms to TARGET ("-": to what the command RESOLVE prints,
+# asked again after every failure), logging each to $work/probe.log; sets probe_pid and gives
+# it 2 s to connect.
+probe_start() {
+  "$probe_bin" "$1" 50 "$work/probe.log" "${@:2}" &
+  probe_pid=$!
+  sleep 2
+}
+# probe_stop: stops the write_probe if probe_start started it (for a cleanup trap).
+probe_stop() { [ -n "${probe_pid:-}" ] && kill "$probe_pid" 2>/dev/null || true; }
+
+# How long a write may take before window counts it as unavailable, in ms (STALL_MS).
+stall_ms="${stall_ms:-${STALL_MS:-200}}"
+
 # window LOG T_EVENT: waits (up to WINDOW_DEADLINE_S, default 120 s) until the writes in the
 # write_probe log LOG are back after the event at T_EVENT and prints "WINDOW FROM_EVENT":
 # WINDOW = from the start of the first write attempt that failed (or stalled more than
