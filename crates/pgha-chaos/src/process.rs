@@ -88,15 +88,14 @@ mod tests {
 
     #[test]
     fn a_dead_pid_file_names_no_postmaster() {
-        let dir = std::env::temp_dir().join(format!("pgha-chaos-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        assert_eq!(postmaster_pid(&dir), None);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(postmaster_pid(dir.path()), None);
         let me = std::process::id() as i32;
-        std::fs::write(dir.join("postmaster.pid"), format!("{me}\n/x\n")).unwrap();
-        assert_eq!(postmaster_pid(&dir), Some(me));
-        std::fs::write(dir.join("postmaster.pid"), "999999999\n").unwrap();
-        assert_eq!(postmaster_pid(&dir), None);
-        std::fs::remove_dir_all(&dir).unwrap();
+        let pid_file = dir.path().join("postmaster.pid");
+        std::fs::write(&pid_file, format!("{me}\n/x\n")).unwrap();
+        assert_eq!(postmaster_pid(dir.path()), Some(me));
+        std::fs::write(&pid_file, "999999999\n").unwrap();
+        assert_eq!(postmaster_pid(dir.path()), None);
     }
 
     #[test]
