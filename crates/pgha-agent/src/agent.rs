@@ -262,7 +262,7 @@ impl Agent {
             }
             let error = result.as_ref().err().map(|e| JobFailure {
                 kind: *kind,
-                error: e.clone(),
+                error: e.to_string(),
             });
             if error.is_some() {
                 self.hold_until = Some(self.now().plus(JOB_RETRY_DELAY_MS));
@@ -335,16 +335,9 @@ impl Agent {
         let Some(before) = self.callback_role.replace(now) else {
             return;
         };
-        let callbacks = &self.spec.callbacks;
-        for call in callbacks.due(before, now, last_role) {
-            crate::callbacks::spawn(
-                call,
-                self.spec.cluster.clone(),
-                self.spec.name.to_string(),
-                self.spec.instance.run_as.clone(),
-                self.spec.instance.member_dir.clone(),
-                callbacks.timeout(),
-            );
+        let runner = self.spec.callback_runner();
+        for call in self.spec.callbacks.due(before, now, last_role) {
+            runner.spawn(call);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Callbacks a DBA hooks to role changes (move a virtual IP, reconfigure a pooler): scripts
 //! run as the PostgreSQL OS user with `ACTION ROLE CLUSTER MEMBER`, bounded by a timeout,
-//! their output logged. They inform; they never decide anything.
+//! their output logged. They inform, except `pre_promote`, which can veto a promotion.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +19,11 @@ pub struct Callbacks {
     /// Run when a running PostgreSQL changes role: promoted, or demoted (ACTION
     /// `on_role_change`).
     pub on_role_change: Option<PathBuf>,
+    /// Run before this member's PostgreSQL is promoted, with the lease already held (ACTION
+    /// `pre_promote`, ROLE `standby`); the promotion waits for it. Exit status 0 lets the
+    /// promotion go on; any other status, or running past the timeout, vetoes it: the member
+    /// lets go of the lease and the next candidate is picked without it.
+    pub pre_promote: Option<PathBuf>,
     /// How long a script may run before it is killed, in seconds (default 30).
     pub timeout_s: Option<u64>,
 }
@@ -104,6 +109,7 @@ impl Callbacks {
             ("callbacks.on_start", &self.on_start),
             ("callbacks.on_stop", &self.on_stop),
             ("callbacks.on_role_change", &self.on_role_change),
+            ("callbacks.pre_promote", &self.pre_promote),
         ] {
             if let Some(path) = script.as_ref().filter(|p| !p.is_absolute()) {
                 return Err(BadCallback {
@@ -120,40 +126,85 @@ impl Callbacks {
     }
 }
 
-/// Runs `call` in the background: `SCRIPT ACTION ROLE CLUSTER MEMBER` as the PostgreSQL OS
-/// user, in `cwd`, killed after `timeout`; its exit status and output go to the log.
-pub fn spawn(
-    call: Call,
-    cluster: String,
-    member: String,
-    run_as: pgha_pg::RunAs,
-    cwd: PathBuf,
-    timeout: Duration,
-) {
-    tokio::spawn(async move {
-        let mut cmd = run_as.command(&call.script, &cwd);
-        cmd.args([call.action, call.role.as_str(), &cluster, &member])
+/// Where a callback runs: as whom, from which directory, for which member of which cluster,
+/// for how long at most.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub cluster: String,
+    pub member: String,
+    pub run_as: pgha_pg::RunAs,
+    pub cwd: PathBuf,
+    pub timeout: Duration,
+}
+
+/// How a callback ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Exit status 0.
+    Succeeded { output: String },
+    /// Another exit status (or a signal).
+    Failed { status: String, output: String },
+    /// Still running at the timeout: killed.
+    TimedOut,
+    /// It could not be started (missing, not executable).
+    NotRun { error: String },
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ended::Succeeded { output } => write!(f, "done {output}"),
+            Ended::Failed { status, output } => write!(f, "{status} {output}"),
+            Ended::TimedOut => write!(f, "killed at the timeout"),
+            Ended::NotRun { error } => write!(f, "could not run: {error}"),
+        }
+    }
+}
+
+impl Runner {
+    /// Runs `call` (`SCRIPT ACTION ROLE CLUSTER MEMBER`) to its end, or kills it at the
+    /// timeout; logs and answers how it ended.
+    pub async fn run(&self, call: &Call) -> Ended {
+        let mut cmd = self.run_as.command(&call.script, &self.cwd);
+        cmd.args([call.action, call.role.as_str(), &self.cluster, &self.member])
             .stdin(std::process::Stdio::null());
+        let ended = match tokio::time::timeout(self.timeout, cmd.output()).await {
+            Err(_) => Ended::TimedOut,
+            Ok(Err(e)) => Ended::NotRun {
+                error: e.to_string(),
+            },
+            Ok(Ok(out)) => {
+                let output = String::from_utf8_lossy(&out.stdout).to_string()
+                    + &String::from_utf8_lossy(&out.stderr);
+                let output = output.trim().to_string();
+                if out.status.success() {
+                    Ended::Succeeded { output }
+                } else {
+                    Ended::Failed {
+                        status: out.status.to_string(),
+                        output,
+                    }
+                }
+            }
+        };
         let what = format!(
-            "{member}: callback {} {}",
+            "{}: callback {} {}",
+            self.member,
             call.action,
             call.script.display()
         );
-        match tokio::time::timeout(timeout, cmd.output()).await {
-            Err(_) => tracing::warn!("{what}: killed after {} s", timeout.as_secs()),
-            Ok(Err(e)) => tracing::warn!("{what}: could not run: {e}"),
-            Ok(Ok(out)) => {
-                let text = String::from_utf8_lossy(&out.stdout).to_string()
-                    + &String::from_utf8_lossy(&out.stderr);
-                let text = text.trim();
-                if out.status.success() {
-                    tracing::info!("{what}: done {text}");
-                } else {
-                    tracing::warn!("{what}: {} {text}", out.status);
-                }
-            }
+        match &ended {
+            Ended::Succeeded { .. } => tracing::info!("{what}: {ended}"),
+            _ => tracing::warn!("{what}: {ended}"),
         }
-    });
+        ended
+    }
+
+    /// Runs `call` in the background (the callbacks that only inform).
+    pub fn spawn(&self, call: Call) {
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(&call).await });
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +217,7 @@ mod tests {
             on_start: Some("/s".into()),
             on_stop: Some("/t".into()),
             on_role_change: Some("/r".into()),
+            pre_promote: Some("/p".into()),
             timeout_s: None,
         };
         let due = |a, b, last| -> Vec<(&str, Role)> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pgha_core::{Action, MemberName, StartRole, StopMode as CoreStop};
+use pgha_core::{Action, JobFailure, MemberName, StartRole, StopMode as CoreStop};
 use pgha_pg::conf::Upstream;
 use pgha_pg::{PgError, StopMode};
 
@@ -35,7 +35,7 @@ pub struct JobContext {
 }
 
 /// Runs one job action to completion.
-pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), String> {
+pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> {
     let result = match &action {
         Action::Bootstrap => bootstrap(&ctx).await,
         Action::StartPostgres(role) => start(&ctx, role).await,
@@ -45,9 +45,12 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), String> {
         Action::Follow { leader } => follow(&ctx, leader).await,
         Action::Rewind { from } => rewind_from(&ctx, from).await,
         Action::Reclone { from, move_aside } => reclone(&ctx, from, *move_aside).await,
-        other => return Err(format!("{other:?} is not a job")),
+        other => return Err(JobFailure::Failed(format!("{other:?} is not a job"))),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| match e {
+        JobError::Vetoed(ended) => JobFailure::Vetoed(ended.to_string()),
+        other => JobFailure::Failed(other.to_string()),
+    })
 }
 
 type JobResult = Result<(), JobError>;
@@ -59,6 +62,9 @@ pub enum JobError {
     Pg(#[from] PgError),
     #[error("{0}")]
     Refused(String),
+    /// The `pre_promote` callback did not exit 0 in time.
+    #[error("vetoed by the pre_promote callback: {0}")]
+    Vetoed(crate::callbacks::Ended),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -140,6 +146,17 @@ async fn stop(ctx: &JobContext, mode: CoreStop) -> JobResult {
 
 async fn promote(ctx: &JobContext) -> JobResult {
     let inst = &ctx.spec.instance;
+    if let Some(script) = &ctx.spec.callbacks.pre_promote {
+        let call = crate::callbacks::Call {
+            script: script.clone(),
+            action: "pre_promote",
+            role: crate::callbacks::Role::Standby,
+        };
+        match ctx.spec.callback_runner().run(&call).await {
+            crate::callbacks::Ended::Succeeded { .. } => {}
+            refused => return Err(JobError::Vetoed(refused)),
+        }
+    }
     inst.promote(PROMOTE_TIMEOUT).await?;
     ctx.write_config(&inst.data_dir(), false, None)?;
     inst.reload().await?;

@@ -72,6 +72,18 @@ impl NodeSpec {
         pgha_pg::probe::connect(self.name.as_str(), &self.host, self.port, &creds, timeout).await
     }
 
+    /// How this member's callbacks run: as the PostgreSQL OS user, from its member
+    /// directory, bounded by `[callbacks] timeout_s`.
+    pub fn callback_runner(&self) -> crate::callbacks::Runner {
+        crate::callbacks::Runner {
+            cluster: self.cluster.clone(),
+            member: self.name.to_string(),
+            run_as: self.instance.run_as.clone(),
+            cwd: self.instance.member_dir.clone(),
+            timeout: self.callbacks.timeout(),
+        }
+    }
+
     /// Addresses published in the member record.
     pub fn addresses(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();

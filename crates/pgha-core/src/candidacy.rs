@@ -110,6 +110,7 @@ impl Member {
             Verdict::QuorumIncomplete { confirmed, needed } => {
                 Reason::QuorumIncomplete { confirmed, needed }
             }
+            Verdict::IneligibleAhead { member, why } => Reason::IneligibleAhead { member, why },
             Verdict::Ineligible(why) => Reason::NotEligible(why),
         }
     }

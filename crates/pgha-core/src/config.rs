@@ -136,6 +136,13 @@ impl ClusterConfig {
         crate::types::Ttl::from_millis(self.ttl_ms)
     }
 
+    /// How long a member whose `pre_promote` callback vetoed its promotion stays out of
+    /// failovers, unless another member leads first: three ttls, time for the next
+    /// candidates to run; then it may run again (and its callback is asked again).
+    pub fn veto_hold_ms(&self) -> u64 {
+        self.ttl_ms.saturating_mul(3)
+    }
+
     /// Checks the relations the invariants rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, why: String| Err(ConfigError { key, why });

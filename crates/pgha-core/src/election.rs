@@ -13,8 +13,13 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ineligible {
     NoFailoverTag,
+    /// Its `pre_promote` callback refused its promotion a moment ago.
+    PromotionVetoed,
     NotARunningStandby,
-    Lagging { lag_bytes: u64, max_bytes: u64 },
+    Lagging {
+        lag_bytes: u64,
+        max_bytes: u64,
+    },
     OutsideSyncSet,
 }
 
@@ -22,6 +27,9 @@ impl fmt::Display for Ineligible {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ineligible::NoFailoverTag => write!(f, "tagged nofailover"),
+            Ineligible::PromotionVetoed => {
+                write!(f, "its pre_promote callback vetoed its promotion")
+            }
             Ineligible::NotARunningStandby => write!(f, "not a running standby"),
             Ineligible::Lagging { lag_bytes, max_bytes } => write!(
                 f,
@@ -62,6 +70,9 @@ impl Rules<'_> {
     pub fn check(&self, name: &MemberName, record: &MemberRecord) -> Result<(), Ineligible> {
         if record.tags.nofailover {
             return Err(Ineligible::NoFailoverTag);
+        }
+        if record.promotion_vetoed {
+            return Err(Ineligible::PromotionVetoed);
         }
         if !record.is_standby() {
             return Err(Ineligible::NotARunningStandby);
@@ -106,6 +117,22 @@ impl Rules<'_> {
         self.sync.members.contains(name) && self.sync.leader.as_ref() != Some(name)
     }
 
+    /// Why promoting `me` would lose acknowledged commits: `name`, a synchronous standby
+    /// that cannot be promoted itself (vetoed, or tagged nofailover since the set was
+    /// published), is further ahead and may hold commits it acknowledged that `me` lacks.
+    fn holds_commits_ahead(
+        &self,
+        name: &MemberName,
+        record: &MemberRecord,
+        mine: &MemberRecord,
+    ) -> Option<Ineligible> {
+        if self.config.synchronous_mode == SyncMode::Off || !self.acknowledges(name) {
+            return None;
+        }
+        let ahead = (record.timeline, record.lsn) > (mine.timeline, mine.lsn);
+        self.check(name, record).err().filter(|_| ahead)
+    }
+
     /// For quorum commit: how many set members must be compared before promoting so that one
     /// of them holds every acknowledged commit (|acknowledging members| - count + 1).
     fn quorum_needed(&self) -> usize {
@@ -142,6 +169,12 @@ pub enum Verdict {
     QuorumIncomplete {
         confirmed: usize,
         needed: usize,
+    },
+    /// A synchronous standby that cannot be promoted is further ahead: promoting this member
+    /// could lose commits it acknowledged.
+    IneligibleAhead {
+        member: MemberName,
+        why: Ineligible,
     },
     Ineligible(Ineligible),
 }
@@ -190,6 +223,13 @@ pub fn judge(
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
             continue;
+        }
+        // A position, stale or not, is a lower bound: one ahead is ahead.
+        if let Some(why) = rules.holds_commits_ahead(name, record, mine) {
+            return Verdict::IneligibleAhead {
+                member: name.clone(),
+                why,
+            };
         }
         if record.leader_seen.is_some() {
             if !give_up_waiting {

@@ -15,6 +15,7 @@ fn standby(lsn: u64) -> MemberRecord {
         leader_seen: None,
         addresses: BTreeMap::new(),
         synced_slots: 0,
+        promotion_vetoed: false,
     }
 }
 

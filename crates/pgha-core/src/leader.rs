@@ -5,7 +5,7 @@ use crate::action::{Action, StartRole, StopMode};
 use crate::config::SyncMode;
 use crate::history::{EventKind, HistoryEvent};
 use crate::machine::{Handover, HeldLease, Member, Plan, Promotion};
-use crate::observe::{ClusterView, DataDir, Observation};
+use crate::observe::{ClusterView, DataDir, JobFailure, Observation};
 use crate::reason::Reason;
 use crate::switchover;
 use crate::sync::{self, SyncStep};
@@ -56,8 +56,15 @@ impl Member {
         if view.initialize.is_none() {
             plan.push(Action::WriteInitialize { system_id });
         }
-        if let Some(error) = self.promote_error.take() {
-            return self.release(lease, Reason::PromoteFailed { error }, plan);
+        match self.promote_error.take() {
+            Some(JobFailure::Failed(error)) => {
+                return self.release(lease, Reason::PromoteFailed { error }, plan)
+            }
+            Some(JobFailure::Vetoed(why)) => {
+                let hold_ms = self.config.veto_hold_ms();
+                return self.release(lease, Reason::PromotionVetoed { why, hold_ms }, plan);
+            }
+            None => {}
         }
         if !local.running {
             return self.restart_primary(obs, view, lease, plan);

@@ -63,8 +63,8 @@ pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use machine::{Decision, Member, MemberSettings};
 pub use observe::{
-    ClusterView, DataDir, FailsafeList, JobKind, LeaderKey, LeaderPosition, LocalPg, MemberRecord,
-    Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
+    ClusterView, DataDir, FailsafeList, JobFailure, JobKind, LeaderKey, LeaderPosition, LocalPg,
+    MemberRecord, Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
 };
 pub use reason::{JobWhat, Reason};
 pub use switchover::{RequestKind, SwitchoverRequest};

@@ -7,7 +7,7 @@
 use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
-use crate::observe::{ClusterView, JobKind, MemberRecord, Observation, StoreView};
+use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, StoreView};
 use crate::reason::{JobWhat, Reason};
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ mod lease;
 mod outcomes;
 mod publish;
 mod unresponsive;
+mod veto;
 
 pub(crate) use lease::HeldLease;
 
@@ -99,7 +100,10 @@ pub struct Member {
     /// kept by failsafe promises may outlive what the store still grants).
     pub(crate) store_was_down: bool,
     pub(crate) promotion: Option<Promotion>,
-    pub(crate) promote_error: Option<String>,
+    pub(crate) promote_error: Option<JobFailure>,
+    /// Its `pre_promote` callback vetoed its promotion: out of failovers until then (or until
+    /// another member leads).
+    pub(crate) vetoed_until: Option<Millis>,
     pub(crate) handover: Option<Handover>,
     pub(crate) switchovers_seen: Vec<u64>,
     /// Slots of members whose key is gone, and since when (leader): dropped only after
@@ -162,6 +166,7 @@ impl Member {
             store_was_down: false,
             promotion: None,
             promote_error: None,
+            vetoed_until: None,
             handover: None,
             switchovers_seen: Vec::new(),
             absent_since: BTreeMap::new(),
@@ -248,7 +253,8 @@ impl Member {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
             self.config = view.config.clone();
         }
-        self.absorb(&obs.outcomes);
+        self.absorb(&obs.outcomes, now);
+        self.veto_lapses(now, &obs.cluster, &mut plan);
         let reason = match &obs.cluster {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
             StoreView::Up(view) => self.store_up(obs, view, &mut plan),

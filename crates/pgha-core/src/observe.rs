@@ -118,6 +118,10 @@ pub struct MemberRecord {
     /// usable. Between candidates at the same position, more wins (their consumers carry on).
     #[serde(default)]
     pub synced_slots: u32,
+    /// Its `pre_promote` callback refused its promotion: no failover picks it until another
+    /// member leads or the veto's hold ends ([`crate::ClusterConfig::veto_hold_ms`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promotion_vetoed: bool,
 }
 
 impl MemberRecord {
@@ -237,9 +241,33 @@ pub enum Outcome {
         requested_at: Millis,
         promised_ms: u64,
     },
-    /// A job finished: `Ok` or the error text.
+    /// A job finished: `Ok`, or why not.
     Job {
         kind: JobKind,
-        result: Result<(), String>,
+        result: Result<(), JobFailure>,
     },
+}
+
+/// Why a job did not do what it was for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobFailure {
+    /// It failed: the error, as the agent logs it.
+    #[error("{0}")]
+    Failed(String),
+    /// The `pre_promote` callback refused the promotion (its exit status and output): the
+    /// member lets go of the lease, and the next candidate is picked without it.
+    #[error("vetoed by the pre_promote callback: {0}")]
+    Vetoed(String),
+}
+
+impl From<&str> for JobFailure {
+    fn from(error: &str) -> Self {
+        JobFailure::Failed(error.to_string())
+    }
+}
+
+impl From<String> for JobFailure {
+    fn from(error: String) -> Self {
+        JobFailure::Failed(error)
+    }
 }

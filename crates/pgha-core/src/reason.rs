@@ -42,6 +42,7 @@ pub enum Reason {
     Promoting { kind: EventKind },
     Promoted { kind: EventKind },
     PromoteFailed { error: String },
+    PromotionVetoed { why: String, hold_ms: u64 },
     SwitchoverRefused(Refusal),
     SwitchoverDemoting { target: Option<MemberName> },
     SwitchoverHandedOff { target: Option<MemberName> },
@@ -64,6 +65,7 @@ pub enum Reason {
     WaitingForPositions { unconfirmed: Vec<MemberName> },
     QuorumIncomplete { confirmed: usize, needed: usize },
     NotEligible(Ineligible),
+    IneligibleAhead { member: MemberName, why: Ineligible },
     WaitingForSwitchoverTarget { target: Option<MemberName> },
     CatchingUpForSwitchover { replayed: Lsn, needed: Lsn },
     PausedWithoutLeader,
@@ -151,6 +153,12 @@ impl fmt::Display for Reason {
             Promoting { kind } => write!(f, "lease acquired: promoting ({kind:?})"),
             Promoted { kind } => write!(f, "promoted ({kind:?}); recording history"),
             PromoteFailed { error } => write!(f, "promote failed ({error}): releasing the lease"),
+            PromotionVetoed { why, hold_ms } => write!(
+                f,
+                "the pre_promote callback vetoed the promotion ({why}): releasing the lease; out \
+                 of failovers until another member leads, for {} s at most",
+                hold_ms / 1000
+            ),
             SwitchoverRefused(why) => write!(f, "switchover refused: {why}"),
             SwitchoverDemoting { target } => {
                 write!(f, "switchover to {}: demoting first", name_or_best(target))
@@ -203,6 +211,11 @@ impl fmt::Display for Reason {
                 )
             }
             NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
+            IneligibleAhead { member, why } => write!(
+                f,
+                "no leader; {member} is further ahead and may hold commits it acknowledged that \
+                 this member lacks, but cannot be promoted ({why}): waiting rather than lose them"
+            ),
             WaitingForSwitchoverTarget { target } => {
                 write!(
                     f,

@@ -49,6 +49,7 @@ mod tests {
             leader_seen: None,
             addresses: BTreeMap::new(),
             synced_slots: 0,
+            promotion_vetoed: false,
         }
     }
 

@@ -85,6 +85,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
                 leader_seen: (!fresh).then(|| MemberName::new("o0")),
                 addresses: BTreeMap::new(),
                 synced_slots: 0,
+                promotion_vetoed: false,
             },
         );
     }

@@ -63,6 +63,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         leader_seen: leader_seen.map(name),
         addresses: BTreeMap::new(),
         synced_slots: pg.synced_slots,
+        promotion_vetoed: false,
     }
 }
 
@@ -539,6 +540,90 @@ fn the_winner_promotes_then_records_the_failover() {
     assert_eq!(event.kind, EventKind::Failover);
     assert_eq!(event.from, Some(name("n1")));
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
+}
+
+/// Issue 14: a `pre_promote` callback that refuses makes the winner let go of the lease and
+/// publish itself vetoed; the next candidate, behind it, then runs (asynchronous mode), and
+/// the veto ends once another member leads.
+#[test]
+fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
+    let mut n2 = member("n2");
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")))
+        .with("n3", record(&b, None));
+    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    let vetoed = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Err(JobFailure::Vetoed("exit status: 1 (VIP still held)".into())),
+    };
+    let d = n2.step(&obs(500, a.clone(), &mine, vec![vetoed]));
+    assert!(
+        matches!(d.reason, Reason::PromotionVetoed { .. }),
+        "{}",
+        d.reason
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 11 }
+    )));
+    assert!(!has(&d, |a| matches!(a, Action::Promote)));
+    // Without a leader it publishes itself vetoed and stays out.
+    let gone = leaderless(&a, &b, None);
+    let d = n2.step(&obs(600, a.clone(), &gone, vec![]));
+    assert!(!acquires(&d));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::PromotionVetoed)
+    );
+    let published = d.actions.iter().find_map(|a| match a {
+        Action::PublishMember(r) => Some(r.clone()),
+        _ => None,
+    });
+    let published = published.expect("a vetoed member publishes its record");
+    assert!(published.promotion_vetoed);
+    // n3, behind it, is the best eligible candidate now.
+    let seen = View::new()
+        .with("n2", published)
+        .with("n3", record(&b, None));
+    let d3 = member("n3").step(&obs(600, b.clone(), &seen, vec![]));
+    assert!(acquires(&d3), "{}", d3.reason);
+    // Once n3 leads, n2's veto is over: its next record is not vetoed.
+    let led = View::led_by("n3", 12, &primary(2, 4100)).with("n2", record(&a, Some("n3")));
+    let d = n2.step(&obs(1200, a, &led, vec![]));
+    let published = d.actions.iter().find_map(|a| match a {
+        Action::PublishMember(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert!(published.is_some_and(|r| !r.promotion_vetoed));
+}
+
+/// ... but in a synchronous mode a vetoed synchronous standby that is further ahead may hold
+/// commits it acknowledged: nobody behind it runs (found by the simulation, seed 62, before
+/// the rule: "n3 became writable at 2/78284 without the commit acknowledged at 1/78318").
+#[test]
+fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let vetoed = MemberRecord {
+        promotion_vetoed: true,
+        ..record(&a, None)
+    };
+    let base = View::new().with("n2", vetoed).with("n3", record(&b, None));
+    // Quorum commit, one of n2 and n3 acknowledging each commit: n2 may hold some n3 lacks.
+    let mut view = base.clone().sync_set("n1", &["n2", "n3"]);
+    view.0.sync.method = SyncMethod::Quorum;
+    let d3 = member("n3").step(&obs(0, b.clone(), &view, vec![]));
+    assert!(!acquires(&d3));
+    assert!(
+        matches!(&d3.reason, Reason::IneligibleAhead { member, why: election::Ineligible::PromotionVetoed } if member.as_str() == "n2"),
+        "{}",
+        d3.reason
+    );
+    // Asynchronous: the next candidate runs (nothing was acknowledged synchronously).
+    let d3 = member("n3").step(&obs(0, b, &base, vec![]));
+    assert!(acquires(&d3), "{}", d3.reason);
 }
 
 /// n2 leading (revision 20) on timeline 2, which it started at 5000 by `kind` from n1.

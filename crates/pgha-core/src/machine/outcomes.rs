@@ -3,10 +3,11 @@
 use super::lease::HeldLease;
 use super::Member;
 use crate::history::EventKind;
-use crate::observe::{JobKind, Outcome};
+use crate::observe::{JobFailure, JobKind, Outcome};
+use crate::types::Millis;
 
 impl Member {
-    pub(super) fn absorb(&mut self, outcomes: &[Outcome]) {
+    pub(super) fn absorb(&mut self, outcomes: &[Outcome], now: Millis) {
         for outcome in outcomes {
             match outcome {
                 Outcome::LeaderAcquired {
@@ -68,18 +69,23 @@ impl Member {
                             .plus(promised_ms.saturating_sub(self.config.safety_margin_ms));
                     }
                 }
-                Outcome::Job { kind, result } => self.job_done(*kind, result),
+                Outcome::Job { kind, result } => self.job_done(*kind, result, now),
             }
         }
     }
 
-    fn job_done(&mut self, kind: JobKind, result: &Result<(), String>) {
+    fn job_done(&mut self, kind: JobKind, result: &Result<(), JobFailure>, now: Millis) {
         if self.job.map(|(k, _)| k) != Some(kind) {
             return; // a job cancelled by a fencing demote reports late: ignore it
         }
         self.job = None;
         match (kind, result) {
-            (JobKind::Promote, Err(e)) => self.promote_error = Some(e.clone()),
+            (JobKind::Promote, Err(e)) => {
+                if let JobFailure::Vetoed(_) = e {
+                    self.vetoed_until = Some(now.plus(self.config.veto_hold_ms()));
+                }
+                self.promote_error = Some(e.clone());
+            }
             // Its WAL is the new timeline's beginning: nothing of it can have diverged.
             (JobKind::Promote, Ok(())) => self.force_rewind = false,
             (JobKind::Rewind, Err(_)) => self.rewind_failed = true,

@@ -19,6 +19,7 @@ impl Member {
             leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
             addresses: self.settings.addresses.clone(),
             synced_slots: local.synced_slots,
+            promotion_vetoed: self.vetoed_until.is_some(),
         }
     }
 

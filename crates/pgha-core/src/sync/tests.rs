@@ -22,6 +22,7 @@ fn record(priority: u32, nosync: bool) -> MemberRecord {
         leader_seen: Some("n1".into()),
         addresses: BTreeMap::new(),
         synced_slots: 0,
+        promotion_vetoed: false,
     }
 }
 

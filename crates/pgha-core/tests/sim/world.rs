@@ -97,6 +97,8 @@ pub struct Stats {
     /// Promotions that lost synchronously acknowledged writes because every standby that had
     /// confirmed them was gone too (two failures; I4 promises one).
     pub sync_lost_to_double_failure: u32,
+    /// Promotions the `pre_promote` callback vetoed.
+    pub vetoes: u32,
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
@@ -117,6 +119,9 @@ pub struct World {
     store: Store,
     config: ClusterConfig,
     slow_promote: bool,
+    /// How many promotions in a thousand the members' `pre_promote` callbacks veto (none
+    /// unless [`World::vetoing`] set it).
+    veto_per_mille: Option<u64>,
     /// Store answers take up to two seconds to come back (they take effect at once).
     slow_store: bool,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
@@ -198,6 +203,7 @@ impl World {
             },
             config,
             slow_promote: false,
+            veto_per_mille: None,
             slow_store: false,
             store_down_until: 0,
             next_tl: 2,
@@ -205,6 +211,12 @@ impl World {
             was_writable: vec![false; size],
             stats: Stats::default(),
         }
+    }
+
+    /// Has the members' `pre_promote` callbacks veto `per_mille` promotions in a thousand.
+    pub fn vetoing(mut self, per_mille: u64) -> World {
+        self.veto_per_mille = Some(per_mille);
+        self
     }
 
     pub fn run_chaos(&mut self, duration: u64) {
@@ -669,7 +681,7 @@ impl World {
         }
     }
 
-    fn apply_job(&mut self, i: usize, action: &Action) -> Result<(), String> {
+    fn apply_job(&mut self, i: usize, action: &Action) -> Result<(), JobFailure> {
         let leader_idx =
             |name: &MemberName, nodes: &[Node]| nodes.iter().position(|n| &n.name == name).unwrap();
         match action {
@@ -703,6 +715,10 @@ impl World {
                 self.nodes[i].pg.streaming = false;
             }
             Action::Promote => {
+                if self.veto_per_mille.is_some_and(|n| self.rng.chance(n)) {
+                    self.stats.vetoes += 1;
+                    return Err(JobFailure::Vetoed("exit status: 1".into()));
+                }
                 let tl = self.next_tl;
                 self.next_tl += 1;
                 let pg = &mut self.nodes[i].pg;
@@ -1199,9 +1215,15 @@ impl World {
                     .get(m)
                     .is_some_and(|(r, _)| r.running && r.in_recovery && !r.tags.nofailover)
             });
+            let vetoed = self
+                .store
+                .members
+                .get(&n.name)
+                .is_some_and(|(r, _)| r.promotion_vetoed);
             if i == winner
                 || !stayed_healthy
                 || n.tags.nofailover
+                || vetoed
                 || outside_set
                 || (only_set_leader && winner_in_set && set_complete)
                 || Some(&n.name) == from.as_ref()
