@@ -28,9 +28,19 @@ mod failsafe_round;
 mod handle;
 mod leave;
 mod reload;
+mod restart;
 
 pub use handle::{AgentHandle, Shutdown};
 pub use reload::{ReloadRefused, Reloader};
+pub use restart::{RestartRefused, Restarter};
+
+/// What is asked of the loop from outside, between two steps.
+pub(crate) enum Request {
+    /// Render the configuration and reload PostgreSQL (`pgha reload`).
+    Reload(reload::ReloadReply),
+    /// Restart PostgreSQL in place (`pgha restart --in-place`).
+    Restart(restart::RestartReply),
+}
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
@@ -91,6 +101,8 @@ pub struct Agent {
     pub(crate) last_store_contact: Option<Instant>,
     /// PostgreSQL's version and pending restarts, and when they were read.
     pub(crate) pg_facts: Option<(Instant, crate::report::MemberFacts)>,
+    /// An operator's restart-in-place request, asked or running.
+    pub(crate) restart: restart::RestartRequest,
 }
 
 impl Agent {
@@ -145,6 +157,7 @@ impl Agent {
             failsafe_confirmed: false,
             last_store_contact: None,
             pg_facts: None,
+            restart: Default::default(),
         };
         (agent, report_rx)
     }
@@ -153,7 +166,7 @@ impl Agent {
         mut self,
         mut stop: watch::Receiver<Option<Shutdown>>,
         mut freeze: watch::Receiver<Option<tokio::time::Instant>>,
-        mut reloads: mpsc::UnboundedReceiver<reload::ReloadReply>,
+        mut requests: mpsc::UnboundedReceiver<Request>,
     ) {
         self.finish_crash_recovery().await;
         let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
@@ -189,9 +202,12 @@ impl Agent {
                 _ = tokio::time::sleep_until(deadline) => {}
                 _ = stop.changed() => {}
                 _ = freeze.changed() => {}
-                Some(reply) = reloads.recv() => {
-                    let _ = reply.send(self.reload_now().await);
-                }
+                Some(request) = requests.recv() => match request {
+                    Request::Reload(reply) => {
+                        let _ = reply.send(self.reload_now().await);
+                    }
+                    Request::Restart(reply) => self.ask_restart(reply),
+                },
                 outcome = self.job_rx.recv() => {
                     if let Some(o) = outcome {
                         self.job_done(o);
@@ -264,6 +280,9 @@ impl Agent {
                 kind: *kind,
                 error: e.to_string(),
             });
+            if *kind == JobKind::Restart {
+                self.restart_done(result);
+            }
             if error.is_some() {
                 self.hold_until = Some(self.now().plus(JOB_RETRY_DELAY_MS));
             }
@@ -309,6 +328,7 @@ impl Agent {
         }
         self.last_reason = reason.clone();
         self.last_kind = Some(kind);
+        self.restart_decided(&decision.actions, &decision.reason);
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| *k);
         let observed = self.summarize(&obs, observed_at);

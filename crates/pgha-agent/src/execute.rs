@@ -189,12 +189,17 @@ impl Agent {
         if let Some((running, handle)) = self.job.take() {
             tracing::warn!("{}: cancelling {running:?} for {kind:?}", self.spec.name);
             handle.abort();
+            if running == pgha_core::JobKind::Restart {
+                let cancelled = format!("cancelled for {kind:?}");
+                self.restart_done(&Err(pgha_core::JobFailure::Failed(cancelled)));
+            }
         }
         match &action {
             Action::Follow { leader }
             | Action::Rewind { from: leader }
             | Action::Reclone { from: leader, .. } => self.upstream = Some(leader.clone()),
-            Action::StartPostgres(pgha_core::StartRole::Standby { upstream }) => {
+            Action::StartPostgres(pgha_core::StartRole::Standby { upstream })
+            | Action::RestartPostgres(pgha_core::StartRole::Standby { upstream }) => {
                 self.upstream = upstream.clone()
             }
             _ => self.upstream = None,

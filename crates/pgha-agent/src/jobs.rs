@@ -40,6 +40,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         Action::Bootstrap => bootstrap(&ctx).await,
         Action::StartPostgres(role) => start(&ctx, role).await,
         Action::StopPostgres(mode) => stop(&ctx, *mode).await,
+        Action::RestartPostgres(role) => restart(&ctx, role).await,
         Action::Promote => promote(&ctx).await,
         Action::Demote { mode } => demote(&ctx, *mode).await,
         Action::Follow { leader } => follow(&ctx, leader).await,
@@ -142,6 +143,14 @@ async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
 
 async fn stop(ctx: &JobContext, mode: CoreStop) -> JobResult {
     ctx.stop_any(pg_mode(mode)).await
+}
+
+/// Stops PostgreSQL (fast: sessions are ended, the shutdown checkpoint written and sent to
+/// the standbys) and starts it again as `role`.
+async fn restart(ctx: &JobContext, role: &StartRole) -> JobResult {
+    tracing::info!("{}: restarting PostgreSQL in place", ctx.spec.name);
+    ctx.stop_any(StopMode::Fast).await?;
+    start(ctx, role).await
 }
 
 async fn promote(ctx: &JobContext) -> JobResult {

@@ -128,6 +128,7 @@ impl Agent {
             leader_timelines,
             failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
             leader_reachable,
+            restart_requested: self.restart.asked(),
         };
         (obs, observed_at)
     }

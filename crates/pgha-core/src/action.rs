@@ -93,6 +93,9 @@ pub enum Action {
     Bootstrap,
     StartPostgres(StartRole),
     StopPostgres(StopMode),
+    /// Stop PostgreSQL (fast) and start it again in the role it has (`pgha restart
+    /// --in-place`): a leader keeps its lease throughout, so nobody fails over.
+    RestartPostgres(StartRole),
     /// `pg_ctl promote` and wait until writable.
     Promote,
     /// Stop accepting writes: stop (`mode`) and start again as a standby without upstream.
@@ -124,6 +127,7 @@ impl Action {
             Action::Bootstrap => JobKind::Bootstrap,
             Action::StartPostgres(_) => JobKind::Start,
             Action::StopPostgres(_) => JobKind::Stop,
+            Action::RestartPostgres(_) => JobKind::Restart,
             Action::Promote => JobKind::Promote,
             Action::Demote { .. } => JobKind::Demote,
             Action::Follow { .. } => JobKind::Follow,

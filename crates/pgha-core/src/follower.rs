@@ -1,6 +1,6 @@
 //! The step of a member that has a leader: follow it (or rewind, or re-clone, to rejoin it).
 
-use crate::action::{Action, StopMode};
+use crate::action::{Action, StartRole, StopMode};
 use crate::history::{EventKind, HistoryEvent};
 use crate::machine::{Member, Plan};
 use crate::observe::{ClusterView, DataDir, Observation};
@@ -89,6 +89,10 @@ impl Member {
         if streaming_ok && local.streaming {
             self.not_streaming_since = None;
             self.leader_was_unreachable = false;
+            if obs.restart_requested {
+                let upstream = Some(leader_name);
+                return self.restart_in_place(StartRole::Standby { upstream }, plan);
+            }
             return Reason::Streaming {
                 leader: leader_name,
             };

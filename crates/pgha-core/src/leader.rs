@@ -127,6 +127,9 @@ impl Member {
         if let Some(reason) = self.handle_switchover(obs, view, plan) {
             return reason;
         }
+        if obs.restart_requested {
+            return self.restart_in_place(StartRole::Primary, plan);
+        }
         if self.config.paused {
             return Reason::Paused;
         }

@@ -12,6 +12,7 @@ use crate::reason::{JobWhat, Reason};
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
 
+mod in_place;
 mod lease;
 mod outcomes;
 mod publish;

@@ -30,6 +30,9 @@ pub struct Observation {
     /// (`None` otherwise). A standby that cannot reach its leader waits: a cut link is not
     /// divergence.
     pub leader_reachable: Option<bool>,
+    /// An operator asked for this member's PostgreSQL to be restarted in place (`pgha restart
+    /// --in-place`); the decision either restarts it or says why not now.
+    pub restart_requested: bool,
 }
 
 /// The store as this member sees it now.
@@ -203,6 +206,7 @@ pub enum JobKind {
     Bootstrap,
     Start,
     Stop,
+    Restart,
     Promote,
     Demote,
     Follow,

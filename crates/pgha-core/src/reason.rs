@@ -43,6 +43,7 @@ pub enum Reason {
     Promoted { kind: EventKind },
     PromoteFailed { error: String },
     PromotionVetoed { why: String, hold_ms: u64 },
+    RestartingInPlace { role: crate::action::StartRole },
     SwitchoverRefused(Refusal),
     SwitchoverDemoting { target: Option<MemberName> },
     SwitchoverHandedOff { target: Option<MemberName> },
@@ -153,6 +154,14 @@ impl fmt::Display for Reason {
             Promoting { kind } => write!(f, "lease acquired: promoting ({kind:?})"),
             Promoted { kind } => write!(f, "promoted ({kind:?}); recording history"),
             PromoteFailed { error } => write!(f, "promote failed ({error}): releasing the lease"),
+            RestartingInPlace { role } => write!(
+                f,
+                "restarting PostgreSQL in place as {} (asked by `pgha restart --in-place`)",
+                match role {
+                    crate::action::StartRole::Primary => "the primary, keeping the lease",
+                    crate::action::StartRole::Standby { .. } => "a standby",
+                }
+            ),
             PromotionVetoed { why, hold_ms } => write!(
                 f,
                 "the pre_promote callback vetoed the promotion ({why}): releasing the lease; out \

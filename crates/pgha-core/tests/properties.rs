@@ -148,6 +148,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         leader_timelines: None,
         failsafe_promised_until: None,
         leader_reachable: None,
+        restart_requested: false,
     }
 }
 

@@ -151,6 +151,7 @@ fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observa
         leader_timelines: None,
         failsafe_promised_until: None,
         leader_reachable: None,
+        restart_requested: false,
     }
 }
 
@@ -165,6 +166,7 @@ fn store_down(now: u64, local: LocalPg) -> Observation {
         leader_timelines: None,
         failsafe_promised_until: None,
         leader_reachable: None,
+        restart_requested: false,
     }
 }
 
@@ -254,6 +256,76 @@ fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down
         }]
     );
     assert!(!n1.holds_lease(Millis(7500)));
+}
+
+/// Issue 14: `pgha restart --in-place` on the leader restarts its PostgreSQL in one job and
+/// keeps renewing the lease while it is down: no release, no restart of its own, no failover.
+#[test]
+fn a_leader_restarted_in_place_keeps_renewing_its_lease() {
+    let (mut n1, view) = established_leader();
+    let asked = Observation {
+        restart_requested: true,
+        ..obs(1000, primary(1, 1100), &view, vec![])
+    };
+    let d = n1.step(&asked);
+    assert_eq!(
+        d.reason,
+        Reason::RestartingInPlace {
+            role: StartRole::Primary
+        }
+    );
+    assert!(has(&d, |a| *a == Action::RestartPostgres(StartRole::Primary)));
+    // Down while the job runs, past two renewal intervals: renewed, nothing else.
+    for now in [2_000, 4_000, 6_000] {
+        let d = n1.step(&obs(
+            now,
+            stopped(primary(1, 1100)),
+            &view,
+            vec![renewed(now - 1000)],
+        ));
+        assert!(
+            matches!(d.reason, Reason::JobRunning { .. }),
+            "{}",
+            d.reason
+        );
+        assert!(
+            has(&d, |a| matches!(a, Action::RenewLeader { .. })),
+            "{now}: {:?}",
+            d.actions
+        );
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::ReleaseLeader { .. } | Action::StartPostgres(_) | Action::Demote { .. }
+            )),
+            "{now}: {:?}",
+            d.actions
+        );
+        assert!(n1.holds_lease(Millis(now)));
+    }
+    let done = Outcome::Job {
+        kind: JobKind::Restart,
+        result: Ok(()),
+    };
+    let d = n1.step(&obs(6_500, primary(1, 1200), &view, vec![done]));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+}
+
+/// ... and on a streaming standby it restarts it as a standby of the same leader.
+#[test]
+fn a_streaming_standby_restarted_in_place_follows_the_same_leader() {
+    let mut n2 = member("n2");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    let asked = Observation {
+        restart_requested: true,
+        ..obs(0, standby(1, 1000, Some("n1")), &view, vec![])
+    };
+    let d = n2.step(&asked);
+    let role = StartRole::Standby {
+        upstream: Some(name("n1")),
+    };
+    assert_eq!(d.reason, Reason::RestartingInPlace { role: role.clone() });
+    assert!(has(&d, |a| *a == Action::RestartPostgres(role.clone())));
 }
 
 #[test]
@@ -771,6 +843,7 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
     };
     let at = |now: u64, reachable: Option<bool>| Observation {
         leader_reachable: reachable,
+        restart_requested: false,
         ..obs(now, not_streaming.clone(), &view, vec![])
     };
     let mut n2 = member("n2");

@@ -14,6 +14,8 @@ use crate::api::{Failure, FailureKind};
 
 /// How long a promotion may take before the CLI gives up waiting (it goes on regardless).
 pub const PROMOTION_PATIENCE: Duration = Duration::from_secs(120);
+/// How long one API request may take, unless it says otherwise ([`Client::post_waiting`]).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A client of the hosts' API.
 #[derive(Clone)]
@@ -76,9 +78,7 @@ impl Client {
                 bases.push(base);
             }
         }
-        let mut agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
+        let mut agent = ureq::AgentBuilder::new().timeout_connect(Duration::from_secs(2));
         if let Some(tls) = tls {
             agent = agent.tls_config(tls);
         }
@@ -109,10 +109,30 @@ impl Client {
         self.call(path, Some(body)).await
     }
 
+    /// Like [`Client::post`], for a request whose answer may take up to `patience` (the API
+    /// answers once what it started has ended).
+    pub async fn post_waiting<B: Serialize, T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: &B,
+        patience: Duration,
+    ) -> Result<T, ClientError> {
+        self.call_within(path, Some(body), patience).await
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        self.call_within(path, body, REQUEST_TIMEOUT).await
+    }
+
+    async fn call_within<B: Serialize, T: DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+        patience: Duration,
     ) -> Result<T, ClientError> {
         let body = body.map(|b| serde_json::to_value(b).expect("a request body serialises"));
         let mut unavailable = None;
@@ -121,14 +141,15 @@ impl Client {
             let token = self.token.clone();
             let body = body.clone();
             let agent = self.agent.clone();
-            let attempt = tokio::task::spawn_blocking(move || send(&agent, &url, token, body))
-                .await
-                .unwrap_or_else(|e| {
-                    Attempt::Final(ClientError::Garbled {
-                        url: format!("{base}{path}"),
-                        detail: e.to_string(),
-                    })
-                });
+            let attempt =
+                tokio::task::spawn_blocking(move || send(&agent, &url, token, body, patience))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Attempt::Final(ClientError::Garbled {
+                            url: format!("{base}{path}"),
+                            detail: e.to_string(),
+                        })
+                    });
             match attempt {
                 Attempt::Answered(value) => return Ok(value),
                 Attempt::Next(failure) => unavailable = failure.or(unavailable),
@@ -212,11 +233,12 @@ fn send<T: DeserializeOwned>(
     url: &str,
     token: Option<String>,
     body: Option<serde_json::Value>,
+    patience: Duration,
 ) -> Attempt<T> {
     let response = match body {
-        None => agent.get(url).call(),
+        None => agent.get(url).timeout(patience).call(),
         Some(body) => {
-            let mut request = agent.post(url);
+            let mut request = agent.post(url).timeout(patience);
             if let Some(token) = &token {
                 request = request.set("Authorization", &format!("Bearer {token}"));
             }

@@ -290,6 +290,16 @@ impl ClusterHandle {
             .map_err(|e| self.explain(e))
     }
 
+    /// Member `name` restarts its PostgreSQL in place (a leader keeps its lease), through the
+    /// host that runs it; answers once it runs again.
+    pub async fn restart_member(&self, name: &str) -> anyhow::Result<MemberChanged> {
+        let patience = crate::host::RESTART_PATIENCE + std::time::Duration::from_secs(10);
+        self.host_of(name)?
+            .post_waiting(&format!("/members/{name}/restart"), &(), patience)
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
     /// Failovers, switchovers and rejoins, oldest first.
     pub async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
         match self.client.get("/history").await {

@@ -59,11 +59,21 @@ pub enum HostError {
     )]
     ReloadUnanswered { name: MemberName, after: Duration },
     #[error(transparent)]
+    Restart(#[from] pgha_agent::agent::RestartRefused),
+    #[error(
+        "{name} did not run again within {} s of the restart request; see `pgha status` and \
+         its log",
+        .after.as_secs()
+    )]
+    RestartUnanswered { name: MemberName, after: Duration },
+    #[error(transparent)]
     Op(#[from] OpError),
 }
 
 /// How long a reload request waits for the agent's answer.
 const RELOAD_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a restart in place may take, from the request to PostgreSQL running again.
+pub const RESTART_PATIENCE: Duration = Duration::from_secs(180);
 
 /// Why the members did not come up.
 #[derive(Debug, thiserror::Error)]
@@ -178,20 +188,35 @@ impl Host {
         }
     }
 
+    /// The running agent of `name`, through `f` (e.g. one of its request senders).
+    fn with_agent<T>(&self, name: &str, f: impl FnOnce(&AgentHandle) -> T) -> Result<T, HostError> {
+        let spec = self.spec(name)?;
+        let agents = self.agents.lock().expect("agents lock");
+        match agents.get(&spec.name).filter(|a| !a.is_finished()) {
+            Some(agent) => Ok(f(agent)),
+            None => Err(HostError::AgentNotRunning {
+                name: spec.name.clone(),
+            }),
+        }
+    }
+
+    /// Has the agent of `name` restart its PostgreSQL in place (a leader keeps its lease) and
+    /// waits until it runs again.
+    pub async fn restart_member(&self, name: &str) -> Result<(), HostError> {
+        let restarter = self.with_agent(name, AgentHandle::restarter)?;
+        match tokio::time::timeout(RESTART_PATIENCE, restarter.restart()).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(HostError::RestartUnanswered {
+                name: restarter.member().clone(),
+                after: RESTART_PATIENCE,
+            }),
+        }
+    }
+
     /// Has the agent of `name` render its PostgreSQL configuration and reload it now.
     pub async fn reload_member(&self, name: &str) -> Result<(), HostError> {
         let spec = self.spec(name)?;
-        let reloader = {
-            let agents = self.agents.lock().expect("agents lock");
-            match agents.get(&spec.name).filter(|a| !a.is_finished()) {
-                Some(agent) => agent.reloader(),
-                None => {
-                    return Err(HostError::AgentNotRunning {
-                        name: spec.name.clone(),
-                    })
-                }
-            }
-        };
+        let reloader = self.with_agent(name, AgentHandle::reloader)?;
         match tokio::time::timeout(RELOAD_PATIENCE, reloader.reload()).await {
             Ok(answer) => Ok(answer?),
             Err(_) => Err(HostError::ReloadUnanswered {

@@ -1,6 +1,6 @@
 //! `pgha restart`: a rolling restart of members' PostgreSQL, standbys first and the primary
-//! last through a switchover, never two members down at once, each back and streaming before
-//! the next goes.
+//! last (through a switchover, or in place keeping its lease), never two members down at once,
+//! each back and streaming before the next goes.
 
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,10 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 pub struct RestartPlan {
     /// Standbys, one after the other.
     pub standbys: Vec<String>,
-    /// The primary, last: it hands over to a standby first, then restarts as one.
+    /// The primary, last: it hands over to a standby first, then restarts as one ...
     pub primary: Option<String>,
+    /// ... or restarts where it is, keeping the lease (`--in-place`).
+    pub primary_in_place: bool,
 }
 
 /// Which members a restart takes by role (`pgha restart --role`).
@@ -42,7 +44,10 @@ pub enum RestartRefused {
         "{member} is {state}: a restart would leave two members down; wait until every member runs"
     )]
     NotHealthy { member: String, state: String },
-    #[error("restarting the primary {0} needs a streaming standby to hand over to")]
+    #[error(
+        "restarting the primary {0} needs a streaming standby to hand over to; restart it in \
+         place with --in-place"
+    )]
     NoStandbyForPrimary(String),
 }
 
@@ -52,8 +57,17 @@ pub enum RestartStep {
     Stopping(String),
     Starting(String),
     Streaming(String),
-    HandingOver { from: String },
-    HandedOver { from: String, to: String },
+    HandingOver {
+        from: String,
+    },
+    HandedOver {
+        from: String,
+        to: String,
+    },
+    /// The primary restarts in place ...
+    InPlace(String),
+    /// ... and runs again, still the leader.
+    Running(String),
 }
 
 /// The members to restart: those named (all when none), of `role` only when given, and only
@@ -103,10 +117,11 @@ pub fn plan(
         .map(|m| m.name.clone())
         .collect();
     let primary = chosen(&leader).then_some(leader.clone());
-    if primary.is_some() && status.members.len() < 2 {
-        return Err(RestartRefused::NoStandbyForPrimary(leader));
-    }
-    Ok(RestartPlan { standbys, primary })
+    Ok(RestartPlan {
+        standbys,
+        primary,
+        primary_in_place: false,
+    })
 }
 
 impl ClusterHandle {
@@ -119,7 +134,17 @@ impl ClusterHandle {
         for name in &plan.standbys {
             self.restart_standby(name, &mut on_step).await?;
         }
+        if let Some(primary) = plan.primary.as_ref().filter(|_| plan.primary_in_place) {
+            on_step(RestartStep::InPlace(primary.clone()));
+            self.restart_member(primary).await?;
+            on_step(RestartStep::Running(primary.clone()));
+            return Ok(());
+        }
         if let Some(primary) = &plan.primary {
+            let status = self.status().await?;
+            if status.members.len() < 2 {
+                return Err(RestartRefused::NoStandbyForPrimary(primary.clone()).into());
+            }
             on_step(RestartStep::HandingOver {
                 from: primary.clone(),
             });

@@ -348,8 +348,9 @@ pub enum Command {
     Supervise(SuperviseFlags),
     /// Rolling restart of members' PostgreSQL: standbys first, each back and streaming before
     /// the next stops, then the primary after a switchover to a caught-up standby (no
-    /// failover, nothing lost). Never two members down at once; refused unless every member
-    /// runs. Applies parameters shown as pending restart in `pgha status`.
+    /// failover, nothing lost), or in place with --in-place. Never two members down at once;
+    /// refused unless every member runs. Applies parameters shown as pending restart in
+    /// `pgha status`.
     Restart {
         #[command(flatten)]
         at: Where,
@@ -362,6 +363,12 @@ pub enum Command {
         /// (every other member, one at a time); with --pending, those of them that wait.
         #[arg(long, value_enum, conflicts_with = "members")]
         role: Option<RestartRole>,
+        /// Restart the primary where it is, keeping the lease: writes stop for the few seconds
+        /// of its restart (the proxy holds new sessions meanwhile), and nobody fails over.
+        /// Without it the primary hands over by switchover first (writes pause for well under
+        /// a second), and stays a standby.
+        #[arg(long)]
+        in_place: bool,
     },
     /// Have members re-read their PostgreSQL configuration now: each renders pgha.conf again
     /// and reloads (pg_ctl reload), e.g. after you edited a file PostgreSQL includes. Prints

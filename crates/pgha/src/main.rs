@@ -187,11 +187,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             members,
             pending,
             role,
+            in_place,
         } => {
             use pgha_host::rolling::{plan, RestartStep};
             let handle = at.open().await?;
             let role = role.map(Into::into);
-            let plan = plan(&handle.status().await?, &members, pending, role)?;
+            let mut plan = plan(&handle.status().await?, &members, pending, role)?;
+            plan.primary_in_place = in_place;
             if plan.standbys.is_empty() && plan.primary.is_none() {
                 outln!("nothing to restart");
                 return Ok(());
@@ -207,6 +209,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     RestartStep::HandedOver { from, to } => {
                         outln!("{to} is the primary; {from} restarts as its standby")
                     }
+                    RestartStep::InPlace(m) => {
+                        outln!("{m}: primary, restarting in place (it keeps the lease)")
+                    }
+                    RestartStep::Running(m) => outln!("{m}: running again as the primary"),
                 })
                 .await?;
             outln!("restart done");

@@ -1,6 +1,7 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
-//! and `url`, `pgha reload`, the member metrics, `pgha config edit`, in both modes. One cluster at a time (the binary's serial lock).
+//! and `url`, `pgha reload`, the member metrics, `pgha config edit`, `pgha restart
+//! --in-place`, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -296,6 +297,68 @@ fn config_edit(c: &dyn Day2) {
     assert!(untouched.contains("no change"), "{untouched}");
 }
 
+/// `pgha restart --role primary --in-place`: the primary restarts where it is, keeping the
+/// lease (no failover, no switchover in the history), and a parameter that waited for a
+/// restart is applied on it.
+fn restart_in_place(c: &dyn Day2) {
+    let leader = status(c)["leader"].as_str().unwrap().to_string();
+    let uri = succeeded("url --member", &c.cli(&["url", "--member", &leader]));
+    let started = || psql(uri.trim(), "SELECT pg_postmaster_start_time()");
+    let before = started();
+    let history = |c: &dyn Day2| {
+        let entries: Value =
+            serde_json::from_str(&succeeded("history", &c.cli(&["history", "--json"]))).unwrap();
+        entries.as_array().unwrap().len()
+    };
+    let entries = history(c);
+    let setting = "postgresql.max_prepared_transactions=4";
+    succeeded("config set", &c.cli(&["config", "set", setting]));
+    dist::wait_until(
+        "the pending restart on the leader",
+        Duration::from_secs(20),
+        || {
+            status(c)["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| {
+                    m["name"] == leader.as_str()
+                        && m["pending_restart"].to_string().contains("max_prepared")
+                })
+                .then_some(())
+        },
+    );
+    let out = succeeded(
+        "restart --in-place",
+        &c.cli(&["restart", "--role", "primary", "--in-place"]),
+    );
+    assert!(
+        out.contains(&format!("{leader}: primary, restarting in place")),
+        "{out}"
+    );
+    assert!(out.contains("restart done"), "{out}");
+    let s = status(c);
+    assert_eq!(s["leader"], leader.as_str(), "the lease moved: {s}");
+    assert_ne!(started(), before, "the postmaster was not restarted");
+    assert_eq!(psql(uri.trim(), "SHOW max_prepared_transactions"), "4");
+    assert_eq!(psql(uri.trim(), "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(history(c), entries, "a restart in place is not a failover");
+    // The standbys wait for theirs: a rolling restart of them applies it too.
+    let out = succeeded(
+        "restart --role standby --pending",
+        &c.cli(&["restart", "--role", "standby", "--pending"]),
+    );
+    assert!(out.contains("restart done"), "{out}");
+    dist::wait_until("nothing pending", Duration::from_secs(20), || {
+        status(c)["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("pending_restart").is_none())
+            .then_some(())
+    });
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -309,6 +372,7 @@ fn a_local_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    restart_in_place(&c);
 }
 
 #[test]
@@ -355,4 +419,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    restart_in_place(&c);
 }

@@ -1,4 +1,5 @@
-//! An agent's handle: its loop started as a task, and the channels that stop, freeze, reload it.
+//! An agent's handle: its loop started as a task, and the channels that stop, freeze, reload
+//! and restart it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,8 +9,9 @@ use pgha_store::Store;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::reload::{self, Reloader};
-use super::{Agent, AgentReport};
+use super::reload::Reloader;
+use super::restart::Restarter;
+use super::{Agent, AgentReport, Request};
 use crate::failsafe::Failsafe;
 use crate::spec::NodeSpec;
 
@@ -30,8 +32,8 @@ pub struct AgentHandle {
     /// Until when the loop is frozen (a fault injected by `pgha chaos`).
     freeze: watch::Sender<Option<tokio::time::Instant>>,
     join: JoinHandle<()>,
-    /// Reload requests to the loop (see [`AgentHandle::reloader`]).
-    reload: mpsc::UnboundedSender<reload::ReloadReply>,
+    /// Reload and restart requests to the loop (see [`AgentHandle::reloader`]).
+    requests: mpsc::UnboundedSender<Request>,
     pub report: watch::Receiver<AgentReport>,
     /// Shared with the REST API's POST /failsafe handler (distributed mode).
     pub failsafe: Failsafe,
@@ -53,7 +55,15 @@ impl AgentHandle {
     pub fn reloader(&self) -> Reloader {
         Reloader {
             member: self.name.clone(),
-            requests: self.reload.clone(),
+            requests: self.requests.clone(),
+        }
+    }
+
+    /// What asks this agent to restart its PostgreSQL in place (`pgha restart --in-place`).
+    pub fn restarter(&self) -> Restarter {
+        Restarter {
+            member: self.name.clone(),
+            requests: self.requests.clone(),
         }
     }
 
@@ -81,16 +91,16 @@ impl Agent {
         let (agent, report) = Agent::new(spec, store, config);
         let (stop, stop_rx) = watch::channel(None);
         let (freeze, freeze_rx) = watch::channel(None);
-        let (reload, reload_rx) = mpsc::unbounded_channel();
+        let (requests, requests_rx) = mpsc::unbounded_channel();
         let name = agent.spec.name.clone();
         let failsafe = agent.failsafe.clone();
-        let join = tokio::spawn(agent.run(stop_rx, freeze_rx, reload_rx));
+        let join = tokio::spawn(agent.run(stop_rx, freeze_rx, requests_rx));
         AgentHandle {
             name,
             stop,
             freeze,
             join,
-            reload,
+            requests,
             report,
             failsafe,
         }

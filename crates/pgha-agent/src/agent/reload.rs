@@ -5,7 +5,7 @@
 use pgha_core::{JobKind, MemberName};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Agent;
+use super::{Agent, Request};
 
 /// Why a member did not reload.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,7 +35,7 @@ pub(crate) type ReloadReply = oneshot::Sender<Result<(), ReloadRefused>>;
 #[derive(Clone)]
 pub struct Reloader {
     pub(crate) member: MemberName,
-    pub(crate) requests: mpsc::UnboundedSender<ReloadReply>,
+    pub(crate) requests: mpsc::UnboundedSender<Request>,
 }
 
 impl Reloader {
@@ -45,7 +45,9 @@ impl Reloader {
             member: self.member.clone(),
         };
         let (reply, answer) = oneshot::channel();
-        self.requests.send(reply).map_err(|_| gone())?;
+        self.requests
+            .send(Request::Reload(reply))
+            .map_err(|_| gone())?;
         answer.await.unwrap_or_else(|_| Err(gone()))
     }
 }

@@ -856,6 +856,7 @@ impl World {
             failsafe_promised_until: (n.promised_until > self.now)
                 .then(|| Millis(n.promised_until + n.offset)),
             leader_reachable: Some(true),
+            restart_requested: false,
         }
     }
 

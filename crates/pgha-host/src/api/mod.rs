@@ -7,6 +7,7 @@ pub mod auth;
 pub mod control;
 pub mod health;
 pub mod read;
+mod restart;
 mod serve;
 pub mod size;
 
@@ -92,7 +93,9 @@ impl From<HostError> for Failure {
             HostError::UnknownMember { .. } => Failure::new(FailureKind::UnknownMember, e),
             HostError::AgentNotRunning { .. }
             | HostError::Reload(_)
-            | HostError::ReloadUnanswered { .. } => Failure::new(FailureKind::Refused, e),
+            | HostError::ReloadUnanswered { .. }
+            | HostError::Restart(_)
+            | HostError::RestartUnanswered { .. } => Failure::new(FailureKind::Refused, e),
             HostError::Op(op) => op.into(),
         }
     }
@@ -135,6 +138,7 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/members/{name}/start", post(control::start_member))
         .route("/members/{name}/reinit", post(control::reinit_member))
         .route("/members/{name}/reload", post(control::reload_member))
+        .route("/members/{name}/restart", post(restart::restart_member))
         .route("/members/{name}/agent/freeze", post(control::freeze_agent))
         .route(pgha_agent::failsafe::FAILSAFE_PATH, post(control::failsafe))
         .layer(axum::middleware::from_fn_with_state(
