@@ -70,6 +70,11 @@ pub struct MemberChanged {
     pub changed: bool,
 }
 
+/// The answer that `member` changed (or, `changed` false, already was as asked).
+fn member_changed(member: String, changed: bool) -> Answer<MemberChanged> {
+    Ok(Json(MemberChanged { member, changed }))
+}
+
 pub async fn switchover(
     State(host): State<Arc<Host>>,
     Json(body): Json<PromoteRequest>,
@@ -141,10 +146,7 @@ pub async fn stop_member(
         pgha_pg::StopMode::Fast
     };
     let changed = host.stop_member(&name, Shutdown::Leave(mode)).await?;
-    Ok(Json(MemberChanged {
-        member: name,
-        changed,
-    }))
+    member_changed(name, changed)
 }
 
 /// Answer of POST /members/{name}/reinit: where the old data directory went.
@@ -173,10 +175,7 @@ pub async fn reload_member(
     Path(name): Path<String>,
 ) -> Answer<MemberChanged> {
     host.reload_member(&name).await?;
-    Ok(Json(MemberChanged {
-        member: name,
-        changed: true,
-    }))
+    member_changed(name, true)
 }
 
 pub async fn start_member(
@@ -184,10 +183,7 @@ pub async fn start_member(
     Path(name): Path<String>,
 ) -> Answer<MemberChanged> {
     let changed = host.start_member(&name).await?;
-    Ok(Json(MemberChanged {
-        member: name,
-        changed,
-    }))
+    member_changed(name, changed)
 }
 
 /// Body of POST /members/{name}/agent/freeze.
@@ -217,10 +213,7 @@ pub async fn freeze_agent(
         ));
     }
     host.freeze_agent(&name, std::time::Duration::from_millis(body.for_ms))?;
-    Ok(Json(MemberChanged {
-        member: name,
-        changed: true,
-    }))
+    member_changed(name, true)
 }
 
 /// A leader whose store is down asks for confirmation; given only when this host's member
