@@ -29,6 +29,19 @@ const NONCE_BYTES: usize = 18;
 /// A SHA-256 sized key or signature.
 pub(crate) type Key = [u8; 32];
 
+/// Implements `Debug` as `Name(<redacted>)` for a type holding key material, so that no log
+/// line or panic message shows it.
+macro_rules! redacted_debug {
+    ($name:ident) => {
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
 /// Why a SCRAM exchange stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ScramError {
@@ -63,11 +76,7 @@ pub(crate) struct Verifier {
     pub(crate) server_key: Key,
 }
 
-impl std::fmt::Debug for Verifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Verifier(<redacted>)")
-    }
-}
+redacted_debug!(Verifier);
 
 impl Verifier {
     /// The verifier in `rolpassword`, if it is a well-formed SCRAM-SHA-256 one (an md5 hash

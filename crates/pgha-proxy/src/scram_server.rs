@@ -34,11 +34,7 @@ pub(crate) struct Proved {
     pub(crate) server_final: String,
 }
 
-impl std::fmt::Debug for Proved {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Proved(<redacted>)")
-    }
-}
+crate::scram::redacted_debug!(Proved);
 
 impl ServerExchange {
     /// Reads the client-first-message `data` sent with `mechanism` by `role`; `binding` is the

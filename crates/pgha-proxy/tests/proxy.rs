@@ -13,17 +13,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_postgres::error::SqlState;
 
+/// A session through each listener of `p`: read-write on the primary, read-only on the standby.
+async fn rw_and_ro_sessions(p: &TestProxy) -> (tokio_postgres::Client, tokio_postgres::Client) {
+    let rw = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&rw).await, "rw reaches the primary");
+    let ro = connect(p.ro).await.unwrap();
+    assert!(in_recovery(&ro).await, "ro reaches the standby");
+    (rw, ro)
+}
+
 #[tokio::test]
 async fn queries_through_rw_and_ro_listeners() {
     let c = cluster();
     let p = TestProxy::start(c.targets(), |_| {}).await;
-    let rw = connect(p.rw).await.unwrap();
-    assert!(!in_recovery(&rw).await);
+    let (rw, _ro) = rw_and_ro_sessions(&p).await;
     rw.batch_execute("create temp table t(x int); insert into t values (1)")
         .await
         .unwrap();
-    let ro = connect(p.ro).await.unwrap();
-    assert!(in_recovery(&ro).await);
     let snap = p.metrics.snapshot();
     let rws = snap.listener("rw").unwrap();
     assert_eq!(rws.active, 1);
@@ -90,9 +96,7 @@ async fn hold_timeout_gives_error_response() {
 async fn leader_change_closes_old_sessions() {
     let c = cluster();
     let p = TestProxy::start(c.targets(), |_| {}).await;
-    let old = connect(p.rw).await.unwrap();
-    assert!(!in_recovery(&old).await);
-    let ro = connect(p.ro).await.unwrap();
+    let (old, ro) = rw_and_ro_sessions(&p).await;
     // Pretend the standby became the leader.
     p.set(|t| {
         t.rw = Some(c.standby());
