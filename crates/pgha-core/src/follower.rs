@@ -49,25 +49,23 @@ impl Member {
             if view.initialize.is_none() {
                 return Reason::WaitingForLeaderToClone;
             }
+            let source = rejoin::clone_source(self.name(), leader, view);
             plan.push(Action::Reclone {
-                from: leader_name.clone(),
+                from: source.clone(),
                 move_aside: false,
             });
-            return Reason::CloningFrom {
-                leader: leader_name,
-            };
+            return Reason::CloningFrom { source };
         }
         if self.rewind_failed {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
             }
+            let source = rejoin::clone_source(self.name(), leader, view);
             plan.push(Action::Reclone {
-                from: leader_name.clone(),
+                from: source.clone(),
                 move_aside: true,
             });
-            return Reason::RecloningAfterFailedRewind {
-                leader: leader_name,
-            };
+            return Reason::RecloningAfterFailedRewind { source };
         }
         let Some(leader_record) = leader_record else {
             return Reason::LeaderNotPublished {

@@ -49,10 +49,10 @@ pub enum Reason {
     SwitchoverHandedOff { target: Option<MemberName> },
     // standby
     DemotingForLeader { leader: MemberName },
-    CloningFrom { leader: MemberName },
+    CloningFrom { source: MemberName },
     StoppingForRewind { leader: MemberName },
     Rewinding { leader: MemberName },
-    RecloningAfterFailedRewind { leader: MemberName },
+    RecloningAfterFailedRewind { source: MemberName },
     RewindFailedRecloneDisabled,
     Following { leader: MemberName },
     Streaming { leader: MemberName },
@@ -180,14 +180,14 @@ impl fmt::Display for Reason {
                 )
             }
             DemotingForLeader { leader } => write!(f, "{leader} holds the lease: demoting"),
-            CloningFrom { leader } => write!(f, "no data directory: cloning from {leader}"),
+            CloningFrom { source } => write!(f, "no data directory: cloning from {source}"),
             StoppingForRewind { leader } => {
                 write!(f, "WAL diverged from {leader}: stopping to rewind")
             }
             Rewinding { leader } => write!(f, "WAL diverged from {leader}: running pg_rewind"),
-            RecloningAfterFailedRewind { leader } => write!(
+            RecloningAfterFailedRewind { source } => write!(
                 f,
-                "rewind failed: re-cloning from {leader} (old data directory moved aside)"
+                "rewind failed: re-cloning from {source} (old data directory moved aside)"
             ),
             RewindFailedRecloneDisabled => {
                 write!(f, "rewind failed and allow_reclone is off: staying stopped")

@@ -1,8 +1,10 @@
 //! Rejoin planning: from timeline/LSN divergence decide follow, rewind or re-clone.
 
 use crate::history::HistoryEvent;
-use crate::types::{Lsn, Timeline};
+use crate::observe::ClusterView;
+use crate::types::{Lsn, MemberName, Timeline};
 use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
 
 /// One line of a PostgreSQL timeline history file: `timeline` ended at `lsn`, where its child
 /// timeline began.
@@ -19,6 +21,21 @@ pub enum RejoinPlan {
     Follow,
     /// Its WAL went past the point where the leader's history left its timeline: `pg_rewind`.
     Rewind,
+}
+
+/// Whom member `me` clones from: the furthest standby tagged `clonefrom` that streams from
+/// `leader` now (the smaller name on a tie), or else the leader itself.
+pub fn clone_source(me: &MemberName, leader: &MemberName, view: &ClusterView) -> MemberName {
+    view.members
+        .iter()
+        .filter(|(name, r)| {
+            *name != me
+                && r.tags.clonefrom
+                && r.is_standby()
+                && r.streaming_from.as_ref() == Some(leader)
+        })
+        .max_by_key(|(name, r)| (r.lsn, Reverse(*name)))
+        .map_or_else(|| leader.clone(), |(name, _)| name.clone())
 }
 
 /// Where the leader's history left `timeline`, if it passed through it.

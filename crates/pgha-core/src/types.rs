@@ -181,6 +181,9 @@ pub struct Tags {
     /// Never route read-only sessions here (the read-only entry point and `/replica` leave
     /// this member out): a standby kept for backups, reports or failover only.
     pub noloadbalance: bool,
+    /// Clone new members (and re-clones) from this standby rather than from the primary,
+    /// while it streams from the leader: pg_basebackup's read load stays off the primary.
+    pub clonefrom: bool,
 }
 
 impl Default for Tags {
@@ -190,6 +193,7 @@ impl Default for Tags {
             nosync: false,
             priority: 1,
             noloadbalance: false,
+            clonefrom: false,
         }
     }
 }

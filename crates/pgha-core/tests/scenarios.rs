@@ -703,6 +703,41 @@ fn n2_leads_after(kind: EventKind) -> View {
     View::led_by("n2", 20, &primary(2, 9000)).event(kind, "n1", "n2", 2, 5000)
 }
 
+/// Issue 14: a member without data clones from the furthest standby tagged `clonefrom` that
+/// streams from the leader, not from the primary; without one (or once it no longer streams),
+/// from the leader.
+#[test]
+fn a_new_member_clones_from_a_streaming_clonefrom_standby() {
+    let clonefrom = Tags {
+        clonefrom: true,
+        ..Tags::default()
+    };
+    let tagged = |pg: &LocalPg| MemberRecord {
+        tags: clonefrom.clone(),
+        ..record(pg, Some("n1"))
+    };
+    let streaming = standby(1, 900, Some("n1"));
+    let behind = standby(1, 800, Some("n1"));
+    let view = View::led_by("n1", 7, &primary(1, 1000))
+        .with("n2", tagged(&streaming))
+        .with("n4", tagged(&behind));
+    let empty = LocalPg {
+        data: DataDir::Missing,
+        ..stopped(standby(0, 0, None))
+    };
+    let d = member("n3").step(&obs(0, empty.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::CloningFrom { source: name("n2") });
+    assert!(has(&d, |a| *a
+        == Action::Reclone {
+            from: name("n2"),
+            move_aside: false
+        }));
+    // n2 stopped streaming: the leader.
+    let view = View::led_by("n1", 7, &primary(1, 1000)).with("n2", tagged(&standby(1, 900, None)));
+    let d = member("n3").step(&obs(0, empty, &view, vec![]));
+    assert_eq!(d.reason, Reason::CloningFrom { source: name("n1") });
+}
+
 #[test]
 fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     let mut n1 = member("n1");

@@ -23,7 +23,7 @@ pub struct Progress {
 pub async fn clone(
     instance: &Instance,
     source: &SourceServer<'_>,
-    slot: &str,
+    slot: Option<&str>,
     target: &Path,
     timeout: Duration,
     mut on_progress: impl FnMut(Progress),
@@ -34,7 +34,7 @@ pub async fn clone(
     cmd.arg("-D")
         .arg(target)
         .args(["-X", "stream", "-c", "fast", "-P", "-w"])
-        .arg(format!("--slot={slot}"))
+        .args(slot.map(|s| format!("--slot={s}")))
         .arg(format!("--dbname={}", source.conninfo()))
         .arg(format!("--label=pgha clone of {}", instance.name))
         .env("PGPASSFILE", source.passfile)

@@ -379,7 +379,8 @@ pub enum Command {
         /// Members to reload (default: every member).
         members: Vec<String>,
     },
-    /// Re-clone a broken standby from the leader: its PostgreSQL stops, its data directory is
+    /// Re-clone a broken standby from the leader (or from a streaming standby tagged
+    /// `clonefrom`): its PostgreSQL stops, its data directory is
     /// moved aside to DIR/MEMBER/data.old-<time> (kept, never deleted; at most two are kept),
     /// and it clones again with pg_basebackup. Refused for the leader. Asks for confirmation.
     Reinit {

@@ -334,6 +334,7 @@ fn describe_tags(tags: &pgha_core::Tags) -> Option<String> {
         (tags.nofailover, "nofailover"),
         (tags.nosync, "nosync"),
         (tags.noloadbalance, "noloadbalance"),
+        (tags.clonefrom, "clonefrom"),
     ] {
         if set {
             words.push(word.to_string());

@@ -80,13 +80,29 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;
     }
-    ctx.ensure_own_slot_on(&up).await;
-    tracing::info!("{}: cloning {from} with pg_basebackup", spec.name);
+    // A slot holds WAL for this member on the primary, whose leader drops it once the member
+    // is gone. On a standby (a `clonefrom` source) nobody would: clone without one there.
     let slot = slot_name(spec.name.as_str());
+    let slot = match source_is_primary(ctx, &up).await {
+        true => {
+            ctx.ensure_own_slot_on(&up).await;
+            Some(slot.as_str())
+        }
+        false => None,
+    };
+    tracing::info!(
+        "{}: cloning {from} with pg_basebackup{}",
+        spec.name,
+        if slot.is_some() {
+            ""
+        } else {
+            " (a standby: no slot)"
+        }
+    );
     let source = ctx.source(&up, &spec.replication_user);
     let mut last_quarter = 0;
     let name = spec.name.clone();
-    clone(inst, &source, &slot, &staging, CLONE_TIMEOUT, |p| {
+    clone(inst, &source, slot, &staging, CLONE_TIMEOUT, |p| {
         let quarter = (p.done_kb * 4).checked_div(p.total_kb).unwrap_or(0);
         if quarter > last_quarter {
             last_quarter = quarter;
@@ -102,6 +118,18 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     ctx.write_config(&staging, true, Some(up))?;
     std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
     ctx.start_or_wait().await
+}
+
+/// Whether the clone source runs as a primary (`false` too when it cannot be asked: then no
+/// slot is left anywhere; pg_basebackup streams the WAL it needs as it goes).
+async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bool {
+    let Ok(client) = ctx.spec.connect(up, super::SQL_TIMEOUT).await else {
+        return false;
+    };
+    match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
+        Ok(row) => !row.get::<_, bool>(0),
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

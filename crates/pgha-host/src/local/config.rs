@@ -48,7 +48,7 @@ pub struct Config {
     #[serde(default, skip_serializing_if = "is_default")]
     pub callbacks: pgha_agent::callbacks::Callbacks,
     /// Tags of single members, e.g. `[tags.n3]` with `nofailover = true`,
-    /// `noloadbalance = true`, `nosync = true` or `priority = 2`.
+    /// `noloadbalance = true`, `nosync = true`, `clonefrom = true` or `priority = 2`.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",

@@ -91,6 +91,9 @@ pub struct MemberSection {
     /// Never route read-only sessions to this member.
     #[serde(default)]
     pub noloadbalance: bool,
+    /// New members (and re-clones) clone from this standby rather than from the primary.
+    #[serde(default)]
+    pub clonefrom: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

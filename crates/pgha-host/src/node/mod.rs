@@ -216,6 +216,7 @@ impl Node {
                 nosync: c.member.nosync,
                 priority: c.member.priority,
                 noloadbalance: c.member.noloadbalance,
+                clonefrom: c.member.clonefrom,
             },
         })
     }
