@@ -29,6 +29,32 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A test under way, holding off the others (`serial`): its runtime, and when it began.
+struct Run {
+    rt: tokio::runtime::Runtime,
+    began: Instant,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Run {
+    fn begin() -> Run {
+        let serial = serial();
+        Run {
+            rt: runtime(),
+            began: Instant::now(),
+            _serial: serial,
+        }
+    }
+
+    /// Prints how long test `label` ran ("test (b) took 12.3 s").
+    fn took(&self, label: &str) {
+        eprintln!(
+            "test ({label}) took {:.1} s",
+            self.began.elapsed().as_secs_f64()
+        );
+    }
+}
+
 async fn connect(conninfo: &str) -> Option<tokio_postgres::Client> {
     try_connect(conninfo, Duration::from_secs(2)).await
 }
@@ -69,6 +95,17 @@ fn start_with_probe_table(
     let i = c.index(&leader);
     ensure_probe_table(rt, &c.agents[i]);
     (c, leader, i)
+}
+
+/// Waits (40 s at most) until agent `i` streams as a standby, then until the cluster converges
+/// (20 s at most): returns the leader.
+fn wait_rejoined(c: &DistCluster, i: usize) -> String {
+    wait_until(
+        &format!("{} streaming as a standby again", c.agents[i].name),
+        Duration::from_secs(40),
+        || c.agents[i].is_streaming_replica().then_some(()),
+    );
+    c.wait_converged(Duration::from_secs(20))
 }
 
 /// One write attempt: which member, when it was sent and when it came back, and whether it
@@ -155,7 +192,25 @@ impl Writers {
             .min()
     }
 
-    fn finish(self, rt: &tokio::runtime::Runtime) -> Vec<Attempt> {
+    /// Waits (30 s at most) until a member other than `old` commits a write sent at `after` or
+    /// later: which member, and when its first such write was sent.
+    fn await_another_writer(&self, old: &str, after: Instant) -> (String, Instant) {
+        wait_until(
+            "another member taking writes",
+            Duration::from_secs(30),
+            || {
+                self.snapshot()
+                    .iter()
+                    .filter(|a| a.ok && a.member != old && a.start >= after)
+                    .min_by_key(|a| a.start)
+                    .map(|a| (a.member.clone(), a.start))
+            },
+        )
+    }
+
+    /// Lets the writers write for `linger` more, stops them and returns every attempt.
+    fn finish_after(self, linger: Duration, rt: &tokio::runtime::Runtime) -> Vec<Attempt> {
+        std::thread::sleep(linger);
         self.stop.store(true, Ordering::SeqCst);
         for t in self.tasks {
             let _ = rt.block_on(t);
@@ -424,12 +479,7 @@ fn bootstrap_in_any_order_rest_and_status() {
     let i = c.index(&leader);
     c.agents[i].terminate(Duration::from_secs(30));
     c.agents[i].start();
-    wait_until(
-        &format!("{leader} back as a streaming standby"),
-        Duration::from_secs(40),
-        || c.agents[i].is_streaming_replica().then_some(()),
-    );
-    c.wait_converged(Duration::from_secs(20));
+    wait_rejoined(&c, i);
     let second_run = c.agents[i].log();
     assert!(
         !second_run.contains("Bootstrap"),
@@ -449,10 +499,8 @@ fn bootstrap_in_any_order_rest_and_status() {
 /// the lease expires and takes writes; the old one rejoins when its agent is restarted.
 #[test]
 fn node_crash_fails_over_and_old_leader_rejoins() {
-    let _serial = serial();
-    let rt = runtime();
-    let t = Instant::now();
-    let (mut c, old, oi) = start_with_probe_table(&rt, &Options::default());
+    let run = Run::begin();
+    let (mut c, old, oi) = start_with_probe_table(&run.rt, &Options::default());
     let others: Vec<String> = c
         .agents
         .iter()
@@ -461,23 +509,14 @@ fn node_crash_fails_over_and_old_leader_rejoins() {
         .collect();
     let writers = {
         let targets: Vec<&Agent> = others.iter().map(|n| c.agent(n)).collect();
-        Writers::start(&rt, &targets, Duration::from_millis(50))
+        Writers::start(&run.rt, &targets, Duration::from_millis(50))
     };
     std::thread::sleep(Duration::from_millis(300));
 
     let crashed_at = Instant::now();
     c.agents[oi].crash();
-    let (new, at) = wait_until(
-        "another member taking writes",
-        Duration::from_secs(30),
-        || {
-            others
-                .iter()
-                .find_map(|n| writers.first_ok(n, crashed_at).map(|t| (n.clone(), t)))
-        },
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let attempts = writers.finish(&rt);
+    let (new, at) = writers.await_another_writer(&old, crashed_at);
+    let attempts = writers.finish_after(Duration::from_millis(500), &run.rt);
     let unavailable = at.duration_since(crashed_at);
     eprintln!("node crash of {old}: {new} took writes after {unavailable:?}");
     assert_one_writer(&attempts, crashed_at);
@@ -499,18 +538,13 @@ fn node_crash_fails_over_and_old_leader_rejoins() {
 
     // The old leader rejoins when its agent is restarted.
     sql(
-        &rt,
+        &run.rt,
         c.agent(&new),
         "INSERT INTO pgha_probe(member) VALUES ('after-crash'); SELECT 1",
     )
     .expect("write on the new leader");
     c.agents[oi].start();
-    wait_until(
-        &format!("{old} streaming again"),
-        Duration::from_secs(40),
-        || c.agents[oi].is_streaming_replica().then_some(()),
-    );
-    assert_eq!(c.wait_converged(Duration::from_secs(20)), new);
+    assert_eq!(wait_rejoined(&c, oi), new);
     // The rejoin is recorded in the step after the follow job ends, once it streams.
     let rejoined = pgha_testkit::poll(Duration::from_secs(10), Duration::from_millis(100), || {
         c.history()
@@ -530,50 +564,37 @@ fn node_crash_fails_over_and_old_leader_rejoins() {
         Duration::from_secs(10),
         || {
             sql(
-                &rt,
+                &run.rt,
                 &c.agents[oi],
                 "SELECT count(*) FROM pgha_probe WHERE member = 'after-crash'",
             )
             .filter(|n| n == "1")
         },
     );
-    eprintln!("test (b) took {:.1} s", t.elapsed().as_secs_f64());
+    run.took("b");
 }
 
 /// (c) The leader's link to etcd cut (its relay severed): it is read-only before its lease can
 /// expire for the others, a new leader is elected, and at no instant do two members take writes.
 #[test]
 fn leader_cut_from_etcd_fences_itself_before_another_takes_over() {
-    let _serial = serial();
-    let rt = runtime();
-    let t = Instant::now();
+    let run = Run::begin();
     let relays = Options {
         relays: true,
         ..Options::default()
     };
-    let (c, old, oi) = start_with_probe_table(&rt, &relays);
+    let (c, old, oi) = start_with_probe_table(&run.rt, &relays);
     let all: Vec<&Agent> = c.agents.iter().collect();
-    let writers = Writers::start(&rt, &all, Duration::from_millis(20));
+    let writers = Writers::start(&run.rt, &all, Duration::from_millis(20));
     wait_until("writes on the leader", Duration::from_secs(5), || {
-        writers.first_ok(&old, t)
+        writers.first_ok(&old, run.began)
     });
     std::thread::sleep(Duration::from_millis(500));
 
     let cut_at = Instant::now();
     c.relays[oi].sever();
-    let (new, new_at) = wait_until(
-        "another member taking writes",
-        Duration::from_secs(30),
-        || {
-            c.agents.iter().filter(|a| a.name != old).find_map(|a| {
-                writers
-                    .first_ok(&a.name, cut_at)
-                    .map(|t| (a.name.clone(), t))
-            })
-        },
-    );
-    std::thread::sleep(Duration::from_millis(1000));
-    let attempts = writers.finish(&rt);
+    let (new, new_at) = writers.await_another_writer(&old, cut_at);
+    let attempts = writers.finish_after(Duration::from_millis(1000), &run.rt);
     assert_one_writer(&attempts, cut_at);
     let last_old = attempts
         .iter()
@@ -603,19 +624,14 @@ fn leader_cut_from_etcd_fences_itself_before_another_takes_over() {
         "{old} still claims to be primary"
     );
     assert_eq!(
-        sql(&rt, c.agent(&new), "SELECT pg_is_in_recovery()::text").as_deref(),
+        sql(&run.rt, c.agent(&new), "SELECT pg_is_in_recovery()::text").as_deref(),
         Some("false")
     );
 
     // Link restored: the old leader follows the new one.
     c.relays[oi].heal();
-    wait_until(
-        &format!("{old} streaming from {new}"),
-        Duration::from_secs(40),
-        || c.agents[oi].is_streaming_replica().then_some(()),
-    );
-    assert_eq!(c.wait_converged(Duration::from_secs(20)), new);
-    eprintln!("test (c) took {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(wait_rejoined(&c, oi), new);
+    run.took("c");
 }
 
 /// (d) etcd stopped (SIGTERM) and started again on the same data directory and ports within
@@ -623,16 +639,14 @@ fn leader_cut_from_etcd_fences_itself_before_another_takes_over() {
 /// postmaster not restarted, writes on it never refused).
 #[test]
 fn etcd_restart_causes_no_failover_and_no_demotion() {
-    let _serial = serial();
-    let rt = runtime();
-    let t = Instant::now();
-    let (mut c, leader, li) = start_with_probe_table(&rt, &Options::default());
+    let run = Run::begin();
+    let (mut c, leader, li) = start_with_probe_table(&run.rt, &Options::default());
     let q_start = "SELECT pg_postmaster_start_time()::text";
     let q_tl = "SELECT timeline_id::text FROM pg_control_checkpoint()";
-    let started_before = sql(&rt, &c.agents[li], q_start).unwrap();
-    let timeline_before = sql(&rt, &c.agents[li], q_tl).unwrap();
+    let started_before = sql(&run.rt, &c.agents[li], q_start).unwrap();
+    let timeline_before = sql(&run.rt, &c.agents[li], q_tl).unwrap();
     let history_before = c.history().len();
-    let writers = Writers::start(&rt, &[&c.agents[li]], Duration::from_millis(50));
+    let writers = Writers::start(&run.rt, &[&c.agents[li]], Duration::from_millis(50));
     std::thread::sleep(Duration::from_millis(300));
 
     let stopped_at = Instant::now();
@@ -645,8 +659,7 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
     // the failsafe (the other members confirming the leader over REST) keeps it primary.
     assert!(down > Duration::from_millis(2000), "{down:?}");
     // Long enough for a lease that was not renewed to have expired, and for any reaction.
-    std::thread::sleep(TTL + LOOP_WAIT * 2);
-    let attempts = writers.finish(&rt);
+    let attempts = writers.finish_after(TTL + LOOP_WAIT * 2, &run.rt);
     let refused: Vec<u128> = attempts
         .iter()
         .filter(|a| !a.ok)
@@ -662,12 +675,12 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
         "writes on {leader} were refused at {refused:?} ms after etcd stopped (demoted)"
     );
     assert_eq!(
-        sql(&rt, &c.agents[li], q_start).unwrap(),
+        sql(&run.rt, &c.agents[li], q_start).unwrap(),
         started_before,
         "restarted"
     );
     assert_eq!(
-        sql(&rt, &c.agents[li], q_tl).unwrap(),
+        sql(&run.rt, &c.agents[li], q_tl).unwrap(),
         timeline_before,
         "new timeline"
     );
@@ -684,7 +697,7 @@ fn etcd_restart_causes_no_failover_and_no_demotion() {
         .map(str::to_string)
         .collect();
     eprintln!("{leader} during the outage:\n{}", outage.join("\n"));
-    eprintln!("test (d) took {:.1} s", t.elapsed().as_secs_f64());
+    run.took("d");
 }
 
 /// (e) etcd unreachable at start: a clear retry message and no initdb until etcd answers, then

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::status::{events, members, no_rewind, primaries, primary_of};
-use common::stderr_of;
-use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, try_connect};
+use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, refused, try_connect};
 
 const CONVERGE: Duration = Duration::from_secs(25);
 
@@ -342,11 +341,7 @@ async fn killed_postmaster_converges() {
     });
     c.wait_converged(&primary, &[]).await;
     c.write(&primary, "after", 10..20).await;
-    let others: Vec<&str> = ["n1", "n2", "n3"]
-        .into_iter()
-        .filter(|n| *n != primary)
-        .collect();
-    let (rows, _) = c.wait_identical(&primary, &others).await;
+    let (rows, _) = c.wait_identical(&primary, &["n1", "n2", "n3"]).await;
     assert_eq!(rows, 20);
 }
 
@@ -414,22 +409,17 @@ async fn paused_cluster_does_not_fail_over_until_resumed() {
 async fn switchover_refusals() {
     let c = start();
 
-    let out = c.run("switchover", &["--to", "n9"]);
-    assert!(!out.status.success());
-    let err = stderr_of(&out);
+    let err = refused("a switchover to n9", &c.run("switchover", &["--to", "n9"]));
     assert!(err.contains("n9") && err.contains("not"), "{err}");
 
-    let out = c.run("switchover", &["--to", "n1"]);
-    assert!(!out.status.success());
-    let err = stderr_of(&out);
+    let err = refused("a switchover to n1", &c.run("switchover", &["--to", "n1"]));
     assert!(
         err.contains("n1") && err.contains("already the leader"),
         "{err}"
     );
 
-    let out = c.run("failover", &["--to", "n9"]);
-    assert!(!out.status.success());
-    assert!(stderr_of(&out).contains("n9"), "{}", stderr_of(&out));
+    let why = refused("a failover to n9", &c.run("failover", &["--to", "n9"]));
+    assert!(why.contains("n9"), "{why}");
 
     c.wait_converged("n1", &[]).await;
     let history = c.history();
@@ -475,15 +465,13 @@ async fn a_standby_keeps_reporting_its_new_timeline_when_its_upstream_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
     let c = start_with_rows("before").await;
-    let leader = c.run("reinit", &["n1", "--force"]);
-    let err = stderr_of(&leader);
-    assert!(
-        !leader.status.success() && err.contains("n1 is the leader"),
-        "{err}"
+    let err = refused(
+        "a reinit of the leader",
+        &c.run("reinit", &["n1", "--force"]),
     );
-    let asked = c.run("reinit", &["n3"]);
-    let err = stderr_of(&asked);
-    assert!(!asked.status.success() && err.contains("--force"), "{err}");
+    assert!(err.contains("n1 is the leader"), "{err}");
+    let err = refused("a reinit without --force", &c.run("reinit", &["n3"]));
+    assert!(err.contains("--force"), "{err}");
 
     let marker = c.data_dir("n3").join("reinit-marker");
     std::fs::write(&marker, "from before the re-clone").unwrap();
@@ -543,12 +531,11 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
     assert!(out.contains("withdrew the switchover to n1"), "{out}");
     let status = c.up.status().unwrap();
     assert!(status.get("switchover").is_none(), "{status}");
-    let refused = c.run("switchover", &["--at", "next tuesday"]);
-    assert!(
-        stderr_of(&refused).contains("--at"),
-        "{}",
-        stderr_of(&refused)
+    let why = refused(
+        "a switchover at next tuesday",
+        &c.run("switchover", &["--at", "next tuesday"]),
     );
+    assert!(why.contains("--at"), "{why}");
 }
 
 /// A leader whose agent stands still (its loop frozen through the API: how `pgha chaos`
@@ -598,11 +585,7 @@ async fn a_frozen_leader_agent_is_fenced_replaced_and_rejoins() {
     // Thawed: it finds its lease gone and rejoins the new leader.
     tokio::time::sleep(frozen.saturating_sub(t0.elapsed())).await;
     c.wait_converged(&new, &[]).await;
-    let others: Vec<&str> = ["n1", "n2", "n3"]
-        .into_iter()
-        .filter(|n| *n != new)
-        .collect();
-    let (rows, _) = c.wait_identical(&new, &others).await;
+    let (rows, _) = c.wait_identical(&new, &["n1", "n2", "n3"]).await;
     assert_eq!(rows, 20);
     let log = c.up.log();
     assert!(

@@ -49,12 +49,14 @@ file = "{secrets}"
     file.display().to_string()
 }
 
-/// `pgha status --config FILE` with stderr to a file (not a terminal), plus `env`.
-fn status_logging_to_file(dir: &Path, env: &[(&str, &str)]) -> (Output, String) {
+/// `pgha status --config FILE` plus `extra` arguments, with stderr to a file (not a
+/// terminal), plus `env`: its output and what it logged.
+fn status_logging_to_file(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Output, String) {
     let config = unreachable_node(dir);
     let log = dir.join("stderr.log");
     let out = Command::new(pgha_bin())
         .args(["status", "--config", &config])
+        .args(extra)
         .env_remove("PGHA_LOG_FORMAT")
         .env_remove("RUST_LOG")
         .env("PGHA_LOG", "info")
@@ -71,7 +73,7 @@ fn status_logging_to_file(dir: &Path, env: &[(&str, &str)]) -> (Output, String) 
 #[test]
 fn no_colours_in_a_log_file() {
     let tmp = common::test_dir();
-    let (out, log) = status_logging_to_file(tmp.path(), &[]);
+    let (out, log) = status_logging_to_file(tmp.path(), &[], &[]);
     assert!(!out.status.success(), "etcd and the agent are unreachable");
     assert!(log.contains("WARN"), "the warning is logged: {log}");
     assert!(
@@ -86,24 +88,13 @@ fn no_colours_in_a_log_file() {
 fn json_log_lines_parse() {
     for env in [&[][..], &[("PGHA_LOG_FORMAT", "json")][..]] {
         let tmp = common::test_dir();
-        let config = unreachable_node(tmp.path());
-        let mut args = vec!["status", "--config", &config];
-        if env.is_empty() {
-            args.push("--log-format=json");
-        }
-        let log = tmp.path().join("stderr.log");
-        let out = Command::new(pgha_bin())
-            .args(&args)
-            .env_remove("PGHA_LOG_FORMAT")
-            .env_remove("RUST_LOG")
-            .env("PGHA_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .output()
-            .expect("run pgha status");
+        let flag: &[&str] = if env.is_empty() {
+            &["--log-format=json"]
+        } else {
+            &[]
+        };
+        let (out, log) = status_logging_to_file(tmp.path(), flag, env);
         assert!(!out.status.success());
-        let log = std::fs::read_to_string(&log).unwrap();
         let lines: Vec<&str> = log.lines().collect();
         assert!(lines.len() >= 2, "a warning and the error: {log}");
         let mut levels = Vec::new();

@@ -107,10 +107,7 @@ fn fake_postgres() -> (u16, Arc<Mutex<Vec<String>>>) {
 #[test]
 fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password() {
     let (mut c, _) = prepare_with_tls();
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     let leader = c.wait_converged(Duration::from_secs(60));
     let primary = c.agent(&leader);
 
@@ -204,10 +201,7 @@ fn etcd_over_tls_requires_the_members_certificates() {
         );
         std::fs::write(&a.config, with_tls).unwrap();
     }
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     c.wait_converged(Duration::from_secs(60));
     let out = c.cli(&["status", "--json"]);
     assert!(
@@ -255,10 +249,7 @@ fn the_api_speaks_https_and_the_failsafe_travels_over_it() {
             .unwrap();
         writeln!(config, "api = true").unwrap();
     }
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     // Converged, as the CLI sees it over HTTPS.
     let status = |c: &dist::DistCluster| -> Option<Value> {
         let out = c.cli(&["status", "--json"]);
@@ -330,10 +321,7 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
         ),
     )
     .unwrap();
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     c.wait_converged(Duration::from_secs(60));
     let log = std::fs::File::create(c.root.join("proxy.log")).unwrap();
     let mut proxy = Command::new(env!("CARGO_BIN_EXE_pgha"))

@@ -490,13 +490,18 @@ impl DistCluster {
     /// bootstrap is recorded.
     pub fn start(opts: &Options) -> DistCluster {
         let mut c = Self::prepare(opts);
-        c.etcd.start();
-        for a in &mut c.agents {
-            a.start();
-        }
+        c.launch();
         c.wait_converged(Duration::from_secs(60));
         c.wait_bootstrapped(Duration::from_secs(30));
         c
+    }
+
+    /// Starts etcd and every agent of a prepared cluster, waiting for nothing.
+    pub fn launch(&mut self) {
+        self.etcd.start();
+        for a in &mut self.agents {
+            a.start();
+        }
     }
 
     pub fn agent(&self, name: &str) -> &Agent {
