@@ -27,6 +27,7 @@ mod clock;
 mod failsafe_round;
 mod handle;
 mod leave;
+mod promotion_clock;
 mod reload;
 mod restart;
 
@@ -103,6 +104,9 @@ pub struct Agent {
     pub(crate) pg_facts: Option<(Instant, crate::report::MemberFacts)>,
     /// An operator's restart-in-place request, asked or running.
     pub(crate) restart: restart::RestartRequest,
+    /// When the step that first saw the cluster without a leader ran, and the kind of the
+    /// promotion this member runs, for the promotion-time histogram.
+    pub(crate) promotion_clock: promotion_clock::PromotionClock,
 }
 
 impl Agent {
@@ -158,6 +162,7 @@ impl Agent {
             last_store_contact: None,
             pg_facts: None,
             restart: Default::default(),
+            promotion_clock: Default::default(),
         };
         (agent, report_rx)
     }
@@ -283,6 +288,12 @@ impl Agent {
             if *kind == JobKind::Restart {
                 self.restart_done(result);
             }
+            if *kind == JobKind::Promote && result.is_ok() {
+                if let Some((kind, took)) = self.promotion_clock.promoted() {
+                    self.report
+                        .send_modify(|r| r.promotion_times.record(kind, took));
+                }
+            }
             if error.is_some() {
                 self.hold_until = Some(self.now().plus(JOB_RETRY_DELAY_MS));
             }
@@ -329,6 +340,7 @@ impl Agent {
         self.last_reason = reason.clone();
         self.last_kind = Some(kind);
         self.restart_decided(&decision.actions, &decision.reason);
+        self.promotion_clock.step(&obs.cluster, self.spec.name.as_str(), &decision.reason);
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| *k);
         let observed = self.summarize(&obs, observed_at);

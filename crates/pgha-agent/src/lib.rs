@@ -11,6 +11,7 @@ pub mod fence;
 pub mod jobs;
 pub mod local;
 mod observe;
+pub mod promotion_times;
 pub mod report;
 pub mod spec;
 pub mod timelines;

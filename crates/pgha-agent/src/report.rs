@@ -21,6 +21,8 @@ pub struct AgentReport {
     pub observed: Option<Observed>,
     /// What the metrics add to it (as of the same step).
     pub facts: MemberFacts,
+    /// How long this member's promotions took, since its agent started.
+    pub promotion_times: crate::promotion_times::PromotionTimes,
 }
 
 /// Facts about a member the metrics report beside the observation (Patroni's parity).

@@ -51,6 +51,20 @@ impl fmt::Display for HistoryEvent {
 }
 
 impl EventKind {
+    /// Its name as the history and the metrics write it (`manual_failover`).
+    pub fn label(self) -> &'static str {
+        match self {
+            EventKind::Bootstrap => "bootstrap",
+            EventKind::Failover => "failover",
+            EventKind::Switchover => "switchover",
+            EventKind::ManualFailover => "manual_failover",
+            EventKind::RejoinFollow => "rejoin_follow",
+            EventKind::RejoinRewind => "rejoin_rewind",
+            EventKind::RejoinReclone => "rejoin_reclone",
+            EventKind::SyncChanged => "sync_changed",
+        }
+    }
+
     /// Whether this event started a new timeline.
     pub fn is_promotion(self) -> bool {
         matches!(

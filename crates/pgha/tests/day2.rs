@@ -1,7 +1,7 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
 //! and `url`, `pgha reload`, the member metrics, `pgha config edit`, `pgha restart
-//! --in-place`, in both modes. One cluster at a time (the binary's serial lock).
+//! --in-place`, the failover-time histogram, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -359,6 +359,58 @@ fn restart_in_place(c: &dyn Day2) {
     });
 }
 
+/// `pgha_failover_seconds`: a switchover to a member of the host whose API is asked shows
+/// in its histogram, labelled `switchover`, within a bound a switchover keeps.
+fn failover_histogram(c: &dyn Day2) {
+    let (api, names) = c.api();
+    let switch_to = |to: &str| {
+        succeeded("switchover", &c.cli(&["switchover", "--to", to]));
+        dist::wait_until(&format!("{to} leading"), Duration::from_secs(60), || {
+            let s = status(c);
+            let streaming = s["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["state"] == "streaming")
+                .count();
+            (s["leader"] == to && streaming + 1 == s["members"].as_array().unwrap().len())
+                .then_some(())
+        });
+    };
+    let leader = status(c)["leader"].as_str().unwrap().to_string();
+    let target = match names.iter().find(|n| **n != leader) {
+        Some(n) => n.clone(),
+        None => {
+            // This host runs only the leader: move it away first, then back.
+            switch_to(&a_standby(c));
+            names[0].clone()
+        }
+    };
+    switch_to(&target);
+    let labels = format!("member=\"{target}\",kind=\"switchover\"");
+    let (count, sum) = dist::wait_until(
+        "the switchover in the histogram",
+        Duration::from_secs(10),
+        || {
+            let (_, text) = dist::http("GET", &api, "/metrics", None, None)?;
+            let value = |series: &str| -> Option<f64> {
+                text.lines()
+                    .find_map(|l| {
+                        l.strip_prefix(&format!("pgha_failover_seconds_{series}{{{labels}}} "))
+                    })?
+                    .parse()
+                    .ok()
+            };
+            Some((value("count")?, value("sum")?))
+        },
+    );
+    assert!(count >= 1.0, "{count}");
+    assert!(
+        sum > 0.0 && sum < 30.0 * count,
+        "switchovers took {sum} s in all ({count})"
+    );
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -373,6 +425,7 @@ fn a_local_cluster_answers_day2_operations() {
     metrics(&c);
     config_edit(&c);
     restart_in_place(&c);
+    failover_histogram(&c);
 }
 
 #[test]
@@ -420,4 +473,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     metrics(&c);
     config_edit(&c);
     restart_in_place(&c);
+    failover_histogram(&c);
 }

@@ -83,6 +83,11 @@ pub async fn metrics(State(host): State<Arc<Host>>) -> Response {
         })
         .collect();
     render_members(&mut out, &members);
+    let promotions: Vec<_> = host
+        .specs()
+        .filter_map(|s| Some((s.name.to_string(), host.report(&s.name)?.promotion_times)))
+        .collect();
+    pgha_agent::promotion_times::render(&mut out, &promotions);
     if let Ok(view) = crate::ops::view(host.store.as_ref()).await {
         out.push_str(&format!(
             "# HELP pgha_cluster_paused Whether the cluster is in maintenance mode.\n\
