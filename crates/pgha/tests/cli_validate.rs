@@ -129,3 +129,43 @@ fn bad_files_name_the_key_and_the_fix_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr_of(&out).contains("missing.toml"));
 }
+
+/// Every wrong value of a file is named in one run, each with its key, not only the first:
+/// a DBA fixes them all at once.
+#[test]
+fn every_problem_of_a_file_is_named_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = NODE
+        .replace("host = \"10.0.0.1\"", "host = \"db1.example\"")
+        .replace("api = \"10.0.0.1:8008\"", "api = \"10.0.0.1\"")
+        .replace("ttl_ms = 10000", "ttl_ms = 10");
+    let local = LOCAL.replace("members = 3", "members = 3\nhost = \"localhost\"")
+        + "[postgresql]\nreplication_user = \"postgres\"\n[tags.n9]\nnosync = true\n";
+    for (name, text, keys) in [
+        (
+            "node.toml",
+            node,
+            &["member.host", "member.api", "dynamic"][..],
+        ),
+        (
+            "pgha.toml",
+            local,
+            &["cluster.host", "postgresql.replication_user", "tags.n9"][..],
+        ),
+    ] {
+        let file = write(tmp.path(), name, &text);
+        let out = validate(&file, &[]);
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{}: 3 problems:", file.display())),
+            "{name}: {err}"
+        );
+        for key in keys {
+            assert!(
+                err.contains(&format!("`{key}`")),
+                "{name}: no {key} in {err}"
+            );
+        }
+    }
+}

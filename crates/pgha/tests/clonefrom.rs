@@ -6,7 +6,7 @@ mod common;
 #[path = "common/dist.rs"]
 mod dist;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use dist::AgentSet;
@@ -139,16 +139,10 @@ struct Distributed(dist::DistCluster);
 
 impl Cloning for Distributed {
     fn cli(&self, member: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgha"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.0.agent(member).config)
-            .env("PGHA_LOG", "warn")
-            .output()
-            .expect("run pgha")
+        self.0.cli_as(member, args)
     }
     fn logs(&self) -> String {
-        self.0.agents.iter().map(|a| a.whole_log()).collect()
+        self.0.whole_logs()
     }
 }
 
@@ -164,10 +158,7 @@ fn a_distributed_member_reinitialised_clones_from_the_clonefrom_standby() {
         text.replace("[member]\n", "[member]\nclonefrom = true\n"),
     )
     .unwrap();
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     c.wait_converged(Duration::from_secs(60));
     c.wait_bootstrapped(Duration::from_secs(30));
     reinit_clones_from_the_tagged_standby(&Distributed(c), ["node1", "node2", "node3"]);

@@ -70,24 +70,12 @@ impl Day2 for Local {
 
 struct Distributed(dist::DistCluster);
 
-impl Distributed {
-    fn cli_as(&self, config: &PathBuf, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgha"))
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("PGHA_LOG", "warn")
-            .output()
-            .expect("run pgha")
-    }
-}
-
 impl Day2 for Distributed {
     fn cli(&self, args: &[&str]) -> Output {
         self.0.cli(args)
     }
     fn start(&self, name: &str) -> Output {
-        self.cli_as(&self.0.agent(name).config, &["start", name])
+        self.0.cli_as(name, &["start", name])
     }
     fn password(&self) -> String {
         dist::SUPERUSER_PASSWORD.to_string()

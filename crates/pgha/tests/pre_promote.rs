@@ -9,7 +9,7 @@ mod dist;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use dist::AgentSet;
@@ -206,16 +206,10 @@ struct Distributed(dist::DistCluster);
 
 impl Vetoing for Distributed {
     fn cli(&self, member: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pgha"))
-            .args(args)
-            .arg("--config")
-            .arg(&self.0.agent(member).config)
-            .env("PGHA_LOG", "warn")
-            .output()
-            .expect("run pgha")
+        self.0.cli_as(member, args)
     }
     fn logs(&self) -> String {
-        self.0.agents.iter().map(|a| a.whole_log()).collect()
+        self.0.whole_logs()
     }
     fn cluster(&self) -> &str {
         "demo"
@@ -231,10 +225,7 @@ fn a_distributed_cluster_promotes_the_next_candidate_when_pre_promote_vetoes() {
         let text = std::fs::read_to_string(&a.config).unwrap() + &hook.config();
         std::fs::write(&a.config, text).unwrap();
     }
-    c.etcd.start();
-    for a in &mut c.agents {
-        a.start();
-    }
+    c.launch();
     c.wait_converged(Duration::from_secs(60));
     c.wait_bootstrapped(Duration::from_secs(30));
     the_next_candidate_takes_over(&Distributed(c), &hook, ["node1", "node2", "node3"]);

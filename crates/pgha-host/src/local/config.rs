@@ -35,6 +35,73 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// More than one key is wrong: each is named.
+    #[error("{file}: {} problems:{}", .problems.len(), lines(.problems))]
+    Several {
+        file: PathBuf,
+        /// (key, reason), in the order of the checks.
+        problems: Vec<(String, String)>,
+    },
+}
+
+fn lines(problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(key, reason)| format!("\n  `{key}`: {reason}"))
+        .collect()
+}
+
+/// The problems of one file, collected so that one run names every one of them.
+pub struct Problems<'a> {
+    file: &'a Path,
+    found: Vec<(String, String)>,
+}
+
+impl<'a> Problems<'a> {
+    pub fn new(file: &'a Path) -> Self {
+        Problems {
+            file,
+            found: Vec::new(),
+        }
+    }
+
+    /// `key` is wrong, for `reason`.
+    pub fn add(&mut self, key: impl Into<String>, reason: impl std::fmt::Display) {
+        self.found.push((key.into(), reason.to_string()));
+    }
+
+    /// `key` is wrong if `checked` says so.
+    pub fn check<E: std::fmt::Display>(&mut self, key: impl Into<String>, checked: Result<(), E>) {
+        if let Err(reason) = checked {
+            self.add(key, reason);
+        }
+    }
+
+    /// The problems another check of the same file found.
+    pub fn absorb(&mut self, checked: Result<(), ConfigError>) {
+        match checked {
+            Ok(()) => {}
+            Err(ConfigError::Invalid { key, reason, .. }) => self.found.push((key, reason)),
+            Err(ConfigError::Several { problems, .. }) => self.found.extend(problems),
+            Err(other) => self.found.push((String::new(), other.to_string())),
+        }
+    }
+
+    /// None found, one (as [`ConfigError::Invalid`]), or several.
+    pub fn finish(mut self) -> Result<(), ConfigError> {
+        let file = self.file.to_path_buf();
+        match self.found.len() {
+            0 => Ok(()),
+            1 => {
+                let (key, reason) = self.found.remove(0);
+                Err(ConfigError::Invalid { file, key, reason })
+            }
+            _ => Err(ConfigError::Several {
+                file,
+                problems: self.found,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -189,22 +256,18 @@ impl Config {
         std::fs::rename(tmp, file)
     }
 
-    /// Checks every value, naming the key and the reason of the first problem.
+    /// Checks every value, naming the key and the reason of each problem.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Invalid {
-            file: file.into(),
-            key: key.into(),
-            reason,
-        };
-        self.callbacks
-            .check()
-            .map_err(|e| bad(e.key, e.to_string()))?;
+        let mut bad = Problems::new(file);
+        if let Err(e) = self.callbacks.check() {
+            bad.add(e.key, e);
+        }
         let names = self.member_names();
-        if let Some(unknown) = self.tags.keys().find(|n| !names.contains(n)) {
-            return Err(bad(
-                &format!("tags.{unknown}"),
+        for unknown in self.tags.keys().filter(|n| !names.contains(n)) {
+            bad.add(
+                format!("tags.{unknown}"),
                 format!("no such member; members are {}", names.join(", ")),
-            ));
+            );
         }
         let c = &self.cluster;
         if c.name.is_empty()
@@ -213,36 +276,33 @@ impl Config {
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
         {
-            return Err(bad(
+            bad.add(
                 "cluster.name",
                 format!("{:?} must be non-empty letters, digits, '-' or '_'", c.name),
-            ));
+            );
         }
         if c.members == 0 || c.members > MAX_MEMBERS {
-            return Err(bad(
+            bad.add(
                 "cluster.members",
                 format!("{} is out of range: use 1 to {MAX_MEMBERS}", c.members),
-            ));
-        }
-        if c.base_port < 1024
+            );
+        } else if c.base_port < 1024
             || u32::from(c.base_port) + u32::from(MEMBER_PORT_OFFSET + c.members) > 65535
         {
-            return Err(bad(
+            bad.add(
                 "cluster.base_port",
                 format!(
                     "{} is out of range: ports base_port to base_port + {} must lie in 1024-65535",
                     c.base_port,
                     MEMBER_PORT_OFFSET + c.members
                 ),
-            ));
+            );
         }
         if c.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(bad(
-                "cluster.host",
-                format!("{:?} is not an IP address", c.host),
-            ));
+            bad.add("cluster.host", format!("{:?} is not an IP address", c.host));
         }
-        self.postgresql.validate(file)
+        bad.absorb(self.postgresql.validate(file));
+        bad.finish()
     }
 
     /// The user's parameters as PostgreSQL setting strings.

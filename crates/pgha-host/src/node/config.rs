@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::local::config::{read_toml, ConfigError, PostgresSection};
+use crate::local::config::{read_toml, ConfigError, PostgresSection, Problems};
 
 /// One host's configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -181,130 +181,109 @@ impl NodeConfig {
     }
 
     fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Invalid {
-            file: file.into(),
-            key: key.into(),
-            reason,
-        };
+        let mut bad = Problems::new(file);
         let word = |s: &str| {
             !s.is_empty()
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
         if !word(&self.cluster.name) {
-            return Err(bad(
+            let name = &self.cluster.name;
+            bad.add(
                 "cluster.name",
-                format!(
-                    "{:?} must be letters, digits, '-' or '_'",
-                    self.cluster.name
-                ),
-            ));
-        }
-        if self.etcd.endpoints.is_empty() {
-            return Err(bad(
-                "etcd.endpoints",
-                "list at least one etcd endpoint".into(),
-            ));
-        }
-        if self.etcd.timeout_ms == 0 {
-            return Err(bad("etcd.timeout_ms", "must be above 0".into()));
+                format!("{name:?} must be letters, digits, '-' or '_'"),
+            );
         }
         let e = &self.etcd;
+        if e.endpoints.is_empty() {
+            bad.add("etcd.endpoints", "list at least one etcd endpoint");
+        }
+        if e.timeout_ms == 0 {
+            bad.add("etcd.timeout_ms", "must be above 0");
+        }
         if e.cert_file.is_some() != e.key_file.is_some() {
-            return Err(bad(
+            bad.add(
                 "etcd.cert_file",
-                "give etcd.cert_file and etcd.key_file together".into(),
-            ));
+                "give etcd.cert_file and etcd.key_file together",
+            );
         }
         if e.cert_file.is_some() && e.ca_file.is_none() {
-            return Err(bad(
+            bad.add(
                 "etcd.ca_file",
-                "a client certificate needs TLS: set etcd.ca_file (and https:// endpoints)".into(),
-            ));
+                "a client certificate needs TLS: set etcd.ca_file (and https:// endpoints)",
+            );
         }
         let m = &self.member;
-        if !m
+        let slot_name = m
             .name
             .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            || m.name.is_empty()
-        {
-            return Err(bad(
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !slot_name || m.name.is_empty() {
+            bad.add(
                 "member.name",
                 format!(
                     "{:?} must be lowercase letters, digits or '_' (it names a replication slot)",
                     m.name
                 ),
-            ));
+            );
         }
         if !m.dir.is_absolute() {
-            return Err(bad(
-                "member.dir",
-                format!("{} must be an absolute path", m.dir.display()),
-            ));
+            let dir = m.dir.display();
+            bad.add("member.dir", format!("{dir} must be an absolute path"));
         }
         if m.host.parse::<std::net::IpAddr>().is_err() {
-            return Err(bad(
-                "member.host",
-                format!("{:?} is not an IP address", m.host),
-            ));
+            bad.add("member.host", format!("{:?} is not an IP address", m.host));
         }
         if m.port == 0 {
-            return Err(bad("member.port", "must be a port number".into()));
+            bad.add("member.port", "must be a port number");
         }
         if m.api.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad("member.api", format!("{:?} is not host:port", m.api)));
+            bad.add("member.api", format!("{:?} is not host:port", m.api));
         }
         for (i, addr) in self.replication_from.iter().enumerate() {
-            pgha_pg::conf::check_hba_address(addr)
-                .map_err(|refused| bad(&format!("replication_from[{i}]"), refused.to_string()))?;
+            let key = format!("replication_from[{i}]");
+            bad.check(key, pgha_pg::conf::check_hba_address(addr));
         }
         for (key, addr) in [
             ("proxy.rw_listen", &self.proxy.rw_listen),
             ("proxy.ro_listen", &self.proxy.ro_listen),
             ("proxy.metrics_listen", &self.proxy.metrics_listen),
         ] {
-            if let Some(a) = addr {
-                if a.parse::<std::net::SocketAddr>().is_err() {
-                    return Err(bad(key, format!("{a:?} is not host:port")));
-                }
+            if let Some(a) = addr
+                .as_ref()
+                .filter(|a| a.parse::<std::net::SocketAddr>().is_err())
+            {
+                bad.add(key, format!("{a:?} is not host:port"));
             }
         }
         match (&self.tls, self.insecure_no_tls) {
-            (None, false) => {
-                return Err(bad(
-                    "tls",
-                    "no [tls] section: PostgreSQL connections would be in clear text and a \
-                     fake member in etcd would be sent the superuser password. Make certificates \
-                     with `pgha tls ca --dir D` and `pgha tls member --dir D --name NAME --host \
-                     ADDRESS`, and name them in [tls] (ca_file, cert_file, key_file); or, on a \
-                     network where every host is trusted, set insecure_no_tls = true"
-                        .into(),
-                ))
-            }
-            (Some(_), true) => {
-                return Err(bad(
-                    "insecure_no_tls",
-                    "is true while a [tls] section is given: remove one of them".into(),
-                ))
-            }
+            (None, false) => bad.add(
+                "tls",
+                "no [tls] section: PostgreSQL connections would be in clear text and a \
+                 fake member in etcd would be sent the superuser password. Make certificates \
+                 with `pgha tls ca --dir D` and `pgha tls member --dir D --name NAME --host \
+                 ADDRESS`, and name them in [tls] (ca_file, cert_file, key_file); or, on a \
+                 network where every host is trusted, set insecure_no_tls = true",
+            ),
+            (Some(_), true) => bad.add(
+                "insecure_no_tls",
+                "is true while a [tls] section is given: remove one of them",
+            ),
             _ => {}
         }
         if self.proxy.tls.is_some() && self.tls.is_none() {
-            return Err(bad(
+            bad.add(
                 "proxy.tls",
                 "a terminating proxy reaches the members over TLS: add [tls] with the \
-                 cluster CA (ca_file)"
-                    .into(),
-            ));
+                 cluster CA (ca_file)",
+            );
         }
-        self.callbacks
-            .check()
-            .map_err(|e| bad(e.key, e.to_string()))?;
-        self.postgresql.validate(file)?;
-        self.initial_dynamic()
-            .map_err(|reason| bad("dynamic", reason.to_string()))?;
-        Ok(())
+        if let Err(e) = self.callbacks.check() {
+            bad.add(e.key, e);
+        }
+        bad.absorb(self.postgresql.validate(file));
+        bad.check("dynamic", self.initial_dynamic().map(|_| ()));
+        bad.finish()
     }
 
     /// The dynamic settings for a new cluster: defaults overridden by `[dynamic]`.

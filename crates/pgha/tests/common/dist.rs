@@ -518,13 +518,23 @@ impl DistCluster {
 
     /// Runs `pgha ARGS --config <first agent's config>`.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_as(&self.agents[0].name, args)
+    }
+
+    /// Runs `pgha ARGS --config <the config of member's host>`, as an operator on that host.
+    pub fn cli_as(&self, member: &str, args: &[&str]) -> std::process::Output {
         Command::new(env!("CARGO_BIN_EXE_pgha"))
             .args(args)
             .arg("--config")
-            .arg(&self.agents[0].config)
+            .arg(&self.agent(member).config)
             .env("PGHA_LOG", "warn")
             .output()
             .expect("run pgha")
+    }
+
+    /// Every agent's whole log, one after the other.
+    pub fn whole_logs(&self) -> String {
+        self.agents.iter().map(|a| a.whole_log()).collect()
     }
 
     /// Like [`DistCluster::cli`], but the command must succeed; its stdout.

@@ -31,11 +31,7 @@ pub struct PostgresSection {
 impl PostgresSection {
     /// Checks the section, naming the key (under `postgresql.`) and the reason.
     pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Invalid {
-            file: file.into(),
-            key: key.into(),
-            reason,
-        };
+        let mut bad = super::Problems::new(file);
         let p = self;
         for (key, value) in [
             ("postgresql.superuser", &p.superuser),
@@ -47,27 +43,29 @@ impl PostgresSection {
                     .chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
             {
-                return Err(bad(
+                bad.add(
                     key,
                     format!("{value:?} must be non-empty letters, digits, '-' or '_'"),
-                ));
+                );
             }
         }
         if p.superuser == p.replication_user {
-            return Err(bad(
+            bad.add(
                 "postgresql.replication_user",
-                "must differ from postgresql.superuser".into(),
-            ));
+                "must differ from postgresql.superuser",
+            );
         }
         for (name, value) in &p.parameters {
             let key = format!("postgresql.parameters.{name}");
-            pgha_pg::conf::check_user_parameter(name)
-                .map_err(|refused| bad(&key, refused.to_string()))?;
-            let text = parameter_text(value).map_err(|reason| bad(&key, reason))?;
-            pgha_pg::conf::check_user_setting(name, &text)
-                .map_err(|refused| bad(&key, refused.to_string()))?;
+            let checked = pgha_pg::conf::check_user_parameter(name)
+                .map_err(|refused| refused.to_string())
+                .and_then(|()| parameter_text(value))
+                .and_then(|text| {
+                    pgha_pg::conf::check_user_setting(name, &text).map_err(|r| r.to_string())
+                });
+            bad.check(key, checked);
         }
-        Ok(())
+        bad.finish()
     }
 
     /// The user's parameters as PostgreSQL setting strings.
