@@ -1,7 +1,8 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
 //! and `url`, `pgha reload`, the member metrics, `pgha config edit`, `pgha restart
-//! --in-place`, the failover-time histogram, in both modes. One cluster at a time (the binary's serial lock).
+//! --in-place`, `status --topology`, `switchover --at`, the failover-time histogram, in both
+//! modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -285,6 +286,66 @@ fn config_edit(c: &dyn Day2) {
     assert!(untouched.contains("no change"), "{untouched}");
 }
 
+/// `pgha status --topology` draws who streams from whom; `pgha switchover --at` runs at its
+/// time (shown in status until then) and a later one can be withdrawn.
+fn topology_and_scheduled_switchover(c: &dyn Day2) {
+    let s = status(c);
+    let leader = s["leader"].as_str().unwrap().to_string();
+    let tree = succeeded("status --topology", &c.cli(&["status", "--topology"]));
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines[0], format!("{leader} (primary, running)"), "{tree}");
+    let standbys = s["members"].as_array().unwrap().len() - 1;
+    assert_eq!(lines.len(), 1 + standbys, "{tree}");
+    assert!(
+        lines[1..].iter().all(|l| l.contains("(standby, streaming")),
+        "{tree}"
+    );
+    assert!(lines.last().unwrap().starts_with("└── "), "{tree}");
+
+    let target = a_standby(c);
+    let out = succeeded(
+        "switchover --at",
+        &c.cli(&["switchover", "--to", &target, "--at", "+4s"]),
+    );
+    assert!(out.contains("scheduled for"), "{out}");
+    let table = succeeded("status", &c.cli(&["status"]));
+    assert!(
+        table.contains(&format!("Switchover to {target} scheduled for")),
+        "{table}"
+    );
+    assert_eq!(
+        status(c)["leader"],
+        leader.as_str(),
+        "it ran before its time"
+    );
+    dist::wait_until(
+        &format!("{target} leading"),
+        Duration::from_secs(60),
+        || (status(c)["leader"] == target.as_str()).then_some(()),
+    );
+    let table = succeeded("status", &c.cli(&["status"]));
+    assert!(!table.contains("scheduled"), "{table}");
+    let out = succeeded(
+        "switchover --at +1h",
+        &c.cli(&["switchover", "--to", &leader, "--at", "+1h"]),
+    );
+    assert!(out.contains("scheduled for"), "{out}");
+    let out = succeeded("switchover --cancel", &c.cli(&["switchover", "--cancel"]));
+    assert!(
+        out.contains(&format!("withdrew the switchover to {leader}")),
+        "{out}"
+    );
+    // Every member streams from the new leader before the next step.
+    dist::wait_until("the others streaming", Duration::from_secs(60), || {
+        let s = status(c);
+        let members = s["members"].as_array().unwrap();
+        members
+            .iter()
+            .all(|m| m["name"] == target.as_str() || m["state"] == "streaming")
+            .then_some(())
+    });
+}
+
 /// `pgha restart --role primary --in-place`: the primary restarts where it is, keeping the
 /// lease (no failover, no switchover in the history), and a parameter that waited for a
 /// restart is applied on it.
@@ -412,6 +473,7 @@ fn a_local_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    topology_and_scheduled_switchover(&c);
     restart_in_place(&c);
     failover_histogram(&c);
 }
@@ -460,6 +522,7 @@ fn a_distributed_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    topology_and_scheduled_switchover(&c);
     restart_in_place(&c);
     failover_histogram(&c);
 }

@@ -2,11 +2,16 @@
 //! changes, as a DBA hooks a virtual IP or a pooler to them: the scripts of `[callbacks]` run
 //! as the PostgreSQL OS user with `ACTION ROLE CLUSTER MEMBER` when PostgreSQL starts, and
 //! when a member is promoted or demoted by a switchover. Tags: a `noloadbalance` standby
-//! takes no read-only sessions and fails `/replica`.
+//! takes no read-only sessions and fails `/replica`. Both in a local cluster (`[tags.NAME]`
+//! and `[callbacks]` in pgha.toml) and a distributed one (`[member]` tags and `[callbacks]`
+//! in each node config).
 
 mod common;
+#[path = "common/dist.rs"]
+mod dist;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
@@ -22,18 +27,7 @@ fn callbacks_run_on_role_changes_and_tags_keep_reads_off_a_member() {
     assert_eq!(up.terminate(), Some(0), "{}", up.log());
     drop(up);
 
-    // The script appends its arguments to a log the PostgreSQL OS user can write.
-    let hooks = tmp.path().join("hook-log");
-    std::fs::create_dir(&hooks).unwrap();
-    std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let log = hooks.join("calls");
-    let script = tmp.path().join("hook.sh");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (script, log) = write_hook(tmp.path());
     let config = dir.join("pgha.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
@@ -79,25 +73,56 @@ fn callbacks_run_on_role_changes_and_tags_keep_reads_off_a_member() {
         .then_some(())
     });
 
-    // Right after a restart the leader may not have published n2 as streaming yet.
-    pgha_testkit::wait_until("a switchover to n2", Duration::from_secs(20), || {
-        pgha(&["switchover", "--dir", d, "--to", "n2"])
-            .status
-            .success()
-            .then_some(())
-    });
+    switchover_calls_role_changes(
+        || pgha(&["switchover", "--dir", d, "--to", "n2"]),
+        &log,
+        "hooks",
+        ("n1", "n2"),
+    );
+    // Nothing else is called: no stop hook was configured.
+    assert!(!calls().contains("on_stop"), "{}", calls());
+}
+
+/// The callback script, and the log it appends its arguments to (where the PostgreSQL OS
+/// user, which runs it, can write).
+fn write_hook(root: &Path) -> (PathBuf, PathBuf) {
+    let hooks = root.join("hook-log");
+    std::fs::create_dir(&hooks).unwrap();
+    std::fs::set_permissions(&hooks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let log = hooks.join("calls");
+    let script = root.join("hook.sh");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (script, log)
+}
+
+/// A switchover `from` → `to` calls on_role_change on both (retried: right after a restart
+/// the leader may not have published `to` as streaming yet).
+fn switchover_calls_role_changes(
+    switchover: impl Fn() -> std::process::Output,
+    log: &Path,
+    cluster: &str,
+    (from, to): (&str, &str),
+) {
+    pgha_testkit::wait_until(
+        &format!("a switchover to {to}"),
+        Duration::from_secs(20),
+        || switchover().status.success().then_some(()),
+    );
     pgha_testkit::wait_until(
         "on_role_change of both members",
         Duration::from_secs(30),
         || {
-            let text = calls();
-            (text.contains("on_role_change primary hooks n2")
-                && text.contains("on_role_change standby hooks n1"))
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            (text.contains(&format!("on_role_change primary {cluster} {to}"))
+                && text.contains(&format!("on_role_change standby {cluster} {from}")))
             .then_some(())
         },
     );
-    // Nothing else is called: no stop hook was configured.
-    assert!(!calls().contains("on_stop"), "{}", calls());
 }
 
 /// The port member `name` listens on, from `pgha status --json`.
@@ -110,4 +135,79 @@ fn members_port(up: &UpProcess, name: &str) -> String {
         .find(|m| m["name"] == name)
         .map(|m| m["port"].to_string())
         .unwrap()
+}
+
+#[test]
+fn a_distributed_cluster_runs_callbacks_and_keeps_reads_off_a_tagged_member() {
+    use dist::{AgentApi, AgentSet};
+    let _serial = pgha_testkit::serial();
+    let mut c = dist::DistCluster::prepare(&dist::Options::default());
+    let (script, log) = write_hook(&c.root);
+    for a in &c.agents {
+        let mut text = std::fs::read_to_string(&a.config).unwrap();
+        if a.name == "node3" {
+            text = text.replace("[member]\n", "[member]\nnoloadbalance = true\n");
+        }
+        text.push_str(&format!(
+            "\n[callbacks]\non_start = \"{s}\"\non_role_change = \"{s}\"\n",
+            s = script.display()
+        ));
+        std::fs::write(&a.config, text).unwrap();
+    }
+    c.launch();
+    // `wait_converged` asks /replica, which a noloadbalance member fails: ask the status.
+    let converged = |c: &dist::DistCluster| {
+        pgha_testkit::wait_until(
+            "one primary, two streaming",
+            Duration::from_secs(60),
+            || {
+                let s = c.status_json();
+                let members = s["members"].as_array()?;
+                let streaming = members.iter().filter(|m| m["state"] == "streaming").count();
+                let leader = s["leader"].as_str()?.to_string();
+                (streaming == 2 && members.len() == 3).then_some(leader)
+            },
+        )
+    };
+    let mut leader = converged(&c);
+    c.wait_bootstrapped(Duration::from_secs(30));
+    if leader == "node3" {
+        // The tagged member bootstrapped: /read-only answers for a leader; move it away.
+        c.cli_ok(&["switchover", "--to", "node1"]);
+        leader = pgha_testkit::wait_until("node1 leading", Duration::from_secs(60), || {
+            let l = converged(&c);
+            (l == "node1").then_some(l)
+        });
+    }
+
+    // node3 is tagged noloadbalance: /replica and /read-only say no; status shows the tag.
+    let node3 = c.agent("node3");
+    assert_eq!(node3.get("/replica").map(|(code, _)| code), Some(503));
+    assert_eq!(node3.get("/read-only").map(|(code, _)| code), Some(503));
+    let table = c.cli_ok(&["status"]);
+    assert!(table.contains("Tags: node3 noloadbalance"), "{table}");
+
+    let calls = || std::fs::read_to_string(&log).unwrap_or_default();
+    pgha_testkit::wait_until("on_start of every member", Duration::from_secs(20), || {
+        let text = calls();
+        c.agents
+            .iter()
+            .all(|a| {
+                let role = if a.name == leader {
+                    "primary"
+                } else {
+                    "standby"
+                };
+                text.contains(&format!("on_start {role} demo {}", a.name))
+            })
+            .then_some(())
+    });
+    let target = if leader == "node2" { "node1" } else { "node2" };
+    switchover_calls_role_changes(
+        || c.cli(&["switchover", "--to", target]),
+        &log,
+        "demo",
+        (&leader, target),
+    );
+    assert!(!calls().contains("on_stop"), "{}", calls());
 }

@@ -86,7 +86,8 @@ pub struct MemberSection {
     pub nofailover: bool,
     #[serde(default)]
     pub nosync: bool,
-    #[serde(default)]
+    /// Higher wins among equally advanced candidates; 1 unless set, as in a local cluster.
+    #[serde(default = "default_priority")]
     pub priority: u32,
     /// Never route read-only sessions to this member.
     #[serde(default)]
@@ -170,6 +171,10 @@ pub struct ProxyTlsSection {
     /// Refuse clients that do not start TLS.
     #[serde(default)]
     pub require: bool,
+}
+
+fn default_priority() -> u32 {
+    pgha_core::Tags::default().priority
 }
 
 impl NodeConfig {

@@ -127,3 +127,13 @@ fn a_misspelt_member_tag_is_refused() {
         "{err}"
     );
 }
+
+/// Found by the distributed tags test: an unset `priority` was 0 in a node config and 1 in a
+/// local cluster (and in the docs), so `pgha status` showed "priority 0" for every member.
+#[test]
+fn an_unset_priority_is_the_default_tag() {
+    let config = load(GOOD).unwrap();
+    assert_eq!(config.member.priority, pgha_core::Tags::default().priority);
+    let set = load(&GOOD.replace("port = 5432", "port = 5432\npriority = 3")).unwrap();
+    assert_eq!(set.member.priority, 3);
+}
