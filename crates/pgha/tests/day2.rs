@@ -1,8 +1,8 @@
 //! Day-2 operations, each checked the same way against a local cluster (`pgha up`, `--dir`)
 //! and a distributed one (three `pgha agent`s over etcd, `--config`): `pgha stop`, `start`
 //! and `url`, `pgha reload`, the member metrics, `pgha config edit`, `pgha restart
-//! --in-place`, `status --topology`, `switchover --at`, the failover-time histogram, in both
-//! modes. One cluster at a time (the binary's serial lock).
+//! --in-place`, `status --topology`, `switchover --at`, the health checks, the failover-time
+//! histogram, in both modes. One cluster at a time (the binary's serial lock).
 
 mod common;
 #[path = "common/dist.rs"]
@@ -286,6 +286,31 @@ fn config_edit(c: &dyn Day2) {
     assert!(untouched.contains("no change"), "{untouched}");
 }
 
+/// The health checks HAProxy and Kubernetes send, on every member of the host asked
+/// (`?member=` names it; `pgha up` runs them all): OPTIONS and HEAD answer as GET does;
+/// /read-only and /readiness take the primary and streaming standbys; /liveness needs only
+/// the agent stepping; asynchronous standbys are /async, none /sync.
+fn health_checks(c: &dyn Day2) {
+    let (api, names) = c.api();
+    let leader = status(c)["leader"].as_str().unwrap().to_string();
+    for name in &names {
+        let leads = *name == leader;
+        let code = |method: &str, path: &str| {
+            let path = format!("{path}?member={name}");
+            dist::http(method, &api, &path, None, None).unwrap().0
+        };
+        let role = |ok: bool| if ok { 200 } else { 503 };
+        assert_eq!(code("OPTIONS", "/primary"), role(leads), "{name}");
+        assert_eq!(code("HEAD", "/primary"), role(leads), "{name}");
+        assert_eq!(code("OPTIONS", "/replica"), role(!leads), "{name}");
+        for path in ["/read-only", "/readiness", "/liveness"] {
+            assert_eq!(code("GET", path), 200, "{name} {path}");
+        }
+        assert_eq!(code("GET", "/async"), role(!leads), "{name}");
+        assert_eq!(code("GET", "/sync"), 503, "{name}");
+    }
+}
+
 /// `pgha status --topology` draws who streams from whom; `pgha switchover --at` runs at its
 /// time (shown in status until then) and a later one can be withdrawn.
 fn topology_and_scheduled_switchover(c: &dyn Day2) {
@@ -473,6 +498,7 @@ fn a_local_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    health_checks(&c);
     topology_and_scheduled_switchover(&c);
     restart_in_place(&c);
     failover_histogram(&c);
@@ -522,6 +548,7 @@ fn a_distributed_cluster_answers_day2_operations() {
     reload(&c);
     metrics(&c);
     config_edit(&c);
+    health_checks(&c);
     topology_and_scheduled_switchover(&c);
     restart_in_place(&c);
     failover_histogram(&c);
