@@ -116,7 +116,8 @@ impl UpProcess {
         serde_json::from_slice(&out.stdout).ok()
     }
 
-    /// Waits until one primary runs and every other member streams.
+    /// Waits until one primary runs, every other member streams, and `pgha up` has said the
+    /// cluster is up (before that, a SIGTERM ends its start-up: exit 1, not a clean stop).
     pub fn wait_streaming(&mut self, timeout: Duration) -> Value {
         let streaming = poll(timeout, Duration::from_millis(100), || {
             if let Some(code) = self.exited() {
@@ -124,6 +125,9 @@ impl UpProcess {
                     "pgha up exited ({code}) before the cluster streamed; log:\n{}",
                     self.log()
                 );
+            }
+            if !self.log().contains("cluster up in") {
+                return None;
             }
             self.status().filter(|s| {
                 let members = s["members"].as_array().unwrap();
