@@ -485,6 +485,17 @@ fn failover_histogram(c: &dyn Day2) {
     );
 }
 
+/// What both modes check the same way, in this order (the last steps move the leader).
+fn the_rest(c: &dyn Day2) {
+    reload(c);
+    metrics(c);
+    config_edit(c);
+    health_checks(c);
+    topology_and_scheduled_switchover(c);
+    restart_in_place(c);
+    failover_histogram(c);
+}
+
 #[test]
 fn a_local_cluster_answers_day2_operations() {
     let c = Local(common::cluster::Cluster::start(
@@ -495,13 +506,7 @@ fn a_local_cluster_answers_day2_operations() {
     let proxy = succeeded("url --proxy", &c.cli(&["url", "--proxy"]));
     assert_eq!(proxy, succeeded("url", &c.cli(&["url"])));
     stop_start_url(&c);
-    reload(&c);
-    metrics(&c);
-    config_edit(&c);
-    health_checks(&c);
-    topology_and_scheduled_switchover(&c);
-    restart_in_place(&c);
-    failover_histogram(&c);
+    the_rest(&c);
 }
 
 #[test]
@@ -545,11 +550,5 @@ fn a_distributed_cluster_answers_day2_operations() {
     );
     succeeded("start through its own host", &c.start(&standby));
     c.0.wait_converged(Duration::from_secs(60));
-    reload(&c);
-    metrics(&c);
-    config_edit(&c);
-    health_checks(&c);
-    topology_and_scheduled_switchover(&c);
-    restart_in_place(&c);
-    failover_histogram(&c);
+    the_rest(&c);
 }
