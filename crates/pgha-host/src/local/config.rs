@@ -77,16 +77,6 @@ impl<'a> Problems<'a> {
         }
     }
 
-    /// The problems another check of the same file found.
-    pub fn absorb(&mut self, checked: Result<(), ConfigError>) {
-        match checked {
-            Ok(()) => {}
-            Err(ConfigError::Invalid { key, reason, .. }) => self.found.push((key, reason)),
-            Err(ConfigError::Several { problems, .. }) => self.found.extend(problems),
-            Err(other) => self.found.push((String::new(), other.to_string())),
-        }
-    }
-
     /// None found, one (as [`ConfigError::Invalid`]), or several.
     pub fn finish(mut self) -> Result<(), ConfigError> {
         let file = self.file.to_path_buf();
@@ -301,7 +291,7 @@ impl Config {
         if c.host.parse::<std::net::IpAddr>().is_err() {
             bad.add("cluster.host", format!("{:?} is not an IP address", c.host));
         }
-        bad.absorb(self.postgresql.validate(file));
+        self.postgresql.check(&mut bad);
         bad.finish()
     }
 

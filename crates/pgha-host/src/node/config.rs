@@ -286,7 +286,7 @@ impl NodeConfig {
         if let Err(e) = self.callbacks.check() {
             bad.add(e.key, e);
         }
-        bad.absorb(self.postgresql.validate(file));
+        self.postgresql.check(&mut bad);
         bad.check("dynamic", self.initial_dynamic().map(|_| ()));
         bad.finish()
     }

@@ -1,11 +1,9 @@
 //! pgha.toml's `[postgresql]` section: users, pg_hba lines, parameters, their defaults and checks.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-use super::ConfigError;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,9 +27,8 @@ pub struct PostgresSection {
 }
 
 impl PostgresSection {
-    /// Checks the section, naming the key (under `postgresql.`) and the reason.
-    pub fn validate(&self, file: &Path) -> Result<(), ConfigError> {
-        let mut bad = super::Problems::new(file);
+    /// Checks the section, adding each problem to `bad` with its key (under `postgresql.`).
+    pub fn check(&self, bad: &mut super::Problems<'_>) {
         let p = self;
         for (key, value) in [
             ("postgresql.superuser", &p.superuser),
@@ -65,7 +62,6 @@ impl PostgresSection {
                 });
             bad.check(key, checked);
         }
-        bad.finish()
     }
 
     /// The user's parameters as PostgreSQL setting strings.
