@@ -117,16 +117,18 @@ impl Rules<'_> {
         self.sync.members.contains(name) && self.sync.leader.as_ref() != Some(name)
     }
 
-    /// Why promoting `me` would lose acknowledged commits: `name`, a synchronous standby
-    /// that cannot be promoted itself (vetoed, or tagged nofailover since the set was
-    /// published), is further ahead and may hold commits it acknowledged that `me` lacks.
+    /// Why promoting `me` would lose acknowledged commits: `name`, a member of the
+    /// synchronous set or the leader that published it, cannot be promoted itself (vetoed, or
+    /// tagged nofailover since the set was published) and is further ahead: it may hold
+    /// commits that were acknowledged and that `me` lacks.
     fn holds_commits_ahead(
         &self,
         name: &MemberName,
         record: &MemberRecord,
         mine: &MemberRecord,
     ) -> Option<Ineligible> {
-        if self.config.synchronous_mode == SyncMode::Off || !self.acknowledges(name) {
+        let holds_acknowledged = self.acknowledges(name) || self.sync.leader.as_ref() == Some(name);
+        if self.config.synchronous_mode == SyncMode::Off || !holds_acknowledged {
             return None;
         }
         let ahead = (record.timeline, record.lsn) > (mine.timeline, mine.lsn);

@@ -662,6 +662,22 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
         .with("n3", record(&b, None));
     let d3 = member("n3").step(&obs(600, b.clone(), &seen, vec![]));
     assert!(acquires(&d3), "{}", d3.reason);
+    // n3 holding the key, not promoted yet (it may veto too), does not end n2's veto.
+    let holding = View::new()
+        .leader("n3", 12)
+        .with("n3", record(&b, Some("n3")))
+        .with("n2", record(&a, Some("n3")));
+    n2.step(&obs(700, a.clone(), &holding, vec![]));
+    let followed = Outcome::Job {
+        kind: JobKind::Follow,
+        result: Ok(()),
+    };
+    let gone = leaderless(&a, &b, None);
+    let d = n2.step(&obs(800, a.clone(), &gone, vec![followed]));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::PromotionVetoed)
+    );
     // Once n3 leads, n2's veto is over: its next record is not vetoed.
     let led = View::led_by("n3", 12, &primary(2, 4100)).with("n2", record(&a, Some("n3")));
     let d = n2.step(&obs(1200, a, &led, vec![]));
@@ -696,6 +712,31 @@ fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
     // Asynchronous: the next candidate runs (nothing was acknowledged synchronously).
     let d3 = member("n3").step(&obs(0, b, &base, vec![]));
     assert!(acquires(&d3), "{}", d3.reason);
+}
+
+/// ... and so does the vetoed leader that published the set (found by the simulation with
+/// vetoes, seed 2366: the old primary, now a standby holding a commit it had acknowledged as
+/// a synchronous standby on the timeline before, vetoed; n3, behind it, was promoted). Also:
+/// a member that only took the lease and vetoed too does not end n2's veto.
+#[test]
+fn a_vetoed_set_leader_ahead_keeps_the_others_from_running() {
+    let (a, b) = (standby(2, 5000, None), standby(2, 4000, None));
+    let vetoed = MemberRecord {
+        promotion_vetoed: true,
+        ..record(&a, None)
+    };
+    let mut view = View::new()
+        .with("n2", vetoed)
+        .with("n3", record(&b, None))
+        .sync_set("n2", &[]);
+    view.0.sync.count = 0;
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert!(!acquires(&d3), "{}", d3.reason);
+    assert!(
+        matches!(&d3.reason, Reason::IneligibleAhead { member, .. } if member.as_str() == "n2"),
+        "{}",
+        d3.reason
+    );
 }
 
 /// n2 leading (revision 20) on timeline 2, which it started at 5000 by `kind` from n1.
