@@ -52,6 +52,9 @@ struct Dir {
     done: bool,
     /// Bytes were read since the idle bound last looked.
     moved: bool,
+    /// Written, not flushed yet: a TLS stream may keep a record it could not send in its own
+    /// buffer, and only a flush sends it once the socket takes it.
+    unflushed: bool,
 }
 
 /// The error (inside an `io::Error` of kind `TimedOut`) with which a splice ends when no byte
@@ -111,6 +114,13 @@ impl Dir {
                     self.pos += n;
                 }
                 give_buf(self.buf.take().expect("buffer present"));
+                self.unflushed = true;
+            }
+            if self.unflushed {
+                // Before waiting for more to read: what was written must reach the peer even
+                // if nothing more comes (the last rows and ReadyForQuery after a cancel).
+                ready!(w.as_mut().poll_flush(cx))?;
+                self.unflushed = false;
             }
             if self.eof {
                 ready!(w.as_mut().poll_shutdown(cx))?;
@@ -240,6 +250,75 @@ where
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A writer that, like a TLS stream whose socket was full, keeps what it is given until
+    /// it is flushed.
+    struct HoldsUntilFlush {
+        held: Vec<u8>,
+        inner: tokio::io::DuplexStream,
+    }
+
+    impl AsyncWrite for HoldsUntilFlush {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.get_mut().held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            while !this.held.is_empty() {
+                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.held))?;
+                this.held.drain(..n);
+            }
+            Pin::new(&mut this.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            ready!(self.as_mut().poll_flush(cx))?;
+            Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        }
+    }
+
+    impl AsyncRead for HoldsUntilFlush {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        }
+    }
+
+    /// Found by the TLS cancel test (a COPY cancelled through a terminating proxy hung now
+    /// and then): the last bytes the backend sent, with nothing after them, must reach the
+    /// client even when its stream holds them until a flush.
+    #[tokio::test]
+    async fn what_a_stream_holds_is_flushed_before_waiting_to_read() {
+        let (mut client_end, proxy_client) = tokio::io::duplex(64);
+        let mut proxy_client = HoldsUntilFlush {
+            held: Vec::new(),
+            inner: proxy_client,
+        };
+        let (mut proxy_backend, mut backend_end) = tokio::io::duplex(64);
+        let (i, o) = (AtomicU64::new(0), AtomicU64::new(0));
+        let pump = splice(&mut proxy_client, &mut proxy_backend, &i, &o);
+        let talk = async {
+            backend_end.write_all(b"ReadyForQuery").await.unwrap();
+            let mut got = [0u8; 13];
+            let read = client_end.read_exact(&mut got);
+            tokio::time::timeout(Duration::from_secs(5), read)
+                .await
+                .expect("the last bytes stayed in the proxy")
+                .unwrap();
+            assert_eq!(&got, b"ReadyForQuery");
+        };
+        tokio::select! {
+            _ = pump => panic!("the splice ended"),
+            () = talk => {}
+        }
+    }
 
     #[tokio::test]
     async fn relays_both_ways_and_counts() {

@@ -101,6 +101,7 @@ def run_copy(case):
                 if i == 1000:
                     out["started"] = True
                     asked = time.monotonic()
+                    print("  copy: leaving the block (psycopg cancels)", file=sys.stderr, flush=True)
                     raise LeaveEarly()
     except LeaveEarly:
         out["sqlstate"] = "57014"
@@ -139,6 +140,7 @@ def run_sync(case):
         time.sleep(1.0)
         out["after_wrong_key_running"] = t.is_alive() and still_running(monitor, pid)
     asked = time.monotonic()
+    print(f"  started={out['started']}: cancelling", file=sys.stderr, flush=True)
     if case["api"] == "safe":
         conn.cancel_safe(timeout=5)
     else:
@@ -187,7 +189,10 @@ async def run_async(case):
 def main():
     config = json.loads(sys.argv[1])
     print(json.dumps({"libpq": pq.version(), "psycopg": psycopg.__version__}), flush=True)
+    t0 = time.monotonic()
     for case in config["cases"]:
+        # Progress on stderr: a run over its limit says which case it was in.
+        print(f"{time.monotonic() - t0:7.2f}s {case['name']}: start", file=sys.stderr, flush=True)
         report = {"name": case["name"]}
         try:
             if case["api"] == "async":

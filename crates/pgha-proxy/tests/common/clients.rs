@@ -68,6 +68,56 @@ pub async fn finish(mut cmd: tokio::process::Command, limit: Duration, what: &st
         .unwrap_or_else(|e| panic!("run {what}: {e}"))
 }
 
+/// Like [`finish`], but what the program printed before `limit` is in the panic message when
+/// it runs over (which case of a script hung, and what it said).
+pub async fn finish_telling(
+    mut cmd: tokio::process::Command,
+    limit: Duration,
+    what: &str,
+) -> Output {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncReadExt;
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let collect = |mut from: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                into.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        (seen, task)
+    };
+    let (stdout, out_task) = collect(Box::new(child.stdout.take().unwrap()));
+    let (stderr, err_task) = collect(Box::new(child.stderr.take().unwrap()));
+    let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().unwrap()).to_string();
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => {
+            let status = status.unwrap_or_else(|e| panic!("wait for {what}: {e}"));
+            let _ = tokio::join!(out_task, err_task);
+            Output {
+                status,
+                stdout: stdout.lock().unwrap().clone(),
+                stderr: stderr.lock().unwrap().clone(),
+            }
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!(
+                "{what} did not finish in {limit:?}; it printed:\n{}\nstderr:\n{}",
+                text(&stdout),
+                text(&stderr)
+            )
+        }
+    }
+}
+
 /// psql from `bin` through `dsn` with `-X` and `args` (30 s at most).
 pub async fn psql_run(bin: &Path, dsn: &str, args: &[&str]) -> Output {
     let mut cmd = libpq_client(bin.join("psql"));
@@ -96,7 +146,7 @@ pub async fn run_clients(cases: &[Case]) -> (Value, Vec<Value>) {
     });
     let mut cmd = libpq_client(test_python());
     cmd.arg(script).arg(config.to_string());
-    let out = finish(cmd, Duration::from_secs(180), "cancel_clients.py").await;
+    let out = finish_telling(cmd, Duration::from_secs(180), "cancel_clients.py").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
