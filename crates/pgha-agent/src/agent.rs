@@ -340,7 +340,8 @@ impl Agent {
         self.last_reason = reason.clone();
         self.last_kind = Some(kind);
         self.restart_decided(&decision.actions, &decision.reason);
-        self.promotion_clock.step(&obs.cluster, self.spec.name.as_str(), &decision.reason);
+        self.promotion_clock
+            .step(&obs.cluster, self.spec.name.as_str(), &decision.reason);
         self.execute(decision.actions).await;
         let job = self.job.as_ref().map(|(k, _)| *k);
         let observed = self.summarize(&obs, observed_at);
