@@ -176,7 +176,8 @@ mod tests {
     async fn answer_to(sent: &[u8]) -> Option<Vec<u8>> {
         let (mut server, mut proxy) = tokio::io::duplex(1 << 16);
         server.write_all(sent).await.unwrap();
-        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), read_answer(&mut proxy));
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(5), read_answer(&mut proxy));
         let answer = answer.await.expect("read_answer waited for more").unwrap();
         drop(server);
         answer
@@ -189,13 +190,23 @@ mod tests {
     #[tokio::test]
     async fn a_session_ended_before_ready_is_retried_not_relayed() {
         let param = message(b'S', b"server_version\x0017\x00");
-        let ended = crate::wire::fatal("57P01", "terminating connection due to administrator command");
-        assert_eq!(answer_to(&[&AUTH_OK[..], &param, &ended].concat()).await, None);
+        let ended = crate::wire::fatal(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
+        assert_eq!(
+            answer_to(&[&AUTH_OK[..], &param, &ended].concat()).await,
+            None
+        );
         // A server that gets ready is relayed whole, through ReadyForQuery.
         let ready = [&AUTH_OK[..], &param, &READY].concat();
         assert_eq!(answer_to(&ready).await, Some(ready));
         // Another error (no such database) is the client's to see.
-        let no_db = [&AUTH_OK[..], &crate::wire::fatal("3D000", "no such database")].concat();
+        let no_db = [
+            &AUTH_OK[..],
+            &crate::wire::fatal("3D000", "no such database"),
+        ]
+        .concat();
         assert_eq!(answer_to(&no_db).await, Some(no_db));
     }
 
