@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failsafe::Failsafe;
-use crate::fence::{FenceState, Fencing};
+use crate::fence::{AfterStep, FenceState, Fencing};
 use crate::local::LocalProbe;
 pub use crate::report::{AgentReport, JobFailure, Observed};
 use crate::spec::NodeSpec;
@@ -240,18 +240,13 @@ impl Agent {
     /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
-        let paused = self.view.as_ref().is_some_and(|v| v.config.paused);
-        let state = match self.member.fence_deadline() {
-            // Maintenance mode: no member takes the lease on its own, so the agent may stop or
-            // be upgraded without PostgreSQL being fenced (as Patroni disables its watchdog).
-            Some(_) if paused => FenceState::NothingWritable,
-            Some(d) => FenceState::LeaseUntil(self.boot_origin + d.0),
-            None if !self.spec.instance.is_running() => FenceState::NothingWritable,
-            None if local.running && local.in_recovery && !local.unresponsive => {
-                FenceState::NothingWritable
-            }
-            None => FenceState::Unsure,
-        };
+        let state = FenceState::after(AfterStep {
+            deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
+            paused: self.view.as_ref().is_some_and(|v| v.config.paused),
+            job_may_make_writable: self.member.job_may_make_writable(),
+            postmaster_running: self.spec.instance.is_running(),
+            read_only: local.running && local.in_recovery && !local.unresponsive,
+        });
         if let Err(e) = self.fencing.update(state) {
             tracing::error!(
                 "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous one",

@@ -18,6 +18,39 @@ pub enum FenceState {
     Unsure,
 }
 
+/// What the agent knows of its member after a step, to choose the [`FenceState`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AfterStep {
+    /// The core's fence deadline on the boot clock (ms), while it holds the lease.
+    pub deadline: Option<u64>,
+    /// Maintenance mode.
+    pub paused: bool,
+    /// A job in flight may leave PostgreSQL writable (a primary started, a promotion).
+    pub job_may_make_writable: bool,
+    /// A postmaster is running.
+    pub postmaster_running: bool,
+    /// The last probe answered: a standby (in recovery), not writable.
+    pub read_only: bool,
+}
+
+impl FenceState {
+    /// The state the lease file must show after a step.
+    pub fn after(step: AfterStep) -> FenceState {
+        match step.deadline {
+            // Maintenance mode: no member takes the lease on its own, so the agent may stop or
+            // be upgraded without PostgreSQL being fenced (as Patroni disables its watchdog).
+            Some(_) if step.paused => FenceState::NothingWritable,
+            Some(at) => FenceState::LeaseUntil(at),
+            // A job that starts a primary (or promotes) may make it writable after the lease
+            // lapsed: the deadline stays armed, so its supervisor kills it as it starts.
+            None if step.job_may_make_writable => FenceState::Unsure,
+            None if !step.postmaster_running => FenceState::NothingWritable,
+            None if step.read_only => FenceState::NothingWritable,
+            None => FenceState::Unsure,
+        }
+    }
+}
+
 /// The agent's side of the lease file.
 pub struct Fencing {
     lease: LeaseFile,
@@ -63,6 +96,45 @@ impl Fencing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the simulation (seed 3608): the lease lapsed while a start of the crashed
+    /// primary was in flight, PostgreSQL not running yet; the agent disarmed the supervisor,
+    /// and the primary came up writable with no lease and no fence.
+    #[test]
+    fn a_primary_starting_without_the_lease_stays_fenced() {
+        let starting = AfterStep {
+            job_may_make_writable: true,
+            ..AfterStep::default()
+        };
+        assert_eq!(FenceState::after(starting), FenceState::Unsure);
+        // With nothing in flight, a stopped PostgreSQL needs no fence; a live one that is not
+        // known to be read-only keeps it.
+        assert_eq!(
+            FenceState::after(AfterStep::default()),
+            FenceState::NothingWritable
+        );
+        let live = AfterStep {
+            postmaster_running: true,
+            ..AfterStep::default()
+        };
+        assert_eq!(FenceState::after(live), FenceState::Unsure);
+        let standby = AfterStep {
+            read_only: true,
+            ..live
+        };
+        assert_eq!(FenceState::after(standby), FenceState::NothingWritable);
+        let leader = AfterStep {
+            deadline: Some(9_000),
+            job_may_make_writable: true,
+            ..live
+        };
+        assert_eq!(FenceState::after(leader), FenceState::LeaseUntil(9_000));
+        let paused = AfterStep {
+            paused: true,
+            ..leader
+        };
+        assert_eq!(FenceState::after(paused), FenceState::NothingWritable);
+    }
 
     #[test]
     fn keeps_the_armed_deadline_while_unsure() {

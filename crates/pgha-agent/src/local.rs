@@ -156,8 +156,8 @@ impl LocalProbe {
         local
     }
 
-    /// The local PostgreSQL's state; on a primary its physical slots, on a 17+ standby how
-    /// many synchronized logical slots a promotion would find usable.
+    /// The local PostgreSQL's state, its physical slots, and on a 17+ standby how many
+    /// synchronized logical slots a promotion would find usable.
     async fn probe(
         &mut self,
         spec: &NodeSpec,
@@ -169,14 +169,13 @@ impl LocalProbe {
         let left = limit.saturating_sub(started.elapsed());
         let result = tokio::time::timeout(left, async {
             let state = probe(client, &name).await?;
-            let (slots, synced) = if !state.in_recovery {
-                (list_slots(client, &name).await?, 0)
-            } else if state.server_version_num >= 170000 {
+            let slots = list_slots(client, &name).await?;
+            let synced = if state.in_recovery && state.server_version_num >= 170000 {
                 let logical = logical_slots(client, &name, state.server_version_num).await?;
                 let usable = logical.iter().filter(|s| s.synced && s.ready).count();
-                (Vec::new(), u32::try_from(usable).unwrap_or(u32::MAX))
+                u32::try_from(usable).unwrap_or(u32::MAX)
             } else {
-                (Vec::new(), 0)
+                0
             };
             Ok::<_, pgha_pg::PgError>((state, slots, synced))
         })

@@ -105,9 +105,8 @@ pub fn member_state(status: &ClusterStatus, name: &str) -> Option<(Role, State)>
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
-    use pgha_core::{ClusterConfig, Lsn, MemberName, MemberRecord, SyncSet, Tags, Timeline};
+    use pgha_core::{ClusterConfig, MemberName, MemberRecord, SyncSet, Timeline};
     use pgha_host::status::{MemberStatus, ProxyStatus};
 
     use super::*;
@@ -124,14 +123,8 @@ mod tests {
             running: true,
             in_recovery: streaming_from.is_some(),
             timeline: Timeline(1),
-            lsn: Lsn(0),
-            replay_lsn: Lsn(0),
             streaming_from: streaming_from.map(MemberName::new),
-            tags: Tags::default(),
-            leader_seen: None,
-            addresses: BTreeMap::new(),
-            synced_slots: 0,
-            promotion_vetoed: false,
+            ..MemberRecord::default()
         }
     }
 

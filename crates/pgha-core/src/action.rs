@@ -136,4 +136,17 @@ impl Action {
             _ => return None,
         })
     }
+
+    /// Whether this job may leave PostgreSQL writable: a primary started, restarted or
+    /// initialised, or a promotion. While one runs, a member that loses its lease must treat
+    /// PostgreSQL as writable already (demote, and keep the supervisor armed).
+    pub fn may_make_writable(&self) -> bool {
+        matches!(
+            self,
+            Action::Bootstrap
+                | Action::Promote
+                | Action::StartPostgres(StartRole::Primary)
+                | Action::RestartPostgres(StartRole::Primary)
+        )
+    }
 }

@@ -1,7 +1,7 @@
 //! Without a leader: keep a failsafe promise, or run for leader (election, switchover, bootstrap).
 
 use crate::action::{Action, StartRole};
-use crate::election::{self, Rules, Verdict};
+use crate::election::{self, Ineligible, Rules, Verdict};
 use crate::history::EventKind;
 use crate::machine::{Member, Plan, Promotion};
 use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
@@ -169,6 +169,10 @@ impl Member {
                 target: request.to.clone(),
             });
         }
+        if request.kind == RequestKind::Switchover && !self.target_may_take_over(obs, view, request)
+        {
+            return None;
+        }
         // The old leader's final position, once it demoted.
         let needed = from_record.filter(|r| r.in_recovery).map(|r| r.lsn);
         match (&request.to, request.kind) {
@@ -242,6 +246,37 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// Whether a planned switchover's named target may still be promoted: the leader checked it
+    /// before demoting, but tags change, and a leader that died first checked nothing. Lag is
+    /// no reason (the target catches up to the old leader's final position first). Without
+    /// one, the election decides.
+    fn target_may_take_over(
+        &self,
+        obs: &Observation,
+        view: &ClusterView,
+        request: &SwitchoverRequest,
+    ) -> bool {
+        let Some(target) = &request.to else {
+            return true;
+        };
+        let record = if target == self.name() {
+            Some(self.record(&obs.local, view))
+        } else {
+            view.members.get(target).cloned()
+        };
+        let rules = Rules {
+            config: &self.config,
+            sync: &view.sync,
+            last_primary_lsn: None,
+        };
+        record.is_some_and(|r| {
+            matches!(
+                rules.check(target, &r),
+                Ok(()) | Err(Ineligible::Lagging { .. })
+            )
+        })
     }
 
     fn acquire_for(

@@ -182,9 +182,10 @@ pub enum Verdict {
 }
 
 /// Judges whether `me` (with its fresh `mine` record) should take the lead, comparing with the
-/// other members' published records. A record whose `leader_seen` is set predates the leader's
-/// disappearance and may be stale; such members are waited for until `give_up_waiting`, and
-/// after that their stale positions still count as lower bounds.
+/// other members' published records. A record not read after the newest term `me` knows ended
+/// (one that still saw a leader, or one from an earlier vacancy) may be stale; such members are
+/// waited for until `give_up_waiting`, and after that their stale positions still count as
+/// lower bounds.
 pub fn judge(
     rules: &Rules<'_>,
     me: &MemberName,
@@ -233,7 +234,7 @@ pub fn judge(
                 why,
             };
         }
-        if record.leader_seen.is_some() {
+        if !record.read_after(mine.term_seen) {
             if !give_up_waiting {
                 unconfirmed.push(name.clone());
                 continue;

@@ -1,7 +1,6 @@
 //! Unit tests of candidate judgement in quorum mode.
 
 use super::*;
-use crate::types::Tags;
 
 fn standby(lsn: u64) -> MemberRecord {
     MemberRecord {
@@ -10,12 +9,7 @@ fn standby(lsn: u64) -> MemberRecord {
         timeline: Timeline(1),
         lsn: Lsn(lsn),
         replay_lsn: Lsn(lsn),
-        streaming_from: None,
-        tags: Tags::default(),
-        leader_seen: None,
-        addresses: BTreeMap::new(),
-        synced_slots: 0,
-        promotion_vetoed: false,
+        ..MemberRecord::default()
     }
 }
 

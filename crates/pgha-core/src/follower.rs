@@ -91,6 +91,13 @@ impl Member {
                 let upstream = Some(leader_name);
                 return self.restart_in_place(StartRole::Standby { upstream }, plan);
             }
+            // Slots it made while it led: nobody streams from a standby, so they only hold
+            // WAL its restartpoints could otherwise remove, until its disk is full.
+            if !local.slots.is_empty() {
+                plan.push(Action::DropSlots {
+                    names: local.slots.clone(),
+                });
+            }
             return Reason::Streaming {
                 leader: leader_name,
             };

@@ -328,6 +328,7 @@ impl Member {
                 leader: self.name().clone(),
                 timeline: obs.local.timeline,
                 lsn,
+                term: Some(revision),
             },
             leader_revision: revision,
         });

@@ -16,6 +16,7 @@ mod in_place;
 mod lease;
 mod outcomes;
 mod publish;
+mod terms;
 mod unresponsive;
 mod veto;
 
@@ -72,6 +73,8 @@ pub struct Member {
     pub(crate) job: Option<(JobKind, Millis)>,
     /// What the job in flight does (set with `job`).
     pub(crate) job_what: Option<JobWhat>,
+    /// The job in flight may leave PostgreSQL writable (set with `job`).
+    pub(crate) job_makes_writable: bool,
     pub(crate) leaderless_since: Option<Millis>,
     pub(crate) last_leader: Option<MemberName>,
     pub(crate) last_primary_lsn: Option<Lsn>,
@@ -91,6 +94,9 @@ pub struct Member {
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
     /// released for an election, never adopted again.
     pub(crate) lapsed_term: Option<u64>,
+    /// The newest term (leader key revision) seen in any view: a position published in an
+    /// earlier vacancy is not current ([`MemberRecord::read_after`]).
+    pub(crate) newest_term: Option<u64>,
     pub(crate) not_streaming_since: Option<Millis>,
     /// The leader's PostgreSQL could not be reached while this standby was not streaming.
     pub(crate) leader_was_unreachable: bool,
@@ -151,6 +157,7 @@ impl Member {
             last_renew_request: None,
             job: None,
             job_what: None,
+            job_makes_writable: false,
             leaderless_since: None,
             last_leader: None,
             last_primary_lsn: None,
@@ -161,6 +168,7 @@ impl Member {
             unresponsive_since: None,
             release_after_demote: false,
             lapsed_term: None,
+            newest_term: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
             last_step_at: None,
@@ -221,6 +229,12 @@ impl Member {
         self.job.map(|(kind, _)| kind)
     }
 
+    /// Whether the job in flight may leave PostgreSQL writable ([`Action::may_make_writable`]):
+    /// without the lease, PostgreSQL counts as writable already.
+    pub fn job_may_make_writable(&self) -> bool {
+        self.job.is_some() && self.job_makes_writable
+    }
+
     /// What the job in flight does, if one is.
     pub fn running_job_what(&self) -> Option<&JobWhat> {
         self.job.and(self.job_what.as_ref())
@@ -267,6 +281,7 @@ impl Member {
             if let Some(kind) = action.job() {
                 self.job = Some((kind, now));
                 self.job_what = JobWhat::of(action);
+                self.job_makes_writable = action.may_make_writable();
             }
         }
         Decision {
@@ -303,6 +318,7 @@ impl Member {
         if std::mem::take(&mut self.store_was_down) {
             self.last_renew_request = None; // renew in this very step
         }
+        self.newest_term = self.newest_term_in(view);
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }

@@ -84,6 +84,9 @@ pub struct LeaderPosition {
     pub leader: MemberName,
     pub timeline: Timeline,
     pub lsn: Lsn,
+    /// The term (leader key revision) it was published in (absent from older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
 }
 
 /// The leader key: who holds the lease, and the key's revision (constant during one term).
@@ -101,7 +104,8 @@ pub struct PendingSwitchover {
 }
 
 /// What a member publishes about itself under `members/<name>` (bound to its own lease).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The default is a member that publishes nothing yet: stopped, at timeline 0 and LSN 0.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRecord {
     pub running: bool,
     pub in_recovery: bool,
@@ -115,6 +119,11 @@ pub struct MemberRecord {
     /// The leader in the view this record was computed from: `None` proves that the position
     /// was read after the leader key was gone (used to confirm election candidates).
     pub leader_seen: Option<MemberName>,
+    /// The newest term (leader key revision) this member knew of when it computed this record.
+    /// With `leader_seen` None the position was read in the vacancy after that term; an
+    /// election counts it as current only if no newer term is known ([`Self::read_after`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_seen: Option<u64>,
     /// Free-form addresses from the member's configuration (PostgreSQL, REST API).
     pub addresses: BTreeMap<String, String>,
     /// On a PostgreSQL 17+ standby: how many synchronized logical slots a promotion would find
@@ -131,6 +140,14 @@ impl MemberRecord {
     /// Running as a standby (a possible failover candidate).
     pub fn is_standby(&self) -> bool {
         self.running && self.in_recovery
+    }
+
+    /// Whether this record was read with no leader, after `term` ended (the newest term the
+    /// one judging knows): only then is its position current. A record from an earlier
+    /// vacancy (its member cut off from the store since, while a newer leader came and went)
+    /// may be far behind the WAL that member has now.
+    pub fn read_after(&self, term: Option<u64>) -> bool {
+        self.leader_seen.is_none() && self.term_seen >= term
     }
 }
 

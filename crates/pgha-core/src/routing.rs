@@ -34,22 +34,14 @@ pub fn read_candidates(view: &ClusterView) -> Vec<&MemberName> {
 mod tests {
     use super::*;
     use crate::observe::{LeaderKey, MemberRecord};
-    use crate::types::{Lsn, Tags, Timeline};
-    use std::collections::BTreeMap;
+    use crate::types::Timeline;
 
     fn record(running: bool, in_recovery: bool) -> MemberRecord {
         MemberRecord {
             running,
             in_recovery,
             timeline: Timeline(1),
-            lsn: Lsn(0),
-            replay_lsn: Lsn(0),
-            streaming_from: None,
-            tags: Tags::default(),
-            leader_seen: None,
-            addresses: BTreeMap::new(),
-            synced_slots: 0,
-            promotion_vetoed: false,
+            ..MemberRecord::default()
         }
     }
 

@@ -61,6 +61,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         streaming_from: pg.upstream.clone().filter(|_| pg.streaming),
         tags: Tags::default(),
         leader_seen: leader_seen.map(name),
+        term_seen: None,
         addresses: BTreeMap::new(),
         synced_slots: pg.synced_slots,
         promotion_vetoed: false,
@@ -1271,6 +1272,34 @@ fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
         }));
 }
 
+/// A former primary streaming from the new leader drops the slots it made while it led:
+/// nobody streams from a standby, so they would hold its WAL until its disk is full.
+#[test]
+fn a_streaming_standby_drops_the_slots_it_made_as_leader() {
+    let mut n1 = member("n1");
+    let view = View::led_by("n2", 9, &primary(2, 2000));
+    let demoted = LocalPg {
+        slots: vec![name("n2"), name("n3")],
+        ..standby(2, 2000, Some("n2"))
+    };
+    let d = n1.step(&obs(0, demoted.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::DropSlots {
+                names: vec![name("n2"), name("n3")]
+            }),
+        "{:?}",
+        d.actions
+    );
+    // Not yet streaming (it may still rewind or be promoted): nothing is dropped.
+    let not_streaming = LocalPg {
+        streaming: false,
+        ..demoted
+    };
+    let d = member("n1").step(&obs(0, not_streaming, &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::DropSlots { .. })));
+}
+
 /// Issue 9, item 8: an agent restarted after the primary vanished has no memory of its
 /// position; the `position` key the leader kept writing still rules out a lagging standby.
 #[test]
@@ -1281,6 +1310,7 @@ fn a_restarted_agent_checks_the_lag_against_the_stored_leader_position() {
         leader: name("n1"),
         timeline: Timeline(1),
         lsn: Lsn(10 << 30),
+        term: None,
     });
     let d = member("n3").step(&obs(100, behind.clone(), &view, vec![]));
     assert!(
@@ -1309,7 +1339,11 @@ fn the_leader_keeps_the_position_key_current() {
     assert!(has(&d, |a| matches!(
         a,
         Action::PublishPosition {
-            position: LeaderPosition { lsn: Lsn(5000), .. },
+            position: LeaderPosition {
+                lsn: Lsn(5000),
+                term: Some(7),
+                ..
+            },
             leader_revision: 7
         }
     )));
@@ -1436,6 +1470,84 @@ fn assert_still_waits_for_n3(d: &Decision) {
     );
 }
 
+/// Found by the simulation (seed 3608): a leader restarting its crashed PostgreSQL as a
+/// primary when its lease lapses counts the start in flight as writable. It demotes (which
+/// cancels the start) and keeps the key until that is done, instead of releasing the key while
+/// a primary may still come up writable with no lease (two writers once another promotes).
+#[test]
+fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goes() {
+    let (mut n1, view) = established_leader();
+    let down = stopped(primary(1, 1000));
+    let d = n1.step(&obs(1000, down.clone(), &view, vec![renewed(1000)]));
+    assert!(
+        has(&d, |a| *a == Action::StartPostgres(StartRole::Primary)),
+        "{:?}",
+        d.actions
+    );
+    assert!(n1.job_may_make_writable());
+    // No renewal is answered any more: the lease lapses on n1's clock while the start runs.
+    let lapsed = n1.lease_deadline().unwrap().0;
+    let d = n1.step(&obs(lapsed, down.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::Demote {
+                mode: StopMode::Immediate
+            }),
+        "{:?}: {:?}",
+        d.reason,
+        d.actions
+    );
+    let releases = |d: &Decision| has(d, |a| matches!(a, Action::ReleaseLeader { .. }));
+    assert!(!releases(&d));
+    let d = n1.step(&obs(lapsed + 100, down.clone(), &view, vec![]));
+    assert!(!releases(&d), "released while demoting: {:?}", d.reason);
+    // Once the demotion is done (PostgreSQL stopped, a standby from now on), the key goes.
+    let demoted = Outcome::Job {
+        kind: JobKind::Demote,
+        result: Ok(()),
+    };
+    let standby_down = stopped(standby(1, 1000, None));
+    let d = n1.step(&obs(lapsed + 200, standby_down, &view, vec![demoted]));
+    assert!(releases(&d), "{:?}: {:?}", d.reason, d.actions);
+}
+
+/// Found by the simulation (seed 16744): a switchover to n3 was requested, and its leader n1
+/// lost its lease before it could check the request. n3, tagged `nofailover`, took over for it
+/// anyway; as the leader that published the synchronous set it later stood ahead of the set,
+/// unpromotable, and no member could ever lead again. The target must still be one that may be
+/// promoted; otherwise the election decides, without waiting for it.
+#[test]
+fn a_switchover_target_that_may_not_be_promoted_leaves_it_to_the_election() {
+    let n1_pg = standby(1, 5_000, None);
+    let (n2_pg, n3_pg) = (standby(1, 5_000, None), standby(1, 5_000, None));
+    let nofailover = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let n3_record = MemberRecord {
+        tags: nofailover.clone(),
+        ..record(&n3_pg, None)
+    };
+    let view = View::new()
+        .with("n1", record(&n1_pg, None))
+        .with("n2", record(&n2_pg, None))
+        .with("n3", n3_record)
+        .switchover("n1", Some("n3"), 40);
+    let d = member_with("n3", nofailover).step(&obs(0, n3_pg, &view, vec![]));
+    assert!(
+        !acquires(&d),
+        "n3 took over for the switchover: {:?}",
+        d.reason
+    );
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, n2_pg, &view, vec![]));
+    assert!(
+        !matches!(d.reason, Reason::WaitingForSwitchoverTarget { .. }),
+        "{:?}",
+        d.reason
+    );
+}
+
 /// Found by the simulation (seed 7758): a member cut off from the store for longer than a ttl
 /// while leaderless must not count that time as waiting for the others' fresh positions; back
 /// on the store it waits for them, and does not outrun a more advanced standby.
@@ -1487,6 +1599,56 @@ fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
         "{:?}",
         n1.fence_deadline()
     );
+}
+
+/// Found by the simulation (seed 2805 of the run with vetoes): n3 published its position with
+/// no leader in an earlier vacancy, was then cut off from the store while it kept streaming
+/// from the next leader (term 79), and a store outage kept its key alive. When term 79 ends,
+/// that record's position is old although it saw no leader: n2 waits for n3 to publish again
+/// instead of winning over a member that is in fact ahead of it.
+#[test]
+fn a_position_from_an_earlier_vacancy_is_not_current() {
+    let n2_pg = standby(2, 9_000, Some("n1"));
+    // n3's record from the vacancy before term 79: no leader seen, term 40 the newest it knew.
+    let n3_old = MemberRecord {
+        term_seen: Some(40),
+        ..record(&standby(1, 5_000, None), None)
+    };
+    let led = View::led_by("n1", 79, &primary(2, 9_000))
+        .with("n2", record(&n2_pg, Some("n1")))
+        .with("n3", n3_old.clone());
+    let mut n2 = member("n2");
+    n2.step(&obs(0, n2_pg.clone(), &led, vec![]));
+    let vacancy = View::new()
+        .with("n2", record(&n2_pg, Some("n1")))
+        .with("n3", n3_old);
+    let d = n2.step(&obs(1_000, stopped_upstream(&n2_pg), &vacancy, vec![]));
+    assert!(!acquires(&d), "won over n3's old position: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed } if unconfirmed == &[name("n3")]),
+        "{:?}",
+        d.reason
+    );
+    // n3 publishes what it has now, read in this vacancy: it is ahead, and n2 defers to it.
+    let n3_now = MemberRecord {
+        term_seen: Some(79),
+        ..record(&standby(2, 9_500, None), None)
+    };
+    let vacancy = vacancy.with("n3", n3_now);
+    let d = n2.step(&obs(1_500, stopped_upstream(&n2_pg), &vacancy, vec![]));
+    assert!(
+        matches!(&d.reason, Reason::Behind { best } if best == &name("n3")),
+        "{:?}",
+        d.reason
+    );
+}
+
+/// The same standby once its upstream is gone: not streaming.
+fn stopped_upstream(pg: &LocalPg) -> LocalPg {
+    LocalPg {
+        streaming: false,
+        ..pg.clone()
+    }
 }
 
 /// Found by the simulation (seed 27061): once a member gives up waiting for another's fresh
@@ -1776,9 +1938,14 @@ fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
     // No renewal answered: past ttl - margin the lease is gone on n1's own clock.
     let d = n1.step(&obs(7600, primary(1, 1300), &view, vec![]));
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting, "{d:?}");
-    // The store still shows n1's key (it expires only at the ttl); PostgreSQL is a standby now.
-    for t in [8000, 8500, 9000] {
-        let d = n1.step(&obs(t, standby(1, 1300, None), &view, vec![]));
+    // The store still shows n1's key (it expires only at the ttl); the demotion is done and
+    // PostgreSQL is a standby now.
+    let demoted = Outcome::Job {
+        kind: JobKind::Demote,
+        result: Ok(()),
+    };
+    for (t, outcomes) in [(8000, vec![demoted]), (8500, vec![]), (9000, vec![])] {
+        let d = n1.step(&obs(t, standby(1, 1300, None), &view, outcomes));
         assert!(
             !has(&d, |a| matches!(
                 a,

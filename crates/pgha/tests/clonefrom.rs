@@ -46,12 +46,21 @@ fn reinit_clones_from_the_tagged_standby(c: &dyn Cloning, members: [&str; 3]) {
         true,
         "the tag is not published: {s}"
     );
-    if s["leader"] != other {
+    // The source leads first, so that it is a former primary with slots of its own when it
+    // becomes the standby the clone is taken from.
+    if s["leader"] != source {
         succeeded(
-            "switchover to the untagged member",
-            &c.cli(other, &["switchover", "--to", other]),
+            "switchover to the tagged member",
+            &c.cli(other, &["switchover", "--to", source]),
         );
     }
+    wait_until("the tagged member leading", Duration::from_secs(60), || {
+        (status(c, other)["leader"] == source).then_some(())
+    });
+    succeeded(
+        "switchover to the untagged member",
+        &c.cli(other, &["switchover", "--to", other]),
+    );
     wait_until("both standbys streaming", Duration::from_secs(60), || {
         let s = status(c, other);
         (s["leader"] == other
@@ -71,7 +80,13 @@ fn reinit_clones_from_the_tagged_standby(c: &dyn Cloning, members: [&str; 3]) {
             .filter_map(|r| r[0].clone())
             .collect::<Vec<String>>()
     };
-    let source_slots = slots_on(source);
+    // Streaming from the new leader, the former primary drops the slots it made as leader:
+    // nobody streams from a standby, and they would hold its WAL.
+    wait_until(
+        &format!("{source} dropping its slots"),
+        Duration::from_secs(20),
+        || slots_on(source).is_empty().then_some(()),
+    );
     let out = succeeded("reinit", &c.cli(target, &["reinit", target, "--force"]));
     assert!(out.contains(target), "{out}");
     wait_until(
@@ -96,9 +111,8 @@ fn reinit_clones_from_the_tagged_standby(c: &dyn Cloning, members: [&str; 3]) {
         )),
         "{logs}"
     );
-    // The clone left no slot on the standby it cloned from (one that led before keeps those
-    // it made then); its own slot is on the leader.
-    assert_eq!(slots_on(source), source_slots);
+    // The clone left no slot on the standby it cloned from; its own slot is on the leader.
+    assert_eq!(slots_on(source), Vec::<String>::new());
     assert!(
         slots_on(other).iter().any(|s| s.contains(target)),
         "{:?}",

@@ -68,14 +68,15 @@ impl Member {
             .then_some(Reason::LeaseExpiredDemoting)
     }
 
-    /// Emits an immediate demote when PostgreSQL is (or may become) writable.
+    /// Emits an immediate demote when PostgreSQL is (or may become) writable: a promotion, or
+    /// a start of a primary, in flight counts. A demotion in flight counts until it ends: the
+    /// start it cancelled may still bring up a postmaster it has to stop.
     pub(crate) fn demote_if_writable(&mut self, local: &LocalPg, plan: &mut Plan) -> bool {
-        let promoting = self.running_job() == Some(JobKind::Promote);
-        if !(local.is_writable() || promoting) {
-            return false;
-        }
         if self.running_job() == Some(JobKind::Demote) {
             return true;
+        }
+        if !(local.is_writable() || self.job_may_make_writable()) {
+            return false;
         }
         self.promotion = None;
         self.handover = None;

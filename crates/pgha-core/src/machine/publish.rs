@@ -17,6 +17,7 @@ impl Member {
             streaming_from: local.upstream.clone().filter(|_| local.streaming),
             tags: self.settings.tags.clone(),
             leader_seen: view.leader.as_ref().map(|l| l.holder.clone()),
+            term_seen: self.newest_term_in(view),
             addresses: self.settings.addresses.clone(),
             synced_slots: local.synced_slots,
             promotion_vetoed: self.vetoed_until.is_some(),

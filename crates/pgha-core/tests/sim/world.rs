@@ -287,6 +287,12 @@ impl World {
             if i != primary && !(n.pg.running && n.pg.streaming && n.pg.upstream == Some(primary)) {
                 self.fail(format!("{} is not streaming from the primary", n.name));
             }
+            if i != primary && !n.pg.slots.is_empty() {
+                self.fail(format!(
+                    "{} keeps the slots {:?} as a standby (they hold WAL nobody streams)",
+                    n.name, n.pg.slots
+                ));
+            }
         }
     }
 
@@ -568,9 +574,11 @@ impl World {
     fn update_fence(&mut self, i: usize, local: &LocalPg) {
         let n = &mut self.nodes[i];
         let deadline = n.member.as_ref().and_then(|m| m.fence_deadline());
+        let may_become_writable = n.member.as_ref().is_some_and(|m| m.job_may_make_writable());
         n.fence_at = match deadline {
             Some(_) if self.config.paused => None,
             Some(d) => Some(d.0.saturating_sub(n.offset)),
+            None if may_become_writable => n.fence_at,
             None if !n.pg.running => None,
             None if local.running && local.in_recovery && !local.unresponsive => None,
             None => n.fence_at,
