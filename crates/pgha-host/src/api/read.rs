@@ -321,42 +321,20 @@ mod tests {
         ];
         let mut out = String::new();
         render_members(&mut out, &members);
-        let at = |family: &str, member: &str| sample(&out, family, member);
-        assert_eq!(
-            at("pgha_member_pending_restart", "n1").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            at("pgha_member_pending_restart", "n2").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            at("pgha_member_pending_restart", "n3").as_deref(),
-            Some("0")
-        );
-        let count = "pgha_member_pending_restart_parameters";
-        assert_eq!(at(count, "n1").as_deref(), Some("2"));
-        assert_eq!(at(count, "n2").as_deref(), Some("0"));
-        assert_eq!(at(count, "n3"), None);
-        assert_eq!(
-            at("pgha_member_failsafe_active", "n1").as_deref(),
-            Some("1")
-        );
-        assert_eq!(
-            at("pgha_member_failsafe_active", "n2").as_deref(),
-            Some("0")
-        );
-        assert_eq!(
-            at("pgha_member_failsafe_active", "n3").as_deref(),
-            Some("0")
-        );
-        let version = "pgha_member_server_version";
-        assert_eq!(at(version, "n1").as_deref(), Some("150014"));
-        assert_eq!(at(version, "n3"), None);
-        let contact = "pgha_member_store_last_contact_seconds";
-        assert_eq!(at(contact, "n1").as_deref(), Some("7"));
-        assert_eq!(at(contact, "n2").as_deref(), Some("0"));
-        assert_eq!(at(contact, "n3"), None);
+        // Each family's samples of n1, n2 and n3, "-" where a member has none.
+        for (family, want) in [
+            ("pgha_member_pending_restart", "1 0 0"),
+            ("pgha_member_pending_restart_parameters", "2 0 -"),
+            ("pgha_member_failsafe_active", "1 0 0"),
+            ("pgha_member_server_version", "150014 150014 -"),
+            ("pgha_member_store_last_contact_seconds", "7 0 -"),
+        ] {
+            let got: Vec<String> = ["n1", "n2", "n3"]
+                .iter()
+                .map(|m| sample(&out, family, m).unwrap_or_else(|| "-".to_string()))
+                .collect();
+            assert_eq!(got.join(" "), want, "{family} in\n{out}");
+        }
         assert!(
             out.contains("# TYPE pgha_member_server_version gauge"),
             "{out}"
