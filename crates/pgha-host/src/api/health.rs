@@ -19,8 +19,11 @@ use super::size::parse_size;
 use super::{Failure, FailureKind};
 use crate::host::Host;
 
+/// A check's query string (`?member=NAME`, `?lag=SIZE`).
+type Params = HashMap<String, String>;
+
 /// The member a check is about: `?member=NAME`, or the host's only member.
-fn member(host: &Host, q: &HashMap<String, String>) -> Result<MemberName, Failure> {
+fn member(host: &Host, q: &Params) -> Result<MemberName, Failure> {
     match q.get("member") {
         Some(name) => Ok(host.spec(name)?.name.clone()),
         None => host.only_member().map(|s| s.name.clone()).ok_or_else(|| {
@@ -47,7 +50,7 @@ fn observed(host: &Host, me: &MemberName) -> Option<Observed> {
 /// what its agent last observed and says whether it passes (200, else 503) and the body.
 fn answer(
     host: &Host,
-    q: &HashMap<String, String>,
+    q: &Params,
     check: impl FnOnce(&MemberName, Option<&Observed>) -> (bool, serde_json::Value),
 ) -> Response {
     match member(host, q) {
@@ -74,10 +77,7 @@ fn reply(ok: bool, body: serde_json::Value) -> Response {
 }
 
 /// 200 while PostgreSQL answers (as of the agent's last step, at most a few loops ago).
-pub async fn health(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn health(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     answer(&host, &q, |me, o| {
         let running = o.is_some_and(|o| o.local.running && !o.local.unresponsive);
         let reason = host
@@ -95,10 +95,7 @@ pub async fn health(
 }
 
 /// 200 only on the lease holder running as a writable primary, while it trusts its lease.
-pub async fn primary(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn primary(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     answer(&host, &q, |me, o| {
         let body = json!({
             "member": me,
@@ -112,7 +109,7 @@ pub async fn primary(
 
 /// The `?lag=SIZE` bound of a check (bytes, or with a unit: 16MB, 512kB, 1GB). A bound that
 /// does not parse is refused (400), never read as "no bound".
-fn lag_bound(q: &HashMap<String, String>) -> Result<Option<u64>, Failure> {
+fn lag_bound(q: &Params) -> Result<Option<u64>, Failure> {
     match q.get("lag").map(|text| parse_size(text)) {
         None => Ok(None),
         Some(Ok(bytes)) => Ok(Some(bytes)),
@@ -122,11 +119,7 @@ fn lag_bound(q: &HashMap<String, String>) -> Result<Option<u64>, Failure> {
 
 /// A standby check: 200 on a streaming standby that `role` accepts, within `?lag=` of the
 /// leader's last published position.
-fn standby_check(
-    host: &Host,
-    q: &HashMap<String, String>,
-    role: impl FnOnce(&Observed) -> bool,
-) -> Response {
+fn standby_check(host: &Host, q: &Params, role: impl FnOnce(&Observed) -> bool) -> Response {
     let bound = match lag_bound(q) {
         Ok(bound) => bound,
         Err(refused) => return refused.into_response(),
@@ -151,7 +144,7 @@ fn standby_check(
 }
 
 /// Whether member `me` of this host takes read-only sessions (not tagged `noloadbalance`).
-fn balances(host: &Host, q: &HashMap<String, String>) -> bool {
+fn balances(host: &Host, q: &Params) -> bool {
     member(host, q)
         .ok()
         .and_then(|m| host.spec(m.as_str()).ok().map(|s| !s.tags.noloadbalance))
@@ -160,10 +153,7 @@ fn balances(host: &Host, q: &HashMap<String, String>) -> bool {
 
 /// 200 on a streaming standby that takes read-only sessions (not tagged `noloadbalance`);
 /// `?lag=SIZE` also bounds its replay lag.
-pub async fn replica(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn replica(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     let balances = balances(&host, &q);
     standby_check(&host, &q, |_| balances)
 }
@@ -172,26 +162,17 @@ pub async fn replica(
 /// acknowledgements from that set (`FIRST n (...)` or `ANY n (...)`), so with priority a
 /// potential standby of the set answers 200 too (it takes over as soon as one ahead of it
 /// cannot acknowledge).
-pub async fn sync(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn sync(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     standby_check(&host, &q, |o| o.synchronous)
 }
 
 /// 200 on a streaming standby outside the synchronous set.
-pub async fn asynchronous(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn asynchronous(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     standby_check(&host, &q, |o| !o.synchronous)
 }
 
 /// 200 on what can serve reads: the leading primary, or a streaming standby within `?lag=`.
-pub async fn read_only(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn read_only(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     if let Err(refused) = lag_bound(&q) {
         return refused.into_response();
     }
@@ -211,10 +192,7 @@ pub async fn read_only(
 
 /// 200 while this member's agent steps (its last observation is recent), whatever
 /// PostgreSQL does: a check that the agent itself is alive.
-pub async fn liveness(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn liveness(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     answer(&host, &q, |me, o| {
         let body = json!({ "member": me, "observed_ms_ago": age_ms(o) });
         (o.is_some(), body)
@@ -223,10 +201,7 @@ pub async fn liveness(
 
 /// 200 when the member can take traffic in its role: the leading primary, or a streaming
 /// standby.
-pub async fn readiness(
-    State(host): State<Arc<Host>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
+pub async fn readiness(State(host): State<Arc<Host>>, Query(q): Query<Params>) -> Response {
     answer(&host, &q, |me, o| {
         let ready = o.is_some_and(|o| o.leads(me) || o.streams());
         let body = json!({ "member": me, "ready": ready, "observed_ms_ago": age_ms(o) });
