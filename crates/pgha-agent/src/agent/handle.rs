@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pgha_core::MemberName;
 use pgha_store::Store;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::reload::Reloader;
@@ -53,17 +53,18 @@ impl AgentHandle {
     /// What asks this agent to render and reload its PostgreSQL configuration between two
     /// steps (held without the handle, so the caller may wait for the answer).
     pub fn reloader(&self) -> Reloader {
-        Reloader {
-            member: self.name.clone(),
-            requests: self.requests.clone(),
-        }
+        Reloader(self.requests())
     }
 
     /// What asks this agent to restart its PostgreSQL in place (`pgha restart --in-place`).
     pub fn restarter(&self) -> Restarter {
-        Restarter {
+        Restarter(self.requests())
+    }
+
+    fn requests(&self) -> Requests {
+        Requests {
             member: self.name.clone(),
-            requests: self.requests.clone(),
+            sender: self.requests.clone(),
         }
     }
 
@@ -78,6 +79,32 @@ impl AgentHandle {
             length.as_millis()
         );
         let _ = self.freeze.send(Some(tokio::time::Instant::now() + length));
+    }
+}
+
+/// The way into one agent's loop from outside, for the requests it answers between two steps
+/// (a reload, a restart in place).
+#[derive(Clone)]
+pub(crate) struct Requests {
+    pub(crate) member: MemberName,
+    sender: mpsc::UnboundedSender<Request>,
+}
+
+impl Requests {
+    /// Sends the request `make` builds around its answer channel and waits for the answer;
+    /// `gone` is the refusal when the agent stopped before it answered.
+    pub(crate) async fn ask<E>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), E>>) -> Request,
+        gone: impl Fn(MemberName) -> E,
+    ) -> Result<(), E> {
+        let (reply, answer) = oneshot::channel();
+        if self.sender.send(make(reply)).is_err() {
+            return Err(gone(self.member.clone()));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(gone(self.member.clone())))
     }
 }
 

@@ -3,8 +3,9 @@
 //! re-reads its configuration files (its own includes too).
 
 use pgha_core::{JobKind, MemberName};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::handle::Requests;
 use super::{Agent, Request};
 
 /// Why a member did not reload.
@@ -33,22 +34,16 @@ pub(crate) type ReloadReply = oneshot::Sender<Result<(), ReloadRefused>>;
 
 /// Asks a running agent to reload between two steps of its loop.
 #[derive(Clone)]
-pub struct Reloader {
-    pub(crate) member: MemberName,
-    pub(crate) requests: mpsc::UnboundedSender<Request>,
-}
+pub struct Reloader(pub(crate) Requests);
 
 impl Reloader {
     /// Reloads now (after the step in progress, if any) and answers whether it did.
     pub async fn reload(&self) -> Result<(), ReloadRefused> {
-        let gone = || ReloadRefused::AgentGone {
-            member: self.member.clone(),
-        };
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Reload(reply))
-            .map_err(|_| gone())?;
-        answer.await.unwrap_or_else(|_| Err(gone()))
+        (self.0)
+            .ask(Request::Reload, |member| ReloadRefused::AgentGone {
+                member,
+            })
+            .await
     }
 }
 

@@ -3,8 +3,9 @@
 //! throughout) or says why not now; the answer comes when the restart job has ended.
 
 use pgha_core::{Action, JobFailure, MemberName, Reason};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::handle::Requests;
 use super::{Agent, Request};
 
 /// Why a member was not restarted in place.
@@ -28,28 +29,22 @@ pub(crate) type RestartReply = oneshot::Sender<Result<(), RestartRefused>>;
 
 /// Asks a running agent to restart its PostgreSQL in place.
 #[derive(Clone)]
-pub struct Restarter {
-    pub(crate) member: MemberName,
-    pub(crate) requests: mpsc::UnboundedSender<Request>,
-}
+pub struct Restarter(pub(crate) Requests);
 
 impl Restarter {
     /// The member it restarts.
     pub fn member(&self) -> &MemberName {
-        &self.member
+        &self.0.member
     }
 
     /// Restarts PostgreSQL in place (decided in the agent's next step); answers once it runs
     /// again, or why it was not restarted.
     pub async fn restart(&self) -> Result<(), RestartRefused> {
-        let gone = || RestartRefused::AgentGone {
-            member: self.member.clone(),
-        };
-        let (reply, answer) = oneshot::channel();
-        self.requests
-            .send(Request::Restart(reply))
-            .map_err(|_| gone())?;
-        answer.await.unwrap_or_else(|_| Err(gone()))
+        (self.0)
+            .ask(Request::Restart, |member| RestartRefused::AgentGone {
+                member,
+            })
+            .await
     }
 }
 
