@@ -101,11 +101,7 @@ impl Target {
     }
 
     /// A connection to `route`, within `timeout`.
-    pub async fn connect(
-        &self,
-        route: &WriteRoute,
-        timeout: Duration,
-    ) -> Result<tokio_postgres::Client, ConnectError> {
+    pub async fn connect(&self, route: &WriteRoute, timeout: Duration) -> Connected {
         let mut config = self.base_config(timeout);
         let tls = self.credentials.tls.is_some();
         match route {
@@ -128,11 +124,7 @@ impl Target {
     }
 
     /// A connection to one member itself.
-    pub async fn connect_member(
-        &self,
-        member: &Member,
-        timeout: Duration,
-    ) -> Result<tokio_postgres::Client, ConnectError> {
+    pub async fn connect_member(&self, member: &Member, timeout: Duration) -> Connected {
         let mut config = self.base_config(timeout);
         pgha_pg::tls::target(
             &mut config,
@@ -145,11 +137,7 @@ impl Target {
     }
 
     /// A connection to `endpoint` (an entry point).
-    pub async fn connect_endpoint(
-        &self,
-        endpoint: &Endpoint,
-        timeout: Duration,
-    ) -> Result<tokio_postgres::Client, ConnectError> {
+    pub async fn connect_endpoint(&self, endpoint: &Endpoint, timeout: Duration) -> Connected {
         self.connect(&WriteRoute::Entry(endpoint.clone()), timeout)
             .await
     }
@@ -169,11 +157,7 @@ impl Target {
         config
     }
 
-    async fn open(
-        &self,
-        config: tokio_postgres::Config,
-        timeout: Duration,
-    ) -> Result<tokio_postgres::Client, ConnectError> {
+    async fn open(&self, config: tokio_postgres::Config, timeout: Duration) -> Connected {
         match tokio::time::timeout(
             timeout,
             pgha_pg::probe::open(config, self.credentials.tls.as_ref()),
@@ -186,6 +170,9 @@ impl Target {
         }
     }
 }
+
+/// A connection to the cluster, or why it could not be opened.
+pub type Connected = Result<tokio_postgres::Client, ConnectError>;
 
 /// Why a connection could not be opened.
 #[derive(Debug, thiserror::Error)]
