@@ -223,7 +223,8 @@ impl fmt::Display for Reason {
             IneligibleAhead { member, why } => write!(
                 f,
                 "no leader; {member} is further ahead and may hold commits it acknowledged that \
-                 this member lacks, but cannot be promoted ({why}): waiting rather than lose them"
+                 this member lacks, but cannot be promoted ({why}): waiting rather than lose them \
+                 (`pgha failover --to` a member accepts losing them)"
             ),
             WaitingForSwitchoverTarget { target } => {
                 write!(

@@ -710,6 +710,24 @@ fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
         "{}",
         d3.reason
     );
+    // An operator who would rather lose those commits than wait names n3 by hand (the
+    // reason says how): `pgha failover --to n3`.
+    let mut by_hand = view.clone();
+    by_hand.0.switchover = Some(PendingSwitchover {
+        request: SwitchoverRequest {
+            from: None,
+            to: Some(name("n3")),
+            kind: RequestKind::Failover {
+                force: false,
+                allow_data_loss: false,
+            },
+            at: None,
+        },
+        revision: 30,
+    });
+    assert!(d3.reason.to_string().contains("`pgha failover --to`"));
+    let d3 = member("n3").step(&obs(0, b.clone(), &by_hand, vec![]));
+    assert!(acquires(&d3), "{}", d3.reason);
     // Asynchronous: the next candidate runs (nothing was acknowledged synchronously).
     let d3 = member("n3").step(&obs(0, b, &base, vec![]));
     assert!(acquires(&d3), "{}", d3.reason);
