@@ -179,7 +179,7 @@ fn etcd_over_tls_requires_the_members_certificates() {
         cert_file: dir.join("etcd.crt"),
         key_file: dir.join("etcd.key"),
         ca_file: dir.join("ca.crt"),
-        metrics: format!("127.0.0.1:{}", pgha_testkit::free_ports(1)[0]),
+        metrics: format!("127.0.0.1:{}", pgha_testkit::free_port()),
     });
     let plain = c.etcd.endpoint();
     let secure = node.endpoint();
@@ -304,14 +304,7 @@ fn the_standalone_proxy_terminates_tls_with_its_own_certificate() {
     let t = tls.to_str().unwrap();
     issue(t, "proxy", "db.cluster.test");
     let proxy_config = c.root.join("proxy.toml");
-    let metrics = format!(
-        "127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-    );
+    let metrics = format!("127.0.0.1:{}", pgha_testkit::free_port());
     let agent_config = std::fs::read_to_string(&c.agents[0].config).unwrap();
     std::fs::write(
         &proxy_config,
