@@ -19,6 +19,7 @@
 //! - the wall clock of the leader's agent stepped an hour ahead, then an hour behind, then back,
 //!   and a standby's the other way round (libfaketime on the agents and their supervisors only,
 //!   synchronous mode): nothing may happen at all;
+//! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
 //!   failover while a standby lags.
@@ -291,6 +292,56 @@ fn agent_paused() {
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
+}
+
+/// etcd itself stalls for 2 T (SIGSTOP of the etcd process: a store that neither answers nor
+/// refuses, as an overloaded or swapping etcd), synchronous mode, then resumes. Every store
+/// call is bounded, so each agent sees the store down; the failsafe keeps the leader while the
+/// others confirm it. On resume etcd's lessor finds the leases of the pause expired and
+/// revokes them: whatever the members do then, one writer and nothing acknowledged lost.
+#[test]
+fn etcd_paused() {
+    let (c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let etcd = etcd_pid(&c);
+    ck.mark(&format!("SIGSTOP of etcd (pid {etcd}) for {:?}", TTL * 2));
+    let stopped_at = Instant::now();
+    let signal_etcd = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(etcd as i32), sig);
+    signal_etcd(Signal::SIGSTOP).expect("SIGSTOP of etcd");
+    std::thread::sleep(TTL * 2);
+    ck.mark("SIGCONT of etcd");
+    signal_etcd(Signal::SIGCONT).expect("SIGCONT of etcd");
+    let resumed_at = Instant::now();
+    std::thread::sleep(WATCH);
+    let during_pause = ck
+        .acks()
+        .iter()
+        .filter(|a| a.member == leader && a.acked >= stopped_at && a.acked < resumed_at)
+        .count();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    assert!(
+        during_pause > 0,
+        "{leader} took no write while etcd was paused: the failsafe should have kept it\n{}",
+        explain(&c)
+    );
+}
+
+/// The pid of the test cluster's etcd (its command line names the cluster's directory).
+fn etcd_pid(c: &Cluster) -> u32 {
+    let root = c.root.join("etcd");
+    let root = root.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            let program = cmdline.split('\0').next().unwrap_or("");
+            program.ends_with("etcd") && cmdline.contains(root.as_ref())
+        })
+        .expect("the test cluster's etcd runs")
 }
 
 /// `pgha config set ttl_ms=6000 safety_margin_ms=1500`, then the leader's link to etcd
