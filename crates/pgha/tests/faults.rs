@@ -9,7 +9,8 @@
 //! - the leader's agent killed and restarted at once while its host cannot reach etcd (the
 //!   supervisor must fence at the deadline the dead agent armed; the new agent must not extend
 //!   it without etcd);
-//! - `ttl_ms` raised live, then the leader's link to etcd blackholed (iptables DROP);
+//! - `ttl_ms` raised live, then the leader's link to etcd blackholed (iptables DROP); etcd's
+//!   answers to the leader alone blackholed (its requests still arrive);
 //! - the leader's whole host isolated (synchronous mode);
 //! - the leader's whole host frozen, as a stalled VM (cgroup v1 freezer: agent, supervisor,
 //!   postmaster and backends), then thawed (synchronous mode);
@@ -374,6 +375,29 @@ fn ttl_raised_then_leader_etcd_blackholed() {
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
+}
+
+/// Only etcd's answers to the leader are dropped (iptables in etcd's namespace, one way),
+/// synchronous mode: the leader's renewals still reach etcd and keep its lease alive there,
+/// but the leader never hears back. It must stop writing on its own clock, and stop renewing,
+/// so that the lease etcd holds runs out and another member takes over; nothing is lost and
+/// there is never a second writer. Then the link heals and the old leader rejoins.
+#[test]
+fn etcd_answers_to_the_leader_blackholed_one_way() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "etcd -> {leader} blackholed (one way: {leader}'s requests still reach etcd)"
+    ));
+    c.net.cut("etcd", &leader, Way::OneWay);
+    let new = await_failover(&c, &ck, &leader, TTL * 6);
+    std::thread::sleep(WATCH);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    assert_ne!(new, leader);
 }
 
 /// Synchronous mode on; the leader's host isolated for 4×ttl: no acknowledged write lost, no
