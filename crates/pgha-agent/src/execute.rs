@@ -144,7 +144,14 @@ impl Agent {
                             .await
                             .map(|r| r.map(|_| ()))
                     } else {
-                        tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await
+                        let drop = drop_slot(client, name, &slot);
+                        tokio::time::timeout(SQL_TIMEOUT, drop).await.map(|r| {
+                            r.map(|dropped| {
+                                if dropped {
+                                    tracing::info!("{name}: dropped replication slot {slot}");
+                                }
+                            })
+                        })
                     };
                     r.map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
                 }

@@ -280,7 +280,6 @@ pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
     .await
 }
 
-/// Drops a physical replication slot if it exists and is not in use.
 /// Ends the WAL receiver (the startup process starts a new one after
 /// `wal_retrieve_retry_interval`): one stuck in TCP connection retries from a cut link.
 pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
@@ -294,15 +293,16 @@ pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<()> {
-    client
+/// Drops physical replication slot `slot` unless it is in use; true if it was dropped.
+pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<bool> {
+    let dropped = client
         .execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
             &[&slot],
         )
         .await
         .map_err(PgError::sql(member))?;
-    Ok(())
+    Ok(dropped > 0)
 }
 
 /// Creates or updates the replication role: REPLICATION LOGIN only, its password sent as a

@@ -87,6 +87,10 @@ fn reinit_clones_from_the_tagged_standby(c: &dyn Cloning, members: [&str; 3]) {
         Duration::from_secs(20),
         || slots_on(source).is_empty().then_some(()),
     );
+    let dropped = format!("{source}: dropped replication slot {target}");
+    wait_until("the drop logged", Duration::from_secs(10), || {
+        c.logs().contains(&dropped).then_some(())
+    });
     let out = succeeded("reinit", &c.cli(target, &["reinit", target, "--force"]));
     assert!(out.contains(target), "{out}");
     wait_until(
