@@ -16,6 +16,10 @@ if [ "$what" = test ]; then
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   # faults::leader_wall_clock_jumps steps the agents' wall clock with libfaketime.
   ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
+  # faults::leader_disk_stalled puts a member on a loop-mounted ext4 and freezes it.
+  command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
+  command -v fsfreeze >/dev/null 2>&1 || missing+=(util-linux)
+  command -v mount >/dev/null 2>&1 || missing+=(mount)
   # The proxy's client tests: psycopg in a venv, PostgreSQL 18 fetched with pip, TLS certificates.
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   # packaging/check-deb.sh checks the Debian package's units with systemd-analyze verify.

@@ -21,12 +21,15 @@
 //!   and a standby's the other way round (libfaketime on the agents and their supervisors only,
 //!   synchronous mode): nothing may happen at all;
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
+//! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
+//!   `Opts::member_disks`) for 2 T + 5 s, synchronous mode;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
 //!   failover while a standby lags.
 //!
 //! Needs root, iproute2 and iptables (`apt-get install -y iptables`), the cgroup v1 freezer
-//! for `leader_host_frozen` and libfaketime (`apt-get install -y libfaketime`) for
+//! for `leader_host_frozen`, loop devices, `mkfs.ext4` and `fsfreeze` for `leader_disk_stalled`,
+//! and libfaketime (`apt-get install -y libfaketime`) for
 //! `leader_wall_clock_jumps`. `PGHA_FAULTS_BIN=PATH`
 //! runs them against another `pgha` build. Run them one at a time:
 //!
@@ -325,6 +328,36 @@ fn etcd_paused() {
     assert!(
         during_pause > 0,
         "{leader} took no write while etcd was paused: the failsafe should have kept it\n{}",
+        explain(&c)
+    );
+}
+
+/// The leader's disk stalls for 2 T + 5 s (fsfreeze of the file system its member directory is
+/// on: every write and fsync waits, reads from the page cache still answer), synchronous mode,
+/// then comes back. Whatever the members make of it: nothing acknowledged is lost, there is
+/// never a second writer, and writes come back.
+#[test]
+fn leader_disk_stalled() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let stall = TTL * 2 + Duration::from_secs(5);
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
+    c.freeze_disk(&leader);
+    std::thread::sleep(stall);
+    ck.mark(&format!("{leader}'s disk thawed"));
+    c.thaw_disk(&leader);
+    let thawed_at = Instant::now();
+    std::thread::sleep(WATCH);
+    let back = ck.acks().iter().any(|a| a.acked >= thawed_at);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    assert!(
+        back,
+        "no write acknowledged in {WATCH:?} after the disk came back\n{}",
         explain(&c)
     );
 }

@@ -1113,6 +1113,10 @@ pub struct Opts {
     /// ([`Cluster::set_wall_clock`]; see [`FakeWallClock`]), and logs each loop's reason (debug)
     /// so that its log's wall-clock timestamps show the step.
     pub fake_wall_clock: bool,
+    /// Each member's directory (data directory and all) on a file system of its own, an ext4
+    /// image mounted through a loop device, so that a test can stall its disk
+    /// ([`Cluster::freeze_disk`]). The lease file and the agent's log stay outside it.
+    pub member_disks: bool,
 }
 
 /// ttl, safety margin and loop wait of the test clusters.
@@ -1127,6 +1131,7 @@ impl Default for Opts {
             dynamic: Vec::new(),
             parameters: Vec::new(),
             fake_wall_clock: false,
+            member_disks: false,
         }
     }
 }
@@ -1143,6 +1148,8 @@ pub struct Cluster {
     proxy: Option<NsProcess>,
     /// libfaketime, when the agents run with a fake wall clock.
     pub fake_clock: Option<FakeWallClock>,
+    /// The members' own file systems ([`Opts::member_disks`]); unmounted on drop.
+    disks: Vec<MemberDisk>,
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
@@ -1210,8 +1217,12 @@ impl Cluster {
             )
         };
         let mut members = Vec::new();
+        let mut disks = Vec::new();
         for i in 1..=opts.members {
             let name = format!("n{i}");
+            if opts.member_disks {
+                disks.push(MemberDisk::mount(&root, &name));
+            }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
             std::fs::write(&config, config_text(&name, &host.ip)).unwrap();
@@ -1246,6 +1257,7 @@ impl Cluster {
             etcd: None,
             proxy: None,
             fake_clock,
+            disks,
             _tmp: tmp,
             thread_ns: Some(thread_ns),
             _serial: serial,
@@ -1539,8 +1551,14 @@ impl Drop for Cluster {
                 a.stop(Signal::SIGTERM, Duration::from_secs(15));
             }
         }
+        for d in &mut self.disks {
+            d.thaw();
+        }
         for m in &self.members {
             m.stop_postmaster();
+        }
+        for d in self.disks.drain(..) {
+            d.unmount();
         }
         if let Some(mut e) = self.etcd.take() {
             e.stop(Signal::SIGKILL, Duration::from_secs(5));
@@ -1550,6 +1568,81 @@ impl Drop for Cluster {
             fake.remove_leftovers();
         }
         self.thread_ns.take();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A member's own disk
+
+/// A member's directory on an ext4 image of its own, mounted through a loop device: `fsfreeze`
+/// stalls every write to it (and every fsync) until thawed, as a disk that stops answering.
+struct MemberDisk {
+    member: String,
+    mount: PathBuf,
+    image: PathBuf,
+    frozen: bool,
+}
+
+impl MemberDisk {
+    fn mount(root: &Path, member: &str) -> MemberDisk {
+        let image = root.join(format!("{member}.disk"));
+        let mount = root.join(member);
+        must(Command::new("truncate").args(["-s", "1G"]).arg(&image));
+        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+        std::fs::create_dir_all(&mount).unwrap();
+        must(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(&mount),
+        );
+        // what the member directory was before: traversable, written only by root
+        must(Command::new("chmod").arg("755").arg(&mount));
+        MemberDisk {
+            member: member.to_string(),
+            mount,
+            image,
+            frozen: false,
+        }
+    }
+
+    fn freeze(&mut self) {
+        must(Command::new("fsfreeze").arg("-f").arg(&self.mount));
+        self.frozen = true;
+    }
+
+    fn thaw(&mut self) {
+        if std::mem::take(&mut self.frozen) {
+            must(Command::new("fsfreeze").arg("-u").arg(&self.mount));
+        }
+    }
+
+    fn unmount(self) {
+        let out = Command::new("umount").arg(&self.mount).output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            // a process still holds it: detach it now, the kernel frees it once they are gone
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).output();
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+impl Cluster {
+    /// Stalls `member`'s disk ([`Opts::member_disks`]): every write and fsync to its
+    /// directory waits until [`Cluster::thaw_disk`].
+    pub fn freeze_disk(&mut self, member: &str) {
+        self.disk(member).freeze();
+    }
+
+    pub fn thaw_disk(&mut self, member: &str) {
+        self.disk(member).thaw();
+    }
+
+    fn disk(&mut self, member: &str) -> &mut MemberDisk {
+        self.disks
+            .iter_mut()
+            .find(|d| d.member == member)
+            .unwrap_or_else(|| panic!("{member} has no disk of its own (Opts::member_disks)"))
     }
 }
 
