@@ -129,6 +129,7 @@ impl LocalProbe {
                     })
                     .collect();
                 local.slots = slots.into_iter().map(MemberName::new).collect();
+                local.wal_waiting_at = state.wal_waiting_at().map(Lsn);
                 // What PostgreSQL applies, not what the agent last asked for.
                 if let Some(applied) = SyncApplied::parse(&state.sync_names) {
                     local.sync_applied = applied;

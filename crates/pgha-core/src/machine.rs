@@ -89,6 +89,8 @@ pub struct Member {
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
+    /// The primary's WAL flush position while more WAL waited, and since when it has not moved.
+    pub(crate) flush_stuck: Option<(Lsn, Millis)>,
     /// The leader demoted its unresponsive PostgreSQL: once it is not writable, let go.
     pub(crate) release_after_demote: bool,
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
@@ -166,6 +168,7 @@ impl Member {
             listed_peer_seen_since: None,
             primary_down_since: None,
             unresponsive_since: None,
+            flush_stuck: None,
             release_after_demote: false,
             lapsed_term: None,
             newest_term: None,
@@ -333,7 +336,7 @@ impl Member {
                 local: foreign.local,
             };
         }
-        if obs.local.unresponsive {
+        if self.wal_stalled(obs) || obs.local.unresponsive {
             return self.unresponsive_step(obs, view, plan);
         }
         self.unresponsive_since = None;

@@ -196,6 +196,9 @@ pub struct LocalPg {
     pub replicas: Vec<ReplicaState>,
     /// Physical replication slots present.
     pub slots: Vec<MemberName>,
+    /// On a primary: its WAL flush position while some process waits on a WAL write or sync
+    /// (None when none does). The same position for long means the disk stalled.
+    pub wal_waiting_at: Option<Lsn>,
     /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
     pub synced_slots: u32,
 }

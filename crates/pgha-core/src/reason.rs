@@ -12,63 +12,152 @@ use std::fmt;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
     // store trouble and fencing (I1)
-    StoreDown { error: String },
-    StoreDownLeaseTrusted { remaining_ms: u64 },
+    StoreDown {
+        error: String,
+    },
+    StoreDownLeaseTrusted {
+        remaining_ms: u64,
+    },
     LeaseExpiredDemoting,
     LapsedLeaseReleased,
     WritableWithoutLease,
-    AdoptingLease { new_cluster: bool },
+    AdoptingLease {
+        new_cluster: bool,
+    },
     LeaderKeyLost,
-    SystemIdMismatch { store: SystemId, local: SystemId },
+    SystemIdMismatch {
+        store: SystemId,
+        local: SystemId,
+    },
     Paused,
-    JobRunning { job: JobWhat, for_ms: u64 },
+    JobRunning {
+        job: JobWhat,
+        for_ms: u64,
+    },
     // bootstrap
     RacingToBootstrap,
     Bootstrapping,
     WaitingForLeaderToClone,
     LeaderWithoutData,
     // leader
-    Leading { standbys: usize },
-    RestartingPrimary { down_ms: u64 },
-    PostgresUnresponsive { for_ms: u64 },
-    LeaderUnreachable { leader: MemberName, for_ms: u64 },
-    OutsideFailsafeList { leader: MemberName },
-    PrimaryUnresponsiveDemoting { for_ms: u64 },
+    Leading {
+        standbys: usize,
+    },
+    RestartingPrimary {
+        down_ms: u64,
+    },
+    PostgresUnresponsive {
+        for_ms: u64,
+    },
+    /// A primary whose WAL has not reached its disk past `flushed` for a while.
+    WalFlushStalled {
+        for_ms: u64,
+        flushed: Lsn,
+    },
+    LeaderUnreachable {
+        leader: MemberName,
+        for_ms: u64,
+    },
+    OutsideFailsafeList {
+        leader: MemberName,
+    },
+    PrimaryUnresponsiveDemoting {
+        for_ms: u64,
+    },
     UnresponsivePrimaryDemoted,
-    PrimaryNotRestartable { down_ms: u64 },
+    PrimaryNotRestartable {
+        down_ms: u64,
+    },
     SyncPrimaryDownHandingOver,
-    FailsafePromise { remaining_ms: u64 },
-    WaitingForLeaderToPromote { leader: MemberName },
-    Promoting { kind: EventKind },
-    Promoted { kind: EventKind },
-    PromoteFailed { error: String },
-    PromotionVetoed { why: String, hold_ms: u64 },
-    RestartingInPlace { role: crate::action::StartRole },
+    FailsafePromise {
+        remaining_ms: u64,
+    },
+    WaitingForLeaderToPromote {
+        leader: MemberName,
+    },
+    Promoting {
+        kind: EventKind,
+    },
+    Promoted {
+        kind: EventKind,
+    },
+    PromoteFailed {
+        error: String,
+    },
+    PromotionVetoed {
+        why: String,
+        hold_ms: u64,
+    },
+    RestartingInPlace {
+        role: crate::action::StartRole,
+    },
     SwitchoverRefused(Refusal),
-    SwitchoverDemoting { target: Option<MemberName> },
-    SwitchoverHandedOff { target: Option<MemberName> },
+    SwitchoverDemoting {
+        target: Option<MemberName>,
+    },
+    SwitchoverHandedOff {
+        target: Option<MemberName>,
+    },
     // standby
-    DemotingForLeader { leader: MemberName },
-    CloningFrom { source: MemberName },
-    StoppingForRewind { leader: MemberName },
-    Rewinding { leader: MemberName },
-    RecloningAfterFailedRewind { source: MemberName },
+    DemotingForLeader {
+        leader: MemberName,
+    },
+    CloningFrom {
+        source: MemberName,
+    },
+    StoppingForRewind {
+        leader: MemberName,
+    },
+    Rewinding {
+        leader: MemberName,
+    },
+    RecloningAfterFailedRewind {
+        source: MemberName,
+    },
     RewindFailedRecloneDisabled,
-    Following { leader: MemberName },
-    Streaming { leader: MemberName },
-    NotStreaming { leader: MemberName, for_ms: u64 },
-    LeaderNotPublished { leader: MemberName },
-    StartFailing { failures: u32 },
+    Following {
+        leader: MemberName,
+    },
+    Streaming {
+        leader: MemberName,
+    },
+    NotStreaming {
+        leader: MemberName,
+        for_ms: u64,
+    },
+    LeaderNotPublished {
+        leader: MemberName,
+    },
+    StartFailing {
+        failures: u32,
+    },
     // election
     StartingToElect,
-    Acquiring { kind: EventKind },
-    Behind { best: MemberName },
-    WaitingForPositions { unconfirmed: Vec<MemberName> },
-    QuorumIncomplete { confirmed: usize, needed: usize },
+    Acquiring {
+        kind: EventKind,
+    },
+    Behind {
+        best: MemberName,
+    },
+    WaitingForPositions {
+        unconfirmed: Vec<MemberName>,
+    },
+    QuorumIncomplete {
+        confirmed: usize,
+        needed: usize,
+    },
     NotEligible(Ineligible),
-    IneligibleAhead { member: MemberName, why: Ineligible },
-    WaitingForSwitchoverTarget { target: Option<MemberName> },
-    CatchingUpForSwitchover { replayed: Lsn, needed: Lsn },
+    IneligibleAhead {
+        member: MemberName,
+        why: Ineligible,
+    },
+    WaitingForSwitchoverTarget {
+        target: Option<MemberName>,
+    },
+    CatchingUpForSwitchover {
+        replayed: Lsn,
+        needed: Lsn,
+    },
     PausedWithoutLeader,
 }
 
@@ -137,6 +226,12 @@ impl fmt::Display for Reason {
                 f,
                 "PostgreSQL runs but has not answered for {for_ms} ms (connection slots \
                  exhausted? I/O stalled?): waiting, nothing concluded from it"
+            ),
+            WalFlushStalled { for_ms, flushed } => write!(
+                f,
+                "primary's WAL has not reached its disk for {for_ms} ms (flushed up to {flushed}, \
+                 more waiting: disk stalled?); commits wait; demoting past \
+                 primary_start_timeout_ms"
             ),
             PrimaryUnresponsiveDemoting { for_ms } => write!(
                 f,

@@ -1290,6 +1290,70 @@ fn the_leader_keeps_an_absent_members_slot_for_member_slots_ttl() {
         }));
 }
 
+/// Found by `faults::leader_disk_stalled`: a primary whose disk stalls still answers the
+/// agent's probes (they read), so the leader kept its lease while every commit waited for as
+/// long as the disk did. WAL that waits at the same flush position for a loop is a stalled
+/// disk: the leader says so, keeps its lease up to `primary_start_timeout_ms` (a short stall
+/// passes), then demotes and lets the lease run out, as for an unresponsive primary.
+#[test]
+fn a_primary_whose_wal_stops_reaching_its_disk_is_demoted_after_the_timeout() {
+    let (mut n1, view) = established_leader();
+    let stalled = LocalPg {
+        wal_waiting_at: Some(Lsn(900)),
+        ..primary(1, 1000)
+    };
+    let config = ClusterConfig::default();
+    let demotes = |d: &Decision| has(d, |a| matches!(a, Action::Demote { .. }));
+    // WAL waiting that gets flushed (another position each loop) is only a busy disk.
+    for (t, flushed) in [(500, 600), (1500, 700), (2500, 800)] {
+        let busy = LocalPg {
+            wal_waiting_at: Some(Lsn(flushed)),
+            ..primary(1, 1000)
+        };
+        let d = n1.step(&obs(t, busy, &view, vec![renewed(t)]));
+        assert!(matches!(d.reason, Reason::Leading { .. }), "{:?}", d.reason);
+    }
+    let mut t = 3000;
+    let d = n1.step(&obs(t, stalled.clone(), &view, vec![renewed(t)]));
+    assert!(matches!(d.reason, Reason::Leading { .. }), "{:?}", d.reason);
+    // Stuck for a loop: stalled, and the clock towards the demotion runs.
+    t += config.loop_wait_ms;
+    let d = n1.step(&obs(t, stalled.clone(), &view, vec![renewed(t)]));
+    assert!(
+        matches!(
+            d.reason,
+            Reason::WalFlushStalled {
+                flushed: Lsn(900),
+                ..
+            }
+        ),
+        "{:?}",
+        d.reason
+    );
+    assert!(
+        d.reason.to_string().contains("disk stalled?"),
+        "{}",
+        d.reason
+    );
+    let stalled_at = t;
+    while t < stalled_at + config.primary_start_timeout_ms {
+        t += 500;
+        let d = n1.step(&obs(t, stalled.clone(), &view, vec![renewed(t)]));
+        if t <= stalled_at + config.primary_start_timeout_ms {
+            assert!(!demotes(&d), "demoted after {} ms of stall", t - stalled_at);
+        }
+    }
+    t += 500;
+    let d = n1.step(&obs(t, stalled, &view, vec![renewed(t)]));
+    assert!(demotes(&d), "{:?}: {:?}", d.reason, d.actions);
+    assert_eq!(
+        d.reason,
+        Reason::PrimaryUnresponsiveDemoting {
+            for_ms: t - stalled_at
+        }
+    );
+}
+
 /// A former primary streaming from the new leader drops the slots it made while it led:
 /// nobody streams from a standby, so they would hold its WAL until its disk is full.
 #[test]

@@ -83,6 +83,10 @@ pub struct PgState {
     pub timeline: Option<u32>,
     /// On a primary: pg_current_wal_lsn().
     pub current_lsn: Option<u64>,
+    /// On a primary: pg_current_wal_flush_lsn().
+    pub flush_lsn: Option<u64>,
+    /// On a primary: how many of its processes wait on a WAL write or sync right now.
+    pub wal_io_waits: i64,
     /// On a standby: last WAL received and replayed.
     pub receive_lsn: Option<u64>,
     pub replay_lsn: Option<u64>,
@@ -99,6 +103,15 @@ pub struct PgState {
 impl PgState {
     pub fn is_streaming(&self) -> bool {
         self.in_recovery && self.wal_receiver_status.as_deref() == Some("streaming")
+    }
+
+    /// On a primary: its flush position while some process waits on a WAL write or sync.
+    /// WAL merely inserted and not flushed is no sign (an open transaction's records wait in
+    /// the buffers until it commits), nor is an insert position a page header past the flush
+    /// position (an idle server after a segment switch): only a write or sync that is under
+    /// way counts, and a flush position that does not move meanwhile means the disk stalled.
+    pub fn wal_waiting_at(&self) -> Option<u64> {
+        (self.wal_io_waits > 0).then_some(self.flush_lsn?)
     }
 
     /// The WAL position that best describes the member: current on a primary, else the
@@ -134,6 +147,8 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         sync_names: row.get(3),
         timeline: None,
         current_lsn: None,
+        flush_lsn: None,
+        wal_io_waits: 0,
         receive_lsn: None,
         replay_lsn: None,
         wal_receiver_status: None,
@@ -174,13 +189,18 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         let row = client
             .query_one(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
-                        ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                        ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, \
+                        pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint, \
+                        (SELECT count(*) FROM pg_stat_activity \
+                          WHERE wait_event_type = 'IO' AND wait_event LIKE 'WAL%')",
                 &[],
             )
             .await
             .map_err(PgError::sql(member))?;
         state.current_lsn = Some(row.get::<_, i64>(0) as u64);
         state.timeline = Some(row.get::<_, i32>(1) as u32);
+        state.flush_lsn = Some(row.get::<_, i64>(2) as u64);
+        state.wal_io_waits = row.get(3);
         let rows = client
             .query(
                 "SELECT application_name, state, sync_state, \
@@ -350,6 +370,27 @@ mod tests {
     fn formats_lsns_like_postgres() {
         assert_eq!(format_lsn(0x3000060), "0/3000060");
         assert_eq!(format_lsn((1u64 << 32) | 0xAB), "1/AB");
+    }
+
+    #[test]
+    fn wal_waits_only_while_a_write_or_sync_is_under_way() {
+        let primary = |waits, flush| PgState {
+            in_recovery: false,
+            server_version_num: 150000,
+            system_identifier: String::new(),
+            timeline: Some(1),
+            current_lsn: Some(flush),
+            flush_lsn: Some(flush),
+            wal_io_waits: waits,
+            receive_lsn: None,
+            replay_lsn: None,
+            wal_receiver_status: None,
+            upstream: None,
+            replication: Vec::new(),
+            sync_names: String::new(),
+        };
+        assert_eq!(primary(0, 0x2000000).wal_waiting_at(), None);
+        assert_eq!(primary(2, 0x2000028).wal_waiting_at(), Some(0x2000028));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A postmaster that lives but does not answer: no restart, and its leader demotes after a timeout.
+//! A postmaster that lives but does not answer, or a primary whose WAL no longer reaches its
+//! disk: no restart, and its leader demotes after a timeout.
 
 use super::{Member, Plan};
 use crate::action::{Action, StopMode};
@@ -6,10 +7,27 @@ use crate::observe::{ClusterView, JobKind, Observation};
 use crate::reason::Reason;
 
 impl Member {
+    /// Whether the primary's WAL has waited at the same flush position for a loop or more: its
+    /// disk stalled (writes and fsyncs hang, reads from memory still answer the probe), and
+    /// every commit waits with it.
+    pub(super) fn wal_stalled(&mut self, obs: &Observation) -> bool {
+        let waiting = obs.local.wal_waiting_at.filter(|_| obs.local.is_writable());
+        let Some(at) = waiting else {
+            self.flush_stuck = None;
+            return false;
+        };
+        let since = match self.flush_stuck {
+            Some((lsn, since)) if lsn == at => since,
+            _ => self.flush_stuck.insert((at, obs.now)).1,
+        };
+        obs.now.since(since) >= self.config.loop_wait_ms
+    }
+
     /// A postmaster that lives but does not answer is neither stopped nor a standby: no
     /// restart, no reconfiguration, no candidacy. Its leader keeps the lease (a failover would
     /// not help clients that exhausted the connection slots) until `primary_start_timeout_ms`,
     /// then demotes and lets the lease run out; the supervisor fences what the demote cannot.
+    /// A primary whose WAL flush stalled is treated the same way: it cannot commit.
     pub(super) fn unresponsive_step(
         &mut self,
         obs: &Observation,
@@ -32,8 +50,12 @@ impl Member {
                 .then_some(l.revision)
                 .and_then(|rev| self.lease.filter(|lease| lease.revision == rev))
         });
+        let waiting = match self.flush_stuck.filter(|_| !obs.local.unresponsive) {
+            Some((flushed, _)) => Reason::WalFlushStalled { for_ms, flushed },
+            None => Reason::PostgresUnresponsive { for_ms },
+        };
         let Some(lease) = leading else {
-            return Reason::PostgresUnresponsive { for_ms };
+            return waiting;
         };
         if self.running_job() == Some(JobKind::Demote) || self.release_after_demote {
             // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
@@ -50,6 +72,6 @@ impl Member {
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         self.renew_if_due(obs.now, lease.revision, plan);
-        Reason::PostgresUnresponsive { for_ms }
+        waiting
     }
 }

@@ -827,6 +827,8 @@ impl World {
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
             refusing_connections: false,
             synced_slots: 0,
+            // Stalled disks are not modelled (core scenarios and faults::leader_disk_stalled).
+            wal_waiting_at: None,
             // The simulation reports a stopped member's true end of WAL.
             crashed: false,
         };
