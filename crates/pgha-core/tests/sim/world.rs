@@ -554,6 +554,11 @@ impl World {
             }
         }
         self.stats.sync_lost_to_double_failure += 1;
+        // Lost for good: from here the new primary's writes build on a history without it, and
+        // a confirming standby that comes back later rewinds to follow it. A later promotion is
+        // not asked to hold it again (seed 23762 of the 50,000-seed run: the confirming standby
+        // came back between two promotions of a member that never had the commit).
+        self.acknowledged = None;
     }
 
     /// The supervisors: each kills its PostgreSQL once its fencing deadline has passed.
