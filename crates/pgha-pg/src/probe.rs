@@ -85,7 +85,8 @@ pub struct PgState {
     pub current_lsn: Option<u64>,
     /// On a primary: pg_current_wal_flush_lsn().
     pub flush_lsn: Option<u64>,
-    /// On a primary: how many of its processes wait on a WAL write or sync right now.
+    /// On a primary: how many of its processes wait on a WAL write or sync right now (not a
+    /// read: a walsender reading old WAL for a standby that catches up is no stall).
     pub wal_io_waits: i64,
     /// On a standby: last WAL received and replayed.
     pub receive_lsn: Option<u64>,
@@ -191,8 +192,8 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
                         ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, \
                         pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint, \
-                        (SELECT count(*) FROM pg_stat_activity \
-                          WHERE wait_event_type = 'IO' AND wait_event LIKE 'WAL%')",
+                        (SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'IO' \
+                          AND wait_event IN ('WALWrite', 'WALSync', 'WALInitWrite', 'WALInitSync'))",
                 &[],
             )
             .await
