@@ -47,7 +47,12 @@ impl Member {
                 plan,
             );
         }
-        let request = view.switchover.as_ref();
+        // A planned switchover whose target may no longer be promoted is void: the election
+        // decides as if there were none, the old leader's position included.
+        let request = view.switchover.as_ref().filter(|p| {
+            p.request.kind != RequestKind::Switchover
+                || self.target_may_take_over(obs, view, &p.request)
+        });
         if self.config.paused && request.is_none() {
             return Reason::PausedWithoutLeader;
         }
@@ -168,10 +173,6 @@ impl Member {
             return Some(Reason::WaitingForSwitchoverTarget {
                 target: request.to.clone(),
             });
-        }
-        if request.kind == RequestKind::Switchover && !self.target_may_take_over(obs, view, request)
-        {
-            return None;
         }
         // The old leader's final position, once it demoted.
         let needed = from_record.filter(|r| r.in_recovery).map(|r| r.lsn);

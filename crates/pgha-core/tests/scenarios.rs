@@ -1630,6 +1630,31 @@ fn a_switchover_target_that_may_not_be_promoted_leaves_it_to_the_election() {
     );
 }
 
+/// Found by the 50,000-seed run with vetoes (seed 11606), after the fix above: a void
+/// switchover must not drop its old leader from the election either. n2 led for a moment and
+/// its `pre_promote` vetoed while a switchover from it to the dead n1 was pending; n3, behind
+/// n2, ran as if n2 were not there and lost the commit n2 had acknowledged.
+#[test]
+fn a_void_switchover_leaves_its_old_leader_in_the_election() {
+    let (ahead, behind) = (standby(1, 5000, None), standby(1, 4000, None));
+    let vetoed = MemberRecord {
+        promotion_vetoed: true,
+        ..record(&ahead, None)
+    };
+    let view = View::new()
+        .with("n2", vetoed)
+        .with("n3", record(&behind, None))
+        .sync_set("n1", &["n2", "n3"])
+        .switchover("n2", Some("n1"), 50);
+    let d = member("n3").step(&obs(0, behind, &view, vec![]));
+    assert!(!acquires(&d), "n3 took over: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::IneligibleAhead { member, .. } if member == &name("n2")),
+        "{:?}",
+        d.reason
+    );
+}
+
 /// Found by the simulation (seed 7758): a member cut off from the store for longer than a ttl
 /// while leaderless must not count that time as waiting for the others' fresh positions; back
 /// on the store it waits for them, and does not outrun a more advanced standby.
