@@ -120,14 +120,19 @@ impl Rules<'_> {
     /// Why promoting `me` would lose acknowledged commits: `name`, a member of the
     /// synchronous set or the leader that published it, cannot be promoted itself (vetoed, or
     /// tagged nofailover since the set was published) and is further ahead: it may hold
-    /// commits that were acknowledged and that `me` lacks.
+    /// commits that were acknowledged and that `me` lacks. A vetoed member counts even outside
+    /// the set, for as long as its veto lasts.
     fn holds_commits_ahead(
         &self,
         name: &MemberName,
         record: &MemberRecord,
         mine: &MemberRecord,
     ) -> Option<Ineligible> {
-        let holds_acknowledged = self.acknowledges(name) || self.sync.leader.as_ref() == Some(name);
+        // A vetoed member counts wherever it stands: the set may have shrunk after it
+        // acknowledged commits (`on` degrades to an empty set when no standby is healthy).
+        let holds_acknowledged = self.acknowledges(name)
+            || self.sync.leader.as_ref() == Some(name)
+            || record.promotion_vetoed;
         if self.config.synchronous_mode == SyncMode::Off || !holds_acknowledged {
             return None;
         }
