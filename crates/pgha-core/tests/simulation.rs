@@ -17,7 +17,7 @@ use world::World;
 
 /// Seeds beyond the first 300 on which longer runs once failed (each also became a core
 /// scenario): run by default too, although a change elsewhere may send them another way.
-const FOUND_BY_LONG_RUNS: &[u64] = &[2366, 2805, 3608, 11606, 16744, 23762];
+const FOUND_BY_LONG_RUNS: &[u64] = &[2366, 2805, 3608, 11606, 16273, 16744, 23762];
 
 #[allow(clippy::disallowed_methods)] // test settings, read from the environment
 fn seeds() -> Vec<u64> {
