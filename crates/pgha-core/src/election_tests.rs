@@ -59,3 +59,21 @@ fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
         }
     );
 }
+
+/// A record counts as read in this vacancy when it saw no leader and its term is not older
+/// than the newest the judge knows; one without a term (an older pgha, mid-upgrade) is judged
+/// by `leader_seen` alone.
+#[test]
+fn a_record_is_current_only_after_the_newest_known_term() {
+    let with = |leader_seen: Option<&str>, term_seen| MemberRecord {
+        leader_seen: leader_seen.map(MemberName::new),
+        term_seen,
+        ..standby(100)
+    };
+    assert!(with(None, Some(5)).read_after(Some(5)));
+    assert!(with(None, Some(6)).read_after(Some(5)));
+    assert!(!with(None, Some(4)).read_after(Some(5)));
+    assert!(!with(Some("n1"), Some(5)).read_after(Some(5)));
+    assert!(with(None, None).read_after(Some(5)));
+    assert!(with(None, None).read_after(None));
+}

@@ -145,9 +145,10 @@ impl MemberRecord {
     /// Whether this record was read with no leader, after `term` ended (the newest term the
     /// one judging knows): only then is its position current. A record from an earlier
     /// vacancy (its member cut off from the store since, while a newer leader came and went)
-    /// may be far behind the WAL that member has now.
+    /// may be far behind the WAL that member has now. A record without a term (published by
+    /// an older pgha during a rolling upgrade) is judged by `leader_seen` alone, as before.
     pub fn read_after(&self, term: Option<u64>) -> bool {
-        self.leader_seen.is_none() && self.term_seen >= term
+        self.leader_seen.is_none() && (self.term_seen.is_none() || self.term_seen >= term)
     }
 }
 
