@@ -22,7 +22,7 @@
 //!   synchronous mode): nothing may happen at all;
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
-//!   `Opts::member_disks`) for 30 s, synchronous mode;
+//!   `Opts::member_disks`) for 20 s, synchronous mode;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
 //!   failover while a standby lags.
@@ -345,7 +345,7 @@ fn leader_disk_stalled() {
         ..Opts::default()
     });
     let ck = checker_writing(&c, &leader);
-    let stall = Duration::from_secs(30);
+    let stall = Duration::from_secs(20);
     ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
     let log_at = c.log_len(&leader);
     c.freeze_disk(&leader);
