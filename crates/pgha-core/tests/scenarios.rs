@@ -68,6 +68,14 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
     }
 }
 
+/// `pg`'s record once its `pre_promote` callback vetoed its promotion.
+fn vetoed_record(pg: &LocalPg) -> MemberRecord {
+    MemberRecord {
+        promotion_vetoed: true,
+        ..record(pg, None)
+    }
+}
+
 /// A cluster view builder.
 #[derive(Clone, Default)]
 struct View(ClusterView);
@@ -695,10 +703,7 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
 #[test]
 fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
     let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
-    let vetoed = MemberRecord {
-        promotion_vetoed: true,
-        ..record(&a, None)
-    };
+    let vetoed = vetoed_record(&a);
     let base = View::new().with("n2", vetoed).with("n3", record(&b, None));
     // Quorum commit, one of n2 and n3 acknowledging each commit: n2 may hold some n3 lacks.
     let mut view = base.clone().sync_set("n1", &["n2", "n3"]);
@@ -740,10 +745,7 @@ fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
 #[test]
 fn a_vetoed_standby_ahead_blocks_even_after_the_set_emptied() {
     let (ahead, behind) = (standby(1, 9000, None), standby(1, 4000, None));
-    let vetoed = MemberRecord {
-        promotion_vetoed: true,
-        ..record(&ahead, None)
-    };
+    let vetoed = vetoed_record(&ahead);
     let view = View::new()
         .with("n3", vetoed.clone())
         .with("n2", record(&behind, None))
@@ -770,10 +772,7 @@ fn a_vetoed_standby_ahead_blocks_even_after_the_set_emptied() {
 #[test]
 fn a_vetoed_set_leader_ahead_keeps_the_others_from_running() {
     let (a, b) = (standby(2, 5000, None), standby(2, 4000, None));
-    let vetoed = MemberRecord {
-        promotion_vetoed: true,
-        ..record(&a, None)
-    };
+    let vetoed = vetoed_record(&a);
     let mut view = View::new()
         .with("n2", vetoed)
         .with("n3", record(&b, None))
@@ -1667,10 +1666,7 @@ fn a_switchover_target_that_may_not_be_promoted_leaves_it_to_the_election() {
 #[test]
 fn a_void_switchover_leaves_its_old_leader_in_the_election() {
     let (ahead, behind) = (standby(1, 5000, None), standby(1, 4000, None));
-    let vetoed = MemberRecord {
-        promotion_vetoed: true,
-        ..record(&ahead, None)
-    };
+    let vetoed = vetoed_record(&ahead);
     let view = View::new()
         .with("n2", vetoed)
         .with("n3", record(&behind, None))
