@@ -54,9 +54,18 @@ fn reinit_clones_from_the_tagged_standby(c: &dyn Cloning, members: [&str; 3]) {
             &c.cli(other, &["switchover", "--to", source]),
         );
     }
-    wait_until("the tagged member leading", Duration::from_secs(60), || {
-        (status(c, other)["leader"] == source).then_some(())
-    });
+    // The switchover back needs its target streaming from the new leader (the whole suite
+    // once asked before the old leader had rejoined: "n1 is not streaming from the leader").
+    wait_until(
+        "the tagged member leading, the other streaming from it",
+        Duration::from_secs(60),
+        || {
+            let s = status(c, other);
+            let back = member(&s, other);
+            (s["leader"] == source && back["state"] == "streaming" && back["upstream"] == source)
+                .then_some(())
+        },
+    );
     succeeded(
         "switchover to the untagged member",
         &c.cli(other, &["switchover", "--to", other]),
