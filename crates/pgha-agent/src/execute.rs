@@ -144,14 +144,12 @@ impl Agent {
                             .await
                             .map(|r| r.map(|_| ()))
                     } else {
-                        let drop = drop_slot(client, name, &slot);
-                        tokio::time::timeout(SQL_TIMEOUT, drop).await.map(|r| {
-                            r.map(|dropped| {
-                                if dropped {
-                                    tracing::info!("{name}: dropped replication slot {slot}");
-                                }
-                            })
-                        })
+                        let dropped =
+                            tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await;
+                        if let Ok(Ok(true)) = dropped {
+                            tracing::info!("{name}: dropped replication slot {slot}");
+                        }
+                        dropped.map(|r| r.map(|_| ()))
                     };
                     r.map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
                 }
