@@ -45,21 +45,7 @@ enum Kind {
     Skipped,
 }
 
-const MINIMAL_NODE: &str = r#"
-insecure_no_tls = true
-[cluster]
-name = "doc"
-[etcd]
-endpoints = ["http://127.0.0.1:2379"]
-[member]
-name = "node1"
-dir = "/var/lib/pgha/node1"
-host = "127.0.0.1"
-port = 5432
-api = "127.0.0.1:8008"
-[secrets]
-file = "/etc/pgha/secrets.toml"
-"#;
+const MINIMAL_NODE: &str = include_str!("fixtures/minimal_node.toml");
 
 const MINIMAL_LOCAL: &str = r#"
 [cluster]

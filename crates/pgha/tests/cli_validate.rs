@@ -9,23 +9,10 @@ use std::process::Output;
 
 use common::{pgha, stderr_of};
 
-const NODE: &str = r#"
-insecure_no_tls = true
-[cluster]
-name = "prod"
-[etcd]
-endpoints = ["http://10.0.0.10:2379"]
-[member]
-name = "node1"
-dir = "/var/lib/pgha/node1"
-host = "10.0.0.1"
-port = 5432
-api = "10.0.0.1:8008"
-[secrets]
-file = "/etc/pgha/secrets.toml"
-[dynamic]
-ttl_ms = 10000
-"#;
+const NODE: &str = concat!(
+    include_str!("../../pgha-host/tests/fixtures/minimal_node.toml"),
+    "[dynamic]\nttl_ms = 10000\n",
+);
 
 const LOCAL: &str = r#"
 [cluster]
@@ -136,8 +123,8 @@ fn bad_files_name_the_key_and_the_fix_and_exit_1() {
 fn every_problem_of_a_file_is_named_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let node = NODE
-        .replace("host = \"10.0.0.1\"", "host = \"db1.example\"")
-        .replace("api = \"10.0.0.1:8008\"", "api = \"10.0.0.1\"")
+        .replace("host = \"127.0.0.1\"", "host = \"db1.example\"")
+        .replace("api = \"127.0.0.1:8008\"", "api = \"127.0.0.1\"")
         .replace("ttl_ms = 10000", "ttl_ms = 10");
     let local = LOCAL.replace("members = 3", "members = 3\nhost = \"localhost\"")
         + "[postgresql]\nreplication_user = \"postgres\"\n[tags.n9]\nnosync = true\n";

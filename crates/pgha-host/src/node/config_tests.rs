@@ -2,25 +2,10 @@
 
 use super::*;
 
-const GOOD: &str = r#"
-insecure_no_tls = true
-[cluster]
-name = "prod"
-[etcd]
-endpoints = ["http://127.0.0.1:2379"]
-[member]
-name = "node1"
-dir = "/var/lib/pgha/node1"
-host = "127.0.0.1"
-port = 5432
-api = "127.0.0.1:8008"
-[secrets]
-file = "/etc/pgha/secrets.toml"
-[dynamic]
-ttl_ms = 3000
-safety_margin_ms = 1000
-loop_wait_ms = 500
-"#;
+const GOOD: &str = concat!(
+    include_str!("../../tests/fixtures/minimal_node.toml"),
+    "[dynamic]\nttl_ms = 3000\nsafety_margin_ms = 1000\nloop_wait_ms = 500\n",
+);
 
 fn load(text: &str) -> Result<NodeConfig, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
