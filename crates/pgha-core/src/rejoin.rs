@@ -114,18 +114,18 @@ mod tests {
 
     #[test]
     fn behind_the_switch_point_follows_and_past_it_rewinds() {
-        assert_eq!(
-            plan(Timeline(1), Lsn(1000), Timeline(3), &history()),
-            RejoinPlan::Follow
-        );
-        assert_eq!(
-            plan(Timeline(1), Lsn(1001), Timeline(3), &history()),
-            RejoinPlan::Rewind
-        );
-        assert_eq!(
-            plan(Timeline(2), Lsn(4000), Timeline(3), &history()),
-            RejoinPlan::Follow
-        );
+        // The leader is on timeline 3: timeline 1 ended at 1000, timeline 2 at 5000.
+        for (timeline, lsn, expected) in [
+            (1, 1000, RejoinPlan::Follow),
+            (1, 1001, RejoinPlan::Rewind),
+            (2, 4000, RejoinPlan::Follow),
+        ] {
+            assert_eq!(
+                plan(Timeline(timeline), Lsn(lsn), Timeline(3), &history()),
+                expected,
+                "timeline {timeline} at {lsn}"
+            );
+        }
     }
 
     #[test]
