@@ -29,7 +29,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
     WatchOptions, WatchStream,
 };
-use leases::MemberLease;
+use leases::KnownLease;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -47,7 +47,10 @@ pub struct EtcdStore {
     client: Client,
     prefix: String,
     timeout: Duration,
-    member_leases: Arc<Mutex<HashMap<String, MemberLease>>>,
+    member_leases: Arc<Mutex<HashMap<String, KnownLease>>>,
+    /// By holder: the lease its leader key was last kept alive on (a renewal then keeps it
+    /// alive in the same round trip as it checks the key).
+    leader_leases: Arc<Mutex<HashMap<String, KnownLease>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -133,6 +136,7 @@ impl EtcdStore {
             prefix: format!("/pgha/{cluster}/"),
             timeout,
             member_leases: Arc::default(),
+            leader_leases: Arc::default(),
         })
     }
 

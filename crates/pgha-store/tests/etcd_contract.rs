@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use pgha_core::Ttl;
 use pgha_store::contract::Harness;
 use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
-use pgha_testkit::{free_port, EtcdCluster, EtcdServer};
+use pgha_testkit::{free_port, DelayedLink, EtcdCluster, EtcdServer, Latency};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,6 +200,56 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.members["n1"].value, "b", "lives by the 6 s lease now");
+}
+
+/// etcd 100 ms away each way (a 200 ms round trip) and calls bounded by 350 ms: a leader's
+/// renewal and a member's publication each take one round trip once their lease is known (the
+/// keep-alive goes with the check or the put), so both go on; each used to take two or three
+/// round trips and failed every time. The renewal still trusts only what etcd granted, and
+/// still sees a key taken from it.
+#[tokio::test]
+async fn renewals_and_member_puts_take_one_round_trip_to_a_slow_etcd() {
+    let etcd = Etcd::start();
+    let target = format!("127.0.0.1:{}", etcd.server.client_port());
+    let link = DelayedLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
+        .expect("a delayed link to etcd");
+    let bound = Duration::from_millis(350);
+    let endpoint = format!("http://{}", link.addr());
+    let store = EtcdStore::connect(&[endpoint], "slow", bound)
+        .await
+        .expect("connect through the link");
+    let ttl = Ttl::from_secs(3);
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    store.put_member("n1", "a", ttl).await.unwrap();
+    link.set(Latency::fixed(Duration::from_millis(100)));
+    for round in 0..4 {
+        let started = Instant::now();
+        let granted = store.renew_leader("n1", term, ttl).await;
+        assert_eq!(
+            granted,
+            Ok(ttl),
+            "renewal {round} through a 200 ms round trip"
+        );
+        let renewed_in = started.elapsed();
+        let started = Instant::now();
+        let put = store.put_member("n1", &format!("v{round}"), ttl).await;
+        assert!(put.is_ok(), "member put {round}: {put:?}");
+        eprintln!(
+            "round {round}: renewal {} ms, member put {} ms",
+            renewed_in.as_millis(),
+            started.elapsed().as_millis()
+        );
+    }
+    // lease ttl:3 s, nothing renewed for 5 s: the key is gone and a renewal says so
+    link.set(Latency::NONE);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let lapsed = store.renew_leader("n1", term, ttl).await;
+    assert!(
+        matches!(lapsed, Err(StoreError::Conflict { .. })),
+        "a lapsed lease is no renewal: {lapsed:?}"
+    );
+    let snap = store.snapshot().await.unwrap();
+    assert!(snap.leader.is_none() && !snap.members.contains_key("n1"));
 }
 
 #[tokio::test]

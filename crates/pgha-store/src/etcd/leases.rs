@@ -6,16 +6,17 @@ use crate::error::StoreError;
 use etcd_client::PutOptions;
 use std::collections::HashMap;
 
-/// A member's lease as this process granted it (reused by keep-alive while the TTL is unchanged).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct MemberLease {
+/// A lease as this process last granted or kept it alive, with the TTL etcd granted it
+/// (reused by keep-alive while the TTL wanted is unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct KnownLease {
     pub(super) id: i64,
     pub(super) ttl: i64,
 }
 
 impl EtcdStore {
     /// Restarts lease `id`; `Ok(false)` when etcd no longer knows it (expired or revoked).
-    async fn keep_alive(&self, id: i64) -> Result<bool, StoreError> {
+    pub(super) async fn keep_alive(&self, id: i64) -> Result<bool, StoreError> {
         match self.client.lease_client().keep_alive(id).await {
             Ok(_) => Ok(true),
             Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
@@ -44,14 +45,18 @@ impl EtcdStore {
         }
     }
 
-    pub(super) async fn grant(&self, ttl: i64) -> Result<i64, StoreError> {
+    /// A new lease of `ttl` seconds, with the TTL etcd granted (never less than asked).
+    pub(super) async fn grant(&self, ttl: i64) -> Result<KnownLease, StoreError> {
         let resp = self
             .client
             .lease_client()
             .grant(ttl, None)
             .await
             .map_err(map_err)?;
-        Ok(resp.id())
+        Ok(KnownLease {
+            id: resp.id(),
+            ttl: resp.ttl(),
+        })
     }
 
     /// Revokes a lease, ignoring one that is already gone.
@@ -63,12 +68,28 @@ impl EtcdStore {
         }
     }
 
-    pub(super) fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, MemberLease>> {
+    pub(super) fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownLease>> {
         self.member_leases.lock().expect("member lease lock")
     }
 
-    /// Puts `members/<name>` on this member's lease: the known one restarted by a keep-alive,
-    /// or a new one (then the old lease, of another TTL, is revoked once nothing uses it).
+    /// The lease `holder`'s leader key was last found on, as this process kept it alive.
+    pub(super) fn leader_lease(&self, holder: &str) -> Option<KnownLease> {
+        let leases = self.leader_leases.lock().expect("leader lease lock");
+        leases.get(holder).copied()
+    }
+
+    /// Remembers (or, with `None`, forgets) the lease of `holder`'s leader key.
+    pub(super) fn set_leader_lease(&self, holder: &str, lease: Option<KnownLease>) {
+        let mut leases = self.leader_leases.lock().expect("leader lease lock");
+        match lease {
+            Some(l) => leases.insert(holder.to_string(), l),
+            None => leases.remove(holder),
+        };
+    }
+
+    /// Puts `members/<name>` on this member's lease: the known one, kept alive in the same
+    /// round trip as the put (one round trip in steady state), or a new one (then the old
+    /// lease, of another TTL, is revoked once nothing uses it).
     pub(super) async fn put_member_leased(
         &self,
         name: &str,
@@ -77,32 +98,31 @@ impl EtcdStore {
     ) -> Result<u64, StoreError> {
         for _ in 0..2 {
             let known = self.lock_leases().get(name).copied();
-            let (lease, stale) = match known {
-                Some(l) if l.ttl == ttl && self.keep_alive(l.id).await? => (l.id, None),
-                Some(l) if l.ttl == ttl => (self.grant(ttl).await?, None),
-                Some(l) => (self.grant(ttl).await?, Some(l.id)),
-                None => (self.grant(ttl).await?, None),
-            };
-            self.lock_leases()
-                .insert(name.to_string(), MemberLease { id: lease, ttl });
-            let put = self
-                .client
-                .kv_client()
-                .put(
-                    self.member_path(name),
-                    value,
-                    Some(PutOptions::new().with_lease(lease)),
-                )
-                .await;
-            match put {
-                Ok(resp) => {
+            if let Some(lease) = known.filter(|l| l.ttl == ttl) {
+                let put = self.put_on_lease(name, value, lease.id);
+                let (alive, put) = tokio::join!(self.keep_alive(lease.id), put);
+                match (alive?, put) {
+                    (true, Ok(revision)) => return Ok(revision),
+                    (true, Err(e)) if !is_lease_not_found(&e) => return Err(map_err(e)),
+                    // Expired (before or between the two): grant a new one.
+                    _ => {
+                        self.lock_leases().remove(name);
+                        continue;
+                    }
+                }
+            }
+            let lease = self.grant(ttl).await?;
+            let stale = known.map(|l| l.id);
+            self.lock_leases().insert(name.to_string(), lease);
+            match self.put_on_lease(name, value, lease.id).await {
+                Ok(revision) => {
                     if let Some(old) = stale {
                         // Best effort: an old lease nothing is bound to expires by itself.
                         let _ = self.revoke(old).await;
                     }
-                    return Ok(header_revision(resp.header()));
+                    return Ok(revision);
                 }
-                // Expired between the keep-alive and the put: grant a new one.
+                // Expired between the grant and the put: grant a new one.
                 Err(e) if is_lease_not_found(&e) => {
                     self.lock_leases().remove(name);
                 }
@@ -112,6 +132,22 @@ impl EtcdStore {
         Err(StoreError::Unavailable(format!(
             "the lease of member {name} expired twice while writing it"
         )))
+    }
+
+    /// `members/<name>` = `value`, bound to lease `id`; the revision written.
+    async fn put_on_lease(
+        &self,
+        name: &str,
+        value: &str,
+        id: i64,
+    ) -> Result<u64, etcd_client::Error> {
+        let options = PutOptions::new().with_lease(id);
+        let resp = self
+            .client
+            .kv_client()
+            .put(self.member_path(name), value, Some(options))
+            .await?;
+        Ok(header_revision(resp.header()))
     }
 }
 

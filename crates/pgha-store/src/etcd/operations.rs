@@ -1,7 +1,7 @@
 //! The `Store` operations on etcd: guarded transactions on the leader key, members, keys, history.
 
 use super::convert::{as_u64, describe_leader, gets, header_revision, map_err};
-use super::leases::ttl_secs;
+use super::leases::{ttl_secs, KnownLease};
 use super::watch::EtcdWatch;
 use super::EtcdStore;
 use crate::error::StoreError;
@@ -33,13 +33,14 @@ impl Store for EtcdStore {
                 CompareOp::Equal,
                 0,
             )];
-            let txn = self.put_leader_if(absent, holder, lease);
+            let txn = self.put_leader_if(absent, holder, lease.id);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
+                self.set_leader_lease(holder, Some(lease));
                 return Ok(header_revision(resp.header()));
             }
             // Best effort: an unused lease expires by itself.
-            let _ = self.revoke(lease).await;
+            let _ = self.revoke(lease.id).await;
             let held = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
             Err(StoreError::conflict("leader", held))
         })
@@ -54,45 +55,67 @@ impl Store for EtcdStore {
     ) -> Result<Ttl, StoreError> {
         let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
-        self.call(async {
+        let renewal = async {
             let txn = Txn::new()
                 .when(self.leader_is(holder, revision))
                 .and_then([TxnOp::get(leader.clone(), None)])
                 .or_else([TxnOp::get(leader.clone(), None)]);
-            let resp = self.txn(txn).await?;
+            // In steady state the key's lease is known: it is kept alive in the same round
+            // trip as the key is checked. Either happens after the caller's send time, which
+            // is where the holder's trust starts.
+            let known = self.leader_lease(holder);
+            let (resp, kept) = match known {
+                Some(lease) => {
+                    let (resp, alive) = tokio::join!(self.txn(txn), self.keep_alive(lease.id));
+                    (resp?, alive.ok().filter(|alive| *alive).map(|_| lease))
+                }
+                None => (self.txn(txn).await?, None),
+            };
             let reads = gets(&resp);
             let current = reads.first().and_then(|kvs| kvs.first());
             if !resp.succeeded() {
                 return Err(StoreError::conflict("leader", describe_leader(current)));
             }
             let lease = current.map_or(0, KeyValue::lease);
-            let granted = match lease {
-                0 => None,
-                id => self.keep_alive_ttl(id).await?,
+            let granted = match kept {
+                Some(known) if known.id == lease => Some(known.ttl),
+                _ if lease == 0 => None,
+                _ => self.keep_alive_ttl(lease).await?,
             };
             let Some(granted) = granted else {
                 return Err(StoreError::conflict("leader", "absent (lease expired)"));
             };
+            let kept = KnownLease {
+                id: lease,
+                ttl: granted,
+            };
+            self.set_leader_lease(holder, Some(kept));
             if granted == wanted {
                 return Ok(Ttl::from_secs(granted as u64));
             }
             // The configured ttl changed: move the key (same term) to a lease of the new TTL.
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
             let fresh = self.grant(wanted).await?;
-            let txn = self.put_leader_if(self.leader_is(holder, revision), holder, fresh);
+            let txn = self.put_leader_if(self.leader_is(holder, revision), holder, fresh.id);
             let resp = self.txn(txn).await?;
             if !resp.succeeded() {
-                let _ = self.revoke(fresh).await;
+                let _ = self.revoke(fresh.id).await;
                 let found = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
                 return Err(StoreError::conflict("leader", found));
             }
+            self.set_leader_lease(holder, Some(fresh));
             let _ = self.revoke(lease).await;
             Ok(Ttl::from_secs(wanted as u64))
-        })
-        .await
+        };
+        let result = self.call(renewal).await;
+        if matches!(result, Err(StoreError::Conflict { .. })) {
+            self.set_leader_lease(holder, None);
+        }
+        result
     }
 
     async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
+        self.set_leader_lease(holder, None);
         let leader = self.leader_path();
         self.call(async {
             let txn = Txn::new()
