@@ -149,11 +149,11 @@ impl Agent {
             leader_lsn: view.and_then(|v| Some(v.members.get(leader.as_ref()?)?.lsn)),
             leader,
             initialized: view.is_some_and(|v| v.initialize.is_some()),
+            // with this step's renewal, answered since the step decided
             lease_until: self
                 .member
-                .holds_lease(obs.now)
-                .then(|| self.member.lease_deadline().map(|d| self.instant_of(d)))
-                .flatten(),
+                .lease_deadline_after(&self.outcomes, obs.now)
+                .map(|d| self.instant_of(d)),
             synchronous: view.is_some_and(|v| v.sync.members.contains(&self.spec.name)),
             store_reachable: view.is_some(),
             local: obs.local.clone(),

@@ -7,7 +7,8 @@
 use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
-use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, StoreView};
+use crate::observe::StoreView;
+use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome};
 use crate::reason::{JobWhat, Reason};
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
@@ -215,6 +216,23 @@ impl Member {
     /// Until when this member trusts its lease (own clock), if it holds one.
     pub fn lease_deadline(&self) -> Option<Millis> {
         self.lease.map(|l| l.trusted_until)
+    }
+
+    /// Until when this member trusts its lease at `now` once the lease answers among
+    /// `outcomes` (of actions run since the last step) count, as the next step will count
+    /// them: what it may report between steps. A renewal answered after the step that sent it
+    /// thus shows at once, not one loop later.
+    pub fn lease_deadline_after(&self, outcomes: &[Outcome], now: Millis) -> Option<Millis> {
+        let answers: Vec<Outcome> = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Job { .. }))
+            .cloned()
+            .collect();
+        let mut next = self.clone();
+        next.absorb(&answers, now);
+        next.holds_lease(now)
+            .then(|| next.lease_deadline())
+            .flatten()
     }
 
     /// When the supervisor must have stopped a writable PostgreSQL: halfway between the

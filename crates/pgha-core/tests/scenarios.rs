@@ -267,6 +267,41 @@ fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down
     assert!(!n1.holds_lease(Millis(7500)));
 }
 
+/// A renewal answered after the step that sent it counts in what the member reports at once
+/// (`/primary` between steps), exactly as the next step will count it; a refusal ends the
+/// trust at once; nothing else in the answers changes it.
+#[test]
+fn a_renewal_answered_between_steps_shows_in_the_reported_deadline() {
+    let (mut n1, view) = established_leader();
+    n1.step(&obs(1000, primary(1, 1100), &view, vec![]));
+    let before = n1.lease_deadline();
+    assert_eq!(
+        before,
+        Some(Millis(7500)),
+        "acquired at 0: ttl 10 s - margin 2.5 s"
+    );
+    let answers = vec![renewed(1000)];
+    let reported = n1.lease_deadline_after(&answers, Millis(1000));
+    assert_eq!(reported, Some(Millis(8500)));
+    assert_eq!(
+        n1.lease_deadline(),
+        before,
+        "the member itself is not changed"
+    );
+    assert_eq!(
+        n1.lease_deadline_after(&[Outcome::LeaderRefused], Millis(1000)),
+        None
+    );
+    assert_eq!(n1.lease_deadline_after(&[], Millis(1000)), before);
+    assert_eq!(n1.lease_deadline_after(&[], Millis(7500)), None, "past it");
+    n1.step(&obs(2000, primary(1, 1200), &view, answers));
+    assert_eq!(
+        n1.lease_deadline(),
+        reported,
+        "the next step counts it the same"
+    );
+}
+
 /// Issue 14: `pgha restart --in-place` on the leader restarts its PostgreSQL in one job and
 /// keeps renewing the lease while it is down: no release, no restart of its own, no failover.
 #[test]
