@@ -30,6 +30,7 @@ mod leave;
 mod promotion_clock;
 mod reload;
 mod restart;
+mod store_watch;
 
 pub use handle::{AgentHandle, Shutdown};
 pub use reload::{ReloadRefused, Reloader};
@@ -174,10 +175,7 @@ impl Agent {
         mut requests: mpsc::UnboundedReceiver<Request>,
     ) {
         self.finish_crash_recovery().await;
-        let mut watcher = match tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
-            Ok(Ok(w)) => Some(w),
-            _ => None,
-        };
+        let mut watch = store_watch::StoreWatch::start(self.store.clone());
         loop {
             let requested = *stop.borrow();
             if let Some(how) = requested {
@@ -218,21 +216,7 @@ impl Agent {
                         self.job_done(o);
                     }
                 }
-                changed = async {
-                    match watcher.as_mut() {
-                        Some(w) => w.changed().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if changed.is_err() {
-                        watcher = None;
-                    }
-                }
-            }
-            if watcher.is_none() {
-                if let Ok(Ok(w)) = tokio::time::timeout(STORE_TIMEOUT, self.store.watch()).await {
-                    watcher = Some(w);
-                }
+                _ = watch.changed() => {}
             }
         }
     }

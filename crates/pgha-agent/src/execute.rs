@@ -21,7 +21,17 @@ const UNRECORDED_HISTORY_LIMIT: usize = 32;
 impl Agent {
     pub(crate) async fn execute(&mut self, actions: Vec<Action>) {
         self.record_unrecorded_history().await;
-        for action in actions {
+        let mut actions = actions.into_iter().peekable();
+        while let Some(action) = actions.next() {
+            if let Some(first) = self.routine_write(&action) {
+                let mut writes = vec![first];
+                while let Some(next) = actions.peek().and_then(|a| self.routine_write(a)) {
+                    actions.next();
+                    writes.push(next);
+                }
+                self.write_together(writes).await;
+                continue;
+            }
             if action.job().is_some() {
                 self.start_job(action);
                 continue;
@@ -48,19 +58,8 @@ impl Agent {
                     .map(|revision| (revision, *ttl));
                 self.outcomes.push(lease_outcome(result, sent, true));
             }
-            Action::RenewLeader { revision, ttl } => {
-                let sent = self.now();
-                let result = timed(limit, store.renew_leader(name, *revision, *ttl))
-                    .await
-                    .map(|granted| (*revision, granted));
-                self.outcomes.push(lease_outcome(result, sent, false));
-            }
             Action::ReleaseLeader { revision } => {
                 timed(limit, store.release_leader(name, *revision)).await?;
-            }
-            Action::PublishMember(record) => {
-                let json = serde_json::to_string(record)?;
-                timed(limit, store.put_member(name, &json, self.ttl())).await?;
             }
             Action::WriteInitialize { system_id } => {
                 let json = serde_json::to_string(system_id)?;
@@ -77,12 +76,12 @@ impl Agent {
                 self.put_as_leader(Key::Failsafe, list, *leader_revision)
                     .await?
             }
-            Action::PublishPosition {
-                position,
-                leader_revision,
-            } => {
-                self.put_as_leader(Key::Position, position, *leader_revision)
-                    .await?
+            // sent together by `execute` (see `routine`)
+            Action::RenewLeader { .. }
+            | Action::PublishMember(_)
+            | Action::PublishPosition { .. } => {
+                let write = self.routine_write(action).expect("a routine write");
+                self.write_together(vec![write]).await;
             }
             Action::ClearSwitchover { revision } => {
                 timed(
@@ -363,6 +362,9 @@ fn action_name(action: &Action) -> String {
         .unwrap_or("action")
         .to_string()
 }
+
+#[path = "execute/routine.rs"]
+mod routine;
 
 #[cfg(test)]
 #[path = "execute/history_tests.rs"]
