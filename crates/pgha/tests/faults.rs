@@ -21,6 +21,8 @@
 //!   and a standby's the other way round (libfaketime on the agents and their supervisors only,
 //!   synchronous mode): nothing may happen at all;
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
+//!   etcd slow (its answers and the members' requests delayed by a forwarder on its host),
+//!   within the store call bound, around it and far beyond it;
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
@@ -330,6 +332,109 @@ fn etcd_paused() {
         "{leader} took no write while etcd was paused: the failsafe should have kept it\n{}",
         explain(&c)
     );
+}
+
+/// etcd answers late (the members reach it through a `DelayedLink` on etcd's host: this kernel
+/// has no netem), synchronous mode, writers writing. Every request still arrives, late, and is
+/// carried out, whether or not its caller has stopped waiting: a lease renewed after its
+/// holder gave up on the answer lives on in etcd. Three phases of 2 T each, then no delay:
+///
+/// 1. 150 ms each way, a 300 ms round trip inside the store call bound (half the margin,
+///    500 ms): nothing may happen, no role change, no gap of T/2 in the writes;
+/// 2. 150–400 ms each way, round trips on both sides of the bound: some calls answered, most
+///    not, so each member sees the store come and go;
+/// 3. 1 s each way: no call answered in time.
+///
+/// Throughout, whatever the members decide: one writer, nothing acknowledged lost, and every
+/// member streams from the final primary once etcd is quick again.
+#[test]
+fn etcd_slow() {
+    let (c, leader) = start_sync_with(Opts {
+        etcd_latency: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let mut roles = RoleWatch::default();
+    let phases = [
+        ("150 ms", Latency::fixed(Duration::from_millis(150))),
+        (
+            "150-400 ms",
+            Latency {
+                least: Duration::from_millis(150),
+                most: Duration::from_millis(400),
+            },
+        ),
+        ("1 s", Latency::fixed(Duration::from_secs(1))),
+    ];
+    let mut spans = Vec::new();
+    for (i, (what, latency)) in phases.into_iter().enumerate() {
+        ck.mark(&format!(
+            "etcd answers late: {what} each way, for {:?}",
+            TTL * 2
+        ));
+        c.set_etcd_latency(latency);
+        let began = Instant::now();
+        if i == 0 {
+            roles.watch(&c, &ck, &leader, TTL * 2);
+        } else {
+            std::thread::sleep(TTL * 2);
+        }
+        spans.push((what, began, Instant::now()));
+    }
+    ck.mark("etcd answers at once again");
+    c.set_etcd_latency(Latency::NONE);
+    std::thread::sleep(WATCH);
+    let acks = ck.acks();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\n{}", explain(&c));
+    for (what, began, ended) in &spans {
+        let during = acks
+            .iter()
+            .filter(|a| a.acked >= *began && a.acked < *ended)
+            .count();
+        eprintln!(
+            "{what} each way: {during} writes acknowledged, the longest gap {} ms",
+            longest_gap(&acks, *began, *ended).as_millis()
+        );
+    }
+    assert_no_loss_one_writer(&report, &c);
+    let (_, began, ended) = spans[0];
+    let gap = longest_gap(&acks, began, ended);
+    let mut unmet = Vec::new();
+    if !roles.odd.is_empty() {
+        unmet.push(format!("roles changed at 150 ms each way: {:?}", roles.odd));
+    }
+    if gap >= TTL / 2 {
+        unmet.push(format!(
+            "no write acknowledged for {} ms at 150 ms each way",
+            gap.as_millis()
+        ));
+    }
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        "a store slow within its bound changed something",
+    );
+    assert_streaming_from_final(&c, &report);
+}
+
+/// The longest time within [`from`, `to`) without an acknowledged write (by any member).
+fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
+    let mut times: Vec<Instant> = acks
+        .iter()
+        .map(|a| a.acked)
+        .filter(|t| *t >= from && *t < to)
+        .collect();
+    times.sort();
+    let mut edges = vec![from];
+    edges.extend(times);
+    edges.push(to);
+    edges
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default()
 }
 
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes

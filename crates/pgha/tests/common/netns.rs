@@ -31,10 +31,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 pub use pgha_testkit::strip_ansi;
+pub use pgha_testkit::Latency;
 use pgha_testkit::{alive, children_of, connect_within, etcd_binary, etcd_healthy, parent_of};
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
 use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode};
-use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail};
+use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, DelayedLink};
 
 use crate::dist::write_secrets;
 pub use crate::dist::{conninfo, AgentApi, AgentSet};
@@ -44,6 +45,8 @@ pub const PG_PORT: u16 = 5432;
 /// REST API port of every agent.
 pub const API_PORT: u16 = 8008;
 pub const ETCD_PORT: u16 = 2379;
+/// Where the members reach etcd through a [`DelayedLink`] ([`Opts::etcd_latency`]).
+pub const ETCD_DELAYED_PORT: u16 = 2479;
 pub const PROXY_RW_PORT: u16 = 6432;
 pub const PROXY_RO_PORT: u16 = 6433;
 
@@ -1117,6 +1120,10 @@ pub struct Opts {
     /// image mounted through a loop device, so that a test can stall its disk
     /// ([`Cluster::freeze_disk`]). The lease file and the agent's log stay outside it.
     pub member_disks: bool,
+    /// The members reach etcd through a [`DelayedLink`] on etcd's host, so that a test can
+    /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
+    /// directly.
+    pub etcd_latency: bool,
 }
 
 /// ttl, safety margin and loop wait of the test clusters.
@@ -1132,6 +1139,7 @@ impl Default for Opts {
             parameters: Vec::new(),
             fake_wall_clock: false,
             member_disks: false,
+            etcd_latency: false,
         }
     }
 }
@@ -1150,6 +1158,8 @@ pub struct Cluster {
     pub fake_clock: Option<FakeWallClock>,
     /// The members' own file systems ([`Opts::member_disks`]); unmounted on drop.
     disks: Vec<MemberDisk>,
+    /// The members' way to etcd, when it can be slowed ([`Opts::etcd_latency`]).
+    etcd_link: Option<DelayedLink>,
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
@@ -1172,7 +1182,7 @@ impl Cluster {
         let etcd_ip = net.host("etcd").ip.clone();
         let client_ip = net.host("client").ip.clone();
         let subnet = format!("10.201.{}.0/24", net.subnet);
-        let config_text = |name: &str, host: &str| {
+        let config_text = |name: &str, host: &str, etcd_port: u16| {
             let mut params = vec![
                 ("fsync".to_string(), "\"off\"".to_string()),
                 ("shared_buffers".into(), "\"16MB\"".into()),
@@ -1204,7 +1214,7 @@ impl Cluster {
             format!(
                 "insecure_no_tls = true\nreplication_from = [\"{subnet}\"]\n\
                  [cluster]\nname = \"faults\"\n\
-                 [etcd]\nendpoints = [\"http://{etcd_ip}:{ETCD_PORT}\"]\n\
+                 [etcd]\nendpoints = [\"http://{etcd_ip}:{etcd_port}\"]\n\
                  [member]\nname = \"{name}\"\ndir = \"{dir}\"\nhost = \"{host}\"\nport = {PG_PORT}\napi = \"{host}:{API_PORT}\"\n\
                  [secrets]\nfile = \"{secrets}\"\n\
                  [postgresql.parameters]\n{params}\
@@ -1225,7 +1235,12 @@ impl Cluster {
             }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
-            std::fs::write(&config, config_text(&name, &host.ip)).unwrap();
+            let etcd_port = if opts.etcd_latency {
+                ETCD_DELAYED_PORT
+            } else {
+                ETCD_PORT
+            };
+            std::fs::write(&config, config_text(&name, &host.ip, etcd_port)).unwrap();
             let wall_clock = opts.fake_wall_clock.then(|| {
                 let file = root.join(format!("{name}.faketime"));
                 write_clock_offset(&file, 0);
@@ -1243,7 +1258,7 @@ impl Cluster {
             });
         }
         let client_config = root.join("client.toml");
-        std::fs::write(&client_config, config_text("client", &client_ip)).unwrap();
+        std::fs::write(&client_config, config_text("client", &client_ip, ETCD_PORT)).unwrap();
         // checked on this machine before any agent runs with it (see FakeWallClock::check)
         let fake_clock = opts
             .fake_wall_clock
@@ -1258,11 +1273,15 @@ impl Cluster {
             proxy: None,
             fake_clock,
             disks,
+            etcd_link: None,
             _tmp: tmp,
             thread_ns: Some(thread_ns),
             _serial: serial,
         };
         c.start_etcd();
+        if opts.etcd_latency {
+            c.start_etcd_link();
+        }
         for i in 0..c.members.len() {
             let name = c.members[i].name.clone();
             c.start_agent(&name);
@@ -1294,6 +1313,23 @@ impl Cluster {
             tail(&log, 20)
         );
         self.etcd = Some(p);
+    }
+
+    /// A [`DelayedLink`] on etcd's host, from [`ETCD_DELAYED_PORT`] to etcd (no delay yet).
+    fn start_etcd_link(&mut self) {
+        let ip = self.net.host("etcd").ip.clone();
+        let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
+        let listen = format!("{ip}:{ETCD_DELAYED_PORT}").parse().unwrap();
+        let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
+        let link = DelayedLink::start(listen, target).expect("a delayed link to etcd");
+        self.etcd_link = Some(link);
+    }
+
+    /// How late etcd's answers reach the members, and their requests reach etcd, from now
+    /// on (each way). Needs [`Opts::etcd_latency`].
+    pub fn set_etcd_latency(&self, latency: Latency) {
+        let link = self.etcd_link.as_ref();
+        link.expect("Opts::etcd_latency").set(latency);
     }
 
     fn start_proxy(&mut self) {
