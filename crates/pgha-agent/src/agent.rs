@@ -82,6 +82,8 @@ pub struct Agent {
     /// The cluster's PostgreSQL parameters (`postgresql.*`) last rendered into the
     /// configuration.
     pub(crate) parameters: Option<std::collections::BTreeMap<String, String>>,
+    /// `wal_sender_timeout` and `wal_receiver_timeout` last rendered (from the ttl).
+    pub(crate) replication_timeout: Option<Duration>,
     pub(crate) last_reason: String,
     pub(crate) last_kind: Option<std::mem::Discriminant<pgha_core::Reason>>,
     pub(crate) view: Option<ClusterView>,
@@ -149,6 +151,7 @@ impl Agent {
             last_running_role: None,
             commit_level: None,
             parameters: None,
+            replication_timeout: None,
             last_reason: String::new(),
             last_kind: None,
             view: None,

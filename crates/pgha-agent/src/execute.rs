@@ -270,6 +270,7 @@ impl Agent {
             sync_names: self.sync_applied.to_string(),
             synchronous_commit: self.commit_level.clone().unwrap_or_default(),
             parameters: self.parameters.clone().unwrap_or_default(),
+            replication_timeout: self.replication_timeout,
         }
     }
 

@@ -94,17 +94,22 @@ impl Agent {
         // The cluster's synchronous_commit and PostgreSQL parameters, applied by a reload.
         let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
         let wanted_parameters = view.map(|v| v.config.postgresql.clone());
-        let changed = wanted_commit != self.commit_level || wanted_parameters != self.parameters;
+        let wanted_timeout = view.map(|v| v.config.replication_timeout());
+        let changed = wanted_commit != self.commit_level
+            || wanted_parameters != self.parameters
+            || wanted_timeout != self.replication_timeout;
         if view.is_some() && changed && self.job.is_none() {
             let before = (
                 std::mem::replace(&mut self.commit_level, wanted_commit.clone()),
                 std::mem::replace(&mut self.parameters, wanted_parameters.clone()),
+                std::mem::replace(&mut self.replication_timeout, wanted_timeout),
             );
             match self.rewrite_config(false).await {
                 Ok(()) => tracing::info!(
-                    "{}: synchronous_commit = {}, parameters {:?}",
+                    "{}: synchronous_commit = {}, replication timeouts {} ms, parameters {:?}",
                     self.spec.name,
                     wanted_commit.unwrap_or_default(),
+                    wanted_timeout.unwrap_or_default().as_millis(),
                     wanted_parameters.unwrap_or_default()
                 ),
                 Err(e) => {
@@ -112,7 +117,7 @@ impl Agent {
                         "{}: could not apply the cluster's synchronous_commit and parameters: {e}",
                         self.spec.name
                     );
-                    (self.commit_level, self.parameters) = before;
+                    (self.commit_level, self.parameters, self.replication_timeout) = before;
                 }
             }
         }

@@ -113,6 +113,7 @@ impl NodeSpec {
             synchronous_standby_names: dynamic.sync_names.clone(),
             synchronous_commit: dynamic.synchronous_commit.clone(),
             parameters: self.parameters_with(&dynamic.parameters),
+            replication_timeout: dynamic.replication_timeout,
             tls: self.tls.as_ref().map(|t| t.files.clone()),
         }
     }
@@ -146,6 +147,9 @@ pub struct Dynamic {
     pub synchronous_commit: String,
     /// The cluster config's PostgreSQL parameters (`postgresql.*`): over this member's own.
     pub parameters: BTreeMap<String, String>,
+    /// `wal_sender_timeout` and `wal_receiver_timeout` (`None`: PostgreSQL's, until the
+    /// cluster config has been read).
+    pub replication_timeout: Option<std::time::Duration>,
 }
 
 /// Where a member keeps its failsafe promise: `<member_dir>.failsafe`, beside its lease file

@@ -143,6 +143,17 @@ impl ClusterConfig {
         self.ttl_ms.saturating_mul(3)
     }
 
+    /// The `wal_sender_timeout` and `wal_receiver_timeout` pgha renders unless the user sets
+    /// them: a ttl, 5 s at least. A replication link that stops carrying one way is then
+    /// ended in about a ttl, and the synchronous commits waiting on it move to another
+    /// standby, instead of waiting PostgreSQL's 60 s (or, acknowledgements still arriving,
+    /// until TCP gives up).
+    pub fn replication_timeout(&self) -> std::time::Duration {
+        self.ttl()
+            .as_duration()
+            .max(std::time::Duration::from_secs(5))
+    }
+
     /// Checks the relations the invariants rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, why: String| Err(ConfigError { key, why });
@@ -187,6 +198,18 @@ impl ClusterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replication_links_time_out_after_a_ttl_and_5_s_at_least() {
+        let with_ttl = |ttl_ms| ClusterConfig {
+            ttl_ms,
+            ..ClusterConfig::default()
+        };
+        let secs = |s| std::time::Duration::from_secs(s);
+        assert_eq!(ClusterConfig::default().replication_timeout(), secs(10));
+        assert_eq!(with_ttl(30_000).replication_timeout(), secs(30));
+        assert_eq!(with_ttl(3_000).replication_timeout(), secs(5));
+    }
 
     #[test]
     fn defaults_are_valid_and_bad_values_name_the_key() {

@@ -113,6 +113,9 @@ pub struct MemberConf {
     pub synchronous_commit: String,
     /// The user's pass-through parameters, already validated.
     pub parameters: BTreeMap<String, String>,
+    /// `wal_sender_timeout` and `wal_receiver_timeout` unless `parameters` set them (`None`:
+    /// PostgreSQL's).
+    pub replication_timeout: Option<std::time::Duration>,
     /// TLS: this member serves its certificate, and streams only from an upstream that
     /// proves its name with one from the cluster CA (`None`: no TLS).
     pub tls: Option<crate::tls::TlsFiles>,
@@ -207,6 +210,13 @@ impl MemberConf {
         }
         if !self.synchronous_commit.is_empty() {
             owned.push(("synchronous_commit", self.synchronous_commit.clone()));
+        }
+        // A link that stops carrying one way ends within this, and synchronous commits move
+        // to another standby (the user's own value, rendered after, wins).
+        if let Some(timeout) = self.replication_timeout {
+            let ms = format!("{}ms", timeout.as_millis());
+            owned.push(("wal_sender_timeout", ms.clone()));
+            owned.push(("wal_receiver_timeout", ms));
         }
         // Rendered on standbys too (inert there), so a promotion never starts asynchronous.
         if !self.synchronous_standby_names.is_empty() {

@@ -16,7 +16,35 @@ fn conf(upstream: Option<Upstream>) -> MemberConf {
         synchronous_standby_names: String::new(),
         synchronous_commit: String::new(),
         parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
+        replication_timeout: None,
         tls: None,
+    }
+}
+
+/// The replication timeouts pgha renders, in both roles; a value of the user's comes after
+/// them in the file, so PostgreSQL applies the user's.
+#[test]
+fn replication_timeouts_are_rendered_and_the_users_own_win() {
+    let standby = Some(Upstream {
+        name: "n1".into(),
+        host: "10.0.0.1".into(),
+        port: 5432,
+    });
+    for upstream in [None, standby] {
+        let mut c = conf(upstream);
+        assert!(
+            !c.render().contains("wal_sender_timeout"),
+            "none: PostgreSQL's"
+        );
+        c.replication_timeout = Some(std::time::Duration::from_secs(10));
+        let text = c.render();
+        assert!(text.contains("wal_sender_timeout = '10000ms'"), "{text}");
+        assert!(text.contains("wal_receiver_timeout = '10000ms'"), "{text}");
+        c.parameters
+            .insert("wal_sender_timeout".into(), "90s".into());
+        let text = c.render();
+        let mut set = text.lines().filter(|l| l.starts_with("wal_sender_timeout"));
+        assert_eq!(set.next_back(), Some("wal_sender_timeout = '90s'"), "{text}");
     }
 }
 

@@ -79,6 +79,7 @@ fn conf(standby: bool) -> MemberConf {
         synchronous_standby_names: String::new(),
         synchronous_commit: String::new(),
         parameters: Default::default(),
+        replication_timeout: None,
         tls: None,
     }
 }
