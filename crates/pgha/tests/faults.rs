@@ -25,6 +25,7 @@
 //!   within the store call bound, around it and far beyond it;
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode;
+//! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
 //!   failover while a standby lags.
@@ -543,6 +544,82 @@ fn etcd_answers_to_the_leader_blackholed_one_way() {
     let new = await_failover(&c, &ck, &leader, TTL * 6);
     assert_ne!(new, leader);
     heal_and_judge(&mut c, ck);
+}
+
+/// The synchronous standby's link to the leader stops carrying one way, synchronous mode `on`
+/// (`FIRST 1` over both standbys), writers writing: first the standby's acknowledgements are
+/// dropped (its replies never arrive; the WAL still does), then, healed, the WAL it is sent
+/// (its replies still arrive, so the leader's side never times out). Each way, commits wait on
+/// that standby until the replication timeout pgha renders (a ttl, 5 s at least, instead of
+/// PostgreSQL's 60 s) ends the connection and PostgreSQL moves them to the other standby:
+/// no write waits much longer than that timeout, nothing acknowledged is lost, the leader
+/// stays, one writer.
+#[test]
+fn sync_standby_link_blackholed_one_way() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let hold = WAL_TIMEOUT * 2;
+    let mut gaps = Vec::new();
+    for (from_standby, what) in [(true, "acknowledgements"), (false, "WAL")] {
+        // both standbys in the set, one of them the synchronous one: nothing but the
+        // replication timeout moves the commits off it
+        let sync = wait_until(
+            "one sync and one potential standby",
+            Duration::from_secs(30),
+            || {
+                let rows = c
+                    .sql(
+                        &leader,
+                        "SELECT application_name, sync_state FROM pg_stat_replication",
+                    )
+                    .ok()?;
+                let state = |s: &str| rows.iter().filter(|r| r[1].as_deref() == Some(s)).count();
+                let sync = rows.iter().find(|r| r[1].as_deref() == Some("sync"))?;
+                (state("sync") == 1 && state("potential") == 1).then(|| sync[0].clone())?
+            },
+        );
+        let (a, b) = if from_standby {
+            (sync.as_str(), leader.as_str())
+        } else {
+            (leader.as_str(), sync.as_str())
+        };
+        ck.mark(&format!(
+            "{a} -> {b} blackholed for {hold:?} (one way: the synchronous standby's {what})"
+        ));
+        c.net.cut(a, b, Way::OneWay);
+        let cut_at = Instant::now();
+        std::thread::sleep(hold);
+        ck.mark("healed");
+        c.net.heal_all();
+        let gap = longest_gap(&ck.acks(), cut_at, Instant::now());
+        gaps.push((what, sync, gap));
+    }
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    for (what, sync, gap) in &gaps {
+        eprintln!(
+            "{sync}'s {what} dropped: no write acknowledged for {} ms at the longest",
+            gap.as_millis()
+        );
+        if *gap > WAL_TIMEOUT + Duration::from_secs(3) {
+            unmet.push(format!(
+                "{sync}'s {what} dropped: no write acknowledged for {} ms (replication \
+                 timeout {WAL_TIMEOUT:?})",
+                gap.as_millis()
+            ));
+        }
+    }
+    if report.final_primary != leader {
+        unmet.push(format!("the final primary is {}", report.final_primary));
+    }
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        "a one-way cut held synchronous commits",
+    );
 }
 
 /// After [`WATCH`], heals every cut and checks the run: nothing acknowledged lost, never a

@@ -1128,7 +1128,9 @@ pub struct Opts {
 
 /// ttl, safety margin and loop wait of the test clusters.
 pub use crate::dist::{LOOP_WAIT, SAFETY_MARGIN, TTL};
-/// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters.
+/// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters: what pgha renders
+/// for their ttl (`ClusterConfig::replication_timeout`: a ttl, 5 s at least); the harness does
+/// not set them, so the faults tests check pgha's own values.
 pub const WAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Default for Opts {
@@ -1187,14 +1189,6 @@ impl Cluster {
                 ("fsync".to_string(), "\"off\"".to_string()),
                 ("shared_buffers".into(), "\"16MB\"".into()),
                 ("max_connections".into(), "30".into()),
-                (
-                    "wal_receiver_timeout".into(),
-                    format!("\"{}s\"", WAL_TIMEOUT.as_secs()),
-                ),
-                (
-                    "wal_sender_timeout".into(),
-                    format!("\"{}s\"", WAL_TIMEOUT.as_secs()),
-                ),
             ];
             params.extend(opts.parameters.iter().cloned());
             let mut dynamic = vec![
