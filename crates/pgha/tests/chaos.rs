@@ -385,6 +385,9 @@ async fn held_back_campaign(
     seed: &str,
     bound: &str,
 ) -> (Option<i32>, Value, String, BTreeSet<i64>) {
+    // The hold drops the replication connections by their ports: with pgha's replication
+    // timeouts (5 s here) the standbys would give up on them and reconnect on new ports.
+    c.replication_timeouts_of_a_minute().await;
     let tmp = tempfile::tempdir().unwrap();
     let mut child = spawn_chaos(
         c,

@@ -92,6 +92,9 @@ async fn core_scenarios(major: u32) {
     // primary is killed: the standby that is ahead must win, the other follows it, and the old
     // primary, which diverged, rejoins through pg_rewind (not a re-clone).
     let old = first.clone();
+    // A standby would give up on its frozen sender after pgha's replication timeout (5 s
+    // here) and stream again from a new one.
+    c.replication_timeouts_of_a_minute().await;
     let mut standbys: Vec<&str> = MEMBERS.into_iter().filter(|n| *n != old).collect();
     standbys.sort();
     let (behind, ahead) = (standbys[0], standbys[1]);

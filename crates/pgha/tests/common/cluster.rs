@@ -96,6 +96,42 @@ impl Cluster {
         self.up.url(Some(name))
     }
 
+    /// `wal_sender_timeout` and `wal_receiver_timeout` set to PostgreSQL's 60 s (the user's
+    /// values win over pgha's ttl-based ones), once every member applies them: for a test
+    /// that holds a replication connection back (a frozen WAL sender, its packets dropped)
+    /// longer than pgha's timeouts would let it stand, and must not see it replaced.
+    pub async fn replication_timeouts_of_a_minute(&self) {
+        self.config_ok(
+            "set",
+            &[
+                "postgresql.wal_receiver_timeout=60s",
+                "postgresql.wal_sender_timeout=60s",
+            ],
+        );
+        for member in MEMBERS {
+            let url = self.member_url(member);
+            let url = &url;
+            let applied = poll_async(
+                Duration::from_secs(30),
+                Duration::from_millis(100),
+                || async move {
+                    let client = connect(url).await;
+                    let row = client
+                        .query_one("SHOW wal_receiver_timeout", &[])
+                        .await
+                        .ok()?;
+                    (row.get::<_, String>(0) == "1min").then_some(())
+                },
+            )
+            .await;
+            if applied.is_none() {
+                self.fail(&format!(
+                    "{member}: wal_receiver_timeout not 60 s within 30 s"
+                ));
+            }
+        }
+    }
+
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.up.dir.join(name).join("data")
     }
