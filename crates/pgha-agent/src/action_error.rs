@@ -1,5 +1,5 @@
 //! Why a store write or a quick local action of a decision failed (a job's failure is a
-//! [`crate::report::JobFailure`]): logged, and the core decides again on the next observation.
+//! [`crate::report::FailedJob`]): logged, and the core decides again on the next observation.
 
 use std::time::Duration;
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use crate::failsafe::Failsafe;
 use crate::fence::{AfterStep, FenceState, Fencing};
 use crate::local::LocalProbe;
-pub use crate::report::{AgentReport, JobFailure, Observed};
+pub use crate::report::{AgentReport, FailedJob, Observed};
 use crate::spec::NodeSpec;
 use pgha_pg::lease_file::boot_clock_ms;
 
@@ -263,7 +263,7 @@ impl Agent {
                 Ok(()) => tracing::info!("{}: {what} done", self.spec.name),
                 Err(e) => tracing::warn!("{}: {what} failed: {e}", self.spec.name),
             }
-            let error = result.as_ref().err().map(|e| JobFailure {
+            let error = result.as_ref().err().map(|e| FailedJob {
                 kind: *kind,
                 error: e.to_string(),
             });

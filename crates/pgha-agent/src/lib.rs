@@ -17,5 +17,5 @@ pub mod spec;
 pub mod timelines;
 
 pub use agent::{Agent, AgentHandle};
-pub use report::{AgentReport, JobFailure, MemberFacts, Observed};
+pub use report::{AgentReport, FailedJob, MemberFacts, Observed};
 pub use spec::NodeSpec;

@@ -15,7 +15,7 @@ pub struct AgentReport {
     /// The long-running job in flight, if any.
     pub job: Option<JobKind>,
     /// The last job's failure, until a job succeeds.
-    pub last_error: Option<JobFailure>,
+    pub last_error: Option<FailedJob>,
     /// What the last step saw (the read endpoints answer from it, never opening a
     /// PostgreSQL connection of their own).
     pub observed: Option<Observed>,
@@ -85,12 +85,12 @@ impl Observed {
 
 /// A job that failed, and why (as the job reported it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFailure {
+pub struct FailedJob {
     pub kind: JobKind,
     pub error: String,
 }
 
-impl std::fmt::Display for JobFailure {
+impl std::fmt::Display for FailedJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?} failed: {}", self.kind, self.error)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pgha_agent::agent::Shutdown;
 use pgha_agent::failsafe::Failsafe;
-use pgha_agent::{Agent, AgentHandle, AgentReport, JobFailure, NodeSpec};
+use pgha_agent::{Agent, AgentHandle, AgentReport, FailedJob, NodeSpec};
 use pgha_core::{JobKind, MemberName, Reason};
 use pgha_pg::probe::Credentials;
 use pgha_proxy::MetricsHandle;
@@ -81,7 +81,7 @@ pub enum NotReady {
     #[error("member {member}: {failure}")]
     MemberFailed {
         member: MemberName,
-        failure: JobFailure,
+        failure: FailedJob,
     },
     #[error("the cluster did not come up within {} s", .0.as_secs())]
     Timeout(Duration),
