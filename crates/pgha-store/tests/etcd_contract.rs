@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use pgha_core::Ttl;
 use pgha_store::contract::Harness;
 use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
-use pgha_testkit::{free_port, DelayedLink, EtcdCluster, EtcdServer, Latency};
+use pgha_testkit::{free_port, EtcdCluster, EtcdServer, Latency, TcpLink};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -211,8 +211,8 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
 async fn renewals_and_member_puts_take_one_round_trip_to_a_slow_etcd() {
     let etcd = Etcd::start();
     let target = format!("127.0.0.1:{}", etcd.server.client_port());
-    let link = DelayedLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
-        .expect("a delayed link to etcd");
+    let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
+        .expect("a link to etcd");
     let bound = Duration::from_millis(350);
     let endpoint = format!("http://{}", link.addr());
     let store = EtcdStore::connect(&[endpoint], "slow", bound)

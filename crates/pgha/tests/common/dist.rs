@@ -1,23 +1,20 @@
 //! Distributed-mode harness: a real etcd (stoppable with SIGTERM and restartable on the same
-//! data directory and ports), severable TCP relays in front of it, and `pgha agent` processes
+//! data directory and ports), severable TCP links in front of it, and `pgha agent` processes
 //! with their own config files, all on free loopback ports below 32768; every process is
 //! cleaned up by pid on drop, also while a test panics (agent logs are printed then).
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pgha_testkit::{free_ports, poll, postmaster_pid, reap, signal, stop_child, stop_postmaster};
 #[allow(unused_imports)] // for the test files that include this one
 pub use pgha_testkit::{http, wait_until};
-use pgha_testkit::{succeeded, traversable_tempdir, EtcdNode, EtcdServer, RunLog};
+use pgha_testkit::{succeeded, traversable_tempdir, EtcdNode, EtcdServer, RunLog, TcpLink};
 use serde_json::Value;
 
 /// ttl, safety margin and loop wait of the test clusters (see [`node_config`]).
@@ -158,138 +155,6 @@ pub fn etcd(dir: &Path, client_port: u16, peer_port: u16) -> EtcdServer {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A TCP relay the test can sever
-
-/// Forwards `listen` to `upstream`. `sever()` closes every relayed connection and refuses new
-/// ones (the listening socket is closed: connects get ECONNREFUSED); `heal()` listens again.
-pub struct Relay {
-    pub port: u16,
-    severed: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Relay {
-    pub fn start(port: u16, upstream: u16) -> Relay {
-        let severed = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let listener = bind_nonblocking(port).expect("bind the relay port");
-        let thread = std::thread::spawn({
-            let (severed, stop, conns) = (severed.clone(), stop.clone(), conns.clone());
-            move || {
-                let mut listener = Some(listener);
-                while !stop.load(Ordering::SeqCst) {
-                    if severed.load(Ordering::SeqCst) {
-                        listener = None;
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    }
-                    if listener.is_none() {
-                        listener = bind_nonblocking(port).ok();
-                    }
-                    let Some(l) = listener.as_ref() else {
-                        std::thread::sleep(Duration::from_millis(5));
-                        continue;
-                    };
-                    match l.accept() {
-                        Ok((client, _)) => relay_one(client, upstream, &severed, &conns),
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            }
-        });
-        Relay {
-            port,
-            severed,
-            stop,
-            conns,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Cuts the link: every relayed connection is closed, new ones are refused.
-    pub fn sever(&self) {
-        self.severed.store(true, Ordering::SeqCst);
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-        // the accept loop drops the listener within a few milliseconds
-        std::thread::sleep(Duration::from_millis(20));
-    }
-
-    pub fn heal(&self) {
-        self.severed.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.sever();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn bind_nonblocking(port: u16) -> std::io::Result<TcpListener> {
-    let l = TcpListener::bind(("127.0.0.1", port))?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
-fn relay_one(
-    client: TcpStream,
-    upstream: u16,
-    severed: &Arc<AtomicBool>,
-    conns: &Arc<Mutex<Vec<TcpStream>>>,
-) {
-    let _ = client.set_nonblocking(false);
-    let Ok(server) = TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], upstream)),
-        Duration::from_millis(500),
-    ) else {
-        return; // etcd down: the client sees its connection closed
-    };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
-    {
-        let mut list = conns.lock().unwrap();
-        if severed.load(Ordering::SeqCst) {
-            return;
-        }
-        list.push(client.try_clone().unwrap());
-        list.push(server.try_clone().unwrap());
-    }
-    for (mut from, mut to) in [
-        (client.try_clone().unwrap(), server.try_clone().unwrap()),
-        (server, client),
-    ] {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 16 * 1024];
-            loop {
-                match from.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if to.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = to.shutdown(Shutdown::Both);
-            let _ = from.shutdown(Shutdown::Both);
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Agents
 
 /// One `pgha agent --config FILE` process and its member.
@@ -399,7 +264,7 @@ impl AgentApi for Agent {
 #[derive(Clone)]
 pub struct Options {
     pub members: usize,
-    /// Put a severable relay between each agent and etcd.
+    /// Put a severable link ([`TcpLink`]) between each agent and etcd.
     pub relays: bool,
     pub cluster: String,
 }
@@ -417,7 +282,7 @@ impl Default for Options {
 /// etcd, optional relays, and the agents' configs in one temporary directory.
 pub struct DistCluster {
     pub agents: Vec<Agent>,
-    pub relays: Vec<Relay>,
+    pub relays: Vec<TcpLink>,
     pub etcd: EtcdServer,
     pub proxy_rw: u16,
     pub proxy_ro: u16,
@@ -441,8 +306,10 @@ impl DistCluster {
             let pg = ports[4 + 3 * i];
             let api = format!("127.0.0.1:{}", ports[5 + 3 * i]);
             let endpoint = if opts.relays {
-                let relay = Relay::start(ports[6 + 3 * i], etcd.client_port());
-                let e = relay.endpoint();
+                let at = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+                let relay = TcpLink::start(at(ports[6 + 3 * i]), at(etcd.client_port()))
+                    .expect("a link to etcd");
+                let e = format!("http://{}", relay.addr());
                 relays.push(relay);
                 e
             } else {
@@ -587,9 +454,7 @@ impl Drop for DistCluster {
         for a in &self.agents {
             a.stop_postmaster();
         }
-        for r in &mut self.relays {
-            r.stop.store(true, Ordering::SeqCst);
-        }
+        self.relays.clear();
         // etcd is killed by its own drop
     }
 }

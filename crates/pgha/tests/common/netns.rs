@@ -35,7 +35,7 @@ pub use pgha_testkit::Latency;
 use pgha_testkit::{alive, children_of, connect_within, etcd_binary, etcd_healthy, parent_of};
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
 use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode};
-use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, DelayedLink};
+use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, TcpLink};
 
 use crate::dist::write_secrets;
 pub use crate::dist::{conninfo, AgentApi, AgentSet};
@@ -45,7 +45,7 @@ pub const PG_PORT: u16 = 5432;
 /// REST API port of every agent.
 pub const API_PORT: u16 = 8008;
 pub const ETCD_PORT: u16 = 2379;
-/// Where the members reach etcd through a [`DelayedLink`] ([`Opts::etcd_latency`]).
+/// Where the members reach etcd through a [`TcpLink`] ([`Opts::etcd_latency`]).
 pub const ETCD_DELAYED_PORT: u16 = 2479;
 pub const PROXY_RW_PORT: u16 = 6432;
 pub const PROXY_RO_PORT: u16 = 6433;
@@ -1120,7 +1120,7 @@ pub struct Opts {
     /// image mounted through a loop device, so that a test can stall its disk
     /// ([`Cluster::freeze_disk`]). The lease file and the agent's log stay outside it.
     pub member_disks: bool,
-    /// The members reach etcd through a [`DelayedLink`] on etcd's host, so that a test can
+    /// The members reach etcd through a [`TcpLink`] on etcd's host, so that a test can
     /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
     /// directly.
     pub etcd_latency: bool,
@@ -1161,7 +1161,7 @@ pub struct Cluster {
     /// The members' own file systems ([`Opts::member_disks`]); unmounted on drop.
     disks: Vec<MemberDisk>,
     /// The members' way to etcd, when it can be slowed ([`Opts::etcd_latency`]).
-    etcd_link: Option<DelayedLink>,
+    etcd_link: Option<TcpLink>,
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
@@ -1309,13 +1309,13 @@ impl Cluster {
         self.etcd = Some(p);
     }
 
-    /// A [`DelayedLink`] on etcd's host, from [`ETCD_DELAYED_PORT`] to etcd (no delay yet).
+    /// A [`TcpLink`] on etcd's host, from [`ETCD_DELAYED_PORT`] to etcd (no delay yet).
     fn start_etcd_link(&mut self) {
         let ip = self.net.host("etcd").ip.clone();
         let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
         let listen = format!("{ip}:{ETCD_DELAYED_PORT}").parse().unwrap();
         let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
-        let link = DelayedLink::start(listen, target).expect("a delayed link to etcd");
+        let link = TcpLink::start(listen, target).expect("a link to etcd");
         self.etcd_link = Some(link);
     }
 

@@ -1,5 +1,5 @@
-//! A TCP forwarder that delivers every byte late, by a delay the test changes at any moment: a
-//! slow link or a slow server where the kernel has no `netem` to delay a link.
+//! A TCP forwarder the test can slow down (every byte delivered late, by a delay it changes at
+//! any moment: a slow link or server where the kernel has no `netem`) or sever and heal.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -29,11 +29,12 @@ impl Latency {
     }
 }
 
-/// What the forwarding threads share: the latency in force, whether to stop, and every
-/// connection's sockets (shut down when the forwarder is dropped).
+/// What the forwarding threads share: the latency in force, whether the link is severed or
+/// stopped, and every connection's sockets (shut down when it is severed or dropped).
 struct Shared {
     least_us: AtomicU64,
     most_us: AtomicU64,
+    severed: AtomicBool,
     stopped: AtomicBool,
     sockets: Mutex<Vec<TcpStream>>,
 }
@@ -48,29 +49,43 @@ impl Shared {
 
 /// Listens on an address of its own and forwards each connection to `target`, every chunk
 /// delivered [`Latency`] after it was read. Connections are made from the thread that called
-/// [`DelayedLink::start`] (its network namespace included). Dropping it ends every connection.
-pub struct DelayedLink {
+/// [`TcpLink::start`] (its network namespace included). Dropping it ends every connection.
+pub struct TcpLink {
     addr: SocketAddr,
     shared: Arc<Shared>,
 }
 
-impl DelayedLink {
+impl TcpLink {
     /// Binds `listen` (port 0 for any) and starts forwarding with no delay.
-    pub fn start(listen: SocketAddr, target: SocketAddr) -> std::io::Result<DelayedLink> {
-        let listener = TcpListener::bind(listen)?;
-        listener.set_nonblocking(true)?;
+    pub fn start(listen: SocketAddr, target: SocketAddr) -> std::io::Result<TcpLink> {
+        let listener = bind_nonblocking(listen)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             least_us: AtomicU64::new(0),
             most_us: AtomicU64::new(0),
+            severed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             sockets: Mutex::new(Vec::new()),
         });
         let accepting = shared.clone();
         std::thread::Builder::new()
-            .name(format!("delay {addr}"))
-            .spawn(move || accept_loop(listener, target, accepting))?;
-        Ok(DelayedLink { addr, shared })
+            .name(format!("link {addr}"))
+            .spawn(move || accept_loop(listener, addr, target, accepting))?;
+        Ok(TcpLink { addr, shared })
+    }
+
+    /// Cuts the link: every connection through it is closed, and new ones are refused (the
+    /// listening socket is closed: a connect gets ECONNREFUSED) until [`TcpLink::heal`].
+    pub fn sever(&self) {
+        self.shared.severed.store(true, Ordering::SeqCst);
+        self.shared.close_all();
+        // the accept loop drops the listener within a few milliseconds
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    /// Listens again after [`TcpLink::sever`].
+    pub fn heal(&self) {
+        self.shared.severed.store(false, Ordering::SeqCst);
     }
 
     /// Where clients connect.
@@ -90,29 +105,46 @@ impl DelayedLink {
     }
 }
 
-impl Drop for DelayedLink {
+impl Drop for TcpLink {
     fn drop(&mut self) {
-        self.shared.stopped.store(true, Ordering::Relaxed);
-        for socket in self.shared.sockets.lock().unwrap().drain(..) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        self.shared.close_all();
+    }
+}
+
+impl Shared {
+    fn close_all(&self) {
+        for socket in self.sockets.lock().unwrap().drain(..) {
             let _ = socket.shutdown(Shutdown::Both);
         }
     }
 }
 
-fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
-    while !shared.stopped.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((client, _)) => {
-                let _ = client.set_nonblocking(false);
-                match TcpStream::connect_timeout(&target, Duration::from_secs(5)) {
-                    Ok(server) => forward(client, server, &shared),
-                    Err(_) => drop(client),
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+fn bind_nonblocking(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Accepts while the link is up; severed, it closes its listening socket, and binds `addr`
+/// again once healed.
+fn accept_loop(listener: TcpListener, addr: SocketAddr, target: SocketAddr, shared: Arc<Shared>) {
+    let mut listener = Some(listener);
+    while !shared.stopped.load(Ordering::SeqCst) {
+        if shared.severed.load(Ordering::SeqCst) {
+            listener = None;
+        } else if listener.is_none() {
+            listener = bind_nonblocking(addr).ok();
+        }
+        let accepted = listener.as_ref().map(TcpListener::accept);
+        let Some(Ok((client, _))) = accepted else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = client.set_nonblocking(false);
+        // an upstream that is down: the client sees its connection closed
+        if let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+            forward(client, server, &shared);
         }
     }
 }
@@ -127,6 +159,9 @@ fn forward(client: TcpStream, server: TcpStream, shared: &Arc<Shared>) {
     };
     {
         let mut sockets = shared.sockets.lock().unwrap();
+        if shared.severed.load(Ordering::SeqCst) {
+            return;
+        }
         for s in [&client, &server] {
             if let Ok(s) = s.try_clone() {
                 sockets.push(s);
@@ -195,7 +230,7 @@ mod tests {
                 }
             }
         });
-        let link = DelayedLink::start("127.0.0.1:0".parse().unwrap(), echo_addr).unwrap();
+        let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), echo_addr).unwrap();
         let mut s = TcpStream::connect(link.addr()).unwrap();
         let round_trip = |s: &mut TcpStream, text: &[u8]| {
             let started = Instant::now();
@@ -219,5 +254,46 @@ mod tests {
             0,
             "the link ended the connection"
         );
+    }
+
+    /// Severed, it closes what runs through it and refuses new connections; healed, it
+    /// forwards again on the same address.
+    #[test]
+    fn a_severed_link_refuses_until_healed() {
+        let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+        let upstream_addr = upstream.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in upstream.incoming() {
+                let mut s = s.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), upstream_addr).unwrap();
+        let echo = |s: &mut TcpStream| {
+            s.write_all(b"ping").unwrap();
+            let mut got = [0u8; 4];
+            s.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"ping");
+        };
+        let mut before = TcpStream::connect(link.addr()).unwrap();
+        echo(&mut before);
+        link.sever();
+        let mut buf = [0u8; 4];
+        assert_eq!(before.read(&mut buf).unwrap_or(0), 0, "closed by the cut");
+        let refused = TcpStream::connect(link.addr()).map(|_| ()).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        link.heal();
+        let mut after = crate::poll(Duration::from_secs(2), Duration::from_millis(10), || {
+            TcpStream::connect(link.addr()).ok()
+        })
+        .expect("listening again");
+        echo(&mut after);
     }
 }
