@@ -55,7 +55,7 @@ use pgha_testkit::wait_until;
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after a failover the writers keep watching for a second writer.
-const WATCH: Duration = Duration::from_secs(10);
+const WATCH: Duration = Duration::from_secs(6);
 const CONVERGE: Duration = Duration::from_secs(180);
 /// How long the patient writers wait for an answer (longer than any stall injected).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -335,7 +335,7 @@ fn etcd_paused() {
     );
 }
 
-/// etcd answers late (the members reach it through a `DelayedLink` on etcd's host: this kernel
+/// etcd answers late (the members reach it through a `TcpLink` on etcd's host: this kernel
 /// has no netem), synchronous mode, writers writing. Every request still arrives, late, and is
 /// carried out, whether or not its caller has stopped waiting: a lease renewed after its
 /// holder gave up on the answer lives on in etcd. Three phases of 2 T each, then no delay:
