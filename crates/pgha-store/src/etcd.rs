@@ -18,6 +18,7 @@
 //! in `convert`.
 
 mod convert;
+mod endpoints;
 mod leases;
 mod operations;
 mod watch;
@@ -41,10 +42,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the gRPC connection is pinged.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The etcd backend, scoped to one cluster. Cheap to clone (one shared gRPC channel).
+/// The etcd backend, scoped to one cluster. Cheap to clone (shared gRPC channels).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    endpoints: endpoints::Endpoints,
     prefix: String,
     timeout: Duration,
     member_leases: Arc<Mutex<HashMap<String, KnownLease>>>,
@@ -130,9 +131,10 @@ impl EtcdStore {
             }
             options = options.with_tls(tls);
         }
-        let client = bounded(timeout, Client::connect(endpoints, Some(options))).await?;
+        let endpoints =
+            bounded(timeout, endpoints::Endpoints::connect(endpoints, &options)).await?;
         Ok(EtcdStore {
-            client,
+            endpoints,
             prefix: format!("/pgha/{cluster}/"),
             timeout,
             member_leases: Arc::default(),
@@ -199,23 +201,34 @@ impl EtcdStore {
         self.path(&format!("members/{name}"))
     }
 
-    /// Runs `op` within the call timeout.
+    /// Runs `op` within the call timeout; when it gets no answer (or etcd's member has no
+    /// leader), the next calls go to the next endpoint.
     async fn call<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {
-        tokio::time::timeout(self.timeout, op)
+        let used = self.endpoints.in_use();
+        let result = tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or_else(|_| {
                 Err(StoreError::Unavailable(format!(
                     "etcd did not answer within {:?}",
                     self.timeout
                 )))
-            })
+            });
+        if matches!(result, Err(StoreError::Unavailable(_))) {
+            self.endpoints.failed(used);
+        }
+        result
+    }
+
+    /// The client of the endpoint in use.
+    fn client(&self) -> Client {
+        self.endpoints.client()
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
-        self.client.kv_client().txn(txn).await.map_err(map_err)
+        self.client().kv_client().txn(txn).await.map_err(map_err)
     }
 
     /// Compares that make `guard` hold for the key at `path`.
@@ -289,7 +302,7 @@ impl EtcdStore {
     async fn snapshot_now(&self) -> Result<Snapshot, StoreError> {
         // Linearizable (the default: no `with_serializable`), and refused without a leader.
         let resp = self
-            .client
+            .client()
             .kv_client()
             .get(self.prefix.as_str(), Some(GetOptions::new().with_prefix()))
             .await
@@ -330,7 +343,7 @@ impl EtcdStore {
     async fn current_revision(&self) -> Result<i64, StoreError> {
         let options = GetOptions::new().with_prefix().with_count_only();
         let resp = self
-            .client
+            .client()
             .kv_client()
             .get(self.prefix.as_str(), Some(options))
             .await
@@ -340,7 +353,7 @@ impl EtcdStore {
 
     async fn open_watch(&self, from: i64) -> Result<WatchStream, StoreError> {
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
-        self.client
+        self.client()
             .watch_client()
             .watch(self.prefix.as_str(), Some(options))
             .await

@@ -17,7 +17,7 @@ pub(super) struct KnownLease {
 impl EtcdStore {
     /// Restarts lease `id`; `Ok(false)` when etcd no longer knows it (expired or revoked).
     pub(super) async fn keep_alive(&self, id: i64) -> Result<bool, StoreError> {
-        match self.client.lease_client().keep_alive(id).await {
+        match self.client().lease_client().keep_alive(id).await {
             Ok(_) => Ok(true),
             Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
                 Ok(false)
@@ -31,7 +31,7 @@ impl EtcdStore {
     pub(super) async fn keep_alive_ttl(&self, id: i64) -> Result<Option<i64>, StoreError> {
         // The first keep-alive (inside `keep_alive`) restarts the lease; the second one's
         // answer carries the granted TTL.
-        let (mut keeper, mut responses) = match self.client.lease_client().keep_alive(id).await {
+        let (mut keeper, mut responses) = match self.client().lease_client().keep_alive(id).await {
             Ok(pair) => pair,
             Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
                 return Ok(None)
@@ -48,7 +48,7 @@ impl EtcdStore {
     /// A new lease of `ttl` seconds, with the TTL etcd granted (never less than asked).
     pub(super) async fn grant(&self, ttl: i64) -> Result<KnownLease, StoreError> {
         let resp = self
-            .client
+            .client()
             .lease_client()
             .grant(ttl, None)
             .await
@@ -61,7 +61,7 @@ impl EtcdStore {
 
     /// Revokes a lease, ignoring one that is already gone.
     pub(super) async fn revoke(&self, id: i64) -> Result<(), StoreError> {
-        match self.client.lease_client().revoke(id).await {
+        match self.client().lease_client().revoke(id).await {
             Ok(_) => Ok(()),
             Err(e) if is_lease_not_found(&e) => Ok(()),
             Err(e) => Err(map_err(e)),
@@ -143,7 +143,7 @@ impl EtcdStore {
     ) -> Result<u64, etcd_client::Error> {
         let options = PutOptions::new().with_lease(id);
         let resp = self
-            .client
+            .client()
             .kv_client()
             .put(self.member_path(name), value, Some(options))
             .await?;

@@ -153,7 +153,7 @@ impl Store for EtcdStore {
         let path = self.member_path(name);
         self.call(async {
             let resp = self
-                .client
+                .client()
                 .kv_client()
                 .delete(path, Some(DeleteOptions::new().with_prev_key()))
                 .await
