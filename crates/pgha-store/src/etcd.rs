@@ -201,13 +201,13 @@ impl EtcdStore {
         self.path(&format!("members/{name}"))
     }
 
-    /// Runs `op` within the call timeout; when it gets no answer (or etcd's member has no
-    /// leader), the next calls go to the next endpoint.
+    /// Runs `op` within the call timeout; when it gets no answer (its caller gave up on it
+    /// first, or etcd's member has no leader), the next calls go to the next endpoint.
     async fn call<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {
-        let used = self.endpoints.in_use();
+        let attempt = self.endpoints.attempt();
         let result = tokio::time::timeout(self.timeout, op)
             .await
             .unwrap_or_else(|_| {
@@ -216,8 +216,8 @@ impl EtcdStore {
                     self.timeout
                 )))
             });
-        if matches!(result, Err(StoreError::Unavailable(_))) {
-            self.endpoints.failed(used);
+        if !matches!(result, Err(StoreError::Unavailable(_))) {
+            attempt.answered();
         }
         result
     }

@@ -479,47 +479,72 @@ async fn a_silent_watch_on_a_frozen_etcd_fails_within_a_few_timeouts() {
 }
 
 /// One member of three stalls (SIGSTOP: a stalled disk or VM), the other two keep the quorum,
-/// and the store was given every endpoint, the stalled one first. The call that finds it
-/// stalled fails at its bound, and, if it led, calls fail while the others elect a leader
-/// (500 ms election timeout here); after that every call goes to another member and
-/// succeeds. A client balanced over all three endpoints failed about two calls in five, all
-/// along (37 of 90).
+/// and each store was given every endpoint, the stalled one first. The call that finds it
+/// stalled fails, and, if it led, calls fail while the others elect a leader (500 ms election
+/// timeout here); after that every call goes to another member and succeeds. Twice: calls
+/// bounded by the store (500 ms), and calls its caller gives up on first (300 ms, a store
+/// bound of 2 s), as the agent's own bounds do. A client balanced over all three endpoints
+/// failed about two calls in five, all along (37 of 90); a caller's bound kept the store on
+/// the stalled member until a keep-alive ping found it dead (6 s in `faults::etcd_member_stalled`).
 #[tokio::test]
 async fn a_stalled_member_costs_one_call_then_the_others_answer() {
     let mut cluster = EtcdCluster::start(3);
     let endpoints: Vec<String> = cluster.members.iter().map(|m| m.endpoint()).collect();
-    let store = EtcdStore::connect(&endpoints, "stalled", Duration::from_millis(500))
+    let ttl = Ttl::from_secs(5);
+    let seed = EtcdStore::connect(&endpoints, "stalled", TIMEOUT)
         .await
         .unwrap();
-    let ttl = Ttl::from_secs(5);
-    let term = store.acquire_leader("n1", ttl).await.unwrap();
-    store.put_member("n1", "{}", ttl).await.unwrap();
+    let term = seed.acquire_leader("n1", ttl).await.unwrap();
+    seed.put_member("n1", "{}", ttl).await.unwrap();
     cluster.members[0].pause();
-    let paused = Instant::now();
-    let mut failed = Vec::new();
-    for round in 0..20 {
-        let renewal = store.renew_leader("n1", term, ttl).await.map(|_| ());
-        let snapshot = store.snapshot().await.map(|_| ());
-        let put = store.put_member("n1", "{}", ttl).await.map(|_| ());
-        for (what, result) in [("renewal", renewal), ("snapshot", snapshot), ("put", put)] {
-            if let Err(e) = result {
-                failed.push((paused.elapsed(), format!("round {round}: {what}: {e}")));
+    for (store_bound, caller_bound) in [
+        (Duration::from_millis(500), None),
+        (Duration::from_secs(2), Some(Duration::from_millis(300))),
+    ] {
+        let store = EtcdStore::connect(&endpoints, "stalled", store_bound)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut failed = Vec::new();
+        for round in 0..20 {
+            let renewal = within(caller_bound, store.renew_leader("n1", term, ttl)).await;
+            let snapshot = within(caller_bound, store.snapshot()).await;
+            let put = within(caller_bound, store.put_member("n1", "{}", ttl)).await;
+            let (renewal, snapshot, put) =
+                (renewal.map(|_| ()), snapshot.map(|_| ()), put.map(|_| ()));
+            for (what, result) in [("renewal", renewal), ("snapshot", snapshot), ("put", put)] {
+                if let Err(e) = result {
+                    failed.push((started.elapsed(), format!("round {round}: {what}: {e}")));
+                }
             }
         }
+        let late = failed
+            .iter()
+            .filter(|(after, _)| *after > Duration::from_secs(2))
+            .count();
+        assert!(
+            late == 0 && failed.len() <= 4,
+            "store bound {store_bound:?}, caller bound {caller_bound:?}: {} of 60 calls \
+             failed, {late} of them over 2 s in: {failed:#?}",
+            failed.len()
+        );
     }
     cluster.members[0].resume();
-    let late: Vec<_> = failed
-        .iter()
-        .filter(|(after, _)| *after > Duration::from_secs(2))
-        .collect();
     assert!(
-        late.is_empty() && failed.len() <= 4,
-        "{} of 60 calls failed, {} of them over 2 s after the stall: {failed:#?}",
-        failed.len(),
-        late.len()
-    );
-    assert!(
-        store.snapshot().await.unwrap().leader.is_some(),
+        seed.snapshot().await.unwrap().leader.is_some(),
         "the lease lived on"
     );
+}
+
+/// `call`, given up on after `bound` (if any) as a caller with its own bound does.
+async fn within<T>(
+    bound: Option<Duration>,
+    call: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match bound {
+        Some(bound) => tokio::time::timeout(bound, call)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the caller gave up".into()))),
+        None => call.await,
+    }
 }

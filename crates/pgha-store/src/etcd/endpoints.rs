@@ -33,9 +33,19 @@ impl Endpoints {
         })
     }
 
-    /// Which endpoint is in use (for [`Endpoints::failed`]).
-    pub(super) fn in_use(&self) -> usize {
+    fn in_use(&self) -> usize {
         self.in_use.load(Ordering::SeqCst)
+    }
+
+    /// A call about to go to the endpoint in use: unless [`Attempt::answered`] is said of it,
+    /// the next calls go to the next endpoint. A call its caller gives up on (a caller's own
+    /// bound, shorter than the store's, drops it) thus counts as unanswered too.
+    pub(super) fn attempt(&self) -> Attempt<'_> {
+        Attempt {
+            endpoints: self,
+            used: self.in_use(),
+            answered: false,
+        }
     }
 
     /// The client of the endpoint in use.
@@ -45,10 +55,32 @@ impl Endpoints {
 
     /// A call through endpoint `used` failed: the next calls go to the next endpoint (unless
     /// another failed call moved on already).
-    pub(super) fn failed(&self, used: usize) {
+    fn failed(&self, used: usize) {
         let next = (used + 1) % self.clients.len();
         let _ = self
             .in_use
             .compare_exchange(used, next, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// One call to the endpoint in use ([`Endpoints::attempt`]).
+pub(super) struct Attempt<'a> {
+    endpoints: &'a Endpoints,
+    used: usize,
+    answered: bool,
+}
+
+impl Attempt<'_> {
+    /// The endpoint answered (whatever it said, short of having no leader).
+    pub(super) fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.endpoints.failed(self.used);
+        }
     }
 }
