@@ -67,10 +67,13 @@ impl Observed {
     }
 
     /// A writable primary holding the lease now: what `/primary` and routing require (I2).
+    /// With the store out of reach its view says nothing, and the member's own trust in its
+    /// lease (renewed, or kept by failsafe) is what it knows: a leader bridging a store
+    /// outage still answers as the leader.
     pub fn leads(&self, me: &MemberName) -> bool {
+        let named = !self.store_reachable || (self.initialized && self.leader.as_ref() == Some(me));
         self.fresh()
-            && self.initialized
-            && self.leader.as_ref() == Some(me)
+            && named
             && self.lease_until.is_some_and(|until| Instant::now() < until)
             && self.local.running
             && !self.local.unresponsive
@@ -93,5 +96,43 @@ pub struct FailedJob {
 impl std::fmt::Display for FailedJob {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?} failed: {}", self.kind, self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn primary_trusting_its_lease(store_reachable: bool, leader: Option<&str>) -> Observed {
+        Observed {
+            at: Instant::now(),
+            stale_after: Duration::from_secs(3),
+            local: pgha_core::LocalPg {
+                running: true,
+                ..pgha_core::LocalPg::default()
+            },
+            leader: leader.map(MemberName::new),
+            leader_lsn: None,
+            initialized: store_reachable,
+            lease_until: Some(Instant::now() + Duration::from_secs(2)),
+            synchronous: false,
+            store_reachable,
+        }
+    }
+
+    /// The store's view names the leader when there is one; with the store out of reach the
+    /// member's own lease trust answers.
+    #[test]
+    fn a_leader_bridging_a_store_outage_still_leads() {
+        let n1 = MemberName::new("n1");
+        assert!(primary_trusting_its_lease(true, Some("n1")).leads(&n1));
+        assert!(!primary_trusting_its_lease(true, Some("n2")).leads(&n1));
+        assert!(!primary_trusting_its_lease(true, None).leads(&n1));
+        assert!(primary_trusting_its_lease(false, None).leads(&n1));
+        let lapsed = Observed {
+            lease_until: None,
+            ..primary_trusting_its_lease(false, None)
+        };
+        assert!(!lapsed.leads(&n1), "no lease, no leader");
     }
 }
