@@ -22,7 +22,8 @@
 //!   synchronous mode): nothing may happen at all;
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
 //!   etcd slow (its answers and the members' requests delayed by a forwarder on its host),
-//!   within the store call bound, around it and far beyond it;
+//!   within the store call bound, around it and far beyond it; one etcd member of three
+//!   stalled (SIGSTOP);
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode;
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
@@ -438,6 +439,62 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
         .unwrap_or_default()
 }
 
+/// Three etcd members, the configs listing all of them, and the one every agent uses first
+/// stalls (SIGSTOP: a stalled disk or VM) for 3 T while the other two keep the quorum,
+/// synchronous mode, writers writing. It is made a follower first: a stalled etcd leader adds
+/// an etcd election, whose second of failed calls is the failsafe's to bridge (as in
+/// `etcd_paused`). Each agent's call that finds it stalled fails at its bound, and the next
+/// ones go to another member: nothing may happen, no role change, no gap of T/2 in the
+/// writes, nothing lost, one writer. (One client balanced over all endpoints sent about two
+/// calls in five to the stalled member; an agent's own bound kept it on that member until a
+/// keep-alive ping found the connection dead, 6 s.)
+#[test]
+fn etcd_member_stalled() {
+    let (c, leader) = start_sync_with(Opts {
+        etcd_members: 3,
+        ..Opts::default()
+    });
+    c.etcd_member_not_leading(0);
+    let ck = checker_writing(&c, &leader);
+    let stalled = etcd_member_pid(&c, "m0");
+    let signal_it = |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(stalled as i32), sig);
+    ck.mark(&format!(
+        "SIGSTOP of etcd member m0 (pid {stalled}) for {:?}",
+        TTL * 3
+    ));
+    signal_it(Signal::SIGSTOP).expect("SIGSTOP of etcd member m0");
+    let stopped_at = Instant::now();
+    let mut roles = RoleWatch::default();
+    roles.watch(&c, &ck, &leader, TTL * 3);
+    let resumed_at = Instant::now();
+    ck.mark("SIGCONT of etcd member m0");
+    signal_it(Signal::SIGCONT).expect("SIGCONT of etcd member m0");
+    std::thread::sleep(WATCH);
+    let gap = longest_gap(&ck.acks(), stopped_at, resumed_at);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!(
+        "{report}\nlongest gap while m0 was stalled: {} ms",
+        gap.as_millis()
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !roles.odd.is_empty() {
+        unmet.push(format!("roles changed: {:?}", roles.odd));
+    }
+    if gap >= TTL / 2 {
+        unmet.push(format!("no write acknowledged for {} ms", gap.as_millis()));
+    }
+    if report.final_primary != leader {
+        unmet.push(format!("the final primary is {}", report.final_primary));
+    }
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        "one stalled etcd member of three changed something",
+    );
+}
+
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
 /// and fsyncs wait, reads from memory still answer the agent's probes), synchronous mode. The
 /// leader sees its WAL stop reaching the disk, keeps its lease up to
@@ -487,7 +544,13 @@ fn leader_disk_stalled() {
 
 /// The pid of the test cluster's etcd (its command line names the cluster's directory).
 fn etcd_pid(c: &Cluster) -> u32 {
-    let root = c.root.join("etcd");
+    etcd_member_pid(c, "data")
+}
+
+/// The pid of the etcd member whose data directory is `etcd/<dir>` below the cluster's
+/// (`data` for a single member, `m0`, `m1`, ... with `Opts::etcd_members`).
+fn etcd_member_pid(c: &Cluster, dir: &str) -> u32 {
+    let root = c.root.join("etcd").join(dir);
     let root = root.to_string_lossy();
     std::fs::read_dir("/proc")
         .unwrap()

@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 pub use pgha_testkit::strip_ansi;
 pub use pgha_testkit::Latency;
-use pgha_testkit::{alive, children_of, connect_within, etcd_binary, etcd_healthy, parent_of};
+use pgha_testkit::{
+    alive, children_of, connect_within, etcd_binary, etcd_healthy, http, parent_of,
+};
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
 use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode};
 use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, TcpLink};
@@ -1124,6 +1126,14 @@ pub struct Opts {
     /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
     /// directly.
     pub etcd_latency: bool,
+    /// How many etcd members run on etcd's host (ports 2379/2380, 2381/2382, ...); every
+    /// config lists all of them, the first one first. One by default.
+    pub etcd_members: usize,
+}
+
+/// The client ports of `members` etcd members on etcd's host: 2379, 2381, ...
+fn etcd_client_ports(members: usize) -> Vec<u16> {
+    (0..members).map(|i| ETCD_PORT + 2 * i as u16).collect()
 }
 
 /// ttl, safety margin and loop wait of the test clusters.
@@ -1142,6 +1152,7 @@ impl Default for Opts {
             fake_wall_clock: false,
             member_disks: false,
             etcd_latency: false,
+            etcd_members: 1,
         }
     }
 }
@@ -1154,7 +1165,8 @@ pub struct Cluster {
     pub net: Net,
     pub root: PathBuf,
     pub client_config: PathBuf,
-    etcd: Option<NsProcess>,
+    /// The etcd members ([`Opts::etcd_members`]), in the order the configs list them.
+    etcd: Vec<NsProcess>,
     proxy: Option<NsProcess>,
     /// libfaketime, when the agents run with a fake wall clock.
     pub fake_clock: Option<FakeWallClock>,
@@ -1184,7 +1196,7 @@ impl Cluster {
         let etcd_ip = net.host("etcd").ip.clone();
         let client_ip = net.host("client").ip.clone();
         let subnet = format!("10.201.{}.0/24", net.subnet);
-        let config_text = |name: &str, host: &str, etcd_port: u16| {
+        let config_text = |name: &str, host: &str, etcd_ports: &[u16]| {
             let mut params = vec![
                 ("fsync".to_string(), "\"off\"".to_string()),
                 ("shared_buffers".into(), "\"16MB\"".into()),
@@ -1208,12 +1220,17 @@ impl Cluster {
             format!(
                 "insecure_no_tls = true\nreplication_from = [\"{subnet}\"]\n\
                  [cluster]\nname = \"faults\"\n\
-                 [etcd]\nendpoints = [\"http://{etcd_ip}:{etcd_port}\"]\n\
+                 [etcd]\nendpoints = [{endpoints}]\n\
                  [member]\nname = \"{name}\"\ndir = \"{dir}\"\nhost = \"{host}\"\nport = {PG_PORT}\napi = \"{host}:{API_PORT}\"\n\
                  [secrets]\nfile = \"{secrets}\"\n\
                  [postgresql.parameters]\n{params}\
                  [proxy]\nrw_listen = \"{client_ip}:{PROXY_RW_PORT}\"\nro_listen = \"{client_ip}:{PROXY_RO_PORT}\"\n\
                  [dynamic]\n{dynamic}",
+                endpoints = etcd_ports
+                    .iter()
+                    .map(|port| format!("\"http://{etcd_ip}:{port}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 dir = root.join(name).display(),
                 secrets = secrets.display(),
                 params = lines(&params),
@@ -1229,12 +1246,12 @@ impl Cluster {
             }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
-            let etcd_port = if opts.etcd_latency {
-                ETCD_DELAYED_PORT
+            let etcd_ports = if opts.etcd_latency {
+                vec![ETCD_DELAYED_PORT]
             } else {
-                ETCD_PORT
+                etcd_client_ports(opts.etcd_members)
             };
-            std::fs::write(&config, config_text(&name, &host.ip, etcd_port)).unwrap();
+            std::fs::write(&config, config_text(&name, &host.ip, &etcd_ports)).unwrap();
             let wall_clock = opts.fake_wall_clock.then(|| {
                 let file = root.join(format!("{name}.faketime"));
                 write_clock_offset(&file, 0);
@@ -1252,7 +1269,12 @@ impl Cluster {
             });
         }
         let client_config = root.join("client.toml");
-        std::fs::write(&client_config, config_text("client", &client_ip, ETCD_PORT)).unwrap();
+        let etcd_ports = etcd_client_ports(opts.etcd_members);
+        std::fs::write(
+            &client_config,
+            config_text("client", &client_ip, &etcd_ports),
+        )
+        .unwrap();
         // checked on this machine before any agent runs with it (see FakeWallClock::check)
         let fake_clock = opts
             .fake_wall_clock
@@ -1263,7 +1285,7 @@ impl Cluster {
             net,
             root,
             client_config,
-            etcd: None,
+            etcd: Vec::new(),
             proxy: None,
             fake_clock,
             disks,
@@ -1272,7 +1294,7 @@ impl Cluster {
             thread_ns: Some(thread_ns),
             _serial: serial,
         };
-        c.start_etcd();
+        c.start_etcd(opts.etcd_members);
         if opts.etcd_latency {
             c.start_etcd_link();
         }
@@ -1286,27 +1308,86 @@ impl Cluster {
         c
     }
 
-    fn start_etcd(&mut self) {
+    /// Starts `members` etcd members on etcd's host, one cluster, and waits until each is
+    /// healthy (which needs a leader).
+    fn start_etcd(&mut self, members: usize) {
         let ip = self.net.host("etcd").ip.clone();
-        let node = EtcdNode::single(
-            "pgha-faults",
-            format!("{ip}:{ETCD_PORT}"),
-            format!("{ip}:2380"),
-        );
-        let mut cmd = self.net.command("etcd", etcd_binary());
-        cmd.args(node.args(&self.root.join("etcd").join("data")));
-        let log = self.root.join("etcd.log");
-        let mut p = NsProcess::spawn("etcd", cmd, &log);
-        let healthy = poll(Duration::from_secs(30), Duration::from_millis(50), || {
-            assert!(p.running(), "etcd exited:\n{}", tail(&log, 20));
-            etcd_healthy(&node.client).then_some(())
-        });
+        let name = |i: usize| {
+            if members == 1 {
+                "pgha-faults".to_string()
+            } else {
+                format!("m{i}")
+            }
+        };
+        let peer = |i: usize| format!("{ip}:{}", ETCD_PORT + 1 + 2 * i as u16);
+        let initial_cluster = (0..members)
+            .map(|i| format!("{}=http://{}", name(i), peer(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut started = Vec::new();
+        for (i, port) in etcd_client_ports(members).into_iter().enumerate() {
+            let node = EtcdNode {
+                initial_cluster: initial_cluster.clone(),
+                token: format!("pgha-faults-{}", std::process::id()),
+                ..EtcdNode::single(&name(i), format!("{ip}:{port}"), peer(i))
+            };
+            let (data, log) = if members == 1 {
+                (
+                    self.root.join("etcd").join("data"),
+                    self.root.join("etcd.log"),
+                )
+            } else {
+                let member = name(i);
+                let log = self.root.join(format!("etcd-{member}.log"));
+                (self.root.join("etcd").join(member), log)
+            };
+            let mut cmd = self.net.command("etcd", etcd_binary());
+            cmd.args(node.args(&data));
+            started.push((node, NsProcess::spawn("etcd", cmd, &log), log));
+        }
+        for (node, p, log) in &mut started {
+            let healthy = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+                assert!(p.running(), "etcd exited:\n{}", tail(log, 20));
+                etcd_healthy(&node.client).then_some(())
+            });
+            assert!(
+                healthy.is_some(),
+                "etcd not healthy within 30 s:\n{}",
+                tail(log, 20)
+            );
+        }
+        self.etcd = started.into_iter().map(|(_, p, _)| p).collect();
+    }
+
+    /// Makes sure etcd member `i` ([`Opts::etcd_members`]) is not etcd's leader: if it is, it
+    /// hands the leadership to the next member (etcd's `transfer-leadership`), and this waits
+    /// until it has.
+    pub fn etcd_member_not_leading(&self, i: usize) {
+        let ip = &self.net.host("etcd").ip;
+        let ports = etcd_client_ports(self.etcd.len());
+        let status = |k: usize| -> Option<(String, String)> {
+            let addr = format!("{ip}:{}", ports[k]);
+            let (_, body) = http("POST", &addr, "/v3/maintenance/status", None, Some("{}"))?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let id = v["header"]["member_id"].as_str()?.to_string();
+            Some((id, v["leader"].as_str()?.to_string()))
+        };
+        let (me, leader) = status(i).expect("etcd's status");
+        if me != leader {
+            return;
+        }
+        let (next, _) = status((i + 1) % ports.len()).expect("etcd's status");
+        let body = format!("{{\"targetID\":\"{next}\"}}");
+        let addr = format!("{ip}:{}", ports[i]);
+        let path = "/v3/maintenance/transfer-leadership";
+        let moved = http("POST", &addr, path, None, Some(&body));
         assert!(
-            healthy.is_some(),
-            "etcd not healthy within 30 s:\n{}",
-            tail(&log, 20)
+            moved.as_ref().is_some_and(|(code, _)| *code == 200),
+            "etcd's transfer-leadership: {moved:?}"
         );
-        self.etcd = Some(p);
+        wait_until("etcd's leadership moved", Duration::from_secs(10), || {
+            status(i).filter(|(me, leader)| me != leader).map(|_| ())
+        });
     }
 
     /// A [`TcpLink`] on etcd's host, from [`ETCD_DELAYED_PORT`] to etcd (no delay yet).
@@ -1590,7 +1671,7 @@ impl Drop for Cluster {
         for d in self.disks.drain(..) {
             d.unmount();
         }
-        if let Some(mut e) = self.etcd.take() {
+        for mut e in self.etcd.drain(..) {
             e.stop(Signal::SIGKILL, Duration::from_secs(5));
         }
         self.net.destroy();
