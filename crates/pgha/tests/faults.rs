@@ -102,6 +102,20 @@ fn assert_all_met(c: &Cluster, report: &Report, unmet: &[String], context: &str)
     );
 }
 
+/// [`assert_all_met`] for a fault that must change nothing: `leader` is the final primary too.
+fn assert_kept_leading(
+    c: &Cluster,
+    report: &Report,
+    leader: &str,
+    mut unmet: Vec<String>,
+    fault: &str,
+) {
+    if report.final_primary != leader {
+        unmet.push(format!("the final primary is {}", report.final_primary));
+    }
+    assert_all_met(c, report, &unmet, &format!("{fault} changed something"));
+}
+
 /// Panics, with the figures, if an acknowledged write is missing or two members took writes.
 fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
     if report.lost.is_empty() && report.two_writers.is_empty() {
@@ -484,14 +498,12 @@ fn etcd_member_stalled() {
     if gap >= TTL / 2 {
         unmet.push(format!("no write acknowledged for {} ms", gap.as_millis()));
     }
-    if report.final_primary != leader {
-        unmet.push(format!("the final primary is {}", report.final_primary));
-    }
-    assert_all_met(
+    assert_kept_leading(
         &c,
         &report,
-        &unmet,
-        "one stalled etcd member of three changed something",
+        &leader,
+        unmet,
+        "one stalled etcd member of three",
     );
 }
 
@@ -674,15 +686,7 @@ fn sync_standby_link_blackholed_one_way() {
             ));
         }
     }
-    if report.final_primary != leader {
-        unmet.push(format!("the final primary is {}", report.final_primary));
-    }
-    assert_all_met(
-        &c,
-        &report,
-        &unmet,
-        "a one-way cut held synchronous commits",
-    );
+    assert_kept_leading(&c, &report, &leader, unmet, "a one-way cut");
 }
 
 /// After [`WATCH`], heals every cut and checks the run: nothing acknowledged lost, never a
