@@ -1359,34 +1359,44 @@ impl Cluster {
         self.etcd = started.into_iter().map(|(_, p, _)| p).collect();
     }
 
-    /// Makes sure etcd member `i` ([`Opts::etcd_members`]) is not etcd's leader: if it is, it
-    /// hands the leadership to the next member (etcd's `transfer-leadership`), and this waits
-    /// until it has.
-    pub fn etcd_member_not_leading(&self, i: usize) {
+    /// Makes etcd member `i` ([`Opts::etcd_members`]) etcd's leader (`leads`) or a follower:
+    /// etcd's leader hands its leadership over (`transfer-leadership`, through etcd's HTTP
+    /// gateway) when it has to, and this waits until it has.
+    pub fn etcd_leadership(&self, i: usize, leads: bool) {
         let ip = &self.net.host("etcd").ip;
         let ports = etcd_client_ports(self.etcd.len());
+        let addr = |k: usize| format!("{ip}:{}", ports[k]);
+        // (this member's id, the leader's id), as member k sees them
         let status = |k: usize| -> Option<(String, String)> {
-            let addr = format!("{ip}:{}", ports[k]);
-            let (_, body) = http("POST", &addr, "/v3/maintenance/status", None, Some("{}"))?;
+            let (_, body) = http("POST", &addr(k), "/v3/maintenance/status", None, Some("{}"))?;
             let v: serde_json::Value = serde_json::from_str(&body).ok()?;
             let id = v["header"]["member_id"].as_str()?.to_string();
             Some((id, v["leader"].as_str()?.to_string()))
         };
-        let (me, leader) = status(i).expect("etcd's status");
-        if me != leader {
-            return;
-        }
-        let (next, _) = status((i + 1) % ports.len()).expect("etcd's status");
-        let body = format!("{{\"targetID\":\"{next}\"}}");
-        let addr = format!("{ip}:{}", ports[i]);
+        let seen: Vec<(String, String)> = (0..ports.len())
+            .map(|k| status(k).expect("etcd's status"))
+            .collect();
+        let leader = seen[i].1.clone();
+        let id = |k: usize| seen[k].0.clone();
+        let target = match (leads, id(i) == leader) {
+            (true, false) => i,
+            (false, true) => (i + 1) % ports.len(),
+            _ => return,
+        };
+        let from = (0..ports.len())
+            .find(|k| id(*k) == leader)
+            .expect("a leader");
+        let body = format!("{{\"targetID\":\"{}\"}}", id(target));
         let path = "/v3/maintenance/transfer-leadership";
-        let moved = http("POST", &addr, path, None, Some(&body));
+        let moved = http("POST", &addr(from), path, None, Some(&body));
         assert!(
             moved.as_ref().is_some_and(|(code, _)| *code == 200),
             "etcd's transfer-leadership: {moved:?}"
         );
         wait_until("etcd's leadership moved", Duration::from_secs(10), || {
-            status(i).filter(|(me, leader)| me != leader).map(|_| ())
+            status(target)
+                .filter(|(me, leader)| me == leader)
+                .map(|_| ())
         });
     }
 
