@@ -44,7 +44,11 @@ fn replication_timeouts_are_rendered_and_the_users_own_win() {
             .insert("wal_sender_timeout".into(), "90s".into());
         let text = c.render();
         let mut set = text.lines().filter(|l| l.starts_with("wal_sender_timeout"));
-        assert_eq!(set.next_back(), Some("wal_sender_timeout = '90s'"), "{text}");
+        assert_eq!(
+            set.next_back(),
+            Some("wal_sender_timeout = '90s'"),
+            "{text}"
+        );
     }
 }
 
