@@ -111,7 +111,12 @@ impl EtcdStore {
                     }
                 }
             }
-            let lease = self.grant(ttl).await?;
+            // Remembered with the TTL asked for, which the next put compares (etcd may grant
+            // more: its minimum).
+            let lease = KnownLease {
+                ttl,
+                ..self.grant(ttl).await?
+            };
             let stale = known.map(|l| l.id);
             self.lock_leases().insert(name.to_string(), lease);
             match self.put_on_lease(name, value, lease.id).await {
