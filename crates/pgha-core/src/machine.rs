@@ -7,8 +7,9 @@
 use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
-use crate::observe::StoreView;
-use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome};
+use crate::observe::{
+    ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome, StoreView,
+};
 use crate::reason::{JobWhat, Reason};
 use crate::types::{Lsn, MemberName, Millis, Tags};
 use std::collections::BTreeMap;
@@ -230,9 +231,7 @@ impl Member {
             .collect();
         let mut next = self.clone();
         next.absorb(&answers, now);
-        next.holds_lease(now)
-            .then(|| next.lease_deadline())
-            .flatten()
+        next.lease_deadline().filter(|until| now < *until)
     }
 
     /// When the supervisor must have stopped a writable PostgreSQL: halfway between the

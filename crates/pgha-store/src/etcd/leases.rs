@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 /// A lease as this process last granted or kept it alive, with the TTL etcd granted it
 /// (reused by keep-alive while the TTL wanted is unchanged).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct KnownLease {
     pub(super) id: i64,
     pub(super) ttl: i64,
