@@ -326,6 +326,12 @@ impl Member {
                 remaining_ms: lease.trusted_until.since(obs.now),
             };
         }
+        if self.running_job() == Some(JobKind::Demote) {
+            // already demoting: say so (PostgreSQL was not found writable again)
+            if let Some(running) = self.job_running(obs.now) {
+                return running;
+            }
+        }
         if self.demote_if_writable(&obs.local, plan) {
             return Reason::WritableWithoutLease;
         }

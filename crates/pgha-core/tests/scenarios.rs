@@ -1657,6 +1657,31 @@ fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goe
     assert!(releases(&d), "{:?}: {:?}", d.reason, d.actions);
 }
 
+/// The same lapse with the store unreachable, as `faults::primary_restart_in_flight_when_the_lease_lapses`
+/// injects it: while the demotion runs, each step says that it runs, not that PostgreSQL was
+/// found writable without the lease (it was not: it never came up).
+#[test]
+fn a_demotion_running_with_the_store_down_is_reported_as_running() {
+    let (mut n1, view) = established_leader();
+    let down = stopped(primary(1, 1000));
+    n1.step(&obs(1000, down.clone(), &view, vec![renewed(1000)]));
+    let lapsed = n1.lease_deadline().unwrap().0;
+    let d = n1.step(&store_down(lapsed, down.clone()));
+    assert!(
+        has(&d, |a| matches!(a, Action::Demote { .. })),
+        "{:?}: {:?}",
+        d.reason,
+        d.actions
+    );
+    let d = n1.step(&store_down(lapsed + 500, down));
+    assert!(
+        matches!(&d.reason, Reason::JobRunning { job, for_ms: 500 } if job.kind() == JobKind::Demote),
+        "{:?}",
+        d.reason
+    );
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
 /// Found by the simulation (seed 16744): a switchover to n3 was requested, and its leader n1
 /// lost its lease before it could check the request. n3, tagged `nofailover`, took over for it
 /// anyway; as the leader that published the synchronous set it later stood ahead of the set,
