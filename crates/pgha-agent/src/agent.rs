@@ -13,7 +13,6 @@ use pgha_core::{
 };
 use pgha_store::Store;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::failsafe::Failsafe;
@@ -65,7 +64,8 @@ pub struct Agent {
     pub(crate) boot_origin: u64,
     pub(crate) probe: LocalProbe,
     pub(crate) outcomes: Vec<Outcome>,
-    pub(crate) job: Option<(JobKind, JoinHandle<()>)>,
+    /// The job running, and cancelled ones still winding down.
+    pub(crate) jobs: crate::job_slot::JobSlot,
     pub(crate) job_tx: mpsc::UnboundedSender<Outcome>,
     pub(crate) job_rx: mpsc::UnboundedReceiver<Outcome>,
     pub(crate) upstream: Option<MemberName>,
@@ -141,7 +141,7 @@ impl Agent {
             boot_origin: boot_clock_ms(),
             probe: LocalProbe::default(),
             outcomes: Vec::new(),
-            job: None,
+            jobs: Default::default(),
             job_tx,
             job_rx,
             upstream: None,
@@ -230,7 +230,8 @@ impl Agent {
         let state = FenceState::after(AfterStep {
             deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
             paused: self.view.as_ref().is_some_and(|v| v.config.paused),
-            job_may_make_writable: self.member.job_may_make_writable(),
+            job_may_make_writable: self.member.job_may_make_writable()
+                || self.jobs.may_make_writable(),
             postmaster_running: self.spec.instance.is_running(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
         });
@@ -286,9 +287,7 @@ impl Agent {
             ) {
                 self.probe.reset();
             }
-            if self.job.as_ref().is_some_and(|(k, _)| k == kind) {
-                self.job = None;
-            }
+            self.jobs.ended(*kind);
         }
         self.outcomes.push(outcome);
     }
@@ -325,7 +324,7 @@ impl Agent {
         self.promotion_clock
             .step(&obs.cluster, self.spec.name.as_str(), &decision.reason);
         self.execute(decision.actions).await;
-        let job = self.job.as_ref().map(|(k, _)| *k);
+        let job = self.jobs.current();
         let observed = self.summarize(&obs, observed_at);
         let facts = self.facts(&obs);
         self.report.send_if_modified(|r| {

@@ -188,16 +188,9 @@ impl Agent {
         Ok(())
     }
 
+    /// Starts the job `action` once the running one (cancelled for it) has ended.
     pub(crate) fn start_job(&mut self, action: Action) {
         let kind = action.job().expect("a job");
-        if let Some((running, handle)) = self.job.take() {
-            tracing::warn!("{}: cancelling {running:?} for {kind:?}", self.spec.name);
-            handle.abort();
-            if running == pgha_core::JobKind::Restart {
-                let cancelled = format!("cancelled for {kind:?}");
-                self.restart_done(&Err(pgha_core::JobFailure::Failed(cancelled)));
-            }
-        }
         match &action {
             Action::Follow { leader }
             | Action::Rewind { from: leader }
@@ -209,21 +202,16 @@ impl Agent {
             _ => self.upstream = None,
         }
         let what = pgha_core::JobWhat::of(&action).unwrap_or(pgha_core::JobWhat::Job(kind));
-        tracing::info!("{}: starting {what}", self.spec.name);
-        let ctx = JobContext {
-            spec: self.spec.clone(),
-            peers: self.peers(),
-            dynamic: self.dynamic(),
-        };
         let tx = self.job_tx.clone();
         let announce = matches!(action, Action::Demote { .. } | Action::StopPostgres(_))
             .then(|| self.not_writable_record())
             .flatten();
         let store = self.store.clone();
         let ttl = self.ttl();
-        // A fencing demotion (lease lost) stops PostgreSQL first and announces meanwhile; a
-        // planned one says "not writable" first, so the proxy stops routing new sessions here
-        // before PostgreSQL stops accepting them, but waits a bounded time for the store.
+        // A fencing demotion (lease lost) stops PostgreSQL first and announces meanwhile, even
+        // while a cancelled job still winds down; a planned one says "not writable" first, so
+        // the proxy stops routing new sessions here before PostgreSQL stops accepting them,
+        // but waits a bounded time for the store.
         let fencing = matches!(
             action,
             Action::Demote {
@@ -231,21 +219,45 @@ impl Agent {
             } | Action::StopPostgres(pgha_core::StopMode::Immediate)
         );
         let limit = ANNOUNCE_TIMEOUT.min(self.store_timeout());
-        let handle = tokio::spawn(async move {
-            if let Some((name, json)) = announce {
-                let put = async move {
-                    let _ = timed(limit, store.put_member(&name, &json, ttl)).await;
-                };
-                if fencing {
-                    tokio::spawn(put);
-                } else {
+        let announce = announce.map(|(name, json)| async move {
+            let _ = timed(limit, store.put_member(&name, &json, ttl)).await;
+        });
+        let announce = match announce {
+            Some(put) if fencing => {
+                tokio::spawn(put);
+                None
+            }
+            other => other,
+        };
+        let may_make_writable = action.may_make_writable();
+        let spec = self.spec.clone();
+        let (peers, dynamic) = (self.peers(), self.dynamic());
+        let cancelled = self
+            .jobs
+            .start(kind, may_make_writable, move |cancelled| async move {
+                if let Some(put) = announce {
                     put.await;
                 }
+                let ctx = JobContext {
+                    spec,
+                    peers,
+                    dynamic,
+                    cancelled: cancelled.clone(),
+                };
+                let result = run_job(ctx, action).await;
+                // a cancelled job's outcome is no news: the core runs its successor
+                if !cancelled.is_set() {
+                    let _ = tx.send(Outcome::Job { kind, result });
+                }
+            });
+        if let Some(running) = cancelled {
+            tracing::warn!("{}: cancelling {running:?} for {kind:?}", self.spec.name);
+            if running == pgha_core::JobKind::Restart {
+                let cancelled = format!("cancelled for {kind:?}");
+                self.restart_done(&Err(pgha_core::JobFailure::Failed(cancelled)));
             }
-            let result = run_job(ctx, action).await;
-            let _ = tx.send(Outcome::Job { kind, result });
-        });
-        self.job = Some((kind, handle));
+        }
+        tracing::info!("{}: starting {what}", self.spec.name);
     }
 
     /// This member's published record marked as not writable (None when it was not writable).
@@ -280,7 +292,7 @@ impl Agent {
     /// so it is never skipped silently (a leader about to promote renders without upstream).
     pub(crate) async fn rewrite_config(&self, sync_change: bool) -> Result<(), ActionError> {
         let inst = &self.spec.instance;
-        if !inst.is_initialized() || self.job.is_some() {
+        if !inst.is_initialized() || self.jobs.current().is_some() {
             if sync_change {
                 return Err(ActionError::SyncNotApplied);
             }

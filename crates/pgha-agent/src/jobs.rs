@@ -32,6 +32,8 @@ pub struct JobContext {
     pub spec: Arc<NodeSpec>,
     pub peers: BTreeMap<MemberName, Upstream>,
     pub dynamic: Dynamic,
+    /// Set when the agent cancelled this job for another: it starts no postmaster any more.
+    pub cancelled: crate::job_slot::Cancelled,
 }
 
 /// Runs one job action to completion.
@@ -63,6 +65,9 @@ pub enum JobError {
     Pg(#[from] PgError),
     #[error("{0}")]
     Refused(String),
+    /// Cancelled for another job before it could start PostgreSQL.
+    #[error("cancelled before starting PostgreSQL")]
+    Cancelled,
     /// The `pre_promote` callback did not exit 0 in time.
     #[error("vetoed by the pre_promote callback: {0}")]
     Vetoed(crate::callbacks::Ended),
@@ -107,7 +112,7 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
     ctx.write_config(&staging, false, None)?;
     std::fs::rename(&staging, inst.data_dir())
         .map_err(io("move the new data directory into place"))?;
-    inst.start(START_TIMEOUT).await?;
+    ctx.start_postgres().await?;
     let deadline = Instant::now() + START_TIMEOUT;
     let client = loop {
         match spec.connect_local(SQL_TIMEOUT).await {

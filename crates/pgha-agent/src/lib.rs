@@ -8,6 +8,7 @@ pub mod callbacks;
 mod execute;
 pub mod failsafe;
 pub mod fence;
+pub mod job_slot;
 pub mod jobs;
 pub mod local;
 mod observe;

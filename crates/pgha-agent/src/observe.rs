@@ -98,7 +98,7 @@ impl Agent {
         let changed = wanted_commit != self.commit_level
             || wanted_parameters != self.parameters
             || wanted_timeout != self.replication_timeout;
-        if view.is_some() && changed && self.job.is_none() {
+        if view.is_some() && changed && self.jobs.current().is_none() {
             let before = (
                 std::mem::replace(&mut self.commit_level, wanted_commit.clone()),
                 std::mem::replace(&mut self.parameters, wanted_parameters.clone()),

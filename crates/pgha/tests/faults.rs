@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::wait_until;
+use pgha_testkit::{children_of, poll, signal, wait_until};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -555,6 +555,181 @@ fn leader_disk_stalled() {
         "{leader} never said its WAL stopped reaching the disk\n{}",
         explain(&c)
     );
+}
+
+/// The leader's PostgreSQL crashes (kill -9 of the postmaster and every backend) while its
+/// disk is stalled (fsfreeze), and once its agent has begun to start it again as the primary,
+/// its host's link to etcd is blackholed both ways: the start hangs on the frozen disk and the
+/// lease lapses while it is in flight (simulation seed 3608, end to end). Asynchronous mode: in
+/// a synchronous one a crashed primary hands over to its synchronous standby instead of
+/// restarting. The agent must demote, which cancels the start, and the supervisor must stay
+/// armed, so that nothing the start brings up once the disk thaws can take a write: another
+/// member takes over after the ttl, the disk thaws while it writes, and a start that resumed
+/// then would be a second writer (the writers still write on the old leader's own host).
+/// Once the link heals the old primary rejoins. One writer, nothing lost.
+#[test]
+fn primary_restart_in_flight_when_the_lease_lapses() {
+    let (mut c, leader) = start(&Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster runs");
+    let log_at = c.log_len(&leader);
+    c.freeze_disk(&leader);
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));
+    // commits wait on the frozen disk from now on; let the WAL senders pass on what was
+    // flushed (and acknowledged) before the freeze
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = kill_postmaster_tree(pm);
+    ck.mark(&format!(
+        "SIGKILL of {leader}'s postmaster {pm} and its {} children (those waiting on the disk \
+         die when it thaws)",
+        killed.len() - 1
+    ));
+    let restarting = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        c.log_lines_since(&leader, log_at, &["restarting it"])
+            .into_iter()
+            .next()
+    });
+    assert!(
+        restarting.is_some(),
+        "{leader}'s agent did not begin to restart its crashed primary\n{}",
+        explain(&c)
+    );
+    c.net.cut(&leader, "etcd", Way::Both);
+    let cut_at = Instant::now();
+    let armed = c
+        .member(&leader)
+        .lease_deadline()
+        .expect("the leader's fencing deadline is armed");
+    let watch = LeaseWatch::start(c.member(&leader).lease_file());
+    ck.mark(&format!(
+        "{leader} restarts its primary on a frozen disk; {leader} <-> etcd blackholed both \
+         ways; its fencing deadline is {} ms ahead",
+        armed as i64 - boot_clock_ms() as i64
+    ));
+    let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    let writes_on_new = ck.wait_acks(&new, cut_at, 1, Duration::from_secs(20));
+    // the new primary writes while the old one's start is still stuck on its disk
+    std::thread::sleep(WATCH);
+    c.thaw_disk(&leader);
+    let thawed_at = Instant::now();
+    ck.mark(&format!(
+        "{leader}'s disk thawed (the link to etcd stays cut): whatever its start brings up \
+         now must not take a write"
+    ));
+    // I1 on the server itself: from the thaw on, n1's PostgreSQL, whenever it answers, must be
+    // in recovery (another member holds the lease)
+    let writable_after_thaw = poll(WATCH, Duration::from_millis(20), || {
+        c.sql_one(&leader, "SELECT pg_is_in_recovery()")
+            .filter(|r| r == "f")
+            .map(|_| thawed_at.elapsed())
+    });
+    let leftovers_dead = killed
+        .iter()
+        .all(|p| wait_dead(*p, Duration::from_secs(10)).is_some());
+    let old_pm = c.member(&leader).postmaster_pid();
+    let old_in_recovery = old_pm.and_then(|_| {
+        c.sql(&leader, "SELECT pg_is_in_recovery()")
+            .ok()
+            .and_then(|rows| rows.first().and_then(|r| r[0].clone()))
+    });
+    let values = watch.finish();
+    ck.mark(&format!(
+        "link healed; {leader}'s postmaster after the thaw: {old_pm:?} (in recovery: \
+         {old_in_recovery:?})"
+    ));
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let lease_seen: Vec<String> = values
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "[{} ms] {}",
+                ck_ms(&report, *t),
+                v.map_or("disarmed".into(), |v| format!("{v}"))
+            )
+        })
+        .collect();
+    let lines = c.log_lines_since(
+        &leader,
+        log_at,
+        &["restarting it", "lease", "demot", "fenc", "job"],
+    );
+    eprintln!(
+        "{leader}'s lease file from the cut on (armed {armed}): {lease_seen:?}\n{leader}'s \
+         lease, demotion and job lines: {lines:#?}"
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !writes_on_new {
+        unmet.push(format!(
+            "{new} acknowledged no write while {leader} was cut off"
+        ));
+    }
+    if let Some(after) = writable_after_thaw {
+        unmet.push(format!(
+            "{leader}'s PostgreSQL answered as a primary {after:?} after the thaw, while {new} \
+             held the lease and {leader}'s lease had lapsed"
+        ));
+    }
+    // the start cannot end while its disk is frozen: until then the supervisor must stay armed
+    if let Some((t, _)) = values.iter().find(|(t, v)| v.is_none() && *t < thawed_at) {
+        unmet.push(format!(
+            "{leader}'s fencing deadline was disarmed at {} ms, while its start was still blocked \
+             on the frozen disk (thawed at {} ms): a start that resumed then would run unfenced",
+            ck_ms(&report, *t),
+            ck_ms(&report, thawed_at)
+        ));
+    }
+    if !leftovers_dead {
+        unmet.push(format!(
+            "of {leader}'s killed processes {killed:?}, some still lived 10 s after the thaw"
+        ));
+    }
+    let later: Vec<u64> = values
+        .iter()
+        .filter_map(|(_, v)| *v)
+        .filter(|v| *v > armed)
+        .collect();
+    if !later.is_empty() {
+        unmet.push(format!(
+            "{leader}'s agent armed a later fencing deadline without etcd: {later:?} > {armed}"
+        ));
+    }
+    if old_pm.is_some() && old_in_recovery.as_deref() != Some("t") {
+        unmet.push(format!(
+            "{leader}'s PostgreSQL ran after the thaw, cut off from etcd, and was not a standby \
+             (pg_is_in_recovery: {old_in_recovery:?}, {:?} after the thaw)",
+            thawed_at.elapsed()
+        ));
+    }
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        &format!("{leader}'s lines: {lines:#?}"),
+    );
+    assert_streaming_from_final(&c, &report);
+}
+
+/// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
+/// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
+/// on a frozen disk dies when the disk thaws.
+fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
+    signal(pm, Signal::SIGSTOP);
+    let mut killed = vec![pm];
+    killed.extend(children_of(pm));
+    for pid in killed.iter().rev() {
+        signal(*pid, Signal::SIGKILL);
+    }
+    signal(pm, Signal::SIGCONT);
+    killed
 }
 
 /// The pid of the test cluster's etcd (its command line names the cluster's directory).

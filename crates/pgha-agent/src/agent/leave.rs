@@ -7,12 +7,20 @@ use crate::fence::FenceState;
 
 use super::{Agent, Shutdown, STORE_TIMEOUT};
 
+/// How long leaving waits for a cancelled job to end before it stops PostgreSQL anyway.
+const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Agent {
     /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
     /// if held, deletes the member key.
     pub(crate) async fn leave(&mut self, how: Shutdown) {
-        if let Some((_, handle)) = self.job.take() {
-            handle.abort();
+        // a cancelled job may still start PostgreSQL until its task has ended
+        if !self.jobs.cancel_all(JOBS_END_TIMEOUT).await {
+            tracing::warn!(
+                "{}: a cancelled job has not ended after {} s; leaving anyway",
+                self.spec.name,
+                JOBS_END_TIMEOUT.as_secs()
+            );
         }
         let Shutdown::Leave(mode) = how else { return };
         let name = self.spec.name.to_string();

@@ -52,8 +52,8 @@ impl Agent {
     /// synchronous standbys, the cluster's parameters) and reloads PostgreSQL.
     pub(crate) async fn reload_now(&mut self) -> Result<(), ReloadRefused> {
         let member = self.spec.name.clone();
-        if let Some((job, _)) = &self.job {
-            return Err(ReloadRefused::JobRunning { member, job: *job });
+        if let Some(job) = self.jobs.current() {
+            return Err(ReloadRefused::JobRunning { member, job });
         }
         let inst = &self.spec.instance;
         if !inst.is_initialized() {

@@ -14,6 +14,17 @@ use super::{JobContext, JobError, JobResult, SQL_TIMEOUT, START_TIMEOUT};
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl JobContext {
+    /// Starts PostgreSQL under its supervisor, unless this job was cancelled: a job cancelled
+    /// while it was blocked (a write on a stalled disk) goes on once the call returns, and
+    /// must not bring up a postmaster its successor does not expect.
+    pub(super) async fn start_postgres(&self) -> JobResult {
+        if self.cancelled.is_set() {
+            return Err(JobError::Cancelled);
+        }
+        self.spec.instance.start(START_TIMEOUT).await?;
+        Ok(())
+    }
+
     pub(super) fn peer(&self, name: &MemberName) -> Result<Upstream, JobError> {
         self.peers.get(name).cloned().ok_or_else(|| {
             JobError::Refused(format!("{name} has not published its PostgreSQL address"))
@@ -71,7 +82,7 @@ impl JobContext {
         let spec = &self.spec;
         wait_reaped(&spec.instance).await;
         if !spec.instance.is_running() {
-            spec.instance.start(START_TIMEOUT).await?;
+            self.start_postgres().await?;
             return Ok(());
         }
         let deadline = Instant::now() + START_TIMEOUT;
@@ -80,7 +91,7 @@ impl JobContext {
                 wait_reaped(&spec.instance).await;
             }
             if !spec.instance.is_running() {
-                spec.instance.start(START_TIMEOUT).await?;
+                self.start_postgres().await?;
                 return Ok(());
             }
             match spec.connect_local(SQL_TIMEOUT).await {

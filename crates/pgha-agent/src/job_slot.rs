@@ -1,0 +1,249 @@
+//! Jobs one at a time: a job replaced by another is cancelled, and the next begins only once
+//! the cancelled one has really ended.
+//!
+//! Cancelling a task (`abort`) takes effect only at its next `.await`. A job blocked in a
+//! system call (a configuration write on a stalled disk) goes on when the call returns, and up
+//! to its next `.await` it may still act: write files, start a postmaster. So a cancelled job
+//! keeps its turn until its task has ended, it is told to start nothing more (see
+//! [`Cancelled`]), and while one that may make PostgreSQL writable winds down, the fence stays
+//! armed ([`JobSlot::may_make_writable`]).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgha_core::JobKind;
+use tokio::sync::Semaphore;
+use tokio::task::AbortHandle;
+
+/// Set once a job is cancelled: checked by the job before each step that starts something
+/// (a postmaster), which a cancelled job must not begin.
+#[derive(Clone, Debug, Default)]
+pub struct Cancelled(Arc<AtomicBool>);
+
+impl Cancelled {
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// One job's task, as the slot knows it.
+struct Task {
+    kind: JobKind,
+    may_make_writable: bool,
+    cancelled: Cancelled,
+    handle: AbortHandle,
+}
+
+impl Task {
+    fn cancel(&self) {
+        self.cancelled.set();
+        self.handle.abort();
+    }
+}
+
+/// The agent's jobs: the one it runs now, and those cancelled whose task has not ended yet.
+pub struct JobSlot {
+    current: Option<Task>,
+    cancelled: Vec<Task>,
+    /// One permit, held by a job's task from its beginning to its end: the next job's task
+    /// waits for it.
+    turn: Arc<Semaphore>,
+}
+
+impl Default for JobSlot {
+    fn default() -> Self {
+        JobSlot {
+            current: None,
+            cancelled: Vec::new(),
+            turn: Arc::new(Semaphore::new(1)),
+        }
+    }
+}
+
+impl JobSlot {
+    /// The job the agent runs now (a cancelled one no longer counts).
+    pub fn current(&self) -> Option<JobKind> {
+        self.current.as_ref().map(|t| t.kind)
+    }
+
+    /// Runs `job` once every earlier job has ended, cancelling the current one; the kind
+    /// cancelled, if any. `job` is given the flag its cancellation sets.
+    pub fn start<F, Fut>(
+        &mut self,
+        kind: JobKind,
+        may_make_writable: bool,
+        job: F,
+    ) -> Option<JobKind>
+    where
+        F: FnOnce(Cancelled) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let replaced = self.cancel_current();
+        let cancelled = Cancelled::default();
+        let job = job(cancelled.clone());
+        let turn = self.turn.clone();
+        let handle = tokio::spawn(async move {
+            let Ok(_turn) = turn.acquire_owned().await else {
+                return;
+            };
+            job.await;
+        });
+        self.current = Some(Task {
+            kind,
+            may_make_writable,
+            cancelled,
+            handle: handle.abort_handle(),
+        });
+        replaced
+    }
+
+    /// The current job of `kind` ended (its outcome arrived).
+    pub fn ended(&mut self, kind: JobKind) {
+        if self.current() == Some(kind) {
+            self.current = None;
+        }
+    }
+
+    /// Whether a job that may make PostgreSQL writable has not ended: the current one, or a
+    /// cancelled one still winding down.
+    pub fn may_make_writable(&mut self) -> bool {
+        self.cancelled.retain(|t| !t.handle.is_finished());
+        self.current
+            .iter()
+            .chain(&self.cancelled)
+            .any(|t| t.may_make_writable && !t.handle.is_finished())
+    }
+
+    /// Cancels the current job and waits up to `limit` for every job's task to end; whether
+    /// they all did.
+    pub async fn cancel_all(&mut self, limit: Duration) -> bool {
+        self.cancel_current();
+        let ended = tokio::time::timeout(limit, self.turn.clone().acquire_owned())
+            .await
+            .is_ok();
+        self.cancelled.retain(|t| !t.handle.is_finished());
+        ended
+    }
+
+    fn cancel_current(&mut self) -> Option<JobKind> {
+        let task = self.current.take()?;
+        task.cancel();
+        let kind = task.kind;
+        self.cancelled.push(task);
+        Some(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    fn say(log: &Log, what: &'static str) {
+        log.lock().unwrap().push(what);
+    }
+
+    /// A job blocked in a system call (a write on a stalled disk) when it is cancelled goes on
+    /// once the call returns; the job that replaced it must not begin before then, and the
+    /// fence must see a job that may make PostgreSQL writable until it has ended.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replaced_job_ends_before_the_next_begins_and_keeps_the_fence_meanwhile() {
+        let log: Log = Arc::default();
+        let mut slot = JobSlot::default();
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+        let start = {
+            let log = log.clone();
+            move |cancelled: Cancelled| async move {
+                say(&log, "start: writing its configuration");
+                blocked_tx.send(()).unwrap();
+                // blocks this worker thread, as a write on a frozen file system does
+                std::thread::sleep(Duration::from_millis(400));
+                if cancelled.is_set() {
+                    say(&log, "start: cancelled, starts nothing");
+                    return;
+                }
+                say(&log, "start: postmaster started");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        };
+        slot.start(JobKind::Start, true, start);
+        tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let demote = {
+            let log = log.clone();
+            move |_: Cancelled| async move { say(&log, "demote: begins") }
+        };
+        let replaced = slot.start(JobKind::Demote, false, demote);
+        assert_eq!(replaced, Some(JobKind::Start));
+        assert_eq!(slot.current(), Some(JobKind::Demote));
+        assert!(
+            slot.may_make_writable(),
+            "the cancelled start still runs: the fence must stay armed"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while slot.may_make_writable() {
+            assert!(Instant::now() < deadline, "the cancelled start never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(slot.cancel_all(Duration::from_secs(5)).await);
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![
+                "start: writing its configuration",
+                "start: cancelled, starts nothing",
+                "demote: begins"
+            ]
+        );
+    }
+
+    /// Jobs cancelled one after another while the first still winds down: the last begins
+    /// only after all of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_chain_of_cancellations_keeps_the_jobs_in_order() {
+        let log: Log = Arc::default();
+        let mut slot = JobSlot::default();
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+        let first = {
+            let log = log.clone();
+            move |_: Cancelled| async move {
+                blocked_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                say(&log, "first: its blocking call returned");
+            }
+        };
+        slot.start(JobKind::Promote, true, first);
+        tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
+            .await
+            .unwrap();
+        slot.start(JobKind::Demote, false, |_| async {});
+        let last = {
+            let log = log.clone();
+            move |_: Cancelled| async move { say(&log, "last: begins") }
+        };
+        assert_eq!(
+            slot.start(JobKind::Stop, false, last),
+            Some(JobKind::Demote)
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log.lock().unwrap().len() < 2 {
+            assert!(Instant::now() < deadline, "the last job never began");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec!["first: its blocking call returned", "last: begins"]
+        );
+        assert!(slot.cancel_all(Duration::from_secs(5)).await);
+        assert!(!slot.may_make_writable());
+    }
+}
