@@ -25,7 +25,9 @@
 //!   within the store call bound, around it and far beyond it; one etcd member of three
 //!   stalled (SIGSTOP);
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
-//!   `Opts::member_disks`) for 20 s, synchronous mode;
+//!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
+//!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
+//!   start in flight);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
