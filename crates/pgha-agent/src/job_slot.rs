@@ -152,6 +152,65 @@ mod tests {
         log.lock().unwrap().push(what);
     }
 
+    /// Starts a job that blocks its worker thread for `ms` (as a write on a frozen file system
+    /// does), then says `then`, or `if_cancelled` when it was cancelled meanwhile (and may make
+    /// PostgreSQL writable, as a start of a primary); returns once it is blocked.
+    async fn start_blocked(
+        slot: &mut JobSlot,
+        log: &Log,
+        ms: u64,
+        then: &'static str,
+        if_cancelled: &'static str,
+    ) {
+        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+        let log = log.clone();
+        slot.start(
+            JobKind::Start,
+            true,
+            move |cancelled: Cancelled| async move {
+                blocked_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(ms));
+                say(
+                    &log,
+                    if cancelled.is_set() {
+                        if_cancelled
+                    } else {
+                        then
+                    },
+                );
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            },
+        );
+        tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
+            .await
+            .unwrap();
+    }
+
+    type Job = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+    /// A job that says `what` when it begins.
+    fn saying(log: &Log, what: &'static str) -> impl FnOnce(Cancelled) -> Job {
+        let log = log.clone();
+        move |_| Box::pin(async move { say(&log, what) })
+    }
+
+    /// Waits until no job that may make PostgreSQL writable is left.
+    async fn wait_unfenced(slot: &mut JobSlot) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while slot.may_make_writable() {
+            assert!(Instant::now() < deadline, "the cancelled start never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn wait_for(log: &Log, lines: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while log.lock().unwrap().len() < lines {
+            assert!(Instant::now() < deadline, "{:?}", log.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// A job blocked in a system call (a write on a stalled disk) when it is cancelled goes on
     /// once the call returns; the job that replaced it must not begin before then, and the
     /// fence must see a job that may make PostgreSQL writable until it has ended.
@@ -159,51 +218,28 @@ mod tests {
     async fn a_replaced_job_ends_before_the_next_begins_and_keeps_the_fence_meanwhile() {
         let log: Log = Arc::default();
         let mut slot = JobSlot::default();
-        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
-        let start = {
-            let log = log.clone();
-            move |cancelled: Cancelled| async move {
-                say(&log, "start: writing its configuration");
-                blocked_tx.send(()).unwrap();
-                // blocks this worker thread, as a write on a frozen file system does
-                std::thread::sleep(Duration::from_millis(400));
-                if cancelled.is_set() {
-                    say(&log, "start: cancelled, starts nothing");
-                    return;
-                }
-                say(&log, "start: postmaster started");
-                tokio::time::sleep(Duration::from_secs(60)).await;
-            }
-        };
-        slot.start(JobKind::Start, true, start);
-        tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
-            .await
-            .unwrap();
-        let demote = {
-            let log = log.clone();
-            move |_: Cancelled| async move { say(&log, "demote: begins") }
-        };
-        let replaced = slot.start(JobKind::Demote, false, demote);
+        start_blocked(
+            &mut slot,
+            &log,
+            400,
+            "start: postmaster started",
+            "start: cancelled",
+        )
+        .await;
+        let replaced = slot.start(JobKind::Demote, false, saying(&log, "demote: begins"));
         assert_eq!(replaced, Some(JobKind::Start));
         assert_eq!(slot.current(), Some(JobKind::Demote));
         assert!(
             slot.may_make_writable(),
             "the cancelled start still runs: the fence must stay armed"
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while slot.may_make_writable() {
-            assert!(Instant::now() < deadline, "the cancelled start never ended");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(slot.cancel_all(Duration::from_secs(5)).await);
+        wait_for(&log, 2).await;
+        wait_unfenced(&mut slot).await;
         assert_eq!(
             *log.lock().unwrap(),
-            vec![
-                "start: writing its configuration",
-                "start: cancelled, starts nothing",
-                "demote: begins"
-            ]
+            vec!["start: cancelled", "demote: begins"]
         );
+        assert!(slot.cancel_all(Duration::from_secs(5)).await);
     }
 
     /// Jobs cancelled one after another while the first still winds down: the last begins
@@ -212,38 +248,13 @@ mod tests {
     async fn a_chain_of_cancellations_keeps_the_jobs_in_order() {
         let log: Log = Arc::default();
         let mut slot = JobSlot::default();
-        let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
-        let first = {
-            let log = log.clone();
-            move |_: Cancelled| async move {
-                blocked_tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(300));
-                say(&log, "first: its blocking call returned");
-            }
-        };
-        slot.start(JobKind::Promote, true, first);
-        tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
-            .await
-            .unwrap();
-        slot.start(JobKind::Demote, false, |_| async {});
-        let last = {
-            let log = log.clone();
-            move |_: Cancelled| async move { say(&log, "last: begins") }
-        };
-        assert_eq!(
-            slot.start(JobKind::Stop, false, last),
-            Some(JobKind::Demote)
-        );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while log.lock().unwrap().len() < 2 {
-            assert!(Instant::now() < deadline, "the last job never began");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(
-            *log.lock().unwrap(),
-            vec!["first: its blocking call returned", "last: begins"]
-        );
+        start_blocked(&mut slot, &log, 300, "first: not cancelled", "first: ended").await;
+        slot.start(JobKind::Demote, false, saying(&log, "second: begins"));
+        let replaced = slot.start(JobKind::Stop, false, saying(&log, "last: begins"));
+        assert_eq!(replaced, Some(JobKind::Demote));
+        wait_for(&log, 2).await;
+        assert_eq!(*log.lock().unwrap(), vec!["first: ended", "last: begins"]);
         assert!(slot.cancel_all(Duration::from_secs(5)).await);
-        assert!(!slot.may_make_writable());
+        wait_unfenced(&mut slot).await;
     }
 }
