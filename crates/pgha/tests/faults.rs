@@ -27,7 +27,7 @@
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
 //!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
-//!   start in flight);
+//!   start in flight); the synchronous standby's disk stalled, then the leader's host crashed;
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
@@ -717,6 +717,83 @@ fn primary_restart_in_flight_when_the_lease_lapses() {
         &unmet,
         &format!("{leader}'s lines: {lines:#?}"),
     );
+    assert_streaming_from_final(&c, &report);
+}
+
+/// The synchronous standby's disk stalls (fsfreeze: its WAL receiver waits on every write and
+/// sends no reply), synchronous mode `on` (FIRST 1 over both standbys), writers writing; then,
+/// with that disk still frozen, the leader's host crashes (agent and postmaster kill -9). The
+/// leader's WAL sender drops the silent standby after the replication timeout, and the other
+/// standby acknowledges the commits from then on; the failover must pick that one, which holds
+/// every acknowledged commit, and not the frozen one, whose position stands still. Once the
+/// disk thaws and the old leader's agent is back, both rejoin. One writer, nothing lost.
+#[test]
+fn sync_standby_disk_stalled_then_leader_crash() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let frozen = wait_until("the synchronous standby", Duration::from_secs(30), || {
+        c.sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+    });
+    c.freeze_disk(&frozen);
+    let frozen_at = Instant::now();
+    ck.mark(&format!(
+        "{frozen}'s disk frozen (fsfreeze): the synchronous standby stops writing and replying"
+    ));
+    // the commits move to the other standby after the replication timeout
+    let hold = WAL_TIMEOUT * 2;
+    std::thread::sleep(hold);
+    let gap = longest_gap(&ck.acks(), frozen_at, Instant::now());
+    let sync_now = c.sql_one(
+        &leader,
+        "SELECT string_agg(application_name || ' ' || sync_state, ', ') FROM pg_stat_replication",
+    );
+    ck.mark(&format!(
+        "{leader}'s standbys now: {sync_now:?}; node crash of {leader} (agent and postmaster \
+         kill -9) with {frozen}'s disk still frozen"
+    ));
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    let writes_on_new = ck.wait_acks(&new, crashed_at, 1, Duration::from_secs(20));
+    std::thread::sleep(WATCH);
+    ck.mark(&format!(
+        "{frozen}'s disk thawed; {leader}'s agent restarted"
+    ));
+    c.thaw_disk(&frozen);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    eprintln!(
+        "no write acknowledged for {} ms at the longest while {frozen}'s disk was frozen \
+         (replication timeout {WAL_TIMEOUT:?})",
+        gap.as_millis()
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if new == frozen {
+        unmet.push(format!(
+            "{frozen}, whose disk was frozen and whose position stood still, was promoted"
+        ));
+    }
+    if !writes_on_new {
+        unmet.push(format!(
+            "{new} acknowledged no write within 20 s of {leader}'s crash"
+        ));
+    }
+    if gap > WAL_TIMEOUT + Duration::from_secs(3) {
+        unmet.push(format!(
+            "no write acknowledged for {} ms while {frozen}'s disk was frozen (replication \
+             timeout {WAL_TIMEOUT:?})",
+            gap.as_millis()
+        ));
+    }
+    assert_all_met(&c, &report, &unmet, "a synchronous standby's stalled disk");
     assert_streaming_from_final(&c, &report);
 }
 
