@@ -150,7 +150,10 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<
             Some(dir.fd.as_raw_fd()),
             name,
         )
-        .map_err(|e| dir.refused(name, "rename into", e))
+        .map_err(|e| dir.refused(name, "rename into", e))?;
+        // the new name survives a crash of the host too
+        nix::unistd::fsync(dir.fd.as_raw_fd())
+            .map_err(|e| PgError::io(ctx("sync the directory of"), e.into()))
     })();
     if written.is_err() {
         let _ = unlinkat(

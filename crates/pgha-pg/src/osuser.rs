@@ -52,15 +52,37 @@ impl RunAs {
         })
     }
 
-    /// A command for `program` that runs as the PostgreSQL OS user, in `cwd`.
+    /// A command for `program` that runs as the PostgreSQL OS user, in `cwd`, and dies with
+    /// the agent: killed when its job is cancelled (the handle dropped), and by the kernel when
+    /// the thread that started it ends, as when the agent is killed. A pg_rewind or
+    /// pg_basebackup left running by a dead agent would go on changing the data directory
+    /// under the agent that replaces it.
+    ///
+    /// The parent is the thread that spawns it: a tokio worker thread, which lives as long as
+    /// the runtime. Never spawn one from `spawn_blocking` (those threads end when idle).
     pub fn command(
         &self,
         program: impl AsRef<std::ffi::OsStr>,
         cwd: &Path,
     ) -> tokio::process::Command {
+        use std::os::unix::process::CommandExt as _;
         let mut cmd = tokio::process::Command::new(program);
         self.run_as_postgres(cmd.as_std_mut());
         cmd.current_dir(cwd).kill_on_drop(true);
+        let parent = std::process::id() as i32;
+        // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec;
+        // closures run after the credentials change, which would clear the signal.
+        unsafe {
+            cmd.as_std_mut().pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    libc::_exit(1); // the agent died before the signal was set
+                }
+                Ok(())
+            });
+        }
         cmd
     }
 
