@@ -69,9 +69,11 @@ impl LocalProbe {
                 ..LocalPg::default()
             };
         }
+        let rewind_incomplete = inst.rewind_incomplete();
         let mut local = LocalPg {
             data: DataDir::Missing,
             running: false,
+            rewind_incomplete,
             in_recovery: inst.has_standby_signal(),
             upstream: upstream.cloned(),
             sync_applied: sync_applied.clone(),
@@ -88,6 +90,7 @@ impl LocalProbe {
             let mut silent = self.last_answer.clone().unwrap_or(local);
             silent.running = true;
             silent.unresponsive = true;
+            silent.rewind_incomplete = rewind_incomplete;
             silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
             if silent.data == DataDir::Missing {

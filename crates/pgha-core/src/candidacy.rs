@@ -56,6 +56,9 @@ impl Member {
         if self.config.paused && request.is_none() {
             return Reason::PausedWithoutLeader;
         }
+        if local.rewind_incomplete && !local.running {
+            return Reason::RewindIncompleteWaitingForLeader;
+        }
         if !local.running {
             if local.crashed {
                 // Its end of WAL is unknown until its replay ends, and a position probed before

@@ -53,7 +53,8 @@ pub struct ClusterConfig {
     pub synchronous_mode: SyncMode,
     pub synchronous_count: u32,
     pub synchronous_method: SyncMethod,
-    /// Allow re-cloning a member whose rewind failed (its old data directory is moved aside).
+    /// Allow re-cloning a member whose rewind failed or did not finish (its old data directory
+    /// is moved aside).
     pub allow_reclone: bool,
     /// Maintenance mode: no automatic action at all (switchover/failover requests still work).
     pub paused: bool,

@@ -56,7 +56,7 @@ impl Member {
             });
             return Reason::CloningFrom { source };
         }
-        if self.rewind_failed {
+        if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
             }

@@ -182,6 +182,10 @@ pub struct LocalPg {
     /// `pg_controldata` says "in production"): `lsn` is its last checkpoint, and WAL written
     /// after that may lie further on. Its end of WAL is unknown until crash recovery.
     pub crashed: bool,
+    /// A pg_rewind of the data directory began and did not finish (it failed, or the agent or
+    /// the host died meanwhile): its files may mix two histories. It must not be started nor
+    /// run for leader; it is re-cloned (moved aside) from a leader.
+    pub rewind_incomplete: bool,
     pub timeline: Timeline,
     /// Furthest WAL position of the data directory: `pg_current_wal_lsn()` on a primary,
     /// max(receive, replay) on a standby, the end of WAL from `pg_controldata` when stopped.

@@ -133,6 +133,9 @@ pub enum Reason {
     },
     // election
     StartingToElect,
+    /// Without a leader, a data directory whose pg_rewind did not finish is not started (its
+    /// position means nothing): it waits for a leader to re-clone from.
+    RewindIncompleteWaitingForLeader,
     Acquiring {
         kind: EventKind,
     },
@@ -282,10 +285,14 @@ impl fmt::Display for Reason {
             Rewinding { leader } => write!(f, "WAL diverged from {leader}: running pg_rewind"),
             RecloningAfterFailedRewind { source } => write!(
                 f,
-                "rewind failed: re-cloning from {source} (old data directory moved aside)"
+                "rewind failed or did not finish: re-cloning from {source} (old data directory \
+                 moved aside)"
             ),
             RewindFailedRecloneDisabled => {
-                write!(f, "rewind failed and allow_reclone is off: staying stopped")
+                write!(
+                    f,
+                    "rewind failed or did not finish and allow_reclone is off: staying stopped"
+                )
             }
             Following { leader } => write!(f, "configuring as standby of {leader}"),
             Streaming { leader } => write!(f, "streaming from {leader}"),
@@ -302,6 +309,11 @@ impl fmt::Display for Reason {
                 write!(f, "PostgreSQL failed to start {failures} times; retrying")
             }
             StartingToElect => write!(f, "no leader: starting PostgreSQL as standby to compare"),
+            RewindIncompleteWaitingForLeader => write!(
+                f,
+                "no leader, and a pg_rewind of the data directory did not finish: not starting \
+                 it, waiting for a leader to re-clone from"
+            ),
             Acquiring { kind } => write!(f, "best candidate: acquiring the lease ({kind:?})"),
             Behind { best } => write!(f, "no leader; {best} is the better candidate"),
             WaitingForPositions { unconfirmed } => {

@@ -1657,6 +1657,64 @@ fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goe
     assert!(releases(&d), "{:?}: {:?}", d.reason, d.actions);
 }
 
+/// A pg_rewind of n2's data directory began and did not finish (the agent was killed
+/// meanwhile; the restarted agent finds the marker): its files may mix two histories, and its
+/// position means nothing. With a leader it re-clones, moving the directory aside (or stays
+/// stopped when re-cloning is not allowed); it never starts that directory.
+#[test]
+fn an_incomplete_rewind_is_recloned_moved_aside_and_never_started() {
+    let leader_pg = primary(2, 9_000);
+    let mine = LocalPg {
+        rewind_incomplete: true,
+        ..stopped(standby(1, 8_000, None))
+    };
+    let view = View::led_by("n1", 7, &leader_pg);
+    let d = member("n2").step(&obs(1_000, mine.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::Reclone {
+                from: name("n1"),
+                move_aside: true
+            }),
+        "{:?}: {:?}",
+        d.reason,
+        d.actions
+    );
+    let no_reclone = view.config(|c| c.allow_reclone = false);
+    let d = member("n2").step(&obs(1_000, mine, &no_reclone, vec![]));
+    assert_reason!(d, Reason::RewindFailedRecloneDisabled);
+    assert!(
+        d.actions.iter().all(|a| a.job().is_none()),
+        "{:?}",
+        d.actions
+    );
+}
+
+/// The same directory without a leader: it is not started to compare positions (its position
+/// means nothing), and it does not run for leader; it waits for a leader to re-clone from.
+#[test]
+fn without_a_leader_an_incomplete_rewind_neither_starts_nor_runs() {
+    let mine = LocalPg {
+        rewind_incomplete: true,
+        ..stopped(standby(1, 8_000, None))
+    };
+    let other = standby(1, 7_000, None);
+    let view = View::new()
+        .with("n2", record(&mine, None))
+        .with("n3", record(&other, None));
+    let mut n2 = member("n2");
+    for now in [1_000, 40_000] {
+        let d = n2.step(&obs(now, mine.clone(), &view, vec![]));
+        assert_reason!(d, Reason::RewindIncompleteWaitingForLeader);
+        assert!(!acquires(&d), "{:?}", d.actions);
+        assert!(
+            d.actions.iter().all(|a| a.job().is_none()),
+            "{:?}",
+            d.actions
+        );
+    }
+}
+
 /// The same lapse with the store unreachable, as `faults::primary_restart_in_flight_when_the_lease_lapses`
 /// injects it: while the demotion runs, each step says that it runs, not that PostgreSQL was
 /// found writable without the lease (it was not: it never came up).

@@ -63,6 +63,24 @@ impl Instance {
         self.member_dir.join("postgresql.log")
     }
 
+    /// Present from just before pg_rewind changes the data directory until it has finished:
+    /// outside the data directory, which pg_rewind makes a copy of the source's.
+    pub fn rewind_marker(&self) -> PathBuf {
+        self.member_dir.join("rewind-incomplete")
+    }
+
+    /// A pg_rewind of this data directory began and did not finish (it failed, or the agent or
+    /// the host died meanwhile): its files may mix two histories, and PostgreSQL must not be
+    /// started on it. Only a re-clone, which moves it aside, clears it.
+    pub fn rewind_incomplete(&self) -> bool {
+        crate::beneath::is_file(&self.rewind_marker(), &self.run_as)
+    }
+
+    /// Forgets an incomplete rewind once its data directory is no longer in place.
+    pub fn clear_rewind_marker(&self) -> Result<()> {
+        crate::beneath::remove(&self.rewind_marker(), &self.run_as)
+    }
+
     /// Whether the data directory holds an initialised cluster.
     pub fn is_initialized(&self) -> bool {
         self.data_dir().join("PG_VERSION").is_file()

@@ -11,6 +11,10 @@ use crate::source::SourceServer;
 /// Runs pg_rewind on a stopped instance from `source`, a running primary reached as the
 /// superuser. pg_rewind copies the source's configuration files,
 /// so the caller must write pgha's own configuration again afterwards.
+///
+/// The data directory is marked ([`Instance::rewind_marker`], written and synced first) for
+/// as long as pg_rewind may have changed part of it: a rewind that fails or is cut short
+/// leaves the mark, and the member re-clones instead of starting that directory.
 pub async fn rewind(
     instance: &Instance,
     source: &SourceServer<'_>,
@@ -35,7 +39,14 @@ pub async fn rewind(
     cmd.arg(format!("--target-pgdata={}", instance.data_dir().display()))
         .arg(format!("--source-server={conninfo}"))
         .arg("--progress");
-    run(cmd, "pg_rewind", timeout).await.map(|_| ())
+    crate::beneath::write(
+        &instance.rewind_marker(),
+        b"pg_rewind began here and has not finished\n",
+        0o600,
+        &instance.run_as,
+    )?;
+    run(cmd, "pg_rewind", timeout).await?;
+    instance.clear_rewind_marker()
 }
 
 /// Starts PostgreSQL in single-user mode on the data directory and exits at once, so crash

@@ -76,6 +76,8 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
                 .map_err(io("remove an empty, uninitialised data directory"))?;
         }
     }
+    // the directory an incomplete rewind left is aside (or was never there): forget it
+    inst.clear_rewind_marker()?;
     let staging = inst.member_dir.join("data.partial");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;

@@ -831,6 +831,9 @@ impl World {
             slots: n.pg.slots.clone(),
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
             refusing_connections: false,
+            // Rewinds here end or fail as a whole (core scenarios and
+            // faults::agent_killed_mid_rewind cover one cut short).
+            rewind_incomplete: false,
             synced_slots: 0,
             // Stalled disks are not modelled (core scenarios and faults::leader_disk_stalled).
             wal_waiting_at: None,
