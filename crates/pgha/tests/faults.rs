@@ -28,6 +28,8 @@
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
 //!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
 //!   start in flight); the synchronous standby's disk stalled, then the leader's host crashed;
+//! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
+//!   re-clones instead of starting or rewinding that directory again);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
@@ -52,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{children_of, poll, signal, wait_until};
+use pgha_testkit::{children_of, cmdline, poll, signal, wait_until};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -794,6 +796,114 @@ fn sync_standby_disk_stalled_then_leader_crash() {
         ));
     }
     assert_all_met(&c, &report, &unmet, "a synchronous standby's stalled disk");
+    assert_streaming_from_final(&c, &report);
+}
+
+/// The leader's host crashes (agent and postmaster kill -9) and another member takes over; the
+/// old leader's agent, restarted, rewinds its data directory, and while pg_rewind runs (stopped
+/// by the test as soon as it appears) that agent is killed again (kill -9) and restarted.
+/// pg_rewind must die with the agent: left running it would go on changing the data directory
+/// under the next agent (systemd's `KillMode=process` leaves an agent's children alive). The
+/// next agent finds the rewind unfinished (the files may mix two histories): it neither starts
+/// that directory nor rewinds it again, but re-clones from the leader, keeping the old
+/// directory aside. Nothing lost, one writer.
+#[test]
+fn agent_killed_mid_rewind() {
+    let (mut c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "node crash of {leader} (agent and postmaster kill -9)"
+    ));
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    assert!(
+        ck.wait_acks(&new, crashed_at, 20, Duration::from_secs(30)),
+        "{new} took no writes after the failover\n{}",
+        explain(&c)
+    );
+    c.start_agent(&leader);
+    let agent = c.member(&leader).agent_pid().expect("the agent runs");
+    // stopped within a millisecond or so of its exec: before it has done much, or anything
+    let rewind = poll(Duration::from_secs(60), Duration::from_millis(1), || {
+        children_of(agent)
+            .into_iter()
+            .find(|p| cmdline(*p).contains("pg_rewind"))
+            .filter(|p| signal(*p, Signal::SIGSTOP))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{leader}'s restarted agent ran no pg_rewind within 60 s\n{}",
+            explain(&c)
+        )
+    });
+    ck.mark(&format!(
+        "{leader}'s pg_rewind (pid {rewind}) stopped; kill -9 of its agent (pid {agent})"
+    ));
+    c.member_mut(&leader).kill_agent();
+    let rewind_died = wait_dead(rewind, Duration::from_secs(5));
+    if rewind_died.is_none() {
+        // as a dead agent's orphan would, in the end
+        signal(rewind, Signal::SIGCONT);
+    }
+    let log_at = c.log_len(&leader);
+    ck.mark(&format!(
+        "pg_rewind {}; {leader}'s agent restarted",
+        if rewind_died.is_some() {
+            "died with its agent"
+        } else {
+            "outlived its agent (resumed)"
+        }
+    ));
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let member_dir = c.member(&leader).dir.clone();
+    let aside: Vec<String> = std::fs::read_dir(&member_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("data.old-"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let lines = c.log_lines_since(
+        &leader,
+        log_at,
+        &["rewind", "clon", "moving the old data directory"],
+    );
+    eprintln!("{leader}'s agent after the restart: {lines:#?}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if rewind_died.is_none() {
+        unmet.push(format!(
+            "pg_rewind (pid {rewind}) was still alive 5 s after its agent was killed"
+        ));
+    }
+    if aside.is_empty() {
+        unmet.push(format!(
+            "{leader} did not re-clone with its old data directory moved aside (nothing named \
+             data.old-* in {})",
+            member_dir.display()
+        ));
+    }
+    let rewound_again = lines.iter().any(|l| l.contains("pg_rewind from"));
+    if rewound_again {
+        unmet.push(format!(
+            "{leader}'s next agent ran pg_rewind again on the directory a cut-short rewind left"
+        ));
+    }
+    if c.member(&leader).dir.join("rewind-incomplete").exists() {
+        unmet.push(format!(
+            "{leader}'s rewind marker is still there after the re-clone"
+        ));
+    }
+    assert_all_met(
+        &c,
+        &report,
+        &unmet,
+        &format!("{leader}'s lines: {lines:#?}"),
+    );
     assert_streaming_from_final(&c, &report);
 }
 
