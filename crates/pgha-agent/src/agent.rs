@@ -87,6 +87,9 @@ pub struct Agent {
     pub(crate) last_reason: String,
     pub(crate) last_kind: Option<std::mem::Discriminant<pgha_core::Reason>>,
     pub(crate) view: Option<ClusterView>,
+    /// The cluster configuration last read from the store (at first, the one the agent was
+    /// started with): what a store that lost its keys gets back, never the defaults.
+    pub(crate) known_config: pgha_core::ClusterConfig,
     pub(crate) report: watch::Sender<AgentReport>,
     /// Set when a job failed: the next step waits until then.
     pub(crate) hold_until: Option<Millis>,
@@ -120,6 +123,7 @@ impl Agent {
         config: pgha_core::ClusterConfig,
     ) -> (Agent, watch::Receiver<AgentReport>) {
         let name = spec.name.clone();
+        let known_config = config.clone();
         let settings = MemberSettings {
             name: spec.name.clone(),
             tags: spec.tags.clone(),
@@ -155,6 +159,7 @@ impl Agent {
             last_reason: String::new(),
             last_kind: None,
             view: None,
+            known_config,
             report: report_tx,
             hold_until: None,
             failsafe,

@@ -16,6 +16,8 @@ pub mod promotion_times;
 pub mod report;
 pub mod spec;
 pub mod timelines;
+#[cfg(test)]
+mod test_spec;
 
 pub use agent::{Agent, AgentHandle};
 pub use report::{AgentReport, FailedJob, MemberFacts, Observed};

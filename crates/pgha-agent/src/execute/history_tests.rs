@@ -3,38 +3,11 @@
 
 use std::sync::Arc;
 
-use pgha_core::{Action, EventKind, HistoryEvent, Lsn, MemberName, Tags, Timeline};
-use pgha_pg::{Instance, PgBinaries, RunAs};
+use pgha_core::{Action, EventKind, HistoryEvent, Lsn, MemberName, Timeline};
 use pgha_store::{MemoryStore, Store, TokioClock};
 
 use crate::agent::Agent;
-use crate::spec::NodeSpec;
-
-fn spec(dir: &std::path::Path) -> NodeSpec {
-    let bins = PgBinaries::discover(None).expect("PostgreSQL's programs (the tests need them)");
-    let run_as = RunAs::detect("postgres").expect("the postgres OS user");
-    NodeSpec {
-        name: MemberName::new("n1"),
-        instance: Instance::new("n1", &dir.join("n1"), bins, run_as),
-        host: "127.0.0.1".into(),
-        port: 1,
-        api: None,
-        api_token: None,
-        superuser: "postgres".into(),
-        superuser_password: "x".into(),
-        replication_user: "replicator".into(),
-        replication_password: "y".into(),
-        passfile: dir.join("pgpass"),
-        cluster_size: 1,
-        parameters: Default::default(),
-        hba: String::new(),
-        tags: Tags::default(),
-        tls: None,
-        api_https: false,
-        callbacks: Default::default(),
-        cluster: "c".into(),
-    }
-}
+use crate::test_spec::spec;
 
 fn event() -> HistoryEvent {
     HistoryEvent {

@@ -1,0 +1,48 @@
+//! A store that lost its keys (etcd's data gone) gets back the configuration the agent last
+//! read; the agent never decides with the defaults meanwhile.
+
+use std::sync::Arc;
+
+use pgha_core::{ClusterConfig, StoreView, SyncMode};
+use pgha_store::{Guard, Key, MemoryStore, Store, TokioClock};
+
+use crate::agent::Agent;
+use crate::test_spec::spec;
+
+fn config_of(view: &StoreView) -> ClusterConfig {
+    match view {
+        StoreView::Up(v) => v.config.clone(),
+        StoreView::Down { error } => panic!("store down: {error}"),
+    }
+}
+
+#[tokio::test]
+async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let running = ClusterConfig {
+        ttl_ms: 3_000,
+        synchronous_mode: SyncMode::Strict,
+        ..ClusterConfig::default()
+    };
+    let json = serde_json::to_string(&running).unwrap();
+    store.put(Key::Config, &json, Guard::Absent).await.unwrap();
+    // started with the defaults, as before the store was read
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (obs, _) = agent.observe().await;
+    assert_eq!(config_of(&obs.cluster), running);
+
+    store.delete(Key::Config, Guard::Any).await.unwrap();
+    let (obs, _) = agent.observe().await;
+    assert_eq!(
+        config_of(&obs.cluster),
+        running,
+        "decided with another configuration than the one it last read"
+    );
+    let back = store.snapshot().await.unwrap();
+    let back = back.get(Key::Config).expect("the configuration put back");
+    assert_eq!(
+        serde_json::from_str::<ClusterConfig>(&back.value).unwrap(),
+        running
+    );
+}
