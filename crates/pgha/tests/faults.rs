@@ -21,6 +21,7 @@
 //!   and a standby's the other way round (libfaketime on the agents and their supervisors only,
 //!   synchronous mode): nothing may happen at all;
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
+//!   etcd's data lost (killed, data removed, an empty etcd started in its place);
 //!   etcd slow (its answers and the members' requests delayed by a forwarder on its host),
 //!   within the store call bound, around it and far beyond it; one etcd member of three
 //!   stalled (SIGSTOP);
@@ -904,6 +905,69 @@ fn agent_killed_mid_rewind() {
         &unmet,
         &format!("{leader}'s lines: {lines:#?}"),
     );
+    assert_streaming_from_final(&c, &report);
+}
+
+/// etcd loses every key while the cluster runs (killed, its data directory removed, a new
+/// empty etcd started at the same address: a disk lost without a backup, or a restore from the
+/// wrong one), synchronous mode, writers writing. The leader key, the cluster's system
+/// identifier, its configuration, the synchronous set and the members' records are gone. pgha
+/// must not start another cluster, must not promote a member behind the acknowledged writes,
+/// and must come back over the same data with the configuration it ran (not the defaults:
+/// asynchronous, a 10 s ttl): one writer, nothing acknowledged lost, every member streaming
+/// from the final primary.
+#[test]
+fn etcd_data_lost() {
+    let (mut c, leader) = start_sync();
+    let config_before = c.cluster_json().expect("/cluster")["config"].clone();
+    let system_id = c.sql_one(&leader, "SELECT system_identifier FROM pg_control_system()");
+    let ck = checker_writing(&c, &leader);
+    ck.mark("etcd killed, its data removed, an empty etcd started at the same address");
+    c.wipe_etcd();
+    let wiped_at = Instant::now();
+    // the members write their keys again; then let it settle with the writers writing
+    let back = poll(Duration::from_secs(60), Duration::from_millis(200), || {
+        let v = c.cluster_json()?;
+        let leader = v["leader"].as_str()?.to_string();
+        (v["members"].as_object()?.len() == c.members.len()).then_some(leader)
+    });
+    ck.mark(&format!(
+        "after the wipe: leader {back:?}, {:?} after it",
+        wiped_at.elapsed()
+    ));
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let cluster = c.cluster_json().unwrap_or_default();
+    let config_after = cluster["config"].clone();
+    let final_id = c.sql_one(
+        &report.final_primary,
+        "SELECT system_identifier FROM pg_control_system()",
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if back.is_none() {
+        unmet.push("no leader with every member published within 60 s of the wipe".to_string());
+    }
+    if final_id != system_id {
+        unmet.push(format!(
+            "the final primary's system identifier is {final_id:?}, the cluster's was {system_id:?}"
+        ));
+    }
+    for key in [
+        "synchronous_mode",
+        "ttl_ms",
+        "safety_margin_ms",
+        "loop_wait_ms",
+    ] {
+        if config_after[key] != config_before[key] {
+            unmet.push(format!(
+                "the cluster's {key} is {} after the wipe, {} before",
+                config_after[key], config_before[key]
+            ));
+        }
+    }
+    assert_all_met(&c, &report, &unmet, "etcd's data lost");
     assert_streaming_from_final(&c, &report);
 }
 

@@ -1359,6 +1359,18 @@ impl Cluster {
         self.etcd = started.into_iter().map(|(_, p, _)| p).collect();
     }
 
+    /// etcd loses every key: its members are killed (kill -9), their data directories
+    /// removed, and new, empty members started at the same addresses, as after a disk lost
+    /// without a backup or a restore from the wrong one.
+    pub fn wipe_etcd(&mut self) {
+        let members = self.etcd.len();
+        for mut e in self.etcd.drain(..) {
+            e.stop(Signal::SIGKILL, Duration::from_secs(5));
+        }
+        std::fs::remove_dir_all(self.root.join("etcd")).expect("remove etcd's data");
+        self.start_etcd(members);
+    }
+
     /// Makes etcd member `i` ([`Opts::etcd_members`]) etcd's leader (`leads`) or a follower:
     /// etcd's leader hands its leadership over (`transfer-leadership`, through etcd's HTTP
     /// gateway) when it has to, and this waits until it has.
