@@ -264,8 +264,11 @@ pub fn judge(
     if !unconfirmed.is_empty() {
         return Verdict::Waiting { unconfirmed };
     }
+    // The leader that published the set wrote every commit it acknowledged: it needs no
+    // quorum of standbys to vouch for them (a set member whose data is gone would otherwise
+    // keep it from leading for good).
     let needed = rules.quorum_needed();
-    if set_confirmed < needed {
+    if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) {
         return Verdict::QuorumIncomplete {
             confirmed: set_confirmed,
             needed,

@@ -60,6 +60,47 @@ fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
     );
 }
 
+/// The leader that published a quorum set, demoted and still ahead, with one of its two
+/// standbys gone (its data moved aside for a re-clone): it wrote every commit it acknowledged,
+/// so it needs no quorum of standbys to vouch for them. Without this it waited for the missing
+/// standby for good (found by the simulation, seed 11 with a shifted schedule).
+#[test]
+fn the_set_leader_needs_no_quorum_of_its_standbys() {
+    let config = ClusterConfig {
+        synchronous_mode: SyncMode::On,
+        ..ClusterConfig::default()
+    };
+    let sync = SyncSet {
+        leader: Some("n3".into()),
+        members: ["n1", "n2"].into_iter().map(MemberName::from).collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    let rules = Rules {
+        config: &config,
+        sync: &sync,
+        last_primary_lsn: None,
+    };
+    let others: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n2"), standby(900))]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        judge(&rules, &"n3".into(), &standby(1000), &others, false),
+        Verdict::Best
+    );
+    // n2 itself still needs n1's word: n1 may hold a commit n2 lacks
+    let n3: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n3"), standby(800))]
+        .into_iter()
+        .collect();
+    assert_eq!(
+        judge(&rules, &"n2".into(), &standby(900), &n3, false),
+        Verdict::QuorumIncomplete {
+            confirmed: 1,
+            needed: 2
+        }
+    );
+}
+
 /// A record counts as read in this vacancy when it saw no leader and its term is not older
 /// than the newest the judge knows; one without a term (an older pgha, mid-upgrade) is judged
 /// by `leader_seen` alone.
