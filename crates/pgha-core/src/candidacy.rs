@@ -36,6 +36,9 @@ impl Member {
             if view.initialize.is_some() {
                 return Reason::WaitingForLeaderToClone;
             }
+            if let Some(reason) = self.cluster_exists_elsewhere(view) {
+                return reason;
+            }
             let lsn = local.lsn;
             let cause = "no cluster yet: it initialises one".to_string();
             return self.acquire(
@@ -121,6 +124,21 @@ impl Member {
             Verdict::IneligibleAhead { member, why } => Reason::IneligibleAhead { member, why },
             Verdict::Ineligible(why) => Reason::NotEligible(why),
         }
+    }
+
+    /// Why a member without data must not initialise a new cluster, if it must not: a store
+    /// without the cluster's identifier may have lost its keys (etcd's data gone) while a
+    /// cluster lives on, and a new, empty primary would take the clients. It never does once
+    /// it has seen the cluster's identifier, nor while a member publishes data. (A leader's
+    /// term alone proves nothing: a bootstrap that failed had one.)
+    fn cluster_exists_elsewhere(&self, view: &ClusterView) -> Option<Reason> {
+        let with_data = view
+            .members
+            .iter()
+            .find(|(_, r)| r.timeline.0 > 0 || r.running)
+            .map(|(n, _)| n.clone());
+        (with_data.is_some() || self.cluster_seen.is_some())
+            .then_some(Reason::StoreLostItsCluster { with_data })
     }
 
     /// A member the last leader did not list could be promoted while that leader, cut off from

@@ -11,7 +11,7 @@ use crate::observe::{
     ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome, StoreView,
 };
 use crate::reason::{JobWhat, Reason};
-use crate::types::{Lsn, MemberName, Millis, Tags};
+use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
 mod in_place;
@@ -101,6 +101,9 @@ pub struct Member {
     /// The newest term (leader key revision) seen in any view: a position published in an
     /// earlier vacancy is not current ([`MemberRecord::read_after`]).
     pub(crate) newest_term: Option<u64>,
+    /// The cluster's system identifier as this member last saw it in the store: once known,
+    /// the cluster exists, whatever a store that lost its keys says.
+    pub(crate) cluster_seen: Option<SystemId>,
     pub(crate) not_streaming_since: Option<Millis>,
     /// The leader's PostgreSQL could not be reached while this standby was not streaming.
     pub(crate) leader_was_unreachable: bool,
@@ -174,6 +177,7 @@ impl Member {
             release_after_demote: false,
             lapsed_term: None,
             newest_term: None,
+            cluster_seen: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
             last_step_at: None,
@@ -345,6 +349,7 @@ impl Member {
             self.last_renew_request = None; // renew in this very step
         }
         self.newest_term = self.newest_term_in(view);
+        self.cluster_seen = view.initialize.or(self.cluster_seen);
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }

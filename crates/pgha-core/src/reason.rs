@@ -36,6 +36,12 @@ pub enum Reason {
     },
     // bootstrap
     RacingToBootstrap,
+    /// No cluster in the store, but a member has data (or this one knew a leader): the store
+    /// lost its keys. A member without data never initialises another cluster then; it waits
+    /// for a leader to clone from.
+    StoreLostItsCluster {
+        with_data: Option<MemberName>,
+    },
     Bootstrapping,
     WaitingForLeaderToClone,
     LeaderWithoutData,
@@ -195,6 +201,18 @@ impl fmt::Display for Reason {
             Paused => write!(f, "cluster paused: no automatic action"),
             JobRunning { job, for_ms } => write!(f, "{job} running for {for_ms} ms"),
             RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
+            StoreLostItsCluster { with_data } => match with_data {
+                Some(m) => write!(
+                    f,
+                    "no cluster in the store, but {m} has data: the store lost its keys? not \
+                     initialising another cluster; waiting for a leader to clone from"
+                ),
+                None => write!(
+                    f,
+                    "no cluster in the store, but this member knew a leader: the store lost its \
+                     keys? not initialising another cluster; waiting for a leader to clone from"
+                ),
+            },
             Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),
             WaitingForLeaderToClone => write!(f, "no data yet: waiting for a leader to clone"),
             LeaderWithoutData => write!(f, "leader without a data directory: releasing the lease"),

@@ -1177,6 +1177,32 @@ fn a_new_cluster_races_for_the_key_then_bootstraps() {
     assert_eq!(d.actions.last(), Some(&Action::Bootstrap));
 }
 
+/// etcd lost its data while the cluster ran: no leader, no system identifier in the store.
+/// A member without data (a new one, or one re-cloning) must not initialise another cluster,
+/// which would take the clients with an empty database: neither while a member publishes
+/// data, nor, when none does, once it has seen the cluster's identifier itself.
+#[test]
+fn a_store_that_lost_its_keys_gets_no_new_cluster() {
+    let with_data = standby(2, 9_000, None);
+    let wiped = View(ClusterView::default()).with("n1", record(&with_data, None));
+    let mut n3 = member("n3");
+    for now in (0..=20_000).step_by(1_000) {
+        let d = n3.step(&obs(now, LocalPg::default(), &wiped, vec![]));
+        assert_reason!(d, Reason::StoreLostItsCluster { .. });
+        assert!(!acquires(&d), "{:?}", d.actions);
+    }
+    // n3 saw the cluster before the store lost it, and nobody has published since
+    let mut n3 = member("n3");
+    let before = View::new().with("n1", record(&with_data, None));
+    n3.step(&obs(0, LocalPg::default(), &before, vec![]));
+    let empty = View(ClusterView::default());
+    for now in (1_000..=20_000).step_by(1_000) {
+        let d = n3.step(&obs(now, LocalPg::default(), &empty, vec![]));
+        assert_reason!(d, Reason::StoreLostItsCluster { with_data: None });
+        assert!(!acquires(&d), "{:?}", d.actions);
+    }
+}
+
 #[test]
 fn a_crashed_primary_is_restarted_then_given_up() {
     let (mut n1, view) = established_leader();
