@@ -90,6 +90,8 @@ pub struct Agent {
     /// The cluster configuration last read from the store (at first, the one the agent was
     /// started with): what a store that lost its keys gets back, never the defaults.
     pub(crate) known_config: pgha_core::ClusterConfig,
+    /// The cluster's identifier is kept beside the data directory (`cluster-id`).
+    pub(crate) cluster_remembered: bool,
     pub(crate) report: watch::Sender<AgentReport>,
     /// Set when a job failed: the next step waits until then.
     pub(crate) hold_until: Option<Millis>,
@@ -138,10 +140,14 @@ impl Agent {
         let spec = Arc::new(spec);
         let fencing = Fencing::new(spec.instance.lease_file());
         let failsafe = Failsafe::persisted(crate::spec::promise_file(&spec.instance.member_dir));
+        let mut member = Member::new(settings);
+        if let Some(id) = spec.instance.remembered_cluster() {
+            member.knows_cluster(pgha_core::SystemId(id));
+        }
         let agent = Agent {
             spec,
             store,
-            member: Member::new(settings),
+            member,
             boot_origin: boot_clock_ms(),
             probe: LocalProbe::default(),
             outcomes: Vec::new(),
@@ -160,6 +166,7 @@ impl Agent {
             last_kind: None,
             view: None,
             known_config,
+            cluster_remembered: false,
             report: report_tx,
             hold_until: None,
             failsafe,

@@ -15,9 +15,9 @@ mod observe;
 pub mod promotion_times;
 pub mod report;
 pub mod spec;
-pub mod timelines;
 #[cfg(test)]
 mod test_spec;
+pub mod timelines;
 
 pub use agent::{Agent, AgentHandle};
 pub use report::{AgentReport, FailedJob, MemberFacts, Observed};

@@ -38,6 +38,7 @@ impl Agent {
                         view.config = self.known_config.clone();
                         self.restore_config().await;
                     }
+                    self.remember_cluster(view.initialize);
                     self.last_store_contact = Some(Instant::now());
                     self.failsafe_confirmed = false;
                     hide_until_due(&mut view, unix_now());
@@ -342,6 +343,22 @@ mod tests {
 }
 
 impl Agent {
+    /// Keeps the cluster's system identifier beside the data directory when it is new to this
+    /// member (see `Instance::remembered_cluster`).
+    fn remember_cluster(&mut self, initialize: Option<pgha_core::SystemId>) {
+        let Some(id) = initialize else { return };
+        if self.member.cluster_seen() == Some(id) && self.cluster_remembered {
+            return;
+        }
+        match self.spec.instance.remember_cluster(id.0) {
+            Ok(()) => self.cluster_remembered = self.spec.instance.member_dir.is_dir(),
+            Err(e) => tracing::warn!(
+                "{}: cannot keep the cluster's identifier beside the data directory: {e}",
+                self.spec.name
+            ),
+        }
+    }
+
     /// Puts the cluster configuration this member last read back into a store that has none
     /// (etcd lost its data, or someone deleted the key): the members would otherwise run on
     /// the defaults (asynchronous, a 10 s ttl) with nobody told. The first member to write it

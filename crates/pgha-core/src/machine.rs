@@ -248,6 +248,17 @@ impl Member {
         })
     }
 
+    /// This member belonged to the cluster `system_id` before (remembered beside its data):
+    /// without data it never initialises another one (see the candidacy).
+    pub fn knows_cluster(&mut self, system_id: SystemId) {
+        self.cluster_seen = Some(system_id);
+    }
+
+    /// The cluster's system identifier this member has seen, if any.
+    pub fn cluster_seen(&self) -> Option<SystemId> {
+        self.cluster_seen
+    }
+
     /// The long-running job the member believes is in flight.
     pub fn running_job(&self) -> Option<JobKind> {
         self.job.map(|(kind, _)| kind)

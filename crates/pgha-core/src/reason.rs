@@ -36,8 +36,8 @@ pub enum Reason {
     },
     // bootstrap
     RacingToBootstrap,
-    /// No cluster in the store, but a member has data (or this one knew a leader): the store
-    /// lost its keys. A member without data never initialises another cluster then; it waits
+    /// No cluster in the store, but a member has data (or this one belonged to a cluster):
+    /// the store lost its keys. A member without data never initialises another cluster then; it waits
     /// for a leader to clone from.
     StoreLostItsCluster {
         with_data: Option<MemberName>,
@@ -209,8 +209,9 @@ impl fmt::Display for Reason {
                 ),
                 None => write!(
                     f,
-                    "no cluster in the store, but this member knew a leader: the store lost its \
-                     keys? not initialising another cluster; waiting for a leader to clone from"
+                    "no cluster in the store, but this member belonged to one: the store lost \
+                     its keys? not initialising another cluster; waiting for a leader to clone \
+                     from"
                 ),
             },
             Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),

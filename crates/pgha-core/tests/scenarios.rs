@@ -1201,6 +1201,12 @@ fn a_store_that_lost_its_keys_gets_no_new_cluster() {
         assert_reason!(d, Reason::StoreLostItsCluster { with_data: None });
         assert!(!acquires(&d), "{:?}", d.actions);
     }
+    // n3's agent restarted since, its data gone: it remembers the cluster beside its data
+    let mut n3 = member("n3");
+    n3.knows_cluster(SystemId(1));
+    let d = n3.step(&obs(0, LocalPg::default(), &empty, vec![]));
+    assert_reason!(d, Reason::StoreLostItsCluster { with_data: None });
+    assert!(!acquires(&d), "{:?}", d.actions);
 }
 
 #[test]

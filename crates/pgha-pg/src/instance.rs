@@ -76,6 +76,29 @@ impl Instance {
         crate::beneath::is_file(&self.rewind_marker(), &self.run_as)
     }
 
+    /// The cluster's system identifier as this member last saw it in the store, kept beside its
+    /// data directory (`cluster-id`): a member whose data is gone still knows it belonged to a
+    /// cluster, and never takes a store that lost its keys for an empty one.
+    pub fn remembered_cluster(&self) -> Option<u64> {
+        let path = self.member_dir.join("cluster-id");
+        let text = crate::beneath::read_to_string(&path, &self.run_as).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Keeps `system_id` as [`Self::remembered_cluster`] (once the member directory exists).
+    pub fn remember_cluster(&self, system_id: u64) -> Result<()> {
+        if !self.member_dir.is_dir() {
+            return Ok(());
+        }
+        let text = format!("{system_id}\n");
+        crate::beneath::write(
+            &self.member_dir.join("cluster-id"),
+            text.as_bytes(),
+            0o600,
+            &self.run_as,
+        )
+    }
+
     /// Forgets an incomplete rewind once its data directory is no longer in place.
     pub fn clear_rewind_marker(&self) -> Result<()> {
         crate::beneath::remove(&self.rewind_marker(), &self.run_as)

@@ -911,8 +911,9 @@ fn agent_killed_mid_rewind() {
 /// etcd loses every key while the cluster runs (killed, its data directory removed, a new
 /// empty etcd started at the same address: a disk lost without a backup, or a restore from the
 /// wrong one), synchronous mode, writers writing. The leader key, the cluster's system
-/// identifier, its configuration, the synchronous set and the members' records are gone. pgha
-/// must not start another cluster, must not promote a member behind the acknowledged writes,
+/// identifier, its configuration, the synchronous set and the members' records are gone; one
+/// member comes back without data meanwhile. pgha must not start another cluster (the member
+/// without data must clone), must not promote a member behind the acknowledged writes,
 /// and must come back over the same data with the configuration it ran (not the defaults:
 /// asynchronous, a 10 s ttl): one writer, nothing acknowledged lost, every member streaming
 /// from the final primary.
@@ -922,9 +923,20 @@ fn etcd_data_lost() {
     let config_before = c.cluster_json().expect("/cluster")["config"].clone();
     let system_id = c.sql_one(&leader, "SELECT system_identifier FROM pg_control_system()");
     let ck = checker_writing(&c, &leader);
+    // one member comes back without data (a replaced disk, a new host): with no cluster in
+    // the store it could take it for a new one and initialise an empty primary
+    let fresh = standbys_of(&c, &leader).remove(0);
+    ck.mark(&format!(
+        "{fresh}'s agent stopped and its data directory removed (a member without data)"
+    ));
+    c.member_mut(&fresh).terminate_agent();
+    std::fs::remove_dir_all(c.member(&fresh).data_dir()).expect("remove the data directory");
     ck.mark("etcd killed, its data removed, an empty etcd started at the same address");
     c.wipe_etcd();
     let wiped_at = Instant::now();
+    let fresh_log_at = c.log_len(&fresh);
+    c.start_agent(&fresh);
+    ck.mark(&format!("{fresh}'s agent started, without data"));
     // the members write their keys again; then let it settle with the writers writing
     let back = poll(Duration::from_secs(60), Duration::from_millis(200), || {
         let v = c.cluster_json()?;
@@ -944,10 +956,21 @@ fn etcd_data_lost() {
         &report.final_primary,
         "SELECT system_identifier FROM pg_control_system()",
     );
+    let fresh_lines = c.log_lines_since(
+        &fresh,
+        fresh_log_at,
+        &["cluster", "initdb", "bootstrap", "clon"],
+    );
+    eprintln!("{fresh}'s agent, started without data: {fresh_lines:#?}");
     assert_no_loss_one_writer(&report, &c);
     let mut unmet = Vec::new();
     if back.is_none() {
         unmet.push("no leader with every member published within 60 s of the wipe".to_string());
+    }
+    if fresh_lines.iter().any(|l| l.contains("initdb")) {
+        unmet.push(format!(
+            "{fresh}, without data, initialised a new cluster: {fresh_lines:#?}"
+        ));
     }
     if final_id != system_id {
         unmet.push(format!(
