@@ -2,6 +2,23 @@
 
 use super::*;
 
+fn mode_on() -> ClusterConfig {
+    ClusterConfig {
+        synchronous_mode: SyncMode::On,
+        ..ClusterConfig::default()
+    }
+}
+
+/// ANY 1 of `members`, published by `leader`.
+fn quorum_set(leader: &str, members: &[&str]) -> SyncSet {
+    SyncSet {
+        leader: Some(leader.into()),
+        members: members.iter().map(|m| MemberName::from(*m)).collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    }
+}
+
 fn standby(lsn: u64) -> MemberRecord {
     MemberRecord {
         running: true,
@@ -19,19 +36,8 @@ fn standby(lsn: u64) -> MemberRecord {
 /// primary never acknowledged as its own standby: the other two suffice (ANY 1 of 2 needs 2).
 #[test]
 fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
-    let config = ClusterConfig {
-        synchronous_mode: SyncMode::On,
-        ..ClusterConfig::default()
-    };
-    let sync = SyncSet {
-        leader: Some("n1".into()),
-        members: ["n1", "n2", "n3"]
-            .into_iter()
-            .map(MemberName::from)
-            .collect(),
-        count: 1,
-        method: SyncMethod::Quorum,
-    };
+    let config = mode_on();
+    let sync = quorum_set("n1", &["n1", "n2", "n3"]);
     let rules = Rules {
         config: &config,
         sync: &sync,
@@ -66,16 +72,8 @@ fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
 /// standby for good (found by the simulation, seed 11 with a shifted schedule).
 #[test]
 fn the_set_leader_needs_no_quorum_of_its_standbys() {
-    let config = ClusterConfig {
-        synchronous_mode: SyncMode::On,
-        ..ClusterConfig::default()
-    };
-    let sync = SyncSet {
-        leader: Some("n3".into()),
-        members: ["n1", "n2"].into_iter().map(MemberName::from).collect(),
-        count: 1,
-        method: SyncMethod::Quorum,
-    };
+    let config = mode_on();
+    let sync = quorum_set("n3", &["n1", "n2"]);
     let rules = Rules {
         config: &config,
         sync: &sync,

@@ -107,6 +107,12 @@ fn assert_all_met(c: &Cluster, report: &Report, unmet: &[String], context: &str)
     );
 }
 
+/// [`assert_all_met`], then every member streams from the final primary.
+fn assert_all_met_and_streaming(c: &Cluster, report: &Report, unmet: &[String], context: &str) {
+    assert_all_met(c, report, unmet, context);
+    assert_streaming_from_final(c, report);
+}
+
 /// [`assert_all_met`] for a fault that must change nothing: `leader` is the final primary too.
 fn assert_kept_leading(
     c: &Cluster,
@@ -431,13 +437,12 @@ fn etcd_slow() {
             gap.as_millis()
         ));
     }
-    assert_all_met(
+    assert_all_met_and_streaming(
         &c,
         &report,
         &unmet,
         "a store slow within its bound changed something",
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// The longest time within [`from`, `to`) without an acknowledged write (by any member).
@@ -714,13 +719,12 @@ fn primary_restart_in_flight_when_the_lease_lapses() {
             thawed_at.elapsed()
         ));
     }
-    assert_all_met(
+    assert_all_met_and_streaming(
         &c,
         &report,
         &unmet,
         &format!("{leader}'s lines: {lines:#?}"),
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// The synchronous standby's disk stalls (fsfreeze: its WAL receiver waits on every write and
@@ -796,8 +800,7 @@ fn sync_standby_disk_stalled_then_leader_crash() {
             gap.as_millis()
         ));
     }
-    assert_all_met(&c, &report, &unmet, "a synchronous standby's stalled disk");
-    assert_streaming_from_final(&c, &report);
+    assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby's stalled disk");
 }
 
 /// The leader's host crashes (agent and postmaster kill -9) and another member takes over; the
@@ -899,13 +902,12 @@ fn agent_killed_mid_rewind() {
             "{leader}'s rewind marker is still there after the re-clone"
         ));
     }
-    assert_all_met(
+    assert_all_met_and_streaming(
         &c,
         &report,
         &unmet,
         &format!("{leader}'s lines: {lines:#?}"),
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// etcd loses every key while the cluster runs (killed, its data directory removed, a new
@@ -990,8 +992,7 @@ fn etcd_data_lost() {
             ));
         }
     }
-    assert_all_met(&c, &report, &unmet, "etcd's data lost");
-    assert_streaming_from_final(&c, &report);
+    assert_all_met_and_streaming(&c, &report, &unmet, "etcd's data lost");
 }
 
 /// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
@@ -1668,13 +1669,12 @@ fn leader_postgres_io_stall() {
             "{leader}'s agent never reported its stopped PostgreSQL as unresponsive"
         ));
     }
-    assert_all_met(
+    assert_all_met_and_streaming(
         &c,
         &report,
         &unmet,
         &format!("{leader}'s lease and demotion lines: {lease_lines:#?}"),
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// The leader's agent killed (kill -9), its host's link to etcd blackholed both ways, and the
