@@ -39,7 +39,7 @@
 //! [`types`] value types · [`config`] dynamic settings · [`observe`] observations ·
 //! [`action`] actions · [`machine`] the state machine · [`election`] candidate ranking ·
 //! [`rejoin`] follow/rewind/re-clone · [`restart`] decisions before the agents start · [`sync`] synchronous set · [`switchover`] requests ·
-//! [`routing`] proxy routing · [`history`] history events · [`reason`] decision reasons.
+//! [`routing`] proxy routing · [`history`] history events · [`reason`] decision reasons · [`job_what`] what a job does.
 
 pub mod action;
 mod candidacy;
@@ -47,6 +47,7 @@ pub mod config;
 pub mod election;
 mod follower;
 pub mod history;
+pub mod job_what;
 mod leader;
 pub mod machine;
 pub mod observe;
@@ -61,12 +62,13 @@ pub mod types;
 pub use action::{Action, StartRole, StopMode};
 pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
+pub use job_what::JobWhat;
 pub use machine::{Decision, Member, MemberSettings};
 pub use observe::{
     ClusterView, DataDir, FailsafeList, JobFailure, JobKind, LeaderKey, LeaderPosition, LocalPg,
     MemberRecord, Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
 };
-pub use reason::{JobWhat, Reason};
+pub use reason::Reason;
 pub use switchover::{RequestKind, SwitchoverRequest};
 pub use sync::{SyncApplied, SyncSet};
 pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline, Ttl};

@@ -7,22 +7,25 @@
 use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
+use crate::job_what::JobWhat;
 use crate::observe::{
     ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome, StoreView,
 };
-use crate::reason::{JobWhat, Reason};
+use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
 mod in_place;
 mod lease;
 mod outcomes;
+mod plan;
 mod publish;
 mod terms;
 mod unresponsive;
 mod veto;
 
 pub(crate) use lease::HeldLease;
+pub(crate) use plan::Plan;
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,27 +134,6 @@ pub struct Member {
     pub(crate) rejoin: Option<EventKind>,
     pub(crate) demoted: bool,
     pub(crate) published: Option<(MemberRecord, Millis)>,
-}
-
-/// Builds a decision: collects actions, keeps the earliest wake-up.
-pub(crate) struct Plan {
-    pub actions: Vec<Action>,
-    pub wake_at: Millis,
-}
-
-impl Plan {
-    pub fn push(&mut self, action: Action) {
-        if let Some(kind) = action.job() {
-            debug_assert!(
-                self.actions.iter().all(|a| a.job().is_none()),
-                "second job {kind:?} in one decision"
-            );
-        }
-        self.actions.push(action);
-    }
-    pub fn wake_by(&mut self, at: Millis) {
-        self.wake_at = self.wake_at.min(at);
-    }
 }
 
 impl Member {

@@ -1,9 +1,8 @@
 //! The one typed reason every decision carries (I6), written to read well in a log line.
 
-use crate::action::Action;
 use crate::election::Ineligible;
 use crate::history::EventKind;
-use crate::observe::JobKind;
+use crate::job_what::JobWhat;
 use crate::switchover::Refusal;
 use crate::types::{Lsn, MemberName, SystemId};
 use std::fmt;
@@ -366,52 +365,6 @@ impl fmt::Display for Reason {
                 )
             }
             PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
-        }
-    }
-}
-
-/// What a running job does, as the lines that say it starts, runs and ends put it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum JobWhat {
-    /// The first copy of the leader's data into an empty data directory.
-    CloneFrom(MemberName),
-    /// A new copy over data that could not rejoin (the old data moved aside).
-    RecloneFrom(MemberName),
-    /// Any other job, named by its kind.
-    Job(JobKind),
-}
-
-impl JobWhat {
-    /// What `action` does when it is a job.
-    pub fn of(action: &Action) -> Option<JobWhat> {
-        let kind = action.job()?;
-        Some(match action {
-            Action::Reclone {
-                from,
-                move_aside: false,
-            } => JobWhat::CloneFrom(from.clone()),
-            Action::Reclone {
-                from,
-                move_aside: true,
-            } => JobWhat::RecloneFrom(from.clone()),
-            _ => JobWhat::Job(kind),
-        })
-    }
-
-    pub fn kind(&self) -> JobKind {
-        match self {
-            JobWhat::CloneFrom(_) | JobWhat::RecloneFrom(_) => JobKind::Reclone,
-            JobWhat::Job(kind) => *kind,
-        }
-    }
-}
-
-impl fmt::Display for JobWhat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JobWhat::CloneFrom(from) => write!(f, "clone from {from}"),
-            JobWhat::RecloneFrom(from) => write!(f, "re-clone from {from} (old data moved aside)"),
-            JobWhat::Job(kind) => write!(f, "{kind:?}"),
         }
     }
 }
