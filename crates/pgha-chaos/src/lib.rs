@@ -8,6 +8,7 @@ pub mod checker;
 pub mod classify;
 pub mod cleanup;
 pub mod clock;
+pub mod discover;
 pub mod error;
 pub mod fault_command;
 pub mod faults;

@@ -1,5 +1,5 @@
 //! What a campaign acts on: the cluster's API, its client entry points, its members and the
-//! superuser's credentials (the binary fills it in from `--dir` or `--config`).
+//! superuser's credentials (`discover` finds it from `--dir` or `--config`).
 
 use std::path::PathBuf;
 use std::time::Duration;

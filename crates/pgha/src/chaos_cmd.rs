@@ -146,8 +146,8 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let names: Vec<&'static str> = commands.iter().map(|c| c.name).collect();
     let faults = FaultKind::parse_list(&args.faults, &names)?;
     let mut target = match (&args.dir, &args.config) {
-        (Some(dir), _) => crate::chaos_target::local(dir)?,
-        (None, Some(file)) => crate::chaos_target::distributed(file).await?,
+        (Some(dir), _) => pgha_chaos::discover::local(dir)?,
+        (None, Some(file)) => pgha_chaos::discover::distributed(file).await?,
         (None, None) => anyhow::bail!("give --dir DIR (local cluster) or --config FILE"),
     };
     target.fault_commands = commands;
@@ -181,21 +181,9 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     };
     let progress = Progress::new(rounds, duration, false);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let mut stop = pgha_host::signals::StopSignals::install()?;
     let signals = tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let terminated = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminated => {}
-        }
+        stop.recv().await;
         let _ = cancel_tx.send(true);
     });
     let outcome = campaign::run(&target, &opts, cancel_rx, &progress).await;

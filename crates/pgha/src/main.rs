@@ -18,7 +18,6 @@ macro_rules! outln {
 }
 
 mod chaos_cmd;
-mod chaos_target;
 mod cli;
 mod config_cmd;
 mod logging;

@@ -1,18 +1,50 @@
-//! What `pgha chaos` acts on, built from `--dir` (a local cluster) or `--config` (a
-//! distributed one): the API, the writers' routes, the members and the peers to cut off.
+//! Finds what a campaign acts on: from a cluster directory (`pgha up`'s) or from an agent's
+//! config file and the members etcd lists: the API, the writers' routes, the members, the
+//! peers that isolate-host cuts this host off from.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
-use pgha_chaos::{Endpoint, Member, Mode, Target, WriteRoute};
 use pgha_host::client::Client;
 use pgha_host::node::Node;
+use pgha_host::ops::OpError;
 use pgha_host::LocalCluster;
 
+use crate::target::{Endpoint, Member, Mode, Target, WriteRoute, API_ADDRESS, POSTGRES_ADDRESS};
+
+/// Why the campaign's target could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("the cluster directory {}: {source:#}", .dir.display())]
+    ClusterDir {
+        dir: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("{}: {source:#}", .file.display())]
+    ConfigFile {
+        file: PathBuf,
+        #[source]
+        source: anyhow::Error,
+    },
+    #[error("pgha chaos needs etcd to find the members: {0:#}")]
+    StoreUnreachable(#[source] anyhow::Error),
+    #[error("reading the members from etcd: {0}")]
+    View(#[from] OpError),
+    #[error("{member}'s record in etcd names no PostgreSQL address")]
+    NoPostgresAddress { member: String },
+    #[error("{text:?} is not host:port")]
+    NotHostPort { text: String },
+    #[error("{text:?}: {port:?} is not a port number")]
+    BadPort { text: String, port: String },
+}
+
 /// A local cluster: `pgha up`'s API, its proxy, every member's data directory.
-pub fn local(dir: &Path) -> anyhow::Result<Target> {
-    let cluster = LocalCluster::open(dir)?;
+pub fn local(dir: &Path) -> Result<Target, DiscoverError> {
+    let cluster = LocalCluster::open(dir).map_err(|source| DiscoverError::ClusterDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let c = &cluster.config.cluster;
     let api = format!("{}:{}", c.api_host(), c.base_port + 2);
     let (rw, ro) = cluster.entry_points();
@@ -42,27 +74,28 @@ pub fn local(dir: &Path) -> anyhow::Result<Target> {
 
 /// A distributed cluster: the members etcd lists, each stopped and started through its own
 /// agent's API; writers through a multi-host target (and the proxy of FILE's `[proxy]`
-/// without TLS); only this host's member can be killed.
-pub async fn distributed(file: &Path) -> anyhow::Result<Target> {
-    let node = Node::load(file)?;
+/// when it can be verified); only this host's member can be killed.
+pub async fn distributed(file: &Path) -> Result<Target, DiscoverError> {
+    let node = Node::load(file).map_err(|source| DiscoverError::ConfigFile {
+        file: file.to_path_buf(),
+        source,
+    })?;
     let store = node
         .connect_store(Some(Duration::from_secs(5)))
         .await
-        .context("pgha chaos needs etcd to find the members")?;
+        .map_err(DiscoverError::StoreUnreachable)?;
     let view = pgha_host::ops::view(store.as_ref()).await?;
     let token = node.secrets.api_token.clone();
     let tls = node.api_client_tls();
     let mut apis = vec![node.config.member.api.clone()];
     let mut members = Vec::new();
     for (name, record) in &view.members {
-        let address = record
-            .addresses
-            .get(pgha_chaos::target::POSTGRES_ADDRESS)
-            .with_context(|| format!("{name}'s record names no PostgreSQL address"))?;
-        let api = record
-            .addresses
-            .get(pgha_chaos::target::API_ADDRESS)
-            .cloned();
+        let address = record.addresses.get(POSTGRES_ADDRESS).ok_or_else(|| {
+            DiscoverError::NoPostgresAddress {
+                member: name.to_string(),
+            }
+        })?;
+        let api = record.addresses.get(API_ADDRESS).cloned();
         if let Some(a) = &api {
             apis.push(a.clone());
         }
@@ -136,7 +169,7 @@ async fn drop_unverifiable_entries(target: &mut Target) {
 }
 
 /// The hosts other than this one: the other members' and etcd's (what isolate-host cuts).
-fn peers(node: &Node, members: &[Member]) -> anyhow::Result<Vec<String>> {
+fn peers(node: &Node, members: &[Member]) -> Result<Vec<String>, DiscoverError> {
     let me = &node.config.member.host;
     let mut out: Vec<String> = members
         .iter()
@@ -164,16 +197,17 @@ async fn listening(address: Option<&str>) -> Option<Endpoint> {
     }
 }
 
-/// `host:port` as an endpoint.
-fn endpoint(text: &str) -> anyhow::Result<Endpoint> {
+/// `host:port` (`[v6]:port` too) as an endpoint.
+fn endpoint(text: &str) -> Result<Endpoint, DiscoverError> {
     let (host, port) = text
         .rsplit_once(':')
-        .with_context(|| format!("{text:?} is not host:port"))?;
+        .ok_or_else(|| DiscoverError::NotHostPort { text: text.into() })?;
     Ok(Endpoint {
         host: host.trim_matches(['[', ']']).to_string(),
-        port: port
-            .parse()
-            .with_context(|| format!("{text:?}: bad port"))?,
+        port: port.parse().map_err(|_| DiscoverError::BadPort {
+            text: text.into(),
+            port: port.into(),
+        })?,
     })
 }
 
@@ -186,6 +220,13 @@ mod tests {
         let e = endpoint("127.0.0.1:15432").unwrap();
         assert_eq!((e.host.as_str(), e.port), ("127.0.0.1", 15432));
         assert_eq!(endpoint("[::1]:5432").unwrap().host, "::1");
-        assert!(endpoint("nohost").is_err());
+        assert!(matches!(
+            endpoint("nohost"),
+            Err(DiscoverError::NotHostPort { .. })
+        ));
+        assert!(matches!(
+            endpoint("db:fivefour"),
+            Err(DiscoverError::BadPort { .. })
+        ));
     }
 }
