@@ -15,6 +15,17 @@ use crate::jobs::{run_job, JobContext};
 use crate::spec::{postgres_address, Dynamic};
 use pgha_store::HistoryEntry;
 
+/// `sql` on the local PostgreSQL, given [`SQL_TIMEOUT`] to answer.
+async fn within_sql_timeout<T, E>(
+    sql: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, ActionError>
+where
+    ActionError: From<E>,
+{
+    let answer = tokio::time::timeout(SQL_TIMEOUT, sql).await;
+    Ok(answer.map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??)
+}
+
 /// History entries kept for another append at most; past it the oldest is dropped.
 const UNRECORDED_HISTORY_LIMIT: usize = 32;
 
@@ -114,43 +125,27 @@ impl Agent {
                 );
             }
             Action::RestartWalReceiver => {
-                let spec = self.spec.clone();
-                let client = self
-                    .probe
-                    .client(&spec, SQL_TIMEOUT)
-                    .await
-                    .ok_or(ActionError::LocalUnreachable)?;
-                tokio::time::timeout(
-                    SQL_TIMEOUT,
-                    pgha_pg::probe::restart_wal_receiver(client, name),
-                )
-                .await
-                .map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
+                let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
+                let client = client.ok_or(ActionError::LocalUnreachable)?;
+                within_sql_timeout(pgha_pg::probe::restart_wal_receiver(client, name)).await?;
                 tracing::info!("{name}: the leader is reachable again: restarted the WAL receiver");
             }
-            Action::CreateSlots { names } | Action::DropSlots { names } => {
-                let create = matches!(action, Action::CreateSlots { .. });
-                let spec = self.spec.clone();
-                let client = self
-                    .probe
-                    .client(&spec, SQL_TIMEOUT)
-                    .await
-                    .ok_or(ActionError::LocalUnreachable)?;
+            Action::CreateSlots { names } => {
+                let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
+                let client = client.ok_or(ActionError::LocalUnreachable)?;
                 for n in names {
                     let slot = pgha_pg::conf::slot_name(n.as_str());
-                    let r = if create {
-                        tokio::time::timeout(SQL_TIMEOUT, ensure_slot(client, name, &slot))
-                            .await
-                            .map(|r| r.map(|_| ()))
-                    } else {
-                        let dropped =
-                            tokio::time::timeout(SQL_TIMEOUT, drop_slot(client, name, &slot)).await;
-                        if let Ok(Ok(true)) = dropped {
-                            tracing::info!("{name}: dropped replication slot {slot}");
-                        }
-                        dropped.map(|r| r.map(|_| ()))
-                    };
-                    r.map_err(|_| ActionError::SqlTimeout(SQL_TIMEOUT))??;
+                    within_sql_timeout(ensure_slot(client, name, &slot)).await?;
+                }
+            }
+            Action::DropSlots { names } => {
+                let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
+                let client = client.ok_or(ActionError::LocalUnreachable)?;
+                for n in names {
+                    let slot = pgha_pg::conf::slot_name(n.as_str());
+                    if within_sql_timeout(drop_slot(client, name, &slot)).await? {
+                        tracing::info!("{name}: dropped replication slot {slot}");
+                    }
                 }
             }
             other => return Err(ActionError::NotQuick(action_name(other))),

@@ -19,6 +19,28 @@ fn quorum_set(leader: &str, members: &[&str]) -> SyncSet {
     }
 }
 
+/// The verdict on `candidate` (name, position) in mode `on` under `sync`, with `others`
+/// (name, position) the standbys whose records it reads; no last primary position known.
+fn judge_on(sync: &SyncSet, candidate: (&str, u64), others: &[(&str, u64)]) -> Verdict {
+    let config = mode_on();
+    let rules = Rules {
+        config: &config,
+        sync,
+        last_primary_lsn: None,
+    };
+    let others: BTreeMap<MemberName, MemberRecord> = others
+        .iter()
+        .map(|(name, lsn)| (MemberName::from(*name), standby(*lsn)))
+        .collect();
+    judge(
+        &rules,
+        &candidate.0.into(),
+        &standby(candidate.1),
+        &others,
+        false,
+    )
+}
+
 fn standby(lsn: u64) -> MemberRecord {
     MemberRecord {
         running: true,
@@ -36,29 +58,11 @@ fn standby(lsn: u64) -> MemberRecord {
 /// primary never acknowledged as its own standby: the other two suffice (ANY 1 of 2 needs 2).
 #[test]
 fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
-    let config = mode_on();
     let sync = quorum_set("n1", &["n1", "n2", "n3"]);
-    let rules = Rules {
-        config: &config,
-        sync: &sync,
-        last_primary_lsn: None,
-    };
-    let others: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n3"), standby(900))]
-        .into_iter()
-        .collect();
-    assert_eq!(
-        judge(&rules, &"n2".into(), &standby(1000), &others, false),
-        Verdict::Best
-    );
+    assert_eq!(judge_on(&sync, ("n2", 1000), &[("n3", 900)]), Verdict::Best);
     // With one of the two standbys silent, one confirmation is not enough.
     assert_eq!(
-        judge(
-            &rules,
-            &"n2".into(),
-            &standby(1000),
-            &BTreeMap::new(),
-            false
-        ),
+        judge_on(&sync, ("n2", 1000), &[]),
         Verdict::QuorumIncomplete {
             confirmed: 1,
             needed: 2
@@ -72,26 +76,11 @@ fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
 /// standby for good (found by the simulation, seed 11 with a shifted schedule).
 #[test]
 fn the_set_leader_needs_no_quorum_of_its_standbys() {
-    let config = mode_on();
     let sync = quorum_set("n3", &["n1", "n2"]);
-    let rules = Rules {
-        config: &config,
-        sync: &sync,
-        last_primary_lsn: None,
-    };
-    let others: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n2"), standby(900))]
-        .into_iter()
-        .collect();
-    assert_eq!(
-        judge(&rules, &"n3".into(), &standby(1000), &others, false),
-        Verdict::Best
-    );
+    assert_eq!(judge_on(&sync, ("n3", 1000), &[("n2", 900)]), Verdict::Best);
     // n2 itself still needs n1's word: n1 may hold a commit n2 lacks
-    let n3: BTreeMap<MemberName, MemberRecord> = [(MemberName::from("n3"), standby(800))]
-        .into_iter()
-        .collect();
     assert_eq!(
-        judge(&rules, &"n2".into(), &standby(900), &n3, false),
+        judge_on(&sync, ("n2", 900), &[("n3", 800)]),
         Verdict::QuorumIncomplete {
             confirmed: 1,
             needed: 2

@@ -49,22 +49,14 @@ impl Member {
             if view.initialize.is_none() {
                 return Reason::WaitingForLeaderToClone;
             }
-            let source = rejoin::clone_source(self.name(), leader, view);
-            plan.push(Action::Reclone {
-                from: source.clone(),
-                move_aside: false,
-            });
+            let source = self.reclone(leader, view, false, plan);
             return Reason::CloningFrom { source };
         }
         if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
             }
-            let source = rejoin::clone_source(self.name(), leader, view);
-            plan.push(Action::Reclone {
-                from: source.clone(),
-                move_aside: true,
-            });
+            let source = self.reclone(leader, view, true, plan);
             return Reason::RecloningAfterFailedRewind { source };
         }
         let Some(leader_record) = leader_record else {
@@ -217,6 +209,23 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// Plans a clone from the best source under `leader` (over the old data, moved aside,
+    /// when `move_aside`); answers that source.
+    fn reclone(
+        &self,
+        leader: &MemberName,
+        view: &ClusterView,
+        move_aside: bool,
+        plan: &mut Plan,
+    ) -> MemberName {
+        let source = rejoin::clone_source(self.name(), leader, view);
+        plan.push(Action::Reclone {
+            from: source.clone(),
+            move_aside,
+        });
+        source
     }
 
     fn backoff_ms(&self) -> u64 {

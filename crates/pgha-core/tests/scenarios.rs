@@ -187,6 +187,14 @@ fn acquired(at: u64, revision: u64) -> Outcome {
     }
 }
 
+/// A job of `kind` that finished well.
+fn job_done(kind: JobKind) -> Outcome {
+    Outcome::Job {
+        kind,
+        result: Ok(()),
+    }
+}
+
 fn has(decision: &Decision, pred: impl Fn(&Action) -> bool) -> bool {
     decision.actions.iter().any(pred)
 }
@@ -347,10 +355,7 @@ fn a_leader_restarted_in_place_keeps_renewing_its_lease() {
         );
         assert!(n1.holds_lease(Millis(now)));
     }
-    let done = Outcome::Job {
-        kind: JobKind::Restart,
-        result: Ok(()),
-    };
+    let done = job_done(JobKind::Restart);
     let d = n1.step(&obs(6_500, primary(1, 1200), &view, vec![done]));
     assert_eq!(d.reason, Reason::Leading { standbys: 0 });
 }
@@ -588,10 +593,7 @@ fn failover_event(n1_record: Option<MemberRecord>) -> HistoryEvent {
     n2.step(&obs(100, local.clone(), &gone, vec![]));
     let mine = gone.leader("n2", 11).with("n2", record(&local, Some("n2")));
     n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
-    let promoted = Outcome::Job {
-        kind: JobKind::Promote,
-        result: Ok(()),
-    };
+    let promoted = job_done(JobKind::Promote);
     let d = n2.step(&obs(900, primary(2, 5100), &mine, vec![promoted]));
     d.actions
         .iter()
@@ -643,10 +645,7 @@ fn the_winner_promotes_then_records_the_failover() {
         900,
         primary(2, 5100),
         &mine,
-        vec![Outcome::Job {
-            kind: JobKind::Promote,
-            result: Ok(()),
-        }],
+        vec![job_done(JobKind::Promote)],
     ));
     let event = d.actions.iter().find_map(|a| match a {
         Action::RecordHistory(e) => Some(e.clone()),
@@ -712,10 +711,7 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
         .with("n3", record(&b, Some("n3")))
         .with("n2", record(&a, Some("n3")));
     n2.step(&obs(700, a.clone(), &holding, vec![]));
-    let followed = Outcome::Job {
-        kind: JobKind::Follow,
-        result: Ok(()),
-    };
+    let followed = job_done(JobKind::Follow);
     let gone = leaderless(&a, &b, None);
     let d = n2.step(&obs(800, a.clone(), &gone, vec![followed]));
     assert_eq!(
@@ -900,10 +896,7 @@ fn a_member_stopped_for_a_rewind_rewinds_whatever_its_stopped_position_says() {
         500,
         stopped_early,
         &view,
-        vec![Outcome::Job {
-            kind: JobKind::Stop,
-            result: Ok(()),
-        }],
+        vec![job_done(JobKind::Stop)],
     ));
     assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
 }
@@ -950,15 +943,7 @@ fn a_crashed_primary_started_to_elect_rewinds_once_a_leader_exists() {
         streaming: false,
         ..standby(1, 4500, None)
     };
-    let d = n1.step(&obs(
-        1000,
-        replaying,
-        &view,
-        vec![Outcome::Job {
-            kind: JobKind::Start,
-            result: Ok(()),
-        }],
-    ));
+    let d = n1.step(&obs(1000, replaying, &view, vec![job_done(JobKind::Start)]));
     assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
 }
 
@@ -1077,10 +1062,7 @@ fn a_restarted_former_primary_that_follows_records_its_rejoin() {
         d.actions.last(),
         Some(&Action::Follow { leader: name("n2") })
     );
-    let done = Outcome::Job {
-        kind: JobKind::Follow,
-        result: Ok(()),
-    };
+    let done = job_done(JobKind::Follow);
     let d = n1.step(&obs(500, standby(2, 9000, Some("n2")), &view, vec![done]));
     assert!(
         has(
@@ -1112,10 +1094,7 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
             target: Some(name("n2"))
         }
     );
-    let demoted = Outcome::Job {
-        kind: JobKind::Demote,
-        result: Ok(()),
-    };
+    let demoted = job_done(JobKind::Demote);
     let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
     assert!(has(&d, |a| matches!(
         a,
@@ -1300,10 +1279,7 @@ fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
         a,
         Action::ReleaseLeader { .. } | Action::RenewLeader { .. }
     )));
-    let done = Outcome::Job {
-        kind: JobKind::Demote,
-        result: Ok(()),
-    };
+    let done = job_done(JobKind::Demote);
     let d = n1.step(&obs(
         1000 + timeout + 500,
         standby(1, 1000, None),
@@ -1680,10 +1656,7 @@ fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goe
     let d = n1.step(&obs(lapsed + 100, down.clone(), &view, vec![]));
     assert!(!releases(&d), "released while demoting: {:?}", d.reason);
     // Once the demotion is done (PostgreSQL stopped, a standby from now on), the key goes.
-    let demoted = Outcome::Job {
-        kind: JobKind::Demote,
-        result: Ok(()),
-    };
+    let demoted = job_done(JobKind::Demote);
     let standby_down = stopped(standby(1, 1000, None));
     let d = n1.step(&obs(lapsed + 200, standby_down, &view, vec![demoted]));
     assert!(releases(&d), "{:?}: {:?}", d.reason, d.actions);
@@ -2223,10 +2196,7 @@ fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting, "{d:?}");
     // The store still shows n1's key (it expires only at the ttl); the demotion is done and
     // PostgreSQL is a standby now.
-    let demoted = Outcome::Job {
-        kind: JobKind::Demote,
-        result: Ok(()),
-    };
+    let demoted = job_done(JobKind::Demote);
     for (t, outcomes) in [(8000, vec![demoted]), (8500, vec![]), (9000, vec![])] {
         let d = n1.step(&obs(t, standby(1, 1300, None), &view, outcomes));
         assert!(
@@ -2298,10 +2268,7 @@ fn a_new_cluster_given_the_key_says_so_and_records_where_its_wal_begins() {
     };
     let d = n1.step(&obs(10, LocalPg::default(), &seeded, vec![renewal]));
     assert_eq!(d.actions.last(), Some(&Action::Bootstrap));
-    let bootstrapped = Outcome::Job {
-        kind: JobKind::Bootstrap,
-        result: Ok(()),
-    };
+    let bootstrapped = job_done(JobKind::Bootstrap);
     let d = n1.step(&obs(
         500,
         primary(1, 0x0150_0000),

@@ -151,11 +151,7 @@ fn a_local_member_reinitialised_clones_from_the_clonefrom_standby() {
     let _serial = pgha_testkit::serial();
     let tmp = common::test_dir();
     let dir = tmp.path().join("cf");
-    let base = common::free_base_port(3);
-    let mut up = common::UpProcess::spawn(&dir, 3, base, &[]);
-    up.wait_streaming(Duration::from_secs(90));
-    assert_eq!(up.terminate(), Some(0), "{}", up.log());
-    drop(up);
+    let base = common::UpProcess::create_stopped(&dir, 3);
     let config = dir.join("pgha.toml");
     let text = std::fs::read_to_string(&config).unwrap() + "\n[tags.n2]\nclonefrom = true\n";
     std::fs::write(&config, text).unwrap();

@@ -271,8 +271,7 @@ fn control_scenario(c: &dyn Control) {
 #[test]
 fn a_local_cluster_answers_the_control_scenario() {
     let dir = common::test_dir();
-    let mut up = common::UpProcess::spawn(&dir.path().join("c"), 3, common::free_base_port(3), &[]);
-    up.wait_streaming(Duration::from_secs(90));
+    let up = common::UpProcess::start(&dir.path().join("c"), 3);
     control_scenario(&Local(up));
 }
 

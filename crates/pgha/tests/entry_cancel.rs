@@ -8,7 +8,6 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -56,8 +55,7 @@ for _ in range(rounds):
 fn new_api_cancels_reach_their_session_on_both_entry_points() {
     let tmp = test_dir();
     let dir = tmp.path().join("cancels");
-    let mut up = UpProcess::spawn(&dir, 3, free_base_port(3), &[]);
-    up.wait_streaming(Duration::from_secs(90));
+    let up = UpProcess::start(&dir, 3);
     let out = pgha(&["url", "--dir", dir.to_str().unwrap()]);
     let rw = pgha_testkit::succeeded("pgha url", &out).trim().to_string();
     let ro = rw.replace(&format!(":{}/", up.base), &format!(":{}/", up.base + 1));

@@ -21,11 +21,7 @@ fn callbacks_run_on_role_changes_and_tags_keep_reads_off_a_member() {
     let tmp = test_dir();
     let dir = tmp.path().join("hooks");
     let d = dir.to_str().unwrap();
-    let mut up = UpProcess::spawn(&dir, 3, free_base_port(3), &[]);
-    up.wait_streaming(Duration::from_secs(90));
-    let base = up.base;
-    assert_eq!(up.terminate(), Some(0), "{}", up.log());
-    drop(up);
+    let base = UpProcess::create_stopped(&dir, 3);
 
     let (script, log) = write_hook(tmp.path());
     let config = dir.join("pgha.toml");

@@ -184,11 +184,7 @@ fn a_local_cluster_promotes_the_next_candidate_when_pre_promote_vetoes() {
     let _serial = pgha_testkit::serial();
     let tmp = common::test_dir();
     let dir = tmp.path().join("veto");
-    let base = common::free_base_port(3);
-    let mut up = common::UpProcess::spawn(&dir, 3, base, &[]);
-    up.wait_streaming(Duration::from_secs(90));
-    assert_eq!(up.terminate(), Some(0), "{}", up.log());
-    drop(up);
+    let base = common::UpProcess::create_stopped(&dir, 3);
     let hook = Hook::write(tmp.path());
     let config = dir.join("pgha.toml");
     let text = std::fs::read_to_string(&config).unwrap() + &hook.config();

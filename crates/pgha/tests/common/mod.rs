@@ -89,6 +89,16 @@ impl UpProcess {
         }
     }
 
+    /// Creates a cluster of `members` in `dir`, waits until every standby streams, and stops
+    /// it cleanly: ready for settings `pgha up` does not create it with. Returns its base port.
+    pub fn create_stopped(dir: &Path, members: u16) -> u16 {
+        let base = free_base_port(members);
+        let mut up = Self::spawn(dir, members, base, &[]);
+        up.wait_streaming(Duration::from_secs(90));
+        assert_eq!(up.terminate(), Some(0), "{}", up.log());
+        base
+    }
+
     /// Starts a cluster and waits until every standby streams.
     pub fn start(dir: &Path, members: u16) -> Self {
         let mut up = Self::spawn(dir, members, free_base_port(members), &[]);
