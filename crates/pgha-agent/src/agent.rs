@@ -38,9 +38,9 @@ pub use restart::{RestartRefused, Restarter};
 /// What is asked of the loop from outside, between two steps.
 pub(crate) enum Request {
     /// Render the configuration and reload PostgreSQL (`pgha reload`).
-    Reload(reload::ReloadReply),
+    Reload(handle::Reply<reload::ReloadRefused>),
     /// Restart PostgreSQL in place (`pgha restart --in-place`).
-    Restart(restart::RestartReply),
+    Restart(handle::Reply<restart::RestartRefused>),
 }
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see

@@ -40,6 +40,32 @@ pub async fn query_value<T: FromSqlOwned>(client: &Client, sql: &str) -> T {
         .get(0)
 }
 
+/// The first column of every row `sql` returns; panics, naming the statement, on an error.
+pub async fn query_column<T: FromSqlOwned>(client: &Client, sql: &str) -> Vec<T> {
+    let rows = client.query(sql, &[]).await;
+    let rows = rows.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter().map(|row| row.get(0)).collect()
+}
+
+/// Whether the value `sql` answers on `url` (first column of its one row, on a fresh
+/// connection every 100 ms) satisfies `ok` within `timeout`.
+pub async fn value_becomes<T: FromSqlOwned>(
+    url: &str,
+    sql: &str,
+    timeout: Duration,
+    ok: impl Fn(&T) -> bool,
+) -> bool {
+    let ok = &ok;
+    let check = || async move {
+        let client = try_connect(url, Duration::from_secs(3)).await?;
+        let row = client.query_one(sql, &[]).await.ok()?;
+        ok(&row.get::<_, T>(0)).then_some(())
+    };
+    crate::poll_async(timeout, Duration::from_millis(100), check)
+        .await
+        .is_some()
+}
+
 /// Runs `sql`, which the server must refuse because the session is read-only.
 pub async fn assert_read_only(client: &Client, sql: &str) {
     let err = client

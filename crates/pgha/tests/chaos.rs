@@ -22,7 +22,9 @@ use common::cluster::Cluster;
 use common::{pgha, pgha_bin, stderr_of};
 use dist::{AgentSet, DistCluster, Options};
 use nix::sys::signal::Signal;
-use pgha_testkit::{connect, poll_async, reap, refused, serial, signal};
+use pgha_testkit::{
+    connect, poll_async, query_column, reap, refused, serial, signal, value_becomes,
+};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -410,48 +412,24 @@ async fn held_back_campaign(
     );
     // Once the campaign's rows reach both standbys, hold their replication back.
     for standby in ["n2", "n3"] {
-        let url = c.member_url(standby);
-        let url = &url;
-        let replicated = poll_async(
+        let replicated = value_becomes(
+            &c.member_url(standby),
+            "SELECT CASE WHEN to_regclass('pgha_chaos_writes') IS NULL THEN 0 \
+             ELSE (SELECT count(*) FROM pgha_chaos_writes) END",
             Duration::from_secs(30),
-            Duration::from_millis(100),
-            || async move {
-                let client = connect(url).await;
-                let rows = client
-                    .query_one(
-                        "SELECT CASE WHEN to_regclass('pgha_chaos_writes') IS NULL THEN 0 \
-                     ELSE (SELECT count(*) FROM pgha_chaos_writes) END",
-                        &[],
-                    )
-                    .await
-                    .ok()?;
-                (rows.get::<_, i64>(0) > 50).then_some(())
-            },
+            |rows: &i64| *rows > 50,
         )
         .await;
-        assert!(
-            replicated.is_some(),
-            "{standby}: {}",
-            read(tmp.path(), "chaos.err")
-        );
+        assert!(replicated, "{standby}: {}", read(tmp.path(), "chaos.err"));
     }
     let n1 = connect(&c.member_url("n1")).await;
-    let ports: Vec<i32> = n1
-        .query("SELECT client_port FROM pg_stat_replication", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ports: Vec<i32> = query_column(&n1, "SELECT client_port FROM pg_stat_replication").await;
     assert_eq!(ports.len(), 2);
     let hold = HoldReplication::new(c.up.base + 11, &ports);
-    let held: BTreeSet<i64> = connect(&c.member_url("n2"))
+    let n2 = connect(&c.member_url("n2")).await;
+    let held: BTreeSet<i64> = query_column(&n2, "SELECT id FROM pgha_chaos_writes")
         .await
-        .query("SELECT id FROM pgha_chaos_writes", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
+        .into_iter()
         .collect();
     let status = reap(&mut child, Duration::from_secs(180)).expect("pgha chaos ends");
     drop(hold);

@@ -82,6 +82,9 @@ impl AgentHandle {
     }
 }
 
+/// The answer channel of one request: done, or why not (`E`).
+pub(crate) type Reply<E> = oneshot::Sender<Result<(), E>>;
+
 /// The way into one agent's loop from outside, for the requests it answers between two steps
 /// (a reload, a restart in place).
 #[derive(Clone)]
@@ -95,7 +98,7 @@ impl Requests {
     /// `gone` is the refusal when the agent stopped before it answered.
     pub(crate) async fn ask<E>(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<(), E>>) -> Request,
+        make: impl FnOnce(Reply<E>) -> Request,
         gone: impl Fn(MemberName) -> E,
     ) -> Result<(), E> {
         let (reply, answer) = oneshot::channel();

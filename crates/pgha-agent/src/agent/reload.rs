@@ -3,7 +3,6 @@
 //! re-reads its configuration files (its own includes too).
 
 use pgha_core::{JobKind, MemberName};
-use tokio::sync::oneshot;
 
 use super::handle::Requests;
 use super::{Agent, Request};
@@ -28,9 +27,6 @@ pub enum ReloadRefused {
     #[error("{member}'s agent stopped before it reloaded")]
     AgentGone { member: MemberName },
 }
-
-/// The answer channel of one reload request.
-pub(crate) type ReloadReply = oneshot::Sender<Result<(), ReloadRefused>>;
 
 /// Asks a running agent to reload between two steps of its loop.
 #[derive(Clone)]

@@ -3,9 +3,8 @@
 //! throughout) or says why not now; the answer comes when the restart job has ended.
 
 use pgha_core::{Action, JobFailure, MemberName, Reason};
-use tokio::sync::oneshot;
 
-use super::handle::Requests;
+use super::handle::{Reply, Requests};
 use super::{Agent, Request};
 
 /// Why a member was not restarted in place.
@@ -23,9 +22,6 @@ pub enum RestartRefused {
     #[error("{member}'s agent stopped before it restarted PostgreSQL")]
     AgentGone { member: MemberName },
 }
-
-/// The answer channel of one restart request.
-pub(crate) type RestartReply = oneshot::Sender<Result<(), RestartRefused>>;
 
 /// Asks a running agent to restart its PostgreSQL in place.
 #[derive(Clone)]
@@ -51,8 +47,8 @@ impl Restarter {
 /// Where this agent's restart request is: asked (for the next step) or running (a job).
 #[derive(Default)]
 pub(crate) struct RestartRequest {
-    asked: Option<RestartReply>,
-    running: Option<RestartReply>,
+    asked: Option<Reply<RestartRefused>>,
+    running: Option<Reply<RestartRefused>>,
 }
 
 impl RestartRequest {
@@ -64,7 +60,7 @@ impl RestartRequest {
 
 impl Agent {
     /// Takes a restart request in, for the next step; one at a time.
-    pub(crate) fn ask_restart(&mut self, reply: RestartReply) {
+    pub(crate) fn ask_restart(&mut self, reply: Reply<RestartRefused>) {
         let request = &mut self.restart;
         if request.asked.is_some() || request.running.is_some() {
             let member = self.spec.name.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pgha_testkit::{checksum, connect, poll, poll_async, postmaster_pid, serial, signal};
-use pgha_testkit::{streaming_standbys, tail, tail_of, Writer, WriterOptions};
+use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
 use serde_json::Value;
 
 use super::status::{members, primary_of, sync_states};
@@ -109,22 +109,14 @@ impl Cluster {
             ],
         );
         for member in MEMBERS {
-            let url = self.member_url(member);
-            let url = &url;
-            let applied = poll_async(
+            let applied = value_becomes(
+                &self.member_url(member),
+                "SHOW wal_receiver_timeout",
                 Duration::from_secs(30),
-                Duration::from_millis(100),
-                || async move {
-                    let client = connect(url).await;
-                    let row = client
-                        .query_one("SHOW wal_receiver_timeout", &[])
-                        .await
-                        .ok()?;
-                    (row.get::<_, String>(0) == "1min").then_some(())
-                },
+                |value: &String| value == "1min",
             )
             .await;
-            if applied.is_none() {
+            if !applied {
                 self.fail(&format!(
                     "{member}: wal_receiver_timeout not 60 s within 30 s"
                 ));
