@@ -8,7 +8,7 @@ use std::time::Duration;
 use pgha_host::client::Client;
 use pgha_host::node::Node;
 use pgha_host::ops::OpError;
-use pgha_host::LocalCluster;
+use pgha_host::{ClusterAt, LocalCluster};
 
 use crate::target::{Endpoint, Member, Mode, Target, WriteRoute, API_ADDRESS, POSTGRES_ADDRESS};
 
@@ -39,8 +39,16 @@ pub enum DiscoverError {
     BadPort { text: String, port: String },
 }
 
+/// What the campaign acts on in the cluster `at`.
+pub async fn target(at: &ClusterAt) -> Result<Target, DiscoverError> {
+    match at {
+        ClusterAt::Dir(dir) => local(dir),
+        ClusterAt::Config(file) => distributed(file).await,
+    }
+}
+
 /// A local cluster: `pgha up`'s API, its proxy, every member's data directory.
-pub fn local(dir: &Path) -> Result<Target, DiscoverError> {
+fn local(dir: &Path) -> Result<Target, DiscoverError> {
     let cluster = LocalCluster::open(dir).map_err(|source| DiscoverError::ClusterDir {
         dir: dir.to_path_buf(),
         source,
@@ -75,7 +83,7 @@ pub fn local(dir: &Path) -> Result<Target, DiscoverError> {
 /// A distributed cluster: the members etcd lists, each stopped and started through its own
 /// agent's API; writers through a multi-host target (and the proxy of FILE's `[proxy]`
 /// when it can be verified); only this host's member can be killed.
-pub async fn distributed(file: &Path) -> Result<Target, DiscoverError> {
+async fn distributed(file: &Path) -> Result<Target, DiscoverError> {
     let node = Node::load(file).map_err(|source| DiscoverError::ConfigFile {
         file: file.to_path_buf(),
         source,

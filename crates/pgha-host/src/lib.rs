@@ -4,6 +4,7 @@
 //! one [`client::Client`]. The binary only parses arguments, loads config and prints.
 
 pub mod api;
+pub mod at;
 pub mod client;
 pub mod config_edit;
 pub mod dynamic;
@@ -22,6 +23,7 @@ pub mod signals;
 pub mod status;
 pub mod tls_files;
 
+pub use at::ClusterAt;
 pub use error::CliError;
 pub use handle::ClusterHandle;
 pub use host::{Host, HostError, HostSetup, NotReady};

@@ -65,12 +65,8 @@ Examples:
   pgha chaos --config /etc/pgha/node.toml --faults isolate-host,etcd-restart \
       --fault-command etcd-restart='systemctl restart etcd' --duration 30m")]
 pub struct ChaosArgs {
-    /// Local cluster directory (`pgha up`'s).
-    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
-    dir: Option<PathBuf>,
-    /// Distributed mode: this host's agent config file.
-    #[arg(long)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    at: crate::cli::Where,
     /// Faults to draw from, e.g. kill-primary,switchover (or all).
     #[arg(long, default_value = "all")]
     faults: String,
@@ -145,11 +141,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let names: Vec<&'static str> = commands.iter().map(|c| c.name).collect();
     let faults = FaultKind::parse_list(&args.faults, &names)?;
-    let mut target = match (&args.dir, &args.config) {
-        (Some(dir), _) => pgha_chaos::discover::local(dir)?,
-        (None, Some(file)) => pgha_chaos::discover::distributed(file).await?,
-        (None, None) => anyhow::bail!("give --dir DIR (local cluster) or --config FILE"),
-    };
+    let mut target = pgha_chaos::discover::target(&args.at.at()?).await?;
     target.fault_commands = commands;
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use pgha_host::{ClusterHandle, LocalCluster};
+use pgha_host::{ClusterAt, ClusterHandle};
 
 mod run_flags;
 
@@ -59,24 +59,19 @@ pub struct Where {
 }
 
 impl Where {
-    /// The local cluster directory, when the command acts on one.
-    pub fn dir(&self) -> Option<&std::path::Path> {
-        self.dir.as_deref()
-    }
-
-    /// The node config file, when the command acts on a distributed cluster.
-    pub fn config(&self) -> Option<&std::path::Path> {
-        self.config.as_deref()
-    }
-
-    pub async fn open(&self) -> anyhow::Result<ClusterHandle> {
+    /// The cluster the command acts on.
+    pub fn at(&self) -> anyhow::Result<ClusterAt> {
         match (&self.dir, &self.config) {
-            (Some(dir), _) => Ok(ClusterHandle::local(LocalCluster::open(dir)?)),
-            (None, Some(file)) => ClusterHandle::distributed(file).await,
+            (Some(dir), _) => Ok(ClusterAt::Dir(dir.clone())),
+            (None, Some(file)) => Ok(ClusterAt::Config(file.clone())),
             (None, None) => {
                 anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
             }
         }
+    }
+
+    pub async fn open(&self) -> anyhow::Result<ClusterHandle> {
+        self.at()?.open().await
     }
 }
 

@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use pgha_host::local::{up, url, Password};
-use pgha_host::{ClusterHandle, LocalCluster};
+use pgha_host::ClusterHandle;
 
 use crate::cli::{Cli, Command, LogFormat};
 
@@ -286,24 +286,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             } else {
                 Password::FromPassfile
             };
-            let uri = match (at.dir(), at.config()) {
-                (Some(dir), _) => {
-                    // The read-write entry point is the proxy already: --proxy changes nothing.
-                    let _ = proxy;
-                    let cluster = LocalCluster::open(dir)?;
-                    url::url(&cluster, member.as_deref(), primary, password).await?
-                }
-                (None, Some(file)) => {
-                    let target = match (&member, primary, proxy) {
-                        (Some(m), _, _) => url::Target::Member(m),
-                        (None, true, _) => url::Target::Primary,
-                        (None, false, true) => url::Target::Proxy,
-                        (None, false, false) => url::Target::AnyPrimary,
-                    };
-                    url::distributed_url(file, target, password).await?
-                }
-                (None, None) => anyhow::bail!("give --dir DIR or --config FILE"),
+            let target = match (&member, primary, proxy) {
+                (Some(m), _, _) => url::Target::Member(m),
+                (None, true, _) => url::Target::Primary,
+                (None, false, true) => url::Target::Proxy,
+                (None, false, false) => url::Target::AnyPrimary,
             };
+            let uri = url::url(&at.at()?, target, password).await?;
             outln!("{uri}");
             Ok(())
         }

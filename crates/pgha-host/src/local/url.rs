@@ -4,21 +4,30 @@ use std::time::Duration;
 
 use super::{LocalCluster, Password};
 use crate::error::CliError;
+use crate::ClusterAt;
 
-/// The URI of `member`, or of the read-write entry point (the proxy, which follows the
-/// primary) when no member is named; `direct_primary` asks for the primary itself.
-pub async fn url(
+/// The URI `target` names for the superuser of the cluster `at`.
+pub async fn url(at: &ClusterAt, target: Target<'_>, password: Password) -> anyhow::Result<String> {
+    match at {
+        ClusterAt::Dir(dir) => local_url(&LocalCluster::open(dir)?, target, password).await,
+        ClusterAt::Config(file) => distributed_url(file, target, password).await,
+    }
+}
+
+/// A local cluster's URI: of one member, of the primary itself, or of the read-write entry
+/// point (its proxy, which follows the primary: [`Target::Proxy`] names the same).
+async fn local_url(
     cluster: &LocalCluster,
-    member: Option<&str>,
-    direct_primary: bool,
+    target: Target<'_>,
     password: Password,
 ) -> anyhow::Result<String> {
-    if let Some(name) = member {
-        let m = cluster.member(name)?;
-        return Ok(cluster.uri(&m.host, m.port, password));
-    }
-    if !direct_primary {
-        return Ok(cluster.entry_uri(password));
+    match target {
+        Target::Member(name) => {
+            let m = cluster.member(name)?;
+            return Ok(cluster.uri(&m.host, m.port, password));
+        }
+        Target::AnyPrimary | Target::Proxy => return Ok(cluster.entry_uri(password)),
+        Target::Primary => {}
     }
     for m in &cluster.members {
         if !m.instance.is_running() {
@@ -39,13 +48,14 @@ pub async fn url(
     .into())
 }
 
-/// What a distributed cluster's `pgha url --config FILE` names.
+/// What `pgha url` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target<'a> {
-    /// Every member etcd lists, the leader first, with `target_session_attrs=read-write`:
-    /// libpq connects to whichever is the primary (the default).
+    /// Whichever member is the primary (the default): in a local cluster its proxy; in a
+    /// distributed one every member etcd lists, the leader first, with
+    /// `target_session_attrs=read-write`, so that libpq connects to the primary.
     AnyPrimary,
-    /// The proxy's read-write listener (`[proxy] rw_listen`).
+    /// The proxy's read-write listener (`[proxy] rw_listen`; a local cluster's proxy).
     Proxy,
     /// The member that leads now.
     Primary,
@@ -133,7 +143,7 @@ fn libpq_uri(user: &str, inline: Option<&str>, hosts: &[String], params: &[Strin
 /// The password stays out of it unless `password` is [`Password::Inline`]: libpq reads it
 /// from the member directory's `pgpass` when this user can read that file, else from
 /// PGPASSFILE or ~/.pgpass.
-pub async fn distributed_url(
+async fn distributed_url(
     file: &std::path::Path,
     target: Target<'_>,
     password: Password,
