@@ -246,7 +246,6 @@ pub async fn run(
 
 /// What pgha promises under `config`.
 fn settings(config: &ClusterConfig, opts: &Options, target: &Target) -> Settings {
-    let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let waits = !matches!(
         config.synchronous_commit,
         CommitLevel::Off | CommitLevel::Local
@@ -254,8 +253,8 @@ fn settings(config: &ClusterConfig, opts: &Options, target: &Target) -> Settings
     Settings {
         seed: opts.seed,
         mode: target.mode,
-        synchronous_mode: text(serde_json::to_value(config.synchronous_mode).unwrap_or_default()),
-        synchronous_commit: config.synchronous_commit.to_string(),
+        synchronous_mode: config.synchronous_mode,
+        synchronous_commit: config.synchronous_commit,
         no_loss_promised: config.synchronous_mode != SyncMode::Off && waits,
         recovery_bound_s: opts.recovery_bound.as_secs_f64(),
         writers: opts.workload.writers,

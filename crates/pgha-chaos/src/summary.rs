@@ -70,8 +70,8 @@ pub struct KindReport {
 pub struct Settings {
     pub seed: u64,
     pub mode: Mode,
-    pub synchronous_mode: String,
-    pub synchronous_commit: String,
+    pub synchronous_mode: pgha_core::SyncMode,
+    pub synchronous_commit: pgha_core::CommitLevel,
     /// Whether no acknowledged write may be lost (a synchronous mode whose commits wait for
     /// a standby).
     pub no_loss_promised: bool,
@@ -337,8 +337,12 @@ mod tests {
             settings: Settings {
                 seed: 1,
                 mode: Mode::Local,
-                synchronous_mode: if promised { "on" } else { "off" }.into(),
-                synchronous_commit: "on".into(),
+                synchronous_mode: if promised {
+                    pgha_core::SyncMode::On
+                } else {
+                    pgha_core::SyncMode::Off
+                },
+                synchronous_commit: pgha_core::CommitLevel::On,
                 no_loss_promised: promised,
                 recovery_bound_s: 60.0,
                 writers: 1,

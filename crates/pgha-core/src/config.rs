@@ -67,6 +67,25 @@ pub struct ClusterConfig {
     pub postgresql: BTreeMap<String, String>,
 }
 
+impl std::fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMode::Off => "off",
+            SyncMode::On => "on",
+            SyncMode::Strict => "strict",
+        })
+    }
+}
+
+impl std::fmt::Display for SyncMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SyncMethod::Priority => "priority",
+            SyncMethod::Quorum => "quorum",
+        })
+    }
+}
+
 /// PostgreSQL's `synchronous_commit` levels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

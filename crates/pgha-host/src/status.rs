@@ -30,10 +30,12 @@ pub struct ClusterStatus {
 /// The configured synchronous mode, the published synchronous set, and whether commits wait.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SyncStatus {
-    pub mode: String,
-    pub method: String,
+    pub mode: pgha_core::SyncMode,
+    pub method: pgha_core::SyncMethod,
+    /// How many standbys acknowledge each commit.
     pub count: u32,
-    pub commit: String,
+    /// `synchronous_commit`: how far those standbys take a commit before it returns.
+    pub commit: pgha_core::CommitLevel,
     /// Members that may be promoted without losing an acknowledged commit.
     pub set: Vec<String>,
     /// Why commits wait, or that the cluster degraded to asynchronous; null when all is well.
@@ -194,7 +196,6 @@ pub struct Target {
 pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> SyncStatus {
     use pgha_core::SyncMode;
     let c = &view.config;
-    let text = |v: serde_json::Value| v.as_str().unwrap_or_default().to_string();
     let set: Vec<String> = view.sync.members.iter().map(|m| m.to_string()).collect();
     let confirming = members
         .iter()
@@ -215,10 +216,10 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         }
     };
     SyncStatus {
-        mode: text(serde_json::to_value(c.synchronous_mode).unwrap_or_default()),
-        method: text(serde_json::to_value(c.synchronous_method).unwrap_or_default()),
+        mode: c.synchronous_mode,
+        method: c.synchronous_method,
         count: c.synchronous_count,
-        commit: c.synchronous_commit.to_string(),
+        commit: c.synchronous_commit,
         set,
         warning,
     }

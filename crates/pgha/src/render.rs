@@ -59,7 +59,11 @@ pub fn render_table(status: &ClusterStatus) -> String {
             None => out.push_str(&format!("Promotion of {to} requested, in progress\n")),
         }
     }
-    if let Some(sync) = status.synchronous.as_ref().filter(|s| s.mode != "off") {
+    if let Some(sync) = status
+        .synchronous
+        .as_ref()
+        .filter(|s| s.mode != pgha_core::SyncMode::Off)
+    {
         out.push_str(&format!(
             "Synchronous: {} ({} {}, synchronous_commit={}), set [{}]\n",
             sync.mode,
