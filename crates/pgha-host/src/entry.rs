@@ -37,45 +37,136 @@ pub async fn start(
     Ok(metrics)
 }
 
+/// How soon a failed read of the store is tried again.
+const REREAD_AFTER: Duration = Duration::from_millis(500);
+
 /// Publishes the candidates whenever the store changes (the policy is the core's
 /// `routing`: the lease holder once its record says it is writable; the running standbys).
+/// A read that fails is tried again until one succeeds: the change that woke it may be the
+/// last one for a long while (a settled cluster whose writes the proxy holds changes nothing).
 async fn feed_candidates(
     store: Arc<dyn Store>,
     tx: watch::Sender<Candidates>,
     shutdown: CancellationToken,
 ) {
     let mut watcher = store.watch().await.ok();
+    let mut failing = false;
     loop {
-        if let Ok(view) = crate::ops::view(store.as_ref()).await {
-            let member = |name: &pgha_core::MemberName| {
-                let addr = view
-                    .members
-                    .get(name)?
-                    .addresses
-                    .get(pgha_agent::spec::POSTGRES_ADDRESS)?;
-                Some(Member::new(name.as_str(), addr.as_str()))
-            };
-            let candidates = Candidates {
-                leader: routing::write_candidate(&view).and_then(member),
-                standbys: routing::read_candidates(&view)
-                    .into_iter()
-                    .filter_map(member)
-                    .collect(),
-            };
-            tx.send_if_modified(|current| {
-                let changed = *current != candidates;
-                *current = candidates;
-                changed
-            });
+        let read = crate::ops::view(store.as_ref()).await;
+        let fresh = read.is_ok();
+        match read {
+            Ok(view) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("proxy: the store answers again; routing follows it");
+                }
+                publish_candidates(&view, &tx);
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(
+                    "proxy: cannot read the store ({e}): routing stays as last read (each \
+                     target still confirmed by PostgreSQL) until a read succeeds"
+                );
+            }
+            Err(e) => tracing::debug!("proxy: the store still does not answer: {e}"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             r = async {
-                match watcher.as_mut() {
+                match watcher.as_mut().filter(|_| fresh) {
                     Some(w) => w.changed().await.map(|_| ()),
-                    None => { tokio::time::sleep(Duration::from_millis(500)).await; Ok(()) }
+                    None => { tokio::time::sleep(REREAD_AFTER).await; Ok(()) }
                 }
             } => if r.is_err() { watcher = store.watch().await.ok(); },
         }
+    }
+}
+
+/// The candidates `view` names, sent on when they changed.
+fn publish_candidates(view: &pgha_core::ClusterView, tx: &watch::Sender<Candidates>) {
+    let member = |name: &pgha_core::MemberName| {
+        let addr = view
+            .members
+            .get(name)?
+            .addresses
+            .get(pgha_agent::spec::POSTGRES_ADDRESS)?;
+        Some(Member::new(name.as_str(), addr.as_str()))
+    };
+    let candidates = Candidates {
+        leader: routing::write_candidate(view).and_then(member),
+        standbys: routing::read_candidates(view)
+            .into_iter()
+            .filter_map(member)
+            .collect(),
+    };
+    tx.send_if_modified(|current| {
+        let changed = *current != candidates;
+        *current = candidates;
+        changed
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgha_core::{MemberRecord, Ttl};
+    use pgha_store::{MemoryStore, TokioClock};
+
+    async fn publish(store: &MemoryStore, name: &str, writable: bool) {
+        let record = MemberRecord {
+            running: true,
+            in_recovery: !writable,
+            addresses: [(
+                pgha_agent::spec::POSTGRES_ADDRESS.to_string(),
+                format!("{name}:5432"),
+            )]
+            .into(),
+            ..MemberRecord::default()
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        store
+            .put_member(name, &json, Ttl::from_secs(60))
+            .await
+            .unwrap();
+    }
+
+    async fn leader_becomes(rx: &mut watch::Receiver<Candidates>, name: &str) -> bool {
+        let wanted = |c: &Candidates| c.leader.as_ref().is_some_and(|l| l.name == name);
+        let wait = rx.wait_for(|c| wanted(c));
+        tokio::time::timeout(Duration::from_secs(3), wait)
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The store changed hands (n1 → n2) and the read that the change woke up failed: the
+    /// feed must read again, not wait for a next change that a settled cluster may never
+    /// make (before: the proxy kept offering the old leader, and held writes for good).
+    #[tokio::test]
+    async fn a_failed_read_after_a_leader_change_is_retried() {
+        let store = MemoryStore::new(Arc::new(TokioClock::new()));
+        publish(&store, "n1", true).await;
+        publish(&store, "n2", false).await;
+        let ttl = Ttl::from_secs(60);
+        let first = store.acquire_leader("n1", ttl).await.unwrap();
+        let (tx, mut rx) = watch::channel(Candidates::default());
+        let shutdown = CancellationToken::new();
+        let feed = tokio::spawn(feed_candidates(
+            Arc::new(store.clone()),
+            tx,
+            shutdown.clone(),
+        ));
+        assert!(leader_becomes(&mut rx, "n1").await, "{:?}", *rx.borrow());
+        // The change and the outage together, before the feed task runs again.
+        store.release_leader("n1", first).await.unwrap();
+        store.acquire_leader("n2", ttl).await.unwrap();
+        publish(&store, "n1", false).await;
+        publish(&store, "n2", true).await;
+        store.set_reachable(false);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store.set_reachable(true);
+        let followed = leader_becomes(&mut rx, "n2").await;
+        shutdown.cancel();
+        let _ = feed.await;
+        assert!(followed, "candidates stayed {:?}", *rx.borrow());
     }
 }
