@@ -109,24 +109,43 @@ pub struct Summary {
     pub duration_s: f64,
     /// Stopped early by Ctrl-C (or a fault the cluster did not recover from).
     pub interrupted: bool,
+    /// Who led when the campaign started (and leads again after its clean-up).
     pub original_leader: String,
+    /// Who led once the faults ended (the primary whose rows are read back), before the
+    /// clean-up switches back; null when the cluster was not healthy by then.
     pub final_leader: Option<String>,
     pub writes_attempted: u64,
+    /// Writes whose commit was answered with success: each one must be on the final primary.
     pub writes_acknowledged: usize,
+    /// The acknowledged writes by the member that answered them.
     pub acknowledged_by_member: BTreeMap<String, usize>,
+    /// Reads through the read-only entry point that were answered.
     pub reads_ok: u64,
+    /// Acknowledged writes missing from the final primary.
     pub lost: usize,
     /// Up to 100 lost ids.
     pub lost_ids: Vec<i64>,
+    /// The lost writes as runs of ids, by the member and timeline that acknowledged them.
     pub lost_ranges: Vec<LostRange>,
+    /// Members that acknowledged writes sent or run after a newer primary acknowledged one:
+    /// two writers at once (a broken promise).
     pub two_writers: Vec<TwoWriters>,
+    /// Answers an old primary gave late to writes it ran before the newer one took over:
+    /// no second writer.
     pub late_acks: Vec<LateAcks>,
+    /// The writers' failed attempts, by class of error.
     pub client_errors: BTreeMap<String, usize>,
+    /// The reader's failed reads.
     pub reader_errors: usize,
+    /// Every fault injected, in order.
     pub faults: Vec<FaultReport>,
+    /// The faults by kind, with the spread of each measure.
     pub by_kind: Vec<KindReport>,
+    /// Who held the leader key from when to when.
     pub leadership: Vec<LeaderSpan>,
+    /// The promises broken, one line each (empty when none was).
     pub broken: Vec<String>,
+    /// What putting the cluster back did, or could not do, one line each.
     pub cleanup: Vec<String>,
     pub verdict: Verdict,
 }
