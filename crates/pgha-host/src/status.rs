@@ -59,15 +59,21 @@ pub struct MemberStatus {
     pub name: String,
     pub role: Role,
     pub state: State,
+    /// Where its PostgreSQL listens.
     pub host: String,
     pub port: u16,
+    /// The timeline its WAL is on (null when it does not answer).
     pub timeline: Option<u32>,
     /// Current WAL position on a primary; last received on a standby.
     pub lsn: Option<String>,
+    /// On a standby: the last WAL position it received and flushed (`pg_last_wal_receive_lsn()`).
     pub received_lsn: Option<String>,
+    /// On a standby: the last WAL position it replayed (`pg_last_wal_replay_lsn()`).
     pub replayed_lsn: Option<String>,
     /// How far the standby's replay is behind the primary's current position.
     pub lag_bytes: Option<u64>,
+    /// The replay lag the primary measures for it (`pg_stat_replication.replay_lag`; 0 when
+    /// it has replayed everything).
     pub lag_seconds: Option<f64>,
     /// As the primary's pg_stat_replication reports it: async, sync, potential, quorum.
     pub sync_state: Option<String>,
