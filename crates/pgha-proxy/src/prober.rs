@@ -157,6 +157,15 @@ impl Prober {
         &mut self,
         members: &[&Member],
     ) -> HashMap<String, Result<ProbeResult, ProbeError>> {
+        self.check_all_reporting(members, |_, _| {}).await
+    }
+
+    /// [`Prober::check_all`], handing each answer to `on_answer` as it comes in.
+    async fn check_all_reporting(
+        &mut self,
+        members: &[&Member],
+        mut on_answer: impl FnMut(&str, &Result<ProbeResult, ProbeError>),
+    ) -> HashMap<String, Result<ProbeResult, ProbeError>> {
         let mut set = JoinSet::new();
         for m in members {
             let client = self.clients.remove(&m.addr);
@@ -174,6 +183,7 @@ impl Prober {
                 self.clients.insert(addr.clone(), c);
                 r
             });
+            on_answer(&addr, &res);
             out.insert(addr, res);
         }
         out
@@ -183,8 +193,29 @@ impl Prober {
     /// that answered in-recovery become `ro`, with lag measured against that primary (unknown
     /// without one). `generation` is left at 0 for the caller.
     pub async fn probe(&mut self, c: &Candidates) -> Targets {
+        self.probe_reporting(c, |_| {}).await
+    }
+
+    /// [`Prober::probe`], handing what the lease holder's answer makes of `rw` to `on_leader`
+    /// as soon as it is in: the slowest standby (a hung one takes the whole `check_timeout`)
+    /// delays no primary.
+    async fn probe_reporting(
+        &mut self,
+        c: &Candidates,
+        mut on_leader: impl FnMut(Option<Backend>),
+    ) -> Targets {
         let members: Vec<&Member> = c.leader.iter().chain(c.standbys.iter()).collect();
-        let results = self.check_all(&members).await;
+        let as_primary = |m: &Member, answer: Option<&ProbeResult>| match answer {
+            Some(r) if !r.in_recovery => Some((Backend::new(&m.name, &m.addr), r.lsn)),
+            _ => None,
+        };
+        let results = self
+            .check_all_reporting(&members, |addr, res| {
+                if let Some(leader) = c.leader.as_ref().filter(|l| l.addr == addr) {
+                    on_leader(as_primary(leader, res.as_ref().ok()).map(|(b, _)| b));
+                }
+            })
+            .await;
         let answer = |m: &Member| match results.get(&m.addr) {
             Some(Ok(r)) => Some(r.clone()),
             Some(Err(e)) => {
@@ -193,10 +224,10 @@ impl Prober {
             }
             None => None,
         };
-        let primary = c.leader.as_ref().and_then(|m| match answer(m) {
-            Some(r) if !r.in_recovery => Some((Backend::new(&m.name, &m.addr), r.lsn)),
-            _ => None,
-        });
+        let primary = c
+            .leader
+            .as_ref()
+            .and_then(|m| as_primary(m, answer(m).as_ref()));
         let ro = c
             .standbys
             .iter()
@@ -218,8 +249,10 @@ impl Prober {
     }
 
     /// Probes every `interval` and at once when the candidates change, publishing changed targets
-    /// with a new generation. When the lease holder changes, `rw` is withdrawn immediately,
-    /// before the new one is confirmed. Returns on shutdown or when either channel closes.
+    /// with a new generation. When the lease holder changes, `rw` is withdrawn immediately
+    /// (the round under way is dropped), before the new one is confirmed; the holder's answer
+    /// is published as soon as it is in, whatever the standbys take. Returns on shutdown, or
+    /// when either channel closes (then with no target left: nothing feeds or reads it).
     pub async fn run(
         mut self,
         mut candidates: watch::Receiver<Candidates>,
@@ -248,22 +281,66 @@ impl Prober {
                 t.rw = None;
                 publish(t, &mut generation);
             }
-            let t = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                t = self.probe(&cands) => t,
+            let latest = candidates.clone();
+            let early = |rw: Option<Backend>| {
+                if latest.borrow().leader != cands.leader {
+                    return; // about a leader the store no longer names
+                }
+                let mut t = targets.borrow().clone();
+                t.ro.retain(|s| listed(&cands, s) && Some(&s.backend) != rw.as_ref());
+                t.rw = rw;
+                publish(t, &mut generation);
             };
-            // Candidates changed while probing: the answer may be about the old leader.
-            if !candidates.has_changed().unwrap_or(false) {
+            let round = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                changed = leader_change(&mut candidates, &cands.leader) => match changed {
+                    Ok(()) => continue,
+                    Err(_) => None,
+                },
+                t = self.probe_reporting(&cands, early) => Some(t),
+            };
+            let Some(mut t) = round else {
+                publish(Targets::none(), &mut generation);
+                return;
+            };
+            let now = candidates.borrow().clone();
+            if now.leader == cands.leader {
+                // Standbys may have changed meanwhile: only those still listed.
+                t.ro.retain(|s| listed(&now, s));
                 publish(t, &mut generation);
             }
             if targets.is_closed() {
                 return;
             }
+            if now != cands {
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = candidates.changed() => if r.is_err() { return },
+                r = candidates.changed() => if r.is_err() {
+                    publish(Targets::none(), &mut generation);
+                    return;
+                },
                 _ = tokio::time::sleep(self.config.interval) => {}
             }
+        }
+    }
+}
+
+/// Whether `standby` is among the standbys `c` lists.
+fn listed(c: &Candidates, standby: &Standby) -> bool {
+    c.standbys.iter().any(|m| m.addr == standby.backend.addr)
+}
+
+/// Waits until the candidates name a leader other than `leader` (`Err`: their sender is gone).
+async fn leader_change(
+    candidates: &mut watch::Receiver<Candidates>,
+    leader: &Option<Member>,
+) -> Result<(), watch::error::RecvError> {
+    loop {
+        candidates.changed().await?;
+        if candidates.borrow().leader != *leader {
+            return Ok(());
         }
     }
 }

@@ -332,6 +332,84 @@ async fn shutdown_tells_held_clients_and_stops() {
         .unwrap();
 }
 
+/// Waits up to `limit` for published targets satisfying `ok`; how long it took.
+async fn targets_within(
+    trx: &mut tokio::sync::watch::Receiver<Targets>,
+    limit: Duration,
+    ok: impl Fn(&Targets) -> bool,
+) -> Option<Duration> {
+    let started = Instant::now();
+    let waited = tokio::time::timeout(limit, trx.wait_for(|t| ok(t))).await;
+    waited.ok()?.ok()?;
+    Some(started.elapsed())
+}
+
+/// A standby that accepts connections and never answers (a host blackholed after the
+/// handshake, or a hung postmaster) makes every round last the whole check timeout. That must
+/// delay neither the withdrawal of a leader the store no longer names, nor the confirmation
+/// of the one it names; nor may standbys that keep changing keep the leader unconfirmed
+/// (before: both waited for the round, and a round whose standbys changed was thrown away).
+#[tokio::test]
+async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
+    let c = cluster();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = Member::new("hung", hung.local_addr().unwrap().to_string());
+    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
+    let primary = c.primary();
+    let led = Candidates {
+        leader: Some(member(primary.clone())),
+        standbys: vec![member(c.standby()), hung.clone()],
+    };
+    let (ctx, crx) = tokio::sync::watch::channel(led.clone());
+    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
+    let stop = pgha_proxy::CancellationToken::new();
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_millis(100);
+    cfg.check_timeout = Duration::from_secs(5);
+    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    let confirmed = targets_within(&mut trx, Duration::from_secs(10), is_primary).await;
+    assert!(
+        confirmed.is_some_and(|d| d < Duration::from_secs(2)),
+        "leader confirmed after {confirmed:?}"
+    );
+    // The store names no leader any more.
+    ctx.send_replace(Candidates {
+        leader: None,
+        ..led.clone()
+    });
+    let withdrawn = targets_within(&mut trx, Duration::from_secs(10), |t| t.rw.is_none()).await;
+    assert!(
+        withdrawn.is_some_and(|d| d < Duration::from_millis(500)),
+        "rw withdrawn after {withdrawn:?}"
+    );
+    // The leader back, while the standbys change every second.
+    ctx.send_replace(led.clone());
+    let churn = {
+        let ctx = ctx.clone();
+        let led = led.clone();
+        tokio::spawn(async move {
+            for round in 0.. {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut next = led.clone();
+                if round % 2 == 0 {
+                    next.standbys.pop();
+                }
+                ctx.send_replace(next);
+            }
+        })
+    };
+    let reconfirmed = targets_within(&mut trx, Duration::from_secs(12), is_primary).await;
+    churn.abort();
+    stop.cancel();
+    task.await.unwrap();
+    eprintln!("confirmed after {confirmed:?}, withdrawn after {withdrawn:?}, confirmed again with standbys changing after {reconfirmed:?}");
+    assert!(
+        reconfirmed.is_some_and(|d| d < Duration::from_secs(2)),
+        "with standbys changing, leader confirmed after {reconfirmed:?}"
+    );
+}
+
 #[tokio::test]
 async fn prober_confirms_primary_and_standbys() {
     let c = cluster();
