@@ -344,6 +344,33 @@ async fn targets_within(
     Some(started.elapsed())
 }
 
+/// The task that feeds the prober is gone (it ended or panicked): nobody can tell the proxy
+/// of a leader change any more, so it routes to nobody rather than to the last primary for
+/// good (before: the targets froze as last published).
+#[tokio::test]
+async fn without_its_feed_the_prober_leaves_no_target() {
+    let c = cluster();
+    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
+    let (ctx, crx) = tokio::sync::watch::channel(Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    });
+    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
+    let stop = pgha_proxy::CancellationToken::new();
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_millis(100);
+    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let primary = c.primary();
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(targets_within(&mut trx, limit, is_primary).await.is_some());
+    drop(ctx);
+    let nothing = |t: &Targets| t.rw.is_none() && t.ro.is_empty();
+    let emptied = targets_within(&mut trx, limit, nothing).await;
+    assert!(emptied.is_some(), "targets stayed {:?}", *trx.borrow());
+    task.await.unwrap();
+}
+
 /// A standby that accepts connections and never answers (a host blackholed after the
 /// handshake, or a hung postmaster) makes every round last the whole check timeout. That must
 /// delay neither the withdrawal of a leader the store no longer names, nor the confirmation
