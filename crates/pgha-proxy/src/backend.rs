@@ -66,6 +66,11 @@ pub(crate) async fn open_backend(
             Ok::<_, ProxyError>((stream, first))
         };
         match tokio::time::timeout(wait, attempt).await {
+            // The target changed while it answered: nothing reached the client yet, so the
+            // session goes to the current target, as one arriving now would.
+            Ok(Ok((_, Some(_)))) if lease.token.is_cancelled() => {
+                tracing::debug!(backend = %lease.addr(), "target changed during the startup")
+            }
             Ok(Ok((stream, Some(first)))) => {
                 return Ok(Opened {
                     stream,

@@ -264,15 +264,16 @@ where
                 None => ProxyError::Io(e),
             })
     };
+    // A revoked target first: not one more byte of a session that must close.
     tokio::select! {
         biased;
-        r = pump => r,
         _ = lease.token.cancelled() => {
             tracing::info!(backend = %lease.addr(), listener = ctx.router.role().as_str(),
                 "closing session: backend is no longer a valid target");
             Err(ProxyError::TargetChanged(lease.addr().to_string()))
         }
         _ = ctx.shared.shutdown.cancelled() => Err(ProxyError::Shutdown),
+        r = pump => r,
     }
 }
 

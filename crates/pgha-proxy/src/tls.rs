@@ -76,7 +76,7 @@ impl SslAnswer {
             }
             let (mut backend, lease) =
                 connect_held(&ctx.router, deadline, cfg.connect_timeout, shutdown, meter).await?;
-            match ask(&mut backend, cfg.connect_timeout).await {
+            match ask(&mut backend, within(deadline, cfg.connect_timeout)).await {
                 Ok(a) => {
                     self.learn(a);
                     return Ok(a);
@@ -165,7 +165,10 @@ async fn first_record(
 
 /// Connects a backend for a TLS session whose first record is `hello` (sending SSLRequest
 /// first, and requiring 'S', when `ssl_request`), forwards the record and relays. A client in
-/// a TLS handshake cannot read an ErrorResponse: without a backend it is just closed.
+/// a TLS handshake cannot read an ErrorResponse: without a backend it is just closed. Until
+/// the record is forwarded nothing reached the backend: a backend that does not answer the
+/// SSLRequest in time, or stops being the target meanwhile, is left for the current target,
+/// all within the hold `deadline`.
 async fn passthrough(
     ctx: &ListenerCtx,
     client: TcpStream,
@@ -176,28 +179,54 @@ async fn passthrough(
     let cfg = &ctx.shared.config;
     let mut meter = HoldMeter::new(&ctx.metrics);
     let shutdown = &ctx.shared.shutdown;
-    let held = connect_held(
-        &ctx.router,
-        deadline,
-        cfg.connect_timeout,
-        shutdown,
-        &mut meter,
-    );
-    let held = held.await;
-    drop(meter);
-    let Ok((mut backend, lease)) = held else {
-        return Ok(());
-    };
-    tune_socket(&backend, cfg);
-    if ssl_request {
-        let answer = ask(&mut backend, cfg.connect_timeout).await?;
-        ctx.ssl.learn(answer);
-        if answer != b'S' {
-            return Err(ProxyError::BackendRefusedTls(lease.addr().to_string()));
+    let (mut backend, lease) = loop {
+        let held = connect_held(
+            &ctx.router,
+            deadline,
+            cfg.connect_timeout,
+            shutdown,
+            &mut meter,
+        );
+        let Ok((mut backend, lease)) = held.await else {
+            return Ok(());
+        };
+        tune_socket(&backend, cfg);
+        if !ssl_request {
+            break (backend, lease);
         }
-    }
+        match ask(&mut backend, within(deadline, cfg.connect_timeout)).await {
+            Ok(_) if lease.token.is_cancelled() => {
+                tracing::debug!(backend = %lease.addr(), "target changed during the SSLRequest")
+            }
+            Ok(answer) => {
+                ctx.ssl.learn(answer);
+                if answer != b'S' {
+                    return Err(ProxyError::BackendRefusedTls(lease.addr().to_string()));
+                }
+                break (backend, lease);
+            }
+            Err(e) => {
+                tracing::debug!(backend = %lease.addr(), error = %e, "SSLRequest not answered")
+            }
+        }
+        drop((backend, lease));
+        if pause_before_retry(deadline, shutdown, &mut meter)
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    };
+    drop(meter);
     backend.write_all(&hello).await?;
     relay(ctx, client, backend, lease, None).await
+}
+
+/// What is left of `deadline`, at most `bound`.
+fn within(deadline: Instant, bound: Duration) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(bound)
 }
 
 /// Completes the TLS handshake record whose first bytes are `record` (possibly none): its

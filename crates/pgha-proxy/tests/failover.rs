@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fake::{until_ready, Auth, Fake};
 use common::*;
 use pgha_proxy::{Candidates, Member, Prober, ProberConfig};
 
@@ -114,4 +115,45 @@ async fn writer_sees_only_a_bounded_wait_during_failover() {
     assert!(p.metrics.snapshot().listener("rw").unwrap().held_total >= 1);
     p.shutdown.cancel();
     prober.await.unwrap();
+}
+
+/// The primary changes while a new session's startup is under way on the old one (slow to
+/// answer): the session goes to the new primary, as one that arrived a moment later would,
+/// instead of being handed the old one's answer and closed (before: the client got the old
+/// primary's ReadyForQuery, then a dropped connection).
+#[tokio::test]
+async fn a_session_whose_primary_changes_during_its_startup_goes_to_the_new_one() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (old, new) = (
+        Fake::start(b'N', Auth::Slow(600)).await,
+        Fake::start(b'N', Auth::Ok).await,
+    );
+    let p = TestProxy::start(targets_of(old.backend(), []), |cfg| {
+        cfg.hold_timeout = Duration::from_secs(10);
+    })
+    .await;
+    let rw = p.rw;
+    let client = tokio::spawn(async move {
+        let mut s = raw_client::startup(rw, &[("user", "app")]).await;
+        until_ready(&mut s).await;
+        // Still open a while later: not closed as a session of the old primary.
+        fake::closed_within(&mut s, Duration::from_millis(500)).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        old.accepted.load(SeqCst),
+        1,
+        "the startup went to the old primary"
+    );
+    p.set(|t| t.rw = Some(new.backend()));
+    let closed = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("the session was ready within 10 s")
+        .unwrap();
+    assert_eq!(closed, None, "the session was closed");
+    assert_eq!(
+        new.accepted.load(SeqCst),
+        1,
+        "the session went to the new primary"
+    );
 }

@@ -233,3 +233,38 @@ async fn max_client_conn_is_a_hard_cap_under_a_burst() {
     assert_eq!(rw.rejected, (2 * BURST - CAP) as u64);
     drop(sessions);
 }
+
+/// A TLS client's backend accepts the connection and never answers the SSLRequest: the
+/// session waits no longer than its hold bound (before: the backend's connect timeout, 3 s,
+/// past a 0.5 s bound, then an error instead of a try at the next target).
+#[tokio::test]
+async fn a_backend_silent_to_the_ssl_request_is_waited_for_within_the_hold_bound() {
+    let (tls, mute) = (
+        Fake::start(b'S', Auth::Ok).await,
+        Fake::start(MUTE, Auth::Ok).await,
+    );
+    let p = TestProxy::start(common::targets_of(tls.backend(), []), |cfg| {
+        cfg.hold_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A first session teaches the proxy its backends' 'S'.
+    let (mut s, answer) = ssl_request(p.rw).await;
+    assert_eq!(answer, b'S');
+    let hello = tls_record(300);
+    s.write_all(&hello).await.unwrap();
+    let mut echoed = vec![0u8; hello.len()];
+    s.read_exact(&mut echoed).await.unwrap();
+    p.set(|t| t.rw = Some(mute.backend()));
+    let started = Instant::now();
+    let (mut s, answer) = ssl_request(p.rw).await;
+    assert_eq!(answer, b'S', "answered from what the proxy learned");
+    s.write_all(&hello).await.unwrap();
+    let closed = closed_within(&mut s, Duration::from_secs(10)).await;
+    let after = started.elapsed();
+    assert!(closed.is_some(), "the session was never closed");
+    assert!(
+        after < Duration::from_millis(1500),
+        "closed {after:?} after the SSLRequest, with a 0.5 s hold bound"
+    );
+    assert!(mute.accepted.load(SeqCst) >= 1);
+}

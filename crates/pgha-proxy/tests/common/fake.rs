@@ -17,10 +17,15 @@ pub enum Auth {
     Ok,
     /// AuthenticationCleartextPassword, then wait for a password that is never checked.
     Stall,
+    /// As `Ok`, after this many milliseconds (a member slow to take a session).
+    Slow(u64),
 }
 
+/// What a [`Fake`] started with it answers to SSLRequest: nothing, ever (a hung backend).
+pub const MUTE: u8 = 0;
+
 /// A fake PostgreSQL: answers SSLRequest with `ssl` ('S': then echoes bytes, standing in for
-/// TLS), direct TLS by echoing, a startup as `auth` says. Counts connections.
+/// TLS; [`MUTE`]: never), direct TLS by echoing, a startup as `auth` says. Counts connections.
 pub struct Fake {
     pub addr: SocketAddr,
     /// Connections accepted since start.
@@ -77,13 +82,21 @@ async fn serve(mut s: TcpStream, ssl: u8, auth: Auth, pid: u32) -> std::io::Resu
         if body[..4] != wire::SSL_REQUEST.to_be_bytes() {
             break;
         }
+        if ssl == MUTE {
+            let mut sink = [0u8; 256];
+            while s.read(&mut sink).await? > 0 {}
+            return Ok(());
+        }
         s.write_all(&[ssl]).await?;
         if ssl == b'S' {
             return echo(s).await;
         }
     }
+    if let Auth::Slow(ms) = auth {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     match auth {
-        Auth::Ok => {
+        Auth::Ok | Auth::Slow(_) => {
             let mut reply = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'K', 0, 0, 0, 12];
             reply.extend_from_slice(&pid.to_be_bytes());
             reply.extend_from_slice(&7u32.to_be_bytes());
