@@ -477,18 +477,7 @@ async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
     std::fs::write(&marker, "from before the re-clone").unwrap();
     let out = c.ok("reinit", &["n3", "--force"]);
     assert!(out.contains("old data kept in"), "{out}");
-    let member_dir = c.data_dir("n3").parent().unwrap().to_path_buf();
-    let kept: Vec<_> = std::fs::read_dir(&member_dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("data.old-")
-        })
-        .collect();
+    let kept = old_data_dirs(c.data_dir("n3").parent().unwrap());
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(
         kept[0].join("reinit-marker").exists(),
@@ -500,6 +489,40 @@ async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
     let (rows, _) = c.wait_identical("n1", &["n2", "n3"]).await;
     assert_eq!(rows, 20);
     assert!(!marker.exists(), "n3 was not re-cloned");
+
+    // A data directory that lost its PG_VERSION reads as no data: the member clones again,
+    // and the files that were there are kept aside, not deleted (before: removed as "an
+    // empty, uninitialised data directory").
+    c.ok("stop", &["n2"]);
+    std::fs::remove_file(c.data_dir("n2").join("PG_VERSION")).unwrap();
+    let member_dir = c.data_dir("n2").parent().unwrap().to_path_buf();
+    c.ok("start", &["n2"]);
+    c.wait_converged("n1", &[]).await;
+    let kept = old_data_dirs(&member_dir);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].join("global/pg_control").exists() && kept[0].join("base").is_dir(),
+        "n2's old files were not kept in {}",
+        kept[0].display()
+    );
+    c.write("n1", "again", 20..30).await;
+    let (rows, _) = c.wait_identical("n1", &["n2", "n3"]).await;
+    assert_eq!(rows, 30);
+}
+
+/// The `data.old-*` directories in `member_dir`.
+fn old_data_dirs(member_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(member_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("data.old-")
+        })
+        .collect()
 }
 
 /// Issue 14: a scheduled switchover waits for its instant (shown in `pgha status` until then),

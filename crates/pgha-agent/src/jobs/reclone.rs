@@ -55,27 +55,8 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         ctx.stop_any(StopMode::Fast).await?;
     }
     inst.create_member_dir()?;
+    clear_the_way(inst, spec.name.as_str(), move_aside)?;
     let data = inst.data_dir();
-    if data.exists() {
-        if inst.is_initialized() {
-            if !move_aside {
-                return Err(JobError::Refused(format!(
-                    "{} holds a data directory; refusing to overwrite it without moving it aside",
-                    data.display()
-                )));
-            }
-            let aside = aside_path(&inst.member_dir)?;
-            tracing::warn!(
-                "{}: moving the old data directory aside to {} before re-cloning (kept, not deleted)",
-                spec.name,
-                aside.display()
-            );
-            std::fs::rename(&data, &aside).map_err(io("move the old data directory aside"))?;
-        } else {
-            std::fs::remove_dir_all(&data)
-                .map_err(io("remove an empty, uninitialised data directory"))?;
-        }
-    }
     // the directory an incomplete rewind left is aside (or was never there): forget it
     inst.clear_rewind_marker()?;
     let staging = inst.member_dir.join("data.partial");
@@ -122,6 +103,33 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     ctx.start_or_wait().await
 }
 
+/// Makes room for a clone at `data`: an initialised data directory is moved aside (only when
+/// `move_aside`: otherwise the clone is refused), an empty one removed; one that is not
+/// initialised but holds files (a lost `PG_VERSION`, a restore under way, an unreadable
+/// directory) is moved aside too, never deleted: it may be the only copy of something.
+fn clear_the_way(inst: &pgha_pg::Instance, name: &str, move_aside: bool) -> Result<(), JobError> {
+    let data = inst.data_dir();
+    if !data.exists() {
+        return Ok(());
+    }
+    if inst.is_initialized() && !move_aside {
+        return Err(JobError::Refused(format!(
+            "{} holds a data directory; refusing to overwrite it without moving it aside",
+            data.display()
+        )));
+    }
+    let empty = std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_none());
+    if empty {
+        return std::fs::remove_dir(&data).map_err(io("remove an empty data directory"));
+    }
+    let aside = aside_path(&inst.member_dir)?;
+    tracing::warn!(
+        "{name}: moving the old data directory aside to {} before re-cloning (kept, not deleted)",
+        aside.display()
+    );
+    std::fs::rename(&data, &aside).map_err(io("move the old data directory aside"))
+}
+
 /// Whether the clone source runs as a primary (`false` too when it cannot be asked: then no
 /// slot is left anywhere; pg_basebackup streams the WAL it needs as it goes).
 async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bool {
@@ -136,7 +144,43 @@ async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bo
 
 #[cfg(test)]
 mod tests {
-    use super::{aside_path, MAX_KEPT_ASIDE};
+    use super::{aside_path, clear_the_way, MAX_KEPT_ASIDE};
+
+    /// A data directory without `PG_VERSION` that still holds files (reported as missing: a
+    /// lost file, a restore under way) is moved aside before a clone, not deleted (before:
+    /// removed as "an empty, uninitialised data directory"); an empty one is removed.
+    #[test]
+    fn a_data_directory_that_is_not_initialised_but_holds_files_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = crate::test_spec::spec(dir.path());
+        let inst = &spec.instance;
+        let table = inst.data_dir().join("base/1/16384");
+        std::fs::create_dir_all(table.parent().unwrap()).unwrap();
+        std::fs::write(&table, "rows").unwrap();
+        assert!(!inst.is_initialized());
+        clear_the_way(inst, "n1", false).unwrap();
+        assert!(!inst.data_dir().exists());
+        let aside: Vec<_> = std::fs::read_dir(&inst.member_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("data.old-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(
+            std::fs::read_to_string(aside[0].join("base/1/16384")).unwrap(),
+            "rows"
+        );
+        std::fs::create_dir(inst.data_dir()).unwrap();
+        clear_the_way(inst, "n1", false).unwrap();
+        assert!(!inst.data_dir().exists(), "an empty one is removed");
+        std::fs::create_dir(inst.data_dir()).unwrap();
+        std::fs::write(inst.data_dir().join("PG_VERSION"), "15\n").unwrap();
+        assert!(
+            clear_the_way(inst, "n1", false).is_err(),
+            "initialised: refused without move_aside"
+        );
+    }
 
     /// Issue 11: moved-aside data directories get unique names, and a member that already
     /// keeps two refuses to move a third (pgha deletes none: it stops and says which).
