@@ -28,6 +28,14 @@ pub enum Untrusted {
          `chmod 600 {path}`"
     )]
     SecretsExposed { path: PathBuf, mode: u32 },
+    #[error(
+        "pgha writes in {} as root, but a directory above it is not safe: {above}",
+        .path.display()
+    )]
+    Above {
+        path: PathBuf,
+        above: Box<Untrusted>,
+    },
     #[error("cannot check {path}: {source}")]
     Unreadable {
         path: PathBuf,
@@ -63,6 +71,40 @@ pub fn check(path: &Path) -> Result<(), Untrusted> {
         who,
         mode,
     })
+}
+
+/// Every directory above `path` — as written and as resolved through symbolic links — is
+/// trusted as [`check`] says, or is a sticky directory (such as /tmp: nobody may rename or
+/// remove what others own in it) that [`check`] would trust but for that. Whoever could write
+/// one of them could put another directory, or a link, where pgha writes as root; such as
+/// the PostgreSQL OS user, were the directory in its home (`sudo pgha up --dir ~postgres/x`).
+pub fn check_ancestors(path: &Path) -> Result<(), Untrusted> {
+    let absolute = std::path::absolute(path).map_err(|source| Untrusted::Unreadable {
+        path: path.into(),
+        source,
+    })?;
+    let mut chains = vec![absolute.clone()];
+    if let Ok(resolved) = std::fs::canonicalize(&absolute) {
+        chains.push(resolved);
+    }
+    for chain in &chains {
+        for dir in chain.ancestors().skip(1) {
+            let Ok(meta) = std::fs::metadata(dir) else {
+                continue; // not there yet: created by pgha, as root
+            };
+            match check(dir) {
+                Err(Untrusted::Writable { .. }) if meta.mode() & 0o1000 != 0 => {}
+                Err(above) => {
+                    return Err(Untrusted::Above {
+                        path: path.into(),
+                        above: Box::new(above),
+                    })
+                }
+                Ok(()) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A secrets file: trusted as [`check`] says, and readable by its owner only.
@@ -152,6 +194,50 @@ mod tests {
         let err = check_secrets(&secrets).unwrap_err();
         assert!(matches!(err, Untrusted::SecretsExposed { mode: 0o644, .. }));
         assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    /// A directory above the one pgha writes in as root, owned or writable by someone else,
+    /// is refused; a sticky one (as /tmp) is not; a link is judged by where it leads and by
+    /// the directory it sits in.
+    #[test]
+    fn directories_above_must_be_trusted_too() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test hands a directory to another user: run it as root (CI does)"
+        );
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        let cluster = home.join("cluster");
+        std::fs::create_dir_all(&cluster).unwrap();
+        check_ancestors(&cluster).unwrap();
+        check_ancestors(&cluster.join("not-yet")).unwrap();
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+        let err = check_ancestors(&cluster).unwrap_err();
+        assert!(
+            matches!(&err, Untrusted::Above { above, .. } if matches!(**above, Untrusted::Owner { owner: 65534, .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a directory above it"), "{err}");
+        std::os::unix::fs::chown(&home, Some(0), Some(0)).unwrap();
+        chmod(&home, 0o777);
+        assert!(check_ancestors(&cluster).is_err());
+        chmod(&home, 0o1777);
+        check_ancestors(&cluster).unwrap();
+        chmod(&home, 0o755);
+        // Through a link in a directory others may write: refused though the target is fine.
+        let open = root.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        chmod(&open, 0o777);
+        let link = open.join("link");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        assert!(check_ancestors(&link.join("cluster")).is_err());
+        // A trusted link to a directory in one others own: refused.
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir_all(elsewhere.join("cluster")).unwrap();
+        std::os::unix::fs::chown(&elsewhere, Some(65534), Some(65534)).unwrap();
+        let trusted_link = root.path().join("trusted-link");
+        std::os::unix::fs::symlink(&elsewhere, &trusted_link).unwrap();
+        assert!(check_ancestors(&trusted_link.join("cluster")).is_err());
     }
 
     #[test]

@@ -270,3 +270,30 @@ async fn url_of_an_unknown_member_lists_the_members() {
         "{url}"
     );
 }
+
+/// A cluster directory below one the PostgreSQL OS user owns (`sudo pgha up --dir
+/// ~postgres/demo`) is refused before anything is written: that user could put a link where
+/// pgha, as root, creates and chowns directories and writes the lease file.
+#[test]
+fn a_directory_below_one_another_user_owns_is_refused() {
+    let tmp = test_dir();
+    let home = tmp.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let postgres = nix::unistd::User::from_name("postgres")
+        .unwrap()
+        .expect("the postgres OS user");
+    std::os::unix::fs::chown(&home, Some(postgres.uid.as_raw()), None).unwrap();
+    let dir = home.join("demo");
+    let err = up_fails(&[
+        "up",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--port",
+        &free_base_port(3).to_string(),
+    ]);
+    assert!(
+        err.contains("a directory above it is not safe") && err.contains(home.to_str().unwrap()),
+        "{err}"
+    );
+    assert!(!dir.exists(), "pgha up created {}", dir.display());
+}

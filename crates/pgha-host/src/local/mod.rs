@@ -66,6 +66,7 @@ impl LocalCluster {
             .into());
         }
         pgha_pg::trust::check(&dir)?;
+        pgha_pg::trust::check_ancestors(&dir)?;
         pgha_pg::trust::check(&config_file)?;
         let config = Config::load(&config_file)?;
         let secrets = Secrets::load(&dir.join(SECRETS_FILE))?;

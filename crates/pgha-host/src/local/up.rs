@@ -212,6 +212,7 @@ fn prepare(args: &UpArgs, dir: &Path) -> anyhow::Result<(LocalCluster, bool)> {
     if dir.exists() {
         pgha_pg::trust::check(dir)?;
     }
+    pgha_pg::trust::check_ancestors(dir)?;
     let config_file = dir.join(CONFIG_FILE);
     if config_file.is_file() {
         pgha_pg::trust::check(&config_file)?;

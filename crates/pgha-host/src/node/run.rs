@@ -22,6 +22,8 @@ use systemd::serve_systemd;
 pub async fn agent(file: &Path) -> anyhow::Result<()> {
     let notify = Notifier::from_env();
     let node = Node::load(file)?;
+    // Root writes the lease and failsafe files beside the member directory, and creates it.
+    pgha_pg::trust::check_ancestors(&node.config.member.dir)?;
     if node.config.tls.is_none() {
         tracing::warn!(
             "{}: no [tls] section: replication and pgha's connections to PostgreSQL are not \
