@@ -131,7 +131,7 @@ impl Member {
     /// cluster lives on, and a new, empty primary would take the clients. It never does once
     /// it has seen the cluster's identifier, nor while a member publishes data. (A leader's
     /// term alone proves nothing: a bootstrap that failed had one.)
-    fn cluster_exists_elsewhere(&self, view: &ClusterView) -> Option<Reason> {
+    pub(crate) fn cluster_exists_elsewhere(&self, view: &ClusterView) -> Option<Reason> {
         let with_data = view
             .members
             .iter()

@@ -40,6 +40,9 @@ impl Member {
         }
         let system_id = match local.data {
             DataDir::Missing if view.initialize.is_none() => {
+                if let Some(reason) = self.cluster_exists_elsewhere(view) {
+                    return self.release(lease, reason, plan);
+                }
                 self.promotion = Some(Promotion {
                     kind: EventKind::Bootstrap,
                     from: None,

@@ -13,6 +13,11 @@ pub struct DataOnDisk {
     pub initialised: bool,
     /// `standby.signal` is present: the data is a standby's.
     pub standby_signal: bool,
+    /// A rewind began on it and did not finish (`rewind-incomplete`): its files mix two
+    /// histories, so it is nobody's primary data.
+    pub rewind_incomplete: bool,
+    /// The member remembers the cluster it belonged to (`cluster-id`), data or not.
+    pub knows_cluster: bool,
 }
 
 /// Why no member is given the leader key of a restarting local cluster: its members then hold
@@ -24,6 +29,9 @@ pub enum SeedRefusal {
     NoPrimaryData,
     /// Several members hold a primary's data: giving the key to one would pick a history.
     SeveralPrimaries(Vec<MemberName>),
+    /// No member has data, but these belonged to a cluster: its data is gone or not mounted,
+    /// and a member given the key would initialise a new, empty one in its place.
+    DataGone(Vec<MemberName>),
 }
 
 impl fmt::Display for SeedRefusal {
@@ -38,6 +46,18 @@ impl fmt::Display for SeedRefusal {
                 f,
                 "members {} all hold primary data directories (a failover the cluster stopped \
                  during): they start as standbys and elect the one with the newest data",
+                names
+                    .iter()
+                    .map(MemberName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            SeedRefusal::DataGone(names) => write!(
+                f,
+                "no member has a data directory, but {} belonged to a cluster (cluster-id \
+                 beside the member directory): its data is gone or not mounted, and pgha does \
+                 not initialise a new cluster in its place; mount the data again, or remove \
+                 the member directories to start an empty cluster",
                 names
                     .iter()
                     .map(MemberName::as_str)
@@ -64,11 +84,19 @@ pub fn seed_leader(
     }
     let initialised: Vec<&DataOnDisk> = disks.iter().filter(|d| d.initialised).collect();
     if initialised.is_empty() {
+        let knew: Vec<MemberName> = disks
+            .iter()
+            .filter(|d| d.knows_cluster)
+            .map(|d| d.member.clone())
+            .collect();
+        if !knew.is_empty() {
+            return Err(SeedRefusal::DataGone(knew));
+        }
         return Ok(disks.first().map(|d| d.member.clone()));
     }
     let primaries: Vec<MemberName> = initialised
         .iter()
-        .filter(|d| !d.standby_signal)
+        .filter(|d| !d.standby_signal && !d.rewind_incomplete)
         .map(|d| d.member.clone())
         .collect();
     match primaries.as_slice() {
@@ -103,7 +131,36 @@ mod tests {
             member: MemberName::new(name),
             initialised,
             standby_signal,
+            rewind_incomplete: false,
+            knows_cluster: initialised,
         }
+    }
+
+    /// A half-rewound directory (no standby.signal: pg_rewind writes none) is nobody's
+    /// primary data; and members that belonged to a cluster whose data is all gone get no
+    /// new, empty cluster (before: the first member was seeded and initialised one).
+    #[test]
+    fn half_rewound_or_vanished_data_is_never_seeded() {
+        let half = DataOnDisk {
+            rewind_incomplete: true,
+            ..disk("n1", true, false)
+        };
+        let disks = [half.clone(), disk("n2", true, false)];
+        assert_eq!(seed_leader(false, &disks), Ok(Some(MemberName::new("n2"))));
+        assert_eq!(
+            seed_leader(false, &[half, disk("n2", true, true)]),
+            Err(SeedRefusal::NoPrimaryData)
+        );
+        let gone = DataOnDisk {
+            knows_cluster: true,
+            ..disk("n2", false, false)
+        };
+        let refused = seed_leader(false, &[disk("n1", false, false), gone]);
+        assert_eq!(
+            refused,
+            Err(SeedRefusal::DataGone(vec![MemberName::new("n2")]))
+        );
+        assert!(refused.unwrap_err().to_string().contains("not mounted"));
     }
 
     #[test]

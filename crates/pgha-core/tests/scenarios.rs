@@ -1186,6 +1186,23 @@ fn a_store_that_lost_its_keys_gets_no_new_cluster() {
     let d = n3.step(&obs(0, LocalPg::default(), &empty, vec![]));
     assert_reason!(d, Reason::StoreLostItsCluster { with_data: None });
     assert!(!acquires(&d), "{:?}", d.actions);
+    // Given the key all the same (seeded by `pgha up`), it lets go of it instead of
+    // initialising (before: it bootstrapped an empty cluster in its place)
+    let seeded = View(ClusterView::default()).leader("n3", 1);
+    n3.step(&obs(10, LocalPg::default(), &seeded, vec![]));
+    let renewal = Outcome::LeaderRenewed {
+        requested_at: Millis(10),
+        revision: 1,
+        ttl: ClusterConfig::default().ttl(),
+    };
+    let d = n3.step(&obs(20, LocalPg::default(), &seeded, vec![renewal]));
+    assert_reason!(d, Reason::StoreLostItsCluster { with_data: None });
+    assert!(
+        !has(&d, |a| matches!(a, Action::Bootstrap)),
+        "{:?}",
+        d.actions
+    );
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
 }
 
 #[test]
