@@ -63,6 +63,17 @@ pub enum PgError {
     #[error("{what} timed out after {seconds} s")]
     Timeout { what: String, seconds: u64 },
 
+    #[error(
+        "member {member}: not starting {}: a rewind began on it and did not finish \
+         ({marker} is there), so its files mix two histories; it is re-cloned from the leader",
+        .data.display(), marker = .marker.display()
+    )]
+    RewindIncomplete {
+        member: String,
+        data: std::path::PathBuf,
+        marker: std::path::PathBuf,
+    },
+
     #[error("SQL on {member}: {source}")]
     Sql {
         member: String,

@@ -197,6 +197,13 @@ impl Instance {
     /// failure the error carries the tail of the member's log. A standby is started with its
     /// fencing disarmed: only a lease holder arms it.
     pub async fn start(&self, timeout: Duration) -> Result<()> {
+        if self.rewind_incomplete() {
+            return Err(PgError::RewindIncomplete {
+                member: self.name.clone(),
+                data: self.data_dir(),
+                marker: self.rewind_marker(),
+            });
+        }
         let lease = self.lease_file();
         if self.has_standby_signal() {
             lease.disarm()?;
@@ -383,5 +390,23 @@ mod tests {
         assert_eq!(cd.cluster_state, "in production");
         assert_eq!(cd.checkpoint_timeline, 3);
         assert_eq!(cd.checkpoint_lsn, 0x3000060);
+    }
+
+    /// A directory a rewind left unfinished is never started, whichever path asks for it (a
+    /// leader restarting its primary, a seeded leader, a start job): only a re-clone, which
+    /// moves it aside, clears the mark.
+    #[tokio::test]
+    async fn a_half_rewound_directory_is_never_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as);
+        inst.create_member_dir().unwrap();
+        std::fs::write(inst.rewind_marker(), "").unwrap();
+        let err = inst.start(Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, PgError::RewindIncomplete { .. }), "{err}");
+        assert!(err.to_string().contains("re-cloned"), "{err}");
+        inst.clear_rewind_marker().unwrap();
+        assert!(!inst.rewind_incomplete());
     }
 }
