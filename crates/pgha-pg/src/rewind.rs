@@ -14,7 +14,10 @@ use crate::source::SourceServer;
 ///
 /// The data directory is marked ([`Instance::rewind_marker`], written and synced first) for
 /// as long as pg_rewind may have changed part of it: a rewind that fails or is cut short
-/// leaves the mark, and the member re-clones instead of starting that directory.
+/// leaves the mark, and the member re-clones instead of starting that directory. The mark
+/// stays after a rewind that succeeded too: pg_rewind copied the source's configuration
+/// files and wrote no `standby.signal`, so the caller clears it
+/// ([`Instance::clear_rewind_marker`]) once the member's own configuration is back.
 pub async fn rewind(
     instance: &Instance,
     source: &SourceServer<'_>,
@@ -46,7 +49,7 @@ pub async fn rewind(
         &instance.run_as,
     )?;
     run(cmd, "pg_rewind", timeout).await?;
-    instance.clear_rewind_marker()
+    Ok(())
 }
 
 /// Starts PostgreSQL in single-user mode on the data directory and exits at once, so crash

@@ -28,8 +28,10 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
     );
     let source = ctx.source(&up, &spec.superuser);
     rewind(inst, &source, REWIND_TIMEOUT).await?;
-    // pg_rewind copied the source's configuration files: put this member's back.
+    // pg_rewind copied the source's configuration files: put this member's back (with its
+    // standby.signal); only then is the directory whole again.
     ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
+    inst.clear_rewind_marker()?;
     ctx.ensure_own_slot_on(&up).await;
     ctx.start_standby().await
 }
