@@ -291,6 +291,20 @@ pub async fn watch_wakes_on_writes_and_expiry(h: &dyn Harness) {
     assert!(seen <= snap.revision);
 }
 
+/// A lease that a read finds expired (nobody watching when its time came) is still a change
+/// the watch reports: the in-memory store once expired it inside the read and told nobody,
+/// so a failover waited for the agents' loop instead of the watch.
+pub async fn an_expiry_found_by_a_read_wakes_the_watch(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let mut watch = store.watch().await.unwrap();
+    store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
+    next_change(&mut watch).await;
+    h.pass(h.ttl()).await;
+    store.snapshot().await.unwrap();
+    next_change(&mut watch).await;
+    assert_eq!(store.snapshot().await.unwrap().leader, None);
+}
+
 /// Every case, sequentially (for backends tested from one test function).
 pub async fn run_all(h: &dyn Harness) {
     leader_is_exclusive(h).await;
@@ -304,6 +318,7 @@ pub async fn run_all(h: &dyn Harness) {
     initialize_is_create_if_absent(h).await;
     history_keeps_append_order(h).await;
     watch_wakes_on_writes_and_expiry(h).await;
+    an_expiry_found_by_a_read_wakes_the_watch(h).await;
 }
 
 /// Generates one `#[tokio::test]` per contract case for the harness built by `$make`.
@@ -321,7 +336,8 @@ macro_rules! store_contract_tests {
             leader_only_writes,
             initialize_is_create_if_absent,
             history_keeps_append_order,
-            watch_wakes_on_writes_and_expiry
+            watch_wakes_on_writes_and_expiry,
+            an_expiry_found_by_a_read_wakes_the_watch
         );
     };
     (@cases $make:expr; $($case:ident),*) => {

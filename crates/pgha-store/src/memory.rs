@@ -154,13 +154,17 @@ impl MemoryStore {
         if !state.reachable {
             return Err(StoreError::Unavailable("partitioned (test hook)".into()));
         }
-        state.expire(now);
+        // Read before expiring: a lease this call finds expired is a change watchers hear of.
         let before = state.durable.revision;
+        state.expire(now);
+        let saved = (durable_write && self.inner.file.is_some()).then(|| state.durable.clone());
         let result = f(&mut state);
         let after = state.durable.revision;
-        if durable_write && result.is_ok() {
-            if let Some(file) = &self.inner.file {
-                persist::save(file, &state.durable)?;
+        if let (Some(file), Some(saved), true) = (&self.inner.file, saved, result.is_ok()) {
+            if let Err(e) = persist::save(file, &state.durable) {
+                // Not written down: not written at all (a retry must not find it done).
+                state.durable = saved;
+                return Err(e);
             }
         }
         drop(state);

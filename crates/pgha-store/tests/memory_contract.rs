@@ -106,3 +106,29 @@ async fn tokio_clock_expires_leases_in_real_time() {
     watch.changed().await.unwrap();
     assert_eq!(shared.snapshot().await.unwrap().leader, None);
 }
+
+/// A durable write the file could not take is refused and not kept: a retry (an initialise
+/// with `Guard::Absent`, a history append) must not find it done, and nobody may act on a
+/// value the next start would not have (before: kept in memory, reported failed).
+#[tokio::test]
+async fn a_write_the_file_cannot_take_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.json");
+    let store = MemoryStore::persistent(Arc::new(ManualClock::new()), &file).unwrap();
+    store.put(Key::Config, "x", Guard::Any).await.unwrap();
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let refused = store.put(Key::Initialize, "7", Guard::Absent).await;
+    assert!(
+        matches!(refused, Err(StoreError::Persistence(_))),
+        "{refused:?}"
+    );
+    let appended = store.append_history("failover", Guard::Any).await;
+    assert!(appended.is_err(), "{appended:?}");
+    let snap = store.snapshot().await.unwrap();
+    assert!(
+        snap.get(Key::Initialize).is_none(),
+        "the refused write was kept"
+    );
+    assert!(snap.history.is_empty(), "the refused append was kept");
+    assert_eq!(snap.get(Key::Config).unwrap().value, "x");
+}
