@@ -21,6 +21,8 @@ mod convert;
 mod endpoints;
 mod leases;
 mod operations;
+#[cfg(test)]
+mod pending_move_tests;
 mod watch;
 
 use crate::error::StoreError;
@@ -52,6 +54,10 @@ pub struct EtcdStore {
     /// By holder: the lease its leader key was last kept alive on (a renewal then keeps it
     /// alive in the same round trip as it checks the key).
     leader_leases: Arc<Mutex<HashMap<String, KnownLease>>>,
+    /// By holder: a lease its leader key was being moved to (a ttl change) by a write whose
+    /// answer never came. That write may still land; the next renewal revokes the lease first,
+    /// so that it cannot.
+    pending_moves: Arc<Mutex<HashMap<String, i64>>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -139,6 +145,7 @@ impl EtcdStore {
             timeout,
             member_leases: Arc::default(),
             leader_leases: Arc::default(),
+            pending_moves: Arc::default(),
         })
     }
 

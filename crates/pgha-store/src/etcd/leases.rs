@@ -87,6 +87,21 @@ impl EtcdStore {
         };
     }
 
+    /// The lease a move of `holder`'s leader key was sent to without an answer, if any.
+    pub(super) fn pending_move(&self, holder: &str) -> Option<i64> {
+        let moves = self.pending_moves.lock().expect("pending move lock");
+        moves.get(holder).copied()
+    }
+
+    /// Remembers (or, with `None`, forgets) a move of `holder`'s leader key under way.
+    pub(super) fn set_pending_move(&self, holder: &str, lease: Option<i64>) {
+        let mut moves = self.pending_moves.lock().expect("pending move lock");
+        match lease {
+            Some(id) => moves.insert(holder.to_string(), id),
+            None => moves.remove(holder),
+        };
+    }
+
     /// Puts `members/<name>` on this member's lease: the known one, kept alive in the same
     /// round trip as the put (one round trip in steady state), or a new one (then the old
     /// lease, of another TTL, is revoked once nothing uses it).

@@ -56,6 +56,14 @@ impl Store for EtcdStore {
         let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
         let renewal = async {
+            if let Some(moved) = self.pending_move(holder) {
+                // A move to a new lease whose answer never came may still land, onto a lease
+                // nobody keeps alive: revoke that lease first (a put onto it then fails).
+                // Had the move landed, the key goes with the lease, the read below finds it
+                // gone, and the holder steps down.
+                self.revoke(moved).await?;
+                self.set_pending_move(holder, None);
+            }
             let txn = Txn::new()
                 .when(self.leader_is(holder, revision))
                 .and_then([TxnOp::get(leader.clone(), None)])
@@ -97,7 +105,12 @@ impl Store for EtcdStore {
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
             let fresh = self.grant(wanted).await?;
             let txn = self.put_leader_if(self.leader_is(holder, revision), holder, fresh.id);
-            let resp = self.txn(txn).await?;
+            self.set_pending_move(holder, Some(fresh.id));
+            let resp = self.txn(txn).await;
+            if resp.is_ok() {
+                self.set_pending_move(holder, None); // answered: landed or not, it is known
+            }
+            let resp = resp?;
             if !resp.succeeded() {
                 let _ = self.revoke(fresh.id).await;
                 let found = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
