@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pgha_core::{Action, MemberName, Millis, Outcome};
-use pgha_pg::probe::{drop_slot, ensure_slot};
+use pgha_pg::probe::{drop_slot, ensure_slot, reset_alter_system};
 use pgha_store::{Guard, Key, StoreError};
 use serde::Serialize;
 
@@ -147,6 +147,22 @@ impl Agent {
                         tracing::info!("{name}: dropped replication slot {slot}");
                     }
                 }
+            }
+            Action::UndoAlterSystem { parameters } => {
+                // Only names from pgha's own list reach SQL.
+                let owned: Vec<&str> = pgha_pg::conf::OWNED_PARAMETERS
+                    .iter()
+                    .copied()
+                    .filter(|p| parameters.iter().any(|q| q == p))
+                    .collect();
+                let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
+                let client = client.ok_or(ActionError::LocalUnreachable)?;
+                within_sql_timeout(reset_alter_system(client, name, &owned)).await?;
+                tracing::warn!(
+                    "{name}: {} set with ALTER SYSTEM, which overrides what pgha sets: reset \
+                     (pgha owns it; cluster-wide settings go through `pgha config set`)",
+                    owned.join(", ")
+                );
             }
             other => return Err(ActionError::NotQuick(action_name(other))),
         }

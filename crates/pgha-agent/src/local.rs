@@ -7,7 +7,7 @@ use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
 use pgha_pg::logical_slots::logical_slots;
-use pgha_pg::probe::{list_slots, probe, PgState};
+use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState};
 use tokio_postgres::Client;
 
 use crate::spec::{postgres_address, NodeSpec};
@@ -108,9 +108,15 @@ impl LocalProbe {
             return silent;
         }
         match state {
-            Some((state, slots, synced_slots)) => {
+            Some(Probed {
+                state,
+                slots,
+                synced_slots,
+                altered,
+            }) => {
                 local.running = true;
                 local.synced_slots = synced_slots;
+                local.altered_by_alter_system = altered;
                 local.in_recovery = state.in_recovery;
                 local.timeline = Timeline(state.timeline.unwrap_or(0));
                 local.lsn = Lsn(state.position().unwrap_or(0));
@@ -160,13 +166,10 @@ impl LocalProbe {
         local
     }
 
-    /// The local PostgreSQL's state, its physical slots, and on a 17+ standby how many
-    /// synchronized logical slots a promotion would find usable.
-    async fn probe(
-        &mut self,
-        spec: &NodeSpec,
-        limit: Duration,
-    ) -> Option<(PgState, Vec<String>, u32)> {
+    /// The local PostgreSQL's state, its physical slots, on a 17+ standby how many
+    /// synchronized logical slots a promotion would find usable, and the settings pgha owns
+    /// that `ALTER SYSTEM` overrides.
+    async fn probe(&mut self, spec: &NodeSpec, limit: Duration) -> Option<Probed> {
         let name = spec.name.to_string();
         let started = tokio::time::Instant::now();
         let client = self.client(spec, limit).await?;
@@ -174,14 +177,21 @@ impl LocalProbe {
         let result = tokio::time::timeout(left, async {
             let state = probe(client, &name).await?;
             let slots = list_slots(client, &name).await?;
-            let synced = if state.in_recovery && state.server_version_num >= 170000 {
+            let synced_slots = if state.in_recovery && state.server_version_num >= 170000 {
                 let logical = logical_slots(client, &name, state.server_version_num).await?;
                 let usable = logical.iter().filter(|s| s.synced && s.ready).count();
                 u32::try_from(usable).unwrap_or(u32::MAX)
             } else {
                 0
             };
-            Ok::<_, pgha_pg::PgError>((state, slots, synced))
+            let owned = pgha_pg::conf::OWNED_PARAMETERS;
+            let altered = set_by_alter_system(client, &name, owned).await?;
+            Ok::<_, pgha_pg::PgError>(Probed {
+                state,
+                slots,
+                synced_slots,
+                altered,
+            })
         })
         .await;
         match result {
@@ -192,6 +202,14 @@ impl LocalProbe {
             }
         }
     }
+}
+
+/// What one probe of the running local PostgreSQL read.
+struct Probed {
+    state: PgState,
+    slots: Vec<String>,
+    synced_slots: u32,
+    altered: Vec<String>,
 }
 
 /// The member whose PostgreSQL listens on `address` ("host:port").

@@ -76,16 +76,22 @@ pub enum Action {
     // --- quick local PostgreSQL actions (bounded by a timeout, no outcome) ---
     /// Set `synchronous_standby_names` and reload.
     SetSync(SyncApplied),
-    /// Create physical replication slots for these members (if missing).
     /// End the WAL receiver so that PostgreSQL starts a new one at once: after a cut link
     /// heals, the old one may sit in TCP connection retries for minutes.
     RestartWalReceiver,
+    /// Create physical replication slots for these members (if missing).
     CreateSlots {
         names: Vec<MemberName>,
     },
     /// Drop these physical replication slots.
     DropSlots {
         names: Vec<MemberName>,
+    },
+    /// `ALTER SYSTEM RESET` these parameters pgha owns, and reload: `postgresql.auto.conf` is
+    /// read after pgha's own file, so a value set there would silently override pgha's (a
+    /// `synchronous_commit = local` would acknowledge commits no standby has).
+    UndoAlterSystem {
+        parameters: Vec<String>,
     },
 
     // --- jobs (long-running; outcome reported once) ---

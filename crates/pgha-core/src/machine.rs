@@ -291,6 +291,7 @@ impl Member {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
             StoreView::Up(view) => self.store_up(obs, view, &mut plan),
         };
+        self.undo_alter_system(obs, &mut plan);
         if let Some(lease) = self.lease {
             plan.wake_by(lease.trusted_until);
         }
@@ -306,6 +307,19 @@ impl Member {
             reason,
             wake_at: plan.wake_at,
         }
+    }
+
+    /// The settings pgha owns are pgha's: one `ALTER SYSTEM` set is reset while PostgreSQL
+    /// runs and no job is under way (not while the cluster is paused: hands off).
+    fn undo_alter_system(&self, obs: &Observation, plan: &mut Plan) {
+        let altered = &obs.local.altered_by_alter_system;
+        let busy = plan.actions.iter().any(|a| a.job().is_some()) || self.job.is_some();
+        if altered.is_empty() || !obs.local.running || busy || self.config.paused {
+            return;
+        }
+        plan.push(Action::UndoAlterSystem {
+            parameters: altered.clone(),
+        });
     }
 
     fn store_down(&mut self, obs: &Observation, error: &str, plan: &mut Plan) -> Reason {

@@ -206,6 +206,9 @@ pub struct LocalPg {
     pub wal_waiting_at: Option<Lsn>,
     /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
     pub synced_slots: u32,
+    /// Parameters pgha owns that `ALTER SYSTEM` set (in `postgresql.auto.conf`, which
+    /// PostgreSQL reads after pgha's file).
+    pub altered_by_alter_system: Vec<String>,
 }
 
 impl LocalPg {

@@ -2346,3 +2346,51 @@ fn a_first_clone_is_a_clone_and_a_reclone_says_it_moves_data_aside() {
         "Bootstrap"
     );
 }
+
+/// A parameter pgha owns set with `ALTER SYSTEM` (postgresql.auto.conf, read after pgha's own
+/// file) is reset, on a leader as on a standby; not while the cluster is paused, nor while
+/// PostgreSQL is down.
+#[test]
+fn a_setting_pgha_owns_changed_by_alter_system_is_reset() {
+    let undo = |d: &Decision| {
+        d.actions
+            .iter()
+            .find_map(|a| match a {
+                Action::UndoAlterSystem { parameters } => Some(parameters.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    let altered = |pg: LocalPg| LocalPg {
+        altered_by_alter_system: vec!["synchronous_commit".into()],
+        ..pg
+    };
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&obs(100, altered(primary(1, 1000)), &view, vec![]));
+    assert_eq!(undo(&d), ["synchronous_commit"]);
+    let mut n2 = member("n2");
+    let standby_view = View::led_by("n1", 7, &primary(1, 1000));
+    let d = n2.step(&obs(
+        0,
+        altered(standby(1, 900, Some("n1"))),
+        &standby_view,
+        vec![],
+    ));
+    assert_eq!(undo(&d), ["synchronous_commit"]);
+    let d = n2.step(&obs(
+        1000,
+        altered(stopped(standby(1, 900, None))),
+        &standby_view,
+        vec![],
+    ));
+    assert!(undo(&d).is_empty(), "{:?}", d.actions);
+    let mut paused = standby_view.clone();
+    paused.0.config.paused = true;
+    let d = member("n3").step(&obs(
+        0,
+        altered(standby(1, 900, Some("n1"))),
+        &paused,
+        vec![],
+    ));
+    assert!(undo(&d).is_empty(), "{:?}", d.actions);
+}

@@ -155,7 +155,7 @@ impl Instance {
                 new_text.push('\n');
             }
             new_text.push_str(&format!(
-                "\n# pgha's settings come last so they win\n{include}\n"
+                "\n# pgha's settings come last so they win (postgresql.auto.conf, read after\n# this file, is kept clear of them by pgha)\n{include}\n"
             ));
             write_owned(&main_conf, &new_text, &self.run_as)?;
         }

@@ -270,6 +270,42 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
             "row {id} not yet visible on the sync standby {sync}"
         );
     }
+
+    // ALTER SYSTEM writes postgresql.auto.conf, which PostgreSQL reads after pgha's own file:
+    // `synchronous_commit = local` there would acknowledge commits no standby holds. pgha
+    // resets what it owns (on the primary as on a standby) and leaves the rest alone (before:
+    // the override stood for good).
+    for (client, sql) in [
+        (&primary, "ALTER SYSTEM SET synchronous_commit = 'local'"),
+        (&primary, "ALTER SYSTEM SET work_mem = '8MB'"),
+        (&primary, "SELECT pg_reload_conf()"),
+        (
+            &standby,
+            "ALTER SYSTEM SET wal_receiver_status_interval = '9s'",
+        ),
+        (&standby, "SELECT pg_reload_conf()"),
+    ] {
+        client.batch_execute(sql).await.unwrap();
+    }
+    let back = poll_async(CONVERGE, Duration::from_millis(100), || async {
+        let level: String = query_value(&primary, "SHOW synchronous_commit").await;
+        let interval: String = query_value(&standby, "SHOW wal_receiver_status_interval").await;
+        (level == "remote_apply" && interval == "1s").then_some(())
+    })
+    .await;
+    if back.is_none() {
+        let level: String = query_value(&primary, "SHOW synchronous_commit").await;
+        c.fail(&format!(
+            "synchronous_commit is still {level} after ALTER SYSTEM set it to local"
+        ));
+    }
+    let work_mem: String = query_value(&primary, "SHOW work_mem").await;
+    assert_eq!(work_mem, "8MB", "a setting pgha does not own was reset");
+    let log = c.up.log();
+    assert!(
+        log.contains("set with ALTER SYSTEM, which overrides what pgha sets"),
+        "no warning in the log"
+    );
 }
 
 /// `pgha config set` changes the mode live (no restart), and bad values name the key.

@@ -839,6 +839,8 @@ impl World {
             wal_waiting_at: None,
             // The simulation reports a stopped member's true end of WAL.
             crashed: false,
+            // Nobody runs ALTER SYSTEM here (core scenario a_setting_pgha_owns_changed_by_alter_system_is_reset).
+            altered_by_alter_system: Vec::new(),
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
