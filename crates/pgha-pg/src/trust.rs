@@ -151,6 +151,13 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn must_be_root() {
+        assert!(
+            nix::unistd::Uid::effective().is_root(),
+            "this test hands a directory to another user: run it as root (CI does)"
+        );
+    }
+
     fn chmod(path: &Path, mode: u32) {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
@@ -201,10 +208,7 @@ mod tests {
     /// the directory it sits in.
     #[test]
     fn directories_above_must_be_trusted_too() {
-        assert!(
-            nix::unistd::Uid::effective().is_root(),
-            "this test hands a directory to another user: run it as root (CI does)"
-        );
+        must_be_root();
         let root = tempfile::tempdir().unwrap();
         let home = root.path().join("home");
         let cluster = home.join("cluster");
@@ -242,10 +246,7 @@ mod tests {
 
     #[test]
     fn another_users_directory_is_refused() {
-        assert!(
-            nix::unistd::Uid::effective().is_root(),
-            "this test hands a directory to another user: run it as root (CI does)"
-        );
+        must_be_root();
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
         let err = check(dir.path()).unwrap_err();

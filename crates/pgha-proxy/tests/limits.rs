@@ -28,6 +28,18 @@ async fn ssl_request(addr: std::net::SocketAddr) -> (TcpStream, u8) {
     (s, answer[0])
 }
 
+/// A TLS session through `addr` whose backend answers SSLRequest with 'S' and echoes (as
+/// [`Fake`] does): its first record comes back. Teaches the proxy its backends' answer.
+async fn tls_session_echoes(addr: std::net::SocketAddr) {
+    let (mut s, answer) = ssl_request(addr).await;
+    assert_eq!(answer, b'S');
+    let hello = tls_record(300);
+    s.write_all(&hello).await.unwrap();
+    let mut echoed = vec![0u8; hello.len()];
+    s.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, hello, "TLS passthrough");
+}
+
 #[tokio::test]
 async fn no_backend_connection_before_a_complete_startup() {
     // rw: backends that accept TLS; ro: backends without it.
@@ -45,13 +57,7 @@ async fn no_backend_connection_before_a_complete_startup() {
     let ro = p.ro;
     // One complete session of each kind first, so that the proxy knows its backends' answer
     // to SSLRequest.
-    let (mut s, answer) = ssl_request(p.rw).await;
-    assert_eq!(answer, b'S');
-    let hello = tls_record(300);
-    s.write_all(&hello).await.unwrap();
-    let mut echoed = vec![0u8; hello.len()];
-    s.read_exact(&mut echoed).await.unwrap();
-    assert_eq!(echoed, hello, "TLS passthrough");
+    tls_session_echoes(p.rw).await;
     let (mut s, answer) = ssl_request(ro).await;
     assert_eq!(answer, b'N');
     s.write_all(&startup_packet()).await.unwrap();
@@ -248,13 +254,9 @@ async fn a_backend_silent_to_the_ssl_request_is_waited_for_within_the_hold_bound
     })
     .await;
     // A first session teaches the proxy its backends' 'S'.
-    let (mut s, answer) = ssl_request(p.rw).await;
-    assert_eq!(answer, b'S');
-    let hello = tls_record(300);
-    s.write_all(&hello).await.unwrap();
-    let mut echoed = vec![0u8; hello.len()];
-    s.read_exact(&mut echoed).await.unwrap();
+    tls_session_echoes(p.rw).await;
     p.set(|t| t.rw = Some(mute.backend()));
+    let hello = tls_record(300);
     let started = Instant::now();
     let (mut s, answer) = ssl_request(p.rw).await;
     assert_eq!(answer, b'S', "answered from what the proxy learned");

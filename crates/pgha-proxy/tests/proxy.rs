@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::clients::{psql_run, stdout_of_success};
+use common::prober_run::{member, ProberRun};
 use common::*;
 use pgha_proxy::{wire, Candidates, Member, Prober, ProberConfig, Targets};
 use pgha_testkit::{eventually, free_port};
@@ -332,42 +333,35 @@ async fn shutdown_tells_held_clients_and_stops() {
         .unwrap();
 }
 
-/// Waits up to `limit` for published targets satisfying `ok`; how long it took.
-async fn targets_within(
-    trx: &mut tokio::sync::watch::Receiver<Targets>,
-    limit: Duration,
-    ok: impl Fn(&Targets) -> bool,
-) -> Option<Duration> {
-    let started = Instant::now();
-    let waited = tokio::time::timeout(limit, trx.wait_for(|t| ok(t))).await;
-    waited.ok()?.ok()?;
-    Some(started.elapsed())
-}
-
 /// The task that feeds the prober is gone (it ended or panicked): nobody can tell the proxy
 /// of a leader change any more, so it routes to nobody rather than to the last primary for
 /// good (before: the targets froze as last published).
 #[tokio::test]
 async fn without_its_feed_the_prober_leaves_no_target() {
     let c = cluster();
-    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
-    let (ctx, crx) = tokio::sync::watch::channel(Candidates {
-        leader: Some(member(c.primary())),
-        standbys: vec![member(c.standby())],
-    });
-    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
-    let stop = pgha_proxy::CancellationToken::new();
-    let mut cfg = ProberConfig::new("postgres");
-    cfg.interval = Duration::from_millis(100);
-    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let mut run = ProberRun::start(
+        Candidates {
+            leader: Some(member(c.primary())),
+            standbys: vec![member(c.standby())],
+        },
+        Duration::from_secs(2),
+    );
     let primary = c.primary();
     let limit = Duration::from_secs(10);
     let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
-    assert!(targets_within(&mut trx, limit, is_primary).await.is_some());
-    drop(ctx);
+    assert!(run.within(limit, is_primary).await.is_some());
+    let ProberRun {
+        candidates,
+        mut targets,
+        task,
+        ..
+    } = run;
+    drop(candidates);
     let nothing = |t: &Targets| t.rw.is_none() && t.ro.is_empty();
-    let emptied = targets_within(&mut trx, limit, nothing).await;
-    assert!(emptied.is_some(), "targets stayed {:?}", *trx.borrow());
+    let emptied = tokio::time::timeout(limit, targets.wait_for(|t| nothing(t)))
+        .await
+        .is_ok();
+    assert!(emptied, "targets stayed {:?}", *targets.borrow());
     task.await.unwrap();
 }
 
@@ -381,39 +375,34 @@ async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
     let c = cluster();
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let hung = Member::new("hung", hung.local_addr().unwrap().to_string());
-    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
     let primary = c.primary();
     let led = Candidates {
         leader: Some(member(primary.clone())),
         standbys: vec![member(c.standby()), hung.clone()],
     };
-    let (ctx, crx) = tokio::sync::watch::channel(led.clone());
-    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
-    let stop = pgha_proxy::CancellationToken::new();
-    let mut cfg = ProberConfig::new("postgres");
-    cfg.interval = Duration::from_millis(100);
-    cfg.check_timeout = Duration::from_secs(5);
-    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let mut run = ProberRun::start(led.clone(), Duration::from_secs(5));
     let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
-    let confirmed = targets_within(&mut trx, Duration::from_secs(10), is_primary).await;
+    let confirmed = run.within(Duration::from_secs(10), is_primary).await;
     assert!(
         confirmed.is_some_and(|d| d < Duration::from_secs(2)),
         "leader confirmed after {confirmed:?}"
     );
     // The store names no leader any more.
-    ctx.send_replace(Candidates {
+    run.candidates.send_replace(Candidates {
         leader: None,
         ..led.clone()
     });
-    let withdrawn = targets_within(&mut trx, Duration::from_secs(10), |t| t.rw.is_none()).await;
+    let withdrawn = run
+        .within(Duration::from_secs(10), |t| t.rw.is_none())
+        .await;
     assert!(
         withdrawn.is_some_and(|d| d < Duration::from_millis(500)),
         "rw withdrawn after {withdrawn:?}"
     );
     // The leader back, while the standbys change every second.
-    ctx.send_replace(led.clone());
+    run.candidates.send_replace(led.clone());
     let churn = {
-        let ctx = ctx.clone();
+        let candidates = run.candidates.clone();
         let led = led.clone();
         tokio::spawn(async move {
             for round in 0.. {
@@ -422,14 +411,14 @@ async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
                 if round % 2 == 0 {
                     next.standbys.pop();
                 }
-                ctx.send_replace(next);
+                candidates.send_replace(next);
             }
         })
     };
-    let reconfirmed = targets_within(&mut trx, Duration::from_secs(12), is_primary).await;
+    let reconfirmed = run.within(Duration::from_secs(12), is_primary).await;
     churn.abort();
-    stop.cancel();
-    task.await.unwrap();
+    run.stop.cancel();
+    run.task.await.unwrap();
     eprintln!("confirmed after {confirmed:?}, withdrawn after {withdrawn:?}, confirmed again with standbys changing after {reconfirmed:?}");
     assert!(
         reconfirmed.is_some_and(|d| d < Duration::from_secs(2)),
@@ -441,7 +430,6 @@ async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
 async fn prober_confirms_primary_and_standbys() {
     let c = cluster();
     let mut prober = Prober::new(ProberConfig::new("postgres"));
-    let member = |b: pgha_proxy::Backend| Member::new(b.name, b.addr);
     let cands = Candidates {
         leader: Some(member(c.primary())),
         standbys: vec![member(c.standby())],
@@ -466,26 +454,14 @@ async fn prober_confirms_primary_and_standbys() {
     assert_eq!(t.ro[0].lag_bytes, None, "no primary: lag unknown");
 
     // The run loop publishes, and withdraws rw at once when the lease holder changes.
-    let (ctx, crx) = tokio::sync::watch::channel(cands);
-    let (ttx, mut trx) = tokio::sync::watch::channel(Targets::none());
-    let stop = pgha_proxy::CancellationToken::new();
-    let mut cfg = ProberConfig::new("postgres");
-    cfg.interval = Duration::from_millis(100);
-    let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));
+    let mut run = ProberRun::start(cands, Duration::from_secs(2));
     let primary = c.primary();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        trx.wait_for(|t| t.rw.as_ref() == Some(&primary)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    ctx.send_replace(gone);
-    tokio::time::timeout(Duration::from_secs(10), trx.wait_for(|t| t.rw.is_none()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(trx.borrow().generation >= 2);
-    stop.cancel();
-    task.await.unwrap();
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    run.candidates.send_replace(gone);
+    assert!(run.within(limit, |t| t.rw.is_none()).await.is_some());
+    assert!(run.targets.borrow().generation >= 2);
+    run.stop.cancel();
+    run.task.await.unwrap();
 }

@@ -25,6 +25,12 @@ fn up_fails(args: &[&str]) -> String {
     stderr_of(&out)
 }
 
+/// `pgha up --dir DIR` on free ports, which must fail; its stderr.
+fn up_in_fails(dir: &Path) -> String {
+    let port = free_base_port(3).to_string();
+    up_fails(&["up", "--dir", dir.to_str().unwrap(), "--port", &port])
+}
+
 /// `pgha up --dir DIR --pg-bin-dir BIN`, which must fail; its stderr.
 fn up_with_bin_dir_fails(dir: &Path, bin: &Path) -> String {
     let (dir, bin) = (dir.to_str().unwrap(), bin.to_str().unwrap());
@@ -37,13 +43,7 @@ fn non_empty_foreign_directory_is_refused_and_untouched() {
     let dir = tmp.path().join("precious");
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("notes.txt"), "keep me").unwrap();
-    let err = up_fails(&[
-        "up",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--port",
-        &free_base_port(3).to_string(),
-    ]);
+    let err = up_in_fails(&dir);
     assert!(
         err.contains("not empty") && err.contains("precious"),
         "{err}"
@@ -284,13 +284,7 @@ fn a_directory_below_one_another_user_owns_is_refused() {
         .expect("the postgres OS user");
     std::os::unix::fs::chown(&home, Some(postgres.uid.as_raw()), None).unwrap();
     let dir = home.join("demo");
-    let err = up_fails(&[
-        "up",
-        "--dir",
-        dir.to_str().unwrap(),
-        "--port",
-        &free_base_port(3).to_string(),
-    ]);
+    let err = up_in_fails(&dir);
     assert!(
         err.contains("a directory above it is not safe") && err.contains(home.to_str().unwrap()),
         "{err}"

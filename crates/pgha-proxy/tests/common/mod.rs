@@ -6,6 +6,7 @@
 pub mod ca_cluster;
 pub mod clients;
 pub mod fake;
+pub mod prober_run;
 pub mod raw_client;
 pub mod test_proxy;
 

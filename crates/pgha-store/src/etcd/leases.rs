@@ -80,11 +80,7 @@ impl EtcdStore {
 
     /// Remembers (or, with `None`, forgets) the lease of `holder`'s leader key.
     pub(super) fn set_leader_lease(&self, holder: &str, lease: Option<KnownLease>) {
-        let mut leases = self.leader_leases.lock().expect("leader lease lock");
-        match lease {
-            Some(l) => leases.insert(holder.to_string(), l),
-            None => leases.remove(holder),
-        };
+        set_or_forget(&self.leader_leases, holder, lease);
     }
 
     /// The lease a move of `holder`'s leader key was sent to without an answer, if any.
@@ -95,11 +91,7 @@ impl EtcdStore {
 
     /// Remembers (or, with `None`, forgets) a move of `holder`'s leader key under way.
     pub(super) fn set_pending_move(&self, holder: &str, lease: Option<i64>) {
-        let mut moves = self.pending_moves.lock().expect("pending move lock");
-        match lease {
-            Some(id) => moves.insert(holder.to_string(), id),
-            None => moves.remove(holder),
-        };
+        set_or_forget(&self.pending_moves, holder, lease);
     }
 
     /// Puts `members/<name>` on this member's lease: the known one, kept alive in the same
@@ -187,4 +179,13 @@ pub(super) fn ttl_secs(ttl: pgha_core::Ttl) -> Result<i64, StoreError> {
     }
     let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
     i64::try_from(secs).map_err(|_| StoreError::Invalid(format!("lease TTL {ttl:?} too long")))
+}
+
+/// `map[holder] = value`, or no entry for `holder` when `value` is `None`.
+fn set_or_forget<V>(map: &std::sync::Mutex<HashMap<String, V>>, holder: &str, value: Option<V>) {
+    let mut map = map.lock().expect("lease map lock");
+    match value {
+        Some(v) => map.insert(holder.to_string(), v),
+        None => map.remove(holder),
+    };
 }
