@@ -90,6 +90,9 @@ pub struct Agent {
     /// The cluster configuration last read from the store (at first, the one the agent was
     /// started with): what a store that lost its keys gets back, never the defaults.
     pub(crate) known_config: pgha_core::ClusterConfig,
+    /// The synchronous set last read from the store: what decisions use while the store has
+    /// none after having had one (its data lost), never an empty set.
+    pub(crate) known_sync: Option<pgha_core::SyncSet>,
     /// The cluster's identifier is kept beside the data directory (`cluster-id`).
     pub(crate) cluster_remembered: bool,
     pub(crate) report: watch::Sender<AgentReport>,
@@ -166,6 +169,7 @@ impl Agent {
             last_kind: None,
             view: None,
             known_config,
+            known_sync: None,
             cluster_remembered: false,
             report: report_tx,
             hold_until: None,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use pgha_core::{Observation, StoreView};
-use pgha_store::{cluster_view, Guard, Key, StoreError};
+use pgha_store::cluster_view;
 use tokio::time::Instant;
 
 use crate::agent::{Agent, REACH_TIMEOUT, STORE_TIMEOUT};
@@ -31,13 +31,7 @@ impl Agent {
         let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
             Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
                 Ok(mut view) => {
-                    if snapshot.get(Key::Config).is_some() {
-                        self.known_config = view.config.clone();
-                    } else {
-                        // etcd lost its data (or the key was deleted): not the defaults
-                        view.config = self.known_config.clone();
-                        self.restore_config().await;
-                    }
+                    self.fill_lost_keys(&snapshot, &mut view).await;
                     self.remember_cluster(view.initialize);
                     self.last_store_contact = Some(Instant::now());
                     self.failsafe_confirmed = false;
@@ -358,31 +352,9 @@ impl Agent {
             ),
         }
     }
-
-    /// Puts the cluster configuration this member last read back into a store that has none
-    /// (etcd lost its data, or someone deleted the key): the members would otherwise run on
-    /// the defaults (asynchronous, a 10 s ttl) with nobody told. The first member to write it
-    /// wins; the others find it there.
-    async fn restore_config(&self) {
-        let name = &self.spec.name;
-        let json = match serde_json::to_string(&self.known_config) {
-            Ok(json) => json,
-            Err(e) => return tracing::error!("{name}: cannot encode the configuration: {e}"),
-        };
-        let put = self.store.put(Key::Config, &json, Guard::Absent);
-        match crate::execute::timed(self.store_timeout(), put).await {
-            Ok(_) => tracing::warn!(
-                "{name}: the store had no cluster configuration (did etcd lose its data?): put \
-                 back the one this member last read: {json}"
-            ),
-            Err(StoreError::Conflict { .. }) => {}
-            Err(e) => tracing::warn!(
-                "{name}: the store has no cluster configuration, and putting back the one this \
-                 member last read failed ({e}); it decides with that one meanwhile"
-            ),
-        }
-    }
 }
+
+mod lost_keys;
 
 #[cfg(test)]
 mod config_tests;

@@ -1,9 +1,10 @@
 //! A store that lost its keys (etcd's data gone) gets back the configuration the agent last
-//! read; the agent never decides with the defaults meanwhile.
+//! read, and its synchronous set is read as the one last read; the agent never decides with
+//! the defaults meanwhile.
 
 use std::sync::Arc;
 
-use pgha_core::{ClusterConfig, StoreView, SyncMode};
+use pgha_core::{ClusterConfig, MemberName, StoreView, SyncMethod, SyncMode, SyncSet};
 use pgha_store::{Guard, Key, MemoryStore, Store, TokioClock};
 
 use crate::agent::Agent;
@@ -45,4 +46,42 @@ async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
         serde_json::from_str::<ClusterConfig>(&back.value).unwrap(),
         running
     );
+}
+
+/// The synchronous set too: a store that lost it is not read as an empty set (which makes
+/// every member eligible, and a member without the last commits could be promoted); the agent
+/// decides with the one it last read until a leader publishes another.
+#[tokio::test]
+async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let set = SyncSet {
+        leader: Some("n1".into()),
+        members: ["n2"].into_iter().map(MemberName::from).collect(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let json = serde_json::to_string(&set).unwrap();
+    store.put(Key::Sync, &json, Guard::Any).await.unwrap();
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (obs, _) = agent.observe().await;
+    assert_eq!(sync_of(&obs.cluster), set);
+    store.delete(Key::Sync, Guard::Any).await.unwrap();
+    let (obs, _) = agent.observe().await;
+    assert_eq!(
+        sync_of(&obs.cluster),
+        set,
+        "decided with another synchronous set than the one it last read"
+    );
+    // A member that never read one has nothing better than the store's answer.
+    let (mut fresh, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (obs, _) = fresh.observe().await;
+    assert_eq!(sync_of(&obs.cluster), SyncSet::default());
+}
+
+fn sync_of(view: &StoreView) -> SyncSet {
+    match view {
+        StoreView::Up(v) => v.sync.clone(),
+        StoreView::Down { error } => panic!("store down: {error}"),
+    }
 }
