@@ -472,6 +472,13 @@ fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
 /// happen: no role change, no gap of T/2 in the writes, nothing lost, one writer. (One client
 /// balanced over all endpoints sent about two calls in five to the stalled member; an agent's
 /// own bound kept it on that member until a keep-alive ping found the connection dead, 6 s.)
+///
+/// One exception, etcd's and said as such: an etcd before 3.4.28 (or 3.5 before 3.5.11), such
+/// as Debian's 3.4.23, whose stalled leader resumes after its leases' ttl revokes every lease
+/// it still thinks expired (etcd-io/etcd#15247): the leader key goes with them, and the members
+/// elect a leader again. With such an etcd a role change after the leader's SIGCONT is
+/// reported and judged for safety only (one writer, nothing lost, everyone streaming from the
+/// final primary); during the stalls, and with a fixed etcd throughout, nothing may change.
 #[test]
 fn etcd_member_stalled() {
     let (c, leader) = start_sync_with(Opts {
@@ -481,6 +488,7 @@ fn etcd_member_stalled() {
     let ck = checker_writing(&c, &leader);
     let mut roles = RoleWatch::default();
     let mut gaps = Vec::new();
+    let mut revoked = Vec::new();
     for (member, leads) in [("m0", false), ("m1", true)] {
         c.etcd_leadership(if member == "m0" { 0 } else { 1 }, leads);
         let stalled = etcd_member_pid(&c, member);
@@ -499,7 +507,15 @@ fn etcd_member_stalled() {
         signal_it(Signal::SIGCONT).expect("SIGCONT of an etcd member");
         gaps.push((role, longest_gap(&ck.acks(), stopped_at, resumed_at)));
         // the member back in etcd's cluster before the next one stalls
+        let during = roles.odd.len();
         roles.watch(&c, &ck, &leader, TTL);
+        if leads && roles.odd.len() > during && etcd_revokes_leases_when_its_leader_resumes() {
+            revoked = roles.odd.split_off(during);
+            eprintln!(
+                "this etcd revoked every lease when its stalled leader resumed \
+                 (etcd-io/etcd#15247): {revoked:?}; judged for safety only"
+            );
+        }
     }
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
@@ -517,7 +533,36 @@ fn etcd_member_stalled() {
             ));
         }
     }
-    assert_kept_leading(&c, &report, &leader, unmet, "a stalled etcd member");
+    if revoked.is_empty() {
+        assert_kept_leading(&c, &report, &leader, unmet, "a stalled etcd member");
+    } else {
+        assert_all_met_and_streaming(&c, &report, &unmet, "a stalled etcd member");
+    }
+}
+
+/// Whether the etcd the tests run is one whose leader, stalled past its leases' ttl, revokes
+/// them all when it resumes (etcd-io/etcd#15247; fixed in 3.4.28 and 3.5.11).
+fn etcd_revokes_leases_when_its_leader_resumes() -> bool {
+    let out = std::process::Command::new(pgha_testkit::etcd_binary())
+        .arg("--version")
+        .output()
+        .expect("etcd --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .unwrap_or_else(|| panic!("no version in `etcd --version`: {text}"));
+    let parts: Vec<u32> = version
+        .trim()
+        .split('.')
+        .map(|p| p.parse().expect("a numeric etcd version"))
+        .collect();
+    match parts.as_slice() {
+        [3, 4, patch, ..] => *patch < 28,
+        [3, 5, patch, ..] => *patch < 11,
+        [3, minor, ..] => *minor < 4,
+        _ => false,
+    }
 }
 
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
