@@ -158,6 +158,7 @@ impl Agent {
                 let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
                 let client = client.ok_or(ActionError::LocalUnreachable)?;
                 within_sql_timeout(reset_alter_system(client, name, &owned)).await?;
+                self.probe.forget_alter_system();
                 tracing::warn!(
                     "{name}: {} set with ALTER SYSTEM, which overrides what pgha sets: reset \
                      (pgha owns it; cluster-wide settings go through `pgha config set`)",

@@ -16,6 +16,10 @@ use crate::spec::{postgres_address, NodeSpec};
 /// leaves less time (see `Agent::observe`).
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How often `pg_file_settings` (which re-reads every configuration file) is asked which
+/// settings pgha owns `ALTER SYSTEM` overrides: not on every probe.
+const ALTER_SYSTEM_EVERY: Duration = Duration::from_secs(5);
+
 /// Keeps one connection to the local PostgreSQL across probes.
 #[derive(Default)]
 pub struct LocalProbe {
@@ -25,6 +29,8 @@ pub struct LocalProbe {
     last_answer: Option<LocalPg>,
     /// The last connection attempt was refused for want of slots (SQLSTATE 53300).
     refused: bool,
+    /// The owned settings `ALTER SYSTEM` overrode, as last read, and when.
+    alter_system: Option<(tokio::time::Instant, Vec<String>)>,
 }
 
 impl LocalProbe {
@@ -33,6 +39,12 @@ impl LocalProbe {
         self.client = None;
         self.system_id = None;
         self.last_answer = None;
+        self.alter_system = None;
+    }
+
+    /// Reads the `ALTER SYSTEM` overrides again at the next probe (after they were reset).
+    pub(crate) fn forget_alter_system(&mut self) {
+        self.alter_system = None;
     }
 
     /// A live connection to the local PostgreSQL, if it accepts one.
@@ -172,6 +184,12 @@ impl LocalProbe {
     async fn probe(&mut self, spec: &NodeSpec, limit: Duration) -> Option<Probed> {
         let name = spec.name.to_string();
         let started = tokio::time::Instant::now();
+        let known_altered = self
+            .alter_system
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < ALTER_SYSTEM_EVERY)
+            .map(|(_, altered)| altered.clone());
+        let read_altered = known_altered.is_none();
         let client = self.client(spec, limit).await?;
         let left = limit.saturating_sub(started.elapsed());
         let result = tokio::time::timeout(left, async {
@@ -184,8 +202,13 @@ impl LocalProbe {
             } else {
                 0
             };
-            let owned = pgha_pg::conf::OWNED_PARAMETERS;
-            let altered = set_by_alter_system(client, &name, owned).await?;
+            let altered = match known_altered {
+                Some(altered) => altered,
+                None => {
+                    let owned = pgha_pg::conf::OWNED_PARAMETERS;
+                    set_by_alter_system(client, &name, owned).await?
+                }
+            };
             Ok::<_, pgha_pg::PgError>(Probed {
                 state,
                 slots,
@@ -195,7 +218,12 @@ impl LocalProbe {
         })
         .await;
         match result {
-            Ok(Ok(v)) => Some(v),
+            Ok(Ok(v)) => {
+                if read_altered {
+                    self.alter_system = Some((tokio::time::Instant::now(), v.altered.clone()));
+                }
+                Some(v)
+            }
             _ => {
                 self.client = None;
                 None
