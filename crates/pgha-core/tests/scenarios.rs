@@ -1641,15 +1641,22 @@ fn assert_still_waits_for_n3(d: &Decision) {
     );
 }
 
+/// The established leader n1, its PostgreSQL found stopped (crashed) right after a renewal:
+/// the step that starts it again as the primary, and what n1 observed.
+fn leader_restarting_its_crashed_primary() -> (Member, View, LocalPg, Decision) {
+    let (mut n1, view) = established_leader();
+    let down = stopped(primary(1, 1000));
+    let d = n1.step(&obs(1000, down.clone(), &view, vec![renewed(1000)]));
+    (n1, view, down, d)
+}
+
 /// Found by the simulation (seed 3608): a leader restarting its crashed PostgreSQL as a
 /// primary when its lease lapses counts the start in flight as writable. It demotes (which
 /// cancels the start) and keeps the key until that is done, instead of releasing the key while
 /// a primary may still come up writable with no lease (two writers once another promotes).
 #[test]
 fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goes() {
-    let (mut n1, view) = established_leader();
-    let down = stopped(primary(1, 1000));
-    let d = n1.step(&obs(1000, down.clone(), &view, vec![renewed(1000)]));
+    let (mut n1, view, down, d) = leader_restarting_its_crashed_primary();
     assert!(
         has(&d, |a| *a == Action::StartPostgres(StartRole::Primary)),
         "{:?}",
@@ -1742,9 +1749,7 @@ fn without_a_leader_an_incomplete_rewind_neither_starts_nor_runs() {
 /// found writable without the lease (it was not: it never came up).
 #[test]
 fn a_demotion_running_with_the_store_down_is_reported_as_running() {
-    let (mut n1, view) = established_leader();
-    let down = stopped(primary(1, 1000));
-    n1.step(&obs(1000, down.clone(), &view, vec![renewed(1000)]));
+    let (mut n1, _view, down, _) = leader_restarting_its_crashed_primary();
     let lapsed = n1.lease_deadline().unwrap().0;
     let d = n1.step(&store_down(lapsed, down.clone()));
     assert!(

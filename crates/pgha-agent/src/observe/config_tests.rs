@@ -17,26 +17,37 @@ fn config_of(view: &StoreView) -> ClusterConfig {
     }
 }
 
+/// What an agent decides with while the store holds `key` = `value`, then once the key is
+/// gone (etcd lost its data); and the store.
+async fn views_before_and_after_losing(
+    dir: &std::path::Path,
+    key: Key,
+    value: &impl serde::Serialize,
+) -> (StoreView, StoreView, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let json = serde_json::to_string(value).unwrap();
+    store.put(key, &json, Guard::Any).await.unwrap();
+    // started with the defaults, as before the store was read
+    let (mut agent, _report) = Agent::new(spec(dir), store.clone(), Default::default());
+    let (before, _) = agent.observe().await;
+    store.delete(key, Guard::Any).await.unwrap();
+    let (after, _) = agent.observe().await;
+    (before.cluster, after.cluster, store)
+}
+
 #[tokio::test]
 async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
     let running = ClusterConfig {
         ttl_ms: 3_000,
         synchronous_mode: SyncMode::Strict,
         ..ClusterConfig::default()
     };
-    let json = serde_json::to_string(&running).unwrap();
-    store.put(Key::Config, &json, Guard::Absent).await.unwrap();
-    // started with the defaults, as before the store was read
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
-    let (obs, _) = agent.observe().await;
-    assert_eq!(config_of(&obs.cluster), running);
-
-    store.delete(Key::Config, Guard::Any).await.unwrap();
-    let (obs, _) = agent.observe().await;
+    let (before, after, store) =
+        views_before_and_after_losing(dir.path(), Key::Config, &running).await;
+    assert_eq!(config_of(&before), running);
     assert_eq!(
-        config_of(&obs.cluster),
+        config_of(&after),
         running,
         "decided with another configuration than the one it last read"
     );
@@ -54,22 +65,16 @@ async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
 #[tokio::test]
 async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
     let set = SyncSet {
         leader: Some("n1".into()),
         members: ["n2"].into_iter().map(MemberName::from).collect(),
         count: 1,
         method: SyncMethod::Priority,
     };
-    let json = serde_json::to_string(&set).unwrap();
-    store.put(Key::Sync, &json, Guard::Any).await.unwrap();
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
-    let (obs, _) = agent.observe().await;
-    assert_eq!(sync_of(&obs.cluster), set);
-    store.delete(Key::Sync, Guard::Any).await.unwrap();
-    let (obs, _) = agent.observe().await;
+    let (before, after, store) = views_before_and_after_losing(dir.path(), Key::Sync, &set).await;
+    assert_eq!(sync_of(&before), set);
     assert_eq!(
-        sync_of(&obs.cluster),
+        sync_of(&after),
         set,
         "decided with another synchronous set than the one it last read"
     );
