@@ -101,6 +101,9 @@ pub struct Agent {
     pub(crate) failsafe: Failsafe,
     /// The lease deadline handed to the member's supervisor, which fences without us.
     pub(crate) fencing: Fencing,
+    /// Why the deadline this step called for could not be written (`None`: it was, or none
+    /// was due): no job that may make PostgreSQL writable starts meanwhile.
+    pub(crate) fence_error: Option<String>,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     pub(crate) timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
     /// When the last failsafe round started.
@@ -175,6 +178,7 @@ impl Agent {
             hold_until: None,
             failsafe,
             fencing,
+            fence_error: None,
             timelines_cache: None,
             failsafe_asking: false,
             last_failsafe_round: None,
@@ -251,12 +255,23 @@ impl Agent {
             postmaster_running: self.spec.instance.is_running(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
         });
-        if let Err(e) = self.fencing.update(state) {
-            tracing::error!(
-                "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous one",
-                self.spec.name
-            );
+        if state == FenceState::Unsure {
+            return; // nothing written: the armed deadline stays, and so does what was said
         }
+        let error = self.fencing.update(state).err().map(|e| e.to_string());
+        if error == self.fence_error {
+            return;
+        }
+        match &error {
+            Some(e) => tracing::error!(
+                "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous \
+                 one, and PostgreSQL is neither promoted nor started as a primary until it can \
+                 be written",
+                self.spec.name
+            ),
+            None => tracing::info!("{}: the fencing deadline is written again", self.spec.name),
+        }
+        self.fence_error = error;
     }
 
     pub(crate) fn job_done(&mut self, outcome: Outcome) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pgha_core::{Action, MemberName, Millis, Outcome};
+use pgha_core::{Action, JobFailure, MemberName, Millis, Outcome};
 use pgha_pg::probe::{drop_slot, ensure_slot, reset_alter_system};
 use pgha_store::{Guard, Key, StoreError};
 use serde::Serialize;
@@ -203,6 +203,15 @@ impl Agent {
     /// Starts the job `action` once the running one (cancelled for it) has ended.
     pub(crate) fn start_job(&mut self, action: Action) {
         let kind = action.job().expect("a job");
+        if let Some(error) = self.fence_error.clone().filter(|_| action.may_make_writable()) {
+            // Without the deadline its supervisor would not fence a primary this agent no
+            // longer renews (dead, paused): I1 rests on it. Reported as the job's failure.
+            self.job_done(Outcome::Job {
+                kind,
+                result: Err(JobFailure::Unfenced(error)),
+            });
+            return;
+        }
         match &action {
             Action::Follow { leader }
             | Action::Rewind { from: leader }
@@ -394,3 +403,6 @@ mod routine;
 #[cfg(test)]
 #[path = "execute/history_tests.rs"]
 mod history_tests;
+#[cfg(test)]
+#[path = "execute/fence_tests.rs"]
+mod fence_tests;

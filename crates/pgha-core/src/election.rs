@@ -28,7 +28,11 @@ impl fmt::Display for Ineligible {
         match self {
             Ineligible::NoFailoverTag => write!(f, "tagged nofailover"),
             Ineligible::PromotionVetoed => {
-                write!(f, "its pre_promote callback vetoed its promotion")
+                write!(
+                    f,
+                    "its promotion was vetoed (by its pre_promote callback, or it could not \
+                     write its fencing deadline)"
+                )
             }
             Ineligible::NotARunningStandby => write!(f, "not a running standby"),
             Ineligible::Lagging { lag_bytes, max_bytes } => write!(

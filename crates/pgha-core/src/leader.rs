@@ -63,8 +63,9 @@ impl Member {
             Some(JobFailure::Failed(error)) => {
                 return self.release(lease, Reason::PromoteFailed { error }, plan)
             }
-            Some(JobFailure::Vetoed(why)) => {
+            Some(held_out @ (JobFailure::Vetoed(_) | JobFailure::Unfenced(_))) => {
                 let hold_ms = self.config.veto_hold_ms();
+                let why = held_out.to_string();
                 return self.release(lease, Reason::PromotionVetoed { why, hold_ms }, plan);
             }
             None => {}

@@ -130,8 +130,9 @@ pub struct MemberRecord {
     /// usable. Between candidates at the same position, more wins (their consumers carry on).
     #[serde(default)]
     pub synced_slots: u32,
-    /// Its `pre_promote` callback refused its promotion: no failover picks it until another
-    /// member leads or the veto's hold ends ([`crate::ClusterConfig::veto_hold_ms`]).
+    /// Its promotion was not made: its `pre_promote` callback refused it, or its agent could
+    /// not write its fencing deadline. No failover picks it until another member leads or the
+    /// veto's hold ends ([`crate::ClusterConfig::veto_hold_ms`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promotion_vetoed: bool,
 }
@@ -290,6 +291,18 @@ pub enum JobFailure {
     /// member lets go of the lease, and the next candidate is picked without it.
     #[error("vetoed by the pre_promote callback: {0}")]
     Vetoed(String),
+    /// The agent could not write the deadline its supervisor fences PostgreSQL by, so the job
+    /// (a promotion, a primary's start) was not begun: without that deadline nothing would
+    /// stop the primary should this agent die or pause. Held out of failovers like a veto.
+    #[error("the fencing deadline could not be written ({0}), so the supervisor could not fence a primary here")]
+    Unfenced(String),
+}
+
+impl JobFailure {
+    /// The member must stay out of failovers for a while: a veto, or no way to fence itself.
+    pub fn holds_out(&self) -> bool {
+        matches!(self, JobFailure::Vetoed(_) | JobFailure::Unfenced(_))
+    }
 }
 
 impl From<&str> for JobFailure {

@@ -280,8 +280,8 @@ impl fmt::Display for Reason {
             ),
             PromotionVetoed { why, hold_ms } => write!(
                 f,
-                "the pre_promote callback vetoed the promotion ({why}): releasing the lease; out \
-                 of failovers until another member leads, for {} s at most",
+                "promotion not made ({why}): releasing the lease; out of failovers until another \
+                 member leads, for {} s at most",
                 hold_ms / 1000
             ),
             SwitchoverRefused(why) => write!(f, "switchover refused: {why}"),

@@ -728,6 +728,43 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
     assert!(published.is_some_and(|r| !r.promotion_vetoed));
 }
 
+/// A winner whose agent could not write its fencing deadline (a full or read-only file
+/// system) is not promoted: it lets go of the lease and is held out like a vetoed member, so
+/// the next candidate runs instead of it winning and failing again.
+#[test]
+fn a_winner_that_cannot_arm_its_fence_lets_go_and_is_held_out() {
+    let mut n2 = member("n2");
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")))
+        .with("n3", record(&b, None));
+    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    let unfenced = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Err(JobFailure::Unfenced("No space left on device".into())),
+    };
+    let d = n2.step(&obs(500, a.clone(), &mine, vec![unfenced]));
+    assert!(
+        matches!(&d.reason, Reason::PromotionVetoed { why, .. } if why.contains("fencing deadline")),
+        "{}",
+        d.reason
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 11 }
+    )));
+    let gone = leaderless(&a, &b, None);
+    let d = n2.step(&obs(600, a, &gone, vec![]));
+    assert!(!acquires(&d));
+    let published = d.actions.iter().find_map(|a| match a {
+        Action::PublishMember(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert!(published.expect("its record").promotion_vetoed);
+}
+
 /// ... but in a synchronous mode a vetoed synchronous standby that is further ahead may hold
 /// commits it acknowledged: nobody behind it runs (found by the simulation, seed 62, before
 /// the rule: "n3 became writable at 2/78284 without the commit acknowledged at 1/78318").

@@ -848,6 +848,90 @@ fn sync_standby_disk_stalled_then_leader_crash() {
     assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby's stalled disk");
 }
 
+/// The file system the standbys' member directories sit on fills up (`/` full of logs while
+/// the data volumes, mounted at the member directories, have room): their agents can no longer
+/// write the lease file, the deadline by which the supervisor fences a primary its agent no
+/// longer renews. Then the leader's host crashes (agent and postmaster kill -9), synchronous
+/// mode. A standby promoted now would be a primary nothing fences should its agent die or
+/// pause, as the leader's just did: none may leave recovery, none acknowledges a write, and
+/// their logs say why. Once there is room again one takes over, its deadline armed; the old
+/// leader rejoins. One writer, nothing lost.
+#[test]
+fn standbys_that_cannot_write_their_fencing_deadline_are_not_promoted() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        host_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let standbys = standbys_of(&c, &leader);
+    let logs_at: Vec<usize> = standbys.iter().map(|s| c.log_len(s)).collect();
+    for s in &standbys {
+        c.fill_host_disk(s);
+    }
+    ck.mark(&format!(
+        "the file system holding the lease files of {standbys:?} full; node crash of {leader} \
+         (agent and postmaster kill -9)"
+    ));
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    // the lease runs out after a ttl; each standby may win, try and be held out in turn
+    let full_for = TTL * 4;
+    let mut promoted = Vec::new();
+    while crashed_at.elapsed() < full_for {
+        for s in &standbys {
+            let in_recovery = c.sql_one(s, "SELECT pg_is_in_recovery()::text");
+            if in_recovery.as_deref() == Some("false") && !promoted.contains(s) {
+                ck.mark(&format!("{s} left recovery without room for its lease file"));
+                promoted.push(s.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let acked_while_full = ck.acks().iter().filter(|a| a.sent > crashed_at).count();
+    let said: Vec<String> = standbys
+        .iter()
+        .zip(&logs_at)
+        .flat_map(|(s, at)| c.log_lines_since(s, *at, &["cannot write the fencing deadline", "promotion not made"]))
+        .collect();
+    ck.mark("room made again on both file systems");
+    for s in &standbys {
+        c.free_host_disk(s);
+    }
+    let freed_at = Instant::now();
+    // a member whose promotion was not made stays out of failovers for three ttls at most
+    let new = await_failover(&c, &ck, &leader, TTL * 3 + PATIENCE);
+    let writes_on_new = ck.wait_acks(&new, freed_at, 1, PATIENCE);
+    let armed = c.member(&new).lease_deadline();
+    ck.mark(&format!("{leader}'s agent restarted"));
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\nthe standbys said: {said:#?}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !promoted.is_empty() {
+        unmet.push(format!(
+            "{promoted:?} left recovery while their fencing deadline could not be written"
+        ));
+    }
+    if acked_while_full > 0 {
+        unmet.push(format!(
+            "{acked_while_full} writes acknowledged after the crash while no standby could \
+             write its fencing deadline"
+        ));
+    }
+    if said.is_empty() {
+        unmet.push("no standby said it cannot write its fencing deadline".into());
+    }
+    if !writes_on_new {
+        unmet.push(format!("{new} acknowledged no write once there was room"));
+    }
+    if armed.is_none() {
+        unmet.push(format!("{new} leads with its fencing deadline disarmed"));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "standbys without room for their fence");
+}
+
 /// The leader's host crashes (agent and postmaster kill -9) and another member takes over; the
 /// old leader's agent, restarted, rewinds its data directory, and while pg_rewind runs (stopped
 /// by the test as soon as it appears) that agent is killed again (kill -9) and restarted.

@@ -81,7 +81,7 @@ impl Member {
         self.job = None;
         match (kind, result) {
             (JobKind::Promote, Err(e)) => {
-                if let JobFailure::Vetoed(_) = e {
+                if e.holds_out() {
                     self.vetoed_until = Some(now.plus(self.config.veto_hold_ms()));
                 }
                 self.promote_error = Some(e.clone());

@@ -1122,6 +1122,12 @@ pub struct Opts {
     /// image mounted through a loop device, so that a test can stall its disk
     /// ([`Cluster::freeze_disk`]). The lease file and the agent's log stay outside it.
     pub member_disks: bool,
+    /// Each member's directory sits on a small file system of the member's host (a 16 MiB
+    /// tmpfs, `nN-host/`) that holds its lease file and failsafe promise beside it, as `/`
+    /// holds `/var/lib/pgha/nN.lease` when the data volume is mounted at the member
+    /// directory, so that a test can fill it ([`Cluster::fill_host_disk`]). Needs
+    /// [`Opts::member_disks`] (the data directory's own disk, mounted inside it).
+    pub host_disks: bool,
     /// The members reach etcd through a [`TcpLink`] on etcd's host, so that a test can
     /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
     /// directly.
@@ -1151,6 +1157,7 @@ impl Default for Opts {
             parameters: Vec::new(),
             fake_wall_clock: false,
             member_disks: false,
+            host_disks: false,
             etcd_latency: false,
             etcd_members: 1,
         }
@@ -1172,6 +1179,9 @@ pub struct Cluster {
     pub fake_clock: Option<FakeWallClock>,
     /// The members' own file systems ([`Opts::member_disks`]); unmounted on drop.
     disks: Vec<MemberDisk>,
+    /// The file systems their directories sit on ([`Opts::host_disks`]); unmounted on drop,
+    /// after `disks`.
+    host_disks: Vec<HostDisk>,
     /// The members' way to etcd, when it can be slowed ([`Opts::etcd_latency`]).
     etcd_link: Option<TcpLink>,
     _tmp: tempfile::TempDir,
@@ -1231,7 +1241,12 @@ impl Cluster {
                     .map(|port| format!("\"http://{etcd_ip}:{port}\""))
                     .collect::<Vec<_>>()
                     .join(", "),
-                dir = root.join(name).display(),
+                dir = if name == "client" {
+                    root.join(name)
+                } else {
+                    member_dir(&root, name, opts)
+                }
+                .display(),
                 secrets = secrets.display(),
                 params = lines(&params),
                 dynamic = lines(&dynamic),
@@ -1239,10 +1254,18 @@ impl Cluster {
         };
         let mut members = Vec::new();
         let mut disks = Vec::new();
+        let mut host_disks = Vec::new();
+        assert!(
+            !opts.host_disks || opts.member_disks,
+            "Opts::host_disks needs Opts::member_disks"
+        );
         for i in 1..=opts.members {
             let name = format!("n{i}");
+            if opts.host_disks {
+                host_disks.push(HostDisk::mount(&root, &name));
+            }
             if opts.member_disks {
-                disks.push(MemberDisk::mount(&root, &name));
+                disks.push(MemberDisk::mount(&root, &member_dir(&root, &name, opts)));
             }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
@@ -1259,7 +1282,7 @@ impl Cluster {
             });
             members.push(Member {
                 log: root.join(format!("{name}.agent.log")),
-                dir: root.join(&name),
+                dir: member_dir(&root, &name, opts),
                 name,
                 host,
                 config,
@@ -1289,6 +1312,7 @@ impl Cluster {
             proxy: None,
             fake_clock,
             disks,
+            host_disks,
             etcd_link: None,
             _tmp: tmp,
             thread_ns: Some(thread_ns),
@@ -1693,6 +1717,9 @@ impl Drop for Cluster {
         for d in self.disks.drain(..) {
             d.unmount();
         }
+        for d in self.host_disks.drain(..) {
+            d.unmount();
+        }
         for mut e in self.etcd.drain(..) {
             e.stop(Signal::SIGKILL, Duration::from_secs(5));
         }
@@ -1717,9 +1744,10 @@ struct MemberDisk {
 }
 
 impl MemberDisk {
-    fn mount(root: &Path, member: &str) -> MemberDisk {
+    fn mount(root: &Path, mount: &Path) -> MemberDisk {
+        let member = mount.file_name().unwrap().to_str().unwrap().to_string();
         let image = root.join(format!("{member}.disk"));
-        let mount = root.join(member);
+        let mount = mount.to_path_buf();
         must(Command::new("truncate").args(["-s", "1G"]).arg(&image));
         must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
         std::fs::create_dir_all(&mount).unwrap();
@@ -1732,7 +1760,7 @@ impl MemberDisk {
         // what the member directory was before: traversable, written only by root
         must(Command::new("chmod").arg("755").arg(&mount));
         MemberDisk {
-            member: member.to_string(),
+            member,
             mount,
             image,
             frozen: false,
@@ -1757,6 +1785,89 @@ impl MemberDisk {
             let _ = Command::new("umount").arg("-l").arg(&self.mount).output();
         }
         let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Where member `name`'s directory is: `root/nN`, or `root/nN-host/nN` with
+/// [`Opts::host_disks`].
+fn member_dir(root: &Path, name: &str, opts: &Opts) -> PathBuf {
+    if opts.host_disks {
+        root.join(format!("{name}-host")).join(name)
+    } else {
+        root.join(name)
+    }
+}
+
+/// The small file system a member's directory sits on ([`Opts::host_disks`]): a tmpfs that
+/// a test fills to the last byte, for root as well (tmpfs reserves nothing).
+struct HostDisk {
+    member: String,
+    mount: PathBuf,
+}
+
+impl HostDisk {
+    fn mount(root: &Path, member: &str) -> HostDisk {
+        let mount = root.join(format!("{member}-host"));
+        std::fs::create_dir_all(&mount).unwrap();
+        must(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=16m,mode=755", "tmpfs"])
+                .arg(&mount),
+        );
+        HostDisk {
+            member: member.to_string(),
+            mount,
+        }
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.mount.join("filler")
+    }
+
+    /// Writes a file until the file system has no byte left.
+    fn fill(&self) {
+        let out = Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", self.filler().display()))
+            .args(["bs=64k", "status=none"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("No space left on device"),
+            "dd did not fill {}: {said}",
+            self.mount.display()
+        );
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+
+    fn unmount(self) {
+        let out = Command::new("umount").arg(&self.mount).output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.mount).output();
+        }
+    }
+}
+
+impl Cluster {
+    /// Fills the file system `member`'s directory sits on ([`Opts::host_disks`]): its lease
+    /// file can no longer be written; its data directory, on a disk of its own, can.
+    pub fn fill_host_disk(&mut self, member: &str) {
+        self.host_disk(member).fill();
+    }
+
+    pub fn free_host_disk(&mut self, member: &str) {
+        self.host_disk(member).free();
+    }
+
+    fn host_disk(&self, member: &str) -> &HostDisk {
+        self.host_disks
+            .iter()
+            .find(|d| d.member == member)
+            .unwrap_or_else(|| panic!("{member} has no host disk (Opts::host_disks)"))
     }
 }
 
