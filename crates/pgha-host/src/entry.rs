@@ -7,7 +7,7 @@ use std::time::Duration;
 use pgha_core::routing;
 use pgha_proxy::{
     CancellationToken, Candidates, Member, MetricsHandle, Prober, ProberConfig, Proxy, ProxyConfig,
-    Targets,
+    StallWatch, Targets,
 };
 use pgha_store::Store;
 use tokio::sync::watch;
@@ -31,7 +31,13 @@ pub async fn start(
     let superuser = prober_config.clone();
     let proxy = Proxy::bind_authenticating(config, targets_rx, shutdown.clone(), superuser).await?;
     let metrics = proxy.metrics();
-    tokio::spawn(Prober::new(prober_config).run(candidates_rx, targets_tx, shutdown.clone()));
+    // After this process stalls (paused, starved), the primary confirmed before is not routed
+    // to until a check begun after the stall confirms it again (I2).
+    let stalls = StallWatch::new();
+    proxy.guard_stalls(&stalls);
+    tokio::spawn(stalls.clone().run(shutdown.clone()));
+    let prober = Prober::new(prober_config).with_stalls(stalls);
+    tokio::spawn(prober.run(candidates_rx, targets_tx, shutdown.clone()));
     tokio::spawn(feed_candidates(store, candidates_tx, shutdown));
     tokio::spawn(proxy.run());
     Ok(metrics)

@@ -27,6 +27,9 @@
 //!
 //! Behaviour, in short:
 //! - Routing happens once, at connect time; afterwards bytes are relayed untouched.
+//! - With [`Proxy::guard_stalls`] (and the same [`StallWatch`] given to the [`Prober`]), a
+//!   primary confirmed before this process stalled (paused, starved) takes no new session
+//!   after the stall until a check begun after it confirms the primary again: held meanwhile.
 //! - No target: the session is held until one appears or `hold_timeout` passes; then the client
 //!   gets `FATAL 57P03 cannot_connect_now` ("no primary available ..."), the code PostgreSQL
 //!   uses itself while it cannot accept sessions yet, which drivers treat as retryable. A target
@@ -99,6 +102,7 @@ mod scram_client;
 mod scram_server;
 mod session;
 mod splice;
+mod stall;
 mod startup;
 mod stream;
 mod targets;
@@ -117,6 +121,7 @@ pub use proxy::{MetricsHandle, Proxy};
 pub use route::Role;
 pub use scram::ScramError;
 pub use splice::{splice, IdleElapsed, Splice};
+pub use stall::StallWatch;
 pub use startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
 pub use targets::{Backend, Standby, Targets};
 pub use tokio_util::sync::CancellationToken;

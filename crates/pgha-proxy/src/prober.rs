@@ -4,6 +4,7 @@
 //! in this round: a failed or late answer means unknown, never "still primary".
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -12,6 +13,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
+use crate::stall::StallWatch;
 use crate::targets::{Backend, Standby, Targets};
 
 /// A cluster member the prober may check.
@@ -112,6 +114,8 @@ fn parse_lsn(s: &str) -> Option<u64> {
 pub struct Prober {
     config: ProberConfig,
     clients: HashMap<String, Client>,
+    /// The proxy's [`StallWatch`], told when a check begun after a stall confirms the primary.
+    stalls: Option<Arc<StallWatch>>,
 }
 
 impl Prober {
@@ -120,7 +124,15 @@ impl Prober {
         Prober {
             config,
             clients: HashMap::new(),
+            stalls: None,
         }
+    }
+
+    /// Tells `stalls` (the one the proxy's routers were given, [`crate::Proxy::guard_stalls`])
+    /// when a check begun after a stall has confirmed the primary again.
+    pub fn with_stalls(mut self, stalls: Arc<StallWatch>) -> Self {
+        self.stalls = Some(stalls);
+        self
     }
 
     /// Checks one member, reusing `client` when it is still open (retrying once on a fresh
@@ -282,14 +294,23 @@ impl Prober {
                 publish(t, &mut generation);
             }
             let latest = candidates.clone();
+            let stalls = self.stalls.clone();
+            let epoch = stalls.as_ref().map(|w| w.epoch());
             let early = |rw: Option<Backend>| {
                 if latest.borrow().leader != cands.leader {
                     return; // about a leader the store no longer names
                 }
+                let confirmed = rw.is_some();
                 let mut t = targets.borrow().clone();
                 t.ro.retain(|s| listed(&cands, s) && Some(&s.backend) != rw.as_ref());
                 t.rw = rw;
                 publish(t, &mut generation);
+                if let (Some(w), Some(epoch), true) = (&stalls, epoch, confirmed) {
+                    if w.confirmed(epoch) {
+                        // the same primary, trusted again: sessions held meanwhile may go
+                        targets.send_modify(|_| {});
+                    }
+                }
             };
             let round = tokio::select! {
                 _ = shutdown.cancelled() => return,

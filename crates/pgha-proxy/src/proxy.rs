@@ -145,6 +145,15 @@ impl Proxy {
         self.addr_of(Role::ReadOnly)
     }
 
+    /// New sessions go to the primary only while `stalls` (run, and shared with the
+    /// [`crate::Prober`] that confirms the primary) trusts its confirmation: after this
+    /// process stalled, only once a check begun after the stall confirmed it again.
+    pub fn guard_stalls(&self, stalls: &Arc<crate::StallWatch>) {
+        for (ctx, _, _) in &self.listeners {
+            ctx.router.guard_stalls(Arc::clone(stalls));
+        }
+    }
+
     /// Handle to the counters, usable while and after the proxy runs.
     pub fn metrics(&self) -> MetricsHandle {
         MetricsHandle {

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cancel::Owner;
 use crate::metrics::ListenerMetrics;
+use crate::stall::StallWatch;
 use crate::targets::Targets;
 
 /// Which sessions a listener serves.
@@ -68,6 +69,8 @@ pub struct Router {
     slots: Mutex<HashMap<Key, Slot>>,
     next_id: AtomicUsize,
     rotor: AtomicUsize,
+    /// When set, the primary is a candidate only while this trusts its confirmation.
+    stalls: OnceLock<Arc<StallWatch>>,
 }
 
 /// A session's claim on a backend: its address, and a token cancelled when the backend stops
@@ -124,7 +127,21 @@ impl Router {
             slots: Mutex::new(HashMap::new()),
             next_id: AtomicUsize::new(1),
             rotor: AtomicUsize::new(0),
+            stalls: OnceLock::new(),
         })
+    }
+
+    /// Routes new sessions to the primary only while `stalls` trusts the confirmations
+    /// published before (set once, before the proxy runs).
+    pub(crate) fn guard_stalls(&self, stalls: Arc<StallWatch>) {
+        let _ = self.stalls.set(stalls);
+    }
+
+    /// Whether the published primary may take a new session now.
+    fn primary_trusted(&self) -> bool {
+        self.stalls
+            .get()
+            .is_none_or(|s| s.trusts_confirmations(std::time::Instant::now()))
     }
 
     /// Listener kind.
@@ -158,7 +175,7 @@ impl Router {
                 return out;
             }
         }
-        if let Some(b) = &t.rw {
+        if let Some(b) = t.rw.as_ref().filter(|_| self.primary_trusted()) {
             let key = (Arc::from(b.addr.as_str()), Served::Primary);
             out.push((key, Arc::from(b.name.as_str())));
         }

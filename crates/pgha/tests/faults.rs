@@ -55,7 +55,7 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{children_of, cmdline, poll, signal, wait_until};
+use pgha_testkit::{children_of, cmdline, poll, run_sql, signal, wait_until};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -930,6 +930,75 @@ fn standbys_that_cannot_write_their_fencing_deadline_are_not_promoted() {
         unmet.push(format!("{new} leads with its fencing deadline disarmed"));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "standbys without room for their fence");
+}
+
+/// `pgha proxy` paused (SIGSTOP: a stalled process or VM) while the leader's host crashes,
+/// another member takes over and the old leader comes back as a standby; clients connect to
+/// the read-write address meanwhile (their connections wait in the listen backlog) and just
+/// after the proxy resumes. I2: no read-write session reaches a member in recovery, whatever
+/// the proxy last confirmed before its pause; each is held until the new primary is
+/// confirmed, then served by it. Synchronous mode; one writer, nothing lost.
+#[test]
+fn a_proxy_paused_through_a_failover_sends_no_session_to_a_standby() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    ck.mark("pgha proxy paused (SIGSTOP)");
+    c.signal_proxy(Signal::SIGSTOP);
+    ck.mark(&format!("node crash of {leader} (agent and postmaster kill -9)"));
+    c.member_mut(&leader).crash();
+    let new = await_failover(&c, &ck, &leader, PATIENCE);
+    c.start_agent(&leader);
+    wait_until(&format!("{leader} back as a standby"), PATIENCE, || {
+        c.sql_one(&leader, "SELECT pg_is_in_recovery()::text")
+            .filter(|r| r == "true")
+    });
+    ck.mark(&format!("{leader} back as a standby of {new}"));
+    let client_ns = c.net.host("client").ns.clone();
+    let session = |conninfo: String| {
+        let ns = client_ns.clone();
+        std::thread::spawn(move || {
+            enter_netns(&ns).expect("setns");
+            let answer = run_sql(
+                &format!("{conninfo} connect_timeout=60"),
+                "SELECT pg_is_in_recovery()::text, host(inet_server_addr())",
+            );
+            let row = answer.map(|rows| {
+                rows[0]
+                    .iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect::<Vec<_>>()
+            });
+            (row, Instant::now())
+        })
+    };
+    let mut sessions: Vec<_> = (0..8).map(|_| session(c.proxy_conninfo())).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    ck.mark("pgha proxy resumed (SIGCONT), 8 sessions waiting in its backlog");
+    c.signal_proxy(Signal::SIGCONT);
+    let resumed_at = Instant::now();
+    sessions.extend((0..8).map(|_| session(c.proxy_conninfo())));
+    let (answers, at): (Vec<_>, Vec<_>) = sessions.into_iter().map(|s| s.join().unwrap()).unzip();
+    let last_ms = at.iter().map(|t| t.duration_since(resumed_at).as_millis()).max();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    eprintln!(
+        "the sessions' answers (in recovery, server): {answers:?}; the last {last_ms:?} ms after \
+         the proxy resumed"
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let new_ip = c.member(&new).host.ip.clone();
+    let mut unmet = Vec::new();
+    for answer in &answers {
+        match answer {
+            Ok(row) if row[0] == "false" && row[1] == new_ip => {}
+            Ok(row) => unmet.push(format!(
+                "a read-write session was served by {} (in recovery: {})",
+                row[1], row[0]
+            )),
+            Err(e) => unmet.push(format!("a read-write session failed: {e}")),
+        }
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a paused proxy");
 }
 
 /// The leader's host crashes (agent and postmaster kill -9) and another member takes over; the

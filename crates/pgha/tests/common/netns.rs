@@ -1466,6 +1466,11 @@ impl Cluster {
         ));
     }
 
+    /// Sends `sig` to `pgha proxy` (e.g. SIGSTOP, SIGCONT: a stalled process or VM).
+    pub fn signal_proxy(&self, sig: Signal) {
+        self.proxy.as_ref().expect("pgha proxy runs").signal(sig);
+    }
+
     /// Starts (again) `name`'s agent on its host.
     pub fn start_agent(&mut self, name: &str) {
         let i = self.index(name);

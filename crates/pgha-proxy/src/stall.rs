@@ -1,0 +1,123 @@
+//! Notices when this process stopped running for a while (SIGSTOP, a paused VM, a starved
+//! runtime): a primary confirmed before such a stall is not routed to after it until a check
+//! begun after it confirms the primary again (I2 holds across a pause of the proxy).
+
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// How often the watch looks at the clock.
+const TICK: Duration = Duration::from_millis(100);
+/// A gap between two looks longer than this is a stall.
+pub const STALL: Duration = Duration::from_millis(500);
+
+/// Stalls seen, and which of them a confirmation of the primary has covered since.
+#[derive(Debug)]
+pub struct StallWatch {
+    origin: Instant,
+    /// When the clock was last looked at, in ms since `origin`.
+    last_look_ms: AtomicU64,
+    /// How many stalls were seen.
+    stalls: AtomicU64,
+    /// The number of stalls a confirmation begun after them has covered.
+    covered: AtomicU64,
+}
+
+impl StallWatch {
+    /// A watch that has seen no stall; [`StallWatch::run`] makes it look.
+    pub fn new() -> Arc<Self> {
+        Arc::new(StallWatch {
+            origin: Instant::now(),
+            last_look_ms: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
+        })
+    }
+
+    fn ms(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Looks at the clock: a gap since the last look longer than [`STALL`] counts a stall.
+    /// Returns the gap when it was one.
+    pub fn look(&self, now: Instant) -> Option<Duration> {
+        let now_ms = self.ms(now);
+        let last = self.last_look_ms.swap(now_ms, SeqCst);
+        let gap = Duration::from_millis(now_ms.saturating_sub(last));
+        if gap > STALL {
+            self.stalls.fetch_add(1, SeqCst);
+            return Some(gap);
+        }
+        None
+    }
+
+    /// Looks every [`TICK`] until `shutdown`, saying so when the process stalled.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        self.look(Instant::now());
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if let Some(gap) = self.look(Instant::now()) {
+                tracing::warn!(
+                    "the proxy did not run for {} ms (paused or starved): new read-write \
+                     sessions wait until the primary is confirmed again",
+                    gap.as_millis()
+                );
+            }
+        }
+    }
+
+    /// What a check begun now must pass to [`StallWatch::confirmed`].
+    pub fn epoch(&self) -> u64 {
+        self.stalls.load(SeqCst)
+    }
+
+    /// A check begun at `epoch` confirmed the primary; whether that covered a stall (then
+    /// sessions held meanwhile may go).
+    pub fn confirmed(&self, epoch: u64) -> bool {
+        self.covered.fetch_max(epoch, SeqCst) < epoch
+    }
+
+    /// Whether a primary confirmed by the last checks may be routed to at `now`: every stall
+    /// seen has been covered by a check begun after it, and no stall is under way unseen (the
+    /// clock was looked at within [`STALL`]: just after a resume, this runs before the watch
+    /// has looked).
+    pub fn trusts_confirmations(&self, now: Instant) -> bool {
+        let looked_ms = self.last_look_ms.load(SeqCst);
+        let unseen = self.ms(now).saturating_sub(looked_ms) > STALL.as_millis() as u64;
+        !unseen && self.covered.load(SeqCst) >= self.stalls.load(SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_is_trusted_again_only_after_a_check_begun_after_it() {
+        let w = StallWatch::new();
+        let t0 = w.origin;
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(w.look(at(100)).is_none());
+        assert!(w.trusts_confirmations(at(150)));
+        // Paused: before the watch looks again, nothing is trusted.
+        assert!(!w.trusts_confirmations(at(5_000)));
+        let before = w.epoch();
+        assert_eq!(w.look(at(5_000)), Some(Duration::from_millis(4_900)));
+        assert!(!w.trusts_confirmations(at(5_010)));
+        // A check begun before the stall was seen covers nothing.
+        assert!(!w.confirmed(before));
+        assert!(!w.trusts_confirmations(at(5_020)));
+        // One begun after it does, once.
+        assert!(w.confirmed(w.epoch()));
+        assert!(!w.confirmed(w.epoch()));
+        assert!(w.trusts_confirmations(at(5_030)));
+        // Ticks within the bound are no stall.
+        assert!(w.look(at(5_400)).is_none());
+        assert!(w.trusts_confirmations(at(5_850)));
+    }
+}
