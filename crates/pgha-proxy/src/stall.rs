@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// How often the watch looks at the clock.
 const TICK: Duration = Duration::from_millis(100);
 /// A gap between two looks longer than this is a stall.
-pub const STALL: Duration = Duration::from_millis(500);
+const STALL: Duration = Duration::from_millis(500);
 
 /// Stalls seen, and which of them a confirmation of the primary has covered since.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ impl StallWatch {
         u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Looks at the clock: a gap since the last look longer than [`STALL`] counts a stall.
+    /// Looks at the clock: a gap since the last look longer than `STALL` (0.5 s) counts a stall.
     /// Returns the gap when it was one.
     pub fn look(&self, now: Instant) -> Option<Duration> {
         let now_ms = self.ms(now);
@@ -53,7 +53,7 @@ impl StallWatch {
         None
     }
 
-    /// Looks every [`TICK`] until `shutdown`, saying so when the process stalled.
+    /// Looks every `TICK` (100 ms) until `shutdown`, saying so when the process stalled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         self.look(Instant::now());
         loop {
@@ -84,7 +84,7 @@ impl StallWatch {
 
     /// Whether a primary confirmed by the last checks may be routed to at `now`: every stall
     /// seen has been covered by a check begun after it, and no stall is under way unseen (the
-    /// clock was looked at within [`STALL`]: just after a resume, this runs before the watch
+    /// clock was looked at within `STALL` (0.5 s): just after a resume, this runs before the watch
     /// has looked).
     pub fn trusts_confirmations(&self, now: Instant) -> bool {
         let looked_ms = self.last_look_ms.load(SeqCst);
