@@ -203,7 +203,11 @@ impl Agent {
     /// Starts the job `action` once the running one (cancelled for it) has ended.
     pub(crate) fn start_job(&mut self, action: Action) {
         let kind = action.job().expect("a job");
-        if let Some(error) = self.fence_error.clone().filter(|_| action.may_make_writable()) {
+        if let Some(error) = self
+            .fence_error
+            .clone()
+            .filter(|_| action.may_make_writable())
+        {
             // Without the deadline its supervisor would not fence a primary this agent no
             // longer renews (dead, paused): I1 rests on it. Reported as the job's failure.
             self.job_done(Outcome::Job {
@@ -401,8 +405,8 @@ fn action_name(action: &Action) -> String {
 mod routine;
 
 #[cfg(test)]
-#[path = "execute/history_tests.rs"]
-mod history_tests;
-#[cfg(test)]
 #[path = "execute/fence_tests.rs"]
 mod fence_tests;
+#[cfg(test)]
+#[path = "execute/history_tests.rs"]
+mod history_tests;

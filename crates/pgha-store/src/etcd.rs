@@ -214,6 +214,7 @@ impl EtcdStore {
     where
         F: Future<Output = Result<T, StoreError>>,
     {
+        let _ = tokio::time::timeout(self.timeout, self.endpoints.renew_suspect()).await;
         let attempt = self.endpoints.attempt();
         let result = tokio::time::timeout(self.timeout, op)
             .await

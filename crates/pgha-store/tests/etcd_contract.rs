@@ -548,3 +548,39 @@ async fn within<T>(
         None => call.await,
     }
 }
+
+/// A connection a cut left silent does not hold the calls made after the link heals: a
+/// blackholed TCP connection stays mute after the heal until TCP's retransmission backoff or
+/// an HTTP/2 keep-alive gives up on it, seconds later. Here every byte through the link is
+/// held for a minute (the calls in flight are never answered), then the link is back to
+/// normal while those bytes still wait on the old connection. After two calls in a row went
+/// unanswered, the next one goes over a new connection and is answered at once.
+#[tokio::test]
+async fn a_connection_a_cut_left_silent_does_not_hold_the_calls_after_the_heal() {
+    let etcd = Etcd::start();
+    let target = format!("127.0.0.1:{}", etcd.server.client_port());
+    let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
+        .expect("a link to etcd");
+    let bound = Duration::from_millis(500);
+    let store = EtcdStore::connect(&[format!("http://{}", link.addr())], "cut", bound)
+        .await
+        .expect("connect through the link");
+    store.snapshot().await.expect("a read before the cut");
+    link.set(Latency::fixed(Duration::from_secs(60)));
+    for call in 0..2 {
+        let read = store.snapshot().await;
+        assert!(read.is_err(), "call {call} during the cut was answered");
+    }
+    link.set(Latency::NONE);
+    let started = Instant::now();
+    let read = store.snapshot().await;
+    assert!(
+        read.is_ok(),
+        "the first call after the heal: {read:?} after {:?}",
+        started.elapsed()
+    );
+    eprintln!(
+        "answered {} ms after the heal",
+        started.elapsed().as_millis()
+    );
+}

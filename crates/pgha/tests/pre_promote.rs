@@ -129,7 +129,8 @@ fn the_next_candidate_takes_over(c: &dyn Vetoing, hook: &Hook, members: [&str; 3
     );
     let logs = c.logs();
     assert!(
-        logs.contains("vetoed by the pre_promote callback") && logs.contains("the virtual IP is still held"),
+        logs.contains("vetoed by the pre_promote callback")
+            && logs.contains("the virtual IP is still held"),
         "the veto and the script's words are not in the log:\n{logs}"
     );
     // The vetoed member follows the new leader.

@@ -44,7 +44,12 @@ async fn nothing_is_promoted_or_started_as_a_primary_while_the_deadline_cannot_b
     agent.outcomes.clear();
     agent.start_job(Action::StopPostgres(pgha_core::StopMode::Fast));
     assert_eq!(agent.jobs.current(), Some(JobKind::Stop));
-    assert!(agent.jobs.cancel_all(std::time::Duration::from_secs(10)).await);
+    assert!(
+        agent
+            .jobs
+            .cancel_all(std::time::Duration::from_secs(10))
+            .await
+    );
 
     // Once it can be written again, nothing is refused.
     std::fs::remove_dir(&lease).unwrap();

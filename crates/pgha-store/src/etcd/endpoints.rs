@@ -4,15 +4,26 @@
 //! One client balanced over every endpoint sends each call to any of them: with one member of
 //! three stalled (a disk stall, a paused VM), about a third of all calls then hang until their
 //! bound, and the agents see the store come and go. Here a stalled member costs one call.
+//!
+//! An endpoint that left two calls in a row unanswered gets a new client (a new connection)
+//! for its next call: a connection that was blackholed stays silent after the link heals
+//! until TCP's retransmission backoff or the HTTP/2 keep-alive gives up on it, seconds later.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use etcd_client::{Client, ConnectOptions};
 
+/// Unanswered calls in a row after which an endpoint's next call goes over a new connection.
+const SUSPECT_AFTER: u32 = 2;
+
 #[derive(Clone)]
 pub(super) struct Endpoints {
-    clients: Arc<Vec<Client>>,
+    addresses: Arc<Vec<String>>,
+    options: ConnectOptions,
+    clients: Arc<Vec<Mutex<Client>>>,
+    /// Per endpoint: calls in a row it left unanswered.
+    unanswered: Arc<Vec<AtomicU32>>,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -25,12 +36,37 @@ impl Endpoints {
     ) -> Result<Endpoints, etcd_client::Error> {
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            clients.push(Client::connect([endpoint], Some(options.clone())).await?);
+            clients.push(Mutex::new(
+                Client::connect([endpoint], Some(options.clone())).await?,
+            ));
         }
         Ok(Endpoints {
+            addresses: Arc::new(endpoints.to_vec()),
+            options: options.clone(),
+            unanswered: Arc::new(endpoints.iter().map(|_| AtomicU32::new(0)).collect()),
             clients: Arc::new(clients),
             in_use: Arc::default(),
         })
+    }
+
+    /// Gives the endpoint in use a new client (nothing is reached until a call) when it left
+    /// [`SUSPECT_AFTER`] calls in a row unanswered: its connection may be one a blackhole left
+    /// silent. Until one is answered, every call to it gets a new one.
+    pub(super) async fn renew_suspect(&self) {
+        let i = self.in_use() % self.clients.len();
+        if self.unanswered[i].load(Ordering::SeqCst) < SUSPECT_AFTER {
+            return;
+        }
+        match Client::connect([&self.addresses[i]], Some(self.options.clone())).await {
+            Ok(fresh) => {
+                tracing::debug!(
+                    "etcd {}: unanswered calls in a row, new connection",
+                    self.addresses[i]
+                );
+                *self.clients[i].lock().expect("etcd client lock") = fresh;
+            }
+            Err(e) => tracing::debug!("etcd {}: no new client ({e})", self.addresses[i]),
+        }
     }
 
     fn in_use(&self) -> usize {
@@ -50,12 +86,15 @@ impl Endpoints {
 
     /// The client of the endpoint in use.
     pub(super) fn client(&self) -> Client {
-        self.clients[self.in_use() % self.clients.len()].clone()
+        let i = self.in_use() % self.clients.len();
+        self.clients[i].lock().expect("etcd client lock").clone()
     }
 
     /// A call through endpoint `used` failed: the next calls go to the next endpoint (unless
     /// another failed call moved on already).
     fn failed(&self, used: usize) {
+        let at = used % self.clients.len();
+        self.unanswered[at].fetch_add(1, Ordering::SeqCst);
         let next = (used + 1) % self.clients.len();
         let _ = self
             .in_use
@@ -74,6 +113,8 @@ impl Attempt<'_> {
     /// The endpoint answered (whatever it said, short of having no leader).
     pub(super) fn answered(mut self) {
         self.answered = true;
+        let at = self.used % self.endpoints.clients.len();
+        self.endpoints.unanswered[at].store(0, Ordering::SeqCst);
     }
 }
 
