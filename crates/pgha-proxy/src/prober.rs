@@ -205,26 +205,31 @@ impl Prober {
     /// that answered in-recovery become `ro`, with lag measured against that primary (unknown
     /// without one). `generation` is left at 0 for the caller.
     pub async fn probe(&mut self, c: &Candidates) -> Targets {
-        self.probe_reporting(c, |_| {}).await
+        self.probe_reporting(c, |_, _| {}).await
     }
 
-    /// [`Prober::probe`], handing what the lease holder's answer makes of `rw` to `on_leader`
-    /// as soon as it is in: the slowest standby (a hung one takes the whole `check_timeout`)
-    /// delays no primary.
+    /// [`Prober::probe`], handing what the lease holder's answer makes of `rw` and
+    /// `unanswered` to `on_leader` as soon as it is in: the slowest standby (a hung one takes
+    /// the whole `check_timeout`) delays no primary.
     async fn probe_reporting(
         &mut self,
         c: &Candidates,
-        mut on_leader: impl FnMut(Option<Backend>),
+        mut on_leader: impl FnMut(Option<Backend>, Option<Backend>),
     ) -> Targets {
         let members: Vec<&Member> = c.leader.iter().chain(c.standbys.iter()).collect();
         let as_primary = |m: &Member, answer: Option<&ProbeResult>| match answer {
             Some(r) if !r.in_recovery => Some((Backend::new(&m.name, &m.addr), r.lsn)),
             _ => None,
         };
+        let silent = |m: &Member, res: Option<&Result<ProbeResult, ProbeError>>| match res {
+            Some(Ok(_)) => None,
+            _ => Some(Backend::new(&m.name, &m.addr)),
+        };
         let results = self
             .check_all_reporting(&members, |addr, res| {
                 if let Some(leader) = c.leader.as_ref().filter(|l| l.addr == addr) {
-                    on_leader(as_primary(leader, res.as_ref().ok()).map(|(b, _)| b));
+                    let rw = as_primary(leader, res.as_ref().ok()).map(|(b, _)| b);
+                    on_leader(rw, silent(leader, Some(res)));
                 }
             })
             .await;
@@ -255,6 +260,7 @@ impl Prober {
             .collect();
         Targets {
             rw: primary.map(|(b, _)| b),
+            unanswered: c.leader.as_ref().and_then(|m| silent(m, results.get(&m.addr))),
             ro,
             generation: 0,
         }
@@ -287,23 +293,35 @@ impl Prober {
         loop {
             let cands = candidates.borrow_and_update().clone();
             let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
-            let stale = targets.borrow().rw.as_ref().map(|b| b.addr.clone());
-            if stale.is_some() && stale != leader_addr {
+            let not_holder = |b: &Option<Backend>| b.as_ref().is_some_and(|b| Some(&b.addr) != leader_addr.as_ref());
+            let stale = {
+                let t = targets.borrow();
+                not_holder(&t.rw) || not_holder(&t.unanswered)
+            };
+            if stale {
                 let mut t = targets.borrow().clone();
-                t.rw = None;
+                t.rw = t.rw.filter(|b| Some(&b.addr) == leader_addr.as_ref());
+                t.unanswered = t.unanswered.filter(|b| Some(&b.addr) == leader_addr.as_ref());
                 publish(t, &mut generation);
             }
             let latest = candidates.clone();
             let stalls = self.stalls.clone();
             let epoch = stalls.as_ref().map(|w| w.epoch());
-            let early = |rw: Option<Backend>| {
+            let early = |rw: Option<Backend>, unanswered: Option<Backend>| {
                 if latest.borrow().leader != cands.leader {
                     return; // about a leader the store no longer names
                 }
                 let confirmed = rw.is_some();
                 let mut t = targets.borrow().clone();
                 t.ro.retain(|s| listed(&cands, s) && Some(&s.backend) != rw.as_ref());
+                if unanswered.is_some() && t.rw.is_some() {
+                    tracing::info!(
+                        "the primary did not answer its check: new read-write sessions wait \
+                         for its next answer, the open ones stay"
+                    );
+                }
                 t.rw = rw;
+                t.unanswered = unanswered;
                 publish(t, &mut generation);
                 if let (Some(w), Some(epoch), true) = (&stalls, epoch, confirmed) {
                     if w.confirmed(epoch) {

@@ -185,9 +185,10 @@ impl Router {
     /// Whether a session on `key` may stay open under targets `t`.
     fn still_valid(&self, key: &Key, t: &Targets) -> bool {
         let rw = t.rw.as_ref().map(|b| b.addr.as_str());
+        let unanswered = t.unanswered.as_ref().map(|b| b.addr.as_str());
         match key.1 {
             Served::Primary => {
-                Some(&*key.0) == rw
+                (Some(&*key.0) == rw || Some(&*key.0) == unanswered)
                     && (self.policy.role == Role::ReadWrite || self.policy.fallback_to_primary)
             }
             Served::Standby => {

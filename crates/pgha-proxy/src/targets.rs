@@ -39,6 +39,12 @@ pub struct Standby {
 pub struct Targets {
     /// The confirmed primary, or `None` while unknown (new read-write sessions are held).
     pub rw: Option<Backend>,
+    /// The lease holder whose latest check got no answer (a probe stuck behind load, or its
+    /// connection lost while `max_connections` is full): no new session goes there, but the
+    /// sessions open to it stay, for nothing says it stopped being the primary. `None` once it
+    /// answers, or once the store names another holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unanswered: Option<Backend>,
     /// Standbys that may serve read-only sessions.
     pub ro: Vec<Standby>,
     /// Bumped by the publisher on every change; informational (logs, metrics).

@@ -465,3 +465,71 @@ async fn prober_confirms_primary_and_standbys() {
     run.stop.cancel();
     run.task.await.unwrap();
 }
+
+/// The lease holder misses a check while the store still names it (the prober's backend on it
+/// paused: a probe stuck behind load, as when its connection is lost with `max_connections`
+/// full): new read-write sessions wait for its next answer, but the sessions open to it are
+/// not closed, for nothing says it stopped being the primary (before: one late probe closed
+/// every read-write session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_misses_a_check_keeps_its_sessions() {
+    let c = cluster();
+    let primary = c.primary();
+    // A role of its own, so that its backend is told from the probers of the other tests.
+    let direct = connect(primary.addr.parse().unwrap()).await.unwrap();
+    direct
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE missed_check_prober LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let mut run = ProberRun::start_as(
+        "missed_check_prober",
+        Candidates {
+            leader: Some(member(primary.clone())),
+            standbys: vec![member(c.standby())],
+        },
+        Duration::from_millis(500),
+    );
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
+    let forward = {
+        let (mut from, to) = (run.targets.clone(), p.targets.clone());
+        tokio::spawn(async move {
+            while from.changed().await.is_ok() {
+                let t = from.borrow_and_update().clone();
+                to.send_replace(t);
+            }
+        })
+    };
+    let session = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&session).await);
+    let row = direct
+        .query_one(
+            "select pid from pg_stat_activity where usename = 'missed_check_prober'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let prober_backend = nix::unistd::Pid::from_raw(row.get::<_, i32>(0));
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let missed = run
+        .within(limit, |t| t.rw.is_none() && t.unanswered.is_some())
+        .await;
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(missed.is_some(), "the check never went unanswered");
+    let still = session.simple_query("select 1").await;
+    assert!(
+        still.is_ok(),
+        "the session closed on one unanswered check: {still:?}"
+    );
+    assert!(run.within(limit, is_primary).await.is_some());
+    assert!(session.simple_query("select 1").await.is_ok());
+    let closed = p.metrics.snapshot().listener("rw").unwrap().closed_on_change;
+    assert_eq!(closed, 0, "sessions closed on a targets change");
+    forward.abort();
+    run.stop.cancel();
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
 use common::status::{events, members, no_rewind, primaries, primary_of};
-use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, refused, try_connect};
+use pgha_testkit::{connect, fmt_lsn, lsn, postmaster_pid, refused, try_connect, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(25);
 
@@ -539,7 +539,11 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
     c.wait_status("n2 leading", CONVERGE, |s| {
         (s["leader"] == "n2").then_some(())
     });
-    let history = c.history();
+    // n2 holds the key before it has promoted and recorded the switchover
+    let history = wait_until("the switchover recorded", CONVERGE, || {
+        let history = c.history();
+        (!events(&history, "switchover").is_empty()).then_some(history)
+    });
     assert_eq!(
         events(&history, "switchover"),
         [("n1".to_string(), "n2".to_string())],

@@ -23,10 +23,15 @@ pub struct ProberRun {
 
 impl ProberRun {
     pub fn start(candidates: Candidates, check_timeout: Duration) -> ProberRun {
+        Self::start_as("postgres", candidates, check_timeout)
+    }
+
+    /// [`ProberRun::start`], checking as `user`.
+    pub fn start_as(user: &str, candidates: Candidates, check_timeout: Duration) -> ProberRun {
         let (candidates, crx) = watch::channel(candidates);
         let (ttx, targets) = watch::channel(Targets::none());
         let stop = CancellationToken::new();
-        let mut cfg = ProberConfig::new("postgres");
+        let mut cfg = ProberConfig::new(user);
         cfg.interval = Duration::from_millis(100);
         cfg.check_timeout = check_timeout;
         let task = tokio::spawn(Prober::new(cfg).run(crx, ttx, stop.clone()));

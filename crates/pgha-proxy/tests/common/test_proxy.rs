@@ -11,6 +11,7 @@ use tokio::sync::watch;
 pub fn targets_of(rw: Backend, ro: impl IntoIterator<Item = Backend>) -> Targets {
     Targets {
         rw: Some(rw),
+        unanswered: None,
         ro: ro
             .into_iter()
             .map(|backend| Standby {

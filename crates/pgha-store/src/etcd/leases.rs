@@ -39,10 +39,8 @@ impl EtcdStore {
             Err(e) => return Err(map_err(e)),
         };
         keeper.keep_alive().await.map_err(map_err)?;
-        match responses.message().await.map_err(map_err)? {
-            Some(resp) if resp.ttl() > 0 => Ok(Some(resp.ttl())),
-            _ => Ok(None),
-        }
+        let answer = responses.message().await.map_err(map_err)?;
+        granted_ttl(answer.map(|resp| resp.ttl()))
     }
 
     /// A new lease of `ttl` seconds, with the TTL etcd granted (never less than asked).
@@ -163,6 +161,19 @@ impl EtcdStore {
     }
 }
 
+/// What a keep-alive's answer says of the lease: the TTL (s) it was granted, `None` when etcd
+/// no longer knows it (TTL 0 or less). A stream that ended without an answer says nothing of
+/// the lease: the call failed (read as "expired", it would demote a leader for nothing).
+fn granted_ttl(answer: Option<i64>) -> Result<Option<i64>, StoreError> {
+    match answer {
+        Some(ttl) if ttl > 0 => Ok(Some(ttl)),
+        Some(_) => Ok(None),
+        None => Err(StoreError::Unavailable(
+            "etcd ended the lease keep-alive stream without an answer".into(),
+        )),
+    }
+}
+
 fn is_lease_not_found(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(status) => status.message().contains("lease not found"),
@@ -188,4 +199,16 @@ fn set_or_forget<V>(map: &std::sync::Mutex<HashMap<String, V>>, holder: &str, va
         Some(v) => map.insert(holder.to_string(), v),
         None => map.remove(holder),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keep_alive_stream_that_ends_unanswered_is_no_expiry() {
+        assert_eq!(granted_ttl(Some(10)), Ok(Some(10)));
+        assert_eq!(granted_ttl(Some(0)), Ok(None));
+        assert!(matches!(granted_ttl(None), Err(StoreError::Unavailable(_))));
+    }
 }
