@@ -260,7 +260,10 @@ impl Prober {
             .collect();
         Targets {
             rw: primary.map(|(b, _)| b),
-            unanswered: c.leader.as_ref().and_then(|m| silent(m, results.get(&m.addr))),
+            unanswered: c
+                .leader
+                .as_ref()
+                .and_then(|m| silent(m, results.get(&m.addr))),
             ro,
             generation: 0,
         }
@@ -293,7 +296,10 @@ impl Prober {
         loop {
             let cands = candidates.borrow_and_update().clone();
             let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
-            let not_holder = |b: &Option<Backend>| b.as_ref().is_some_and(|b| Some(&b.addr) != leader_addr.as_ref());
+            let not_holder = |b: &Option<Backend>| {
+                b.as_ref()
+                    .is_some_and(|b| Some(&b.addr) != leader_addr.as_ref())
+            };
             let stale = {
                 let t = targets.borrow();
                 not_holder(&t.rw) || not_holder(&t.unanswered)
@@ -301,7 +307,9 @@ impl Prober {
             if stale {
                 let mut t = targets.borrow().clone();
                 t.rw = t.rw.filter(|b| Some(&b.addr) == leader_addr.as_ref());
-                t.unanswered = t.unanswered.filter(|b| Some(&b.addr) == leader_addr.as_ref());
+                t.unanswered = t
+                    .unanswered
+                    .filter(|b| Some(&b.addr) == leader_addr.as_ref());
                 publish(t, &mut generation);
             }
             let latest = candidates.clone();

@@ -528,7 +528,12 @@ async fn a_primary_that_misses_a_check_keeps_its_sessions() {
     );
     assert!(run.within(limit, is_primary).await.is_some());
     assert!(session.simple_query("select 1").await.is_ok());
-    let closed = p.metrics.snapshot().listener("rw").unwrap().closed_on_change;
+    let closed = p
+        .metrics
+        .snapshot()
+        .listener("rw")
+        .unwrap()
+        .closed_on_change;
     assert_eq!(closed, 0, "sessions closed on a targets change");
     forward.abort();
     run.stop.cancel();
