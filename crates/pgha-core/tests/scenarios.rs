@@ -657,11 +657,9 @@ fn the_winner_promotes_then_records_the_failover() {
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
 }
 
-/// Issue 14: a `pre_promote` callback that refuses makes the winner let go of the lease and
-/// publish itself vetoed; the next candidate, behind it, then runs (asynchronous mode), and
-/// the veto ends once another member leads.
-#[test]
-fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
+/// n2, ahead of n3, wins the lease and its promotion ends with `failure`: n2, what it decides
+/// then, its state and n3's.
+fn winner_whose_promotion_failed(failure: JobFailure) -> (Member, Decision, LocalPg, LocalPg) {
     let mut n2 = member("n2");
     let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
     let mine = View::new()
@@ -670,11 +668,21 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
         .with("n3", record(&b, None));
     let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
     assert_eq!(d.actions.last(), Some(&Action::Promote));
-    let vetoed = Outcome::Job {
+    let failed = Outcome::Job {
         kind: JobKind::Promote,
-        result: Err(JobFailure::Vetoed("exit status: 1 (VIP still held)".into())),
+        result: Err(failure),
     };
-    let d = n2.step(&obs(500, a.clone(), &mine, vec![vetoed]));
+    let d = n2.step(&obs(500, a.clone(), &mine, vec![failed]));
+    (n2, d, a, b)
+}
+
+/// Issue 14: a `pre_promote` callback that refuses makes the winner let go of the lease and
+/// publish itself vetoed; the next candidate, behind it, then runs (asynchronous mode), and
+/// the veto ends once another member leads.
+#[test]
+fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
+    let vetoed = JobFailure::Vetoed("exit status: 1 (VIP still held)".into());
+    let (mut n2, d, a, b) = winner_whose_promotion_failed(vetoed);
     assert!(
         matches!(d.reason, Reason::PromotionVetoed { .. }),
         "{}",
@@ -733,19 +741,8 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
 /// the next candidate runs instead of it winning and failing again.
 #[test]
 fn a_winner_that_cannot_arm_its_fence_lets_go_and_is_held_out() {
-    let mut n2 = member("n2");
-    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
-    let mine = View::new()
-        .leader("n2", 11)
-        .with("n2", record(&a, Some("n2")))
-        .with("n3", record(&b, None));
-    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
-    assert_eq!(d.actions.last(), Some(&Action::Promote));
-    let unfenced = Outcome::Job {
-        kind: JobKind::Promote,
-        result: Err(JobFailure::Unfenced("No space left on device".into())),
-    };
-    let d = n2.step(&obs(500, a.clone(), &mine, vec![unfenced]));
+    let unfenced = JobFailure::Unfenced("No space left on device".into());
+    let (mut n2, d, a, b) = winner_whose_promotion_failed(unfenced);
     assert!(
         matches!(&d.reason, Reason::PromotionVetoed { why, .. } if why.contains("fencing deadline")),
         "{}",

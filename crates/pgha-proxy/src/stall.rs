@@ -44,13 +44,15 @@ impl StallWatch {
     /// Returns the gap when it was one.
     pub fn look(&self, now: Instant) -> Option<Duration> {
         let now_ms = self.ms(now);
-        let last = self.last_look_ms.swap(now_ms, SeqCst);
+        let last = self.last_look_ms.load(SeqCst);
         let gap = Duration::from_millis(now_ms.saturating_sub(last));
-        if gap > STALL {
+        let stalled = gap > STALL;
+        if stalled {
+            // Counted before the look is: a router that sees this look must see the stall.
             self.stalls.fetch_add(1, SeqCst);
-            return Some(gap);
         }
-        None
+        self.last_look_ms.store(now_ms, SeqCst);
+        stalled.then_some(gap)
     }
 
     /// Looks every `TICK` (100 ms) until `shutdown`, saying so when the process stalled.

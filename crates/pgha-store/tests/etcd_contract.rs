@@ -30,6 +30,18 @@ impl Etcd {
             .await
             .expect("connect to etcd")
     }
+
+    /// A store of `cluster` whose every call is bounded by `bound`, reaching etcd through a
+    /// [`TcpLink`] the test can slow down.
+    async fn through_link(&self, cluster: &str, bound: Duration) -> (TcpLink, EtcdStore) {
+        let target = format!("127.0.0.1:{}", self.server.client_port());
+        let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
+            .expect("a link to etcd");
+        let store = EtcdStore::connect(&[format!("http://{}", link.addr())], cluster, bound)
+            .await
+            .expect("connect through the link");
+        (link, store)
+    }
 }
 
 #[async_trait]
@@ -210,14 +222,7 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
 #[tokio::test]
 async fn renewals_and_member_puts_take_one_round_trip_to_a_slow_etcd() {
     let etcd = Etcd::start();
-    let target = format!("127.0.0.1:{}", etcd.server.client_port());
-    let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
-        .expect("a link to etcd");
-    let bound = Duration::from_millis(350);
-    let endpoint = format!("http://{}", link.addr());
-    let store = EtcdStore::connect(&[endpoint], "slow", bound)
-        .await
-        .expect("connect through the link");
+    let (link, store) = etcd.through_link("slow", Duration::from_millis(350)).await;
     let ttl = Ttl::from_secs(3);
     let term = store.acquire_leader("n1", ttl).await.unwrap();
     store.put_member("n1", "a", ttl).await.unwrap();
@@ -558,13 +563,7 @@ async fn within<T>(
 #[tokio::test]
 async fn a_connection_a_cut_left_silent_does_not_hold_the_calls_after_the_heal() {
     let etcd = Etcd::start();
-    let target = format!("127.0.0.1:{}", etcd.server.client_port());
-    let link = TcpLink::start("127.0.0.1:0".parse().unwrap(), target.parse().unwrap())
-        .expect("a link to etcd");
-    let bound = Duration::from_millis(500);
-    let store = EtcdStore::connect(&[format!("http://{}", link.addr())], "cut", bound)
-        .await
-        .expect("connect through the link");
+    let (link, store) = etcd.through_link("cut", Duration::from_millis(500)).await;
     store.snapshot().await.expect("a read before the cut");
     link.set(Latency::fixed(Duration::from_secs(60)));
     for call in 0..2 {
