@@ -172,6 +172,7 @@ async fn promote(ctx: &JobContext) -> JobResult {
         }
     }
     inst.promote(PROMOTE_TIMEOUT).await?;
+    rewind::checkpoint_after_promotion(ctx.spec.clone());
     ctx.write_config(&inst.data_dir(), false, None)?;
     inst.reload().await?;
     Ok(())

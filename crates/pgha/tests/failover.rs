@@ -621,3 +621,41 @@ async fn a_frozen_leader_agent_is_fenced_replaced_and_rejoins() {
         pgha_testkit::tail_of(&log, 50)
     );
 }
+
+/// Found by `pgha chaos` (seed 1111, synchronous mode on): a switchover to n2, then kill -9 of
+/// n2's postmaster seconds later. n2 hands the lease to a synchronous standby and, started
+/// from a crash, must rewind; but until its first checkpoint on its new timeline its control
+/// file still named the old one (PostgreSQL only asks for a spread checkpoint after a
+/// promotion, minutes long), and pg_rewind (PostgreSQL 15 and older) then failed ("could not
+/// find previous WAL record"): n2 was re-cloned, its whole data directory moved aside and
+/// copied again. It must rejoin by pg_rewind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_killed_right_after_its_promotion_rejoins_by_rewind() {
+    let c = Cluster::start(&["--synchronous-mode", "on"], CONVERGE);
+    c.create_table().await;
+    c.write("n1", "before", 0..10).await;
+    c.ok("switchover", &["--to", "n2"]);
+    c.wait_status("n2 leading", CONVERGE, |s| {
+        (primary_of(s).as_deref() == Some("n2")).then_some(())
+    });
+    c.write("n2", "on-n2", 10..20).await;
+    c.kill_postmaster("n2");
+    let new = c.wait_new_primary(&["n2"]);
+    c.write(&new, "after", 20..30).await;
+    c.wait_converged(&new, &[]).await;
+    let (rows, _) = c.wait_identical(&new, &["n1", "n2", "n3"]).await;
+    assert_eq!(rows, 30);
+    let member_dir = c.data_dir("n2").parent().unwrap().to_path_buf();
+    assert!(
+        old_data_dirs(&member_dir).is_empty(),
+        "n2 was re-cloned (its data moved aside): {:#?}",
+        c.history()
+    );
+    wait_until("n2's rewind recorded", CONVERGE, || {
+        let history = c.history();
+        events(&history, "rejoin_rewind")
+            .iter()
+            .any(|(from, _)| from == "n2")
+            .then_some(())
+    });
+}

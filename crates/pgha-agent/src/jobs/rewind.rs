@@ -1,4 +1,5 @@
-//! Rejoining through pg_rewind: stop, checkpoint the source, rewind, configure, start.
+//! Rejoining through pg_rewind: stop, checkpoint the source, rewind, configure, start; and the
+//! checkpoint after a promotion that keeps a primary crashed soon after it rewindable.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use pgha_pg::rewind::rewind;
 use pgha_pg::StopMode;
 
 use super::{JobContext, JobError, JobResult, SQL_TIMEOUT};
+use crate::spec::NodeSpec;
 
 const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -48,4 +50,33 @@ async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
         .map_err(|_| JobError::Refused("CHECKPOINT on the rewind source timed out".into()))?
         .map_err(|e| JobError::Refused(format!("CHECKPOINT on the rewind source: {e}")))?;
     Ok(())
+}
+
+/// An immediate CHECKPOINT on this member just promoted, in the background (it writes no
+/// client data; the promotion does not wait for it). Until the first checkpoint on the new
+/// timeline completes, the control file still names the old one, and PostgreSQL only asks for
+/// a spread checkpoint after a promotion (minutes long): should this primary crash meanwhile,
+/// pg_rewind (PostgreSQL 15 and older) reads the old timeline from it, fails, and the member
+/// has to be re-cloned.
+pub(super) fn checkpoint_after_promotion(spec: std::sync::Arc<NodeSpec>) {
+    tokio::spawn(async move {
+        let checkpoint = async {
+            let client = spec.connect_local(SQL_TIMEOUT).await?;
+            client.batch_execute("CHECKPOINT").await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        match tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoint).await {
+            Ok(Ok(())) => tracing::debug!("{}: checkpoint after the promotion done", spec.name),
+            Ok(Err(e)) => tracing::warn!(
+                "{}: checkpoint after the promotion failed ({e}): until PostgreSQL's own one \
+                 completes, a crash would leave this member to be re-cloned, not rewound",
+                spec.name
+            ),
+            Err(_) => tracing::warn!(
+                "{}: checkpoint after the promotion still running after {} s",
+                spec.name,
+                CHECKPOINT_TIMEOUT.as_secs()
+            ),
+        }
+    });
 }
