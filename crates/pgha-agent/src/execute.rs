@@ -1,10 +1,9 @@
 //! Carrying out a decision: the store writes, the quick local actions, long jobs started as
-//! tasks, and the configuration rewrites they need.
+//! tasks (the configuration they render: `execute/render.rs`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pgha_core::{Action, JobFailure, MemberName, Millis, Outcome};
+use pgha_core::{Action, JobFailure, Millis, Outcome};
 use pgha_pg::probe::{drop_slot, ensure_slot, reset_alter_system};
 use pgha_store::{Guard, Key, StoreError};
 use serde::Serialize;
@@ -12,7 +11,6 @@ use serde::Serialize;
 use crate::action_error::ActionError;
 use crate::agent::{Agent, ANNOUNCE_TIMEOUT, SQL_TIMEOUT};
 use crate::jobs::{run_job, JobContext};
-use crate::spec::{postgres_address, Dynamic};
 use pgha_store::HistoryEntry;
 
 /// `sql` on the local PostgreSQL, given [`SQL_TIMEOUT`] to answer.
@@ -300,63 +298,6 @@ impl Agent {
             serde_json::to_string(&record).ok()?,
         ))
     }
-
-    /// The dynamic settings every configuration write renders.
-    pub(crate) fn dynamic(&self) -> Dynamic {
-        Dynamic {
-            sync_names: self.sync_applied.to_string(),
-            synchronous_commit: self.commit_level.clone().unwrap_or_default(),
-            parameters: self.parameters.clone().unwrap_or_default(),
-            replication_timeout: self.replication_timeout,
-        }
-    }
-
-    /// Rewrites pgha.conf for the role the data directory has now and reloads PostgreSQL.
-    /// A standby whose upstream is not known yet is left alone (its conninfo must not be lost).
-    /// `sync_change`: the rewrite carries a new `synchronous_standby_names` the core relies on,
-    /// so it is never skipped silently (a leader about to promote renders without upstream).
-    pub(crate) async fn rewrite_config(&self, sync_change: bool) -> Result<(), ActionError> {
-        let inst = &self.spec.instance;
-        if !inst.is_initialized() || self.jobs.current().is_some() {
-            if sync_change {
-                return Err(ActionError::SyncNotApplied);
-            }
-            return Ok(());
-        }
-        if self.render_config(sync_change)? && inst.is_running() {
-            inst.reload().await?;
-        }
-        Ok(())
-    }
-
-    /// Writes pgha.conf and pg_hba.conf for the role the data directory has now; `false`
-    /// when it left them alone (a standby whose upstream is not known yet, unless
-    /// `sync_change`). The caller checks that no job runs and reloads.
-    pub(crate) fn render_config(&self, sync_change: bool) -> Result<bool, ActionError> {
-        let inst = &self.spec.instance;
-        let standby = inst.has_standby_signal();
-        let upstream = if standby {
-            let peers = self.peers();
-            match self.upstream.as_ref().and_then(|u| peers.get(u)) {
-                Some(up) => Some(up.clone()),
-                None if sync_change => None,
-                None => return Ok(false),
-            }
-        } else {
-            None
-        };
-        let conf = self.spec.conf(standby, upstream, &self.dynamic());
-        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)?;
-        Ok(true)
-    }
-
-    pub(crate) fn peers(&self) -> BTreeMap<MemberName, pgha_pg::conf::Upstream> {
-        self.view
-            .iter()
-            .flat_map(|v| v.members.iter())
-            .filter_map(|(n, r)| Some((n.clone(), postgres_address(n, r)?)))
-            .collect()
-    }
 }
 
 /// Bounds a store call by `limit`.
@@ -401,6 +342,8 @@ fn action_name(action: &Action) -> String {
         .to_string()
 }
 
+#[path = "execute/render.rs"]
+mod render;
 #[path = "execute/routine.rs"]
 mod routine;
 

@@ -6,6 +6,8 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::error::{PgError, Result};
 
+pub use crate::alter_system::{reset_alter_system, set_by_alter_system};
+
 /// How pgha logs in to a member over the network.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -289,41 +291,6 @@ pub async fn pending_restart(client: &Client, member: &str) -> Result<Vec<String
         "SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1",
     )
     .await
-}
-
-/// The parameters among `owned` that `ALTER SYSTEM` set (`postgresql.auto.conf`, which
-/// PostgreSQL reads last): as the files say now, applied yet or not.
-pub async fn set_by_alter_system(
-    client: &Client,
-    member: &str,
-    owned: &[&str],
-) -> Result<Vec<String>> {
-    let owned: Vec<String> = owned.iter().map(|p| p.to_string()).collect();
-    let rows = client
-        .query(
-            "SELECT DISTINCT name::text FROM pg_file_settings \
-             WHERE sourcefile LIKE '%/postgresql.auto.conf' AND name = ANY($1) ORDER BY 1",
-            &[&owned],
-        )
-        .await
-        .map_err(PgError::sql(member))?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// `ALTER SYSTEM RESET` each of `parameters` (names from pgha's own list, never a user's
-/// text), then a reload: pgha's file speaks for them again.
-pub async fn reset_alter_system(client: &Client, member: &str, parameters: &[&str]) -> Result<()> {
-    for parameter in parameters {
-        client
-            .batch_execute(&format!("ALTER SYSTEM RESET {parameter}"))
-            .await
-            .map_err(PgError::sql(member))?;
-    }
-    client
-        .execute("SELECT pg_reload_conf()", &[])
-        .await
-        .map_err(PgError::sql(member))?;
-    Ok(())
 }
 
 /// Names of the physical replication slots on the server.
