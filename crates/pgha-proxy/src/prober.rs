@@ -1,7 +1,8 @@
 //! Confirms routing targets by asking candidates `pg_is_in_recovery()` and their WAL position.
 //!
 //! It publishes [`Targets`] where `rw` is the lease holder only if it answered "not in recovery"
-//! in this round: a failed or late answer means unknown, never "still primary".
+//! in this round: a failed or late answer means unknown, never "still primary" (the holder is
+//! then `unanswered`: the sessions open to it stay, no new one goes there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::ProbeError;
 use crate::stall::StallWatch;
+use crate::targets::{Backend, Standby, Targets};
 
 mod check;
-use crate::targets::{Backend, Standby, Targets};
 pub(crate) use check::connect;
 use check::query;
 pub use check::{ProbeResult, ProberConfig};
