@@ -235,22 +235,13 @@ impl Prober {
         loop {
             let cands = candidates.borrow_and_update().clone();
             let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
-            let not_holder = |b: &Option<Backend>| {
-                b.as_ref()
-                    .is_some_and(|b| Some(&b.addr) != leader_addr.as_ref())
-            };
-            let stale = {
-                let t = targets.borrow();
-                not_holder(&t.rw) || not_holder(&t.unanswered)
-            };
-            if stale {
-                let mut t = targets.borrow().clone();
-                t.rw = t.rw.filter(|b| Some(&b.addr) == leader_addr.as_ref());
-                t.unanswered = t
-                    .unanswered
-                    .filter(|b| Some(&b.addr) == leader_addr.as_ref());
-                publish(t, &mut generation);
-            }
+            // A holder the store no longer names is withdrawn at once (unchanged targets are
+            // not published again).
+            let holds = |b: &Backend| Some(&b.addr) == leader_addr.as_ref();
+            let mut t = targets.borrow().clone();
+            t.rw = t.rw.filter(holds);
+            t.unanswered = t.unanswered.filter(holds);
+            publish(t, &mut generation);
             let latest = candidates.clone();
             let stalls = self.stalls.clone();
             let epoch = stalls.as_ref().map(|w| w.epoch());

@@ -41,7 +41,7 @@ impl StallWatch {
     }
 
     /// Looks at the clock: a gap since the last look longer than `STALL` (0.5 s) counts a stall.
-    /// Returns the gap when it was one.
+    /// Returns the gap when it was one. One caller looks (`run`; tests).
     pub fn look(&self, now: Instant) -> Option<Duration> {
         let now_ms = self.ms(now);
         let last = self.last_look_ms.load(SeqCst);

@@ -43,12 +43,16 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
 /// sides on the same timeline, answers "no rewind required" and changes nothing: the member
 /// then cannot stream the new timeline.
 async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
-    let spec = &ctx.spec;
-    let client = spec.connect(up, SQL_TIMEOUT).await?;
+    let client = ctx.spec.connect(up, SQL_TIMEOUT).await?;
+    checkpoint(&client, "the rewind source").await
+}
+
+/// An immediate CHECKPOINT through `client` (on `whom`, for errors), bounded.
+async fn checkpoint(client: &tokio_postgres::Client, whom: &str) -> JobResult {
     tokio::time::timeout(CHECKPOINT_TIMEOUT, client.batch_execute("CHECKPOINT"))
         .await
-        .map_err(|_| JobError::Refused("CHECKPOINT on the rewind source timed out".into()))?
-        .map_err(|e| JobError::Refused(format!("CHECKPOINT on the rewind source: {e}")))?;
+        .map_err(|_| JobError::Refused(format!("CHECKPOINT on {whom} timed out")))?
+        .map_err(|e| JobError::Refused(format!("CHECKPOINT on {whom}: {e}")))?;
     Ok(())
 }
 
@@ -60,22 +64,16 @@ async fn checkpoint_source(ctx: &JobContext, up: &Upstream) -> JobResult {
 /// has to be re-cloned.
 pub(super) fn checkpoint_after_promotion(spec: std::sync::Arc<NodeSpec>) {
     tokio::spawn(async move {
-        let checkpoint = async {
+        let done = async {
             let client = spec.connect_local(SQL_TIMEOUT).await?;
-            client.batch_execute("CHECKPOINT").await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            checkpoint(&client, "the new primary").await
         };
-        match tokio::time::timeout(CHECKPOINT_TIMEOUT, checkpoint).await {
-            Ok(Ok(())) => tracing::debug!("{}: checkpoint after the promotion done", spec.name),
-            Ok(Err(e)) => tracing::warn!(
+        match done.await {
+            Ok(()) => tracing::debug!("{}: checkpoint after the promotion done", spec.name),
+            Err(e) => tracing::warn!(
                 "{}: checkpoint after the promotion failed ({e}): until PostgreSQL's own one \
                  completes, a crash would leave this member to be re-cloned, not rewound",
                 spec.name
-            ),
-            Err(_) => tracing::warn!(
-                "{}: checkpoint after the promotion still running after {} s",
-                spec.name,
-                CHECKPOINT_TIMEOUT.as_secs()
             ),
         }
     });

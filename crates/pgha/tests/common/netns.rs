@@ -1784,12 +1784,17 @@ impl MemberDisk {
     }
 
     fn unmount(self) {
-        let out = Command::new("umount").arg(&self.mount).output();
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            // a process still holds it: detach it now, the kernel frees it once they are gone
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).output();
-        }
+        unmount(&self.mount);
         let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Unmounts `mount`; one a process still holds is detached now, and the kernel frees it once
+/// they are gone.
+fn unmount(mount: &Path) {
+    let out = Command::new("umount").arg(mount).output();
+    if !out.as_ref().is_ok_and(|o| o.status.success()) {
+        let _ = Command::new("umount").arg("-l").arg(mount).output();
     }
 }
 
@@ -1850,10 +1855,7 @@ impl HostDisk {
     }
 
     fn unmount(self) {
-        let out = Command::new("umount").arg(&self.mount).output();
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.mount).output();
-        }
+        unmount(&self.mount);
     }
 }
 
