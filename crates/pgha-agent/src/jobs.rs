@@ -52,6 +52,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
     };
     result.map_err(|e| match e {
         JobError::Vetoed(ended) => JobFailure::Vetoed(ended.to_string()),
+        no_room @ JobError::NoRoom { .. } => JobFailure::NoRoom(no_room.to_string()),
         other => JobFailure::Failed(other.to_string()),
     })
 }
@@ -75,6 +76,21 @@ pub enum JobError {
     Io {
         context: String,
         source: std::io::Error,
+    },
+    /// A re-clone keeps the old data directory beside the new copy: not begun (the data left
+    /// in place) where the file system lacks the room for both.
+    #[error(
+        "not re-cloning: {dir} has {} MiB left, and a copy beside the data it keeps takes about \
+         {} MiB; the data directory stays in place (make room: this member rewinds or \
+         re-clones then)",
+        available >> 20,
+        needed >> 20,
+        dir = dir.display()
+    )]
+    NoRoom {
+        dir: std::path::PathBuf,
+        available: u64,
+        needed: u64,
     },
 }
 

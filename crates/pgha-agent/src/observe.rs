@@ -127,8 +127,14 @@ impl Agent {
         let leader_timelines = self.leader_timelines(&local).await;
         let leader_reachable = self.leader_reachable(&local).await;
         let observed_at = Instant::now();
+        let now = self.now();
+        // The deadline the supervisor still holds, when the last write of a later one failed.
+        let fence_stuck_at = self.fence_error.as_ref().and_then(|_| {
+            let remaining = self.fencing.remaining_ms()?;
+            Some(now.plus(remaining))
+        });
         let obs = Observation {
-            now: self.now(),
+            now,
             local,
             cluster,
             outcomes: std::mem::take(&mut self.outcomes),
@@ -136,6 +142,7 @@ impl Agent {
             failsafe_promised_until: self.failsafe.promised_until().map(|u| self.millis_at(u)),
             leader_reachable,
             restart_requested: self.restart.asked(),
+            fence_stuck_at,
         };
         (obs, observed_at)
     }

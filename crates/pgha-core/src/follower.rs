@@ -52,6 +52,13 @@ impl Member {
             let source = self.reclone(leader, view, false, plan);
             return Reason::CloningFrom { source };
         }
+        if let Some((why, until)) = self.no_room.clone() {
+            if now < until {
+                plan.wake_by(until);
+                return Reason::WaitingForRoom { why };
+            }
+            self.no_room = None;
+        }
         if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;

@@ -34,9 +34,11 @@ impl Member {
         if let Some(reason) = self.job_running(now) {
             return reason;
         }
-        if self.release_after_demote && !local.is_writable() {
-            self.release_after_demote = false;
-            return self.release(lease, Reason::UnresponsivePrimaryDemoted, plan);
+        if let Some(reason) = self.release_once_demoted(local) {
+            return self.release(lease, reason, plan);
+        }
+        if let Some(reason) = self.hand_over_if_fence_stuck(obs, plan) {
+            return reason;
         }
         let system_id = match local.data {
             DataDir::Missing if view.initialize.is_none() => {
@@ -60,7 +62,7 @@ impl Member {
             plan.push(Action::WriteInitialize { system_id });
         }
         match self.promote_error.take() {
-            Some(JobFailure::Failed(error)) => {
+            Some(JobFailure::Failed(error) | JobFailure::NoRoom(error)) => {
                 return self.release(lease, Reason::PromoteFailed { error }, plan)
             }
             Some(held_out @ (JobFailure::Vetoed(_) | JobFailure::Unfenced(_))) => {
@@ -166,17 +168,6 @@ impl Member {
         Reason::AdoptingLease {
             new_cluster: obs.local.data == DataDir::Missing && view.initialize.is_none(),
         }
-    }
-
-    /// The key still names this member in a term whose lease lapsed here (the store expires it
-    /// later than this member stopped trusting it): once PostgreSQL is not writable, release
-    /// it so that the election, not this member alone, decides who leads next.
-    fn give_up_lapsed_term(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
-        if self.demote_if_writable(&obs.local, plan) {
-            return Reason::LeaseExpiredDemoting;
-        }
-        plan.push(Action::ReleaseLeader { revision });
-        Reason::LapsedLeaseReleased
     }
 
     fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {

@@ -8,13 +8,12 @@ use crate::action::Action;
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
 use crate::job_what::JobWhat;
-use crate::observe::{
-    ClusterView, JobFailure, JobKind, MemberRecord, Observation, Outcome, StoreView,
-};
+use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, StoreView};
 use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
+mod fence_stuck;
 mod in_place;
 mod lease;
 mod outcomes;
@@ -96,8 +95,10 @@ pub struct Member {
     pub(crate) unresponsive_since: Option<Millis>,
     /// The primary's WAL flush position while more WAL waited, and since when it has not moved.
     pub(crate) flush_stuck: Option<(Lsn, Millis)>,
-    /// The leader demoted its unresponsive PostgreSQL: once it is not writable, let go.
-    pub(crate) release_after_demote: bool,
+    /// A re-clone found no room for its copy (why, and until when it waits before trying again).
+    pub(crate) no_room: Option<(String, Millis)>,
+    /// The leader demoted its PostgreSQL: once it is not writable, it lets go, saying this.
+    pub(crate) release_after_demote: Option<Reason>,
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
     /// released for an election, never adopted again.
     pub(crate) lapsed_term: Option<u64>,
@@ -156,7 +157,8 @@ impl Member {
             primary_down_since: None,
             unresponsive_since: None,
             flush_stuck: None,
-            release_after_demote: false,
+            no_room: None,
+            release_after_demote: None,
             lapsed_term: None,
             newest_term: None,
             cluster_seen: None,
@@ -193,41 +195,6 @@ impl Member {
     /// The revision of the leader key this member holds (its term), if it holds one.
     pub fn lease_revision(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.revision)
-    }
-
-    /// Whether this member currently trusts that it holds the leader lease at `now`.
-    pub fn holds_lease(&self, now: Millis) -> bool {
-        self.lease.is_some_and(|l| now < l.trusted_until)
-    }
-
-    /// Until when this member trusts its lease (own clock), if it holds one.
-    pub fn lease_deadline(&self) -> Option<Millis> {
-        self.lease.map(|l| l.trusted_until)
-    }
-
-    /// Until when this member trusts its lease at `now` once the lease answers among
-    /// `outcomes` (of actions run since the last step) count, as the next step will count
-    /// them: what it may report between steps. A renewal answered after the step that sent it
-    /// thus shows at once, not one loop later.
-    pub fn lease_deadline_after(&self, outcomes: &[Outcome], now: Millis) -> Option<Millis> {
-        let answers: Vec<Outcome> = outcomes
-            .iter()
-            .filter(|o| !matches!(o, Outcome::Job { .. }))
-            .cloned()
-            .collect();
-        let mut next = self.clone();
-        next.absorb(&answers, now);
-        next.lease_deadline().filter(|until| now < *until)
-    }
-
-    /// When the supervisor must have stopped a writable PostgreSQL: halfway between the
-    /// demotion deadline and the earliest instant the store may expire the lease, so a clean
-    /// demotion normally comes first and the kill still comes before anyone else can lead.
-    pub fn fence_deadline(&self) -> Option<Millis> {
-        self.lease.map(|l| {
-            let slack = l.expires_at.0.saturating_sub(l.trusted_until.0);
-            l.trusted_until.plus(slack / 2)
-        })
     }
 
     /// This member belonged to the cluster `system_id` before (remembered beside its data):

@@ -33,6 +33,10 @@ pub struct Observation {
     /// An operator asked for this member's PostgreSQL to be restarted in place (`pgha restart
     /// --in-place`); the decision either restarts it or says why not now.
     pub restart_requested: bool,
+    /// The agent could not write the fencing deadline the last step called for (the file
+    /// system holding the lease file is full, ...): its supervisor still fences PostgreSQL at
+    /// this instant (own clock). `None` when the last write succeeded.
+    pub fence_stuck_at: Option<Millis>,
 }
 
 /// The store as this member sees it now.
@@ -296,6 +300,10 @@ pub enum JobFailure {
     /// stop the primary should this agent die or pause. Held out of failovers like a veto.
     #[error("the fencing deadline could not be written ({0}), so the supervisor could not fence a primary here")]
     Unfenced(String),
+    /// A re-clone was not begun: the member's file system lacks the room for a copy beside
+    /// the data it would move aside. The data stays in place; the member waits for room.
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 impl JobFailure {

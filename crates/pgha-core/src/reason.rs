@@ -70,6 +70,13 @@ pub enum Reason {
         for_ms: u64,
     },
     UnresponsivePrimaryDemoted,
+    WaitingForRoom {
+        why: String,
+    },
+    FenceStuckDemoting {
+        fenced_in_ms: u64,
+    },
+    FenceStuckHandedOver,
     PrimaryNotRestartable {
         down_ms: u64,
     },
@@ -262,6 +269,17 @@ impl fmt::Display for Reason {
             UnresponsivePrimaryDemoted => write!(
                 f,
                 "unresponsive primary demoted: releasing the lease for failover"
+            ),
+            WaitingForRoom { why } => write!(f, "{why}; waiting a ttl before trying again"),
+            FenceStuckDemoting { fenced_in_ms } => write!(
+                f,
+                "cannot write the fencing deadline, and the supervisor fences PostgreSQL in \
+                 {fenced_in_ms} ms at the one it holds: stopping it cleanly first, to hand over"
+            ),
+            FenceStuckHandedOver => write!(
+                f,
+                "primary demoted, its fencing deadline unwritable: releasing the lease for \
+                 failover; out of failovers until another member leads"
             ),
             PrimaryNotRestartable { down_ms } => write!(
                 f,

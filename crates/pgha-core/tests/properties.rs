@@ -150,6 +150,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
         failsafe_promised_until: None,
         leader_reachable: None,
         restart_requested: false,
+        fence_stuck_at: None,
     }
 }
 

@@ -161,6 +161,7 @@ fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observa
         failsafe_promised_until: None,
         leader_reachable: None,
         restart_requested: false,
+        fence_stuck_at: None,
     }
 }
 
@@ -176,6 +177,7 @@ fn store_down(now: u64, local: LocalPg) -> Observation {
         failsafe_promised_until: None,
         leader_reachable: None,
         restart_requested: false,
+        fence_stuck_at: None,
     }
 }
 
@@ -317,6 +319,7 @@ fn a_leader_restarted_in_place_keeps_renewing_its_lease() {
     let (mut n1, view) = established_leader();
     let asked = Observation {
         restart_requested: true,
+        fence_stuck_at: None,
         ..obs(1000, primary(1, 1100), &view, vec![])
     };
     let d = n1.step(&asked);
@@ -367,6 +370,7 @@ fn a_streaming_standby_restarted_in_place_follows_the_same_leader() {
     let view = View::led_by("n1", 7, &primary(1, 1000));
     let asked = Observation {
         restart_requested: true,
+        fence_stuck_at: None,
         ..obs(0, standby(1, 1000, Some("n1")), &view, vec![])
     };
     let d = n2.step(&asked);
@@ -914,6 +918,48 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     );
 }
 
+/// Found by `faults::leader_data_disk_full`: the old primary's disk is full, so its rewind
+/// fails and the re-clone that follows finds no room for a copy beside the data it would move
+/// aside. A full disk is no divergence: the data stays in place, the member says why and waits
+/// a ttl, then tries the rewind again, not a re-clone.
+#[test]
+fn a_reclone_without_room_keeps_the_data_in_place_and_rewinds_later() {
+    let mut n1 = member("n1");
+    let view = n2_leads_after(EventKind::Failover);
+    let old = stopped(primary(1, 6000));
+    n1.step(&obs(0, old.clone(), &view, vec![]));
+    let failed = Outcome::Job {
+        kind: JobKind::Rewind,
+        result: Err("could not write lock file: No space left on device".into()),
+    };
+    let d = n1.step(&obs(1000, old.clone(), &view, vec![failed]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::Reclone {
+            move_aside: true,
+            ..
+        }
+    )));
+    let why = "not re-cloning: no room".to_string();
+    let no_room = Outcome::Job {
+        kind: JobKind::Reclone,
+        result: Err(JobFailure::NoRoom(why.clone())),
+    };
+    let d = n1.step(&obs(2000, old.clone(), &view, vec![no_room]));
+    assert_eq!(d.reason, Reason::WaitingForRoom { why: why.clone() });
+    assert!(
+        d.actions.iter().all(|a| a.job().is_none()),
+        "{:?}",
+        d.actions
+    );
+    let ttl = ClusterConfig::default().ttl_ms;
+    assert!(d.wake_at <= Millis(2000 + ttl));
+    let d = n1.step(&obs(2000 + ttl - 1, old.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::WaitingForRoom { why });
+    let d = n1.step(&obs(2000 + ttl, old, &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+}
+
 /// Found by `pgha chaos` (kill -9 of a primary in a synchronous mode): the old primary, back
 /// as a standby past the switch point, is stopped to rewind; stopped, it reports its last
 /// restartpoint, before the switch point. It must rewind anyway, not follow (and fail to
@@ -1022,6 +1068,7 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
     let at = |now: u64, reachable: Option<bool>| Observation {
         leader_reachable: reachable,
         restart_requested: false,
+        fence_stuck_at: None,
         ..obs(now, not_streaming.clone(), &view, vec![])
     };
     let mut n2 = member("n2");
@@ -1340,6 +1387,72 @@ fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
     assert_eq!(d.reason, Reason::UnresponsivePrimaryDemoted);
     assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
     assert!(!has(&d, |a| matches!(a, Action::Promote)));
+}
+
+/// The leader's agent cannot write a later fencing deadline (the file system holding its
+/// lease file is full): its supervisor kills PostgreSQL at the deadline it still holds, however
+/// long the store's lease is renewed. The leader serves on while that deadline is more than a
+/// safety margin away (a write that fails once and then succeeds changes nothing), then stops
+/// PostgreSQL cleanly, lets go once it is not writable, and stays out of failovers.
+#[test]
+fn a_leader_whose_fence_cannot_be_moved_hands_over_before_its_supervisor_fences() {
+    let (mut n1, view) = established_leader();
+    let margin = ClusterConfig::default().safety_margin_ms;
+    let armed = 8_750;
+    let stuck = |now: u64, local: LocalPg, outcomes: Vec<Outcome>| Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(now, local, &view, outcomes)
+    };
+    let d = n1.step(&stuck(1000, primary(1, 1100), vec![]));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    assert!(d.wake_at <= Millis(armed - margin), "{:?}", d.wake_at);
+    // the next write succeeded: nothing to do
+    let d = n1.step(&obs(2000, primary(1, 1200), &view, vec![]));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+    // failing again, a margin before the deadline the supervisor holds
+    let d = n1.step(&stuck(armed - margin - 1, primary(1, 1300), vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+    let d = n1.step(&stuck(armed - margin, primary(1, 1300), vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::FenceStuckDemoting {
+            fenced_in_ms: margin
+        }
+    );
+    assert!(has(&d, |a| *a
+        == Action::Demote {
+            mode: StopMode::Fast
+        }));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    // still demoting: the lease is renewed, not released
+    let d = n1.step(&stuck(armed - margin + 300, primary(1, 1300), vec![]));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { .. } | Action::Demote { .. }
+    )));
+    let done = job_done(JobKind::Demote);
+    let d = n1.step(&stuck(
+        armed - margin + 600,
+        standby(1, 1300, None),
+        vec![done],
+    ));
+    assert_eq!(d.reason, Reason::FenceStuckHandedOver);
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 7 }
+    )));
+    // no leader now, and n1 the only candidate: it stays out
+    let gone = View::new().with("n1", record(&standby(1, 1300, None), None));
+    let d = n1.step(&Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(armed, standby(1, 1300, None), &gone, vec![])
+    });
+    assert!(!acquires(&d), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::PromotionVetoed)
+    );
 }
 
 /// Issue 9 (connection slots exhausted on the leader): a primary that answers "too many

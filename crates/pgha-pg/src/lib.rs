@@ -16,6 +16,7 @@ pub mod logical_slots;
 pub mod osuser;
 pub mod probe;
 pub mod rewind;
+pub mod room;
 pub mod secrets;
 pub mod source;
 pub mod supervisor;

@@ -29,6 +29,10 @@
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
 //!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
 //!   start in flight); the synchronous standby's disk stalled, then the leader's host crashed;
+//! - the file system holding the lease files full (`Opts::host_disks`: the data has room):
+//!   the standbys' while the leader's host crashes, and the leader's own; the leader's data
+//!   disk full, then its host crashed;
+//! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
@@ -942,6 +946,154 @@ fn standbys_that_cannot_write_their_fencing_deadline_are_not_promoted() {
         unmet.push(format!("{new} leads with its fencing deadline disarmed"));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "standbys without room for their fence");
+}
+
+/// The file system holding the leader's lease file fills up (`/` full of logs; its data
+/// volume, mounted at the member directory, has room), synchronous mode, writers writing. Its
+/// agent can no longer move the deadline by which the supervisor fences PostgreSQL, and it
+/// keeps renewing the store's lease: left alone, the supervisor kills the primary at that
+/// deadline (a crash, commits cut short), then its restart is refused. Instead the leader
+/// must stop PostgreSQL cleanly before that deadline, let go of the lease, and say why; a
+/// standby takes over and the old leader follows it, its disk still full. One writer,
+/// nothing lost.
+#[test]
+fn a_leader_that_cannot_write_its_fencing_deadline_hands_over_before_it_is_fenced() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        host_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let log_at = c.log_len(&leader);
+    let armed_before = c.member(&leader).lease_deadline();
+    c.fill_host_disk(&leader);
+    let filled_boot_ms = boot_clock_ms();
+    ck.mark(&format!(
+        "the file system holding {leader}'s lease file full (fencing deadline armed until \
+         {armed_before:?}, boot clock now {filled_boot_ms})"
+    ));
+    let new = await_failover(&c, &ck, &leader, TTL + PATIENCE);
+    let writes_on_new = ck.wait_acks(&new, Instant::now(), 1, PATIENCE);
+    let streaming = format!(
+        "SELECT count(*)::text FROM pg_stat_replication \
+         WHERE application_name = '{leader}' AND state = 'streaming'"
+    );
+    let follows = poll(CONVERGE, Duration::from_millis(200), || {
+        (c.sql_one(&new, &streaming).as_deref() == Some("1")).then_some(())
+    })
+    .is_some();
+    ck.mark(&format!(
+        "{leader} follows {new}: {follows}; room made again"
+    ));
+    let explained = c.log_lines_since(&leader, log_at, &["stopping it cleanly first"]);
+    let killed = c.log_lines_since(&leader, log_at, &["lease deadline passed"]);
+    c.free_host_disk(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\n{leader} said: {explained:#?}\nits supervisor: {killed:#?}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !killed.is_empty() {
+        unmet.push(format!(
+            "{leader}'s supervisor had to fence its primary: {killed:?}"
+        ));
+    }
+    if explained.is_empty() {
+        unmet.push(format!(
+            "{leader}'s agent did not say it stops PostgreSQL because its fence is stuck"
+        ));
+    }
+    if !writes_on_new {
+        unmet.push(format!("{new} acknowledged no write after it took over"));
+    }
+    if !follows {
+        unmet.push(format!(
+            "{leader} did not follow {new} while its lease file system was full"
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a leader without room for its fence");
+}
+
+/// The leader's data disk fills up (its own volume, to the last byte: its inserts fail with
+/// `ENOSPC` while PostgreSQL runs on), then its host crashes (agent and postmaster kill -9),
+/// synchronous mode, writers writing. A synchronous standby takes over; the old leader's agent
+/// comes back to a disk where PostgreSQL cannot even write its lock file, so crash recovery and
+/// pg_rewind fail. A full disk is no divergence: it must not re-clone (moving its data aside
+/// beside a copy that cannot fit), nor come back as a primary; it says why and waits, and
+/// once there is room it rejoins with its data where it was. One writer, nothing lost.
+#[test]
+fn leader_data_disk_full() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let log_at = c.log_len(&leader);
+    c.fill_disk(&leader);
+    ck.mark(&format!(
+        "{leader}'s data disk full; node crash of {leader} (agent and postmaster kill -9)"
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    c.member_mut(&leader).crash();
+    let new = await_failover(&c, &ck, &leader, TTL + PATIENCE);
+    let writes_on_new = ck.wait_acks(&new, Instant::now(), 1, PATIENCE);
+    ck.mark(&format!(
+        "{leader}'s agent restarted, its data disk still full"
+    ));
+    c.start_agent(&leader);
+    // the old leader, its disk still full, for a few ttls
+    let full_until = Instant::now() + TTL * 5;
+    let mut came_back_writable = false;
+    while Instant::now() < full_until {
+        if c.sql_one(&leader, "SELECT pg_is_in_recovery()::text")
+            .as_deref()
+            == Some("false")
+        {
+            came_back_writable = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let aside_while_full = moved_aside(&c, &leader);
+    let said = c.log_lines_since(&leader, log_at, &["not re-cloning"]);
+    ck.mark(&format!("room made again on {leader}'s data disk"));
+    c.free_disk(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    let aside = [aside_while_full, moved_aside(&c, &leader)].concat();
+    eprintln!(
+        "{report}\n{leader} said ({} lines): {:#?}",
+        said.len(),
+        said.iter().rev().take(20).collect::<Vec<_>>()
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if came_back_writable {
+        unmet.push(format!(
+            "{leader} came back writable with its data disk full"
+        ));
+    }
+    if !aside.is_empty() {
+        unmet.push(format!("{leader}'s data was moved aside: {aside:?}"));
+    }
+    if said.is_empty() {
+        unmet.push(format!(
+            "{leader}'s agent never said why it does not re-clone"
+        ));
+    }
+    if !writes_on_new {
+        unmet.push(format!("{new} acknowledged no write after it took over"));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "the leader's data disk full");
+}
+
+/// The data directories `member` moved aside (`data.old-*`) for a re-clone.
+fn moved_aside(c: &Cluster, member: &str) -> Vec<String> {
+    std::fs::read_dir(&c.member(member).dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("data.old-"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `pgha proxy` paused (SIGSTOP: a stalled process or VM) while the leader's host crashes,

@@ -55,6 +55,9 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         ctx.stop_any(StopMode::Fast).await?;
     }
     inst.create_member_dir()?;
+    if move_aside && inst.is_initialized() {
+        room_for_a_copy(inst).await?;
+    }
     clear_the_way(inst, spec.name.as_str(), move_aside)?;
     let data = inst.data_dir();
     // the directory an incomplete rewind left is aside (or was never there): forget it
@@ -101,6 +104,29 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     ctx.write_config(&staging, true, Some(up))?;
     std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
     ctx.start_or_wait().await
+}
+
+/// The clone lands beside the data directory it moves aside, on the same file system: a
+/// full disk is no divergence, and moving the data aside there would only leave a clone that
+/// cannot finish and the data out of place (a rewind needs it where it is).
+async fn room_for_a_copy(inst: &pgha_pg::Instance) -> JobResult {
+    let (data, dir) = (inst.data_dir(), inst.member_dir.clone());
+    let measured = tokio::task::spawn_blocking(move || {
+        let needed = pgha_pg::room::tree_bytes(&data)?;
+        let available = pgha_pg::room::available_bytes(&dir)?;
+        Ok::<_, pgha_pg::PgError>((dir, needed, available))
+    })
+    .await
+    .map_err(|e| JobError::Refused(format!("measuring the room for a re-clone: {e}")))?;
+    let (dir, needed, available) = measured?;
+    if available < needed {
+        return Err(JobError::NoRoom {
+            dir,
+            available,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// Makes room for a clone at `data`: an initialised data directory is moved aside (only when

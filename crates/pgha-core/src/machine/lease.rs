@@ -2,7 +2,7 @@
 
 use super::{Member, Plan};
 use crate::action::{Action, StopMode};
-use crate::observe::{JobKind, LocalPg, Observation};
+use crate::observe::{JobKind, LocalPg, Observation, Outcome};
 use crate::reason::Reason;
 use crate::types::{Millis, Ttl};
 
@@ -51,6 +51,41 @@ impl HeldLease {
 }
 
 impl Member {
+    /// Whether this member currently trusts that it holds the leader lease at `now`.
+    pub fn holds_lease(&self, now: Millis) -> bool {
+        self.lease.is_some_and(|l| now < l.trusted_until)
+    }
+
+    /// Until when this member trusts its lease (own clock), if it holds one.
+    pub fn lease_deadline(&self) -> Option<Millis> {
+        self.lease.map(|l| l.trusted_until)
+    }
+
+    /// Until when this member trusts its lease at `now` once the lease answers among
+    /// `outcomes` (of actions run since the last step) count, as the next step will count
+    /// them: what it may report between steps. A renewal answered after the step that sent it
+    /// thus shows at once, not one loop later.
+    pub fn lease_deadline_after(&self, outcomes: &[Outcome], now: Millis) -> Option<Millis> {
+        let answers: Vec<Outcome> = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Outcome::Job { .. }))
+            .cloned()
+            .collect();
+        let mut next = self.clone();
+        next.absorb(&answers, now);
+        next.lease_deadline().filter(|until| now < *until)
+    }
+
+    /// When the supervisor must have stopped a writable PostgreSQL: halfway between the
+    /// demotion deadline and the earliest instant the store may expire the lease, so a clean
+    /// demotion normally comes first and the kill still comes before anyone else can lead.
+    pub fn fence_deadline(&self) -> Option<Millis> {
+        self.lease.map(|l| {
+            let slack = l.expires_at.0.saturating_sub(l.trusted_until.0);
+            l.trusted_until.plus(slack / 2)
+        })
+    }
+
     /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
     /// store says; a writable PostgreSQL is demoted at once.
     pub(crate) fn fence_if_expired(
@@ -66,6 +101,22 @@ impl Member {
         self.lapsed_term = Some(lease.revision);
         self.demote_if_writable(&obs.local, plan)
             .then_some(Reason::LeaseExpiredDemoting)
+    }
+
+    /// The key still names this member in a term whose lease lapsed here (the store expires it
+    /// later than this member stopped trusting it): once PostgreSQL is not writable, release
+    /// it so that the election, not this member alone, decides who leads next.
+    pub(crate) fn give_up_lapsed_term(
+        &mut self,
+        obs: &Observation,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Reason {
+        if self.demote_if_writable(&obs.local, plan) {
+            return Reason::LeaseExpiredDemoting;
+        }
+        plan.push(Action::ReleaseLeader { revision });
+        Reason::LapsedLeaseReleased
     }
 
     /// Emits an immediate demote when PostgreSQL is (or may become) writable: a promotion, or

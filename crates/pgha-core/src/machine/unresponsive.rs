@@ -57,7 +57,7 @@ impl Member {
         let Some(lease) = leading else {
             return waiting;
         };
-        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote {
+        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote.is_some() {
             // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
@@ -65,7 +65,7 @@ impl Member {
             self.promotion = None;
             self.handover = None;
             self.demoted = true;
-            self.release_after_demote = true;
+            self.release_after_demote = Some(Reason::UnresponsivePrimaryDemoted);
             plan.push(Action::Demote {
                 mode: StopMode::Immediate,
             });

@@ -877,6 +877,7 @@ impl World {
                 .then(|| Millis(n.promised_until + n.offset)),
             leader_reachable: Some(true),
             restart_requested: false,
+            fence_stuck_at: None,
         }
     }
 

@@ -1783,10 +1783,30 @@ impl MemberDisk {
         }
     }
 
+    fn filler(&self) -> PathBuf {
+        self.mount.join("disk-filler")
+    }
+
     fn unmount(self) {
         unmount(&self.mount);
         let _ = std::fs::remove_file(&self.image);
     }
+}
+
+/// Writes `file` until its file system has no byte left (root's reserved blocks included).
+fn fill_file_system(file: &Path) {
+    let out = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", file.display()))
+        .args(["bs=1M", "status=none"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("No space left on device"),
+        "dd did not fill the file system of {}: {said}",
+        file.display()
+    );
 }
 
 /// Unmounts `mount`; one a process still holds is detached now, and the kernel frees it once
@@ -1834,20 +1854,8 @@ impl HostDisk {
         self.mount.join("filler")
     }
 
-    /// Writes a file until the file system has no byte left.
     fn fill(&self) {
-        let out = Command::new("dd")
-            .arg("if=/dev/zero")
-            .arg(format!("of={}", self.filler().display()))
-            .args(["bs=64k", "status=none"])
-            .output()
-            .unwrap();
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            said.contains("No space left on device"),
-            "dd did not fill {}: {said}",
-            self.mount.display()
-        );
+        fill_file_system(&self.filler());
     }
 
     fn free(&self) {
@@ -1887,6 +1895,16 @@ impl Cluster {
 
     pub fn thaw_disk(&mut self, member: &str) {
         self.disk(member).thaw();
+    }
+
+    /// Fills `member`'s own disk ([`Opts::member_disks`]) to the last byte: its PostgreSQL can
+    /// no longer write WAL or data.
+    pub fn fill_disk(&mut self, member: &str) {
+        fill_file_system(&self.disk(member).filler());
+    }
+
+    pub fn free_disk(&mut self, member: &str) {
+        std::fs::remove_file(self.disk(member).filler()).unwrap();
     }
 
     fn disk(&mut self, member: &str) -> &mut MemberDisk {
