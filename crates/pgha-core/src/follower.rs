@@ -6,7 +6,7 @@ use crate::machine::{Member, Plan};
 use crate::observe::{ClusterView, DataDir, Observation};
 use crate::reason::Reason;
 use crate::rejoin::{self, RejoinPlan};
-use crate::types::MemberName;
+use crate::types::{MemberName, Millis};
 
 impl Member {
     pub(crate) fn follower_step(
@@ -49,6 +49,9 @@ impl Member {
             if view.initialize.is_none() {
                 return Reason::WaitingForLeaderToClone;
             }
+            if let Some(reason) = self.clone_backoff(now, plan) {
+                return reason;
+            }
             let source = self.reclone(leader, view, false, plan);
             return Reason::CloningFrom { source };
         }
@@ -62,6 +65,9 @@ impl Member {
         if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
+            }
+            if let Some(reason) = self.clone_backoff(now, plan) {
+                return reason;
             }
             let source = self.reclone(leader, view, true, plan);
             return Reason::RecloningAfterFailedRewind { source };
@@ -233,6 +239,23 @@ impl Member {
             move_aside,
         });
         source
+    }
+
+    /// After a clone that failed, the next one waits (twice the loop per failure in a row, a
+    /// ttl at most): each attempt starts a base backup on its source (a checkpoint there, a
+    /// slot, perhaps gigabytes copied again).
+    fn clone_backoff(&self, now: Millis, plan: &mut Plan) -> Option<Reason> {
+        let (failures, at) = self.clone_failed?;
+        let wait = (self.config.loop_wait_ms << failures.min(5)).min(self.config.ttl_ms);
+        let next = at.plus(wait);
+        if now >= next {
+            return None;
+        }
+        plan.wake_by(next);
+        Some(Reason::CloneFailing {
+            failures,
+            retry_in_ms: next.since(now),
+        })
     }
 
     fn backoff_ms(&self) -> u64 {

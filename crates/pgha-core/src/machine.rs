@@ -97,6 +97,8 @@ pub struct Member {
     pub(crate) flush_stuck: Option<(Lsn, Millis)>,
     /// A re-clone found no room for its copy (why, and until when it waits before trying again).
     pub(crate) no_room: Option<(String, Millis)>,
+    /// Clones that failed in a row, and when the last one did: the next waits.
+    pub(crate) clone_failed: Option<(u32, Millis)>,
     /// The leader demoted its PostgreSQL: once it is not writable, it lets go, saying this.
     pub(crate) release_after_demote: Option<Reason>,
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
@@ -158,6 +160,7 @@ impl Member {
             unresponsive_since: None,
             flush_stuck: None,
             no_room: None,
+            clone_failed: None,
             release_after_demote: None,
             lapsed_term: None,
             newest_term: None,

@@ -5,7 +5,8 @@ use crate::history::EventKind;
 use crate::job_what::JobWhat;
 use crate::switchover::Refusal;
 use crate::types::{Lsn, MemberName, SystemId};
-use std::fmt;
+
+mod text;
 
 /// Why the member did what it did in one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +141,10 @@ pub enum Reason {
     LeaderNotPublished {
         leader: MemberName,
     },
+    CloneFailing {
+        failures: u32,
+        retry_in_ms: u64,
+    },
     StartFailing {
         failures: u32,
     },
@@ -174,226 +179,4 @@ pub enum Reason {
         needed: Lsn,
     },
     PausedWithoutLeader,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use Reason::*;
-        match self {
-            StoreDown { error } => write!(f, "store unreachable ({error}); keeping current role"),
-            StoreDownLeaseTrusted { remaining_ms } => write!(
-                f,
-                "store unreachable; lease still trusted for {remaining_ms} ms, then demoting"
-            ),
-            LeaseExpiredDemoting => write!(f, "leader lease not renewed in time: demoting"),
-            LapsedLeaseReleased => write!(
-                f,
-                "leader key of a lease that lapsed here released: the election decides who leads"
-            ),
-            WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
-            AdoptingLease { new_cluster: false } => {
-                write!(f, "leader key is ours from before: renewing to adopt it")
-            }
-            // The key was given to it (by `pgha up`) to bootstrap a cluster without data.
-            AdoptingLease { new_cluster: true } => write!(
-                f,
-                "new cluster: the leader key was given to this member to bootstrap it; renewing it"
-            ),
-            LeaderKeyLost => write!(f, "leader key no longer ours"),
-            SystemIdMismatch { store, local } => write!(
-                f,
-                "data directory belongs to system {local}, cluster is {store}: refusing to act"
-            ),
-            Paused => write!(f, "cluster paused: no automatic action"),
-            JobRunning { job, for_ms } => write!(f, "{job} running for {for_ms} ms"),
-            RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
-            StoreLostItsCluster { with_data } => match with_data {
-                Some(m) => write!(
-                    f,
-                    "no cluster in the store, but {m} has data: the store lost its keys? not \
-                     initialising another cluster; waiting for a leader to clone from"
-                ),
-                None => write!(
-                    f,
-                    "no cluster in the store, but this member belonged to one: the store lost \
-                     its keys? not initialising another cluster; waiting for a leader to clone \
-                     from"
-                ),
-            },
-            Bootstrapping => write!(f, "leader of a new cluster: bootstrapping"),
-            WaitingForLeaderToClone => write!(f, "no data yet: waiting for a leader to clone"),
-            LeaderWithoutData => write!(f, "leader without a data directory: releasing the lease"),
-            Leading { standbys } => write!(f, "leading with {standbys} streaming standbys"),
-            RestartingPrimary { down_ms } => {
-                write!(f, "primary PostgreSQL down for {down_ms} ms: restarting it")
-            }
-            WaitingForLeaderToPromote { leader } => write!(
-                f,
-                "{leader} holds the lease but is not a running primary yet: waiting before deciding follow or rewind"
-            ),
-            FailsafePromise { remaining_ms } => write!(
-                f,
-                "no leader, but we confirmed the old one while the store was down: not taking the lease for {remaining_ms} ms"
-            ),
-            SyncPrimaryDownHandingOver => write!(
-                f,
-                "primary PostgreSQL down in a synchronous mode: handing the lease to a synchronous \
-                 standby (a restart could show commits no standby confirmed)"
-            ),
-            OutsideFailsafeList { leader } => write!(
-                f,
-                "not in {leader}'s failsafe list: not running for leader while the listed members \
-                 could still be confirming {leader} (none of them has read the store for a ttl)"
-            ),
-            LeaderUnreachable { leader, for_ms } => write!(
-                f,
-                "not streaming from {leader} for {for_ms} ms and its PostgreSQL cannot be reached: \
-                 waiting (a cut link is not divergence; nothing is rewound)"
-            ),
-            PostgresUnresponsive { for_ms } => write!(
-                f,
-                "PostgreSQL runs but has not answered for {for_ms} ms (connection slots \
-                 exhausted? I/O stalled?): waiting, nothing concluded from it"
-            ),
-            WalFlushStalled { for_ms, flushed } => write!(
-                f,
-                "primary's WAL has not reached its disk for {for_ms} ms (flushed up to {flushed}, \
-                 more waiting: disk stalled?); commits wait; demoting past \
-                 primary_start_timeout_ms"
-            ),
-            PrimaryUnresponsiveDemoting { for_ms } => write!(
-                f,
-                "primary PostgreSQL unresponsive for {for_ms} ms (over primary_start_timeout_ms): \
-                 demoting it and letting the lease run out"
-            ),
-            UnresponsivePrimaryDemoted => write!(
-                f,
-                "unresponsive primary demoted: releasing the lease for failover"
-            ),
-            WaitingForRoom { why } => write!(f, "{why}; waiting a ttl before trying again"),
-            FenceStuckDemoting { fenced_in_ms } => write!(
-                f,
-                "cannot write the fencing deadline, and the supervisor fences PostgreSQL in \
-                 {fenced_in_ms} ms at the one it holds: stopping it cleanly first, to hand over"
-            ),
-            FenceStuckHandedOver => write!(
-                f,
-                "primary demoted, its fencing deadline unwritable: releasing the lease for \
-                 failover; out of failovers until another member leads"
-            ),
-            PrimaryNotRestartable { down_ms } => write!(
-                f,
-                "primary PostgreSQL down for {down_ms} ms: releasing the lease for failover"
-            ),
-            Promoting { kind } => write!(f, "lease acquired: promoting ({kind:?})"),
-            Promoted { kind } => write!(f, "promoted ({kind:?}); recording history"),
-            PromoteFailed { error } => write!(f, "promote failed ({error}): releasing the lease"),
-            RestartingInPlace { role } => write!(
-                f,
-                "restarting PostgreSQL in place as {} (asked by `pgha restart --in-place`)",
-                match role {
-                    crate::action::StartRole::Primary => "the primary, keeping the lease",
-                    crate::action::StartRole::Standby { .. } => "a standby",
-                }
-            ),
-            PromotionVetoed { why, hold_ms } => write!(
-                f,
-                "promotion not made ({why}): releasing the lease; out of failovers until another \
-                 member leads, for {} s at most",
-                hold_ms / 1000
-            ),
-            SwitchoverRefused(why) => write!(f, "switchover refused: {why}"),
-            SwitchoverDemoting { target } => {
-                write!(f, "switchover to {}: demoting first", name_or_best(target))
-            }
-            SwitchoverHandedOff { target } => {
-                write!(
-                    f,
-                    "switchover: demoted, lease released for {}",
-                    name_or_best(target)
-                )
-            }
-            DemotingForLeader { leader } => write!(f, "{leader} holds the lease: demoting"),
-            CloningFrom { source } => write!(f, "no data directory: cloning from {source}"),
-            StoppingForRewind { leader } => {
-                write!(f, "WAL diverged from {leader}: stopping to rewind")
-            }
-            Rewinding { leader } => write!(f, "WAL diverged from {leader}: running pg_rewind"),
-            RecloningAfterFailedRewind { source } => write!(
-                f,
-                "rewind failed or did not finish: re-cloning from {source} (old data directory \
-                 moved aside)"
-            ),
-            RewindFailedRecloneDisabled => {
-                write!(
-                    f,
-                    "rewind failed or did not finish and allow_reclone is off: staying stopped"
-                )
-            }
-            Following { leader } => write!(f, "configuring as standby of {leader}"),
-            Streaming { leader } => write!(f, "streaming from {leader}"),
-            NotStreaming { leader, for_ms } => {
-                write!(
-                    f,
-                    "configured for {leader} but not streaming for {for_ms} ms"
-                )
-            }
-            LeaderNotPublished { leader } => {
-                write!(f, "waiting for leader {leader} to publish its state")
-            }
-            StartFailing { failures } => {
-                write!(f, "PostgreSQL failed to start {failures} times; retrying")
-            }
-            StartingToElect => write!(f, "no leader: starting PostgreSQL as standby to compare"),
-            RewindIncompleteWaitingForLeader => write!(
-                f,
-                "no leader, and a pg_rewind of the data directory did not finish: not starting \
-                 it, waiting for a leader to re-clone from"
-            ),
-            Acquiring { kind } => write!(f, "best candidate: acquiring the lease ({kind:?})"),
-            Behind { best } => write!(f, "no leader; {best} is the better candidate"),
-            WaitingForPositions { unconfirmed } => {
-                write!(f, "no leader; waiting for fresh positions from ")?;
-                write_names(f, unconfirmed)
-            }
-            QuorumIncomplete { confirmed, needed } => {
-                write!(
-                    f,
-                    "no leader; {confirmed} of {needed} synchronous members confirmed"
-                )
-            }
-            NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
-            IneligibleAhead { member, why } => write!(
-                f,
-                "no leader; {member} is further ahead and may hold commits it acknowledged that \
-                 this member lacks, but cannot be promoted ({why}): waiting rather than lose them \
-                 (`pgha failover --to` a member accepts losing them)"
-            ),
-            WaitingForSwitchoverTarget { target } => {
-                write!(
-                    f,
-                    "switchover pending: waiting for {}",
-                    name_or_best(target)
-                )
-            }
-            CatchingUpForSwitchover { replayed, needed } => {
-                write!(
-                    f,
-                    "switchover target: replayed {replayed}, waiting for {needed}"
-                )
-            }
-            PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
-        }
-    }
-}
-
-fn name_or_best(target: &Option<MemberName>) -> String {
-    target
-        .as_ref()
-        .map_or("the best candidate".into(), |t| t.to_string())
-}
-
-fn write_names(f: &mut fmt::Formatter<'_>, names: &[MemberName]) -> fmt::Result {
-    let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
-    f.write_str(&names.join(", "))
 }

@@ -918,6 +918,58 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     );
 }
 
+/// Found by `faults::leader_data_disk_full`: a clone that fails was begun again every loop,
+/// each attempt a base backup on the leader (a checkpoint there, a slot, perhaps gigabytes
+/// copied again). After a failure the next waits twice the loop, doubling per failure in a
+/// row up to a ttl; a success ends the backoff.
+#[test]
+fn a_failing_clone_backs_off() {
+    let mut n3 = member("n3");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    let empty = LocalPg {
+        data: DataDir::Missing,
+        ..stopped(standby(0, 0, None))
+    };
+    let clones = |d: &Decision| has(d, |a| matches!(a, Action::Reclone { .. }));
+    let failed = || Outcome::Job {
+        kind: JobKind::Reclone,
+        result: Err("pg_basebackup failed".into()),
+    };
+    let config = ClusterConfig::default();
+    let (loop_ms, ttl) = (config.loop_wait_ms, config.ttl_ms);
+    assert!(clones(&n3.step(&obs(0, empty.clone(), &view, vec![]))));
+    let d = n3.step(&obs(100, empty.clone(), &view, vec![failed()]));
+    assert_eq!(
+        d.reason,
+        Reason::CloneFailing {
+            failures: 1,
+            retry_in_ms: 2 * loop_ms
+        }
+    );
+    assert!(!clones(&d));
+    assert!(d.wake_at <= Millis(100 + 2 * loop_ms));
+    assert!(clones(&n3.step(&obs(100 + 2 * loop_ms, empty.clone(), &view, vec![]))));
+    let at = 200 + 2 * loop_ms;
+    let d = n3.step(&obs(at, empty.clone(), &view, vec![failed()]));
+    assert!(!clones(&d));
+    assert!(matches!(d.reason, Reason::CloneFailing { failures: 2, .. }));
+    assert!(!clones(&n3.step(&obs(at + 4 * loop_ms - 1, empty.clone(), &view, vec![]))));
+    assert!(clones(&n3.step(&obs(at + 4 * loop_ms, empty.clone(), &view, vec![]))));
+    // many failures: a ttl at most
+    let mut now = at + 4 * loop_ms;
+    for _ in 0..6 {
+        now += 1;
+        n3.step(&obs(now, empty.clone(), &view, vec![failed()]));
+        now += ttl;
+        assert!(clones(&n3.step(&obs(now, empty.clone(), &view, vec![]))));
+    }
+    // once one succeeded, the next failure waits twice the loop again
+    n3.step(&obs(now + 1, empty.clone(), &view, vec![job_done(JobKind::Reclone)]));
+    n3.step(&obs(now + 2, empty.clone(), &view, vec![]));
+    let d = n3.step(&obs(now + 3, empty, &view, vec![failed()]));
+    assert!(matches!(d.reason, Reason::CloneFailing { failures: 1, .. }), "{}", d.reason);
+}
+
 /// Found by `faults::leader_data_disk_full`: the old primary's disk is full, so its rewind
 /// fails and the re-clone that follows finds no room for a copy beside the data it would move
 /// aside. A full disk is no divergence: the data stays in place, the member says why and waits

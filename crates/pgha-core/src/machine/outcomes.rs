@@ -99,7 +99,12 @@ impl Member {
                 self.force_rewind = false;
                 self.rejoin = Some(EventKind::RejoinRewind);
             }
+            (JobKind::Reclone, Err(_)) => {
+                let failures = self.clone_failed.map_or(0, |(n, _)| n) + 1;
+                self.clone_failed = Some((failures, now));
+            }
             (JobKind::Reclone, Ok(())) => {
+                self.clone_failed = None;
                 self.rewind_failed = false;
                 self.force_rewind = false;
                 if self.demoted {
