@@ -34,10 +34,10 @@ impl Member {
         if let Some(reason) = self.job_running(now) {
             return reason;
         }
-        if let Some(reason) = self.release_once_demoted(local) {
+        if let Some(reason) = self.release_once_demoted(local, lease.revision) {
             return self.release(lease, reason, plan);
         }
-        if let Some(reason) = self.hand_over_if_fence_stuck(obs, plan) {
+        if let Some(reason) = self.hand_over_if_fence_stuck(obs, lease.revision, plan) {
             return reason;
         }
         let system_id = match local.data {

@@ -99,8 +99,8 @@ pub struct Member {
     pub(crate) no_room: Option<(String, Millis)>,
     /// Clones that failed in a row, and when the last one did: the next waits.
     pub(crate) clone_failed: Option<(u32, Millis)>,
-    /// The leader demoted its PostgreSQL: once it is not writable, it lets go, saying this.
-    pub(crate) release_after_demote: Option<Reason>,
+    /// The leader demoted its PostgreSQL in this term: once it is not writable, it lets go.
+    pub(crate) release_after_demote: Option<(u64, Reason)>,
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
     /// released for an election, never adopted again.
     pub(crate) lapsed_term: Option<u64>,

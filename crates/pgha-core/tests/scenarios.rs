@@ -948,13 +948,28 @@ fn a_failing_clone_backs_off() {
     );
     assert!(!clones(&d));
     assert!(d.wake_at <= Millis(100 + 2 * loop_ms));
-    assert!(clones(&n3.step(&obs(100 + 2 * loop_ms, empty.clone(), &view, vec![]))));
+    assert!(clones(&n3.step(&obs(
+        100 + 2 * loop_ms,
+        empty.clone(),
+        &view,
+        vec![]
+    ))));
     let at = 200 + 2 * loop_ms;
     let d = n3.step(&obs(at, empty.clone(), &view, vec![failed()]));
     assert!(!clones(&d));
     assert!(matches!(d.reason, Reason::CloneFailing { failures: 2, .. }));
-    assert!(!clones(&n3.step(&obs(at + 4 * loop_ms - 1, empty.clone(), &view, vec![]))));
-    assert!(clones(&n3.step(&obs(at + 4 * loop_ms, empty.clone(), &view, vec![]))));
+    assert!(!clones(&n3.step(&obs(
+        at + 4 * loop_ms - 1,
+        empty.clone(),
+        &view,
+        vec![]
+    ))));
+    assert!(clones(&n3.step(&obs(
+        at + 4 * loop_ms,
+        empty.clone(),
+        &view,
+        vec![]
+    ))));
     // many failures: a ttl at most
     let mut now = at + 4 * loop_ms;
     for _ in 0..6 {
@@ -964,10 +979,19 @@ fn a_failing_clone_backs_off() {
         assert!(clones(&n3.step(&obs(now, empty.clone(), &view, vec![]))));
     }
     // once one succeeded, the next failure waits twice the loop again
-    n3.step(&obs(now + 1, empty.clone(), &view, vec![job_done(JobKind::Reclone)]));
+    n3.step(&obs(
+        now + 1,
+        empty.clone(),
+        &view,
+        vec![job_done(JobKind::Reclone)],
+    ));
     n3.step(&obs(now + 2, empty.clone(), &view, vec![]));
     let d = n3.step(&obs(now + 3, empty, &view, vec![failed()]));
-    assert!(matches!(d.reason, Reason::CloneFailing { failures: 1, .. }), "{}", d.reason);
+    assert!(
+        matches!(d.reason, Reason::CloneFailing { failures: 1, .. }),
+        "{}",
+        d.reason
+    );
 }
 
 /// Found by `faults::leader_data_disk_full`: the old primary's disk is full, so its rewind
@@ -1496,6 +1520,12 @@ fn a_leader_whose_fence_cannot_be_moved_hands_over_before_its_supervisor_fences(
     )));
     // no leader now, and n1 the only candidate: it stays out
     let gone = View::new().with("n1", record(&standby(1, 1300, None), None));
+    stays_out_then_a_later_term_is_not_let_go(n1, gone, armed);
+}
+
+/// The member that handed over (above) stays out while its fence is stuck; if it lost its term
+/// while the demotion was under way, what it meant to do in that term does not carry over.
+fn stays_out_then_a_later_term_is_not_let_go(mut n1: Member, gone: View, armed: u64) {
     let d = n1.step(&Observation {
         fence_stuck_at: Some(Millis(armed)),
         ..obs(armed, standby(1, 1300, None), &gone, vec![])
@@ -1505,6 +1535,50 @@ fn a_leader_whose_fence_cannot_be_moved_hands_over_before_its_supervisor_fences(
         d.reason,
         Reason::NotEligible(election::Ineligible::PromotionVetoed)
     );
+}
+
+/// A leader whose fence is stuck starts its clean demotion, and loses its term meanwhile (the
+/// store expired the key: another member led). Later it wins a new term: the release it had
+/// planned for the old one must not end the new one.
+#[test]
+fn a_release_planned_in_one_term_does_not_end_the_next() {
+    let (mut n1, view) = established_leader();
+    let margin = ClusterConfig::default().safety_margin_ms;
+    let armed = 8_750;
+    let d = n1.step(&Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(armed - margin, primary(1, 1300), &view, vec![])
+    });
+    assert!(has(&d, |a| *a
+        == Action::Demote {
+            mode: StopMode::Fast
+        }));
+    let other =
+        View::led_by("n2", 8, &primary(2, 1400)).with("n1", record(&standby(1, 1300, None), None));
+    // it follows n2 (its demotion done, streaming)
+    let d = n1.step(&obs(
+        8_000,
+        standby(2, 1400, Some("n2")),
+        &other,
+        vec![job_done(JobKind::Demote)],
+    ));
+    assert_eq!(d.reason, Reason::Streaming { leader: name("n2") });
+    // n1 wins term 9, its fence writable again; it must promote, not let go
+    let mine = View::new()
+        .leader("n1", 9)
+        .with("n1", record(&standby(2, 1400, Some("n2")), Some("n1")));
+    let d = n1.step(&obs(
+        40_000,
+        standby(2, 1400, None),
+        &mine,
+        vec![acquired(40_000, 9)],
+    ));
+    assert!(
+        !has(&d, |a| matches!(a, Action::ReleaseLeader { .. })),
+        "{}",
+        d.reason
+    );
+    assert_eq!(d.actions.last(), Some(&Action::Promote), "{}", d.reason);
 }
 
 /// Issue 9 (connection slots exhausted on the leader): a primary that answers "too many

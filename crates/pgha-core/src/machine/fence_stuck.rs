@@ -17,6 +17,7 @@ impl Member {
     pub(crate) fn hand_over_if_fence_stuck(
         &mut self,
         obs: &Observation,
+        revision: u64,
         plan: &mut Plan,
     ) -> Option<Reason> {
         let armed = obs.fence_stuck_at?;
@@ -31,7 +32,7 @@ impl Member {
         self.promotion = None;
         self.handover = None;
         self.demoted = true;
-        self.release_after_demote = Some(Reason::FenceStuckHandedOver);
+        self.release_after_demote = Some((revision, Reason::FenceStuckHandedOver));
         self.vetoed_until = Some(obs.now.plus(self.config.veto_hold_ms()));
         plan.push(Action::Demote {
             mode: StopMode::Fast,
@@ -41,11 +42,20 @@ impl Member {
         })
     }
 
-    /// The reason to let go of the lease once a demotion begun for it is done.
-    pub(crate) fn release_once_demoted(&mut self, local: &LocalPg) -> Option<Reason> {
-        if local.is_writable() {
-            return None;
+    /// The reason to let go of the lease of term `revision` once a demotion begun for it in
+    /// that term is done (one begun in an earlier term is forgotten).
+    pub(crate) fn release_once_demoted(
+        &mut self,
+        local: &LocalPg,
+        revision: u64,
+    ) -> Option<Reason> {
+        match self.release_after_demote.take() {
+            Some((term, reason)) if term == revision && !local.is_writable() => Some(reason),
+            Some(pending) if pending.0 == revision => {
+                self.release_after_demote = Some(pending);
+                None
+            }
+            _ => None,
         }
-        self.release_after_demote.take()
     }
 }

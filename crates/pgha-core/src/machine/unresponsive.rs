@@ -57,7 +57,11 @@ impl Member {
         let Some(lease) = leading else {
             return waiting;
         };
-        if self.running_job() == Some(JobKind::Demote) || self.release_after_demote.is_some() {
+        let demoted_this_term = self
+            .release_after_demote
+            .as_ref()
+            .is_some_and(|(term, _)| *term == lease.revision);
+        if self.running_job() == Some(JobKind::Demote) || demoted_this_term {
             // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
@@ -65,7 +69,7 @@ impl Member {
             self.promotion = None;
             self.handover = None;
             self.demoted = true;
-            self.release_after_demote = Some(Reason::UnresponsivePrimaryDemoted);
+            self.release_after_demote = Some((lease.revision, Reason::UnresponsivePrimaryDemoted));
             plan.push(Action::Demote {
                 mode: StopMode::Immediate,
             });
