@@ -32,10 +32,6 @@ use tokio::net::TcpStream;
 use crate::error::ProxyError;
 use crate::listener::ListenerCtx;
 use crate::startup::CancelKey;
-use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
-
-/// Backend messages scanned at most before giving up on finding BackendKeyData.
-const SCAN_LIMIT: usize = 256 * 1024;
 
 /// The backend a session was opened on: its address and member name (which its certificate
 /// must carry when the proxy terminates TLS).
@@ -215,117 +211,9 @@ pub async fn forward_cancel(addr: &str, key: &CancelKey, timeout: Duration) -> s
     })?
 }
 
-/// Incremental scanner of backend→client bytes that finds BackendKeyData before ReadyForQuery.
-#[derive(Debug, Default)]
-pub struct KeyScanner {
-    header: [u8; 5],
-    header_len: usize,
-    body_left: usize,
-    /// Inside a BackendKeyData body: its pid and secret bytes so far.
-    key_buf: Option<Vec<u8>>,
-    key: Option<CancelKey>,
-    scanned: usize,
-    done: bool,
-}
-
-impl KeyScanner {
-    /// Feeds the next bytes; returns true once scanning is over (ReadyForQuery, or gave up).
-    pub fn feed(&mut self, mut data: &[u8]) -> bool {
-        self.scanned += data.len();
-        while !self.done && !data.is_empty() {
-            if self.body_left > 0 {
-                let n = self.body_left.min(data.len());
-                if let Some(buf) = &mut self.key_buf {
-                    buf.extend_from_slice(&data[..n]);
-                }
-                self.body_left -= n;
-                data = &data[n..];
-                if self.body_left == 0 {
-                    if let Some(k) = self.key_buf.take() {
-                        let pid = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
-                        self.key = CancelKey::new(pid, &k[4..]);
-                    }
-                }
-                continue;
-            }
-            let n = (5 - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
-            data = &data[n..];
-            if self.header_len == 5 {
-                self.header_len = 0;
-                let h = self.header;
-                let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-                if h[0] == b'Z' || len < 4 {
-                    self.done = true;
-                } else {
-                    self.body_left = len - 4;
-                    // BackendKeyData: length word, pid, then the secret (4..=256 bytes).
-                    let key_len = 8 + CANCEL_SECRET_MIN..=8 + CANCEL_SECRET_MAX;
-                    self.key_buf = (h[0] == b'K' && key_len.contains(&len))
-                        .then(|| Vec::with_capacity(len - 4));
-                }
-            }
-        }
-        if self.scanned > SCAN_LIMIT {
-            self.done = true;
-        }
-        self.done
-    }
-
-    /// The key found, if any.
-    pub fn key(&self) -> Option<CancelKey> {
-        self.key.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A startup answer: AuthenticationOk, [NegotiateProtocolVersion,] ParameterStatus,
-    /// BackendKeyData with `secret`, ReadyForQuery.
-    fn startup_answer(secret: &[u8], negotiate: bool) -> Vec<u8> {
-        let mut stream = vec![b'R', 0, 0, 0, 8, 0, 0, 0, 0];
-        if negotiate {
-            stream.extend_from_slice(&[b'v', 0, 0, 0, 12, 0, 3, 0, 0, 0, 0, 0, 0]);
-        }
-        stream.extend_from_slice(&[b'S', 0, 0, 0, 9, b'a', 0, b'b', 0, 0]);
-        stream.push(b'K');
-        stream.extend_from_slice(&(8 + secret.len() as u32).to_be_bytes());
-        stream.extend_from_slice(&[0, 0, 1, 2]);
-        stream.extend_from_slice(secret);
-        stream.extend_from_slice(&[b'Z', 0, 0, 0, 5, b'I']);
-        stream
-    }
-
-    #[test]
-    fn scanner_finds_key_across_splits() {
-        let long: Vec<u8> = (0..32).collect();
-        let cases: [(&[u8], bool); 3] = [
-            (&[0xde, 0xad, 0xbe, 0xef], false),
-            (&long, true),
-            (&[7; 256], false),
-        ];
-        for (secret, negotiate) in cases {
-            let stream = startup_answer(secret, negotiate);
-            for chunk in 1..stream.len() {
-                let mut s = KeyScanner::default();
-                let mut done = false;
-                for piece in stream.chunks(chunk) {
-                    done = s.feed(piece);
-                }
-                assert!(done, "chunk {chunk}");
-                assert_eq!(s.key(), CancelKey::new(258, secret), "chunk {chunk}");
-            }
-        }
-        // A BackendKeyData whose secret is out of bounds yields no key (but scanning ends).
-        for secret in [&[1u8; 3][..], &[1u8; 257][..]] {
-            let mut s = KeyScanner::default();
-            assert!(s.feed(&startup_answer(secret, false)));
-            assert_eq!(s.key(), None);
-        }
-    }
 
     #[test]
     fn registry_routes_to_owner_unreadable_or_nowhere() {

@@ -62,6 +62,10 @@ pub enum ProxyError {
     /// PostgreSQL through a proxy that terminates TLS.
     #[error("SCRAM channel binding requested through a TLS-terminating proxy")]
     ChannelBinding,
+    /// A read-write session's backend answered its startup as a standby (`in_hot_standby`):
+    /// the primary the proxy routed by was demoted since it was last confirmed.
+    #[error("backend {0} answered a read-write session's startup in recovery")]
+    BackendInRecovery(String),
     /// A client's SCRAM exchange with the proxy failed (wrong password, malformed message,
     /// channel binding); the client was told as PostgreSQL would tell it.
     #[error("client SCRAM: {0}")]

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::backend::open_backend;
-use crate::cancel::{cancel, CancelGuard, CancelRegistry, KeyScanner, Owner};
+use crate::cancel::{cancel, CancelGuard, CancelRegistry, Owner};
 use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
@@ -18,6 +18,7 @@ use crate::route::{HoldFailure, Lease, Role};
 use crate::sasl::SaslFilter;
 use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
+use crate::startup_scan::StartupScanner;
 use crate::{terminate, tls, wire};
 
 /// Runs `read` (a client's part of the startup) until `deadline` (then: startup timeout);
@@ -220,14 +221,19 @@ where
     let pump = async {
         if let Some(first) = first {
             let mut scan = KeyScan {
-                scanner: KeyScanner::default(),
+                scanner: StartupScanner::default(),
+                refuse_standby: ctx.router.role() == Role::ReadWrite,
+                backend: lease.addr(),
                 registry,
                 owner: &owner,
                 guard: &mut key_guard,
                 sasl: ctx.shared.terminator.is_some().then(SaslFilter::default),
             };
             m.bytes_out.fetch_add(first.len() as u64, Relaxed);
-            let (first, done) = scan.feed(&first)?;
+            let (first, done) = match scan.feed(&first) {
+                Ok(fed) => fed,
+                Err(e) => return refuse_in_startup(&mut client, e).await,
+            };
             client.write_all(&first).await?;
             if !done {
                 let scan = scan_until_ready(&mut client, &mut backend, ctx, &mut scan);
@@ -235,18 +241,7 @@ where
                 match scan.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))? {
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
-                    Err(e @ ProxyError::ChannelBinding) => {
-                        let msg = "pgha proxy terminates TLS and relays this role's SCRAM to \
-                                   PostgreSQL (it could not read its SCRAM verifier), so \
-                                   channel binding cannot reach PostgreSQL: connect with \
-                                   channel_binding=disable (sslmode=verify-full authenticates \
-                                   the proxy)";
-                        let refusal = wire::fatal(wire::SQLSTATE_INVALID_AUTHORIZATION, msg);
-                        let _ = client.write_all(&refusal).await;
-                        let _ = client.shutdown().await;
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
+                    Err(e) => return refuse_in_startup(&mut client, e).await,
                 }
             }
             if key_guard.is_none() {
@@ -277,9 +272,44 @@ where
     }
 }
 
+/// Ends a startup the scan refused, telling the client why in an ErrorResponse when the client
+/// can act on it; answers the error.
+async fn refuse_in_startup<C>(client: &mut C, e: ProxyError) -> Result<(), ProxyError>
+where
+    C: AsyncWrite + Unpin,
+{
+    let (sqlstate, message) = match &e {
+        ProxyError::ChannelBinding => (
+            wire::SQLSTATE_INVALID_AUTHORIZATION,
+            "pgha proxy terminates TLS and relays this role's SCRAM to PostgreSQL (it could not \
+             read its SCRAM verifier), so channel binding cannot reach PostgreSQL: connect with \
+             channel_binding=disable (sslmode=verify-full authenticates the proxy)"
+                .to_string(),
+        ),
+        ProxyError::BackendInRecovery(addr) => {
+            tracing::warn!(backend = %addr, "read-write session refused in its startup: the \
+                backend answered in recovery (the primary changed since it was last confirmed)");
+            (
+                wire::SQLSTATE_NO_TARGET,
+                format!(
+                    "pgha proxy: the primary changed while this session started ({addr} is in \
+                     recovery now); connect again"
+                ),
+            )
+        }
+        _ => return Err(e),
+    };
+    let _ = client.write_all(&wire::fatal(sqlstate, &message)).await;
+    let _ = client.shutdown().await;
+    Err(e)
+}
+
 /// A startup's key scan: registers the key as soon as it is complete, before it is relayed.
 struct KeyScan<'a> {
-    scanner: KeyScanner,
+    scanner: StartupScanner,
+    /// A read-write session: a backend that reports itself in recovery is refused.
+    refuse_standby: bool,
+    backend: &'a str,
     registry: &'a Arc<CancelRegistry>,
     owner: &'a Owner,
     guard: &'a mut Option<CancelGuard>,
@@ -296,6 +326,10 @@ impl KeyScan<'_> {
             None => data.to_vec(),
         };
         let done = self.scanner.feed(&data);
+        if self.refuse_standby && self.scanner.in_recovery() {
+            // Nothing of this answer reaches the client: its session never becomes usable.
+            return Err(ProxyError::BackendInRecovery(self.backend.to_string()));
+        }
         if self.guard.is_none() {
             if let Some(key) = self.scanner.key() {
                 *self.guard = Some(self.registry.register(key, self.owner.clone()));

@@ -115,8 +115,18 @@ async fn leader_change_closes_old_sessions() {
         || ro.is_closed(),
     )
     .await;
+    // A standby it is, in fact: new read-write sessions there are refused (see
+    // `a_read_write_session_that_reaches_a_standby_is_refused_in_its_startup`). Another change:
+    let err = connect(p.rw)
+        .await
+        .expect_err("a read-write session on a standby");
+    assert_eq!(err.code(), Some(&SqlState::CANNOT_CONNECT_NOW), "{err}");
+    p.set(|t| t.rw = Some(c.primary()));
     let new = connect(p.rw).await.unwrap();
-    assert!(in_recovery(&new).await, "new sessions go to the new target");
+    assert!(
+        !in_recovery(&new).await,
+        "new sessions go to the new target"
+    );
     // Primary withdrawn: sessions to it close as well.
     p.set(|t| t.rw = None);
     eventually(
@@ -133,6 +143,34 @@ async fn leader_change_closes_old_sessions() {
             .closed_on_change
             >= 2
     );
+}
+
+/// I2 at the session itself: the read-write target the proxy routes by may be stale (the
+/// primary was demoted since it was last confirmed, and the news has not arrived). PostgreSQL
+/// 14+ reports `in_hot_standby` in its answer to the startup: the proxy refuses a read-write
+/// session whose backend says `on` before the client can use it (57P03, "connect again"), for
+/// tokio-postgres and psql alike; the read-only listener still serves that standby.
+#[tokio::test]
+async fn a_read_write_session_that_reaches_a_standby_is_refused_in_its_startup() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |_| {}).await;
+    p.set(|t| t.rw = Some(c.standby()));
+    let err = connect(p.rw)
+        .await
+        .expect_err("a read-write session on a standby");
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code(), &SqlState::CANNOT_CONNECT_NOW, "{db:?}");
+    assert!(db.message().contains("in recovery"), "{}", db.message());
+    let out = psql_run(&c.bin, &conninfo(p.rw), &["-Atc", "select 1"]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "psql got a session: {said}");
+    assert!(said.contains("the primary changed"), "{said}");
+    let ro = connect(p.ro).await.unwrap();
+    assert!(in_recovery(&ro).await, "the standby still serves reads");
+    // Once the routing is right again, sessions go through.
+    p.set(|t| t.rw = Some(c.primary()));
+    let rw = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&rw).await);
 }
 
 #[tokio::test]
