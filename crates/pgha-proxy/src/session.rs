@@ -223,7 +223,6 @@ where
             let mut scan = KeyScan {
                 scanner: StartupScanner::default(),
                 refuse_standby: ctx.router.role() == Role::ReadWrite,
-                backend: lease.addr(),
                 registry,
                 owner: &owner,
                 guard: &mut key_guard,
@@ -309,7 +308,6 @@ struct KeyScan<'a> {
     scanner: StartupScanner,
     /// A read-write session: a backend that reports itself in recovery is refused.
     refuse_standby: bool,
-    backend: &'a str,
     registry: &'a Arc<CancelRegistry>,
     owner: &'a Owner,
     guard: &'a mut Option<CancelGuard>,
@@ -328,7 +326,7 @@ impl KeyScan<'_> {
         let done = self.scanner.feed(&data);
         if self.refuse_standby && self.scanner.in_recovery() {
             // Nothing of this answer reaches the client: its session never becomes usable.
-            return Err(ProxyError::BackendInRecovery(self.backend.to_string()));
+            return Err(ProxyError::BackendInRecovery(self.owner.addr.to_string()));
         }
         if self.guard.is_none() {
             if let Some(key) = self.scanner.key() {

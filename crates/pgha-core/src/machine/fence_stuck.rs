@@ -49,13 +49,16 @@ impl Member {
         local: &LocalPg,
         revision: u64,
     ) -> Option<Reason> {
-        match self.release_after_demote.take() {
-            Some((term, reason)) if term == revision && !local.is_writable() => Some(reason),
-            Some(pending) if pending.0 == revision => {
-                self.release_after_demote = Some(pending);
-                None
-            }
-            _ => None,
+        if self
+            .release_after_demote
+            .as_ref()
+            .is_some_and(|(term, _)| *term != revision)
+        {
+            self.release_after_demote = None;
         }
+        if local.is_writable() {
+            return None;
+        }
+        self.release_after_demote.take().map(|(_, reason)| reason)
     }
 }
