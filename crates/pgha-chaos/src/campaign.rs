@@ -14,6 +14,7 @@ use tokio::sync::watch;
 
 use crate::cleanup;
 use crate::clock::{duration, Clock, Micros};
+use crate::config_change::ConfigChanges;
 use crate::error::ChaosError;
 use crate::faults::{self, FaultKind};
 use crate::health;
@@ -76,9 +77,7 @@ pub async fn run(
     }
     let config: ClusterConfig = target.client.get("/config").await?;
     let settings = settings(&config, opts, target);
-    let agent_pause = opts
-        .agent_pause
-        .unwrap_or(Duration::from_millis(2 * config.ttl_ms));
+    let mut changes = ConfigChanges::new(config);
     progress.event(format!(
         "pgha chaos: seed {}, leader {}, synchronous_mode {} (synchronous_commit {}), faults {}",
         opts.seed,
@@ -128,27 +127,33 @@ pub async fn run(
         let kind = *faults_usable.choose(&mut rng).expect("not empty");
         progress.status(format!("injecting {kind}"));
         let at = clock.now();
-        let injected = match faults::inject(kind, target, &current, &mut rng, agent_pause).await {
-            Ok(i) => i,
-            Err(ChaosError::Api(ClientError::Failed(f))) => {
-                progress.event(format!(
-                    "{kind}: refused by the cluster ({}), skipped",
-                    f.error
-                ));
-                skipped += 1;
-                continue;
-            }
-            Err(e @ ChaosError::Inject { .. }) => {
-                progress.event(format!("{e}; skipped"));
-                skipped += 1;
-                continue;
-            }
-            Err(e) => {
-                problems.push(format!("{kind}: {e}"));
-                interrupted = true;
-                break;
-            }
-        };
+        // Twice the ttl in force: a change-config may have changed it.
+        let agent_pause = opts
+            .agent_pause
+            .unwrap_or(Duration::from_millis(2 * changes.in_force().ttl_ms));
+        let injected =
+            match faults::inject(kind, target, &current, &mut rng, agent_pause, &mut changes).await
+            {
+                Ok(i) => i,
+                Err(ChaosError::Api(ClientError::Failed(f))) => {
+                    progress.event(format!(
+                        "{kind}: refused by the cluster ({}), skipped",
+                        f.error
+                    ));
+                    skipped += 1;
+                    continue;
+                }
+                Err(e @ ChaosError::Inject { .. }) => {
+                    progress.event(format!("{e}; skipped"));
+                    skipped += 1;
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("{kind}: {e}"));
+                    interrupted = true;
+                    break;
+                }
+            };
         skipped = 0;
         if let Some(m) = &injected.start_later {
             stopped_by_us.insert(m.clone());
@@ -176,6 +181,7 @@ pub async fn run(
             kind,
             victim: injected.victim.clone(),
             promoted: injected.promoted.clone(),
+            detail: injected.detail.clone(),
             leader_before: current.leader.clone(),
             leader_after: r.leader_after.clone(),
             at,
@@ -220,7 +226,14 @@ pub async fn run(
     };
     progress.status("putting the cluster back");
     let stopped: Vec<String> = stopped_by_us.into_iter().collect();
-    let cleanup = cleanup::restore(target, &before.leader, &stopped, opts.recovery_bound).await;
+    let cleanup = cleanup::restore(
+        target,
+        &before.leader,
+        &stopped,
+        changes.restore(),
+        opts.recovery_bound,
+    )
+    .await;
     let acks = record.acks.lock().unwrap().clone();
     let failures = record.failures.lock().unwrap().clone();
     let summary = summary::summarize(Gathered {
@@ -332,7 +345,7 @@ fn line(r: &FaultRecord) -> String {
         })
     };
     format!(
-        "#{:<3} {:<15} {:<4} leader {} -> {}  recovered {}  rejoined {}{}",
+        "#{:<3} {:<15} {:<4} leader {} -> {}  recovered {}  rejoined {}{}{}",
         r.index,
         r.kind.name(),
         r.victim,
@@ -340,6 +353,10 @@ fn line(r: &FaultRecord) -> String {
         r.leader_after.as_deref().unwrap_or("?"),
         secs(r.recovered),
         secs(r.rejoined),
+        r.detail
+            .as_deref()
+            .map(|d| format!("  [{d}]"))
+            .unwrap_or_default(),
         r.note
             .as_deref()
             .map(|n| format!("  ({n})"))

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use pgha_core::RequestKind;
+use pgha_core::{ClusterConfig, RequestKind};
+use pgha_host::api::control::ConfigChange;
 
 use crate::error::ChaosError;
 use crate::faults;
@@ -28,14 +29,32 @@ pub async fn wait_healthy(target: &Target, bound: Duration) -> Result<Healthy, V
     }
 }
 
-/// Puts the cluster back; what it did and what it could not, one line each.
+/// Puts the cluster back (the `settings` assignments that restore the dynamic settings the
+/// campaign changed first); what it did and what it could not, one line each.
 pub async fn restore(
     target: &Target,
     original_leader: &str,
     stopped: &[String],
+    settings: Option<Vec<String>>,
     bound: Duration,
 ) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(assignments) = settings {
+        let change = ConfigChange {
+            assignments: assignments.clone(),
+        };
+        match target
+            .client
+            .post::<_, ClusterConfig>("/config", &change)
+            .await
+        {
+            Ok(_) => notes.push(format!("put the settings back: {}", assignments.join(" "))),
+            Err(e) => notes.push(format!(
+                "could not put the settings back ({}): {e}",
+                assignments.join(" ")
+            )),
+        }
+    }
     for member in stopped {
         match faults::start(target, member).await {
             Ok(true) => notes.push(format!("started {member} again")),

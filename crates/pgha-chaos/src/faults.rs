@@ -1,131 +1,20 @@
-//! The faults a campaign injects, one at a time: which exist, how a list of them is parsed,
-//! and how each is done (a signal to a postmaster, or a request to the cluster's API).
+//! How a campaign injects each fault, one at a time (a signal to a postmaster, or a request
+//! to the cluster's API), and which of the faults asked for can be injected on a cluster.
 
-use pgha_core::RequestKind;
+use pgha_core::{ClusterConfig, RequestKind};
 use std::time::Duration;
 
-use pgha_host::api::control::{FreezeRequest, MemberChanged, StopRequest};
+use pgha_host::api::control::{ConfigChange, FreezeRequest, MemberChanged, StopRequest};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
 
+use crate::config_change::ConfigChanges;
 use crate::error::ChaosError;
 pub use crate::fault_command::FaultCommand;
+pub use crate::fault_kind::FaultKind;
 use crate::health::Healthy;
 use crate::target::{Mode, Target};
-
-/// A kind of fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FaultKind {
-    /// SIGKILL of the primary's postmaster.
-    KillPrimary,
-    /// SIGKILL of a standby's postmaster.
-    KillStandby,
-    /// Clean stop of the primary member (`/members/NAME/stop`), started again once another
-    /// member takes writes.
-    StopPrimary,
-    /// The primary member stopped as by a crash of its host: its agent leaves and PostgreSQL
-    /// stops immediately (no shutdown checkpoint, no WAL flushed to the standbys); started
-    /// again once another member takes writes.
-    CrashPrimary,
-    /// Planned switchover to a streaming standby.
-    Switchover,
-    /// Manual failover to a streaming standby (one of the synchronous set in synchronous modes).
-    Failover,
-    /// A standby member stopped and started again.
-    RestartStandby,
-    /// A member's agent stood still for twice the lease ttl, then continued; PostgreSQL runs
-    /// on under its supervisor, which fences a leader whose lease passed. This host's
-    /// `pgha agent` gets SIGSTOP; where agents share a process (`pgha up`), or run on other
-    /// hosts, the host's API freezes the member's agent loop instead.
-    PauseAgent,
-    /// This host cut off from the other hosts and etcd (iptables, both ways) for
-    /// --agent-pause, then reconnected (distributed mode, as root).
-    IsolateHost,
-    /// A shell command of the user's, named with `--fault-command NAME=CMD` (e.g. a restart
-    /// of etcd, or a kill of an agent that systemd restarts), run to its end; the leader of
-    /// that moment may stay.
-    Command(&'static str),
-}
-
-impl FaultKind {
-    /// Every built-in fault.
-    pub const ALL: [FaultKind; 9] = [
-        FaultKind::KillPrimary,
-        FaultKind::KillStandby,
-        FaultKind::StopPrimary,
-        FaultKind::CrashPrimary,
-        FaultKind::Switchover,
-        FaultKind::Failover,
-        FaultKind::RestartStandby,
-        FaultKind::PauseAgent,
-        FaultKind::IsolateHost,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::KillPrimary => "kill-primary",
-            FaultKind::KillStandby => "kill-standby",
-            FaultKind::StopPrimary => "stop-primary",
-            FaultKind::CrashPrimary => "crash-primary",
-            FaultKind::Switchover => "switchover",
-            FaultKind::Failover => "failover",
-            FaultKind::RestartStandby => "restart-standby",
-            FaultKind::PauseAgent => "pause-agent",
-            FaultKind::IsolateHost => "isolate-host",
-            FaultKind::Command(name) => name,
-        }
-    }
-
-    /// Whether it signals a local process (needs the member's data directory here).
-    pub fn kills(self) -> bool {
-        matches!(self, FaultKind::KillPrimary | FaultKind::KillStandby)
-    }
-
-    /// Parses `kill-primary,switchover` (or `all`), where `commands` are the names of the
-    /// `--fault-command`s (`all` includes them).
-    pub fn parse_list(text: &str, commands: &[&'static str]) -> Result<Vec<FaultKind>, ChaosError> {
-        let known: Vec<FaultKind> = FaultKind::ALL
-            .into_iter()
-            .chain(commands.iter().map(|c| FaultKind::Command(c)))
-            .collect();
-        let mut out = Vec::new();
-        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-            if word == "all" {
-                out.extend(&known);
-                continue;
-            }
-            match known.iter().find(|k| k.name() == word) {
-                Some(k) => out.push(*k),
-                None => {
-                    let names: Vec<&str> = known.iter().map(|k| k.name()).collect();
-                    return Err(ChaosError::Usage(format!(
-                        "unknown fault {word:?}; known: all, {}",
-                        names.join(", ")
-                    )));
-                }
-            }
-        }
-        out.sort();
-        out.dedup();
-        if out.is_empty() {
-            return Err(ChaosError::Usage("--faults names no fault".into()));
-        }
-        Ok(out)
-    }
-}
-
-impl Serialize for FaultKind {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.name())
-    }
-}
-
-impl std::fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// A fault as it was injected.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +24,8 @@ pub struct Injected {
     pub victim: String,
     /// The member asked to take over (switchover, failover).
     pub promoted: Option<String>,
+    /// What changed (change-config: the `KEY=VALUE` assignments).
+    pub detail: Option<String>,
     /// A stopped member to start again once another member takes writes.
     #[serde(skip)]
     pub start_later: Option<String>,
@@ -162,13 +53,14 @@ pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
 }
 
 /// Injects `kind` on the cluster in shape `now`, choosing its victim with `rng`; a paused
-/// agent is continued after `agent_pause`.
+/// agent is continued after `agent_pause`; a config change is recorded in `changes`.
 pub async fn inject(
     kind: FaultKind,
     target: &Target,
     now: &Healthy,
     rng: &mut impl Rng,
     agent_pause: Duration,
+    changes: &mut ConfigChanges,
 ) -> Result<Injected, ChaosError> {
     let fail = |why: String| ChaosError::Inject {
         fault: kind.name().to_string(),
@@ -184,6 +76,7 @@ pub async fn inject(
         kind,
         victim: leader.clone(),
         promoted: None,
+        detail: None,
         start_later: None,
         // A stopped or crashed primary may come back as the leader when nobody took over (the
         // campaign starts it again); a switchover or failover must move the lease.
@@ -260,6 +153,22 @@ pub async fn inject(
             // A leader cut off from etcd and every other member cannot keep its lease.
             injected.expect_standby = here.name == leader;
             injected.victim = here.name.clone();
+        }
+        FaultKind::ChangeConfig => {
+            let assignments = changes
+                .next(rng, now.standbys.len())
+                .ok_or_else(|| fail("no setting of this cluster can be changed".into()))?;
+            let answer: ClusterConfig = target
+                .client
+                .post(
+                    "/config",
+                    &ConfigChange {
+                        assignments: assignments.clone(),
+                    },
+                )
+                .await?;
+            changes.applied(answer);
+            injected.detail = Some(assignments.join(" "));
         }
         FaultKind::Command(name) => {
             let command = target
@@ -351,38 +260,4 @@ pub async fn start(target: &Target, member: &str) -> Result<bool, ChaosError> {
         .post(&format!("/members/{member}/start"), &())
         .await?;
     Ok(answer.changed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lists_parse_in_a_fixed_order_without_repeats() {
-        assert_eq!(
-            FaultKind::parse_list("switchover, kill-primary,switchover", &[]).unwrap(),
-            vec![FaultKind::KillPrimary, FaultKind::Switchover]
-        );
-        assert_eq!(
-            FaultKind::parse_list("all", &[]).unwrap(),
-            FaultKind::ALL.to_vec()
-        );
-        let e = FaultKind::parse_list("kill-everything", &[]).unwrap_err();
-        assert!(e.to_string().contains("kill-everything"), "{e}");
-        assert!(FaultKind::parse_list(" , ", &[]).is_err());
-        let all = FaultKind::parse_list("all", &["etcd-restart"]).unwrap();
-        assert_eq!(all.last(), Some(&FaultKind::Command("etcd-restart")));
-        assert_eq!(
-            FaultKind::parse_list("etcd-restart", &["etcd-restart"]).unwrap(),
-            vec![FaultKind::Command("etcd-restart")]
-        );
-        assert_eq!(
-            serde_json::to_string(&FaultKind::Command("etcd-restart")).unwrap(),
-            "\"etcd-restart\""
-        );
-        assert_eq!(
-            serde_json::to_string(&FaultKind::IsolateHost).unwrap(),
-            "\"isolate-host\""
-        );
-    }
 }

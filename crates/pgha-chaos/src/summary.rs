@@ -19,6 +19,9 @@ pub struct FaultRecord {
     pub kind: FaultKind,
     pub victim: String,
     pub promoted: Option<String>,
+    /// What changed (change-config: the `KEY=VALUE` assignments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub leader_before: String,
     pub leader_after: Option<String>,
     /// When it was injected.

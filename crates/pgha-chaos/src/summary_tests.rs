@@ -22,6 +22,7 @@ fn judge(promised: bool, present: &[i64], no_takeover: bool) -> Summary {
         kind: FaultKind::StopPrimary,
         victim: "n1".into(),
         promoted: None,
+        detail: None,
         leader_before: "n1".into(),
         leader_after: Some("n1".into()),
         at: 1000,

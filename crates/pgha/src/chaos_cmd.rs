@@ -35,6 +35,11 @@ Faults (--faults, comma-separated, default all):
   isolate-host     with --config, as root: this host cut off from the other members and etcd
                    (iptables DROP both ways, open connections too) for --agent-pause, then
                    reconnected; needs them on other addresses (hosts or network namespaces)
+  change-config    a live change of the dynamic settings, as `pgha config set` makes it:
+                   ttl_ms raised by half or lowered by a third (2 s at least), the
+                   synchronous method or commit level (on, remote_apply) flipped, the
+                   synchronous count moved by one (mode on), postgresql.work_mem set; the
+                   next change-config undoes it. The synchronous mode never changes
   NAME             a fault of your platform, given as --fault-command NAME=CMD (repeatable):
                    CMD runs through sh to its end (PGHA_LEADER names the leader of that
                    moment), e.g. etcd-restart='systemctl restart etcd' or
@@ -52,7 +57,8 @@ and the time until the member it hit serves again (median / p95 / max), and clie
 
 It refuses to start unless the cluster is healthy (one writable leader, every other member
 streaming from it, not paused), and leaves it as it found it: every member running, the
-original leader back by a switchover, its table pgha_chaos_writes dropped. Ctrl-C stops
+original leader back by a switchover, the settings it changed put back, its table
+pgha_chaos_writes dropped. Ctrl-C stops
 injecting, waits for the current fault's recovery, cleans up and still reports.
 
 Exit status: 0 all promises kept; 3 a promise broken; 4 acknowledged writes lost in

@@ -130,6 +130,7 @@ fn help_teaches_the_faults_and_the_exit_status() {
         "kill-primary",
         "crash-primary",
         "restart-standby",
+        "change-config",
         "--report",
         "--seed",
         "Exit status",
@@ -241,6 +242,60 @@ async fn a_synchronous_campaign_loses_nothing_reports_and_puts_the_cluster_back(
     let j = summary_of(&stdout, &stderr);
     assert_eq!(j["interrupted"], true, "{context}");
     assert_passed(&j, 1, &context);
+    assert_put_back(&c).await;
+}
+
+/// Settings changed mid-run (`pgha config set` as a fault: the ttl raised or lowered, the
+/// synchronous method, count or commit level, a PostgreSQL parameter), with primaries
+/// crashed, killed and failed over between the changes, soon after each: in synchronous mode
+/// nothing acknowledged is lost, no second writer, and the campaign puts back the settings it
+/// found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_changed_between_failovers_lose_nothing_and_are_put_back() {
+    let c = Cluster::start(&["--synchronous-mode", "on"], CONVERGE);
+    let before = c.config_ok("show", &[]);
+    let out = chaos(
+        &c,
+        &[
+            "--rounds",
+            "8",
+            "--seed",
+            "11",
+            "--faults",
+            "change-config,crash-primary,kill-primary,failover",
+            "--min-gap",
+            "200ms",
+            "--max-gap",
+            "800ms",
+            "--recovery-bound",
+            "120s",
+            "--json",
+        ],
+    );
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), stderr_of(&out));
+    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{context}");
+    let j = summary_of(&stdout, &stderr);
+    assert_passed(&j, 8, &context);
+    assert_eq!(j["settings"]["no_loss_promised"], true, "{context}");
+    let changes: Vec<&str> = j["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "change-config")
+        .map(|f| f["detail"].as_str().expect("a change says what it changed"))
+        .collect();
+    assert!(changes.len() >= 2, "{changes:?}\n{context}");
+    // Each change is a KEY=VALUE assignment of a setting pgha knows; the one after it undoes it.
+    for change in &changes {
+        assert!(change.contains('='), "{change}");
+        assert!(!change.contains("synchronous_mode"), "{change}");
+    }
+    let cleanup = j["cleanup"].to_string();
+    if changes.len() % 2 == 1 {
+        assert!(cleanup.contains("put the settings back"), "{context}");
+    }
+    assert_eq!(c.config_ok("show", &[]), before, "{context}");
     assert_put_back(&c).await;
 }
 
@@ -486,17 +541,33 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
         paused_for >= 2.0 * TTL_MS,
         "recovered {paused_for} ms after the pause began\n{context}"
     );
-    // Control-plane faults through each member's own agent.
-    let faults = "switchover,failover,restart-standby,stop-primary";
+    // Control-plane faults through each member's own agent, a settings change among them
+    // (stored in etcd by the agent's API), put back at the end.
+    let settings = |c: &DistCluster| {
+        let out = c.cli(&["config", "show"]);
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = settings(&c);
+    let faults = "switchover,failover,restart-standby,stop-primary,change-config";
     let (j, context) = chaos(
         "node1",
-        &["--rounds", "3", "--faults", faults, "--seed", "5"],
+        &["--rounds", "4", "--faults", faults, "--seed", "5"],
     );
-    assert_passed(&j, 3, &context);
+    assert_passed(&j, 4, &context);
     for f in j["faults"].as_array().unwrap() {
         assert!(faults.split(',').any(|k| f["kind"] == k), "{f}");
     }
+    assert!(
+        j["faults"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "change-config"),
+        "{context}"
+    );
     assert_eq!(c.wait_converged(Duration::from_secs(60)), original);
+    assert_eq!(settings(&c), before, "{context}");
 }
 
 /// `pgha chaos --config CONFIG ARGS` (short gaps, JSON, a 120 s recovery bound: a fenced
