@@ -208,7 +208,8 @@ impl Prober {
         }
     }
 
-    /// Probes every `interval` and at once when the candidates change, publishing changed targets
+    /// Probes every `interval`, and at once when the candidates change or the stall watch asks
+    /// (a read-write session met a standby), publishing changed targets
     /// with a new generation. When the lease holder changes, `rw` is withdrawn immediately
     /// (the round under way is dropped), before the new one is confirmed; the holder's answer
     /// is published as soon as it is in, whatever the standbys take. Returns on shutdown, or
@@ -299,8 +300,18 @@ impl Prober {
                     return;
                 },
                 _ = tokio::time::sleep(self.config.interval) => {}
+                _ = recheck_asked(self.stalls.as_deref()) => {}
             }
         }
+    }
+}
+
+/// Returns when `stalls` asks for a check now (a read-write session met a standby); never
+/// without a watch.
+async fn recheck_asked(stalls: Option<&StallWatch>) {
+    match stalls {
+        Some(w) => w.recheck_asked().await,
+        None => std::future::pending().await,
     }
 }
 

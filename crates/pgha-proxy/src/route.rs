@@ -137,6 +137,14 @@ impl Router {
         let _ = self.stalls.set(stalls);
     }
 
+    /// A read-write session found the published primary in recovery: new sessions wait for a
+    /// check begun after this (see [`StallWatch::met_a_standby`]), when the stalls are guarded.
+    pub(crate) fn met_a_standby(&self) {
+        if let Some(stalls) = self.stalls.get() {
+            stalls.met_a_standby();
+        }
+    }
+
     /// Whether the published primary may take a new session now.
     fn primary_trusted(&self) -> bool {
         self.stalls

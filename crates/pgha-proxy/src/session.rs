@@ -231,7 +231,7 @@ where
             m.bytes_out.fetch_add(first.len() as u64, Relaxed);
             let (first, done) = match scan.feed(&first) {
                 Ok(fed) => fed,
-                Err(e) => return refuse_in_startup(&mut client, e).await,
+                Err(e) => return refuse_in_startup(&mut client, ctx, e).await,
             };
             client.write_all(&first).await?;
             if !done {
@@ -240,7 +240,7 @@ where
                 match scan.map_err(|_| ProxyError::AuthTimeout(cfg.auth_timeout))? {
                     Ok(true) => return Ok(()),
                     Ok(false) => {}
-                    Err(e) => return refuse_in_startup(&mut client, e).await,
+                    Err(e) => return refuse_in_startup(&mut client, ctx, e).await,
                 }
             }
             if key_guard.is_none() {
@@ -273,7 +273,11 @@ where
 
 /// Ends a startup the scan refused, telling the client why in an ErrorResponse when the client
 /// can act on it; answers the error.
-async fn refuse_in_startup<C>(client: &mut C, e: ProxyError) -> Result<(), ProxyError>
+async fn refuse_in_startup<C>(
+    client: &mut C,
+    ctx: &ListenerCtx,
+    e: ProxyError,
+) -> Result<(), ProxyError>
 where
     C: AsyncWrite + Unpin,
 {
@@ -287,7 +291,9 @@ where
         ),
         ProxyError::BackendInRecovery(addr) => {
             tracing::warn!(backend = %addr, "read-write session refused in its startup: the \
-                backend answered in recovery (the primary changed since it was last confirmed)");
+                backend answered in recovery (the primary changed since it was last confirmed); \
+                new sessions wait for the primary to be checked again");
+            ctx.router.met_a_standby();
             (
                 wire::SQLSTATE_NO_TARGET,
                 format!(

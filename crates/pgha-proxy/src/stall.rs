@@ -1,11 +1,13 @@
 //! Notices when this process stopped running for a while (SIGSTOP, a paused VM, a starved
-//! runtime): a primary confirmed before such a stall is not routed to after it until a check
-//! begun after it confirms the primary again (I2 holds across a pause of the proxy).
+//! runtime), or a read-write session met a standby: a primary confirmed before such an event
+//! is not routed to after it until a check begun after it confirms the primary again (I2
+//! holds across a pause of the proxy, and new sessions wait instead of being refused).
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// How often the watch looks at the clock.
@@ -19,10 +21,12 @@ pub struct StallWatch {
     origin: Instant,
     /// When the clock was last looked at, in ms since `origin`.
     last_look_ms: AtomicU64,
-    /// How many stalls were seen.
+    /// How many stalls were seen, and read-write sessions that met a standby.
     stalls: AtomicU64,
     /// The number of stalls a confirmation begun after them has covered.
     covered: AtomicU64,
+    /// Asks the prober for a check now (a session met a standby where the primary was).
+    recheck: Notify,
 }
 
 impl StallWatch {
@@ -33,6 +37,7 @@ impl StallWatch {
             last_look_ms: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             covered: AtomicU64::new(0),
+            recheck: Notify::new(),
         })
     }
 
@@ -71,6 +76,21 @@ impl StallWatch {
                 );
             }
         }
+    }
+
+    /// A read-write session found the confirmed primary in recovery (it was demoted since):
+    /// the confirmations made before are not trusted, as after a stall, so the next sessions
+    /// wait for a check begun after this instead of meeting the standby too; the prober is
+    /// asked for that check now.
+    pub fn met_a_standby(&self) {
+        self.stalls.fetch_add(1, SeqCst);
+        self.recheck.notify_one();
+    }
+
+    /// Returns when [`StallWatch::met_a_standby`] asks for a check (at once if it did since
+    /// the last time this returned).
+    pub async fn recheck_asked(&self) {
+        self.recheck.notified().await;
     }
 
     /// What a check begun now must pass to [`StallWatch::confirmed`].
@@ -121,5 +141,22 @@ mod tests {
         // Ticks within the bound are no stall.
         assert!(w.look(at(5_400)).is_none());
         assert!(w.trusts_confirmations(at(5_850)));
+    }
+
+    #[tokio::test]
+    async fn a_session_that_met_a_standby_asks_for_a_check_and_is_trusted_again_after_it() {
+        let w = StallWatch::new();
+        let now = w.origin;
+        assert!(w.look(now).is_none());
+        let before = w.epoch();
+        w.met_a_standby();
+        assert!(!w.trusts_confirmations(now));
+        // The prober, busy when it was asked, finds the request waiting.
+        tokio::time::timeout(Duration::from_secs(1), w.recheck_asked())
+            .await
+            .expect("a check asked for");
+        assert!(!w.confirmed(before), "a check begun before covers nothing");
+        assert!(w.confirmed(w.epoch()));
+        assert!(w.trusts_confirmations(now));
     }
 }

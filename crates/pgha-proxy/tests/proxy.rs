@@ -173,6 +173,57 @@ async fn a_read_write_session_that_reaches_a_standby_is_refused_in_its_startup()
     assert!(!in_recovery(&rw).await);
 }
 
+/// After a read-write session met a standby where the confirmed primary was (demoted since
+/// its last check), the next sessions wait for a check begun after that, which the prober
+/// makes at once, and reach the primary; before, each was refused like the first until the
+/// prober's next round (here 30 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_session_met_a_standby_the_next_ones_wait_for_a_fresh_check() {
+    let c = cluster();
+    let p = TestProxy::start_guarded(Targets::none(), |cfg| {
+        cfg.hold_timeout = Duration::from_secs(20);
+    })
+    .await;
+    let stalls = p.stalls.clone().expect("guarded");
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_secs(30);
+    let (_candidates, candidates) = tokio::sync::watch::channel(Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    });
+    let prober = Prober::new(cfg).with_stalls(stalls);
+    tokio::spawn(prober.run(candidates, p.targets.clone(), p.shutdown.clone()));
+    let primary = c.primary();
+    let mut targets = p.targets.subscribe();
+    // The prober's first round over: the primary and the standby both checked.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        targets.wait_for(|t| t.rw.as_ref() == Some(&primary) && !t.ro.is_empty()),
+    )
+    .await
+    .expect("the primary confirmed")
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A stale confirmation: the read-write target is a standby now.
+    p.set(|t| t.rw = Some(c.standby()));
+    let err = connect(p.rw).await.expect_err("a session on a standby");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code()),
+        Some(&SqlState::CANNOT_CONNECT_NOW),
+        "{err:?}"
+    );
+    let started = Instant::now();
+    let rw = connect(p.rw)
+        .await
+        .expect("the next session waits for a fresh check, then reaches the primary");
+    assert!(!in_recovery(&rw).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn ro_listener_avoids_primary_unless_fallback() {
     let c = cluster();

@@ -1,9 +1,11 @@
 //! A proxy started per test on free ports, relaying or authenticating SCRAM roles itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use pgha_proxy::{
-    Backend, CancellationToken, MetricsHandle, ProberConfig, Proxy, ProxyConfig, Standby, Targets,
+    Backend, CancellationToken, MetricsHandle, ProberConfig, Proxy, ProxyConfig, StallWatch,
+    Standby, Targets,
 };
 use tokio::sync::watch;
 
@@ -32,6 +34,8 @@ pub struct TestProxy {
     pub metrics: MetricsHandle,
     pub shutdown: CancellationToken,
     pub task: Option<tokio::task::JoinHandle<()>>,
+    /// The watch its routers trust confirmations by (`start_guarded`), running.
+    pub stalls: Option<Arc<StallWatch>>,
 }
 
 impl Drop for TestProxy {
@@ -42,7 +46,16 @@ impl Drop for TestProxy {
 
 impl TestProxy {
     pub async fn start(targets: Targets, tweak: impl FnOnce(&mut ProxyConfig)) -> TestProxy {
-        Self::launch(targets, None, tweak).await
+        Self::launch(targets, None, false, tweak).await
+    }
+
+    /// [`TestProxy::start`], its routers guarded by a running [`StallWatch`] (`stalls`), as
+    /// `pgha proxy` runs them: give it to the prober that feeds `targets`.
+    pub async fn start_guarded(
+        targets: Targets,
+        tweak: impl FnOnce(&mut ProxyConfig),
+    ) -> TestProxy {
+        Self::launch(targets, None, true, tweak).await
     }
 
     /// A proxy that knows no primary yet: it holds read-write sessions up to `hold_timeout`.
@@ -57,12 +70,13 @@ impl TestProxy {
         superuser: ProberConfig,
         tweak: impl FnOnce(&mut ProxyConfig),
     ) -> TestProxy {
-        Self::launch(targets, Some(superuser), tweak).await
+        Self::launch(targets, Some(superuser), false, tweak).await
     }
 
     async fn launch(
         targets: Targets,
         superuser: Option<ProberConfig>,
+        guarded: bool,
         tweak: impl FnOnce(&mut ProxyConfig),
     ) -> TestProxy {
         let mut cfg = ProxyConfig {
@@ -80,6 +94,12 @@ impl TestProxy {
         .expect("bind proxy");
         let (rw, ro) = (proxy.rw_addr().unwrap(), proxy.ro_addr().unwrap());
         let metrics = proxy.metrics();
+        let stalls = guarded.then(|| {
+            let stalls = StallWatch::new();
+            proxy.guard_stalls(&stalls);
+            tokio::spawn(Arc::clone(&stalls).run(shutdown.clone()));
+            stalls
+        });
         let task = tokio::spawn(proxy.run());
         TestProxy {
             rw,
@@ -88,6 +108,7 @@ impl TestProxy {
             metrics,
             shutdown,
             task: Some(task),
+            stalls,
         }
     }
 
