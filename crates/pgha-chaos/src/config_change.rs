@@ -140,43 +140,28 @@ impl ConfigChanges {
 /// The `KEY=VALUE` assignments that turn the settings `from` into `to`, for the keys this
 /// fault changes (a PostgreSQL parameter `to` lacks is removed: `postgresql.NAME=`).
 fn assignments_from(from: &ClusterConfig, to: &ClusterConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut differs = |key: &str, a: String, b: String| {
-        if a != b {
-            out.push(format!("{key}={b}"));
+    type Read = fn(&ClusterConfig) -> String;
+    let settings: [(&str, Read); 6] = [
+        ("ttl_ms", |c| c.ttl_ms.to_string()),
+        ("safety_margin_ms", |c| c.safety_margin_ms.to_string()),
+        ("loop_wait_ms", |c| c.loop_wait_ms.to_string()),
+        ("synchronous_method", |c| c.synchronous_method.to_string()),
+        ("synchronous_count", |c| c.synchronous_count.to_string()),
+        ("synchronous_commit", |c| c.synchronous_commit.to_string()),
+    ];
+    let mut out: Vec<String> = settings
+        .iter()
+        .filter(|(_, read)| read(from) != read(to))
+        .map(|(key, read)| format!("{key}={}", read(to)))
+        .collect();
+    let names: std::collections::BTreeSet<&String> =
+        from.postgresql.keys().chain(to.postgresql.keys()).collect();
+    for name in names {
+        let (was, now) = (from.postgresql.get(name), to.postgresql.get(name));
+        if was != now {
+            let value = now.map_or("", String::as_str);
+            out.push(format!("{PARAMETER_PREFIX}{name}={value}"));
         }
-    };
-    differs("ttl_ms", from.ttl_ms.to_string(), to.ttl_ms.to_string());
-    differs(
-        "safety_margin_ms",
-        from.safety_margin_ms.to_string(),
-        to.safety_margin_ms.to_string(),
-    );
-    differs(
-        "loop_wait_ms",
-        from.loop_wait_ms.to_string(),
-        to.loop_wait_ms.to_string(),
-    );
-    differs(
-        "synchronous_method",
-        from.synchronous_method.to_string(),
-        to.synchronous_method.to_string(),
-    );
-    differs(
-        "synchronous_count",
-        from.synchronous_count.to_string(),
-        to.synchronous_count.to_string(),
-    );
-    differs(
-        "synchronous_commit",
-        from.synchronous_commit.to_string(),
-        to.synchronous_commit.to_string(),
-    );
-    let names = from.postgresql.keys().chain(to.postgresql.keys());
-    let mut seen = std::collections::BTreeSet::new();
-    for name in names.filter(|n| seen.insert(n.as_str())) {
-        let value = |c: &ClusterConfig| c.postgresql.get(name).cloned().unwrap_or_default();
-        differs(&format!("{PARAMETER_PREFIX}{name}"), value(from), value(to));
     }
     out
 }
