@@ -39,6 +39,25 @@ pub struct Observation {
     pub fence_stuck_at: Option<Millis>,
 }
 
+impl Observation {
+    /// What a step at `now` knows of `local` PostgreSQL, the `cluster` and the `outcomes` of
+    /// earlier jobs, and nothing more: no leader timelines, no failsafe promise, no
+    /// reachability measured, no restart asked, the fencing deadline written.
+    pub fn new(now: Millis, local: LocalPg, cluster: StoreView, outcomes: Vec<Outcome>) -> Self {
+        Observation {
+            now,
+            local,
+            cluster,
+            outcomes,
+            leader_timelines: None,
+            failsafe_promised_until: None,
+            leader_reachable: None,
+            restart_requested: false,
+            fence_stuck_at: None,
+        }
+    }
+}
+
 /// The store as this member sees it now.
 #[derive(Clone, Debug, PartialEq)]
 pub enum StoreView {

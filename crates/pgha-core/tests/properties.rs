@@ -141,17 +141,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
             .unwrap_or_default(),
         _ => vec![],
     };
-    Observation {
-        now: Millis(now),
-        local,
-        cluster,
-        outcomes,
-        leader_timelines: None,
-        failsafe_promised_until: None,
-        leader_reachable: None,
-        restart_requested: false,
-        fence_stuck_at: None,
-    }
+    Observation::new(Millis(now), local, cluster, outcomes)
 }
 
 proptest! {

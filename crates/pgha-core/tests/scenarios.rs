@@ -152,33 +152,15 @@ impl View {
 }
 
 fn obs(now: u64, local: LocalPg, view: &View, outcomes: Vec<Outcome>) -> Observation {
-    Observation {
-        now: Millis(now),
-        local,
-        cluster: StoreView::Up(Box::new(view.0.clone())),
-        outcomes,
-        leader_timelines: None,
-        failsafe_promised_until: None,
-        leader_reachable: None,
-        restart_requested: false,
-        fence_stuck_at: None,
-    }
+    let cluster = StoreView::Up(Box::new(view.0.clone()));
+    Observation::new(Millis(now), local, cluster, outcomes)
 }
 
 fn store_down(now: u64, local: LocalPg) -> Observation {
-    Observation {
-        now: Millis(now),
-        local,
-        cluster: StoreView::Down {
-            error: "timeout".into(),
-        },
-        outcomes: vec![],
-        leader_timelines: None,
-        failsafe_promised_until: None,
-        leader_reachable: None,
-        restart_requested: false,
-        fence_stuck_at: None,
-    }
+    let cluster = StoreView::Down {
+        error: "timeout".into(),
+    };
+    Observation::new(Millis(now), local, cluster, vec![])
 }
 
 fn acquired(at: u64, revision: u64) -> Outcome {
@@ -319,7 +301,6 @@ fn a_leader_restarted_in_place_keeps_renewing_its_lease() {
     let (mut n1, view) = established_leader();
     let asked = Observation {
         restart_requested: true,
-        fence_stuck_at: None,
         ..obs(1000, primary(1, 1100), &view, vec![])
     };
     let d = n1.step(&asked);
@@ -370,7 +351,6 @@ fn a_streaming_standby_restarted_in_place_follows_the_same_leader() {
     let view = View::led_by("n1", 7, &primary(1, 1000));
     let asked = Observation {
         restart_requested: true,
-        fence_stuck_at: None,
         ..obs(0, standby(1, 1000, Some("n1")), &view, vec![])
     };
     let d = n2.step(&asked);
@@ -1143,8 +1123,6 @@ fn a_standby_that_cannot_reach_a_healthy_leader_waits_instead_of_rewinding() {
     };
     let at = |now: u64, reachable: Option<bool>| Observation {
         leader_reachable: reachable,
-        restart_requested: false,
-        fence_stuck_at: None,
         ..obs(now, not_streaming.clone(), &view, vec![])
     };
     let mut n2 = member("n2");

@@ -577,11 +577,7 @@ fn etcd_revokes_leases_when_its_leader_resumes() -> bool {
 /// writer, and the old primary rejoins once its disk is back.
 #[test]
 fn leader_disk_stalled() {
-    let (mut c, leader) = start_sync_with(Opts {
-        member_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
+    let (mut c, leader, ck) = start_writing_on_disks(false);
     let stall = Duration::from_secs(20);
     ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
     let log_at = c.log_len(&leader);
@@ -789,11 +785,7 @@ fn primary_restart_in_flight_when_the_lease_lapses() {
 /// disk thaws and the old leader's agent is back, both rejoin. One writer, nothing lost.
 #[test]
 fn sync_standby_disk_stalled_then_leader_crash() {
-    let (mut c, leader) = start_sync_with(Opts {
-        member_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
+    let (mut c, leader, ck) = start_writing_on_disks(false);
     let frozen = wait_until("the synchronous standby", Duration::from_secs(30), || {
         c.sql_one(
             &leader,
@@ -866,12 +858,7 @@ fn sync_standby_disk_stalled_then_leader_crash() {
 /// leader rejoins. One writer, nothing lost.
 #[test]
 fn standbys_that_cannot_write_their_fencing_deadline_are_not_promoted() {
-    let (mut c, leader) = start_sync_with(Opts {
-        member_disks: true,
-        host_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
+    let (mut c, leader, ck) = start_writing_on_disks(true);
     let standbys = standbys_of(&c, &leader);
     let logs_at: Vec<usize> = standbys.iter().map(|s| c.log_len(s)).collect();
     for s in &standbys {
@@ -958,12 +945,7 @@ fn standbys_that_cannot_write_their_fencing_deadline_are_not_promoted() {
 /// nothing lost.
 #[test]
 fn a_leader_that_cannot_write_its_fencing_deadline_hands_over_before_it_is_fenced() {
-    let (mut c, leader) = start_sync_with(Opts {
-        member_disks: true,
-        host_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
+    let (mut c, leader, ck) = start_writing_on_disks(true);
     let log_at = c.log_len(&leader);
     let armed_before = c.member(&leader).lease_deadline();
     c.fill_host_disk(&leader);
@@ -1022,11 +1004,7 @@ fn a_leader_that_cannot_write_its_fencing_deadline_hands_over_before_it_is_fence
 /// once there is room it rejoins with its data where it was. One writer, nothing lost.
 #[test]
 fn leader_data_disk_full() {
-    let (mut c, leader) = start_sync_with(Opts {
-        member_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
+    let (mut c, leader, ck) = start_writing_on_disks(false);
     let log_at = c.log_len(&leader);
     c.fill_disk(&leader);
     ck.mark(&format!(
@@ -1082,6 +1060,19 @@ fn leader_data_disk_full() {
         unmet.push(format!("{new} acknowledged no write after it took over"));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "the leader's data disk full");
+}
+
+/// A synchronous cluster whose members' data sit on disks of their own (with `host_disks`,
+/// each member directory on a small file system of its own, the data disk inside it), writers
+/// writing to its leader.
+fn start_writing_on_disks(host_disks: bool) -> (Cluster, String, Checker) {
+    let (c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        host_disks,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    (c, leader, ck)
 }
 
 /// The data directories `member` moved aside (`data.old-*`) for a re-clone.

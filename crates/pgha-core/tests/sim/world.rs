@@ -867,17 +867,12 @@ impl World {
                 error: "partitioned".into(),
             }
         };
+        let now = Millis(self.now + n.offset);
         Observation {
-            now: Millis(self.now + n.offset),
-            local,
-            cluster,
-            outcomes: n.outcomes.clone(),
-            leader_timelines: None,
             failsafe_promised_until: (n.promised_until > self.now)
                 .then(|| Millis(n.promised_until + n.offset)),
             leader_reachable: Some(true),
-            restart_requested: false,
-            fence_stuck_at: None,
+            ..Observation::new(now, local, cluster, n.outcomes.clone())
         }
     }
 
