@@ -104,6 +104,9 @@ pub struct Agent {
     /// Why the deadline this step called for could not be written (`None`: it was, or none
     /// was due): no job that may make PostgreSQL writable starts meanwhile.
     pub(crate) fence_error: Option<String>,
+    /// The store refuses this member's routine writes for lack of resources (etcd out of
+    /// space): said once, and once when it takes them again.
+    pub(crate) writes_refused: bool,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     pub(crate) timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
     /// When the last failsafe round started.
@@ -179,6 +182,7 @@ impl Agent {
             failsafe,
             fencing,
             fence_error: None,
+            writes_refused: false,
             timelines_cache: None,
             failsafe_asking: false,
             last_failsafe_round: None,

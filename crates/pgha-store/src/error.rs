@@ -10,6 +10,17 @@ pub enum StoreError {
     /// The store could not be reached or did not answer in time. Retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store answered but refused the request for lack of resources: etcd out of space
+    /// (its NOSPACE alarm: every write refused until an operator makes room) or too busy.
+    /// Reads, read-only transactions and lease keep-alives are still served.
+    #[error(
+        "etcd refused the request: {0}. If `etcdctl alarm list` shows NOSPACE, etcd reached \
+         its space quota and refuses every write until room is made: `etcdctl compact` to its \
+         current revision, `etcdctl defrag`, then `etcdctl alarm disarm`; run etcd with \
+         --auto-compaction-mode=periodic --auto-compaction-retention=1h so that its history \
+         does not fill it again"
+    )]
+    Exhausted(String),
     /// The persisted state could not be written or read.
     #[error("store persistence failed: {0}")]
     Persistence(String),
@@ -31,7 +42,7 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable(_) | StoreError::Persistence(_)
+            StoreError::Unavailable(_) | StoreError::Persistence(_) | StoreError::Exhausted(_)
         )
     }
 

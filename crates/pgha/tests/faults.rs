@@ -52,6 +52,8 @@
 
 #[path = "common/dist.rs"]
 mod dist;
+#[path = "common/etcd_space.rs"]
+mod etcd_space;
 #[path = "common/netns.rs"]
 mod netns;
 
@@ -1073,6 +1075,102 @@ fn start_writing_on_disks(host_disks: bool) -> (Cluster, String, Checker) {
     });
     let ck = checker_writing(&c, &leader);
     (c, leader, ck)
+}
+
+/// etcd runs out of space (its quota reached: the NOSPACE alarm, under which it refuses every
+/// write but still serves reads, read-only transactions and lease keep-alives), synchronous
+/// mode, writers writing. The leader renews its lease by a compare-and-read and a keep-alive,
+/// which etcd still serves: it keeps leading and writes go on, and its agent says what is wrong
+/// and what to do. Then the leader's host crashes: nobody can take the lease while etcd refuses
+/// writes, so nobody is promoted; once the operator makes room (compaction, defragmentation,
+/// the alarm disarmed) a standby takes over. Nothing acknowledged lost, one writer.
+#[test]
+fn etcd_out_of_space() {
+    let (mut c, leader) = start_sync_with(Opts {
+        etcd_quota_bytes: Some(64 << 20),
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let (revision, t0) = (c.etcd_revision(), Instant::now());
+    std::thread::sleep(Duration::from_secs(10));
+    let per_second = (c.etcd_revision() - revision) as f64 / t0.elapsed().as_secs_f64();
+    ck.mark(&format!(
+        "pgha makes {per_second:.1} etcd revisions a second (3 members, writes going on)"
+    ));
+    let log_at = c.log_len(&leader);
+    let junk = c.fill_etcd();
+    let full_at = Instant::now();
+    ck.mark(&format!(
+        "etcd out of space after {junk} junk writes of 1 MiB (NOSPACE alarm: {})",
+        c.etcd_out_of_space()
+    ));
+    let mut unmet = Vec::new();
+    let led_throughout = poll(TTL * 3, Duration::from_millis(250), || {
+        let leads = c.cluster_json()?["leader"].as_str()? == leader;
+        let writable = c
+            .sql_one(&leader, "SELECT pg_is_in_recovery()::text")
+            .as_deref()
+            == Some("false");
+        (!(leads && writable)).then_some(())
+    })
+    .is_none();
+    if !led_throughout {
+        unmet.push(format!(
+            "{leader} stopped leading or writing while etcd was out of space"
+        ));
+    }
+    if !ck.wait_acks(&leader, full_at + TTL * 2, 1, PATIENCE) {
+        unmet.push(format!(
+            "{leader} acknowledged no write two ttls after etcd ran out of space"
+        ));
+    }
+    let said = c.log_lines_since(&leader, log_at, &["etcdctl alarm disarm"]);
+    ck.mark(&format!(
+        "node crash of {leader} (agent and postmaster kill -9)"
+    ));
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    let mut promoted = Vec::new();
+    while crashed_at.elapsed() < TTL * 3 {
+        for s in standbys_of(&c, &leader) {
+            let writable =
+                c.sql_one(&s, "SELECT pg_is_in_recovery()::text").as_deref() == Some("false");
+            if writable && !promoted.contains(&s) {
+                ck.mark(&format!("{s} left recovery while etcd refused writes"));
+                promoted.push(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ck.mark("room made in etcd: junk deleted, history compacted, defragmented, alarm disarmed");
+    c.make_room_in_etcd();
+    let new = await_failover(&c, &ck, &leader, TTL + PATIENCE);
+    let writes_on_new = ck.wait_acks(&new, Instant::now(), 1, PATIENCE);
+    ck.mark(&format!("{leader}'s agent restarted"));
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\n{leader} said: {said:#?}");
+    assert_no_loss_one_writer(&report, &c);
+    if !promoted.is_empty() {
+        unmet.push(format!(
+            "{promoted:?} left recovery while etcd refused writes"
+        ));
+    }
+    if said.is_empty() {
+        unmet.push(format!(
+            "{leader}'s agent did not say that etcd refuses writes, nor what to do"
+        ));
+    }
+    if said.len() > 2 {
+        unmet.push(format!(
+            "{leader}'s agent said it {} times, not once",
+            said.len()
+        ));
+    }
+    if !writes_on_new {
+        unmet.push(format!("{new} acknowledged no write after it took over"));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "etcd out of space");
 }
 
 /// The data directories `member` moved aside (`data.old-*`) for a re-clone.

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use pgha_core::{Action, Outcome};
-use pgha_store::{Guard, Key};
+use pgha_store::{Guard, Key, StoreError};
 use tokio::task::JoinSet;
 
 use super::{lease_outcome, timed};
@@ -82,7 +82,21 @@ impl Agent {
         while let Some(joined) = running.join_next().await {
             match joined {
                 Ok(Written::Lease(outcome)) => self.outcomes.push(outcome),
-                Ok(Written::Plain(_, Ok(()))) => {}
+                Ok(Written::Plain(_, Ok(()))) => {
+                    if std::mem::take(&mut self.writes_refused) {
+                        tracing::info!("{}: etcd takes writes again", self.spec.name);
+                    }
+                }
+                Ok(Written::Plain(what, Err(ActionError::Store(e @ StoreError::Exhausted(_))))) => {
+                    if !std::mem::replace(&mut self.writes_refused, true) {
+                        tracing::warn!(
+                            "{}: {what} failed: {e}. Until etcd takes writes again this member \
+                             publishes nothing and no member can take the lease; a leader \
+                             keeps it (its renewal needs no write). Said once",
+                            self.spec.name
+                        );
+                    }
+                }
                 Ok(Written::Plain(what, Err(e))) => {
                     tracing::warn!("{}: {what} failed: {e}", self.spec.name);
                 }

@@ -38,6 +38,9 @@ pub(super) fn map_err(e: etcd_client::Error) -> StoreError {
         {
             StoreError::Invalid(format!("etcd refused the request: {}", status.message()))
         }
+        E::GRpcStatus(status) if status.code() == Code::ResourceExhausted => {
+            StoreError::Exhausted(status.message().to_string())
+        }
         E::GRpcStatus(status) => {
             StoreError::Unavailable(format!("etcd: {} ({:?})", status.message(), status.code()))
         }
@@ -78,4 +81,26 @@ pub(super) fn as_u64(revision: i64) -> Revision {
 /// A revision as etcd's signed one; one beyond etcd's range can never match.
 pub(super) fn as_i64(revision: Revision) -> i64 {
     i64::try_from(revision).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd_client::Error::GRpcStatus;
+    use tonic::Status;
+
+    #[test]
+    fn a_refusal_for_lack_of_space_is_an_answer_that_says_what_to_do() {
+        let full = map_err(GRpcStatus(Status::resource_exhausted(
+            "etcdserver: mvcc: database space exceeded",
+        )));
+        assert!(matches!(full, StoreError::Exhausted(_)), "{full:?}");
+        let said = full.to_string();
+        assert!(
+            said.contains("database space exceeded") && said.contains("etcdctl alarm disarm"),
+            "{said}"
+        );
+        let gone = map_err(GRpcStatus(Status::unavailable("connection refused")));
+        assert!(matches!(gone, StoreError::Unavailable(_)), "{gone:?}");
+    }
 }

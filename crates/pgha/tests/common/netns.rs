@@ -1135,6 +1135,9 @@ pub struct Opts {
     /// How many etcd members run on etcd's host (ports 2379/2380, 2381/2382, ...); every
     /// config lists all of them, the first one first. One by default.
     pub etcd_members: usize,
+    /// etcd's space quota (`--quota-backend-bytes`): past it etcd raises its NOSPACE alarm
+    /// and refuses every write ([`Cluster::fill_etcd`]). etcd's default (2 GiB) otherwise.
+    pub etcd_quota_bytes: Option<u64>,
 }
 
 /// The client ports of `members` etcd members on etcd's host: 2379, 2381, ...
@@ -1160,6 +1163,7 @@ impl Default for Opts {
             host_disks: false,
             etcd_latency: false,
             etcd_members: 1,
+            etcd_quota_bytes: None,
         }
     }
 }
@@ -1184,6 +1188,8 @@ pub struct Cluster {
     host_disks: Vec<HostDisk>,
     /// The members' way to etcd, when it can be slowed ([`Opts::etcd_latency`]).
     etcd_link: Option<TcpLink>,
+    /// [`Opts::etcd_quota_bytes`], for every start of etcd.
+    etcd_quota_bytes: Option<u64>,
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
@@ -1314,6 +1320,7 @@ impl Cluster {
             disks,
             host_disks,
             etcd_link: None,
+            etcd_quota_bytes: opts.etcd_quota_bytes,
             _tmp: tmp,
             thread_ns: Some(thread_ns),
             _serial: serial,
@@ -1367,6 +1374,9 @@ impl Cluster {
             };
             let mut cmd = self.net.command("etcd", etcd_binary());
             cmd.args(node.args(&data));
+            if let Some(quota) = self.etcd_quota_bytes {
+                cmd.arg(format!("--quota-backend-bytes={quota}"));
+            }
             started.push((node, NsProcess::spawn("etcd", cmd, &log), log));
         }
         for (node, p, log) in &mut started {
