@@ -19,6 +19,7 @@
 
 mod convert;
 mod endpoints;
+mod history_trim;
 mod leases;
 mod operations;
 #[cfg(test)]
@@ -58,6 +59,8 @@ pub struct EtcdStore {
     /// answer never came. That write may still land; the next renewal revokes the lease first,
     /// so that it cannot.
     pending_moves: Arc<Mutex<HashMap<String, i64>>>,
+    /// The revisions seen by [`crate::Store::trim_history`], to compact etcd's history by.
+    history_marks: Arc<Mutex<history_trim::HistoryMarks>>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -146,6 +149,7 @@ impl EtcdStore {
             member_leases: Arc::default(),
             leader_leases: Arc::default(),
             pending_moves: Arc::default(),
+            history_marks: Arc::default(),
         })
     }
 

@@ -50,6 +50,18 @@ pub trait Store: Send + Sync {
 
     /// Subscribes to changes under the prefix (including lease expiries).
     async fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;
+
+    /// Discards the store's history older than `keep`, so that it does not fill the store:
+    /// called now and then, it compacts up to the newest revision it saw at least `keep` ago.
+    /// The revision it compacted to, if it did. A store that keeps no history has nothing to
+    /// do.
+    async fn trim_history(
+        &self,
+        keep: std::time::Duration,
+    ) -> Result<Option<Revision>, StoreError> {
+        let _ = keep;
+        Ok(None)
+    }
 }
 
 /// A subscription to changes under the cluster prefix.

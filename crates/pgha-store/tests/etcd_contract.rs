@@ -147,6 +147,57 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
     assert_eq!(live, [m2], "only n2's lease is left");
 }
 
+/// etcd keeps every revision until it is compacted (and refuses every write once they fill
+/// its quota): `trim_history` compacts what is older than the retention, by the revisions it
+/// saw, and keeps what is newer; a revision compacted already by someone else is no error.
+#[tokio::test]
+async fn trimming_the_history_compacts_what_is_older_than_the_retention() {
+    let etcd = Etcd::start();
+    let store = etcd.store("trim").await;
+    let mut client = etcd_client::Client::connect([etcd.server.endpoint()], None)
+        .await
+        .unwrap();
+    let old = store.put(Key::Config, "1", Guard::Any).await.unwrap();
+    store.put(Key::Config, "2", Guard::Any).await.unwrap();
+    let at = |revision: u64| etcd_client::GetOptions::new().with_revision(revision as i64);
+    // Nothing is a retention old yet: nothing is compacted.
+    let keep = Duration::from_millis(1500);
+    assert_eq!(store.trim_history(keep).await.unwrap(), None);
+    assert!(client.get("/pgha/trim/config", Some(at(old))).await.is_ok());
+    tokio::time::sleep(keep).await;
+    let newer = store.put(Key::Config, "3", Guard::Any).await.unwrap();
+    let cut = store.trim_history(keep).await.unwrap().expect("compacted");
+    assert!(
+        cut > old && cut < newer,
+        "compacted to {cut}: {old} .. {newer}"
+    );
+    let gone = client.get("/pgha/trim/config", Some(at(old))).await;
+    assert!(
+        gone.as_ref()
+            .is_err_and(|e| e.to_string().contains("compacted")),
+        "{gone:?}"
+    );
+    let kept = client
+        .get("/pgha/trim/config", Some(at(newer)))
+        .await
+        .unwrap();
+    assert_eq!(kept.kvs()[0].value(), b"3");
+    // Compacted further by someone else: nothing to do, no error.
+    let now = store.put(Key::Config, "4", Guard::Any).await.unwrap();
+    client.compact(now as i64, None).await.unwrap();
+    assert_eq!(store.trim_history(Duration::ZERO).await.unwrap(), None);
+    assert_eq!(
+        store
+            .snapshot()
+            .await
+            .unwrap()
+            .keys
+            .get(&Key::Config)
+            .map(|c| c.value.clone()),
+        Some("4".to_string())
+    );
+}
+
 #[tokio::test]
 async fn clusters_sharing_one_etcd_are_isolated() {
     let etcd = Etcd::start();

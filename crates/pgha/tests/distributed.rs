@@ -1018,3 +1018,47 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
     );
     assert_eq!(c.agent(&leader).postmaster_pid(), Some(pm));
 }
+
+/// etcd keeps every revision of every key until it is compacted, and refuses every write once
+/// they fill its quota (`faults::etcd_out_of_space`); pgha's members make several revisions
+/// a second. With `[etcd] history_retention_ms`, the agents compact what is older: revisions
+/// older than it are gone within a few seconds, and the log says so.
+#[test]
+fn the_agents_compact_etcds_history_older_than_the_retention() {
+    let _serial = serial();
+    let mut c = DistCluster::prepare(&Options::default());
+    for a in &c.agents {
+        let config = std::fs::read_to_string(&a.config).unwrap();
+        let config = config.replacen("[etcd]\n", "[etcd]\nhistory_retention_ms = 2000\n", 1);
+        std::fs::write(&a.config, config).unwrap();
+    }
+    c.launch();
+    c.wait_converged(Duration::from_secs(60));
+    let etcd = format!("127.0.0.1:{}", c.etcd.client_port());
+    // A range at revision 2 (the first pgha write) once the history before it is compacted.
+    let compacted = |revision: u64| {
+        let body = format!("{{\"key\":\"L3BnaGE=\",\"revision\":\"{revision}\"}}");
+        pgha_testkit::http("POST", &etcd, "/v3/kv/range", None, Some(&body))
+            .is_some_and(|(_, answer)| answer.contains("compacted"))
+    };
+    let gone = pgha_testkit::poll(Duration::from_secs(20), Duration::from_millis(250), || {
+        compacted(2).then_some(())
+    });
+    assert!(
+        gone.is_some(),
+        "etcd's first revisions are still there\n{}",
+        c.logs(20)
+    );
+    let said = c.whole_logs();
+    assert!(
+        said.contains("etcd's history older than 2 s compacted"),
+        "{}",
+        c.logs(20)
+    );
+    // What was written within the retention is kept.
+    let body = "{\"key\":\"L3BnaGE=\"}";
+    let (_, now) = pgha_testkit::http("POST", &etcd, "/v3/kv/range", None, Some(body)).unwrap();
+    let now: Value = serde_json::from_str(&now).unwrap();
+    let now: u64 = now["header"]["revision"].as_str().unwrap().parse().unwrap();
+    assert!(!compacted(now), "the current revision was compacted");
+}

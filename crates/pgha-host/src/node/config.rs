@@ -64,10 +64,21 @@ pub struct EtcdSection {
     /// member's own from `pgha tls member`.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// How long etcd keeps the revisions pgha writes, in ms: the agent compacts older ones
+    /// every few minutes, so that etcd's history (every revision of every key, kept until
+    /// compacted) does not reach its space quota, past which etcd refuses every write. 0
+    /// leaves compaction to etcd (`--auto-compaction-retention`).
+    #[serde(default = "default_history_retention_ms")]
+    pub history_retention_ms: u64,
 }
 
 fn default_etcd_timeout_ms() -> u64 {
     2000
+}
+
+/// An hour of etcd history.
+fn default_history_retention_ms() -> u64 {
+    3_600_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +217,12 @@ impl NodeConfig {
         if e.timeout_ms == 0 {
             bad.add("etcd.timeout_ms", "must be above 0");
         }
+        if (1..1000).contains(&e.history_retention_ms) {
+            bad.add(
+                "etcd.history_retention_ms",
+                "must be 1000 or more (0: leave compaction to etcd)",
+            );
+        }
         if e.cert_file.is_some() != e.key_file.is_some() {
             bad.add(
                 "etcd.cert_file",
@@ -323,6 +340,12 @@ impl NodeConfig {
 
     pub fn etcd_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.etcd.timeout_ms)
+    }
+
+    /// How long etcd keeps pgha's revisions (`None`: compaction left to etcd).
+    pub fn etcd_history_retention(&self) -> Option<std::time::Duration> {
+        let ms = self.etcd.history_retention_ms;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 }
 

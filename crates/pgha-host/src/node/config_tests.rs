@@ -122,3 +122,31 @@ fn an_unset_priority_is_the_default_tag() {
     let set = load(&GOOD.replace("port = 5432", "port = 5432\npriority = 3")).unwrap();
     assert_eq!(set.member.priority, 3);
 }
+
+/// etcd's history is compacted after an hour unless `[etcd] history_retention_ms` says
+/// otherwise (0: left to etcd); a retention under a second is refused, naming the key.
+#[test]
+fn the_etcd_history_retention_defaults_to_an_hour_and_zero_leaves_it_to_etcd() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(
+        c.etcd_history_retention(),
+        Some(std::time::Duration::from_secs(3600))
+    );
+    let with = |ms: &str| {
+        GOOD.replacen(
+            "[etcd]\n",
+            &format!("[etcd]\nhistory_retention_ms = {ms}\n"),
+            1,
+        )
+    };
+    assert_eq!(load(&with("0")).unwrap().etcd_history_retention(), None);
+    assert_eq!(
+        load(&with("60000")).unwrap().etcd_history_retention(),
+        Some(std::time::Duration::from_secs(60))
+    );
+    let err = refusal(&with("500"));
+    assert!(
+        err.contains("etcd.history_retention_ms") && err.contains("0: leave compaction to etcd"),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 //! TLS and etcd access (what `pgha agent`, `pgha proxy` and the CLI's `--config` need).
 
 pub mod config;
+mod history;
 pub mod notify;
 pub mod run;
 

@@ -72,6 +72,10 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         s = node.connect_store(None) => s?,
         why = stop.recv() => bail!("{why} while waiting for etcd"),
     };
+    let trimmer = node
+        .config
+        .etcd_history_retention()
+        .map(|keep| super::history::spawn_trimmer(store.clone(), keep));
     let initial = node.config.initial_dynamic()?;
     crate::ops::ensure_config(store.as_ref(), &initial).await?;
     refuse_foreign_data(&spec, store.as_ref()).await?;
@@ -102,6 +106,9 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
     notify.stopping(&format!("{why}: stopping the agent"));
     host.leave_cluster().await;
     api.stop().await;
+    if let Some(trimmer) = trimmer {
+        trimmer.abort();
+    }
     Ok(())
 }
 

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp};
 use pgha_core::Ttl;
 use std::hash::{BuildHasher, Hasher};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
+use tonic::Code;
 
 #[async_trait]
 impl Store for EtcdStore {
@@ -254,6 +255,29 @@ impl Store for EtcdStore {
             }) as Box<dyn Watch>)
         })
         .await
+    }
+
+    async fn trim_history(&self, keep: Duration) -> Result<Option<Revision>, StoreError> {
+        let revision = self.call(self.current_revision()).await?;
+        let cut = self
+            .history_marks
+            .lock()
+            .unwrap()
+            .cut(std::time::Instant::now(), revision, keep);
+        let Some(cut) = cut else { return Ok(None) };
+        let compacted = self
+            .call(async {
+                match self.client().kv_client().compact(cut, None).await {
+                    Ok(_) => Ok(Some(as_u64(cut))),
+                    // Compacted further already (etcd's own auto-compaction, another member).
+                    Err(etcd_client::Error::GRpcStatus(s)) if s.code() == Code::OutOfRange => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(map_err(e)),
+                }
+            })
+            .await?;
+        Ok(compacted)
     }
 }
 
