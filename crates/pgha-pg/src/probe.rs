@@ -95,6 +95,8 @@ pub struct PgState {
     pub replay_lsn: Option<u64>,
     /// On a standby: pg_stat_wal_receiver.status ("streaming", ...), None without a receiver.
     pub wal_receiver_status: Option<String>,
+    /// On a standby: the timeline its WAL receiver receives (`received_tli`), None without one.
+    pub received_timeline: Option<u32>,
     /// On a standby: the upstream "host:port" it streams from.
     pub upstream: Option<String>,
     /// On a primary: its standbys.
@@ -104,8 +106,17 @@ pub struct PgState {
 }
 
 impl PgState {
+    /// Whether the standby streams its upstream's WAL. A receiver on an older timeline than
+    /// the newest the standby knows of is not: it receives up to that timeline's end and stops.
+    /// A standby whose WAL went past the point where its upstream's timeline forked restarts
+    /// such a receiver every few hundred ms, each streaming for an instant: counted as
+    /// streaming, those instants kept restarting the stream timeout that makes it rewind.
     pub fn is_streaming(&self) -> bool {
-        self.in_recovery && self.wal_receiver_status.as_deref() == Some("streaming")
+        let behind = matches!(
+            (self.received_timeline, self.timeline),
+            (Some(receiving), Some(known)) if receiving < known
+        );
+        self.in_recovery && self.wal_receiver_status.as_deref() == Some("streaming") && !behind
     }
 
     /// On a primary: its flush position while some process waits on a WAL write or sync.
@@ -155,6 +166,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         receive_lsn: None,
         replay_lsn: None,
         wal_receiver_status: None,
+        received_timeline: None,
         upstream: None,
         replication: Vec::new(),
     };
@@ -176,6 +188,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         state.replay_lsn = row.get::<_, Option<i64>>(1).map(|v| v as u64);
         state.wal_receiver_status = row.get(2);
         let received_tli: Option<i32> = row.get(3);
+        state.received_timeline = received_tli.filter(|t| *t > 0).map(|t| t as u32);
         state.upstream = row.get(4);
         let checkpoint_tli: Option<i32> = row.get(5);
         let history_tli: Option<i32> = row.get(6);

@@ -21,12 +21,45 @@ fn wal_waits_only_while_a_write_or_sync_is_under_way() {
         receive_lsn: None,
         replay_lsn: None,
         wal_receiver_status: None,
+        received_timeline: None,
         upstream: None,
         replication: Vec::new(),
         sync_names: String::new(),
     };
     assert_eq!(primary(0, 0x2000000).wal_waiting_at(), None);
     assert_eq!(primary(2, 0x2000028).wal_waiting_at(), Some(0x2000028));
+}
+
+/// A standby whose WAL went past the point where its upstream's new timeline forked fetches
+/// that timeline's history file, then restarts a receiver on its old timeline every few
+/// hundred ms, each one "streaming" for an instant before the upstream ends it: not streaming
+/// (before: each instant restarted the stream timeout, and it never rewound).
+#[test]
+fn a_receiver_on_an_older_timeline_than_the_standby_knows_is_not_streaming() {
+    let standby = |received: Option<u32>, known: u32| PgState {
+        in_recovery: true,
+        server_version_num: 150000,
+        system_identifier: String::new(),
+        timeline: Some(known),
+        current_lsn: None,
+        flush_lsn: None,
+        wal_io_waits: 0,
+        receive_lsn: Some(0x5000000),
+        replay_lsn: Some(0x506BF10),
+        wal_receiver_status: Some("streaming".into()),
+        received_timeline: received,
+        upstream: Some("10.0.0.2:5432".into()),
+        replication: Vec::new(),
+        sync_names: String::new(),
+    };
+    assert!(!standby(Some(1), 2).is_streaming());
+    assert!(standby(Some(2), 2).is_streaming());
+    assert!(standby(None, 2).is_streaming());
+    let stopped = PgState {
+        wal_receiver_status: Some("waiting".into()),
+        ..standby(Some(2), 2)
+    };
+    assert!(!stopped.is_streaming());
 }
 
 #[test]
