@@ -52,7 +52,9 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
     };
     result.map_err(|e| match e {
         JobError::Vetoed(ended) => JobFailure::Vetoed(ended.to_string()),
-        no_room @ JobError::NoRoom { .. } => JobFailure::NoRoom(no_room.to_string()),
+        no_room @ (JobError::NoRoom { .. } | JobError::FullForRewind { .. }) => {
+            JobFailure::NoRoom(no_room.to_string())
+        }
         other => JobFailure::Failed(other.to_string()),
     })
 }
@@ -91,6 +93,18 @@ pub enum JobError {
         dir: std::path::PathBuf,
         available: u64,
         needed: u64,
+    },
+    /// A rewind failed with the member's file system full: no divergence, the data stays.
+    #[error(
+        "pg_rewind could not run with {dir} full ({} MiB left): {failure}; a full disk is no \
+         divergence: the data directory stays in place (make room: this member rewinds then)",
+        available >> 20,
+        dir = dir.display()
+    )]
+    FullForRewind {
+        dir: std::path::PathBuf,
+        available: u64,
+        failure: String,
     },
 }
 

@@ -1016,6 +1016,34 @@ fn a_reclone_without_room_keeps_the_data_in_place_and_rewinds_later() {
     assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
 }
 
+/// A rewind that failed because the member's disk is full (found by the whole suite: the disk
+/// was freed between that failure and the re-clone it led to, which then found room and moved
+/// the intact data aside) is no divergence either: no re-clone, wait a ttl, rewind again.
+#[test]
+fn a_rewind_that_failed_on_a_full_disk_is_tried_again_not_replaced_by_a_reclone() {
+    let mut n1 = member("n1");
+    let view = n2_leads_after(EventKind::Failover);
+    let old = stopped(primary(1, 6000));
+    let d = n1.step(&obs(0, old.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    let why = "pg_rewind could not run with /m full".to_string();
+    let full = Outcome::Job {
+        kind: JobKind::Rewind,
+        result: Err(JobFailure::NoRoom(why.clone())),
+    };
+    let d = n1.step(&obs(1000, old.clone(), &view, vec![full]));
+    assert_eq!(d.reason, Reason::WaitingForRoom { why });
+    assert!(
+        d.actions.iter().all(|a| a.job().is_none()),
+        "{:?}",
+        d.actions
+    );
+    let ttl = ClusterConfig::default().ttl_ms;
+    let d = n1.step(&obs(1000 + ttl, old, &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    assert!(!has(&d, |a| matches!(a, Action::Reclone { .. })));
+}
+
 /// Found by `pgha chaos` (kill -9 of a primary in a synchronous mode): the old primary, back
 /// as a standby past the switch point, is stopped to rewind; stopped, it reports its last
 /// restartpoint, before the switch point. It must rewind anyway, not follow (and fail to

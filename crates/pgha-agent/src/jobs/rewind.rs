@@ -29,13 +29,38 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
         up.port
     );
     let source = ctx.source(&up, &spec.superuser);
-    rewind(inst, &source, REWIND_TIMEOUT).await?;
+    if let Err(e) = rewind(inst, &source, REWIND_TIMEOUT).await {
+        return Err(full_or(inst, e.into()).await);
+    }
     // pg_rewind copied the source's configuration files: put this member's back (with its
     // standby.signal); only then is the directory whole again.
     ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
     inst.clear_rewind_marker()?;
     ctx.ensure_own_slot_on(&up).await;
     ctx.start_standby().await
+}
+
+/// Below this much room (a WAL segment) a rewind's failure is put down to a full file system.
+const ROOM_FOR_A_REWIND: u64 = 16 << 20;
+
+/// `failure` of a rewind, unless the member's file system is full: then a full disk, which is
+/// no divergence (crash recovery cannot even write its lock file), so that the data stays in
+/// place instead of being moved aside for a re-clone once room is made.
+async fn full_or(inst: &pgha_pg::Instance, failure: JobError) -> JobError {
+    let dir = inst.member_dir.clone();
+    let measured = tokio::task::spawn_blocking({
+        let dir = dir.clone();
+        move || pgha_pg::room::available_bytes(&dir)
+    })
+    .await;
+    match measured {
+        Ok(Ok(available)) if available < ROOM_FOR_A_REWIND => JobError::FullForRewind {
+            dir,
+            available,
+            failure: failure.to_string(),
+        },
+        _ => failure,
+    }
 }
 
 /// A CHECKPOINT on the rewind source. Right after a promotion the source's control file still

@@ -88,13 +88,13 @@ impl Member {
             }
             // Its WAL is the new timeline's beginning: nothing of it can have diverged.
             (JobKind::Promote, Ok(())) => self.force_rewind = false,
-            (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
             // The data stayed in place: once there is room, a rewind may do (a full disk is no
             // divergence); until then nothing is tried again for a ttl.
-            (JobKind::Reclone, Err(JobFailure::NoRoom(why))) => {
+            (JobKind::Reclone | JobKind::Rewind, Err(JobFailure::NoRoom(why))) => {
                 self.rewind_failed = false;
                 self.no_room = Some((why.clone(), now.plus(self.config.ttl_ms)));
             }
+            (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
             (JobKind::Rewind, Ok(())) => {
                 self.force_rewind = false;
                 self.rejoin = Some(EventKind::RejoinRewind);
