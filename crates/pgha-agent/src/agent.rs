@@ -1,8 +1,9 @@
 //! The member agent loop: observe (store first, then local PostgreSQL) → step → execute.
 //!
 //! It wakes on the decision's deadline, a store change, or a finished job. Its handle and
-//! control channels (`handle`), its clock (`clock`), the failsafe round (`failsafe_round`) and
-//! leaving (`leave`) have their own modules.
+//! control channels (`handle`), its clock (`clock`), the failsafe round (`failsafe_round`),
+//! the deadline handed to the supervisor (`fencing_step`) and leaving (`leave`) have their own
+//! modules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,12 @@ use pgha_core::{
     ClusterView, JobKind, Member, MemberName, MemberSettings, Millis, Outcome, StoreView,
     SyncApplied,
 };
-use pgha_store::Store;
+use pgha_store::{HistoryId, Store};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::failsafe::Failsafe;
-use crate::fence::{AfterStep, FenceState, Fencing};
+use crate::fence::Fencing;
 use crate::local::LocalProbe;
 pub use crate::report::{AgentReport, FailedJob, Observed};
 use crate::spec::NodeSpec;
@@ -24,6 +25,7 @@ use pgha_pg::lease_file::boot_clock_ms;
 
 mod clock;
 mod failsafe_round;
+mod fencing_step;
 mod handle;
 mod leave;
 mod promotion_clock;
@@ -74,9 +76,10 @@ pub struct Agent {
     /// the role it last ran with.
     pub(crate) callback_role: Option<Option<crate::callbacks::Role>>,
     pub(crate) last_running_role: Option<crate::callbacks::Role>,
-    /// History entries whose append failed (store down or slow), oldest first: appended again
-    /// before the next decision's actions, so no decision goes unexplained.
-    pub(crate) unrecorded_history: Vec<String>,
+    /// History entries whose append failed (store down or slow), oldest first, each with the
+    /// id of its first attempt: appended again under that id before the next decision's
+    /// actions, so no decision goes unexplained and none is recorded twice.
+    pub(crate) unrecorded_history: Vec<(HistoryId, String)>,
     /// `synchronous_commit` last rendered into the configuration.
     pub(crate) commit_level: Option<String>,
     /// The cluster's PostgreSQL parameters (`postgresql.*`) last rendered into the
@@ -246,36 +249,6 @@ impl Agent {
                 _ = watch.changed() => {}
             }
         }
-    }
-
-    /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
-    /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
-    pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
-        let state = FenceState::after(AfterStep {
-            deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
-            paused: self.view.as_ref().is_some_and(|v| v.config.paused),
-            job_may_make_writable: self.member.job_may_make_writable()
-                || self.jobs.may_make_writable(),
-            postmaster_running: self.spec.instance.is_running(),
-            read_only: local.running && local.in_recovery && !local.unresponsive,
-        });
-        if state == FenceState::Unsure {
-            return; // nothing written: the armed deadline stays, and so does what was said
-        }
-        let error = self.fencing.update(state).err().map(|e| e.to_string());
-        if error == self.fence_error {
-            return;
-        }
-        match &error {
-            Some(e) => tracing::error!(
-                "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous \
-                 one, and PostgreSQL is neither promoted nor started as a primary until it can \
-                 be written",
-                self.spec.name
-            ),
-            None => tracing::info!("{}: the fencing deadline is written again", self.spec.name),
-        }
-        self.fence_error = error;
     }
 
     pub(crate) fn job_done(&mut self, outcome: Outcome) {

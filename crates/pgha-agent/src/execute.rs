@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::action_error::ActionError;
 use crate::agent::{Agent, ANNOUNCE_TIMEOUT, SQL_TIMEOUT};
 use crate::jobs::{run_job, JobContext};
-use pgha_store::HistoryEntry;
+use pgha_store::{HistoryEntry, HistoryId};
 
 /// `sql` on the local PostgreSQL, given [`SQL_TIMEOUT`] to answer.
 async fn within_sql_timeout<T, E>(
@@ -102,11 +102,12 @@ impl Agent {
             Action::RecordHistory(event) => {
                 tracing::info!("{}: history: {event}", self.spec.name);
                 let json = serde_json::to_string(&HistoryEntry::now(event.clone()))?;
-                if let Err(e) = timed(limit, store.append_history(&json, Guard::Any)).await {
+                let id = HistoryId::fresh();
+                if let Err(e) = timed(limit, store.append_history(&id, &json, Guard::Any)).await {
                     if self.unrecorded_history.len() == UNRECORDED_HISTORY_LIMIT {
                         self.unrecorded_history.remove(0);
                     }
-                    self.unrecorded_history.push(json);
+                    self.unrecorded_history.push((id, json));
                     return Err(e.into());
                 }
             }
@@ -169,11 +170,11 @@ impl Agent {
     }
 
     /// Appends the history entries an earlier append failed to write, oldest first, until
-    /// one fails again. An append whose answer was lost may have landed: the entry can then
-    /// appear twice, which is better than not at all.
+    /// one fails again. An append whose answer was lost may have landed: appended again under
+    /// the same id, the store records it once.
     async fn record_unrecorded_history(&mut self) {
-        while let Some(json) = self.unrecorded_history.first() {
-            let append = self.store.append_history(json, Guard::Any);
+        while let Some((id, json)) = self.unrecorded_history.first() {
+            let append = self.store.append_history(id, json, Guard::Any);
             if let Err(e) = timed(self.store_timeout(), append).await {
                 tracing::debug!("{}: history still not recorded: {e}", self.spec.name);
                 return;

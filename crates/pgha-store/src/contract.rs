@@ -4,6 +4,7 @@
 //! generates one `#[tokio::test]` per case.
 
 use crate::error::StoreError;
+use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, Snapshot};
 use crate::store::Store;
 use async_trait::async_trait;
@@ -238,7 +239,7 @@ pub async fn leader_only_writes(h: &dyn Harness) {
         store.put(Key::Sync, "[n3]", as_leader("n2", term)).await
     ));
     store
-        .append_history("e1", as_leader("n1", term))
+        .append_history(&HistoryId::fresh(), "e1", as_leader("n1", term))
         .await
         .unwrap();
     store.release_leader("n1", term).await.unwrap();
@@ -246,7 +247,9 @@ pub async fn leader_only_writes(h: &dyn Harness) {
         store.put(Key::Sync, "[n3]", as_leader("n1", term)).await
     ));
     assert!(is_conflict(
-        store.append_history("e2", as_leader("n1", term)).await
+        store
+            .append_history(&HistoryId::fresh(), "e2", as_leader("n1", term))
+            .await
     ));
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.get(Key::Sync).unwrap().value, "[n2]");
@@ -269,12 +272,52 @@ pub async fn initialize_is_create_if_absent(h: &dyn Harness) {
 pub async fn history_keeps_append_order(h: &dyn Harness) {
     let store = h.fresh_store().await;
     for entry in ["a", "b", "c"] {
-        store.append_history(entry, Guard::Any).await.unwrap();
+        store
+            .append_history(&HistoryId::fresh(), entry, Guard::Any)
+            .await
+            .unwrap();
     }
     let history = store.snapshot().await.unwrap().history;
     let values: Vec<&str> = history.iter().map(|v| v.value.as_str()).collect();
     assert_eq!(values, ["a", "b", "c"]);
     assert!(history.windows(2).all(|w| w[0].revision < w[1].revision));
+}
+
+/// An append retried with the same id (its first answer lost) records the entry once; the
+/// same id with another entry is refused.
+pub async fn a_retried_history_append_records_once(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let term = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
+    let guard = Guard::Leader {
+        holder: "n1".into(),
+        revision: term,
+    };
+    let (first, second) = (HistoryId::fresh(), HistoryId::fresh());
+    let at = store
+        .append_history(&first, "a", guard.clone())
+        .await
+        .unwrap();
+    store
+        .append_history(&second, "b", Guard::Any)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.append_history(&first, "a", guard).await.unwrap(),
+        at,
+        "a retry answers with the revision the entry was recorded at"
+    );
+    assert_eq!(
+        store.append_history(&first, "a", Guard::Any).await.unwrap(),
+        at
+    );
+    let refused = store.append_history(&second, "c", Guard::Any).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "the same id with another entry: {refused:?}"
+    );
+    let history = store.snapshot().await.unwrap().history;
+    let values: Vec<&str> = history.iter().map(|v| v.value.as_str()).collect();
+    assert_eq!(values, ["a", "b"]);
 }
 
 pub async fn watch_wakes_on_writes_and_expiry(h: &dyn Harness) {
@@ -317,6 +360,7 @@ pub async fn run_all(h: &dyn Harness) {
     leader_only_writes(h).await;
     initialize_is_create_if_absent(h).await;
     history_keeps_append_order(h).await;
+    a_retried_history_append_records_once(h).await;
     watch_wakes_on_writes_and_expiry(h).await;
     an_expiry_found_by_a_read_wakes_the_watch(h).await;
 }
@@ -336,6 +380,7 @@ macro_rules! store_contract_tests {
             leader_only_writes,
             initialize_is_create_if_absent,
             history_keeps_append_order,
+            a_retried_history_append_records_once,
             watch_wakes_on_writes_and_expiry,
             an_expiry_found_by_a_read_wakes_the_watch
         );

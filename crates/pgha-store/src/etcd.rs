@@ -2,7 +2,7 @@
 //!
 //! Layout below the prefix: `leader` (value: the holder's name, bound to the term's lease),
 //! `members/<name>` (bound to that member's lease), `config`, `sync`, `switchover`,
-//! `initialize`, and `history/<unique id>` (ordered by creation revision).
+//! `initialize`, and `history/<id>` (the writer's `HistoryId`; ordered by creation revision).
 //!
 //! Revisions are etcd's: a term is identified by the leader key's `create_revision`, which
 //! renewals (lease keep-alives) never change; [`Guard::Revision`] compares `mod_revision`.

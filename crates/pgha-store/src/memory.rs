@@ -3,94 +3,18 @@
 
 use crate::clock::Clock;
 use crate::error::StoreError;
+use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 use crate::persist::{self, Durable};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
 use pgha_core::Ttl;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[derive(Clone, Debug)]
-struct LeaderEntry {
-    holder: String,
-    revision: Revision,
-    ttl: Duration,
-    expires_at: Duration,
-}
-
-#[derive(Clone, Debug)]
-struct MemberEntry {
-    value: Versioned<String>,
-    expires_at: Duration,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    durable: Durable,
-    leader: Option<LeaderEntry>,
-    members: BTreeMap<String, MemberEntry>,
-    reachable: bool,
-}
-
-impl State {
-    fn bump(&mut self) -> Revision {
-        self.durable.revision += 1;
-        self.durable.revision
-    }
-
-    /// Removes expired leases; returns whether anything changed.
-    fn expire(&mut self, now: Duration) -> bool {
-        let mut changed = false;
-        if self.leader.as_ref().is_some_and(|l| l.expires_at <= now) {
-            self.leader = None;
-            changed = true;
-        }
-        let before = self.members.len();
-        self.members.retain(|_, m| m.expires_at > now);
-        changed |= self.members.len() != before;
-        if changed {
-            self.bump();
-        }
-        changed
-    }
-
-    fn next_expiry(&self) -> Option<Duration> {
-        let leader = self.leader.as_ref().map(|l| l.expires_at);
-        let members = self.members.values().map(|m| m.expires_at).min();
-        leader.into_iter().chain(members).min()
-    }
-
-    fn check(&self, key: Key, guard: &Guard) -> Result<(), StoreError> {
-        let current = self.durable.keys.get(&key);
-        let ok = match guard {
-            Guard::Any => true,
-            Guard::Absent => current.is_none(),
-            Guard::Revision(r) => current.is_some_and(|v| v.revision == *r),
-            Guard::Leader { holder, revision } => self
-                .leader
-                .as_ref()
-                .is_some_and(|l| &l.holder == holder && l.revision == *revision),
-        };
-        if ok {
-            return Ok(());
-        }
-        let found = match (guard, current) {
-            (Guard::Leader { .. }, _) => match &self.leader {
-                Some(l) => format!("leader is {} at revision {}", l.holder, l.revision),
-                None => "no leader".to_string(),
-            },
-            (_, Some(v)) => format!("{key} is at revision {}", v.revision),
-            (_, None) => format!("{key} is absent"),
-        };
-        Err(StoreError::conflict(
-            key.name(),
-            format!("expected {guard:?}, {found}"),
-        ))
-    }
-}
+mod state;
+use state::{LeaderEntry, MemberEntry, State};
 
 struct Inner {
     clock: Arc<dyn Clock>,
@@ -143,6 +67,13 @@ impl MemoryStore {
         self.inner.state.lock().expect("store lock").reachable = reachable;
     }
 
+    /// Test hook: while `true`, every call takes effect but its answer is lost: the caller
+    /// gets [`StoreError::Unavailable`], as from etcd when the reply, not the request, is
+    /// dropped.
+    pub fn set_answers_lost(&self, lost: bool) {
+        self.inner.state.lock().expect("store lock").answers_lost = lost;
+    }
+
     /// Runs `f` on the state after expiring leases; notifies watchers and persists as needed.
     fn with_state<T>(
         &self,
@@ -167,9 +98,13 @@ impl MemoryStore {
                 return Err(e);
             }
         }
+        let lost = state.answers_lost;
         drop(state);
         if after != before {
             self.inner.changes.send_replace(after);
+        }
+        if lost {
+            return Err(StoreError::Unavailable("answer lost (test hook)".into()));
         }
         result
     }
@@ -321,8 +256,23 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError> {
+    async fn append_history(
+        &self,
+        id: &HistoryId,
+        entry: &str,
+        guard: Guard,
+    ) -> Result<Revision, StoreError> {
         self.with_state(true, |s| {
+            if let Some(&at) = s.history_ids.get(id) {
+                let recorded = &s.durable.history[at];
+                return if recorded.value == entry {
+                    Ok(recorded.revision)
+                } else {
+                    Err(StoreError::Invalid(format!(
+                        "history entry {id} already holds another entry"
+                    )))
+                };
+            }
             if let Guard::Leader { holder, revision } = &guard {
                 let held = s.leader.as_ref();
                 if !held.is_some_and(|l| &l.holder == holder && l.revision == *revision) {
@@ -337,6 +287,7 @@ impl Store for MemoryStore {
                 ));
             }
             let revision = s.bump();
+            s.history_ids.insert(id.clone(), s.durable.history.len());
             s.durable.history.push(Versioned {
                 value: entry.to_string(),
                 revision,

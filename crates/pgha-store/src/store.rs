@@ -1,6 +1,7 @@
 //! The consensus-store trait the agent loop uses as `Arc<dyn Store>`, and its watch handle.
 
 use crate::error::StoreError;
+use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, Revision, Snapshot};
 use async_trait::async_trait;
 use pgha_core::Ttl;
@@ -45,8 +46,15 @@ pub trait Store: Send + Sync {
     /// Deletes `key` if `guard` holds (deleting an absent key with `Guard::Any` is fine).
     async fn delete(&self, key: Key, guard: Guard) -> Result<(), StoreError>;
 
-    /// Appends a history entry if `guard` holds; returns its revision.
-    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError>;
+    /// Appends the history entry `id` if `guard` holds; returns its revision. Appending an
+    /// `id` that is already recorded with the same entry records nothing and succeeds (a
+    /// retry after an answer was lost); with another entry it is [`StoreError::Invalid`].
+    async fn append_history(
+        &self,
+        id: &HistoryId,
+        entry: &str,
+        guard: Guard,
+    ) -> Result<Revision, StoreError>;
 
     /// Subscribes to changes under the prefix (including lease expiries).
     async fn watch(&self) -> Result<Box<dyn Watch>, StoreError>;

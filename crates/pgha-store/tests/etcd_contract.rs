@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use pgha_core::Ttl;
 use pgha_store::contract::Harness;
-use pgha_store::{EtcdStore, Guard, Key, Store, StoreError};
+use pgha_store::{EtcdStore, Guard, HistoryId, Key, Store, StoreError};
 use pgha_testkit::{free_port, EtcdCluster, EtcdServer, Latency, TcpLink};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -98,7 +98,10 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
         revision: term,
     };
     store.put(Key::Sync, "[]", leader.clone()).await.unwrap();
-    store.append_history("bootstrap", leader).await.unwrap();
+    store
+        .append_history(&HistoryId::fresh(), "bootstrap", leader)
+        .await
+        .unwrap();
 
     let keys = raw_keys(&etcd.server.endpoint(), "/pgha/main/").await;
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();

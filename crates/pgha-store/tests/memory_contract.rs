@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use pgha_core::Ttl;
 use pgha_store::contract::Harness;
-use pgha_store::{Guard, Key, ManualClock, MemoryStore, Store, StoreError};
+use pgha_store::{Guard, HistoryId, Key, ManualClock, MemoryStore, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ async fn durable_keys_survive_a_restart_but_leases_do_not() {
             .await
             .unwrap();
         store
-            .append_history("failover n1 -> n2", Guard::Any)
+            .append_history(&HistoryId::fresh(), "failover n1 -> n2", Guard::Any)
             .await
             .unwrap();
         store
@@ -122,7 +122,9 @@ async fn a_write_the_file_cannot_take_is_not_kept() {
         matches!(refused, Err(StoreError::Persistence(_))),
         "{refused:?}"
     );
-    let appended = store.append_history("failover", Guard::Any).await;
+    let appended = store
+        .append_history(&HistoryId::fresh(), "failover", Guard::Any)
+        .await;
     assert!(appended.is_err(), "{appended:?}");
     let snap = store.snapshot().await.unwrap();
     assert!(

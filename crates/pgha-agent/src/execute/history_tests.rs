@@ -43,3 +43,27 @@ async fn a_history_entry_the_store_missed_is_appended_once_it_answers() {
         "appended twice"
     );
 }
+
+/// The store took the append but its answer was lost (a reply dropped on the way back, a
+/// timeout a moment too short): the agent appends it again, and the store records it once.
+#[tokio::test]
+async fn a_history_entry_whose_answer_was_lost_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+
+    store.set_answers_lost(true);
+    agent.execute(vec![Action::RecordHistory(event())]).await;
+    store.set_answers_lost(false);
+    assert_eq!(store.snapshot().await.unwrap().history.len(), 1);
+
+    agent.execute(vec![]).await;
+    agent.execute(vec![]).await;
+    let history = pgha_store::history_entries(&store.snapshot().await.unwrap());
+    assert_eq!(history.len(), 1, "recorded twice: {history:?}");
+    assert_eq!(history[0].event, event());
+    assert!(
+        agent.unrecorded_history.is_empty(),
+        "the retry found it recorded"
+    );
+}

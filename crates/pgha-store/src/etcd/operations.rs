@@ -5,13 +5,13 @@ use super::leases::{ttl_secs, KnownLease};
 use super::watch::EtcdWatch;
 use super::EtcdStore;
 use crate::error::StoreError;
+use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, Revision, Snapshot};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
 use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp};
 use pgha_core::Ttl;
-use std::hash::{BuildHasher, Hasher};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 use tonic::Code;
 
@@ -197,47 +197,54 @@ impl Store for EtcdStore {
             .map(|_| ())
     }
 
-    async fn append_history(&self, entry: &str, guard: Guard) -> Result<Revision, StoreError> {
+    async fn append_history(
+        &self,
+        id: &HistoryId,
+        entry: &str,
+        guard: Guard,
+    ) -> Result<Revision, StoreError> {
         if !matches!(guard, Guard::Any | Guard::Leader { .. }) {
             return Err(StoreError::Invalid(
                 "history appends take Guard::Any or Guard::Leader".into(),
             ));
         }
+        // The entry's key only has to be new: order comes from its creation revision.
+        let path = self.path(&format!("history/{id}"));
         self.call(async {
-            // The entry's key only has to be new: order comes from its creation revision.
-            for _ in 0..3 {
-                let path = self.path(&format!("history/{}", unique_id()));
-                let mut compares = self.compares(&path, &guard);
-                compares.push(Compare::create_revision(path.clone(), CompareOp::Equal, 0));
-                let txn = Txn::new()
-                    .when(compares)
-                    .and_then([TxnOp::put(path.clone(), entry, None)])
-                    .or_else([
-                        TxnOp::get(path.clone(), None),
-                        TxnOp::get(self.leader_path(), None),
-                    ]);
-                let resp = self.txn(txn).await?;
-                if resp.succeeded() {
-                    return Ok(header_revision(resp.header()));
-                }
-                let reads = gets(&resp);
-                let leader = reads.get(1).and_then(|kvs| kvs.first());
-                if let Guard::Leader { holder, revision } = &guard {
-                    let held = leader.is_some_and(|kv| {
-                        kv.value() == holder.as_bytes() && as_u64(kv.create_revision()) == *revision
-                    });
-                    if !held {
-                        return Err(StoreError::conflict(
-                            "history",
-                            format!("{holder} is not leader: {}", describe_leader(leader)),
-                        ));
-                    }
-                }
-                // Otherwise the generated key already existed: try another one.
+            let mut compares = self.compares(&path, &guard);
+            compares.push(Compare::create_revision(path.clone(), CompareOp::Equal, 0));
+            let txn = Txn::new()
+                .when(compares)
+                .and_then([TxnOp::put(path.clone(), entry, None)])
+                .or_else([
+                    TxnOp::get(path.clone(), None),
+                    TxnOp::get(self.leader_path(), None),
+                ]);
+            let resp = self.txn(txn).await?;
+            if resp.succeeded() {
+                return Ok(header_revision(resp.header()));
             }
-            Err(StoreError::Unavailable(
-                "could not find a fresh history key".into(),
-            ))
+            let reads = gets(&resp);
+            if let Some(recorded) = reads.first().and_then(|kvs| kvs.first()) {
+                // An earlier attempt landed (its answer was lost): recorded once is enough.
+                return if recorded.value() == entry.as_bytes() {
+                    Ok(as_u64(recorded.mod_revision()))
+                } else {
+                    Err(StoreError::Invalid(format!(
+                        "history entry {id} already holds another entry"
+                    )))
+                };
+            }
+            let leader = reads.get(1).and_then(|kvs| kvs.first());
+            match &guard {
+                Guard::Leader { holder, .. } => Err(StoreError::conflict(
+                    "history",
+                    format!("{holder} is not leader: {}", describe_leader(leader)),
+                )),
+                _ => Err(StoreError::Unavailable(format!(
+                    "history entry {id}: neither written nor found"
+                ))),
+            }
         })
         .await
     }
@@ -279,15 +286,4 @@ impl Store for EtcdStore {
             .await?;
         Ok(compacted)
     }
-}
-
-/// A key suffix unique with overwhelming probability: wall-clock nanoseconds and a random word.
-fn unique_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("{nanos:032x}-{random:016x}")
 }

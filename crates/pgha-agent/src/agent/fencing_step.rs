@@ -1,0 +1,38 @@
+//! After each step, the lease deadline handed to the supervisor: armed before a job that may
+//! make PostgreSQL writable starts, disarmed only once it is known not to be writable.
+
+use crate::fence::{AfterStep, FenceState};
+
+use super::Agent;
+
+impl Agent {
+    /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
+    /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
+    pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
+        let state = FenceState::after(AfterStep {
+            deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
+            paused: self.view.as_ref().is_some_and(|v| v.config.paused),
+            job_may_make_writable: self.member.job_may_make_writable()
+                || self.jobs.may_make_writable(),
+            postmaster_running: self.spec.instance.is_running(),
+            read_only: local.running && local.in_recovery && !local.unresponsive,
+        });
+        if state == FenceState::Unsure {
+            return; // nothing written: the armed deadline stays, and so does what was said
+        }
+        let error = self.fencing.update(state).err().map(|e| e.to_string());
+        if error == self.fence_error {
+            return;
+        }
+        match &error {
+            Some(e) => tracing::error!(
+                "{}: cannot write the fencing deadline ({e}); the supervisor keeps the previous \
+                 one, and PostgreSQL is neither promoted nor started as a primary until it can \
+                 be written",
+                self.spec.name
+            ),
+            None => tracing::info!("{}: the fencing deadline is written again", self.spec.name),
+        }
+        self.fence_error = error;
+    }
+}

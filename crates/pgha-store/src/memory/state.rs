@@ -1,0 +1,93 @@
+//! The in-memory store's state: durable keys, leases with their expiry, and the checks of
+//! a guarded write.
+
+use crate::error::StoreError;
+use crate::history_id::HistoryId;
+use crate::model::{Guard, Key, Revision, Versioned};
+use crate::persist::Durable;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub(super) struct LeaderEntry {
+    pub(super) holder: String,
+    pub(super) revision: Revision,
+    pub(super) ttl: Duration,
+    pub(super) expires_at: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct MemberEntry {
+    pub(super) value: Versioned<String>,
+    pub(super) expires_at: Duration,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) durable: Durable,
+    pub(super) leader: Option<LeaderEntry>,
+    pub(super) members: BTreeMap<String, MemberEntry>,
+    /// Where each entry appended by this process sits in `durable.history` (a retried append
+    /// finds its entry here; the writer that retries lives no longer than this process).
+    pub(super) history_ids: BTreeMap<HistoryId, usize>,
+    pub(super) reachable: bool,
+    /// Test hook: calls take effect but answer [`StoreError::Unavailable`].
+    pub(super) answers_lost: bool,
+}
+
+impl State {
+    pub(super) fn bump(&mut self) -> Revision {
+        self.durable.revision += 1;
+        self.durable.revision
+    }
+
+    /// Removes expired leases; returns whether anything changed.
+    pub(super) fn expire(&mut self, now: Duration) -> bool {
+        let mut changed = false;
+        if self.leader.as_ref().is_some_and(|l| l.expires_at <= now) {
+            self.leader = None;
+            changed = true;
+        }
+        let before = self.members.len();
+        self.members.retain(|_, m| m.expires_at > now);
+        changed |= self.members.len() != before;
+        if changed {
+            self.bump();
+        }
+        changed
+    }
+
+    pub(super) fn next_expiry(&self) -> Option<Duration> {
+        let leader = self.leader.as_ref().map(|l| l.expires_at);
+        let members = self.members.values().map(|m| m.expires_at).min();
+        leader.into_iter().chain(members).min()
+    }
+
+    pub(super) fn check(&self, key: Key, guard: &Guard) -> Result<(), StoreError> {
+        let current = self.durable.keys.get(&key);
+        let ok = match guard {
+            Guard::Any => true,
+            Guard::Absent => current.is_none(),
+            Guard::Revision(r) => current.is_some_and(|v| v.revision == *r),
+            Guard::Leader { holder, revision } => self
+                .leader
+                .as_ref()
+                .is_some_and(|l| &l.holder == holder && l.revision == *revision),
+        };
+        if ok {
+            return Ok(());
+        }
+        let found = match (guard, current) {
+            (Guard::Leader { .. }, _) => match &self.leader {
+                Some(l) => format!("leader is {} at revision {}", l.holder, l.revision),
+                None => "no leader".to_string(),
+            },
+            (_, Some(v)) => format!("{key} is at revision {}", v.revision),
+            (_, None) => format!("{key} is absent"),
+        };
+        Err(StoreError::conflict(
+            key.name(),
+            format!("expected {guard:?}, {found}"),
+        ))
+    }
+}
