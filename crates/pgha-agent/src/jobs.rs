@@ -55,6 +55,9 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         no_room @ (JobError::NoRoom { .. } | JobError::FullForRewind { .. }) => {
             JobFailure::NoRoom(no_room.to_string())
         }
+        unreachable @ JobError::RewindSourceUnreachable { .. } => {
+            JobFailure::SourceUnreachable(unreachable.to_string())
+        }
         other => JobFailure::Failed(other.to_string()),
     })
 }
@@ -93,6 +96,16 @@ pub enum JobError {
         dir: std::path::PathBuf,
         available: u64,
         needed: u64,
+    },
+    /// The rewind source could not be reached, or not checkpointed, before pg_rewind began:
+    /// nothing here was changed and no divergence shown; the rewind is tried again.
+    #[error(
+        "the rewind source {from} could not be reached ({source}): nothing here was changed, \
+         and an unreachable source is no divergence: the rewind is tried again, no re-clone"
+    )]
+    RewindSourceUnreachable {
+        from: MemberName,
+        source: Box<JobError>,
     },
     /// A rewind failed with the member's file system full: no divergence, the data stays.
     #[error(

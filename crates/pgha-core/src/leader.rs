@@ -62,7 +62,11 @@ impl Member {
             plan.push(Action::WriteInitialize { system_id });
         }
         match self.promote_error.take() {
-            Some(JobFailure::Failed(error) | JobFailure::NoRoom(error)) => {
+            Some(
+                JobFailure::Failed(error)
+                | JobFailure::NoRoom(error)
+                | JobFailure::SourceUnreachable(error),
+            ) => {
                 return self.release(lease, Reason::PromoteFailed { error }, plan)
             }
             Some(held_out @ (JobFailure::Vetoed(_) | JobFailure::Unfenced(_))) => {

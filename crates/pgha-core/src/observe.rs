@@ -323,6 +323,10 @@ pub enum JobFailure {
     /// the data it would move aside. The data stays in place; the member waits for room.
     #[error("{0}")]
     NoRoom(String),
+    /// A rewind could not reach its source before it changed anything here: that says nothing
+    /// of this member's data (no divergence shown), so the rewind is tried again, no re-clone.
+    #[error("{0}")]
+    SourceUnreachable(String),
 }
 
 impl JobFailure {

@@ -1044,6 +1044,42 @@ fn a_rewind_that_failed_on_a_full_disk_is_tried_again_not_replaced_by_a_reclone(
     assert!(!has(&d, |a| matches!(a, Action::Reclone { .. })));
 }
 
+/// Found by `faults::leader_host_lossy`: the old primary, on a host losing 30 % of its
+/// packets, could not connect to its rewind source within 5 s; that rewind failure led to a
+/// re-clone (over the same lossy link), the intact data moved aside. A source that cannot be
+/// reached says nothing of this member's data: no re-clone, the rewind is tried again.
+#[test]
+fn a_rewind_whose_source_could_not_be_reached_is_tried_again_not_replaced_by_a_reclone() {
+    let mut n1 = member("n1");
+    let view = n2_leads_after(EventKind::Failover);
+    let old = stopped(primary(1, 6000));
+    let d = n1.step(&obs(0, old.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    for at in [1000, 7000] {
+        let unreachable = Outcome::Job {
+            kind: JobKind::Rewind,
+            result: Err(JobFailure::SourceUnreachable(
+                "connect to n2 timed out after 5 s".into(),
+            )),
+        };
+        let d = n1.step(&obs(at, old.clone(), &view, vec![unreachable]));
+        assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+        assert!(
+            has(&d, |a| matches!(a, Action::Rewind { .. })),
+            "{:?}",
+            d.actions
+        );
+        assert!(!has(&d, |a| matches!(a, Action::Reclone { .. })));
+    }
+    // a rewind that ran and failed is another matter: the data may be half rewound
+    let failed = Outcome::Job {
+        kind: JobKind::Rewind,
+        result: Err("pg_rewind exited with 1".into()),
+    };
+    let d = n1.step(&obs(13000, old, &view, vec![failed]));
+    assert!(has(&d, |a| matches!(a, Action::Reclone { move_aside: true, .. })));
+}
+
 /// Found by `pgha chaos` (kill -9 of a primary in a synchronous mode): the old primary, back
 /// as a standby past the switch point, is stopped to rewind; stopped, it reports its last
 /// restartpoint, before the switch point. It must rewind anyway, not follow (and fail to

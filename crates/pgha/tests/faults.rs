@@ -44,7 +44,8 @@
 //! for `leader_host_frozen`, loop devices, `mkfs.ext4` and `fsfreeze` for `leader_disk_stalled`,
 //! and libfaketime (`apt-get install -y libfaketime`) for
 //! `leader_wall_clock_jumps`. `PGHA_FAULTS_BIN=PATH`
-//! runs them against another `pgha` build. Run them one at a time:
+//! runs them against another `pgha` build; `PGHA_FAULTS_KEEP_LOGS=1` keeps the logs of a run
+//! that passed too (in `$TMPDIR/pgha-faults-logs/`). Run them one at a time:
 //!
 //! ```sh
 //! cargo test -p pgha --test faults -- --test-threads=1 [SCENARIO] --nocapture
@@ -159,6 +160,23 @@ fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
         ));
     }
     panic!("{}\n{report}\n{}", why.join("; "), explain(c));
+}
+
+/// Panics if an entry is in the history twice: an append retried after its answer was lost
+/// (a lossy or cut link to etcd) must be recorded once.
+fn assert_history_recorded_once(c: &Cluster) {
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<String> = c
+        .history()
+        .iter()
+        .map(|e| e.to_string())
+        .filter(|e| !seen.insert(e.clone()))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "history entries recorded twice: {twice:#?}\n{}",
+        explain(c)
+    );
 }
 
 /// A cluster with `opts` once one primary runs and the others stream; its leader.
@@ -1613,6 +1631,7 @@ fn heal_and_judge(c: &mut Cluster, ck: Checker) {
     let report = ck.finish(c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, c);
+    assert_history_recorded_once(c);
 }
 
 /// Synchronous mode on; the leader's host isolated for 4×ttl: no acknowledged write lost, no
@@ -1691,6 +1710,139 @@ fn a_proxy_cut_from_etcd_through_a_failover_follows_the_new_primary_once_healed(
         ));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "a proxy cut from etcd");
+}
+
+/// The leader's host drops a random 30 % of its packets each way (iptables `statistic`, no
+/// cut: TCP gets through after retransmissions) for 8 ttl, synchronous mode, writers writing:
+/// the renewals to etcd, the WAL to the standbys and the clients' sessions all arrive late and
+/// by fits. Whatever pgha makes of that (keep the leader or hand over), nothing acknowledged
+/// is lost, there is never a second writer, each change of leader is in the history with its
+/// reason and no entry is there twice (appends whose answers were lost are retried), no data
+/// is moved aside for a re-clone, and once the link is clean again every member streams from
+/// the final primary.
+#[test]
+fn leader_host_lossy() {
+    let (mut c, leader) = start_sync();
+    let history_before = c.history().len();
+    let ck = checker_writing(&c, &leader);
+    let hold = TTL * 8;
+    ck.mark(&format!(
+        "{leader}'s host drops 30 % of its packets each way for {hold:?}"
+    ));
+    c.net.lossy(&leader, 0.3);
+    let mut primaries: Vec<String> = vec![leader.clone()];
+    let deadline = Instant::now() + hold;
+    while Instant::now() < deadline {
+        for m in &c.members {
+            if m.name != *primaries.last().unwrap() && m.is_primary() {
+                ck.mark(&format!("{} answers /primary", m.name));
+                primaries.push(m.name.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ck.mark("link clean again");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let changes: Vec<serde_json::Value> = c.history()[history_before..]
+        .iter()
+        .filter(|e| e["kind"] != "sync_changed")
+        .cloned()
+        .collect();
+    eprintln!(
+        "primaries seen while lossy: {primaries:?}; history since: {changes:#?}; longest write \
+         gap {} ms from {} ms",
+        report.longest_gap_ms, report.longest_gap_from_ms
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    let unexplained: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|e| e["reason"].as_str().is_none_or(str::is_empty))
+        .collect();
+    if !unexplained.is_empty() {
+        unmet.push(format!("history entries without a reason: {unexplained:?}"));
+    }
+    // A link that loses packets says nothing of anyone's data: a member that has to rejoin
+    // rewinds (again, if its source could not be reached), it is not re-cloned.
+    for m in &c.members {
+        let aside = moved_aside(&c, &m.name);
+        if !aside.is_empty() {
+            unmet.push(format!("{}'s data was moved aside: {aside:?}", m.name));
+        }
+    }
+    for new in primaries.iter().skip(1) {
+        let recorded = changes.iter().any(|e| {
+            e["to"] == new.as_str()
+                && ["failover", "switchover", "manual_failover"]
+                    .contains(&e["kind"].as_str().unwrap_or(""))
+        });
+        if !recorded {
+            unmet.push(format!(
+                "{new} became primary with no promotion in the history"
+            ));
+        }
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a lossy leader host");
+    assert_history_recorded_once(&c);
+}
+
+/// The leader's links to both standbys blackholed (etcd reachable), synchronous mode, writers
+/// writing: its commits wait, its WAL runs ahead of theirs; then its host crashes and a
+/// standby takes over. Its agent restarted with the links still cut, the old leader has to
+/// rewind from a source it cannot reach: each attempt stops before pg_rewind begins, which
+/// says nothing of its data, so it tries again rather than moving its data aside for a
+/// re-clone (found by `leader_host_lossy`). Once healed it rewinds back in: no data moved
+/// aside, nothing lost, one writer.
+#[test]
+fn a_rewind_source_out_of_reach_is_waited_for_not_replaced_by_a_reclone() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let standbys = standbys_of(&c, &leader);
+    ck.mark(&format!(
+        "{leader} <-> {standbys:?} blackholed both ways (etcd reachable)"
+    ));
+    for s in &standbys {
+        c.net.cut(&leader, s, Way::Both);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    ck.mark(&format!("node crash of {leader}"));
+    c.member_mut(&leader).crash();
+    let new = await_failover(&c, &ck, &leader, PATIENCE);
+    let log_at = c.log_len(&leader);
+    ck.mark(&format!("{leader}'s agent started, its links still cut"));
+    c.start_agent(&leader);
+    let tried = wait_until(
+        "a rewind attempt that could not reach its source",
+        Duration::from_secs(40),
+        || {
+            c.log_lines_since(&leader, log_at, &["could not be reached"])
+                .into_iter()
+                .find(|l| l.contains("rewind source"))
+        },
+    );
+    ck.mark(&format!("{leader}: {tried}"));
+    std::thread::sleep(Duration::from_secs(10));
+    let aside_while_cut = moved_aside(&c, &leader);
+    ck.mark("links healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    let aside = moved_aside(&c, &leader);
+    if !aside_while_cut.is_empty() || !aside.is_empty() {
+        unmet.push(format!("{leader}'s data was moved aside: {aside:?}"));
+    }
+    let rewound = c.history().iter().any(|e| {
+        e["kind"] == "rejoin_rewind" && e["from"] == leader.as_str() && e["to"] == new.as_str()
+    });
+    if !rewound {
+        unmet.push(format!("no rejoin_rewind of {leader} to {new} in the history"));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a rewind source out of reach");
+    assert_history_recorded_once(&c);
 }
 
 /// A standby's link to the primary blackholed (etcd reachable) for longer than

@@ -21,7 +21,12 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
     if inst.is_running() {
         ctx.stop_any(StopMode::Fast).await?;
     }
-    checkpoint_source(ctx, &up).await?;
+    checkpoint_source(ctx, &up)
+        .await
+        .map_err(|e| JobError::RewindSourceUnreachable {
+            from: from.clone(),
+            source: Box::new(e),
+        })?;
     tracing::info!(
         "{}: pg_rewind from {from} ({}:{})",
         spec.name,

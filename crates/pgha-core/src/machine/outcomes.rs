@@ -94,6 +94,8 @@ impl Member {
                 self.rewind_failed = false;
                 self.no_room = Some((why.clone(), now.plus(self.config.ttl_ms)));
             }
+            // Nothing was changed and no divergence shown: the rewind is tried again.
+            (JobKind::Rewind, Err(JobFailure::SourceUnreachable(_))) => {}
             (JobKind::Rewind, Err(_)) => self.rewind_failed = true,
             (JobKind::Rewind, Ok(())) => {
                 self.force_rewind = false;

@@ -342,6 +342,33 @@ impl Net {
         self.add_rule(&ns, &["OUTPUT", "-o", "eth0", "-j", "DROP"]);
     }
 
+    /// Drops a random `fraction` (0..1) of the packets in and out of `a`'s eth0, each way on
+    /// its own (iptables `statistic --mode random`): a lossy link, not a cut. TCP still gets
+    /// through, late, after retransmissions with growing back-off.
+    pub fn lossy(&mut self, a: &str, fraction: f64) {
+        assert!((0.0..1.0).contains(&fraction), "a loss fraction in 0..1");
+        let ns = self.host(a).ns.clone();
+        let p = format!("{fraction}");
+        for (chain, dir) in [("INPUT", "-i"), ("OUTPUT", "-o")] {
+            self.add_rule(
+                &ns,
+                &[
+                    chain,
+                    dir,
+                    "eth0",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &p,
+                    "-j",
+                    "DROP",
+                ],
+            );
+        }
+    }
+
     /// Removes every rule added so far.
     pub fn heal_all(&mut self) {
         for (ns, rule) in std::mem::take(&mut self.rules).into_iter().rev() {
@@ -1682,8 +1709,11 @@ impl AgentSet for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs(60));
+        let keep_anyway = std::env::var_os("PGHA_FAULTS_KEEP_LOGS").is_some();
+        if std::thread::panicking() || keep_anyway {
+            if !keep_anyway {
+                eprintln!("{}", self.logs(60));
+            }
             // keep every log (the directory itself goes away)
             let keep = std::env::temp_dir()
                 .join("pgha-faults-logs")
