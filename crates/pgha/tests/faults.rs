@@ -1764,6 +1764,15 @@ fn leader_host_lossy() {
     if !unexplained.is_empty() {
         unmet.push(format!("history entries without a reason: {unexplained:?}"));
     }
+    // Writes wait at most for the lease to pass to a member on a clean link (a ttl and a
+    // loop), not on the lossy member's acknowledgements: it may rejoin as a standby, but it
+    // does not take the synchronous role from one that holds it (timing bound, with slack).
+    if report.longest_gap_ms > (TTL * 2 + FENCE_SLACK).as_millis() as i64 {
+        unmet.push(format!(
+            "no write acknowledged for {} ms (from {} ms)",
+            report.longest_gap_ms, report.longest_gap_from_ms
+        ));
+    }
     // A link that loses packets says nothing of anyone's data: a member that has to rejoin
     // rewinds (again, if its source could not be reached), it is not re-cloned.
     for m in &c.members {

@@ -11,7 +11,7 @@ use super::{SyncApplied, SyncSet};
 ///
 /// Candidates are standbys streaming from the leader, known as members, tagged neither
 /// `nosync` nor `nofailover` (a synchronous standby must be promotable), in priority order
-/// (higher priority, then name).
+/// (higher priority, then those `applied` lists in its order, then name).
 pub fn desired(
     config: &ClusterConfig,
     leader: &MemberName,
@@ -33,12 +33,19 @@ pub fn desired(
         // A standby that may not be promoted cannot carry I4: never synchronous.
         .filter(|(_, record)| !record.tags.nosync && !record.tags.nofailover)
         .collect();
-    // Priority order: higher priority, then name. Every healthy candidate is listed, so
-    // PostgreSQL shows the first `count` as `sync` and the rest as `potential`, and moves the
-    // role between them by itself when one disconnects; all of them are in the published set,
-    // and failover takes the most advanced, which holds every acknowledged commit.
-    candidates.sort_by(|(a, ra), (b, rb)| {
-        (std::cmp::Reverse(ra.tags.priority), *a).cmp(&(std::cmp::Reverse(rb.tags.priority), *b))
+    // Priority order: higher priority, then the standbys already listed in their order, then
+    // name. Every healthy candidate is listed, so PostgreSQL shows the first `count` as `sync`
+    // and the rest as `potential`, and moves the role between them by itself when one
+    // disconnects; all of them are in the published set, and failover takes the most
+    // advanced, which holds every acknowledged commit. A standby that (re)joins does not take
+    // the role from one that holds it: it may be back on the link that made it drop out.
+    let listed = |name: &MemberName| applied.names.iter().position(|n| n == name);
+    candidates.sort_by_key(|(name, record)| {
+        (
+            std::cmp::Reverse(record.tags.priority),
+            listed(name).unwrap_or(usize::MAX),
+            *name,
+        )
     });
     let names: Vec<MemberName> = candidates.iter().map(|(n, _)| (*n).clone()).collect();
     if names.is_empty() && config.synchronous_mode == SyncMode::Strict {

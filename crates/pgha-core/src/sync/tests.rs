@@ -66,6 +66,33 @@ fn picks_by_priority_then_name_and_skips_nosync() {
     assert_eq!(want.to_string(), "FIRST 1 (\"n3\", \"n2\")");
 }
 
+/// Found by `faults::leader_host_lossy`: n1, back on a link losing packets, came first by
+/// name and took the synchronous role from n3 the moment it streamed; commits then waited on
+/// its acknowledgements for 8.8 s. Among equal priorities the standbys already listed keep
+/// their places; a standby that (re)joins comes after them.
+#[test]
+fn a_standby_that_joins_comes_after_those_already_synchronous() {
+    let members = BTreeMap::from([
+        ("n1".into(), record(1, false)),
+        ("n3".into(), record(1, false)),
+        ("n4".into(), record(1, false)),
+        ("n5".into(), record(2, false)),
+    ]);
+    let applied = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec!["n4".into(), "n3".into()],
+    };
+    let replicas = [replica("n1"), replica("n3"), replica("n4")];
+    let want = desired(&on(1), &"n2".into(), &replicas, &members, &applied);
+    let names = |v: &[&str]| v.iter().map(|n| MemberName::from(*n)).collect::<Vec<_>>();
+    assert_eq!(want.names, names(&["n4", "n3", "n1"]));
+    // a higher priority still comes first, incumbent or not
+    let replicas = [replica("n1"), replica("n3"), replica("n4"), replica("n5")];
+    let want = desired(&on(1), &"n2".into(), &replicas, &members, &applied);
+    assert_eq!(want.names, names(&["n5", "n4", "n3", "n1"]));
+}
+
 #[test]
 fn on_degrades_and_strict_keeps_waiting() {
     let applied = SyncApplied {
