@@ -33,6 +33,10 @@ pub enum FaultKind {
     /// This host cut off from the other hosts and etcd (iptables, both ways) for
     /// --agent-pause, then reconnected (distributed mode, as root).
     IsolateHost,
+    /// This host's links to the other hosts and etcd lose 30 % of their packets, each way
+    /// (iptables, random drops) for twice --agent-pause, then are clean again (distributed
+    /// mode, as root). TCP gets through, late: the leader may keep its lease or lose it.
+    LossyHost,
     /// A live change of the dynamic settings, as `pgha config set` makes it: the lease ttl
     /// raised or lowered, the synchronous method, count or commit level, a PostgreSQL
     /// parameter; the next one undoes it, and the campaign puts back what it found.
@@ -45,7 +49,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every built-in fault.
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::KillPrimary,
         FaultKind::KillStandby,
         FaultKind::StopPrimary,
@@ -55,6 +59,7 @@ impl FaultKind {
         FaultKind::RestartStandby,
         FaultKind::PauseAgent,
         FaultKind::IsolateHost,
+        FaultKind::LossyHost,
         FaultKind::ChangeConfig,
     ];
 
@@ -69,6 +74,7 @@ impl FaultKind {
             FaultKind::RestartStandby => "restart-standby",
             FaultKind::PauseAgent => "pause-agent",
             FaultKind::IsolateHost => "isolate-host",
+            FaultKind::LossyHost => "lossy-host",
             FaultKind::ChangeConfig => "change-config",
             FaultKind::Command(name) => name,
         }

@@ -14,7 +14,11 @@ use crate::error::ChaosError;
 pub use crate::fault_command::FaultCommand;
 pub use crate::fault_kind::FaultKind;
 use crate::health::Healthy;
+use crate::isolate::{Isolated, Loss};
 use crate::target::{Mode, Target};
+
+/// The share of packets `lossy-host` drops, each way.
+const LOSSY_SHARE: f64 = 0.3;
 
 /// A fault as it was injected.
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +47,7 @@ pub fn usable(kinds: &[FaultKind], target: &Target) -> Vec<FaultKind> {
         .iter()
         .copied()
         .filter(|k| match k {
-            FaultKind::IsolateHost => {
+            FaultKind::IsolateHost | FaultKind::LossyHost => {
                 target.mode == Mode::Distributed && here && !target.peers.is_empty()
             }
             FaultKind::Command(name) => target.fault_commands.iter().any(|c| c.name == *name),
@@ -140,18 +144,22 @@ pub async fn inject(
             injected.expect_standby = victim == leader;
             injected.victim = victim;
         }
-        FaultKind::IsolateHost => {
+        FaultKind::IsolateHost | FaultKind::LossyHost => {
             let here = target
                 .members
                 .iter()
                 .find(|m| m.data_dir.is_some())
                 .ok_or_else(|| fail("no member runs on this machine".into()))?;
-            let cut =
-                crate::isolate::Isolated::cut(&target.peers).map_err(|e| fail(e.to_string()))?;
-            tokio::time::sleep(agent_pause).await;
+            let (loss, length) = match kind {
+                FaultKind::IsolateHost => (Loss::All, agent_pause),
+                _ => (Loss::Share(LOSSY_SHARE), agent_pause * 2),
+            };
+            let cut = Isolated::cut(&target.peers, loss).map_err(|e| fail(e.to_string()))?;
+            tokio::time::sleep(length).await;
             drop(cut);
-            // A leader cut off from etcd and every other member cannot keep its lease.
-            injected.expect_standby = here.name == leader;
+            // A leader cut off from etcd and every other member cannot keep its lease; over a
+            // lossy link it may.
+            injected.expect_standby = kind == FaultKind::IsolateHost && here.name == leader;
             injected.victim = here.name.clone();
         }
         FaultKind::ChangeConfig => {

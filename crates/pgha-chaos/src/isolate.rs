@@ -1,5 +1,6 @@
-//! Cutting this host off from the cluster's other hosts (a network partition, both ways):
-//! iptables rules in a chain of this process's own, removed when the guard is dropped.
+//! Cutting this host off from the cluster's other hosts (a network partition, both ways), or
+//! making its links to them lose a share of their packets: iptables rules in a chain of this
+//! process's own, removed when the guard is dropped.
 
 use std::net::IpAddr;
 use std::process::Command;
@@ -17,25 +18,47 @@ pub enum IsolateError {
     Iptables { args: String, why: String },
 }
 
-/// This host cut off from `peers` until dropped.
+/// Which packets between this host and its peers are dropped.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Loss {
+    /// Every one: a partition.
+    All,
+    /// A random share of them (0..1), each on its own: a lossy link, over which TCP still
+    /// gets through, late.
+    Share(f64),
+}
+
+/// This host cut off from `peers`, or its links to them lossy, until dropped.
 #[derive(Debug)]
 pub struct Isolated {
     chain: String,
 }
 
 impl Isolated {
-    /// Drops every packet from or to `peers` (IP addresses), in both directions, including
-    /// those of connections already open.
-    pub fn cut(peers: &[String]) -> Result<Isolated, IsolateError> {
+    /// Drops packets from or to `peers` (IP addresses), in both directions, including those
+    /// of connections already open: all of them, or a random share.
+    pub fn cut(peers: &[String], loss: Loss) -> Result<Isolated, IsolateError> {
         let addresses = peer_addresses(peers)?;
         let chain = format!("PGHA_CHAOS_{}", std::process::id());
         let guard = Isolated { chain };
         let chain = guard.chain.as_str();
+        let share = match loss {
+            Loss::All => None,
+            Loss::Share(p) => Some(format!("{p}")),
+        };
+        let mut matching: Vec<&str> = Vec::new();
+        if let Some(p) = &share {
+            matching.extend(["-m", "statistic", "--mode", "random", "--probability", p]);
+        }
         iptables(&["-N", chain])?;
         for address in &addresses {
             let a = address.to_string();
-            iptables(&["-A", chain, "-s", &a, "-j", "DROP"])?;
-            iptables(&["-A", chain, "-d", &a, "-j", "DROP"])?;
+            for way in ["-s", "-d"] {
+                let mut rule = vec!["-A", chain, way, a.as_str()];
+                rule.extend(&matching);
+                rule.extend(["-j", "DROP"]);
+                iptables(&rule)?;
+            }
         }
         iptables(&["-I", "INPUT", "1", "-j", chain])?;
         iptables(&["-I", "OUTPUT", "1", "-j", chain])?;

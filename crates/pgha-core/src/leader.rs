@@ -66,9 +66,7 @@ impl Member {
                 JobFailure::Failed(error)
                 | JobFailure::NoRoom(error)
                 | JobFailure::SourceUnreachable(error),
-            ) => {
-                return self.release(lease, Reason::PromoteFailed { error }, plan)
-            }
+            ) => return self.release(lease, Reason::PromoteFailed { error }, plan),
             Some(held_out @ (JobFailure::Vetoed(_) | JobFailure::Unfenced(_))) => {
                 let hold_ms = self.config.veto_hold_ms();
                 let why = held_out.to_string();

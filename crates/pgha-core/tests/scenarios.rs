@@ -1077,7 +1077,13 @@ fn a_rewind_whose_source_could_not_be_reached_is_tried_again_not_replaced_by_a_r
         result: Err("pg_rewind exited with 1".into()),
     };
     let d = n1.step(&obs(13000, old, &view, vec![failed]));
-    assert!(has(&d, |a| matches!(a, Action::Reclone { move_aside: true, .. })));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::Reclone {
+            move_aside: true,
+            ..
+        }
+    )));
 }
 
 /// Found by `pgha chaos` (kill -9 of a primary in a synchronous mode): the old primary, back

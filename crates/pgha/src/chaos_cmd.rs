@@ -35,6 +35,9 @@ Faults (--faults, comma-separated, default all):
   isolate-host     with --config, as root: this host cut off from the other members and etcd
                    (iptables DROP both ways, open connections too) for --agent-pause, then
                    reconnected; needs them on other addresses (hosts or network namespaces)
+  lossy-host       with --config, as root: this host's links to the other members and etcd
+                   lose 30 % of their packets each way (iptables random DROP) for twice
+                   --agent-pause; TCP gets through late, the leader may keep its lease
   change-config    a live change of the dynamic settings, as `pgha config set` makes it:
                    ttl_ms raised by half or lowered by a third (2 s at least), the
                    synchronous method or commit level (on, remote_apply) flipped, the

@@ -131,6 +131,8 @@ fn help_teaches_the_faults_and_the_exit_status() {
         "crash-primary",
         "restart-standby",
         "change-config",
+        "isolate-host",
+        "lossy-host",
         "--report",
         "--seed",
         "Exit status",
@@ -598,8 +600,9 @@ const TTL_MS: f64 = dist::TTL.as_millis() as f64;
 
 /// On test hosts (a network namespace each, see common/netns.rs), run from the leader's host:
 /// isolate-host cuts that host off from etcd and the other members (iptables in its
-/// namespace, both ways) for twice the ttl, and a `--fault-command` (etcd-stall) stops etcd
-/// for 4 s. In synchronous mode nothing acknowledged is lost and no second member
+/// namespace, both ways) for twice the ttl, lossy-host makes the links of the host that leads
+/// then lose 30 % of their packets for four ttl, and a `--fault-command` (etcd-stall) stops
+/// etcd for 4 s. In synchronous mode nothing acknowledged is lost and no second member
 /// acknowledges writes; the isolated leader loses the lease and comes back as a standby, and
 /// its host keeps no rule of the campaign afterwards.
 #[test]
@@ -617,12 +620,15 @@ fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
         )
         .filter(|n| n != "0")
     });
-    let chaos = |args: &[&str]| {
-        let on_leader_host = c.net.command(&leader, common::pgha_bin());
-        config_campaign(on_leader_host, &c.member(&leader).config, args, String::new)
+    let chaos = |host: &str, args: &[&str]| {
+        let on_host = c.net.command(host, common::pgha_bin());
+        config_campaign(on_host, &c.member(host).config, args, String::new)
     };
 
-    let (j, context) = chaos(&["--rounds", "1", "--faults", "isolate-host", "--seed", "3"]);
+    let (j, context) = chaos(
+        &leader,
+        &["--rounds", "1", "--faults", "isolate-host", "--seed", "3"],
+    );
     assert_passed(&j, 1, &context);
     let f = &j["faults"][0];
     assert_eq!(f["kind"], "isolate-host", "{context}");
@@ -632,14 +638,30 @@ fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
         Some(leader.as_str()),
         "{context}"
     );
-    let rules = c
-        .net
-        .command(&leader, "iptables")
-        .args(["-w", "-S"])
-        .output()
-        .expect("iptables -S");
-    let rules = String::from_utf8_lossy(&rules.stdout);
-    assert!(!rules.contains("PGHA_CHAOS"), "rules left behind:\n{rules}");
+    let rules_left = |host: &str| {
+        let rules = c
+            .net
+            .command(host, "iptables")
+            .args(["-w", "-S"])
+            .output()
+            .expect("iptables -S");
+        let rules = String::from_utf8_lossy(&rules.stdout).to_string();
+        rules.contains("PGHA_CHAOS").then_some(rules)
+    };
+    assert_eq!(rules_left(&leader), None, "rules left behind");
+
+    // The host that leads now loses 30 % of its packets for twice --agent-pause: whether it
+    // keeps the lease or not, nothing is lost, and no rule stays.
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let (j, context) = chaos(
+        &leader,
+        &["--rounds", "1", "--faults", "lossy-host", "--seed", "5"],
+    );
+    assert_passed(&j, 1, &context);
+    let f = &j["faults"][0];
+    assert_eq!(f["kind"], "lossy-host", "{context}");
+    assert_eq!(f["victim"].as_str(), Some(leader.as_str()), "{context}");
+    assert_eq!(rules_left(&leader), None, "rules left behind");
 
     let pids = Command::new("ip")
         .args(["netns", "pids", &c.net.host("etcd").ns])
@@ -650,16 +672,19 @@ fn isolate_host_and_a_fault_command_on_test_hosts_lose_nothing() {
         .find_map(|l| l.trim().parse().ok())
         .expect("etcd runs in its namespace");
     let stall = format!("etcd-stall=kill -STOP {etcd}; sleep 4; kill -CONT {etcd}");
-    let (j, context) = chaos(&[
-        "--rounds",
-        "1",
-        "--faults",
-        "etcd-stall",
-        "--fault-command",
-        &stall,
-        "--seed",
-        "4",
-    ]);
+    let (j, context) = chaos(
+        &leader,
+        &[
+            "--rounds",
+            "1",
+            "--faults",
+            "etcd-stall",
+            "--fault-command",
+            &stall,
+            "--seed",
+            "4",
+        ],
+    );
     assert_passed(&j, 1, &context);
     assert_eq!(j["faults"][0]["kind"], "etcd-stall", "{context}");
     assert!(pgha_testkit::alive(etcd), "etcd was left stopped or gone");

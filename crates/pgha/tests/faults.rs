@@ -1848,7 +1848,9 @@ fn a_rewind_source_out_of_reach_is_waited_for_not_replaced_by_a_reclone() {
         e["kind"] == "rejoin_rewind" && e["from"] == leader.as_str() && e["to"] == new.as_str()
     });
     if !rewound {
-        unmet.push(format!("no rejoin_rewind of {leader} to {new} in the history"));
+        unmet.push(format!(
+            "no rejoin_rewind of {leader} to {new} in the history"
+        ));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "a rewind source out of reach");
     assert_history_recorded_once(&c);
