@@ -104,7 +104,7 @@ impl Member {
         match election::judge(&rules, self.name(), &mine, &members, give_up) {
             Verdict::Best => {
                 let from = self.last_leader.clone();
-                let cause = vacancy_cause(view, from.as_ref());
+                let cause = vacancy_cause(view, self.name(), from.as_ref());
                 self.acquire(
                     EventKind::Failover,
                     from,
@@ -215,7 +215,7 @@ impl Member {
                 let lsn = obs.local.lsn;
                 let cause = format!(
                     "manual failover to it requested (`pgha failover --to {me}`); {}",
-                    vacancy_cause(view, from.as_ref())
+                    vacancy_cause(view, &me, from.as_ref())
                 );
                 Some(self.acquire_for(
                     EventKind::ManualFailover,
@@ -342,10 +342,20 @@ impl Member {
 
 /// Why the cluster has no leader, as the store shows the last one (for the history, in words
 /// a DBA reads): gone altogether, down, stepped down, or silent.
-pub(crate) fn vacancy_cause(view: &ClusterView, last: Option<&MemberName>) -> String {
+pub(crate) fn vacancy_cause(
+    view: &ClusterView,
+    me: &MemberName,
+    last: Option<&MemberName>,
+) -> String {
     let Some(last) = last else {
         return "no leader, and this member had seen none".to_string();
     };
+    if last == me {
+        return format!(
+            "{me} led last: its own lease ended (not renewed in time, or let go), and it is the \
+             best candidate again"
+        );
+    }
     match view.members.get(last) {
         None => format!(
             "{last} is gone: its lease and its member key were released or expired (stopped \

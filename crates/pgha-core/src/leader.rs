@@ -92,9 +92,10 @@ impl Member {
                 return Reason::Paused;
             }
             let last_leader = self.last_leader.clone();
+            let me = self.name().clone();
             let promotion = self.promotion.get_or_insert_with(|| Promotion {
                 kind: EventKind::Failover,
-                cause: crate::candidacy::vacancy_cause(view, last_leader.as_ref()),
+                cause: crate::candidacy::vacancy_cause(view, &me, last_leader.as_ref()),
                 from: last_leader,
                 lsn: local.lsn,
                 switchover_revision: None,
@@ -128,10 +129,14 @@ impl Member {
             if let Some(revision) = promotion.switchover_revision {
                 plan.push(Action::ClearSwitchover { revision });
             }
+            // From now on the leader that would be lost is this one.
+            self.last_leader = Some(self.name().clone());
             return Reason::Promoted {
                 kind: promotion.kind,
             };
         }
+        // Leading (an adopted lease too): the leader that would be lost is this one.
+        self.last_leader = Some(self.name().clone());
         if let Some(reason) = self.handle_switchover(obs, view, plan) {
             return reason;
         }

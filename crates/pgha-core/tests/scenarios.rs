@@ -641,6 +641,63 @@ fn the_winner_promotes_then_records_the_failover() {
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
 }
 
+/// Found by `faults::etcd_host_lossy`: n2 took over from n1, lost its own lease (the store
+/// out of reach), stepped down, and won the lease back. The history said "from n1 ... n1
+/// stepped down": the leader it had followed last, not itself. The member that led last was
+/// n2: the entry says so, and why.
+#[test]
+fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
+    let mut n2 = member("n2");
+    let before = View::led_by("n1", 3, &primary(1, 5000));
+    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
+    let local = standby(1, 5000, None);
+    let gone = leaderless(&local, &standby(1, 10, None), None);
+    n2.step(&obs(100, local.clone(), &gone, vec![]));
+    let mine = gone.leader("n2", 11).with("n2", record(&local, Some("n2")));
+    n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
+    let promoted = job_done(JobKind::Promote);
+    n2.step(&obs(900, primary(2, 5100), &mine, vec![promoted]));
+    n2.step(&obs(1000, primary(2, 5200), &mine, vec![]));
+    let d = n2.step(&store_down(9000, primary(2, 5300)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+    let demoted = standby(2, 5300, None);
+    let again =
+        leaderless(&demoted, &standby(1, 10, None), None).with("n2", record(&demoted, Some("n2")));
+    let mut at = 9500;
+    let mut outcomes = vec![job_done(JobKind::Demote)];
+    loop {
+        let d = n2.step(&obs(
+            at,
+            demoted.clone(),
+            &again,
+            std::mem::take(&mut outcomes),
+        ));
+        if acquires(&d) {
+            break;
+        }
+        at += 500;
+        assert!(at < 30_000, "n2 never ran for leader again: {}", d.reason);
+    }
+    let mine = again.leader("n2", 20);
+    n2.step(&obs(at + 100, demoted, &mine, vec![acquired(at, 20)]));
+    let d = n2.step(&obs(
+        at + 900,
+        primary(3, 5400),
+        &mine,
+        vec![job_done(JobKind::Promote)],
+    ));
+    let event = d
+        .actions
+        .iter()
+        .find_map(|a| match a {
+            Action::RecordHistory(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("history event");
+    assert_eq!(event.from, Some(name("n2")), "{event}");
+    assert!(event.reason.contains("n2 led last"), "{}", event.reason);
+}
+
 /// n2, ahead of n3, wins the lease and its promotion ends with `failure`: n2, what it decides
 /// then, its state and n3's.
 fn winner_whose_promotion_failed(failure: JobFailure) -> (Member, Decision, LocalPg, LocalPg) {
