@@ -24,7 +24,7 @@
 //!   etcd's data lost (killed, data removed, an empty etcd started in its place);
 //!   etcd slow (its answers and the members' requests delayed by a forwarder on its host),
 //!   within the store call bound, around it and far beyond it; one etcd member of three
-//!   stalled (SIGSTOP);
+//!   stalled (SIGSTOP), or cut off from the other two (each on a host of its own);
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
 //!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
@@ -562,6 +562,61 @@ fn etcd_member_stalled() {
     } else {
         assert_all_met_and_streaming(&c, &report, &unmet, "a stalled etcd member");
     }
+}
+
+/// Three etcd members, each on a host of its own; one of them cut off from the other two
+/// (iptables on its host, both ways) while every pgha host still reaches it: first a
+/// follower, then etcd's leader, 3 T each, synchronous mode, writers writing. The member cut
+/// off has no quorum: it answers the agents that use it with errors, or late, or not at all,
+/// and the other two go on (electing a new etcd leader when the old one is the one cut off).
+/// The agents must move their calls to a member that answers in time: nothing may happen
+/// (no failover, no demotion, no restart), writes go on without a gap of T/2, nothing is lost.
+#[test]
+fn etcd_member_cut_from_its_peers() {
+    let (mut c, leader) = start_sync_with(Opts {
+        etcd_members: 3,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let mut roles = RoleWatch::default();
+    let mut gaps = Vec::new();
+    for (i, leads) in [(0, false), (1, true)] {
+        c.etcd_leadership(i, leads);
+        let cut = etcd_host(i);
+        let role = if leads { "etcd's leader" } else { "a follower" };
+        ck.mark(&format!(
+            "etcd member m{i} ({role}, host {cut}) cut off from the other two for {:?}",
+            TTL * 3
+        ));
+        for other in (0..3).filter(|k| *k != i) {
+            c.net.cut(&cut, &etcd_host(other), Way::Both);
+        }
+        let cut_at = Instant::now();
+        roles.watch(&c, &ck, &leader, TTL * 3);
+        let healed_at = Instant::now();
+        ck.mark(&format!("etcd member m{i} back with its peers"));
+        c.net.heal_all();
+        gaps.push((role, longest_gap(&ck.acks(), cut_at, healed_at)));
+        roles.watch(&c, &ck, &leader, TTL);
+    }
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !roles.odd.is_empty() {
+        unmet.push(format!("roles changed: {:?}", roles.odd));
+    }
+    for (role, gap) in gaps {
+        eprintln!("{role} cut off: longest gap {} ms", gap.as_millis());
+        if gap >= TTL / 2 {
+            unmet.push(format!(
+                "{role} cut off: no write acknowledged for {} ms",
+                gap.as_millis()
+            ));
+        }
+    }
+    assert_kept_leading(&c, &report, &leader, unmet, "an etcd member cut off");
+    assert_history_recorded_once(&c);
 }
 
 /// Whether the etcd the tests run is one whose leader, stalled past its leases' ttl, revokes

@@ -34,8 +34,17 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
         up.port
     );
     let source = ctx.source(&up, &spec.superuser);
+    let room_before = room(inst).await;
     if let Err(e) = rewind(inst, &source, REWIND_TIMEOUT).await {
-        return Err(full_or(inst, e.into()).await);
+        let room_after = room(inst).await;
+        return Err(match full_at_some_point(room_before, room_after) {
+            Some(available) => JobError::FullForRewind {
+                dir: inst.member_dir.clone(),
+                available,
+                failure: e.to_string(),
+            },
+            None => e.into(),
+        });
     }
     // pg_rewind copied the source's configuration files: put this member's back (with its
     // standby.signal); only then is the directory whole again.
@@ -48,24 +57,26 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
 /// Below this much room (a WAL segment) a rewind's failure is put down to a full file system.
 const ROOM_FOR_A_REWIND: u64 = 16 << 20;
 
-/// `failure` of a rewind, unless the member's file system is full: then a full disk, which is
-/// no divergence (crash recovery cannot even write its lock file), so that the data stays in
-/// place instead of being moved aside for a re-clone once room is made.
-async fn full_or(inst: &pgha_pg::Instance, failure: JobError) -> JobError {
+/// The room left on the member's file system, if it can be measured.
+async fn room(inst: &pgha_pg::Instance) -> Option<u64> {
     let dir = inst.member_dir.clone();
-    let measured = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || pgha_pg::room::available_bytes(&dir)
-    })
-    .await;
-    match measured {
-        Ok(Ok(available)) if available < ROOM_FOR_A_REWIND => JobError::FullForRewind {
-            dir,
-            available,
-            failure: failure.to_string(),
-        },
-        _ => failure,
-    }
+    tokio::task::spawn_blocking(move || pgha_pg::room::available_bytes(&dir))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// The room that makes a rewind's failure a full disk's, not a divergence's: the member's
+/// file system was full when the rewind began or when it failed (crash recovery cannot even
+/// write its lock file). Measured on both sides, since room may be made while it runs (seen
+/// in the whole suite: freed between the failure and a single measure after it, and the
+/// intact data moved aside for a re-clone).
+fn full_at_some_point(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    [before, after]
+        .into_iter()
+        .flatten()
+        .filter(|available| *available < ROOM_FOR_A_REWIND)
+        .min()
 }
 
 /// A CHECKPOINT on the rewind source. Right after a promotion the source's control file still
@@ -107,4 +118,20 @@ pub(super) fn checkpoint_after_promotion(spec: std::sync::Arc<NodeSpec>) {
             ),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{full_at_some_point, ROOM_FOR_A_REWIND};
+
+    #[test]
+    fn a_disk_full_when_the_rewind_began_or_failed_counts_as_full() {
+        let (full, room) = (Some(0), Some(ROOM_FOR_A_REWIND * 4));
+        assert_eq!(full_at_some_point(full, full), Some(0));
+        // room made while it ran (the whole suite's race): still a full disk's failure
+        assert_eq!(full_at_some_point(full, room), Some(0));
+        assert_eq!(full_at_some_point(room, full), Some(0));
+        assert_eq!(full_at_some_point(room, room), None);
+        assert_eq!(full_at_some_point(None, None), None);
+    }
 }

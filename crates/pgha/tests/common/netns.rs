@@ -1159,17 +1159,35 @@ pub struct Opts {
     /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
     /// directly.
     pub etcd_latency: bool,
-    /// How many etcd members run on etcd's host (ports 2379/2380, 2381/2382, ...); every
-    /// config lists all of them, the first one first. One by default.
+    /// How many etcd members run, each on a host of its own (`etcd`, `etcd1`, `etcd2`, ...:
+    /// [`etcd_host`]; ports 2379/2380, 2381/2382, ...), so that a link between two of them
+    /// can be cut; every config lists all of them, the first one first. One by default.
     pub etcd_members: usize,
     /// etcd's space quota (`--quota-backend-bytes`): past it etcd raises its NOSPACE alarm
     /// and refuses every write ([`Cluster::fill_etcd`]). etcd's default (2 GiB) otherwise.
     pub etcd_quota_bytes: Option<u64>,
 }
 
-/// The client ports of `members` etcd members on etcd's host: 2379, 2381, ...
+/// The test host etcd member `i` runs on: `etcd` for the first, `etcd1`, `etcd2`, ...
+pub fn etcd_host(i: usize) -> String {
+    match i {
+        0 => "etcd".to_string(),
+        i => format!("etcd{i}"),
+    }
+}
+
+/// The client ports of `members` etcd members: 2379, 2381, ...
 fn etcd_client_ports(members: usize) -> Vec<u16> {
     (0..members).map(|i| ETCD_PORT + 2 * i as u16).collect()
+}
+
+/// The client addresses (`ip:port`) of `members` etcd members, each on its own host.
+fn etcd_addrs(net: &Net, members: usize) -> Vec<String> {
+    etcd_client_ports(members)
+        .into_iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}:{port}", net.host(&etcd_host(i)).ip))
+        .collect()
 }
 
 /// ttl, safety margin and loop wait of the test clusters.
@@ -1228,7 +1246,7 @@ impl Cluster {
     /// the others stream and the bootstrap is recorded.
     pub fn start(opts: &Opts) -> Cluster {
         let serial = serial();
-        let mut names = vec!["etcd".to_string()];
+        let mut names: Vec<String> = (0..opts.etcd_members).map(etcd_host).collect();
         names.extend((1..=opts.members).map(|i| format!("n{i}")));
         names.push("client".into());
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -1239,7 +1257,7 @@ impl Cluster {
         let etcd_ip = net.host("etcd").ip.clone();
         let client_ip = net.host("client").ip.clone();
         let subnet = format!("10.201.{}.0/24", net.subnet);
-        let config_text = |name: &str, host: &str, etcd_ports: &[u16]| {
+        let config_text = |name: &str, host: &str, etcd: &[String]| {
             let mut params = vec![
                 ("fsync".to_string(), "\"off\"".to_string()),
                 ("shared_buffers".into(), "\"16MB\"".into()),
@@ -1269,9 +1287,9 @@ impl Cluster {
                  [postgresql.parameters]\n{params}\
                  [proxy]\nrw_listen = \"{client_ip}:{PROXY_RW_PORT}\"\nro_listen = \"{client_ip}:{PROXY_RO_PORT}\"\n\
                  [dynamic]\n{dynamic}",
-                endpoints = etcd_ports
+                endpoints = etcd
                     .iter()
-                    .map(|port| format!("\"http://{etcd_ip}:{port}\""))
+                    .map(|addr| format!("\"http://{addr}\""))
                     .collect::<Vec<_>>()
                     .join(", "),
                 dir = if name == "client" {
@@ -1302,12 +1320,12 @@ impl Cluster {
             }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
-            let etcd_ports = if opts.etcd_latency {
-                vec![ETCD_DELAYED_PORT]
+            let etcd = if opts.etcd_latency {
+                vec![format!("{etcd_ip}:{ETCD_DELAYED_PORT}")]
             } else {
-                etcd_client_ports(opts.etcd_members)
+                etcd_addrs(&net, opts.etcd_members)
             };
-            std::fs::write(&config, config_text(&name, &host.ip, &etcd_ports)).unwrap();
+            std::fs::write(&config, config_text(&name, &host.ip, &etcd)).unwrap();
             let wall_clock = opts.fake_wall_clock.then(|| {
                 let file = root.join(format!("{name}.faketime"));
                 write_clock_offset(&file, 0);
@@ -1325,12 +1343,8 @@ impl Cluster {
             });
         }
         let client_config = root.join("client.toml");
-        let etcd_ports = etcd_client_ports(opts.etcd_members);
-        std::fs::write(
-            &client_config,
-            config_text("client", &client_ip, &etcd_ports),
-        )
-        .unwrap();
+        let etcd = etcd_addrs(&net, opts.etcd_members);
+        std::fs::write(&client_config, config_text("client", &client_ip, &etcd)).unwrap();
         // checked on this machine before any agent runs with it (see FakeWallClock::check)
         let fake_clock = opts
             .fake_wall_clock
@@ -1369,7 +1383,7 @@ impl Cluster {
     /// Starts `members` etcd members on etcd's host, one cluster, and waits until each is
     /// healthy (which needs a leader).
     fn start_etcd(&mut self, members: usize) {
-        let ip = self.net.host("etcd").ip.clone();
+        let ip = |i: usize| self.net.host(&etcd_host(i)).ip.clone();
         let name = |i: usize| {
             if members == 1 {
                 "pgha-faults".to_string()
@@ -1377,7 +1391,7 @@ impl Cluster {
                 format!("m{i}")
             }
         };
-        let peer = |i: usize| format!("{ip}:{}", ETCD_PORT + 1 + 2 * i as u16);
+        let peer = |i: usize| format!("{}:{}", ip(i), ETCD_PORT + 1 + 2 * i as u16);
         let initial_cluster = (0..members)
             .map(|i| format!("{}=http://{}", name(i), peer(i)))
             .collect::<Vec<_>>()
@@ -1387,7 +1401,7 @@ impl Cluster {
             let node = EtcdNode {
                 initial_cluster: initial_cluster.clone(),
                 token: format!("pgha-faults-{}", std::process::id()),
-                ..EtcdNode::single(&name(i), format!("{ip}:{port}"), peer(i))
+                ..EtcdNode::single(&name(i), format!("{}:{port}", ip(i)), peer(i))
             };
             let (data, log) = if members == 1 {
                 (
@@ -1399,7 +1413,7 @@ impl Cluster {
                 let log = self.root.join(format!("etcd-{member}.log"));
                 (self.root.join("etcd").join(member), log)
             };
-            let mut cmd = self.net.command("etcd", etcd_binary());
+            let mut cmd = self.net.command(&etcd_host(i), etcd_binary());
             cmd.args(node.args(&data));
             if let Some(quota) = self.etcd_quota_bytes {
                 cmd.arg(format!("--quota-backend-bytes={quota}"));
@@ -1436,9 +1450,9 @@ impl Cluster {
     /// etcd's leader hands its leadership over (`transfer-leadership`, through etcd's HTTP
     /// gateway) when it has to, and this waits until it has.
     pub fn etcd_leadership(&self, i: usize, leads: bool) {
-        let ip = &self.net.host("etcd").ip;
-        let ports = etcd_client_ports(self.etcd.len());
-        let addr = |k: usize| format!("{ip}:{}", ports[k]);
+        let addrs = etcd_addrs(&self.net, self.etcd.len());
+        let ports = &addrs;
+        let addr = |k: usize| addrs[k].clone();
         // (this member's id, the leader's id), as member k sees them
         let status = |k: usize| -> Option<(String, String)> {
             let (_, body) = http("POST", &addr(k), "/v3/maintenance/status", None, Some("{}"))?;
