@@ -1,7 +1,7 @@
 //! Failover candidate eligibility and ranking (I3): best received LSN, never lagging, never
 //! `nofailover`, inside the synchronous set when one is required, deterministic tie-break.
 
-use crate::config::{ClusterConfig, SyncMethod, SyncMode};
+use crate::config::{ClusterConfig, SyncMode};
 use crate::observe::MemberRecord;
 use crate::sync::SyncSet;
 use crate::types::{Lsn, MemberName, Timeline};
@@ -144,13 +144,15 @@ impl Rules<'_> {
         self.check(name, record).err().filter(|_| ahead)
     }
 
-    /// For quorum commit: how many set members must be compared before promoting so that one
-    /// of them holds every acknowledged commit (|acknowledging members| - count + 1).
+    /// How many set members must be compared before promoting so that one of them holds
+    /// every acknowledged commit (|acknowledging members| - count + 1). For quorum commit
+    /// (`ANY k`) any k of them acknowledged each commit; for priority (`FIRST k`) the first k
+    /// streaming ones did, and which ones those were moved as members came and went: either
+    /// way each commit is on k of them, no telling which.
     fn quorum_needed(&self) -> usize {
-        let quorum = self.config.synchronous_mode != SyncMode::Off
-            && self.sync.method == SyncMethod::Quorum
-            && !self.sync.members.is_empty();
-        if !quorum {
+        let synchronous =
+            self.config.synchronous_mode != SyncMode::Off && !self.sync.members.is_empty();
+        if !synchronous {
             return 0;
         }
         let acknowledging = self

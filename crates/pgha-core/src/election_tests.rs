@@ -1,6 +1,7 @@
 //! Unit tests of candidate judgement in quorum mode.
 
 use super::*;
+use crate::config::SyncMethod;
 
 fn mode_on() -> ClusterConfig {
     ClusterConfig {

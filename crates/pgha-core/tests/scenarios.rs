@@ -2777,3 +2777,58 @@ fn a_setting_pgha_owns_changed_by_alter_system_is_reset() {
     ));
     assert!(undo(&d).is_empty(), "{:?}", d.actions);
 }
+
+/// The leader n1 published the set [n2, n3] (`FIRST 1`: n2 acknowledged each commit, n3 was
+/// potential); n1 is gone, and so is n2's record (its member key expired: its host cut from
+/// the store, or down with n1). n2 may hold commits it acknowledged that n3 lacks, and nothing
+/// tells how far it got: n3 does not run (before: it took the lease at once, a loss of every
+/// commit acknowledged in the moments n3 lagged n2). Once n2's fresh record is back, the
+/// better of the two runs; an operator who would rather lose those commits names n3 by hand.
+#[test]
+fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
+    let b = standby(1, 4000, None);
+    let view = View::new()
+        .with("n3", record(&b, None))
+        .sync_set("n1", &["n2", "n3"]);
+    let mut n3 = member("n3");
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut now = 0;
+    while now <= 3 * ttl {
+        let d = n3.step(&obs(now, b.clone(), &view, vec![]));
+        assert!(!acquires(&d), "at {now} ms: {}", d.reason);
+        assert_eq!(
+            d.reason,
+            Reason::QuorumIncomplete {
+                confirmed: 1,
+                needed: 2
+            }
+        );
+        now += 2500;
+    }
+    // n2 back, behind n3: n3 runs; ahead: n2 does.
+    let back = view
+        .clone()
+        .with("n2", record(&standby(1, 3500, None), None));
+    assert!(acquires(&n3.step(&obs(now, b.clone(), &back, vec![]))));
+    let ahead = view
+        .clone()
+        .with("n2", record(&standby(1, 4500, None), None));
+    let d = member("n3").step(&obs(now, b.clone(), &ahead, vec![]));
+    assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+    // By hand: `pgha failover --to n3`.
+    let mut by_hand = view.clone();
+    by_hand.0.switchover = Some(PendingSwitchover {
+        request: SwitchoverRequest {
+            from: None,
+            to: Some(name("n3")),
+            kind: RequestKind::Failover {
+                force: false,
+                allow_data_loss: false,
+            },
+            at: None,
+        },
+        revision: 30,
+    });
+    let d = member("n3").step(&obs(now, b, &by_hand, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+}
