@@ -923,6 +923,48 @@ fn sync_standby_disk_stalled_then_leader_crash() {
     assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby's stalled disk");
 }
 
+/// Synchronous mode `on` (`FIRST 1` over both standbys), writers writing: the synchronous
+/// standby's link to etcd blackholed both ways (its PostgreSQL still streams from the leader
+/// and acknowledges commits), then at once the leader's host crashes. The other standby cannot
+/// know how far the cut-off one got, which acknowledged the last commits, and the cut-off one
+/// cannot reach etcd: nobody may be promoted while it stays cut off. Once healed, its fresh
+/// position is in, the better of the two takes over, and nothing acknowledged is lost.
+#[test]
+fn a_synchronous_standby_cut_from_etcd_as_the_leader_crashes_is_waited_for() {
+    let (mut c, leader) = start_sync();
+    let sync = wait_until("the synchronous standby", Duration::from_secs(30), || {
+        c.sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+    });
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "{sync} (synchronous standby) <-> etcd blackholed both ways; node crash of {leader}"
+    ));
+    c.net.cut(&sync, "etcd", Way::Both);
+    c.member_mut(&leader).crash();
+    let hold = TTL * 5;
+    let promoted = c.wait_new_primary(&leader, hold);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let new = await_failover(&c, &ck, &leader, PATIENCE);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if let Some((member, _)) = promoted {
+        unmet.push(format!(
+            "{member} was promoted while {sync}, which acknowledged the last commits, was cut \
+             off from etcd"
+        ));
+    }
+    eprintln!("{new} took over once {sync} was back");
+    assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby cut from etcd");
+    assert_history_recorded_once(&c);
+}
+
 /// The file system the standbys' member directories sit on fills up (`/` full of logs while
 /// the data volumes, mounted at the member directories, have room): their agents can no longer
 /// write the lease file, the deadline by which the supervisor fences a primary its agent no

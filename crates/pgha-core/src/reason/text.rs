@@ -195,7 +195,10 @@ impl fmt::Display for Reason {
             QuorumIncomplete { confirmed, needed } => {
                 write!(
                     f,
-                    "no leader; {confirmed} of {needed} synchronous members confirmed"
+                    "no leader; {confirmed} of {needed} synchronous members confirmed: each \
+                     commit is on some of the set, no telling which, so the others' positions \
+                     are waited for (`pgha failover --to NAME` promotes one by hand, losing \
+                     what it lacks)"
                 )
             }
             NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
