@@ -2088,6 +2088,8 @@ pub struct Ack {
     /// When the member's PostgreSQL ran the INSERT (`clock_timestamp()`, µs since the epoch:
     /// every test host shares this machine's kernel, hence its wall clock).
     pub executed_us: Option<i64>,
+    /// The timeline the member wrote it on (each promotion begins a new one).
+    pub timeline: Option<u32>,
 }
 
 /// How far a server's `clock_timestamp()` may fall outside the window in which the checker sent
@@ -2096,6 +2098,16 @@ pub struct Ack {
 pub const SERVER_CLOCK_TOLERANCE_US: i64 = 1_000_000;
 
 impl Ack {
+    /// Who took the write, as the judgement of writers tells them apart: the member and its
+    /// timeline, so that a member that takes writes again after another did (a promotion of
+    /// its own, on a newer timeline) is a newer writer, not the old one writing on.
+    pub fn term(&self) -> String {
+        match self.timeline {
+            Some(tl) => format!("{} (timeline {tl})", self.member),
+            None => self.member.clone(),
+        }
+    }
+
     /// How far the server's `clock_timestamp()` fell outside [sent, acked] (µs, negative:
     /// before it), when by more than [`SERVER_CLOCK_TOLERANCE_US`].
     pub fn server_clock_off_us(&self) -> Option<i64> {
@@ -2535,6 +2547,9 @@ pub fn judge_writers(
     //      sending and answering was stepped: then the answer counts as the execution
     //      (Ack::executed_trusted_us), which can only add second writers.
     // Neither needs the write to be lost: X committing anything after Y did is the fault.
+    // Writers are told apart by term (member and timeline, `Ack::term`): a member promoted
+    // again after another took writes (n1, n2, then n1 on a newer timeline) is a newer writer
+    // than both; its old term writing after the other's first write is still the fault.
     // Not a second writer on its own: X answering after t_Y a write sent and executed
     // before t_Y (a backend frozen between its commit and its answer, or a commit waiting
     // for its synchronous standby's confirmation that arrives late). X may have committed
@@ -2542,19 +2557,18 @@ pub fn judge_writers(
     // primary" means here). Those are reported as late acknowledgements with how many the
     // final primary holds; every one it lacks is in `lost`, like any acknowledged write
     // missing there (a write executed before t_Y but committed after it is one of those:
-    // the final primary cannot hold it). Members that take writes again after a later one
-    // (a switchover back) are not told apart: none of the scenarios does that while the
-    // checker runs.
+    // the final primary cannot hold it).
+    let terms: Vec<String> = acks.iter().map(Ack::term).collect();
     let first_us: BTreeMap<&str, i64> = {
         let mut m = BTreeMap::new();
-        for a in acks {
-            m.entry(a.member.as_str()).or_insert(a.acked_us);
+        for (a, term) in acks.iter().zip(&terms) {
+            m.entry(term.as_str()).or_insert(a.acked_us);
         }
         m
     };
     let mut first: BTreeMap<&str, Instant> = BTreeMap::new();
-    for a in acks {
-        first.entry(&a.member).or_insert(a.acked);
+    for (a, term) in acks.iter().zip(&terms) {
+        first.entry(term.as_str()).or_insert(a.acked);
     }
     let mut order: Vec<(&str, Instant)> = first.iter().map(|(m, t)| (*m, *t)).collect();
     order.sort_by_key(|(_, t)| *t);
@@ -2566,7 +2580,9 @@ pub fn judge_writers(
             let executed_after = |a: &Ack| a.executed_trusted_us().is_some_and(|e| e > newer_us);
             let second: Vec<&Ack> = acks
                 .iter()
-                .filter(|a| a.member == *older && (sent_after(a) || executed_after(a)))
+                .zip(&terms)
+                .filter(|(a, term)| term == older && (sent_after(a) || executed_after(a)))
+                .map(|(a, _)| a)
                 .collect();
             if let Some(l) = second.last() {
                 let mut writers = BTreeMap::new();
@@ -2585,12 +2601,11 @@ pub fn judge_writers(
             }
             let late: Vec<&Ack> = acks
                 .iter()
-                .filter(|a| {
-                    a.member == *older
-                        && a.acked > *newer_first
-                        && !sent_after(a)
-                        && !executed_after(a)
+                .zip(&terms)
+                .filter(|(a, term)| {
+                    term == older && a.acked > *newer_first && !sent_after(a) && !executed_after(a)
                 })
+                .map(|(a, _)| a)
                 .collect();
             if let Some(l) = late.last() {
                 late_acks.push(LateAcks {
@@ -2639,7 +2654,8 @@ async fn write_loop(
         let id = ids.fetch_add(1, Ordering::SeqCst);
         let sql = format!(
             "INSERT INTO pgha_checker(id, writer) VALUES ({id}, '{writer}') \
-             RETURNING member, (extract(epoch FROM at) * 1000000)::bigint"
+             RETURNING member, (extract(epoch FROM at) * 1000000)::bigint, \
+             pg_walfile_name(pg_current_wal_insert_lsn())"
         );
         let (sent, sent_us) = (Instant::now(), wall_us());
         let result = tokio::time::timeout(timeout, c.simple_query(&sql)).await;
@@ -2658,6 +2674,11 @@ async fn write_loop(
                     sent_us,
                     acked_us,
                     executed_us: r.get(1).cloned().flatten().and_then(|v| v.parse().ok()),
+                    timeline: r
+                        .get(2)
+                        .cloned()
+                        .flatten()
+                        .and_then(|f| u32::from_str_radix(f.get(..8)?, 16).ok()),
                 })
             }),
             _ => None,
