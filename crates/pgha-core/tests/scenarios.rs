@@ -137,6 +137,22 @@ impl View {
         });
         self
     }
+    /// `pgha failover --to NAME` pending (revision 30).
+    fn failover_to(mut self, to: &str) -> Self {
+        self.0.switchover = Some(PendingSwitchover {
+            request: SwitchoverRequest {
+                from: None,
+                to: Some(name(to)),
+                kind: RequestKind::Failover {
+                    force: false,
+                    allow_data_loss: false,
+                },
+                at: None,
+            },
+            revision: 30,
+        });
+        self
+    }
     fn switchover(mut self, from: &str, to: Option<&str>, revision: u64) -> Self {
         self.0.switchover = Some(PendingSwitchover {
             request: SwitchoverRequest {
@@ -823,19 +839,7 @@ fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
     );
     // An operator who would rather lose those commits than wait names n3 by hand (the
     // reason says how): `pgha failover --to n3`.
-    let mut by_hand = view.clone();
-    by_hand.0.switchover = Some(PendingSwitchover {
-        request: SwitchoverRequest {
-            from: None,
-            to: Some(name("n3")),
-            kind: RequestKind::Failover {
-                force: false,
-                allow_data_loss: false,
-            },
-            at: None,
-        },
-        revision: 30,
-    });
+    let by_hand = view.clone().failover_to("n3");
     assert!(d3.reason.to_string().contains("`pgha failover --to`"));
     let d3 = member("n3").step(&obs(0, b.clone(), &by_hand, vec![]));
     assert!(acquires(&d3), "{}", d3.reason);
@@ -2816,19 +2820,7 @@ fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
     let d = member("n3").step(&obs(now, b.clone(), &ahead, vec![]));
     assert_eq!(d.reason, Reason::Behind { best: name("n2") });
     // By hand: `pgha failover --to n3`.
-    let mut by_hand = view.clone();
-    by_hand.0.switchover = Some(PendingSwitchover {
-        request: SwitchoverRequest {
-            from: None,
-            to: Some(name("n3")),
-            kind: RequestKind::Failover {
-                force: false,
-                allow_data_loss: false,
-            },
-            at: None,
-        },
-        revision: 30,
-    });
+    let by_hand = view.clone().failover_to("n3");
     let d = member("n3").step(&obs(now, b, &by_hand, vec![]));
     assert!(acquires(&d), "{}", d.reason);
 }

@@ -544,24 +544,31 @@ fn etcd_member_stalled() {
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
-    let mut unmet = Vec::new();
-    if !roles.odd.is_empty() {
-        unmet.push(format!("roles changed: {:?}", roles.odd));
-    }
-    for (role, gap) in gaps {
-        eprintln!("{role} stalled: longest gap {} ms", gap.as_millis());
-        if gap >= TTL / 2 {
-            unmet.push(format!(
-                "{role} stalled: no write acknowledged for {} ms",
-                gap.as_millis()
-            ));
-        }
-    }
+    let unmet = nothing_changed(&roles, &gaps, "stalled");
     if revoked.is_empty() {
         assert_kept_leading(&c, &report, &leader, unmet, "a stalled etcd member");
     } else {
         assert_all_met_and_streaming(&c, &report, &unmet, "a stalled etcd member");
     }
+}
+
+/// What an etcd member's fault changed that it must not: roles, and writes waiting T/2 or
+/// more while the fault lasted (`gaps`: the member's role in etcd, the longest gap).
+fn nothing_changed(roles: &RoleWatch, gaps: &[(&str, Duration)], fault: &str) -> Vec<String> {
+    let mut unmet = Vec::new();
+    if !roles.odd.is_empty() {
+        unmet.push(format!("roles changed: {:?}", roles.odd));
+    }
+    for (role, gap) in gaps {
+        eprintln!("{role} {fault}: longest gap {} ms", gap.as_millis());
+        if *gap >= TTL / 2 {
+            unmet.push(format!(
+                "{role} {fault}: no write acknowledged for {} ms",
+                gap.as_millis()
+            ));
+        }
+    }
+    unmet
 }
 
 /// Three etcd members, each on a host of its own; one of them cut off from the other two
@@ -602,19 +609,7 @@ fn etcd_member_cut_from_its_peers() {
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
-    let mut unmet = Vec::new();
-    if !roles.odd.is_empty() {
-        unmet.push(format!("roles changed: {:?}", roles.odd));
-    }
-    for (role, gap) in gaps {
-        eprintln!("{role} cut off: longest gap {} ms", gap.as_millis());
-        if gap >= TTL / 2 {
-            unmet.push(format!(
-                "{role} cut off: no write acknowledged for {} ms",
-                gap.as_millis()
-            ));
-        }
-    }
+    let unmet = nothing_changed(&roles, &gaps, "cut off");
     assert_kept_leading(&c, &report, &leader, unmet, "an etcd member cut off");
     assert_history_recorded_once(&c);
 }
