@@ -582,6 +582,13 @@ fn synchronous_mode_promotes_only_inside_the_published_set() {
 /// The winner's failover as its history records it, the last leader n1 shown in the
 /// leaderless view as `n1_record` says (absent: gone altogether).
 fn failover_event(n1_record: Option<MemberRecord>) -> HistoryEvent {
+    let (_, _, d) = n2_took_over_from_n1(n1_record);
+    recorded(&d).expect("history event")
+}
+
+/// n2, streaming from n1, takes over once n1 is gone (shown as `n1_record`, or not at all):
+/// n2, its view as leader, and the decision after its promotion.
+fn n2_took_over_from_n1(n1_record: Option<MemberRecord>) -> (Member, View, Decision) {
     let mut n2 = member("n2");
     let before = View::led_by("n1", 3, &primary(1, 5000));
     n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
@@ -595,13 +602,15 @@ fn failover_event(n1_record: Option<MemberRecord>) -> HistoryEvent {
     n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
     let promoted = job_done(JobKind::Promote);
     let d = n2.step(&obs(900, primary(2, 5100), &mine, vec![promoted]));
-    d.actions
-        .iter()
-        .find_map(|a| match a {
-            Action::RecordHistory(e) => Some(e.clone()),
-            _ => None,
-        })
-        .expect("history event")
+    (n2, mine, d)
+}
+
+/// The history event `decision` records, if any.
+fn recorded(decision: &Decision) -> Option<HistoryEvent> {
+    decision.actions.iter().find_map(|a| match a {
+        Action::RecordHistory(e) => Some(e.clone()),
+        _ => None,
+    })
 }
 
 /// Issue 14: the history says why in words a DBA reads, from what the store shows of the
@@ -647,11 +656,7 @@ fn the_winner_promotes_then_records_the_failover() {
         &mine,
         vec![job_done(JobKind::Promote)],
     ));
-    let event = d.actions.iter().find_map(|a| match a {
-        Action::RecordHistory(e) => Some(e.clone()),
-        _ => None,
-    });
-    let event = event.expect("history event");
+    let event = recorded(&d).expect("history event");
     assert_eq!(event.kind, EventKind::Failover);
     assert_eq!(event.from, Some(name("n1")));
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
@@ -663,16 +668,7 @@ fn the_winner_promotes_then_records_the_failover() {
 /// n2: the entry says so, and why.
 #[test]
 fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
-    let mut n2 = member("n2");
-    let before = View::led_by("n1", 3, &primary(1, 5000));
-    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
-    let local = standby(1, 5000, None);
-    let gone = leaderless(&local, &standby(1, 10, None), None);
-    n2.step(&obs(100, local.clone(), &gone, vec![]));
-    let mine = gone.leader("n2", 11).with("n2", record(&local, Some("n2")));
-    n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
-    let promoted = job_done(JobKind::Promote);
-    n2.step(&obs(900, primary(2, 5100), &mine, vec![promoted]));
+    let (mut n2, mine, _) = n2_took_over_from_n1(None);
     n2.step(&obs(1000, primary(2, 5200), &mine, vec![]));
     let d = n2.step(&store_down(9000, primary(2, 5300)));
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
@@ -702,14 +698,7 @@ fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
         &mine,
         vec![job_done(JobKind::Promote)],
     ));
-    let event = d
-        .actions
-        .iter()
-        .find_map(|a| match a {
-            Action::RecordHistory(e) => Some(e.clone()),
-            _ => None,
-        })
-        .expect("history event");
+    let event = recorded(&d).expect("history event");
     assert_eq!(event.from, Some(name("n2")), "{event}");
     assert!(event.reason.contains("n2 led last"), "{}", event.reason);
 }
@@ -2679,11 +2668,7 @@ fn a_new_cluster_given_the_key_says_so_and_records_where_its_wal_begins() {
         &seeded,
         vec![bootstrapped],
     ));
-    let recorded = d.actions.iter().find_map(|a| match a {
-        Action::RecordHistory(e) => Some(e.clone()),
-        _ => None,
-    });
-    let event = recorded.unwrap_or_else(|| panic!("no history entry: {:?}", d.actions));
+    let event = recorded(&d).unwrap_or_else(|| panic!("no history entry: {:?}", d.actions));
     assert_eq!(event.kind, EventKind::Bootstrap);
     assert_eq!(
         event.lsn,
