@@ -7,15 +7,46 @@ scripts/install-deps.sh test
 
 # End-to-end tests start several PostgreSQL instances each: two at a time is enough for 2 cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+
+# With arguments: one `cargo test` with them (e.g. `./test.sh -p pgha-core`).
+if [ "$#" -gt 0 ]; then
+  exec cargo test --workspace --locked "$@"
+fi
+
 # Lints first: among them the decision core's purity (crates/pgha-core/clippy.toml: no clock,
 # no I/O, no randomness, no hash-ordered collections in pgha-core).
-if [ "$#" -eq 0 ]; then
-  cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked --no-run
+
+# Two lanes at once. The fault tests (crates/pgha/tests/faults.rs: one cluster at a time on
+# network namespaces of their own, mostly waiting out timers) run beside every other test, which
+# cargo runs one binary after the other; each lane stops at its first failing binary, and the
+# run fails if either lane does. The fault lane's output follows the other's.
+faults_log="$(mktemp -t pgha-faults-lane.XXXXXX)"
+cargo test --locked -p pgha --test faults >"$faults_log" 2>&1 &
+faults_pid=$!
+# an interrupted run takes the fault lane with it
+trap 'kill "$faults_pid" 2>/dev/null || true' EXIT
+others=(--bins)
+for file in crates/pgha/tests/*.rs; do
+  name="$(basename "$file" .rs)"
+  [ "$name" = faults ] || others+=(--test "$name")
+done
+others_rc=0
+cargo test --workspace --locked --exclude pgha && cargo test --locked -p pgha "${others[@]}" ||
+  others_rc=$?
+faults_rc=0
+wait "$faults_pid" || faults_rc=$?
+echo "---- the fault lane (cargo test -p pgha --test faults), rc=$faults_rc ----"
+cat "$faults_log"
+rm -f "$faults_log"
+trap - EXIT
+if [ "$others_rc" -ne 0 ] || [ "$faults_rc" -ne 0 ]; then
+  echo "test.sh: failed (other tests rc=$others_rc, fault tests rc=$faults_rc)" >&2
+  exit 1
 fi
-cargo test --workspace --locked "$@"
+
 # The Debian package of the debug build the tests just used (no release build): built,
 # installed (as root: on this machine, then removed; else into a scratch root), its systemd
 # units checked with systemd-analyze verify (packaging/check-deb.sh).
-if [ "$#" -eq 0 ]; then
-  DEB_COMPRESSION=gzip packaging/check-deb.sh --bin "${CARGO_TARGET_DIR:-target}/debug/pgha"
-fi
+DEB_COMPRESSION=gzip packaging/check-deb.sh --bin "${CARGO_TARGET_DIR:-target}/debug/pgha"
