@@ -21,26 +21,33 @@ cargo test --workspace --locked --no-run
 # Two lanes at once. The fault tests (crates/pgha/tests/faults.rs: one cluster at a time on
 # network namespaces of their own, mostly waiting out timers) run beside every other test, which
 # cargo runs one binary after the other; each lane stops at its first failing binary, and the
-# run fails if either lane does. The fault lane's output follows the other's.
+# run fails if either lane does. The fault lane's output follows the other's. Both select the
+# whole workspace, as the build above did: selecting fewer packages would change the features
+# cargo unifies, and build everything again.
 faults_log="$(mktemp -t pgha-faults-lane.XXXXXX)"
-cargo test --locked -p pgha --test faults >"$faults_log" 2>&1 &
+cargo test --workspace --locked --test faults >"$faults_log" 2>&1 &
 faults_pid=$!
-# an interrupted run takes the fault lane with it
-trap 'kill "$faults_pid" 2>/dev/null || true' EXIT
-others=(--bins)
-for file in crates/pgha/tests/*.rs; do
+kill_tree() {
+  local child
+  for child in $(pgrep -P "$1"); do kill_tree "$child"; done
+  kill "$1" 2>/dev/null || true
+}
+# an interrupted run takes the fault lane with it, test clusters included
+trap 'kill_tree "$faults_pid"' EXIT
+others=(--lib --bins)
+for file in crates/*/tests/*.rs; do
   name="$(basename "$file" .rs)"
   [ "$name" = faults ] || others+=(--test "$name")
 done
 others_rc=0
-cargo test --workspace --locked --exclude pgha && cargo test --locked -p pgha "${others[@]}" ||
+cargo test --workspace --locked "${others[@]}" && cargo test --workspace --locked --doc ||
   others_rc=$?
 faults_rc=0
 wait "$faults_pid" || faults_rc=$?
-echo "---- the fault lane (cargo test -p pgha --test faults), rc=$faults_rc ----"
+trap - EXIT
+echo "---- the fault lane (cargo test --workspace --test faults), rc=$faults_rc ----"
 cat "$faults_log"
 rm -f "$faults_log"
-trap - EXIT
 if [ "$others_rc" -ne 0 ] || [ "$faults_rc" -ne 0 ]; then
   echo "test.sh: failed (other tests rc=$others_rc, fault tests rc=$faults_rc)" >&2
   exit 1
