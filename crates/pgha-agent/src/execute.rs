@@ -284,7 +284,8 @@ impl Agent {
         tracing::info!("{}: starting {what}", self.spec.name);
     }
 
-    /// This member's published record marked as not writable (None when it was not writable).
+    /// This member's published record marked as not writable (None when it was not writable),
+    /// with why it stepped down when it did.
     pub(crate) fn not_writable_record(&self) -> Option<(String, String)> {
         let record = self.view.as_ref()?.members.get(&self.spec.name)?;
         if record.in_recovery || !record.running {
@@ -292,6 +293,7 @@ impl Agent {
         }
         let record = pgha_core::MemberRecord {
             in_recovery: true,
+            stepped_down: self.member.stepped_down(),
             ..record.clone()
         };
         Some((

@@ -104,7 +104,8 @@ impl Member {
         match election::judge(&rules, self.name(), &mine, &members, give_up) {
             Verdict::Best => {
                 let from = self.last_leader.clone();
-                let cause = vacancy_cause(view, self.name(), from.as_ref());
+                let term = self.newest_term_in(view);
+                let cause = vacancy_cause(view, self.name(), from.as_ref(), term);
                 self.acquire(
                     EventKind::Failover,
                     from,
@@ -215,7 +216,7 @@ impl Member {
                 let lsn = obs.local.lsn;
                 let cause = format!(
                     "manual failover to it requested (`pgha failover --to {me}`); {}",
-                    vacancy_cause(view, &me, from.as_ref())
+                    vacancy_cause(view, &me, from.as_ref(), self.newest_term_in(view))
                 );
                 Some(self.acquire_for(
                     EventKind::ManualFailover,
@@ -341,11 +342,13 @@ impl Member {
 }
 
 /// Why the cluster has no leader, as the store shows the last one (for the history, in words
-/// a DBA reads): gone altogether, down, stepped down, or silent.
+/// a DBA reads): gone altogether, down, stepped down (and why, when it said so for `term`, the
+/// newest term known), or silent.
 pub(crate) fn vacancy_cause(
     view: &ClusterView,
     me: &MemberName,
     last: Option<&MemberName>,
+    term: Option<u64>,
 ) -> String {
     let Some(last) = last else {
         return "no leader, and this member had seen none".to_string();
@@ -365,7 +368,10 @@ pub(crate) fn vacancy_cause(
             "the lease of {last} ended with its PostgreSQL down (it crashed, or was stopped, \
              and did not come back within primary_start_timeout_ms)"
         ),
-        Some(r) if r.in_recovery => format!("{last} stepped down: it runs read-only"),
+        Some(r) if r.in_recovery => match r.stepped_down.filter(|s| Some(s.term) == term) {
+            Some(stepped) => format!("{last} stepped down: {}", stepped.cause),
+            None => format!("{last} stepped down: it runs read-only"),
+        },
         Some(_) => format!(
             "the lease of {last} expired while it still said it was writable (its agent or its \
              link to the store went silent; it fences itself)"

@@ -55,6 +55,7 @@ pub mod reason;
 pub mod rejoin;
 pub mod restart;
 pub mod routing;
+pub mod step_down;
 pub mod switchover;
 pub mod sync;
 pub mod types;
@@ -69,6 +70,7 @@ pub use observe::{
     MemberRecord, Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,
 };
 pub use reason::Reason;
+pub use step_down::{StepDown, SteppedDown};
 pub use switchover::{RequestKind, SwitchoverRequest};
 pub use sync::{SyncApplied, SyncSet};
 pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline, Ttl};

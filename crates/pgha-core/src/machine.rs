@@ -81,6 +81,8 @@ pub struct Member {
     pub(crate) job_makes_writable: bool,
     pub(crate) leaderless_since: Option<Millis>,
     pub(crate) last_leader: Option<MemberName>,
+    /// Why this member last stopped leading (published; cleared when it leads again).
+    pub(crate) stepped_down: Option<crate::SteppedDown>,
     pub(crate) last_primary_lsn: Option<Lsn>,
     /// The position this leader last wrote into the `position` key, and when.
     pub(crate) position_published: Option<(Lsn, Millis)>,
@@ -152,6 +154,7 @@ impl Member {
             job_makes_writable: false,
             leaderless_since: None,
             last_leader: None,
+            stepped_down: None,
             last_primary_lsn: None,
             position_published: None,
             expiry_cap: None,
@@ -211,6 +214,11 @@ impl Member {
         self.cluster_seen
     }
 
+    /// Why this member last stopped leading, until it leads again.
+    pub fn stepped_down(&self) -> Option<crate::SteppedDown> {
+        self.stepped_down
+    }
+
     /// The long-running job the member believes is in flight.
     pub fn running_job(&self) -> Option<JobKind> {
         self.job.map(|(kind, _)| kind)
@@ -256,11 +264,16 @@ impl Member {
             self.config = view.config.clone();
         }
         self.absorb(&obs.outcomes, now);
+        let held_term = self.lease.map(|l| l.revision);
         self.veto_lapses(now, &obs.cluster, &mut plan);
         let reason = match &obs.cluster {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
             StoreView::Up(view) => self.store_up(obs, view, &mut plan),
         };
+        let cause = crate::StepDown::of(&reason, self.flush_stuck.is_some());
+        if let (Some(cause), Some(term)) = (cause, held_term.or(self.lapsed_term)) {
+            self.stepped_down = Some(crate::SteppedDown { term, cause });
+        }
         self.undo_alter_system(obs, &mut plan);
         if let Some(lease) = self.lease {
             plan.wake_by(lease.trusted_until);

@@ -158,6 +158,10 @@ pub struct MemberRecord {
     /// veto's hold ends ([`crate::ClusterConfig::veto_hold_ms`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promotion_vetoed: bool,
+    /// Why this member last stopped leading, until it leads again: the member that takes over
+    /// says so in the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stepped_down: Option<crate::SteppedDown>,
 }
 
 impl MemberRecord {

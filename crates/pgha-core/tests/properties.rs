@@ -87,6 +87,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
                 addresses: BTreeMap::new(),
                 synced_slots: 0,
                 promotion_vetoed: false,
+                stepped_down: None,
             },
         );
     }

@@ -65,6 +65,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         addresses: BTreeMap::new(),
         synced_slots: pg.synced_slots,
         promotion_vetoed: false,
+        stepped_down: None,
     }
 }
 
@@ -701,6 +702,60 @@ fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
     let event = recorded(&d).expect("history event");
     assert_eq!(event.from, Some(name("n2")), "{event}");
     assert!(event.reason.contains("n2 led last"), "{}", event.reason);
+}
+
+/// A leader whose renewals go unanswered steps down on its own clock; what the others see of it
+/// then is a standby, so the member taking over could only say "it runs read-only". The leader
+/// publishes why (its lease lapsed, in which term) until it leads again, and the history entry
+/// of the failover that ends that term says so.
+#[test]
+fn a_leader_that_stepped_down_says_why_and_the_failover_records_it() {
+    let (mut n2, mine, _) = n2_took_over_from_n1(None);
+    n2.step(&obs(1000, primary(2, 5200), &mine, vec![]));
+    let d = n2.step(&store_down(9000, primary(2, 5300)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+    let demoted = standby(2, 5300, None);
+    let vacant = leaderless(&demoted, &standby(2, 5300, None), None);
+    let d = n2.step(&obs(9500, demoted, &vacant, vec![job_done(JobKind::Demote)]));
+    let published = d.actions.iter().find_map(|a| match a {
+        Action::PublishMember(r) => Some(r.clone()),
+        _ => None,
+    });
+    let published = published.expect("the demoted leader publishes its record");
+    let stepped = SteppedDown {
+        term: 11,
+        cause: StepDown::LeaseLapsed,
+    };
+    assert_eq!(published.stepped_down, Some(stepped));
+    // That record, read by the member taking over from it (shown as n1's, behind n2, in n1's
+    // term 3, the newest n2 knows).
+    let old_leader = |stepped_down| MemberRecord {
+        timeline: Timeline(1),
+        lsn: Lsn(4000),
+        replay_lsn: Lsn(4000),
+        term_seen: Some(3),
+        stepped_down,
+        ..published.clone()
+    };
+    let event = failover_event(Some(old_leader(Some(SteppedDown { term: 3, ..stepped }))));
+    assert!(
+        event.reason.contains(
+            "n1 stepped down: its lease renewals went unanswered until it could no longer \
+             trust its lease"
+        ),
+        "{}",
+        event.reason
+    );
+    // A cause from another term than the one that ended, or none (an agent of an older
+    // version), is not quoted.
+    for stepped_down in [Some(stepped), None] {
+        let event = failover_event(Some(old_leader(stepped_down)));
+        assert!(
+            event.reason.contains("n1 stepped down: it runs read-only"),
+            "{}",
+            event.reason
+        );
+    }
 }
 
 /// n2, ahead of n3, wins the lease and its promotion ends with `failure`: n2, what it decides

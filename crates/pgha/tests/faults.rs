@@ -1830,7 +1830,8 @@ fn etcd_host_lossy() {
 
 /// Makes `host` lose 30 % of its packets each way for 8 ttl while the writers write, then
 /// judges the run: nothing acknowledged is lost, there is never a second writer, each change
-/// of leader is in the history with its reason and no entry is there twice (appends whose
+/// of leader is in the history with its reason (a lossy leader's says why it stepped down)
+/// and no entry is there twice (appends whose
 /// answers were lost are retried), no write waits longer than `gap_bound`, no data is moved
 /// aside for a re-clone, and once the link is clean again every member streams from the
 /// final primary.
@@ -1875,6 +1876,22 @@ fn lossy_run(mut c: Cluster, host: &str, leader: &str, gap_bound: Option<Duratio
         .collect();
     if !unexplained.is_empty() {
         unmet.push(format!("history entries without a reason: {unexplained:?}"));
+    }
+    // The leader on a lossy link knows why it stepped down and publishes it with its record:
+    // the failover from it says why, not only that it now runs read-only.
+    let vague: Vec<&serde_json::Value> = changes
+        .iter()
+        .filter(|e| host == leader && e["from"] == leader)
+        .filter(|e| {
+            e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("stepped down: it runs read-only"))
+        })
+        .collect();
+    if !vague.is_empty() {
+        unmet.push(format!(
+            "failovers from {leader} that do not say why it stepped down: {vague:?}"
+        ));
     }
     if gap_bound.is_some_and(|b| report.longest_gap_ms > b.as_millis() as i64) {
         unmet.push(format!(

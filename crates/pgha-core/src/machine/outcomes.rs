@@ -36,6 +36,10 @@ impl Member {
                         Some((_, cap)) => Some(cap),
                         None => None,
                     };
+                    if self.lease.map(|l| l.revision) != Some(*revision) {
+                        // A term of its own begins: why it stepped down before is history.
+                        self.stepped_down = None;
+                    }
                     let later = self
                         .lease
                         .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);

@@ -21,6 +21,7 @@ impl Member {
             addresses: self.settings.addresses.clone(),
             synced_slots: local.synced_slots,
             promotion_vetoed: self.vetoed_until.is_some(),
+            stepped_down: self.stepped_down,
         }
     }
 

@@ -24,6 +24,7 @@ fn record(priority: u32, nosync: bool) -> MemberRecord {
         addresses: BTreeMap::new(),
         synced_slots: 0,
         promotion_vetoed: false,
+        stepped_down: None,
     }
 }
 
