@@ -716,7 +716,12 @@ fn a_leader_that_stepped_down_says_why_and_the_failover_records_it() {
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
     let demoted = standby(2, 5300, None);
     let vacant = leaderless(&demoted, &standby(2, 5300, None), None);
-    let d = n2.step(&obs(9500, demoted, &vacant, vec![job_done(JobKind::Demote)]));
+    let d = n2.step(&obs(
+        9500,
+        demoted,
+        &vacant,
+        vec![job_done(JobKind::Demote)],
+    ));
     let published = d.actions.iter().find_map(|a| match a {
         Action::PublishMember(r) => Some(r.clone()),
         _ => None,
