@@ -3,7 +3,7 @@
 use super::convert::{header_revision, map_err};
 use super::EtcdStore;
 use crate::error::StoreError;
-use etcd_client::PutOptions;
+use etcd_client::{Client, PutOptions};
 use std::collections::HashMap;
 
 /// A lease as this process last granted or kept it alive, with the TTL etcd granted it
@@ -15,9 +15,10 @@ pub(super) struct KnownLease {
 }
 
 impl EtcdStore {
-    /// Restarts lease `id`; `Ok(false)` when etcd no longer knows it (expired or revoked).
-    pub(super) async fn keep_alive(&self, id: i64) -> Result<bool, StoreError> {
-        match self.client().lease_client().keep_alive(id).await {
+    /// Restarts lease `id` through `client`; `Ok(false)` when etcd no longer knows it (expired
+    /// or revoked).
+    pub(super) async fn keep_alive(&self, client: &Client, id: i64) -> Result<bool, StoreError> {
+        match client.clone().lease_client().keep_alive(id).await {
             Ok(_) => Ok(true),
             Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
                 Ok(false)
@@ -28,10 +29,14 @@ impl EtcdStore {
 
     /// Restarts lease `id` and returns the TTL (s) it was granted with; `Ok(None)` when etcd
     /// no longer knows it.
-    pub(super) async fn keep_alive_ttl(&self, id: i64) -> Result<Option<i64>, StoreError> {
+    pub(super) async fn keep_alive_ttl(
+        &self,
+        client: &Client,
+        id: i64,
+    ) -> Result<Option<i64>, StoreError> {
         // The first keep-alive (inside `keep_alive`) restarts the lease; the second one's
         // answer carries the granted TTL.
-        let (mut keeper, mut responses) = match self.client().lease_client().keep_alive(id).await {
+        let (mut keeper, mut responses) = match client.clone().lease_client().keep_alive(id).await {
             Ok(pair) => pair,
             Err(etcd_client::Error::LeaseKeepAliveError(msg)) if msg.contains("not found") => {
                 return Ok(None)
@@ -104,8 +109,9 @@ impl EtcdStore {
         for _ in 0..2 {
             let known = self.lock_leases().get(name).copied();
             if let Some(lease) = known.filter(|l| l.ttl == ttl) {
+                let client = self.client();
                 let put = self.put_on_lease(name, value, lease.id);
-                let (alive, put) = tokio::join!(self.keep_alive(lease.id), put);
+                let (alive, put) = tokio::join!(self.keep_alive(&client, lease.id), put);
                 match (alive?, put) {
                     (true, Ok(revision)) => return Ok(revision),
                     (true, Err(e)) if !is_lease_not_found(&e) => return Err(map_err(e)),

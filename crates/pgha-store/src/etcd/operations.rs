@@ -72,13 +72,25 @@ impl Store for EtcdStore {
             // In steady state the key's lease is known: it is kept alive in the same round
             // trip as the key is checked. Either happens after the caller's send time, which
             // is where the holder's trust starts.
+            //
+            // Both go to one member: a stalled etcd leader still answers keep-alives from its
+            // own lessor (before etcd 3.4.28 and 3.5.11), keeping nothing alive once the others
+            // have elected another leader, but it cannot answer the compare, a linearizable
+            // read. Were they split between two members, a compare answered elsewhere could
+            // vouch for such a keep-alive.
+            let client = self.client();
+            let txn_on = |txn| {
+                let mut kv = client.kv_client();
+                async move { kv.txn(txn).await.map_err(map_err) }
+            };
             let known = self.leader_lease(holder);
             let (resp, kept) = match known {
                 Some(lease) => {
-                    let (resp, alive) = tokio::join!(self.txn(txn), self.keep_alive(lease.id));
+                    let (resp, alive) =
+                        tokio::join!(txn_on(txn), self.keep_alive(&client, lease.id));
                     (resp?, alive.ok().filter(|alive| *alive).map(|_| lease))
                 }
-                None => (self.txn(txn).await?, None),
+                None => (txn_on(txn).await?, None),
             };
             let reads = gets(&resp);
             let current = reads.first().and_then(|kvs| kvs.first());
@@ -89,7 +101,7 @@ impl Store for EtcdStore {
             let granted = match kept {
                 Some(known) if known.id == lease => Some(known.ttl),
                 _ if lease == 0 => None,
-                _ => self.keep_alive_ttl(lease).await?,
+                _ => self.keep_alive_ttl(&client, lease).await?,
             };
             let Some(granted) = granted else {
                 return Err(StoreError::conflict("leader", "absent (lease expired)"));
