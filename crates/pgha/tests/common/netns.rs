@@ -1163,6 +1163,10 @@ pub struct Opts {
     /// [`etcd_host`]; ports 2379/2380, 2381/2382, ...), so that a link between two of them
     /// can be cut; every config lists all of them, the first one first. One by default.
     pub etcd_members: usize,
+    /// Each etcd member's data directory on a file system of its own (an ext4 image through a
+    /// loop device, as [`Opts::member_disks`]), so that a test can stall etcd's disk
+    /// ([`Cluster::freeze_etcd_disk`]).
+    pub etcd_disks: bool,
     /// etcd's space quota (`--quota-backend-bytes`): past it etcd raises its NOSPACE alarm
     /// and refuses every write ([`Cluster::fill_etcd`]). etcd's default (2 GiB) otherwise.
     pub etcd_quota_bytes: Option<u64>,
@@ -1208,6 +1212,7 @@ impl Default for Opts {
             host_disks: false,
             etcd_latency: false,
             etcd_members: 1,
+            etcd_disks: false,
             etcd_quota_bytes: None,
         }
     }
@@ -1235,6 +1240,9 @@ pub struct Cluster {
     etcd_link: Option<TcpLink>,
     /// [`Opts::etcd_quota_bytes`], for every start of etcd.
     etcd_quota_bytes: Option<u64>,
+    /// etcd member `i`'s own file system ([`Opts::etcd_disks`]); unmounted on drop, once etcd
+    /// has stopped.
+    etcd_disks: Vec<MemberDisk>,
     _tmp: tempfile::TempDir,
     // last: restored after the namespaces are gone
     thread_ns: Option<NetnsGuard>,
@@ -1362,10 +1370,17 @@ impl Cluster {
             host_disks,
             etcd_link: None,
             etcd_quota_bytes: opts.etcd_quota_bytes,
+            etcd_disks: Vec::new(),
             _tmp: tmp,
             thread_ns: Some(thread_ns),
             _serial: serial,
         };
+        if opts.etcd_disks {
+            for i in 0..opts.etcd_members {
+                let mount = c.root.join("etcd-disks").join(format!("m{i}"));
+                c.etcd_disks.push(MemberDisk::mount(&c.root, &mount));
+            }
+        }
         c.start_etcd(opts.etcd_members);
         if opts.etcd_latency {
             c.start_etcd_link();
@@ -1403,7 +1418,10 @@ impl Cluster {
                 token: format!("pgha-faults-{}", std::process::id()),
                 ..EtcdNode::single(&name(i), format!("{}:{port}", ip(i)), peer(i))
             };
-            let (data, log) = if members == 1 {
+            let (data, log) = if let Some(disk) = self.etcd_disks.get(i) {
+                let log = self.root.join(format!("etcd-{}.log", name(i)));
+                (disk.mount.join("data"), log)
+            } else if members == 1 {
                 (
                     self.root.join("etcd").join("data"),
                     self.root.join("etcd.log"),
@@ -1767,7 +1785,7 @@ impl Drop for Cluster {
                 a.stop(Signal::SIGTERM, Duration::from_secs(15));
             }
         }
-        for d in &mut self.disks {
+        for d in self.disks.iter_mut().chain(&mut self.etcd_disks) {
             d.thaw();
         }
         for m in &self.members {
@@ -1781,6 +1799,9 @@ impl Drop for Cluster {
         }
         for mut e in self.etcd.drain(..) {
             e.stop(Signal::SIGKILL, Duration::from_secs(5));
+        }
+        for d in self.etcd_disks.drain(..) {
+            d.unmount();
         }
         self.net.destroy();
         if let Some(fake) = &self.fake_clock {
@@ -1943,6 +1964,15 @@ impl Cluster {
 impl Cluster {
     /// Stalls `member`'s disk ([`Opts::member_disks`]): every write and fsync to its
     /// directory waits until [`Cluster::thaw_disk`].
+    /// Stalls etcd member `i`'s disk ([`Opts::etcd_disks`]): its WAL writes and fsyncs wait.
+    pub fn freeze_etcd_disk(&mut self, i: usize) {
+        self.etcd_disks[i].freeze();
+    }
+
+    pub fn thaw_etcd_disk(&mut self, i: usize) {
+        self.etcd_disks[i].thaw();
+    }
+
     pub fn freeze_disk(&mut self, member: &str) {
         self.disk(member).freeze();
     }
