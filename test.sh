@@ -13,8 +13,9 @@ if [ "$#" -gt 0 ]; then
   exec cargo test --workspace --locked "$@"
 fi
 
-# Lints first: among them the decision core's purity (crates/pgha-core/clippy.toml: no clock,
+# Format and lints first: among the lints the decision core's purity (crates/pgha-core/clippy.toml: no clock,
 # no I/O, no randomness, no hash-ordered collections in pgha-core).
+cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked --no-run
 
