@@ -1,6 +1,7 @@
 //! pgha's test harness, each piece once and none knowing pgha (its fixtures stay in the tests).
 
 pub mod dir;
+pub mod disk;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod etcd_server;
@@ -17,6 +18,7 @@ pub mod wait;
 pub mod writer;
 
 pub use dir::traversable_tempdir;
+pub use disk::LoopDisk;
 pub use etcd::{etcd_binary, etcd_healthy, EtcdNode, EtcdTls};
 pub use etcd_cluster::EtcdCluster;
 pub use etcd_server::EtcdServer;

@@ -30,13 +30,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use pgha_testkit::disk::unmount;
 pub use pgha_testkit::strip_ansi;
 pub use pgha_testkit::Latency;
 use pgha_testkit::{
     alive, children_of, connect_within, etcd_binary, etcd_healthy, http, parent_of,
 };
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
-use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode};
+use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode, LoopDisk};
 use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, TcpLink};
 
 use crate::dist::write_secrets;
@@ -1420,7 +1421,7 @@ impl Cluster {
             };
             let (data, log) = if let Some(disk) = self.etcd_disks.get(i) {
                 let log = self.root.join(format!("etcd-{}.log", name(i)));
-                (disk.mount.join("data"), log)
+                (disk.disk.path().join("data"), log)
             } else if members == 1 {
                 (
                     self.root.join("etcd").join("data"),
@@ -1818,53 +1819,33 @@ impl Drop for Cluster {
 /// stalls every write to it (and every fsync) until thawed, as a disk that stops answering.
 struct MemberDisk {
     member: String,
-    mount: PathBuf,
-    image: PathBuf,
-    frozen: bool,
+    disk: LoopDisk,
 }
 
 impl MemberDisk {
     fn mount(root: &Path, mount: &Path) -> MemberDisk {
         let member = mount.file_name().unwrap().to_str().unwrap().to_string();
         let image = root.join(format!("{member}.disk"));
-        let mount = mount.to_path_buf();
-        must(Command::new("truncate").args(["-s", "1G"]).arg(&image));
-        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
-        std::fs::create_dir_all(&mount).unwrap();
-        must(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&image)
-                .arg(&mount),
-        );
-        // what the member directory was before: traversable, written only by root
-        must(Command::new("chmod").arg("755").arg(&mount));
         MemberDisk {
+            disk: LoopDisk::mount(&image, mount, "1G"),
             member,
-            mount,
-            image,
-            frozen: false,
         }
     }
 
     fn freeze(&mut self) {
-        must(Command::new("fsfreeze").arg("-f").arg(&self.mount));
-        self.frozen = true;
+        self.disk.freeze();
     }
 
     fn thaw(&mut self) {
-        if std::mem::take(&mut self.frozen) {
-            must(Command::new("fsfreeze").arg("-u").arg(&self.mount));
-        }
+        self.disk.thaw();
     }
 
     fn filler(&self) -> PathBuf {
-        self.mount.join("disk-filler")
+        self.disk.path().join("disk-filler")
     }
 
     fn unmount(self) {
-        unmount(&self.mount);
-        let _ = std::fs::remove_file(&self.image);
+        drop(self.disk);
     }
 }
 
@@ -1882,15 +1863,6 @@ fn fill_file_system(file: &Path) {
         "dd did not fill the file system of {}: {said}",
         file.display()
     );
-}
-
-/// Unmounts `mount`; one a process still holds is detached now, and the kernel frees it once
-/// they are gone.
-fn unmount(mount: &Path) {
-    let out = Command::new("umount").arg(mount).output();
-    if !out.as_ref().is_ok_and(|o| o.status.success()) {
-        let _ = Command::new("umount").arg("-l").arg(mount).output();
-    }
 }
 
 /// Where member `name`'s directory is: `root/nN`, or `root/nN-host/nN` with

@@ -1,0 +1,146 @@
+//! A file system of a test's own: an ext4 image mounted through a loop device, which the test
+//! can stall (`fsfreeze`) or crash as a host losing power does (what was not flushed is lost).
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// An ext4 image file mounted at a directory of its own (root only: it mounts).
+pub struct LoopDisk {
+    mount: PathBuf,
+    image: PathBuf,
+    frozen: bool,
+}
+
+// EXT4_IOC_SHUTDOWN (the number XFS_IOC_GOINGDOWN has too): the file system stops at once.
+nix::ioctl_read!(ext4_shutdown, b'X', 125, u32);
+/// EXT4_GOING_FLAGS_NOLOGFLUSH: stop without committing the running journal transaction.
+const NO_LOG_FLUSH: u32 = 2;
+
+impl LoopDisk {
+    /// Creates an ext4 image of `size` (as `truncate -s` reads it: "64M", "1G") at `image` and
+    /// mounts it at `mount` (created if missing), traversable by all and written by root only.
+    pub fn mount(image: &Path, mount: &Path, size: &str) -> LoopDisk {
+        must(Command::new("truncate").args(["-s", size]).arg(image));
+        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+        std::fs::create_dir_all(mount).unwrap();
+        let disk = LoopDisk {
+            mount: mount.to_path_buf(),
+            image: image.to_path_buf(),
+            frozen: false,
+        };
+        disk.attach();
+        must(Command::new("chmod").arg("755").arg(mount));
+        disk
+    }
+
+    fn attach(&self) {
+        must(
+            Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&self.image)
+                .arg(&self.mount),
+        );
+    }
+
+    /// Where the file system is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Every write and fsync to the file system waits until [`LoopDisk::thaw`] (or the drop).
+    pub fn freeze(&mut self) {
+        must(Command::new("fsfreeze").arg("-f").arg(&self.mount));
+        self.frozen = true;
+    }
+
+    pub fn thaw(&mut self) {
+        if std::mem::take(&mut self.frozen) {
+            must(Command::new("fsfreeze").arg("-u").arg(&self.mount));
+        }
+    }
+
+    /// The host loses power, for this file system: it stops at once and keeps only what its
+    /// journal had committed (what an fsync made durable), as xfstests' `godown` does; then it
+    /// is mounted again, its journal replayed. Processes with files open on it get errors and
+    /// should have ended first.
+    pub fn lose_power(&mut self) {
+        assert!(
+            !self.frozen,
+            "thaw {} before crashing it",
+            self.mount.display()
+        );
+        let dir = std::fs::File::open(&self.mount).unwrap();
+        let mut flags = NO_LOG_FLUSH;
+        // SAFETY: the ioctl reads one u32 from a valid pointer, on a descriptor we own.
+        unsafe { ext4_shutdown(dir.as_raw_fd(), &mut flags) }
+            .unwrap_or_else(|e| panic!("shut down {}: {e}", self.mount.display()));
+        drop(dir);
+        must(Command::new("umount").arg(&self.mount));
+        self.attach();
+    }
+}
+
+impl Drop for LoopDisk {
+    /// Thaws, unmounts and removes the image (a test that panics leaves no mount behind).
+    fn drop(&mut self) {
+        if self.frozen {
+            let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).output();
+        }
+        unmount(&self.mount);
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Unmounts `mount`; one a process still holds is detached now, and the kernel frees it once
+/// they are gone.
+pub fn unmount(mount: &Path) {
+    let out = Command::new("umount").arg(mount).output();
+    if !out.as_ref().is_ok_and(|o| o.status.success()) {
+        let _ = Command::new("umount").arg("-l").arg(mount).output();
+    }
+}
+
+fn must(cmd: &mut Command) -> Output {
+    let what = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The crash keeps what was made durable and loses what was not: the simulation is only
+    /// worth the tests that lean on it if both halves hold.
+    #[test]
+    fn a_power_loss_keeps_what_was_synced_and_loses_a_rename_that_was_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut disk = LoopDisk::mount(&tmp.path().join("img"), &tmp.path().join("m"), "32M");
+        let synced = disk.path().join("synced");
+        std::fs::write(&synced, "kept").unwrap();
+        must(&mut Command::new("sync"));
+        let staged = disk.path().join("staged");
+        let file = std::fs::File::create(&staged).unwrap();
+        std::io::Write::write_all(&mut &file, b"lost").unwrap();
+        file.sync_all().unwrap();
+        drop(file);
+        std::fs::rename(&staged, disk.path().join("renamed")).unwrap();
+        disk.lose_power();
+        assert_eq!(std::fs::read_to_string(&synced).unwrap(), "kept");
+        assert!(
+            !disk.path().join("renamed").exists(),
+            "a rename no fsync of its directory committed survived the crash"
+        );
+    }
+}
