@@ -75,7 +75,9 @@ impl LeaseFile {
         ))
     }
 
-    /// Atomic replace: a unique temporary name created exclusively, synced, renamed.
+    /// Atomic replace: a unique temporary name created exclusively, then renamed. Not synced,
+    /// on purpose: the supervisor reads it through the same page cache, a deadline on the boot
+    /// clock means nothing after a power loss, and an fsync would tie fencing to the disk.
     fn write(&self, contents: &str) -> Result<()> {
         let ctx = |what: &str| format!("{what} {}", self.path.display());
         let mut tmp_name = self

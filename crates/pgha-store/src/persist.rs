@@ -3,6 +3,7 @@
 
 use crate::error::StoreError;
 use crate::model::{Key, Revision, Versioned};
+use atomic_write_file::AtomicWriteFile;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,17 +25,14 @@ pub(crate) fn load(path: &Path) -> Result<Durable, StoreError> {
     }
 }
 
-/// Writes atomically: a temporary file beside the target, synced, then renamed over it.
+/// Writes atomically and durably: a temporary file beside the target, synced, renamed over
+/// it, and the directory synced, so that an acknowledged write outlives a power loss too.
 pub(crate) fn save(path: &Path, durable: &Durable) -> Result<(), StoreError> {
+    use std::io::Write;
     let fail = |e: std::io::Error| StoreError::Persistence(format!("{}: {e}", path.display()));
     let text = serde_json::to_string_pretty(durable)
         .map_err(|e| StoreError::Persistence(e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp).map_err(fail)?;
-        file.write_all(text.as_bytes()).map_err(fail)?;
-        file.sync_all().map_err(fail)?;
-    }
-    std::fs::rename(&tmp, path).map_err(fail)
+    let mut file = AtomicWriteFile::open(path).map_err(fail)?;
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.commit().map_err(fail)
 }

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use pgha_core::Ttl;
 use pgha_store::contract::Harness;
 use pgha_store::{Guard, HistoryId, Key, ManualClock, MemoryStore, Store, StoreError};
+use pgha_testkit::LoopDisk;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +82,29 @@ async fn durable_keys_survive_a_restart_but_leases_do_not() {
         .put(Key::Initialize, "1", Guard::Absent)
         .await
         .is_err());
+}
+
+/// A write the embedded store acknowledged survives the host losing power right after it:
+/// `pgha up` keeps the cluster's configuration, synchronous set and history in this file.
+/// Before the directory was synced after the rename, the file came back as the write before.
+#[tokio::test]
+async fn an_acknowledged_write_survives_a_power_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut disk = LoopDisk::mount(&dir.path().join("img"), &dir.path().join("disk"), "32M");
+    let file = disk.path().join("store.json");
+    let clock = Arc::new(ManualClock::new());
+    {
+        let store = MemoryStore::persistent(clock.clone(), &file).unwrap();
+        store.put(Key::Config, "before", Guard::Any).await.unwrap();
+        // Every write so far on the disk for good: only the next one is at stake.
+        let synced = std::process::Command::new("sync").status().unwrap();
+        assert!(synced.success());
+        store.put(Key::Config, "after", Guard::Any).await.unwrap();
+    }
+    disk.lose_power();
+    let store = MemoryStore::persistent(clock, &file).unwrap();
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Config).unwrap().value, "after");
 }
 
 #[tokio::test]

@@ -233,7 +233,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Writes the file with a header explaining it.
+    /// Writes the file with a header explaining it, atomically and durably (the directory
+    /// synced after the rename).
     pub fn save(&self, file: &Path) -> std::io::Result<()> {
         let body = toml::to_string_pretty(self).expect("the config always serialises");
         let text = format!(
@@ -241,9 +242,9 @@ impl Config {
              # Ports: read-write entry = base_port, read-only = base_port + 1, control API = base_port + 2,\n\
              # member k = base_port + 10 + k. Put your PostgreSQL settings under [postgresql.parameters].\n\n{body}"
         );
-        let tmp = file.with_extension("toml.tmp");
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(tmp, file)
+        let mut f = atomic_write_file::AtomicWriteFile::open(file)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        f.commit()
     }
 
     /// Checks every value, naming the key and the reason of each problem.

@@ -29,6 +29,24 @@ fn round_trips() {
     assert_eq!(loaded.member_port(1), 54331);
 }
 
+/// The files `pgha up` writes as it makes a cluster outlive a power loss right after: before
+/// their directory was synced after the rename, the configuration came back missing.
+#[test]
+fn a_new_clusters_files_survive_a_power_loss() {
+    use crate::secrets::{Secrets, SECRETS_FILE};
+    let tmp = tempfile::tempdir().unwrap();
+    let image = tmp.path().join("img");
+    let mut disk = pgha_testkit::LoopDisk::mount(&image, &tmp.path().join("disk"), "32M");
+    let dir = disk.path().to_path_buf();
+    let config = Config::new("demo", 3, 54320);
+    let secrets = Secrets::generate();
+    secrets.save(&dir.join(SECRETS_FILE)).unwrap();
+    config.save(&dir.join(CONFIG_FILE)).unwrap();
+    disk.lose_power();
+    assert_eq!(Config::load(&dir.join(CONFIG_FILE)).unwrap(), config);
+    assert_eq!(Secrets::load(&dir.join(SECRETS_FILE)).unwrap(), secrets);
+}
+
 #[test]
 fn errors_name_the_key_and_file() {
     let error = |text: &str| load_text(text).unwrap_err().to_string();
