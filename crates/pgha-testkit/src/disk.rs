@@ -4,11 +4,14 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// An ext4 image file mounted at a directory of its own (root only: it mounts).
 pub struct LoopDisk {
     mount: PathBuf,
     image: PathBuf,
+    /// The loop device it is mounted from (`/dev/loopN`).
+    device: String,
     frozen: bool,
 }
 
@@ -24,9 +27,10 @@ impl LoopDisk {
         must(Command::new("truncate").args(["-s", size]).arg(image));
         must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
         std::fs::create_dir_all(mount).unwrap();
-        let disk = LoopDisk {
+        let mut disk = LoopDisk {
             mount: mount.to_path_buf(),
             image: image.to_path_buf(),
+            device: String::new(),
             frozen: false,
         };
         disk.attach();
@@ -34,13 +38,24 @@ impl LoopDisk {
         disk
     }
 
-    fn attach(&self) {
-        must(
-            Command::new("mount")
-                .args(["-o", "loop"])
-                .arg(&self.image)
-                .arg(&self.mount),
+    /// Mounts the image through a loop device of its own. Never one it had before: processes
+    /// started in a network namespace (`ip netns exec`) hold a copy of every mount there was,
+    /// and with it the file system a crash shut down, which `mount -o loop` would find again
+    /// on the device it was attached to.
+    fn attach(&mut self) {
+        let out = must(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&self.image),
         );
+        self.device = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        must(Command::new("mount").arg(&self.device).arg(&self.mount));
+    }
+
+    /// Unmounts it and lets its loop device go (at once, or once no namespace holds it).
+    fn detach(&self) {
+        unmount(&self.mount);
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).output();
     }
 
     /// Where the file system is mounted.
@@ -62,13 +77,22 @@ impl LoopDisk {
 
     /// The host loses power, for this file system: it stops at once and keeps only what its
     /// journal had committed (what an fsync made durable), as xfstests' `godown` does; then it
-    /// is mounted again, its journal replayed. Processes with files open on it get errors and
-    /// should have ended first.
+    /// is mounted again, its journal replayed. The processes that used it must be ending (as
+    /// the host's would be): this waits up to 10 s for the last of them.
     pub fn lose_power(&mut self) {
         assert!(
             !self.frozen,
             "thaw {} before crashing it",
             self.mount.display()
+        );
+        let gone = crate::wait::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+            self.users().is_empty().then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "processes still use {}: {:?}",
+            self.mount.display(),
+            self.users()
         );
         let dir = std::fs::File::open(&self.mount).unwrap();
         let mut flags = NO_LOG_FLUSH;
@@ -77,7 +101,27 @@ impl LoopDisk {
             .unwrap_or_else(|e| panic!("shut down {}: {e}", self.mount.display()));
         drop(dir);
         must(Command::new("umount").arg(&self.mount));
+        let _ = Command::new("losetup").arg("-d").arg(&self.device).output();
         self.attach();
+    }
+
+    /// The processes (pid, command line) whose working directory or an open file is on it.
+    pub fn users(&self) -> Vec<(u32, String)> {
+        let on_disk =
+            |link: PathBuf| std::fs::read_link(link).is_ok_and(|t| t.starts_with(&self.mount));
+        let pids = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+        pids.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                let proc = PathBuf::from(format!("/proc/{pid}"));
+                on_disk(proc.join("cwd"))
+                    || std::fs::read_dir(proc.join("fd"))
+                        .into_iter()
+                        .flatten()
+                        .flatten()
+                        .any(|fd| on_disk(fd.path()))
+            })
+            .map(|pid| (pid, crate::process::cmdline(pid)))
+            .collect()
     }
 }
 
@@ -87,7 +131,7 @@ impl Drop for LoopDisk {
         if self.frozen {
             let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).output();
         }
-        unmount(&self.mount);
+        self.detach();
         let _ = std::fs::remove_file(&self.image);
     }
 }

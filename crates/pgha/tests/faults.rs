@@ -1603,6 +1603,66 @@ fn etcd_data_lost() {
     assert_all_met_and_streaming(&c, &report, &unmet, "etcd's data lost");
 }
 
+/// Every host loses power at once (a whole data centre, etcd's hosts with it), synchronous
+/// mode, writers writing, PostgreSQL and etcd syncing to disks of their own (`fsync = on`):
+/// every process is killed at the same instant and each disk keeps only what was synced to it.
+/// The power comes back: etcd, then every agent, starts on what the disks kept. The same
+/// cluster must come back (its system identifier), with one writer, nothing acknowledged
+/// lost, every member streaming from the final primary, each failover recorded once.
+#[test]
+fn every_host_loses_power() {
+    let (mut c, leader) = start_sync_with(Opts {
+        member_disks: true,
+        etcd_disks: true,
+        parameters: vec![("fsync".into(), "\"on\"".into())],
+        ..Opts::default()
+    });
+    let system_id = c.sql_one(&leader, "SELECT system_identifier FROM pg_control_system()");
+    let ck = checker_writing(&c, &leader);
+    ck.mark("every host but the client's loses power: each process killed, each disk keeps what was synced");
+    c.lose_power();
+    std::thread::sleep(Duration::from_secs(2));
+    ck.mark("the power is back: etcd starts, then every agent");
+    let log_at: Vec<usize> = c.members.iter().map(|m| c.log_len(&m.name)).collect();
+    let back_at = Instant::now();
+    c.power_back();
+    let back = poll(Duration::from_secs(90), Duration::from_millis(200), || {
+        let v = c.cluster_json()?;
+        let leader = v["leader"].as_str()?.to_string();
+        (v["members"].as_object()?.len() == c.members.len()).then_some(leader)
+    });
+    ck.mark(&format!(
+        "leader {back:?} with every member published, {:?} after the power came back",
+        back_at.elapsed()
+    ));
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    for (m, at) in c.members.iter().zip(log_at) {
+        let needles = [
+            "lease", "promot", "rewind", "recovery", "clone", "follow", "start",
+        ];
+        let lines = c.log_lines_since(&m.name, at, &needles);
+        eprintln!("{} after the power came back: {lines:#?}", m.name);
+    }
+    assert_no_loss_one_writer(&report, &c);
+    assert_history_recorded_once(&c);
+    let mut unmet = Vec::new();
+    if back.is_none() {
+        unmet.push("no leader with every member published within 90 s of the power".to_string());
+    }
+    for m in &c.members {
+        let id = c.sql_one(&m.name, "SELECT system_identifier FROM pg_control_system()");
+        if id != system_id {
+            unmet.push(format!(
+                "{}'s system identifier is {id:?}, the cluster's was {system_id:?}",
+                m.name
+            ));
+        }
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "every host lost power");
+}
+
 /// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
 /// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
 /// on a frozen disk dies when the disk thaws.

@@ -1272,6 +1272,7 @@ impl Cluster {
                 ("shared_buffers".into(), "\"16MB\"".into()),
                 ("max_connections".into(), "30".into()),
             ];
+            params.retain(|(k, _)| !opts.parameters.iter().any(|(key, _)| key == k));
             params.extend(opts.parameters.iter().cloned());
             let mut dynamic = vec![
                 ("ttl_ms".to_string(), TTL.as_millis().to_string()),
@@ -1433,7 +1434,12 @@ impl Cluster {
                 (self.root.join("etcd").join(member), log)
             };
             let mut cmd = self.net.command(&etcd_host(i), etcd_binary());
-            cmd.args(node.args(&data));
+            let mut args = node.args(&data);
+            if !self.etcd_disks.is_empty() {
+                // a disk of its own is there to be stalled or crashed: etcd must sync to it
+                args.retain(|a| a != "--unsafe-no-fsync");
+            }
+            cmd.args(args);
             if let Some(quota) = self.etcd_quota_bytes {
                 cmd.arg(format!("--quota-backend-bytes={quota}"));
             }
@@ -1451,6 +1457,52 @@ impl Cluster {
             );
         }
         self.etcd = started.into_iter().map(|(_, p, _)| p).collect();
+    }
+
+    /// Every pgha host and etcd's lose power at once (the client's host, with the proxy and
+    /// the writers, keeps it): every agent, supervisor, postmaster and backend and every etcd
+    /// member is stopped, then killed, and each disk of its own ([`Opts::member_disks`],
+    /// [`Opts::etcd_disks`]) keeps only what was synced to it ([`LoopDisk::lose_power`]).
+    pub fn lose_power(&mut self) {
+        assert!(
+            self.disks.len() == self.members.len() && self.etcd_disks.len() == self.etcd.len(),
+            "a power loss needs Opts::member_disks and Opts::etcd_disks"
+        );
+        let mut pids: Vec<u32> = self.etcd.iter().filter_map(NsProcess::pid).collect();
+        for m in &self.members {
+            if let Some(pm) = m.postmaster_pid() {
+                pids.extend(m.supervisor_pid());
+                pids.push(pm);
+                pids.extend(children_of(pm));
+            }
+            pids.extend(m.agent_pid());
+        }
+        // stopped first, so that none of them sees another one die
+        for pid in &pids {
+            signal(*pid, Signal::SIGSTOP);
+        }
+        for pid in &pids {
+            signal(*pid, Signal::SIGKILL);
+        }
+        for m in &mut self.members {
+            m.kill_agent();
+        }
+        for mut e in self.etcd.drain(..) {
+            e.stop(Signal::SIGKILL, Duration::from_secs(5));
+        }
+        for d in self.disks.iter_mut().chain(&mut self.etcd_disks) {
+            d.disk.lose_power();
+        }
+    }
+
+    /// The power is back after [`Cluster::lose_power`]: etcd's members start on what their
+    /// disks kept, then every agent.
+    pub fn power_back(&mut self) {
+        self.start_etcd(self.etcd_disks.len());
+        for i in 0..self.members.len() {
+            let name = self.members[i].name.clone();
+            self.start_agent(&name);
+        }
     }
 
     /// etcd loses every key: its members are killed (kill -9), their data directories
