@@ -130,7 +130,7 @@ impl LocalProbe {
                 local.synced_slots = synced_slots;
                 local.altered_by_alter_system = altered;
                 local.in_recovery = state.in_recovery;
-                local.timeline = Timeline(state.timeline.unwrap_or(0));
+                local.timeline = Timeline(state.wal_timeline().unwrap_or(0));
                 local.lsn = Lsn(state.position().unwrap_or(0));
                 local.replay_lsn = Lsn(state.replay_lsn.or(state.current_lsn).unwrap_or(0));
                 local.streaming = state.is_streaming();

@@ -148,27 +148,31 @@ impl Member {
                 }
                 _ => {}
             }
-            let since = *self.not_streaming_since.get_or_insert(now);
-            let for_ms = now.since(since);
-            // Only a healthy leader refusing our stream means divergence; a leader that is
-            // merely down (restarting) must not make its standbys rewind or re-clone.
-            let leader_healthy = leader_record.running && !leader_record.in_recovery;
-            if for_ms <= self.config.stream_timeout_ms || !leader_healthy {
-                return Reason::NotStreaming {
-                    leader: leader_name,
-                    for_ms,
-                };
+            // WAL past the point where the leader's history left our timeline has diverged
+            // now: waiting out the stream timeout would only keep us out of the cluster.
+            if decision != RejoinPlan::Rewind {
+                let since = *self.not_streaming_since.get_or_insert(now);
+                let for_ms = now.since(since);
+                // Only a healthy leader refusing our stream means divergence; a leader that is
+                // merely down (restarting) must not make its standbys rewind or re-clone.
+                let leader_healthy = leader_record.running && !leader_record.in_recovery;
+                if for_ms <= self.config.stream_timeout_ms || !leader_healthy {
+                    return Reason::NotStreaming {
+                        leader: leader_name,
+                        for_ms,
+                    };
+                }
+                // Nor does a leader whose reachability is unknown: rewinding or re-cloning
+                // would throw away WAL that may not have diverged.
+                if obs.leader_reachable != Some(true) {
+                    return Reason::LeaderUnreachable {
+                        leader: leader_name,
+                        for_ms,
+                    };
+                }
+                // PostgreSQL refuses to stream: treat the WAL as diverged.
+                self.force_rewind = true;
             }
-            // Nor does a leader whose reachability is unknown: rewinding or re-cloning would
-            // throw away WAL that may not have diverged.
-            if obs.leader_reachable != Some(true) {
-                return Reason::LeaderUnreachable {
-                    leader: leader_name,
-                    for_ms,
-                };
-            }
-            // PostgreSQL refuses to stream: treat the WAL as diverged.
-            self.force_rewind = true;
         }
         if self.force_rewind {
             decision = RejoinPlan::Rewind;

@@ -1263,6 +1263,32 @@ fn a_crashed_primary_started_to_elect_rewinds_once_a_leader_exists() {
     assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
 }
 
+/// Found by `faults::every_host_loses_power`: a standby that received more of the old
+/// primary's WAL than the member promoted (from the old primary, started as a standby to
+/// compare after the power came back) is configured for the new leader; its WAL receiver asks,
+/// again and again, for the old timeline's WAL past the switch point. That is divergence
+/// already: it must rewind now, not wait out stream_timeout_ms (30 s) not streaming.
+#[test]
+fn a_standby_configured_for_the_leader_past_its_switch_point_rewinds_at_once() {
+    let mut n3 = member("n3");
+    let view = n2_leads_after(EventKind::Failover);
+    let past = LocalPg {
+        streaming: false,
+        ..standby(1, 6000, Some("n2"))
+    };
+    let d = n3.step(&obs(0, past, &view, vec![]));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
+    // Behind the switch point, the same standby waits for its stream as before.
+    let mut n3 = member("n3");
+    let behind = LocalPg {
+        streaming: false,
+        ..standby(1, 4000, Some("n2"))
+    };
+    let d = n3.step(&obs(0, behind, &view, vec![]));
+    assert_reason!(d, Reason::NotStreaming { .. });
+    assert!(!touches_data(&d));
+}
+
 #[test]
 fn a_former_primary_behind_the_switch_point_just_follows() {
     let mut n1 = member("n1");

@@ -128,6 +128,17 @@ impl PgState {
         (self.wal_io_waits > 0).then_some(self.flush_lsn?)
     }
 
+    /// The timeline the member's own WAL is on. On a standby with a WAL receiver, the one it
+    /// receives: recovery asks for the timeline it is on, and a standby whose WAL went past
+    /// the point where a newer timeline forked asks for the older one again and again, however
+    /// many newer histories it holds. Otherwise [`PgState::timeline`].
+    pub fn wal_timeline(&self) -> Option<u32> {
+        match (self.in_recovery, self.received_timeline) {
+            (true, Some(receiving)) => Some(receiving),
+            _ => self.timeline,
+        }
+    }
+
     /// The WAL position that best describes the member: current on a primary, else the
     /// furthest of received and replayed.
     pub fn position(&self) -> Option<u64> {
