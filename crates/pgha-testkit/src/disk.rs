@@ -1,9 +1,10 @@
 //! A file system of a test's own: an ext4 image mounted through a loop device, which the test
 //! can stall (`fsfreeze`) or crash as a host losing power does (what was not flushed is lost).
 
+use crate::output::must;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// An ext4 image file mounted at a directory of its own (root only: it mounts).
@@ -143,22 +144,6 @@ pub fn unmount(mount: &Path) {
     if !out.as_ref().is_ok_and(|o| o.status.success()) {
         let _ = Command::new("umount").arg("-l").arg(mount).output();
     }
-}
-
-fn must(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[cfg(test)]

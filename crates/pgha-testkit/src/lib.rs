@@ -25,7 +25,7 @@ pub use etcd_server::EtcdServer;
 pub use http::http;
 pub use link::{Latency, TcpLink};
 pub use log::{spawn_logged, strip_ansi, tail, tail_of, RunLog};
-pub use output::{refused, succeeded};
+pub use output::{must, refused, succeeded};
 pub use pg::{assert_read_only, query_column, query_value, small_runtime, streaming_standbys};
 pub use pg::{checksum, connect, connect_within, fmt_lsn, lsn, pg_error, run_sql, simple_rows};
 pub use pg::{try_connect, value_becomes};

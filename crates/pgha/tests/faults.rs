@@ -1548,11 +1548,7 @@ fn etcd_data_lost() {
     c.start_agent(&fresh);
     ck.mark(&format!("{fresh}'s agent started, without data"));
     // the members write their keys again; then let it settle with the writers writing
-    let back = poll(Duration::from_secs(60), Duration::from_millis(200), || {
-        let v = c.cluster_json()?;
-        let leader = v["leader"].as_str()?.to_string();
-        (v["members"].as_object()?.len() == c.members.len()).then_some(leader)
-    });
+    let back = leader_with_every_member(&c, Duration::from_secs(60));
     ck.mark(&format!(
         "after the wipe: leader {back:?}, {:?} after it",
         wiped_at.elapsed()
@@ -1626,11 +1622,7 @@ fn every_host_loses_power() {
     let log_at: Vec<usize> = c.members.iter().map(|m| c.log_len(&m.name)).collect();
     let back_at = Instant::now();
     c.power_back();
-    let back = poll(Duration::from_secs(90), Duration::from_millis(200), || {
-        let v = c.cluster_json()?;
-        let leader = v["leader"].as_str()?.to_string();
-        (v["members"].as_object()?.len() == c.members.len()).then_some(leader)
-    });
+    let back = leader_with_every_member(&c, Duration::from_secs(90));
     ck.mark(&format!(
         "leader {back:?} with every member published, {:?} after the power came back",
         back_at.elapsed()
@@ -1661,6 +1653,15 @@ fn every_host_loses_power() {
         }
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "every host lost power");
+}
+
+/// The leader once the store holds a leader key and every member's record, within `timeout`.
+fn leader_with_every_member(c: &Cluster, timeout: Duration) -> Option<String> {
+    poll(timeout, Duration::from_millis(200), || {
+        let v = c.cluster_json()?;
+        let leader = v["leader"].as_str()?.to_string();
+        (v["members"].as_object()?.len() == c.members.len()).then_some(leader)
+    })
 }
 
 /// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped

@@ -36,8 +36,8 @@ pub use pgha_testkit::Latency;
 use pgha_testkit::{
     alive, children_of, connect_within, etcd_binary, etcd_healthy, http, parent_of,
 };
+use pgha_testkit::{must, serial, traversable_tempdir, wait_until, EtcdNode, LoopDisk};
 use pgha_testkit::{poll, postmaster_pid, proc_stat, run_sql, signal, simple_rows};
-use pgha_testkit::{serial, traversable_tempdir, wait_until, EtcdNode, LoopDisk};
 use pgha_testkit::{small_runtime, spawn_logged, stop_child, stop_postmaster, tail, TcpLink};
 
 use crate::dist::write_secrets;
@@ -79,23 +79,6 @@ fn wall_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
-}
-
-/// Runs a command to completion and panics, with its output, when it fails.
-fn must(cmd: &mut Command) -> Output {
-    let what = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 fn ip(args: &[&str]) -> Output {
