@@ -7,7 +7,8 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{checksum, connect, poll, poll_async, postmaster_pid, serial, signal};
+use pgha_testkit::{checksum, children_of, connect, parent_of, poll, poll_async, postmaster_pid};
+use pgha_testkit::{serial, signal, LoopDisk};
 use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
 use serde_json::Value;
 
@@ -26,6 +27,8 @@ pub struct Cluster {
     pub up: UpProcess,
     /// How long the `wait_*` helpers wait for the cluster to settle.
     pub converge: Duration,
+    /// The disk of its own the cluster's directory is on ([`Cluster::start_on_own_disk`]).
+    disk: Option<LoopDisk>,
     _tmp: tempfile::TempDir,
     // last: released once the cluster is gone
     _serial: MutexGuard<'static, ()>,
@@ -41,9 +44,58 @@ impl Cluster {
         Cluster {
             up,
             converge,
+            disk: None,
             _tmp: tmp,
             _serial: serial,
         }
+    }
+
+    /// [`Cluster::start`] with the cluster's directory on a disk of its own (an ext4 image
+    /// through a loop device), so that a test can cut the machine's power.
+    pub fn start_on_own_disk(extra: &[&str], converge: Duration) -> Cluster {
+        let serial = serial();
+        let tmp = test_dir();
+        let disk = LoopDisk::mount(&tmp.path().join("disk.img"), &tmp.path().join("disk"), "2G");
+        let dir = disk.path().join("ha");
+        let mut up = UpProcess::spawn(&dir, 3, free_base_port(3), extra);
+        up.wait_streaming(Duration::from_secs(90));
+        Cluster {
+            up,
+            converge,
+            disk: Some(disk),
+            _tmp: tmp,
+            _serial: serial,
+        }
+    }
+
+    /// The machine loses power: `pgha up` and every supervisor, postmaster and backend are
+    /// stopped, then killed, in one instant, and the cluster's disk keeps only what was synced
+    /// to it ([`LoopDisk::lose_power`]).
+    pub fn lose_power(&mut self) {
+        let mut pids: Vec<u32> = self.up.pid().into_iter().collect();
+        for data in self.up.data_dirs() {
+            if let Some(pm) = postmaster_pid(&data) {
+                pids.extend(parent_of(pm));
+                pids.push(pm);
+                pids.extend(children_of(pm));
+            }
+        }
+        // stopped first, so that none of them sees another one die
+        for pid in &pids {
+            signal(*pid, Signal::SIGSTOP);
+        }
+        for pid in &pids {
+            signal(*pid, Signal::SIGKILL);
+        }
+        self.up.kill9();
+        let disk = self.disk.as_mut().expect("a cluster on a disk of its own");
+        disk.lose_power();
+    }
+
+    /// The power is back: `pgha up` again on what the disk kept, once every standby streams.
+    pub fn power_back(&mut self) {
+        self.up.restart(&[]);
+        self.up.wait_streaming(Duration::from_secs(120));
     }
 
     pub fn dir(&self) -> &str {

@@ -66,27 +66,35 @@ pub const TEST_PARAMS: &[&str] = &[
 impl UpProcess {
     /// Starts `pgha up --dir DIR --members N --port BASE [extra]` and returns at once.
     pub fn spawn(dir: &Path, members: u16, base: u16, extra: &[&str]) -> Self {
+        let mut up = UpProcess {
+            dir: dir.to_path_buf(),
+            base,
+            members,
+            child: None,
+            log: PathBuf::new(),
+            tmp: None,
+        };
+        up.restart(extra);
+        up
+    }
+
+    /// Starts `pgha up` again on its directory (its log a new file), once the last one ended.
+    pub fn restart(&mut self, extra: &[&str]) {
         static SPAWNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        assert!(self.child.is_none(), "pgha up still runs");
         let n = SPAWNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = dir.with_extension(format!("up-{n}.log"));
-        let members_s = members.to_string();
-        let base_s = base.to_string();
-        let mut args: Vec<&str> = vec!["up", "--dir", dir.to_str().unwrap()];
-        if !dir.join("pgha.toml").exists() {
+        self.log = self.dir.with_extension(format!("up-{n}.log"));
+        let members_s = self.members.to_string();
+        let base_s = self.base.to_string();
+        let mut args: Vec<&str> = vec!["up", "--dir", self.dir.to_str().unwrap()];
+        if !self.dir.join("pgha.toml").exists() {
             args.extend(["--members", &members_s, "--port", &base_s]);
             args.extend(TEST_PARAMS);
         }
         args.extend(extra);
         let (child, _) =
-            spawn_logged(Command::new(pgha_bin()).args(&args), &log).expect("spawn pgha up");
-        UpProcess {
-            dir: dir.to_path_buf(),
-            base,
-            members,
-            child: Some(child),
-            log,
-            tmp: None,
-        }
+            spawn_logged(Command::new(pgha_bin()).args(&args), &self.log).expect("spawn pgha up");
+        self.child = Some(child);
     }
 
     /// Creates a cluster of `members` in `dir`, waits until every standby streams, and stops
