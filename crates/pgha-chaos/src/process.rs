@@ -5,14 +5,14 @@ use std::path::Path;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pgha_pg::pid_file::PidFileHolder;
 
-/// The pid in `data_dir/postmaster.pid`, when that process lives.
+/// The pid in `data_dir/postmaster.pid`, when that process is the directory's postmaster
+/// (never a process that took the pid of one that crashed: a fault must not signal it).
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    match kill(Pid::from_raw(pid), None) {
-        Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
-        Err(_) => None,
+    match pgha_pg::pid_file::holder(data_dir) {
+        PidFileHolder::Postmaster(pid) => Some(pid),
+        PidFileHolder::Nobody | PidFileHolder::Zombie(_) | PidFileHolder::Stranger(_) => None,
     }
 }
 
@@ -87,13 +87,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dead_pid_file_names_no_postmaster() {
+    fn a_pid_file_naming_a_dead_pid_or_another_process_names_no_postmaster() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(postmaster_pid(dir.path()), None);
         let me = std::process::id() as i32;
         let pid_file = dir.path().join("postmaster.pid");
         std::fs::write(&pid_file, format!("{me}\n/x\n")).unwrap();
-        assert_eq!(postmaster_pid(dir.path()), Some(me));
+        assert_eq!(
+            postmaster_pid(dir.path()),
+            None,
+            "a live process, not a postmaster"
+        );
         std::fs::write(&pid_file, "999999999\n").unwrap();
         assert_eq!(postmaster_pid(dir.path()), None);
     }

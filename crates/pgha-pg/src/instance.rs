@@ -10,6 +10,7 @@ use crate::conf::{MemberConf, PGHA_CONF};
 use crate::error::{PgError, Result};
 use crate::lease_file::LeaseFile;
 use crate::osuser::RunAs;
+use crate::pid_file::PidFileHolder;
 use crate::supervisor::{self, SuperviseArgs};
 
 /// How `pg_ctl stop` shuts PostgreSQL down.
@@ -173,13 +174,13 @@ impl Instance {
         crate::beneath::is_file(&self.data_dir().join("standby.signal"), &self.run_as)
     }
 
-    /// The postmaster's pid if one is running on this data directory.
+    /// The postmaster's pid if one is running on this data directory (or has died and is
+    /// not reaped yet). A pid in `postmaster.pid` that another process holds now (the file
+    /// left by a crash, the pid reused since) is not a running PostgreSQL.
     pub fn postmaster_pid(&self) -> Option<i32> {
-        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
-        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
-            Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
-            Err(_) => None,
+        match crate::pid_file::holder(&self.data_dir()) {
+            PidFileHolder::Postmaster(pid) | PidFileHolder::Zombie(pid) => Some(pid),
+            PidFileHolder::Nobody | PidFileHolder::Stranger(_) => None,
         }
     }
 

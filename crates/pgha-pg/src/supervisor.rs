@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 
 use crate::lease_file::{boot_clock_ms, LeaseFile};
 use crate::osuser::RunAs;
+use crate::pid_file::PidFileHolder;
 use crate::watchdog::{Keeper, Watchdog, WatchdogMode};
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
@@ -156,6 +157,20 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     run_as.run_as_postgres(&mut cmd);
+    if let Some(pid) = stale_lock_pid(&args.data_dir) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "pgha supervise {}: {}/postmaster.pid names pid {pid}, which is not a postmaster \
+             of this data directory (a file left by a crash, the pid taken since): PostgreSQL \
+             is told to disregard it",
+            args.member,
+            args.data_dir.display()
+        );
+        // Removing the file instead would also remove what PostgreSQL checks for backends a
+        // killed postmaster left running (the shared memory key in it); this variable, which
+        // pg_ctl sets for its own pid, makes it disregard only that one pid.
+        cmd.env("PG_GRANDPARENT_PID", pid.to_string());
+    }
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec; the
     // parent-death signal is set after the credentials change, which would clear it.
     unsafe {
@@ -170,6 +185,16 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
         });
     }
     cmd.spawn()
+}
+
+/// The pid in the data directory's `postmaster.pid` when a process other than a postmaster
+/// of that directory holds it (alive, or exited and unreaped): PostgreSQL would take it for
+/// another postmaster and refuse to start.
+fn stale_lock_pid(data_dir: &Path) -> Option<i32> {
+    match crate::pid_file::holder(data_dir) {
+        PidFileHolder::Stranger(pid) | PidFileHolder::Zombie(pid) => Some(pid),
+        PidFileHolder::Nobody | PidFileHolder::Postmaster(_) => None,
+    }
 }
 
 /// Kills a postmaster so that no backend can acknowledge another commit: stop it (no new

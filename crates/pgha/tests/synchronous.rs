@@ -401,6 +401,7 @@ async fn a_power_loss_under_pgha_up_loses_no_acknowledged_commit() {
     let lost_power = Instant::now();
     c.lose_power();
     let acked: Vec<i64> = writer.finish().await.iter().map(|a| a.id).collect();
+    let mut squatters = c.reuse_postmaster_pids();
     c.power_back();
     let status = c.up.status().unwrap();
     let primary = primary_of(&status).unwrap_or_else(|| c.fail("no primary"));
@@ -429,6 +430,17 @@ async fn a_power_loss_under_pgha_up_loses_no_acknowledged_commit() {
         after.get(..history.len()),
         Some(&history[..]),
         "the history before the power loss is not the start of the one after"
+    );
+    assert_eq!(
+        squatters.gone(),
+        Vec::<u32>::new(),
+        "processes holding the pids of the lost postmasters were signalled"
+    );
+    let log = c.up.log();
+    assert!(
+        log.contains("which is not a postmaster of this data directory"),
+        "pgha up's log does not say why it disregarded a postmaster.pid:\n{}",
+        pgha_testkit::tail_of(&log, 40)
     );
 }
 

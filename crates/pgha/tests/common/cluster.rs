@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pgha_testkit::{checksum, children_of, connect, parent_of, poll, poll_async, postmaster_pid};
-use pgha_testkit::{serial, signal, LoopDisk};
+use pgha_testkit::{serial, signal, spawn_with_pid, LoopDisk};
 use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
 use serde_json::Value;
 
@@ -90,6 +90,39 @@ impl Cluster {
         self.up.kill9();
         let disk = self.disk.as_mut().expect("a cluster on a disk of its own");
         disk.lose_power();
+    }
+
+    /// A machine that came back from a crash hands out pids again: the pid the first
+    /// member's `postmaster.pid` names (left by the crash) is taken by a process of root, the
+    /// second member's by one of the PostgreSQL OS user; the third member's stays free.
+    pub fn reuse_postmaster_pids(&self) -> PidSquatters {
+        let postgres = nix::unistd::User::from_name("postgres")
+            .expect("read the user database")
+            .expect("the postgres OS user");
+        let dirs = self.up.data_dirs();
+        let mut squatters = PidSquatters(Vec::new());
+        for (k, data) in dirs.iter().take(2).enumerate() {
+            let text = std::fs::read_to_string(data.join("postmaster.pid"))
+                .unwrap_or_else(|e| self.fail(&format!("{}/postmaster.pid: {e}", data.display())));
+            let pid: u32 = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or_else(|| {
+                    self.fail(&format!(
+                        "no pid in {}/postmaster.pid: {text:?}",
+                        data.display()
+                    ))
+                });
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("600").current_dir("/");
+            if k == 1 {
+                use std::os::unix::process::CommandExt as _;
+                cmd.uid(postgres.uid.as_raw()).gid(postgres.gid.as_raw());
+            }
+            squatters.0.push(spawn_with_pid(&mut cmd, pid));
+        }
+        squatters
     }
 
     /// The power is back: `pgha up` again on what the disk kept, once every standby streams.
@@ -421,5 +454,31 @@ impl Cluster {
             (primary_of(s).is_some() && sync.len() == 1 && streaming == 2 && set == 2)
                 .then(|| sync[0].clone())
         })
+    }
+}
+
+/// Processes that hold pids a crash left in `postmaster.pid` files
+/// ([`Cluster::reuse_postmaster_pids`]); killed when dropped.
+pub struct PidSquatters(pub Vec<std::process::Child>);
+
+impl PidSquatters {
+    /// The squatters no longer running (pgha signalled one as if it were a postmaster).
+    pub fn gone(&mut self) -> Vec<u32> {
+        let mut gone = Vec::new();
+        for child in &mut self.0 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                gone.push(child.id());
+            }
+        }
+        gone
+    }
+}
+
+impl Drop for PidSquatters {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,0 +1,188 @@
+//! Who holds the pid a data directory's `postmaster.pid` names: its postmaster, a zombie,
+//! nobody, or another process that took that pid after a crash (a reboot starts pids over).
+
+use std::io::Read as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+/// What the pid in `DATA/postmaster.pid` is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidFileHolder {
+    /// No file, no pid in it, or no process with that pid.
+    Nobody,
+    /// A `postgres` process working in this data directory: the postmaster. Also what an
+    /// unreadable process is taken for (no `CAP_SYS_PTRACE` in a container, say): as
+    /// PostgreSQL itself does, a live pid is assumed to be the postmaster unless seen not to be.
+    Postmaster(i32),
+    /// A process with that pid that has exited and waits for its parent to reap it: it still
+    /// answers `kill(pid, 0)`, so PostgreSQL will not start until it is gone.
+    Zombie(i32),
+    /// A live process that is seen not to be this directory's postmaster: another program, or a
+    /// `postgres` working elsewhere (the file was left by a crash and the pid reused since).
+    /// PostgreSQL would refuse to start while that process runs under its own OS user.
+    Stranger(i32),
+}
+
+/// The holder of the pid in `data_dir/postmaster.pid`, seen from this process.
+pub fn holder(data_dir: &Path) -> PidFileHolder {
+    let Some(pid) = pid_in_file(&data_dir.join("postmaster.pid")) else {
+        return PidFileHolder::Nobody;
+    };
+    classify(pid, data_dir)
+}
+
+/// The pid on the first line of a pid file (negated by a single-user `postgres`), read without
+/// following a symlink and without waiting on anything but a regular file.
+fn pid_in_file(path: &Path) -> Option<i32> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut head = String::new();
+    file.by_ref().take(64).read_to_string(&mut head).ok()?;
+    let pid: i32 = head.lines().next()?.trim().parse().ok()?;
+    Some(pid.checked_abs()?).filter(|p| *p > 0)
+}
+
+fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let Some(state) = process_state(&proc_dir) else {
+        return PidFileHolder::Nobody;
+    };
+    if state == 'Z' {
+        return PidFileHolder::Zombie(pid);
+    }
+    let (exe, cwd) = match (
+        std::fs::read_link(proc_dir.join("exe")),
+        std::fs::read_link(proc_dir.join("cwd")),
+    ) {
+        (Ok(exe), Ok(cwd)) => (exe, cwd),
+        (Err(e), _) | (_, Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return PidFileHolder::Nobody;
+        }
+        _ => return PidFileHolder::Postmaster(pid),
+    };
+    let program = exe.file_name().map(|n| {
+        n.to_string_lossy()
+            .trim_end_matches(" (deleted)")
+            .to_string()
+    });
+    let is_postgres = matches!(program.as_deref(), Some("postgres" | "postmaster"));
+    let here = std::fs::canonicalize(data_dir).is_ok_and(|dir| dir == cwd);
+    if is_postgres && here {
+        PidFileHolder::Postmaster(pid)
+    } else {
+        PidFileHolder::Stranger(pid)
+    }
+}
+
+/// The state letter in `/proc/PID/stat`, if that process exists.
+fn process_state(proc_dir: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command};
+
+    fn write_pid(data: &Path, pid: u32) {
+        let text = format!(
+            "{pid}\n{}\n1700000000\n5432\n\n\n  1234567     0\nready   \n",
+            data.display()
+        );
+        std::fs::write(data.join("postmaster.pid"), text).unwrap();
+    }
+
+    /// `program` (a copy of `sleep` under that name) started in `cwd`.
+    fn sleeper(bin_dir: &Path, program: &str, cwd: &Path) -> Child {
+        let copy = bin_dir.join(program);
+        if !copy.exists() {
+            std::fs::copy("/bin/sleep", &copy).unwrap();
+        }
+        Command::new(&copy)
+            .arg("60")
+            .current_dir(cwd)
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_pid_file_holder_is_told_by_program_and_working_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        assert_eq!(holder(&data), PidFileHolder::Nobody, "no file");
+
+        let mut postmaster = sleeper(root.path(), "postgres", &data);
+        write_pid(&data, postmaster.id());
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Postmaster(postmaster.id() as i32)
+        );
+
+        let mut other_postgres = sleeper(root.path(), "postgres", &elsewhere);
+        write_pid(&data, other_postgres.id());
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Stranger(other_postgres.id() as i32),
+            "a postgres of another data directory"
+        );
+
+        let mut other_program = sleeper(root.path(), "sleep", &data);
+        write_pid(&data, other_program.id());
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Stranger(other_program.id() as i32),
+            "another program working in the data directory"
+        );
+
+        other_program.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while holder(&data) != PidFileHolder::Zombie(other_program.id() as i32) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", holder(&data));
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        other_program.wait().unwrap();
+        assert_eq!(holder(&data), PidFileHolder::Nobody, "a reaped pid");
+
+        let text = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+        std::fs::write(data.join("postmaster.pid"), text.replacen('\n', "x\n", 1)).unwrap();
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Nobody,
+            "no pid on the first line"
+        );
+
+        for child in [&mut postmaster, &mut other_postgres] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_pid_file_that_is_a_fifo_or_a_symlink_is_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        nix::unistd::mkfifo(&data.join("postmaster.pid"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Nobody,
+            "a fifo (never blocks)"
+        );
+        std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+        let target = root.path().join("elsewhere.pid");
+        std::fs::write(&target, format!("{}\n", std::process::id())).unwrap();
+        std::os::unix::fs::symlink(&target, data.join("postmaster.pid")).unwrap();
+        assert_eq!(holder(&data), PidFileHolder::Nobody, "a symlink");
+    }
+}
