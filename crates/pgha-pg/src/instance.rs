@@ -174,14 +174,19 @@ impl Instance {
         crate::beneath::is_file(&self.data_dir().join("standby.signal"), &self.run_as)
     }
 
-    /// The postmaster's pid if one is running on this data directory (or has died and is
-    /// not reaped yet). A pid in `postmaster.pid` that another process holds now (the file
-    /// left by a crash, the pid reused since) is not a running PostgreSQL.
+    /// The postmaster's pid if one is running on this data directory. A postmaster that died
+    /// and waits to be reaped (a zombie) is not running, nor is another process holding the
+    /// pid `postmaster.pid` names (the file left by a crash, the pid reused since).
     pub fn postmaster_pid(&self) -> Option<i32> {
-        match crate::pid_file::holder(&self.data_dir()) {
-            PidFileHolder::Postmaster(pid) | PidFileHolder::Zombie(pid) => Some(pid),
-            PidFileHolder::Nobody | PidFileHolder::Stranger(_) => None,
+        match self.pid_file_holder() {
+            PidFileHolder::Postmaster(pid) => Some(pid),
+            PidFileHolder::Nobody | PidFileHolder::Zombie(_) | PidFileHolder::Stranger(_) => None,
         }
+    }
+
+    /// What holds the pid in this data directory's `postmaster.pid` now.
+    pub fn pid_file_holder(&self) -> PidFileHolder {
+        crate::pid_file::holder(&self.data_dir())
     }
 
     pub fn is_running(&self) -> bool {

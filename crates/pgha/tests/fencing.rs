@@ -11,10 +11,10 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use common::cluster::MEMBERS;
-use common::status::members;
+use common::status::{members, primary_of};
 use common::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_pid, serial, signal};
+use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_pid, proc_stat, serial, signal};
 
 const TTL_MS: u64 = 3000;
 const MARGIN_MS: u64 = 1000;
@@ -136,6 +136,30 @@ fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
 #[test]
 fn a_killed_supervisor_takes_postgresql_with_it() {
     let (_one, mut up, primary) = start_cluster();
+    kill_a_standbys_supervisor(&mut up, &primary);
+}
+
+/// As [`a_killed_supervisor_takes_postgresql_with_it`] with `pgha up` as a container's pid 1
+/// (a child subreaper): the killed supervisor's postmaster becomes its child and stays a zombie,
+/// which still answers `kill(pid, 0)`; the agent starts PostgreSQL again all the same.
+#[test]
+fn a_killed_supervisor_under_pgha_up_as_pid_1_leaves_a_zombie_postgresql_is_started_past() {
+    let _one = serial();
+    let mut up = UpProcess::start_in_temp_as_subreaper(3);
+    let status = up.wait_streaming(Duration::from_secs(60));
+    let primary = primary_of(&status).expect("a primary");
+    let zombie = kill_a_standbys_supervisor(&mut up, &primary);
+    let state = proc_stat(zombie).map(|s| s.state);
+    assert_eq!(
+        state,
+        Some('Z'),
+        "the killed postmaster, adopted by pgha up"
+    );
+}
+
+/// Kills the supervisor of a standby of `primary`; checks its postmaster died with it and that
+/// the agent started PostgreSQL again. Returns the dead postmaster's pid.
+fn kill_a_standbys_supervisor(up: &mut UpProcess, primary: &str) -> u32 {
     let standby = MEMBERS.into_iter().find(|m| *m != primary).unwrap();
     let data = up.dir.join(standby).join("data");
     let pm = postmaster_pid(&data).expect("standby postmaster");
@@ -154,4 +178,5 @@ fn a_killed_supervisor_takes_postgresql_with_it() {
     up.wait_streaming(Duration::from_secs(60));
     let again = postmaster_pid(&data).expect("restarted");
     assert_ne!(again, pm);
+    pm
 }

@@ -8,7 +8,7 @@ use pgha_pg::probe::{drop_stale_failover_slots, ensure_replication_role, ensure_
 use pgha_pg::source::SourceServer;
 use pgha_pg::StopMode;
 
-use super::reaping::{is_zombie, wait_reaped};
+use super::reaping::wait_reaped;
 use super::{JobContext, JobError, JobResult, SQL_TIMEOUT, START_TIMEOUT};
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,17 +80,10 @@ impl JobContext {
     /// while it is an unreaped zombie, which still answers `kill(pid, 0)`.
     pub(super) async fn start_or_wait(&self) -> JobResult {
         let spec = &self.spec;
-        wait_reaped(&spec.instance).await;
-        if !spec.instance.is_running() {
-            self.start_postgres().await?;
-            return Ok(());
-        }
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if spec.instance.postmaster_pid().is_some_and(is_zombie) {
-                wait_reaped(&spec.instance).await;
-            }
             if !spec.instance.is_running() {
+                wait_reaped(&spec.instance).await;
                 self.start_postgres().await?;
                 return Ok(());
             }

@@ -51,6 +51,9 @@ pub struct UpProcess {
     log: PathBuf,
     /// The test directory `dir` lives in, when this owns it (removed once everything stopped).
     tmp: Option<tempfile::TempDir>,
+    /// `pgha up` adopts the orphans of its descendants, as a container's pid 1 does
+    /// ([`UpProcess::start_in_temp_as_subreaper`]).
+    subreaper: bool,
 }
 
 /// Small, fast instances: fine for process-level tests.
@@ -73,6 +76,7 @@ impl UpProcess {
             child: None,
             log: PathBuf::new(),
             tmp: None,
+            subreaper: false,
         };
         up.restart(extra);
         up
@@ -92,8 +96,18 @@ impl UpProcess {
             args.extend(TEST_PARAMS);
         }
         args.extend(extra);
-        let (child, _) =
-            spawn_logged(Command::new(pgha_bin()).args(&args), &self.log).expect("spawn pgha up");
+        let mut cmd = Command::new(pgha_bin());
+        cmd.args(&args);
+        if self.subreaper {
+            use std::os::unix::process::CommandExt as _;
+            // SAFETY: prctl is async-signal-safe; the attribute survives the exec of pgha.
+            unsafe {
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+                });
+            }
+        }
+        let (child, _) = spawn_logged(&mut cmd, &self.log).expect("spawn pgha up");
         self.child = Some(child);
     }
 
@@ -118,6 +132,27 @@ impl UpProcess {
     pub fn start_in_temp(members: u16) -> Self {
         let tmp = test_dir();
         let mut up = Self::start(&tmp.path().join("ha"), members);
+        up.tmp = Some(tmp);
+        up
+    }
+
+    /// [`UpProcess::start_in_temp`], `pgha up` adopting the processes its descendants leave
+    /// behind when they die (`PR_SET_CHILD_SUBREAPER`), as it does when it is a container's
+    /// pid 1: the postmaster of a killed supervisor becomes its child, and a zombie until it
+    /// reaps it.
+    pub fn start_in_temp_as_subreaper(members: u16) -> Self {
+        let tmp = test_dir();
+        let mut up = UpProcess {
+            dir: tmp.path().join("ha"),
+            base: free_base_port(members),
+            members,
+            child: None,
+            log: PathBuf::new(),
+            tmp: None,
+            subreaper: true,
+        };
+        up.restart(&[]);
+        up.wait_streaming(Duration::from_secs(90));
         up.tmp = Some(tmp);
         up
     }
