@@ -32,7 +32,7 @@ pub use pg::{try_connect, value_becomes};
 pub use port::{free_port, free_port_range, free_ports};
 pub use postmaster::{postmaster_pid, stop_postmaster};
 pub use process::{alive, children_of, cmdline, is_stopped, parent_of, proc_stat, reap, signal};
-pub use process::{spawn_with_pid, stop_child, ProcStat};
+pub use process::{stop_child, ProcStat};
 pub use serial::serial;
 pub use wait::{eventually, poll, poll_async, wait_until};
 pub use writer::{Ack, Writer, WriterOptions};

@@ -1,39 +1,10 @@
-//! Processes by pid: signals, liveness (a zombie is dead), /proc facts, stopping a child, and
-//! spawning one as a given pid.
+//! Processes by pid: signals, liveness (a zombie is dead), /proc facts, and stopping a child.
 
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-/// Spawns `cmd` as process `pid` exactly, as a machine that rebooted hands out a dead
-/// process's pid again: the kernel's last given pid (`/proc/sys/kernel/ns_last_pid`, root
-/// only) is set just below it before each try; a try another fork overtook is ended and
-/// tried again. Panics when `pid` is in use (a zombie gets 10 s to be reaped) or 50 tries
-/// fail.
-pub fn spawn_with_pid(cmd: &mut Command, pid: u32) -> Child {
-    let reaped_by = Instant::now() + Duration::from_secs(10);
-    while proc_stat(pid).is_some_and(|s| s.state == 'Z') && Instant::now() < reaped_by {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        proc_stat(pid).is_none(),
-        "pid {pid} is in use: {:?}",
-        proc_stat(pid)
-    );
-    for _ in 0..50 {
-        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string())
-            .expect("write /proc/sys/kernel/ns_last_pid (root only)");
-        let mut child = cmd.spawn().expect("spawn a process for a given pid");
-        if child.id() == pid {
-            return child;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("no process got pid {pid} in 50 tries");
-}
 
 /// Sends `sig` to `pid`; whether it was delivered.
 pub fn signal(pid: u32, sig: Signal) -> bool {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pgha_testkit::{checksum, children_of, connect, parent_of, poll, poll_async, postmaster_pid};
-use pgha_testkit::{serial, signal, spawn_with_pid, LoopDisk};
+use pgha_testkit::{serial, signal, LoopDisk};
 use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
 use serde_json::Value;
 
@@ -92,9 +92,13 @@ impl Cluster {
         disk.lose_power();
     }
 
-    /// A machine that came back from a crash hands out pids again: the pid the first
-    /// member's `postmaster.pid` names (left by the crash) is taken by a process of root, the
-    /// second member's by one of the PostgreSQL OS user; the third member's stays free.
+    /// A machine back from a crash hands out pids again, and the pid a `postmaster.pid` left
+    /// by the crash names may belong to another process now: the first member's to a process
+    /// of root, the second's to one of the PostgreSQL OS user; the third's stays free. Each
+    /// process is started first and its pid written over the one on the file's first line
+    /// (the rest of the file as the crash left it): taking the very pid, by moving the
+    /// kernel's pid counter back (`ns_last_pid`), would hand recently freed pids to every
+    /// process the machine starts next, those of tests running beside this one included.
     pub fn reuse_postmaster_pids(&self) -> PidSquatters {
         let postgres = nix::unistd::User::from_name("postgres")
             .expect("read the user database")
@@ -102,25 +106,22 @@ impl Cluster {
         let dirs = self.up.data_dirs();
         let mut squatters = PidSquatters(Vec::new());
         for (k, data) in dirs.iter().take(2).enumerate() {
-            let text = std::fs::read_to_string(data.join("postmaster.pid"))
-                .unwrap_or_else(|e| self.fail(&format!("{}/postmaster.pid: {e}", data.display())));
-            let pid: u32 = text
-                .lines()
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or_else(|| {
-                    self.fail(&format!(
-                        "no pid in {}/postmaster.pid: {text:?}",
-                        data.display()
-                    ))
-                });
+            let pid_file = data.join("postmaster.pid");
+            let text = std::fs::read_to_string(&pid_file)
+                .unwrap_or_else(|e| self.fail(&format!("{}: {e}", pid_file.display())));
+            let Some((_, rest)) = text.split_once('\n') else {
+                self.fail(&format!("{}: {text:?}", pid_file.display()));
+            };
             let mut cmd = std::process::Command::new("sleep");
             cmd.arg("600").current_dir("/");
             if k == 1 {
                 use std::os::unix::process::CommandExt as _;
                 cmd.uid(postgres.uid.as_raw()).gid(postgres.gid.as_raw());
             }
-            squatters.0.push(spawn_with_pid(&mut cmd, pid));
+            let squatter = cmd.spawn().expect("spawn sleep");
+            std::fs::write(&pid_file, format!("{}\n{rest}", squatter.id()))
+                .unwrap_or_else(|e| self.fail(&format!("{}: {e}", pid_file.display())));
+            squatters.0.push(squatter);
         }
         squatters
     }

@@ -78,6 +78,9 @@ pub trait AgentSet {
 
     fn rest_agents(&self) -> &[Self::Agent];
 
+    /// The agents' log tails, for the failure messages of the waits below.
+    fn failure_logs(&self) -> String;
+
     /// The members whose `/primary` answers 200.
     fn primaries(&self) -> Vec<String> {
         self.rest_agents()
@@ -103,11 +106,12 @@ pub trait AgentSet {
         });
         converged.unwrap_or_else(|| {
             panic!(
-                "cluster did not converge within {timeout:?} (primaries {:?}); /cluster: {}",
+                "cluster did not converge within {timeout:?} (primaries {:?}); /cluster: {}\n{}",
                 self.primaries(),
                 self.cluster_json()
                     .map(|v| v.to_string())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                self.failure_logs()
             )
         })
     }
@@ -434,6 +438,10 @@ impl AgentSet for DistCluster {
 
     fn rest_agents(&self) -> &[Agent] {
         &self.agents
+    }
+
+    fn failure_logs(&self) -> String {
+        self.logs(40)
     }
 }
 

@@ -1773,6 +1773,10 @@ impl AgentSet for Cluster {
     fn rest_agents(&self) -> &[Member] {
         &self.members
     }
+
+    fn failure_logs(&self) -> String {
+        self.logs(60)
+    }
 }
 
 impl Drop for Cluster {
