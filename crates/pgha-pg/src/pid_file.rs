@@ -2,7 +2,7 @@
 //! nobody, or another process that took that pid after a crash (a reboot starts pids over).
 
 use std::io::Read as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 /// What the pid in `DATA/postmaster.pid` is now.
@@ -56,6 +56,14 @@ fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     if state == 'Z' {
         return PidFileHolder::Zombie(pid);
     }
+    // PostgreSQL runs only as the owner of its data directory: a process of another user is
+    // not its postmaster, whether or not this one may read where it works.
+    let owner = std::fs::metadata(data_dir).map(|m| m.uid());
+    if let (Ok(owner), Some(uid)) = (owner, effective_uid(&proc_dir)) {
+        if owner != uid {
+            return PidFileHolder::Stranger(pid);
+        }
+    }
     let (exe, cwd) = match (
         std::fs::read_link(proc_dir.join("exe")),
         std::fs::read_link(proc_dir.join("cwd")),
@@ -78,6 +86,13 @@ fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     } else {
         PidFileHolder::Stranger(pid)
     }
+}
+
+/// The effective uid on the `Uid:` line of `/proc/PID/status`, if that process exists.
+fn effective_uid(proc_dir: &Path) -> Option<u32> {
+    let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The state letter in `/proc/PID/stat`, if that process exists.
@@ -166,6 +181,44 @@ mod tests {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// A process of a user other than the data directory's owner is never its postmaster,
+    /// even one named `postgres` working there (and one this process could not read).
+    #[test]
+    fn a_process_of_another_user_is_a_stranger() {
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::os::unix::process::CommandExt as _;
+        let root = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = root.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "starting a process of another user takes root (test.sh runs as root)"
+        );
+        let other = nix::unistd::User::from_name("nobody")
+            .unwrap()
+            .expect("the nobody user");
+        let copy = root.path().join("postgres");
+        std::fs::copy("/bin/sleep", &copy).unwrap();
+        let mut theirs = Command::new(&copy)
+            .arg("60")
+            .current_dir(&data)
+            .uid(other.uid.as_raw())
+            .gid(other.gid.as_raw())
+            .spawn()
+            .unwrap();
+        write_pid(&data, theirs.id());
+        assert_eq!(holder(&data), PidFileHolder::Stranger(theirs.id() as i32));
+        nix::unistd::chown(&data, Some(other.uid), Some(other.gid)).unwrap();
+        assert_eq!(
+            holder(&data),
+            PidFileHolder::Postmaster(theirs.id() as i32),
+            "once the directory is theirs"
+        );
+        theirs.kill().unwrap();
+        theirs.wait().unwrap();
     }
 
     #[test]
