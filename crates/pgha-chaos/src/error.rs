@@ -22,7 +22,10 @@ pub enum ChaosError {
     Timeout { what: String, seconds: u64 },
     /// A fault could not be injected (e.g. no postmaster to kill).
     #[error("cannot inject {fault}: {why}")]
-    Inject { fault: String, why: String },
+    Inject {
+        fault: String,
+        why: crate::inject_error::InjectError,
+    },
     #[error("{0}")]
     Usage(String),
     #[error("write {file}: {source}")]

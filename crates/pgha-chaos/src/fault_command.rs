@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::ChaosError;
 use crate::faults::FaultKind;
+use crate::inject_error::CommandError;
 
 /// A `--fault-command NAME=CMD`: the name a campaign reports it by, and the shell command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +49,7 @@ impl FaultCommand {
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a `--fault-command` through `sh -c`, with the leader's name in `PGHA_LEADER`.
-pub async fn run(command: &str, leader: &str) -> Result<(), String> {
+pub async fn run(command: &str, leader: &str) -> Result<(), CommandError> {
     let run = tokio::process::Command::new("sh")
         .args(["-c", command])
         .env("PGHA_LEADER", leader)
@@ -56,21 +57,22 @@ pub async fn run(command: &str, leader: &str) -> Result<(), String> {
         .output();
     let out = tokio::time::timeout(COMMAND_TIMEOUT, run)
         .await
-        .map_err(|_| {
-            format!(
-                "`{command}` ran for more than {} s",
-                COMMAND_TIMEOUT.as_secs()
-            )
+        .map_err(|_| CommandError::TimedOut {
+            command: command.to_string(),
+            seconds: COMMAND_TIMEOUT.as_secs(),
         })?
-        .map_err(|e| format!("`{command}`: {e}"))?;
+        .map_err(|source| CommandError::Spawn {
+            command: command.to_string(),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "`{command}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(CommandError::Failed {
+            command: command.to_string(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -93,6 +95,18 @@ mod tests {
             "x=",
         ] {
             assert!(FaultCommand::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fault_command_sees_the_leader_and_its_failure_says_why() {
+        run("test \"$PGHA_LEADER\" = n2", "n2").await.unwrap();
+        match run("echo nope >&2; exit 3", "n2").await {
+            Err(CommandError::Failed { status, stderr, .. }) => {
+                assert_eq!(status.code(), Some(3));
+                assert_eq!(stderr, "nope");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::error::ChaosError;
 pub use crate::fault_command::FaultCommand;
 pub use crate::fault_kind::FaultKind;
 use crate::health::Healthy;
+use crate::inject_error::{InjectError, ProcessError};
 use crate::isolate::{Isolated, Loss};
 use crate::target::{Mode, Target};
 
@@ -66,7 +67,7 @@ pub async fn inject(
     agent_pause: Duration,
     changes: &mut ConfigChanges,
 ) -> Result<Injected, ChaosError> {
-    let fail = |why: String| ChaosError::Inject {
+    let fail = |why: InjectError| ChaosError::Inject {
         fault: kind.name().to_string(),
         why,
     };
@@ -91,7 +92,7 @@ pub async fn inject(
         FaultKind::KillStandby => {
             let victim = (*local_standbys
                 .choose(rng)
-                .ok_or_else(|| fail("no standby runs on this machine".into()))?)
+                .ok_or_else(|| fail(InjectError::NoLocalStandby))?)
             .clone();
             kill(target, &victim).map_err(fail)?;
             injected.victim = victim;
@@ -112,7 +113,7 @@ pub async fn inject(
             };
             let to = (*candidates
                 .choose(rng)
-                .ok_or_else(|| fail("no standby may be promoted".into()))?)
+                .ok_or_else(|| fail(InjectError::NoPromotableStandby))?)
             .clone();
             let request = match kind {
                 FaultKind::Switchover => RequestKind::Switchover,
@@ -131,7 +132,7 @@ pub async fn inject(
             let victim = now
                 .standbys
                 .choose(rng)
-                .ok_or_else(|| fail("no standby".into()))?
+                .ok_or_else(|| fail(InjectError::NoStandby))?
                 .clone();
             stop(target, &victim, false).await?;
             start(target, &victim).await?;
@@ -139,7 +140,7 @@ pub async fn inject(
         }
         FaultKind::PauseAgent => {
             let victim =
-                pause_victim(target, now, rng).ok_or_else(|| fail("no member to pause".into()))?;
+                pause_victim(target, now, rng).ok_or_else(|| fail(InjectError::NoMemberToPause))?;
             pause_agent(target, &victim, agent_pause).await?;
             injected.expect_standby = victim == leader;
             injected.victim = victim;
@@ -149,12 +150,12 @@ pub async fn inject(
                 .members
                 .iter()
                 .find(|m| m.data_dir.is_some())
-                .ok_or_else(|| fail("no member runs on this machine".into()))?;
+                .ok_or_else(|| fail(InjectError::NoLocalMember))?;
             let (loss, length) = match kind {
                 FaultKind::IsolateHost => (Loss::All, agent_pause),
                 _ => (Loss::Share(LOSSY_SHARE), agent_pause * 2),
             };
-            let cut = Isolated::cut(&target.peers, loss).map_err(|e| fail(e.to_string()))?;
+            let cut = Isolated::cut(&target.peers, loss).map_err(|e| fail(e.into()))?;
             tokio::time::sleep(length).await;
             drop(cut);
             // A leader cut off from etcd and every other member cannot keep its lease; over a
@@ -165,7 +166,7 @@ pub async fn inject(
         FaultKind::ChangeConfig => {
             let assignments = changes
                 .next(rng, now.standbys.len())
-                .ok_or_else(|| fail("no setting of this cluster can be changed".into()))?;
+                .ok_or_else(|| fail(InjectError::NothingToChange))?;
             let answer: ClusterConfig = target
                 .client
                 .post(
@@ -183,10 +184,10 @@ pub async fn inject(
                 .fault_commands
                 .iter()
                 .find(|c| c.name == name)
-                .ok_or_else(|| fail(format!("no --fault-command names {name}")))?;
+                .ok_or_else(|| fail(InjectError::NoSuchCommand(name.to_string())))?;
             crate::fault_command::run(&command.command, &leader)
                 .await
-                .map_err(fail)?;
+                .map_err(|e| fail(e.into()))?;
         }
     }
     Ok(injected)
@@ -210,9 +211,9 @@ fn pause_victim(target: &Target, now: &Healthy, rng: &mut impl Rng) -> Option<St
 async fn pause_agent(target: &Target, member: &str, length: Duration) -> Result<(), ChaosError> {
     let here = target.member(member).and_then(|m| m.data_dir.as_deref());
     if let (Mode::Distributed, Some(dir)) = (target.mode, here) {
-        let fail = |why: String| ChaosError::Inject {
+        let fail = |why: ProcessError| ChaosError::Inject {
             fault: FaultKind::PauseAgent.name().to_string(),
-            why,
+            why: why.into(),
         };
         let pid = crate::process::agent_pid(dir).map_err(fail)?;
         let stopped = crate::process::Stopped::stop(pid).map_err(fail)?;
@@ -234,18 +235,22 @@ async fn pause_agent(target: &Target, member: &str, length: Duration) -> Result<
 }
 
 /// SIGKILL to `member`'s postmaster, named by its `postmaster.pid`.
-fn kill(target: &Target, member: &str) -> Result<(), String> {
-    let dir = target
+fn kill(target: &Target, member: &str) -> Result<(), InjectError> {
+    let data_dir = target
         .member(member)
         .and_then(|m| m.data_dir.as_deref())
-        .ok_or_else(|| format!("{member}'s data directory is not on this machine"))?;
-    let pid = crate::process::postmaster_pid(dir).ok_or_else(|| {
-        format!(
-            "{member} has no running postmaster ({}/postmaster.pid)",
-            dir.display()
-        )
-    })?;
-    crate::process::kill9(pid).map_err(|e| format!("{member}'s postmaster: {e}"))
+        .ok_or_else(|| InjectError::NotLocal {
+            member: member.to_string(),
+        })?;
+    let pid =
+        crate::process::postmaster_pid(data_dir).ok_or_else(|| InjectError::NoPostmaster {
+            member: member.to_string(),
+            data_dir: data_dir.to_path_buf(),
+        })?;
+    crate::process::kill9(pid).map_err(|source| InjectError::Postmaster {
+        member: member.to_string(),
+        source,
+    })
 }
 
 /// Stops `member` through the API of the host that runs it: cleanly, or `immediate`ly (like

@@ -16,6 +16,7 @@ pub mod fault_kind;
 pub mod faults;
 pub mod health;
 pub mod html;
+pub mod inject_error;
 pub mod isolate;
 pub mod monitor;
 pub mod process;

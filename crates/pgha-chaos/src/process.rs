@@ -7,6 +7,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use pgha_pg::pid_file::PidFileHolder;
 
+use crate::inject_error::ProcessError;
+
 /// The pid in `data_dir/postmaster.pid`, when that process is the directory's postmaster
 /// (never a process that took the pid of one that crashed: a fault must not signal it).
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
@@ -38,30 +40,38 @@ pub fn args_of(pid: i32) -> Vec<String> {
 
 /// The `pgha agent` process that runs the member whose data directory is `data_dir`: the
 /// parent of the postmaster is `pgha supervise`, whose parent is the agent that started it.
-pub fn agent_pid(data_dir: &Path) -> Result<i32, String> {
-    let postmaster = postmaster_pid(data_dir)
-        .ok_or_else(|| format!("no running postmaster in {}", data_dir.display()))?;
-    let supervisor = parent_of(postmaster).ok_or("the postmaster has no parent")?;
+pub fn agent_pid(data_dir: &Path) -> Result<i32, ProcessError> {
+    let postmaster =
+        postmaster_pid(data_dir).ok_or_else(|| ProcessError::NoPostmaster(data_dir.into()))?;
+    let supervisor = parent_of(postmaster).ok_or(ProcessError::NoParent {
+        what: "postmaster",
+        pid: postmaster,
+    })?;
     if !args_of(supervisor).iter().any(|a| a == "supervise") {
-        return Err(format!(
-            "the postmaster's parent {supervisor} is not `pgha supervise`"
-        ));
+        return Err(ProcessError::NotSupervised(supervisor));
     }
-    let agent = parent_of(supervisor).ok_or("the supervisor has no parent")?;
+    let agent = parent_of(supervisor).ok_or(ProcessError::NoParent {
+        what: "supervisor",
+        pid: supervisor,
+    })?;
     let args = args_of(agent);
     if !args.iter().any(|a| a == "agent") {
-        return Err(format!(
-            "the supervisor's parent {agent} is not `pgha agent` ({}): an agent restarted \
-             since it started PostgreSQL",
-            args.join(" ")
-        ));
+        return Err(ProcessError::AgentRestarted {
+            pid: agent,
+            args: args.join(" "),
+        });
     }
     Ok(agent)
 }
 
+/// Sends `signal` to `pid`.
+fn send(pid: i32, signal: Signal) -> Result<(), ProcessError> {
+    kill(Pid::from_raw(pid), signal).map_err(|errno| ProcessError::Signal { signal, pid, errno })
+}
+
 /// SIGKILL to `pid`.
-pub fn kill9(pid: i32) -> Result<(), String> {
-    kill(Pid::from_raw(pid), Signal::SIGKILL).map_err(|e| format!("SIGKILL to {pid}: {e}"))
+pub fn kill9(pid: i32) -> Result<(), ProcessError> {
+    send(pid, Signal::SIGKILL)
 }
 
 /// A process stopped with SIGSTOP until this is dropped (then SIGCONT).
@@ -70,8 +80,8 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    pub fn stop(pid: i32) -> Result<Stopped, String> {
-        kill(Pid::from_raw(pid), Signal::SIGSTOP).map_err(|e| format!("SIGSTOP to {pid}: {e}"))?;
+    pub fn stop(pid: i32) -> Result<Stopped, ProcessError> {
+        send(pid, Signal::SIGSTOP)?;
         Ok(Stopped { pid })
     }
 }
