@@ -44,6 +44,7 @@
 pub mod action;
 mod candidacy;
 pub mod config;
+pub mod duration_text;
 pub mod election;
 mod follower;
 pub mod history;

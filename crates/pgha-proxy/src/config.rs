@@ -107,6 +107,7 @@ impl Default for ProxyConfig {
 pub mod duration {
     use std::time::Duration;
 
+    use pgha_core::duration_text::{parse_duration, DurationTextError};
     use serde::{de, Deserialize, Deserializer, Serializer};
 
     /// Serializes as a string in milliseconds (`"1500ms"`), which [`deserialize`] reads back.
@@ -123,11 +124,11 @@ pub mod duration {
     }
 
     impl Raw {
-        fn duration(self) -> Result<Duration, String> {
+        fn duration(self) -> Result<Duration, DurationTextError> {
             match self {
-                Raw::Secs(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
-                Raw::Secs(s) => Err(format!("invalid duration {s}")),
-                Raw::Text(t) => parse(&t),
+                Raw::Secs(s) => Duration::try_from_secs_f64(s)
+                    .map_err(|_| DurationTextError::NotANumber(s.to_string())),
+                Raw::Text(t) => parse_duration(&t),
             }
         }
     }
@@ -162,26 +163,6 @@ pub mod duration {
             }
         }
     }
-
-    /// Parses `"250ms"`, `"30s"`, `"2m"` or a bare number of seconds.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let t = text.trim();
-        let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-            (n, 0.001)
-        } else if let Some(n) = t.strip_suffix('s') {
-            (n, 1.0)
-        } else if let Some(n) = t.strip_suffix('m') {
-            (n, 60.0)
-        } else {
-            (t, 1.0)
-        };
-        match num.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Duration::from_secs_f64(v * scale)),
-            _ => Err(format!(
-                "invalid duration {text:?} (expected e.g. 30s, 250ms, 2m)"
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -204,15 +185,22 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse() {
-        assert_eq!(
-            duration::parse("250ms").unwrap(),
-            Duration::from_millis(250)
-        );
-        assert_eq!(duration::parse("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(duration::parse("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(duration::parse("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(duration::parse("soon").is_err());
+    fn durations_read_as_seconds_or_text_and_say_what_is_wrong() {
+        for (json, ms) in [
+            (r#"{"hold_timeout": 1.5}"#, 1500),
+            (r#"{"hold_timeout": "250ms"}"#, 250),
+            (r#"{"hold_timeout": "2m"}"#, 120_000),
+        ] {
+            let c: ProxyConfig = serde_json::from_str(json).unwrap();
+            assert_eq!(c.hold_timeout, Duration::from_millis(ms), "{json}");
+        }
+        for json in [r#"{"hold_timeout": -1}"#, r#"{"hold_timeout": "3d"}"#] {
+            let err = serde_json::from_str::<ProxyConfig>(json).unwrap_err();
+            assert!(
+                err.to_string().contains("duration") || err.to_string().contains("unit"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

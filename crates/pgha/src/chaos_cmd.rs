@@ -8,6 +8,7 @@ use anyhow::Context;
 use pgha_chaos::{
     campaign, faults::FaultCommand, html, progress::Progress, table, FaultKind, Length, Verdict,
 };
+use pgha_core::duration_text::parse_duration;
 
 /// Exit status when a promise was broken (lost writes in a synchronous mode, two writers,
 /// no recovery within the bound).
@@ -121,26 +122,6 @@ pub struct ChaosArgs {
     report: Option<PathBuf>,
 }
 
-/// `90s`, `10m`, `1h`, `1500ms` or a number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 90s, 10m, 1h)"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
 /// Runs the campaign and reports; exits with the verdict's status.
 pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     let commands = args
@@ -214,13 +195,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("soon").is_err());
+    fn duration_flags_take_units_and_name_a_wrong_one() {
+        use clap::Parser as _;
+        let cli = crate::cli::Cli::try_parse_from([
+            "pgha",
+            "chaos",
+            "--dir",
+            "/x",
+            "--duration",
+            "10m",
+            "--max-gap",
+            "1500ms",
+        ])
+        .unwrap();
+        let crate::cli::Command::Chaos(args) = cli.command else {
+            panic!("not chaos");
+        };
+        assert_eq!(args.duration, Some(Duration::from_secs(600)));
+        assert_eq!(args.max_gap, Duration::from_millis(1500));
+        assert_eq!(args.recovery_bound, Duration::from_secs(60));
+        let err =
+            crate::cli::Cli::try_parse_from(["pgha", "chaos", "--dir", "/x", "--duration", "3d"])
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("--duration") && err.contains("unknown unit \"d\""),
+            "{err}"
+        );
     }
 }
