@@ -157,12 +157,11 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     run_as.run_as_postgres(&mut cmd);
-    if let Some(pid) = stale_lock_pid(&args.data_dir) {
+    if let Some((pid, why)) = stale_lock_pid(&args.data_dir) {
         let _ = writeln!(
             std::io::stderr(),
-            "pgha supervise {}: {}/postmaster.pid names pid {pid}, which is not a postmaster \
-             of this data directory (a file left by a crash, the pid taken since): PostgreSQL \
-             is told to disregard it",
+            "pgha supervise {}: {}/postmaster.pid names pid {pid}, {why}: PostgreSQL is told to \
+             disregard it",
             args.member,
             args.data_dir.display()
         );
@@ -187,12 +186,20 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
     cmd.spawn()
 }
 
-/// The pid in the data directory's `postmaster.pid` when a process other than a postmaster
-/// of that directory holds it (alive, or exited and unreaped): PostgreSQL would take it for
-/// another postmaster and refuse to start.
-fn stale_lock_pid(data_dir: &Path) -> Option<i32> {
+/// The pid in the data directory's `postmaster.pid`, and what holds it, when that is not a
+/// running postmaster of the directory but a process PostgreSQL would take for one (alive, or
+/// exited and unreaped) and refuse to start.
+fn stale_lock_pid(data_dir: &Path) -> Option<(i32, &'static str)> {
     match crate::pid_file::holder(data_dir) {
-        PidFileHolder::Stranger(pid) | PidFileHolder::Zombie(pid) => Some(pid),
+        PidFileHolder::Stranger(pid) => Some((
+            pid,
+            "which is not a postmaster of this data directory (a file left by a crash, the \
+             pid taken since)",
+        )),
+        PidFileHolder::Zombie(pid) => Some((
+            pid,
+            "a process that has exited and that its parent has not reaped",
+        )),
         PidFileHolder::Nobody | PidFileHolder::Postmaster(_) => None,
     }
 }

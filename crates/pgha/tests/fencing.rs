@@ -155,6 +155,12 @@ fn a_killed_supervisor_under_pgha_up_as_pid_1_leaves_a_zombie_postgresql_is_star
         Some('Z'),
         "the killed postmaster, adopted by pgha up"
     );
+    let said = format!("names pid {zombie}, a process that has exited and that its parent");
+    assert!(
+        up.log().contains(&said),
+        "the log does not say why: {}",
+        up.log()
+    );
 }
 
 /// Kills the supervisor of a standby of `primary`; checks its postmaster died with it and that
