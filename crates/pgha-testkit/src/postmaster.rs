@@ -1,6 +1,8 @@
-//! The postmaster of a data directory: its pid, and an immediate stop for cleanup.
+//! The postmaster of a data directory: its pid, an immediate stop for cleanup, and a
+//! `postmaster.pid` left by a crash made to name another live process (a pid reused since).
 
 use std::path::Path;
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -29,4 +31,66 @@ pub fn stop_postmaster(data: &Path) {
     if gone.is_none() {
         signal(pid, Signal::SIGKILL);
     }
+}
+
+/// Processes holding the pids that `postmaster.pid` files left by a crash name
+/// ([`squat_postmaster_pid`]); killed when dropped.
+#[derive(Default)]
+pub struct PidSquatters(Vec<Child>);
+
+impl PidSquatters {
+    /// Makes `DATA/postmaster.pid`, as a crash left it, name a live process that is no
+    /// postmaster, as after a machine came back and handed the pid to another process: `sleep`
+    /// is started as `user` (uid, gid; `None`: as this process) and its pid written over the
+    /// file's first line, the rest of the file kept. Taking the very pid by moving the kernel's
+    /// pid counter back (`ns_last_pid`) would hand recently freed pids to every process the
+    /// machine starts next, those of tests running beside this one included.
+    pub fn squat(&mut self, data: &Path, user: Option<(u32, u32)>) -> u32 {
+        let pid_file = data.join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let (_, rest) = text
+            .split_once('\n')
+            .unwrap_or_else(|| panic!("{}: {text:?}", pid_file.display()));
+        let mut cmd = Command::new("sleep");
+        cmd.arg("600").current_dir("/");
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt as _;
+            cmd.uid(uid).gid(gid);
+        }
+        let squatter = cmd.spawn().expect("spawn sleep");
+        let pid = squatter.id();
+        std::fs::write(&pid_file, format!("{pid}\n{rest}"))
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        self.0.push(squatter);
+        pid
+    }
+
+    /// The squatters no longer running (something signalled one as if it were a postmaster).
+    pub fn gone(&mut self) -> Vec<u32> {
+        let mut gone = Vec::new();
+        for child in &mut self.0 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                gone.push(child.id());
+            }
+        }
+        gone
+    }
+}
+
+impl Drop for PidSquatters {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The uid and gid of the `postgres` OS user.
+pub fn postgres_user() -> (u32, u32) {
+    let user = nix::unistd::User::from_name("postgres")
+        .expect("read the user database")
+        .expect("the postgres OS user");
+    (user.uid.as_raw(), user.gid.as_raw())
 }

@@ -63,6 +63,7 @@ use std::time::{Duration, Instant};
 use netns::*;
 use nix::sys::signal::Signal;
 use pgha_testkit::{children_of, cmdline, poll, run_sql, signal, wait_until};
+use pgha_testkit::{postgres_user, PidSquatters};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
@@ -1602,9 +1603,12 @@ fn etcd_data_lost() {
 /// Every host loses power at once (a whole data centre, etcd's hosts with it), synchronous
 /// mode, writers writing, PostgreSQL and etcd syncing to disks of their own (`fsync = on`):
 /// every process is killed at the same instant and each disk keeps only what was synced to it.
-/// The power comes back: etcd, then every agent, starts on what the disks kept. The same
+/// The power comes back: etcd, then every agent, starts on what the disks kept; the pids two
+/// members' `postmaster.pid` files name belong to other processes by then (of root, of the
+/// PostgreSQL OS user), as a machine that came back hands out pids again. The same
 /// cluster must come back (its system identifier), with one writer, nothing acknowledged
-/// lost, every member streaming from the final primary, each failover recorded once.
+/// lost, every member streaming from the final primary, each failover recorded once, and no
+/// process that took a postmaster's pid signalled.
 #[test]
 fn every_host_loses_power() {
     let (mut c, leader) = start_sync_with(Opts {
@@ -1617,6 +1621,9 @@ fn every_host_loses_power() {
     let ck = checker_writing(&c, &leader);
     ck.mark("every host but the client's loses power: each process killed, each disk keeps what was synced");
     c.lose_power();
+    let mut squatters = PidSquatters::default();
+    squatters.squat(&c.members[0].data_dir(), None);
+    squatters.squat(&c.members[1].data_dir(), Some(postgres_user()));
     std::thread::sleep(Duration::from_secs(2));
     ck.mark("the power is back: etcd starts, then every agent");
     let log_at: Vec<usize> = c.members.iter().map(|m| c.log_len(&m.name)).collect();
@@ -1651,6 +1658,12 @@ fn every_host_loses_power() {
                 m.name
             ));
         }
+    }
+    let gone = squatters.gone();
+    if !gone.is_empty() {
+        unmet.push(format!(
+            "processes holding the lost postmasters' pids were signalled: {gone:?}"
+        ));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "every host lost power");
 }

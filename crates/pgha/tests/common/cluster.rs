@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use pgha_testkit::{checksum, children_of, connect, parent_of, poll, poll_async, postmaster_pid};
-use pgha_testkit::{serial, signal, LoopDisk};
+use pgha_testkit::{postgres_user, serial, signal, LoopDisk, PidSquatters};
 use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
 use serde_json::Value;
 
@@ -94,35 +94,12 @@ impl Cluster {
 
     /// A machine back from a crash hands out pids again, and the pid a `postmaster.pid` left
     /// by the crash names may belong to another process now: the first member's to a process
-    /// of root, the second's to one of the PostgreSQL OS user; the third's stays free. Each
-    /// process is started first and its pid written over the one on the file's first line
-    /// (the rest of the file as the crash left it): taking the very pid, by moving the
-    /// kernel's pid counter back (`ns_last_pid`), would hand recently freed pids to every
-    /// process the machine starts next, those of tests running beside this one included.
+    /// of root, the second's to one of the PostgreSQL OS user; the third's stays free.
     pub fn reuse_postmaster_pids(&self) -> PidSquatters {
-        let postgres = nix::unistd::User::from_name("postgres")
-            .expect("read the user database")
-            .expect("the postgres OS user");
         let dirs = self.up.data_dirs();
-        let mut squatters = PidSquatters(Vec::new());
-        for (k, data) in dirs.iter().take(2).enumerate() {
-            let pid_file = data.join("postmaster.pid");
-            let text = std::fs::read_to_string(&pid_file)
-                .unwrap_or_else(|e| self.fail(&format!("{}: {e}", pid_file.display())));
-            let Some((_, rest)) = text.split_once('\n') else {
-                self.fail(&format!("{}: {text:?}", pid_file.display()));
-            };
-            let mut cmd = std::process::Command::new("sleep");
-            cmd.arg("600").current_dir("/");
-            if k == 1 {
-                use std::os::unix::process::CommandExt as _;
-                cmd.uid(postgres.uid.as_raw()).gid(postgres.gid.as_raw());
-            }
-            let squatter = cmd.spawn().expect("spawn sleep");
-            std::fs::write(&pid_file, format!("{}\n{rest}", squatter.id()))
-                .unwrap_or_else(|e| self.fail(&format!("{}: {e}", pid_file.display())));
-            squatters.0.push(squatter);
-        }
+        let mut squatters = PidSquatters::default();
+        squatters.squat(&dirs[0], None);
+        squatters.squat(&dirs[1], Some(postgres_user()));
         squatters
     }
 
@@ -455,31 +432,5 @@ impl Cluster {
             (primary_of(s).is_some() && sync.len() == 1 && streaming == 2 && set == 2)
                 .then(|| sync[0].clone())
         })
-    }
-}
-
-/// Processes that hold pids a crash left in `postmaster.pid` files
-/// ([`Cluster::reuse_postmaster_pids`]); killed when dropped.
-pub struct PidSquatters(pub Vec<std::process::Child>);
-
-impl PidSquatters {
-    /// The squatters no longer running (pgha signalled one as if it were a postmaster).
-    pub fn gone(&mut self) -> Vec<u32> {
-        let mut gone = Vec::new();
-        for child in &mut self.0 {
-            if !matches!(child.try_wait(), Ok(None)) {
-                gone.push(child.id());
-            }
-        }
-        gone
-    }
-}
-
-impl Drop for PidSquatters {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }
