@@ -138,27 +138,33 @@ mod tests {
         assert_eq!(holder(&data), PidFileHolder::Nobody, "no file");
 
         let mut postmaster = sleeper(root.path(), "postgres", &data);
-        write_pid(&data, postmaster.id());
-        assert_eq!(
-            holder(&data),
-            PidFileHolder::Postmaster(postmaster.id() as i32)
-        );
-
         let mut other_postgres = sleeper(root.path(), "postgres", &elsewhere);
-        write_pid(&data, other_postgres.id());
-        assert_eq!(
-            holder(&data),
-            PidFileHolder::Stranger(other_postgres.id() as i32),
-            "a postgres of another data directory"
-        );
-
         let mut other_program = sleeper(root.path(), "sleep", &data);
-        write_pid(&data, other_program.id());
-        assert_eq!(
-            holder(&data),
-            PidFileHolder::Stranger(other_program.id() as i32),
-            "another program working in the data directory"
-        );
+        for (child, is_postmaster, what) in [
+            (
+                &postmaster,
+                true,
+                "a postgres working in the data directory",
+            ),
+            (
+                &other_postgres,
+                false,
+                "a postgres of another data directory",
+            ),
+            (
+                &other_program,
+                false,
+                "another program working in the data directory",
+            ),
+        ] {
+            write_pid(&data, child.id());
+            let pid = child.id() as i32;
+            let expected = match is_postmaster {
+                true => PidFileHolder::Postmaster(pid),
+                false => PidFileHolder::Stranger(pid),
+            };
+            assert_eq!(holder(&data), expected, "{what}");
+        }
 
         other_program.kill().unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
