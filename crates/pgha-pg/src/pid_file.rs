@@ -10,15 +10,17 @@ use std::path::{Path, PathBuf};
 pub enum PidFileHolder {
     /// No file, no pid in it, or no process with that pid.
     Nobody,
-    /// A `postgres` process working in this data directory: the postmaster. Also what an
-    /// unreadable process is taken for (no `CAP_SYS_PTRACE` in a container, say): as
-    /// PostgreSQL itself does, a live pid is assumed to be the postmaster unless seen not to be.
+    /// A `postgres` process of the data directory's owner working in that directory: the
+    /// postmaster. Also what a process of the owner that cannot be read is taken for (no
+    /// `CAP_SYS_PTRACE` in a container, say): as PostgreSQL itself does, a live pid is
+    /// assumed to be the postmaster unless seen not to be.
     Postmaster(i32),
     /// A process with that pid that has exited and waits for its parent to reap it: it still
     /// answers `kill(pid, 0)`, so PostgreSQL will not start until it is gone.
     Zombie(i32),
-    /// A live process that is seen not to be this directory's postmaster: another program, or a
-    /// `postgres` working elsewhere (the file was left by a crash and the pid reused since).
+    /// A live process that is seen not to be this directory's postmaster: another user's,
+    /// another program, or a `postgres` working elsewhere (the file was left by a crash and
+    /// the pid reused since).
     /// PostgreSQL would refuse to start while that process runs under its own OS user.
     Stranger(i32),
 }
