@@ -253,7 +253,7 @@ impl Instance {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(failed(format!("postmaster exited ({status})")));
             }
-            if let Some(status) = self.postmaster_status() {
+            if let Some(status) = crate::pid_file::status_line(&self.data_dir()) {
                 let ours = self
                     .postmaster_pid()
                     .and_then(supervisor::parent_of)
@@ -274,12 +274,6 @@ impl Instance {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    /// The postmaster's status line in `postmaster.pid` ("starting", "ready", "standby", ...).
-    fn postmaster_status(&self) -> Option<String> {
-        let text = std::fs::read_to_string(self.data_dir().join("postmaster.pid")).ok()?;
-        Some(text.lines().nth(7)?.trim().to_string())
     }
 
     /// Stops PostgreSQL (no-op when it is not running).

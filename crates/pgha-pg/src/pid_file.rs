@@ -33,9 +33,24 @@ pub fn holder(data_dir: &Path) -> PidFileHolder {
     classify(pid, data_dir)
 }
 
-/// The pid on the first line of a pid file (negated by a single-user `postgres`), read without
-/// following a symlink and without waiting on anything but a regular file.
+/// The postmaster's status line in `data_dir/postmaster.pid` (`starting`, `ready`,
+/// `standby`, ...), once it has written one.
+pub fn status_line(data_dir: &Path) -> Option<String> {
+    let head = read_head(&data_dir.join("postmaster.pid"))?;
+    Some(head.lines().nth(7)?.trim().to_string())
+}
+
+/// The pid on the first line of a pid file (negated by a single-user `postgres`).
 fn pid_in_file(path: &Path) -> Option<i32> {
+    let head = read_head(path)?;
+    let pid: i32 = head.lines().next()?.trim().parse().ok()?;
+    Some(pid.checked_abs()?).filter(|p| *p > 0)
+}
+
+/// The start of a pid file (its lines are short: a pid, paths, a port, a key, a status), read
+/// without following a symlink and without waiting on anything but a regular file: the
+/// PostgreSQL OS user may put anything at that name, and pgha reads it as root.
+fn read_head(path: &Path) -> Option<String> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -45,9 +60,8 @@ fn pid_in_file(path: &Path) -> Option<i32> {
         return None;
     }
     let mut head = String::new();
-    file.by_ref().take(64).read_to_string(&mut head).ok()?;
-    let pid: i32 = head.lines().next()?.trim().parse().ok()?;
-    Some(pid.checked_abs()?).filter(|p| *p > 0)
+    file.by_ref().take(8192).read_to_string(&mut head).ok()?;
+    Some(head)
 }
 
 fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
@@ -230,20 +244,22 @@ mod tests {
     }
 
     #[test]
-    fn a_pid_file_that_is_a_fifo_or_a_symlink_is_not_read() {
+    fn a_pid_file_that_is_a_fifo_or_a_symlink_is_not_read_and_a_file_gives_its_status() {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         nix::unistd::mkfifo(&data.join("postmaster.pid"), nix::sys::stat::Mode::S_IRWXU).unwrap();
-        assert_eq!(
-            holder(&data),
-            PidFileHolder::Nobody,
-            "a fifo (never blocks)"
-        );
+        let fifo = "a fifo (never blocks)";
+        assert_eq!(holder(&data), PidFileHolder::Nobody, "{fifo}");
+        assert_eq!(status_line(&data), None, "{fifo}");
         std::fs::remove_file(data.join("postmaster.pid")).unwrap();
         let target = root.path().join("elsewhere.pid");
         std::fs::write(&target, format!("{}\n", std::process::id())).unwrap();
         std::os::unix::fs::symlink(&target, data.join("postmaster.pid")).unwrap();
         assert_eq!(holder(&data), PidFileHolder::Nobody, "a symlink");
+        assert_eq!(status_line(&data), None, "a symlink");
+        std::fs::remove_file(data.join("postmaster.pid")).unwrap();
+        write_pid(&data, std::process::id());
+        assert_eq!(status_line(&data).as_deref(), Some("ready"));
     }
 }
