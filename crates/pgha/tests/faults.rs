@@ -1419,7 +1419,8 @@ fn a_proxy_paused_through_a_failover_sends_no_session_to_a_standby() {
 /// under the next agent (systemd's `KillMode=process` leaves an agent's children alive). The
 /// next agent finds the rewind unfinished (the files may mix two histories): it neither starts
 /// that directory nor rewinds it again, but re-clones from the leader, keeping the old
-/// directory aside. Nothing lost, one writer.
+/// directory aside. One writer; asynchronous mode, so the crash may lose the last writes the
+/// crashed leader acknowledged before they were streamed, and nothing else.
 #[test]
 fn agent_killed_mid_rewind() {
     let (mut c, leader) = start(&Opts::default());
@@ -1486,8 +1487,16 @@ fn agent_killed_mid_rewind() {
         &["rewind", "clon", "moving the old data directory"],
     );
     eprintln!("{leader}'s agent after the restart: {lines:#?}");
-    assert_no_loss_one_writer(&report, &c);
     let mut unmet = Vec::new();
+    if !report.two_writers.is_empty() {
+        unmet.push(format!("two writers: {:?}", report.two_writers));
+    }
+    let lost = report.lost_by_member();
+    if lost.keys().any(|m| *m != leader) {
+        unmet.push(format!(
+            "acknowledged writes lost beyond the crashed leader's unstreamed tail: {lost:?}"
+        ));
+    }
     if rewind_died.is_none() {
         unmet.push(format!(
             "pg_rewind (pid {rewind}) was still alive 5 s after its agent was killed"

@@ -45,15 +45,22 @@ async fn postmaster_start(url: &str) -> String {
     query_value(&client, "SELECT pg_postmaster_start_time()::text").await
 }
 
-/// Acceptance 1: `on`, count 1 — n2 sync, n3 potential; n2 stops → n3 sync within seconds and
-/// no write blocks; n2 back → potential behind n3 (equal priorities: a standby that rejoins
-/// does not take the role back from one that holds it, see `sync::tests`).
+/// Acceptance 1: `on`, count 1 — one standby sync (the first to stream), the other potential;
+/// the sync one stops → the other sync within seconds and no write blocks; it comes back →
+/// potential behind the other (equal priorities: a standby that rejoins does not take the role
+/// back from one that holds it, see `sync::tests`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_moves_sync_role_without_blocking_writes() {
     let c = start(&["--synchronous-mode", "on", "--synchronous-count", "1"]);
-    c.wait_sync_states(&[("n2", "sync"), ("n3", "potential")], CONVERGE);
+    // Which standby holds the role first depends on which streamed first (one that joins
+    // later comes after those already listed): n2 and n3 as they settle.
+    let first = c.wait_settled_sync(CONVERGE);
+    let second = if first == "n2" { "n3" } else { "n2" };
+    let first = first.as_str();
+    c.wait_sync_states(&[(first, "sync"), (second, "potential")], CONVERGE);
     // Issue 14: /sync answers 200 on the standbys of the published synchronous set (here
-    // `FIRST 1 (n2, n3)`: n2 acknowledges, n3 takes over the moment n2 cannot), /async on a
+    // `FIRST 1 (first, second)`: first acknowledges, second takes over the moment first
+    // cannot), /async on a
     // streaming standby outside it; the primary is neither.
     let api = format!("127.0.0.1:{}", c.up.base + 2);
     let check = |path: &str| {
@@ -61,36 +68,36 @@ async fn on_moves_sync_role_without_blocking_writes() {
             pgha_testkit::http("GET", &api, path, None, None).map(|(code, _)| code)
         })
     };
-    assert_eq!(check("/sync?member=n2"), 200);
-    assert_eq!(check("/sync?member=n3"), 200);
-    assert_eq!(check("/async?member=n3"), 503);
+    assert_eq!(check(&format!("/sync?member={first}")), 200);
+    assert_eq!(check(&format!("/sync?member={second}")), 200);
+    assert_eq!(check(&format!("/async?member={second}")), 503);
     assert_eq!(check("/sync?member=n1"), 503);
     assert_eq!(check("/async?member=n1"), 503);
     c.create_table().await;
     let writer = writer(&c, 1);
     c.wait_writes(&writer, 50, Duration::from_secs(10)).await;
 
-    c.ok("stop", &["n2"]);
-    let moved = c.wait_sync_states(&[("n3", "sync")], Duration::from_secs(10));
+    c.ok("stop", &[first]);
+    let moved = c.wait_sync_states(&[(second, "sync")], Duration::from_secs(10));
     c.wait_writes(&writer, 100, Duration::from_secs(10)).await;
     let slowest = writer.slowest();
     assert!(
         slowest < BLOCKED,
         "a write took {slowest:?} while the sync role moved"
     );
-    // n2 leaves the published set once n3 has flushed what n1 had written when PostgreSQL
-    // stopped counting n2 (about a loop later).
+    // first leaves the published set once second has flushed what n1 had written when
+    // PostgreSQL stopped counting first (about a loop later).
     wait_until(
-        "the published set to become [n3]",
+        "the published set to become [second]",
         Duration::from_secs(10),
         || {
             let set = c.up.status()?["synchronous"]["set"].clone();
-            (set == serde_json::json!(["n3"])).then_some(())
+            (set == serde_json::json!([second])).then_some(())
         },
     );
 
-    c.ok("start", &["n2"]);
-    let back = c.wait_sync_states(&[("n2", "potential"), ("n3", "sync")], CONVERGE);
+    c.ok("start", &[first]);
+    let back = c.wait_sync_states(&[(first, "potential"), (second, "sync")], CONVERGE);
     c.wait_writes(&writer, 50, Duration::from_secs(10)).await;
     let slowest = writer.slowest();
     let acked = writer.finish().await;
@@ -104,16 +111,15 @@ async fn on_moves_sync_role_without_blocking_writes() {
         )
         .await
         .unwrap();
-    let pg: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        pg,
-        vec![
-            ("n2".to_string(), "potential".to_string()),
-            ("n3".to_string(), "sync".to_string())
-        ]
-    );
+    let pg: BTreeMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let expected: BTreeMap<String, String> = [(first, "potential"), (second, "sync")]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(pg, expected);
     eprintln!(
-        "sync moved to n3 in {moved:?}, n2 potential again in {back:?}; {} writes, slowest {slowest:?}",
+        "sync moved to {second} in {moved:?}, {first} potential again in {back:?}; {} writes, \
+         slowest {slowest:?}",
         acked.len()
     );
 }
