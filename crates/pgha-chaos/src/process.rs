@@ -18,13 +18,7 @@ pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
     }
 }
 
-/// The parent of `pid` (`/proc/PID/stat`).
-pub fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // pid (comm) state ppid ...: comm may hold spaces and parentheses; it ends at the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
+pub use pgha_pg::supervisor::parent_of;
 
 /// The arguments `pid` was started with.
 pub fn args_of(pid: i32) -> Vec<String> {

@@ -66,7 +66,7 @@ fn read_head(path: &Path) -> Option<String> {
 
 fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let Some(state) = process_state(&proc_dir) else {
+    let Some((state, _)) = crate::supervisor::stat(pid) else {
         return PidFileHolder::Nobody;
     };
     if state == 'Z' {
@@ -109,13 +109,6 @@ fn effective_uid(proc_dir: &Path) -> Option<u32> {
     let status = std::fs::read_to_string(proc_dir.join("status")).ok()?;
     let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The state letter in `/proc/PID/stat`, if that process exists.
-fn process_state(proc_dir: &Path) -> Option<char> {
-    let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.trim_start().chars().next()
 }
 
 #[cfg(test)]

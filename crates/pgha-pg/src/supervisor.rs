@@ -221,7 +221,7 @@ pub fn kill_postmaster_tree(postmaster: i32) {
 }
 
 /// The state letter and parent pid of `pid` from `/proc/PID/stat`.
-fn stat(pid: i32) -> Option<(char, i32)> {
+pub(crate) fn stat(pid: i32) -> Option<(char, i32)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = text.rsplit_once(')')?;
     let mut fields = rest.split_whitespace();
