@@ -112,29 +112,8 @@ impl Member {
             plan.push(Action::Promote);
             return Reason::Promoting { kind };
         }
-        if let Some(promotion) = self.promotion.take() {
-            // A new cluster's history starts where its primary's WAL is after initdb (before
-            // the bootstrap there was no data, and no position).
-            let lsn = match promotion.kind {
-                EventKind::Bootstrap => local.lsn,
-                _ => promotion.lsn,
-            };
-            plan.push(Action::RecordHistory(HistoryEvent {
-                kind: promotion.kind,
-                from: promotion.from.clone(),
-                to: Some(self.name().clone()),
-                timeline: local.timeline,
-                lsn,
-                reason: format!("{} took over: {}", self.name(), promotion.cause),
-            }));
-            if let Some(revision) = promotion.switchover_revision {
-                plan.push(Action::ClearSwitchover { revision });
-            }
-            // From now on the leader that would be lost is this one.
-            self.last_leader = Some(self.name().clone());
-            return Reason::Promoted {
-                kind: promotion.kind,
-            };
+        if let Some(kind) = plan.promoted {
+            return Reason::Promoted { kind };
         }
         // Leading (an adopted lease too): the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());

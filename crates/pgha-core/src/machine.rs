@@ -18,6 +18,7 @@ mod in_place;
 mod lease;
 mod outcomes;
 mod plan;
+mod promoted;
 mod publish;
 mod terms;
 mod unresponsive;
@@ -251,6 +252,7 @@ impl Member {
         let mut plan = Plan {
             actions: Vec::new(),
             wake_at: now.plus(self.config.loop_wait_ms),
+            promoted: None,
         };
         let gap = self.last_step_at.map_or(0, |at| now.since(at));
         self.last_step_at = Some(now);
@@ -263,6 +265,8 @@ impl Member {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
             self.config = view.config.clone();
         }
+        // Before the outcomes: a refused lease must not take a promotion that took effect along.
+        self.record_promotion_if_done(&obs.local, &mut plan);
         self.absorb(&obs.outcomes, now);
         let held_term = self.lease.map(|l| l.revision);
         self.veto_lapses(now, &obs.cluster, &mut plan);

@@ -704,6 +704,89 @@ fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
     assert!(event.reason.contains("n2 led last"), "{}", event.reason);
 }
 
+/// n2 won the lease (revision 11) from n1 and started its promotion (at 200): n2, and its view
+/// as leader.
+fn n2_promoting_after_n1() -> (Member, View) {
+    let mut n2 = member("n2");
+    let before = View::led_by("n1", 3, &primary(1, 5000));
+    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
+    let local = standby(1, 5000, None);
+    let gone = leaderless(&local, &standby(1, 10, None), None);
+    n2.step(&obs(100, local.clone(), &gone, vec![]));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&local, Some("n2")));
+    let d = n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
+    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    (n2, mine)
+}
+
+/// The promotion event among `decisions`, checked to be recorded once.
+fn the_one_promotion(decisions: &[Decision]) -> HistoryEvent {
+    let events: Vec<HistoryEvent> = decisions.iter().filter_map(recorded).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = events[0].clone();
+    assert_eq!(event.kind, EventKind::Failover);
+    assert_eq!((&event.from, &event.to), (&Some(name("n1")), &Some(name("n2"))));
+    assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
+    event
+}
+
+/// Found by `faults::etcd_host_lossy` (CI, on a store dropping 30 % of its packets): n3 won the
+/// lease and promoted, served writes for 2.5 s, and lost its lease before any step saw the
+/// store answer (only a leader's step with the store up recorded a promotion). Its demotion
+/// forgot the promotion: the history never said n3 had led, though clients wrote to it. A
+/// promotion that took effect is recorded the first step PostgreSQL shows it, whatever the
+/// store and the lease do next (an append that fails is appended again later).
+#[test]
+fn a_promotion_is_recorded_even_when_the_lease_lapses_with_the_store_out_of_reach() {
+    let (mut n2, _) = n2_promoting_after_n1();
+    let promoted = Observation::new(
+        Millis(900),
+        primary(2, 5100),
+        StoreView::Down {
+            error: "timeout".into(),
+        },
+        vec![job_done(JobKind::Promote)],
+    );
+    let mut decisions = vec![n2.step(&promoted)];
+    decisions.push(n2.step(&store_down(9000, primary(2, 5300))));
+    assert_reason!(decisions[1], Reason::LeaseExpiredDemoting);
+    the_one_promotion(&decisions);
+    // The step after the demotion does not record it again.
+    let demoted = standby(2, 5300, None);
+    let vacant = leaderless(&demoted, &standby(2, 5300, None), None);
+    decisions.push(n2.step(&obs(9500, demoted, &vacant, vec![job_done(JobKind::Demote)])));
+    the_one_promotion(&decisions);
+}
+
+/// The same when the store refuses the renewal (the key gone) in the step that first sees
+/// PostgreSQL promoted, or shows another member holding the key.
+#[test]
+fn a_promotion_is_recorded_when_the_renewal_is_refused_or_another_leads() {
+    let (mut n2, _) = n2_promoting_after_n1();
+    let key_gone = leaderless(&primary(2, 5100), &standby(1, 10, None), None);
+    let d = n2.step(&obs(
+        900,
+        primary(2, 5100),
+        &key_gone,
+        vec![job_done(JobKind::Promote), Outcome::LeaderRefused],
+    ));
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })), "{d:?}");
+    the_one_promotion(&[d]);
+
+    let (mut n2, _) = n2_promoting_after_n1();
+    let theirs = View::led_by("n3", 12, &primary(2, 5000));
+    let d = n2.step(&obs(
+        900,
+        primary(2, 5100),
+        &theirs,
+        vec![job_done(JobKind::Promote)],
+    ));
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })), "{d:?}");
+    the_one_promotion(&[d]);
+}
+
 /// A leader whose renewals go unanswered steps down on its own clock; what the others see of it
 /// then is a standby, so the member taking over could only say "it runs read-only". The leader
 /// publishes why (its lease lapsed, in which term) until it leads again, and the history entry

@@ -1,12 +1,15 @@
 //! A decision being built: the actions in order (one job at most) and the earliest wake-up.
 
 use crate::action::Action;
+use crate::history::EventKind;
 use crate::types::Millis;
 
 /// Builds a decision: collects actions, keeps the earliest wake-up.
 pub(crate) struct Plan {
     pub actions: Vec<Action>,
     pub wake_at: Millis,
+    /// The promotion this step recorded as done (see `record_promotion_if_done`).
+    pub promoted: Option<EventKind>,
 }
 
 impl Plan {

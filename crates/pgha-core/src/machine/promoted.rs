@@ -1,0 +1,40 @@
+//! A promotion that took effect is history: recorded the first step PostgreSQL shows it.
+
+use super::{Member, Plan};
+use crate::action::Action;
+use crate::history::{EventKind, HistoryEvent};
+use crate::observe::LocalPg;
+
+impl Member {
+    /// Records the promotion (or bootstrap) under way once its PostgreSQL runs writable,
+    /// whatever the step goes on to decide: the lease may lapse or be refused, the store be
+    /// out of reach, another member lead. Clients wrote to it; the history says it led.
+    pub(super) fn record_promotion_if_done(&mut self, local: &LocalPg, plan: &mut Plan) {
+        if !local.is_writable() {
+            return;
+        }
+        let Some(promotion) = self.promotion.take() else {
+            return;
+        };
+        // A new cluster's history starts where its primary's WAL is after initdb (before the
+        // bootstrap there was no data, and no position).
+        let lsn = match promotion.kind {
+            EventKind::Bootstrap => local.lsn,
+            _ => promotion.lsn,
+        };
+        plan.push(Action::RecordHistory(HistoryEvent {
+            kind: promotion.kind,
+            from: promotion.from.clone(),
+            to: Some(self.name().clone()),
+            timeline: local.timeline,
+            lsn,
+            reason: format!("{} took over: {}", self.name(), promotion.cause),
+        }));
+        if let Some(revision) = promotion.switchover_revision {
+            plan.push(Action::ClearSwitchover { revision });
+        }
+        // From now on the leader that would be lost is this one.
+        self.last_leader = Some(self.name().clone());
+        plan.promoted = Some(promotion.kind);
+    }
+}
