@@ -727,7 +727,10 @@ fn the_one_promotion(decisions: &[Decision]) -> HistoryEvent {
     assert_eq!(events.len(), 1, "{events:?}");
     let event = events[0].clone();
     assert_eq!(event.kind, EventKind::Failover);
-    assert_eq!((&event.from, &event.to), (&Some(name("n1")), &Some(name("n2"))));
+    assert_eq!(
+        (&event.from, &event.to),
+        (&Some(name("n1")), &Some(name("n2")))
+    );
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
     event
 }
@@ -756,7 +759,12 @@ fn a_promotion_is_recorded_even_when_the_lease_lapses_with_the_store_out_of_reac
     // The step after the demotion does not record it again.
     let demoted = standby(2, 5300, None);
     let vacant = leaderless(&demoted, &standby(2, 5300, None), None);
-    decisions.push(n2.step(&obs(9500, demoted, &vacant, vec![job_done(JobKind::Demote)])));
+    decisions.push(n2.step(&obs(
+        9500,
+        demoted,
+        &vacant,
+        vec![job_done(JobKind::Demote)],
+    )));
     the_one_promotion(&decisions);
 }
 
