@@ -13,6 +13,7 @@ pub mod error;
 pub mod gather;
 pub mod handle;
 pub mod host;
+pub mod init;
 pub mod local;
 pub mod node;
 pub mod ops;

@@ -30,7 +30,8 @@ pub use pg::{assert_read_only, query_column, query_value, small_runtime, streami
 pub use pg::{checksum, connect, connect_within, fmt_lsn, lsn, pg_error, run_sql, simple_rows};
 pub use pg::{try_connect, value_becomes};
 pub use port::{free_port, free_port_range, free_ports};
-pub use postmaster::{postgres_user, postmaster_pid, stop_postmaster, PidSquatters};
+pub use postmaster::PidSquatters;
+pub use postmaster::{postgres_user, postmaster_in, postmaster_pid, stop_postmaster};
 pub use process::{alive, children_of, cmdline, is_stopped, parent_of, proc_stat, reap, signal};
 pub use process::{stop_child, ProcStat};
 pub use serial::serial;

@@ -17,6 +17,22 @@ pub fn postmaster_pid(data: &Path) -> Option<u32> {
     alive(pid).then_some(pid)
 }
 
+/// The postmaster working in `data`, found among every process by what it is rather than by
+/// `postmaster.pid`, whose pid is the one of the pid namespace it runs in (a `pgha` run as
+/// pid 1 of a namespace of its own, as a container's): the process whose working directory is
+/// `data` and whose command is `postgres` itself (a backend's title starts with `postgres:`).
+pub fn postmaster_in(data: &Path) -> Option<u32> {
+    let data = data.canonicalize().ok()?;
+    let pids = std::fs::read_dir("/proc").ok()?.flatten();
+    pids.filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd"));
+            let command = crate::process::cmdline(*pid);
+            let program = command.split(' ').next().unwrap_or_default();
+            cwd.is_ok_and(|cwd| cwd == data) && program.rsplit('/').next() == Some("postgres")
+        })
+}
+
 /// Stops whatever postmaster runs on `data`: SIGQUIT (immediate shutdown; SIGCONT first, in
 /// case a test stopped it), SIGKILL when it still lives 10 s later. For cleanup: never fails.
 pub fn stop_postmaster(data: &Path) {

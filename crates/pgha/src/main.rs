@@ -52,6 +52,8 @@ fn main() -> ExitCode {
         let code = pgha_pg::supervisor::run(&args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }
+    // As a container's pid 1: a child runs the command, this process reaps orphans.
+    pgha_host::init::become_init_if_pid_1();
     let log_format = cli.log_format;
     logging::init(&cli.log, log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

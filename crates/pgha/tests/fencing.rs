@@ -14,7 +14,8 @@ use common::cluster::MEMBERS;
 use common::status::{members, primary_of};
 use common::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_pid, proc_stat, serial, signal};
+use pgha_testkit::{alive, cmdline, parent_of, poll, postmaster_in, postmaster_pid, proc_stat};
+use pgha_testkit::{serial, signal};
 
 const TTL_MS: u64 = 3000;
 const MARGIN_MS: u64 = 1000;
@@ -161,6 +162,55 @@ fn a_killed_supervisor_under_pgha_up_as_pid_1_leaves_a_zombie_postgresql_is_star
         "the log does not say why: {}",
         up.log()
     );
+}
+
+/// `pgha up` as pid 1 of a pid namespace of its own, as a container's command started without
+/// an init: the postmaster of a killed supervisor becomes its child, and it reaps it (no
+/// zombie: before, it stayed one for good, as in the test above); its agent starts PostgreSQL
+/// again; a SIGTERM to it stops the cluster cleanly (exit 0).
+#[test]
+fn pgha_up_as_pid_1_reaps_what_a_killed_supervisor_leaves_and_stops_on_sigterm() {
+    let _one = serial();
+    let mut up = UpProcess::start_in_temp_as(3, RunAs::Pid1);
+    let init = up.pid().expect("pid 1 of the namespace");
+    assert!(
+        cmdline(init).split(' ').any(|a| a == "up"),
+        "pid 1 of the namespace is not pgha up: {:?}",
+        cmdline(init)
+    );
+    let status = up.wait_streaming(Duration::from_secs(60));
+    let primary = primary_of(&status).expect("a primary");
+    let standby = MEMBERS.into_iter().find(|m| *m != primary).unwrap();
+    let data = up.dir.join(standby).join("data");
+    let pm = postmaster_in(&data).expect("the standby's postmaster");
+    let supervisor = parent_of(pm).expect("the postmaster's parent");
+    assert!(
+        cmdline(supervisor).split(' ').any(|a| a == "supervise"),
+        "the postmaster's parent is not pgha supervise: {:?}",
+        cmdline(supervisor)
+    );
+    assert!(
+        signal(supervisor, Signal::SIGKILL),
+        "SIGKILL to the supervisor"
+    );
+    // A zombie keeps its /proc entry until its parent reaps it.
+    let reaped = poll(Duration::from_secs(10), Duration::from_millis(10), || {
+        proc_stat(pm).is_none().then_some(())
+    });
+    assert!(
+        reaped.is_some(),
+        "the killed supervisor's postmaster {pm} was not reaped: {:?} (its parent {:?})\n{}",
+        proc_stat(pm),
+        proc_stat(pm).map(|s| cmdline(s.ppid)),
+        up.log()
+    );
+    up.wait_streaming(Duration::from_secs(60));
+    let again = postmaster_in(&data).expect("PostgreSQL started again");
+    assert_ne!(again, pm);
+    let code = up.terminate();
+    let log = up.log();
+    assert_eq!(code, Some(0), "pgha up did not stop cleanly:\n{log}");
+    assert!(log.contains("all members stopped"), "{log}");
 }
 
 /// Kills the supervisor of a standby of `primary`; checks its postmaster died with it and that

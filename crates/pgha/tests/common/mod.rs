@@ -11,8 +11,9 @@ use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use pgha_testkit::stop_postmaster;
 use pgha_testkit::traversable_tempdir;
-use pgha_testkit::{free_port_range, poll, spawn_logged, stop_child, stop_postmaster};
+use pgha_testkit::{children_of, free_port_range, poll, signal, spawn_logged, stop_child};
 use serde_json::Value;
 
 pub fn pgha_bin() -> &'static str {
@@ -51,9 +52,22 @@ pub struct UpProcess {
     log: PathBuf,
     /// The test directory `dir` lives in, when this owns it (removed once everything stopped).
     tmp: Option<tempfile::TempDir>,
-    /// `pgha up` adopts the orphans of its descendants, as a container's pid 1 does
-    /// ([`UpProcess::start_in_temp_as_subreaper`]).
-    subreaper: bool,
+    /// What `pgha up` runs as.
+    run_as: RunAs,
+}
+
+/// What `pgha up` runs as, for the tests of what a container's pid 1 must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAs {
+    /// A child of the test.
+    Child,
+    /// A child subreaper (`PR_SET_CHILD_SUBREAPER`): it adopts the orphans of its descendants
+    /// as a pid 1 does, but it is not pid 1, so it does not reap them.
+    Subreaper,
+    /// Pid 1 of a pid namespace of its own (`unshare --pid --fork --mount-proc`), as the
+    /// command of a container started without an init. Its processes' pids in
+    /// `postmaster.pid` are the namespace's: find them with `postmaster_in`.
+    Pid1,
 }
 
 /// Small, fast instances: fine for process-level tests.
@@ -76,7 +90,7 @@ impl UpProcess {
             child: None,
             log: PathBuf::new(),
             tmp: None,
-            subreaper: false,
+            run_as: RunAs::Child,
         };
         up.restart(extra);
         up
@@ -96,9 +110,18 @@ impl UpProcess {
             args.extend(TEST_PARAMS);
         }
         args.extend(extra);
-        let mut cmd = Command::new(pgha_bin());
+        let mut cmd = match self.run_as {
+            RunAs::Pid1 => {
+                let mut cmd = Command::new("unshare");
+                // --kill-child: the namespace ends with the test's process if it dies first.
+                cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+                cmd.arg(pgha_bin());
+                cmd
+            }
+            RunAs::Child | RunAs::Subreaper => Command::new(pgha_bin()),
+        };
         cmd.args(&args);
-        if self.subreaper {
+        if self.run_as == RunAs::Subreaper {
             use std::os::unix::process::CommandExt as _;
             // SAFETY: prctl is async-signal-safe; the attribute survives the exec of pgha.
             unsafe {
@@ -141,6 +164,11 @@ impl UpProcess {
     /// pid 1: the postmaster of a killed supervisor becomes its child, and a zombie until it
     /// reaps it.
     pub fn start_in_temp_as_subreaper(members: u16) -> Self {
+        Self::start_in_temp_as(members, RunAs::Subreaper)
+    }
+
+    /// [`UpProcess::start_in_temp`], `pgha up` run as `run_as`.
+    pub fn start_in_temp_as(members: u16, run_as: RunAs) -> Self {
         let tmp = test_dir();
         let mut up = UpProcess {
             dir: tmp.path().join("ha"),
@@ -149,7 +177,7 @@ impl UpProcess {
             child: None,
             log: PathBuf::new(),
             tmp: None,
-            subreaper: true,
+            run_as,
         };
         up.restart(&[]);
         up.wait_streaming(Duration::from_secs(90));
@@ -201,9 +229,16 @@ impl UpProcess {
         })
     }
 
-    /// The pid of the `pgha up` process while it runs.
+    /// The pid of the `pgha up` process while it runs (as pid 1 of its namespace: that
+    /// process, the child of `unshare`).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        let pid = self.child.as_ref().map(|c| c.id())?;
+        match self.run_as {
+            RunAs::Pid1 => poll(Duration::from_secs(5), Duration::from_millis(10), || {
+                children_of(pid).first().copied()
+            }),
+            RunAs::Child | RunAs::Subreaper => Some(pid),
+        }
     }
 
     /// SIGKILL to `pgha up` alone (its agents die with it; PostgreSQL and its supervisors do
@@ -234,6 +269,12 @@ impl UpProcess {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code (`None` when it
     /// had to be killed after 60 s).
     pub fn terminate(&mut self) -> Option<i32> {
+        if self.run_as == RunAs::Pid1 {
+            // `unshare` waits for its child and ignores SIGTERM: the signal goes to pid 1.
+            if let Some(pid) = self.pid() {
+                signal(pid, Signal::SIGTERM);
+            }
+        }
         let mut child = self.child.take()?;
         stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(60))?.code()
     }
@@ -249,6 +290,11 @@ impl UpProcess {
 impl Drop for UpProcess {
     fn drop(&mut self) {
         self.terminate();
+        if self.run_as == RunAs::Pid1 {
+            // The namespace's processes died with its pid 1; the pids in `postmaster.pid`
+            // are the namespace's, not to be signalled from here.
+            return;
+        }
         for data in self.data_dirs() {
             stop_postmaster(&data);
         }
