@@ -37,8 +37,9 @@
 //!   re-clones instead of starting or rewinding that directory again);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
-//!   leader's view; the leader's connection slots exhausted; the primary killed soon after a
-//!   failover while a standby lags.
+//!   leader's view; the leader's connection slots exhausted; one process of the leader's
+//!   PostgreSQL killed as by the OOM killer (the postmaster recovers by itself); the primary
+//!   killed soon after a failover while a standby lags.
 //!
 //! Needs root, iproute2 and iptables (`apt-get install -y iptables`), the cgroup v1 freezer
 //! for `leader_host_frozen`, loop devices, `mkfs.ext4` and `fsfreeze` for `leader_disk_stalled`,
@@ -2314,6 +2315,97 @@ fn leader_connection_slots_exhausted() {
         explain(&c)
     );
     assert_no_loss_one_writer(&report, &c);
+}
+
+/// One process of the leader's PostgreSQL killed as the OOM killer kills (SIGKILL; the
+/// checkpointer, whose resident set covers the shared buffers it has written), synchronous
+/// mode, writers writing. The postmaster lives: it ends every backend, runs crash recovery and
+/// takes connections again by itself, and every standby reconnects. While it recovers it
+/// refuses connections: a live postmaster that does not answer is neither stopped nor a
+/// standby. Nothing may change: no failover, no restart by pgha, nothing rewound, no new
+/// history; writes resume on the same leader within a ttl; nothing lost.
+#[test]
+fn leader_postgres_child_killed_as_by_the_oom_killer() {
+    let (c, leader) = start_sync();
+    let history_before = c.history().len();
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster");
+    let ck = checker_writing(&c, &leader);
+    let checkpointer = children_of(pm)
+        .into_iter()
+        .find(|p| cmdline(*p).contains("checkpointer"))
+        .expect("the leader's checkpointer");
+    signal(checkpointer, Signal::SIGKILL);
+    let killed_at = Instant::now();
+    ck.mark(&format!(
+        "{leader}'s checkpointer (pid {checkpointer}) killed"
+    ));
+    let mut others_primary: Vec<String> = Vec::new();
+    let resumed = poll(TTL * 3, Duration::from_millis(50), || {
+        for m in &c.members {
+            if m.name != leader && m.is_primary() && !others_primary.contains(&m.name) {
+                ck.mark(&format!("{} answers /primary", m.name));
+                others_primary.push(m.name.clone());
+            }
+        }
+        let acks = ck.acks();
+        acks.iter()
+            .filter(|a| a.member == leader && a.sent > killed_at)
+            .map(|a| a.acked)
+            .min()
+    });
+    match resumed {
+        Some(at) => ck.mark(&format!(
+            "{leader} acknowledged a write again, {} ms after the kill",
+            at.duration_since(killed_at).as_millis()
+        )),
+        None => ck.mark(&format!("{leader} acknowledged no write again")),
+    }
+    std::thread::sleep(TTL);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    match resumed {
+        Some(at) if at.duration_since(killed_at) < TTL => {}
+        Some(at) => unmet.push(format!(
+            "writes resumed only {} ms after the kill",
+            at.duration_since(killed_at).as_millis()
+        )),
+        None => unmet.push(format!("{leader} took no write again")),
+    }
+    if !others_primary.is_empty() {
+        unmet.push(format!("promoted: {others_primary:?}"));
+    }
+    let pm_after = c.member(&leader).postmaster_pid();
+    if pm_after != Some(pm) {
+        unmet.push(format!(
+            "postmaster {pm} -> {pm_after:?}: pgha restarted PostgreSQL"
+        ));
+    }
+    let new_history: Vec<String> = c.history()[history_before..]
+        .iter()
+        .filter(|e| e["kind"] != "sync_changed")
+        .map(|e| e.to_string())
+        .collect();
+    if !new_history.is_empty() {
+        unmet.push(format!("new history: {new_history:?}"));
+    }
+    let server_log = c.member(&leader).dir.join("postgresql.log");
+    let server_log = std::fs::read_to_string(&server_log).unwrap_or_default();
+    if !server_log.contains("all server processes terminated; reinitializing") {
+        unmet.push(format!(
+            "{leader}'s PostgreSQL did not reset itself: the kill did nothing"
+        ));
+    }
+    let touched = c.log_lines(&leader, &["rewind", "re-clon", "demot"]);
+    if !touched.is_empty() {
+        unmet.push(format!("{leader}'s agent: {touched:?}"));
+    }
+    assert_kept_leading(&c, &report, &leader, unmet, "a PostgreSQL child killed");
+    assert_streaming_from_final(&c, &report);
 }
 
 /// After a failover, the rejoined old primary's walreceiver is cut from the new primary so
