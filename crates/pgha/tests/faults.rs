@@ -31,7 +31,8 @@
 //!   start in flight); the synchronous standby's disk stalled, then the leader's host crashed;
 //! - the file system holding the lease files full (`Opts::host_disks`: the data has room):
 //!   the standbys' while the leader's host crashes, and the leader's own; the leader's data
-//!   disk full, then its host crashed;
+//!   disk full, then its host crashed; the synchronous standby's data disk full, then the
+//!   leader's host crashed;
 //! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);
@@ -1216,6 +1217,103 @@ fn leader_data_disk_full() {
         unmet.push(format!("{new} acknowledged no write after it took over"));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "the leader's data disk full");
+}
+
+/// The synchronous standby's data disk fills up (its own volume, to the last byte: its WAL
+/// receiver can no longer write what it receives), synchronous mode, writers writing to the
+/// leader. Commits wait for a standby that cannot confirm them: the synchronous role must move
+/// to the other standby, which can, and writes go on. Then the leader's host crashes (agent
+/// and postmaster kill -9): the member taking over must be one that holds every acknowledged
+/// write, never the full one. Once room is made the full one rejoins with its data where it
+/// was. One writer, nothing lost.
+#[test]
+fn sync_standby_data_disk_full_then_leader_crash() {
+    let (mut c, leader, ck) = start_writing_on_disks(false);
+    let sync = c
+        .sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+        .expect("a synchronous standby");
+    let other = standbys_of(&c, &leader)
+        .into_iter()
+        .find(|m| *m != sync)
+        .unwrap();
+    c.fill_disk(&sync);
+    let filled_at = Instant::now();
+    ck.mark(&format!(
+        "{sync}'s data disk full ({sync} the synchronous standby)"
+    ));
+    let moved = poll(TTL * 5, Duration::from_millis(100), || {
+        c.sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+        .filter(|s| *s == other)
+    });
+    match moved {
+        Some(_) => ck.mark(&format!("{other} the synchronous standby")),
+        None => ck.mark(&format!("{other} still not the synchronous standby")),
+    }
+    // Until the leader has published the set without the full standby (once the other has
+    // caught up with every commit the full one may have confirmed), a failover has to wait
+    // for the full standby's position: it may hold commits nobody else has.
+    let published = poll(TTL * 5, Duration::from_millis(100), || {
+        let set = c.cluster_json()?["sync"]["members"].clone();
+        (set == serde_json::json!([other])).then_some(set)
+    });
+    match &published {
+        Some(set) => ck.mark(&format!("the published synchronous set is {set}")),
+        None => ck.mark(&format!(
+            "the published synchronous set never became [{other}]"
+        )),
+    }
+    let writes_after = ck.wait_acks(&leader, Instant::now(), 20, PATIENCE);
+    let full_gap = longest_gap(&ck.acks(), filled_at, Instant::now());
+    ck.mark(&format!(
+        "node crash of {leader} (agent and postmaster kill -9), {sync}'s disk still full"
+    ));
+    c.member_mut(&leader).crash();
+    let new = await_failover(&c, &ck, &leader, TTL + PATIENCE);
+    let writes_on_new = ck.wait_acks(&new, Instant::now(), 1, PATIENCE);
+    ck.mark(&format!("{leader}'s agent restarted"));
+    c.start_agent(&leader);
+    std::thread::sleep(TTL * 2);
+    let aside_while_full = moved_aside(&c, &sync);
+    ck.mark(&format!("room made again on {sync}'s data disk"));
+    c.free_disk(&sync);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\nlongest write gap while {sync}'s disk was full: {full_gap:?}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if moved.is_none() {
+        unmet.push(format!(
+            "the synchronous role never moved from {sync} to {other}"
+        ));
+    }
+    if published.is_none() {
+        unmet.push(format!("the published set never became [{other}]"));
+    }
+    if !writes_after {
+        unmet.push(format!("{leader} took no write after {sync}'s disk filled"));
+    }
+    if full_gap > TTL * 2 {
+        unmet.push(format!(
+            "no write acknowledged for {full_gap:?} after the disk filled"
+        ));
+    }
+    if new == sync {
+        unmet.push(format!("{sync}, its disk full, took over"));
+    }
+    if !writes_on_new {
+        unmet.push(format!("{new} acknowledged no write after it took over"));
+    }
+    let aside = [aside_while_full, moved_aside(&c, &sync)].concat();
+    if !aside.is_empty() {
+        unmet.push(format!("{sync}'s data was moved aside: {aside:?}"));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "the synchronous standby's disk full");
+    assert_history_recorded_once(&c);
 }
 
 /// A synchronous cluster whose members' data sit on disks of their own (with `host_disks`,
