@@ -3,10 +3,10 @@
 use crate::action::{Action, StartRole, StopMode};
 use crate::history::{EventKind, HistoryEvent};
 use crate::machine::{Member, Plan};
-use crate::observe::{ClusterView, DataDir, Observation};
+use crate::observe::{ClusterView, DataDir, LocalPg, Observation};
 use crate::reason::Reason;
 use crate::rejoin::{self, RejoinPlan};
-use crate::types::{MemberName, Millis};
+use crate::types::{MemberName, Millis, Timeline};
 
 impl Member {
     pub(crate) fn follower_step(
@@ -62,6 +62,7 @@ impl Member {
             }
             self.no_room = None;
         }
+        let unchanged = self.rewind_changed_nothing(local);
         if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
@@ -70,7 +71,10 @@ impl Member {
                 return reason;
             }
             let source = self.reclone(leader, view, true, plan);
-            return Reason::RecloningAfterFailedRewind { source };
+            return match unchanged {
+                Some(timeline) => Reason::RecloningAfterIneffectiveRewind { source, timeline },
+                None => Reason::RecloningAfterFailedRewind { source },
+            };
         }
         let Some(leader_record) = leader_record else {
             return Reason::LeaderNotPublished {
@@ -191,6 +195,7 @@ impl Member {
                 // its last restartpoint, which may lie before the switch point, and would then
                 // look like one that can follow (and fail to stream until stream_timeout_ms).
                 self.force_rewind = true;
+                self.diverged_on = Some(local.timeline);
                 plan.push(Action::StopPostgres(StopMode::Fast));
                 Reason::StoppingForRewind {
                     leader: leader_name,
@@ -226,6 +231,24 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// A rewind that succeeded and brought the member back, running, on the very timeline it
+    /// had diverged on changed nothing: pg_rewind of PostgreSQL 15 and older reads the target's
+    /// timeline from its last checkpoint, so a promotion no checkpoint followed yet (one made
+    /// by hand, then demoted) reads as "no rewind required". Rewinding again would loop:
+    /// counted as a failed rewind (a re-clone follows), no rejoin recorded. The timeline.
+    fn rewind_changed_nothing(&mut self, local: &LocalPg) -> Option<Timeline> {
+        if self.rejoin != Some(EventKind::RejoinRewind) || !local.running {
+            return None;
+        }
+        let diverged = self.diverged_on.take()?;
+        if local.timeline != diverged {
+            return None;
+        }
+        self.rejoin = None;
+        self.rewind_failed = true;
+        Some(diverged)
     }
 
     /// Plans a clone from the best source under `leader` (over the old data, moved aside,

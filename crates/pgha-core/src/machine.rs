@@ -135,6 +135,9 @@ pub struct Member {
     /// A member leaving the published synchronous set waits for one that stays to catch up.
     pub(crate) sync_removal: Option<crate::sync::RemovalMark>,
     pub(crate) rewind_failed: bool,
+    /// The timeline a running member was on when it stopped to rewind: a rewind that brings it
+    /// back there changed nothing.
+    pub(crate) diverged_on: Option<crate::types::Timeline>,
     pub(crate) force_rewind: bool,
     pub(crate) start_failures: u32,
     pub(crate) rejoin: Option<EventKind>,
@@ -181,6 +184,7 @@ impl Member {
             absent_since: BTreeMap::new(),
             sync_removal: None,
             rewind_failed: false,
+            diverged_on: None,
             force_rewind: false,
             start_failures: 0,
             rejoin: None,

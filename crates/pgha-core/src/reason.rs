@@ -4,7 +4,7 @@ use crate::election::Ineligible;
 use crate::history::EventKind;
 use crate::job_what::JobWhat;
 use crate::switchover::Refusal;
-use crate::types::{Lsn, MemberName, SystemId};
+use crate::types::{Lsn, MemberName, SystemId, Timeline};
 
 mod text;
 
@@ -126,6 +126,11 @@ pub enum Reason {
     },
     RecloningAfterFailedRewind {
         source: MemberName,
+    },
+    /// A rewind succeeded yet the member came back on the timeline it had diverged on.
+    RecloningAfterIneffectiveRewind {
+        source: MemberName,
+        timeline: Timeline,
     },
     RewindFailedRecloneDisabled,
     Following {

@@ -1099,6 +1099,63 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
     );
 }
 
+/// n3, a standby of n1 (timeline 1), promoted by hand behind pgha's back (timeline 2 from
+/// 5000) and demoted by its agent: it runs as a standby of n1 again, on timeline 2, and cannot
+/// stream. It stops and rewinds; `rewound` is what it looks like once the rewind succeeded.
+/// Its decision then.
+fn promoted_by_hand_then_rewound(rewound: LocalPg) -> Decision {
+    let mut n3 = member("n3");
+    let view = View::led_by("n1", 7, &primary(1, 6000));
+    let diverged = LocalPg {
+        streaming: false,
+        ..standby(2, 5000, Some("n1"))
+    };
+    let d = n3.step(&obs(0, diverged, &view, vec![]));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n1") });
+    let d = n3.step(&obs(
+        500,
+        stopped(standby(1, 4000, None)),
+        &view,
+        vec![job_done(JobKind::Stop)],
+    ));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n1") });
+    n3.step(&obs(1000, rewound, &view, vec![job_done(JobKind::Rewind)]))
+}
+
+/// Found by `faults::a_standby_promoted_by_hand_takes_no_write_and_rejoins`: pg_rewind of
+/// PostgreSQL 15 and older takes the target's timeline from its last checkpoint; a promotion
+/// not yet checkpointed (made by hand, then demoted by pgha) reads as "same timeline, no rewind
+/// required", and the member came back diverged. It rewound again, and again, twice a second,
+/// each time recording "rejoined" in the history, and never streamed. A rewind that brings the
+/// member back on the timeline it diverged on changed nothing: it re-clones (the data moved
+/// aside), and records no rejoin until it has one.
+#[test]
+fn a_rewind_that_changed_nothing_is_followed_by_a_reclone_not_another_rewind() {
+    let unchanged = LocalPg {
+        streaming: false,
+        ..standby(2, 5000, Some("n1"))
+    };
+    let d = promoted_by_hand_then_rewound(unchanged);
+    assert_eq!(
+        d.reason,
+        Reason::RecloningAfterIneffectiveRewind {
+            source: name("n1"),
+            timeline: Timeline(2)
+        }
+    );
+    assert!(has(&d, |a| *a
+        == Action::Reclone {
+            from: name("n1"),
+            move_aside: true
+        }));
+    assert_eq!(recorded(&d), None, "a rejoin recorded");
+    // A rewind that worked brings it onto the leader's timeline: it follows, and says so.
+    let d = promoted_by_hand_then_rewound(standby(1, 6000, Some("n1")));
+    assert!(!touches_data(&d), "{d:?}");
+    let event = recorded(&d).expect("the rejoin in the history");
+    assert_eq!(event.kind, EventKind::RejoinRewind);
+}
+
 /// Found by `faults::leader_data_disk_full`: a clone that fails was begun again every loop,
 /// each attempt a base backup on the leader (a checkpoint there, a slot, perhaps gigabytes
 /// copied again). After a failure the next waits twice the loop, doubling per failure in a

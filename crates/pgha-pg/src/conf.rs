@@ -121,6 +121,12 @@ pub struct MemberConf {
     pub tls: Option<crate::tls::TlsFiles>,
 }
 
+/// `synchronous_standby_names` on the standbys of an asynchronous cluster: a standby name no
+/// member has (no member name holds a space or a colon), so that commits on a standby
+/// promoted by anything but pgha wait until pgha demotes it (or a DBA who meant it resets the
+/// setting); PostgreSQL ignores the setting while in recovery.
+pub const NOT_PROMOTED_BY_PGHA: &str = "\"pgha: promoted outside pgha, commits wait\"";
+
 /// Quotes a value for postgresql.conf. Control characters (a newline would end the line and
 /// start a setting of the value's choosing) are refused by [`check_user_value`] before any
 /// value gets here; should one arrive anyway it is escaped, never written raw.
@@ -219,11 +225,16 @@ impl MemberConf {
             owned.push(("wal_receiver_timeout", ms));
         }
         // Rendered on standbys too (inert there), so a promotion never starts asynchronous.
+        // An asynchronous cluster's standbys wait for a standby that never connects: one
+        // promoted behind pgha's back (`pg_promote()` by hand) acknowledges no commit before
+        // its agent demotes it; pgha's own promotion writes the primary's file at once.
         if !self.synchronous_standby_names.is_empty() {
             owned.push((
                 "synchronous_standby_names",
                 self.synchronous_standby_names.clone(),
             ));
+        } else if self.standby {
+            owned.push(("synchronous_standby_names", NOT_PROMOTED_BY_PGHA.into()));
         }
         // Rendered on a primary too (inert there): it needs a restart to change, so a promoted
         // standby whose file lost it would show it as pending restart ever after.

@@ -250,3 +250,37 @@ fn logical_decoding_and_slot_synchronization() {
     c.standby = false;
     assert!(!c.render().contains("sync_replication_slots"));
 }
+
+/// An asynchronous cluster's standby waits for a standby nobody is, should it be promoted
+/// behind pgha's back; its primary (pgha's own promotion writes the primary's file) and a
+/// synchronous cluster's members render the cluster's names.
+#[test]
+fn an_asynchronous_standby_would_wait_for_nobody_if_promoted_outside_pgha() {
+    let standby = Some(Upstream {
+        name: "n1".into(),
+        host: "10.0.0.1".into(),
+        port: 5432,
+    });
+    let guard = format!(
+        "synchronous_standby_names = {}",
+        quote_conf(NOT_PROMOTED_BY_PGHA)
+    );
+    assert!(conf(standby.clone()).render().contains(&guard));
+    let mut waiting = conf(None);
+    waiting.standby = true;
+    assert!(
+        waiting.render().contains(&guard),
+        "a standby without an upstream yet"
+    );
+    assert!(!conf(None).render().contains("synchronous_standby_names"));
+    for upstream in [None, standby] {
+        let mut c = conf(upstream);
+        c.synchronous_standby_names = "FIRST 1 (\"n1\", \"n3\")".into();
+        let text = c.render();
+        assert!(
+            text.contains("synchronous_standby_names = 'FIRST 1 (\"n1\", \"n3\")'"),
+            "{text}"
+        );
+        assert!(!text.contains("outside pgha"), "{text}");
+    }
+}

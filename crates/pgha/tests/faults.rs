@@ -2506,6 +2506,80 @@ fn leader_postgres_child_killed_as_by_the_oom_killer() {
     assert_streaming_from_final(&c, &report);
 }
 
+/// A standby promoted by hand behind pgha's back (`SELECT pg_promote()`: a DBA's slip, a
+/// script run on the wrong host), asynchronous mode, writers writing to every member's own
+/// PostgreSQL too. The leader holds the lease: the promoted standby must acknowledge no write
+/// (one writer, in every mode), its agent must demote it and bring it back as a standby of the
+/// leader (rewinding what it wrote on its own timeline), the history must say so, and the
+/// leader must lead on.
+#[test]
+fn a_standby_promoted_by_hand_takes_no_write_and_rejoins() {
+    promoted_by_hand(start(&Opts::default()));
+}
+
+/// [`a_standby_promoted_by_hand_takes_no_write_and_rejoins`] in synchronous mode, the standby
+/// promoted being the synchronous one.
+#[test]
+fn the_synchronous_standby_promoted_by_hand_takes_no_write_and_rejoins() {
+    promoted_by_hand(start_sync());
+}
+
+/// Promotes a standby of `leader` by hand (the synchronous one, if any) while writers write,
+/// and judges what follows.
+fn promoted_by_hand((c, leader): (Cluster, String)) {
+    let ck = checker_writing(&c, &leader);
+    let sync = c.sql_one(
+        &leader,
+        "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+    );
+    let rogue = sync.unwrap_or_else(|| standbys_of(&c, &leader).pop().unwrap());
+    let promoted = c.sql_one(&rogue, "SELECT pg_promote()::text");
+    ck.mark(&format!(
+        "{rogue} promoted by hand: pg_promote() returned {promoted:?}"
+    ));
+    let back = poll(TTL * 5, Duration::from_millis(100), || {
+        c.sql_one(&rogue, "SELECT pg_is_in_recovery()::text")
+            .filter(|r| r == "true")
+    });
+    match back {
+        Some(_) => ck.mark(&format!("{rogue} in recovery again")),
+        None => ck.mark(&format!("{rogue} still not in recovery")),
+    }
+    std::thread::sleep(TTL);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let mut unmet = Vec::new();
+    if promoted.as_deref() != Some("true") {
+        unmet.push(format!("pg_promote() on {rogue} returned {promoted:?}"));
+    }
+    if back.is_none() {
+        unmet.push(format!("{rogue} was not demoted"));
+    }
+    let acked_by_rogue = report.acked_by_member.get(&rogue).copied().unwrap_or(0);
+    if acked_by_rogue > 0 {
+        unmet.push(format!("{rogue} acknowledged {acked_by_rogue} writes"));
+    }
+    if !report.two_writers.is_empty() || !report.lost.is_empty() {
+        unmet.push(format!(
+            "two writers {:?}, {} acknowledged writes lost",
+            report.two_writers.len(),
+            report.lost.len()
+        ));
+    }
+    // By rewind, or by a re-clone where pg_rewind (PostgreSQL 15 and older) cannot see the
+    // promotion that no checkpoint followed.
+    let said = c.history().iter().any(|e| {
+        e["from"] == rogue.as_str()
+            && e["to"] == leader.as_str()
+            && (e["kind"] == "rejoin_rewind" || e["kind"] == "rejoin_reclone")
+    });
+    if !said {
+        unmet.push(format!("no rejoin of {rogue} to {leader} in the history"));
+    }
+    assert_kept_leading(&c, &report, &leader, unmet, "a standby promoted by hand");
+    assert_streaming_from_final(&c, &report);
+}
+
 /// After a failover, the rejoined old primary's walreceiver is cut from the new primary so
 /// it lags the other standby; then the new primary crashes (agent and postmaster kill -9).
 /// The most advanced standby must be promoted, whatever timelines pg_control reports.

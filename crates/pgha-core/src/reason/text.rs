@@ -152,6 +152,13 @@ impl fmt::Display for Reason {
                 "rewind failed or did not finish: re-cloning from {source} (old data directory \
                  moved aside)"
             ),
+            RecloningAfterIneffectiveRewind { source, timeline } => write!(
+                f,
+                "pg_rewind changed nothing: the member came back on timeline {timeline}, where it \
+                 had diverged (PostgreSQL 15 and older read the timeline from the last \
+                 checkpoint, and miss a promotion none followed yet, such as one made by hand): \
+                 re-cloning from {source} (old data directory moved aside)"
+            ),
             RewindFailedRecloneDisabled => {
                 write!(
                     f,
