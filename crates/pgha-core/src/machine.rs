@@ -14,6 +14,7 @@ use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
 mod fence_stuck;
+mod identity;
 mod in_place;
 mod lease;
 mod outcomes;
@@ -361,6 +362,9 @@ impl Member {
                 store: foreign.store,
                 local: foreign.local,
             };
+        }
+        if let Some(reason) = self.name_taken(obs, view, plan) {
+            return reason;
         }
         if self.wal_stalled(obs) || obs.local.unresponsive {
             return self.unresponsive_step(obs, view, plan);

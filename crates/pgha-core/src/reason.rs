@@ -25,6 +25,12 @@ pub enum Reason {
         new_cluster: bool,
     },
     LeaderKeyLost,
+    /// The store's record of this member's name names other addresses: another agent runs
+    /// under this name.
+    NameTaken {
+        theirs: String,
+        ours: String,
+    },
     SystemIdMismatch {
         store: SystemId,
         local: SystemId,

@@ -2580,6 +2580,80 @@ fn promoted_by_hand((c, leader): (Cluster, String)) {
     assert_streaming_from_final(&c, &report);
 }
 
+/// A second agent started under the leader's name on another host (a configuration file
+/// copied to a new host and its `member.name` left as it was), asynchronous mode, writers
+/// writing. The name is the leader's identity in the store: an agent that took it would renew
+/// the leader's lease as its own. It must take nothing: never publish under that name, never
+/// touch the lease, and say why; the leader leads on, nothing is lost. Once it is stopped the
+/// cluster is as it was.
+#[test]
+fn a_second_agent_under_the_leaders_name_takes_nothing() {
+    let (c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    let history_before = c.history().len();
+    let own = c.cluster_json().expect("/cluster")["members"][&leader]["addresses"].clone();
+    let text = std::fs::read_to_string(&c.client_config).unwrap();
+    let copied = text.replace("name = \"client\"", &format!("name = \"{leader}\""));
+    assert_ne!(text, copied, "the client's configuration names no member");
+    let config = c.root.join("copied.toml");
+    std::fs::write(&config, copied).unwrap();
+    let log = c.root.join("copied.agent.log");
+    let mut cmd = c.net.command("client", pgha_bin());
+    cmd.args(["agent", "--config"])
+        .arg(&config)
+        .env("PGHA_LOG", "info")
+        .env_remove("RUST_LOG");
+    let (mut second, _) =
+        pgha_testkit::spawn_logged(&mut cmd, &log).expect("spawn the second agent");
+    ck.mark(&format!(
+        "a second agent started as {leader} on the client's host"
+    ));
+    let mut records = Vec::new();
+    let watch_until = Instant::now() + TTL * 4;
+    while Instant::now() < watch_until {
+        if let Some(v) = c.cluster_json() {
+            let addresses = v["members"][&leader]["addresses"].clone();
+            if addresses != own && !records.contains(&addresses) {
+                ck.mark(&format!("{leader}'s record names {addresses}"));
+                records.push(addresses);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = second.try_wait().ok().flatten();
+    pgha_testkit::stop_child(&mut second, Signal::SIGTERM, Duration::from_secs(30));
+    ck.mark("the second agent stopped");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!(
+        "{report}\nthe second agent (exited: {exited:?}) said:\n{}",
+        pgha_testkit::tail_of(&said, 30)
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !records.is_empty() {
+        unmet.push(format!("{leader}'s record was rewritten: {records:?}"));
+    }
+    let new_history: Vec<String> = c.history()[history_before..]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    if !new_history.is_empty() {
+        unmet.push(format!("new history: {new_history:?}"));
+    }
+    if !said.contains("is taken") {
+        unmet.push("the second agent never said the name is taken".into());
+    }
+    assert_kept_leading(
+        &c,
+        &report,
+        &leader,
+        unmet,
+        "a second agent under the leader's name",
+    );
+    assert_streaming_from_final(&c, &report);
+}
+
 /// After a failover, the rejoined old primary's walreceiver is cut from the new primary so
 /// it lags the other standby; then the new primary crashes (agent and postmaster kill -9).
 /// The most advanced standby must be promoted, whatever timelines pg_control reports.

@@ -24,6 +24,21 @@ impl Agent {
         }
         let Shutdown::Leave(mode) = how else { return };
         let name = self.spec.name.to_string();
+        let elsewhere = self
+            .view
+            .as_ref()
+            .is_some_and(|view| self.member.name_used_elsewhere(view));
+        if elsewhere {
+            // The record, the key and the lease under this name are another agent's.
+            let inst = &self.spec.instance;
+            if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
+                tracing::warn!("{name}: stop failed ({e})");
+            }
+            tracing::info!(
+                "{name}: left without touching the store: its name is another agent's there"
+            );
+            return;
+        }
         if let Some((me, json)) = self.not_writable_record() {
             let _ = timed(
                 self.store_timeout(),

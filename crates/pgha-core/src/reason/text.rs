@@ -28,6 +28,13 @@ impl fmt::Display for Reason {
                 "new cluster: the leader key was given to this member to bootstrap it; renewing it"
             ),
             LeaderKeyLost => write!(f, "leader key no longer ours"),
+            NameTaken { theirs, ours } => write!(
+                f,
+                "this member's name is taken: the store's record under it names {theirs}, this \
+                 member is {ours}. Another agent runs under this name (a configuration copied \
+                 without changing member.name?): this one takes no lease, publishes nothing and \
+                 runs for nothing until that record expires; give each member a name of its own"
+            ),
             SystemIdMismatch { store, local } => write!(
                 f,
                 "data directory belongs to system {local}, cluster is {store}: refusing to act"
