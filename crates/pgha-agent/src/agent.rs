@@ -28,6 +28,7 @@ mod failsafe_round;
 mod fencing_step;
 mod handle;
 mod leave;
+mod peers;
 mod promotion_clock;
 mod reload;
 mod restart;
@@ -98,6 +99,8 @@ pub struct Agent {
     pub(crate) known_sync: Option<pgha_core::SyncSet>,
     /// The cluster's identifier is kept beside the data directory (`cluster-id`).
     pub(crate) cluster_remembered: bool,
+    /// The peers last kept beside the data directory (`peers`).
+    pub(crate) peers_kept: Vec<MemberName>,
     pub(crate) report: watch::Sender<AgentReport>,
     /// Set when a job failed: the next step waits until then.
     pub(crate) hold_until: Option<Millis>,
@@ -156,6 +159,12 @@ impl Agent {
         if let Some(id) = spec.instance.remembered_cluster() {
             member.knows_cluster(pgha_core::SystemId(id));
         }
+        member.knows_peers(
+            pgha_pg::peers::remembered(&spec.instance)
+                .iter()
+                .map(MemberName::new),
+        );
+        let peers_kept = member.peers();
         let agent = Agent {
             spec,
             store,
@@ -180,6 +189,7 @@ impl Agent {
             known_config,
             known_sync: None,
             cluster_remembered: false,
+            peers_kept,
             report: report_tx,
             hold_until: None,
             failsafe,
@@ -309,6 +319,7 @@ impl Agent {
         self.run_callbacks(&obs.local);
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
+        self.keep_peers();
         self.update_fencing(&obs.local);
         if store_down && self.member.holds_lease(obs.now) {
             self.ask_failsafe();

@@ -50,6 +50,9 @@ impl Member {
                 plan,
             );
         }
+        if let Some(reason) = self.without_its_peers(local, view) {
+            return reason;
+        }
         // A planned switchover whose target may no longer be promoted is void: the election
         // decides as if there were none, the old leader's position included.
         let request = view.switchover.as_ref().filter(|p| {

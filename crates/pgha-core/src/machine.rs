@@ -18,6 +18,7 @@ mod identity;
 mod in_place;
 mod lease;
 mod outcomes;
+mod peers;
 mod plan;
 mod promoted;
 mod publish;
@@ -144,6 +145,8 @@ pub struct Member {
     pub(crate) rejoin: Option<EventKind>,
     pub(crate) demoted: bool,
     pub(crate) published: Option<(MemberRecord, Millis)>,
+    /// The members it formed its cluster with (see `peers.rs`).
+    pub(crate) peers: peers::Peers,
 }
 
 impl Member {
@@ -191,6 +194,7 @@ impl Member {
             rejoin: None,
             demoted: false,
             published: None,
+            peers: Default::default(),
         }
     }
 
@@ -349,6 +353,7 @@ impl Member {
         }
         self.newest_term = self.newest_term_in(view);
         self.cluster_seen = view.initialize.or(self.cluster_seen);
+        self.note_peers(view, obs.now);
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }

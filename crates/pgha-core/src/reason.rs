@@ -45,6 +45,12 @@ pub enum Reason {
     /// No cluster in the store, but a member has data (or this one belonged to a cluster):
     /// the store lost its keys. A member without data never initialises another cluster then; it waits
     /// for a leader to clone from.
+    /// The store does not hold the cluster, and too few of the members this one formed it
+    /// with publish data there.
+    StoreWithoutItsPeers {
+        present: usize,
+        known: Vec<MemberName>,
+    },
     StoreLostItsCluster {
         with_data: Option<MemberName>,
     },

@@ -1217,6 +1217,62 @@ fn a_member_whose_name_the_store_gives_other_addresses_takes_nothing() {
     );
 }
 
+/// Found by `faults::a_standby_pointed_at_an_empty_etcd_does_not_promote`: a standby whose
+/// agent was restarted pointed at another etcd, an empty one, saw no leader, no member and no
+/// cluster, and promoted itself in its first step beside the primary that lived on (3 writes
+/// acknowledged by it, then lost). A store without the cluster's identifier is led again only
+/// once a majority of the members this one formed the cluster with publish data there; after
+/// etcd's data is lost they all do.
+#[test]
+fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
+    let local = standby(1, 5000, Some("n2"));
+    // n3 learns who formed the cluster from a store that holds it.
+    let mut n3 = member("n3");
+    let whole = View::led_by("n2", 7, &primary(1, 5000))
+        .with("n1", record(&standby(1, 5000, Some("n2")), Some("n2")));
+    n3.step(&obs(0, local.clone(), &whole, vec![]));
+    assert_eq!(n3.peers(), vec![name("n1"), name("n2"), name("n3")]);
+    // Restarted (its agent reads the peers back) and pointed at an empty store.
+    let mut restarted = member("n3");
+    restarted.knows_peers(n3.peers());
+    let empty = View(ClusterView::default());
+    for at in [0, 5_000, 60_000] {
+        let d = restarted.step(&obs(at, local.clone(), &empty, vec![]));
+        assert_eq!(
+            d.reason,
+            Reason::StoreWithoutItsPeers {
+                present: 1,
+                known: vec![name("n1"), name("n2"), name("n3")]
+            }
+        );
+        assert!(!acquires(&d), "{d:?}");
+    }
+    // The store wiped under the whole cluster: the others publish again, and the election
+    // goes on.
+    let wiped = View(ClusterView::default())
+        .with("n1", record(&standby(1, 4000, None), None))
+        .with("n2", record(&standby(1, 4500, None), None));
+    let mut at = 61_000;
+    loop {
+        let d = restarted.step(&obs(at, local.clone(), &wiped, vec![]));
+        assert!(
+            !matches!(d.reason, Reason::StoreWithoutItsPeers { .. }),
+            "{d:?}"
+        );
+        if acquires(&d) {
+            break;
+        }
+        at += 1000;
+        assert!(at < 120_000, "never ran: {}", d.reason);
+    }
+    // A member that never formed a cluster with others is not held back.
+    let d = member("n3").step(&obs(0, local, &empty, vec![]));
+    assert!(
+        !matches!(d.reason, Reason::StoreWithoutItsPeers { .. }),
+        "{d:?}"
+    );
+}
+
 /// Found by `faults::leader_data_disk_full`: a clone that fails was begun again every loop,
 /// each attempt a base backup on the leader (a checkpoint there, a slot, perhaps gigabytes
 /// copied again). After a failure the next waits twice the loop, doubling per failure in a

@@ -14,6 +14,7 @@ pub mod instance;
 pub mod lease_file;
 pub mod logical_slots;
 pub mod osuser;
+pub mod peers;
 pub mod pid_file;
 pub mod probe;
 pub mod rewind;

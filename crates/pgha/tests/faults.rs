@@ -2654,6 +2654,81 @@ fn a_second_agent_under_the_leaders_name_takes_nothing() {
     assert_streaming_from_final(&c, &report);
 }
 
+/// A standby's agent restarted pointed at another etcd, an empty one (a wrong endpoint pushed
+/// by configuration management, an etcd rebuilt beside the cluster's), asynchronous mode,
+/// writers writing. That store shows no leader, no member and no cluster: the standby must not
+/// take it for a cluster that lost its leader and promote itself beside the real primary.
+/// Pointed back, it streams again; one writer, nothing lost.
+#[test]
+fn a_standby_pointed_at_an_empty_etcd_does_not_promote() {
+    let (mut c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    let standby = standbys_of(&c, &leader).pop().unwrap();
+    let client_ip = c.net.host("client").ip.clone();
+    let other = pgha_testkit::EtcdNode::single(
+        "elsewhere",
+        format!("{client_ip}:{ETCD_PORT}"),
+        format!("{client_ip}:{}", ETCD_PORT + 1),
+    );
+    let mut cmd = c.net.command("client", pgha_testkit::etcd_binary());
+    cmd.args(other.args(&c.root.join("etcd-elsewhere")));
+    let etcd_log = c.root.join("etcd-elsewhere.log");
+    let (mut elsewhere, _) = pgha_testkit::spawn_logged(&mut cmd, &etcd_log).expect("spawn etcd");
+    let healthy = poll(Duration::from_secs(30), Duration::from_millis(50), || {
+        pgha_testkit::etcd_healthy(&other.client).then_some(())
+    });
+    assert!(healthy.is_some(), "{}", pgha_testkit::tail(&etcd_log, 20));
+    let config = c.member(&standby).config.clone();
+    let right = std::fs::read_to_string(&config).unwrap();
+    let endpoints = right
+        .lines()
+        .find(|l| l.starts_with("endpoints = "))
+        .expect("etcd endpoints")
+        .to_string();
+    let wrong = right.replace(
+        &endpoints,
+        &format!("endpoints = [\"http://{client_ip}:{ETCD_PORT}\"]"),
+    );
+    c.member_mut(&standby).kill_agent();
+    std::fs::write(&config, wrong).unwrap();
+    c.start_agent(&standby);
+    ck.mark(&format!(
+        "{standby}'s agent restarted pointed at an empty etcd"
+    ));
+    let promoted = poll(TTL * 6, Duration::from_millis(100), || {
+        (c.sql_one(&standby, "SELECT pg_is_in_recovery()::text")
+            .as_deref()
+            == Some("false"))
+        .then_some(())
+    });
+    if promoted.is_some() {
+        ck.mark(&format!("{standby} left recovery"));
+    }
+    let said = pgha_testkit::tail(&c.member(&standby).log, 8);
+    c.member_mut(&standby).kill_agent();
+    std::fs::write(&config, &right).unwrap();
+    c.start_agent(&standby);
+    ck.mark(&format!(
+        "{standby}'s agent pointed back at the cluster's etcd"
+    ));
+    pgha_testkit::stop_child(&mut elsewhere, Signal::SIGTERM, Duration::from_secs(10));
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\n{standby} said, pointed elsewhere:\n{said}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if promoted.is_some() {
+        unmet.push(format!("{standby} promoted itself in an empty etcd"));
+    }
+    assert_kept_leading(
+        &c,
+        &report,
+        &leader,
+        unmet,
+        "a standby pointed at an empty etcd",
+    );
+    assert_streaming_from_final(&c, &report);
+}
+
 /// After a failover, the rejoined old primary's walreceiver is cut from the new primary so
 /// it lags the other standby; then the new primary crashes (agent and postmaster kill -9).
 /// The most advanced standby must be promoted, whatever timelines pg_control reports.

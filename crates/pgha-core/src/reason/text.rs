@@ -42,6 +42,18 @@ impl fmt::Display for Reason {
             Paused => write!(f, "cluster paused: no automatic action"),
             JobRunning { job, for_ms } => write!(f, "{job} running for {for_ms} ms"),
             RacingToBootstrap => write!(f, "new cluster: racing for the leader key to bootstrap"),
+            StoreWithoutItsPeers { present, known } => write!(
+                f,
+                "the store does not hold this cluster (its keys lost, or another store: check \
+                 the etcd endpoints), and only {present} of the {} members it was formed with \
+                 ({}) publish data there: nobody leads it until a majority does",
+                known.len(),
+                known
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             StoreLostItsCluster { with_data } => match with_data {
                 Some(m) => write!(
                     f,
