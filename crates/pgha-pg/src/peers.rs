@@ -33,3 +33,32 @@ pub fn remember(inst: &Instance, names: &[String]) -> Result<()> {
         &inst.run_as,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{remember, remembered};
+    use crate::instance::Instance;
+
+    /// The names come back as kept, across a new `Instance` (an agent restarted); nothing is
+    /// written before the member directory exists, and nothing is read from a missing file.
+    #[test]
+    fn the_peers_kept_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n2", &dir.path().join("n2"), bins.clone(), run_as.clone());
+        let names = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
+        remember(&inst, &names).unwrap();
+        assert!(
+            remembered(&inst).is_empty(),
+            "written without a member directory"
+        );
+        inst.create_member_dir().unwrap();
+        assert!(remembered(&inst).is_empty());
+        remember(&inst, &names).unwrap();
+        let again = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        assert_eq!(remembered(&again), names);
+        remember(&again, &names[..2]).unwrap();
+        assert_eq!(remembered(&inst), names[..2].to_vec());
+    }
+}
