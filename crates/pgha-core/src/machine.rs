@@ -353,7 +353,6 @@ impl Member {
         }
         self.newest_term = self.newest_term_in(view);
         self.cluster_seen = view.initialize.or(self.cluster_seen);
-        self.note_peers(view, obs.now);
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;
         }
@@ -368,6 +367,8 @@ impl Member {
                 local: foreign.local,
             };
         }
+        // A store that holds this member's cluster (checked just above) says who forms it.
+        self.note_peers(view, obs.now);
         if let Some(reason) = self.name_taken(obs, view, plan) {
             return reason;
         }

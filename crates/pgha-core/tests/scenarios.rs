@@ -1266,11 +1266,18 @@ fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
         assert!(at < 120_000, "never ran: {}", d.reason);
     }
     // A member that never formed a cluster with others is not held back.
-    let d = member("n3").step(&obs(0, local, &empty, vec![]));
+    let d = member("n3").step(&obs(0, local.clone(), &empty, vec![]));
     assert!(
         !matches!(d.reason, Reason::StoreWithoutItsPeers { .. }),
         "{d:?}"
     );
+    // Nor does it learn peers from another cluster's store.
+    let mut foreign = whole.clone();
+    foreign.0.initialize = Some(SystemId(2));
+    let mut n3 = member("n3");
+    let d = n3.step(&obs(0, local, &foreign, vec![]));
+    assert!(matches!(d.reason, Reason::SystemIdMismatch { .. }), "{d:?}");
+    assert!(n3.peers().is_empty(), "{:?}", n3.peers());
 }
 
 /// Found by `faults::leader_data_disk_full`: a clone that fails was begun again every loop,
