@@ -211,6 +211,17 @@ macro_rules! assert_reason {
     };
 }
 
+/// Asserts that `decision`'s reason does not match `pattern`, showing the reason otherwise.
+macro_rules! assert_not_reason {
+    ($decision:expr, $pattern:pat) => {
+        assert!(
+            !matches!($decision.reason, $pattern),
+            "{:?}",
+            $decision.reason
+        )
+    };
+}
+
 /// Whether `decision` rewinds, re-clones or stops PostgreSQL.
 fn touches_data(decision: &Decision) -> bool {
     has(decision, |a| {
@@ -1201,20 +1212,12 @@ fn a_member_whose_name_the_store_gives_other_addresses_takes_nothing() {
     // none (an agent of an older version).
     let mut own = at_host("n1", "10.0.0.1");
     let d = own.step(&obs(0, leader.clone(), &view, vec![]));
-    assert!(
-        !matches!(d.reason, Reason::NameTaken { .. }),
-        "{:?}",
-        d.reason
-    );
+    assert_not_reason!(d, Reason::NameTaken { .. });
     let unaddressed = View::new()
         .leader("n1", 7)
         .with("n1", record(&leader, Some("n1")));
     let d = at_host("n1", "10.0.0.9").step(&obs(0, empty, &unaddressed, vec![]));
-    assert!(
-        !matches!(d.reason, Reason::NameTaken { .. }),
-        "{:?}",
-        d.reason
-    );
+    assert_not_reason!(d, Reason::NameTaken { .. });
 }
 
 /// Found by `faults::a_standby_pointed_at_an_empty_etcd_does_not_promote`: a standby whose
@@ -1255,10 +1258,7 @@ fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
     let mut at = 61_000;
     loop {
         let d = restarted.step(&obs(at, local.clone(), &wiped, vec![]));
-        assert!(
-            !matches!(d.reason, Reason::StoreWithoutItsPeers { .. }),
-            "{d:?}"
-        );
+        assert_not_reason!(d, Reason::StoreWithoutItsPeers { .. });
         if acquires(&d) {
             break;
         }
@@ -1267,10 +1267,7 @@ fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
     }
     // A member that never formed a cluster with others is not held back.
     let d = member("n3").step(&obs(0, local.clone(), &empty, vec![]));
-    assert!(
-        !matches!(d.reason, Reason::StoreWithoutItsPeers { .. }),
-        "{d:?}"
-    );
+    assert_not_reason!(d, Reason::StoreWithoutItsPeers { .. });
     // Nor does it learn peers from another cluster's store.
     let mut foreign = whole.clone();
     foreign.0.initialize = Some(SystemId(2));

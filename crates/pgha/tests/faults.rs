@@ -137,6 +137,18 @@ fn assert_kept_leading(
     assert_all_met(c, report, &unmet, &format!("{fault} changed something"));
 }
 
+/// [`assert_kept_leading`], then every member streams from it.
+fn assert_kept_leading_and_streaming(
+    c: &Cluster,
+    report: &Report,
+    leader: &str,
+    unmet: Vec<String>,
+    fault: &str,
+) {
+    assert_kept_leading(c, report, leader, unmet, fault);
+    assert_streaming_from_final(c, report);
+}
+
 /// Panics, with the figures, if an acknowledged write is missing or two members took writes.
 fn assert_no_loss_one_writer(report: &Report, c: &Cluster) {
     if report.lost.is_empty() && report.two_writers.is_empty() {
@@ -2502,8 +2514,7 @@ fn leader_postgres_child_killed_as_by_the_oom_killer() {
     if !touched.is_empty() {
         unmet.push(format!("{leader}'s agent: {touched:?}"));
     }
-    assert_kept_leading(&c, &report, &leader, unmet, "a PostgreSQL child killed");
-    assert_streaming_from_final(&c, &report);
+    assert_kept_leading_and_streaming(&c, &report, &leader, unmet, "a PostgreSQL child killed");
 }
 
 /// A standby promoted by hand behind pgha's back (`SELECT pg_promote()`: a DBA's slip, a
@@ -2576,8 +2587,7 @@ fn promoted_by_hand((c, leader): (Cluster, String)) {
     if !said {
         unmet.push(format!("no rejoin of {rogue} to {leader} in the history"));
     }
-    assert_kept_leading(&c, &report, &leader, unmet, "a standby promoted by hand");
-    assert_streaming_from_final(&c, &report);
+    assert_kept_leading_and_streaming(&c, &report, &leader, unmet, "a standby promoted by hand");
 }
 
 /// A second agent started under the leader's name on another host (a configuration file
@@ -2644,14 +2654,13 @@ fn a_second_agent_under_the_leaders_name_takes_nothing() {
     if !said.contains("is taken") {
         unmet.push("the second agent never said the name is taken".into());
     }
-    assert_kept_leading(
+    assert_kept_leading_and_streaming(
         &c,
         &report,
         &leader,
         unmet,
         "a second agent under the leader's name",
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// A standby's agent restarted pointed at another etcd, an empty one (a wrong endpoint pushed
@@ -2719,14 +2728,13 @@ fn a_standby_pointed_at_an_empty_etcd_does_not_promote() {
     if promoted.is_some() {
         unmet.push(format!("{standby} promoted itself in an empty etcd"));
     }
-    assert_kept_leading(
+    assert_kept_leading_and_streaming(
         &c,
         &report,
         &leader,
         unmet,
         "a standby pointed at an empty etcd",
     );
-    assert_streaming_from_final(&c, &report);
 }
 
 /// After a failover, the rejoined old primary's walreceiver is cut from the new primary so

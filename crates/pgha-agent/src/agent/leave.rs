@@ -24,22 +24,13 @@ impl Agent {
         }
         let Shutdown::Leave(mode) = how else { return };
         let name = self.spec.name.to_string();
-        let elsewhere = self
+        // Under a name the store gives to another agent, the record, the key and the lease
+        // there are that agent's: PostgreSQL is stopped, the store left as it is.
+        let ours = !self
             .view
             .as_ref()
             .is_some_and(|view| self.member.name_used_elsewhere(view));
-        if elsewhere {
-            // The record, the key and the lease under this name are another agent's.
-            let inst = &self.spec.instance;
-            if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
-                tracing::warn!("{name}: stop failed ({e})");
-            }
-            tracing::info!(
-                "{name}: left without touching the store: its name is another agent's there"
-            );
-            return;
-        }
-        if let Some((me, json)) = self.not_writable_record() {
+        if let Some((me, json)) = self.not_writable_record().filter(|_| ours) {
             let _ = timed(
                 self.store_timeout(),
                 self.store.put_member(&me, &json, self.ttl()),
@@ -55,6 +46,12 @@ impl Agent {
         }
         if !inst.is_running() {
             let _ = self.fencing.update(FenceState::NothingWritable);
+        }
+        if !ours {
+            tracing::info!(
+                "{name}: left without touching the store: its name is another agent's there"
+            );
+            return;
         }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
             if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
