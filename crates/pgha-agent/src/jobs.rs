@@ -152,7 +152,7 @@ async fn bootstrap(ctx: &JobContext) -> JobResult {
     );
     inst.initdb(&staging, &spec.superuser, &spec.superuser_password)
         .await?;
-    ctx.write_config(&staging, false, None)?;
+    ctx.write_config(&staging, false, None).await?;
     std::fs::rename(&staging, inst.data_dir())
         .map_err(io("move the new data directory into place"))?;
     ctx.start_postgres().await?;
@@ -171,7 +171,7 @@ async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
     let data = ctx.spec.instance.data_dir();
     match role {
         StartRole::Primary => {
-            ctx.write_config(&data, false, None)?;
+            ctx.write_config(&data, false, None).await?;
             ctx.start_or_wait().await?;
             return ctx.ensure_replication_role().await;
         }
@@ -183,7 +183,7 @@ async fn start(ctx: &JobContext, role: &StartRole) -> JobResult {
             if let Some(up) = &up {
                 ctx.ensure_own_slot_on(up).await;
             }
-            ctx.write_config(&data, true, up)?;
+            ctx.write_config(&data, true, up).await?;
         }
     }
     ctx.start_standby().await
@@ -216,14 +216,15 @@ async fn promote(ctx: &JobContext) -> JobResult {
     }
     inst.promote(PROMOTE_TIMEOUT).await?;
     rewind::checkpoint_after_promotion(ctx.spec.clone());
-    ctx.write_config(&inst.data_dir(), false, None)?;
+    ctx.write_config(&inst.data_dir(), false, None).await?;
     inst.reload().await?;
     Ok(())
 }
 
 async fn demote(ctx: &JobContext, mode: CoreStop) -> JobResult {
     ctx.stop_any(pg_mode(mode)).await?;
-    ctx.write_config(&ctx.spec.instance.data_dir(), true, None)?;
+    ctx.write_config(&ctx.spec.instance.data_dir(), true, None)
+        .await?;
     ctx.start_standby().await
 }
 
@@ -233,7 +234,7 @@ async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
     let up = ctx.peer(leader)?;
     ctx.ensure_own_slot_on(&up).await;
     let was_standby = inst.has_standby_signal();
-    ctx.write_config(&inst.data_dir(), true, Some(up))?;
+    ctx.write_config(&inst.data_dir(), true, Some(up)).await?;
     if !inst.is_running() {
         return ctx.start_standby().await;
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
+use pgha_pg::hot_standby::{running_if_replay_paused, HotStandbySettings};
 use pgha_pg::logical_slots::logical_slots;
 use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState};
 use tokio_postgres::Client;
@@ -125,7 +126,20 @@ impl LocalProbe {
                 slots,
                 synced_slots,
                 altered,
+                paused_with,
             }) => {
+                if let Some(running) = paused_with {
+                    // Paused by PostgreSQL itself when the primary asks for more than this
+                    // standby runs with (its pg_control then holds the primary's values).
+                    if let Ok(cd) = inst.controldata().await {
+                        local.replay_held_by = cd
+                            .primary_settings
+                            .above(&running)
+                            .into_iter()
+                            .map(String::from)
+                            .collect();
+                    }
+                }
                 local.running = true;
                 local.synced_slots = synced_slots;
                 local.altered_by_alter_system = altered;
@@ -202,6 +216,11 @@ impl LocalProbe {
             } else {
                 0
             };
+            let paused_with = if state.in_recovery {
+                running_if_replay_paused(client, &name).await?
+            } else {
+                None
+            };
             let altered = match known_altered {
                 Some(altered) => altered,
                 None => {
@@ -214,6 +233,7 @@ impl LocalProbe {
                 slots,
                 synced_slots,
                 altered,
+                paused_with,
             })
         })
         .await;
@@ -238,6 +258,8 @@ struct Probed {
     slots: Vec<String>,
     synced_slots: u32,
     altered: Vec<String>,
+    /// On a standby whose replay is paused: the settings it runs with.
+    paused_with: Option<HotStandbySettings>,
 }
 
 /// The member whose PostgreSQL listens on `address` ("host:port").

@@ -115,6 +115,8 @@ impl NodeSpec {
             parameters: self.parameters_with(&dynamic.parameters),
             replication_timeout: dynamic.replication_timeout,
             tls: self.tls.as_ref().map(|t| t.files.clone()),
+            // Read from the data directory's pg_control as the file is written.
+            primary_settings: Default::default(),
         }
     }
 }

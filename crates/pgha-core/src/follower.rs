@@ -100,6 +100,13 @@ impl Member {
                 let upstream = Some(leader_name);
                 return self.restart_in_place(StartRole::Standby { upstream }, plan);
             }
+            if !local.replay_held_by.is_empty() {
+                let upstream = Some(leader_name);
+                plan.push(Action::RestartPostgres(StartRole::Standby { upstream }));
+                return Reason::RestartingForPrimarySettings {
+                    settings: local.replay_held_by.clone(),
+                };
+            }
             // Slots it made while it led: nobody streams from a standby, so they only hold
             // WAL its restartpoints could otherwise remove, until its disk is full.
             if !local.slots.is_empty() {

@@ -237,6 +237,11 @@ pub struct LocalPg {
     /// Parameters pgha owns that `ALTER SYSTEM` set (in `postgresql.auto.conf`, which
     /// PostgreSQL reads after pgha's file).
     pub altered_by_alter_system: Vec<String>,
+    /// On a standby whose replay PostgreSQL paused because the primary's settings rose above
+    /// its own (`max_connections`, ... raised and the primary restarted first): those
+    /// settings. It replays nothing, and a promotion would shut it down, until it restarts
+    /// with at least the primary's values.
+    pub replay_held_by: Vec<String>,
 }
 
 impl LocalPg {

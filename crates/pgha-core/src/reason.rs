@@ -151,6 +151,9 @@ pub enum Reason {
     Streaming {
         leader: MemberName,
     },
+    RestartingForPrimarySettings {
+        settings: Vec<String>,
+    },
     NotStreaming {
         leader: MemberName,
         for_ms: u64,

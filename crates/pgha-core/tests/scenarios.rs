@@ -389,6 +389,38 @@ fn a_streaming_standby_restarted_in_place_follows_the_same_leader() {
     assert!(has(&d, |a| *a == Action::RestartPostgres(role.clone())));
 }
 
+/// A standby whose replay PostgreSQL paused because the primary now runs with a higher
+/// `max_connections` (raised, and the primary restarted first) replays nothing, and would shut
+/// down if promoted: it is restarted, as a standby of the same leader, and says why. Once it
+/// replays again it is left alone.
+#[test]
+fn a_standby_whose_replay_waits_for_the_primarys_settings_is_restarted() {
+    let mut n2 = member("n2");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    let mut held = standby(1, 1000, Some("n1"));
+    held.replay_held_by = vec!["max_connections".into()];
+    let d = n2.step(&obs(0, held, &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::RestartingForPrimarySettings {
+            settings: vec!["max_connections".into()]
+        }
+    );
+    let role = StartRole::Standby {
+        upstream: Some(name("n1")),
+    };
+    assert!(has(&d, |a| *a == Action::RestartPostgres(role.clone())));
+    assert!(
+        d.reason.to_string().contains("max_connections"),
+        "{}",
+        d.reason
+    );
+    let done = job_done(JobKind::Restart);
+    let d = n2.step(&obs(2000, standby(1, 1000, Some("n1")), &view, vec![done]));
+    assert_eq!(d.reason, Reason::Streaming { leader: name("n1") });
+    assert!(!has(&d, |a| matches!(a, Action::RestartPostgres(_))));
+}
+
 #[test]
 fn a_successful_renewal_extends_trust_from_its_send_time() {
     let (mut n1, view) = established_leader();

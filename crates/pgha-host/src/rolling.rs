@@ -135,9 +135,24 @@ impl ClusterHandle {
             self.restart_standby(name, &mut on_step).await?;
         }
         if let Some(primary) = plan.primary.as_ref().filter(|_| plan.primary_in_place) {
+            // Its standbys reconnect once it is back: done when they stream again, so that
+            // the next restart does not find them down.
+            let streaming: Vec<String> = self
+                .status()
+                .await?
+                .members
+                .into_iter()
+                .filter(|m| m.name != *primary && m.state == State::Streaming)
+                .map(|m| m.name)
+                .collect();
             on_step(RestartStep::InPlace(primary.clone()));
             self.restart_member(primary).await?;
             on_step(RestartStep::Running(primary.clone()));
+            for name in streaming {
+                self.wait_member(&name, |s| s == Some(State::Streaming))
+                    .await?;
+                on_step(RestartStep::Streaming(name));
+            }
             return Ok(());
         }
         if let Some(primary) = &plan.primary {

@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
+use crate::controldata::HotStandbySettings;
+
+pub use crate::hba::{check_hba_address, render_hba, HbaAddressRefused};
+
 /// File name of pgha's own settings inside the data directory, included from postgresql.conf.
 pub const PGHA_CONF: &str = "pgha.conf";
 
@@ -119,6 +123,10 @@ pub struct MemberConf {
     /// TLS: this member serves its certificate, and streams only from an upstream that
     /// proves its name with one from the cluster CA (`None`: no TLS).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// For a standby: the primary's settings its `pg_control` records, which it runs with at
+    /// least, whatever is configured (lower ones would keep it from starting, or pause its
+    /// replay). All 0: none known.
+    pub primary_settings: HotStandbySettings,
 }
 
 /// `synchronous_standby_names` on the standbys of an asynchronous cluster: a standby name no
@@ -192,6 +200,10 @@ impl MemberConf {
     /// Renders `pgha.conf`.
     pub fn render(&self) -> String {
         let senders = (self.cluster_size * 2 + 4).max(10);
+        let mut wal_senders = senders;
+        if self.standby {
+            wal_senders = wal_senders.max(self.primary_settings.max_wal_senders as usize);
+        }
         let mut owned: Vec<(&str, String)> = vec![
             ("listen_addresses", self.listen_host.clone()),
             ("port", self.port.to_string()),
@@ -203,7 +215,7 @@ impl MemberConf {
             ("hot_standby", "on".into()),
             ("hot_standby_feedback", "on".into()),
             ("wal_log_hints", "on".into()),
-            ("max_wal_senders", senders.to_string()),
+            ("max_wal_senders", wal_senders.to_string()),
             ("max_replication_slots", senders.to_string()),
         ];
         if let Some(tls) = &self.tls {
@@ -275,7 +287,47 @@ impl MemberConf {
                 let _ = writeln!(out, "{key} = {}", quote_conf(value));
             }
         }
+        let raised = self.raised_to_primary();
+        if !raised.is_empty() {
+            out.push_str(
+                "\n# The primary's values, which a hot standby needs at least (from pg_control)\n",
+            );
+            for (key, value) in raised {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
         out
+    }
+
+    /// On a standby: the settings the user's parameters leave below the primary's (or, not
+    /// set, at a default below it), with the primary's values; rendered last so they win.
+    /// `max_wal_senders` is pgha's own and raised where it is rendered. Nothing else: a
+    /// setting a promotion then drops from the file would read as pending restart.
+    fn raised_to_primary(&self) -> Vec<(&'static str, u32)> {
+        if !self.standby {
+            return Vec::new();
+        }
+        let defaults = HotStandbySettings::POSTGRES_DEFAULTS.by_name();
+        self.primary_settings
+            .by_name()
+            .into_iter()
+            .zip(defaults)
+            .filter(|((name, _), _)| *name != "max_wal_senders")
+            .filter(|((name, primary), (_, default))| {
+                let configured = self
+                    .parameters
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                    .map(|(_, value)| value.trim().parse::<u32>());
+                match configured {
+                    None => primary > default,
+                    Some(Ok(value)) => value < *primary,
+                    // Not a number: PostgreSQL names it; pgha does not guess.
+                    Some(Err(_)) => false,
+                }
+            })
+            .map(|(setting, _)| setting)
+            .collect()
     }
 
     /// `logical` when the user's parameters ask for it, else `replica`.
@@ -303,103 +355,6 @@ pub fn slot_name(member: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Renders pg_hba.conf: replication only for the replication role and only from the members'
-/// hosts; scram-sha-256 for every network connection; nothing else is accepted.
-pub fn render_hba(
-    replication_user: &str,
-    member_hosts: &[String],
-    extra_lines: &[String],
-    tls: bool,
-) -> String {
-    // With TLS, replication (the replication password, the WAL) never travels in clear text.
-    let replication_type = if tls { "hostssl" } else { "host   " };
-    let mut hosts: Vec<String> = member_hosts.iter().map(|h| host_cidr(h)).collect();
-    hosts.sort();
-    hosts.dedup();
-    let mut out = String::new();
-    out.push_str("# Written by pgha. Do not edit: add lines through the cluster config (postgresql.pg_hba).\n");
-    out.push_str("# TYPE  DATABASE     USER          ADDRESS             METHOD\n");
-    for cidr in &hosts {
-        let _ = writeln!(
-            out,
-            "{replication_type} replication  {replication_user:<13} {cidr:<19} scram-sha-256"
-        );
-    }
-    for line in extra_lines {
-        let _ = writeln!(out, "{line}");
-    }
-    let _ = writeln!(
-        out,
-        "host    all          all           {:<19} scram-sha-256",
-        "127.0.0.1/32"
-    );
-    let _ = writeln!(
-        out,
-        "host    all          all           {:<19} scram-sha-256",
-        "::1/128"
-    );
-    for cidr in &hosts {
-        if cidr != "127.0.0.1/32" && cidr != "::1/128" {
-            let _ = writeln!(
-                out,
-                "host    all          all           {cidr:<19} scram-sha-256"
-            );
-        }
-    }
-    out
-}
-
-/// Why an address is refused for `pg_hba.conf`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HbaAddressRefused {
-    #[error("{0:?} is not an IP address, a network (address/prefix) or a host name")]
-    NotAnAddress(String),
-    #[error("{0:?}: the prefix length is longer than the address")]
-    PrefixTooLong(String),
-}
-
-/// Checks one address for a `pg_hba.conf` line: an IP address, a network `address/prefix`,
-/// or a host name. Nothing else (no spaces, no keywords like `all`, no second line) reaches
-/// the file.
-pub fn check_hba_address(text: &str) -> Result<(), HbaAddressRefused> {
-    let not = || HbaAddressRefused::NotAnAddress(text.to_string());
-    if let Some((ip, prefix)) = text.split_once('/') {
-        let ip: std::net::IpAddr = ip.parse().map_err(|_| not())?;
-        let prefix: u8 = prefix.parse().map_err(|_| not())?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        return if prefix <= max {
-            Ok(())
-        } else {
-            Err(HbaAddressRefused::PrefixTooLong(text.to_string()))
-        };
-    }
-    if text.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let host_name = !text.is_empty()
-        && text.len() <= 253
-        && !text.starts_with(['-', '.'])
-        && text.contains('.')
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if host_name {
-        Ok(())
-    } else {
-        Err(not())
-    }
-}
-
-fn host_cidr(host: &str) -> String {
-    if host.contains('/') {
-        host.to_string()
-    } else if host.contains(':') {
-        format!("{host}/128")
-    } else {
-        format!("{host}/32")
-    }
 }
 
 #[cfg(test)]

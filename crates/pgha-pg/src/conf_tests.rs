@@ -18,6 +18,7 @@ fn conf(upstream: Option<Upstream>) -> MemberConf {
         parameters: [("shared_buffers".to_string(), "16MB".to_string())].into(),
         replication_timeout: None,
         tls: None,
+        primary_settings: HotStandbySettings::default(),
     }
 }
 
@@ -283,4 +284,70 @@ fn an_asynchronous_standby_would_wait_for_nobody_if_promoted_outside_pgha() {
         );
         assert!(!text.contains("outside pgha"), "{text}");
     }
+}
+
+/// A standby runs with at least the settings of the primary its pg_control records: lower
+/// ones would keep it from starting (the primary's raised and restarted first, or a
+/// configuration lowered and the standbys restarted first), or pause its replay for good.
+#[test]
+fn a_standby_runs_with_at_least_the_primarys_settings() {
+    let primary_settings = HotStandbySettings {
+        max_connections: 200,
+        max_worker_processes: 16,
+        max_wal_senders: 30,
+        max_prepared_transactions: 0,
+        max_locks_per_transaction: 64,
+    };
+    let mut c = conf(Some(Upstream {
+        name: "n1".into(),
+        host: "10.0.0.1".into(),
+        port: 5432,
+    }));
+    c.primary_settings = primary_settings;
+    c.parameters.insert("max_connections".into(), "100".into());
+    c.parameters
+        .insert("max_locks_per_transaction".into(), "128".into());
+    let text = c.render();
+    let last = |key: &str| last_in(&text, key);
+    // Raised, after the user's own value (the last line wins).
+    assert_eq!(last("max_connections").as_deref(), Some("200"), "{text}");
+    assert_eq!(last("max_wal_senders").as_deref(), Some("30"), "{text}");
+    // Not configured, the primary's above PostgreSQL's default: the primary's. Above the
+    // primary's: the user's.
+    assert_eq!(
+        last("max_worker_processes").as_deref(),
+        Some("16"),
+        "{text}"
+    );
+    assert_eq!(
+        last("max_locks_per_transaction").as_deref(),
+        Some("128"),
+        "{text}"
+    );
+    // Not configured, the primary's at the default: not rendered (a promotion dropping the
+    // line would show it as pending restart).
+    assert_eq!(last("max_prepared_transactions"), None, "{text}");
+    c.parameters.remove("max_locks_per_transaction");
+    assert_eq!(last_in(&c.render(), "max_locks_per_transaction"), None);
+    assert!(text.contains("needs at least (from pg_control)"), "{text}");
+
+    // A primary runs with what is configured: its own values are the ones that count.
+    c.standby = false;
+    let text = c.render();
+    assert!(!text.contains("from pg_control"), "{text}");
+    assert!(text.contains("max_connections = '100'"), "{text}");
+    assert!(text.contains("max_wal_senders = '10'"), "{text}");
+}
+
+/// The value the last line setting `key` gives it.
+fn last_in(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .rfind(|l| l.starts_with(&format!("{key} = ")))
+        .map(|l| {
+            l.split_once(" = ")
+                .unwrap()
+                .1
+                .trim_matches('\'')
+                .to_string()
+        })
 }

@@ -2,11 +2,14 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::binaries::PgBinaries;
 use crate::command::{file_tail, run, TAIL_LINES};
 use crate::conf::{MemberConf, PGHA_CONF};
+pub use crate::controldata::ControlData;
+use crate::controldata::HotStandbySettings;
 use crate::error::{PgError, Result};
 use crate::lease_file::LeaseFile;
 use crate::osuser::RunAs;
@@ -42,6 +45,8 @@ pub struct Instance {
     pub supervisor: PathBuf,
     /// How the supervisor uses the watchdog device while the lease is armed.
     pub watchdog: crate::supervisor::WatchdogSetting,
+    /// The primary's settings last read from the data directory's pg_control.
+    known_primary_settings: Arc<Mutex<Option<HotStandbySettings>>>,
 }
 
 impl Instance {
@@ -53,6 +58,7 @@ impl Instance {
             run_as,
             supervisor: PathBuf::from("/proc/self/exe"),
             watchdog: crate::supervisor::WatchdogSetting::default(),
+            known_primary_settings: Arc::default(),
         }
     }
 
@@ -144,7 +150,13 @@ impl Instance {
 
     /// Writes pgha.conf, pg_hba.conf and the `include` line in postgresql.conf; writes or
     /// removes standby.signal to match the role.
-    pub fn write_config(&self, data_dir: &Path, conf: &MemberConf, hba: &str) -> Result<()> {
+    /// A standby's settings are raised to the primary's its `pg_control` records
+    /// ([`MemberConf::primary_settings`]; none when pg_controldata cannot read it).
+    pub async fn write_config(&self, data_dir: &Path, conf: &MemberConf, hba: &str) -> Result<()> {
+        let mut conf = conf.clone();
+        if conf.standby {
+            conf.primary_settings = self.primary_settings_of(data_dir).await;
+        }
         write_owned(&data_dir.join(PGHA_CONF), &conf.render(), &self.run_as)?;
         write_owned(&data_dir.join("pg_hba.conf"), hba, &self.run_as)?;
         let main_conf = data_dir.join("postgresql.conf");
@@ -167,6 +179,31 @@ impl Instance {
             crate::beneath::remove(&signal, &self.run_as)?;
         }
         Ok(())
+    }
+
+    /// The primary's settings `data_dir`'s pg_control records. For the data directory while
+    /// PostgreSQL runs, the last ones read serve: they count only when a postmaster starts,
+    /// and every start writes the configuration first, stopped (so a write on the way to a
+    /// promotion does not wait for pg_controldata).
+    async fn primary_settings_of(&self, data_dir: &Path) -> HotStandbySettings {
+        let ours = data_dir == self.data_dir();
+        let known = *self.known_primary_settings.lock().expect("not poisoned");
+        if let Some(known) = known.filter(|_| ours && self.is_running()) {
+            return known;
+        }
+        match self.controldata_of(data_dir).await {
+            Ok(cd) => {
+                if ours {
+                    *self.known_primary_settings.lock().expect("not poisoned") =
+                        Some(cd.primary_settings);
+                }
+                cd.primary_settings
+            }
+            Err(e) => {
+                tracing::debug!("{}: no pg_control settings to keep: {e}", self.name);
+                HotStandbySettings::default()
+            }
+        }
     }
 
     /// Whether the data directory is set up as a standby.
@@ -317,44 +354,18 @@ impl Instance {
 
     /// Reads pg_controldata's view of the data directory.
     pub async fn controldata(&self) -> Result<ControlData> {
+        self.controldata_of(&self.data_dir()).await
+    }
+
+    /// Reads pg_controldata's view of `data_dir` (the data directory, or a clone's staging
+    /// directory).
+    pub async fn controldata_of(&self, data_dir: &Path) -> Result<ControlData> {
         let mut cmd = self
             .run_as
             .command(self.bins.program("pg_controldata"), &self.member_dir);
-        cmd.arg("-D").arg(self.data_dir());
+        cmd.arg("-D").arg(data_dir);
         let text = run(cmd, "pg_controldata", Duration::from_secs(30)).await?;
         Ok(ControlData::parse(&text))
-    }
-}
-
-/// The fields of pg_controldata that pgha uses.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ControlData {
-    pub system_identifier: String,
-    pub cluster_state: String,
-    pub checkpoint_timeline: u32,
-    /// "Latest checkpoint location": the end of WAL of a cleanly shut down cluster.
-    pub checkpoint_lsn: u64,
-}
-
-impl ControlData {
-    pub fn parse(text: &str) -> Self {
-        let mut out = ControlData::default();
-        for line in text.lines() {
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            match key.trim() {
-                "Database system identifier" => out.system_identifier = value.to_string(),
-                "Database cluster state" => out.cluster_state = value.to_string(),
-                "Latest checkpoint's TimeLineID" => {
-                    out.checkpoint_timeline = value.parse().unwrap_or(0)
-                }
-                "Latest checkpoint location" => out.checkpoint_lsn = parse_lsn(value).unwrap_or(0),
-                _ => {}
-            }
-        }
-        out
     }
 }
 

@@ -2,16 +2,6 @@
 
 use super::*;
 
-#[test]
-fn parses_controldata() {
-    let text = "pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nDatabase cluster state:               in production\nLatest checkpoint location:           0/3000060\nLatest checkpoint's TimeLineID:       3\n";
-    let cd = ControlData::parse(text);
-    assert_eq!(cd.system_identifier, "7312345678901234567");
-    assert_eq!(cd.cluster_state, "in production");
-    assert_eq!(cd.checkpoint_timeline, 3);
-    assert_eq!(cd.checkpoint_lsn, 0x3000060);
-}
-
 /// A directory a rewind left unfinished is never started, whichever path asks for it (a
 /// leader restarting its primary, a seeded leader, a start job): only a re-clone, which
 /// moves it aside, clears the mark.

@@ -81,6 +81,7 @@ fn conf(standby: bool) -> MemberConf {
         parameters: Default::default(),
         replication_timeout: None,
         tls: None,
+        primary_settings: Default::default(),
     }
 }
 
@@ -97,13 +98,16 @@ fn assert_untouched(victim: &Path) {
     );
 }
 
-#[test]
-fn a_symlink_at_a_configuration_file_is_replaced_not_followed() {
+#[tokio::test]
+async fn a_symlink_at_a_configuration_file_is_replaced_not_followed() {
     let s = setup();
     for name in ["pgha.conf", "pg_hba.conf"] {
         symlink(&s.victim, s.data.join(name)).unwrap();
     }
-    s.instance.write_config(&s.data, &conf(false), HBA).unwrap();
+    s.instance
+        .write_config(&s.data, &conf(false), HBA)
+        .await
+        .unwrap();
     assert_untouched(&s.victim);
     let meta = std::fs::symlink_metadata(s.data.join("pg_hba.conf")).unwrap();
     assert!(
@@ -119,8 +123,8 @@ fn a_symlink_at_a_configuration_file_is_replaced_not_followed() {
 
 /// The write once went through a fixed temporary name (`pgha.pgha-tmp`), opened without
 /// O_NOFOLLOW or O_EXCL, then chmod and chown that followed links.
-#[test]
-fn a_symlink_at_a_temporary_name_is_not_followed() {
+#[tokio::test]
+async fn a_symlink_at_a_temporary_name_is_not_followed() {
     let s = setup();
     for name in [
         "pgha.pgha-tmp",
@@ -130,13 +134,16 @@ fn a_symlink_at_a_temporary_name_is_not_followed() {
     ] {
         symlink(&s.victim, s.data.join(name)).unwrap();
     }
-    s.instance.write_config(&s.data, &conf(true), HBA).unwrap();
+    s.instance
+        .write_config(&s.data, &conf(true), HBA)
+        .await
+        .unwrap();
     assert_untouched(&s.victim);
     assert!(s.data.join("standby.signal").is_file());
 }
 
-#[test]
-fn a_symlinked_directory_on_the_way_is_refused() {
+#[tokio::test]
+async fn a_symlinked_directory_on_the_way_is_refused() {
     let s = setup();
     let elsewhere = s.root.join("etc");
     std::fs::create_dir(&elsewhere).unwrap();
@@ -145,6 +152,7 @@ fn a_symlinked_directory_on_the_way_is_refused() {
     let err = s
         .instance
         .write_config(&s.data, &conf(false), HBA)
+        .await
         .expect_err("a write through a symlinked data directory");
     assert!(err.to_string().contains("symbolic link"), "{err}");
     assert_eq!(
@@ -159,14 +167,15 @@ fn a_symlinked_directory_on_the_way_is_refused() {
 
 /// postgresql.conf is read, amended and written back: a link to a root-only file would have
 /// copied its contents where the OS user reads them.
-#[test]
-fn a_symlinked_postgresql_conf_is_not_read() {
+#[tokio::test]
+async fn a_symlinked_postgresql_conf_is_not_read() {
     let s = setup();
     std::fs::remove_file(s.data.join("postgresql.conf")).unwrap();
     symlink(&s.victim, s.data.join("postgresql.conf")).unwrap();
     let err = s
         .instance
         .write_config(&s.data, &conf(false), HBA)
+        .await
         .expect_err("reading through a symlinked postgresql.conf");
     assert!(err.to_string().contains("postgresql.conf"), "{err}");
     assert_untouched(&s.victim);
@@ -177,11 +186,14 @@ fn a_symlinked_postgresql_conf_is_not_read() {
     );
 }
 
-#[test]
-fn removing_standby_signal_removes_a_link_not_its_target() {
+#[tokio::test]
+async fn removing_standby_signal_removes_a_link_not_its_target() {
     let s = setup();
     symlink(&s.victim, s.data.join("standby.signal")).unwrap();
-    s.instance.write_config(&s.data, &conf(false), HBA).unwrap();
+    s.instance
+        .write_config(&s.data, &conf(false), HBA)
+        .await
+        .unwrap();
     assert!(std::fs::symlink_metadata(s.data.join("standby.signal")).is_err());
     assert_untouched(&s.victim);
 }

@@ -417,12 +417,89 @@ fn restart_in_place(c: &dyn Day2) {
     assert_eq!(psql(uri.trim(), "SHOW max_prepared_transactions"), "4");
     assert_eq!(psql(uri.trim(), "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(history(c), entries, "a restart in place is not a failover");
-    // The standbys wait for theirs: a rolling restart of them applies it too.
+    // The primary now needs max_prepared_transactions of 4 on its standbys too: PostgreSQL
+    // pauses their replay at its record of the change (a promotion would shut them down).
+    // Each agent restarts its standby with the primary's value, and replay goes on.
+    psql(uri.trim(), "CREATE TABLE IF NOT EXISTS day2_replay(x int)");
+    let lsn = psql(
+        uri.trim(),
+        "WITH written AS (INSERT INTO day2_replay VALUES (1) RETURNING x) \
+         SELECT pg_current_wal_lsn() FROM written",
+    );
+    let standbys: Vec<String> = member_names(c)
+        .into_iter()
+        .filter(|m| *m != leader)
+        .collect();
+    for name in &standbys {
+        let uri = succeeded("url --member", &c.cli(&["url", "--member", name]));
+        dist::wait_until(
+            &format!("{name} replaying past {lsn} with the primary's setting"),
+            Duration::from_secs(30),
+            || {
+                let row = Command::new("psql")
+                    .arg(uri.trim())
+                    .args(["-X", "-Atc"])
+                    .arg(format!(
+                        "SELECT current_setting('max_prepared_transactions'), \
+                         pg_get_wal_replay_pause_state(), \
+                         pg_last_wal_replay_lsn() >= '{lsn}'"
+                    ))
+                    .env("PGCONNECT_TIMEOUT", "3")
+                    .output()
+                    .ok()?;
+                (String::from_utf8_lossy(&row.stdout).trim() == "4|not paused|t").then_some(())
+            },
+        );
+    }
+    dist::wait_until("nothing pending", Duration::from_secs(20), || {
+        status(c)["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m.get("pending_restart").is_none())
+            .then_some(())
+    });
+    let explained = succeeded("status", &c.cli(&["status"]));
+    assert_eq!(status(c)["leader"], leader.as_str(), "{explained}");
+}
+
+/// Lowering a setting a hot standby needs at the primary's value (after
+/// [`restart_in_place`] raised it): a rolling restart, standbys first, keeps them at the
+/// primary's value (with less PostgreSQL would not start them) and finishes; the primary
+/// restarted in place then runs with the lower value, and the standbys follow once
+/// restarted. Every member then runs with it and nothing is pending.
+fn lower_a_hot_standby_setting(c: &dyn Day2) {
+    let setting = "postgresql.max_prepared_transactions=0";
+    succeeded("config set", &c.cli(&["config", "set", setting]));
+    dist::wait_until("the change pending", Duration::from_secs(20), || {
+        let s = status(c);
+        let leader = s["leader"].as_str()?.to_string();
+        s["members"]
+            .as_array()?
+            .iter()
+            .any(|m| m["name"] == leader.as_str() && m.get("pending_restart").is_some())
+            .then_some(())
+    });
+    let out = succeeded("restart", &c.cli(&["restart"]));
+    assert!(out.contains("restart done"), "{out}");
     let out = succeeded(
-        "restart --role standby --pending",
-        &c.cli(&["restart", "--role", "standby", "--pending"]),
+        "restart --role primary --in-place",
+        &c.cli(&["restart", "--role", "primary", "--in-place"]),
     );
     assert!(out.contains("restart done"), "{out}");
+    let out = succeeded(
+        "restart --role standby",
+        &c.cli(&["restart", "--role", "standby"]),
+    );
+    assert!(out.contains("restart done"), "{out}");
+    for name in member_names(c) {
+        let uri = succeeded("url --member", &c.cli(&["url", "--member", &name]));
+        assert_eq!(
+            psql(uri.trim(), "SHOW max_prepared_transactions"),
+            "0",
+            "{name}"
+        );
+    }
     dist::wait_until("nothing pending", Duration::from_secs(20), || {
         status(c)["members"]
             .as_array()
@@ -493,6 +570,7 @@ fn the_rest(c: &dyn Day2) {
     health_checks(c);
     topology_and_scheduled_switchover(c);
     restart_in_place(c);
+    lower_a_hot_standby_setting(c);
     failover_histogram(c);
 }
 

@@ -63,6 +63,7 @@ impl Agent {
             error,
         };
         self.render_config(false)
+            .await
             .map_err(|e| failed(e.to_string()))?;
         inst.reload().await.map_err(|e| failed(e.to_string()))?;
         tracing::info!("{member}: configuration rendered and reloaded (asked through the API)");

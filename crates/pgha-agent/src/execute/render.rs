@@ -32,7 +32,7 @@ impl Agent {
             }
             return Ok(());
         }
-        if self.render_config(sync_change)? && inst.is_running() {
+        if self.render_config(sync_change).await? && inst.is_running() {
             inst.reload().await?;
         }
         Ok(())
@@ -41,7 +41,7 @@ impl Agent {
     /// Writes pgha.conf and pg_hba.conf for the role the data directory has now; `false`
     /// when it left them alone (a standby whose upstream is not known yet, unless
     /// `sync_change`). The caller checks that no job runs and reloads.
-    pub(crate) fn render_config(&self, sync_change: bool) -> Result<bool, ActionError> {
+    pub(crate) async fn render_config(&self, sync_change: bool) -> Result<bool, ActionError> {
         let inst = &self.spec.instance;
         let standby = inst.has_standby_signal();
         let upstream = if standby {
@@ -55,7 +55,8 @@ impl Agent {
             None
         };
         let conf = self.spec.conf(standby, upstream, &self.dynamic());
-        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)?;
+        inst.write_config(&inst.data_dir(), &conf, &self.spec.hba)
+            .await?;
         Ok(true)
     }
 

@@ -44,7 +44,7 @@ impl JobContext {
         }
     }
 
-    pub(super) fn write_config(
+    pub(super) async fn write_config(
         &self,
         data: &std::path::Path,
         standby: bool,
@@ -52,7 +52,7 @@ impl JobContext {
     ) -> JobResult {
         let spec = &self.spec;
         let conf = spec.conf(standby, upstream, &self.dynamic);
-        spec.instance.write_config(data, &conf, &spec.hba)?;
+        spec.instance.write_config(data, &conf, &spec.hba).await?;
         Ok(())
     }
 

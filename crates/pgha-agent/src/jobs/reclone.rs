@@ -101,7 +101,7 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         }
     })
     .await?;
-    ctx.write_config(&staging, true, Some(up))?;
+    ctx.write_config(&staging, true, Some(up)).await?;
     std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
     ctx.start_or_wait().await
 }

@@ -48,7 +48,8 @@ pub(super) async fn rewind_from(ctx: &JobContext, from: &MemberName) -> JobResul
     }
     // pg_rewind copied the source's configuration files: put this member's back (with its
     // standby.signal); only then is the directory whole again.
-    ctx.write_config(&inst.data_dir(), true, Some(up.clone()))?;
+    ctx.write_config(&inst.data_dir(), true, Some(up.clone()))
+        .await?;
     inst.clear_rewind_marker()?;
     ctx.ensure_own_slot_on(&up).await;
     ctx.start_standby().await

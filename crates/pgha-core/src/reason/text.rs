@@ -186,6 +186,12 @@ impl fmt::Display for Reason {
             }
             Following { leader } => write!(f, "configuring as standby of {leader}"),
             Streaming { leader } => write!(f, "streaming from {leader}"),
+            RestartingForPrimarySettings { settings } => write!(
+                f,
+                "replay paused by PostgreSQL: the primary runs with a higher {} than this \
+                 standby; restarting it with the primary's values",
+                settings.join(", ")
+            ),
             NotStreaming { leader, for_ms } => {
                 write!(
                     f,

@@ -841,6 +841,9 @@ impl World {
             crashed: false,
             // Nobody runs ALTER SYSTEM here (core scenario a_setting_pgha_owns_changed_by_alter_system_is_reset).
             altered_by_alter_system: Vec::new(),
+            // Settings do not change here (core scenario
+            // a_standby_whose_replay_waits_for_the_primarys_settings_is_restarted, day2 tests).
+            replay_held_by: Vec::new(),
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
