@@ -1,27 +1,55 @@
-//! The signals that stop every long-running command (`up`, `agent`, `proxy`): SIGINT
-//! (Ctrl-C) and SIGTERM, installed once and awaited as one.
+//! The signals that stop every long-running command (`up`, `agent`, `proxy`, `chaos`,
+//! `status --watch`): SIGINT (Ctrl-C) and SIGTERM, installed once and awaited as one; and
+//! SIGHUP, which stops a command run from a terminal and is logged and ignored by a daemon.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-/// SIGINT and SIGTERM, listened to from the moment they are installed.
+/// What SIGHUP means to a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnHangup {
+    /// The terminal it runs in went away (`pgha up`, `pgha chaos`, `status --watch`): stop
+    /// as for SIGTERM, cleanly, rather than die where it stands.
+    Stop,
+    /// A daemon (`pgha agent`, `pgha proxy`): say that the configuration file is read only at
+    /// start, and go on. Never a silent death: the leader's agent killed by a stray
+    /// `kill -HUP` (a logrotate script, a reload habit) would fence its primary.
+    KeepRunning,
+}
+
+/// SIGINT, SIGTERM and SIGHUP, listened to from the moment they are installed.
 pub struct StopSignals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
+    on_hangup: OnHangup,
 }
 
 impl StopSignals {
-    pub fn install() -> std::io::Result<Self> {
+    pub fn install(on_hangup: OnHangup) -> std::io::Result<Self> {
         Ok(StopSignals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+            on_hangup,
         })
     }
 
-    /// Waits for the first of them; says which, for messages ("interrupted while ...").
+    /// Waits for the first signal that stops this command; says which, for messages
+    /// ("interrupted while ...").
     pub async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "interrupted",
-            _ = self.terminate.recv() => "terminated",
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return "interrupted",
+                _ = self.terminate.recv() => return "terminated",
+                _ = self.hangup.recv() => match self.on_hangup {
+                    OnHangup::Stop => return "hung up",
+                    OnHangup::KeepRunning => tracing::warn!(
+                        "SIGHUP received and ignored: pgha reads its configuration file only \
+                         when it starts; restart it to apply a change to the file (the \
+                         cluster's dynamic settings apply live: `pgha config set`)"
+                    ),
+                },
+            }
         }
     }
 }

@@ -163,7 +163,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
     };
     let progress = Progress::new(rounds, duration, false);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
-    let mut stop = pgha_host::signals::StopSignals::install()?;
+    let mut stop = pgha_host::signals::StopSignals::install(pgha_host::signals::OnHangup::Stop)?;
     let signals = tokio::spawn(async move {
         stop.recv().await;
         let _ = cancel_tx.send(true);

@@ -117,7 +117,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 return Ok(());
             };
             let every = std::time::Duration::from_secs_f64(every.max(0.2));
-            let mut stop = pgha_host::signals::StopSignals::install()?;
+            let mut stop =
+                pgha_host::signals::StopSignals::install(pgha_host::signals::OnHangup::Stop)?;
             loop {
                 let status = handle.status().await?;
                 // Clear the screen and go home, then the same output as without --watch;

@@ -1019,6 +1019,59 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
     assert_eq!(c.agent(&leader).postmaster_pid(), Some(pm));
 }
 
+/// SIGHUP to every agent (a logrotate script, a reload habit, the terminal an agent was
+/// started from closing): each logs that it reads its configuration file only at start and
+/// goes on. Before, the default disposition killed them where they stood: the leader's
+/// PostgreSQL was fenced and another member took over.
+#[test]
+fn a_sighup_is_logged_and_changes_nothing() {
+    let _serial = serial();
+    let c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let pm = c
+        .agent(&leader)
+        .postmaster_pid()
+        .expect("leader postmaster");
+    for a in &c.agents {
+        let pid = a.pid().expect("agent running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+    }
+    // Two ttls (3 s each): a dead leader's agent would have been replaced by then.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut c = c;
+    for i in 0..c.agents.len() {
+        let a = &mut c.agents[i];
+        assert_eq!(
+            a.exited(),
+            None,
+            "{} exited on SIGHUP:\n{}",
+            a.name,
+            a.log()
+        );
+        assert!(
+            a.log().contains("SIGHUP received and ignored"),
+            "{}:\n{}",
+            a.name,
+            a.log()
+        );
+    }
+    assert_eq!(c.wait_converged(Duration::from_secs(10)), leader);
+    assert_eq!(
+        c.agent(&leader).postmaster_pid(),
+        Some(pm),
+        "PostgreSQL restarted"
+    );
+    assert!(
+        history_kinds(&c, "failover").is_empty(),
+        "no failover: {:?}",
+        c.history()
+    );
+}
+
 /// etcd keeps every revision of every key until it is compacted, and refuses every write once
 /// they fill its quota (`faults::etcd_out_of_space`); pgha's members make several revisions
 /// a second. With `[etcd] history_retention_ms`, the agents compact what is older: revisions

@@ -246,12 +246,15 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     let sysid: String = query_value(&primary, SYSTEM_ID).await;
     drop(primary);
 
+    // The terminal it ran in closed (SIGHUP): it stops as for Ctrl-C or SIGTERM, cleanly,
+    // rather than die leaving its standbys' PostgreSQL running with no agent.
     assert_eq!(
-        up.terminate(),
+        up.stop_with(nix::sys::signal::Signal::SIGHUP),
         Some(0),
-        "Ctrl-C/SIGTERM must exit 0; log:\n{}",
+        "a hang-up must stop it cleanly, exit 0; log:\n{}",
         up.log()
     );
+    assert!(up.log().contains("hung up"), "{}", up.log());
     for data in up.data_dirs() {
         assert!(
             !data.join("postmaster.pid").exists(),

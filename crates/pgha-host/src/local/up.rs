@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::signals::StopSignals;
+use crate::signals::{OnHangup, StopSignals};
 use anyhow::Context;
 
 use super::config::{parse_param_flag, Config, CONFIG_FILE, DEFAULT_BASE_PORT};
@@ -131,7 +131,7 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
     .context("start the proxy")?;
     host.set_proxy_metrics(metrics);
 
-    let mut stop = StopSignals::install()?;
+    let mut stop = StopSignals::install(OnHangup::Stop)?;
     let started = std::time::Instant::now();
     let outcome = tokio::select! {
         r = async {
@@ -158,9 +158,9 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
         tracing::error!("printing the cluster's summary failed; it keeps running until Ctrl-C");
     }
 
-    stop.recv().await;
+    let why = stop.recv().await;
     tracing::info!(
-        "shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
+        "{why}: shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
     host.stop_cluster().await;
     api.stop().await;

@@ -11,7 +11,7 @@ use pgha_store::Store;
 
 use super::notify::Notifier;
 use super::Node;
-use crate::signals::StopSignals;
+use crate::signals::{OnHangup, StopSignals};
 use crate::{Host, HostSetup};
 
 mod systemd;
@@ -63,7 +63,7 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         &spec.instance.run_as,
     )?;
 
-    let mut stop = StopSignals::install()?;
+    let mut stop = StopSignals::install(OnHangup::KeepRunning)?;
     notify.status(&format!(
         "waiting for etcd at {}",
         node.config.etcd.endpoints.join(", ")
@@ -174,7 +174,7 @@ pub async fn proxy(file: &Path) -> anyhow::Result<()> {
         p.rw_listen,
         p.ro_listen
     );
-    let mut stop = StopSignals::install()?;
+    let mut stop = StopSignals::install(OnHangup::KeepRunning)?;
     notify.ready(&format!(
         "proxy listening: read-write {}, read-only {}",
         p.rw_listen.as_deref().unwrap_or("-"),

@@ -269,14 +269,19 @@ impl UpProcess {
     /// Sends SIGTERM and waits for a clean exit; returns the exit status code (`None` when it
     /// had to be killed after 60 s).
     pub fn terminate(&mut self) -> Option<i32> {
+        self.stop_with(Signal::SIGTERM)
+    }
+
+    /// Sends `sig` and waits (60 s at most) for `pgha up` to exit; its exit code.
+    pub fn stop_with(&mut self, sig: Signal) -> Option<i32> {
         if self.run_as == RunAs::Pid1 {
             // `unshare` waits for its child and ignores SIGTERM: the signal goes to pid 1.
             if let Some(pid) = self.pid() {
-                signal(pid, Signal::SIGTERM);
+                signal(pid, sig);
             }
         }
         let mut child = self.child.take()?;
-        stop_child(&mut child, Signal::SIGTERM, Duration::from_secs(60))?.code()
+        stop_child(&mut child, sig, Duration::from_secs(60))?.code()
     }
 
     /// Data directories of every member.
