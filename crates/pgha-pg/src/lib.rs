@@ -23,6 +23,7 @@ pub mod probe;
 pub mod rewind;
 pub mod room;
 pub mod secrets;
+pub mod slots;
 pub mod source;
 pub mod supervisor;
 pub mod tls;

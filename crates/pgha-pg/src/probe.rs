@@ -7,6 +7,7 @@ use tokio_postgres::{Client, NoTls};
 use crate::error::{PgError, Result};
 
 pub use crate::alter_system::{reset_alter_system, set_by_alter_system};
+pub use crate::slots::{drop_slot, drop_stale_failover_slots, ensure_slot, list_slots};
 
 /// How pgha logs in to a member over the network.
 #[derive(Debug, Clone)]
@@ -259,50 +260,8 @@ pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
-/// Creates the physical replication slot `slot` unless it exists; returns whether it created it.
-pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bool> {
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await
-        .map_err(PgError::sql(member))?
-        .is_some();
-    if exists {
-        return Ok(false);
-    }
-    match client
-        .execute(
-            "SELECT pg_create_physical_replication_slot($1, true)",
-            &[&slot],
-        )
-        .await
-    {
-        Ok(_) => Ok(true),
-        // Created meanwhile by another caller (the leader and a cloning member race for it).
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_OBJECT) => Ok(false),
-        Err(e) => Err(PgError::sql(member)(e)),
-    }
-}
-
-/// On a PostgreSQL 17+ standby: drops the logical failover slots it kept from a time it was
-/// primary (not synchronized, not in use). A slot of the same name as one of the primary's
-/// would stop the standby from synchronizing any slot; the primary's are synchronized here
-/// instead. Returns the names dropped.
-pub async fn drop_stale_failover_slots(client: &Client, member: &str) -> Result<Vec<String>> {
-    first_column(
-        client,
-        member,
-        "SELECT slot_name::text, pg_drop_replication_slot(slot_name) IS NULL \
-             FROM pg_replication_slots \
-             WHERE slot_type = 'logical' AND failover AND NOT synced AND NOT active",
-    )
-    .await
-}
-
 /// The first column (text) of every row `sql` returns.
-async fn first_column(client: &Client, member: &str, sql: &str) -> Result<Vec<String>> {
+pub(crate) async fn first_column(client: &Client, member: &str, sql: &str) -> Result<Vec<String>> {
     let rows = client.query(sql, &[]).await.map_err(PgError::sql(member))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
@@ -313,16 +272,6 @@ pub async fn pending_restart(client: &Client, member: &str) -> Result<Vec<String
         client,
         member,
         "SELECT name::text FROM pg_settings WHERE pending_restart ORDER BY 1",
-    )
-    .await
-}
-
-/// Names of the physical replication slots on the server.
-pub async fn list_slots(client: &Client, member: &str) -> Result<Vec<String>> {
-    first_column(
-        client,
-        member,
-        "SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical' ORDER BY 1",
     )
     .await
 }
@@ -338,18 +287,6 @@ pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
         .await
         .map_err(PgError::sql(member))?;
     Ok(())
-}
-
-/// Drops physical replication slot `slot` unless it is in use; true if it was dropped.
-pub async fn drop_slot(client: &Client, member: &str, slot: &str) -> Result<bool> {
-    let dropped = client
-        .execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
-            &[&slot],
-        )
-        .await
-        .map_err(PgError::sql(member))?;
-    Ok(dropped > 0)
 }
 
 /// Creates or updates the replication role: REPLICATION LOGIN only, its password sent as a

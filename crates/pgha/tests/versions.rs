@@ -278,6 +278,74 @@ macro_rules! version_tests {
 
 version_tests!(postgresql_14: 14, postgresql_15: 15, postgresql_16: 16, postgresql_17: 17, postgresql_18: 18);
 
+/// A standby stopped while its primary writes past `max_slot_wal_keep_size`: PostgreSQL
+/// invalidates its slot and removes the WAL it needs. Once started again it cannot stream, so
+/// it is re-cloned (its data moved aside, kept), and streams again through a slot made anew.
+/// On PostgreSQL 18 an invalidated physical slot refuses even pg_basebackup: before, every
+/// clone failed ("can no longer access replication slot") and the member stayed without data
+/// for good (PostgreSQL 15 revives such a slot once used, and never showed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_slot_was_invalidated_is_recloned_and_streams_again() {
+    let bin = bin_dir(18);
+    let c = Cluster::start(&["--pg-bin-dir", bin.to_str().unwrap()], CONVERGE);
+    c.wait_converged("n1", &[]).await;
+    c.config_ok(
+        "set",
+        &[
+            "postgresql.max_slot_wal_keep_size=32MB",
+            "stream_timeout_ms=3000",
+        ],
+    );
+    c.create_table().await;
+    c.ok("stop", &["n3"]);
+    // WAL past wal_keep_size (128MB, pgha's) and max_slot_wal_keep_size, in whole segments.
+    let primary = connect(&c.member_url("n1")).await;
+    primary
+        .batch_execute("CREATE TABLE filler(x text)")
+        .await
+        .unwrap();
+    for _ in 0..12 {
+        primary
+            .batch_execute(
+                "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000); \
+                 SELECT pg_switch_wal()",
+            )
+            .await
+            .unwrap();
+    }
+    primary.batch_execute("CHECKPOINT").await.unwrap();
+    let status: String = primary
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'n3'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        status, "lost",
+        "the slot was not invalidated: the setup is wrong"
+    );
+    c.write("n1", "while-n3-was-away", 0..10).await;
+    c.ok("start", &["n3"]);
+    c.wait_converged("n1", &[]).await;
+    assert_eq!(c.wait_identical("n1", &MEMBERS).await.0, 10);
+    let moved_aside = std::fs::read_dir(c.data_dir("n3").parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("data.old-"));
+    assert!(moved_aside, "n3's old data was not kept beside the new");
+    let status: String = primary
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'n3'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "reserved");
+}
+
 /// The versions tested here are the supported range pgha announces, and install-deps.sh
 /// fetches exactly the builds this file expects.
 #[test]

@@ -174,9 +174,11 @@ impl fmt::Display for Reason {
             RecloningAfterIneffectiveRewind { source, timeline } => write!(
                 f,
                 "pg_rewind changed nothing: the member came back on timeline {timeline}, where it \
-                 had diverged (PostgreSQL 15 and older read the timeline from the last \
-                 checkpoint, and miss a promotion none followed yet, such as one made by hand): \
-                 re-cloning from {source} (old data directory moved aside)"
+                 could not stream (the WAL it needs may be gone from its upstream, its slot \
+                 invalidated by max_slot_wal_keep_size; or PostgreSQL 15 and older read the \
+                 timeline from the last checkpoint, and miss a promotion none followed yet, \
+                 such as one made by hand): re-cloning from {source} (old data directory moved \
+                 aside)"
             ),
             RewindFailedRecloneDisabled => {
                 write!(
