@@ -21,18 +21,15 @@ pub async fn ensure_slot(client: &Client, member: &str, slot: &str) -> Result<bo
         .await
         .map_err(PgError::sql(member))?
         .map(|row| row.get(0));
-    match lost {
-        Some(false) => return Ok(false),
-        Some(true) => {
-            if drop_slot(client, member, slot).await? {
-                tracing::warn!(
-                    "{member}: replication slot {slot} was invalidated (it held more WAL than \
-                     max_slot_wal_keep_size allows): made anew; the member it is for \
-                     re-clones if the WAL it needs is gone"
-                );
-            }
-        }
-        None => {}
+    if lost == Some(false) {
+        return Ok(false);
+    }
+    if lost == Some(true) && drop_slot(client, member, slot).await? {
+        tracing::warn!(
+            "{member}: replication slot {slot} was invalidated (it held more WAL than \
+             max_slot_wal_keep_size allows): made anew; the member it is for re-clones if the \
+             WAL it needs is gone"
+        );
     }
     match client
         .execute(
