@@ -34,8 +34,10 @@ impl Member {
         if let Some(reason) = self.job_running(now) {
             return reason;
         }
-        if let Some(reason) = self.release_once_demoted(local, lease.revision) {
-            return self.release(lease, reason, plan);
+        match self.release_once_demoted(local, lease.revision, plan) {
+            Some(Ok(reason)) => return self.release(lease, reason, plan),
+            Some(Err(waiting)) => return waiting,
+            None => {}
         }
         if let Some(reason) = self.hand_over_if_fence_stuck(obs, lease.revision, plan) {
             return reason;
@@ -66,7 +68,14 @@ impl Member {
                 JobFailure::Failed(error)
                 | JobFailure::NoRoom(error)
                 | JobFailure::SourceUnreachable(error),
-            ) => return self.release(lease, Reason::PromoteFailed { error }, plan),
+            ) if !local.running => {
+                return self.release(lease, Reason::PromoteFailed { error }, plan)
+            }
+            Some(
+                JobFailure::Failed(error)
+                | JobFailure::NoRoom(error)
+                | JobFailure::SourceUnreachable(error),
+            ) => return self.stop_before_release(lease.revision, error, plan),
             Some(held_out @ (JobFailure::Vetoed(_) | JobFailure::Unfenced(_))) => {
                 let hold_ms = self.config.veto_hold_ms();
                 let why = held_out.to_string();

@@ -22,12 +22,12 @@ mod peers;
 mod plan;
 mod promoted;
 mod publish;
+mod release;
 mod terms;
 mod unresponsive;
 mod veto;
 
-pub(crate) use lease::HeldLease;
-pub(crate) use plan::Plan;
+pub(crate) use self::{lease::HeldLease, plan::Plan};
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,8 +104,8 @@ pub struct Member {
     pub(crate) no_room: Option<(String, Millis)>,
     /// Clones that failed in a row, and when the last one did: the next waits.
     pub(crate) clone_failed: Option<(u32, Millis)>,
-    /// The leader demoted its PostgreSQL in this term: once it is not writable, it lets go.
-    pub(crate) release_after_demote: Option<(u64, Reason)>,
+    /// The leader stopped or demoted its PostgreSQL in this term: it lets go once it can't write.
+    pub(crate) release_after_demote: Option<release::PendingRelease>,
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
     /// released for an election, never adopted again.
     pub(crate) lapsed_term: Option<u64>,

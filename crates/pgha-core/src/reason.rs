@@ -109,6 +109,9 @@ pub enum Reason {
     PromoteFailed {
         error: String,
     },
+    PromoteFailedStopping {
+        error: String,
+    },
     PromotionVetoed {
         why: String,
         hold_ms: u64,

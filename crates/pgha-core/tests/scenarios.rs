@@ -916,6 +916,86 @@ fn winner_whose_promotion_failed(failure: JobFailure) -> (Member, Decision, Loca
     (n2, d, a, b)
 }
 
+/// `pg_ctl promote` gave up (its wait timed out: a stalled disk, a paused startup process)
+/// while PostgreSQL still runs in recovery: the promotion may yet complete. The winner stops
+/// PostgreSQL before it lets go of the lease, renewing it meanwhile (asking again if the stop
+/// fails), and releases it once PostgreSQL is down: never a member writable beside the next
+/// leader. A server that shut down by itself lets go at once.
+#[test]
+fn a_promotion_that_failed_with_postgresql_running_stops_it_before_the_lease_goes() {
+    let failed = JobFailure::Failed("pg_ctl promote failed: server did not promote in time".into());
+    let (mut n2, d, a, _) = winner_whose_promotion_failed(failed.clone());
+    assert!(
+        matches!(d.reason, Reason::PromoteFailedStopping { .. }),
+        "{}",
+        d.reason
+    );
+    assert!(has(&d, |a| *a == Action::StopPostgres(StopMode::Immediate)));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")));
+    // The stop failed: still running, the lease renewed, the stop asked for again.
+    let stop_failed = Outcome::Job {
+        kind: JobKind::Stop,
+        result: Err(JobFailure::Failed("pg_ctl stop timed out".into())),
+    };
+    let d = n2.step(&obs(4000, a.clone(), &mine, vec![stop_failed]));
+    assert!(
+        has(&d, |a| *a == Action::StopPostgres(StopMode::Immediate)),
+        "{:?}",
+        d.actions
+    );
+    assert!(
+        has(&d, |a| matches!(a, Action::RenewLeader { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    // Down: the lease goes, saying why; nothing restarts it as a primary.
+    let d = n2.step(&obs(
+        4500,
+        stopped(a.clone()),
+        &mine,
+        vec![job_done(JobKind::Stop)],
+    ));
+    assert!(
+        matches!(d.reason, Reason::PromoteFailed { .. }),
+        "{}",
+        d.reason
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 11 }
+    )));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::StartPostgres(_) | Action::Promote
+    )));
+
+    // PostgreSQL that shut down by itself (a promotion it could not carry out): at once.
+    let mut n2 = member("n2");
+    let down = stopped(standby(1, 5000, None));
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")));
+    n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    let failed = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Err(failed),
+    };
+    let d = n2.step(&obs(500, down, &mine, vec![failed]));
+    assert!(
+        matches!(d.reason, Reason::PromoteFailed { .. }),
+        "{}",
+        d.reason
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 11 }
+    )));
+}
+
 /// Issue 14: a `pre_promote` callback that refuses makes the winner let go of the lease and
 /// publish itself vetoed; the next candidate, behind it, then runs (asynchronous mode), and
 /// the veto ends once another member leads.

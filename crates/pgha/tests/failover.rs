@@ -659,3 +659,86 @@ async fn a_primary_killed_right_after_its_promotion_rejoins_by_rewind() {
             .then_some(())
     });
 }
+
+/// The startup process (the one that replays WAL and carries out a promotion) of `member`.
+fn startup_process(c: &Cluster, member: &str) -> u32 {
+    let postmaster = c.postmaster_pid(member);
+    pgha_testkit::children_of(postmaster)
+        .into_iter()
+        .find(|pid| pgha_testkit::cmdline(*pid).contains("startup"))
+        .unwrap_or_else(|| c.fail(&format!("no startup process under {member}'s postmaster")))
+}
+
+/// Whether `member`'s PostgreSQL answers and takes writes.
+async fn writable(c: &Cluster, member: &str) -> bool {
+    let Some(client) = try_connect(&c.member_url(member), Duration::from_millis(500)).await else {
+        return false;
+    };
+    matches!(
+        client.query_one("SELECT NOT pg_is_in_recovery()", &[]).await,
+        Ok(row) if row.get::<_, bool>(0)
+    )
+}
+
+/// The winner's `pg_ctl promote` gives up (its wait ends while the startup process, paused
+/// as on a stalled disk, has not promoted), and the promotion would go on once the process
+/// runs again. The winner stops its PostgreSQL before it lets go of the lease, so the other
+/// member gets its turn, and when both startup processes run again only that next leader
+/// becomes writable. Before, the first winner let go of the lease with its promotion in flight
+/// and, still the best candidate, took it again at once and promoted into the same stall, for
+/// as long as the stall lasted (red here: the lease never left it); had another member won
+/// meanwhile, the first would have become writable beside it once the stall ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_winner_whose_promotion_timed_out_is_stopped_before_another_leads() {
+    let c = start();
+    let paused: Vec<(String, u32)> = ["n2", "n3"]
+        .into_iter()
+        .map(|m| (m.to_string(), startup_process(&c, m)))
+        .collect();
+    for (_, pid) in &paused {
+        assert!(pgha_testkit::signal(
+            *pid,
+            nix::sys::signal::Signal::SIGSTOP
+        ));
+    }
+    c.ok("stop", &["n1"]);
+    // `pg_ctl promote -t 60`: its wait ends after a minute.
+    let first = wait_until("a promotion that failed", Duration::from_secs(120), || {
+        let log = c.up.log();
+        ["n2", "n3"]
+            .into_iter()
+            .find(|m| log.contains(&format!("{m}: promote failed (")))
+            .map(String::from)
+    });
+    wait_until(
+        "the lease to leave the first winner",
+        Duration::from_secs(30),
+        || {
+            let s = c.up.status()?;
+            (s["leader"].as_str() != Some(first.as_str())).then_some(())
+        },
+    );
+    for (_, pid) in &paused {
+        pgha_testkit::signal(*pid, nix::sys::signal::Signal::SIGCONT);
+    }
+    let started = Instant::now();
+    let mut seen_writable = BTreeSet::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        for m in ["n2", "n3"] {
+            if writable(&c, m).await {
+                seen_writable.insert(m.to_string());
+            }
+        }
+        assert!(
+            !seen_writable.contains(&first),
+            "{first}, whose promotion had failed and which no longer held the lease, took \
+             writes:\n{}",
+            c.up.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = c.wait_new_primary(&["n1", first.as_str()]);
+    assert!(seen_writable.contains(&second) || writable(&c, &second).await);
+    c.ok("start", &["n1"]);
+    c.wait_converged(&second, &[]).await;
+}

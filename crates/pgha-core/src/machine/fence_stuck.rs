@@ -1,8 +1,9 @@
 //! A leader whose fencing deadline can no longer be moved hands over before its supervisor fences.
 
+use super::release::PendingRelease;
 use super::{Member, Plan};
 use crate::action::{Action, StopMode};
-use crate::observe::{LocalPg, Observation};
+use crate::observe::Observation;
 use crate::reason::Reason;
 use crate::types::Millis;
 
@@ -32,7 +33,10 @@ impl Member {
         self.promotion = None;
         self.handover = None;
         self.demoted = true;
-        self.release_after_demote = Some((revision, Reason::FenceStuckHandedOver));
+        self.release_after_demote = Some(PendingRelease::once_not_writable(
+            revision,
+            Reason::FenceStuckHandedOver,
+        ));
         self.vetoed_until = Some(obs.now.plus(self.config.veto_hold_ms()));
         plan.push(Action::Demote {
             mode: StopMode::Fast,
@@ -40,25 +44,5 @@ impl Member {
         Some(Reason::FenceStuckDemoting {
             fenced_in_ms: armed.0.saturating_sub(obs.now.0),
         })
-    }
-
-    /// The reason to let go of the lease of term `revision` once a demotion begun for it in
-    /// that term is done (one begun in an earlier term is forgotten).
-    pub(crate) fn release_once_demoted(
-        &mut self,
-        local: &LocalPg,
-        revision: u64,
-    ) -> Option<Reason> {
-        if self
-            .release_after_demote
-            .as_ref()
-            .is_some_and(|(term, _)| *term != revision)
-        {
-            self.release_after_demote = None;
-        }
-        if local.is_writable() {
-            return None;
-        }
-        self.release_after_demote.take().map(|(_, reason)| reason)
     }
 }

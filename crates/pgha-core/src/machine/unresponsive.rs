@@ -1,6 +1,7 @@
 //! A postmaster that lives but does not answer, or a primary whose WAL no longer reaches its
 //! disk: no restart, and its leader demotes after a timeout.
 
+use super::release::PendingRelease;
 use super::{Member, Plan};
 use crate::action::{Action, StopMode};
 use crate::observe::{ClusterView, JobKind, Observation};
@@ -60,7 +61,7 @@ impl Member {
         let demoted_this_term = self
             .release_after_demote
             .as_ref()
-            .is_some_and(|(term, _)| *term == lease.revision);
+            .is_some_and(|pending| pending.term == lease.revision);
         if self.running_job() == Some(JobKind::Demote) || demoted_this_term {
             // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
@@ -69,7 +70,10 @@ impl Member {
             self.promotion = None;
             self.handover = None;
             self.demoted = true;
-            self.release_after_demote = Some((lease.revision, Reason::UnresponsivePrimaryDemoted));
+            self.release_after_demote = Some(PendingRelease::once_not_writable(
+                lease.revision,
+                Reason::UnresponsivePrimaryDemoted,
+            ));
             plan.push(Action::Demote {
                 mode: StopMode::Immediate,
             });

@@ -135,6 +135,11 @@ impl fmt::Display for Reason {
             Promoting { kind } => write!(f, "lease acquired: promoting ({kind:?})"),
             Promoted { kind } => write!(f, "promoted ({kind:?}); recording history"),
             PromoteFailed { error } => write!(f, "promote failed ({error}): releasing the lease"),
+            PromoteFailedStopping { error } => write!(
+                f,
+                "promote failed ({error}) with PostgreSQL still running, where the promotion \
+                 may yet complete: stopping it before releasing the lease"
+            ),
             RestartingInPlace { role } => write!(
                 f,
                 "restarting PostgreSQL in place as {} (asked by `pgha restart --in-place`)",
