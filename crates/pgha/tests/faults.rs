@@ -2544,7 +2544,10 @@ fn promoted_by_hand((c, leader): (Cluster, String)) {
         "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
     );
     let rogue = sync.unwrap_or_else(|| standbys_of(&c, &leader).pop().unwrap());
-    let promoted = c.sql_one(&rogue, "SELECT pg_promote()::text");
+    // Not waiting for the promotion to end: pg_promote() looks every 100 ms, and the agent
+    // may demote it (ending this session) before it looks again. The rejoin the history must
+    // record below shows that the promotion took effect.
+    let promoted = c.sql_one(&rogue, "SELECT pg_promote(wait => false)::text");
     ck.mark(&format!(
         "{rogue} promoted by hand: pg_promote() returned {promoted:?}"
     ));
