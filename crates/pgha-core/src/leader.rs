@@ -4,7 +4,7 @@
 use crate::action::{Action, StartRole, StopMode};
 use crate::config::SyncMode;
 use crate::history::{EventKind, HistoryEvent};
-use crate::machine::{Handover, HeldLease, Member, Plan, Promotion};
+use crate::machine::{Handover, HeldLease, Member, Plan, Promotion, ReleaseStep};
 use crate::observe::{ClusterView, DataDir, JobFailure, Observation};
 use crate::reason::Reason;
 use crate::switchover;
@@ -35,8 +35,8 @@ impl Member {
             return reason;
         }
         match self.release_once_demoted(local, lease.revision, plan) {
-            Some(Ok(reason)) => return self.release(lease, reason, plan),
-            Some(Err(waiting)) => return waiting,
+            Some(ReleaseStep::Now(reason)) => return self.release(lease, reason, plan),
+            Some(ReleaseStep::Wait(waiting)) => return waiting,
             None => {}
         }
         if let Some(reason) = self.hand_over_if_fence_stuck(obs, lease.revision, plan) {

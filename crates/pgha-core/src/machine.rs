@@ -27,7 +27,7 @@ mod terms;
 mod unresponsive;
 mod veto;
 
-pub(crate) use self::{lease::HeldLease, plan::Plan};
+pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep};
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,6 +17,14 @@ pub(crate) struct PendingRelease {
     pub until_stopped: Option<Reason>,
 }
 
+/// What a pending release asks of this step.
+pub(crate) enum ReleaseStep {
+    /// Let go of the lease now, saying this.
+    Now(Reason),
+    /// Keep it (renewed) while PostgreSQL is being stopped, saying this.
+    Wait(Reason),
+}
+
 impl PendingRelease {
     /// Released once PostgreSQL is not writable (demoted: restarted as a standby).
     pub fn once_not_writable(term: u64, reason: Reason) -> Self {
@@ -37,7 +45,7 @@ impl Member {
         local: &LocalPg,
         revision: u64,
         plan: &mut Plan,
-    ) -> Option<Result<Reason, Reason>> {
+    ) -> Option<ReleaseStep> {
         if self
             .release_after_demote
             .as_ref()
@@ -48,14 +56,14 @@ impl Member {
         let pending = self.release_after_demote.as_ref()?;
         if let Some(waiting) = pending.until_stopped.clone().filter(|_| local.running) {
             plan.push(Action::StopPostgres(StopMode::Immediate));
-            return Some(Err(waiting));
+            return Some(ReleaseStep::Wait(waiting));
         }
         if local.is_writable() {
             return None;
         }
         self.release_after_demote
             .take()
-            .map(|pending| Ok(pending.reason))
+            .map(|pending| ReleaseStep::Now(pending.reason))
     }
 
     /// `pg_ctl promote` failed while PostgreSQL still runs: the promotion may go on and
