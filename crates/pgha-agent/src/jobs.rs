@@ -14,6 +14,7 @@ use pgha_pg::{PgError, StopMode};
 use crate::spec::{Dynamic, NodeSpec};
 
 mod context;
+mod promotion;
 mod reaping;
 mod reclone;
 mod rewind;
@@ -23,7 +24,6 @@ pub use reclone::{aside_path, MAX_KEPT_ASIDE};
 use rewind::rewind_from;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
-const PROMOTE_TIMEOUT: Duration = Duration::from_secs(60);
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a job needs besides the action: the member, its peers' addresses, the sync setting.
@@ -107,6 +107,15 @@ pub enum JobError {
         from: MemberName,
         source: Box<JobError>,
     },
+    /// The postmaster stopped while it was promoting.
+    #[error("PostgreSQL stopped while promoting (its log says why)")]
+    StoppedWhilePromoting,
+    /// Promoting, its replay did not move on for `secs`.
+    #[error(
+        "the promotion made no progress for {secs} s (replay stuck at {replayed}): a stalled \
+         disk or process"
+    )]
+    PromotionStalled { replayed: String, secs: u64 },
     /// A rewind failed with the member's file system full: no divergence, the data stays.
     #[error(
         "pg_rewind could not run with {dir} full ({} MiB left): {failure}; a full disk is no \
@@ -214,7 +223,7 @@ async fn promote(ctx: &JobContext) -> JobResult {
             refused => return Err(JobError::Vetoed(refused)),
         }
     }
-    inst.promote(PROMOTE_TIMEOUT).await?;
+    promotion::promote_and_wait(ctx).await?;
     rewind::checkpoint_after_promotion(ctx.spec.clone());
     ctx.write_config(&inst.data_dir(), false, None).await?;
     inst.reload().await?;

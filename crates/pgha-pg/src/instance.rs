@@ -322,9 +322,10 @@ impl Instance {
             .await
     }
 
-    /// Promotes a standby and waits until it accepts writes.
-    pub async fn promote(&self, timeout: Duration) -> Result<()> {
-        self.pg_ctl(&["promote"], Some(timeout)).await
+    /// Asks PostgreSQL to promote itself (`pg_ctl promote -W`) and returns at once: the
+    /// caller watches the promotion, which lasts as long as the WAL left to replay.
+    pub async fn request_promotion(&self) -> Result<()> {
+        self.pg_ctl(&["promote", "-W"], None).await
     }
 
     /// Asks PostgreSQL to re-read its configuration.

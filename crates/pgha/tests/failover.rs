@@ -702,7 +702,7 @@ async fn a_winner_whose_promotion_timed_out_is_stopped_before_another_leads() {
         ));
     }
     c.ok("stop", &["n1"]);
-    // `pg_ctl promote -t 60`: its wait ends after a minute.
+    // Its replay does not move on: the promotion counts as failed after a minute.
     let first = wait_until("a promotion that failed", Duration::from_secs(120), || {
         let log = c.up.log();
         ["n2", "n3"]
