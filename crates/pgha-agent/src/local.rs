@@ -6,7 +6,7 @@ use std::time::Duration;
 use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
-use pgha_pg::hot_standby::{running_if_replay_paused, HotStandbySettings};
+use pgha_pg::hot_standby::{running_settings, HotStandbySettings};
 use pgha_pg::logical_slots::logical_slots;
 use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState};
 use tokio_postgres::Client;
@@ -216,8 +216,8 @@ impl LocalProbe {
             } else {
                 0
             };
-            let paused_with = if state.in_recovery {
-                running_if_replay_paused(client, &name).await?
+            let paused_with = if state.replay_paused {
+                Some(running_settings(client, &name).await?)
             } else {
                 None
             };

@@ -900,6 +900,14 @@ fn a_leader_that_stepped_down_says_why_and_the_failover_records_it() {
 /// n2, ahead of n3, wins the lease and its promotion ends with `failure`: n2, what it decides
 /// then, its state and n3's.
 fn winner_whose_promotion_failed(failure: JobFailure) -> (Member, Decision, LocalPg, LocalPg) {
+    winner_whose_promotion_failed_leaving(failure, |a| a)
+}
+
+/// [`winner_whose_promotion_failed`], its PostgreSQL then as `after` makes it of n2's.
+fn winner_whose_promotion_failed_leaving(
+    failure: JobFailure,
+    after: impl Fn(LocalPg) -> LocalPg,
+) -> (Member, Decision, LocalPg, LocalPg) {
     let mut n2 = member("n2");
     let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
     let mine = View::new()
@@ -912,7 +920,7 @@ fn winner_whose_promotion_failed(failure: JobFailure) -> (Member, Decision, Loca
         kind: JobKind::Promote,
         result: Err(failure),
     };
-    let d = n2.step(&obs(500, a.clone(), &mine, vec![failed]));
+    let d = n2.step(&obs(500, after(a.clone()), &mine, vec![failed]));
     (n2, d, a, b)
 }
 
@@ -959,38 +967,25 @@ fn a_promotion_that_failed_with_postgresql_running_stops_it_before_the_lease_goe
         &mine,
         vec![job_done(JobKind::Stop)],
     ));
-    assert!(
-        matches!(d.reason, Reason::PromoteFailed { .. }),
-        "{}",
-        d.reason
-    );
-    assert!(has(&d, |a| matches!(
-        a,
-        Action::ReleaseLeader { revision: 11 }
-    )));
+    assert_released_after_failed_promotion(&d);
     assert!(!has(&d, |a| matches!(
         a,
         Action::StartPostgres(_) | Action::Promote
     )));
 
     // PostgreSQL that shut down by itself (a promotion it could not carry out): at once.
-    let mut n2 = member("n2");
-    let down = stopped(standby(1, 5000, None));
-    let mine = View::new()
-        .leader("n2", 11)
-        .with("n2", record(&a, Some("n2")));
-    n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
-    let failed = Outcome::Job {
-        kind: JobKind::Promote,
-        result: Err(failed),
-    };
-    let d = n2.step(&obs(500, down, &mine, vec![failed]));
+    let (_, d, _, _) = winner_whose_promotion_failed_leaving(failed, stopped);
+    assert_released_after_failed_promotion(&d);
+}
+
+/// `d` lets go of the lease of term 11, saying the promotion failed.
+fn assert_released_after_failed_promotion(d: &Decision) {
     assert!(
         matches!(d.reason, Reason::PromoteFailed { .. }),
         "{}",
         d.reason
     );
-    assert!(has(&d, |a| matches!(
+    assert!(has(d, |a| matches!(
         a,
         Action::ReleaseLeader { revision: 11 }
     )));

@@ -1,5 +1,5 @@
-//! The settings a hot standby must hold at least at its primary's values, and whether a
-//! running standby's replay waits for them.
+//! The settings a hot standby must hold at least at its primary's values, and those a
+//! running server has.
 
 use tokio_postgres::Client;
 
@@ -63,16 +63,12 @@ impl HotStandbySettings {
     }
 }
 
-/// On a standby whose replay is paused (by anyone: PostgreSQL pauses it when the primary's
-/// settings rise above the standby's), the settings it runs with; `None` while it replays.
-pub async fn running_if_replay_paused(
-    client: &Client,
-    member: &str,
-) -> Result<Option<HotStandbySettings>> {
+/// The settings the running server runs with (asked of a standby whose replay is paused:
+/// [`crate::probe::PgState::replay_paused`]).
+pub async fn running_settings(client: &Client, member: &str) -> Result<HotStandbySettings> {
     let row = client
         .query_one(
-            "SELECT pg_get_wal_replay_pause_state() <> 'not paused', \
-                    current_setting('max_connections')::int, \
+            "SELECT current_setting('max_connections')::int, \
                     current_setting('max_worker_processes')::int, \
                     current_setting('max_wal_senders')::int, \
                     current_setting('max_prepared_transactions')::int, \
@@ -81,15 +77,12 @@ pub async fn running_if_replay_paused(
         )
         .await
         .map_err(PgError::sql(member))?;
-    if !row.get::<_, bool>(0) {
-        return Ok(None);
-    }
     let setting = |i: usize| row.get::<_, i32>(i).max(0) as u32;
-    Ok(Some(HotStandbySettings {
-        max_connections: setting(1),
-        max_worker_processes: setting(2),
-        max_wal_senders: setting(3),
-        max_prepared_transactions: setting(4),
-        max_locks_per_transaction: setting(5),
-    }))
+    Ok(HotStandbySettings {
+        max_connections: setting(0),
+        max_worker_processes: setting(1),
+        max_wal_senders: setting(2),
+        max_prepared_transactions: setting(3),
+        max_locks_per_transaction: setting(4),
+    })
 }

@@ -100,6 +100,9 @@ pub struct PgState {
     pub received_timeline: Option<u32>,
     /// On a standby: the upstream "host:port" it streams from.
     pub upstream: Option<String>,
+    /// On a standby: its replay is paused (by a DBA, or by PostgreSQL when the primary's
+    /// settings rose above its own: see [`crate::hot_standby`]).
+    pub replay_paused: bool,
     /// On a primary: its standbys.
     pub replication: Vec<ReplicationPeer>,
     /// `synchronous_standby_names` as this session sees it (after the last reload).
@@ -180,6 +183,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         wal_receiver_status: None,
         received_timeline: None,
         upstream: None,
+        replay_paused: false,
         replication: Vec::new(),
     };
     if in_recovery {
@@ -190,7 +194,8 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                         r.status, r.received_tli, r.sender_host || ':' || r.sender_port, \
                         (SELECT timeline_id FROM pg_control_checkpoint()), \
                         (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
-                          WHERE name ~ '^[0-9A-F]{8}\\.history$') \
+                          WHERE name ~ '^[0-9A-F]{8}\\.history$'), \
+                        pg_get_wal_replay_pause_state() <> 'not paused' \
                  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
                 &[],
             )
@@ -202,6 +207,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         let received_tli: Option<i32> = row.get(3);
         state.received_timeline = received_tli.filter(|t| *t > 0).map(|t| t as u32);
         state.upstream = row.get(4);
+        state.replay_paused = row.get(7);
         let checkpoint_tli: Option<i32> = row.get(5);
         let history_tli: Option<i32> = row.get(6);
         // The checkpoint's timeline lags a timeline switch until the next restartpoint, and

@@ -23,6 +23,7 @@ fn wal_waits_only_while_a_write_or_sync_is_under_way() {
         wal_receiver_status: None,
         received_timeline: None,
         upstream: None,
+        replay_paused: false,
         replication: Vec::new(),
         sync_names: String::new(),
     };
@@ -49,6 +50,7 @@ fn a_receiver_on_an_older_timeline_than_the_standby_knows_is_not_streaming() {
         wal_receiver_status: Some("streaming".into()),
         received_timeline: received,
         upstream: Some("10.0.0.2:5432".into()),
+        replay_paused: false,
         replication: Vec::new(),
         sync_names: String::new(),
     };

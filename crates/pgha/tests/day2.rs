@@ -451,6 +451,13 @@ fn restart_in_place(c: &dyn Day2) {
             },
         );
     }
+    wait_nothing_pending(c);
+    let explained = succeeded("status", &c.cli(&["status"]));
+    assert_eq!(status(c)["leader"], leader.as_str(), "{explained}");
+}
+
+/// Waits until no member shows a pending restart.
+fn wait_nothing_pending(c: &dyn Day2) {
     dist::wait_until("nothing pending", Duration::from_secs(20), || {
         status(c)["members"]
             .as_array()
@@ -459,8 +466,6 @@ fn restart_in_place(c: &dyn Day2) {
             .all(|m| m.get("pending_restart").is_none())
             .then_some(())
     });
-    let explained = succeeded("status", &c.cli(&["status"]));
-    assert_eq!(status(c)["leader"], leader.as_str(), "{explained}");
 }
 
 /// Lowering a setting a hot standby needs at the primary's value (after
@@ -500,14 +505,7 @@ fn lower_a_hot_standby_setting(c: &dyn Day2) {
             "{name}"
         );
     }
-    dist::wait_until("nothing pending", Duration::from_secs(20), || {
-        status(c)["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m.get("pending_restart").is_none())
-            .then_some(())
-    });
+    wait_nothing_pending(c);
 }
 
 /// `pgha_failover_seconds`: a switchover to a member of the host whose API is asked shows

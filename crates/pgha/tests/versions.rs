@@ -278,6 +278,18 @@ macro_rules! version_tests {
 
 version_tests!(postgresql_14: 14, postgresql_15: 15, postgresql_16: 16, postgresql_17: 17, postgresql_18: 18);
 
+/// `wal_status` of the replication slot `slot` on the server `client` is connected to.
+async fn slot_status(client: &tokio_postgres::Client, slot: &str) -> String {
+    client
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A standby stopped while its primary writes past `max_slot_wal_keep_size`: PostgreSQL
 /// invalidates its slot and removes the WAL it needs. Once started again it cannot stream, so
 /// it is re-cloned (its data moved aside, kept), and streams again through a slot made anew.
@@ -314,14 +326,7 @@ async fn a_standby_whose_slot_was_invalidated_is_recloned_and_streams_again() {
             .unwrap();
     }
     primary.batch_execute("CHECKPOINT").await.unwrap();
-    let status: String = primary
-        .query_one(
-            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'n3'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let status = slot_status(&primary, "n3").await;
     assert_eq!(
         status, "lost",
         "the slot was not invalidated: the setup is wrong"
@@ -335,14 +340,7 @@ async fn a_standby_whose_slot_was_invalidated_is_recloned_and_streams_again() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("data.old-"));
     assert!(moved_aside, "n3's old data was not kept beside the new");
-    let status: String = primary
-        .query_one(
-            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'n3'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let status = slot_status(&primary, "n3").await;
     assert_eq!(status, "reserved");
 }
 

@@ -10,7 +10,7 @@ use super::{JobContext, JobError, JobResult, SQL_TIMEOUT};
 /// How long a promotion may go without its replay moving on before it counts as failed. The
 /// WAL a standby received but has not replayed yet is replayed before it leaves recovery:
 /// minutes where the backlog is large, and no reason to give up while it shrinks.
-pub(super) const PROMOTION_STALL: Duration = Duration::from_secs(60);
+const PROMOTION_STALL: Duration = Duration::from_secs(60);
 
 /// How often the promotion is looked at (`pg_ctl promote` looks every 100 ms).
 const POLL: Duration = Duration::from_millis(20);
