@@ -62,7 +62,16 @@ impl Member {
             }
             self.no_room = None;
         }
-        let unchanged = self.rewind_changed_nothing(local);
+        let unchanged = match self.rewind_check(local, now) {
+            RewindCheck::Judging { for_ms } => {
+                return Reason::NotStreaming {
+                    leader: leader_name,
+                    for_ms,
+                }
+            }
+            RewindCheck::ChangedNothing(timeline) => Some(timeline),
+            RewindCheck::Done => None,
+        };
         if self.rewind_failed || local.rewind_incomplete {
             if !self.config.allow_reclone {
                 return Reason::RewindFailedRecloneDisabled;
@@ -241,21 +250,33 @@ impl Member {
     }
 
     /// A rewind that succeeded and brought the member back, running, on the very timeline it
-    /// had diverged on changed nothing: pg_rewind of PostgreSQL 15 and older reads the target's
-    /// timeline from its last checkpoint, so a promotion no checkpoint followed yet (one made
-    /// by hand, then demoted) reads as "no rewind required". Rewinding again would loop:
-    /// counted as a failed rewind (a re-clone follows), no rejoin recorded. The timeline.
-    fn rewind_changed_nothing(&mut self, local: &LocalPg) -> Option<Timeline> {
+    /// had diverged on, where it then cannot stream for `stream_timeout_ms`, changed nothing:
+    /// pg_rewind of PostgreSQL 15 and older reads the target's timeline from its last
+    /// checkpoint, so a promotion no checkpoint followed yet (one made by hand, then demoted)
+    /// reads as "no rewind required". Rewinding again would loop: counted as a failed rewind
+    /// (a re-clone follows), no rejoin recorded. A rewind that worked comes back on that
+    /// timeline too, replaying it up to the point where the leader's forked, and only then
+    /// streams the leader's: the rejoin is judged once it streams, or once it has not for
+    /// `stream_timeout_ms`.
+    fn rewind_check(&mut self, local: &LocalPg, now: Millis) -> RewindCheck {
         if self.rejoin != Some(EventKind::RejoinRewind) || !local.running {
-            return None;
+            return RewindCheck::Done;
         }
-        let diverged = self.diverged_on.take()?;
-        if local.timeline != diverged {
-            return None;
+        let Some(diverged) = self.diverged_on else {
+            return RewindCheck::Done;
+        };
+        if local.timeline != diverged || local.streaming {
+            self.diverged_on = None;
+            return RewindCheck::Done;
         }
+        let for_ms = now.since(*self.not_streaming_since.get_or_insert(now));
+        if for_ms <= self.config.stream_timeout_ms {
+            return RewindCheck::Judging { for_ms };
+        }
+        self.diverged_on = None;
         self.rejoin = None;
         self.rewind_failed = true;
-        Some(diverged)
+        RewindCheck::ChangedNothing(diverged)
     }
 
     /// Plans a clone from the best source under `leader` (over the old data, moved aside,
@@ -296,4 +317,14 @@ impl Member {
         let shift = self.start_failures.min(5);
         (self.config.loop_wait_ms << shift).min(self.config.ttl_ms)
     }
+}
+
+/// How a rewind that brought the member back turned out ([`Member::rewind_check`]).
+enum RewindCheck {
+    /// No rewind to judge, or it worked.
+    Done,
+    /// Back on the timeline it diverged on, not streaming yet for `for_ms`.
+    Judging { for_ms: u64 },
+    /// It could not stream on that timeline for `stream_timeout_ms`: the rewind changed nothing.
+    ChangedNothing(Timeline),
 }

@@ -1220,8 +1220,8 @@ fn a_diverged_former_primary_rewinds_and_recloning_moves_data_aside() {
 /// n3, a standby of n1 (timeline 1), promoted by hand behind pgha's back (timeline 2 from
 /// 5000) and demoted by its agent: it runs as a standby of n1 again, on timeline 2, and cannot
 /// stream. It stops and rewinds; `rewound` is what it looks like once the rewind succeeded.
-/// Its decision then.
-fn promoted_by_hand_then_rewound(rewound: LocalPg) -> Decision {
+/// The member, and its decision then (at 1000 ms).
+fn promoted_by_hand_then_rewound(rewound: LocalPg) -> (Member, Decision) {
     let mut n3 = member("n3");
     let view = View::led_by("n1", 7, &primary(1, 6000));
     let diverged = LocalPg {
@@ -1237,7 +1237,8 @@ fn promoted_by_hand_then_rewound(rewound: LocalPg) -> Decision {
         vec![job_done(JobKind::Stop)],
     ));
     assert_eq!(d.reason, Reason::Rewinding { leader: name("n1") });
-    n3.step(&obs(1000, rewound, &view, vec![job_done(JobKind::Rewind)]))
+    let d = n3.step(&obs(1000, rewound, &view, vec![job_done(JobKind::Rewind)]));
+    (n3, d)
 }
 
 /// Found by `faults::a_standby_promoted_by_hand_takes_no_write_and_rejoins`: pg_rewind of
@@ -1245,15 +1246,22 @@ fn promoted_by_hand_then_rewound(rewound: LocalPg) -> Decision {
 /// not yet checkpointed (made by hand, then demoted by pgha) reads as "same timeline, no rewind
 /// required", and the member came back diverged. It rewound again, and again, twice a second,
 /// each time recording "rejoined" in the history, and never streamed. A rewind that brings the
-/// member back on the timeline it diverged on changed nothing: it re-clones (the data moved
-/// aside), and records no rejoin until it has one.
+/// member back on the timeline it diverged on, where it cannot stream for the stream timeout,
+/// changed nothing: it re-clones (the data moved aside), and records no rejoin until it has one.
 #[test]
 fn a_rewind_that_changed_nothing_is_followed_by_a_reclone_not_another_rewind() {
     let unchanged = LocalPg {
         streaming: false,
         ..standby(2, 5000, Some("n1"))
     };
-    let d = promoted_by_hand_then_rewound(unchanged);
+    let (mut n3, d) = promoted_by_hand_then_rewound(unchanged.clone());
+    assert!(!touches_data(&d), "{d:?}");
+    assert_eq!(recorded(&d), None, "a rejoin recorded");
+    let view = View::led_by("n1", 7, &primary(1, 6000));
+    let timeout = ClusterConfig::default().stream_timeout_ms;
+    let d = n3.step(&obs(1000 + timeout, unchanged.clone(), &view, vec![]));
+    assert!(!touches_data(&d), "{d:?}");
+    let d = n3.step(&obs(1001 + timeout, unchanged, &view, vec![]));
     assert_eq!(
         d.reason,
         Reason::RecloningAfterIneffectiveRewind {
@@ -1268,7 +1276,53 @@ fn a_rewind_that_changed_nothing_is_followed_by_a_reclone_not_another_rewind() {
         }));
     assert_eq!(recorded(&d), None, "a rejoin recorded");
     // A rewind that worked brings it onto the leader's timeline: it follows, and says so.
-    let d = promoted_by_hand_then_rewound(standby(1, 6000, Some("n1")));
+    let (_, d) = promoted_by_hand_then_rewound(standby(1, 6000, Some("n1")));
+    assert!(!touches_data(&d), "{d:?}");
+    let event = recorded(&d).expect("the rejoin in the history");
+    assert_eq!(event.kind, EventKind::RejoinRewind);
+}
+
+/// Found by `pgha chaos` (seed 1203): a primary crashed on timeline 36, another took over on
+/// 37. Rewound, it started and replayed its timeline 36 up to the point where 37 forked, its
+/// WAL receiver still on 36 (not streaming yet); the first look after the start took that for
+/// a rewind that changed nothing, and it re-cloned at once, its data moved aside. The second
+/// time it happened it kept two moved-aside directories and refused to re-clone again: out of
+/// the cluster for good. A rewind is judged ineffective only once the member could not stream
+/// for the stream timeout; one that streams the leader's timeline soon after rejoined.
+#[test]
+fn a_rewound_member_replaying_its_old_timeline_to_the_fork_is_not_recloned() {
+    let mut n1 = member("n1");
+    // n2 took over on timeline 2 from 5000; n1, the old primary, wrote on to 6000 before it
+    // crashed, and was started again as a standby of n2.
+    let view = n2_leads_after(EventKind::Failover);
+    let diverged = LocalPg {
+        streaming: false,
+        ..standby(1, 6000, Some("n2"))
+    };
+    let d = n1.step(&obs(0, diverged, &view, vec![]));
+    assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
+    let stopped_n1 = stopped(standby(1, 6000, None));
+    let d = n1.step(&obs(500, stopped_n1, &view, vec![job_done(JobKind::Stop)]));
+    assert_eq!(d.reason, Reason::Rewinding { leader: name("n2") });
+    // Rewound and started: it replays timeline 1 up to the fork, its receiver on timeline 1.
+    let replaying = LocalPg {
+        streaming: false,
+        ..standby(1, 4000, Some("n2"))
+    };
+    let rewound = vec![job_done(JobKind::Rewind)];
+    let d = n1.step(&obs(1000, replaying.clone(), &view, rewound));
+    assert!(
+        !touches_data(&d),
+        "re-cloned while replaying to the fork: {d:?}"
+    );
+    assert_eq!(recorded(&d), None, "a rejoin recorded before it streams");
+    let d = n1.step(&obs(2000, replaying, &view, vec![]));
+    assert!(
+        !touches_data(&d),
+        "re-cloned while replaying to the fork: {d:?}"
+    );
+    // Past the fork it streams n2's timeline: rejoined.
+    let d = n1.step(&obs(2500, standby(2, 9000, Some("n2")), &view, vec![]));
     assert!(!touches_data(&d), "{d:?}");
     let event = recorded(&d).expect("the rejoin in the history");
     assert_eq!(event.kind, EventKind::RejoinRewind);
