@@ -82,7 +82,7 @@ pub struct Agent {
     /// actions, so no decision goes unexplained and none is recorded twice.
     pub(crate) unrecorded_history: Vec<(HistoryId, String)>,
     /// `synchronous_commit` last rendered into the configuration.
-    pub(crate) commit_level: Option<String>,
+    pub(crate) commit_level: Option<pgha_core::CommitLevel>,
     /// The cluster's PostgreSQL parameters (`postgresql.*`) last rendered into the
     /// configuration.
     pub(crate) parameters: Option<std::collections::BTreeMap<String, String>>,

@@ -94,7 +94,7 @@ impl Agent {
             self.sync_applied = local.sync_applied.clone();
         }
         // The cluster's synchronous_commit and PostgreSQL parameters, applied by a reload.
-        let wanted_commit = view.map(|v| v.config.synchronous_commit.to_string());
+        let wanted_commit = view.map(|v| v.config.synchronous_commit);
         let wanted_parameters = view.map(|v| v.config.postgresql.clone());
         let wanted_timeout = view.map(|v| v.config.replication_timeout());
         let changed = wanted_commit != self.commit_level
@@ -102,7 +102,7 @@ impl Agent {
             || wanted_timeout != self.replication_timeout;
         if view.is_some() && changed && self.jobs.current().is_none() {
             let before = (
-                std::mem::replace(&mut self.commit_level, wanted_commit.clone()),
+                std::mem::replace(&mut self.commit_level, wanted_commit),
                 std::mem::replace(&mut self.parameters, wanted_parameters.clone()),
                 std::mem::replace(&mut self.replication_timeout, wanted_timeout),
             );
@@ -143,6 +143,7 @@ impl Agent {
             leader_reachable,
             restart_requested: self.restart.asked(),
             fence_stuck_at,
+            commit_level_applied: self.commit_level,
         };
         (obs, observed_at)
     }

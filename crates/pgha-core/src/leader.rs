@@ -139,6 +139,8 @@ impl Member {
         self.publish_position(obs, view, revision, plan);
         self.publish_failsafe_list(view, revision, plan);
         self.maintain_sync(obs, view, revision, plan);
+        // What this step put in force is published now, not a loop later.
+        self.publish_if_due(obs, view, plan);
         Reason::Leading {
             standbys: local.replicas.iter().filter(|r| r.streaming).count(),
         }
@@ -325,6 +327,8 @@ impl Member {
         });
     }
 
+    /// Keeps PostgreSQL's synchronous standbys and the store's set in step with the settings,
+    /// and notes (for the member record) once both match them.
     fn maintain_sync(
         &mut self,
         obs: &Observation,
@@ -332,14 +336,28 @@ impl Member {
         revision: u64,
         plan: &mut Plan,
     ) {
+        let settled = self.sync_step(obs, view, revision, plan);
+        let commit_applied = obs.commit_level_applied == Some(self.config.synchronous_commit);
+        self.sync.in_force =
+            (settled && commit_applied).then(|| sync::SyncInForce::of(&self.config));
+    }
+
+    /// One step towards the synchronous settings; whether PostgreSQL and the store match them.
+    fn sync_step(
+        &mut self,
+        obs: &Observation,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> bool {
         let local = &obs.local;
         let asynchronous = self.config.synchronous_mode == SyncMode::Off
             && view.sync.members.is_empty()
             && local.sync_applied.is_async();
         if asynchronous {
             // Nothing to publish: the set's leader matters only in a synchronous mode.
-            self.sync_removal = None;
-            return;
+            self.sync.removal = None;
+            return true;
         }
         let desired = sync::desired(
             &self.config,
@@ -350,14 +368,14 @@ impl Member {
         );
         let step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
         if !matches!(step, SyncStep::Publish(_)) {
-            self.sync_removal = None;
+            self.sync.removal = None;
         }
         match step {
-            SyncStep::Settled => {}
+            SyncStep::Settled => return true,
             SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
             SyncStep::Publish(set)
                 if !sync::removal_ready(
-                    &mut self.sync_removal,
+                    &mut self.sync.removal,
                     revision,
                     &set,
                     &view.sync,
@@ -382,5 +400,6 @@ impl Member {
                 });
             }
         }
+        false
     }
 }

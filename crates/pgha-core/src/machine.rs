@@ -134,8 +134,8 @@ pub struct Member {
     /// Slots of members whose key is gone, and since when (leader): dropped only after
     /// `member_slots_ttl_ms`, so a host that reboots comes back to its WAL.
     pub(crate) absent_since: BTreeMap<MemberName, Millis>,
-    /// A member leaving the published synchronous set waits for one that stays to catch up.
-    pub(crate) sync_removal: Option<crate::sync::RemovalMark>,
+    /// A removal from the synchronous set under way, and the settings in force (leader).
+    pub(crate) sync: crate::sync::LeaderSync,
     pub(crate) rewind_failed: bool,
     /// The timeline a running member was on when it stopped to rewind: a rewind that brings it
     /// back there changed nothing.
@@ -186,7 +186,7 @@ impl Member {
             handover: None,
             switchovers_seen: Vec::new(),
             absent_since: BTreeMap::new(),
-            sync_removal: None,
+            sync: Default::default(),
             rewind_failed: false,
             diverged_on: None,
             force_rewind: false,

@@ -37,12 +37,16 @@ pub struct Observation {
     /// system holding the lease file is full, ...): its supervisor still fences PostgreSQL at
     /// this instant (own clock). `None` when the last write succeeded.
     pub fence_stuck_at: Option<Millis>,
+    /// The `synchronous_commit` the agent last rendered and reloaded into PostgreSQL (`None`:
+    /// not yet, or its last attempt failed).
+    pub commit_level_applied: Option<crate::config::CommitLevel>,
 }
 
 impl Observation {
     /// What a step at `now` knows of `local` PostgreSQL, the `cluster` and the `outcomes` of
     /// earlier jobs, and nothing more: no leader timelines, no failsafe promise, no
-    /// reachability measured, no restart asked, the fencing deadline written.
+    /// reachability measured, no restart asked, the fencing deadline written, no
+    /// `synchronous_commit` known to be applied.
     pub fn new(now: Millis, local: LocalPg, cluster: StoreView, outcomes: Vec<Outcome>) -> Self {
         Observation {
             now,
@@ -54,6 +58,7 @@ impl Observation {
             leader_reachable: None,
             restart_requested: false,
             fence_stuck_at: None,
+            commit_level_applied: None,
         }
     }
 }
@@ -162,6 +167,10 @@ pub struct MemberRecord {
     /// says so in the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stepped_down: Option<crate::SteppedDown>,
+    /// The leader's: the synchronous settings it has in force (PostgreSQL and the store's set
+    /// match them); absent while a change is under way, and on every other member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_in_force: Option<crate::sync::SyncInForce>,
 }
 
 impl MemberRecord {

@@ -3,9 +3,11 @@
 //! [`SyncSet`] is what the store publishes and [`SyncApplied`] what PostgreSQL counts
 //! (`sets`); [`desired`] and [`before_promotion`] choose the standbys (`choice`);
 //! [`next_step`] orders a change so the published set always covers what PostgreSQL counts
-//! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`).
+//! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`);
+//! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`).
 
 mod choice;
+mod in_force;
 mod ordering;
 mod removal;
 mod sets;
@@ -13,6 +15,7 @@ mod sets;
 mod tests;
 
 pub use choice::{before_promotion, blocking, desired, NO_STANDBY};
+pub use in_force::{LeaderSync, SyncInForce};
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};
 pub use sets::{SyncApplied, SyncSet};

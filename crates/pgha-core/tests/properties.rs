@@ -88,6 +88,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
                 synced_slots: 0,
                 promotion_vetoed: false,
                 stepped_down: None,
+                sync_in_force: None,
             },
         );
     }

@@ -66,6 +66,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         synced_slots: pg.synced_slots,
         promotion_vetoed: false,
         stepped_down: None,
+        sync_in_force: None,
     }
 }
 

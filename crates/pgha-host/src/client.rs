@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::api::control::{PromoteRequest, Promoting};
 use crate::api::read::ClusterRecord;
 use crate::api::{Failure, FailureKind};
+use crate::sync_wait::{self, SyncProgress};
 
 /// How long a promotion may take before the CLI gives up waiting (it goes on regardless).
 pub const PROMOTION_PATIENCE: Duration = Duration::from_secs(120);
@@ -221,6 +222,31 @@ impl Client {
                     target: target.to_string(),
                     after: PROMOTION_PATIENCE,
                 });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits up to `patience` until the leader has `wanted` in force (or the cluster is in
+    /// maintenance mode); answers where the change stands then.
+    pub async fn wait_sync_in_force(
+        &self,
+        wanted: &pgha_core::sync::SyncInForce,
+        patience: Duration,
+    ) -> Result<SyncProgress, ClientError> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let late = Instant::now() > deadline;
+            match self.get::<ClusterRecord>("/cluster").await {
+                Ok(cluster) => {
+                    let progress = sync_wait::progress(&cluster, wanted);
+                    if progress.settled() || late {
+                        return Ok(progress);
+                    }
+                }
+                Err(e @ ClientError::Unreachable { .. }) => return Err(e),
+                Err(e) if late => return Err(e),
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -49,6 +49,13 @@ pub enum CliError {
     #[error("{what}: {detail}")]
     Secrets { what: String, detail: String },
 
+    #[error("the change is stored, but the leader {leader} has not put the synchronous settings in force after {after} s (its last decision: {decision}); commits do not wait as they say until it does. See `pgha status`")]
+    SyncNotInForce {
+        leader: String,
+        after: u64,
+        decision: String,
+    },
+
     #[error(transparent)]
     Untrusted(#[from] pgha_pg::trust::Untrusted),
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::api::control::{ConfigChange, MemberChanged, Reinitialised, StopRequest};
 use crate::client::{Client, ClientError};
 use crate::status::{ClusterStatus, ProxyStatus};
+use crate::sync_wait::{self, SyncProgress};
 use pgha_core::{ClusterConfig, RequestKind};
 use pgha_store::{HistoryEntry, MemoryStore, Store, TokioClock};
 
@@ -21,7 +22,7 @@ const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
 
 /// A cluster the CLI acts on.
 pub struct ClusterHandle {
-    client: Client,
+    pub(crate) client: Client,
     /// The local cluster, when the handle is on one: what is known while it is stopped.
     local: Option<Box<LocalCluster>>,
     /// Distributed mode: the API of the agent that runs each member (from etcd), for the
@@ -44,6 +45,9 @@ pub struct ConfigChanged {
     pub config: ClusterConfig,
     /// The cluster is stopped: the change takes effect at its next start.
     pub deferred: bool,
+    /// A synchronous setting changed: where the leader stands with it, and how long the wait
+    /// for it took.
+    pub sync: Option<(SyncProgress, Duration)>,
 }
 
 impl ClusterHandle {
@@ -107,7 +111,7 @@ impl ClusterHandle {
     }
 
     /// The CLI's error for a failed request, saying how to start what does not answer.
-    fn explain(&self, e: ClientError) -> anyhow::Error {
+    pub(crate) fn explain(&self, e: ClientError) -> anyhow::Error {
         match (&e, &self.local) {
             (ClientError::Unreachable { tried }, Some(cluster)) => CliError::NotRunning {
                 dir: cluster.dir.clone(),
@@ -153,16 +157,24 @@ impl ClusterHandle {
             assignments: assignments.to_vec(),
         };
         match self.client.post("/config", &body).await {
-            Ok(config) => Ok(ConfigChanged {
-                config,
-                deferred: false,
-            }),
+            Ok(config) => {
+                let sync = match sync_wait::touches_sync(assignments) {
+                    true => Some(self.wait_sync_in_force(&config).await?),
+                    false => None,
+                };
+                Ok(ConfigChanged {
+                    config,
+                    deferred: false,
+                    sync,
+                })
+            }
             Err(e) => match self.stopped(&e) {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
                     Ok(ConfigChanged {
                         config: crate::ops::set_assignments(&store, assignments).await?,
                         deferred: true,
+                        sync: None,
                     })
                 }
                 None => Err(self.explain(e)),

@@ -22,6 +22,7 @@ pub mod rolling;
 pub mod secrets;
 pub mod signals;
 pub mod status;
+pub mod sync_wait;
 pub mod tls_files;
 
 pub use at::ClusterAt;

@@ -32,6 +32,12 @@ async fn set(handle: &ClusterHandle, assignments: &[String]) -> anyhow::Result<(
     if changed.deferred {
         outln!("(the cluster is stopped: applied at the next `pgha up`)");
     }
+    if let Some((progress, took)) = &changed.sync {
+        outln!(
+            "{}",
+            render::render_sync_progress(&changed.config, progress, *took)
+        );
+    }
     Ok(())
 }
 

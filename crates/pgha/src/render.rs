@@ -5,7 +5,7 @@ use pgha_store::HistoryEntry;
 
 mod config;
 
-pub use config::{local_config_summary, node_config_summary, render_config};
+pub use config::{local_config_summary, node_config_summary, render_config, render_sync_progress};
 
 /// Renders the status as an aligned table.
 pub fn render_table(status: &ClusterStatus) -> String {

@@ -386,6 +386,75 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
     assert_eq!(sync["method"], "quorum");
 }
 
+/// `pgha config set synchronous_mode=on` returns once the leader has the mode in force, not as
+/// soon as the store holds it: commits acknowledged after it returned waited for a standby.
+/// The leader's agent loop is frozen for a few seconds as the change is made (a loaded host,
+/// a slow loop): the command waits for it, and once it returns the primary counts a standby.
+/// Before, it returned at once, with the primary still asynchronous for as long as its agent
+/// took to apply the change: a write acknowledged then could be lost by a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_set_of_a_synchronous_setting_returns_once_the_leader_has_it_in_force() {
+    use pgha_host::api::control::{FreezeRequest, MemberChanged};
+    let c = start(&[]);
+    let cluster = pgha_host::LocalCluster::open(std::path::Path::new(c.dir())).unwrap();
+    let settings = &cluster.config.cluster;
+    let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
+    let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
+    // Well inside the lease (10 s): n1 stays the leader.
+    let frozen = Duration::from_secs(3);
+    let t0 = Instant::now();
+    let answer: MemberChanged = client
+        .post(
+            "/members/n1/agent/freeze",
+            &FreezeRequest {
+                for_ms: frozen.as_millis() as u64,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(answer.changed);
+    let said = c.config_ok("set", &["synchronous_mode=on"]);
+    let took = t0.elapsed();
+    let names = c.show("n1", "synchronous_standby_names").await;
+    eprintln!(
+        "config set returned after {took:?}: {said}\nn1: synchronous_standby_names = {names}"
+    );
+    assert!(
+        took >= frozen - Duration::from_millis(500),
+        "config set returned after {took:?}, while n1's agent was frozen for {frozen:?}: {said}"
+    );
+    assert!(
+        !names.is_empty(),
+        "config set returned, n1 still asynchronous: {said}"
+    );
+    assert!(said.contains("in force on the leader n1"), "{said}");
+    let status = c.up.status().unwrap();
+    let set = status["synchronous"]["set"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!set.is_empty(), "no synchronous set published: {status:#}");
+    // A commit level changes the same way: in force on the primary once the command returns.
+    let said = c.config_ok("set", &["synchronous_commit=remote_apply"]);
+    let level = c.show("n1", "synchronous_commit").await;
+    assert_eq!(level, "remote_apply", "{said}");
+    // Maintenance mode: the leader keeps its standbys as they are until `pgha resume`; the
+    // command says so rather than wait.
+    c.ok("pause", &[]);
+    let t1 = Instant::now();
+    let said = c.config_ok("set", &["synchronous_mode=off"]);
+    assert!(said.contains("maintenance mode"), "{said}");
+    assert!(
+        t1.elapsed() < Duration::from_secs(5),
+        "waited {:?}",
+        t1.elapsed()
+    );
+    c.ok("resume", &[]);
+    let said = c.config_ok("set", &["synchronous_mode=off"]);
+    assert!(said.contains("asynchronous"), "{said}");
+    assert_eq!(c.show("n1", "synchronous_standby_names").await, "");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Acceptance 4: durability under a killed primary.
 

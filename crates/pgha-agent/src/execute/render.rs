@@ -14,7 +14,7 @@ impl Agent {
     pub(crate) fn dynamic(&self) -> Dynamic {
         Dynamic {
             sync_names: self.sync_applied.to_string(),
-            synchronous_commit: self.commit_level.clone().unwrap_or_default(),
+            synchronous_commit: self.commit_level.map(|c| c.to_string()).unwrap_or_default(),
             parameters: self.parameters.clone().unwrap_or_default(),
             replication_timeout: self.replication_timeout,
         }

@@ -22,12 +22,17 @@ impl Member {
             synced_slots: local.synced_slots,
             promotion_vetoed: self.vetoed_until.is_some(),
             stepped_down: self.stepped_down,
+            sync_in_force: self.sync.in_force.filter(|_| {
+                view.leader
+                    .as_ref()
+                    .is_some_and(|l| &l.holder == self.name())
+            }),
         }
     }
 
     /// Publishes when something other than positions changed, when positions changed and a
     /// loop has passed, or as a heartbeat.
-    pub(super) fn publish_if_due(
+    pub(crate) fn publish_if_due(
         &mut self,
         obs: &Observation,
         view: &ClusterView,

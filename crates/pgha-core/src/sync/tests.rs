@@ -25,6 +25,7 @@ fn record(priority: u32, nosync: bool) -> MemberRecord {
         synced_slots: 0,
         promotion_vetoed: false,
         stepped_down: None,
+        sync_in_force: None,
     }
 }
 

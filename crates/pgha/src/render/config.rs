@@ -1,10 +1,67 @@
 //! What the CLI prints of configuration: the dynamic settings, and what a valid file sets up.
 
-use pgha_core::ClusterConfig;
+use std::time::Duration;
+
+use pgha_core::{ClusterConfig, CommitLevel, SyncMode};
+use pgha_host::sync_wait::SyncProgress;
 
 /// The settings as aligned `key = value` lines.
 pub fn render_config(config: &ClusterConfig) -> String {
     pgha_host::config_edit::render(config)
+}
+
+/// Where a change of the synchronous settings stands once `pgha config set` stopped waiting.
+pub fn render_sync_progress(
+    config: &ClusterConfig,
+    progress: &SyncProgress,
+    took: Duration,
+) -> String {
+    match progress {
+        SyncProgress::InForce { leader, set } => {
+            let names: Vec<&str> = set.members.iter().map(|m| m.as_str()).collect();
+            let local = matches!(
+                config.synchronous_commit,
+                CommitLevel::Off | CommitLevel::Local
+            );
+            let commits = match (config.synchronous_mode, names.is_empty()) {
+                (SyncMode::Off, _) => "asynchronous: commits wait for no standby".to_string(),
+                (_, false) if local => format!(
+                    "synchronous set [{}], but synchronous_commit = {}: commits wait for no \
+                     standby",
+                    names.join(", "),
+                    config.synchronous_commit
+                ),
+                (_, false) => format!(
+                    "commits wait for {} of [{}] (synchronous_commit = {})",
+                    set.count,
+                    names.join(", "),
+                    config.synchronous_commit
+                ),
+                (SyncMode::On, true) => {
+                    "no standby streams: commits do not wait until one does".to_string()
+                }
+                (SyncMode::Strict, true) => {
+                    "no standby streams: commits wait until one does".to_string()
+                }
+            };
+            format!(
+                "synchronous settings in force on the leader {leader} after {:.2} s: {commits}",
+                took.as_secs_f64()
+            )
+        }
+        SyncProgress::Paused => "synchronous settings not applied yet: the cluster is in \
+            maintenance mode; the leader keeps its synchronous standbys as they are and applies \
+            the change on `pgha resume`"
+            .to_string(),
+        SyncProgress::NoLeader => format!(
+            "synchronous settings not in force yet: no member leads after {:.0} s; the next leader \
+             starts with them",
+            took.as_secs_f64()
+        ),
+        SyncProgress::Pending { leader } => {
+            format!("synchronous settings not yet in force on the leader {leader}")
+        }
+    }
 }
 
 /// What `pgha config validate` says a valid node config sets up.
