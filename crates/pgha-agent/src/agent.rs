@@ -88,8 +88,8 @@ pub struct Agent {
     pub(crate) parameters: Option<std::collections::BTreeMap<String, String>>,
     /// `wal_sender_timeout` and `wal_receiver_timeout` last rendered (from the ttl).
     pub(crate) replication_timeout: Option<Duration>,
-    pub(crate) last_reason: String,
-    pub(crate) last_kind: Option<std::mem::Discriminant<pgha_core::Reason>>,
+    /// The last decision's reason with its clocks stopped (see [`pgha_core::Reason::timeless`]).
+    pub(crate) last_reason: Option<pgha_core::Reason>,
     pub(crate) view: Option<ClusterView>,
     /// The cluster configuration last read from the store (at first, the one the agent was
     /// started with): what a store that lost its keys gets back, never the defaults.
@@ -183,8 +183,7 @@ impl Agent {
             commit_level: None,
             parameters: None,
             replication_timeout: None,
-            last_reason: String::new(),
-            last_kind: None,
+            last_reason: None,
             view: None,
             known_config,
             known_sync: None,
@@ -325,20 +324,15 @@ impl Agent {
             self.ask_failsafe();
         }
         let reason = decision.reason.to_string();
-        // One line per decision (I6), not one per step: a reason that only counts time
-        // (a job running for N ms) is logged when its kind changes.
-        let kind = std::mem::discriminant(&decision.reason);
-        let counting = matches!(
-            decision.reason,
-            pgha_core::Reason::JobRunning { .. } | pgha_core::Reason::StoreDownLeaseTrusted { .. }
-        );
-        if reason != self.last_reason && !(counting && self.last_kind == Some(kind)) {
+        // One line per decision (I6), not one per step: a reason that differs from the last
+        // only in how long something has lasted or has left is logged once.
+        let timeless = decision.reason.timeless();
+        if self.last_reason.as_ref() != Some(&timeless) {
             tracing::info!("{}: {reason}", self.spec.name);
         } else {
             tracing::debug!("{}: {reason}", self.spec.name);
         }
-        self.last_reason = reason.clone();
-        self.last_kind = Some(kind);
+        self.last_reason = Some(timeless);
         self.restart_decided(&decision.actions, &decision.reason);
         self.promotion_clock
             .step(&obs.cluster, self.spec.name.as_str(), &decision.reason);

@@ -7,6 +7,7 @@ use crate::switchover::Refusal;
 use crate::types::{Lsn, MemberName, SystemId, Timeline};
 
 mod text;
+mod timeless;
 
 /// Why the member did what it did in one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
