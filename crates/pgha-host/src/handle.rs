@@ -171,6 +171,8 @@ impl ClusterHandle {
             Err(e) => match self.stopped(&e) {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
+                    let (bins, run_as) = (&cluster.bins, &cluster.run_as);
+                    crate::parameter_check::check(bins, run_as, assignments).await?;
                     Ok(ConfigChanged {
                         config: crate::ops::set_assignments(&store, assignments).await?,
                         deferred: true,

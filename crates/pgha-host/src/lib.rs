@@ -17,6 +17,7 @@ pub mod init;
 pub mod local;
 pub mod node;
 pub mod ops;
+pub mod parameter_check;
 pub mod reinit;
 pub mod rolling;
 pub mod secrets;

@@ -35,6 +35,9 @@ pub enum Refusal {
     Setting(#[from] SettingError),
     #[error(transparent)]
     Reinit(#[from] crate::reinit::ReinitRefused),
+    /// PostgreSQL refused a `postgresql.*` setting (or could not be asked): nothing stored.
+    #[error("{0}; nothing was changed")]
+    Parameters(pgha_pg::PgError),
 }
 
 /// The cluster as the store sees it now.

@@ -60,6 +60,9 @@ pub enum PgError {
         log_tail: String,
     },
 
+    #[error("PostgreSQL {version} refuses it: {detail}")]
+    SettingsRefused { version: String, detail: String },
+
     #[error("{what} timed out after {seconds} s")]
     Timeout { what: String, seconds: u64 },
 

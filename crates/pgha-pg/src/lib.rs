@@ -23,6 +23,7 @@ pub mod probe;
 pub mod rewind;
 pub mod room;
 pub mod secrets;
+pub mod settings_check;
 pub mod slots;
 pub mod source;
 pub mod supervisor;

@@ -185,6 +185,29 @@ fn control_scenario(c: &dyn Control) {
         &c.cli(&["config", "set", "postgresql.primary_conninfo=host=evil"]),
     );
     assert!(why.contains("postgresql.primary_conninfo"), "{why}");
+    // A misspelt name or a value PostgreSQL cannot parse, once in every member's file, would
+    // stop each member's next start: refused before it is stored, in PostgreSQL's words.
+    for (bad, said) in [
+        (
+            "postgresql.shared_bufers=1GB",
+            "unrecognized configuration parameter \"shared_bufers\"",
+        ),
+        (
+            "postgresql.work_mem=lots",
+            "invalid value for parameter \"work_mem\"",
+        ),
+    ] {
+        let why = refused(bad, &c.cli(&["config", "set", "ttl_ms=9000", bad]));
+        assert!(
+            why.contains(said) && why.contains("nothing was changed"),
+            "{why}"
+        );
+    }
+    let shown = succeeded("config show", &c.cli(&["config", "show"]));
+    assert!(
+        !shown.contains("postgresql.") && !shown.contains("9000"),
+        "{shown}"
+    );
 
     // Maintenance mode.
     assert!(succeeded("pause", &c.cli(&["pause"])).contains("paused"));

@@ -128,6 +128,10 @@ pub async fn set_config(
     State(host): State<Arc<Host>>,
     Json(body): Json<ConfigChange>,
 ) -> Answer<ClusterConfig> {
+    if let Some(spec) = host.specs().next() {
+        let instance = &spec.instance;
+        crate::parameter_check::check(&instance.bins, &instance.run_as, &body.assignments).await?;
+    }
     let config = ops::set_assignments(host.store.as_ref(), &body.assignments).await?;
     tracing::info!("config changed: {}", body.assignments.join(", "));
     Ok(Json(config))
