@@ -25,6 +25,10 @@ use crate::summary::{self, FaultRecord, Gathered, Settings, Summary};
 use crate::target::Target;
 use crate::workload::{Ack, Workload, WorkloadOptions, CONNECT_TIMEOUT, TABLE};
 
+/// How long after a recovery the cluster may take to be healthy again before the campaign
+/// stops (with the reasons why it is not).
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// After this many faults in a row that could not be injected (e.g. kills of a primary that
 /// runs on another host), the campaign stops.
 const MAX_SKIPPED: usize = 20;
@@ -198,9 +202,13 @@ pub async fn run(
             interrupted = true;
             break;
         }
-        match health::check(&target.client, &names).await {
+        // Recovered means every member streamed at one instant; one just back may stop for a
+        // moment after (a follower's WAL receiver switching to the new timeline): the next
+        // fault waits for the cluster to be healthy, for a while.
+        match cleanup::wait_healthy(target, SETTLE).await {
             Ok(h) => current = h,
-            Err(e) => {
+            Err(reasons) => {
+                let e = ChaosError::Unhealthy { reasons };
                 problems.push(format!("after fault {}: {e}", records.len()));
                 interrupted = true;
                 break;
