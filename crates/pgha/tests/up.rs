@@ -264,6 +264,19 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     }
     let base = up.base;
     drop(up);
+    // While it is stopped, a change is stored for the next start; PostgreSQL checks a
+    // parameter first, here too (no member running to ask).
+    let d = dir.to_str().unwrap();
+    let bad = pgha(&["config", "set", "--dir", d, "postgresql.shared_bufers=1GB"]);
+    let why = refused("a misspelt parameter, cluster stopped", &bad);
+    assert!(
+        why.contains("unrecognized configuration parameter"),
+        "{why}"
+    );
+    let good = pgha(&["config", "set", "--dir", d, "postgresql.work_mem=8MB"]);
+    assert!(good.status.success(), "{}", stderr_of(&good));
+    let said = String::from_utf8_lossy(&good.stdout);
+    assert!(said.contains("applied at the next `pgha up`"), "{said}");
 
     let mut again = UpProcess::spawn(&dir, 2, base, &[]);
     again.wait_streaming(Duration::from_secs(60));
@@ -272,6 +285,8 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     assert_eq!(v, "before restart");
     let sysid2: String = query_value(&primary, SYSTEM_ID).await;
     assert_eq!(sysid, sysid2, "the cluster was re-initialised");
+    let work_mem: String = query_value(&primary, "SHOW work_mem").await;
+    assert_eq!(work_mem, "8MB", "the change made while stopped");
     // The member with the primary's data gets the leader key before the agents start
     // (core::restart::seed_leader): no election, no promotion, the same timeline.
     let status = again.status().unwrap();
