@@ -3074,6 +3074,75 @@ fn a_winner_drops_standbys_outside_the_published_set_before_promoting() {
     }
 }
 
+/// `pgha config set synchronous_mode=on` waits for what the leader publishes as in force
+/// (`sync_in_force`): only once PostgreSQL counts the standbys the settings call for, the
+/// store publishes the same set and `synchronous_commit` was reloaded; never in between, and
+/// never while the commit level the settings ask for is not the one applied.
+#[test]
+fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
+    for commit_applied in [Some(CommitLevel::On), Some(CommitLevel::Local), None] {
+        let mut n1 = member("n1");
+        let mut view = View::new()
+            .leader("n1", 7)
+            .with("n1", record(&primary(1, 5000), None))
+            .with("n2", record(&standby(1, 5000, Some("n1")), None))
+            .with("n3", record(&standby(1, 5000, Some("n1")), None))
+            .config(|c| c.synchronous_mode = SyncMode::On);
+        let replica = |n: &str| ReplicaState {
+            name: name(n),
+            streaming: true,
+            flush_lsn: Lsn(5000),
+            replay_lsn: Lsn(5000),
+        };
+        let mut local = LocalPg {
+            replicas: vec![replica("n2"), replica("n3")],
+            ..primary(1, 5000)
+        };
+        let mut in_force = Vec::new();
+        for step in 0..6u64 {
+            let outcomes = match step {
+                0 => vec![acquired(0, 7)],
+                _ => vec![],
+            };
+            let mut o = obs(step * 1000, local.clone(), &view, outcomes);
+            o.commit_level_applied = commit_applied;
+            let d = n1.step(&o);
+            let changing = has(&d, |a| {
+                matches!(a, Action::PublishSync { .. } | Action::SetSync(_))
+            });
+            // What the agent does with the actions: the store and PostgreSQL learn them.
+            for a in &d.actions {
+                match a {
+                    Action::PublishSync { set, .. } => view.0.sync = set.clone(),
+                    Action::SetSync(applied) => local.sync_applied = applied.clone(),
+                    Action::PublishMember(r) => {
+                        view.0.members.insert(name("n1"), r.clone());
+                    }
+                    _ => {}
+                }
+            }
+            let published = view.0.members[&name("n1")].sync_in_force;
+            if changing {
+                assert_eq!(published, None, "in force while changing: {d:?}");
+            }
+            in_force.push(published);
+        }
+        let wanted = pgha_core::sync::SyncInForce::of(&view.0.config);
+        let last = in_force.last().copied().flatten();
+        match commit_applied {
+            Some(CommitLevel::On) => {
+                assert_eq!(last, Some(wanted), "{in_force:?}");
+                assert!(!local.sync_applied.is_async(), "{local:?}");
+            }
+            _ => assert_eq!(last, None, "commit level not applied: {in_force:?}"),
+        }
+        assert!(
+            in_force.first().copied().flatten().is_none(),
+            "{in_force:?}"
+        );
+    }
+}
+
 /// Asynchronous replication has no synchronous set to publish, not even an empty one naming
 /// its leader (it once recorded "synchronous set now []" in every cluster's history).
 #[test]
