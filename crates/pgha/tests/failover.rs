@@ -571,25 +571,11 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
 /// after the thaw it rejoins as a standby: one writer throughout, nothing lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_leader_agent_is_fenced_replaced_and_rejoins() {
-    use pgha_host::api::control::{FreezeRequest, MemberChanged};
     let c = start_with_rows("before").await;
-    let cluster = pgha_host::LocalCluster::open(Path::new(c.dir())).unwrap();
-    let settings = &cluster.config.cluster;
-    let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
-    let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
     // The lease ttl is 10 s: frozen for longer than the takeover needs.
     let frozen = Duration::from_secs(20);
     let t0 = Instant::now();
-    let answer: MemberChanged = client
-        .post(
-            "/members/n1/agent/freeze",
-            &FreezeRequest {
-                for_ms: frozen.as_millis() as u64,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(answer.changed);
+    c.freeze_agent("n1", frozen).await;
 
     let new = c.wait_new_primary(&["n1"]);
     assert!(

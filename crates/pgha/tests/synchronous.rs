@@ -394,25 +394,11 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
 /// took to apply the change: a write acknowledged then could be lost by a failover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_set_of_a_synchronous_setting_returns_once_the_leader_has_it_in_force() {
-    use pgha_host::api::control::{FreezeRequest, MemberChanged};
     let c = start(&[]);
-    let cluster = pgha_host::LocalCluster::open(std::path::Path::new(c.dir())).unwrap();
-    let settings = &cluster.config.cluster;
-    let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
-    let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
     // Well inside the lease (10 s): n1 stays the leader.
     let frozen = Duration::from_secs(3);
     let t0 = Instant::now();
-    let answer: MemberChanged = client
-        .post(
-            "/members/n1/agent/freeze",
-            &FreezeRequest {
-                for_ms: frozen.as_millis() as u64,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(answer.changed);
+    c.freeze_agent("n1", frozen).await;
     let said = c.config_ok("set", &["synchronous_mode=on"]);
     let took = t0.elapsed();
     let names = c.show("n1", "synchronous_standby_names").await;

@@ -147,6 +147,22 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// Freezes `member`'s agent loop for `frozen` through the API (an injected fault: PostgreSQL
+    /// runs on, its supervisor fences it once the deadline the agent armed passes).
+    pub async fn freeze_agent(&self, member: &str, frozen: Duration) {
+        use pgha_host::api::control::{FreezeRequest, MemberChanged};
+        let cluster = pgha_host::LocalCluster::open(std::path::Path::new(self.dir())).unwrap();
+        let settings = &cluster.config.cluster;
+        let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
+        let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
+        let request = FreezeRequest {
+            for_ms: frozen.as_millis() as u64,
+        };
+        let path = format!("/members/{member}/agent/freeze");
+        let answer: MemberChanged = client.post(&path, &request).await.unwrap();
+        assert!(answer.changed, "{member}'s agent was not frozen");
+    }
+
     pub fn history(&self) -> Vec<Value> {
         serde_json::from_str::<Value>(&self.ok("history", &["--json"]))
             .unwrap()
