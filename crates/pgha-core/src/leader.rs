@@ -1,14 +1,14 @@
 //! The lease holder's step: renew, bootstrap, restart or promote, hand over on switchover,
-//! and keep slots and the synchronous set in order.
+//! and keep slots in order (the synchronous set: `leader_sync.rs`).
 
 use crate::action::{Action, StartRole, StopMode};
 use crate::config::SyncMode;
-use crate::history::{EventKind, HistoryEvent};
+use crate::history::EventKind;
 use crate::machine::{Handover, HeldLease, Member, Plan, Promotion, ReleaseStep};
 use crate::observe::{ClusterView, DataDir, JobFailure, Observation};
 use crate::reason::Reason;
 use crate::switchover;
-use crate::sync::{self, SyncStep};
+use crate::sync;
 use crate::types::MemberName;
 use std::collections::BTreeSet;
 
@@ -325,81 +325,5 @@ impl Member {
             },
             leader_revision: revision,
         });
-    }
-
-    /// Keeps PostgreSQL's synchronous standbys and the store's set in step with the settings,
-    /// and notes (for the member record) once both match them.
-    fn maintain_sync(
-        &mut self,
-        obs: &Observation,
-        view: &ClusterView,
-        revision: u64,
-        plan: &mut Plan,
-    ) {
-        let settled = self.sync_step(obs, view, revision, plan);
-        let commit_applied = obs.commit_level_applied == Some(self.config.synchronous_commit);
-        self.sync.in_force =
-            (settled && commit_applied).then(|| sync::SyncInForce::of(&self.config));
-    }
-
-    /// One step towards the synchronous settings; whether PostgreSQL and the store match them.
-    fn sync_step(
-        &mut self,
-        obs: &Observation,
-        view: &ClusterView,
-        revision: u64,
-        plan: &mut Plan,
-    ) -> bool {
-        let local = &obs.local;
-        let asynchronous = self.config.synchronous_mode == SyncMode::Off
-            && view.sync.members.is_empty()
-            && local.sync_applied.is_async();
-        if asynchronous {
-            // Nothing to publish: the set's leader matters only in a synchronous mode.
-            self.sync.removal = None;
-            return true;
-        }
-        let desired = sync::desired(
-            &self.config,
-            self.name(),
-            &local.replicas,
-            &view.members,
-            &local.sync_applied,
-        );
-        let step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
-        if !matches!(step, SyncStep::Publish(_)) {
-            self.sync.removal = None;
-        }
-        match step {
-            SyncStep::Settled => return true,
-            SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
-            SyncStep::Publish(set)
-                if !sync::removal_ready(
-                    &mut self.sync.removal,
-                    revision,
-                    &set,
-                    &view.sync,
-                    &local.replicas,
-                    local.lsn,
-                    obs.now,
-                    self.config.loop_wait_ms,
-                ) => {}
-            SyncStep::Publish(set) => {
-                let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();
-                plan.push(Action::RecordHistory(HistoryEvent {
-                    kind: EventKind::SyncChanged,
-                    from: None,
-                    to: Some(self.name().clone()),
-                    timeline: local.timeline,
-                    lsn: local.lsn,
-                    reason: format!("synchronous set now [{}]", names.join(", ")),
-                }));
-                plan.push(Action::PublishSync {
-                    set,
-                    leader_revision: revision,
-                });
-            }
-        }
-        false
     }
 }
