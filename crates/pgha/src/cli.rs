@@ -87,7 +87,10 @@ pub enum ConfigAction {
     /// `postgresql.NAME=VALUE` sets a PostgreSQL parameter on every member (over the member's
     /// own config file), applied by a reload; one that needs a restart shows as pending
     /// restart in `pgha status`. `postgresql.NAME=` removes it. Parameters pgha manages
-    /// itself (port, replication, synchronous_standby_names, ...) are refused.
+    /// itself (port, replication, synchronous_standby_names, ...) are refused, and PostgreSQL
+    /// checks the others first (`postgres -C`): a name it does not know or a value it cannot
+    /// parse is refused, nothing changed. A synchronous setting returns once the leader has it
+    /// in force (commits then obey it), at most twice `ttl_ms`.
     Set {
         #[command(flatten)]
         at: Where,
