@@ -5,6 +5,13 @@
 
 use pgha_pg::lease_file::{boot_clock_ms, LeaseFile};
 
+// The supervisor's fast shutdown begins no earlier than a live agent demotes (half a margin
+// before the deadline it writes), whatever margin the configuration sets.
+const _: () = assert!(
+    pgha_pg::supervisor::STOP_FAST_BEFORE.as_millis() * 2
+        <= pgha_core::config::MIN_SAFETY_MARGIN_MS as u128
+);
+
 /// What the agent knows after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FenceState {

@@ -1,7 +1,8 @@
 //! The member supervisor (`pgha supervise`): a small process of its own that is the parent of
-//! one postmaster. The postmaster dies with it (parent-death signal), and it kills the
-//! postmaster and every backend once the deadline in the member's lease file passes — whether
-//! the agent that armed that deadline is alive, dead, paused or restarting without its store.
+//! one postmaster. The postmaster dies with it (parent-death signal); as the deadline in the
+//! member's lease file nears it stops PostgreSQL fast, and once the deadline passes it kills the
+//! postmaster and every backend — whether the agent that armed that deadline is alive, dead,
+//! paused or restarting without its store.
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
@@ -19,6 +20,41 @@ use crate::watchdog::{Keeper, Watchdog, WatchdogMode};
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long before its deadline the supervisor asks PostgreSQL for a fast shutdown: the
+/// backends end first, then the walsenders send the standbys every record written (so a commit
+/// acknowledged as the deadline nears is not lost with the primary), and whatever still runs
+/// at the deadline is killed. Half the smallest safety margin the configuration accepts
+/// (`pgha_core::config::MIN_SAFETY_MARGIN_MS`): an agent that is alive demotes half a margin
+/// before the deadline, so it has either renewed or demoted by then; a supervisor never stops a
+/// primary its agent still keeps.
+pub const STOP_FAST_BEFORE: Duration = Duration::from_millis(250);
+
+/// What the supervisor does next with its postmaster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// Look again after this long.
+    Wait(Duration),
+    /// Ask for a fast shutdown (SIGINT): the deadline is [`STOP_FAST_BEFORE`] away or less.
+    StopFast,
+    /// Kill the postmaster and every backend: the deadline has passed.
+    Kill,
+}
+
+/// The next move with `remaining` ms before the deadline (`None`: disarmed), `stopping` once
+/// a fast shutdown was asked for.
+fn next_move(remaining: Option<u64>, stopping: bool) -> Move {
+    let lead = STOP_FAST_BEFORE.as_millis() as u64;
+    match remaining {
+        None => Move::Wait(POLL),
+        Some(0) => Move::Kill,
+        Some(ms) if !stopping && ms <= lead => Move::StopFast,
+        Some(ms) => {
+            let until = if stopping { ms } else { ms - lead };
+            Move::Wait(POLL.min(Duration::from_millis(until)))
+        }
+    }
+}
 
 /// What `pgha supervise` runs.
 #[derive(Debug, Clone)]
@@ -108,10 +144,16 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     let lease = LeaseFile::at(&args.lease_file);
     let wd = &args.watchdog;
     let mut keeper: Keeper<Watchdog> = Keeper::new(wd.mode, &wd.device, wd.timeout_s);
+    let mut stopping = false;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
                 keeper.release();
+                if stopping {
+                    say(format!(
+                        "PostgreSQL stopped before its fencing deadline ({status})"
+                    ));
+                }
                 return status.code().unwrap_or(1);
             }
             Ok(None) => {}
@@ -125,19 +167,30 @@ pub fn run(args: &SuperviseArgs) -> i32 {
         for message in keeper.said.drain(..) {
             say(message);
         }
-        if remaining == Some(0) {
-            say(format!(
-                "lease deadline passed and nobody renewed it: killing postmaster {postmaster} \
-                 and its backends (fencing)"
-            ));
-            kill_postmaster_tree(postmaster);
-            let _ = child.wait();
-            keeper.release();
-            say("PostgreSQL fenced".into());
-            return 0;
+        match next_move(remaining, stopping) {
+            Move::Wait(nap) => std::thread::sleep(nap),
+            Move::StopFast => {
+                say(format!(
+                    "lease deadline {} ms away and nobody renewed it: fast shutdown of \
+                     postmaster {postmaster}, so that the standbys receive what it wrote \
+                     (fencing; killed at the deadline if still running)",
+                    remaining.unwrap_or(0)
+                ));
+                let _ = kill(Pid::from_raw(postmaster), Signal::SIGINT);
+                stopping = true;
+            }
+            Move::Kill => {
+                say(format!(
+                    "lease deadline passed and nobody renewed it: killing postmaster \
+                     {postmaster} and its backends (fencing)"
+                ));
+                kill_postmaster_tree(postmaster);
+                let _ = child.wait();
+                keeper.release();
+                say("PostgreSQL fenced".into());
+                return 0;
+            }
         }
-        let nap = remaining.map_or(POLL, |ms| POLL.min(Duration::from_millis(ms)));
-        std::thread::sleep(nap);
     }
 }
 
@@ -254,6 +307,24 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stops_fast_before_the_deadline_and_kills_at_it() {
+        let ms = Duration::from_millis;
+        assert_eq!(next_move(None, false), Move::Wait(POLL));
+        assert_eq!(next_move(Some(5_000), false), Move::Wait(POLL));
+        // wakes up at the moment the fast shutdown is due, not up to a poll later
+        assert_eq!(next_move(Some(300), false), Move::Wait(ms(50)));
+        assert_eq!(next_move(Some(250), false), Move::StopFast);
+        assert_eq!(next_move(Some(1), false), Move::StopFast);
+        // asked once; then waits for the deadline
+        assert_eq!(next_move(Some(250), true), Move::Wait(POLL));
+        assert_eq!(next_move(Some(40), true), Move::Wait(ms(40)));
+        assert_eq!(next_move(Some(0), true), Move::Kill);
+        assert_eq!(next_move(Some(0), false), Move::Kill);
+        // a deadline disarmed after the request: the shutdown goes on, nothing is killed
+        assert_eq!(next_move(None, true), Move::Wait(POLL));
+    }
 
     #[test]
     fn kills_a_process_and_its_children() {

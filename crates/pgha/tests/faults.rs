@@ -340,6 +340,65 @@ fn agent_kill9_alone() {
     assert_no_loss_one_writer(&report, &c);
 }
 
+/// kill -9 of the leader's agent, and as the fencing deadline it left nears, its walsenders
+/// starved (SIGSTOP from [`STARVED_BEFORE_DEADLINE`] before the deadline, as on a host out of
+/// CPU): the backends would go on acknowledging commits that no standby can receive until the
+/// supervisor kills them. Asynchronous mode, yet nothing acknowledged may be lost: the
+/// supervisor stops PostgreSQL (fast shutdown: the backends end first, then the walsenders
+/// send what they wrote) a while before its deadline, and kills what still runs at it.
+#[test]
+fn agent_kill9_with_walsenders_starved_before_the_deadline() {
+    let (mut c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster");
+    c.member_mut(&leader).kill_agent();
+    let deadline = c
+        .member(&leader)
+        .lease_deadline()
+        .expect("an armed deadline");
+    ck.mark(&format!(
+        "SIGKILL of {leader}'s agent; the deadline it armed is {} ms ahead",
+        deadline as i64 - boot_clock_ms() as i64
+    ));
+    let starve_at = deadline - STARVED_BEFORE_DEADLINE.as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(
+        starve_at.saturating_sub(boot_clock_ms()),
+    ));
+    let walsenders: Vec<u32> = children_of(pm)
+        .into_iter()
+        .filter(|p| cmdline(*p).contains("walsender"))
+        .filter(|p| signal(*p, Signal::SIGSTOP))
+        .collect();
+    ck.mark(&format!(
+        "SIGSTOP of {leader}'s walsenders {walsenders:?}, {} ms before the deadline (postmaster {})",
+        deadline as i64 - boot_clock_ms() as i64,
+        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm as i32), None).is_ok() {
+            "alive"
+        } else {
+            "gone"
+        }
+    ));
+    std::thread::sleep(Duration::from_millis(
+        (deadline + 200).saturating_sub(boot_clock_ms()),
+    ));
+    for p in &walsenders {
+        signal(*p, Signal::SIGCONT);
+    }
+    await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    std::thread::sleep(WATCH);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// How long before the fencing deadline `agent_kill9_with_walsenders_starved_before_the_deadline`
+/// stops the walsenders.
+const STARVED_BEFORE_DEADLINE: Duration = Duration::from_millis(120);
+
 /// SIGSTOP of the leader's agent for 2×ttl, then SIGCONT.
 #[test]
 fn agent_paused() {
