@@ -238,9 +238,8 @@ impl Agent {
         // but waits a bounded time for the store.
         let fencing = matches!(
             action,
-            Action::Demote {
-                mode: pgha_core::StopMode::Immediate
-            } | Action::StopPostgres(pgha_core::StopMode::Immediate)
+            Action::Demote { fencing: true, .. }
+                | Action::StopPostgres(pgha_core::StopMode::Immediate)
         );
         let limit = ANNOUNCE_TIMEOUT.min(self.store_timeout());
         let announce = announce.map(|(name, json)| async move {

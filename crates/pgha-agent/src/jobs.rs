@@ -44,7 +44,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         Action::StopPostgres(mode) => stop(&ctx, *mode).await,
         Action::RestartPostgres(role) => restart(&ctx, role).await,
         Action::Promote => promote(&ctx).await,
-        Action::Demote { mode } => demote(&ctx, *mode).await,
+        Action::Demote { mode, .. } => demote(&ctx, *mode).await,
         Action::Follow { leader } => follow(&ctx, leader).await,
         Action::Rewind { from } => rewind_from(&ctx, from).await,
         Action::Reclone { from, move_aside } => reclone(&ctx, from, *move_aside).await,

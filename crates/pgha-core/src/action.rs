@@ -108,6 +108,10 @@ pub enum Action {
     /// May be emitted while another job runs: the agent cancels that job first.
     Demote {
         mode: StopMode,
+        /// The lease is lost, or may be: PostgreSQL is stopped first and the store told
+        /// meanwhile (it may be out of reach). Otherwise (a handover) the store is told first,
+        /// so that the proxy stops routing new sessions here before PostgreSQL refuses them.
+        fencing: bool,
     },
     /// Reconfigure as a standby of `leader` (primary_conninfo, slot, standby.signal) and
     /// reload (PostgreSQL 13+) or restart; starts PostgreSQL if stopped.

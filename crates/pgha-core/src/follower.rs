@@ -28,7 +28,7 @@ impl Member {
         if let Some(record) = leader_record.filter(|r| r.running && !r.in_recovery) {
             self.last_primary_lsn = Some(record.lsn);
         }
-        if self.demote_if_writable(local, plan) {
+        if self.demote_if_writable(local, StopMode::Immediate, plan) {
             return Reason::DemotingForLeader {
                 leader: leader.clone(),
             };

@@ -157,7 +157,7 @@ impl Member {
     ) -> Reason {
         let since = *self.adopting_since.get_or_insert(obs.now);
         if obs.now.since(since) > self.config.loop_wait_ms
-            && self.demote_if_writable(&obs.local, plan)
+            && self.demote_if_writable(&obs.local, StopMode::Immediate, plan)
         {
             return Reason::WritableWithoutLease;
         }
@@ -248,6 +248,7 @@ impl Member {
                 });
                 plan.push(Action::Demote {
                     mode: StopMode::Fast,
+                    fencing: false,
                 });
                 Some(Reason::SwitchoverDemoting { target })
             }

@@ -4,7 +4,7 @@
 //! `lease`), publishes the member record (`publish`), and hands over to the leader, follower
 //! or election path, or to `unresponsive` when the postmaster does not answer.
 
-use crate::action::Action;
+use crate::action::{Action, StopMode};
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
 use crate::job_what::JobWhat;
@@ -339,7 +339,7 @@ impl Member {
                 return running;
             }
         }
-        if self.demote_if_writable(&obs.local, plan) {
+        if self.demote_if_writable(&obs.local, StopMode::Immediate, plan) {
             return Reason::WritableWithoutLease;
         }
         Reason::StoreDown {
@@ -361,7 +361,7 @@ impl Member {
             _ => None,
         };
         if let Err(foreign) = crate::restart::check_belongs(view.initialize, local_id) {
-            self.demote_if_writable(&obs.local, plan);
+            self.demote_if_writable(&obs.local, StopMode::Immediate, plan);
             return Reason::SystemIdMismatch {
                 store: foreign.store,
                 local: foreign.local,
@@ -390,7 +390,7 @@ impl Member {
             None => {
                 self.lease = None;
                 self.adopting_since = None;
-                if self.demote_if_writable(&obs.local, plan) {
+                if self.demote_if_writable(&obs.local, StopMode::Immediate, plan) {
                     return Reason::LeaderKeyLost;
                 }
                 self.election_step(obs, view, plan)

@@ -279,10 +279,13 @@ fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down
 
     let d = n1.step(&store_down(7500, primary(1, 1300)));
     assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+    // fast: nobody else may lead yet, and the standbys still connected receive every commit
+    // acknowledged before the demotion (the supervisor kills at the fencing deadline)
     assert_eq!(
         d.actions,
         vec![Action::Demote {
-            mode: StopMode::Immediate
+            mode: StopMode::Fast,
+            fencing: true
         }]
     );
     assert!(!n1.holds_lease(Millis(7500)));
@@ -1857,7 +1860,8 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     assert_eq!(
         d.actions.last(),
         Some(&Action::Demote {
-            mode: StopMode::Fast
+            mode: StopMode::Fast,
+            fencing: false
         })
     );
     assert_eq!(
@@ -2059,7 +2063,8 @@ fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
     assert!(
         has(&d, |a| *a
             == Action::Demote {
-                mode: StopMode::Immediate
+                mode: StopMode::Immediate,
+                fencing: true
             }),
         "{:?}",
         d.reason
@@ -2113,7 +2118,8 @@ fn a_leader_whose_fence_cannot_be_moved_hands_over_before_its_supervisor_fences(
     );
     assert!(has(&d, |a| *a
         == Action::Demote {
-            mode: StopMode::Fast
+            mode: StopMode::Fast,
+            fencing: false
         }));
     assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
     // still demoting: the lease is renewed, not released
@@ -2166,7 +2172,8 @@ fn a_release_planned_in_one_term_does_not_end_the_next() {
     });
     assert!(has(&d, |a| *a
         == Action::Demote {
-            mode: StopMode::Fast
+            mode: StopMode::Fast,
+            fencing: false
         }));
     let other =
         View::led_by("n2", 8, &primary(2, 1400)).with("n1", record(&standby(1, 1300, None), None));
@@ -2557,7 +2564,8 @@ fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goe
     assert!(
         has(&d, |a| *a
             == Action::Demote {
-                mode: StopMode::Immediate
+                mode: StopMode::Fast,
+                fencing: true
             }),
         "{:?}: {:?}",
         d.reason,

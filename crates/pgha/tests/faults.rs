@@ -395,8 +395,8 @@ fn agent_kill9_with_walsenders_starved_before_the_deadline() {
     assert_no_loss_one_writer(&report, &c);
 }
 
-/// How long before the fencing deadline `agent_kill9_with_walsenders_starved_before_the_deadline`
-/// stops the walsenders.
+/// How long before PostgreSQL must stop taking writes (the supervisor's deadline, the agent's
+/// demotion) the walsender-starving tests stop the walsenders.
 const STARVED_BEFORE_DEADLINE: Duration = Duration::from_millis(120);
 
 /// SIGSTOP of the leader's agent for 2×ttl, then SIGCONT.
@@ -1916,6 +1916,70 @@ fn ttl_raised_then_leader_etcd_blackholed() {
     ));
     c.net.cut(&leader, "etcd", Way::Both);
     await_failover(&c, &ck, &leader, Duration::from_secs(40));
+    heal_and_judge(&mut c, ck);
+}
+
+/// The leader's link to etcd blackholed both ways, asynchronous mode, its standbys reachable;
+/// as its lease lapses (its agent demotes `SAFETY_MARGIN / 2` before the fencing deadline it
+/// armed) its walsenders are starved of CPU (SIGSTOP from [`STARVED_BEFORE_DEADLINE`] before
+/// that demotion to 100 ms after it), and 350 ms after the demotion its host is isolated. A
+/// demotion that stopped PostgreSQL at once would throw away the commits acknowledged
+/// meanwhile that no walsender had sent (the standbys could only have streamed them from the
+/// old primary once it ran again as a standby, and the isolation stops that); the agent stops
+/// it fast (the backends end, then the walsenders send what they wrote): nothing lost.
+#[test]
+fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
+    let (mut c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster");
+    c.net.cut(&leader, "etcd", Way::Both);
+    // renewals sent before the cut may still be answered: the deadline settles within a loop
+    std::thread::sleep(LOOP_WAIT * 2);
+    let deadline = c
+        .member(&leader)
+        .lease_deadline()
+        .expect("an armed deadline");
+    let demote_at = deadline - (SAFETY_MARGIN / 2).as_millis() as u64;
+    ck.mark(&format!(
+        "{leader} <-> etcd blackholed both ways; its fencing deadline {} ms ahead, its demotion \
+         due {} ms ahead",
+        deadline as i64 - boot_clock_ms() as i64,
+        demote_at as i64 - boot_clock_ms() as i64
+    ));
+    let starve_at = demote_at - STARVED_BEFORE_DEADLINE.as_millis() as u64;
+    std::thread::sleep(Duration::from_millis(
+        starve_at.saturating_sub(boot_clock_ms()),
+    ));
+    let walsenders: Vec<u32> = children_of(pm)
+        .into_iter()
+        .filter(|p| cmdline(*p).contains("walsender"))
+        .filter(|p| signal(*p, Signal::SIGSTOP))
+        .collect();
+    ck.mark(&format!(
+        "SIGSTOP of {leader}'s walsenders {walsenders:?}, {} ms before its demotion is due",
+        demote_at as i64 - boot_clock_ms() as i64
+    ));
+    std::thread::sleep(Duration::from_millis(
+        (demote_at + 100).saturating_sub(boot_clock_ms()),
+    ));
+    for p in &walsenders {
+        signal(*p, Signal::SIGCONT);
+    }
+    ck.mark(&format!("SIGCONT of {leader}'s walsenders"));
+    // the host then drops off the network altogether: the standbys cannot stream the tail
+    // from the old primary once it runs again as a standby
+    std::thread::sleep(Duration::from_millis(
+        (demote_at + 350).saturating_sub(boot_clock_ms()),
+    ));
+    c.net.isolate(&leader);
+    ck.mark(&format!(
+        "{leader} isolated, {} ms before its fencing deadline",
+        deadline as i64 - boot_clock_ms() as i64
+    ));
+    await_failover(&c, &ck, &leader, Duration::from_secs(30));
     heal_and_judge(&mut c, ck);
 }
 

@@ -40,6 +40,7 @@ impl Member {
         self.vetoed_until = Some(obs.now.plus(self.config.veto_hold_ms()));
         plan.push(Action::Demote {
             mode: StopMode::Fast,
+            fencing: false,
         });
         Some(Reason::FenceStuckDemoting {
             fenced_in_ms: armed.0.saturating_sub(obs.now.0),

@@ -1,6 +1,7 @@
 //! A member's name is one agent's: a record under it that names other addresses is another's.
 
 use super::{Member, Plan};
+use crate::action::StopMode;
 use crate::observe::{ClusterView, Observation};
 use crate::reason::Reason;
 
@@ -39,7 +40,7 @@ impl Member {
         };
         self.lease = None;
         self.adopting_since = None;
-        self.demote_if_writable(&obs.local, plan);
+        self.demote_if_writable(&obs.local, StopMode::Immediate, plan);
         Some(reason)
     }
 }

@@ -87,7 +87,10 @@ impl Member {
     }
 
     /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
-    /// store says; a writable PostgreSQL is demoted at once.
+    /// store says; a writable PostgreSQL is demoted at once, by a fast stop: its backends end
+    /// first, then its walsenders send the standbys every record written, so a commit
+    /// acknowledged just before is not thrown away. Nobody else may lead before the store
+    /// expires the lease, and the supervisor kills what still runs at the fencing deadline.
     pub(crate) fn fence_if_expired(
         &mut self,
         obs: &Observation,
@@ -99,7 +102,7 @@ impl Member {
         }
         self.lease = None;
         self.lapsed_term = Some(lease.revision);
-        self.demote_if_writable(&obs.local, plan)
+        self.demote_if_writable(&obs.local, StopMode::Fast, plan)
             .then_some(Reason::LeaseExpiredDemoting)
     }
 
@@ -112,17 +115,24 @@ impl Member {
         revision: u64,
         plan: &mut Plan,
     ) -> Reason {
-        if self.demote_if_writable(&obs.local, plan) {
+        if self.demote_if_writable(&obs.local, StopMode::Fast, plan) {
             return Reason::LeaseExpiredDemoting;
         }
         plan.push(Action::ReleaseLeader { revision });
         Reason::LapsedLeaseReleased
     }
 
-    /// Emits an immediate demote when PostgreSQL is (or may become) writable: a promotion, or
-    /// a start of a primary, in flight counts. A demotion in flight counts until it ends: the
-    /// start it cancelled may still bring up a postmaster it has to stop.
-    pub(crate) fn demote_if_writable(&mut self, local: &LocalPg, plan: &mut Plan) -> bool {
+    /// Emits a demote stopping PostgreSQL by `mode` when it is (or may become) writable: a
+    /// promotion, or a start of a primary, in flight counts. `Immediate` once another member
+    /// may lead (what this one commits then is thrown away anyway); `Fast` while none can yet.
+    /// A demotion in flight counts until it ends: the start it cancelled may still bring up a
+    /// postmaster it has to stop.
+    pub(crate) fn demote_if_writable(
+        &mut self,
+        local: &LocalPg,
+        mode: StopMode,
+        plan: &mut Plan,
+    ) -> bool {
         if self.running_job() == Some(JobKind::Demote) {
             return true;
         }
@@ -133,7 +143,8 @@ impl Member {
         self.handover = None;
         self.demoted = true;
         plan.push(Action::Demote {
-            mode: StopMode::Immediate,
+            mode,
+            fencing: true,
         });
         true
     }

@@ -76,6 +76,7 @@ impl Member {
             ));
             plan.push(Action::Demote {
                 mode: StopMode::Immediate,
+                fencing: true,
             });
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }

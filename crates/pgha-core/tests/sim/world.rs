@@ -1075,7 +1075,7 @@ impl World {
             Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
             job => {
                 changed = false;
-                if let Action::Demote { mode } = job {
+                if let Action::Demote { mode, .. } = job {
                     if *mode == StopMode::Fast {
                         // A clean shutdown sends every WAL record to connected standbys.
                         let primary = self.nodes[i].pg.clone();
