@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use netns::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{children_of, cmdline, poll, run_sql, signal, wait_until};
+use pgha_testkit::{alive, children_of, cmdline, poll, run_sql, signal, wait_until};
 use pgha_testkit::{postgres_user, PidSquatters};
 
 /// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
@@ -363,30 +363,9 @@ fn agent_kill9_with_walsenders_starved_before_the_deadline() {
         "SIGKILL of {leader}'s agent; the deadline it armed is {} ms ahead",
         deadline as i64 - boot_clock_ms() as i64
     ));
-    let starve_at = deadline - STARVED_BEFORE_DEADLINE.as_millis() as u64;
-    std::thread::sleep(Duration::from_millis(
-        starve_at.saturating_sub(boot_clock_ms()),
-    ));
-    let walsenders: Vec<u32> = children_of(pm)
-        .into_iter()
-        .filter(|p| cmdline(*p).contains("walsender"))
-        .filter(|p| signal(*p, Signal::SIGSTOP))
-        .collect();
-    ck.mark(&format!(
-        "SIGSTOP of {leader}'s walsenders {walsenders:?}, {} ms before the deadline (postmaster {})",
-        deadline as i64 - boot_clock_ms() as i64,
-        if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm as i32), None).is_ok() {
-            "alive"
-        } else {
-            "gone"
-        }
-    ));
-    std::thread::sleep(Duration::from_millis(
-        (deadline + 200).saturating_sub(boot_clock_ms()),
-    ));
-    for p in &walsenders {
-        signal(*p, Signal::SIGCONT);
-    }
+    let walsenders = starve_walsenders(&ck, &leader, pm, deadline, "the deadline");
+    sleep_until_boot_ms(deadline + 200);
+    resume(&walsenders);
     await_failover(&c, &ck, &leader, Duration::from_secs(30));
     std::thread::sleep(WATCH);
     c.start_agent(&leader);
@@ -398,6 +377,41 @@ fn agent_kill9_with_walsenders_starved_before_the_deadline() {
 /// How long before PostgreSQL must stop taking writes (the supervisor's deadline, the agent's
 /// demotion) the walsender-starving tests stop the walsenders.
 const STARVED_BEFORE_DEADLINE: Duration = Duration::from_millis(120);
+
+/// Sleeps until the boot-clock instant `at_ms` (the clock of fencing deadlines).
+fn sleep_until_boot_ms(at_ms: u64) {
+    std::thread::sleep(Duration::from_millis(at_ms.saturating_sub(boot_clock_ms())));
+}
+
+/// Stops (SIGSTOP) the walsenders of postmaster `pm`, `member`'s, [`STARVED_BEFORE_DEADLINE`]
+/// before the boot-clock instant `due` (`what` says what is due then), as a host out of CPU
+/// would starve them; marks it and returns their pids for [`resume`].
+fn starve_walsenders(ck: &Checker, member: &str, pm: u32, due: u64, what: &str) -> Vec<u32> {
+    sleep_until_boot_ms(due - STARVED_BEFORE_DEADLINE.as_millis() as u64);
+    let walsenders: Vec<u32> = children_of(pm)
+        .into_iter()
+        .filter(|p| cmdline(*p).contains("walsender"))
+        .filter(|p| signal(*p, Signal::SIGSTOP))
+        .collect();
+    let postmaster = if alive(pm) {
+        "alive"
+    } else {
+        "gone"
+    };
+    ck.mark(&format!(
+        "SIGSTOP of {member}'s walsenders {walsenders:?}, {} ms before {what} (postmaster \
+         {postmaster})",
+        due as i64 - boot_clock_ms() as i64
+    ));
+    walsenders
+}
+
+/// SIGCONT of the processes [`starve_walsenders`] stopped.
+fn resume(pids: &[u32]) {
+    for p in pids {
+        signal(*p, Signal::SIGCONT);
+    }
+}
 
 /// SIGSTOP of the leader's agent for 2×ttl, then SIGCONT.
 #[test]
@@ -1949,31 +1963,13 @@ fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
         deadline as i64 - boot_clock_ms() as i64,
         demote_at as i64 - boot_clock_ms() as i64
     ));
-    let starve_at = demote_at - STARVED_BEFORE_DEADLINE.as_millis() as u64;
-    std::thread::sleep(Duration::from_millis(
-        starve_at.saturating_sub(boot_clock_ms()),
-    ));
-    let walsenders: Vec<u32> = children_of(pm)
-        .into_iter()
-        .filter(|p| cmdline(*p).contains("walsender"))
-        .filter(|p| signal(*p, Signal::SIGSTOP))
-        .collect();
-    ck.mark(&format!(
-        "SIGSTOP of {leader}'s walsenders {walsenders:?}, {} ms before its demotion is due",
-        demote_at as i64 - boot_clock_ms() as i64
-    ));
-    std::thread::sleep(Duration::from_millis(
-        (demote_at + 100).saturating_sub(boot_clock_ms()),
-    ));
-    for p in &walsenders {
-        signal(*p, Signal::SIGCONT);
-    }
+    let walsenders = starve_walsenders(&ck, &leader, pm, demote_at, "its demotion is due");
+    sleep_until_boot_ms(demote_at + 100);
+    resume(&walsenders);
     ck.mark(&format!("SIGCONT of {leader}'s walsenders"));
     // the host then drops off the network altogether: the standbys cannot stream the tail
     // from the old primary once it runs again as a standby
-    std::thread::sleep(Duration::from_millis(
-        (demote_at + 350).saturating_sub(boot_clock_ms()),
-    ));
+    sleep_until_boot_ms(demote_at + 350);
     c.net.isolate(&leader);
     ck.mark(&format!(
         "{leader} isolated, {} ms before its fencing deadline",
