@@ -63,6 +63,9 @@ pub mod sync;
 pub mod types;
 
 pub use action::{Action, StartRole, StopMode};
+
+/// This pgha's version, published in every member record.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use job_what::JobWhat;

@@ -171,6 +171,11 @@ pub struct MemberRecord {
     /// match them); absent while a change is under way, and on every other member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_in_force: Option<crate::sync::SyncInForce>,
+    /// The pgha version of the agent that publishes it ([`crate::VERSION`]). Absent from
+    /// agents older than the report of the settings in force, so a client can tell a leader
+    /// that cannot report them (a rolling upgrade) from one that has not applied them yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgha_version: Option<String>,
 }
 
 impl MemberRecord {

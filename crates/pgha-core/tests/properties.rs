@@ -83,12 +83,7 @@ fn observation(now: u64, t: &Tick, member: &Member) -> Observation {
                 streaming_from: None,
                 tags: Tags::default(),
                 leader_seen: (!fresh).then(|| MemberName::new("o0")),
-                term_seen: None,
-                addresses: BTreeMap::new(),
-                synced_slots: 0,
-                promotion_vetoed: false,
-                stepped_down: None,
-                sync_in_force: None,
+                ..MemberRecord::default()
             },
         );
     }

@@ -61,12 +61,8 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         streaming_from: pg.upstream.clone().filter(|_| pg.streaming),
         tags: Tags::default(),
         leader_seen: leader_seen.map(name),
-        term_seen: None,
-        addresses: BTreeMap::new(),
         synced_slots: pg.synced_slots,
-        promotion_vetoed: false,
-        stepped_down: None,
-        sync_in_force: None,
+        ..MemberRecord::default()
     }
 }
 

@@ -41,12 +41,18 @@ pub enum SyncProgress {
     /// Maintenance mode: the leader leaves the synchronous standbys as they are until
     /// `pgha resume`.
     Paused,
+    /// The leader's agent (or the one serving the API) is older than the report of the
+    /// settings in force: it applies them as before, and nothing says when.
+    Unreported { leader: String },
 }
 
 impl SyncProgress {
     /// Whether waiting longer can change the answer.
     pub fn settled(&self) -> bool {
-        matches!(self, SyncProgress::InForce { .. } | SyncProgress::Paused)
+        matches!(
+            self,
+            SyncProgress::InForce { .. } | SyncProgress::Paused | SyncProgress::Unreported { .. }
+        )
     }
 }
 
@@ -58,10 +64,11 @@ pub fn progress(cluster: &ClusterRecord, wanted: &SyncInForce) -> SyncProgress {
     let Some(leader) = cluster.leader.clone() else {
         return SyncProgress::NoLeader;
     };
-    let in_force = cluster
-        .members
-        .get(&leader)
-        .and_then(|record| record.sync_in_force);
+    let record = cluster.members.get(&leader);
+    if record.is_some_and(|r| r.pgha_version.is_none()) {
+        return SyncProgress::Unreported { leader };
+    }
+    let in_force = record.and_then(|r| r.sync_in_force);
     if in_force == Some(*wanted) {
         let set = cluster.sync.clone();
         return SyncProgress::InForce { leader, set };
@@ -112,6 +119,7 @@ mod tests {
         for name in ["n1", "n2"] {
             let record = MemberRecord {
                 sync_in_force: in_force.filter(|_| Some(name) == leader),
+                pgha_version: Some(pgha_core::VERSION.into()),
                 ..MemberRecord::default()
             };
             members.insert(name.to_string(), record);
@@ -175,5 +183,32 @@ mod tests {
         let mut paused = cluster(Some("n1"), Some(off));
         paused.config.paused = true;
         assert_eq!(progress(&paused, &on), SyncProgress::Paused);
+    }
+
+    /// A rolling upgrade: the leader's agent is older than `sync_in_force` and publishes no
+    /// version; waiting for a report it never makes would fail after twice the ttl.
+    #[test]
+    fn a_leader_too_old_to_report_is_not_waited_for() {
+        let on = SyncInForce {
+            mode: SyncMode::On,
+            ..SyncInForce::of(&ClusterConfig::default())
+        };
+        let mut older = cluster(Some("n1"), None);
+        older.members.get_mut("n1").unwrap().pgha_version = None;
+        let said = progress(&older, &on);
+        assert_eq!(
+            said,
+            SyncProgress::Unreported {
+                leader: "n1".into()
+            }
+        );
+        assert!(said.settled());
+        // the other members' versions say nothing about the leader
+        let mut mixed = cluster(Some("n1"), None);
+        mixed.members.get_mut("n2").unwrap().pgha_version = None;
+        assert!(matches!(
+            progress(&mixed, &on),
+            SyncProgress::Pending { .. }
+        ));
     }
 }

@@ -393,11 +393,7 @@ fn starve_walsenders(ck: &Checker, member: &str, pm: u32, due: u64, what: &str) 
         .filter(|p| cmdline(*p).contains("walsender"))
         .filter(|p| signal(*p, Signal::SIGSTOP))
         .collect();
-    let postmaster = if alive(pm) {
-        "alive"
-    } else {
-        "gone"
-    };
+    let postmaster = if alive(pm) { "alive" } else { "gone" };
     ck.mark(&format!(
         "SIGSTOP of {member}'s walsenders {walsenders:?}, {} ms before {what} (postmaster \
          {postmaster})",

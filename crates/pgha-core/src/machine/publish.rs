@@ -27,6 +27,7 @@ impl Member {
                     .as_ref()
                     .is_some_and(|l| &l.holder == self.name())
             }),
+            pgha_version: Some(crate::VERSION.to_string()),
         }
     }
 

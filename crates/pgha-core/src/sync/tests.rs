@@ -20,12 +20,7 @@ fn record(priority: u32, nosync: bool) -> MemberRecord {
             ..Tags::default()
         },
         leader_seen: Some("n1".into()),
-        term_seen: None,
-        addresses: BTreeMap::new(),
-        synced_slots: 0,
-        promotion_vetoed: false,
-        stepped_down: None,
-        sync_in_force: None,
+        ..MemberRecord::default()
     }
 }
 

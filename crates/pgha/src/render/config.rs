@@ -61,6 +61,10 @@ pub fn render_sync_progress(
         SyncProgress::Pending { leader } => {
             format!("synchronous settings not yet in force on the leader {leader}")
         }
+        SyncProgress::Unreported { leader } => format!(
+            "synchronous settings stored; the leader {leader} runs an older pgha agent, which \
+             applies them in its next loop without saying when (not waited for)"
+        ),
     }
 }
 
