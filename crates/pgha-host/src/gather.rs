@@ -131,6 +131,7 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
                 .get(&pgha_core::MemberName::new(m.name.as_str()));
             m.upstream = record.and_then(|r| r.streaming_from.as_ref().map(|u| u.to_string()));
             m.tags = record.map(|r| r.tags.clone());
+            m.pgha_version = record.and_then(|r| r.pgha_version.clone());
         }
     }
     let reports = host.reports();

@@ -103,6 +103,10 @@ pub struct MemberStatus {
     /// Its tags (nofailover, nosync, priority, noloadbalance), as its agent published them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<pgha_core::Tags>,
+    /// The pgha version of its agent, as published (`None` with `tags` set: an agent older
+    /// than the version's report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgha_version: Option<String>,
 }
 
 impl MemberStatus {
@@ -129,6 +133,7 @@ impl MemberStatus {
             system_identifier: None,
             upstream: None,
             tags: None,
+            pgha_version: None,
         }
     }
 }

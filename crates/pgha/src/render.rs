@@ -112,6 +112,9 @@ pub fn render_table(status: &ClusterStatus) -> String {
     if !tagged.is_empty() {
         out.push_str(&format!("Tags: {}\n", tagged.join("; ")));
     }
+    if let Some(line) = describe_agent_versions(status) {
+        out.push_str(&line);
+    }
     for m in status
         .members
         .iter()
@@ -173,6 +176,35 @@ fn describe_servers(status: &ClusterStatus) -> String {
             )
         }
     }
+}
+
+/// A line naming each agent's pgha version when the members that publish a record (`tags`
+/// set) run different ones, as mid rolling upgrade; `None` when they agree.
+fn describe_agent_versions(status: &ClusterStatus) -> Option<String> {
+    let published: Vec<(&str, &str)> = status
+        .members
+        .iter()
+        .filter(|m| m.tags.is_some())
+        .map(|m| {
+            let version = m
+                .pgha_version
+                .as_deref()
+                .unwrap_or("older (no version published)");
+            (m.name.as_str(), version)
+        })
+        .collect();
+    let first = published.first()?.1;
+    if published.iter().all(|(_, v)| *v == first) {
+        return None;
+    }
+    let each: Vec<String> = published
+        .iter()
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect();
+    Some(format!(
+        "pgha agents differ (a rolling upgrade?): {}\n",
+        each.join(", ")
+    ))
 }
 
 /// One logical slot for the table: whether it follows a failover, and on a standby whether

@@ -104,6 +104,32 @@ fn the_header_names_the_version_and_warns_on_disagreement() {
     assert!(text.contains("n4 17.2 (7)"), "{text}");
 }
 
+/// A rolling upgrade: the members' agents publish different pgha versions (an older one
+/// publishes none); the table says which runs what, and nothing when they agree.
+#[test]
+fn agents_of_different_pgha_versions_are_named() {
+    let mut status = cascade();
+    for m in &mut status.members {
+        m.tags = Some(pgha_core::Tags::default());
+        m.pgha_version = Some("0.2.0".into());
+    }
+    assert!(!render_table(&status).contains("pgha agents differ"));
+    status.members[1].pgha_version = None;
+    status.members[2].pgha_version = Some("0.1.0".into());
+    let text = render_table(&status);
+    assert!(
+        text.contains(
+            "pgha agents differ (a rolling upgrade?): n1 0.2.0, n2 older (no version \
+             published), n3 0.1.0, n4 0.2.0"
+        ),
+        "{text}"
+    );
+    // a member that publishes no record (stopped, its agent gone) says nothing
+    status.members[1].tags = None;
+    status.members[2].pgha_version = Some("0.2.0".into());
+    assert!(!render_table(&status).contains("pgha agents differ"));
+}
+
 #[test]
 fn settings_print_one_per_line() {
     let text = render_config(&ClusterConfig::default());
