@@ -1932,11 +1932,12 @@ fn ttl_raised_then_leader_etcd_blackholed() {
 /// The leader's link to etcd blackholed both ways, asynchronous mode, its standbys reachable;
 /// as its lease lapses (its agent demotes `SAFETY_MARGIN / 2` before the fencing deadline it
 /// armed) its walsenders are starved of CPU (SIGSTOP from [`STARVED_BEFORE_DEADLINE`] before
-/// that demotion to 100 ms after it), and 350 ms after the demotion its host is isolated. A
-/// demotion that stopped PostgreSQL at once would throw away the commits acknowledged
-/// meanwhile that no walsender had sent (the standbys could only have streamed them from the
-/// old primary once it ran again as a standby, and the isolation stops that); the agent stops
-/// it fast (the backends end, then the walsenders send what they wrote): nothing lost.
+/// that demotion to 100 ms after it), and 450 ms after the demotion (50 ms before the fencing
+/// deadline) its host is isolated. A demotion that stopped PostgreSQL at once would throw away
+/// the commits acknowledged meanwhile that no walsender had sent (the standbys could only have
+/// streamed them from the old primary once it ran again as a standby, and the isolation stops
+/// that); the agent stops it fast (the backends end, then the walsenders send what they
+/// wrote): nothing lost.
 #[test]
 fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
     let (mut c, leader) = start(&Opts::default());
@@ -1965,7 +1966,7 @@ fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
     ck.mark(&format!("SIGCONT of {leader}'s walsenders"));
     // the host then drops off the network altogether: the standbys cannot stream the tail
     // from the old primary once it runs again as a standby
-    sleep_until_boot_ms(demote_at + 350);
+    sleep_until_boot_ms(demote_at + 450);
     c.net.isolate(&leader);
     ck.mark(&format!(
         "{leader} isolated, {} ms before its fencing deadline",
