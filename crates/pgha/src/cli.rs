@@ -339,9 +339,10 @@ pub enum Command {
         #[arg(long)]
         password: bool,
     },
-    /// Internal: the parent of one member's postmaster, started by the agent. It kills
-    /// PostgreSQL when the lease deadline the agent wrote into LEASE_FILE passes, whatever
-    /// happened to the agent, and PostgreSQL dies with it.
+    /// Internal: the parent of one member's postmaster, started by the agent. It stops
+    /// PostgreSQL fast a quarter second before the lease deadline the agent wrote into
+    /// LEASE_FILE and kills it when that deadline passes, whatever happened to the agent, and
+    /// PostgreSQL dies with it.
     #[command(hide = true)]
     Supervise(SuperviseFlags),
     /// Rolling restart of members' PostgreSQL: standbys first, each back and streaming before
