@@ -63,9 +63,6 @@ pub mod sync;
 pub mod types;
 
 pub use action::{Action, StartRole, StopMode};
-
-/// This pgha's version, published in every member record.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use job_what::JobWhat;
@@ -79,3 +76,6 @@ pub use step_down::{StepDown, SteppedDown};
 pub use switchover::{RequestKind, SwitchoverRequest};
 pub use sync::{SyncApplied, SyncSet};
 pub use types::{Lsn, MemberName, Millis, SystemId, Tags, Timeline, Ttl};
+
+/// This pgha's version, published in every member record.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -204,6 +204,23 @@ mod tests {
         }
     }
 
+    /// A rolling upgrade: a record as an agent older than `pgha_version` writes it reads with
+    /// no version (how `pgha config set` knows not to wait for its report), and one of this
+    /// version's agents reads back with its own.
+    #[test]
+    fn a_record_of_an_older_agent_reads_with_no_version() {
+        let older = r#"{"running":true,"in_recovery":false,"timeline":1,"lsn":"0/0","replay_lsn":"0/0","streaming_from":null,"tags":{},"leader_seen":null,"addresses":{}}"#;
+        let newer = serde_json::to_string(&MemberRecord {
+            pgha_version: Some(pgha_core::VERSION.into()),
+            ..MemberRecord::default()
+        })
+        .unwrap();
+        let view = cluster_view(&snapshot(&[], &[("n1", older), ("n2", &newer)], &[])).unwrap();
+        let version = |name: &str| view.members[&MemberName::new(name)].pgha_version.clone();
+        assert_eq!(version("n1"), None);
+        assert_eq!(version("n2").as_deref(), Some(pgha_core::VERSION));
+    }
+
     /// A member name is quoted into synchronous_standby_names and application_name: one
     /// written into the store by hand that could break out of the quotes is refused.
     #[test]
