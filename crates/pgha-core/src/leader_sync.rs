@@ -65,6 +65,7 @@ impl Member {
                     local.lsn,
                     obs.now,
                     self.config.loop_wait_ms,
+                    self.config.synchronous_mode != SyncMode::Off,
                 ) => {}
             SyncStep::Publish(set) => {
                 let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();

@@ -3406,3 +3406,61 @@ fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
     let d = member("n3").step(&obs(now, b, &by_hand, vec![]));
     assert!(acquires(&d), "{}", d.reason);
 }
+
+/// Found by review (2026-12-03): the sole synchronous standby stopped (`pgha stop`, a rolling
+/// restart) while the only other standby is tagged `nosync` and lags. In `on` mode the leader
+/// goes asynchronous, and it used to publish the empty set at once; with an empty set every
+/// standby is eligible and the most advanced running one wins, so a leader crash next
+/// promoted n3, which lacked the commits n2 alone had confirmed. The empty set now waits,
+/// like any removal, until a standby that streams holds the primary's position; with none
+/// streaming the old set stays (only n2, once back, may then take over).
+#[test]
+fn the_set_empties_only_once_a_streaming_standby_holds_what_the_stopped_one_confirmed() {
+    let mut n1 = member("n1");
+    let mut lagging = record(&standby(1, 1000, Some("n1")), None);
+    lagging.tags.nosync = true;
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&stopped(standby(1, 5000, Some("n1"))), None))
+        .with("n3", lagging)
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let pg = |replicas: Vec<ReplicaState>| LocalPg {
+        replicas,
+        sync_applied: SyncApplied {
+            method: SyncMethod::Priority,
+            ..SyncApplied::default()
+        },
+        ..primary(1, 5000)
+    };
+    let n3_at = |flush: u64| ReplicaState {
+        name: name("n3"),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let empties = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if set.members.is_empty()),
+        )
+    };
+    let d = n1.step(&obs(0, pg(vec![]), &view, vec![acquired(0, 7)]));
+    assert!(!empties(&d), "no standby holds n2's commits: {d:?}");
+    for t in [1000, 2000, 3000] {
+        let d = n1.step(&obs(t, pg(vec![]), &view, vec![]));
+        assert!(!empties(&d), "no standby streams, the set emptied: {d:?}");
+    }
+    for t in [4000, 5000, 6000] {
+        let d = n1.step(&obs(t, pg(vec![n3_at(4999)]), &view, vec![]));
+        assert!(!empties(&d), "n3 lags behind n2's commits, the set emptied: {d:?}");
+    }
+    let d = n1.step(&obs(7000, pg(vec![n3_at(5000)]), &view, vec![]));
+    assert!(empties(&d), "n3 holds every commit: the set may empty: {d:?}");
+}

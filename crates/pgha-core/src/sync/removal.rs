@@ -22,10 +22,13 @@ pub struct RemovalMark {
 /// the leaving one: the primary's position, re-read for `settle_ms` after the change was first
 /// seen applied (by then every WAL sender has reloaded), must be flushed by a staying member
 /// that streams. Otherwise a failover would choose among the staying members only and could
-/// lose commits that the leaving member alone confirmed. Additions, and an empty target (in
-/// `on` mode every member is then eligible and the most advanced wins), need no wait. A mark
-/// counts only for the same removal in the same term (`term`: the leader key's revision);
-/// callers drop it whenever the next step is not a publication.
+/// lose commits that the leaving member alone confirmed. Additions need no wait. An empty
+/// target makes every standby eligible, and the most advanced running one wins: it waits
+/// until some standby that streams holds that position (a stopped set member may be the only
+/// one holding commits it confirmed), unless `emptying_waits` is false (the settings turned
+/// synchronous replication off, giving up I4). A mark counts only for the same removal in the
+/// same term (`term`: the leader key's revision); callers drop it whenever the next step is
+/// not a publication.
 #[allow(clippy::too_many_arguments)]
 pub fn removal_ready(
     mark: &mut Option<RemovalMark>,
@@ -36,9 +39,11 @@ pub fn removal_ready(
     primary_lsn: Lsn,
     now: Millis,
     settle_ms: u64,
+    emptying_waits: bool,
 ) -> bool {
     let removes = !target.members.is_superset(&published.members);
-    if !removes || target.members.is_empty() {
+    let emptied = target.members.is_empty();
+    if !removes || (emptied && !emptying_waits) {
         *mark = None;
         return true;
     }
@@ -58,7 +63,8 @@ pub fn removal_ready(
     }
     let caught_up = replicas
         .iter()
-        .any(|r| r.streaming && target.members.contains(&r.name) && r.flush_lsn >= m.lsn);
+        .filter(|r| emptied || target.members.contains(&r.name))
+        .any(|r| r.streaming && r.flush_lsn >= m.lsn);
     if !caught_up {
         *mark = Some(m);
     }
