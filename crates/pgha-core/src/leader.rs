@@ -133,6 +133,8 @@ impl Member {
             return self.restart_in_place(StartRole::Primary, plan);
         }
         if self.config.paused {
+            // Fencing is off only once the store says so (see `pause_disarms_fencing`).
+            self.publish_position(obs, view, revision, plan);
             return Reason::Paused;
         }
         self.maintain_slots(obs, view, plan);
@@ -308,11 +310,16 @@ impl Member {
         plan: &mut Plan,
     ) {
         let lsn = obs.local.lsn;
+        let unfenced = self.config.paused;
         let stored = view.leader_position.as_ref();
-        let current = stored.is_some_and(|p| &p.leader == self.name() && p.lsn == lsn);
-        let recent = self
-            .position_published
-            .is_some_and(|(_, at)| obs.now.since(at) < self.config.loop_wait_ms);
+        // A change of the mark is published at once, not a loop later.
+        let fencing_told = stored.is_some_and(|p| p.unfenced) == unfenced;
+        let current =
+            fencing_told && stored.is_some_and(|p| &p.leader == self.name() && p.lsn == lsn);
+        let recent = fencing_told
+            && self
+                .position_published
+                .is_some_and(|(_, at)| obs.now.since(at) < self.config.loop_wait_ms);
         if current || recent {
             return;
         }
@@ -323,6 +330,7 @@ impl Member {
                 timeline: obs.local.timeline,
                 lsn,
                 term: Some(revision),
+                unfenced,
             },
             leader_revision: revision,
         });

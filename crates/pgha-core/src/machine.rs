@@ -213,6 +213,22 @@ impl Member {
         self.lease.as_ref().map(|l| l.revision)
     }
 
+    /// Whether maintenance mode may disarm this leader's supervisor: the cluster is paused and
+    /// the store already shows this leader's position, in its term, marked unfenced. Until
+    /// then the deadline stays armed; once it shows, nobody takes over from this leader when
+    /// its lease lapses until one of its agents reports PostgreSQL not writable
+    /// (`Reason::FormerLeaderUnfenced`).
+    pub fn pause_disarms_fencing(&self, view: &ClusterView) -> bool {
+        let Some(revision) = self.lease_revision() else {
+            return false;
+        };
+        view.config.paused
+            && view
+                .leader_position
+                .as_ref()
+                .is_some_and(|p| p.unfenced && &p.leader == self.name() && p.term == Some(revision))
+    }
+
     /// This member belonged to the cluster `system_id` before (remembered beside its data):
     /// without data it never initialises another one (see the candidacy).
     pub fn knows_cluster(&mut self, system_id: SystemId) {

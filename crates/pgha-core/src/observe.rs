@@ -115,6 +115,10 @@ pub struct LeaderPosition {
     /// The term (leader key revision) it was published in (absent from older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub term: Option<u64>,
+    /// The leader's fencing was off when it published this (maintenance mode): its PostgreSQL
+    /// may go on accepting writes after its lease expires, until its agent demotes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfenced: bool,
 }
 
 /// The leader key: who holds the lease, and the key's revision (constant during one term).

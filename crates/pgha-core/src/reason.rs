@@ -203,4 +203,9 @@ pub enum Reason {
         needed: Lsn,
     },
     PausedWithoutLeader,
+    /// The last leader published that its fencing was off (paused), and no agent of it says
+    /// its PostgreSQL stopped accepting writes since: taking over could make a second writer.
+    FormerLeaderUnfenced {
+        leader: MemberName,
+    },
 }

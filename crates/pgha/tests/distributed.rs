@@ -1019,6 +1019,70 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
     assert_eq!(c.agent(&leader).postmaster_pid(), Some(pm));
 }
 
+/// Found by review (2026-12-03): maintenance mode disarms the leader's supervisor, so a leader
+/// whose agent died while paused (a new binary that does not start, in the upgrade recipe)
+/// kept a writable PostgreSQL with nothing to fence it once its lease lapsed, and `pgha
+/// resume` let another member take over beside it: two writers. The paused leader marks its
+/// position unfenced before its fencing goes off; resumed, nobody takes over from it (each
+/// says why) until its agent is back and has demoted it.
+#[test]
+fn a_leader_whose_agent_died_while_paused_is_not_replaced_until_its_agent_is_back() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let writable = |c: &DistCluster, name: &str| {
+        sql(&rt, c.agent(name), "SELECT pg_is_in_recovery()").as_deref() == Some("f")
+    };
+    let lease_file = c.agent(&leader).dir.with_extension("lease");
+    c.cli_ok(&["pause"]);
+    wait_until(
+        "the paused leader's fencing to go off",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&lease_file).unwrap_or_default();
+            text.trim().is_empty().then_some(())
+        },
+    );
+    c.agent_mut(&leader).kill();
+    std::thread::sleep(TTL + LOOP_WAIT * 2);
+    assert!(writable(&c, &leader), "the unfenced primary stopped");
+    c.cli_ok(&["resume"]);
+    let others: Vec<String> = c
+        .agents
+        .iter()
+        .map(|a| a.name.clone())
+        .filter(|n| *n != leader)
+        .collect();
+    let until = Instant::now() + TTL * 3;
+    while Instant::now() < until {
+        for other in &others {
+            assert!(
+                !writable(&c, other),
+                "{other} took over beside the unfenced {leader}:\n{}",
+                c.logs(40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let said = others.iter().any(|o| {
+        c.agent(o)
+            .log()
+            .contains("led while the cluster was paused")
+    });
+    assert!(said, "nobody said why it waits:\n{}", c.logs(40));
+    // Its agent back: it finds its lease gone, demotes, and the cluster has one leader again.
+    c.agent_mut(&leader).start();
+    let now_leading = c.wait_converged(Duration::from_secs(60));
+    let writers: Vec<&String> = c
+        .agents
+        .iter()
+        .map(|a| &a.name)
+        .filter(|n| writable(&c, n))
+        .collect();
+    assert_eq!(writers, [&now_leading], "{}", c.logs(40));
+}
+
 /// SIGHUP to every agent (a logrotate script, a reload habit, the terminal an agent was
 /// started from closing): each logs that it reads its configuration file only at start and
 /// goes on. Before, the default disposition killed them where they stood: the leader's

@@ -11,7 +11,10 @@ impl Agent {
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
         let state = FenceState::after(AfterStep {
             deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
-            paused: self.view.as_ref().is_some_and(|v| v.config.paused),
+            paused: self
+                .view
+                .as_ref()
+                .is_some_and(|v| self.member.pause_disarms_fencing(v)),
             job_may_make_writable: self.member.job_may_make_writable()
                 || self.jobs.may_make_writable(),
             postmaster_running: self.spec.instance.is_running(),

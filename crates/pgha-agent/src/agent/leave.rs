@@ -54,7 +54,10 @@ impl Agent {
             return;
         }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
-            if let Some(leader) = snapshot.leader.filter(|l| l.holder == name) {
+            if let Some(leader) = snapshot.leader.as_ref().filter(|l| l.holder == name) {
+                if !inst.is_running() {
+                    self.clear_unfenced_mark(&snapshot, leader.revision).await;
+                }
                 let _ = tokio::time::timeout(
                     STORE_TIMEOUT,
                     self.store.release_leader(&name, leader.revision),
@@ -65,5 +68,42 @@ impl Agent {
         }
         let _ = tokio::time::timeout(STORE_TIMEOUT, self.store.delete_member(&name)).await;
         tracing::info!("{name}: PostgreSQL stopped, left the cluster");
+    }
+}
+
+impl Agent {
+    /// A leader that stopped its PostgreSQL while paused says so before it lets go of the key:
+    /// the position it published as unfenced would otherwise keep every other member from
+    /// taking over (`Reason::FormerLeaderUnfenced`).
+    async fn clear_unfenced_mark(&self, snapshot: &pgha_store::Snapshot, revision: u64) {
+        let name = self.spec.name.as_str();
+        let Some(stored) = snapshot.get(pgha_store::Key::Position) else {
+            return;
+        };
+        let Ok(mut position) = serde_json::from_str::<pgha_core::LeaderPosition>(&stored.value)
+        else {
+            return;
+        };
+        if !position.unfenced || position.leader.as_str() != name {
+            return;
+        }
+        position.unfenced = false;
+        let Ok(json) = serde_json::to_string(&position) else {
+            return;
+        };
+        let guard = pgha_store::Guard::Leader {
+            holder: name.to_string(),
+            revision,
+        };
+        let put = self.store.put(pgha_store::Key::Position, &json, guard);
+        match tokio::time::timeout(STORE_TIMEOUT, put).await {
+            Ok(Ok(_)) => {
+                tracing::info!("{name}: PostgreSQL stopped: its fencing off no longer matters")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{name}: cannot publish that its PostgreSQL stopped ({e})")
+            }
+            Err(_) => tracing::warn!("{name}: publishing that its PostgreSQL stopped timed out"),
+        }
     }
 }

@@ -261,6 +261,13 @@ impl fmt::Display for Reason {
                 )
             }
             PausedWithoutLeader => write!(f, "cluster paused and no leader: waiting"),
+            FormerLeaderUnfenced { leader } => write!(
+                f,
+                "{leader} led while the cluster was paused (its fencing off), and no agent of \
+                 it has reported since that its PostgreSQL stopped accepting writes: nobody \
+                 takes over. Start {leader}'s agent (it demotes and rejoins), or stop its \
+                 PostgreSQL and run `pgha failover --to MEMBER`"
+            ),
         }
     }
 }

@@ -216,6 +216,14 @@ impl Agent {
         }
     }
 
+    /// SIGKILL to the agent alone (its supervisor and PostgreSQL go on).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.pid() {
+            signal(pid, Signal::SIGKILL);
+        }
+        self.reap(Duration::from_secs(5));
+    }
+
     /// The postmaster's pid from `postmaster.pid`, if the file exists and the process lives.
     pub fn postmaster_pid(&self) -> Option<u32> {
         postmaster_pid(&self.data_dir())
