@@ -3547,7 +3547,11 @@ fn nobody_takes_over_from_a_leader_that_lost_its_lease_unfenced() {
         .with("n1", record(&standby(1, 4500, None), None));
     let d = member("n2").step(&obs(0, a.clone(), &demoted, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
-    let stopped_by_its_agent = view.with("n1", record(&stopped(primary(1, 4500)), None));
-    let d = member("n2").step(&obs(0, a, &stopped_by_its_agent, vec![]));
+    let stopped_by_its_agent = view.clone().with("n1", record(&stopped(primary(1, 4500)), None));
+    let d = member("n2").step(&obs(0, a.clone(), &stopped_by_its_agent, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // The operator's `pgha failover --to n2` (its PostgreSQL stopped by hand) is not held back.
+    let named = view.failover_to("n2");
+    let d = member("n2").step(&obs(0, a, &named, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
 }
