@@ -84,7 +84,7 @@ impl Member {
         if self.config.paused {
             return Reason::PausedWithoutLeader;
         }
-        if let Some(leader) = unfenced_former_leader(self.name(), view) {
+        if let Some(leader) = crate::machine::pause::unfenced_former_leader(self.name(), view) {
             return Reason::FormerLeaderUnfenced { leader };
         }
         let rules = Rules {
@@ -383,21 +383,4 @@ pub(crate) fn vacancy_cause(
              link to the store went silent; it fences itself)"
         ),
     }
-}
-
-/// The last leader, when it published that its fencing was off (maintenance mode) and no
-/// record of it shows its PostgreSQL not writable since: its lease lapsed with nothing to stop
-/// its PostgreSQL (its agent gone while paused), so another member taking over would make a
-/// second writer. Its agent, back, demotes it and publishes a standby's (or a stopped) record;
-/// an operator's `pgha failover` is not held back.
-fn unfenced_former_leader(me: &MemberName, view: &ClusterView) -> Option<MemberName> {
-    let last = view.leader_position.as_ref().filter(|p| p.unfenced)?;
-    if &last.leader == me {
-        return None;
-    }
-    let not_writable = view
-        .members
-        .get(&last.leader)
-        .is_some_and(|r| !r.running || r.in_recovery);
-    (!not_writable).then(|| last.leader.clone())
 }

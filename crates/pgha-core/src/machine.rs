@@ -18,6 +18,8 @@ mod identity;
 mod in_place;
 mod lease;
 mod outcomes;
+mod read;
+pub(crate) mod pause;
 mod peers;
 mod plan;
 mod promoted;
@@ -211,54 +213,6 @@ impl Member {
     /// The revision of the leader key this member holds (its term), if it holds one.
     pub fn lease_revision(&self) -> Option<u64> {
         self.lease.as_ref().map(|l| l.revision)
-    }
-
-    /// Whether maintenance mode may disarm this leader's supervisor: the cluster is paused and
-    /// the store already shows this leader's position, in its term, marked unfenced. Until
-    /// then the deadline stays armed; once it shows, nobody takes over from this leader when
-    /// its lease lapses until one of its agents reports PostgreSQL not writable
-    /// (`Reason::FormerLeaderUnfenced`).
-    pub fn pause_disarms_fencing(&self, view: &ClusterView) -> bool {
-        let Some(revision) = self.lease_revision() else {
-            return false;
-        };
-        view.config.paused
-            && view
-                .leader_position
-                .as_ref()
-                .is_some_and(|p| p.unfenced && &p.leader == self.name() && p.term == Some(revision))
-    }
-
-    /// This member belonged to the cluster `system_id` before (remembered beside its data):
-    /// without data it never initialises another one (see the candidacy).
-    pub fn knows_cluster(&mut self, system_id: SystemId) {
-        self.cluster_seen = Some(system_id);
-    }
-
-    /// The cluster's system identifier this member has seen, if any.
-    pub fn cluster_seen(&self) -> Option<SystemId> {
-        self.cluster_seen
-    }
-
-    /// Why this member last stopped leading, until it leads again.
-    pub fn stepped_down(&self) -> Option<crate::SteppedDown> {
-        self.stepped_down
-    }
-
-    /// The long-running job the member believes is in flight.
-    pub fn running_job(&self) -> Option<JobKind> {
-        self.job.map(|(kind, _)| kind)
-    }
-
-    /// Whether the job in flight may leave PostgreSQL writable ([`Action::may_make_writable`]):
-    /// without the lease, PostgreSQL counts as writable already.
-    pub fn job_may_make_writable(&self) -> bool {
-        self.job.is_some() && self.job_makes_writable
-    }
-
-    /// What the job in flight does, if one is.
-    pub fn running_job_what(&self) -> Option<&JobWhat> {
-        self.job.and(self.job_what.as_ref())
     }
 
     /// The reason of a step that waits for the job in flight, if one is.
