@@ -286,14 +286,17 @@ impl Member {
     }
 
     /// Keeps the `failsafe` key equal to the members this leader sees (itself included).
-    fn publish_failsafe_list(&self, view: &ClusterView, revision: u64, plan: &mut Plan) {
+    fn publish_failsafe_list(&mut self, view: &ClusterView, revision: u64, plan: &mut Plan) {
         let mut members: BTreeSet<MemberName> = view.members.keys().cloned().collect();
         members.insert(self.name().clone());
         let list = crate::observe::FailsafeList {
             leader: self.name().clone(),
             members,
         };
-        if view.failsafe.as_ref() != Some(&list) {
+        if view.failsafe.as_ref() == Some(&list) {
+            self.failsafe_shown();
+        } else {
+            self.failsafe_sending(revision, &list);
             plan.push(Action::PublishFailsafe {
                 list,
                 leader_revision: revision,

@@ -13,17 +13,18 @@ use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
+mod failsafe_asks;
 mod fence_stuck;
 mod identity;
 mod in_place;
 mod lease;
 mod outcomes;
-mod read;
 pub(crate) mod pause;
 mod peers;
 mod plan;
 mod promoted;
 mod publish;
+mod read;
 mod release;
 mod terms;
 mod unresponsive;
@@ -97,6 +98,8 @@ pub struct Member {
     /// Since when a member of the failsafe list (other than its leader) has been continuously
     /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
     pub(crate) listed_peer_seen_since: Option<Millis>,
+    /// Failsafe lists sent in this term and not yet seen in a view ([`Member::failsafe_confirmers`]).
+    pub(crate) failsafe_sent: Option<failsafe_asks::SentLists>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
@@ -169,6 +172,7 @@ impl Member {
             position_published: None,
             expiry_cap: None,
             listed_peer_seen_since: None,
+            failsafe_sent: None,
             primary_down_since: None,
             unresponsive_since: None,
             flush_stuck: None,

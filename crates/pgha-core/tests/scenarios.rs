@@ -3547,11 +3547,53 @@ fn nobody_takes_over_from_a_leader_that_lost_its_lease_unfenced() {
         .with("n1", record(&standby(1, 4500, None), None));
     let d = member("n2").step(&obs(0, a.clone(), &demoted, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
-    let stopped_by_its_agent = view.clone().with("n1", record(&stopped(primary(1, 4500)), None));
+    let stopped_by_its_agent = view
+        .clone()
+        .with("n1", record(&stopped(primary(1, 4500)), None));
     let d = member("n2").step(&obs(0, a.clone(), &stopped_by_its_agent, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
     // The operator's `pgha failover --to n2` (its PostgreSQL stopped by hand) is not held back.
     let named = view.failover_to("n2");
     let d = member("n2").step(&obs(0, a, &named, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
+}
+
+/// Found by review (2026-12-03): a leader that has just written a failsafe list naming a member
+/// back in the cluster (n3) asked, once cut off from the store, only the members of the list it
+/// had last read (n2): n2, cut off as well, confirmed it and it kept writing, while n3, on the
+/// store's side and named by the list there, ran for leader without waiting once the lease
+/// lapsed. The leader asks every member of the lists it sent in its term since its list was
+/// last seen, too.
+#[test]
+fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it_read() {
+    let (mut n1, view) = established_leader();
+    let mut view = view
+        .with("n2", record(&standby(1, 900, Some("n1")), Some("n1")))
+        .with("n3", record(&standby(1, 900, Some("n1")), Some("n1")));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| *a
+        == Action::PublishFailsafe {
+            list: failsafe_list("n1", &["n1", "n2", "n3"]),
+            leader_revision: 7
+        }));
+    let asked = n1.failsafe_confirmers(&view.0).expect("a list to go by");
+    assert_eq!(
+        asked,
+        [name("n2"), name("n3")].into(),
+        "the list sent may be the store's"
+    );
+    // Once a read shows the list, that list alone counts.
+    let mut shown = view.clone();
+    shown.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
+    n1.step(&obs(1500, primary(1, 1000), &shown, vec![]));
+    let mut smaller = shown.clone();
+    smaller.0.members.remove(&name("n3"));
+    n1.step(&obs(2000, primary(1, 1000), &smaller, vec![]));
+    let mut landed = smaller.clone();
+    landed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    n1.step(&obs(2500, primary(1, 1000), &landed, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&landed.0), Some([name("n2")].into()));
+    // Without a lease there is nobody to ask.
+    assert_eq!(member("n1").failsafe_confirmers(&view.0), None);
 }

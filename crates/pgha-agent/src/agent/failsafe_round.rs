@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use pgha_core::{MemberName, Millis, Outcome};
+use pgha_core::{Millis, Outcome};
 use tokio::time::Instant;
 
 use super::Agent;
@@ -26,21 +26,21 @@ impl Agent {
         let Some(view) = self.view.as_ref() else {
             return;
         };
-        // Exactly the members of the failsafe list this leader published (a member outside it
-        // does not run for leader meanwhile), every one of them; nobody to ask confirms nothing.
-        let Some(list) = view.failsafe.as_ref().filter(|l| l.leader == me) else {
+        // Every member of the failsafe lists this leader may have put in the store (a member
+        // outside them does not run for leader meanwhile): the one it last read, and those it
+        // sent since; nobody to ask confirms nothing.
+        let Some(confirmers) = self.member.failsafe_confirmers(view) else {
             return;
         };
         let Some(term) = self.member.lease_revision() else {
             return;
         };
-        let confirmers: Vec<&MemberName> = list.confirmers().collect();
         let apis: BTreeMap<String, String> = confirmers
             .iter()
             .filter_map(|n| {
                 let api = view
                     .members
-                    .get(*n)?
+                    .get(n)?
                     .addresses
                     .get(crate::spec::API_ADDRESS)?;
                 Some((n.to_string(), api.clone()))

@@ -69,6 +69,8 @@ struct Node {
     in_flight: Vec<(u64, Outcome)>,
     /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
     last_seen_leader: Option<usize>,
+    /// The agent's last store read (a failsafe round goes by it, as pgha-agent's does).
+    last_view: Option<ClusterView>,
     /// Failsafe: this member confirmed a leader and promised not to take the lease before
     /// then (world time); kept on disk, so it survives agent restarts.
     promised_until: u64,
@@ -180,6 +182,7 @@ impl World {
                     lagging_until: 0,
                     in_flight: Vec::new(),
                     last_seen_leader: None,
+                    last_view: None,
                     promised_until: 0,
                 }
             })
@@ -393,6 +396,7 @@ impl World {
         }
         let n = &mut self.nodes[i];
         n.member = Some(new_member(&n.name, &n.tags, &self.config));
+        n.last_view = None;
         n.outcomes.clear();
         n.in_flight.clear();
         n.paused_until = 0;
@@ -881,6 +885,9 @@ impl World {
 
     fn step(&mut self, i: usize) {
         let obs = self.observe(i);
+        if let StoreView::Up(view) = &obs.cluster {
+            self.nodes[i].last_view = Some((**view).clone());
+        }
         self.nodes[i].outcomes.clear();
         self.nodes[i].woken = None;
         let decision = self.nodes[i].member.as_mut().unwrap().step(&obs);
@@ -908,19 +915,21 @@ impl World {
     }
 
     /// What the agent's failsafe round does (pgha-agent's failsafe.rs): a leader cut off from
-    /// the store asks every other member of the failsafe list it published; a member confirms
+    /// the store asks every member its core names (`Member::failsafe_confirmers`: the list in
+    /// its last read, and those it sent since); a member confirms
     /// only when its agent runs, cannot reach the store either and last saw this leader, and
     /// then promises not to take the lease for a ttl. All confirm: the leader may trust its
     /// lease for a ttl from the request.
     fn ask_failsafe(&mut self, leader: usize, requested_at: Millis) {
-        let Some(list) = self.store.failsafe.clone() else {
+        let node = &self.nodes[leader];
+        let (Some(member), Some(view)) = (&node.member, &node.last_view) else {
             return;
         };
-        if list.leader != self.nodes[leader].name {
+        let Some(asked) = member.failsafe_confirmers(view) else {
             return;
-        }
-        let confirmers: Vec<usize> = list
-            .confirmers()
+        };
+        let confirmers: Vec<usize> = asked
+            .iter()
             .filter_map(|m| self.nodes.iter().position(|n| &n.name == m))
             .collect();
         if confirmers.is_empty() {
