@@ -32,6 +32,7 @@ mod peers;
 mod promotion_clock;
 mod reload;
 mod restart;
+mod store_bounds;
 mod store_watch;
 
 pub use handle::{AgentHandle, Shutdown};
@@ -366,13 +367,6 @@ impl Agent {
         for call in self.spec.callbacks.due(before, now, last_role) {
             runner.spawn(call);
         }
-    }
-
-    /// The bound of one store call: half the safety margin (so a hung call cannot carry the
-    /// loop past its demotion deadline by more than that), between 250 ms and 2 s.
-    pub(crate) fn store_timeout(&self) -> Duration {
-        let margin = self.member.config().safety_margin_ms;
-        Duration::from_millis(margin / 2).clamp(Duration::from_millis(250), STORE_TIMEOUT)
     }
 
     /// The lease TTL the configuration in force asks for.

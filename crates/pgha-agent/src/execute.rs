@@ -29,7 +29,13 @@ const UNRECORDED_HISTORY_LIMIT: usize = 32;
 
 impl Agent {
     pub(crate) async fn execute(&mut self, actions: Vec<Action>) {
-        self.record_unrecorded_history().await;
+        // A fencing demotion goes first: entries still to record wait for the next step.
+        let fencing = actions
+            .iter()
+            .any(|a| matches!(a, Action::Demote { fencing: true, .. }));
+        if !fencing {
+            self.record_unrecorded_history().await;
+        }
         let mut actions = actions.into_iter().peekable();
         while let Some(action) = actions.next() {
             if let Some(first) = self.routine_write(&action) {
@@ -57,7 +63,7 @@ impl Agent {
 
     pub(crate) async fn execute_one(&mut self, action: &Action) -> Result<(), ActionError> {
         let name = self.spec.name.as_str();
-        let limit = self.store_timeout();
+        let limit = self.store_limit();
         let store = self.store.clone();
         match action {
             Action::AcquireLeader { ttl } => {
@@ -175,7 +181,7 @@ impl Agent {
     async fn record_unrecorded_history(&mut self) {
         while let Some((id, json)) = self.unrecorded_history.first() {
             let append = self.store.append_history(id, json, Guard::Any);
-            if let Err(e) = timed(self.store_timeout(), append).await {
+            if let Err(e) = timed(self.store_limit(), append).await {
                 tracing::debug!("{}: history still not recorded: {e}", self.spec.name);
                 return;
             }
@@ -195,7 +201,7 @@ impl Agent {
             holder: self.spec.name.to_string(),
             revision,
         };
-        timed(self.store_timeout(), self.store.put(key, &json, guard)).await?;
+        timed(self.store_limit(), self.store.put(key, &json, guard)).await?;
         Ok(())
     }
 

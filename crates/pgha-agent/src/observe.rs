@@ -8,7 +8,7 @@ use pgha_core::{Observation, StoreView};
 use pgha_store::cluster_view;
 use tokio::time::Instant;
 
-use crate::agent::{Agent, REACH_TIMEOUT, STORE_TIMEOUT};
+use crate::agent::{Agent, REACH_TIMEOUT};
 use crate::local::PROBE_TIMEOUT;
 use crate::report::{MemberFacts, Observed};
 
@@ -21,13 +21,7 @@ impl Agent {
     /// the core's observation; also returns when it was made.
     pub(crate) async fn observe(&mut self) -> (Observation, Instant) {
         // Never let a slow store carry the loop past the lease deadline.
-        let to_deadline = self.member.lease_deadline().map_or(STORE_TIMEOUT, |d| {
-            Duration::from_millis(d.0.saturating_sub(self.now().0))
-        });
-        let limit = self
-            .store_timeout()
-            .min(to_deadline)
-            .max(Duration::from_millis(50));
+        let limit = self.store_limit();
         let cluster = match tokio::time::timeout(limit, self.store.snapshot()).await {
             Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
                 Ok(mut view) => {

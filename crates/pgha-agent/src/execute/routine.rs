@@ -29,7 +29,7 @@ impl Agent {
     pub(super) fn routine_write(&self, action: &Action) -> Option<RoutineWrite> {
         let store = self.store.clone();
         let name = self.spec.name.to_string();
-        let limit = self.store_timeout();
+        let limit = self.store_limit();
         match action {
             Action::RenewLeader { revision, ttl } => {
                 let (revision, ttl, sent) = (*revision, *ttl, self.now());
