@@ -33,6 +33,12 @@ impl Member {
         plan: &mut Plan,
     ) -> bool {
         let local = &obs.local;
+        sync::UnseenSets::settle(
+            &mut self.sync.unseen,
+            revision,
+            &view.sync,
+            view.sync_revision,
+        );
         let asynchronous = self.config.synchronous_mode == SyncMode::Off
             && view.sync.members.is_empty()
             && local.sync_applied.is_async();
@@ -48,13 +54,20 @@ impl Member {
             &view.members,
             &local.sync_applied,
         );
-        let step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
+        // A set sent without an answer may still land: what PostgreSQL counts must be in it too.
+        let published = sync::UnseenSets::narrow(&self.sync.unseen, &view.sync);
+        let step = sync::next_step(self.name(), &desired, &local.sync_applied, &published);
         if !matches!(step, SyncStep::Publish(_)) {
             self.sync.removal = None;
         }
         match step {
             SyncStep::Settled => return true,
-            SyncStep::Apply(applied) => plan.push(Action::SetSync(applied)),
+            SyncStep::Apply(applied) => {
+                if applied.is_async() && !local.sync_applied.is_async() {
+                    self.record_degraded(obs, view, plan);
+                }
+                plan.push(Action::SetSync(applied));
+            }
             SyncStep::Publish(set)
                 if !sync::removal_ready(
                     &mut self.sync.removal,
@@ -77,6 +90,7 @@ impl Member {
                     lsn: local.lsn,
                     reason: format!("synchronous set now [{}]", names.join(", ")),
                 }));
+                sync::UnseenSets::sent(&mut self.sync.unseen, revision, view.sync_revision, &set);
                 plan.push(Action::PublishSync {
                     set,
                     leader_revision: revision,
@@ -84,5 +98,23 @@ impl Member {
             }
         }
         false
+    }
+
+    /// History says when commits stop waiting for standbys, and which members the store's set
+    /// keeps meanwhile (they may hold commits no streaming standby has).
+    fn record_degraded(&self, obs: &Observation, view: &ClusterView, plan: &mut Plan) {
+        let kept: Vec<&str> = view.sync.members.iter().map(|n| n.as_str()).collect();
+        plan.push(Action::RecordHistory(HistoryEvent {
+            kind: EventKind::SyncChanged,
+            from: None,
+            to: Some(self.name().clone()),
+            timeline: obs.local.timeline,
+            lsn: obs.local.lsn,
+            reason: format!(
+                "degraded to asynchronous: no standby to confirm commits; the synchronous set \
+                 keeps [{}] until a streaming standby holds what they confirmed",
+                kept.join(", ")
+            ),
+        }));
     }
 }

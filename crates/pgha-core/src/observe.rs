@@ -83,6 +83,8 @@ pub struct ClusterView {
     pub members: BTreeMap<MemberName, MemberRecord>,
     pub config: ClusterConfig,
     pub sync: SyncSet,
+    /// The store revision the `sync` key was last written at (0: never written).
+    pub sync_revision: u64,
     pub switchover: Option<PendingSwitchover>,
     pub history: Vec<HistoryEvent>,
     /// The `position` key: the last WAL position a leader published (it outlives the lease).

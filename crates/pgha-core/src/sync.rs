@@ -4,7 +4,8 @@
 //! (`sets`); [`desired`] and [`before_promotion`] choose the standbys (`choice`);
 //! [`next_step`] orders a change so the published set always covers what PostgreSQL counts
 //! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`);
-//! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`).
+//! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`);
+//! [`UnseenSets`] are sets it published that no read has shown yet (`unseen`).
 
 mod choice;
 mod in_force;
@@ -13,9 +14,11 @@ mod removal;
 mod sets;
 #[cfg(test)]
 mod tests;
+mod unseen;
 
 pub use choice::{before_promotion, blocking, desired, NO_STANDBY};
 pub use in_force::{LeaderSync, SyncInForce};
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};
 pub use sets::{SyncApplied, SyncSet};
+pub use unseen::UnseenSets;

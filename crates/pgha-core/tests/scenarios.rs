@@ -3597,3 +3597,93 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
     // Without a lease there is nobody to ask.
     assert_eq!(member("n1").failsafe_confirmers(&view.0), None);
 }
+
+/// Found by review (2026-12-03): a publication of a smaller synchronous set whose answer was
+/// lost may still land. Meanwhile the leader, reading the old set, let PostgreSQL count a
+/// member that set lacks (n3, streaming again); when the late write landed, the store's set
+/// no longer covered a standby PostgreSQL counted, and a commit n3 alone confirmed could be
+/// lost to a failover choosing inside the set. Until a read shows the set it sent last, the
+/// leader counts only members every set it may have put in the store names.
+#[test]
+fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, 5000, Some("n1")), None))
+        .config(|c| {
+            c.synchronous_mode = SyncMode::On;
+            c.synchronous_method = SyncMethod::Quorum;
+        });
+    let set = |names: &[&str]| SyncSet {
+        leader: Some(name("n1")),
+        members: names.iter().map(|n| name(n)).collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    view.0.sync = set(&["n2", "n3"]);
+    view.0.sync_revision = 10;
+    let counting = |names: &[&str]| SyncApplied {
+        method: SyncMethod::Quorum,
+        count: 1,
+        names: names.iter().map(|n| name(n)).collect(),
+    };
+    let replica = |n: &str, streaming: bool| ReplicaState {
+        name: name(n),
+        streaming,
+        flush_lsn: Lsn(5000),
+        replay_lsn: Lsn(5000),
+    };
+    let pg = |n3_streams: bool, counted: &[&str]| LocalPg {
+        replicas: vec![replica("n2", true), replica("n3", n3_streams)],
+        sync_applied: counting(counted),
+        ..primary(1, 5000)
+    };
+    let counts_n3 = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::SetSync(applied) if applied.names.contains(&name("n3"))),
+        )
+    };
+    let publishes = |d: &Decision, names: &[&str]| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set: s, .. } if *s == set(names)),
+        )
+    };
+    n1.step(&obs(
+        0,
+        pg(true, &["n2", "n3"]),
+        &view,
+        vec![acquired(0, 7)],
+    ));
+    // n3 stops streaming: PostgreSQL stops counting it, then the store drops it once n2,
+    // which stays, holds the primary's position.
+    let d = n1.step(&obs(1000, pg(false, &["n2", "n3"]), &view, vec![]));
+    assert!(
+        has(&d, |a| *a == Action::SetSync(counting(&["n2"]))),
+        "{d:?}"
+    );
+    let mut sent = false;
+    for t in [2000, 3000, 4000] {
+        let d = n1.step(&obs(t, pg(false, &["n2"]), &view, vec![]));
+        sent |= publishes(&d, &["n2"]);
+    }
+    assert!(sent, "the smaller set was published");
+    // Its answer was lost: the store still shows both when n3 streams again.
+    let d = n1.step(&obs(5000, pg(true, &["n2"]), &view, vec![]));
+    assert!(
+        !counts_n3(&d),
+        "n3 counted while a set without it may still land: {d:?}"
+    );
+    assert!(publishes(&d, &["n2", "n3"]), "{d:?}");
+    // Reads showing the same set at the same revision tell nothing: the late write may come.
+    let d = n1.step(&obs(6000, pg(true, &["n2"]), &view, vec![]));
+    assert!(!counts_n3(&d), "{d:?}");
+    // A read shows the set it sent last, written since: what it sent before has landed or
+    // never will, and PostgreSQL may count n3 again.
+    view.0.sync_revision = 12;
+    let d = n1.step(&obs(7000, pg(true, &["n2"]), &view, vec![]));
+    assert!(counts_n3(&d), "{d:?}");
+}

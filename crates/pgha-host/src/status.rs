@@ -222,9 +222,14 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
                 set.join(" or ")
             }
         )),
-        SyncMode::On => {
+        SyncMode::On if set.is_empty() => {
             Some("degraded to asynchronous: no healthy standby to confirm commits".into())
         }
+        SyncMode::On => Some(format!(
+            "degraded to asynchronous: no healthy standby to confirm commits; only {} may take \
+             over (the synchronous set keeps them: they may hold commits the others lack)",
+            set.join(" or ")
+        )),
     };
     SyncStatus {
         mode: c.synchronous_mode,

@@ -123,6 +123,7 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
         members,
         config,
         sync,
+        sync_revision: key(Key::Sync).map_or(0, |(_, revision)| revision),
         switchover,
         failsafe,
         leader_position,
@@ -173,6 +174,16 @@ mod tests {
         assert_eq!(view.config, ClusterConfig::default());
         assert_eq!(view.sync, SyncSet::default());
         assert!(view.members.is_empty() && view.leader_position.is_none());
+        assert_eq!(view.sync_revision, 0, "a sync key never written");
+    }
+
+    /// The leader tells a set it sent (answer lost) that has landed since from the same set
+    /// read before by the key's revision.
+    #[test]
+    fn the_sync_key_reads_with_its_revision() {
+        let set = serde_json::to_string(&SyncSet::default()).unwrap();
+        let view = cluster_view(&snapshot(&[(Key::Sync, &set)], &[], &[])).unwrap();
+        assert_eq!(view.sync_revision, 5);
     }
 
     /// A hand-edited config once read as the defaults (ttl 10 s whatever the cluster ran

@@ -81,6 +81,7 @@ struct Store {
     leader: Option<(usize, u64, u64)>,
     members: BTreeMap<MemberName, (MemberRecord, u64)>,
     sync: SyncSet,
+    sync_revision: u64,
     switchover: Option<PendingSwitchover>,
     history: Vec<HistoryEvent>,
     initialize: Option<SystemId>,
@@ -197,6 +198,7 @@ impl World {
                 leader: None,
                 members: BTreeMap::new(),
                 sync: SyncSet::default(),
+                sync_revision: 0,
                 switchover: None,
                 history: Vec::new(),
                 initialize: None,
@@ -864,6 +866,7 @@ impl World {
                     .collect(),
                 config: self.config.clone(),
                 sync: self.store.sync.clone(),
+                sync_revision: self.store.sync_revision,
                 switchover: self.store.switchover.clone(),
                 history: self.store.history.clone(),
                 leader_position: self.store.position.clone(),
@@ -1044,7 +1047,11 @@ impl World {
             } => {
                 if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
                     match &action {
-                        Action::PublishSync { set, .. } => self.store.sync = set.clone(),
+                        Action::PublishSync { set, .. } => {
+                            self.store.revision += 1;
+                            self.store.sync = set.clone();
+                            self.store.sync_revision = self.store.revision;
+                        }
                         Action::PublishFailsafe { list, .. } => {
                             self.store.failsafe = Some(list.clone())
                         }
