@@ -3687,3 +3687,58 @@ fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
     let d = n1.step(&obs(7000, pg(true, &["n2"]), &view, vec![]));
     assert!(counts_n3(&d), "{d:?}");
 }
+
+/// Found by review (2026-12-03): `synchronous_count` raised from 1 to 2 over {n2, n3} was
+/// published at once. With count 2 an election needs one member's record only, but the commits
+/// acknowledged under count 1 may be on n3 or n2 alone: n2's record alone (n3 cut from the
+/// store as the leader crashed) let n2 run without the commits only n3 had. A higher count is
+/// published, like a removal, only once `count` members that stay hold the primary's position.
+#[test]
+fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, 4000, Some("n1")), None))
+        .config(|c| {
+            c.synchronous_mode = SyncMode::On;
+            c.synchronous_method = SyncMethod::Quorum;
+            c.synchronous_count = 2;
+        });
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2"), name("n3")].into(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    let replica = |n: &str, flush: u64| ReplicaState {
+        name: name(n),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let pg = |n3_flush: u64| LocalPg {
+        replicas: vec![replica("n2", 5000), replica("n3", n3_flush)],
+        sync_applied: SyncApplied {
+            method: SyncMethod::Quorum,
+            count: 2,
+            names: vec![name("n2"), name("n3")],
+        },
+        ..primary(1, 5000)
+    };
+    let raises = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if set.count == 2),
+        )
+    };
+    let d = n1.step(&obs(0, pg(4000), &view, vec![acquired(0, 7)]));
+    assert!(!raises(&d), "count 2 published while n3 lags: {d:?}");
+    for t in [1000, 2000, 3000] {
+        let d = n1.step(&obs(t, pg(4999), &view, vec![]));
+        assert!(!raises(&d), "count 2 published while n3 lags: {d:?}");
+    }
+    let d = n1.step(&obs(4000, pg(5000), &view, vec![]));
+    assert!(raises(&d), "both hold every commit: {d:?}");
+}

@@ -1,4 +1,5 @@
-//! When a member may leave the published set: once a staying one flushed all it may have confirmed.
+//! When a member may leave the published set (or its count rise): once enough staying members
+//! flushed all the leaving configuration may have confirmed.
 
 use crate::observe::ReplicaState;
 use crate::types::{Lsn, MemberName, Millis};
@@ -13,6 +14,7 @@ pub struct RemovalMark {
     /// The leader term (its key's revision) the removal belongs to.
     term: u64,
     staying: BTreeSet<MemberName>,
+    count: u32,
     first_seen: Millis,
     lsn: Lsn,
 }
@@ -22,7 +24,10 @@ pub struct RemovalMark {
 /// the leaving one: the primary's position, re-read for `settle_ms` after the change was first
 /// seen applied (by then every WAL sender has reloaded), must be flushed by a staying member
 /// that streams. Otherwise a failover would choose among the staying members only and could
-/// lose commits that the leaving member alone confirmed. Additions need no wait. An empty
+/// lose commits that the leaving member alone confirmed. A higher count waits the same way (an
+/// election needs fewer records under it). With a count of `k`, `k` staying members must hold
+/// that position: any `|set| - k + 1` records then include one of them. Additions need no wait.
+/// An empty
 /// target makes every standby eligible, and the most advanced running one wins: it waits
 /// until some standby that streams holds that position (a stopped set member may be the only
 /// one holding commits it confirmed), unless `emptying_waits` is false (the settings turned
@@ -42,17 +47,19 @@ pub fn removal_ready(
     emptying_waits: bool,
 ) -> bool {
     let removes = !target.members.is_superset(&published.members);
+    let raises = !published.members.is_empty() && target.count > published.count;
     let emptied = target.members.is_empty();
-    if !removes || (emptied && !emptying_waits) {
+    if !(removes || raises) || (emptied && !emptying_waits) {
         *mark = None;
         return true;
     }
     let current = mark
         .take()
-        .filter(|m| m.term == term && m.staying == target.members);
+        .filter(|m| m.term == term && m.staying == target.members && m.count == target.count);
     let mut m = current.unwrap_or(RemovalMark {
         term,
         staying: target.members.clone(),
+        count: target.count,
         first_seen: now,
         lsn: primary_lsn,
     });
@@ -61,10 +68,12 @@ pub fn removal_ready(
         *mark = Some(m);
         return false;
     }
-    let caught_up = replicas
+    let holders = replicas
         .iter()
         .filter(|r| emptied || target.members.contains(&r.name))
-        .any(|r| r.streaming && r.flush_lsn >= m.lsn);
+        .filter(|r| r.streaming && r.flush_lsn >= m.lsn)
+        .count();
+    let caught_up = holders >= (target.count as usize).max(1);
     if !caught_up {
         *mark = Some(m);
     }
