@@ -56,14 +56,32 @@ impl Member {
         );
         // A set sent without an answer may still land: what PostgreSQL counts must be in it too.
         let published = sync::UnseenSets::narrow(&self.sync.unseen, &view.sync);
-        let step = sync::next_step(self.name(), &desired, &local.sync_applied, &published);
+        let mut step = sync::next_step(self.name(), &desired, &local.sync_applied, &published);
+        if step == SyncStep::Settled && published != view.sync {
+            // Settled against the narrowed set only: the store's own may still differ (the
+            // write may have failed for good), so it is sent again until a read shows it.
+            step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
+        }
         if !matches!(step, SyncStep::Publish(_)) {
             self.sync.removal = None;
         }
+        // Only members that could be elected hold commits for a failover: not a clone's or a
+        // backup tool's WAL stream, nor a member that may not be promoted.
+        let electable: Vec<_> = local
+            .replicas
+            .iter()
+            .filter(|r| {
+                view.members
+                    .get(&r.name)
+                    .is_some_and(|m| !m.tags.nofailover && !m.promotion_vetoed)
+            })
+            .cloned()
+            .collect();
         match step {
             SyncStep::Settled => return true,
             SyncStep::Apply(applied) => {
-                if applied.is_async() && !local.sync_applied.is_async() {
+                let degrades = self.config.synchronous_mode != SyncMode::Off;
+                if degrades && applied.is_async() && !local.sync_applied.is_async() {
                     self.record_degraded(obs, view, plan);
                 }
                 plan.push(Action::SetSync(applied));
@@ -74,7 +92,7 @@ impl Member {
                     revision,
                     &set,
                     &view.sync,
-                    &local.replicas,
+                    &electable,
                     local.lsn,
                     obs.now,
                     self.config.loop_wait_ms,
