@@ -293,10 +293,7 @@ impl Member {
             leader: self.name().clone(),
             members,
         };
-        if view.failsafe.as_ref() == Some(&list) {
-            self.failsafe_shown();
-        } else {
-            self.failsafe_sending(revision, &list);
+        if self.failsafe_list_to_send(revision, view, &list) {
             plan.push(Action::PublishFailsafe {
                 list,
                 leader_revision: revision,

@@ -91,6 +91,8 @@ pub struct ClusterView {
     pub leader_position: Option<LeaderPosition>,
     /// The `failsafe` key: whom the leader would ask to confirm it while the store is down.
     pub failsafe: Option<FailsafeList>,
+    /// The store revision the `failsafe` key was last written at (0: never written).
+    pub failsafe_revision: u64,
 }
 
 /// The members a leader asks in a store outage (itself included); only they may confirm it,

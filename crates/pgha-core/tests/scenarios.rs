@@ -2446,6 +2446,7 @@ fn the_leader_publishes_its_failsafe_list() {
     );
     let mut listed = view.clone();
     listed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    listed.0.failsafe_revision = 3; // written since it was sent
     let d = n1.step(&obs(2000, primary(1, 1000), &listed, vec![]));
     assert!(!has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
 }
@@ -3591,16 +3592,44 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
         [name("n2"), name("n3")].into(),
         "the list sent may be the store's"
     );
-    // Once a read shows the list, that list alone counts.
+    // Once a read shows the list written since, that list alone counts.
     let mut shown = view.clone();
     shown.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
-    n1.step(&obs(1500, primary(1, 1000), &shown, vec![]));
-    let mut smaller = shown.clone();
-    smaller.0.members.remove(&name("n3"));
-    n1.step(&obs(2000, primary(1, 1000), &smaller, vec![]));
-    let mut landed = smaller.clone();
-    landed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
-    n1.step(&obs(2500, primary(1, 1000), &landed, vec![]));
+    shown.0.failsafe_revision = 5;
+    let d = n1.step(&obs(1500, primary(1, 1000), &shown, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "{d:?}"
+    );
+    // n3 leaves, and the list without it lands: that list alone counts.
+    let mut gone = shown.clone();
+    gone.0.members.remove(&name("n3"));
+    n1.step(&obs(2000, primary(1, 1000), &gone, vec![]));
+    gone.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    gone.0.failsafe_revision = 8;
+    n1.step(&obs(2500, primary(1, 1000), &gone, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&gone.0), Some([name("n2")].into()));
+    // n3 back: the list naming it is sent, and its answer lost; n3 gone again before a read
+    // shows it, the wanted list equals the read once more, but the lost write may still land:
+    // n3 is asked, and the list is sent again, until a read shows the last one written since
+    // (found by review of the fix: what was sent was forgotten as soon as the read matched).
+    let mut back = gone.clone();
+    back.0
+        .members
+        .insert(name("n3"), record(&standby(1, 900, Some("n1")), Some("n1")));
+    n1.step(&obs(3500, primary(1, 1000), &back, vec![]));
+    let d = n1.step(&obs(4000, primary(1, 1000), &gone, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "sent again until a read shows it: {d:?}"
+    );
+    assert_eq!(
+        n1.failsafe_confirmers(&gone.0),
+        Some([name("n2"), name("n3")].into())
+    );
+    let mut landed = gone.clone();
+    landed.0.failsafe_revision = 9;
+    n1.step(&obs(4500, primary(1, 1000), &landed, vec![]));
     assert_eq!(n1.failsafe_confirmers(&landed.0), Some([name("n2")].into()));
     // Without a lease there is nobody to ask.
     assert_eq!(member("n1").failsafe_confirmers(&view.0), None);

@@ -126,6 +126,7 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
         sync_revision: key(Key::Sync).map_or(0, |(_, revision)| revision),
         switchover,
         failsafe,
+        failsafe_revision: key(Key::Failsafe).map_or(0, |(_, revision)| revision),
         leader_position,
         history: history_entries(snapshot)
             .into_iter()

@@ -54,10 +54,10 @@ impl Agent {
             return;
         }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
+            if !inst.is_running() {
+                self.clear_unfenced_mark(&snapshot).await;
+            }
             if let Some(leader) = snapshot.leader.as_ref().filter(|l| l.holder == name) {
-                if !inst.is_running() {
-                    self.clear_unfenced_mark(&snapshot, leader.revision).await;
-                }
                 let _ = tokio::time::timeout(
                     STORE_TIMEOUT,
                     self.store.release_leader(&name, leader.revision),
@@ -72,10 +72,12 @@ impl Agent {
 }
 
 impl Agent {
-    /// A leader that stopped its PostgreSQL while paused says so before it lets go of the key:
-    /// the position it published as unfenced would otherwise keep every other member from
-    /// taking over (`Reason::FormerLeaderUnfenced`).
-    async fn clear_unfenced_mark(&self, snapshot: &pgha_store::Snapshot, revision: u64) {
+    /// A leader that stopped its PostgreSQL while paused says so as it leaves: the position it
+    /// published as unfenced would otherwise keep every other member from taking over
+    /// (`Reason::FormerLeaderUnfenced`), and its record goes with it. Written only if nobody
+    /// wrote the position since it was read, whether or not this member still holds the key
+    /// (a slow stop may outlast its lease).
+    async fn clear_unfenced_mark(&self, snapshot: &pgha_store::Snapshot) {
         let name = self.spec.name.as_str();
         let Some(stored) = snapshot.get(pgha_store::Key::Position) else {
             return;
@@ -91,10 +93,7 @@ impl Agent {
         let Ok(json) = serde_json::to_string(&position) else {
             return;
         };
-        let guard = pgha_store::Guard::Leader {
-            holder: name.to_string(),
-            revision,
-        };
+        let guard = pgha_store::Guard::Revision(stored.revision);
         let put = self.store.put(pgha_store::Key::Position, &json, guard);
         match tokio::time::timeout(STORE_TIMEOUT, put).await {
             Ok(Ok(_)) => {

@@ -19,11 +19,10 @@ impl Agent {
     /// the instant a lease holder demotes by (a call still waiting then would hold back the
     /// step that demotes, and leave the fencing to the supervisor).
     pub(crate) fn store_limit(&self) -> Duration {
-        call_limit(
-            self.store_timeout(),
-            self.now(),
-            self.member.lease_deadline(),
-        )
+        // A renewal answered earlier in this step counts already.
+        let now = self.now();
+        let demote_by = self.member.lease_deadline_after(&self.outcomes, now);
+        call_limit(self.store_timeout(), now, demote_by)
     }
 }
 

@@ -88,6 +88,7 @@ struct Store {
     leader_gone_at: Option<u64>,
     position: Option<LeaderPosition>,
     failsafe: Option<FailsafeList>,
+    failsafe_revision: u64,
 }
 
 #[derive(Default)]
@@ -205,6 +206,7 @@ impl World {
                 leader_gone_at: Some(0),
                 position: None,
                 failsafe: None,
+                failsafe_revision: 0,
             },
             config,
             slow_promote: false,
@@ -871,6 +873,7 @@ impl World {
                 history: self.store.history.clone(),
                 leader_position: self.store.position.clone(),
                 failsafe: self.store.failsafe.clone(),
+                failsafe_revision: self.store.failsafe_revision,
             }))
         } else {
             StoreView::Down {
@@ -1053,7 +1056,9 @@ impl World {
                             self.store.sync_revision = self.store.revision;
                         }
                         Action::PublishFailsafe { list, .. } => {
-                            self.store.failsafe = Some(list.clone())
+                            self.store.revision += 1;
+                            self.store.failsafe = Some(list.clone());
+                            self.store.failsafe_revision = self.store.revision;
                         }
                         Action::PublishPosition { position, .. } => {
                             self.store.position = Some(position.clone())
