@@ -1083,6 +1083,61 @@ fn a_leader_whose_agent_died_while_paused_is_not_replaced_until_its_agent_is_bac
     assert_eq!(writers, [&now_leading], "{}", c.logs(40));
 }
 
+/// Review of the unfenced mark (2026-12-03): `pgha stop` of a paused leader whose PostgreSQL
+/// takes longer to stop than its lease lasts (its checkpointer stalled: a slow shutdown
+/// checkpoint) found its key expired and left the mark behind, with its record deleted: after
+/// `pgha resume` nobody took over. It clears the mark whether or not it still holds the key.
+#[test]
+fn a_paused_leader_stopped_slower_than_its_lease_leaves_no_mark_behind() {
+    use nix::sys::signal::Signal;
+    use pgha_testkit::{children_of, cmdline, signal};
+    let _serial = serial();
+    let c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    let lease_file = c.agent(&leader).dir.with_extension("lease");
+    c.cli_ok(&["pause"]);
+    wait_until(
+        "the paused leader's fencing to go off",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&lease_file).unwrap_or_default();
+            text.trim().is_empty().then_some(())
+        },
+    );
+    let pm = c
+        .agent(&leader)
+        .postmaster_pid()
+        .expect("leader postmaster");
+    let checkpointer = children_of(pm)
+        .into_iter()
+        .find(|p| cmdline(*p).contains("checkpointer"))
+        .expect("the leader's checkpointer");
+    assert!(signal(checkpointer, Signal::SIGSTOP));
+    let stopped = std::thread::scope(|s| {
+        let stop = s.spawn(|| c.cli_as(&leader, &["stop", &leader]));
+        std::thread::sleep(TTL + LOOP_WAIT * 2);
+        signal(checkpointer, Signal::SIGCONT);
+        stop.join().expect("pgha stop")
+    });
+    assert!(
+        stopped.status.success(),
+        "pgha stop: {}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    c.cli_ok(&["resume"]);
+    let others: Vec<String> = c
+        .agents
+        .iter()
+        .map(|a| a.name.clone())
+        .filter(|n| *n != leader)
+        .collect();
+    wait_until(
+        "another member to take over after the resume",
+        Duration::from_secs(30),
+        || others.iter().any(|o| c.agent(o).is_primary()).then_some(()),
+    );
+}
+
 /// SIGHUP to every agent (a logrotate script, a reload habit, the terminal an agent was
 /// started from closing): each logs that it reads its configuration file only at start and
 /// goes on. Before, the default disposition killed them where they stood: the leader's
