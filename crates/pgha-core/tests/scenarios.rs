@@ -3635,6 +3635,21 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
     assert_eq!(member("n1").failsafe_confirmers(&view.0), None);
 }
 
+/// n1 leads (term 7) at 5000 with n2 (at 5000) and n3 (at `n3_lsn`) streaming from it, mode
+/// `on`, `ANY synchronous_count`.
+fn quorum_leader_view(n3_lsn: u64, synchronous_count: u32) -> View {
+    View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, n3_lsn, Some("n1")), None))
+        .config(|c| {
+            c.synchronous_mode = SyncMode::On;
+            c.synchronous_method = SyncMethod::Quorum;
+            c.synchronous_count = synchronous_count;
+        })
+}
+
 /// Found by review (2026-12-03): a publication of a smaller synchronous set whose answer was
 /// lost may still land. Meanwhile the leader, reading the old set, let PostgreSQL count a
 /// member that set lacks (n3, streaming again); when the late write landed, the store's set
@@ -3644,15 +3659,7 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
 #[test]
 fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
     let mut n1 = member("n1");
-    let mut view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 5000), None))
-        .with("n2", record(&standby(1, 5000, Some("n1")), None))
-        .with("n3", record(&standby(1, 5000, Some("n1")), None))
-        .config(|c| {
-            c.synchronous_mode = SyncMode::On;
-            c.synchronous_method = SyncMethod::Quorum;
-        });
+    let mut view = quorum_leader_view(5000, 1);
     let set = |names: &[&str]| SyncSet {
         leader: Some(name("n1")),
         members: names.iter().map(|n| name(n)).collect(),
@@ -3739,16 +3746,7 @@ fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
 #[test]
 fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
     let mut n1 = member("n1");
-    let mut view = View::new()
-        .leader("n1", 7)
-        .with("n1", record(&primary(1, 5000), None))
-        .with("n2", record(&standby(1, 5000, Some("n1")), None))
-        .with("n3", record(&standby(1, 4000, Some("n1")), None))
-        .config(|c| {
-            c.synchronous_mode = SyncMode::On;
-            c.synchronous_method = SyncMethod::Quorum;
-            c.synchronous_count = 2;
-        });
+    let mut view = quorum_leader_view(4000, 2);
     view.0.sync = SyncSet {
         leader: Some(name("n1")),
         members: [name("n2"), name("n3")].into(),

@@ -1019,6 +1019,29 @@ fn paused_leader_agent_restarts_without_touching_postgresql() {
     assert_eq!(c.agent(&leader).postmaster_pid(), Some(pm));
 }
 
+/// `pgha pause`, then waits until the leader's supervisor is disarmed (its lease file empty).
+fn pause_until_unfenced(c: &DistCluster, leader: &str) {
+    let lease_file = c.agent(leader).dir.with_extension("lease");
+    c.cli_ok(&["pause"]);
+    wait_until(
+        "the paused leader's fencing to go off",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&lease_file).unwrap_or_default();
+            text.trim().is_empty().then_some(())
+        },
+    );
+}
+
+/// Every member's name but `leader`'s.
+fn others_than(c: &DistCluster, leader: &str) -> Vec<String> {
+    c.agents
+        .iter()
+        .map(|a| a.name.clone())
+        .filter(|n| n != leader)
+        .collect()
+}
+
 /// Found by review (2026-12-03): maintenance mode disarms the leader's supervisor, so a leader
 /// whose agent died while paused (a new binary that does not start, in the upgrade recipe)
 /// kept a writable PostgreSQL with nothing to fence it once its lease lapsed, and `pgha
@@ -1034,26 +1057,12 @@ fn a_leader_whose_agent_died_while_paused_is_not_replaced_until_its_agent_is_bac
     let writable = |c: &DistCluster, name: &str| {
         sql(&rt, c.agent(name), "SELECT pg_is_in_recovery()").as_deref() == Some("f")
     };
-    let lease_file = c.agent(&leader).dir.with_extension("lease");
-    c.cli_ok(&["pause"]);
-    wait_until(
-        "the paused leader's fencing to go off",
-        Duration::from_secs(10),
-        || {
-            let text = std::fs::read_to_string(&lease_file).unwrap_or_default();
-            text.trim().is_empty().then_some(())
-        },
-    );
+    pause_until_unfenced(&c, &leader);
     c.agent_mut(&leader).kill();
     std::thread::sleep(TTL + LOOP_WAIT * 2);
     assert!(writable(&c, &leader), "the unfenced primary stopped");
     c.cli_ok(&["resume"]);
-    let others: Vec<String> = c
-        .agents
-        .iter()
-        .map(|a| a.name.clone())
-        .filter(|n| *n != leader)
-        .collect();
+    let others = others_than(&c, &leader);
     let until = Instant::now() + TTL * 3;
     while Instant::now() < until {
         for other in &others {
@@ -1094,16 +1103,7 @@ fn a_paused_leader_stopped_slower_than_its_lease_leaves_no_mark_behind() {
     let _serial = serial();
     let c = DistCluster::start(&Options::default());
     let leader = c.wait_converged(Duration::from_secs(60));
-    let lease_file = c.agent(&leader).dir.with_extension("lease");
-    c.cli_ok(&["pause"]);
-    wait_until(
-        "the paused leader's fencing to go off",
-        Duration::from_secs(10),
-        || {
-            let text = std::fs::read_to_string(&lease_file).unwrap_or_default();
-            text.trim().is_empty().then_some(())
-        },
-    );
+    pause_until_unfenced(&c, &leader);
     let pm = c
         .agent(&leader)
         .postmaster_pid()
@@ -1125,12 +1125,7 @@ fn a_paused_leader_stopped_slower_than_its_lease_leaves_no_mark_behind() {
         String::from_utf8_lossy(&stopped.stderr)
     );
     c.cli_ok(&["resume"]);
-    let others: Vec<String> = c
-        .agents
-        .iter()
-        .map(|a| a.name.clone())
-        .filter(|n| *n != leader)
-        .collect();
+    let others = others_than(&c, &leader);
     wait_until(
         "another member to take over after the resume",
         Duration::from_secs(30),
