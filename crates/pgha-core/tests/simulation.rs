@@ -10,7 +10,7 @@
 //! `PGHA_SIM_SEEDS=N` runs more seeds (default 300, plus those longer runs failed on);
 //! `PGHA_SIM_SEED=S` runs one.
 
-#[path = "sim/world.rs"]
+#[path = "sim/world/mod.rs"]
 mod world;
 
 use world::World;

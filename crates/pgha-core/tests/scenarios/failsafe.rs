@@ -1,0 +1,228 @@
+//! Failsafe mode: a leader kept by its members' confirmations while the store is down.
+
+use super::*;
+
+#[test]
+fn failsafe_confirmation_keeps_the_leader_while_the_store_is_down() {
+    let (mut n1, _view) = established_leader();
+    // Trusted until 7500 from the acquisition at 0; everyone confirmed it at 6000.
+    let confirmed = Outcome::FailsafeConfirmed {
+        requested_at: Millis(6000),
+        promised_ms: ClusterConfig::default().ttl_ms,
+    };
+    let mut down = store_down(6100, primary(1, 1200));
+    down.outcomes = vec![confirmed];
+    let d = n1.step(&down);
+    assert_eq!(
+        d.reason,
+        Reason::StoreDownLeaseTrusted { remaining_ms: 7400 }
+    );
+    // Past the original deadline, still trusted thanks to the confirmation.
+    let d = n1.step(&store_down(9000, primary(1, 1300)));
+    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    assert!(n1.holds_lease(Millis(9000)));
+    // Without a further confirmation it demotes at 6000 + ttl - margin.
+    let d = n1.step(&store_down(13_500, primary(1, 1400)));
+    assert_eq!(d.reason, Reason::LeaseExpiredDemoting);
+}
+
+#[test]
+fn a_member_that_confirmed_the_old_leader_does_not_take_the_lease() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None);
+    let mut o = obs(1000, a.clone(), &view, vec![]);
+    o.failsafe_promised_until = Some(Millis(4000));
+    let d = member("n2").step(&o);
+    assert_eq!(d.reason, Reason::FailsafePromise { remaining_ms: 3000 });
+    assert!(!acquires(&d));
+    assert!(d.wake_at <= Millis(4000));
+}
+
+fn failsafe_list(leader: &str, members: &[&str]) -> FailsafeList {
+    FailsafeList {
+        leader: name(leader),
+        members: members.iter().map(|m| name(m)).collect(),
+    }
+}
+
+/// Issue 9, item 3: the leader publishes whom it would ask in a store outage.
+#[test]
+fn the_leader_publishes_its_failsafe_list() {
+    let (mut n1, view) = established_leader();
+    let view = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
+    let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::PublishFailsafe {
+                list: failsafe_list("n1", &["n1", "n2"]),
+                leader_revision: 7
+            }),
+        "{:?}",
+        d.actions
+    );
+    let mut listed = view.clone();
+    listed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    listed.0.failsafe_revision = 3; // written since it was sent
+    let d = n1.step(&obs(2000, primary(1, 1000), &listed, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
+}
+
+/// Issue 9, item 3: a member the old leader did not list (it was stopped, or is new) does not
+/// run for leader while the listed members could still be confirming the old leader over REST;
+/// it runs once one of them has been reading the store for a ttl (so refusing confirmations).
+#[test]
+fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_force() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let ttl = ClusterConfig::default().ttl_ms;
+    // n1 led with n1 and n3 listed; n3 is cut off with n1 (not in the store), n2 was absent.
+    let mut view = View::new().with("n2", record(&a, None));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+    let mut n2 = member("n2");
+    for now in [0, ttl, 3 * ttl] {
+        let d = n2.step(&obs(now, a.clone(), &view, vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+        assert!(!acquires(&d));
+    }
+    // n3 reaches the store again: after a ttl no promise of n3 can keep n1 writing.
+    let with_n3 = view.clone().with("n3", record(&b, None));
+    let start = 3 * ttl + 1000;
+    let d = n2.step(&obs(start, a.clone(), &with_n3, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    // Watched continuously (a step every loop), for a ttl.
+    for now in (start + 1_000..start + ttl).step_by(1_000) {
+        let d = n2.step(&obs(now, a.clone(), &with_n3, vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    }
+    let d = n2.step(&obs(start + ttl, a.clone(), &with_n3, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // A list naming only its leader cannot hold anyone back (nobody could confirm it).
+    let mut alone = View::new().with("n2", record(&a, None));
+    alone.0.failsafe = Some(failsafe_list("n1", &["n1"]));
+    let d = member("n2").step(&obs(0, a, &alone, vec![]));
+    assert!(acquires(&d));
+}
+
+/// Found by the simulation (seed 944: ttl lowered live, then the store gone for everyone):
+/// the confirming members promise for the ttl they saw, which may be shorter than the one this
+/// leader still knows; it trusts the shortest promise, not its own ttl.
+#[test]
+fn failsafe_trust_ends_with_the_shortest_promise() {
+    let (mut n1, _view) = established_leader();
+    let confirmed = Outcome::FailsafeConfirmed {
+        requested_at: Millis(6000),
+        promised_ms: 6_000,
+    };
+    let mut down = store_down(6100, primary(1, 1200));
+    down.outcomes = vec![confirmed];
+    n1.step(&down);
+    // The default margin (2.5 s) off the 6 s promise, not off the 10 s ttl.
+    assert_eq!(n1.lease_deadline(), Some(Millis(6000 + 6_000 - 2_500)));
+    assert!(n1.fence_deadline().unwrap() < Millis(6000 + 6_000));
+}
+
+/// Found by the simulation (seed 17054): a leader kept by failsafe promises renews the store's
+/// lease in the very step it reads the store again, not up to half a loop later, while its
+/// lease may be about to expire there.
+#[test]
+fn a_leader_back_from_a_store_outage_renews_at_once() {
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&store_down(1_000, primary(1, 1100)));
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    let d = n1.step(&obs(1_050, primary(1, 1100), &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::RenewLeader { revision: 7, .. })),
+        "{:?}",
+        d.actions
+    );
+}
+
+/// Found by the simulation (seed 29247): a member outside the failsafe list counts how long a
+/// listed member has been visible only over time it watched the store itself; time cut off
+/// from the store does not count, or it could run while the old leader writes on promises.
+#[test]
+fn outside_the_failsafe_list_visibility_counts_only_while_watching() {
+    let a = standby(1, 5000, None);
+    let mut view = View::new()
+        .with("n2", record(&a, None))
+        .with("n3", record(&standby(1, 4000, None), None));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    // Cut off from the store for two ttls (n3 may have confirmed n1 meanwhile).
+    for now in (1_000..2 * ttl).step_by(1_000) {
+        n2.step(&store_down(now, a.clone()));
+    }
+    let d = n2.step(&obs(2 * ttl, a.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    let d = n2.step(&obs(2 * ttl + 1_000, a, &view, vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+}
+
+/// Found by review (2026-12-03): a leader that has just written a failsafe list naming a member
+/// back in the cluster (n3) asked, once cut off from the store, only the members of the list it
+/// had last read (n2): n2, cut off as well, confirmed it and it kept writing, while n3, on the
+/// store's side and named by the list there, ran for leader without waiting once the lease
+/// lapsed. The leader asks every member of the lists it sent in its term since its list was
+/// last seen, too.
+#[test]
+fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it_read() {
+    let (mut n1, view) = established_leader();
+    let mut view = view
+        .with("n2", record(&standby(1, 900, Some("n1")), Some("n1")))
+        .with("n3", record(&standby(1, 900, Some("n1")), Some("n1")));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| *a
+        == Action::PublishFailsafe {
+            list: failsafe_list("n1", &["n1", "n2", "n3"]),
+            leader_revision: 7
+        }));
+    let asked = n1.failsafe_confirmers(&view.0).expect("a list to go by");
+    assert_eq!(
+        asked,
+        [name("n2"), name("n3")].into(),
+        "the list sent may be the store's"
+    );
+    // Once a read shows the list written since, that list alone counts.
+    let mut shown = view.clone();
+    shown.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
+    shown.0.failsafe_revision = 5;
+    let d = n1.step(&obs(1500, primary(1, 1000), &shown, vec![]));
+    assert!(
+        !has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "{d:?}"
+    );
+    // n3 leaves, and the list without it lands: that list alone counts.
+    let mut gone = shown.clone();
+    gone.0.members.remove(&name("n3"));
+    n1.step(&obs(2000, primary(1, 1000), &gone, vec![]));
+    gone.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    gone.0.failsafe_revision = 8;
+    n1.step(&obs(2500, primary(1, 1000), &gone, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&gone.0), Some([name("n2")].into()));
+    // n3 back: the list naming it is sent, and its answer lost; n3 gone again before a read
+    // shows it, the wanted list equals the read once more, but the lost write may still land:
+    // n3 is asked, and the list is sent again, until a read shows the last one written since
+    // (found by review of the fix: what was sent was forgotten as soon as the read matched).
+    let mut back = gone.clone();
+    back.0
+        .members
+        .insert(name("n3"), record(&standby(1, 900, Some("n1")), Some("n1")));
+    n1.step(&obs(3500, primary(1, 1000), &back, vec![]));
+    let d = n1.step(&obs(4000, primary(1, 1000), &gone, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "sent again until a read shows it: {d:?}"
+    );
+    assert_eq!(
+        n1.failsafe_confirmers(&gone.0),
+        Some([name("n2"), name("n3")].into())
+    );
+    let mut landed = gone.clone();
+    landed.0.failsafe_revision = 9;
+    n1.step(&obs(4500, primary(1, 1000), &landed, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&landed.0), Some([name("n2")].into()));
+    // Without a lease there is nobody to ask.
+    assert_eq!(member("n1").failsafe_confirmers(&view.0), None);
+}

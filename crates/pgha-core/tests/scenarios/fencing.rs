@@ -1,0 +1,121 @@
+//! A leader whose fencing deadline cannot be moved hands over before its supervisor fences.
+
+use super::*;
+
+/// The leader's agent cannot write a later fencing deadline (the file system holding its
+/// lease file is full): its supervisor kills PostgreSQL at the deadline it still holds, however
+/// long the store's lease is renewed. The leader serves on while that deadline is more than a
+/// safety margin away (a write that fails once and then succeeds changes nothing), then stops
+/// PostgreSQL cleanly, lets go once it is not writable, and stays out of failovers.
+#[test]
+fn a_leader_whose_fence_cannot_be_moved_hands_over_before_its_supervisor_fences() {
+    let (mut n1, view) = established_leader();
+    let margin = ClusterConfig::default().safety_margin_ms;
+    let armed = 8_750;
+    let stuck = |now: u64, local: LocalPg, outcomes: Vec<Outcome>| Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(now, local, &view, outcomes)
+    };
+    let d = n1.step(&stuck(1000, primary(1, 1100), vec![]));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    assert!(d.wake_at <= Millis(armed - margin), "{:?}", d.wake_at);
+    // the next write succeeded: nothing to do
+    let d = n1.step(&obs(2000, primary(1, 1200), &view, vec![]));
+    assert_eq!(d.reason, Reason::Leading { standbys: 0 });
+    // failing again, a margin before the deadline the supervisor holds
+    let d = n1.step(&stuck(armed - margin - 1, primary(1, 1300), vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+    let d = n1.step(&stuck(armed - margin, primary(1, 1300), vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::FenceStuckDemoting {
+            fenced_in_ms: margin
+        }
+    );
+    assert!(has(&d, |a| *a
+        == Action::Demote {
+            mode: StopMode::Fast,
+            fencing: false
+        }));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    // still demoting: the lease is renewed, not released
+    let d = n1.step(&stuck(armed - margin + 300, primary(1, 1300), vec![]));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { .. } | Action::Demote { .. }
+    )));
+    let done = job_done(JobKind::Demote);
+    let d = n1.step(&stuck(
+        armed - margin + 600,
+        standby(1, 1300, None),
+        vec![done],
+    ));
+    assert_eq!(d.reason, Reason::FenceStuckHandedOver);
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 7 }
+    )));
+    // no leader now, and n1 the only candidate: it stays out
+    let gone = View::new().with("n1", record(&standby(1, 1300, None), None));
+    stays_out_then_a_later_term_is_not_let_go(n1, gone, armed);
+}
+
+/// The member that handed over (above) stays out while its fence is stuck; if it lost its term
+/// while the demotion was under way, what it meant to do in that term does not carry over.
+fn stays_out_then_a_later_term_is_not_let_go(mut n1: Member, gone: View, armed: u64) {
+    let d = n1.step(&Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(armed, standby(1, 1300, None), &gone, vec![])
+    });
+    assert!(!acquires(&d), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::PromotionVetoed)
+    );
+}
+
+/// A leader whose fence is stuck starts its clean demotion, and loses its term meanwhile (the
+/// store expired the key: another member led). Later it wins a new term: the release it had
+/// planned for the old one must not end the new one.
+#[test]
+fn a_release_planned_in_one_term_does_not_end_the_next() {
+    let (mut n1, view) = established_leader();
+    let margin = ClusterConfig::default().safety_margin_ms;
+    let armed = 8_750;
+    let d = n1.step(&Observation {
+        fence_stuck_at: Some(Millis(armed)),
+        ..obs(armed - margin, primary(1, 1300), &view, vec![])
+    });
+    assert!(has(&d, |a| *a
+        == Action::Demote {
+            mode: StopMode::Fast,
+            fencing: false
+        }));
+    let other =
+        View::led_by("n2", 8, &primary(2, 1400)).with("n1", record(&standby(1, 1300, None), None));
+    // it follows n2 (its demotion done, streaming)
+    let d = n1.step(&obs(
+        8_000,
+        standby(2, 1400, Some("n2")),
+        &other,
+        vec![job_done(JobKind::Demote)],
+    ));
+    assert_eq!(d.reason, Reason::Streaming { leader: name("n2") });
+    // n1 wins term 9, its fence writable again; it must promote, not let go
+    let mine = View::new()
+        .leader("n1", 9)
+        .with("n1", record(&standby(2, 1400, Some("n2")), Some("n1")));
+    let d = n1.step(&obs(
+        40_000,
+        standby(2, 1400, None),
+        &mine,
+        vec![acquired(40_000, 9)],
+    ));
+    assert!(
+        !has(&d, |a| matches!(a, Action::ReleaseLeader { .. })),
+        "{}",
+        d.reason
+    );
+    assert_eq!(d.actions.last(), Some(&Action::Promote), "{}", d.reason);
+}

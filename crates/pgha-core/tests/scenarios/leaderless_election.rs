@@ -1,0 +1,263 @@
+//! The election without a leader: who runs, who defers, and whose positions count.
+
+use super::*;
+
+#[test]
+fn the_most_advanced_standby_acquires_and_the_other_defers() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None);
+    let d2 = member("n2").step(&obs(0, a.clone(), &view, vec![]));
+    assert!(acquires(&d2));
+    assert_eq!(
+        d2.reason,
+        Reason::Acquiring {
+            kind: EventKind::Failover
+        }
+    );
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+    assert!(!acquires(&d3));
+}
+
+#[test]
+fn ties_break_by_name() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 5000, None));
+    let view = leaderless(&a, &b, None);
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+}
+
+/// Issue 12: at the same position, the standby whose synchronized logical slots a promotion
+/// would find usable wins over a better name (the slots' consumers carry on), and a further
+/// position still wins over slots.
+#[test]
+fn at_the_same_position_synchronized_logical_slots_win() {
+    let a = standby(1, 5000, None);
+    let b = LocalPg {
+        synced_slots: 1,
+        ..standby(1, 5000, None)
+    };
+    let view = leaderless(&a, &b, None);
+    let d2 = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(d2.reason, Reason::Behind { best: name("n3") });
+    let d3 = member("n3").step(&obs(0, b.clone(), &view, vec![]));
+    assert!(acquires(&d3), "{:?}", d3.reason);
+
+    let further = standby(1, 5001, None);
+    let view = leaderless(&further, &b, None);
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+}
+
+#[test]
+fn positions_read_before_the_leader_vanished_are_waited_for() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, Some("n1"));
+    let d = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::WaitingForPositions {
+            unconfirmed: vec![name("n3")]
+        }
+    );
+}
+
+#[test]
+fn nofailover_and_lagging_members_never_acquire() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 100, None));
+    let view = leaderless(&a, &b, None);
+    let tagged = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let d = member_with("n2", tagged).step(&obs(0, a.clone(), &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::NoFailoverTag)
+    );
+
+    // n3 saw the primary at 10 MiB before it vanished; n3 itself is far behind.
+    let mut n3 = member("n3");
+    let before = View::led_by("n1", 3, &primary(1, 10 << 20));
+    n3.step(&obs(0, standby(1, 100, Some("n1")), &before, vec![]));
+    let d = n3.step(&obs(
+        100,
+        b,
+        &leaderless(&standby(1, 50, None), &standby(1, 100, None), None),
+        vec![],
+    ));
+    assert!(matches!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::Lagging { .. })
+    ));
+}
+
+/// Issue 9, item 8: an agent restarted after the primary vanished has no memory of its
+/// position; the `position` key the leader kept writing still rules out a lagging standby.
+#[test]
+fn a_restarted_agent_checks_the_lag_against_the_stored_leader_position() {
+    let (behind, peer) = (standby(1, 100, None), standby(1, 50, None));
+    let mut view = leaderless(&behind, &peer, None);
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(10 << 30),
+        term: None,
+        unfenced: false,
+    });
+    let d = member("n3").step(&obs(100, behind.clone(), &view, vec![]));
+    assert!(
+        matches!(
+            d.reason,
+            Reason::NotEligible(election::Ineligible::Lagging { .. })
+        ),
+        "{:?}",
+        d.reason
+    );
+    assert!(!acquires(&d));
+    // Without the stored position the same member would run.
+    view.0.leader_position = None;
+    let d = member("n3").step(&obs(100, behind, &view, vec![]));
+    assert!(
+        !matches!(d.reason, Reason::NotEligible(_)),
+        "{:?}",
+        d.reason
+    );
+}
+
+#[test]
+fn the_leader_keeps_the_position_key_current() {
+    let (mut n1, view) = established_leader();
+    let d = n1.step(&obs(1000, primary(1, 5000), &view, vec![]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::PublishPosition {
+            position: LeaderPosition {
+                lsn: Lsn(5000),
+                term: Some(7),
+                ..
+            },
+            leader_revision: 7
+        }
+    )));
+    // Not more than once per loop.
+    let d = n1.step(&obs(1200, primary(1, 6000), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::PublishPosition { .. })));
+}
+
+/// `me` (`behind`) and n3 (`ahead`, its record naming `n3_leader` as the leader it saw) in a
+/// leaderless view: at 0 `me` does not run for leader yet, waiting for n3's fresh position.
+fn behind_a_stale_record(
+    me: &str,
+    behind: &LocalPg,
+    ahead: &LocalPg,
+    n3_leader: &str,
+) -> (Member, View) {
+    let view = View::new()
+        .with(me, record(behind, None))
+        .with("n3", record(ahead, Some(n3_leader)));
+    let mut m = member(me);
+    assert_still_waits_for_n3(&m.step(&obs(0, behind.clone(), &view, vec![])));
+    (m, view)
+}
+
+fn assert_still_waits_for_n3(d: &Decision) {
+    assert!(
+        !acquires(d),
+        "acquired without waiting for n3: {:?}",
+        d.reason
+    );
+}
+
+/// Found by the simulation (seed 7758): a member cut off from the store for longer than a ttl
+/// while leaderless must not count that time as waiting for the others' fresh positions; back
+/// on the store it waits for them, and does not outrun a more advanced standby.
+#[test]
+fn time_cut_off_from_the_store_does_not_count_as_waiting_for_positions() {
+    let (behind, ahead) = (standby(1, 5_000, None), standby(2, 9_000, None));
+    // n3's record predates the leader's disappearance (it still names n2 as leader).
+    let (mut n1, view) = behind_a_stale_record("n1", &behind, &ahead, "n2");
+    // Cut off from the store for 20 s.
+    for now in (1_000..21_000).step_by(1_000) {
+        n1.step(&store_down(now, behind.clone()));
+    }
+    let d = n1.step(&obs(21_000, behind, &view, vec![]));
+    assert_still_waits_for_n3(&d);
+}
+
+/// Found by the simulation (seed 8865): an agent paused while leaderless must not count the
+/// pause as time spent waiting for the others' fresh positions.
+#[test]
+fn a_pause_does_not_count_as_waiting_for_positions() {
+    let (behind, ahead) = (standby(2, 5_000, None), standby(2, 9_000, None));
+    let (mut n2, view) = behind_a_stale_record("n2", &behind, &ahead, "n1");
+    // Paused (SIGSTOP) for 15 s, then it steps again on the same view.
+    let d = n2.step(&obs(15_000, behind, &view, vec![]));
+    assert_still_waits_for_n3(&d);
+}
+
+/// Found by the simulation (seed 2805 of the run with vetoes): n3 published its position with
+/// no leader in an earlier vacancy, was then cut off from the store while it kept streaming
+/// from the next leader (term 79), and a store outage kept its key alive. When term 79 ends,
+/// that record's position is old although it saw no leader: n2 waits for n3 to publish again
+/// instead of winning over a member that is in fact ahead of it.
+#[test]
+fn a_position_from_an_earlier_vacancy_is_not_current() {
+    let n2_pg = standby(2, 9_000, Some("n1"));
+    // n3's record from the vacancy before term 79: no leader seen, term 40 the newest it knew.
+    let n3_old = MemberRecord {
+        term_seen: Some(40),
+        ..record(&standby(1, 5_000, None), None)
+    };
+    let led = View::led_by("n1", 79, &primary(2, 9_000))
+        .with("n2", record(&n2_pg, Some("n1")))
+        .with("n3", n3_old.clone());
+    let mut n2 = member("n2");
+    n2.step(&obs(0, n2_pg.clone(), &led, vec![]));
+    let vacancy = View::new()
+        .with("n2", record(&n2_pg, Some("n1")))
+        .with("n3", n3_old);
+    let d = n2.step(&obs(1_000, stopped_upstream(&n2_pg), &vacancy, vec![]));
+    assert!(!acquires(&d), "won over n3's old position: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed } if unconfirmed == &[name("n3")]),
+        "{:?}",
+        d.reason
+    );
+    // n3 publishes what it has now, read in this vacancy: it is ahead, and n2 defers to it.
+    let n3_now = MemberRecord {
+        term_seen: Some(79),
+        ..record(&standby(2, 9_500, None), None)
+    };
+    let vacancy = vacancy.with("n3", n3_now);
+    let d = n2.step(&obs(1_500, stopped_upstream(&n2_pg), &vacancy, vec![]));
+    assert!(
+        matches!(&d.reason, Reason::Behind { best } if best == &name("n3")),
+        "{:?}",
+        d.reason
+    );
+}
+
+/// The same standby once its upstream is gone: not streaming.
+fn stopped_upstream(pg: &LocalPg) -> LocalPg {
+    LocalPg {
+        streaming: false,
+        ..pg.clone()
+    }
+}
+
+/// Found by the simulation (seed 27061): once a member gives up waiting for another's fresh
+/// position, that member's stale record still counts: WAL only grows, so a member known to be
+/// ahead (here on a newer timeline) is never outrun by one far behind.
+#[test]
+fn a_stale_record_of_a_member_ahead_still_counts_after_giving_up_waiting() {
+    let (behind, ahead) = (standby(2, 2_000, None), standby(3, 9_000, None));
+    let (mut n2, view) = behind_a_stale_record("n2", &behind, &ahead, "n1");
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut now = 500;
+    while now <= ttl + 2_000 {
+        let d = n2.step(&obs(now, behind.clone(), &view, vec![]));
+        assert!(!acquires(&d), "at {now} ms: {:?}", d.reason);
+        now += 500;
+    }
+}

@@ -1,0 +1,101 @@
+//! Maintenance mode (`paused`): no automatic action, and fencing disarmed only safely.
+
+use super::*;
+
+#[test]
+fn paused_cluster_takes_no_automatic_action() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let view = leaderless(&a, &b, None).config(|c| c.paused = true);
+    let d = member("n2").step(&obs(0, a, &view, vec![]));
+    assert_eq!(d.reason, Reason::PausedWithoutLeader);
+    assert!(d
+        .actions
+        .iter()
+        .all(|a| matches!(a, Action::PublishMember(_))));
+}
+
+/// Found by review (2026-12-03): maintenance mode disarms the leader's supervisor, so a leader
+/// whose agent died while paused (the upgrade recipe's new binary failing to start) kept a
+/// writable PostgreSQL with nothing to fence it; its lease lapsed, and `pgha resume` let
+/// another member take over: two writers. The paused leader first publishes its position
+/// marked unfenced, and its fencing is off only once the store shows that mark (in its term);
+/// resumed, it publishes the mark cleared.
+#[test]
+fn a_paused_leader_disarms_its_fencing_only_once_the_store_marks_it_unfenced() {
+    let (mut n1, view) = established_leader();
+    let paused = view.clone().config(|c| c.paused = true);
+    let marks = |d: &Decision, unfenced: bool| {
+        has(d, |a| {
+            matches!(a, Action::PublishPosition { position, leader_revision: 7 }
+                if position.unfenced == unfenced && position.term == Some(7))
+        })
+    };
+    let d = n1.step(&obs(1000, primary(1, 1000), &paused, vec![]));
+    assert_eq!(d.reason, Reason::Paused);
+    assert!(marks(&d, true), "{d:?}");
+    assert!(
+        !n1.pause_disarms_fencing(&paused.0),
+        "fencing off before the store shows the mark"
+    );
+    let mut marked = paused.clone();
+    marked.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(1000),
+        term: Some(7),
+        unfenced: true,
+    });
+    let d = n1.step(&obs(2000, primary(1, 1000), &marked, vec![]));
+    assert!(!marks(&d, true), "marked already: {d:?}");
+    assert!(n1.pause_disarms_fencing(&marked.0));
+    // A mark of an earlier term is not this one's.
+    let mut earlier = marked.clone();
+    earlier.0.leader_position.as_mut().unwrap().term = Some(6);
+    assert!(!n1.pause_disarms_fencing(&earlier.0));
+    // Resumed: the mark is cleared at once (the fence armed again before, in the same step).
+    let mut resumed = marked.clone().config(|c| c.paused = false);
+    resumed.0.config.paused = false;
+    let d = n1.step(&obs(2100, primary(1, 1000), &resumed, vec![]));
+    assert!(marks(&d, false), "{d:?}");
+    assert!(!n1.pause_disarms_fencing(&resumed.0));
+}
+
+/// The other side of the mark: resumed, with the leader key gone and the last leader's
+/// position marked unfenced, nobody takes over while no record of that leader shows its
+/// PostgreSQL not writable (its agent gone: its record expired; or its record still says
+/// primary). Once its agent is back and has demoted it, the election goes on.
+#[test]
+fn nobody_takes_over_from_a_leader_that_lost_its_lease_unfenced() {
+    let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));
+    let mut view = leaderless(&a, &b, None);
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(5000),
+        term: Some(7),
+        unfenced: true,
+    });
+    let d = member("n2").step(&obs(0, a.clone(), &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::FormerLeaderUnfenced { leader: name("n1") }
+    );
+    assert!(!acquires(&d));
+    let still_primary = view.clone().with("n1", record(&primary(1, 5000), None));
+    let d = member("n2").step(&obs(0, a.clone(), &still_primary, vec![]));
+    assert!(!acquires(&d), "{:?}", d.reason);
+    let demoted = view
+        .clone()
+        .with("n1", record(&standby(1, 4500, None), None));
+    let d = member("n2").step(&obs(0, a.clone(), &demoted, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    let stopped_by_its_agent = view
+        .clone()
+        .with("n1", record(&stopped(primary(1, 4500)), None));
+    let d = member("n2").step(&obs(0, a.clone(), &stopped_by_its_agent, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // The operator's `pgha failover --to n2` (its PostgreSQL stopped by hand) is not held back.
+    let named = view.failover_to("n2");
+    let d = member("n2").step(&obs(0, a, &named, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+}

@@ -1,0 +1,202 @@
+//! Planned switchovers and manual failovers to a named member.
+
+use super::*;
+
+#[test]
+fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
+    let demoted = standby(1, 5000, None);
+    let target = standby(1, 5000, None);
+    let mut view = leaderless(&demoted, &target, None);
+    // n2 here plays the demoted former leader "n1"'s role under the name n2; n3 is the target.
+    view.0.switchover = Some(PendingSwitchover {
+        request: SwitchoverRequest {
+            from: Some(name("n2")),
+            to: Some(name("n3")),
+            kind: RequestKind::Failover {
+                force: false,
+                allow_data_loss: false,
+            },
+            at: None,
+        },
+        revision: 9,
+    });
+    let d = member("n3").step(&obs(0, target, &view, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+}
+
+#[test]
+fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
+    let (mut n1, _) = established_leader();
+    let n2_pg = standby(1, 1000, Some("n1"));
+    let view = View::led_by("n1", 7, &primary(1, 1000))
+        .with("n2", record(&n2_pg, Some("n1")))
+        .switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Demote {
+            mode: StopMode::Fast,
+            fencing: false
+        })
+    );
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverDemoting {
+            target: Some(name("n2"))
+        }
+    );
+    let demoted = job_done(JobKind::Demote);
+    let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 7 }
+    )));
+
+    let after = View::new()
+        .with("n1", record(&standby(1, 1200, None), None))
+        .with("n2", record(&n2_pg, None))
+        .switchover("n1", Some("n2"), 30);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(700, standby(1, 1100, None), &after, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::CatchingUpForSwitchover {
+            replayed: Lsn(1100),
+            needed: Lsn(1200)
+        }
+    );
+    let d = n2.step(&obs(800, standby(1, 1200, None), &after, vec![]));
+    assert!(acquires(&d));
+}
+
+#[test]
+fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
+    let (mut n1, _) = established_leader();
+    let view = View::led_by("n1", 7, &primary(1, 1000))
+        .with("n2", record(&standby(1, 1000, None), Some("n1")))
+        .switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert!(matches!(d.reason, Reason::SwitchoverRefused(_)));
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ClearSwitchover { revision: 30 }
+    )));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+}
+
+/// Found by the simulation (seed 16744): a switchover to n3 was requested, and its leader n1
+/// lost its lease before it could check the request. n3, tagged `nofailover`, took over for it
+/// anyway; as the leader that published the synchronous set it later stood ahead of the set,
+/// unpromotable, and no member could ever lead again. The target must still be one that may be
+/// promoted; otherwise the election decides, without waiting for it.
+#[test]
+fn a_switchover_target_that_may_not_be_promoted_leaves_it_to_the_election() {
+    let n1_pg = standby(1, 5_000, None);
+    let (n2_pg, n3_pg) = (standby(1, 5_000, None), standby(1, 5_000, None));
+    let nofailover = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let n3_record = MemberRecord {
+        tags: nofailover.clone(),
+        ..record(&n3_pg, None)
+    };
+    let view = View::new()
+        .with("n1", record(&n1_pg, None))
+        .with("n2", record(&n2_pg, None))
+        .with("n3", n3_record)
+        .switchover("n1", Some("n3"), 40);
+    let d = member_with("n3", nofailover).step(&obs(0, n3_pg, &view, vec![]));
+    assert!(
+        !acquires(&d),
+        "n3 took over for the switchover: {:?}",
+        d.reason
+    );
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, n2_pg, &view, vec![]));
+    assert!(
+        !matches!(d.reason, Reason::WaitingForSwitchoverTarget { .. }),
+        "{:?}",
+        d.reason
+    );
+}
+
+/// Found by the 50,000-seed run with vetoes (seed 11606), after the fix above: a void
+/// switchover must not drop its old leader from the election either. n2 led for a moment and
+/// its `pre_promote` vetoed while a switchover from it to the dead n1 was pending; n3, behind
+/// n2, ran as if n2 were not there and lost the commit n2 had acknowledged.
+#[test]
+fn a_void_switchover_leaves_its_old_leader_in_the_election() {
+    let (ahead, behind) = (standby(1, 5000, None), standby(1, 4000, None));
+    let vetoed = vetoed_record(&ahead);
+    let view = View::new()
+        .with("n2", vetoed)
+        .with("n3", record(&behind, None))
+        .sync_set("n1", &["n2", "n3"])
+        .switchover("n2", Some("n1"), 50);
+    let d = member("n3").step(&obs(0, behind, &view, vec![]));
+    assert!(!acquires(&d), "n3 took over: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::IneligibleAhead { member, .. } if member == &name("n2")),
+        "{:?}",
+        d.reason
+    );
+}
+
+/// Found by the simulation (seed 22959): the old leader died instead of handing over, and its
+/// record still shows a position from before its last writes. The switchover target does not
+/// take the lease over a standby known to be further ahead; the election decides.
+#[test]
+fn a_switchover_target_behind_another_standby_leaves_it_to_the_election() {
+    let after = View::new()
+        .with("n1", record(&standby(1, 1200, None), None))
+        .with("n2", record(&standby(1, 1500, None), None))
+        .with("n3", record(&standby(1, 1900, None), None))
+        .switchover("n1", Some("n2"), 30);
+    let d = member("n2").step(&obs(800, standby(1, 1500, None), &after, vec![]));
+    assert!(!acquires(&d), "{:?}", d.reason);
+}
+
+/// Seen in the entry-point test: a planned switchover was refused because the target's
+/// published position lagged by a WAL segment right after a clone. A switchover hands over
+/// only once the target replayed the old leader's final position, so lag is no reason to
+/// refuse it; a failover without --force still is.
+#[test]
+fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
+    let view = View::led_by("n1", 7, &primary(1, 20 << 20))
+        .with("n2", record(&standby(1, 1 << 20, Some("n1")), Some("n1")));
+    let switchover = SwitchoverRequest {
+        from: Some(name("n1")),
+        to: Some(name("n2")),
+        kind: RequestKind::Switchover,
+        at: None,
+    };
+    assert_eq!(
+        switchover::check(&view.0, Lsn(20 << 20), &switchover),
+        Ok(name("n2"))
+    );
+    let failover = SwitchoverRequest {
+        kind: RequestKind::Failover {
+            force: false,
+            allow_data_loss: false,
+        },
+        ..switchover
+    };
+    assert!(switchover::check(&view.0, Lsn(20 << 20), &failover).is_err());
+
+    // Without a leader there is nobody to hand over from: only a failover promotes.
+    let mut leaderless = view.clone();
+    leaderless.0.leader = None;
+    let planned = SwitchoverRequest {
+        from: None,
+        to: Some(name("n2")),
+        kind: RequestKind::Switchover,
+        at: None,
+    };
+    let refused = switchover::check(&leaderless.0, Lsn(0), &planned).unwrap_err();
+    assert_eq!(
+        refused,
+        switchover::Refusal::SwitchoverWithoutLeader(name("n2"))
+    );
+    assert!(refused.to_string().contains("pgha failover --to n2"));
+}

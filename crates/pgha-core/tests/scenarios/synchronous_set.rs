@@ -1,0 +1,380 @@
+//! The synchronous set and settings the leader publishes, and when a change takes effect.
+
+use super::*;
+
+/// I4 across a live change of the synchronous set (found by modelling acknowledgements in the
+/// simulation): n2 is tagged `nosync` and PostgreSQL now counts only n3, which lags far
+/// behind. Commits acknowledged through n2 before the change are on n2 alone; were n2 taken
+/// out of the published set now, a failover would promote n3 and lose them. n2 leaves the set
+/// only once n3 has flushed what the primary had written by then.
+#[test]
+fn a_standby_leaves_the_synchronous_set_only_after_a_remaining_one_caught_up() {
+    let mut n1 = member("n1");
+    let mut leaving = record(&standby(1, 5000, Some("n1")), None);
+    leaving.tags.nosync = true;
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", leaving)
+        .with("n3", record(&standby(1, 1000, Some("n1")), None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2"), name("n3")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let replica = |n: &str, flush: u64| ReplicaState {
+        name: name(n),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let counting = |names: &[&str]| SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: names.iter().map(|n| name(n)).collect(),
+    };
+    let at = |lsn: u64, n3_flush: u64, counted: &[&str]| LocalPg {
+        replicas: vec![replica("n2", lsn), replica("n3", n3_flush)],
+        sync_applied: counting(counted),
+        ..primary(1, lsn)
+    };
+    let pg = |n3_flush: u64| at(5000, n3_flush, &["n3"]);
+    let drops_n2 = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if !set.members.contains(&name("n2"))),
+        )
+    };
+    let d = n1.step(&obs(0, pg(1000), &view, vec![acquired(0, 7)]));
+    assert!(!drops_n2(&d), "n2 left the set while n3 lags: {d:?}");
+    for t in [1000, 2000, 5000] {
+        let d = n1.step(&obs(t, pg(4999), &view, vec![]));
+        assert!(!drops_n2(&d), "n2 left the set while n3 lags: {d:?}");
+    }
+    let d = n1.step(&obs(6000, pg(5000), &view, vec![]));
+    assert!(drops_n2(&d), "n3 caught up: n2 may leave the set: {d:?}");
+
+    // Found by the long simulation campaign (seed 16733): a removal abandoned half-way (here
+    // PostgreSQL counts n2 again) left its mark behind, and the next removal, much later,
+    // trusted that old position: n2 left at once although n3 lagged.
+    let mut n1 = member("n1");
+    n1.step(&obs(0, pg(1000), &view, vec![acquired(0, 7)]));
+    n1.step(&obs(1000, pg(1000), &view, vec![]));
+    n1.step(&obs(2000, at(6000, 1000, &["n2", "n3"]), &view, vec![]));
+    for t in [3000, 4000, 5000] {
+        let d = n1.step(&obs(t, at(9000, 5000, &["n3"]), &view, vec![]));
+        assert!(!drops_n2(&d), "n2 left the set on a stale mark: {d:?}");
+    }
+    let d = n1.step(&obs(6000, at(9000, 9000, &["n3"]), &view, vec![]));
+    assert!(drops_n2(&d), "{d:?}");
+}
+
+/// `pgha config set synchronous_mode=on` waits for what the leader publishes as in force
+/// (`sync_in_force`): only once PostgreSQL counts the standbys the settings call for, the
+/// store publishes the same set and `synchronous_commit` was reloaded; never in between, and
+/// never while the commit level the settings ask for is not the one applied.
+#[test]
+fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
+    for commit_applied in [Some(CommitLevel::On), Some(CommitLevel::Local), None] {
+        let mut n1 = member("n1");
+        let mut view = View::new()
+            .leader("n1", 7)
+            .with("n1", record(&primary(1, 5000), None))
+            .with("n2", record(&standby(1, 5000, Some("n1")), None))
+            .with("n3", record(&standby(1, 5000, Some("n1")), None))
+            .config(|c| c.synchronous_mode = SyncMode::On);
+        let replica = |n: &str| ReplicaState {
+            name: name(n),
+            streaming: true,
+            flush_lsn: Lsn(5000),
+            replay_lsn: Lsn(5000),
+        };
+        let mut local = LocalPg {
+            replicas: vec![replica("n2"), replica("n3")],
+            ..primary(1, 5000)
+        };
+        let mut in_force = Vec::new();
+        for step in 0..6u64 {
+            let outcomes = match step {
+                0 => vec![acquired(0, 7)],
+                _ => vec![],
+            };
+            let mut o = obs(step * 1000, local.clone(), &view, outcomes);
+            o.commit_level_applied = commit_applied;
+            let d = n1.step(&o);
+            let changing = has(&d, |a| {
+                matches!(a, Action::PublishSync { .. } | Action::SetSync(_))
+            });
+            // What the agent does with the actions: the store and PostgreSQL learn them.
+            for a in &d.actions {
+                match a {
+                    Action::PublishSync { set, .. } => view.0.sync = set.clone(),
+                    Action::SetSync(applied) => local.sync_applied = applied.clone(),
+                    Action::PublishMember(r) => {
+                        view.0.members.insert(name("n1"), r.clone());
+                    }
+                    _ => {}
+                }
+            }
+            let published = view.0.members[&name("n1")].sync_in_force;
+            if changing {
+                assert_eq!(published, None, "in force while changing: {d:?}");
+            }
+            in_force.push(published);
+        }
+        let wanted = pgha_core::sync::SyncInForce::of(&view.0.config);
+        let last = in_force.last().copied().flatten();
+        match commit_applied {
+            Some(CommitLevel::On) => {
+                assert_eq!(last, Some(wanted), "{in_force:?}");
+                assert!(!local.sync_applied.is_async(), "{local:?}");
+            }
+            _ => assert_eq!(last, None, "commit level not applied: {in_force:?}"),
+        }
+        assert!(
+            in_force.first().copied().flatten().is_none(),
+            "{in_force:?}"
+        );
+    }
+}
+
+/// Asynchronous replication has no synchronous set to publish, not even an empty one naming
+/// its leader (it once recorded "synchronous set now []" in every cluster's history).
+#[test]
+fn an_asynchronous_leader_publishes_no_synchronous_set() {
+    let mut n1 = member("n1");
+    let view = View::led_by("n1", 7, &primary(1, 1000));
+    for (t, outcomes) in [(0, vec![acquired(0, 7)]), (1000, vec![]), (2000, vec![])] {
+        let d = n1.step(&obs(t, primary(1, 1000 + t), &view, outcomes));
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::PublishSync { .. } | Action::SetSync(_)
+            )),
+            "{d:?}"
+        );
+    }
+}
+
+/// Found by review (2026-12-03): the sole synchronous standby stopped (`pgha stop`, a rolling
+/// restart) while the only other standby is tagged `nosync` and lags. In `on` mode the leader
+/// goes asynchronous, and it used to publish the empty set at once; with an empty set every
+/// standby is eligible and the most advanced running one wins, so a leader crash next
+/// promoted n3, which lacked the commits n2 alone had confirmed. The empty set now waits,
+/// like any removal, until a standby that streams holds the primary's position; with none
+/// streaming the old set stays (only n2, once back, may then take over).
+#[test]
+fn the_set_empties_only_once_a_streaming_standby_holds_what_the_stopped_one_confirmed() {
+    let mut n1 = member("n1");
+    let mut lagging = record(&standby(1, 1000, Some("n1")), None);
+    lagging.tags.nosync = true;
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&stopped(standby(1, 5000, Some("n1"))), None))
+        .with("n3", lagging)
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    let pg = |replicas: Vec<ReplicaState>| LocalPg {
+        replicas,
+        sync_applied: SyncApplied {
+            method: SyncMethod::Priority,
+            ..SyncApplied::default()
+        },
+        ..primary(1, 5000)
+    };
+    let n3_at = |flush: u64| ReplicaState {
+        name: name("n3"),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let empties = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if set.members.is_empty()),
+        )
+    };
+    let d = n1.step(&obs(0, pg(vec![]), &view, vec![acquired(0, 7)]));
+    assert!(!empties(&d), "no standby holds n2's commits: {d:?}");
+    for t in [1000, 2000, 3000] {
+        let d = n1.step(&obs(t, pg(vec![]), &view, vec![]));
+        assert!(!empties(&d), "no standby streams, the set emptied: {d:?}");
+    }
+    for t in [4000, 5000, 6000] {
+        let d = n1.step(&obs(t, pg(vec![n3_at(4999)]), &view, vec![]));
+        assert!(
+            !empties(&d),
+            "n3 lags behind n2's commits, the set emptied: {d:?}"
+        );
+    }
+    // A WAL stream that is no member's (a clone in progress, pg_receivewal) holds commits for
+    // no failover.
+    let clone = ReplicaState {
+        name: name("pgha_clone_n4"),
+        ..n3_at(5000)
+    };
+    let d = n1.step(&obs(6500, pg(vec![n3_at(4999), clone]), &view, vec![]));
+    assert!(!empties(&d), "a clone's stream counted as a holder: {d:?}");
+    let d = n1.step(&obs(7000, pg(vec![n3_at(5000)]), &view, vec![]));
+    assert!(
+        empties(&d),
+        "n3 holds every commit: the set may empty: {d:?}"
+    );
+}
+
+/// n1 leads (term 7) at 5000 with n2 (at 5000) and n3 (at `n3_lsn`) streaming from it, mode
+/// `on`, `ANY synchronous_count`.
+fn quorum_leader_view(n3_lsn: u64, synchronous_count: u32) -> View {
+    View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, n3_lsn, Some("n1")), None))
+        .config(|c| {
+            c.synchronous_mode = SyncMode::On;
+            c.synchronous_method = SyncMethod::Quorum;
+            c.synchronous_count = synchronous_count;
+        })
+}
+
+/// Found by review (2026-12-03): a publication of a smaller synchronous set whose answer was
+/// lost may still land. Meanwhile the leader, reading the old set, let PostgreSQL count a
+/// member that set lacks (n3, streaming again); when the late write landed, the store's set
+/// no longer covered a standby PostgreSQL counted, and a commit n3 alone confirmed could be
+/// lost to a failover choosing inside the set. Until a read shows the set it sent last, the
+/// leader counts only members every set it may have put in the store names.
+#[test]
+fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
+    let mut n1 = member("n1");
+    let mut view = quorum_leader_view(5000, 1);
+    let set = |names: &[&str]| SyncSet {
+        leader: Some(name("n1")),
+        members: names.iter().map(|n| name(n)).collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    view.0.sync = set(&["n2", "n3"]);
+    view.0.sync_revision = 10;
+    let counting = |names: &[&str]| SyncApplied {
+        method: SyncMethod::Quorum,
+        count: 1,
+        names: names.iter().map(|n| name(n)).collect(),
+    };
+    let replica = |n: &str, streaming: bool| ReplicaState {
+        name: name(n),
+        streaming,
+        flush_lsn: Lsn(5000),
+        replay_lsn: Lsn(5000),
+    };
+    let pg = |n3_streams: bool, counted: &[&str]| LocalPg {
+        replicas: vec![replica("n2", true), replica("n3", n3_streams)],
+        sync_applied: counting(counted),
+        ..primary(1, 5000)
+    };
+    let counts_n3 = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::SetSync(applied) if applied.names.contains(&name("n3"))),
+        )
+    };
+    let publishes = |d: &Decision, names: &[&str]| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set: s, .. } if *s == set(names)),
+        )
+    };
+    n1.step(&obs(
+        0,
+        pg(true, &["n2", "n3"]),
+        &view,
+        vec![acquired(0, 7)],
+    ));
+    // n3 stops streaming: PostgreSQL stops counting it, then the store drops it once n2,
+    // which stays, holds the primary's position.
+    let d = n1.step(&obs(1000, pg(false, &["n2", "n3"]), &view, vec![]));
+    assert!(
+        has(&d, |a| *a == Action::SetSync(counting(&["n2"]))),
+        "{d:?}"
+    );
+    let mut sent = Vec::new();
+    for t in [2000, 3000, 3500, 4500] {
+        let d = n1.step(&obs(t, pg(false, &["n2"]), &view, vec![]));
+        sent.push(publishes(&d, &["n2"]));
+    }
+    // Sent once n2 held the position, and again (after the same wait) while no read shows it
+    // landed: the write may have failed for good, and the store would keep n3 in the set.
+    assert_eq!(
+        sent,
+        [false, true, false, true],
+        "the smaller set is sent until it shows"
+    );
+    // Its answer was lost: the store still shows both when n3 streams again.
+    let d = n1.step(&obs(5000, pg(true, &["n2"]), &view, vec![]));
+    assert!(
+        !counts_n3(&d),
+        "n3 counted while a set without it may still land: {d:?}"
+    );
+    assert!(publishes(&d, &["n2", "n3"]), "{d:?}");
+    // Reads showing the same set at the same revision tell nothing: the late write may come.
+    let d = n1.step(&obs(6000, pg(true, &["n2"]), &view, vec![]));
+    assert!(!counts_n3(&d), "{d:?}");
+    // A read shows the set it sent last, written since: what it sent before has landed or
+    // never will, and PostgreSQL may count n3 again.
+    view.0.sync_revision = 12;
+    let d = n1.step(&obs(7000, pg(true, &["n2"]), &view, vec![]));
+    assert!(counts_n3(&d), "{d:?}");
+}
+
+/// Found by review (2026-12-03): `synchronous_count` raised from 1 to 2 over {n2, n3} was
+/// published at once. With count 2 an election needs one member's record only, but the commits
+/// acknowledged under count 1 may be on n3 or n2 alone: n2's record alone (n3 cut from the
+/// store as the leader crashed) let n2 run without the commits only n3 had. A higher count is
+/// published, like a removal, only once `count` members that stay hold the primary's position.
+#[test]
+fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
+    let mut n1 = member("n1");
+    let mut view = quorum_leader_view(4000, 2);
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2"), name("n3")].into(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    let replica = |n: &str, flush: u64| ReplicaState {
+        name: name(n),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    };
+    let pg = |n3_flush: u64| LocalPg {
+        replicas: vec![replica("n2", 5000), replica("n3", n3_flush)],
+        sync_applied: SyncApplied {
+            method: SyncMethod::Quorum,
+            count: 2,
+            names: vec![name("n2"), name("n3")],
+        },
+        ..primary(1, 5000)
+    };
+    let raises = |d: &Decision| {
+        has(
+            d,
+            |a| matches!(a, Action::PublishSync { set, .. } if set.count == 2),
+        )
+    };
+    let d = n1.step(&obs(0, pg(4000), &view, vec![acquired(0, 7)]));
+    assert!(!raises(&d), "count 2 published while n3 lags: {d:?}");
+    for t in [1000, 2000, 3000] {
+        let d = n1.step(&obs(t, pg(4999), &view, vec![]));
+        assert!(!raises(&d), "count 2 published while n3 lags: {d:?}");
+    }
+    let d = n1.step(&obs(4000, pg(5000), &view, vec![]));
+    assert!(raises(&d), "both hold every commit: {d:?}");
+}

@@ -1,0 +1,346 @@
+//! The agents: what each observes, its step, and how it executes the decision.
+
+use super::*;
+
+impl World {
+    /// What the agent writes into the lease file after a step (see pgha-agent's fence.rs).
+    fn update_fence(&mut self, i: usize, local: &LocalPg) {
+        let n = &mut self.nodes[i];
+        let deadline = n.member.as_ref().and_then(|m| m.fence_deadline());
+        let may_become_writable = n.member.as_ref().is_some_and(|m| m.job_may_make_writable());
+        n.fence_at = match deadline {
+            Some(_) if self.config.paused => None,
+            Some(d) => Some(d.0.saturating_sub(n.offset)),
+            None if may_become_writable => n.fence_at,
+            None if !n.pg.running => None,
+            None if local.running && local.in_recovery && !local.unresponsive => None,
+            None => n.fence_at,
+        };
+    }
+
+    fn observe(&self, i: usize) -> Observation {
+        let n = &self.nodes[i];
+        let name_of = |u: usize| self.nodes[u].name.clone();
+        let replicas = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.pg.upstream == Some(i) && m.pg.running && m.pg.in_recovery)
+            .map(|(_, m)| ReplicaState {
+                name: m.name.clone(),
+                streaming: m.pg.streaming,
+                flush_lsn: Lsn(m.pg.lsn),
+                replay_lsn: Lsn(m.pg.lsn),
+            })
+            .collect();
+        let local = LocalPg {
+            data: if n.pg.data {
+                DataDir::Present {
+                    system_id: SystemId(42),
+                }
+            } else {
+                DataDir::Missing
+            },
+            running: n.pg.running,
+            in_recovery: n.pg.in_recovery,
+            timeline: Timeline(n.pg.tl),
+            lsn: Lsn(n.pg.lsn),
+            replay_lsn: Lsn(n.pg.lsn),
+            upstream: n.pg.upstream.map(name_of),
+            streaming: n.pg.streaming,
+            sync_applied: n.pg.sync.clone(),
+            replicas,
+            slots: n.pg.slots.clone(),
+            unresponsive: n.pg.running && n.unresponsive_until > self.now,
+            refusing_connections: false,
+            // Rewinds here end or fail as a whole (core scenarios and
+            // faults::agent_killed_mid_rewind cover one cut short).
+            rewind_incomplete: false,
+            synced_slots: 0,
+            // Stalled disks are not modelled (core scenarios and faults::leader_disk_stalled).
+            wal_waiting_at: None,
+            // The simulation reports a stopped member's true end of WAL.
+            crashed: false,
+            // Nobody runs ALTER SYSTEM here (core scenario a_setting_pgha_owns_changed_by_alter_system_is_reset).
+            altered_by_alter_system: Vec::new(),
+            // Settings do not change here (core scenario
+            // a_standby_whose_replay_waits_for_the_primarys_settings_is_restarted, day2 tests).
+            replay_held_by: Vec::new(),
+        };
+        let cluster = if n.reachable {
+            StoreView::Up(Box::new(ClusterView {
+                initialize: self.store.initialize,
+                leader: self.store.leader.map(|(h, revision, _)| LeaderKey {
+                    holder: name_of(h),
+                    revision,
+                }),
+                members: self
+                    .store
+                    .members
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.0.clone()))
+                    .collect(),
+                config: self.config.clone(),
+                sync: self.store.sync.clone(),
+                sync_revision: self.store.sync_revision,
+                switchover: self.store.switchover.clone(),
+                history: self.store.history.clone(),
+                leader_position: self.store.position.clone(),
+                failsafe: self.store.failsafe.clone(),
+                failsafe_revision: self.store.failsafe_revision,
+            }))
+        } else {
+            StoreView::Down {
+                error: "partitioned".into(),
+            }
+        };
+        let now = Millis(self.now + n.offset);
+        Observation {
+            failsafe_promised_until: (n.promised_until > self.now)
+                .then(|| Millis(n.promised_until + n.offset)),
+            leader_reachable: Some(true),
+            ..Observation::new(now, local, cluster, n.outcomes.clone())
+        }
+    }
+
+    pub(super) fn step(&mut self, i: usize) {
+        let obs = self.observe(i);
+        if let StoreView::Up(view) = &obs.cluster {
+            self.nodes[i].last_view = Some((**view).clone());
+        }
+        self.nodes[i].outcomes.clear();
+        self.nodes[i].woken = None;
+        let decision = self.nodes[i].member.as_mut().unwrap().step(&obs);
+        if tracing() {
+            eprintln!(
+                "{:>6} {} {} {:?}",
+                self.now, self.nodes[i].name, decision.reason, decision.actions
+            );
+        }
+        let wake = decision.wake_at.0.saturating_sub(self.nodes[i].offset);
+        self.nodes[i].wake_at = wake.max(self.now + 1);
+        self.update_fence(i, &obs.local);
+        if self.nodes[i].reachable {
+            self.nodes[i].last_seen_leader = self.store.leader.map(|l| l.0);
+        } else if self.nodes[i]
+            .member
+            .as_ref()
+            .is_some_and(|m| m.holds_lease(obs.now))
+        {
+            self.ask_failsafe(i, obs.now);
+        }
+        for action in decision.actions {
+            self.execute(i, obs.now, action);
+        }
+    }
+
+    /// What the agent's failsafe round does (pgha-agent's failsafe.rs): a leader cut off from
+    /// the store asks every member its core names (`Member::failsafe_confirmers`: the list in
+    /// its last read, and those it sent since); a member confirms
+    /// only when its agent runs, cannot reach the store either and last saw this leader, and
+    /// then promises not to take the lease for a ttl. All confirm: the leader may trust its
+    /// lease for a ttl from the request.
+    fn ask_failsafe(&mut self, leader: usize, requested_at: Millis) {
+        let node = &self.nodes[leader];
+        let (Some(member), Some(view)) = (&node.member, &node.last_view) else {
+            return;
+        };
+        let Some(asked) = member.failsafe_confirmers(view) else {
+            return;
+        };
+        let confirmers: Vec<usize> = asked
+            .iter()
+            .filter_map(|m| self.nodes.iter().position(|n| &n.name == m))
+            .collect();
+        if confirmers.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let all = confirmers.iter().all(|&c| {
+            let n = &self.nodes[c];
+            n.member.is_some()
+                && n.paused_until <= now
+                && !n.reachable
+                && n.last_seen_leader == Some(leader)
+        });
+        if !all {
+            return;
+        }
+        let ttl = self.config.ttl_ms;
+        for &c in &confirmers {
+            self.nodes[c].promised_until = self.nodes[c].promised_until.max(now + ttl);
+        }
+        self.nodes[leader]
+            .outcomes
+            .push(Outcome::FailsafeConfirmed {
+                requested_at,
+                promised_ms: ttl,
+            });
+        self.nodes[leader].woken.get_or_insert(now + TICK);
+    }
+
+    /// A lease result comes back at once, or late when the store is slow.
+    fn deliver(&mut self, i: usize, outcome: Outcome) {
+        if self.slow_store {
+            let at = self.now + self.rng.below(2_000);
+            self.nodes[i].in_flight.push((at, outcome));
+        } else {
+            self.nodes[i].outcomes.push(outcome);
+        }
+    }
+
+    fn execute(&mut self, i: usize, sent: Millis, action: Action) {
+        let reachable = self.nodes[i].reachable;
+        let ttl = self.config.ttl_ms;
+        let now = self.now;
+        let mut changed = reachable;
+        match &action {
+            Action::AcquireLeader { ttl } => {
+                let outcome = if !reachable {
+                    Outcome::LeaderUnknown
+                } else if self.store.leader.is_some() {
+                    Outcome::LeaderRefused
+                } else {
+                    self.store.revision += 1;
+                    let revision = self.store.revision;
+                    self.store.leader = Some((i, revision, now + ttl.millis()));
+                    self.check_best_candidate(i);
+                    Outcome::LeaderAcquired {
+                        requested_at: sent,
+                        revision,
+                        ttl: *ttl,
+                    }
+                };
+                self.deliver(i, outcome);
+                self.nodes[i].woken = Some(now);
+            }
+            Action::RenewLeader { revision, ttl } => {
+                let outcome = match self.store.leader.as_mut() {
+                    _ if !reachable => Outcome::LeaderUnknown,
+                    Some(l) if l.0 == i && l.1 == *revision => {
+                        l.2 = now + ttl.millis();
+                        Outcome::LeaderRenewed {
+                            requested_at: sent,
+                            revision: *revision,
+                            ttl: *ttl,
+                        }
+                    }
+                    _ => Outcome::LeaderRefused,
+                };
+                changed = false;
+                self.deliver(i, outcome);
+            }
+            Action::ReleaseLeader { revision } => {
+                if reachable
+                    && self
+                        .store
+                        .leader
+                        .is_some_and(|l| l.0 == i && l.1 == *revision)
+                {
+                    self.store.leader = None;
+                    self.store.leader_gone_at = Some(now);
+                }
+            }
+            Action::PublishMember(record) => {
+                if reachable {
+                    let name = self.nodes[i].name.clone();
+                    self.store.members.insert(name, (record.clone(), now + ttl));
+                }
+            }
+            Action::WriteInitialize { system_id } => {
+                if reachable {
+                    self.store.initialize.get_or_insert(*system_id);
+                }
+            }
+            // What a leader publishes lands only while its term holds.
+            Action::PublishSync {
+                leader_revision, ..
+            }
+            | Action::PublishFailsafe {
+                leader_revision, ..
+            }
+            | Action::PublishPosition {
+                leader_revision, ..
+            } => {
+                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
+                    match &action {
+                        Action::PublishSync { set, .. } => {
+                            self.store.revision += 1;
+                            self.store.sync = set.clone();
+                            self.store.sync_revision = self.store.revision;
+                        }
+                        Action::PublishFailsafe { list, .. } => {
+                            self.store.revision += 1;
+                            self.store.failsafe = Some(list.clone());
+                            self.store.failsafe_revision = self.store.revision;
+                        }
+                        Action::PublishPosition { position, .. } => {
+                            self.store.position = Some(position.clone())
+                        }
+                        _ => unreachable!(),
+                    }
+                }
+            }
+            Action::ClearSwitchover { revision } => {
+                if reachable
+                    && self
+                        .store
+                        .switchover
+                        .as_ref()
+                        .is_some_and(|s| s.revision == *revision)
+                {
+                    self.store.switchover = None;
+                }
+            }
+            Action::RecordHistory(event) => {
+                if reachable {
+                    match event.kind {
+                        EventKind::Failover | EventKind::ManualFailover => {
+                            self.stats.failovers += 1
+                        }
+                        EventKind::Switchover => self.stats.switchovers += 1,
+                        _ => {}
+                    }
+                    self.store.history.push(event.clone());
+                }
+            }
+            Action::SetSync(applied) => self.nodes[i].pg.sync = applied.clone(),
+            Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
+            Action::RestartWalReceiver => {}
+            Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
+            job => {
+                changed = false;
+                if let Action::Demote { mode, .. } = job {
+                    if *mode == StopMode::Fast {
+                        // A clean shutdown sends every WAL record to connected standbys.
+                        let primary = self.nodes[i].pg.clone();
+                        for n in &mut self.nodes {
+                            if n.pg.upstream == Some(i) && n.pg.streaming {
+                                n.pg.lsn = primary.lsn;
+                                n.pg.tl = primary.tl;
+                                n.pg.history = primary.history.clone();
+                            }
+                        }
+                    }
+                }
+                let done_at = now + self.job_duration(job);
+                self.nodes[i].job = Some(Job {
+                    action: action.clone(),
+                    done_at,
+                });
+            }
+        }
+        if changed
+            && !matches!(
+                action,
+                Action::SetSync(_)
+                    | Action::CreateSlots { .. }
+                    | Action::DropSlots { .. }
+                    | Action::RestartWalReceiver
+            )
+        {
+            self.store.revision += 1;
+            self.wake_all();
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The simulated world: store, PostgreSQL instances, agents executing decisions, invariants.
+
+use pgha_core::rejoin::TimelineSwitch;
+use pgha_core::*;
+use std::collections::BTreeMap;
+
+mod agent;
+mod chaos;
+mod invariants;
+mod postgres;
+mod run;
+mod store;
+
+const TICK: u64 = 50;
+
+/// xorshift64*: small, seeded, good enough for event choice.
+pub struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent_tenths: u64) -> bool {
+        self.below(1000) < percent_tenths
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Pg {
+    data: bool,
+    running: bool,
+    in_recovery: bool,
+    tl: u32,
+    lsn: u64,
+    history: Vec<TimelineSwitch>,
+    upstream: Option<usize>,
+    streaming: bool,
+    sync: SyncApplied,
+    slots: Vec<MemberName>,
+}
+
+struct Job {
+    action: Action,
+    done_at: u64,
+}
+
+struct Node {
+    name: MemberName,
+    member: Option<Member>,
+    pg: Pg,
+    job: Option<Job>,
+    outcomes: Vec<Outcome>,
+    wake_at: u64,
+    woken: Option<u64>,
+    reachable: bool,
+    partition_until: u64,
+    offset: u64,
+    tags: Tags,
+    healthy_since: Option<u64>,
+    /// The supervisor's fencing deadline (world time): PostgreSQL is killed once it passes,
+    /// whether the agent lives or not, as `pgha supervise` does.
+    fence_at: Option<u64>,
+    /// The agent is paused (SIGSTOP, a stalled VM): it does not step until then.
+    paused_until: u64,
+    /// PostgreSQL runs but does not answer probes until then.
+    unresponsive_until: u64,
+    /// Its WAL receiver falls behind (slow disk, busy network) until then.
+    lagging_until: u64,
+    /// Lease results on their way back from a slow store: (delivered at, outcome).
+    in_flight: Vec<(u64, Outcome)>,
+    /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
+    last_seen_leader: Option<usize>,
+    /// The agent's last store read (a failsafe round goes by it, as pgha-agent's does).
+    last_view: Option<ClusterView>,
+    /// Failsafe: this member confirmed a leader and promised not to take the lease before
+    /// then (world time); kept on disk, so it survives agent restarts.
+    promised_until: u64,
+}
+
+struct Store {
+    revision: u64,
+    leader: Option<(usize, u64, u64)>,
+    members: BTreeMap<MemberName, (MemberRecord, u64)>,
+    sync: SyncSet,
+    sync_revision: u64,
+    switchover: Option<PendingSwitchover>,
+    history: Vec<HistoryEvent>,
+    initialize: Option<SystemId>,
+    leader_gone_at: Option<u64>,
+    position: Option<LeaderPosition>,
+    failsafe: Option<FailsafeList>,
+    failsafe_revision: u64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub failovers: u32,
+    pub switchovers: u32,
+    pub rewinds: u32,
+    /// Promotions in a synchronous mode that kept every synchronously acknowledged write.
+    pub sync_promotions: u32,
+    /// Promotions that lost synchronously acknowledged writes because every standby that had
+    /// confirmed them was gone too (two failures; I4 promises one).
+    pub sync_lost_to_double_failure: u32,
+    /// Promotions the `pre_promote` callback vetoed.
+    pub vetoes: u32,
+}
+
+/// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
+/// confirmed it (writes acknowledged while running asynchronously carry no promise).
+#[derive(Clone, Debug)]
+struct Acknowledged {
+    tl: u32,
+    lsn: u64,
+    /// The standbys that had flushed it when it was acknowledged.
+    confirmed_by: Vec<usize>,
+}
+
+pub struct World {
+    seed: u64,
+    rng: Rng,
+    now: u64,
+    nodes: Vec<Node>,
+    store: Store,
+    config: ClusterConfig,
+    slow_promote: bool,
+    /// How many promotions in a thousand the members' `pre_promote` callbacks veto (none
+    /// unless [`World::vetoing`] set it).
+    veto_per_mille: Option<u64>,
+    /// Store answers take up to two seconds to come back (they take effect at once).
+    slow_store: bool,
+    /// The store itself is down until then (an etcd restart): nobody reaches it, and its
+    /// leases do not run; when it is back they run again from their full TTL, as etcd does.
+    store_down_until: u64,
+    next_tl: u32,
+    /// I4's ledger: the newest synchronously acknowledged commit.
+    acknowledged: Option<Acknowledged>,
+    /// Which members were writable at the previous check (a promotion is a rising edge).
+    was_writable: Vec<bool>,
+    pub stats: Stats,
+}
+
+/// `PGHA_SIM_TRACE=1` prints every decision.
+#[allow(clippy::disallowed_methods)] // a test setting, read from the environment
+fn tracing() -> bool {
+    std::env::var("PGHA_SIM_TRACE").is_ok()
+}
+
+fn writable(pg: &Pg) -> bool {
+    pg.running && !pg.in_recovery
+}
+
+/// Whether `pg`'s WAL contains the acknowledged commit.
+fn holds(pg: &Pg, ack: &Acknowledged) -> bool {
+    if pg.tl == ack.tl {
+        return pg.lsn >= ack.lsn;
+    }
+    rejoin::switch_point(&pg.history, Timeline(ack.tl)).is_some_and(|l| l.0 >= ack.lsn)
+}
+
+fn new_member(name: &MemberName, tags: &Tags, config: &ClusterConfig) -> Member {
+    Member::new(MemberSettings {
+        name: name.clone(),
+        tags: tags.clone(),
+        addresses: BTreeMap::new(),
+        config: config.clone(),
+    })
+}
+
+/// Whether a standby at `pg` can stream from `up` (its WAL is a prefix of `up`'s).
+fn compatible(pg: &Pg, up: &Pg) -> bool {
+    if pg.tl == up.tl {
+        return pg.lsn <= up.lsn;
+    }
+    match rejoin::switch_point(&up.history, Timeline(pg.tl)) {
+        Some(switch) => pg.lsn <= switch.0,
+        None => false,
+    }
+}

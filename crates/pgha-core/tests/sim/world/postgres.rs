@@ -1,0 +1,235 @@
+//! Simulated PostgreSQL: acknowledgements, replication, jobs, and the fencing supervisor.
+
+use super::*;
+
+impl World {
+    /// What PostgreSQL acknowledges on the primary this tick. With `synchronous_standby_names`
+    /// set, a commit returns once the standbys it counts have flushed it (`FIRST k`: the first
+    /// k listed standbys that stream from it; `ANY k`: any k of the listed ones); empty, at
+    /// once, with no promise to keep. The newest synchronous acknowledgement goes in the ledger.
+    pub(super) fn acknowledge(&mut self) {
+        let Some(p) = (0..self.nodes.len()).find(|&i| writable(&self.nodes[i].pg)) else {
+            return;
+        };
+        let applied = self.nodes[p].pg.sync.clone();
+        if applied.is_async() {
+            return;
+        }
+        let streaming: Vec<usize> = applied
+            .names
+            .iter()
+            .filter_map(|name| self.nodes.iter().position(|n| &n.name == name))
+            .filter(|&s| {
+                let pg = &self.nodes[s].pg;
+                pg.running && pg.in_recovery && pg.streaming && pg.upstream == Some(p)
+            })
+            .collect();
+        let k = applied.count.max(1) as usize;
+        if streaming.len() < k {
+            return; // commits wait
+        }
+        let counted: Vec<usize> = match applied.method {
+            SyncMethod::Priority => streaming[..k].to_vec(),
+            SyncMethod::Quorum => streaming,
+        };
+        let mut flushed: Vec<u64> = counted.iter().map(|&s| self.nodes[s].pg.lsn).collect();
+        flushed.sort_unstable_by(|a, b| b.cmp(a));
+        let primary = &self.nodes[p].pg;
+        let (tl, lsn) = (primary.tl, flushed[k - 1].min(primary.lsn));
+        if self
+            .acknowledged
+            .as_ref()
+            .is_some_and(|a| a.tl == tl && a.lsn >= lsn)
+        {
+            return;
+        }
+        let confirmed_by = counted
+            .into_iter()
+            .filter(|&s| self.nodes[s].pg.lsn >= lsn)
+            .collect();
+        self.acknowledged = Some(Acknowledged {
+            tl,
+            lsn,
+            confirmed_by,
+        });
+    }
+
+    /// The supervisors: each kills its PostgreSQL once its fencing deadline has passed.
+    pub(super) fn supervise(&mut self) {
+        let now = self.now;
+        for n in &mut self.nodes {
+            if n.pg.running && n.fence_at.is_some_and(|at| at <= now) {
+                n.pg.running = false;
+                n.pg.streaming = false;
+            }
+            if !n.pg.running {
+                n.unresponsive_until = 0; // a new postmaster answers again
+            }
+        }
+    }
+
+    pub(super) fn replicate(&mut self) {
+        for i in 0..self.nodes.len() {
+            let pg = &self.nodes[i].pg;
+            if pg.running && !pg.in_recovery {
+                let grow = self.rng.below(800);
+                self.nodes[i].pg.lsn += grow;
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let pg = self.nodes[i].pg.clone();
+            let source = pg.upstream.map(|u| self.nodes[u].pg.clone());
+            let streaming = match source {
+                Some(up) if pg.running && pg.in_recovery && up.running && !up.in_recovery => {
+                    compatible(&pg, &up)
+                }
+                _ => false,
+            };
+            let n = &mut self.nodes[i];
+            n.pg.streaming = streaming;
+            if streaming && !self.rng.chance(200) {
+                let up = &self.nodes[pg.upstream.unwrap()].pg.clone();
+                let lagging = self.nodes[i].lagging_until > self.now;
+                let step = self.rng.below(300);
+                let n = &mut self.nodes[i];
+                n.pg.tl = up.tl;
+                n.pg.history = up.history.clone();
+                n.pg.lsn = if lagging {
+                    up.lsn.min(n.pg.lsn + step)
+                } else {
+                    n.pg.lsn.max(up.lsn.saturating_sub(step))
+                };
+            }
+        }
+    }
+
+    pub(super) fn job_duration(&mut self, action: &Action) -> u64 {
+        match action {
+            Action::Promote if self.slow_promote => 500 + self.rng.below(4_000),
+            Action::Promote => 50 + self.rng.below(200),
+            Action::Demote { .. } => self.rng.below(2_000),
+            Action::Reclone { .. } => 1_000 + self.rng.below(3_000),
+            _ => 50 + self.rng.below(600),
+        }
+    }
+
+    pub(super) fn finish_jobs(&mut self) {
+        for i in 0..self.nodes.len() {
+            let done = self.nodes[i]
+                .job
+                .as_ref()
+                .is_some_and(|j| j.done_at <= self.now);
+            if !done {
+                continue;
+            }
+            let job = self.nodes[i].job.take().unwrap();
+            let kind = job.action.job().unwrap();
+            let result = self.apply_job(i, &job.action);
+            self.nodes[i].outcomes.push(Outcome::Job { kind, result });
+            self.nodes[i].woken.get_or_insert(self.now);
+            self.check_one_writer();
+        }
+    }
+
+    fn apply_job(&mut self, i: usize, action: &Action) -> Result<(), JobFailure> {
+        let leader_idx =
+            |name: &MemberName, nodes: &[Node]| nodes.iter().position(|n| &n.name == name).unwrap();
+        match action {
+            Action::Bootstrap => {
+                let pg = &mut self.nodes[i].pg;
+                *pg = Pg {
+                    data: true,
+                    running: true,
+                    tl: 1,
+                    lsn: 100,
+                    ..Pg::default()
+                };
+            }
+            Action::StartPostgres(role) => {
+                let upstream = match role {
+                    StartRole::Primary => None,
+                    StartRole::Standby { upstream } => {
+                        upstream.as_ref().map(|u| leader_idx(u, &self.nodes))
+                    }
+                };
+                let pg = &mut self.nodes[i].pg;
+                pg.running = true;
+                pg.in_recovery = *role != StartRole::Primary;
+                pg.upstream = upstream;
+                if pg.in_recovery {
+                    self.nodes[i].fence_at = None; // a standby starts disarmed
+                }
+            }
+            Action::StopPostgres(_) => {
+                self.nodes[i].pg.running = false;
+                self.nodes[i].pg.streaming = false;
+            }
+            Action::Promote => {
+                if self.veto_per_mille.is_some_and(|n| self.rng.chance(n)) {
+                    self.stats.vetoes += 1;
+                    return Err(JobFailure::Vetoed("exit status: 1".into()));
+                }
+                let tl = self.next_tl;
+                self.next_tl += 1;
+                let pg = &mut self.nodes[i].pg;
+                if !pg.running {
+                    return Err("not running".into());
+                }
+                pg.history.push(TimelineSwitch {
+                    timeline: Timeline(pg.tl),
+                    lsn: Lsn(pg.lsn),
+                });
+                pg.tl = tl;
+                pg.in_recovery = false;
+                pg.upstream = None;
+                pg.streaming = false;
+            }
+            Action::Demote { .. } => {
+                // Stopped and restarted as a standby: from now on not writable.
+                let pg = &mut self.nodes[i].pg;
+                pg.in_recovery = true;
+                pg.upstream = None;
+                pg.streaming = false;
+                self.nodes[i].fence_at = None;
+                self.nodes[i].unresponsive_until = 0; // restarted: a new postmaster
+            }
+            Action::Follow { leader } => {
+                let up = leader_idx(leader, &self.nodes);
+                let pg = &mut self.nodes[i].pg;
+                pg.running = true;
+                pg.in_recovery = true;
+                pg.upstream = Some(up);
+                self.nodes[i].fence_at = None;
+            }
+            Action::Rewind { from } => {
+                let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
+                if self.rng.chance(150) {
+                    return Err("pg_rewind: could not find common ancestor".into());
+                }
+                self.stats.rewinds += 1;
+                let pg = &mut self.nodes[i].pg;
+                let base =
+                    rejoin::switch_point(&up.history, Timeline(pg.tl)).map_or(up.lsn, |l| l.0);
+                pg.tl = up.tl;
+                pg.history = up.history.clone();
+                pg.lsn = base.min(up.lsn);
+                pg.in_recovery = true;
+            }
+            Action::Reclone { from, .. } => {
+                let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
+                let pg = &mut self.nodes[i].pg;
+                *pg = Pg {
+                    data: true,
+                    running: false,
+                    in_recovery: true,
+                    tl: up.tl,
+                    lsn: up.lsn,
+                    history: up.history,
+                    ..Pg::default()
+                };
+            }
+            other => unreachable!("not a job: {other:?}"),
+        }
+        Ok(())
+    }
+}
