@@ -1,0 +1,209 @@
+//! The prober: what it confirms, and what it does without its feed or with a hung or slow member.
+
+use super::*;
+
+/// The task that feeds the prober is gone (it ended or panicked): nobody can tell the proxy
+/// of a leader change any more, so it routes to nobody rather than to the last primary for
+/// good (before: the targets froze as last published).
+#[tokio::test]
+async fn without_its_feed_the_prober_leaves_no_target() {
+    let c = cluster();
+    let mut run = ProberRun::start(
+        Candidates {
+            leader: Some(member(c.primary())),
+            standbys: vec![member(c.standby())],
+        },
+        Duration::from_secs(2),
+    );
+    let primary = c.primary();
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    let ProberRun {
+        candidates,
+        mut targets,
+        task,
+        ..
+    } = run;
+    drop(candidates);
+    let nothing = |t: &Targets| t.rw.is_none() && t.ro.is_empty();
+    let emptied = tokio::time::timeout(limit, targets.wait_for(|t| nothing(t)))
+        .await
+        .is_ok();
+    assert!(emptied, "targets stayed {:?}", *targets.borrow());
+    task.await.unwrap();
+}
+
+/// A standby that accepts connections and never answers (a host blackholed after the
+/// handshake, or a hung postmaster) makes every round last the whole check timeout. That must
+/// delay neither the withdrawal of a leader the store no longer names, nor the confirmation
+/// of the one it names; nor may standbys that keep changing keep the leader unconfirmed
+/// (before: both waited for the round, and a round whose standbys changed was thrown away).
+#[tokio::test]
+async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
+    let c = cluster();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = Member::new("hung", hung.local_addr().unwrap().to_string());
+    let primary = c.primary();
+    let led = Candidates {
+        leader: Some(member(primary.clone())),
+        standbys: vec![member(c.standby()), hung.clone()],
+    };
+    let mut run = ProberRun::start(led.clone(), Duration::from_secs(5));
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    let confirmed = run.within(Duration::from_secs(10), is_primary).await;
+    assert!(
+        confirmed.is_some_and(|d| d < Duration::from_secs(2)),
+        "leader confirmed after {confirmed:?}"
+    );
+    // The store names no leader any more.
+    run.candidates.send_replace(Candidates {
+        leader: None,
+        ..led.clone()
+    });
+    let withdrawn = run
+        .within(Duration::from_secs(10), |t| t.rw.is_none())
+        .await;
+    assert!(
+        withdrawn.is_some_and(|d| d < Duration::from_millis(500)),
+        "rw withdrawn after {withdrawn:?}"
+    );
+    // The leader back, while the standbys change every second.
+    run.candidates.send_replace(led.clone());
+    let churn = {
+        let candidates = run.candidates.clone();
+        let led = led.clone();
+        tokio::spawn(async move {
+            for round in 0.. {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let mut next = led.clone();
+                if round % 2 == 0 {
+                    next.standbys.pop();
+                }
+                candidates.send_replace(next);
+            }
+        })
+    };
+    let reconfirmed = run.within(Duration::from_secs(12), is_primary).await;
+    churn.abort();
+    run.stop.cancel();
+    run.task.await.unwrap();
+    eprintln!("confirmed after {confirmed:?}, withdrawn after {withdrawn:?}, confirmed again with standbys changing after {reconfirmed:?}");
+    assert!(
+        reconfirmed.is_some_and(|d| d < Duration::from_secs(2)),
+        "with standbys changing, leader confirmed after {reconfirmed:?}"
+    );
+}
+
+#[tokio::test]
+async fn prober_confirms_primary_and_standbys() {
+    let c = cluster();
+    let mut prober = Prober::new(ProberConfig::new("postgres"));
+    let cands = Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    };
+    let t = prober.probe(&cands).await;
+    assert_eq!(t.rw, Some(c.primary()));
+    assert_eq!(t.ro.len(), 1);
+    assert!(t.ro[0].lag_bytes.is_some());
+    // The lease holder in recovery is not a primary; nor is an unreachable one.
+    let wrong = Candidates {
+        leader: Some(member(c.standby())),
+        standbys: vec![],
+    };
+    assert_eq!(prober.probe(&wrong).await.rw, None);
+    let dead = Member::new("dead", format!("127.0.0.1:{}", free_port()));
+    let gone = Candidates {
+        leader: Some(dead),
+        standbys: vec![member(c.standby())],
+    };
+    let t = prober.probe(&gone).await;
+    assert_eq!(t.rw, None);
+    assert_eq!(t.ro[0].lag_bytes, None, "no primary: lag unknown");
+
+    // The run loop publishes, and withdraws rw at once when the lease holder changes.
+    let mut run = ProberRun::start(cands, Duration::from_secs(2));
+    let primary = c.primary();
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    run.candidates.send_replace(gone);
+    assert!(run.within(limit, |t| t.rw.is_none()).await.is_some());
+    assert!(run.targets.borrow().generation >= 2);
+    run.stop.cancel();
+    run.task.await.unwrap();
+}
+
+/// The lease holder misses a check while the store still names it (the prober's backend on it
+/// paused: a probe stuck behind load, as when its connection is lost with `max_connections`
+/// full): new read-write sessions wait for its next answer, but the sessions open to it are
+/// not closed, for nothing says it stopped being the primary (before: one late probe closed
+/// every read-write session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_misses_a_check_keeps_its_sessions() {
+    let c = cluster();
+    let primary = c.primary();
+    // A role of its own, so that its backend is told from the probers of the other tests.
+    let direct = connect(primary.addr.parse().unwrap()).await.unwrap();
+    direct
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE missed_check_prober LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let mut run = ProberRun::start_as(
+        "missed_check_prober",
+        Candidates {
+            leader: Some(member(primary.clone())),
+            standbys: vec![member(c.standby())],
+        },
+        Duration::from_millis(500),
+    );
+    let limit = Duration::from_secs(10);
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
+    let forward = {
+        let (mut from, to) = (run.targets.clone(), p.targets.clone());
+        tokio::spawn(async move {
+            while from.changed().await.is_ok() {
+                let t = from.borrow_and_update().clone();
+                to.send_replace(t);
+            }
+        })
+    };
+    let session = connect(p.rw).await.unwrap();
+    assert!(!in_recovery(&session).await);
+    let row = direct
+        .query_one(
+            "select pid from pg_stat_activity where usename = 'missed_check_prober'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let prober_backend = nix::unistd::Pid::from_raw(row.get::<_, i32>(0));
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let missed = run
+        .within(limit, |t| t.rw.is_none() && t.unanswered.is_some())
+        .await;
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(missed.is_some(), "the check never went unanswered");
+    let still = session.simple_query("select 1").await;
+    assert!(
+        still.is_ok(),
+        "the session closed on one unanswered check: {still:?}"
+    );
+    assert!(run.within(limit, is_primary).await.is_some());
+    assert!(session.simple_query("select 1").await.is_ok());
+    let closed = p
+        .metrics
+        .snapshot()
+        .listener("rw")
+        .unwrap()
+        .closed_on_change;
+    assert_eq!(closed, 0, "sessions closed on a targets change");
+    forward.abort();
+    run.stop.cancel();
+}
