@@ -1,19 +1,20 @@
 //! A 3-member `pgha up` driven through the CLI: waits that fail with its status and logs.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::Output;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{checksum, children_of, connect, parent_of, poll, poll_async, postmaster_pid};
-use pgha_testkit::{postgres_user, serial, signal, LoopDisk, PidSquatters};
-use pgha_testkit::{streaming_standbys, tail, tail_of, value_becomes, Writer, WriterOptions};
+use pgha_testkit::{children_of, parent_of, postgres_user, postmaster_pid, serial, signal};
+use pgha_testkit::{value_becomes, LoopDisk, PidSquatters};
 use serde_json::Value;
 
 use super::status::{members, primary_of, sync_states};
 use super::{free_base_port, pgha, stderr_of, test_dir, UpProcess};
+
+mod waits;
+mod writes;
 
 /// The members of every cluster started here.
 pub const MEMBERS: [&str; 3] = ["n1", "n2", "n3"];
@@ -207,159 +208,6 @@ impl Cluster {
         self.up.dir.join(name).join("data")
     }
 
-    /// Fails the test with the status, the history, the `pgha up` log and each member's
-    /// PostgreSQL log.
-    pub fn fail(&self, what: &str) -> ! {
-        let mut pg_logs = String::new();
-        for k in 1..=self.up.members {
-            let file = self.up.dir.join(format!("n{k}")).join("postgresql.log");
-            let tail = tail(&file, 40);
-            pg_logs.push_str(&format!("--- n{k} postgresql.log (tail) ---\n{tail}\n"));
-        }
-        panic!(
-            "{what}\nstatus: {:#?}\nhistory: {}\nlog (tail):\n{}\n{pg_logs}",
-            self.up.status(),
-            String::from_utf8_lossy(&self.run("history", &[]).stdout),
-            tail_of(&self.up.log(), 300)
-        )
-    }
-
-    /// Waits until `check(status)` returns Some.
-    pub fn wait_status<T>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut(&Value) -> Option<T>,
-    ) -> T {
-        poll(timeout, Duration::from_millis(100), || {
-            self.up.status().as_ref().and_then(&mut check)
-        })
-        .unwrap_or_else(|| self.fail(&format!("timed out after {timeout:?} waiting for {what}")))
-    }
-
-    /// Waits until a member other than those in `not` leads and runs as primary.
-    pub fn wait_new_primary(&self, not: &[&str]) -> String {
-        self.wait_status("a new primary", self.converge, |s| {
-            primary_of(s).filter(|p| !not.contains(&p.as_str()))
-        })
-    }
-
-    /// Waits until `primary` leads, the members in `down` are stopped, and every other member
-    /// streams from it, in `pgha status` and in the primary's pg_stat_replication (where no one
-    /// else streams).
-    pub async fn wait_converged(&self, primary: &str, down: &[&str]) {
-        let standbys: BTreeSet<String> = MEMBERS
-            .into_iter()
-            .filter(|n| *n != primary && !down.contains(n))
-            .map(String::from)
-            .collect();
-        let standbys = &standbys;
-        let converged = poll_async(self.converge, Duration::from_millis(100), || async move {
-            let in_status = self.up.status().is_some_and(|s| {
-                primary_of(&s).as_deref() == Some(primary)
-                    && members(&s).iter().all(|m| {
-                        let name = m["name"].as_str().unwrap();
-                        if down.contains(&name) {
-                            m["state"] == "stopped"
-                        } else {
-                            name == primary || (m["role"] == "standby" && m["state"] == "streaming")
-                        }
-                    })
-            });
-            let streaming =
-                in_status && streaming_standbys(&self.member_url(primary)).await == *standbys;
-            streaming.then_some(())
-        })
-        .await;
-        if converged.is_none() {
-            self.fail(&format!(
-                "not converged on {primary} (standbys {standbys:?}, down {down:?}) after {:?}",
-                self.converge
-            ));
-        }
-    }
-
-    /// Waits until every member in `names` holds exactly the rows of the primary; returns the
-    /// primary's (count, checksum).
-    pub async fn wait_identical(&self, primary: &str, names: &[&str]) -> (i64, String) {
-        let expected = checksum(&self.member_url(primary))
-            .await
-            .unwrap_or_else(|| self.fail("cannot read the primary's rows"));
-        for name in names {
-            let url = self.member_url(name);
-            let (url, expected) = (&url, &expected);
-            let same = poll_async(self.converge, Duration::from_millis(100), || async move {
-                (checksum(url).await.as_ref() == Some(expected)).then_some(())
-            })
-            .await;
-            if same.is_none() {
-                let got = checksum(url).await;
-                self.fail(&format!(
-                    "{name} does not hold the primary's rows: {got:?} != {expected:?}"
-                ));
-            }
-        }
-        expected
-    }
-
-    /// Creates [`CREATE_TABLE`] on n1.
-    pub async fn create_table(&self) {
-        connect(&self.member_url("n1"))
-            .await
-            .batch_execute(CREATE_TABLE)
-            .await
-            .unwrap();
-    }
-
-    /// Inserts `ids` on `member`, which must acknowledge each.
-    pub async fn write(&self, member: &str, stage: &str, ids: std::ops::Range<i64>) {
-        let client = connect(&self.member_url(member)).await;
-        for id in ids {
-            client
-                .execute("INSERT INTO t(id, stage) VALUES ($1, $2)", &[&id, &stage])
-                .await
-                .unwrap_or_else(|e| self.fail(&format!("write {id} on {member}: {e}")));
-        }
-    }
-
-    /// `SHOW setting` on `member`.
-    pub async fn show(&self, member: &str, setting: &str) -> String {
-        connect(&self.member_url(member))
-            .await
-            .query_one(&format!("SHOW {setting}"), &[])
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("SHOW {setting} on {member}: {e}")))
-            .get(0)
-    }
-
-    /// How many of `ids` `member` holds.
-    pub async fn count(&self, member: &str, ids: impl IntoIterator<Item = i64>) -> i64 {
-        let ids: Vec<i64> = ids.into_iter().collect();
-        connect(&self.member_url(member))
-            .await
-            .query_one("SELECT count(*) FROM t WHERE id = ANY($1)", &[&ids])
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("count on {member}: {e}")))
-            .get(0)
-    }
-
-    /// The ids of `acked` that `member` does not hold.
-    pub async fn lost(&self, member: &str, acked: &[i64]) -> Vec<i64> {
-        let present: BTreeSet<i64> = connect(&self.member_url(member))
-            .await
-            .query("SELECT id FROM t WHERE id = ANY($1)", &[&acked])
-            .await
-            .unwrap_or_else(|e| self.fail(&format!("read the acknowledged rows on {member}: {e}")))
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        acked
-            .iter()
-            .filter(|id| !present.contains(id))
-            .copied()
-            .collect()
-    }
-
     /// The pid of `member`'s running postmaster.
     pub fn postmaster_pid(&self, member: &str) -> u32 {
         postmaster_pid(&self.data_dir(member))
@@ -374,79 +222,5 @@ impl Cluster {
             "SIGKILL to {member}'s postmaster"
         );
         pid
-    }
-
-    /// A writer through the read-write entry point, inserting into `t` from `first_id` on,
-    /// connecting within `connect` and each write within `write`.
-    pub fn entry_writer(&self, first_id: i64, connect: Duration, write: Duration) -> Writer {
-        let insert = "INSERT INTO t(id, stage) VALUES ($1, 'writer')";
-        let opts = WriterOptions {
-            connect_timeout: connect,
-            write_timeout: write,
-            ..WriterOptions::new(insert, first_id)
-        };
-        Writer::to_url(self.up.url(None), opts)
-    }
-
-    /// A writer straight to whichever member leads and runs as primary (found with `pgha
-    /// status`, reached with `pgha url --member`), reading the WAL position after each commit.
-    pub fn primary_writer(&self, first_id: i64, pause: Duration) -> Writer {
-        let dir = self.dir().to_string();
-        let insert = "INSERT INTO t(id, stage) VALUES ($1, 'writer')";
-        let opts = WriterOptions {
-            pause,
-            read_lsn: true,
-            ..WriterOptions::new(insert, first_id)
-        };
-        Writer::start(opts, move || {
-            let out = pgha(&["status", "--dir", &dir, "--json"]);
-            let name = primary_of(&serde_json::from_slice(&out.stdout).ok()?)?;
-            let url = pgha(&["url", "--password", "--dir", &dir, "--member", &name]);
-            Some((
-                name,
-                String::from_utf8_lossy(&url.stdout).trim().to_string(),
-            ))
-        })
-    }
-
-    /// Waits until `writer` had `n` more writes acknowledged.
-    pub async fn wait_writes(&self, writer: &Writer, n: usize, timeout: Duration) {
-        if let Err(e) = writer.wait_more(n, timeout).await {
-            self.fail(&e);
-        }
-    }
-
-    /// Waits until `states` is exactly the standbys' sync_state in `pgha status`; how long
-    /// that took.
-    pub fn wait_sync_states(&self, states: &[(&str, &str)], timeout: Duration) -> Duration {
-        let t0 = std::time::Instant::now();
-        let want: BTreeMap<String, String> = states
-            .iter()
-            .map(|(n, s)| (n.to_string(), s.to_string()))
-            .collect();
-        self.wait_status(&format!("sync states {want:?}"), timeout, |s| {
-            (sync_states(s) == want).then_some(())
-        });
-        t0.elapsed()
-    }
-
-    /// The one member whose sync_state is `sync`, once there is exactly one and the published
-    /// set holds every streaming standby.
-    pub fn wait_settled_sync(&self, timeout: Duration) -> String {
-        self.wait_status("a settled synchronous standby", timeout, |s| {
-            let states = sync_states(s);
-            let sync: Vec<&String> = states
-                .iter()
-                .filter(|(_, v)| *v == "sync")
-                .map(|(k, _)| k)
-                .collect();
-            let streaming = members(s)
-                .iter()
-                .filter(|m| m["state"] == "streaming")
-                .count();
-            let set = s["synchronous"]["set"].as_array().map_or(0, |a| a.len());
-            (primary_of(s).is_some() && sync.len() == 1 && streaming == 2 && set == 2)
-                .then(|| sync[0].clone())
-        })
     }
 }

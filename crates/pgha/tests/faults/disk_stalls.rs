@@ -1,0 +1,299 @@
+//! Disks stalled (fsfreeze): the leader's, and the synchronous standby's.
+
+use super::*;
+
+use nix::sys::signal::Signal;
+use pgha_testkit::{children_of, poll, signal};
+
+/// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
+/// and fsyncs wait, reads from memory still answer the agent's probes), synchronous mode. The
+/// leader sees its WAL stop reaching the disk, keeps its lease up to
+/// `primary_start_timeout_ms`, then demotes and lets the lease run out: another member takes
+/// over while the disk is still frozen. Nothing acknowledged is lost, there is never a second
+/// writer, and the old primary rejoins once its disk is back.
+#[test]
+fn leader_disk_stalled() {
+    let (mut c, leader, ck) = start_writing_on_disks(false);
+    let stall = Duration::from_secs(20);
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
+    let log_at = c.log_len(&leader);
+    c.freeze_disk(&leader);
+    let frozen_at = Instant::now();
+    let new = await_failover(&c, &ck, &leader, stall);
+    let left = (frozen_at + stall).saturating_duration_since(Instant::now());
+    let writes_back = ck.wait_acks(&new, frozen_at, 1, left);
+    let back_ms = ck
+        .first_ack_by(&new, frozen_at)
+        .map(|t| t.duration_since(frozen_at).as_millis());
+    ck.mark(&format!(
+        "writes back on {new} {back_ms:?} ms after the freeze"
+    ));
+    std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
+    let said = c.log_lines_since(&leader, log_at, &["has not reached its disk"]);
+    ck.mark(&format!("{leader}'s disk thawed"));
+    c.thaw_disk(&leader);
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    assert!(
+        writes_back,
+        "no write acknowledged by {new} while {leader}'s disk was frozen\n{}",
+        explain(&c)
+    );
+    assert!(
+        !said.is_empty(),
+        "{leader} never said its WAL stopped reaching the disk\n{}",
+        explain(&c)
+    );
+}
+
+/// The leader's PostgreSQL crashes (kill -9 of the postmaster and every backend) while its
+/// disk is stalled (fsfreeze), and once its agent has begun to start it again as the primary,
+/// its host's link to etcd is blackholed both ways: the start hangs on the frozen disk and the
+/// lease lapses while it is in flight (simulation seed 3608, end to end). Asynchronous mode: in
+/// a synchronous one a crashed primary hands over to its synchronous standby instead of
+/// restarting. The agent must demote, which cancels the start, and the supervisor must stay
+/// armed, so that nothing the start brings up once the disk thaws can take a write: another
+/// member takes over after the ttl, the disk thaws while it writes, and a start that resumed
+/// then would be a second writer (the writers still write on the old leader's own host).
+/// Once the link heals the old primary rejoins. One writer, nothing lost.
+#[test]
+fn primary_restart_in_flight_when_the_lease_lapses() {
+    let (mut c, leader) = start(&Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster runs");
+    let log_at = c.log_len(&leader);
+    c.freeze_disk(&leader);
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));
+    // commits wait on the frozen disk from now on; let the WAL senders pass on what was
+    // flushed (and acknowledged) before the freeze
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = kill_postmaster_tree(pm);
+    ck.mark(&format!(
+        "SIGKILL of {leader}'s postmaster {pm} and its {} children (those waiting on the disk \
+         die when it thaws)",
+        killed.len() - 1
+    ));
+    let restarting = poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        c.log_lines_since(&leader, log_at, &["restarting it"])
+            .into_iter()
+            .next()
+    });
+    assert!(
+        restarting.is_some(),
+        "{leader}'s agent did not begin to restart its crashed primary\n{}",
+        explain(&c)
+    );
+    c.net.cut(&leader, "etcd", Way::Both);
+    let cut_at = Instant::now();
+    // A renewal sent just before the cut may be answered, and its deadline armed, after it:
+    // nothing later than what a renewal sent at the cut gives (R + T - M/2) may be armed.
+    let fence_limit = boot_clock_ms() + (TTL - SAFETY_MARGIN / 2).as_millis() as u64 + 50;
+    let armed = c
+        .member(&leader)
+        .lease_deadline()
+        .expect("the leader's fencing deadline is armed");
+    let watch = LeaseWatch::start(c.member(&leader).lease_file());
+    ck.mark(&format!(
+        "{leader} restarts its primary on a frozen disk; {leader} <-> etcd blackholed both \
+         ways; its fencing deadline is {} ms ahead",
+        armed as i64 - boot_clock_ms() as i64
+    ));
+    let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    let writes_on_new = ck.wait_acks(&new, cut_at, 1, Duration::from_secs(20));
+    // the new primary writes while the old one's start is still stuck on its disk
+    std::thread::sleep(WATCH);
+    c.thaw_disk(&leader);
+    let thawed_at = Instant::now();
+    ck.mark(&format!(
+        "{leader}'s disk thawed (the link to etcd stays cut): whatever its start brings up \
+         now must not take a write"
+    ));
+    // I1 on the server itself: from the thaw on, n1's PostgreSQL, whenever it answers, must be
+    // in recovery (another member holds the lease)
+    let writable_after_thaw = poll(WATCH, Duration::from_millis(20), || {
+        c.sql_one(&leader, "SELECT pg_is_in_recovery()")
+            .filter(|r| r == "f")
+            .map(|_| thawed_at.elapsed())
+    });
+    let leftovers_dead = killed
+        .iter()
+        .all(|p| wait_dead(*p, Duration::from_secs(10)).is_some());
+    let old_pm = c.member(&leader).postmaster_pid();
+    let old_in_recovery = old_pm.and_then(|_| {
+        c.sql(&leader, "SELECT pg_is_in_recovery()")
+            .ok()
+            .and_then(|rows| rows.first().and_then(|r| r[0].clone()))
+    });
+    let values = watch.finish();
+    ck.mark(&format!(
+        "link healed; {leader}'s postmaster after the thaw: {old_pm:?} (in recovery: \
+         {old_in_recovery:?})"
+    ));
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let lease_seen: Vec<String> = values
+        .iter()
+        .map(|(t, v)| {
+            format!(
+                "[{} ms] {}",
+                ck_ms(&report, *t),
+                v.map_or("disarmed".into(), |v| format!("{v}"))
+            )
+        })
+        .collect();
+    let lines = c.log_lines_since(
+        &leader,
+        log_at,
+        &["restarting it", "lease", "demot", "fenc", "job"],
+    );
+    eprintln!(
+        "{leader}'s lease file from the cut on (armed {armed}): {lease_seen:?}\n{leader}'s \
+         lease, demotion and job lines: {lines:#?}"
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !writes_on_new {
+        unmet.push(format!(
+            "{new} acknowledged no write while {leader} was cut off"
+        ));
+    }
+    if let Some(after) = writable_after_thaw {
+        unmet.push(format!(
+            "{leader}'s PostgreSQL answered as a primary {after:?} after the thaw, while {new} \
+             held the lease and {leader}'s lease had lapsed"
+        ));
+    }
+    // the start cannot end while its disk is frozen: until then the supervisor must stay armed
+    if let Some((t, _)) = values.iter().find(|(t, v)| v.is_none() && *t < thawed_at) {
+        unmet.push(format!(
+            "{leader}'s fencing deadline was disarmed at {} ms, while its start was still blocked \
+             on the frozen disk (thawed at {} ms): a start that resumed then would run unfenced",
+            ck_ms(&report, *t),
+            ck_ms(&report, thawed_at)
+        ));
+    }
+    if !leftovers_dead {
+        unmet.push(format!(
+            "of {leader}'s killed processes {killed:?}, some still lived 10 s after the thaw"
+        ));
+    }
+    let later: Vec<u64> = values
+        .iter()
+        .filter_map(|(_, v)| *v)
+        .filter(|v| *v > fence_limit)
+        .collect();
+    if !later.is_empty() {
+        unmet.push(format!(
+            "{leader}'s agent armed a fencing deadline no renewal sent before the cut gives: \
+             {later:?} > {fence_limit} (armed at the cut: {armed})"
+        ));
+    }
+    if old_pm.is_some() && old_in_recovery.as_deref() != Some("t") {
+        unmet.push(format!(
+            "{leader}'s PostgreSQL ran after the thaw, cut off from etcd, and was not a standby \
+             (pg_is_in_recovery: {old_in_recovery:?}, {:?} after the thaw)",
+            thawed_at.elapsed()
+        ));
+    }
+    assert_all_met_and_streaming(
+        &c,
+        &report,
+        &unmet,
+        &format!("{leader}'s lines: {lines:#?}"),
+    );
+}
+
+/// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
+/// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
+/// on a frozen disk dies when the disk thaws.
+fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
+    signal(pm, Signal::SIGSTOP);
+    let mut killed = vec![pm];
+    killed.extend(children_of(pm));
+    for pid in killed.iter().rev() {
+        signal(*pid, Signal::SIGKILL);
+    }
+    signal(pm, Signal::SIGCONT);
+    killed
+}
+
+/// The synchronous standby's disk stalls (fsfreeze: its WAL receiver waits on every write and
+/// sends no reply), synchronous mode `on` (FIRST 1 over both standbys), writers writing; then,
+/// with that disk still frozen, the leader's host crashes (agent and postmaster kill -9). The
+/// leader's WAL sender drops the silent standby after the replication timeout, and the other
+/// standby acknowledges the commits from then on; the failover must pick that one, which holds
+/// every acknowledged commit, and not the frozen one, whose position stands still. Once the
+/// disk thaws and the old leader's agent is back, both rejoin. One writer, nothing lost.
+#[test]
+fn sync_standby_disk_stalled_then_leader_crash() {
+    let (mut c, leader, ck) = start_writing_on_disks(false);
+    let frozen = wait_until("the synchronous standby", Duration::from_secs(30), || {
+        c.sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+    });
+    c.freeze_disk(&frozen);
+    let frozen_at = Instant::now();
+    ck.mark(&format!(
+        "{frozen}'s disk frozen (fsfreeze): the synchronous standby stops writing and replying"
+    ));
+    // the commits move to the other standby after the replication timeout
+    let hold = WAL_TIMEOUT * 2;
+    std::thread::sleep(hold);
+    let gap = longest_gap(&ck.acks(), frozen_at, Instant::now());
+    let sync_now = c.sql_one(
+        &leader,
+        "SELECT string_agg(application_name || ' ' || sync_state, ', ') FROM pg_stat_replication",
+    );
+    ck.mark(&format!(
+        "{leader}'s standbys now: {sync_now:?}; node crash of {leader} (agent and postmaster \
+         kill -9) with {frozen}'s disk still frozen"
+    ));
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    let writes_on_new = ck.wait_acks(&new, crashed_at, 1, Duration::from_secs(20));
+    std::thread::sleep(WATCH);
+    ck.mark(&format!(
+        "{frozen}'s disk thawed; {leader}'s agent restarted"
+    ));
+    c.thaw_disk(&frozen);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    eprintln!(
+        "no write acknowledged for {} ms at the longest while {frozen}'s disk was frozen \
+         (replication timeout {WAL_TIMEOUT:?})",
+        gap.as_millis()
+    );
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if new == frozen {
+        unmet.push(format!(
+            "{frozen}, whose disk was frozen and whose position stood still, was promoted"
+        ));
+    }
+    if !writes_on_new {
+        unmet.push(format!(
+            "{new} acknowledged no write within 20 s of {leader}'s crash"
+        ));
+    }
+    if gap > WAL_TIMEOUT + Duration::from_secs(3) {
+        unmet.push(format!(
+            "no write acknowledged for {} ms while {frozen}'s disk was frozen (replication \
+             timeout {WAL_TIMEOUT:?})",
+            gap.as_millis()
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby's stalled disk");
+}

@@ -1,0 +1,330 @@
+//! Links blackholed: to etcd (both ways or one way), and between members.
+
+use super::*;
+
+/// pgha-core's default `stream_timeout_ms`: how long a standby may fail to stream from a
+/// healthy leader before pgha treats it as diverged (the test clusters keep the default).
+const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `pgha config set ttl_ms=6000 safety_margin_ms=1500`, then the leader's link to etcd
+/// blackholed both ways: the leader must demote before the lease etcd really holds expires.
+#[test]
+fn ttl_raised_then_leader_etcd_blackholed() {
+    let (mut c, leader) = start(&Opts::default());
+    let out = c.cli(&["config", "set", "ttl_ms=6000", "safety_margin_ms=1500"]);
+    assert!(
+        out.status.success(),
+        "pgha config set failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("ttl_ms=6000 in /cluster", Duration::from_secs(10), || {
+        c.cluster_json()
+            .filter(|v| v["config"]["ttl_ms"] == 6000)
+            .map(|_| ())
+    });
+    // a few loops so every agent (and the leader's renewals) run with the new ttl
+    std::thread::sleep(Duration::from_secs(5));
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "{leader} <-> etcd blackholed both ways (ttl 6 s, margin 1.5 s)"
+    ));
+    c.net.cut(&leader, "etcd", Way::Both);
+    await_failover(&c, &ck, &leader, Duration::from_secs(40));
+    heal_and_judge(&mut c, ck);
+}
+
+/// The leader's link to etcd blackholed both ways, asynchronous mode, its standbys reachable;
+/// as its lease lapses (its agent demotes `SAFETY_MARGIN / 2` before the fencing deadline it
+/// armed) its walsenders are starved of CPU (SIGSTOP from [`STARVED_BEFORE_DEADLINE`] before
+/// that demotion to 100 ms after it), and 450 ms after the demotion (50 ms before the fencing
+/// deadline) its host is isolated. A demotion that stopped PostgreSQL at once would throw away
+/// the commits acknowledged meanwhile that no walsender had sent (the standbys could only have
+/// streamed them from the old primary once it ran again as a standby, and the isolation stops
+/// that); the agent stops it fast (the backends end, then the walsenders send what they
+/// wrote): nothing lost.
+#[test]
+fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
+    let (mut c, leader) = start(&Opts::default());
+    let ck = checker_writing(&c, &leader);
+    let pm = c
+        .member(&leader)
+        .postmaster_pid()
+        .expect("the leader's postmaster");
+    c.net.cut(&leader, "etcd", Way::Both);
+    // renewals sent before the cut may still be answered: the deadline settles within a loop
+    std::thread::sleep(LOOP_WAIT * 2);
+    let deadline = c
+        .member(&leader)
+        .lease_deadline()
+        .expect("an armed deadline");
+    let demote_at = deadline - (SAFETY_MARGIN / 2).as_millis() as u64;
+    ck.mark(&format!(
+        "{leader} <-> etcd blackholed both ways; its fencing deadline {} ms ahead, its demotion \
+         due {} ms ahead",
+        deadline as i64 - boot_clock_ms() as i64,
+        demote_at as i64 - boot_clock_ms() as i64
+    ));
+    let walsenders = starve_walsenders(&ck, &leader, pm, demote_at, "its demotion is due");
+    sleep_until_boot_ms(demote_at + 100);
+    resume(&walsenders);
+    ck.mark(&format!("SIGCONT of {leader}'s walsenders"));
+    // the host then drops off the network altogether: the standbys cannot stream the tail
+    // from the old primary once it runs again as a standby
+    sleep_until_boot_ms(demote_at + 450);
+    c.net.isolate(&leader);
+    ck.mark(&format!(
+        "{leader} isolated, {} ms before its fencing deadline",
+        deadline as i64 - boot_clock_ms() as i64
+    ));
+    await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    heal_and_judge(&mut c, ck);
+}
+
+/// Only etcd's answers to the leader are dropped (iptables in etcd's namespace, one way),
+/// synchronous mode: the leader's renewals still reach etcd and keep its lease alive there,
+/// but the leader never hears back. It must stop writing on its own clock, and stop renewing,
+/// so that the lease etcd holds runs out and another member takes over; nothing is lost and
+/// there is never a second writer. Then the link heals and the old leader rejoins.
+#[test]
+fn etcd_answers_to_the_leader_blackholed_one_way() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "etcd -> {leader} blackholed (one way: {leader}'s requests still reach etcd)"
+    ));
+    c.net.cut("etcd", &leader, Way::OneWay);
+    let new = await_failover(&c, &ck, &leader, TTL * 6);
+    assert_ne!(new, leader);
+    heal_and_judge(&mut c, ck);
+}
+
+/// After [`WATCH`], heals every cut and checks the run: nothing acknowledged lost, never a
+/// second writer.
+fn heal_and_judge(c: &mut Cluster, ck: Checker) {
+    std::thread::sleep(WATCH);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let report = ck.finish(c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, c);
+    assert_history_recorded_once(c);
+}
+
+/// Synchronous mode `on` (`FIRST 1` over both standbys), writers writing: the synchronous
+/// standby's link to etcd blackholed both ways (its PostgreSQL still streams from the leader
+/// and acknowledges commits), then at once the leader's host crashes. The other standby cannot
+/// know how far the cut-off one got, which acknowledged the last commits, and the cut-off one
+/// cannot reach etcd: nobody may be promoted while it stays cut off. Once healed, its fresh
+/// position is in, the better of the two takes over, and nothing acknowledged is lost.
+#[test]
+fn a_synchronous_standby_cut_from_etcd_as_the_leader_crashes_is_waited_for() {
+    let (mut c, leader) = start_sync();
+    let sync = wait_until("the synchronous standby", Duration::from_secs(30), || {
+        c.sql_one(
+            &leader,
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+    });
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "{sync} (synchronous standby) <-> etcd blackholed both ways; node crash of {leader}"
+    ));
+    c.net.cut(&sync, "etcd", Way::Both);
+    c.member_mut(&leader).crash();
+    let hold = TTL * 5;
+    let promoted = c.wait_new_primary(&leader, hold);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let new = await_failover(&c, &ck, &leader, PATIENCE);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if let Some((member, _)) = promoted {
+        unmet.push(format!(
+            "{member} was promoted while {sync}, which acknowledged the last commits, was cut \
+             off from etcd"
+        ));
+    }
+    eprintln!("{new} took over once {sync} was back");
+    assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby cut from etcd");
+    assert_history_recorded_once(&c);
+}
+
+/// The synchronous standby's link to the leader stops carrying one way, synchronous mode `on`
+/// (`FIRST 1` over both standbys), writers writing: first the standby's acknowledgements are
+/// dropped (its replies never arrive; the WAL still does), then, healed, the WAL it is sent
+/// (its replies still arrive, so the leader's side never times out). Each way, commits wait on
+/// that standby until the replication timeout pgha renders (a ttl, 5 s at least, instead of
+/// PostgreSQL's 60 s) ends the connection and PostgreSQL moves them to the other standby:
+/// no write waits much longer than that timeout, nothing acknowledged is lost, the leader
+/// stays, one writer.
+#[test]
+fn sync_standby_link_blackholed_one_way() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let hold = WAL_TIMEOUT * 2;
+    let mut gaps = Vec::new();
+    for (from_standby, what) in [(true, "acknowledgements"), (false, "WAL")] {
+        // both standbys in the set, one of them the synchronous one: nothing but the
+        // replication timeout moves the commits off it
+        let sync = wait_until(
+            "one sync and one potential standby",
+            Duration::from_secs(30),
+            || {
+                let rows = c
+                    .sql(
+                        &leader,
+                        "SELECT application_name, sync_state FROM pg_stat_replication",
+                    )
+                    .ok()?;
+                let state = |s: &str| rows.iter().filter(|r| r[1].as_deref() == Some(s)).count();
+                let sync = rows.iter().find(|r| r[1].as_deref() == Some("sync"))?;
+                (state("sync") == 1 && state("potential") == 1).then(|| sync[0].clone())?
+            },
+        );
+        let (a, b) = if from_standby {
+            (sync.as_str(), leader.as_str())
+        } else {
+            (leader.as_str(), sync.as_str())
+        };
+        ck.mark(&format!(
+            "{a} -> {b} blackholed for {hold:?} (one way: the synchronous standby's {what})"
+        ));
+        c.net.cut(a, b, Way::OneWay);
+        let cut_at = Instant::now();
+        std::thread::sleep(hold);
+        ck.mark("healed");
+        c.net.heal_all();
+        let gap = longest_gap(&ck.acks(), cut_at, Instant::now());
+        gaps.push((what, sync, gap));
+    }
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    for (what, sync, gap) in &gaps {
+        eprintln!(
+            "{sync}'s {what} dropped: no write acknowledged for {} ms at the longest",
+            gap.as_millis()
+        );
+        if *gap > WAL_TIMEOUT + Duration::from_secs(3) {
+            unmet.push(format!(
+                "{sync}'s {what} dropped: no write acknowledged for {} ms (replication \
+                 timeout {WAL_TIMEOUT:?})",
+                gap.as_millis()
+            ));
+        }
+    }
+    assert_kept_leading(&c, &report, &leader, unmet, "a one-way cut");
+}
+
+/// A standby's link to the primary blackholed (etcd reachable) for longer than
+/// wal_receiver_timeout plus pgha's stream timeout: once healed it streams again, and it was
+/// neither rewound nor re-cloned, nor its data directory moved aside.
+#[test]
+fn standby_link_blackholed() {
+    let (mut c, leader) = start(&Opts::default());
+    let standby = standbys_of(&c, &leader)[0].clone();
+    let ck = checker_writing(&c, &leader);
+    let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(10);
+    ck.mark(&format!(
+        "{standby} <-> {leader} blackholed both ways for {cut_for:?}"
+    ));
+    // the log from here on (its initial clone is a Reclone action too)
+    let log_at_cut = c.log_len(&standby);
+    c.net.cut(&standby, &leader, Way::Both);
+    std::thread::sleep(cut_for);
+    ck.mark("link healed");
+    c.net.heal_all();
+    let streaming = c.wait_converged(Duration::from_secs(90));
+    assert_eq!(streaming, leader, "the leader changed");
+    ck.mark(&format!("{standby} streams again"));
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    let m = c.member(&standby);
+    let aside = m.moved_aside();
+    let rewound = c.log_lines_since(
+        &standby,
+        log_at_cut,
+        &[
+            "rewind",
+            "re-clon",
+            "reclone",
+            "moving the old data directory",
+        ],
+    );
+    let history: Vec<String> = c
+        .history()
+        .iter()
+        .filter(|e| e["from"] == standby.as_str() || e["to"] == standby.as_str())
+        .filter(|e| e["kind"].as_str().unwrap_or("").starts_with("rejoin"))
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        aside.is_empty() && rewound.is_empty() && history.is_empty(),
+        "{standby} was only cut off from {leader} for {cut_for:?} (no divergence), yet: \
+         data directories moved aside {aside:?}; agent log lines {rewound:#?}; history {history:#?}\n{report}"
+    );
+    assert_no_loss_one_writer(&report, &c);
+}
+
+/// The leader's links to both standbys blackholed (etcd reachable), synchronous mode, writers
+/// writing: its commits wait, its WAL runs ahead of theirs; then its host crashes and a
+/// standby takes over. Its agent restarted with the links still cut, the old leader has to
+/// rewind from a source it cannot reach: each attempt stops before pg_rewind begins, which
+/// says nothing of its data, so it tries again rather than moving its data aside for a
+/// re-clone (found by `leader_host_lossy`). Once healed it rewinds back in: no data moved
+/// aside, nothing lost, one writer.
+#[test]
+fn a_rewind_source_out_of_reach_is_waited_for_not_replaced_by_a_reclone() {
+    let (mut c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let standbys = standbys_of(&c, &leader);
+    ck.mark(&format!(
+        "{leader} <-> {standbys:?} blackholed both ways (etcd reachable)"
+    ));
+    for s in &standbys {
+        c.net.cut(&leader, s, Way::Both);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    ck.mark(&format!("node crash of {leader}"));
+    c.member_mut(&leader).crash();
+    let new = await_failover(&c, &ck, &leader, PATIENCE);
+    let log_at = c.log_len(&leader);
+    ck.mark(&format!("{leader}'s agent started, its links still cut"));
+    c.start_agent(&leader);
+    let tried = wait_until(
+        "a rewind attempt that could not reach its source",
+        Duration::from_secs(40),
+        || {
+            c.log_lines_since(&leader, log_at, &["could not be reached"])
+                .into_iter()
+                .find(|l| l.contains("rewind source"))
+        },
+    );
+    ck.mark(&format!("{leader}: {tried}"));
+    std::thread::sleep(Duration::from_secs(10));
+    let aside_while_cut = moved_aside(&c, &leader);
+    ck.mark("links healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    let aside = moved_aside(&c, &leader);
+    if !aside_while_cut.is_empty() || !aside.is_empty() {
+        unmet.push(format!("{leader}'s data was moved aside: {aside:?}"));
+    }
+    let rewound = c.history().iter().any(|e| {
+        e["kind"] == "rejoin_rewind" && e["from"] == leader.as_str() && e["to"] == new.as_str()
+    });
+    if !rewound {
+        unmet.push(format!(
+            "no rejoin_rewind of {leader} to {new} in the history"
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a rewind source out of reach");
+    assert_history_recorded_once(&c);
+}
