@@ -14,9 +14,9 @@ if [ "$what" = test ]; then
   # The fault tests run hosts in network namespaces and blackhole links with iptables DROP.
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
-  # faults::leader_wall_clock_jumps steps the agents' wall clock with libfaketime.
+  # faults::clocks::leader_wall_clock_jumps steps the agents' wall clock with libfaketime.
   ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1 || missing+=(libfaketime)
-  # faults::leader_disk_stalled puts a member on a loop-mounted ext4 and freezes it.
+  # faults::disk_stalls::leader_disk_stalled puts a member on a loop-mounted ext4 and freezes it.
   command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
   command -v fsfreeze >/dev/null 2>&1 || missing+=(util-linux)
   command -v mount >/dev/null 2>&1 || missing+=(mount)

@@ -62,10 +62,10 @@ fn a_receiver_on_an_older_timeline_than_the_standby_knows_is_not_streaming() {
         ..standby(Some(2), 2)
     };
     assert!(!stopped.is_streaming());
-    // Its own WAL is on the timeline it receives, not on the newest whose history it holds
-    // (found by faults::every_host_loses_power: taken for timeline 2, it was judged able to
-    // follow, and waited out the stream timeout before it rewound); without a receiver, the
-    // newest it knows of counts.
+    // Its own WAL is on the timeline it receives, not on the newest whose history it holds (found
+    // by faults::etcd_storage::every_host_loses_power: taken for timeline 2, it was judged able to
+    // follow, and waited out the stream timeout before it rewound); without a receiver, the newest
+    // it knows of counts.
     assert_eq!(standby(Some(1), 2).wal_timeline(), Some(1));
     assert_eq!(standby(Some(2), 2).wal_timeline(), Some(2));
     assert_eq!(standby(None, 2).wal_timeline(), Some(2));

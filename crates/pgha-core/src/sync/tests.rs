@@ -63,7 +63,7 @@ fn picks_by_priority_then_name_and_skips_nosync() {
     assert_eq!(want.to_string(), "FIRST 1 (\"n3\", \"n2\")");
 }
 
-/// Found by `faults::leader_host_lossy`: n1, back on a link losing packets, came first by
+/// Found by `faults::hosts::leader_host_lossy`: n1, back on a link losing packets, came first by
 /// name and took the synchronous role from n3 the moment it streamed; commits then waited on
 /// its acknowledgements for 8.8 s. Among equal priorities the standbys already listed keep
 /// their places; a standby that (re)joins comes after them.

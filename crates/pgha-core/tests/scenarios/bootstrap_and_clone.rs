@@ -37,12 +37,12 @@ fn a_new_member_clones_from_a_streaming_clonefrom_standby() {
     assert_eq!(d.reason, Reason::CloningFrom { source: name("n1") });
 }
 
-/// Found by `faults::a_standby_pointed_at_an_empty_etcd_does_not_promote`: a standby whose
-/// agent was restarted pointed at another etcd, an empty one, saw no leader, no member and no
+/// Found by `faults::impostors::a_standby_pointed_at_an_empty_etcd_does_not_promote`: a standby
+/// whose agent was restarted pointed at another etcd, an empty one, saw no leader, no member and no
 /// cluster, and promoted itself in its first step beside the primary that lived on (3 writes
-/// acknowledged by it, then lost). A store without the cluster's identifier is led again only
-/// once a majority of the members this one formed the cluster with publish data there; after
-/// etcd's data is lost they all do.
+/// acknowledged by it, then lost). A store without the cluster's identifier is led again only once
+/// a majority of the members this one formed the cluster with publish data there; after etcd's data
+/// is lost they all do.
 #[test]
 fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
     let local = standby(1, 5000, Some("n2"));
@@ -94,10 +94,10 @@ fn a_store_without_the_cluster_is_led_only_by_a_majority_of_its_members() {
     assert!(n3.peers().is_empty(), "{:?}", n3.peers());
 }
 
-/// Found by `faults::leader_data_disk_full`: a clone that fails was begun again every loop,
-/// each attempt a base backup on the leader (a checkpoint there, a slot, perhaps gigabytes
-/// copied again). After a failure the next waits twice the loop, doubling per failure in a
-/// row up to a ttl; a success ends the backoff.
+/// Found by `faults::disk_full::leader_data_disk_full`: a clone that fails was begun again every
+/// loop, each attempt a base backup on the leader (a checkpoint there, a slot, perhaps gigabytes
+/// copied again). After a failure the next waits twice the loop, doubling per failure in a row up
+/// to a ttl; a success ends the backoff.
 #[test]
 fn a_failing_clone_backs_off() {
     let mut n3 = member("n3");

@@ -77,7 +77,7 @@ fn the_winner_promotes_then_records_the_failover() {
     assert_eq!((event.timeline, event.lsn), (Timeline(2), Lsn(5000)));
 }
 
-/// Found by `faults::etcd_host_lossy`: n2 took over from n1, lost its own lease (the store
+/// Found by `faults::hosts::etcd_host_lossy`: n2 took over from n1, lost its own lease (the store
 /// out of reach), stepped down, and won the lease back. The history said "from n1 ... n1
 /// stepped down": the leader it had followed last, not itself. The member that led last was
 /// n2: the entry says so, and why.
@@ -149,12 +149,12 @@ fn the_one_promotion(decisions: &[Decision]) -> HistoryEvent {
     event
 }
 
-/// Found by `faults::etcd_host_lossy` (CI, on a store dropping 30 % of its packets): n3 won the
-/// lease and promoted, served writes for 2.5 s, and lost its lease before any step saw the
-/// store answer (only a leader's step with the store up recorded a promotion). Its demotion
-/// forgot the promotion: the history never said n3 had led, though clients wrote to it. A
-/// promotion that took effect is recorded the first step PostgreSQL shows it, whatever the
-/// store and the lease do next (an append that fails is appended again later).
+/// Found by `faults::hosts::etcd_host_lossy` (CI, on a store dropping 30 % of its packets): n3 won
+/// the lease and promoted, served writes for 2.5 s, and lost its lease before any step saw the
+/// store answer (only a leader's step with the store up recorded a promotion). Its demotion forgot
+/// the promotion: the history never said n3 had led, though clients wrote to it. A promotion that
+/// took effect is recorded the first step PostgreSQL shows it, whatever the store and the lease do
+/// next (an append that fails is appended again later).
 #[test]
 fn a_promotion_is_recorded_even_when_the_lease_lapses_with_the_store_out_of_reach() {
     let (mut n2, _) = n2_promoting_after_n1();

@@ -11,13 +11,13 @@ fn at_host(n: &str, ip: &str) -> Member {
     })
 }
 
-/// Found by `faults::a_second_agent_under_the_leaders_name_takes_nothing`: a second agent
-/// started under the leader's name on another host (a configuration copied without changing
-/// `member.name`) found the leader key naming it, renewed the leader's lease as its own and,
-/// having no data, let it go; it also rewrote the leader's record with its own addresses. The
-/// store's record of a member that names other addresses than this member's is another
-/// agent's: this member takes nothing under that name (no lease, no record, no candidacy),
-/// demotes what it may have made writable, and says why.
+/// Found by `faults::impostors::a_second_agent_under_the_leaders_name_takes_nothing`: a second
+/// agent started under the leader's name on another host (a configuration copied without changing
+/// `member.name`) found the leader key naming it, renewed the leader's lease as its own and, having
+/// no data, let it go; it also rewrote the leader's record with its own addresses. The store's
+/// record of a member that names other addresses than this member's is another agent's: this member
+/// takes nothing under that name (no lease, no record, no candidacy), demotes what it may have made
+/// writable, and says why.
 #[test]
 fn a_member_whose_name_the_store_gives_other_addresses_takes_nothing() {
     let leader = primary(1, 5000);

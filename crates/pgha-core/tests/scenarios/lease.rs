@@ -207,9 +207,10 @@ fn a_primary_start_in_flight_when_the_lease_lapses_is_demoted_before_the_key_goe
     assert!(releases(&d), "{:?}: {:?}", d.reason, d.actions);
 }
 
-/// The same lapse with the store unreachable, as `faults::primary_restart_in_flight_when_the_lease_lapses`
-/// injects it: while the demotion runs, each step says that it runs, not that PostgreSQL was
-/// found writable without the lease (it was not: it never came up).
+/// The same lapse with the store unreachable, as
+/// `faults::disk_stalls::primary_restart_in_flight_when_the_lease_lapses` injects it: while the
+/// demotion runs, each step says that it runs, not that PostgreSQL was found writable without the
+/// lease (it was not: it never came up).
 #[test]
 fn a_demotion_running_with_the_store_down_is_reported_as_running() {
     let (mut n1, _view, down, _) = leader_restarting_its_crashed_primary();
@@ -256,12 +257,12 @@ fn a_renewal_sent_before_the_acquisition_answer_caps_its_trust() {
     );
 }
 
-/// Found by `faults::leader_postgres_io_stall` (a stalled primary's agent could not renew in
-/// time): a leader whose lease lapsed on its own clock demoted, its PostgreSQL came back as a
-/// standby, and since the store had not yet expired the key, it adopted that very key again
-/// and promoted the same data, bypassing the election (and, in synchronous modes, the rule
-/// that a failed synchronous primary hands over). A term given up is never adopted again: the
-/// key is released and the election decides.
+/// Found by `faults::postgres::leader_postgres_io_stall` (a stalled primary's agent could not renew
+/// in time): a leader whose lease lapsed on its own clock demoted, its PostgreSQL came back as a
+/// standby, and since the store had not yet expired the key, it adopted that very key again and
+/// promoted the same data, bypassing the election (and, in synchronous modes, the rule that a
+/// failed synchronous primary hands over). A term given up is never adopted again: the key is
+/// released and the election decides.
 #[test]
 fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
     let (mut n1, view) = established_leader();

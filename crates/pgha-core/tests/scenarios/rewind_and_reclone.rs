@@ -48,13 +48,13 @@ fn promoted_by_hand_then_rewound(rewound: LocalPg) -> (Member, Decision) {
     (n3, d)
 }
 
-/// Found by `faults::a_standby_promoted_by_hand_takes_no_write_and_rejoins`: pg_rewind of
-/// PostgreSQL 15 and older takes the target's timeline from its last checkpoint; a promotion
-/// not yet checkpointed (made by hand, then demoted by pgha) reads as "same timeline, no rewind
-/// required", and the member came back diverged. It rewound again, and again, twice a second,
-/// each time recording "rejoined" in the history, and never streamed. A rewind that brings the
-/// member back on the timeline it diverged on, where it cannot stream for the stream timeout,
-/// changed nothing: it re-clones (the data moved aside), and records no rejoin until it has one.
+/// Found by `faults::impostors::a_standby_promoted_by_hand_takes_no_write_and_rejoins`: pg_rewind
+/// of PostgreSQL 15 and older takes the target's timeline from its last checkpoint; a promotion not
+/// yet checkpointed (made by hand, then demoted by pgha) reads as "same timeline, no rewind
+/// required", and the member came back diverged. It rewound again, and again, twice a second, each
+/// time recording "rejoined" in the history, and never streamed. A rewind that brings the member
+/// back on the timeline it diverged on, where it cannot stream for the stream timeout, changed
+/// nothing: it re-clones (the data moved aside), and records no rejoin until it has one.
 #[test]
 fn a_rewind_that_changed_nothing_is_followed_by_a_reclone_not_another_rewind() {
     let unchanged = LocalPg {
@@ -135,9 +135,9 @@ fn a_rewound_member_replaying_its_old_timeline_to_the_fork_is_not_recloned() {
     assert_eq!(event.kind, EventKind::RejoinRewind);
 }
 
-/// Found by `faults::leader_data_disk_full`: the old primary's disk is full, so its rewind
-/// fails and the re-clone that follows finds no room for a copy beside the data it would move
-/// aside. A full disk is no divergence: the data stays in place, the member says why and waits
+/// Found by `faults::disk_full::leader_data_disk_full`: the old primary's disk is full, so its
+/// rewind fails and the re-clone that follows finds no room for a copy beside the data it would
+/// move aside. A full disk is no divergence: the data stays in place, the member says why and waits
 /// a ttl, then tries the rewind again, not a re-clone.
 #[test]
 fn a_reclone_without_room_keeps_the_data_in_place_and_rewinds_later() {
@@ -205,7 +205,7 @@ fn a_rewind_that_failed_on_a_full_disk_is_tried_again_not_replaced_by_a_reclone(
     assert!(!has(&d, |a| matches!(a, Action::Reclone { .. })));
 }
 
-/// Found by `faults::leader_host_lossy`: the old primary, on a host losing 30 % of its
+/// Found by `faults::hosts::leader_host_lossy`: the old primary, on a host losing 30 % of its
 /// packets, could not connect to its rewind source within 5 s; that rewind failure led to a
 /// re-clone (over the same lossy link), the intact data moved aside. A source that cannot be
 /// reached says nothing of this member's data: no re-clone, the rewind is tried again.

@@ -69,7 +69,7 @@ fn a_crashed_primary_started_to_elect_rewinds_once_a_leader_exists() {
     assert_eq!(d.reason, Reason::StoppingForRewind { leader: name("n2") });
 }
 
-/// Found by `faults::every_host_loses_power`: a standby that received more of the old
+/// Found by `faults::etcd_storage::every_host_loses_power`: a standby that received more of the old
 /// primary's WAL than the member promoted (from the old primary, started as a standby to
 /// compare after the power came back) is configured for the new leader; its WAL receiver asks,
 /// again and again, for the old timeline's WAL past the switch point. That is divergence

@@ -91,11 +91,11 @@ fn an_unresponsive_standby_neither_restarts_nor_runs_for_leader() {
     }
 }
 
-/// Found by `faults::leader_disk_stalled`: a primary whose disk stalls still answers the
-/// agent's probes (they read), so the leader kept its lease while every commit waited for as
-/// long as the disk did. WAL that waits at the same flush position for a loop is a stalled
-/// disk: the leader says so, keeps its lease up to `primary_start_timeout_ms` (a short stall
-/// passes), then demotes and lets the lease run out, as for an unresponsive primary.
+/// Found by `faults::disk_stalls::leader_disk_stalled`: a primary whose disk stalls still answers
+/// the agent's probes (they read), so the leader kept its lease while every commit waited for as
+/// long as the disk did. WAL that waits at the same flush position for a loop is a stalled disk:
+/// the leader says so, keeps its lease up to `primary_start_timeout_ms` (a short stall passes),
+/// then demotes and lets the lease run out, as for an unresponsive primary.
 #[test]
 fn a_primary_whose_wal_stops_reaching_its_disk_is_demoted_after_the_timeout() {
     let (mut n1, view) = established_leader();

@@ -271,14 +271,14 @@ async fn a_silent_watch_on_a_frozen_etcd_fails_within_a_few_timeouts() {
     watch_sees(&mut watch, rev).await;
 }
 
-/// One member of three stalls (SIGSTOP: a stalled disk or VM), the other two keep the quorum,
-/// and each store was given every endpoint, the stalled one first. The call that finds it
-/// stalled fails, and, if it led, calls fail while the others elect a leader (500 ms election
-/// timeout here); after that every call goes to another member and succeeds. Twice: calls
-/// bounded by the store (500 ms), and calls its caller gives up on first (300 ms, a store
-/// bound of 2 s), as the agent's own bounds do. A client balanced over all three endpoints
-/// failed about two calls in five, all along (37 of 90); a caller's bound kept the store on
-/// the stalled member until a keep-alive ping found it dead (6 s in `faults::etcd_member_stalled`).
+/// One member of three stalls (SIGSTOP: a stalled disk or VM), the other two keep the quorum, and
+/// each store was given every endpoint, the stalled one first. The call that finds it stalled
+/// fails, and, if it led, calls fail while the others elect a leader (500 ms election timeout
+/// here); after that every call goes to another member and succeeds. Twice: calls bounded by the
+/// store (500 ms), and calls its caller gives up on first (300 ms, a store bound of 2 s), as the
+/// agent's own bounds do. A client balanced over all three endpoints failed about two calls in
+/// five, all along (37 of 90); a caller's bound kept the store on the stalled member until a
+/// keep-alive ping found it dead (6 s in `faults::etcd_stalls::etcd_member_stalled`).
 #[tokio::test]
 async fn a_stalled_member_costs_one_call_then_the_others_answer() {
     let mut cluster = EtcdCluster::start(3);

@@ -55,10 +55,10 @@ fn a_sighup_is_logged_and_changes_nothing() {
     );
 }
 
-/// etcd keeps every revision of every key until it is compacted, and refuses every write once
-/// they fill its quota (`faults::etcd_out_of_space`); pgha's members make several revisions
-/// a second. With `[etcd] history_retention_ms`, the agents compact what is older: revisions
-/// older than it are gone within a few seconds, and the log says so.
+/// etcd keeps every revision of every key until it is compacted, and refuses every write once they
+/// fill its quota (`faults::etcd_storage::etcd_out_of_space`); pgha's members make several
+/// revisions a second. With `[etcd] history_retention_ms`, the agents compact what is older:
+/// revisions older than it are gone within a few seconds, and the log says so.
 #[test]
 fn the_agents_compact_etcds_history_older_than_the_retention() {
     let _serial = serial();

@@ -56,7 +56,7 @@ fn checker_tells_late_answers_from_second_writers() {
         (two[0].count, two[0].executed_late, two[0].older.as_str()),
         (1, 0, "n1 (timeline 1)")
     );
-    // n1 promoted again after n2 (timeline 3: found by faults::etcd_host_lossy, where the
+    // n1 promoted again after n2 (timeline 3: found by faults::hosts::etcd_host_lossy, where the
     // lease went n1, n2, n1): a newer writer, not n1 writing on
     let (two, late) = judge(on(3, "n1", 3, 5100, 5110, 5120), &[1, 2, 3]);
     assert!(two.is_empty() && late.is_empty(), "{two:?} {late:?}");

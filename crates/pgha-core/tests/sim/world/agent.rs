@@ -54,14 +54,16 @@ impl World {
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
             refusing_connections: false,
             // Rewinds here end or fail as a whole (core scenarios and
-            // faults::agent_killed_mid_rewind cover one cut short).
+            // faults::processes::agent_killed_mid_rewind cover one cut short).
             rewind_incomplete: false,
             synced_slots: 0,
-            // Stalled disks are not modelled (core scenarios and faults::leader_disk_stalled).
+            // Stalled disks are not modelled (core scenarios and
+            // faults::disk_stalls::leader_disk_stalled).
             wal_waiting_at: None,
             // The simulation reports a stopped member's true end of WAL.
             crashed: false,
-            // Nobody runs ALTER SYSTEM here (core scenario a_setting_pgha_owns_changed_by_alter_system_is_reset).
+            // Nobody runs ALTER SYSTEM here (core scenario
+            // a_setting_pgha_owns_changed_by_alter_system_is_reset).
             altered_by_alter_system: Vec::new(),
             // Settings do not change here (core scenario
             // a_standby_whose_replay_waits_for_the_primarys_settings_is_restarted, day2 tests).
