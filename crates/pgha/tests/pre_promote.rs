@@ -45,6 +45,13 @@ fn state_of(status: &Value, name: &str) -> Option<(String, String)> {
     })
 }
 
+/// The upstream `name`'s record names (absent while it streams from nobody).
+fn upstream_of(status: &Value, name: &str) -> Option<String> {
+    let members = status["members"].as_array()?;
+    let member = members.iter().find(|m| m["name"] == name)?;
+    member["upstream"].as_str().map(str::to_string)
+}
+
 fn primary(status: &Value) -> Option<String> {
     let members = status["members"].as_array()?;
     let leader = status["leader"].as_str()?;
@@ -133,13 +140,16 @@ fn the_next_candidate_takes_over(c: &dyn Vetoing, hook: &Hook, members: [&str; 3
             && logs.contains("the virtual IP is still held"),
         "the veto and the script's words are not in the log:\n{logs}"
     );
-    // The vetoed member follows the new leader.
+    // The vetoed member follows the new leader: its PostgreSQL streams (what status probes) and
+    // its agent published so (`upstream`, from its record: what a switchover is checked against;
+    // the record follows within a loop).
     wait_until(
         &format!("{vetoing} streaming from {next}"),
         Duration::from_secs(60),
         || {
             let s = status(c, next)?;
-            (state_of(&s, vetoing)? == ("standby".into(), "streaming".into())).then_some(())
+            let streaming = state_of(&s, vetoing)? == ("standby".into(), "streaming".into());
+            (streaming && upstream_of(&s, vetoing)?.as_str() == next).then_some(())
         },
     );
     // Another member leads: the veto is over, and a switchover back to it runs its callback

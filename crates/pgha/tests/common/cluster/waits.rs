@@ -62,7 +62,12 @@ impl Cluster {
                         if down.contains(&name) {
                             m["state"] == "stopped"
                         } else {
-                            name == primary || (m["role"] == "standby" && m["state"] == "streaming")
+                            // streaming as PostgreSQL says, and as its record says (what a
+                            // switchover is checked against: it follows within a loop)
+                            name == primary
+                                || (m["role"] == "standby"
+                                    && m["state"] == "streaming"
+                                    && m["upstream"] == primary)
                         }
                     })
             });
