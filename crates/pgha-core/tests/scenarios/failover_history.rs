@@ -54,17 +54,7 @@ fn the_failover_says_why_the_leader_was_lost() {
 
 #[test]
 fn the_winner_promotes_then_records_the_failover() {
-    let mut n2 = member("n2");
-    let before = View::led_by("n1", 3, &primary(1, 5000));
-    n2.step(&obs(0, standby(1, 5000, Some("n1")), &before, vec![]));
-    let local = standby(1, 5000, None);
-    let gone = leaderless(&local, &standby(1, 10, None), None);
-    n2.step(&obs(100, local.clone(), &gone, vec![]));
-    let mine = View::new()
-        .leader("n2", 11)
-        .with("n2", record(&local, Some("n2")));
-    let d = n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
-    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    let (mut n2, mine) = n2_promoting_after_n1();
     let d = n2.step(&obs(
         900,
         primary(2, 5100),
