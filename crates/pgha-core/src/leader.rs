@@ -149,7 +149,8 @@ impl Member {
     }
 
     /// The leader key carries our name but we hold no trusted lease (agent restart, or an
-    /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile.
+    /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile. Sets a
+    /// former agent may have sent in this term bound what PostgreSQL may count meanwhile.
     fn adopt(
         &mut self,
         obs: &Observation,
@@ -163,6 +164,15 @@ impl Member {
         {
             return Reason::WritableWithoutLease;
         }
+        let name = self.name().clone();
+        let counted = &obs.local.sync_applied;
+        sync::UnseenSets::adopted(
+            &mut self.sync.unseen,
+            revision,
+            view.sync_revision,
+            &name,
+            counted,
+        );
         self.last_renew_request = None;
         self.renew_if_due(obs.now, revision, plan);
         Reason::AdoptingLease {

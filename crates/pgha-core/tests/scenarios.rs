@@ -275,6 +275,21 @@ fn n2_leads_after(kind: EventKind) -> View {
     View::led_by("n2", 20, &primary(2, 9000)).event(kind, "n1", "n2", 2, 5000)
 }
 
+/// n1 leads (term 7) at 5000 with n2 (at 5000) and n3 (at `n3_lsn`) streaming from it, mode
+/// `on`, `ANY synchronous_count`.
+fn quorum_leader_view(n3_lsn: u64, synchronous_count: u32) -> View {
+    View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, n3_lsn, Some("n1")), None))
+        .config(|c| {
+            c.synchronous_mode = SyncMode::On;
+            c.synchronous_method = SyncMethod::Quorum;
+            c.synchronous_count = synchronous_count;
+        })
+}
+
 #[path = "scenarios/bootstrap_and_clone.rs"]
 mod bootstrap_and_clone;
 #[path = "scenarios/crashes_and_restarts.rs"]
@@ -311,3 +326,5 @@ mod synchronous_election;
 mod synchronous_set;
 #[path = "scenarios/unresponsive_postgres.rs"]
 mod unresponsive_postgres;
+#[path = "scenarios/unseen_sync_sets.rs"]
+mod unseen_sync_sets;

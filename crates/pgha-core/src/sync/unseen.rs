@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::types::MemberName;
 
-use super::SyncSet;
+use super::{SyncApplied, SyncSet};
 
 /// The sets a leader sent in its term since a read last showed the one it sent last.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +32,27 @@ impl UnseenSets {
         if unseen.sets.last() != Some(set) {
             unseen.sets.push(set.clone());
         }
+    }
+
+    /// A leader adopting its term after its agent restarted does not know which sets its
+    /// former agent sent in that term, and one may still land. Each of them names every member
+    /// PostgreSQL counts (a smaller set is sent only once applied, a larger one applied only
+    /// once a read showed it), so they are taken to be what PostgreSQL `counted` at adoption:
+    /// until a read shows a set sent since, PostgreSQL counts no member beyond those.
+    pub fn adopted(
+        slot: &mut Option<UnseenSets>,
+        term: u64,
+        revision: u64,
+        leader: &MemberName,
+        counted: &SyncApplied,
+    ) {
+        let set = SyncSet {
+            leader: Some(leader.clone()),
+            members: counted.as_set(),
+            count: counted.count,
+            method: counted.method,
+        };
+        Self::sent(slot, term, revision, &set);
     }
 
     /// Forgets them once a read shows the last one written after it was sent (writes land in
