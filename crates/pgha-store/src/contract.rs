@@ -11,6 +11,9 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod leader_writes;
+pub use leader_writes::{leader_only_writes, leader_writes_compare_the_key_read};
+
 /// What the suite needs from a backend.
 #[async_trait]
 pub trait Harness: Send + Sync {
@@ -224,38 +227,6 @@ pub async fn guarded_writes(h: &dyn Harness) {
     store.delete(Key::Switchover, Guard::Any).await.unwrap();
 }
 
-pub async fn leader_only_writes(h: &dyn Harness) {
-    let store = h.fresh_store().await;
-    let term = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
-    let as_leader = |holder: &str, revision| Guard::Leader {
-        holder: holder.into(),
-        revision,
-    };
-    store
-        .put(Key::Sync, "[n2]", as_leader("n1", term))
-        .await
-        .unwrap();
-    assert!(is_conflict(
-        store.put(Key::Sync, "[n3]", as_leader("n2", term)).await
-    ));
-    store
-        .append_history(&HistoryId::fresh(), "e1", as_leader("n1", term))
-        .await
-        .unwrap();
-    store.release_leader("n1", term).await.unwrap();
-    assert!(is_conflict(
-        store.put(Key::Sync, "[n3]", as_leader("n1", term)).await
-    ));
-    assert!(is_conflict(
-        store
-            .append_history(&HistoryId::fresh(), "e2", as_leader("n1", term))
-            .await
-    ));
-    let snap = store.snapshot().await.unwrap();
-    assert_eq!(snap.get(Key::Sync).unwrap().value, "[n2]");
-    assert_eq!(snap.history.len(), 1);
-}
-
 pub async fn initialize_is_create_if_absent(h: &dyn Harness) {
     let store = h.fresh_store().await;
     store
@@ -358,6 +329,7 @@ pub async fn run_all(h: &dyn Harness) {
     members_live_by_their_own_lease(h).await;
     guarded_writes(h).await;
     leader_only_writes(h).await;
+    leader_writes_compare_the_key_read(h).await;
     initialize_is_create_if_absent(h).await;
     history_keeps_append_order(h).await;
     a_retried_history_append_records_once(h).await;
@@ -378,6 +350,7 @@ macro_rules! store_contract_tests {
             members_live_by_their_own_lease,
             guarded_writes,
             leader_only_writes,
+            leader_writes_compare_the_key_read,
             initialize_is_create_if_absent,
             history_keeps_append_order,
             a_retried_history_append_records_once,

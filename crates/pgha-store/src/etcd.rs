@@ -253,6 +253,18 @@ impl EtcdStore {
                 Compare::mod_revision(path, CompareOp::Equal, as_i64(*r)),
             ],
             Guard::Leader { holder, revision } => self.leader_is(holder, *revision),
+            Guard::LeaderAndKey {
+                holder,
+                revision,
+                key_revision,
+            } => {
+                let mut compares = self.leader_is(holder, *revision);
+                compares.push(match key_revision {
+                    0 => Compare::create_revision(path, CompareOp::Equal, 0),
+                    r => Compare::mod_revision(path, CompareOp::Equal, as_i64(*r)),
+                });
+                compares
+            }
         }
     }
 
@@ -301,12 +313,15 @@ impl EtcdStore {
     /// Why a guarded write on `key` failed, from the else-branch reads `[key, leader]`.
     fn conflict(&self, key: &str, guard: &Guard, resp: &TxnResponse) -> StoreError {
         let reads = gets(resp);
+        let leader = || describe_leader(reads.get(1).and_then(|kvs| kvs.first()));
+        let written = || match reads.first().and_then(|kvs| kvs.first()) {
+            Some(kv) => format!("{key} is at revision {}", kv.mod_revision()),
+            None => format!("{key} is absent"),
+        };
         let found = match guard {
-            Guard::Leader { .. } => describe_leader(reads.get(1).and_then(|kvs| kvs.first())),
-            _ => match reads.first().and_then(|kvs| kvs.first()) {
-                Some(kv) => format!("{key} is at revision {}", kv.mod_revision()),
-                None => format!("{key} is absent"),
-            },
+            Guard::Leader { .. } => leader(),
+            Guard::LeaderAndKey { .. } => format!("{}; {}", written(), leader()),
+            _ => written(),
         };
         StoreError::conflict(key, format!("expected {guard:?}, {found}"))
     }

@@ -10,7 +10,9 @@
 //!    a lease of `ttl`; record the instant the request was *sent* for the core's lease trust),
 //!    [`Store::renew_leader`] / [`Store::release_leader`] (compare-and-set on the term
 //!    revision), [`Store::put_member`] (bound to the member's own lease), leader-only writes
-//!    with [`Guard::Leader`], `initialize` with [`Guard::Absent`];
+//!    with [`Guard::Leader`] (the synchronous set and the failsafe list with
+//!    [`Guard::LeaderAndKey`]: also the key's revision they were decided on), `initialize` with
+//!    [`Guard::Absent`];
 //! 3. waits on a [`Watch`] (from [`Store::watch`]) or its timer, whichever comes first.
 //!
 //! Errors are [`StoreError`]; [`StoreError::is_retryable`] tells a timeout from a lost race.

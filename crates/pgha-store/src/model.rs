@@ -75,6 +75,14 @@ pub enum Guard {
     Revision(Revision),
     /// The leader key must be held by `holder` with this revision (a leader-only write).
     Leader { holder: String, revision: Revision },
+    /// [`Guard::Leader`], and the key written still at `key_revision` (0: absent), as the read
+    /// the write was decided on showed it: a leader's write whose answer was lost cannot land
+    /// after anything else was written there.
+    LeaderAndKey {
+        holder: String,
+        revision: Revision,
+        key_revision: Revision,
+    },
 }
 
 /// The leader key: who holds it, its revision (unchanged by renewals: one term, one revision).

@@ -63,25 +63,42 @@ impl State {
         leader.into_iter().chain(members).min()
     }
 
+    fn leads(&self, holder: &str, revision: Revision) -> bool {
+        self.leader
+            .as_ref()
+            .is_some_and(|l| l.holder == holder && l.revision == revision)
+    }
+
     pub(super) fn check(&self, key: Key, guard: &Guard) -> Result<(), StoreError> {
         let current = self.durable.keys.get(&key);
         let ok = match guard {
             Guard::Any => true,
             Guard::Absent => current.is_none(),
             Guard::Revision(r) => current.is_some_and(|v| v.revision == *r),
-            Guard::Leader { holder, revision } => self
-                .leader
-                .as_ref()
-                .is_some_and(|l| &l.holder == holder && l.revision == *revision),
+            Guard::Leader { holder, revision } => self.leads(holder, *revision),
+            Guard::LeaderAndKey {
+                holder,
+                revision,
+                key_revision,
+            } => {
+                self.leads(holder, *revision) && current.map_or(0, |v| v.revision) == *key_revision
+            }
         };
         if ok {
             return Ok(());
         }
+        let leader = || match &self.leader {
+            Some(l) => format!("leader is {} at revision {}", l.holder, l.revision),
+            None => "no leader".to_string(),
+        };
         let found = match (guard, current) {
-            (Guard::Leader { .. }, _) => match &self.leader {
-                Some(l) => format!("leader is {} at revision {}", l.holder, l.revision),
-                None => "no leader".to_string(),
-            },
+            (Guard::Leader { .. }, _) => leader(),
+            (
+                Guard::LeaderAndKey {
+                    holder, revision, ..
+                },
+                _,
+            ) if !self.leads(holder, *revision) => leader(),
             (_, Some(v)) => format!("{key} is at revision {}", v.revision),
             (_, None) => format!("{key} is absent"),
         };
