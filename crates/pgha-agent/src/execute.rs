@@ -83,12 +83,17 @@ impl Agent {
             Action::PublishSync {
                 set,
                 leader_revision,
-            } => self.put_as_leader(Key::Sync, set, *leader_revision).await?,
+                key_revision,
+            } => {
+                self.put_as_leader(Key::Sync, set, *leader_revision, *key_revision)
+                    .await?
+            }
             Action::PublishFailsafe {
                 list,
                 leader_revision,
+                key_revision,
             } => {
-                self.put_as_leader(Key::Failsafe, list, *leader_revision)
+                self.put_as_leader(Key::Failsafe, list, *leader_revision, *key_revision)
                     .await?
             }
             // sent together by `execute` (see `routine`)
@@ -189,17 +194,20 @@ impl Agent {
         }
     }
 
-    /// Writes `key` only while this member holds the leader key at `revision` (one CAS).
+    /// Writes `key` only while this member holds the leader key at `revision` and `key` is still
+    /// at `key_revision` (0: absent), as the read the write was decided on showed it (one CAS).
     pub(crate) async fn put_as_leader(
         &self,
         key: Key,
         value: &impl Serialize,
         revision: u64,
+        key_revision: u64,
     ) -> Result<(), ActionError> {
         let json = serde_json::to_string(value)?;
-        let guard = Guard::Leader {
+        let guard = Guard::LeaderAndKey {
             holder: self.spec.name.to_string(),
             revision,
+            key_revision,
         };
         timed(self.store_limit(), self.store.put(key, &json, guard)).await?;
         Ok(())
@@ -361,3 +369,6 @@ mod fence_tests;
 #[cfg(test)]
 #[path = "execute/history_tests.rs"]
 mod history_tests;
+#[cfg(test)]
+#[path = "execute/publish_tests.rs"]
+mod publish_tests;

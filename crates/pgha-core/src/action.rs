@@ -50,10 +50,12 @@ pub enum Action {
         position: crate::observe::LeaderPosition,
         leader_revision: u64,
     },
-    /// Put the `failsafe` key (leader only, guarded by the leader key at `leader_revision`).
+    /// Put the `failsafe` key (leader only, guarded by the leader key at `leader_revision` and
+    /// by the key still at `key_revision`, as the read it was decided on showed it; 0: absent).
     PublishFailsafe {
         list: crate::observe::FailsafeList,
         leader_revision: u64,
+        key_revision: u64,
     },
     /// Put `members/<self>` bound to the member's own lease.
     PublishMember(MemberRecord),
@@ -61,10 +63,13 @@ pub enum Action {
     WriteInitialize {
         system_id: crate::types::SystemId,
     },
-    /// Write the `sync` key, guarded by the leader term `leader_revision`.
+    /// Write the `sync` key, guarded by the leader term `leader_revision` and by the key still
+    /// at `key_revision`, as the read it was decided on showed it (0: absent): a write whose
+    /// answer was lost can land only before anything else is written there.
     PublishSync {
         set: SyncSet,
         leader_revision: u64,
+        key_revision: u64,
     },
     /// Delete the `switchover` key, guarded by its `revision`.
     ClearSwitchover {

@@ -307,6 +307,7 @@ impl Member {
             plan.push(Action::PublishFailsafe {
                 list,
                 leader_revision: revision,
+                key_revision: view.failsafe_revision,
             });
         }
     }

@@ -33,12 +33,7 @@ impl Member {
         plan: &mut Plan,
     ) -> bool {
         let local = &obs.local;
-        sync::UnseenSets::settle(
-            &mut self.sync.unseen,
-            revision,
-            &view.sync,
-            view.sync_revision,
-        );
+        sync::UnseenSets::settle(&mut self.sync.unseen, revision, view.sync_revision);
         let asynchronous = self.config.synchronous_mode == SyncMode::Off
             && view.sync.members.is_empty()
             && local.sync_applied.is_async();
@@ -112,6 +107,7 @@ impl Member {
                 plan.push(Action::PublishSync {
                     set,
                     leader_revision: revision,
+                    key_revision: view.sync_revision,
                 });
             }
         }

@@ -55,7 +55,8 @@ fn the_leader_publishes_its_failsafe_list() {
         has(&d, |a| *a
             == Action::PublishFailsafe {
                 list: failsafe_list("n1", &["n1", "n2"]),
-                leader_revision: 7
+                leader_revision: 7,
+                key_revision: 0,
             }),
         "{:?}",
         d.actions
@@ -176,7 +177,8 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
     assert!(has(&d, |a| *a
         == Action::PublishFailsafe {
             list: failsafe_list("n1", &["n1", "n2", "n3"]),
-            leader_revision: 7
+            leader_revision: 7,
+            key_revision: 0,
         }));
     let asked = n1.failsafe_confirmers(&view.0).expect("a list to go by");
     assert_eq!(

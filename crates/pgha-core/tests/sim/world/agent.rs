@@ -254,33 +254,12 @@ impl World {
                     self.store.initialize.get_or_insert(*system_id);
                 }
             }
-            // What a leader publishes lands only while its term holds.
-            Action::PublishSync {
-                leader_revision, ..
-            }
-            | Action::PublishFailsafe {
-                leader_revision, ..
-            }
-            | Action::PublishPosition {
-                leader_revision, ..
-            } => {
-                if reachable && self.store.leader.is_some_and(|l| l.1 == *leader_revision) {
-                    match &action {
-                        Action::PublishSync { set, .. } => {
-                            self.store.revision += 1;
-                            self.store.sync = set.clone();
-                            self.store.sync_revision = self.store.revision;
-                        }
-                        Action::PublishFailsafe { list, .. } => {
-                            self.store.revision += 1;
-                            self.store.failsafe = Some(list.clone());
-                            self.store.failsafe_revision = self.store.revision;
-                        }
-                        Action::PublishPosition { position, .. } => {
-                            self.store.position = Some(position.clone())
-                        }
-                        _ => unreachable!(),
-                    }
+            // What a leader publishes lands only while its term holds, perhaps late.
+            Action::PublishSync { .. }
+            | Action::PublishFailsafe { .. }
+            | Action::PublishPosition { .. } => {
+                if reachable {
+                    self.publish(i, &action);
                 }
             }
             Action::ClearSwitchover { revision } => {

@@ -138,6 +138,9 @@ pub struct World {
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,
+    /// Leader writes on their way to the store with their answers lost: (lands at, member,
+    /// write).
+    late_writes: Vec<(u64, usize, Action)>,
     next_tl: u32,
     /// I4's ledger: the newest synchronously acknowledged commit.
     acknowledged: Option<Acknowledged>,

@@ -76,6 +76,7 @@ impl World {
             veto_per_mille: None,
             slow_store: false,
             store_down_until: 0,
+            late_writes: Vec::new(),
             next_tl: 2,
             acknowledged: None,
             was_writable: vec![false; size],
@@ -176,6 +177,7 @@ impl World {
     fn tick(&mut self) {
         self.now += TICK;
         self.expire();
+        self.land_late_writes();
         self.replicate();
         self.acknowledge();
         self.finish_jobs();

@@ -1,4 +1,5 @@
-//! The store's clock: leases and member keys that expire, partitions that heal, outages that end.
+//! The store's clock: leases and member keys that expire, partitions that heal, outages that end,
+//! and leader writes whose answers were lost landing late.
 
 use super::*;
 
@@ -42,5 +43,85 @@ impl World {
         if before != self.store.members.len() {
             self.wake_all();
         }
+    }
+
+    /// A leader's write of its `sync`, `failsafe` or `position` key. With the store slow, a
+    /// write of the synchronous set or the failsafe list may land up to 3 s later, its answer
+    /// lost (the core never hears of a publication: it learns from reads), in any order with
+    /// the member's other writes, after its agent was killed too, and only if the key is still
+    /// at the revision it compares.
+    pub(super) fn publish(&mut self, i: usize, action: &Action) {
+        let may_be_late = !matches!(action, Action::PublishPosition { .. });
+        if may_be_late && self.slow_store && self.rng.chance(300) {
+            let at = self.now + self.rng.below(3_000);
+            self.late_writes.push((at, i, action.clone()));
+        } else {
+            self.land(action);
+        }
+    }
+
+    /// Late writes whose time came land while the store is up.
+    pub(super) fn land_late_writes(&mut self) {
+        if self.store_down_until > self.now {
+            return;
+        }
+        let now = self.now;
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.late_writes)
+            .into_iter()
+            .partition(|w| w.0 <= now);
+        self.late_writes = later;
+        for (_, _, action) in due {
+            if self.land(&action) {
+                self.store.revision += 1;
+                self.wake_all();
+            }
+        }
+    }
+
+    /// Puts a leader's write in the store if its term still holds; whether it did.
+    fn land(&mut self, action: &Action) -> bool {
+        let (Action::PublishSync {
+            leader_revision, ..
+        }
+        | Action::PublishFailsafe {
+            leader_revision, ..
+        }
+        | Action::PublishPosition {
+            leader_revision, ..
+        }) = action
+        else {
+            unreachable!("only a leader's writes land here")
+        };
+        if self.store.leader.is_none_or(|l| l.1 != *leader_revision) {
+            return false;
+        }
+        // The set and the list land only on the key's revision they were decided on.
+        let key_moved = match action {
+            Action::PublishSync { key_revision, .. } => self.store.sync_revision != *key_revision,
+            Action::PublishFailsafe { key_revision, .. } => {
+                self.store.failsafe_revision != *key_revision
+            }
+            _ => false,
+        };
+        if key_moved {
+            return false;
+        }
+        match action {
+            Action::PublishSync { set, .. } => {
+                self.store.revision += 1;
+                self.store.sync = set.clone();
+                self.store.sync_revision = self.store.revision;
+            }
+            Action::PublishFailsafe { list, .. } => {
+                self.store.revision += 1;
+                self.store.failsafe = Some(list.clone());
+                self.store.failsafe_revision = self.store.revision;
+            }
+            Action::PublishPosition { position, .. } => {
+                self.store.position = Some(position.clone())
+            }
+            _ => unreachable!(),
+        }
+        true
     }
 }

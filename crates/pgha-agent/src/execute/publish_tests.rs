@@ -1,0 +1,67 @@
+//! A leader's publication of its synchronous set or failsafe list compares the key's revision
+//! it was decided on: one whose answer was lost cannot land over a newer one.
+
+use std::sync::Arc;
+
+use pgha_core::{Action, FailsafeList, MemberName, SyncMethod, SyncSet};
+use pgha_store::{Key, MemoryStore, Store, TokioClock};
+
+use crate::agent::Agent;
+use crate::test_spec::spec;
+
+fn set(names: &[&str]) -> SyncSet {
+    SyncSet {
+        leader: Some(MemberName::new("n1")),
+        members: names.iter().map(|n| MemberName::new(*n)).collect(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    }
+}
+
+#[tokio::test]
+async fn a_publication_decided_on_an_older_read_does_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let term = store
+        .acquire_leader("n1", pgha_core::Ttl::from_millis(10_000))
+        .await
+        .unwrap();
+    let publish = |names: &[&str], key_revision| Action::PublishSync {
+        set: set(names),
+        leader_revision: term,
+        key_revision,
+    };
+    // Decided on a read without the key: lands.
+    agent.execute_one(&publish(&["n2", "n3"], 0)).await.unwrap();
+    let first = store.snapshot().await.unwrap();
+    let first = first.get(Key::Sync).unwrap().revision;
+    // Decided on that same read, arriving after it: refused, the newer set stays.
+    assert!(agent.execute_one(&publish(&["n2"], 0)).await.is_err());
+    // Decided on the read that showed it: lands.
+    agent.execute_one(&publish(&["n3"], first)).await.unwrap();
+    let read = store.snapshot().await.unwrap();
+    let now: SyncSet = serde_json::from_str(&read.get(Key::Sync).unwrap().value).unwrap();
+    assert_eq!(now, set(&["n3"]));
+
+    let list = |names: &[&str]| FailsafeList {
+        leader: MemberName::new("n1"),
+        members: names.iter().map(|n| MemberName::new(*n)).collect(),
+    };
+    let failsafe = |names: &[&str], key_revision| Action::PublishFailsafe {
+        list: list(names),
+        leader_revision: term,
+        key_revision,
+    };
+    agent
+        .execute_one(&failsafe(&["n1", "n2"], 0))
+        .await
+        .unwrap();
+    assert!(agent
+        .execute_one(&failsafe(&["n1", "n2", "n4"], 0))
+        .await
+        .is_err());
+    let read = store.snapshot().await.unwrap();
+    let kept: FailsafeList = serde_json::from_str(&read.get(Key::Failsafe).unwrap().value).unwrap();
+    assert_eq!(kept, list(&["n1", "n2"]));
+}
