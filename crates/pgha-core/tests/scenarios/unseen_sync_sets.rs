@@ -94,11 +94,11 @@ fn n3_dropped_without_an_answer() -> (Member, View) {
 /// lost may still land. Meanwhile the leader, reading the old set, let PostgreSQL count a
 /// member that set lacks (n3, streaming again); when the late write landed, the store's set
 /// no longer covered a standby PostgreSQL counted, and a commit n3 alone confirmed could be
-/// lost to a failover choosing inside the set. Until a read shows the set it sent last, the
-/// leader counts only members every set it may have put in the store names.
+/// lost to a failover choosing inside the set. Until a read shows the key moved past the
+/// revision its sets were sent on, the leader counts only members every one of them names.
 #[test]
 fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
-    let (mut n1, mut view) = n3_dropped_without_an_answer();
+    let (mut n1, view) = n3_dropped_without_an_answer();
     // Its answer was lost: the store still shows both when n3 streams again.
     let d = n1.step(&obs(5000, pg(true, &["n2"]), &view, vec![]));
     assert!(
@@ -106,11 +106,16 @@ fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
         "n3 counted while a set without it may still land: {d:?}"
     );
     assert!(publishes(&d, &["n2", "n3"]), "{d:?}");
-    // Reads showing the same set at the same revision tell nothing: the late write may come.
+    n3_counted_once_the_key_moved(n1, view);
+}
+
+/// `n1`, which sent {n2, n3} on the key's revision 10 with PostgreSQL counting {n2}: reads
+/// showing the same revision tell nothing (a late write may come); once a read shows the key
+/// moved (the set it sent, written since), nothing sent on revision 10 can land any more, and
+/// PostgreSQL may count n3 again.
+fn n3_counted_once_the_key_moved(mut n1: Member, mut view: View) {
     let d = n1.step(&obs(6000, pg(true, &["n2"]), &view, vec![]));
     assert!(!counts_n3(&d), "{d:?}");
-    // A read shows the set it sent last, written since: what it sent before has landed or
-    // never will, and PostgreSQL may count n3 again.
     view.0.sync = set(&["n2", "n3"]);
     view.0.sync_revision = 12;
     let d = n1.step(&obs(7000, pg(true, &["n2"]), &view, vec![]));
@@ -121,10 +126,10 @@ fn a_set_published_without_an_answer_still_bounds_what_postgresql_may_count() {
 /// agent that sent them. Restarted within the ttl, the agent adopted the same term (whose
 /// guard the late write still passes), read {n2, n3} and let PostgreSQL count n3 again; the
 /// {n2} its former process sent could land after that. An agent adopting its term takes the
-/// sets it may have sent to be what PostgreSQL counts, until a read shows one it sent since.
+/// sets it may have sent to be what PostgreSQL counts, until a read shows the key moved.
 #[test]
 fn a_restarted_leader_counts_no_member_a_set_its_former_agent_sent_may_lack() {
-    let (_before_restart, mut view) = n3_dropped_without_an_answer();
+    let (_before_restart, view) = n3_dropped_without_an_answer();
     let mut n1 = member("n1");
     // The key still names n1 (term 7): the new agent renews it to adopt the lease.
     let d = n1.step(&obs(5000, pg(true, &["n2"]), &view, vec![]));
@@ -141,11 +146,5 @@ fn a_restarted_leader_counts_no_member_a_set_its_former_agent_sent_may_lack() {
         "n3 counted while a set its former agent sent without it may still land: {d:?}"
     );
     assert!(publishes(&d, &["n2", "n3"]), "{d:?}");
-    let d = n1.step(&obs(6000, pg(true, &["n2"]), &view, vec![]));
-    assert!(!counts_n3(&d), "{d:?}");
-    // A read shows the set it sent, written since: PostgreSQL may count n3 again.
-    view.0.sync = set(&["n2", "n3"]);
-    view.0.sync_revision = 12;
-    let d = n1.step(&obs(7000, pg(true, &["n2"]), &view, vec![]));
-    assert!(counts_n3(&d), "{d:?}");
+    n3_counted_once_the_key_moved(n1, view);
 }
