@@ -150,7 +150,8 @@ impl Member {
 
     /// The leader key carries our name but we hold no trusted lease (agent restart, or an
     /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile. Sets a
-    /// former agent may have sent in this term bound what PostgreSQL may count meanwhile.
+    /// former agent may have sent in this term bound what PostgreSQL may count meanwhile, and
+    /// its lists leave the leader no failsafe list to go by until the key moves.
     fn adopt(
         &mut self,
         obs: &Observation,
@@ -173,6 +174,7 @@ impl Member {
             &name,
             counted,
         );
+        self.failsafe_adopted(revision, view);
         self.last_renew_request = None;
         self.renew_if_due(obs.now, revision, plan);
         Reason::AdoptingLease {

@@ -4,10 +4,16 @@
 use std::sync::Arc;
 
 use pgha_core::{Action, FailsafeList, MemberName, SyncMethod, SyncSet};
-use pgha_store::{Key, MemoryStore, Store, TokioClock};
+use pgha_store::{Key, MemoryStore, Store, StoreError, TokioClock};
 
+use crate::action_error::ActionError;
 use crate::agent::Agent;
 use crate::test_spec::spec;
+
+/// The store refused the write: the key moved since the read it was decided on.
+fn refused(result: Result<(), ActionError>) -> bool {
+    matches!(result, Err(ActionError::Store(StoreError::Conflict { .. })))
+}
 
 fn set(names: &[&str]) -> SyncSet {
     SyncSet {
@@ -37,7 +43,7 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
     let first = store.snapshot().await.unwrap();
     let first = first.get(Key::Sync).unwrap().revision;
     // Decided on that same read, arriving after it: refused, the newer set stays.
-    assert!(agent.execute_one(&publish(&["n2"], 0)).await.is_err());
+    assert!(refused(agent.execute_one(&publish(&["n2"], 0)).await));
     // Decided on the read that showed it: lands.
     agent.execute_one(&publish(&["n3"], first)).await.unwrap();
     let read = store.snapshot().await.unwrap();
@@ -57,10 +63,9 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
         .execute_one(&failsafe(&["n1", "n2"], 0))
         .await
         .unwrap();
-    assert!(agent
-        .execute_one(&failsafe(&["n1", "n2", "n4"], 0))
-        .await
-        .is_err());
+    assert!(refused(
+        agent.execute_one(&failsafe(&["n1", "n2", "n4"], 0)).await
+    ));
     let read = store.snapshot().await.unwrap();
     let kept: FailsafeList = serde_json::from_str(&read.get(Key::Failsafe).unwrap().value).unwrap();
     assert_eq!(kept, list(&["n1", "n2"]));

@@ -16,6 +16,10 @@ pub(crate) struct SentLists {
     term: u64,
     /// (the key's revision the write compares, the list)
     lists: Vec<(u64, FailsafeList)>,
+    /// Adopted after an agent restart: lists its former agent sent on this revision of the key
+    /// may still land, naming members nobody reads of any more, so no confirmation counts
+    /// until a read shows the key moved.
+    unknown_on: Option<u64>,
 }
 
 impl Member {
@@ -31,7 +35,10 @@ impl Member {
         if let Some(sent) = self.failsafe_sent.as_mut() {
             sent.lists
                 .retain(|(sent_on, _)| *sent_on >= view.failsafe_revision);
-            if sent.term != term || sent.lists.is_empty() {
+            if sent.unknown_on.is_some_and(|r| r < view.failsafe_revision) {
+                sent.unknown_on = None;
+            }
+            if sent.term != term || (sent.lists.is_empty() && sent.unknown_on.is_none()) {
                 self.failsafe_sent = None;
             }
         }
@@ -41,6 +48,7 @@ impl Member {
         let sent = self.failsafe_sent.get_or_insert_with(|| SentLists {
             term,
             lists: Vec::new(),
+            unknown_on: None,
         });
         let entry = (view.failsafe_revision, list.clone());
         if !sent.lists.contains(&entry) {
@@ -49,12 +57,36 @@ impl Member {
         true
     }
 
+    /// Adopting `term` after its agent restarted, this member does not know which lists its
+    /// former agent sent in it: one sent on the revision `view` shows may still land and name a
+    /// member whose record has expired since. Until a read shows the key moved (the wanted list
+    /// is sent meanwhile), it has no list to go by.
+    pub(crate) fn failsafe_adopted(&mut self, term: u64, view: &ClusterView) {
+        let sent = self.failsafe_sent.get_or_insert_with(|| SentLists {
+            term,
+            lists: Vec::new(),
+            unknown_on: None,
+        });
+        if sent.term != term {
+            sent.term = term;
+            sent.lists.clear();
+        }
+        sent.unknown_on = Some(view.failsafe_revision);
+    }
+
     /// The members this leader must ask to confirm it while the store is unreachable: those of
     /// its own list in `view` (the last it read) and of every list it sent in its term that may
-    /// still land (sent on the revision of the key `view` shows). `None` when it holds no lease or has no list to go by; an
-    /// empty set confirms nothing either.
+    /// still land (sent on the revision of the key `view` shows). `None` when it holds no lease
+    /// or has no list to go by (adopted, its former agent's lists unknown); an empty set
+    /// confirms nothing either.
     pub fn failsafe_confirmers(&self, view: &ClusterView) -> Option<BTreeSet<MemberName>> {
         let term = self.lease_revision()?;
+        let unknown = self.failsafe_sent.as_ref().is_some_and(|s| {
+            s.term == term && s.unknown_on.is_some_and(|r| r >= view.failsafe_revision)
+        });
+        if unknown {
+            return None;
+        }
         let read = view.failsafe.as_ref().filter(|l| &l.leader == self.name());
         let sent: Vec<&FailsafeList> = self
             .failsafe_sent

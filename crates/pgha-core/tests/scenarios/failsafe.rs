@@ -228,3 +228,45 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
     // Without a lease there is nobody to ask.
     assert_eq!(member("n1").failsafe_confirmers(&view.0), None);
 }
+
+/// Found by review (2026-12-03): a leader's agent restarted within the ttl adopted its term
+/// knowing nothing of the lists its former process sent. One naming n4 (whose record expired
+/// since) could still land; the store showing the list it wanted, it sent nothing, and cut off
+/// from the store it asked n2 and n3 only, while n4, named by the late list on the store's
+/// side, ran for leader without waiting. Until a read shows the key moved, an adopted leader
+/// has no list to go by (no failsafe: it demotes on its own clock), and it sends its list so
+/// that the key does move.
+#[test]
+fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
+    let mut view = View::led_by("n1", 7, &primary(1, 1000))
+        .with("n2", record(&standby(1, 900, Some("n1")), Some("n1")))
+        .with("n3", record(&standby(1, 900, Some("n1")), Some("n1")));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
+    view.0.failsafe_revision = 5;
+    let mut n1 = member("n1");
+    let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
+    assert_eq!(d.reason, Reason::AdoptingLease { new_cluster: false });
+    let d = n1.step(&obs(1100, primary(1, 1000), &view, vec![renewed(1000)]));
+    assert!(
+        has(&d, |a| matches!(
+            a,
+            Action::PublishFailsafe {
+                key_revision: 5,
+                ..
+            }
+        )),
+        "the list is sent so that the key moves: {d:?}"
+    );
+    assert_eq!(n1.failsafe_confirmers(&view.0), None);
+    let d = n1.step(&obs(2000, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
+    assert_eq!(n1.failsafe_confirmers(&view.0), None);
+    // A read shows the key moved: nothing sent on revision 5 can land any more.
+    view.0.failsafe_revision = 6;
+    let d = n1.step(&obs(2500, primary(1, 1000), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
+    assert_eq!(
+        n1.failsafe_confirmers(&view.0),
+        Some([name("n2"), name("n3")].into())
+    );
+}
