@@ -98,7 +98,7 @@ pub struct Member {
     /// Since when a member of the failsafe list (other than its leader) has been continuously
     /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
     pub(crate) listed_peer_seen_since: Option<Millis>,
-    /// Failsafe lists sent in this term and not yet seen in a view ([`Member::failsafe_confirmers`]).
+    /// Failsafe lists sent in this term that may still land ([`Member::failsafe_confirmers`]).
     pub(crate) failsafe_sent: Option<failsafe_asks::SentLists>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.

@@ -83,7 +83,8 @@ pub struct ClusterView {
     pub members: BTreeMap<MemberName, MemberRecord>,
     pub config: ClusterConfig,
     pub sync: SyncSet,
-    /// The store revision the `sync` key was last written at (0: never written).
+    /// The store revision the `sync` key was last written at (0: absent); a leader's write of
+    /// the key compares it.
     pub sync_revision: u64,
     pub switchover: Option<PendingSwitchover>,
     pub history: Vec<HistoryEvent>,
@@ -91,7 +92,8 @@ pub struct ClusterView {
     pub leader_position: Option<LeaderPosition>,
     /// The `failsafe` key: whom the leader would ask to confirm it while the store is down.
     pub failsafe: Option<FailsafeList>,
-    /// The store revision the `failsafe` key was last written at (0: never written).
+    /// The store revision the `failsafe` key was last written at (0: absent); a leader's write
+    /// of the key compares it.
     pub failsafe_revision: u64,
 }
 

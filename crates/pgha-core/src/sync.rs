@@ -5,7 +5,7 @@
 //! [`next_step`] orders a change so the published set always covers what PostgreSQL counts
 //! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`);
 //! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`);
-//! [`UnseenSets`] are sets it published that no read has shown yet (`unseen`).
+//! [`UnseenSets`] are sets it published that may still land (`unseen`).
 
 mod choice;
 mod in_force;

@@ -178,8 +178,7 @@ mod tests {
         assert_eq!(view.sync_revision, 0, "a sync key never written");
     }
 
-    /// The leader tells a set it sent (answer lost) that has landed since from the same set
-    /// read before by the key's revision.
+    /// The key's revision comes with the set: a leader's write of the set compares it.
     #[test]
     fn the_sync_key_reads_with_its_revision() {
         let set = serde_json::to_string(&SyncSet::default()).unwrap();

@@ -79,11 +79,13 @@ impl Agent {
     /// (a slow stop may outlast its lease).
     async fn clear_unfenced_mark(&self, snapshot: &pgha_store::Snapshot) {
         let name = self.spec.name.as_str();
-        let Some(stored) = snapshot.get(pgha_store::Key::Position) else {
+        let (Some(stored), Ok(view)) = (
+            snapshot.get(pgha_store::Key::Position),
+            pgha_store::cluster_view(snapshot),
+        ) else {
             return;
         };
-        let Ok(mut position) = serde_json::from_str::<pgha_core::LeaderPosition>(&stored.value)
-        else {
+        let Some(mut position) = view.leader_position else {
             return;
         };
         if !position.unfenced || position.leader.as_str() != name {

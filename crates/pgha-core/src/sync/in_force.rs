@@ -34,6 +34,6 @@ pub struct LeaderSync {
     pub removal: Option<super::RemovalMark>,
     /// The settings in force after the last step (`None` while a change is under way).
     pub in_force: Option<SyncInForce>,
-    /// Sets published that no read has shown landed yet.
+    /// Sets published that may still land (sent on the `sync` key's revision last read).
     pub unseen: Option<super::UnseenSets>,
 }

@@ -27,13 +27,12 @@ pub struct RemovalMark {
 /// lose commits that the leaving member alone confirmed. A higher count waits the same way (an
 /// election needs fewer records under it). With a count of `k`, `k` staying members must hold
 /// that position: any `|set| - k + 1` records then include one of them. Additions need no wait.
-/// An empty
-/// target makes every standby eligible, and the most advanced running one wins: it waits
-/// until some standby that streams holds that position (a stopped set member may be the only
-/// one holding commits it confirmed), unless `emptying_waits` is false (the settings turned
-/// synchronous replication off, giving up I4). A mark counts only for the same removal in the
-/// same term (`term`: the leader key's revision); callers drop it whenever the next step is
-/// not a publication.
+/// An empty target makes every standby eligible, and the most advanced running one wins: it
+/// waits until some standby that streams holds that position (a stopped set member may be the
+/// only one holding commits it confirmed), unless `emptying_waits` is false (the settings
+/// turned synchronous replication off, giving up I4). A mark counts only for the same removal
+/// in the same term (`term`: the leader key's revision); callers drop it whenever the next
+/// step is not a publication.
 #[allow(clippy::too_many_arguments)]
 pub fn removal_ready(
     mark: &mut Option<RemovalMark>,
