@@ -77,8 +77,8 @@ pub struct ReplicationPeer {
     pub replay_lag_seconds: Option<f64>,
 }
 
-/// One probe of a running member.
-#[derive(Debug, Clone, PartialEq)]
+/// One probe of a running member (its default: a primary whose positions were not read).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PgState {
     pub in_recovery: bool,
     pub server_version_num: i32,
@@ -174,17 +174,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         server_version_num: row.get(1),
         system_identifier: row.get(2),
         sync_names: row.get(3),
-        timeline: None,
-        current_lsn: None,
-        flush_lsn: None,
-        wal_io_waits: 0,
-        receive_lsn: None,
-        replay_lsn: None,
-        wal_receiver_status: None,
-        received_timeline: None,
-        upstream: None,
-        replay_paused: false,
-        replication: Vec::new(),
+        ..PgState::default()
     };
     if in_recovery {
         let row = client

@@ -11,21 +11,12 @@ fn formats_lsns_like_postgres() {
 #[test]
 fn wal_waits_only_while_a_write_or_sync_is_under_way() {
     let primary = |waits, flush| PgState {
-        in_recovery: false,
         server_version_num: 150000,
-        system_identifier: String::new(),
         timeline: Some(1),
         current_lsn: Some(flush),
         flush_lsn: Some(flush),
         wal_io_waits: waits,
-        receive_lsn: None,
-        replay_lsn: None,
-        wal_receiver_status: None,
-        received_timeline: None,
-        upstream: None,
-        replay_paused: false,
-        replication: Vec::new(),
-        sync_names: String::new(),
+        ..PgState::default()
     };
     assert_eq!(primary(0, 0x2000000).wal_waiting_at(), None);
     assert_eq!(primary(2, 0x2000028).wal_waiting_at(), Some(0x2000028));
@@ -40,19 +31,13 @@ fn a_receiver_on_an_older_timeline_than_the_standby_knows_is_not_streaming() {
     let standby = |received: Option<u32>, known: u32| PgState {
         in_recovery: true,
         server_version_num: 150000,
-        system_identifier: String::new(),
         timeline: Some(known),
-        current_lsn: None,
-        flush_lsn: None,
-        wal_io_waits: 0,
         receive_lsn: Some(0x5000000),
         replay_lsn: Some(0x506BF10),
         wal_receiver_status: Some("streaming".into()),
         received_timeline: received,
         upstream: Some("10.0.0.2:5432".into()),
-        replay_paused: false,
-        replication: Vec::new(),
-        sync_names: String::new(),
+        ..PgState::default()
     };
     assert!(!standby(Some(1), 2).is_streaming());
     assert!(standby(Some(2), 2).is_streaming());

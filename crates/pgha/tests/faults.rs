@@ -309,6 +309,13 @@ fn checker_writing(c: &Cluster, member: &str) -> Checker {
     ck
 }
 
+/// The pid of `member`'s running postmaster, or a panic naming it.
+fn running_postmaster(c: &Cluster, member: &str) -> u32 {
+    c.member(member)
+        .postmaster_pid()
+        .unwrap_or_else(|| panic!("{member}'s postmaster does not run"))
+}
+
 fn wait_writes(ck: &Checker, member: &str) {
     assert!(
         ck.wait_acks(member, Instant::now(), 20, Duration::from_secs(30)),

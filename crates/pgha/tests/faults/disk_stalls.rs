@@ -65,10 +65,7 @@ fn primary_restart_in_flight_when_the_lease_lapses() {
         ..Opts::default()
     });
     let ck = checker_writing(&c, &leader);
-    let pm = c
-        .member(&leader)
-        .postmaster_pid()
-        .expect("the leader's postmaster runs");
+    let pm = running_postmaster(&c, &leader);
     let log_at = c.log_len(&leader);
     c.freeze_disk(&leader);
     ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));

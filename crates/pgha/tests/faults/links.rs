@@ -46,10 +46,7 @@ fn ttl_raised_then_leader_etcd_blackholed() {
 fn leader_cut_from_etcd_with_walsenders_starved_as_its_lease_lapses() {
     let (mut c, leader) = start(&Opts::default());
     let ck = checker_writing(&c, &leader);
-    let pm = c
-        .member(&leader)
-        .postmaster_pid()
-        .expect("the leader's postmaster");
+    let pm = running_postmaster(&c, &leader);
     c.net.cut(&leader, "etcd", Way::Both);
     // renewals sent before the cut may still be answered: the deadline settles within a loop
     std::thread::sleep(LOOP_WAIT * 2);

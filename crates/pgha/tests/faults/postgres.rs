@@ -222,10 +222,7 @@ fn leader_connection_slots_exhausted() {
 fn leader_postgres_child_killed_as_by_the_oom_killer() {
     let (c, leader) = start_sync();
     let history_before = c.history().len();
-    let pm = c
-        .member(&leader)
-        .postmaster_pid()
-        .expect("the leader's postmaster");
+    let pm = running_postmaster(&c, &leader);
     let ck = checker_writing(&c, &leader);
     let checkpointer = children_of(pm)
         .into_iter()

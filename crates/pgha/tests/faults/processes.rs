@@ -40,10 +40,7 @@ fn agent_kill9_alone() {
 fn agent_kill9_with_walsenders_starved_before_the_deadline() {
     let (mut c, leader) = start(&Opts::default());
     let ck = checker_writing(&c, &leader);
-    let pm = c
-        .member(&leader)
-        .postmaster_pid()
-        .expect("the leader's postmaster");
+    let pm = running_postmaster(&c, &leader);
     c.member_mut(&leader).kill_agent();
     let deadline = c
         .member(&leader)
@@ -215,10 +212,7 @@ fn agent_killed_mid_rewind() {
 fn agent_restarted_while_etcd_unreachable() {
     let (mut c, leader) = start_sync();
     let ck = checker_writing(&c, &leader);
-    let pm = c
-        .member(&leader)
-        .postmaster_pid()
-        .expect("the leader's postmaster runs");
+    let pm = running_postmaster(&c, &leader);
     let old_agent = c.member(&leader).agent_pid();
     c.member_mut(&leader).kill_agent();
     let armed = c
