@@ -53,11 +53,13 @@ impl Member {
         if let Some(reason) = self.without_its_peers(local, view) {
             return reason;
         }
-        // A planned switchover whose target may no longer be promoted is void: the election
-        // decides as if there were none, the old leader's position included.
+        // A request made in an earlier term, or a planned switchover whose target may no
+        // longer be promoted, is void: the election decides as if there were none, the old
+        // leader's position included.
         let request = view.switchover.as_ref().filter(|p| {
-            p.request.kind != RequestKind::Switchover
-                || self.target_may_take_over(obs, view, &p.request)
+            !self.predates_a_later_term(view, p)
+                && (p.request.kind != RequestKind::Switchover
+                    || self.target_may_take_over(obs, view, &p.request))
         });
         if self.config.paused && request.is_none() {
             return Reason::PausedWithoutLeader;

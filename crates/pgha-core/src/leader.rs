@@ -126,7 +126,7 @@ impl Member {
         }
         // Leading (an adopted lease too): the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());
-        if let Some(reason) = self.handle_switchover(obs, view, plan) {
+        if let Some(reason) = self.handle_switchover(obs, view, revision, plan) {
             return reason;
         }
         if obs.restart_requested {
@@ -232,10 +232,13 @@ impl Member {
     }
 
     /// Acts on a pending request addressed to this leader: refuse it, or demote to hand over.
+    /// A request written before this term began was made to an earlier leader (or to this one
+    /// before it lost its lease): refused, as it could never be told from one made now.
     fn handle_switchover(
         &mut self,
         obs: &Observation,
         view: &ClusterView,
+        term: u64,
         plan: &mut Plan,
     ) -> Option<Reason> {
         let pending = view.switchover.as_ref()?;
@@ -247,7 +250,12 @@ impl Member {
             return None;
         }
         self.switchovers_seen.push(pending.revision);
-        match switchover::check(view, obs.local.lsn, &pending.request) {
+        let checked = if pending.revision < term {
+            Err(switchover::Refusal::MadeInEarlierTerm { term })
+        } else {
+            switchover::check(view, obs.local.lsn, &pending.request)
+        };
+        match checked {
             Err(refusal) => {
                 plan.push(Action::ClearSwitchover {
                     revision: pending.revision,

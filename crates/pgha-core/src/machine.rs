@@ -117,6 +117,11 @@ pub struct Member {
     /// The newest term (leader key revision) seen in any view: a position published in an
     /// earlier vacancy is not current ([`MemberRecord::read_after`]).
     pub(crate) newest_term: Option<u64>,
+    /// The revision of the leader key this member read last (the start of the last term it
+    /// saw): a switchover request written before it was made in an earlier term. Replaced,
+    /// never maxed, so a store that lost its keys (revisions start over) misleads it no
+    /// longer than until it reads the next leader key.
+    pub(crate) term_last_read: Option<u64>,
     /// The cluster's system identifier as this member last saw it in the store: once known,
     /// the cluster exists, whatever a store that lost its keys says.
     pub(crate) cluster_seen: Option<SystemId>,
@@ -181,6 +186,7 @@ impl Member {
             release_after_demote: None,
             lapsed_term: None,
             newest_term: None,
+            term_last_read: None,
             cluster_seen: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
@@ -326,6 +332,9 @@ impl Member {
             self.last_renew_request = None; // renew in this very step
         }
         self.newest_term = self.newest_term_in(view);
+        if let Some(leader) = &view.leader {
+            self.term_last_read = Some(leader.revision);
+        }
         self.cluster_seen = view.initialize.or(self.cluster_seen);
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;

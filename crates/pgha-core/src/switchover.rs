@@ -50,6 +50,11 @@ pub enum Refusal {
     /// A planned switchover hands over from a running leader; without one, only a failover
     /// (which names its target) can promote.
     SwitchoverWithoutLeader(MemberName),
+    /// Written before the leader's term began: made to an earlier leader, or to this one
+    /// before it lost its lease and took it again.
+    MadeInEarlierTerm {
+        term: u64,
+    },
 }
 
 impl std::error::Error for Refusal {}
@@ -72,6 +77,11 @@ impl fmt::Display for Refusal {
             Refusal::SwitchoverWithoutLeader(t) => write!(
                 f,
                 "a switchover needs a running leader; use `pgha failover --to {t}`"
+            ),
+            Refusal::MadeInEarlierTerm { term } => write!(
+                f,
+                "it was made before the leader's term {term} began (the leader changed or \
+                 took its lease again since); ask again"
             ),
         }
     }

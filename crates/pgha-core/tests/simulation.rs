@@ -9,7 +9,7 @@
 //! store's lease), I3 at every lease acquisition, and convergence after healing.
 //!
 //! `PGHA_SIM_SEEDS=N` runs more seeds (default 300, plus those longer runs failed on);
-//! `PGHA_SIM_SEED=S` runs one.
+//! `PGHA_SIM_SEED=S` runs one; `PGHA_SIM_MEMBERS=M` runs clusters of M members (default 3).
 
 #[path = "sim/world/mod.rs"]
 mod world;
@@ -35,6 +35,17 @@ fn seeds() -> Vec<u64> {
     (1..=count).chain(found).collect()
 }
 
+/// How many members each simulated cluster has.
+#[allow(clippy::disallowed_methods)] // test settings, read from the environment
+fn members() -> usize {
+    std::env::var("PGHA_SIM_MEMBERS").map_or(3, |m| {
+        m.parse()
+            .ok()
+            .filter(|m| *m >= 2)
+            .expect("PGHA_SIM_MEMBERS is a number of members, 2 or more")
+    })
+}
+
 #[test]
 fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut failovers = 0;
@@ -43,7 +54,7 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut sync_promotions = 0;
     let mut sync_double = 0;
     for seed in seeds() {
-        let mut world = World::new(seed, 3);
+        let mut world = World::new(seed, members());
         world.run_chaos(90_000);
         world.heal();
         world.run_calm(60_000);
@@ -73,7 +84,7 @@ fn vetoed_promotions_hand_over_to_the_next_candidate_and_lose_nothing() {
     let mut vetoes = 0;
     let mut failovers = 0;
     for seed in seeds() {
-        let mut world = World::new(seed, 3).vetoing(500);
+        let mut world = World::new(seed, members()).vetoing(500);
         world.run_chaos(90_000);
         world.heal();
         // Vetoes stop with the faults: a cluster whose every candidate refuses has no leader.

@@ -200,3 +200,73 @@ fn a_planned_switchover_is_not_refused_for_lag_but_a_failover_is() {
     );
     assert!(refused.to_string().contains("pgha failover --to n2"));
 }
+
+/// Found by the simulation with five members (seed 1355): a switchover from n1 to n3 was
+/// written (revision 30) and never acted on; n2 took over by election (term 40), n3 followed
+/// it, n2 was cut off before it cleared the request, and its lease ran out. In that later
+/// vacancy n3 took over as the old request's target, ahead of n4, whose record still showed
+/// the position it had under n2 and which was further by then: commits a quorum acknowledged
+/// were lost. A request is made to the leader of its term: once a later term began, the
+/// election decides, and n3 waits for n4's position as any candidate does.
+#[test]
+fn a_switchover_request_from_an_earlier_term_is_void_in_a_later_vacancy() {
+    let mut n3 = member("n3");
+    let n3_pg = standby(2, 5000, Some("n2"));
+    let led = View::led_by("n2", 40, &primary(2, 5000))
+        .with("n3", record(&n3_pg, Some("n2")))
+        .switchover("n1", Some("n3"), 30);
+    n3.step(&obs(0, n3_pg, &led, vec![]));
+    let vacancy = View::new()
+        .with("n1", record(&standby(1, 1000, None), None))
+        .with("n3", record(&standby(2, 5000, None), None))
+        .with("n4", record(&standby(2, 4000, Some("n2")), Some("n2")))
+        .switchover("n1", Some("n3"), 30);
+    let d = n3.step(&obs(1000, standby(2, 5000, None), &vacancy, vec![]));
+    assert!(
+        !acquires(&d),
+        "n3 took over for the old request: {:?}",
+        d.reason
+    );
+    assert_reason!(d, Reason::WaitingForPositions { .. });
+
+    // A member that did not read n2's key (its agent restarted since) goes by the `position`
+    // key n2 published in its term.
+    let published = View(ClusterView {
+        leader_position: Some(LeaderPosition {
+            leader: name("n2"),
+            timeline: Timeline(2),
+            lsn: Lsn(5000),
+            term: Some(40),
+            unfenced: false,
+        }),
+        ..vacancy.0.clone()
+    });
+    let d = member("n3").step(&obs(1000, standby(2, 5000, None), &published, vec![]));
+    assert!(
+        !acquires(&d),
+        "n3 took over for the old request: {:?}",
+        d.reason
+    );
+}
+
+/// A request written before the leader's term began (here it took its lease again, revision
+/// 40, after the request's 30) could not be told from one made to an earlier leader: it is
+/// refused and cleared, never acted on.
+#[test]
+fn a_leader_refuses_a_request_made_before_its_term() {
+    let mut n1 = member("n1");
+    let led = View::led_by("n1", 40, &primary(1, 1000))
+        .with("n2", record(&standby(1, 1000, Some("n1")), Some("n1")));
+    n1.step(&obs(0, primary(1, 1000), &led, vec![acquired(0, 40)]));
+    let asked = led.switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &asked, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverRefused(switchover::Refusal::MadeInEarlierTerm { term: 40 })
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ClearSwitchover { revision: 30 }
+    )));
+    assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+}

@@ -75,12 +75,15 @@ impl World {
     }
 
     /// `pgha config set synchronous_mode=... synchronous_method=...` while the cluster runs:
-    /// between `on` and `strict`, or the counting method (asynchronous seeds stay so).
+    /// between `on` and `strict`, or the counting method (asynchronous seeds stay so); in
+    /// clusters of four members or more, sometimes the synchronous count between 1 and 2.
     fn change_sync_config(&mut self) {
         if self.config.synchronous_mode == SyncMode::Off {
             return;
         }
-        if self.rng.chance(500) {
+        if self.nodes.len() >= 4 && self.rng.chance(300) {
+            self.config.synchronous_count = 3 - self.config.synchronous_count.min(2);
+        } else if self.rng.chance(500) {
             self.config.synchronous_mode = match self.config.synchronous_mode {
                 SyncMode::On => SyncMode::Strict,
                 _ => SyncMode::On,
