@@ -36,8 +36,10 @@ impl MemoryStore {
         Self::build(clock, Durable::default(), None)
     }
 
-    /// A store whose durable keys (config, sync, switchover, initialize, history) are loaded
-    /// from `file` if it exists and written back on every change. Leases do not survive.
+    /// A store whose durable keys (config, sync, switchover, initialize, history) and leader
+    /// key are loaded from `file` if it exists and written back on every change. The leader
+    /// key comes back held for a whole ttl from the load (etcd extends its leases when it
+    /// starts again); member keys do not survive.
     pub fn persistent(clock: Arc<dyn Clock>, file: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let file = file.into();
         let durable = persist::load(&file)?;
@@ -46,11 +48,12 @@ impl MemoryStore {
 
     fn build(clock: Arc<dyn Clock>, durable: Durable, file: Option<PathBuf>) -> Self {
         let revision = durable.revision;
-        let state = State {
+        let mut state = State {
             durable,
             reachable: true,
             ..State::default()
         };
+        state.restore_leader(clock.now());
         MemoryStore {
             inner: Arc::new(Inner {
                 clock,
@@ -88,13 +91,17 @@ impl MemoryStore {
         // Read before expiring: a lease this call finds expired is a change watchers hear of.
         let before = state.durable.revision;
         state.expire(now);
-        let saved = (durable_write && self.inner.file.is_some()).then(|| state.durable.clone());
+        let saved = (durable_write && self.inner.file.is_some())
+            .then(|| (state.durable.clone(), state.leader.clone()));
         let result = f(&mut state);
         let after = state.durable.revision;
-        if let (Some(file), Some(saved), true) = (&self.inner.file, saved, result.is_ok()) {
+        if let (Some(file), Some((durable, leader)), true) =
+            (&self.inner.file, saved, result.is_ok())
+        {
             if let Err(e) = persist::save(file, &state.durable) {
                 // Not written down: not written at all (a retry must not find it done).
-                state.durable = saved;
+                state.durable = durable;
+                state.leader = leader;
                 return Err(e);
             }
         }
@@ -152,7 +159,7 @@ impl Store for MemoryStore {
     async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         let ttl = positive(ttl)?;
         let now = self.inner.clock.now();
-        self.with_state(false, |s| {
+        self.with_state(true, |s| {
             if let Some(l) = &s.leader {
                 return Err(StoreError::conflict(
                     "leader",
@@ -160,12 +167,12 @@ impl Store for MemoryStore {
                 ));
             }
             let revision = s.bump();
-            s.leader = Some(LeaderEntry {
+            s.set_leader(Some(LeaderEntry {
                 holder: holder.to_string(),
                 revision,
                 ttl,
                 expires_at: now + ttl,
-            });
+            }));
             Ok(revision)
         })
     }
@@ -178,10 +185,17 @@ impl Store for MemoryStore {
     ) -> Result<Ttl, StoreError> {
         let ttl = positive(asked)?;
         let now = self.inner.clock.now();
-        self.with_state(false, |s| match &mut s.leader {
-            Some(l) if l.holder == holder && l.revision == revision => {
+        // A new ttl is written down: a restart must not hold the key for a shorter one than
+        // the holder's fencing deadline was armed with.
+        let ttl_changes = {
+            let state = self.inner.state.lock().expect("store lock");
+            state.leader.as_ref().is_some_and(|l| l.ttl != ttl)
+        };
+        self.with_state(ttl_changes, |s| match s.leader.clone() {
+            Some(mut l) if l.holder == holder && l.revision == revision => {
                 l.ttl = ttl;
                 l.expires_at = now + ttl;
+                s.set_leader(Some(l));
                 Ok(asked)
             }
             Some(l) => Err(StoreError::conflict(
@@ -193,9 +207,9 @@ impl Store for MemoryStore {
     }
 
     async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
-        self.with_state(false, |s| match &s.leader {
+        self.with_state(true, |s| match &s.leader {
             Some(l) if l.holder == holder && l.revision == revision => {
-                s.leader = None;
+                s.set_leader(None);
                 s.bump();
                 Ok(())
             }

@@ -1,5 +1,5 @@
-//! JSON snapshot file of the durable keys (config, sync, switchover, initialize, history);
-//! leases and the keys bound to them are not persisted.
+//! JSON snapshot file of the durable keys (config, sync, switchover, initialize, history) and
+//! of the leader key, whose lease starts again on load; member keys are not persisted.
 
 use crate::error::StoreError;
 use crate::model::{Key, Revision, Versioned};
@@ -14,6 +14,19 @@ pub(crate) struct Durable {
     pub revision: Revision,
     pub keys: BTreeMap<Key, Versioned<String>>,
     pub history: Vec<Versioned<String>>,
+    /// Who holds the leader key: on load it is held again for a whole ttl, as etcd extends
+    /// its leases when it starts again, so a restart never hands the lease to another member
+    /// while the holder's PostgreSQL may still be writable under its supervisor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<DurableLeader>,
+}
+
+/// The leader key as written down: its holder, its revision (the term) and its lease's ttl.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DurableLeader {
+    pub holder: String,
+    pub revision: Revision,
+    pub ttl_ms: u64,
 }
 
 pub(crate) fn load(path: &Path) -> Result<Durable, StoreError> {

@@ -37,12 +37,17 @@ impl Harness for Memory {
 
 pgha_store::store_contract_tests!(Memory::new());
 
+/// Durable keys and the leader key outlive a restart of the process embedding the store;
+/// member keys do not. The leader key comes back held for a whole ttl from the restart, the
+/// last one its holder asked for (as etcd extends its leases when it starts again): before,
+/// it came back absent, and a restarted `pgha up` could let another member win an election
+/// while the old leader's PostgreSQL still took writes until its supervisor's deadline.
 #[tokio::test]
-async fn durable_keys_survive_a_restart_but_leases_do_not() {
+async fn durable_keys_and_the_leader_key_survive_a_restart_but_member_keys_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("store.json");
     let clock = Arc::new(ManualClock::new());
-    let last_revision = {
+    let (last_revision, term) = {
         let store = MemoryStore::persistent(clock.clone(), &file).unwrap();
         store
             .put(Key::Initialize, "6999", Guard::Absent)
@@ -56,32 +61,66 @@ async fn durable_keys_survive_a_restart_but_leases_do_not() {
             .append_history(&HistoryId::fresh(), "failover n1 -> n2", Guard::Any)
             .await
             .unwrap();
-        store
+        let term = store
             .acquire_leader("n2", Ttl::from_secs(10))
+            .await
+            .unwrap();
+        // The ttl raised live: the restart holds the key for the new one.
+        store
+            .renew_leader("n2", term, Ttl::from_secs(30))
             .await
             .unwrap();
         store
             .put_member("n2", "{}", Ttl::from_secs(10))
             .await
             .unwrap();
-        store.snapshot().await.unwrap().revision
+        (store.snapshot().await.unwrap().revision, term)
     };
-    let store = MemoryStore::persistent(clock, &file).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let store = MemoryStore::persistent(clock.clone(), &file).unwrap();
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.get(Key::Initialize).unwrap().value, "6999");
     assert_eq!(snap.get(Key::Config).unwrap().value, "{\"ttl_ms\":3000}");
     assert_eq!(snap.history.len(), 1);
-    assert_eq!(snap.leader, None);
+    let held = snap
+        .leader
+        .as_ref()
+        .map(|l| (l.holder.as_str(), l.revision));
+    assert_eq!(held, Some(("n2", term)));
     assert!(snap.members.is_empty());
+    clock.advance(Duration::from_secs(29));
+    assert!(
+        store
+            .acquire_leader("n1", Ttl::from_secs(10))
+            .await
+            .is_err(),
+        "another member took the key within the ttl its holder last asked for"
+    );
+    store
+        .renew_leader("n2", term, Ttl::from_secs(30))
+        .await
+        .expect("the holder renews the key it held before the restart");
+    store.release_leader("n2", term).await.unwrap();
     let rev = store
         .acquire_leader("n1", Ttl::from_secs(10))
         .await
         .unwrap();
-    assert!(rev > 0 && snap.revision <= last_revision + 1);
+    assert!(rev > term && snap.revision <= last_revision + 1);
     assert!(store
         .put(Key::Initialize, "1", Guard::Absent)
         .await
         .is_err());
+
+    // Held at the next restart, and released: the one after finds no leader.
+    let restarted = MemoryStore::persistent(clock.clone(), &file).unwrap();
+    let leader = restarted.snapshot().await.unwrap().leader;
+    assert_eq!(
+        leader.map(|l| (l.holder, l.revision)),
+        Some(("n1".to_string(), rev))
+    );
+    restarted.release_leader("n1", rev).await.unwrap();
+    let again = MemoryStore::persistent(clock, &file).unwrap();
+    assert_eq!(again.snapshot().await.unwrap().leader, None);
 }
 
 /// A write the embedded store acknowledged survives the host losing power right after it:

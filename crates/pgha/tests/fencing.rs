@@ -113,6 +113,56 @@ fn killed_agent_process_fences_the_primary_and_keeps_standbys() {
     }
 }
 
+/// `pgha up` killed (kill -9) and started again at once while the primary's PostgreSQL runs on
+/// under its supervisor, another member holding a primary's data as well (the first leader
+/// stopped with `pgha stop`, the lease moved): the embedded store comes back with the lease
+/// held by the running primary, whose new agent adopts it; the same postmaster goes on and
+/// nobody else is promoted. Before, the store came back without a leader and, two members
+/// holding a primary's data, nobody was given the key: the primary's agent stopped it at once
+/// and an election ran while it could still take writes until its supervisor's deadline.
+#[test]
+fn pgha_up_killed_and_started_again_at_once_keeps_the_lease_with_the_running_primary() {
+    let _one = serial();
+    let mut up = UpProcess::start_in_temp(3);
+    let dir = up.dir.clone();
+    let d = dir.to_str().unwrap().to_string();
+    let data = |m: &str| dir.join(m).join("data");
+    let first = primary_of(&up.status().expect("status")).expect("a primary");
+    let out = pgha(&["stop", "--dir", &d, &first]);
+    assert!(out.status.success(), "stop: {}", stderr_of(&out));
+    let second = poll(Duration::from_secs(30), Duration::from_millis(100), || {
+        up.status()
+            .and_then(|s| primary_of(&s))
+            .filter(|p| *p != first)
+    })
+    .unwrap_or_else(|| panic!("no member took over from {first}:\n{}", up.log()));
+    let pm = postmaster_pid(&data(&second)).expect("the new primary's postmaster");
+    let timeline = |up: &UpProcess, m: &str| {
+        members(&up.status().expect("status"))
+            .iter()
+            .find(|s| s["name"] == m)
+            .map(|s| s["timeline"].clone())
+    };
+    let tl = timeline(&up, &second);
+
+    up.kill9();
+    up.restart(&[]);
+    let status = up.wait_streaming(Duration::from_secs(90));
+    assert_eq!(
+        primary_of(&status).as_deref(),
+        Some(second.as_str()),
+        "the lease moved on the restart:\n{}",
+        up.log()
+    );
+    assert_eq!(
+        postmaster_pid(&data(&second)),
+        Some(pm),
+        "{second}'s PostgreSQL was stopped instead of adopted by its new agent:\n{}",
+        up.log()
+    );
+    assert_eq!(timeline(&up, &second), tl, "a promotion ran on the restart");
+}
+
 #[test]
 fn paused_agent_process_is_fenced_then_the_cluster_recovers() {
     let (_one, mut up, primary) = start_cluster();

@@ -4,7 +4,7 @@
 use crate::error::StoreError;
 use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, Revision, Versioned};
-use crate::persist::Durable;
+use crate::persist::{Durable, DurableLeader};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -36,6 +36,26 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Sets the leader key, and what the file will say of it.
+    pub(super) fn set_leader(&mut self, leader: Option<LeaderEntry>) {
+        self.durable.leader = leader.as_ref().map(|l| DurableLeader {
+            holder: l.holder.clone(),
+            revision: l.revision,
+            ttl_ms: u64::try_from(l.ttl.as_millis()).unwrap_or(u64::MAX),
+        });
+        self.leader = leader;
+    }
+
+    /// The leader key written down, held again for its whole ttl from `now`.
+    pub(super) fn restore_leader(&mut self, now: Duration) {
+        self.leader = self.durable.leader.as_ref().map(|l| LeaderEntry {
+            holder: l.holder.clone(),
+            revision: l.revision,
+            ttl: Duration::from_millis(l.ttl_ms),
+            expires_at: now + Duration::from_millis(l.ttl_ms),
+        });
+    }
+
     pub(super) fn bump(&mut self) -> Revision {
         self.durable.revision += 1;
         self.durable.revision
@@ -45,7 +65,7 @@ impl State {
     pub(super) fn expire(&mut self, now: Duration) -> bool {
         let mut changed = false;
         if self.leader.as_ref().is_some_and(|l| l.expires_at <= now) {
-            self.leader = None;
+            self.set_leader(None);
             changed = true;
         }
         let before = self.members.len();
