@@ -32,6 +32,13 @@ pub enum SeedRefusal {
     /// No member has data, but these belonged to a cluster: its data is gone or not mounted,
     /// and a member given the key would initialise a new, empty one in its place.
     DataGone(Vec<MemberName>),
+    /// The one member with a primary's data is not the last leader the store knows of (its
+    /// `position` key): it was stopped as the primary and another led after it, whose WAL
+    /// (on a newer timeline, with writes clients were told were committed) its data lacks.
+    NotTheLastLeader {
+        primary_data: MemberName,
+        last_leader: MemberName,
+    },
 }
 
 impl fmt::Display for SeedRefusal {
@@ -64,6 +71,14 @@ impl fmt::Display for SeedRefusal {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            SeedRefusal::NotTheLastLeader {
+                primary_data,
+                last_leader,
+            } => write!(
+                f,
+                "{primary_data} holds a primary's data directory, but {last_leader} led after it \
+                 (the store's position key): the members elect the one with the newest data"
+            ),
         }
     }
 }
@@ -73,10 +88,15 @@ impl fmt::Display for SeedRefusal {
 /// election among members that all start as standbys: the one member with a primary's data,
 /// or the first member of a brand-new cluster (it bootstraps). `Ok(None)`: a leader exists.
 ///
+/// `last_leader` is the leader the store's `position` key names, if any: a member with a
+/// primary's data is seeded only if it led last, for a leader stopped with `pgha stop` keeps a
+/// primary's data while another leads on after it.
+///
 /// Only a host that sees every member's data directory can take this decision (`pgha up`);
 /// agents that each see their own data hold an election.
 pub fn seed_leader(
     leader_exists: bool,
+    last_leader: Option<&MemberName>,
     disks: &[DataOnDisk],
 ) -> Result<Option<MemberName>, SeedRefusal> {
     if leader_exists {
@@ -100,7 +120,13 @@ pub fn seed_leader(
         .map(|d| d.member.clone())
         .collect();
     match primaries.as_slice() {
-        [one] => Ok(Some(one.clone())),
+        [one] => match last_leader {
+            Some(last) if last != one => Err(SeedRefusal::NotTheLastLeader {
+                primary_data: one.clone(),
+                last_leader: last.clone(),
+            }),
+            _ => Ok(Some(one.clone())),
+        },
         [] => Err(SeedRefusal::NoPrimaryData),
         _ => Err(SeedRefusal::SeveralPrimaries(primaries)),
     }
@@ -146,16 +172,19 @@ mod tests {
             ..disk("n1", true, false)
         };
         let disks = [half.clone(), disk("n2", true, false)];
-        assert_eq!(seed_leader(false, &disks), Ok(Some(MemberName::new("n2"))));
         assert_eq!(
-            seed_leader(false, &[half, disk("n2", true, true)]),
+            seed_leader(false, None, &disks),
+            Ok(Some(MemberName::new("n2")))
+        );
+        assert_eq!(
+            seed_leader(false, None, &[half, disk("n2", true, true)]),
             Err(SeedRefusal::NoPrimaryData)
         );
         let gone = DataOnDisk {
             knows_cluster: true,
             ..disk("n2", false, false)
         };
-        let refused = seed_leader(false, &[disk("n1", false, false), gone]);
+        let refused = seed_leader(false, None, &[disk("n1", false, false), gone]);
         assert_eq!(
             refused,
             Err(SeedRefusal::DataGone(vec![MemberName::new("n2")]))
@@ -166,8 +195,11 @@ mod tests {
     #[test]
     fn a_new_cluster_gives_the_key_to_its_first_member() {
         let disks = [disk("n1", false, false), disk("n2", false, false)];
-        assert_eq!(seed_leader(false, &disks), Ok(Some(MemberName::new("n1"))));
-        assert_eq!(seed_leader(true, &disks), Ok(None));
+        assert_eq!(
+            seed_leader(false, None, &disks),
+            Ok(Some(MemberName::new("n1")))
+        );
+        assert_eq!(seed_leader(true, None, &disks), Ok(None));
     }
 
     #[test]
@@ -177,19 +209,48 @@ mod tests {
             disk("n2", true, false),
             disk("n3", false, false),
         ];
-        assert_eq!(seed_leader(false, &disks), Ok(Some(MemberName::new("n2"))));
+        assert_eq!(
+            seed_leader(false, None, &disks),
+            Ok(Some(MemberName::new("n2")))
+        );
+    }
+
+    /// Found by review: n1 was stopped as the primary (`pgha stop`: its data stays a
+    /// primary's), n2 led on a newer timeline, demoted for a switchover to n3, and `pgha up`
+    /// died before n3 took the key. n1, the one member without `standby.signal`, was given the
+    /// key and started as the primary on its old timeline: n2 and n3 rewound to it, and every
+    /// write n2 acknowledged was thrown away. The store's position key names n2: an election.
+    #[test]
+    fn a_primary_stopped_before_another_led_is_not_seeded() {
+        let disks = [
+            disk("n1", true, false),
+            disk("n2", true, true),
+            disk("n3", true, true),
+        ];
+        let n2 = MemberName::new("n2");
+        let refused = seed_leader(false, Some(&n2), &disks);
+        assert_eq!(
+            refused,
+            Err(SeedRefusal::NotTheLastLeader {
+                primary_data: MemberName::new("n1"),
+                last_leader: n2,
+            })
+        );
+        assert!(refused.unwrap_err().to_string().contains("n2 led after it"));
+        let n1 = MemberName::new("n1");
+        assert_eq!(seed_leader(false, Some(&n1), &disks), Ok(Some(n1)));
     }
 
     #[test]
     fn no_primary_or_two_primaries_are_refused() {
         let standbys = [disk("n1", true, true), disk("n2", true, true)];
         assert_eq!(
-            seed_leader(false, &standbys),
+            seed_leader(false, None, &standbys),
             Err(SeedRefusal::NoPrimaryData)
         );
         let two = [disk("n1", true, false), disk("n2", true, false)];
         assert_eq!(
-            seed_leader(false, &two),
+            seed_leader(false, None, &two),
             Err(SeedRefusal::SeveralPrimaries(vec![
                 MemberName::new("n1"),
                 MemberName::new("n2")

@@ -2,6 +2,9 @@
 
 mod common;
 
+#[path = "up/restart.rs"]
+mod restart;
+
 use std::time::Duration;
 
 use common::*;

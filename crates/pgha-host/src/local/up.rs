@@ -182,11 +182,13 @@ async fn open_host(
     let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)
         .with_context(|| format!("open the embedded store {}", file.display()))?;
     crate::ops::ensure_config(&store, &initial).await?;
-    let leader_exists = store.snapshot().await?.leader.is_some();
-    match pgha_core::restart::seed_leader(leader_exists, &cluster.disks()) {
+    let view = crate::ops::view(&store).await?;
+    let last_leader = view.leader_position.as_ref().map(|p| &p.leader);
+    match pgha_core::restart::seed_leader(view.leader.is_some(), last_leader, &cluster.disks()) {
         Ok(Some(primary)) => {
-            let ttl = crate::ops::view(&store).await?.config.ttl();
-            store.acquire_leader(primary.as_str(), ttl).await?;
+            store
+                .acquire_leader(primary.as_str(), view.config.ttl())
+                .await?;
         }
         Ok(None) => {}
         Err(why) => tracing::warn!("{why}"),
