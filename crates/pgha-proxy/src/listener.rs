@@ -54,7 +54,10 @@ impl Drop for ClientSlot {
 
 /// Binds `copies` sockets to `addr` with SO_REUSEPORT (one per worker thread, the kernel
 /// spreads connections over them) and a deep accept backlog for bursts of clients. With port 0,
-/// the first socket picks the port and the others join it.
+/// the first socket picks the port and the others join it. An address some socket already
+/// listens on is refused: with SO_REUSEPORT these sockets would join another process's (of
+/// the same user), and the kernel would split new sessions between two proxies that may follow
+/// different leases, or different clusters (a configuration copied without its port changed).
 pub(crate) fn bind(addr: &str, copies: usize) -> Result<Vec<std::net::TcpListener>, ProxyError> {
     let err = |source| ProxyError::Bind {
         addr: addr.to_string(),
@@ -66,6 +69,9 @@ pub(crate) fn bind(addr: &str, copies: usize) -> Result<Vec<std::net::TcpListene
             "expected ip:port",
         ))
     })?;
+    if sa.port() != 0 {
+        refuse_if_listened_on(sa).map_err(err)?;
+    }
     let mut out = Vec::with_capacity(copies.max(1));
     for _ in 0..copies.max(1) {
         let socket = if sa.is_ipv4() {
@@ -82,6 +88,25 @@ pub(crate) fn bind(addr: &str, copies: usize) -> Result<Vec<std::net::TcpListene
         out.push(listener.into_std().map_err(err)?);
     }
     Ok(out)
+}
+
+/// Binds a socket without SO_REUSEPORT to `sa` and lets it go: that fails while any socket,
+/// SO_REUSEPORT or not, listens there (SO_REUSEADDR lets it past connections in TIME_WAIT).
+fn refuse_if_listened_on(sa: SocketAddr) -> std::io::Result<()> {
+    let probe = if sa.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }?;
+    probe.set_reuseaddr(true)?;
+    probe.bind(sa).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AddrInUse => std::io::Error::new(
+            e.kind(),
+            "another process listens on it (another pgha proxy, or a PgBouncer?): \
+             stop it or choose another port",
+        ),
+        _ => e,
+    })
 }
 
 /// Accepts until shutdown.
@@ -173,5 +198,27 @@ pub(crate) async fn enforce_loop(ctx: Arc<ListenerCtx>) {
                 "targets changed: closed sessions to backends no longer valid"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a second proxy on the same address (same user) joined the first one's
+    /// SO_REUSEPORT group, and the kernel split new sessions between the two.
+    #[tokio::test]
+    async fn an_address_another_socket_listens_on_is_refused() {
+        let first = bind("127.0.0.1:0", 2).unwrap();
+        let addr = first[0].local_addr().unwrap().to_string();
+        let refused = bind(&addr, 2).expect_err("a second proxy bound the same address");
+        let said = refused.to_string();
+        assert!(
+            said.contains(&addr) && said.contains("another process listens on it"),
+            "{said}"
+        );
+        drop(first);
+        let again = bind(&addr, 2).expect("the address once free");
+        assert_eq!(again.len(), 2);
     }
 }
