@@ -40,6 +40,13 @@ pub enum CliError {
     #[error("the cluster in {dir} is not running (nothing answers on {api}); start it with `pgha up --dir {dir}`")]
     NotRunning { dir: PathBuf, api: String },
 
+    #[error("`pgha up` runs on {dir}{} but nothing answers on {api} (stalled: stopped by SIGSTOP, out of CPU or memory?); nothing was changed, as its next write of the store would undo it: try again once it answers, or stop it first", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    NotAnswering {
+        dir: PathBuf,
+        pid: Option<u32>,
+        api: String,
+    },
+
     #[error("no pgha agent answers (tried {tried}); is `pgha agent` running on the members' hosts, and is member.api in the config file right?")]
     NoAgent { tried: String },
 

@@ -170,6 +170,9 @@ impl ClusterHandle {
             }
             Err(e) => match self.stopped(&e) {
                 Some(cluster) => {
+                    // Held until the store is written: a `pgha up` that holds it (stalled,
+                    // not stopped) would write its own store over this change when it goes on.
+                    let _lock = crate::local::lock::lock_unanswered(&cluster.dir, &e)?;
                     let store = persisted_store(cluster)?;
                     let (bins, run_as) = (&cluster.bins, &cluster.run_as);
                     crate::parameter_check::check(bins, run_as, assignments).await?;

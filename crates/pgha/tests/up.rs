@@ -4,10 +4,13 @@ mod common;
 
 #[path = "up/restart.rs"]
 mod restart;
+#[path = "up/stalled.rs"]
+mod stalled;
 
 use std::time::Duration;
 
 use common::*;
+use nix::sys::signal::Signal;
 use pgha_testkit::{assert_read_only, connect, query_value, refused, succeeded};
 
 const SYSTEM_ID: &str = "SELECT system_identifier::text FROM pg_control_system()";

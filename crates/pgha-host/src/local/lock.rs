@@ -15,8 +15,23 @@ pub struct DirLock {
     _lock: Flock<File>,
 }
 
+/// Who holds a directory's lock: the pid it wrote, if readable.
+pub struct HeldBy(pub Option<u32>);
+
 impl DirLock {
+    /// Locks `dir` for a `pgha up`; refused while another process holds it.
     pub fn acquire(dir: &Path) -> anyhow::Result<Self> {
+        Self::try_acquire(dir)?.map_err(|HeldBy(pid)| {
+            CliError::Locked {
+                dir: dir.to_path_buf(),
+                pid,
+            }
+            .into()
+        })
+    }
+
+    /// Locks `dir`, or says who holds it (a running `pgha up`).
+    pub fn try_acquire(dir: &Path) -> std::io::Result<Result<Self, HeldBy>> {
         let path = dir.join(LOCK_FILE);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -29,17 +44,34 @@ impl DirLock {
                 lock.set_len(0)?;
                 lock.seek(SeekFrom::Start(0))?;
                 writeln!(lock, "{}", std::process::id())?;
-                Ok(DirLock { _lock: lock })
+                Ok(Ok(DirLock { _lock: lock }))
             }
             Err((mut file, _)) => {
                 let mut text = String::new();
                 let _ = file.read_to_string(&mut text);
-                Err(CliError::Locked {
-                    dir: dir.to_path_buf(),
-                    pid: text.trim().parse().ok(),
-                }
-                .into())
+                Ok(Err(HeldBy(text.trim().parse().ok())))
             }
         }
     }
+}
+
+/// The lock of a local cluster whose API did not answer (`unanswered`), taken so that no
+/// `pgha up` starts while a command writes its files; refused while a `pgha up` holds it (it
+/// runs but is stalled, and would write its own store over the change when it goes on).
+pub(crate) fn lock_unanswered(
+    dir: &Path,
+    unanswered: &crate::client::ClientError,
+) -> anyhow::Result<DirLock> {
+    DirLock::try_acquire(dir)?.map_err(|HeldBy(pid)| {
+        let api = match unanswered {
+            crate::client::ClientError::Unreachable { tried } => tried.join(", "),
+            other => other.to_string(),
+        };
+        CliError::NotAnswering {
+            dir: dir.to_path_buf(),
+            pid,
+            api,
+        }
+        .into()
+    })
 }
