@@ -204,8 +204,12 @@ impl Member {
                 target: request.to.clone(),
             });
         }
-        // The old leader's final position, once it demoted.
-        let needed = from_record.filter(|r| r.in_recovery).map(|r| r.lsn);
+        // The old leader's final position, once it demoted; on another timeline than this
+        // member's, another primary wrote after it (a request that outlived its term, seen by
+        // a member that restarted since): the election decides.
+        let needed = from_record
+            .filter(|r| r.in_recovery && r.timeline == obs.local.timeline)
+            .map(|r| r.lsn);
         match (&request.to, request.kind) {
             (Some(target), _) if *target != me => Some(Reason::WaitingForSwitchoverTarget {
                 target: Some(target.clone()),

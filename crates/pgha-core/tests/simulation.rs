@@ -35,6 +35,12 @@ fn seeds() -> Vec<u64> {
     (1..=count).chain(found).collect()
 }
 
+/// Seeds on which clusters of five members once failed (`PGHA_SIM_MEMBERS=5`; each also
+/// became a core scenario), run by default with five members beside the first 100 seeds.
+/// 1355 and 40571: a switchover request outlived its term and its target took over ahead of
+/// members with more WAL (with memory of the later term, then after an agent restart).
+const FOUND_WITH_FIVE_MEMBERS: &[u64] = &[1355, 40571];
+
 /// How many members each simulated cluster has.
 #[allow(clippy::disallowed_methods)] // test settings, read from the environment
 fn members() -> usize {
@@ -99,4 +105,17 @@ fn vetoed_promotions_hand_over_to_the_next_candidate_and_lose_nothing() {
         seeds().len() < 100 || (vetoes > 0 && failovers > 0),
         "the simulation exercised nothing"
     );
+}
+
+/// Clusters of five members, where the synchronous count also changes live (1 or 2): fewer
+/// seeds by default, and those that found holes.
+#[test]
+fn five_members_keep_one_writer_best_candidate_and_converge() {
+    for seed in (1..=100).chain(FOUND_WITH_FIVE_MEMBERS.iter().copied()) {
+        let mut world = World::new(seed, 5);
+        world.run_chaos(90_000);
+        world.heal();
+        world.run_calm(60_000);
+        world.assert_converged();
+    }
 }

@@ -270,3 +270,24 @@ fn a_leader_refuses_a_request_made_before_its_term() {
     )));
     assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
 }
+
+/// Found by the simulation with five members (seed 40571), after the fix above: the same
+/// request, but its target's agent restarted meanwhile, so it had read no leader key since
+/// the request, and the leader after it was cut off before it published its position. The old
+/// leader's final position is on timeline 1 while the target's WAL is on timeline 2: another
+/// primary wrote after it, so the request is no handover to wait for, and the election decides.
+#[test]
+fn a_switchover_target_on_a_later_timeline_than_the_old_leader_leaves_it_to_the_election() {
+    let vacancy = View::new()
+        .with("n1", record(&standby(1, 1000, None), None))
+        .with("n2", record(&standby(2, 5000, None), None))
+        .with("n3", record(&standby(2, 4000, Some("n4")), Some("n4")))
+        .switchover("n1", Some("n2"), 30);
+    let d = member("n2").step(&obs(1000, standby(2, 5000, None), &vacancy, vec![]));
+    assert!(
+        !acquires(&d),
+        "n2 took over for the old request: {:?}",
+        d.reason
+    );
+    assert_reason!(d, Reason::WaitingForPositions { .. });
+}
