@@ -43,8 +43,18 @@ impl World {
     }
 
     /// Failsafe's safety argument: every member of `w`'s failsafe list has promised not to
-    /// take the lease (and a member outside the list does not run while they could be).
+    /// take the lease (and a member outside the list does not run while they could be); or
+    /// every other member has promised so, whatever list landed last (the leader asks the
+    /// members of every list it sent that may still land, so it may ask more than the last
+    /// one names: seed 2927 with two members, whose list had shrunk to the leader alone).
     fn promises_hold_for(&self, w: usize) -> bool {
+        let others_promised = (0..self.nodes.len())
+            .filter(|&i| i != w)
+            .all(|i| self.nodes[i].promised_until > self.now);
+        others_promised || self.listed_promises_hold_for(w)
+    }
+
+    fn listed_promises_hold_for(&self, w: usize) -> bool {
         let Some(list) = self.store.failsafe.as_ref() else {
             return false;
         };
