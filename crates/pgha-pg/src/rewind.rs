@@ -23,14 +23,7 @@ pub async fn rewind(
     source: &SourceServer<'_>,
     timeout: Duration,
 ) -> Result<()> {
-    let state = instance.controldata().await?.cluster_state;
-    if state != "shut down" && state != "shut down in recovery" {
-        tracing::info!(
-            "{}: data directory is `{state}`; finishing crash recovery before pg_rewind",
-            instance.name
-        );
-        finish_crash_recovery(instance, timeout).await?;
-    }
+    shut_down_cleanly_for_rewind(instance, timeout).await?;
     let conninfo = format!(
         "{} dbname=postgres passfile={} connect_timeout=5",
         source.conninfo(),
@@ -42,14 +35,39 @@ pub async fn rewind(
     cmd.arg(format!("--target-pgdata={}", instance.data_dir().display()))
         .arg(format!("--source-server={conninfo}"))
         .arg("--progress");
+    run(cmd, "pg_rewind", timeout).await?;
+    Ok(())
+}
+
+/// Marks the data directory as being rewound, then leaves it cleanly shut down, as pg_rewind
+/// requires: crash recovery in single-user mode when it was not. PostgreSQL refuses standby
+/// mode in single-user mode ("standby mode is not supported by single-user servers"), so a
+/// standby's `standby.signal` and `recovery.signal` go first; the member's configuration,
+/// `standby.signal` with it, is written again after the rewind, and until then the mark keeps
+/// the directory from being started or seeded (before: every rewind of a standby that had not
+/// shut down cleanly failed, and the member was re-cloned instead).
+pub async fn shut_down_cleanly_for_rewind(instance: &Instance, timeout: Duration) -> Result<()> {
     crate::beneath::write(
         &instance.rewind_marker(),
         b"pg_rewind began here and has not finished\n",
         0o600,
         &instance.run_as,
     )?;
-    run(cmd, "pg_rewind", timeout).await?;
-    Ok(())
+    let state = instance.controldata().await?.cluster_state;
+    if state == "shut down" || state == "shut down in recovery" {
+        return Ok(());
+    }
+    tracing::info!(
+        "{}: data directory is `{state}`; finishing crash recovery before pg_rewind",
+        instance.name
+    );
+    for signal in ["standby.signal", "recovery.signal"] {
+        let path = instance.data_dir().join(signal);
+        if crate::beneath::is_file(&path, &instance.run_as) {
+            crate::beneath::remove(&path, &instance.run_as)?;
+        }
+    }
+    finish_crash_recovery(instance, timeout).await
 }
 
 /// Starts PostgreSQL in single-user mode on the data directory and exits at once, so crash
@@ -84,4 +102,64 @@ pub async fn finish_crash_recovery(instance: &Instance, timeout: Duration) -> Re
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A standby stopped as by a crash (its state "in archive recovery", `standby.signal`
+    /// present) is left cleanly shut down and marked, ready for pg_rewind (before: single-user
+    /// crash recovery refused standby mode and the rewind failed).
+    #[tokio::test]
+    async fn a_standby_that_crashed_is_shut_down_cleanly_for_a_rewind() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        inst.create_member_dir().unwrap();
+        let data = inst.data_dir();
+        inst.initdb(&data, "postgres", "secret").await.unwrap();
+        let socket = inst.member_dir.display().to_string();
+        let settings =
+            format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
+        let pg_ctl = |args: &[&str]| {
+            let mut cmd = inst
+                .run_as
+                .command(inst.bins.program("pg_ctl"), &inst.member_dir);
+            cmd.arg("-D").arg(&data).args(args);
+            cmd
+        };
+        crate::beneath::write(
+            &data.join("postgresql.auto.conf"),
+            settings.as_bytes(),
+            0o600,
+            &inst.run_as,
+        )
+        .unwrap();
+        crate::beneath::write(&data.join("standby.signal"), b"", 0o600, &inst.run_as).unwrap();
+        let log = inst.member_dir.join("pg.log");
+        let started = pg_ctl(&["-w", "-l", &log.display().to_string(), "start"])
+            .status()
+            .await
+            .unwrap();
+        assert!(
+            started.success(),
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let stopped = pg_ctl(&["-m", "immediate", "stop"]).status().await.unwrap();
+        assert!(stopped.success());
+        assert_eq!(
+            inst.controldata().await.unwrap().cluster_state,
+            "in archive recovery"
+        );
+
+        shut_down_cleanly_for_rewind(&inst, Duration::from_secs(120))
+            .await
+            .expect("crash recovery of a standby's data directory");
+        assert_eq!(inst.controldata().await.unwrap().cluster_state, "shut down");
+        assert!(inst.rewind_incomplete(), "the directory is not marked");
+        assert!(!inst.has_standby_signal());
+    }
 }
