@@ -43,7 +43,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         Action::StartPostgres(role) => start(&ctx, role).await,
         Action::StopPostgres(mode) => stop(&ctx, *mode).await,
         Action::RestartPostgres(role) => restart(&ctx, role).await,
-        Action::Promote => promote(&ctx).await,
+        Action::Promote { newest_timeline } => promote(&ctx, *newest_timeline).await,
         Action::Demote { mode, .. } => demote(&ctx, *mode).await,
         Action::Follow { leader } => follow(&ctx, leader).await,
         Action::Rewind { from } => rewind_from(&ctx, from).await,
@@ -210,7 +210,7 @@ async fn restart(ctx: &JobContext, role: &StartRole) -> JobResult {
     start(ctx, role).await
 }
 
-async fn promote(ctx: &JobContext) -> JobResult {
+async fn promote(ctx: &JobContext, newest_timeline: pgha_core::Timeline) -> JobResult {
     let inst = &ctx.spec.instance;
     if let Some(script) = &ctx.spec.callbacks.pre_promote {
         let call = crate::callbacks::Call {
@@ -222,6 +222,14 @@ async fn promote(ctx: &JobContext) -> JobResult {
             crate::callbacks::Ended::Succeeded { .. } => {}
             refused => return Err(JobError::Vetoed(refused)),
         }
+    }
+    let reserved = pgha_pg::timelines::reserve_through(inst, newest_timeline.0).await?;
+    if !reserved.is_empty() {
+        tracing::warn!(
+            "{}: timelines {reserved:?} were started by another member and never reached this \
+             one: placeholders laid so that this promotion starts a newer timeline",
+            ctx.spec.name,
+        );
     }
     promotion::promote_and_wait(ctx).await?;
     rewind::checkpoint_after_promotion(ctx.spec.clone());

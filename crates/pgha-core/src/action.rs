@@ -3,7 +3,7 @@
 use crate::history::HistoryEvent;
 use crate::observe::{JobKind, MemberRecord};
 use crate::sync::{SyncApplied, SyncSet};
-use crate::types::MemberName;
+use crate::types::{MemberName, Timeline};
 use serde::{Deserialize, Serialize};
 
 /// How PostgreSQL is stopped.
@@ -107,8 +107,15 @@ pub enum Action {
     /// Stop PostgreSQL (fast) and start it again in the role it has (`pgha restart
     /// --in-place`): a leader keeps its lease throughout, so nobody fails over.
     RestartPostgres(StartRole),
-    /// `pg_ctl promote` and wait until writable.
-    Promote,
+    /// `pg_ctl promote` and wait until writable, on a timeline above `newest_timeline`, the
+    /// newest the cluster knows of: a member that never received a timeline's history (cut
+    /// off while another member was promoted) would otherwise start a timeline of the same
+    /// number, and two histories of one timeline are told apart by nothing, pg_rewind
+    /// included. The agent lays a placeholder history file for each timeline PostgreSQL does
+    /// not know of up to it, which PostgreSQL counts when it picks the new one.
+    Promote {
+        newest_timeline: Timeline,
+    },
     /// Stop accepting writes: stop (`mode`) and start again as a standby without upstream.
     /// May be emitted while another job runs: the agent cancels that job first.
     Demote {
@@ -143,7 +150,7 @@ impl Action {
             Action::StartPostgres(_) => JobKind::Start,
             Action::StopPostgres(_) => JobKind::Stop,
             Action::RestartPostgres(_) => JobKind::Restart,
-            Action::Promote => JobKind::Promote,
+            Action::Promote { .. } => JobKind::Promote,
             Action::Demote { .. } => JobKind::Demote,
             Action::Follow { .. } => JobKind::Follow,
             Action::Rewind { .. } => JobKind::Rewind,
@@ -159,7 +166,7 @@ impl Action {
         matches!(
             self,
             Action::Bootstrap
-                | Action::Promote
+                | Action::Promote { .. }
                 | Action::StartPostgres(StartRole::Primary)
                 | Action::RestartPostgres(StartRole::Primary)
         )

@@ -118,7 +118,9 @@ impl Member {
             {
                 plan.push(Action::SetSync(applied));
             }
-            plan.push(Action::Promote);
+            plan.push(Action::Promote {
+                newest_timeline: crate::rejoin::newest_timeline(view).max(local.timeline),
+            });
             return Reason::Promoting { kind };
         }
         if let Some(kind) = plan.promoted {

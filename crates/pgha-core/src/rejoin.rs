@@ -67,6 +67,23 @@ pub fn plan(
     }
 }
 
+/// The newest timeline the cluster knows of: promotions in its history, the `position` key
+/// and the members' records. A promotion must start a newer one ([`crate::Action::Promote`]).
+pub fn newest_timeline(view: &ClusterView) -> Timeline {
+    let promoted = view
+        .history
+        .iter()
+        .filter(|e| e.kind.is_promotion())
+        .map(|e| e.timeline);
+    let position = view.leader_position.as_ref().map(|p| p.timeline);
+    let records = view.members.values().map(|r| r.timeline);
+    promoted
+        .chain(position)
+        .chain(records)
+        .max()
+        .unwrap_or(Timeline(0))
+}
+
 /// A timeline history rebuilt from the promotions recorded in the cluster history, for when
 /// the leader's own history file is not available. Each promotion to timeline `t` at `lsn`
 /// means timeline `t - 1` ended at `lsn`.

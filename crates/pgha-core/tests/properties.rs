@@ -164,7 +164,7 @@ proptest! {
                 prop_assert_eq!(i, decision.actions.len() - 1, "job not last");
             }
             let makes_writable = decision.actions.iter().any(|a| matches!(
-                a, Action::Promote | Action::StartPostgres(StartRole::Primary) | Action::Bootstrap));
+                a, Action::Promote { .. } | Action::StartPostgres(StartRole::Primary) | Action::Bootstrap));
             prop_assert!(!makes_writable || member.holds_lease(obs.now),
                 "writable without lease: {:?} ({})", decision.actions, decision.reason);
             prop_assert!(decision.wake_at > obs.now || member.lease_deadline() == Some(obs.now));

@@ -27,6 +27,7 @@ pub mod settings_check;
 pub mod slots;
 pub mod source;
 pub mod supervisor;
+pub mod timelines;
 pub mod tls;
 pub mod trust;
 pub mod watchdog;

@@ -22,7 +22,9 @@ async fn nothing_is_promoted_or_started_as_a_primary_while_the_deadline_cannot_b
     assert!(agent.fence_error.is_some(), "the write did not fail");
 
     for action in [
-        Action::Promote,
+        Action::Promote {
+            newest_timeline: pgha_core::Timeline(1),
+        },
         Action::StartPostgres(StartRole::Primary),
         Action::RestartPostgres(StartRole::Primary),
         Action::Bootstrap,

@@ -20,7 +20,7 @@ fn winner_whose_promotion_failed_leaving(
         .with("n2", record(&a, Some("n2")))
         .with("n3", record(&b, None));
     let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
-    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
     let failed = Outcome::Job {
         kind: JobKind::Promote,
         result: Err(failure),
@@ -75,7 +75,7 @@ fn a_promotion_that_failed_with_postgresql_running_stops_it_before_the_lease_goe
     assert_released_after_failed_promotion(&d);
     assert!(!has(&d, |a| matches!(
         a,
-        Action::StartPostgres(_) | Action::Promote
+        Action::StartPostgres(_) | Action::Promote { .. }
     )));
 
     // PostgreSQL that shut down by itself (a promotion it could not carry out): at once.
@@ -112,7 +112,7 @@ fn a_vetoed_promotion_releases_the_lease_and_the_next_candidate_runs() {
         a,
         Action::ReleaseLeader { revision: 11 }
     )));
-    assert!(!has(&d, |a| matches!(a, Action::Promote)));
+    assert!(!has(&d, |a| matches!(a, Action::Promote { .. })));
     // Without a leader it publishes itself vetoed and stays out.
     let gone = leaderless(&a, &b, None);
     let d = n2.step(&obs(600, a.clone(), &gone, vec![]));

@@ -121,7 +121,7 @@ fn n2_promoting_after_n1() -> (Member, View) {
         .leader("n2", 11)
         .with("n2", record(&local, Some("n2")));
     let d = n2.step(&obs(200, local, &mine, vec![acquired(100, 11)]));
-    assert_eq!(d.actions.last(), Some(&Action::Promote));
+    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
     (n2, mine)
 }
 
@@ -256,4 +256,27 @@ fn a_leader_that_stepped_down_says_why_and_the_failover_records_it() {
             event.reason
         );
     }
+}
+
+/// Found by review: n3 was cut off from n2 before it received timeline 2's history (n2's
+/// promotion, recorded in the cluster's history), n2 died, and n3, on timeline 1, won the
+/// lease. PostgreSQL would start timeline 2 again, a second history of one timeline that
+/// pg_rewind cannot tell from the first; the promotion asks for a timeline above 2.
+#[test]
+fn a_promotion_starts_a_timeline_above_every_one_the_cluster_recorded() {
+    let mut n3 = member("n3");
+    let local = standby(1, 5000, None);
+    let mine = View::new()
+        .leader("n3", 20)
+        .with("n3", record(&local, Some("n3")))
+        .event(EventKind::Failover, "n1", "n2", 2, 4000);
+    let d = n3.step(&obs(0, local, &mine, vec![acquired(0, 20)]));
+    assert_eq!(
+        d.actions.last(),
+        Some(&Action::Promote {
+            newest_timeline: Timeline(2)
+        }),
+        "{}",
+        d.reason
+    );
 }

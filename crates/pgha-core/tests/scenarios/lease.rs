@@ -278,7 +278,7 @@ fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
             !has(&d, |a| matches!(
                 a,
                 Action::RenewLeader { .. }
-                    | Action::Promote
+                    | Action::Promote { .. }
                     | Action::StartPostgres(StartRole::Primary)
             )),
             "n1 took its lapsed term back: {d:?}"
@@ -294,7 +294,7 @@ fn a_leader_never_adopts_again_the_term_its_lease_lapsed_in() {
     assert!(
         !has(&d, |a| matches!(
             a,
-            Action::Promote | Action::RenewLeader { .. }
+            Action::Promote { .. } | Action::RenewLeader { .. }
         )),
         "a late renewal revived the lapsed term: {d:?}"
     );

@@ -48,7 +48,7 @@ fn an_unresponsive_primary_keeps_its_lease_then_demotes_before_letting_go() {
     ));
     assert_eq!(d.reason, Reason::UnresponsivePrimaryDemoted);
     assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
-    assert!(!has(&d, |a| matches!(a, Action::Promote)));
+    assert!(!has(&d, |a| matches!(a, Action::Promote { .. })));
 }
 
 /// Issue 9 (connection slots exhausted on the leader): a primary that answers "too many

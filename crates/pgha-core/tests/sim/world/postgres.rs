@@ -105,8 +105,8 @@ impl World {
 
     pub(super) fn job_duration(&mut self, action: &Action) -> u64 {
         match action {
-            Action::Promote if self.slow_promote => 500 + self.rng.below(4_000),
-            Action::Promote => 50 + self.rng.below(200),
+            Action::Promote { .. } if self.slow_promote => 500 + self.rng.below(4_000),
+            Action::Promote { .. } => 50 + self.rng.below(200),
             Action::Demote { .. } => self.rng.below(2_000),
             Action::Reclone { .. } => 1_000 + self.rng.below(3_000),
             _ => 50 + self.rng.below(600),
@@ -164,7 +164,7 @@ impl World {
                 self.nodes[i].pg.running = false;
                 self.nodes[i].pg.streaming = false;
             }
-            Action::Promote => {
+            Action::Promote { .. } => {
                 if self.veto_per_mille.is_some_and(|n| self.rng.chance(n)) {
                     self.stats.vetoes += 1;
                     return Err(JobFailure::Vetoed("exit status: 1".into()));

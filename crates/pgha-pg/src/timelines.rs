@@ -1,0 +1,112 @@
+//! Timelines a promotion must not reuse: placeholder history files for those PostgreSQL does
+//! not know of, which it counts when it picks the timeline a promotion starts.
+
+use crate::error::Result;
+use crate::instance::Instance;
+
+/// The name of timeline `tli`'s history file in `pg_wal`.
+fn history_file(tli: u32) -> String {
+    format!("{tli:08X}.history")
+}
+
+/// Makes PostgreSQL's next promotion start a timeline above `newest`. PostgreSQL takes one
+/// above the newest timeline whose history file it finds, counting up without a gap from the
+/// one it recovers on; a member cut off while another was promoted never received that
+/// timeline's history, and would start a timeline of the same number (two histories that
+/// pg_rewind cannot tell apart). For each timeline it does not know of up to `newest`, a
+/// history file holding only a comment: its history names no parent, so recovery never
+/// follows it ("not a child of database system timeline"), and nobody asks a primary for the
+/// history of a timeline outside its own. Returns the timelines reserved.
+pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32>> {
+    let wal = instance.data_dir().join("pg_wal");
+    let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
+    let mut known = instance.controldata().await?.checkpoint_timeline.max(1);
+    while exists(known + 1) {
+        known += 1;
+    }
+    let mut reserved = Vec::new();
+    for tli in known + 1..=newest {
+        let text = format!(
+            "# pgha: timeline {tli} belongs to a history this member never received (another \
+             member's promotion); this file only keeps a promotion here from starting another \
+             timeline {tli}\n"
+        );
+        crate::beneath::write(
+            &wal.join(history_file(tli)),
+            text.as_bytes(),
+            0o600,
+            &instance.run_as,
+        )?;
+        reserved.push(tli);
+    }
+    Ok(reserved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A standby on timeline 1 that never received timeline 2's history (another member's
+    /// promotion) is promoted with timeline 2 reserved: PostgreSQL starts timeline 3, forked
+    /// from timeline 1, and recovery never followed the placeholder.
+    #[tokio::test]
+    async fn a_promotion_starts_a_timeline_above_those_reserved() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n3", &dir.path().join("n3"), bins, run_as);
+        inst.create_member_dir().unwrap();
+        let data = inst.data_dir();
+        inst.initdb(&data, "postgres", "secret").await.unwrap();
+        let socket = inst.member_dir.display().to_string();
+        let settings =
+            format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
+        crate::beneath::write(
+            &data.join("postgresql.auto.conf"),
+            settings.as_bytes(),
+            0o600,
+            &inst.run_as,
+        )
+        .unwrap();
+        crate::beneath::write(&data.join("standby.signal"), b"", 0o600, &inst.run_as).unwrap();
+        let pg_ctl = |args: &[&str]| {
+            let mut cmd = inst
+                .run_as
+                .command(inst.bins.program("pg_ctl"), &inst.member_dir);
+            cmd.arg("-D").arg(&data).args(args);
+            cmd
+        };
+        let log = inst.member_dir.join("pg.log");
+        let log_arg = log.display().to_string();
+        assert!(pg_ctl(&["-w", "-l", &log_arg, "start"])
+            .status()
+            .await
+            .unwrap()
+            .success());
+
+        let reserved = reserve_through(&inst, 2).await.unwrap();
+        assert_eq!(reserved, vec![2]);
+        assert!(
+            reserve_through(&inst, 2).await.unwrap().is_empty(),
+            "reserved twice"
+        );
+        assert!(pg_ctl(&["-w", "promote"]).status().await.unwrap().success());
+        let history = std::fs::read_to_string(data.join("pg_wal").join(history_file(3)));
+        let stopped = pg_ctl(&["-m", "fast", "-w", "stop"])
+            .status()
+            .await
+            .unwrap();
+        assert!(stopped.success());
+        let history = history.unwrap_or_else(|e| {
+            panic!(
+                "no history of timeline 3 ({e}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        assert!(
+            history.starts_with("1\t"),
+            "timeline 3 does not fork from timeline 1: {history}"
+        );
+        assert_eq!(inst.controldata().await.unwrap().checkpoint_timeline, 3);
+    }
+}
