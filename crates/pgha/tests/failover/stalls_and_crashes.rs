@@ -197,3 +197,41 @@ async fn a_winner_whose_promotion_timed_out_is_stopped_before_another_leads() {
     c.ok("start", &["n1"]);
     c.wait_converged(&second, &[]).await;
 }
+
+/// Found by review: a member that never received a timeline's history (stopped while another
+/// member was promoted) wins the lease later, when that member is gone: PostgreSQL would start
+/// the same timeline number a second time, and the member that had it first, started again,
+/// would follow a history pg_rewind cannot tell from its own. It starts a newer timeline, and
+/// the other rewinds to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_never_saw_a_timeline_promotes_to_a_newer_one() {
+    let c = start_with_rows("before").await;
+    c.ok("stop", &["n3"]);
+    c.ok("stop", &["n1"]);
+    let second = c.wait_new_primary(&["n1", "n3"]);
+    c.write(&second, "on timeline 2", 10..20).await;
+    c.ok("stop", &[&second, "--mode", "immediate"]);
+    c.ok("start", &["n3"]);
+    let third = c.wait_new_primary(&["n1", &second]);
+    let timeline_of = |s: &serde_json::Value, name: &str| {
+        members(s)
+            .iter()
+            .find(|m| m["name"] == name)
+            .and_then(|m| m["timeline"].as_u64())
+    };
+    let promoted_to = c.wait_status("the new primary's timeline", CONVERGE, |s| {
+        timeline_of(s, &third)
+    });
+    assert_eq!(
+        promoted_to, 3,
+        "{third}, which never received timeline 2's history, promoted to timeline {promoted_to}"
+    );
+    c.ok("start", &[&second]);
+    c.ok("start", &["n1"]);
+    c.wait_converged(&third, &[]).await;
+    let others: Vec<&str> = common::cluster::MEMBERS
+        .into_iter()
+        .filter(|m| *m != third)
+        .collect();
+    c.wait_identical(&third, &others).await;
+}
