@@ -27,6 +27,8 @@ pub mod settings_check;
 pub mod slots;
 pub mod source;
 pub mod supervisor;
+#[cfg(test)]
+mod test_standby;
 pub mod timelines;
 pub mod tls;
 pub mod trust;

@@ -113,49 +113,16 @@ mod tests {
     /// crash recovery refused standby mode and the rewind failed).
     #[tokio::test]
     async fn a_standby_that_crashed_is_shut_down_cleanly_for_a_rewind() {
-        let dir = tempfile::tempdir().unwrap();
-        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-        let inst = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
-        inst.create_member_dir().unwrap();
-        let data = inst.data_dir();
-        inst.initdb(&data, "postgres", "secret").await.unwrap();
-        let socket = inst.member_dir.display().to_string();
-        let settings =
-            format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
-        let pg_ctl = |args: &[&str]| {
-            let mut cmd = inst
-                .run_as
-                .command(inst.bins.program("pg_ctl"), &inst.member_dir);
-            cmd.arg("-D").arg(&data).args(args);
-            cmd
-        };
-        crate::beneath::write(
-            &data.join("postgresql.auto.conf"),
-            settings.as_bytes(),
-            0o600,
-            &inst.run_as,
-        )
-        .unwrap();
-        crate::beneath::write(&data.join("standby.signal"), b"", 0o600, &inst.run_as).unwrap();
-        let log = inst.member_dir.join("pg.log");
-        let started = pg_ctl(&["-w", "-l", &log.display().to_string(), "start"])
-            .status()
-            .await
-            .unwrap();
-        assert!(
-            started.success(),
-            "{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        let stopped = pg_ctl(&["-m", "immediate", "stop"]).status().await.unwrap();
-        assert!(stopped.success());
+        let standby = crate::test_standby::TestStandby::new("n2").await;
+        let inst = &standby.inst;
+        standby.start().await;
+        standby.pg_ctl(&["-m", "immediate", "stop"]).await;
         assert_eq!(
             inst.controldata().await.unwrap().cluster_state,
             "in archive recovery"
         );
 
-        shut_down_cleanly_for_rewind(&inst, Duration::from_secs(120))
+        shut_down_cleanly_for_rewind(inst, Duration::from_secs(120))
             .await
             .expect("crash recovery of a standby's data directory");
         assert_eq!(inst.controldata().await.unwrap().cluster_state, "shut down");

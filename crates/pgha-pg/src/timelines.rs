@@ -51,56 +51,22 @@ mod tests {
     /// from timeline 1, and recovery never followed the placeholder.
     #[tokio::test]
     async fn a_promotion_starts_a_timeline_above_those_reserved() {
-        let dir = tempfile::tempdir().unwrap();
-        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-        let inst = Instance::new("n3", &dir.path().join("n3"), bins, run_as);
-        inst.create_member_dir().unwrap();
-        let data = inst.data_dir();
-        inst.initdb(&data, "postgres", "secret").await.unwrap();
-        let socket = inst.member_dir.display().to_string();
-        let settings =
-            format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
-        crate::beneath::write(
-            &data.join("postgresql.auto.conf"),
-            settings.as_bytes(),
-            0o600,
-            &inst.run_as,
-        )
-        .unwrap();
-        crate::beneath::write(&data.join("standby.signal"), b"", 0o600, &inst.run_as).unwrap();
-        let pg_ctl = |args: &[&str]| {
-            let mut cmd = inst
-                .run_as
-                .command(inst.bins.program("pg_ctl"), &inst.member_dir);
-            cmd.arg("-D").arg(&data).args(args);
-            cmd
-        };
-        let log = inst.member_dir.join("pg.log");
-        let log_arg = log.display().to_string();
-        assert!(pg_ctl(&["-w", "-l", &log_arg, "start"])
-            .status()
-            .await
-            .unwrap()
-            .success());
-
-        let reserved = reserve_through(&inst, 2).await.unwrap();
+        let standby = crate::test_standby::TestStandby::new("n3").await;
+        let inst = &standby.inst;
+        standby.start().await;
+        let reserved = reserve_through(inst, 2).await.unwrap();
         assert_eq!(reserved, vec![2]);
         assert!(
-            reserve_through(&inst, 2).await.unwrap().is_empty(),
+            reserve_through(inst, 2).await.unwrap().is_empty(),
             "reserved twice"
         );
-        assert!(pg_ctl(&["-w", "promote"]).status().await.unwrap().success());
-        let history = std::fs::read_to_string(data.join("pg_wal").join(history_file(3)));
-        let stopped = pg_ctl(&["-m", "fast", "-w", "stop"])
-            .status()
-            .await
-            .unwrap();
-        assert!(stopped.success());
+        standby.pg_ctl(&["-w", "promote"]).await;
+        let history = std::fs::read_to_string(inst.data_dir().join("pg_wal").join(history_file(3)));
+        standby.pg_ctl(&["-m", "fast", "-w", "stop"]).await;
         let history = history.unwrap_or_else(|e| {
             panic!(
                 "no history of timeline 3 ({e}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                std::fs::read_to_string(&standby.log).unwrap_or_default()
             )
         });
         assert!(

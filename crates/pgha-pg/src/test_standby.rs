@@ -1,0 +1,61 @@
+//! For tests: a member of its own, in a temporary directory, whose PostgreSQL runs as a
+//! standby without an upstream, reachable on a Unix socket only.
+
+use std::path::PathBuf;
+
+use crate::instance::Instance;
+
+/// A member directory, initialised, with `standby.signal`.
+pub(crate) struct TestStandby {
+    pub inst: Instance,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestStandby {
+    /// Initialises member `name` as a standby (not started).
+    pub async fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new(name, &dir.path().join(name), bins, run_as);
+        inst.create_member_dir().unwrap();
+        let data = inst.data_dir();
+        inst.initdb(&data, "postgres", "secret").await.unwrap();
+        let socket = inst.member_dir.display().to_string();
+        let settings =
+            format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
+        let write = |file: &str, text: &[u8]| {
+            crate::beneath::write(&data.join(file), text, 0o600, &inst.run_as).unwrap();
+        };
+        write("postgresql.auto.conf", settings.as_bytes());
+        write("standby.signal", b"");
+        let log = inst.member_dir.join("pg.log");
+        TestStandby {
+            inst,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Runs `pg_ctl -D DATA ARGS` as the PostgreSQL OS user; panics, with its log, on failure.
+    pub async fn pg_ctl(&self, args: &[&str]) {
+        let mut cmd = self
+            .inst
+            .run_as
+            .command(self.inst.bins.program("pg_ctl"), &self.inst.member_dir);
+        cmd.arg("-D").arg(self.inst.data_dir()).args(args);
+        let status = cmd.status().await.unwrap();
+        assert!(
+            status.success(),
+            "pg_ctl {args:?}: {status}\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Starts PostgreSQL and waits until it accepts connections.
+    pub async fn start(&self) {
+        let log = self.log.display().to_string();
+        self.pg_ctl(&["-w", "-l", &log, "start"]).await;
+    }
+}
