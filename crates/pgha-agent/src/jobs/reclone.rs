@@ -55,13 +55,21 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         ctx.stop_any(StopMode::Fast).await?;
     }
     inst.create_member_dir()?;
-    if move_aside && inst.is_initialized() {
+    if inst.is_initialized() {
+        if !move_aside {
+            return Err(JobError::Refused(format!(
+                "{} holds a data directory; refusing to overwrite it without moving it aside",
+                inst.data_dir().display()
+            )));
+        }
+        // Refused now, not after hours of cloning, when too many copies are kept already.
+        aside_path(&inst.member_dir)?;
         room_for_a_copy(inst).await?;
     }
-    clear_the_way(inst, spec.name.as_str(), move_aside)?;
     let data = inst.data_dir();
-    // the directory an incomplete rewind left is aside (or was never there): forget it
-    inst.clear_rewind_marker()?;
+    // The clone lands beside the data directory, which stays in place, untouched, until the
+    // clone is whole: a clone that fails (the source unreachable, out of WAL senders, a full
+    // disk) leaves the member its data, where a later rewind or start finds it.
     let staging = inst.member_dir.join("data.partial");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;
@@ -102,6 +110,9 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
     })
     .await?;
     ctx.write_config(&staging, true, Some(up)).await?;
+    clear_the_way(inst, spec.name.as_str(), move_aside)?;
+    // the directory an incomplete rewind left is aside (or was never there): forget it
+    inst.clear_rewind_marker()?;
     std::fs::rename(&staging, &data).map_err(io("move the clone into place"))?;
     ctx.start_or_wait().await
 }
@@ -170,7 +181,53 @@ async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bo
 
 #[cfg(test)]
 mod tests {
-    use super::{aside_path, clear_the_way, MAX_KEPT_ASIDE};
+    use super::{aside_path, clear_the_way, reclone, MAX_KEPT_ASIDE};
+
+    /// Found by review: a re-clone moved the data directory aside before it knew a clone was
+    /// possible; when the clone failed (here the source does not answer; in the review's
+    /// case every WAL sender of the leader was taken), the member was left without data in
+    /// place, and no candidate for a failover. The data stays where it is until a clone is
+    /// whole.
+    #[tokio::test]
+    async fn a_clone_that_fails_leaves_the_data_directory_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = std::sync::Arc::new(crate::test_spec::spec(dir.path()));
+        let inst = &spec.instance;
+        inst.create_member_dir().unwrap();
+        let data = inst.data_dir();
+        std::fs::create_dir_all(data.join("base/1")).unwrap();
+        std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(data.join("base/1/16384"), "rows").unwrap();
+        assert!(inst.is_initialized());
+        let source = pgha_core::MemberName::new("n2");
+        let unreachable = pgha_pg::conf::Upstream {
+            name: "n2".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let ctx = crate::jobs::JobContext {
+            spec: spec.clone(),
+            peers: [(source.clone(), unreachable)].into(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        let failed = reclone(&ctx, &source, true).await;
+        assert!(
+            failed.is_err(),
+            "a clone from a source that does not answer"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("base/1/16384")).unwrap(),
+            "rows",
+            "the data directory was not left in place"
+        );
+        let aside: Vec<_> = std::fs::read_dir(&inst.member_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("data.old-"))
+            .collect();
+        assert!(aside.is_empty(), "moved aside for a clone that failed");
+    }
 
     /// A data directory without `PG_VERSION` that still holds files (reported as missing: a
     /// lost file, a restore under way) is moved aside before a clone, not deleted (before:
