@@ -184,7 +184,9 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                         r.status, r.received_tli, r.sender_host || ':' || r.sender_port, \
                         (SELECT timeline_id FROM pg_control_checkpoint()), \
                         (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
-                          WHERE name ~ '^[0-9A-F]{8}\\.history$'), \
+                          WHERE name ~ '^[0-9A-F]{8}\\.history$' \
+                            AND coalesce(pg_read_file('pg_wal/' || name, 0, 6, true), '# pgha') \
+                                <> '# pgha'), \
                         pg_get_wal_replay_pause_state() <> 'not paused' \
                  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
                 &[],
@@ -202,7 +204,9 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         let history_tli: Option<i32> = row.get(6);
         // The checkpoint's timeline lags a timeline switch until the next restartpoint, and
         // the receiver's is gone once it stops (the primary died): a standby holds the history
-        // file of every timeline it has received WAL on, so the newest one counts too.
+        // file of every timeline it has received WAL on, so the newest one counts too. Not the
+        // placeholders a promotion lays for timelines it never received (`crate::timelines`):
+        // one left by a promotion that did not happen names no timeline this member is on.
         state.timeline = [received_tli, checkpoint_tli, history_tli]
             .into_iter()
             .flatten()

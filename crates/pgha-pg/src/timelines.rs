@@ -60,6 +60,21 @@ mod tests {
             reserve_through(inst, 2).await.unwrap().is_empty(),
             "reserved twice"
         );
+        // Until it is promoted, the member is on timeline 1, as its probe says (before: the
+        // placeholder counted as a timeline it had received WAL on).
+        let (client, connection) = tokio_postgres::Config::new()
+            .host_path(&inst.member_dir)
+            .port(5432)
+            .user("postgres")
+            .password("secret")
+            .dbname("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let probed = crate::probe::probe(&client, "n3").await.unwrap();
+        assert_eq!(probed.timeline, Some(1), "{probed:?}");
+        drop(client);
         standby.pg_ctl(&["-w", "promote"]).await;
         let history = std::fs::read_to_string(inst.data_dir().join("pg_wal").join(history_file(3)));
         standby.pg_ctl(&["-m", "fast", "-w", "stop"]).await;
