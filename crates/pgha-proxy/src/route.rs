@@ -149,7 +149,7 @@ impl Router {
     fn primary_trusted(&self) -> bool {
         self.stalls
             .get()
-            .is_none_or(|s| s.trusts_confirmations(std::time::Instant::now()))
+            .is_none_or(|s| s.trusts_confirmations(crate::stall::now_ms()))
     }
 
     /// Listener kind.

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -15,11 +15,16 @@ const TICK: Duration = Duration::from_millis(100);
 /// A gap between two looks longer than this is a stall.
 const STALL: Duration = Duration::from_millis(500);
 
+/// Now on the boot clock (ms), which counts a suspend of the host, as the agents' fencing
+/// does: a proxy whose host was suspended through a failover saw a stall, not a short tick.
+pub fn now_ms() -> u64 {
+    pgha_pg::lease_file::boot_clock_ms()
+}
+
 /// Stalls seen, and which of them a confirmation of the primary has covered since.
 #[derive(Debug)]
 pub struct StallWatch {
-    origin: Instant,
-    /// When the clock was last looked at, in ms since `origin`.
+    /// When the clock was last looked at ([`now_ms`]).
     last_look_ms: AtomicU64,
     /// How many stalls were seen, and read-write sessions that met a standby.
     stalls: AtomicU64,
@@ -33,22 +38,16 @@ impl StallWatch {
     /// A watch that has seen no stall; [`StallWatch::run`] makes it look.
     pub fn new() -> Arc<Self> {
         Arc::new(StallWatch {
-            origin: Instant::now(),
-            last_look_ms: AtomicU64::new(0),
+            last_look_ms: AtomicU64::new(now_ms()),
             stalls: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             recheck: Notify::new(),
         })
     }
 
-    fn ms(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// Looks at the clock: a gap since the last look longer than `STALL` (0.5 s) counts a stall.
     /// Returns the gap when it was one. One caller looks (`run`; tests).
-    pub fn look(&self, now: Instant) -> Option<Duration> {
-        let now_ms = self.ms(now);
+    pub fn look(&self, now_ms: u64) -> Option<Duration> {
         let last = self.last_look_ms.load(SeqCst);
         let gap = Duration::from_millis(now_ms.saturating_sub(last));
         let stalled = gap > STALL;
@@ -62,13 +61,13 @@ impl StallWatch {
 
     /// Looks every `TICK` (100 ms) until `shutdown`, saying so when the process stalled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        self.look(Instant::now());
+        self.look(now_ms());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            if let Some(gap) = self.look(Instant::now()) {
+            if let Some(gap) = self.look(now_ms()) {
                 tracing::warn!(
                     "the proxy did not run for {} ms (paused or starved): new read-write \
                      sessions wait until the primary is confirmed again",
@@ -108,9 +107,9 @@ impl StallWatch {
     /// seen has been covered by a check begun after it, and no stall is under way unseen (the
     /// clock was looked at within `STALL` (0.5 s): just after a resume, this runs before the watch
     /// has looked).
-    pub fn trusts_confirmations(&self, now: Instant) -> bool {
+    pub fn trusts_confirmations(&self, now_ms: u64) -> bool {
         let looked_ms = self.last_look_ms.load(SeqCst);
-        let unseen = self.ms(now).saturating_sub(looked_ms) > STALL.as_millis() as u64;
+        let unseen = now_ms.saturating_sub(looked_ms) > STALL.as_millis() as u64;
         !unseen && self.covered.load(SeqCst) >= self.stalls.load(SeqCst)
     }
 }
@@ -122,8 +121,8 @@ mod tests {
     #[test]
     fn a_stall_is_trusted_again_only_after_a_check_begun_after_it() {
         let w = StallWatch::new();
-        let t0 = w.origin;
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let t0 = w.last_look_ms.load(SeqCst);
+        let at = |ms: u64| t0 + ms;
         assert!(w.look(at(100)).is_none());
         assert!(w.trusts_confirmations(at(150)));
         // Paused: before the watch looks again, nothing is trusted.
@@ -146,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_that_met_a_standby_asks_for_a_check_and_is_trusted_again_after_it() {
         let w = StallWatch::new();
-        let now = w.origin;
+        let now = w.last_look_ms.load(SeqCst);
         assert!(w.look(now).is_none());
         let before = w.epoch();
         w.met_a_standby();
