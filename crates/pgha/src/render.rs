@@ -51,9 +51,16 @@ pub fn render_table(status: &ClusterStatus) -> String {
         let to =
             r.to.as_ref()
                 .map_or("the best candidate".to_string(), |t| t.to_string());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         match r.at {
-            Some(at) => out.push_str(&format!(
+            Some(at) if at > now => out.push_str(&format!(
                 "Switchover to {to} scheduled for {} (`pgha switchover --cancel` withdraws it)\n",
+                utc(at)
+            )),
+            Some(at) => out.push_str(&format!(
+                "Switchover to {to} (due {}) in progress\n",
                 utc(at)
             )),
             None => out.push_str(&format!("Promotion of {to} requested, in progress\n")),
