@@ -40,17 +40,21 @@ impl TestStandby {
 
     /// Runs `pg_ctl -D DATA ARGS` as the PostgreSQL OS user; panics, with its log, on failure.
     pub async fn pg_ctl(&self, args: &[&str]) {
+        assert!(
+            self.try_pg_ctl(args).await,
+            "pg_ctl {args:?} failed:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Runs `pg_ctl -D DATA ARGS` as the PostgreSQL OS user; whether it succeeded.
+    pub async fn try_pg_ctl(&self, args: &[&str]) -> bool {
         let mut cmd = self
             .inst
             .run_as
             .command(self.inst.bins.program("pg_ctl"), &self.inst.member_dir);
         cmd.arg("-D").arg(self.inst.data_dir()).args(args);
-        let status = cmd.status().await.unwrap();
-        assert!(
-            status.success(),
-            "pg_ctl {args:?}: {status}\n{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        cmd.status().await.unwrap().success()
     }
 
     /// Starts PostgreSQL and waits until it accepts connections.

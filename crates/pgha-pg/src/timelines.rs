@@ -14,9 +14,13 @@ fn history_file(tli: u32) -> String {
 /// one it recovers on; a member cut off while another was promoted never received that
 /// timeline's history, and would start a timeline of the same number (two histories that
 /// pg_rewind cannot tell apart). For each timeline it does not know of up to `newest`, a
-/// history file holding only a comment: its history names no parent, so recovery never
-/// follows it ("not a child of database system timeline"), and nobody asks a primary for the
-/// history of a timeline outside its own. Returns the timelines reserved.
+/// history file holding only a comment: its history names no parent, so a recovery under way
+/// never follows it ("not a child of database system timeline"). Once the promotion has
+/// started a newer timeline the placeholders stay: a standby that streams from here asks for
+/// the history of every timeline between its own and the primary's, and is sent them. A
+/// promotion that did not happen leaves them above every real timeline, where a standby
+/// starting up would take the newest as its target and refuse to start; [`release_unused`]
+/// removes those before PostgreSQL starts (it would wait for that timeline's WAL forever). Returns the timelines reserved.
 pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32>> {
     let wal = instance.data_dir().join("pg_wal");
     let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
@@ -27,7 +31,7 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
     let mut reserved = Vec::new();
     for tli in known + 1..=newest {
         let text = format!(
-            "# pgha: timeline {tli} belongs to a history this member never received (another \
+            "{PLACEHOLDER_MARK} timeline {tli} belongs to a history this member never received (another \
              member's promotion); this file only keeps a promotion here from starting another \
              timeline {tli}\n"
         );
@@ -40,6 +44,37 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
         reserved.push(tli);
     }
     Ok(reserved)
+}
+
+/// Whether the history file of `tli` is one [`reserve_through`] laid.
+fn is_placeholder(wal: &std::path::Path, tli: u32, instance: &Instance) -> bool {
+    crate::beneath::read_to_string(&wal.join(history_file(tli)), &instance.run_as)
+        .is_ok_and(|text| text.starts_with(PLACEHOLDER_MARK))
+}
+
+/// How every placeholder history file begins.
+const PLACEHOLDER_MARK: &str = "# pgha:";
+
+/// Removes the placeholder history files above the newest real timeline this member knows
+/// of: left by a promotion that was refused, stalled or cut short, they would make a standby
+/// starting up take a timeline without WAL or parent as its recovery target: it waits for that
+/// timeline's WAL forever and never accepts a connection. Placeholders below a
+/// real timeline stay (see [`reserve_through`]). Returns the timelines released.
+pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
+    let wal = instance.data_dir().join("pg_wal");
+    let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
+    let mut newest = instance.controldata().await?.checkpoint_timeline.max(1);
+    // PostgreSQL counts up from the timeline it recovers on and stops at the first gap.
+    while exists(newest + 1) {
+        newest += 1;
+    }
+    let mut released = Vec::new();
+    while newest > 1 && is_placeholder(&wal, newest, instance) {
+        crate::beneath::remove(&wal.join(history_file(newest)), &instance.run_as)?;
+        released.push(newest);
+        newest -= 1;
+    }
+    Ok(released)
 }
 
 #[cfg(test)]
@@ -89,5 +124,38 @@ mod tests {
             "timeline 3 does not fork from timeline 1: {history}"
         );
         assert_eq!(inst.controldata().await.unwrap().checkpoint_timeline, 3);
+        // Below the timeline the promotion started, the placeholder stays: a standby on
+        // timeline 1 streaming from here is sent it when it asks for timeline 2's history.
+        assert!(release_unused(inst).await.unwrap().is_empty());
+        assert!(is_placeholder(&inst.data_dir().join("pg_wal"), 2, inst));
+    }
+
+    /// Found by review: a promotion that did not happen (its lease lapsed, it stalled) left
+    /// its placeholder above the member's only timeline; the member, restarted as a standby,
+    /// took the placeholder's timeline as its recovery target, waited for WAL of timeline 2
+    /// that never comes, and never accepted a connection. The placeholder goes first.
+    #[tokio::test]
+    async fn a_standby_whose_promotion_did_not_happen_starts_again() {
+        let standby = crate::test_standby::TestStandby::new("n2").await;
+        let inst = &standby.inst;
+        standby.start().await;
+        assert_eq!(reserve_through(inst, 2).await.unwrap(), vec![2]);
+        standby.pg_ctl(&["-m", "fast", "-w", "stop"]).await;
+        let log = standby.log.display().to_string();
+        assert!(
+            !standby
+                .try_pg_ctl(&["-w", "-t", "10", "-l", &log, "start"])
+                .await,
+            "PostgreSQL started with a placeholder above its timeline: the release is not needed"
+        );
+        standby.pg_ctl(&["-m", "immediate", "-w", "stop"]).await;
+        assert_eq!(release_unused(inst).await.unwrap(), vec![2]);
+        assert!(
+            release_unused(inst).await.unwrap().is_empty(),
+            "released twice"
+        );
+        standby.start().await;
+        standby.pg_ctl(&["-m", "fast", "-w", "stop"]).await;
+        assert_eq!(inst.controldata().await.unwrap().checkpoint_timeline, 1);
     }
 }

@@ -21,6 +21,7 @@ impl JobContext {
         if self.cancelled.is_set() {
             return Err(JobError::Cancelled);
         }
+        release_placeholders(&self.spec).await?;
         self.spec.instance.start(START_TIMEOUT).await?;
         Ok(())
     }
@@ -161,4 +162,21 @@ impl JobContext {
         }
         Ok(())
     }
+}
+
+/// Removes the placeholder history files a promotion that did not happen left above every
+/// real timeline (`pgha_pg::timelines::release_unused`), saying so.
+pub(super) async fn release_placeholders(spec: &crate::spec::NodeSpec) -> JobResult {
+    if !spec.instance.is_initialized() {
+        return Ok(());
+    }
+    let released = pgha_pg::timelines::release_unused(&spec.instance).await?;
+    if !released.is_empty() {
+        tracing::info!(
+            "{}: removed the placeholders of timelines {released:?} laid for a promotion that \
+             did not happen: this member is on none of them",
+            spec.name
+        );
+    }
+    Ok(())
 }
