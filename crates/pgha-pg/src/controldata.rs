@@ -12,6 +12,9 @@ pub struct ControlData {
     pub checkpoint_timeline: u32,
     /// "Latest checkpoint location": the end of WAL of a cleanly shut down cluster.
     pub checkpoint_lsn: u64,
+    /// "Min recovery ending loc's timeline": the timeline of the WAL a standby (or a data
+    /// directory being recovered) must replay before it is consistent; 0 when none is owed.
+    pub min_recovery_timeline: u32,
     /// The settings of the primary whose WAL this data directory last replayed (or its own,
     /// on a primary): a standby with lower ones does not start, and pauses replay when it
     /// meets a primary's change to higher ones.
@@ -33,6 +36,9 @@ impl ControlData {
                     out.checkpoint_timeline = value.parse().unwrap_or(0)
                 }
                 "Latest checkpoint location" => out.checkpoint_lsn = parse_lsn(value).unwrap_or(0),
+                "Min recovery ending loc's timeline" => {
+                    out.min_recovery_timeline = value.parse().unwrap_or(0)
+                }
                 key => {
                     if let Some(slot) = key
                         .strip_suffix(" setting")
@@ -57,6 +63,8 @@ Database system identifier:           7312345678901234567
 Database cluster state:               in archive recovery
 Latest checkpoint location:           0/3000060
 Latest checkpoint's TimeLineID:       3
+Minimum recovery ending location:     0/3000F28
+Min recovery ending loc's timeline:   4
 wal_level setting:                    replica
 max_connections setting:              200
 max_worker_processes setting:         8
@@ -73,6 +81,7 @@ track_commit_timestamp setting:       off
         assert_eq!(cd.cluster_state, "in archive recovery");
         assert_eq!(cd.checkpoint_timeline, 3);
         assert_eq!(cd.checkpoint_lsn, 0x3000060);
+        assert_eq!(cd.min_recovery_timeline, 4);
         assert_eq!(
             cd.primary_settings,
             HotStandbySettings {
