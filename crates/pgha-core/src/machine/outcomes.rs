@@ -3,6 +3,7 @@
 use super::lease::HeldLease;
 use super::Member;
 use crate::history::EventKind;
+use crate::job_what::JobWhat;
 use crate::observe::{JobFailure, JobKind, Outcome};
 use crate::types::Millis;
 
@@ -113,7 +114,11 @@ impl Member {
                 self.clone_failed = None;
                 self.rewind_failed = false;
                 self.force_rewind = false;
-                if self.demoted {
+                // A former primary rejoining, or any member whose data was moved aside for a
+                // new copy: the history says so (a first clone into an empty directory is
+                // no rejoin).
+                let moved_aside = matches!(self.job_what, Some(JobWhat::RecloneFrom(_)));
+                if self.demoted || moved_aside {
                     self.rejoin = Some(EventKind::RejoinReclone);
                 }
             }

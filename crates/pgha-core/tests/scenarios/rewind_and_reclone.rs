@@ -304,3 +304,61 @@ fn without_a_leader_an_incomplete_rewind_neither_starts_nor_runs() {
         );
     }
 }
+
+/// Found by review: a standby (never a primary) whose data could not rejoin was re-cloned,
+/// its data moved aside, and the history said nothing of it (only a former primary's re-clone
+/// was recorded). Moving a member's data aside is a decision the history explains; a first
+/// clone into an empty directory is no rejoin and is not recorded.
+#[test]
+fn a_standby_recloned_over_its_data_is_recorded_and_a_first_clone_is_not() {
+    let leader_pg = primary(2, 9_000);
+    let view = View::led_by("n1", 7, &leader_pg);
+    let mine = LocalPg {
+        rewind_incomplete: true,
+        ..stopped(standby(1, 8_000, None))
+    };
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(1_000, mine, &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::Reclone {
+                from: name("n1"),
+                move_aside: true
+            }),
+        "{:?}",
+        d.actions
+    );
+    let streaming = standby(2, 9_000, Some("n1"));
+    let d = n2.step(&obs(
+        3_000,
+        streaming.clone(),
+        &view,
+        vec![job_done(JobKind::Reclone)],
+    ));
+    let event = recorded(&d).expect("the re-clone recorded");
+    assert_eq!(event.kind, EventKind::RejoinReclone, "{event:?}");
+    assert_eq!(event.from, Some(name("n2")));
+
+    let empty = LocalPg {
+        data: DataDir::Missing,
+        ..stopped(standby(1, 0, None))
+    };
+    let mut n3 = member("n3");
+    let d = n3.step(&obs(1_000, empty, &view, vec![]));
+    assert!(
+        has(&d, |a| *a
+            == Action::Reclone {
+                from: name("n1"),
+                move_aside: false
+            }),
+        "{:?}",
+        d.actions
+    );
+    let d = n3.step(&obs(
+        3_000,
+        streaming,
+        &view,
+        vec![job_done(JobKind::Reclone)],
+    ));
+    assert_eq!(recorded(&d), None, "a first clone recorded as a rejoin");
+}
