@@ -235,3 +235,56 @@ async fn a_member_that_never_saw_a_timeline_promotes_to_a_newer_one() {
         .collect();
     c.wait_identical(&third, &others).await;
 }
+
+/// A standby stopped as by a crash (its data directory "in archive recovery"), holding WAL the
+/// next primary never had, comes back diverged: it rejoins by pg_rewind (crash recovery first,
+/// in single-user mode), not by a re-clone. Before session 23, single-user crash recovery
+/// refused standby mode ("standby mode is not supported by single-user servers"), every such
+/// rewind failed, and the member was re-cloned, its data moved aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_standby_that_diverged_rejoins_by_rewind() {
+    let c = start_with_rows("before").await;
+    c.ok("stop", &["n3"]);
+    c.write("n1", "n1 and n2 only", 10..20).await;
+    c.wait_identical("n1", &["n2"]).await;
+    // A restartpoint past n3's end of WAL: stopped, n2 reports a position the next primary's
+    // timeline forked before, and is rewound while stopped.
+    for member in ["n1", "n2"] {
+        let client = try_connect(&c.member_url(member), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| c.fail(&format!("{member} does not answer")));
+        client.batch_execute("CHECKPOINT").await.unwrap();
+    }
+    c.ok("stop", &["n2", "--mode", "immediate"]);
+    c.ok("stop", &["n1"]);
+    c.ok("start", &["n3"]);
+    let new = c.wait_new_primary(&["n1", "n2"]);
+    assert_eq!(new, "n3");
+    c.write("n3", "on timeline 2", 20..30).await;
+    let log_at = c.up.log().len();
+    c.ok("start", &["n2"]);
+    c.ok("start", &["n1"]);
+    c.wait_converged("n3", &[]).await;
+    let (rows, _) = c.wait_identical("n3", &["n1", "n2"]).await;
+    assert_eq!(rows, 20, "ids 0..10 and 20..30 (10..20 never reached n3)");
+    let log = c.up.log();
+    assert!(
+        log[log_at..]
+            .contains("n2: data directory is `in archive recovery`; finishing crash recovery"),
+        "n2 was not rewound from a crashed state:\n{}",
+        pgha_testkit::tail_of(&log, 60)
+    );
+    let member_dir = c.data_dir("n2").parent().unwrap().to_path_buf();
+    assert!(
+        old_data_dirs(&member_dir).is_empty(),
+        "n2 was re-cloned (its data moved aside): {:#?}",
+        c.history()
+    );
+    wait_until("n2's rewind recorded", CONVERGE, || {
+        let history = c.history();
+        events(&history, "rejoin_rewind")
+            .iter()
+            .any(|(from, _)| from == "n2")
+            .then_some(())
+    });
+}
