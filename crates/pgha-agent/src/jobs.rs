@@ -231,14 +231,9 @@ async fn promote(ctx: &JobContext, newest_timeline: pgha_core::Timeline) -> JobR
             ctx.spec.name,
         );
     }
-    if let Err(failed) = promotion::promote_and_wait(ctx).await {
-        // Still a standby (or stopped): the placeholders above its timeline go now, or its
-        // WAL receiver would never fetch the real history of those timelines.
-        if let Err(e) = context::release_placeholders(&ctx.spec).await {
-            tracing::warn!("{}: {e}", ctx.spec.name);
-        }
-        return Err(failed);
-    }
+    // A promotion that fails leaves its placeholders: PostgreSQL, still running, may yet end
+    // its recovery and must then start a timeline above them. They go before the next start.
+    promotion::promote_and_wait(ctx).await?;
     rewind::checkpoint_after_promotion(ctx.spec.clone());
     ctx.write_config(&inst.data_dir(), false, None).await?;
     inst.reload().await?;

@@ -19,8 +19,9 @@ fn history_file(tli: u32) -> String {
 /// started a newer timeline the placeholders stay: a standby that streams from here asks for
 /// the history of every timeline between its own and the primary's, and is sent them. A
 /// promotion that did not happen leaves them above every real timeline, where a standby
-/// starting up would take the newest as its target and refuse to start; [`release_unused`]
-/// removes those before PostgreSQL starts (it would wait for that timeline's WAL forever). Returns the timelines reserved.
+/// starting up would take the newest as its target and wait for that timeline's WAL forever;
+/// [`release_unused`] removes those before PostgreSQL starts again (not while it runs: a
+/// stalled promotion may yet end, and must start above them). Returns the timelines reserved.
 pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32>> {
     let wal = instance.data_dir().join("pg_wal");
     let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
@@ -52,6 +53,21 @@ fn is_placeholder(wal: &std::path::Path, tli: u32, instance: &Instance) -> bool 
         .is_ok_and(|text| text.starts_with(PLACEHOLDER_MARK))
 }
 
+/// Whether any history file in `wal` is a placeholder (most starts: none, and nothing more is
+/// read).
+fn holds_a_placeholder(wal: &std::path::Path, instance: &Instance) -> bool {
+    let Ok(entries) = std::fs::read_dir(wal) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        name.strip_suffix(".history")
+            .and_then(|tli| u32::from_str_radix(tli, 16).ok())
+            .is_some_and(|tli| is_placeholder(wal, tli, instance))
+    })
+}
+
 /// How every placeholder history file begins.
 const PLACEHOLDER_MARK: &str = "# pgha:";
 
@@ -62,9 +78,17 @@ const PLACEHOLDER_MARK: &str = "# pgha:";
 /// real timeline stay (see [`reserve_through`]). Returns the timelines released.
 pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
     let wal = instance.data_dir().join("pg_wal");
+    if !holds_a_placeholder(&wal, instance) {
+        return Ok(Vec::new());
+    }
     let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
-    let mut newest = instance.controldata().await?.checkpoint_timeline.max(1);
-    // PostgreSQL counts up from the timeline it recovers on and stops at the first gap.
+    let control = instance.controldata().await?;
+    // PostgreSQL recovers towards the newer of the two (a standby that replayed past a switch
+    // before its next restartpoint), counts up from there and stops at the first gap.
+    let mut newest = control
+        .checkpoint_timeline
+        .max(control.min_recovery_timeline)
+        .max(1);
     while exists(newest + 1) {
         newest += 1;
     }

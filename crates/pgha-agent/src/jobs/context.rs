@@ -167,7 +167,8 @@ impl JobContext {
 /// Removes the placeholder history files a promotion that did not happen left above every
 /// real timeline (`pgha_pg::timelines::release_unused`), saying so.
 pub(super) async fn release_placeholders(spec: &crate::spec::NodeSpec) -> JobResult {
-    if !spec.instance.is_initialized() {
+    // A directory a rewind left unfinished is never started: nothing to release there.
+    if !spec.instance.is_initialized() || spec.instance.rewind_incomplete() {
         return Ok(());
     }
     let released = pgha_pg::timelines::release_unused(&spec.instance).await?;
