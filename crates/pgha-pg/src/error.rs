@@ -77,18 +77,6 @@ pub enum PgError {
         marker: std::path::PathBuf,
     },
 
-    #[error(
-        "member {member}: not finishing crash recovery before pg_rewind: its standby replayed \
-         timeline {min_recovery_timeline}, above the timeline {checkpoint_timeline} of its last \
-         restartpoint, and recovery without standby mode would stop at the switch with pages \
-         written after it, which pg_rewind would not see; nothing was changed (it is re-cloned)"
-    )]
-    CrashRecoveryWouldStopShort {
-        member: String,
-        checkpoint_timeline: u32,
-        min_recovery_timeline: u32,
-    },
-
     #[error("SQL on {member}: {source}")]
     Sql {
         member: String,
