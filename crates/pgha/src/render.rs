@@ -60,7 +60,8 @@ pub fn render_table(status: &ClusterStatus) -> String {
                 utc(at)
             )),
             Some(at) => out.push_str(&format!(
-                "Switchover to {to} (due {}) in progress\n",
+                "Switchover to {to} (due {}) in progress (`pgha switchover --cancel` withdraws \
+                 it)\n",
                 utc(at)
             )),
             None => out.push_str(&format!("Promotion of {to} requested, in progress\n")),
