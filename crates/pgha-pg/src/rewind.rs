@@ -12,9 +12,11 @@ use crate::source::SourceServer;
 /// superuser. pg_rewind copies the source's configuration files,
 /// so the caller must write pgha's own configuration again afterwards.
 ///
-/// The data directory is marked ([`Instance::rewind_marker`], written and synced first) for
-/// as long as pg_rewind may have changed part of it: a rewind that fails or is cut short
-/// leaves the mark, and the member re-clones instead of starting that directory. The mark
+/// The data directory is marked ([`Instance::rewind_marker`], written and synced before
+/// pg_rewind runs, and before a standby's signals go for crash recovery) for as long as it
+/// may be changed in part: a rewind that fails or is cut short leaves the mark, and the
+/// member re-clones instead of starting that directory (crash recovery that could not run
+/// at all clears it again, see [`shut_down_cleanly_for_rewind`]). The mark
 /// stays after a rewind that succeeded too: pg_rewind copied the source's configuration
 /// files and wrote no `standby.signal`, so the caller clears it
 /// ([`Instance::clear_rewind_marker`]) once the member's own configuration is back.
@@ -39,8 +41,8 @@ pub async fn rewind(
     Ok(())
 }
 
-/// Marks the data directory as being rewound, then leaves it cleanly shut down, as pg_rewind
-/// requires: crash recovery in single-user mode when it was not. PostgreSQL refuses standby
+/// Leaves the data directory cleanly shut down, as pg_rewind requires (crash recovery in
+/// single-user mode when it was not), and marked as being rewound. PostgreSQL refuses standby
 /// mode in single-user mode ("standby mode is not supported by single-user servers"), so a
 /// standby's `standby.signal` and `recovery.signal` go first; the member's configuration,
 /// `standby.signal` with it, is written again after the rewind, and until then the mark keeps
@@ -74,9 +76,10 @@ pub async fn shut_down_cleanly_for_rewind(instance: &Instance, timeout: Duration
     let recovered = finish_crash_recovery(instance, timeout).await;
     if recovered.is_err() {
         // Crash recovery did not run (a full disk, say: no divergence shown): the signals go
-        // back, and with them the mark; the rewind is tried again later. Not when it changed
-        // the directory after all (a checkpoint of its own written, then a failure), nor
-        // where the signals cannot be put back: the mark stays, and the member is re-cloned.
+        // back, and with them the mark; the rewind is tried again later. Not once it began
+        // (its state moves to "in crash recovery", and WAL of its own may follow), nor where
+        // the signals cannot be put back: the mark stays, and the member is re-cloned, its
+        // data kept aside.
         let unchanged = instance.controldata().await.is_ok_and(|now| {
             now.cluster_state == control.cluster_state
                 && now.checkpoint_lsn == control.checkpoint_lsn

@@ -21,7 +21,7 @@ pub(super) fn topology_and_scheduled_switchover(c: &dyn Day2) {
     let target = a_standby(c);
     let out = succeeded(
         "switchover --at",
-        &c.cli(&["switchover", "--to", &target, "--at", "+4s"]),
+        &c.cli(&["switchover", "--to", &target, "--at", "+8s"]),
     );
     assert!(out.contains("scheduled for"), "{out}");
     let table = succeeded("status", &c.cli(&["status"]));

@@ -144,7 +144,7 @@ async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
     let c = start_with_rows("before").await;
-    let out = c.ok("switchover", &["--to", "n2", "--at", "+4s"]);
+    let out = c.ok("switchover", &["--to", "n2", "--at", "+8s"]);
     assert!(out.contains("scheduled for"), "{out}");
     let table = c.ok("status", &[]);
     assert!(table.contains("Switchover to n2 scheduled for"), "{table}");
@@ -163,8 +163,12 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
         [("n1".to_string(), "n2".to_string())],
         "{history:#?}"
     );
+    // n2 withdraws the request once it runs writable, after it took the lease
+    c.wait_status("the request withdrawn", CONVERGE, |s| {
+        s["switchover"].is_null().then_some(())
+    });
     let table = c.ok("status", &[]);
-    assert!(!table.contains("scheduled"), "{table}");
+    assert!(!table.contains("Switchover"), "{table}");
 
     let out = c.ok("switchover", &["--to", "n1", "--at", "+1h"]);
     assert!(out.contains("scheduled for"), "{out}");

@@ -248,13 +248,31 @@ async fn a_crashed_standby_that_diverged_rejoins_by_rewind() {
     c.write("n1", "n1 and n2 only", 10..20).await;
     c.wait_identical("n1", &["n2"]).await;
     // A restartpoint past n3's end of WAL: stopped, n2 reports a position the next primary's
-    // timeline forked before, and is rewound while stopped.
-    for member in ["n1", "n2"] {
-        let client = try_connect(&c.member_url(member), Duration::from_secs(5))
-            .await
-            .unwrap_or_else(|| c.fail(&format!("{member} does not answer")));
-        client.batch_execute("CHECKPOINT").await.unwrap();
+    // timeline forked before, and is rewound while stopped (from an earlier restartpoint it
+    // would be started to follow, fail to stream, and be stopped cleanly for its rewind).
+    let n1 = connect(&c, "n1").await;
+    n1.batch_execute("CHECKPOINT").await.unwrap();
+    let after: String = n1
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let n2 = connect(&c, "n2").await;
+    let replayed = format!("SELECT pg_last_wal_replay_lsn() >= '{after}'::pg_lsn");
+    let deadline = Instant::now() + CONVERGE;
+    while !n2
+        .query_one(replayed.as_str(), &[])
+        .await
+        .unwrap()
+        .get::<_, bool>(0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "n2 never replayed n1's checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    n2.batch_execute("CHECKPOINT").await.unwrap();
     c.ok("stop", &["n2", "--mode", "immediate"]);
     c.ok("stop", &["n1"]);
     c.ok("start", &["n3"]);
@@ -287,4 +305,11 @@ async fn a_crashed_standby_that_diverged_rejoins_by_rewind() {
             .any(|(from, _)| from == "n2")
             .then_some(())
     });
+}
+
+/// A client of `member`'s PostgreSQL; fails the test when it does not answer.
+async fn connect(c: &Cluster, member: &str) -> tokio_postgres::Client {
+    try_connect(&c.member_url(member), Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| c.fail(&format!("{member} does not answer")))
 }
