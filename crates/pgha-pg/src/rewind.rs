@@ -146,6 +146,7 @@ pub async fn finish_crash_recovery(instance: &Instance, timeout: Duration) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_standby::client;
 
     /// A standby stopped as by a crash (its state "in archive recovery", `standby.signal`
     /// present) is left cleanly shut down and marked, ready for pg_rewind (before: single-user
@@ -186,21 +187,6 @@ mod tests {
             "{program} {args:?}: {status}\n{}",
             std::fs::read_to_string(log).unwrap_or_default()
         );
-    }
-
-    /// A client of the member whose socket is in `inst`'s directory.
-    async fn client(inst: &Instance) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host_path(&inst.member_dir)
-            .port(5432)
-            .user("postgres")
-            .password("secret")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
     }
 
     /// Raised by review against a refusal added here for a while: a standby that replayed

@@ -63,3 +63,18 @@ impl TestStandby {
         self.pg_ctl(&["-w", "-l", &log, "start"]).await;
     }
 }
+
+/// A client, as the superuser, of the test member whose socket is in `inst`'s directory.
+pub(crate) async fn client(inst: &Instance) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host_path(&inst.member_dir)
+        .port(5432)
+        .user("postgres")
+        .password("secret")
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}

@@ -24,7 +24,7 @@ fn history_file(tli: u32) -> String {
 /// stalled promotion may yet end, and must start above them). Returns the timelines reserved.
 pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32>> {
     let wal = instance.data_dir().join("pg_wal");
-    let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
+    let exists = |tli: u32| has_history(&wal, tli, instance);
     let mut known = instance.controldata().await?.checkpoint_timeline.max(1);
     while exists(known + 1) {
         known += 1;
@@ -45,6 +45,11 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
         reserved.push(tli);
     }
     Ok(reserved)
+}
+
+/// Whether `wal` holds a history file of `tli` (a regular file, reached without a symlink).
+fn has_history(wal: &std::path::Path, tli: u32, instance: &Instance) -> bool {
+    crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as)
 }
 
 /// Whether the history file of `tli` is one [`reserve_through`] laid.
@@ -81,7 +86,7 @@ pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
     if !holds_a_placeholder(&wal, instance) {
         return Ok(Vec::new());
     }
-    let exists = |tli: u32| crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as);
+    let exists = |tli: u32| has_history(&wal, tli, instance);
     let control = instance.controldata().await?;
     // PostgreSQL recovers towards the newer of the two (a standby that replayed past a switch
     // before its next restartpoint), counts up from there and stops at the first gap.
@@ -121,16 +126,7 @@ mod tests {
         );
         // Until it is promoted, the member is on timeline 1, as its probe says (before: the
         // placeholder counted as a timeline it had received WAL on).
-        let (client, connection) = tokio_postgres::Config::new()
-            .host_path(&inst.member_dir)
-            .port(5432)
-            .user("postgres")
-            .password("secret")
-            .dbname("postgres")
-            .connect(tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
+        let client = crate::test_standby::client(inst).await;
         let probed = crate::probe::probe(&client, "n3").await.unwrap();
         assert_eq!(probed.timeline, Some(1), "{probed:?}");
         drop(client);

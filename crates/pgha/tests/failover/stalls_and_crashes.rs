@@ -100,19 +100,7 @@ async fn a_primary_killed_right_after_its_promotion_rejoins_by_rewind() {
     c.wait_converged(&new, &[]).await;
     let (rows, _) = c.wait_identical(&new, &["n1", "n2", "n3"]).await;
     assert_eq!(rows, 30);
-    let member_dir = c.data_dir("n2").parent().unwrap().to_path_buf();
-    assert!(
-        old_data_dirs(&member_dir).is_empty(),
-        "n2 was re-cloned (its data moved aside): {:#?}",
-        c.history()
-    );
-    wait_until("n2's rewind recorded", CONVERGE, || {
-        let history = c.history();
-        events(&history, "rejoin_rewind")
-            .iter()
-            .any(|(from, _)| from == "n2")
-            .then_some(())
-    });
+    assert_rejoined_by_rewind(&c, "n2");
 }
 
 /// The startup process (the one that replays WAL and carries out a promotion) of `member`.
@@ -292,19 +280,7 @@ async fn a_crashed_standby_that_diverged_rejoins_by_rewind() {
         "n2 was not rewound from a crashed state:\n{}",
         pgha_testkit::tail_of(&log, 60)
     );
-    let member_dir = c.data_dir("n2").parent().unwrap().to_path_buf();
-    assert!(
-        old_data_dirs(&member_dir).is_empty(),
-        "n2 was re-cloned (its data moved aside): {:#?}",
-        c.history()
-    );
-    wait_until("n2's rewind recorded", CONVERGE, || {
-        let history = c.history();
-        events(&history, "rejoin_rewind")
-            .iter()
-            .any(|(from, _)| from == "n2")
-            .then_some(())
-    });
+    assert_rejoined_by_rewind(&c, "n2");
 }
 
 /// A client of `member`'s PostgreSQL; fails the test when it does not answer.
@@ -312,4 +288,21 @@ async fn connect(c: &Cluster, member: &str) -> tokio_postgres::Client {
     try_connect(&c.member_url(member), Duration::from_secs(5))
         .await
         .unwrap_or_else(|| c.fail(&format!("{member} does not answer")))
+}
+
+/// `member` rejoined by pg_rewind: nothing moved aside, the rejoin recorded as a rewind.
+fn assert_rejoined_by_rewind(c: &Cluster, member: &str) {
+    let member_dir = c.data_dir(member).parent().unwrap().to_path_buf();
+    assert!(
+        old_data_dirs(&member_dir).is_empty(),
+        "{member} was re-cloned (its data moved aside): {:#?}",
+        c.history()
+    );
+    wait_until(&format!("{member}'s rewind recorded"), CONVERGE, || {
+        let history = c.history();
+        events(&history, "rejoin_rewind")
+            .iter()
+            .any(|(from, _)| from == member)
+            .then_some(())
+    });
 }
