@@ -40,19 +40,30 @@ for file in crates/*/tests/*.rs; do
   name="$(basename "$file" .rs)"
   [ "$name" = faults ] || others+=(--test "$name")
 done
+others_log="$(mktemp -t pgha-others-lane.XXXXXX)"
 others_rc=0
-cargo test --workspace --locked "${others[@]}" && cargo test --workspace --locked --doc ||
-  others_rc=$?
+{ cargo test --workspace --locked "${others[@]}" && cargo test --workspace --locked --doc; } 2>&1 |
+  tee "$others_log" || others_rc=$?
 faults_rc=0
 wait "$faults_pid" || faults_rc=$?
 trap - EXIT
 echo "---- the fault lane (cargo test --workspace --test faults), rc=$faults_rc ----"
 cat "$faults_log"
-rm -f "$faults_log"
 if [ "$others_rc" -ne 0 ] || [ "$faults_rc" -ne 0 ]; then
+  # Last, where a log cut to its end still shows it: which tests failed and why (each
+  # failure's panic message, its thread named after the test; the whole output of each stands
+  # above, under "---- NAME stdout ----").
+  echo "---- failed tests (other tests rc=$others_rc, fault tests rc=$faults_rc) ----"
+  for log in "$others_log" "$faults_log"; do
+    grep -E '^test .* \.\.\. FAILED$|^error: (test failed|could not compile)' "$log" || true
+    grep -A 15 -E "^thread '.*' panicked at" "$log" |
+      grep -v -E '^note: run with `RUST_BACKTRACE' | tail -n 150 || true
+  done
+  rm -f "$faults_log" "$others_log"
   echo "test.sh: failed (other tests rc=$others_rc, fault tests rc=$faults_rc)" >&2
   exit 1
 fi
+rm -f "$faults_log" "$others_log"
 
 # The Debian package of the debug build the tests just used (no release build): built,
 # installed (as root: on this machine, then removed; else into a scratch root), its systemd
