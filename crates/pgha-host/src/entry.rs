@@ -50,6 +50,8 @@ const REREAD_AFTER: Duration = Duration::from_millis(500);
 /// `routing`: the lease holder once its record says it is writable; the running standbys).
 /// A read that fails is tried again until one succeeds: the change that woke it may be the
 /// last one for a long while (a settled cluster whose writes the proxy holds changes nothing).
+/// A watch that failed, or could not be opened, is opened again once the store answers; until
+/// then the store is read every [`REREAD_AFTER`].
 async fn feed_candidates(
     store: Arc<dyn Store>,
     tx: watch::Sender<Candidates>,
@@ -60,6 +62,13 @@ async fn feed_candidates(
     loop {
         let read = crate::ops::view(store.as_ref()).await;
         let fresh = read.is_ok();
+        if fresh && watcher.is_none() {
+            watcher = store.watch().await.ok();
+            if watcher.is_some() {
+                // Read again: a change between that read and the watch's start is not missed.
+                continue;
+            }
+        }
         match read {
             Ok(view) => {
                 if std::mem::take(&mut failing) {
@@ -83,7 +92,7 @@ async fn feed_candidates(
                     Some(w) => w.changed().await.map(|_| ()),
                     None => { tokio::time::sleep(REREAD_AFTER).await; Ok(()) }
                 }
-            } => if r.is_err() { watcher = store.watch().await.ok(); },
+            } => if r.is_err() { watcher = None; },
         }
     }
 }
@@ -174,5 +183,41 @@ mod tests {
         shutdown.cancel();
         let _ = feed.await;
         assert!(followed, "candidates stayed {:?}", *rx.borrow());
+    }
+
+    /// The watch could not be opened (the store did not answer): once the store answers again
+    /// the feed opens it, and a change of leader is published as it happens, not at the next
+    /// poll (before: the feed read the store every 500 ms for the rest of its life). Tokio's
+    /// clock is paused, so "as it happens" is exact: no time passes.
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_could_not_be_opened_is_opened_once_the_store_answers() {
+        let store = MemoryStore::new(Arc::new(TokioClock::new()));
+        publish(&store, "n1", true).await;
+        publish(&store, "n2", false).await;
+        let ttl = Ttl::from_secs(60);
+        let first = store.acquire_leader("n1", ttl).await.unwrap();
+        store.set_reachable(false);
+        let (tx, mut rx) = watch::channel(Candidates::default());
+        let shutdown = CancellationToken::new();
+        let feed = tokio::spawn(feed_candidates(
+            Arc::new(store.clone()),
+            tx,
+            shutdown.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(1_250)).await;
+        store.set_reachable(true);
+        assert!(leader_becomes(&mut rx, "n1").await, "{:?}", *rx.borrow());
+        tokio::time::sleep(Duration::from_millis(1_250)).await;
+        let changed_at = tokio::time::Instant::now();
+        store.release_leader("n1", first).await.unwrap();
+        store.acquire_leader("n2", ttl).await.unwrap();
+        publish(&store, "n1", false).await;
+        publish(&store, "n2", true).await;
+        let followed = leader_becomes(&mut rx, "n2").await;
+        let took = changed_at.elapsed();
+        shutdown.cancel();
+        let _ = feed.await;
+        assert!(followed, "candidates stayed {:?}", *rx.borrow());
+        assert_eq!(took, Duration::ZERO, "the change waited for a poll");
     }
 }
