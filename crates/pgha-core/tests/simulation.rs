@@ -8,7 +8,8 @@
 //! Checks I1 at every tick against what PostgreSQL does (writable only while holding the
 //! store's lease), I3 at every lease acquisition, and convergence after healing.
 //!
-//! `PGHA_SIM_SEEDS=N` runs more seeds (default 300, plus those longer runs failed on);
+//! `PGHA_SIM_SEEDS=N` runs more seeds (default 300, plus those longer runs failed on), from
+//! seed `PGHA_SIM_FIRST_SEED` (default 1: a long run can go on where the last one stopped);
 //! `PGHA_SIM_SEED=S` runs one; `PGHA_SIM_MEMBERS=M` runs clusters of M members (default 3).
 
 #[path = "sim/world/mod.rs"]
@@ -31,8 +32,16 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
-    let found = FOUND_BY_LONG_RUNS.iter().copied().filter(|s| *s > count);
-    (1..=count).chain(found).collect()
+    let first: u64 = std::env::var("PGHA_SIM_FIRST_SEED").map_or(1, |s| {
+        s.parse()
+            .expect("PGHA_SIM_FIRST_SEED is the number of the first seed")
+    });
+    let range = first..first.saturating_add(count);
+    let found = FOUND_BY_LONG_RUNS
+        .iter()
+        .copied()
+        .filter(|s| !range.contains(s));
+    range.clone().chain(found).collect()
 }
 
 /// Seeds on which clusters of five members once failed (`PGHA_SIM_MEMBERS=5`; each also
