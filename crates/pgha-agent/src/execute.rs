@@ -36,6 +36,7 @@ impl Agent {
         if !fencing {
             self.record_unrecorded_history().await;
         }
+        let promotes = actions.iter().any(|a| matches!(a, Action::Promote { .. }));
         let mut actions = actions.into_iter().peekable();
         while let Some(action) = actions.next() {
             if let Some(first) = self.routine_write(&action) {
@@ -53,8 +54,19 @@ impl Agent {
             }
             if let Err(e) = self.execute_one(&action).await {
                 tracing::warn!("{}: {} failed: {e}", self.spec.name, action_name(&action));
-                if matches!(action, Action::SetSync(_)) {
-                    // What follows (a promotion in strict mode) relies on it: decide again.
+                // What follows relies on it: a promotion in strict mode on the setting, any
+                // promotion on the store's set naming this member (`set_at_promotion`).
+                // Decide again.
+                let promotion_relies = promotes && matches!(action, Action::PublishSync { .. });
+                if matches!(action, Action::SetSync(_)) || promotion_relies {
+                    // The core counts a job planned as begun: it hears that these were not.
+                    let failed = format!("{} failed: {e}", action_name(&action));
+                    for kind in actions.filter_map(|a| a.job()) {
+                        self.job_done(Outcome::Job {
+                            kind,
+                            result: Err(JobFailure::NotBegun(failed.clone())),
+                        });
+                    }
                     break;
                 }
             }

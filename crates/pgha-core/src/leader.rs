@@ -81,7 +81,8 @@ impl Member {
                 let why = held_out.to_string();
                 return self.release(lease, Reason::PromotionVetoed { why, hold_ms }, plan);
             }
-            None => {}
+            // never kept (`job_done`): the promotion is planned again
+            Some(JobFailure::NotBegun(_)) | None => {}
         }
         if !local.running {
             return self.restart_primary(obs, view, lease, plan);
@@ -113,10 +114,25 @@ impl Member {
             let kind = promotion.kind;
             // Strict never runs asynchronous, and no mode counts a standby the store's set
             // lacks: commits wait from the first one on what the published set covers.
-            if let Some(applied) =
-                sync::before_promotion(&self.config, self.name(), &local.sync_applied, &view.sync)
-            {
+            let applied =
+                sync::before_promotion(&self.config, self.name(), &local.sync_applied, &view.sync);
+            let counted = applied
+                .clone()
+                .unwrap_or_else(|| local.sync_applied.clone());
+            if let Some(applied) = applied {
                 plan.push(Action::SetSync(applied));
+            }
+            // The store's set names this member its leader, counting what it will, before the
+            // first commit (the agent promotes only once the write is answered).
+            if let Some(set) =
+                sync::set_at_promotion(&self.config, self.name(), &counted, &view.sync)
+            {
+                sync::UnseenSets::sent(&mut self.sync.unseen, revision, view.sync_revision, &set);
+                plan.push(Action::PublishSync {
+                    set,
+                    leader_revision: revision,
+                    key_revision: view.sync_revision,
+                });
             }
             plan.push(Action::Promote {
                 newest_timeline: crate::rejoin::newest_timeline(view).max(local.timeline),

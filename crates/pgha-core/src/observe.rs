@@ -360,6 +360,11 @@ pub enum JobFailure {
     /// of this member's data (no divergence shown), so the rewind is tried again, no re-clone.
     #[error("{0}")]
     SourceUnreachable(String),
+    /// Not begun: an action it relies on, earlier in the same decision, failed (the set
+    /// publication or the synchronous setting before a promotion). Nothing was done; the core
+    /// decides again.
+    #[error("not begun: {0}")]
+    NotBegun(String),
 }
 
 impl JobFailure {

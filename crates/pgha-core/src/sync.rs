@@ -1,7 +1,8 @@
 //! Synchronous standby management: which standbys, and the order PostgreSQL and store learn it.
 //!
 //! [`SyncSet`] is what the store publishes and [`SyncApplied`] what PostgreSQL counts
-//! (`sets`); [`desired`] and [`before_promotion`] choose the standbys (`choice`);
+//! (`sets`); [`desired`] and [`before_promotion`] choose the standbys, [`set_at_promotion`] what a
+//! winner publishes before its first write (`choice`);
 //! [`next_step`] orders a change so the published set always covers what PostgreSQL counts
 //! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`);
 //! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`);
@@ -16,7 +17,7 @@ mod sets;
 mod tests;
 mod unseen;
 
-pub use choice::{before_promotion, blocking, desired, NO_STANDBY};
+pub use choice::{before_promotion, blocking, desired, set_at_promotion, NO_STANDBY};
 pub use in_force::{LeaderSync, SyncInForce};
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};

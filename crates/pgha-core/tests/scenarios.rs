@@ -322,6 +322,8 @@ mod slots_and_settings;
 mod switchover_and_manual_failover;
 #[path = "scenarios/synchronous_election.rs"]
 mod synchronous_election;
+#[path = "scenarios/synchronous_promotion.rs"]
+mod synchronous_promotion;
 #[path = "scenarios/synchronous_set.rs"]
 mod synchronous_set;
 #[path = "scenarios/unresponsive_postgres.rs"]

@@ -70,3 +70,37 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
     let kept: FailsafeList = serde_json::from_str(&read.get(Key::Failsafe).unwrap().value).unwrap();
     assert_eq!(kept, list(&["n1", "n2"]));
 }
+
+/// A promotion relies on the set publication before it in the same decision
+/// (`pgha_core::sync::set_at_promotion`): when that write fails (here the member holds no
+/// lease, so the store refuses it), the promotion is not begun, and the core hears so (it
+/// counts a planned job as running until it hears how it ended).
+#[tokio::test]
+async fn a_promotion_after_a_failed_set_publication_is_not_begun() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    agent
+        .execute(vec![
+            Action::PublishSync {
+                set: set(&["n1", "n2"]),
+                leader_revision: 5,
+                key_revision: 0,
+            },
+            Action::Promote {
+                newest_timeline: pgha_core::Timeline(1),
+            },
+        ])
+        .await;
+    assert_eq!(agent.jobs.current(), None, "the promotion was begun");
+    let not_begun = agent.outcomes.iter().any(|o| {
+        matches!(
+            o,
+            pgha_core::Outcome::Job {
+                kind: pgha_core::JobKind::Promote,
+                result: Err(pgha_core::JobFailure::NotBegun(_)),
+            }
+        )
+    });
+    assert!(not_begun, "{:?}", agent.outcomes);
+}

@@ -85,6 +85,8 @@ impl Member {
         }
         self.job = None;
         match (kind, result) {
+            // Nothing was done: the next step decides as if it had never been planned.
+            (_, Err(JobFailure::NotBegun(_))) => {}
             (JobKind::Promote, Err(e)) => {
                 if e.holds_out() {
                     self.vetoed_until = Some(now.plus(self.config.veto_hold_ms()));

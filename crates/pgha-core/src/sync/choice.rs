@@ -1,6 +1,6 @@
 //! Which standbys should be synchronous: now, in strict mode with none streaming, before promotion.
 
-use crate::config::{ClusterConfig, SyncMode};
+use crate::config::{ClusterConfig, SyncMethod, SyncMode};
 use crate::observe::{MemberRecord, ReplicaState};
 use crate::types::MemberName;
 use std::collections::BTreeMap;
@@ -130,4 +130,32 @@ pub fn before_promotion(
         }
     };
     (wanted != *applied).then_some(wanted)
+}
+
+/// The set a winner of the lease publishes before its PostgreSQL takes a write, if the store's
+/// differs: it names the winner as the set's leader (the set's leader needs no quorum to be
+/// elected, and the one the store names stopped writing when the winner took over) and counts
+/// no more standbys than PostgreSQL will (`counted`, what it applies on promotion: a count the
+/// store overstates lets an election settle for too few records). The members stay as
+/// published: one leaves only once a staying member holds what it confirmed.
+pub fn set_at_promotion(
+    config: &ClusterConfig,
+    me: &MemberName,
+    counted: &SyncApplied,
+    published: &SyncSet,
+) -> Option<SyncSet> {
+    if config.synchronous_mode == SyncMode::Off || published.members.is_empty() {
+        return None;
+    }
+    let mut set = published.clone();
+    set.leader = Some(me.clone());
+    // A placeholder confirms nothing and commits wait; asynchronous, none is counted at all.
+    if !counted.as_set().is_empty() {
+        set.count = set.count.min(counted.count);
+        if counted.method == SyncMethod::Quorum {
+            set.method = SyncMethod::Quorum;
+        }
+        set.members.extend(counted.as_set());
+    }
+    (set != *published).then_some(set)
 }

@@ -131,8 +131,24 @@ impl World {
         {
             self.ask_failsafe(i, obs.now);
         }
-        for action in decision.actions {
-            self.execute(i, obs.now, action);
+        // As the agent: a promotion waits for the set publication before it (an error, or
+        // no answer, and the plan stops there, its jobs reported not begun).
+        let promotes = decision
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::Promote { .. }));
+        let mut actions = decision.actions.into_iter();
+        while let Some(action) = actions.next() {
+            let publication = matches!(action, Action::PublishSync { .. });
+            let answered = self.execute(i, obs.now, action);
+            if promotes && publication && !answered {
+                for kind in actions.by_ref().filter_map(|a| a.job()) {
+                    self.nodes[i].outcomes.push(Outcome::Job {
+                        kind,
+                        result: Err(JobFailure::NotBegun("no answer".into())),
+                    });
+                }
+            }
         }
     }
 
@@ -191,7 +207,10 @@ impl World {
         }
     }
 
-    fn execute(&mut self, i: usize, sent: Millis, action: Action) {
+    /// Carries out `action`; whether a leader's publication landed and was answered (every
+    /// other action: true).
+    fn execute(&mut self, i: usize, sent: Millis, action: Action) -> bool {
+        let mut answered = true;
         let reachable = self.nodes[i].reachable;
         let ttl = self.config.ttl_ms;
         let now = self.now;
@@ -258,9 +277,7 @@ impl World {
             Action::PublishSync { .. }
             | Action::PublishFailsafe { .. }
             | Action::PublishPosition { .. } => {
-                if reachable {
-                    self.publish(i, &action);
-                }
+                answered = reachable && self.publish(i, &action);
             }
             Action::ClearSwitchover { revision } => {
                 if reachable
@@ -323,5 +340,6 @@ impl World {
             self.store.revision += 1;
             self.wake_all();
         }
+        answered
     }
 }

@@ -50,13 +50,15 @@ impl World {
     /// lost (the core never hears of a publication: it learns from reads), in any order with
     /// the member's other writes, after its agent was killed too, and only if the key is still
     /// at the revision it compares.
-    pub(super) fn publish(&mut self, i: usize, action: &Action) {
+    /// Whether the write landed and its answer came back.
+    pub(super) fn publish(&mut self, i: usize, action: &Action) -> bool {
         let may_be_late = !matches!(action, Action::PublishPosition { .. });
         if may_be_late && self.slow_store && self.rng.chance(300) {
             let at = self.now + self.rng.below(3_000);
             self.late_writes.push((at, i, action.clone()));
+            false
         } else {
-            self.land(action);
+            self.land(action)
         }
     }
 

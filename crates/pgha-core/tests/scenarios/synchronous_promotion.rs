@@ -1,0 +1,173 @@
+//! What a winner of the lease writes to the store's synchronous set before its PostgreSQL
+//! takes a write: the set must name it as the leader and count no more standbys than
+//! PostgreSQL will, or the next election reads a set that no longer describes the commits.
+
+use super::*;
+
+/// The set `leader` published: `members`, `count`, priority.
+fn set(leader: &str, members: &[&str], count: u32) -> SyncSet {
+    SyncSet {
+        leader: Some(name(leader)),
+        members: members.iter().map(|m| name(m)).collect(),
+        count,
+        method: SyncMethod::Priority,
+    }
+}
+
+/// What `decision` publishes as the synchronous set before it promotes (`None` if it
+/// publishes none, or promotes first).
+fn published_before_promoting(decision: &Decision) -> Option<SyncSet> {
+    let promote = decision
+        .actions
+        .iter()
+        .position(|a| matches!(a, Action::Promote { .. }))
+        .unwrap_or_else(|| panic!("no promotion: {decision:?}"));
+    decision.actions[..promote].iter().find_map(|a| match a {
+        Action::PublishSync { set, .. } => Some(set.clone()),
+        _ => None,
+    })
+}
+
+/// `me` holds the lease (term 11) after `old` led; `published` is the set `old` left, and
+/// `me`'s PostgreSQL still counts `applied`. The decision of its first step as leader.
+fn first_step_as_leader(me: &str, applied: SyncApplied, published: SyncSet) -> Decision {
+    let local = LocalPg {
+        sync_applied: applied,
+        ..standby(1, 5000, None)
+    };
+    let mut view = View::new()
+        .leader(me, 11)
+        .with(me, record(&local, Some(me)))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = published;
+    member(me).step(&obs(200, local, &view, vec![acquired(100, 11)]))
+}
+
+/// Found by review: n1 published [n2, n3] and died; n2 won. Until n2 names itself in the set,
+/// the set says n1 leads, and n1, which needs no quorum as the set's leader, could take over
+/// from a dead n2 while n3 (holding what n2 acknowledged) restarts: every commit n2 took lost.
+/// The winner publishes itself as the set's leader before its PostgreSQL takes a write.
+#[test]
+fn a_winner_names_itself_the_sets_leader_before_it_takes_a_write() {
+    let counting_n3 = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    let d = first_step_as_leader("n2", counting_n3, set("n1", &["n2", "n3"], 1));
+    assert_eq!(
+        published_before_promoting(&d),
+        Some(set("n2", &["n2", "n3"], 1)),
+        "{d:?}"
+    );
+
+    // Why: n2 gone, n3 restarting, n1 back as a standby. With the set as n1 left it, n1 runs
+    // (and loses what n2 acknowledged through n3); with the set n2 published, it may not.
+    let n1 = standby(1, 4000, None);
+    let n1_back = |sync: SyncSet| {
+        let mut view = View::new()
+            .with("n1", record(&n1, None))
+            .with("n3", record(&stopped(standby(1, 6000, None)), None))
+            .config(|c| c.synchronous_mode = SyncMode::On);
+        view.0.sync = sync;
+        member("n1").step(&obs(0, n1.clone(), &view, vec![]))
+    };
+    assert!(acquires(&n1_back(set("n1", &["n2", "n3"], 1))));
+    let d = n1_back(set("n2", &["n2", "n3"], 1));
+    assert!(!acquires(&d), "{}", d.reason);
+}
+
+/// Found by review: n1 published [n2, n3, n4, n5] with a count of 3 (an election then needs
+/// two of them); n2 won, its PostgreSQL still counting `FIRST 1 ("n3")` from an earlier term.
+/// Its commits wait for n3 alone: if n2 dies, n4 and n5 make the quorum of the set as n1 left
+/// it, and neither holds them. The winner lowers the published count to what its PostgreSQL
+/// counts before it takes a write: an election then needs all three of n3, n4 and n5.
+#[test]
+fn a_winner_counting_fewer_standbys_than_the_set_lowers_the_count_first() {
+    let counting_one = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    let old = set("n1", &["n2", "n3", "n4", "n5"], 3);
+    let d = first_step_as_leader("n2", counting_one, old.clone());
+    let published = published_before_promoting(&d);
+    assert_eq!(
+        published,
+        Some(set("n2", &["n2", "n3", "n4", "n5"], 1)),
+        "{d:?}"
+    );
+
+    // Why: n2 gone, n3 silent; n4 and n5 report.
+    let n4 = standby(2, 6000, None);
+    let n4_judges = |sync: SyncSet| {
+        let mut view = View::new()
+            .with("n4", record(&n4, None))
+            .with("n5", record(&standby(2, 6000, None), None))
+            .config(|c| c.synchronous_mode = SyncMode::On);
+        view.0.sync = sync;
+        member("n4").step(&obs(0, n4.clone(), &view, vec![]))
+    };
+    assert!(acquires(&n4_judges(old)));
+    let d = n4_judges(published.unwrap());
+    assert_eq!(
+        d.reason,
+        Reason::QuorumIncomplete {
+            confirmed: 2,
+            needed: 3
+        }
+    );
+}
+
+/// A winner whose set already names it, counting as many as it says, publishes nothing before
+/// promoting (no store write on the way to the first commit); asynchronous mode, none.
+#[test]
+fn a_winner_the_set_already_describes_publishes_nothing_first() {
+    let counting_n3 = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    let d = first_step_as_leader("n2", counting_n3, set("n2", &["n2", "n3"], 1));
+    assert_eq!(published_before_promoting(&d), None, "{d:?}");
+}
+
+/// The agent stops a decision at a failed set publication and reports the promotion after it
+/// not begun: the next step plans both again (before, the core waited on a promotion nobody
+/// ran, holding the lease of a cluster without a primary). Nothing is released or stopped.
+#[test]
+fn a_promotion_not_begun_for_a_failed_publication_is_planned_again() {
+    let local = LocalPg {
+        sync_applied: SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec![name("n3")],
+        },
+        ..standby(1, 5000, None)
+    };
+    let mut view = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&local, Some("n2")))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = set("n1", &["n2", "n3"], 1);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(200, local.clone(), &view, vec![acquired(100, 11)]));
+    assert!(published_before_promoting(&d).is_some(), "{d:?}");
+    let not_begun = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Err(JobFailure::NotBegun("publish sync failed: timeout".into())),
+    };
+    let d = n2.step(&obs(1200, local, &view, vec![not_begun]));
+    assert_eq!(
+        published_before_promoting(&d),
+        Some(set("n2", &["n2", "n3"], 1)),
+        "{d:?}"
+    );
+    assert!(
+        !has(&d, |a| matches!(
+            a,
+            Action::ReleaseLeader { .. } | Action::StopPostgres(_)
+        )),
+        "{d:?}"
+    );
+}
