@@ -221,7 +221,11 @@ impl Member {
                     from: None,
                     ..request.clone()
                 };
-                if let Err(refusal) = switchover::check(view, Lsn(0), &now_request) {
+                // Compared with this member's position now, not its last published one.
+                let mut now_view = view.clone();
+                let mine = self.record(&obs.local, view);
+                now_view.members.insert(me.clone(), mine);
+                if let Err(refusal) = switchover::check(&now_view, Lsn(0), &now_request) {
                     return Some(Reason::SwitchoverRefused(refusal));
                 }
                 let from = self.last_leader.clone();

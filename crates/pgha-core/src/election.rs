@@ -144,6 +144,25 @@ impl Rules<'_> {
         self.check(name, record).err().filter(|_| ahead)
     }
 
+    /// A member of the synchronous set (not the leader that published it) whose record is
+    /// further than `mine`: it may hold commits acknowledged through it that `me` lacks.
+    pub fn synchronous_member_ahead(
+        &self,
+        me: &MemberName,
+        mine: &MemberRecord,
+        members: &BTreeMap<MemberName, MemberRecord>,
+    ) -> Option<MemberName> {
+        if self.config.synchronous_mode == SyncMode::Off {
+            return None;
+        }
+        members
+            .iter()
+            .filter(|(name, _)| *name != me && self.acknowledges(name))
+            .filter(|(_, r)| (r.timeline, r.lsn) > (mine.timeline, mine.lsn))
+            .max_by_key(|(name, r)| rank(name, r))
+            .map(|(name, _)| name.clone())
+    }
+
     /// How many set members must be compared before promoting so that one of them holds
     /// every acknowledged commit (|acknowledging members| - count + 1). For quorum commit
     /// (`ANY k`) any k of them acknowledged each commit; for priority (`FIRST k`) the first k

@@ -55,6 +55,13 @@ pub enum Refusal {
     MadeInEarlierTerm {
         term: u64,
     },
+    /// A manual failover without a leader, synchronous mode: `ahead`, a member of the set, is
+    /// further than the target and may hold commits acknowledged through it that the target
+    /// lacks (`--allow-data-loss` accepts that).
+    SynchronousMemberAhead {
+        target: MemberName,
+        ahead: MemberName,
+    },
 }
 
 impl std::error::Error for Refusal {}
@@ -77,6 +84,12 @@ impl fmt::Display for Refusal {
             Refusal::SwitchoverWithoutLeader(t) => write!(
                 f,
                 "a switchover needs a running leader; use `pgha failover --to {t}`"
+            ),
+            Refusal::SynchronousMemberAhead { target, ahead } => write!(
+                f,
+                "{target} is behind {ahead}, a synchronous standby that may hold commits \
+                 acknowledged to clients that {target} lacks: fail over to {ahead} (or let the \
+                 election choose), or add --allow-data-loss to lose them"
             ),
             Refusal::MadeInEarlierTerm { term } => write!(
                 f,
@@ -135,6 +148,11 @@ pub fn check(
         .ok_or_else(|| Refusal::UnknownTarget(target.clone()))?;
     if leader.is_some() && record.streaming_from != leader {
         return Err(Refusal::TargetNotStreaming(target));
+    }
+    if leader.is_none() && !allow_data_loss {
+        if let Some(ahead) = rules.synchronous_member_ahead(&target, record, &view.members) {
+            return Err(Refusal::SynchronousMemberAhead { target, ahead });
+        }
     }
     match rules.check(&target, record) {
         Ok(()) => Ok(target),

@@ -262,7 +262,8 @@ pub enum Command {
         /// Promote even if the target lags behind the primary.
         #[arg(long)]
         force: bool,
-        /// Promote a member outside the synchronous set (acknowledged commits may be lost).
+        /// Promote even where acknowledged commits may be lost (synchronous modes): a member
+        /// outside the synchronous set, or one behind another member of the set.
         #[arg(long)]
         allow_data_loss: bool,
     },

@@ -245,7 +245,7 @@ impl fmt::Display for Reason {
                 f,
                 "no leader; {member} is further ahead and may hold commits it acknowledged that \
                  this member lacks, but cannot be promoted ({why}): waiting rather than lose them \
-                 (`pgha failover --to` a member accepts losing them)"
+                 (`pgha failover --to NAME --allow-data-loss` promotes one by hand, losing them)"
             ),
             WaitingForSwitchoverTarget { target } => {
                 write!(

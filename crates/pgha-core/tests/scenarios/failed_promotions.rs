@@ -200,11 +200,22 @@ fn a_vetoed_synchronous_standby_ahead_keeps_the_others_from_running() {
         "{}",
         d3.reason
     );
-    // An operator who would rather lose those commits than wait names n3 by hand (the
-    // reason says how): `pgha failover --to n3`.
+    // An operator who would rather lose those commits than wait names n3 by hand, saying so
+    // (the reason says how): `pgha failover --to n3 --allow-data-loss`; without the flag, n3
+    // is refused (n2, of the set, is ahead).
+    assert!(d3
+        .reason
+        .to_string()
+        .contains("`pgha failover --to NAME --allow-data-loss`"));
     let by_hand = view.clone().failover_to("n3");
-    assert!(d3.reason.to_string().contains("`pgha failover --to`"));
     let d3 = member("n3").step(&obs(0, b.clone(), &by_hand, vec![]));
+    assert!(!acquires(&d3), "{}", d3.reason);
+    let mut losing = by_hand;
+    losing.0.switchover.as_mut().unwrap().request.kind = RequestKind::Failover {
+        force: false,
+        allow_data_loss: true,
+    };
+    let d3 = member("n3").step(&obs(0, b.clone(), &losing, vec![]));
     assert!(acquires(&d3), "{}", d3.reason);
     // Asynchronous: the next candidate runs (nothing was acknowledged synchronously).
     let d3 = member("n3").step(&obs(0, b, &base, vec![]));

@@ -143,3 +143,48 @@ fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
     let d = member("n3").step(&obs(now, b, &by_hand, vec![]));
     assert!(acquires(&d), "{}", d.reason);
 }
+
+/// Found by review: with no leader, `pgha failover --to n3` promoted n3 although n2, of the
+/// same set and reporting, was further ahead: commits n2 alone acknowledged were lost without
+/// `--allow-data-loss`. Such a target is refused (by the CLI before it writes the request,
+/// and by the target itself); with the flag it runs. A member of the set that does not report
+/// cannot be compared: naming a target then stays the operator's way out (see above).
+#[test]
+fn a_manual_failover_to_a_set_member_behind_another_is_refused_without_allow_data_loss() {
+    let n3 = standby(1, 4000, None);
+    let view = View::new()
+        .with("n2", record(&standby(1, 4500, None), None))
+        .with("n3", record(&n3, None))
+        .sync_set("n1", &["n2", "n3"]);
+    let by_hand = view.clone().failover_to("n3");
+    let request = by_hand.0.switchover.clone().unwrap().request;
+    assert_eq!(
+        switchover::check(&by_hand.0, Lsn(0), &request),
+        Err(switchover::Refusal::SynchronousMemberAhead {
+            target: name("n3"),
+            ahead: name("n2"),
+        })
+    );
+    let d = member("n3").step(&obs(0, n3.clone(), &by_hand, vec![]));
+    assert!(!acquires(&d), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverRefused(switchover::Refusal::SynchronousMemberAhead {
+            target: name("n3"),
+            ahead: name("n2"),
+        })
+    );
+
+    let mut losing = by_hand.clone();
+    losing.0.switchover.as_mut().unwrap().request.kind = RequestKind::Failover {
+        force: false,
+        allow_data_loss: true,
+    };
+    let d = member("n3").step(&obs(0, n3.clone(), &losing, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+
+    // n2 behind or level: n3 runs.
+    let level = by_hand.with("n2", record(&standby(1, 4000, None), None));
+    let d = member("n3").step(&obs(0, n3, &level, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+}
