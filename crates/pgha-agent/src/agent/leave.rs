@@ -44,9 +44,18 @@ impl Agent {
                 .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
                 .await;
         }
-        if !inst.is_running() {
-            let _ = self.fencing.update(FenceState::NothingWritable);
+        if inst.is_running() {
+            // A key given up now would let another member promote while this PostgreSQL may
+            // still write: the keys stay, and expire as an agent's that died (the lease after
+            // the supervisor's deadline).
+            tracing::error!(
+                "{name}: PostgreSQL is still running (its stop failed): the leader key, if held, \
+                 and the member key are kept until their leases expire; the supervisor stops \
+                 PostgreSQL at its fencing deadline"
+            );
+            return;
         }
+        let _ = self.fencing.update(FenceState::NothingWritable);
         if !ours {
             tracing::info!(
                 "{name}: left without touching the store: its name is another agent's there"
@@ -54,9 +63,7 @@ impl Agent {
             return;
         }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
-            if !inst.is_running() {
-                self.clear_unfenced_mark(&snapshot).await;
-            }
+            self.clear_unfenced_mark(&snapshot).await;
             if let Some(leader) = snapshot.leader.as_ref().filter(|l| l.holder == name) {
                 let _ = tokio::time::timeout(
                     STORE_TIMEOUT,
@@ -108,3 +115,7 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "leave_tests.rs"]
+mod tests;
