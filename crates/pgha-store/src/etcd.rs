@@ -290,6 +290,19 @@ impl EtcdStore {
             .or_else([TxnOp::get(leader, None)])
     }
 
+    /// Moves `holder`'s leader key (term `revision`) to `lease`, only while the key is still
+    /// at `mod_revision`, as last read: a move whose answer was lost can then be kept from
+    /// landing late by writing the key again (see `renew_leader`).
+    fn move_leader(&self, holder: &str, revision: Revision, mod_revision: i64, lease: i64) -> Txn {
+        let mut compare = self.leader_is(holder, revision);
+        compare.push(Compare::mod_revision(
+            self.leader_path(),
+            CompareOp::Equal,
+            mod_revision,
+        ));
+        self.put_leader_if(compare, holder, lease)
+    }
+
     /// Runs `op` on `key` only while `guard` holds; otherwise says who or what is in the way.
     async fn guarded(&self, key: Key, guard: Guard, op: TxnOp) -> Result<Revision, StoreError> {
         let path = self.path(key.name());

@@ -57,14 +57,6 @@ impl Store for EtcdStore {
         let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
         let renewal = async {
-            if let Some(moved) = self.pending_move(holder) {
-                // A move to a new lease whose answer never came may still land, onto a lease
-                // nobody keeps alive: revoke that lease first (a put onto it then fails).
-                // Had the move landed, the key goes with the lease, the read below finds it
-                // gone, and the holder steps down.
-                self.revoke(moved).await?;
-                self.set_pending_move(holder, None);
-            }
             let txn = Txn::new()
                 .when(self.leader_is(holder, revision))
                 .and_then([TxnOp::get(leader.clone(), None)])
@@ -98,6 +90,39 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", describe_leader(current)));
             }
             let lease = current.map_or(0, KeyValue::lease);
+            if let Some(moved) = self
+                .pending_move(holder)
+                .filter(|m| *m != lease && lease != 0)
+            {
+                // A move to a new lease whose answer never came has not landed (had it, the
+                // key would be on `moved`: then it is kept alive below, as the key's lease).
+                // It may still: put the key again where it is, so that its compare of the
+                // key's revision fails; only then is `moved` of no use, and revoked (revoking
+                // a lease the key had moved to would delete the key under a running primary).
+                let current = current.expect("a leader key read in a successful compare");
+                let mut stay = self.leader_is(holder, revision);
+                stay.push(Compare::mod_revision(
+                    leader.clone(),
+                    CompareOp::Equal,
+                    current.mod_revision(),
+                ));
+                let resp = self.txn(self.put_leader_if(stay, holder, lease)).await?;
+                if !resp.succeeded() {
+                    // The move landed meanwhile, or the key changed hands: read again.
+                    return Err(StoreError::Unavailable(
+                        "the leader key changed while a move of it was settled".into(),
+                    ));
+                }
+                self.set_pending_move(holder, None);
+                let _ = self.revoke(moved).await;
+            }
+            if self.pending_move(holder) == Some(lease) {
+                // It landed: the key's lease now; the one it left carries nothing.
+                self.set_pending_move(holder, None);
+                if let Some(left) = known.filter(|k| k.id != lease) {
+                    let _ = self.revoke(left.id).await;
+                }
+            }
             let granted = match kept {
                 Some(known) if known.id == lease => Some(known.ttl),
                 _ if lease == 0 => None,
@@ -117,7 +142,8 @@ impl Store for EtcdStore {
             // The configured ttl changed: move the key (same term) to a lease of the new TTL.
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
             let fresh = self.grant(wanted).await?;
-            let txn = self.put_leader_if(self.leader_is(holder, revision), holder, fresh.id);
+            let read_at = current.map_or(0, KeyValue::mod_revision);
+            let txn = self.move_leader(holder, revision, read_at, fresh.id);
             self.set_pending_move(holder, Some(fresh.id));
             let resp = self.txn(txn).await;
             if resp.is_ok() {

@@ -1,6 +1,7 @@
-//! A move of the leader key to a lease of a new ttl whose answer never came cannot land after
-//! a later renewal has trusted the old lease (a key moved onto a lease nobody keeps alive
-//! could expire while its holder still trusts it).
+//! A move of the leader key to a lease of a new ttl whose answer never came: if it landed,
+//! the next renewal keeps the key on its new lease; if not, it can no longer land after that
+//! renewal (a key moved onto a lease nobody keeps alive could expire while its holder still
+//! trusts it), and its lease is revoked.
 
 use pgha_core::Ttl;
 use pgha_testkit::EtcdServer;
@@ -8,23 +9,39 @@ use pgha_testkit::EtcdServer;
 use super::EtcdStore;
 use crate::Store;
 
+async fn store_on(etcd: &EtcdServer) -> EtcdStore {
+    EtcdStore::connect(&[etcd.endpoint()], "c", std::time::Duration::from_secs(2))
+        .await
+        .expect("connect to etcd")
+}
+
+/// The leader key's mod revision now.
+async fn leader_mod_revision(store: &EtcdStore) -> i64 {
+    let resp = store
+        .client()
+        .kv_client()
+        .get(store.leader_path(), None)
+        .await
+        .unwrap();
+    resp.kvs()[0].mod_revision()
+}
+
 #[tokio::test]
 async fn a_move_whose_answer_was_lost_cannot_land_after_the_next_renewal() {
     let etcd = EtcdServer::start_free();
-    let store = EtcdStore::connect(&[etcd.endpoint()], "c", std::time::Duration::from_secs(2))
-        .await
-        .expect("connect to etcd");
+    let store = store_on(&etcd).await;
     let ttl = Ttl::from_secs(3);
     let revision = store.acquire_leader("n1", ttl).await.unwrap();
     store.renew_leader("n1", revision, ttl).await.unwrap();
     let old = store.leader_lease("n1").expect("the key's lease").id;
     // A ttl change granted a new lease and sent the move; its answer was lost (the write
     // still travels), and the ttl was set back meanwhile.
+    let read_at = leader_mod_revision(&store).await;
     let moved = store.grant(10).await.unwrap();
     store.set_pending_move("n1", Some(moved.id));
     store.renew_leader("n1", revision, ttl).await.unwrap();
     // Now the late write arrives: it must not take the key off the lease being kept alive.
-    let late = store.put_leader_if(store.leader_is("n1", revision), "n1", moved.id);
+    let late = store.move_leader("n1", revision, read_at, moved.id);
     let landed = store.txn(late).await.is_ok_and(|r| r.succeeded());
     assert!(
         !landed,
@@ -32,4 +49,32 @@ async fn a_move_whose_answer_was_lost_cannot_land_after_the_next_renewal() {
     );
     store.renew_leader("n1", revision, ttl).await.unwrap();
     assert_eq!(store.leader_lease("n1").map(|l| l.id), Some(old));
+}
+
+/// Found by review: the move landed, its answer was lost, and the next renewal revoked the
+/// lease it had moved to, deleting the leader key while its holder's PostgreSQL could still
+/// write; another member would take the key and promote at once. The renewal keeps the key
+/// on the lease it moved to.
+#[tokio::test]
+async fn a_move_that_landed_without_an_answer_keeps_the_key() {
+    let etcd = EtcdServer::start_free();
+    let store = store_on(&etcd).await;
+    let (ttl, raised) = (Ttl::from_secs(3), Ttl::from_secs(10));
+    let revision = store.acquire_leader("n1", ttl).await.unwrap();
+    store.renew_leader("n1", revision, ttl).await.unwrap();
+    let read_at = leader_mod_revision(&store).await;
+    let moved = store.grant(10).await.unwrap();
+    store.set_pending_move("n1", Some(moved.id));
+    let move_it = store.move_leader("n1", revision, read_at, moved.id);
+    assert!(store.txn(move_it).await.unwrap().succeeded(), "the move");
+    let renewed = store.renew_leader("n1", revision, raised).await;
+    assert_eq!(renewed, Ok(raised), "the renewal after the move");
+    let leader = store.snapshot().await.unwrap().leader;
+    assert_eq!(
+        leader.map(|l| (l.holder, l.revision)),
+        Some(("n1".to_string(), revision)),
+        "the leader key is gone"
+    );
+    assert_eq!(store.leader_lease("n1").map(|l| l.id), Some(moved.id));
+    assert_eq!(store.pending_move("n1"), None);
 }
