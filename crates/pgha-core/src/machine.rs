@@ -13,6 +13,7 @@ use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
+mod expiry_caps;
 mod failsafe_asks;
 mod fence_stuck;
 mod identity;
@@ -92,9 +93,9 @@ pub struct Member {
     pub(crate) last_primary_lsn: Option<Lsn>,
     /// The position this leader last wrote into the `position` key, and when.
     pub(crate) position_published: Option<(Lsn, Millis)>,
-    /// A renewal with a shorter TTL was sent at `.0`: the lease may end by `.1` whatever
-    /// older answers still say.
-    pub(crate) expiry_cap: Option<(Millis, Millis)>,
+    /// Renewals sent without an answer yet: each may land and end the lease by its cap,
+    /// whatever the answers to renewals sent before it say.
+    pub(crate) expiry_caps: expiry_caps::ExpiryCaps,
     /// Since when a member of the failsafe list (other than its leader) has been continuously
     /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
     pub(crate) listed_peer_seen_since: Option<Millis>,
@@ -175,7 +176,7 @@ impl Member {
             stepped_down: None,
             last_primary_lsn: None,
             position_published: None,
-            expiry_cap: None,
+            expiry_caps: Default::default(),
             listed_peer_seen_since: None,
             failsafe_sent: None,
             primary_down_since: None,

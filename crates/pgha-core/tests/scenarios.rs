@@ -308,6 +308,8 @@ mod identity;
 mod leaderless_election;
 #[path = "scenarios/lease.rs"]
 mod lease;
+#[path = "scenarios/lease_caps.rs"]
+mod lease_caps;
 #[path = "scenarios/pause.rs"]
 mod pause;
 #[path = "scenarios/reasons.rs"]

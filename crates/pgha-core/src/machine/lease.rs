@@ -167,10 +167,7 @@ impl Member {
         if let Some(lease) = self.lease.as_mut() {
             lease.cap(cap, margin);
         }
-        self.expiry_cap = Some(match self.expiry_cap {
-            Some((sent, old)) if old <= cap => (sent, old),
-            _ => (now, cap),
-        });
+        self.expiry_caps.sent(now, cap);
         plan.push(Action::RenewLeader { revision, ttl });
     }
 }

@@ -28,15 +28,9 @@ impl Member {
                     }
                     // The store's lease, not the configured ttl, bounds the trust: after a
                     // live ttl change they differ until the store has re-granted the lease.
-                    // A shorter renewal sent later than this answer's request caps it.
-                    let cap = match self.expiry_cap {
-                        Some((sent, _)) if sent <= *requested_at => {
-                            self.expiry_cap = None;
-                            None
-                        }
-                        Some((_, cap)) => Some(cap),
-                        None => None,
-                    };
+                    // A renewal sent later than this answer's request may have landed: the
+                    // lowest cap among those caps it.
+                    let cap = self.expiry_caps.answered(*requested_at);
                     if self.lease.map(|l| l.revision) != Some(*revision) {
                         // A term of its own begins: why it stepped down before is history.
                         self.stepped_down = None;

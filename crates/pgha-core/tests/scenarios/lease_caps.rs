@@ -1,0 +1,49 @@
+//! Caps on a leader's trust from renewals with a shorter ttl whose answers have not come.
+
+use super::*;
+
+/// Found by the simulation (five members, seed 73100): the leader's renewals went
+/// unanswered for a while (the store slow, then cut off); the ttl was lowered live, and a
+/// renewal with the shorter ttl was sent, which may land and end the lease at send + 6 s.
+/// Then the answer to a renewal sent earlier, with the longer ttl, came in. Only the cap of
+/// the oldest unanswered renewal was remembered (it was the lowest), and that answer cleared
+/// it: the leader trusted its lease (and its supervisor's deadline) up to 10 s from the older
+/// send, past the instant the store would expire it. The answer clears only the caps of
+/// renewals sent before its request; the shorter one sent after it still caps the trust.
+#[test]
+fn a_shorter_renewal_sent_after_an_answered_one_still_caps_the_trust() {
+    let (mut n1, view) = established_leader();
+    let mut now = 0;
+    // Renewals every half loop from 500 ms on, none answered.
+    while now < 4_500 {
+        now += 500;
+        n1.step(&obs(now, primary(1, 1000), &view, vec![]));
+    }
+    // The ttl lowered to 6 s: the next renewal, sent at 5000, may end the lease at 11000.
+    let shorter = view.clone().config(|c| c.ttl_ms = 6_000);
+    now += 500;
+    let d = n1.step(&obs(now, primary(1, 1000), &shorter, vec![]));
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::RenewLeader { ttl, .. } if ttl.millis() == 6_000)
+        ),
+        "{d:?}"
+    );
+    // The answer to the renewal sent at 4500 (10 s) comes in.
+    n1.step(&obs(
+        5_100,
+        primary(1, 1000),
+        &shorter,
+        vec![renewed(4_500)],
+    ));
+    let store_may_expire_at = 5_000 + 6_000;
+    let fence = n1.fence_deadline().expect("a lease held");
+    assert!(
+        fence.0 < store_may_expire_at,
+        "the supervisor's deadline {fence:?} is past {store_may_expire_at} ms, when the store may \
+         expire the lease"
+    );
+    let trusted = n1.lease_deadline().expect("a lease held");
+    assert!(trusted.0 <= store_may_expire_at - 2_500, "{trusted:?}");
+}
