@@ -56,10 +56,15 @@ impl LeaseFile {
         self.write("")
     }
 
-    /// The armed deadline; `None` when disarmed or absent. A file that cannot be parsed counts
-    /// as a deadline already passed: fencing errs on the side of one writer.
+    /// The armed deadline; `None` when disarmed or absent. A file that cannot be read (other
+    /// than absent) or parsed counts as a deadline already passed: fencing errs on the side
+    /// of one writer.
     pub fn read(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(&self.path).ok()?;
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => return Some(0),
+        };
         let text = text.trim();
         if text.is_empty() {
             return None;
@@ -118,6 +123,12 @@ mod tests {
         assert!(lease.remaining().unwrap() > Duration::from_secs(50));
         lease.disarm().unwrap();
         assert_eq!(lease.read(), None);
+        // Found by review: a file that cannot be read was taken for a disarmed one, and the
+        // supervisor failed open. It counts as a deadline passed, as one that cannot be parsed.
+        std::fs::remove_file(lease.path()).unwrap();
+        std::fs::create_dir(lease.path()).unwrap();
+        assert_eq!(lease.read(), Some(0), "unreadable: fenced");
+        std::fs::remove_dir(lease.path()).unwrap();
         std::fs::write(lease.path(), "garbage").unwrap();
         assert_eq!(lease.read(), Some(0), "unreadable deadline: already passed");
     }
