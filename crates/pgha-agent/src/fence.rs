@@ -23,6 +23,10 @@ pub enum FenceState {
     /// No lease, but PostgreSQL may still be writable (a demote in flight, a probe that failed):
     /// the deadline armed earlier stays.
     Unsure,
+    /// As `Unsure`, but a renewal sent and not answered may end the lease sooner: an armed
+    /// deadline later than this boot-clock instant (ms) is brought forward to it; a disarmed
+    /// file stays disarmed.
+    NoLaterThan(u64),
 }
 
 /// What the agent knows of its member after a step, to choose the [`FenceState`].
@@ -38,6 +42,9 @@ pub struct AfterStep {
     pub postmaster_running: bool,
     /// The last probe answered: a standby (in recovery), not writable.
     pub read_only: bool,
+    /// Without a lease: the core's fence cap on the boot clock (ms), from renewals sent and
+    /// not answered (`Member::fence_cap`).
+    pub cap: Option<u64>,
 }
 
 impl FenceState {
@@ -50,11 +57,15 @@ impl FenceState {
             Some(at) => FenceState::LeaseUntil(at),
             // A job that starts a primary (or promotes) may make it writable after the lease
             // lapsed: the deadline stays armed, so its supervisor kills it as it starts.
-            None if step.job_may_make_writable => FenceState::Unsure,
+            None if step.job_may_make_writable => FenceState::unsure(step.cap),
             None if !step.postmaster_running => FenceState::NothingWritable,
             None if step.read_only => FenceState::NothingWritable,
-            None => FenceState::Unsure,
+            None => FenceState::unsure(step.cap),
         }
+    }
+
+    fn unsure(cap: Option<u64>) -> FenceState {
+        cap.map_or(FenceState::Unsure, FenceState::NoLaterThan)
     }
 }
 
@@ -80,6 +91,10 @@ impl Fencing {
             FenceState::LeaseUntil(at) => Some(at),
             FenceState::NothingWritable => None,
             FenceState::Unsure => return Ok(()),
+            FenceState::NoLaterThan(at) => match self.lease.read() {
+                Some(armed) if armed > at => Some(at),
+                _ => return Ok(()),
+            },
         };
         if self.written == Some(wanted) && self.lease.read() == wanted {
             return Ok(());
@@ -165,5 +180,31 @@ mod tests {
         fencing.update(FenceState::LeaseUntil(9_500)).unwrap();
         assert_eq!(lease.read(), Some(9_500), "re-armed after the file changed");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Found by review: an agent restarted beside a running primary adopts the key with the
+    /// ttl the configuration has now; lowered since its predecessor armed the deadline, the
+    /// renewal may land and end the lease before that deadline, and with the agent then gone
+    /// nothing would bring it forward. Unsure with a renewal unanswered, the armed deadline
+    /// comes no later than that renewal allows; a disarmed file is left disarmed.
+    #[test]
+    fn an_unanswered_renewal_brings_a_later_armed_deadline_forward() {
+        let unsure = AfterStep {
+            postmaster_running: true,
+            cap: Some(7_000),
+            ..AfterStep::default()
+        };
+        assert_eq!(FenceState::after(unsure), FenceState::NoLaterThan(7_000));
+        let dir = tempfile::tempdir().unwrap();
+        let lease = LeaseFile::for_member_dir(&dir.path().join("n1"));
+        let mut fencing = Fencing::new(lease.clone());
+        lease.arm(9_000).unwrap(); // as the previous agent left it
+        fencing.update(FenceState::NoLaterThan(7_000)).unwrap();
+        assert_eq!(lease.read(), Some(7_000), "brought forward");
+        fencing.update(FenceState::NoLaterThan(8_000)).unwrap();
+        assert_eq!(lease.read(), Some(7_000), "never put back");
+        lease.disarm().unwrap();
+        fencing.update(FenceState::NoLaterThan(7_000)).unwrap();
+        assert_eq!(lease.read(), None, "a disarmed file stays disarmed");
     }
 }

@@ -19,6 +19,7 @@ impl Agent {
                 || self.jobs.may_make_writable(),
             postmaster_running: self.spec.instance.is_running(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
+            cap: self.member.fence_cap().map(|d| self.boot_origin + d.0),
         });
         if state == FenceState::Unsure {
             return; // nothing written: the armed deadline stays, and so does what was said

@@ -24,6 +24,11 @@ impl ExpiryCaps {
         }
     }
 
+    /// The earliest instant a renewal sent and not answered may end the lease by.
+    pub(crate) fn lowest(&self) -> Option<Millis> {
+        self.0.iter().map(|(_, cap)| *cap).min()
+    }
+
     /// The answer to a renewal sent at `requested_at` came in: the renewals sent until then
     /// are settled by it; the lowest cap of those sent after it still bounds the lease.
     pub(crate) fn answered(&mut self, requested_at: Millis) -> Option<Millis> {

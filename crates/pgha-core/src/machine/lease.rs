@@ -86,6 +86,18 @@ impl Member {
         })
     }
 
+    /// Without a trusted lease (an agent adopting the key after a restart, a renewal refused or
+    /// unanswered): the latest instant the supervisor may let PostgreSQL write, as far as the
+    /// renewals this member sent and has no answer to go: one may land and end the lease at
+    /// its send + its ttl, sooner than a deadline armed before (a ttl lowered since). A
+    /// deadline armed later is brought forward to it; none is armed for it.
+    pub fn fence_cap(&self) -> Option<Millis> {
+        let margin = self.config.safety_margin_ms;
+        self.expiry_caps
+            .lowest()
+            .map(|cap| Millis(cap.0.saturating_sub(margin / 2)))
+    }
+
     /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the
     /// store says; a writable PostgreSQL is demoted at once, by a fast stop: its backends end
     /// first, then its walsenders send the standbys every record written, so a commit

@@ -47,3 +47,24 @@ fn a_shorter_renewal_sent_after_an_answered_one_still_caps_the_trust() {
     let trusted = n1.lease_deadline().expect("a lease held");
     assert!(trusted.0 <= store_may_expire_at - 2_500, "{trusted:?}");
 }
+
+/// An agent restarted beside its running primary holds no lease yet: it renews to adopt the
+/// key, with the ttl the configuration has now (lowered to 6 s since its predecessor armed
+/// the supervisor's deadline). Until an answer comes the member reports how late the
+/// supervisor may let PostgreSQL write as far as that renewal goes: send + 6 s − margin / 2.
+#[test]
+fn an_agent_adopting_its_key_caps_the_fence_by_the_renewal_it_sent() {
+    let view = View::led_by("n1", 7, &primary(1, 1000)).config(|c| c.ttl_ms = 6_000);
+    let mut n1 = member("n1");
+    assert_eq!(n1.fence_cap(), None);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::RenewLeader { ttl, .. } if ttl.millis() == 6_000)
+        ),
+        "{d:?}"
+    );
+    assert_eq!(n1.fence_deadline(), None, "no lease trusted yet");
+    assert_eq!(n1.fence_cap(), Some(Millis(100 + 6_000 - 2_500 / 2)));
+}

@@ -8,13 +8,20 @@ impl World {
         let n = &mut self.nodes[i];
         let deadline = n.member.as_ref().and_then(|m| m.fence_deadline());
         let may_become_writable = n.member.as_ref().is_some_and(|m| m.job_may_make_writable());
+        // Unsure (as the agent): an armed deadline stays, brought forward to what a renewal
+        // sent and not answered allows.
+        let cap = n.member.as_ref().and_then(|m| m.fence_cap());
+        let unsure = match (n.fence_at, cap) {
+            (Some(at), Some(cap)) => Some(at.min(cap.0.saturating_sub(n.offset))),
+            (at, _) => at,
+        };
         n.fence_at = match deadline {
             Some(_) if self.config.paused => None,
             Some(d) => Some(d.0.saturating_sub(n.offset)),
-            None if may_become_writable => n.fence_at,
+            None if may_become_writable => unsure,
             None if !n.pg.running => None,
             None if local.running && local.in_recovery && !local.unresponsive => None,
-            None => n.fence_at,
+            None => unsure,
         };
     }
 
