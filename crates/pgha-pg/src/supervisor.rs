@@ -168,7 +168,7 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             say(message);
         }
         match next_move(remaining, stopping) {
-            Move::Wait(nap) => std::thread::sleep(nap),
+            Move::Wait(nap) => nap_on_the_boot_clock(nap),
             Move::StopFast => {
                 say(format!(
                     "lease deadline {} ms away and nobody renewed it: fast shutdown of \
@@ -257,18 +257,46 @@ fn stale_lock_pid(data_dir: &Path) -> Option<(i32, &'static str)> {
     }
 }
 
+/// Sleeps `nap` as the boot clock counts: a host suspended meanwhile wakes this process as
+/// it resumes if the nap ended during the suspend, where a monotonic sleep would go on for
+/// what was left of it while the backends, resumed too, commit past the deadline.
+fn nap_on_the_boot_clock(nap: Duration) {
+    use nix::time::{clock_gettime, clock_nanosleep, ClockId, ClockNanosleepFlags};
+    let clock = ClockId::CLOCK_BOOTTIME;
+    let Ok(now) = clock_gettime(clock) else {
+        return std::thread::sleep(nap);
+    };
+    let until = now + nix::sys::time::TimeSpec::from_duration(nap);
+    // Absolute: a signal that interrupts it changes nothing of when it ends.
+    while let Err(nix::errno::Errno::EINTR) =
+        clock_nanosleep(clock, ClockNanosleepFlags::TIMER_ABSTIME, &until)
+    {}
+}
+
 /// Kills a postmaster so that no backend can acknowledge another commit: stop it (no new
-/// backends), kill every child, then kill it.
+/// backends), kill every child at once, kill those it forked before the stop took, then kill
+/// it.
 pub fn kill_postmaster_tree(postmaster: i32) {
+    kill_tree(postmaster, process_stopped);
+}
+
+/// [`kill_postmaster_tree`], `stopped` telling whether the stop has taken: a postmaster in
+/// uninterruptible I/O takes it only once that ends (up to half a second is waited for),
+/// and its backends are not left to commit meanwhile.
+fn kill_tree(postmaster: i32, stopped: impl Fn(i32) -> bool) {
     let pid = Pid::from_raw(postmaster);
+    let kill_children = || {
+        for child in children_of(postmaster) {
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+        }
+    };
     let _ = kill(pid, Signal::SIGSTOP);
+    kill_children();
     let stopped_by = Instant::now() + Duration::from_millis(500);
-    while !process_stopped(postmaster) && Instant::now() < stopped_by {
+    while !stopped(postmaster) && Instant::now() < stopped_by {
         std::thread::sleep(Duration::from_millis(2));
     }
-    for child in children_of(postmaster) {
-        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-    }
+    kill_children();
     let _ = kill(pid, Signal::SIGKILL);
     let _ = kill(pid, Signal::SIGCONT);
 }
@@ -305,51 +333,5 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stops_fast_before_the_deadline_and_kills_at_it() {
-        let ms = Duration::from_millis;
-        assert_eq!(next_move(None, false), Move::Wait(POLL));
-        assert_eq!(next_move(Some(5_000), false), Move::Wait(POLL));
-        // wakes up at the moment the fast shutdown is due, not up to a poll later
-        assert_eq!(next_move(Some(300), false), Move::Wait(ms(50)));
-        assert_eq!(next_move(Some(250), false), Move::StopFast);
-        assert_eq!(next_move(Some(1), false), Move::StopFast);
-        // asked once; then waits for the deadline
-        assert_eq!(next_move(Some(250), true), Move::Wait(POLL));
-        assert_eq!(next_move(Some(40), true), Move::Wait(ms(40)));
-        assert_eq!(next_move(Some(0), true), Move::Kill);
-        assert_eq!(next_move(Some(0), false), Move::Kill);
-        // a deadline disarmed after the request: the shutdown goes on, nothing is killed
-        assert_eq!(next_move(None, true), Move::Wait(POLL));
-    }
-
-    #[test]
-    fn kills_a_process_and_its_children() {
-        // A stand-in for a postmaster: a shell with two children that would outlive it.
-        let mut parent = Command::new("/bin/sh")
-            .arg("-c")
-            .arg("sleep 60 & sleep 60 & wait")
-            .spawn()
-            .unwrap();
-        let pid = parent.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while children_of(pid).len() < 2 {
-            assert!(Instant::now() < deadline, "children did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let children = children_of(pid);
-        kill_postmaster_tree(pid);
-        let status = parent.wait().unwrap();
-        assert!(!status.success());
-        for c in children {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while stat(c).is_some_and(|(s, _)| s != 'Z') {
-                assert!(Instant::now() < deadline, "child {c} survived");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
+#[path = "supervisor_tests.rs"]
+mod tests;
