@@ -252,6 +252,15 @@ pub fn judge(
     }
     let my_rank = rank(me, mine);
     let mut unconfirmed = Vec::new();
+    // The set's leader, still listed among its members (a failover's winner until a member that
+    // stays holds what it may alone have confirmed), is waited for while its record is there:
+    // its promotion may have failed, its PostgreSQL stopped. Gone (it left, or its key expired),
+    // it is the failure the set allows for, and is not waited for.
+    let listed_leader = rules
+        .sync
+        .leader
+        .as_ref()
+        .filter(|l| *l != me && rules.sync.members.contains(*l) && others.contains_key(*l));
     let mut set_confirmed = usize::from(rules.acknowledges(me));
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
@@ -277,7 +286,7 @@ pub fn judge(
             }
             continue;
         }
-        if rules.acknowledges(name) {
+        if rules.acknowledges(name) || Some(name) == listed_leader {
             set_confirmed += 1;
         }
         // With the whole set eligible, nobody waits for the set's old leader (see above).
@@ -292,7 +301,7 @@ pub fn judge(
     // The leader that published the set wrote every commit it acknowledged: it needs no
     // quorum of standbys to vouch for them (a set member whose data is gone would otherwise
     // keep it from leading for good).
-    let needed = rules.quorum_needed();
+    let needed = rules.quorum_needed() + usize::from(listed_leader.is_some());
     if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) {
         return Verdict::QuorumIncomplete {
             confirmed: set_confirmed,

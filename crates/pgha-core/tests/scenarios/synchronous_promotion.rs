@@ -171,3 +171,37 @@ fn a_promotion_not_begun_for_a_failed_publication_is_planned_again() {
         "{d:?}"
     );
 }
+
+/// Found by review of the publication above: the winner n2 is named the set's leader before it
+/// promotes, and a set's leader is not counted among its standbys (a set carried over may list
+/// it). If its promotion then fails (PostgreSQL stopped, lease let go), n3 needed only its own
+/// record and ran, losing what n1 acknowledged through n2 alone. A set leader still listed
+/// among the members is waited for while its record is there; gone (left, or expired), it is
+/// the failure the set allows for, and the others run.
+#[test]
+fn a_set_leader_still_listed_is_waited_for_while_its_record_is_there() {
+    let n3 = standby(1, 4000, None);
+    let base = View::new()
+        .with("n3", record(&n3, None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    let mut view = base.clone();
+    view.0.sync = set("n2", &["n2", "n3"], 1);
+    let failed = view
+        .clone()
+        .with("n2", record(&stopped(standby(1, 4500, None)), None));
+    let d = member("n3").step(&obs(0, n3.clone(), &failed, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::QuorumIncomplete {
+            confirmed: 1,
+            needed: 2
+        }
+    );
+    let back = view
+        .clone()
+        .with("n2", record(&standby(1, 4500, None), None));
+    let d = member("n3").step(&obs(0, n3.clone(), &back, vec![]));
+    assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+    let d = member("n3").step(&obs(0, n3, &view, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+}
