@@ -90,6 +90,8 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", describe_leader(current)));
             }
             let lease = current.map_or(0, KeyValue::lease);
+            // The key's revision as last known here: a move compares it.
+            let mut read_at = current.map_or(0, KeyValue::mod_revision);
             if let Some(moved) = self
                 .pending_move(holder)
                 .filter(|m| *m != lease && lease != 0)
@@ -99,20 +101,15 @@ impl Store for EtcdStore {
                 // It may still: put the key again where it is, so that its compare of the
                 // key's revision fails; only then is `moved` of no use, and revoked (revoking
                 // a lease the key had moved to would delete the key under a running primary).
-                let current = current.expect("a leader key read in a successful compare");
-                let mut stay = self.leader_is(holder, revision);
-                stay.push(Compare::mod_revision(
-                    leader.clone(),
-                    CompareOp::Equal,
-                    current.mod_revision(),
-                ));
-                let resp = self.txn(self.put_leader_if(stay, holder, lease)).await?;
+                let stay = self.move_leader(holder, revision, read_at, lease);
+                let resp = self.txn(stay).await?;
                 if !resp.succeeded() {
                     // The move landed meanwhile, or the key changed hands: read again.
                     return Err(StoreError::Unavailable(
                         "the leader key changed while a move of it was settled".into(),
                     ));
                 }
+                read_at = resp.header().map_or(0, |h| h.revision());
                 self.set_pending_move(holder, None);
                 let _ = self.revoke(moved).await;
             }
@@ -142,7 +139,6 @@ impl Store for EtcdStore {
             // The configured ttl changed: move the key (same term) to a lease of the new TTL.
             // Until this succeeds the holder trusts the old lease's TTL, which etcd keeps.
             let fresh = self.grant(wanted).await?;
-            let read_at = current.map_or(0, KeyValue::mod_revision);
             let txn = self.move_leader(holder, revision, read_at, fresh.id);
             self.set_pending_move(holder, Some(fresh.id));
             let resp = self.txn(txn).await;

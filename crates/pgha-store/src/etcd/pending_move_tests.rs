@@ -78,3 +78,24 @@ async fn a_move_that_landed_without_an_answer_keeps_the_key() {
     assert_eq!(store.leader_lease("n1").map(|l| l.id), Some(moved.id));
     assert_eq!(store.pending_move("n1"), None);
 }
+
+/// Found by review: the move had not landed and the ttl was still the new one, so after
+/// settling the lost move the renewal moved the key again, comparing the revision it read
+/// before its own write to settle: refused, the holder was told it lost the key. The move
+/// compares the key's revision after that write.
+#[tokio::test]
+async fn a_renewal_that_settled_a_lost_move_moves_the_key_again() {
+    let etcd = EtcdServer::start_free();
+    let store = store_on(&etcd).await;
+    let (ttl, raised) = (Ttl::from_secs(3), Ttl::from_secs(10));
+    let revision = store.acquire_leader("n1", ttl).await.unwrap();
+    store.renew_leader("n1", revision, ttl).await.unwrap();
+    let moved = store.grant(10).await.unwrap();
+    store.set_pending_move("n1", Some(moved.id));
+    let renewed = store.renew_leader("n1", revision, raised).await;
+    assert_eq!(renewed, Ok(raised));
+    let lease = store.leader_lease("n1").expect("the key's lease");
+    assert_eq!(lease.ttl, 10);
+    assert_ne!(lease.id, moved.id, "the settled lease was revoked");
+    assert_eq!(store.pending_move("n1"), None);
+}
