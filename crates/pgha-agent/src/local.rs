@@ -32,6 +32,8 @@ pub struct LocalProbe {
     refused: bool,
     /// The owned settings `ALTER SYSTEM` overrode, as last read, and when.
     alter_system: Option<(tokio::time::Instant, Vec<String>)>,
+    /// The postmaster the last probe read and its replay position then.
+    last_replay: Option<(i32, u64)>,
 }
 
 impl LocalProbe {
@@ -41,6 +43,7 @@ impl LocalProbe {
         self.system_id = None;
         self.last_answer = None;
         self.alter_system = None;
+        self.last_replay = None;
     }
 
     /// Reads the `ALTER SYSTEM` overrides again at the next probe (after they were reset).
@@ -165,6 +168,16 @@ impl LocalProbe {
                     .collect();
                 local.slots = slots.into_iter().map(MemberName::new).collect();
                 local.wal_waiting_at = state.wal_waiting_at().map(Lsn);
+                let postmaster = inst.postmaster_pid();
+                let replay = state.replay_lsn.unwrap_or(0);
+                local.replaying_local_wal = replaying_local_wal(
+                    &state,
+                    postmaster
+                        .zip(self.last_replay)
+                        .and_then(|(pid, (last_pid, at))| (pid == last_pid).then_some(at)),
+                    !local.replay_held_by.is_empty(),
+                );
+                self.last_replay = postmaster.map(|pid| (pid, replay));
                 // What PostgreSQL applies, not what the agent last asked for.
                 if let Some(applied) = SyncApplied::parse(&state.sync_names) {
                     local.sync_applied = applied;
@@ -279,4 +292,53 @@ fn member_at(view: Option<&ClusterView>, address: &str) -> Option<MemberName> {
 fn same_loopback(a: &str, b: &str) -> bool {
     let lo = |h: &str| h == "127.0.0.1" || h == "localhost" || h == "::1";
     lo(a) && lo(b)
+}
+
+/// Whether a standby's position (its replay, when it received nothing since it started) may
+/// still be short of the WAL it holds: its replay moved since the last probe of the same
+/// postmaster (`replayed_before`; none: this is the first), or PostgreSQL holds it.
+fn replaying_local_wal(state: &PgState, replayed_before: Option<u64>, held: bool) -> bool {
+    if !state.in_recovery || state.receive_lsn.is_some() {
+        return false;
+    }
+    held || replayed_before.is_none_or(|before| state.replay_lsn.unwrap_or(0) > before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a standby restarted just as its leader died reports its replay
+    /// position, still climbing through its own WAL, and an election counted it as where its
+    /// WAL ends (a member with less could win over commits only it confirmed). Such a position
+    /// is marked a lower bound until replay stops moving.
+    #[test]
+    fn a_standby_replaying_its_own_wal_is_marked_until_replay_stops() {
+        let restarted = PgState {
+            in_recovery: true,
+            receive_lsn: None,
+            replay_lsn: Some(4_000),
+            ..PgState::default()
+        };
+        assert!(replaying_local_wal(&restarted, None, false), "first probe");
+        assert!(
+            replaying_local_wal(&restarted, Some(3_000), false),
+            "moving"
+        );
+        assert!(
+            !replaying_local_wal(&restarted, Some(4_000), false),
+            "stopped"
+        );
+        assert!(replaying_local_wal(&restarted, Some(4_000), true), "held");
+        let streaming = PgState {
+            receive_lsn: Some(4_500),
+            ..restarted.clone()
+        };
+        assert!(!replaying_local_wal(&streaming, None, false), "received");
+        let primary = PgState {
+            in_recovery: false,
+            ..restarted
+        };
+        assert!(!replaying_local_wal(&primary, None, false));
+    }
 }

@@ -273,7 +273,7 @@ pub fn judge(
                 why,
             };
         }
-        if !record.read_after(mine.term_seen) {
+        if !record.settled_after(mine.term_seen) {
             if !give_up_waiting {
                 unconfirmed.push(name.clone());
                 continue;

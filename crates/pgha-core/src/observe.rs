@@ -181,6 +181,11 @@ pub struct MemberRecord {
     /// match them); absent while a change is under way, and on every other member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_in_force: Option<crate::sync::SyncInForce>,
+    /// A standby that received nothing since its PostgreSQL started and whose replay still
+    /// advances through WAL of its own (`pg_wal`, the archive): its position is a lower bound
+    /// of the WAL it holds until replay stops. An election waits for it as for a stale record.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaying_local_wal: bool,
     /// The pgha version of the agent that publishes it ([`crate::VERSION`]). Absent from
     /// agents older than the report of the settings in force, so a client can tell a leader
     /// that cannot report them (a rolling upgrade) from one that has not applied them yet.
@@ -201,6 +206,12 @@ impl MemberRecord {
     /// an older pgha during a rolling upgrade) is judged by `leader_seen` alone, as before.
     pub fn read_after(&self, term: Option<u64>) -> bool {
         self.leader_seen.is_none() && (self.term_seen.is_none() || self.term_seen >= term)
+    }
+
+    /// Whether its position counts as where its WAL ends, for `term` (see [`Self::read_after`]
+    /// and [`Self::replaying_local_wal`]); otherwise only as a lower bound.
+    pub fn settled_after(&self, term: Option<u64>) -> bool {
+        self.read_after(term) && !self.replaying_local_wal
     }
 }
 
@@ -258,6 +269,10 @@ pub struct LocalPg {
     pub wal_waiting_at: Option<Lsn>,
     /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
     pub synced_slots: u32,
+    /// A standby that received nothing since it started, its replay still advancing through
+    /// WAL of its own: `lsn` is a lower bound of what it holds (see
+    /// [`MemberRecord::replaying_local_wal`]).
+    pub replaying_local_wal: bool,
     /// Parameters pgha owns that `ALTER SYSTEM` set (in `postgresql.auto.conf`, which
     /// PostgreSQL reads after pgha's file).
     pub altered_by_alter_system: Vec<String>,

@@ -20,6 +20,7 @@ impl Member {
             term_seen: self.newest_term_in(view),
             addresses: self.settings.addresses.clone(),
             synced_slots: local.synced_slots,
+            replaying_local_wal: local.replaying_local_wal,
             promotion_vetoed: self.vetoed_until.is_some(),
             stepped_down: self.stepped_down,
             sync_in_force: self.sync.in_force.filter(|_| {

@@ -188,3 +188,33 @@ fn a_manual_failover_to_a_set_member_behind_another_is_refused_without_allow_dat
     let d = member("n3").step(&obs(0, n3, &level, vec![]));
     assert!(acquires(&d), "{}", d.reason);
 }
+
+/// Found by review: n2, of the set, restarted as n1 died and reports its replay position, still
+/// climbing through WAL of its own (it received nothing since it started): n3 counted it as
+/// where n2's WAL ends and ran ahead of it, though n2 may hold commits it alone confirmed. A
+/// position so marked is waited for, as a stale one, until replay stops (or until waiting is
+/// given up: then it is a lower bound, as a stale one is).
+#[test]
+fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
+    let n3 = standby(1, 4000, None);
+    let replaying = MemberRecord {
+        replaying_local_wal: true,
+        ..record(&standby(1, 3500, None), None)
+    };
+    let view = View::new()
+        .with("n2", replaying)
+        .with("n3", record(&n3, None))
+        .sync_set("n1", &["n2", "n3"]);
+    let d = member("n3").step(&obs(0, n3.clone(), &view, vec![]));
+    assert!(!acquires(&d), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::WaitingForPositions {
+            unconfirmed: vec![name("n2")]
+        }
+    );
+    // Replay stopped further on: n2 is the better.
+    let settled = view.with("n2", record(&standby(1, 4500, None), None));
+    let d = member("n3").step(&obs(0, n3, &settled, vec![]));
+    assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+}

@@ -75,6 +75,9 @@ impl World {
             // Settings do not change here (core scenario
             // a_standby_whose_replay_waits_for_the_primarys_settings_is_restarted, day2 tests).
             replay_held_by: Vec::new(),
+            // One position a node, its end of WAL (core scenario
+            // a_set_member_still_replaying_its_own_wal_is_waited_for).
+            replaying_local_wal: false,
         };
         let cluster = if n.reachable {
             StoreView::Up(Box::new(ClusterView {
