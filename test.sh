@@ -56,8 +56,9 @@ if [ "$others_rc" -ne 0 ] || [ "$faults_rc" -ne 0 ]; then
   echo "---- failed tests (other tests rc=$others_rc, fault tests rc=$faults_rc) ----"
   for log in "$others_log" "$faults_log"; do
     grep -E '^test .* \.\.\. FAILED$|^error: (test failed|could not compile)' "$log" || true
-    grep -A 15 -E "^thread '.*' panicked at" "$log" |
-      grep -v -E '^note: run with `RUST_BACKTRACE' | tail -n 150 || true
+    grep -A 15 -E "^thread '.*' (\([0-9]+\) )?panicked at" "$log" |
+      grep -v -E '^note: run with `RUST_BACKTRACE|^stack backtrace:|^ +[0-9]+: |^ +at ' |
+      tail -n 150 || true
   done
   rm -f "$faults_log" "$others_log"
   echo "test.sh: failed (other tests rc=$others_rc, fault tests rc=$faults_rc)" >&2

@@ -80,9 +80,15 @@ impl Cluster {
             let id = v["header"]["member_id"].as_str()?.to_string();
             Some((id, v["leader"].as_str()?.to_string()))
         };
-        let seen: Vec<(String, String)> = (0..ports.len())
-            .map(|k| status(k).expect("etcd's status"))
-            .collect();
+        // Just after a member was cut off or stalled, it may not answer yet, or an election
+        // may be under way (no leader): wait until every member answers, naming one leader.
+        let settled = "every etcd member's status, naming the same leader";
+        let seen: Vec<(String, String)> = wait_until(settled, Duration::from_secs(30), || {
+            let seen = (0..ports.len()).map(status).collect::<Option<Vec<_>>>()?;
+            let leader = &seen.first()?.1;
+            let agreed = leader != "0" && seen.iter().all(|(_, l)| l == leader);
+            agreed.then_some(seen)
+        });
         let leader = seen[i].1.clone();
         let id = |k: usize| seen[k].0.clone();
         let target = match (leads, id(i) == leader) {
