@@ -208,8 +208,7 @@ impl MemberRecord {
         self.leader_seen.is_none() && (self.term_seen.is_none() || self.term_seen >= term)
     }
 
-    /// Whether its position counts as where its WAL ends, for `term` (see [`Self::read_after`]
-    /// and [`Self::replaying_local_wal`]); otherwise only as a lower bound.
+    /// Its position counts as its end of WAL for `term`, not a lower bound (see above).
     pub fn settled_after(&self, term: Option<u64>) -> bool {
         self.read_after(term) && !self.replaying_local_wal
     }
@@ -269,9 +268,7 @@ pub struct LocalPg {
     pub wal_waiting_at: Option<Lsn>,
     /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
     pub synced_slots: u32,
-    /// A standby that received nothing since it started, its replay still advancing through
-    /// WAL of its own: `lsn` is a lower bound of what it holds (see
-    /// [`MemberRecord::replaying_local_wal`]).
+    /// `lsn` is a lower bound: see [`MemberRecord::replaying_local_wal`].
     pub replaying_local_wal: bool,
     /// Parameters pgha owns that `ALTER SYSTEM` set (in `postgresql.auto.conf`, which
     /// PostgreSQL reads after pgha's file).

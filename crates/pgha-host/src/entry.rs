@@ -153,29 +153,57 @@ mod tests {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// A store where n1 leads (its term returned) and n2 is a standby.
+    async fn n1_leading() -> (MemoryStore, u64) {
+        let store = MemoryStore::new(Arc::new(TokioClock::new()));
+        publish(&store, "n1", true).await;
+        publish(&store, "n2", false).await;
+        let first = store
+            .acquire_leader("n1", Ttl::from_secs(60))
+            .await
+            .unwrap();
+        (store, first)
+    }
+
+    /// The lease moves from n1 (its term `first`) to n2, and their records say so.
+    async fn n2_takes_over(store: &MemoryStore, first: u64) {
+        store.release_leader("n1", first).await.unwrap();
+        store
+            .acquire_leader("n2", Ttl::from_secs(60))
+            .await
+            .unwrap();
+        publish(store, "n1", false).await;
+        publish(store, "n2", true).await;
+    }
+
+    /// `feed_candidates` on `store`: what it publishes, how to stop it, its task.
+    fn feed(
+        store: &MemoryStore,
+    ) -> (
+        watch::Receiver<Candidates>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (tx, rx) = watch::channel(Candidates::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(feed_candidates(
+            Arc::new(store.clone()),
+            tx,
+            shutdown.clone(),
+        ));
+        (rx, shutdown, task)
+    }
+
     /// The store changed hands (n1 → n2) and the read that the change woke up failed: the
     /// feed must read again, not wait for a next change that a settled cluster may never
     /// make (before: the proxy kept offering the old leader, and held writes for good).
     #[tokio::test]
     async fn a_failed_read_after_a_leader_change_is_retried() {
-        let store = MemoryStore::new(Arc::new(TokioClock::new()));
-        publish(&store, "n1", true).await;
-        publish(&store, "n2", false).await;
-        let ttl = Ttl::from_secs(60);
-        let first = store.acquire_leader("n1", ttl).await.unwrap();
-        let (tx, mut rx) = watch::channel(Candidates::default());
-        let shutdown = CancellationToken::new();
-        let feed = tokio::spawn(feed_candidates(
-            Arc::new(store.clone()),
-            tx,
-            shutdown.clone(),
-        ));
+        let (store, first) = n1_leading().await;
+        let (mut rx, shutdown, feed) = feed(&store);
         assert!(leader_becomes(&mut rx, "n1").await, "{:?}", *rx.borrow());
         // The change and the outage together, before the feed task runs again.
-        store.release_leader("n1", first).await.unwrap();
-        store.acquire_leader("n2", ttl).await.unwrap();
-        publish(&store, "n1", false).await;
-        publish(&store, "n2", true).await;
+        n2_takes_over(&store, first).await;
         store.set_reachable(false);
         tokio::time::sleep(Duration::from_millis(200)).await;
         store.set_reachable(true);
@@ -191,28 +219,15 @@ mod tests {
     /// clock is paused, so "as it happens" is exact: no time passes.
     #[tokio::test(start_paused = true)]
     async fn a_watch_that_could_not_be_opened_is_opened_once_the_store_answers() {
-        let store = MemoryStore::new(Arc::new(TokioClock::new()));
-        publish(&store, "n1", true).await;
-        publish(&store, "n2", false).await;
-        let ttl = Ttl::from_secs(60);
-        let first = store.acquire_leader("n1", ttl).await.unwrap();
+        let (store, first) = n1_leading().await;
         store.set_reachable(false);
-        let (tx, mut rx) = watch::channel(Candidates::default());
-        let shutdown = CancellationToken::new();
-        let feed = tokio::spawn(feed_candidates(
-            Arc::new(store.clone()),
-            tx,
-            shutdown.clone(),
-        ));
+        let (mut rx, shutdown, feed) = feed(&store);
         tokio::time::sleep(Duration::from_millis(1_250)).await;
         store.set_reachable(true);
         assert!(leader_becomes(&mut rx, "n1").await, "{:?}", *rx.borrow());
         tokio::time::sleep(Duration::from_millis(1_250)).await;
         let changed_at = tokio::time::Instant::now();
-        store.release_leader("n1", first).await.unwrap();
-        store.acquire_leader("n2", ttl).await.unwrap();
-        publish(&store, "n1", false).await;
-        publish(&store, "n2", true).await;
+        n2_takes_over(&store, first).await;
         let followed = leader_becomes(&mut rx, "n2").await;
         let took = changed_at.elapsed();
         shutdown.cancel();

@@ -14,12 +14,13 @@
 //! `serializable`), so a snapshot is never older than the last write acknowledged anywhere.
 //!
 //! Here: the connection, key paths, guards and the snapshot read; the `Store` operations are
-//! in `operations`, leases in `leases`, the watch in `watch`, error and revision conversions
-//! in `convert`.
+//! in `operations`, leases in `leases`, the leader key's transactions in `leader_txns`, the
+//! watch in `watch`, error and revision conversions in `convert`.
 
 mod convert;
 mod endpoints;
 mod history_trim;
+mod leader_txns;
 mod leases;
 mod operations;
 #[cfg(test)]
@@ -30,8 +31,8 @@ use crate::error::StoreError;
 use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 use convert::{as_i64, as_u64, bounded, describe_leader, gets, header_revision, map_err};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnResponse,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnResponse, WatchOptions,
+    WatchStream,
 };
 use leases::KnownLease;
 use std::collections::HashMap;
@@ -266,41 +267,6 @@ impl EtcdStore {
                 compares
             }
         }
-    }
-
-    fn leader_is(&self, holder: &str, revision: Revision) -> Vec<Compare> {
-        let leader = self.leader_path();
-        vec![
-            Compare::value(leader.clone(), CompareOp::Equal, holder),
-            Compare::create_revision(leader, CompareOp::Equal, as_i64(revision)),
-        ]
-    }
-
-    /// A transaction that, when `compare` holds, puts the leader key naming `holder` on
-    /// `lease`, and otherwise reads the leader key (to say who holds it).
-    fn put_leader_if(&self, compare: Vec<Compare>, holder: &str, lease: i64) -> Txn {
-        let leader = self.leader_path();
-        Txn::new()
-            .when(compare)
-            .and_then([TxnOp::put(
-                leader.clone(),
-                holder,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
-            .or_else([TxnOp::get(leader, None)])
-    }
-
-    /// Moves `holder`'s leader key (term `revision`) to `lease`, only while the key is still
-    /// at `mod_revision`, as last read: a move whose answer was lost can then be kept from
-    /// landing late by writing the key again (see `renew_leader`).
-    fn move_leader(&self, holder: &str, revision: Revision, mod_revision: i64, lease: i64) -> Txn {
-        let mut compare = self.leader_is(holder, revision);
-        compare.push(Compare::mod_revision(
-            self.leader_path(),
-            CompareOp::Equal,
-            mod_revision,
-        ));
-        self.put_leader_if(compare, holder, lease)
     }
 
     /// Runs `op` on `key` only while `guard` holds; otherwise says who or what is in the way.
