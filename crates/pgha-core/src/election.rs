@@ -302,7 +302,19 @@ pub fn judge(
     // quorum of standbys to vouch for them (a set member whose data is gone would otherwise
     // keep it from leading for good).
     let needed = rules.quorum_needed() + usize::from(listed_leader.is_some());
-    if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) {
+    // The set's leader wrote every commit it acknowledged: a fresh position of it, stepped
+    // down, no further than this member's shows this member holds them all.
+    let leader_level = rules
+        .sync
+        .leader
+        .as_ref()
+        .and_then(|l| others.get(l))
+        .is_some_and(|r| {
+            r.is_standby()
+                && r.settled_after(mine.term_seen)
+                && (r.timeline, r.lsn) <= (mine.timeline, mine.lsn)
+        });
+    if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) && !leader_level {
         return Verdict::QuorumIncomplete {
             confirmed: set_confirmed,
             needed,

@@ -218,3 +218,27 @@ fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
     let d = member("n3").step(&obs(0, n3, &settled, vec![]));
     assert_eq!(d.reason, Reason::Behind { best: name("n2") });
 }
+
+/// Found by the fault test `etcd_data_lost` (whole suite, this session): etcd's data went while
+/// the leader n3 had just stopped counting n1 (its data directory gone) but still listed it in the
+/// store's set, which the others kept deciding with. n3 stepped down; n2, level with it, ranked
+/// better (by name), so n3 deferred to n2, and n2 waited for n1's confirmation, which a member
+/// without data never gives: nobody led. The set's leader wrote every commit it acknowledged, so
+/// a fresh position of it no further than n2's shows n2 holds them all.
+#[test]
+fn a_member_level_with_the_sets_stepped_down_leader_needs_no_further_quorum() {
+    let at = standby(1, 5000, None);
+    let mut view = View::new()
+        .with("n1", record(&LocalPg::default(), None))
+        .with("n2", record(&at, None))
+        .with("n3", record(&at, None))
+        .sync_set("n3", &["n1", "n2"]);
+    let d = member("n3").step(&obs(0, at.clone(), &view, vec![]));
+    assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+    let d = member("n2").step(&obs(0, at.clone(), &view, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+    // The set's leader further than n2: n2 may lack commits n1 confirmed; it waits.
+    view = view.with("n3", record(&standby(1, 6000, None), None));
+    let d = member("n2").step(&obs(0, at, &view, vec![]));
+    assert!(!acquires(&d), "{}", d.reason);
+}
