@@ -95,7 +95,9 @@ impl LocalProbe {
             sync_applied: sync_applied.clone(),
             ..LocalPg::default()
         };
-        let postmaster_alive = inst.is_running();
+        // Read once: its pid also tells a restart between probes (`replaying_local_wal`).
+        let postmaster = inst.postmaster_pid();
+        let postmaster_alive = postmaster.is_some();
         let state = if postmaster_alive {
             self.probe(spec, limit).await
         } else {
@@ -168,7 +170,6 @@ impl LocalProbe {
                     .collect();
                 local.slots = slots.into_iter().map(MemberName::new).collect();
                 local.wal_waiting_at = state.wal_waiting_at().map(Lsn);
-                let postmaster = inst.postmaster_pid();
                 let replay = state.replay_lsn.unwrap_or(0);
                 local.replaying_local_wal = replaying_local_wal(
                     &state,

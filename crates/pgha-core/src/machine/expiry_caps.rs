@@ -33,7 +33,7 @@ impl ExpiryCaps {
     /// are settled by it; the lowest cap of those sent after it still bounds the lease.
     pub(crate) fn answered(&mut self, requested_at: Millis) -> Option<Millis> {
         self.0.retain(|(sent, _)| *sent > requested_at);
-        self.0.iter().map(|(_, cap)| *cap).min()
+        self.lowest()
     }
 }
 
