@@ -4,7 +4,6 @@
 //! leader keeps its primary; a leader cut off from a store the others still reach gets no
 //! confirmation and demotes in time (I1).
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -13,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+mod asks;
+pub use asks::{ask_all, ask_until_confirmed, FailsafeAnswer, Round, ASK_AGAIN_AFTER};
+
 /// REST path the leader posts to.
 pub const FAILSAFE_PATH: &str = "/failsafe";
-/// Each confirmation must arrive within this.
-const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Body of POST /failsafe.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +33,8 @@ pub struct FailsafeRequest {
 struct Inner {
     /// The agent's last store read failed.
     store_down: bool,
+    /// Store reads the agent made that the store answered.
+    reads_answered: u64,
     /// The leader (and its term) in the last view the agent read.
     last_leader: Option<(String, u64)>,
     /// The lease ttl in force.
@@ -124,9 +126,16 @@ impl Failsafe {
         let mut s = self.0.lock().expect("failsafe lock");
         s.store_down = store_down;
         if !store_down {
+            s.reads_answered += 1;
             s.last_leader = leader;
             s.ttl = ttl;
         }
+    }
+
+    /// How many of this member's store reads the store answered: a leader asks again only
+    /// while this stays as it was (an answered read may name other members to ask).
+    pub fn reads_answered(&self) -> u64 {
+        self.0.lock().expect("failsafe lock").reads_answered
     }
 
     /// Handles a leader's request: confirm (and promise, for the ttl this member last saw,
@@ -176,98 +185,6 @@ impl Failsafe {
             .expect("failsafe lock")
             .promised_until
             .filter(|u| *u > Instant::now())
-    }
-}
-
-/// What a member answers when it confirms: who it is, whom it confirmed in which term, and
-/// how long it promised not to take the lease.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FailsafeAnswer {
-    pub member: String,
-    pub confirmed: String,
-    pub term: u64,
-    pub promised_ms: u64,
-}
-
-impl FailsafeAnswer {
-    /// Whether this answers exactly what `name` was asked: an answer from another member (a
-    /// stale or wrong address) or about another leader or term confirms nothing.
-    fn answers(&self, name: &str, leader: &str, term: u64) -> bool {
-        self.member == name && self.confirmed == leader && self.term == term
-    }
-}
-
-/// Asks every member in `apis` (name → REST address) to confirm `leader` in `term`, with the
-/// cluster's API token (a confirmation is control: the members refuse an ask without it);
-/// when all did, the shortest promise (ms), else `None` (the caller never asks an empty set:
-/// nobody asked is nobody confirming).
-pub async fn ask_all(
-    leader: &str,
-    term: u64,
-    apis: BTreeMap<String, String>,
-    token: Option<&str>,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> Option<u64> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls);
-    }
-    let agent = builder.build();
-    let asks = apis.into_iter().map(|(name, api)| {
-        let leader = leader.to_string();
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let agent = agent.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
-            if let Some(bearer) = &bearer {
-                request = request.set("Authorization", bearer);
-            }
-            let result = request.send_json(FailsafeRequest {
-                leader: leader.clone(),
-                term,
-            });
-            let answer = result
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
-                .and_then(|a| {
-                    if a.answers(&name, &leader, term) {
-                        Ok(a)
-                    } else {
-                        Err(format!(
-                            "answered for {} confirming {} in term {}, not {name} confirming \
-                             {leader} in term {term}",
-                            a.member, a.confirmed, a.term
-                        ))
-                    }
-                });
-            match answer {
-                Ok(a) => Some(a.promised_ms),
-                Err(e) => {
-                    tracing::info!("{leader}: failsafe: {name} did not confirm ({e})");
-                    None
-                }
-            }
-        })
-    });
-    futures_all(asks).await
-}
-
-async fn futures_all(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<Option<u64>>>,
-) -> Option<u64> {
-    let mut shortest: Option<u64> = None;
-    let mut all = true;
-    for h in handles {
-        match h.await.ok().flatten() {
-            Some(ms) => shortest = Some(shortest.map_or(ms, |s| s.min(ms))),
-            None => all = false,
-        }
-    }
-    if all {
-        shortest
-    } else {
-        None
     }
 }
 
@@ -333,47 +250,5 @@ mod tests {
         std::fs::write(&file, "another-boot 99999999999\n").unwrap();
         assert!(Failsafe::persisted(file).promised_until().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// Serves one HTTP request on a fresh port with `body` (200, JSON); returns the address.
-    fn answer_once(body: String) -> String {
-        use std::io::{Read as _, Write as _};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        std::thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = conn.read(&mut buf);
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(reply.as_bytes());
-        });
-        addr
-    }
-
-    /// A 200 is not a confirmation: one from another member (a stale or wrong address), for
-    /// another leader or another term, or without the answer's fields, confirms nothing.
-    #[tokio::test]
-    async fn only_an_answer_to_exactly_this_question_confirms() {
-        let answer = |member: &str, confirmed: &str, term: u64| {
-            serde_json::to_string(&FailsafeAnswer {
-                member: member.into(),
-                confirmed: confirmed.into(),
-                term,
-                promised_ms: 3000,
-            })
-            .unwrap()
-        };
-        let ask = |body: String| {
-            let api = answer_once(body);
-            ask_all("n1", 7, [("n2".to_string(), api)].into(), Some("t"), None)
-        };
-        assert_eq!(ask(answer("n2", "n1", 7)).await, Some(3000));
-        assert_eq!(ask(answer("n3", "n1", 7)).await, None, "another member");
-        assert_eq!(ask(answer("n2", "n9", 7)).await, None, "another leader");
-        assert_eq!(ask(answer("n2", "n1", 6)).await, None, "another term");
-        assert_eq!(ask("{}".into()).await, None, "any 200");
     }
 }

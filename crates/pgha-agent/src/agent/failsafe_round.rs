@@ -4,13 +4,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use pgha_core::{Millis, Outcome};
+use pgha_pg::lease_file::boot_clock_ms;
 use tokio::time::Instant;
 
 use super::Agent;
+use crate::failsafe::{ask_all, ask_until_confirmed};
 
 impl Agent {
     /// Starts a failsafe round (if none runs): every other member of the last view is asked to
-    /// confirm this leader; the answer comes back as an outcome when all confirmed.
+    /// confirm this leader, again while some refuse ([`ask_until_confirmed`]); the answer
+    /// comes back as an outcome when all confirmed in one round.
     pub(crate) fn ask_failsafe(&mut self) {
         // One round per half loop at most (like renewals), never a tight loop.
         let interval = Duration::from_millis((self.ttl().millis() / 6).max(100));
@@ -50,7 +53,14 @@ impl Agent {
             return; // a listed member we cannot ask cannot confirm: no failsafe
         }
         self.failsafe_asking = true;
-        let requested_at = self.now();
+        // Asked again until the lease deadline while no read of this agent's is answered (one
+        // may show lists naming other members to ask): a member whose own read has not failed
+        // yet refuses, and may confirm a moment later.
+        let boot_origin = self.boot_origin;
+        let now = move || Millis(boot_clock_ms().saturating_sub(boot_origin));
+        let until = self.member.lease_deadline().unwrap_or(now());
+        let failsafe = self.failsafe.clone();
+        let reads = failsafe.reads_answered();
         let tx = self.job_tx.clone();
         let token = self.spec.api_token.clone();
         let tls = self
@@ -60,21 +70,160 @@ impl Agent {
             .filter(|_| self.spec.api_https)
             .map(|t| t.client.rustls());
         tokio::spawn(async move {
-            let promised =
-                crate::failsafe::ask_all(me.as_str(), term, apis, token.as_deref(), tls).await;
-            if let Some(ms) = promised {
+            let round = |which| {
+                let (apis, tls) = (apis.clone(), tls.clone());
+                let (me, token) = (me.clone(), token.clone());
+                async move { ask_all(me.as_str(), term, apis, token.as_deref(), tls, which).await }
+            };
+            let go_on = || failsafe.reads_answered() == reads && now() < until;
+            let confirmed = ask_until_confirmed(round, go_on, now).await;
+            if let Some((_, ms)) = confirmed {
                 tracing::info!(
                     "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
                 );
             }
+            let (requested_at, promised_ms) = confirmed.unwrap_or((Millis(0), 0));
             let _ = tx.send(Outcome::FailsafeConfirmed {
-                requested_at: if promised.is_some() {
-                    requested_at
-                } else {
-                    Millis(0)
-                },
-                promised_ms: promised.unwrap_or(0),
+                requested_at,
+                promised_ms,
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+
+    use std::time::Duration;
+
+    use pgha_core::{
+        ClusterView, FailsafeList, LeaderKey, LocalPg, MemberName, MemberRecord, Millis,
+        Observation, Outcome, StoreView,
+    };
+    use pgha_store::{MemoryStore, TokioClock};
+
+    use crate::agent::Agent;
+    use crate::failsafe::FailsafeAnswer;
+    use crate::test_spec::spec;
+
+    /// A member's REST API on a fresh port that refuses the first `refusals` asks (409: its
+    /// own store read has not failed yet), then confirms n1 in term 7; its address.
+    fn member_confirming_after(refusals: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(mut conn) = conn else { return };
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let (status, body) = if i < refusals {
+                    ("409 Conflict", "{}".to_string())
+                } else {
+                    let answer = FailsafeAnswer {
+                        member: "n2".into(),
+                        confirmed: "n1".into(),
+                        term: 7,
+                        promised_ms: 3000,
+                    };
+                    ("200 OK", serde_json::to_string(&answer).unwrap())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes());
+            }
+        });
+        addr
+    }
+
+    /// n1's agent, leading in term 7 with a failsafe list naming n2, whose API refuses the
+    /// first `refusals` asks; its store reads fail from now on.
+    fn leader_asking_n2(dir: &std::path::Path, refusals: usize) -> Agent {
+        let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+        let (mut agent, _report) = Agent::new(spec(dir), store, Default::default());
+        let api = member_confirming_after(refusals);
+        let n2 = MemberRecord {
+            addresses: [(crate::spec::API_ADDRESS.to_string(), api)].into(),
+            ..MemberRecord::default()
+        };
+        let view = ClusterView {
+            leader: Some(LeaderKey {
+                holder: MemberName::new("n1"),
+                revision: 7,
+            }),
+            members: [(MemberName::new("n2"), n2)].into(),
+            failsafe: Some(FailsafeList {
+                leader: MemberName::new("n1"),
+                members: [MemberName::new("n1"), MemberName::new("n2")].into(),
+            }),
+            ..ClusterView::default()
+        };
+        let now = agent.now();
+        let acquired = Outcome::LeaderAcquired {
+            requested_at: now,
+            revision: 7,
+            ttl: view.config.ttl(),
+        };
+        agent.member.step(&Observation::new(
+            now,
+            LocalPg::default(),
+            StoreView::Up(Box::new(view.clone())),
+            vec![acquired],
+        ));
+        assert!(agent.member.holds_lease(now));
+        agent.view = Some(view);
+        agent.failsafe.observe(true, None, Duration::ZERO);
+        agent
+    }
+
+    /// The failsafe outcome the round started now reports: (requested at, promised ms).
+    async fn round_outcome(agent: &mut Agent, within: Duration) -> (Millis, u64) {
+        let outcome = tokio::time::timeout(within, agent.job_rx.recv())
+            .await
+            .expect("the failsafe round ends")
+            .expect("an outcome");
+        match outcome {
+            Outcome::FailsafeConfirmed {
+                requested_at,
+                promised_ms,
+            } => (requested_at, promised_ms),
+            other => panic!("not a failsafe outcome: {other:?}"),
+        }
+    }
+
+    /// Found by `faults::etcd_stalls::etcd_member_disk_stalled` under load: with etcd's leader
+    /// stalled, the leader's one round of asks came 13 ms before n3's own store read failed;
+    /// n3 refused, and no round came again before the leader's lease lapsed (the next one
+    /// waited for a step, itself waiting on store calls): the leader demoted and n2 took over,
+    /// although every member would have confirmed it a moment later. A refused round is asked
+    /// again.
+    #[tokio::test]
+    async fn a_round_refused_by_a_member_whose_read_had_not_failed_yet_is_asked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = leader_asking_n2(dir.path(), 2);
+        let asked_at = agent.now();
+        agent.ask_failsafe();
+        let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(5)).await;
+        assert_eq!(promised_ms, 3000, "confirmed once n2 confirms");
+        assert!(
+            requested_at > asked_at,
+            "trusted from the round n2 confirmed ({requested_at:?}), not from the first ({asked_at:?})"
+        );
+    }
+
+    /// Once a read of the leader's is answered, its rounds stop: that read may show a list
+    /// naming members the round does not ask (the next step's round asks them).
+    #[tokio::test]
+    async fn the_rounds_stop_once_a_read_is_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut agent = leader_asking_n2(dir.path(), usize::MAX);
+        agent.ask_failsafe();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        agent.failsafe.observe(false, None, Duration::ZERO);
+        let (requested_at, _) = round_outcome(&mut agent, Duration::from_secs(2)).await;
+        assert_eq!(requested_at, Millis(0), "no confirmation");
     }
 }
