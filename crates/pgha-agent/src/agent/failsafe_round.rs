@@ -1,6 +1,6 @@
 //! The leader's failsafe round: with the store down, ask every listed member to confirm it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use pgha_core::{Millis, Outcome};
@@ -70,13 +70,18 @@ impl Agent {
             .filter(|_| self.spec.api_https)
             .map(|t| t.client.rustls());
         tokio::spawn(async move {
-            let round = |which| {
-                let (apis, tls) = (apis.clone(), tls.clone());
-                let (me, token) = (me.clone(), token.clone());
+            let members = apis.keys().cloned().collect();
+            let round = |which, waiting: BTreeSet<String>| {
+                let apis: BTreeMap<String, String> = apis
+                    .iter()
+                    .filter(|(name, _)| waiting.contains(*name))
+                    .map(|(name, api)| (name.clone(), api.clone()))
+                    .collect();
+                let (me, token, tls) = (me.clone(), token.clone(), tls.clone());
                 async move { ask_all(me.as_str(), term, apis, token.as_deref(), tls, which).await }
             };
             let go_on = || failsafe.reads_answered() == reads && now() < until;
-            let confirmed = ask_until_confirmed(round, go_on, now).await;
+            let confirmed = ask_until_confirmed(&members, round, go_on, now).await;
             if let Some((_, ms)) = confirmed {
                 tracing::info!(
                     "{me}: store unreachable, every member confirmed this leader for {ms} ms (failsafe)"
@@ -105,7 +110,7 @@ mod tests {
     use pgha_store::{MemoryStore, TokioClock};
 
     use crate::agent::Agent;
-    use crate::failsafe::FailsafeAnswer;
+    use crate::failsafe::{FailsafeAnswer, ASK_AGAIN_AFTER};
     use crate::test_spec::spec;
 
     /// A member's REST API on a fresh port that refuses the first `refusals` asks (409: its
@@ -139,11 +144,15 @@ mod tests {
         addr
     }
 
-    /// n1's agent, leading in term 7 with a failsafe list naming n2, whose API refuses the
-    /// first `refusals` asks; its store reads fail from now on.
-    fn leader_asking_n2(dir: &std::path::Path, refusals: usize) -> Agent {
+    /// n1's agent, leading in term 7 (the lease taken `taken_ms_ago`, for the default 10 s)
+    /// with a failsafe list naming n2, whose API refuses the first `refusals` asks; its store
+    /// reads fail from now on.
+    fn leader_asking_n2(dir: &std::path::Path, refusals: usize, taken_ms_ago: u64) -> Agent {
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
         let (mut agent, _report) = Agent::new(spec(dir), store, Default::default());
+        // The agent's clock started 20 s ago (a lease taken before it started is one taken
+        // by this agent before its step).
+        agent.boot_origin = agent.boot_origin.saturating_sub(20_000);
         let api = member_confirming_after(refusals);
         let n2 = MemberRecord {
             addresses: [(crate::spec::API_ADDRESS.to_string(), api)].into(),
@@ -163,7 +172,7 @@ mod tests {
         };
         let now = agent.now();
         let acquired = Outcome::LeaderAcquired {
-            requested_at: now,
+            requested_at: Millis(now.0 - taken_ms_ago),
             revision: 7,
             ttl: view.config.ttl(),
         };
@@ -203,14 +212,16 @@ mod tests {
     #[tokio::test]
     async fn a_round_refused_by_a_member_whose_read_had_not_failed_yet_is_asked_again() {
         let dir = tempfile::tempdir().unwrap();
-        let mut agent = leader_asking_n2(dir.path(), 2);
+        let mut agent = leader_asking_n2(dir.path(), 2, 0);
         let asked_at = agent.now();
         agent.ask_failsafe();
         let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(5)).await;
         assert_eq!(promised_ms, 3000, "confirmed once n2 confirms");
+        let third_round = asked_at.plus(2 * ASK_AGAIN_AFTER.as_millis() as u64);
         assert!(
-            requested_at > asked_at,
-            "trusted from the round n2 confirmed ({requested_at:?}), not from the first ({asked_at:?})"
+            requested_at >= third_round,
+            "trusted from the round n2 confirmed ({requested_at:?}), not from an earlier one \
+             (asked first at {asked_at:?})"
         );
     }
 
@@ -219,10 +230,22 @@ mod tests {
     #[tokio::test]
     async fn the_rounds_stop_once_a_read_is_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let mut agent = leader_asking_n2(dir.path(), usize::MAX);
+        let mut agent = leader_asking_n2(dir.path(), usize::MAX, 0);
         agent.ask_failsafe();
         tokio::time::sleep(Duration::from_millis(250)).await;
         agent.failsafe.observe(false, None, Duration::ZERO);
+        let (requested_at, _) = round_outcome(&mut agent, Duration::from_secs(2)).await;
+        assert_eq!(requested_at, Millis(0), "no confirmation");
+    }
+
+    /// The rounds stop at the lease deadline they were started under (past it the leader
+    /// demotes: asking on would only keep the members promising for nothing).
+    #[tokio::test]
+    async fn the_rounds_stop_at_the_lease_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        // Taken 7.2 s ago for 10 s with a 2.5 s margin: trusted 300 ms more.
+        let mut agent = leader_asking_n2(dir.path(), usize::MAX, 7_200);
+        agent.ask_failsafe();
         let (requested_at, _) = round_outcome(&mut agent, Duration::from_secs(2)).await;
         assert_eq!(requested_at, Millis(0), "no confirmation");
     }

@@ -1,7 +1,7 @@
 //! A leader's asks for failsafe confirmations: one round asks every listed member over REST,
 //! and a refused round is asked again until one confirms or the caller stops it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -39,39 +39,59 @@ pub enum Round {
     Again,
 }
 
-/// Rounds of asks until one in which every member confirmed: `round(which)` asks them all and
-/// gives the shortest promise when all confirmed. After a round some refused, asks again
-/// [`ASK_AGAIN_AFTER`] later while `go_on()`: a member confirms only once its own store read
-/// has failed, which may come up to a store call's bound after the leader's, so a round made
-/// just before that is refused by a member that confirms a moment later. Returns when the
-/// confirming round began (by `now`, the caller's clock) and its shortest promise (ms).
-pub async fn ask_until_confirmed<T: Copy, F, Fut>(
+/// Asks every member of `members` until each has confirmed: `round(which, waiting)` asks those
+/// still `waiting` (at once) and gives each one's promise (ms), `None` for a refusal. A member
+/// confirms only once its own store read has failed, which may come up to a store call's
+/// bound after the leader's: one refused is asked again [`ASK_AGAIN_AFTER`] later, one that
+/// confirmed is not asked again. Nothing is asked, and nothing counts, unless `go_on()` holds
+/// before the round and once all have confirmed (the caller's view of whom to ask may have
+/// changed meanwhile). Returns the start of the earliest round a confirmation counted from
+/// (by `now`, the caller's clock: each member promised from its answer, after that) and the
+/// shortest promise; `None` when told to stop first, or for nobody to ask.
+pub async fn ask_until_confirmed<T: Copy + Ord, F, Fut>(
+    members: &BTreeSet<String>,
     mut round: F,
     mut go_on: impl FnMut() -> bool,
     now: impl Fn() -> T,
 ) -> Option<(T, u64)>
 where
-    F: FnMut(Round) -> Fut,
-    Fut: std::future::Future<Output = Option<u64>>,
+    F: FnMut(Round, BTreeSet<String>) -> Fut,
+    Fut: std::future::Future<Output = BTreeMap<String, Option<u64>>>,
 {
+    let mut confirmed: BTreeMap<String, (T, u64)> = BTreeMap::new();
     let mut which = Round::First;
     loop {
-        let began = now();
-        if let Some(promised) = round(which).await {
-            return Some((began, promised));
-        }
-        tokio::time::sleep(ASK_AGAIN_AFTER).await;
-        if !go_on() {
+        if members.is_empty() || !go_on() {
             return None;
         }
+        let began = now();
+        let waiting: BTreeSet<String> = members
+            .iter()
+            .filter(|m| !confirmed.contains_key(*m))
+            .cloned()
+            .collect();
+        for (member, answer) in round(which, waiting).await {
+            if let Some(promised) = answer.filter(|_| members.contains(&member)) {
+                confirmed.insert(member, (began, promised));
+            }
+        }
+        if confirmed.len() == members.len() {
+            if !go_on() {
+                return None;
+            }
+            let since = confirmed.values().map(|(at, _)| *at).min()?;
+            let shortest = confirmed.values().map(|(_, ms)| *ms).min()?;
+            return Some((since, shortest));
+        }
+        tokio::time::sleep(ASK_AGAIN_AFTER).await;
         which = Round::Again;
     }
 }
 
-/// Asks every member in `apis` (name → REST address) to confirm `leader` in `term`, with the
-/// cluster's API token (a confirmation is control: the members refuse an ask without it);
-/// when all did, the shortest promise (ms), else `None` (the caller never asks an empty set:
-/// nobody asked is nobody confirming). Refusals are logged in the first round only.
+/// Asks every member in `apis` (name → REST address), all at once, to confirm `leader` in
+/// `term`, with the cluster's API token (a confirmation is control: the members refuse an ask
+/// without it): each member's promise (ms), `None` for one that gave none. Refusals are
+/// logged in the first round only.
 pub async fn ask_all(
     leader: &str,
     term: u64,
@@ -79,120 +99,217 @@ pub async fn ask_all(
     token: Option<&str>,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     which: Round,
-) -> Option<u64> {
+) -> BTreeMap<String, Option<u64>> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut builder = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT);
     if let Some(tls) = tls {
         builder = builder.tls_config(tls);
     }
     let agent = builder.build();
-    let asks = apis.into_iter().map(|(name, api)| {
-        let leader = leader.to_string();
-        let bearer = token.map(|t| format!("Bearer {t}"));
-        let agent = agent.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
-            if let Some(bearer) = &bearer {
-                request = request.set("Authorization", bearer);
-            }
-            let result = request.send_json(FailsafeRequest {
-                leader: leader.clone(),
-                term,
-            });
-            let answer = result
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
-                .and_then(|a| {
-                    if a.answers(&name, &leader, term) {
-                        Ok(a)
-                    } else {
-                        Err(format!(
-                            "answered for {} confirming {} in term {}, not {name} confirming \
-                             {leader} in term {term}",
-                            a.member, a.confirmed, a.term
-                        ))
-                    }
-                });
-            match answer {
-                Ok(a) => Some(a.promised_ms),
-                Err(e) => {
-                    match which {
-                        Round::First => {
-                            tracing::info!("{leader}: failsafe: {name} did not confirm ({e})")
-                        }
-                        Round::Again => {
-                            tracing::debug!("{leader}: failsafe: {name} did not confirm ({e})")
-                        }
-                    }
-                    None
+    // Spawned before any is awaited: the asks run side by side, not one after the other.
+    let asks: Vec<(String, tokio::task::JoinHandle<Option<u64>>)> = apis
+        .into_iter()
+        .map(|(name, api)| {
+            let leader = leader.to_string();
+            let bearer = token.map(|t| format!("Bearer {t}"));
+            let agent = agent.clone();
+            let asked = name.clone();
+            let ask = tokio::task::spawn_blocking(move || {
+                let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
+                if let Some(bearer) = &bearer {
+                    request = request.set("Authorization", bearer);
                 }
-            }
+                let result = request.send_json(FailsafeRequest {
+                    leader: leader.clone(),
+                    term,
+                });
+                let answer = result
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
+                    .and_then(|a| {
+                        if a.answers(&name, &leader, term) {
+                            Ok(a)
+                        } else {
+                            Err(format!(
+                                "answered for {} confirming {} in term {}, not {name} \
+                                 confirming {leader} in term {term}",
+                                a.member, a.confirmed, a.term
+                            ))
+                        }
+                    });
+                match answer {
+                    Ok(a) => Some(a.promised_ms),
+                    Err(e) => {
+                        match which {
+                            Round::First => {
+                                tracing::info!("{leader}: failsafe: {name} did not confirm ({e})")
+                            }
+                            Round::Again => {
+                                tracing::debug!("{leader}: failsafe: {name} did not confirm ({e})")
+                            }
+                        }
+                        None
+                    }
+                }
+            });
+            (asked, ask)
         })
-    });
-    futures_all(asks).await
-}
-
-async fn futures_all(
-    handles: impl Iterator<Item = tokio::task::JoinHandle<Option<u64>>>,
-) -> Option<u64> {
-    let mut shortest: Option<u64> = None;
-    let mut all = true;
-    for h in handles {
-        match h.await.ok().flatten() {
-            Some(ms) => shortest = Some(shortest.map_or(ms, |s| s.min(ms))),
-            None => all = false,
-        }
+        .collect();
+    let mut answers = BTreeMap::new();
+    for (name, ask) in asks {
+        answers.insert(name, ask.await.ok().flatten());
     }
-    if all {
-        shortest
-    } else {
-        None
-    }
+    answers
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A refused round is asked again [`ASK_AGAIN_AFTER`] later, the first one's refusals
-    /// logged and the others' only traced, until one confirms (trusted from when that round
-    /// began) or the caller says to stop.
+    fn names(members: &[&str]) -> BTreeSet<String> {
+        members.iter().map(|m| m.to_string()).collect()
+    }
+
+    /// A member that refused is asked again [`ASK_AGAIN_AFTER`] later (the first round's
+    /// refusals logged, the others' only traced), one that confirmed is not; trust counts from
+    /// the earliest round a confirmation came from.
     #[tokio::test(start_paused = true)]
-    async fn asks_again_until_every_member_confirms_or_told_to_stop() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
+    async fn asks_again_whoever_refused_until_every_member_confirmed() {
+        use std::sync::Mutex;
         let start = tokio::time::Instant::now();
-        let rounds = AtomicUsize::new(0);
-        let refusing_twice = |which| {
-            let n = rounds.fetch_add(1, Ordering::SeqCst);
-            assert_eq!(which == Round::First, n == 0);
+        let asked: Mutex<Vec<BTreeSet<String>>> = Mutex::default();
+        // n2 confirms at once (promising 3 s), n3 in the third round (promising 2 s).
+        let round = |which, waiting: BTreeSet<String>| {
+            let mut asked = asked.lock().unwrap();
+            assert_eq!(which == Round::First, asked.is_empty());
+            let n = asked.len();
+            asked.push(waiting.clone());
             async move {
                 tokio::time::sleep(Duration::from_millis(30)).await;
-                (n >= 2).then_some(3000)
+                waiting
+                    .into_iter()
+                    .map(|m| {
+                        let promise = if m == "n2" {
+                            Some(3000)
+                        } else {
+                            (n >= 2).then_some(2000)
+                        };
+                        (m, promise)
+                    })
+                    .collect()
             }
         };
         let now = tokio::time::Instant::now;
-        let (began, promised) = ask_until_confirmed(refusing_twice, || true, now)
+        let members = names(&["n2", "n3"]);
+        let (since, promised) = ask_until_confirmed(&members, round, || true, now)
             .await
             .expect("confirmed in the third round");
-        assert_eq!(promised, 3000);
+        assert_eq!(since, start, "n2 confirmed in the first round");
+        assert_eq!(promised, 2000, "the shortest promise");
+        let asked = asked.into_inner().unwrap();
         assert_eq!(
-            began - start,
-            (ASK_AGAIN_AFTER + Duration::from_millis(30)) * 2
+            asked,
+            vec![members.clone(), names(&["n3"]), names(&["n3"])],
+            "n2 is not asked again"
         );
+        assert_eq!(
+            tokio::time::Instant::now() - start,
+            Duration::from_millis(30) * 3 + ASK_AGAIN_AFTER * 2
+        );
+    }
 
+    /// Nothing is asked, and no confirmation counts, once the caller says to stop: before the
+    /// first round, between rounds, and after every member confirmed.
+    #[tokio::test(start_paused = true)]
+    async fn stops_when_told_and_counts_no_confirmation_then() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let members = names(&["n2"]);
+        let now = tokio::time::Instant::now;
         let rounds = AtomicUsize::new(0);
-        let checks = AtomicUsize::new(0);
-        let refusing = |_| {
+        let refusing = |_, waiting: BTreeSet<String>| {
             rounds.fetch_add(1, Ordering::SeqCst);
-            async { None }
+            async move { waiting.into_iter().map(|m| (m, None)).collect() }
         };
+        let checks = AtomicUsize::new(0);
         let three_times = || checks.fetch_add(1, Ordering::SeqCst) < 3;
-        assert_eq!(ask_until_confirmed(refusing, three_times, now).await, None);
+        assert_eq!(
+            ask_until_confirmed(&members, refusing, three_times, now).await,
+            None
+        );
         assert_eq!(
             rounds.load(Ordering::SeqCst),
-            4,
-            "asked again while told to go on"
+            3,
+            "asked while told to go on"
         );
+
+        let confirming = |_, waiting: BTreeSet<String>| async move {
+            waiting.into_iter().map(|m| (m, Some(3000))).collect()
+        };
+        let checks = AtomicUsize::new(0);
+        let once = || checks.fetch_add(1, Ordering::SeqCst) < 1;
+        assert_eq!(
+            ask_until_confirmed(&members, confirming, once, now).await,
+            None,
+            "confirmed after the caller's view changed: it counts for nothing"
+        );
+        assert_eq!(
+            ask_until_confirmed(&BTreeSet::new(), confirming, || true, now).await,
+            None,
+            "nobody asked is nobody confirming"
+        );
+    }
+
+    /// Serves HTTP on a fresh port, answering each request with `body` (200, JSON) after
+    /// `delay`, each on a thread of its own; returns the address.
+    fn answering_after(delay: Duration, body: String) -> String {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf);
+                    std::thread::sleep(delay);
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(reply.as_bytes());
+                });
+            }
+        });
+        addr
+    }
+
+    /// The members of a round are asked side by side: three that each take 400 ms to answer
+    /// take about that long together, not 1.2 s (before, each ask began after the previous
+    /// one's answer, so k silent members held a round up to k times the ask timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_round_asks_every_member_at_once() {
+        let apis: BTreeMap<String, String> = ["n2", "n3", "n4"]
+            .into_iter()
+            .map(|m| {
+                let answer = FailsafeAnswer {
+                    member: m.into(),
+                    confirmed: "n1".into(),
+                    term: 7,
+                    promised_ms: 3000,
+                };
+                let body = serde_json::to_string(&answer).unwrap();
+                (
+                    m.to_string(),
+                    answering_after(Duration::from_millis(400), body),
+                )
+            })
+            .collect();
+        let began = std::time::Instant::now();
+        let answers = ask_all("n1", 7, apis, Some("t"), None, Round::First).await;
+        let took = began.elapsed();
+        assert!(answers.values().all(|a| *a == Some(3000)), "{answers:?}");
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
     }
 
     /// Serves one HTTP request on a fresh port with `body` (200, JSON); returns the address.
@@ -229,7 +346,10 @@ mod tests {
         let ask = |body: String| {
             let api = answer_once(body);
             let apis = [("n2".to_string(), api)].into();
-            ask_all("n1", 7, apis, Some("t"), None, Round::First)
+            async {
+                let answers = ask_all("n1", 7, apis, Some("t"), None, Round::First).await;
+                answers.get("n2").copied().flatten()
+            }
         };
         assert_eq!(ask(answer("n2", "n1", 7)).await, Some(3000));
         assert_eq!(ask(answer("n3", "n1", 7)).await, None, "another member");
