@@ -9,7 +9,7 @@ use crate::observe::{ClusterView, DataDir, JobFailure, Observation};
 use crate::reason::Reason;
 use crate::switchover;
 use crate::sync;
-use crate::types::MemberName;
+use crate::types::{MemberName, Millis};
 use std::collections::BTreeSet;
 
 impl Member {
@@ -157,7 +157,7 @@ impl Member {
         }
         self.maintain_slots(obs, view, plan);
         self.publish_position(obs, view, revision, plan);
-        self.publish_failsafe_list(view, revision, plan);
+        self.publish_failsafe_list(obs.now, view, revision, plan);
         self.maintain_sync(obs, view, revision, plan);
         // What this step put in force is published now, not a loop later.
         self.publish_if_due(obs, view, plan);
@@ -323,8 +323,16 @@ impl Member {
         }
     }
 
-    /// Keeps the `failsafe` key equal to the members this leader sees (itself included).
-    fn publish_failsafe_list(&mut self, view: &ClusterView, revision: u64, plan: &mut Plan) {
+    /// Keeps the `failsafe` key equal to the members this leader sees (itself included). A
+    /// list sent may name a member no confirmation came from, which runs for leader once the
+    /// store's lease ends: from the send on, the promises kept so far extend nothing.
+    fn publish_failsafe_list(
+        &mut self,
+        now: Millis,
+        view: &ClusterView,
+        revision: u64,
+        plan: &mut Plan,
+    ) {
         let mut members: BTreeSet<MemberName> = view.members.keys().cloned().collect();
         members.insert(self.name().clone());
         let list = crate::observe::FailsafeList {
@@ -332,6 +340,11 @@ impl Member {
             members,
         };
         if self.failsafe_list_to_send(revision, view, &list) {
+            self.failsafe_list_sent_at = Some(now);
+            let margin = self.config.safety_margin_ms;
+            if let Some(lease) = self.lease.as_mut() {
+                lease.without_promises(margin);
+            }
             plan.push(Action::PublishFailsafe {
                 list,
                 leader_revision: revision,

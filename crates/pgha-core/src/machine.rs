@@ -101,6 +101,9 @@ pub struct Member {
     pub(crate) listed_peer_seen_since: Option<Millis>,
     /// Failsafe lists sent in this term that may still land ([`Member::failsafe_confirmers`]).
     pub(crate) failsafe_sent: Option<failsafe_asks::SentLists>,
+    /// When this member last sent a failsafe list: confirmations asked for before it count
+    /// for nothing (the list may name members they did not come from).
+    pub(crate) failsafe_list_sent_at: Option<Millis>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
@@ -179,6 +182,7 @@ impl Member {
             expiry_caps: Default::default(),
             listed_peer_seen_since: None,
             failsafe_sent: None,
+            failsafe_list_sent_at: None,
             primary_down_since: None,
             unresponsive_since: None,
             flush_stuck: None,

@@ -14,9 +14,13 @@ pub(crate) struct HeldLease {
     pub renewed_at: Millis,
     /// The TTL the store's lease was last granted with.
     pub ttl: Ttl,
-    /// Before this instant (own clock) the store cannot have expired the lease:
-    /// `renewed_at + ttl`, lowered at once when a renewal with a shorter TTL is sent.
+    /// Before this instant (own clock) nobody else can lead: the store's lease
+    /// (`store_expires_at`) or, past it, the promises of every member of the failsafe list.
     pub expires_at: Millis,
+    /// Before this instant (own clock) the store cannot have expired the lease:
+    /// `renewed_at + ttl` of the renewals answered, lowered at once when a renewal with a
+    /// shorter TTL is sent. Failsafe confirmations do not move it.
+    pub store_expires_at: Millis,
     /// `expires_at - safety_margin`: writable only before this instant.
     pub trusted_until: Millis,
 }
@@ -36,13 +40,21 @@ impl HeldLease {
             renewed_at: sent,
             ttl,
             expires_at,
+            store_expires_at: expires_at,
             trusted_until: Millis(expires_at.0.saturating_sub(margin)),
         }
+    }
+
+    /// What the members' failsafe promises added is given up: from now on the lease is
+    /// trusted no longer than the store's.
+    pub(crate) fn without_promises(&mut self, margin: u64) {
+        self.cap(self.store_expires_at, margin);
     }
 
     /// A renewal with a shorter TTL may take effect before its answer comes: from the moment
     /// it is sent the lease may end at `cap`.
     fn cap(&mut self, cap: Millis, margin: u64) {
+        self.store_expires_at = self.store_expires_at.min(cap);
         self.expires_at = self.expires_at.min(cap);
         self.trusted_until = self
             .trusted_until

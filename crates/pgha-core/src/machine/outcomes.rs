@@ -38,13 +38,23 @@ impl Member {
                     let later = self
                         .lease
                         .filter(|l| l.revision == *revision && l.renewed_at > *requested_at);
-                    self.lease = Some(later.unwrap_or(HeldLease::new(
+                    let answered = HeldLease::new(
                         *revision,
                         *requested_at,
                         *ttl,
                         cap,
                         self.config.safety_margin_ms,
-                    )));
+                    );
+                    self.lease = Some(match later {
+                        // Trusted from a later instant (a renewal, or failsafe confirmations):
+                        // still, the store's lease now lasts at least as this answer says.
+                        Some(mut kept) => {
+                            kept.store_expires_at =
+                                kept.store_expires_at.max(answered.store_expires_at);
+                            kept
+                        }
+                        None => answered,
+                    });
                     self.adopting_since = None;
                 }
                 Outcome::LeaderRefused => {
@@ -57,9 +67,15 @@ impl Member {
                     promised_ms,
                 } => {
                     // Nobody can take the lease before requested_at + ttl: trust it like a
-                    // renewal sent at that instant.
-                    if let Some(lease) =
-                        self.lease.as_mut().filter(|l| l.renewed_at < *requested_at)
+                    // renewal sent at that instant. Unless a failsafe list went out since it
+                    // was asked for: that list may name members the round did not ask.
+                    let listed_since = self
+                        .failsafe_list_sent_at
+                        .is_some_and(|sent| sent >= *requested_at);
+                    if let Some(lease) = self
+                        .lease
+                        .as_mut()
+                        .filter(|l| l.renewed_at < *requested_at && !listed_since)
                     {
                         // Nobody can take the lease before the shortest promise ends.
                         lease.renewed_at = *requested_at;

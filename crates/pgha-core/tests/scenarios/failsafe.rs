@@ -270,3 +270,54 @@ fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
         Some([name("n2"), name("n3")].into())
     );
 }
+
+/// Found by review (2026-12-04): a leader kept by failsafe confirmations reads the store again
+/// and publishes a list naming a member it never asked (n4, new), while the renewal of that
+/// step is lost. n4, listed, may run for leader once the store expires the key (the last
+/// renewal it got + ttl) without waiting for anybody's promise, while the confirmations kept
+/// the leader trusting seconds longer. From the list's send the leader trusts no more than
+/// the store's lease; a confirmation asked for before it counts for nothing.
+#[test]
+fn a_leader_listing_a_member_it_never_asked_trusts_only_the_stores_lease_again() {
+    let (mut n1, view) = established_leader();
+    let ttl = ClusterConfig::default().ttl_ms;
+    let confirmed = |at: u64| Outcome::FailsafeConfirmed {
+        requested_at: Millis(at),
+        promised_ms: ttl,
+    };
+    // The store's lease from the acquisition at 0 ends by 10 s; everyone confirmed n1 at 6 s.
+    let mut down = store_down(6_100, primary(1, 1200));
+    down.outcomes = vec![confirmed(6_000)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(13_500)));
+    // At 7 s the store answers again, showing n4: the list naming it goes out with a renewal
+    // (whose answer never comes).
+    let with_n4 = view.with("n4", record(&standby(1, 900, Some("n1")), Some("n1")));
+    let d = n1.step(&obs(7_000, primary(1, 1300), &with_n4, vec![]));
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::PublishFailsafe { list, .. } if list.members.contains(&name("n4")))
+        ),
+        "{:?}",
+        d.actions
+    );
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    assert_eq!(
+        n1.lease_deadline(),
+        Some(Millis(7_500)),
+        "the store's lease, less the margin"
+    );
+    assert!(n1.fence_deadline().unwrap() < Millis(ttl));
+    // The store gone again: a confirmation from a round asked for before the list went out
+    // (it did not ask n4) counts for nothing; one asked for after it (n4 among those asked)
+    // counts.
+    let mut down = store_down(7_100, primary(1, 1400));
+    down.outcomes = vec![confirmed(6_900)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(7_500)));
+    let mut down = store_down(7_200, primary(1, 1400));
+    down.outcomes = vec![confirmed(7_050)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(7_050 + ttl - 2_500)));
+}

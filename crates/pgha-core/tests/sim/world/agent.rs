@@ -167,7 +167,8 @@ impl World {
     /// its last read, and those it sent since); a member confirms
     /// only when its agent runs, cannot reach the store either and last saw this leader, and
     /// then promises not to take the lease for a ttl. All confirm: the leader may trust its
-    /// lease for a ttl from the request.
+    /// lease for a ttl from the request. With the store slow, the confirmation reaches the
+    /// leader up to a second late.
     fn ask_failsafe(&mut self, leader: usize, requested_at: Millis) {
         let node = &self.nodes[leader];
         let (Some(member), Some(view)) = (&node.member, &node.last_view) else {
@@ -198,12 +199,19 @@ impl World {
         for &c in &confirmers {
             self.nodes[c].promised_until = self.nodes[c].promised_until.max(now + ttl);
         }
-        self.nodes[leader]
-            .outcomes
-            .push(Outcome::FailsafeConfirmed {
-                requested_at,
-                promised_ms: ttl,
-            });
+        let confirmed = Outcome::FailsafeConfirmed {
+            requested_at,
+            promised_ms: ttl,
+        };
+        if self.slow_store {
+            // The answers on their way while the leader steps on: it may read the store and
+            // send a failsafe list meanwhile. The delay is not drawn, so that every seed keeps
+            // the draws it had.
+            let at = now + now % 997;
+            self.nodes[leader].in_flight.push((at, confirmed));
+        } else {
+            self.nodes[leader].outcomes.push(confirmed);
+        }
         self.nodes[leader].woken.get_or_insert(now + TICK);
     }
 
