@@ -324,8 +324,10 @@ impl Member {
     }
 
     /// Keeps the `failsafe` key equal to the members this leader sees (itself included). A
-    /// list sent may name a member no confirmation came from, which runs for leader once the
-    /// store's lease ends: from the send on, the promises kept so far extend nothing.
+    /// list naming a member no failsafe round asked lets it run for leader once the store's
+    /// lease ends, promises or not: such a list waits while the lease is trusted on promises
+    /// alone (until a renewal is answered; unlisted, that member waits for the others), and
+    /// confirmations asked for before it went out count for nothing.
     fn publish_failsafe_list(
         &mut self,
         now: Millis,
@@ -339,11 +341,14 @@ impl Member {
             leader: self.name().clone(),
             members,
         };
+        let asked = self.failsafe_confirmers(view).unwrap_or_default();
+        let names_unasked = list.confirmers().any(|m| !asked.contains(m));
+        if names_unasked && self.lease.is_some_and(|l| l.rests_on_promises()) {
+            return;
+        }
         if self.failsafe_list_to_send(revision, view, &list) {
-            self.failsafe_list_sent_at = Some(now);
-            let margin = self.config.safety_margin_ms;
-            if let Some(lease) = self.lease.as_mut() {
-                lease.without_promises(margin);
+            if names_unasked {
+                self.failsafe_list_sent_at = Some(now);
             }
             plan.push(Action::PublishFailsafe {
                 list,

@@ -17,10 +17,12 @@ pub(crate) struct HeldLease {
     /// Before this instant (own clock) nobody else can lead: the store's lease
     /// (`store_expires_at`) or, past it, the promises of every member of the failsafe list.
     pub expires_at: Millis,
-    /// Before this instant (own clock) the store cannot have expired the lease:
-    /// `renewed_at + ttl` of the renewals answered, lowered at once when a renewal with a
-    /// shorter TTL is sent. Failsafe confirmations do not move it.
+    /// Before this instant (own clock) the store cannot have expired the lease: from the
+    /// newest renewal answered (sent at `store_renewed_at`), lowered at once when a renewal
+    /// with a shorter TTL is sent. Failsafe confirmations do not move it.
     pub store_expires_at: Millis,
+    /// When the renewal `store_expires_at` comes from was sent.
+    pub store_renewed_at: Millis,
     /// `expires_at - safety_margin`: writable only before this instant.
     pub trusted_until: Millis,
 }
@@ -41,14 +43,24 @@ impl HeldLease {
             ttl,
             expires_at,
             store_expires_at: expires_at,
+            store_renewed_at: sent,
             trusted_until: Millis(expires_at.0.saturating_sub(margin)),
         }
     }
 
-    /// What the members' failsafe promises added is given up: from now on the lease is
-    /// trusted no longer than the store's.
-    pub(crate) fn without_promises(&mut self, margin: u64) {
-        self.cap(self.store_expires_at, margin);
+    /// Whether it is trusted past the store's lease, on failsafe promises alone.
+    pub(crate) fn rests_on_promises(&self) -> bool {
+        self.expires_at > self.store_expires_at
+    }
+
+    /// The answer to a renewal sent before this lease's trust starts (failsafe confirmations
+    /// since, or a later renewal answered first): it says how long the store's lease lasts
+    /// unless a renewal sent after it has been answered already.
+    pub(super) fn answered_late(&mut self, answer: &HeldLease) {
+        if answer.store_renewed_at > self.store_renewed_at {
+            self.store_expires_at = answer.store_expires_at;
+            self.store_renewed_at = answer.store_renewed_at;
+        }
     }
 
     /// A renewal with a shorter TTL may take effect before its answer comes: from the moment
@@ -193,5 +205,26 @@ impl Member {
         }
         self.expiry_caps.sent(now, cap);
         plan.push(Action::RenewLeader { revision, ttl });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a late answer to an older renewal (sent with a ttl since lowered)
+    /// raised the store's lease past what the newer answer, with the lower ttl, had said.
+    #[test]
+    fn a_late_answer_speaks_for_the_stores_lease_only_if_sent_after_the_one_it_had() {
+        let margin = 2_500;
+        let mut lease = HeldLease::new(7, Millis(5_000), Ttl::from_secs(10), None, margin);
+        assert_eq!(lease.store_expires_at, Millis(15_000));
+        let older = HeldLease::new(7, Millis(1_000), Ttl::from_secs(30), None, margin);
+        lease.answered_late(&older);
+        assert_eq!(lease.store_expires_at, Millis(15_000));
+        let newer = HeldLease::new(7, Millis(6_000), Ttl::from_secs(10), None, margin);
+        lease.answered_late(&newer);
+        assert_eq!(lease.store_expires_at, Millis(16_000));
+        assert_eq!(lease.store_renewed_at, Millis(6_000));
     }
 }

@@ -46,11 +46,9 @@ impl Member {
                         self.config.safety_margin_ms,
                     );
                     self.lease = Some(match later {
-                        // Trusted from a later instant (a renewal, or failsafe confirmations):
-                        // still, the store's lease now lasts at least as this answer says.
+                        // Trusted from a later instant (a renewal, or failsafe confirmations).
                         Some(mut kept) => {
-                            kept.store_expires_at =
-                                kept.store_expires_at.max(answered.store_expires_at);
+                            kept.answered_late(&answered);
                             kept
                         }
                         None => answered,

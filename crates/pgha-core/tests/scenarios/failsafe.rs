@@ -275,10 +275,11 @@ fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
 /// and publishes a list naming a member it never asked (n4, new), while the renewal of that
 /// step is lost. n4, listed, may run for leader once the store expires the key (the last
 /// renewal it got + ttl) without waiting for anybody's promise, while the confirmations kept
-/// the leader trusting seconds longer. From the list's send the leader trusts no more than
-/// the store's lease; a confirmation asked for before it counts for nothing.
+/// the leader trusting seconds longer. Such a list waits until a renewal is answered (n4,
+/// unlisted meanwhile, waits for a listed member to read the store for a ttl); confirmations
+/// asked for before it went out count for nothing.
 #[test]
-fn a_leader_listing_a_member_it_never_asked_trusts_only_the_stores_lease_again() {
+fn a_list_naming_a_member_nobody_asked_waits_for_the_stores_lease() {
     let (mut n1, view) = established_leader();
     let ttl = ClusterConfig::default().ttl_ms;
     let confirmed = |at: u64| Outcome::FailsafeConfirmed {
@@ -290,10 +291,23 @@ fn a_leader_listing_a_member_it_never_asked_trusts_only_the_stores_lease_again()
     down.outcomes = vec![confirmed(6_000)];
     n1.step(&down);
     assert_eq!(n1.lease_deadline(), Some(Millis(13_500)));
-    // At 7 s the store answers again, showing n4: the list naming it goes out with a renewal
-    // (whose answer never comes).
+    // At 7 s the store answers again, showing n4: a renewal goes out, the list naming n4 not.
     let with_n4 = view.with("n4", record(&standby(1, 900, Some("n1")), Some("n1")));
     let d = n1.step(&obs(7_000, primary(1, 1300), &with_n4, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+    assert!(
+        !has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(n1.lease_deadline(), Some(Millis(13_500)), "promises hold");
+    // The renewal answered: the lease rests on the store again, and the list goes out.
+    let renewed = Outcome::LeaderRenewed {
+        requested_at: Millis(7_000),
+        revision: 7,
+        ttl: ClusterConfig::default().ttl(),
+    };
+    let d = n1.step(&obs(7_100, primary(1, 1300), &with_n4, vec![renewed]));
     assert!(
         has(
             &d,
@@ -302,22 +316,46 @@ fn a_leader_listing_a_member_it_never_asked_trusts_only_the_stores_lease_again()
         "{:?}",
         d.actions
     );
-    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
-    assert_eq!(
-        n1.lease_deadline(),
-        Some(Millis(7_500)),
-        "the store's lease, less the margin"
-    );
-    assert!(n1.fence_deadline().unwrap() < Millis(ttl));
+    assert_eq!(n1.lease_deadline(), Some(Millis(14_500)));
     // The store gone again: a confirmation from a round asked for before the list went out
     // (it did not ask n4) counts for nothing; one asked for after it (n4 among those asked)
     // counts.
-    let mut down = store_down(7_100, primary(1, 1400));
-    down.outcomes = vec![confirmed(6_900)];
-    n1.step(&down);
-    assert_eq!(n1.lease_deadline(), Some(Millis(7_500)));
     let mut down = store_down(7_200, primary(1, 1400));
     down.outcomes = vec![confirmed(7_050)];
     n1.step(&down);
-    assert_eq!(n1.lease_deadline(), Some(Millis(7_050 + ttl - 2_500)));
+    assert_eq!(n1.lease_deadline(), Some(Millis(14_500)));
+    let mut down = store_down(7_300, primary(1, 1400));
+    down.outcomes = vec![confirmed(7_150)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(7_150 + ttl - 2_500)));
+}
+
+/// Found by review (2026-12-04) of the first form of the rule above, which cut the trust the
+/// promises gave at every list sent: a list still on its way from before an outage (its
+/// answer lost) is sent again when the store answers a read; every member it names was asked
+/// and promised, so the leader keeps its trust (the cut had fenced it at once).
+#[test]
+fn a_list_sent_again_naming_only_members_asked_keeps_the_trust_of_their_promises() {
+    let (mut n1, view) = established_leader();
+    let ttl = ClusterConfig::default().ttl_ms;
+    let with_n2 = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
+    let d = n1.step(&obs(200, primary(1, 1000), &with_n2, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
+    // Its answer never comes; the store goes away; n2 confirmed n1 at 8 s.
+    let mut down = store_down(8_100, primary(1, 1200));
+    down.outcomes = vec![Outcome::FailsafeConfirmed {
+        requested_at: Millis(8_000),
+        promised_ms: ttl,
+    }];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(15_500)));
+    // At 9 s a read is answered: the key has not moved, the list goes out again.
+    let d = n1.step(&obs(9_000, primary(1, 1300), &with_n2, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
+        "{:?}",
+        d.actions
+    );
+    assert_eq!(n1.lease_deadline(), Some(Millis(15_500)));
+    assert!(n1.holds_lease(Millis(9_000)));
 }
