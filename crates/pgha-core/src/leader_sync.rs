@@ -91,7 +91,7 @@ impl Member {
                     local.lsn,
                     obs.now,
                     self.config.loop_wait_ms,
-                    self.config.synchronous_mode != SyncMode::Off,
+                    self.config.synchronous_mode,
                 ) => {}
             SyncStep::Publish(set) => {
                 let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();

@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{ClusterConfig, SyncMethod, SyncMode};
 use crate::observe::{MemberRecord, ReplicaState};
-use crate::types::{Lsn, MemberName, Tags, Timeline};
+use crate::types::{Lsn, MemberName, Millis, Tags, Timeline};
 use std::collections::BTreeMap;
 
 fn record(priority: u32, nosync: bool) -> MemberRecord {
@@ -254,4 +254,72 @@ fn a_count_change_publishes_the_lower_count_while_under_way() {
         panic!("the higher count is published once applied");
     };
     assert_eq!(raised.count, 2);
+}
+
+/// Found by the simulation (seed 141133): n3 confirmed commits while synchronous, was tagged
+/// `nosync`, and the set was emptied once n3 (still streaming) held them: every standby then
+/// eligible, the most advanced winning. n1 came back far behind and joined the empty set at
+/// once ("additions need no wait"): the set {n1} left n3 ineligible, and when the leader
+/// died n1 won without those commits. In mode `on` an addition to an empty set takes
+/// eligibility from every standby outside it: it waits, as a removal does, until a member of
+/// the new set holds the primary's position.
+#[test]
+fn a_first_member_of_an_empty_set_waits_as_a_removal_does() {
+    let empty = SyncSet {
+        leader: Some("n2".into()),
+        members: Default::default(),
+        count: 0,
+        method: SyncMethod::Priority,
+    };
+    let with_n1 = SyncSet {
+        members: ["n1".into()].into(),
+        count: 1,
+        ..empty.clone()
+    };
+    let behind = |flushed: u64| ReplicaState {
+        flush_lsn: Lsn(flushed),
+        ..replica("n1")
+    };
+    let n3 = ReplicaState {
+        flush_lsn: Lsn(500),
+        ..replica("n3")
+    };
+    let mut mark = None;
+    let ready = |mark: &mut Option<RemovalMark>, n1: ReplicaState, at: u64| {
+        let replicas = [n1, n3.clone()];
+        let mode = SyncMode::On;
+        removal_ready(
+            mark,
+            7,
+            &with_n1,
+            &empty,
+            &replicas,
+            Lsn(500),
+            Millis(at),
+            1000,
+            mode,
+        )
+    };
+    assert!(
+        !ready(&mut mark, behind(100), 0),
+        "n1 joins only once it holds 500"
+    );
+    assert!(!ready(&mut mark, behind(100), 1500));
+    assert!(ready(&mut mark, behind(500), 2000));
+    // In strict mode an empty set leaves only its leader eligible: members join at once.
+    let strict = SyncMode::Strict;
+    let replicas = [behind(100), n3.clone()];
+    let mut mark = None;
+    let at = Millis(0);
+    assert!(removal_ready(
+        &mut mark,
+        7,
+        &with_n1,
+        &empty,
+        &replicas,
+        Lsn(500),
+        at,
+        1000,
+        strict
+    ));
 }
