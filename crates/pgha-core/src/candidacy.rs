@@ -98,11 +98,21 @@ impl Member {
                 .max(view.leader_position.as_ref().map(|p| p.lsn)),
         };
         let mine = self.record(local, view);
-        // During a pending switchover the old leader does not compete.
+        // During a pending switchover the old leader does not compete; what it may hold still
+        // counts (a vetoed winner handing over may be the one holding acknowledged commits).
         let mut members = view.members.clone();
         if let Some(from) = request.and_then(|p| p.request.from.as_ref()) {
             if waited < self.config.switchover_timeout_ms {
-                members.remove(from);
+                let held = members
+                    .remove(from)
+                    .filter(|r| r.is_standby())
+                    .and_then(|r| rules.holds_commits_ahead(from, &r, &mine));
+                if let Some(why) = held {
+                    return Reason::IneligibleAhead {
+                        member: from.clone(),
+                        why,
+                    };
+                }
             }
         }
         let give_up = waited >= self.config.ttl_ms;

@@ -126,7 +126,7 @@ impl Rules<'_> {
     /// tagged nofailover since the set was published) and is further ahead: it may hold
     /// commits that were acknowledged and that `me` lacks. A vetoed member counts even outside
     /// the set, for as long as its veto lasts.
-    fn holds_commits_ahead(
+    pub(crate) fn holds_commits_ahead(
         &self,
         name: &MemberName,
         record: &MemberRecord,

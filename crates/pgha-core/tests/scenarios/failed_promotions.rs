@@ -270,3 +270,33 @@ fn a_vetoed_set_leader_ahead_keeps_the_others_from_running() {
         d3.reason
     );
 }
+
+/// ... and so does a vetoed winner handing over to the next candidate (found by the
+/// simulation with vetoes, seed 65231): n3, ahead of n1 in the set {n1, n3} (n3 its leader
+/// since it won), was vetoed and asked for a switchover to n1; n1 waited to replay n3's
+/// position, until n2, outside the set, came back further ahead than n1. The switchover then
+/// left it to the election, which, while the request was pending, did not count the member
+/// handing over: n1 won without the commits n3 had confirmed. The member handing over does
+/// not compete, but what it may hold still counts.
+#[test]
+fn a_vetoed_winner_handing_over_still_counts_when_the_election_decides() {
+    let n1 = standby(2, 4000, None);
+    let n3 = vetoed_record(&standby(2, 4100, None));
+    let n2 = record(&standby(2, 4300, None), None);
+    let mut view = View::new()
+        .with("n1", record(&n1, None))
+        .with("n2", n2)
+        .with("n3", n3)
+        .sync_set("n3", &["n1", "n3"])
+        .switchover("n3", Some("n1"), 40);
+    view.0.sync.method = SyncMethod::Quorum;
+    let mut m1 = member("n1");
+    // Still the target, not caught up with n3, but behind n2: the election decides.
+    let d = m1.step(&obs(1_000, n1.clone(), &view, vec![]));
+    assert!(!acquires(&d), "n1 took over: {}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::IneligibleAhead { member, why: election::Ineligible::PromotionVetoed } if member == &name("n3")),
+        "{}",
+        d.reason
+    );
+}
