@@ -60,6 +60,11 @@ impl Member {
         if !matches!(step, SyncStep::Publish(_)) {
             self.sync.removal = None;
         }
+        if let SyncStep::Publish(set) = step {
+            // Against the store's set and any still on its way: either may be in force.
+            let set = sync::with_possible_holders(set, &view.sync, &view.members);
+            step = SyncStep::Publish(sync::with_possible_holders(set, &published, &view.members));
+        }
         // Only members that could be elected hold commits for a failover: not a clone's or a
         // backup tool's WAL stream, nor a member that may not be promoted.
         let electable: Vec<_> = local
@@ -91,7 +96,7 @@ impl Member {
                     local.lsn,
                     obs.now,
                     self.config.loop_wait_ms,
-                    self.config.synchronous_mode,
+                    self.config.synchronous_mode != SyncMode::Off,
                 ) => {}
             SyncStep::Publish(set) => {
                 let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();

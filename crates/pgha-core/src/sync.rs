@@ -5,10 +5,13 @@
 //! winner publishes before its first write (`choice`);
 //! [`next_step`] orders a change so the published set always covers what PostgreSQL counts
 //! (`ordering`); [`removal_ready`] holds a removal until a staying member caught up (`removal`);
-//! [`SyncInForce`] is what a leader publishes once both match the settings (`in_force`);
+//! [`with_possible_holders`] widens the first members of a set that named only its leader
+//! (`holders`); [`SyncInForce`] is what a leader publishes once both match the settings
+//! (`in_force`);
 //! [`UnseenSets`] are sets it published that may still land (`unseen`).
 
 mod choice;
+mod holders;
 mod in_force;
 mod ordering;
 mod removal;
@@ -18,6 +21,7 @@ mod tests;
 mod unseen;
 
 pub use choice::{before_promotion, blocking, desired, set_at_promotion, NO_STANDBY};
+pub use holders::with_possible_holders;
 pub use in_force::{LeaderSync, SyncInForce};
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};

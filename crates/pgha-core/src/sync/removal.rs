@@ -1,7 +1,6 @@
 //! When a member may leave the published set (or its count rise): once enough staying members
 //! flushed all the leaving configuration may have confirmed.
 
-use crate::config::SyncMode;
 use crate::observe::ReplicaState;
 use crate::types::{Lsn, MemberName, Millis};
 use std::collections::BTreeSet;
@@ -27,14 +26,13 @@ pub struct RemovalMark {
 /// that streams. Otherwise a failover would choose among the staying members only and could
 /// lose commits that the leaving member alone confirmed. A higher count waits the same way (an
 /// election needs fewer records under it). With a count of `k`, `k` staying members must hold
-/// that position: any `|set| - k + 1` records then include one of them. Additions need no
-/// wait, but for the first members of an empty set in mode `on`: with none named, every
-/// standby was eligible and the most advanced won, and those the new set leaves out may be
-/// the ones holding what was acknowledged (in `strict` an empty set leaves only its leader
-/// eligible). In `on` an empty target makes every standby eligible, and the most advanced
-/// running one wins: it waits until some standby that streams holds that position (a stopped
-/// set member may be the only one holding commits it confirmed); not with `mode` off (the
-/// settings turned synchronous replication off, giving up I4). A mark counts only for the same removal
+/// that position: any `|set| - k + 1` records then include one of them. Additions need no wait
+/// (the first members of a set naming only its leader come with every standby that may hold
+/// what was acknowledged: [`super::with_possible_holders`]).
+/// An empty target makes every standby eligible, and the most advanced running one wins: it
+/// waits until some standby that streams holds that position (a stopped set member may be the
+/// only one holding commits it confirmed), unless `emptying_waits` is false (the settings
+/// turned synchronous replication off, giving up I4). A mark counts only for the same removal
 /// in the same term (`term`: the leader key's revision); callers drop it whenever the next
 /// step is not a publication.
 #[allow(clippy::too_many_arguments)]
@@ -47,16 +45,12 @@ pub fn removal_ready(
     primary_lsn: Lsn,
     now: Millis,
     settle_ms: u64,
-    mode: SyncMode,
+    emptying_waits: bool,
 ) -> bool {
-    let removes = if published.members.is_empty() {
-        mode == SyncMode::On && !target.members.is_empty()
-    } else {
-        !target.members.is_superset(&published.members)
-    };
+    let removes = !target.members.is_superset(&published.members);
     let raises = !published.members.is_empty() && target.count > published.count;
     let emptied = target.members.is_empty();
-    if !(removes || raises) || (emptied && mode == SyncMode::Off) {
+    if !(removes || raises) || (emptied && !emptying_waits) {
         *mark = None;
         return true;
     }

@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{ClusterConfig, SyncMethod, SyncMode};
 use crate::observe::{MemberRecord, ReplicaState};
-use crate::types::{Lsn, MemberName, Millis, Tags, Timeline};
+use crate::types::{Lsn, MemberName, Tags, Timeline};
 use std::collections::BTreeMap;
 
 fn record(priority: u32, nosync: bool) -> MemberRecord {
@@ -258,13 +258,15 @@ fn a_count_change_publishes_the_lower_count_while_under_way() {
 
 /// Found by the simulation (seed 141133): n3 confirmed commits while synchronous, was tagged
 /// `nosync`, and the set was emptied once n3 (still streaming) held them: every standby then
-/// eligible, the most advanced winning. n1 came back far behind and joined the empty set at
-/// once ("additions need no wait"): the set {n1} left n3 ineligible, and when the leader
-/// died n1 won without those commits. In mode `on` an addition to an empty set takes
-/// eligibility from every standby outside it: it waits, as a removal does, until a member of
-/// the new set holds the primary's position.
+/// eligible, the most advanced winning. n1 came back far behind and the set {n1} was published
+/// at once: n3 became ineligible, and when the leader died n1 won without those commits. (A
+/// first fix made the first members of an empty set wait in mode `on` only; a review found
+/// the same loss after a live switch to `strict`, where an empty set leaves only its leader
+/// eligible, and the wait starving a set whose standby never caught up.) The first members of
+/// a set naming nobody but its leader come with every standby that may hold what was
+/// acknowledged; they leave by the ordinary removal.
 #[test]
-fn a_first_member_of_an_empty_set_waits_as_a_removal_does() {
+fn the_first_members_of_a_set_naming_only_its_leader_come_with_every_standby() {
     let empty = SyncSet {
         leader: Some("n2".into()),
         members: Default::default(),
@@ -276,50 +278,48 @@ fn a_first_member_of_an_empty_set_waits_as_a_removal_does() {
         count: 1,
         ..empty.clone()
     };
-    let behind = |flushed: u64| ReplicaState {
-        flush_lsn: Lsn(flushed),
-        ..replica("n1")
+    let nosync = record(1, true);
+    let stopped = MemberRecord {
+        running: false,
+        ..record(1, false)
     };
-    let n3 = ReplicaState {
-        flush_lsn: Lsn(500),
-        ..replica("n3")
-    };
-    let mut mark = None;
-    let ready = |mark: &mut Option<RemovalMark>, n1: ReplicaState, at: u64| {
-        let replicas = [n1, n3.clone()];
-        let mode = SyncMode::On;
-        removal_ready(
-            mark,
-            7,
-            &with_n1,
-            &empty,
-            &replicas,
-            Lsn(500),
-            Millis(at),
-            1000,
-            mode,
-        )
-    };
-    assert!(
-        !ready(&mut mark, behind(100), 0),
-        "n1 joins only once it holds 500"
+    let mut nofailover = record(1, false);
+    nofailover.tags.nofailover = true;
+    let members = BTreeMap::from([
+        ("n1".into(), record(1, false)),
+        ("n2".into(), record(1, false)),
+        ("n3".into(), nosync),
+        ("n4".into(), stopped),
+        ("n5".into(), nofailover),
+    ]);
+    let names =
+        |set: &SyncSet| -> Vec<String> { set.members.iter().map(|m| m.to_string()).collect() };
+    let widened = with_possible_holders(with_n1.clone(), &empty, &members);
+    assert_eq!(
+        names(&widened),
+        ["n1", "n3"],
+        "n2 leads; n4 stopped; n5 not electable"
     );
-    assert!(!ready(&mut mark, behind(100), 1500));
-    assert!(ready(&mut mark, behind(500), 2000));
-    // In strict mode an empty set leaves only its leader eligible: members join at once.
-    let strict = SyncMode::Strict;
-    let replicas = [behind(100), n3.clone()];
-    let mut mark = None;
-    let at = Millis(0);
-    assert!(removal_ready(
-        &mut mark,
-        7,
-        &with_n1,
-        &empty,
-        &replicas,
-        Lsn(500),
-        at,
-        1000,
-        strict
-    ));
+    assert_eq!(widened.count, 1);
+    // A set naming only its leader (a winner's, before its first standby) is the same.
+    let leader_only = SyncSet {
+        members: ["n2".into()].into(),
+        ..with_n1.clone()
+    };
+    let mut joining = with_n1.clone();
+    joining.members.insert("n2".into());
+    let widened = with_possible_holders(joining, &leader_only, &members);
+    assert_eq!(names(&widened), ["n1", "n2", "n3"]);
+    // Once a standby is named, additions are published as they are.
+    let mut more = with_n1.clone();
+    more.members.insert("n5".into());
+    assert_eq!(
+        with_possible_holders(more.clone(), &with_n1, &members),
+        more
+    );
+    // Emptying is not widened either.
+    assert_eq!(
+        with_possible_holders(empty.clone(), &with_n1, &members),
+        empty
+    );
 }

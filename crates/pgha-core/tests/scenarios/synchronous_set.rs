@@ -275,3 +275,50 @@ fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
     let d = n1.step(&obs(4000, pg(5000), &view, vec![]));
     assert!(raises(&d), "both hold every commit: {d:?}");
 }
+
+/// Found by the simulation (seed 141133) and, for `strict`, by review (2026-12-04): the set
+/// was emptied once n3, tagged `nosync`, held every commit it confirmed (every standby then
+/// eligible in `on`); the mode is switched live to `strict`, and n1, far behind, streams.
+/// The set {n1} alone would leave n3 ineligible: a leader crash next would promote n1 without
+/// those commits. The first members come with every standby that may hold them; n3 leaves
+/// only once n1 holds the primary's position.
+#[test]
+fn the_first_members_of_an_emptied_set_come_with_the_standbys_that_may_hold_its_commits() {
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let mut n2 = member("n2");
+        let mut holder = record(&standby(1, 5000, Some("n2")), None);
+        holder.tags.nosync = true;
+        let mut view = View::new()
+            .leader("n2", 7)
+            .with("n2", record(&primary(1, 5000), None))
+            .with("n3", holder)
+            .with("n1", record(&standby(1, 1000, Some("n2")), None))
+            .config(|c| c.synchronous_mode = mode);
+        view.0.sync = SyncSet {
+            leader: Some(name("n2")),
+            members: Default::default(),
+            count: 0,
+            method: SyncMethod::Priority,
+        };
+        let replica = |n: &str, flush: u64| ReplicaState {
+            name: name(n),
+            streaming: true,
+            flush_lsn: Lsn(flush),
+            replay_lsn: Lsn(flush),
+        };
+        let pg = LocalPg {
+            replicas: vec![replica("n3", 5000), replica("n1", 1000)],
+            ..primary(1, 5000)
+        };
+        let d = n2.step(&obs(0, pg, &view, vec![acquired(0, 7)]));
+        let published = d.actions.iter().find_map(|a| match a {
+            Action::PublishSync { set, .. } => Some(set.clone()),
+            _ => None,
+        });
+        let published = published.unwrap_or_else(|| panic!("{mode:?}: no set published: {d:?}"));
+        assert!(
+            published.members.contains(&name("n1")) && published.members.contains(&name("n3")),
+            "{mode:?}: n1 joined without n3: {published:?}"
+        );
+    }
+}
