@@ -161,7 +161,10 @@ impl World {
             let outside_set = match self.config.synchronous_mode {
                 SyncMode::Off => false,
                 SyncMode::On => !set.is_empty() && !set.contains(&n.name),
-                SyncMode::Strict => !set.contains(&n.name),
+                // No set ever published: nothing acknowledged, every standby eligible.
+                SyncMode::Strict => {
+                    !(set.is_empty() && self.store.sync.leader.is_none()) && !set.contains(&n.name)
+                }
             } && self.store.sync.leader.as_ref() != Some(&n.name);
             // The set's old leader counts only as a last resort: a set member may win over it
             // (its WAL may end with commits whose synchronous wait was cut short).
