@@ -61,6 +61,7 @@ pub mod step_down;
 pub mod switchover;
 pub mod sync;
 pub mod types;
+mod vacancy;
 
 pub use action::{Action, StartRole, StopMode};
 pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};

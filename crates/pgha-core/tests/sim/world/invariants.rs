@@ -163,7 +163,8 @@ impl World {
                 SyncMode::On => !set.is_empty() && !set.contains(&n.name),
                 // No set ever published: nothing acknowledged, every standby eligible.
                 SyncMode::Strict => {
-                    !(set.is_empty() && self.store.sync.leader.is_none()) && !set.contains(&n.name)
+                    let never_published = set.is_empty() && self.store.sync.leader.is_none();
+                    !never_published && !set.contains(&n.name)
                 }
             } && self.store.sync.leader.as_ref() != Some(&n.name);
             // The set's old leader counts only as a last resort: a set member may win over it
