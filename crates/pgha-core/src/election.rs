@@ -100,10 +100,6 @@ impl Rules<'_> {
         match self.config.synchronous_mode {
             SyncMode::Off => Ok(()),
             SyncMode::On if self.sync.members.is_empty() => Ok(()),
-            // No set ever published: PostgreSQL counted no standby, nothing was acknowledged.
-            SyncMode::Strict if self.sync.members.is_empty() && self.sync.leader.is_none() => {
-                Ok(())
-            }
             _ if in_set => Ok(()),
             _ => Err(Ineligible::OutsideSyncSet),
         }

@@ -17,8 +17,10 @@ fn names_no_standby(set: &SyncSet) -> bool {
 /// advanced won (the last member to leave held what it had confirmed), in `strict` only the
 /// set's leader, and the mode may have been switched live since: a new set naming only the
 /// new members would make ineligible a standby that holds acknowledged commits the new ones
-/// lack. Every running standby not tagged `nofailover` is published along with them; those
-/// PostgreSQL does not count leave by the ordinary removal, once a member that stays holds the
+/// lack. Every standby not tagged `nofailover`, running or not (a holder may be restarting),
+/// is published along with them, with a count of 1 (an election then compares every record:
+/// the last member to leave alone may hold those commits); those PostgreSQL does not count
+/// leave, and the count rises, by the ordinary wait, once members that stay hold the
 /// primary's position ([`super::removal_ready`]).
 pub fn with_possible_holders(
     set: SyncSet,
@@ -32,9 +34,10 @@ pub fn with_possible_holders(
     let holders = members
         .iter()
         .filter(|(name, record)| {
-            record.is_standby() && !record.tags.nofailover && Some(*name) != widened.leader.as_ref()
+            record.in_recovery && !record.tags.nofailover && Some(*name) != widened.leader.as_ref()
         })
         .map(|(name, _)| name.clone());
     widened.members.extend(holders.collect::<Vec<_>>());
+    widened.count = widened.count.min(1);
     widened
 }

@@ -161,11 +161,7 @@ impl World {
             let outside_set = match self.config.synchronous_mode {
                 SyncMode::Off => false,
                 SyncMode::On => !set.is_empty() && !set.contains(&n.name),
-                // No set ever published: nothing acknowledged, every standby eligible.
-                SyncMode::Strict => {
-                    let never_published = set.is_empty() && self.store.sync.leader.is_none();
-                    !never_published && !set.contains(&n.name)
-                }
+                SyncMode::Strict => !set.contains(&n.name),
             } && self.store.sync.leader.as_ref() != Some(&n.name);
             // The set's old leader counts only as a last resort: a set member may win over it
             // (its WAL may end with commits whose synchronous wait was cut short).
