@@ -65,6 +65,7 @@ impl Agent {
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
             self.clear_unfenced_mark(&snapshot).await;
             if let Some(leader) = snapshot.leader.as_ref().filter(|l| l.holder == name) {
+                self.list_only_itself(&snapshot, leader.revision).await;
                 let _ = tokio::time::timeout(
                     STORE_TIMEOUT,
                     self.store.release_leader(&name, leader.revision),
@@ -79,6 +80,40 @@ impl Agent {
 }
 
 impl Agent {
+    /// A leader whose PostgreSQL stopped leaves a failsafe list naming only itself: it can no
+    /// longer write on anyone's confirmations, and a member outside its list would otherwise
+    /// wait for a listed one to read the store for a ttl, forever if every listed member has
+    /// left too (stopped one after the other by an operator). Written as the leader, before the
+    /// key is released, on the revision of the list read.
+    async fn list_only_itself(&self, snapshot: &pgha_store::Snapshot, term: u64) {
+        let me = self.spec.name.clone();
+        let Ok(view) = pgha_store::cluster_view(snapshot) else {
+            return;
+        };
+        let Some(list) = view.failsafe.filter(|l| l.leader == me) else {
+            return;
+        };
+        if list.confirmers().next().is_none() {
+            return;
+        }
+        let alone = pgha_core::FailsafeList {
+            leader: me.clone(),
+            members: [me.clone()].into(),
+        };
+        let Ok(json) = serde_json::to_string(&alone) else {
+            return;
+        };
+        let guard = pgha_store::Guard::LeaderAndKey {
+            holder: me.to_string(),
+            revision: term,
+            key_revision: view.failsafe_revision,
+        };
+        let put = self.store.put(pgha_store::Key::Failsafe, &json, guard);
+        if let Ok(Ok(_)) = tokio::time::timeout(STORE_TIMEOUT, put).await {
+            tracing::info!("{me}: leaving: its failsafe list names only itself now");
+        }
+    }
+
     /// A leader that stopped its PostgreSQL while paused says so as it leaves: the position it
     /// published as unfenced would otherwise keep every other member from taking over
     /// (`Reason::FormerLeaderUnfenced`), and its record goes with it. Written only if nobody

@@ -1,4 +1,4 @@
-//! Leaving with PostgreSQL still running: the leader key stays until its lease ends.
+//! Leaving: the leader key stays while PostgreSQL still runs; a leader leaves a failsafe list naming only itself.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -78,4 +78,40 @@ async fn a_leader_whose_postgres_did_not_stop_keeps_the_key_as_it_leaves() {
         Some(("n1".to_string(), term)),
         "the leader key was released while PostgreSQL ran"
     );
+}
+
+/// Found by the whole suite (`failover::stalls_and_crashes::a_member_that_never_saw_a_timeline_promotes_to_a_newer_one`,
+/// under load): n1, leading with the failsafe list {n1, n2}, was stopped; n2 took over and was
+/// stopped before its first list went out; n3, started, was outside n1's list and waited for
+/// a listed member to read the store for a ttl: none ever would. A leader whose PostgreSQL
+/// stopped leaves a list naming only itself before it releases the key.
+#[tokio::test]
+async fn a_leader_leaving_leaves_a_failsafe_list_naming_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let ttl = pgha_core::Ttl::from_secs(10);
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    let list = |members: &[&str]| pgha_core::FailsafeList {
+        leader: pgha_core::MemberName::new("n1"),
+        members: members
+            .iter()
+            .map(|m| pgha_core::MemberName::new(*m))
+            .collect(),
+    };
+    let guard = pgha_store::Guard::LeaderAndKey {
+        holder: "n1".into(),
+        revision: term,
+        key_revision: 0,
+    };
+    let json = serde_json::to_string(&list(&["n1", "n2"])).unwrap();
+    store
+        .put(pgha_store::Key::Failsafe, &json, guard)
+        .await
+        .unwrap();
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    agent.leave(Shutdown::Leave(StopMode::Fast)).await;
+    let snapshot = store.snapshot().await.unwrap();
+    assert!(snapshot.leader.is_none(), "the key is released");
+    let view = pgha_store::cluster_view(&snapshot).unwrap();
+    assert_eq!(view.failsafe, Some(list(&["n1"])));
 }
