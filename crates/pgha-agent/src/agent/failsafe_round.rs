@@ -168,6 +168,8 @@ mod tests {
                 leader: MemberName::new("n1"),
                 members: [MemberName::new("n1"), MemberName::new("n2")].into(),
             }),
+            // written in this term (the leader key's revision is 7)
+            failsafe_revision: 8,
             ..ClusterView::default()
         };
         let now = agent.now();

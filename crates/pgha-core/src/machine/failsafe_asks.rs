@@ -75,10 +75,10 @@ impl Member {
     }
 
     /// The members this leader must ask to confirm it while the store is unreachable: those of
-    /// its own list in `view` (the last it read) and of every list it sent in its term that may
-    /// still land (sent on the revision of the key `view` shows). `None` when it holds no lease
-    /// or has no list to go by (adopted, its former agent's lists unknown); an empty set
-    /// confirms nothing either.
+    /// its own list in `view` (the last it read, written in its term) and of every list it sent
+    /// in its term that may still land (sent on the revision of the key `view` shows). `None`
+    /// when it holds no lease or has no list to go by (none of this term read yet; adopted, its
+    /// former agent's lists unknown); an empty set confirms nothing either.
     pub fn failsafe_confirmers(&self, view: &ClusterView) -> Option<BTreeSet<MemberName>> {
         let term = self.lease_revision()?;
         let unknown = self.failsafe_sent.as_ref().is_some_and(|s| {
@@ -87,7 +87,13 @@ impl Member {
         if unknown {
             return None;
         }
-        let read = view.failsafe.as_ref().filter(|l| &l.leader == self.name());
+        // Only a list written in this term counts as read (its key's revision is past the
+        // term's): one left by an earlier leader, or by this member in an earlier term, is not
+        // the list a member outside it goes by while this leader may be writing.
+        let read = view
+            .failsafe
+            .as_ref()
+            .filter(|l| &l.leader == self.name() && view.failsafe_revision > term);
         let sent: Vec<&FailsafeList> = self
             .failsafe_sent
             .iter()
@@ -96,9 +102,10 @@ impl Member {
             .filter(|(sent_on, _)| *sent_on >= view.failsafe_revision)
             .map(|(_, list)| list)
             .collect();
-        if read.is_none() && sent.is_empty() {
-            return None;
-        }
+        // Until a read shows a list of this term, nobody can tell which list a member outside
+        // it goes by (the store may hold an earlier leader's, naming none of those asked):
+        // no confirmation counts.
+        read?;
         let read = read.into_iter().flat_map(|l| l.members.iter());
         let sent = sent.into_iter().flat_map(|l| l.members.iter());
         Some(

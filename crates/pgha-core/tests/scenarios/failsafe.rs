@@ -180,16 +180,15 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
             leader_revision: 7,
             key_revision: 0,
         }));
-    let asked = n1.failsafe_confirmers(&view.0).expect("a list to go by");
-    assert_eq!(
-        asked,
-        [name("n2"), name("n3")].into(),
-        "the list sent may be the store's"
-    );
+    // The store's list is from before this term (revision 0, the term 7): no list of this
+    // term read yet, no confirmation counts (found by review, 2026-12-04: a member outside
+    // the store's list, an earlier leader's, goes by that list while this leader would count
+    // confirmations of a list that never landed).
+    assert_eq!(n1.failsafe_confirmers(&view.0), None);
     // Once a read shows the list written since, that list alone counts.
     let mut shown = view.clone();
     shown.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
-    shown.0.failsafe_revision = 5;
+    shown.0.failsafe_revision = 10;
     let d = n1.step(&obs(1500, primary(1, 1000), &shown, vec![]));
     assert!(
         !has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
@@ -200,7 +199,7 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
     gone.0.members.remove(&name("n3"));
     n1.step(&obs(2000, primary(1, 1000), &gone, vec![]));
     gone.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
-    gone.0.failsafe_revision = 8;
+    gone.0.failsafe_revision = 12;
     n1.step(&obs(2500, primary(1, 1000), &gone, vec![]));
     assert_eq!(n1.failsafe_confirmers(&gone.0), Some([name("n2")].into()));
     // n3 back: the list naming it is sent, and its answer lost; n3 gone again before a read
@@ -222,7 +221,7 @@ fn a_leader_asks_the_members_of_the_failsafe_list_it_sent_not_only_of_the_one_it
         Some([name("n2"), name("n3")].into())
     );
     let mut landed = gone.clone();
-    landed.0.failsafe_revision = 9;
+    landed.0.failsafe_revision = 13;
     n1.step(&obs(4500, primary(1, 1000), &landed, vec![]));
     assert_eq!(n1.failsafe_confirmers(&landed.0), Some([name("n2")].into()));
     // Without a lease there is nobody to ask.
@@ -242,7 +241,7 @@ fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
         .with("n2", record(&standby(1, 900, Some("n1")), Some("n1")))
         .with("n3", record(&standby(1, 900, Some("n1")), Some("n1")));
     view.0.failsafe = Some(failsafe_list("n1", &["n1", "n2", "n3"]));
-    view.0.failsafe_revision = 5;
+    view.0.failsafe_revision = 10;
     let mut n1 = member("n1");
     let d = n1.step(&obs(1000, primary(1, 1000), &view, vec![]));
     assert_eq!(d.reason, Reason::AdoptingLease { new_cluster: false });
@@ -251,7 +250,7 @@ fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
         has(&d, |a| matches!(
             a,
             Action::PublishFailsafe {
-                key_revision: 5,
+                key_revision: 10,
                 ..
             }
         )),
@@ -261,8 +260,8 @@ fn an_adopted_leader_has_no_failsafe_list_until_the_key_moves() {
     let d = n1.step(&obs(2000, primary(1, 1000), &view, vec![]));
     assert!(has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
     assert_eq!(n1.failsafe_confirmers(&view.0), None);
-    // A read shows the key moved: nothing sent on revision 5 can land any more.
-    view.0.failsafe_revision = 6;
+    // A read shows the key moved: nothing sent on revision 10 can land any more.
+    view.0.failsafe_revision = 11;
     let d = n1.step(&obs(2500, primary(1, 1000), &view, vec![]));
     assert!(!has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
     assert_eq!(
@@ -338,10 +337,19 @@ fn a_list_naming_a_member_nobody_asked_waits_for_the_stores_lease() {
 fn a_list_sent_again_naming_only_members_asked_keeps_the_trust_of_their_promises() {
     let (mut n1, view) = established_leader();
     let ttl = ClusterConfig::default().ttl_ms;
-    let with_n2 = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
-    let d = n1.step(&obs(200, primary(1, 1000), &with_n2, vec![]));
+    let mut listed = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
+    listed.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    listed.0.failsafe_revision = 10;
+    n1.step(&obs(100, primary(1, 1000), &listed, vec![]));
+    // n3 joins: the list naming it goes out, and its answer never comes.
+    let with_n3 = listed.with("n3", record(&standby(1, 900, Some("n1")), Some("n1")));
+    let d = n1.step(&obs(200, primary(1, 1000), &with_n3, vec![]));
     assert!(has(&d, |a| matches!(a, Action::PublishFailsafe { .. })));
-    // Its answer never comes; the store goes away; n2 confirmed n1 at 8 s.
+    assert_eq!(
+        n1.failsafe_confirmers(&with_n3.0),
+        Some([name("n2"), name("n3")].into())
+    );
+    // The store goes away; n2 and n3 confirmed n1 at 8 s.
     let mut down = store_down(8_100, primary(1, 1200));
     down.outcomes = vec![Outcome::FailsafeConfirmed {
         requested_at: Millis(8_000),
@@ -350,7 +358,7 @@ fn a_list_sent_again_naming_only_members_asked_keeps_the_trust_of_their_promises
     n1.step(&down);
     assert_eq!(n1.lease_deadline(), Some(Millis(15_500)));
     // At 9 s a read is answered: the key has not moved, the list goes out again.
-    let d = n1.step(&obs(9_000, primary(1, 1300), &with_n2, vec![]));
+    let d = n1.step(&obs(9_000, primary(1, 1300), &with_n3, vec![]));
     assert!(
         has(&d, |a| matches!(a, Action::PublishFailsafe { .. })),
         "{:?}",
