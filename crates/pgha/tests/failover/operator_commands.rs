@@ -8,6 +8,15 @@ use pgha_testkit::refused;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manual_failover_to_a_caught_up_standby() {
     let c = start_with_rows("before").await;
+    // The premise: n3's record in the store shows it caught up (on a loaded machine it was
+    // once still 16 MB behind the leader's position when the request came, and the leader
+    // refused it, rightly: maximum_lag_on_failover).
+    c.wait_status("n3 caught up in the store", Duration::from_secs(60), |s| {
+        members(s)
+            .iter()
+            .find(|m| m["name"] == "n3")
+            .and_then(|m| (m["lag_bytes"].as_u64() == Some(0)).then_some(()))
+    });
 
     c.ok("failover", &["--to", "n3"]);
     assert_eq!(primary_of(&c.up.status().unwrap()).as_deref(), Some("n3"));
