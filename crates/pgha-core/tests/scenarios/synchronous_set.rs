@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// A standby streaming from the primary, having flushed (and replayed) up to `flush`.
+fn streaming(n: &str, flush: u64) -> ReplicaState {
+    ReplicaState {
+        name: name(n),
+        streaming: true,
+        flush_lsn: Lsn(flush),
+        replay_lsn: Lsn(flush),
+    }
+}
+
 /// I4 across a live change of the synchronous set (found by modelling acknowledgements in the
 /// simulation): n2 is tagged `nosync` and PostgreSQL now counts only n3, which lags far
 /// behind. Commits acknowledged through n2 before the change are on n2 alone; were n2 taken
@@ -24,19 +34,13 @@ fn a_standby_leaves_the_synchronous_set_only_after_a_remaining_one_caught_up() {
         count: 1,
         method: SyncMethod::Priority,
     };
-    let replica = |n: &str, flush: u64| ReplicaState {
-        name: name(n),
-        streaming: true,
-        flush_lsn: Lsn(flush),
-        replay_lsn: Lsn(flush),
-    };
     let counting = |names: &[&str]| SyncApplied {
         method: SyncMethod::Priority,
         count: 1,
         names: names.iter().map(|n| name(n)).collect(),
     };
     let at = |lsn: u64, n3_flush: u64, counted: &[&str]| LocalPg {
-        replicas: vec![replica("n2", lsn), replica("n3", n3_flush)],
+        replicas: vec![streaming("n2", lsn), streaming("n3", n3_flush)],
         sync_applied: counting(counted),
         ..primary(1, lsn)
     };
@@ -245,14 +249,8 @@ fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
         count: 1,
         method: SyncMethod::Quorum,
     };
-    let replica = |n: &str, flush: u64| ReplicaState {
-        name: name(n),
-        streaming: true,
-        flush_lsn: Lsn(flush),
-        replay_lsn: Lsn(flush),
-    };
     let pg = |n3_flush: u64| LocalPg {
-        replicas: vec![replica("n2", 5000), replica("n3", n3_flush)],
+        replicas: vec![streaming("n2", 5000), streaming("n3", n3_flush)],
         sync_applied: SyncApplied {
             method: SyncMethod::Quorum,
             count: 2,
@@ -300,14 +298,8 @@ fn the_first_members_of_an_emptied_set_come_with_the_standbys_that_may_hold_its_
             count: 0,
             method: SyncMethod::Priority,
         };
-        let replica = |n: &str, flush: u64| ReplicaState {
-            name: name(n),
-            streaming: true,
-            flush_lsn: Lsn(flush),
-            replay_lsn: Lsn(flush),
-        };
         let pg = LocalPg {
-            replicas: vec![replica("n3", 5000), replica("n1", 1000)],
+            replicas: vec![streaming("n3", 5000), streaming("n1", 1000)],
             ..primary(1, 5000)
         };
         let d = n2.step(&obs(0, pg, &view, vec![acquired(0, 7)]));
