@@ -83,6 +83,9 @@ impl Agent {
                 let result = timed(limit, store.acquire_leader(name, *ttl))
                     .await
                     .map(|revision| (revision, *ttl));
+                if let Ok((revision, _)) = &result {
+                    self.held_term = Some(*revision);
+                }
                 self.outcomes.push(lease_outcome(result, sent, true));
             }
             Action::ReleaseLeader { revision } => {

@@ -14,12 +14,18 @@ impl Agent {
     /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
     /// if held, deletes the member key.
     pub(crate) async fn leave(&mut self, how: Shutdown) {
+        self.leave_waiting(how, JOBS_END_TIMEOUT).await
+    }
+
+    /// [`Agent::leave`], waiting up to `jobs_end` for a cancelled job to end.
+    pub(crate) async fn leave_waiting(&mut self, how: Shutdown, jobs_end: Duration) {
         // a cancelled job may still start PostgreSQL until its task has ended
-        if !self.jobs.cancel_all(JOBS_END_TIMEOUT).await {
+        let jobs_ended = self.jobs.cancel_all(jobs_end).await;
+        if !jobs_ended {
             tracing::warn!(
-                "{}: a cancelled job has not ended after {} s; leaving anyway",
+                "{}: a cancelled job has not ended after {} ms; leaving anyway",
                 self.spec.name,
-                JOBS_END_TIMEOUT.as_secs()
+                jobs_end.as_millis()
             );
         }
         let Shutdown::Leave(mode) = how else { return };
@@ -44,6 +50,16 @@ impl Agent {
                 .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
                 .await;
         }
+        if !jobs_ended && self.jobs.may_make_writable() {
+            // The job may still start PostgreSQL as a primary once its blocked call returns:
+            // as with a stop that failed, the fence stays armed and the keys stay.
+            tracing::error!(
+                "{name}: a job that may start PostgreSQL writable has not ended: the leader \
+                 key, if held, and the member key are kept until their leases expire; the \
+                 supervisor stops PostgreSQL at its fencing deadline"
+            );
+            return;
+        }
         if inst.is_running() {
             // A key given up now would let another member promote while this PostgreSQL may
             // still write: the keys stay, and expire as an agent's that died (the lease after
@@ -64,7 +80,10 @@ impl Agent {
         }
         if let Ok(Ok(snapshot)) = tokio::time::timeout(STORE_TIMEOUT, self.store.snapshot()).await {
             self.clear_unfenced_mark(&snapshot).await;
-            if let Some(leader) = snapshot.leader.as_ref().filter(|l| l.holder == name) {
+            let held = |l: &&pgha_store::LeaderRecord| {
+                l.holder == name && Some(l.revision) == self.held_term
+            };
+            if let Some(leader) = snapshot.leader.as_ref().filter(held) {
                 self.list_only_itself(&snapshot, leader.revision).await;
                 let _ = tokio::time::timeout(
                     STORE_TIMEOUT,

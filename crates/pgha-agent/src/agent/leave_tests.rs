@@ -68,6 +68,7 @@ async fn a_leader_whose_postgres_did_not_stop_keeps_the_key_as_it_leaves() {
         .await
         .unwrap();
     let (mut agent, _report) = Agent::new(node, store.clone(), Default::default());
+    agent.held_term = Some(term);
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let still_running = inst.is_running();
     let leader = store.snapshot().await.unwrap().leader;
@@ -109,9 +110,75 @@ async fn a_leader_leaving_leaves_a_failsafe_list_naming_only_itself() {
         .await
         .unwrap();
     let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    agent.held_term = Some(term);
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let snapshot = store.snapshot().await.unwrap();
     assert!(snapshot.leader.is_none(), "the key is released");
     let view = pgha_store::cluster_view(&snapshot).unwrap();
     assert_eq!(view.failsafe, Some(list(&["n1"])));
+}
+
+/// Found by review: leaving released the leader key held under its name at whatever revision
+/// it read. A second agent of the same member (`pgha start` while the first still stops a
+/// slow PostgreSQL, past its lease) takes the key at a later term; the first one's leave
+/// then released the second's key: another member could take it and promote while the
+/// second's primary still wrote. Only the term this agent held is released.
+#[tokio::test]
+async fn leaving_keeps_a_key_of_its_name_taken_in_a_later_term() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let ttl = pgha_core::Ttl::from_secs(10);
+    let first = store.acquire_leader("n1", ttl).await.unwrap();
+    store.release_leader("n1", first).await.unwrap();
+    let second = store.acquire_leader("n1", ttl).await.unwrap();
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    agent.held_term = Some(first);
+    agent.leave(Shutdown::Leave(StopMode::Fast)).await;
+    let leader = store.snapshot().await.unwrap().leader;
+    assert_eq!(
+        leader.map(|l| (l.holder, l.revision)),
+        Some(("n1".to_string(), second)),
+        "the later term's key was released"
+    );
+}
+
+/// Found by review: a leave whose cancelled job had not ended within its wait stopped
+/// PostgreSQL, disarmed the fence and released the key anyway, while that job (blocked in a
+/// system call, a configuration write on a stalled disk) could still start PostgreSQL as a
+/// primary once the call returned: another member would take the key and promote meanwhile.
+/// The key stays, as when the stop fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_cancelled_job_has_not_ended_keeps_the_key_as_it_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let term = store
+        .acquire_leader("n1", pgha_core::Ttl::from_secs(10))
+        .await
+        .unwrap();
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    agent.held_term = Some(term);
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
+    agent.jobs.start(
+        pgha_core::JobKind::Start,
+        true,
+        move |_cancelled| async move {
+            blocked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        },
+    );
+    tokio::task::spawn_blocking(move || blocked_rx.recv().unwrap())
+        .await
+        .unwrap();
+    agent
+        .leave_waiting(
+            Shutdown::Leave(StopMode::Fast),
+            std::time::Duration::from_millis(200),
+        )
+        .await;
+    let leader = store.snapshot().await.unwrap().leader;
+    assert_eq!(
+        leader.map(|l| (l.holder, l.revision)),
+        Some(("n1".to_string(), term)),
+        "the key was released while a job that may start a primary ran"
+    );
 }
