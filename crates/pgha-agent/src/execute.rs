@@ -83,13 +83,11 @@ impl Agent {
                 let result = timed(limit, store.acquire_leader(name, *ttl))
                     .await
                     .map(|revision| (revision, *ttl));
-                if let Ok((revision, _)) = &result {
-                    self.held_term = Some(*revision);
-                }
-                self.outcomes.push(lease_outcome(result, sent, true));
+                self.lease_answered(lease_outcome(result, sent, true));
             }
             Action::ReleaseLeader { revision } => {
                 timed(limit, store.release_leader(name, *revision)).await?;
+                self.held_term = None;
             }
             Action::WriteInitialize { system_id } => {
                 let json = serde_json::to_string(system_id)?;
@@ -342,6 +340,21 @@ pub(crate) async fn timed<T>(
             limit.as_millis()
         )))
     })
+}
+
+impl Agent {
+    /// Records the store's answer to an acquisition or renewal for the next step, and the
+    /// term it held if it did (what leaving may release, see `leave.rs`).
+    pub(crate) fn lease_answered(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::LeaderAcquired { revision, .. } | Outcome::LeaderRenewed { revision, .. } => {
+                self.held_term = Some(revision)
+            }
+            Outcome::LeaderRefused => self.held_term = None,
+            _ => {}
+        }
+        self.outcomes.push(outcome);
+    }
 }
 
 fn lease_outcome(

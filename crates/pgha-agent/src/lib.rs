@@ -15,8 +15,8 @@ mod observe;
 pub mod promotion_times;
 pub mod report;
 pub mod spec;
-#[cfg(test)]
-mod test_spec;
+#[cfg(any(test, feature = "test-spec"))]
+pub mod test_spec;
 pub mod timelines;
 
 pub use agent::{Agent, AgentHandle};

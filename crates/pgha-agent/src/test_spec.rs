@@ -6,7 +6,7 @@ use pgha_pg::{Instance, PgBinaries, RunAs};
 
 use crate::spec::NodeSpec;
 
-pub(crate) fn spec(dir: &std::path::Path) -> NodeSpec {
+pub fn spec(dir: &std::path::Path) -> NodeSpec {
     let bins = PgBinaries::discover(None).expect("PostgreSQL's programs (the tests need them)");
     let run_as = RunAs::detect("postgres").expect("the postgres OS user");
     NodeSpec {

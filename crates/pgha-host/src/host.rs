@@ -144,9 +144,12 @@ impl Host {
         }
     }
 
-    /// Starts the agent of `name`; `false` when it already runs.
+    /// Starts the agent of `name`; `false` when it already runs. An agent of `name` still
+    /// stopping is waited for first: two agents of one member would both take its leader key
+    /// as their own, and the first one's leaving would release the second's.
     pub async fn start_member(&self, name: &str) -> Result<bool, HostError> {
         let spec = self.spec(name)?;
+        self.wait_stopped(&spec.name).await;
         if self.is_running(&spec.name) {
             return Ok(false);
         }
@@ -160,16 +163,36 @@ impl Host {
         Ok(true)
     }
 
-    /// Stops the agent of `name` as `how` says; `false` when it was not running.
+    /// Stops the agent of `name` as `how` says; `false` when it was not running. The agent
+    /// stays this host's until its loop has ended (see [`Host::start_member`]).
     pub async fn stop_member(&self, name: &str, how: Shutdown) -> Result<bool, HostError> {
         let spec = self.spec(name)?;
-        let handle = self.agents.lock().expect("agents lock").remove(&spec.name);
-        match handle {
-            Some(h) => {
-                h.shutdown(how).await;
-                Ok(true)
+        let asked = match self.agents.lock().expect("agents lock").get(&spec.name) {
+            Some(agent) => {
+                agent.ask_to_stop(how);
+                true
             }
-            None => Ok(false),
+            None => false,
+        };
+        if !asked {
+            return Ok(false);
+        }
+        self.wait_stopped(&spec.name).await;
+        let mut agents = self.agents.lock().expect("agents lock");
+        if agents.get(&spec.name).is_some_and(AgentHandle::is_finished) {
+            agents.remove(&spec.name);
+        }
+        Ok(true)
+    }
+
+    /// Waits until no agent of `name` is stopping.
+    async fn wait_stopped(&self, name: &MemberName) {
+        let stopping = || {
+            let agents = self.agents.lock().expect("agents lock");
+            agents.get(name).is_some_and(AgentHandle::is_leaving)
+        };
+        while stopping() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -378,3 +401,7 @@ impl Host {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "host_tests.rs"]
+mod tests;

@@ -40,10 +40,14 @@ pub struct AgentHandle {
 }
 
 impl AgentHandle {
-    /// Asks the agent to stop and waits until it has.
-    pub async fn shutdown(self, how: Shutdown) {
+    /// Asks the agent to stop; its loop ends once it has (see [`AgentHandle::is_leaving`]).
+    pub fn ask_to_stop(&self, how: Shutdown) {
         let _ = self.stop.send(Some(how));
-        let _ = self.join.await;
+    }
+
+    /// Asked to stop, and still stopping (PostgreSQL, the keys it gives up).
+    pub fn is_leaving(&self) -> bool {
+        self.stop.borrow().is_some() && !self.is_finished()
     }
 
     pub fn is_finished(&self) -> bool {

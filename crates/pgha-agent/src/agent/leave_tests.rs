@@ -182,3 +182,35 @@ async fn a_leader_whose_cancelled_job_has_not_ended_keeps_the_key_as_it_leaves()
         "the key was released while a job that may start a primary ran"
     );
 }
+
+/// Found by review of the fix above: the term was known only from the step after the store's
+/// answer, so a stop that came in between kept a key this agent held (failover then waited a
+/// ttl). The answer to an acquisition, and to a renewal of a key left under its name (an
+/// earlier process of this member, or the one `pgha up` seeds), says the term at once.
+#[tokio::test]
+async fn a_term_taken_or_renewed_is_released_by_a_leave_before_the_next_step() {
+    let ttl = pgha_core::Ttl::from_secs(10);
+    for renewed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+        let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+        if renewed {
+            let revision = store.acquire_leader("n1", ttl).await.unwrap();
+            agent
+                .execute(vec![pgha_core::Action::RenewLeader { revision, ttl }])
+                .await;
+        } else {
+            agent
+                .execute_one(&pgha_core::Action::AcquireLeader { ttl })
+                .await
+                .unwrap();
+        }
+        assert!(store.snapshot().await.unwrap().leader.is_some());
+        agent.leave(Shutdown::Leave(StopMode::Fast)).await;
+        let leader = store.snapshot().await.unwrap().leader;
+        assert!(
+            leader.is_none(),
+            "renewed {renewed}: the key was kept: {leader:?}"
+        );
+    }
+}

@@ -81,7 +81,7 @@ impl Agent {
         }
         while let Some(joined) = running.join_next().await {
             match joined {
-                Ok(Written::Lease(outcome)) => self.outcomes.push(outcome),
+                Ok(Written::Lease(outcome)) => self.lease_answered(outcome),
                 Ok(Written::Plain(_, Ok(()))) => {
                     if std::mem::take(&mut self.writes_refused) {
                         tracing::info!("{}: etcd takes writes again", self.spec.name);
