@@ -344,13 +344,13 @@ pub(crate) async fn timed<T>(
 
 impl Agent {
     /// Records the store's answer to an acquisition or renewal for the next step, and the
-    /// term it held if it did (what leaving may release, see `leave.rs`).
+    /// term it held if it did (what leaving may release, see `leave.rs`). A refusal says
+    /// nothing here: etcd refuses a renewal whose lease lapsed while the key is still ours.
     pub(crate) fn lease_answered(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::LeaderAcquired { revision, .. } | Outcome::LeaderRenewed { revision, .. } => {
                 self.held_term = Some(revision)
             }
-            Outcome::LeaderRefused => self.held_term = None,
             _ => {}
         }
         self.outcomes.push(outcome);

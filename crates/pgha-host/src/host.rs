@@ -50,6 +50,12 @@ pub enum HostError {
     UnknownMember { name: String, known: String },
     #[error("the agent of {name} is not running here; start it first (`pgha start {name}`)")]
     AgentNotRunning { name: MemberName },
+    #[error(
+        "the agent of {name} is still stopping after {} s (its PostgreSQL, or a job that has \
+         not ended); try `pgha start {name}` again once `pgha status` shows it stopped",
+        .after.as_secs()
+    )]
+    StillStopping { name: MemberName, after: Duration },
     #[error(transparent)]
     Reload(#[from] pgha_agent::agent::ReloadRefused),
     #[error(
@@ -72,6 +78,8 @@ pub enum HostError {
 
 /// How long a reload request waits for the agent's answer.
 const RELOAD_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a start waits for an agent of the same member to finish stopping.
+const STOPPING_PATIENCE: Duration = Duration::from_secs(20);
 /// How long a restart in place may take, from the request to PostgreSQL running again.
 pub const RESTART_PATIENCE: Duration = Duration::from_secs(180);
 
@@ -149,7 +157,12 @@ impl Host {
     /// as their own, and the first one's leaving would release the second's.
     pub async fn start_member(&self, name: &str) -> Result<bool, HostError> {
         let spec = self.spec(name)?;
-        self.wait_stopped(&spec.name).await;
+        if !self.wait_stopped(&spec.name, STOPPING_PATIENCE).await {
+            return Err(HostError::StillStopping {
+                name: spec.name.clone(),
+                after: STOPPING_PATIENCE,
+            });
+        }
         if self.is_running(&spec.name) {
             return Ok(false);
         }
@@ -167,40 +180,52 @@ impl Host {
     /// stays this host's until its loop has ended (see [`Host::start_member`]).
     pub async fn stop_member(&self, name: &str, how: Shutdown) -> Result<bool, HostError> {
         let spec = self.spec(name)?;
-        let asked = match self.agents.lock().expect("agents lock").get(&spec.name) {
-            Some(agent) => {
-                agent.ask_to_stop(how);
-                true
-            }
-            None => false,
+        let asked = {
+            let agents = self.agents.lock().expect("agents lock");
+            let running = agents.get(&spec.name).filter(|a| !a.is_finished());
+            running.inspect(|agent| agent.ask_to_stop(how)).is_some()
         };
-        if !asked {
-            return Ok(false);
+        if asked {
+            while !self.wait_stopped(&spec.name, STOPPING_PATIENCE).await {}
         }
-        self.wait_stopped(&spec.name).await;
         let mut agents = self.agents.lock().expect("agents lock");
         if agents.get(&spec.name).is_some_and(AgentHandle::is_finished) {
             agents.remove(&spec.name);
         }
-        Ok(true)
+        Ok(asked)
     }
 
-    /// Waits until no agent of `name` is stopping.
-    async fn wait_stopped(&self, name: &MemberName) {
+    /// Waits up to `patience` until no agent of `name` is stopping; whether none is.
+    async fn wait_stopped(&self, name: &MemberName, patience: Duration) -> bool {
         let stopping = || {
             let agents = self.agents.lock().expect("agents lock");
             agents.get(name).is_some_and(AgentHandle::is_leaving)
         };
+        let deadline = Instant::now() + patience;
         while stopping() {
+            if Instant::now() > deadline {
+                return false;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        true
+    }
+
+    /// The agent of `name` if it runs and was not asked to stop.
+    fn serving<'a>(
+        agents: &'a BTreeMap<MemberName, AgentHandle>,
+        name: &MemberName,
+    ) -> Option<&'a AgentHandle> {
+        agents
+            .get(name)
+            .filter(|a| !a.is_finished() && !a.is_leaving())
     }
 
     /// Freezes the agent of `name` for `length` (see [`pgha_agent::agent::AgentHandle::freeze`]).
     pub fn freeze_agent(&self, name: &str, length: Duration) -> Result<(), HostError> {
         let spec = self.spec(name)?;
         let agents = self.agents.lock().expect("agents lock");
-        match agents.get(&spec.name).filter(|a| !a.is_finished()) {
+        match Self::serving(&agents, &spec.name) {
             Some(agent) => {
                 agent.freeze(length);
                 Ok(())
@@ -215,7 +240,7 @@ impl Host {
     fn with_agent<T>(&self, name: &str, f: impl FnOnce(&AgentHandle) -> T) -> Result<T, HostError> {
         let spec = self.spec(name)?;
         let agents = self.agents.lock().expect("agents lock");
-        match agents.get(&spec.name).filter(|a| !a.is_finished()) {
+        match Self::serving(&agents, &spec.name) {
             Some(agent) => Ok(f(agent)),
             None => Err(HostError::AgentNotRunning {
                 name: spec.name.clone(),
@@ -264,25 +289,30 @@ impl Host {
             .collect()
     }
 
-    /// Each running agent's last report.
+    /// Each agent's last report (one that ended included: it says why), but those stopping.
     pub fn reports(&self) -> BTreeMap<MemberName, AgentReport> {
         let agents = self.agents.lock().expect("agents lock");
         agents
             .iter()
+            .filter(|(_, a)| !a.is_leaving())
             .map(|(n, a)| (n.clone(), a.report.borrow().clone()))
             .collect()
     }
 
-    /// The last report of `name`'s agent, if it runs.
+    /// The last report of `name`'s agent (see [`Host::reports`]).
     pub fn report(&self, name: &MemberName) -> Option<AgentReport> {
         let agents = self.agents.lock().expect("agents lock");
-        agents.get(name).map(|a| a.report.borrow().clone())
+        agents
+            .get(name)
+            .filter(|a| !a.is_leaving())
+            .map(|a| a.report.borrow().clone())
     }
 
-    /// The failsafe state of `name`'s agent, if it runs.
+    /// The failsafe state of `name`'s agent, if it runs and was not asked to stop: one that
+    /// no longer reads the store must not confirm a leader on what it read last.
     pub fn failsafe(&self, name: &MemberName) -> Option<Failsafe> {
         let agents = self.agents.lock().expect("agents lock");
-        agents.get(name).map(|a| a.failsafe.clone())
+        Self::serving(&agents, name).map(|a| a.failsafe.clone())
     }
 
     /// Starts every member: the one holding the leader key first, so it bootstraps or adopts.

@@ -31,6 +31,18 @@ fn programs_with_a_slow_stop(real: &PgBinaries, dir: &Path, delay: Duration) -> 
     PgBinaries::at(dir).unwrap()
 }
 
+/// Stops the test's PostgreSQL at once (SIGQUIT to its postmaster) however the test ends.
+struct StopsPostgres(Instance);
+
+impl Drop for StopsPostgres {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.postmaster_pid() {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
+}
+
 /// Found by review (2026-12-04): `pgha stop n1` took the agent out of the host before it had
 /// stopped, so a `pgha start n1` meanwhile ran a second agent of n1 beside the first, still
 /// leaving: both may hold n1's leader key as their own (the same term, adopted), and the first
@@ -61,6 +73,7 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
         .await
         .unwrap()
         .success());
+    let _stops = StopsPostgres(inst.clone());
     let slow =
         programs_with_a_slow_stop(&inst.bins, &dir.path().join("bin"), Duration::from_secs(2));
     spec.instance = Instance::new("n1", &inst.member_dir, slow, inst.run_as.clone());
@@ -88,6 +101,7 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
         })
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(inst.is_running(), "the first agent's stop is not under way");
     let started = host.start_member("n1").await.unwrap();
     // The first agent stops PostgreSQL before it ends; the second has not started it yet.
     let first_still_stopping = inst.is_running();
@@ -95,7 +109,6 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
     host.stop_member("n1", Shutdown::Leave(StopMode::Fast))
         .await
         .unwrap();
-    let _ = pg_ctl(&["-m", "immediate", "stop"]).status().await;
     assert!(started, "the second start did not start an agent");
     assert!(
         !first_still_stopping,

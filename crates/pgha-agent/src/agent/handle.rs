@@ -42,7 +42,7 @@ pub struct AgentHandle {
 impl AgentHandle {
     /// Asks the agent to stop; its loop ends once it has (see [`AgentHandle::is_leaving`]).
     pub fn ask_to_stop(&self, how: Shutdown) {
-        let _ = self.stop.send(Some(how));
+        self.stop.send_replace(Some(how));
     }
 
     /// Asked to stop, and still stopping (PostgreSQL, the keys it gives up).

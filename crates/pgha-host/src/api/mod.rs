@@ -95,7 +95,8 @@ impl From<HostError> for Failure {
             | HostError::Reload(_)
             | HostError::ReloadUnanswered { .. }
             | HostError::Restart(_)
-            | HostError::RestartUnanswered { .. } => Failure::new(FailureKind::Refused, e),
+            | HostError::RestartUnanswered { .. }
+            | HostError::StillStopping { .. } => Failure::new(FailureKind::Refused, e),
             HostError::Op(op) => op.into(),
         }
     }
