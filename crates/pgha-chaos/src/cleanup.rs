@@ -96,13 +96,14 @@ async fn switch_back(target: &Target, original: &str, bound: Duration) -> String
     let deadline = Instant::now() + bound;
     let mut last = String::new();
     while Instant::now() < deadline {
+        let since = target.client.history_len().await.unwrap_or(usize::MAX);
         match target
             .client
             .request_promotion(Some(original.to_string()), RequestKind::Switchover)
             .await
         {
             Ok(_) => {
-                return match target.client.wait_promoted(original).await {
+                return match target.client.wait_promoted(original, since).await {
                     Ok(()) => match wait_healthy(target, bound).await {
                         Ok(_) => format!("switched over back to {original}"),
                         Err(why) => format!(

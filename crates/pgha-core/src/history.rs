@@ -1,4 +1,5 @@
-//! Cluster history events (I6): every failover, switchover, rejoin and sync change, explained.
+//! Cluster history events (I6): every failover, switchover, rejoin, sync change and refused
+//! request, explained.
 
 use crate::types::{Lsn, MemberName, Timeline};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,9 @@ pub enum EventKind {
     RejoinRewind,
     RejoinReclone,
     SyncChanged,
+    /// A switchover or manual failover refused (by the leader, or by a target without one):
+    /// the request is what `to` names, `reason` says why.
+    RequestRefused,
 }
 
 /// One history entry; the agent adds the wall-clock time when it writes it.
@@ -62,6 +66,7 @@ impl EventKind {
             EventKind::RejoinRewind => "rejoin_rewind",
             EventKind::RejoinReclone => "rejoin_reclone",
             EventKind::SyncChanged => "sync_changed",
+            EventKind::RequestRefused => "request_refused",
         }
     }
 

@@ -278,6 +278,11 @@ impl Member {
                 plan.push(Action::ClearSwitchover {
                     revision: pending.revision,
                 });
+                let (timeline, lsn) = (obs.local.timeline, obs.local.lsn);
+                let event = pending
+                    .request
+                    .refused(self.name(), timeline, lsn, &refusal);
+                plan.push(Action::RecordHistory(event));
                 Some(Reason::SwitchoverRefused(refusal))
             }
             Ok(target) => {

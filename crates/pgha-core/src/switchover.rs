@@ -1,8 +1,9 @@
 //! Planned switchover and manual failover requests, and the checks that accept or refuse them.
 
 use crate::election::{self, Ineligible, Rules};
+use crate::history::{EventKind, HistoryEvent};
 use crate::observe::ClusterView;
-use crate::types::{Lsn, MemberName};
+use crate::types::{Lsn, MemberName, Timeline};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -18,6 +19,31 @@ pub struct SwitchoverRequest {
     /// wall clock: the agent shows it a request only once that instant has passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<u64>,
+}
+
+impl SwitchoverRequest {
+    /// The history entry of this request refused by `by` (at its `timeline` and `lsn`): what
+    /// the operator's `pgha switchover|failover` shows as soon as it is written.
+    pub fn refused(
+        &self,
+        by: &MemberName,
+        timeline: Timeline,
+        lsn: Lsn,
+        refusal: &Refusal,
+    ) -> HistoryEvent {
+        let what = match self.kind {
+            RequestKind::Switchover => "switchover",
+            RequestKind::Failover { .. } => "manual failover",
+        };
+        HistoryEvent {
+            kind: EventKind::RequestRefused,
+            from: Some(by.clone()),
+            to: self.to.clone(),
+            timeline,
+            lsn,
+            reason: format!("{what} refused by {by}: {refusal}"),
+        }
+    }
 }
 
 /// Planned switchover or manual failover.

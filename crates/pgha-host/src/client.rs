@@ -46,6 +46,10 @@ pub enum ClientError {
     Garbled { url: String, detail: String },
     #[error("{target} is not the primary after {} s; see `pgha status` and `pgha history`", .after.as_secs())]
     NotPromoted { target: String, after: Duration },
+    /// The leader refused the request after the API accepted it (it read the cluster later,
+    /// and differently): its history entry says why.
+    #[error("{reason}")]
+    Refused { reason: String },
 }
 
 impl ClientError {
@@ -200,8 +204,16 @@ impl Client {
         Ok(answer.target)
     }
 
-    /// Waits until `target` holds the lease and its record says it runs writable.
-    pub async fn wait_promoted(&self, target: &str) -> Result<(), ClientError> {
+    /// How many entries the cluster's history holds now: taken before a request, what
+    /// [`Client::wait_promoted`] reads after.
+    pub async fn history_len(&self) -> Result<usize, ClientError> {
+        Ok(self.get::<ClusterRecord>("/cluster").await?.history.len())
+    }
+
+    /// Waits until `target` holds the lease and its record says it runs writable; fails as
+    /// soon as a refusal of a request to promote it is recorded after the first `since`
+    /// history entries.
+    pub async fn wait_promoted(&self, target: &str, since: usize) -> Result<(), ClientError> {
         let deadline = Instant::now() + PROMOTION_PATIENCE;
         loop {
             match self.get::<ClusterRecord>("/cluster").await {
@@ -212,6 +224,16 @@ impl Client {
                         .is_some_and(|r| r.running && !r.in_recovery);
                     if cluster.leader.as_deref() == Some(target) && writable {
                         return Ok(());
+                    }
+                    let later = cluster.history.get(since..).unwrap_or_default();
+                    let refusal = later.iter().find(|e| {
+                        e.event.kind == pgha_core::EventKind::RequestRefused
+                            && e.event.to.as_ref().is_none_or(|to| to.as_str() == target)
+                    });
+                    if let Some(refused) = refusal {
+                        return Err(ClientError::Refused {
+                            reason: refused.event.reason.clone(),
+                        });
                     }
                 }
                 Err(e @ ClientError::Unreachable { .. }) => return Err(e),
@@ -293,3 +315,7 @@ fn send<T: DeserializeOwned>(
         Err(ureq::Error::Transport(_)) => Attempt::Next(None),
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

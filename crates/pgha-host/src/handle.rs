@@ -196,6 +196,11 @@ impl ClusterHandle {
         on_requested: impl FnOnce(&str),
     ) -> anyhow::Result<Promoted> {
         let started = Instant::now();
+        let since = self
+            .client
+            .history_len()
+            .await
+            .map_err(|e| self.explain(e))?;
         let target = self
             .client
             .request_promotion(to, kind)
@@ -203,7 +208,7 @@ impl ClusterHandle {
             .map_err(|e| self.explain(e))?;
         on_requested(&target);
         self.client
-            .wait_promoted(&target)
+            .wait_promoted(&target, since)
             .await
             .map_err(|e| self.explain(e))?;
         Ok(Promoted {

@@ -82,6 +82,24 @@ fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
         Action::ClearSwitchover { revision: 30 }
     )));
     assert!(!has(&d, |a| matches!(a, Action::Demote { .. })));
+    // Said in the history, where `pgha switchover` looks for it (it waited its whole patience,
+    // and said only that n2 was not the primary).
+    let refused = d.actions.iter().find_map(|a| match a {
+        Action::RecordHistory(e) if e.kind == EventKind::RequestRefused => Some(e.clone()),
+        _ => None,
+    });
+    let refused = refused.expect("the refusal is recorded");
+    assert_eq!(
+        (refused.from, refused.to),
+        (Some(name("n1")), Some(name("n2")))
+    );
+    assert_eq!(
+        refused.reason,
+        "switchover refused by n1: n2 is not streaming from the leader"
+    );
+    // Once: the request is cleared, and a step that reads it again records nothing more.
+    let d = n1.step(&obs(200, primary(1, 1000), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::RecordHistory(_))));
 }
 
 /// Found by the simulation (seed 16744): a switchover to n3 was requested, and its leader n1

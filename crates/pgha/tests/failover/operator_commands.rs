@@ -148,6 +148,35 @@ async fn reinit_reclones_a_standby_and_keeps_its_old_data() {
     assert_eq!(rows, 30);
 }
 
+/// Found in session 26's whole-suite run: a request the leader refused after the API had
+/// accepted it was said in the leader's log alone, and `pgha failover --to` waited its whole
+/// 120 s. The leader records the refusal in the history (what the CLI's wait looks for). Made
+/// here by a scheduled switchover whose target stopped before its time came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_leader_refuses_is_recorded_with_its_reason() {
+    let c = start_with_rows("before").await;
+    let out = c.ok("switchover", &["--to", "n3", "--at", "+5s"]);
+    assert!(out.contains("scheduled for"), "{out}");
+    c.ok("stop", &["n3"]);
+    let history = wait_until("the refusal recorded", CONVERGE, || {
+        let history = c.history();
+        (!events(&history, "request_refused").is_empty()).then_some(history)
+    });
+    assert_eq!(
+        events(&history, "request_refused"),
+        [("n1".to_string(), "n3".to_string())],
+        "{history:#?}"
+    );
+    let text = c.ok("history", &[]);
+    assert!(
+        text.contains("switchover refused by n1: n3 is not a live member"),
+        "{text}"
+    );
+    let status = c.up.status().unwrap();
+    assert_eq!(status["leader"], "n1", "{status}");
+    assert!(status.get("switchover").is_none(), "{status}");
+}
+
 /// Issue 14: a scheduled switchover waits for its instant (shown in `pgha status` until then),
 /// then hands over like any switchover; one scheduled for later can be withdrawn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
