@@ -167,6 +167,8 @@ impl Store for MemoryStore {
                 ));
             }
             let revision = s.bump();
+            // in the same write (see `Store::acquire_leader`)
+            s.durable.keys.remove(&Key::Failsafe);
             s.set_leader(Some(LeaderEntry {
                 holder: holder.to_string(),
                 revision,

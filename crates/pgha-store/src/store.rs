@@ -16,8 +16,11 @@ pub trait Store: Send + Sync {
     /// Reads everything under the prefix at one revision; expired leases are already gone.
     async fn snapshot(&self) -> Result<Snapshot, StoreError>;
 
-    /// Creates the leader key for `holder`, bound to a new lease of `ttl`, only if absent.
-    /// Returns the key's revision (the term). `Conflict` when someone holds it.
+    /// Creates the leader key for `holder`, bound to a new lease of `ttl`, only if absent,
+    /// and deletes the `failsafe` key in the same write: the list of an earlier term no
+    /// longer holds back a member it does not name (nobody can still write on its
+    /// confirmations once another term could begin), and this term's own list is not there
+    /// yet. Returns the key's revision (the term). `Conflict` when someone holds it.
     async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError>;
 
     /// Restarts the leader lease, only if the key still has `holder` and `revision`, and makes

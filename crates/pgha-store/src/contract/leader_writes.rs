@@ -72,3 +72,36 @@ pub async fn leader_writes_compare_the_key_read(h: &dyn Harness) {
     assert_eq!(snap.get(Key::Sync).unwrap().value, "[n2, n3]");
     assert_eq!(snap.get(Key::Sync).unwrap().revision, r2);
 }
+
+/// Found by review (2026-12-04): n1, leading with the failsafe list {n1, n2}, was killed; n2
+/// took over and was stopped before its own list landed; n3, outside n1's list, waited for a
+/// listed member to read the store again, and none ever would. Taking the key deletes the
+/// list in the same write; a release leaves it (the leaving leader's own list stays).
+pub async fn taking_the_leader_key_deletes_the_failsafe_list(h: &dyn Harness) {
+    let store = h.fresh_store().await;
+    let term = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
+    let guard = Guard::LeaderAndKey {
+        holder: "n1".into(),
+        revision: term,
+        key_revision: 0,
+    };
+    let listed = store.put(Key::Failsafe, "[n1, n2]", guard).await.unwrap();
+    store.release_leader("n1", term).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(
+        snap.get(Key::Failsafe)
+            .map(|v| (v.value.as_str(), v.revision)),
+        Some(("[n1, n2]", listed))
+    );
+    let next = store.acquire_leader("n2", lease(h.ttl())).await.unwrap();
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(snap.get(Key::Failsafe), None, "the earlier term's list");
+    assert_eq!(snap.leader.map(|l| l.revision), Some(next));
+    // The new leader writes its own list as for a key never written.
+    let guard = Guard::LeaderAndKey {
+        holder: "n2".into(),
+        revision: next,
+        key_revision: 0,
+    };
+    store.put(Key::Failsafe, "[n2, n3]", guard).await.unwrap();
+}

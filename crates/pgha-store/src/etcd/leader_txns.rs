@@ -17,16 +17,23 @@ impl EtcdStore {
     }
 
     /// A transaction that, when `compare` holds, puts the leader key naming `holder` on
-    /// `lease`, and otherwise reads the leader key (to say who holds it).
-    pub(super) fn put_leader_if(&self, compare: Vec<Compare>, holder: &str, lease: i64) -> Txn {
+    /// `lease` (with `also`), and otherwise reads the leader key (to say who holds it).
+    pub(super) fn put_leader_if(
+        &self,
+        compare: Vec<Compare>,
+        holder: &str,
+        lease: i64,
+        also: Vec<TxnOp>,
+    ) -> Txn {
         let leader = self.leader_path();
+        let put = TxnOp::put(
+            leader.clone(),
+            holder,
+            Some(PutOptions::new().with_lease(lease)),
+        );
         Txn::new()
             .when(compare)
-            .and_then([TxnOp::put(
-                leader.clone(),
-                holder,
-                Some(PutOptions::new().with_lease(lease)),
-            )])
+            .and_then([vec![put], also].concat())
             .or_else([TxnOp::get(leader, None)])
     }
 
@@ -46,6 +53,6 @@ impl EtcdStore {
             CompareOp::Equal,
             mod_revision,
         ));
-        self.put_leader_if(compare, holder, lease)
+        self.put_leader_if(compare, holder, lease, Vec::new())
     }
 }

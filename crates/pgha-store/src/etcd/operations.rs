@@ -34,7 +34,8 @@ impl Store for EtcdStore {
                 CompareOp::Equal,
                 0,
             )];
-            let txn = self.put_leader_if(absent, holder, lease.id);
+            let failsafe = TxnOp::delete(self.path(Key::Failsafe.name()), None);
+            let txn = self.put_leader_if(absent, holder, lease.id, vec![failsafe]);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 self.set_leader_lease(holder, Some(lease));

@@ -243,6 +243,9 @@ impl World {
                     self.store.revision += 1;
                     let revision = self.store.revision;
                     self.store.leader = Some((i, revision, now + ttl.millis()));
+                    // as a real store does, in the same write (`Store::acquire_leader`)
+                    self.store.failsafe = None;
+                    self.store.failsafe_revision = 0;
                     self.check_best_candidate(i);
                     Outcome::LeaderAcquired {
                         requested_at: sent,
