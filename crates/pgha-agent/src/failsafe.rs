@@ -73,7 +73,8 @@ fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// Writes "BOOT_ID DEADLINE_MS" (boot clock) atomically.
+/// Writes "BOOT_ID DEADLINE_MS LENGTH_MS" (the deadline on the boot clock, and how long the
+/// promise ran from when it was written) atomically.
 fn write_promise(file: &Path, until: Instant) -> std::io::Result<()> {
     let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
     let deadline = pgha_pg::lease_file::boot_clock_ms() + left;
@@ -84,22 +85,26 @@ fn write_promise(file: &Path, until: Instant) -> std::io::Result<()> {
         .create_new(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
-    f.write_all(format!("{} {deadline}\n", boot_id()).as_bytes())?;
+    f.write_all(format!("{} {deadline} {left}\n", boot_id()).as_bytes())?;
     f.sync_all()?;
     std::fs::rename(&tmp, file)
 }
 
-/// A promise written during this boot that is still running.
+/// The promise kept in `file` that may still run. One written during this boot runs to its
+/// deadline. One written before a reboot may still run: the leader it confirmed writes on it
+/// as long as it lasts, whatever happened to this host, and a reboot can take less than a
+/// ttl; it was written before the reboot, so it runs for its length from now at the most.
 fn read_promise(file: &Path) -> Option<Instant> {
     let text = std::fs::read_to_string(file).ok()?;
-    let (boot, deadline) = text.trim().split_once(' ')?;
-    if boot != boot_id() {
-        return None;
-    }
-    let left = deadline
-        .parse::<u64>()
-        .ok()?
-        .checked_sub(pgha_pg::lease_file::boot_clock_ms())?;
+    let mut fields = text.split_whitespace();
+    let (boot, deadline) = (fields.next()?, fields.next()?.parse::<u64>().ok()?);
+    let length = fields.next().and_then(|l| l.parse::<u64>().ok());
+    let left = if boot == boot_id() {
+        deadline.checked_sub(pgha_pg::lease_file::boot_clock_ms())?
+    } else {
+        // written by an agent older than the length in the file: nothing to go by
+        length?
+    };
     Some(Instant::now() + Duration::from_millis(left))
 }
 
@@ -225,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn a_promise_survives_an_agent_restart() {
+    fn a_promise_survives_an_agent_restart_and_a_reboot() {
         let dir = std::env::temp_dir().join(format!("pgha-failsafe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("n2.failsafe");
@@ -246,8 +251,16 @@ mod tests {
             .expect("promise kept across the restart")
             .saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(25), "{left:?}");
-        // From another boot it means nothing.
-        std::fs::write(&file, "another-boot 99999999999\n").unwrap();
+        // From another boot its deadline means nothing, but the promise may still run: it
+        // was written before the reboot and lasts its length from now at the most.
+        std::fs::write(&file, "another-boot 99999999999 20000\n").unwrap();
+        let left = Failsafe::persisted(file.clone())
+            .promised_until()
+            .expect("a promise from before a reboot is kept")
+            .saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(15), "{left:?}");
+        // ... and one that had run out before it was written again is no promise.
+        std::fs::write(&file, "another-boot 99999999999 0\n").unwrap();
         assert!(Failsafe::persisted(file).promised_until().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
