@@ -237,6 +237,16 @@ impl Member {
                 let mine = self.record(&obs.local, view);
                 now_view.members.insert(me.clone(), mine);
                 if let Err(refusal) = switchover::check(&now_view, Lsn(0), &now_request) {
+                    // Withdrawn and said once, as a leader refuses (the CLI's wait ends there).
+                    if !self.switchovers_seen.contains(&pending.revision) {
+                        self.switchovers_seen.push(pending.revision);
+                        let (timeline, lsn) = (obs.local.timeline, obs.local.lsn);
+                        let event = request.refused(&me, timeline, lsn, &refusal);
+                        plan.push(Action::RecordHistory(event));
+                    }
+                    plan.push(Action::ClearSwitchover {
+                        revision: pending.revision,
+                    });
                     return Some(Reason::SwitchoverRefused(refusal));
                 }
                 let from = self.last_leader.clone();

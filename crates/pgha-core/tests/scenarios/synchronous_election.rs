@@ -165,7 +165,8 @@ fn a_manual_failover_to_a_set_member_behind_another_is_refused_without_allow_dat
             ahead: name("n2"),
         })
     );
-    let d = member("n3").step(&obs(0, n3.clone(), &by_hand, vec![]));
+    let mut target = member("n3");
+    let d = target.step(&obs(0, n3.clone(), &by_hand, vec![]));
     assert!(!acquires(&d), "{}", d.reason);
     assert_eq!(
         d.reason,
@@ -174,6 +175,20 @@ fn a_manual_failover_to_a_set_member_behind_another_is_refused_without_allow_dat
             ahead: name("n2"),
         })
     );
+    // Withdrawn and recorded, once (the CLI's wait ends with the reason, as when a leader
+    // refuses; before, it waited 120 s and the request stayed).
+    assert!(has(&d, |a| matches!(a, Action::ClearSwitchover { .. })));
+    let recorded = |d: &Decision| {
+        d.actions
+            .iter()
+            .filter(
+                |a| matches!(a, Action::RecordHistory(e) if e.kind == EventKind::RequestRefused),
+            )
+            .count()
+    };
+    assert_eq!(recorded(&d), 1, "{:?}", d.actions);
+    let d = target.step(&obs(100, n3.clone(), &by_hand, vec![]));
+    assert_eq!(recorded(&d), 0, "{:?}", d.actions);
 
     let mut losing = by_hand.clone();
     losing.0.switchover.as_mut().unwrap().request.kind = RequestKind::Failover {
