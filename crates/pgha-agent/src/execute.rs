@@ -78,11 +78,13 @@ impl Agent {
         let limit = self.store_limit();
         let store = self.store.clone();
         match action {
-            Action::AcquireLeader { ttl } => {
+            Action::AcquireLeader {
+                ttl,
+                failsafe_revision,
+            } => {
                 let sent = self.now();
-                let result = timed(limit, store.acquire_leader(name, *ttl))
-                    .await
-                    .map(|revision| (revision, *ttl));
+                let acquire = store.acquire_leader_if(name, *ttl, Some(*failsafe_revision));
+                let result = timed(limit, acquire).await.map(|revision| (revision, *ttl));
                 self.lease_answered(lease_outcome(result, sent, true));
             }
             Action::ReleaseLeader { revision } => {

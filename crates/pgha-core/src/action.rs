@@ -31,9 +31,14 @@ pub enum StartRole {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     // --- store ---
-    /// Create the leader key bound to a new lease of `ttl`, only if absent.
+    /// Create the leader key bound to a new lease of `ttl`, only if absent and while the
+    /// `failsafe` key is still at `failsafe_revision` (0: absent), as read when deciding: an
+    /// acquisition whose answer was lost must not land after a newer leader's failsafe list
+    /// did (taking the key deletes the list, which would free members outside it while that
+    /// leader may still write on its listed members' promises).
     AcquireLeader {
         ttl: crate::types::Ttl,
+        failsafe_revision: u64,
     },
     /// Refresh the lease, only if the leader key still has `revision` (compare-and-set), and
     /// make its TTL `ttl` (the store re-grants it when the configured ttl changed).

@@ -373,6 +373,7 @@ impl Member {
         });
         plan.push(Action::AcquireLeader {
             ttl: self.config.ttl(),
+            failsafe_revision: self.failsafe_read,
         });
         reason
     }

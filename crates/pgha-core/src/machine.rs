@@ -126,6 +126,9 @@ pub struct Member {
     /// never maxed, so a store that lost its keys (revisions start over) misleads it no
     /// longer than until it reads the next leader key.
     pub(crate) term_last_read: Option<u64>,
+    /// The `failsafe` key's revision in the last view read (0: absent): an acquisition
+    /// decided on it lands only while the key is still there (see [`Action::AcquireLeader`]).
+    pub(crate) failsafe_read: u64,
     /// The cluster's system identifier as this member last saw it in the store: once known,
     /// the cluster exists, whatever a store that lost its keys says.
     pub(crate) cluster_seen: Option<SystemId>,
@@ -192,6 +195,7 @@ impl Member {
             lapsed_term: None,
             newest_term: None,
             term_last_read: None,
+            failsafe_read: 0,
             cluster_seen: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
@@ -337,6 +341,7 @@ impl Member {
             self.last_renew_request = None; // renew in this very step
         }
         self.newest_term = self.newest_term_in(view);
+        self.failsafe_read = view.failsafe_revision;
         if let Some(leader) = &view.leader {
             self.term_last_read = Some(leader.revision);
         }

@@ -260,12 +260,17 @@ impl EtcdStore {
                 key_revision,
             } => {
                 let mut compares = self.leader_is(holder, *revision);
-                compares.push(match key_revision {
-                    0 => Compare::create_revision(path, CompareOp::Equal, 0),
-                    r => Compare::mod_revision(path, CompareOp::Equal, as_i64(*r)),
-                });
+                compares.push(self.key_at(path, *key_revision));
                 compares
             }
+        }
+    }
+
+    /// Holds while the key at `path` was last written at `revision` (0: absent).
+    fn key_at(&self, path: &str, revision: Revision) -> Compare {
+        match revision {
+            0 => Compare::create_revision(path, CompareOp::Equal, 0),
+            r => Compare::mod_revision(path, CompareOp::Equal, as_i64(r)),
         }
     }
 

@@ -156,7 +156,12 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
+    async fn acquire_leader_if(
+        &self,
+        holder: &str,
+        ttl: Ttl,
+        failsafe_read: Option<Revision>,
+    ) -> Result<Revision, StoreError> {
         let ttl = positive(ttl)?;
         let now = self.inner.clock.now();
         self.with_state(true, |s| {
@@ -164,6 +169,13 @@ impl Store for MemoryStore {
                 return Err(StoreError::conflict(
                     "leader",
                     format!("held by {}", l.holder),
+                ));
+            }
+            let failsafe = s.durable.keys.get(&Key::Failsafe).map_or(0, |v| v.revision);
+            if let Some(read) = failsafe_read.filter(|read| *read != failsafe) {
+                return Err(StoreError::conflict(
+                    "failsafe",
+                    format!("written at revision {failsafe} since it was read at {read}"),
                 ));
             }
             let revision = s.bump();

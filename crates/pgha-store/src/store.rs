@@ -21,7 +21,18 @@ pub trait Store: Send + Sync {
     /// longer holds back a member it does not name (nobody can still write on its
     /// confirmations once another term could begin), and this term's own list is not there
     /// yet. Returns the key's revision (the term). `Conflict` when someone holds it.
-    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError>;
+    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
+        self.acquire_leader_if(holder, ttl, None).await
+    }
+
+    /// [`Store::acquire_leader`], and with `failsafe_read`, only while the `failsafe` key is
+    /// still at that revision (0: absent): `Conflict` once another list was written since.
+    async fn acquire_leader_if(
+        &self,
+        holder: &str,
+        ttl: Ttl,
+        failsafe_read: Option<Revision>,
+    ) -> Result<Revision, StoreError>;
 
     /// Restarts the leader lease, only if the key still has `holder` and `revision`, and makes
     /// its TTL `ttl`: when the lease was granted with another TTL (the configured ttl changed),

@@ -201,7 +201,10 @@ async fn a_term_taken_or_renewed_is_released_by_a_leave_before_the_next_step() {
                 .await;
         } else {
             agent
-                .execute_one(&pgha_core::Action::AcquireLeader { ttl })
+                .execute_one(&pgha_core::Action::AcquireLeader {
+                    ttl,
+                    failsafe_revision: 0,
+                })
                 .await
                 .unwrap();
         }

@@ -128,8 +128,24 @@ fn a_remembered_later_term_does_not_free_a_member_outside_the_failsafe_list() {
     // With the list gone (the key taken since), nothing holds it back.
     after.0.failsafe = None;
     after.0.failsafe_revision = 0;
-    let d = n3.step(&obs(2_000, a, &after, vec![]));
+    let d = n3.step(&obs(2_000, a.clone(), &after, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
+    // The acquisition lands only while the `failsafe` key is as read (found by review: one
+    // whose answer was lost landed after a newer leader's list and deleted it).
+    after.0.failsafe = Some(failsafe_list("n1", &["n1"]));
+    after.0.failsafe_revision = 31;
+    let d = member("n3").step(&obs(0, a, &after, vec![]));
+    assert!(
+        has(&d, |x| matches!(
+            x,
+            Action::AcquireLeader {
+                failsafe_revision: 31,
+                ..
+            }
+        )),
+        "{:?}",
+        d.actions
+    );
 }
 
 /// Found by the simulation (seed 944: ttl lowered live, then the store gone for everyone):

@@ -93,7 +93,15 @@ pub async fn taking_the_leader_key_deletes_the_failsafe_list(h: &dyn Harness) {
             .map(|v| (v.value.as_str(), v.revision)),
         Some(("[n1, n2]", listed))
     );
-    let next = store.acquire_leader("n2", lease(h.ttl())).await.unwrap();
+    // Found by review: an acquisition decided before that list was written (its answer lost,
+    // landing late) must not delete it: it lands only while the key is as it was read.
+    assert!(is_conflict(
+        store.acquire_leader_if("n2", lease(h.ttl()), Some(0)).await
+    ));
+    let next = store
+        .acquire_leader_if("n2", lease(h.ttl()), Some(listed))
+        .await
+        .unwrap();
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.get(Key::Failsafe), None, "the earlier term's list");
     assert_eq!(snap.leader.map(|l| l.revision), Some(next));
@@ -103,5 +111,20 @@ pub async fn taking_the_leader_key_deletes_the_failsafe_list(h: &dyn Harness) {
         revision: next,
         key_revision: 0,
     };
-    store.put(Key::Failsafe, "[n2, n3]", guard).await.unwrap();
+    let mine = store.put(Key::Failsafe, "[n2, n3]", guard).await.unwrap();
+    // A refused acquisition leaves the live leader's list alone.
+    assert!(is_conflict(
+        store.acquire_leader("n3", lease(h.ttl())).await
+    ));
+    assert!(is_conflict(
+        store
+            .acquire_leader_if("n3", lease(h.ttl()), Some(mine))
+            .await
+    ));
+    let snap = store.snapshot().await.unwrap();
+    assert_eq!(
+        snap.get(Key::Failsafe)
+            .map(|v| (v.value.as_str(), v.revision)),
+        Some(("[n2, n3]", mine))
+    );
 }

@@ -21,7 +21,12 @@ impl Store for EtcdStore {
         self.call(self.snapshot_now()).await
     }
 
-    async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
+    async fn acquire_leader_if(
+        &self,
+        holder: &str,
+        ttl: Ttl,
+        failsafe_read: Option<Revision>,
+    ) -> Result<Revision, StoreError> {
         let ttl = ttl_secs(ttl)?;
         if holder.is_empty() {
             return Err(StoreError::Invalid("empty leader name".into()));
@@ -29,13 +34,15 @@ impl Store for EtcdStore {
         let leader = self.leader_path();
         self.call(async {
             let lease = self.grant(ttl).await?;
-            let absent = vec![Compare::create_revision(
+            let failsafe_path = self.path(Key::Failsafe.name());
+            let mut compare = vec![Compare::create_revision(
                 leader.clone(),
                 CompareOp::Equal,
                 0,
             )];
-            let failsafe = TxnOp::delete(self.path(Key::Failsafe.name()), None);
-            let txn = self.put_leader_if(absent, holder, lease.id, vec![failsafe]);
+            compare.extend(failsafe_read.map(|r| self.key_at(&failsafe_path, r)));
+            let failsafe = TxnOp::delete(failsafe_path, None);
+            let txn = self.put_leader_if(compare, holder, lease.id, vec![failsafe]);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 self.set_leader_lease(holder, Some(lease));
@@ -43,8 +50,15 @@ impl Store for EtcdStore {
             }
             // Best effort: an unused lease expires by itself.
             let _ = self.revoke(lease.id).await;
-            let held = describe_leader(gets(&resp).first().and_then(|kvs| kvs.first()));
-            Err(StoreError::conflict("leader", held))
+            let reads = gets(&resp);
+            let held = reads.first().and_then(|kvs| kvs.first());
+            if let (None, Some(read)) = (held, failsafe_read) {
+                return Err(StoreError::conflict(
+                    "failsafe",
+                    format!("written since it was read at revision {read}"),
+                ));
+            }
+            Err(StoreError::conflict("leader", describe_leader(held)))
         })
         .await
     }

@@ -234,10 +234,15 @@ impl World {
         let now = self.now;
         let mut changed = reachable;
         match &action {
-            Action::AcquireLeader { ttl } => {
+            Action::AcquireLeader {
+                ttl,
+                failsafe_revision,
+            } => {
                 let outcome = if !reachable {
                     Outcome::LeaderUnknown
-                } else if self.store.leader.is_some() {
+                } else if self.store.leader.is_some()
+                    || self.store.failsafe_revision != *failsafe_revision
+                {
                     Outcome::LeaderRefused
                 } else {
                     self.store.revision += 1;
