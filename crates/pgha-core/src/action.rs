@@ -32,10 +32,11 @@ pub enum StartRole {
 pub enum Action {
     // --- store ---
     /// Create the leader key bound to a new lease of `ttl`, only if absent and while the
-    /// `failsafe` key is still at `failsafe_revision` (0: absent), as read when deciding: an
-    /// acquisition whose answer was lost must not land after a newer leader's failsafe list
-    /// did (taking the key deletes the list, which would free members outside it while that
-    /// leader may still write on its listed members' promises).
+    /// `failsafe` key is still at `failsafe_revision` (0: absent), as read when deciding. Taking
+    /// the key rewrites that list (naming the new holder alone), so an acquisition whose
+    /// answer was lost cannot land after a term it never saw began, nor after a newer
+    /// leader's list (it would free members outside it while that leader may still write on
+    /// its listed members' promises).
     AcquireLeader {
         ttl: crate::types::Ttl,
         failsafe_revision: u64,

@@ -75,6 +75,7 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut rewinds = 0;
     let mut sync_promotions = 0;
     let mut sync_double = 0;
+    let mut late = (0, 0);
     for seed in seeds() {
         let mut world = World::new(seed, members());
         world.run_chaos(90_000);
@@ -86,11 +87,15 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
         rewinds += world.stats.rewinds;
         sync_promotions += world.stats.sync_promotions;
         sync_double += world.stats.sync_lost_to_double_failure;
+        late.0 += world.stats.late_acquisitions.0;
+        late.1 += world.stats.late_acquisitions.1;
     }
     eprintln!(
         "simulated {failovers} failovers, {switchovers} switchovers, {rewinds} rewinds; \
          {sync_promotions} promotions kept every synchronously acknowledged commit, \
-         {sync_double} lost some after every standby that confirmed them was gone too"
+         {sync_double} lost some after every standby that confirmed them was gone too; \
+         {} acquisitions landed late, {} refused then for a term or list begun since",
+        late.0, late.1
     );
     assert!(
         seeds().len() < 100 || (failovers > 0 && switchovers > 0 && sync_promotions > 0),

@@ -14,7 +14,7 @@ use std::time::Duration;
 mod leader_writes;
 pub use leader_writes::{
     leader_only_writes, leader_writes_compare_the_key_read,
-    taking_the_leader_key_deletes_the_failsafe_list,
+    taking_the_leader_key_replaces_the_failsafe_list,
 };
 
 /// What the suite needs from a backend.
@@ -354,7 +354,7 @@ macro_rules! store_contract_tests {
             guarded_writes,
             leader_only_writes,
             leader_writes_compare_the_key_read,
-            taking_the_leader_key_deletes_the_failsafe_list,
+            taking_the_leader_key_replaces_the_failsafe_list,
             initialize_is_create_if_absent,
             history_keeps_append_order,
             a_retried_history_append_records_once,

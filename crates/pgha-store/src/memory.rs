@@ -180,7 +180,11 @@ impl Store for MemoryStore {
             }
             let revision = s.bump();
             // in the same write (see `Store::acquire_leader`)
-            s.durable.keys.remove(&Key::Failsafe);
+            let alone = Versioned {
+                value: crate::view::failsafe_list_of_alone(holder),
+                revision,
+            };
+            s.durable.keys.insert(Key::Failsafe, alone);
             s.set_leader(Some(LeaderEntry {
                 holder: holder.to_string(),
                 revision,

@@ -17,16 +17,19 @@ pub trait Store: Send + Sync {
     async fn snapshot(&self) -> Result<Snapshot, StoreError>;
 
     /// Creates the leader key for `holder`, bound to a new lease of `ttl`, only if absent,
-    /// and deletes the `failsafe` key in the same write: the list of an earlier term no
-    /// longer holds back a member it does not name (nobody can still write on its
-    /// confirmations once another term could begin), and this term's own list is not there
-    /// yet. Returns the key's revision (the term). `Conflict` when someone holds it.
+    /// and in the same write makes the `failsafe` key a list naming `holder` alone: the list
+    /// of an earlier term no longer holds back a member it does not name (nobody can still
+    /// write on its confirmations once another term could begin), this term's own list is
+    /// not there yet, and the key moves at every new term (what [`Store::acquire_leader_if`]
+    /// compares). Returns the key's revision (the term). `Conflict` when someone holds it.
     async fn acquire_leader(&self, holder: &str, ttl: Ttl) -> Result<Revision, StoreError> {
         self.acquire_leader_if(holder, ttl, None).await
     }
 
     /// [`Store::acquire_leader`], and with `failsafe_read`, only while the `failsafe` key is
-    /// still at that revision (0: absent): `Conflict` once another list was written since.
+    /// still at that revision (0: absent): `Conflict` once a term began or a list was written
+    /// since (an acquisition whose answer was lost, landing late, would otherwise promote a
+    /// member on an election decided before a term it never saw).
     async fn acquire_leader_if(
         &self,
         holder: &str,

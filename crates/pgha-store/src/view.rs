@@ -135,6 +135,15 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
     })
 }
 
+/// The `failsafe` key's value naming `holder` alone: what taking the leader key writes.
+pub(crate) fn failsafe_list_of_alone(holder: &str) -> String {
+    let list = FailsafeList {
+        leader: MemberName::new(holder),
+        members: [MemberName::new(holder)].into(),
+    };
+    serde_json::to_string(&list).expect("a failsafe list serialises")
+}
+
 /// The history entries with their times, oldest first; unreadable ones are left out.
 pub fn history_entries(snapshot: &Snapshot) -> Vec<HistoryEntry> {
     snapshot

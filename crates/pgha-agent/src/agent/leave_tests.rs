@@ -102,7 +102,7 @@ async fn a_leader_leaving_leaves_a_failsafe_list_naming_only_itself() {
     let guard = pgha_store::Guard::LeaderAndKey {
         holder: "n1".into(),
         revision: term,
-        key_revision: 0,
+        key_revision: term,
     };
     let json = serde_json::to_string(&list(&["n1", "n2"])).unwrap();
     store

@@ -59,12 +59,15 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
         leader_revision: term,
         key_revision,
     };
+    // Taking the key wrote the list naming n1 alone at the term's revision.
     agent
-        .execute_one(&failsafe(&["n1", "n2"], 0))
+        .execute_one(&failsafe(&["n1", "n2"], term))
         .await
         .unwrap();
     assert!(refused(
-        agent.execute_one(&failsafe(&["n1", "n2", "n4"], 0)).await
+        agent
+            .execute_one(&failsafe(&["n1", "n2", "n4"], term))
+            .await
     ));
     let read = store.snapshot().await.unwrap();
     let kept: FailsafeList = serde_json::from_str(&read.get(Key::Failsafe).unwrap().value).unwrap();

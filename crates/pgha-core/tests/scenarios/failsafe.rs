@@ -105,8 +105,8 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
 
 /// Found by review (2026-12-04): n1, leading with the list {n1, n2}, was killed; n2 took over
 /// and was stopped before its own list landed; n3, outside n1's list, waited for good. What
-/// frees it is the store: taking the key deletes the list (store contract
-/// `taking_the_leader_key_deletes_the_failsafe_list`). Not a term n3 remembers being newer
+/// frees it is the store: taking the key replaces the list by one naming its new holder alone
+/// (store contract `taking_the_leader_key_replaces_the_failsafe_list`). Not a term n3 remembers being newer
 /// than the list: after etcd lost its data, revisions begin again below the terms members
 /// remember, and a list written since may still hold a leader writing on its promises.
 #[test]

@@ -75,56 +75,54 @@ pub async fn leader_writes_compare_the_key_read(h: &dyn Harness) {
 
 /// Found by review (2026-12-04): n1, leading with the failsafe list {n1, n2}, was killed; n2
 /// took over and was stopped before its own list landed; n3, outside n1's list, waited for a
-/// listed member to read the store again, and none ever would. Taking the key deletes the
-/// list in the same write; a release leaves it (the leaving leader's own list stays).
-pub async fn taking_the_leader_key_deletes_the_failsafe_list(h: &dyn Harness) {
+/// listed member to read the store again, and none ever would. Taking the key makes the list
+/// name its new holder alone, in the same write; a release leaves it (the leaving leader's
+/// own list stays). And an acquisition lands only while the list is as its candidate read
+/// it: one whose answer was lost, landing late, must not delete a newer leader's list, nor
+/// promote its member on an election decided before a term it never saw.
+pub async fn taking_the_leader_key_replaces_the_failsafe_list(h: &dyn Harness) {
     let store = h.fresh_store().await;
-    let term = store.acquire_leader("n1", lease(h.ttl())).await.unwrap();
+    let ttl = lease(h.ttl());
+    let before_n1 = store.snapshot().await.unwrap();
+    let read_before_n1 = before_n1.get(Key::Failsafe).map_or(0, |v| v.revision);
+    let term = store.acquire_leader("n1", ttl).await.unwrap();
+    let alone = |snap: &crate::model::Snapshot, holder: &str, revision| {
+        let view = crate::view::cluster_view(snap).unwrap();
+        let list = view.failsafe.expect("a list");
+        assert_eq!(list.leader.as_str(), holder);
+        assert!(list.confirmers().next().is_none(), "{list:?}");
+        assert_eq!(view.failsafe_revision, revision);
+    };
+    alone(&store.snapshot().await.unwrap(), "n1", term);
     let guard = Guard::LeaderAndKey {
         holder: "n1".into(),
         revision: term,
-        key_revision: 0,
+        key_revision: term,
     };
-    let listed = store.put(Key::Failsafe, "[n1, n2]", guard).await.unwrap();
+    let listed_value = r#"{"leader":"n1","members":["n1","n2"]}"#;
+    let listed = store.put(Key::Failsafe, listed_value, guard).await.unwrap();
     store.release_leader("n1", term).await.unwrap();
     let snap = store.snapshot().await.unwrap();
     assert_eq!(
         snap.get(Key::Failsafe)
             .map(|v| (v.value.as_str(), v.revision)),
-        Some(("[n1, n2]", listed))
+        Some((listed_value, listed))
     );
-    // Found by review: an acquisition decided before that list was written (its answer lost,
-    // landing late) must not delete it: it lands only while the key is as it was read.
-    assert!(is_conflict(
-        store.acquire_leader_if("n2", lease(h.ttl()), Some(0)).await
-    ));
+    // Decided before n1's term (or before its list): refused.
+    for read in [read_before_n1, term] {
+        assert!(is_conflict(
+            store.acquire_leader_if("n2", ttl, Some(read)).await
+        ));
+    }
     let next = store
-        .acquire_leader_if("n2", lease(h.ttl()), Some(listed))
+        .acquire_leader_if("n2", ttl, Some(listed))
         .await
         .unwrap();
-    let snap = store.snapshot().await.unwrap();
-    assert_eq!(snap.get(Key::Failsafe), None, "the earlier term's list");
-    assert_eq!(snap.leader.map(|l| l.revision), Some(next));
-    // The new leader writes its own list as for a key never written.
-    let guard = Guard::LeaderAndKey {
-        holder: "n2".into(),
-        revision: next,
-        key_revision: 0,
-    };
-    let mine = store.put(Key::Failsafe, "[n2, n3]", guard).await.unwrap();
+    alone(&store.snapshot().await.unwrap(), "n2", next);
     // A refused acquisition leaves the live leader's list alone.
+    assert!(is_conflict(store.acquire_leader("n3", ttl).await));
     assert!(is_conflict(
-        store.acquire_leader("n3", lease(h.ttl())).await
+        store.acquire_leader_if("n3", ttl, Some(next)).await
     ));
-    assert!(is_conflict(
-        store
-            .acquire_leader_if("n3", lease(h.ttl()), Some(mine))
-            .await
-    ));
-    let snap = store.snapshot().await.unwrap();
-    assert_eq!(
-        snap.get(Key::Failsafe)
-            .map(|v| (v.value.as_str(), v.revision)),
-        Some(("[n2, n3]", mine))
-    );
+    alone(&store.snapshot().await.unwrap(), "n2", next);
 }

@@ -41,7 +41,8 @@ impl Store for EtcdStore {
                 0,
             )];
             compare.extend(failsafe_read.map(|r| self.key_at(&failsafe_path, r)));
-            let failsafe = TxnOp::delete(failsafe_path, None);
+            let alone = crate::view::failsafe_list_of_alone(holder);
+            let failsafe = TxnOp::put(failsafe_path, alone, None);
             let txn = self.put_leader_if(compare, holder, lease.id, vec![failsafe]);
             let resp = self.txn(txn).await?;
             if resp.succeeded() {

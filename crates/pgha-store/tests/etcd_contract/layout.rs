@@ -28,9 +28,10 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
 
     let keys = raw_keys(&etcd.server.endpoint(), "/pgha/main/").await;
     let names: Vec<&str> = keys.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names.len(), 7, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     for expected in [
         "/pgha/main/config",
+        "/pgha/main/failsafe",
         "/pgha/main/initialize",
         "/pgha/main/leader",
         "/pgha/main/members/n1",
@@ -55,6 +56,11 @@ async fn keys_live_under_the_cluster_prefix_with_their_own_leases() {
     );
     assert!(l != m1 && m1 != m2 && l != m2, "each has its own lease");
     assert_eq!(lease("/pgha/main/config"), 0, "durable keys are not leased");
+    assert_eq!(
+        lease("/pgha/main/failsafe"),
+        0,
+        "the failsafe list is not leased"
+    );
 
     // Releasing and deleting revoke the leases: nothing stays behind.
     store.release_leader("n1", term).await.unwrap();

@@ -240,22 +240,22 @@ impl World {
             } => {
                 let outcome = if !reachable {
                     Outcome::LeaderUnknown
-                } else if self.store.leader.is_some()
-                    || self.store.failsafe_revision != *failsafe_revision
-                {
-                    Outcome::LeaderRefused
+                } else if self.acquisition_is_late(i) {
+                    // its answer lost; it lands later, or not (`land_late_acquisition`)
+                    let at = now + now % 2_000;
+                    self.late_writes.push((at, i, action.clone()));
+                    Outcome::LeaderUnknown
                 } else {
-                    self.store.revision += 1;
-                    let revision = self.store.revision;
-                    self.store.leader = Some((i, revision, now + ttl.millis()));
-                    // as a real store does, in the same write (`Store::acquire_leader`)
-                    self.store.failsafe = None;
-                    self.store.failsafe_revision = 0;
-                    self.check_best_candidate(i);
-                    Outcome::LeaderAcquired {
-                        requested_at: sent,
-                        revision,
-                        ttl: *ttl,
+                    match self.take_leader_key(i, *ttl, *failsafe_revision) {
+                        Some(revision) => {
+                            self.check_best_candidate(i);
+                            Outcome::LeaderAcquired {
+                                requested_at: sent,
+                                revision,
+                                ttl: *ttl,
+                            }
+                        }
+                        None => Outcome::LeaderRefused,
                     }
                 };
                 self.deliver(i, outcome);

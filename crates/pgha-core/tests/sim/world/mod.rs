@@ -110,6 +110,9 @@ pub struct Stats {
     pub sync_lost_to_double_failure: u32,
     /// Promotions the `pre_promote` callback vetoed.
     pub vetoes: u32,
+    /// Acquisitions of the leader key whose answer was lost that landed later, and those
+    /// refused then (the `failsafe` key had moved since they were decided).
+    pub late_acquisitions: (u32, u32),
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys

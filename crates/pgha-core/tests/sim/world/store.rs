@@ -62,6 +62,37 @@ impl World {
         }
     }
 
+    /// With the store slow, some acquisitions of the leader key land late, their answer lost:
+    /// chosen by the clock and the member, not drawn from the seed's generator (every seed
+    /// keeps its draws).
+    pub(super) fn acquisition_is_late(&self, i: usize) -> bool {
+        self.slow_store && (self.now / 100 + i as u64) % 5 == 0
+    }
+
+    /// The leader key for `i`, if absent and while the `failsafe` key is still at
+    /// `failsafe_revision`, with the list naming `i` alone (as a real store takes it, see
+    /// `Store::acquire_leader`); the new term.
+    pub(super) fn take_leader_key(
+        &mut self,
+        i: usize,
+        ttl: Ttl,
+        failsafe_revision: u64,
+    ) -> Option<u64> {
+        if self.store.leader.is_some() || self.store.failsafe_revision != failsafe_revision {
+            return None;
+        }
+        self.store.revision += 1;
+        let revision = self.store.revision;
+        self.store.leader = Some((i, revision, self.now + ttl.millis()));
+        let name = self.nodes[i].name.clone();
+        self.store.failsafe = Some(FailsafeList {
+            leader: name.clone(),
+            members: [name].into(),
+        });
+        self.store.failsafe_revision = revision;
+        Some(revision)
+    }
+
     /// Late writes whose time came land while the store is up.
     pub(super) fn land_late_writes(&mut self) {
         if self.store_down_until > self.now {
@@ -72,8 +103,20 @@ impl World {
             .into_iter()
             .partition(|w| w.0 <= now);
         self.late_writes = later;
-        for (_, _, action) in due {
-            if self.land(&action) {
+        for (_, i, action) in due {
+            if let Action::AcquireLeader {
+                ttl,
+                failsafe_revision,
+            } = action
+            {
+                // the member hears of it only from its next read (an adopted key)
+                if self.take_leader_key(i, ttl, failsafe_revision).is_some() {
+                    self.stats.late_acquisitions.0 += 1;
+                    self.wake_all();
+                } else if self.store.leader.is_none() {
+                    self.stats.late_acquisitions.1 += 1;
+                }
+            } else if self.land(&action) {
                 self.store.revision += 1;
                 self.wake_all();
             }
