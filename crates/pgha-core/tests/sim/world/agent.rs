@@ -241,7 +241,7 @@ impl World {
                 let outcome = if !reachable {
                     Outcome::LeaderUnknown
                 } else if self.acquisition_is_late(i) {
-                    // its answer lost; it lands later, or not (`land_late_acquisition`)
+                    // its answer lost; it lands later, or not (`land_late_writes`)
                     let at = now + now % 2_000;
                     self.late_writes.push((at, i, action.clone()));
                     Outcome::LeaderUnknown
