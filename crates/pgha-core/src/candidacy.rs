@@ -375,6 +375,7 @@ impl Member {
             ttl: self.config.ttl(),
             failsafe_revision: self.failsafe_read,
         });
+        self.acquisition_sent();
         reason
     }
 }

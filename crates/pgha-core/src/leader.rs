@@ -166,40 +166,6 @@ impl Member {
         }
     }
 
-    /// The leader key carries our name but we hold no trusted lease (agent restart, or an
-    /// acquire whose answer was lost): renew to adopt it; demote if writable meanwhile. Sets a
-    /// former agent may have sent in this term bound what PostgreSQL may count meanwhile, and
-    /// its lists leave the leader no failsafe list to go by until the key moves.
-    fn adopt(
-        &mut self,
-        obs: &Observation,
-        view: &ClusterView,
-        revision: u64,
-        plan: &mut Plan,
-    ) -> Reason {
-        let since = *self.adopting_since.get_or_insert(obs.now);
-        if obs.now.since(since) > self.config.loop_wait_ms
-            && self.demote_if_writable(&obs.local, StopMode::Immediate, plan)
-        {
-            return Reason::WritableWithoutLease;
-        }
-        let name = self.name().clone();
-        let counted = &obs.local.sync_applied;
-        sync::UnseenSets::adopted(
-            &mut self.sync.unseen,
-            revision,
-            view.sync_revision,
-            &name,
-            counted,
-        );
-        self.failsafe_adopted(revision, view);
-        self.last_renew_request = None;
-        self.renew_if_due(obs.now, revision, plan);
-        Reason::AdoptingLease {
-            new_cluster: obs.local.data == DataDir::Missing && view.initialize.is_none(),
-        }
-    }
-
     fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {
         plan.push(Action::ReleaseLeader {
             revision: lease.revision,

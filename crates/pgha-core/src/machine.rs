@@ -13,6 +13,7 @@ use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
+mod acquisition;
 mod expiry_caps;
 mod failsafe_asks;
 mod fence_stuck;
@@ -126,9 +127,12 @@ pub struct Member {
     /// never maxed, so a store that lost its keys (revisions start over) misleads it no
     /// longer than until it reads the next leader key.
     pub(crate) term_last_read: Option<u64>,
-    /// The `failsafe` key's revision in the last view read (0: absent): an acquisition
-    /// decided on it lands only while the key is still there (see [`Action::AcquireLeader`]).
+    /// The `failsafe` key's revision last read (0: absent), which an acquisition compares.
     pub(crate) failsafe_read: u64,
+    /// An acquisition sent and not answered (it may land), and withdrawn since (see
+    /// `machine/acquisition.rs`).
+    pub(crate) acquisition_unanswered: bool,
+    pub(crate) acquisition_withdrawn: bool,
     /// The cluster's system identifier as this member last saw it in the store: once known,
     /// the cluster exists, whatever a store that lost its keys says.
     pub(crate) cluster_seen: Option<SystemId>,
@@ -196,6 +200,8 @@ impl Member {
             newest_term: None,
             term_last_read: None,
             failsafe_read: 0,
+            acquisition_unanswered: false,
+            acquisition_withdrawn: false,
             cluster_seen: None,
             not_streaming_since: None,
             leader_was_unreachable: false,
@@ -378,6 +384,7 @@ impl Member {
                 let holder = holder.clone();
                 self.lease = None;
                 self.adopting_since = None;
+                self.acquisition_settled(); // another term began: it cannot land now
                 self.follower_step(obs, view, &holder, plan)
             }
             None => {
@@ -386,7 +393,7 @@ impl Member {
                 if self.demote_if_writable(&obs.local, StopMode::Immediate, plan) {
                     return Reason::LeaderKeyLost;
                 }
-                self.election_step(obs, view, plan)
+                self.leaderless_step(obs, view, plan)
             }
         }
     }

@@ -21,6 +21,9 @@ pub enum Reason {
     },
     LeaseExpiredDemoting,
     LapsedLeaseReleased,
+    /// The key landed from an acquisition whose answer was lost, after this member had
+    /// decided not to run any more: released, the election decides.
+    WithdrawnAcquisitionReleased,
     WritableWithoutLease,
     AdoptingLease {
         new_cluster: bool,

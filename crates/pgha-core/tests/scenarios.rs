@@ -290,6 +290,8 @@ fn quorum_leader_view(n3_lsn: u64, synchronous_count: u32) -> View {
         })
 }
 
+#[path = "scenarios/acquisitions.rs"]
+mod acquisitions;
 #[path = "scenarios/bootstrap_and_clone.rs"]
 mod bootstrap_and_clone;
 #[path = "scenarios/crashes_and_restarts.rs"]

@@ -54,10 +54,12 @@ impl Member {
                         None => answered,
                     });
                     self.adopting_since = None;
+                    self.acquisition_settled();
                 }
                 Outcome::LeaderRefused => {
                     self.lease = None;
                     self.promotion = None;
+                    self.acquisition_settled();
                 }
                 Outcome::LeaderUnknown => {}
                 Outcome::FailsafeConfirmed {

@@ -19,6 +19,12 @@ impl fmt::Display for Reason {
                 "leader key of a lease that lapsed here released: the election decides who leads"
             ),
             WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
+            WithdrawnAcquisitionReleased => write!(
+                f,
+                "leader key taken by an acquisition whose answer was lost, landed after this \
+                 member had stopped running (its election moved on): released, the election \
+                 decides who leads"
+            ),
             AdoptingLease { new_cluster: false } => {
                 write!(f, "leader key is ours from before: renewing to adopt it")
             }

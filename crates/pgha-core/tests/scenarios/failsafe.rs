@@ -103,51 +103,6 @@ fn a_member_outside_the_failsafe_list_waits_until_no_confirmation_can_be_in_forc
     assert!(acquires(&d));
 }
 
-/// Found by review (2026-12-04): n1, leading with the list {n1, n2}, was killed; n2 took over
-/// and was stopped before its own list landed; n3, outside n1's list, waited for good. What
-/// frees it is the store: taking the key replaces the list by one naming its new holder alone
-/// (store contract `taking_the_leader_key_replaces_the_failsafe_list`). Not a term n3 remembers being newer
-/// than the list: after etcd lost its data, revisions begin again below the terms members
-/// remember, and a list written since may still hold a leader writing on its promises.
-#[test]
-fn a_remembered_later_term_does_not_free_a_member_outside_the_failsafe_list() {
-    let a = standby(1, 5000, Some("n2"));
-    let mut n3 = member("n3");
-    // n3 saw term 5000 before etcd's data was lost.
-    let before = View::new()
-        .leader("n2", 5000)
-        .with("n3", record(&a, Some("n2")));
-    n3.step(&obs(0, a.clone(), &before, vec![]));
-    // Since: n1 took the key at revision 20 and listed {n1, n2} at 25; both are cut off.
-    let a = standby(1, 5000, None);
-    let mut after = View::new().with("n3", record(&a, None));
-    after.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
-    after.0.failsafe_revision = 25;
-    let d = n3.step(&obs(1_000, a.clone(), &after, vec![]));
-    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
-    // With the list gone (the key taken since), nothing holds it back.
-    after.0.failsafe = None;
-    after.0.failsafe_revision = 0;
-    let d = n3.step(&obs(2_000, a.clone(), &after, vec![]));
-    assert!(acquires(&d), "{:?}", d.reason);
-    // The acquisition lands only while the `failsafe` key is as read (found by review: one
-    // whose answer was lost landed after a newer leader's list and deleted it).
-    after.0.failsafe = Some(failsafe_list("n1", &["n1"]));
-    after.0.failsafe_revision = 31;
-    let d = member("n3").step(&obs(0, a, &after, vec![]));
-    assert!(
-        has(&d, |x| matches!(
-            x,
-            Action::AcquireLeader {
-                failsafe_revision: 31,
-                ..
-            }
-        )),
-        "{:?}",
-        d.actions
-    );
-}
-
 /// Found by the simulation (seed 944: ttl lowered live, then the store gone for everyone):
 /// the confirming members promise for the ttl they saw, which may be shorter than the one this
 /// leader still knows; it trusts the shortest promise, not its own ttl.
