@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pgha_core::{Action, JobFailure, Millis, Outcome};
+use pgha_core::{Action, JobFailure, Outcome};
 use pgha_pg::probe::{drop_slot, ensure_slot, reset_alter_system};
 use pgha_store::{Guard, Key, StoreError};
 use serde::Serialize;
@@ -344,42 +344,6 @@ pub(crate) async fn timed<T>(
     })
 }
 
-impl Agent {
-    /// Records the store's answer to an acquisition or renewal for the next step, and the
-    /// term it held if it did (what leaving may release, see `leave.rs`). A refusal says
-    /// nothing here: etcd refuses a renewal whose lease lapsed while the key is still ours.
-    pub(crate) fn lease_answered(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::LeaderAcquired { revision, .. } | Outcome::LeaderRenewed { revision, .. } => {
-                self.held_term = Some(revision)
-            }
-            _ => {}
-        }
-        self.outcomes.push(outcome);
-    }
-}
-
-fn lease_outcome(
-    result: Result<(u64, pgha_core::Ttl), StoreError>,
-    sent: Millis,
-    acquire: bool,
-) -> Outcome {
-    match result {
-        Ok((revision, ttl)) if acquire => Outcome::LeaderAcquired {
-            requested_at: sent,
-            revision,
-            ttl,
-        },
-        Ok((revision, ttl)) => Outcome::LeaderRenewed {
-            requested_at: sent,
-            revision,
-            ttl,
-        },
-        Err(StoreError::Conflict { .. }) => Outcome::LeaderRefused,
-        Err(_) => Outcome::LeaderUnknown,
-    }
-}
-
 fn action_name(action: &Action) -> String {
     let text = format!("{action:?}");
     text.split(['(', ' ', '{'])
@@ -388,8 +352,11 @@ fn action_name(action: &Action) -> String {
         .to_string()
 }
 
+#[path = "execute/lease_answers.rs"]
+mod lease_answers;
 #[path = "execute/render.rs"]
 mod render;
+use lease_answers::lease_outcome;
 #[path = "execute/routine.rs"]
 mod routine;
 

@@ -256,6 +256,14 @@ fn established_leader() -> (Member, View) {
     (n1, view)
 }
 
+/// The failsafe list of `leader` naming `members`.
+fn failsafe_list(leader: &str, members: &[&str]) -> FailsafeList {
+    FailsafeList {
+        leader: name(leader),
+        members: members.iter().map(|m| name(m)).collect(),
+    }
+}
+
 fn leaderless(n2: &LocalPg, n3: &LocalPg, seen: Option<&str>) -> View {
     View::new()
         .with("n2", record(n2, seen))

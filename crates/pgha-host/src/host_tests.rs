@@ -31,18 +31,6 @@ fn programs_with_a_slow_stop(real: &PgBinaries, dir: &Path, delay: Duration) -> 
     PgBinaries::at(dir).unwrap()
 }
 
-/// Stops the test's PostgreSQL at once (SIGQUIT to its postmaster) however the test ends.
-struct StopsPostgres(Instance);
-
-impl Drop for StopsPostgres {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.postmaster_pid() {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
-        }
-    }
-}
-
 /// Found by review (2026-12-04): `pgha stop n1` took the agent out of the host before it had
 /// stopped, so a `pgha start n1` meanwhile ran a second agent of n1 beside the first, still
 /// leaving: both may hold n1's leader key as their own (the same term, adopted), and the first
@@ -53,27 +41,7 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut spec = pgha_agent::test_spec::spec(dir.path());
     let inst = spec.instance.clone();
-    inst.create_member_dir().unwrap();
-    let data = inst.data_dir();
-    inst.initdb(&data, "postgres", "secret").await.unwrap();
-    let socket = inst.member_dir.display().to_string();
-    let settings =
-        format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
-    std::fs::write(data.join("postgresql.auto.conf"), settings).unwrap();
-    let log = inst.member_dir.join("pg.log").display().to_string();
-    let pg_ctl = |args: &[&str]| {
-        let mut cmd = inst
-            .run_as
-            .command(inst.bins.program("pg_ctl"), &inst.member_dir);
-        cmd.arg("-D").arg(&data).args(args);
-        cmd
-    };
-    assert!(pg_ctl(&["-w", "-l", &log, "start"])
-        .status()
-        .await
-        .unwrap()
-        .success());
-    let _stops = StopsPostgres(inst.clone());
+    let _primary = pgha_agent::test_spec::RunningPrimary::start(&inst).await;
     let slow =
         programs_with_a_slow_stop(&inst.bins, &dir.path().join("bin"), Duration::from_secs(2));
     spec.instance = Instance::new("n1", &inst.member_dir, slow, inst.run_as.clone());

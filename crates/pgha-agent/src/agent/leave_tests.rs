@@ -8,7 +8,7 @@ use pgha_pg::{Instance, PgBinaries, StopMode};
 use pgha_store::{MemoryStore, Store, TokioClock};
 
 use crate::agent::{Agent, Shutdown};
-use crate::test_spec::spec;
+use crate::test_spec::{spec, RunningPrimary};
 
 /// PostgreSQL's programs in `dir`, but a `pg_ctl` that fails at everything except telling its
 /// version (as one gone after a package upgrade, or that cannot fork, would).
@@ -39,26 +39,7 @@ async fn a_leader_whose_postgres_did_not_stop_keeps_the_key_as_it_leaves() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut node = spec(dir.path());
     let inst = node.instance.clone();
-    inst.create_member_dir().unwrap();
-    let data = inst.data_dir();
-    inst.initdb(&data, "postgres", "secret").await.unwrap();
-    let socket = inst.member_dir.display().to_string();
-    let settings =
-        format!("port = 5432\nlisten_addresses = ''\nunix_socket_directories = '{socket}'\n");
-    std::fs::write(data.join("postgresql.auto.conf"), settings).unwrap();
-    let log = inst.member_dir.join("pg.log").display().to_string();
-    let pg_ctl = |args: &[&str]| {
-        let mut cmd = inst
-            .run_as
-            .command(inst.bins.program("pg_ctl"), &inst.member_dir);
-        cmd.arg("-D").arg(&data).args(args);
-        cmd
-    };
-    assert!(pg_ctl(&["-w", "-l", &log, "start"])
-        .status()
-        .await
-        .unwrap()
-        .success());
+    let primary = RunningPrimary::start(&inst).await;
     let failing = programs_whose_pg_ctl_fails(&inst.bins, &dir.path().join("bin"));
     node.instance = Instance::new("n1", &inst.member_dir, failing, inst.run_as.clone());
 
@@ -72,7 +53,7 @@ async fn a_leader_whose_postgres_did_not_stop_keeps_the_key_as_it_leaves() {
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let still_running = inst.is_running();
     let leader = store.snapshot().await.unwrap().leader;
-    let _ = pg_ctl(&["-m", "immediate", "stop"]).status().await;
+    drop(primary);
     assert!(still_running, "the test's PostgreSQL stopped after all");
     assert_eq!(
         leader.map(|l| (l.holder, l.revision)),

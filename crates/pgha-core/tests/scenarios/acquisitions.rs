@@ -3,13 +3,6 @@
 
 use super::*;
 
-fn failsafe_list(leader: &str, members: &[&str]) -> FailsafeList {
-    FailsafeList {
-        leader: name(leader),
-        members: members.iter().map(|m| name(m)).collect(),
-    }
-}
-
 /// Found by review (2026-12-04): n1, leading with the list {n1, n2}, was killed; n2 took over
 /// and was stopped before its own list landed; n3, outside n1's list, waited for good. What
 /// frees it is the store: taking the key replaces the list by one naming its new holder alone

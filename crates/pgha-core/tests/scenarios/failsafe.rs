@@ -38,13 +38,6 @@ fn a_member_that_confirmed_the_old_leader_does_not_take_the_lease() {
     assert!(d.wake_at <= Millis(4000));
 }
 
-fn failsafe_list(leader: &str, members: &[&str]) -> FailsafeList {
-    FailsafeList {
-        leader: name(leader),
-        members: members.iter().map(|m| name(m)).collect(),
-    }
-}
-
 /// Issue 9, item 3: the leader publishes whom it would ask in a store outage.
 #[test]
 fn the_leader_publishes_its_failsafe_list() {
