@@ -53,7 +53,7 @@ impl Member {
         revision: u64,
         plan: &mut Plan,
     ) -> Reason {
-        if std::mem::take(&mut self.acquisition_withdrawn) {
+        if self.acquisition_withdrawn {
             return self.release_withdrawn(obs, revision, plan);
         }
         let since = *self.adopting_since.get_or_insert(obs.now);
@@ -79,13 +79,24 @@ impl Member {
         }
     }
 
+    /// A step that does not run for leader because its PostgreSQL does not answer withdraws
+    /// an unanswered acquisition too (the key may land meanwhile; it is judged once
+    /// PostgreSQL answers again).
+    pub(crate) fn withdraw_while_unresponsive(&mut self, view: &ClusterView) {
+        let ours_unheld =
+            |holder: &crate::MemberName| holder == self.name() && self.lease.is_none();
+        let vacant_or_landed = view.leader.as_ref().is_none_or(|l| ours_unheld(&l.holder));
+        if self.acquisition_unanswered && vacant_or_landed {
+            self.acquisition_withdrawn = true;
+        }
+    }
+
     /// The key landed from a withdrawn acquisition (a better candidate back, a pause since):
-    /// the election it was decided on has moved on, so it is released as a lapsed term's is,
-    /// never adopted and promoted on.
+    /// the election it was decided on has moved on, so it is released (again each step until
+    /// it is gone) as a lapsed term's is, never adopted and promoted on.
     fn release_withdrawn(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
         self.acquisition_unanswered = false;
         self.promotion = None;
-        self.lapsed_term = Some(revision);
         match self.give_up_lapsed_term(obs, revision, plan) {
             Reason::LapsedLeaseReleased => Reason::WithdrawnAcquisitionReleased,
             other => other,

@@ -35,6 +35,7 @@ impl Member {
         view: &ClusterView,
         plan: &mut Plan,
     ) -> Reason {
+        self.withdraw_while_unresponsive(view);
         if obs.local.refusing_connections {
             // It answers "too many clients": alive, only busy. No clock runs towards a demotion.
             self.unresponsive_since = None;

@@ -68,7 +68,61 @@ fn a_key_landing_from_a_withdrawn_acquisition_is_released_not_promoted_on() {
     let d = n2.step(&obs(1_000, a.clone(), &landed, vec![]));
     assert_eq!(d.reason, Reason::WithdrawnAcquisitionReleased);
     assert!(has(&d, |x| *x == Action::ReleaseLeader { revision: 12 }));
+    // The release not seen yet (lost, or not visible): released again, said the same way
+    // (not as a lease that lapsed in a term it led), and never promoted on.
+    let d = n2.step(&obs(2_000, a.clone(), &landed, vec![]));
+    assert_eq!(d.reason, Reason::WithdrawnAcquisitionReleased);
+    assert!(has(&d, |x| *x == Action::ReleaseLeader { revision: 12 }));
     assert!(!has(&d, |x| matches!(x, Action::Promote { .. })));
+    assert_eq!(n2.stepped_down(), None);
+
+    // A better candidate back in the meantime withdraws it alike.
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    let ahead = view
+        .clone()
+        .with("n4", record(&standby(1, 6000, None), None));
+    let d = n2.step(&obs(500, a.clone(), &ahead, vec![Outcome::LeaderUnknown]));
+    assert!(!acquires(&d), "{}", d.reason);
+    let d = n2.step(&obs(
+        1_000,
+        a.clone(),
+        &ahead.clone().leader("n2", 12),
+        vec![],
+    ));
+    assert_eq!(d.reason, Reason::WithdrawnAcquisitionReleased);
+
+    // So does a step in which its PostgreSQL does not answer (judged once it answers again).
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    let mut silent = a.clone();
+    silent.unresponsive = true;
+    n2.step(&obs(500, silent, &view, vec![Outcome::LeaderUnknown]));
+    let d = n2.step(&obs(
+        1_000,
+        a.clone(),
+        &view.clone().leader("n2", 12),
+        vec![],
+    ));
+    assert_eq!(d.reason, Reason::WithdrawnAcquisitionReleased);
+
+    // A step that cannot read the store withdraws nothing: the key that lands is adopted.
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    let mut down = store_down(500, a.clone());
+    down.outcomes = vec![Outcome::LeaderUnknown];
+    n2.step(&down);
+    let d = n2.step(&obs(
+        1_000,
+        a.clone(),
+        &view.clone().leader("n2", 12),
+        vec![],
+    ));
+    assert!(
+        matches!(d.reason, Reason::AdoptingLease { .. }),
+        "{}",
+        d.reason
+    );
 
     // Still running when it lands (its election stands): adopted as before.
     let mut n2 = member("n2");
