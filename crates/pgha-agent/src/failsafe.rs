@@ -109,8 +109,8 @@ fn read_promise(file: &Path) -> Option<Instant> {
 }
 
 impl Failsafe {
-    /// Failsafe state whose promises survive an agent restart in `file` (root-owned, next to
-    /// the member directory); a promise found there from this boot is in force again.
+    /// Failsafe state whose promises survive an agent restart or a reboot in `file`
+    /// (root-owned, next to the member directory): see `read_promise` for what is in force.
     pub fn persisted(file: PathBuf) -> Self {
         let promised_until = read_promise(&file);
         if let Some(until) = promised_until {

@@ -46,7 +46,8 @@ pub enum ClientError {
     Garbled { url: String, detail: String },
     #[error("{target} is not the primary after {} s; see `pgha status` and `pgha history`", .after.as_secs())]
     NotPromoted { target: String, after: Duration },
-    /// The leader refused the request after the API accepted it (it read the cluster later,
+    /// The leader (or, without one, the target) refused the request after the API accepted
+    /// it (it read the cluster later,
     /// and differently): its history entry says why.
     #[error("{reason}")]
     Refused { reason: String },

@@ -54,7 +54,7 @@ pub enum HostError {
     AgentNotRunning { name: MemberName },
     #[error(
         "the agent of {name} is still stopping after {} s (its PostgreSQL, or a job that has \
-         not ended); try `pgha start {name}` again once `pgha status` shows it stopped",
+         not ended); try `pgha start {name}` again in a minute",
         .after.as_secs()
     )]
     StillStopping { name: MemberName, after: Duration },

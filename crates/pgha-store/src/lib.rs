@@ -6,8 +6,10 @@
 //!    member keys, `config`, `sync`, `switchover`, `initialize`, history) and decodes it into
 //!    `pgha_core::ClusterView` with [`cluster_view`] (values are JSON written by pgha; one that
 //!    does not decode is an [`Unreadable`] error naming its key, never a default);
-//! 2. executes the core's store actions: [`Store::acquire_leader`] (create-if-absent, bound to
-//!    a lease of `ttl`; record the instant the request was *sent* for the core's lease trust),
+//! 2. executes the core's store actions: [`Store::acquire_leader_if`] (create-if-absent, bound
+//!    to a lease of `ttl`, only while the `failsafe` key is as read, which it rewrites naming
+//!    the new holder alone; record the instant the request was *sent* for the core's lease
+//!    trust),
 //!    [`Store::renew_leader`] / [`Store::release_leader`] (compare-and-set on the term
 //!    revision), [`Store::put_member`] (bound to the member's own lease), leader-only writes
 //!    with [`Guard::Leader`] (the synchronous set and the failsafe list with

@@ -12,7 +12,7 @@ const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Agent {
     /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
-    /// if held, deletes the member key.
+    /// of the term this agent held, deletes the member key.
     pub(crate) async fn leave(&mut self, how: Shutdown) {
         self.leave_waiting(how, JOBS_END_TIMEOUT).await
     }

@@ -94,12 +94,14 @@ impl Member {
     /// The key landed from a withdrawn acquisition (a better candidate back, a pause since):
     /// the election it was decided on has moved on, so it is released (again each step until
     /// it is gone) as a lapsed term's is, never adopted and promoted on.
+    /// Not a lease that lapsed in a term it led: nothing is recorded as a step-down.
     fn release_withdrawn(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) -> Reason {
         self.acquisition_unanswered = false;
         self.promotion = None;
-        match self.give_up_lapsed_term(obs, revision, plan) {
-            Reason::LapsedLeaseReleased => Reason::WithdrawnAcquisitionReleased,
-            other => other,
+        if self.demote_if_writable(&obs.local, StopMode::Fast, plan) {
+            return Reason::WritableWithoutLease;
         }
+        plan.push(Action::ReleaseLeader { revision });
+        Reason::WithdrawnAcquisitionReleased
     }
 }

@@ -25,7 +25,8 @@ fn a_remembered_later_term_does_not_free_a_member_outside_the_failsafe_list() {
     after.0.failsafe_revision = 25;
     let d = n3.step(&obs(1_000, a.clone(), &after, vec![]));
     assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
-    // With the list gone (the key taken since), nothing holds it back.
+    // With the list gone (deleted by hand, as operations.md says once n1 is known down; a new
+    // term would have rewritten it naming its leader alone), nothing holds it back.
     after.0.failsafe = None;
     after.0.failsafe_revision = 0;
     let d = n3.step(&obs(2_000, a.clone(), &after, vec![]));

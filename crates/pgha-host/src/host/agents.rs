@@ -46,6 +46,7 @@ impl Host {
             running.inspect(|agent| agent.ask_to_stop(how)).is_some()
         };
         if asked {
+            // as long as the agent takes (a start gives up after STOPPING_PATIENCE)
             while !self.wait_stopped(&spec.name, STOPPING_PATIENCE).await {}
         }
         let mut agents = self.agents.lock().expect("agents lock");
