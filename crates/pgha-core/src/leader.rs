@@ -237,7 +237,11 @@ impl Member {
         let checked = if pending.revision < term {
             Err(switchover::Refusal::MadeInEarlierTerm { term })
         } else {
-            switchover::check(view, obs.local.lsn, &pending.request)
+            switchover::check(
+                &with_replication(view, obs),
+                obs.local.lsn,
+                &pending.request,
+            )
         };
         match checked {
             Err(refusal) => {
@@ -363,4 +367,18 @@ impl Member {
             leader_revision: revision,
         });
     }
+}
+
+/// `view` with each streaming standby's position raised to what the leader's replication
+/// shows it flushed: the leader judges a request with its own position now, and a standby's
+/// record, published now and then, may lag what it has (found by the whole suite: a standby
+/// caught up was refused as 16 MB behind, its record older than a WAL switch it had streamed).
+fn with_replication(view: &ClusterView, obs: &Observation) -> ClusterView {
+    let mut now = view.clone();
+    for replica in obs.local.replicas.iter().filter(|r| r.streaming) {
+        if let Some(record) = now.members.get_mut(&replica.name) {
+            record.lsn = record.lsn.max(replica.flush_lsn);
+        }
+    }
+    now
 }

@@ -102,6 +102,44 @@ fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
     assert!(!has(&d, |a| matches!(a, Action::RecordHistory(_))));
 }
 
+/// Found by the whole suite (`failover::operator_commands::manual_failover_to_a_caught_up_standby`,
+/// twice, under load): the leader refused `pgha failover --to n3` as 16 MB behind, judging its
+/// own position now against n3's record, published before a WAL switch n3 had streamed since
+/// (the CLI, reading n3 caught up, had passed it). The leader judges with what its replication
+/// shows each standby flushed.
+#[test]
+fn a_request_to_a_standby_the_leader_sees_caught_up_is_not_refused_for_its_older_record() {
+    let far = 20_000_000;
+    let view = View::led_by("n1", 7, &primary(1, far))
+        .with("n3", record(&standby(1, 1000, Some("n1")), Some("n1")))
+        .failover_to("n3");
+    let mut leader = primary(1, far);
+    leader.replicas = vec![ReplicaState {
+        name: name("n3"),
+        streaming: true,
+        flush_lsn: Lsn(far),
+        replay_lsn: Lsn(far),
+    }];
+    let (mut n1, _) = established_leader();
+    let d = n1.step(&obs(100, leader, &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::Demote { .. })),
+        "{}",
+        d.reason
+    );
+    // Not seen streaming there, its record is all the leader has: refused as lagging.
+    let (mut n1, _) = established_leader();
+    let d = n1.step(&obs(100, primary(1, far), &view, vec![]));
+    assert!(
+        matches!(
+            d.reason,
+            Reason::SwitchoverRefused(switchover::Refusal::TargetIneligible { .. })
+        ),
+        "{}",
+        d.reason
+    );
+}
+
 /// Found by the simulation (seed 16744): a switchover to n3 was requested, and its leader n1
 /// lost its lease before it could check the request. n3, tagged `nofailover`, took over for it
 /// anyway; as the leader that published the synchronous set it later stood ahead of the set,
