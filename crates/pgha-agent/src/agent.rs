@@ -131,9 +131,9 @@ pub struct Agent {
     /// When the step that first saw the cluster without a leader ran, and the kind of the
     /// promotion this member runs, for the promotion-time histogram.
     pub(crate) promotion_clock: promotion_clock::PromotionClock,
-    /// The newest leader term this agent took or renewed (the key's revision): the only
-    /// leader key its leaving may touch; one under its name at another revision is another
-    /// agent's (a second start of the same member).
+    /// The newest leader term this agent took or renewed (the key's revision, from the store's
+    /// answers: `execute/lease_answers.rs`): the only leader key its leaving may touch; one
+    /// under its name at another revision is another agent's (a second start of the member).
     pub(crate) held_term: Option<u64>,
 }
 
@@ -324,9 +324,6 @@ impl Agent {
         self.run_callbacks(&obs.local);
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
-        if let Some(term) = self.member.lease_revision() {
-            self.held_term = Some(term);
-        }
         self.keep_peers();
         self.update_fencing(&obs.local);
         if store_down && self.member.holds_lease(obs.now) {
