@@ -122,6 +122,9 @@ impl Member {
         }
         match election::judge(&rules, self.name(), &mine, &members, give_up) {
             Verdict::Best => {
+                if let Some(leader) = self.last_leader_unheard(view, &mine).filter(|_| !give_up) {
+                    return Reason::WaitingForLastLeader { leader };
+                }
                 let from = self.last_leader.clone();
                 let term = self.newest_term_in(view);
                 let cause = vacancy_cause(view, self.name(), from.as_ref(), term);

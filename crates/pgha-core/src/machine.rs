@@ -29,6 +29,7 @@ mod publish;
 mod read;
 mod release;
 mod terms;
+mod unheard_leader;
 mod unresponsive;
 mod veto;
 

@@ -189,6 +189,11 @@ pub enum Reason {
     WaitingForPositions {
         unconfirmed: Vec<MemberName>,
     },
+    /// This agent has seen no leader since it started, and the last leader the store names has
+    /// not said where it is: it may have started a moment later than this one.
+    WaitingForLastLeader {
+        leader: MemberName,
+    },
     QuorumIncomplete {
         confirmed: usize,
         needed: usize,

@@ -237,6 +237,11 @@ impl fmt::Display for Reason {
                 write!(f, "no leader; waiting for fresh positions from ")?;
                 write_names(f, unconfirmed)
             }
+            WaitingForLastLeader { leader } => write!(
+                f,
+                "no leader, and none seen since this agent started: waiting for {leader}, which \
+                 led last (the store's position key), to report its position (at most a ttl)"
+            ),
             QuorumIncomplete { confirmed, needed } => {
                 write!(
                     f,

@@ -261,3 +261,62 @@ fn a_stale_record_of_a_member_ahead_still_counts_after_giving_up_waiting() {
         now += 500;
     }
 }
+
+/// The `position` key of a cluster whose last leader, n2, led on timeline 2 (term 5).
+fn n2_led_last(view: View) -> View {
+    let mut view = view;
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n2"),
+        timeline: Timeline(2),
+        lsn: Lsn(9_000),
+        term: Some(5),
+        unfenced: false,
+    });
+    view
+}
+
+/// Found by CI (`up::restart::a_primary_stopped_before_another_led_is_not_given_the_key_on_a_restart`):
+/// every agent of a stopped cluster started again at once (no member keys survive a clean
+/// stop), and n1, on the older timeline of a primary stopped before n2 led, judged itself
+/// best before n2 had published anything: it took the key, and n2's writes were rewound away.
+/// An agent that has seen no leader since it started waits for the last leader the store
+/// names to say where it is (at most a ttl); one that saw that leader go does not.
+#[test]
+fn an_agent_just_started_waits_for_the_last_leader_to_report_before_running() {
+    let n1_pg = standby(1, 8_000, None);
+    let alone = n2_led_last(View::new().with("n1", record(&n1_pg, None)));
+    let mut n1 = member("n1");
+    let d = n1.step(&obs(0, n1_pg.clone(), &alone, vec![]));
+    assert!(!acquires(&d), "ran before n2 reported: {:?}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::WaitingForLastLeader { leader: name("n2") }
+    );
+    // n2 reports what it has: it is ahead, and n1 defers to it.
+    let n2_now = MemberRecord {
+        term_seen: Some(5),
+        ..record(&standby(2, 9_500, None), None)
+    };
+    let both = alone.clone().with("n2", n2_now);
+    let d = n1.step(&obs(500, n1_pg.clone(), &both, vec![]));
+    assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+
+    // n2 never reports: after a ttl the election goes on without it.
+    let mut n1 = member("n1");
+    let ttl = ClusterConfig::default().ttl_ms;
+    for now in (0..ttl).step_by(500) {
+        let d = n1.step(&obs(now, n1_pg.clone(), &alone, vec![]));
+        assert!(!acquires(&d), "at {now} ms: {:?}", d.reason);
+    }
+    let d = n1.step(&obs(ttl, n1_pg.clone(), &alone, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+
+    // An agent that followed n2 and saw it go runs at once, as in any failover.
+    let n3_pg = standby(2, 9_000, Some("n2"));
+    let led = n2_led_last(View::led_by("n2", 5, &primary(2, 9_000)));
+    let mut n3 = member("n3");
+    n3.step(&obs(0, n3_pg.clone(), &led, vec![]));
+    let gone = n2_led_last(View::new().with("n3", record(&n3_pg, None)));
+    let d = n3.step(&obs(1_000, stopped_upstream(&n3_pg), &gone, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+}

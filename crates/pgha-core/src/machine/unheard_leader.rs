@@ -1,0 +1,32 @@
+//! An agent that has seen no leader since it started waits for the last one to report.
+
+use super::Member;
+use crate::observe::{ClusterView, MemberRecord};
+use crate::types::MemberName;
+
+impl Member {
+    /// The last leader the store's `position` key names, when this agent has seen no leader
+    /// since it started and that leader has not reported a position read without a leader
+    /// since its term (no record, a stale one, or a primary's its agent has yet to restart as
+    /// a standby). Member keys do not outlive a clean stop, so when every agent of a stopped
+    /// cluster starts again, no record says who holds what: the first to judge would win over
+    /// a last leader whose agent started a moment later, and its writes be rewound away. An
+    /// agent that followed that leader and saw it go knows it is gone, and does not wait.
+    pub(crate) fn last_leader_unheard(
+        &self,
+        view: &ClusterView,
+        mine: &MemberRecord,
+    ) -> Option<MemberName> {
+        if self.last_leader.is_some() {
+            return None;
+        }
+        let leader = &view.leader_position.as_ref()?.leader;
+        if leader == self.name() {
+            return None;
+        }
+        let heard = view.members.get(leader).is_some_and(|record| {
+            record.settled_after(mine.term_seen) && (record.in_recovery || !record.running)
+        });
+        (!heard).then(|| leader.clone())
+    }
+}
