@@ -221,18 +221,21 @@ impl EtcdStore {
     {
         let _ = tokio::time::timeout(self.timeout, self.endpoints.renew_suspect()).await;
         let attempt = self.endpoints.attempt();
-        let result = tokio::time::timeout(self.timeout, op)
-            .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "etcd did not answer within {:?}",
-                    self.timeout
-                )))
-            });
-        if !matches!(result, Err(StoreError::Unavailable(_))) {
-            attempt.answered();
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Err(StoreError::Unavailable(e))) => {
+                attempt.refused();
+                Err(StoreError::Unavailable(e))
+            }
+            Ok(answer) => {
+                attempt.answered();
+                answer
+            }
+            // the attempt, dropped unanswered, says the endpoint ran to its bound
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "etcd did not answer within {:?}",
+                self.timeout
+            ))),
         }
-        result
     }
 
     /// The client of the endpoint in use.

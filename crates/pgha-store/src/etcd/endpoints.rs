@@ -8,14 +8,23 @@
 //! An endpoint that left two calls in a row unanswered gets a new client (a new connection)
 //! for its next call: a connection that was blackholed stays silent after the link heals
 //! until TCP's retransmission backoff or the HTTP/2 keep-alive gives up on it, seconds later.
+//!
+//! Moving on skips an endpoint that let a call run to its bound in the last
+//! [`SKIP_SLOW_FOR`], unless every other one did too: while etcd elects a new leader after
+//! its leader stalled, the others answer "no leader" at once, and a plain rotation came back
+//! to the stalled one after two such answers, a whole bound lost each time.
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
 /// Unanswered calls in a row after which an endpoint's next call goes over a new connection.
 const SUSPECT_AFTER: u32 = 2;
+
+/// How long an endpoint that let a call run to its bound is passed over when moving on.
+const SKIP_SLOW_FOR: Duration = Duration::from_secs(3);
 
 #[derive(Clone)]
 pub(super) struct Endpoints {
@@ -24,6 +33,8 @@ pub(super) struct Endpoints {
     clients: Arc<Vec<Mutex<Client>>>,
     /// Per endpoint: calls in a row it left unanswered.
     unanswered: Arc<Vec<AtomicU32>>,
+    /// Per endpoint: when a call to it last ran to its bound without an answer.
+    slow_at: Arc<Vec<Mutex<Option<Instant>>>>,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -44,6 +55,7 @@ impl Endpoints {
             addresses: Arc::new(endpoints.to_vec()),
             options: options.clone(),
             unanswered: Arc::new(endpoints.iter().map(|_| AtomicU32::new(0)).collect()),
+            slow_at: Arc::new(endpoints.iter().map(|_| Mutex::new(None)).collect()),
             clients: Arc::new(clients),
             in_use: Arc::default(),
         })
@@ -80,7 +92,7 @@ impl Endpoints {
         Attempt {
             endpoints: self,
             used: self.in_use(),
-            answered: false,
+            outcome: None,
         }
     }
 
@@ -90,38 +102,75 @@ impl Endpoints {
         self.clients[i].lock().expect("etcd client lock").clone()
     }
 
-    /// A call through endpoint `used` failed: the next calls go to the next endpoint (unless
-    /// another failed call moved on already).
-    fn failed(&self, used: usize) {
-        let at = used % self.clients.len();
+    /// A call through endpoint `used` failed (`slow`: it ran to its bound): the next calls go
+    /// to the next endpoint not slow lately, or the next one when all were (unless another
+    /// failed call moved on already).
+    fn failed(&self, used: usize, slow: bool) {
+        let count = self.clients.len();
+        let at = used % count;
         self.unanswered[at].fetch_add(1, Ordering::SeqCst);
-        let next = (used + 1) % self.clients.len();
+        let now = Instant::now();
+        if slow {
+            *self.slow_at[at].lock().expect("endpoint lock") = Some(now);
+        }
+        let slow_lately = |i: usize| {
+            self.slow_at[i]
+                .lock()
+                .expect("endpoint lock")
+                .is_some_and(|t| now.duration_since(t) < SKIP_SLOW_FOR)
+        };
+        let next = (1..=count)
+            .map(|step| used + step)
+            .find(|i| !slow_lately(i % count))
+            .unwrap_or(used + 1)
+            % count;
         let _ = self
             .in_use
             .compare_exchange(used, next, Ordering::SeqCst, Ordering::SeqCst);
     }
 }
 
-/// One call to the endpoint in use ([`Endpoints::attempt`]).
+/// How a call to an endpoint ended, as far as the choice of endpoint goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CallEnd {
+    /// It answered (whatever it said, short of having no leader).
+    Answered,
+    /// It failed at once: no leader, or the connection refused.
+    Refused,
+}
+
+/// One call to the endpoint in use ([`Endpoints::attempt`]). Dropped without an end said,
+/// it ran to its bound (or its caller gave up on it first).
 pub(super) struct Attempt<'a> {
     endpoints: &'a Endpoints,
     used: usize,
-    answered: bool,
+    outcome: Option<CallEnd>,
 }
 
 impl Attempt<'_> {
     /// The endpoint answered (whatever it said, short of having no leader).
     pub(super) fn answered(mut self) {
-        self.answered = true;
+        self.outcome = Some(CallEnd::Answered);
         let at = self.used % self.endpoints.clients.len();
         self.endpoints.unanswered[at].store(0, Ordering::SeqCst);
+        *self.endpoints.slow_at[at].lock().expect("endpoint lock") = None;
+    }
+
+    /// The endpoint failed the call before its bound (no leader, connection refused).
+    pub(super) fn refused(mut self) {
+        self.outcome = Some(CallEnd::Refused);
+        self.endpoints.failed(self.used, false);
     }
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        if !self.answered {
-            self.endpoints.failed(self.used);
+        if self.outcome.is_none() {
+            self.endpoints.failed(self.used, true);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "endpoints_tests.rs"]
+mod tests;
