@@ -6,12 +6,14 @@ use crate::types::MemberName;
 
 impl Member {
     /// The last leader the store's `position` key names, when this agent has seen no leader
-    /// since it started and that leader has not reported a position read without a leader
-    /// since its term (no record, a stale one, or a primary's its agent has yet to restart as
-    /// a standby). Member keys do not outlive a clean stop, so when every agent of a stopped
-    /// cluster starts again, no record says who holds what: the first to judge would win over
-    /// a last leader whose agent started a moment later, and its writes be rewound away. An
-    /// agent that followed that leader and saw it go knows it is gone, and does not wait.
+    /// since it started and that leader has not reported, as a running standby, a position
+    /// read without a leader since its term: no record, a stale one, or one of a PostgreSQL
+    /// not started yet (an agent's first record comes before it starts PostgreSQL to compare,
+    /// and says nothing of its WAL). Member keys do not outlive a clean stop, so when every
+    /// agent of a stopped cluster starts again, no record says who holds what: the first to
+    /// judge would win over a last leader whose agent started a moment later, and its writes
+    /// be rewound away. An agent that followed that leader and saw it go knows it is gone,
+    /// and does not wait.
     pub(crate) fn last_leader_unheard(
         &self,
         view: &ClusterView,
@@ -24,9 +26,10 @@ impl Member {
         if leader == self.name() {
             return None;
         }
-        let heard = view.members.get(leader).is_some_and(|record| {
-            record.settled_after(mine.term_seen) && (record.in_recovery || !record.running)
-        });
+        let heard = view
+            .members
+            .get(leader)
+            .is_some_and(|record| record.settled_after(mine.term_seen) && record.is_standby());
         (!heard).then(|| leader.clone())
     }
 }

@@ -292,6 +292,14 @@ fn an_agent_just_started_waits_for_the_last_leader_to_report_before_running() {
         d.reason,
         Reason::WaitingForLastLeader { leader: name("n2") }
     );
+    // n2's agent is back, its PostgreSQL not started yet: its record says nothing of its WAL.
+    let n2_starting = MemberRecord {
+        term_seen: Some(5),
+        ..record(&stopped(standby(2, 9_500, None)), None)
+    };
+    let starting = alone.clone().with("n2", n2_starting);
+    let d = n1.step(&obs(250, n1_pg.clone(), &starting, vec![]));
+    assert!(!acquires(&d), "ran over n2 starting: {:?}", d.reason);
     // n2 reports what it has: it is ahead, and n1 defers to it.
     let n2_now = MemberRecord {
         term_seen: Some(5),

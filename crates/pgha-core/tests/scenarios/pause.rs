@@ -60,6 +60,14 @@ fn a_paused_leader_disarms_its_fencing_only_once_the_store_marks_it_unfenced() {
     assert!(!n1.pause_disarms_fencing(&resumed.0));
 }
 
+/// n2, which streamed from n1 (term 7) and saw it go.
+fn follower_of_n1() -> Member {
+    let mut n2 = member("n2");
+    let led = View::led_by("n1", 7, &primary(1, 5000));
+    n2.step(&obs(0, standby(1, 5000, Some("n1")), &led, vec![]));
+    n2
+}
+
 /// The other side of the mark: resumed, with the leader key gone and the last leader's
 /// position marked unfenced, nobody takes over while no record of that leader shows its
 /// PostgreSQL not writable (its agent gone: its record expired; or its record still says
@@ -75,27 +83,27 @@ fn nobody_takes_over_from_a_leader_that_lost_its_lease_unfenced() {
         term: Some(7),
         unfenced: true,
     });
-    let d = member("n2").step(&obs(0, a.clone(), &view, vec![]));
+    let d = follower_of_n1().step(&obs(100, a.clone(), &view, vec![]));
     assert_eq!(
         d.reason,
         Reason::FormerLeaderUnfenced { leader: name("n1") }
     );
     assert!(!acquires(&d));
     let still_primary = view.clone().with("n1", record(&primary(1, 5000), None));
-    let d = member("n2").step(&obs(0, a.clone(), &still_primary, vec![]));
+    let d = follower_of_n1().step(&obs(100, a.clone(), &still_primary, vec![]));
     assert!(!acquires(&d), "{:?}", d.reason);
     let demoted = view
         .clone()
         .with("n1", record(&standby(1, 4500, None), None));
-    let d = member("n2").step(&obs(0, a.clone(), &demoted, vec![]));
+    let d = follower_of_n1().step(&obs(100, a.clone(), &demoted, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
     let stopped_by_its_agent = view
         .clone()
         .with("n1", record(&stopped(primary(1, 4500)), None));
-    let d = member("n2").step(&obs(0, a.clone(), &stopped_by_its_agent, vec![]));
+    let d = follower_of_n1().step(&obs(100, a.clone(), &stopped_by_its_agent, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
     // The operator's `pgha failover --to n2` (its PostgreSQL stopped by hand) is not held back.
     let named = view.failover_to("n2");
-    let d = member("n2").step(&obs(0, a, &named, vec![]));
+    let d = follower_of_n1().step(&obs(100, a, &named, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
 }
