@@ -141,8 +141,11 @@ impl EtcdStore {
             }
             options = options.with_tls(tls);
         }
-        let endpoints =
-            bounded(timeout, endpoints::Endpoints::connect(endpoints, &options)).await?;
+        let endpoints = bounded(
+            timeout,
+            endpoints::Endpoints::connect(endpoints, &options, timeout),
+        )
+        .await?;
         Ok(EtcdStore {
             endpoints,
             prefix: format!("/pgha/{cluster}/"),

@@ -9,8 +9,9 @@
 //! for its next call: a connection that was blackholed stays silent after the link heals
 //! until TCP's retransmission backoff or the HTTP/2 keep-alive gives up on it, seconds later.
 //!
-//! Moving on skips an endpoint that let a call run to its bound in the last
-//! [`SKIP_SLOW_FOR`], unless every other one did too: while etcd elects a new leader after
+//! Moving on skips an endpoint that let a call run to the store's bound in the last
+//! [`SKIP_SLOW_FOR`], unless every other one did too (a call its caller gave up on sooner
+//! says nothing of the endpoint's speed, and does not count): while etcd elects a new leader after
 //! its leader stalled, the others answer "no leader" at once, and a plain rotation came back
 //! to the stalled one after two such answers, a whole bound lost each time.
 
@@ -33,8 +34,10 @@ pub(super) struct Endpoints {
     clients: Arc<Vec<Mutex<Client>>>,
     /// Per endpoint: calls in a row it left unanswered.
     unanswered: Arc<Vec<AtomicU32>>,
-    /// Per endpoint: when a call to it last ran to its bound without an answer.
+    /// Per endpoint: when a call to it last ran to the store's bound without an answer.
     slow_at: Arc<Vec<Mutex<Option<Instant>>>>,
+    /// The store's bound of a call.
+    bound: Duration,
     in_use: Arc<AtomicUsize>,
 }
 
@@ -44,6 +47,7 @@ impl Endpoints {
     pub(super) async fn connect(
         endpoints: &[String],
         options: &ConnectOptions,
+        bound: Duration,
     ) -> Result<Endpoints, etcd_client::Error> {
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
@@ -56,6 +60,7 @@ impl Endpoints {
             options: options.clone(),
             unanswered: Arc::new(endpoints.iter().map(|_| AtomicU32::new(0)).collect()),
             slow_at: Arc::new(endpoints.iter().map(|_| Mutex::new(None)).collect()),
+            bound,
             clients: Arc::new(clients),
             in_use: Arc::default(),
         })
@@ -92,6 +97,7 @@ impl Endpoints {
         Attempt {
             endpoints: self,
             used: self.in_use(),
+            started: Instant::now(),
             outcome: None,
         }
     }
@@ -102,9 +108,9 @@ impl Endpoints {
         self.clients[i].lock().expect("etcd client lock").clone()
     }
 
-    /// A call through endpoint `used` failed (`slow`: it ran to its bound): the next calls go
-    /// to the next endpoint not slow lately, or the next one when all were (unless another
-    /// failed call moved on already).
+    /// A call through endpoint `used` failed (`slow`: it ran to the store's bound): the next
+    /// calls go to the next endpoint not slow lately, or the next one when all were (unless
+    /// another failed call moved on already).
     fn failed(&self, used: usize, slow: bool) {
         let count = self.clients.len();
         let at = used % count;
@@ -140,10 +146,11 @@ enum CallEnd {
 }
 
 /// One call to the endpoint in use ([`Endpoints::attempt`]). Dropped without an end said,
-/// it ran to its bound (or its caller gave up on it first).
+/// it got no answer: within the store's bound (it was slow), or before its caller gave up.
 pub(super) struct Attempt<'a> {
     endpoints: &'a Endpoints,
     used: usize,
+    started: Instant,
     outcome: Option<CallEnd>,
 }
 
@@ -166,7 +173,8 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if self.outcome.is_none() {
-            self.endpoints.failed(self.used, true);
+            let slow = self.started.elapsed() >= self.endpoints.bound;
+            self.endpoints.failed(self.used, slow);
         }
     }
 }
