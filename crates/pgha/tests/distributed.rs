@@ -10,6 +10,8 @@ mod dist;
 
 #[path = "distributed/bootstrap.rs"]
 mod bootstrap;
+#[path = "distributed/cold_start.rs"]
+mod cold_start;
 #[path = "distributed/housekeeping.rs"]
 mod housekeeping;
 #[path = "distributed/outages.rs"]
