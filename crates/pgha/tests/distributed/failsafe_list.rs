@@ -1,0 +1,157 @@
+//! The failsafe list at a new term: a successor that dies before it leads frees the members
+//! its predecessor's list left out.
+
+use super::*;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+
+/// A `pre_promote` hook that holds the promotion of the members named in its `hold` file until
+/// its `release` file exists (the promotion job, and with it the leader's first step, waits).
+struct HoldingHook {
+    script: PathBuf,
+    calls: PathBuf,
+    hold: PathBuf,
+    release: PathBuf,
+}
+
+impl HoldingHook {
+    fn write(dir: &std::path::Path) -> HoldingHook {
+        // The script runs as the PostgreSQL OS user: it must reach and write these.
+        let shared = dir.join("hook");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let hook = HoldingHook {
+            script: shared.join("pre_promote.sh"),
+            calls: shared.join("calls"),
+            hold: shared.join("hold"),
+            release: shared.join("release"),
+        };
+        std::fs::write(&hook.hold, "").unwrap();
+        std::fs::set_permissions(&hook.hold, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(
+            &hook.script,
+            format!(
+                "#!/bin/sh\necho \"$@\" >> {calls}\nif grep -qx \"$4\" {hold}; then\n  \
+                 while [ ! -e {release} ]; do sleep 0.1; done\nfi\n",
+                calls = hook.calls.display(),
+                hold = hook.hold.display(),
+                release = hook.release.display(),
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook.script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        hook
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "\n[callbacks]\npre_promote = \"{}\"\ntimeout_s = 120\n",
+            self.script.display()
+        )
+    }
+
+    fn called_for(&self, member: &str) -> bool {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(3) == Some(member))
+    }
+}
+
+impl Drop for HoldingHook {
+    /// Lets any hook still holding end (it outlives the agent that ran it).
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.release, "");
+    }
+}
+
+/// The members the cluster's `failsafe` key lists, read from etcd.
+fn failsafe_list(rt: &tokio::runtime::Runtime, c: &DistCluster) -> Option<Vec<String>> {
+    rt.block_on(async {
+        let store =
+            pgha_store::EtcdStore::connect(&[c.etcd.endpoint()], "demo", Duration::from_secs(2))
+                .await
+                .ok()?;
+        let snapshot = pgha_store::Store::snapshot(&store).await.ok()?;
+        let view = pgha_store::cluster_view(&snapshot).ok()?;
+        Some(
+            view.failsafe?
+                .members
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+        )
+    })
+}
+
+/// Found by review (session 27): the leader L led with a failsafe list naming itself and S (O's
+/// agent had left), L crashed, S took the key and died too before its own first step as the
+/// leader could write its list. O, outside L's list, waited for good for a member of that list
+/// to read the store: no new term could free it. Taking the key now rewrites the list, in the
+/// same transaction, as one naming the new holder alone. Here S's promotion is held in its
+/// `pre_promote` hook (its first step as the leader waits for it) while it is crashed; O, back,
+/// must take over once S's lease ends, and nobody else may write.
+#[test]
+fn a_member_outside_the_list_takes_over_when_the_successor_dies_before_leading() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::prepare(&Options::default());
+    let hook = HoldingHook::write(&c.root);
+    for a in &c.agents {
+        let text = std::fs::read_to_string(&a.config).unwrap() + &hook.config();
+        std::fs::write(&a.config, text).unwrap();
+    }
+    c.launch();
+    let leader = c.wait_converged(Duration::from_secs(60));
+    c.wait_bootstrapped(Duration::from_secs(30));
+    let li = c.index(&leader);
+    let standbys: Vec<usize> = (0..c.agents.len()).filter(|i| *i != li).collect();
+    let (si, oi) = (standbys[0], standbys[1]);
+    let (successor, outsider) = (c.agents[si].name.clone(), c.agents[oi].name.clone());
+
+    c.agents[oi].terminate(Duration::from_secs(30));
+    let mut without_outsider = vec![leader.clone(), successor.clone()];
+    without_outsider.sort();
+    wait_until(
+        &format!("{leader}'s failsafe list without {outsider}"),
+        Duration::from_secs(20),
+        || (failsafe_list(&rt, &c)? == without_outsider).then_some(()),
+    );
+    std::fs::write(&hook.hold, format!("{successor}\n")).unwrap();
+    c.agents[li].crash();
+    wait_until(
+        &format!("{successor} in its pre_promote hook, holding the key"),
+        Duration::from_secs(30),
+        || hook.called_for(&successor).then_some(()),
+    );
+    assert_eq!(
+        failsafe_list(&rt, &c),
+        Some(vec![successor.clone()]),
+        "taking the key did not rewrite the list as one naming {successor} alone"
+    );
+    c.agents[si].crash();
+    let crashed_at = Instant::now();
+    c.agents[oi].start();
+    wait_until(
+        &format!("{outsider} leading after {leader} and {successor} crashed"),
+        Duration::from_secs(40),
+        || (c.primaries() == [outsider.clone()]).then_some(()),
+    );
+    eprintln!(
+        "{outsider} took over {:.1} s after {successor} crashed",
+        crashed_at.elapsed().as_secs_f64()
+    );
+    let failovers = history_kinds(&c, "failover");
+    assert_eq!(
+        failovers.last().map(|e| e["to"].clone()),
+        Some(Value::from(outsider.as_str())),
+        "{:?}",
+        c.history()
+    );
+    assert!(
+        failovers.iter().all(|e| e["to"] != successor.as_str()),
+        "{successor} recorded a promotion it never made: {:?}",
+        c.history()
+    );
+}
