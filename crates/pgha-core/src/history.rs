@@ -23,6 +23,9 @@ pub enum EventKind {
     /// A switchover or manual failover refused (by the leader, or by a target without one):
     /// the request is what `to` names, `reason` says why.
     RequestRefused,
+    /// The operator withdrew the failsafe list of a leader it knows is down
+    /// (`pgha failover --leader-down`), so that a member it left out may take over.
+    FailsafeListWithdrawn,
 }
 
 /// One history entry; the agent adds the wall-clock time when it writes it.
@@ -67,6 +70,7 @@ impl EventKind {
             EventKind::RejoinReclone => "rejoin_reclone",
             EventKind::SyncChanged => "sync_changed",
             EventKind::RequestRefused => "request_refused",
+            EventKind::FailsafeListWithdrawn => "failsafe_list_withdrawn",
         }
     }
 

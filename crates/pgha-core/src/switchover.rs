@@ -2,7 +2,7 @@
 
 use crate::election::{self, Ineligible, Rules};
 use crate::history::{EventKind, HistoryEvent};
-use crate::observe::ClusterView;
+use crate::observe::{ClusterView, FailsafeList, LeaderPosition};
 use crate::types::{Lsn, MemberName, Timeline};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -88,6 +88,14 @@ pub enum Refusal {
         target: MemberName,
         ahead: MemberName,
     },
+    /// A manual failover without a leader to a member the last leader's failsafe list leaves
+    /// out, while no member it names reads the store: that leader may still write on their
+    /// promises (the store out of their reach), which only the operator can rule out
+    /// (`--leader-down`).
+    OutsideFailsafeList {
+        target: MemberName,
+        leader: MemberName,
+    },
 }
 
 impl std::error::Error for Refusal {}
@@ -116,6 +124,13 @@ impl fmt::Display for Refusal {
                 "{target} is behind {ahead}, a synchronous standby that may hold commits \
                  acknowledged to clients that {target} lacks: fail over to {ahead} (or let the \
                  election choose), or add --allow-data-loss to lose them"
+            ),
+            Refusal::OutsideFailsafeList { target, leader } => write!(
+                f,
+                "{target} is not in {leader}'s failsafe list, and no member of that list reads \
+                 the store: {leader} may still write on their promises; once you know \
+                 {leader}'s PostgreSQL is not running (its host down, or stopped by hand), add \
+                 --leader-down"
             ),
             Refusal::MadeInEarlierTerm { term } => write!(
                 f,
@@ -172,6 +187,12 @@ pub fn check(
         .members
         .get(&target)
         .ok_or_else(|| Refusal::UnknownTarget(target.clone()))?;
+    if let Some(list) = view.failsafe.as_ref().filter(|_| leader.is_none()) {
+        if list_holds_back(list, &target, view) {
+            let leader = list.leader.clone();
+            return Err(Refusal::OutsideFailsafeList { target, leader });
+        }
+    }
     if leader.is_some() && record.streaming_from != leader {
         return Err(Refusal::TargetNotStreaming(target));
     }
@@ -189,5 +210,39 @@ pub fn check(
         }
         Err(Ineligible::OutsideSyncSet) if allow_data_loss => Ok(target),
         Err(why) => Err(Refusal::TargetIneligible { target, why }),
+    }
+}
+
+/// Whether `list` keeps `target` from running for leader for as long as no member it names
+/// reads the store (see `Member::outside_failsafe_list`): it leaves `target` out, and names
+/// members other than its leader, none of whom has a record in `view`.
+fn list_holds_back(list: &FailsafeList, target: &MemberName, view: &ClusterView) -> bool {
+    let mut confirmers = list.confirmers().peekable();
+    !list.members.contains(target)
+        && confirmers.peek().is_some()
+        && !confirmers.any(|m| view.members.contains_key(m))
+}
+
+/// The history entry of `list` withdrawn by the operator for `target` (`pgha failover --to
+/// TARGET --leader-down`), at the last leader's published `position`.
+pub fn failsafe_list_withdrawn(
+    list: &FailsafeList,
+    target: &MemberName,
+    position: Option<&LeaderPosition>,
+) -> HistoryEvent {
+    let names: Vec<&str> = list.members.iter().map(MemberName::as_str).collect();
+    HistoryEvent {
+        kind: EventKind::FailsafeListWithdrawn,
+        from: Some(list.leader.clone()),
+        to: Some(target.clone()),
+        timeline: position.map(|p| p.timeline).unwrap_or_default(),
+        lsn: position.map(|p| p.lsn).unwrap_or_default(),
+        reason: format!(
+            "{}'s failsafe list ({}) withdrawn by the operator for a failover to {target} \
+             (pgha failover --leader-down: {} known down)",
+            list.leader,
+            names.join(", "),
+            list.leader
+        ),
     }
 }

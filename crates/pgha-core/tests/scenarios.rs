@@ -310,6 +310,8 @@ mod failed_promotions;
 mod failover_history;
 #[path = "scenarios/failsafe.rs"]
 mod failsafe;
+#[path = "scenarios/failsafe_withdrawal.rs"]
+mod failsafe_withdrawal;
 #[path = "scenarios/fencing.rs"]
 mod fencing;
 #[path = "scenarios/identity.rs"]
