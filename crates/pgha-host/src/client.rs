@@ -205,6 +205,25 @@ impl Client {
         Ok(answer.target)
     }
 
+    /// `pgha failover --to TO --leader-down`: a failover to `to` whose last leader is known
+    /// down (its failsafe list may be withdrawn); answers the member that will be promoted.
+    pub async fn request_failover_leader_down(
+        &self,
+        to: String,
+        force: bool,
+        allow_data_loss: bool,
+    ) -> Result<String, ClientError> {
+        let body = PromoteRequest {
+            to: Some(to),
+            force,
+            allow_data_loss,
+            leader_down: true,
+            ..Default::default()
+        };
+        let answer: Promoting = self.post("/failover", &body).await?;
+        Ok(answer.target)
+    }
+
     /// How many entries the cluster's history holds now: taken before a request, what
     /// [`Client::wait_promoted`] reads after.
     pub async fn history_len(&self) -> Result<usize, ClientError> {

@@ -195,17 +195,39 @@ impl ClusterHandle {
         kind: RequestKind,
         on_requested: impl FnOnce(&str),
     ) -> anyhow::Result<Promoted> {
+        let request = self.client.request_promotion(to, kind);
+        self.promote_by(request, on_requested).await
+    }
+
+    /// `pgha failover --to TO --leader-down`: as [`ClusterHandle::promote`], the last leader
+    /// known down, so that its failsafe list may be withdrawn.
+    pub async fn fail_over_leader_down(
+        &self,
+        to: String,
+        force: bool,
+        allow_data_loss: bool,
+        on_requested: impl FnOnce(&str),
+    ) -> anyhow::Result<Promoted> {
+        let request = self
+            .client
+            .request_failover_leader_down(to, force, allow_data_loss);
+        self.promote_by(request, on_requested).await
+    }
+
+    /// Sends `request` (a promotion, not yet sent), tells `on_requested` which member the
+    /// cluster chose, and waits until that member runs as the primary.
+    async fn promote_by(
+        &self,
+        request: impl std::future::Future<Output = Result<String, ClientError>>,
+        on_requested: impl FnOnce(&str),
+    ) -> anyhow::Result<Promoted> {
         let started = Instant::now();
         let since = self
             .client
             .history_len()
             .await
             .map_err(|e| self.explain(e))?;
-        let target = self
-            .client
-            .request_promotion(to, kind)
-            .await
-            .map_err(|e| self.explain(e))?;
+        let target = request.await.map_err(|e| self.explain(e))?;
         on_requested(&target);
         self.client
             .wait_promoted(&target, since)

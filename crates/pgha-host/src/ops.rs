@@ -2,8 +2,8 @@
 //! persisted store): read the view, request a switchover or failover, change the dynamic
 //! settings. Every rule they apply is the core's; they only read, check and write.
 
-use pgha_core::{ClusterConfig, ClusterView, SwitchoverRequest};
-use pgha_store::{Guard, Key, Store, StoreError, Unreadable};
+use pgha_core::{ClusterConfig, ClusterView, Lsn, MemberName, SwitchoverRequest};
+use pgha_store::{Guard, HistoryEntry, HistoryId, Key, Store, StoreError, Unreadable};
 
 use crate::dynamic::SettingError;
 
@@ -38,6 +38,16 @@ pub enum Refusal {
     /// PostgreSQL refused a `postgresql.*` setting (or could not be asked): nothing stored.
     #[error("{0}; nothing was changed")]
     Parameters(pgha_pg::PgError),
+    #[error(
+        "--leader-down: {0} holds the leader key, so it is not down as far as the store knows"
+    )]
+    LeaderHoldsKey(MemberName),
+    #[error(
+        "--leader-down: {0}'s agent reports its PostgreSQL running as a primary; stop it first"
+    )]
+    LeaderStillPrimary(MemberName),
+    #[error("the failsafe list changed while it was being withdrawn (a new term?); ask again")]
+    FailsafeListChanged,
 }
 
 /// The cluster as the store sees it now.
@@ -69,6 +79,70 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Resul
             StoreError::Conflict { .. } => OpError::Refused(Refusal::AlreadyPending),
             other => other.into(),
         })?;
+    Ok(target.to_string())
+}
+
+/// `pgha failover --to TARGET --leader-down`: as [`request`], and when the failsafe list of
+/// the last leader (which the operator knows is down) is what keeps the target from taking
+/// over, the request is written, then the list withdrawn (only as it was read) and that
+/// recorded in the history. Refused, writing nothing, while a leader holds the key, while
+/// the list's leader says its PostgreSQL runs as a primary, or when the failover would be
+/// refused anyway.
+pub async fn request_leader_down(
+    store: &dyn Store,
+    request: SwitchoverRequest,
+) -> Result<String, OpError> {
+    use pgha_core::switchover::{check, failsafe_list_withdrawn};
+    let view = view(store).await?;
+    if let Some(leader) = &view.leader {
+        return Err(Refusal::LeaderHoldsKey(leader.holder.clone()).into());
+    }
+    let Some(list) = view.failsafe.clone() else {
+        return self::request(store, request).await;
+    };
+    if view
+        .members
+        .get(&list.leader)
+        .is_some_and(|r| r.running && !r.in_recovery)
+    {
+        return Err(Refusal::LeaderStillPrimary(list.leader).into());
+    }
+    let without = ClusterView {
+        failsafe: None,
+        ..view.clone()
+    };
+    let target = check(&without, Lsn(0), &request).map_err(Refusal::from)?;
+    if check(&view, Lsn(0), &request).is_ok() {
+        return self::request(store, request).await;
+    }
+    let json = serde_json::to_string(&request).expect("a request serialises");
+    let written = store
+        .put(Key::Switchover, &json, Guard::Absent)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => OpError::Refused(Refusal::AlreadyPending),
+            other => other.into(),
+        })?;
+    // Written first: the target cannot act on it while the list stands, and acts on it (not
+    // on an election of its own) as soon as the list is gone.
+    let withdrawn = store
+        .delete(Key::Failsafe, Guard::Revision(view.failsafe_revision))
+        .await;
+    if let Err(e) = withdrawn {
+        let _ = store
+            .delete(Key::Switchover, Guard::Revision(written))
+            .await;
+        return Err(match e {
+            StoreError::Conflict { .. } => Refusal::FailsafeListChanged.into(),
+            other => other.into(),
+        });
+    }
+    let event = failsafe_list_withdrawn(&list, &target, view.leader_position.as_ref());
+    tracing::warn!("history: {event}");
+    let json = serde_json::to_string(&HistoryEntry::now(event)).expect("an entry serialises");
+    store
+        .append_history(&HistoryId::fresh(), &json, Guard::Any)
+        .await?;
     Ok(target.to_string())
 }
 
@@ -140,3 +214,7 @@ pub async fn set_paused(store: &dyn Store, paused: bool) -> Result<ClusterConfig
     })
     .await
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use pgha_host::{ClusterAt, ClusterHandle};
-
 mod run_flags;
+mod target;
 
 pub use run_flags::{SuperviseFlags, UpFlags};
+pub use target::Where;
 
 /// pgha runs PostgreSQL streaming replication for you: a primary and its standbys, cloned,
 /// configured and watched, with one command.
@@ -43,36 +43,6 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// Which cluster a command acts on: a local one (`pgha up`'s directory) or a distributed one
-/// (this host's agent config file, which names etcd and the secrets).
-#[derive(Debug, Clone, clap::Args)]
-#[group(required = true, multiple = false)]
-pub struct Where {
-    /// Local cluster directory (created by `pgha up`).
-    #[arg(long)]
-    dir: Option<PathBuf>,
-    /// Distributed mode: the agent config file (etcd endpoints, member, secrets).
-    #[arg(long)]
-    config: Option<PathBuf>,
-}
-
-impl Where {
-    /// The cluster the command acts on.
-    pub fn at(&self) -> anyhow::Result<ClusterAt> {
-        match (&self.dir, &self.config) {
-            (Some(dir), _) => Ok(ClusterAt::Dir(dir.clone())),
-            (None, Some(file)) => Ok(ClusterAt::Config(file.clone())),
-            (None, None) => {
-                anyhow::bail!("give --dir DIR (local cluster) or --config FILE (distributed)")
-            }
-        }
-    }
-
-    pub async fn open(&self) -> anyhow::Result<ClusterHandle> {
-        self.at()?.open().await
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +236,10 @@ pub enum Command {
         /// outside the synchronous set, or one behind another member of the set.
         #[arg(long)]
         allow_data_loss: bool,
+        /// The last leader is known down (its host off, its PostgreSQL stopped): withdraw its
+        /// failsafe list, which keeps a target it left out from taking over.
+        #[arg(long)]
+        leader_down: bool,
     },
     /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
     ///

@@ -170,12 +170,26 @@ async fn run(command: Command) -> anyhow::Result<()> {
             to,
             force,
             allow_data_loss,
+            leader_down,
         } => {
             let kind = pgha_core::RequestKind::Failover {
                 force,
                 allow_data_loss,
             };
-            promote(&at.open().await?, Some(to), kind).await
+            if !leader_down {
+                return promote(&at.open().await?, Some(to), kind).await;
+            }
+            let requested = |target: &str| outln!("failover to {target} requested (--leader-down)");
+            let handle = at.open().await?;
+            let done = handle
+                .fail_over_leader_down(to, force, allow_data_loss, requested)
+                .await?;
+            outln!(
+                "{} is the primary (took {:.1} s)",
+                done.target,
+                done.took.as_secs_f64()
+            );
+            Ok(())
         }
         Command::Stop { at, name, mode } => {
             let body = pgha_host::api::control::StopRequest {

@@ -26,6 +26,10 @@ pub struct PromoteRequest {
     pub force: bool,
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// A failover: the last leader is known down, and its failsafe list may be withdrawn
+    /// (see [`ops::request_leader_down`]).
+    #[serde(default)]
+    pub leader_down: bool,
     /// A scheduled switchover: not before this instant (Unix seconds, UTC).
     #[serde(default)]
     pub at: Option<u64>,
@@ -95,6 +99,14 @@ pub async fn failover(
             "manual failover to {:?} with --allow-data-loss requested",
             body.to
         );
+    }
+    if body.leader_down {
+        tracing::warn!(
+            "manual failover to {:?} with --leader-down requested",
+            body.to
+        );
+        let target = ops::request_leader_down(host.store.as_ref(), body.to_request(kind)).await?;
+        return Ok(Json(Promoting { target }));
     }
     promote(&host, &body, kind).await
 }

@@ -155,3 +155,72 @@ fn a_member_outside_the_list_takes_over_when_the_successor_dies_before_leading()
         c.history()
     );
 }
+
+/// The way out when the leader is killed and every member of its failsafe list is gone too:
+/// nobody can end the wait of a member the list left out (no listed member will read the
+/// store again, no new term can begin). `pgha failover --to O` says so at once and names the
+/// flag; `pgha failover --to O --leader-down`, the operator knowing the leader is down,
+/// withdraws the list (recorded in the history) and O is promoted.
+#[test]
+fn a_failover_with_leader_down_frees_a_member_the_lists_leader_left_out() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(10));
+    let li = c.index(&leader);
+    let standbys: Vec<usize> = (0..c.agents.len()).filter(|i| *i != li).collect();
+    let (si, oi) = (standbys[0], standbys[1]);
+    let outsider = c.agents[oi].name.clone();
+    c.agents[oi].terminate(Duration::from_secs(30));
+    let mut without_outsider = vec![leader.clone(), c.agents[si].name.clone()];
+    without_outsider.sort();
+    wait_until(
+        &format!("{leader}'s failsafe list without {outsider}"),
+        Duration::from_secs(20),
+        || (failsafe_list(&rt, &c)? == without_outsider).then_some(()),
+    );
+    // the listed standby and the leader lost together (before the leader's next list)
+    c.agents[si].crash();
+    c.agents[li].crash();
+    c.agents[oi].start();
+    wait_until(
+        &format!("{outsider} waiting, outside {leader}'s list"),
+        Duration::from_secs(30),
+        || {
+            let log = c.agents[oi].log();
+            log.contains(&format!("not in {leader}'s failsafe list"))
+                .then_some(())
+        },
+    );
+    let refused = c.cli_as(&outsider, &["failover", "--to", &outsider]);
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        !refused.status.success() && said.contains("add --leader-down"),
+        "pgha failover --to {outsider} without --leader-down: {said}"
+    );
+    let out = c.cli_as(&outsider, &["failover", "--to", &outsider, "--leader-down"]);
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{printed}{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.logs(30)
+    );
+    assert!(
+        printed.contains(&format!("{outsider} is the primary")),
+        "{printed}"
+    );
+    assert_eq!(c.primaries(), vec![outsider.clone()]);
+    let withdrawn = history_kinds(&c, "failsafe_list_withdrawn");
+    assert_eq!(withdrawn.len(), 1, "{:?}", c.history());
+    let promoted = history_kinds(&c, "manual_failover");
+    assert_eq!(
+        promoted.last().map(|e| e["to"].clone()),
+        Some(Value::from(outsider.as_str()))
+    );
+    assert_eq!(
+        (withdrawn[0]["from"].clone(), withdrawn[0]["to"].clone()),
+        (Value::from(leader.as_str()), Value::from(outsider.as_str()))
+    );
+    assert_eq!(failsafe_list(&rt, &c), Some(vec![outsider.clone()]));
+}
