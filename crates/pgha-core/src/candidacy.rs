@@ -79,7 +79,13 @@ impl Member {
             return Reason::StartingToElect;
         }
         let waited = now.since(since);
-        if let Some(pending) = request.filter(|_| waited < self.config.switchover_timeout_ms) {
+        // A request's time runs from the vacancy, or from when this member first read it if
+        // later: `pgha failover --to` is the way out of a long wait, and comes after it.
+        let request_waited = request.map_or(0, |p| {
+            now.since(since.max(self.requests.first_read(p.revision, now)))
+        });
+        let heeded = request_waited < self.config.switchover_timeout_ms;
+        if let Some(pending) = request.filter(|_| heeded) {
             if let Some(reason) = self.switchover_candidacy(obs, view, pending, plan) {
                 return reason;
             }
@@ -103,7 +109,7 @@ impl Member {
         // counts (a vetoed winner handing over may be the one holding acknowledged commits).
         let mut members = view.members.clone();
         if let Some(from) = request.and_then(|p| p.request.from.as_ref()) {
-            if waited < self.config.switchover_timeout_ms {
+            if heeded {
                 let held = members
                     .remove(from)
                     .filter(|r| r.is_standby())
@@ -241,8 +247,8 @@ impl Member {
                 now_view.members.insert(me.clone(), mine);
                 if let Err(refusal) = switchover::check(&now_view, Lsn(0), &now_request) {
                     // Withdrawn and said once, as a leader refuses (the CLI's wait ends there).
-                    if !self.switchovers_seen.contains(&pending.revision) {
-                        self.switchovers_seen.push(pending.revision);
+                    if !self.requests.handled(pending.revision) {
+                        self.requests.handle(pending.revision);
                         let (timeline, lsn) = (obs.local.timeline, obs.local.lsn);
                         let event = request.refused(&me, timeline, lsn, &refusal);
                         plan.push(Action::RecordHistory(event));

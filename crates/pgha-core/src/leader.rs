@@ -226,14 +226,14 @@ impl Member {
         plan: &mut Plan,
     ) -> Option<Reason> {
         let pending = view.switchover.as_ref()?;
-        if self.switchovers_seen.contains(&pending.revision) {
+        if self.requests.handled(pending.revision) {
             // Ours already ran (and the target never took over) or was refused.
             plan.push(Action::ClearSwitchover {
                 revision: pending.revision,
             });
             return None;
         }
-        self.switchovers_seen.push(pending.revision);
+        self.requests.handle(pending.revision);
         let checked = if pending.revision < term {
             Err(switchover::Refusal::MadeInEarlierTerm { term })
         } else {

@@ -28,12 +28,13 @@ mod promoted;
 mod publish;
 mod read;
 mod release;
+mod requests;
 mod terms;
 mod unheard_leader;
 mod unresponsive;
 mod veto;
 
-pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep};
+pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep, requests::Handover};
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,13 +66,6 @@ pub(crate) struct Promotion {
     pub switchover_revision: Option<u64>,
     /// Why this member takes over, in words for the history.
     pub cause: String,
-}
-
-/// A switchover this member (as leader) is carrying out.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Handover {
-    pub revision: u64,
-    pub target: Option<MemberName>,
 }
 
 /// One member's decision state. Create with [`Member::new`], then call [`Member::step`] for
@@ -152,7 +146,7 @@ pub struct Member {
     /// another member leads).
     pub(crate) vetoed_until: Option<Millis>,
     pub(crate) handover: Option<Handover>,
-    pub(crate) switchovers_seen: Vec<u64>,
+    pub(crate) requests: requests::RequestsSeen,
     /// Slots of members whose key is gone, and since when (leader): dropped only after
     /// `member_slots_ttl_ms`, so a host that reboots comes back to its WAL.
     pub(crate) absent_since: BTreeMap<MemberName, Millis>,
@@ -212,7 +206,7 @@ impl Member {
             promote_error: None,
             vetoed_until: None,
             handover: None,
-            switchovers_seen: Vec::new(),
+            requests: Default::default(),
             absent_since: BTreeMap::new(),
             sync: Default::default(),
             rewind_failed: false,

@@ -144,6 +144,29 @@ fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
     assert!(acquires(&d), "{}", d.reason);
 }
 
+/// Found by review: a request was heeded only within `switchover_timeout_ms` of the leader's
+/// loss, so `pgha failover --to n3`, the way out of a wait for a set member gone for good,
+/// was ignored by a target that had waited longer than that (every test asked a target just
+/// started). Its time runs from when the target first saw it.
+#[test]
+fn a_manual_failover_asked_after_a_long_wait_is_heeded() {
+    let b = standby(1, 4000, None);
+    let view = View::new()
+        .with("n3", record(&b, None))
+        .sync_set("n1", &["n2", "n3"]);
+    let mut n3 = member("n3");
+    let timeout = ClusterConfig::default().switchover_timeout_ms;
+    let mut now = 0;
+    while now <= 3 * timeout {
+        let d = n3.step(&obs(now, b.clone(), &view, vec![]));
+        assert!(!acquires(&d), "at {now} ms: {}", d.reason);
+        now += 1_000;
+    }
+    let by_hand = view.clone().failover_to("n3");
+    let d = n3.step(&obs(now, b.clone(), &by_hand, vec![]));
+    assert!(acquires(&d), "{}", d.reason);
+}
+
 /// Found by review: with no leader, `pgha failover --to n3` promoted n3 although n2, of the
 /// same set and reporting, was further ahead: commits n2 alone acknowledged were lost without
 /// `--allow-data-loss`. Such a target is refused (by the CLI before it writes the request,

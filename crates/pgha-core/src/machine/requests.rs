@@ -1,0 +1,43 @@
+//! The switchover and failover requests a member has read (each handled once, and timed from
+//! when the member first read it), and the switchover it carries out as the leader.
+
+use crate::types::{MemberName, Millis};
+
+/// A switchover this member (as leader) is carrying out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Handover {
+    pub revision: u64,
+    pub target: Option<MemberName>,
+}
+
+/// What this member knows of the requests it has read.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestsSeen {
+    /// Revisions of the requests it handled (ran or refused): never handled again.
+    handled: Vec<u64>,
+    /// The request it read last, and when it first read it.
+    first_read: Option<(u64, Millis)>,
+}
+
+impl RequestsSeen {
+    /// Whether the request of `revision` was handled already.
+    pub(crate) fn handled(&self, revision: u64) -> bool {
+        self.handled.contains(&revision)
+    }
+
+    /// The request of `revision` is handled: it runs, or was refused.
+    pub(crate) fn handle(&mut self, revision: u64) {
+        self.handled.push(revision);
+    }
+
+    /// When this member first read the request of `revision` (`now`, the first time).
+    pub(crate) fn first_read(&mut self, revision: u64, now: Millis) -> Millis {
+        match self.first_read {
+            Some((seen, at)) if seen == revision => at,
+            _ => {
+                self.first_read = Some((revision, now));
+                now
+            }
+        }
+    }
+}
