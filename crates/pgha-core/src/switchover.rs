@@ -128,9 +128,9 @@ impl fmt::Display for Refusal {
             Refusal::OutsideFailsafeList { target, leader } => write!(
                 f,
                 "{target} is not in {leader}'s failsafe list, and no member of that list reads \
-                 the store: {leader} may still write on their promises; once you know \
-                 {leader}'s PostgreSQL is not running (its host down, or stopped by hand), add \
-                 --leader-down"
+                 the store: {leader} may still write on their promises. Wait for one of them to \
+                 be back, or, once you know {leader}'s PostgreSQL is not running (its host \
+                 down, or stopped by hand), add --leader-down"
             ),
             Refusal::MadeInEarlierTerm { term } => write!(
                 f,

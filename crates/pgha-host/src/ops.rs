@@ -46,6 +46,8 @@ pub enum Refusal {
         "--leader-down: {0}'s agent reports its PostgreSQL running as a primary; stop it first"
     )]
     LeaderStillPrimary(MemberName),
+    /// The request written before the list was withdrawn is deleted again (see
+    /// [`request_leader_down`]).
     #[error("the failsafe list changed while it was being withdrawn (a new term?); ask again")]
     FailsafeListChanged,
 }
@@ -129,9 +131,15 @@ pub async fn request_leader_down(
         .delete(Key::Failsafe, Guard::Revision(view.failsafe_revision))
         .await;
     if let Err(e) = withdrawn {
-        let _ = store
+        let unwritten = store
             .delete(Key::Switchover, Guard::Revision(written))
             .await;
+        if let Err(left) = unwritten {
+            tracing::warn!(
+                "the failover request written before the failsafe list was withdrawn stays \
+                 pending (`pgha switchover --cancel` withdraws it): {left}"
+            );
+        }
         return Err(match e {
             StoreError::Conflict { .. } => Refusal::FailsafeListChanged.into(),
             other => other.into(),
@@ -140,9 +148,11 @@ pub async fn request_leader_down(
     let event = failsafe_list_withdrawn(&list, &target, view.leader_position.as_ref());
     tracing::warn!("history: {event}");
     let json = serde_json::to_string(&HistoryEntry::now(event)).expect("an entry serialises");
-    store
-        .append_history(&HistoryId::fresh(), &json, Guard::Any)
-        .await?;
+    // Withdrawn and requested: a history the store did not take fails neither (the log has it).
+    let id = HistoryId::fresh();
+    if let Err(e) = store.append_history(&id, &json, Guard::Any).await {
+        tracing::warn!("the withdrawal of the failsafe list is not in the history: {e}");
+    }
     Ok(target.to_string())
 }
 

@@ -192,6 +192,9 @@ fn a_failover_with_leader_down_frees_a_member_the_lists_leader_left_out() {
                 .then_some(())
         },
     );
+    // Longer than the switchover timeout (10 s): the way out comes after a long wait, and a
+    // request read then is heeded (found by review: it was timed from the vacancy).
+    std::thread::sleep(Duration::from_secs(11));
     let refused = c.cli_as(&outsider, &["failover", "--to", &outsider]);
     let said = String::from_utf8_lossy(&refused.stderr).to_string();
     assert!(
