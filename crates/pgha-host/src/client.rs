@@ -177,15 +177,18 @@ impl Client {
         to: Option<String>,
         kind: RequestKind,
     ) -> Result<String, ClientError> {
-        self.request_promotion_at(to, kind, None).await
+        self.request_promotion_at(to, kind, None, false).await
     }
 
-    /// Like [`Client::request_promotion`], not before `at` (Unix seconds) when given.
+    /// Like [`Client::request_promotion`], not before `at` (Unix seconds) when given; a
+    /// failover with `leader_down` (`pgha failover --leader-down`) says the last leader is
+    /// known down, so that its failsafe list may be withdrawn.
     pub async fn request_promotion_at(
         &self,
         to: Option<String>,
         kind: RequestKind,
         at: Option<u64>,
+        leader_down: bool,
     ) -> Result<String, ClientError> {
         let (path, force, allow_data_loss) = match kind {
             RequestKind::Switchover => ("/switchover", false, false),
@@ -198,29 +201,11 @@ impl Client {
             to,
             force,
             allow_data_loss,
+            leader_down,
             at,
             ..Default::default()
         };
         let answer: Promoting = self.post(path, &body).await?;
-        Ok(answer.target)
-    }
-
-    /// `pgha failover --to TO --leader-down`: a failover to `to` whose last leader is known
-    /// down (its failsafe list may be withdrawn); answers the member that will be promoted.
-    pub async fn request_failover_leader_down(
-        &self,
-        to: String,
-        force: bool,
-        allow_data_loss: bool,
-    ) -> Result<String, ClientError> {
-        let body = PromoteRequest {
-            to: Some(to),
-            force,
-            allow_data_loss,
-            leader_down: true,
-            ..Default::default()
-        };
-        let answer: Promoting = self.post("/failover", &body).await?;
         Ok(answer.target)
     }
 

@@ -73,15 +73,20 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Resul
         .unwrap_or_default();
     let target =
         pgha_core::switchover::check(&view, leader_lsn, &request).map_err(Refusal::from)?;
-    let json = serde_json::to_string(&request).expect("a request serialises");
+    write_request(store, &request).await?;
+    Ok(target.to_string())
+}
+
+/// Writes `request` unless one is pending; answers the revision it was written at.
+async fn write_request(store: &dyn Store, request: &SwitchoverRequest) -> Result<u64, OpError> {
+    let json = serde_json::to_string(request).expect("a request serialises");
     store
         .put(Key::Switchover, &json, Guard::Absent)
         .await
         .map_err(|e| match e {
             StoreError::Conflict { .. } => OpError::Refused(Refusal::AlreadyPending),
             other => other.into(),
-        })?;
-    Ok(target.to_string())
+        })
 }
 
 /// `pgha failover --to TARGET --leader-down`: as [`request`], and when the failsafe list of
@@ -117,14 +122,7 @@ pub async fn request_leader_down(
     if check(&view, Lsn(0), &request).is_ok() {
         return self::request(store, request).await;
     }
-    let json = serde_json::to_string(&request).expect("a request serialises");
-    let written = store
-        .put(Key::Switchover, &json, Guard::Absent)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => OpError::Refused(Refusal::AlreadyPending),
-            other => other.into(),
-        })?;
+    let written = write_request(store, &request).await?;
     // Written first: the target cannot act on it while the list stands, and acts on it (not
     // on an election of its own) as soon as the list is gone.
     let withdrawn = store

@@ -163,7 +163,9 @@ impl ClusterHandle {
             on_step(RestartStep::HandingOver {
                 from: primary.clone(),
             });
-            let done = self.promote(None, RequestKind::Switchover, |_| {}).await?;
+            let done = self
+                .promote(None, RequestKind::Switchover, false, |_| {})
+                .await?;
             on_step(RestartStep::HandedOver {
                 from: primary.clone(),
                 to: done.target.clone(),

@@ -155,7 +155,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 return Ok(());
             }
             let Some(when) = when else {
-                return promote(&handle, to, pgha_core::RequestKind::Switchover).await;
+                return promote(&handle, to, pgha_core::RequestKind::Switchover, false).await;
             };
             let at = render::parse_when(&when)?;
             let target = handle.schedule_switchover(to, at).await?;
@@ -176,20 +176,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 force,
                 allow_data_loss,
             };
-            if !leader_down {
-                return promote(&at.open().await?, Some(to), kind).await;
-            }
-            let requested = |target: &str| outln!("failover to {target} requested (--leader-down)");
-            let handle = at.open().await?;
-            let done = handle
-                .fail_over_leader_down(to, force, allow_data_loss, requested)
-                .await?;
-            outln!(
-                "{} is the primary (took {:.1} s)",
-                done.target,
-                done.took.as_secs_f64()
-            );
-            Ok(())
+            promote(&at.open().await?, Some(to), kind, leader_down).await
         }
         Command::Stop { at, name, mode } => {
             let body = pgha_host::api::control::StopRequest {
@@ -323,13 +310,16 @@ async fn promote(
     handle: &ClusterHandle,
     to: Option<String>,
     kind: pgha_core::RequestKind,
+    leader_down: bool,
 ) -> anyhow::Result<()> {
     let what = match kind {
         pgha_core::RequestKind::Switchover => "switchover",
         pgha_core::RequestKind::Failover { .. } => "failover",
     };
     let done = handle
-        .promote(to, kind, |target| outln!("{what} to {target} requested"))
+        .promote(to, kind, leader_down, |target| {
+            outln!("{what} to {target} requested")
+        })
         .await?;
     outln!(
         "{} is the primary (took {:.1} s)",
