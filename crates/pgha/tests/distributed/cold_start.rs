@@ -20,6 +20,9 @@ fn the_last_leaders_writes_stay_when_its_agent_starts_after_the_others() {
     let c = DistCluster::start(&Options::default());
     let mut c = c;
     let first = c.wait_converged(Duration::from_secs(10));
+    // A ttl long enough that the wait for the last leader outlasts its agent's start on a
+    // loaded machine (without the wait, the first agent runs within half a second).
+    c.cli_ok(&["config", "set", "ttl_ms=10000"]);
     let fi = c.index(&first);
     let standbys: Vec<usize> = (0..c.agents.len()).filter(|i| *i != fi).collect();
     let (quiet, li) = (standbys[0], standbys[1]);
