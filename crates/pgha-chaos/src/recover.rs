@@ -25,7 +25,9 @@ pub struct Recovery {
     pub no_takeover: bool,
 }
 
-/// Polls every 250 ms until recovered, or `bound` after `at`.
+/// Polls every 250 ms until recovered, or until `bound` has passed since the fault ended (now:
+/// a partition, a lossy link or a paused agent lasts its own length first, twice a ttl that a
+/// change-config may have raised past the bound). Times are counted from `at`, when it began.
 pub async fn wait(
     target: &Target,
     fault: &Injected,
@@ -35,7 +37,7 @@ pub async fn wait(
     bound: Duration,
 ) -> Recovery {
     let names: Vec<String> = target.members.iter().map(|m| m.name.clone()).collect();
-    let deadline = at + bound.as_micros() as Micros;
+    let deadline = clock.now() + bound.as_micros() as Micros;
     let mut pending_start = fault.start_later.clone();
     let mut out = Recovery::default();
     let mut last_why = String::from("no answer from the cluster's API");

@@ -232,7 +232,7 @@ pub fn summarize(g: Gathered<'_>) -> Summary {
         }
         if f.recovered.is_none() {
             broken.push(format!(
-                "fault {} ({} of {}): no recovery within {:.0} s",
+                "fault {} ({} of {}): no recovery within {:.0} s of its end",
                 f.index, f.kind, f.victim, g.settings.recovery_bound_s
             ));
         }

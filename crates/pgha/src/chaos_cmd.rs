@@ -110,8 +110,8 @@ pub struct ChaosArgs {
     /// to its end (e.g. etcd-restart='systemctl restart etcd'). Repeatable.
     #[arg(long, value_name = "NAME=CMD")]
     fault_command: Vec<String>,
-    /// How long the cluster may take to recover from one fault before the promise counts
-    /// as broken.
+    /// How long the cluster may take to recover from one fault, from its end, before the
+    /// promise counts as broken.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     recovery_bound: Duration,
     /// Print the result as JSON on stdout (the progress stays on stderr).
