@@ -224,7 +224,18 @@ impl Member {
                 target: request.to.clone(),
             });
         }
-        // The old leader's final position, once it demoted; on another timeline than this
+        // A planned switchover's old leader with its final position on a later timeline than
+        // this member's: this member has not even followed the switch to it, and holds nothing
+        // the old leader wrote. It never runs for the request (the election that leaves the old
+        // leader out would let it rewind those writes away); once the request's window is
+        // over, the old leader competes again. (A manual failover is checked as it is below.)
+        let planned = request.kind == RequestKind::Switchover;
+        if let Some(from) = request.from.as_ref().filter(|_| planned) {
+            if from_record.is_some_and(|r| r.is_standby() && r.timeline > obs.local.timeline) {
+                return Some(Reason::Behind { best: from.clone() });
+            }
+        }
+        // The old leader's final position, once it demoted; on an earlier timeline than this
         // member's, another primary wrote after it (a request that outlived its term, seen by
         // a member that restarted since): the election decides.
         let needed = from_record

@@ -347,3 +347,25 @@ fn a_switchover_target_on_a_later_timeline_than_the_old_leader_leaves_it_to_the_
     );
     assert_reason!(d, Reason::WaitingForPositions { .. });
 }
+
+/// Found by the simulation with whole-cluster stops (seed 1917): the cluster was stopped while
+/// n2 handed over to the best candidate, and started again. n1, a primary of timeline 1 that
+/// had never followed n2's timeline 2, started before n3 and ran, the old leader (now a standby
+/// 130 kB ahead on timeline 2) being left out of the election as the switchover's: its writes
+/// were rewound away. A member on an older timeline than the old leader's final position holds
+/// nothing the old leader wrote on its own, and does not take over for its request.
+#[test]
+fn a_member_on_an_older_timeline_than_the_old_leader_does_not_run_for_its_switchover() {
+    let old_leader = standby(2, 251_048, None);
+    let behind = standby(1, 120_991, None);
+    let view = View::new()
+        .with("n2", record(&old_leader, None))
+        .switchover("n2", None, 50);
+    let d = member("n1").step(&obs(1000, behind, &view, vec![]));
+    assert!(!acquires(&d), "n1 took over: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::Behind { best } if best == &name("n2")),
+        "{:?}",
+        d.reason
+    );
+}
