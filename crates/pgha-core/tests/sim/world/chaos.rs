@@ -4,7 +4,14 @@ use super::*;
 
 impl World {
     pub(super) fn random_event(&mut self) {
+        if self.cold_start_pending() {
+            return;
+        }
         if !self.rng.chance(8) {
+            return;
+        }
+        if self.cold_stop_per_mille > 0 && self.rng.chance(self.cold_stop_per_mille) {
+            self.stop_whole_cluster();
             return;
         }
         let i = self.rng.below(self.nodes.len() as u64) as usize;

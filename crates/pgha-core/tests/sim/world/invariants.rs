@@ -78,6 +78,7 @@ impl World {
         for &w in &writable {
             if !self.was_writable[w] {
                 self.check_acknowledged_writes_kept(w);
+                self.check_cold_start(w);
             }
         }
         for i in 0..self.nodes.len() {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 mod agent;
 mod chaos;
+mod cold_stop;
 mod invariants;
 mod postgres;
 mod run;
@@ -81,6 +82,8 @@ struct Node {
     /// Failsafe: this member confirmed a leader and promised not to take the lease before
     /// then (world time); kept on disk, so it survives agent restarts.
     promised_until: u64,
+    /// Stopped with the whole cluster: its agent starts again then.
+    restart_at: Option<u64>,
 }
 
 struct Store {
@@ -113,6 +116,9 @@ pub struct Stats {
     /// Acquisitions of the leader key whose answer was lost that landed later, and those
     /// refused then (the `failsafe` key had moved since they were decided).
     pub late_acquisitions: (u32, u32),
+    /// Whole-cluster stops, and the starts after them checked for the last leader's writes.
+    pub cold_stops: u32,
+    pub cold_starts_checked: u32,
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
@@ -136,6 +142,10 @@ pub struct World {
     /// How many promotions in a thousand the members' `pre_promote` callbacks veto (none
     /// unless [`World::vetoing`] set it).
     veto_per_mille: Option<u64>,
+    /// How many random events in a thousand stop the whole cluster (see
+    /// [`World::stopping_whole`]), and the start being watched after one.
+    cold_stop_per_mille: u64,
+    cold_start: Option<cold_stop::ColdStart>,
     /// Store answers take up to two seconds to come back (they take effect at once).
     slow_store: bool,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its

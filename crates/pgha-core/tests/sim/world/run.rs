@@ -49,6 +49,7 @@ impl World {
                     last_seen_leader: None,
                     last_view: None,
                     promised_until: 0,
+                    restart_at: None,
                 }
             })
             .collect();
@@ -74,6 +75,8 @@ impl World {
             config,
             slow_promote: false,
             veto_per_mille: None,
+            cold_stop_per_mille: 0,
+            cold_start: None,
             slow_store: false,
             store_down_until: 0,
             late_writes: Vec::new(),
@@ -107,6 +110,7 @@ impl World {
             self.nodes[i].paused_until = 0;
             self.nodes[i].unresponsive_until = 0;
             self.nodes[i].lagging_until = 0;
+            self.nodes[i].restart_at = None;
             if self.nodes[i].member.is_none() {
                 self.restart_agent(i);
             }
@@ -176,6 +180,7 @@ impl World {
 
     fn tick(&mut self) {
         self.now += TICK;
+        self.start_stopped_agents();
         self.expire();
         self.land_late_writes();
         self.replicate();
