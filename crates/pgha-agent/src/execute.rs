@@ -84,7 +84,9 @@ impl Agent {
             } => {
                 let sent = self.now();
                 let acquire = store.acquire_leader_if(name, *ttl, Some(*failsafe_revision));
-                let result = timed(limit, acquire).await.map(|revision| (revision, *ttl));
+                let result = timed(self.lease_taking_limit(), acquire)
+                    .await
+                    .map(|revision| (revision, *ttl));
                 self.lease_answered(lease_outcome(result, sent, true));
             }
             Action::ReleaseLeader { revision } => {

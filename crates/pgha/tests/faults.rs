@@ -23,7 +23,9 @@
 //! - etcd itself stalled (SIGSTOP of its process) for 2 T, synchronous mode, then resumed;
 //!   etcd's data lost (killed, data removed, an empty etcd started in its place);
 //!   etcd slow (its answers and the members' requests delayed by a forwarder on its host),
-//!   within the store call bound, around it and far beyond it; one etcd member of three
+//!   within the store call bound, around it and far beyond it, and slow enough that a
+//!   call's bound holds one round trip but not two while the leader's host crashes (the
+//!   leader key must still change hands); one etcd member of three
 //!   stalled (SIGSTOP), or cut off from the other two (each on a host of its own);
 //! - the leader's disk stalled (fsfreeze of a loop-mounted ext4 holding its member directory:
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is

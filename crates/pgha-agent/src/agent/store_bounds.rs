@@ -28,6 +28,27 @@ impl Agent {
             .or(self.member.lease_deadline());
         call_limit(self.store_timeout(), now, demote_by)
     }
+
+    /// The bound of a call that takes the leader key (`AcquireLeader`) or adopts it (a
+    /// renewal without a trusted lease) while nothing is held: no trusted lease, and no
+    /// deadline with the supervisor (PostgreSQL known not to be writable). Such a call takes
+    /// two round trips (a lease granted, then the key written; or the key read, then its lease
+    /// kept alive), and with nothing held there is no demotion instant to keep. Under one
+    /// trip's bound, a store slow enough for two trips to outlast it takes the key while no
+    /// answer ever says so (seen: etcd 200 ms away each way, the key adopted again and again,
+    /// never answered in time, no primary for as long as it lasted). Half of what such a
+    /// lease would be trusted for (ttl less the safety margin), between
+    /// [`Agent::store_timeout`] and [`STORE_TIMEOUT`]; while anything is held,
+    /// [`Agent::store_limit`].
+    pub(crate) fn lease_taking_limit(&self) -> Duration {
+        let holding = self.member.holds_lease(self.now()) || self.fencing.remaining_ms().is_some();
+        if holding {
+            return self.store_limit();
+        }
+        let config = self.member.config();
+        let trusted = config.ttl_ms.saturating_sub(config.safety_margin_ms);
+        Duration::from_millis(trusted / 2).clamp(self.store_timeout(), STORE_TIMEOUT)
+    }
 }
 
 /// A call's bound: `timeout`, cut at `demote_by` while a lease is held (at least 50 ms, so a
@@ -124,5 +145,34 @@ mod store_limit_tests {
         let until = agent.member.lease_deadline().expect("a lease");
         assert!(until < now, "trusted until {until:?}, now {now:?}");
         assert_eq!(agent.store_limit(), std::time::Duration::from_millis(50));
+    }
+
+    /// Found by the fault test `a_failover_through_an_etcd_too_slow_for_two_round_trips_in_a_calls_bound`:
+    /// taking or adopting the leader key takes two round trips, and bounded by one trip's
+    /// bound its answer never came back from an etcd slow enough. With nothing held, such a
+    /// call is given half of what the lease would be trusted for (at most 2 s); while the
+    /// supervisor holds a deadline (PostgreSQL may write), the bound stays that of any call.
+    #[tokio::test]
+    async fn taking_the_leader_key_with_nothing_held_gets_two_round_trips_of_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+        let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+        // The defaults: ttl 10 s, safety margin 2.5 s.
+        assert_eq!(
+            agent.store_timeout(),
+            std::time::Duration::from_millis(1250)
+        );
+        assert_eq!(
+            agent.lease_taking_limit(),
+            std::time::Duration::from_secs(2)
+        );
+        let armed =
+            crate::fence::FenceState::LeaseUntil(pgha_pg::lease_file::boot_clock_ms() + 60_000);
+        agent.fencing.update(armed).unwrap();
+        assert_eq!(agent.lease_taking_limit(), agent.store_limit());
+        assert_eq!(
+            agent.lease_taking_limit(),
+            std::time::Duration::from_millis(1250)
+        );
     }
 }

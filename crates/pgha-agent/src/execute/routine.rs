@@ -33,6 +33,7 @@ impl Agent {
         match action {
             Action::RenewLeader { revision, ttl } => {
                 let (revision, ttl, sent) = (*revision, *ttl, self.now());
+                let limit = self.lease_taking_limit();
                 Some(Box::pin(async move {
                     let result = timed(limit, store.renew_leader(&name, revision, ttl))
                         .await

@@ -333,3 +333,42 @@ fn etcd_member_pid(c: &Cluster, dir: &str) -> u32 {
         })
         .expect("the test cluster's etcd runs")
 }
+
+/// etcd 300 ms away each way (600 ms a round trip), with a 6 s ttl and a 2 s safety margin: a
+/// call bounded by half the margin (1 s) gets one round trip's answer in time, not two. Taking
+/// the leader key takes two (a lease granted, then the key written), and so does adopting a
+/// key taken without its answer (the key read, then its lease kept alive). Synchronous mode,
+/// writers writing, the leader's host crashes (agent and postmaster kill -9): a standby must
+/// take over within 30 s, nothing lost, one writer. (With both bounded by one round trip's
+/// bound, the key was taken and kept alive by adoptions whose answers all came too late: no
+/// primary for as long as etcd stayed that slow.)
+#[test]
+fn a_failover_through_an_etcd_too_slow_for_two_round_trips_in_a_calls_bound() {
+    let (ttl, margin) = (Duration::from_secs(6), Duration::from_secs(2));
+    let ms = |d: Duration| d.as_millis().to_string();
+    let (mut c, leader) = start_sync_with(Opts {
+        etcd_latency: true,
+        dynamic: vec![
+            ("ttl_ms".into(), ms(ttl)),
+            ("safety_margin_ms".into(), ms(margin)),
+        ],
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    ck.mark("etcd answers late: 300 ms each way");
+    c.set_etcd_latency(Latency::fixed(Duration::from_millis(300)));
+    std::thread::sleep(ttl);
+    ck.mark(&format!(
+        "node crash of {leader} (agent and postmaster kill -9)"
+    ));
+    c.member_mut(&leader).crash();
+    let winner = await_failover(&c, &ck, &leader, Duration::from_secs(30));
+    std::thread::sleep(WATCH);
+    ck.mark("etcd answers at once again");
+    c.set_etcd_latency(Latency::NONE);
+    c.start_agent(&leader);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}\n{}", explain(&c));
+    eprintln!("{winner} took over");
+    assert_no_loss_one_writer(&report, &c);
+}

@@ -16,7 +16,8 @@ use crate::dist::write_secrets;
 #[derive(Clone, Debug)]
 pub struct Opts {
     pub members: usize,
-    /// Extra `[dynamic]` settings (TOML values), e.g. ("synchronous_mode", "\"on\"").
+    /// Extra `[dynamic]` settings (TOML values), e.g. ("synchronous_mode", "\"on\""); the
+    /// ttl, safety margin and loop wait given here replace the test clusters' own.
     pub dynamic: Vec<(String, String)>,
     /// Extra `[postgresql.parameters]` (TOML values).
     pub parameters: Vec<(String, String)>,
@@ -160,6 +161,7 @@ impl Cluster {
                 ),
                 ("loop_wait_ms".into(), LOOP_WAIT.as_millis().to_string()),
             ];
+            dynamic.retain(|(k, _)| !opts.dynamic.iter().any(|(key, _)| key == k));
             dynamic.extend(opts.dynamic.iter().cloned());
             let lines = |kv: &[(String, String)]| {
                 kv.iter()
