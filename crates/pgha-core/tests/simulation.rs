@@ -69,6 +69,16 @@ fn members() -> usize {
     })
 }
 
+/// 90 s of faults, everything healed, 60 s of calm: the invariants held throughout, and the
+/// cluster converged (one primary holding the lease, every other member streaming from it).
+fn faults_then_calm(mut world: World) -> World {
+    world.run_chaos(90_000);
+    world.heal();
+    world.run_calm(60_000);
+    world.assert_converged();
+    world
+}
+
 #[test]
 fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut failovers = 0;
@@ -78,11 +88,7 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut sync_double = 0;
     let mut late = (0, 0);
     for seed in seeds() {
-        let mut world = World::new(seed, members());
-        world.run_chaos(90_000);
-        world.heal();
-        world.run_calm(60_000);
-        world.assert_converged();
+        let world = faults_then_calm(World::new(seed, members()));
         failovers += world.stats.failovers;
         switchovers += world.stats.switchovers;
         rewinds += world.stats.rewinds;
@@ -147,11 +153,7 @@ fn whole_cluster_stops_resume_from_the_last_leader_and_converge() {
     let mut failovers = 0;
     let found = FOUND_WITH_WHOLE_STOPS.iter().copied();
     for seed in seeds().into_iter().chain(found) {
-        let mut world = World::new(seed, members()).stopping_whole(60);
-        world.run_chaos(90_000);
-        world.heal();
-        world.run_calm(60_000);
-        world.assert_converged();
+        let world = faults_then_calm(World::new(seed, members()).stopping_whole(60));
         stops += world.stats.cold_stops;
         checked += world.stats.cold_starts_checked;
         failovers += world.stats.failovers;
@@ -171,10 +173,6 @@ fn whole_cluster_stops_resume_from_the_last_leader_and_converge() {
 #[test]
 fn five_members_keep_one_writer_best_candidate_and_converge() {
     for seed in (1..=100).chain(FOUND_WITH_FIVE_MEMBERS.iter().copied()) {
-        let mut world = World::new(seed, 5);
-        world.run_chaos(90_000);
-        world.heal();
-        world.run_calm(60_000);
-        world.assert_converged();
+        faults_then_calm(World::new(seed, 5));
     }
 }

@@ -336,15 +336,7 @@ impl World {
                 changed = false;
                 if let Action::Demote { mode, .. } = job {
                     if *mode == StopMode::Fast {
-                        // A clean shutdown sends every WAL record to connected standbys.
-                        let primary = self.nodes[i].pg.clone();
-                        for n in &mut self.nodes {
-                            if n.pg.upstream == Some(i) && n.pg.streaming {
-                                n.pg.lsn = primary.lsn;
-                                n.pg.tl = primary.tl;
-                                n.pg.history = primary.history.clone();
-                            }
-                        }
+                        self.send_wal_to_standbys_of(i);
                     }
                 }
                 let done_at = now + self.job_duration(job);

@@ -150,14 +150,7 @@ impl World {
 
     fn stop_postgres_cleanly(&mut self, i: usize) {
         if writable(&self.nodes[i].pg) {
-            let primary = self.nodes[i].pg.clone();
-            for n in &mut self.nodes {
-                if n.pg.upstream == Some(i) && n.pg.streaming {
-                    n.pg.lsn = primary.lsn;
-                    n.pg.tl = primary.tl;
-                    n.pg.history = primary.history.clone();
-                }
-            }
+            self.send_wal_to_standbys_of(i);
         }
         let pg = &mut self.nodes[i].pg;
         pg.running = false;

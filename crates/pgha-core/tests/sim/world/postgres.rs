@@ -54,6 +54,19 @@ impl World {
         });
     }
 
+    /// A clean (fast) shutdown of `i`'s PostgreSQL sends every WAL record to the standbys
+    /// streaming from it.
+    pub(super) fn send_wal_to_standbys_of(&mut self, i: usize) {
+        let primary = self.nodes[i].pg.clone();
+        for n in &mut self.nodes {
+            if n.pg.upstream == Some(i) && n.pg.streaming {
+                n.pg.lsn = primary.lsn;
+                n.pg.tl = primary.tl;
+                n.pg.history = primary.history.clone();
+            }
+        }
+    }
+
     /// The supervisors: each kills its PostgreSQL once its fencing deadline has passed.
     pub(super) fn supervise(&mut self) {
         let now = self.now;
