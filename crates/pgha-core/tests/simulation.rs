@@ -5,7 +5,7 @@
 //! late, leader writes whose answers were lost landing late (in any order, after a restart
 //! too), live ttl changes, demotions that take time, slow promotes and switchover requests
 //! (and, in runs of their own, promotions vetoed by the `pre_promote` callback, and the whole
-//! cluster stopped and started again).
+//! cluster stopped and started again, or every agent paused at once).
 //! Checks I1 at every tick against what PostgreSQL does (writable only while holding the
 //! store's lease), I3 at every lease acquisition, and convergence after healing.
 //!
@@ -164,6 +164,25 @@ fn whole_cluster_stops_resume_from_the_last_leader_and_converge() {
     );
     assert!(
         seeds().len() < 100 || (stops > 0 && checked > 0),
+        "the simulation exercised nothing"
+    );
+}
+
+/// The same faults, and now and then every agent paused at once (the hosts' VMs stalled
+/// together) for up to three ttls, PostgreSQL and the supervisors running on: one writer, the
+/// best candidate, nothing acknowledged lost, and the cluster converges.
+#[test]
+fn whole_cluster_pauses_keep_one_writer_and_converge() {
+    let mut pauses = 0;
+    let mut failovers = 0;
+    for seed in seeds() {
+        let world = faults_then_calm(World::new(seed, members()).pausing_whole(60));
+        pauses += world.stats.whole_pauses;
+        failovers += world.stats.failovers;
+    }
+    eprintln!("simulated {pauses} pauses of every agent and {failovers} failovers");
+    assert!(
+        seeds().len() < 100 || pauses > 0,
         "the simulation exercised nothing"
     );
 }

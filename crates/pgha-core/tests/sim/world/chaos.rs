@@ -14,6 +14,10 @@ impl World {
             self.stop_whole_cluster();
             return;
         }
+        if self.pause_all_per_mille > 0 && self.rng.chance(self.pause_all_per_mille) {
+            self.pause_every_agent();
+            return;
+        }
         let i = self.rng.below(self.nodes.len() as u64) as usize;
         match self.rng.below(16) {
             0 => {

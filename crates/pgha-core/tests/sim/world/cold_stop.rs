@@ -1,7 +1,8 @@
 //! The whole cluster stopped and started again: every member leaving as its agent does on a
 //! clean stop (`pgha up` ended, every host's service stopped), or every host losing power at
 //! once; then each agent started again, in any order, and the check that the first member to
-//! take writes holds what the last leader had written.
+//! take writes holds what the last leader had written. Or every agent paused at once (the
+//! hosts' VMs stalled together, PostgreSQL and the supervisors running on).
 
 use super::*;
 
@@ -25,6 +26,23 @@ impl World {
     pub fn stopping_whole(mut self, per_mille: u64) -> World {
         self.cold_stop_per_mille = per_mille;
         self
+    }
+
+    /// Has `per_mille` of the random events in a thousand pause every agent at once, each for
+    /// up to three ttls (none unless set).
+    pub fn pausing_whole(mut self, per_mille: u64) -> World {
+        self.pause_all_per_mille = per_mille;
+        self
+    }
+
+    /// Every agent paused at once, each until its own moment within three ttls.
+    pub(super) fn pause_every_agent(&mut self) {
+        let ttl = self.config.ttl_ms;
+        let until = self.now + self.rng.below(3 * ttl);
+        for n in &mut self.nodes {
+            n.paused_until = n.paused_until.max(until + self.rng.below(ttl / 3));
+        }
+        self.stats.whole_pauses += 1;
     }
 
     /// Whether a cold start is still watched (no other fault is injected meanwhile: the check

@@ -119,6 +119,8 @@ pub struct Stats {
     /// Whole-cluster stops, and the starts after them checked for the last leader's writes.
     pub cold_stops: u32,
     pub cold_starts_checked: u32,
+    /// Every agent paused at once.
+    pub whole_pauses: u32,
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
@@ -146,6 +148,9 @@ pub struct World {
     /// [`World::stopping_whole`]), and the start being watched after one.
     cold_stop_per_mille: u64,
     cold_start: Option<cold_stop::ColdStart>,
+    /// How many random events in a thousand pause every agent at once (see
+    /// [`World::pausing_whole`]).
+    pause_all_per_mille: u64,
     /// Store answers take up to two seconds to come back (they take effect at once).
     slow_store: bool,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its

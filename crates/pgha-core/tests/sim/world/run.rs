@@ -77,6 +77,7 @@ impl World {
             veto_per_mille: None,
             cold_stop_per_mille: 0,
             cold_start: None,
+            pause_all_per_mille: 0,
             slow_store: false,
             store_down_until: 0,
             late_writes: Vec::new(),
