@@ -135,6 +135,10 @@ pub struct Agent {
     /// answers: `execute/lease_answers.rs`): the only leader key its leaving may touch; one
     /// under its name at another revision is another agent's (a second start of the member).
     pub(crate) held_term: Option<u64>,
+    /// The last step found PostgreSQL not writable (no postmaster, or a standby that answered)
+    /// and no job that may make it so: what the fencing goes by, whatever the lease or the
+    /// maintenance mode (`agent/fencing_step.rs`).
+    pub(crate) known_not_writable: bool,
 }
 
 impl Agent {
@@ -209,6 +213,7 @@ impl Agent {
             restart: Default::default(),
             promotion_clock: Default::default(),
             held_term: None,
+            known_not_writable: false,
         };
         (agent, report_rx)
     }

@@ -47,6 +47,15 @@ pub struct AfterStep {
     pub cap: Option<u64>,
 }
 
+impl AfterStep {
+    /// PostgreSQL is not writable, nor may a job in flight make it so: no postmaster, or a
+    /// standby that answered. (What is left to fence without a lease; a lease or the
+    /// maintenance mode does not change it.)
+    pub fn known_not_writable(&self) -> bool {
+        !self.job_may_make_writable && (!self.postmaster_running || self.read_only)
+    }
+}
+
 impl FenceState {
     /// The state the lease file must show after a step.
     pub fn after(step: AfterStep) -> FenceState {
@@ -57,9 +66,7 @@ impl FenceState {
             Some(at) => FenceState::LeaseUntil(at),
             // A job that starts a primary (or promotes) may make it writable after the lease
             // lapsed: the deadline stays armed, so its supervisor kills it as it starts.
-            None if step.job_may_make_writable => FenceState::unsure(step.cap),
-            None if !step.postmaster_running => FenceState::NothingWritable,
-            None if step.read_only => FenceState::NothingWritable,
+            None if step.known_not_writable() => FenceState::NothingWritable,
             None => FenceState::unsure(step.cap),
         }
     }

@@ -9,7 +9,7 @@ impl Agent {
     /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
-        let state = FenceState::after(AfterStep {
+        let step = AfterStep {
             deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
             paused: self
                 .view
@@ -20,7 +20,9 @@ impl Agent {
             postmaster_running: self.spec.instance.is_running(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
             cap: self.member.fence_cap().map(|d| self.boot_origin + d.0),
-        });
+        };
+        self.known_not_writable = step.known_not_writable();
+        let state = FenceState::after(step);
         if state == FenceState::Unsure {
             return; // nothing written: the armed deadline stays, and so does what was said
         }

@@ -30,8 +30,10 @@ impl Agent {
     }
 
     /// The bound of a call that takes the leader key (`AcquireLeader`) or adopts it (a
-    /// renewal without a trusted lease) while nothing is held: no trusted lease, and no
-    /// deadline with the supervisor (PostgreSQL known not to be writable). Such a call takes
+    /// renewal without a trusted lease) while nothing is held: no trusted lease, PostgreSQL
+    /// known not to be writable by the last step (as the fencing judges it, whatever the
+    /// maintenance mode, which disarms the supervisor while a leader writes), and no deadline
+    /// with the supervisor. Such a call takes
     /// two round trips (a lease granted, then the key written; or the key read, then its lease
     /// kept alive), and with nothing held there is no demotion instant to keep. Under one
     /// trip's bound, a store slow enough for two trips to outlast it takes the key while no
@@ -41,14 +43,22 @@ impl Agent {
     /// [`Agent::store_timeout`] and [`STORE_TIMEOUT`]; while anything is held,
     /// [`Agent::store_limit`].
     pub(crate) fn lease_taking_limit(&self) -> Duration {
-        let holding = self.member.holds_lease(self.now()) || self.fencing.remaining_ms().is_some();
+        let holding = self.member.holds_lease(self.now())
+            || !self.known_not_writable
+            || self.fencing.remaining_ms().is_some();
         if holding {
             return self.store_limit();
         }
         let config = self.member.config();
-        let trusted = config.ttl_ms.saturating_sub(config.safety_margin_ms);
-        Duration::from_millis(trusted / 2).clamp(self.store_timeout(), STORE_TIMEOUT)
+        lease_taking_bound(config.ttl_ms, config.safety_margin_ms, self.store_timeout())
     }
+}
+
+/// Half of what a lease of `ttl_ms` is trusted for (less `margin_ms`), between `timeout`
+/// (one call's bound) and [`STORE_TIMEOUT`].
+fn lease_taking_bound(ttl_ms: u64, margin_ms: u64, timeout: Duration) -> Duration {
+    let trusted = Duration::from_millis(ttl_ms.saturating_sub(margin_ms) / 2);
+    trusted.clamp(timeout, STORE_TIMEOUT.max(timeout))
 }
 
 /// A call's bound: `timeout`, cut at `demote_by` while a lease is held (at least 50 ms, so a
@@ -97,6 +107,7 @@ mod store_limit_tests {
 
     use crate::agent::Agent;
     use crate::test_spec::spec;
+    use pgha_pg::lease_file::boot_clock_ms;
 
     /// Found by review: once the lease holder's demotion instant had passed (the loop woke
     /// there, the store hung), its store calls were given the full half margin again, so the
@@ -150,29 +161,72 @@ mod store_limit_tests {
     /// Found by the fault test `a_failover_through_an_etcd_too_slow_for_two_round_trips_in_a_calls_bound`:
     /// taking or adopting the leader key takes two round trips, and bounded by one trip's
     /// bound its answer never came back from an etcd slow enough. With nothing held, such a
-    /// call is given half of what the lease would be trusted for (at most 2 s); while the
-    /// supervisor holds a deadline (PostgreSQL may write), the bound stays that of any call.
+    /// call is given half of what the lease would be trusted for (at most 2 s); while
+    /// PostgreSQL may be writable, the supervisor holds a deadline or a lease is trusted, the
+    /// bound stays that of any call.
     #[tokio::test]
     async fn taking_the_leader_key_with_nothing_held_gets_two_round_trips_of_bound() {
+        let half_margin = std::time::Duration::from_millis(1250);
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
         let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
-        // The defaults: ttl 10 s, safety margin 2.5 s.
-        assert_eq!(
-            agent.store_timeout(),
-            std::time::Duration::from_millis(1250)
-        );
+        // The defaults: ttl 10 s, safety margin 2.5 s. A fresh agent knows nothing yet.
+        assert_eq!(agent.store_timeout(), half_margin);
+        assert_eq!(agent.lease_taking_limit(), half_margin);
+        agent.known_not_writable = true;
         assert_eq!(
             agent.lease_taking_limit(),
             std::time::Duration::from_secs(2)
         );
-        let armed =
-            crate::fence::FenceState::LeaseUntil(pgha_pg::lease_file::boot_clock_ms() + 60_000);
+        let armed = crate::fence::FenceState::LeaseUntil(boot_clock_ms() + 60_000);
         agent.fencing.update(armed).unwrap();
-        assert_eq!(agent.lease_taking_limit(), agent.store_limit());
+        assert_eq!(agent.lease_taking_limit(), half_margin);
+        let disarmed = crate::fence::FenceState::NothingWritable;
+        agent.fencing.update(disarmed).unwrap();
         assert_eq!(
             agent.lease_taking_limit(),
-            std::time::Duration::from_millis(1250)
+            std::time::Duration::from_secs(2)
         );
+        // A trusted lease: the bound of any call, cut at the demotion instant.
+        let now = agent.now();
+        let acquired = Outcome::LeaderAcquired {
+            requested_at: now,
+            revision: 7,
+            ttl: ClusterConfig::default().ttl(),
+        };
+        let view = ClusterView {
+            leader: Some(LeaderKey {
+                holder: MemberName::new("n1"),
+                revision: 7,
+            }),
+            ..ClusterView::default()
+        };
+        let standby = LocalPg {
+            data: DataDir::Present {
+                system_id: SystemId(1),
+            },
+            running: true,
+            in_recovery: true,
+            timeline: Timeline(1),
+            lsn: Lsn(1000),
+            replay_lsn: Lsn(1000),
+            ..LocalPg::default()
+        };
+        let cluster = StoreView::Up(Box::new(view));
+        let obs = Observation::new(now, standby, cluster, vec![acquired]);
+        agent.member.step(&obs);
+        assert!(agent.member.holds_lease(agent.now()));
+        assert_eq!(agent.lease_taking_limit(), agent.store_limit());
+    }
+
+    #[test]
+    fn the_lease_taking_bound_is_half_the_trusted_time_within_one_call_and_2_s() {
+        use super::lease_taking_bound;
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        assert_eq!(lease_taking_bound(5_000, 2_000, ms(1_000)), ms(1_500));
+        assert_eq!(lease_taking_bound(10_000, 2_500, ms(1_250)), ms(2_000));
+        assert_eq!(lease_taking_bound(3_000, 2_000, ms(1_000)), ms(1_000));
+        assert_eq!(lease_taking_bound(1_000, 2_000, ms(250)), ms(250));
     }
 }
