@@ -221,7 +221,7 @@ impl World {
             let at = self.now + self.rng.below(2_000);
             self.nodes[i].in_flight.push((at, outcome));
         } else {
-            self.nodes[i].outcomes.push(outcome);
+            self.nodes[i].receive(outcome);
         }
     }
 
@@ -278,6 +278,7 @@ impl World {
                 self.deliver(i, outcome);
             }
             Action::ReleaseLeader { revision } => {
+                self.nodes[i].held_term = None;
                 if reachable
                     && self
                         .store

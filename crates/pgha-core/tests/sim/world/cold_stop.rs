@@ -86,7 +86,11 @@ impl World {
             Some((leader, must_hold))
         });
         let clean = !self.rng.chance(300);
-        for i in 0..self.nodes.len() {
+        // One after the other, from any of them: a standby stopped before the primary does
+        // not receive what the primary's shutdown sends.
+        let first = self.rng.below(self.nodes.len() as u64) as usize;
+        for k in 0..self.nodes.len() {
+            let i = (first + k) % self.nodes.len();
             if clean {
                 self.leave(i);
             } else {
@@ -127,24 +131,25 @@ impl World {
 
     /// A clean stop of member `i`, as pgha-agent's `leave`: its job cancelled, PostgreSQL
     /// stopped fast (a primary sends every WAL record to its connected standbys first), the
-    /// failsafe list left naming only itself, the leader key of its term released, its member
-    /// key deleted. A member whose agent was gone has its PostgreSQL stopped by its supervisor
+    /// failsafe list left naming only itself, the leader key of the term it last heard it held
+    /// released, its member key deleted. A member whose agent was gone has its PostgreSQL stopped by its supervisor
     /// and its keys left to expire.
     fn leave(&mut self, i: usize) {
         self.stop_postgres_cleanly(i);
         let n = &mut self.nodes[i];
         n.fence_at = None;
-        let Some(member) = n.member.take() else {
+        if n.member.take().is_none() {
             return;
-        };
+        }
         n.job = None;
         n.in_flight.clear();
         n.outcomes.clear();
         let name = n.name.clone();
+        let held = n.held_term.take();
         let holds_its_term = self
             .store
             .leader
-            .is_some_and(|l| l.0 == i && member.lease_revision() == Some(l.1));
+            .is_some_and(|l| l.0 == i && held == Some(l.1));
         if holds_its_term {
             let lists_others = self
                 .store
@@ -180,6 +185,7 @@ impl World {
     fn power_off(&mut self, i: usize) {
         let n = &mut self.nodes[i];
         n.member = None;
+        n.held_term = None;
         n.job = None;
         n.in_flight.clear();
         n.outcomes.clear();
@@ -213,7 +219,9 @@ impl World {
             return;
         };
         let first = cold.restarts.iter().copied().min().unwrap_or(0);
-        let in_time = cold.restarts[*leader] <= first + self.config.ttl_ms / 3;
+        let on_time = |m: usize| cold.restarts[m] <= first + self.config.ttl_ms / 3;
+        // In synchronous modes a standby that confirmed the commit holds it as well.
+        let in_time = on_time(*leader) || must_hold.confirmed_by.iter().any(|&c| on_time(c));
         let promised = cold.clean || self.config.synchronous_mode != SyncMode::Off;
         if !in_time || !promised {
             return;

@@ -84,6 +84,22 @@ struct Node {
     promised_until: u64,
     /// Stopped with the whole cluster: its agent starts again then.
     restart_at: Option<u64>,
+    /// The newest term the store's answers said this agent took or renewed: the only leader
+    /// key its leaving releases (as pgha-agent's `held_term`).
+    held_term: Option<u64>,
+}
+
+impl Node {
+    /// An answer of the store reaches the agent (and, if it took or renewed the leader key,
+    /// tells it the term it holds).
+    fn receive(&mut self, outcome: Outcome) {
+        if let Outcome::LeaderAcquired { revision, .. } | Outcome::LeaderRenewed { revision, .. } =
+            &outcome
+        {
+            self.held_term = Some(*revision);
+        }
+        self.outcomes.push(outcome);
+    }
 }
 
 struct Store {

@@ -50,6 +50,7 @@ impl World {
                     last_view: None,
                     promised_until: 0,
                     restart_at: None,
+                    held_term: None,
                 }
             })
             .collect();
@@ -199,7 +200,9 @@ impl World {
                 .collect();
             if !arrived.is_empty() {
                 n.in_flight.retain(|(at, _)| *at > now);
-                n.outcomes.extend(arrived);
+                for outcome in arrived {
+                    n.receive(outcome);
+                }
                 n.woken.get_or_insert(now);
             }
             let due = n.wake_at <= now || n.woken.is_some_and(|w| w <= now);
