@@ -142,7 +142,8 @@ impl fmt::Display for Refusal {
 }
 
 /// Checks a request against the view, for the CLI (before writing it) and for the leader
-/// (before acting on it). `leader_lsn` is the leader's current position. Returns the target.
+/// (before acting on it). `leader_lsn` is the leader's current position (without a leader,
+/// the last one's published position counts). Returns the target.
 pub fn check(
     view: &ClusterView,
     leader_lsn: Lsn,
@@ -164,10 +165,13 @@ pub fn check(
             allow_data_loss,
         } => (force, allow_data_loss),
     };
+    // Without a leader, the last leader's published position (the `position` key), as the
+    // election goes by it: a manual failover without --force is held to the same lag bound.
+    let last_position = view.leader_position.as_ref().map(|p| p.lsn);
     let rules = Rules {
         config: &view.config,
         sync: &view.sync,
-        last_primary_lsn: leader.as_ref().map(|_| leader_lsn),
+        last_primary_lsn: leader.as_ref().map(|_| leader_lsn).or(last_position),
     };
     let target = match &request.to {
         Some(target) => target.clone(),

@@ -369,3 +369,44 @@ fn a_member_on_an_older_timeline_than_the_old_leader_does_not_run_for_its_switch
         d.reason
     );
 }
+
+/// Found by review: without a leader, a manual failover's target was checked against no
+/// primary position at all, so `pgha failover --to n2` (no --force) promoted a standby 19 MB
+/// behind the last leader's published position (the `position` key), in asynchronous mode,
+/// where the election would not have let it run (`maximum_lag_on_failover`, 1 MB). It is
+/// checked against that position now, as the election checks it; --force still goes ahead.
+#[test]
+fn a_manual_failover_without_a_leader_is_checked_against_the_last_leaders_position() {
+    let mut view = View::new().with("n2", record(&standby(1, 1 << 20, None), None));
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(20 << 20),
+        term: Some(7),
+        unfenced: false,
+    });
+    let failover = |force| SwitchoverRequest {
+        from: None,
+        to: Some(name("n2")),
+        kind: RequestKind::Failover {
+            force,
+            allow_data_loss: false,
+        },
+        at: None,
+    };
+    let refused = switchover::check(&view.0, Lsn(0), &failover(false));
+    assert!(
+        matches!(
+            &refused,
+            Err(switchover::Refusal::TargetIneligible {
+                why: pgha_core::election::Ineligible::Lagging { .. },
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        switchover::check(&view.0, Lsn(0), &failover(true)),
+        Ok(name("n2"))
+    );
+}
