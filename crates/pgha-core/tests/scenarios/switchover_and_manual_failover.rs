@@ -359,15 +359,33 @@ fn a_member_on_an_older_timeline_than_the_old_leader_does_not_run_for_its_switch
     let old_leader = standby(2, 251_048, None);
     let behind = standby(1, 120_991, None);
     let view = View::new()
+        .with("n1", record(&behind, None))
         .with("n2", record(&old_leader, None))
         .switchover("n2", None, 50);
-    let d = member("n1").step(&obs(1000, behind, &view, vec![]));
+    let mut n1 = member("n1");
+    let d = n1.step(&obs(1000, behind.clone(), &view, vec![]));
     assert!(!acquires(&d), "n1 took over: {:?}", d.reason);
     assert!(
         matches!(&d.reason, Reason::Behind { best } if best == &name("n2")),
         "{:?}",
         d.reason
     );
+    // Once the request's window is over, the old leader competes again, and wins; n1 never
+    // runs.
+    let mut n2 = member("n2");
+    let over = 1000 + ClusterConfig::default().switchover_timeout_ms;
+    let mut now = 1000;
+    loop {
+        let d = n1.step(&obs(now, behind.clone(), &view, vec![]));
+        assert!(!acquires(&d), "n1 took over at {now} ms: {:?}", d.reason);
+        let d = n2.step(&obs(now, old_leader.clone(), &view, vec![]));
+        if now >= over {
+            assert!(acquires(&d), "n2 did not run: {:?}", d.reason);
+            break;
+        }
+        assert!(!acquires(&d), "n2 ran at {now} ms: {:?}", d.reason);
+        now += 500;
+    }
 }
 
 /// Found by review: without a leader, a manual failover's target was checked against no
