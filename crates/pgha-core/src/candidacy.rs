@@ -108,17 +108,27 @@ impl Member {
         // During a pending switchover the old leader does not compete; what it may hold still
         // counts (a vetoed winner handing over may be the one holding acknowledged commits).
         let mut members = view.members.clone();
-        if let Some(from) = request.and_then(|p| p.request.from.as_ref()) {
-            if heeded {
-                let held = members
-                    .remove(from)
-                    .filter(|r| r.is_standby())
-                    .and_then(|r| rules.holds_commits_ahead(from, &r, &mine));
-                if let Some(why) = held {
+        if let Some(pending) = request.filter(|_| heeded) {
+            let from = pending.request.from.as_ref();
+            let old = from
+                .and_then(|f| members.remove(f))
+                .filter(|r| r.is_standby());
+            if let (Some(from), Some(old)) = (from, old) {
+                if let Some(why) = rules.holds_commits_ahead(from, &old, &mine) {
                     return Reason::IneligibleAhead {
                         member: from.clone(),
                         why,
                     };
+                }
+                // Nor does anyone behind its final position run for a planned switchover (a
+                // member that did not stream from it as it stopped, one on an earlier
+                // timeline): it would rewind away what the old leader wrote, with nothing
+                // failed. Once the request's window is over, the old leader competes again.
+                // A vetoed old leader may not be promoted: handing over is all it can do.
+                let planned = pending.request.kind == RequestKind::Switchover;
+                let ahead = (old.timeline, old.lsn) > (mine.timeline, mine.lsn);
+                if planned && ahead && !old.promotion_vetoed {
+                    return Reason::Behind { best: from.clone() };
                 }
             }
         }
@@ -223,17 +233,6 @@ impl Member {
             return Some(Reason::WaitingForSwitchoverTarget {
                 target: request.to.clone(),
             });
-        }
-        // A planned switchover's old leader with its final position on a later timeline than
-        // this member's: this member has not even followed the switch to it, and holds nothing
-        // the old leader wrote. It never runs for the request (the election that leaves the old
-        // leader out would let it rewind those writes away); once the request's window is
-        // over, the old leader competes again. (A manual failover is checked as it is below.)
-        let planned = request.kind == RequestKind::Switchover;
-        if let Some(from) = request.from.as_ref().filter(|_| planned) {
-            if from_record.is_some_and(|r| r.is_standby() && r.timeline > obs.local.timeline) {
-                return Some(Reason::Behind { best: from.clone() });
-            }
         }
         // The old leader's final position, once it demoted; on an earlier timeline than this
         // member's, another primary wrote after it (a request that outlived its term, seen by

@@ -428,3 +428,33 @@ fn a_manual_failover_without_a_leader_is_checked_against_the_last_leaders_positi
         Ok(name("n2"))
     );
 }
+
+/// Found by the simulation with whole-cluster stops (seed 49920): the cluster stopped while a
+/// switchover from n1 to n2 was pending, n2 stopped before n1's shutdown could send it n1's
+/// last WAL. Started again, n2, the target but behind n3 (tagged nofailover), left it to the
+/// election, which left out the old leader n1: n2 ran, and n1's last writes were rewound away
+/// by a planned switchover, with nothing failed. While the request holds, nobody behind the
+/// old leader's final position runs; once its window is over the old leader competes again.
+#[test]
+fn nobody_behind_a_switchovers_old_leader_runs_for_its_request() {
+    let old_leader = standby(1, 328_121, None);
+    let target = standby(1, 327_883, None);
+    let no_failover = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let mut ahead = record(&standby(1, 328_012, None), None);
+    ahead.tags = no_failover;
+    let view = View::new()
+        .with("n1", record(&old_leader, None))
+        .with("n2", record(&target, None))
+        .with("n3", ahead)
+        .switchover("n1", Some("n2"), 50);
+    let d = member("n2").step(&obs(1000, target, &view, vec![]));
+    assert!(!acquires(&d), "n2 took over: {:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::Behind { best } if best == &name("n1")),
+        "{:?}",
+        d.reason
+    );
+}
