@@ -24,6 +24,7 @@ impl Member {
         self.promotion = None;
         self.handover = None;
         self.last_leader = Some(leader.clone());
+        self.leader_heard |= local.streaming && local.upstream.as_ref() == Some(leader);
         let leader_record = view.members.get(leader);
         if let Some(record) = leader_record.filter(|r| r.running && !r.in_recovery) {
             self.last_primary_lsn = Some(record.lsn);

@@ -144,6 +144,7 @@ impl Member {
         }
         // Leading (an adopted lease too): the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());
+        self.leader_heard = true;
         if let Some(reason) = self.handle_switchover(obs, view, revision, plan) {
             return reason;
         }

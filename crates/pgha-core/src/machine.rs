@@ -84,6 +84,8 @@ pub struct Member {
     pub(crate) job_makes_writable: bool,
     pub(crate) leaderless_since: Option<Millis>,
     pub(crate) last_leader: Option<MemberName>,
+    /// Since it started, this member streamed from a leader or led: it heard one alive.
+    pub(crate) leader_heard: bool,
     /// Why this member last stopped leading (published; cleared when it leads again).
     pub(crate) stepped_down: Option<crate::SteppedDown>,
     pub(crate) last_primary_lsn: Option<Lsn>,
@@ -178,6 +180,7 @@ impl Member {
             job_makes_writable: false,
             leaderless_since: None,
             last_leader: None,
+            leader_heard: false,
             stepped_down: None,
             last_primary_lsn: None,
             position_published: None,

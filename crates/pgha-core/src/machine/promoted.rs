@@ -35,6 +35,7 @@ impl Member {
         }
         // From now on the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());
+        self.leader_heard = true;
         plan.promoted = Some(promotion.kind);
     }
 }
