@@ -112,6 +112,14 @@ impl World {
         for (n, &at) in self.nodes.iter_mut().zip(&restarts) {
             n.restart_at = Some(at);
         }
+        if tracing() {
+            eprintln!(
+                "{:>6} whole cluster {}; agents start again at {restarts:?}; last leader and \
+                 what the first writer must hold: {last_leader:?}",
+                self.now,
+                if clean { "stopped" } else { "lost power" },
+            );
+        }
         self.stats.cold_stops += 1;
         self.cold_start = Some(ColdStart {
             last_leader,
