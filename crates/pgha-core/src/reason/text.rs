@@ -239,8 +239,9 @@ impl fmt::Display for Reason {
             }
             WaitingForLastLeader { leader } => write!(
                 f,
-                "no leader, and none seen since this agent started: waiting for {leader}, which \
-                 led last (the store's position key), to report its position (at most a ttl)"
+                "no leader, and none heard since this agent started: waiting for {leader}, \
+                 which led last (the store's position key), to report its position (at most a \
+                 ttl)"
             ),
             QuorumIncomplete { confirmed, needed } => {
                 write!(
