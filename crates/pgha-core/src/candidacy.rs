@@ -124,10 +124,11 @@ impl Member {
                 // member that did not stream from it as it stopped, one on an earlier
                 // timeline): it would rewind away what the old leader wrote, with nothing
                 // failed. Once the request's window is over, the old leader competes again.
-                // A vetoed old leader may not be promoted: handing over is all it can do.
+                // An old leader that may not be promoted itself (vetoed, `nofailover`, ...)
+                // can only hand over.
                 let planned = pending.request.kind == RequestKind::Switchover;
                 let ahead = (old.timeline, old.lsn) > (mine.timeline, mine.lsn);
-                if planned && ahead && !old.promotion_vetoed {
+                if planned && ahead && rules.check(from, &old).is_ok() {
                     return Reason::Behind { best: from.clone() };
                 }
             }

@@ -112,6 +112,13 @@ impl fmt::Display for Refusal {
             Refusal::TargetNotStreaming(t) => {
                 write!(f, "{t} is not streaming from the leader")
             }
+            Refusal::TargetIneligible {
+                target,
+                why: why @ Ineligible::Lagging { .. },
+            } => write!(
+                f,
+                "{target} is {why}: add --force to fail over to it anyway, losing what it lacks"
+            ),
             Refusal::TargetIneligible { target, why } => write!(f, "{target} is {why}"),
             Refusal::NoCandidate => write!(f, "no healthy eligible standby"),
             Refusal::FailoverNeedsTarget => write!(f, "a manual failover needs --to NAME"),
@@ -209,7 +216,10 @@ pub fn check(
         Ok(()) => Ok(target),
         // A planned switchover hands over only once the target replayed the old leader's
         // final position, so a target behind (or a stale record of it) loses nothing.
-        Err(Ineligible::Lagging { .. }) if force || request.kind == RequestKind::Switchover => {
+        // Losing acknowledged commits (--allow-data-loss) includes losing the WAL it lags by.
+        Err(Ineligible::Lagging { .. })
+            if force || allow_data_loss || request.kind == RequestKind::Switchover =>
+        {
             Ok(target)
         }
         Err(Ineligible::OutsideSyncSet) if allow_data_loss => Ok(target),

@@ -423,10 +423,21 @@ fn a_manual_failover_without_a_leader_is_checked_against_the_last_leaders_positi
         ),
         "{refused:?}"
     );
+    let refusal = refused.unwrap_err().to_string();
+    assert!(refusal.contains("add --force"), "{refusal}");
     assert_eq!(
         switchover::check(&view.0, Lsn(0), &failover(true)),
         Ok(name("n2"))
     );
+    // --allow-data-loss (losing acknowledged commits) includes losing the WAL it lags by.
+    let losing = SwitchoverRequest {
+        kind: RequestKind::Failover {
+            force: false,
+            allow_data_loss: true,
+        },
+        ..failover(false)
+    };
+    assert_eq!(switchover::check(&view.0, Lsn(0), &losing), Ok(name("n2")));
 }
 
 /// Found by the simulation with whole-cluster stops (seed 49920): the cluster stopped while a
@@ -444,17 +455,24 @@ fn nobody_behind_a_switchovers_old_leader_runs_for_its_request() {
         ..Tags::default()
     };
     let mut ahead = record(&standby(1, 328_012, None), None);
-    ahead.tags = no_failover;
+    ahead.tags = no_failover.clone();
     let view = View::new()
         .with("n1", record(&old_leader, None))
         .with("n2", record(&target, None))
         .with("n3", ahead)
         .switchover("n1", Some("n2"), 50);
-    let d = member("n2").step(&obs(1000, target, &view, vec![]));
+    let d = member("n2").step(&obs(1000, target.clone(), &view, vec![]));
     assert!(!acquires(&d), "n2 took over: {:?}", d.reason);
     assert!(
         matches!(&d.reason, Reason::Behind { best } if best == &name("n1")),
         "{:?}",
         d.reason
     );
+    // An old leader that may not be promoted itself (here tagged nofailover) can only hand
+    // over: the target runs.
+    let mut unpromotable = record(&old_leader, None);
+    unpromotable.tags = no_failover;
+    let view = view.with("n1", unpromotable);
+    let d = member("n2").step(&obs(1000, target, &view, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
 }
