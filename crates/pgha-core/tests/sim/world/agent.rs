@@ -278,7 +278,9 @@ impl World {
                 self.deliver(i, outcome);
             }
             Action::ReleaseLeader { revision } => {
-                self.nodes[i].held_term = None;
+                if reachable {
+                    self.nodes[i].held_term = None; // answered (the agent forgets it then)
+                }
                 if reachable
                     && self
                         .store
