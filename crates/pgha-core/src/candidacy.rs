@@ -3,7 +3,7 @@
 use crate::action::{Action, StartRole};
 use crate::election::{self, Ineligible, Rules, Verdict};
 use crate::history::EventKind;
-use crate::machine::{Member, Plan, Promotion};
+use crate::machine::{held_back_by_old_leader, Member, Plan, Promotion};
 use crate::observe::{ClusterView, DataDir, Observation, PendingSwitchover};
 use crate::reason::Reason;
 use crate::switchover::{self, RequestKind, SwitchoverRequest};
@@ -114,22 +114,9 @@ impl Member {
                 .and_then(|f| members.remove(f))
                 .filter(|r| r.is_standby());
             if let (Some(from), Some(old)) = (from, old) {
-                if let Some(why) = rules.holds_commits_ahead(from, &old, &mine) {
-                    return Reason::IneligibleAhead {
-                        member: from.clone(),
-                        why,
-                    };
-                }
-                // Nor does anyone behind its final position run for a planned switchover (a
-                // member that did not stream from it as it stopped, one on an earlier
-                // timeline): it would rewind away what the old leader wrote, with nothing
-                // failed. Once the request's window is over, the old leader competes again.
-                // An old leader that may not be promoted itself (vetoed, `nofailover`, ...)
-                // can only hand over.
                 let planned = pending.request.kind == RequestKind::Switchover;
-                let ahead = (old.timeline, old.lsn) > (mine.timeline, mine.lsn);
-                if planned && ahead && rules.check(from, &old).is_ok() {
-                    return Reason::Behind { best: from.clone() };
+                if let Some(reason) = held_back_by_old_leader(&rules, planned, from, &old, &mine) {
+                    return reason;
                 }
             }
         }

@@ -34,7 +34,8 @@ mod unheard_leader;
 mod unresponsive;
 mod veto;
 
-pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep, requests::Handover};
+pub(crate) use self::requests::{held_back_by_old_leader, Handover};
+pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep};
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,6 +1,9 @@
 //! The switchover and failover requests a member has read (each handled once, and timed from
 //! when the member first read it), and the switchover it carries out as the leader.
 
+use crate::election::Rules;
+use crate::observe::MemberRecord;
+use crate::reason::Reason;
 use crate::types::{MemberName, Millis};
 
 /// A switchover this member (as leader) is carrying out.
@@ -40,4 +43,29 @@ impl RequestsSeen {
             }
         }
     }
+}
+
+/// Why this member (`mine`) does not run while a request from `from` holds, `old` being the
+/// old leader's record as a running standby (it does not compete itself): it may hold commits
+/// acknowledged through it that this member lacks; or, for a planned switchover, its final
+/// position is ahead of this member's (this member did not stream from it as it stopped, or
+/// is on an earlier timeline), and running would rewind away what it wrote, with nothing
+/// failed. Once the request's window is over, the old leader competes again. An old leader
+/// that may not be promoted itself (vetoed, `nofailover`, ...) can only hand over.
+pub(crate) fn held_back_by_old_leader(
+    rules: &Rules,
+    planned: bool,
+    from: &MemberName,
+    old: &MemberRecord,
+    mine: &MemberRecord,
+) -> Option<Reason> {
+    if let Some(why) = rules.holds_commits_ahead(from, old, mine) {
+        return Some(Reason::IneligibleAhead {
+            member: from.clone(),
+            why,
+        });
+    }
+    let ahead = (old.timeline, old.lsn) > (mine.timeline, mine.lsn);
+    (planned && ahead && rules.check(from, old).is_ok())
+        .then(|| Reason::Behind { best: from.clone() })
 }
