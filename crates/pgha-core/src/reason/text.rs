@@ -1,6 +1,7 @@
 //! How each [`Reason`] reads in a log line and in `pgha status`.
 
 use super::Reason;
+use crate::election::Ineligible;
 use crate::types::MemberName;
 use std::fmt;
 
@@ -252,6 +253,16 @@ impl fmt::Display for Reason {
                      what it lacks)"
                 )
             }
+            NotEligible(why @ Ineligible::Lagging { .. }) => write!(
+                f,
+                "no leader; not eligible: {why} (`pgha failover --to NAME --force` promotes it \
+                 by hand, losing what it lacks)"
+            ),
+            NotEligible(why @ Ineligible::OutsideSyncSet) => write!(
+                f,
+                "no leader; not eligible: {why} (`pgha failover --to NAME --allow-data-loss` \
+                 promotes it by hand, losing the commits it lacks)"
+            ),
             NotEligible(why) => write!(f, "no leader; not eligible: {why}"),
             IneligibleAhead { member, why } => write!(
                 f,

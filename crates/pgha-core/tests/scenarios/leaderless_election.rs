@@ -90,6 +90,14 @@ fn nofailover_and_lagging_members_never_acquire() {
         d.reason,
         Reason::NotEligible(election::Ineligible::Lagging { .. })
     ));
+    // the way out, as the status shows the reason
+    assert!(
+        d.reason.to_string().ends_with(
+            "(`pgha failover --to NAME --force` promotes it by hand, losing what it lacks)"
+        ),
+        "{}",
+        d.reason
+    );
 }
 
 /// Issue 9, item 8: an agent restarted after the primary vanished has no memory of its

@@ -13,6 +13,13 @@ fn synchronous_mode_promotes_only_inside_the_published_set() {
         d2.reason,
         Reason::NotEligible(election::Ineligible::OutsideSyncSet)
     );
+    assert!(
+        d2.reason
+            .to_string()
+            .contains("`pgha failover --to NAME --allow-data-loss`"),
+        "{}",
+        d2.reason
+    );
     let d3 = member("n3").step(&obs(0, b, &view, vec![]));
     assert!(acquires(&d3));
 }

@@ -156,3 +156,98 @@ fn the_last_leaders_writes_stay_when_its_key_outlived_it_and_its_agent_starts_la
         c.logs(40)
     );
 }
+
+/// The whole cluster stopped, and only a member that was stopped earlier, and lacks the last
+/// leader's last 5 MB of WAL, comes back (the others' hosts are gone for good, or not yet
+/// back). It waits for the last leader, then does not run: it is behind the last primary
+/// position by more than `maximum_lag_on_failover`, and says so. `pgha failover --to` it is
+/// refused for the same reason, naming `--force`; with `--force` it takes over, and the
+/// members that come back later follow it. Before, the manual failover was checked against no
+/// position at all without a leader, and went ahead without `--force`.
+#[test]
+fn only_a_lagging_member_back_runs_by_a_forced_failover_alone() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::start(&Options::default());
+    let last = c.wait_converged(Duration::from_secs(10));
+    let li = c.index(&last);
+    let others: Vec<usize> = (0..c.agents.len()).filter(|i| *i != li).collect();
+    let (lagging, other) = (others[0], others[1]);
+    let name = c.agents[lagging].name.clone();
+    c.agents[lagging].terminate(STOP_PATIENCE);
+    wait_until(
+        "5 MB written on the leader",
+        Duration::from_secs(20),
+        || {
+            sql(
+                &rt,
+                &c.agents[li],
+                "CREATE TABLE IF NOT EXISTS filler AS \
+             SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g; SELECT 'ok'",
+            )
+        },
+    );
+    // a loop or two: the position key follows the leader's WAL
+    std::thread::sleep(LOOP_WAIT * 4);
+    c.agents[other].terminate(STOP_PATIENCE);
+    c.agents[li].terminate(STOP_PATIENCE);
+
+    c.agents[lagging].start();
+    let refusal = "behind the last primary position";
+    wait_until(
+        &format!("{name} saying it may not run"),
+        TTL * 4 + Duration::from_secs(10),
+        || c.agents[lagging].log().contains(refusal).then_some(()),
+    );
+    assert!(
+        c.agents[lagging]
+            .log()
+            .contains("(`pgha failover --to NAME --force` promotes it by hand"),
+        "{name} did not say how to promote it anyway:\n{}",
+        c.agents[lagging].log()
+    );
+    std::thread::sleep(LOOP_WAIT * 2);
+    assert_eq!(
+        c.primaries(),
+        Vec::<String>::new(),
+        "{name}, 5 MB behind the last leader, ran on its own\n{}",
+        c.logs(40)
+    );
+    let refused = c.cli_as(&name, &["failover", "--to", &name]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains(refusal) && said.contains("--force"),
+        "pgha failover --to {name}, 5 MB behind the last leader, without --force: {said}\n{}",
+        c.logs(40)
+    );
+    assert_eq!(c.primaries(), Vec::<String>::new(), "{}", c.logs(40));
+
+    let forced = c.cli_as(&name, &["failover", "--to", &name, "--force"]);
+    assert!(
+        forced.status.success(),
+        "pgha failover --to {name} --force: {}\n{}",
+        String::from_utf8_lossy(&forced.stderr),
+        c.logs(40)
+    );
+    wait_until(&format!("{name} primary"), Duration::from_secs(30), || {
+        c.agents[lagging].is_primary().then_some(())
+    });
+    c.agents[li].start();
+    c.agents[other].start();
+    let leader = c.wait_converged(Duration::from_secs(90));
+    assert_eq!(leader, name, "{}", c.logs(40));
+    assert_eq!(
+        sql(
+            &rt,
+            &c.agents[lagging],
+            "SELECT to_regclass('filler') IS NULL"
+        ),
+        Some("t".into()),
+        "what {name} lacked is lost, as --force said"
+    );
+    let failovers = history_kinds(&c, "manual_failover");
+    assert!(
+        failovers.iter().any(|e| e["to"] == name.as_str()),
+        "no manual failover to {name} in the history: {failovers:?}"
+    );
+}
