@@ -55,7 +55,7 @@ pub async fn gather_targets(
         .map(|(t, p)| MemberStatus {
             logical_slots: p.slots.clone(),
             pending_restart: p.pending_restart.clone(),
-            ..describe(t, p.running, p.state.clone(), primary)
+            ..describe(t, p.running, &p.state, primary)
         })
         .collect();
     ClusterStatus {
@@ -147,7 +147,7 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
     if target.running == Some(false) {
         return Probed {
             running: false,
-            state: Err("not running".into()),
+            state: Err(Unprobed::NotRunning),
             slots: Vec::new(),
             pending_restart: Vec::new(),
         };
@@ -167,7 +167,7 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
         Ok::<_, pgha_pg::PgError>((state, slots, pending))
     }
     .await
-    .map_err(|e| e.to_string());
+    .map_err(Unprobed::Failed);
     // A remote member that does not answer may simply be down.
     let running = target.running.unwrap_or(result.is_ok());
     match result {
@@ -190,16 +190,25 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
 struct Probed {
     running: bool,
     /// Its state, or why it could not be read.
-    state: Result<PgState, String>,
+    state: Result<PgState, Unprobed>,
     slots: Vec<LogicalSlot>,
     /// Parameters whose new value waits for a restart.
     pending_restart: Vec<String>,
 }
 
+/// Why a member's state was not read.
+#[derive(Debug)]
+enum Unprobed {
+    /// Its host says its PostgreSQL does not run: nothing was asked.
+    NotRunning,
+    /// Asked, and no answer came (the text shown as the member's error).
+    Failed(pgha_pg::PgError),
+}
+
 fn describe(
     member: &Target,
     running: bool,
-    result: Result<PgState, String>,
+    result: &Result<PgState, Unprobed>,
     primary: Option<(&Target, &PgState)>,
 ) -> MemberStatus {
     let state = if running {
@@ -216,10 +225,12 @@ fn describe(
     );
     let state = match result {
         Ok(state) => state,
-        Err(e) => {
-            if running {
-                status.error = Some(e);
-            } else if let Some(role) = member.stopped_role {
+        Err(Unprobed::Failed(e)) if running => {
+            status.error = Some(e.to_string());
+            return status;
+        }
+        Err(_) => {
+            if let Some(role) = member.stopped_role {
                 status.role = role;
             }
             return status;
