@@ -69,6 +69,12 @@ fn errors_name_the_key_and_file() {
         "{err}"
     );
     assert!(load_text(&params("wal_level = \"logical\"")).is_ok());
+    let err = error(&params("search_path = [\"a\", \"b\"]"));
+    assert!(
+        err.contains("postgresql.parameters.search_path")
+            && err.contains("a TOML array is not a PostgreSQL setting value"),
+        "{err}"
+    );
     let err = error(&format!("{cluster}members = 0\n"));
     assert!(err.contains("cluster.members"), "{err}");
     let err = error(&format!("{cluster}members = 3\ncolour = 1\n"));

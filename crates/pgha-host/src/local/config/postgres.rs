@@ -55,11 +55,9 @@ impl PostgresSection {
         for (name, value) in &p.parameters {
             let key = format!("postgresql.parameters.{name}");
             let checked = pgha_pg::conf::check_user_parameter(name)
-                .map_err(|refused| refused.to_string())
+                .map_err(BadParameter::from)
                 .and_then(|()| parameter_text(value))
-                .and_then(|text| {
-                    pgha_pg::conf::check_user_setting(name, &text).map_err(|r| r.to_string())
-                });
+                .and_then(|text| Ok(pgha_pg::conf::check_user_setting(name, &text)?));
             bad.check(key, checked);
         }
     }
@@ -97,15 +95,23 @@ fn default_replication_user() -> String {
 }
 
 /// A parameter value as postgresql.conf text: strings, integers, floats and booleans only.
-fn parameter_text(value: &toml::Value) -> Result<String, String> {
+fn parameter_text(value: &toml::Value) -> Result<String, BadParameter> {
     match value {
         toml::Value::String(s) => Ok(s.clone()),
         toml::Value::Integer(i) => Ok(i.to_string()),
         toml::Value::Float(f) => Ok(f.to_string()),
         toml::Value::Boolean(b) => Ok(if *b { "on".into() } else { "off".into() }),
-        other => Err(format!(
-            "a {} is not a PostgreSQL setting value; use a string, number or boolean",
-            other.type_str()
-        )),
+        other => Err(BadParameter::NotASettingValue(other.type_str())),
     }
+}
+
+/// Why a `[postgresql.parameters]` entry is refused.
+#[derive(Debug, thiserror::Error)]
+enum BadParameter {
+    /// A name or value pgha does not pass on (see `pgha_pg::conf`).
+    #[error(transparent)]
+    Refused(#[from] pgha_pg::conf::ParameterRefused),
+    /// A TOML value of a kind PostgreSQL settings do not take (an array, a table, a date).
+    #[error("a TOML {0} is not a PostgreSQL setting value; use a string, number or boolean")]
+    NotASettingValue(&'static str),
 }
