@@ -70,7 +70,9 @@ pub struct Rules<'a> {
 }
 
 impl Rules<'_> {
-    /// Whether `name` may be promoted automatically.
+    /// Whether `name` may be promoted automatically. Outside the synchronous set is said
+    /// before lag: a manual failover's `--force` accepts lag, and only `--allow-data-loss`
+    /// the commits a member outside the set may lack.
     pub fn check(&self, name: &MemberName, record: &MemberRecord) -> Result<(), Ineligible> {
         if record.tags.nofailover {
             return Err(Ineligible::NoFailoverTag);
@@ -81,6 +83,7 @@ impl Rules<'_> {
         if !record.is_standby() {
             return Err(Ineligible::NotARunningStandby);
         }
+        self.check_sync(name)?;
         if let Some(primary) = self.last_primary_lsn {
             let lag_bytes = record.lsn.bytes_until(primary);
             let max_bytes = self.config.maximum_lag_on_failover;
@@ -91,7 +94,7 @@ impl Rules<'_> {
                 });
             }
         }
-        self.check_sync(name)
+        Ok(())
     }
 
     /// The synchronous-mode part of [`Rules::check`].

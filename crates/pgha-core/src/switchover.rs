@@ -119,6 +119,14 @@ impl fmt::Display for Refusal {
                 f,
                 "{target} is {why}: add --force to fail over to it anyway, losing what it lacks"
             ),
+            Refusal::TargetIneligible {
+                target,
+                why: why @ Ineligible::OutsideSyncSet,
+            } => write!(
+                f,
+                "{target} is {why}, so it may lack commits acknowledged to clients: \
+                 `pgha failover --to {target} --allow-data-loss` promotes it anyway, losing them"
+            ),
             Refusal::TargetIneligible { target, why } => write!(f, "{target} is {why}"),
             Refusal::NoCandidate => write!(f, "no healthy eligible standby"),
             Refusal::FailoverNeedsTarget => write!(f, "a manual failover needs --to NAME"),

@@ -287,3 +287,58 @@ fn a_member_level_with_the_sets_stepped_down_leader_needs_no_further_quorum() {
     let d = member("n2").step(&obs(0, at, &view, vec![]));
     assert!(!acquires(&d), "{}", d.reason);
 }
+
+/// Found by review: with no leader, a manual failover is held to the last leader's position,
+/// and `--force` accepts lag. The set {n3} lost with the leader (no record left), n2, outside
+/// the set and 19 MB behind, was refused only as lagging, so `--force` alone promoted it and
+/// the commits n3 had confirmed were lost without `--allow-data-loss`. Outside the set is
+/// checked first: `--force` is not enough, and its state names `--allow-data-loss`.
+#[test]
+fn a_member_outside_the_set_and_lagging_needs_allow_data_loss_not_force() {
+    let n2_pg = standby(1, 1 << 20, None);
+    let mut view = View::new()
+        .with("n2", record(&n2_pg, None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync.members.insert(name("n3"));
+    view.0.sync.leader = Some(name("n1"));
+    view.0.sync.count = 1;
+    view.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(20 << 20),
+        term: Some(7),
+        unfenced: false,
+    });
+    let failover = |force, allow_data_loss| SwitchoverRequest {
+        from: None,
+        to: Some(name("n2")),
+        kind: RequestKind::Failover {
+            force,
+            allow_data_loss,
+        },
+        at: None,
+    };
+    let forced = switchover::check(&view.0, Lsn(0), &failover(true, false));
+    assert_eq!(
+        forced,
+        Err(switchover::Refusal::TargetIneligible {
+            target: name("n2"),
+            why: election::Ineligible::OutsideSyncSet
+        })
+    );
+    let said = forced.unwrap_err().to_string();
+    assert!(
+        said.contains("--allow-data-loss` promotes it anyway"),
+        "{said}"
+    );
+    assert_eq!(
+        switchover::check(&view.0, Lsn(0), &failover(false, true)),
+        Ok(name("n2"))
+    );
+    // its own state, as `pgha status` shows it, names the flag that would work
+    let d = member("n2").step(&obs(0, n2_pg, &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::OutsideSyncSet)
+    );
+}
