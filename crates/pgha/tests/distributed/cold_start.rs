@@ -86,7 +86,7 @@ fn the_last_leaders_writes_stay_when_its_key_outlived_it_and_its_agent_starts_la
     let last = c.wait_converged(Duration::from_secs(10));
     // Long enough for the key to outlive the restarts below, and for the wait after it expired
     // to outlast the last leader's start on a loaded machine.
-    c.cli_ok(&["config", "set", "ttl_ms=15000"]);
+    c.cli_ok(&["config", "set", "ttl_ms=25000"]);
     let li = c.index(&last);
     let others: Vec<usize> = (0..c.agents.len()).filter(|i| *i != li).collect();
     for &i in &others {
@@ -115,11 +115,15 @@ fn the_last_leaders_writes_stay_when_its_key_outlived_it_and_its_agent_starts_la
         c.cluster_json()
             .map(|v| v["leader"].as_str().map(String::from))
     };
-    wait_until(
-        "the others' agents answering",
-        Duration::from_secs(30),
-        || key(&c),
-    );
+    // each of them found the key still there, and followed the dead leader
+    for &i in &others {
+        let following = format!("configuring as standby of {last}");
+        wait_until(
+            &format!("{} following {last}", c.agents[i].name),
+            Duration::from_secs(30),
+            || c.agents[i].log().contains(&following).then_some(()),
+        );
+    }
     assert_eq!(
         key(&c).flatten().as_deref(),
         Some(last.as_str()),
