@@ -123,6 +123,17 @@ impl View {
         };
         self
     }
+    /// The store's `position` key: `leader` led last (term 7) and reached (`tl`, `lsn`).
+    fn led_last(mut self, leader: &str, tl: u32, lsn: u64) -> Self {
+        self.0.leader_position = Some(LeaderPosition {
+            leader: name(leader),
+            timeline: Timeline(tl),
+            lsn: Lsn(lsn),
+            term: Some(7),
+            unfenced: false,
+        });
+        self
+    }
     /// A history entry: `kind` from `from` to `to`, at (`tl`, `lsn`).
     fn event(mut self, kind: EventKind, from: &str, to: &str, tl: u32, lsn: u64) -> Self {
         self.0.history.push(HistoryEvent {
@@ -138,15 +149,7 @@ impl View {
     /// `pgha failover --to NAME` pending (revision 30).
     fn failover_to(mut self, to: &str) -> Self {
         self.0.switchover = Some(PendingSwitchover {
-            request: SwitchoverRequest {
-                from: None,
-                to: Some(name(to)),
-                kind: RequestKind::Failover {
-                    force: false,
-                    allow_data_loss: false,
-                },
-                at: None,
-            },
+            request: failover_request(to, false, false),
             revision: 30,
         });
         self
@@ -162,6 +165,19 @@ impl View {
             revision,
         });
         self
+    }
+}
+
+/// `pgha failover --to TO` with its flags, naming no leader.
+fn failover_request(to: &str, force: bool, allow_data_loss: bool) -> SwitchoverRequest {
+    SwitchoverRequest {
+        from: None,
+        to: Some(name(to)),
+        kind: RequestKind::Failover {
+            force,
+            allow_data_loss,
+        },
+        at: None,
     }
 }
 

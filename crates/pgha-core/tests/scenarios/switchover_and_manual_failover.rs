@@ -395,23 +395,10 @@ fn a_member_on_an_older_timeline_than_the_old_leader_does_not_run_for_its_switch
 /// checked against that position now, as the election checks it; --force still goes ahead.
 #[test]
 fn a_manual_failover_without_a_leader_is_checked_against_the_last_leaders_position() {
-    let mut view = View::new().with("n2", record(&standby(1, 1 << 20, None), None));
-    view.0.leader_position = Some(LeaderPosition {
-        leader: name("n1"),
-        timeline: Timeline(1),
-        lsn: Lsn(20 << 20),
-        term: Some(7),
-        unfenced: false,
-    });
-    let failover = |force| SwitchoverRequest {
-        from: None,
-        to: Some(name("n2")),
-        kind: RequestKind::Failover {
-            force,
-            allow_data_loss: false,
-        },
-        at: None,
-    };
+    let view = View::new()
+        .with("n2", record(&standby(1, 1 << 20, None), None))
+        .led_last("n1", 1, 20 << 20);
+    let failover = |force| failover_request("n2", force, false);
     let refused = switchover::check(&view.0, Lsn(0), &failover(false));
     assert!(
         matches!(
@@ -430,13 +417,7 @@ fn a_manual_failover_without_a_leader_is_checked_against_the_last_leaders_positi
         Ok(name("n2"))
     );
     // --allow-data-loss (losing acknowledged commits) includes losing the WAL it lags by.
-    let losing = SwitchoverRequest {
-        kind: RequestKind::Failover {
-            force: false,
-            allow_data_loss: true,
-        },
-        ..failover(false)
-    };
+    let losing = failover_request("n2", false, true);
     assert_eq!(switchover::check(&view.0, Lsn(0), &losing), Ok(name("n2")));
 }
 

@@ -296,28 +296,11 @@ fn a_member_level_with_the_sets_stepped_down_leader_needs_no_further_quorum() {
 #[test]
 fn a_member_outside_the_set_and_lagging_needs_allow_data_loss_not_force() {
     let n2_pg = standby(1, 1 << 20, None);
-    let mut view = View::new()
+    let view = View::new()
         .with("n2", record(&n2_pg, None))
-        .config(|c| c.synchronous_mode = SyncMode::On);
-    view.0.sync.members.insert(name("n3"));
-    view.0.sync.leader = Some(name("n1"));
-    view.0.sync.count = 1;
-    view.0.leader_position = Some(LeaderPosition {
-        leader: name("n1"),
-        timeline: Timeline(1),
-        lsn: Lsn(20 << 20),
-        term: Some(7),
-        unfenced: false,
-    });
-    let failover = |force, allow_data_loss| SwitchoverRequest {
-        from: None,
-        to: Some(name("n2")),
-        kind: RequestKind::Failover {
-            force,
-            allow_data_loss,
-        },
-        at: None,
-    };
+        .sync_set("n1", &["n3"])
+        .led_last("n1", 1, 20 << 20);
+    let failover = |force, allow_data_loss| failover_request("n2", force, allow_data_loss);
     let forced = switchover::check(&view.0, Lsn(0), &failover(true, false));
     assert_eq!(
         forced,

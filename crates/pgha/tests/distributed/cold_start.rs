@@ -5,6 +5,18 @@ use super::*;
 /// How long a clean stop of one agent may take.
 const STOP_PATIENCE: Duration = Duration::from_secs(30);
 
+/// Writes `value` into the table `kept` on `agent`'s PostgreSQL, the leader, retrying for 10 s.
+fn write_kept(rt: &tokio::runtime::Runtime, agent: &Agent, value: &str) {
+    let write = format!(
+        "CREATE TABLE IF NOT EXISTS kept(v text); INSERT INTO kept VALUES ('{value}'); SELECT 'ok'"
+    );
+    wait_until(
+        &format!("a write on {}", agent.name),
+        Duration::from_secs(10),
+        || sql(rt, agent, &write),
+    );
+}
+
 /// Every agent stopped cleanly (`pgha agent` given SIGTERM: its member key goes with it), then
 /// started again, the last leader's a moment after the others'. The first leader was stopped
 /// as the primary (its data stays a primary's, on the old timeline), another led on after it
@@ -34,17 +46,7 @@ fn the_last_leaders_writes_stay_when_its_agent_starts_after_the_others() {
         Duration::from_secs(30),
         || c.agents[li].is_primary().then_some(()),
     );
-    wait_until(
-        "a write on the last leader",
-        Duration::from_secs(10),
-        || {
-            sql(
-            &rt,
-            &c.agents[li],
-            "CREATE TABLE IF NOT EXISTS kept(v text); INSERT INTO kept VALUES ('after the stop'); SELECT 'ok'",
-        )
-        },
-    );
+    write_kept(&rt, &c.agents[li], "after the stop");
     // a loop or two, so that the position key names the last leader's term
     std::thread::sleep(LOOP_WAIT * 3);
     c.agents[li].terminate(STOP_PATIENCE);
@@ -92,17 +94,7 @@ fn the_last_leaders_writes_stay_when_its_key_outlived_it_and_its_agent_starts_la
     for &i in &others {
         c.agents[i].terminate(STOP_PATIENCE);
     }
-    wait_until(
-        "a write on the last leader",
-        Duration::from_secs(10),
-        || {
-            sql(
-            &rt,
-            &c.agents[li],
-            "CREATE TABLE IF NOT EXISTS kept(v text); INSERT INTO kept VALUES ('before the power loss'); SELECT 'ok'",
-        )
-        },
-    );
+    write_kept(&rt, &c.agents[li], "before the power loss");
     // a loop or two: the position key names the last leader's term, and the lease runs on
     // the new ttl
     std::thread::sleep(LOOP_WAIT * 4);
