@@ -76,6 +76,9 @@ pub enum Refusal {
     /// A planned switchover hands over from a running leader; without one, only a failover
     /// (which names its target) can promote.
     SwitchoverWithoutLeader(MemberName),
+    /// A planned switchover, synchronous mode, to a member outside the published set: only
+    /// members of the set are promoted, even with nothing to lose.
+    SwitchoverOutsideSyncSet(MemberName),
     /// Written before the leader's term began: made to an earlier leader, or to this one
     /// before it lost its lease and took it again.
     MadeInEarlierTerm {
@@ -130,6 +133,12 @@ impl fmt::Display for Refusal {
             Refusal::TargetIneligible { target, why } => write!(f, "{target} is {why}"),
             Refusal::NoCandidate => write!(f, "no healthy eligible standby"),
             Refusal::FailoverNeedsTarget => write!(f, "a manual failover needs --to NAME"),
+            Refusal::SwitchoverOutsideSyncSet(t) => write!(
+                f,
+                "{t} is not in the published synchronous set, and only its members are \
+                 promoted: switch over to one of them (`pgha status` shows the set), or leave \
+                 out --to and pgha picks the best"
+            ),
             Refusal::SwitchoverWithoutLeader(t) => write!(
                 f,
                 "a switchover needs a running leader; use `pgha failover --to {t}`"
@@ -231,6 +240,9 @@ pub fn check(
             Ok(target)
         }
         Err(Ineligible::OutsideSyncSet) if allow_data_loss => Ok(target),
+        Err(Ineligible::OutsideSyncSet) if request.kind == RequestKind::Switchover => {
+            Err(Refusal::SwitchoverOutsideSyncSet(target))
+        }
         Err(why) => Err(Refusal::TargetIneligible { target, why }),
     }
 }

@@ -325,3 +325,37 @@ fn a_member_outside_the_set_and_lagging_needs_allow_data_loss_not_force() {
         Reason::NotEligible(election::Ineligible::OutsideSyncSet)
     );
 }
+
+/// A planned switchover to a member outside the set is refused whether or not it lags (it was
+/// accepted as merely lagging while lag came first, and then the target refused to take over
+/// once the leader had stepped down), and the refusal points to the set, not to a failover
+/// losing commits (found by review).
+#[test]
+fn a_switchover_to_a_member_outside_the_set_is_refused_lagging_or_not() {
+    for n3_lsn in [1_000, 1000 << 20] {
+        let view = View::led_by("n1", 7, &primary(1, 1000 << 20))
+            .with(
+                "n2",
+                record(&standby(1, 1000 << 20, Some("n1")), Some("n1")),
+            )
+            .with("n3", record(&standby(1, n3_lsn, Some("n1")), Some("n1")))
+            .sync_set("n1", &["n2"]);
+        let request = SwitchoverRequest {
+            from: Some(name("n1")),
+            to: Some(name("n3")),
+            kind: RequestKind::Switchover,
+            at: None,
+        };
+        let refused = switchover::check(&view.0, Lsn(1000 << 20), &request);
+        assert_eq!(
+            refused,
+            Err(switchover::Refusal::SwitchoverOutsideSyncSet(name("n3"))),
+            "n3 at {n3_lsn}"
+        );
+        let said = refused.unwrap_err().to_string();
+        assert!(
+            said.contains("switch over to one of them") && !said.contains("--allow-data-loss"),
+            "{said}"
+        );
+    }
+}
