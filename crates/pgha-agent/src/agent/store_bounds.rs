@@ -33,9 +33,9 @@ impl Agent {
     /// renewal without a trusted lease) while nothing is held: no trusted lease, PostgreSQL
     /// known not to be writable by the last step (as the fencing judges it, whatever the
     /// maintenance mode, which disarms the supervisor while a leader writes), and no deadline
-    /// with the supervisor. Such a call takes
-    /// two round trips (a lease granted, then the key written; or the key read, then its lease
-    /// kept alive), and with nothing held there is no demotion instant to keep. Under one
+    /// with the supervisor. Such a call takes two round trips (a lease granted, then the key
+    /// written; or the key read, then its lease kept alive), and with nothing held there is no
+    /// demotion instant to keep. Under one
     /// trip's bound, a store slow enough for two trips to outlast it takes the key while no
     /// answer ever says so (seen: etcd 200 ms away each way, the key adopted again and again,
     /// never answered in time, no primary for as long as it lasted). Half of what such a

@@ -1,5 +1,6 @@
 //! The switchover and failover requests a member has read (each handled once, and timed from
-//! when the member first read it), and the switchover it carries out as the leader.
+//! when the member first read it), the switchover it carries out as the leader, and when a
+//! request's old leader holds a member back.
 
 use crate::election::Rules;
 use crate::observe::MemberRecord;
