@@ -23,6 +23,10 @@ pub struct Secrets {
     /// Bearer token for the mutating REST endpoints of `pgha agent` (distributed mode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<String>,
+    /// The password of the etcd user `[etcd] user` names (distributed mode, etcd with
+    /// authentication enabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_password: Option<String>,
 }
 
 impl Secrets {
@@ -31,6 +35,7 @@ impl Secrets {
             superuser_password: pgha_pg::secrets::generate_password(24),
             replication_password: pgha_pg::secrets::generate_password(24),
             api_token: Some(pgha_pg::secrets::generate_password(32)),
+            etcd_password: None,
         }
     }
 

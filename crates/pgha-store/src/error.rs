@@ -24,6 +24,14 @@ pub enum StoreError {
     /// The persisted state could not be written or read.
     #[error("store persistence failed: {0}")]
     Persistence(String),
+    /// etcd refused the configured user or its password, or has no authentication enabled
+    /// while a user is configured. Retrying cannot help: the operator must act.
+    #[error("etcd refused pgha's credentials: {0}")]
+    Credentials(String),
+    /// etcd's user lacks a permission the request needs (its role must grant read and write
+    /// on the cluster's key prefix; compacting etcd's history needs its root).
+    #[error("etcd refused the request: {0} (the etcd user's role lacks the permission)")]
+    PermissionDenied(String),
     /// The request itself is invalid (bad name, bad TTL). Retrying cannot help.
     #[error("invalid store request: {0}")]
     Invalid(String),

@@ -74,13 +74,16 @@ impl std::fmt::Debug for EtcdStore {
 }
 
 /// How pgha checks etcd and proves itself to it: TLS with the CA that signed etcd's
-/// certificate, and a client certificate for etcd's `--client-cert-auth`.
+/// certificate, a client certificate for etcd's `--client-cert-auth`, and an etcd user for
+/// etcd's own authentication (`etcdctl auth enable`).
 #[derive(Clone, Default)]
 pub struct EtcdAccess {
     /// PEM of the CA that signed etcd's server certificate; with it, endpoints are `https://`.
     pub ca_pem: Option<String>,
     /// PEM certificate and key pgha presents to etcd.
     pub client_identity: Option<(String, String)>,
+    /// The etcd user pgha authenticates as.
+    pub user: Option<EtcdUser>,
 }
 
 impl std::fmt::Debug for EtcdAccess {
@@ -88,7 +91,23 @@ impl std::fmt::Debug for EtcdAccess {
         f.debug_struct("EtcdAccess")
             .field("tls", &self.ca_pem.is_some())
             .field("client_identity", &self.client_identity.is_some())
+            .field("user", &self.user)
             .finish()
+    }
+}
+
+/// An etcd user and its password (never printed).
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for EtcdUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,11 +147,15 @@ impl EtcdStore {
         // fail with "no leader" on a member that lost its quorum, and makes that member
         // cancel the watch streams open on it once it has been leaderless for a few election
         // timeouts, instead of serving a stale view or hanging.
+        //
+        // A token etcd no longer knows (it restarted, or the token idled past
+        // `--auth-token-ttl`) is replaced and the call sent again, once.
         let mut options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(KEEPALIVE_INTERVAL, timeout.max(Duration::from_secs(3)))
             .with_keep_alive_while_idle(true)
-            .with_require_leader(true);
+            .with_require_leader(true)
+            .with_auto_token_refresh(true);
         if let Some(ca) = &access.ca_pem {
             let mut tls = etcd_client::TlsOptions::new()
                 .ca_certificate(etcd_client::Certificate::from_pem(ca));
@@ -143,7 +166,7 @@ impl EtcdStore {
         }
         let endpoints = bounded(
             timeout,
-            endpoints::Endpoints::connect(endpoints, &options, timeout),
+            endpoints::Endpoints::connect(endpoints, &options, access.user.clone(), timeout),
         )
         .await?;
         Ok(EtcdStore {
@@ -216,14 +239,19 @@ impl EtcdStore {
         self.path(&format!("members/{name}"))
     }
 
-    /// Runs `op` within the call timeout; when it gets no answer (its caller gave up on it
-    /// first, or etcd's member has no leader), the next calls go to the next endpoint.
+    /// Runs `op` within the call timeout (after authenticating the endpoint's connection, the
+    /// first time, when an etcd user is configured); when it gets no answer (its caller gave
+    /// up on it first, or etcd's member has no leader), the next calls go to the next endpoint.
     async fn call<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {
         let _ = tokio::time::timeout(self.timeout, self.endpoints.renew_suspect()).await;
         let attempt = self.endpoints.attempt();
+        let op = async {
+            self.endpoints.authenticate().await?;
+            op.await
+        };
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Err(StoreError::Unavailable(e))) => {
                 attempt.refused();

@@ -36,7 +36,7 @@ pub mod view;
 
 pub use clock::{Clock, ManualClock, TokioClock};
 pub use error::StoreError;
-pub use etcd::{EtcdAccess, EtcdStore};
+pub use etcd::{EtcdAccess, EtcdStore, EtcdUser};
 pub use history_id::HistoryId;
 pub use memory::MemoryStore;
 pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};

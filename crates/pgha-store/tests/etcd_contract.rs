@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "etcd_contract/auth.rs"]
+mod auth;
 #[path = "etcd_contract/layout.rs"]
 mod layout;
 #[path = "etcd_contract/outages.rs"]

@@ -22,6 +22,8 @@ pub struct EtcdNode {
     pub token: String,
     /// Serve clients over TLS, requiring a client certificate from the same CA.
     pub tls: Option<EtcdTls>,
+    /// More flags, e.g. `--auth-token-ttl=2`.
+    pub extra_args: Vec<String>,
 }
 
 /// TLS of an etcd member: its certificate and key, the CA its clients' certificates must
@@ -42,6 +44,7 @@ impl EtcdNode {
             initial_cluster: format!("{name}=http://{peer}"),
             token: format!("{name}-{}", std::process::id()),
             tls: None,
+            extra_args: Vec::new(),
             name: name.to_string(),
             client,
             peer,
@@ -84,6 +87,7 @@ impl EtcdNode {
                 format!("--listen-metrics-urls=http://{}", tls.metrics),
             ]);
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 

@@ -40,6 +40,7 @@ impl EtcdCluster {
                 initial_cluster: initial_cluster.clone(),
                 token: token.clone(),
                 tls: None,
+                extra_args: Vec::new(),
             };
             let mut member = EtcdServer::new_temporary(node);
             member.spawn()?;

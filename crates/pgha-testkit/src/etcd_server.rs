@@ -55,15 +55,23 @@ impl EtcdServer {
     /// A single-member etcd on free loopback ports in a temporary directory, started and
     /// healthy. A free port can be taken by someone else before etcd binds it: three tries.
     pub fn start_free() -> EtcdServer {
+        Self::start_free_with(&[])
+    }
+
+    /// [`EtcdServer::start_free`] with more flags, e.g. `--auth-token-ttl=1`.
+    pub fn start_free_with(extra_args: &[&str]) -> EtcdServer {
         let mut last_error = String::new();
         for _ in 0..3 {
             let ports = free_ports(2);
             let (client, peer) = (ports[0], ports[1]);
-            let node = EtcdNode::single(
-                "pgha-test",
-                format!("127.0.0.1:{client}"),
-                format!("127.0.0.1:{peer}"),
-            );
+            let node = EtcdNode {
+                extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+                ..EtcdNode::single(
+                    "pgha-test",
+                    format!("127.0.0.1:{client}"),
+                    format!("127.0.0.1:{peer}"),
+                )
+            };
             let mut server = EtcdServer::new_temporary(node);
             match server.try_start() {
                 Ok(()) => return server,

@@ -3,6 +3,7 @@
 pub mod dir;
 pub mod disk;
 pub mod etcd;
+pub mod etcd_auth;
 pub mod etcd_cluster;
 pub mod etcd_server;
 pub mod http;

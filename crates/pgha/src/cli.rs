@@ -165,7 +165,10 @@ pub enum Command {
     /// encrypts and authenticates every PostgreSQL connection pgha makes or configures (a
     /// config without it is refused unless it says `insecure_no_tls = true`);
     /// `[etcd] ca_file, cert_file, key_file` with `https://` endpoints do the same for etcd
-    /// (run etcd with --cert-file, --key-file, --trusted-ca-file, --client-cert-auth).
+    /// (run etcd with --cert-file, --key-file, --trusted-ca-file, --client-cert-auth). With
+    /// etcd's own authentication on (`etcdctl auth enable`), `[etcd] user` names the etcd user
+    /// and `etcd_password` in the secrets file its password; its role needs readwrite on the
+    /// prefix /pgha/<cluster>/.
     Agent {
         #[arg(long)]
         config: PathBuf,

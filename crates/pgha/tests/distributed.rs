@@ -12,6 +12,8 @@ mod dist;
 mod bootstrap;
 #[path = "distributed/cold_start.rs"]
 mod cold_start;
+#[path = "distributed/etcd_users.rs"]
+mod etcd_users;
 #[path = "distributed/failsafe_list.rs"]
 mod failsafe_list;
 #[path = "distributed/housekeeping.rs"]

@@ -218,7 +218,7 @@ fn etcd_over_tls_requires_the_members_certificates() {
     let refused = rt.block_on(async {
         let access = pgha_store::EtcdAccess {
             ca_pem: Some(ca),
-            client_identity: None,
+            ..Default::default()
         };
         match pgha_store::EtcdStore::connect_with(
             std::slice::from_ref(&secure),

@@ -64,6 +64,10 @@ pub struct EtcdSection {
     /// member's own from `pgha tls member`.
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+    /// The etcd user to authenticate as when etcd has authentication enabled (`etcdctl auth
+    /// enable`); its password is `etcd_password` in the secrets file. Its role needs read and
+    /// write on the prefix `/pgha/<cluster>/`.
+    pub user: Option<String>,
     /// How long etcd keeps the revisions pgha writes, in ms: the agent compacts older ones
     /// every few minutes, so that etcd's history (every revision of every key, kept until
     /// compacted) does not reach its space quota, past which etcd refuses every write. 0
@@ -227,6 +231,12 @@ impl NodeConfig {
             bad.add(
                 "etcd.cert_file",
                 "give etcd.cert_file and etcd.key_file together",
+            );
+        }
+        if e.user.as_ref().is_some_and(|u| u.trim().is_empty()) {
+            bad.add(
+                "etcd.user",
+                "is empty: name the etcd user pgha authenticates as, or remove the key",
             );
         }
         if e.cert_file.is_some() && e.ca_file.is_none() {

@@ -6,7 +6,7 @@ mod history;
 pub mod notify;
 pub mod run;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +16,15 @@ use pgha_core::{MemberName, Tags};
 use pgha_pg::conf::render_hba;
 use pgha_pg::tls::{ClientTls, MemberTls, TlsFiles};
 use pgha_pg::{Instance, PgBinaries, RunAs};
-use pgha_store::{EtcdAccess, EtcdStore, Store};
+use pgha_store::{EtcdAccess, EtcdStore, EtcdUser, Store, StoreError};
 
 use crate::secrets::Secrets;
 pub use config::NodeConfig;
 
 /// Everything an agent, the proxy or the CLI needs from a host's config file.
 pub struct Node {
+    /// The config file it was loaded from.
+    pub file: PathBuf,
     pub config: NodeConfig,
     pub secrets: Secrets,
     /// The client side of TLS with the cluster CA of `[tls] ca_file`.
@@ -36,6 +38,7 @@ impl Node {
         }
         let config = NodeConfig::load(file)?;
         let secrets = Secrets::load(&config.secrets.file)?;
+        check_etcd_user(file, &config, &secrets)?;
         let tls = match &config.tls {
             None => None,
             Some(t) => {
@@ -54,6 +57,7 @@ impl Node {
             }
         };
         Ok(Node {
+            file: file.to_path_buf(),
             config,
             secrets,
             tls,
@@ -147,11 +151,39 @@ impl Node {
             patience,
         )
         .await
+        .map_err(|e| self.explain_store_error(e))
         .with_context(|| format!("etcd at {}", c.etcd.endpoints.join(", ")))?;
         Ok(Arc::new(store))
     }
 
-    /// TLS to etcd as `[etcd]` says (ca_file, cert_file, key_file).
+    /// A refusal of the etcd user, with the keys and files it comes from and what etcd needs.
+    fn explain_store_error(&self, e: StoreError) -> anyhow::Error {
+        let c = &self.config;
+        let user = c.etcd.user.as_deref().unwrap_or("");
+        let (file, secrets) = (self.file.display(), c.secrets.file.display());
+        let prefix = format!("/pgha/{}/", c.cluster.name);
+        match &e {
+            StoreError::Credentials(_) => anyhow::Error::new(e).context(format!(
+                "etcd user {user:?} (etcd.user in {file}, its password etcd_password in \
+                 {secrets}) was refused: check both, and that etcd has authentication enabled"
+            )),
+            StoreError::PermissionDenied(_) if c.etcd.user.is_some() => anyhow::Error::new(e)
+                .context(format!(
+                    "etcd user {user:?} (etcd.user in {file}) may not read or write \
+                     {prefix}: grant its role readwrite on that prefix (`etcdctl role \
+                     grant-permission ROLE readwrite --prefix=true {prefix}`)"
+                )),
+            StoreError::Invalid(_) if c.etcd.user.is_none() => {
+                anyhow::Error::new(e).context(format!(
+                    "if etcd has authentication enabled, name its user in etcd.user in {file} \
+                     and put its password in etcd_password in {secrets}"
+                ))
+            }
+            _ => e.into(),
+        }
+    }
+
+    /// TLS to etcd and the etcd user as `[etcd]` says (ca_file, cert_file, key_file, user).
     fn etcd_access(&self) -> anyhow::Result<EtcdAccess> {
         let e = &self.config.etcd;
         let read = |path: &Path, key: &str| {
@@ -173,9 +205,20 @@ impl Node {
             }
             _ => None,
         };
+        if e.user.is_some() && e.ca_file.is_none() {
+            tracing::warn!(
+                "etcd.user is set but etcd.ca_file is not: the etcd password travels in clear \
+                 text; give etcd TLS (https:// endpoints and etcd.ca_file)"
+            );
+        }
+        let user = e.user.as_ref().map(|name| EtcdUser {
+            name: name.clone(),
+            password: self.secrets.etcd_password.clone().unwrap_or_default(),
+        });
         Ok(EtcdAccess {
             ca_pem,
             client_identity,
+            user,
         })
     }
 
@@ -220,5 +263,23 @@ impl Node {
                 clonefrom: c.member.clonefrom,
             },
         })
+    }
+}
+
+/// `[etcd] user` and the secrets file's `etcd_password` go together.
+fn check_etcd_user(file: &Path, config: &NodeConfig, secrets: &Secrets) -> anyhow::Result<()> {
+    let secrets_file = config.secrets.file.display();
+    match (&config.etcd.user, &secrets.etcd_password) {
+        (Some(user), None) => anyhow::bail!(
+            "{}: etcd.user = {user:?}, but the secrets file {secrets_file} has no \
+             etcd_password: add the password of that etcd user there",
+            file.display()
+        ),
+        (None, Some(_)) => anyhow::bail!(
+            "{}: the secrets file {secrets_file} has an etcd_password, but etcd.user is not \
+             set: name the etcd user it belongs to under [etcd], or remove etcd_password",
+            file.display()
+        ),
+        _ => Ok(()),
     }
 }

@@ -30,13 +30,13 @@ pub(super) fn map_err(e: etcd_client::Error) -> StoreError {
         E::GRpcStatus(status)
             if matches!(
                 status.code(),
-                Code::InvalidArgument
-                    | Code::PermissionDenied
-                    | Code::Unauthenticated
-                    | Code::Unimplemented
+                Code::InvalidArgument | Code::Unauthenticated | Code::Unimplemented
             ) =>
         {
             StoreError::Invalid(format!("etcd refused the request: {}", status.message()))
+        }
+        E::GRpcStatus(status) if status.code() == Code::PermissionDenied => {
+            StoreError::PermissionDenied(status.message().to_string())
         }
         E::GRpcStatus(status) if status.code() == Code::ResourceExhausted => {
             StoreError::Exhausted(status.message().to_string())

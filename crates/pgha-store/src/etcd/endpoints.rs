@@ -15,11 +15,15 @@
 //! its leader stalled, the others answer "no leader" at once, and a plain rotation came back
 //! to the stalled one after two such answers, a whole bound lost each time.
 
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
+
+use super::convert::map_err;
+use super::EtcdUser;
+use crate::error::StoreError;
 
 /// Unanswered calls in a row after which an endpoint's next call goes over a new connection.
 const SUSPECT_AFTER: u32 = 2;
@@ -27,11 +31,30 @@ const SUSPECT_AFTER: u32 = 2;
 /// How long an endpoint that let a call run to its bound is passed over when moving on.
 const SKIP_SLOW_FOR: Duration = Duration::from_secs(3);
 
+/// One endpoint's client, and whether it authenticated as the configured etcd user (its own
+/// flag: a client that replaces it starts unauthenticated).
+#[derive(Clone)]
+struct Connection {
+    client: Client,
+    authenticated: Arc<AtomicBool>,
+}
+
+impl Connection {
+    fn new(client: Client) -> Connection {
+        Connection {
+            client,
+            authenticated: Arc::default(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(super) struct Endpoints {
     addresses: Arc<Vec<String>>,
     options: ConnectOptions,
-    clients: Arc<Vec<Mutex<Client>>>,
+    /// The etcd user every connection authenticates as (etcd's auth enabled), if any.
+    user: Option<EtcdUser>,
+    clients: Arc<Vec<Mutex<Connection>>>,
     /// Per endpoint: calls in a row it left unanswered.
     unanswered: Arc<Vec<AtomicU32>>,
     /// Per endpoint: when a call to it last ran to the store's bound without an answer.
@@ -43,21 +66,24 @@ pub(super) struct Endpoints {
 
 impl Endpoints {
     /// A client for each endpoint, in the order given (the first one in use). Connects
-    /// lazily: nothing is reached here.
+    /// lazily: nothing is reached here, not even to authenticate as `user` (see
+    /// [`Endpoints::authenticate`]): an endpoint down at start-up is no reason to fail.
     pub(super) async fn connect(
         endpoints: &[String],
         options: &ConnectOptions,
+        user: Option<EtcdUser>,
         bound: Duration,
     ) -> Result<Endpoints, etcd_client::Error> {
         let mut clients = Vec::with_capacity(endpoints.len());
         for endpoint in endpoints {
-            clients.push(Mutex::new(
+            clients.push(Mutex::new(Connection::new(
                 Client::connect([endpoint], Some(options.clone())).await?,
-            ));
+            )));
         }
         Ok(Endpoints {
             addresses: Arc::new(endpoints.to_vec()),
             options: options.clone(),
+            user,
             unanswered: Arc::new(endpoints.iter().map(|_| AtomicU32::new(0)).collect()),
             slow_at: Arc::new(endpoints.iter().map(|_| Mutex::new(None)).collect()),
             bound,
@@ -80,7 +106,7 @@ impl Endpoints {
                     "etcd {}: unanswered calls in a row, new connection",
                     self.addresses[i]
                 );
-                *self.clients[i].lock().expect("etcd client lock") = fresh;
+                *self.clients[i].lock().expect("etcd client lock") = Connection::new(fresh);
             }
             Err(e) => tracing::debug!("etcd {}: no new client ({e})", self.addresses[i]),
         }
@@ -104,8 +130,35 @@ impl Endpoints {
 
     /// The client of the endpoint in use.
     pub(super) fn client(&self) -> Client {
+        self.connection().client
+    }
+
+    fn connection(&self) -> Connection {
         let i = self.in_use() % self.clients.len();
         self.clients[i].lock().expect("etcd client lock").clone()
+    }
+
+    /// With an etcd user configured: authenticates the endpoint in use as that user unless its
+    /// connection did already (etcd answers every call of a client without a token "user name
+    /// is empty"). The client then refreshes its token by itself when etcd says it expired
+    /// (an etcd restart, `--auth-token-ttl` of idleness). A refusal is
+    /// [`StoreError::Credentials`]; an etcd that cannot answer, [`StoreError::Unavailable`].
+    pub(super) async fn authenticate(&self) -> Result<(), StoreError> {
+        let Some(user) = &self.user else {
+            return Ok(());
+        };
+        let mut connection = self.connection();
+        if connection.authenticated.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let credentials = (user.name.clone(), user.password.clone());
+        match connection.client.update_user(Some(credentials)).await {
+            Ok(()) => {
+                connection.authenticated.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(e) => Err(refusal_of_credentials(e)),
+        }
     }
 
     /// A call through endpoint `used` failed (`slow`: it ran to the store's bound): the next
@@ -133,6 +186,26 @@ impl Endpoints {
         let _ = self
             .in_use
             .compare_exchange(used, next, Ordering::SeqCst, Ordering::SeqCst);
+    }
+}
+
+/// What a failed authentication means: etcd refused the user or its password, or has no
+/// authentication enabled (both need the operator), or it could not answer (a retry may do).
+fn refusal_of_credentials(e: etcd_client::Error) -> StoreError {
+    use tonic::Code;
+    match &e {
+        etcd_client::Error::GRpcStatus(status)
+            if matches!(
+                status.code(),
+                Code::InvalidArgument
+                    | Code::FailedPrecondition
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+            ) =>
+        {
+            StoreError::Credentials(status.message().to_string())
+        }
+        _ => map_err(e),
     }
 }
 

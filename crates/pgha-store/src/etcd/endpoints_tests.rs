@@ -8,7 +8,7 @@ const BOUND: Duration = Duration::from_millis(20);
 /// Three endpoints nobody listens on (nothing is reached: the clients connect lazily).
 async fn three() -> Endpoints {
     let addresses: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{i}")).collect();
-    Endpoints::connect(&addresses, &ConnectOptions::new(), BOUND)
+    Endpoints::connect(&addresses, &ConnectOptions::new(), None, BOUND)
         .await
         .expect("lazy clients")
 }

@@ -1,0 +1,52 @@
+//! etcd's own authentication turned on for a test: a root user, and a user whose role may read
+//! and write below one key prefix only (what an operator gives pgha).
+
+use etcd_client::{Client, Permission};
+
+/// The root user's password in the tests.
+pub const ROOT_PASSWORD: &str = "root-secret-0815";
+
+/// Turns authentication on at `endpoint` (`http://host:port`): user `root` (password
+/// [`ROOT_PASSWORD`]) and `user` with `password`, whose role `user` may read and write keys
+/// below `prefix` and nothing else. Panics, saying which step failed, when etcd refuses.
+/// Callable from a test's runtime too (it runs its own on a thread of its own).
+pub fn enable_auth(endpoint: &str, user: &str, password: &str, prefix: &str) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| set_up(endpoint, user, password, prefix))
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+}
+
+fn set_up(endpoint: &str, user: &str, password: &str, prefix: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let mut client = Client::connect([endpoint], None)
+            .await
+            .unwrap_or_else(|e| panic!("etcd at {endpoint}: {e}"));
+        step(
+            "user add root",
+            client.user_add("root", ROOT_PASSWORD, None).await,
+        );
+        step("grant root", client.user_grant_role("root", "root").await);
+        step("user add", client.user_add(user, password, None).await);
+        step("role add", client.role_add(user).await);
+        step(
+            "grant the prefix",
+            client
+                .role_grant_permission(user, Permission::read_write(prefix).with_prefix())
+                .await,
+        );
+        step("grant the role", client.user_grant_role(user, user).await);
+        step("auth enable", client.auth_enable().await);
+    });
+}
+
+/// The answer of one set-up step, or a panic naming it.
+fn step<T>(what: &str, answer: Result<T, etcd_client::Error>) -> T {
+    answer.unwrap_or_else(|e| panic!("etcd auth set-up, {what}: {e}"))
+}
