@@ -283,6 +283,11 @@ impl Agent {
             }
             other => other,
         };
+        if matches!(action, Action::Promote { .. }) {
+            // until that postmaster is gone, whatever becomes of the job
+            let postmaster = self.spec.instance.postmaster_pid();
+            self.fencing.promotion_asked_of(postmaster);
+        }
         let may_make_writable = action.may_make_writable();
         let spec = self.spec.clone();
         let (peers, dynamic) = (self.peers(), self.dynamic());

@@ -82,6 +82,8 @@ pub struct Fencing {
     /// What this agent last wrote (`None`: nothing yet; a restarted agent keeps the file as the
     /// previous one left it until it knows better).
     written: Option<Option<u64>>,
+    /// The postmaster this agent asked to promote.
+    promotion_asked_of: Option<i32>,
 }
 
 impl Fencing {
@@ -89,7 +91,31 @@ impl Fencing {
         Fencing {
             lease,
             written: None,
+            promotion_asked_of: None,
         }
+    }
+
+    /// A promotion is about to be asked of the postmaster `pid` (`pg_ctl promote`).
+    pub fn promotion_asked_of(&mut self, pid: Option<i32>) {
+        self.promotion_asked_of = pid;
+    }
+
+    /// Whether the running postmaster `pid` may turn writable whatever it answers now, so that
+    /// its deadline must stay: a promotion was asked of it (PostgreSQL replays all it received
+    /// before it leaves recovery, minutes with a large backlog, and the job watching it may
+    /// have ended first), or it runs beside a deadline this agent did not write that has not
+    /// passed (a previous agent's: it may have asked a promotion this one cannot see).
+    pub fn may_turn_writable(&mut self, pid: Option<i32>) -> bool {
+        let Some(pid) = pid else {
+            self.promotion_asked_of = None;
+            return false;
+        };
+        if self.promotion_asked_of.is_some_and(|asked| asked != pid) {
+            self.promotion_asked_of = None;
+        }
+        let inherited =
+            self.written.is_none() && self.lease.read().is_some_and(|at| at > boot_clock_ms());
+        self.promotion_asked_of.is_some() || inherited
     }
 
     /// Writes the deadline the state calls for, when it differs from the file's.

@@ -9,6 +9,7 @@ impl Agent {
     /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
+        let postmaster = self.spec.instance.postmaster_pid();
         let step = AfterStep {
             deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
             paused: self
@@ -16,8 +17,9 @@ impl Agent {
                 .as_ref()
                 .is_some_and(|v| self.member.pause_disarms_fencing(v)),
             job_may_make_writable: self.member.job_may_make_writable()
-                || self.jobs.may_make_writable(),
-            postmaster_running: self.spec.instance.is_running(),
+                || self.jobs.may_make_writable()
+                || self.fencing.may_turn_writable(postmaster),
+            postmaster_running: postmaster.is_some(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
             cap: self.member.fence_cap().map(|d| self.boot_origin + d.0),
         };

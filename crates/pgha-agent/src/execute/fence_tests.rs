@@ -1,13 +1,16 @@
 //! A job that may make PostgreSQL writable never starts while the fencing deadline cannot be
 //! written: the supervisor would not fence a primary whose agent then died or paused.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pgha_core::{Action, JobFailure, JobKind, LocalPg, Outcome, StartRole};
+use pgha_pg::lease_file::boot_clock_ms;
 use pgha_store::{MemoryStore, TokioClock};
 
 use crate::agent::Agent;
-use crate::test_spec::spec;
+use crate::test_spec::{spec, RunningPrimary};
 
 #[tokio::test]
 async fn nothing_is_promoted_or_started_as_a_primary_while_the_deadline_cannot_be_written() {
@@ -57,4 +60,106 @@ async fn nothing_is_promoted_or_started_as_a_primary_while_the_deadline_cannot_b
     std::fs::remove_dir(&lease).unwrap();
     agent.update_fencing(&LocalPg::default());
     assert_eq!(agent.fence_error, None);
+}
+
+/// A running standby seen by this agent: in recovery, answering.
+fn answering_standby() -> LocalPg {
+    LocalPg {
+        running: true,
+        in_recovery: true,
+        ..LocalPg::default()
+    }
+}
+
+/// Found by review: an agent started beside a running PostgreSQL whose deadline a previous
+/// agent armed (it led, asked a promotion that was still replaying, and died) saw a standby,
+/// nothing in flight, and disarmed: the promotion then completed with no fence, the lease
+/// expired and another member promoted. A deadline this agent did not write stays while a
+/// postmaster runs, until it passes.
+#[tokio::test]
+async fn a_restarted_agent_keeps_the_deadline_a_previous_agent_armed_while_postgres_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    let postgres = RunningPrimary::start(&agent.spec.instance).await;
+    let lease = agent.spec.instance.lease_file();
+    let armed = boot_clock_ms() + 60_000;
+    lease.arm(armed).unwrap(); // as the previous agent left it
+
+    agent.update_fencing(&answering_standby());
+    assert_eq!(
+        lease.read(),
+        Some(armed),
+        "disarmed beside a running postmaster"
+    );
+    assert!(!agent.known_not_writable);
+
+    // A deadline that has passed fenced already (or had nobody to): it is not kept.
+    lease.arm(boot_clock_ms().saturating_sub(1)).unwrap();
+    agent.update_fencing(&answering_standby());
+    assert_eq!(lease.read(), None);
+    // Once this agent wrote the file (it disarmed it just now), it goes by what it knows.
+    lease.arm(armed).unwrap();
+    agent.update_fencing(&answering_standby());
+    assert_eq!(lease.read(), None);
+    drop(postgres);
+}
+
+/// Found by review: a promotion whose job gave up (replay stalled) may still complete, but
+/// once the job's failure was taken in, the agent, without the lease, saw a standby and
+/// nothing in flight, and disarmed. A promotion asked of a postmaster keeps its deadline
+/// until that postmaster is gone.
+#[tokio::test]
+async fn a_promotion_given_up_on_keeps_the_deadline_until_its_postmaster_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    let postgres = RunningPrimary::start(&agent.spec.instance).await;
+    let lease = agent.spec.instance.lease_file();
+    let armed = boot_clock_ms() + 60_000;
+    agent
+        .fencing
+        .update(crate::fence::FenceState::LeaseUntil(armed))
+        .unwrap();
+    // The job fails (here: PostgreSQL is not a standby), as a stalled promotion's does.
+    agent.start_job(Action::Promote {
+        newest_timeline: pgha_core::Timeline(1),
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(30), agent.job_rx.recv())
+        .await
+        .expect("the promotion job ended");
+    assert!(
+        matches!(
+            outcome,
+            Some(Outcome::Job {
+                kind: JobKind::Promote,
+                result: Err(_)
+            })
+        ),
+        "{outcome:?}"
+    );
+    agent.jobs.ended(JobKind::Promote);
+
+    agent.update_fencing(&answering_standby());
+    assert_eq!(
+        lease.read(),
+        Some(armed),
+        "disarmed under a promotion asked"
+    );
+    drop(postgres);
+    wait_stopped(&agent.spec.instance).await;
+    agent.update_fencing(&LocalPg::default());
+    assert_eq!(lease.read(), None, "its postmaster gone: nothing to fence");
+}
+
+async fn wait_stopped(instance: &pgha_pg::Instance) {
+    for _ in 0..200 {
+        if !instance.is_running() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("PostgreSQL did not stop");
 }
