@@ -66,6 +66,12 @@ pub enum ProxyError {
     /// the primary the proxy routed by was demoted since it was last confirmed.
     #[error("backend {0} answered a read-write session's startup in recovery")]
     BackendInRecovery(String),
+    /// A read-only session's backend, chosen as a standby, answered its startup as a primary
+    /// (`in_hot_standby = off`): that standby was promoted since it was last checked.
+    #[error(
+        "backend {0}, chosen as a standby, answered a read-only session's startup as a primary"
+    )]
+    BackendNotInRecovery(String),
     /// A client's SCRAM exchange with the proxy failed (wrong password, malformed message,
     /// channel binding); the client was told as PostgreSQL would tell it.
     #[error("client SCRAM: {0}")]

@@ -242,6 +242,9 @@ impl Prober {
             let mut t = targets.borrow().clone();
             t.rw = t.rw.filter(holds);
             t.unanswered = t.unanswered.filter(holds);
+            // So is a standby it no longer lists (one taking the lease leaves the list): it
+            // may be a primary before this round ends.
+            t.ro.retain(|s| listed(&cands, s));
             publish(t, &mut generation);
             let latest = candidates.clone();
             let stalls = self.stalls.clone();

@@ -95,6 +95,11 @@ impl Lease {
         &self.name
     }
 
+    /// Whether it was chosen as the primary or as a standby.
+    pub(crate) fn served(&self) -> Served {
+        self.key.1
+    }
+
     /// The backend, as the cancel registry keeps it with a session's key.
     pub(crate) fn owner(&self) -> Owner {
         Owner {

@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 use crate::limits::tune_socket;
 use crate::listener::ListenerCtx;
 use crate::proxy_auth::{self, Peer};
-use crate::route::{HoldFailure, Lease, Role};
+use crate::route::{HoldFailure, Lease, Role, Served};
 use crate::sasl::SaslFilter;
 use crate::splice::{splice, IdleElapsed};
 use crate::startup::{read_first_packet, CancelKey, FirstPacket, StartupPacket};
@@ -222,7 +222,12 @@ where
         if let Some(first) = first {
             let mut scan = KeyScan {
                 scanner: StartupScanner::default(),
-                refuse_standby: ctx.router.role() == Role::ReadWrite,
+                must_be: match (ctx.router.role(), lease.served()) {
+                    (Role::ReadWrite, _) => Some(Served::Primary),
+                    (Role::ReadOnly, Served::Standby) => Some(Served::Standby),
+                    // the primary as a read-only fallback: a standby would serve as well
+                    (Role::ReadOnly, Served::Primary) => None,
+                },
                 registry,
                 owner: &owner,
                 guard: &mut key_guard,
@@ -302,6 +307,18 @@ where
                 ),
             )
         }
+        ProxyError::BackendNotInRecovery(addr) => {
+            tracing::warn!(backend = %addr, "read-only session refused in its startup: the \
+                standby it was sent to answered as a primary (promoted since it was last \
+                checked)");
+            (
+                wire::SQLSTATE_NO_TARGET,
+                format!(
+                    "pgha proxy: the standby {addr} was promoted while this session started; \
+                     connect again"
+                ),
+            )
+        }
         _ => return Err(e),
     };
     let _ = client.write_all(&wire::fatal(sqlstate, &message)).await;
@@ -312,8 +329,10 @@ where
 /// A startup's key scan: registers the key as soon as it is complete, before it is relayed.
 struct KeyScan<'a> {
     scanner: StartupScanner,
-    /// A read-write session: a backend that reports itself in recovery is refused.
-    refuse_standby: bool,
+    /// What the backend must report itself as (`in_hot_standby`, PostgreSQL 14+), or the
+    /// session is refused: the primary for a read-write session, a standby for a read-only
+    /// one routed to a standby.
+    must_be: Option<Served>,
     registry: &'a Arc<CancelRegistry>,
     owner: &'a Owner,
     guard: &'a mut Option<CancelGuard>,
@@ -330,9 +349,17 @@ impl KeyScan<'_> {
             None => data.to_vec(),
         };
         let done = self.scanner.feed(&data);
-        if self.refuse_standby && self.scanner.in_recovery() {
-            // Nothing of this answer reaches the client: its session never becomes usable.
-            return Err(ProxyError::BackendInRecovery(self.owner.addr.to_string()));
+        // Nothing of a refused answer reaches the client: its session never becomes usable.
+        match self.must_be {
+            Some(Served::Primary) if self.scanner.in_recovery() => {
+                return Err(ProxyError::BackendInRecovery(self.owner.addr.to_string()));
+            }
+            Some(Served::Standby) if self.scanner.out_of_recovery() => {
+                return Err(ProxyError::BackendNotInRecovery(
+                    self.owner.addr.to_string(),
+                ));
+            }
+            _ => {}
         }
         if self.guard.is_none() {
             if let Some(key) = self.scanner.key() {

@@ -4,8 +4,9 @@
 //!
 //! PostgreSQL 14 and newer report `in_hot_standby` in a ParameterStatus message before
 //! ReadyForQuery. A read-write session whose backend says `on` reached a standby: the primary
-//! the proxy routed by was demoted since it was last confirmed. The session is refused there
-//! (see `session.rs`), whatever the routing believed (I2).
+//! the proxy routed by was demoted since it was last confirmed. A read-only session routed to
+//! a standby whose backend says `off` reached a primary: that standby was promoted since. Both
+//! are refused there (see `session.rs`), whatever the routing believed (I2).
 
 use crate::startup::CancelKey;
 use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
@@ -13,8 +14,9 @@ use crate::wire::{CANCEL_SECRET_MAX, CANCEL_SECRET_MIN};
 /// Backend bytes scanned at most before giving up (no ReadyForQuery seen).
 const SCAN_LIMIT: usize = 256 * 1024;
 
-/// The ParameterStatus the scanner keeps, name and value NUL-terminated as on the wire.
+/// The ParameterStatus messages the scanner keeps, name and value NUL-terminated as on the wire.
 const HOT_STANDBY_ON: &[u8] = b"in_hot_standby\0on\0";
+const HOT_STANDBY_OFF: &[u8] = b"in_hot_standby\0off\0";
 
 /// Incremental scanner of backend→client bytes up to ReadyForQuery.
 #[derive(Debug, Default)]
@@ -26,7 +28,8 @@ pub struct StartupScanner {
     /// type and the body so far.
     kept: Option<(u8, Vec<u8>)>,
     key: Option<CancelKey>,
-    in_recovery: bool,
+    /// `in_hot_standby` as reported (`None`: not reported, before PostgreSQL 14).
+    hot_standby: Option<bool>,
     scanned: usize,
     done: bool,
 }
@@ -75,7 +78,7 @@ impl StartupScanner {
         let key_len = 8 + CANCEL_SECRET_MIN..=8 + CANCEL_SECRET_MAX;
         let keep = match h[0] {
             b'K' => key_len.contains(&len),
-            b'S' => len - 4 == HOT_STANDBY_ON.len(),
+            b'S' => [HOT_STANDBY_ON.len(), HOT_STANDBY_OFF.len()].contains(&(len - 4)),
             _ => false,
         };
         self.kept = keep.then(|| (h[0], Vec::with_capacity(len - 4)));
@@ -90,7 +93,8 @@ impl StartupScanner {
                 let pid = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
                 self.key = CancelKey::new(pid, &k[4..]);
             }
-            Some((b'S', body)) if body == HOT_STANDBY_ON => self.in_recovery = true,
+            Some((b'S', body)) if body == HOT_STANDBY_ON => self.hot_standby = Some(true),
+            Some((b'S', body)) if body == HOT_STANDBY_OFF => self.hot_standby = Some(false),
             _ => {}
         }
     }
@@ -102,7 +106,12 @@ impl StartupScanner {
 
     /// The backend reported `in_hot_standby = on`: it is a standby.
     pub fn in_recovery(&self) -> bool {
-        self.in_recovery
+        self.hot_standby == Some(true)
+    }
+
+    /// The backend reported `in_hot_standby = off`: it is a primary.
+    pub fn out_of_recovery(&self) -> bool {
+        self.hot_standby == Some(false)
     }
 }
 
@@ -175,6 +184,7 @@ mod tests {
                 let done = stream.chunks(chunk).fold(false, |_, piece| s.feed(piece));
                 assert!(done, "chunk {chunk}");
                 assert_eq!(s.in_recovery(), standby, "{value}, chunk {chunk}");
+                assert_eq!(s.out_of_recovery(), !standby, "{value}, chunk {chunk}");
             }
         }
     }

@@ -95,6 +95,42 @@ async fn a_hung_standby_delays_neither_the_leader_nor_its_withdrawal() {
     );
 }
 
+/// Found by review: a standby taking the leader key leaves the store's standby list at once
+/// (its record still in recovery, so no leader is named yet), but it stayed a read-only target
+/// until the round under way ended, the whole check timeout with a hung standby; promoted
+/// meanwhile, it was given read-only sessions as a standby. A standby the store no longer lists
+/// is withdrawn at once.
+#[tokio::test]
+async fn a_standby_the_store_no_longer_lists_leaves_the_read_only_targets_at_once() {
+    let c = cluster();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = Member::new("hung", hung.local_addr().unwrap().to_string());
+    let standby = c.standby();
+    let led = Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(standby.clone()), hung.clone()],
+    };
+    let mut run = ProberRun::start(led.clone(), Duration::from_secs(5));
+    let serves = |t: &Targets| t.ro.iter().any(|s| s.backend == standby);
+    let listed = run.within(Duration::from_secs(10), serves).await;
+    assert!(
+        listed.is_some(),
+        "the standby never became a read-only target"
+    );
+    // It takes the leader key: no leader named yet, and it is not listed as a standby.
+    run.candidates.send_replace(Candidates {
+        leader: None,
+        standbys: vec![hung],
+    });
+    let withdrawn = run.within(Duration::from_secs(10), |t| !serves(t)).await;
+    run.stop.cancel();
+    run.task.await.unwrap();
+    assert!(
+        withdrawn.is_some_and(|d| d < Duration::from_millis(500)),
+        "withdrawn from the read-only targets after {withdrawn:?}"
+    );
+}
+
 #[tokio::test]
 async fn prober_confirms_primary_and_standbys() {
     let c = cluster();

@@ -152,6 +152,48 @@ async fn a_read_write_session_that_reaches_a_standby_is_refused_in_its_startup()
     assert!(!in_recovery(&rw).await);
 }
 
+/// Found by review: the read-only listener's standbys may be stale too (one was promoted since
+/// it was last checked, and the prober's round that drops it is still under way): such a
+/// session was served by the new primary, writable, even with `ro_fallback_to_primary` off.
+/// A read-only session sent to a standby whose startup answer says `in_hot_standby = off` is
+/// refused before the client can use it (57P03, "connect again"), for tokio-postgres and psql
+/// alike; the same primary still serves a read-only session chosen as the fallback, and a real
+/// standby read-only sessions.
+#[tokio::test]
+async fn a_read_only_session_sent_to_a_standby_that_became_a_primary_is_refused_in_its_startup() {
+    let c = cluster();
+    let p = TestProxy::start(c.targets(), |cfg| cfg.ro_fallback_to_primary = false).await;
+    let promoted = pgha_proxy::Standby {
+        backend: c.primary(),
+        lag_bytes: Some(0),
+        streaming: true,
+    };
+    // The leader changed: the write target is withdrawn, the read-only list not yet redone.
+    p.set(|t| {
+        t.rw = None;
+        t.ro = vec![promoted.clone()];
+    });
+    let err = connect(p.ro)
+        .await
+        .expect_err("a read-only session on a primary");
+    let db = err.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code(), &SqlState::CANNOT_CONNECT_NOW, "{db:?}");
+    assert!(db.message().contains("was promoted"), "{}", db.message());
+    let out = psql_run(&c.bin, &conninfo(p.ro), &["-Atc", "select 1"]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "psql got a session: {said}");
+    assert!(said.contains("was promoted"), "{said}");
+    // Chosen as the fallback, the primary serves read-only sessions as before.
+    let f = TestProxy::start(Targets::primary(c.primary()), |cfg| {
+        cfg.ro_fallback_to_primary = true
+    })
+    .await;
+    assert!(!in_recovery(&connect(f.ro).await.unwrap()).await);
+    // Once the routing is right again, sessions go through.
+    p.set(|t| t.ro = vec![c.standby_target(Some(0))]);
+    assert!(in_recovery(&connect(p.ro).await.unwrap()).await);
+}
+
 /// After a read-write session met a standby where the confirmed primary was (demoted since
 /// its last check), the next sessions wait for a check begun after that, which the prober
 /// makes at once, and reach the primary; before, each was refused like the first until the
