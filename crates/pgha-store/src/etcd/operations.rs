@@ -9,7 +9,7 @@ use crate::history_id::HistoryId;
 use crate::model::{Guard, Key, Revision, Snapshot};
 use crate::store::{Store, Watch};
 use async_trait::async_trait;
-use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, KeyValue, PutOptions, Txn, TxnOp};
 use pgha_core::Ttl;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,9 +73,19 @@ impl Store for EtcdStore {
         let wanted = ttl_secs(ttl)?;
         let leader = self.leader_path();
         let renewal = async {
+            let known = self.leader_lease(holder);
+            // Adopting the key (this process knows no lease of it: an earlier process of this
+            // member held it), a move of it that process sent may still be in flight, never
+            // answered: the key is written again where it is (value and lease kept), in the
+            // same round trip, so that the move's compare of the key's revision fails.
+            let adopt = known.is_none().then(|| {
+                let keep = PutOptions::new().with_ignore_value().with_ignore_lease();
+                TxnOp::put(leader.clone(), "", Some(keep))
+            });
+            let reads = adopt.into_iter().chain([TxnOp::get(leader.clone(), None)]);
             let txn = Txn::new()
                 .when(self.leader_is(holder, revision))
-                .and_then([TxnOp::get(leader.clone(), None)])
+                .and_then(reads.collect::<Vec<_>>())
                 .or_else([TxnOp::get(leader.clone(), None)]);
             // In steady state the key's lease is known: it is kept alive in the same round
             // trip as the key is checked. Either happens after the caller's send time, which
@@ -91,7 +101,6 @@ impl Store for EtcdStore {
                 let mut kv = client.kv_client();
                 async move { kv.txn(txn).await.map_err(map_err) }
             };
-            let known = self.leader_lease(holder);
             let (resp, kept) = match known {
                 Some(lease) => {
                     let (resp, alive) =

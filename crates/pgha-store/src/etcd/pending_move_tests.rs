@@ -99,3 +99,41 @@ async fn a_renewal_that_settled_a_lost_move_moves_the_key_again() {
     assert_ne!(lease.id, moved.id, "the settled lease was revoked");
     assert_eq!(store.pending_move("n1"), None);
 }
+
+/// Found by review: the move whose answer was lost came from an earlier process of the member
+/// (its agent killed since), so the process adopting the key knew of no move pending; its
+/// renewal only read the key, leaving the move's compare true, and the move could land after
+/// the renewal trusted the key's lease: the key on a shorter lease nobody keeps alive. A
+/// renewal that adopts the key writes it again where it is first.
+#[tokio::test]
+async fn a_move_sent_by_an_earlier_process_cannot_land_after_an_adopting_renewal() {
+    let etcd = EtcdServer::start_free();
+    let earlier = store_on(&etcd).await;
+    let ttl = Ttl::from_secs(10);
+    let revision = earlier.acquire_leader("n1", ttl).await.unwrap();
+    // A ttl change: a shorter lease granted and the move sent; no answer came, and the
+    // process was killed.
+    let read_at = leader_mod_revision(&earlier).await;
+    let moved = earlier.grant(3).await.unwrap();
+    let late = earlier.move_leader("n1", revision, read_at, moved.id);
+    drop(earlier);
+    let adopting = store_on(&etcd).await;
+    assert_eq!(adopting.renew_leader("n1", revision, ttl).await, Ok(ttl));
+    let kept = adopting.leader_lease("n1").expect("the key's lease").id;
+    let landed = adopting.txn(late).await.is_ok_and(|r| r.succeeded());
+    assert!(
+        !landed,
+        "the late move landed after a renewal trusted the key's lease"
+    );
+    let resp = adopting
+        .client()
+        .kv_client()
+        .get(adopting.leader_path(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.kvs()[0].lease(),
+        kept,
+        "the key left the lease kept alive"
+    );
+}
