@@ -79,6 +79,18 @@ pub struct WatchdogSetting {
     pub timeout_s: u32,
 }
 
+impl WatchdogSetting {
+    /// How long after the supervisor's last keep-alive the watchdog may reset the host (0:
+    /// no watchdog): the fencing deadline leaves that much room before the store may expire
+    /// the lease.
+    pub fn reset_after_ms(&self) -> u64 {
+        match self.mode {
+            WatchdogMode::Off => 0,
+            _ => u64::from(self.timeout_s) * 1000,
+        }
+    }
+}
+
 impl Default for WatchdogSetting {
     fn default() -> Self {
         WatchdogSetting {

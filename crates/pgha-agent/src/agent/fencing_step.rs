@@ -10,8 +10,9 @@ impl Agent {
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
         let postmaster = self.spec.instance.postmaster_pid();
+        let room = pgha_core::Millis(self.spec.instance.watchdog.reset_after_ms());
         let step = AfterStep {
-            deadline: self.member.fence_deadline().map(|d| self.boot_origin + d.0),
+            deadline: (self.member.fence_deadline_leaving(room)).map(|d| self.boot_origin + d.0),
             paused: self
                 .view
                 .as_ref()
@@ -21,7 +22,7 @@ impl Agent {
                 || self.fencing.may_turn_writable(postmaster),
             postmaster_running: postmaster.is_some(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
-            cap: self.member.fence_cap().map(|d| self.boot_origin + d.0),
+            cap: (self.member.fence_cap_leaving(room)).map(|d| self.boot_origin + d.0),
         };
         self.known_not_writable = step.known_not_writable();
         let state = FenceState::after(step);

@@ -163,3 +163,63 @@ async fn wait_stopped(instance: &pgha_pg::Instance) {
     }
     panic!("PostgreSQL did not stop");
 }
+
+/// Found by review: the supervisor stops keeping the host's watchdog alive at the fencing
+/// deadline, and the watchdog resets the host up to its timeout later (should the supervisor
+/// itself stall there). With the margin lowered live to 1 s, the deadline half a margin before
+/// the store's expiry left a 1 s watchdog 0.5 s too few: PostgreSQL could write after another
+/// member could lead. The deadline written leaves the watchdog's timeout before the expiry.
+#[tokio::test]
+async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_the_expiry() {
+    use pgha_core::{
+        ClusterConfig, ClusterView, LeaderKey, MemberName, Millis, Observation, StoreView,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = spec(dir.path());
+    node.instance.watchdog = pgha_pg::supervisor::WatchdogSetting {
+        mode: pgha_pg::watchdog::WatchdogMode::Automatic,
+        device: dir.path().join("watchdog"),
+        timeout_s: 1,
+    };
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(node, store, Default::default());
+    let config = ClusterConfig {
+        ttl_ms: 4_000,
+        safety_margin_ms: 1_000,
+        loop_wait_ms: 500,
+        ..ClusterConfig::default()
+    };
+    let view = ClusterView {
+        leader: Some(LeaderKey {
+            holder: MemberName::new("n1"),
+            revision: 7,
+        }),
+        config: config.clone(),
+        ..ClusterView::default()
+    };
+    let primary = LocalPg {
+        running: true,
+        ..LocalPg::default()
+    };
+    let acquired = Outcome::LeaderAcquired {
+        requested_at: Millis(100),
+        revision: 7,
+        ttl: config.ttl(),
+    };
+    let cluster = StoreView::Up(Box::new(view));
+    agent.member.step(&Observation::new(
+        Millis(100),
+        primary.clone(),
+        cluster,
+        vec![acquired],
+    ));
+    agent.update_fencing(&primary);
+    let armed = agent.spec.instance.lease_file().read().expect("armed");
+    let expiry = agent.boot_origin + 100 + 4_000;
+    assert_eq!(
+        armed,
+        expiry - 1_000,
+        "armed {} ms before the store may expire the lease",
+        expiry - armed
+    );
+}

@@ -104,9 +104,18 @@ impl Member {
     /// demotion deadline and the earliest instant the store may expire the lease, so a clean
     /// demotion normally comes first and the kill still comes before anyone else can lead.
     pub fn fence_deadline(&self) -> Option<Millis> {
+        self.fence_deadline_leaving(Millis(0))
+    }
+
+    /// [`Member::fence_deadline`], also leaving `room` before the store may expire the lease:
+    /// a watchdog that resets the host that long after the supervisor's last keep-alive (should
+    /// the supervisor itself stall at the deadline) then resets it before anyone else can
+    /// lead, whatever margin the configuration sets now.
+    pub fn fence_deadline_leaving(&self, room: Millis) -> Option<Millis> {
         self.lease.map(|l| {
             let slack = l.expires_at.0.saturating_sub(l.trusted_until.0);
-            l.trusted_until.plus(slack / 2)
+            let halfway = l.trusted_until.plus(slack / 2);
+            halfway.min(Millis(l.expires_at.0.saturating_sub(room.0)))
         })
     }
 
@@ -116,10 +125,16 @@ impl Member {
     /// its send + its ttl, sooner than a deadline armed before (a ttl lowered since). A
     /// deadline armed later is brought forward to it; none is armed for it.
     pub fn fence_cap(&self) -> Option<Millis> {
-        let margin = self.config.safety_margin_ms;
+        self.fence_cap_leaving(Millis(0))
+    }
+
+    /// [`Member::fence_cap`], also leaving `room` before the earliest expiry (see
+    /// [`Member::fence_deadline_leaving`]).
+    pub fn fence_cap_leaving(&self, room: Millis) -> Option<Millis> {
+        let before = room.0.max(self.config.safety_margin_ms / 2);
         self.expiry_caps
             .lowest()
-            .map(|cap| Millis(cap.0.saturating_sub(margin / 2)))
+            .map(|cap| Millis(cap.0.saturating_sub(before)))
     }
 
     /// I1 on the member's own clock: past `trusted_until` the lease is gone, whatever the

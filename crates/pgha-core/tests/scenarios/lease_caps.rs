@@ -68,3 +68,46 @@ fn an_agent_adopting_its_key_caps_the_fence_by_the_renewal_it_sent() {
     assert_eq!(n1.fence_deadline(), None, "no lease trusted yet");
     assert_eq!(n1.fence_cap(), Some(Millis(100 + 6_000 - 2_500 / 2)));
 }
+
+/// Found by review: a host's watchdog resets it up to its timeout (1 s at least) after the
+/// supervisor's last keep-alive, which stops at the fencing deadline, half a margin before
+/// the store may expire the lease. With the margin lowered live below twice that timeout
+/// (`pgha config set ttl_ms=4000` brings it to 1 s), a supervisor stalled at its deadline
+/// left PostgreSQL writing for half a second after another member could lead. The deadline
+/// (and a cap without a lease) leaves the watchdog's room before the expiry too.
+#[test]
+fn the_fence_leaves_a_watchdogs_timeout_before_the_store_may_expire_the_lease() {
+    let view = View::led_by("n1", 7, &primary(1, 1000)).config(|c| {
+        c.ttl_ms = 4_000;
+        c.safety_margin_ms = 1_000;
+        c.loop_wait_ms = 500;
+    });
+    let watchdog = Millis(1_000);
+    let mut n1 = member("n1");
+    let acquired = Outcome::LeaderAcquired {
+        requested_at: Millis(100),
+        revision: 7,
+        ttl: view.0.config.ttl(),
+    };
+    n1.step(&obs(100, primary(1, 1000), &view, vec![acquired]));
+    let expires = 100 + 4_000;
+    assert_eq!(n1.fence_deadline(), Some(Millis(expires - 500)));
+    assert_eq!(
+        n1.fence_deadline_leaving(watchdog),
+        Some(Millis(expires - 1_000)),
+        "the watchdog's reset would come after the store may expire the lease"
+    );
+    assert_eq!(
+        n1.fence_deadline_leaving(Millis(200)),
+        n1.fence_deadline(),
+        "a short timeout fits in half the margin: nothing moves"
+    );
+    // Without a trusted lease, the cap of an unanswered renewal leaves the same room.
+    let mut adopting = member("n1");
+    adopting.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert_eq!(adopting.fence_cap(), Some(Millis(expires - 500)));
+    assert_eq!(
+        adopting.fence_cap_leaving(watchdog),
+        Some(Millis(expires - 1_000))
+    );
+}

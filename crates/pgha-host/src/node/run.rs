@@ -203,7 +203,8 @@ fn arm_watchdog(
     let timeout_s = timeout_for(config.safety_margin_ms);
     if u64::from(timeout_s) * 1000 > config.safety_margin_ms / 2 {
         let why = format!(
-            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}):              the watchdog's 1 s must fit in half the margin",
+            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}): \
+             the watchdog's 1 s must fit in half the margin",
             file.display(),
             config.safety_margin_ms
         );
