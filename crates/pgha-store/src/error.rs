@@ -29,7 +29,7 @@ pub enum StoreError {
     #[error("etcd refused pgha's credentials: {0}")]
     Credentials(String),
     /// etcd's user lacks a permission the request needs (its role must grant read and write
-    /// on the cluster's key prefix; compacting etcd's history needs its root).
+    /// on the cluster's key prefix).
     #[error("etcd refused the request: {0} (the etcd user's role lacks the permission)")]
     PermissionDenied(String),
     /// The request itself is invalid (bad name, bad TTL). Retrying cannot help.

@@ -239,20 +239,24 @@ impl EtcdStore {
         self.path(&format!("members/{name}"))
     }
 
-    /// Runs `op` within the call timeout (after authenticating the endpoint's connection, the
-    /// first time, when an etcd user is configured); when it gets no answer (its caller gave
-    /// up on it first, or etcd's member has no leader), the next calls go to the next endpoint.
+    /// Runs `op` within the call timeout, every request of it on the connection of the
+    /// endpoint in use (logged in first when an etcd user is configured); when it gets no
+    /// answer (its caller gave up on it first, or etcd's member has no leader), the next calls
+    /// go to the next endpoint. A request etcd found invalid makes the connection log in again
+    /// on its next call: that is how etcd refuses a token issued before its auth store changed.
     async fn call<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, StoreError>>,
     {
         let _ = tokio::time::timeout(self.timeout, self.endpoints.renew_suspect()).await;
         let attempt = self.endpoints.attempt();
-        let op = async {
-            self.endpoints.authenticate().await?;
-            op.await
-        };
-        match tokio::time::timeout(self.timeout, op).await {
+        let connection = self.endpoints.connection();
+        let op = self.endpoints.pinned(connection.clone(), op);
+        let answer = tokio::time::timeout(self.timeout, op).await;
+        if let Ok(Err(StoreError::Invalid(_))) = &answer {
+            connection.forget_login();
+        }
+        match answer {
             Ok(Err(StoreError::Unavailable(e))) => {
                 attempt.refused();
                 Err(StoreError::Unavailable(e))

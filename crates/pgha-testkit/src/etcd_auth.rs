@@ -3,6 +3,21 @@
 
 use etcd_client::{Client, Permission};
 
+/// etcd flags that make its tokens JWTs signed with a fresh ECDSA key written into `dir`: a
+/// JWT carries the auth store's revision it was issued at, so etcd refuses it once its users
+/// or roles change ("revision of auth store is old"), unlike its default simple tokens.
+pub fn jwt_tokens(dir: &std::path::Path) -> String {
+    let key = rcgen::KeyPair::generate().expect("an ECDSA key");
+    let (private, public) = (dir.join("jwt.key"), dir.join("jwt.pub"));
+    std::fs::write(&private, key.serialize_pem()).expect("write the JWT key");
+    std::fs::write(&public, key.public_key_pem()).expect("write the JWT public key");
+    format!(
+        "--auth-token=jwt,pub-key={},priv-key={},sign-method=ES256,ttl=10m",
+        public.display(),
+        private.display()
+    )
+}
+
 /// The root user's password in the tests.
 pub const ROOT_PASSWORD: &str = "root-secret-0815";
 
@@ -43,6 +58,33 @@ fn set_up(endpoint: &str, user: &str, password: &str, prefix: &str) {
         );
         step("grant the role", client.user_grant_role(user, user).await);
         step("auth enable", client.auth_enable().await);
+    });
+}
+
+/// Changes etcd's auth store as an operator would, adding a user `name` (as `root`): every
+/// token etcd issued before is refused from then on ("revision of auth store is old").
+pub fn add_user(endpoint: &str, name: &str) {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime");
+                runtime.block_on(async {
+                    let options =
+                        etcd_client::ConnectOptions::new().with_user("root", ROOT_PASSWORD);
+                    let mut root = Client::connect([endpoint], Some(options))
+                        .await
+                        .unwrap_or_else(|e| panic!("etcd at {endpoint} as root: {e}"));
+                    step(
+                        "user add",
+                        root.user_add(name, "another-password", None).await,
+                    );
+                })
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     });
 }
 

@@ -15,6 +15,7 @@
 //! its leader stalled, the others answer "no leader" at once, and a plain rotation came back
 //! to the stalled one after two such answers, a whole bound lost each time.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,12 +32,23 @@ const SUSPECT_AFTER: u32 = 2;
 /// How long an endpoint that let a call run to its bound is passed over when moving on.
 const SKIP_SLOW_FOR: Duration = Duration::from_secs(3);
 
-/// One endpoint's client, and whether it authenticated as the configured etcd user (its own
-/// flag: a client that replaces it starts unauthenticated).
+/// How long a connection whose login etcd refused waits before it asks again (each login
+/// costs etcd a password hash; every agent and proxy asks).
+const LOGIN_REFUSED_FOR: Duration = Duration::from_secs(2);
+
+tokio::task_local! {
+    /// The connection one call runs on ([`Endpoints::pinned`]): every request of the call goes
+    /// to it, the one it logged in.
+    static PINNED: Connection;
+}
+
+/// One endpoint's client, whether it logged in as the configured etcd user (its own flag: a
+/// client that replaces it starts logged out), and etcd's last refusal of that login.
 #[derive(Clone)]
-struct Connection {
+pub(super) struct Connection {
     client: Client,
     authenticated: Arc<AtomicBool>,
+    refused: Arc<Mutex<Option<(Instant, StoreError)>>>,
 }
 
 impl Connection {
@@ -44,7 +56,16 @@ impl Connection {
         Connection {
             client,
             authenticated: Arc::default(),
+            refused: Arc::default(),
         }
+    }
+
+    /// Logs in again on its next call: etcd refused a request of it as it refuses one whose
+    /// token it no longer takes (its auth store changed since the login: "revision of auth
+    /// store is old"; no token at all), or a request that was itself invalid (logging in
+    /// again costs one round trip then).
+    pub(super) fn forget_login(&self) {
+        self.authenticated.store(false, Ordering::SeqCst);
     }
 }
 
@@ -128,36 +149,66 @@ impl Endpoints {
         }
     }
 
-    /// The client of the endpoint in use.
+    /// The client a request goes to: the call's pinned connection's ([`Endpoints::pinned`]),
+    /// else the endpoint in use's.
     pub(super) fn client(&self) -> Client {
-        self.connection().client
+        PINNED
+            .try_with(|c| c.client.clone())
+            .unwrap_or_else(|_| self.connection().client)
     }
 
-    fn connection(&self) -> Connection {
+    /// The connection of the endpoint in use.
+    pub(super) fn connection(&self) -> Connection {
         let i = self.in_use() % self.clients.len();
         self.clients[i].lock().expect("etcd client lock").clone()
     }
 
-    /// With an etcd user configured: authenticates the endpoint in use as that user unless its
-    /// connection did already (etcd answers every call of a client without a token "user name
-    /// is empty"). The client then refreshes its token by itself when etcd says it expired
-    /// (an etcd restart, `--auth-token-ttl` of idleness). A refusal is
-    /// [`StoreError::Credentials`]; an etcd that cannot answer, [`StoreError::Unavailable`].
-    pub(super) async fn authenticate(&self) -> Result<(), StoreError> {
+    /// Runs `op` with every request it makes going to `connection`, logged in first when an
+    /// etcd user is configured: another call moving to the next endpoint meanwhile (or giving
+    /// this one a new connection) does not send the rest of this call elsewhere, where it may
+    /// not be logged in.
+    pub(super) async fn pinned<T>(
+        &self,
+        connection: Connection,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.authenticate(&connection).await?;
+        PINNED.scope(connection, op).await
+    }
+
+    /// With an etcd user configured: logs `connection` in as that user unless it did already
+    /// (etcd answers every request without a token "user name is empty"). The client then
+    /// replaces its token by itself when etcd says it no longer knows it (an etcd restart,
+    /// `--auth-token-ttl` of idleness). A refusal is [`StoreError::Credentials`], said again
+    /// without asking etcd for [`LOGIN_REFUSED_FOR`]; an etcd that cannot answer,
+    /// [`StoreError::Unavailable`].
+    async fn authenticate(&self, connection: &Connection) -> Result<(), StoreError> {
         let Some(user) = &self.user else {
             return Ok(());
         };
-        let mut connection = self.connection();
         if connection.authenticated.load(Ordering::SeqCst) {
             return Ok(());
         }
+        if let Some((at, refusal)) = &*connection.refused.lock().expect("login lock") {
+            if at.elapsed() < LOGIN_REFUSED_FOR {
+                return Err(refusal.clone());
+            }
+        }
         let credentials = (user.name.clone(), user.password.clone());
-        match connection.client.update_user(Some(credentials)).await {
+        let mut client = connection.client.clone();
+        match client.update_user(Some(credentials)).await {
             Ok(()) => {
                 connection.authenticated.store(true, Ordering::SeqCst);
                 Ok(())
             }
-            Err(e) => Err(refusal_of_credentials(e)),
+            Err(e) => {
+                let refusal = refusal_of_credentials(e);
+                if let StoreError::Credentials(_) = refusal {
+                    let mut refused = connection.refused.lock().expect("login lock");
+                    *refused = Some((Instant::now(), refusal.clone()));
+                }
+                Err(refusal)
+            }
         }
     }
 
