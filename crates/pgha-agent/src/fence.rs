@@ -84,6 +84,18 @@ pub struct Fencing {
     written: Option<Option<u64>>,
     /// The postmaster this agent asked to promote.
     promotion_asked_of: Option<i32>,
+    /// The deadline a previous agent left armed beside a running postmaster, as this agent
+    /// first found them: `None` until its first step looked.
+    inherited: Option<Inherited>,
+    /// The watchdog's timeout fitted half the margin when last looked at.
+    room_fitted: bool,
+}
+
+/// A deadline this agent found armed: until when, beside which postmaster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Inherited {
+    Armed { until: u64, postmaster: i32 },
+    Nothing,
 }
 
 impl Fencing {
@@ -92,7 +104,18 @@ impl Fencing {
             lease,
             written: None,
             promotion_asked_of: None,
+            inherited: None,
+            room_fitted: true,
         }
+    }
+
+    /// Whether a watchdog timeout of `room_ms` stopped fitting half the `margin_ms` since the
+    /// last call (true once per time it stops).
+    pub fn room_stopped_fitting(&mut self, room_ms: u64, margin_ms: u64) -> bool {
+        let fits = room_ms.saturating_mul(2) <= margin_ms;
+        let stopped = self.room_fitted && !fits;
+        self.room_fitted = fits;
+        stopped
     }
 
     /// A promotion is about to be asked of the postmaster `pid` (`pg_ctl promote`).
@@ -103,9 +126,16 @@ impl Fencing {
     /// Whether the running postmaster `pid` may turn writable whatever it answers now, so that
     /// its deadline must stay: a promotion was asked of it (PostgreSQL replays all it received
     /// before it leaves recovery, minutes with a large backlog, and the job watching it may
-    /// have ended first), or it runs beside a deadline this agent did not write that has not
-    /// passed (a previous agent's: it may have asked a promotion this one cannot see).
+    /// have ended first), or it is the postmaster this agent found beside a deadline armed by
+    /// a previous agent (which may have asked a promotion this one cannot see), and that
+    /// deadline has not passed, nor has this agent armed a lease of its own since.
     pub fn may_turn_writable(&mut self, pid: Option<i32>) -> bool {
+        let found = *self
+            .inherited
+            .get_or_insert_with(|| match (self.lease.read(), pid) {
+                (Some(until), Some(postmaster)) => Inherited::Armed { until, postmaster },
+                _ => Inherited::Nothing,
+            });
         let Some(pid) = pid else {
             self.promotion_asked_of = None;
             return false;
@@ -113,8 +143,9 @@ impl Fencing {
         if self.promotion_asked_of.is_some_and(|asked| asked != pid) {
             self.promotion_asked_of = None;
         }
-        let inherited =
-            self.written.is_none() && self.lease.read().is_some_and(|at| at > boot_clock_ms());
+        // Until it passes, its postmaster is gone, or this agent arms a lease of its own.
+        let inherited = matches!(found, Inherited::Armed { until, postmaster }
+            if postmaster == pid && until > boot_clock_ms());
         self.promotion_asked_of.is_some() || inherited
     }
 
@@ -135,6 +166,9 @@ impl Fencing {
         match wanted {
             Some(at) => self.lease.arm(at)?,
             None => self.lease.disarm()?,
+        }
+        if let FenceState::LeaseUntil(_) = state {
+            self.inherited = Some(Inherited::Nothing); // this agent's own lease governs now
         }
         self.written = Some(wanted);
         Ok(())

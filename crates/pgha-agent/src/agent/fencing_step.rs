@@ -10,9 +10,10 @@ impl Agent {
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
         let postmaster = self.spec.instance.postmaster_pid();
-        let room = pgha_core::Millis(self.spec.instance.watchdog.reset_after_ms());
+        let (room, after_trust) = self.watchdog_room();
         let step = AfterStep {
-            deadline: (self.member.fence_deadline_leaving(room)).map(|d| self.boot_origin + d.0),
+            deadline: (self.member.fence_deadline_leaving(room, after_trust))
+                .map(|d| self.boot_origin + d.0),
             paused: self
                 .view
                 .as_ref()
@@ -22,7 +23,7 @@ impl Agent {
                 || self.fencing.may_turn_writable(postmaster),
             postmaster_running: postmaster.is_some(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
-            cap: (self.member.fence_cap_leaving(room)).map(|d| self.boot_origin + d.0),
+            cap: (self.member.fence_cap_leaving(room, after_trust)).map(|d| self.boot_origin + d.0),
         };
         self.known_not_writable = step.known_not_writable();
         let state = FenceState::after(step);
@@ -43,5 +44,26 @@ impl Agent {
             None => tracing::info!("{}: the fencing deadline is written again", self.spec.name),
         }
         self.fence_error = error;
+    }
+
+    /// How long before the store's expiry the deadline must leave the watchdog (its timeout;
+    /// 0 without one), and how long after the trust's end the supervisor's stop may begin at
+    /// the soonest. Says once when the timeout, chosen from the margin when this agent
+    /// started, no longer fits half the margin in force.
+    fn watchdog_room(&mut self) -> (pgha_core::Millis, pgha_core::Millis) {
+        let room = self.spec.instance.watchdog.reset_after_ms();
+        let margin = self.known_config.safety_margin_ms;
+        if self.fencing.room_stopped_fitting(room, margin) {
+            tracing::warn!(
+                "{}: the watchdog's timeout ({} ms) no longer fits half the safety margin \
+                 ({margin} ms): the fencing deadline comes as early as the agent's demotion \
+                 allows, and a stalled supervisor's host may still be reset late; restart this \
+                 agent to take a timeout that fits, or raise safety_margin_ms",
+                self.spec.name,
+                room
+            );
+        }
+        let after_trust = pgha_pg::supervisor::STOP_FAST_BEFORE.as_millis() as u64;
+        (pgha_core::Millis(room), pgha_core::Millis(after_trust))
     }
 }

@@ -80,8 +80,11 @@ fn answering_standby() -> LocalPg {
 async fn a_restarted_agent_keeps_the_deadline_a_previous_agent_armed_while_postgres_runs() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    let restarted = || {
+        let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+        Agent::new(spec(dir.path()), store, Default::default()).0
+    };
+    let mut agent = restarted();
     let postgres = RunningPrimary::start(&agent.spec.instance).await;
     let lease = agent.spec.instance.lease_file();
     let armed = boot_clock_ms() + 60_000;
@@ -94,13 +97,22 @@ async fn a_restarted_agent_keeps_the_deadline_a_previous_agent_armed_while_postg
         "disarmed beside a running postmaster"
     );
     assert!(!agent.known_not_writable);
+    // Brought forward by an unanswered renewal of this agent (review): still kept after.
+    let sooner = armed - 10_000;
+    agent
+        .fencing
+        .update(crate::fence::FenceState::NoLaterThan(sooner))
+        .unwrap();
+    agent.update_fencing(&answering_standby());
+    assert_eq!(
+        lease.read(),
+        Some(sooner),
+        "disarmed once this agent wrote the file"
+    );
 
     // A deadline that has passed fenced already (or had nobody to): it is not kept.
+    let mut agent = restarted();
     lease.arm(boot_clock_ms().saturating_sub(1)).unwrap();
-    agent.update_fencing(&answering_standby());
-    assert_eq!(lease.read(), None);
-    // Once this agent wrote the file (it disarmed it just now), it goes by what it knows.
-    lease.arm(armed).unwrap();
     agent.update_fencing(&answering_standby());
     assert_eq!(lease.read(), None);
     drop(postgres);
@@ -166,9 +178,10 @@ async fn wait_stopped(instance: &pgha_pg::Instance) {
 
 /// Found by review: the supervisor stops keeping the host's watchdog alive at the fencing
 /// deadline, and the watchdog resets the host up to its timeout later (should the supervisor
-/// itself stall there). With the margin lowered live to 1 s, the deadline half a margin before
-/// the store's expiry left a 1 s watchdog 0.5 s too few: PostgreSQL could write after another
-/// member could lead. The deadline written leaves the watchdog's timeout before the expiry.
+/// itself stall there). With the margin lowered live to 1.5 s, the deadline half a margin
+/// before the store's expiry left a 1 s watchdog 0.25 s too few: PostgreSQL could write after
+/// another member could lead. The deadline written leaves the watchdog's timeout before the
+/// expiry.
 #[tokio::test]
 async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_the_expiry() {
     use pgha_core::{
@@ -184,8 +197,8 @@ async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_t
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
     let (mut agent, _report) = Agent::new(node, store, Default::default());
     let config = ClusterConfig {
-        ttl_ms: 4_000,
-        safety_margin_ms: 1_000,
+        ttl_ms: 6_000,
+        safety_margin_ms: 1_500,
         loop_wait_ms: 500,
         ..ClusterConfig::default()
     };
@@ -215,7 +228,7 @@ async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_t
     ));
     agent.update_fencing(&primary);
     let armed = agent.spec.instance.lease_file().read().expect("armed");
-    let expiry = agent.boot_origin + 100 + 4_000;
+    let expiry = agent.boot_origin + 100 + 6_000;
     assert_eq!(
         armed,
         expiry - 1_000,

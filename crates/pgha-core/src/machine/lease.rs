@@ -104,18 +104,22 @@ impl Member {
     /// demotion deadline and the earliest instant the store may expire the lease, so a clean
     /// demotion normally comes first and the kill still comes before anyone else can lead.
     pub fn fence_deadline(&self) -> Option<Millis> {
-        self.fence_deadline_leaving(Millis(0))
+        self.fence_deadline_leaving(Millis(0), Millis(0))
     }
 
-    /// [`Member::fence_deadline`], also leaving `room` before the store may expire the lease:
-    /// a watchdog that resets the host that long after the supervisor's last keep-alive (should
-    /// the supervisor itself stall at the deadline) then resets it before anyone else can
-    /// lead, whatever margin the configuration sets now.
-    pub fn fence_deadline_leaving(&self, room: Millis) -> Option<Millis> {
+    /// [`Member::fence_deadline`], also leaving `room` before the store may expire the lease
+    /// (a watchdog that resets the host that long after the supervisor's last keep-alive,
+    /// should the supervisor itself stall at the deadline, then resets it before anyone else
+    /// can lead), but never sooner than `after_trust` past the end of the trust: the supervisor
+    /// begins its stop that long before its deadline, and must not stop a primary this member
+    /// still keeps. A room that does not fit (a margin lowered since the watchdog's timeout
+    /// was chosen) is given what fits.
+    pub fn fence_deadline_leaving(&self, room: Millis, after_trust: Millis) -> Option<Millis> {
         self.lease.map(|l| {
             let slack = l.expires_at.0.saturating_sub(l.trusted_until.0);
             let halfway = l.trusted_until.plus(slack / 2);
-            halfway.min(Millis(l.expires_at.0.saturating_sub(room.0)))
+            let leaving = Millis(l.expires_at.0.saturating_sub(room.0));
+            halfway.min(leaving.max(l.trusted_until.plus(after_trust.0)))
         })
     }
 
@@ -125,13 +129,17 @@ impl Member {
     /// its send + its ttl, sooner than a deadline armed before (a ttl lowered since). A
     /// deadline armed later is brought forward to it; none is armed for it.
     pub fn fence_cap(&self) -> Option<Millis> {
-        self.fence_cap_leaving(Millis(0))
+        self.fence_cap_leaving(Millis(0), Millis(0))
     }
 
-    /// [`Member::fence_cap`], also leaving `room` before the earliest expiry (see
-    /// [`Member::fence_deadline_leaving`]).
-    pub fn fence_cap_leaving(&self, room: Millis) -> Option<Millis> {
-        let before = room.0.max(self.config.safety_margin_ms / 2);
+    /// [`Member::fence_cap`], also leaving `room` before the earliest expiry, but no more than
+    /// the margin less `after_trust` (see [`Member::fence_deadline_leaving`]).
+    pub fn fence_cap_leaving(&self, room: Millis, after_trust: Millis) -> Option<Millis> {
+        let margin = self.config.safety_margin_ms;
+        let before = room
+            .0
+            .max(margin / 2)
+            .min(margin.saturating_sub(after_trust.0).max(margin / 2));
         self.expiry_caps
             .lowest()
             .map(|cap| Millis(cap.0.saturating_sub(before)))

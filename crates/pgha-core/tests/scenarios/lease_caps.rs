@@ -72,42 +72,58 @@ fn an_agent_adopting_its_key_caps_the_fence_by_the_renewal_it_sent() {
 /// Found by review: a host's watchdog resets it up to its timeout (1 s at least) after the
 /// supervisor's last keep-alive, which stops at the fencing deadline, half a margin before
 /// the store may expire the lease. With the margin lowered live below twice that timeout
-/// (`pgha config set ttl_ms=4000` brings it to 1 s), a supervisor stalled at its deadline
-/// left PostgreSQL writing for half a second after another member could lead. The deadline
-/// (and a cap without a lease) leaves the watchdog's room before the expiry too.
+/// (`pgha config set ttl_ms=6000` brings it to 1.5 s), a supervisor stalled at its deadline
+/// left PostgreSQL writing after another member could lead. The deadline (and a cap without a
+/// lease) leaves the watchdog's timeout before the expiry too; never, though, sooner than the
+/// supervisor's stop may begin after the trust's end (a second review: a timeout chosen from a
+/// far larger margin put the deadline in the past, and every primary was killed at once).
 #[test]
 fn the_fence_leaves_a_watchdogs_timeout_before_the_store_may_expire_the_lease() {
-    let view = View::led_by("n1", 7, &primary(1, 1000)).config(|c| {
-        c.ttl_ms = 4_000;
-        c.safety_margin_ms = 1_000;
-        c.loop_wait_ms = 500;
-    });
-    let watchdog = Millis(1_000);
-    let mut n1 = member("n1");
-    let acquired = Outcome::LeaderAcquired {
-        requested_at: Millis(100),
-        revision: 7,
-        ttl: view.0.config.ttl(),
+    let leader_with = |margin: u64| {
+        let view = View::led_by("n1", 7, &primary(1, 1000)).config(|c| {
+            c.ttl_ms = 6_000;
+            c.safety_margin_ms = margin;
+            c.loop_wait_ms = 500;
+        });
+        let acquired = Outcome::LeaderAcquired {
+            requested_at: Millis(100),
+            revision: 7,
+            ttl: view.0.config.ttl(),
+        };
+        let mut n1 = member("n1");
+        n1.step(&obs(100, primary(1, 1000), &view, vec![acquired]));
+        (n1, view)
     };
-    n1.step(&obs(100, primary(1, 1000), &view, vec![acquired]));
-    let expires = 100 + 4_000;
-    assert_eq!(n1.fence_deadline(), Some(Millis(expires - 500)));
+    let (watchdog, stop_before) = (Millis(1_000), Millis(250));
+    let expires = 100 + 6_000;
+    let (n1, view) = leader_with(1_500);
+    assert_eq!(n1.fence_deadline(), Some(Millis(expires - 750)));
     assert_eq!(
-        n1.fence_deadline_leaving(watchdog),
+        n1.fence_deadline_leaving(watchdog, stop_before),
         Some(Millis(expires - 1_000)),
         "the watchdog's reset would come after the store may expire the lease"
     );
     assert_eq!(
-        n1.fence_deadline_leaving(Millis(200)),
+        n1.fence_deadline_leaving(Millis(200), stop_before),
         n1.fence_deadline(),
         "a short timeout fits in half the margin: nothing moves"
+    );
+    // A timeout far past the margin: as early as the supervisor may stop, no earlier.
+    let trusted_until = expires - 1_500;
+    assert_eq!(
+        n1.fence_deadline_leaving(Millis(5_000), stop_before),
+        Some(Millis(trusted_until + 250))
     );
     // Without a trusted lease, the cap of an unanswered renewal leaves the same room.
     let mut adopting = member("n1");
     adopting.step(&obs(100, primary(1, 1000), &view, vec![]));
-    assert_eq!(adopting.fence_cap(), Some(Millis(expires - 500)));
+    assert_eq!(adopting.fence_cap(), Some(Millis(expires - 750)));
     assert_eq!(
-        adopting.fence_cap_leaving(watchdog),
+        adopting.fence_cap_leaving(watchdog, stop_before),
         Some(Millis(expires - 1_000))
+    );
+    assert_eq!(
+        adopting.fence_cap_leaving(Millis(5_000), stop_before),
+        Some(Millis(expires - 1_250))
     );
 }
