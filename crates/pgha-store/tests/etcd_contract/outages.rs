@@ -292,6 +292,7 @@ async fn a_stalled_member_costs_one_call_then_the_others_answer() {
     let term = seed.acquire_leader("n1", ttl).await.unwrap();
     seed.put_member("n1", "{}", ttl).await.unwrap();
     cluster.members[0].pause();
+    let mut last = None;
     for (store_bound, caller_bound) in [
         (Duration::from_millis(500), None),
         (Duration::from_secs(2), Some(Duration::from_millis(300))),
@@ -299,6 +300,7 @@ async fn a_stalled_member_costs_one_call_then_the_others_answer() {
         let store = EtcdStore::connect(&endpoints, "stalled", store_bound)
             .await
             .unwrap();
+        let store = last.insert(store);
         let started = Instant::now();
         let mut failed = Vec::new();
         let mut round = 0;
@@ -349,11 +351,17 @@ async fn a_stalled_member_costs_one_call_then_the_others_answer() {
             failed.len()
         );
     }
+    // The renewals kept the lease through the stall. Read before the stalled member resumes:
+    // etcd before 3.4.28 and 3.5.11 lets a leader that stalled revoke, once it resumes, every
+    // lease that expired on its own stopped clock, kept alive elsewhere meanwhile or not
+    // (etcd-io/etcd#15247); the whole suite once met that here.
+    let store = last.expect("the rounds ran");
+    let kept = eventually("a snapshot before the resume", || store.snapshot()).await;
+    assert!(kept.leader.is_some(), "the lease lived on");
     cluster.members[0].resume();
     // The member resumed may answer "leader changed" for a moment as it catches up (it led,
     // or it starts an election): a refusal to retry, as every agent does.
-    let after = eventually("a snapshot after the resume", || seed.snapshot()).await;
-    assert!(after.leader.is_some(), "the lease lived on");
+    eventually("a snapshot after the resume", || seed.snapshot()).await;
 }
 
 /// `call`, given up on after `bound` (if any) as a caller with its own bound does.
