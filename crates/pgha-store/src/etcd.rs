@@ -25,6 +25,7 @@ mod leases;
 mod operations;
 #[cfg(test)]
 mod pending_move_tests;
+pub mod server_version;
 mod watch;
 
 use crate::error::StoreError;

@@ -141,9 +141,24 @@ impl Node {
         &self,
         patience: Option<Duration>,
     ) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(Arc::new(self.connect_etcd(patience).await?))
+    }
+
+    /// [`Node::connect_store`] for a service that runs on (`pgha agent`, `pgha proxy`): also
+    /// says when etcd's version has a bug that costs failovers (etcd-io/etcd#15247).
+    pub async fn connect_store_for_service(
+        &self,
+        patience: Option<Duration>,
+    ) -> anyhow::Result<Arc<dyn Store>> {
+        let store = self.connect_etcd(patience).await?;
+        warn_of_etcd_version(&store).await;
+        Ok(Arc::new(store))
+    }
+
+    async fn connect_etcd(&self, patience: Option<Duration>) -> anyhow::Result<EtcdStore> {
         let c = &self.config;
         let access = self.etcd_access()?;
-        let store = EtcdStore::connect_patiently(
+        EtcdStore::connect_patiently(
             &c.etcd.endpoints,
             &c.cluster.name,
             c.etcd_timeout(),
@@ -152,8 +167,7 @@ impl Node {
         )
         .await
         .map_err(|e| self.explain_store_error(e))
-        .with_context(|| format!("etcd at {}", c.etcd.endpoints.join(", ")))?;
-        Ok(Arc::new(store))
+        .with_context(|| format!("etcd at {}", c.etcd.endpoints.join(", ")))
     }
 
     /// A refusal of the etcd user, with the keys and files it comes from and what etcd needs.
@@ -281,5 +295,23 @@ fn check_etcd_user(file: &Path, config: &NodeConfig, secrets: &Secrets) -> anyho
             file.display()
         ),
         _ => Ok(()),
+    }
+}
+
+/// Says when etcd's version lets a resumed, stalled etcd leader revoke leases kept alive
+/// elsewhere (etcd-io/etcd#15247): the leader key then vanishes before its lease ends. Best
+/// effort: a version etcd does not tell is not said.
+async fn warn_of_etcd_version(store: &EtcdStore) {
+    use pgha_store::etcd::server_version::revokes_leases_after_a_stall;
+    if let Ok(version) = store.server_version().await {
+        if revokes_leases_after_a_stall(&version) {
+            tracing::warn!(
+                "etcd {version} lets a leader that stalled (a paused VM, a disk stuck in fsync) \
+                 revoke, once it resumes, leases that other members kept alive \
+                 (etcd-io/etcd#15247): the leader key then vanishes before its lease ends, and \
+                 a failover follows that nothing else called for; upgrade etcd to 3.4.28, \
+                 3.5.11 or later"
+            );
+        }
     }
 }

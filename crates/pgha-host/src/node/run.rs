@@ -69,7 +69,7 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         node.config.etcd.endpoints.join(", ")
     ));
     let store = tokio::select! {
-        s = node.connect_store(None) => s?,
+        s = node.connect_store_for_service(None) => s?,
         why = stop.recv() => bail!("{why} while waiting for etcd"),
     };
     let trimmer = node
@@ -133,7 +133,7 @@ pub async fn proxy(file: &Path) -> anyhow::Result<()> {
         "waiting for etcd at {}",
         node.config.etcd.endpoints.join(", ")
     ));
-    let store = node.connect_store(None).await?;
+    let store = node.connect_store_for_service(None).await?;
     let tls = match (&p.tls, &node.config.tls) {
         (Some(own), Some(cluster)) => {
             pgha_pg::trust::check(&own.cert_file)?;

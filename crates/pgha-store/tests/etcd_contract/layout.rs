@@ -196,3 +196,21 @@ async fn put_member_with_a_new_ttl_moves_the_key_to_a_new_lease() {
     let snap = store.snapshot().await.unwrap();
     assert_eq!(snap.members["n1"].value, "b", "lives by the 6 s lease now");
 }
+
+/// The version of the etcd member in use, as its maintenance status tells it: the one the
+/// binary says it is.
+#[tokio::test]
+async fn the_server_version_is_etcds_own() {
+    let etcd = Etcd::start();
+    let store = etcd.store("version").await;
+    let version = store.server_version().await.expect("a status");
+    let out = std::process::Command::new(pgha_testkit::etcd_binary())
+        .arg("--version")
+        .output()
+        .expect("etcd --version");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("etcd Version: {version}")),
+        "{version:?} vs {said}"
+    );
+}

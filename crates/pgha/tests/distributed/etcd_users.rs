@@ -80,6 +80,15 @@ fn a_cluster_on_an_etcd_with_users_runs_and_outlives_an_etcd_restart() {
     }
     let leader = c.wait_converged(Duration::from_secs(60));
     c.wait_bootstrapped(Duration::from_secs(30));
+    // An etcd whose stalled leader may revoke leases kept alive elsewhere is named at start.
+    let version = etcd_version();
+    let warned = c.agents[0].log().contains("etcd-io/etcd#15247");
+    assert_eq!(
+        warned,
+        pgha_store::etcd::server_version::revokes_leases_after_a_stall(&version),
+        "etcd {version}: {}",
+        c.agents[0].log()
+    );
     let status = c.status_json();
     assert_eq!(status["leader"], leader.as_str(), "{status}");
 
@@ -110,4 +119,18 @@ fn a_cluster_on_an_etcd_with_users_runs_and_outlives_an_etcd_restart() {
         c.logs(40)
     );
     eprintln!("took {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// The version `etcd --version` prints, e.g. "3.4.23".
+fn etcd_version() -> String {
+    let out = std::process::Command::new(pgha_testkit::etcd_binary())
+        .arg("--version")
+        .output()
+        .expect("etcd --version");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    said.lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .unwrap_or_else(|| panic!("no version in {said}"))
+        .trim()
+        .to_string()
 }
