@@ -90,6 +90,7 @@ mod binding;
 mod cancel;
 mod config;
 mod error;
+mod key_scan;
 mod limits;
 mod listener;
 mod metrics;

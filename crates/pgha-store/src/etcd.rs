@@ -17,6 +17,7 @@
 //! in `operations`, leases in `leases`, the leader key's transactions in `leader_txns`, the
 //! watch in `watch`, error and revision conversions in `convert`.
 
+mod access;
 mod convert;
 mod endpoints;
 mod history_trim;
@@ -30,6 +31,7 @@ mod watch;
 
 use crate::error::StoreError;
 use crate::model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
+pub use access::{EtcdAccess, EtcdUser};
 use convert::{as_i64, as_u64, bounded, describe_leader, gets, header_revision, map_err};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp, TxnResponse, WatchOptions,
@@ -70,44 +72,6 @@ impl std::fmt::Debug for EtcdStore {
         f.debug_struct("EtcdStore")
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How pgha checks etcd and proves itself to it: TLS with the CA that signed etcd's
-/// certificate, a client certificate for etcd's `--client-cert-auth`, and an etcd user for
-/// etcd's own authentication (`etcdctl auth enable`).
-#[derive(Clone, Default)]
-pub struct EtcdAccess {
-    /// PEM of the CA that signed etcd's server certificate; with it, endpoints are `https://`.
-    pub ca_pem: Option<String>,
-    /// PEM certificate and key pgha presents to etcd.
-    pub client_identity: Option<(String, String)>,
-    /// The etcd user pgha authenticates as.
-    pub user: Option<EtcdUser>,
-}
-
-impl std::fmt::Debug for EtcdAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdAccess")
-            .field("tls", &self.ca_pem.is_some())
-            .field("client_identity", &self.client_identity.is_some())
-            .field("user", &self.user)
-            .finish()
-    }
-}
-
-/// An etcd user and its password (never printed).
-#[derive(Clone, PartialEq, Eq)]
-pub struct EtcdUser {
-    pub name: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for EtcdUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdUser")
-            .field("name", &self.name)
             .finish_non_exhaustive()
     }
 }

@@ -69,12 +69,20 @@ fn promoted_by_hand((c, leader): (Cluster, String)) {
         ));
     }
     // By rewind, or by a re-clone where pg_rewind (PostgreSQL 15 and older) cannot see the
-    // promotion that no checkpoint followed.
-    let said = c.history().iter().any(|e| {
-        e["from"] == rogue.as_str()
-            && e["to"] == leader.as_str()
-            && (e["kind"] == "rejoin_rewind" || e["kind"] == "rejoin_reclone")
-    });
+    // promotion that no checkpoint followed. The event is written in the step after the
+    // rejoin's job, which may come just after the member streams (a re-clone ending as the
+    // cluster converges: the whole suite once looked too soon).
+    let said = poll(Duration::from_secs(10), Duration::from_millis(200), || {
+        c.history()
+            .iter()
+            .any(|e| {
+                e["from"] == rogue.as_str()
+                    && e["to"] == leader.as_str()
+                    && (e["kind"] == "rejoin_rewind" || e["kind"] == "rejoin_reclone")
+            })
+            .then_some(())
+    })
+    .is_some();
     if !said {
         unmet.push(format!("no rejoin of {rogue} to {leader} in the history"));
     }
