@@ -10,6 +10,9 @@ impl Agent {
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
         let postmaster = self.spec.instance.postmaster_pid();
+        // Asked at every step, whatever else may make PostgreSQL writable: its first look is
+        // what a previous agent left.
+        let may_turn_writable = self.fencing.may_turn_writable(postmaster);
         let (room, after_trust) = self.watchdog_room();
         let step = AfterStep {
             deadline: (self.member.fence_deadline_leaving(room, after_trust))
@@ -20,7 +23,7 @@ impl Agent {
                 .is_some_and(|v| self.member.pause_disarms_fencing(v)),
             job_may_make_writable: self.member.job_may_make_writable()
                 || self.jobs.may_make_writable()
-                || self.fencing.may_turn_writable(postmaster),
+                || may_turn_writable,
             postmaster_running: postmaster.is_some(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
             cap: (self.member.fence_cap_leaving(room, after_trust)).map(|d| self.boot_origin + d.0),
