@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pgha_core::{
-    ClusterView, JobKind, Member, MemberName, MemberSettings, Millis, Outcome, StoreView,
-    SyncApplied,
+    ClusterView, JobFailure, JobKind, Member, MemberName, MemberSettings, Millis, Outcome,
+    StoreView, SyncApplied,
 };
 use pgha_store::{HistoryId, Store};
 use tokio::sync::{mpsc, watch};
@@ -296,6 +296,9 @@ impl Agent {
                 kind: *kind,
                 error: e.to_string(),
             });
+            if let Err(JobFailure::Vetoed(_) | JobFailure::NotBegun(_)) = result {
+                self.fencing.promotion_asked_of(None); // refused before `pg_ctl promote`
+            }
             if *kind == JobKind::Restart {
                 self.restart_done(result);
             }

@@ -236,3 +236,48 @@ async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_t
         expiry - armed
     );
 }
+
+/// Found by the whole suite (`pre_promote::a_distributed_cluster_promotes_the_next_candidate_when_pre_promote_vetoes`):
+/// a promotion its `pre_promote` callback vetoed was never asked of PostgreSQL, yet counted as
+/// asked: the standby's deadline stayed armed and its supervisor stopped it when it passed.
+#[tokio::test]
+async fn a_vetoed_promotion_was_not_asked_and_keeps_no_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let veto = dir.path().join("pre_promote.sh");
+    std::fs::write(&veto, "#!/bin/sh\nexit 3\n").unwrap();
+    std::fs::set_permissions(&veto, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut node = spec(dir.path());
+    node.callbacks.pre_promote = Some(veto);
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(node, store, Default::default());
+    let postgres = RunningPrimary::start(&agent.spec.instance).await;
+    let lease = agent.spec.instance.lease_file();
+    let armed = boot_clock_ms() + 60_000;
+    agent
+        .fencing
+        .update(crate::fence::FenceState::LeaseUntil(armed))
+        .unwrap();
+    agent.start_job(Action::Promote {
+        newest_timeline: pgha_core::Timeline(1),
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(30), agent.job_rx.recv())
+        .await
+        .expect("the promotion job ended")
+        .expect("an outcome");
+    assert!(
+        matches!(
+            &outcome,
+            Outcome::Job {
+                result: Err(JobFailure::Vetoed(_)),
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    agent.job_done(outcome);
+    agent.jobs.ended(JobKind::Promote);
+    agent.update_fencing(&answering_standby());
+    assert_eq!(lease.read(), None, "kept armed for a promotion never asked");
+    drop(postgres);
+}
