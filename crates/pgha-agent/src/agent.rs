@@ -296,7 +296,8 @@ impl Agent {
                 kind: *kind,
                 error: e.to_string(),
             });
-            if let Err(JobFailure::Vetoed(_) | JobFailure::NotBegun(_)) = result {
+            let refused = matches!(result, Err(JobFailure::Vetoed(_) | JobFailure::NotBegun(_)));
+            if *kind == JobKind::Promote && refused {
                 self.fencing.promotion_asked_of(None); // refused before `pg_ctl promote`
             }
             if *kind == JobKind::Restart {
