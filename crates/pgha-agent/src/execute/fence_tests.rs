@@ -125,30 +125,21 @@ async fn a_restarted_agent_keeps_the_deadline_a_previous_agent_armed_while_postg
 #[tokio::test]
 async fn a_promotion_given_up_on_keeps_the_deadline_until_its_postmaster_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
-    let postgres = RunningPrimary::start(&agent.spec.instance).await;
-    let lease = agent.spec.instance.lease_file();
-    let armed = boot_clock_ms() + 60_000;
-    agent
-        .fencing
-        .update(crate::fence::FenceState::LeaseUntil(armed))
-        .unwrap();
+    let PromotingUnderLease {
+        mut agent,
+        lease,
+        armed,
+        outcome,
+        postgres,
+    } = PromotingUnderLease::start(dir.path(), spec(dir.path())).await;
     // The job fails (here: PostgreSQL is not a standby), as a stalled promotion's does.
-    agent.start_job(Action::Promote {
-        newest_timeline: pgha_core::Timeline(1),
-    });
-    let outcome = tokio::time::timeout(Duration::from_secs(30), agent.job_rx.recv())
-        .await
-        .expect("the promotion job ended");
     assert!(
         matches!(
             outcome,
-            Some(Outcome::Job {
+            Outcome::Job {
                 kind: JobKind::Promote,
                 result: Err(_)
-            })
+            }
         ),
         "{outcome:?}"
     );
@@ -164,6 +155,46 @@ async fn a_promotion_given_up_on_keeps_the_deadline_until_its_postmaster_is_gone
     wait_stopped(&agent.spec.instance).await;
     agent.update_fencing(&LocalPg::default());
     assert_eq!(lease.read(), None, "its postmaster gone: nothing to fence");
+}
+
+/// An agent beside a running PostgreSQL (a primary: it cannot be promoted), its deadline
+/// armed for a lease of its own a minute on, that asked for a promotion and heard its end.
+struct PromotingUnderLease {
+    agent: Agent,
+    lease: pgha_pg::lease_file::LeaseFile,
+    armed: u64,
+    outcome: Outcome,
+    postgres: RunningPrimary,
+}
+
+impl PromotingUnderLease {
+    /// `dir` holds `node`'s member directory; the PostgreSQL OS user must read it.
+    async fn start(dir: &std::path::Path, node: crate::spec::NodeSpec) -> Self {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+        let (mut agent, _report) = Agent::new(node, store, Default::default());
+        let postgres = RunningPrimary::start(&agent.spec.instance).await;
+        let lease = agent.spec.instance.lease_file();
+        let armed = boot_clock_ms() + 60_000;
+        agent
+            .fencing
+            .update(crate::fence::FenceState::LeaseUntil(armed))
+            .unwrap();
+        agent.start_job(Action::Promote {
+            newest_timeline: pgha_core::Timeline(1),
+        });
+        let outcome = tokio::time::timeout(Duration::from_secs(30), agent.job_rx.recv())
+            .await
+            .expect("the promotion job ended")
+            .expect("an outcome");
+        Self {
+            agent,
+            lease,
+            armed,
+            outcome,
+            postgres,
+        }
+    }
 }
 
 async fn wait_stopped(instance: &pgha_pg::Instance) {
@@ -243,28 +274,18 @@ async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_t
 #[tokio::test]
 async fn a_vetoed_promotion_was_not_asked_and_keeps_no_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let veto = dir.path().join("pre_promote.sh");
     std::fs::write(&veto, "#!/bin/sh\nexit 3\n").unwrap();
     std::fs::set_permissions(&veto, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut node = spec(dir.path());
     node.callbacks.pre_promote = Some(veto);
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(node, store, Default::default());
-    let postgres = RunningPrimary::start(&agent.spec.instance).await;
-    let lease = agent.spec.instance.lease_file();
-    let armed = boot_clock_ms() + 60_000;
-    agent
-        .fencing
-        .update(crate::fence::FenceState::LeaseUntil(armed))
-        .unwrap();
-    agent.start_job(Action::Promote {
-        newest_timeline: pgha_core::Timeline(1),
-    });
-    let outcome = tokio::time::timeout(Duration::from_secs(30), agent.job_rx.recv())
-        .await
-        .expect("the promotion job ended")
-        .expect("an outcome");
+    let PromotingUnderLease {
+        mut agent,
+        lease,
+        outcome,
+        postgres,
+        ..
+    } = PromotingUnderLease::start(dir.path(), node).await;
     assert!(
         matches!(
             &outcome,
