@@ -89,6 +89,9 @@ pub struct Fencing {
     inherited: Option<Inherited>,
     /// The watchdog's timeout fitted half the margin when last looked at.
     room_fitted: bool,
+    /// The running postmaster and the watchdog room (ms) of the supervisor it runs under, as
+    /// read from that supervisor's command line.
+    supervisor_room: Option<(i32, u64)>,
 }
 
 /// A deadline this agent found armed: until when, beside which postmaster.
@@ -106,6 +109,27 @@ impl Fencing {
             promotion_asked_of: None,
             inherited: None,
             room_fitted: true,
+            supervisor_room: None,
+        }
+    }
+
+    /// How long (ms) after its last keep-alive the watchdog of the supervisor running
+    /// postmaster `pid` may reset the host (0: none, or no `pgha supervise` runs it): that
+    /// supervisor may have been started by an earlier agent, its timeout chosen from another
+    /// safety margin than this agent's. Read once per postmaster.
+    pub fn running_supervisors_room(&mut self, pid: Option<i32>) -> u64 {
+        let Some(pid) = pid else {
+            self.supervisor_room = None;
+            return 0;
+        };
+        match self.supervisor_room {
+            Some((known, room)) if known == pid => room,
+            _ => {
+                let room = pgha_pg::supervisor::watchdog_of_supervisor(pid)
+                    .map_or(0, |w| w.reset_after_ms());
+                self.supervisor_room = Some((pid, room));
+                room
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,10 @@ use nix::unistd::Pid;
 use crate::lease_file::{boot_clock_ms, LeaseFile};
 use crate::osuser::RunAs;
 use crate::pid_file::PidFileHolder;
-use crate::watchdog::{Keeper, Watchdog, WatchdogMode};
+use crate::watchdog::{Keeper, Watchdog};
+
+mod args;
+pub use args::{watchdog_of_supervisor, SuperviseArgs, WatchdogSetting};
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
 const POLL: Duration = Duration::from_millis(100);
@@ -53,82 +56,6 @@ fn next_move(remaining: Option<u64>, stopping: bool) -> Move {
             let until = if stopping { ms } else { ms - lead };
             Move::Wait(POLL.min(Duration::from_millis(until)))
         }
-    }
-}
-
-/// What `pgha supervise` runs.
-#[derive(Debug, Clone)]
-pub struct SuperviseArgs {
-    pub member: String,
-    pub lease_file: PathBuf,
-    pub data_dir: PathBuf,
-    pub log_file: PathBuf,
-    /// The `postgres` server program.
-    pub postgres: PathBuf,
-    /// The OS user PostgreSQL runs as (only when the supervisor runs as root).
-    pub os_user: Option<String>,
-    pub watchdog: WatchdogSetting,
-}
-
-/// How a supervisor uses the watchdog device while its lease is armed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WatchdogSetting {
-    pub mode: WatchdogMode,
-    pub device: PathBuf,
-    /// Seconds without a keep-alive before the machine is reset ([`crate::watchdog::timeout_for`]).
-    pub timeout_s: u32,
-}
-
-impl WatchdogSetting {
-    /// How long after the supervisor's last keep-alive the watchdog may reset the host (0:
-    /// no watchdog): the fencing deadline leaves that much room before the store may expire
-    /// the lease.
-    pub fn reset_after_ms(&self) -> u64 {
-        match self.mode {
-            WatchdogMode::Off => 0,
-            _ => u64::from(self.timeout_s) * 1000,
-        }
-    }
-}
-
-impl Default for WatchdogSetting {
-    fn default() -> Self {
-        WatchdogSetting {
-            mode: WatchdogMode::Off,
-            device: PathBuf::from("/dev/watchdog"),
-            timeout_s: 1,
-        }
-    }
-}
-
-impl SuperviseArgs {
-    /// The command-line arguments after `pgha supervise`.
-    pub fn to_args(&self) -> Vec<std::ffi::OsString> {
-        let mut out: Vec<std::ffi::OsString> = vec![
-            "--member".into(),
-            self.member.clone().into(),
-            "--lease-file".into(),
-            self.lease_file.clone().into(),
-            "--data-dir".into(),
-            self.data_dir.clone().into(),
-            "--log-file".into(),
-            self.log_file.clone().into(),
-            "--postgres".into(),
-            self.postgres.clone().into(),
-        ];
-        if let Some(user) = &self.os_user {
-            out.push("--os-user".into());
-            out.push(user.clone().into());
-        }
-        if self.watchdog.mode != WatchdogMode::Off {
-            out.push("--watchdog".into());
-            out.push(self.watchdog.mode.to_string().into());
-            out.push("--watchdog-device".into());
-            out.push(self.watchdog.device.clone().into());
-            out.push("--watchdog-timeout".into());
-            out.push(self.watchdog.timeout_s.to_string().into());
-        }
-        out
     }
 }
 

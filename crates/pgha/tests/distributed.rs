@@ -24,6 +24,8 @@ mod outages;
 mod pause;
 #[path = "distributed/startup.rs"]
 mod startup;
+#[path = "distributed/watchdog_room.rs"]
+mod watchdog_room;
 #[path = "distributed/writers.rs"]
 mod writers;
 

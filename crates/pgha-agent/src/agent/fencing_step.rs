@@ -13,7 +13,7 @@ impl Agent {
         // Asked at every step, whatever else may make PostgreSQL writable: its first look is
         // what a previous agent left.
         let may_turn_writable = self.fencing.may_turn_writable(postmaster);
-        let (room, after_trust) = self.watchdog_room();
+        let (room, after_trust) = self.watchdog_room(postmaster);
         let step = AfterStep {
             deadline: (self.member.fence_deadline_leaving(room, after_trust))
                 .map(|d| self.boot_origin + d.0),
@@ -49,21 +49,31 @@ impl Agent {
         self.fence_error = error;
     }
 
-    /// How long before the store's expiry the deadline must leave the watchdog (its timeout;
-    /// 0 without one), and how long after the trust's end the supervisor's stop may begin at
-    /// the soonest. Says once when the timeout, chosen from the margin when this agent
-    /// started, no longer fits half the margin in force.
-    fn watchdog_room(&mut self) -> (pgha_core::Millis, pgha_core::Millis) {
-        let room = self.spec.instance.watchdog.reset_after_ms();
+    /// How long before the store's expiry the deadline must leave the watchdog (the longer
+    /// timeout of this agent's and of the running supervisor's, which an earlier agent may have
+    /// started; 0 without one), and how long after the trust's end the supervisor's stop may
+    /// begin at the soonest. Says once when that timeout, chosen from the margin when its
+    /// process started, no longer fits half the margin in force.
+    fn watchdog_room(&mut self, postmaster: Option<i32>) -> (pgha_core::Millis, pgha_core::Millis) {
+        let own = self.spec.instance.watchdog.reset_after_ms();
+        let running = self.fencing.running_supervisors_room(postmaster);
+        let room = own.max(running);
         let margin = self.known_config.safety_margin_ms;
         if self.fencing.room_stopped_fitting(room, margin) {
+            let (whose, restart) = if running > own {
+                (
+                    "PostgreSQL's running supervisor's",
+                    "restart this member's PostgreSQL (`pgha restart`) for its supervisor to take one",
+                )
+            } else {
+                ("this agent's", "restart this agent to take one")
+            };
             tracing::warn!(
-                "{}: the watchdog's timeout ({} ms) no longer fits half the safety margin \
-                 ({margin} ms): the fencing deadline comes as early as the agent's demotion \
-                 allows, and a stalled supervisor's host may still be reset late; restart this \
-                 agent to take a timeout that fits, or raise safety_margin_ms",
+                "{}: the watchdog's timeout ({room} ms, {whose}) no longer fits half the safety \
+                 margin ({margin} ms): the fencing deadline comes as early as the agent's \
+                 demotion allows, and a stalled supervisor's host may still be reset late; \
+                 {restart} that fits, or raise safety_margin_ms",
                 self.spec.name,
-                room
             );
         }
         let after_trust = pgha_pg::supervisor::STOP_FAST_BEFORE.as_millis() as u64;
