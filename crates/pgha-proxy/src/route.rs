@@ -150,6 +150,14 @@ impl Router {
         }
     }
 
+    /// A read-only session found a published standby out of recovery (promoted since its
+    /// check): the prober checks every target again now, when the stalls are guarded.
+    pub(crate) fn met_a_primary(&self) {
+        if let Some(stalls) = self.stalls.get() {
+            stalls.recheck_now();
+        }
+    }
+
     /// Whether the published primary may take a new session now.
     fn primary_trusted(&self) -> bool {
         self.stalls

@@ -311,7 +311,8 @@ where
         ProxyError::BackendNotInRecovery(addr) => {
             tracing::warn!(backend = %addr, "read-only session refused in its startup: the \
                 standby it was sent to answered as a primary (promoted since it was last \
-                checked)");
+                checked); the targets are checked again now");
+            ctx.router.met_a_primary();
             (
                 wire::SQLSTATE_NO_TARGET,
                 format!(

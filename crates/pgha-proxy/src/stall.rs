@@ -83,11 +83,17 @@ impl StallWatch {
     /// asked for that check now.
     pub fn met_a_standby(&self) {
         self.stalls.fetch_add(1, SeqCst);
+        self.recheck_now();
+    }
+
+    /// Asks the prober to check every target now rather than at the end of its interval (a
+    /// read-only session found a standby promoted): the confirmations stay trusted.
+    pub fn recheck_now(&self) {
         self.recheck.notify_one();
     }
 
-    /// Returns when [`StallWatch::met_a_standby`] asks for a check (at once if it did since
-    /// the last time this returned).
+    /// Returns when [`StallWatch::met_a_standby`] or [`StallWatch::recheck_now`] asks for a
+    /// check (at once if one did since the last time this returned).
     pub async fn recheck_asked(&self) {
         self.recheck.notified().await;
     }

@@ -245,6 +245,56 @@ async fn after_a_session_met_a_standby_the_next_ones_wait_for_a_fresh_check() {
     );
 }
 
+/// After a read-only session met a primary where a standby was published (promoted since its
+/// check), the prober checks the targets again at once, and the next read-only sessions reach
+/// the real standby; before, each was refused like the first until the prober's next round
+/// (here 30 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_read_only_session_met_a_primary_the_targets_are_checked_again_at_once() {
+    let c = cluster();
+    let p = TestProxy::start_guarded(Targets::none(), |cfg| {
+        cfg.ro_fallback_to_primary = false;
+    })
+    .await;
+    let stalls = p.stalls.clone().expect("guarded");
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_secs(30);
+    let (_candidates, candidates) = tokio::sync::watch::channel(Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    });
+    let prober = Prober::new(cfg).with_stalls(stalls);
+    tokio::spawn(prober.run(candidates, p.targets.clone(), p.shutdown.clone()));
+    let standby = c.standby();
+    let mut targets = p.targets.subscribe();
+    let checked = |t: &Targets| t.ro.len() == 1 && t.ro[0].backend == standby;
+    tokio::time::timeout(Duration::from_secs(10), targets.wait_for(checked))
+        .await
+        .expect("the standby checked")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A stale check: the read-only target is a primary now (promoted: the write target
+    // withdrawn, the read-only list not redone yet).
+    p.set(|t| {
+        t.rw = None;
+        t.ro[0].backend = c.primary();
+    });
+    let err = connect(p.ro)
+        .await
+        .expect_err("a read-only session on a primary");
+    assert_eq!(
+        err.as_db_error().map(|e| e.code()),
+        Some(&SqlState::CANNOT_CONNECT_NOW),
+        "{err:?}"
+    );
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), targets.wait_for(checked))
+        .await
+        .unwrap_or_else(|_| panic!("not checked again within 5 s ({:?})", started.elapsed()))
+        .unwrap();
+    assert!(in_recovery(&connect(p.ro).await.unwrap()).await);
+}
+
 #[tokio::test]
 async fn ro_listener_avoids_primary_unless_fallback() {
     let c = cluster();
