@@ -61,20 +61,7 @@ PY
   done
 done
 
-python3 - "$out" "${modes[@]}" <<'PY'
-import glob, json, os, statistics as st, sys
-out, modes = sys.argv[1], sys.argv[2:]
-print("\nmode     faults  acknowledged  lost  two writers  kill → writes resume, s: median (min–max)")
-for m in modes:
-    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(out, f"round*-{m}.json")))]
-    faults = [f for r in runs for f in r["faults"]]
-    down = sorted(f["unavailable_ms"] / 1000 for f in faults if f.get("unavailable_ms") is not None)
-    acked = sum(r["writes_acknowledged"] for r in runs)
-    lost = sum(r["lost"] for r in runs)
-    two = sum(len(r["two_writers"]) if isinstance(r["two_writers"], list) else int(bool(r["two_writers"])) for r in runs)
-    spread = f"{st.median(down):.2f} ({down[0]:.2f}–{down[-1]:.2f})" if down else "–"
-    print(f"{m:<8} {len(faults):6}  {acked:12,}  {lost:4}  {two:11}  {spread}")
-PY
+python3 bench/lib/durability_summary.py "$out" "${modes[@]}"
 if [ "$broken" = 1 ]; then
   echo "a promise was broken (verdict broken in a campaign above): see the chaos JSON in $out" >&2
   exit 3

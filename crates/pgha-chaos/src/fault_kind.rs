@@ -15,9 +15,9 @@ pub enum FaultKind {
     /// Clean stop of the primary member (`/members/NAME/stop`), started again once another
     /// member takes writes.
     StopPrimary,
-    /// The primary member stopped as by a crash of its host: its agent leaves and PostgreSQL
-    /// stops immediately (no shutdown checkpoint, no WAL flushed to the standbys); started
-    /// again once another member takes writes.
+    /// The primary member stopped at once (`/members/NAME/stop`, immediate): PostgreSQL quits
+    /// as in a crash (no shutdown checkpoint, no WAL flushed to the standbys) and its agent
+    /// leaves, handing the leader key over; started again once another member takes writes.
     CrashPrimary,
     /// Planned switchover to a streaming standby.
     Switchover,

@@ -23,8 +23,9 @@ Faults (--faults, comma-separated, default all):
   kill-primary     SIGKILL of the primary's postmaster (its postmaster.pid)
   kill-standby     SIGKILL of a standby's postmaster
   stop-primary     clean stop of the primary member, started again once another takes writes
-  crash-primary    the primary member stopped as by a crash (agent gone, PostgreSQL stopped
-                   immediately, nothing flushed), started again once another takes writes
+  crash-primary    the primary member stopped at once (PostgreSQL quits without a
+                   checkpoint, as in a crash; its agent leaves, handing the leader key over),
+                   started again once another takes writes
   switchover       planned switchover to a streaming standby
   failover         manual failover to a standby (of the synchronous set in synchronous modes)
   restart-standby  a standby member stopped and started again
