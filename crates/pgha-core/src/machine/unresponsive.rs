@@ -64,6 +64,12 @@ impl Member {
             .as_ref()
             .is_some_and(|pending| pending.term == lease.revision);
         if self.running_job() == Some(JobKind::Demote) || demoted_this_term {
+            if let Some(handover) = &self.handover {
+                // A switchover's demotion: PostgreSQL shutting down answers no probe.
+                return Reason::SwitchoverDemoting {
+                    target: handover.target.clone(),
+                };
+            }
             // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }

@@ -69,6 +69,45 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     assert!(acquires(&d));
 }
 
+/// Found by the 2026-12-05 distributed campaign: while a switchover's demotion shut
+/// PostgreSQL down, the probe found it unresponsive and the leader explained itself as "primary
+/// PostgreSQL unresponsive for 0 ms (over primary_start_timeout_ms): demoting it and letting
+/// the lease run out", none of which was so. It is the switchover's demotion, and the handover
+/// follows as planned.
+#[test]
+fn a_switchover_demotion_shutting_postgres_down_is_explained_as_the_switchover() {
+    let (mut n1, _) = established_leader();
+    let n2_pg = standby(1, 1000, Some("n1"));
+    let view = View::led_by("n1", 7, &primary(1, 1000))
+        .with("n2", record(&n2_pg, Some("n1")))
+        .switchover("n1", Some("n2"), 30);
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })));
+    let shutting_down = LocalPg {
+        unresponsive: true,
+        ..primary(1, 1000)
+    };
+    let d = n1.step(&obs(200, shutting_down, &view, vec![]));
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverDemoting {
+            target: Some(name("n2"))
+        }
+    );
+    let demoted = job_done(JobKind::Demote);
+    let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
+    assert_eq!(
+        d.reason,
+        Reason::SwitchoverHandedOff {
+            target: Some(name("n2"))
+        }
+    );
+    assert!(has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { revision: 7 }
+    )));
+}
+
 #[test]
 fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
     let (mut n1, _) = established_leader();
