@@ -24,13 +24,20 @@ fn a_manual_failover_target_acquires_once_the_named_leader_let_go() {
     assert!(acquires(&d), "{:?}", d.reason);
 }
 
-#[test]
-fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
-    let (mut n1, _) = established_leader();
+/// n1 leading in term 7, n2 streaming from it (its PostgreSQL as given), and a switchover to
+/// n2 requested (revision 30).
+fn leader_asked_to_switch_over_to_n2() -> (Member, LocalPg, View) {
+    let (n1, _) = established_leader();
     let n2_pg = standby(1, 1000, Some("n1"));
     let view = View::led_by("n1", 7, &primary(1, 1000))
         .with("n2", record(&n2_pg, Some("n1")))
         .switchover("n1", Some("n2"), 30);
+    (n1, n2_pg, view)
+}
+
+#[test]
+fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
+    let (mut n1, n2_pg, view) = leader_asked_to_switch_over_to_n2();
     let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
     assert_eq!(
         d.actions.last(),
@@ -76,11 +83,7 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
 /// follows as planned.
 #[test]
 fn a_switchover_demotion_shutting_postgres_down_is_explained_as_the_switchover() {
-    let (mut n1, _) = established_leader();
-    let n2_pg = standby(1, 1000, Some("n1"));
-    let view = View::led_by("n1", 7, &primary(1, 1000))
-        .with("n2", record(&n2_pg, Some("n1")))
-        .switchover("n1", Some("n2"), 30);
+    let (mut n1, _, view) = leader_asked_to_switch_over_to_n2();
     let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
     assert!(has(&d, |a| matches!(a, Action::Demote { .. })));
     let shutting_down = LocalPg {

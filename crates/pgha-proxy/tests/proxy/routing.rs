@@ -194,6 +194,22 @@ async fn a_read_only_session_sent_to_a_standby_that_became_a_primary_is_refused_
     assert!(in_recovery(&connect(p.ro).await.unwrap()).await);
 }
 
+/// Starts a prober of `p`'s targets, guarded by `p`'s stall watch, checking `c`'s primary and
+/// standby every 30 s: after its first round only a check asked for comes sooner. Keep the
+/// sender it answers (the candidates) for as long as the prober should run.
+fn probe_every_30_s(p: &TestProxy, c: &Cluster) -> tokio::sync::watch::Sender<Candidates> {
+    let stalls = p.stalls.clone().expect("guarded");
+    let mut cfg = ProberConfig::new("postgres");
+    cfg.interval = Duration::from_secs(30);
+    let (sender, candidates) = tokio::sync::watch::channel(Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby())],
+    });
+    let prober = Prober::new(cfg).with_stalls(stalls);
+    tokio::spawn(prober.run(candidates, p.targets.clone(), p.shutdown.clone()));
+    sender
+}
+
 /// After a read-write session met a standby where the confirmed primary was (demoted since
 /// its last check), the next sessions wait for a check begun after that, which the prober
 /// makes at once, and reach the primary; before, each was refused like the first until the
@@ -205,15 +221,7 @@ async fn after_a_session_met_a_standby_the_next_ones_wait_for_a_fresh_check() {
         cfg.hold_timeout = Duration::from_secs(20);
     })
     .await;
-    let stalls = p.stalls.clone().expect("guarded");
-    let mut cfg = ProberConfig::new("postgres");
-    cfg.interval = Duration::from_secs(30);
-    let (_candidates, candidates) = tokio::sync::watch::channel(Candidates {
-        leader: Some(member(c.primary())),
-        standbys: vec![member(c.standby())],
-    });
-    let prober = Prober::new(cfg).with_stalls(stalls);
-    tokio::spawn(prober.run(candidates, p.targets.clone(), p.shutdown.clone()));
+    let _candidates = probe_every_30_s(&p, c);
     let primary = c.primary();
     let mut targets = p.targets.subscribe();
     // The prober's first round over: the primary and the standby both checked.
@@ -256,15 +264,7 @@ async fn after_a_read_only_session_met_a_primary_the_targets_are_checked_again_a
         cfg.ro_fallback_to_primary = false;
     })
     .await;
-    let stalls = p.stalls.clone().expect("guarded");
-    let mut cfg = ProberConfig::new("postgres");
-    cfg.interval = Duration::from_secs(30);
-    let (_candidates, candidates) = tokio::sync::watch::channel(Candidates {
-        leader: Some(member(c.primary())),
-        standbys: vec![member(c.standby())],
-    });
-    let prober = Prober::new(cfg).with_stalls(stalls);
-    tokio::spawn(prober.run(candidates, p.targets.clone(), p.shutdown.clone()));
+    let _candidates = probe_every_30_s(&p, c);
     let standby = c.standby();
     let mut targets = p.targets.subscribe();
     let checked = |t: &Targets| t.ro.len() == 1 && t.ro[0].backend == standby;
