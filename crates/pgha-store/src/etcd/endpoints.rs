@@ -42,12 +42,20 @@ tokio::task_local! {
     static PINNED: Connection;
 }
 
+/// How long a login may take before it counts as unanswered (the next call asks again).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A login under way on a connection: its result, once etcd answered.
+type LoginUnderWay = tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>;
+
 /// One endpoint's client, whether it logged in as the configured etcd user (its own flag: a
-/// client that replaces it starts logged out), and etcd's last refusal of that login.
+/// client that replaces it starts logged out), the login under way, and etcd's last refusal
+/// of that login.
 #[derive(Clone)]
 pub(super) struct Connection {
     client: Client,
     authenticated: Arc<AtomicBool>,
+    login: Arc<Mutex<Option<LoginUnderWay>>>,
     refused: Arc<Mutex<Option<(Instant, StoreError)>>>,
 }
 
@@ -56,8 +64,53 @@ impl Connection {
         Connection {
             client,
             authenticated: Arc::default(),
+            login: Arc::default(),
             refused: Arc::default(),
         }
+    }
+
+    /// Whether a login is under way on it (see [`Connection::login_as`]).
+    fn logging_in(&self) -> bool {
+        self.login.lock().expect("login lock").is_some()
+    }
+
+    /// The login under way, or one started now as `user`. It runs as a task of its own: a
+    /// caller that gives up (its bound shorter than etcd's password hash) does not cancel it,
+    /// and the calls after it wait for the same login instead of starting another.
+    fn login_as(&self, user: &EtcdUser) -> LoginUnderWay {
+        let mut slot = self.login.lock().expect("login lock");
+        if let Some(under_way) = &*slot {
+            return under_way.clone();
+        }
+        let (tell, under_way) = tokio::sync::watch::channel(None);
+        *slot = Some(under_way.clone());
+        let credentials = (user.name.clone(), user.password.clone());
+        let connection = self.clone();
+        tokio::spawn(async move {
+            let mut client = connection.client.clone();
+            let login = client.update_user(Some(credentials));
+            let result = match tokio::time::timeout(LOGIN_TIMEOUT, login).await {
+                Ok(Ok(())) => {
+                    connection.authenticated.store(true, Ordering::SeqCst);
+                    Ok(())
+                }
+                Ok(Err(e)) => {
+                    let refusal = refusal_of_credentials(e);
+                    if let StoreError::Credentials(_) = refusal {
+                        let mut refused = connection.refused.lock().expect("login lock");
+                        *refused = Some((Instant::now(), refusal.clone()));
+                    }
+                    Err(refusal)
+                }
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "no answer to the login within {} s",
+                    LOGIN_TIMEOUT.as_secs()
+                ))),
+            };
+            *connection.login.lock().expect("login lock") = None;
+            let _ = tell.send(Some(result));
+        });
+        under_way
     }
 
     /// Logs in again on its next call: etcd refused a request of it as it refuses one whose
@@ -115,10 +168,20 @@ impl Endpoints {
 
     /// Gives the endpoint in use a new client (nothing is reached until a call) when it left
     /// [`SUSPECT_AFTER`] calls in a row unanswered: its connection may be one a blackhole left
-    /// silent. Until one is answered, every call to it gets a new one.
+    /// silent. Until one is answered, every call to it gets a new one, unless its login is
+    /// under way (bounded by [`LOGIN_TIMEOUT`]).
     pub(super) async fn renew_suspect(&self) {
         let i = self.in_use() % self.clients.len();
         if self.unanswered[i].load(Ordering::SeqCst) < SUSPECT_AFTER {
+            return;
+        }
+        if self.clients[i]
+            .lock()
+            .expect("etcd client lock")
+            .logging_in()
+        {
+            // Calls given up while its login runs (a password hash may outlast their bound)
+            // say nothing of the connection; a new one would start the login over.
             return;
         }
         match Client::connect([&self.addresses[i]], Some(self.options.clone())).await {
@@ -179,7 +242,8 @@ impl Endpoints {
     /// With an etcd user configured: logs `connection` in as that user unless it did already
     /// (etcd answers every request without a token "user name is empty"). The client then
     /// replaces its token by itself when etcd says it no longer knows it (an etcd restart,
-    /// `--auth-token-ttl` of idleness). A refusal is [`StoreError::Credentials`], said again
+    /// `--auth-token-ttl` of idleness). The login outlives a caller that gives up on it
+    /// ([`Connection::login_as`]). A refusal is [`StoreError::Credentials`], said again
     /// without asking etcd for [`LOGIN_REFUSED_FOR`]; an etcd that cannot answer,
     /// [`StoreError::Unavailable`].
     async fn authenticate(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -194,21 +258,11 @@ impl Endpoints {
                 return Err(refusal.clone());
             }
         }
-        let credentials = (user.name.clone(), user.password.clone());
-        let mut client = connection.client.clone();
-        match client.update_user(Some(credentials)).await {
-            Ok(()) => {
-                connection.authenticated.store(true, Ordering::SeqCst);
-                Ok(())
-            }
-            Err(e) => {
-                let refusal = refusal_of_credentials(e);
-                if let StoreError::Credentials(_) = refusal {
-                    let mut refused = connection.refused.lock().expect("login lock");
-                    *refused = Some((Instant::now(), refusal.clone()));
-                }
-                Err(refusal)
-            }
+        let mut under_way = connection.login_as(user);
+        let answered = under_way.wait_for(Option::is_some).await;
+        match answered.as_deref() {
+            Ok(Some(result)) => result.clone(),
+            Ok(None) | Err(_) => Err(StoreError::Unavailable("the login ended unanswered".into())),
         }
     }
 

@@ -188,3 +188,42 @@ async fn a_token_issued_before_an_operator_changed_etcds_users_is_replaced() {
         .await
         .expect("after the change");
 }
+
+/// A login costs etcd a password hash (bcrypt, `--bcrypt-cost`), longer on a loaded host than
+/// the bound of a caller with a small safety margin. Found by review: the login ran inside the
+/// call, so a caller that gave up cancelled it, and with every call's bound shorter than the
+/// hash no call ever got through. The login now outlives the caller: the calls after it wait
+/// for the same one, and get through once it is done.
+#[tokio::test]
+async fn a_login_longer_than_a_callers_bound_completes_for_the_calls_after_it() {
+    // Cost 14: each hash takes about a second here (cost 10, the default, some 60 ms).
+    let server = authed_etcd(&["--bcrypt-cost=14"]);
+    let store = store_of(&server, "authed", PASSWORD).await;
+    let started = std::time::Instant::now();
+    let given_up = std::sync::atomic::AtomicU32::new(0);
+    let read = poll_async(
+        Duration::from_secs(20),
+        Duration::from_millis(10),
+        || async {
+            let call = tokio::time::timeout(Duration::from_millis(150), store.snapshot()).await;
+            if call.is_err() {
+                given_up.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            call.ok().and_then(Result::ok)
+        },
+    )
+    .await;
+    let given_up = given_up.into_inner();
+    assert!(
+        read.is_some(),
+        "no call got through in 20 s ({given_up} given up at 150 ms)"
+    );
+    assert!(
+        given_up > 0,
+        "the login took under 150 ms: the test shows nothing"
+    );
+    eprintln!(
+        "read after {:?}, {given_up} calls given up",
+        started.elapsed()
+    );
+}
