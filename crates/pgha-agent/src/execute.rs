@@ -120,6 +120,7 @@ impl Agent {
                 let write = self.routine_write(action).expect("a routine write");
                 self.write_together(vec![write]).await;
             }
+            Action::ReturnPromises { term } => self.return_promises(*term),
             Action::ClearSwitchover { revision } => {
                 timed(
                     limit,

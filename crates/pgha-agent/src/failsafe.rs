@@ -4,16 +4,18 @@
 //! leader keeps its primary; a leader cut off from a store the others still reach gets no
 //! confirmation and demotes in time (I1).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 mod asks;
+mod give_back;
+mod promises;
 pub use asks::{ask_all, ask_until_confirmed, FailsafeAnswer, Round, ASK_AGAIN_AFTER};
+pub use give_back::{give_back, PromisesHeld, PromisesReturned, Taken, RETURN_PATH};
+use promises::Promise;
 
 /// REST path the leader posts to.
 pub const FAILSAFE_PATH: &str = "/failsafe";
@@ -39,10 +41,12 @@ struct Inner {
     last_leader: Option<(String, u64)>,
     /// The lease ttl in force.
     ttl: Duration,
-    /// This member confirmed a leader and must not take the lease before this instant.
-    promised_until: Option<Instant>,
-    /// Where the promise is kept, so that a restarted agent still keeps it.
+    /// The promises this member gave (not to take the lease before their instant).
+    promises: Vec<Promise>,
+    /// Where the promises are kept, so that a restarted agent still keeps them.
     file: Option<PathBuf>,
+    /// The promises this member was given as leader, per term.
+    held: PromisesHeld,
 }
 
 /// Shared between the agent loop and the REST handler.
@@ -66,61 +70,27 @@ pub enum Refusal {
     CannotKeepPromise,
 }
 
-/// This boot's identity: a boot-clock instant means nothing after a reboot.
-fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Writes "BOOT_ID DEADLINE_MS LENGTH_MS" (the deadline on the boot clock, and how long the
-/// promise ran from when it was written) atomically.
-fn write_promise(file: &Path, until: Instant) -> std::io::Result<()> {
-    let left = until.saturating_duration_since(Instant::now()).as_millis() as u64;
-    let deadline = pgha_pg::lease_file::boot_clock_ms() + left;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(format!("{} {deadline} {left}\n", boot_id()).as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, file)
-}
-
-/// The promise kept in `file` that may still run. One written during this boot runs to its
-/// deadline. One written before a reboot may still run: the leader it confirmed writes on it
-/// as long as it lasts, whatever happened to this host, and a reboot can take less than a
-/// ttl; it was written before the reboot, so it runs for its length from now at the most.
-fn read_promise(file: &Path) -> Option<Instant> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let mut fields = text.split_whitespace();
-    let (boot, deadline) = (fields.next()?, fields.next()?.parse::<u64>().ok()?);
-    let length = fields.next().and_then(|l| l.parse::<u64>().ok());
-    let left = if boot == boot_id() {
-        deadline.checked_sub(pgha_pg::lease_file::boot_clock_ms())?
-    } else {
-        // written by an agent older than the length in the file: nothing to go by
-        length?
-    };
-    Some(Instant::now() + Duration::from_millis(left))
+/// A confirmation: how long this member promised, and the promise's identifier (what the
+/// leader names to give it back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    pub promised: Duration,
+    pub promise: u64,
 }
 
 impl Failsafe {
     /// Failsafe state whose promises survive an agent restart or a reboot in `file`
-    /// (root-owned, next to the member directory): see `read_promise` for what is in force.
+    /// (root-owned, next to the member directory): see [`promises::read`] for what is in force.
     pub fn persisted(file: PathBuf) -> Self {
-        let promised_until = read_promise(&file);
-        if let Some(until) = promised_until {
+        let promises = promises::read(&file);
+        if let Some(until) = promises.iter().map(|p| p.until).max() {
             tracing::info!(
                 "failsafe: a promise not to take the lease for {} ms more, made before a restart",
                 until.saturating_duration_since(Instant::now()).as_millis()
             );
         }
         Failsafe(Arc::new(Mutex::new(Inner {
-            promised_until,
+            promises,
             file: Some(file),
             ..Inner::default()
         })))
@@ -144,8 +114,8 @@ impl Failsafe {
     }
 
     /// Handles a leader's request: confirm (and promise, for the ttl this member last saw,
-    /// which it returns) or refuse.
-    pub fn confirm(&self, request: &FailsafeRequest) -> Result<Duration, Refusal> {
+    /// which it returns with the promise's identifier) or refuse.
+    pub fn confirm(&self, request: &FailsafeRequest) -> Result<Confirmation, Refusal> {
         let mut s = self.0.lock().expect("failsafe lock");
         if !s.store_down {
             return Err(Refusal::StoreReachable);
@@ -167,11 +137,18 @@ impl Failsafe {
                 seen: term,
             });
         }
-        let until = Instant::now() + s.ttl;
-        let until = s.promised_until.map_or(until, |u| u.max(until));
+        let promise = Promise::new(&leader, term, s.ttl);
+        let now = Instant::now();
+        let mut kept: Vec<Promise> = s
+            .promises
+            .iter()
+            .filter(|p| p.until > now)
+            .cloned()
+            .collect();
+        kept.push(promise.clone());
         if let Some(file) = &s.file {
             // Kept before it is given: a confirmation the agent could forget is no promise.
-            if let Err(e) = write_promise(file, until) {
+            if let Err(e) = promises::write(file, &kept) {
                 tracing::error!(
                     "failsafe: cannot keep the promise in {}: {e}",
                     file.display()
@@ -179,17 +156,71 @@ impl Failsafe {
                 return Err(Refusal::CannotKeepPromise);
             }
         }
-        s.promised_until = Some(until);
-        Ok(s.ttl)
+        s.promises = kept;
+        Ok(Confirmation {
+            promised: s.ttl,
+            promise: promise.id,
+        })
     }
 
-    /// The promise in force, if any.
+    /// A leader gives back the promises `returned` names, given to it in its term: it no
+    /// longer writes on them (demoted for a switchover). Only those are dropped; the file is
+    /// written first. Answers how many were given back.
+    pub fn give_back(&self, returned: &PromisesReturned) -> Result<usize, Refusal> {
+        let mut s = self.0.lock().expect("failsafe lock");
+        let now = Instant::now();
+        let (back, kept): (Vec<Promise>, Vec<Promise>) = s
+            .promises
+            .iter()
+            .filter(|p| p.until > now)
+            .cloned()
+            .partition(|p| p.given_back_by(&returned.leader, returned.term, &returned.promises));
+        if back.is_empty() {
+            return Ok(0);
+        }
+        if let Some(file) = &s.file {
+            if let Err(e) = promises::write(file, &kept) {
+                tracing::error!(
+                    "failsafe: cannot record promises given back in {}: {e}",
+                    file.display()
+                );
+                return Err(Refusal::CannotKeepPromise);
+            }
+        }
+        s.promises = kept;
+        tracing::info!(
+            "failsafe: {} gave back {} promise(s) of term {}; {}",
+            returned.leader,
+            back.len(),
+            returned.term,
+            match s.promises.iter().map(|p| p.until).max() {
+                Some(until) => format!(
+                    "another still runs for {} ms",
+                    until.saturating_duration_since(now).as_millis()
+                ),
+                None => "none runs any more".to_string(),
+            }
+        );
+        Ok(back.len())
+    }
+
+    /// The promises this member was given as leader (its failsafe rounds record them; it gives
+    /// them back once demoted for a switchover).
+    pub fn held(&self) -> PromisesHeld {
+        self.0.lock().expect("failsafe lock").held.clone()
+    }
+
+    /// The promise in force, if any: the latest instant of those this member gave.
     pub fn promised_until(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.0
             .lock()
             .expect("failsafe lock")
-            .promised_until
-            .filter(|u| *u > Instant::now())
+            .promises
+            .iter()
+            .map(|p| p.until)
+            .filter(|u| *u > now)
+            .max()
     }
 }
 
@@ -226,6 +257,49 @@ mod tests {
         assert!(
             until > Instant::now() + Duration::from_millis(2500),
             "promise lasts the ttl seen before the outage"
+        );
+    }
+
+    /// A leader demoted for a switchover gives back the promises of its term it names; a
+    /// promise of another term, of another leader, or one it does not name keeps running, and
+    /// so does what is given back after a restart (the file is written first).
+    #[test]
+    fn a_leader_gives_back_only_the_promises_it_names_of_its_term() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n2.failsafe");
+        let f = Failsafe::persisted(file.clone());
+        let confirm = |leader: &str, term: u64| {
+            f.observe(false, Some((leader.into(), term)), Duration::from_secs(30));
+            f.observe(true, None, Duration::from_secs(99));
+            f.confirm(&FailsafeRequest {
+                leader: leader.into(),
+                term,
+            })
+            .unwrap()
+        };
+        let first = confirm("n1", 7);
+        let second = confirm("n1", 7);
+        assert_ne!(first.promise, second.promise);
+        assert_eq!(first.promised, Duration::from_secs(30));
+        let back = |leader: &str, term: u64, promises: Vec<u64>| {
+            f.give_back(&PromisesReturned {
+                leader: leader.into(),
+                term,
+                promises,
+            })
+            .unwrap()
+        };
+        assert_eq!(back("n1", 8, vec![first.promise]), 0, "another term");
+        assert_eq!(back("n3", 7, vec![first.promise]), 0, "another leader");
+        assert_eq!(back("n1", 7, vec![first.promise]), 1);
+        assert!(f.promised_until().is_some(), "the second still runs");
+        assert!(Failsafe::persisted(file.clone()).promised_until().is_some());
+        assert_eq!(back("n1", 7, vec![first.promise, second.promise]), 1);
+        assert_eq!(f.promised_until(), None);
+        assert_eq!(
+            Failsafe::persisted(file).promised_until(),
+            None,
+            "given back before a restart"
         );
     }
 

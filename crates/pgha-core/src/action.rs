@@ -77,6 +77,14 @@ pub enum Action {
         leader_revision: u64,
         key_revision: u64,
     },
+    /// Give back the failsafe promises this member was given as leader in `term` (the
+    /// members that confirmed it while the store was down promised not to take the lease for
+    /// a ttl): emitted once PostgreSQL is a standby again and the term is being given up for a
+    /// switchover, so that its target need not wait those promises out. Best effort: a
+    /// promise not given back runs out.
+    ReturnPromises {
+        term: u64,
+    },
     /// Delete the `switchover` key, guarded by its `revision`.
     ClearSwitchover {
         revision: u64,

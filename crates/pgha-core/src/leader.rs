@@ -90,9 +90,14 @@ impl Member {
         self.primary_down_since = None;
         if local.in_recovery {
             if let Some(handover) = self.handover.take() {
-                // Demoted for a switchover: publish the final position, then let go.
+                // Demoted for a switchover: publish the final position, give back the
+                // failsafe promises of this term (nothing it writes relies on them any
+                // more), then let go.
                 let record = self.record(local, view);
                 self.publish(record, now, plan);
+                plan.push(Action::ReturnPromises {
+                    term: lease.revision,
+                });
                 let reason = Reason::SwitchoverHandedOff {
                     target: handover.target,
                 };

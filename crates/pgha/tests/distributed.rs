@@ -16,6 +16,8 @@ mod cold_start;
 mod etcd_users;
 #[path = "distributed/failsafe_list.rs"]
 mod failsafe_list;
+#[path = "distributed/failsafe_return.rs"]
+mod failsafe_return;
 #[path = "distributed/housekeeping.rs"]
 mod housekeeping;
 #[path = "distributed/outages.rs"]

@@ -8,7 +8,7 @@ use pgha_pg::lease_file::boot_clock_ms;
 use tokio::time::Instant;
 
 use super::Agent;
-use crate::failsafe::{ask_all, ask_until_confirmed};
+use crate::failsafe::{ask_all, ask_until_confirmed, give_back};
 
 impl Agent {
     /// Starts a failsafe round (if none runs): every other member of the last view is asked to
@@ -61,14 +61,10 @@ impl Agent {
         let until = self.member.lease_deadline().unwrap_or(now());
         let failsafe = self.failsafe.clone();
         let reads = failsafe.reads_answered();
+        let held = failsafe.held();
         let tx = self.job_tx.clone();
         let token = self.spec.api_token.clone();
-        let tls = self
-            .spec
-            .tls
-            .as_ref()
-            .filter(|_| self.spec.api_https)
-            .map(|t| t.client.rustls());
+        let tls = self.api_client_tls();
         tokio::spawn(async move {
             let members = apis.keys().cloned().collect();
             let round = |which, waiting: BTreeSet<String>| {
@@ -77,8 +73,8 @@ impl Agent {
                     .filter(|(name, _)| waiting.contains(*name))
                     .map(|(name, api)| (name.clone(), api.clone()))
                     .collect();
-                let (me, token, tls) = (me.clone(), token.clone(), tls.clone());
-                async move { ask_all(me.as_str(), term, apis, token.as_deref(), tls, which).await }
+                let (me, token, tls, held) = (me.clone(), token.clone(), tls.clone(), held.clone());
+                async move { ask_all(me.as_str(), term, apis, token.as_deref(), tls, which, held).await }
             };
             let go_on = || failsafe.reads_answered() == reads && now() < until;
             let confirmed = ask_until_confirmed(&members, round, go_on, now).await;
@@ -92,6 +88,36 @@ impl Agent {
                 requested_at,
                 promised_ms,
             });
+        });
+    }
+}
+
+impl Agent {
+    /// The TLS of this member's calls to the other members' API, when it is HTTPS.
+    fn api_client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        let tls = self.spec.tls.as_ref().filter(|_| self.spec.api_https)?;
+        Some(tls.client.rustls())
+    }
+
+    /// Gives back, in a task of its own, the failsafe promises this member was given as leader
+    /// in `term`: demoted for a switchover, nothing it writes relies on them, and its target
+    /// need not wait them out. Those not taken back run out.
+    pub(crate) fn return_promises(&self, term: u64) {
+        let held = self.failsafe.held().take(term);
+        if held.is_empty() {
+            return;
+        }
+        let me = self.spec.name.to_string();
+        let token = self.spec.api_token.clone();
+        let tls = self.api_client_tls();
+        tokio::spawn(async move {
+            let count = held.len();
+            let taken = give_back(&me, term, held, token.as_deref(), tls).await;
+            let back: usize = taken.values().flatten().sum();
+            tracing::info!(
+                "{me}: failsafe: gave back {back} of the {count} promise(s) of term {term} \
+                 (demoted for a switchover)"
+            );
         });
     }
 }
@@ -131,6 +157,7 @@ mod tests {
                         confirmed: "n1".into(),
                         term: 7,
                         promised_ms: 3000,
+                        promise: 9,
                     };
                     ("200 OK", serde_json::to_string(&answer).unwrap())
                 };

@@ -13,14 +13,17 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The pause before a leader asks again after a round that not every member confirmed.
 pub const ASK_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
-/// What a member answers when it confirms: who it is, whom it confirmed in which term, and
-/// how long it promised not to take the lease.
+/// What a member answers when it confirms: who it is, whom it confirmed in which term, how
+/// long it promised not to take the lease, and the promise's identifier (0 from an agent too
+/// old to name it: such a promise is never given back, it runs out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailsafeAnswer {
     pub member: String,
     pub confirmed: String,
     pub term: u64,
     pub promised_ms: u64,
+    #[serde(default)]
+    pub promise: u64,
 }
 
 impl FailsafeAnswer {
@@ -90,8 +93,8 @@ where
 
 /// Asks every member in `apis` (name → REST address), all at once, to confirm `leader` in
 /// `term`, with the cluster's API token (a confirmation is control: the members refuse an ask
-/// without it): each member's promise (ms), `None` for one that gave none. Refusals are
-/// logged in the first round only.
+/// without it): each member's promise (ms), `None` for one that gave none; each promise is
+/// recorded in `held` (to be given back). Refusals are logged in the first round only.
 pub async fn ask_all(
     leader: &str,
     term: u64,
@@ -99,6 +102,7 @@ pub async fn ask_all(
     token: Option<&str>,
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     which: Round,
+    held: super::PromisesHeld,
 ) -> BTreeMap<String, Option<u64>> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let mut builder = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT);
@@ -114,6 +118,7 @@ pub async fn ask_all(
             let bearer = token.map(|t| format!("Bearer {t}"));
             let agent = agent.clone();
             let asked = name.clone();
+            let held = held.clone();
             let ask = tokio::task::spawn_blocking(move || {
                 let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
                 if let Some(bearer) = &bearer {
@@ -138,7 +143,10 @@ pub async fn ask_all(
                         }
                     });
                 match answer {
-                    Ok(a) => Some(a.promised_ms),
+                    Ok(a) => {
+                        held.record(term, &name, &api, a.promise);
+                        Some(a.promised_ms)
+                    }
                     Err(e) => {
                         match which {
                             Round::First => {
@@ -291,12 +299,14 @@ mod tests {
     async fn a_round_asks_every_member_at_once() {
         let apis: BTreeMap<String, String> = ["n2", "n3", "n4"]
             .into_iter()
-            .map(|m| {
+            .zip(21..)
+            .map(|(m, promise)| {
                 let answer = FailsafeAnswer {
                     member: m.into(),
                     confirmed: "n1".into(),
                     term: 7,
                     promised_ms: 3000,
+                    promise,
                 };
                 let body = serde_json::to_string(&answer).unwrap();
                 (
@@ -306,10 +316,22 @@ mod tests {
             })
             .collect();
         let began = std::time::Instant::now();
-        let answers = ask_all("n1", 7, apis, Some("t"), None, Round::First).await;
+        let held = super::super::PromisesHeld::default();
+        let answers = ask_all("n1", 7, apis, Some("t"), None, Round::First, held.clone()).await;
         let took = began.elapsed();
         assert!(answers.values().all(|a| *a == Some(3000)), "{answers:?}");
         assert!(took < Duration::from_millis(1000), "took {took:?}");
+        // Each promise kept, to be given back by its identifier.
+        let mut kept: Vec<(String, u64)> = held
+            .take(7)
+            .into_iter()
+            .map(|h| (h.member, h.promise))
+            .collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [("n2".into(), 21), ("n3".into(), 22), ("n4".into(), 23)]
+        );
     }
 
     /// Serves one HTTP request on a fresh port with `body` (200, JSON); returns the address.
@@ -340,6 +362,7 @@ mod tests {
                 confirmed: confirmed.into(),
                 term,
                 promised_ms: 3000,
+                promise: 5,
             })
             .unwrap()
         };
@@ -347,7 +370,16 @@ mod tests {
             let api = answer_once(body);
             let apis = [("n2".to_string(), api)].into();
             async {
-                let answers = ask_all("n1", 7, apis, Some("t"), None, Round::First).await;
+                let answers = ask_all(
+                    "n1",
+                    7,
+                    apis,
+                    Some("t"),
+                    None,
+                    Round::First,
+                    Default::default(),
+                )
+                .await;
                 answers.get("n2").copied().flatten()
             }
         };

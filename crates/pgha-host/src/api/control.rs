@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pgha_agent::agent::Shutdown;
-use pgha_agent::failsafe::{FailsafeAnswer, FailsafeRequest};
+use pgha_agent::failsafe::{FailsafeAnswer, FailsafeRequest, PromisesReturned, Taken};
 use pgha_core::{ClusterConfig, MemberName, RequestKind, SwitchoverRequest};
 use serde::{Deserialize, Serialize};
 
@@ -253,13 +253,41 @@ pub async fn failsafe(
         .into_response();
     };
     match failsafe.confirm(&body) {
-        Ok(promised) => Json(FailsafeAnswer {
+        Ok(confirmation) => Json(FailsafeAnswer {
             member: me.to_string(),
             confirmed: body.leader.clone(),
             term: body.term,
-            promised_ms: promised.as_millis() as u64,
+            promised_ms: confirmation.promised.as_millis() as u64,
+            promise: confirmation.promise,
         })
         .into_response(),
+        Err(why) => Failure::new(FailureKind::Refused, why).into_response(),
+    }
+}
+
+/// A leader demoted for a switchover gives back the failsafe promises this host's member
+/// gave it in its term (those it names): the member may take the lease without waiting them
+/// out.
+pub async fn failsafe_return(
+    State(host): State<Arc<Host>>,
+    Json(body): Json<PromisesReturned>,
+) -> Response {
+    let Some(me) = host.only_member().map(|s| s.name.clone()) else {
+        return Failure::new(
+            FailureKind::NotHere,
+            "failsafe promises are given back to a host of one member",
+        )
+        .into_response();
+    };
+    let Some(failsafe) = host.failsafe(&me) else {
+        return Failure::new(
+            FailureKind::Unavailable,
+            format!("{me}'s agent is not running"),
+        )
+        .into_response();
+    };
+    match failsafe.give_back(&body) {
+        Ok(returned) => Json(Taken { returned }).into_response(),
         Err(why) => Failure::new(FailureKind::Refused, why).into_response(),
     }
 }

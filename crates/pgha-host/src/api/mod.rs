@@ -142,6 +142,10 @@ pub fn router(host: Arc<Host>) -> Router {
         .route("/members/{name}/restart", post(restart::restart_member))
         .route("/members/{name}/agent/freeze", post(control::freeze_agent))
         .route(pgha_agent::failsafe::FAILSAFE_PATH, post(control::failsafe))
+        .route(
+            pgha_agent::failsafe::RETURN_PATH,
+            post(control::failsafe_return),
+        )
         .layer(axum::middleware::from_fn_with_state(
             host.clone(),
             require_token,

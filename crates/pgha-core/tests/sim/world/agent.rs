@@ -108,8 +108,8 @@ impl World {
         };
         let now = Millis(self.now + n.offset);
         Observation {
-            failsafe_promised_until: (n.promised_until > self.now)
-                .then(|| Millis(n.promised_until + n.offset)),
+            failsafe_promised_until: (n.promised_until() > self.now)
+                .then(|| Millis(n.promised_until() + n.offset)),
             leader_reachable: Some(true),
             ..Observation::new(now, local, cluster, n.outcomes.clone())
         }
@@ -196,8 +196,11 @@ impl World {
             return;
         }
         let ttl = self.config.ttl_ms;
+        let Some(term) = member.lease_revision() else {
+            return;
+        };
         for &c in &confirmers {
-            self.nodes[c].promised_until = self.nodes[c].promised_until.max(now + ttl);
+            self.nodes[c].promises.push((now + ttl, leader, term));
         }
         let confirmed = Outcome::FailsafeConfirmed {
             requested_at,
@@ -307,6 +310,14 @@ impl World {
             | Action::PublishFailsafe { .. }
             | Action::PublishPosition { .. } => {
                 answered = reachable && self.publish(i, &action);
+            }
+            Action::ReturnPromises { term } => {
+                // Over REST, not through the store: each member that promised drops the
+                // promises it gave this leader in that term (those it named).
+                for n in &mut self.nodes {
+                    n.promises.retain(|(_, to, t)| !(*to == i && t == term));
+                }
+                changed = false;
             }
             Action::ClearSwitchover { revision } => {
                 if reachable

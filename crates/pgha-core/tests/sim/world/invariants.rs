@@ -50,7 +50,7 @@ impl World {
     fn promises_hold_for(&self, w: usize) -> bool {
         let others_promised = (0..self.nodes.len())
             .filter(|&i| i != w)
-            .all(|i| self.nodes[i].promised_until > self.now);
+            .all(|i| self.nodes[i].promised_until() > self.now);
         others_promised || self.listed_promises_hold_for(w)
     }
 
@@ -65,7 +65,7 @@ impl World {
             self.nodes
                 .iter()
                 .find(|n| &n.name == m)
-                .is_some_and(|n| n.promised_until > self.now)
+                .is_some_and(|n| n.promised_until() > self.now)
         })
     }
 

@@ -79,9 +79,10 @@ struct Node {
     last_seen_leader: Option<usize>,
     /// The agent's last store read (a failsafe round goes by it, as pgha-agent's does).
     last_view: Option<ClusterView>,
-    /// Failsafe: this member confirmed a leader and promised not to take the lease before
-    /// then (world time); kept on disk, so it survives agent restarts.
-    promised_until: u64,
+    /// Failsafe: the promises this member gave leaders not to take the lease before a time
+    /// (world time), each to (leader, term); kept on disk, so they survive agent restarts. A
+    /// leader demoted for a switchover gives back those of its term.
+    promises: Vec<(u64, usize, u64)>,
     /// Stopped with the whole cluster: its agent starts again then.
     restart_at: Option<u64>,
     /// The newest term the store's answers said this agent took or renewed: the only leader
@@ -90,6 +91,15 @@ struct Node {
 }
 
 impl Node {
+    /// The latest time this member promised not to take the lease before (0: never).
+    fn promised_until(&self) -> u64 {
+        self.promises
+            .iter()
+            .map(|(until, _, _)| *until)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// An answer of the store reaches the agent (and, if it took or renewed the leader key,
     /// tells it the term it holds).
     fn receive(&mut self, outcome: Outcome) {

@@ -48,7 +48,7 @@ impl World {
                     in_flight: Vec::new(),
                     last_seen_leader: None,
                     last_view: None,
-                    promised_until: 0,
+                    promises: Vec::new(),
                     restart_at: None,
                     held_term: None,
                 }
