@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod asks;
 mod give_back;
+mod member_calls;
 mod promises;
 pub use asks::{ask_all, ask_until_confirmed, FailsafeAnswer, Round, ASK_AGAIN_AFTER};
 pub use give_back::{give_back, PromisesHeld, PromisesReturned, Taken, RETURN_PATH};

@@ -104,33 +104,22 @@ pub async fn ask_all(
     which: Round,
     held: super::PromisesHeld,
 ) -> BTreeMap<String, Option<u64>> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = ureq::AgentBuilder::new().timeout(ASK_TIMEOUT);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls);
-    }
-    let agent = builder.build();
+    let calls = super::member_calls::MemberCalls::new(token, tls, ASK_TIMEOUT);
     // Spawned before any is awaited: the asks run side by side, not one after the other.
     let asks: Vec<(String, tokio::task::JoinHandle<Option<u64>>)> = apis
         .into_iter()
         .map(|(name, api)| {
             let leader = leader.to_string();
-            let bearer = token.map(|t| format!("Bearer {t}"));
-            let agent = agent.clone();
+            let calls = calls.clone();
             let asked = name.clone();
             let held = held.clone();
             let ask = tokio::task::spawn_blocking(move || {
-                let mut request = agent.post(&format!("{scheme}://{api}{FAILSAFE_PATH}"));
-                if let Some(bearer) = &bearer {
-                    request = request.set("Authorization", bearer);
-                }
-                let result = request.send_json(FailsafeRequest {
+                let request = FailsafeRequest {
                     leader: leader.clone(),
                     term,
-                });
-                let answer = result
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.into_json::<FailsafeAnswer>().map_err(|e| e.to_string()))
+                };
+                let answer = calls
+                    .post::<_, FailsafeAnswer>(&api, FAILSAFE_PATH, &request)
                     .and_then(|a| {
                         if a.answers(&name, &leader, term) {
                             Ok(a)

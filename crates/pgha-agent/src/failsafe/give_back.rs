@@ -68,12 +68,7 @@ pub async fn give_back(
     token: Option<&str>,
     tls: Option<Arc<rustls::ClientConfig>>,
 ) -> BTreeMap<String, Option<usize>> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut builder = ureq::AgentBuilder::new().timeout(RETURN_TIMEOUT);
-    if let Some(tls) = tls {
-        builder = builder.tls_config(tls);
-    }
-    let agent = builder.build();
+    let calls = super::member_calls::MemberCalls::new(token, tls, RETURN_TIMEOUT);
     let mut by_member: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
     for h in held {
         by_member
@@ -89,17 +84,9 @@ pub async fn give_back(
                 term,
                 promises,
             };
-            let bearer = token.map(|t| format!("Bearer {t}"));
-            let agent = agent.clone();
+            let calls = calls.clone();
             let call = tokio::task::spawn_blocking(move || {
-                let mut request = agent.post(&format!("{scheme}://{api}{RETURN_PATH}"));
-                if let Some(bearer) = &bearer {
-                    request = request.set("Authorization", bearer);
-                }
-                let answer = request
-                    .send_json(&body)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.into_json::<Taken>().map_err(|e| e.to_string()));
+                let answer = calls.post::<_, Taken>(&api, RETURN_PATH, &body);
                 match answer {
                     Ok(taken) => Some(taken.returned),
                     Err(e) => {

@@ -232,25 +232,33 @@ pub async fn freeze_agent(
     member_changed(name, true)
 }
 
+/// The member of this host and its failsafe state: failsafe is between hosts of one member,
+/// whose agent runs.
+fn failsafe_here(host: &Host) -> Result<(MemberName, pgha_agent::failsafe::Failsafe), Failure> {
+    let Some(me) = host.only_member().map(|s| s.name.clone()) else {
+        return Err(Failure::new(
+            FailureKind::NotHere,
+            "failsafe is between hosts of one member each",
+        ));
+    };
+    match host.failsafe(&me) {
+        Some(failsafe) => Ok((me, failsafe)),
+        None => Err(Failure::new(
+            FailureKind::Unavailable,
+            format!("{me}'s agent is not running"),
+        )),
+    }
+}
+
 /// A leader whose store is down asks for confirmation; given only when this host's member
 /// cannot reach the store either (then it promises not to take the lease for a ttl).
 pub async fn failsafe(
     State(host): State<Arc<Host>>,
     Json(body): Json<FailsafeRequest>,
 ) -> Response {
-    let Some(me) = host.only_member().map(|s| s.name.clone()) else {
-        return Failure::new(
-            FailureKind::NotHere,
-            "failsafe confirmations go to a host of one member",
-        )
-        .into_response();
-    };
-    let Some(failsafe) = host.failsafe(&me) else {
-        return Failure::new(
-            FailureKind::Unavailable,
-            format!("{me}'s agent is not running"),
-        )
-        .into_response();
+    let (me, failsafe) = match failsafe_here(&host) {
+        Ok(here) => here,
+        Err(refused) => return refused.into_response(),
     };
     match failsafe.confirm(&body) {
         Ok(confirmation) => Json(FailsafeAnswer {
@@ -272,19 +280,9 @@ pub async fn failsafe_return(
     State(host): State<Arc<Host>>,
     Json(body): Json<PromisesReturned>,
 ) -> Response {
-    let Some(me) = host.only_member().map(|s| s.name.clone()) else {
-        return Failure::new(
-            FailureKind::NotHere,
-            "failsafe promises are given back to a host of one member",
-        )
-        .into_response();
-    };
-    let Some(failsafe) = host.failsafe(&me) else {
-        return Failure::new(
-            FailureKind::Unavailable,
-            format!("{me}'s agent is not running"),
-        )
-        .into_response();
+    let (_, failsafe) = match failsafe_here(&host) {
+        Ok(here) => here,
+        Err(refused) => return refused.into_response(),
     };
     match failsafe.give_back(&body) {
         Ok(returned) => Json(Taken { returned }).into_response(),
