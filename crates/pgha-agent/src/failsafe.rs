@@ -69,6 +69,8 @@ pub enum Refusal {
     },
     #[error("this member cannot record its promise on disk")]
     CannotKeepPromise,
+    #[error("this member cannot record on disk the promises given back: they still run")]
+    CannotRecordGiveBack,
 }
 
 /// A confirmation: how long this member promised, and the promise's identifier (what the
@@ -185,7 +187,7 @@ impl Failsafe {
                     "failsafe: cannot record promises given back in {}: {e}",
                     file.display()
                 );
-                return Err(Refusal::CannotKeepPromise);
+                return Err(Refusal::CannotRecordGiveBack);
             }
         }
         s.promises = kept;

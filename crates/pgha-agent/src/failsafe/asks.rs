@@ -133,7 +133,8 @@ pub async fn ask_all(
                     });
                 match answer {
                     Ok(a) => {
-                        held.record(term, &name, &api, a.promise);
+                        let length = Duration::from_millis(a.promised_ms);
+                        held.record(term, &name, &api, a.promise, length);
                         Some(a.promised_ms)
                     }
                     Err(e) => {

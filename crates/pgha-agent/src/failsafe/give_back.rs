@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,39 +22,67 @@ pub struct PromisesReturned {
     pub promises: Vec<u64>,
 }
 
-/// One promise a member gave this leader: who (and where to reach it), and its identifier.
+/// One promise a member gave this leader: who (and where to reach it), its identifier, and
+/// until when it runs at the latest (from the answer, later than the member counts it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Held {
     pub member: String,
     pub api: String,
     pub promise: u64,
+    until: Instant,
 }
 
-/// The promises this member was given as leader, per term.
+/// The promises this member was given as leader in its newest term, still running.
 #[derive(Debug, Clone, Default)]
-pub struct PromisesHeld(Arc<Mutex<BTreeMap<u64, Vec<Held>>>>);
+pub struct PromisesHeld(Arc<Mutex<HeldState>>);
+
+#[derive(Debug, Default)]
+struct HeldState {
+    term: u64,
+    held: Vec<Held>,
+    /// Terms up to this one are over (given back): a confirmation of theirs arriving late is
+    /// not kept (it runs out).
+    returned: u64,
+}
 
 impl PromisesHeld {
-    /// `member` (at `api`) promised, naming `promise`, for this member's term `term`.
-    pub fn record(&self, term: u64, member: &str, api: &str, promise: u64) {
+    /// `member` (at `api`) promised, naming `promise`, for `length`, in this member's term
+    /// `term`. Only the newest term's running promises are kept (a round of an earlier term,
+    /// or one answered after its term was given back, keeps nothing).
+    pub fn record(&self, term: u64, member: &str, api: &str, promise: u64, length: Duration) {
         if promise == 0 {
             return; // an agent too old to name its promises: they run out
         }
-        let mut held = self.0.lock().expect("promises lock");
-        held.entry(term).or_default().push(Held {
+        let mut s = self.0.lock().expect("promises lock");
+        if term <= s.returned || term < s.term {
+            return;
+        }
+        if term > s.term {
+            s.term = term;
+            s.held.clear();
+        }
+        let now = Instant::now();
+        s.held.retain(|h| h.until > now);
+        s.held.push(Held {
             member: member.to_string(),
             api: api.to_string(),
             promise,
+            until: now + length,
         });
     }
 
-    /// The promises of `term`, forgotten here (with those of earlier terms, which nothing
-    /// gives back any more).
+    /// The running promises of `term`, forgotten here; the term is over for this record.
     pub fn take(&self, term: u64) -> Vec<Held> {
-        let mut held = self.0.lock().expect("promises lock");
-        let taken = held.remove(&term).unwrap_or_default();
-        held.retain(|t, _| *t > term);
-        taken
+        let mut s = self.0.lock().expect("promises lock");
+        s.returned = s.returned.max(term);
+        if s.term != term {
+            return Vec::new();
+        }
+        let now = Instant::now();
+        std::mem::take(&mut s.held)
+            .into_iter()
+            .filter(|h| h.until > now)
+            .collect()
     }
 }
 
@@ -119,20 +147,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_term_taken_forgets_the_terms_before_it() {
+    fn only_the_newest_terms_running_promises_are_kept_until_given_back() {
         let held = PromisesHeld::default();
-        held.record(6, "n2", "a:1", 11);
-        held.record(7, "n2", "a:1", 12);
-        held.record(7, "n3", "b:1", 13);
-        held.record(7, "n3", "b:1", 0);
-        held.record(8, "n3", "b:1", 14);
-        let taken = held.take(7);
-        assert_eq!(
-            taken.iter().map(|h| h.promise).collect::<Vec<_>>(),
-            [12, 13],
-            "an unnamed promise is not kept"
-        );
-        assert!(held.take(6).is_empty(), "forgotten with term 7");
-        assert_eq!(held.take(8).len(), 1, "a later term is kept");
+        let ttl = Duration::from_secs(10);
+        held.record(6, "n2", "a:1", 11, ttl);
+        held.record(7, "n2", "a:1", 12, ttl);
+        held.record(6, "n3", "b:1", 10, ttl); // a round of term 6 answered late
+        held.record(7, "n3", "b:1", 13, ttl);
+        held.record(7, "n3", "b:1", 0, ttl); // an older agent's: nothing to name
+        held.record(7, "n3", "b:1", 14, Duration::ZERO); // run out already
+        let taken: Vec<u64> = held.take(7).iter().map(|h| h.promise).collect();
+        assert_eq!(taken, [12, 13]);
+        held.record(7, "n2", "a:1", 15, ttl); // answered after the give-back
+        assert!(held.take(7).is_empty(), "term 7 is over");
+        held.record(8, "n3", "b:1", 16, ttl);
+        assert!(held.take(6).is_empty());
+        assert_eq!(held.take(8).len(), 1, "a later term is its own");
     }
 }

@@ -36,11 +36,14 @@ impl Promise {
     }
 }
 
-/// This boot's identity: a boot-clock instant means nothing after a reboot.
+/// This boot's identity: a boot-clock instant means nothing after a reboot. Never empty (a
+/// file's fields would shift): "unknown" where the kernel does not say.
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+        .ok()
+        .filter(|id| !id.is_empty() && !id.contains(char::is_whitespace))
+        .unwrap_or_else(|| "unknown".to_string())
 }
 
 /// Writes the promises that still run, one a line, the longest first, atomically:
