@@ -89,7 +89,8 @@ impl Member {
         }
         self.primary_down_since = None;
         if local.in_recovery {
-            if let Some(handover) = self.handover.take() {
+            let handover = self.handover.take();
+            if let Some(handover) = handover.filter(|h| h.term == lease.revision) {
                 // Demoted for a switchover: publish the final position, give back the
                 // failsafe promises of this term (nothing it writes relies on them any
                 // more), then let go.
@@ -266,6 +267,7 @@ impl Member {
                 self.handover = Some(Handover {
                     revision: pending.revision,
                     target: target.clone(),
+                    term,
                 });
                 plan.push(Action::Demote {
                     mode: StopMode::Fast,

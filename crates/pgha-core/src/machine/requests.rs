@@ -7,11 +7,13 @@ use crate::observe::MemberRecord;
 use crate::reason::Reason;
 use crate::types::{MemberName, Millis};
 
-/// A switchover this member (as leader) is carrying out.
+/// A switchover this member (as leader) is carrying out, in its term `term`: a later term it
+/// wins is not handed over by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Handover {
     pub revision: u64,
     pub target: Option<MemberName>,
+    pub term: u64,
 }
 
 /// What this member knows of the requests it has read.

@@ -64,7 +64,8 @@ impl Member {
             .as_ref()
             .is_some_and(|pending| pending.term == lease.revision);
         if self.running_job() == Some(JobKind::Demote) || demoted_this_term {
-            if let Some(handover) = &self.handover {
+            let term = lease.revision;
+            if let Some(handover) = self.handover.as_ref().filter(|h| h.term == term) {
                 // A switchover's demotion: PostgreSQL shutting down answers no probe.
                 return Reason::SwitchoverDemoting {
                     target: handover.target.clone(),

@@ -118,6 +118,52 @@ fn a_switchover_demotion_shutting_postgres_down_is_explained_as_the_switchover()
     )));
 }
 
+/// Found by review: a switchover's handover belonged to no term. A leader whose lease lapsed
+/// while its switchover demotion ran kept it, and on winning a later election released the new
+/// lease as "handed over" (giving back that term's promises) instead of promoting.
+#[test]
+fn a_handover_of_a_lapsed_term_does_not_give_up_a_later_one() {
+    let (mut n1, n2_pg, view) = leader_asked_to_switch_over_to_n2();
+    let d = n1.step(&obs(100, primary(1, 1000), &view, vec![]));
+    assert!(has(&d, |a| matches!(a, Action::Demote { .. })));
+    // The store goes away and the lease lapses while the demotion runs.
+    let lapsed = ClusterConfig::default().ttl_ms + 100;
+    n1.step(&store_down(lapsed, primary(1, 1000)));
+    // The demotion ends; the key has expired; n1, ahead, wins the election of term 9.
+    let demoted = standby(1, 1200, None);
+    let vacant = View::new()
+        .with("n1", record(&demoted, None))
+        .with("n2", record(&n2_pg, None));
+    let mut now = lapsed + 100;
+    let mut d = n1.step(&obs(
+        now,
+        demoted.clone(),
+        &vacant,
+        vec![job_done(JobKind::Demote)],
+    ));
+    while !acquires(&d) {
+        now += 500;
+        assert!(
+            now < lapsed + 60_000,
+            "never ran for leader: {:?}",
+            d.reason
+        );
+        d = n1.step(&obs(now, demoted.clone(), &vacant, vec![]));
+    }
+    let won = View::led_by("n1", 9, &demoted).with("n2", record(&n2_pg, Some("n1")));
+    let d = n1.step(&obs(now + 10, demoted, &won, vec![acquired(now, 9)]));
+    assert!(
+        has(&d, |a| matches!(a, Action::Promote { .. })),
+        "{:?}: {:?}",
+        d.reason,
+        d.actions
+    );
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { .. } | Action::ReturnPromises { .. }
+    )));
+}
+
 #[test]
 fn switchover_to_a_member_not_streaming_is_refused_and_cleared() {
     let (mut n1, _) = established_leader();
