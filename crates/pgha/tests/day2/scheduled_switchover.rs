@@ -46,6 +46,17 @@ pub(super) fn topology_and_scheduled_switchover(c: &dyn Day2) {
     );
     let table = succeeded("status", &c.cli(&["status"]));
     assert!(!table.contains("Switchover"), "{table}");
+    // Every member streams from the new leader before the next request: the old leader,
+    // just demoted, is refused as a target until it streams (a whole-suite run asked 0.2 s
+    // too soon: "node3 is not streaming from the leader").
+    dist::wait_until("the others streaming", Duration::from_secs(60), || {
+        let s = status(c);
+        let members = s["members"].as_array().unwrap();
+        members
+            .iter()
+            .all(|m| m["name"] == target.as_str() || m["state"] == "streaming")
+            .then_some(())
+    });
     let out = succeeded(
         "switchover --at +1h",
         &c.cli(&["switchover", "--to", &leader, "--at", "+1h"]),
@@ -56,13 +67,4 @@ pub(super) fn topology_and_scheduled_switchover(c: &dyn Day2) {
         out.contains(&format!("withdrew the switchover to {leader}")),
         "{out}"
     );
-    // Every member streams from the new leader before the next step.
-    dist::wait_until("the others streaming", Duration::from_secs(60), || {
-        let s = status(c);
-        let members = s["members"].as_array().unwrap();
-        members
-            .iter()
-            .all(|m| m["name"] == target.as_str() || m["state"] == "streaming")
-            .then_some(())
-    });
 }
