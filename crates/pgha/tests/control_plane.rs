@@ -221,6 +221,10 @@ fn control_scenario(c: &dyn Control) {
     assert_eq!(code, 401, "{body}");
     let failure: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(failure["kind"], "unauthorised", "{body}");
+    // Giving back failsafe promises is control too (it frees a member to take the lease).
+    let give_back = r#"{"leader": "n1", "term": 1, "promises": [1]}"#;
+    let (code, body) = dist::http("POST", &api, "/failsafe/return", None, Some(give_back)).unwrap();
+    assert_eq!(code, 401, "{body}");
     let token = c.token();
     let bad = r#"{"to": "nosuch"}"#;
     let (code, body) = dist::http("POST", &api, "/failover", Some(&token), Some(bad)).unwrap();
