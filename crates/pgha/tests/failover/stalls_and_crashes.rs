@@ -260,7 +260,36 @@ async fn a_crashed_standby_that_diverged_rejoins_by_rewind() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    n2.batch_execute("CHECKPOINT").await.unwrap();
+    // Its restartpoint at n1's checkpoint, checked: the stopped n2's position is its latest
+    // checkpoint location (a whole-suite run once found it still at an earlier one, and n2
+    // followed, failed to stream and was rewound from a clean stop, which shows nothing of
+    // the crashed state).
+    let n1_checkpoint: String = n1
+        .query_one(
+            "SELECT checkpoint_lsn::text FROM pg_control_checkpoint()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let restarted_at =
+        format!("SELECT checkpoint_lsn >= '{n1_checkpoint}'::pg_lsn FROM pg_control_checkpoint()");
+    loop {
+        n2.batch_execute("CHECKPOINT").await.unwrap();
+        let past: bool = n2
+            .query_one(restarted_at.as_str(), &[])
+            .await
+            .unwrap()
+            .get(0);
+        if past {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2's restartpoint never reached n1's checkpoint {n1_checkpoint}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.ok("stop", &["n2", "--mode", "immediate"]);
     c.ok("stop", &["n1"]);
     c.ok("start", &["n3"]);
