@@ -9,7 +9,7 @@
 # and agent-kill (n1's `pgha agent` killed with SIGKILL and started again after AGENT_DOWN s, as
 # systemd would), and switchover, failover, stop/crash/restart through the agents.
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
-#   env: ROUNDS=N, SYNC=on|strict|off, FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
+#   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
 #        stays down in a restart), AGENT_DOWN=1, OUT=bench/results/<date>-chaos-dist, BIN,
 #        NO_BUILD=1
 # Needs root, ip (iproute2), iptables and etcd (Debian: iproute2 iptables etcd-server).
@@ -24,6 +24,11 @@ for tool in ip iptables etcd; do
 done
 rounds="${ROUNDS:-100}"
 sync="${SYNC:-on}"
+case "$sync" in
+  on|strict|off) sync_lines="synchronous_mode = \"$sync\"" ;;
+  quorum) sync_lines=$'synchronous_mode = "on"\nsynchronous_method = "quorum"' ;;
+  *) echo "SYNC=$sync: expected on, strict, off or quorum" >&2; exit 2 ;;
+esac
 faults="${FAULTS:-all}"
 seed="${SEED:-$(date +%s)}"
 writers="${WRITERS:-2}"
@@ -148,10 +153,9 @@ max_wal_size = "256MB"
 rw_listen = "${ip_of[client]}:6432"
 ro_listen = "${ip_of[client]}:6433"
 [dynamic]
-synchronous_mode = "$sync"
+$sync_lines
 EOF
 done
-[ "$sync" = off ] && sed -i '/^synchronous_mode/d' "$work"/n?.toml
 for n in n1 n2 n3; do "$work/agent-start.sh" "$n"; done
 on client "$bin" proxy --config "$work/n1.toml" > "$work/proxy.log" 2>&1 &
 pids+=($!)
