@@ -180,20 +180,30 @@ impl Prober {
             }
             None => None,
         };
+        let leader_answer = c.leader.as_ref().and_then(answer);
         let primary = c
             .leader
             .as_ref()
-            .and_then(|m| as_primary(m, answer(m).as_ref()));
+            .and_then(|m| as_primary(m, leader_answer.as_ref()));
+        // With a primary confirmed, a standby streams only if that primary sends it WAL: one
+        // streaming from elsewhere (the demoted old primary, its WAL past the new timeline's
+        // fork) would read as caught up, holding writes the cluster does not have.
+        let receivers = leader_answer
+            .filter(|_| primary.is_some())
+            .map(|r| r.receivers);
         let ro = c
             .standbys
             .iter()
             .filter(|m| Some(&m.addr) != c.leader.as_ref().map(|l| &l.addr))
             .filter_map(|m| {
                 let r = answer(m).filter(|r| r.in_recovery)?;
+                let fed = receivers
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&m.name));
                 Some(Standby {
                     backend: Backend::new(&m.name, &m.addr),
                     lag_bytes: primary.as_ref().map(|(_, lsn)| lsn.saturating_sub(r.lsn)),
-                    streaming: r.streaming,
+                    streaming: r.streaming && fed,
                 })
             })
             .collect();

@@ -28,7 +28,8 @@ pub struct Standby {
     pub backend: Backend,
     /// Bytes of WAL the standby has still to replay; `None` when unknown (no primary to compare).
     pub lag_bytes: Option<u64>,
-    /// Whether its WAL receiver is streaming.
+    /// Whether its WAL receiver is streaming, from the confirmed primary when there is one
+    /// (read-only sessions go only to streaming standbys).
     pub streaming: bool,
 }
 

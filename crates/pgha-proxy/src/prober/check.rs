@@ -61,11 +61,18 @@ pub struct ProbeResult {
     pub lsn: u64,
     /// A WAL receiver is running and streaming.
     pub streaming: bool,
+    /// The `application_name`s of the standbys this server sends WAL to (streaming or catching
+    /// up): pgha's members connect under their member names.
+    pub receivers: Vec<String>,
 }
 
+// A role without pg_read_all_stats sees no walreceiver status or walsender state: it counts
+// as streaming (the sender's application_name is visible to every role).
 const CHECK_SQL: &str = "select pg_is_in_recovery(), \
     (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text, \
-    coalesce((select coalesce(status, 'streaming') = 'streaming' from pg_stat_wal_receiver limit 1), false)";
+    coalesce((select coalesce(status, 'streaming') = 'streaming' from pg_stat_wal_receiver limit 1), false), \
+    coalesce((select array_agg(application_name) from pg_stat_replication \
+      where coalesce(state, 'streaming') in ('streaming', 'catchup')), '{}')";
 
 /// Parses `X/Y` into a byte position.
 fn parse_lsn(s: &str) -> Option<u64> {
@@ -128,6 +135,7 @@ pub(super) async fn query(client: &Client, addr: &str) -> Result<ProbeResult, Pr
         in_recovery: row.get(0),
         lsn,
         streaming: row.get(2),
+        receivers: row.get(3),
     })
 }
 

@@ -13,8 +13,8 @@ use pgha_proxy::{Backend, ProberConfig, ProxyTls, Targets};
 use pgha_testkit::free_port;
 
 use super::{
-    append, base_backup, cluster_dir, command_in, initdb, pg_user, primary_conf, run,
-    start_postgres, targets_of, TestProxy,
+    append, base_backup, cluster_dir, command_in, initdb, pg_user, primary_conf, replication_name,
+    run, start_postgres, targets_of, TestProxy,
 };
 
 /// The name clients verify the proxy by (reached at 127.0.0.1 through `hostaddr`).
@@ -170,7 +170,11 @@ pub fn start_ca_cluster(name: &str, bin: &Path, standbys: usize) -> CaCluster {
         let (name, port) = (format!("n{}", i + 2), free_port());
         let data = dir.join(&name);
         base_backup(bin, pp, &data);
-        let conf = format!("port = {port}\n{}", ssl_conf(&dir, &ca, &name));
+        let conf = format!(
+            "port = {port}\n{}{}",
+            replication_name(&name),
+            ssl_conf(&dir, &ca, &name)
+        );
         append(&data.join("postgresql.conf"), &conf);
         children.push(start_postgres(bin, &data, port));
         members.push((name, port));

@@ -237,7 +237,10 @@ pub fn start_cluster_with(opts: &ClusterOptions) -> Cluster {
     let mut children = vec![start_postgres(bin, &primary, pp)];
     let standby = dir.join("standby");
     base_backup(bin, pp, &standby);
-    append(&standby.join("postgresql.conf"), &format!("port = {sp}\n"));
+    append(
+        &standby.join("postgresql.conf"),
+        &format!("port = {sp}\n{}", replication_name("standby")),
+    );
     children.push(start_postgres(bin, &standby, sp));
     Cluster {
         dir,
@@ -299,6 +302,12 @@ fn start_postgres(bin: &Path, data: &Path, port: u16) -> Child {
     child
 }
 
+/// The setting that makes a standby stream under `name` (its walreceiver's application_name),
+/// as pgha's members do: the prober routes reads only to standbys the primary names so.
+pub fn replication_name(name: &str) -> String {
+    format!("cluster_name = '{name}'\n")
+}
+
 /// `data`, a base backup of the primary on `primary_port`, set up to stream from it.
 fn base_backup(bin: &Path, primary_port: u16, data: &Path) {
     let mut c = command_in(bin, "pg_basebackup");
@@ -337,6 +346,29 @@ fn tls_settings(dir: &Path) -> String {
         crt.display(),
         key.display()
     )
+}
+
+/// A standby of `c`'s standby (cascading replication, as a member still streaming from a
+/// demoted primary), streaming under `name`; it runs until this process exits.
+pub fn cascaded_standby(c: &Cluster, name: &str) -> Backend {
+    let port = free_port();
+    let data = c.dir.join(name);
+    // A backup of the primary (one taken on a standby refuses full_page_writes = off),
+    // streaming from the standby: the last primary_conninfo of the file written last wins.
+    base_backup(&c.bin, c.primary_port, &data);
+    append(
+        &data.join("postgresql.conf"),
+        &format!("port = {port}\n{}", replication_name(name)),
+    );
+    append(
+        &data.join("postgresql.auto.conf"),
+        &format!(
+            "primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n",
+            c.standby_port
+        ),
+    );
+    std::mem::forget(start_postgres(&c.bin, &data, port));
+    Backend::new(name, format!("127.0.0.1:{port}"))
 }
 
 /// The shared cluster (started by the first test that asks).

@@ -131,6 +131,62 @@ async fn a_standby_the_store_no_longer_lists_leaves_the_read_only_targets_at_onc
     );
 }
 
+/// A standby that streams, but from another server than the confirmed primary (as one still
+/// streaming from the demoted old primary, its WAL past the fork of the new timeline: it reads
+/// as caught up while holding writes the cluster does not have) takes no read-only session;
+/// the standby the primary streams to does (before: both were routed to).
+#[tokio::test]
+async fn a_standby_the_confirmed_primary_does_not_stream_to_takes_no_reads() {
+    let c = cluster();
+    let cascaded = cascaded_standby(c, "cascaded");
+    let receiving = connect(cascaded.addr.parse().unwrap()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let row = receiving
+            .query_opt("select status from pg_stat_wal_receiver", &[])
+            .await
+            .unwrap();
+        if row.is_some_and(|r| r.get::<_, String>(0) == "streaming") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cascaded standby never streamed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut prober = Prober::new(ProberConfig::new("postgres"));
+    let cands = Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby()), member(cascaded.clone())],
+    };
+    let t = prober.probe(&cands).await;
+    assert_eq!(t.rw, Some(c.primary()));
+    let streaming = |b: &pgha_proxy::Backend| {
+        t.ro.iter()
+            .find(|s| s.backend == *b)
+            .map(|s| (s.streaming, s.lag_bytes))
+    };
+    assert!(
+        matches!(streaming(&c.standby()), Some((true, Some(_)))),
+        "the primary's own standby: {:?}",
+        t.ro
+    );
+    assert!(
+        matches!(streaming(&cascaded), Some((false, Some(_)))),
+        "the standby fed by another server: {:?}",
+        t.ro
+    );
+    // With no primary confirmed, nothing tells where a standby should stream from: the
+    // walreceiver's own status goes (reads then need `ro_max_lag_bytes` unset).
+    let leaderless = Candidates {
+        leader: None,
+        standbys: vec![member(cascaded.clone())],
+    };
+    let t = prober.probe(&leaderless).await;
+    assert!(t.ro.iter().all(|s| s.streaming), "{:?}", t.ro);
+}
+
 #[tokio::test]
 async fn prober_confirms_primary_and_standbys() {
     let c = cluster();
