@@ -103,6 +103,33 @@ pub enum Refusal {
 
 impl std::error::Error for Refusal {}
 
+impl Refusal {
+    /// Whether it speaks of a passing state (a target not streaming or lagging at the moment,
+    /// the synchronous set, no healthy standby right now), which a switchover scheduled for
+    /// later may no longer meet: the leader checks the request again when it is due.
+    pub fn may_pass_by_then(&self) -> bool {
+        match self {
+            Refusal::TargetNotStreaming(_)
+            | Refusal::SwitchoverOutsideSyncSet(_)
+            | Refusal::NoCandidate => true,
+            Refusal::TargetIneligible { why, .. } => matches!(
+                why,
+                Ineligible::Lagging { .. }
+                    | Ineligible::NotARunningStandby
+                    | Ineligible::PromotionVetoed
+            ),
+            Refusal::LeaderMismatch { .. }
+            | Refusal::UnknownTarget(_)
+            | Refusal::TargetIsLeader(_)
+            | Refusal::FailoverNeedsTarget
+            | Refusal::SwitchoverWithoutLeader(_)
+            | Refusal::MadeInEarlierTerm { .. }
+            | Refusal::SynchronousMemberAhead { .. }
+            | Refusal::OutsideFailsafeList { .. } => false,
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -177,19 +177,23 @@ impl Client {
         to: Option<String>,
         kind: RequestKind,
     ) -> Result<String, ClientError> {
-        self.request_promotion_at(to, kind, None, false).await
+        Ok(self
+            .request_promotion_at(to, kind, None, false)
+            .await?
+            .target)
     }
 
     /// Like [`Client::request_promotion`], not before `at` (Unix seconds) when given; a
     /// failover with `leader_down` (`pgha failover --leader-down`) says the last leader is
-    /// known down, so that its failsafe list may be withdrawn.
+    /// known down, so that its failsafe list may be withdrawn. Answers the whole answer (for
+    /// a scheduled switchover, also what it will be checked for when due).
     pub async fn request_promotion_at(
         &self,
         to: Option<String>,
         kind: RequestKind,
         at: Option<u64>,
         leader_down: bool,
-    ) -> Result<String, ClientError> {
+    ) -> Result<Promoting, ClientError> {
         let (path, force, allow_data_loss) = match kind {
             RequestKind::Switchover => ("/switchover", false, false),
             RequestKind::Failover {
@@ -205,8 +209,7 @@ impl Client {
             at,
             ..Default::default()
         };
-        let answer: Promoting = self.post(path, &body).await?;
-        Ok(answer.target)
+        self.post(path, &body).await
     }
 
     /// How many entries the cluster's history holds now: taken before a request, what

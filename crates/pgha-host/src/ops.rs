@@ -57,9 +57,22 @@ pub async fn view(store: &dyn Store) -> Result<ClusterView, OpError> {
     Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
 }
 
-/// Validates a switchover/failover request against the current view and writes it; returns
-/// the member that will be promoted.
-pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Result<String, OpError> {
+/// A request written: the member it promotes, and for a scheduled one a refusal of the
+/// moment it was written despite (the leader checks the request again when it is due).
+#[derive(Debug)]
+pub struct Requested {
+    pub target: MemberName,
+    pub checked_when_due: Option<pgha_core::switchover::Refusal>,
+}
+
+/// Validates a switchover/failover request against the current view and writes it. A
+/// switchover scheduled for later to a named member is not refused for a passing state (the
+/// target not streaming this moment): it is written, and the leader's check when it is due
+/// decides (a refusal then is in the history).
+pub async fn request(
+    store: &dyn Store,
+    mut request: SwitchoverRequest,
+) -> Result<Requested, OpError> {
     let view = view(store).await?;
     if request.from.is_none() {
         // Name the leader the request is about: the target waits for its final position.
@@ -71,10 +84,31 @@ pub async fn request(store: &dyn Store, mut request: SwitchoverRequest) -> Resul
         .and_then(|l| view.members.get(&l.holder))
         .map(|r| r.lsn)
         .unwrap_or_default();
-    let target =
-        pgha_core::switchover::check(&view, leader_lsn, &request).map_err(Refusal::from)?;
+    let requested = match pgha_core::switchover::check(&view, leader_lsn, &request) {
+        Ok(target) => Requested {
+            target,
+            checked_when_due: None,
+        },
+        Err(refusal) if due_later(&request) && refusal.may_pass_by_then() => match &request.to {
+            Some(target) => Requested {
+                target: target.clone(),
+                checked_when_due: Some(refusal),
+            },
+            None => return Err(Refusal::from(refusal).into()),
+        },
+        Err(refusal) => return Err(Refusal::from(refusal).into()),
+    };
     write_request(store, &request).await?;
-    Ok(target.to_string())
+    Ok(requested)
+}
+
+/// Whether `request` is scheduled for a later instant than now (wall clock, as the agents
+/// compare it).
+fn due_later(request: &SwitchoverRequest) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    request.at.is_some_and(|at| at > now)
 }
 
 /// Writes `request` unless one is pending; answers the revision it was written at.
@@ -98,7 +132,7 @@ async fn write_request(store: &dyn Store, request: &SwitchoverRequest) -> Result
 pub async fn request_leader_down(
     store: &dyn Store,
     request: SwitchoverRequest,
-) -> Result<String, OpError> {
+) -> Result<Requested, OpError> {
     use pgha_core::switchover::{check, failsafe_list_withdrawn};
     let view = view(store).await?;
     if let Some(leader) = &view.leader {
@@ -151,7 +185,10 @@ pub async fn request_leader_down(
     if let Err(e) = store.append_history(&id, &json, Guard::Any).await {
         tracing::warn!("the withdrawal of the failsafe list is not in the history: {e}");
     }
-    Ok(target.to_string())
+    Ok(Requested {
+        target,
+        checked_when_due: None,
+    })
 }
 
 /// Deletes the pending switchover or failover request, if any; answers what it asked.

@@ -1,4 +1,5 @@
-//! `pgha failover --leader-down` against a store: what it refuses, writes and withdraws.
+//! Requests against a store: what `pgha failover --leader-down` refuses, writes and withdraws;
+//! what a scheduled switchover is written despite.
 
 use std::sync::Arc;
 
@@ -53,7 +54,11 @@ async fn the_list_holding_the_target_back_is_withdrawn_after_the_request_is_writ
         "{refused:?}"
     );
     assert_eq!(
-        request_leader_down(&store, failover_to_n3()).await.unwrap(),
+        request_leader_down(&store, failover_to_n3())
+            .await
+            .unwrap()
+            .target
+            .as_str(),
         "n3"
     );
     let view = view(&store).await.unwrap();
@@ -90,10 +95,89 @@ async fn a_list_that_holds_nobody_back_stays() {
     let store = n1_gone_with_its_list().await;
     put_record(&store, "n2", true).await;
     assert_eq!(
-        request_leader_down(&store, failover_to_n3()).await.unwrap(),
+        request_leader_down(&store, failover_to_n3())
+            .await
+            .unwrap()
+            .target
+            .as_str(),
         "n3"
     );
     let view = view(&store).await.unwrap();
     assert!(view.failsafe.is_some() && view.switchover.is_some());
     assert!(view.history.is_empty());
+}
+
+/// n1 leads; n3 runs a standby not streaming this moment (restarting, reconnecting).
+async fn n1_leading_n3_not_streaming() -> MemoryStore {
+    let store = MemoryStore::new(Arc::new(ManualClock::new()));
+    store.acquire_leader("n1", TTL).await.unwrap();
+    put_record(&store, "n1", false).await;
+    put_record(&store, "n3", true).await;
+    store
+}
+
+fn switchover_to(name: &str, at: Option<u64>) -> SwitchoverRequest {
+    SwitchoverRequest {
+        from: None,
+        to: Some(MemberName::new(name)),
+        kind: RequestKind::Switchover,
+        at,
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A switchover scheduled an hour ahead to a standby not streaming this moment is written,
+/// with the refusal of the moment (the leader checks it again when it is due); asked for now,
+/// it is refused; a member that does not exist is refused however far ahead (before: the
+/// scheduled one was refused as the immediate one is).
+#[tokio::test]
+async fn a_scheduled_switchover_is_not_refused_for_a_target_not_streaming_this_moment() {
+    use pgha_core::switchover::Refusal as Core;
+    let store = n1_leading_n3_not_streaming().await;
+    let now = request(&store, switchover_to("n3", None)).await;
+    assert!(
+        matches!(&now, Err(OpError::Refused(Refusal::Switchover(Core::TargetNotStreaming(t)))) if t.as_str() == "n3"),
+        "{now:?}"
+    );
+    assert!(view(&store).await.unwrap().switchover.is_none());
+
+    let at = unix_now() + 3600;
+    let later = request(&store, switchover_to("n3", Some(at)))
+        .await
+        .unwrap();
+    assert_eq!(later.target.as_str(), "n3");
+    assert!(
+        matches!(&later.checked_when_due, Some(Core::TargetNotStreaming(t)) if t.as_str() == "n3"),
+        "{later:?}"
+    );
+    let pending = view(&store).await.unwrap().switchover.unwrap().request;
+    assert_eq!(pending.at, Some(at));
+    assert_eq!(pending.from, Some(MemberName::new("n1")));
+    cancel_request(&store).await.unwrap();
+
+    let unknown = request(&store, switchover_to("n9", Some(at))).await;
+    assert!(
+        matches!(
+            &unknown,
+            Err(OpError::Refused(Refusal::Switchover(Core::UnknownTarget(
+                _
+            ))))
+        ),
+        "{unknown:?}"
+    );
+    // Without a named target nobody can be named for later: refused as now.
+    let mut best = switchover_to("n3", Some(at));
+    best.to = None;
+    let best = request(&store, best).await;
+    assert!(
+        matches!(&best, Err(OpError::Refused(Refusal::Switchover(_)))),
+        "{best:?}"
+    );
+    assert!(view(&store).await.unwrap().switchover.is_none());
 }

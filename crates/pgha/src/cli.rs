@@ -218,7 +218,8 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
         /// Schedule it instead: an instant (RFC 3339, e.g. 2026-12-01T03:00:00Z) or a delay
-        /// from now (+30m, +2h). Shown in `pgha status` until it runs.
+        /// from now (+30m, +2h). Shown in `pgha status` until it runs; a target not streaming
+        /// this moment is checked again when it is due.
         #[arg(long = "at", value_name = "WHEN", conflicts_with = "cancel")]
         when: Option<String>,
         /// Withdraw a scheduled (or pending) switchover or failover.

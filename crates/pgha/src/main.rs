@@ -158,11 +158,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 return promote(&handle, to, pgha_core::RequestKind::Switchover, false).await;
             };
             let at = render::parse_when(&when)?;
-            let target = handle.schedule_switchover(to, at).await?;
+            let scheduled = handle.schedule_switchover(to, at).await?;
             outln!(
-                "switchover to {target} scheduled for {} (`pgha switchover --cancel` withdraws it)",
+                "switchover to {} scheduled for {} (`pgha switchover --cancel` withdraws it)",
+                scheduled.target,
                 render::utc(at)
             );
+            if let Some(why) = scheduled.checked_when_due {
+                outln!(
+                    "note: refused if asked now ({why}); the leader checks it again when it is                      due, and a refusal then is in `pgha history`"
+                );
+            }
             Ok(())
         }
         Command::Failover {

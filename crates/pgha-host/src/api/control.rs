@@ -50,7 +50,13 @@ impl PromoteRequest {
 /// Answer of POST /switchover and /failover: the member that will be promoted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Promoting {
+    /// The member to promote; for a switchover asked without `to`, the best candidate now
+    /// (a scheduled one promotes the best candidate when it is due).
     pub target: String,
+    /// A switchover scheduled for later, written although refused this moment: why (the
+    /// leader checks it again when it is due).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_when_due: Option<String>,
 }
 
 /// Body of POST /config: KEY=VALUE assignments, applied together or not at all.
@@ -105,15 +111,25 @@ pub async fn failover(
             "manual failover to {:?} with --leader-down requested",
             body.to
         );
-        let target = ops::request_leader_down(host.store.as_ref(), body.to_request(kind)).await?;
-        return Ok(Json(Promoting { target }));
+        let requested =
+            ops::request_leader_down(host.store.as_ref(), body.to_request(kind)).await?;
+        return Ok(Json(Promoting::from(requested)));
     }
     promote(&host, &body, kind).await
 }
 
 async fn promote(host: &Host, body: &PromoteRequest, kind: RequestKind) -> Answer<Promoting> {
-    let target = ops::request(host.store.as_ref(), body.to_request(kind)).await?;
-    Ok(Json(Promoting { target }))
+    let requested = ops::request(host.store.as_ref(), body.to_request(kind)).await?;
+    Ok(Json(Promoting::from(requested)))
+}
+
+impl From<ops::Requested> for Promoting {
+    fn from(requested: ops::Requested) -> Self {
+        Promoting {
+            target: requested.target.to_string(),
+            checked_when_due: requested.checked_when_due.map(|r| r.to_string()),
+        }
+    }
 }
 
 /// Answer of POST /switchover/cancel: the request that was pending, if one was.

@@ -34,7 +34,8 @@ impl ClusterHandle {
             .client
             .request_promotion_at(to, kind, None, leader_down)
             .await
-            .map_err(|e| self.explain(e))?;
+            .map_err(|e| self.explain(e))?
+            .target;
         on_requested(&target);
         self.client
             .wait_promoted(&target, since)
@@ -47,8 +48,14 @@ impl ClusterHandle {
     }
 
     /// Schedules a switchover (`to` optional) for `at` (Unix seconds); answers the member
-    /// the cluster would promote now. It runs when the leader's agent sees the instant pass.
-    pub async fn schedule_switchover(&self, to: Option<String>, at: u64) -> anyhow::Result<String> {
+    /// the cluster would promote now, and what it was written despite (a target not
+    /// streaming this moment). It runs when the leader's agent sees the instant pass, once
+    /// the leader's check then allows it (a refusal then is in the history).
+    pub async fn schedule_switchover(
+        &self,
+        to: Option<String>,
+        at: u64,
+    ) -> anyhow::Result<crate::api::control::Promoting> {
         self.client
             .request_promotion_at(to, RequestKind::Switchover, Some(at), false)
             .await

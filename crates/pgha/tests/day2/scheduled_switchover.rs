@@ -46,9 +46,8 @@ pub(super) fn topology_and_scheduled_switchover(c: &dyn Day2) {
     );
     let table = succeeded("status", &c.cli(&["status"]));
     assert!(!table.contains("Switchover"), "{table}");
-    // Every member streams from the new leader before the next request: the old leader,
-    // just demoted, is refused as a target until it streams (a whole-suite run asked 0.2 s
-    // too soon: "node3 is not streaming from the leader").
+    // Every member streams from the new leader before the next steps (the restarts after
+    // this want a settled cluster).
     dist::wait_until("the others streaming", Duration::from_secs(60), || {
         let s = status(c);
         let members = s["members"].as_array().unwrap();
