@@ -296,13 +296,19 @@ fn same_loopback(a: &str, b: &str) -> bool {
 }
 
 /// Whether a standby's position (its replay, when it received nothing since it started) may
-/// still be short of the WAL it holds: its replay moved since the last probe of the same
-/// postmaster (`replayed_before`; none: this is the first), or PostgreSQL holds it.
+/// still be short of the WAL it holds: unless its startup process waits for more WAL (it
+/// replayed all it has), it is. Replay held (paused, delayed, in conflict with a query) stands
+/// still between probes without having reached the end. Where the wait cannot be seen: its
+/// replay moved since the last probe of the same postmaster (`replayed_before`; none: this is
+/// the first), or PostgreSQL holds it (`held`).
 fn replaying_local_wal(state: &PgState, replayed_before: Option<u64>, held: bool) -> bool {
     if !state.in_recovery || state.receive_lsn.is_some() {
         return false;
     }
-    held || replayed_before.is_none_or(|before| state.replay_lsn.unwrap_or(0) > before)
+    match state.startup_waits_for_wal {
+        Some(waits) => !waits,
+        None => held || replayed_before.is_none_or(|before| state.replay_lsn.unwrap_or(0) > before),
+    }
 }
 
 #[cfg(test)]
@@ -341,5 +347,33 @@ mod tests {
             ..restarted
         };
         assert!(!replaying_local_wal(&primary, None, false));
+    }
+
+    /// Replay held (a delay, a query in conflict with it) stands still between probes short
+    /// of the WAL the standby holds: it was taken for the end, and a member with less WAL won
+    /// the election over commits only this one confirmed
+    /// (`faults::replay::a_synchronous_standby_restarted_with_its_replay_held_is_waited_for`).
+    /// Where PostgreSQL shows its startup process, only its wait for more WAL ends the mark.
+    #[test]
+    fn a_standby_whose_startup_process_does_not_wait_for_wal_is_marked_however_still() {
+        let held = PgState {
+            in_recovery: true,
+            receive_lsn: None,
+            replay_lsn: Some(4_000),
+            startup_waits_for_wal: Some(false),
+            ..PgState::default()
+        };
+        assert!(replaying_local_wal(&held, Some(4_000), false), "held");
+        let at_end = PgState {
+            startup_waits_for_wal: Some(true),
+            ..held.clone()
+        };
+        assert!(!replaying_local_wal(&at_end, None, false), "first probe");
+        assert!(!replaying_local_wal(&at_end, Some(3_000), false), "moved");
+        let streaming = PgState {
+            receive_lsn: Some(4_500),
+            ..held
+        };
+        assert!(!replaying_local_wal(&streaming, None, false), "received");
     }
 }

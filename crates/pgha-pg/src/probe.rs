@@ -103,6 +103,11 @@ pub struct PgState {
     /// On a standby: its replay is paused (by a DBA, or by PostgreSQL when the primary's
     /// settings rose above its own: see [`crate::hot_standby`]).
     pub replay_paused: bool,
+    /// On a standby: its startup process waits for WAL to arrive, having replayed all it
+    /// has (`pg_wal`, the archive, what was streamed): `false` while it replays, and while
+    /// its replay is held (paused, delayed, in conflict with a query); `None` when that
+    /// cannot be seen.
+    pub startup_waits_for_wal: Option<bool>,
     /// On a primary: its standbys.
     pub replication: Vec<ReplicationPeer>,
     /// `synchronous_standby_names` as this session sees it (after the last reload).
@@ -187,7 +192,10 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                           WHERE name ~ '^[0-9A-F]{8}\\.history$' \
                             AND coalesce(pg_read_file('pg_wal/' || name, 0, 6, true), '# pgha') \
                                 <> '# pgha'), \
-                        pg_get_wal_replay_pause_state() <> 'not paused' \
+                        pg_get_wal_replay_pause_state() <> 'not paused', \
+                        (SELECT coalesce(wait_event, '') \
+                                  IN ('RecoveryWalStream', 'RecoveryRetrieveRetryInterval') \
+                           FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1) \
                  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
                 &[],
             )
@@ -200,6 +208,7 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         state.received_timeline = received_tli.filter(|t| *t > 0).map(|t| t as u32);
         state.upstream = row.get(4);
         state.replay_paused = row.get(7);
+        state.startup_waits_for_wal = row.get(8);
         let checkpoint_tli: Option<i32> = row.get(5);
         let history_tli: Option<i32> = row.get(6);
         // The checkpoint's timeline lags a timeline switch until the next restartpoint, and

@@ -1,4 +1,5 @@
-//! Unit tests of `probe.rs`: LSN formatting, WAL stall detection, quoting.
+//! Unit tests of `probe.rs`: LSN formatting, WAL stall detection, quoting, a real standby's
+//! wait for WAL.
 
 use super::*;
 
@@ -60,4 +61,29 @@ fn a_receiver_on_an_older_timeline_than_the_standby_knows_is_not_streaming() {
 fn quotes() {
     assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     assert_eq!(quote_literal("it's"), "'it''s'");
+}
+
+/// A real standby with nothing more to replay (no upstream, no archive) is seen waiting for
+/// WAL: the wait events the probe reads are PostgreSQL's own (a renamed one would leave every
+/// restarted standby marked as still replaying its own WAL).
+#[tokio::test]
+async fn a_standby_at_the_end_of_its_wal_is_seen_waiting_for_more() {
+    let standby = crate::test_standby::TestStandby::new("n2").await;
+    standby.start().await;
+    let client = crate::test_standby::client(&standby.inst).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let state = probe(&client, "n2").await.unwrap();
+        assert!(state.in_recovery);
+        if state.startup_waits_for_wal == Some(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never seen waiting for WAL: {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(client);
+    standby.pg_ctl(&["-m", "fast", "-w", "stop"]).await;
 }

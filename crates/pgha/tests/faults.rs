@@ -42,7 +42,9 @@
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the leader's connection slots exhausted; one process of the leader's
 //!   PostgreSQL killed as by the OOM killer (the postmaster recovers by itself); the primary
-//!   killed soon after a failover while a standby lags.
+//!   killed soon after a failover while a standby lags;
+//! - the synchronous standby restarted with its replay held back (`recovery_min_apply_delay`)
+//!   as the leader's host crashes.
 //!
 //! Needs root, iproute2 and iptables (`apt-get install -y iptables`), the cgroup v1 freezer
 //! for `leader_host_frozen`, loop devices, `mkfs.ext4` and `fsfreeze` for `leader_disk_stalled`,
@@ -86,6 +88,8 @@ mod postgres;
 mod processes;
 #[path = "faults/proxy.rs"]
 mod proxy;
+#[path = "faults/replay.rs"]
+mod replay;
 #[path = "faults/support.rs"]
 mod support;
 
