@@ -8,7 +8,7 @@ use pgha_core::{
 };
 use pgha_pg::hot_standby::{running_settings, HotStandbySettings};
 use pgha_pg::logical_slots::logical_slots;
-use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState};
+use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState, StartupActivity};
 use tokio_postgres::Client;
 
 use crate::spec::{postgres_address, NodeSpec};
@@ -296,18 +296,22 @@ fn same_loopback(a: &str, b: &str) -> bool {
 }
 
 /// Whether a standby's position (its replay, when it received nothing since it started) may
-/// still be short of the WAL it holds: unless its startup process waits for more WAL (it
-/// replayed all it has), it is. Replay held (paused, delayed, in conflict with a query) stands
-/// still between probes without having reached the end. Where the wait cannot be seen: its
-/// replay moved since the last probe of the same postmaster (`replayed_before`; none: this is
-/// the first), or PostgreSQL holds it (`held`).
+/// still be short of the WAL it holds. Not once its startup process waits for more WAL (it
+/// replayed all it has); still while its replay is held (paused, delayed, waiting out a
+/// query it conflicts with), which stands still between probes short of the end. Otherwise
+/// (replaying, reading through a slow `restore_command`, or not seen): while its replay moved
+/// since the last probe of the same postmaster (`replayed_before`; none: this is the first),
+/// or PostgreSQL holds it (`held`).
 fn replaying_local_wal(state: &PgState, replayed_before: Option<u64>, held: bool) -> bool {
     if !state.in_recovery || state.receive_lsn.is_some() {
         return false;
     }
-    match state.startup_waits_for_wal {
-        Some(waits) => !waits,
-        None => held || replayed_before.is_none_or(|before| state.replay_lsn.unwrap_or(0) > before),
+    match state.startup {
+        Some(StartupActivity::WaitingForWal) => false,
+        Some(StartupActivity::Held) => true,
+        Some(StartupActivity::Other) | None => {
+            held || replayed_before.is_none_or(|before| state.replay_lsn.unwrap_or(0) > before)
+        }
     }
 }
 
@@ -353,23 +357,34 @@ mod tests {
     /// of the WAL the standby holds: it was taken for the end, and a member with less WAL won
     /// the election over commits only this one confirmed
     /// (`faults::replay::a_synchronous_standby_restarted_with_its_replay_held_is_waited_for`).
-    /// Where PostgreSQL shows its startup process, only its wait for more WAL ends the mark.
+    /// Held, it stays marked however still; waiting for WAL, it is at its end. Neither (a slow
+    /// `restore_command` between the retries): the replay's movement decides, so a member
+    /// that is at its end is not marked for good (found by review).
     #[test]
-    fn a_standby_whose_startup_process_does_not_wait_for_wal_is_marked_however_still() {
+    fn a_standby_whose_replay_is_held_is_marked_however_still() {
         let held = PgState {
             in_recovery: true,
             receive_lsn: None,
             replay_lsn: Some(4_000),
-            startup_waits_for_wal: Some(false),
+            startup: Some(StartupActivity::Held),
             ..PgState::default()
         };
         assert!(replaying_local_wal(&held, Some(4_000), false), "held");
         let at_end = PgState {
-            startup_waits_for_wal: Some(true),
+            startup: Some(StartupActivity::WaitingForWal),
             ..held.clone()
         };
         assert!(!replaying_local_wal(&at_end, None, false), "first probe");
         assert!(!replaying_local_wal(&at_end, Some(3_000), false), "moved");
+        let restoring = PgState {
+            startup: Some(StartupActivity::Other),
+            ..held.clone()
+        };
+        assert!(replaying_local_wal(&restoring, Some(3_000), false), "moved");
+        assert!(
+            !replaying_local_wal(&restoring, Some(4_000), false),
+            "still"
+        );
         let streaming = PgState {
             receive_lsn: Some(4_500),
             ..held

@@ -145,9 +145,15 @@ impl Member {
             }
             Verdict::Behind { best } => Reason::Behind { best },
             Verdict::Waiting { unconfirmed } => Reason::WaitingForPositions { unconfirmed },
-            Verdict::QuorumIncomplete { confirmed, needed } => {
-                Reason::QuorumIncomplete { confirmed, needed }
-            }
+            Verdict::QuorumIncomplete {
+                confirmed,
+                needed,
+                replaying,
+            } => Reason::QuorumIncomplete {
+                confirmed,
+                needed,
+                replaying,
+            },
             Verdict::IneligibleAhead { member, why } => Reason::IneligibleAhead { member, why },
             Verdict::Ineligible(why) => Reason::NotEligible(why),
         }

@@ -200,10 +200,13 @@ pub enum Verdict {
     Waiting {
         unconfirmed: Vec<MemberName>,
     },
-    /// Too few synchronous-set members confirmed to be sure of every acknowledged commit.
+    /// Too few synchronous-set members confirmed to be sure of every acknowledged commit;
+    /// `replaying`: set members not counted because they still replay WAL of their own since
+    /// a restart (their positions are lower bounds until they reach its end).
     QuorumIncomplete {
         confirmed: usize,
         needed: usize,
+        replaying: Vec<MemberName>,
     },
     /// A synchronous standby that cannot be promoted is further ahead: promoting this member
     /// could lose commits it acknowledged.
@@ -265,6 +268,7 @@ pub fn judge(
         .as_ref()
         .filter(|l| *l != me && rules.sync.members.contains(*l) && others.contains_key(*l));
     let mut set_confirmed = usize::from(rules.acknowledges(me));
+    let mut replaying = Vec::new();
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
             continue;
@@ -283,6 +287,9 @@ pub fn judge(
             }
             // Given up waiting for a fresh one: a stale position is still a lower bound (WAL
             // only grows), so a member known to be further ahead still wins over this one.
+            if record.replaying_local_wal && rules.acknowledges(name) {
+                replaying.push(name.clone());
+            }
             let defers_to_me = set_complete && rules.only_as_set_leader(name);
             if !defers_to_me && rules.check(name, record).is_ok() && rank(name, record) > my_rank {
                 return Verdict::Behind { best: name.clone() };
@@ -321,6 +328,7 @@ pub fn judge(
         return Verdict::QuorumIncomplete {
             confirmed: set_confirmed,
             needed,
+            replaying,
         };
     }
     Verdict::Best

@@ -66,7 +66,8 @@ fn the_set_leader_is_not_waited_for_as_one_of_its_standbys() {
         judge_on(&sync, ("n2", 1000), &[]),
         Verdict::QuorumIncomplete {
             confirmed: 1,
-            needed: 2
+            needed: 2,
+            replaying: vec![],
         }
     );
 }
@@ -84,7 +85,8 @@ fn the_set_leader_needs_no_quorum_of_its_standbys() {
         judge_on(&sync, ("n2", 900), &[]),
         Verdict::QuorumIncomplete {
             confirmed: 1,
-            needed: 2
+            needed: 2,
+            replaying: vec![],
         }
     );
     // ... but n3, which wrote every commit it acknowledged, stepped down no further than n2:

@@ -197,6 +197,9 @@ pub enum Reason {
     QuorumIncomplete {
         confirmed: usize,
         needed: usize,
+        /// Set members not counted because they still replay WAL of their own since a
+        /// restart (see [`crate::MemberRecord::replaying_local_wal`]).
+        replaying: Vec<MemberName>,
     },
     NotEligible(Ineligible),
     IneligibleAhead {

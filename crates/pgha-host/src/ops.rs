@@ -89,7 +89,7 @@ pub async fn request(
             target,
             checked_when_due: None,
         },
-        Err(refusal) if due_later(&request) && refusal.may_pass_by_then() => match &request.to {
+        Err(refusal) if deferrable(&request) && refusal.may_pass_by_then() => match &request.to {
             Some(target) => Requested {
                 target: target.clone(),
                 checked_when_due: Some(refusal),
@@ -102,13 +102,13 @@ pub async fn request(
     Ok(requested)
 }
 
-/// Whether `request` is scheduled for a later instant than now (wall clock, as the agents
-/// compare it).
-fn due_later(request: &SwitchoverRequest) -> bool {
+/// Whether `request` is a switchover scheduled for a later instant than now (wall clock, as
+/// the agents compare it).
+fn deferrable(request: &SwitchoverRequest) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    request.at.is_some_and(|at| at > now)
+    request.kind == pgha_core::RequestKind::Switchover && request.at.is_some_and(|at| at > now)
 }
 
 /// Writes `request` unless one is pending; answers the revision it was written at.

@@ -103,15 +103,36 @@ pub struct PgState {
     /// On a standby: its replay is paused (by a DBA, or by PostgreSQL when the primary's
     /// settings rose above its own: see [`crate::hot_standby`]).
     pub replay_paused: bool,
-    /// On a standby: its startup process waits for WAL to arrive, having replayed all it
-    /// has (`pg_wal`, the archive, what was streamed): `false` while it replays, and while
-    /// its replay is held (paused, delayed, in conflict with a query); `None` when that
-    /// cannot be seen.
-    pub startup_waits_for_wal: Option<bool>,
+    /// On a standby: what its startup process is doing (`None` when that cannot be seen).
+    pub startup: Option<StartupActivity>,
     /// On a primary: its standbys.
     pub replication: Vec<ReplicationPeer>,
     /// `synchronous_standby_names` as this session sees it (after the last reload).
     pub sync_names: String,
+}
+
+/// What a standby's startup process (recovery) is doing, from its wait event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupActivity {
+    /// Waiting for WAL to arrive: it replayed all it has (`pg_wal`, the archive, what was
+    /// streamed).
+    WaitingForWal,
+    /// Replay held short of the WAL it has: paused, delayed (`recovery_min_apply_delay`), or
+    /// waiting out a query it conflicts with.
+    Held,
+    /// Replaying, reading WAL (from `pg_wal`, or through `restore_command`), or a wait that
+    /// tells neither.
+    Other,
+}
+
+impl StartupActivity {
+    fn from_class(class: &str) -> Self {
+        match class {
+            "wal" => StartupActivity::WaitingForWal,
+            "held" => StartupActivity::Held,
+            _ => StartupActivity::Other,
+        }
+    }
 }
 
 impl PgState {
@@ -193,8 +214,14 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
                             AND coalesce(pg_read_file('pg_wal/' || name, 0, 6, true), '# pgha') \
                                 <> '# pgha'), \
                         pg_get_wal_replay_pause_state() <> 'not paused', \
-                        (SELECT coalesce(wait_event, '') \
-                                  IN ('RecoveryWalStream', 'RecoveryRetrieveRetryInterval') \
+                        (SELECT CASE \
+                           WHEN wait_event IN ('RecoveryWalStream', \
+                                               'RecoveryRetrieveRetryInterval') THEN 'wal' \
+                           WHEN wait_event_type IN ('Lock', 'BufferPin') \
+                             OR wait_event IN ('RecoveryApplyDelay', 'RecoveryPause', \
+                                               'RecoveryConflictSnapshot', \
+                                               'RecoveryConflictTablespace') THEN 'held' \
+                           ELSE 'other' END \
                            FROM pg_stat_activity WHERE backend_type = 'startup' LIMIT 1) \
                  FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true",
                 &[],
@@ -208,7 +235,9 @@ pub async fn probe(client: &Client, member: &str) -> Result<PgState> {
         state.received_timeline = received_tli.filter(|t| *t > 0).map(|t| t as u32);
         state.upstream = row.get(4);
         state.replay_paused = row.get(7);
-        state.startup_waits_for_wal = row.get(8);
+        state.startup = row
+            .get::<_, Option<&str>>(8)
+            .map(StartupActivity::from_class);
         let checkpoint_tli: Option<i32> = row.get(5);
         let history_tli: Option<i32> = row.get(6);
         // The checkpoint's timeline lags a timeline switch until the next restartpoint, and

@@ -75,7 +75,7 @@ async fn a_standby_at_the_end_of_its_wal_is_seen_waiting_for_more() {
     loop {
         let state = probe(&client, "n2").await.unwrap();
         assert!(state.in_recovery);
-        if state.startup_waits_for_wal == Some(true) {
+        if state.startup == Some(StartupActivity::WaitingForWal) {
             break;
         }
         assert!(

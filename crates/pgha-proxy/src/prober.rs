@@ -185,12 +185,14 @@ impl Prober {
             .leader
             .as_ref()
             .and_then(|m| as_primary(m, leader_answer.as_ref()));
-        // With a primary confirmed, a standby streams only if that primary sends it WAL: one
-        // streaming from elsewhere (the demoted old primary, its WAL past the new timeline's
-        // fork) would read as caught up, holding writes the cluster does not have.
-        let receivers = leader_answer
-            .filter(|_| primary.is_some())
-            .map(|r| r.receivers);
+        // With a lease holder named, a standby streams only if that holder, confirmed as the
+        // primary, sends it WAL: one streaming from elsewhere (the demoted old primary, its
+        // WAL past the new timeline's fork) would read as caught up, holding writes the
+        // cluster does not have. With none named, its WAL receiver's status goes.
+        let receivers = c.leader.as_ref().map(|_| match (&primary, leader_answer) {
+            (Some(_), Some(r)) => r.receivers,
+            _ => Vec::new(),
+        });
         let ro = c
             .standbys
             .iter()
@@ -243,6 +245,8 @@ impl Prober {
                 true
             });
         };
+        // The lease holder the published standbys were checked against.
+        let mut checked_against: Option<String> = None;
         loop {
             let cands = candidates.borrow_and_update().clone();
             let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
@@ -255,6 +259,14 @@ impl Prober {
             // So is a standby it no longer lists (one taking the lease leaves the list): it
             // may be a primary before this round ends.
             t.ro.retain(|s| listed(&cands, s));
+            // Whom a standby streams from was judged against the holder of then: under a new
+            // one, none counts as fed until a check against it says so.
+            if checked_against != leader_addr {
+                for s in &mut t.ro {
+                    s.streaming = false;
+                    s.lag_bytes = None;
+                }
+            }
             publish(t, &mut generation);
             let latest = candidates.clone();
             let stalls = self.stalls.clone();
@@ -299,6 +311,7 @@ impl Prober {
                 // Standbys may have changed meanwhile: only those still listed.
                 t.ro.retain(|s| listed(&now, s));
                 publish(t, &mut generation);
+                checked_against = leader_addr;
             }
             if targets.is_closed() {
                 return;

@@ -166,7 +166,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             if let Some(why) = scheduled.checked_when_due {
                 outln!(
-                    "note: refused if asked now ({why}); the leader checks it again when it is                      due, and a refusal then is in `pgha history`"
+                    "note: refused if asked now ({why}); the leader checks it again when it is \
+                     due, and a refusal then is in `pgha history`"
                 );
             }
             Ok(())

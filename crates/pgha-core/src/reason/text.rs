@@ -244,14 +244,29 @@ impl fmt::Display for Reason {
                  which led last (the store's position key), to report its position (at most a \
                  ttl)"
             ),
-            QuorumIncomplete { confirmed, needed } => {
+            QuorumIncomplete {
+                confirmed,
+                needed,
+                replaying,
+            } => {
                 write!(
                     f,
                     "no leader; {confirmed} of {needed} synchronous members confirmed: each \
                      commit is on some of the set, no telling which, so the others' positions \
                      are waited for (`pgha failover --to NAME` promotes one by hand, losing \
                      what it lacks)"
-                )
+                )?;
+                if !replaying.is_empty() {
+                    write!(f, "; ")?;
+                    write_names(f, replaying)?;
+                    write!(
+                        f,
+                        " still replaying WAL of its own since a restart (its replay may be \
+                         held: paused, delayed, or waiting out a query), its position short \
+                         of its end"
+                    )?;
+                }
+                Ok(())
             }
             NotEligible(why @ Ineligible::Lagging { .. }) => write!(
                 f,

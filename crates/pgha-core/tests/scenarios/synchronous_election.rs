@@ -130,7 +130,8 @@ fn a_priority_set_member_whose_record_is_gone_keeps_the_others_from_running() {
             d.reason,
             Reason::QuorumIncomplete {
                 confirmed: 1,
-                needed: 2
+                needed: 2,
+                replaying: vec![],
             }
         );
         now += 2500;
@@ -257,6 +258,33 @@ fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
         Reason::WaitingForPositions {
             unconfirmed: vec![name("n2")]
         }
+    );
+    // Once the wait is given up (a ttl), n2's position is a lower bound that confirms nothing:
+    // n3 may lack commits only n2 confirmed, so it still waits, and says why.
+    let mut n3_member = member("n3");
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut now = 0;
+    while now < ttl {
+        let d = n3_member.step(&obs(now, n3.clone(), &view, vec![]));
+        assert!(!acquires(&d), "at {now} ms: {}", d.reason);
+        now += 500;
+    }
+    let d = n3_member.step(&obs(now, n3.clone(), &view, vec![]));
+    assert!(!acquires(&d), "{}", d.reason);
+    assert_eq!(
+        d.reason,
+        Reason::QuorumIncomplete {
+            confirmed: 1,
+            needed: 2,
+            replaying: vec![name("n2")]
+        }
+    );
+    assert!(
+        d.reason
+            .to_string()
+            .contains("n2 still replaying WAL of its own"),
+        "{}",
+        d.reason
     );
     // Replay stopped further on: n2 is the better.
     let settled = view.with("n2", record(&standby(1, 4500, None), None));

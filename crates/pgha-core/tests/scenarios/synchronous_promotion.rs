@@ -114,7 +114,8 @@ fn a_winner_counting_fewer_standbys_than_the_set_lowers_the_count_first() {
         d.reason,
         Reason::QuorumIncomplete {
             confirmed: 2,
-            needed: 3
+            needed: 3,
+            replaying: vec![],
         }
     );
 }
@@ -194,7 +195,8 @@ fn a_set_leader_still_listed_is_waited_for_while_its_record_is_there() {
         d.reason,
         Reason::QuorumIncomplete {
             confirmed: 1,
-            needed: 2
+            needed: 2,
+            replaying: vec![],
         }
     );
     let back = view

@@ -72,7 +72,8 @@ const CHECK_SQL: &str = "select pg_is_in_recovery(), \
     (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text, \
     coalesce((select coalesce(status, 'streaming') = 'streaming' from pg_stat_wal_receiver limit 1), false), \
     coalesce((select array_agg(application_name) from pg_stat_replication \
-      where coalesce(state, 'streaming') in ('streaming', 'catchup')), '{}')";
+      where coalesce(state, 'streaming') in ('streaming', 'catchup') \
+        and application_name is not null), '{}')";
 
 /// Parses `X/Y` into a byte position.
 fn parse_lsn(s: &str) -> Option<u64> {
@@ -135,7 +136,10 @@ pub(super) async fn query(client: &Client, addr: &str) -> Result<ProbeResult, Pr
         in_recovery: row.get(0),
         lsn,
         streaming: row.get(2),
-        receivers: row.get(3),
+        receivers: row.try_get(3).map_err(|source| ProbeError::Postgres {
+            addr: addr.to_string(),
+            source,
+        })?,
     })
 }
 

@@ -187,6 +187,52 @@ async fn a_standby_the_confirmed_primary_does_not_stream_to_takes_no_reads() {
     assert!(t.ro.iter().all(|s| s.streaming), "{:?}", t.ro);
 }
 
+/// Found by review: when the lease holder changes, the standbys checked against the last one
+/// stayed "streaming" until a round against the new one ended (the whole check timeout with a
+/// hung standby), and with a holder named but not confirmed (promoting, unanswered) a standby
+/// counted as streaming by its own receiver: one following the demoted primary took reads.
+/// Under a new holder, none counts as streaming until that holder, confirmed, names it.
+#[tokio::test]
+async fn under_a_new_unconfirmed_holder_no_standby_counts_as_streaming() {
+    let c = cluster();
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = Member::new("hung", hung.local_addr().unwrap().to_string());
+    let led = Candidates {
+        leader: Some(member(c.primary())),
+        standbys: vec![member(c.standby()), hung.clone()],
+    };
+    let mut run = ProberRun::start(led.clone(), Duration::from_secs(5));
+    let fed = |t: &Targets| t.ro.iter().any(|s| s.backend == c.standby() && s.streaming);
+    assert!(
+        run.within(Duration::from_secs(10), fed).await.is_some(),
+        "the standby never counted as streaming: {:?}",
+        *run.targets.borrow()
+    );
+    // The store names another holder, which does not answer (gone, or still promoting).
+    let dead = Member::new("dead", format!("127.0.0.1:{}", free_port()));
+    run.candidates.send_replace(Candidates {
+        leader: Some(dead),
+        ..led
+    });
+    let unfed = run
+        .within(Duration::from_secs(10), |t| t.rw.is_none() && !fed(t))
+        .await;
+    // And stays so through the rounds after (each as long as the hung standby's check).
+    let later = tokio::time::timeout(Duration::from_secs(7), run.targets.wait_for(|t| fed(t)))
+        .await
+        .is_ok();
+    run.stop.cancel();
+    run.task.await.unwrap();
+    assert!(
+        unfed.is_some_and(|d| d < Duration::from_millis(500)),
+        "the standby counted as streaming for {unfed:?} under the new holder"
+    );
+    assert!(
+        !later,
+        "the standby counted as streaming again under an unconfirmed holder"
+    );
+}
+
 #[tokio::test]
 async fn prober_confirms_primary_and_standbys() {
     let c = cluster();
