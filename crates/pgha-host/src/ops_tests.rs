@@ -171,6 +171,23 @@ async fn a_scheduled_switchover_is_not_refused_for_a_target_not_streaming_this_m
         ),
         "{unknown:?}"
     );
+    // A failover is not scheduled (`pgha failover` has no --at): one sent with an instant
+    // through the API is judged as now.
+    let mut failover = switchover_to("n3", Some(at));
+    failover.kind = RequestKind::Failover {
+        force: false,
+        allow_data_loss: false,
+    };
+    let failover = request(&store, failover).await;
+    assert!(
+        matches!(
+            &failover,
+            Err(OpError::Refused(Refusal::Switchover(
+                Core::TargetNotStreaming(_)
+            )))
+        ),
+        "{failover:?}"
+    );
     // Without a named target nobody can be named for later: refused as now.
     let mut best = switchover_to("n3", Some(at));
     best.to = None;
