@@ -144,7 +144,13 @@ impl Member {
                 )
             }
             Verdict::Behind { best } => Reason::Behind { best },
-            Verdict::Waiting { unconfirmed } => Reason::WaitingForPositions { unconfirmed },
+            Verdict::Waiting {
+                unconfirmed,
+                replaying,
+            } => Reason::WaitingForPositions {
+                unconfirmed,
+                replaying,
+            },
             Verdict::QuorumIncomplete {
                 confirmed,
                 needed,

@@ -196,9 +196,11 @@ pub enum Verdict {
     Behind {
         best: MemberName,
     },
-    /// Some members have not yet reported a position read after the leader vanished.
+    /// Some members have not yet reported a position read after the leader vanished;
+    /// `replaying`: those of them that still replay WAL of their own since a restart.
     Waiting {
         unconfirmed: Vec<MemberName>,
+        replaying: Vec<MemberName>,
     },
     /// Too few synchronous-set members confirmed to be sure of every acknowledged commit;
     /// `replaying`: set members not counted because they still replay WAL of their own since
@@ -283,6 +285,9 @@ pub fn judge(
         if !record.settled_after(mine.term_seen) {
             if !give_up_waiting {
                 unconfirmed.push(name.clone());
+                if record.replaying_local_wal {
+                    replaying.push(name.clone());
+                }
                 continue;
             }
             // Given up waiting for a fresh one: a stale position is still a lower bound (WAL
@@ -306,7 +311,10 @@ pub fn judge(
         }
     }
     if !unconfirmed.is_empty() {
-        return Verdict::Waiting { unconfirmed };
+        return Verdict::Waiting {
+            unconfirmed,
+            replaying,
+        };
     }
     // The leader that published the set wrote every commit it acknowledged: it needs no
     // quorum of standbys to vouch for them (a set member whose data is gone would otherwise

@@ -188,6 +188,8 @@ pub enum Reason {
     },
     WaitingForPositions {
         unconfirmed: Vec<MemberName>,
+        /// Those of them that still replay WAL of their own since a restart.
+        replaying: Vec<MemberName>,
     },
     /// This agent has seen no leader since it started, and the last leader the store names has
     /// not said where it is: it may have started a moment later than this one.

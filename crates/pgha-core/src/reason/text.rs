@@ -234,9 +234,13 @@ impl fmt::Display for Reason {
             ),
             Acquiring { kind } => write!(f, "best candidate: acquiring the lease ({kind:?})"),
             Behind { best } => write!(f, "no leader; {best} is the better candidate"),
-            WaitingForPositions { unconfirmed } => {
+            WaitingForPositions {
+                unconfirmed,
+                replaying,
+            } => {
                 write!(f, "no leader; waiting for fresh positions from ")?;
-                write_names(f, unconfirmed)
+                write_names(f, unconfirmed)?;
+                still_replaying(f, replaying)
             }
             WaitingForLastLeader { leader } => write!(
                 f,
@@ -256,17 +260,7 @@ impl fmt::Display for Reason {
                      are waited for (`pgha failover --to NAME` promotes one by hand, losing \
                      what it lacks)"
                 )?;
-                if !replaying.is_empty() {
-                    write!(f, "; ")?;
-                    write_names(f, replaying)?;
-                    write!(
-                        f,
-                        " still replaying WAL of its own since a restart (its replay may be \
-                         held: paused, delayed, or waiting out a query), its position short \
-                         of its end"
-                    )?;
-                }
-                Ok(())
+                still_replaying(f, replaying)
             }
             NotEligible(why @ Ineligible::Lagging { .. }) => write!(
                 f,
@@ -319,4 +313,19 @@ fn name_or_best(target: &Option<MemberName>) -> String {
 fn write_names(f: &mut fmt::Formatter<'_>, names: &[MemberName]) -> fmt::Result {
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     f.write_str(&names.join(", "))
+}
+
+/// "; NAMES still replaying WAL of its own since a restart ...", for members whose positions
+/// are lower bounds until their replay ends; nothing when there are none.
+fn still_replaying(f: &mut fmt::Formatter<'_>, replaying: &[MemberName]) -> fmt::Result {
+    if replaying.is_empty() {
+        return Ok(());
+    }
+    write!(f, "; ")?;
+    write_names(f, replaying)?;
+    write!(
+        f,
+        " still replaying WAL of its own since a restart (its replay may be held: paused, \
+         delayed, or waiting out a query), its position short of its end"
+    )
 }

@@ -57,7 +57,8 @@ fn positions_read_before_the_leader_vanished_are_waited_for() {
     assert_eq!(
         d.reason,
         Reason::WaitingForPositions {
-            unconfirmed: vec![name("n3")]
+            unconfirmed: vec![name("n3")],
+            replaying: vec![],
         }
     );
 }
@@ -228,7 +229,7 @@ fn a_position_from_an_earlier_vacancy_is_not_current() {
     let d = n2.step(&obs(1_000, stopped_upstream(&n2_pg), &vacancy, vec![]));
     assert!(!acquires(&d), "won over n3's old position: {:?}", d.reason);
     assert!(
-        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed } if unconfirmed == &[name("n3")]),
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed, .. } if unconfirmed == &[name("n3")]),
         "{:?}",
         d.reason
     );

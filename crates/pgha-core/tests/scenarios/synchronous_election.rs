@@ -256,8 +256,16 @@ fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
     assert_eq!(
         d.reason,
         Reason::WaitingForPositions {
-            unconfirmed: vec![name("n2")]
+            unconfirmed: vec![name("n2")],
+            replaying: vec![name("n2")],
         }
+    );
+    assert!(
+        d.reason
+            .to_string()
+            .contains("n2 still replaying WAL of its own"),
+        "{}",
+        d.reason
     );
     // Once the wait is given up (a ttl), n2's position is a lower bound that confirms nothing:
     // n3 may lack commits only n2 confirmed, so it still waits, and says why.
