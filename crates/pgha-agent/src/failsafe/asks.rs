@@ -120,15 +120,12 @@ pub async fn ask_all(
                 };
                 let answer = calls
                     .post::<_, FailsafeAnswer>(&api, FAILSAFE_PATH, &request)
+                    .map_err(NotConfirmed::Call)
                     .and_then(|a| {
                         if a.answers(&name, &leader, term) {
                             Ok(a)
                         } else {
-                            Err(format!(
-                                "answered for {} confirming {} in term {}, not {name} \
-                                 confirming {leader} in term {term}",
-                                a.member, a.confirmed, a.term
-                            ))
+                            Err(NotConfirmed::AnotherQuestion(a))
                         }
                     });
                 match answer {
@@ -138,12 +135,15 @@ pub async fn ask_all(
                         Some(a.promised_ms)
                     }
                     Err(e) => {
+                        let why = e.explain(&name, &leader, term);
                         match which {
                             Round::First => {
-                                tracing::info!("{leader}: failsafe: {name} did not confirm ({e})")
+                                tracing::info!("{leader}: failsafe: {name} did not confirm ({why})")
                             }
                             Round::Again => {
-                                tracing::debug!("{leader}: failsafe: {name} did not confirm ({e})")
+                                tracing::debug!(
+                                    "{leader}: failsafe: {name} did not confirm ({why})"
+                                )
                             }
                         }
                         None
@@ -158,6 +158,27 @@ pub async fn ask_all(
         answers.insert(name, ask.await.ok().flatten());
     }
     answers
+}
+
+/// Why a member's confirmation did not count.
+enum NotConfirmed {
+    Call(super::member_calls::CallError),
+    /// It answered, but for another member, leader or term (an address now another's).
+    AnotherQuestion(FailsafeAnswer),
+}
+
+impl NotConfirmed {
+    /// The text for the log of asking `name` to confirm `leader` in `term`.
+    fn explain(&self, name: &str, leader: &str, term: u64) -> String {
+        match self {
+            NotConfirmed::Call(e) => e.to_string(),
+            NotConfirmed::AnotherQuestion(a) => format!(
+                "answered for {} confirming {} in term {}, not {name} confirming {leader} in \
+                 term {term}",
+                a.member, a.confirmed, a.term
+            ),
+        }
+    }
 }
 
 #[cfg(test)]

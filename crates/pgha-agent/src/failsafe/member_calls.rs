@@ -36,21 +36,32 @@ impl MemberCalls {
     }
 
     /// POSTs `body` as JSON to `path` of the API at `api` (`host:port`), blocking; the
-    /// answer's JSON, or what went wrong, as text for the log.
+    /// answer's JSON, or what went wrong.
     pub fn post<B: Serialize, A: DeserializeOwned>(
         &self,
         api: &str,
         path: &str,
         body: &B,
-    ) -> Result<A, String> {
+    ) -> Result<A, CallError> {
         let mut request = self.agent.post(&format!("{}://{api}{path}", self.scheme));
         if let Some(bearer) = &self.bearer {
             request = request.set("Authorization", bearer);
         }
         request
             .send_json(body)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| CallError::Http(Box::new(e)))?
             .into_json::<A>()
-            .map_err(|e| e.to_string())
+            .map_err(CallError::Answer)
     }
+}
+
+/// Why a call to another member's API brought no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Not reached, timed out, or answered with an error status.
+    #[error(transparent)]
+    Http(Box<ureq::Error>),
+    /// An answer that is not the JSON expected.
+    #[error("unreadable answer: {0}")]
+    Answer(#[source] std::io::Error),
 }

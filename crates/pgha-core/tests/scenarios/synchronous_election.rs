@@ -260,13 +260,7 @@ fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
             replaying: vec![name("n2")],
         }
     );
-    assert!(
-        d.reason
-            .to_string()
-            .contains("n2 still replaying WAL of its own"),
-        "{}",
-        d.reason
-    );
+    says_n2_still_replays(&d.reason);
     // Once the wait is given up (a ttl), n2's position is a lower bound that confirms nothing:
     // n3 may lack commits only n2 confirmed, so it still waits, and says why.
     let mut n3_member = member("n3");
@@ -287,17 +281,17 @@ fn a_set_member_still_replaying_its_own_wal_is_waited_for() {
             replaying: vec![name("n2")]
         }
     );
-    assert!(
-        d.reason
-            .to_string()
-            .contains("n2 still replaying WAL of its own"),
-        "{}",
-        d.reason
-    );
+    says_n2_still_replays(&d.reason);
     // Replay stopped further on: n2 is the better.
     let settled = view.with("n2", record(&standby(1, 4500, None), None));
     let d = member("n3").step(&obs(0, n3, &settled, vec![]));
     assert_eq!(d.reason, Reason::Behind { best: name("n2") });
+}
+
+/// Panics unless `reason` says n2 still replays WAL of its own.
+fn says_n2_still_replays(reason: &Reason) {
+    let text = reason.to_string();
+    assert!(text.contains("n2 still replaying WAL of its own"), "{text}");
 }
 
 /// Found by the fault test `etcd_data_lost` (whole suite, this session): etcd's data went while
