@@ -79,9 +79,9 @@ pub enum Action {
     },
     /// Give back the failsafe promises this member was given as leader in `term` (the
     /// members that confirmed it while the store was down promised not to take the lease for
-    /// a ttl): emitted once PostgreSQL is a standby again and the term is being given up for a
-    /// switchover, so that its target need not wait those promises out. Best effort: a
-    /// promise not given back runs out.
+    /// a ttl): emitted as the term is given up with PostgreSQL not writable (demoted for a
+    /// switchover, down, never promoted), so that the next leader need not wait those
+    /// promises out. Best effort: a promise not given back runs out.
     ReturnPromises {
         term: u64,
     },

@@ -91,14 +91,9 @@ impl Member {
         if local.in_recovery {
             let handover = self.handover.take();
             if let Some(handover) = handover.filter(|h| h.term == lease.revision) {
-                // Demoted for a switchover: publish the final position, give back the
-                // failsafe promises of this term (nothing it writes relies on them any
-                // more), then let go.
+                // Demoted for a switchover: publish the final position, then let go.
                 let record = self.record(local, view);
                 self.publish(record, now, plan);
-                plan.push(Action::ReturnPromises {
-                    term: lease.revision,
-                });
                 let reason = Reason::SwitchoverHandedOff {
                     target: handover.target,
                 };
@@ -173,7 +168,13 @@ impl Member {
         }
     }
 
+    /// Lets go of the lease, PostgreSQL not writable (every caller's condition): the failsafe
+    /// promises of this term are given back first, for nothing it writes relies on them any
+    /// more, and the next leader need not wait them out.
     fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {
+        plan.push(Action::ReturnPromises {
+            term: lease.revision,
+        });
         plan.push(Action::ReleaseLeader {
             revision: lease.revision,
         });

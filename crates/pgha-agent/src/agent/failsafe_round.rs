@@ -100,25 +100,38 @@ impl Agent {
     }
 
     /// Gives back, in a task of its own, the failsafe promises this member was given as leader
-    /// in `term`: demoted for a switchover, nothing it writes relies on them, and its target
-    /// need not wait them out. Those not taken back run out.
+    /// in `term`: it gives up the term with PostgreSQL not writable, nothing it writes relies
+    /// on them, and the next leader need not wait them out. Those not taken back run out.
     pub(crate) fn return_promises(&self, term: u64) {
+        if let Some(giving) = self.promises_given_back(term, "giving up the term") {
+            tokio::spawn(giving);
+        }
+    }
+
+    /// The give-back of the promises held for `term` (none held: `None`), as a task owning
+    /// what it needs; `why` ends its log line. Only once this member's PostgreSQL no longer
+    /// writes in that term: demoted, or stopped as it leaves.
+    pub(crate) fn promises_given_back(
+        &self,
+        term: u64,
+        why: &'static str,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let held = self.failsafe.held().take(term);
         if held.is_empty() {
-            return;
+            return None;
         }
         let me = self.spec.name.to_string();
         let token = self.spec.api_token.clone();
         let tls = self.api_client_tls();
-        tokio::spawn(async move {
+        Some(async move {
             let count = held.len();
             let taken = give_back(&me, term, held, token.as_deref(), tls).await;
             let back: usize = taken.values().flatten().sum();
             tracing::info!(
                 "{me}: failsafe: gave back {back} of the {count} promise(s) of term {term} \
-                 (demoted for a switchover)"
+                 ({why})"
             );
-        });
+        })
     }
 }
 

@@ -72,6 +72,14 @@ impl Agent {
             return;
         }
         let _ = self.fencing.update(FenceState::NothingWritable);
+        // Nothing it writes relies on the members' failsafe promises any more: given back
+        // before the key goes, so that the next leader need not wait them out.
+        if let Some(giving) = self
+            .held_term
+            .and_then(|term| self.promises_given_back(term, "its PostgreSQL stopped as it leaves"))
+        {
+            let _ = tokio::time::timeout(STORE_TIMEOUT, giving).await;
+        }
         if !ours {
             tracing::info!(
                 "{name}: left without touching the store: its name is another agent's there"
