@@ -35,7 +35,15 @@ impl World {
         let mut flushed: Vec<u64> = counted.iter().map(|&s| self.nodes[s].pg.lsn).collect();
         flushed.sort_unstable_by(|a, b| b.cmp(a));
         let primary = &self.nodes[p].pg;
-        let (tl, lsn) = (primary.tl, flushed[k - 1].min(primary.lsn));
+        let lsn = flushed[k - 1].min(primary.lsn);
+        // On the oldest timeline that holds it: a position before a switch point of the
+        // primary's history is that timeline's WAL as much as the newer ones' (a standby not
+        // yet past the switch confirms it from the older timeline).
+        let tl = primary
+            .history
+            .iter()
+            .find(|switch| lsn <= switch.lsn.0)
+            .map_or(primary.tl, |switch| switch.timeline.0);
         if self
             .acknowledged
             .as_ref()
