@@ -209,6 +209,19 @@ fn job_done(kind: JobKind) -> Outcome {
     }
 }
 
+/// Panics unless `decision` gives back the failsafe promises of `term` before it releases
+/// the leader key of that term.
+fn gives_back_promises_then_releases(decision: &Decision, term: u64) {
+    let at = |pred: &dyn Fn(&Action) -> bool| decision.actions.iter().position(pred);
+    let returned = at(&|a| *a == Action::ReturnPromises { term });
+    let released = at(&|a| *a == Action::ReleaseLeader { revision: term });
+    assert!(
+        returned.is_some() && returned < released,
+        "{:?}",
+        decision.actions
+    );
+}
+
 fn has(decision: &Decision, pred: impl Fn(&Action) -> bool) -> bool {
     decision.actions.iter().any(pred)
 }

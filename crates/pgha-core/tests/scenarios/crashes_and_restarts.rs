@@ -134,15 +134,7 @@ fn a_crashed_synchronous_primary_hands_over_instead_of_restarting() {
     // Its PostgreSQL down, the failsafe promises of its term are given back before the key
     // goes, as on a switchover (found by a distributed campaign, for a stop: the next leader
     // waited a promise out).
-    let returned = d
-        .actions
-        .iter()
-        .position(|a| *a == Action::ReturnPromises { term: 7 });
-    let released = d
-        .actions
-        .iter()
-        .position(|a| matches!(a, Action::ReleaseLeader { revision: 7 }));
-    assert!(returned.is_some() && returned < released, "{:?}", d.actions);
+    gives_back_promises_then_releases(&d, 7);
 
     // With no synchronous standby alive there is nobody to hand over to: restart.
     let mut n1 = member("n1");

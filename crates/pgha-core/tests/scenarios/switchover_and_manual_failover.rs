@@ -56,15 +56,7 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
     // Demoted: the failsafe promises of its term are given back before the key is released
     // (the target need not wait out a promise its members gave n1 in a store outage).
-    let returned = d
-        .actions
-        .iter()
-        .position(|a| *a == Action::ReturnPromises { term: 7 });
-    let released = d
-        .actions
-        .iter()
-        .position(|a| matches!(a, Action::ReleaseLeader { revision: 7 }));
-    assert!(returned.is_some() && returned < released, "{:?}", d.actions);
+    gives_back_promises_then_releases(&d, 7);
 
     let after = View::new()
         .with("n1", record(&standby(1, 1200, None), None))
