@@ -61,6 +61,9 @@ if [ "$others_rc" -ne 0 ] || [ "$faults_rc" -ne 0 ]; then
       tail -n 150 || true
   done
   rm -f "$faults_log" "$others_log"
+  # a machine disk filled by something else fails tests of every kind at once: say how full
+  echo "---- free space (the test clusters' directories, the build) ----"
+  df -h "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-target}" || true
   echo "test.sh: failed (other tests rc=$others_rc, fault tests rc=$faults_rc)" >&2
   exit 1
 fi

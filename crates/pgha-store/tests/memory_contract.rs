@@ -129,7 +129,7 @@ async fn durable_keys_and_the_leader_key_survive_a_restart_but_member_keys_do_no
 #[tokio::test]
 async fn an_acknowledged_write_survives_a_power_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let mut disk = LoopDisk::mount(&dir.path().join("img"), &dir.path().join("disk"), "32M");
+    let mut disk = LoopDisk::mount(&dir.path().join("img"), &dir.path().join("disk"), 32);
     let file = disk.path().join("store.json");
     let clock = Arc::new(ManualClock::new());
     {

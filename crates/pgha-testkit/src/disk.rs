@@ -1,5 +1,7 @@
 //! A file system of a test's own: an ext4 image mounted through a loop device, which the test
 //! can stall (`fsfreeze`) or crash as a host losing power does (what was not flushed is lost).
+//! The image lives in memory (a tmpfs of its own), so that a test filling it to the last byte
+//! never fills the machine's disk, which other tests running beside it write to.
 
 use crate::output::must;
 use std::os::fd::AsRawFd;
@@ -10,6 +12,8 @@ use std::time::Duration;
 /// An ext4 image file mounted at a directory of its own (root only: it mounts).
 pub struct LoopDisk {
     mount: PathBuf,
+    /// The tmpfs the image is in, as large as the image.
+    backing: PathBuf,
     image: PathBuf,
     /// The loop device it is mounted from (`/dev/loopN`).
     device: String,
@@ -22,15 +26,30 @@ nix::ioctl_read!(ext4_shutdown, b'X', 125, u32);
 const NO_LOG_FLUSH: u32 = 2;
 
 impl LoopDisk {
-    /// Creates an ext4 image of `size` (as `truncate -s` reads it: "64M", "1G") at `image` and
-    /// mounts it at `mount` (created if missing), traversable by all and written by root only.
-    pub fn mount(image: &Path, mount: &Path, size: &str) -> LoopDisk {
-        must(Command::new("truncate").args(["-s", size]).arg(image));
-        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image));
+    /// Creates an ext4 image of `mib` MiB in a tmpfs mounted at `backing` (created if missing)
+    /// and mounts it at `mount` (created if missing), traversable by all and written by root
+    /// only.
+    pub fn mount(backing: &Path, mount: &Path, mib: u64) -> LoopDisk {
+        std::fs::create_dir_all(backing).unwrap();
+        // the image's size and a page or two for the tmpfs's own bookkeeping
+        let room = format!("size={}k,mode=700", mib * 1024 + 64);
+        must(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &room, "tmpfs"])
+                .arg(backing),
+        );
+        let image = backing.join("image");
+        must(
+            Command::new("truncate")
+                .args(["-s", &format!("{mib}M")])
+                .arg(&image),
+        );
+        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
         std::fs::create_dir_all(mount).unwrap();
         let mut disk = LoopDisk {
             mount: mount.to_path_buf(),
-            image: image.to_path_buf(),
+            backing: backing.to_path_buf(),
+            image,
             device: String::new(),
             frozen: false,
         };
@@ -127,13 +146,15 @@ impl LoopDisk {
 }
 
 impl Drop for LoopDisk {
-    /// Thaws, unmounts and removes the image (a test that panics leaves no mount behind).
+    /// Thaws, unmounts and removes the image and its tmpfs (a test that panics leaves no
+    /// mount behind).
     fn drop(&mut self) {
         if self.frozen {
             let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).output();
         }
         self.detach();
         let _ = std::fs::remove_file(&self.image);
+        unmount(&self.backing);
     }
 }
 
@@ -155,7 +176,7 @@ mod tests {
     #[test]
     fn a_power_loss_keeps_what_was_synced_and_loses_a_rename_that_was_not() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut disk = LoopDisk::mount(&tmp.path().join("img"), &tmp.path().join("m"), "32M");
+        let mut disk = LoopDisk::mount(&tmp.path().join("img"), &tmp.path().join("m"), 32);
         let synced = disk.path().join("synced");
         std::fs::write(&synced, "kept").unwrap();
         must(&mut Command::new("sync"));

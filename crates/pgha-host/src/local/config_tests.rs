@@ -36,7 +36,7 @@ fn a_new_clusters_files_survive_a_power_loss() {
     use crate::secrets::{Secrets, SECRETS_FILE};
     let tmp = tempfile::tempdir().unwrap();
     let image = tmp.path().join("img");
-    let mut disk = pgha_testkit::LoopDisk::mount(&image, &tmp.path().join("disk"), "32M");
+    let mut disk = pgha_testkit::LoopDisk::mount(&image, &tmp.path().join("disk"), 32);
     let dir = disk.path().to_path_buf();
     let config = Config::new("demo", 3, 54320);
     let secrets = Secrets::generate();

@@ -56,7 +56,11 @@ impl Cluster {
     pub fn start_on_own_disk(extra: &[&str], converge: Duration) -> Cluster {
         let serial = serial();
         let tmp = test_dir();
-        let disk = LoopDisk::mount(&tmp.path().join("disk.img"), &tmp.path().join("disk"), "2G");
+        let disk = LoopDisk::mount(
+            &tmp.path().join("disk-image"),
+            &tmp.path().join("disk"),
+            2048,
+        );
         let dir = disk.path().join("ha");
         let mut up = UpProcess::spawn(&dir, 3, free_base_port(3), extra);
         up.wait_streaming(Duration::from_secs(90));

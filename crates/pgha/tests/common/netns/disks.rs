@@ -17,9 +17,9 @@ pub(super) struct MemberDisk {
 impl MemberDisk {
     pub(super) fn mount(root: &Path, mount: &Path) -> MemberDisk {
         let member = mount.file_name().unwrap().to_str().unwrap().to_string();
-        let image = root.join(format!("{member}.disk"));
+        let backing = root.join(format!("{member}.disk"));
         MemberDisk {
-            disk: LoopDisk::mount(&image, mount, "1G"),
+            disk: LoopDisk::mount(&backing, mount, 1024),
             member,
         }
     }
