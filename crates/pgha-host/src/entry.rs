@@ -47,7 +47,9 @@ pub async fn start(
 const REREAD_AFTER: Duration = Duration::from_millis(500);
 
 /// Publishes the candidates whenever the store changes (the policy is the core's
-/// `routing`: the lease holder once its record says it is writable; the running standbys).
+/// `routing`: the lease holder once its record says it is writable; the running standbys),
+/// from the leader key and the member records alone (`pgha_store::routing_view`: a key
+/// routing does not read, unreadable to this version, does not stop it following the lease).
 /// A read that fails is tried again until one succeeds: the change that woke it may be the
 /// last one for a long while (a settled cluster whose writes the proxy holds changes nothing).
 /// A watch that failed, or could not be opened, is opened again once the store answers; until
@@ -59,8 +61,9 @@ async fn feed_candidates(
 ) {
     let mut watcher = store.watch().await.ok();
     let mut failing = false;
+    let mut left_out: Vec<String> = Vec::new();
     loop {
-        let read = crate::ops::view(store.as_ref()).await;
+        let read = store.snapshot().await;
         let fresh = read.is_ok();
         if fresh && watcher.is_none() {
             watcher = store.watch().await.ok();
@@ -70,10 +73,12 @@ async fn feed_candidates(
             }
         }
         match read {
-            Ok(view) => {
+            Ok(snapshot) => {
                 if std::mem::take(&mut failing) {
                     tracing::info!("proxy: the store answers again; routing follows it");
                 }
+                let (view, unreadable) = pgha_store::routing_view(&snapshot);
+                report_left_out(&unreadable, &mut left_out);
                 publish_candidates(&view, &tx);
             }
             Err(e) if !failing => {
@@ -95,6 +100,22 @@ async fn feed_candidates(
             } => if r.is_err() { watcher = None; },
         }
     }
+}
+
+/// Says which member records routing leaves out, when that changes: their members take no
+/// sessions until their records read again.
+fn report_left_out(unreadable: &[pgha_store::Unreadable], reported: &mut Vec<String>) {
+    let keys: Vec<String> = unreadable.iter().map(pgha_store::Unreadable::key).collect();
+    if keys == *reported {
+        return;
+    }
+    for e in unreadable {
+        tracing::warn!("proxy: no sessions for this member until its record reads: {e}");
+    }
+    if unreadable.is_empty() {
+        tracing::info!("proxy: every member record reads again");
+    }
+    *reported = keys;
 }
 
 /// The candidates `view` names, sent on when they changed.
@@ -211,6 +232,36 @@ mod tests {
         shutdown.cancel();
         let _ = feed.await;
         assert!(followed, "candidates stayed {:?}", *rx.borrow());
+    }
+
+    /// A key routing does not read holds what this version cannot decode (a configuration a
+    /// newer agent wrote in a rolling upgrade), and the lease moves: the proxy follows it
+    /// (before: every read failed on the configuration, and the proxy offered the old leader
+    /// for good). A holder whose own record does not decode is offered nothing.
+    #[tokio::test]
+    async fn routing_follows_the_lease_past_a_key_it_does_not_read() {
+        let (store, first) = n1_leading().await;
+        let newer = r#"{"ttl_ms": {"from_a": "newer version"}}"#;
+        store
+            .put(pgha_store::Key::Config, newer, pgha_store::Guard::Any)
+            .await
+            .unwrap();
+        let (mut rx, shutdown, feed) = feed(&store);
+        assert!(leader_becomes(&mut rx, "n1").await, "{:?}", *rx.borrow());
+        n2_takes_over(&store, first).await;
+        let followed = leader_becomes(&mut rx, "n2").await;
+        let json = r#"{"running": "a newer type"}"#;
+        store
+            .put_member("n2", json, Ttl::from_secs(60))
+            .await
+            .unwrap();
+        let none = rx.wait_for(|c| c.leader.is_none());
+        let withdrawn = tokio::time::timeout(Duration::from_secs(3), none).await;
+        let withdrawn = withdrawn.is_ok_and(|r| r.is_ok());
+        shutdown.cancel();
+        let _ = feed.await;
+        assert!(followed, "candidates stayed {:?}", *rx.borrow());
+        assert!(withdrawn, "candidates stayed {:?}", *rx.borrow());
     }
 
     /// The watch could not be opened (the store did not answer): once the store answers again

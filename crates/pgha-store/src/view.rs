@@ -116,10 +116,7 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
     };
     Ok(ClusterView {
         initialize,
-        leader: snapshot.leader.as_ref().map(|l| LeaderKey {
-            holder: MemberName::new(l.holder.as_str()),
-            revision: l.revision,
-        }),
+        leader: leader_key(snapshot),
         members,
         config,
         sync,
@@ -132,6 +129,42 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
             .into_iter()
             .map(|h| h.event)
             .collect(),
+    })
+}
+
+/// What routing reads of `snapshot`: the leader key and the member records, each record on
+/// its own. A record that does not decode is left out and returned beside the view: its
+/// member takes no sessions (the lease holder's among them: writes then go nowhere, never to
+/// a member whose record was not read). Keys routing does not read (the configuration, the
+/// synchronous set, ...) are not decoded at all, so that one a newer version wrote does not
+/// freeze the proxy's routing.
+pub fn routing_view(snapshot: &Snapshot) -> (ClusterView, Vec<Unreadable>) {
+    let mut unreadable = Vec::new();
+    let mut members = std::collections::BTreeMap::new();
+    for (name, v) in &snapshot.members {
+        if !MemberName::valid(name) {
+            unreadable.push(Unreadable::MemberName { name: name.clone() });
+            continue;
+        }
+        match decode::<MemberRecord>(format!("members/{name}"), "member record", &v.value) {
+            Ok(record) => {
+                members.insert(MemberName::new(name.as_str()), record);
+            }
+            Err(e) => unreadable.push(e),
+        }
+    }
+    let view = ClusterView {
+        leader: leader_key(snapshot),
+        members,
+        ..ClusterView::default()
+    };
+    (view, unreadable)
+}
+
+fn leader_key(snapshot: &Snapshot) -> Option<LeaderKey> {
+    snapshot.leader.as_ref().map(|l| LeaderKey {
+        holder: MemberName::new(l.holder.as_str()),
+        revision: l.revision,
     })
 }
 
@@ -222,6 +255,43 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(&format!("{key} key")), "{text}");
         }
+    }
+
+    /// Routing reads only the leader key and the member records: a key it does not read that
+    /// does not decode (a newer version's configuration) changes nothing, and a record that
+    /// does not decode leaves out its member alone, named.
+    #[test]
+    fn routing_reads_the_leader_and_each_record_on_its_own() {
+        let standby = serde_json::to_string(&MemberRecord {
+            running: true,
+            in_recovery: true,
+            ..MemberRecord::default()
+        })
+        .unwrap();
+        let mut snap = snapshot(
+            &[(Key::Config, r#"{"ttl_ms": "ten"}"#), (Key::Sync, "[")],
+            &[
+                ("n1", "{\"running\": 1}"),
+                ("n2", &standby),
+                ("a b", &standby),
+            ],
+            &[],
+        );
+        snap.leader = Some(crate::LeaderRecord {
+            holder: "n1".into(),
+            revision: 3,
+        });
+        assert!(
+            cluster_view(&snap).is_err(),
+            "the decisions' view refuses it"
+        );
+        let (view, unreadable) = routing_view(&snap);
+        assert_eq!(view.leader.as_ref().map(|l| l.holder.as_str()), Some("n1"));
+        let names: Vec<&str> = view.members.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["n2"]);
+        let keys: Vec<String> = unreadable.iter().map(Unreadable::key).collect();
+        assert_eq!(keys, ["members/a b", "members/n1"]);
+        assert_eq!(pgha_core::routing::write_candidate(&view), None);
     }
 
     /// A rolling upgrade: a record as an agent older than `pgha_version` writes it reads with
