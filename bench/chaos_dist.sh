@@ -5,12 +5,16 @@
 # host, as a DBA would run it on one of the members: writers through the proxy and through a
 # multi-host URI, and every fault `pgha chaos --config` has: kills and pauses of n1's own
 # processes, isolate-host (n1 cut off from etcd and the other members by iptables), and two
-# faults given as --fault-command: etcd-restart (etcd stopped, down ETCD_DOWN s, started again)
-# and agent-kill (n1's `pgha agent` killed with SIGKILL and started again after AGENT_DOWN s, as
-# systemd would), and switchover, failover, stop/crash/restart through the agents.
+# faults given as --fault-command: etcd-restart (etcd stopped, down ETCD_DOWN s, started again),
+# agent-kill (n1's `pgha agent` killed with SIGKILL and started again after AGENT_DOWN s, as
+# systemd would), etcd-pause (etcd SIGSTOPped for ETCD_PAUSE s), link-cut (the leader's link to
+# one standby blackholed, one way or both, for LINK_CUT s) and etcd-cut (the leader's link to
+# etcd blackholed both ways for LINK_CUT s), and switchover, failover, stop/crash/restart
+# through the agents.
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
-#        stays down in a restart), AGENT_DOWN=1, OUT=bench/results/<date>-chaos-dist, BIN,
+#        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20 (seconds),
+#        OUT=bench/results/<date>-chaos-dist, BIN,
 #        NO_BUILD=1
 # Needs root, ip (iproute2), iptables and etcd (Debian: iproute2 iptables etcd-server).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
@@ -34,6 +38,8 @@ seed="${SEED:-$(date +%s)}"
 writers="${WRITERS:-2}"
 etcd_down="${ETCD_DOWN:-2}"
 agent_down="${AGENT_DOWN:-1}"
+etcd_pause="${ETCD_PAUSE:-8}"
+link_cut="${LINK_CUT:-20}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
 pgha_build
 mkdir -p "$out"
@@ -117,7 +123,47 @@ while [ -e /proc/\$pid ]; do sleep 0.1; done
 sleep $agent_down
 $work/agent-start.sh n1
 EOF
-chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh"
+# etcd-pause: etcd stopped with SIGSTOP for ETCD_PAUSE seconds (its connections stay open and
+# answer nothing: a stalled disk or VM), then SIGCONT.
+cat > "$work/etcd-pause.sh" <<EOF
+#!/bin/sh
+pid=\$(cat $work/etcd.pid)
+kill -STOP "\$pid"
+sleep $etcd_pause
+kill -CONT "\$pid"
+EOF
+# The links of the member leading when a fault is drawn ($PGHA_LEADER), blackholed by iptables
+# in its namespace for LINK_CUT seconds, then healed: link-cut cuts it from one standby (drawn
+# from SEED and the fault's number), one way (what it sends is dropped) or both, again drawn;
+# etcd-cut cuts it from etcd alone, both ways, while it still streams to its standbys.
+cat > "$work/cut.sh" <<EOF
+#!/bin/sh
+# cut.sh PEER_IP WAY: WAY one (drop what the leader sends) or both
+ns=$prefix-\$PGHA_LEADER
+rules="OUTPUT -d \$1 -j DROP"
+[ "\$2" = both ] && rules="\$rules
+INPUT -s \$1 -j DROP"
+echo "\$rules" | while read -r chain rest; do ip netns exec \$ns iptables -w -I \$chain 1 \$rest; done
+sleep $link_cut
+echo "\$rules" | while read -r chain rest; do ip netns exec \$ns iptables -w -D \$chain \$rest; done
+echo "cut \$PGHA_LEADER from \$1 (\$2) for $link_cut s" >> $work/cuts.log
+EOF
+cat > "$work/link-cut.sh" <<EOF
+#!/bin/sh
+n=\$(cat $work/link-cut.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/link-cut.count
+draw=\$(awk -v s="$seed" -v n="\$n" 'BEGIN { srand(s * 1000 + n); print int(rand() * 4) }')
+others=\$(for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done)
+peer=\$(echo "\$others" | sed -n "\$(( draw % 2 + 1 ))p")
+way=one; [ \$(( draw / 2 )) = 1 ] && way=both
+case \$peer in n1) ip=${ip_of[n1]};; n2) ip=${ip_of[n2]};; n3) ip=${ip_of[n3]};; esac
+exec $work/cut.sh "\$ip" "\$way"
+EOF
+cat > "$work/etcd-cut.sh" <<EOF
+#!/bin/sh
+exec $work/cut.sh $etcd_ip both
+EOF
+chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
+  "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh"
 "$work/etcd-start.sh"
 for _ in $(seq 100); do
   on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
@@ -173,13 +219,15 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
 } | tee "$out/run.txt"
 cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults" --seed "$seed"
      --writers "$writers" --fault-command "etcd-restart=$work/etcd-restart.sh"
-     --fault-command "agent-kill=$work/agent-kill.sh" --json --report "$out/dist.html")
+     --fault-command "agent-kill=$work/agent-kill.sh" --fault-command "etcd-pause=$work/etcd-pause.sh"
+     --fault-command "link-cut=$work/link-cut.sh" --fault-command "etcd-cut=$work/etcd-cut.sh"
+     --json --report "$out/dist.html")
 echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
 t0=$(date +%s)
 set +e
@@ -188,6 +236,7 @@ rc=$?
 set -e
 echo "$rc" > "$out/dist.rc"
 echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
+[ -f "$work/cuts.log" ] && cp "$work/cuts.log" "$out/cuts.log"
 for f in "$work"/n?.agent.log "$work/proxy.log" "$work/etcd.log"; do
   gzip -9c "$f" > "$out/$(basename "$f").gz"
 done
