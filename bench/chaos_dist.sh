@@ -9,22 +9,23 @@
 # agent-kill (n1's `pgha agent` killed with SIGKILL and started again after AGENT_DOWN s, as
 # systemd would), etcd-pause (etcd SIGSTOPped for ETCD_PAUSE s), link-cut (the leader's link to
 # one standby blackholed, one way or both, for LINK_CUT s) and etcd-cut (the leader's link to
-# etcd blackholed both ways for LINK_CUT s), and switchover, failover, stop/crash/restart
-# through the agents.
+# etcd blackholed both ways for LINK_CUT s), disk-stall (one member's disk frozen with fsfreeze
+# for DISK_STALL s), and switchover, failover, stop/crash/restart through the agents.
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
-#        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20 (seconds),
+#        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20 (seconds),
 #        OUT=bench/results/<date>-chaos-dist, BIN,
 #        NO_BUILD=1
-# Needs root, ip (iproute2), iptables and etcd (Debian: iproute2 iptables etcd-server).
+# Needs root, ip (iproute2), iptables, etcd, losetup and fsfreeze (Debian: iproute2 iptables
+# etcd-server util-linux).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
 # (`insecure_no_tls = true`: the writers then also go through the proxy), fsync on.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib/common.sh
 [ "$(id -u)" = 0 ] || { echo "bench/chaos_dist.sh needs root (network namespaces, iptables)" >&2; exit 2; }
-for tool in ip iptables etcd; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install iproute2 iptables etcd-server)" >&2; exit 2; }
+for tool in ip iptables etcd losetup fsfreeze mkfs.ext4; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install iproute2 iptables etcd-server util-linux e2fsprogs)" >&2; exit 2; }
 done
 rounds="${ROUNDS:-100}"
 sync="${SYNC:-on}"
@@ -40,6 +41,7 @@ etcd_down="${ETCD_DOWN:-2}"
 agent_down="${AGENT_DOWN:-1}"
 etcd_pause="${ETCD_PAUSE:-8}"
 link_cut="${LINK_CUT:-20}"
+disk_stall="${DISK_STALL:-20}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
 pgha_build
 mkdir -p "$out"
@@ -52,6 +54,8 @@ hosts=(etcd n1 n2 n3 client)
 declare -A ip_of
 pids=()
 cleanup() {
+  # a process waiting on a frozen disk ends only once it thaws
+  for n in n1 n2 n3; do fsfreeze -u "$work/$n" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for f in "$work"/n?.agent.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
   [ -f "$work/etcd.pid" ] && kill -TERM "$(cat "$work/etcd.pid")" 2>/dev/null || true
@@ -64,6 +68,11 @@ cleanup() {
       for p in $(ip netns pids "$prefix-$h" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
       ip netns del "$prefix-$h" 2>/dev/null || true
     fi
+  done
+  for n in n1 n2 n3; do
+    umount "$work/$n" 2>/dev/null || umount -l "$work/$n" 2>/dev/null || true
+    [ -f "$work/$n.loop" ] && losetup -d "$(cat "$work/$n.loop")" 2>/dev/null || true
+    umount -l "$work/$n.ram" 2>/dev/null || true
   done
   rm -rf "$work"
 }
@@ -88,6 +97,18 @@ for h in "${hosts[@]}"; do
   i=$((i + 1))
 done
 on() { local h="$1"; shift; ip netns exec "$prefix-$h" "$@"; }
+
+# Each member's directory on a file system of its own, which disk-stall freezes: an ext4 image
+# of 1 GiB mounted through a loop device, the image in a tmpfs (memory, not this machine's disk).
+for n in n1 n2 n3; do
+  mkdir -p "$work/$n.ram" "$work/$n"
+  mount -t tmpfs -o size=1049664k,mode=700 tmpfs "$work/$n.ram"
+  truncate -s 1G "$work/$n.ram/image"
+  mkfs.ext4 -q -F "$work/$n.ram/image"
+  losetup --find --show "$work/$n.ram/image" > "$work/$n.loop"
+  mount "$(cat "$work/$n.loop")" "$work/$n"
+  chmod 755 "$work/$n"
+done
 
 # etcd, and the script the `command` fault runs: etcd stopped (SIGTERM), down for ETCD_DOWN
 # seconds, started again with the same data.
@@ -158,12 +179,26 @@ way=one; [ \$(( draw / 2 )) = 1 ] && way=both
 case \$peer in n1) ip=${ip_of[n1]};; n2) ip=${ip_of[n2]};; n3) ip=${ip_of[n3]};; esac
 exec $work/cut.sh "\$ip" "\$way"
 EOF
+# disk-stall: the file system of one member's directory (drawn from SEED and the fault's
+# number: the leader, or either standby) frozen with fsfreeze for DISK_STALL seconds: its
+# writes and fsyncs wait, reads from memory still answer.
+cat > "$work/disk-stall.sh" <<EOF
+#!/bin/sh
+n=\$(cat $work/disk-stall.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/disk-stall.count
+draw=\$(awk -v s="$seed" -v n="\$n" 'BEGIN { srand(s * 1000 + 500 + n); print int(rand() * 3) }')
+victim=\$(echo n1 n2 n3 | cut -d' ' -f\$((draw + 1)))
+role=standby; [ "\$victim" = "\$PGHA_LEADER" ] && role=leader
+fsfreeze -f $work/\$victim
+sleep $disk_stall
+fsfreeze -u $work/\$victim
+echo "froze \$victim's disk (\$role) for $disk_stall s" >> $work/cuts.log
+EOF
 cat > "$work/etcd-cut.sh" <<EOF
 #!/bin/sh
 exec $work/cut.sh $etcd_ip both
 EOF
 chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
-  "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh"
+  "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh"
 "$work/etcd-start.sh"
 for _ in $(seq 100); do
   on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
@@ -219,7 +254,7 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
 } | tee "$out/run.txt"
@@ -227,6 +262,7 @@ cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults"
      --writers "$writers" --fault-command "etcd-restart=$work/etcd-restart.sh"
      --fault-command "agent-kill=$work/agent-kill.sh" --fault-command "etcd-pause=$work/etcd-pause.sh"
      --fault-command "link-cut=$work/link-cut.sh" --fault-command "etcd-cut=$work/etcd-cut.sh"
+     --fault-command "disk-stall=$work/disk-stall.sh"
      --json --report "$out/dist.html")
 echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
 t0=$(date +%s)
