@@ -172,7 +172,7 @@ EOF
 cat > "$work/link-cut.sh" <<EOF
 #!/bin/sh
 n=\$(cat $work/link-cut.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/link-cut.count
-draw=\$(awk -v s="$seed" -v n="\$n" 'BEGIN { srand(s * 1000 + n); print int(rand() * 4) }')
+draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(4))' "link-cut $seed \$n")
 others=\$(for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done)
 peer=\$(echo "\$others" | sed -n "\$(( draw % 2 + 1 ))p")
 way=one; [ \$(( draw / 2 )) = 1 ] && way=both
@@ -185,7 +185,7 @@ EOF
 cat > "$work/disk-stall.sh" <<EOF
 #!/bin/sh
 n=\$(cat $work/disk-stall.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/disk-stall.count
-draw=\$(awk -v s="$seed" -v n="\$n" 'BEGIN { srand(s * 1000 + 500 + n); print int(rand() * 3) }')
+draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(3))' "disk-stall $seed \$n")
 victim=\$(echo n1 n2 n3 | cut -d' ' -f\$((draw + 1)))
 role=standby; [ "\$victim" = "\$PGHA_LEADER" ] && role=leader
 fsfreeze -f $work/\$victim
