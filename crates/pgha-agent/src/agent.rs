@@ -277,6 +277,7 @@ impl Agent {
             if requested_at.0 > 0 {
                 self.failsafe_confirmed = true;
                 self.outcomes.push(outcome);
+                self.report_lease();
             }
             return;
         }

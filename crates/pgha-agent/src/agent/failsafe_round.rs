@@ -93,6 +93,22 @@ impl Agent {
 }
 
 impl Agent {
+    /// Reports at once the trust a failsafe confirmation answered between steps gives the
+    /// lease, as the next step will count it: `/primary` must not answer 503 for the rest of
+    /// the loop while the leader, confirmed, goes on writing (a renewal answered in a step
+    /// shows in that step's report already).
+    pub(crate) fn report_lease(&mut self) {
+        let until = self
+            .member
+            .lease_deadline_after(&self.outcomes, self.now())
+            .map(|d| self.instant_of(d));
+        self.report.send_modify(|r| {
+            if let Some(observed) = r.observed.as_mut() {
+                observed.lease_until = until;
+            }
+        });
+    }
+
     /// The TLS of this member's calls to the other members' API, when it is HTTPS.
     fn api_client_tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
         let tls = self.spec.tls.as_ref().filter(|_| self.spec.api_https)?;
@@ -264,6 +280,52 @@ mod tests {
             requested_at >= third_round,
             "trusted from the round n2 confirmed ({requested_at:?}), not from an earlier one \
              (asked first at {asked_at:?})"
+        );
+    }
+
+    /// Found by `faults::etcd_stalls::etcd_member_stalled` under load: with etcd's leader
+    /// stalled, every member confirmed the leader 110 ms after its step, but its report kept
+    /// the lease trust of that step until the next one: `/primary` answered 503 for 200 ms
+    /// while it went on writing. A confirmation answered between steps shows at once.
+    #[tokio::test]
+    async fn a_confirmation_between_steps_shows_in_the_report_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // Taken 7.4 s ago for 10 s with a 2.5 s margin: trusted 100 ms more.
+        let mut agent = leader_asking_n2(dir.path(), 0, 7_400);
+        let trusted_until = agent.instant_of(agent.member.lease_deadline().unwrap());
+        agent.report.send_modify(|r| {
+            r.observed = Some(crate::report::Observed {
+                at: tokio::time::Instant::now(),
+                stale_after: Duration::from_secs(3),
+                local: LocalPg::default(),
+                leader: None,
+                leader_lsn: None,
+                initialized: false,
+                lease_until: Some(trusted_until),
+                synchronous: false,
+                store_reachable: false,
+            })
+        });
+        agent.ask_failsafe();
+        let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(2)).await;
+        assert_eq!(promised_ms, 3000);
+        agent.job_done(Outcome::FailsafeConfirmed {
+            requested_at,
+            promised_ms,
+        });
+        let reported = agent.report.borrow().observed.as_ref().unwrap().lease_until;
+        let reported = reported.expect("a lease trusted");
+        // Trusted until the promise's end less the margin: 500 ms past the round's ask, 400
+        // ms past the trust before it (the instants are taken a few microseconds apart).
+        let confirmed_until = agent.instant_of(requested_at.plus(500));
+        let off = reported.max(confirmed_until) - reported.min(confirmed_until);
+        assert!(
+            off < Duration::from_millis(20),
+            "{reported:?} {confirmed_until:?}"
+        );
+        assert!(
+            reported > trusted_until + Duration::from_millis(300),
+            "reported {reported:?}, trusted before {trusted_until:?}"
         );
     }
 
