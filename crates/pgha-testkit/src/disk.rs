@@ -12,9 +12,8 @@ use std::time::Duration;
 /// An ext4 image file mounted at a directory of its own (root only: it mounts).
 pub struct LoopDisk {
     mount: PathBuf,
-    /// The tmpfs the image is in, as large as the image.
+    /// The tmpfs the image is in (as `image`), as large as the image.
     backing: PathBuf,
-    image: PathBuf,
     /// The loop device it is mounted from (`/dev/loopN`).
     device: String,
     frozen: bool,
@@ -31,6 +30,7 @@ impl LoopDisk {
     /// only.
     pub fn mount(backing: &Path, mount: &Path, mib: u64) -> LoopDisk {
         std::fs::create_dir_all(backing).unwrap();
+        std::fs::create_dir_all(mount).unwrap();
         // the image's size and a page or two for the tmpfs's own bookkeeping
         let room = format!("size={}k,mode=700", mib * 1024 + 64);
         must(
@@ -38,24 +38,31 @@ impl LoopDisk {
                 .args(["-t", "tmpfs", "-o", &room, "tmpfs"])
                 .arg(backing),
         );
-        let image = backing.join("image");
-        must(
-            Command::new("truncate")
-                .args(["-s", &format!("{mib}M")])
-                .arg(&image),
-        );
-        must(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
-        std::fs::create_dir_all(mount).unwrap();
+        // owned from here: a step failing below still unmounts the tmpfs
         let mut disk = LoopDisk {
             mount: mount.to_path_buf(),
             backing: backing.to_path_buf(),
-            image,
             device: String::new(),
             frozen: false,
         };
+        must(
+            Command::new("truncate")
+                .args(["-s", &format!("{mib}M")])
+                .arg(disk.image()),
+        );
+        must(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(disk.image()),
+        );
         disk.attach();
         must(Command::new("chmod").arg("755").arg(mount));
         disk
+    }
+
+    /// The image file, in its tmpfs.
+    fn image(&self) -> PathBuf {
+        self.backing.join("image")
     }
 
     /// Mounts the image through a loop device of its own. Never one it had before: processes
@@ -66,7 +73,7 @@ impl LoopDisk {
         let out = must(
             Command::new("losetup")
                 .args(["--find", "--show"])
-                .arg(&self.image),
+                .arg(self.image()),
         );
         self.device = String::from_utf8_lossy(&out.stdout).trim().to_string();
         must(Command::new("mount").arg(&self.device).arg(&self.mount));
@@ -153,7 +160,7 @@ impl Drop for LoopDisk {
             let _ = Command::new("fsfreeze").arg("-u").arg(&self.mount).output();
         }
         self.detach();
-        let _ = std::fs::remove_file(&self.image);
+        let _ = std::fs::remove_file(self.image());
         unmount(&self.backing);
     }
 }
