@@ -7,11 +7,20 @@ scripts/install-deps.sh test
 
 # End-to-end tests start several PostgreSQL instances each: two at a time is enough for 2 cores.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
+# The build takes about 2 GB of disk (line tables only, Cargo.toml's [profile.dev]); incremental
+# compilation would take as much again and gains nothing on a clean clone. Turning it on or off
+# rebuilds nothing.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 # With arguments: one `cargo test` with them (e.g. `./test.sh -p pgha-core`).
 if [ "$#" -gt 0 ]; then
   exec cargo test --workspace --locked "$@"
 fi
+
+# The build and the test clusters (up to about 3 GB under TMPDIR at once) need room: say how much
+# there is, so that a run failing for want of it shows that at its top.
+echo "test.sh: free space before the build:"
+df -h "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-.}" || true
 
 # Format and lints first: among the lints the decision core's purity (crates/pgha-core/clippy.toml: no clock,
 # no I/O, no randomness, no hash-ordered collections in pgha-core).
