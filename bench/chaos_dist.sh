@@ -10,14 +10,20 @@
 # systemd would), etcd-pause (etcd SIGSTOPped for ETCD_PAUSE s), link-cut (the leader's link to
 # one standby blackholed, one way or both, for LINK_CUT s) and etcd-cut (the leader's link to
 # etcd blackholed both ways for LINK_CUT s), disk-stall (one member's disk frozen with fsfreeze
-# for DISK_STALL s), and switchover, failover, stop/crash/restart through the agents.
+# for DISK_STALL s), etcd-slow (etcd's answers late, for the leader alone or for every host, for
+# ETCD_SLOW s), clock-jump (the wall clock of the leader's agent, a standby's or both stepped by
+# an hour, CLOCK_HOLD s one way then CLOCK_HOLD s the other, by libfaketime: only the agents and
+# their supervisors see it), and switchover, failover, stop/crash/restart through the agents. Every host
+# reaches etcd through a forwarder of its own (crates/pgha-testkit/examples/delay_link.rs, on
+# 127.0.0.1:2379 in its namespace) that etcd-slow slows down: this kernel has no netem.
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
-#        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20 (seconds),
+#        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20,
+#        ETCD_SLOW=20, CLOCK_HOLD=10 (seconds),
 #        OUT=bench/results/<date>-chaos-dist, BIN,
 #        NO_BUILD=1
-# Needs root, ip (iproute2), iptables, etcd, losetup and fsfreeze (Debian: iproute2 iptables
-# etcd-server util-linux).
+# Needs root, ip (iproute2), iptables, etcd, losetup, fsfreeze and libfaketime (Debian: iproute2
+# iptables etcd-server util-linux libfaketime).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
 # (`insecure_no_tls = true`: the writers then also go through the proxy), fsync on.
 set -euo pipefail
@@ -27,6 +33,10 @@ source bench/lib/common.sh
 for tool in ip iptables etcd losetup fsfreeze mkfs.ext4; do
   command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install iproute2 iptables etcd-server util-linux e2fsprogs)" >&2; exit 2; }
 done
+# the multi-threaded build: the single-threaded one hands threads reading the clock while it
+# changes invalid times
+faketime_lib="$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -1)"
+[ -n "$faketime_lib" ] || { echo "missing libfaketimeMT.so.1 (apt-get install libfaketime)" >&2; exit 2; }
 rounds="${ROUNDS:-100}"
 sync="${SYNC:-on}"
 case "$sync" in
@@ -42,8 +52,13 @@ agent_down="${AGENT_DOWN:-1}"
 etcd_pause="${ETCD_PAUSE:-8}"
 link_cut="${LINK_CUT:-20}"
 disk_stall="${DISK_STALL:-20}"
+etcd_slow="${ETCD_SLOW:-20}"
+clock_hold="${CLOCK_HOLD:-10}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
 pgha_build
+link_bin="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/delay_link"
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha-testkit --example delay_link
+[ -x "$link_bin" ] || { echo "missing $link_bin (cargo build --release -p pgha-testkit --example delay_link)" >&2; exit 2; }
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 make_work pgha-chaos-dist
@@ -75,7 +90,23 @@ cleanup() {
     umount -l "$work/$n.ram" 2>/dev/null || true
   done
   rm -rf "$work"
+  # what libfaketime left in /dev/shm for the processes it was preloaded in that are gone
+  # (a clean exit removes its own; killed agents and PostgreSQL processes leave theirs)
+  python3 - "$campaign_started" <<'PY' || true
+import os, sys
+since = float(sys.argv[1])
+for name in os.listdir("/dev/shm"):
+    pid = name.removeprefix("faketime_shm_").removeprefix("sem.faketime_sem_")
+    path = os.path.join("/dev/shm", name)
+    try:
+        if pid != name and pid.isdigit() and not os.path.exists(f"/proc/{pid}") \
+                and os.stat(path).st_mtime >= since:
+            os.remove(path)
+    except OSError:
+        pass
+PY
 }
+campaign_started="$(date +%s)"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -130,10 +161,15 @@ sleep $etcd_down
 $work/etcd-start.sh
 EOF
 # Agents start detached (setsid, their pid in nK.agent.pid), so that agent-kill can start n1's
-# again the same way.
+# again the same way. Each agent's wall clock (and its supervisor's: programs named pgha only,
+# PostgreSQL keeps the true one) is the true one plus the offset in nK.faketime, which
+# clock-jump writes; their monotonic and boot clocks stay true, as on a real clock step.
 cat > "$work/agent-start.sh" <<EOF
 #!/bin/sh
-ip netns exec $prefix-\$1 setsid $bin agent --config $work/\$1.toml >> $work/\$1.agent.log 2>&1 < /dev/null &
+[ -f $work/\$1.faketime ] || echo +0 > $work/\$1.faketime
+ip netns exec $prefix-\$1 env LD_PRELOAD=$faketime_lib FAKETIME_DONT_FAKE_MONOTONIC=1 \\
+  FAKETIME_NO_CACHE=1 FAKETIME_TIMESTAMP_FILE=$work/\$1.faketime FAKETIME_ONLY_CMDS=pgha \\
+  setsid $bin agent --config $work/\$1.toml >> $work/\$1.agent.log 2>&1 < /dev/null &
 echo \$! > $work/\$1.agent.pid
 EOF
 cat > "$work/agent-kill.sh" <<EOF
@@ -197,12 +233,53 @@ cat > "$work/etcd-cut.sh" <<EOF
 #!/bin/sh
 exec $work/cut.sh $etcd_ip both
 EOF
+# etcd-slow: the forwarders to etcd of the leader alone, or of every host (the proxy's too),
+# deliver each chunk late for ETCD_SLOW seconds (both drawn from SEED and the fault's number):
+# 150-400 ms each way (round trips on both sides of the store call bound) or 1 s (no call
+# answered in time). Every request still reaches etcd, late, and is carried out.
+cat > "$work/etcd-slow.sh" <<EOF
+#!/bin/sh
+n=\$(cat $work/etcd-slow.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/etcd-slow.count
+draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(4))' "etcd-slow $seed \$n")
+hosts=\$PGHA_LEADER; who="the leader (\$PGHA_LEADER)"
+[ \$(( draw % 2 )) = 1 ] && { hosts="n1 n2 n3 client"; who="every host"; }
+delay="150 400"; [ \$(( draw / 2 )) = 1 ] && delay="1000 1000"
+for h in \$hosts; do echo "\$delay" > $work/\$h.delay; done
+sleep $etcd_slow
+for h in \$hosts; do : > $work/\$h.delay; done
+echo "slowed etcd by \$delay ms each way for \$who for $etcd_slow s" >> $work/cuts.log
+EOF
+# clock-jump: the wall clock of the leader's agent, of a standby's, or of both (opposite ways),
+# an hour ahead or behind (drawn from SEED and the fault's number) for CLOCK_HOLD seconds, then
+# an hour the other way for CLOCK_HOLD seconds, then true again.
+cat > "$work/clock-jump.sh" <<EOF
+#!/bin/sh
+n=\$(cat $work/clock-jump.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/clock-jump.count
+draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(6))' "clock-jump $seed \$n")
+others=\$(for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done)
+standby=\$(echo "\$others" | sed -n "\$(( draw % 2 + 1 ))p")
+case \$(( draw / 2 )) in 0) ahead=\$PGHA_LEADER; behind=;; 1) ahead=\$standby; behind=;; *) ahead=\$PGHA_LEADER; behind=\$standby;; esac
+step() { [ -z "\$1" ] || { echo "\$2" > $work/\$1.faketime.tmp; mv $work/\$1.faketime.tmp $work/\$1.faketime; }; }
+step "\$ahead" +3600; step "\$behind" -3600
+sleep $clock_hold
+step "\$ahead" -3600; step "\$behind" +3600
+sleep $clock_hold
+step "\$ahead" +0; step "\$behind" +0
+echo "stepped the wall clock of \$ahead (leader \$PGHA_LEADER) +1 h then -1 h\${behind:+, of \$behind -1 h then +1 h}, $clock_hold s each" >> $work/cuts.log
+EOF
+chmod 755 "$work/clock-jump.sh"
 chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
-  "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh"
+  "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh" \
+  "$work/etcd-slow.sh"
 "$work/etcd-start.sh"
 for _ in $(seq 100); do
   on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
   sleep 0.2
+done
+# Each host's forwarder to etcd, where its pgha reaches etcd (no delay until etcd-slow).
+for h in n1 n2 n3 client; do
+  on "$h" "$link_bin" 127.0.0.1:2379 "$etcd_ip:2379" "$work/$h.delay" > "$work/$h.link.log" 2>&1 &
+  pids+=($!)
 done
 
 # Secrets and one node config per member (the proxy takes n1's, whose [proxy] names the
@@ -218,7 +295,7 @@ replication_from = ["10.203.$subnet.0/24"]
 [cluster]
 name = "chaos"
 [etcd]
-endpoints = ["http://$etcd_ip:2379"]
+endpoints = ["http://127.0.0.1:2379"]
 [member]
 name = "$n"
 dir = "$work/$n"
@@ -254,7 +331,7 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
 } | tee "$out/run.txt"
@@ -262,7 +339,8 @@ cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults"
      --writers "$writers" --fault-command "etcd-restart=$work/etcd-restart.sh"
      --fault-command "agent-kill=$work/agent-kill.sh" --fault-command "etcd-pause=$work/etcd-pause.sh"
      --fault-command "link-cut=$work/link-cut.sh" --fault-command "etcd-cut=$work/etcd-cut.sh"
-     --fault-command "disk-stall=$work/disk-stall.sh"
+     --fault-command "disk-stall=$work/disk-stall.sh" --fault-command "etcd-slow=$work/etcd-slow.sh"
+     --fault-command "clock-jump=$work/clock-jump.sh"
      --json --report "$out/dist.html")
 echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
 t0=$(date +%s)
