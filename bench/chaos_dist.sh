@@ -14,8 +14,9 @@
 # ETCD_SLOW s), clock-jump (the wall clock of the leader's agent, a standby's or both stepped by
 # an hour, CLOCK_HOLD s one way then CLOCK_HOLD s the other, by libfaketime: only the agents and
 # their supervisors see it), and switchover, failover, stop/crash/restart through the agents. Every host
-# reaches etcd through a forwarder of its own (crates/pgha-testkit/examples/delay_link.rs, on
-# 127.0.0.1:2379 in its namespace) that etcd-slow slows down: this kernel has no netem.
+# reaches etcd through a forwarder of its own (crates/pgha-testkit/examples/delay_link.rs) that
+# etcd-slow slows down (this kernel has no netem), at an address every host has on its own
+# loopback interface (not 127.0.0.1, which isolate-host refuses to cut: it cuts that address).
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
 #        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20,
@@ -65,6 +66,7 @@ make_work pgha-chaos-dist
 
 prefix="pgcd$$"
 subnet=$(( $$ % 200 + 20 ))
+etcd_alias="10.204.$subnet.1"
 hosts=(etcd n1 n2 n3 client)
 declare -A ip_of
 pids=()
@@ -125,6 +127,8 @@ for h in "${hosts[@]}"; do
   ip -n "$ns" addr add "${ip_of[$h]}/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" link set lo up
+  # where this host reaches etcd: its own forwarder (below), at one address every host has
+  [ "$h" = etcd ] || ip -n "$ns" addr add "$etcd_alias/32" dev lo
   i=$((i + 1))
 done
 on() { local h="$1"; shift; ip netns exec "$prefix-$h" "$@"; }
@@ -278,7 +282,7 @@ for _ in $(seq 100); do
 done
 # Each host's forwarder to etcd, where its pgha reaches etcd (no delay until etcd-slow).
 for h in n1 n2 n3 client; do
-  on "$h" "$link_bin" 127.0.0.1:2379 "$etcd_ip:2379" "$work/$h.delay" > "$work/$h.link.log" 2>&1 &
+  on "$h" "$link_bin" "$etcd_alias:2379" "$etcd_ip:2379" "$work/$h.delay" > "$work/$h.link.log" 2>&1 &
   pids+=($!)
 done
 
@@ -295,7 +299,7 @@ replication_from = ["10.203.$subnet.0/24"]
 [cluster]
 name = "chaos"
 [etcd]
-endpoints = ["http://127.0.0.1:2379"]
+endpoints = ["http://$etcd_alias:2379"]
 [member]
 name = "$n"
 dir = "$work/$n"
