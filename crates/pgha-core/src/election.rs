@@ -282,7 +282,13 @@ pub fn judge(
                 why,
             };
         }
+        // The set's old leader steps aside for a complete set whatever its position (see
+        // above): nothing to wait for from it.
+        let defers_to_me = set_complete && rules.only_as_set_leader(name);
         if !record.settled_after(mine.term_seen) {
+            if defers_to_me {
+                continue;
+            }
             if !give_up_waiting {
                 unconfirmed.push(name.clone());
                 if record.replaying_local_wal {
@@ -295,8 +301,7 @@ pub fn judge(
             if record.replaying_local_wal && rules.acknowledges(name) {
                 replaying.push(name.clone());
             }
-            let defers_to_me = set_complete && rules.only_as_set_leader(name);
-            if !defers_to_me && rules.check(name, record).is_ok() && rank(name, record) > my_rank {
+            if rules.check(name, record).is_ok() && rank(name, record) > my_rank {
                 return Verdict::Behind { best: name.clone() };
             }
             continue;
@@ -304,8 +309,7 @@ pub fn judge(
         if rules.acknowledges(name) || Some(name) == listed_leader {
             set_confirmed += 1;
         }
-        // With the whole set eligible, nobody waits for the set's old leader (see above).
-        let defers_to_me = set_complete && rules.only_as_set_leader(name);
+        // With the whole set eligible, nobody defers to the set's old leader (see above).
         if !defers_to_me && rules.check(name, record).is_ok() && rank(name, record) > my_rank {
             return Verdict::Behind { best: name.clone() };
         }

@@ -29,6 +29,7 @@ mod publish;
 mod read;
 mod release;
 mod requests;
+mod store_down;
 mod terms;
 mod unheard_leader;
 mod unresponsive;
@@ -117,6 +118,11 @@ pub struct Member {
     /// The term (leader key revision) whose lease lapsed on this member's clock: its key is
     /// released for an election, never adopted again.
     pub(crate) lapsed_term: Option<u64>,
+    /// The term whose lease lapsed here last, until the store is read again: its key may
+    /// still name this member (renewals sent before the lapse can land late and keep the
+    /// store's lease alive a ttl longer), so while the store does not answer it is released
+    /// unseen once PostgreSQL no longer writes.
+    pub(crate) release_unseen: Option<u64>,
     /// The newest term (leader key revision) seen in any view: a position published in an
     /// earlier vacancy is not current ([`MemberRecord::read_after`]).
     pub(crate) newest_term: Option<u64>,
@@ -196,6 +202,7 @@ impl Member {
             clone_failed: None,
             release_after_demote: None,
             lapsed_term: None,
+            release_unseen: None,
             newest_term: None,
             term_last_read: None,
             failsafe_read: 0,
@@ -312,39 +319,13 @@ impl Member {
         });
     }
 
-    fn store_down(&mut self, obs: &Observation, error: &str, plan: &mut Plan) -> Reason {
-        // Time without a leader counts only while the store shows it: a member cut off from the
-        // store has not seen the others publish their positions, and must wait for them anew.
-        self.leaderless_since = None;
-        self.listed_peer_seen_since = None;
-        self.store_was_down = true;
-        if let Some(reason) = self.fence_if_expired(obs, plan) {
-            return reason;
-        }
-        if let Some(lease) = self.lease {
-            self.renew_if_due(obs.now, lease.revision, plan);
-            return Reason::StoreDownLeaseTrusted {
-                remaining_ms: lease.trusted_until.since(obs.now),
-            };
-        }
-        if self.running_job() == Some(JobKind::Demote) {
-            // already demoting: say so (PostgreSQL was not found writable again)
-            if let Some(running) = self.job_running(obs.now) {
-                return running;
-            }
-        }
-        if self.demote_if_writable(&obs.local, StopMode::Immediate, plan) {
-            return Reason::WritableWithoutLease;
-        }
-        Reason::StoreDown {
-            error: error.to_string(),
-        }
-    }
-
     fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {
         if std::mem::take(&mut self.store_was_down) {
             self.last_renew_request = None; // renew in this very step
         }
+        // The key is in sight: a lapsed term that still holds it is given up as read
+        // (`give_up_lapsed_term`), not unseen.
+        self.release_unseen = None;
         self.newest_term = self.newest_term_in(view);
         self.failsafe_read = view.failsafe_revision;
         if let Some(leader) = &view.leader {

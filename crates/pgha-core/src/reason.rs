@@ -21,6 +21,11 @@ pub enum Reason {
     },
     LeaseExpiredDemoting,
     LapsedLeaseReleased,
+    /// The lease of `term` lapsed here while the store did not answer, and PostgreSQL no
+    /// longer writes: its key is released without being read.
+    LapsedLeaseReleasedUnseen {
+        term: u64,
+    },
     /// The key landed from an acquisition whose answer was lost, after this member had
     /// decided not to run any more: released, the election decides.
     WithdrawnAcquisitionReleased,

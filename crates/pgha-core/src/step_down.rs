@@ -46,7 +46,9 @@ impl StepDown {
     /// that stopped answering was waiting on its disk.
     pub fn of(reason: &Reason, wal_stalled: bool) -> Option<StepDown> {
         Some(match reason {
-            Reason::LeaseExpiredDemoting | Reason::LapsedLeaseReleased => StepDown::LeaseLapsed,
+            Reason::LeaseExpiredDemoting
+            | Reason::LapsedLeaseReleased
+            | Reason::LapsedLeaseReleasedUnseen { .. } => StepDown::LeaseLapsed,
             Reason::LeaderKeyLost => StepDown::LeaderKeyLost,
             Reason::PrimaryUnresponsiveDemoting { .. } | Reason::UnresponsivePrimaryDemoted
                 if wal_stalled =>

@@ -90,8 +90,11 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut sync_promotions = 0;
     let mut sync_double = 0;
     let mut late = (0, 0);
+    let mut late_lease = (0, 0);
     for seed in seeds() {
         let world = faults_then_calm(World::new(seed, members()));
+        late_lease.0 += world.stats.late_lease_writes.0;
+        late_lease.1 += world.stats.late_lease_writes.1;
         failovers += world.stats.failovers;
         switchovers += world.stats.switchovers;
         rewinds += world.stats.rewinds;
@@ -104,8 +107,9 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
         "simulated {failovers} failovers, {switchovers} switchovers, {rewinds} rewinds; \
          {sync_promotions} promotions kept every synchronously acknowledged commit, \
          {sync_double} lost some after every standby that confirmed them was gone too; \
-         {} acquisitions landed late, {} refused then for a term or list begun since",
-        late.0, late.1
+         {} acquisitions landed late, {} refused then for a term or list begun since; over \
+         slow links {} renewals and {} releases landed late on their term",
+        late.0, late.1, late_lease.0, late_lease.1
     );
     assert!(
         seeds().len() < 100 || (failovers > 0 && switchovers > 0 && sync_promotions > 0),

@@ -161,6 +161,7 @@ impl Member {
         }
         self.lease = None;
         self.lapsed_term = Some(lease.revision);
+        self.release_unseen = Some(lease.revision);
         self.demote_if_writable(&obs.local, StopMode::Fast, plan)
             .then_some(Reason::LeaseExpiredDemoting)
     }

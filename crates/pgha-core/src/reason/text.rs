@@ -19,6 +19,12 @@ impl fmt::Display for Reason {
                 f,
                 "leader key of a lease that lapsed here released: the election decides who leads"
             ),
+            LapsedLeaseReleasedUnseen { term } => write!(
+                f,
+                "store unreachable, the lease lapsed here and PostgreSQL no longer writes: \
+                 releasing the leader key of term {term} unseen (renewals that land late could \
+                 keep it a ttl longer), so the election need not wait it out"
+            ),
             WritableWithoutLease => write!(f, "writable without the leader lease: demoting"),
             WithdrawnAcquisitionReleased => write!(
                 f,

@@ -241,7 +241,7 @@ impl World {
                 ttl,
                 failsafe_revision,
             } => {
-                let outcome = if !reachable {
+                let outcome = if self.send_over_slow_link(i, &action) || !reachable {
                     Outcome::LeaderUnknown
                 } else if self.acquisition_is_late(i) {
                     // its answer lost; it lands later, or not (`land_late_writes`)
@@ -265,8 +265,9 @@ impl World {
                 self.nodes[i].woken = Some(now);
             }
             Action::RenewLeader { revision, ttl } => {
+                let slow = self.send_over_slow_link(i, &action);
                 let outcome = match self.store.leader.as_mut() {
-                    _ if !reachable => Outcome::LeaderUnknown,
+                    _ if slow || !reachable => Outcome::LeaderUnknown,
                     Some(l) if l.0 == i && l.1 == *revision => {
                         l.2 = now + ttl.millis();
                         Outcome::LeaderRenewed {
@@ -281,6 +282,7 @@ impl World {
                 self.deliver(i, outcome);
             }
             Action::ReleaseLeader { revision } => {
+                self.send_over_slow_link(i, &action);
                 if reachable {
                     self.nodes[i].held_term = None; // answered (the agent forgets it then)
                 }

@@ -35,6 +35,9 @@ impl World {
             3 => {
                 self.nodes[i].reachable = false;
                 self.nodes[i].partition_until = self.now + 1_000 + self.rng.below(20_000);
+                // one partition in three is a slow link instead (chosen by the clock, not
+                // drawn: every seed keeps its draws)
+                self.nodes[i].slow_link = self.now % 3 == 0;
             }
             4 => self.slow_promote = !self.slow_promote,
             5 | 6 => self.request_switchover(),

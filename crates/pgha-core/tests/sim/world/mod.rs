@@ -61,6 +61,9 @@ struct Node {
     woken: Option<u64>,
     reachable: bool,
     partition_until: u64,
+    /// While unreachable: its link to the store is slow, not cut. Its reads go unanswered,
+    /// but its lease writes (acquisitions, renewals, releases) land a second or two late.
+    slow_link: bool,
     offset: u64,
     tags: Tags,
     healthy_since: Option<u64>,
@@ -142,6 +145,9 @@ pub struct Stats {
     /// Acquisitions of the leader key whose answer was lost that landed later, and those
     /// refused then (the `failsafe` key had moved since they were decided).
     pub late_acquisitions: (u32, u32),
+    /// Renewals and releases of the leader key sent over a slow link that landed late, while
+    /// the key was still of their term.
+    pub late_lease_writes: (u32, u32),
     /// Whole-cluster stops, and the starts after them checked for the last leader's writes.
     pub cold_stops: u32,
     pub cold_starts_checked: u32,

@@ -38,6 +38,7 @@ impl World {
                     woken: None,
                     reachable: true,
                     partition_until: 0,
+                    slow_link: false,
                     offset: rng.below(1_000_000),
                     tags,
                     healthy_since: None,

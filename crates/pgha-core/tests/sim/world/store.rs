@@ -30,6 +30,7 @@ impl World {
         for n in &mut self.nodes {
             if !n.reachable && n.partition_until <= self.now {
                 n.reachable = true;
+                n.slow_link = false;
             }
         }
         let now = self.now;
@@ -59,6 +60,50 @@ impl World {
             false
         } else {
             self.land(action)
+        }
+    }
+
+    /// Over a slow link (a member unreachable but for its lease writes), `action` lands 1 to
+    /// 2 s from now, its answer lost; whether it was sent so.
+    pub(super) fn send_over_slow_link(&mut self, i: usize, action: &Action) -> bool {
+        let n = &self.nodes[i];
+        if n.reachable || !n.slow_link || self.store_down_until > self.now {
+            return false;
+        }
+        let at = self.now + 1_000 + self.now % 1_000;
+        self.late_writes.push((at, i, action.clone()));
+        true
+    }
+
+    /// A renewal or a release of member `i`'s leader key of term `revision` landing late:
+    /// carried out if the key is still of that term, as etcd does.
+    fn land_lease_write(&mut self, i: usize, action: &Action) {
+        let now = self.now;
+        match action {
+            Action::RenewLeader { revision, ttl } => {
+                if let Some(l) = self
+                    .store
+                    .leader
+                    .as_mut()
+                    .filter(|l| l.0 == i && l.1 == *revision)
+                {
+                    l.2 = now + ttl.millis();
+                    self.stats.late_lease_writes.0 += 1;
+                }
+            }
+            Action::ReleaseLeader { revision } => {
+                if self
+                    .store
+                    .leader
+                    .is_some_and(|l| l.0 == i && l.1 == *revision)
+                {
+                    self.store.leader = None;
+                    self.store.leader_gone_at = Some(now);
+                    self.stats.late_lease_writes.1 += 1;
+                    self.wake_all();
+                }
+            }
+            _ => unreachable!("only lease writes land here"),
         }
     }
 
@@ -117,6 +162,11 @@ impl World {
                 } else if self.store.leader.is_none() {
                     self.stats.late_acquisitions.1 += 1;
                 }
+            } else if matches!(
+                action,
+                Action::RenewLeader { .. } | Action::ReleaseLeader { .. }
+            ) {
+                self.land_lease_write(i, &action);
             } else if self.land(&action) {
                 self.store.revision += 1;
                 self.wake_all();
