@@ -59,7 +59,8 @@ pub const PG_PORT: u16 = 5432;
 /// REST API port of every agent.
 pub const API_PORT: u16 = 8008;
 pub const ETCD_PORT: u16 = 2379;
-/// Where the members reach etcd through a [`TcpLink`] ([`Opts::etcd_latency`]).
+/// Where the first member reaches etcd through a [`TcpLink`] of its own ([`Opts::etcd_latency`]);
+/// the next member at the next port, and so on.
 pub const ETCD_DELAYED_PORT: u16 = 2479;
 pub const PROXY_RW_PORT: u16 = 6432;
 pub const PROXY_RO_PORT: u16 = 6433;

@@ -35,9 +35,9 @@ pub struct Opts {
     /// directory, so that a test can fill it ([`Cluster::fill_host_disk`]). Needs
     /// [`Opts::member_disks`] (the data directory's own disk, mounted inside it).
     pub host_disks: bool,
-    /// The members reach etcd through a [`TcpLink`] on etcd's host, so that a test can
-    /// make etcd answer late ([`Cluster::set_etcd_latency`]); the proxy and the CLI reach it
-    /// directly.
+    /// Each member reaches etcd through a [`TcpLink`] of its own on etcd's host, so that a
+    /// test can make etcd answer late, to every member ([`Cluster::set_etcd_latency`]) or to
+    /// one ([`Cluster::set_etcd_latency_of`]); the proxy and the CLI reach it directly.
     pub etcd_latency: bool,
     /// How many etcd members run, each on a host of its own (`etcd`, `etcd1`, `etcd2`, ...:
     /// [`etcd_host`]; ports 2379/2380, 2381/2382, ...), so that a link between two of them
@@ -66,6 +66,11 @@ fn etcd_client_ports(members: usize) -> Vec<u16> {
 }
 
 /// The client addresses (`ip:port`) of `members` etcd members, each on its own host.
+/// Where member `i` (1 for n1) reaches etcd through its [`TcpLink`] ([`Opts::etcd_latency`]).
+pub(super) fn etcd_delayed_port(i: usize) -> u16 {
+    ETCD_DELAYED_PORT + u16::try_from(i - 1).expect("a member's number")
+}
+
 pub(super) fn etcd_addrs(net: &Net, members: usize) -> Vec<String> {
     etcd_client_ports(members)
         .into_iter()
@@ -116,8 +121,9 @@ pub struct Cluster {
     /// The file systems their directories sit on ([`Opts::host_disks`]); unmounted on drop,
     /// after `disks`.
     pub(super) host_disks: Vec<HostDisk>,
-    /// The members' way to etcd, when it can be slowed ([`Opts::etcd_latency`]).
-    pub(super) etcd_link: Option<TcpLink>,
+    /// Each member's way to etcd, in the members' order, when it can be slowed
+    /// ([`Opts::etcd_latency`]).
+    pub(super) etcd_links: Vec<TcpLink>,
     /// [`Opts::etcd_quota_bytes`], for every start of etcd.
     etcd_quota_bytes: Option<u64>,
     /// etcd member `i`'s own file system ([`Opts::etcd_disks`]); unmounted on drop, once etcd
@@ -211,7 +217,7 @@ impl Cluster {
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
             let etcd = if opts.etcd_latency {
-                vec![format!("{etcd_ip}:{ETCD_DELAYED_PORT}")]
+                vec![format!("{etcd_ip}:{}", etcd_delayed_port(i))]
             } else {
                 etcd_addrs(&net, opts.etcd_members)
             };
@@ -250,7 +256,7 @@ impl Cluster {
             fake_clock,
             disks,
             host_disks,
-            etcd_link: None,
+            etcd_links: Vec::new(),
             etcd_quota_bytes: opts.etcd_quota_bytes,
             etcd_disks: Vec::new(),
             _tmp: tmp,
@@ -265,7 +271,7 @@ impl Cluster {
         }
         c.start_etcd(opts.etcd_members);
         if opts.etcd_latency {
-            c.start_etcd_link();
+            c.start_etcd_links();
         }
         for i in 0..c.members.len() {
             let name = c.members[i].name.clone();

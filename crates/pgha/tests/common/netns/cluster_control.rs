@@ -113,21 +113,34 @@ impl Cluster {
         });
     }
 
-    /// A [`TcpLink`] on etcd's host, from [`ETCD_DELAYED_PORT`] to etcd (no delay yet).
-    pub(super) fn start_etcd_link(&mut self) {
+    /// A [`TcpLink`] on etcd's host for each member, from [`etcd_delayed_port`] to etcd (no
+    /// delay yet).
+    pub(super) fn start_etcd_links(&mut self) {
         let ip = self.net.host("etcd").ip.clone();
         let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
-        let listen = format!("{ip}:{ETCD_DELAYED_PORT}").parse().unwrap();
         let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
-        let link = TcpLink::start(listen, target).expect("a link to etcd");
-        self.etcd_link = Some(link);
+        for i in 1..=self.members.len() {
+            let listen = format!("{ip}:{}", etcd_delayed_port(i)).parse().unwrap();
+            let link = TcpLink::start(listen, target).expect("a link to etcd");
+            self.etcd_links.push(link);
+        }
     }
 
     /// How late etcd's answers reach the members, and their requests reach etcd, from now
     /// on (each way). Needs [`Opts::etcd_latency`].
     pub fn set_etcd_latency(&self, latency: Latency) {
-        let link = self.etcd_link.as_ref();
-        link.expect("Opts::etcd_latency").set(latency);
+        assert!(!self.etcd_links.is_empty(), "needs Opts::etcd_latency");
+        for link in &self.etcd_links {
+            link.set(latency);
+        }
+    }
+
+    /// [`Cluster::set_etcd_latency`] for `member` alone.
+    pub fn set_etcd_latency_of(&self, member: &str, latency: Latency) {
+        let i = self.members.iter().position(|m| m.name == member);
+        let link = i.and_then(|i| self.etcd_links.get(i));
+        link.unwrap_or_else(|| panic!("no link to etcd for {member} (Opts::etcd_latency)"))
+            .set(latency);
     }
 
     pub(super) fn start_proxy(&mut self) {
