@@ -122,6 +122,20 @@ fn etcd_slow() {
     );
 }
 
+/// A synchronous cluster with `ttl` and `margin` whose members reach etcd through links a
+/// test can slow ([`Opts::etcd_latency`]).
+fn start_sync_with_slow_links(ttl: Duration, margin: Duration) -> (Cluster, String) {
+    let ms = |d: Duration| d.as_millis().to_string();
+    start_sync_with(Opts {
+        etcd_latency: true,
+        dynamic: vec![
+            ("ttl_ms".into(), ms(ttl)),
+            ("safety_margin_ms".into(), ms(margin)),
+        ],
+        ..Opts::default()
+    })
+}
+
 /// etcd slow for the leader alone (its link 1 s late each way, a 2 s round trip past every
 /// call's bound; the other members reach etcd at once), pgha's default ttl (10 s) and margin
 /// (2.5 s), synchronous mode, writers writing. The leader's calls go unanswered, the others
@@ -132,16 +146,8 @@ fn etcd_slow() {
 /// standby takes over: no gap of half a ttl in the writes, nothing lost, one writer.
 #[test]
 fn etcd_slow_for_the_leader_alone() {
-    let (ttl, margin) = (Duration::from_secs(10), Duration::from_millis(2500));
-    let ms = |d: Duration| d.as_millis().to_string();
-    let (c, leader) = start_sync_with(Opts {
-        etcd_latency: true,
-        dynamic: vec![
-            ("ttl_ms".into(), ms(ttl)),
-            ("safety_margin_ms".into(), ms(margin)),
-        ],
-        ..Opts::default()
-    });
+    let ttl = Duration::from_secs(10);
+    let (c, leader) = start_sync_with_slow_links(ttl, Duration::from_millis(2500));
     let ck = checker_writing(&c, &leader);
     ck.mark(&format!("etcd answers {leader} 1 s late each way"));
     let began = Instant::now();
@@ -397,16 +403,8 @@ fn etcd_member_pid(c: &Cluster, dir: &str) -> u32 {
 /// primary for as long as etcd stayed that slow.)
 #[test]
 fn a_failover_through_an_etcd_too_slow_for_two_round_trips_in_a_calls_bound() {
-    let (ttl, margin) = (Duration::from_secs(6), Duration::from_secs(2));
-    let ms = |d: Duration| d.as_millis().to_string();
-    let (mut c, leader) = start_sync_with(Opts {
-        etcd_latency: true,
-        dynamic: vec![
-            ("ttl_ms".into(), ms(ttl)),
-            ("safety_margin_ms".into(), ms(margin)),
-        ],
-        ..Opts::default()
-    });
+    let ttl = Duration::from_secs(6);
+    let (mut c, leader) = start_sync_with_slow_links(ttl, Duration::from_secs(2));
     let ck = checker_writing(&c, &leader);
     ck.mark("etcd answers late: 300 ms each way");
     c.set_etcd_latency(Latency::fixed(Duration::from_millis(300)));
