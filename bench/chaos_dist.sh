@@ -193,6 +193,18 @@ kill -STOP "\$pid"
 sleep $etcd_pause
 kill -CONT "\$pid"
 EOF
+# draw.sh FAULT N: FAULT's next draw in 0..N-1, from SEED and how many draws FAULT made before
+# (Python's random: mawk's srand gave the same number for every seed this large).
+cat > "$work/draw.sh" <<EOF
+#!/bin/sh
+n=\$(cat $work/\$1.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/\$1.count
+python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(int(sys.argv[2])))' "\$1 $seed \$n" "\$2"
+EOF
+# standby.sh K: the member numbered K (0 or 1) of the two not leading ($PGHA_LEADER).
+cat > "$work/standby.sh" <<EOF
+#!/bin/sh
+for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done | sed -n "\$((\$1 + 1))p"
+EOF
 # The links of the member leading when a fault is drawn ($PGHA_LEADER), blackholed by iptables
 # in its namespace for LINK_CUT seconds, then healed: link-cut cuts it from one standby (drawn
 # from SEED and the fault's number), one way (what it sends is dropped) or both, again drawn;
@@ -211,10 +223,8 @@ echo "cut \$PGHA_LEADER from \$1 (\$2) for $link_cut s" >> $work/cuts.log
 EOF
 cat > "$work/link-cut.sh" <<EOF
 #!/bin/sh
-n=\$(cat $work/link-cut.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/link-cut.count
-draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(4))' "link-cut $seed \$n")
-others=\$(for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done)
-peer=\$(echo "\$others" | sed -n "\$(( draw % 2 + 1 ))p")
+draw=\$($work/draw.sh link-cut 4)
+peer=\$($work/standby.sh \$(( draw % 2 )))
 way=one; [ \$(( draw / 2 )) = 1 ] && way=both
 case \$peer in n1) ip=${ip_of[n1]};; n2) ip=${ip_of[n2]};; n3) ip=${ip_of[n3]};; esac
 exec $work/cut.sh "\$ip" "\$way"
@@ -224,8 +234,7 @@ EOF
 # writes and fsyncs wait, reads from memory still answer.
 cat > "$work/disk-stall.sh" <<EOF
 #!/bin/sh
-n=\$(cat $work/disk-stall.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/disk-stall.count
-draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(3))' "disk-stall $seed \$n")
+draw=\$($work/draw.sh disk-stall 3)
 victim=\$(echo n1 n2 n3 | cut -d' ' -f\$((draw + 1)))
 role=standby; [ "\$victim" = "\$PGHA_LEADER" ] && role=leader
 fsfreeze -f $work/\$victim
@@ -243,8 +252,7 @@ EOF
 # answered in time). Every request still reaches etcd, late, and is carried out.
 cat > "$work/etcd-slow.sh" <<EOF
 #!/bin/sh
-n=\$(cat $work/etcd-slow.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/etcd-slow.count
-draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(4))' "etcd-slow $seed \$n")
+draw=\$($work/draw.sh etcd-slow 4)
 hosts=\$PGHA_LEADER; who="the leader (\$PGHA_LEADER)"
 [ \$(( draw % 2 )) = 1 ] && { hosts="n1 n2 n3 client"; who="every host"; }
 delay="150 400"; [ \$(( draw / 2 )) = 1 ] && delay="1000 1000"
@@ -258,10 +266,8 @@ EOF
 # an hour the other way for CLOCK_HOLD seconds, then true again.
 cat > "$work/clock-jump.sh" <<EOF
 #!/bin/sh
-n=\$(cat $work/clock-jump.count 2>/dev/null || echo 0); echo \$((n + 1)) > $work/clock-jump.count
-draw=\$(python3 -c 'import random, sys; print(random.Random(sys.argv[1]).randrange(6))' "clock-jump $seed \$n")
-others=\$(for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done)
-standby=\$(echo "\$others" | sed -n "\$(( draw % 2 + 1 ))p")
+draw=\$($work/draw.sh clock-jump 6)
+standby=\$($work/standby.sh \$(( draw % 2 )))
 case \$(( draw / 2 )) in 0) ahead=\$PGHA_LEADER; behind=;; 1) ahead=\$standby; behind=;; *) ahead=\$PGHA_LEADER; behind=\$standby;; esac
 step() { [ -z "\$1" ] || { echo "\$2" > $work/\$1.faketime.tmp; mv $work/\$1.faketime.tmp $work/\$1.faketime; }; }
 step "\$ahead" +3600; step "\$behind" -3600
@@ -271,7 +277,7 @@ sleep $clock_hold
 step "\$ahead" +0; step "\$behind" +0
 echo "stepped the wall clock of \$ahead (leader \$PGHA_LEADER) +1 h then -1 h\${behind:+, of \$behind -1 h then +1 h}, $clock_hold s each" >> $work/cuts.log
 EOF
-chmod 755 "$work/clock-jump.sh"
+chmod 755 "$work/clock-jump.sh" "$work/draw.sh" "$work/standby.sh"
 chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
   "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh" \
   "$work/etcd-slow.sh"
