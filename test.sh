@@ -19,8 +19,9 @@ fi
 
 # The build and the test clusters (up to about 3 GB under TMPDIR at once) need room: say how much
 # there is, so that a run failing for want of it shows that at its top.
+mkdir -p "${CARGO_TARGET_DIR:-target}"
 echo "test.sh: free space before the build:"
-df -h "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-.}" || true
+df -h "${TMPDIR:-/tmp}" "${CARGO_TARGET_DIR:-target}" || true
 
 # Format and lints first: among the lints the decision core's purity (crates/pgha-core/clippy.toml: no clock,
 # no I/O, no randomness, no hash-ordered collections in pgha-core).
