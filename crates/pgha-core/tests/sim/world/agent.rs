@@ -265,18 +265,16 @@ impl World {
                 self.nodes[i].woken = Some(now);
             }
             Action::RenewLeader { revision, ttl } => {
-                let slow = self.send_over_slow_link(i, &action);
-                let outcome = match self.store.leader.as_mut() {
-                    _ if slow || !reachable => Outcome::LeaderUnknown,
-                    Some(l) if l.0 == i && l.1 == *revision => {
-                        l.2 = now + ttl.millis();
-                        Outcome::LeaderRenewed {
-                            requested_at: sent,
-                            revision: *revision,
-                            ttl: *ttl,
-                        }
+                let outcome = if self.send_over_slow_link(i, &action) || !reachable {
+                    Outcome::LeaderUnknown
+                } else if self.renew_key(i, *revision, *ttl) {
+                    Outcome::LeaderRenewed {
+                        requested_at: sent,
+                        revision: *revision,
+                        ttl: *ttl,
                     }
-                    _ => Outcome::LeaderRefused,
+                } else {
+                    Outcome::LeaderRefused
                 };
                 changed = false;
                 self.deliver(i, outcome);
@@ -286,14 +284,8 @@ impl World {
                 if reachable {
                     self.nodes[i].held_term = None; // answered (the agent forgets it then)
                 }
-                if reachable
-                    && self
-                        .store
-                        .leader
-                        .is_some_and(|l| l.0 == i && l.1 == *revision)
-                {
-                    self.store.leader = None;
-                    self.store.leader_gone_at = Some(now);
+                if reachable {
+                    self.release_key(i, *revision);
                 }
             }
             Action::PublishMember(record) => {

@@ -75,30 +75,43 @@ impl World {
         true
     }
 
-    /// A renewal or a release of member `i`'s leader key of term `revision` landing late:
-    /// carried out if the key is still of that term, as etcd does.
-    fn land_lease_write(&mut self, i: usize, action: &Action) {
+    /// Member `i`'s leader key of term `revision` renewed for `ttl` from now, if the key is
+    /// still of that term (as etcd does); whether it was.
+    pub(super) fn renew_key(&mut self, i: usize, revision: u64, ttl: Ttl) -> bool {
         let now = self.now;
+        let held = self
+            .store
+            .leader
+            .as_mut()
+            .filter(|l| l.0 == i && l.1 == revision);
+        held.map(|l| l.2 = now + ttl.millis()).is_some()
+    }
+
+    /// Member `i`'s leader key of term `revision` deleted, if the key is still of that term;
+    /// whether it was.
+    pub(super) fn release_key(&mut self, i: usize, revision: u64) -> bool {
+        if !self
+            .store
+            .leader
+            .is_some_and(|l| l.0 == i && l.1 == revision)
+        {
+            return false;
+        }
+        self.store.leader = None;
+        self.store.leader_gone_at = Some(self.now);
+        true
+    }
+
+    /// A renewal or a release sent over a slow link, landing late.
+    fn land_lease_write(&mut self, i: usize, action: &Action) {
         match action {
             Action::RenewLeader { revision, ttl } => {
-                if let Some(l) = self
-                    .store
-                    .leader
-                    .as_mut()
-                    .filter(|l| l.0 == i && l.1 == *revision)
-                {
-                    l.2 = now + ttl.millis();
+                if self.renew_key(i, *revision, *ttl) {
                     self.stats.late_lease_writes.0 += 1;
                 }
             }
             Action::ReleaseLeader { revision } => {
-                if self
-                    .store
-                    .leader
-                    .is_some_and(|l| l.0 == i && l.1 == *revision)
-                {
-                    self.store.leader = None;
-                    self.store.leader_gone_at = Some(now);
+                if self.release_key(i, *revision) {
                     self.stats.late_lease_writes.1 += 1;
                     self.wake_all();
                 }
