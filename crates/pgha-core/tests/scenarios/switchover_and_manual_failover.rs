@@ -544,3 +544,45 @@ fn nobody_behind_a_switchovers_old_leader_runs_for_its_request() {
     let d = member("n2").step(&obs(1000, target, &view, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
 }
+
+/// Found by the simulation once its demotions stopped writing (a calm switchover after the
+/// faults), then seen with `pgha switchover` (no `--to`) on a real cluster: the old leader
+/// handed over, the election picked n2, and history recorded a *failover* ("n1 stepped down:
+/// it handed over for a switchover"), then n2 refused the very request it had carried out as
+/// one made before its term. The best candidate takes over for that switchover: recorded as
+/// one, and the request cleared once it is promoted.
+#[test]
+fn a_switchover_without_a_target_is_the_best_candidates_and_recorded_as_one() {
+    let (n2_pg, n3_pg) = (standby(1, 1200, None), standby(1, 1100, None));
+    let view = View::new()
+        .with("n1", record(&standby(1, 1200, None), None))
+        .with("n2", record(&n2_pg, None))
+        .with("n3", record(&n3_pg, None))
+        .switchover("n1", None, 30);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, n2_pg.clone(), &view, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    let mut led = view.clone();
+    led.0.leader = View::new().leader("n2", 31).0.leader;
+    let d = n2.step(&obs(50, n2_pg, &led, vec![acquired(0, 31)]));
+    assert!(
+        has(&d, |a| matches!(a, Action::Promote { .. })),
+        "{:?}",
+        d.actions
+    );
+    let d = n2.step(&obs(300, primary(2, 1200), &led, vec![job_done(JobKind::Promote)]));
+    let event = recorded(&d).expect("the promotion in history");
+    assert_eq!(event.kind, EventKind::Switchover, "{event:?}");
+    assert_eq!(event.from, Some(name("n1")));
+    assert!(
+        has(&d, |a| *a == Action::ClearSwitchover { revision: 30 }),
+        "{:?}",
+        d.actions
+    );
+    assert!(
+        !d.actions.iter().any(|a| matches!(a, Action::RecordHistory(e)
+            if e.kind == EventKind::RequestRefused)),
+        "the switchover it carried out refused: {:?}",
+        d.actions
+    );
+}

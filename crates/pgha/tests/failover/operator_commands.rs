@@ -220,3 +220,32 @@ async fn a_scheduled_switchover_runs_at_its_time_and_can_be_withdrawn() {
     );
     assert!(why.contains("--at"), "{why}");
 }
+
+/// `pgha switchover` without `--to`: the leader hands over and the election's best standby
+/// takes over, for that switchover. Before: history recorded a failover ("n2 took over: n1
+/// stepped down: it handed over for a switchover"), then a `request_refused` by n2 of the
+/// very request it had carried out, "made before the leader's term began".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switchover_without_a_target_goes_to_the_best_standby_and_is_recorded_as_one() {
+    let c = start_with_rows("before").await;
+    let out = c.ok("switchover", &[]);
+    assert!(out.contains("is the primary"), "{out}");
+    let history = wait_until("the switchover recorded", CONVERGE, || {
+        let history = c.history();
+        (!events(&history, "switchover").is_empty()).then_some(history)
+    });
+    let switchovers = events(&history, "switchover");
+    assert!(
+        switchovers.len() == 1 && switchovers[0].0 == "n1" && switchovers[0].1 != "n1",
+        "{history:#?}"
+    );
+    c.wait_status("the request withdrawn", CONVERGE, |s| {
+        s["switchover"].is_null().then_some(())
+    });
+    // a loop or two more: a refusal would follow the promotion at once
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let history = c.history();
+    for kind in ["request_refused", "failover"] {
+        assert!(events(&history, kind).is_empty(), "a {kind}: {history:#?}");
+    }
+}
