@@ -92,7 +92,8 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut late = (0, 0);
     let mut late_lease = (0, 0);
     for seed in seeds() {
-        let world = faults_then_calm(World::new(seed, members()));
+        let mut world = faults_then_calm(World::new(seed, members()));
+        world.switch_over_in_calm();
         late_lease.0 += world.stats.late_lease_writes.0;
         late_lease.1 += world.stats.late_lease_writes.1;
         failovers += world.stats.failovers;

@@ -138,6 +138,15 @@ impl World {
         self.wake_all();
     }
 
+    /// A planned switchover asked once the faults are over and the cluster calm (those asked
+    /// among the faults are mostly overtaken by them: a new term, the target gone), then a
+    /// calm run: it must converge again.
+    pub fn switch_over_in_calm(&mut self) {
+        self.request_switchover();
+        self.run_calm(30_000);
+        self.assert_converged();
+    }
+
     fn request_switchover(&mut self) {
         let Some((leader, _, _)) = self.store.leader else {
             return;

@@ -94,7 +94,15 @@ impl World {
             let pg = &self.nodes[i].pg;
             if pg.running && !pg.in_recovery {
                 let grow = self.rng.below(800);
-                self.nodes[i].pg.lsn += grow;
+                // A demotion ends the backends first: nothing is written while it runs (what
+                // was written is sent as it begins, see `send_wal_to_standbys_of`).
+                let demoting = self.nodes[i]
+                    .job
+                    .as_ref()
+                    .is_some_and(|j| matches!(j.action, Action::Demote { .. }));
+                if !demoting {
+                    self.nodes[i].pg.lsn += grow;
+                }
             }
         }
         for i in 0..self.nodes.len() {
