@@ -282,4 +282,3 @@ impl Member {
         reason
     }
 }
-

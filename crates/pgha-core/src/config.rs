@@ -174,6 +174,15 @@ impl ClusterConfig {
             .max(std::time::Duration::from_secs(5))
     }
 
+    /// How long a standby may stand still (its flushed position unchanged) while the primary
+    /// is ahead of it before it no longer counts as a synchronous standby: three loops, 3 s at
+    /// least. Standbys report every second (pgha renders `wal_receiver_status_interval`), and a
+    /// healthy one flushes what the primary writes within milliseconds; one cut off or whose
+    /// disk stalls would otherwise hold every commit until the replication timeout.
+    pub fn stalled_standby_ms(&self) -> u64 {
+        self.loop_wait_ms.saturating_mul(3).max(3_000)
+    }
+
     /// Checks the relations the invariants rely on.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |key, why: String| Err(ConfigError { key, why });

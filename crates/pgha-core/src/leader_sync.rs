@@ -42,10 +42,11 @@ impl Member {
             self.sync.removal = None;
             return true;
         }
+        let replicas = self.without_stalled_standbys(obs, revision, plan);
         let desired = sync::desired(
             &self.config,
             self.name(),
-            &local.replicas,
+            &replicas,
             &view.members,
             &local.sync_applied,
         );
@@ -67,8 +68,7 @@ impl Member {
         }
         // Only members that could be elected hold commits for a failover: not a clone's or a
         // backup tool's WAL stream, nor a member that may not be promoted.
-        let electable: Vec<_> = local
-            .replicas
+        let electable: Vec<_> = replicas
             .iter()
             .filter(|r| {
                 view.members
@@ -117,6 +117,47 @@ impl Member {
             }
         }
         false
+    }
+
+    /// The leader's replication with each standby that stopped flushing marked as not
+    /// streaming (see [`sync::FlushStalls`]); history says when one PostgreSQL counts is
+    /// found so, and why commits stop waiting on it.
+    fn without_stalled_standbys(
+        &mut self,
+        obs: &Observation,
+        revision: u64,
+        plan: &mut Plan,
+    ) -> Vec<crate::observe::ReplicaState> {
+        let local = &obs.local;
+        let stalled = self.sync.stalls.observe(
+            revision,
+            &local.replicas,
+            local.lsn,
+            obs.now,
+            self.config.stalled_standby_ms(),
+        );
+        for s in stalled.iter().filter(|s| s.newly) {
+            if !local.sync_applied.names.contains(&s.name) {
+                continue;
+            }
+            plan.push(Action::RecordHistory(HistoryEvent {
+                kind: EventKind::SyncChanged,
+                from: Some(s.name.clone()),
+                to: Some(self.name().clone()),
+                timeline: local.timeline,
+                lsn: local.lsn,
+                reason: format!(
+                    "{} flushed nothing for {:.1} s while the primary was ahead ({} at {}, \
+                     the primary at {}): commits no longer wait on it until it flushes again",
+                    s.name,
+                    s.for_ms as f64 / 1000.0,
+                    s.name,
+                    s.flush,
+                    local.lsn
+                ),
+            }));
+        }
+        sync::without_stalled(&local.replicas, &stalled)
     }
 
     /// History says when commits stop waiting for standbys, and which members the store's set

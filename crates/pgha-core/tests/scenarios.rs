@@ -361,6 +361,8 @@ mod rewind_and_reclone;
 mod rewind_or_follow;
 #[path = "scenarios/slots_and_settings.rs"]
 mod slots_and_settings;
+#[path = "scenarios/stalled_standbys.rs"]
+mod stalled_standbys;
 #[path = "scenarios/switchover_and_manual_failover.rs"]
 mod switchover_and_manual_failover;
 #[path = "scenarios/synchronous_election.rs"]

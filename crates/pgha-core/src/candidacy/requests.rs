@@ -155,7 +155,10 @@ impl Member {
 }
 /// The old leader of `pending`, a planned switchover without a target, once its record shows
 /// it handed over (its PostgreSQL in recovery).
-pub(super) fn handed_over_to_the_best(view: &ClusterView, pending: &PendingSwitchover) -> Option<MemberName> {
+pub(super) fn handed_over_to_the_best(
+    view: &ClusterView,
+    pending: &PendingSwitchover,
+) -> Option<MemberName> {
     let request = &pending.request;
     let from = request.from.as_ref()?;
     let handed_over = view.members.get(from).is_some_and(|r| r.in_recovery);

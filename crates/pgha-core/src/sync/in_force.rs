@@ -36,4 +36,6 @@ pub struct LeaderSync {
     pub in_force: Option<SyncInForce>,
     /// Sets published that may still land (sent on the `sync` key's revision last read).
     pub unseen: Option<super::UnseenSets>,
+    /// Standbys standing still behind the primary, and since when.
+    pub stalls: super::FlushStalls,
 }

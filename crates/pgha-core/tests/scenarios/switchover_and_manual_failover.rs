@@ -570,7 +570,12 @@ fn a_switchover_without_a_target_is_the_best_candidates_and_recorded_as_one() {
         "{:?}",
         d.actions
     );
-    let d = n2.step(&obs(300, primary(2, 1200), &led, vec![job_done(JobKind::Promote)]));
+    let d = n2.step(&obs(
+        300,
+        primary(2, 1200),
+        &led,
+        vec![job_done(JobKind::Promote)],
+    ));
     let event = recorded(&d).expect("the promotion in history");
     assert_eq!(event.kind, EventKind::Switchover, "{event:?}");
     assert_eq!(event.from, Some(name("n1")));
@@ -580,7 +585,9 @@ fn a_switchover_without_a_target_is_the_best_candidates_and_recorded_as_one() {
         d.actions
     );
     assert!(
-        !d.actions.iter().any(|a| matches!(a, Action::RecordHistory(e)
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, Action::RecordHistory(e)
             if e.kind == EventKind::RequestRefused)),
         "the switchover it carried out refused: {:?}",
         d.actions

@@ -149,26 +149,36 @@ fn a_synchronous_standby_cut_from_etcd_as_the_leader_crashes_is_waited_for() {
     assert_history_recorded_once(&c);
 }
 
-/// The synchronous standby's link to the leader stops carrying one way, synchronous mode `on`
-/// (`FIRST 1` over both standbys), writers writing: first the standby's acknowledgements are
-/// dropped (its replies never arrive; the WAL still does), then, healed, the WAL it is sent
-/// (its replies still arrive, so the leader's side never times out). Each way, commits wait on
-/// that standby until the replication timeout pgha renders (a ttl, 5 s at least, instead of
-/// PostgreSQL's 60 s) ends the connection and PostgreSQL moves them to the other standby:
-/// no write waits much longer than that timeout, nothing acknowledged is lost, the leader
-/// stays, one writer.
+/// The synchronous standby's link to the leader stops carrying, synchronous mode `on`
+/// (`FIRST 1` over both standbys), pgha's default ttl (10 s: a 10 s replication timeout),
+/// writers writing: blackholed both ways, then only its acknowledgements (its replies never
+/// arrive; the WAL still does), then only the WAL it is sent (its replies still arrive, so the
+/// leader's side never times out). Its connection stays up and PostgreSQL shows it streaming
+/// until the replication timeout, while every commit waits on it; its flushed position stands
+/// still with the primary ahead, and after `stalled_standby_ms` (3 s) the leader has
+/// PostgreSQL count the other standby instead and says why in history. Each way: no write
+/// waits for the replication timeout, nothing acknowledged is lost, the leader stays, one
+/// writer; healed, the standby streams and is counted again.
 #[test]
-fn sync_standby_link_blackholed_one_way() {
-    let (mut c, leader) = start_sync();
+fn sync_standby_link_blackholed() {
+    let ttl = Duration::from_secs(10);
+    let (mut c, leader) = start_sync_with(Opts {
+        dynamic: vec![("ttl_ms".into(), ttl.as_millis().to_string())],
+        ..Opts::default()
+    });
     let ck = checker_writing(&c, &leader);
-    let hold = WAL_TIMEOUT * 2;
+    let hold = Duration::from_secs(12);
+    let stalled_after = Duration::from_secs(3);
     let mut gaps = Vec::new();
-    for (from_standby, what) in [(true, "acknowledgements"), (false, "WAL")] {
-        // both standbys in the set, one of them the synchronous one: nothing but the
-        // replication timeout moves the commits off it
+    for (way, from_standby, what) in [
+        (Way::Both, true, "link, both ways"),
+        (Way::OneWay, true, "acknowledgements"),
+        (Way::OneWay, false, "WAL"),
+    ] {
+        // both standbys in the set, one of them the synchronous one
         let sync = wait_until(
             "one sync and one potential standby",
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || {
                 let rows = c
                     .sql(
@@ -186,35 +196,45 @@ fn sync_standby_link_blackholed_one_way() {
         } else {
             (leader.as_str(), sync.as_str())
         };
+        let events_before = c.history().len();
         ck.mark(&format!(
-            "{a} -> {b} blackholed for {hold:?} (one way: the synchronous standby's {what})"
+            "{a} -> {b} blackholed for {hold:?} (the synchronous standby's {what})"
         ));
-        c.net.cut(a, b, Way::OneWay);
+        c.net.cut(a, b, way);
         let cut_at = Instant::now();
         std::thread::sleep(hold);
         ck.mark("healed");
         c.net.heal_all();
         let gap = longest_gap(&ck.acks(), cut_at, Instant::now());
-        gaps.push((what, sync, gap));
+        let explained = c.history()[events_before.min(c.history().len())..]
+            .iter()
+            .any(|e| e["kind"] == "sync_changed" && e["from"] == sync.as_str());
+        gaps.push((what, sync, gap, explained));
     }
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
     let mut unmet = Vec::new();
-    for (what, sync, gap) in &gaps {
+    for (what, sync, gap, explained) in &gaps {
         eprintln!(
             "{sync}'s {what} dropped: no write acknowledged for {} ms at the longest",
             gap.as_millis()
         );
-        if *gap > WAL_TIMEOUT + Duration::from_secs(3) {
+        if *gap > stalled_after + Duration::from_secs(3) {
             unmet.push(format!(
-                "{sync}'s {what} dropped: no write acknowledged for {} ms (replication \
-                 timeout {WAL_TIMEOUT:?})",
+                "{sync}'s {what} dropped: no write acknowledged for {} ms (stalled after \
+                 {stalled_after:?}, replication timeout {ttl:?})",
                 gap.as_millis()
             ));
         }
+        if !explained {
+            unmet.push(format!(
+                "{sync}'s {what} dropped: no history event from {sync} says why commits \
+                 stopped waiting on it"
+            ));
+        }
     }
-    assert_kept_leading(&c, &report, &leader, unmet, "a one-way cut");
+    assert_kept_leading_and_streaming(&c, &report, &leader, unmet, "a cut synchronous link");
 }
 
 /// A standby's link to the primary blackholed (etcd reachable) for longer than

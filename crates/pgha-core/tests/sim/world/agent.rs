@@ -325,6 +325,12 @@ impl World {
                 }
             }
             Action::RecordHistory(event) => {
+                if self.now > 150_000 {
+                    eprintln!(
+                        "DBG {} {} {:?} from {:?} to {:?} {}",
+                        self.seed, self.now, event.kind, event.from, event.to, event.reason
+                    );
+                }
                 if reachable {
                     match event.kind {
                         EventKind::Failover | EventKind::ManualFailover => {
@@ -336,7 +342,22 @@ impl World {
                     self.store.history.push(event.clone());
                 }
             }
-            Action::SetSync(applied) => self.nodes[i].pg.sync = applied.clone(),
+            Action::SetSync(applied) => {
+                // a stalled stream no longer counted while its connection is still up
+                let dropped = (0..self.nodes.len())
+                    .filter(|&j| {
+                        let n = &self.nodes[j];
+                        n.stalled_stream
+                            && n.lagging_until > self.now
+                            && n.pg.streaming
+                            && n.pg.upstream == Some(i)
+                            && self.nodes[i].pg.sync.names.contains(&n.name)
+                            && !applied.names.contains(&n.name)
+                    })
+                    .count();
+                self.stats.stalled_streams.1 += dropped as u32;
+                self.nodes[i].pg.sync = applied.clone();
+            }
             Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
             Action::RestartWalReceiver => {}
             Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),

@@ -68,8 +68,14 @@ impl World {
             }
             12 => self.change_sync_config(),
             14 => {
-                // a standby's replication falls behind for a while
+                // a standby's replication falls behind for a while; one time in three (by the
+                // clock, not drawn: every seed keeps its draws) it stands still instead
                 self.nodes[i].lagging_until = self.now + self.rng.below(20_000);
+                self.nodes[i].lagging_since = self.now;
+                self.nodes[i].stalled_stream = self.now % 3 == 1;
+                if self.nodes[i].stalled_stream && self.counted_by_its_primary(i) {
+                    self.stats.stalled_streams.0 += 1;
+                }
             }
             13 => {
                 // A member's `nosync` tag or priority edited, and its agent restarted to take it
@@ -166,6 +172,13 @@ impl World {
             },
             revision: self.store.revision,
         });
+        eprintln!(
+            "DBG {} {} request {:?} leader {}",
+            self.seed,
+            self.now,
+            self.store.switchover.as_ref().map(|s| &s.request.to),
+            self.nodes[leader].name
+        );
         self.wake_all();
     }
 }

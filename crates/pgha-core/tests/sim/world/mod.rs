@@ -76,6 +76,11 @@ struct Node {
     unresponsive_until: u64,
     /// Its WAL receiver falls behind (slow disk, busy network) until then.
     lagging_until: u64,
+    /// While lagging: its stream stands still instead (a link cut either way, a stalled
+    /// disk), the connection up until the replication timeout ends it.
+    stalled_stream: bool,
+    /// When the lag (or stall) began.
+    lagging_since: u64,
     /// Lease results on their way back from a slow store: (delivered at, outcome).
     in_flight: Vec<(u64, Outcome)>,
     /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
@@ -153,6 +158,9 @@ pub struct Stats {
     pub cold_starts_checked: u32,
     /// Every agent paused at once.
     pub whole_pauses: u32,
+    /// Standbys whose stream stood still while their primary counted them, and those the
+    /// leader stopped counting before the replication timeout ended their connection.
+    pub stalled_streams: (u32, u32),
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys

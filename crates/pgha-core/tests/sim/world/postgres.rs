@@ -62,6 +62,16 @@ impl World {
         });
     }
 
+    /// Whether `i` streams from a writable primary whose `synchronous_standby_names` lists it.
+    pub(super) fn counted_by_its_primary(&self, i: usize) -> bool {
+        let n = &self.nodes[i];
+        n.pg.streaming
+            && n.pg.upstream.is_some_and(|p| {
+                let up = &self.nodes[p].pg;
+                writable(up) && up.sync.names.contains(&n.name)
+            })
+    }
+
     /// A clean (fast) shutdown of `i`'s PostgreSQL sends every WAL record to the standbys
     /// streaming from it.
     pub(super) fn send_wal_to_standbys_of(&mut self, i: usize) {
@@ -115,11 +125,18 @@ impl World {
                 _ => false,
             };
             let n = &mut self.nodes[i];
-            n.pg.streaming = streaming;
+            let lagging = n.lagging_until > self.now;
+            let stalled = lagging && n.stalled_stream;
+            // A stalled stream's connection ends once the replication timeout passes.
+            let timeout = self.config.replication_timeout().as_millis() as u64;
+            let timed_out = stalled && self.now.saturating_sub(n.lagging_since) >= timeout;
+            n.pg.streaming = streaming && !timed_out;
             if streaming && !self.rng.chance(200) {
                 let up = &self.nodes[pg.upstream.unwrap()].pg.clone();
-                let lagging = self.nodes[i].lagging_until > self.now;
                 let step = self.rng.below(300);
+                if stalled {
+                    continue; // nothing received, nothing flushed
+                }
                 let n = &mut self.nodes[i];
                 n.pg.tl = up.tl;
                 n.pg.history = up.history.clone();

@@ -46,6 +46,8 @@ impl World {
                     paused_until: 0,
                     unresponsive_until: 0,
                     lagging_until: 0,
+                    stalled_stream: false,
+                    lagging_since: 0,
                     in_flight: Vec::new(),
                     last_seen_leader: None,
                     last_view: None,

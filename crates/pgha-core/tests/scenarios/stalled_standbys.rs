@@ -1,0 +1,216 @@
+//! A synchronous standby that stops flushing (cut off either way, its disk stalled) while its
+//! connection stays up: commits stop waiting on it well before the replication timeout.
+
+use super::*;
+
+/// n1 leads (term 7) with n2 and n3 streaming, mode `mode`, PostgreSQL counting `counted`
+/// (priority, one standby), the store's set naming the same members.
+fn leading(mode: SyncMode, counted: &[&str]) -> (Member, View, SyncApplied) {
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, 5000, Some("n1")), None))
+        .config(|c| c.synchronous_mode = mode);
+    let applied = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: counted.iter().map(|n| name(n)).collect(),
+    };
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: applied.names.iter().cloned().collect(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    (member("n1"), view, applied)
+}
+
+/// The primary at `lsn`, PostgreSQL counting `applied`, its standbys at these positions.
+fn at(lsn: u64, applied: &SyncApplied, standbys: &[(&str, u64)]) -> LocalPg {
+    LocalPg {
+        replicas: standbys
+            .iter()
+            .map(|(n, flush)| ReplicaState {
+                name: name(n),
+                streaming: true,
+                flush_lsn: Lsn(*flush),
+                replay_lsn: Lsn(*flush),
+            })
+            .collect(),
+        sync_applied: applied.clone(),
+        ..primary(1, lsn)
+    }
+}
+
+/// A step of the leader at `t`, its lease renewed then.
+fn tick(n1: &mut Member, t: u64, local: LocalPg, view: &View) -> Decision {
+    n1.step(&obs(t, local, view, vec![renewed(t)]))
+}
+
+fn applies(d: &Decision) -> Option<SyncApplied> {
+    d.actions.iter().find_map(|a| match a {
+        Action::SetSync(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+/// n2, the synchronous standby (`FIRST 1 (n2, n3)`), stands at 5000 while the primary writes
+/// on and n3 follows it; its connection stays up (PostgreSQL still shows it streaming, as it
+/// would until the replication timeout). After `stalled_standby_ms` (3 s here) the leader has
+/// PostgreSQL count n3 alone, and says why; the store's set lets n2 go only once n3 holds the
+/// primary's position; n2 flushing again is counted again, behind n3.
+#[test]
+fn a_synchronous_standby_that_stops_flushing_no_longer_holds_commits_up() {
+    let (mut n1, view, both) = leading(SyncMode::On, &["n2", "n3"]);
+    assert_eq!(ClusterConfig::default().stalled_standby_ms(), 3000);
+    n1.step(&obs(
+        0,
+        at(5000, &both, &[("n2", 5000), ("n3", 5000)]),
+        &view,
+        vec![acquired(0, 7)],
+    ));
+    // n2 stops flushing at 5000 from t=1000
+    for t in [1000u64, 2000, 3000, 3999] {
+        let lsn = 5000 + t;
+        let d = tick(
+            &mut n1,
+            t,
+            at(lsn, &both, &[("n2", 5000), ("n3", lsn)]),
+            &view,
+        );
+        assert_eq!(applies(&d), None, "t={t}: n2 stood still for less than 3 s");
+    }
+    let d = tick(
+        &mut n1,
+        4000,
+        at(9000, &both, &[("n2", 5000), ("n3", 9000)]),
+        &view,
+    );
+    let n3_alone = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    assert_eq!(applies(&d), Some(n3_alone.clone()), "{:?}", d.actions);
+    let event = recorded(&d).expect("the reason in history");
+    assert_eq!(event.from, Some(name("n2")));
+    assert!(
+        event.reason.contains("n2 flushed nothing for 3.0 s"),
+        "{}",
+        event.reason
+    );
+    // PostgreSQL counts n3 alone: n2 leaves the store's set once n3 holds the position, after
+    // a loop for every WAL sender to have reloaded
+    let leaves = |d: &Decision| {
+        has(d, |a| {
+            matches!(a, Action::PublishSync { set, .. }
+                if set.members == [name("n3")].into())
+        })
+    };
+    let d = tick(
+        &mut n1,
+        4500,
+        at(9500, &n3_alone, &[("n2", 5000), ("n3", 9500)]),
+        &view,
+    );
+    assert!(
+        !leaves(&d),
+        "n2 left before the change settled: {:?}",
+        d.actions
+    );
+    assert!(recorded(&d).is_none(), "told once: {:?}", d.actions);
+    let d = tick(
+        &mut n1,
+        5600,
+        at(9600, &n3_alone, &[("n2", 5000), ("n3", 9600)]),
+        &view,
+    );
+    assert!(leaves(&d), "{:?}", d.actions);
+    // n2 flushes again: counted again, behind n3 which holds the role
+    let mut view = view;
+    view.0.sync.members = [name("n3")].into();
+    view.0.sync_revision = 1;
+    let d = tick(
+        &mut n1,
+        6600,
+        at(9700, &n3_alone, &[("n2", 5100), ("n3", 9700)]),
+        &view,
+    );
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishSync { set, .. }
+            if set.members == [name("n2"), name("n3")].into())),
+        "n2 back in the set first: {:?}",
+        d.actions
+    );
+    view.0.sync.members = [name("n2"), name("n3")].into();
+    view.0.sync_revision = 2;
+    let d = tick(
+        &mut n1,
+        7600,
+        at(9800, &n3_alone, &[("n2", 9000), ("n3", 9800)]),
+        &view,
+    );
+    assert_eq!(
+        applies(&d).map(|a| a.names),
+        Some(vec![name("n3"), name("n2")]),
+        "{:?}",
+        d.actions
+    );
+}
+
+/// Mode `on` with one standby: the stalled one is dropped and commits go on asynchronously
+/// (history says so, and that the set keeps it); `strict` never does, it keeps waiting.
+#[test]
+fn a_lone_stalled_standby_degrades_on_and_keeps_strict_waiting() {
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let (mut n1, mut view, n2_only) = leading(mode, &["n2"]);
+        view.0.members.remove(&name("n3"));
+        n1.step(&obs(
+            0,
+            at(5000, &n2_only, &[("n2", 5000)]),
+            &view,
+            vec![acquired(0, 7)],
+        ));
+        let mut applied = None;
+        for t in (1000u64..=6000).step_by(1000) {
+            let d = tick(&mut n1, t, at(5000 + t, &n2_only, &[("n2", 5000)]), &view);
+            applied = applied.or(applies(&d));
+        }
+        match mode {
+            SyncMode::Strict => assert_eq!(applied, None, "strict stopped waiting"),
+            _ => assert!(
+                applied.as_ref().is_some_and(|a| a.is_async()),
+                "{mode:?}: {applied:?}"
+            ),
+        }
+    }
+}
+
+/// A standby that moves, however slowly (a bulk load it replays behind), or that has caught
+/// up with an idle primary, keeps its role.
+#[test]
+fn a_slow_or_idle_synchronous_standby_keeps_its_role() {
+    let (mut n1, view, both) = leading(SyncMode::On, &["n2", "n3"]);
+    n1.step(&obs(
+        0,
+        at(5000, &both, &[("n2", 5000), ("n3", 5000)]),
+        &view,
+        vec![acquired(0, 7)],
+    ));
+    for t in (1000u64..=10_000).step_by(1000) {
+        // n2 far behind but moving; then both idle and caught up
+        let (lsn, n2) = if t <= 6000 {
+            (100_000 + t, 5000 + t)
+        } else {
+            (200_000, 200_000)
+        };
+        let d = tick(
+            &mut n1,
+            t,
+            at(lsn, &both, &[("n2", n2), ("n3", lsn)]),
+            &view,
+        );
+        assert_eq!(applies(&d), None, "t={t}: {:?}", d.actions);
+    }
+}
