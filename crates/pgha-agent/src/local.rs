@@ -170,6 +170,7 @@ impl LocalProbe {
                     .collect();
                 local.slots = slots.into_iter().map(MemberName::new).collect();
                 local.wal_waiting_at = state.wal_waiting_at().map(Lsn);
+                local.flushed_lsn = Lsn(state.flush_lsn.unwrap_or(0));
                 let replay = state.replay_lsn.unwrap_or(0);
                 local.replaying_local_wal = replaying_local_wal(
                     &state,

@@ -129,10 +129,12 @@ impl Member {
         plan: &mut Plan,
     ) -> Vec<crate::observe::ReplicaState> {
         let local = &obs.local;
+        // Against what the primary flushed: standbys can have nothing beyond it (its own disk
+        // stalling holds them all back, and that is no standby's fault).
         let stalled = self.sync.stalls.observe(
             revision,
             &local.replicas,
-            local.lsn,
+            local.flushed_lsn,
             obs.now,
             self.config.stalled_standby_ms(),
         );
@@ -148,12 +150,13 @@ impl Member {
                 lsn: local.lsn,
                 reason: format!(
                     "{} flushed nothing for {:.1} s while the primary was ahead ({} at {}, \
-                     the primary at {}): commits no longer wait on it until it flushes again",
+                     the primary at {}): no longer counted as a synchronous standby until it \
+                     flushes again",
                     s.name,
                     s.for_ms as f64 / 1000.0,
                     s.name,
                     s.flush,
-                    local.lsn
+                    local.flushed_lsn
                 ),
             }));
         }

@@ -266,6 +266,9 @@ pub struct LocalPg {
     /// On a primary: its WAL flush position while some process waits on a WAL write or sync
     /// (None when none does). The same position for long means the disk stalled.
     pub wal_waiting_at: Option<Lsn>,
+    /// On a primary: what its WAL has flushed (`pg_current_wal_flush_lsn()`), all a standby
+    /// can have received (zero when not known).
+    pub flushed_lsn: Lsn,
     /// On a PostgreSQL 17+ standby: its usable synchronized logical slots.
     pub synced_slots: u32,
     /// `lsn` is a lower bound: see [`MemberRecord::replaying_local_wal`].

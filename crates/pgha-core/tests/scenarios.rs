@@ -30,6 +30,7 @@ fn primary(tl: u32, lsn: u64) -> LocalPg {
         timeline: Timeline(tl),
         lsn: Lsn(lsn),
         replay_lsn: Lsn(lsn),
+        flushed_lsn: Lsn(lsn),
         ..LocalPg::default()
     }
 }

@@ -1,4 +1,4 @@
-//! Standbys that stopped flushing: the primary has been ahead of one for a while and its
+//! Standbys that stopped flushing: the primary has flushed WAL beyond one for a while and its
 //! flushed position has not moved, so it no longer counts as streaming for the synchronous set.
 //!
 //! A standby cut off from the leader (either way), or whose disk stalls, stays in
@@ -45,7 +45,7 @@ pub struct Stalled {
 }
 
 impl FlushStalls {
-    /// Notes what the leader's replication shows at `now` (its own position `primary`, term
+    /// Notes what the leader's replication shows at `now` (its own flushed position `primary`, term
     /// `term`) and returns the standbys that stood still for `limit_ms` or longer. A new term,
     /// or a gap longer than `limit_ms` since the last observation, starts afresh: standing
     /// still is measured only over observations of one leader in a row.

@@ -214,3 +214,26 @@ fn a_slow_or_idle_synchronous_standby_keeps_its_role() {
         assert_eq!(applies(&d), None, "t={t}: {:?}", d.actions);
     }
 }
+
+/// The primary's own disk stalls: it writes WAL it cannot flush, and its standbys, which can
+/// only receive what it flushed, stand still with it. They are not behind anything they could
+/// have: nobody is taken out (a reload now would write to the stalled disk too).
+#[test]
+fn a_primary_whose_own_disk_stalls_takes_no_standby_out() {
+    let (mut n1, view, both) = leading(SyncMode::On, &["n2", "n3"]);
+    n1.step(&obs(
+        0,
+        at(5000, &both, &[("n2", 5000), ("n3", 5000)]),
+        &view,
+        vec![acquired(0, 7)],
+    ));
+    for t in (1000u64..=8000).step_by(1000) {
+        let local = LocalPg {
+            lsn: Lsn(5000 + t),
+            flushed_lsn: Lsn(5000),
+            ..at(5000, &both, &[("n2", 5000), ("n3", 5000)])
+        };
+        let d = tick(&mut n1, t, local, &view);
+        assert_eq!(applies(&d), None, "t={t}: {:?}", d.actions);
+    }
+}

@@ -67,6 +67,7 @@ impl World {
             // Stalled disks are not modelled (core scenarios and
             // faults::disk_stalls::leader_disk_stalled).
             wal_waiting_at: None,
+            flushed_lsn: Lsn(n.pg.lsn),
             // The simulation reports a stopped member's true end of WAL.
             crashed: false,
             // Nobody runs ALTER SYSTEM here (core scenario
