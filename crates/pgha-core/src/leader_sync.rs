@@ -42,14 +42,7 @@ impl Member {
             self.sync.removal = None;
             return true;
         }
-        let replicas = self.without_stalled_standbys(obs, revision, plan);
-        let desired = sync::desired(
-            &self.config,
-            self.name(),
-            &replicas,
-            &view.members,
-            &local.sync_applied,
-        );
+        let (desired, replicas, stalled) = self.desired_sync(obs, view, revision);
         // A set sent without an answer may still land: what PostgreSQL counts must be in it too.
         let published = sync::UnseenSets::narrow(&self.sync.unseen, &view.sync);
         let mut step = sync::next_step(self.name(), &desired, &local.sync_applied, &published);
@@ -80,6 +73,7 @@ impl Member {
         match step {
             SyncStep::Settled => return true,
             SyncStep::Apply(applied) => {
+                self.record_stalled_leaving(obs, &stalled, &applied, plan);
                 let degrades = self.config.synchronous_mode != SyncMode::Off;
                 if degrades && applied.is_async() && !local.sync_applied.is_async() {
                     self.record_degraded(obs, view, plan);
@@ -117,50 +111,6 @@ impl Member {
             }
         }
         false
-    }
-
-    /// The leader's replication with each standby that stopped flushing marked as not
-    /// streaming (see [`sync::FlushStalls`]); history says when one PostgreSQL counts is
-    /// found so, and why commits stop waiting on it.
-    fn without_stalled_standbys(
-        &mut self,
-        obs: &Observation,
-        revision: u64,
-        plan: &mut Plan,
-    ) -> Vec<crate::observe::ReplicaState> {
-        let local = &obs.local;
-        // Against what the primary flushed: standbys can have nothing beyond it (its own disk
-        // stalling holds them all back, and that is no standby's fault).
-        let stalled = self.sync.stalls.observe(
-            revision,
-            &local.replicas,
-            local.flushed_lsn,
-            obs.now,
-            self.config.stalled_standby_ms(),
-        );
-        for s in stalled.iter().filter(|s| s.newly) {
-            if !local.sync_applied.names.contains(&s.name) {
-                continue;
-            }
-            plan.push(Action::RecordHistory(HistoryEvent {
-                kind: EventKind::SyncChanged,
-                from: Some(s.name.clone()),
-                to: Some(self.name().clone()),
-                timeline: local.timeline,
-                lsn: local.lsn,
-                reason: format!(
-                    "{} flushed nothing for {:.1} s while the primary was ahead ({} at {}, \
-                     the primary at {}): no longer counted as a synchronous standby until it \
-                     flushes again",
-                    s.name,
-                    s.for_ms as f64 / 1000.0,
-                    s.name,
-                    s.flush,
-                    local.flushed_lsn
-                ),
-            }));
-        }
-        sync::without_stalled(&local.replicas, &stalled)
     }
 
     /// History says when commits stop waiting for standbys, and which members the store's set

@@ -8,7 +8,7 @@
 //! [`with_possible_holders`] widens the first members of a set that named only its leader
 //! (`holders`); [`SyncInForce`] is what a leader publishes once both match the settings
 //! (`in_force`);
-//! [`FlushStalls`] finds standbys that stopped flushing, which no longer count (`stalls`);
+//! [`StandbyStalls`] finds standbys that stopped confirming, which no longer count (`stalls`);
 //! [`UnseenSets`] are sets it published that may still land (`unseen`).
 
 mod choice;
@@ -28,5 +28,5 @@ pub use in_force::{LeaderSync, SyncInForce};
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};
 pub use sets::{SyncApplied, SyncSet};
-pub use stalls::{without_stalled, FlushStalls, Stalled};
+pub use stalls::{without_stalled, Confirms, Stalled, StandbyStalls};
 pub use unseen::UnseenSets;

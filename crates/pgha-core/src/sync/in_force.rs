@@ -37,5 +37,5 @@ pub struct LeaderSync {
     /// Sets published that may still land (sent on the `sync` key's revision last read).
     pub unseen: Option<super::UnseenSets>,
     /// Standbys standing still behind the primary, and since when.
-    pub stalls: super::FlushStalls,
+    pub stalls: super::StandbyStalls,
 }

@@ -285,3 +285,53 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
         "no warning in the log"
     );
 }
+
+/// `remote_apply`, mode `on`: replay paused by hand on the synchronous standby
+/// (`pg_wal_replay_pause()`: it still receives and flushes, so its connection stays up and
+/// PostgreSQL counts it). Every commit waits for its replay; after `stalled_standby_ms` (3 s)
+/// the leader counts the other standby instead and says why in history. Before, a commit
+/// waited until the replay was resumed. Resumed, it is counted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_standby_whose_replay_stands_is_not_waited_for_under_remote_apply() {
+    let extra = [
+        "--synchronous-mode",
+        "on",
+        "--synchronous-commit",
+        "remote_apply",
+    ];
+    let (c, sync) = start_sync(&extra).await;
+    let standby = connect(&c.member_url(&sync)).await;
+    standby
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    let primary = connect(&c.up.url(None)).await;
+    let started = Instant::now();
+    let insert = primary.execute("INSERT INTO t(id, stage) VALUES (1, 'replay paused')", &[]);
+    let done = tokio::time::timeout(Duration::from_secs(20), insert).await;
+    let took = started.elapsed();
+    if !matches!(done, Ok(Ok(1))) {
+        c.fail(&format!(
+            "a commit waited {took:?} for {sync}, whose replay is paused: {done:?}"
+        ));
+    }
+    assert!(took < Duration::from_secs(8), "the commit took {took:?}");
+    let history = c.history();
+    let said = history.iter().any(|e| {
+        e["kind"] == "sync_changed"
+            && e["from"] == sync.as_str()
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("replayed nothing"))
+    });
+    assert!(said, "no history event says why: {history:#?}");
+    standby
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    c.wait_status("the standby counted again", CONVERGE, |s| {
+        let state = sync_states(s).get(&sync).cloned();
+        matches!(state.as_deref(), Some("sync" | "potential")).then_some(())
+    });
+    eprintln!("the commit took {took:?} with {sync}'s replay paused");
+}
