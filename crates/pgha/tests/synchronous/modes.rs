@@ -215,17 +215,19 @@ async fn on_degrades_when_every_standby_stops() {
     });
 }
 
+/// Mode `on`, commits waiting for the synchronous standby's replay.
+const REMOTE_APPLY: [&str; 4] = [
+    "--synchronous-mode",
+    "on",
+    "--synchronous-commit",
+    "remote_apply",
+];
+
 /// Acceptance 5: with `remote_apply`, a row acknowledged by the primary is visible on the sync
 /// standby immediately (queried right after the commit, no retry).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
-    let extra = [
-        "--synchronous-mode",
-        "on",
-        "--synchronous-commit",
-        "remote_apply",
-    ];
-    let (c, sync) = start_sync(&extra).await;
+    let (c, sync) = start_sync(&REMOTE_APPLY).await;
     let primary = connect(&c.up.url(None)).await;
     let level: String = query_value(&primary, "SHOW synchronous_commit").await;
     assert_eq!(level, "remote_apply");
@@ -293,13 +295,7 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
 /// waited until the replay was resumed. Resumed, it is counted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synchronous_standby_whose_replay_stands_is_not_waited_for_under_remote_apply() {
-    let extra = [
-        "--synchronous-mode",
-        "on",
-        "--synchronous-commit",
-        "remote_apply",
-    ];
-    let (c, sync) = start_sync(&extra).await;
+    let (c, sync) = start_sync(&REMOTE_APPLY).await;
     let standby = connect(&c.member_url(&sync)).await;
     standby
         .batch_execute("SELECT pg_wal_replay_pause()")
