@@ -174,11 +174,12 @@ impl ClusterConfig {
             .max(std::time::Duration::from_secs(5))
     }
 
-    /// How long a standby may stand still (its flushed position unchanged) while the primary
-    /// is ahead of it before it no longer counts as a synchronous standby: three loops, 3 s at
-    /// least. Standbys report every second (pgha renders `wal_receiver_status_interval`), and a
-    /// healthy one flushes what the primary writes within milliseconds; one cut off or whose
-    /// disk stalls would otherwise hold every commit until the replication timeout.
+    /// How long a standby may stand still (its flushed position, its replayed one under
+    /// `remote_apply`, unchanged) while the primary has flushed beyond it before another
+    /// standby takes its synchronous role: three loops, 3 s at least. Standbys report every
+    /// second (pgha renders `wal_receiver_status_interval`), and a healthy one confirms what the
+    /// primary flushed within milliseconds; one cut off or whose disk stalls would otherwise
+    /// hold every commit until the replication timeout (see `sync::StandbyStalls`).
     pub fn stalled_standby_ms(&self) -> u64 {
         self.loop_wait_ms.saturating_mul(3).max(3_000)
     }
