@@ -1,9 +1,9 @@
 //! The member agent loop: observe (store first, then local PostgreSQL) → step → execute.
 //!
-//! It wakes on the decision's deadline, a store change, or a finished job. Its handle and
-//! control channels (`handle`), its clock (`clock`), the failsafe round (`failsafe_round`),
-//! the deadline handed to the supervisor (`fencing_step`) and leaving (`leave`) have their own
-//! modules.
+//! It wakes on the decision's deadline, a store change, a finished job or a failsafe round's
+//! answer. Its handle and control channels (`handle`), its clock (`clock`), the failsafe
+//! round (`failsafe_round`), the deadline handed to the supervisor (`fencing_step`) and
+//! leaving (`leave`) have their own modules.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,8 @@ use pgha_pg::lease_file::boot_clock_ms;
 
 mod clock;
 mod failsafe_round;
+#[cfg(test)]
+mod failsafe_round_tests;
 mod fencing_step;
 mod handle;
 mod leave;
@@ -116,12 +118,8 @@ pub struct Agent {
     pub(crate) writes_refused: bool,
     /// The leader's timeline history last fetched: (leader, its timeline, switches).
     pub(crate) timelines_cache: Option<(MemberName, u32, Vec<pgha_core::rejoin::TimelineSwitch>)>,
-    /// When the last failsafe round started.
-    pub(crate) last_failsafe_round: Option<Instant>,
-    /// A failsafe round is asking the other members now.
-    pub(crate) failsafe_asking: bool,
-    /// Every listed member confirmed this leader since the store was last read.
-    pub(crate) failsafe_confirmed: bool,
+    /// The failsafe rounds of this leader: when the last began, and their answers.
+    pub(crate) rounds: failsafe_round::Rounds,
     /// When the store last answered a read.
     pub(crate) last_store_contact: Option<Instant>,
     /// PostgreSQL's version and pending restarts, and when they were read.
@@ -205,9 +203,7 @@ impl Agent {
             fence_error: None,
             writes_refused: false,
             timelines_cache: None,
-            failsafe_asking: false,
-            last_failsafe_round: None,
-            failsafe_confirmed: false,
+            rounds: failsafe_round::Rounds::new(),
             last_store_contact: None,
             pg_facts: None,
             restart: Default::default(),
@@ -266,21 +262,17 @@ impl Agent {
                         self.job_done(o);
                     }
                 }
+                answer = self.rounds.answers.recv() => {
+                    if let Some(a) = answer {
+                        self.failsafe_answered(a);
+                    }
+                }
                 _ = watch.changed() => {}
             }
         }
     }
 
     pub(crate) fn job_done(&mut self, outcome: Outcome) {
-        if let Outcome::FailsafeConfirmed { requested_at, .. } = outcome {
-            self.failsafe_asking = false;
-            if requested_at.0 > 0 {
-                self.failsafe_confirmed = true;
-                self.outcomes.push(outcome);
-                self.report_lease();
-            }
-            return;
-        }
         if let Outcome::Job { kind, result } = &outcome {
             // What it did (the core forgets it once it took the outcome in).
             let what = self
@@ -330,6 +322,7 @@ impl Agent {
         while let Ok(o) = self.job_rx.try_recv() {
             self.job_done(o);
         }
+        self.take_failsafe_answers();
         let (obs, observed_at) = self.observe().await;
         self.run_callbacks(&obs.local);
         let store_down = matches!(obs.cluster, StoreView::Down { .. });

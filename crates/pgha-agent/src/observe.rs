@@ -28,7 +28,7 @@ impl Agent {
                     self.fill_lost_keys(&snapshot, &mut view).await;
                     self.remember_cluster(view.initialize);
                     self.last_store_contact = Some(Instant::now());
-                    self.failsafe_confirmed = false;
+                    self.rounds.confirmed = false;
                     hide_until_due(&mut view, unix_now());
                     self.view = Some(view.clone());
                     StoreView::Up(Box::new(view))
@@ -120,6 +120,9 @@ impl Agent {
         self.refresh_pg_facts(&local, probe_limit).await;
         let leader_timelines = self.leader_timelines(&local).await;
         let leader_reachable = self.leader_reachable(&local).await;
+        // A confirmation that came while this step observed counts in it: the step may come
+        // after the trust it extends would have ended.
+        self.take_failsafe_answers();
         let observed_at = Instant::now();
         let now = self.now();
         // The deadline the supervisor still holds, when the last write of a later one failed.
@@ -173,7 +176,7 @@ impl Agent {
     pub(crate) fn facts(&self, obs: &Observation) -> MemberFacts {
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let promised = self.failsafe.promised_until().is_some();
-        let kept = self.failsafe_confirmed && self.member.holds_lease(obs.now);
+        let kept = self.rounds.confirmed && self.member.holds_lease(obs.now);
         let pg = self.pg_facts.as_ref().map(|(_, f)| f);
         MemberFacts {
             server_version: pg.and_then(|f| f.server_version),
