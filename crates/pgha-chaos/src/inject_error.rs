@@ -49,10 +49,10 @@ pub enum ProcessError {
     #[error("the postmaster's parent {0} is not `pgha supervise`")]
     NotSupervised(i32),
     #[error(
-        "the supervisor's parent {pid} is not `pgha agent` ({args}): an agent restarted since it \
-         started PostgreSQL"
+        "the supervisor's parent {pid} is not `pgha agent` ({args}), and no `pgha agent` holds the \
+         member's lock (`<member_dir>.agent`): is its agent running?"
     )]
-    AgentRestarted { pid: i32, args: String },
+    AgentNotFound { pid: i32, args: String },
     #[error("{signal} to {pid}: {errno}")]
     Signal {
         signal: nix::sys::signal::Signal,

@@ -32,9 +32,18 @@ pub fn args_of(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The `pgha agent` process that runs the member whose data directory is `data_dir`: the
-/// parent of the postmaster is `pgha supervise`, whose parent is the agent that started it.
+/// The `pgha agent` process that runs the member whose data directory is `data_dir`: the pid
+/// in the member's agent lock (`<member_dir>.agent`) while a `pgha agent` runs under it; else
+/// (an agent without that lock) the parent of the postmaster's `pgha supervise`, which is the
+/// agent that started it unless that agent has been restarted since.
 pub fn agent_pid(data_dir: &Path) -> Result<i32, ProcessError> {
+    let locked = data_dir
+        .parent()
+        .and_then(pgha_pg::agent_lock::written_pid)
+        .filter(|pid| args_of(*pid).iter().any(|a| a == "agent"));
+    if let Some(agent) = locked {
+        return Ok(agent);
+    }
     let postmaster =
         postmaster_pid(data_dir).ok_or_else(|| ProcessError::NoPostmaster(data_dir.into()))?;
     let supervisor = parent_of(postmaster).ok_or(ProcessError::NoParent {
@@ -50,7 +59,7 @@ pub fn agent_pid(data_dir: &Path) -> Result<i32, ProcessError> {
     })?;
     let args = args_of(agent);
     if !args.iter().any(|a| a == "agent") {
-        return Err(ProcessError::AgentRestarted {
+        return Err(ProcessError::AgentNotFound {
             pid: agent,
             args: args.join(" "),
         });

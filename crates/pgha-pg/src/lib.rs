@@ -2,6 +2,7 @@
 //! the right OS user, initdb, pg_ctl, pg_basebackup, rendering the configuration pgha owns, and
 //! the SQL probes that tell a member's role and WAL position.
 
+pub mod agent_lock;
 pub mod alter_system;
 pub mod basebackup;
 pub mod beneath;

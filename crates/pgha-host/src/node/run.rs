@@ -39,6 +39,10 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         );
     }
     let spec = node.spec()?;
+    spec.instance.create_member_dir()?;
+    // One agent a member, held until this process ends (before anything else is touched).
+    let _agent_lock = pgha_pg::agent_lock::AgentLock::acquire(&spec.instance.member_dir)
+        .with_context(|| format!("start the agent of {}", file.display()))?;
     let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
         .await
         .with_context(|| {
@@ -48,7 +52,6 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
                 file.display()
             )
         })?;
-    spec.instance.create_member_dir()?;
     let mut spec = spec;
     spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
     spec.api_https = node.api_https();

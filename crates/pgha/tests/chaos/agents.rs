@@ -9,7 +9,7 @@ use crate::dist::{AgentSet, DistCluster, Options};
 #[test]
 fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing() {
     let _serial = serial();
-    let c = DistCluster::start(&Options::default());
+    let mut c = DistCluster::start(&Options::default());
     let original = c.wait_converged(Duration::from_secs(60));
     // Synchronous, so that nothing acknowledged may be lost: asynchronous replication may
     // lose the last writes a fenced leader acknowledged (a campaign reports them, as it must).
@@ -106,6 +106,22 @@ fn a_distributed_campaign_through_the_agents_api_and_a_paused_agent_lose_nothing
             "10s",
         ],
         "6s",
+        || c.logs(40),
+    );
+    assert_passed(&j, 1, &context);
+    assert_eq!(j["faults"][0]["victim"].as_str(), Some(standby.as_str()));
+
+    // That agent killed and started again: PostgreSQL ran on under its supervisor, whose parent
+    // is no longer an agent. The agent is still found, by the member's lock (before: "the
+    // supervisor's parent is not `pgha agent`", and the fault could not be injected).
+    c.agent_mut(&standby).kill();
+    c.agent_mut(&standby).start();
+    assert_eq!(c.wait_converged(Duration::from_secs(60)), original);
+    let (j, context) = config_campaign(
+        Command::new(pgha_bin()),
+        &c.agent(&standby).config,
+        &["--rounds", "1", "--faults", "pause-agent", "--seed", "3"],
+        "60s",
         || c.logs(40),
     );
     assert_passed(&j, 1, &context);

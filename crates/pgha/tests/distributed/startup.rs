@@ -247,3 +247,50 @@ fn a_required_watchdog_that_cannot_open_keeps_the_member_from_being_promoted() {
         c.agents[1].log()
     );
 }
+
+/// A second `pgha agent` of a running member (its configuration copied with another REST API
+/// address: an operator's start beside systemd's) is refused before it touches anything, and
+/// says which process runs the member; that one goes on leading.
+#[test]
+fn a_second_agent_of_a_member_is_refused_while_the_first_runs() {
+    let _serial = serial();
+    let c = DistCluster::start(&Options {
+        members: 1,
+        ..Options::default()
+    });
+    let first = &c.agents[0];
+    let config = std::fs::read_to_string(&first.config).unwrap();
+    let own_api = format!("api = \"127.0.0.1:{}\"", pgha_testkit::free_port());
+    let copy = c.root.join("second.toml");
+    let moved = config.replace(&format!("api = \"{}\"", first.api), &own_api);
+    assert_ne!(moved, config, "the copy has an API address of its own");
+    std::fs::write(&copy, moved).unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_pgha"))
+        .args(["agent", "--config"])
+        .arg(&copy)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = pgha_testkit::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        second.try_wait().unwrap()
+    });
+    let Some(status) = exited else {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("a second agent of node1 kept running beside the first");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(second.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    let pid = first.pid().unwrap();
+    assert!(
+        stderr.contains(&format!("another `pgha agent` (pid {pid}) runs the member"))
+            && stderr.contains("member.dir"),
+        "{stderr}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(first.is_primary(), "{}", c.logs(20));
+    let s = c.status_json();
+    assert_eq!(s["leader"], "node1", "{s}");
+}
