@@ -157,12 +157,7 @@ pub struct Dynamic {
 /// Where a member keeps its failsafe promise: `<member_dir>.failsafe`, beside its lease file
 /// and outside the directories the PostgreSQL OS user owns.
 pub fn promise_file(member_dir: &std::path::Path) -> PathBuf {
-    let mut name = member_dir
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".failsafe");
-    member_dir.with_file_name(name)
+    pgha_pg::lease_file::beside_member_dir(member_dir, ".failsafe")
 }
 
 /// Member `name`'s PostgreSQL address from its published record.

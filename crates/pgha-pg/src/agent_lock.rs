@@ -42,12 +42,7 @@ impl AgentLock {
     /// the directory that holds it (root's, like the lease file: never the PostgreSQL OS
     /// user's, who could otherwise point it elsewhere).
     pub fn path_for(member_dir: &Path) -> PathBuf {
-        let mut name = member_dir
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".agent");
-        member_dir.with_file_name(name)
+        crate::lease_file::beside_member_dir(member_dir, ".agent")
     }
 
     /// Takes the member's lock and writes this process's pid into it; refused while another

@@ -23,16 +23,22 @@ pub struct LeaseFile {
     path: PathBuf,
 }
 
+/// `<member_dir><suffix>`: a file of the member's kept beside its directory, in the directory
+/// that holds it (root's when pgha runs as root), outside the PostgreSQL OS user's reach.
+pub fn beside_member_dir(member_dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = member_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(suffix);
+    member_dir.with_file_name(name)
+}
+
 impl LeaseFile {
     /// The deadline file of the member whose directory is `member_dir`: `<member_dir>.lease`.
     pub fn for_member_dir(member_dir: &Path) -> Self {
-        let mut name = member_dir
-            .file_name()
-            .map(|n| n.to_os_string())
-            .unwrap_or_default();
-        name.push(".lease");
         LeaseFile {
-            path: member_dir.with_file_name(name),
+            path: beside_member_dir(member_dir, ".lease"),
         }
     }
 
