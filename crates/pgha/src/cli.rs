@@ -159,7 +159,10 @@ pub enum Command {
     /// FILE names the cluster, the etcd endpoints, this member (name, directory, PostgreSQL
     /// host/port, REST API address, tags) and a 0600 secrets file shared by all hosts. Agents
     /// may start in any order: one bootstraps, the others clone from it. SIGTERM stops
-    /// PostgreSQL and leaves the cluster (the others fail over at once if it led).
+    /// PostgreSQL and leaves the cluster (the others fail over at once if it led). Beside the
+    /// member directory it keeps `<dir>.lease` (the fencing deadline), `<dir>.failsafe` (a
+    /// promise given) and `<dir>.agent` (its lock and pid: a second agent of the directory is
+    /// refused).
     ///
     /// TLS: `[tls]` (ca_file, cert_file, key_file from `pgha tls ca` / `pgha tls member`)
     /// encrypts and authenticates every PostgreSQL connection pgha makes or configures (a
