@@ -327,6 +327,7 @@ impl Agent {
         self.run_callbacks(&obs.local);
         let store_down = matches!(obs.cluster, StoreView::Down { .. });
         let decision = self.member.step(&obs);
+        self.say_failsafe_uncounted();
         self.keep_peers();
         self.update_fencing(&obs.local);
         if store_down && self.member.holds_lease(obs.now) {

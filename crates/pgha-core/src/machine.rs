@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 mod acquisition;
 mod expiry_caps;
+pub use failsafe_count::FailsafeUncounted;
 mod failsafe_asks;
+mod failsafe_count;
 mod fence_stuck;
 mod identity;
 mod in_place;
@@ -104,6 +106,8 @@ pub struct Member {
     /// When this member last sent a failsafe list: confirmations asked for before it count
     /// for nothing (the list may name members they did not come from).
     pub(crate) failsafe_list_sent_at: Option<Millis>,
+    /// The failsafe confirmation the last step did not count: asked at, and why.
+    pub(crate) failsafe_uncounted: Option<(Millis, FailsafeUncounted)>,
     pub(crate) primary_down_since: Option<Millis>,
     /// Since when the running postmaster has not answered the probe.
     pub(crate) unresponsive_since: Option<Millis>,
@@ -195,6 +199,7 @@ impl Member {
             listed_peer_seen_since: None,
             failsafe_sent: None,
             failsafe_list_sent_at: None,
+            failsafe_uncounted: None,
             primary_down_since: None,
             unresponsive_since: None,
             flush_stuck: None,
@@ -277,6 +282,7 @@ impl Member {
         }
         // Before the outcomes: a refused lease must not take a promotion that took effect along.
         self.record_promotion_if_done(&obs.local, &mut plan);
+        self.failsafe_uncounted = None;
         self.absorb(&obs.outcomes, now);
         let held_term = self.lease.map(|l| l.revision);
         self.veto_lapses(now, &obs.cluster, &mut plan);

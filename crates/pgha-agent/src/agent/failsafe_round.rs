@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use pgha_core::{Millis, Outcome};
+use pgha_core::{FailsafeUncounted, Millis, Outcome};
 use pgha_pg::lease_file::boot_clock_ms;
 use tokio::time::Instant;
 
@@ -122,6 +122,21 @@ impl Agent {
                 self.outcomes.push(answer);
                 self.report_lease();
             }
+        }
+    }
+
+    /// Says why the last step did not count a confirmation (routine when a renewal answered
+    /// since the round's ask already vouches for more).
+    pub(crate) fn say_failsafe_uncounted(&self) {
+        let Some((asked_at, why)) = self.member.failsafe_uncounted() else {
+            return;
+        };
+        let name = &self.spec.name;
+        let asked = asked_at.0;
+        if matches!(why, FailsafeUncounted::TrustedSince { .. }) {
+            tracing::debug!("{name}: failsafe confirmation asked at {asked} ms not counted: {why}");
+        } else {
+            tracing::info!("{name}: failsafe confirmation asked at {asked} ms not counted: {why}");
         }
     }
 

@@ -65,25 +65,7 @@ impl Member {
                 Outcome::FailsafeConfirmed {
                     requested_at,
                     promised_ms,
-                } => {
-                    // Nobody can take the lease before requested_at + ttl: trust it like a
-                    // renewal sent at that instant. Unless a failsafe list went out since it
-                    // was asked for: that list may name members the round did not ask.
-                    let listed_since = self
-                        .failsafe_list_sent_at
-                        .is_some_and(|sent| sent >= *requested_at);
-                    if let Some(lease) = self
-                        .lease
-                        .as_mut()
-                        .filter(|l| l.renewed_at < *requested_at && !listed_since)
-                    {
-                        // Nobody can take the lease before the shortest promise ends.
-                        lease.renewed_at = *requested_at;
-                        lease.expires_at = requested_at.plus(*promised_ms);
-                        lease.trusted_until = requested_at
-                            .plus(promised_ms.saturating_sub(self.config.safety_margin_ms));
-                    }
-                }
+                } => self.count_failsafe_confirmation(*requested_at, *promised_ms),
                 Outcome::Job { kind, result } => self.job_done(*kind, result, now),
             }
         }

@@ -316,10 +316,58 @@ fn a_list_naming_a_member_nobody_asked_waits_for_the_stores_lease() {
     down.outcomes = vec![confirmed(7_050)];
     n1.step(&down);
     assert_eq!(n1.lease_deadline(), Some(Millis(14_500)));
+    assert_eq!(
+        n1.failsafe_uncounted(),
+        Some((
+            Millis(7_050),
+            FailsafeUncounted::ListSentSince {
+                sent_at: Millis(7_100)
+            }
+        ))
+    );
     let mut down = store_down(7_300, primary(1, 1400));
     down.outcomes = vec![confirmed(7_150)];
     n1.step(&down);
     assert_eq!(n1.lease_deadline(), Some(Millis(7_150 + ttl - 2_500)));
+    assert_eq!(n1.failsafe_uncounted(), None);
+}
+
+/// A confirmation that extends nothing says why, for the agent's log: the lease trusted from a
+/// later renewal already, or no lease held any more.
+#[test]
+fn a_confirmation_that_counts_for_nothing_says_why() {
+    let (mut n1, view) = established_leader();
+    let confirmed = |at: u64| Outcome::FailsafeConfirmed {
+        requested_at: Millis(at),
+        promised_ms: ClusterConfig::default().ttl_ms,
+    };
+    // Renewed from 6.2 s (answered), then a round asked at 6 s confirms: 6.2 s vouches for more.
+    n1.step(&obs(6_300, primary(1, 1200), &view, vec![renewed(6_200)]));
+    let mut down = store_down(6_400, primary(1, 1200));
+    down.outcomes = vec![confirmed(6_000)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), Some(Millis(6_200 + 10_000 - 2_500)));
+    assert_eq!(
+        n1.failsafe_uncounted(),
+        Some((
+            Millis(6_000),
+            FailsafeUncounted::TrustedSince {
+                renewed_at: Millis(6_200)
+            }
+        ))
+    );
+    // The lease refused meanwhile: nothing to extend.
+    let mut down = store_down(6_500, primary(1, 1200));
+    down.outcomes = vec![Outcome::LeaderRefused, confirmed(6_450)];
+    n1.step(&down);
+    assert_eq!(n1.lease_deadline(), None);
+    assert_eq!(
+        n1.failsafe_uncounted(),
+        Some((Millis(6_450), FailsafeUncounted::NoLease))
+    );
+    // The next step says nothing of it again.
+    n1.step(&store_down(6_600, primary(1, 1200)));
+    assert_eq!(n1.failsafe_uncounted(), None);
 }
 
 /// Found by review (2026-12-04) of the first form of the rule above, which cut the trust the
