@@ -53,6 +53,9 @@ impl AgentLock {
             lock: lock.clone(),
             source,
         };
+        if let Some(parent) = lock.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -123,6 +126,9 @@ mod tests {
         // Another member beside it is another lock.
         let _n1 = AgentLock::acquire(&member).unwrap();
         let _n2 = AgentLock::acquire(&root.path().join("n2")).unwrap();
+        // The directory that holds the member's is made if missing (a first start).
+        let _n3 = AgentLock::acquire(&root.path().join("new/n3")).unwrap();
+        assert!(root.path().join("new/n3.agent").is_file());
     }
 
     #[test]

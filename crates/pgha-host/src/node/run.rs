@@ -39,8 +39,8 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         );
     }
     let spec = node.spec()?;
-    spec.instance.create_member_dir()?;
-    // One agent a member, held until this process ends (before anything else is touched).
+    // One agent a member, held until this process ends: taken before anything else is
+    // touched (beside the member directory, in the directory that holds it).
     let _agent_lock = pgha_pg::agent_lock::AgentLock::acquire(&spec.instance.member_dir)
         .with_context(|| format!("start the agent of {}", file.display()))?;
     let api_listener = tokio::net::TcpListener::bind(&node.config.member.api)
@@ -52,6 +52,7 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
                 file.display()
             )
         })?;
+    spec.instance.create_member_dir()?;
     let mut spec = spec;
     spec.tls = node.member_tls(&spec.instance.member_dir, &spec.instance.run_as)?;
     spec.api_https = node.api_https();
