@@ -1,6 +1,7 @@
 //! The one `pgha agent` of a member: an exclusive lock on a small file beside its member
 //! directory (`<member_dir>.agent`), holding that agent's pid, released by the kernel when
-//! the process ends however it ends.
+//! the process ends however it ends; and the pid lock it is made of (`pgha up` locks its
+//! directory with it too).
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -56,31 +57,40 @@ impl AgentLock {
         if let Some(parent) = lock.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&lock)
-            .map_err(io)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut held) => {
-                held.set_len(0).map_err(io)?;
-                held.seek(SeekFrom::Start(0)).map_err(io)?;
-                writeln!(held, "{}", std::process::id()).map_err(io)?;
-                Ok(AgentLock { _lock: held })
-            }
-            Err((mut file, _)) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                Err(AgentLockError::Held {
-                    member_dir: member_dir.to_path_buf(),
-                    lock,
-                    pid: text.trim().parse().ok(),
-                })
-            }
+        match take_pid_lock(&lock).map_err(io)? {
+            Ok(held) => Ok(AgentLock { _lock: held }),
+            Err(pid) => Err(AgentLockError::Held {
+                member_dir: member_dir.to_path_buf(),
+                lock,
+                pid,
+            }),
+        }
+    }
+}
+
+/// Locks `path` (`flock`, exclusive, never waiting) and writes this process's pid into it;
+/// when another process holds it, the pid that one wrote, if readable. Created 0644 if
+/// missing; a link in its place is not followed.
+pub fn take_pid_lock(path: &Path) -> std::io::Result<Result<Flock<File>, Option<u32>>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            held.set_len(0)?;
+            held.seek(SeekFrom::Start(0))?;
+            writeln!(held, "{}", std::process::id())?;
+            Ok(Ok(held))
+        }
+        Err((mut file, _)) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            Ok(Err(text.trim().parse().ok()))
         }
     }
 }

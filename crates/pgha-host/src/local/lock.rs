@@ -1,10 +1,10 @@
 //! An exclusive lock on a cluster directory, so two `pgha up` never drive the same members.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
+use pgha_pg::agent_lock::take_pid_lock;
 
 use crate::error::CliError;
 
@@ -32,26 +32,10 @@ impl DirLock {
 
     /// Locks `dir`, or says who holds it (a running `pgha up`).
     pub fn try_acquire(dir: &Path) -> std::io::Result<Result<Self, HeldBy>> {
-        let path = dir.join(LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut lock) => {
-                lock.set_len(0)?;
-                lock.seek(SeekFrom::Start(0))?;
-                writeln!(lock, "{}", std::process::id())?;
-                Ok(Ok(DirLock { _lock: lock }))
-            }
-            Err((mut file, _)) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                Ok(Err(HeldBy(text.trim().parse().ok())))
-            }
-        }
+        Ok(match take_pid_lock(&dir.join(LOCK_FILE))? {
+            Ok(lock) => Ok(DirLock { _lock: lock }),
+            Err(pid) => Err(HeldBy(pid)),
+        })
     }
 }
 
