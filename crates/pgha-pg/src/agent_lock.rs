@@ -1,7 +1,7 @@
-//! The one `pgha agent` of a member: an exclusive lock on a small file beside its member
-//! directory (`<member_dir>.agent`), holding that agent's pid, released by the kernel when
-//! the process ends however it ends; and the pid lock it is made of (`pgha up` locks its
-//! directory with it too).
+//! The one agent of a member (its `pgha agent`, or the `pgha up` that runs it): an exclusive
+//! lock on a small file beside its member directory (`<member_dir>.agent`), holding that
+//! process's pid, released by the kernel when the process ends however it ends; and the pid
+//! lock it is made of (`pgha up` locks its directory with it too).
 
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -14,9 +14,10 @@ use nix::fcntl::{Flock, FlockArg};
 #[derive(Debug, thiserror::Error)]
 pub enum AgentLockError {
     #[error(
-        "another `pgha agent`{} runs the member of {member_dir} (it holds {lock}): two agents \
-         would both act on one PostgreSQL. Stop that one first (`systemctl stop pgha-agent`), \
-         or give this configuration a `member.dir` of its own",
+        "another pgha process{} runs the member of {member_dir} (it holds {lock}): a member has \
+         one agent, a `pgha agent` or the `pgha up` of its cluster, and two would both act on \
+         one PostgreSQL. Stop that one first (`systemctl stop pgha-agent`, or Ctrl-C that \
+         `pgha up`), or give this configuration a `member.dir` of its own",
         .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
     )]
     Held {

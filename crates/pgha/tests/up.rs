@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::Signal;
-use pgha_testkit::{assert_read_only, connect, query_value, refused, succeeded};
+use pgha_testkit::{assert_read_only, connect, free_port, query_value, refused, succeeded};
 
 const SYSTEM_ID: &str = "SELECT system_identifier::text FROM pg_control_system()";
 
@@ -315,6 +315,51 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
     let out = pgha(&["up", "--dir", dir.to_str().unwrap()]);
     let why = refused("a second up", &out);
     assert!(why.contains("already running"), "{why}");
+
+    // Nor may a `pgha agent` run one of its members beside it: `pgha up` is that member's
+    // agent, and holds its lock. The agent stops before it binds its API or reaches etcd.
+    let config = tmp.path().join("n1-agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "insecure_no_tls = true\n[cluster]\nname = \"again\"\n\
+             [etcd]\nendpoints = [\"127.0.0.1:1\"]\n\
+             [member]\nname = \"n1\"\ndir = \"{member}\"\nhost = \"127.0.0.1\"\n\
+             port = {port}\napi = \"127.0.0.1:{api}\"\n\
+             [secrets]\nfile = \"{secrets}\"\n",
+            member = dir.join("n1").display(),
+            port = free_port(),
+            api = free_port(),
+            secrets = dir.join("secrets.toml").display(),
+        ),
+    )
+    .unwrap();
+    let mut agent = std::process::Command::new(pgha_bin())
+        .args(["agent", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = pgha_testkit::poll(Duration::from_secs(20), Duration::from_millis(50), || {
+        agent.try_wait().unwrap()
+    });
+    let Some(status) = exited else {
+        let _ = agent.kill();
+        let _ = agent.wait();
+        panic!("a `pgha agent` of n1 kept running beside `pgha up`");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    let pid = again.pid().unwrap();
+    assert!(
+        stderr.contains(&format!("another pgha process (pid {pid}) runs the member"))
+            && stderr.contains("n1.agent"),
+        "{stderr}"
+    );
+    let status = again.status().unwrap();
+    assert_eq!(status["leader"], "n1", "{status}");
 }
 
 /// Issue 11: `--proxy-tls terminate` makes the proxy present its own certificate from the

@@ -78,6 +78,13 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
         Some(lock) => lock,
         None => DirLock::acquire(&dir)?,
     };
+    // One agent a member: this process is the agent of each, and a `pgha agent` pointed at
+    // one of these member directories is refused, as a second `pgha agent` would be.
+    let _member_locks = cluster
+        .members
+        .iter()
+        .map(|m| pgha_pg::agent_lock::AgentLock::acquire(&m.instance.member_dir))
+        .collect::<Result<Vec<_>, _>>()?;
     if fresh {
         cluster
             .secrets

@@ -285,7 +285,7 @@ fn a_second_agent_of_a_member_is_refused_while_the_first_runs() {
     assert!(!status.success(), "{stderr}");
     let pid = first.pid().unwrap();
     assert!(
-        stderr.contains(&format!("another `pgha agent` (pid {pid}) runs the member"))
+        stderr.contains(&format!("another pgha process (pid {pid}) runs the member"))
             && stderr.contains("member.dir"),
         "{stderr}"
     );
