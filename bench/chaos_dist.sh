@@ -21,8 +21,9 @@
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
 #        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20,
 #        ETCD_SLOW=20, CLOCK_HOLD=10 (seconds),
-#        OUT=bench/results/<date>-chaos-dist, BIN,
-#        NO_BUILD=1
+#        OUT=bench/results/<date>-chaos-dist, BIN, NO_BUILD=1,
+#        PG_BIN=DIR (the members' PostgreSQL: its bin directory, e.g. a version of
+#        scripts/install-deps.sh's /var/cache/pgha/pg-18.*/bin; default Debian's 15)
 # Needs root, ip (iproute2), iptables, etcd, losetup, fsfreeze and libfaketime (Debian: iproute2
 # iptables etcd-server util-linux libfaketime).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
@@ -56,6 +57,12 @@ disk_stall="${DISK_STALL:-20}"
 etcd_slow="${ETCD_SLOW:-20}"
 clock_hold="${CLOCK_HOLD:-10}"
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
+pg_bin="${PG_BIN:-}"
+pg_section=""
+if [ -n "$pg_bin" ]; then
+  [ -x "$pg_bin/postgres" ] || { echo "PG_BIN=$pg_bin: no postgres binary there" >&2; exit 2; }
+  pg_section=$'[postgresql]\n'"bin_dir = \"$pg_bin\""
+fi
 pgha_build
 link_bin="${CARGO_TARGET_DIR:-$PWD/target}/release/examples/delay_link"
 [ "${NO_BUILD:-0}" = 1 ] || cargo build --release -q -p pgha-testkit --example delay_link
@@ -314,6 +321,7 @@ port = 5432
 api = "${ip_of[$n]}:8008"
 [secrets]
 file = "$work/secrets.toml"
+$pg_section
 [postgresql.parameters]
 shared_buffers = "64MB"
 max_wal_size = "256MB"
@@ -343,6 +351,7 @@ done
 {
   echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
+  echo "# PostgreSQL: $("${pg_bin:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}/postgres" --version)${pg_bin:+ ($pg_bin)}"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
 } | tee "$out/run.txt"
 cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults" --seed "$seed"
