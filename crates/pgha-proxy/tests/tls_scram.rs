@@ -28,11 +28,7 @@ fn cluster() -> &'static CaCluster {
 /// NegotiateProtocolVersion before the authentication request.
 fn cluster17() -> &'static CaCluster {
     static CLUSTER: OnceLock<CaCluster> = OnceLock::new();
-    let bin = deps_cache().join("pg-17.11.0/bin");
-    assert!(
-        bin.join("postgres").exists(),
-        "run scripts/install-deps.sh test"
-    );
+    let bin = pgha_testkit::servers::bin_dir(17);
     CLUSTER.get_or_init(|| start_ca_cluster("pg17-scram", &bin, 0))
 }
 

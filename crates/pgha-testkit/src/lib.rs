@@ -15,6 +15,7 @@ pub mod port;
 pub mod postmaster;
 pub mod process;
 pub mod serial;
+pub mod servers;
 pub mod wait;
 pub mod writer;
 

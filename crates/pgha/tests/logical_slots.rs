@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::cluster::Cluster;
-use common::servers::bin_dir;
 use pgha_testkit::connect;
+use pgha_testkit::servers::bin_dir;
 
 const CONVERGE: Duration = Duration::from_secs(30);
 const SYNC: Duration = Duration::from_secs(90);

@@ -15,11 +15,11 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, MEMBERS};
-use common::servers::{bin_dir, FETCHED};
 use common::status::{events, members, no_rewind, pair, primary_of};
 use common::{pgha, stderr_of};
 use nix::sys::signal::Signal;
 use pgha_testkit::poll_async;
+use pgha_testkit::servers::{bin_dir, FETCHED};
 use pgha_testkit::{children_of, cmdline, connect, is_stopped, signal, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -353,6 +353,7 @@ fn tested_versions_are_the_supported_range_and_fetched() {
     majors.push(15);
     majors.sort();
     assert_eq!(majors, (MIN_MAJOR..=MAX_TESTED_MAJOR).collect::<Vec<_>>());
+    assert_eq!(majors, pgha_testkit::servers::MAJORS);
     let script = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../scripts/install-deps.sh"

@@ -21,20 +21,10 @@ use std::time::Duration;
 use pgha_proxy::{Backend, Standby, Targets};
 use pgha_testkit::{free_port, wait_until};
 
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-/// Version of the relocatable PostgreSQL build `scripts/install-deps.sh test` caches.
-pub const PG18_VERSION: &str = "18.6.0";
-
-/// Where `scripts/install-deps.sh test` caches what the tests need beyond Debian's packages
-/// (`PGHA_CACHE`, default `/var/cache/pgha`).
-pub fn deps_cache() -> PathBuf {
-    std::env::var_os("PGHA_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/pgha"))
-}
+pub const PG_BIN: &str = pgha_testkit::servers::DEBIAN_15;
 
 fn cached(what: &str, rel: &str) -> PathBuf {
-    let path = deps_cache().join(rel);
+    let path = pgha_testkit::servers::deps_cache().join(rel);
     assert!(
         path.exists(),
         "{what} not found at {}: run scripts/install-deps.sh test",
@@ -45,10 +35,7 @@ fn cached(what: &str, rel: &str) -> PathBuf {
 
 /// `bin/` of the PostgreSQL 18 server build that install-deps.sh fetched.
 pub fn pg18_bin() -> PathBuf {
-    cached("PostgreSQL 18", &format!("pg-{PG18_VERSION}/bin/postgres"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    pgha_testkit::servers::bin_dir(18)
 }
 
 /// The Python interpreter with psycopg 3 (and its bundled libpq) that install-deps.sh set up.

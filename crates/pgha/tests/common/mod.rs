@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 pub mod cluster;
-pub mod servers;
 pub mod status;
 
 use std::path::{Path, PathBuf};
