@@ -111,6 +111,10 @@ impl LocalProbe {
             silent.rewind_incomplete = rewind_incomplete;
             silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
+            if let Some(pm) = postmaster {
+                silent.killed =
+                    pgha_pg::killed::all_killed_within(&inst.data_dir(), pm, limit).await;
+            }
             if silent.data == DataDir::Missing {
                 if let Ok(cd) = inst.controldata().await {
                     if let Ok(id) = cd.system_identifier.parse() {

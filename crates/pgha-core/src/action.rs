@@ -112,6 +112,11 @@ pub enum Action {
     UndoAlterSystem {
         parameters: Vec<String>,
     },
+    /// SIGKILL to every process of the local PostgreSQL (its postmaster's tree, then any
+    /// process of its program left in its data directory), for a demoted primary whose stop
+    /// did not take: processes blocked on a stalled disk cannot end, but a pending SIGKILL
+    /// ends each before it runs again (the next observation tells whether all are killed).
+    KillPostgres,
 
     // --- jobs (long-running; outcome reported once) ---
     /// initdb, configure, start as primary.

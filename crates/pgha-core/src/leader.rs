@@ -171,7 +171,7 @@ impl Member {
     /// Lets go of the lease, PostgreSQL not writable (every caller's condition): the failsafe
     /// promises of this term are given back first, for nothing it writes relies on them any
     /// more, and the next leader need not wait them out.
-    fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {
+    pub(crate) fn release(&mut self, lease: HeldLease, reason: Reason, plan: &mut Plan) -> Reason {
         plan.push(Action::ReturnPromises {
             term: lease.revision,
         });

@@ -243,6 +243,10 @@ pub struct LocalPg {
     pub refusing_connections: bool,
     /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
     pub in_recovery: bool,
+    /// Unresponsive, and every process of this PostgreSQL is gone or killed past escaping (a
+    /// SIGKILL pending on one blocked in the kernel, which dies as its I/O returns): none can
+    /// run again, so nothing more can be committed, acknowledged or sent from here.
+    pub killed: bool,
     /// Stopped without a shutdown checkpoint (a primary that crashed or was killed: its
     /// `pg_controldata` says "in production"): `lsn` is its last checkpoint, and WAL written
     /// after that may lie further on. Its end of WAL is unknown until crash recovery.

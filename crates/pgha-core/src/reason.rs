@@ -92,6 +92,7 @@ pub enum Reason {
         for_ms: u64,
     },
     UnresponsivePrimaryDemoted,
+    UnresponsivePrimaryKilled,
     WaitingForRoom {
         why: String,
     },

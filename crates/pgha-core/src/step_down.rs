@@ -50,14 +50,16 @@ impl StepDown {
             | Reason::LapsedLeaseReleased
             | Reason::LapsedLeaseReleasedUnseen { .. } => StepDown::LeaseLapsed,
             Reason::LeaderKeyLost => StepDown::LeaderKeyLost,
-            Reason::PrimaryUnresponsiveDemoting { .. } | Reason::UnresponsivePrimaryDemoted
+            Reason::PrimaryUnresponsiveDemoting { .. }
+            | Reason::UnresponsivePrimaryDemoted
+            | Reason::UnresponsivePrimaryKilled
                 if wal_stalled =>
             {
                 StepDown::WalFlushStalled
             }
-            Reason::PrimaryUnresponsiveDemoting { .. } | Reason::UnresponsivePrimaryDemoted => {
-                StepDown::PostgresUnresponsive
-            }
+            Reason::PrimaryUnresponsiveDemoting { .. }
+            | Reason::UnresponsivePrimaryDemoted
+            | Reason::UnresponsivePrimaryKilled => StepDown::PostgresUnresponsive,
             Reason::FenceStuckDemoting { .. } | Reason::FenceStuckHandedOver => {
                 StepDown::FenceStuck
             }

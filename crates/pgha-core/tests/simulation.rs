@@ -92,9 +92,12 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut late = (0, 0);
     let mut late_lease = (0, 0);
     let mut stalled = (0, 0);
+    let mut killed = (0, 0);
     for seed in seeds() {
         let mut world = faults_then_calm(World::new(seed, members()));
         world.switch_over_in_calm();
+        killed.0 += world.stats.killed_blocked.0;
+        killed.1 += world.stats.killed_blocked.1;
         stalled.0 += world.stats.stalled_streams.0;
         stalled.1 += world.stats.stalled_streams.1;
         late_lease.0 += world.stats.late_lease_writes.0;
@@ -113,8 +116,10 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
          {sync_double} lost some after every standby that confirmed them was gone too; \
          {} acquisitions landed late, {} refused then for a term or list begun since; over \
          slow links {} renewals and {} releases landed late on their term; {} counted standbys' \
-         streams stood still, {} of them no longer counted before their connection timed out",
-        late.0, late.1, late_lease.0, late_lease.1, stalled.0, stalled.1
+         streams stood still, {} of them no longer counted before their connection timed out; \
+         {} demoted primaries killed while blocked, {} leases released once they were shown \
+         killed",
+        late.0, late.1, late_lease.0, late_lease.1, stalled.0, stalled.1, killed.0, killed.1
     );
     assert!(
         seeds().len() < 100 || (failovers > 0 && switchovers > 0 && sync_promotions > 0),

@@ -71,7 +71,23 @@ impl Member {
                     target: handover.target.clone(),
                 };
             }
-            // Demoted (or demoting): no renewal; the lease runs out, the supervisor fences.
+            let demoted_unresponsive = self
+                .release_after_demote
+                .as_ref()
+                .is_some_and(|p| p.term == term && p.reason == Reason::UnresponsivePrimaryDemoted);
+            if demoted_unresponsive && obs.local.killed && !self.job_may_make_writable() {
+                // Nothing here can commit, acknowledge or send any more: the others need not
+                // wait for the lease to run out.
+                self.release_after_demote = None;
+                return self.release(lease, Reason::UnresponsivePrimaryKilled, plan);
+            }
+            if demoted_unresponsive && obs.local.running && !obs.local.killed {
+                // The demotion's stop did not take (processes blocked on a stalled disk do
+                // not end): kill every process, which a blocked one cannot escape.
+                plan.push(Action::KillPostgres);
+            }
+            // No renewal: the lease goes once PostgreSQL is shown killed, or runs out; the
+            // supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {

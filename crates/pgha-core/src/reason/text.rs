@@ -124,11 +124,18 @@ impl fmt::Display for Reason {
             PrimaryUnresponsiveDemoting { for_ms } => write!(
                 f,
                 "primary PostgreSQL unresponsive for {for_ms} ms (over primary_start_timeout_ms): \
-                 demoting it and letting the lease run out"
+                 demoting it; the lease goes once none of its processes can run again, or runs \
+                 out"
             ),
             UnresponsivePrimaryDemoted => write!(
                 f,
                 "unresponsive primary demoted: releasing the lease for failover"
+            ),
+            UnresponsivePrimaryKilled => write!(
+                f,
+                "every process of the unresponsive primary killed, none able to run again (those \
+                 blocked on the disk die as their I/O returns): releasing the lease for failover \
+                 now rather than letting it run out"
             ),
             WaitingForRoom { why } => write!(f, "{why}; waiting a ttl before trying again"),
             FenceStuckDemoting { fenced_in_ms } => write!(

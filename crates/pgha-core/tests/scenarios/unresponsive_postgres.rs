@@ -154,3 +154,68 @@ fn a_primary_whose_wal_stops_reaching_its_disk_is_demoted_after_the_timeout() {
         }
     );
 }
+
+/// A demoted primary whose stop does not take (its processes blocked on a stalled disk cannot
+/// end) is killed: a SIGKILL pending on a blocked process ends it before it runs again. Once
+/// every process is shown killed, nothing more can commit there, and the lease is released at
+/// once instead of running out (a ttl with nobody writing). Not before: a process that may
+/// still run keeps the lease held until it runs out.
+#[test]
+fn a_demoted_primary_shown_killed_releases_its_lease_without_waiting_it_out() {
+    let (mut n1, view) = established_leader();
+    let silent = unresponsive(primary(1, 1000));
+    let timeout = ClusterConfig::default().primary_start_timeout_ms;
+    // renewed while it waits for the timeout: the lease is trusted a ttl past the last one
+    n1.step(&obs(1000, silent.clone(), &view, vec![renewed(1000)]));
+    let t = 1000 + timeout + 1;
+    n1.step(&obs(t - 500, silent.clone(), &view, vec![renewed(t - 500)]));
+    let d = n1.step(&obs(t, silent.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::Demote { .. })),
+        "{:?}",
+        d.reason
+    );
+    assert!(
+        !has(&d, |a| *a == Action::KillPostgres),
+        "the demotion's own stop goes first"
+    );
+    // The demotion's stop hangs: its processes are killed, the lease kept meanwhile.
+    let d = n1.step(&obs(t + 1000, silent.clone(), &view, vec![]));
+    assert_reason!(d, Reason::PrimaryUnresponsiveDemoting { .. });
+    assert!(has(&d, |a| *a == Action::KillPostgres), "{:?}", d.actions);
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    // Killed, but not shown so: one may still run, and the lease stays.
+    let d = n1.step(&obs(t + 2000, silent.clone(), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    let killed = LocalPg {
+        killed: true,
+        ..silent
+    };
+    let d = n1.step(&obs(t + 3000, killed, &view, vec![]));
+    assert_eq!(d.reason, Reason::UnresponsivePrimaryKilled);
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    assert!(has(&d, |a| matches!(a, Action::ReturnPromises { .. })));
+    assert!(!has(&d, |a| *a == Action::KillPostgres));
+    assert!(
+        d.reason.to_string().contains("none able to run again"),
+        "{}",
+        d.reason
+    );
+}
+
+/// Processes shown killed mean nothing to a primary that was not demoted for being
+/// unresponsive: it keeps its lease (and a planned stop is never turned into a kill).
+#[test]
+fn killed_processes_release_nothing_before_the_demotion() {
+    let (mut n1, view) = established_leader();
+    let killed = LocalPg {
+        killed: true,
+        ..unresponsive(primary(1, 1000))
+    };
+    let d = n1.step(&obs(1000, killed.clone(), &view, vec![]));
+    assert!(!has(&d, |a| matches!(
+        a,
+        Action::ReleaseLeader { .. } | Action::KillPostgres
+    )));
+    assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
+}

@@ -8,9 +8,12 @@ use pgha_testkit::{children_of, poll, signal};
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
 /// and fsyncs wait, reads from memory still answer the agent's probes), synchronous mode. The
 /// leader sees its WAL stop reaching the disk, keeps its lease up to
-/// `primary_start_timeout_ms`, then demotes and lets the lease run out: another member takes
-/// over while the disk is still frozen. Nothing acknowledged is lost, there is never a second
-/// writer, and the old primary rejoins once its disk is back.
+/// `primary_start_timeout_ms`, then demotes; its stop hangs on the disk, so it kills every
+/// PostgreSQL process (those blocked on the disk keep a pending SIGKILL) and, once none can
+/// run again, releases the lease rather than letting it run out: another member takes over
+/// while the disk is still frozen. Nothing acknowledged is lost, there is never a second
+/// writer (the blocked backends' commits are never acknowledged), and the old primary rejoins
+/// once its disk is back.
 #[test]
 fn leader_disk_stalled() {
     let (mut c, leader, ck) = start_writing_on_disks(false);
@@ -30,6 +33,7 @@ fn leader_disk_stalled() {
     ));
     std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
     let said = c.log_lines_since(&leader, log_at, &["has not reached its disk"]);
+    let released = c.log_lines_since(&leader, log_at, &["none able to run again"]);
     ck.mark(&format!("{leader}'s disk thawed"));
     c.thaw_disk(&leader);
     std::thread::sleep(WATCH);
@@ -44,6 +48,12 @@ fn leader_disk_stalled() {
     assert!(
         !said.is_empty(),
         "{leader} never said its WAL stopped reaching the disk\n{}",
+        explain(&c)
+    );
+    assert!(
+        !released.is_empty(),
+        "{leader} never showed its PostgreSQL killed and let go of its lease before it ran \
+         out\n{}",
         explain(&c)
     );
 }

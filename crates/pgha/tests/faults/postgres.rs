@@ -9,9 +9,10 @@ use pgha_testkit::{children_of, cmdline, poll, signal};
 /// (SIGSTOP; its agent and its supervisor keep running), in synchronous mode, for longer than
 /// ttl + `primary_start_timeout_ms` and at least until another member is primary; then SIGCONT.
 /// The agent must see its PostgreSQL unresponsive, keep the lease up to
-/// primary_start_timeout_ms, then let it run out; the supervisor must kill the stopped
-/// processes (SIGKILL works on stopped processes) before another member is primary, so nothing
-/// is left to resume; no second writer, nothing lost, the old primary rejoins.
+/// primary_start_timeout_ms, then demote; its stop does not take, so it kills the stopped
+/// processes (SIGKILL works on stopped processes; else the supervisor would, as the lease runs
+/// out) before another member is primary, so nothing is left to resume; no second writer,
+/// nothing lost, the old primary rejoins.
 #[test]
 fn leader_postgres_io_stall() {
     let (c, leader) = start_sync();

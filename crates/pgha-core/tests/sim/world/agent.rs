@@ -59,6 +59,7 @@ impl World {
             replicas,
             slots: n.pg.slots.clone(),
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
+            killed: n.pg.killed,
             refusing_connections: false,
             // Rewinds here end or fail as a whole (core scenarios and
             // faults::processes::agent_killed_mid_rewind cover one cut short).
@@ -281,6 +282,9 @@ impl World {
                 self.deliver(i, outcome);
             }
             Action::ReleaseLeader { revision } => {
+                if self.nodes[i].pg.killed {
+                    self.stats.killed_blocked.1 += 1;
+                }
                 self.send_over_slow_link(i, &action);
                 if reachable {
                     self.nodes[i].held_term = None; // answered (the agent forgets it then)
@@ -361,6 +365,20 @@ impl World {
             }
             Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
             Action::RestartWalReceiver => {}
+            Action::KillPostgres => {
+                // Processes blocked (unresponsive) keep the kill pending; others die at once.
+                let blocked = self.nodes[i].unresponsive_until > now;
+                let pg = &mut self.nodes[i].pg;
+                if pg.running && blocked {
+                    if !pg.killed {
+                        self.stats.killed_blocked.0 += 1;
+                    }
+                    pg.killed = true;
+                } else {
+                    pg.running = false;
+                    pg.streaming = false;
+                }
+            }
             Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
             job => {
                 changed = false;
@@ -383,6 +401,7 @@ impl World {
                     | Action::CreateSlots { .. }
                     | Action::DropSlots { .. }
                     | Action::RestartWalReceiver
+                    | Action::KillPostgres
             )
         {
             self.store.revision += 1;

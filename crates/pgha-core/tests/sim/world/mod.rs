@@ -44,6 +44,9 @@ struct Pg {
     streaming: bool,
     sync: SyncApplied,
     slots: Vec<MemberName>,
+    /// Every process killed while blocked (unresponsive): none runs again, and they die when
+    /// the block ends.
+    killed: bool,
 }
 
 struct Job {
@@ -161,6 +164,9 @@ pub struct Stats {
     /// Standbys whose stream stood still while their primary counted them, and those the
     /// leader stopped counting before the replication timeout ended their connection.
     pub stalled_streams: (u32, u32),
+    /// Demoted primaries whose processes were killed while blocked, and the leases released
+    /// once they were shown killed (before the lease ran out).
+    pub killed_blocked: (u32, u32),
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys
@@ -214,7 +220,7 @@ fn tracing() -> bool {
 }
 
 fn writable(pg: &Pg) -> bool {
-    pg.running && !pg.in_recovery
+    pg.running && !pg.in_recovery && !pg.killed
 }
 
 /// Whether `pg`'s WAL contains the acknowledged commit.

@@ -89,20 +89,22 @@ impl World {
     pub(super) fn supervise(&mut self) {
         let now = self.now;
         for n in &mut self.nodes {
-            if n.pg.running && n.fence_at.is_some_and(|at| at <= now) {
+            // Fenced; or killed while blocked, and the block ended: they die.
+            let killed_unblocked = n.pg.killed && n.unresponsive_until <= now;
+            if n.pg.running && (n.fence_at.is_some_and(|at| at <= now) || killed_unblocked) {
                 n.pg.running = false;
                 n.pg.streaming = false;
             }
             if !n.pg.running {
                 n.unresponsive_until = 0; // a new postmaster answers again
+                n.pg.killed = false;
             }
         }
     }
 
     pub(super) fn replicate(&mut self) {
         for i in 0..self.nodes.len() {
-            let pg = &self.nodes[i].pg;
-            if pg.running && !pg.in_recovery {
+            if writable(&self.nodes[i].pg) {
                 let grow = self.rng.below(800);
                 // A demotion ends the backends first: nothing is written while it runs (what
                 // was written is sent as it begins, see `send_wal_to_standbys_of`).
@@ -119,9 +121,7 @@ impl World {
             let pg = self.nodes[i].pg.clone();
             let source = pg.upstream.map(|u| self.nodes[u].pg.clone());
             let streaming = match source {
-                Some(up) if pg.running && pg.in_recovery && up.running && !up.in_recovery => {
-                    compatible(&pg, &up)
-                }
+                Some(up) if pg.running && pg.in_recovery && writable(&up) => compatible(&pg, &up),
                 _ => false,
             };
             let n = &mut self.nodes[i];

@@ -154,7 +154,7 @@ impl World {
 
     pub fn assert_converged(&self) {
         let writable: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].pg.running && !self.nodes[i].pg.in_recovery)
+            .filter(|&i| writable(&self.nodes[i].pg))
             .collect();
         if writable.len() != 1 {
             self.fail(format!("did not converge to one primary: {writable:?}"));
