@@ -193,21 +193,7 @@ impl Agent {
                     owned.join(", ")
                 );
             }
-            Action::KillPostgres => {
-                let Some(postmaster) = self.spec.instance.postmaster_pid() else {
-                    return Ok(());
-                };
-                let data = self.spec.instance.data_dir();
-                let kill = move || pgha_pg::killed::kill_instance(&data, postmaster);
-                match tokio::task::spawn_blocking(kill).await.unwrap_or(0) {
-                    0 => tracing::debug!("{name}: every process of PostgreSQL already killed"),
-                    n => tracing::warn!(
-                        "{name}: SIGKILL to PostgreSQL (postmaster {postmaster}, {n} processes \
-                         still able to run): its demotion's stop did not take; one blocked on \
-                         the disk ends as its I/O returns"
-                    ),
-                }
-            }
+            Action::KillPostgres => self.kill_postgres().await,
             other => return Err(ActionError::NotQuick(action_name(other))),
         }
         Ok(())
@@ -375,6 +361,8 @@ fn action_name(action: &Action) -> String {
         .to_string()
 }
 
+#[path = "execute/kill.rs"]
+mod kill;
 #[path = "execute/lease_answers.rs"]
 mod lease_answers;
 #[path = "execute/render.rs"]

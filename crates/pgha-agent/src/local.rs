@@ -7,6 +7,7 @@ use pgha_core::{
     ClusterView, DataDir, LocalPg, Lsn, MemberName, ReplicaState, SyncApplied, SystemId, Timeline,
 };
 use pgha_pg::hot_standby::{running_settings, HotStandbySettings};
+use pgha_pg::killed::{all_killed_within, InstanceId};
 use pgha_pg::logical_slots::logical_slots;
 use pgha_pg::probe::{list_slots, probe, set_by_alter_system, PgState, StartupActivity};
 use tokio_postgres::Client;
@@ -34,6 +35,9 @@ pub struct LocalProbe {
     alter_system: Option<(tokio::time::Instant, Vec<String>)>,
     /// The postmaster the last probe read and its replay position then.
     last_replay: Option<(i32, u64)>,
+    /// The server processes of the last postmaster seen alive: what it left once it is gone
+    /// is found by it (and killed, see `Action::KillPostgres`).
+    instance: Option<InstanceId>,
 }
 
 impl LocalProbe {
@@ -44,6 +48,12 @@ impl LocalProbe {
         self.last_answer = None;
         self.alter_system = None;
         self.last_replay = None;
+        self.instance = None;
+    }
+
+    /// The server processes of the last postmaster seen alive, if one was.
+    pub(crate) fn instance(&self) -> Option<&InstanceId> {
+        self.instance.as_ref()
     }
 
     /// Reads the `ALTER SYSTEM` overrides again at the next probe (after they were reset).
@@ -98,6 +108,9 @@ impl LocalProbe {
         // Read once: its pid also tells a restart between probes (`replaying_local_wal`).
         let postmaster = inst.postmaster_pid();
         let postmaster_alive = postmaster.is_some();
+        if let Some(instance) = postmaster.and_then(InstanceId::of) {
+            self.instance = Some(instance);
+        }
         let state = if postmaster_alive {
             self.probe(spec, limit).await
         } else {
@@ -111,9 +124,8 @@ impl LocalProbe {
             silent.rewind_incomplete = rewind_incomplete;
             silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
-            if let Some(pm) = postmaster {
-                silent.killed =
-                    pgha_pg::killed::all_killed_within(&inst.data_dir(), pm, limit).await;
+            if let Some(instance) = &self.instance {
+                silent.killed = all_killed_within(instance, postmaster, limit).await;
             }
             if silent.data == DataDir::Missing {
                 if let Ok(cd) = inst.controldata().await {
@@ -193,6 +205,10 @@ impl LocalProbe {
                 }
             }
             None => {
+                // What the last postmaster may have left (backends blocked on a disk).
+                if let Some(instance) = &self.instance {
+                    local.killed = all_killed_within(instance, None, limit).await;
+                }
                 if let Ok(cd) = inst.controldata().await {
                     local.crashed = cd.cluster_state == "in production";
                     local.timeline = Timeline(cd.checkpoint_timeline);
@@ -321,79 +337,5 @@ fn replaying_local_wal(state: &PgState, replayed_before: Option<u64>, held: bool
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Found by review: a standby restarted just as its leader died reports its replay
-    /// position, still climbing through its own WAL, and an election counted it as where its
-    /// WAL ends (a member with less could win over commits only it confirmed). Such a position
-    /// is marked a lower bound until replay stops moving.
-    #[test]
-    fn a_standby_replaying_its_own_wal_is_marked_until_replay_stops() {
-        let restarted = PgState {
-            in_recovery: true,
-            receive_lsn: None,
-            replay_lsn: Some(4_000),
-            ..PgState::default()
-        };
-        assert!(replaying_local_wal(&restarted, None, false), "first probe");
-        assert!(
-            replaying_local_wal(&restarted, Some(3_000), false),
-            "moving"
-        );
-        assert!(
-            !replaying_local_wal(&restarted, Some(4_000), false),
-            "stopped"
-        );
-        assert!(replaying_local_wal(&restarted, Some(4_000), true), "held");
-        let streaming = PgState {
-            receive_lsn: Some(4_500),
-            ..restarted.clone()
-        };
-        assert!(!replaying_local_wal(&streaming, None, false), "received");
-        let primary = PgState {
-            in_recovery: false,
-            ..restarted
-        };
-        assert!(!replaying_local_wal(&primary, None, false));
-    }
-
-    /// Replay held (a delay, a query in conflict with it) stands still between probes short
-    /// of the WAL the standby holds: it was taken for the end, and a member with less WAL won
-    /// the election over commits only this one confirmed
-    /// (`faults::replay::a_synchronous_standby_restarted_with_its_replay_held_is_waited_for`).
-    /// Held, it stays marked however still; waiting for WAL, it is at its end. Neither (a slow
-    /// `restore_command` between the retries): the replay's movement decides, so a member
-    /// that is at its end is not marked for good (found by review).
-    #[test]
-    fn a_standby_whose_replay_is_held_is_marked_however_still() {
-        let held = PgState {
-            in_recovery: true,
-            receive_lsn: None,
-            replay_lsn: Some(4_000),
-            startup: Some(StartupActivity::Held),
-            ..PgState::default()
-        };
-        assert!(replaying_local_wal(&held, Some(4_000), false), "held");
-        let at_end = PgState {
-            startup: Some(StartupActivity::WaitingForWal),
-            ..held.clone()
-        };
-        assert!(!replaying_local_wal(&at_end, None, false), "first probe");
-        assert!(!replaying_local_wal(&at_end, Some(3_000), false), "moved");
-        let restoring = PgState {
-            startup: Some(StartupActivity::Other),
-            ..held.clone()
-        };
-        assert!(replaying_local_wal(&restoring, Some(3_000), false), "moved");
-        assert!(
-            !replaying_local_wal(&restoring, Some(4_000), false),
-            "still"
-        );
-        let streaming = PgState {
-            receive_lsn: Some(4_500),
-            ..held
-        };
-        assert!(!replaying_local_wal(&streaming, None, false), "received");
-    }
-}
+#[path = "local_tests.rs"]
+mod tests;

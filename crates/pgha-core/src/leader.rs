@@ -29,6 +29,9 @@ impl Member {
             }
             None => return self.adopt(obs, view, revision, plan),
         };
+        if let Some(reason) = self.while_demoted_unresponsive(obs, lease, plan) {
+            return reason;
+        }
         self.renew_if_due(now, lease.revision, plan);
         self.leaderless_since = None;
         if let Some(reason) = self.job_running(now) {

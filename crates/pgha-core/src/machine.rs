@@ -360,7 +360,12 @@ impl Member {
         if self.wal_stalled(obs) || obs.local.unresponsive {
             return self.unresponsive_step(obs, view, plan);
         }
-        self.unresponsive_since = None;
+        if !self
+            .lease
+            .is_some_and(|l| self.demoted_unresponsive_in(l.revision))
+        {
+            self.unresponsive_since = None;
+        }
         self.publish_if_due(obs, view, plan);
         match view.leader.as_ref().map(|l| (&l.holder, l.revision)) {
             Some((holder, revision)) if holder == self.name() => {

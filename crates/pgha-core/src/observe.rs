@@ -243,9 +243,10 @@ pub struct LocalPg {
     pub refusing_connections: bool,
     /// `pg_is_in_recovery()` (for a stopped instance: whether `standby.signal` is present).
     pub in_recovery: bool,
-    /// Unresponsive, and every process of this PostgreSQL is gone or killed past escaping (a
-    /// SIGKILL pending on one blocked in the kernel, which dies as its I/O returns): none can
-    /// run again, so nothing more can be committed, acknowledged or sent from here.
+    /// Every server process of the last postmaster this agent saw alive is gone, exiting, or
+    /// killed past escaping (a SIGKILL pending in every thread of one blocked in the kernel,
+    /// which dies as its I/O returns): none can run again, so nothing more can be committed or
+    /// acknowledged here, nor WAL sent. `false` whenever that cannot be shown.
     pub killed: bool,
     /// Stopped without a shutdown checkpoint (a primary that crashed or was killed: its
     /// `pg_controldata` says "in production"): `lsn` is its last checkpoint, and WAL written

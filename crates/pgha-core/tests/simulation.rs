@@ -125,6 +125,10 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
         seeds().len() < 100 || (failovers > 0 && switchovers > 0 && sync_promotions > 0),
         "the simulation exercised nothing"
     );
+    assert!(
+        seeds().len() < 500 || killed.1 > 0,
+        "no lease was released after its primary was shown killed"
+    );
 }
 
 /// The same faults with half the promotions vetoed by the `pre_promote` callback: a vetoed

@@ -3,7 +3,7 @@ use std::process::{Child, Command};
 use super::*;
 
 #[test]
-fn a_process_is_doomed_only_dead_exiting_or_with_sigkill_pending() {
+fn a_thread_is_doomed_only_dead_exiting_or_with_sigkill_pending() {
     let status = |state: &str, sig: &str, shd: &str| {
         format!("Name:\tpostgres\nState:\t{state}\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n")
     };
@@ -51,9 +51,20 @@ fn alive(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
 }
 
-/// The processes of an instance are those of its postmaster's program in its data directory:
-/// a kill takes them all, and neither another server's (another directory) nor a shell someone
-/// opened in the data directory. What runs, or stands stopped, is not killed.
+fn within(mut check: impl FnMut() -> bool) -> bool {
+    (0..300).any(|_| {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        false
+    })
+}
+
+/// The processes of an instance are those of its postmaster's program in its data directory,
+/// under its user: a kill takes them all, and neither another server's (another directory)
+/// nor a shell someone opened in the data directory. What runs, or stands stopped, is not
+/// killed; what a dead postmaster left is still found by the instance kept.
 #[test]
 fn an_instance_is_its_programs_processes_in_its_data_directory_and_they_are_killed() {
     let root = tempfile::tempdir().unwrap();
@@ -66,40 +77,34 @@ fn an_instance_is_its_programs_processes_in_its_data_directory_and_they_are_kill
     let mut shell = sleeper(&data, "/bin/sh");
     let pm = postmaster.id() as i32;
     // (a process that has not reached its working directory yet is not one of them)
-    let found = |expected: usize| {
-        for _ in 0..200 {
-            let (dir, program) = instance_of(&data, pm).unwrap();
-            let procs = instance_processes(dir, program);
-            if procs.len() == expected {
-                return procs;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        panic!("the instance never had {expected} processes");
-    };
-    let procs = found(2);
-    let pids: BTreeSet<i32> = procs.iter().map(|p| p.pid).collect();
+    let mut instance = None;
+    assert!(within(|| {
+        instance = InstanceId::of(pm).filter(|i| i.processes(Some(pm)).len() == 2);
+        instance.is_some()
+    }));
+    let instance = instance.unwrap();
+    let pids: BTreeSet<i32> = instance.processes(Some(pm)).iter().map(|p| p.pid).collect();
     assert_eq!(pids, BTreeSet::from([pm, backend.id() as i32]));
-    assert!(!all_killed(&data, pm), "running processes are not killed");
-    kill(Pid::from_raw(pm), Signal::SIGSTOP).unwrap();
-    assert!(!all_killed(&data, pm), "a stopped postmaster is not killed");
-    kill(Pid::from_raw(pm), Signal::SIGCONT).unwrap();
-
-    assert_eq!(kill_instance(&data, pm), 2, "two could run");
-    let ended = |child: &mut Child| {
-        for _ in 0..200 {
-            if !alive(child) {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        false
-    };
-    assert!(ended(&mut postmaster), "the postmaster was not killed");
     assert!(
-        ended(&mut backend),
-        "the other process of the instance was not killed"
+        !instance.all_killed(Some(pm)),
+        "running processes are not killed"
     );
+    kill(Pid::from_raw(pm), Signal::SIGSTOP).unwrap();
+    assert!(
+        !instance.all_killed(Some(pm)),
+        "a stopped postmaster is not killed"
+    );
+    kill(Pid::from_raw(pm), Signal::SIGCONT).unwrap();
+    // The postmaster gone (here: only it), what it left still counts.
+    kill(Pid::from_raw(pm), Signal::SIGKILL).unwrap();
+    postmaster.wait().unwrap();
+    assert!(!instance.all_killed(None), "a process it left runs");
+    assert_eq!(instance.kill(None), 1);
+    assert!(
+        within(|| !alive(&mut backend)),
+        "what it left was not killed"
+    );
+    assert!(instance.all_killed(None), "nothing of it is left");
     assert!(
         alive(&mut elsewhere),
         "a process in another directory was killed"
@@ -108,31 +113,13 @@ fn an_instance_is_its_programs_processes_in_its_data_directory_and_they_are_kill
         alive(&mut shell),
         "a shell in the data directory was killed"
     );
-    // Reaped, the postmaster is gone: nothing left to show, and nothing is claimed.
-    assert!(!all_killed(&data, pm));
     for mut child in [elsewhere, shell] {
         child.kill().unwrap();
         child.wait().unwrap();
     }
 }
 
-#[test]
-fn a_killed_process_not_reaped_yet_is_doomed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = sleeper(dir.path(), "sleep");
-    let pid = child.id() as i32;
-    assert!(!doomed(pid));
-    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let zombie = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        stat_fields(pid).is_some_and(|f| f[0] == "Z")
-    });
-    assert!(zombie);
-    assert!(doomed(pid));
-    child.wait().unwrap();
-    assert!(doomed(pid), "gone");
-}
-
+/// A living postmaster and its tree: killed, the postmaster first stopped so it forks nothing.
 /// A child of the postmaster that left the data directory (an extension's `chdir`) is still
 /// one of its processes: killed with it, and looked at before the instance counts as killed.
 #[test]
@@ -144,28 +131,38 @@ fn a_child_of_the_postmaster_elsewhere_is_one_of_its_processes() {
         .spawn()
         .unwrap();
     let pm = postmaster.id() as i32;
-    let child = (0..200)
-        .find_map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-            let children = crate::supervisor::children_of(pm);
-            let moved = |c: &i32| {
-                std::fs::read_link(format!("/proc/{c}/cwd")).is_ok_and(|d| d == Path::new("/"))
-            };
-            children.into_iter().find(moved)
-        })
-        .expect("the shell's child never ran in /");
-    let (dir, program) = instance_of(data.path(), pm).unwrap();
-    let pids: BTreeSet<i32> = with_children(dir, program, pm)
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let mut child = None;
+    assert!(within(|| {
+        let moved = |c: &i32| {
+            std::fs::read_link(format!("/proc/{c}/cwd")).is_ok_and(|d| d == Path::new("/"))
+        };
+        child = crate::supervisor::children_of(pm).into_iter().find(moved);
+        child.is_some()
+    }));
+    let child = child.unwrap();
+    let instance = InstanceId::of(pm).unwrap();
+    let pids: BTreeSet<i32> = instance.processes(Some(pm)).iter().map(|p| p.pid).collect();
     assert_eq!(pids, BTreeSet::from([pm, child]));
-    assert!(!all_killed(data.path(), pm));
-    assert_eq!(kill_instance(data.path(), pm), 2);
+    assert!(!instance.all_killed(Some(pm)));
+    assert_eq!(instance.kill(Some(pm)), 2);
     postmaster.wait().unwrap();
-    let gone = (0..200).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        doomed(child)
-    });
-    assert!(gone, "the child elsewhere was not killed");
+    assert!(
+        within(|| doomed(child)),
+        "the child elsewhere was not killed"
+    );
+}
+
+#[test]
+fn a_killed_process_not_reaped_yet_is_doomed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = sleeper(dir.path(), "sleep");
+    let pid = child.id() as i32;
+    assert!(!doomed(pid));
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    assert!(within(
+        || stat_fields(&proc_path(pid).join("stat")).is_ok_and(|f| f[0] == "Z")
+    ));
+    assert!(doomed(pid));
+    child.wait().unwrap();
+    assert!(doomed(pid), "gone");
 }

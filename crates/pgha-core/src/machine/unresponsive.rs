@@ -2,7 +2,7 @@
 //! disk: no restart, and its leader demotes after a timeout.
 
 use super::release::PendingRelease;
-use super::{Member, Plan};
+use super::{HeldLease, Member, Plan};
 use crate::action::{Action, StopMode};
 use crate::observe::{ClusterView, JobKind, Observation};
 use crate::reason::Reason;
@@ -71,23 +71,9 @@ impl Member {
                     target: handover.target.clone(),
                 };
             }
-            let demoted_unresponsive = self
-                .release_after_demote
-                .as_ref()
-                .is_some_and(|p| p.term == term && p.reason == Reason::UnresponsivePrimaryDemoted);
-            if demoted_unresponsive && obs.local.killed && !self.job_may_make_writable() {
-                // Nothing here can commit, acknowledge or send any more: the others need not
-                // wait for the lease to run out.
-                self.release_after_demote = None;
-                return self.release(lease, Reason::UnresponsivePrimaryKilled, plan);
+            if let Some(reason) = self.while_demoted_unresponsive(obs, lease, plan) {
+                return reason;
             }
-            if demoted_unresponsive && obs.local.running && !obs.local.killed {
-                // The demotion's stop did not take (processes blocked on a stalled disk do
-                // not end): kill every process, which a blocked one cannot escape.
-                plan.push(Action::KillPostgres);
-            }
-            // No renewal: the lease goes once PostgreSQL is shown killed, or runs out; the
-            // supervisor fences.
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {
@@ -106,5 +92,45 @@ impl Member {
         }
         self.renew_if_due(obs.now, lease.revision, plan);
         waiting
+    }
+
+    /// Whether this member demoted its PostgreSQL, leading in `term`, for not answering (or
+    /// for its WAL not reaching its disk), and has not let go of that term's lease yet.
+    pub(crate) fn demoted_unresponsive_in(&self, term: u64) -> bool {
+        self.release_after_demote.as_ref().is_some_and(|pending| {
+            pending.term == term && pending.reason == Reason::UnresponsivePrimaryDemoted
+        })
+    }
+
+    /// A step of a leader that demoted its PostgreSQL for not answering, while the lease is
+    /// still its own: never renewed. Once no process of that PostgreSQL can run again (those
+    /// blocked on a stalled disk killed, a SIGKILL pending that they cannot escape), nothing
+    /// more can be committed, acknowledged or sent there, and the lease is released at once
+    /// instead of running out; while the demotion's stop hangs, those processes are killed.
+    /// `None` once the demotion has ended with PostgreSQL not writable: the lease goes as after
+    /// any demotion.
+    pub(crate) fn while_demoted_unresponsive(
+        &mut self,
+        obs: &Observation,
+        lease: HeldLease,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        if !self.demoted_unresponsive_in(lease.revision) {
+            return None;
+        }
+        let local = &obs.local;
+        if local.killed && !self.job_may_make_writable() {
+            self.release_after_demote = None;
+            return Some(self.release(lease, Reason::UnresponsivePrimaryKilled, plan));
+        }
+        let stop_hangs = self.running_job() == Some(JobKind::Demote);
+        if stop_hangs && !local.killed {
+            // (the demotion's own stop went first, a step ago)
+            plan.push(Action::KillPostgres);
+        }
+        let since = self.unresponsive_since.unwrap_or(obs.now);
+        let for_ms = obs.now.since(since);
+        (stop_hangs || local.is_writable())
+            .then_some(Reason::PrimaryUnresponsiveDemoting { for_ms })
     }
 }

@@ -219,3 +219,46 @@ fn killed_processes_release_nothing_before_the_demotion() {
     )));
     assert!(has(&d, |a| matches!(a, Action::RenewLeader { .. })));
 }
+
+/// Found by review: killed, a postmaster that was not itself blocked dies at once, and its
+/// PostgreSQL reads as stopped while the demotion (its stop, then the start as a standby) still
+/// hangs on the disk. The leader path then renewed the lease for as long as that job ran (the
+/// whole stall): no failover. A leader demoted for not answering never renews; it kills what
+/// the dead postmaster left, and releases once nothing of it can run.
+#[test]
+fn a_demoted_primary_whose_postmaster_died_renews_nothing_and_releases_once_all_is_killed() {
+    let (mut n1, view) = established_leader();
+    let silent = unresponsive(primary(1, 1000));
+    let timeout = ClusterConfig::default().primary_start_timeout_ms;
+    n1.step(&obs(1000, silent.clone(), &view, vec![renewed(1000)]));
+    let t = 1000 + timeout + 1;
+    n1.step(&obs(t - 500, silent.clone(), &view, vec![renewed(t - 500)]));
+    let d = n1.step(&obs(t, silent.clone(), &view, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::Demote { .. })),
+        "{:?}",
+        d.reason
+    );
+    // The postmaster died (the demotion job still runs): what it left may still run.
+    let down = stopped(primary(1, 1000));
+    for at in [t + 1000, t + 2000] {
+        let d = n1.step(&obs(at, down.clone(), &view, vec![]));
+        assert_reason!(d, Reason::PrimaryUnresponsiveDemoting { .. });
+        assert!(
+            !has(&d, |a| matches!(
+                a,
+                Action::RenewLeader { .. } | Action::ReleaseLeader { .. }
+            )),
+            "at {at}: {:?}",
+            d.actions
+        );
+        assert!(has(&d, |a| *a == Action::KillPostgres), "{:?}", d.actions);
+    }
+    let gone = LocalPg {
+        killed: true,
+        ..down
+    };
+    let d = n1.step(&obs(t + 3000, gone, &view, vec![]));
+    assert_eq!(d.reason, Reason::UnresponsivePrimaryKilled);
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+}

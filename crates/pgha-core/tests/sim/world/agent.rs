@@ -59,7 +59,8 @@ impl World {
             replicas,
             slots: n.pg.slots.clone(),
             unresponsive: n.pg.running && n.unresponsive_until > self.now,
-            killed: n.pg.killed,
+            // (a stopped PostgreSQL here leaves no process behind)
+            killed: n.pg.killed || !n.pg.running,
             refusing_connections: false,
             // Rewinds here end or fail as a whole (core scenarios and
             // faults::processes::agent_killed_mid_rewind cover one cut short).
@@ -387,7 +388,11 @@ impl World {
                         self.send_wal_to_standbys_of(i);
                     }
                 }
-                let done_at = now + self.job_duration(job);
+                let mut done_at = now + self.job_duration(job);
+                if matches!(job, Action::Demote { .. }) {
+                    // its stop waits on a blocked PostgreSQL (a stalled disk) until that ends
+                    done_at = done_at.max(self.nodes[i].unresponsive_until);
+                }
                 self.nodes[i].job = Some(Job {
                     action: action.clone(),
                     done_at,
