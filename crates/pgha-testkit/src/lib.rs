@@ -35,7 +35,7 @@ pub use port::{free_port, free_port_range, free_ports};
 pub use postmaster::PidSquatters;
 pub use postmaster::{postgres_user, postmaster_in, postmaster_pid, stop_postmaster};
 pub use process::{alive, children_of, cmdline, is_stopped, parent_of, proc_stat, reap, signal};
-pub use process::{stop_child, ProcStat};
+pub use process::{exit_within, stop_child, ProcStat};
 pub use serial::serial;
 pub use wait::{eventually, poll, poll_async, wait_until};
 pub use writer::{Ack, Writer, WriterOptions};

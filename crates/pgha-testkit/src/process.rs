@@ -94,3 +94,21 @@ pub fn reap(child: &mut Child, patience: Duration) -> Option<ExitStatus> {
         }
     }
 }
+
+/// Runs `cmd` (its output discarded, its standard error kept) until it exits, at most
+/// `patience`: its exit status and standard error, or `None` (it is killed) when it still ran.
+pub fn exit_within(
+    mut cmd: std::process::Command,
+    patience: Duration,
+) -> Option<(ExitStatus, String)> {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    let status = reap(&mut child, patience)?;
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().expect("piped"), &mut stderr)
+        .expect("read its standard error");
+    Some((status, stderr))
+}

@@ -334,23 +334,11 @@ async fn restart_keeps_data_and_does_not_reinitialise() {
         ),
     )
     .unwrap();
-    let mut agent = std::process::Command::new(pgha_bin())
-        .args(["agent", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = pgha_testkit::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        agent.try_wait().unwrap()
-    });
-    let Some(status) = exited else {
-        let _ = agent.kill();
-        let _ = agent.wait();
+    let mut agent = std::process::Command::new(pgha_bin());
+    agent.args(["agent", "--config"]).arg(&config);
+    let Some((status, stderr)) = pgha_testkit::exit_within(agent, Duration::from_secs(20)) else {
         panic!("a `pgha agent` of n1 kept running beside `pgha up`");
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(agent.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     let pid = again.pid().unwrap();
     assert!(

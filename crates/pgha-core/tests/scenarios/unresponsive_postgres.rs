@@ -155,17 +155,14 @@ fn a_primary_whose_wal_stops_reaching_its_disk_is_demoted_after_the_timeout() {
     );
 }
 
-/// A demoted primary whose stop does not take (its processes blocked on a stalled disk cannot
-/// end) is killed: a SIGKILL pending on a blocked process ends it before it runs again. Once
-/// every process is shown killed, nothing more can commit there, and the lease is released at
-/// once instead of running out (a ttl with nobody writing). Not before: a process that may
-/// still run keeps the lease held until it runs out.
-#[test]
-fn a_demoted_primary_shown_killed_releases_its_lease_without_waiting_it_out() {
+/// A leader whose PostgreSQL stopped answering, renewed while it waited for
+/// `primary_start_timeout_ms` (the lease trusted a ttl past the last renewal), that has just
+/// demoted it (its stop goes first: no kill in that step): the member, its view, what it
+/// observes, and when.
+fn demoted_for_not_answering() -> (Member, View, LocalPg, u64) {
     let (mut n1, view) = established_leader();
     let silent = unresponsive(primary(1, 1000));
     let timeout = ClusterConfig::default().primary_start_timeout_ms;
-    // renewed while it waits for the timeout: the lease is trusted a ttl past the last one
     n1.step(&obs(1000, silent.clone(), &view, vec![renewed(1000)]));
     let t = 1000 + timeout + 1;
     n1.step(&obs(t - 500, silent.clone(), &view, vec![renewed(t - 500)]));
@@ -175,10 +172,18 @@ fn a_demoted_primary_shown_killed_releases_its_lease_without_waiting_it_out() {
         "{:?}",
         d.reason
     );
-    assert!(
-        !has(&d, |a| *a == Action::KillPostgres),
-        "the demotion's own stop goes first"
-    );
+    assert!(!has(&d, |a| *a == Action::KillPostgres), "{:?}", d.actions);
+    (n1, view, silent, t)
+}
+
+/// A demoted primary whose stop does not take (its processes blocked on a stalled disk cannot
+/// end) is killed: a SIGKILL pending on a blocked process ends it before it runs again. Once
+/// every process is shown killed, nothing more can commit there, and the lease is released at
+/// once instead of running out (a ttl with nobody writing). Not before: a process that may
+/// still run keeps the lease held until it runs out.
+#[test]
+fn a_demoted_primary_shown_killed_releases_its_lease_without_waiting_it_out() {
+    let (mut n1, view, silent, t) = demoted_for_not_answering();
     // The demotion's stop hangs: its processes are killed, the lease kept meanwhile.
     let d = n1.step(&obs(t + 1000, silent.clone(), &view, vec![]));
     assert_reason!(d, Reason::PrimaryUnresponsiveDemoting { .. });
@@ -227,18 +232,7 @@ fn killed_processes_release_nothing_before_the_demotion() {
 /// the dead postmaster left, and releases once nothing of it can run.
 #[test]
 fn a_demoted_primary_whose_postmaster_died_renews_nothing_and_releases_once_all_is_killed() {
-    let (mut n1, view) = established_leader();
-    let silent = unresponsive(primary(1, 1000));
-    let timeout = ClusterConfig::default().primary_start_timeout_ms;
-    n1.step(&obs(1000, silent.clone(), &view, vec![renewed(1000)]));
-    let t = 1000 + timeout + 1;
-    n1.step(&obs(t - 500, silent.clone(), &view, vec![renewed(t - 500)]));
-    let d = n1.step(&obs(t, silent.clone(), &view, vec![]));
-    assert!(
-        has(&d, |a| matches!(a, Action::Demote { .. })),
-        "{:?}",
-        d.reason
-    );
+    let (mut n1, view, _, t) = demoted_for_not_answering();
     // The postmaster died (the demotion job still runs): what it left may still run.
     let down = stopped(primary(1, 1000));
     for at in [t + 1000, t + 2000] {

@@ -265,23 +265,11 @@ fn a_second_agent_of_a_member_is_refused_while_the_first_runs() {
     let moved = config.replace(&format!("api = \"{}\"", first.api), &own_api);
     assert_ne!(moved, config, "the copy has an API address of its own");
     std::fs::write(&copy, moved).unwrap();
-    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_pgha"))
-        .args(["agent", "--config"])
-        .arg(&copy)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = pgha_testkit::poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        second.try_wait().unwrap()
-    });
-    let Some(status) = exited else {
-        let _ = second.kill();
-        let _ = second.wait();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_pgha"));
+    second.args(["agent", "--config"]).arg(&copy);
+    let Some((status, stderr)) = pgha_testkit::exit_within(second, Duration::from_secs(20)) else {
         panic!("a second agent of node1 kept running beside the first");
     };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(second.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     let pid = first.pid().unwrap();
     assert!(
