@@ -35,9 +35,13 @@ pub struct LocalProbe {
     alter_system: Option<(tokio::time::Instant, Vec<String>)>,
     /// The postmaster the last probe read and its replay position then.
     last_replay: Option<(i32, u64)>,
-    /// The server processes of the last postmaster seen alive: what it left once it is gone
-    /// is found by it (and killed, see `Action::KillPostgres`).
-    instance: Option<InstanceId>,
+    /// The last postmaster seen alive and its server processes: what it left once it is gone
+    /// is found by them (and killed, see `Action::KillPostgres`).
+    instance: Option<(i32, InstanceId)>,
+    /// With no postmaster alive, nothing of that instance could run any more at the last
+    /// look: none of it can fork, so that holds until a postmaster is seen alive again (and
+    /// `/proc` is not scanned at every step of a stopped PostgreSQL).
+    left_nothing: bool,
 }
 
 impl LocalProbe {
@@ -49,11 +53,12 @@ impl LocalProbe {
         self.alter_system = None;
         self.last_replay = None;
         self.instance = None;
+        self.left_nothing = false;
     }
 
     /// The server processes of the last postmaster seen alive, if one was.
     pub(crate) fn instance(&self) -> Option<&InstanceId> {
-        self.instance.as_ref()
+        self.instance.as_ref().map(|(_, instance)| instance)
     }
 
     /// Reads the `ALTER SYSTEM` overrides again at the next probe (after they were reset).
@@ -108,8 +113,13 @@ impl LocalProbe {
         // Read once: its pid also tells a restart between probes (`replaying_local_wal`).
         let postmaster = inst.postmaster_pid();
         let postmaster_alive = postmaster.is_some();
-        if let Some(instance) = postmaster.and_then(InstanceId::of) {
-            self.instance = Some(instance);
+        if let Some(pm) = postmaster {
+            self.left_nothing = false;
+            if self.instance.as_ref().is_none_or(|(seen, _)| *seen != pm) {
+                if let Some(instance) = InstanceId::of(pm) {
+                    self.instance = Some((pm, instance));
+                }
+            }
         }
         let state = if postmaster_alive {
             self.probe(spec, limit).await
@@ -124,7 +134,7 @@ impl LocalProbe {
             silent.rewind_incomplete = rewind_incomplete;
             silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
-            if let Some(instance) = &self.instance {
+            if let Some(instance) = self.instance() {
                 silent.killed = all_killed_within(instance, postmaster, limit).await;
             }
             if silent.data == DataDir::Missing {
@@ -206,9 +216,10 @@ impl LocalProbe {
             }
             None => {
                 // What the last postmaster may have left (backends blocked on a disk).
-                if let Some(instance) = &self.instance {
-                    local.killed = all_killed_within(instance, None, limit).await;
+                if let Some(instance) = self.instance().filter(|_| !self.left_nothing) {
+                    self.left_nothing = all_killed_within(instance, None, limit).await;
                 }
+                local.killed = self.left_nothing;
                 if let Ok(cd) = inst.controldata().await {
                     local.crashed = cd.cluster_state == "in production";
                     local.timeline = Timeline(cd.checkpoint_timeline);

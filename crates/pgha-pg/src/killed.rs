@@ -37,7 +37,7 @@ fn proc_path(pid: i32) -> std::path::PathBuf {
 }
 
 /// The `/proc/.../stat` fields after the command: field 3 on (the state) as a list.
-fn stat_fields(stat_file: &Path) -> std::io::Result<Vec<String>> {
+pub(crate) fn stat_fields(stat_file: &Path) -> std::io::Result<Vec<String>> {
     let text = std::fs::read_to_string(stat_file)?;
     let rest = text.rsplit_once(')').map_or("", |(_, rest)| rest);
     Ok(rest.split_whitespace().map(str::to_string).collect())

@@ -247,11 +247,9 @@ fn kill_tree(postmaster: i32, stopped: impl Fn(i32) -> bool) {
 
 /// The state letter and parent pid of `pid` from `/proc/PID/stat`.
 pub(crate) fn stat(pid: i32) -> Option<(char, i32)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (_, rest) = text.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
+    let fields = crate::killed::stat_fields(Path::new(&format!("/proc/{pid}/stat"))).ok()?;
+    let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
     Some((state, ppid))
 }
 
