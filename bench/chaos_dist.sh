@@ -23,7 +23,9 @@
 #        ETCD_SLOW=20, CLOCK_HOLD=10 (seconds),
 #        OUT=bench/results/<date>-chaos-dist, BIN, NO_BUILD=1,
 #        PG_BIN=DIR (the members' PostgreSQL: its bin directory, e.g. a version of
-#        scripts/install-deps.sh's /var/cache/pgha/pg-18.*/bin; default Debian's 15)
+#        scripts/install-deps.sh's /var/cache/pgha/pg-18.*/bin; default Debian's 15),
+#        OVERLAP=1 (a second nemesis beside the campaign's faults, see background.sh below;
+#        recovery bound then 90 s)
 # Needs root, ip (iproute2), iptables, etcd, losetup, fsfreeze and libfaketime (Debian: iproute2
 # iptables etcd-server util-linux libfaketime).
 # Settings: pgha's defaults (ttl 10 s, safety margin 2.5 s, loop 1 s), members without TLS
@@ -56,6 +58,8 @@ link_cut="${LINK_CUT:-20}"
 disk_stall="${DISK_STALL:-20}"
 etcd_slow="${ETCD_SLOW:-20}"
 clock_hold="${CLOCK_HOLD:-10}"
+overlap="${OVERLAP:-0}"
+case "$overlap" in 0|1) ;; *) echo "OVERLAP=$overlap: expected 0 or 1" >&2; exit 2 ;; esac
 out="${OUT:-bench/results/$(date -u +%Y-%m-%d)-chaos-dist}"
 pg_bin="${PG_BIN:-}"
 pg_section=""
@@ -78,6 +82,9 @@ hosts=(etcd n1 n2 n3 client)
 declare -A ip_of
 pids=()
 cleanup() {
+  [ -n "${background_pid:-}" ] && kill -TERM "$background_pid" 2>/dev/null || true
+  # what the background nemesis stopped (SIGSTOP) must run to take SIGTERM
+  for f in "$work"/n?.agent.pid "$work/etcd.pid"; do [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null || true; done
   # a process waiting on a frozen disk ends only once it thaws
   for n in n1 n2 n3; do fsfreeze -u "$work/$n" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -288,6 +295,80 @@ chmod 755 "$work/clock-jump.sh" "$work/draw.sh" "$work/standby.sh"
 chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
   "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh" \
   "$work/etcd-slow.sh"
+# OVERLAP=1: a second nemesis beside the campaign's faults, as real incidents come (a link
+# flapping while a failover runs, a standby's disk stalling as the leader dies, an agent
+# paused while etcd is slow). After a pause drawn in 5-20 s it injects one fault for 3-15 s,
+# both drawn from SEED, on hosts drawn without regard to who leads, and heals it: a member's
+# link to another member, etcd or the proxy's host blackholed one way or both (iptables in
+# the member's namespace), a member's disk frozen (fsfreeze), a member's agent paused
+# (SIGSTOP), etcd paused (at most 6 s), etcd's answers 150-400 ms late for one member, an
+# agent's wall clock stepped an hour. One at a time, each logged with its UTC times in
+# background.log. It stops once the campaign has reported ROUNDS-1 faults: the last fault
+# and the read-back run without it.
+cat > "$work/background.sh" <<EOF
+#!/bin/sh
+addr() { case \$1 in n1) echo ${ip_of[n1]};; n2) echo ${ip_of[n2]};; n3) echo ${ip_of[n3]};; etcd) echo $etcd_ip;; client) echo ${ip_of[client]};; esac; }
+log() { echo "\$(date -u +%H:%M:%S.%3N) \$*" >> $work/background.log; }
+stopping() { [ -e $work/background.stop ] || [ "\$(grep -c '^#' $out/dist.log 2>/dev/null)" -ge $((rounds - 1)) ]; }
+while :; do
+  gap=\$(( \$($work/draw.sh bg-gap 16) + 5 ))
+  while [ \$gap -gt 0 ]; do stopping && exit 0; sleep 1; gap=\$((gap - 1)); done
+  hold=\$(( \$($work/draw.sh bg-hold 13) + 3 ))
+  member=n\$(( \$($work/draw.sh bg-member 3) + 1 ))
+  case \$($work/draw.sh bg-kind 7) in
+  0|1)
+    # a link: member to another member, etcd or the proxy's host; out (what member sends
+    # dropped), in, or both
+    draw=\$($work/draw.sh bg-link 12)
+    peer=\$(for h in n1 n2 n3 etcd client; do [ \$h = \$member ] || echo \$h; done | sed -n "\$(( draw % 4 + 1 ))p")
+    way=\$(echo out in both | cut -d' ' -f\$(( draw / 4 + 1 )))
+    rules=""
+    [ \$way = in ] || rules="OUTPUT -d \$(addr \$peer) -j DROP"
+    [ \$way = out ] || rules="\$rules
+INPUT -s \$(addr \$peer) -j DROP"
+    log "cut \$member -> \$peer (\$way) for \$hold s"
+    echo "\$rules" | while read -r chain rest; do [ -z "\$chain" ] || ip netns exec $prefix-\$member iptables -w -I \$chain 1 \$rest; done
+    sleep \$hold
+    echo "\$rules" | while read -r chain rest; do [ -z "\$chain" ] || ip netns exec $prefix-\$member iptables -w -D \$chain \$rest; done
+    log "healed \$member -> \$peer (\$way)" ;;
+  2)
+    log "froze \$member's disk for \$hold s"
+    fsfreeze -f $work/\$member
+    sleep \$hold
+    fsfreeze -u $work/\$member
+    log "thawed \$member's disk" ;;
+  3)
+    pid=\$(cat $work/\$member.agent.pid)
+    log "paused \$member's agent (pid \$pid) for \$hold s"
+    kill -STOP \$pid
+    sleep \$hold
+    kill -CONT \$pid
+    log "resumed \$member's agent" ;;
+  4)
+    pid=\$(cat $work/etcd.pid)
+    hold=\$(( hold % 5 + 2 ))
+    log "paused etcd (pid \$pid) for \$hold s"
+    kill -STOP \$pid
+    sleep \$hold
+    kill -CONT \$pid
+    log "resumed etcd" ;;
+  5)
+    log "slowed etcd by 150-400 ms each way for \$member for \$hold s"
+    echo "150 400" > $work/\$member.delay
+    sleep \$hold
+    : > $work/\$member.delay
+    log "etcd at full speed again for \$member" ;;
+  6)
+    step=+3600; [ \$(( hold % 2 )) = 1 ] && step=-3600
+    log "stepped \$member's agent's wall clock \$step s for \$hold s"
+    echo \$step > $work/\$member.faketime.tmp; mv $work/\$member.faketime.tmp $work/\$member.faketime
+    sleep \$hold
+    echo +0 > $work/\$member.faketime.tmp; mv $work/\$member.faketime.tmp $work/\$member.faketime
+    log "\$member's agent's wall clock true again" ;;
+  esac
+done
+EOF
+chmod 755 "$work/background.sh"
 "$work/etcd-start.sh"
 for _ in $(seq 100); do
   on n1 curl -sf "http://$etcd_ip:2379/health" >/dev/null 2>&1 && break
@@ -349,7 +430,7 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold OVERLAP=$overlap)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# PostgreSQL: $("${pg_bin:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}/postgres" --version)${pg_bin:+ ($pg_bin)}"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
@@ -361,12 +442,25 @@ cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults"
      --fault-command "disk-stall=$work/disk-stall.sh" --fault-command "etcd-slow=$work/etcd-slow.sh"
      --fault-command "clock-jump=$work/clock-jump.sh"
      --json --report "$out/dist.html")
+[ "$overlap" = 1 ] && cmd+=(--recovery-bound 90s)
 echo "== dist: ${cmd[*]}" | tee -a "$out/run.txt"
 t0=$(date +%s)
+: > "$out/dist.log"
+if [ "$overlap" = 1 ]; then
+  "$work/background.sh" &
+  background_pid=$!
+fi
 set +e
 on n1 "${cmd[@]}" > "$out/dist.json" 2> "$out/dist.log"
 rc=$?
 set -e
+if [ -n "${background_pid:-}" ]; then
+  touch "$work/background.stop"
+  wait "$background_pid" || true
+  background_pid=""
+  cp "$work/background.log" "$out/background.log" 2>/dev/null || true
+  echo "   background nemesis: $(grep -c ' for ' "$out/background.log" 2>/dev/null || echo 0) faults beside the campaign's (background.log)" | tee -a "$out/run.txt"
+fi
 echo "$rc" > "$out/dist.rc"
 echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
 [ -f "$work/cuts.log" ] && cp "$work/cuts.log" "$out/cuts.log"
