@@ -300,10 +300,12 @@ chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "
 # paused while etcd is slow). After a pause drawn in 5-20 s it injects one fault for 3-15 s,
 # both drawn from SEED, on hosts drawn without regard to who leads, and heals it: a member's
 # link to another member, etcd or the proxy's host blackholed one way or both (iptables in
-# the member's namespace), a member's disk frozen (fsfreeze), a member's agent paused
-# (SIGSTOP), etcd paused (at most 6 s), etcd's answers 150-400 ms late for one member, an
-# agent's wall clock stepped an hour. One at a time, each logged with its UTC times in
-# background.log. It stops once the campaign has reported ROUNDS-1 faults: the last fault
+# the member's namespace), the proxy's host cut from etcd, a member's disk frozen (fsfreeze),
+# every process of a member's PostgreSQL stopped (SIGSTOP), a member's agent paused (SIGSTOP),
+# n2's or n3's agent killed (SIGKILL) and started again a second later (the campaign's
+# agent-kill kills n1's), etcd paused (at most 6 s), etcd's answers 150-400 ms late for one
+# member, an agent's wall clock stepped an hour. One at a time, each logged with its UTC times
+# in background.log. It stops once the campaign has reported ROUNDS-1 faults: the last fault
 # and the read-back run without it.
 cat > "$work/background.sh" <<EOF
 #!/bin/sh
@@ -315,7 +317,7 @@ while :; do
   while [ \$gap -gt 0 ]; do stopping && exit 0; sleep 1; gap=\$((gap - 1)); done
   hold=\$(( \$($work/draw.sh bg-hold 13) + 3 ))
   member=n\$(( \$($work/draw.sh bg-member 3) + 1 ))
-  case \$($work/draw.sh bg-kind 7) in
+  case \$($work/draw.sh bg-kind 10) in
   0|1)
     # a link: member to another member, etcd or the proxy's host; out (what member sends
     # dropped), in, or both
@@ -365,6 +367,35 @@ INPUT -s \$(addr \$peer) -j DROP"
     sleep \$hold
     echo +0 > $work/\$member.faketime.tmp; mv $work/\$member.faketime.tmp $work/\$member.faketime
     log "\$member's agent's wall clock true again" ;;
+  7)
+    # every process of the member's PostgreSQL stopped, as a stalled host or I/O would hold it
+    pm=\$(head -1 $work/\$member/data/postmaster.pid 2>/dev/null)
+    procs=\$( [ -n "\$pm" ] && echo \$pm \$(pgrep -P \$pm) )
+    log "stopped \$member's PostgreSQL (\$(echo \$procs | wc -w) processes) for \$hold s"
+    [ -z "\$procs" ] || kill -STOP \$procs 2>/dev/null
+    sleep \$hold
+    [ -z "\$procs" ] || kill -CONT \$procs 2>/dev/null
+    log "continued \$member's PostgreSQL" ;;
+  8)
+    victim=n\$(( hold % 2 + 2 ))
+    pid=\$(cat $work/\$victim.agent.pid)
+    log "killed \$victim's agent (pid \$pid), started again 1 s after"
+    kill -KILL \$pid
+    while [ -e /proc/\$pid ]; do sleep 0.1; done
+    sleep 1
+    $work/agent-start.sh \$victim
+    log "started \$victim's agent again (pid \$(cat $work/\$victim.agent.pid))" ;;
+  9)
+    way=\$(echo out in both | cut -d' ' -f\$(( hold % 3 + 1 )))
+    rules=""
+    [ \$way = in ] || rules="OUTPUT -d $etcd_ip -j DROP"
+    [ \$way = out ] || rules="\$rules
+INPUT -s $etcd_ip -j DROP"
+    log "cut the proxy's host -> etcd (\$way) for \$hold s"
+    echo "\$rules" | while read -r chain rest; do [ -z "\$chain" ] || ip netns exec $prefix-client iptables -w -I \$chain 1 \$rest; done
+    sleep \$hold
+    echo "\$rules" | while read -r chain rest; do [ -z "\$chain" ] || ip netns exec $prefix-client iptables -w -D \$chain \$rest; done
+    log "healed the proxy's host -> etcd (\$way)" ;;
   esac
 done
 EOF
@@ -459,7 +490,7 @@ if [ -n "${background_pid:-}" ]; then
   wait "$background_pid" || true
   background_pid=""
   cp "$work/background.log" "$out/background.log" 2>/dev/null || true
-  echo "   background nemesis: $(grep -c ' for ' "$out/background.log" 2>/dev/null || echo 0) faults beside the campaign's (background.log)" | tee -a "$out/run.txt"
+  echo "   background nemesis: $(grep -c ' for \|killed' "$out/background.log" 2>/dev/null || echo 0) faults beside the campaign's (background.log)" | tee -a "$out/run.txt"
 fi
 echo "$rc" > "$out/dist.rc"
 echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
