@@ -498,6 +498,10 @@ echo "   exit $rc after $(( $(date +%s) - t0 )) s" | tee -a "$out/run.txt"
 for f in "$work"/n?.agent.log "$work/proxy.log" "$work/etcd.log"; do
   gzip -9c "$f" > "$out/$(basename "$f").gz"
 done
+# each member's PostgreSQL log too: timelines, what a WAL receiver was refused, crash recovery
+for n in n1 n2 n3; do
+  [ -f "$work/$n/postgresql.log" ] && gzip -9c "$work/$n/postgresql.log" > "$out/$n.postgresql.log.gz"
+done
 [ -f "$out/dist.html" ] && gzip -9f "$out/dist.html"
 
 python3 - "$out" <<'PY' | tee "$out/summary.md"

@@ -313,13 +313,17 @@ impl Instance {
         }
     }
 
-    /// Stops PostgreSQL (no-op when it is not running).
+    /// Stops PostgreSQL (no-op when it is not running). A postmaster that ends while pg_ctl
+    /// waits (killed by its supervisor's fencing) has stopped too, whatever pg_ctl says.
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<()> {
         if !self.is_running() {
             return Ok(());
         }
-        self.pg_ctl(&["stop", "-m", mode.as_arg()], Some(timeout))
-            .await
+        let args = ["stop", "-m", mode.as_arg()];
+        match self.pg_ctl(&args, Some(timeout)).await {
+            Err(_) if !self.is_running() => Ok(()),
+            answer => answer,
+        }
     }
 
     /// Asks PostgreSQL to promote itself (`pg_ctl promote -W`) and returns at once: the

@@ -19,3 +19,29 @@ async fn a_half_rewound_directory_is_never_started() {
     inst.clear_rewind_marker().unwrap();
     assert!(!inst.rewind_incomplete());
 }
+
+/// Found by `bench/chaos_dist.sh` with `OVERLAP=1` (quorum commit, seed 20261232): etcd
+/// resumed without the leader key, and the leader's demotion stopped PostgreSQL while its
+/// supervisor's fencing SIGKILLed the postmaster. pg_ctl saw the postmaster die with its pid
+/// file in place, said "server does not shut down", and the demotion failed although
+/// PostgreSQL was down. Here the postmaster is held (SIGSTOP) so that pg_ctl waits, then
+/// killed as the supervisor kills it.
+#[tokio::test]
+async fn a_postmaster_killed_while_pg_ctl_stops_it_has_stopped() {
+    let standby = crate::test_standby::TestStandby::new("n1").await;
+    standby.start().await;
+    let inst = &standby.inst;
+    let postmaster = inst.postmaster_pid().expect("the postmaster runs");
+    let children = crate::supervisor::children_of(postmaster);
+    unsafe { libc::kill(postmaster, libc::SIGSTOP) };
+    let kill_it = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        unsafe { libc::kill(postmaster, libc::SIGKILL) };
+    };
+    let (stopped, ()) = tokio::join!(inst.stop(StopMode::Fast, Duration::from_secs(3)), kill_it);
+    for child in children {
+        unsafe { libc::kill(child, libc::SIGKILL) };
+    }
+    stopped.expect("a postmaster that died while pg_ctl waited has stopped");
+    assert!(!inst.is_running());
+}
