@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 mod asks;
 mod give_back;
+mod held_file;
 mod member_calls;
 mod promises;
 pub use asks::{ask_all, ask_until_confirmed, FailsafeAnswer, Round, ASK_AGAIN_AFTER};
@@ -92,9 +93,11 @@ impl Failsafe {
                 until.saturating_duration_since(Instant::now()).as_millis()
             );
         }
+        let held = PromisesHeld::persisted(held_file::path_beside(&file));
         Failsafe(Arc::new(Mutex::new(Inner {
             promises,
             file: Some(file),
+            held,
             ..Inner::default()
         })))
     }

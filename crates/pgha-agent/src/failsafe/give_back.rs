@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::held_file::HeldFile;
+
 /// REST path a leader posts the promises it gives back to.
 pub const RETURN_PATH: &str = "/failsafe/return";
 
@@ -29,7 +31,7 @@ pub struct Held {
     pub member: String,
     pub api: String,
     pub promise: u64,
-    until: Instant,
+    pub(super) until: Instant,
 }
 
 /// The promises this member was given as leader in its newest term, still running.
@@ -43,9 +45,30 @@ struct HeldState {
     /// Terms up to this one are over (given back): a confirmation of theirs arriving late is
     /// not kept (it runs out).
     returned: u64,
+    /// Where they are kept for an agent restarted in the same term.
+    file: Option<HeldFile>,
 }
 
 impl PromisesHeld {
+    /// The promises kept in `file` by an agent of this member before it restarted, still
+    /// running, and kept there from now on.
+    pub fn persisted(file: std::path::PathBuf) -> Self {
+        let (term, held) = super::held_file::read(&file);
+        if !held.is_empty() {
+            tracing::info!(
+                "failsafe: {} promise(s) this member was given as leader in term {term} before a \
+                 restart, given back once its PostgreSQL no longer writes in that term",
+                held.len()
+            );
+        }
+        PromisesHeld(Arc::new(Mutex::new(HeldState {
+            term,
+            held,
+            returned: 0,
+            file: Some(HeldFile::open(file)),
+        })))
+    }
+
     /// `member` (at `api`) promised, naming `promise`, for `length`, in this member's term
     /// `term`. Only the newest term's running promises are kept (a round of an earlier term,
     /// or one answered after its term was given back, keeps nothing).
@@ -69,6 +92,9 @@ impl PromisesHeld {
             promise,
             until: now + length,
         });
+        if let Some(file) = &s.file {
+            file.keep(s.term, &s.held);
+        }
     }
 
     /// The running promises of `term`, forgotten here; the term is over for this record.
@@ -79,10 +105,11 @@ impl PromisesHeld {
             return Vec::new();
         }
         let now = Instant::now();
-        std::mem::take(&mut s.held)
-            .into_iter()
-            .filter(|h| h.until > now)
-            .collect()
+        let taken = std::mem::take(&mut s.held);
+        if let Some(file) = &s.file {
+            file.keep(term, &[]);
+        }
+        taken.into_iter().filter(|h| h.until > now).collect()
     }
 }
 
@@ -163,5 +190,46 @@ mod tests {
         held.record(8, "n3", "b:1", 16, ttl);
         assert!(held.take(6).is_empty());
         assert_eq!(held.take(8).len(), 1, "a later term is its own");
+    }
+
+    /// Found by `bench/chaos_dist.sh` with `OVERLAP=1`: the leader's agent was killed and
+    /// started again after the members had confirmed it while etcd was paused; the new agent
+    /// knew of no promise, so the `pgha stop` that followed gave none back, and the next
+    /// leader waited the rest of them out (5 s without writes).
+    #[test]
+    fn promises_held_outlive_an_agent_restart_until_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n1.failsafe-held");
+        let ttl = Duration::from_secs(30);
+        let held = PromisesHeld::persisted(file.clone());
+        held.record(7, "n2", "10.0.0.2:8008", 21, ttl);
+        held.record(7, "n3", "10.0.0.3:8008", 22, ttl);
+        let written = |lines: usize| {
+            (0..200).any(|_| {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let done = text.lines().count() == lines;
+                if !done {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                done
+            })
+        };
+        assert!(written(2), "{:?}", std::fs::read_to_string(&file));
+        drop(held);
+        let restarted = PromisesHeld::persisted(file.clone());
+        let taken: Vec<(String, String, u64)> = restarted
+            .take(7)
+            .into_iter()
+            .map(|h| (h.member, h.api, h.promise))
+            .collect();
+        assert_eq!(
+            taken,
+            [
+                ("n2".into(), "10.0.0.2:8008".into(), 21),
+                ("n3".into(), "10.0.0.3:8008".into(), 22)
+            ]
+        );
+        assert!(written(0), "given back: the file keeps none");
+        assert!(PromisesHeld::persisted(file).take(7).is_empty());
     }
 }

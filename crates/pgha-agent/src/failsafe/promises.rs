@@ -38,7 +38,7 @@ impl Promise {
 
 /// This boot's identity: a boot-clock instant means nothing after a reboot. Never empty (a
 /// file's fields would shift): "unknown" where the kernel does not say.
-fn boot_id() -> String {
+pub(super) fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .ok()

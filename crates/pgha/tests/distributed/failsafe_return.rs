@@ -65,6 +65,48 @@ fn a_leader_stopped_after_a_store_outage_does_not_leave_its_promises_behind() {
     took_over_without_waiting_out_promises(&c, &leader, &next, asked.elapsed());
 }
 
+/// Found by `bench/chaos_dist.sh` with `OVERLAP=1` (2026-12-06, `SYNC=on`, fault #30): the
+/// leader's agent was killed and started again between the store outage and the stop, and
+/// the promises it had been given were known only to the agent that died: the stop gave none
+/// back and the next leader waited the rest of them out (5.0 s without writes). Here, as
+/// above, then the leader's agent killed (SIGKILL: its PostgreSQL goes on) and started again
+/// before the stop. Before: another member led only once the promises ran out.
+#[test]
+fn a_leader_whose_agent_restarted_after_a_store_outage_still_gives_its_promises_back() {
+    let _serial = serial();
+    let (mut c, leader) = confirmed_through_an_outage();
+    c.agent_mut(&leader).kill();
+    c.agent_mut(&leader).start();
+    wait_until(
+        "the restarted agent to lead",
+        Duration::from_secs(20),
+        || {
+            c.agent(&leader)
+                .log()
+                .contains("leading with")
+                .then_some(())
+        },
+    );
+    let restarted = c.agent(&leader).log();
+    assert!(
+        restarted.contains("given back once its PostgreSQL no longer writes in that term"),
+        "the restarted agent read the promises it was given:\n{restarted}"
+    );
+    let asked = Instant::now();
+    wait_until("the stop to be taken", Duration::from_secs(30), || {
+        c.cli(&["stop", &leader]).status.success().then_some(())
+    });
+    let next = wait_until(
+        "another member to lead",
+        Duration::from_secs(30),
+        || match c.primaries().as_slice() {
+            [one] if *one != leader => Some(one.clone()),
+            _ => None,
+        },
+    );
+    took_over_without_waiting_out_promises(&c, &leader, &next, asked.elapsed());
+}
+
 /// Panics unless `next` led within 5 s of the ask (`took`; the promises last 12 s), saying
 /// `leader` gave its promises back, without having waited for one.
 fn took_over_without_waiting_out_promises(
