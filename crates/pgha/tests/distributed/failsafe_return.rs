@@ -50,19 +50,7 @@ fn a_switchover_after_a_store_outage_does_not_wait_out_the_failsafe_promises() {
 fn a_leader_stopped_after_a_store_outage_does_not_leave_its_promises_behind() {
     let _serial = serial();
     let (c, leader) = confirmed_through_an_outage();
-    let asked = Instant::now();
-    wait_until("the stop to be taken", Duration::from_secs(30), || {
-        c.cli(&["stop", &leader]).status.success().then_some(())
-    });
-    let next = wait_until(
-        "another member to lead",
-        Duration::from_secs(30),
-        || match c.primaries().as_slice() {
-            [one] if *one != leader => Some(one.clone()),
-            _ => None,
-        },
-    );
-    took_over_without_waiting_out_promises(&c, &leader, &next, asked.elapsed());
+    stopped_and_replaced_without_waiting_out_promises(&c, &leader);
 }
 
 /// Found by `bench/chaos_dist.sh` with `OVERLAP=1` (2026-12-06, `SYNC=on`, fault #30): the
@@ -92,9 +80,15 @@ fn a_leader_whose_agent_restarted_after_a_store_outage_still_gives_its_promises_
         restarted.contains("given back once its PostgreSQL no longer writes in that term"),
         "the restarted agent read the promises it was given:\n{restarted}"
     );
+    stopped_and_replaced_without_waiting_out_promises(&c, &leader);
+}
+
+/// Stops `leader` (`pgha stop`) and panics unless another member led within 5 s, without
+/// waiting out a promise (see below).
+fn stopped_and_replaced_without_waiting_out_promises(c: &DistCluster, leader: &str) {
     let asked = Instant::now();
     wait_until("the stop to be taken", Duration::from_secs(30), || {
-        c.cli(&["stop", &leader]).status.success().then_some(())
+        c.cli(&["stop", leader]).status.success().then_some(())
     });
     let next = wait_until(
         "another member to lead",
@@ -104,7 +98,7 @@ fn a_leader_whose_agent_restarted_after_a_store_outage_still_gives_its_promises_
             _ => None,
         },
     );
-    took_over_without_waiting_out_promises(&c, &leader, &next, asked.elapsed());
+    took_over_without_waiting_out_promises(c, leader, &next, asked.elapsed());
 }
 
 /// Panics unless `next` led within 5 s of the ask (`took`; the promises last 12 s), saying
