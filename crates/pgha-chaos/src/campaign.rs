@@ -25,10 +25,6 @@ use crate::summary::{self, FaultRecord, Gathered, Settings, Summary};
 use crate::target::Target;
 use crate::workload::{Ack, Workload, WorkloadOptions, CONNECT_TIMEOUT, TABLE};
 
-/// How long after a recovery the cluster may take to be healthy again before the campaign
-/// stops (with the reasons why it is not).
-const SETTLE: Duration = Duration::from_secs(10);
-
 /// After this many faults in a row that could not be injected (e.g. kills of a primary that
 /// runs on another host), the campaign stops.
 const MAX_SKIPPED: usize = 20;
@@ -48,6 +44,9 @@ pub struct Options {
     pub seed: u64,
     /// How long the cluster may take to recover from one fault.
     pub recovery_bound: Duration,
+    /// How long after a recovery the cluster may take to be healthy again before the next
+    /// fault; past it the campaign stops (with the reasons why it is not).
+    pub settle: Duration,
     /// The random pause before each fault is drawn from this range.
     pub pause: (Duration, Duration),
     /// How long `pause-agent` stops the agent [default: twice the lease ttl].
@@ -205,7 +204,7 @@ pub async fn run(
         // Recovered means every member streamed at one instant; one just back may stop for a
         // moment after (a follower's WAL receiver switching to the new timeline): the next
         // fault waits for the cluster to be healthy, for a while.
-        match cleanup::wait_healthy(target, SETTLE).await {
+        match cleanup::wait_healthy(target, opts.settle).await {
             Ok(h) => current = h,
             Err(reasons) => {
                 let e = ChaosError::Unhealthy { reasons };

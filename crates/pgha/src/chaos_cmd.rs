@@ -115,6 +115,10 @@ pub struct ChaosArgs {
     /// promise counts as broken.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     recovery_bound: Duration,
+    /// How long the cluster may take, once recovered, to be healthy again before the next
+    /// fault (longer when faults of your own run beside the campaign's).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    settle: Duration,
     /// Print the result as JSON on stdout (the progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -149,6 +153,7 @@ pub async fn run(args: ChaosArgs) -> anyhow::Result<()> {
         length,
         seed,
         recovery_bound: args.recovery_bound,
+        settle: args.settle,
         pause: (args.min_gap, args.max_gap.max(args.min_gap)),
         agent_pause: args.agent_pause,
         workload: pgha_chaos::workload::WorkloadOptions {
@@ -215,6 +220,7 @@ mod tests {
         assert_eq!(args.duration, Some(Duration::from_secs(600)));
         assert_eq!(args.max_gap, Duration::from_millis(1500));
         assert_eq!(args.recovery_bound, Duration::from_secs(60));
+        assert_eq!(args.settle, Duration::from_secs(10));
         let err =
             crate::cli::Cli::try_parse_from(["pgha", "chaos", "--dir", "/x", "--duration", "3d"])
                 .unwrap_err()
