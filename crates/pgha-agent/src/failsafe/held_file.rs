@@ -3,8 +3,6 @@
 //! once its PostgreSQL stops: the next leader need not wait them out. Written by a thread of
 //! its own, the newest content only: a stalled disk holds up no failsafe round.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -33,7 +31,7 @@ impl HeldFile {
                 while let Ok(newer) = written.try_recv() {
                     text = newer;
                 }
-                if let Err(e) = replace(&file, &text) {
+                if let Err(e) = super::promises::replace(&file, &text, false) {
                     tracing::debug!(
                         "failsafe: cannot keep the promises held in {}: {e}",
                         file.display()
@@ -77,22 +75,6 @@ fn text(term: u64, held: &[Held]) -> String {
             )
         })
         .collect()
-}
-
-fn replace(file: &Path, text: &str) -> std::io::Result<()> {
-    // not `with_extension`: the member's promise file (`<dir>.failsafe`) would share the name
-    let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = file.with_file_name(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    std::fs::rename(&tmp, file)
 }
 
 /// The promises in `file` still running in this boot, and their term (the newest term's only).

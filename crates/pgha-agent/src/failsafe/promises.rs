@@ -67,15 +67,27 @@ pub fn write(file: &Path, promises: &[Promise]) -> std::io::Result<()> {
             p.term
         ));
     }
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    replace(file, &text, true)
+}
+
+/// Replaces `file` with `text` at once (a temporary file beside it, root's alone, renamed
+/// over it; synced first with `sync`): a reader finds the old content or the new, never a
+/// part. The promises' file and the leader's file of promises held are written this way.
+pub(super) fn replace(file: &Path, text: &str, sync: bool) -> std::io::Result<()> {
+    let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = file.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)?;
     f.write_all(text.as_bytes())?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, file)
 }
 
