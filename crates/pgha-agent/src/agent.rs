@@ -110,6 +110,8 @@ pub struct Agent {
     pub(crate) failsafe: Failsafe,
     /// The lease deadline handed to the member's supervisor, which fences without us.
     pub(crate) fencing: Fencing,
+    /// Whether the data directory takes writes (a thread's checks).
+    pub(crate) data_dir_check: crate::data_dir_check::DataDirCheck,
     /// Why the deadline this step called for could not be written (`None`: it was, or none
     /// was due): no job that may make PostgreSQL writable starts meanwhile.
     pub(crate) fence_error: Option<String>,
@@ -161,6 +163,11 @@ impl Agent {
         });
         let spec = Arc::new(spec);
         let fencing = Fencing::new(spec.instance.lease_file());
+        let data_dir_check = crate::data_dir_check::DataDirCheck::start(
+            name.to_string(),
+            spec.instance.data_dir(),
+            spec.instance.run_as.clone(),
+        );
         let failsafe = Failsafe::persisted(crate::spec::promise_file(&spec.instance.member_dir));
         let mut member = Member::new(settings);
         if let Some(id) = spec.instance.remembered_cluster() {
@@ -200,6 +207,7 @@ impl Agent {
             hold_until: None,
             failsafe,
             fencing,
+            data_dir_check,
             fence_error: None,
             writes_refused: false,
             timelines_cache: None,

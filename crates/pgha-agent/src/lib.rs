@@ -5,6 +5,7 @@
 mod action_error;
 pub mod agent;
 pub mod callbacks;
+pub mod data_dir_check;
 mod execute;
 pub mod failsafe;
 pub mod fence;

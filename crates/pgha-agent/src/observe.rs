@@ -140,6 +140,10 @@ impl Agent {
             leader_reachable,
             restart_requested: self.restart.asked(),
             fence_stuck_at,
+            data_dir_unwritable_since: self
+                .data_dir_check
+                .unwritable_since()
+                .map(|at| self.millis_at(at)),
             commit_level_applied: self.commit_level,
         };
         (obs, observed_at)

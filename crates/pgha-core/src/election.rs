@@ -15,6 +15,9 @@ pub enum Ineligible {
     NoFailoverTag,
     /// Its `pre_promote` callback refused its promotion a moment ago.
     PromotionVetoed,
+    /// Its data directory took no write for [`crate::DATA_DIR_STALL_MS`] (a frozen, hung or
+    /// failing disk): its promotion would wait on that disk.
+    DataDirStalled,
     NotARunningStandby,
     Lagging {
         lag_bytes: u64,
@@ -34,6 +37,12 @@ impl fmt::Display for Ineligible {
                      write its fencing deadline)"
                 )
             }
+            Ineligible::DataDirStalled => write!(
+                f,
+                "its data directory has taken no write for {} ms or more (a stalled or failing \
+                 disk: a promotion there would wait on it)",
+                crate::DATA_DIR_STALL_MS
+            ),
             Ineligible::NotARunningStandby => write!(f, "not a running standby"),
             Ineligible::Lagging { lag_bytes, max_bytes } => write!(
                 f,
@@ -79,6 +88,9 @@ impl Rules<'_> {
         }
         if record.promotion_vetoed {
             return Err(Ineligible::PromotionVetoed);
+        }
+        if record.data_dir_stalled {
+            return Err(Ineligible::DataDirStalled);
         }
         if !record.is_standby() {
             return Err(Ineligible::NotARunningStandby);

@@ -152,3 +152,28 @@ fn the_old_set_leader_is_not_waited_for_while_the_set_is_complete() {
         }
     );
 }
+
+/// A synchronous standby whose data directory takes no write, further ahead: it may hold
+/// commits acknowledged through it, so the other standby waits rather than lose them.
+#[test]
+fn a_synchronous_standby_whose_data_directory_stalled_still_holds_its_commits() {
+    let config = mode_on();
+    let sync = quorum_set("n1", &["n2", "n3"]);
+    let rules = Rules {
+        config: &config,
+        sync: &sync,
+        last_primary_lsn: None,
+    };
+    let stalled = MemberRecord {
+        data_dir_stalled: true,
+        ..standby(1000)
+    };
+    let others = BTreeMap::from([(MemberName::from("n2"), stalled)]);
+    assert_eq!(
+        judge(&rules, &"n3".into(), &standby(900), &others, false),
+        Verdict::IneligibleAhead {
+            member: "n2".into(),
+            why: Ineligible::DataDirStalled,
+        }
+    );
+}

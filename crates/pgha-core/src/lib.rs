@@ -68,7 +68,7 @@ pub use action::{Action, StartRole, StopMode};
 pub use config::{ClusterConfig, CommitLevel, ConfigError, SyncMethod, SyncMode};
 pub use history::{EventKind, HistoryEvent};
 pub use job_what::JobWhat;
-pub use machine::{Decision, FailsafeUncounted, Member, MemberSettings};
+pub use machine::{Decision, FailsafeUncounted, Member, MemberSettings, DATA_DIR_STALL_MS};
 pub use observe::{
     ClusterView, DataDir, FailsafeList, JobFailure, JobKind, LeaderKey, LeaderPosition, LocalPg,
     MemberRecord, Observation, Outcome, PendingSwitchover, ReplicaState, StoreView,

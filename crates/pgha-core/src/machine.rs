@@ -14,6 +14,8 @@ use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
 mod acquisition;
+mod data_dir;
+pub use data_dir::DATA_DIR_STALL_MS;
 mod expiry_caps;
 pub use failsafe_count::FailsafeUncounted;
 mod failsafe_asks;
@@ -158,6 +160,8 @@ pub struct Member {
     /// Its `pre_promote` callback vetoed its promotion: out of failovers until then (or until
     /// another member leads).
     pub(crate) vetoed_until: Option<Millis>,
+    /// Its data directory has taken no write for `DATA_DIR_STALL_MS` (see `data_dir.rs`).
+    pub(crate) data_dir_stalled: bool,
     pub(crate) handover: Option<Handover>,
     pub(crate) requests: requests::RequestsSeen,
     /// Slots of members whose key is gone, and since when (leader): dropped only after
@@ -221,6 +225,7 @@ impl Member {
             promotion: None,
             promote_error: None,
             vetoed_until: None,
+            data_dir_stalled: false,
             handover: None,
             requests: Default::default(),
             absent_since: BTreeMap::new(),
@@ -286,6 +291,7 @@ impl Member {
         self.absorb(&obs.outcomes, now);
         let held_term = self.lease.map(|l| l.revision);
         self.veto_lapses(now, &obs.cluster, &mut plan);
+        self.note_data_dir(obs, &mut plan);
         let reason = match &obs.cluster {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
             StoreView::Up(view) => self.store_up(obs, view, &mut plan),

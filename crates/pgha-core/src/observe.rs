@@ -40,6 +40,10 @@ pub struct Observation {
     /// system holding the lease file is full, ...): its supervisor still fences PostgreSQL at
     /// this instant (own clock). `None` when the last write succeeded.
     pub fence_stuck_at: Option<Millis>,
+    /// Since when (own clock) the data directory's file system has not shown that it takes a
+    /// write: the agent's check (one page written and synced there) in flight since then, or
+    /// failing since then. `None`: its last check succeeded, or there is no data directory.
+    pub data_dir_unwritable_since: Option<Millis>,
     /// The `synchronous_commit` the agent last rendered and reloaded into PostgreSQL (`None`:
     /// not yet, or its last attempt failed).
     pub commit_level_applied: Option<crate::config::CommitLevel>,
@@ -48,8 +52,8 @@ pub struct Observation {
 impl Observation {
     /// What a step at `now` knows of `local` PostgreSQL, the `cluster` and the `outcomes` of
     /// earlier jobs, and nothing more: no leader timelines, no failsafe promise, no
-    /// reachability measured, no restart asked, the fencing deadline written, no
-    /// `synchronous_commit` known to be applied.
+    /// reachability measured, no restart asked, the fencing deadline written, the data
+    /// directory taking writes, no `synchronous_commit` known to be applied.
     pub fn new(now: Millis, local: LocalPg, cluster: StoreView, outcomes: Vec<Outcome>) -> Self {
         Observation {
             now,
@@ -61,6 +65,7 @@ impl Observation {
             leader_reachable: None,
             restart_requested: false,
             fence_stuck_at: None,
+            data_dir_unwritable_since: None,
             commit_level_applied: None,
         }
     }
@@ -176,6 +181,10 @@ pub struct MemberRecord {
     /// veto's hold ends ([`crate::ClusterConfig::veto_hold_ms`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promotion_vetoed: bool,
+    /// Its data directory has taken no write for [`crate::DATA_DIR_STALL_MS`] (a frozen, hung
+    /// or failing disk): no failover picks it, since its promotion would wait on that disk.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub data_dir_stalled: bool,
     /// Why this member last stopped leading, until it leads again: the member that takes over
     /// says so in the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -117,6 +117,7 @@ impl Refusal {
                 Ineligible::Lagging { .. }
                     | Ineligible::NotARunningStandby
                     | Ineligible::PromotionVetoed
+                    | Ineligible::DataDirStalled
             ),
             Refusal::LeaderMismatch { .. }
             | Refusal::UnknownTarget(_)

@@ -202,3 +202,47 @@ pub fn is_file(path: &Path, run_as: &RunAs) -> bool {
         SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
     })
 }
+
+/// What [`takes_a_write`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCheck {
+    /// A page was written and synced in the directory's file system.
+    Taken,
+    /// There is no such directory (yet): nothing to check.
+    NoDirectory,
+    /// Its file system has no unnamed files (`O_TMPFILE`): it cannot be checked this way.
+    Unsupported,
+}
+
+/// Whether the file system of directory `dir` takes a write: one page written to an unnamed
+/// file there (`O_TMPFILE`: no name that anyone could see, replace or redirect, and nothing
+/// left behind) and synced. Blocks for as long as the disk does.
+pub fn takes_a_write(dir: &Path, run_as: &RunAs) -> Result<WriteCheck> {
+    let dir = match Dir::parent_of(&dir.join(".pgha-write-check"), run_as) {
+        Ok(dir) => dir,
+        Err(PgError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(WriteCheck::NoDirectory)
+        }
+        Err(e) => return Err(e),
+    };
+    let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    let here = OsStr::new(".");
+    let fd = match openat(
+        Some(dir.fd.as_raw_fd()),
+        here,
+        flags,
+        Mode::S_IRUSR | Mode::S_IWUSR,
+    ) {
+        Ok(fd) => fd,
+        // EISDIR: a kernel older than O_TMPFILE
+        Err(nix::Error::EOPNOTSUPP | nix::Error::EISDIR) => return Ok(WriteCheck::Unsupported),
+        Err(e) => return Err(dir.refused(here, "create an unnamed file in", e)),
+    };
+    // SAFETY: `openat` returned a new descriptor that nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    let ctx = |what: &str| format!("{what} an unnamed file in {}", dir.path.display());
+    file.write_all(&[0u8; 4096])
+        .map_err(|e| PgError::io(ctx("write"), e))?;
+    file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
+    Ok(WriteCheck::Taken)
+}

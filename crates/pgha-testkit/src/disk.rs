@@ -102,6 +102,22 @@ impl LoopDisk {
         }
     }
 
+    /// The disk fails for good, as one whose device stopped answering with errors: the file
+    /// system stops at once (`EXT4_IOC_SHUTDOWN`) and every write to it fails with `EIO` from
+    /// then on, until [`LoopDisk::lose_power`] mounts it again (or the drop).
+    pub fn fail(&mut self) {
+        assert!(
+            !self.frozen,
+            "thaw {} before failing it",
+            self.mount.display()
+        );
+        let dir = std::fs::File::open(&self.mount).unwrap();
+        let mut flags = NO_LOG_FLUSH;
+        // SAFETY: the ioctl reads one u32 from a valid pointer, on a descriptor we own.
+        unsafe { ext4_shutdown(dir.as_raw_fd(), &mut flags) }
+            .unwrap_or_else(|e| panic!("shut down {}: {e}", self.mount.display()));
+    }
+
     /// The host loses power, for this file system: it stops at once and keeps only what its
     /// journal had committed (what an fsync made durable), as xfstests' `godown` does; then it
     /// is mounted again, its journal replayed. The processes that used it must be ending (as

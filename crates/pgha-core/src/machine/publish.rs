@@ -22,6 +22,7 @@ impl Member {
             synced_slots: local.synced_slots,
             replaying_local_wal: local.replaying_local_wal,
             promotion_vetoed: self.vetoed_until.is_some(),
+            data_dir_stalled: self.data_dir_stalled,
             stepped_down: self.stepped_down,
             sync_in_force: self.sync.in_force.filter(|_| {
                 view.leader

@@ -49,6 +49,54 @@ fn at_the_same_position_synchronized_logical_slots_win() {
     assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
 }
 
+/// Found by an asynchronous campaign with a second nemesis: n2's data disk froze just after
+/// the leader's, both standbys stood at the same position, the tie went to n2 by name, and its
+/// promotion waited on the frozen disk for 20 s while n3 could have led at once. A member whose
+/// data directory has taken no write for `DATA_DIR_STALL_MS` says so in its record and runs
+/// for nothing; the other wins the tie. A slower write than that is no stall.
+#[test]
+fn a_member_whose_data_directory_takes_no_write_loses_a_tie() {
+    let stall = pgha_core::DATA_DIR_STALL_MS;
+    let (a, b) = (standby(1, 5000, None), standby(1, 5000, None));
+    let view = leaderless(&a, &b, None);
+    // n2's check has been in flight since 10 s: not yet a stall, and it looks again when it
+    // would be one.
+    let unwritable = |now: u64| Observation {
+        data_dir_unwritable_since: Some(Millis(10_000)),
+        ..obs(now, a.clone(), &view, vec![])
+    };
+    let d = member("n2").step(&unwritable(10_000 + stall - 1));
+    assert!(acquires(&d), "{:?}", d.reason);
+    assert!(d.wake_at <= Millis(10_000 + stall), "{:?}", d.wake_at);
+    // From then on it is out of the failovers, and its record says so.
+    let d = member("n2").step(&unwritable(10_000 + stall));
+    assert_eq!(
+        d.reason,
+        Reason::NotEligible(election::Ineligible::DataDirStalled)
+    );
+    assert!(!acquires(&d));
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::PublishMember(r) if r.data_dir_stalled)
+        ),
+        "{:?}",
+        d.actions
+    );
+    // n3 reads that record: the tie is its own.
+    let mut stalled = view.clone();
+    stalled
+        .0
+        .members
+        .get_mut(&name("n2"))
+        .unwrap()
+        .data_dir_stalled = true;
+    let d3 = member("n3").step(&obs(0, b.clone(), &stalled, vec![]));
+    assert!(acquires(&d3), "{:?}", d3.reason);
+    let d3 = member("n3").step(&obs(0, b, &view, vec![]));
+    assert_eq!(d3.reason, Reason::Behind { best: name("n2") });
+}
+
 #[test]
 fn positions_read_before_the_leader_vanished_are_waited_for() {
     let (a, b) = (standby(1, 5000, None), standby(1, 4000, None));

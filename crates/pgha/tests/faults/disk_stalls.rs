@@ -1,4 +1,5 @@
-//! Disks stalled (fsfreeze): the leader's, and the synchronous standby's.
+//! Disks stalled (fsfreeze): the leader's, the synchronous standby's, and a standby's as the
+//! leader's stalls.
 
 use super::*;
 
@@ -303,4 +304,64 @@ fn sync_standby_disk_stalled_then_leader_crash() {
         ));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "a synchronous standby's stalled disk");
+}
+
+/// Found by an asynchronous campaign with a second nemesis: the leader's disk froze, then the
+/// disk of the standby that wins a tie (the smaller name). Both standbys had received all the
+/// leader flushed, so they stood at the same position; the frozen one won the tie and its
+/// promotion waited on its disk until the thaw (20.4 s without writes, the other standby
+/// idle). The fencing deadline a candidate writes before it runs lies beside its member
+/// directory, off the frozen disk, and did not catch it. A member whose data directory takes
+/// no write is out of the failovers: the other standby must take over while both disks are
+/// still frozen. Asynchronous mode, writers writing. One writer, nothing lost.
+#[test]
+fn a_standby_whose_disk_froze_with_the_leaders_does_not_win_the_tie() {
+    let (mut c, leader) = start(&Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let standbys = standbys_of(&c, &leader);
+    let (tie_winner, other) = (standbys[0].clone(), standbys[1].clone());
+    let stall = Duration::from_secs(30);
+    c.freeze_disk(&leader);
+    let frozen_at = Instant::now();
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
+    // its WAL senders pass on what was flushed before the freeze: both standbys at one position
+    std::thread::sleep(Duration::from_millis(1500));
+    let log_at = c.log_len(&tie_winner);
+    c.freeze_disk(&tie_winner);
+    ck.mark(&format!(
+        "{tie_winner}'s disk frozen too (it wins a tie by name against {other})"
+    ));
+    let left = (frozen_at + stall).saturating_duration_since(Instant::now());
+    let writes_back = ck.wait_acks(&other, frozen_at, 1, left);
+    let back_ms = ck
+        .first_ack_by(&other, frozen_at)
+        .map(|t| t.duration_since(frozen_at).as_millis());
+    ck.mark(&format!(
+        "writes on {other} {back_ms:?} ms after {leader}'s freeze"
+    ));
+    std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
+    let said = c.log_lines_since(&tie_winner, log_at, &["data directory has taken no write"]);
+    ck.mark(&format!("both disks thawed ({leader}'s, {tie_winner}'s)"));
+    c.thaw_disk(&tie_winner);
+    c.thaw_disk(&leader);
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !writes_back {
+        unmet.push(format!(
+            "{other} acknowledged no write while {leader}'s and {tie_winner}'s disks were \
+             frozen ({stall:?})"
+        ));
+    }
+    if said.is_empty() {
+        unmet.push(format!(
+            "{tie_winner} never said its data directory took no write"
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a candidate's frozen disk");
 }
