@@ -1,9 +1,11 @@
 //! Seeded multi-member simulation: members, a simulated store with leases and partitions, and
 //! simulated PostgreSQL instances with LSNs and timelines, under random node crashes, agents
 //! killed or paused while their PostgreSQL lives on (fenced by a modelled supervisor at the
-//! core's fence deadline), PostgreSQL that stops answering probes, store answers that come back
-//! late, leader writes whose answers were lost landing late (in any order, after a restart
-//! too), live ttl changes, demotions that take time, slow promotes and switchover requests
+//! core's fence deadline), PostgreSQL that stops answering probes, standbys' data disks that
+//! stall (their stream stands still, their jobs wait, their agents' checks hang), store
+//! answers that come back late, leader writes whose answers were lost landing late (in any
+//! order, after a restart too), live ttl changes, demotions that take time, slow promotes and
+//! switchover requests
 //! (and, in runs of their own, promotions vetoed by the `pre_promote` callback, and the whole
 //! cluster stopped and started again, or every agent paused at once).
 //! Checks I1 at every tick against what PostgreSQL does (writable only while holding the
@@ -93,9 +95,12 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     let mut late_lease = (0, 0);
     let mut stalled = (0, 0);
     let mut killed = (0, 0);
+    let mut disks = (0, 0);
     for seed in seeds() {
         let mut world = faults_then_calm(World::new(seed, members()));
         world.switch_over_in_calm();
+        disks.0 += world.stats.disk_stalls.0;
+        disks.1 += world.stats.disk_stalls.1;
         killed.0 += world.stats.killed_blocked.0;
         killed.1 += world.stats.killed_blocked.1;
         stalled.0 += world.stats.stalled_streams.0;
@@ -118,8 +123,17 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
          slow links {} renewals and {} releases landed late on their term; {} counted standbys' \
          streams stood still, {} of them no longer counted before their connection timed out; \
          {} demoted primaries killed while blocked, {} leases released once they were shown \
-         killed",
-        late.0, late.1, late_lease.0, late_lease.1, stalled.0, stalled.1, killed.0, killed.1
+         killed; {} standbys' data disks stalled, {} elections passed over one as far on",
+        late.0,
+        late.1,
+        late_lease.0,
+        late_lease.1,
+        stalled.0,
+        stalled.1,
+        killed.0,
+        killed.1,
+        disks.0,
+        disks.1
     );
     assert!(
         seeds().len() < 100 || (failovers > 0 && switchovers > 0 && sync_promotions > 0),
@@ -128,6 +142,10 @@ fn random_failures_keep_one_writer_best_candidate_and_converge() {
     assert!(
         seeds().len() < 500 || killed.1 > 0,
         "no lease was released after its primary was shown killed"
+    );
+    assert!(
+        seeds().len() < 2000 || disks.1 > 0,
+        "no election passed over a member whose data directory took no write"
     );
 }
 

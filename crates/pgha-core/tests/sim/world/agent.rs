@@ -66,8 +66,8 @@ impl World {
             // faults::processes::agent_killed_mid_rewind cover one cut short).
             rewind_incomplete: false,
             synced_slots: 0,
-            // Stalled disks are not modelled (core scenarios and
-            // faults::disk_stalls::leader_disk_stalled).
+            // A primary's stalled disk is not modelled (core scenarios and
+            // faults::disk_stalls::leader_disk_stalled); a standby's is (`disk_stalled`).
             wal_waiting_at: None,
             flushed_lsn: Lsn(n.pg.lsn),
             // The simulation reports a stopped member's true end of WAL.
@@ -114,6 +114,10 @@ impl World {
             failsafe_promised_until: (n.promised_until() > self.now)
                 .then(|| Millis(n.promised_until() + n.offset)),
             leader_reachable: Some(true),
+            data_dir_unwritable_since: n
+                .disk_stalled
+                .filter(|(_, until)| *until > self.now)
+                .map(|(since, _)| Millis(since + n.offset)),
             ..Observation::new(now, local, cluster, n.outcomes.clone())
         }
     }
@@ -254,7 +258,7 @@ impl World {
                 } else {
                     match self.take_leader_key(i, *ttl, *failsafe_revision) {
                         Some(revision) => {
-                            self.check_best_candidate(i);
+                            self.stats.disk_stalls.1 += self.check_best_candidate(i);
                             Outcome::LeaderAcquired {
                                 requested_at: sent,
                                 revision,
@@ -392,6 +396,9 @@ impl World {
                 if matches!(job, Action::Demote { .. }) {
                     // its stop waits on a blocked PostgreSQL (a stalled disk) until that ends
                     done_at = done_at.max(self.nodes[i].unresponsive_until);
+                }
+                if let Some((_, until)) = self.nodes[i].disk_stalled.filter(|s| s.1 > now) {
+                    done_at = done_at.max(until); // every job writes in the data directory
                 }
                 self.nodes[i].job = Some(Job {
                     action: action.clone(),

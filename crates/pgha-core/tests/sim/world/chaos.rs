@@ -76,6 +76,13 @@ impl World {
                 if self.nodes[i].stalled_stream && self.counted_by_its_primary(i) {
                     self.stats.stalled_streams.0 += 1;
                 }
+                // A stream that stands still is, one time in two (by the clock), the standby's
+                // data disk stalled: its data directory takes no write either.
+                if self.nodes[i].stalled_stream && self.now % 2 == 0 {
+                    let n = &mut self.nodes[i];
+                    n.disk_stalled = Some((self.now, n.lagging_until));
+                    self.stats.disk_stalls.0 += 1;
+                }
             }
             13 => {
                 // A member's `nosync` tag or priority edited, and its agent restarted to take it

@@ -70,6 +70,7 @@ impl World {
             n.paused_until = 0;
             n.unresponsive_until = 0;
             n.lagging_until = 0;
+            n.disk_stalled = None;
         }
         if self.store_down_until > 0 {
             self.store_back();

@@ -139,15 +139,17 @@ impl World {
     }
 
     /// I3: a member that wins the lease to fail over is at least as far as every member that
-    /// stayed healthy and eligible through the whole leaderless period.
-    pub(super) fn check_best_candidate(&self, winner: usize) {
+    /// stayed healthy and eligible through the whole leaderless period. Returns how many it
+    /// passed over for their data directories taking no write, at least as far on.
+    pub(super) fn check_best_candidate(&self, winner: usize) -> u32 {
         let w = &self.nodes[winner].pg;
         if !w.data || !w.running || !w.in_recovery {
-            return;
+            return 0;
         }
         let Some(gone) = self.store.leader_gone_at else {
-            return;
+            return 0;
         };
+        let mut passed_over_stalled = 0;
         let from = self
             .store
             .switchover
@@ -184,10 +186,19 @@ impl World {
                 .members
                 .get(&n.name)
                 .is_some_and(|(r, _)| r.promotion_vetoed);
+            let disk_stalled = self
+                .store
+                .members
+                .get(&n.name)
+                .is_some_and(|(r, _)| r.data_dir_stalled);
+            if disk_stalled && stayed_healthy && (n.pg.tl, n.pg.lsn) >= (w.tl, w.lsn) {
+                passed_over_stalled += 1;
+            }
             if i == winner
                 || !stayed_healthy
                 || n.tags.nofailover
                 || vetoed
+                || disk_stalled
                 || outside_set
                 || (only_set_leader && winner_in_set && set_complete)
                 || Some(&n.name) == from.as_ref()
@@ -201,5 +212,6 @@ impl World {
                 ));
             }
         }
+        passed_over_stalled
     }
 }

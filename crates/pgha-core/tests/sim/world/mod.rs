@@ -84,6 +84,10 @@ struct Node {
     stalled_stream: bool,
     /// When the lag (or stall) began.
     lagging_since: u64,
+    /// Its data disk stalled (a frozen or hung disk): from when, until when. Its stream
+    /// stands still, its agent's check of the data directory hangs, and each job it begins
+    /// meanwhile (a promotion writes a file there) ends no sooner than the stall.
+    disk_stalled: Option<(u64, u64)>,
     /// Lease results on their way back from a slow store: (delivered at, outcome).
     in_flight: Vec<(u64, Outcome)>,
     /// Failsafe: the leader this agent saw in its last store read (what it would confirm).
@@ -167,6 +171,9 @@ pub struct Stats {
     /// Demoted primaries whose processes were killed while blocked, and the leases released
     /// once they were shown killed (before the lease ran out).
     pub killed_blocked: (u32, u32),
+    /// Data disks stalled, and elections won while a member at least as far on was passed
+    /// over because its record said its data directory took no write.
+    pub disk_stalls: (u32, u32),
 }
 
 /// The newest commit PostgreSQL acknowledged to a client because synchronous standbys

@@ -48,6 +48,7 @@ impl World {
                     lagging_until: 0,
                     stalled_stream: false,
                     lagging_since: 0,
+                    disk_stalled: None,
                     in_flight: Vec::new(),
                     last_seen_leader: None,
                     last_view: None,
@@ -115,6 +116,7 @@ impl World {
             self.nodes[i].paused_until = 0;
             self.nodes[i].unresponsive_until = 0;
             self.nodes[i].lagging_until = 0;
+            self.nodes[i].disk_stalled = None;
             self.nodes[i].restart_at = None;
             if self.nodes[i].member.is_none() {
                 self.restart_agent(i);

@@ -169,7 +169,7 @@ impl World {
             {
                 // the member hears of it only from its next read (an adopted key)
                 if self.take_leader_key(i, ttl, failsafe_revision).is_some() {
-                    self.check_best_candidate(i);
+                    self.stats.disk_stalls.1 += self.check_best_candidate(i);
                     self.stats.late_acquisitions.0 += 1;
                     self.wake_all();
                 } else if self.store.leader.is_none() {
