@@ -32,6 +32,9 @@ impl Member {
         if let Some(reason) = self.while_demoted_unresponsive(obs, lease, plan) {
             return reason;
         }
+        if let Some(reason) = self.give_up_promotion_on_stalled_disk(obs, lease, plan) {
+            return reason;
+        }
         self.renew_if_due(now, lease.revision, plan);
         self.leaderless_since = None;
         if let Some(reason) = self.job_running(now) {

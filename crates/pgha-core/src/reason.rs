@@ -93,6 +93,10 @@ pub enum Reason {
     },
     UnresponsivePrimaryDemoted,
     UnresponsivePrimaryKilled,
+    /// The lease holder's data directory took no write while it promoted: giving the
+    /// promotion up (see `Member::give_up_promotion_on_stalled_disk`).
+    PromotionStalledOnDisk,
+    StalledPromotionKilled,
     WaitingForRoom {
         why: String,
     },

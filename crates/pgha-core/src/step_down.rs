@@ -36,6 +36,8 @@ pub enum StepDown {
     PostgresDown,
     /// It handed over for a switchover.
     Switchover,
+    /// Its data directory took no write while it promoted.
+    DataDirStalled,
     /// A cause written by a newer agent, which this one does not know.
     #[serde(other)]
     Unknown,
@@ -69,6 +71,9 @@ impl StepDown {
             Reason::SwitchoverDemoting { .. } | Reason::SwitchoverHandedOff { .. } => {
                 StepDown::Switchover
             }
+            Reason::PromotionStalledOnDisk | Reason::StalledPromotionKilled => {
+                StepDown::DataDirStalled
+            }
             _ => return None,
         })
     }
@@ -93,6 +98,7 @@ impl fmt::Display for StepDown {
                 "its PostgreSQL went down and was not started again as the primary"
             }
             StepDown::Switchover => "it handed over for a switchover",
+            StepDown::DataDirStalled => "its data directory took no write while it promoted",
             StepDown::Unknown => "for a cause a newer pgha wrote (this agent cannot name it)",
         })
     }

@@ -31,7 +31,8 @@
 //!   `Opts::member_disks`) for 20 s, synchronous mode; its PostgreSQL killed while its disk is
 //!   frozen, and its link to etcd cut while the agent restarts it (the lease lapses with the
 //!   start in flight); the synchronous standby's disk stalled, then the leader's host crashed;
-//!   the disk of the standby that would win a tie frozen just after the leader's (asynchronous);
+//!   the disk of the standby that would win a tie frozen just after the leader's, and the
+//!   winner's frozen as it promotes after the leader's host crashed (asynchronous);
 //! - the file system holding the lease files full (`Opts::host_disks`: the data has room):
 //!   the standbys' while the leader's host crashes, and the leader's own; the leader's data
 //!   disk full, then its host crashed; the synchronous standby's data disk full, then the

@@ -58,15 +58,30 @@ impl JobContext {
     }
 
     /// Creates this member's slot on `upstream` so it can stream at once (best effort: the
-    /// leader also maintains slots for every member).
+    /// leader also maintains slots for every member). Given [`SQL_TIMEOUT`]: an upstream
+    /// whose disk stalled answers a slot's creation (a file written there) only once it thaws,
+    /// and the job must go on meanwhile.
     pub(super) async fn ensure_own_slot_on(&self, upstream: &Upstream) {
         let spec = &self.spec;
         match spec.connect(upstream, SQL_TIMEOUT).await {
             Ok(client) => {
-                if let Err(e) =
-                    ensure_slot(&client, spec.name.as_str(), &slot_name(spec.name.as_str())).await
-                {
-                    tracing::debug!("{}: could not create its slot upstream: {e}", spec.name);
+                let slot = slot_name(spec.name.as_str());
+                let made = tokio::time::timeout(
+                    SQL_TIMEOUT,
+                    ensure_slot(&client, spec.name.as_str(), &slot),
+                );
+                match made.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!("{}: could not create its slot upstream: {e}", spec.name)
+                    }
+                    Err(_) => tracing::info!(
+                        "{}: {} did not create this member's slot within {} s: going on \
+                         without it",
+                        spec.name,
+                        upstream.name,
+                        SQL_TIMEOUT.as_secs()
+                    ),
                 }
             }
             Err(e) => tracing::debug!(
@@ -180,4 +195,75 @@ pub(super) async fn release_placeholders(spec: &crate::spec::NodeSpec) -> JobRes
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that completes PostgreSQL's startup (no TLS, no password) and then never
+    /// answers a query, as a server whose disk stalled answers a slot's creation.
+    async fn silent_server() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    loop {
+                        let len = conn.read_u32().await.unwrap_or(0) as usize;
+                        let mut body = vec![0u8; len.saturating_sub(4)];
+                        if len < 8 || conn.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        if body[..4] == 80877103u32.to_be_bytes() {
+                            let _ = conn.write_all(b"N").await; // no TLS here
+                            continue;
+                        }
+                        // AuthenticationOk, then ReadyForQuery (idle); then silence
+                        let _ = conn.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]).await;
+                        let _ = conn.write_all(&[b'Z', 0, 0, 0, 5, b'I']).await;
+                        let mut rest = Vec::new();
+                        let _ = conn.read_to_end(&mut rest).await;
+                        return;
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// Found by `faults::disk_stalls::a_winner_whose_disk_freezes_as_it_promotes_gives_way`:
+    /// a standby told to follow a winner whose disk had frozen asked it for its slot, waited
+    /// for the answer until the thaw (40 s), and ran for nothing meanwhile: the election that
+    /// followed the winner giving up waited on that job. The slot is best effort: the job
+    /// goes on after `SQL_TIMEOUT`.
+    #[tokio::test]
+    async fn a_slot_an_upstream_does_not_answer_for_holds_the_job_no_longer_than_the_sql_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = std::sync::Arc::new(crate::test_spec::spec(dir.path()));
+        let port = silent_server().await;
+        let upstream = pgha_pg::conf::Upstream {
+            name: "n2".into(),
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let ctx = crate::jobs::JobContext {
+            spec,
+            peers: Default::default(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        let began = Instant::now();
+        let bounded = tokio::time::timeout(
+            super::SQL_TIMEOUT + Duration::from_secs(5),
+            ctx.ensure_own_slot_on(&upstream),
+        );
+        assert!(
+            bounded.await.is_ok(),
+            "still waiting for the slot {:?} after it was asked for",
+            began.elapsed()
+        );
+    }
 }

@@ -95,11 +95,50 @@ impl Member {
     }
 
     /// Whether this member demoted its PostgreSQL, leading in `term`, for not answering (or
-    /// for its WAL not reaching its disk), and has not let go of that term's lease yet.
+    /// for its WAL, or its promotion, waiting on its disk), and has not let go of that term's
+    /// lease yet.
     pub(crate) fn demoted_unresponsive_in(&self, term: u64) -> bool {
         self.release_after_demote.as_ref().is_some_and(|pending| {
-            pending.term == term && pending.reason == Reason::UnresponsivePrimaryDemoted
+            pending.term == term
+                && matches!(
+                    pending.reason,
+                    Reason::UnresponsivePrimaryDemoted | Reason::PromotionStalledOnDisk
+                )
         })
+    }
+
+    /// The lease holder of a promotion not done yet whose data directory has taken no write
+    /// for `DATA_DIR_STALL_MS` (its disk froze as it won, or just before): `pg_ctl promote`
+    /// and the end of recovery wait on that disk for as long as it stalls, and every write
+    /// with them. It gives the promotion up as a leader gives up a primary that stopped
+    /// answering: it demotes (cancelling the promotion), renews no more, kills every process
+    /// of its PostgreSQL while the stop hangs, and releases the lease once none of them can
+    /// run again (a promotion asked of that postmaster cannot complete after it). Its record
+    /// keeps it out of the next election until its disk takes writes again.
+    pub(crate) fn give_up_promotion_on_stalled_disk(
+        &mut self,
+        obs: &Observation,
+        lease: HeldLease,
+        plan: &mut Plan,
+    ) -> Option<Reason> {
+        let local = &obs.local;
+        let promoting = self.promotion.is_some() && local.running && local.in_recovery;
+        if !self.data_dir_stalled || !promoting || self.config.paused {
+            return None;
+        }
+        self.promotion = None;
+        self.handover = None;
+        self.demoted = true;
+        self.unresponsive_since = Some(obs.now);
+        self.release_after_demote = Some(PendingRelease::once_not_writable(
+            lease.revision,
+            Reason::PromotionStalledOnDisk,
+        ));
+        plan.push(Action::Demote {
+            mode: StopMode::Immediate,
+            fencing: true,
+        });
+        Some(Reason::PromotionStalledOnDisk)
     }
 
     /// A step of a leader that demoted its PostgreSQL for not answering, while the lease is
@@ -119,9 +158,18 @@ impl Member {
             return None;
         }
         let local = &obs.local;
+        let promotion_stalled = self
+            .release_after_demote
+            .as_ref()
+            .is_some_and(|pending| pending.reason == Reason::PromotionStalledOnDisk);
         if local.killed && !self.job_may_make_writable() {
             self.release_after_demote = None;
-            return Some(self.release(lease, Reason::UnresponsivePrimaryKilled, plan));
+            let reason = if promotion_stalled {
+                Reason::StalledPromotionKilled
+            } else {
+                Reason::UnresponsivePrimaryKilled
+            };
+            return Some(self.release(lease, reason, plan));
         }
         let stop_hangs = self.running_job() == Some(JobKind::Demote);
         if stop_hangs && !local.killed {
@@ -130,7 +178,11 @@ impl Member {
         }
         let since = self.unresponsive_since.unwrap_or(obs.now);
         let for_ms = obs.now.since(since);
-        (stop_hangs || local.is_writable())
-            .then_some(Reason::PrimaryUnresponsiveDemoting { for_ms })
+        let waiting = if promotion_stalled {
+            Reason::PromotionStalledOnDisk
+        } else {
+            Reason::PrimaryUnresponsiveDemoting { for_ms }
+        };
+        (stop_hangs || local.is_writable()).then_some(waiting)
     }
 }

@@ -137,6 +137,20 @@ impl fmt::Display for Reason {
                  blocked on the disk die as their I/O returns): releasing the lease for failover \
                  now rather than letting it run out"
             ),
+            PromotionStalledOnDisk => write!(
+                f,
+                "its data directory has taken no write for {} ms or more while it promotes (a \
+                 stalled or failing disk: the promotion waits on it): demoting, and releasing \
+                 the lease once none of its PostgreSQL's processes can run again, for a member \
+                 whose disk takes writes",
+                crate::DATA_DIR_STALL_MS
+            ),
+            StalledPromotionKilled => write!(
+                f,
+                "every process of its PostgreSQL, whose promotion waited on a stalled disk, \
+                 killed, none able to run again (those blocked on the disk die as their I/O \
+                 returns): releasing the lease for failover"
+            ),
             WaitingForRoom { why } => write!(f, "{why}; waiting a ttl before trying again"),
             FenceStuckDemoting { fenced_in_ms } => write!(
                 f,

@@ -300,3 +300,73 @@ fn a_vetoed_winner_handing_over_still_counts_when_the_election_decides() {
         d.reason
     );
 }
+
+/// A winner whose data disk stalls as it promotes waits on it (`pg_ctl promote` writes a file
+/// there, the end of recovery a checkpoint) for as long as the stall lasts, its lease renewed
+/// and nobody writing. Once its data directory has taken no write for `DATA_DIR_STALL_MS` it
+/// gives the promotion up: it demotes, renews no more, kills its PostgreSQL while the stop
+/// hangs on the disk, and releases the lease once none of its processes can run again (a
+/// promotion asked of that postmaster cannot complete after it); its record keeps it out of
+/// the next election.
+#[test]
+fn a_winner_whose_disk_stalls_as_it_promotes_gives_the_promotion_up() {
+    let mut n2 = member("n2");
+    let a = standby(1, 5000, None);
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")));
+    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
+    let stall = pgha_core::DATA_DIR_STALL_MS;
+    let stalled_since = |now: u64, local: LocalPg| Observation {
+        data_dir_unwritable_since: Some(Millis(1000)),
+        ..obs(now, local, &mine, vec![])
+    };
+    let renews_or_releases = |d: &Decision| {
+        has(d, |a| {
+            matches!(a, Action::RenewLeader { .. } | Action::ReleaseLeader { .. })
+        })
+    };
+    // A slow write is no stall: the promotion goes on.
+    let d = n2.step(&stalled_since(1000 + stall - 1, a.clone()));
+    assert_reason!(d, Reason::JobRunning { .. });
+    assert!(
+        !has(&d, |a| matches!(a, Action::Demote { .. })),
+        "{:?}",
+        d.actions
+    );
+    let d = n2.step(&stalled_since(1000 + stall, a.clone()));
+    assert_eq!(d.reason, Reason::PromotionStalledOnDisk);
+    assert!(
+        has(&d, |a| *a
+            == Action::Demote {
+                mode: StopMode::Immediate,
+                fencing: true
+            }),
+        "{:?}",
+        d.actions
+    );
+    assert!(!renews_or_releases(&d), "{:?}", d.actions);
+    assert!(
+        has(
+            &d,
+            |a| matches!(a, Action::PublishMember(r) if r.data_dir_stalled)
+        ),
+        "{:?}",
+        d.actions
+    );
+    // The stop hangs on the disk: every process is killed, the lease kept but not renewed.
+    let d = n2.step(&stalled_since(2000 + stall, a.clone()));
+    assert_eq!(d.reason, Reason::PromotionStalledOnDisk);
+    assert!(has(&d, |a| *a == Action::KillPostgres), "{:?}", d.actions);
+    assert!(!renews_or_releases(&d), "{:?}", d.actions);
+    let killed = LocalPg { killed: true, ..a };
+    let d = n2.step(&stalled_since(3000 + stall, killed));
+    assert_eq!(d.reason, Reason::StalledPromotionKilled);
+    assert!(has(&d, |a| matches!(a, Action::ReleaseLeader { .. })));
+    assert!(
+        d.reason.to_string().contains("none able to run again"),
+        "{}",
+        d.reason
+    );
+}

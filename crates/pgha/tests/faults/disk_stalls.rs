@@ -4,6 +4,8 @@
 use super::*;
 
 use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
+
 use pgha_testkit::{children_of, poll, signal};
 
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
@@ -364,4 +366,100 @@ fn a_standby_whose_disk_froze_with_the_leaders_does_not_win_the_tie() {
         ));
     }
     assert_all_met_and_streaming(&c, &report, &unmet, "a candidate's frozen disk");
+}
+
+/// The leader's host crashes (agent and postmaster kill -9), asynchronous mode, writers
+/// writing; the standby that wins the election has its data disk frozen (fsfreeze) as it
+/// promotes: its `pre_promote` callback, which the promotion waits for, holds it until the
+/// disk is frozen. `pg_ctl promote` then waits on the disk, and with it every write, for as
+/// long as the freeze lasts (before: until the thaw, or 60 s, with the lease renewed). Once
+/// its data directory has taken no write for 4 s the winner must give the promotion up (demote,
+/// kill what the stop cannot end, release the lease once nothing of its PostgreSQL can run
+/// again), and the other standby must take over while the disk is still frozen. One writer,
+/// nothing lost; both rejoin after the thaw.
+#[test]
+fn a_winner_whose_disk_freezes_as_it_promotes_gives_way() {
+    let hooks = pgha_testkit::traversable_tempdir("pgha-hook-");
+    let marks = hooks.path().join("marks");
+    std::fs::create_dir(&marks).unwrap();
+    std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (armed, go) = (hooks.path().join("armed"), hooks.path().join("go"));
+    let script = hooks.path().join("pre_promote.sh");
+    // ACTION ROLE CLUSTER MEMBER: once armed, say which member promotes and hold it until `go`
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e {armed} ]; then\n  touch {marks}/$4\n  \
+             while [ ! -e {go} ]; do sleep 0.05; done\nfi\nexit 0\n",
+            armed = armed.display(),
+            marks = marks.display(),
+            go = go.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (mut c, leader) = start(&Opts {
+        member_disks: true,
+        member_toml: format!(
+            "\n[callbacks]\npre_promote = \"{}\"\ntimeout_s = 60\n",
+            script.display()
+        ),
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    std::fs::write(&armed, "").unwrap();
+    c.member_mut(&leader).crash();
+    let crashed_at = Instant::now();
+    ck.mark(&format!(
+        "node crash of {leader} (agent and postmaster kill -9)"
+    ));
+    let winner = poll(Duration::from_secs(30), Duration::from_millis(20), || {
+        let mut promoting = std::fs::read_dir(&marks).ok()?.filter_map(|e| e.ok());
+        promoting
+            .next()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+    })
+    .unwrap_or_else(|| panic!("no standby began to promote\n{}", explain(&c)));
+    let log_at = c.log_len(&winner);
+    c.freeze_disk(&winner);
+    let frozen_at = Instant::now();
+    std::fs::write(&go, "").unwrap();
+    ck.mark(&format!(
+        "{winner} won and runs its pre_promote callback: its disk frozen, then the callback let go"
+    ));
+    let other = standbys_of(&c, &leader)
+        .into_iter()
+        .find(|m| *m != winner)
+        .unwrap();
+    let stall = Duration::from_secs(40);
+    let writes_back = ck.wait_acks(&other, crashed_at, 1, stall);
+    let back_ms = ck
+        .first_ack_by(&other, crashed_at)
+        .map(|t| t.duration_since(crashed_at).as_millis());
+    ck.mark(&format!(
+        "writes on {other} {back_ms:?} ms after {leader}'s crash"
+    ));
+    std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
+    let gave_up = c.log_lines_since(&winner, log_at, &["while it promotes"]);
+    ck.mark(&format!(
+        "{winner}'s disk thawed; {leader}'s agent restarted"
+    ));
+    c.thaw_disk(&winner);
+    c.start_agent(&leader);
+    std::thread::sleep(WATCH);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = Vec::new();
+    if !writes_back {
+        unmet.push(format!(
+            "{other} acknowledged no write while {winner}'s disk was frozen ({stall:?})"
+        ));
+    }
+    if gave_up.is_empty() {
+        unmet.push(format!(
+            "{winner} never said it gave its promotion up for its disk"
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a winner's disk frozen as it promotes");
 }

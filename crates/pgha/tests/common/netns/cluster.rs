@@ -50,6 +50,8 @@ pub struct Opts {
     /// etcd's space quota (`--quota-backend-bytes`): past it etcd raises its NOSPACE alarm
     /// and refuses every write ([`Cluster::fill_etcd`]). etcd's default (2 GiB) otherwise.
     pub etcd_quota_bytes: Option<u64>,
+    /// TOML appended to every member's configuration (a `[callbacks]` table, say).
+    pub member_toml: String,
 }
 
 /// The test host etcd member `i` runs on: `etcd` for the first, `etcd1`, `etcd2`, ...
@@ -99,6 +101,7 @@ impl Default for Opts {
             etcd_members: 1,
             etcd_disks: false,
             etcd_quota_bytes: None,
+            member_toml: String::new(),
         }
     }
 }
@@ -221,7 +224,8 @@ impl Cluster {
             } else {
                 etcd_addrs(&net, opts.etcd_members)
             };
-            std::fs::write(&config, config_text(&name, &host.ip, &etcd)).unwrap();
+            let text = config_text(&name, &host.ip, &etcd) + &opts.member_toml;
+            std::fs::write(&config, text).unwrap();
             let wall_clock = opts.fake_wall_clock.then(|| {
                 let file = root.join(format!("{name}.faketime"));
                 write_clock_offset(&file, 0);
