@@ -77,17 +77,7 @@ impl Member {
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         if for_ms > self.config.primary_start_timeout_ms && !self.config.paused {
-            self.promotion = None;
-            self.handover = None;
-            self.demoted = true;
-            self.release_after_demote = Some(PendingRelease::once_not_writable(
-                lease.revision,
-                Reason::UnresponsivePrimaryDemoted,
-            ));
-            plan.push(Action::Demote {
-                mode: StopMode::Immediate,
-                fencing: true,
-            });
+            self.demote_to_kill(lease.revision, Reason::UnresponsivePrimaryDemoted, plan);
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
         self.renew_if_due(obs.now, lease.revision, plan);
@@ -126,19 +116,23 @@ impl Member {
         if !self.data_dir_stalled || !promoting || self.config.paused {
             return None;
         }
+        self.unresponsive_since = Some(obs.now);
+        self.demote_to_kill(lease.revision, Reason::PromotionStalledOnDisk, plan);
+        Some(Reason::PromotionStalledOnDisk)
+    }
+
+    /// Demotes PostgreSQL at once, leading in `term`, for `why` (one of the reasons
+    /// [`Member::demoted_unresponsive_in`] knows): the lease is no longer renewed, and goes
+    /// once PostgreSQL is not writable, or once its processes are shown killed.
+    fn demote_to_kill(&mut self, term: u64, why: Reason, plan: &mut Plan) {
         self.promotion = None;
         self.handover = None;
         self.demoted = true;
-        self.unresponsive_since = Some(obs.now);
-        self.release_after_demote = Some(PendingRelease::once_not_writable(
-            lease.revision,
-            Reason::PromotionStalledOnDisk,
-        ));
+        self.release_after_demote = Some(PendingRelease::once_not_writable(term, why));
         plan.push(Action::Demote {
             mode: StopMode::Immediate,
             fencing: true,
         });
-        Some(Reason::PromotionStalledOnDisk)
     }
 
     /// A step of a leader that demoted its PostgreSQL for not answering, while the lease is

@@ -27,13 +27,7 @@ fn leader_disk_stalled() {
     let frozen_at = Instant::now();
     let new = await_failover(&c, &ck, &leader, stall);
     let left = (frozen_at + stall).saturating_duration_since(Instant::now());
-    let writes_back = ck.wait_acks(&new, frozen_at, 1, left);
-    let back_ms = ck
-        .first_ack_by(&new, frozen_at)
-        .map(|t| t.duration_since(frozen_at).as_millis());
-    ck.mark(&format!(
-        "writes back on {new} {back_ms:?} ms after the freeze"
-    ));
+    let writes_back = writes_back_on(&ck, &new, frozen_at, left, "the freeze");
     std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
     let said = c.log_lines_since(&leader, log_at, &["has not reached its disk"]);
     let released = c.log_lines_since(&leader, log_at, &["none able to run again"]);
@@ -337,13 +331,8 @@ fn a_standby_whose_disk_froze_with_the_leaders_does_not_win_the_tie() {
         "{tie_winner}'s disk frozen too (it wins a tie by name against {other})"
     ));
     let left = (frozen_at + stall).saturating_duration_since(Instant::now());
-    let writes_back = ck.wait_acks(&other, frozen_at, 1, left);
-    let back_ms = ck
-        .first_ack_by(&other, frozen_at)
-        .map(|t| t.duration_since(frozen_at).as_millis());
-    ck.mark(&format!(
-        "writes on {other} {back_ms:?} ms after {leader}'s freeze"
-    ));
+    let what = format!("{leader}'s freeze");
+    let writes_back = writes_back_on(&ck, &other, frozen_at, left, &what);
     std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
     let said = c.log_lines_since(&tie_winner, log_at, &["data directory has taken no write"]);
     ck.mark(&format!("both disks thawed ({leader}'s, {tie_winner}'s)"));
@@ -432,13 +421,8 @@ fn a_winner_whose_disk_freezes_as_it_promotes_gives_way() {
         .find(|m| *m != winner)
         .unwrap();
     let stall = Duration::from_secs(40);
-    let writes_back = ck.wait_acks(&other, crashed_at, 1, stall);
-    let back_ms = ck
-        .first_ack_by(&other, crashed_at)
-        .map(|t| t.duration_since(crashed_at).as_millis());
-    ck.mark(&format!(
-        "writes on {other} {back_ms:?} ms after {leader}'s crash"
-    ));
+    let what = format!("{leader}'s crash");
+    let writes_back = writes_back_on(&ck, &other, crashed_at, stall, &what);
     std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
     let gave_up = c.log_lines_since(&winner, log_at, &["while it promotes"]);
     ck.mark(&format!(

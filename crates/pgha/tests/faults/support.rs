@@ -46,6 +46,23 @@ pub(super) fn resume(pids: &[u32]) {
     }
 }
 
+/// Whether `member` acknowledges a write within `within` of `since`; marks when it first did
+/// (after `what`, as the mark says).
+pub(super) fn writes_back_on(
+    ck: &Checker,
+    member: &str,
+    since: Instant,
+    within: Duration,
+    what: &str,
+) -> bool {
+    let back = ck.wait_acks(member, since, 1, within);
+    let ms = ck
+        .first_ack_by(member, since)
+        .map(|t| t.duration_since(since).as_millis());
+    ck.mark(&format!("writes on {member} {ms:?} ms after {what}"));
+    back
+}
+
 /// The longest time within [`from`, `to`) without an acknowledged write (by any member).
 pub(super) fn longest_gap(acks: &[Ack], from: Instant, to: Instant) -> Duration {
     let mut times: Vec<Instant> = acks
