@@ -63,6 +63,9 @@ pub struct EtcdStore {
     /// answer never came. That write may still land; the next renewal revokes the lease first,
     /// so that it cannot.
     pending_moves: Arc<Mutex<HashMap<String, i64>>>,
+    /// By holder: the revision its leader key was last written at, as this process knows it
+    /// (see [`crate::Store::release_leader`]).
+    leader_writes: Arc<Mutex<HashMap<String, i64>>>,
     /// The revisions seen by [`crate::Store::trim_history`], to compact etcd's history by.
     history_marks: Arc<Mutex<history_trim::HistoryMarks>>,
 }
@@ -141,6 +144,7 @@ impl EtcdStore {
             member_leases: Arc::default(),
             leader_leases: Arc::default(),
             pending_moves: Arc::default(),
+            leader_writes: Arc::default(),
             history_marks: Arc::default(),
         })
     }

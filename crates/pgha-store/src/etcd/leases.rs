@@ -86,6 +86,17 @@ impl EtcdStore {
         set_or_forget(&self.leader_leases, holder, lease);
     }
 
+    /// The revision `holder`'s leader key was last written at, as this process knows it.
+    pub(super) fn leader_written_at(&self, holder: &str) -> Option<i64> {
+        let writes = self.leader_writes.lock().expect("leader write lock");
+        writes.get(holder).copied()
+    }
+
+    /// Remembers (or, with `None`, forgets) the revision `holder`'s leader key was written at.
+    pub(super) fn set_leader_written_at(&self, holder: &str, revision: Option<i64>) {
+        set_or_forget(&self.leader_writes, holder, revision);
+    }
+
     /// The lease a move of `holder`'s leader key was sent to without an answer, if any.
     pub(super) fn pending_move(&self, holder: &str) -> Option<i64> {
         let moves = self.pending_moves.lock().expect("pending move lock");

@@ -1,6 +1,6 @@
 //! The `Store` operations on etcd: guarded transactions on the leader key, members, keys, history.
 
-use super::convert::{as_u64, describe_leader, gets, header_revision, map_err};
+use super::convert::{as_i64, as_u64, describe_leader, gets, header_revision, map_err};
 use super::leases::{ttl_secs, KnownLease};
 use super::watch::EtcdWatch;
 use super::EtcdStore;
@@ -47,7 +47,9 @@ impl Store for EtcdStore {
             let resp = self.txn(txn).await?;
             if resp.succeeded() {
                 self.set_leader_lease(holder, Some(lease));
-                return Ok(header_revision(resp.header()));
+                let revision = header_revision(resp.header());
+                self.set_leader_written_at(holder, Some(as_i64(revision)));
+                return Ok(revision);
             }
             // Best effort: an unused lease expires by itself.
             let _ = self.revoke(lease.id).await;
@@ -158,6 +160,7 @@ impl Store for EtcdStore {
                 ttl: granted,
             };
             self.set_leader_lease(holder, Some(kept));
+            self.set_leader_written_at(holder, Some(read_at));
             if granted == wanted {
                 return Ok(Ttl::from_secs(granted as u64));
             }
@@ -177,22 +180,35 @@ impl Store for EtcdStore {
                 return Err(StoreError::conflict("leader", found));
             }
             self.set_leader_lease(holder, Some(fresh));
+            self.set_leader_written_at(holder, resp.header().map(|h| h.revision()));
             let _ = self.revoke(lease).await;
             Ok(Ttl::from_secs(wanted as u64))
         };
         let result = self.call(renewal).await;
         if matches!(result, Err(StoreError::Conflict { .. })) {
             self.set_leader_lease(holder, None);
+            self.set_leader_written_at(holder, None);
         }
         result
     }
 
     async fn release_leader(&self, holder: &str, revision: Revision) -> Result<(), StoreError> {
         self.set_leader_lease(holder, None);
+        // The key as this process last wrote it (unless a move of it may have landed since):
+        // a release that reaches etcd late, after this process died and another process of
+        // the member adopted the key (which writes it again), must not delete it.
+        let written_at = self
+            .leader_written_at(holder)
+            .filter(|_| self.pending_move(holder).is_none());
+        self.set_leader_written_at(holder, None);
         let leader = self.leader_path();
+        let mut compare = self.leader_is(holder, revision);
+        compare.extend(
+            written_at.map(|at| Compare::mod_revision(leader.clone(), CompareOp::Equal, at)),
+        );
         self.call(async {
             let txn = Txn::new()
-                .when(self.leader_is(holder, revision))
+                .when(compare)
                 .and_then([
                     TxnOp::get(leader.clone(), None),
                     TxnOp::delete(leader.clone(), None),

@@ -1,7 +1,8 @@
-//! A move of the leader key to a lease of a new ttl whose answer never came: if it landed,
-//! the next renewal keeps the key on its new lease; if not, it can no longer land after that
-//! renewal (a key moved onto a lease nobody keeps alive could expire while its holder still
-//! trusts it), and its lease is revoked.
+//! Writes of the leader key whose answers never came. A move to a lease of a new ttl: if it
+//! landed, the next renewal keeps the key on its new lease; if not, it can no longer land
+//! after that renewal (a key moved onto a lease nobody keeps alive could expire while its
+//! holder still trusts it), and its lease is revoked. A release: it cannot land once another
+//! process of the member adopted the key.
 
 use pgha_core::Ttl;
 use pgha_testkit::EtcdServer;
@@ -136,4 +137,38 @@ async fn a_move_sent_by_an_earlier_process_cannot_land_after_an_adopting_renewal
         kept,
         "the key left the lease kept alive"
     );
+}
+
+/// Found by the simulation (seeds 71219 and 81633): an agent cut off from etcd, its lease
+/// lapsed, sent the release of its term's key (unseen: no answer came); its process died,
+/// the next one adopted the key (same member, same term) and promoted, and then the release
+/// landed and deleted the key under a writable primary: another member could take it and
+/// promote beside it. A release compares the key as its process last wrote it, and adopting
+/// writes the key again: a release from an earlier process can no longer land.
+#[tokio::test]
+async fn a_release_from_an_earlier_process_cannot_land_after_another_adopted_the_key() {
+    let etcd = EtcdServer::start_free();
+    let (earlier, later) = (store_on(&etcd).await, store_on(&etcd).await);
+    let ttl = Ttl::from_secs(3);
+    let revision = earlier.acquire_leader("n1", ttl).await.unwrap();
+    earlier.renew_leader("n1", revision, ttl).await.unwrap();
+    // The later process adopts the key (it knows no lease of it), and renews it since.
+    later.renew_leader("n1", revision, ttl).await.unwrap();
+    later.renew_leader("n1", revision, ttl).await.unwrap();
+    // The earlier process's release, as it was sent, lands only now.
+    let late = earlier.release_leader("n1", revision).await;
+    assert!(
+        matches!(late, Err(crate::StoreError::Conflict { .. })),
+        "a late release from the earlier process: {late:?}"
+    );
+    let leader = later.snapshot().await.unwrap().leader;
+    assert_eq!(
+        leader.map(|l| (l.holder, l.revision)),
+        Some(("n1".to_string(), revision)),
+        "the adopted key is gone"
+    );
+    assert_eq!(later.renew_leader("n1", revision, ttl).await, Ok(ttl));
+    // The adopting process releases it as usual.
+    assert_eq!(later.release_leader("n1", revision).await, Ok(()));
+    assert!(later.snapshot().await.unwrap().leader.is_none());
 }

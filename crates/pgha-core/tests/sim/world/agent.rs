@@ -253,11 +253,12 @@ impl World {
                 } else if self.acquisition_is_late(i) {
                     // its answer lost; it lands later, or not (`land_late_writes`)
                     let at = now + now % 2_000;
-                    self.late_writes.push((at, i, action.clone()));
+                    self.late_writes.push((at, i, action.clone(), None));
                     Outcome::LeaderUnknown
                 } else {
                     match self.take_leader_key(i, *ttl, *failsafe_revision) {
                         Some(revision) => {
+                            self.nodes[i].key_written = Some(self.store.leader_written);
                             self.stats.disk_stalls.1 += self.check_best_candidate(i);
                             Outcome::LeaderAcquired {
                                 requested_at: sent,
@@ -274,13 +275,15 @@ impl World {
             Action::RenewLeader { revision, ttl } => {
                 let outcome = if self.send_over_slow_link(i, &action) || !reachable {
                     Outcome::LeaderUnknown
-                } else if self.renew_key(i, *revision, *ttl) {
+                } else if self.renew_key(i, *revision, *ttl, self.nodes[i].key_written) {
+                    self.nodes[i].key_written = Some(self.store.leader_written);
                     Outcome::LeaderRenewed {
                         requested_at: sent,
                         revision: *revision,
                         ttl: *ttl,
                     }
                 } else {
+                    self.nodes[i].key_written = None; // refused: the process forgets it
                     Outcome::LeaderRefused
                 };
                 changed = false;
@@ -291,11 +294,12 @@ impl World {
                     self.stats.killed_blocked.1 += 1;
                 }
                 self.send_over_slow_link(i, &action);
+                let written = self.nodes[i].key_written.take();
                 if reachable {
                     self.nodes[i].held_term = None; // answered (the agent forgets it then)
                 }
                 if reachable {
-                    self.release_key(i, *revision);
+                    self.release_key(i, *revision, written);
                 }
             }
             Action::PublishMember(record) => {

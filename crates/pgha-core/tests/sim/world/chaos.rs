@@ -131,6 +131,7 @@ impl World {
         let n = &mut self.nodes[i];
         n.member = Some(new_member(&n.name, &n.tags, &self.config));
         n.held_term = None;
+        n.key_written = None;
         n.last_view = None;
         n.outcomes.clear();
         n.in_flight.clear();

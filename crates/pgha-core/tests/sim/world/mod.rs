@@ -103,6 +103,10 @@ struct Node {
     /// The newest term the store's answers said this agent took or renewed: the only leader
     /// key its leaving releases (as pgha-agent's `held_term`).
     held_term: Option<u64>,
+    /// The write of the leader key this agent's process knows it made (taken, or adopted:
+    /// the key written again): a release it sends compares it, as pgha-store's etcd backend
+    /// does, so that one from an earlier process cannot land after this one adopted the key.
+    key_written: Option<u64>,
 }
 
 impl Node {
@@ -130,6 +134,9 @@ impl Node {
 struct Store {
     revision: u64,
     leader: Option<(usize, u64, u64)>,
+    /// Each write of the leader key (taken, or adopted by a process of its holder that knew
+    /// no write of it) gets the next number: what a release compares.
+    leader_written: u64,
     members: BTreeMap<MemberName, (MemberRecord, u64)>,
     sync: SyncSet,
     sync_revision: u64,
@@ -211,7 +218,8 @@ pub struct World {
     store_down_until: u64,
     /// Leader writes on their way to the store with their answers lost: (lands at, member,
     /// write).
-    late_writes: Vec<(u64, usize, Action)>,
+    /// (lands at, member, write, the key's write its process knew when it sent it)
+    late_writes: Vec<(u64, usize, Action, Option<u64>)>,
     next_tl: u32,
     /// I4's ledger: the newest synchronously acknowledged commit.
     acknowledged: Option<Acknowledged>,

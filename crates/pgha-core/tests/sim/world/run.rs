@@ -55,6 +55,7 @@ impl World {
                     promises: Vec::new(),
                     restart_at: None,
                     held_term: None,
+                    key_written: None,
                 }
             })
             .collect();
@@ -66,6 +67,7 @@ impl World {
             store: Store {
                 revision: 1,
                 leader: None,
+                leader_written: 0,
                 members: BTreeMap::new(),
                 sync: SyncSet::default(),
                 sync_revision: 0,

@@ -56,7 +56,7 @@ impl World {
         let may_be_late = !matches!(action, Action::PublishPosition { .. });
         if may_be_late && self.slow_store && self.rng.chance(300) {
             let at = self.now + self.rng.below(3_000);
-            self.late_writes.push((at, i, action.clone()));
+            self.late_writes.push((at, i, action.clone(), None));
             false
         } else {
             self.land(action)
@@ -71,29 +71,44 @@ impl World {
             return false;
         }
         let at = self.now + 1_000 + self.now % 1_000;
-        self.late_writes.push((at, i, action.clone()));
+        let written = self.nodes[i].key_written;
+        self.late_writes.push((at, i, action.clone(), written));
         true
     }
 
     /// Member `i`'s leader key of term `revision` renewed for `ttl` from now, if the key is
-    /// still of that term (as etcd does); whether it was.
-    pub(super) fn renew_key(&mut self, i: usize, revision: u64, ttl: Ttl) -> bool {
+    /// still of that term (as etcd does); whether it was. Sent by a process that knew no
+    /// write of the key (`written` None: it adopts it), the renewal writes the key again.
+    pub(super) fn renew_key(
+        &mut self,
+        i: usize,
+        revision: u64,
+        ttl: Ttl,
+        written: Option<u64>,
+    ) -> bool {
         let now = self.now;
         let held = self
             .store
             .leader
             .as_mut()
             .filter(|l| l.0 == i && l.1 == revision);
-        held.map(|l| l.2 = now + ttl.millis()).is_some()
+        let renewed = held.map(|l| l.2 = now + ttl.millis()).is_some();
+        if renewed && written.is_none() {
+            self.store.leader_written += 1;
+        }
+        renewed
     }
 
-    /// Member `i`'s leader key of term `revision` deleted, if the key is still of that term;
+    /// Member `i`'s leader key of term `revision` deleted, if the key is still of that term
+    /// and, when its sender's process knew a write of it (`written`), still as written then;
     /// whether it was.
-    pub(super) fn release_key(&mut self, i: usize, revision: u64) -> bool {
-        if !self
-            .store
-            .leader
-            .is_some_and(|l| l.0 == i && l.1 == revision)
+    pub(super) fn release_key(&mut self, i: usize, revision: u64, written: Option<u64>) -> bool {
+        let as_written = written.is_none_or(|w| w == self.store.leader_written);
+        if !as_written
+            || !self
+                .store
+                .leader
+                .is_some_and(|l| l.0 == i && l.1 == revision)
         {
             return false;
         }
@@ -103,15 +118,15 @@ impl World {
     }
 
     /// A renewal or a release sent over a slow link, landing late.
-    fn land_lease_write(&mut self, i: usize, action: &Action) {
+    fn land_lease_write(&mut self, i: usize, action: &Action, written: Option<u64>) {
         match action {
             Action::RenewLeader { revision, ttl } => {
-                if self.renew_key(i, *revision, *ttl) {
+                if self.renew_key(i, *revision, *ttl, written) {
                     self.stats.late_lease_writes.0 += 1;
                 }
             }
             Action::ReleaseLeader { revision } => {
-                if self.release_key(i, *revision) {
+                if self.release_key(i, *revision, written) {
                     self.stats.late_lease_writes.1 += 1;
                     self.wake_all();
                 }
@@ -142,6 +157,7 @@ impl World {
         self.store.revision += 1;
         let revision = self.store.revision;
         self.store.leader = Some((i, revision, self.now + ttl.millis()));
+        self.store.leader_written += 1;
         let name = self.nodes[i].name.clone();
         self.store.failsafe = Some(FailsafeList {
             leader: name.clone(),
@@ -161,7 +177,7 @@ impl World {
             .into_iter()
             .partition(|w| w.0 <= now);
         self.late_writes = later;
-        for (_, i, action) in due {
+        for (_, i, action, written) in due {
             if let Action::AcquireLeader {
                 ttl,
                 failsafe_revision,
@@ -179,7 +195,7 @@ impl World {
                 action,
                 Action::RenewLeader { .. } | Action::ReleaseLeader { .. }
             ) {
-                self.land_lease_write(i, &action);
+                self.land_lease_write(i, &action, written);
             } else if self.land(&action) {
                 self.store.revision += 1;
                 self.wake_all();
