@@ -208,7 +208,13 @@ impl Member {
     /// A member the last leader did not list could be promoted while that leader, cut off from
     /// the store, keeps writing on the confirmations of the listed ones (failsafe). It runs
     /// only once no confirmation can be in force: the list names nobody but its leader, or a
-    /// listed member has been reading the store (so refusing confirmations) for a ttl.
+    /// listed member has read the store with no leader after the newest term (it confirms
+    /// nobody since: a leader asks all of them) and the promises it gave before have run out.
+    /// Its record says how long they still ran when published, so they end by the time this
+    /// member read it plus that (one from an older pgha: a ttl from the first such record).
+    /// A key merely still there (its member cut off, the key's lease not run out) proves
+    /// nothing, nor does this member's ttl, which may have been lowered since the promises
+    /// were given.
     fn outside_failsafe_list(
         &mut self,
         now: Millis,
@@ -216,21 +222,28 @@ impl Member {
         plan: &mut Plan,
     ) -> Option<Reason> {
         let Some(list) = view.failsafe.as_ref() else {
-            self.listed_peer_seen_since = None;
+            self.listed_promises_end.clear();
             return None;
         };
-        let listed_peer_present = list.confirmers().any(|m| view.members.contains_key(m));
-        if !listed_peer_present {
-            self.listed_peer_seen_since = None;
-        } else if self.listed_peer_seen_since.is_none() {
-            self.listed_peer_seen_since = Some(now);
+        let term = self.newest_term_in(view);
+        let read_after = |m: &MemberName| view.members.get(m).filter(|r| r.read_after(term));
+        self.listed_promises_end
+            .retain(|m, _| list.confirmers().any(|c| c == m) && read_after(m).is_some());
+        let mut clear_at: Option<Millis> = None;
+        for (m, record) in list.confirmers().filter_map(|m| Some((m, read_after(m)?))) {
+            let ttl = self.config.ttl_ms;
+            let end = self.listed_promises_end.entry(m.clone());
+            let at = match record.failsafe_promise_ms {
+                Some(left) => *end
+                    .and_modify(|e| *e = (*e).max(now.plus(left)))
+                    .or_insert(now.plus(left)),
+                None => *end.or_insert(now.plus(ttl)),
+            };
+            clear_at = Some(clear_at.map_or(at, |c| c.min(at)));
         }
         if list.members.contains(self.name()) || list.confirmers().next().is_none() {
             return None;
         }
-        let clear_at = self
-            .listed_peer_seen_since
-            .map(|since| since.plus(self.config.ttl_ms));
         if clear_at.is_some_and(|at| now >= at) {
             return None;
         }

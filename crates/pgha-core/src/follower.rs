@@ -20,7 +20,7 @@ impl Member {
         let local = &obs.local;
         self.leaderless_since = None;
         // Continuity of what this member watched counts only from when the leader is gone.
-        self.listed_peer_seen_since = None;
+        self.listed_promises_end.clear();
         self.promotion = None;
         self.handover = None;
         self.last_leader = Some(leader.clone());

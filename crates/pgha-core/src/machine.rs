@@ -14,6 +14,7 @@ use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
 
 mod acquisition;
+mod alter_system;
 mod data_dir;
 pub use data_dir::DATA_DIR_STALL_MS;
 mod expiry_caps;
@@ -100,9 +101,10 @@ pub struct Member {
     /// Renewals sent without an answer yet: each may land and end the lease by its cap,
     /// whatever the answers to renewals sent before it say.
     pub(crate) expiry_caps: expiry_caps::ExpiryCaps,
-    /// Since when a member of the failsafe list (other than its leader) has been continuously
-    /// visible in the store: once for a ttl, no failsafe confirmation can still be in force.
-    pub(crate) listed_peer_seen_since: Option<Millis>,
+    /// For each member of the failsafe list (other than its leader) seen, continuously, with a
+    /// record read with no leader after the newest term (it confirms nobody since): no promise
+    /// it gave runs past this instant (see `Member::outside_failsafe_list`).
+    pub(crate) listed_promises_end: BTreeMap<MemberName, Millis>,
     /// Failsafe lists sent in this term that may still land ([`Member::failsafe_confirmers`]).
     pub(crate) failsafe_sent: Option<failsafe_asks::SentLists>,
     /// When this member last sent a failsafe list: confirmations asked for before it count
@@ -162,6 +164,8 @@ pub struct Member {
     pub(crate) vetoed_until: Option<Millis>,
     /// Its data directory has taken no write for `DATA_DIR_STALL_MS` (see `data_dir.rs`).
     pub(crate) data_dir_stalled: bool,
+    /// How long the failsafe promises it gave still run (ms), as its record says.
+    pub(crate) promises_run_ms: u64,
     pub(crate) handover: Option<Handover>,
     pub(crate) requests: requests::RequestsSeen,
     /// Slots of members whose key is gone, and since when (leader): dropped only after
@@ -200,7 +204,7 @@ impl Member {
             last_primary_lsn: None,
             position_published: None,
             expiry_caps: Default::default(),
-            listed_peer_seen_since: None,
+            listed_promises_end: BTreeMap::new(),
             failsafe_sent: None,
             failsafe_list_sent_at: None,
             failsafe_uncounted: None,
@@ -226,6 +230,7 @@ impl Member {
             promote_error: None,
             vetoed_until: None,
             data_dir_stalled: false,
+            promises_run_ms: 0,
             handover: None,
             requests: Default::default(),
             absent_since: BTreeMap::new(),
@@ -279,7 +284,7 @@ impl Member {
         if gap > 2 * self.config.loop_wait_ms {
             // This agent did not run meanwhile: it has not watched the others publish.
             self.leaderless_since = None;
-            self.listed_peer_seen_since = None;
+            self.listed_promises_end.clear();
         }
         if let StoreView::Up(view) = &obs.cluster {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
@@ -292,6 +297,7 @@ impl Member {
         let held_term = self.lease.map(|l| l.revision);
         self.veto_lapses(now, &obs.cluster, &mut plan);
         self.note_data_dir(obs, &mut plan);
+        self.promises_run_ms = obs.failsafe_promised_until.map_or(0, |u| u.since(now));
         let reason = match &obs.cluster {
             StoreView::Down { error } => self.store_down(obs, error, &mut plan),
             StoreView::Up(view) => self.store_up(obs, view, &mut plan),
@@ -316,19 +322,6 @@ impl Member {
             reason,
             wake_at: plan.wake_at,
         }
-    }
-
-    /// The settings pgha owns are pgha's: one `ALTER SYSTEM` set is reset while PostgreSQL
-    /// runs and no job is under way (not while the cluster is paused: hands off).
-    fn undo_alter_system(&self, obs: &Observation, plan: &mut Plan) {
-        let altered = &obs.local.altered_by_alter_system;
-        let busy = plan.actions.iter().any(|a| a.job().is_some()) || self.job.is_some();
-        if altered.is_empty() || !obs.local.running || busy || self.config.paused {
-            return;
-        }
-        plan.push(Action::UndoAlterSystem {
-            parameters: altered.clone(),
-        });
     }
 
     fn store_up(&mut self, obs: &Observation, view: &ClusterView, plan: &mut Plan) -> Reason {

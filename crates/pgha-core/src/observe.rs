@@ -185,6 +185,10 @@ pub struct MemberRecord {
     /// or failing disk): no failover picks it, since its promotion would wait on that disk.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub data_dir_stalled: bool,
+    /// How long the failsafe promises it gave (not to take the lease) still ran when this was
+    /// published, in ms (0: none). Absent from agents older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe_promise_ms: Option<u64>,
     /// Why this member last stopped leading, until it leads again: the member that takes over
     /// says so in the history.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -23,6 +23,7 @@ impl Member {
             replaying_local_wal: local.replaying_local_wal,
             promotion_vetoed: self.vetoed_until.is_some(),
             data_dir_stalled: self.data_dir_stalled,
+            failsafe_promise_ms: Some(self.promises_run_ms),
             stepped_down: self.stepped_down,
             sync_in_force: self.sync.in_force.filter(|_| {
                 view.leader
@@ -47,9 +48,11 @@ impl Member {
             (_, None) | (None, _) => true,
             (Some((last, at)), Some(_)) => {
                 let elapsed = obs.now.since(*at);
+                // (a promise's time left is exact in any record published after it was given)
                 let shape = |r: &MemberRecord| MemberRecord {
                     lsn: Lsn(0),
                     replay_lsn: Lsn(0),
+                    failsafe_promise_ms: None,
                     ..r.clone()
                 };
                 shape(last) != shape(&record)

@@ -11,7 +11,7 @@ impl Member {
         // Time without a leader counts only while the store shows it: a member cut off from the
         // store has not seen the others publish their positions, and must wait for them anew.
         self.leaderless_since = None;
-        self.listed_peer_seen_since = None;
+        self.listed_promises_end.clear();
         self.store_was_down = true;
         if let Some(reason) = self.fence_if_expired(obs, plan) {
             return reason;

@@ -103,7 +103,8 @@ impl fmt::Display for Reason {
             OutsideFailsafeList { leader } => write!(
                 f,
                 "not in {leader}'s failsafe list: not running for leader while the listed members \
-                 could still be confirming {leader} (none of them has read the store for a ttl)"
+                 could still be confirming {leader} (none of them has read the store with no leader \
+                 and seen the promises it gave run out)"
             ),
             LeaderUnreachable { leader, for_ms } => write!(
                 f,

@@ -408,3 +408,60 @@ fn a_list_sent_again_naming_only_members_asked_keeps_the_trust_of_their_promises
     assert_eq!(n1.lease_deadline(), Some(Millis(15_500)));
     assert!(n1.holds_lease(Millis(9_000)));
 }
+
+/// Found by the simulation (seed 71492): n3, listed by n1 and cut off from the store with it,
+/// promised n1 for the ttl it knew (10 s); the ttl was lowered to 6 s meanwhile; n3 read the
+/// store again, and n2, outside the list, ran once n3 had been visible for the new ttl, while
+/// n1 still wrote on n3's promise. A member outside the list waits for the promises a listed
+/// member's record says still run (counted from when it read that record), whatever its own
+/// ttl; with none running, it need not wait at all.
+#[test]
+fn a_member_outside_the_failsafe_list_waits_out_the_promises_a_listed_record_names() {
+    let a = standby(1, 5000, None);
+    let promised = |left: u64| MemberRecord {
+        failsafe_promise_ms: Some(left),
+        ..record(&standby(1, 4000, None), None)
+    };
+    let lowered = |n3: MemberRecord| {
+        let mut view = View::new().with("n2", record(&a, None)).with("n3", n3);
+        view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+        view.0.config.ttl_ms = 6_000;
+        view.0.config.safety_margin_ms = 1_500;
+        view
+    };
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(1_000, a.clone(), &lowered(promised(9_600)), vec![]));
+    assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    assert!(d.wake_at <= Millis(10_600), "{:?}", d.wake_at);
+    // Past the new ttl, with the record published since saying less time left: the promise
+    // still runs until 10.6 s.
+    for now in [7_000, 9_000, 10_599] {
+        let left = 10_600 - now;
+        let d = n2.step(&obs(now, a.clone(), &lowered(promised(left)), vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    }
+    let d = n2.step(&obs(10_600, a.clone(), &lowered(promised(0)), vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // No promise running: nothing to wait for.
+    let d = member("n2").step(&obs(0, a.clone(), &lowered(promised(0)), vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+}
+
+/// A listed member's key still in the store proves nothing while its record was read with
+/// the old leader in place: its member may be cut off since (its key's lease, of the ttl it
+/// knew, not run out yet) and confirming the old leader. A member outside the list waits for
+/// a record read with no leader.
+#[test]
+fn a_listed_members_key_left_from_before_the_vacancy_frees_nobody() {
+    let a = standby(1, 5000, None);
+    let mut view = View::new()
+        .with("n2", record(&a, None))
+        .with("n3", record(&standby(1, 4000, Some("n1")), Some("n1")));
+    view.0.failsafe = Some(failsafe_list("n1", &["n1", "n3"]));
+    let ttl = ClusterConfig::default().ttl_ms;
+    let mut n2 = member("n2");
+    for now in (0..=2 * ttl).step_by(1_000) {
+        let d = n2.step(&obs(now, a.clone(), &view, vec![]));
+        assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
+    }
+}
