@@ -319,7 +319,7 @@ fn a_standby_whose_disk_froze_with_the_leaders_does_not_win_the_tie() {
     let ck = checker_writing(&c, &leader);
     let standbys = standbys_of(&c, &leader);
     let (tie_winner, other) = (standbys[0].clone(), standbys[1].clone());
-    let stall = Duration::from_secs(30);
+    let stall = Duration::from_secs(20);
     c.freeze_disk(&leader);
     let frozen_at = Instant::now();
     ck.mark(&format!("{leader}'s disk frozen (fsfreeze) for {stall:?}"));
@@ -420,7 +420,7 @@ fn a_winner_whose_disk_freezes_as_it_promotes_gives_way() {
         .into_iter()
         .find(|m| *m != winner)
         .unwrap();
-    let stall = Duration::from_secs(40);
+    let stall = Duration::from_secs(25);
     let what = format!("{leader}'s crash");
     let writes_back = writes_back_on(&ck, &other, crashed_at, stall, &what);
     std::thread::sleep((frozen_at + stall).saturating_duration_since(Instant::now()));
