@@ -117,14 +117,8 @@ mod tests {
 
     /// Waits up to 5 s for `check` to say `unwritable` (or not).
     fn says(check: &DataDirCheck, unwritable: bool) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if check.unwritable_since().is_some() == unwritable {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        let said = || (check.unwritable_since().is_some() == unwritable).then_some(());
+        pgha_testkit::poll(Duration::from_secs(5), Duration::from_millis(20), said).is_some()
     }
 
     /// A data directory that cannot be written (here a file where the directory should be, as
