@@ -42,7 +42,9 @@
 //!   re-clones instead of starting or rewinding that directory again);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
-//!   leader's view; the leader's connection slots exhausted; one process of the leader's
+//!   leader's view; the ttl lowered from 10 s to 3 s while the leader and the member its
+//!   failsafe list names are cut off from etcd (the member outside the list must wait out
+//!   the promises given on the longer ttl); the leader's connection slots exhausted; one process of the leader's
 //!   PostgreSQL killed as by the OOM killer (the postmaster recovers by itself); the primary
 //!   killed soon after a failover while a standby lags;
 //! - the synchronous standby restarted with its replay held back (`recovery_min_apply_delay`)
@@ -78,6 +80,8 @@ mod disk_stalls;
 mod etcd_stalls;
 #[path = "faults/etcd_storage.rs"]
 mod etcd_storage;
+#[path = "faults/failsafe.rs"]
+mod failsafe;
 #[path = "faults/hosts.rs"]
 mod hosts;
 #[path = "faults/impostors.rs"]

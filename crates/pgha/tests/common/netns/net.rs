@@ -231,6 +231,29 @@ impl Net {
             .push((ns.to_string(), rule.iter().map(|s| s.to_string()).collect()));
     }
 
+    /// Blackholes TCP between `a` and `port` on `b`, both ways (rules in `a`'s namespace): one
+    /// service cut, the rest of the link working (a standby's replication, say, while its API
+    /// still answers).
+    pub fn cut_port(&mut self, a: &str, b: &str, port: u16) {
+        let (ns, peer, port) = (
+            self.host(a).ns.clone(),
+            self.host(b).ip.clone(),
+            port.to_string(),
+        );
+        self.add_rule(
+            &ns,
+            &[
+                "OUTPUT", "-d", &peer, "-p", "tcp", "--dport", &port, "-j", "DROP",
+            ],
+        );
+        self.add_rule(
+            &ns,
+            &[
+                "INPUT", "-s", &peer, "-p", "tcp", "--sport", &port, "-j", "DROP",
+            ],
+        );
+    }
+
     /// Blackholes the link between hosts `a` and `b` (rules in `a`'s namespace): `OneWay`
     /// drops what `a` sends to `b`; `Both` also what `a` receives from `b`.
     pub fn cut(&mut self, a: &str, b: &str, way: Way) {
@@ -277,7 +300,23 @@ impl Net {
 
     /// Removes every rule added so far.
     pub fn heal_all(&mut self) {
-        for (ns, rule) in std::mem::take(&mut self.rules).into_iter().rev() {
+        let rules = std::mem::take(&mut self.rules);
+        self.delete_rules(rules);
+    }
+
+    /// Removes the rules [`Net::cut`] added for the link between `a` and `b` (each way), and
+    /// those only: the other cuts stay.
+    pub fn heal(&mut self, a: &str, b: &str) {
+        let (ns, peer) = (self.host(a).ns.clone(), self.host(b).ip.clone());
+        let (healed, kept) = std::mem::take(&mut self.rules)
+            .into_iter()
+            .partition(|(n, rule)| *n == ns && rule.contains(&peer));
+        self.rules = kept;
+        self.delete_rules(healed);
+    }
+
+    fn delete_rules(&self, rules: Vec<(String, Vec<String>)>) {
+        for (ns, rule) in rules.into_iter().rev() {
             must(
                 Command::new("ip")
                     .args(["netns", "exec", &ns, &self.iptables, "-w", "-D"])

@@ -1,0 +1,91 @@
+//! Failsafe promises against a configuration changed while members are cut off: a ttl
+//! lowered must not shorten a wait that a promise given on the longer ttl still needs.
+
+use super::*;
+
+/// Found by the simulation (seed 71492), here on real etcd and real links: the leader L and the
+/// standby S its failsafe list names are cut off from etcd together (S keeps confirming L,
+/// promising each time not to take the lease for the ttl it knows, 10 s), S's replication from
+/// L cut too (S falls behind); O, outside the list (its agent killed, its PostgreSQL streaming
+/// on from L), starts again on etcd's side, the best candidate; the ttl is lowered to 3 s; then
+/// S's link to etcd comes back. S reads the store, refuses L from then on, and publishes its
+/// record. O must wait until S's last promise (10 s long) has run out, as L writes until then:
+/// before the fix O counted the new ttl from S's record and was promoted while L still wrote.
+#[test]
+fn ttl_lowered_while_a_listed_member_is_cut_off_with_the_leader() {
+    let long_ttl = Duration::from_secs(10);
+    let opts = Opts {
+        dynamic: vec![("ttl_ms".into(), long_ttl.as_millis().to_string())],
+        ..Opts::default()
+    };
+    let (mut c, leader) = start(&opts);
+    let standbys = standbys_of(&c, &leader);
+    let (listed, outsider) = (standbys[0].clone(), standbys[1].clone());
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!(
+        "kill -9 of {outsider}'s agent (its PostgreSQL streams on)"
+    ));
+    c.member_mut(&outsider).kill_agent();
+    wait_until(
+        &format!("{outsider} gone from {leader}'s view"),
+        Duration::from_secs(30),
+        || {
+            let (status, body) = c.member(&leader).get("/cluster")?;
+            let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (status == 200 && view["members"].get(&outsider).is_none()).then_some(())
+        },
+    );
+    // a few loops, so that the list the leader writes names it and `listed` only
+    std::thread::sleep(LOOP_WAIT * 3);
+    ck.mark(&format!(
+        "etcd blackholed from {leader} and {listed} (both ways), {listed}'s replication too; ttl {} s",
+        long_ttl.as_secs()
+    ));
+    c.net.cut(&leader, "etcd", Way::Both);
+    c.net.cut(&listed, "etcd", Way::Both);
+    c.net.cut_port(&listed, &leader, PG_PORT);
+    // the leader's lease runs out in etcd; its writes go on, on the promises of `listed`
+    std::thread::sleep(long_ttl + Duration::from_secs(1));
+    ck.mark(&format!("{outsider}'s agent starts again (etcd side)"));
+    c.start_agent(&outsider);
+    // through the one agent that reaches etcd (the client tries each in turn)
+    wait_until("ttl_ms=3000 set", Duration::from_secs(30), || {
+        c.cli(&["config", "set", "ttl_ms=3000"])
+            .status
+            .success()
+            .then_some(())
+    });
+    ck.mark("ttl lowered to 3 s in etcd");
+    std::thread::sleep(LOOP_WAIT * 4);
+    ck.mark(&format!(
+        "{listed} <-> etcd healed ({leader} still cut off)"
+    ));
+    c.net.heal(&listed, "etcd");
+    let healed_at = Instant::now();
+    let promoted = c.wait_new_primary(&leader, Duration::from_secs(40));
+    match &promoted {
+        Some((p, at)) => ck.mark(&format!(
+            "{p} answers /primary {:.1} s after the heal",
+            at.duration_since(healed_at).as_secs_f64()
+        )),
+        None => ck.mark("nobody else promoted within 40 s of the heal"),
+    }
+    std::thread::sleep(WATCH);
+    ck.mark("etcd links healed");
+    c.net.heal_all();
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert!(
+        report.two_writers.is_empty(),
+        "two writers once {listed} read the lowered ttl: {:?}\n{report}\n{}",
+        report.two_writers,
+        explain(&c)
+    );
+    let mut unmet = Vec::new();
+    if promoted.is_none() {
+        unmet.push(format!(
+            "nobody took over within 40 s of {listed} reading the store again"
+        ));
+    }
+    assert_all_met_and_streaming(&c, &report, &unmet, "a ttl lowered during a failsafe");
+}
