@@ -113,7 +113,7 @@ impl Member {
             let term = self.newest_term_in(view);
             let promotion = self.promotion.get_or_insert_with(|| Promotion {
                 kind: EventKind::Failover,
-                cause: crate::vacancy::vacancy_cause(view, &me, last_leader.as_ref(), term),
+                cause: crate::vacancy::promotion_on_held_key(view, &me, last_leader.as_ref(), term),
                 from: last_leader,
                 lsn: local.lsn,
                 switchover_revision: None,

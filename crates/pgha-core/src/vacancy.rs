@@ -40,3 +40,22 @@ pub(crate) fn vacancy_cause(
         ),
     }
 }
+
+/// Why a member promotes on a lease it holds without having decided a promotion in this
+/// process: it adopted the key, found under its own name (its agent restarted beside a demoted
+/// primary, or an acquisition's answer was lost). A leader it saw before says the rest.
+pub(crate) fn promotion_on_held_key(
+    view: &ClusterView,
+    me: &MemberName,
+    last: Option<&MemberName>,
+    term: Option<u64>,
+) -> String {
+    match last {
+        Some(last) if last != me => vacancy_cause(view, me, Some(last), term),
+        _ => format!(
+            "{me} found the leader key under its own name from before (its agent restarted, or \
+             an acquisition's answer was lost) with its PostgreSQL read-only: promoted on that \
+             lease"
+        ),
+    }
+}

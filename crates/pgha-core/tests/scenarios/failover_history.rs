@@ -108,6 +108,38 @@ fn a_leader_that_wins_its_lapsed_lease_back_says_it_led_last() {
     assert!(event.reason.contains("n2 led last"), "{}", event.reason);
 }
 
+/// Found by `faults::late_requests`: an agent started again beside its demoted primary (its
+/// predecessor's lease lapsed, the key still under its name) adopts the key and promotes. The
+/// history said "no leader, and this member had seen none": the process had seen none, but
+/// the key was its member's own. The entry says so.
+#[test]
+fn a_restarted_agent_that_promotes_on_its_adopted_key_says_the_key_was_its_own() {
+    let mut n1 = member("n1");
+    let demoted = standby(2, 5300, None);
+    let mine = View::led_by("n1", 7, &demoted);
+    let d = n1.step(&obs(100, demoted.clone(), &mine, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::RenewLeader { .. })),
+        "{d:?}"
+    );
+    n1.step(&obs(600, demoted, &mine, vec![renewed(100)]));
+    let d = n1.step(&obs(
+        900,
+        primary(3, 5400),
+        &mine,
+        vec![job_done(JobKind::Promote)],
+    ));
+    let event = recorded(&d).expect("history event");
+    assert_eq!(event.kind, EventKind::Failover);
+    assert!(
+        event
+            .reason
+            .contains("n1 found the leader key under its own name"),
+        "{}",
+        event.reason
+    );
+}
+
 /// n2 won the lease (revision 11) from n1 and started its promotion (at 200): n2, and its view
 /// as leader.
 fn n2_promoting_after_n1() -> (Member, View) {
