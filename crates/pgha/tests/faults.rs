@@ -37,6 +37,8 @@
 //!   the standbys' while the leader's host crashes, and the leader's own; the leader's data
 //!   disk full, then its host crashed; the synchronous standby's data disk full, then the
 //!   leader's host crashed;
+//! - the release of the leader key sent by an agent whose link to etcd is slow (6 s each
+//!   way), landing after that agent was killed and its successor adopted the key;
 //! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);
@@ -86,6 +88,8 @@ mod failsafe;
 mod hosts;
 #[path = "faults/impostors.rs"]
 mod impostors;
+#[path = "faults/late_requests.rs"]
+mod late_requests;
 #[path = "faults/links.rs"]
 mod links;
 #[path = "faults/postgres.rs"]
