@@ -1,5 +1,6 @@
 //! pgha's test harness, each piece once and none knowing pgha (its fixtures stay in the tests).
 
+pub mod call_hold;
 pub mod dir;
 pub mod disk;
 pub mod etcd;
@@ -19,6 +20,7 @@ pub mod servers;
 pub mod wait;
 pub mod writer;
 
+pub use call_hold::CallHold;
 pub use dir::traversable_tempdir;
 pub use disk::LoopDisk;
 pub use etcd::{etcd_binary, etcd_healthy, EtcdNode, EtcdTls};

@@ -1,0 +1,54 @@
+//! The call-holding forwarder against a real etcd: the call it catches lands after its delay,
+//! though its caller gave up, while a call made after it on the same connection passes at once.
+
+use std::time::{Duration, Instant};
+
+use pgha_testkit::{small_runtime, CallHold, EtcdServer};
+
+#[test]
+fn a_held_call_lands_late_while_a_later_one_on_the_same_connection_does_not() {
+    let etcd = EtcdServer::start_free();
+    let target = format!("127.0.0.1:{}", etcd.client_port()).parse().unwrap();
+    let hold = CallHold::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+    let rt = small_runtime();
+    let endpoint = format!("http://{}", hold.addr());
+    let mut kv = rt
+        .block_on(etcd_client::Client::connect([endpoint], None))
+        .expect("etcd through the forwarder")
+        .kv_client();
+    rt.block_on(kv.put("before", "1", None))
+        .expect("a call passes");
+
+    let delay = Duration::from_secs(2);
+    hold.hold_next("/etcdserverpb.KV/Put", b"held-key", delay);
+    let sent = Instant::now();
+    let given_up = rt.block_on(async {
+        tokio::time::timeout(Duration::from_millis(300), kv.put("held-key", "late", None)).await
+    });
+    assert!(
+        given_up.is_err(),
+        "the held call was answered: {given_up:?}"
+    );
+    assert!(hold.wait_held(Duration::ZERO).is_some(), "nothing was held");
+
+    rt.block_on(kv.put("after", "2", None))
+        .expect("a call after the held one passes");
+    let read = |key: &str| {
+        let got = rt.block_on(kv.clone().get(key, None)).expect("a get");
+        got.kvs().first().map(|kv| kv.value().to_vec())
+    };
+    assert_eq!(read("after"), Some(b"2".to_vec()));
+    assert_eq!(read("held-key"), None, "the held call landed at once");
+    assert!(sent.elapsed() < delay, "the calls after it waited for it");
+
+    std::thread::sleep(delay);
+    let landed = (0..20).find_map(|_| {
+        read("held-key").or_else(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            None
+        })
+    });
+    assert_eq!(landed, Some(b"late".to_vec()), "the held call never landed");
+    assert!(hold.sent_on().is_some_and(|at| at >= sent + delay));
+    assert_eq!(hold.held_answer().as_deref(), Some("grpc-status 0"));
+}
