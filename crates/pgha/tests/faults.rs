@@ -38,7 +38,9 @@
 //!   disk full, then its host crashed; the synchronous standby's data disk full, then the
 //!   leader's host crashed;
 //! - the release of the leader key sent by an agent whose link to etcd is slow (6 s each
-//!   way), landing after that agent was killed and its successor adopted the key;
+//!   way), landing after that agent was killed and its successor adopted the key; a
+//!   winner's acquisition held 6 s on its way to etcd (one gRPC call held, the others
+//!   passing: `Opts::etcd_call_holds`), landing after the cluster was paused;
 //! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);

@@ -7,7 +7,7 @@ use std::sync::MutexGuard;
 use std::time::Duration;
 
 use pgha_testkit::{
-    etcd_binary, etcd_healthy, poll, serial, tail, traversable_tempdir, EtcdNode, TcpLink,
+    etcd_binary, etcd_healthy, poll, serial, tail, traversable_tempdir, CallHold, EtcdNode, TcpLink,
 };
 
 use crate::dist::write_secrets;
@@ -39,6 +39,10 @@ pub struct Opts {
     /// test can make etcd answer late, to every member ([`Cluster::set_etcd_latency`]) or to
     /// one ([`Cluster::set_etcd_latency_of`]); the proxy and the CLI reach it directly.
     pub etcd_latency: bool,
+    /// Each member reaches etcd through a [`CallHold`] of its own on etcd's host (the same
+    /// port as [`Opts::etcd_latency`]'s link, which it replaces), so that a test can hold one
+    /// of its calls back while the others pass ([`Cluster::hold_next_call_of`]).
+    pub etcd_call_holds: bool,
     /// How many etcd members run, each on a host of its own (`etcd`, `etcd1`, `etcd2`, ...:
     /// [`etcd_host`]; ports 2379/2380, 2381/2382, ...), so that a link between two of them
     /// can be cut; every config lists all of them, the first one first. One by default.
@@ -98,6 +102,7 @@ impl Default for Opts {
             member_disks: false,
             host_disks: false,
             etcd_latency: false,
+            etcd_call_holds: false,
             etcd_members: 1,
             etcd_disks: false,
             etcd_quota_bytes: None,
@@ -127,6 +132,9 @@ pub struct Cluster {
     /// Each member's way to etcd, in the members' order, when it can be slowed
     /// ([`Opts::etcd_latency`]).
     pub(super) etcd_links: Vec<TcpLink>,
+    /// Each member's way to etcd, in the members' order, when a call of it can be held
+    /// ([`Opts::etcd_call_holds`]).
+    pub(super) etcd_holds: Vec<CallHold>,
     /// [`Opts::etcd_quota_bytes`], for every start of etcd.
     etcd_quota_bytes: Option<u64>,
     /// etcd member `i`'s own file system ([`Opts::etcd_disks`]); unmounted on drop, once etcd
@@ -219,7 +227,7 @@ impl Cluster {
             }
             let host = net.host(&name).clone();
             let config = root.join(format!("{name}.toml"));
-            let etcd = if opts.etcd_latency {
+            let etcd = if opts.etcd_latency || opts.etcd_call_holds {
                 vec![format!("{etcd_ip}:{}", etcd_delayed_port(i))]
             } else {
                 etcd_addrs(&net, opts.etcd_members)
@@ -261,6 +269,7 @@ impl Cluster {
             disks,
             host_disks,
             etcd_links: Vec::new(),
+            etcd_holds: Vec::new(),
             etcd_quota_bytes: opts.etcd_quota_bytes,
             etcd_disks: Vec::new(),
             _tmp: tmp,
@@ -274,8 +283,15 @@ impl Cluster {
             }
         }
         c.start_etcd(opts.etcd_members);
+        assert!(
+            !(opts.etcd_latency && opts.etcd_call_holds),
+            "Opts::etcd_latency and Opts::etcd_call_holds use the same ports: one or the other"
+        );
         if opts.etcd_latency {
             c.start_etcd_links();
+        }
+        if opts.etcd_call_holds {
+            c.start_etcd_call_holds();
         }
         for i in 0..c.members.len() {
             let name = c.members[i].name.clone();

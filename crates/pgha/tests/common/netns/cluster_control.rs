@@ -5,7 +5,7 @@ use super::*;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{children_of, http, signal, wait_until, TcpLink};
+use pgha_testkit::{children_of, http, signal, wait_until, CallHold, TcpLink};
 
 impl Cluster {
     /// Every pgha host and etcd's lose power at once (the client's host, with the proxy and
@@ -124,6 +124,41 @@ impl Cluster {
             let link = TcpLink::start(listen, target).expect("a link to etcd");
             self.etcd_links.push(link);
         }
+    }
+
+    /// A [`CallHold`] on etcd's host for each member, from [`etcd_delayed_port`] to etcd
+    /// (holding nothing yet).
+    pub(super) fn start_etcd_call_holds(&mut self) {
+        let ip = self.net.host("etcd").ip.clone();
+        let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
+        let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
+        for i in 1..=self.members.len() {
+            let listen = format!("{ip}:{}", etcd_delayed_port(i)).parse().unwrap();
+            let hold = CallHold::start(listen, target).expect("a call-holding way to etcd");
+            self.etcd_holds.push(hold);
+        }
+    }
+
+    /// `member`'s way to etcd that can hold a call. Needs [`Opts::etcd_call_holds`].
+    pub fn etcd_hold_of(&self, member: &str) -> &CallHold {
+        let i = self.members.iter().position(|m| m.name == member);
+        let hold = i.and_then(|i| self.etcd_holds.get(i));
+        hold.unwrap_or_else(|| {
+            panic!("no call-holding way to etcd for {member} (Opts::etcd_call_holds)")
+        })
+    }
+
+    /// Holds `member`'s next call on `path` whose body holds `body_contains` for `delay`
+    /// ([`CallHold::hold_next`]).
+    pub fn hold_next_call_of(
+        &self,
+        member: &str,
+        path: &str,
+        body_contains: &[u8],
+        delay: Duration,
+    ) {
+        self.etcd_hold_of(member)
+            .hold_next(path, body_contains, delay);
     }
 
     /// How late etcd's answers reach the members, and their requests reach etcd, from now
