@@ -14,30 +14,41 @@ use h2::{RecvStream, SendStream};
 use http::{Request, Response};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The call to hold: its request path (`/etcdserverpb.KV/Txn`), bytes its body holds (a key's
-/// name), and how long to hold it.
+/// The calls to hold: their request path (`/etcdserverpb.KV/Txn`), bytes their body holds (a
+/// key's name), and for how long.
 #[derive(Clone, Debug)]
 struct Rule {
     path: String,
     body_contains: Vec<u8>,
-    delay: Duration,
+    hold: Hold,
 }
 
-/// What the forwarding tasks share with the test: the rule armed, and when the call it caught
-/// arrived and was sent on.
+#[derive(Clone, Copy, Debug)]
+enum Hold {
+    /// The next call caught, for this long (the rule is then spent).
+    NextFor(Duration),
+    /// Every call caught, until the test releases it ([`CallHold::release_first`]).
+    AllUntilReleased,
+}
+
+/// What the forwarding tasks share with the test: the rule armed, when the first call it
+/// caught arrived and was sent on and what the server answered it, and the calls still held
+/// for the test to release, in the order they came.
 #[derive(Default)]
 struct Shared {
     rule: Option<Rule>,
     held_at: Option<Instant>,
     sent_on_at: Option<Instant>,
-    /// What etcd answered the held call: its `grpc-status` (0: done), or why none came.
+    /// What the server answered the call sent on: its `grpc-status` (0: done), or why none
+    /// came.
     held_answer: Option<String>,
+    waiting: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Listens on an address of its own and forwards each HTTP/2 connection to `target` (one
 /// upstream connection for each), call by call. Connections are accepted and made from a
 /// thread started by [`CallHold::start`] (in the caller's network namespace). Dropping it
-/// stops accepting; calls already held are still sent on.
+/// stops accepting and forwarding: calls still held are never sent.
 pub struct CallHold {
     addr: SocketAddr,
     shared: Arc<(Mutex<Shared>, Condvar)>,
@@ -74,19 +85,28 @@ impl CallHold {
     /// Holds the next call to `path` whose body contains `body_contains` for `delay`, then
     /// sends it on (once: the calls after it pass).
     pub fn hold_next(&self, path: &str, body_contains: &[u8], delay: Duration) {
+        self.arm(path, body_contains, Hold::NextFor(delay));
+    }
+
+    /// Holds every call to `path` whose body contains `body_contains` from now on, each until
+    /// [`CallHold::release_first`] sends it.
+    pub fn hold_all(&self, path: &str, body_contains: &[u8]) {
+        self.arm(path, body_contains, Hold::AllUntilReleased);
+    }
+
+    fn arm(&self, path: &str, body_contains: &[u8], hold: Hold) {
         let mut s = self.shared.0.lock().unwrap();
         s.rule = Some(Rule {
             path: path.to_string(),
             body_contains: body_contains.to_vec(),
-            delay,
+            hold,
         });
         s.held_at = None;
         s.sent_on_at = None;
         s.held_answer = None;
     }
 
-    /// Waits up to `timeout` for the rule armed by [`CallHold::hold_next`] to catch a call;
-    /// when it arrived.
+    /// Waits up to `timeout` for the rule armed to catch a call; when the first arrived.
     pub fn wait_held(&self, timeout: Duration) -> Option<Instant> {
         let (lock, cond) = &*self.shared;
         let s = lock.lock().unwrap();
@@ -96,13 +116,30 @@ impl CallHold {
         s.held_at
     }
 
+    /// How many calls [`CallHold::hold_all`] holds now.
+    pub fn held(&self) -> usize {
+        self.shared.0.lock().unwrap().waiting.len()
+    }
+
+    /// Stops holding calls (those held stay held), and sends on the first call still held,
+    /// if any; whether there was one.
+    pub fn release_first(&self) -> bool {
+        let mut s = self.shared.0.lock().unwrap();
+        s.rule = None;
+        if s.waiting.is_empty() {
+            return false;
+        }
+        let first = s.waiting.remove(0);
+        first.send(()).is_ok()
+    }
+
     /// When the held call was sent on, if it was.
     pub fn sent_on(&self) -> Option<Instant> {
         self.shared.0.lock().unwrap().sent_on_at
     }
 
-    /// What the server answered the held call, once it has: `grpc-status N` (0: done), or why
-    /// no answer came.
+    /// What the server answered the held call sent on, once it has: `grpc-status N` (0: done),
+    /// or why no answer came.
     pub fn held_answer(&self) -> Option<String> {
         self.shared.0.lock().unwrap().held_answer.clone()
     }
@@ -162,21 +199,37 @@ async fn forward_call(
         .windows(rule.body_contains.len().max(1))
         .any(|w| w == rule.body_contains.as_slice());
     if caught {
-        {
+        let released = {
             let (lock, cond) = &*shared;
             let mut s = lock.lock().unwrap();
-            s.rule = None;
-            s.held_at = Some(Instant::now());
+            s.held_at.get_or_insert_with(Instant::now);
             cond.notify_all();
+            match rule.hold {
+                Hold::NextFor(delay) => {
+                    s.rule = None;
+                    Err(delay)
+                }
+                Hold::AllUntilReleased => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    s.waiting.push(tx);
+                    Ok(rx)
+                }
+            }
+        };
+        // Sent on whatever became of the caller (it may have given up long before); a call
+        // never released is never sent.
+        match released {
+            Err(delay) => tokio::time::sleep(delay).await,
+            Ok(rx) => rx.await.ok()?,
         }
-        // Sent on whatever becomes of the caller (it may have given up long before).
-        tokio::time::sleep(rule.delay).await;
         shared.0.lock().unwrap().sent_on_at = Some(Instant::now());
         let answered = match send_whole(head, Bytes::from(whole), sender).await {
             Some((answer, _)) => grpc_status(answer).await,
             None => "not sent: the connection to the server is gone".to_string(),
         };
-        shared.0.lock().unwrap().held_answer = Some(answered);
+        let (lock, cond) = &*shared;
+        lock.lock().unwrap().held_answer = Some(answered);
+        cond.notify_all();
         return Some(());
     }
     let (answer, _) = send_whole(head, Bytes::from(whole), sender).await?;

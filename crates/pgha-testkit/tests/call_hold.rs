@@ -52,3 +52,43 @@ fn a_held_call_lands_late_while_a_later_one_on_the_same_connection_does_not() {
     assert!(hold.sent_on().is_some_and(|at| at >= sent + delay));
     assert_eq!(hold.held_answer().as_deref(), Some("grpc-status 0"));
 }
+
+/// Every call caught is held until the test releases it, the first first; the others stay
+/// held, and a call that matches nothing passes meanwhile.
+#[test]
+fn held_calls_land_one_at_a_time_as_released() {
+    let etcd = EtcdServer::start_free();
+    let target = format!("127.0.0.1:{}", etcd.client_port()).parse().unwrap();
+    let hold = CallHold::start("127.0.0.1:0".parse().unwrap(), target).unwrap();
+    let rt = small_runtime();
+    let endpoint = format!("http://{}", hold.addr());
+    let kv = rt
+        .block_on(etcd_client::Client::connect([endpoint], None))
+        .expect("etcd through the forwarder")
+        .kv_client();
+    hold.hold_all("/etcdserverpb.KV/Put", b"held-");
+    for key in ["held-1", "held-2"] {
+        let mut kv = kv.clone();
+        let given_up = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(300), kv.put(key, "late", None)).await
+        });
+        assert!(given_up.is_err(), "{key} was answered: {given_up:?}");
+    }
+    assert_eq!(hold.held(), 2);
+    rt.block_on(kv.clone().put("other", "1", None))
+        .expect("a call the rule does not catch passes");
+    let read = |key: &str| {
+        let got = rt.block_on(kv.clone().get(key, None)).expect("a get");
+        got.kvs().first().map(|kv| kv.value().to_vec())
+    };
+    assert_eq!(read("held-1"), None);
+    assert!(hold.release_first());
+    let answer = pgha_testkit::poll(Duration::from_secs(5), Duration::from_millis(20), || {
+        hold.held_answer()
+    });
+    assert_eq!(answer.as_deref(), Some("grpc-status 0"));
+    assert_eq!(read("held-1"), Some(b"late".to_vec()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read("held-2"), None, "a call not released landed");
+    assert_eq!(hold.held(), 1);
+}

@@ -40,7 +40,9 @@
 //! - the release of the leader key sent by an agent whose link to etcd is slow (6 s each
 //!   way), landing after that agent was killed and its successor adopted the key; a
 //!   winner's acquisition held 6 s on its way to etcd (one gRPC call held, the others
-//!   passing: `Opts::etcd_call_holds`), landing after the cluster was paused;
+//!   passing: `Opts::etcd_call_holds`), landing after the cluster was paused; a leader's
+//!   smaller synchronous set held the same way, landing as the leader crashes (quorum
+//!   commit: nothing acknowledged may be lost);
 //! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);
