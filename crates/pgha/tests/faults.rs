@@ -50,7 +50,8 @@
 //! - a standby's link to the primary blackholed; failsafe with a member absent from the
 //!   leader's view; the ttl lowered from 10 s to 3 s while the leader and the member its
 //!   failsafe list names are cut off from etcd (the member outside the list must wait out
-//!   the promises given on the longer ttl); the leader's connection slots exhausted; one process of the leader's
+//!   the promises given on the longer ttl); a failsafe list naming a member back landing
+//!   unseen as the store's side is cut off; the leader's connection slots exhausted; one process of the leader's
 //!   PostgreSQL killed as by the OOM killer (the postmaster recovers by itself); the primary
 //!   killed soon after a failover while a standby lags;
 //! - the synchronous standby restarted with its replay held back (`recovery_min_apply_delay`)

@@ -195,7 +195,7 @@ fn an_acquisition_that_lands_after_the_cluster_was_paused_is_released() {
         Some(_) => format!("{winner} released the key its acquisition left"),
         None => format!("{winner} did not release the key its acquisition left within 8 s"),
     });
-    let promoted_while_paused = c.wait_new_primary(&leader, Duration::from_secs(5));
+    let promoted_while_paused = c.wait_new_primary(&leader, Duration::from_secs(3));
     cli_ok(&c, &["resume"]);
     ck.mark("pgha resume");
     let after_resume = c.wait_new_primary(&leader, Duration::from_secs(30));
