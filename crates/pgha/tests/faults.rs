@@ -323,6 +323,38 @@ fn standbys_of(c: &Cluster, leader: &str) -> Vec<String> {
         .collect()
 }
 
+/// After [`WATCH`], heals every cut and judges a run in which a failover may lose the last
+/// writes (asynchronous: not asserted): never a second writer, nothing `unmet`, every member
+/// streaming from the final primary.
+fn heal_and_judge_one_writer(c: &mut Cluster, ck: Checker, unmet: &[String], fault: &str) {
+    std::thread::sleep(WATCH);
+    ck.mark("links healed");
+    c.net.heal_all();
+    let report = ck.finish(c, CONVERGE);
+    eprintln!("{report}");
+    assert!(
+        report.two_writers.is_empty(),
+        "two writers ({fault}): {:?}\n{report}\n{}",
+        report.two_writers,
+        explain(c)
+    );
+    assert_all_met_and_streaming(c, &report, unmet, fault);
+}
+
+/// Waits until `member` is gone from `leader`'s `/cluster` (its key expired or removed).
+fn wait_gone_from_view(c: &Cluster, leader: &str, member: &str) {
+    wait_until(
+        &format!("{member} gone from {leader}'s view"),
+        Duration::from_secs(30),
+        || {
+            let (status, body) = c.member(leader).get("/cluster")?;
+            let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let members = view["members"].as_object()?;
+            (status == 200 && !members.contains_key(member)).then_some(())
+        },
+    );
+}
+
 /// The writers started, once they had 20 writes acknowledged by `member`.
 fn checker_writing(c: &Cluster, member: &str) -> Checker {
     let ck = c.checker();

@@ -248,21 +248,7 @@ fn failsafe_member_absent() {
     let ck = checker_writing(&c, &leader);
     ck.mark(&format!("SIGTERM of {absent}'s agent (it leaves)"));
     c.member_mut(&absent).terminate_agent();
-    wait_until(
-        &format!("{absent} gone from the leader's view"),
-        Duration::from_secs(30),
-        || {
-            let v = c
-                .member(&leader)
-                .get("/cluster")
-                .and_then(|(s, b)| (s == 200).then_some(b))?;
-            let v: serde_json::Value = serde_json::from_str(&v).ok()?;
-            v["members"]
-                .as_object()
-                .filter(|m| !m.contains_key(&absent))
-                .map(|_| ())
-        },
-    );
+    wait_gone_from_view(&c, &leader, &absent);
     std::thread::sleep(LOOP_WAIT * 3);
     ck.mark(&format!(
         "etcd blackholed from {leader} and {confirmer} (both ways); {absent} still reaches it"

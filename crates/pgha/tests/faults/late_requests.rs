@@ -8,9 +8,20 @@ use super::*;
 /// within the ttl (the renewals that land keep the key alive), longer than an agent takes to
 /// start and adopt the key.
 const LATE: Duration = Duration::from_secs(6);
-/// The ttl of this test's cluster (pgha's default) and its safety margin.
+/// The ttl of these tests' clusters (pgha's default) and its safety margin.
 const LONG_TTL: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_millis(2500);
+
+/// A cluster with `opts`, pgha's default ttl and margin ([`LONG_TTL`], [`MARGIN`]); its leader.
+fn start_with_long_ttl(opts: Opts) -> (Cluster, String) {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let mut dynamic = vec![
+        ("ttl_ms".to_string(), ms(LONG_TTL)),
+        ("safety_margin_ms".to_string(), ms(MARGIN)),
+    ];
+    dynamic.extend(opts.dynamic.iter().cloned());
+    start(&Opts { dynamic, ..opts })
+}
 
 /// Found by the simulation (seeds 71219 and 81633), here on real etcd: etcd answers the leader
 /// 6 s late each way (ttl 10 s). Its lease lapses here, it demotes and, PostgreSQL no longer
@@ -23,13 +34,8 @@ const MARGIN: Duration = Duration::from_millis(2500);
 /// lands on nothing: the leader stays, nobody else takes a write.
 #[test]
 fn a_release_that_lands_after_the_restarted_agent_adopted_the_key_is_refused() {
-    let ms = |d: Duration| d.as_millis().to_string();
-    let (mut c, leader) = start(&Opts {
+    let (mut c, leader) = start_with_long_ttl(Opts {
         etcd_latency: true,
-        dynamic: vec![
-            ("ttl_ms".into(), ms(LONG_TTL)),
-            ("safety_margin_ms".into(), ms(MARGIN)),
-        ],
         ..Opts::default()
     });
     let ck = checker_writing(&c, &leader);
@@ -130,13 +136,8 @@ const LEADER_KEY: &[u8] = b"/pgha/faults/leader";
 /// member is elected and promoted.
 #[test]
 fn an_acquisition_that_lands_after_the_cluster_was_paused_is_released() {
-    let ms = |d: Duration| d.as_millis().to_string();
-    let (mut c, leader) = start(&Opts {
+    let (mut c, leader) = start_with_long_ttl(Opts {
         etcd_call_holds: true,
-        dynamic: vec![
-            ("ttl_ms".into(), ms(LONG_TTL)),
-            ("safety_margin_ms".into(), ms(MARGIN)),
-        ],
         ..Opts::default()
     });
     let ck = checker_writing(&c, &leader);

@@ -2,6 +2,8 @@
 
 use super::*;
 
+use std::net::SocketAddr;
+
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -116,27 +118,30 @@ impl Cluster {
     /// A [`TcpLink`] on etcd's host for each member, from [`etcd_delayed_port`] to etcd (no
     /// delay yet).
     pub(super) fn start_etcd_links(&mut self) {
-        let ip = self.net.host("etcd").ip.clone();
-        let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
-        let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
-        for i in 1..=self.members.len() {
-            let listen = format!("{ip}:{}", etcd_delayed_port(i)).parse().unwrap();
-            let link = TcpLink::start(listen, target).expect("a link to etcd");
-            self.etcd_links.push(link);
-        }
+        self.etcd_links = self.on_etcd_host_for_each_member(TcpLink::start);
     }
 
     /// A [`CallHold`] on etcd's host for each member, from [`etcd_delayed_port`] to etcd
     /// (holding nothing yet).
     pub(super) fn start_etcd_call_holds(&mut self) {
+        self.etcd_holds = self.on_etcd_host_for_each_member(CallHold::start);
+    }
+
+    /// A forwarder `start`ed in etcd's namespace for each member, in the members' order, from
+    /// [`etcd_delayed_port`] to etcd.
+    fn on_etcd_host_for_each_member<T>(
+        &self,
+        start: impl Fn(SocketAddr, SocketAddr) -> std::io::Result<T>,
+    ) -> Vec<T> {
         let ip = self.net.host("etcd").ip.clone();
         let _in_etcd_host = NetnsGuard::enter(&self.net.host("etcd").ns);
         let target = format!("{ip}:{ETCD_PORT}").parse().unwrap();
-        for i in 1..=self.members.len() {
-            let listen = format!("{ip}:{}", etcd_delayed_port(i)).parse().unwrap();
-            let hold = CallHold::start(listen, target).expect("a call-holding way to etcd");
-            self.etcd_holds.push(hold);
-        }
+        (1..=self.members.len())
+            .map(|i| {
+                let listen = format!("{ip}:{}", etcd_delayed_port(i)).parse().unwrap();
+                start(listen, target).expect("a way to etcd for a member")
+            })
+            .collect()
     }
 
     /// `member`'s way to etcd that can hold a call. Needs [`Opts::etcd_call_holds`].
