@@ -72,7 +72,8 @@ fn etcd_client_ports(members: usize) -> Vec<u16> {
 }
 
 /// The client addresses (`ip:port`) of `members` etcd members, each on its own host.
-/// Where member `i` (1 for n1) reaches etcd through its [`TcpLink`] ([`Opts::etcd_latency`]).
+/// Where member `i` (1 for n1) reaches etcd through its [`TcpLink`] ([`Opts::etcd_latency`])
+/// or its [`CallHold`] ([`Opts::etcd_call_holds`]).
 pub(super) fn etcd_delayed_port(i: usize) -> u16 {
     ETCD_DELAYED_PORT + u16::try_from(i - 1).expect("a member's number")
 }
@@ -150,6 +151,10 @@ impl Cluster {
     /// Builds the hosts, starts etcd, every agent and the proxy; waits until one primary runs,
     /// the others stream and the bootstrap is recorded.
     pub fn start(opts: &Opts) -> Cluster {
+        assert!(
+            !(opts.etcd_latency && opts.etcd_call_holds),
+            "Opts::etcd_latency and Opts::etcd_call_holds use the same ports: one or the other"
+        );
         let serial = serial();
         let mut names: Vec<String> = (0..opts.etcd_members).map(etcd_host).collect();
         names.extend((1..=opts.members).map(|i| format!("n{i}")));
@@ -283,10 +288,6 @@ impl Cluster {
             }
         }
         c.start_etcd(opts.etcd_members);
-        assert!(
-            !(opts.etcd_latency && opts.etcd_call_holds),
-            "Opts::etcd_latency and Opts::etcd_call_holds use the same ports: one or the other"
-        );
         if opts.etcd_latency {
             c.start_etcd_links();
         }

@@ -3,7 +3,6 @@
 use super::*;
 
 use std::net::SocketAddr;
-
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
