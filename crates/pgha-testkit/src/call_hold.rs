@@ -1,9 +1,9 @@
-//! An HTTP/2 forwarder (gRPC, e.g. to etcd) that can hold one call back: the next request
-//! whose path and body match is sent on only after a delay, whatever became of its caller
-//! (its answer goes to the test, [`CallHold::held_answer`]), while every other call, sent
-//! before or after on the same connection, passes at once. A
-//! request that lands late although later ones did not: what a connection left behind (its
-//! caller timed out and moved on) delivers when its link comes back.
+//! An HTTP/2 forwarder (gRPC, e.g. to etcd) that can hold calls back: one whose path and body
+//! match is sent on only after a delay, or once the test releases it, whatever became of its
+//! caller (its answer goes to the test, [`CallHold::held_answer`]), while every other call,
+//! sent before or after on the same connection, passes at once. A request that lands late
+//! although later ones did not: what a connection left behind (its caller timed out and moved
+//! on) delivers when its link comes back.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,6 +29,25 @@ enum Hold {
     NextFor(Duration),
     /// Every call caught, until the test releases it ([`CallHold::release_first`]).
     AllUntilReleased,
+}
+
+/// How one caught call waits before it is sent on.
+enum Wait {
+    For(Duration),
+    UntilReleased(tokio::sync::oneshot::Receiver<()>),
+}
+
+impl Wait {
+    /// Whether the call is to be sent on now (a call never released is not).
+    async fn over(self) -> bool {
+        match self {
+            Wait::For(delay) => {
+                tokio::time::sleep(delay).await;
+                true
+            }
+            Wait::UntilReleased(released) => released.await.is_ok(),
+        }
+    }
 }
 
 /// What the forwarding tasks share with the test: the rule armed, when the first call it
@@ -199,7 +218,7 @@ async fn forward_call(
         .windows(rule.body_contains.len().max(1))
         .any(|w| w == rule.body_contains.as_slice());
     if caught {
-        let released = {
+        let wait = {
             let (lock, cond) = &*shared;
             let mut s = lock.lock().unwrap();
             s.held_at.get_or_insert_with(Instant::now);
@@ -207,29 +226,26 @@ async fn forward_call(
             match rule.hold {
                 Hold::NextFor(delay) => {
                     s.rule = None;
-                    Err(delay)
+                    Wait::For(delay)
                 }
                 Hold::AllUntilReleased => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     s.waiting.push(tx);
-                    Ok(rx)
+                    Wait::UntilReleased(rx)
                 }
             }
         };
         // Sent on whatever became of the caller (it may have given up long before); a call
         // never released is never sent.
-        match released {
-            Err(delay) => tokio::time::sleep(delay).await,
-            Ok(rx) => rx.await.ok()?,
+        if !wait.over().await {
+            return None;
         }
         shared.0.lock().unwrap().sent_on_at = Some(Instant::now());
         let answered = match send_whole(head, Bytes::from(whole), sender).await {
             Some((answer, _)) => grpc_status(answer).await,
             None => "not sent: the connection to the server is gone".to_string(),
         };
-        let (lock, cond) = &*shared;
-        lock.lock().unwrap().held_answer = Some(answered);
-        cond.notify_all();
+        shared.0.lock().unwrap().held_answer = Some(answered);
         return Some(());
     }
     let (answer, _) = send_whole(head, Bytes::from(whole), sender).await?;

@@ -102,9 +102,8 @@ fn a_failsafe_list_that_lands_unseen_as_the_store_is_cut_off_is_asked_in_full() 
     wait_gone_from_view(&c, &leader, &back);
     // a few loops, so that the list in the store names the leader and `listed` only
     std::thread::sleep(LOOP_WAIT * 4);
-    let failsafe_key: &[u8] = b"/pgha/faults/failsafe";
     let held_for = Duration::from_secs(2);
-    c.hold_next_call_of(&leader, "/etcdserverpb.KV/Txn", failsafe_key, held_for);
+    c.hold_next_call_of(&leader, ETCD_TXN, &etcd_key("failsafe"), held_for);
     ck.mark(&format!("{back}'s agent starts again"));
     c.start_agent(&back);
     let held_at = c

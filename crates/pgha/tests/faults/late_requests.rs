@@ -123,9 +123,6 @@ fn a_release_that_lands_after_the_restarted_agent_adopted_the_key_is_refused() {
 /// lease that expired meanwhile is refused: NOT_FOUND).
 const ACQUISITION_HELD: Duration = Duration::from_secs(6);
 
-/// The leader key's path in etcd (the test clusters are named `faults`).
-const LEADER_KEY: &[u8] = b"/pgha/faults/leader";
-
 /// Found by review (design.md: an acquisition whose answer was lost lands seconds later), here
 /// on real etcd (ttl 10 s): the leader's host crashes; the best standby runs for leader, and
 /// its acquisition (a transaction on the leader key) is held on its way to etcd for 6 s while
@@ -142,9 +139,8 @@ fn an_acquisition_that_lands_after_the_cluster_was_paused_is_released() {
     });
     let ck = checker_writing(&c, &leader);
     let standbys = standbys_of(&c, &leader);
-    let txn = "/etcdserverpb.KV/Txn";
     for s in &standbys {
-        c.hold_next_call_of(s, txn, LEADER_KEY, ACQUISITION_HELD);
+        c.hold_next_call_of(s, ETCD_TXN, &etcd_key("leader"), ACQUISITION_HELD);
     }
     let offsets: Vec<usize> = standbys.iter().map(|s| c.log_len(s)).collect();
     ck.mark(&format!(
@@ -242,9 +238,6 @@ fn cli_ok(c: &Cluster, args: &[&str]) {
     );
 }
 
-/// The `sync` key's path in etcd (the test clusters are named `faults`).
-const SYNC_KEY: &[u8] = b"/pgha/faults/sync";
-
 /// `member`'s PostgreSQL `synchronous_standby_names`, if it answers.
 fn sync_names(c: &Cluster, member: &str) -> Option<String> {
     c.sql_one(member, "SHOW synchronous_standby_names")
@@ -295,7 +288,7 @@ fn a_smaller_synchronous_set_landing_as_the_leader_crashes_loses_no_acknowledged
     );
     let ck = checker_writing(&c, &leader);
     c.etcd_hold_of(&leader)
-        .hold_all("/etcdserverpb.KV/Txn", SYNC_KEY);
+        .hold_all(ETCD_TXN, &etcd_key("sync"));
     ck.mark(&format!(
         "{leaves}'s replication from {leader} cut; every write of the sync key held from now on"
     ));

@@ -86,6 +86,19 @@ pub(super) fn etcd_addrs(net: &Net, members: usize) -> Vec<String> {
         .collect()
 }
 
+/// The name of the test clusters.
+pub const CLUSTER: &str = "faults";
+
+/// The etcd key `rest` of the test clusters (the layout below `/pgha/<cluster>/` the etcd
+/// store documents), e.g. `leader`: what a test holds a call by.
+pub fn etcd_key(rest: &str) -> Vec<u8> {
+    format!("/pgha/{CLUSTER}/{rest}").into_bytes()
+}
+
+/// The gRPC path of etcd's transactions: every write the agents compare (taking, keeping or
+/// releasing the leader key; the leader's `sync` and `failsafe` keys).
+pub const ETCD_TXN: &str = "/etcdserverpb.KV/Txn";
+
 /// ttl, safety margin and loop wait of the test clusters.
 pub use crate::dist::{LOOP_WAIT, SAFETY_MARGIN, TTL};
 /// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters: what pgha renders
@@ -192,7 +205,7 @@ impl Cluster {
             };
             format!(
                 "insecure_no_tls = true\nreplication_from = [\"{subnet}\"]\n\
-                 [cluster]\nname = \"faults\"\n\
+                 [cluster]\nname = \"{CLUSTER}\"\n\
                  [etcd]\nendpoints = [{endpoints}]\n\
                  [member]\nname = \"{name}\"\ndir = \"{dir}\"\nhost = \"{host}\"\nport = {PG_PORT}\napi = \"{host}:{API_PORT}\"\n\
                  [secrets]\nfile = \"{secrets}\"\n\

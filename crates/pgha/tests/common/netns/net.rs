@@ -304,8 +304,8 @@ impl Net {
         self.delete_rules(rules);
     }
 
-    /// Removes the rules [`Net::cut`] added for the link between `a` and `b` (each way), and
-    /// those only: the other cuts stay.
+    /// Removes the rules [`Net::cut`] and [`Net::cut_port`] added in `a`'s namespace for the
+    /// link between `a` and `b`, and those only: the other cuts stay.
     pub fn heal(&mut self, a: &str, b: &str) {
         let (ns, peer) = (self.host(a).ns.clone(), self.host(b).ip.clone());
         let (healed, kept) = std::mem::take(&mut self.rules)
