@@ -339,12 +339,6 @@ impl World {
                 }
             }
             Action::RecordHistory(event) => {
-                if self.now > 150_000 {
-                    eprintln!(
-                        "DBG {} {} {:?} from {:?} to {:?} {}",
-                        self.seed, self.now, event.kind, event.from, event.to, event.reason
-                    );
-                }
                 if reachable {
                     match event.kind {
                         EventKind::Failover | EventKind::ManualFailover => {

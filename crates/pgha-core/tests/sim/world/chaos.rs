@@ -180,13 +180,6 @@ impl World {
             },
             revision: self.store.revision,
         });
-        eprintln!(
-            "DBG {} {} request {:?} leader {}",
-            self.seed,
-            self.now,
-            self.store.switchover.as_ref().map(|s| &s.request.to),
-            self.nodes[leader].name
-        );
         self.wake_all();
     }
 }
