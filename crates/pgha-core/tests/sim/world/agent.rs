@@ -154,6 +154,9 @@ impl World {
             .actions
             .iter()
             .any(|a| matches!(a, Action::Promote { .. }));
+        if promotes {
+            self.judge_late_win(i);
+        }
         let mut actions = decision.actions.into_iter();
         while let Some(action) = actions.next() {
             let publication = matches!(action, Action::PublishSync { .. });

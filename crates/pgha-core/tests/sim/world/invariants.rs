@@ -138,6 +138,19 @@ impl World {
         }
     }
 
+    /// I3 for member `i` promoting on a key that an acquisition of its, whose answer was
+    /// lost, took as it landed later ([`check_best_candidate`] then, once).
+    pub(super) fn judge_late_win(&mut self, i: usize) {
+        let Some((holder, term)) = self.store.late_won else {
+            return;
+        };
+        if holder == i && self.store.leader.is_some_and(|l| l.0 == i && l.1 == term) {
+            self.store.late_won = None;
+            self.stats.late_acquisitions.1 += 1;
+            self.stats.disk_stalls.1 += self.check_best_candidate(i);
+        }
+    }
+
     /// I3: a member that wins the lease to fail over is at least as far as every member that
     /// stayed healthy and eligible through the whole leaderless period. Returns how many it
     /// passed over for their data directories taking no write, at least as far on.

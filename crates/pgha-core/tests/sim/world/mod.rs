@@ -144,6 +144,10 @@ struct Store {
     history: Vec<HistoryEvent>,
     initialize: Option<SystemId>,
     leader_gone_at: Option<u64>,
+    /// The key's holder and term when an acquisition whose answer was lost landed later: its
+    /// holder is judged for I3 when it promotes on it, not as it lands (its agent may have
+    /// stopped running since, a better candidate back, and then releases it unused).
+    late_won: Option<(usize, u64)>,
     position: Option<LeaderPosition>,
     failsafe: Option<FailsafeList>,
     failsafe_revision: u64,
@@ -161,9 +165,10 @@ pub struct Stats {
     pub sync_lost_to_double_failure: u32,
     /// Promotions the `pre_promote` callback vetoed.
     pub vetoes: u32,
-    /// Acquisitions of the leader key whose answer was lost that landed later, and those
-    /// refused then (the `failsafe` key had moved since they were decided).
-    pub late_acquisitions: (u32, u32),
+    /// Acquisitions of the leader key whose answer was lost that landed later, those their
+    /// member promoted on (judged for I3 then), and those refused as they landed (the
+    /// `failsafe` key had moved since they were decided).
+    pub late_acquisitions: (u32, u32, u32),
     /// Renewals and releases of the leader key sent over a slow link that landed late, while
     /// the key was still of their term.
     pub late_lease_writes: (u32, u32),

@@ -75,6 +75,7 @@ impl World {
                 history: Vec::new(),
                 initialize: None,
                 leader_gone_at: Some(0),
+                late_won: None,
                 position: None,
                 failsafe: None,
                 failsafe_revision: 0,

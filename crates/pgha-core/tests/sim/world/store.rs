@@ -184,12 +184,12 @@ impl World {
             } = action
             {
                 // the member hears of it only from its next read (an adopted key)
-                if self.take_leader_key(i, ttl, failsafe_revision).is_some() {
-                    self.stats.disk_stalls.1 += self.check_best_candidate(i);
+                if let Some(revision) = self.take_leader_key(i, ttl, failsafe_revision) {
+                    self.store.late_won = Some((i, revision));
                     self.stats.late_acquisitions.0 += 1;
                     self.wake_all();
                 } else if self.store.leader.is_none() {
-                    self.stats.late_acquisitions.1 += 1;
+                    self.stats.late_acquisitions.2 += 1;
                 }
             } else if matches!(
                 action,
