@@ -1,25 +1,68 @@
-//! An HTTP/2 forwarder (gRPC, e.g. to etcd) that can hold calls back: one whose path and body
-//! match is sent on only after a delay, or once the test releases it, whatever became of its
-//! caller (its answer goes to the test, [`CallHold::held_answer`]), while every other call,
-//! sent before or after on the same connection, passes at once. A request that lands late
-//! although later ones did not: what a connection left behind (its caller timed out and moved
-//! on) delivers when its link comes back.
+//! An HTTP/2 forwarder (gRPC, e.g. to etcd) that can hold calls back: one whose path and first
+//! message match is sent on only after a delay, or once the test releases it, whatever became
+//! of its caller (its answer goes to the test, [`CallHold::held_answer`]), or never, while
+//! every other call, sent before or after on the same connection, passes at once. A request
+//! that lands late although later ones did not: what a connection left behind (its caller
+//! timed out and moved on) delivers when its link comes back; one that never lands while
+//! others do: a request sent to a member that stalled, the next sent to another.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use h2::{RecvStream, SendStream};
-use http::{Request, Response};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-/// The calls to hold: their request path (`/etcdserverpb.KV/Txn`), bytes their body holds (a
-/// key's name), and for how long.
+mod forward;
+
+/// Which calls a rule catches: those to one path (`/etcdserverpb.KV/Txn`) whose first
+/// message (a unary call's request, a stream's first one) holds some bytes (a key's name) and,
+/// if given, lacks others.
+#[derive(Clone, Debug)]
+pub struct Calls {
+    path: String,
+    holding: Vec<u8>,
+    lacking: Option<Vec<u8>>,
+}
+
+impl Calls {
+    /// Every call to `path`.
+    pub fn to(path: &str) -> Calls {
+        Calls {
+            path: path.to_string(),
+            holding: Vec::new(),
+            lacking: None,
+        }
+    }
+
+    /// Only those whose first message holds `bytes`.
+    pub fn holding(self, bytes: &[u8]) -> Calls {
+        Calls {
+            holding: bytes.to_vec(),
+            ..self
+        }
+    }
+
+    /// Only those whose first message does not hold `bytes`.
+    pub fn lacking(self, bytes: &[u8]) -> Calls {
+        Calls {
+            lacking: Some(bytes.to_vec()),
+            ..self
+        }
+    }
+
+    fn catch(&self, message: &[u8]) -> bool {
+        let holds =
+            |bytes: &[u8]| bytes.is_empty() || message.windows(bytes.len()).any(|w| w == bytes);
+        holds(&self.holding) && !self.lacking.as_deref().is_some_and(holds)
+    }
+}
+
+/// The calls to hold, and how.
 #[derive(Clone, Debug)]
 struct Rule {
-    path: String,
-    body_contains: Vec<u8>,
+    /// Tells the rule apart from the others armed (a spent one is removed by it).
+    id: u64,
+    calls: Calls,
     hold: Hold,
 }
 
@@ -27,7 +70,7 @@ struct Rule {
 enum Hold {
     /// The next call caught, for this long (the rule is then spent).
     NextFor(Duration),
-    /// Every call caught, until the test releases it ([`CallHold::release_first`]).
+    /// Every call caught, until the test releases it ([`CallHold::release_first`]) or never.
     AllUntilReleased,
 }
 
@@ -50,12 +93,13 @@ impl Wait {
     }
 }
 
-/// What the forwarding tasks share with the test: the rule armed, when the first call it
+/// What the forwarding tasks share with the test: the rules armed, when the first call they
 /// caught arrived and was sent on and what the server answered it, and the calls still held
 /// for the test to release, in the order they came.
 #[derive(Default)]
 struct Shared {
-    rule: Option<Rule>,
+    rules: Vec<Rule>,
+    next_rule: u64,
     held_at: Option<Instant>,
     sent_on_at: Option<Instant>,
     /// What the server answered the call sent on: its `grpc-status` (0: done), or why none
@@ -89,7 +133,7 @@ impl CallHold {
             let _entered = runtime.enter();
             TcpListener::from_std(listener)?
         };
-        runtime.spawn(accept_loop(listener, target, shared.clone()));
+        runtime.spawn(forward::accept_loop(listener, target, shared.clone()));
         Ok(CallHold {
             addr,
             shared,
@@ -101,31 +145,39 @@ impl CallHold {
         self.addr
     }
 
-    /// Holds the next call to `path` whose body contains `body_contains` for `delay`, then
-    /// sends it on (once: the calls after it pass).
-    pub fn hold_next(&self, path: &str, body_contains: &[u8], delay: Duration) {
-        self.arm(path, body_contains, Hold::NextFor(delay));
+    /// Holds the next call `calls` catches for `delay`, then sends it on (once: the calls
+    /// after it pass). The rules armed before stay armed.
+    pub fn hold_next(&self, calls: Calls, delay: Duration) {
+        self.arm(calls, Hold::NextFor(delay));
     }
 
-    /// Holds every call to `path` whose body contains `body_contains` from now on, each until
-    /// [`CallHold::release_first`] sends it.
-    pub fn hold_all(&self, path: &str, body_contains: &[u8]) {
-        self.arm(path, body_contains, Hold::AllUntilReleased);
+    /// Holds every call `calls` catches from now on, each until [`CallHold::release_first`]
+    /// sends it, or never (a lost request: [`CallHold::clear`] drops it unsent). The rules
+    /// armed before stay armed.
+    pub fn hold_all(&self, calls: Calls) {
+        self.arm(calls, Hold::AllUntilReleased);
     }
 
-    fn arm(&self, path: &str, body_contains: &[u8], hold: Hold) {
+    /// Arms one more rule, and forgets what the rules armed before caught.
+    fn arm(&self, calls: Calls, hold: Hold) {
         let mut s = self.shared.0.lock().unwrap();
-        s.rule = Some(Rule {
-            path: path.to_string(),
-            body_contains: body_contains.to_vec(),
-            hold,
-        });
+        let id = s.next_rule;
+        s.next_rule += 1;
+        s.rules.push(Rule { id, calls, hold });
         s.held_at = None;
         s.sent_on_at = None;
         s.held_answer = None;
     }
 
-    /// Waits up to `timeout` for the rule armed to catch a call; when the first arrived.
+    /// Stops holding calls, and drops those still held: they are never sent (their callers
+    /// gave up long before).
+    pub fn clear(&self) {
+        let mut s = self.shared.0.lock().unwrap();
+        s.rules.clear();
+        s.waiting.clear();
+    }
+
+    /// Waits up to `timeout` for the rules armed to catch a call; when the first arrived.
     pub fn wait_held(&self, timeout: Duration) -> Option<Instant> {
         let (lock, cond) = &*self.shared;
         let s = lock.lock().unwrap();
@@ -144,7 +196,7 @@ impl CallHold {
     /// if any; whether there was one.
     pub fn release_first(&self) -> bool {
         let mut s = self.shared.0.lock().unwrap();
-        s.rule = None;
+        s.rules.clear();
         if s.waiting.is_empty() {
             return false;
         }
@@ -161,188 +213,5 @@ impl CallHold {
     /// or why no answer came.
     pub fn held_answer(&self) -> Option<String> {
         self.shared.0.lock().unwrap().held_answer.clone()
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    target: SocketAddr,
-    shared: Arc<(Mutex<Shared>, Condvar)>,
-) {
-    while let Ok((client, _)) = listener.accept().await {
-        tokio::spawn(forward_connection(client, target, shared.clone()));
-    }
-}
-
-/// One client connection: each of its calls forwarded on one upstream connection.
-async fn forward_connection(
-    client: TcpStream,
-    target: SocketAddr,
-    shared: Arc<(Mutex<Shared>, Condvar)>,
-) -> Option<()> {
-    let _ = client.set_nodelay(true);
-    let upstream = TcpStream::connect(target).await.ok()?;
-    let _ = upstream.set_nodelay(true);
-    let (sender, upstream_conn) = h2::client::handshake(upstream).await.ok()?;
-    tokio::spawn(upstream_conn);
-    let mut server = h2::server::handshake(client).await.ok()?;
-    while let Some(Ok((request, respond))) = server.accept().await {
-        let sender = sender.clone();
-        tokio::spawn(forward_call(request, respond, sender, shared.clone()));
-    }
-    Some(())
-}
-
-/// One call: held whole if the rule catches it, otherwise streamed both ways as it comes.
-async fn forward_call(
-    request: Request<RecvStream>,
-    respond: h2::server::SendResponse<Bytes>,
-    sender: h2::client::SendRequest<Bytes>,
-    shared: Arc<(Mutex<Shared>, Condvar)>,
-) -> Option<()> {
-    let (parts, mut body) = request.into_parts();
-    let path = parts.uri.path().to_string();
-    let armed = shared.0.lock().unwrap().rule.clone();
-    let head = Request::from_parts(parts, ());
-    let Some(rule) = armed.filter(|r| r.path == path) else {
-        return stream_call(head, body, respond, sender).await;
-    };
-    // A call on the held path: read it whole (a unary call, one message) to see whether the
-    // rule catches it.
-    let mut whole = Vec::new();
-    while let Some(Ok(chunk)) = body.data().await {
-        let _ = body.flow_control().release_capacity(chunk.len());
-        whole.extend_from_slice(&chunk);
-    }
-    let caught = whole
-        .windows(rule.body_contains.len().max(1))
-        .any(|w| w == rule.body_contains.as_slice());
-    if caught {
-        let wait = {
-            let (lock, cond) = &*shared;
-            let mut s = lock.lock().unwrap();
-            s.held_at.get_or_insert_with(Instant::now);
-            cond.notify_all();
-            match rule.hold {
-                Hold::NextFor(delay) => {
-                    s.rule = None;
-                    Wait::For(delay)
-                }
-                Hold::AllUntilReleased => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    s.waiting.push(tx);
-                    Wait::UntilReleased(rx)
-                }
-            }
-        };
-        // Sent on whatever became of the caller (it may have given up long before); a call
-        // never released is never sent.
-        if !wait.over().await {
-            return None;
-        }
-        shared.0.lock().unwrap().sent_on_at = Some(Instant::now());
-        let answered = match send_whole(head, Bytes::from(whole), sender).await {
-            Some((answer, _)) => grpc_status(answer).await,
-            None => "not sent: the connection to the server is gone".to_string(),
-        };
-        shared.0.lock().unwrap().held_answer = Some(answered);
-        return Some(());
-    }
-    let (answer, _) = send_whole(head, Bytes::from(whole), sender).await?;
-    relay_response(answer, respond).await
-}
-
-/// The `grpc-status` the server answered with (in the headers or the trailers), read to the
-/// end, or why there is none.
-async fn grpc_status(answer: h2::client::ResponseFuture) -> String {
-    let response = match answer.await {
-        Ok(response) => response,
-        Err(e) => return format!("no answer: {e}"),
-    };
-    let status = |headers: &http::HeaderMap| {
-        headers
-            .get("grpc-status")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| format!("grpc-status {v}"))
-    };
-    if let Some(said) = status(response.headers()) {
-        return said;
-    }
-    let mut body = response.into_body();
-    while let Some(Ok(chunk)) = body.data().await {
-        let _ = body.flow_control().release_capacity(chunk.len());
-    }
-    match body.trailers().await {
-        Ok(Some(trailers)) => status(&trailers).unwrap_or_else(|| "no grpc-status".into()),
-        Ok(None) => "no trailers".to_string(),
-        Err(e) => format!("answer cut: {e}"),
-    }
-}
-
-/// Sends a request whose body is `body`, in one frame; the response coming.
-async fn send_whole(
-    head: Request<()>,
-    body: Bytes,
-    sender: h2::client::SendRequest<Bytes>,
-) -> Option<(h2::client::ResponseFuture, SendStream<Bytes>)> {
-    let mut sender = sender.ready().await.ok()?;
-    let (answer, mut send) = sender.send_request(head, false).ok()?;
-    send.send_data(body, true).ok()?;
-    Some((answer, send))
-}
-
-/// Streams a call both ways: the request's frames upstream, the response's back.
-async fn stream_call(
-    head: Request<()>,
-    body: RecvStream,
-    respond: h2::server::SendResponse<Bytes>,
-    sender: h2::client::SendRequest<Bytes>,
-) -> Option<()> {
-    let mut sender = sender.ready().await.ok()?;
-    let end = body.is_end_stream();
-    let (answer, send) = sender.send_request(head, end).ok()?;
-    if !end {
-        tokio::spawn(pipe(body, send));
-    }
-    relay_response(answer, respond).await
-}
-
-/// The upstream response, relayed to the caller (headers, data, trailers).
-async fn relay_response(
-    answer: h2::client::ResponseFuture,
-    mut respond: h2::server::SendResponse<Bytes>,
-) -> Option<()> {
-    let (parts, body) = answer.await.ok()?.into_parts();
-    let end = body.is_end_stream();
-    let send = respond
-        .send_response(Response::from_parts(parts, ()), end)
-        .ok()?;
-    if !end {
-        pipe(body, send).await;
-    }
-    Some(())
-}
-
-/// Copies `from`'s data frames and trailers to `to`, until either ends; a caller that went
-/// away resets the other side.
-async fn pipe(mut from: RecvStream, mut to: SendStream<Bytes>) {
-    while let Some(chunk) = from.data().await {
-        let Ok(chunk) = chunk else {
-            to.send_reset(h2::Reason::CANCEL);
-            return;
-        };
-        let _ = from.flow_control().release_capacity(chunk.len());
-        if to.send_data(chunk, false).is_err() {
-            return;
-        }
-    }
-    match from.trailers().await {
-        Ok(Some(trailers)) => {
-            let _ = to.send_trailers(trailers);
-        }
-        Ok(None) => {
-            let _ = to.send_data(Bytes::new(), true);
-        }
-        Err(_) => to.send_reset(h2::Reason::CANCEL),
     }
 }

@@ -20,7 +20,7 @@ pub mod servers;
 pub mod wait;
 pub mod writer;
 
-pub use call_hold::CallHold;
+pub use call_hold::{CallHold, Calls};
 pub use dir::traversable_tempdir;
 pub use disk::LoopDisk;
 pub use etcd::{etcd_binary, etcd_healthy, EtcdNode, EtcdTls};

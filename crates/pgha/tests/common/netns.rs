@@ -22,8 +22,8 @@
 use std::process::{Command, Output};
 
 pub use pgha_testkit::strip_ansi;
-pub use pgha_testkit::Latency;
 use pgha_testkit::{alive, must};
+pub use pgha_testkit::{Calls, Latency};
 
 pub use crate::dist::{conninfo, AgentApi, AgentSet};
 

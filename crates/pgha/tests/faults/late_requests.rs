@@ -140,7 +140,11 @@ fn an_acquisition_that_lands_after_the_cluster_was_paused_is_released() {
     let ck = checker_writing(&c, &leader);
     let standbys = standbys_of(&c, &leader);
     for s in &standbys {
-        c.hold_next_call_of(s, ETCD_TXN, &etcd_key("leader"), ACQUISITION_HELD);
+        c.hold_next_call_of(
+            s,
+            Calls::to(ETCD_TXN).holding(&etcd_key("leader")),
+            ACQUISITION_HELD,
+        );
     }
     let offsets: Vec<usize> = standbys.iter().map(|s| c.log_len(s)).collect();
     ck.mark(&format!(
@@ -288,7 +292,7 @@ fn a_smaller_synchronous_set_landing_as_the_leader_crashes_loses_no_acknowledged
     );
     let ck = checker_writing(&c, &leader);
     c.etcd_hold_of(&leader)
-        .hold_all(ETCD_TXN, &etcd_key("sync"));
+        .hold_all(Calls::to(ETCD_TXN).holding(&etcd_key("sync")));
     ck.mark(&format!(
         "{leaves}'s replication from {leader} cut; every write of the sync key held from now on"
     ));

@@ -99,6 +99,10 @@ pub fn etcd_key(rest: &str) -> Vec<u8> {
 /// releasing the leader key; the leader's `sync` and `failsafe` keys).
 pub const ETCD_TXN: &str = "/etcdserverpb.KV/Txn";
 
+/// The gRPC path of etcd's lease keep-alives (a stream each): how a leader's renewal keeps its
+/// lease alive, beside the transaction that checks its key.
+pub const ETCD_KEEP_ALIVE: &str = "/etcdserverpb.Lease/LeaseKeepAlive";
+
 /// ttl, safety margin and loop wait of the test clusters.
 pub use crate::dist::{LOOP_WAIT, SAFETY_MARGIN, TTL};
 /// `wal_receiver_timeout` / `wal_sender_timeout` of the test clusters: what pgha renders

@@ -152,17 +152,9 @@ impl Cluster {
         })
     }
 
-    /// Holds `member`'s next call on `path` whose body holds `body_contains` for `delay`
-    /// ([`CallHold::hold_next`]).
-    pub fn hold_next_call_of(
-        &self,
-        member: &str,
-        path: &str,
-        body_contains: &[u8],
-        delay: Duration,
-    ) {
-        self.etcd_hold_of(member)
-            .hold_next(path, body_contains, delay);
+    /// Holds `member`'s next call `calls` catches for `delay` ([`CallHold::hold_next`]).
+    pub fn hold_next_call_of(&self, member: &str, calls: Calls, delay: Duration) {
+        self.etcd_hold_of(member).hold_next(calls, delay);
     }
 
     /// How late etcd's answers reach the members, and their requests reach etcd, from now
