@@ -51,7 +51,9 @@
 //!   leader's view; the ttl lowered from 10 s to 3 s while the leader and the member its
 //!   failsafe list names are cut off from etcd (the member outside the list must wait out
 //!   the promises given on the longer ttl); a failsafe list naming a member back landing
-//!   unseen as the store's side is cut off; the leader's connection slots exhausted; one process of the leader's
+//!   unseen as the store's side is cut off; a leader kept by confirmations reading the store
+//!   for a moment in which its renewals are lost, a new member in it (four members: no list
+//!   naming that member may go out); the leader's connection slots exhausted; one process of the leader's
 //!   PostgreSQL killed as by the OOM killer (the postmaster recovers by itself); the primary
 //!   killed soon after a failover while a standby lags;
 //! - the synchronous standby restarted with its replay held back (`recovery_min_apply_delay`)

@@ -1,6 +1,6 @@
 //! Failsafe promises and lists against what a partition hides: a ttl lowered must not shorten
-//! a wait that a promise given on the longer ttl still needs, and a list that landed unseen
-//! must be asked in full.
+//! a wait that a promise given on the longer ttl still needs, a list that landed unseen must
+//! be asked in full, and a list naming a member nobody asked waits for the store's lease.
 
 use super::*;
 
@@ -103,7 +103,11 @@ fn a_failsafe_list_that_lands_unseen_as_the_store_is_cut_off_is_asked_in_full() 
     // a few loops, so that the list in the store names the leader and `listed` only
     std::thread::sleep(LOOP_WAIT * 4);
     let held_for = Duration::from_secs(2);
-    c.hold_next_call_of(&leader, ETCD_TXN, &etcd_key("failsafe"), held_for);
+    c.hold_next_call_of(
+        &leader,
+        Calls::to(ETCD_TXN).holding(&etcd_key("failsafe")),
+        held_for,
+    );
     ck.mark(&format!("{back}'s agent starts again"));
     c.start_agent(&back);
     let held_at = c
@@ -147,5 +151,145 @@ fn a_failsafe_list_that_lands_unseen_as_the_store_is_cut_off_is_asked_in_full() 
         ck,
         &unmet,
         &format!("a failsafe list naming {back} landing unseen"),
+    );
+}
+
+/// The ttl and margin of [`a_leader_on_promises_that_reads_the_store_again_sends_no_list_naming_a_member_nobody_asked`]:
+/// long enough for a heal and a cut again within it, with the confirmations asked before the
+/// heal vouching for the leader seconds past its end.
+const KEY_TTL: Duration = Duration::from_secs(20);
+const KEY_MARGIN: Duration = Duration::from_millis(2500);
+
+/// Found by review (design.md: a leader kept by failsafe confirmations reads the store again
+/// and sees a new member), here on real etcd, four members, a ttl of 20 s: N's agent leaves,
+/// so the leader L lists itself, S1 and S2; {L, S1, S2} are cut off from etcd and L leads on
+/// their confirmations; N's agent starts again on etcd's side. Then, just after a round of
+/// confirmations, L's link to etcd comes back for a few seconds in which every renewal it
+/// sends is lost on the way (its transactions on the leader key and the lease keep-alives; any
+/// other call passes, a failsafe list too), and is cut again. L reads the store, sees N and
+/// renews in vain. Had it sent the list naming N then, N would run once the store's lease ends
+/// (a ttl after the last renewal that landed, before the first cut) while L still wrote on
+/// the confirmations asked just before the heal (until a ttl less the margin after their
+/// ask): two writers. The list waits for an answered renewal: N, outside the list, waits for
+/// the listed members, and L alone writes.
+#[test]
+fn a_leader_on_promises_that_reads_the_store_again_sends_no_list_naming_a_member_nobody_asked() {
+    let ms = |d: Duration| d.as_millis().to_string();
+    let (mut c, leader) = start(&Opts {
+        members: 4,
+        etcd_call_holds: true,
+        dynamic: vec![
+            ("ttl_ms".into(), ms(KEY_TTL)),
+            ("safety_margin_ms".into(), ms(KEY_MARGIN)),
+        ],
+        ..Opts::default()
+    });
+    let standbys = standbys_of(&c, &leader);
+    let (listed, back) = (&standbys[..2], standbys[2].clone());
+    let ck = checker_writing(&c, &leader);
+    ck.mark(&format!("SIGTERM of {back}'s agent (it leaves)"));
+    c.member_mut(&back).terminate_agent();
+    wait_gone_from_view(&c, &leader, &back);
+    // a few loops, so that the list in the store names the leader and `listed` only
+    std::thread::sleep(LOOP_WAIT * 4);
+    let cut_off: Vec<&str> = std::iter::once(leader.as_str())
+        .chain(listed.iter().map(String::as_str))
+        .collect();
+    for m in &cut_off {
+        c.net.cut(m, "etcd", Way::Both);
+    }
+    let cut_at = Instant::now();
+    ck.mark(&format!(
+        "{cut_off:?} cut off from etcd; {back}'s agent starts again"
+    ));
+    c.start_agent(&back);
+    wait_until(
+        &format!("{back} in the store again"),
+        Duration::from_secs(5),
+        || {
+            let (_, body) = c.member(&back).get("/cluster")?;
+            let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+            view["members"].get(&back).map(|_| ())
+        },
+    );
+    let hold = c.etcd_hold_of(&leader);
+    hold.hold_all(
+        Calls::to(ETCD_TXN)
+            .holding(&etcd_key("leader"))
+            .lacking(&etcd_key("failsafe")),
+    );
+    hold.hold_all(Calls::to(ETCD_KEEP_ALIVE));
+    // Healed just after a round of confirmations (one every few seconds while cut off): they
+    // vouch for the leader until about then + KEY_TTL - KEY_MARGIN, past the end of the
+    // store's lease (KEY_TTL after the last renewal that landed, before the cut), so that a
+    // list naming `back` landing now would let `back` run while the leader still writes.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(cut_at.elapsed()));
+    let confirmed_from = c.log_len(&leader);
+    wait_until(
+        &format!("a round of confirmations of {leader}"),
+        Duration::from_secs(4),
+        || {
+            let said = c.log_lines_since(&leader, confirmed_from, &["every member confirmed"]);
+            (!said.is_empty()).then_some(())
+        },
+    );
+    let log_from = c.log_len(&leader);
+    c.net.heal(&leader, "etcd");
+    ck.mark(&format!(
+        "{leader} confirmed; its link to etcd back, its renewals lost on the way"
+    ));
+    wait_until(
+        &format!("{leader} reading the store again"),
+        Duration::from_secs(3),
+        || {
+            let said = c.log_lines_since(&leader, log_from, &["leading with"]);
+            (!said.is_empty()).then_some(())
+        },
+    );
+    // The list would go out in that step, after its other writes (the member record's, its
+    // lease's keep-alive lost too, fails at the call's bound): a few loops.
+    std::thread::sleep(LOOP_WAIT * 5);
+    c.net.cut(&leader, "etcd", Way::Both);
+    let lost = c.etcd_hold_of(&leader).held();
+    ck.mark(&format!(
+        "{leader} cut off from etcd again ({lost} renewal calls lost), {} ms after the first cut",
+        cut_at.elapsed().as_millis()
+    ));
+    assert!(
+        lost > 0 && cut_at.elapsed() < KEY_TTL - Duration::from_secs(3),
+        "the test could not arrange what it is about: {lost} renewal calls lost, the leader \
+         cut off again {} ms after the first cut (its key lasts {} ms)",
+        cut_at.elapsed().as_millis(),
+        KEY_TTL.as_millis()
+    );
+    // The store's lease has ended by the first cut + KEY_TTL, and a member it lets run takes
+    // over within a few seconds.
+    let watch_until = cut_at + KEY_TTL + Duration::from_secs(6);
+    let promoted = c.wait_new_primary(
+        &leader,
+        watch_until.saturating_duration_since(Instant::now()),
+    );
+    match &promoted {
+        Some((p, _)) => ck.mark(&format!("{p} promoted")),
+        None => ck.mark("nobody else promoted"),
+    }
+    let mut unmet = Vec::new();
+    if let Some((p, _)) = &promoted {
+        unmet.push(format!(
+            "{p} promoted while {leader} led on its listed members' confirmations"
+        ));
+    }
+    let outside = format!("not in {leader}'s failsafe list");
+    if c.log_lines(&back, &[&outside]).is_empty() {
+        unmet.push(format!(
+            "{back} never said it waited outside {leader}'s failsafe list"
+        ));
+    }
+    c.etcd_hold_of(&leader).clear();
+    heal_and_judge_one_writer(
+        &mut c,
+        ck,
+        &unmet,
+        &format!("a failsafe list naming {back} sent while the lease rests on promises"),
     );
 }
