@@ -244,6 +244,11 @@ impl Drop for Cluster {
                 eprintln!("logs kept in {}", keep.display());
             }
         }
+        // Thawed first: a process with a thread waiting on a frozen disk (an agent's data
+        // directory check, a job) cannot end, not even killed, until it thaws.
+        for d in self.disks.iter_mut().chain(&mut self.etcd_disks) {
+            d.thaw();
+        }
         if let Some(mut p) = self.proxy.take() {
             p.stop(Signal::SIGTERM, Duration::from_secs(5));
         }
@@ -258,9 +263,6 @@ impl Drop for Cluster {
             if let Some(mut a) = m.agent.take() {
                 a.stop(Signal::SIGTERM, Duration::from_secs(15));
             }
-        }
-        for d in self.disks.iter_mut().chain(&mut self.etcd_disks) {
-            d.thaw();
         }
         for m in &self.members {
             m.stop_postmaster();
