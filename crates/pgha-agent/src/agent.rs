@@ -30,6 +30,7 @@ mod failsafe_round_tests;
 mod fencing_step;
 mod handle;
 mod leave;
+pub use leave::LEAVE_PATIENCE;
 mod peers;
 mod promotion_clock;
 mod reload;

@@ -23,6 +23,8 @@ use crate::node::Node;
 
 /// How long the CLI waits for etcd to find the agents' addresses.
 const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
+/// What a stop may take beyond the agent's leave: the step it is in ending first.
+const STOP_SLACK: Duration = Duration::from_secs(10);
 
 /// A cluster the CLI acts on.
 pub struct ClusterHandle {
@@ -239,6 +241,8 @@ impl ClusterHandle {
     }
 
     /// Stops (`Some(request)`) or starts (`None`) one member, through the host that runs it.
+    /// A stop answers once the member's agent has left, as long as that takes (a cancelled
+    /// job waited for, a slow stop of PostgreSQL): the request waits for it.
     pub async fn stop_or_start(
         &self,
         name: &str,
@@ -246,7 +250,11 @@ impl ClusterHandle {
     ) -> anyhow::Result<MemberChanged> {
         let client = self.host_of(name)?;
         match &stop {
-            Some(body) => client.post(&format!("/members/{name}/stop"), body).await,
+            Some(body) => {
+                let patience = pgha_agent::agent::LEAVE_PATIENCE + STOP_SLACK;
+                let path = format!("/members/{name}/stop");
+                client.post_waiting(&path, body, patience).await
+            }
             None => client.post(&format!("/members/{name}/start"), &()).await,
         }
         .map_err(|e| self.explain(e))

@@ -250,6 +250,9 @@ pub enum Command {
     },
     /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
     ///
+    /// Answers once the member's agent has left: usually at once; longer if a job of it must
+    /// end first (up to 30 s) or PostgreSQL is slow to stop.
+    ///
     /// With --config, the request goes to the agent that runs the member (its API as etcd
     /// publishes it); the stopped member leaves etcd, so start it again with its own host's
     /// config file (`pgha start --config /etc/pgha/node2.toml node2`).

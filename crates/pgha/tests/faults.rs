@@ -44,6 +44,8 @@
 //!   smaller synchronous set held the same way, landing as the leader crashes (quorum
 //!   commit: nothing acknowledged may be lost);
 //! - `pgha proxy` paused (SIGSTOP) through a failover, and cut from etcd through one;
+//! - the leader stopped (`pgha stop`) while its crashed primary's restart hangs on a frozen
+//!   disk (the leave must keep the fence armed);
 //! - the old leader's agent killed while it rewinds (pg_rewind must die with it; the next agent
 //!   re-clones instead of starting or rewinding that directory again);
 //! - the synchronous standby's link to the leader blackholed one way, each way in turn;
@@ -97,6 +99,8 @@ mod hosts;
 mod impostors;
 #[path = "faults/late_requests.rs"]
 mod late_requests;
+#[path = "faults/leaving.rs"]
+mod leaving;
 #[path = "faults/links.rs"]
 mod links;
 #[path = "faults/postgres.rs"]

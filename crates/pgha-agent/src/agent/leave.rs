@@ -9,6 +9,15 @@ use super::{Agent, Shutdown, STORE_TIMEOUT};
 
 /// How long leaving waits for a cancelled job to end before it stops PostgreSQL anyway.
 const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long each stop of PostgreSQL may take as the agent leaves (the mode asked, then
+/// immediate if that failed).
+const PG_STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest a leave can take: the cancelled jobs waited for, both stops, and its store
+/// calls (the record, the promises given back, the read, the list, the release, the member
+/// key), each bounded. What an operator's `pgha stop` waits for at most.
+pub const LEAVE_PATIENCE: Duration = Duration::from_secs(
+    JOBS_END_TIMEOUT.as_secs() + 2 * PG_STOP_TIMEOUT.as_secs() + 6 * STORE_TIMEOUT.as_secs(),
+);
 
 impl Agent {
     /// Leaves the cluster (or only stops the loop): stops PostgreSQL, releases the leader key
@@ -44,10 +53,10 @@ impl Agent {
             .await;
         }
         let inst = &self.spec.instance;
-        if let Err(e) = inst.stop(mode, Duration::from_secs(60)).await {
+        if let Err(e) = inst.stop(mode, PG_STOP_TIMEOUT).await {
             tracing::warn!("{name}: stop failed ({e}); stopping immediately");
             let _ = inst
-                .stop(pgha_pg::StopMode::Immediate, Duration::from_secs(60))
+                .stop(pgha_pg::StopMode::Immediate, PG_STOP_TIMEOUT)
                 .await;
         }
         if !jobs_ended && self.jobs.may_make_writable() {

@@ -3,10 +3,9 @@
 
 use super::*;
 
-use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 
-use pgha_testkit::{children_of, poll, signal};
+use pgha_testkit::poll;
 
 /// The leader's disk stalls (fsfreeze of the file system its member directory is on: writes
 /// and fsyncs wait, reads from memory still answer the agent's probes), synchronous mode. The
@@ -214,20 +213,6 @@ fn primary_restart_in_flight_when_the_lease_lapses() {
         &unmet,
         &format!("{leader}'s lines: {lines:#?}"),
     );
-}
-
-/// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
-/// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
-/// on a frozen disk dies when the disk thaws.
-fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
-    signal(pm, Signal::SIGSTOP);
-    let mut killed = vec![pm];
-    killed.extend(children_of(pm));
-    for pid in killed.iter().rev() {
-        signal(*pid, Signal::SIGKILL);
-    }
-    signal(pm, Signal::SIGCONT);
-    killed
 }
 
 /// The synchronous standby's disk stalls (fsfreeze: its WAL receiver waits on every write and

@@ -46,6 +46,20 @@ pub(super) fn resume(pids: &[u32]) {
     }
 }
 
+/// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
+/// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
+/// on a frozen disk dies when the disk thaws.
+pub(super) fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
+    signal(pm, Signal::SIGSTOP);
+    let mut killed = vec![pm];
+    killed.extend(children_of(pm));
+    for pid in killed.iter().rev() {
+        signal(*pid, Signal::SIGKILL);
+    }
+    signal(pm, Signal::SIGCONT);
+    killed
+}
+
 /// Whether `member` acknowledges a write within `within` of `since`; marks when it first did
 /// (after `what`, as the mark says).
 pub(super) fn writes_back_on(

@@ -51,15 +51,26 @@ impl Cluster {
 
     /// Runs `pgha ARGS --config client.toml` on the client host.
     pub fn cli(&self, args: &[&str]) -> Output {
-        self.net
-            .command("client", pgha_bin())
+        self.cli_command(args).output().expect("run pgha")
+    }
+
+    /// [`Cluster::cli`] without waiting for it: the running command (its output piped).
+    pub fn cli_spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut command = self.cli_command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        command.spawn().expect("run pgha")
+    }
+
+    /// `pgha ARGS --config CLIENT_CONFIG` on the client host.
+    fn cli_command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = self.net.command("client", pgha_bin());
+        command
             .args(args)
             .arg("--config")
             .arg(&self.client_config)
             .env("PGHA_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pgha")
+            .stdin(Stdio::null());
+        command
     }
 
     /// Rows of `query` (simple protocol, text) on `member`'s PostgreSQL, from the client host.
