@@ -94,9 +94,9 @@ fn caught(shared: &(Mutex<Shared>, Condvar), rules: &[Rule], first: &[u8]) -> Op
     })
 }
 
-/// Reads a request's body up to the end of its first gRPC message (a 5-byte prefix, the
-/// fourth to the last saying how long it is, then the message): a unary call's whole body, a
-/// stream's first request. Less if the body ends or fails first.
+/// Reads a request's body up to the end of its first gRPC message (a 5-byte prefix, a flag
+/// then the message's length in four bytes, big-endian; then the message): a unary call's
+/// whole body, a stream's first request. Less if the body ends or fails first.
 async fn first_message(body: &mut RecvStream) -> Vec<u8> {
     let mut read = Vec::new();
     let whole = |read: &[u8]| {

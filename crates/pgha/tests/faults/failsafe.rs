@@ -165,8 +165,9 @@ const KEY_MARGIN: Duration = Duration::from_millis(2500);
 /// so the leader L lists itself, S1 and S2; {L, S1, S2} are cut off from etcd and L leads on
 /// their confirmations; N's agent starts again on etcd's side. Then, just after a round of
 /// confirmations, L's link to etcd comes back for a few seconds in which every renewal it
-/// sends is lost on the way (its transactions on the leader key and the lease keep-alives; any
-/// other call passes, a failsafe list too), and is cut again. L reads the store, sees N and
+/// sends is lost on the way (every transaction naming the leader key but a failsafe list's,
+/// and every lease keep-alive: its position and record are lost with them; reads and a
+/// failsafe list pass), and is cut again. L reads the store, sees N and
 /// renews in vain. Had it sent the list naming N then, N would run once the store's lease ends
 /// (a ttl after the last renewal that landed, before the first cut) while L still wrote on
 /// the confirmations asked just before the heal (until a ttl less the margin after their
