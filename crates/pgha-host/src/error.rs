@@ -47,6 +47,13 @@ pub enum CliError {
         api: String,
     },
 
+    #[error("`pgha up` runs on {dir}{} but did not answer on {api} in time (starting, busy with a long request, or stalled: stopped by SIGSTOP, out of CPU or memory?); try again once it answers, and see its log", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    UpNotAnswering {
+        dir: PathBuf,
+        pid: Option<u32>,
+        api: String,
+    },
+
     #[error("no pgha agent answers (tried {tried}); is `pgha agent` running on the members' hosts, and is member.api in the config file right?")]
     NoAgent { tried: String },
 

@@ -23,8 +23,9 @@ use crate::node::Node;
 
 /// How long the CLI waits for etcd to find the agents' addresses.
 const CLI_ETCD_PATIENCE: Option<Duration> = Some(Duration::from_secs(5));
-/// What a stop may take beyond the agent's leave: the step it is in ending first.
-const STOP_SLACK: Duration = Duration::from_secs(10);
+/// What a request the host bounds itself (a stop by the agent's leave, a reload by its
+/// patience) may take beyond that bound: the agent's step ending first, the answer on its way.
+const HOST_SLACK: Duration = Duration::from_secs(10);
 
 /// A cluster the CLI acts on.
 pub struct ClusterHandle {
@@ -110,14 +111,30 @@ impl ClusterHandle {
         self.local.as_deref().filter(|_| e.unreachable())
     }
 
-    /// The CLI's error for a failed request, saying how to start what does not answer.
+    /// [`ClusterHandle::stopped`], and no `pgha up` holds its directory: what its files say
+    /// is the cluster's state (a `pgha up` that runs, starting or stalled, has its own).
+    fn stopped_for_reading<'a>(&'a self, e: &ClientError) -> Option<&'a LocalCluster> {
+        self.stopped(e)
+            .filter(|cluster| up_holding(cluster).is_none())
+    }
+
+    /// The CLI's error for a failed request, saying how to start what does not answer, or
+    /// that the `pgha up` holding the directory runs but did not answer.
     pub(crate) fn explain(&self, e: ClientError) -> anyhow::Error {
         match (&e, &self.local) {
-            (ClientError::Unreachable { tried }, Some(cluster)) => CliError::NotRunning {
-                dir: cluster.dir.clone(),
-                api: tried.join(", "),
-            }
-            .into(),
+            (ClientError::Unreachable { tried }, Some(cluster)) => match up_holding(cluster) {
+                Some(pid) => CliError::UpNotAnswering {
+                    dir: cluster.dir.clone(),
+                    pid,
+                    api: tried.join(", "),
+                }
+                .into(),
+                None => CliError::NotRunning {
+                    dir: cluster.dir.clone(),
+                    api: tried.join(", "),
+                }
+                .into(),
+            },
             (ClientError::Unreachable { tried }, None) => CliError::NoAgent {
                 tried: tried.join(", "),
             }
@@ -130,7 +147,7 @@ impl ClusterHandle {
     pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
         match self.client.get("/status").await {
             Ok(status) => Ok(status),
-            Err(e) => match self.stopped(&e) {
+            Err(e) => match self.stopped_for_reading(&e) {
                 Some(cluster) => Ok(stopped_status(cluster).await),
                 None => Err(self.explain(e)),
             },
@@ -141,7 +158,7 @@ impl ClusterHandle {
     pub async fn config(&self) -> anyhow::Result<ClusterConfig> {
         match self.client.get("/config").await {
             Ok(config) => Ok(config),
-            Err(e) => match self.stopped(&e) {
+            Err(e) => match self.stopped_for_reading(&e) {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
                     Ok(crate::ops::view(&store).await?.config)
@@ -251,7 +268,7 @@ impl ClusterHandle {
         let client = self.host_of(name)?;
         match &stop {
             Some(body) => {
-                let patience = pgha_agent::agent::LEAVE_PATIENCE + STOP_SLACK;
+                let patience = pgha_agent::agent::LEAVE_PATIENCE + HOST_SLACK;
                 let path = format!("/members/{name}/stop");
                 client.post_waiting(&path, body, patience).await
             }
@@ -263,8 +280,10 @@ impl ClusterHandle {
     /// Member `name` renders its PostgreSQL configuration and reloads it, through the host
     /// that runs it.
     pub async fn reload(&self, name: &str) -> anyhow::Result<MemberChanged> {
+        // past the host's own bound, so that its answer (why the agent did not reload) comes
+        let patience = crate::host::RELOAD_PATIENCE + HOST_SLACK;
         self.host_of(name)?
-            .post(&format!("/members/{name}/reload"), &())
+            .post_waiting(&format!("/members/{name}/reload"), &(), patience)
             .await
             .map_err(|e| self.explain(e))
     }
@@ -283,7 +302,7 @@ impl ClusterHandle {
     pub async fn history(&self) -> anyhow::Result<Vec<HistoryEntry>> {
         match self.client.get("/history").await {
             Ok(entries) => Ok(entries),
-            Err(e) => match self.stopped(&e) {
+            Err(e) => match self.stopped_for_reading(&e) {
                 Some(cluster) if !cluster.dir.join(STORE_FILE).exists() => Ok(Vec::new()),
                 Some(cluster) => {
                     let snapshot = persisted_store(cluster)?.snapshot().await?;
@@ -311,6 +330,16 @@ pub struct NoHostFor {
 }
 
 /// A stopped local cluster as its data directories show it (nothing manages it).
+/// The pid (if it wrote one) of the `pgha up` that holds `cluster`'s directory, if one does:
+/// it runs, whether its API answers or not.
+fn up_holding(cluster: &LocalCluster) -> Option<Option<u32>> {
+    match crate::local::lock::DirLock::try_acquire(&cluster.dir) {
+        Ok(Err(crate::local::lock::HeldBy(pid))) => Some(pid),
+        // free (released again at once), or not to be taken: nothing says one runs
+        Ok(Ok(_)) | Err(_) => None,
+    }
+}
+
 async fn stopped_status(cluster: &LocalCluster) -> ClusterStatus {
     let targets: Vec<_> = cluster
         .members

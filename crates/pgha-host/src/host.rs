@@ -79,7 +79,7 @@ pub enum HostError {
 }
 
 /// How long a reload request waits for the agent's answer.
-const RELOAD_PATIENCE: Duration = Duration::from_secs(30);
+pub const RELOAD_PATIENCE: Duration = Duration::from_secs(30);
 /// How long a start waits for an agent of the same member to finish stopping.
 const STOPPING_PATIENCE: Duration = Duration::from_secs(20);
 /// How long a restart in place may take, from the request to PostgreSQL running again.

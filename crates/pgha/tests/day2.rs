@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use configuration::{config_edit, lower_a_hot_standby_setting, restart_in_place};
 use dist::AgentSet;
-use member_control::{reload, stop_start_url};
+use member_control::{reload, reload_unanswered, stop_start_url};
 use monitoring::{failover_histogram, health_checks, metrics};
 use pgha_testkit::{refused, succeeded};
 use scheduled_switchover::topology_and_scheduled_switchover;
@@ -169,6 +169,8 @@ fn a_local_cluster_answers_day2_operations() {
     assert_eq!(proxy, succeeded("url", &c.cli(&["url"])));
     stop_start_url(&c);
     the_rest(&c);
+    // last: the frozen agent's member falls behind for a while
+    reload_unanswered(&c);
 }
 
 #[test]

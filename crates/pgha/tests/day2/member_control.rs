@@ -49,6 +49,25 @@ pub(super) fn stop_start_url(c: &dyn Day2) {
     assert!(why.contains("nosuch"), "{why}");
 }
 
+/// `pgha reload` of a member whose agent does not answer (its loop frozen, as a stalled
+/// process) says why, as the host does once its own bound has passed: the CLI waits past that
+/// bound (it gave up at the same instant before, with no more than a timeout to say).
+pub(super) fn reload_unanswered(c: &Local) {
+    let standby = a_standby(c);
+    let frozen = Duration::from_secs(40);
+    pgha_testkit::small_runtime().block_on(c.0.freeze_agent(&standby, frozen));
+    let out = c.cli(&["reload", &standby]);
+    refused("reload of a frozen agent", &out);
+    // each member's outcome on stdout, the failure's summary on stderr
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "{standby}: not reloaded: {standby}'s agent did not answer the reload within 30 s"
+        )),
+        "{said}"
+    );
+}
+
 /// When member `name` last loaded its configuration files.
 fn conf_load_time(c: &dyn Day2, name: &str) -> String {
     let uri = succeeded("url --member", &c.cli(&["url", "--member", name]));
