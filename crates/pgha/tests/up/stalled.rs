@@ -7,8 +7,8 @@ use super::*;
 /// `store.json` and said it would apply at the next start; `pgha up`, going on, wrote its own
 /// store over it. The directory's lock says it runs: refused, nothing changed. Meanwhile
 /// `pgha status` showed the stopped cluster its files describe, and `pgha reload` said the
-/// cluster was not running (found by the whole suite: a reload that outlasted the request's
-/// timeout said so of a cluster that ran): both name the `pgha up` that runs now.
+/// cluster was not running (seen when a reload outlasted the CLI's request timeout: it said
+/// so of a cluster that ran): both name the `pgha up` that runs now.
 #[test]
 fn a_setting_changed_while_pgha_up_is_stalled_is_refused_not_lost() {
     let tmp = test_dir();
