@@ -329,7 +329,6 @@ pub struct NoHostFor {
     pub known: String,
 }
 
-/// A stopped local cluster as its data directories show it (nothing manages it).
 /// The pid (if it wrote one) of the `pgha up` that holds `cluster`'s directory, if one does:
 /// it runs, whether its API answers or not.
 fn up_holding(cluster: &LocalCluster) -> Option<Option<u32>> {
@@ -340,6 +339,7 @@ fn up_holding(cluster: &LocalCluster) -> Option<Option<u32>> {
     }
 }
 
+/// A stopped local cluster as its data directories show it (nothing manages it).
 async fn stopped_status(cluster: &LocalCluster) -> ClusterStatus {
     let targets: Vec<_> = cluster
         .members
