@@ -66,34 +66,13 @@ fn leader_disk_stalled() {
 /// Once the link heals the old primary rejoins. One writer, nothing lost.
 #[test]
 fn primary_restart_in_flight_when_the_lease_lapses() {
-    let (mut c, leader) = start(&Opts {
-        member_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
-    let pm = running_postmaster(&c, &leader);
-    let log_at = c.log_len(&leader);
-    c.freeze_disk(&leader);
-    ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));
-    // commits wait on the frozen disk from now on; let the WAL senders pass on what was
-    // flushed (and acknowledged) before the freeze
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = kill_postmaster_tree(pm);
-    ck.mark(&format!(
-        "SIGKILL of {leader}'s postmaster {pm} and its {} children (those waiting on the disk \
-         die when it thaws)",
-        killed.len() - 1
-    ));
-    let restarting = poll(Duration::from_secs(20), Duration::from_millis(50), || {
-        c.log_lines_since(&leader, log_at, &["restarting it"])
-            .into_iter()
-            .next()
-    });
-    assert!(
-        restarting.is_some(),
-        "{leader}'s agent did not begin to restart its crashed primary\n{}",
-        explain(&c)
-    );
+    let HungRestart {
+        mut c,
+        leader,
+        ck,
+        killed,
+        log_at,
+    } = restart_hung_on_frozen_disk();
     c.net.cut(&leader, "etcd", Way::Both);
     let cut_at = Instant::now();
     // A renewal sent just before the cut may be answered, and its deadline armed, after it:

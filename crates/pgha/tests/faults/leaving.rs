@@ -22,31 +22,13 @@ const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
 /// rejoins.
 #[test]
 fn a_member_stopped_while_its_primarys_restart_hangs_on_a_frozen_disk_stays_fenced() {
-    let (mut c, leader) = start(&Opts {
-        member_disks: true,
-        ..Opts::default()
-    });
-    let ck = checker_writing(&c, &leader);
-    let pm = running_postmaster(&c, &leader);
-    let log_at = c.log_len(&leader);
-    c.freeze_disk(&leader);
-    ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));
-    // commits wait on the frozen disk from now on; let the WAL senders pass on what was
-    // flushed (and acknowledged) before the freeze
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = kill_postmaster_tree(pm);
-    ck.mark(&format!(
-        "SIGKILL of {leader}'s postmaster {pm} and its {} children",
-        killed.len() - 1
-    ));
-    wait_until(
-        &format!("{leader}'s agent restarting its crashed primary"),
-        Duration::from_secs(20),
-        || {
-            let said = c.log_lines_since(&leader, log_at, &["restarting it"]);
-            (!said.is_empty()).then_some(())
-        },
-    );
+    let HungRestart {
+        mut c,
+        leader,
+        ck,
+        log_at,
+        ..
+    } = restart_hung_on_frozen_disk();
     let watch = LeaseWatch::start(c.member(&leader).lease_file());
     let stop = c.cli_spawn(&["stop", &leader]);
     ck.mark(&format!(

@@ -60,6 +60,57 @@ pub(super) fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
     killed
 }
 
+/// A cluster on disks of its own, writers writing, whose leader's PostgreSQL crashed (kill -9
+/// of the postmaster and every backend) while its disk is frozen, once its agent has begun to
+/// start it again as the primary: the start hangs on the disk.
+pub(super) struct HungRestart {
+    pub(super) c: Cluster,
+    pub(super) leader: String,
+    pub(super) ck: Checker,
+    /// The pids killed, the postmaster first (those waiting on the disk die when it thaws).
+    pub(super) killed: Vec<u32>,
+    /// The leader's log before the crash.
+    pub(super) log_at: usize,
+}
+
+/// Starts the cluster, freezes the leader's disk, kills its PostgreSQL, and waits until its
+/// agent restarts it ([`HungRestart`]).
+pub(super) fn restart_hung_on_frozen_disk() -> HungRestart {
+    let (mut c, leader) = start(&Opts {
+        member_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let pm = running_postmaster(&c, &leader);
+    let log_at = c.log_len(&leader);
+    c.freeze_disk(&leader);
+    ck.mark(&format!("{leader}'s disk frozen (fsfreeze)"));
+    // commits wait on the frozen disk from now on; let the WAL senders pass on what was
+    // flushed (and acknowledged) before the freeze
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = kill_postmaster_tree(pm);
+    ck.mark(&format!(
+        "SIGKILL of {leader}'s postmaster {pm} and its {} children (those waiting on the disk \
+         die when it thaws)",
+        killed.len() - 1
+    ));
+    wait_until(
+        &format!("{leader}'s agent restarting its crashed primary"),
+        Duration::from_secs(20),
+        || {
+            let said = c.log_lines_since(&leader, log_at, &["restarting it"]);
+            (!said.is_empty()).then_some(())
+        },
+    );
+    HungRestart {
+        c,
+        leader,
+        ck,
+        killed,
+        log_at,
+    }
+}
+
 /// Whether `member` acknowledges a write within `within` of `since`; marks when it first did
 /// (after `what`, as the mark says).
 pub(super) fn writes_back_on(
