@@ -12,11 +12,12 @@ const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long each stop of PostgreSQL may take as the agent leaves (the mode asked, then
 /// immediate if that failed).
 const PG_STOP_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest a leave can take: the cancelled jobs waited for, both stops, and its store
-/// calls (the record, the promises given back, the read, the list, the release, the member
-/// key), each bounded. What an operator's `pgha stop` waits for at most.
+/// The longest a leave can take: the cancelled jobs waited for, both stops, and its seven
+/// store calls (the record, the promises given back, the read, the `unfenced` mark, the list,
+/// the release, the member key), each bounded. What an operator's `pgha stop` waits for at
+/// most.
 pub const LEAVE_PATIENCE: Duration = Duration::from_secs(
-    JOBS_END_TIMEOUT.as_secs() + 2 * PG_STOP_TIMEOUT.as_secs() + 6 * STORE_TIMEOUT.as_secs(),
+    JOBS_END_TIMEOUT.as_secs() + 2 * PG_STOP_TIMEOUT.as_secs() + 7 * STORE_TIMEOUT.as_secs(),
 );
 
 impl Agent {
