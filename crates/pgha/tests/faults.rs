@@ -361,6 +361,22 @@ fn wait_gone_from_view(c: &Cluster, leader: &str, member: &str) {
     );
 }
 
+/// Waits up to `timeout` until `member`'s log says `needle` after its line `from` (`what`
+/// names the wait in the panic if it does not).
+fn wait_logged(
+    c: &Cluster,
+    member: &str,
+    from: usize,
+    needle: &str,
+    what: &str,
+    timeout: Duration,
+) {
+    wait_until(what, timeout, || {
+        let said = c.log_lines_since(member, from, &[needle]);
+        (!said.is_empty()).then_some(())
+    });
+}
+
 /// The writers started, once they had 20 writes acknowledged by `member`.
 fn checker_writing(c: &Cluster, member: &str) -> Checker {
     let ck = c.checker();

@@ -226,26 +226,26 @@ fn a_leader_on_promises_that_reads_the_store_again_sends_no_list_naming_a_member
     // list naming `back` landing now would let `back` run while the leader still writes.
     std::thread::sleep(Duration::from_secs(6).saturating_sub(cut_at.elapsed()));
     let confirmed_from = c.log_len(&leader);
-    wait_until(
+    wait_logged(
+        &c,
+        &leader,
+        confirmed_from,
+        "every member confirmed",
         &format!("a round of confirmations of {leader}"),
         Duration::from_secs(4),
-        || {
-            let said = c.log_lines_since(&leader, confirmed_from, &["every member confirmed"]);
-            (!said.is_empty()).then_some(())
-        },
     );
     let log_from = c.log_len(&leader);
     c.net.heal(&leader, "etcd");
     ck.mark(&format!(
         "{leader} confirmed; its link to etcd back, its renewals lost on the way"
     ));
-    wait_until(
+    wait_logged(
+        &c,
+        &leader,
+        log_from,
+        "leading with",
         &format!("{leader} reading the store again"),
         Duration::from_secs(3),
-        || {
-            let said = c.log_lines_since(&leader, log_from, &["leading with"]);
-            (!said.is_empty()).then_some(())
-        },
     );
     // The list would go out in that step, after its other writes (the member record's, its
     // lease's keep-alive lost too, fails at the call's bound): a few loops.

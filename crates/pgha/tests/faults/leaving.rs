@@ -36,13 +36,13 @@ fn a_member_stopped_while_its_primarys_restart_hangs_on_a_frozen_disk_stays_fenc
     ));
     let new = await_failover(&c, &ck, &leader, Duration::from_secs(30));
     let gave_up = "a job that may start PostgreSQL writable has not ended";
-    wait_until(
+    wait_logged(
+        &c,
+        &leader,
+        log_at,
+        gave_up,
         &format!("{leader}'s leaving agent giving up on its cancelled start"),
         JOBS_END_TIMEOUT + Duration::from_secs(15),
-        || {
-            let said = c.log_lines_since(&leader, log_at, &[gave_up]);
-            (!said.is_empty()).then_some(())
-        },
     );
     let stopped = stop.wait_with_output().expect("`pgha stop` ran");
     ck.mark(&format!(

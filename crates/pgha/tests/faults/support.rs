@@ -94,13 +94,13 @@ pub(super) fn restart_hung_on_frozen_disk() -> HungRestart {
          die when it thaws)",
         killed.len() - 1
     ));
-    wait_until(
+    wait_logged(
+        &c,
+        &leader,
+        log_at,
+        "restarting it",
         &format!("{leader}'s agent restarting its crashed primary"),
         Duration::from_secs(20),
-        || {
-            let said = c.log_lines_since(&leader, log_at, &["restarting it"]);
-            (!said.is_empty()).then_some(())
-        },
     );
     HungRestart {
         c,
