@@ -251,7 +251,8 @@ pub enum Command {
     /// Stop one member (its PostgreSQL and its agent); stopping the primary fails over.
     ///
     /// Answers once the member's agent has left: usually at once; longer if a job of it must
-    /// end first (up to 30 s) or PostgreSQL is slow to stop.
+    /// end first (up to 30 s) or PostgreSQL is slow to stop (a line on stderr after 5 s, then
+    /// every 30 s, says it still waits).
     ///
     /// With --config, the request goes to the agent that runs the member (its API as etcd
     /// publishes it); the stopped member leaves etcd, so start it again with its own host's

@@ -24,6 +24,7 @@ mod logging;
 mod render;
 mod tls_cmd;
 mod topology;
+mod waiting;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -238,7 +239,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let mut failed = Vec::new();
             for name in &names {
-                match handle.reload(name).await {
+                let reload = handle.reload(name);
+                match waiting::said_while_waiting(reload, |waited| {
+                    format!("{name}: still reloading after {waited} s")
+                })
+                .await
+                {
                     Ok(_) => outln!("{name}: reloaded"),
                     Err(e) => {
                         outln!("{name}: not reloaded: {e:#}");
@@ -343,7 +349,19 @@ async fn stop_or_start(
     stop: Option<pgha_host::api::control::StopRequest>,
 ) -> anyhow::Result<()> {
     let stopping = stop.is_some();
-    let answer = at.open().await?.stop_or_start(name, stop).await?;
+    let handle = at.open().await?;
+    let request = handle.stop_or_start(name, stop);
+    let answer = if stopping {
+        waiting::said_while_waiting(request, |waited| {
+            format!(
+                "{name}: still stopping after {waited} s (the answer comes once its agent has \
+                 left: a job it cancelled ended, PostgreSQL stopped, the leader key released)"
+            )
+        })
+        .await?
+    } else {
+        request.await?
+    };
     let text = match (stopping, answer.changed) {
         (true, true) => "stopped",
         (true, false) => "was not running",

@@ -18,8 +18,8 @@ const JOBS_END_TIMEOUT: Duration = Duration::from_secs(30);
 /// may still bring up a primary once the disk thaws, and another member leads by then (the
 /// writers still write on the old leader's own host). Released, the supervisor would let that
 /// primary take writes. `pgha stop` answers once the member has left (it gave up after 30 s
-/// before, the leave still going on). One writer, nothing lost; started again, the member
-/// rejoins.
+/// before, the leave still going on), saying on stderr meanwhile that it still waits. One
+/// writer, nothing lost; started again, the member rejoins.
 #[test]
 fn a_member_stopped_while_its_primarys_restart_hangs_on_a_frozen_disk_stays_fenced() {
     let HungRestart {
@@ -76,6 +76,13 @@ fn a_member_stopped_while_its_primarys_restart_hangs_on_a_frozen_disk_stays_fenc
         unmet.push(format!(
             "`pgha stop {leader}` failed: {}",
             String::from_utf8_lossy(&stopped.stderr)
+        ));
+    }
+    // It waited over 30 s for the leave: an operator is told, on stderr, that it still waits.
+    let told = String::from_utf8_lossy(&stopped.stderr);
+    if !told.contains(&format!("{leader}: still stopping after 5 s")) {
+        unmet.push(format!(
+            "`pgha stop {leader}` said nothing of its long wait on stderr: {told:?}"
         ));
     }
     if !writes_on_new {
