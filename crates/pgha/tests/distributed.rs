@@ -1,6 +1,7 @@
 //! Distributed mode end to end (issue 3): real etcd, real PostgreSQL, three `pgha agent`
 //! processes on loopback. Bootstrap in any order, a node crash, the leader's link to etcd cut
-//! (a severable relay), etcd restarted under the cluster, and bad input.
+//! (a severable relay), etcd restarted under the cluster, a key of etcd edited by hand into a value
+//! pgha cannot read, and bad input.
 //!
 //! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well);
 //! every process is cleaned up by pid, also when a test fails (see `common/dist.rs`).
@@ -18,6 +19,8 @@ mod etcd_users;
 mod failsafe_list;
 #[path = "distributed/failsafe_return.rs"]
 mod failsafe_return;
+#[path = "distributed/hand_edits.rs"]
+mod hand_edits;
 #[path = "distributed/housekeeping.rs"]
 mod housekeeping;
 #[path = "distributed/outages.rs"]
