@@ -1,6 +1,7 @@
 //! Distributed mode end to end (issue 3): real etcd, real PostgreSQL, three `pgha agent`
 //! processes on loopback. Bootstrap in any order, a node crash, the leader's link to etcd cut
-//! (a severable relay), etcd restarted under the cluster, a key of etcd edited by hand into a value
+//! (a severable relay), etcd restarted under the cluster, a member rebooted within a ttl of
+//! confirming a leader cut off from etcd, a key of etcd edited by hand into a value
 //! pgha cannot read, and bad input.
 //!
 //! The tests of this file run one at a time (a 2-core machine runs one 3-member cluster well);
@@ -17,6 +18,8 @@ mod cold_start;
 mod etcd_users;
 #[path = "distributed/failsafe_list.rs"]
 mod failsafe_list;
+#[path = "distributed/failsafe_reboot.rs"]
+mod failsafe_reboot;
 #[path = "distributed/failsafe_return.rs"]
 mod failsafe_return;
 #[path = "distributed/hand_edits.rs"]
