@@ -292,7 +292,9 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
 /// (`pg_wal_replay_pause()`: it still receives and flushes, so its connection stays up and
 /// PostgreSQL counts it). Every commit waits for its replay; after `stalled_standby_ms` (3 s)
 /// the leader counts the other standby instead and says why in history. Before, a commit
-/// waited until the replay was resumed. Resumed, it is counted again.
+/// waited until the replay was resumed. Resumed, it is counted again. Then the same with the
+/// replay held as production holds it: a query on the synchronous standby holding a lock a
+/// record from the primary needs (`LOCK TABLE ... IN ACCESS EXCLUSIVE MODE` on the primary).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_synchronous_standby_whose_replay_stands_is_not_waited_for_under_remote_apply() {
     let (c, sync) = start_sync(&REMOTE_APPLY).await;
@@ -330,4 +332,53 @@ async fn a_synchronous_standby_whose_replay_stands_is_not_waited_for_under_remot
         matches!(state.as_deref(), Some("sync" | "potential")).then_some(())
     });
     eprintln!("the commit took {took:?} with {sync}'s replay paused");
+
+    // The same stand as production makes it: a query on the synchronous standby holds a lock
+    // that a record from the primary needs, and replay waits for it (up to
+    // `max_standby_streaming_delay`, 30 s by default, before the query is cancelled).
+    let holder = c.wait_status("a synchronous standby", CONVERGE, |s| {
+        sync_states(s)
+            .into_iter()
+            .find(|(_, state)| state == "sync")
+            .map(|(name, _)| name)
+    });
+    let reader = connect(&c.member_url(&holder)).await;
+    reader
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM t")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let lock = primary.batch_execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE; COMMIT");
+    let done = tokio::time::timeout(Duration::from_secs(20), lock).await;
+    let took_on_conflict = started.elapsed();
+    if !matches!(done, Ok(Ok(()))) {
+        c.fail(&format!(
+            "a commit waited {took_on_conflict:?} for {holder}, whose replay waits on a \
+             standby query's lock: {done:?}"
+        ));
+    }
+    assert!(
+        took_on_conflict < Duration::from_secs(8),
+        "the commit took {took_on_conflict:?}"
+    );
+    let history = c.history();
+    let said = history.iter().any(|e| {
+        e["kind"] == "sync_changed"
+            && e["from"] == holder.as_str()
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("replayed nothing"))
+    });
+    assert!(
+        said,
+        "no history event says why {holder} was left: {history:#?}"
+    );
+    let _ = reader.batch_execute("ROLLBACK").await;
+    c.wait_status("the standby counted again", CONVERGE, |s| {
+        let state = sync_states(s).get(&holder).cloned();
+        matches!(state.as_deref(), Some("sync" | "potential")).then_some(())
+    });
+    eprintln!(
+        "the commit took {took_on_conflict:?} with {holder}'s replay held by a lock conflict"
+    );
 }
