@@ -6,7 +6,7 @@ use crate::config::SyncMode;
 use crate::history::{EventKind, HistoryEvent};
 use crate::machine::{Member, Plan};
 use crate::observe::{ClusterView, Observation};
-use crate::sync::{self, SyncStep};
+use crate::sync::{self, SyncSet, SyncStep};
 
 impl Member {
     /// Keeps PostgreSQL's synchronous standbys and the store's set in step with the settings,
@@ -51,6 +51,15 @@ impl Member {
             // write may have failed for good), so it is sent again until a read shows it.
             step = sync::next_step(self.name(), &desired, &local.sync_applied, &view.sync);
         }
+        // The store lost the set this leader goes by (deleted by hand, etcd's data gone): a
+        // member whose agent started since would take it for empty, every member eligible.
+        let putting_back = step == SyncStep::Settled && view.sync_from_memory;
+        if putting_back {
+            step = SyncStep::Publish(SyncSet {
+                leader: Some(self.name().clone()),
+                ..view.sync.clone()
+            });
+        }
         if !matches!(step, SyncStep::Publish(_)) {
             self.sync.removal = None;
         }
@@ -94,13 +103,22 @@ impl Member {
                 ) => {}
             SyncStep::Publish(set) => {
                 let names: Vec<&str> = set.members.iter().map(|n| n.as_str()).collect();
+                let reason = if putting_back {
+                    format!(
+                        "the store had no synchronous set (deleted by hand, or etcd lost its \
+                         data): put back [{}]",
+                        names.join(", ")
+                    )
+                } else {
+                    format!("synchronous set now [{}]", names.join(", "))
+                };
                 plan.push(Action::RecordHistory(HistoryEvent {
                     kind: EventKind::SyncChanged,
                     from: None,
                     to: Some(self.name().clone()),
                     timeline: local.timeline,
                     lsn: local.lsn,
-                    reason: format!("synchronous set now [{}]", names.join(", ")),
+                    reason,
                 }));
                 sync::UnseenSets::sent(&mut self.sync.unseen, revision, view.sync_revision, &set);
                 plan.push(Action::PublishSync {

@@ -94,6 +94,10 @@ pub struct ClusterView {
     /// The store revision the `sync` key was last written at (0: absent); a leader's write of
     /// the key compares it.
     pub sync_revision: u64,
+    /// The store holds no `sync` key, and `sync` is the set this member last read there (etcd
+    /// lost its data, or someone deleted the key): a member that never read it would take the
+    /// set for empty, so the leader puts it back.
+    pub sync_from_memory: bool,
     pub switchover: Option<PendingSwitchover>,
     pub history: Vec<HistoryEvent>,
     /// The `position` key: the last WAL position a leader published (it outlives the lease).

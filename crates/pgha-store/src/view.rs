@@ -121,6 +121,8 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
         config,
         sync,
         sync_revision: key(Key::Sync).map_or(0, |(_, revision)| revision),
+        // what the store holds; an agent that kept the set it last read says so
+        sync_from_memory: false,
         switchover,
         failsafe,
         failsafe_revision: key(Key::Failsafe).map_or(0, |(_, revision)| revision),

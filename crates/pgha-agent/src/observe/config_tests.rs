@@ -61,7 +61,7 @@ async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
 
 /// The synchronous set too: a store that lost it is not read as an empty set (which makes
 /// every member eligible, and a member without the last commits could be promoted); the agent
-/// decides with the one it last read until a leader publishes another.
+/// decides with the one it last read, marked as one from memory (its leader puts it back).
 #[tokio::test]
 async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,10 +78,13 @@ async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
         set,
         "decided with another synchronous set than the one it last read"
     );
+    // ... saying so, so that a leader puts it back
+    assert!(!from_memory(&before) && from_memory(&after));
     // A member that never read one has nothing better than the store's answer.
     let (mut fresh, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
     let (obs, _) = fresh.observe().await;
     assert_eq!(sync_of(&obs.cluster), SyncSet::default());
+    assert!(!from_memory(&obs.cluster));
 }
 
 fn sync_of(view: &StoreView) -> SyncSet {
@@ -89,4 +92,8 @@ fn sync_of(view: &StoreView) -> SyncSet {
         StoreView::Up(v) => v.sync.clone(),
         StoreView::Down { error } => panic!("store down: {error}"),
     }
+}
+
+fn from_memory(view: &StoreView) -> bool {
+    matches!(view, StoreView::Up(v) if v.sync_from_memory)
 }

@@ -1,7 +1,7 @@
 //! A store that lost its keys (etcd's data gone, a key deleted by hand): the agent decides with
 //! the cluster configuration and the synchronous set it last read, never with the defaults
-//! (asynchronous, a 10 s ttl; an empty set, which makes every member eligible), and puts the
-//! configuration back.
+//! (asynchronous, a 10 s ttl; an empty set, which makes every member eligible), puts the
+//! configuration back, and marks the set as one from memory (its leader puts it back).
 
 use pgha_core::ClusterView;
 use pgha_store::{Guard, Key, Snapshot, StoreError};
@@ -10,8 +10,9 @@ use crate::agent::Agent;
 
 impl Agent {
     /// Remembers the configuration and the synchronous set `snapshot` holds, or puts the ones
-    /// last read into `view` where it holds none. The set is not written back: only a leader
-    /// may write it, and the next one publishes its own.
+    /// last read into `view` where it holds none. The set is not written back here: only a
+    /// leader may write it, and the view says it came from memory so that the leader's step
+    /// publishes it again.
     pub(super) async fn fill_lost_keys(&mut self, snapshot: &Snapshot, view: &mut ClusterView) {
         if snapshot.get(Key::Config).is_some() {
             self.known_config = view.config.clone();
@@ -21,7 +22,10 @@ impl Agent {
         }
         match (&snapshot.get(Key::Sync), &self.known_sync) {
             (Some(_), _) => self.known_sync = Some(view.sync.clone()),
-            (None, Some(known)) => view.sync = known.clone(),
+            (None, Some(known)) => {
+                view.sync = known.clone();
+                view.sync_from_memory = true;
+            }
             (None, None) => {}
         }
     }

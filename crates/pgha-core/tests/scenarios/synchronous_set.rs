@@ -315,3 +315,61 @@ fn the_first_members_of_an_emptied_set_come_with_the_standbys_that_may_hold_its_
         );
     }
 }
+
+/// The set deleted by hand (or lost with etcd's data) while n1 leads, settled, in mode `on`:
+/// its agent goes on with the set it last read ({n2, n3}, marked as one from memory), which
+/// matches what PostgreSQL counts, so nothing asked to publish it. A member whose agent
+/// started since finds no set and takes it for empty: every member eligible, no position
+/// compared (found end to end: n3, behind, was promoted when n1 and n2 crashed). The leader
+/// puts it back, guarded by the key's absence, and says so in history.
+#[test]
+fn a_leader_puts_back_a_synchronous_set_the_store_lost() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, 5000, Some("n1")), None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    let set = SyncSet {
+        leader: Some(name("n1")),
+        members: [name("n2"), name("n3")].into(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    view.0.sync = set.clone();
+    view.0.sync_revision = 12;
+    let pg = LocalPg {
+        replicas: vec![streaming("n2", 5000), streaming("n3", 5000)],
+        sync_applied: SyncApplied {
+            method: SyncMethod::Priority,
+            count: 1,
+            names: vec![name("n2"), name("n3")],
+        },
+        ..primary(1, 5000)
+    };
+    let publishes = |d: &Decision| {
+        d.actions.iter().find_map(|a| match a {
+            Action::PublishSync {
+                set, key_revision, ..
+            } => Some((set.clone(), *key_revision)),
+            _ => None,
+        })
+    };
+    let d = n1.step(&obs(0, pg.clone(), &view, vec![acquired(0, 7)]));
+    assert_eq!(publishes(&d), None, "settled, yet published: {d:?}");
+    // the key gone; the agent fills in the set it last read
+    view.0.sync_revision = 0;
+    view.0.sync_from_memory = true;
+    let d = n1.step(&obs(1000, pg, &view, vec![]));
+    assert_eq!(
+        publishes(&d),
+        Some((set, 0)),
+        "the lost set was not put back, guarded by the key's absence: {d:?}"
+    );
+    assert!(
+        has(&d, |a| matches!(a, Action::RecordHistory(e)
+            if e.reason.contains("the store had no synchronous set"))),
+        "history does not say why: {d:?}"
+    );
+}

@@ -1,8 +1,9 @@
-//! A key of etcd edited by hand into a value pgha cannot read, mid-run: no member decides on a
-//! guess, and the way out the error names works.
+//! Keys of etcd edited or deleted by hand mid-run: no member decides on a guess, the way out
+//! an error names works, and a key the leader alone writes is put back by it.
 
 use super::*;
 
+use nix::sys::signal::Signal;
 use pgha_store::{EtcdStore, Guard, Key, Store};
 
 /// design.md, "A key in the store unreadable": an operator puts the cluster configuration
@@ -162,6 +163,149 @@ fn a_configuration_edited_by_hand_into_an_unreadable_value_is_never_read_as_the_
         problems.join("\n"),
         c.logs(40)
     );
+}
+
+/// The synchronous set deleted by hand (`etcdctl del`) while the leader L runs in mode `on`
+/// with its set {S, O}. Agents that read the set before go on with the one they read, but a
+/// member whose agent started since finds none: read as empty, which in mode `on` makes every
+/// member eligible without comparing positions. Here O's agent restarts after the deletion, O's
+/// WAL receiver stands (SIGSTOP) while L commits rows S confirms, then L and S crash together
+/// and O's receiver is killed before it wrote them. O, behind those rows, must not promote on an empty set: the leader puts its set
+/// back as soon as it sees the key gone (it alone writes it), so O finds {S, O} and waits for
+/// S, which holds the rows; both started again, S is promoted, and nothing acknowledged is
+/// lost.
+#[test]
+fn a_synchronous_set_deleted_by_hand_is_put_back_by_the_leader() {
+    let _serial = serial();
+    let rt = runtime();
+    let mut c = DistCluster::start(&Options::default());
+    let leader = c.wait_converged(Duration::from_secs(60));
+    c.cli_ok(&["config", "set", "synchronous_mode=on"]);
+    let sync_standby = || {
+        sql(
+            &rt,
+            c.agent(&leader),
+            "SELECT application_name FROM pg_stat_replication WHERE sync_state = 'sync'",
+        )
+    };
+    let s = wait_until(
+        "a synchronous standby on the leader",
+        Duration::from_secs(30),
+        sync_standby,
+    );
+    let o = c
+        .agents
+        .iter()
+        .find(|a| a.name != leader && a.name != s)
+        .unwrap()
+        .name
+        .clone();
+    sql(
+        &rt,
+        c.agent(&leader),
+        "CREATE TABLE set_rows(v int); SELECT 'ok'",
+    )
+    .expect("a table on the leader");
+    let store = rt
+        .block_on(EtcdStore::connect(
+            &[c.etcd.endpoint()],
+            "demo",
+            Duration::from_secs(2),
+        ))
+        .expect("etcd");
+    let published = || {
+        let snapshot = rt.block_on(store.snapshot()).ok()?;
+        let value = snapshot.get(Key::Sync)?.value.clone();
+        serde_json::from_str::<Value>(&value).ok()
+    };
+    let before = wait_until("the published set", Duration::from_secs(10), || {
+        published().filter(|set| set["members"].as_array().is_some_and(|m| m.len() == 2))
+    });
+
+    rt.block_on(store.delete(Key::Sync, Guard::Any))
+        .expect("the set deleted");
+    let deleted_at = Instant::now();
+    let put_back = pgha_testkit::poll(Duration::from_secs(5), Duration::from_millis(50), published);
+    eprintln!(
+        "the set before: {before}; after the deletion: {put_back:?} ({:?})",
+        deleted_at.elapsed()
+    );
+
+    // O's agent starts again: it knows only what the store holds now.
+    c.agent_mut(&o).kill();
+    c.agent_mut(&o).start();
+    wait_until("O's agent back, streaming", Duration::from_secs(20), || {
+        c.agent(&o).is_streaming_replica().then_some(())
+    });
+    let receiver = wal_receiver_of(&c.agent(&o).data_dir()).expect("O's WAL receiver");
+    pgha_testkit::signal(receiver, Signal::SIGSTOP);
+    let rows = sql(
+        &rt,
+        c.agent(&leader),
+        "INSERT INTO set_rows SELECT generate_series(1, 1000); SELECT count(*) FROM set_rows",
+    );
+    let acknowledged: usize = rows
+        .as_deref()
+        .and_then(|r| r.parse().ok())
+        .expect("rows committed on the leader");
+    let (li, si) = (c.index(&leader), c.index(&s));
+    c.agents[li].crash();
+    c.agents[si].crash();
+    let crashed_at = Instant::now();
+    // What it had not written yet is lost with it (its PostgreSQL restarts its processes).
+    pgha_testkit::signal(receiver, Signal::SIGKILL);
+
+    // Past the ttl (3 s) and the election's waits: O must still be a standby.
+    let promoted = pgha_testkit::poll(Duration::from_secs(12), Duration::from_millis(200), || {
+        (sql(&rt, c.agent(&o), "SELECT pg_is_in_recovery()").as_deref() == Some("f"))
+            .then(|| crashed_at.elapsed())
+    });
+    let o_rows = sql(&rt, c.agent(&o), "SELECT count(*) FROM set_rows");
+    c.agents[si].start();
+    c.agents[li].start();
+    let next = c.wait_converged(Duration::from_secs(60));
+    let final_rows: Option<usize> =
+        sql(&rt, c.agent(&next), "SELECT count(*) FROM set_rows").and_then(|r| r.parse().ok());
+    let mut problems = Vec::new();
+    if put_back.is_none() {
+        problems.push("the leader did not put its set back within 5 s".to_string());
+    }
+    if let Some(after) = promoted {
+        problems.push(format!(
+            "{o} was promoted {after:?} after {leader} and {s} crashed, holding {o_rows:?} of the \
+             {acknowledged} rows acknowledged"
+        ));
+    }
+    if final_rows.is_none_or(|n| n < acknowledged) {
+        problems.push(format!(
+            "the final primary {next} holds {final_rows:?} rows; {acknowledged} were acknowledged"
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n{}",
+        problems.join("\n"),
+        c.logs(40)
+    );
+}
+
+/// The pid of the WAL receiver of the PostgreSQL on `data_dir` (a child of its postmaster).
+fn wal_receiver_of(data_dir: &std::path::Path) -> Option<u32> {
+    let postmaster = pgha_testkit::postmaster_pid(data_dir)?;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let parent: u32 = stat[stat.rfind(')')? + 1..]
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+            (parent == postmaster && cmdline.contains("walreceiver")).then_some(pid)
+        })
 }
 
 /// One row into `hand_edit` on `agent`'s PostgreSQL: whether its commit was acknowledged within

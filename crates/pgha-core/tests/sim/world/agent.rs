@@ -98,6 +98,9 @@ impl World {
                 config: self.config.clone(),
                 sync: self.store.sync.clone(),
                 sync_revision: self.store.sync_revision,
+                // The simulated store loses no key (core scenario
+                // a_leader_puts_back_a_synchronous_set_the_store_lost; distributed::hand_edits).
+                sync_from_memory: false,
                 switchover: self.store.switchover.clone(),
                 history: self.store.history.clone(),
                 leader_position: self.store.position.clone(),
