@@ -82,6 +82,27 @@ fn wait_rejoined(c: &DistCluster, i: usize) -> String {
     c.wait_converged(Duration::from_secs(20))
 }
 
+/// A client of the cluster's etcd, reading and writing its keys as pgha names them.
+fn etcd_store(rt: &tokio::runtime::Runtime, c: &DistCluster) -> pgha_store::EtcdStore {
+    rt.block_on(pgha_store::EtcdStore::connect(
+        &[c.etcd.endpoint()],
+        "demo",
+        Duration::from_secs(2),
+    ))
+    .expect("a client of the cluster's etcd")
+}
+
+/// Sets the lease ttl every member of a prepared (not yet launched) cluster bootstraps with
+/// (the test clusters' is 3 s).
+fn bootstrap_ttl(c: &DistCluster, ttl_ms: u64) {
+    for a in &c.agents {
+        let text = std::fs::read_to_string(&a.config).unwrap();
+        assert!(text.contains("ttl_ms = 3000"), "{}", a.config.display());
+        let text = text.replace("ttl_ms = 3000", &format!("ttl_ms = {ttl_ms}"));
+        std::fs::write(&a.config, text).unwrap();
+    }
+}
+
 fn history_kinds(c: &DistCluster, kind: &str) -> Vec<Value> {
     c.history()
         .into_iter()

@@ -4,7 +4,7 @@
 use super::*;
 
 use nix::sys::signal::Signal;
-use pgha_store::{EtcdStore, Store};
+use pgha_store::Store;
 
 use super::writers::{assert_one_writer, Writers};
 
@@ -26,12 +26,7 @@ fn a_member_rebooted_within_a_ttl_of_confirming_a_leader_waits_out_its_promise()
         relays: true,
         ..Options::default()
     });
-    for a in &c.agents {
-        let text = std::fs::read_to_string(&a.config)
-            .unwrap()
-            .replace("ttl_ms = 3000", "ttl_ms = 10000");
-        std::fs::write(&a.config, text).unwrap();
-    }
+    bootstrap_ttl(&c, 10000);
     c.launch();
     let leader = c.wait_converged(Duration::from_secs(60));
     c.wait_bootstrapped(Duration::from_secs(30));
@@ -48,13 +43,7 @@ fn a_member_rebooted_within_a_ttl_of_confirming_a_leader_waits_out_its_promise()
         let all: Vec<&Agent> = c.agents.iter().collect();
         Writers::start(&rt, &all, Duration::from_millis(50))
     };
-    let store = rt
-        .block_on(EtcdStore::connect(
-            &[c.etcd.endpoint()],
-            "demo",
-            Duration::from_secs(2),
-        ))
-        .expect("etcd");
+    let store = etcd_store(&rt, &c);
 
     let confirmed = |c: &DistCluster| {
         c.agents[li]

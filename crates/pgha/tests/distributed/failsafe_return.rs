@@ -128,12 +128,7 @@ fn took_over_without_waiting_out_promises(
 /// (2 s), etcd answering again: the cluster and its leader.
 fn confirmed_through_an_outage() -> (DistCluster, String) {
     let mut c = DistCluster::prepare(&Options::default());
-    for a in &c.agents {
-        let text = std::fs::read_to_string(&a.config)
-            .unwrap()
-            .replace("ttl_ms = 3000", "ttl_ms = 12000");
-        std::fs::write(&a.config, text).unwrap();
-    }
+    bootstrap_ttl(&c, 12000);
     c.launch();
     let leader = c.wait_converged(Duration::from_secs(60));
     c.wait_bootstrapped(Duration::from_secs(30));
