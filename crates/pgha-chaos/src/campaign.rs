@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pgha_core::{ClusterConfig, CommitLevel, SyncMode};
-use pgha_host::client::ClientError;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -19,6 +18,7 @@ use crate::error::ChaosError;
 use crate::faults::{self, FaultKind};
 use crate::health;
 use crate::monitor::Monitor;
+use crate::not_injected::NotInjected;
 use crate::progress::Progress;
 use crate::recover;
 use crate::summary::{self, FaultRecord, Gathered, Settings, Summary};
@@ -138,23 +138,31 @@ pub async fn run(
             match faults::inject(kind, target, &current, &mut rng, agent_pause, &mut changes).await
             {
                 Ok(i) => i,
-                Err(ChaosError::Api(ClientError::Failed(f))) => {
-                    progress.event(format!(
-                        "{kind}: refused by the cluster ({}), skipped",
-                        f.error
-                    ));
-                    skipped += 1;
-                    continue;
-                }
-                Err(e @ ChaosError::Inject { .. }) => {
-                    progress.event(format!("{e}; skipped"));
-                    skipped += 1;
-                    continue;
-                }
                 Err(e) => {
-                    problems.push(format!("{kind}: {e}"));
-                    interrupted = true;
-                    break;
+                    let then = NotInjected::after(&e);
+                    let said = then.line(kind.name(), &e);
+                    match then {
+                        NotInjected::Skip => progress.event(said),
+                        NotInjected::SkipOnceHealthy => {
+                            progress.event(said);
+                            match cleanup::wait_healthy(target, opts.settle).await {
+                                Ok(h) => current = h,
+                                Err(reasons) => {
+                                    let e = ChaosError::Unhealthy { reasons };
+                                    problems.push(format!("after {kind} was not injected: {e}"));
+                                    interrupted = true;
+                                    break;
+                                }
+                            }
+                        }
+                        NotInjected::Stop => {
+                            problems.push(said);
+                            interrupted = true;
+                            break;
+                        }
+                    }
+                    skipped += 1;
+                    continue;
                 }
             };
         skipped = 0;

@@ -19,6 +19,7 @@ pub mod html;
 pub mod inject_error;
 pub mod isolate;
 pub mod monitor;
+pub mod not_injected;
 pub mod process;
 pub mod progress;
 pub mod recover;
