@@ -99,7 +99,19 @@ fn a_cluster_on_an_etcd_with_users_runs_and_outlives_an_etcd_restart() {
     // A leader that took its lease again after the restart refuses a request made before:
     // asked again, as its refusal says.
     wait_until("a switchover", Duration::from_secs(30), || {
-        c.cli(&["switchover"]).status.success().then_some(())
+        let asked = Instant::now();
+        let out = c.cli(&["switchover"]);
+        if !out.status.success() {
+            // what it said, should this ever take longer than it may
+            eprintln!(
+                "`pgha switchover` after {:.1} s: {}: {}{}",
+                asked.elapsed().as_secs_f64(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        out.status.success().then_some(())
     });
     let after_switchover = c.wait_converged(Duration::from_secs(30));
     assert_ne!(after_switchover, leader, "the switchover moved the leader");
