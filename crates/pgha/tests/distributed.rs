@@ -103,6 +103,16 @@ fn bootstrap_ttl(c: &DistCluster, ttl_ms: u64) {
     }
 }
 
+/// The name of a member other than `leader` (the first in the cluster's order).
+fn another_member(c: &DistCluster, leader: &str) -> String {
+    c.agents
+        .iter()
+        .find(|a| a.name != leader)
+        .expect("a member besides the leader")
+        .name
+        .clone()
+}
+
 fn history_kinds(c: &DistCluster, kind: &str) -> Vec<Value> {
     c.history()
         .into_iter()

@@ -100,13 +100,7 @@ fn a_cluster_on_an_etcd_with_users_runs_and_outlives_an_etcd_restart() {
     // asked again, as its refusal says.
     // Named: without a target the CLI waits for the member the API named when asked, and the
     // leader may pick another as it demotes (a suspected cause of a timeout seen once here).
-    let to = c
-        .agents
-        .iter()
-        .find(|a| a.name != leader)
-        .unwrap()
-        .name
-        .clone();
+    let to = another_member(&c, &leader);
     wait_until("a switchover", Duration::from_secs(30), || {
         let asked = Instant::now();
         let out = c.cli(&["switchover", "--to", &to]);

@@ -15,13 +15,7 @@ use super::*;
 fn a_switchover_after_a_store_outage_does_not_wait_out_the_failsafe_promises() {
     let _serial = serial();
     let (c, leader) = confirmed_through_an_outage();
-    let target = c
-        .agents
-        .iter()
-        .find(|a| a.name != leader)
-        .unwrap()
-        .name
-        .clone();
+    let target = another_member(&c, &leader);
     let asked = Instant::now();
     wait_until(
         "the switchover to be taken",
