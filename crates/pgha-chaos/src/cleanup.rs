@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use pgha_core::{ClusterConfig, RequestKind};
 use pgha_host::api::control::ConfigChange;
+use pgha_host::promotion_wait::Awaited;
 
 use crate::error::ChaosError;
 use crate::faults;
@@ -103,8 +104,9 @@ async fn switch_back(target: &Target, original: &str, bound: Duration) -> String
             .await
         {
             Ok(_) => {
-                return match target.client.wait_promoted(original, since).await {
-                    Ok(()) => match wait_healthy(target, bound).await {
+                let awaited = Awaited::Member(original.to_string());
+                return match target.client.wait_promoted(&awaited, since).await {
+                    Ok(_) => match wait_healthy(target, bound).await {
                         Ok(_) => format!("switched over back to {original}"),
                         Err(why) => format!(
                             "switched over back to {original}, not healthy yet: {}",
@@ -112,7 +114,7 @@ async fn switch_back(target: &Target, original: &str, bound: Duration) -> String
                         ),
                     },
                     Err(e) => format!("switchover back to {original}: {e}"),
-                }
+                };
             }
             Err(e) => last = e.to_string(),
         }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::api::control::{PromoteRequest, Promoting};
 use crate::api::read::ClusterRecord;
 use crate::api::{Failure, FailureKind};
+use crate::promotion_wait::{self, Awaited, Settled};
 use crate::sync_wait::{self, SyncProgress};
 
 /// How long a promotion may take before the CLI gives up waiting (it goes on regardless).
@@ -44,8 +45,8 @@ pub enum ClientError {
     Failed(Failure),
     #[error("{url}: unexpected answer: {detail}")]
     Garbled { url: String, detail: String },
-    #[error("{target} is not the primary after {} s; see `pgha status` and `pgha history`", .after.as_secs())]
-    NotPromoted { target: String, after: Duration },
+    #[error("{awaited} after {} s; see `pgha status` and `pgha history`", .after.as_secs())]
+    NotPromoted { awaited: Awaited, after: Duration },
     /// The leader (or, without one, the target) refused the request after the API accepted
     /// it (it read the cluster later,
     /// and differently): its history entry says why.
@@ -218,38 +219,28 @@ impl Client {
         Ok(self.get::<ClusterRecord>("/cluster").await?.history.len())
     }
 
-    /// Waits until `target` holds the lease and its record says it runs writable; fails as
-    /// soon as a refusal of a request to promote it is recorded after the first `since`
-    /// history entries.
-    pub async fn wait_promoted(&self, target: &str, since: usize) -> Result<(), ClientError> {
+    /// Waits until the awaited member holds the lease and its record says it runs writable
+    /// (answering its name); fails as soon as a refusal of the request is recorded after the
+    /// first `since` history entries.
+    pub async fn wait_promoted(
+        &self,
+        awaited: &Awaited,
+        since: usize,
+    ) -> Result<String, ClientError> {
         let deadline = Instant::now() + PROMOTION_PATIENCE;
         loop {
             match self.get::<ClusterRecord>("/cluster").await {
-                Ok(cluster) => {
-                    let writable = cluster
-                        .members
-                        .get(target)
-                        .is_some_and(|r| r.running && !r.in_recovery);
-                    if cluster.leader.as_deref() == Some(target) && writable {
-                        return Ok(());
-                    }
-                    let later = cluster.history.get(since..).unwrap_or_default();
-                    let refusal = later.iter().find(|e| {
-                        e.event.kind == pgha_core::EventKind::RequestRefused
-                            && e.event.to.as_ref().is_none_or(|to| to.as_str() == target)
-                    });
-                    if let Some(refused) = refusal {
-                        return Err(ClientError::Refused {
-                            reason: refused.event.reason.clone(),
-                        });
-                    }
-                }
+                Ok(cluster) => match promotion_wait::settled(&cluster, awaited, since) {
+                    Some(Settled::Promoted(member)) => return Ok(member),
+                    Some(Settled::Refused(reason)) => return Err(ClientError::Refused { reason }),
+                    None => {}
+                },
                 Err(e @ ClientError::Unreachable { .. }) => return Err(e),
                 Err(_) => {}
             }
             if Instant::now() > deadline {
                 return Err(ClientError::NotPromoted {
-                    target: target.to_string(),
+                    awaited: awaited.clone(),
                     after: PROMOTION_PATIENCE,
                 });
             }

@@ -7,6 +7,7 @@ use pgha_store::HistoryEntry;
 
 use super::{Client, ClientError};
 use crate::api::read::ClusterRecord;
+use crate::promotion_wait::Awaited;
 
 fn entry(kind: EventKind, to: &str, reason: &str) -> HistoryEntry {
     HistoryEntry {
@@ -60,7 +61,7 @@ async fn a_refusal_recorded_after_the_request_ends_the_wait_with_its_reason() {
     let address = cluster_with(vec![older, rejoin, refused]).await;
     let client = Client::new([address], None, None);
     let started = Instant::now();
-    match client.wait_promoted("n3", 2).await {
+    match client.wait_promoted(&Awaited::Member("n3".into()), 2).await {
         Err(ClientError::Refused { reason }) => {
             assert_eq!(
                 reason,
@@ -82,6 +83,10 @@ async fn refusals_of_earlier_or_other_requests_do_not_end_the_wait() {
     ])
     .await;
     let client = Client::new([address], None, None);
-    let waited = tokio::time::timeout(Duration::from_secs(1), client.wait_promoted("n3", 1)).await;
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.wait_promoted(&Awaited::Member("n3".into()), 1),
+    )
+    .await;
     assert!(waited.is_err(), "the wait ended: {waited:?}");
 }

@@ -18,6 +18,7 @@ pub mod local;
 pub mod node;
 pub mod ops;
 pub mod parameter_check;
+pub mod promotion_wait;
 pub mod reinit;
 pub mod rolling;
 pub mod secrets;

@@ -57,11 +57,13 @@ pub async fn view(store: &dyn Store) -> Result<ClusterView, OpError> {
     Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
 }
 
-/// A request written: the member it promotes, and for a scheduled one a refusal of the
-/// moment it was written despite (the leader checks the request again when it is due).
+/// A request written: the member it promotes (for a switchover naming none, the best
+/// candidate as the store shows it now), the leader it was made to, and for a scheduled one a
+/// refusal of the moment it was written despite (the leader checks it again when it is due).
 #[derive(Debug)]
 pub struct Requested {
     pub target: MemberName,
+    pub from: Option<MemberName>,
     pub checked_when_due: Option<pgha_core::switchover::Refusal>,
 }
 
@@ -87,11 +89,13 @@ pub async fn request(
     let requested = match pgha_core::switchover::check(&view, leader_lsn, &request) {
         Ok(target) => Requested {
             target,
+            from: request.from.clone(),
             checked_when_due: None,
         },
         Err(refusal) if deferrable(&request) && refusal.may_pass_by_then() => match &request.to {
             Some(target) => Requested {
                 target: target.clone(),
+                from: request.from.clone(),
                 checked_when_due: Some(refusal),
             },
             None => return Err(Refusal::from(refusal).into()),
@@ -187,6 +191,7 @@ pub async fn request_leader_down(
     }
     Ok(Requested {
         target,
+        from: request.from,
         checked_when_due: None,
     })
 }

@@ -164,7 +164,7 @@ impl ClusterHandle {
                 from: primary.clone(),
             });
             let done = self
-                .promote(None, RequestKind::Switchover, false, |_| {})
+                .promote(None, RequestKind::Switchover, false, |_, _| {})
                 .await?;
             on_step(RestartStep::HandedOver {
                 from: primary.clone(),

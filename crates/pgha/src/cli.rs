@@ -217,7 +217,9 @@ pub enum Command {
     Switchover {
         #[command(flatten)]
         at: Where,
-        /// Member to promote (default: the best candidate).
+        /// Member to promote. Without it, the leader hands over to the best candidate as it
+        /// steps down (the one named on the request is the best at that moment), and the
+        /// command waits for whichever member takes over.
         #[arg(long)]
         to: Option<String>,
         /// Schedule it instead: an instant (RFC 3339, e.g. 2026-12-01T03:00:00Z) or a delay

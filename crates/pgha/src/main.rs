@@ -21,6 +21,7 @@ mod chaos_cmd;
 mod cli;
 mod config_cmd;
 mod logging;
+mod promote_cmd;
 mod render;
 mod tls_cmd;
 mod topology;
@@ -32,7 +33,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use pgha_host::local::{up, url, Password};
-use pgha_host::ClusterHandle;
 
 use crate::cli::{Cli, Command, LogFormat};
 
@@ -156,7 +156,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 return Ok(());
             }
             let Some(when) = when else {
-                return promote(&handle, to, pgha_core::RequestKind::Switchover, false).await;
+                return promote_cmd::run(&handle, to, pgha_core::RequestKind::Switchover, false)
+                    .await;
             };
             let at = render::parse_when(&when)?;
             let scheduled = handle.schedule_switchover(to, at).await?;
@@ -184,7 +185,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 force,
                 allow_data_loss,
             };
-            promote(&at.open().await?, Some(to), kind, leader_down).await
+            promote_cmd::run(&at.open().await?, Some(to), kind, leader_down).await
         }
         Command::Stop { at, name, mode } => {
             let body = pgha_host::api::control::StopRequest {
@@ -316,30 +317,6 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Chaos(args) => chaos_cmd::run(args).await,
         Command::Supervise(_) => unreachable!("handled before the runtime starts"),
     }
-}
-
-/// Requests a promotion and waits for it, saying what happens.
-async fn promote(
-    handle: &ClusterHandle,
-    to: Option<String>,
-    kind: pgha_core::RequestKind,
-    leader_down: bool,
-) -> anyhow::Result<()> {
-    let what = match kind {
-        pgha_core::RequestKind::Switchover => "switchover",
-        pgha_core::RequestKind::Failover { .. } => "failover",
-    };
-    let done = handle
-        .promote(to, kind, leader_down, |target| {
-            outln!("{what} to {target} requested")
-        })
-        .await?;
-    outln!(
-        "{} is the primary (took {:.1} s)",
-        done.target,
-        done.took.as_secs_f64()
-    );
-    Ok(())
 }
 
 /// Stops (`Some`) or starts (`None`) one member, through the host that runs it.

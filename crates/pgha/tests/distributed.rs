@@ -32,6 +32,8 @@ mod outages;
 mod pause;
 #[path = "distributed/startup.rs"]
 mod startup;
+#[path = "distributed/untargeted_switchover.rs"]
+mod untargeted_switchover;
 #[path = "distributed/watchdog_room.rs"]
 mod watchdog_room;
 #[path = "distributed/writers.rs"]

@@ -53,6 +53,9 @@ pub struct Promoting {
     /// The member to promote; for a switchover asked without `to`, the best candidate now
     /// (a scheduled one promotes the best candidate when it is due).
     pub target: String,
+    /// The leader the request was made to (the one that hands over), if one led.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     /// A switchover scheduled for later, written although refused this moment: why (the
     /// leader checks it again when it is due).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +130,7 @@ impl From<ops::Requested> for Promoting {
     fn from(requested: ops::Requested) -> Self {
         Promoting {
             target: requested.target.to_string(),
+            from: requested.from.map(|f| f.to_string()),
             checked_when_due: requested.checked_when_due.map(|r| r.to_string()),
         }
     }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use pgha_core::RequestKind;
 
+use crate::promotion_wait::Awaited;
+
 use super::ClusterHandle;
 
 /// A promotion that completed: who is the primary now, and how long it took from the request.
@@ -15,14 +17,16 @@ pub struct Promoted {
 
 impl ClusterHandle {
     /// Requests a switchover (`to` optional) or a failover (with `leader_down`, `pgha failover
-    /// --leader-down`), tells `on_requested` which member the cluster chose, and waits until
-    /// that member runs as the primary.
+    /// --leader-down`), tells `on_requested` whom it waits for and the member the cluster
+    /// named as best, and waits until the member awaited runs as the primary. A switchover
+    /// naming none waits for whichever member succeeds the leader: that leader picks the best
+    /// standby when it hands over, not necessarily the one named when it was accepted.
     pub async fn promote(
         &self,
         to: Option<String>,
         kind: RequestKind,
         leader_down: bool,
-        on_requested: impl FnOnce(&str),
+        on_requested: impl FnOnce(&Awaited, &str),
     ) -> anyhow::Result<Promoted> {
         let started = Instant::now();
         let since = self
@@ -30,15 +34,20 @@ impl ClusterHandle {
             .history_len()
             .await
             .map_err(|e| self.explain(e))?;
-        let target = self
+        let named = to.is_some();
+        let answer = self
             .client
             .request_promotion_at(to, kind, None, leader_down)
             .await
-            .map_err(|e| self.explain(e))?
-            .target;
-        on_requested(&target);
-        self.client
-            .wait_promoted(&target, since)
+            .map_err(|e| self.explain(e))?;
+        let awaited = match answer.from {
+            Some(leader) if !named => Awaited::SuccessorOf(leader),
+            _ => Awaited::Member(answer.target.clone()),
+        };
+        on_requested(&awaited, &answer.target);
+        let target = self
+            .client
+            .wait_promoted(&awaited, since)
             .await
             .map_err(|e| self.explain(e))?;
         Ok(Promoted {
