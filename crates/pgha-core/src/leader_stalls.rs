@@ -25,12 +25,20 @@ impl Member {
         revision: u64,
     ) -> (SyncApplied, Vec<ReplicaState>, Vec<sync::Stalled>) {
         let local = &obs.local;
+        let members = self.sync.kept.members_for_sync(
+            revision,
+            &view.members,
+            &local.replicas,
+            &local.sync_applied,
+            obs.now,
+            self.config.ttl_ms,
+        );
         let desired_of = |member: &Member, replicas: &[ReplicaState]| {
             sync::desired(
                 &member.config,
                 member.name(),
                 replicas,
-                &view.members,
+                &members,
                 &local.sync_applied,
             )
         };

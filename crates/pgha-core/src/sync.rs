@@ -9,11 +9,13 @@
 //! (`holders`); [`SyncInForce`] is what a leader publishes once both match the settings
 //! (`in_force`);
 //! [`StandbyStalls`] finds standbys that stopped confirming, which no longer count (`stalls`);
-//! [`UnseenSets`] are sets it published that may still land (`unseen`).
+//! [`UnseenSets`] are sets it published that may still land (`unseen`); [`KeptRecords`] keeps
+//! counting standbys whose records a store outage let expire, for a ttl (`kept_records`).
 
 mod choice;
 mod holders;
 mod in_force;
+mod kept_records;
 mod ordering;
 mod removal;
 mod sets;
@@ -25,6 +27,7 @@ mod unseen;
 pub use choice::{before_promotion, blocking, desired, set_at_promotion, NO_STANDBY};
 pub use holders::with_possible_holders;
 pub use in_force::{LeaderSync, SyncInForce};
+pub use kept_records::KeptRecords;
 pub use ordering::{next_step, SyncStep};
 pub use removal::{removal_ready, RemovalMark};
 pub use sets::{SyncApplied, SyncSet};

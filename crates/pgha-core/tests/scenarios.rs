@@ -366,6 +366,8 @@ mod slots_and_settings;
 mod stalled_standbys;
 #[path = "scenarios/switchover_and_manual_failover.rs"]
 mod switchover_and_manual_failover;
+#[path = "scenarios/sync_records_gone.rs"]
+mod sync_records_gone;
 #[path = "scenarios/synchronous_election.rs"]
 mod synchronous_election;
 #[path = "scenarios/synchronous_promotion.rs"]

@@ -38,4 +38,6 @@ pub struct LeaderSync {
     pub unseen: Option<super::UnseenSets>,
     /// Standbys standing still behind the primary, and since when.
     pub stalls: super::StandbyStalls,
+    /// The records last read of its standbys, for a while once gone from the store.
+    pub kept: super::KeptRecords,
 }
