@@ -38,6 +38,48 @@ fn etcd_paused() {
     );
 }
 
+/// The data disk of the one etcd frozen (fsfreeze) for 2 T, synchronous mode, writers
+/// writing. etcd answers no read (its ReadIndex waits on the raft log it cannot write) and
+/// takes no write, but its lessor still answers keep-alives: the leader's lease lives on, while
+/// every member key, renewed only with a record its agent cannot publish, expires. The failsafe
+/// keeps the leader writing; once the disk thaws nothing changes: the same leader, and
+/// PostgreSQL still counts its synchronous standbys. Before, the leader's first step after the
+/// thaw read no member record and emptied `synchronous_standby_names` until the members
+/// published again ("degraded to asynchronous: no standby to confirm commits"; found by the
+/// distributed campaign's `etcd-disk` fault).
+#[test]
+fn etcd_disk_stalled() {
+    let (mut c, leader) = start_sync_with(Opts {
+        etcd_disks: true,
+        ..Opts::default()
+    });
+    let ck = checker_writing(&c, &leader);
+    let mut roles = RoleWatch::default();
+    ck.mark(&format!("fsfreeze of etcd's data disk for {:?}", TTL * 2));
+    c.freeze_etcd_disk(0);
+    let frozen_at = Instant::now();
+    roles.watch(&c, &ck, &leader, TTL * 2);
+    ck.mark("etcd's data disk thawed");
+    c.thaw_etcd_disk(0);
+    let gap = longest_gap(&ck.acks(), frozen_at, Instant::now());
+    roles.watch(&c, &ck, &leader, TTL);
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    let mut unmet = nothing_changed(&roles, &[("the one etcd", gap)], "with its disk frozen");
+    let degraded: Vec<serde_json::Value> = c
+        .history()
+        .into_iter()
+        .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("degraded")))
+        .collect();
+    if !degraded.is_empty() {
+        unmet.push(format!(
+            "the leader stopped counting standbys that streamed: {degraded:?}"
+        ));
+    }
+    assert_kept_leading_and_streaming(&c, &report, &leader, unmet, "etcd's frozen disk");
+}
+
 /// etcd answers late (the members reach it through a `TcpLink` on etcd's host: this kernel
 /// has no netem), synchronous mode, writers writing. Every request still arrives, late, and is
 /// carried out, whether or not its caller has stopped waiting: a lease renewed after its
