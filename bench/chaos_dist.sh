@@ -10,8 +10,9 @@
 # systemd would), etcd-pause (etcd SIGSTOPped for ETCD_PAUSE s), link-cut (the leader's link to
 # one standby blackholed, one way or both, for LINK_CUT s) and etcd-cut (the leader's link to
 # etcd blackholed both ways for LINK_CUT s), disk-stall (one member's disk frozen with fsfreeze
-# for DISK_STALL s), etcd-slow (etcd's answers late, for the leader alone or for every host, for
-# ETCD_SLOW s), clock-jump (the wall clock of the leader's agent, a standby's or both stepped by
+# for DISK_STALL s), etcd-disk (etcd's own file system frozen with fsfreeze for ETCD_DISK s:
+# its WAL's fsyncs wait, as on a stalled disk), etcd-slow (etcd's answers late, for the leader
+# alone or for every host, for ETCD_SLOW s), clock-jump (the wall clock of the leader's agent, a standby's or both stepped by
 # an hour, CLOCK_HOLD s one way then CLOCK_HOLD s the other, by libfaketime: only the agents and
 # their supervisors see it), and switchover, failover, stop/crash/restart through the agents. Every host
 # reaches etcd through a forwarder of its own (crates/pgha-testkit/examples/delay_link.rs) that
@@ -20,7 +21,7 @@
 #   bench/chaos_dist.sh                 ROUNDS=100 faults, synchronous_mode=on
 #   env: ROUNDS=N, SYNC=on|strict|off|quorum (quorum: on, synchronous_method=quorum), FAULTS=all, SEED, WRITERS=2, ETCD_DOWN=2 (seconds etcd
 #        stays down in a restart), AGENT_DOWN=1, ETCD_PAUSE=8, LINK_CUT=20, DISK_STALL=20,
-#        ETCD_SLOW=20, CLOCK_HOLD=10 (seconds),
+#        ETCD_DISK=15, ETCD_SLOW=20, CLOCK_HOLD=10 (seconds),
 #        OUT=bench/results/<date>-chaos-dist, BIN, NO_BUILD=1,
 #        PG_BIN=DIR (the members' PostgreSQL: its bin directory, e.g. a version of
 #        scripts/install-deps.sh's /var/cache/pgha/pg-18.*/bin; default Debian's 15),
@@ -56,6 +57,7 @@ agent_down="${AGENT_DOWN:-1}"
 etcd_pause="${ETCD_PAUSE:-8}"
 link_cut="${LINK_CUT:-20}"
 disk_stall="${DISK_STALL:-20}"
+etcd_disk="${ETCD_DISK:-15}"
 etcd_slow="${ETCD_SLOW:-20}"
 clock_hold="${CLOCK_HOLD:-10}"
 overlap="${OVERLAP:-0}"
@@ -86,7 +88,7 @@ cleanup() {
   # what the background nemesis stopped (SIGSTOP) must run to take SIGTERM
   for f in "$work"/n?.agent.pid "$work/etcd.pid"; do [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null || true; done
   # a process waiting on a frozen disk ends only once it thaws
-  for n in n1 n2 n3; do fsfreeze -u "$work/$n" 2>/dev/null || true; done
+  for n in n1 n2 n3 etcd.fs; do fsfreeze -u "$work/$n" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for f in "$work"/n?.agent.pid; do [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true; done
   [ -f "$work/etcd.pid" ] && kill -TERM "$(cat "$work/etcd.pid")" 2>/dev/null || true
@@ -100,7 +102,7 @@ cleanup() {
       ip netns del "$prefix-$h" 2>/dev/null || true
     fi
   done
-  for n in n1 n2 n3; do
+  for n in n1 n2 n3 etcd.fs; do
     umount "$work/$n" 2>/dev/null || umount -l "$work/$n" 2>/dev/null || true
     [ -f "$work/$n.loop" ] && losetup -d "$(cat "$work/$n.loop")" 2>/dev/null || true
     umount -l "$work/$n.ram" 2>/dev/null || true
@@ -147,9 +149,10 @@ for h in "${hosts[@]}"; do
 done
 on() { local h="$1"; shift; ip netns exec "$prefix-$h" "$@"; }
 
-# Each member's directory on a file system of its own, which disk-stall freezes: an ext4 image
-# of 1 GiB mounted through a loop device, the image in a tmpfs (memory, not this machine's disk).
-for n in n1 n2 n3; do
+# Each member's directory on a file system of its own, which disk-stall freezes, and etcd's,
+# which etcd-disk freezes: an ext4 image of 1 GiB mounted through a loop device, the image in a
+# tmpfs (memory, not this machine's disk).
+for n in n1 n2 n3 etcd.fs; do
   mkdir -p "$work/$n.ram" "$work/$n"
   mount -t tmpfs -o size=1049664k,mode=700 tmpfs "$work/$n.ram"
   truncate -s 1G "$work/$n.ram/image"
@@ -164,7 +167,7 @@ done
 etcd_ip="${ip_of[etcd]}"
 cat > "$work/etcd-start.sh" <<EOF
 #!/bin/sh
-ip netns exec $prefix-etcd setsid etcd --name e --data-dir $work/etcd \\
+ip netns exec $prefix-etcd setsid etcd --name e --data-dir $work/etcd.fs/data \\
   --listen-client-urls http://$etcd_ip:2379 --advertise-client-urls http://$etcd_ip:2379 \\
   --listen-peer-urls http://$etcd_ip:2380 --initial-advertise-peer-urls http://$etcd_ip:2380 \\
   --initial-cluster e=http://$etcd_ip:2380 >> $work/etcd.log 2>&1 < /dev/null &
@@ -256,6 +259,15 @@ sleep $disk_stall
 fsfreeze -u $work/\$victim
 echo "froze \$victim's disk (\$role) for $disk_stall s" >> $work/cuts.log
 EOF
+# etcd-disk: etcd's file system frozen for ETCD_DISK seconds: every write and fsync of etcd
+# waits (its WAL, its database), what it holds in memory still answers.
+cat > "$work/etcd-disk.sh" <<EOF
+#!/bin/sh
+fsfreeze -f $work/etcd.fs
+sleep $etcd_disk
+fsfreeze -u $work/etcd.fs
+echo "froze etcd's disk for $etcd_disk s" >> $work/cuts.log
+EOF
 cat > "$work/etcd-cut.sh" <<EOF
 #!/bin/sh
 exec $work/cut.sh $etcd_ip both
@@ -294,7 +306,7 @@ EOF
 chmod 755 "$work/clock-jump.sh" "$work/draw.sh" "$work/standby.sh"
 chmod 755 "$work/etcd-start.sh" "$work/etcd-restart.sh" "$work/agent-start.sh" "$work/agent-kill.sh" \
   "$work/etcd-pause.sh" "$work/cut.sh" "$work/link-cut.sh" "$work/etcd-cut.sh" "$work/disk-stall.sh" \
-  "$work/etcd-slow.sh"
+  "$work/etcd-slow.sh" "$work/etcd-disk.sh"
 # OVERLAP=1: a second nemesis beside the campaign's faults, as real incidents come (a link
 # flapping while a failover runs, a standby's disk stalling as the leader dies, an agent
 # paused while etcd is slow). After a pause drawn in 5-20 s it injects one fault for 3-15 s,
@@ -461,7 +473,7 @@ until converged; do
 done
 
 {
-  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold OVERLAP=$overlap)"
+  echo "# bench/chaos_dist.sh  (ROUNDS=$rounds SYNC=$sync FAULTS=$faults SEED=$seed WRITERS=$writers ETCD_DOWN=$etcd_down AGENT_DOWN=$agent_down ETCD_PAUSE=$etcd_pause LINK_CUT=$link_cut DISK_STALL=$disk_stall ETCD_DISK=$etcd_disk ETCD_SLOW=$etcd_slow CLOCK_HOLD=$clock_hold OVERLAP=$overlap)"
   echo "# started $(date -u +%FT%TZ) on $(nproc) cores; $("$bin" --version); commit $(git rev-parse --short HEAD)"
   echo "# PostgreSQL: $("${pg_bin:-$(pg_config --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)}/postgres" --version)${pg_bin:+ ($pg_bin)}"
   echo "# hosts: etcd ${ip_of[etcd]}, n1 ${ip_of[n1]}, n2 ${ip_of[n2]}, n3 ${ip_of[n3]}, client (pgha proxy) ${ip_of[client]}; campaign on n1"
@@ -471,7 +483,7 @@ cmd=("$bin" chaos --config "$work/n1.toml" --rounds "$rounds" --faults "$faults"
      --fault-command "agent-kill=$work/agent-kill.sh" --fault-command "etcd-pause=$work/etcd-pause.sh"
      --fault-command "link-cut=$work/link-cut.sh" --fault-command "etcd-cut=$work/etcd-cut.sh"
      --fault-command "disk-stall=$work/disk-stall.sh" --fault-command "etcd-slow=$work/etcd-slow.sh"
-     --fault-command "clock-jump=$work/clock-jump.sh"
+     --fault-command "clock-jump=$work/clock-jump.sh" --fault-command "etcd-disk=$work/etcd-disk.sh"
      --json --report "$out/dist.html")
 # beside a second nemesis whose faults last up to 15 s, the cluster may be unhealthy that
 # long between the campaign's faults: that is no broken promise
