@@ -131,6 +131,8 @@ pub struct Member {
     /// store's lease alive a ttl longer), so while the store does not answer it is released
     /// unseen once PostgreSQL no longer writes.
     pub(crate) release_unseen: Option<u64>,
+    /// A term this member led whose key the store no longer names: its promises go back.
+    pub(crate) lost_term: Option<u64>,
     /// The newest term (leader key revision) seen in any view: a position published in an
     /// earlier vacancy is not current ([`MemberRecord::read_after`]).
     pub(crate) newest_term: Option<u64>,
@@ -216,6 +218,7 @@ impl Member {
             release_after_demote: None,
             lapsed_term: None,
             release_unseen: None,
+            lost_term: None,
             newest_term: None,
             term_last_read: None,
             failsafe_read: 0,
@@ -372,17 +375,19 @@ impl Member {
             }
             Some((holder, _)) => {
                 let holder = holder.clone();
-                self.lease = None;
+                self.lose_lease();
                 self.adopting_since = None;
                 self.acquisition_settled(); // another term began: it cannot land now
+                self.give_back_lost_terms_promises(&obs.local, plan);
                 self.follower_step(obs, view, &holder, plan)
             }
             None => {
-                self.lease = None;
+                self.lose_lease();
                 self.adopting_since = None;
                 if self.demote_if_writable(&obs.local, StopMode::Immediate, plan) {
                     return Reason::LeaderKeyLost;
                 }
+                self.give_back_lost_terms_promises(&obs.local, plan);
                 self.leaderless_step(obs, view, plan)
             }
         }

@@ -340,6 +340,8 @@ mod failed_promotions;
 mod failover_history;
 #[path = "scenarios/failsafe.rs"]
 mod failsafe;
+#[path = "scenarios/failsafe_key_lost.rs"]
+mod failsafe_key_lost;
 #[path = "scenarios/failsafe_withdrawal.rs"]
 mod failsafe_withdrawal;
 #[path = "scenarios/fencing.rs"]

@@ -209,6 +209,28 @@ impl Member {
         true
     }
 
+    /// Forgets the lease: the store names no term of this member's any more (the key gone, or
+    /// another's). The promises of the term it held go back once nothing writes on them.
+    pub(crate) fn lose_lease(&mut self) {
+        if let Some(lost) = self.lease.take() {
+            self.lost_term = Some(lost.revision);
+        }
+    }
+
+    /// Gives back the failsafe promises of the term whose key was lost (etcd revoked its lease
+    /// as it came back, say) once PostgreSQL is no longer writable and nothing may make it so:
+    /// nothing writes on them any more, and the members that gave them need not wait them
+    /// out before one of them leads (as when the key is let go: [`Member::release`]).
+    pub(crate) fn give_back_lost_terms_promises(&mut self, local: &LocalPg, plan: &mut Plan) {
+        let demoting = self.running_job() == Some(JobKind::Demote);
+        if demoting || local.is_writable() || self.job_may_make_writable() {
+            return;
+        }
+        if let Some(term) = self.lost_term.take() {
+            plan.push(Action::ReturnPromises { term });
+        }
+    }
+
     pub(crate) fn renew_if_due(&mut self, now: Millis, revision: u64, plan: &mut Plan) {
         let interval = (self.config.loop_wait_ms / 2).max(1);
         if self

@@ -68,8 +68,10 @@ fn etcd_disk_stalled() {
     roles.watch(&c, &ck, &leader, ttl * 2);
     ck.mark("etcd's data disk thawed");
     c.thaw_etcd_disk(0);
-    let gap = longest_gap(&ck.acks(), frozen_at, Instant::now());
+    let thawed_at = Instant::now();
+    let gap = longest_gap(&ck.acks(), frozen_at, thawed_at);
     roles.watch(&c, &ck, &leader, TTL);
+    let after_thaw = longest_gap(&ck.acks(), thawed_at, Instant::now());
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     assert_no_loss_one_writer(&report, &c);
@@ -77,7 +79,11 @@ fn etcd_disk_stalled() {
     let new_terms: Vec<&serde_json::Value> =
         history.iter().filter(|e| e["kind"] == "failover").collect();
     if !new_terms.is_empty() {
-        eprintln!("etcd revoked the leader's lease as its disk thawed: {new_terms:?}; judged for safety only");
+        eprintln!(
+            "etcd revoked the leader's lease as its disk thawed: {new_terms:?}; no write for \
+             {} ms after the thaw",
+            after_thaw.as_millis()
+        );
         return assert_all_met_and_streaming(&c, &report, &[], "etcd's frozen disk");
     }
     let mut unmet = nothing_changed(&roles, &[("the one etcd", gap)], "with its disk frozen");
