@@ -328,6 +328,59 @@ fn quorum_leader_view(n3_lsn: u64, synchronous_count: u32) -> View {
         })
 }
 
+/// n1 leads (term 7) with n2 and n3 streaming, mode `mode`, PostgreSQL counting `counted`
+/// (priority, one standby), the store's set naming the same members.
+fn leading(mode: SyncMode, counted: &[&str]) -> (Member, View, SyncApplied) {
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None))
+        .with("n2", record(&standby(1, 5000, Some("n1")), None))
+        .with("n3", record(&standby(1, 5000, Some("n1")), None))
+        .config(|c| c.synchronous_mode = mode);
+    let applied = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: counted.iter().map(|n| name(n)).collect(),
+    };
+    view.0.sync = SyncSet {
+        leader: Some(name("n1")),
+        members: applied.names.iter().cloned().collect(),
+        count: 1,
+        method: SyncMethod::Priority,
+    };
+    (member("n1"), view, applied)
+}
+
+/// The primary at `lsn`, PostgreSQL counting `applied`, its standbys at these positions.
+fn at(lsn: u64, applied: &SyncApplied, standbys: &[(&str, u64)]) -> LocalPg {
+    LocalPg {
+        replicas: standbys
+            .iter()
+            .map(|(n, flush)| ReplicaState {
+                name: name(n),
+                streaming: true,
+                flush_lsn: Lsn(*flush),
+                replay_lsn: Lsn(*flush),
+            })
+            .collect(),
+        sync_applied: applied.clone(),
+        ..primary(1, lsn)
+    }
+}
+
+/// A step of the leader at `t`, its lease renewed then.
+fn tick(n1: &mut Member, t: u64, local: LocalPg, view: &View) -> Decision {
+    n1.step(&obs(t, local, view, vec![renewed(t)]))
+}
+
+/// What `synchronous_standby_names` a decision applies, if it changes it.
+fn applies(d: &Decision) -> Option<SyncApplied> {
+    d.actions.iter().find_map(|a| match a {
+        Action::SetSync(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
 #[path = "scenarios/acquisitions.rs"]
 mod acquisitions;
 #[path = "scenarios/bootstrap_and_clone.rs"]
