@@ -98,8 +98,8 @@ fn a_cluster_on_an_etcd_with_users_runs_and_outlives_an_etcd_restart() {
     let leader = c.wait_converged(Duration::from_secs(30));
     // A leader that took its lease again after the restart refuses a request made before:
     // asked again, as its refusal says.
-    // Named: without a target the CLI waits for the member the API named when asked, and the
-    // leader may pick another as it demotes (a suspected cause of a timeout seen once here).
+    // Named, as this test is about etcd's users, not the choice of a target (a switchover
+    // naming none: `distributed::untargeted_switchover`).
     let to = another_member(&c, &leader);
     wait_until("a switchover", Duration::from_secs(30), || {
         let asked = Instant::now();
