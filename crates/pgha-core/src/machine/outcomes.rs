@@ -57,7 +57,9 @@ impl Member {
                     self.acquisition_settled();
                 }
                 Outcome::LeaderRefused => {
-                    self.lease = None;
+                    // The term held is over (its lease gone, or the key another's): its
+                    // promises go back once nothing writes on them, as for a key found lost.
+                    self.lose_lease();
                     self.promotion = None;
                     self.acquisition_settled();
                 }

@@ -41,3 +41,38 @@ fn a_leader_that_lost_its_key_gives_back_its_promises_once_demoted() {
     let d = n1.step(&obs(9_700, demoted, &revoked, vec![]));
     assert!(!returns(&d), "given back twice: {d:?}");
 }
+
+/// Found by `distributed::failsafe_return::a_leader_whose_key_etcd_revoked_as_it_came_back_gives_its_promises_back_once_demoted`
+/// (1 run in 2): as etcd came back, the renewal sent during the outage was refused (its lease
+/// revoked) before the step that read the store without the key. The refusal dropped the
+/// lease without noting the term it lost, the step found no lease to lose, and the promises
+/// were never given back: the better candidate waited its promise out (6.5 s).
+#[test]
+fn a_leader_whose_renewal_is_refused_as_the_store_comes_back_still_gives_back_its_promises() {
+    let (mut n1, _view) = established_leader();
+    let mut down = store_down(6_100, primary(1, 1200));
+    down.outcomes = vec![Outcome::FailsafeConfirmed {
+        requested_at: Millis(6_000),
+        promised_ms: ClusterConfig::default().ttl_ms,
+    }];
+    let d = n1.step(&down);
+    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    // The store answers again: the renewal sent meanwhile refused, and no leader key.
+    let revoked = View::new().with("n1", record(&primary(1, 1300), Some("n1")));
+    let returns = |d: &Decision| has(d, |a| *a == Action::ReturnPromises { term: 7 });
+    let d = n1.step(&obs(
+        9_000,
+        primary(1, 1300),
+        &revoked,
+        vec![Outcome::LeaderRefused],
+    ));
+    assert_eq!(d.reason, Reason::LeaderKeyLost);
+    assert!(!returns(&d), "given back while still writable: {d:?}");
+    let d = n1.step(&obs(
+        9_200,
+        standby(1, 1300, None),
+        &revoked,
+        vec![job_done(JobKind::Demote)],
+    ));
+    assert!(returns(&d), "the refused term's promises kept: {d:?}");
+}
