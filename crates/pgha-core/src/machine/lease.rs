@@ -162,6 +162,9 @@ impl Member {
         self.lease = None;
         self.lapsed_term = Some(lease.revision);
         self.release_unseen = Some(lease.revision);
+        // Its failsafe promises run a margin past this trust: they go back once nothing
+        // writes on them, whatever the store shows then.
+        self.lost_term = Some(lease.revision);
         self.demote_if_writable(&obs.local, StopMode::Fast, plan)
             .then_some(Reason::LeaseExpiredDemoting)
     }
@@ -178,6 +181,7 @@ impl Member {
         if self.demote_if_writable(&obs.local, StopMode::Fast, plan) {
             return Reason::LeaseExpiredDemoting;
         }
+        self.give_back_lost_terms_promises(&obs.local, plan);
         plan.push(Action::ReleaseLeader { revision });
         Reason::LapsedLeaseReleased
     }

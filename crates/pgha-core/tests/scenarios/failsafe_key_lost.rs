@@ -76,3 +76,46 @@ fn a_leader_whose_renewal_is_refused_as_the_store_comes_back_still_gives_back_it
     ));
     assert!(returns(&d), "the refused term's promises kept: {d:?}");
 }
+
+/// A leader whose failsafe trust ran out while the store stayed away (the members stopped
+/// confirming it) demotes; its members' promises run a margin longer than that trust. Once
+/// PostgreSQL no longer writes they go back, whether the store, seen again, still shows the
+/// lapsed term's key (released as read) or no key (etcd revoked it), as they do when the key
+/// is let go unseen. Before, only the unseen release gave them back.
+#[test]
+fn a_lapsed_terms_promises_go_back_once_demoted_whatever_the_store_shows_then() {
+    for key_kept in [true, false] {
+        let (mut n1, view) = established_leader();
+        let mut down = store_down(6_100, primary(1, 1200));
+        down.outcomes = vec![Outcome::FailsafeConfirmed {
+            requested_at: Millis(6_000),
+            promised_ms: ClusterConfig::default().ttl_ms,
+        }];
+        n1.step(&down);
+        let d = n1.step(&store_down(14_000, primary(1, 1300)));
+        assert_eq!(
+            d.reason,
+            Reason::LeaseExpiredDemoting,
+            "key kept: {key_kept}"
+        );
+        let returns = |d: &Decision| has(d, |a| *a == Action::ReturnPromises { term: 7 });
+        assert!(!returns(&d), "given back while still writable: {d:?}");
+        let seen = if key_kept {
+            view.clone()
+        } else {
+            View::new().with("n1", record(&primary(1, 1300), Some("n1")))
+        };
+        let d = n1.step(&obs(
+            14_300,
+            standby(1, 1300, None),
+            &seen,
+            vec![job_done(JobKind::Demote)],
+        ));
+        assert!(
+            returns(&d),
+            "key kept: {key_kept}: the lapsed term's promises kept: {d:?}"
+        );
+        let d = n1.step(&obs(14_800, standby(1, 1300, None), &seen, vec![]));
+        assert!(!returns(&d), "given back twice: {d:?}");
+    }
+}
