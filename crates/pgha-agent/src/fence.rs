@@ -198,6 +198,18 @@ impl Fencing {
         Ok(())
     }
 
+    /// Moves the lease deadline this agent armed, `from`, to the later `to` (a failsafe
+    /// confirmation answered between steps); whether it did. Anything else written or armed
+    /// (disarmed, a cap, another agent's deadline) stays as it is.
+    pub fn extend(&mut self, from: u64, to: u64) -> pgha_pg::Result<bool> {
+        if to <= from || self.written != Some(Some(from)) || self.lease.read() != Some(from) {
+            return Ok(false);
+        }
+        self.lease.arm(to)?;
+        self.written = Some(Some(to));
+        Ok(true)
+    }
+
     /// Milliseconds left before the supervisor fences, if armed.
     pub fn remaining_ms(&self) -> Option<u64> {
         self.lease
@@ -297,5 +309,30 @@ mod tests {
         lease.disarm().unwrap();
         fencing.update(FenceState::NoLaterThan(7_000)).unwrap();
         assert_eq!(lease.read(), None, "a disarmed file stays disarmed");
+    }
+
+    /// A confirmation between steps moves only the lease deadline this agent armed, and
+    /// only later.
+    #[test]
+    fn only_the_lease_deadline_armed_here_is_extended() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = LeaseFile::for_member_dir(&dir.path().join("n1"));
+        let mut fencing = Fencing::new(lease.clone());
+        assert!(
+            !fencing.extend(5_000, 6_000).unwrap(),
+            "nothing written yet"
+        );
+        fencing.update(FenceState::LeaseUntil(5_000)).unwrap();
+        assert!(!fencing.extend(5_000, 4_000).unwrap());
+        assert!(!fencing.extend(4_000, 6_000).unwrap(), "not what is armed");
+        assert_eq!(lease.read(), Some(5_000));
+        assert!(fencing.extend(5_000, 6_000).unwrap());
+        assert_eq!(lease.read(), Some(6_000));
+        fencing.update(FenceState::NothingWritable).unwrap();
+        assert!(
+            !fencing.extend(6_000, 7_000).unwrap(),
+            "disarmed stays disarmed"
+        );
+        assert_eq!(lease.read(), None);
     }
 }

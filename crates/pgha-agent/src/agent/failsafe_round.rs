@@ -121,6 +121,7 @@ impl Agent {
                 self.rounds.confirmed = true;
                 self.outcomes.push(answer);
                 self.report_lease();
+                self.extend_fencing();
             }
         }
     }

@@ -14,6 +14,7 @@ use pgha_store::{MemoryStore, TokioClock};
 
 use crate::agent::Agent;
 use crate::failsafe::{FailsafeAnswer, ASK_AGAIN_AFTER};
+use crate::fence::FenceState;
 use crate::test_spec::spec;
 
 /// A member's REST API on a fresh port that refuses the first `refusals` asks (409: its
@@ -176,6 +177,35 @@ async fn a_confirmation_between_steps_shows_in_the_report_at_once() {
         reported > trusted_until + Duration::from_millis(300),
         "reported {reported:?}, trusted before {trusted_until:?}"
     );
+}
+
+/// Found by `faults::etcd_stalls::etcd_disk_stalled` with a ttl of 3 s and a margin of 1 s:
+/// the first confirmation of an outage counted only in the step after the one that asked
+/// (which waits out its store read's bound first), and the supervisor's fast stop, a quarter
+/// second before the deadline the last step armed, came first in 1 run of 4. A confirmation
+/// answered between steps moves the armed deadline at once.
+#[tokio::test]
+async fn a_confirmation_between_steps_moves_the_fencing_deadline_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Taken 7.4 s ago for 10 s with a 2.5 s margin: trusted 100 ms more.
+    let mut agent = leader_asking_n2(dir.path(), 0, 7_400);
+    let after_trust = Millis(pgha_pg::supervisor::STOP_FAST_BEFORE.as_millis() as u64);
+    let armed = agent.member.fence_deadline_leaving(Millis(0), after_trust);
+    let armed = agent.boot_origin + armed.expect("a lease").0;
+    let lease_file = agent.spec.instance.lease_file();
+    agent.fencing.update(FenceState::LeaseUntil(armed)).unwrap();
+    agent.ask_failsafe();
+    let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(2)).await;
+    assert_eq!(promised_ms, 3000);
+    agent.failsafe_answered(Outcome::FailsafeConfirmed {
+        requested_at,
+        promised_ms,
+    });
+    // Halfway between the trust's end (the promise's end less the 2.5 s margin) and the
+    // promise's end: 1,750 ms past the round's ask.
+    let moved = lease_file.read().expect("armed");
+    assert_eq!(moved, agent.boot_origin + requested_at.0 + 1_750);
+    assert!(moved > armed + 300, "armed {armed}, now {moved}");
 }
 
 /// Found by `faults::etcd_stalls::etcd_member_disk_stalled` under load: with etcd's leader

@@ -49,6 +49,31 @@ impl Agent {
         self.fence_error = error;
     }
 
+    /// Moves the supervisor's deadline at once to what the lease answers that came since the
+    /// last step give (a failsafe confirmation), when later than the one that step armed: the
+    /// next step counts them only once its store read has waited out its bound.
+    pub(crate) fn extend_fencing(&mut self) {
+        let postmaster = self.spec.instance.postmaster_pid();
+        let (room, after_trust) = self.watchdog_room(postmaster);
+        let armed = self.member.fence_deadline_leaving(room, after_trust);
+        let after =
+            (self.member).fence_deadline_after(&self.outcomes, self.now(), room, after_trust);
+        let (Some(armed), Some(after)) = (armed, after) else {
+            return;
+        };
+        let (from, to) = (self.boot_origin + armed.0, self.boot_origin + after.0);
+        match self.fencing.extend(from, to) {
+            Ok(true) => tracing::debug!(
+                "{}: fencing deadline moved {} ms later on a failsafe confirmation",
+                self.spec.name,
+                to - from
+            ),
+            Ok(false) => {}
+            // The armed deadline stays: the next step writes again, and says so if it fails.
+            Err(e) => tracing::warn!("{}: cannot move the fencing deadline: {e}", self.spec.name),
+        }
+    }
+
     /// How long before the store's expiry the deadline must leave the watchdog (the longer
     /// timeout of this agent's and of the running supervisor's, which an earlier agent may have
     /// started; 0 without one), and how long after the trust's end the supervisor's stop may

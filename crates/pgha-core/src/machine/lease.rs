@@ -90,6 +90,29 @@ impl Member {
     /// them: what it may report between steps. A renewal answered after the step that sent it
     /// thus shows at once, not one loop later.
     pub fn lease_deadline_after(&self, outcomes: &[Outcome], now: Millis) -> Option<Millis> {
+        self.with_lease_answers(outcomes, now)
+            .lease_deadline()
+            .filter(|until| now < *until)
+    }
+
+    /// [`Member::fence_deadline_leaving`] once the lease answers among `outcomes` count, as
+    /// the next step will count them: a failsafe confirmation answered between steps moves
+    /// the supervisor's deadline at once, not when the next step has waited out its store
+    /// read's bound (with a small ttl the supervisor's stop could come first).
+    pub fn fence_deadline_after(
+        &self,
+        outcomes: &[Outcome],
+        now: Millis,
+        room: Millis,
+        after_trust: Millis,
+    ) -> Option<Millis> {
+        self.with_lease_answers(outcomes, now)
+            .fence_deadline_leaving(room, after_trust)
+    }
+
+    /// This member as the next step will find it once the lease answers (renewals, failsafe
+    /// confirmations: not job results) among `outcomes` are counted.
+    fn with_lease_answers(&self, outcomes: &[Outcome], now: Millis) -> Member {
         let answers: Vec<Outcome> = outcomes
             .iter()
             .filter(|o| !matches!(o, Outcome::Job { .. }))
@@ -97,7 +120,7 @@ impl Member {
             .collect();
         let mut next = self.clone();
         next.absorb(&answers, now);
-        next.lease_deadline().filter(|until| now < *until)
+        next
     }
 
     /// When the supervisor must have stopped a writable PostgreSQL: halfway between the
