@@ -48,10 +48,12 @@ fn etcd_paused() {
 /// the thaw read no member record and emptied `synchronous_standby_names` until the members
 /// published again ("degraded to asynchronous: no standby to confirm commits"; found by the
 /// distributed campaign's `etcd-disk` fault). A ttl of 4.5 s, not the test clusters' 3 s: the
-/// failsafe's first confirmation counts two steps after the store stops answering (each
-/// waits out a store call's bound), and with 3 s the supervisor's fast stop, a quarter second
-/// before its deadline, sometimes came first. If etcd revoked the leader's lease all the same
-/// (a new term once it thawed), the run is judged for safety only.
+/// members confirm only once their own reads have failed (a loop and a store call's bound
+/// after the freeze), about 2.2 s after the leader's last renewal at worst, and with 3 s (and
+/// a 1 s margin) its trust could end 0.2 s before that (`/primary` answered 503 for 200 ms in
+/// 1 run of 6), or, before a confirmation moved the fencing deadline as it came, the
+/// supervisor's fast stop came first (1 run of 4). If etcd revoked the leader's lease all the
+/// same (a new term once it thawed), the run is judged for safety only.
 #[test]
 fn etcd_disk_stalled() {
     let ttl = Duration::from_millis(4_500);
