@@ -98,6 +98,8 @@ pub struct Agent {
     /// The cluster configuration last read from the store (at first, the one the agent was
     /// started with): what a store that lost its keys gets back, never the defaults.
     pub(crate) known_config: pgha_core::ClusterConfig,
+    /// The timing (ttl, margin, loop) whose room for the failsafe was last looked at.
+    pub(crate) timing_looked_at: Option<(u64, u64, u64)>,
     /// The synchronous set last read from the store: what decisions use while the store has
     /// none after having had one (its data lost), never an empty set.
     pub(crate) known_sync: Option<pgha_core::SyncSet>,
@@ -201,6 +203,7 @@ impl Agent {
             last_reason: None,
             view: None,
             known_config,
+            timing_looked_at: None,
             known_sync: None,
             cluster_remembered: false,
             peers_kept,

@@ -26,6 +26,7 @@ impl Agent {
             Ok(Ok(snapshot)) => match cluster_view(&snapshot) {
                 Ok(mut view) => {
                     self.fill_lost_keys(&snapshot, &mut view).await;
+                    self.say_if_failsafe_too_tight(&view.config);
                     self.remember_cluster(view.initialize);
                     self.last_store_contact = Some(Instant::now());
                     self.rounds.confirmed = false;
@@ -364,6 +365,7 @@ impl Agent {
 }
 
 mod lost_keys;
+mod timing_room;
 
 #[cfg(test)]
 mod config_tests;

@@ -39,13 +39,14 @@
 //! [`types`] value types · [`config`] dynamic settings · [`observe`] observations ·
 //! [`action`] actions · [`machine`] the state machine · [`election`] candidate ranking ·
 //! [`rejoin`] follow/rewind/re-clone · [`restart`] decisions before the agents start · [`sync`] synchronous set · [`switchover`] requests ·
-//! [`routing`] proxy routing · [`history`] history events · [`reason`] decision reasons · [`job_what`] what a job does.
+//! [`routing`] proxy routing · [`failsafe_room`] timing that may leave the failsafe no room · [`history`] history events · [`reason`] decision reasons · [`job_what`] what a job does.
 
 pub mod action;
 mod candidacy;
 pub mod config;
 pub mod duration_text;
 pub mod election;
+pub mod failsafe_room;
 mod follower;
 pub mod history;
 pub mod job_what;

@@ -14,10 +14,9 @@ use crate::render;
 pub async fn run(action: ConfigAction) -> anyhow::Result<()> {
     match action {
         ConfigAction::Show { at } => {
-            out!(
-                "{}",
-                render::render_config(&at.open().await?.config().await?)
-            );
+            let config = at.open().await?.config().await?;
+            out!("{}", render::render_config(&config));
+            note_timing(&config);
             Ok(())
         }
         ConfigAction::Set { at, assignments } => set(&at.open().await?, &assignments).await,
@@ -29,6 +28,7 @@ pub async fn run(action: ConfigAction) -> anyhow::Result<()> {
 async fn set(handle: &ClusterHandle, assignments: &[String]) -> anyhow::Result<()> {
     let changed = handle.set_config(assignments).await?;
     out!("{}", render::render_config(&changed.config));
+    note_timing(&changed.config);
     if changed.deferred {
         outln!("(the cluster is stopped: applied at the next `pgha up`)");
     }
@@ -39,6 +39,14 @@ async fn set(handle: &ClusterHandle, assignments: &[String]) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+/// Says on stderr when the timing settings, valid, may leave the failsafe no room to keep
+/// the leader writing through a store outage.
+fn note_timing(config: &pgha_core::ClusterConfig) {
+    if let Some(tight) = config.failsafe_too_tight() {
+        eprintln!("pgha: note: {tight}");
+    }
 }
 
 /// Opens the editor on the settings until they are stored, nothing changed, or the user

@@ -1,0 +1,89 @@
+//! Timing settings that are valid but may leave the failsafe no room to bridge a store outage.
+
+use std::fmt;
+
+use crate::config::ClusterConfig;
+
+/// `ttl_ms` is at most [`FailsafeTooTight::floor_ms`]: a store outage may end the leader's
+/// trust in its lease before every member has noticed it and confirmed the leader, and the
+/// leader then demotes where a longer ttl would have kept it writing through the outage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailsafeTooTight {
+    pub ttl_ms: u64,
+    pub loop_wait_ms: u64,
+    pub safety_margin_ms: u64,
+    /// `2 × (loop_wait_ms + safety_margin_ms)`: at worst the leader's last renewal went out
+    /// a loop before the outage began; a member publishing its record as it begins waits out
+    /// that write's bound (half a margin), then a loop, then its read's bound before its read
+    /// fails and it may confirm (and the leader's own read fails no later); and the leader's
+    /// trust ends a margin before the ttl.
+    pub floor_ms: u64,
+}
+
+impl fmt::Display for FailsafeTooTight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ttl_ms {} with loop_wait_ms {} and safety_margin_ms {}: a store outage may end \
+             the leader's trust in its lease before every member has noticed it and \
+             confirmed the leader (failsafe), and the leader then demotes; raise ttl_ms \
+             above {} (2 x (loop_wait_ms + safety_margin_ms)) for the failsafe to keep it \
+             writing through an outage",
+            self.ttl_ms, self.loop_wait_ms, self.safety_margin_ms, self.floor_ms
+        )
+    }
+}
+
+impl ClusterConfig {
+    /// Whether these (valid) timing settings may leave the failsafe no room: see
+    /// [`FailsafeTooTight`].
+    pub fn failsafe_too_tight(&self) -> Option<FailsafeTooTight> {
+        let floor_ms = (self.loop_wait_ms.saturating_add(self.safety_margin_ms)).saturating_mul(2);
+        (self.ttl_ms <= floor_ms).then_some(FailsafeTooTight {
+            ttl_ms: self.ttl_ms,
+            loop_wait_ms: self.loop_wait_ms,
+            safety_margin_ms: self.safety_margin_ms,
+            floor_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(ttl_ms: u64, safety_margin_ms: u64, loop_wait_ms: u64) -> ClusterConfig {
+        ClusterConfig {
+            ttl_ms,
+            safety_margin_ms,
+            loop_wait_ms,
+            ..ClusterConfig::default()
+        }
+    }
+
+    /// The defaults leave room; a 3 s ttl with the margin and loop `ttl_ms=3000` brings
+    /// (750 ms, 1 s) does not, nor do the test clusters' (1 s, 500 ms), though both are valid.
+    #[test]
+    fn small_ttls_may_leave_the_failsafe_no_room() {
+        assert_eq!(ClusterConfig::default().failsafe_too_tight(), None);
+        for (ttl, margin, loop_wait, floor) in
+            [(3_000, 750, 1_000, 3_500), (3_000, 1_000, 500, 3_000)]
+        {
+            let config = timing(ttl, margin, loop_wait);
+            assert_eq!(config.validate(), Ok(()));
+            let tight = config.failsafe_too_tight().expect("too tight");
+            assert_eq!(tight.floor_ms, floor);
+            assert!(
+                tight.to_string().contains(&format!("above {floor}")),
+                "{tight}"
+            );
+        }
+        // operations.md quotes the note for its example, word for word.
+        let ops = include_str!("../../../docs/operations.md");
+        let tight = timing(3_000, 1_000, 500).failsafe_too_tight().unwrap();
+        assert!(ops.contains(&format!("pgha: note: {tight}\n")), "{tight}");
+        assert_eq!(timing(4_500, 1_000, 500).failsafe_too_tight(), None);
+        assert_eq!(timing(7_001, 2_500, 1_000).failsafe_too_tight(), None);
+        assert!(timing(7_000, 2_500, 1_000).failsafe_too_tight().is_some());
+    }
+}
