@@ -161,6 +161,9 @@ pub struct Member {
     pub(crate) store_was_down: bool,
     pub(crate) promotion: Option<Promotion>,
     pub(crate) promote_error: Option<JobFailure>,
+    /// A promotion failed with its postmaster running (stalled): it may yet complete until
+    /// that postmaster is seen stopped (`promoted.rs`).
+    pub(crate) promotion_may_complete: bool,
     /// Its `pre_promote` callback vetoed its promotion: out of failovers until then (or until
     /// another member leads).
     pub(crate) vetoed_until: Option<Millis>,
@@ -231,6 +234,7 @@ impl Member {
             store_was_down: false,
             promotion: None,
             promote_error: None,
+            promotion_may_complete: false,
             vetoed_until: None,
             data_dir_stalled: false,
             promises_run_ms: 0,
@@ -295,6 +299,7 @@ impl Member {
         }
         // Before the outcomes: a refused lease must not take a promotion that took effect along.
         self.record_promotion_if_done(&obs.local, &mut plan);
+        self.forget_promotion_once_stopped(&obs.local);
         self.failsafe_uncounted = None;
         self.absorb(&obs.outcomes, now);
         let held_term = self.lease.map(|l| l.revision);

@@ -223,7 +223,10 @@ impl Member {
         if self.running_job() == Some(JobKind::Demote) {
             return true;
         }
-        if !(local.is_writable() || self.job_may_make_writable()) {
+        if !(local.is_writable()
+            || self.job_may_make_writable()
+            || self.promotion_may_complete(local))
+        {
             return false;
         }
         self.promotion = None;
@@ -250,7 +253,8 @@ impl Member {
     /// out before one of them leads (as when the key is let go: [`Member::release`]).
     pub(crate) fn give_back_lost_terms_promises(&mut self, local: &LocalPg, plan: &mut Plan) {
         let demoting = self.running_job() == Some(JobKind::Demote);
-        if demoting || local.is_writable() || self.job_may_make_writable() {
+        let may_write = local.is_writable() || self.promotion_may_complete(local);
+        if demoting || may_write || self.job_may_make_writable() {
             return;
         }
         if let Some(term) = self.lost_term.take() {

@@ -84,9 +84,14 @@ impl Member {
             (JobKind::Promote, Err(e)) => {
                 if e.holds_out() {
                     self.vetoed_until = Some(now.plus(self.config.veto_hold_ms()));
+                } else {
+                    // Asked of PostgreSQL and given up on: it may yet complete.
+                    self.promotion_may_complete = true;
                 }
                 self.promote_error = Some(e.clone());
             }
+            // Stopped on the way: whatever promotion was asked cannot complete now.
+            (JobKind::Demote | JobKind::Stop, Ok(())) => self.promotion_may_complete = false,
             // Its WAL is the new timeline's beginning: nothing of it can have diverged.
             (JobKind::Promote, Ok(())) => self.force_rewind = false,
             // The data stayed in place: once there is room, a rewind may do (a full disk is no

@@ -1,4 +1,4 @@
-//! A promotion that took effect is history: recorded the first step PostgreSQL shows it.
+//! Promotions that took effect (recorded as history), and failed ones that may yet complete.
 
 use super::{Member, Plan};
 use crate::action::Action;
@@ -37,5 +37,19 @@ impl Member {
         self.last_leader = Some(self.name().clone());
         self.leader_heard = true;
         plan.promoted = Some(promotion.kind);
+    }
+
+    /// A failed promotion can no longer complete once its postmaster is gone (a restart
+    /// removes the promotion's signal file).
+    pub(super) fn forget_promotion_once_stopped(&mut self, local: &LocalPg) {
+        if !local.running {
+            self.promotion_may_complete = false;
+        }
+    }
+
+    /// A failed promotion whose postmaster still runs may yet complete: PostgreSQL may turn
+    /// writable without a new decision.
+    pub(crate) fn promotion_may_complete(&self, local: &LocalPg) -> bool {
+        self.promotion_may_complete && local.running
     }
 }

@@ -119,3 +119,44 @@ fn a_lapsed_terms_promises_go_back_once_demoted_whatever_the_store_shows_then() 
         assert!(!returns(&d), "given back twice: {d:?}");
     }
 }
+
+/// Found by review: a winner whose promotion stalled (`pg_ctl promote` gave up with
+/// PostgreSQL still in recovery, so it may yet complete) while the store was away and its
+/// members confirmed it, then found its key gone as the store came back. Not writable, no job
+/// in flight, it gave its promises back at once, and the next leader could lead while the
+/// promotion completed here (holding the key, it stops PostgreSQL before it lets go). It now
+/// stops that PostgreSQL first and gives the promises back once it is stopped.
+#[test]
+fn a_winner_whose_promotion_stalled_stops_postgresql_before_it_gives_back_its_promises() {
+    let mut n2 = member("n2");
+    let a = standby(1, 5000, None);
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")));
+    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
+    let mut down = store_down(1_100, a.clone());
+    down.outcomes = vec![Outcome::FailsafeConfirmed {
+        requested_at: Millis(1_000),
+        promised_ms: ClusterConfig::default().ttl_ms,
+    }];
+    n2.step(&down);
+    // The store answers again without the key; the promotion gave up meanwhile.
+    let stalled = Outcome::Job {
+        kind: JobKind::Promote,
+        result: Err(JobFailure::Failed(
+            "pg_ctl promote failed: server did not promote in time".into(),
+        )),
+    };
+    let revoked = View::new().with("n2", record(&a, Some("n2")));
+    let returns = |d: &Decision| has(d, |x| *x == Action::ReturnPromises { term: 11 });
+    let d = n2.step(&obs(8_000, a.clone(), &revoked, vec![stalled]));
+    assert!(
+        !returns(&d),
+        "given back while the promotion may still complete: {d:?}"
+    );
+    assert!(has(&d, |x| matches!(x, Action::Demote { .. })), "{d:?}");
+    // Stopped and started again as a standby: nothing can complete that promotion now.
+    let d = n2.step(&obs(8_500, a, &revoked, vec![job_done(JobKind::Demote)]));
+    assert!(returns(&d), "the promises kept: {d:?}");
+}
