@@ -50,14 +50,21 @@ impl Agent {
     }
 
     /// Moves the supervisor's deadline at once to what the lease answers that came since the
-    /// last step give (a failsafe confirmation), when later than the one that step armed: the
-    /// next step counts them only once its store read has waited out its bound.
+    /// last step give (a failsafe confirmation), when later than the one that step armed and
+    /// never later than the next step arms: that step counts them only once its store read
+    /// has waited out its bound.
     pub(crate) fn extend_fencing(&mut self) {
         let postmaster = self.spec.instance.postmaster_pid();
         let (room, after_trust) = self.watchdog_room(postmaster);
         let armed = self.member.fence_deadline_leaving(room, after_trust);
-        let after =
-            (self.member).fence_deadline_after(&self.outcomes, self.now(), room, after_trust);
+        // The configuration the next step decides with: the one last read.
+        let config = (self.view.as_ref()).map_or(self.member.config(), |v| &v.config);
+        let after = (self.member).fence_deadline_after(
+            &self.outcomes,
+            self.now(),
+            config,
+            (room, after_trust),
+        );
         let (Some(armed), Some(after)) = (armed, after) else {
             return;
         };

@@ -96,18 +96,25 @@ impl Member {
     }
 
     /// [`Member::fence_deadline_leaving`] once the lease answers among `outcomes` count, as
-    /// the next step will count them: a failsafe confirmation answered between steps moves
-    /// the supervisor's deadline at once, not when the next step has waited out its store
-    /// read's bound (with a small ttl the supervisor's stop could come first).
+    /// the next step will count them with `config` (the newest read), and never later than
+    /// that step arms: none if the trust has ended at `now` (the step lets the lease lapse),
+    /// capped at `now` plus the ttl (the step's renewal, sent later, caps it at its own
+    /// instant). A failsafe confirmation answered between steps thus moves the supervisor's
+    /// deadline at once, not when the next step has waited out its store read's bound (with
+    /// a small ttl the supervisor's stop could come first).
     pub fn fence_deadline_after(
         &self,
         outcomes: &[Outcome],
         now: Millis,
-        room: Millis,
-        after_trust: Millis,
+        config: &crate::config::ClusterConfig,
+        (room, after_trust): (Millis, Millis),
     ) -> Option<Millis> {
-        self.with_lease_answers(outcomes, now)
-            .fence_deadline_leaving(room, after_trust)
+        let mut next = self.clone();
+        next.config = config.clone();
+        let mut next = next.with_lease_answers(outcomes, now);
+        let lease = next.lease.as_mut().filter(|l| now < l.trusted_until)?;
+        lease.cap(now.plus(config.ttl().millis()), config.safety_margin_ms);
+        next.fence_deadline_leaving(room, after_trust)
     }
 
     /// This member as the next step will find it once the lease answers (renewals, failsafe

@@ -33,6 +33,49 @@ fn leader_renews_then_demotes_before_the_lease_can_expire_when_the_store_is_down
     assert!(!n1.holds_lease(Millis(7500)));
 }
 
+/// The fencing deadline a confirmation answered between steps moves the supervisor's to
+/// (`Member::fence_deadline_after`) is the one the next step arms when it renews, never later:
+/// none once the trust has ended (that step lets the lease lapse), capped by the renewal that
+/// step sends with the ttl last read (lowered live, a promise on the old one is longer).
+#[test]
+fn a_confirmation_between_steps_moves_the_fence_no_later_than_the_next_step_arms() {
+    let (mut n1, _view) = established_leader();
+    let down = store_down(1_000, primary(1, 1100));
+    n1.step(&down);
+    let confirmed = |at: u64| {
+        vec![Outcome::FailsafeConfirmed {
+            requested_at: Millis(at),
+            promised_ms: 10_000,
+        }]
+    };
+    let room = (Millis(0), Millis(250));
+    let config = n1.config().clone();
+    let moved = n1.fence_deadline_after(&confirmed(1_900), Millis(2_000), &config, room);
+    let mut next = down.clone();
+    next.now = Millis(2_000);
+    next.outcomes = confirmed(1_900);
+    let mut stepped = n1.clone();
+    stepped.step(&next);
+    assert_eq!(moved, stepped.fence_deadline_leaving(room.0, room.1));
+    assert!(
+        moved > n1.fence_deadline_leaving(room.0, room.1),
+        "{moved:?}"
+    );
+    // The trust ended before the answer came: nothing moves.
+    let late = n1.fence_deadline_after(&confirmed(1_900), Millis(11_500), &config, room);
+    assert_eq!(late, None);
+    // The ttl lowered to 4 s since (the promise was for 10 s): the next step's renewal caps
+    // the lease at 2 s + 4 s, and so does the move.
+    let lowered = ClusterConfig {
+        ttl_ms: 4_000,
+        safety_margin_ms: 1_000,
+        ..config
+    };
+    let capped = n1.fence_deadline_after(&confirmed(1_900), Millis(2_000), &lowered, room);
+    assert!(capped <= Some(Millis(6_000)), "{capped:?}");
+    assert!(capped < moved, "{capped:?} {moved:?}");
+}
+
 /// A renewal answered after the step that sent it counts in what the member reports at once
 /// (`/primary` between steps), exactly as the next step will count it; a refusal ends the
 /// trust at once; nothing else in the answers changes it.
