@@ -52,7 +52,8 @@ pub(crate) enum Request {
 
 /// Every store call is bounded by this at most; less when the safety margin is small (see
 /// [`Agent::store_timeout`]).
-pub(crate) const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const STORE_TIMEOUT: Duration =
+    Duration::from_millis(pgha_core::config::STORE_CALL_BOUND_MS.1);
 /// How long a check that the leader's PostgreSQL can be reached waits for a connection.
 pub(crate) const REACH_TIMEOUT: Duration = Duration::from_secs(1);
 /// A planned demotion announces "not writable" first, but never waits longer than this.

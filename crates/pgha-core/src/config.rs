@@ -138,6 +138,9 @@ impl Default for ClusterConfig {
 /// `ttl - margin / 2` at the latest (it looks every 100 ms), leaving it `margin / 2` to kill.
 pub const MIN_SAFETY_MARGIN_MS: u64 = 500;
 
+/// The bounds of one store call of an agent's step: half the safety margin, within these.
+pub const STORE_CALL_BOUND_MS: (u64, u64) = (250, 2_000);
+
 /// Why a configuration is rejected; names the key.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("invalid setting {key}: {why}")]
@@ -151,6 +154,14 @@ pub struct ConfigError {
 pub const MAX_TTL_MS: u64 = 3_600_000;
 
 impl ClusterConfig {
+    /// How long one store call of a step may take (ms): half the safety margin (so a hung
+    /// call cannot carry the loop past the leader's demotion by more than that), within
+    /// [`STORE_CALL_BOUND_MS`].
+    pub fn store_call_bound_ms(&self) -> u64 {
+        let (least, most) = STORE_CALL_BOUND_MS;
+        (self.safety_margin_ms / 2).clamp(least, most)
+    }
+
     /// The lease TTL the configuration asks for (`ttl_ms`).
     pub fn ttl(&self) -> crate::types::Ttl {
         crate::types::Ttl::from_millis(self.ttl_ms)

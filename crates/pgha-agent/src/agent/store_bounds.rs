@@ -8,11 +8,10 @@ use pgha_core::Millis;
 use super::{Agent, STORE_TIMEOUT};
 
 impl Agent {
-    /// The bound of one store call: half the safety margin (so a hung call cannot carry the
-    /// loop past its demotion deadline by more than that), between 250 ms and 2 s.
+    /// The bound of one store call: half the safety margin, between 250 ms and 2 s
+    /// ([`pgha_core::ClusterConfig::store_call_bound_ms`]).
     pub(crate) fn store_timeout(&self) -> Duration {
-        let margin = self.member.config().safety_margin_ms;
-        Duration::from_millis(margin / 2).clamp(Duration::from_millis(250), STORE_TIMEOUT)
+        Duration::from_millis(self.member.config().store_call_bound_ms())
     }
 
     /// The bound of a store call made in a step: [`Agent::store_timeout`], and no later than

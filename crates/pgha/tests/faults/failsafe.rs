@@ -53,11 +53,11 @@ fn ttl_lowered_while_a_listed_member_is_cut_off_with_the_leader() {
     // leader's trust before its members confirm it: the CLI says so, naming what would do.
     let said = String::from_utf8_lossy(&lowered.stderr);
     assert!(
-        said.contains("pgha: note: ttl_ms 3000") && said.contains("raise ttl_ms above 3000"),
+        said.contains("pgha: note: ttl_ms 3000") && said.contains("raise ttl_ms above 3500"),
         "{said}"
     );
     std::thread::sleep(LOOP_WAIT * 4);
-    let warned = c.log_lines(&outsider, &["raise ttl_ms above 3000"]);
+    let warned = c.log_lines(&outsider, &["raise ttl_ms above 3500"]);
     assert!(
         !warned.is_empty(),
         "{outsider}, reading the 3 s ttl, did not say it may leave the failsafe no room"
