@@ -131,7 +131,7 @@ pub struct Member {
     /// store's lease alive a ttl longer), so while the store does not answer it is released
     /// unseen once PostgreSQL no longer writes.
     pub(crate) release_unseen: Option<u64>,
-    /// A term this member led whose key the store no longer names: its promises go back.
+    /// A term it led that is over (lapsed, refused, key lost): its promises go back.
     pub(crate) lost_term: Option<u64>,
     /// The newest term (leader key revision) seen in any view: a position published in an
     /// earlier vacancy is not current ([`MemberRecord::read_after`]).

@@ -36,7 +36,9 @@ impl Member {
         // store; a cut one drops the release too, and its lease runs out as before); the
         // promises of that term are given back first.
         if let Some(term) = self.release_unseen.take() {
-            self.lost_term = None; // given back here
+            if self.lost_term == Some(term) {
+                self.lost_term = None; // given back here
+            }
             plan.push(Action::ReturnPromises { term });
             plan.push(Action::ReleaseLeader { revision: term });
             return Reason::LapsedLeaseReleasedUnseen { term };
