@@ -368,6 +368,19 @@ fn at(lsn: u64, applied: &SyncApplied, standbys: &[(&str, u64)]) -> LocalPg {
     }
 }
 
+/// n2, a standby at 5000, has just taken term 11 and asked to promote: it, its PostgreSQL
+/// and the view it read.
+fn winner_promoting() -> (Member, LocalPg, View) {
+    let mut n2 = member("n2");
+    let a = standby(1, 5000, None);
+    let mine = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&a, Some("n2")));
+    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
+    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
+    (n2, a, mine)
+}
+
 /// A step of the leader at `t`, its lease renewed then.
 fn tick(n1: &mut Member, t: u64, local: LocalPg, view: &View) -> Decision {
     n1.step(&obs(t, local, view, vec![renewed(t)]))

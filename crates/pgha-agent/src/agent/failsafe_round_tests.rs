@@ -111,6 +111,19 @@ async fn round_outcome(agent: &mut Agent, within: Duration) -> (Millis, u64) {
     }
 }
 
+/// Asks a round of `agent` (n2 confirms, for 3 s) and hands it the answer as between steps;
+/// when the round was asked.
+async fn confirmed_between_steps(agent: &mut Agent) -> Millis {
+    agent.ask_failsafe();
+    let (requested_at, promised_ms) = round_outcome(agent, Duration::from_secs(2)).await;
+    assert_eq!(promised_ms, 3000);
+    agent.failsafe_answered(Outcome::FailsafeConfirmed {
+        requested_at,
+        promised_ms,
+    });
+    requested_at
+}
+
 /// Found by `faults::etcd_stalls::etcd_member_disk_stalled` under load: with etcd's leader
 /// stalled, the leader's one round of asks came 13 ms before n3's own store read failed;
 /// n3 refused, and no round came again before the leader's lease lapsed (the next one
@@ -156,13 +169,7 @@ async fn a_confirmation_between_steps_shows_in_the_report_at_once() {
             store_reachable: false,
         })
     });
-    agent.ask_failsafe();
-    let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(2)).await;
-    assert_eq!(promised_ms, 3000);
-    agent.failsafe_answered(Outcome::FailsafeConfirmed {
-        requested_at,
-        promised_ms,
-    });
+    let requested_at = confirmed_between_steps(&mut agent).await;
     let reported = agent.report.borrow().observed.as_ref().unwrap().lease_until;
     let reported = reported.expect("a lease trusted");
     // Trusted until the promise's end less the margin: 500 ms past the round's ask, 400
@@ -194,13 +201,7 @@ async fn a_confirmation_between_steps_moves_the_fencing_deadline_at_once() {
     let armed = agent.boot_origin + armed.expect("a lease").0;
     let lease_file = agent.spec.instance.lease_file();
     agent.fencing.update(FenceState::LeaseUntil(armed)).unwrap();
-    agent.ask_failsafe();
-    let (requested_at, promised_ms) = round_outcome(&mut agent, Duration::from_secs(2)).await;
-    assert_eq!(promised_ms, 3000);
-    agent.failsafe_answered(Outcome::FailsafeConfirmed {
-        requested_at,
-        promised_ms,
-    });
+    let requested_at = confirmed_between_steps(&mut agent).await;
     // Halfway between the trust's end (the promise's end less the 2.5 s margin) and the
     // promise's end: 1,750 ms past the round's ask.
     let moved = lease_file.read().expect("armed");

@@ -310,13 +310,7 @@ fn a_vetoed_winner_handing_over_still_counts_when_the_election_decides() {
 /// the next election.
 #[test]
 fn a_winner_whose_disk_stalls_as_it_promotes_gives_the_promotion_up() {
-    let mut n2 = member("n2");
-    let a = standby(1, 5000, None);
-    let mine = View::new()
-        .leader("n2", 11)
-        .with("n2", record(&a, Some("n2")));
-    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
-    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
+    let (mut n2, a, mine) = winner_promoting();
     let stall = pgha_core::DATA_DIR_STALL_MS;
     let stalled_since = |now: u64, local: LocalPg| Observation {
         data_dir_unwritable_since: Some(Millis(1000)),

@@ -2,6 +2,24 @@
 
 use super::*;
 
+/// n1, the established leader of term 7, kept by its members' failsafe confirmation (asked at
+/// 6 s, for the default ttl) while the store does not answer.
+fn confirmed_through_an_outage() -> Member {
+    let (mut n1, _view) = established_leader();
+    let d = n1.step(&confirmed_at(store_down(6_100, primary(1, 1200)), 6_000));
+    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    n1
+}
+
+/// `observation` with the members' failsafe confirmation of a round asked at `asked_ms`.
+fn confirmed_at(mut observation: Observation, asked_ms: u64) -> Observation {
+    observation.outcomes = vec![Outcome::FailsafeConfirmed {
+        requested_at: Millis(asked_ms),
+        promised_ms: ClusterConfig::default().ttl_ms,
+    }];
+    observation
+}
+
 /// Found by the distributed campaign's `etcd-disk` fault: etcd, its disk frozen past the ttl,
 /// revoked the leader's lease as it thawed. The leader, writing on its members' failsafe
 /// confirmations, found no key and demoted at once; the members that had confirmed it then
@@ -11,14 +29,7 @@ use super::*;
 /// the key go itself.
 #[test]
 fn a_leader_that_lost_its_key_gives_back_its_promises_once_demoted() {
-    let (mut n1, _view) = established_leader();
-    let mut down = store_down(6_100, primary(1, 1200));
-    down.outcomes = vec![Outcome::FailsafeConfirmed {
-        requested_at: Millis(6_000),
-        promised_ms: ClusterConfig::default().ttl_ms,
-    }];
-    let d = n1.step(&down);
-    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    let mut n1 = confirmed_through_an_outage();
     // The store answers again, without the leader key: demoted at once.
     let revoked = View::new().with("n1", record(&primary(1, 1300), Some("n1")));
     let returns = |d: &Decision| has(d, |a| *a == Action::ReturnPromises { term: 7 });
@@ -49,14 +60,7 @@ fn a_leader_that_lost_its_key_gives_back_its_promises_once_demoted() {
 /// were never given back: the better candidate waited its promise out (6.5 s).
 #[test]
 fn a_leader_whose_renewal_is_refused_as_the_store_comes_back_still_gives_back_its_promises() {
-    let (mut n1, _view) = established_leader();
-    let mut down = store_down(6_100, primary(1, 1200));
-    down.outcomes = vec![Outcome::FailsafeConfirmed {
-        requested_at: Millis(6_000),
-        promised_ms: ClusterConfig::default().ttl_ms,
-    }];
-    let d = n1.step(&down);
-    assert!(matches!(d.reason, Reason::StoreDownLeaseTrusted { .. }));
+    let mut n1 = confirmed_through_an_outage();
     // The store answers again: the renewal sent meanwhile refused, and no leader key.
     let revoked = View::new().with("n1", record(&primary(1, 1300), Some("n1")));
     let returns = |d: &Decision| has(d, |a| *a == Action::ReturnPromises { term: 7 });
@@ -85,13 +89,8 @@ fn a_leader_whose_renewal_is_refused_as_the_store_comes_back_still_gives_back_it
 #[test]
 fn a_lapsed_terms_promises_go_back_once_demoted_whatever_the_store_shows_then() {
     for key_kept in [true, false] {
-        let (mut n1, view) = established_leader();
-        let mut down = store_down(6_100, primary(1, 1200));
-        down.outcomes = vec![Outcome::FailsafeConfirmed {
-            requested_at: Millis(6_000),
-            promised_ms: ClusterConfig::default().ttl_ms,
-        }];
-        n1.step(&down);
+        let (_, view) = established_leader();
+        let mut n1 = confirmed_through_an_outage();
         let d = n1.step(&store_down(14_000, primary(1, 1300)));
         assert_eq!(
             d.reason,
@@ -128,19 +127,8 @@ fn a_lapsed_terms_promises_go_back_once_demoted_whatever_the_store_shows_then() 
 /// stops that PostgreSQL first and gives the promises back once it is stopped.
 #[test]
 fn a_winner_whose_promotion_stalled_stops_postgresql_before_it_gives_back_its_promises() {
-    let mut n2 = member("n2");
-    let a = standby(1, 5000, None);
-    let mine = View::new()
-        .leader("n2", 11)
-        .with("n2", record(&a, Some("n2")));
-    let d = n2.step(&obs(0, a.clone(), &mine, vec![acquired(0, 11)]));
-    assert!(matches!(d.actions.last(), Some(Action::Promote { .. })));
-    let mut down = store_down(1_100, a.clone());
-    down.outcomes = vec![Outcome::FailsafeConfirmed {
-        requested_at: Millis(1_000),
-        promised_ms: ClusterConfig::default().ttl_ms,
-    }];
-    n2.step(&down);
+    let (mut n2, a, _) = winner_promoting();
+    n2.step(&confirmed_at(store_down(1_100, a.clone()), 1_000));
     // The store answers again without the key; the promotion gave up meanwhile.
     let stalled = Outcome::Job {
         kind: JobKind::Promote,
