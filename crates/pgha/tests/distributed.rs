@@ -105,6 +105,21 @@ fn bootstrap_ttl(c: &DistCluster, ttl_ms: u64) {
     }
 }
 
+/// The cluster's `failsafe` key, read from etcd: the leader it was written for and the
+/// members it lists.
+fn failsafe_list(rt: &tokio::runtime::Runtime, c: &DistCluster) -> Option<(String, Vec<String>)> {
+    rt.block_on(async {
+        let store =
+            pgha_store::EtcdStore::connect(&[c.etcd.endpoint()], "demo", Duration::from_secs(2))
+                .await
+                .ok()?;
+        let snapshot = pgha_store::Store::snapshot(&store).await.ok()?;
+        let list = pgha_store::cluster_view(&snapshot).ok()?.failsafe?;
+        let members = list.members.iter().map(|m| m.as_str().to_string());
+        Some((list.leader.as_str().to_string(), members.collect()))
+    })
+}
+
 /// The name of a member other than `leader` (the first in the cluster's order).
 fn another_member(c: &DistCluster, leader: &str) -> String {
     c.agents
