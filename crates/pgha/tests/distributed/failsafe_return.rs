@@ -17,16 +17,7 @@ fn a_switchover_after_a_store_outage_does_not_wait_out_the_failsafe_promises() {
     let (c, leader) = confirmed_through_an_outage();
     let target = another_member(&c, &leader);
     let asked = Instant::now();
-    wait_until(
-        "the switchover to be taken",
-        Duration::from_secs(30),
-        || {
-            c.cli(&["switchover", "--to", &target])
-                .status
-                .success()
-                .then_some(())
-        },
-    );
+    taken(&c, &["switchover", "--to", &target]);
     wait_until("the target to lead", Duration::from_secs(30), || {
         (c.primaries() == [target.clone()]).then_some(())
     });
@@ -102,16 +93,7 @@ fn a_leader_whose_key_etcd_revoked_as_it_came_back_gives_its_promises_back_once_
         .max()
         .expect("members");
     if first != last {
-        wait_until(
-            "the switchover to be taken",
-            Duration::from_secs(30),
-            || {
-                c.cli(&["switchover", "--to", &last])
-                    .status
-                    .success()
-                    .then_some(())
-            },
-        );
+        taken(&c, &["switchover", "--to", &last]);
     }
     assert_eq!(c.wait_converged(Duration::from_secs(60)), last);
     // The new leader counts no confirmation until it has read a failsafe list of its term
@@ -141,14 +123,7 @@ fn a_leader_whose_key_etcd_revoked_as_it_came_back_gives_its_promises_back_once_
     std::thread::sleep((ttl + Duration::from_secs(2)).saturating_sub(paused.elapsed()));
     c.etcd.resume();
     let resumed = Instant::now();
-    let next = wait_until(
-        "another member to lead",
-        Duration::from_secs(30),
-        || match c.primaries().as_slice() {
-            [one] if *one != last => Some(one.clone()),
-            _ => None,
-        },
-    );
+    let next = another_leads(&c, &last);
     let took = resumed.elapsed();
     let leader_log = c.agent(&last).log();
     assert!(
@@ -158,6 +133,27 @@ fn a_leader_whose_key_etcd_revoked_as_it_came_back_gives_its_promises_back_once_
     // `next` may find the vacancy before the promises come back, and say it waits for them.
     eprintln!("{next} led {took:?} after etcd resumed");
     took_over_on_promises_given_back(&c, &last, &next, took);
+}
+
+/// Waits (30 s at most) until one member other than `old` leads; its name.
+fn another_leads(c: &DistCluster, old: &str) -> String {
+    wait_until(
+        "another member to lead",
+        Duration::from_secs(30),
+        || match c.primaries().as_slice() {
+            [one] if *one != old => Some(one.clone()),
+            _ => None,
+        },
+    )
+}
+
+/// Runs `pgha ARGS` until it is taken (a member may be between steps), 30 s at most.
+fn taken(c: &DistCluster, args: &[&str]) {
+    wait_until(
+        &format!("`pgha {}` to be taken", args.join(" ")),
+        Duration::from_secs(30),
+        || c.cli(args).status.success().then_some(()),
+    );
 }
 
 /// How many times `leader`'s agent said every member confirmed it (a failsafe round).
@@ -172,17 +168,8 @@ fn confirmations(c: &DistCluster, leader: &str) -> usize {
 /// waiting out a promise (see below).
 fn stopped_and_replaced_without_waiting_out_promises(c: &DistCluster, leader: &str) {
     let asked = Instant::now();
-    wait_until("the stop to be taken", Duration::from_secs(30), || {
-        c.cli(&["stop", leader]).status.success().then_some(())
-    });
-    let next = wait_until(
-        "another member to lead",
-        Duration::from_secs(30),
-        || match c.primaries().as_slice() {
-            [one] if *one != leader => Some(one.clone()),
-            _ => None,
-        },
-    );
+    taken(c, &["stop", leader]);
+    let next = another_leads(c, leader);
     took_over_without_waiting_out_promises(c, leader, &next, asked.elapsed());
 }
 
