@@ -1,5 +1,6 @@
 //! The lease holder's step: renew, bootstrap, restart or promote, hand over on switchover,
-//! and keep slots in order (the synchronous set: `leader_sync.rs`).
+//! and keep slots in order (the promotion: `leader_promote.rs`; the synchronous set:
+//! `leader_sync.rs`).
 
 use crate::action::{Action, StartRole, StopMode};
 use crate::config::SyncMode;
@@ -8,7 +9,6 @@ use crate::machine::{Handover, HeldLease, Member, Plan, Promotion, ReleaseStep};
 use crate::observe::{ClusterView, DataDir, JobFailure, Observation};
 use crate::reason::Reason;
 use crate::switchover;
-use crate::sync;
 use crate::types::{MemberName, Millis};
 use std::collections::BTreeSet;
 
@@ -108,43 +108,7 @@ impl Member {
             if self.config.paused && self.promotion.is_none() {
                 return Reason::Paused;
             }
-            let last_leader = self.last_leader.clone();
-            let me = self.name().clone();
-            let term = self.newest_term_in(view);
-            let promotion = self.promotion.get_or_insert_with(|| Promotion {
-                kind: EventKind::Failover,
-                cause: crate::vacancy::promotion_on_held_key(view, &me, last_leader.as_ref(), term),
-                from: last_leader,
-                lsn: local.lsn,
-                switchover_revision: None,
-            });
-            let kind = promotion.kind;
-            // Strict never runs asynchronous, and no mode counts a standby the store's set
-            // lacks: commits wait from the first one on what the published set covers.
-            let applied =
-                sync::before_promotion(&self.config, self.name(), &local.sync_applied, &view.sync);
-            let counted = applied
-                .clone()
-                .unwrap_or_else(|| local.sync_applied.clone());
-            if let Some(applied) = applied {
-                plan.push(Action::SetSync(applied));
-            }
-            // The store's set names this member its leader, counting what it will, before the
-            // first commit (the agent promotes only once the write is answered).
-            if let Some(set) =
-                sync::set_at_promotion(&self.config, self.name(), &counted, &view.sync)
-            {
-                sync::UnseenSets::sent(&mut self.sync.unseen, revision, view.sync_revision, &set);
-                plan.push(Action::PublishSync {
-                    set,
-                    leader_revision: revision,
-                    key_revision: view.sync_revision,
-                });
-            }
-            plan.push(Action::Promote {
-                newest_timeline: crate::rejoin::newest_timeline(view).max(local.timeline),
-            });
-            return Reason::Promoting { kind };
+            return self.promote(obs, view, revision, plan);
         }
         if let Some(kind) = plan.promoted {
             return Reason::Promoted { kind };

@@ -42,7 +42,20 @@ impl Member {
                 &local.sync_applied,
             )
         };
-        let all = desired_of(self, &local.replicas);
+        let mut all = desired_of(self, &local.replicas);
+        // A new primary's standbys are still connecting: `on` does not start asynchronous.
+        sync::Reconnecting::end_once_connected(
+            &mut self.sync.reconnecting,
+            &local.sync_applied,
+            &local.replicas,
+        );
+        let reconnecting = self.sync.reconnecting.as_ref();
+        if all.is_async()
+            && !local.sync_applied.is_async()
+            && sync::Reconnecting::holds(reconnecting, &self.config, revision, obs.now)
+        {
+            all = local.sync_applied.clone();
+        }
         let waits_for_replay = [
             Some(self.config.synchronous_commit),
             obs.commit_level_applied,

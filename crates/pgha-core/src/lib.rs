@@ -51,6 +51,7 @@ mod follower;
 pub mod history;
 pub mod job_what;
 mod leader;
+mod leader_promote;
 mod leader_stalls;
 mod leader_sync;
 pub mod machine;

@@ -298,7 +298,7 @@ impl Member {
             self.config = view.config.clone();
         }
         // Before the outcomes: a refused lease must not take a promotion that took effect along.
-        self.record_promotion_if_done(&obs.local, &mut plan);
+        self.record_promotion_if_done(&obs.local, now, &mut plan);
         self.forget_promotion_once_stopped(&obs.local);
         self.failsafe_uncounted = None;
         self.absorb(&obs.outcomes, now);

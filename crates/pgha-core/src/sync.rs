@@ -10,13 +10,16 @@
 //! (`in_force`);
 //! [`StandbyStalls`] finds standbys that stopped confirming, which no longer count (`stalls`);
 //! [`UnseenSets`] are sets it published that may still land (`unseen`); [`KeptRecords`] keeps
-//! counting standbys whose records a store outage let expire, for a ttl (`kept_records`).
+//! counting standbys whose records a store outage let expire, for a ttl (`kept_records`);
+//! [`Reconnecting`] keeps mode `on` counting the standbys of a new primary while they connect
+//! (`reconnecting`).
 
 mod choice;
 mod holders;
 mod in_force;
 mod kept_records;
 mod ordering;
+mod reconnecting;
 mod removal;
 mod sets;
 mod stalls;
@@ -29,6 +32,7 @@ pub use holders::with_possible_holders;
 pub use in_force::{LeaderSync, SyncInForce};
 pub use kept_records::KeptRecords;
 pub use ordering::{next_step, SyncStep};
+pub use reconnecting::Reconnecting;
 pub use removal::{removal_ready, RemovalMark};
 pub use sets::{SyncApplied, SyncSet};
 pub use stalls::{without_stalled, Confirms, Stalled, StandbyStalls};

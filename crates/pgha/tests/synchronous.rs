@@ -14,6 +14,8 @@ mod config_set;
 mod durability;
 #[path = "synchronous/modes.rs"]
 mod modes;
+#[path = "synchronous/promotion.rs"]
+mod promotion;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

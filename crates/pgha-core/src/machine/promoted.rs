@@ -4,12 +4,19 @@ use super::{Member, Plan};
 use crate::action::Action;
 use crate::history::{EventKind, HistoryEvent};
 use crate::observe::LocalPg;
+use crate::sync::Reconnecting;
+use crate::types::Millis;
 
 impl Member {
     /// Records the promotion (or bootstrap) under way once its PostgreSQL runs writable,
     /// whatever the step goes on to decide: the lease may lapse or be refused, the store be
     /// out of reach, another member lead. Clients wrote to it; the history says it led.
-    pub(super) fn record_promotion_if_done(&mut self, local: &LocalPg, plan: &mut Plan) {
+    pub(super) fn record_promotion_if_done(
+        &mut self,
+        local: &LocalPg,
+        now: Millis,
+        plan: &mut Plan,
+    ) {
         if !local.is_writable() {
             return;
         }
@@ -32,6 +39,16 @@ impl Member {
         }));
         if let Some(revision) = promotion.switchover_revision {
             plan.push(Action::ClearSwitchover { revision });
+        }
+        // Its standbys connect from now on: mode `on` gives them a while (`Reconnecting`).
+        if let Some(lease) = self
+            .lease
+            .filter(|_| promotion.kind != EventKind::Bootstrap)
+        {
+            self.sync.reconnecting = Some(Reconnecting {
+                term: lease.revision,
+                promoted_at: now,
+            });
         }
         // From now on the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());

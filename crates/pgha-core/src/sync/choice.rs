@@ -94,13 +94,18 @@ pub fn blocking(
 /// applies now: a standby's configuration may still carry a list from an earlier term, and
 /// a promoted PostgreSQL counts it at once, possibly members outside the published set (a
 /// commit they alone confirmed would be lost by the next failover). Keeps only listed members
-/// of the published set; with none left, `on` starts asynchronous and `strict` waits on a
+/// of the published set. With none listed (a standby that never led lists nobody), it counts
+/// the set's other members that may be synchronous (`members`: their records): the store's set
+/// goes on saying the new term's commits are on them, and an asynchronous start would make
+/// that untrue (an election inside the set then loses what the new leader acknowledged
+/// alone). With none of those either, `on` starts asynchronous and `strict` waits on a
 /// placeholder until the new leader publishes and applies its own set.
 pub fn before_promotion(
     config: &ClusterConfig,
     me: &MemberName,
     applied: &SyncApplied,
     published: &SyncSet,
+    members: &BTreeMap<MemberName, MemberRecord>,
 ) -> Option<SyncApplied> {
     if config.synchronous_mode == SyncMode::Off {
         return None;
@@ -111,11 +116,18 @@ pub fn before_promotion(
         .filter(|n| *n != me && published.members.contains(*n))
         .cloned()
         .collect();
+    let others = set_members_besides(me, published, members);
     let wanted = if !names.is_empty() {
         SyncApplied {
             method: applied.method,
             count: applied.count.clamp(1, names.len() as u32),
             names,
+        }
+    } else if !others.is_empty() {
+        SyncApplied {
+            method: config.synchronous_method,
+            count: config.synchronous_count.clamp(1, others.len() as u32),
+            names: others,
         }
     } else if config.synchronous_mode == SyncMode::Strict {
         SyncApplied {
@@ -130,6 +142,24 @@ pub fn before_promotion(
         }
     };
     (wanted != *applied).then_some(wanted)
+}
+
+/// The members of the published set other than `me` that may be synchronous (a record read,
+/// tagged neither `nosync` nor `nofailover`), in priority order, then by name.
+fn set_members_besides(
+    me: &MemberName,
+    published: &SyncSet,
+    members: &BTreeMap<MemberName, MemberRecord>,
+) -> Vec<MemberName> {
+    let mut listed: Vec<(&MemberName, &MemberRecord)> = published
+        .members
+        .iter()
+        .filter(|n| *n != me)
+        .filter_map(|n| members.get_key_value(n))
+        .filter(|(_, record)| !record.tags.nosync && !record.tags.nofailover)
+        .collect();
+    listed.sort_by_key(|(name, record)| (std::cmp::Reverse(record.tags.priority), *name));
+    listed.into_iter().map(|(name, _)| name.clone()).collect()
 }
 
 /// The set a winner of the lease publishes before its PostgreSQL takes a write, if the store's

@@ -40,4 +40,6 @@ pub struct LeaderSync {
     pub stalls: super::StandbyStalls,
     /// The records last read of its standbys, for a while once gone from the store.
     pub kept: super::KeptRecords,
+    /// When its PostgreSQL was promoted: mode `on` waits a while for the standbys to connect.
+    pub reconnecting: Option<super::Reconnecting>,
 }

@@ -207,3 +207,117 @@ fn a_set_leader_still_listed_is_waited_for_while_its_record_is_there() {
     let d = member("n3").step(&obs(0, n3, &view, vec![]));
     assert!(acquires(&d), "{}", d.reason);
 }
+
+/// Found by `faults::hosts::etcd_host_lossy` (mode `on`, etcd's host losing packets): n2, a
+/// standby that never led (its configuration lists nobody), won the lease from n1, whose set
+/// was [n2, n3]. It promoted asynchronous while the set it published still said each commit
+/// was on n3; it acknowledged 16 commits that only n1 (streaming from it, outside the set)
+/// received, its own lease lapsed, and n3 was elected without them. A winner counting nobody
+/// counts the set's other members before promoting (strict too, rather than a placeholder),
+/// and mode `on` keeps counting them while none streams for a replication timeout after the
+/// promotion (they connect once their agents have read who leads); after it, asynchronous.
+/// Once one has streamed, the ordinary rules hold.
+#[test]
+fn a_winner_counting_nobody_counts_the_sets_other_members_while_they_connect() {
+    let n3_counted = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let local = standby(1, 5000, None);
+        assert!(local.sync_applied.is_async());
+        let mut view = View::new()
+            .leader("n2", 11)
+            .with("n2", record(&local, Some("n2")))
+            .with("n3", record(&standby(1, 5000, None), None))
+            .config(|c| c.synchronous_mode = mode);
+        view.0.sync = set("n1", &["n2", "n3"], 1);
+        let mut n2 = member("n2");
+        let d = n2.step(&obs(200, local, &view, vec![acquired(100, 11)]));
+        assert_eq!(applies(&d), Some(n3_counted.clone()), "{mode:?}: {d:?}");
+        assert_eq!(
+            published_before_promoting(&d),
+            Some(set("n2", &["n2", "n3"], 1)),
+            "{mode:?}"
+        );
+        if mode == SyncMode::Strict {
+            continue;
+        }
+
+        // Writable at 1000, the promotion job ending a step later; n3 not streaming yet. The
+        // replication timeout is a ttl (10 s).
+        view.0.sync = set("n2", &["n2", "n3"], 1);
+        let promoted = at(5100, &n3_counted, &[]);
+        let d = n2.step(&obs(1000, promoted.clone(), &view, vec![]));
+        assert!(
+            recorded(&d).is_some_and(|e| e.kind == EventKind::Failover),
+            "{d:?}"
+        );
+        n2.step(&obs(
+            1100,
+            promoted.clone(),
+            &view,
+            vec![job_done(JobKind::Promote)],
+        ));
+        let mut t = 1500;
+        while t < 11_000 {
+            let d = n2.step(&obs(t, promoted.clone(), &view, vec![renewed_at(t, 11)]));
+            assert_eq!(applies(&d), None, "at {t}: {d:?}");
+            t += 500;
+        }
+        let d = n2.step(&obs(
+            11_000,
+            promoted.clone(),
+            &view,
+            vec![renewed_at(11_000, 11)],
+        ));
+        assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
+        let event = recorded(&d).expect("history says commits stopped waiting");
+        assert!(
+            event.reason.starts_with("degraded to asynchronous"),
+            "{}",
+            event.reason
+        );
+
+        // n3 connecting within the timeout takes its place as ever: nothing changes.
+        let mut n2 = member("n2");
+        let mut fresh = view.clone();
+        fresh.0.sync = set("n1", &["n2", "n3"], 1);
+        n2.step(&obs(
+            200,
+            standby(1, 5000, None),
+            &fresh,
+            vec![acquired(100, 11)],
+        ));
+        n2.step(&obs(
+            1000,
+            promoted.clone(),
+            &view,
+            vec![job_done(JobKind::Promote)],
+        ));
+        let streaming = at(5100, &n3_counted, &[("n3", 5100)]);
+        for t in [1500, 2000] {
+            let d = n2.step(&obs(t, streaming.clone(), &view, vec![renewed_at(t, 11)]));
+            assert_eq!(applies(&d), None, "at {t}: {d:?}");
+        }
+        // Connected once, the wait is over: its connection ending later (the replication
+        // timeout had its say) is the ordinary degradation, within the timeout as after it.
+        let d = n2.step(&obs(
+            2500,
+            promoted.clone(),
+            &view,
+            vec![renewed_at(2500, 11)],
+        ));
+        assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
+    }
+}
+
+/// The answer to a renewal of the leader key of term `revision` sent at `at`.
+fn renewed_at(at: u64, revision: u64) -> Outcome {
+    Outcome::LeaderRenewed {
+        requested_at: Millis(at),
+        revision,
+        ttl: ClusterConfig::default().ttl(),
+    }
+}
