@@ -72,6 +72,9 @@ impl Member {
             counted,
         );
         self.failsafe_adopted(revision, view);
+        if obs.local.is_writable() {
+            sync::Reconnecting::start(&mut self.sync.reconnecting, revision, since);
+        }
         self.last_renew_request = None;
         self.renew_if_due(obs.now, revision, plan);
         Reason::AdoptingLease {

@@ -47,7 +47,7 @@ impl Member {
         {
             self.sync.reconnecting = Some(Reconnecting {
                 term: lease.revision,
-                promoted_at: now,
+                since: now,
             });
         }
         // From now on the leader that would be lost is this one.

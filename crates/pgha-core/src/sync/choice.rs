@@ -2,7 +2,7 @@
 
 use crate::config::{ClusterConfig, SyncMethod, SyncMode};
 use crate::observe::{MemberRecord, ReplicaState};
-use crate::types::MemberName;
+use crate::types::{MemberName, Tags};
 use std::collections::BTreeMap;
 
 use super::{SyncApplied, SyncSet};
@@ -95,10 +95,10 @@ pub fn blocking(
 /// a promoted PostgreSQL counts it at once, possibly members outside the published set (a
 /// commit they alone confirmed would be lost by the next failover). Keeps only listed members
 /// of the published set. With none listed (a standby that never led lists nobody), it counts
-/// the set's other members that may be synchronous (`members`: their records): the store's set
-/// goes on saying the new term's commits are on them, and an asynchronous start would make
-/// that untrue (an election inside the set then loses what the new leader acknowledged
-/// alone). With none of those either, `on` starts asynchronous and `strict` waits on a
+/// the set's other members that an election may promote (all but those `members` shows tagged
+/// `nofailover`): the store's set goes on saying the new term's commits are on them, and an
+/// asynchronous start would make that untrue (an election inside the set then loses what the
+/// new leader acknowledged alone). With none of those either, `on` starts asynchronous and `strict` waits on a
 /// placeholder until the new leader publishes and applies its own set.
 pub fn before_promotion(
     config: &ClusterConfig,
@@ -144,21 +144,25 @@ pub fn before_promotion(
     (wanted != *applied).then_some(wanted)
 }
 
-/// The members of the published set other than `me` that may be synchronous (a record read,
-/// tagged neither `nosync` nor `nofailover`), in priority order, then by name.
+/// The members of the published set other than `me` that an election may promote: all of
+/// them but those whose record says `nofailover` (one whose record is gone, or tagged `nosync`
+/// since, may still be elected from the set), in priority order, then by name.
 fn set_members_besides(
     me: &MemberName,
     published: &SyncSet,
     members: &BTreeMap<MemberName, MemberRecord>,
 ) -> Vec<MemberName> {
-    let mut listed: Vec<(&MemberName, &MemberRecord)> = published
+    let mut listed: Vec<(&MemberName, Option<&MemberRecord>)> = published
         .members
         .iter()
         .filter(|n| *n != me)
-        .filter_map(|n| members.get_key_value(n))
-        .filter(|(_, record)| !record.tags.nosync && !record.tags.nofailover)
+        .map(|n| (n, members.get(n)))
+        .filter(|(_, record)| !record.is_some_and(|r| r.tags.nofailover))
         .collect();
-    listed.sort_by_key(|(name, record)| (std::cmp::Reverse(record.tags.priority), *name));
+    listed.sort_by_key(|(name, record)| {
+        let priority = record.map_or(Tags::default().priority, |r| r.tags.priority);
+        (std::cmp::Reverse(priority), *name)
+    });
     listed.into_iter().map(|(name, _)| name.clone()).collect()
 }
 

@@ -1,5 +1,5 @@
-//! Mode `on` just after a promotion: the standbys counted at promotion get a replication
-//! timeout to connect to the new primary before commits stop waiting for them.
+//! Mode `on` just after a promotion (or a lease adopted by a restarted agent): the standbys
+//! PostgreSQL counts get a replication timeout to connect before commits stop waiting for them.
 
 use crate::config::{ClusterConfig, SyncMode};
 use crate::observe::ReplicaState;
@@ -7,7 +7,8 @@ use crate::types::Millis;
 
 use super::SyncApplied;
 
-/// When this leader's PostgreSQL came out of recovery, and in which term (leader key revision).
+/// When this leader's PostgreSQL came out of recovery (or its restarted agent adopted the
+/// lease of a writable one), and in which term (leader key revision).
 ///
 /// A new primary has no standby streaming yet: they connect once their agents have read who
 /// leads and pointed PostgreSQL at it, a loop or two later. Mode `on` counting nobody as soon
@@ -17,14 +18,23 @@ use super::SyncApplied;
 /// alone. So for a replication timeout after the promotion (what a standby already counted is
 /// given to answer before `on` stops waiting for it) the standbys counted at promotion stay
 /// counted while none streams; after it `on` goes asynchronous as ever. Once one of them
-/// streams they have connected: from then on the ordinary rules hold.
+/// streams they have connected: from then on the ordinary rules hold. An agent restarted in the
+/// window would otherwise end it at once: adopting the lease starts one too (its standbys,
+/// still streaming, end it at its first step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reconnecting {
     pub term: u64,
-    pub promoted_at: Millis,
+    pub since: Millis,
 }
 
 impl Reconnecting {
+    /// Starts the wait in `term` at `now`, unless one of that term is under way.
+    pub fn start(this: &mut Option<Reconnecting>, term: u64, now: Millis) {
+        if this.is_none_or(|r| r.term != term) {
+            *this = Some(Reconnecting { term, since: now });
+        }
+    }
+
     /// Ends the wait once a standby PostgreSQL counts (`applied`) streams from the primary.
     pub fn end_once_connected(
         this: &mut Option<Reconnecting>,
@@ -49,7 +59,7 @@ impl Reconnecting {
     ) -> bool {
         let timeout_ms = config.replication_timeout().as_millis() as u64;
         config.synchronous_mode == SyncMode::On
-            && this.is_some_and(|r| r.term == term && now < r.promoted_at.plus(timeout_ms))
+            && this.is_some_and(|r| r.term == term && now < r.since.plus(timeout_ms))
     }
 }
 
@@ -66,7 +76,7 @@ mod tests {
         };
         let r = Reconnecting {
             term: 7,
-            promoted_at: Millis(1_000),
+            since: Millis(1_000),
         };
         // The replication timeout is a ttl, 5 s at least.
         assert!(Reconnecting::holds(Some(&r), &config, 7, Millis(5_999)));

@@ -321,3 +321,79 @@ fn renewed_at(at: u64, revision: u64) -> Outcome {
         ttl: ClusterConfig::default().ttl(),
     }
 }
+
+/// Found by review: the winner counts every other member of the set an election may promote,
+/// whatever the store shows of it now: one whose record is gone (its agent cut from a lossy
+/// store) or tagged `nosync` since may still be elected from the set, and holds nothing of the
+/// new term unless counted. Only one whose record says `nofailover` is left out.
+#[test]
+fn a_winner_counts_set_members_without_a_record_or_tagged_nosync_not_nofailover() {
+    let local = standby(1, 5000, None);
+    let first_step = |n3: Option<Tags>| {
+        let mut view = View::new()
+            .leader("n2", 11)
+            .with("n2", record(&local, Some("n2")))
+            .config(|c| c.synchronous_mode = SyncMode::On);
+        if let Some(tags) = n3 {
+            let mut r = record(&standby(1, 5000, None), None);
+            r.tags = tags;
+            view = view.with("n3", r);
+        }
+        view.0.sync = set("n1", &["n2", "n3"], 1);
+        member("n2").step(&obs(200, local.clone(), &view, vec![acquired(100, 11)]))
+    };
+    for (what, tags) in [
+        ("no record", None),
+        (
+            "tagged nosync",
+            Some(Tags {
+                nosync: true,
+                ..Tags::default()
+            }),
+        ),
+    ] {
+        let d = first_step(tags);
+        assert_eq!(
+            applies(&d).map(|a| a.names),
+            Some(vec![name("n3")]),
+            "n3 with {what}: {d:?}"
+        );
+    }
+    let d = first_step(Some(Tags {
+        nofailover: true,
+        ..Tags::default()
+    }));
+    assert_eq!(
+        applies(&d),
+        None,
+        "n3 tagged nofailover is not counted: {d:?}"
+    );
+}
+
+/// Found by review: an agent restarted within the wait adopts the lease of a primary counting
+/// n3, no standby streaming yet; it keeps counting n3 for a replication timeout from the
+/// adoption, as the promotion's wait would have (before: asynchronous at its first step).
+#[test]
+fn a_restarted_leader_adopting_the_lease_gives_its_standbys_the_same_wait() {
+    let n3_counted = SyncApplied {
+        method: SyncMethod::Priority,
+        count: 1,
+        names: vec![name("n3")],
+    };
+    let primary = at(5100, &n3_counted, &[]);
+    let mut view = View::new()
+        .leader("n2", 11)
+        .with("n2", record(&primary, Some("n2")))
+        .with("n3", record(&standby(1, 5000, None), None))
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    view.0.sync = set("n2", &["n2", "n3"], 1);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(1000, primary.clone(), &view, vec![]));
+    assert!(matches!(d.reason, Reason::AdoptingLease { .. }), "{d:?}");
+    for t in [1100, 5000, 10_900] {
+        let d = n2.step(&obs(t, primary.clone(), &view, vec![renewed_at(t, 11)]));
+        assert_eq!(applies(&d), None, "at {t}: {d:?}");
+    }
+    let d = n2.step(&obs(11_000, primary, &view, vec![renewed_at(11_000, 11)]));
+    assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
+}
