@@ -37,10 +37,13 @@ use world::World;
 /// 139686 (with vetoes): the checker's own; an acquisition whose answer was lost landed after
 /// its member had stopped running (the vetoed member ahead was eligible again, its agent
 /// restarted), and was judged as it landed although its member released it unused: I3 is
-/// judged when a member promotes on such a key.
+/// judged when a member promotes on such a key. 383142: the checker's own; a primary start
+/// that waited on a stalled disk while its agent was paused ended past the fencing deadline,
+/// and was judged writable before its supervisor (which kills a postmaster it spawns past the
+/// deadline at once) had its turn.
 const FOUND_BY_LONG_RUNS: &[u64] = &[
     2366, 2805, 3608, 11047, 11606, 16273, 16744, 23762, 65231, 71219, 71492, 81633, 139686,
-    141133, 849740,
+    141133, 383142, 849740,
 ];
 
 #[allow(clippy::disallowed_methods)] // test settings, read from the environment

@@ -42,6 +42,38 @@ impl World {
         self.acknowledged = None;
     }
 
+    /// I4 as a promotion completes in a synchronous mode: when the published set names other
+    /// members an election may promote, PostgreSQL counts a standby from the first commit. The
+    /// set says the new term's commits are on them (the simulation's ledger counts only
+    /// synchronous acknowledgements, so a promotion starting asynchronous would go unseen
+    /// there): `faults::hosts::etcd_host_lossy` lost 16 commits to one.
+    pub(super) fn check_promotion_counts_a_standby(&mut self, p: usize) {
+        if self.config.synchronous_mode == SyncMode::Off || !self.nodes[p].pg.sync.is_async() {
+            return;
+        }
+        let me = &self.nodes[p].name;
+        let others: Vec<&MemberName> = self
+            .store
+            .sync
+            .members
+            .iter()
+            .filter(|m| *m != me)
+            .filter(|m| {
+                !self
+                    .store
+                    .members
+                    .get(*m)
+                    .is_some_and(|(r, _)| r.tags.nofailover)
+            })
+            .collect();
+        if !others.is_empty() {
+            self.fail(format!(
+                "{me} promoted asynchronous while the published set says its commits are on \
+                 {others:?}"
+            ));
+        }
+    }
+
     /// Failsafe's safety argument: every member of `w`'s failsafe list has promised not to
     /// take the lease (and a member outside the list does not run while they could be); or
     /// every other member has promised so, whatever list landed last (the leader asks the

@@ -171,8 +171,15 @@ impl World {
             let job = self.nodes[i].job.take().unwrap();
             let kind = job.action.job().unwrap();
             let result = self.apply_job(i, &job.action);
+            if kind == JobKind::Promote && result.is_ok() {
+                self.check_promotion_counts_a_standby(i);
+            }
             self.nodes[i].outcomes.push(Outcome::Job { kind, result });
             self.nodes[i].woken.get_or_insert(self.now);
+            // A postmaster a job brought up past its fencing deadline (the job waited on a
+            // stalled disk while the agent was paused) is killed as it starts: its supervisor
+            // reads the deadline as it spawns it (seed 383142 judged it writable first).
+            self.supervise();
             self.check_one_writer();
         }
     }

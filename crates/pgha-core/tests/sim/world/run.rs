@@ -143,10 +143,14 @@ impl World {
         let mut state = String::new();
         for n in &self.nodes {
             state += &format!(
-                "\n  {} agent={} reachable={} pg={:?} job={:?}",
+                "\n  {} agent={} paused_until={} reachable={} fence_at={:?} clock offset={} pg={:?} \
+                 job={:?}",
                 n.name,
                 n.member.is_some(),
+                n.paused_until,
                 n.reachable,
+                n.fence_at,
+                n.offset,
                 n.pg,
                 n.job.as_ref().map(|j| &j.action)
             );
