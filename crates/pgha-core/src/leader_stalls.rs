@@ -44,11 +44,6 @@ impl Member {
         };
         let mut all = desired_of(self, &local.replicas);
         // A new primary's standbys are still connecting: `on` does not start asynchronous.
-        sync::Reconnecting::end_once_connected(
-            &mut self.sync.reconnecting,
-            &local.sync_applied,
-            &local.replicas,
-        );
         let reconnecting = self.sync.reconnecting.as_ref();
         if all.is_async()
             && !local.sync_applied.is_async()

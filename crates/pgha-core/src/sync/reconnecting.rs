@@ -2,10 +2,7 @@
 //! PostgreSQL counts get a replication timeout to connect before commits stop waiting for them.
 
 use crate::config::{ClusterConfig, SyncMode};
-use crate::observe::ReplicaState;
 use crate::types::Millis;
-
-use super::SyncApplied;
 
 /// When this leader's PostgreSQL came out of recovery (or its restarted agent adopted the
 /// lease of a writable one), and in which term (leader key revision).
@@ -17,10 +14,11 @@ use super::SyncApplied;
 /// lapsing in the same store trouble that made it leader) then loses what it acknowledged
 /// alone. So for a replication timeout after the promotion (what a standby already counted is
 /// given to answer before `on` stops waiting for it) the standbys counted at promotion stay
-/// counted while none streams; after it `on` goes asynchronous as ever. Once one of them
-/// streams they have connected: from then on the ordinary rules hold. An agent restarted in the
-/// window would otherwise end it at once: adopting the lease starts one too (its standbys,
-/// still streaming, end it at its first step).
+/// counted while none streams; after it `on` goes asynchronous as ever. Not only until the
+/// first of them streams: a standby that followed the winner before it promoted (told who
+/// leads a moment earlier) has its stream ended by the timeline switch and connects again at
+/// once (a campaign saw `on` go asynchronous for 0.1 s that way). An agent restarted in the
+/// window would otherwise end it: adopting the lease of a writable primary starts one too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reconnecting {
     pub term: u64,
@@ -32,20 +30,6 @@ impl Reconnecting {
     pub fn start(this: &mut Option<Reconnecting>, term: u64, now: Millis) {
         if this.is_none_or(|r| r.term != term) {
             *this = Some(Reconnecting { term, since: now });
-        }
-    }
-
-    /// Ends the wait once a standby PostgreSQL counts (`applied`) streams from the primary.
-    pub fn end_once_connected(
-        this: &mut Option<Reconnecting>,
-        applied: &SyncApplied,
-        replicas: &[ReplicaState],
-    ) {
-        if replicas
-            .iter()
-            .any(|r| r.streaming && applied.names.contains(&r.name))
-        {
-            *this = None;
         }
     }
 
@@ -85,25 +69,6 @@ mod tests {
         assert!(!Reconnecting::holds(None, &config, 7, Millis(2_000)));
         config.ttl_ms = 10_000;
         assert!(Reconnecting::holds(Some(&r), &config, 7, Millis(10_999)));
-        let n2 = crate::types::MemberName::new("n2");
-        let applied = SyncApplied {
-            count: 1,
-            names: vec![n2.clone()],
-            ..SyncApplied::default()
-        };
-        let mut slot = Some(r);
-        let replica = |streaming| ReplicaState {
-            name: n2.clone(),
-            streaming,
-            flush_lsn: crate::types::Lsn(0),
-            replay_lsn: crate::types::Lsn(0),
-        };
-        Reconnecting::end_once_connected(&mut slot, &applied, &[replica(false)]);
-        assert_eq!(slot, Some(r));
-        Reconnecting::end_once_connected(&mut slot, &SyncApplied::default(), &[replica(true)]);
-        assert_eq!(slot, Some(r), "a standby PostgreSQL does not count");
-        Reconnecting::end_once_connected(&mut slot, &applied, &[replica(true)]);
-        assert_eq!(slot, None);
         for mode in [SyncMode::Off, SyncMode::Strict] {
             config.synchronous_mode = mode;
             assert!(!Reconnecting::holds(Some(&r), &config, 7, Millis(2_000)));

@@ -215,8 +215,8 @@ fn a_set_leader_still_listed_is_waited_for_while_its_record_is_there() {
 /// received, its own lease lapsed, and n3 was elected without them. A winner counting nobody
 /// counts the set's other members before promoting (strict too, rather than a placeholder),
 /// and mode `on` keeps counting them while none streams for a replication timeout after the
-/// promotion (they connect once their agents have read who leads); after it, asynchronous.
-/// Once one has streamed, the ordinary rules hold.
+/// promotion (they connect once their agents have read who leads, and one that followed n2
+/// before it promoted connects again after the timeline switch); after it, asynchronous.
 #[test]
 fn a_winner_counting_nobody_counts_the_sets_other_members_while_they_connect() {
     let n3_counted = SyncApplied {
@@ -301,13 +301,21 @@ fn a_winner_counting_nobody_counts_the_sets_other_members_while_they_connect() {
             let d = n2.step(&obs(t, streaming.clone(), &view, vec![renewed_at(t, 11)]));
             assert_eq!(applies(&d), None, "at {t}: {d:?}");
         }
-        // Connected once, the wait is over: its connection ending later (the replication
-        // timeout had its say) is the ordinary degradation, within the timeout as after it.
+        // Its stream ending within the timeout (a standby that followed n2 before it promoted
+        // reconnects on the new timeline) leaves it counted; after the timeout, the ordinary
+        // degradation.
         let d = n2.step(&obs(
             2500,
             promoted.clone(),
             &view,
             vec![renewed_at(2500, 11)],
+        ));
+        assert_eq!(applies(&d), None, "{d:?}");
+        let d = n2.step(&obs(
+            11_000,
+            promoted.clone(),
+            &view,
+            vec![renewed_at(11_000, 11)],
         ));
         assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
     }
