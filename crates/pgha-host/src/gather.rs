@@ -244,6 +244,7 @@ fn describe(
         status.role = Role::Primary;
         status.state = State::Running;
         status.lsn = state.current_lsn.map(format_lsn);
+        status.synchronous_standby_names = Some(state.sync_names.clone());
         return status;
     }
     status.role = Role::Standby;

@@ -77,6 +77,10 @@ pub struct MemberStatus {
     pub lag_seconds: Option<f64>,
     /// As the primary's pg_stat_replication reports it: async, sync, potential, quorum.
     pub sync_state: Option<String>,
+    /// On a primary: the standbys its PostgreSQL counts for commits
+    /// (`synchronous_standby_names`, empty when it counts none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synchronous_standby_names: Option<String>,
     /// Why the member could not be probed, when it could not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -125,6 +129,7 @@ impl MemberStatus {
             lag_bytes: None,
             lag_seconds: None,
             sync_state: None,
+            synchronous_standby_names: None,
             error: None,
             decision: None,
             logical_slots: Vec::new(),
@@ -211,17 +216,31 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
     let confirming = members
         .iter()
         .any(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")));
+    // What the primary's PostgreSQL counts: in `on` too, commits wait while it names standbys
+    // (a new primary's, for a replication timeout while they connect).
+    let counted: Vec<String> = members
+        .iter()
+        .filter(|m| m.role == Role::Primary && m.state == State::Running)
+        .filter_map(|m| m.synchronous_standby_names.as_deref())
+        .filter_map(pgha_core::SyncApplied::parse)
+        .flat_map(|applied| applied.names)
+        .map(|n| n.to_string())
+        .collect();
+    let waiting_for = |names: &[String]| {
+        format!(
+            "commits wait: no synchronous standby is streaming (waiting for {})",
+            if names.is_empty() {
+                "any standby".to_string()
+            } else {
+                names.join(" or ")
+            }
+        )
+    };
     let warning = match c.synchronous_mode {
         SyncMode::Off => None,
         _ if confirming => None,
-        SyncMode::Strict => Some(format!(
-            "commits wait: no synchronous standby is streaming (waiting for {})",
-            if set.is_empty() {
-                "any standby".to_string()
-            } else {
-                set.join(" or ")
-            }
-        )),
+        SyncMode::Strict => Some(waiting_for(&set)),
+        SyncMode::On if !counted.is_empty() => Some(waiting_for(&counted)),
         SyncMode::On if set.is_empty() => {
             Some("degraded to asynchronous: no healthy standby to confirm commits".into())
         }
@@ -240,3 +259,7 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         warning,
     }
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;

@@ -68,6 +68,10 @@ async fn a_new_primary_in_mode_on_waits_for_the_sets_other_standby_while_it_conn
     });
     tokio::time::sleep(Duration::from_secs(2)).await;
     let waited_two_seconds = !commit.is_finished();
+    // `pgha status` says why, naming the standby (not "degraded to asynchronous").
+    let said =
+        c.up.status()
+            .and_then(|s| s["synchronous"]["warning"].as_str().map(String::from));
     let took = tokio::time::timeout(Duration::from_secs(30), commit).await;
     // The history entry is written as PostgreSQL is told: poll for it.
     let degraded = pgha_testkit::poll(Duration::from_secs(10), Duration::from_millis(200), || {
@@ -97,6 +101,13 @@ async fn a_new_primary_in_mode_on_waits_for_the_sets_other_standby_while_it_conn
              {counted:?}, the commit returned after {took:?}"
         ));
     }
+    let expected =
+        format!("commits wait: no synchronous standby is streaming (waiting for {other})");
+    assert_eq!(
+        said.as_deref(),
+        Some(expected.as_str()),
+        "pgha status while the commit waited"
+    );
     // A replication timeout from the promotion, a loop or two of slack.
     assert!(
         took < ttl + Duration::from_secs(4),

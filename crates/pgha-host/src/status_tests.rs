@@ -1,0 +1,54 @@
+//! The synchronous warning of `pgha status`, from the store's view and the members probed.
+
+use super::*;
+
+use pgha_core::{ClusterView, MemberName, SyncMode, SyncSet};
+
+/// A view of mode `mode` whose published set is [n2, n3], led by n1.
+fn view(mode: SyncMode) -> ClusterView {
+    let mut view = ClusterView::default();
+    view.config.synchronous_mode = mode;
+    view.sync = SyncSet {
+        leader: Some(MemberName::new("n1")),
+        members: [MemberName::new("n2"), MemberName::new("n3")].into(),
+        count: 1,
+        ..SyncSet::default()
+    };
+    view
+}
+
+/// n1 primary counting `counted`, n2 and n3 standbys with the sync state `state`.
+fn members(counted: &str, state: Option<&str>) -> Vec<MemberStatus> {
+    let mut primary = MemberStatus::new("n1", "h", 5432, Role::Primary, State::Running);
+    primary.synchronous_standby_names = Some(counted.to_string());
+    let standby = |name: &str| {
+        let mut s = MemberStatus::new(name, "h", 5432, Role::Standby, State::Recovering);
+        s.sync_state = state.map(str::to_string);
+        s
+    };
+    vec![primary, standby("n2"), standby("n3")]
+}
+
+#[test]
+fn mode_on_says_commits_wait_while_the_primary_counts_a_standby_and_degraded_once_it_counts_none() {
+    let on = view(SyncMode::On);
+    let waiting = sync_status(&on, &members("FIRST 1 (\"n3\")", None)).warning;
+    assert_eq!(
+        waiting.as_deref(),
+        Some("commits wait: no synchronous standby is streaming (waiting for n3)")
+    );
+    let degraded = sync_status(&on, &members("", None)).warning.unwrap();
+    assert!(
+        degraded.starts_with("degraded to asynchronous") && degraded.contains("n2 or n3"),
+        "{degraded}"
+    );
+    assert_eq!(
+        sync_status(&on, &members("FIRST 1 (\"n3\")", Some("sync"))).warning,
+        None
+    );
+    let strict = sync_status(&view(SyncMode::Strict), &members("", None)).warning;
+    assert_eq!(
+        strict.as_deref(),
+        Some("commits wait: no synchronous standby is streaming (waiting for n2 or n3)")
+    );
+}
