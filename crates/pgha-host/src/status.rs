@@ -218,13 +218,19 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         .any(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")));
     // What the primary's PostgreSQL counts: in `on` too, commits wait while it names standbys
     // (a new primary's, for a replication timeout while they connect).
-    let counted: Vec<String> = members
+    let counted: std::collections::BTreeSet<String> = members
         .iter()
         .filter(|m| m.role == Role::Primary && m.state == State::Running)
         .filter_map(|m| m.synchronous_standby_names.as_deref())
         .filter_map(pgha_core::SyncApplied::parse)
         .flat_map(|applied| applied.names)
         .map(|n| n.to_string())
+        .collect();
+    // strict's placeholder (no standby known) makes commits wait for any standby.
+    let named: Vec<String> = counted
+        .iter()
+        .filter(|n| n.as_str() != pgha_core::sync::NO_STANDBY)
+        .cloned()
         .collect();
     let waiting_for = |names: &[String]| {
         format!(
@@ -240,7 +246,7 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         SyncMode::Off => None,
         _ if confirming => None,
         SyncMode::Strict => Some(waiting_for(&set)),
-        SyncMode::On if !counted.is_empty() => Some(waiting_for(&counted)),
+        SyncMode::On if !counted.is_empty() => Some(waiting_for(&named)),
         SyncMode::On if set.is_empty() => {
             Some("degraded to asynchronous: no healthy standby to confirm commits".into())
         }

@@ -46,6 +46,14 @@ fn mode_on_says_commits_wait_while_the_primary_counts_a_standby_and_degraded_onc
         sync_status(&on, &members("FIRST 1 (\"n3\")", Some("sync"))).warning,
         None
     );
+    // strict's placeholder, still in force after a switch to `on`: commits wait for any.
+    let placeholder = format!("FIRST 1 (\"{}\")", pgha_core::sync::NO_STANDBY);
+    assert_eq!(
+        sync_status(&on, &members(&placeholder, None))
+            .warning
+            .as_deref(),
+        Some("commits wait: no synchronous standby is streaming (waiting for any standby)")
+    );
     let strict = sync_status(&view(SyncMode::Strict), &members("", None)).warning;
     assert_eq!(
         strict.as_deref(),

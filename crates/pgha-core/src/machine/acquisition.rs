@@ -72,7 +72,14 @@ impl Member {
             counted,
         );
         self.failsafe_adopted(revision, view);
-        if obs.local.is_writable() {
+        // Standbys that stream have connected; with none, it may have been promoted a moment
+        // ago, its standbys still connecting.
+        let counted_streaming = obs
+            .local
+            .replicas
+            .iter()
+            .any(|r| r.streaming && obs.local.sync_applied.names.contains(&r.name));
+        if obs.local.is_writable() && !counted_streaming {
             sync::Reconnecting::start(&mut self.sync.reconnecting, revision, since);
         }
         self.last_renew_request = None;

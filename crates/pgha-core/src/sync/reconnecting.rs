@@ -18,7 +18,9 @@ use crate::types::Millis;
 /// first of them streams: a standby that followed the winner before it promoted (told who
 /// leads a moment earlier) has its stream ended by the timeline switch and connects again at
 /// once (a campaign saw `on` go asynchronous for 0.1 s that way). An agent restarted in the
-/// window would otherwise end it: adopting the lease of a writable primary starts one too.
+/// window would otherwise end it: adopting the lease of a writable primary none of whose
+/// counted standbys streams starts one too (one whose standbys stream has none: they have
+/// connected).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reconnecting {
     pub term: u64,

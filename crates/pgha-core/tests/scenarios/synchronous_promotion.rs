@@ -380,7 +380,8 @@ fn a_winner_counts_set_members_without_a_record_or_tagged_nosync_not_nofailover(
 
 /// Found by review: an agent restarted within the wait adopts the lease of a primary counting
 /// n3, no standby streaming yet; it keeps counting n3 for a replication timeout from the
-/// adoption, as the promotion's wait would have (before: asynchronous at its first step).
+/// adoption, as the promotion's wait would have (before: asynchronous at its first step). One
+/// whose counted standby streams as it adopts starts no wait.
 #[test]
 fn a_restarted_leader_adopting_the_lease_gives_its_standbys_the_same_wait() {
     let n3_counted = SyncApplied {
@@ -403,5 +404,15 @@ fn a_restarted_leader_adopting_the_lease_gives_its_standbys_the_same_wait() {
         assert_eq!(applies(&d), None, "at {t}: {d:?}");
     }
     let d = n2.step(&obs(11_000, primary, &view, vec![renewed_at(11_000, 11)]));
+    assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
+
+    // Found by review: adopting the lease of a primary whose counted standby streams starts no
+    // wait (they have connected): its stream ending later is the ordinary degradation.
+    let streaming = at(5100, &n3_counted, &[("n3", 5100)]);
+    let mut n2 = member("n2");
+    n2.step(&obs(1000, streaming.clone(), &view, vec![]));
+    n2.step(&obs(1100, streaming, &view, vec![renewed_at(1100, 11)]));
+    let gone = at(5100, &n3_counted, &[]);
+    let d = n2.step(&obs(2000, gone, &view, vec![renewed_at(2000, 11)]));
     assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
 }
