@@ -45,10 +45,7 @@ impl Member {
             .lease
             .filter(|_| promotion.kind != EventKind::Bootstrap)
         {
-            self.sync.reconnecting = Some(Reconnecting {
-                term: lease.revision,
-                since: now,
-            });
+            Reconnecting::start(&mut self.sync.reconnecting, lease.revision, now);
         }
         // From now on the leader that would be lost is this one.
         self.last_leader = Some(self.name().clone());

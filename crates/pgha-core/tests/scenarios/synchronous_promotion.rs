@@ -262,16 +262,11 @@ fn a_winner_counting_nobody_counts_the_sets_other_members_while_they_connect() {
         ));
         let mut t = 1500;
         while t < 11_000 {
-            let d = n2.step(&obs(t, promoted.clone(), &view, vec![renewed_at(t, 11)]));
+            let d = lead(&mut n2, t, &promoted, &view);
             assert_eq!(applies(&d), None, "at {t}: {d:?}");
             t += 500;
         }
-        let d = n2.step(&obs(
-            11_000,
-            promoted.clone(),
-            &view,
-            vec![renewed_at(11_000, 11)],
-        ));
+        let d = lead(&mut n2, 11_000, &promoted, &view);
         assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
         let event = recorded(&d).expect("history says commits stopped waiting");
         assert!(
@@ -298,36 +293,27 @@ fn a_winner_counting_nobody_counts_the_sets_other_members_while_they_connect() {
         ));
         let streaming = at(5100, &n3_counted, &[("n3", 5100)]);
         for t in [1500, 2000] {
-            let d = n2.step(&obs(t, streaming.clone(), &view, vec![renewed_at(t, 11)]));
+            let d = lead(&mut n2, t, &streaming, &view);
             assert_eq!(applies(&d), None, "at {t}: {d:?}");
         }
         // Its stream ending within the timeout (a standby that followed n2 before it promoted
         // reconnects on the new timeline) leaves it counted; after the timeout, the ordinary
         // degradation.
-        let d = n2.step(&obs(
-            2500,
-            promoted.clone(),
-            &view,
-            vec![renewed_at(2500, 11)],
-        ));
+        let d = lead(&mut n2, 2500, &promoted, &view);
         assert_eq!(applies(&d), None, "{d:?}");
-        let d = n2.step(&obs(
-            11_000,
-            promoted.clone(),
-            &view,
-            vec![renewed_at(11_000, 11)],
-        ));
+        let d = lead(&mut n2, 11_000, &promoted, &view);
         assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
     }
 }
 
-/// The answer to a renewal of the leader key of term `revision` sent at `at`.
-fn renewed_at(at: u64, revision: u64) -> Outcome {
-    Outcome::LeaderRenewed {
-        requested_at: Millis(at),
-        revision,
+/// A step of n2 leading term 11 at `t`, its lease renewed then.
+fn lead(n2: &mut Member, t: u64, local: &LocalPg, view: &View) -> Decision {
+    let renewed = Outcome::LeaderRenewed {
+        requested_at: Millis(t),
+        revision: 11,
         ttl: ClusterConfig::default().ttl(),
-    }
+    };
+    n2.step(&obs(t, local.clone(), view, vec![renewed]))
 }
 
 /// Found by review: the winner counts every other member of the set an election may promote,
@@ -400,10 +386,10 @@ fn a_restarted_leader_adopting_the_lease_gives_its_standbys_the_same_wait() {
     let d = n2.step(&obs(1000, primary.clone(), &view, vec![]));
     assert!(matches!(d.reason, Reason::AdoptingLease { .. }), "{d:?}");
     for t in [1100, 5000, 10_900] {
-        let d = n2.step(&obs(t, primary.clone(), &view, vec![renewed_at(t, 11)]));
+        let d = lead(&mut n2, t, &primary, &view);
         assert_eq!(applies(&d), None, "at {t}: {d:?}");
     }
-    let d = n2.step(&obs(11_000, primary, &view, vec![renewed_at(11_000, 11)]));
+    let d = lead(&mut n2, 11_000, &primary, &view);
     assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
 
     // Found by review: adopting the lease of a primary whose counted standby streams starts no
@@ -411,8 +397,8 @@ fn a_restarted_leader_adopting_the_lease_gives_its_standbys_the_same_wait() {
     let streaming = at(5100, &n3_counted, &[("n3", 5100)]);
     let mut n2 = member("n2");
     n2.step(&obs(1000, streaming.clone(), &view, vec![]));
-    n2.step(&obs(1100, streaming, &view, vec![renewed_at(1100, 11)]));
+    lead(&mut n2, 1100, &streaming, &view);
     let gone = at(5100, &n3_counted, &[]);
-    let d = n2.step(&obs(2000, gone, &view, vec![renewed_at(2000, 11)]));
+    let d = lead(&mut n2, 2000, &gone, &view);
     assert!(applies(&d).is_some_and(|a| a.is_async()), "{d:?}");
 }
