@@ -288,6 +288,12 @@ impl Instance {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
+                if status.code() == Some(supervisor::EXIT_DEADLINE_PASSED) {
+                    return Err(failed(format!(
+                        "not started: the fencing deadline in {} had passed",
+                        lease.path().display()
+                    )));
+                }
                 return Err(failed(format!("postmaster exited ({status})")));
             }
             if let Some(status) = crate::pid_file::status_line(&self.data_dir()) {

@@ -59,11 +59,25 @@ fn next_move(remaining: Option<u64>, stopping: bool) -> Move {
     }
 }
 
+/// Exit code of a supervisor that did not start PostgreSQL because its fencing deadline had
+/// already passed.
+pub const EXIT_DEADLINE_PASSED: i32 = 3;
+
 /// Runs the supervisor until its postmaster exits; returns the process exit code.
 pub fn run(args: &SuperviseArgs) -> i32 {
     let say = |text: String| {
         let _ = writeln!(std::io::stderr(), "pgha supervise {}: {text}", args.member);
     };
+    let lease = LeaseFile::at(&args.lease_file);
+    // Read before the spawn, not only after it: a postmaster whose deadline has passed is
+    // never started, not started and killed a moment later.
+    if let Some(deadline) = lease.read().filter(|d| *d <= boot_clock_ms()) {
+        say(format!(
+            "lease deadline {deadline} ms (boot clock) passed before PostgreSQL started and \
+             nobody renewed it: not starting it (fencing)"
+        ));
+        return EXIT_DEADLINE_PASSED;
+    }
     let run_as = match args.os_user.as_deref().map(RunAs::detect) {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
@@ -80,7 +94,6 @@ pub fn run(args: &SuperviseArgs) -> i32 {
         }
     };
     let postmaster = child.id() as i32;
-    let lease = LeaseFile::at(&args.lease_file);
     let wd = &args.watchdog;
     let mut keeper: Keeper<Watchdog> = Keeper::new(wd.mode, &wd.device, wd.timeout_s);
     let mut stopping = false;

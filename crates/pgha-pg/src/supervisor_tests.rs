@@ -66,3 +66,47 @@ fn kills_a_process_and_its_children() {
         }
     }
 }
+
+/// Arguments for a supervisor whose "postgres" is a script that leaves a mark when it runs.
+fn marking_supervisor(dir: &Path) -> SuperviseArgs {
+    let program = dir.join("postgres");
+    std::fs::write(&program, "#!/bin/sh\ntouch \"$(dirname \"$0\")/ran\"\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    SuperviseArgs {
+        member: "n1".into(),
+        lease_file: dir.join("n1.lease"),
+        data_dir: dir.join("data"),
+        log_file: dir.join("n1.log"),
+        postgres: program,
+        os_user: None,
+        watchdog: WatchdogSetting::default(),
+    }
+}
+
+/// Found by review: the supervisor spawned the postmaster and read the deadline only then, so
+/// a postmaster whose deadline had passed ran until the kill a moment later. It is now never
+/// started; one whose deadline is ahead (or disarmed) is.
+#[test]
+fn never_starts_a_postmaster_whose_deadline_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = marking_supervisor(dir.path());
+    let lease = LeaseFile::at(&args.lease_file);
+    lease.arm(boot_clock_ms().saturating_sub(1)).unwrap();
+    assert_eq!(run(&args), EXIT_DEADLINE_PASSED);
+    assert!(!dir.path().join("ran").exists(), "the postmaster ran");
+    lease.arm(boot_clock_ms() + 60_000).unwrap();
+    assert_eq!(run(&args), 0, "the script exits 0 once it ran");
+    assert!(dir.path().join("ran").exists(), "the postmaster never ran");
+    std::fs::remove_file(dir.path().join("ran")).unwrap();
+    lease.disarm().unwrap();
+    assert_eq!(run(&args), 0);
+    assert!(
+        dir.path().join("ran").exists(),
+        "a disarmed start never ran"
+    );
+}
