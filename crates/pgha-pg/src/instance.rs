@@ -288,13 +288,7 @@ impl Instance {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                if status.code() == Some(supervisor::EXIT_DEADLINE_PASSED) {
-                    return Err(failed(format!(
-                        "not started: the fencing deadline in {} had passed",
-                        lease.path().display()
-                    )));
-                }
-                return Err(failed(format!("postmaster exited ({status})")));
+                return Err(failed(supervisor::why_it_exited(status, &lease)));
             }
             if let Some(status) = crate::pid_file::status_line(&self.data_dir()) {
                 let ours = self

@@ -63,6 +63,17 @@ fn next_move(remaining: Option<u64>, stopping: bool) -> Move {
 /// already passed.
 pub const EXIT_DEADLINE_PASSED: i32 = 3;
 
+/// Why a supervisor started to run PostgreSQL exited before PostgreSQL accepted connections.
+pub fn why_it_exited(status: std::process::ExitStatus, lease: &LeaseFile) -> String {
+    match status.code() {
+        Some(EXIT_DEADLINE_PASSED) => format!(
+            "not started: the fencing deadline in {} had passed",
+            lease.path().display()
+        ),
+        _ => format!("postmaster exited ({status})"),
+    }
+}
+
 /// Runs the supervisor until its postmaster exits; returns the process exit code.
 pub fn run(args: &SuperviseArgs) -> i32 {
     let say = |text: String| {
