@@ -213,40 +213,37 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
     use pgha_core::SyncMode;
     let c = &view.config;
     let set: Vec<String> = view.sync.members.iter().map(|m| m.to_string()).collect();
-    let confirming = members
+    let confirming: Vec<String> = members
         .iter()
-        .any(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")));
+        .filter(|m| matches!(m.sync_state.as_deref(), Some("sync" | "quorum")))
+        .map(|m| m.name.clone())
+        .collect();
     // What the primary's PostgreSQL counts: in `on` too, commits wait while it names standbys
     // (a new primary's, for a replication timeout while they connect).
-    let counted: std::collections::BTreeSet<String> = members
+    let applied: Vec<pgha_core::SyncApplied> = members
         .iter()
         .filter(|m| m.role == Role::Primary && m.state == State::Running)
         .filter_map(|m| m.synchronous_standby_names.as_deref())
         .filter_map(pgha_core::SyncApplied::parse)
-        .flat_map(|applied| applied.names)
-        .map(|n| n.to_string())
+        .filter(|applied| !applied.is_async())
         .collect();
+    let needed = applied.iter().map(|a| a.count).max().unwrap_or(1) as usize;
     // strict's placeholder (no standby known) makes commits wait for any standby.
-    let named: Vec<String> = counted
-        .iter()
-        .filter(|n| n.as_str() != pgha_core::sync::NO_STANDBY)
-        .cloned()
-        .collect();
-    let waiting_for = |names: &[String]| {
-        format!(
-            "commits wait: no synchronous standby is streaming (waiting for {})",
-            if names.is_empty() {
-                "any standby".to_string()
-            } else {
-                names.join(" or ")
-            }
-        )
-    };
+    let mut others: Vec<String> = Vec::new();
+    for name in applied.iter().flat_map(|a| &a.names) {
+        let name = name.to_string();
+        let counts = name != pgha_core::sync::NO_STANDBY && !confirming.contains(&name);
+        if counts && !others.contains(&name) {
+            others.push(name);
+        }
+    }
     let warning = match c.synchronous_mode {
         SyncMode::Off => None,
-        _ if confirming => None,
-        SyncMode::Strict => Some(waiting_for(&set)),
-        SyncMode::On if !counted.is_empty() => Some(waiting_for(&named)),
+        _ if !applied.is_empty() => {
+            (confirming.len() < needed).then(|| commits_wait(needed, &confirming, &others))
+        }
+        _ if !confirming.is_empty() => None,
+        SyncMode::Strict => Some(commits_wait(1, &[], &set)),
         SyncMode::On if set.is_empty() => {
             Some("degraded to asynchronous: no healthy standby to confirm commits".into())
         }
@@ -264,6 +261,27 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         set,
         warning,
     }
+}
+
+/// Why commits wait: each needs `needed` synchronous standbys, `confirming` stream, and one
+/// of `others` (or `needed − confirming` of them) must come; none named: any standby.
+fn commits_wait(needed: usize, confirming: &[String], others: &[String]) -> String {
+    let missing = needed.saturating_sub(confirming.len());
+    let whom = match others.len() {
+        0 => "any standby".to_string(),
+        n if n <= missing => others.join(" and "),
+        _ if missing == 1 => others.join(" or "),
+        _ => format!("{missing} of {}", others.join(", ")),
+    };
+    if confirming.is_empty() && needed == 1 {
+        return format!("commits wait: no synchronous standby is streaming (waiting for {whom})");
+    }
+    let streaming = match confirming {
+        [] => "none streams".to_string(),
+        [one] => format!("only {one} streams"),
+        many => format!("only {} stream", many.join(", ")),
+    };
+    format!("commits wait: each needs {needed} synchronous standbys and {streaming} (waiting for {whom})")
 }
 
 #[cfg(test)]

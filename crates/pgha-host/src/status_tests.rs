@@ -60,3 +60,49 @@ fn mode_on_says_commits_wait_while_the_primary_counts_a_standby_and_degraded_onc
         Some("commits wait: no synchronous standby is streaming (waiting for n2 or n3)")
     );
 }
+
+/// Found by review: with `ANY 2`, one standby confirming (`quorum`) hid the wait for the
+/// second, and a wait for both was said as "n2 or n3". The status now counts what each commit
+/// needs against what streams.
+#[test]
+fn a_wait_for_more_than_one_standby_names_how_many_and_whom() {
+    let on = view(SyncMode::On);
+    let any_two = "ANY 2 (\"n2\", \"n3\")";
+    let mut one_streams = members(any_two, None);
+    one_streams[1].sync_state = Some("quorum".into());
+    assert_eq!(
+        sync_status(&on, &one_streams).warning.as_deref(),
+        Some(
+            "commits wait: each needs 2 synchronous standbys and only n2 streams (waiting for n3)"
+        )
+    );
+    assert_eq!(
+        sync_status(&on, &members(any_two, None)).warning.as_deref(),
+        Some("commits wait: each needs 2 synchronous standbys and none streams (waiting for n2 and n3)")
+    );
+    assert_eq!(
+        sync_status(&on, &members(any_two, Some("quorum"))).warning,
+        None
+    );
+    // FIRST 1 of two: either one will do.
+    assert_eq!(
+        sync_status(&on, &members("FIRST 1 (\"n2\", \"n3\")", None))
+            .warning
+            .as_deref(),
+        Some("commits wait: no synchronous standby is streaming (waiting for n2 or n3)")
+    );
+    // ANY 2 of three, one streaming: one more of the other two.
+    let mut three = members("ANY 2 (\"n2\", \"n3\", \"n4\")", None);
+    three.push(MemberStatus::new(
+        "n4",
+        "h",
+        5432,
+        Role::Standby,
+        State::Recovering,
+    ));
+    three[1].sync_state = Some("quorum".into());
+    assert_eq!(
+        sync_status(&view(SyncMode::Strict), &three).warning.as_deref(),
+        Some("commits wait: each needs 2 synchronous standbys and only n2 streams (waiting for n3 or n4)")
+    );
+}
