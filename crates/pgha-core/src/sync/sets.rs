@@ -23,13 +23,30 @@ pub struct SyncSet {
 }
 
 /// `synchronous_standby_names` as rendered into (or read from) PostgreSQL.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SyncApplied {
     pub method: SyncMethod,
     pub count: u32,
     /// In priority order; empty means asynchronous.
     pub names: Vec<MemberName>,
 }
+
+/// Equal when PostgreSQL reads them alike: every asynchronous value is the one empty setting,
+/// whatever its method and count (an empty setting reads back with the default method, while
+/// the leader asks for asynchronous with the configured one).
+impl PartialEq for SyncApplied {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.is_async(), other.is_async()) {
+            (true, true) => true,
+            (false, false) => {
+                (self.method, self.count, &self.names) == (other.method, other.count, &other.names)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for SyncApplied {}
 
 impl SyncApplied {
     pub fn is_async(&self) -> bool {

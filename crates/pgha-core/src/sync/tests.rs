@@ -339,3 +339,55 @@ fn the_first_members_of_a_set_naming_only_its_leader_come_with_every_standby() {
         empty
     );
 }
+
+/// Found by review: with `synchronous_method = quorum`, the leader asked for asynchronous
+/// (mode `off`, or `on` with no standby streaming) as `ANY 0 ()`, and PostgreSQL's empty setting
+/// read back as the default method: the two never matched, so the leader applied it again at
+/// every step and never published the emptied set (`pgha config set synchronous_mode=off` then
+/// failed, the set kept naming a stopped standby). Every asynchronous value is the same.
+#[test]
+fn an_asynchronous_setting_read_back_matches_the_one_asked_for_in_quorum_mode() {
+    let quorum_off = ClusterConfig {
+        synchronous_method: SyncMethod::Quorum,
+        ..ClusterConfig::default()
+    };
+    let quorum_on = ClusterConfig {
+        synchronous_mode: SyncMode::On,
+        ..quorum_off.clone()
+    };
+    let leader = MemberName::new("n1");
+    let members: BTreeMap<MemberName, MemberRecord> =
+        [("n2".into(), record(0, false))].into_iter().collect();
+    let read_back = SyncApplied::parse("").unwrap();
+    let published = SyncSet {
+        leader: Some(leader.clone()),
+        members: ["n2".into()].into(),
+        count: 1,
+        method: SyncMethod::Quorum,
+    };
+    for config in [&quorum_off, &quorum_on] {
+        let want = desired(config, &leader, &[], &members, &read_back);
+        assert!(want.is_async(), "{want:?}");
+        assert_eq!(want, read_back);
+        // Applied: the emptied set is published next, then all is settled.
+        let step = next_step(&leader, &want, &read_back, &published);
+        let SyncStep::Publish(emptied) = step else {
+            panic!(
+                "{:?}: {step:?}, not the emptied set",
+                config.synchronous_mode
+            );
+        };
+        assert!(emptied.members.is_empty(), "{emptied:?}");
+        assert_eq!(
+            next_step(&leader, &want, &read_back, &emptied),
+            SyncStep::Settled
+        );
+    }
+    let counting = SyncApplied::parse("ANY 1 (\"n2\")").unwrap();
+    assert_ne!(counting, read_back);
+    assert_ne!(
+        counting,
+        SyncApplied::parse("FIRST 1 (\"n2\")").unwrap(),
+        "a method still tells non-empty settings apart"
+    );
+}

@@ -79,17 +79,26 @@ fn a_standby_leaves_the_synchronous_set_only_after_a_remaining_one_caught_up() {
 /// `pgha config set synchronous_mode=on` waits for what the leader publishes as in force
 /// (`sync_in_force`): only once PostgreSQL counts the standbys the settings call for, the
 /// store publishes the same set and `synchronous_commit` was reloaded; never in between, and
-/// never while the commit level the settings ask for is not the one applied.
+/// never while the commit level the settings ask for is not the one applied. Then back to
+/// `off`, in both methods: in force once PostgreSQL is asynchronous and the set is empty (found
+/// by review: in quorum mode the empty setting, read back with the default method, never
+/// matched the `ANY 0 ()` asked for; the leader applied it at every step and never got there).
 #[test]
 fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
-    for commit_applied in [Some(CommitLevel::On), Some(CommitLevel::Local), None] {
+    let cases = [Some(CommitLevel::On), Some(CommitLevel::Local), None]
+        .into_iter()
+        .flat_map(|c| [(c, SyncMethod::Priority), (c, SyncMethod::Quorum)]);
+    for (commit_applied, method) in cases {
         let mut n1 = member("n1");
         let mut view = View::new()
             .leader("n1", 7)
             .with("n1", record(&primary(1, 5000), None))
             .with("n2", record(&standby(1, 5000, Some("n1")), None))
             .with("n3", record(&standby(1, 5000, Some("n1")), None))
-            .config(|c| c.synchronous_mode = SyncMode::On);
+            .config(|c| {
+                c.synchronous_mode = SyncMode::On;
+                c.synchronous_method = method;
+            });
         let replica = |n: &str| ReplicaState {
             name: name(n),
             streaming: true,
@@ -101,11 +110,15 @@ fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
             ..primary(1, 5000)
         };
         let mut in_force = Vec::new();
-        for step in 0..6u64 {
+        let wanted = pgha_core::sync::SyncInForce::of(&view.0.config);
+        for step in 0..12u64 {
             let outcomes = match step {
                 0 => vec![acquired(0, 7)],
-                _ => vec![],
+                _ => vec![renewed((step - 1) * 1000)],
             };
+            if step == 6 {
+                view.0.config.synchronous_mode = SyncMode::Off;
+            }
             let mut o = obs(step * 1000, local.clone(), &view, outcomes);
             o.commit_level_applied = commit_applied;
             let d = n1.step(&o);
@@ -116,7 +129,10 @@ fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
             for a in &d.actions {
                 match a {
                     Action::PublishSync { set, .. } => view.0.sync = set.clone(),
-                    Action::SetSync(applied) => local.sync_applied = applied.clone(),
+                    Action::SetSync(applied) => {
+                        // As the agent reads it back from PostgreSQL's text.
+                        local.sync_applied = SyncApplied::parse(&applied.to_string()).unwrap();
+                    }
                     Action::PublishMember(r) => {
                         view.0.members.insert(name("n1"), r.clone());
                     }
@@ -129,14 +145,17 @@ fn the_leader_publishes_the_synchronous_settings_in_force_only_once_they_are() {
             }
             in_force.push(published);
         }
-        let wanted = pgha_core::sync::SyncInForce::of(&view.0.config);
-        let last = in_force.last().copied().flatten();
+        let on = in_force[5];
+        let off = in_force.last().copied().flatten();
         match commit_applied {
             Some(CommitLevel::On) => {
-                assert_eq!(last, Some(wanted), "{in_force:?}");
-                assert!(!local.sync_applied.is_async(), "{local:?}");
+                assert_eq!(on, Some(wanted), "{method:?}: {in_force:?}");
+                let wanted_off = pgha_core::sync::SyncInForce::of(&view.0.config);
+                assert_eq!(off, Some(wanted_off), "{method:?}: {in_force:?}");
+                assert!(local.sync_applied.is_async(), "{local:?}");
+                assert!(view.0.sync.members.is_empty(), "{:?}", view.0.sync);
             }
-            _ => assert_eq!(last, None, "commit level not applied: {in_force:?}"),
+            _ => assert_eq!(on, None, "commit level not applied: {in_force:?}"),
         }
         assert!(
             in_force.first().copied().flatten().is_none(),

@@ -79,6 +79,18 @@ async fn config_set_changes_mode_live_and_names_bad_keys() {
     let sync = &c.up.status().unwrap()["synchronous"];
     assert_eq!(sync["mode"], "on");
     assert_eq!(sync["method"], "quorum");
+
+    // Back to asynchronous from quorum. Found by review: the leader asked for `ANY 0 ()`, the
+    // empty setting read back as the default method and never matched it, so the leader
+    // applied it again every loop, never emptied the set, and this command failed once it had
+    // waited twice the ttl for the mode to be in force.
+    let t1 = Instant::now();
+    let said = c.config_ok("set", &["synchronous_mode=off"]);
+    assert!(said.contains("asynchronous"), "{said}");
+    assert_eq!(c.show("n1", "synchronous_standby_names").await, "");
+    let sync = &c.up.status().unwrap()["synchronous"];
+    assert_eq!(sync["set"], serde_json::json!([]), "{sync:#}");
+    eprintln!("quorum → off in force after {:?}", t1.elapsed());
 }
 
 /// `pgha config set synchronous_mode=on` returns once the leader has the mode in force, not as

@@ -370,7 +370,10 @@ impl World {
                     })
                     .count();
                 self.stats.stalled_streams.1 += dropped as u32;
-                self.nodes[i].pg.sync = applied.clone();
+                // PostgreSQL keeps the text, and the agent reads it back from there (an empty
+                // one with the default method, whatever method it was asked with).
+                self.nodes[i].pg.sync = SyncApplied::parse(&applied.to_string())
+                    .expect("pgha reads back what it renders");
             }
             Action::CreateSlots { names } => self.nodes[i].pg.slots.extend(names.iter().cloned()),
             Action::RestartWalReceiver => {}
