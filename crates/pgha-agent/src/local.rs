@@ -308,18 +308,22 @@ struct Probed {
     paused_with: Option<HotStandbySettings>,
 }
 
-/// The member whose PostgreSQL listens on `address` ("host:port").
+/// The member whose PostgreSQL listens on `address` ("host:port", as PostgreSQL reports the
+/// WAL receiver's sender). With TLS to an IP address the conninfo names the member as `host`
+/// (verified against its certificate) and the IP as `hostaddr`, and PostgreSQL reports `host`:
+/// the member of that name on that port, when no member's address is `address` itself.
 fn member_at(view: Option<&ClusterView>, address: &str) -> Option<MemberName> {
     let (host, port) = address.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
-    view?
-        .members
-        .iter()
-        .find(|(n, r)| {
-            postgres_address(n, r)
-                .is_some_and(|u| u.port == port && (u.host == host || same_loopback(&u.host, host)))
+    let members = &view?.members;
+    let listens = |n: &MemberName, r: &pgha_core::MemberRecord, by_name: bool| {
+        postgres_address(n, r).is_some_and(|u| {
+            let named = by_name && n.as_str() == host;
+            u.port == port && (u.host == host || same_loopback(&u.host, host) || named)
         })
-        .map(|(n, _)| n.clone())
+    };
+    let find = |by_name| members.iter().find(|(n, r)| listens(n, r, by_name));
+    find(false).or_else(|| find(true)).map(|(n, _)| n.clone())
 }
 
 fn same_loopback(a: &str, b: &str) -> bool {

@@ -72,3 +72,38 @@ fn a_standby_whose_replay_is_held_is_marked_however_still() {
     };
     assert!(!replaying_local_wal(&streaming, None, false), "received");
 }
+
+/// Found by review: with TLS to IP addresses, a standby's conninfo names its upstream member
+/// as `host` (for the certificate) and the IP as `hostaddr`, and PostgreSQL reports the sender
+/// as `n2:5432`: it matched no member's address, so an agent restarted beside a streaming
+/// standby never learned its upstream (a needless reconfiguration, or none at all while paused,
+/// and a record saying it streams from nobody). An address still wins over a name.
+#[test]
+fn the_sender_is_found_by_address_or_by_the_member_name_tls_connects_to() {
+    let with_address = |address: &str| pgha_core::MemberRecord {
+        addresses: [(
+            crate::spec::POSTGRES_ADDRESS.to_string(),
+            address.to_string(),
+        )]
+        .into(),
+        ..pgha_core::MemberRecord::default()
+    };
+    let mut view = ClusterView::default();
+    view.members
+        .insert("n1".into(), with_address("10.0.0.1:5432"));
+    view.members
+        .insert("n2".into(), with_address("10.0.0.2:5432"));
+    let at =
+        |view: &ClusterView, address: &str| member_at(Some(view), address).map(|n| n.to_string());
+    assert_eq!(at(&view, "10.0.0.2:5432").as_deref(), Some("n2"));
+    assert_eq!(
+        at(&view, "n2:5432").as_deref(),
+        Some("n2"),
+        "TLS: host=n2 hostaddr=10.0.0.2"
+    );
+    assert_eq!(at(&view, "n2:5433"), None, "another port");
+    assert_eq!(at(&view, "n9:5432"), None);
+    // A member whose name is another's host name: the address decides.
+    view.members.insert("n3".into(), with_address("n1:5432"));
+    assert_eq!(at(&view, "n1:5432").as_deref(), Some("n3"));
+}

@@ -165,6 +165,58 @@ fn replication_and_pgha_connections_use_tls_and_a_fake_member_gets_no_password()
         !seen.iter().any(|e| e == "password" || e == "startup"),
         "the fake member got as far as: {seen:?}"
     );
+
+    // Found by review: with TLS to an IP address a standby's conninfo names its upstream as
+    // `host` (checked against its certificate) and the IP as `hostaddr`, and PostgreSQL reports
+    // that name as the WAL sender: it matched no member's address, so an agent restarted
+    // beside a streaming standby never learned whom it streams from. In maintenance mode
+    // (nothing reconfigures the standby, from which it would learn it) its record said nobody,
+    // and a switchover to it was refused.
+    c.cli_ok(&["pause"]);
+    let standby = c
+        .agents
+        .iter()
+        .find(|a| a.name != leader)
+        .unwrap()
+        .name
+        .clone();
+    let postmaster = c.agent(&standby).postmaster_pid();
+    c.agent_mut(&standby).kill();
+    rt.block_on(async {
+        let store =
+            pgha_store::EtcdStore::connect(&[c.etcd.endpoint()], "demo", Duration::from_secs(2))
+                .await
+                .unwrap();
+        store.delete_member(&standby).await.unwrap();
+    });
+    c.agent_mut(&standby).start();
+    let upstream = || {
+        let cluster = c.cluster_json()?;
+        let record = cluster["members"].get(standby.as_str())?.clone();
+        Some(record["streaming_from"].clone())
+    };
+    let first = dist::wait_until(
+        "the restarted agent's record",
+        Duration::from_secs(30),
+        upstream,
+    );
+    let settled =
+        pgha_testkit::wait::poll(Duration::from_secs(10), Duration::from_millis(200), || {
+            (upstream()? == Value::String(leader.clone())).then_some(())
+        });
+    assert!(
+        settled.is_some(),
+        "{standby}'s record names no upstream after its agent restarted (first: {first}, now: \
+         {:?})\n{}",
+        upstream(),
+        c.logs(40)
+    );
+    assert_eq!(
+        c.agent(&standby).postmaster_pid(),
+        postmaster,
+        "{standby} restarted"
+    );
+    c.cli_ok(&["resume"]);
 }
 
 /// etcd over TLS with `--client-cert-auth`: the agents and the CLI reach it with their member
