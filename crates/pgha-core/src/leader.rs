@@ -325,8 +325,10 @@ impl Member {
         let stored = view.leader_position.as_ref();
         // A change of the mark is published at once, not a loop later.
         let fencing_told = stored.is_some_and(|p| p.unfenced) == unfenced;
-        let current =
-            fencing_told && stored.is_some_and(|p| &p.leader == self.name() && p.lsn == lsn);
+        let current = fencing_told
+            && stored.is_some_and(|p| {
+                &p.leader == self.name() && p.lsn == lsn && p.term == Some(revision)
+            });
         let recent = fencing_told
             && self
                 .position_published

@@ -412,3 +412,20 @@ fn a_leader_key_left_by_a_power_loss_is_not_a_leader_seen() {
         Reason::WaitingForLastLeader { leader: name("n2") }
     );
 }
+
+/// Found by review: the leader republished the `position` key only once its LSN moved, so the
+/// same member leading a new term with no write since (an idle primary whose agent took its
+/// key again) left the previous term there, and members that go by the key (a switchover
+/// request written between the two terms) took the new term for the old one.
+#[test]
+fn a_leader_in_a_new_term_publishes_its_position_with_that_term_though_nothing_was_written() {
+    let pg = primary(2, 9_000);
+    let view = n2_led_last(View::new().leader("n2", 7).with("n2", record(&pg, None)));
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, pg.clone(), &view, vec![acquired(0, 7)]));
+    let published = d.actions.iter().find_map(|a| match a {
+        Action::PublishPosition { position, .. } => Some(position.clone()),
+        _ => None,
+    });
+    assert_eq!(published.and_then(|p| p.term), Some(7), "{d:?}");
+}
