@@ -65,7 +65,8 @@ impl FenceState {
             Some(_) if step.paused => FenceState::NothingWritable,
             Some(at) => FenceState::LeaseUntil(at),
             // A job that starts a primary (or promotes) may make it writable after the lease
-            // lapsed: the deadline stays armed, so its supervisor kills it as it starts.
+            // lapsed: the deadline stays armed, so its supervisor never starts it past the
+            // deadline and kills it at the deadline if it started before.
             None if step.known_not_writable() => FenceState::NothingWritable,
             None => FenceState::unsure(step.cap),
         }

@@ -316,14 +316,14 @@ fn member_at(view: Option<&ClusterView>, address: &str) -> Option<MemberName> {
     let (host, port) = address.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let members = &view?.members;
-    let listens = |n: &MemberName, r: &pgha_core::MemberRecord, by_name: bool| {
-        postgres_address(n, r).is_some_and(|u| {
-            let named = by_name && n.as_str() == host;
-            u.port == port && (u.host == host || same_loopback(&u.host, host) || named)
-        })
+    let on_port = |n: &MemberName, r: &pgha_core::MemberRecord| {
+        postgres_address(n, r).filter(|u| u.port == port)
     };
-    let find = |by_name| members.iter().find(|(n, r)| listens(n, r, by_name));
-    find(false).or_else(|| find(true)).map(|(n, _)| n.clone())
+    let by_address = members.iter().find(|(n, r)| {
+        on_port(n, r).is_some_and(|u| u.host == host || same_loopback(&u.host, host))
+    });
+    let by_name = || (members.iter()).find(|(n, r)| n.as_str() == host && on_port(n, r).is_some());
+    by_address.or_else(by_name).map(|(n, _)| n.clone())
 }
 
 fn same_loopback(a: &str, b: &str) -> bool {

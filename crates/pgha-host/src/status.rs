@@ -229,18 +229,18 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
         .collect();
     let needed = applied.iter().map(|a| a.count).max().unwrap_or(1) as usize;
     // strict's placeholder (no standby known) makes commits wait for any standby.
-    let mut others: Vec<String> = Vec::new();
+    let mut unconfirmed: Vec<String> = Vec::new();
     for name in applied.iter().flat_map(|a| &a.names) {
         let name = name.to_string();
         let counts = name != pgha_core::sync::NO_STANDBY && !confirming.contains(&name);
-        if counts && !others.contains(&name) {
-            others.push(name);
+        if counts && !unconfirmed.contains(&name) {
+            unconfirmed.push(name);
         }
     }
     let warning = match c.synchronous_mode {
         SyncMode::Off => None,
         _ if !applied.is_empty() => {
-            (confirming.len() < needed).then(|| commits_wait(needed, &confirming, &others))
+            (confirming.len() < needed).then(|| commits_wait(needed, &confirming, &unconfirmed))
         }
         _ if !confirming.is_empty() => None,
         SyncMode::Strict => Some(commits_wait(1, &[], &set)),
@@ -264,14 +264,14 @@ pub fn sync_status(view: &pgha_core::ClusterView, members: &[MemberStatus]) -> S
 }
 
 /// Why commits wait: each needs `needed` synchronous standbys, `confirming` stream, and one
-/// of `others` (or `needed − confirming` of them) must come; none named: any standby.
-fn commits_wait(needed: usize, confirming: &[String], others: &[String]) -> String {
+/// of `unconfirmed` (or `needed − confirming` of them) must come; none named: any standby.
+fn commits_wait(needed: usize, confirming: &[String], unconfirmed: &[String]) -> String {
     let missing = needed.saturating_sub(confirming.len());
-    let whom = match others.len() {
+    let whom = match unconfirmed.len() {
         0 => "any standby".to_string(),
-        n if n <= missing => others.join(" and "),
-        _ if missing == 1 => others.join(" or "),
-        _ => format!("{missing} of {}", others.join(", ")),
+        n if n <= missing => unconfirmed.join(" and "),
+        _ if missing == 1 => unconfirmed.join(" or "),
+        _ => format!("{missing} of {}", unconfirmed.join(", ")),
     };
     if confirming.is_empty() && needed == 1 {
         return format!("commits wait: no synchronous standby is streaming (waiting for {whom})");
@@ -281,7 +281,10 @@ fn commits_wait(needed: usize, confirming: &[String], others: &[String]) -> Stri
         [one] => format!("only {one} streams"),
         many => format!("only {} stream", many.join(", ")),
     };
-    format!("commits wait: each needs {needed} synchronous standbys and {streaming} (waiting for {whom})")
+    format!(
+        "commits wait: each needs {needed} synchronous standbys and {streaming} (waiting for \
+         {whom})"
+    )
 }
 
 #[cfg(test)]

@@ -91,6 +91,15 @@ fn a_wait_for_more_than_one_standby_names_how_many_and_whom() {
             .as_deref(),
         Some("commits wait: no synchronous standby is streaming (waiting for n2 or n3)")
     );
+    // FIRST 2 of two, n3 streaming (`sync`), n2 not.
+    let mut first_two = members("FIRST 2 (\"n2\", \"n3\")", None);
+    first_two[2].sync_state = Some("sync".into());
+    assert_eq!(
+        sync_status(&on, &first_two).warning.as_deref(),
+        Some(
+            "commits wait: each needs 2 synchronous standbys and only n3 streams (waiting for n2)"
+        )
+    );
     // ANY 2 of three, one streaming: one more of the other two.
     let mut three = members("ANY 2 (\"n2\", \"n3\", \"n4\")", None);
     three.push(MemberStatus::new(

@@ -63,10 +63,12 @@ fn next_move(remaining: Option<u64>, stopping: bool) -> Move {
 /// already passed.
 pub const EXIT_DEADLINE_PASSED: i32 = 3;
 
-/// Why a supervisor started to run PostgreSQL exited before PostgreSQL accepted connections.
+/// Why a supervisor started to run PostgreSQL exited before PostgreSQL accepted connections
+/// (its status 3 is the postmaster's own unless the lease file shows the deadline passed).
 pub fn why_it_exited(status: std::process::ExitStatus, lease: &LeaseFile) -> String {
+    let passed = lease.read().is_some_and(|d| d <= boot_clock_ms());
     match status.code() {
-        Some(EXIT_DEADLINE_PASSED) => format!(
+        Some(EXIT_DEADLINE_PASSED) if passed => format!(
             "not started: the fencing deadline in {} had passed",
             lease.path().display()
         ),

@@ -110,3 +110,19 @@ fn never_starts_a_postmaster_whose_deadline_has_passed() {
         "a disarmed start never ran"
     );
 }
+
+/// Status 3 says the deadline had passed only when the lease file shows it did: a postmaster
+/// that exits 3 on its own is reported as what it is.
+#[test]
+fn a_refusal_is_told_from_a_postmaster_exiting_with_the_same_status() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let lease = LeaseFile::at(&dir.path().join("n1.lease"));
+    let three = std::process::ExitStatus::from_raw(EXIT_DEADLINE_PASSED << 8);
+    lease.arm(boot_clock_ms().saturating_sub(1)).unwrap();
+    let said = why_it_exited(three, &lease);
+    assert!(said.contains("fencing deadline"), "{said}");
+    lease.arm(boot_clock_ms() + 60_000).unwrap();
+    let said = why_it_exited(three, &lease);
+    assert!(said.starts_with("postmaster exited"), "{said}");
+}

@@ -177,8 +177,9 @@ impl World {
             self.nodes[i].outcomes.push(Outcome::Job { kind, result });
             self.nodes[i].woken.get_or_insert(self.now);
             // A postmaster a job brought up past its fencing deadline (the job waited on a
-            // stalled disk while the agent was paused) is killed as it starts: its supervisor
-            // reads the deadline as it spawns it (seed 383142 judged it writable first).
+            // stalled disk while the agent was paused) never takes a write: its supervisor
+            // refuses to spawn one past the deadline and kills one spawned before it at the
+            // deadline, before any start could end (seed 383142 judged it writable first).
             self.supervise();
             self.check_one_writer();
         }
