@@ -36,7 +36,8 @@
 //!   that refuses the TCP connection is retried every 100 ms within the same bound.
 //! - A session is bound to its backend *in the role it was chosen for*; when a targets update
 //!   makes that invalid (rw address changed or gone, unless only its latest check went
-//!   unanswered ([`Targets::unanswered`]); a standby left the list or became rw; the
+//!   unanswered ([`Targets::unanswered`]); a standby left the list (not one whose latest check
+//!   went unanswered, [`Targets::ro_unanswered`]) or became rw; the
 //!   primary used as ro fallback changed), the session is closed at once (TCP close: an injected
 //!   message could land mid-message). Lag changes alone do not close sessions.
 //! - Read-only listener: streaming standbys within `ro_max_lag_bytes` (unknown lag counts as too

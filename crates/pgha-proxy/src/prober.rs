@@ -209,6 +209,10 @@ impl Prober {
                 })
             })
             .collect();
+        let ro_unanswered = (c.standbys.iter())
+            .filter(|m| Some(&m.addr) != c.leader.as_ref().map(|l| &l.addr))
+            .filter_map(|m| silent(m, results.get(&m.addr)))
+            .collect();
         Targets {
             rw: primary.map(|(b, _)| b),
             unanswered: c
@@ -216,6 +220,7 @@ impl Prober {
                 .as_ref()
                 .and_then(|m| silent(m, results.get(&m.addr))),
             ro,
+            ro_unanswered,
             generation: 0,
         }
     }
@@ -258,7 +263,8 @@ impl Prober {
             t.unanswered = t.unanswered.filter(holds);
             // So is a standby it no longer lists (one taking the lease leaves the list): it
             // may be a primary before this round ends.
-            t.ro.retain(|s| listed(&cands, s));
+            t.ro.retain(|s| listed(&cands, &s.backend));
+            t.ro_unanswered.retain(|b| listed(&cands, b));
             // Whom a standby streams from was judged against the holder of then: under a new
             // one, none counts as fed until a check against it says so.
             if checked_against != leader_addr {
@@ -277,7 +283,8 @@ impl Prober {
                 }
                 let confirmed = rw.is_some();
                 let mut t = targets.borrow().clone();
-                t.ro.retain(|s| listed(&cands, s) && Some(&s.backend) != rw.as_ref());
+                t.ro.retain(|s| listed(&cands, &s.backend) && Some(&s.backend) != rw.as_ref());
+                (t.ro_unanswered).retain(|b| listed(&cands, b) && Some(b) != rw.as_ref());
                 if unanswered.is_some() && t.rw.is_some() {
                     tracing::info!(
                         "the primary did not answer its check: new read-write sessions wait \
@@ -309,7 +316,8 @@ impl Prober {
             let now = candidates.borrow().clone();
             if now.leader == cands.leader {
                 // Standbys may have changed meanwhile: only those still listed.
-                t.ro.retain(|s| listed(&now, s));
+                t.ro.retain(|s| listed(&now, &s.backend));
+                t.ro_unanswered.retain(|b| listed(&now, b));
                 publish(t, &mut generation);
                 checked_against = leader_addr;
             }
@@ -342,8 +350,8 @@ async fn recheck_asked(stalls: Option<&StallWatch>) {
 }
 
 /// Whether `standby` is among the standbys `c` lists.
-fn listed(c: &Candidates, standby: &Standby) -> bool {
-    c.standbys.iter().any(|m| m.addr == standby.backend.addr)
+fn listed(c: &Candidates, standby: &Backend) -> bool {
+    c.standbys.iter().any(|m| m.addr == standby.addr)
 }
 
 /// Waits until the candidates name a leader other than `leader` (`Err`: their sender is gone).

@@ -213,7 +213,9 @@ impl Router {
                     && (self.policy.role == Role::ReadWrite || self.policy.fallback_to_primary)
             }
             Served::Standby => {
-                Some(&*key.0) != rw && t.ro.iter().any(|s| s.backend.addr.as_str() == &*key.0)
+                let unanswered = t.ro_unanswered.iter().any(|b| b.addr.as_str() == &*key.0);
+                Some(&*key.0) != rw
+                    && (t.ro.iter().any(|s| s.backend.addr.as_str() == &*key.0) || unanswered)
             }
         }
     }

@@ -48,6 +48,11 @@ pub struct Targets {
     pub unanswered: Option<Backend>,
     /// Standbys that may serve read-only sessions.
     pub ro: Vec<Standby>,
+    /// Standbys the store lists whose latest check got no answer: as for `unanswered`, no new
+    /// session goes there and the open ones stay (one late check of a loaded standby closing
+    /// all its sessions would turn a load spike into a reconnect storm).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ro_unanswered: Vec<Backend>,
     /// Bumped by the publisher on every change; informational (logs, metrics).
     pub generation: u64,
 }

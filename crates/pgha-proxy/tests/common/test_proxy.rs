@@ -22,6 +22,7 @@ pub fn targets_of(rw: Backend, ro: impl IntoIterator<Item = Backend>) -> Targets
                 streaming: true,
             })
             .collect(),
+        ro_unanswered: Vec::new(),
         generation: 1,
     }
 }

@@ -345,3 +345,85 @@ async fn a_primary_that_misses_a_check_keeps_its_sessions() {
     forward.abort();
     run.stop.cancel();
 }
+
+/// Found by review: a standby whose check went unanswered left the read-only targets, and every
+/// session open on it was closed at once: one late check of a loaded standby turned into a
+/// reconnect storm, as it did for the primary before `unanswered`. It now takes no new session
+/// while its check goes unanswered, and keeps those it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_that_misses_a_check_keeps_its_sessions() {
+    let c = cluster();
+    let (primary, standby) = (c.primary(), c.standby());
+    let on_primary = connect(primary.addr.parse().unwrap()).await.unwrap();
+    on_primary
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE missed_standby_check_prober LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let on_standby = connect(standby.addr.parse().unwrap()).await.unwrap();
+    let role_there =
+        "select count(*)::int from pg_roles where rolname = 'missed_standby_check_prober'";
+    let every = Duration::from_millis(50);
+    let replicated = pgha_testkit::wait::poll_async(Duration::from_secs(10), every, || async {
+        let n: i32 = on_standby.query_one(role_there, &[]).await.ok()?.get(0);
+        (n == 1).then_some(())
+    })
+    .await;
+    assert!(replicated.is_some(), "the role never reached the standby");
+    let mut run = ProberRun::start_as(
+        "missed_standby_check_prober",
+        Candidates {
+            leader: Some(member(primary.clone())),
+            standbys: vec![member(standby.clone())],
+        },
+        Duration::from_millis(500),
+    );
+    let limit = Duration::from_secs(10);
+    let serves = |t: &Targets| t.ro.iter().any(|s| s.backend == standby && s.streaming);
+    assert!(run.within(limit, serves).await.is_some());
+    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
+    let forward = {
+        let (mut from, to) = (run.targets.clone(), p.targets.clone());
+        tokio::spawn(async move {
+            while from.changed().await.is_ok() {
+                let t = from.borrow_and_update().clone();
+                to.send_replace(t);
+            }
+        })
+    };
+    let session = connect(p.ro).await.unwrap();
+    assert!(in_recovery(&session).await);
+    let prober_backend =
+        "select pid from pg_stat_activity where usename = 'missed_standby_check_prober'";
+    let row = on_standby.query_one(prober_backend, &[]).await.unwrap();
+    let prober_backend = nix::unistd::Pid::from_raw(row.get::<_, i32>(0));
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let missed = run
+        .within(limit, |t| {
+            t.ro.is_empty() && t.ro_unanswered.contains(&standby)
+        })
+        .await;
+    nix::sys::signal::kill(prober_backend, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(
+        missed.is_some(),
+        "the standby's check never went unanswered"
+    );
+    let still = session.simple_query("select 1").await;
+    assert!(
+        still.is_ok(),
+        "the session closed on one unanswered check: {still:?}"
+    );
+    assert!(run.within(limit, serves).await.is_some());
+    assert!(session.simple_query("select 1").await.is_ok());
+    let ro = p
+        .metrics
+        .snapshot()
+        .listener("ro")
+        .unwrap()
+        .closed_on_change;
+    assert_eq!(ro, 0, "read-only sessions closed on a targets change");
+    forward.abort();
+    run.stop.cancel();
+}
