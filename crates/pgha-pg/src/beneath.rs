@@ -91,13 +91,12 @@ impl Dir {
         )
     }
 
-    fn stat(&self, name: &OsStr) -> Option<FileStat> {
+    fn stat(&self, name: &OsStr) -> nix::Result<FileStat> {
         fstatat(
             Some(self.fd.as_raw_fd()),
             name,
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .ok()
     }
 }
 
@@ -190,17 +189,47 @@ pub fn remove(path: &Path, run_as: &RunAs) -> Result<()> {
     }
 }
 
-/// Whether `path` is a regular file reached without following any symlink.
+/// Whether `path` is a regular file reached without following any symlink (`false` too when
+/// that cannot be told: see [`found`] where that matters).
 pub fn is_file(path: &Path, run_as: &RunAs) -> bool {
-    let Ok(dir) = Dir::parent_of(path, run_as) else {
-        return false;
+    matches!(found(path, run_as), Found::File)
+}
+
+/// What stands at a path, looked at without following any symlink.
+#[derive(Debug)]
+pub enum Found {
+    File,
+    /// Something other than a regular file (a directory, a symlink, ...).
+    NotAFile,
+    /// Nothing: the path or a directory on the way does not exist.
+    Absent,
+    /// It could not be looked at (no descriptor left, an I/O error, a symlink on the way).
+    Unknown(PgError),
+}
+
+/// What stands at `path`, reached without following any symlink.
+pub fn found(path: &Path, run_as: &RunAs) -> Found {
+    let dir = match Dir::parent_of(path, run_as) {
+        Ok(dir) => dir,
+        Err(PgError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Found::Absent;
+        }
+        Err(e) => return Found::Unknown(e),
     };
-    let Ok(name) = file_name(path) else {
-        return false;
+    let name = match file_name(path) {
+        Ok(name) => name,
+        Err(e) => return Found::Unknown(e),
     };
-    dir.stat(name).is_some_and(|st| {
-        SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG
-    })
+    match dir.stat(name) {
+        Ok(st)
+            if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFREG =>
+        {
+            Found::File
+        }
+        Ok(_) => Found::NotAFile,
+        Err(nix::Error::ENOENT) => Found::Absent,
+        Err(e) => Found::Unknown(dir.refused(name, "look at", e)),
+    }
 }
 
 /// What [`takes_a_write`] found.

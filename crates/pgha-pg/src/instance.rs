@@ -77,10 +77,11 @@ impl Instance {
     }
 
     /// A pg_rewind of this data directory began and did not finish (it failed, or the agent or
-    /// the host died meanwhile): its files may mix two histories, and PostgreSQL must not be
-    /// started on it. Only a re-clone, which moves it aside, clears it.
+    /// host died): its files may mix two histories, and PostgreSQL must not start on it until a
+    /// re-clone moves it aside. A marker that cannot be looked at counts as one (fails closed).
     pub fn rewind_incomplete(&self) -> bool {
-        crate::beneath::is_file(&self.rewind_marker(), &self.run_as)
+        let marker = crate::beneath::found(&self.rewind_marker(), &self.run_as);
+        !matches!(marker, crate::beneath::Found::Absent)
     }
 
     /// The cluster's system identifier as this member last saw it in the store, kept beside its

@@ -45,3 +45,21 @@ async fn a_postmaster_killed_while_pg_ctl_stops_it_has_stopped() {
     stopped.expect("a postmaster that died while pg_ctl waited has stopped");
     assert!(!inst.is_running());
 }
+
+/// Found by review: the rewind marker was looked for with a check that answered "no file" for
+/// any error, so a member directory that could not be opened (an I/O error, no descriptor left)
+/// read as "no rewind left unfinished" and a half-rewound directory could be started. Only
+/// absence counts as absent now; here the member directory is not a directory at all.
+#[test]
+fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+    let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+    let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as);
+    assert!(!inst.rewind_incomplete(), "no member directory: nothing was rewound");
+    inst.create_member_dir().unwrap();
+    assert!(!inst.rewind_incomplete());
+    std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
+    std::fs::write(dir.path().join("n1"), "").unwrap();
+    assert!(inst.rewind_incomplete(), "an unreadable marker read as absent");
+}
