@@ -276,10 +276,13 @@ impl Agent {
     }
 
     /// A primary that crashed (state "in production" while stopped) finishes crash recovery
-    /// first, so its end of WAL is known before the core compares it with the others'.
+    /// first, so its end of WAL is known before the core compares it with the others'. Never
+    /// on a directory a rewind left unfinished (pg_rewind removes the signal files): it is
+    /// never started, not even alone.
     pub(crate) async fn finish_crash_recovery(&self) {
         let inst = &self.spec.instance;
-        if !inst.is_initialized() || inst.is_running() || inst.has_standby_signal() {
+        let stopped = !inst.is_running() && !inst.rewind_incomplete();
+        if !inst.is_initialized() || !stopped || inst.has_standby_signal() {
             return;
         }
         if let Ok(cd) = inst.controldata().await {
@@ -369,3 +372,5 @@ mod timing_room;
 
 #[cfg(test)]
 mod config_tests;
+#[cfg(test)]
+mod crash_recovery_tests;

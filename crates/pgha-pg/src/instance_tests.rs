@@ -56,10 +56,16 @@ fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
     let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
     let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
     let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as);
-    assert!(!inst.rewind_incomplete(), "no member directory: nothing was rewound");
+    assert!(
+        !inst.rewind_incomplete(),
+        "no member directory: nothing was rewound"
+    );
     inst.create_member_dir().unwrap();
     assert!(!inst.rewind_incomplete());
     std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
     std::fs::write(dir.path().join("n1"), "").unwrap();
-    assert!(inst.rewind_incomplete(), "an unreadable marker read as absent");
+    assert!(
+        inst.rewind_incomplete(),
+        "an unreadable marker read as absent"
+    );
 }
