@@ -55,6 +55,15 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         ctx.stop_any(StopMode::Fast).await?;
     }
     inst.create_member_dir()?;
+    // The clone lands beside the data directory, which stays in place, untouched, until the
+    // clone is whole: a clone that fails (the source unreachable, out of WAL senders, a full
+    // disk) leaves the member its data, where a later rewind or start finds it. What a clone
+    // cut short left there goes first: it is no data of the member's, and it would count
+    // against the room a new copy needs.
+    let staging = inst.member_dir.join("data.partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;
+    }
     if inst.is_initialized() {
         if !move_aside {
             return Err(JobError::Refused(format!(
@@ -67,13 +76,6 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         room_for_a_copy(inst).await?;
     }
     let data = inst.data_dir();
-    // The clone lands beside the data directory, which stays in place, untouched, until the
-    // clone is whole: a clone that fails (the source unreachable, out of WAL senders, a full
-    // disk) leaves the member its data, where a later rewind or start finds it.
-    let staging = inst.member_dir.join("data.partial");
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io("remove an incomplete clone"))?;
-    }
     // A slot holds WAL for this member on the primary, whose leader drops it once the member
     // is gone. On a standby (a `clonefrom` source) nobody would: clone without one there.
     let slot = slot_name(spec.name.as_str());
@@ -227,6 +229,49 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().starts_with("data.old-"))
             .collect();
         assert!(aside.is_empty(), "moved aside for a clone that failed");
+    }
+
+    /// Found by review: the room for a copy was measured before what an earlier clone cut
+    /// short (`data.partial`) was removed, so that leftover alone could make every later
+    /// re-clone refuse for want of room, and the member wait for good. It goes first now.
+    #[tokio::test]
+    async fn a_clone_cut_short_does_not_count_against_the_room_for_the_next() {
+        let tmp = tempfile::tempdir().unwrap();
+        let disk =
+            pgha_testkit::LoopDisk::mount(&tmp.path().join("img"), &tmp.path().join("m"), 32);
+        let spec = std::sync::Arc::new(crate::test_spec::spec(disk.path()));
+        let inst = &spec.instance;
+        inst.create_member_dir().unwrap();
+        let mib = |n: usize| vec![7u8; n << 20];
+        let data = inst.data_dir();
+        std::fs::create_dir_all(data.join("base/1")).unwrap();
+        std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(data.join("base/1/16384"), mib(10)).unwrap();
+        let partial = inst.member_dir.join("data.partial");
+        std::fs::create_dir_all(&partial).unwrap();
+        std::fs::write(partial.join("base.tar"), mib(12)).unwrap();
+        let source = pgha_core::MemberName::new("n2");
+        let unreachable = pgha_pg::conf::Upstream {
+            name: "n2".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let ctx = crate::jobs::JobContext {
+            spec: spec.clone(),
+            peers: [(source.clone(), unreachable)].into(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        let failed = reclone(&ctx, &source, true).await.unwrap_err();
+        assert!(
+            !matches!(failed, crate::jobs::JobError::NoRoom { .. }),
+            "refused for want of room the leftover took: {failed}"
+        );
+        assert!(!partial.exists(), "the leftover clone stayed");
+        assert!(
+            data.join("base/1/16384").exists(),
+            "the data left its place"
+        );
     }
 
     /// A data directory without `PG_VERSION` that still holds files (reported as missing: a
