@@ -74,6 +74,10 @@ pub(super) async fn reclone(ctx: &JobContext, from: &MemberName, move_aside: boo
         // Refused now, not after hours of cloning, when too many copies are kept already.
         aside_path(&inst.member_dir)?;
         room_for_a_copy(inst).await?;
+    } else if holds_files(&inst.data_dir()) {
+        // Moved aside too once the clone is whole: the same refusal, before the clone (after
+        // it, every attempt would make a whole base backup only to be refused).
+        aside_path(&inst.member_dir)?;
     }
     let data = inst.data_dir();
     // A slot holds WAL for this member on the primary, whose leader drops it once the member
@@ -157,8 +161,7 @@ fn clear_the_way(inst: &pgha_pg::Instance, name: &str, move_aside: bool) -> Resu
             data.display()
         )));
     }
-    let empty = std::fs::read_dir(&data).is_ok_and(|mut entries| entries.next().is_none());
-    if empty {
+    if !holds_files(&data) {
         return std::fs::remove_dir(&data).map_err(io("remove an empty data directory"));
     }
     let aside = aside_path(&inst.member_dir)?;
@@ -167,6 +170,12 @@ fn clear_the_way(inst: &pgha_pg::Instance, name: &str, move_aside: bool) -> Resu
         aside.display()
     );
     std::fs::rename(&data, &aside).map_err(io("move the old data directory aside"))
+}
+
+/// Whether directory `data` exists and is not empty (one that cannot be listed counts as
+/// holding files: it is moved aside, never removed).
+fn holds_files(data: &std::path::Path) -> bool {
+    data.exists() && !std::fs::read_dir(data).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// Whether the clone source runs as a primary (`false` too when it cannot be asked: then no
@@ -272,6 +281,41 @@ mod tests {
             data.join("base/1/16384").exists(),
             "the data left its place"
         );
+    }
+
+    /// Found by review: a data directory that is not initialised but holds files is moved
+    /// aside once a clone is whole, and the limit on directories kept aside was checked only
+    /// then: every attempt made a whole base backup to be refused at the end. It is refused
+    /// before the clone now (here the source does not even answer: the refusal comes first).
+    #[tokio::test]
+    async fn a_clone_that_could_not_move_the_old_files_aside_is_refused_before_it_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = std::sync::Arc::new(crate::test_spec::spec(dir.path()));
+        let inst = &spec.instance;
+        inst.create_member_dir().unwrap();
+        for _ in 0..MAX_KEPT_ASIDE {
+            std::fs::create_dir(aside_path(&inst.member_dir).unwrap()).unwrap();
+        }
+        let table = inst.data_dir().join("base/1/16384");
+        std::fs::create_dir_all(table.parent().unwrap()).unwrap();
+        std::fs::write(&table, "rows").unwrap();
+        assert!(!inst.is_initialized());
+        let source = pgha_core::MemberName::new("n2");
+        let unreachable = pgha_pg::conf::Upstream {
+            name: "n2".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let ctx = crate::jobs::JobContext {
+            spec: spec.clone(),
+            peers: [(source.clone(), unreachable)].into(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        let refused = reclone(&ctx, &source, true).await.unwrap_err().to_string();
+        let kept = format!("{MAX_KEPT_ASIDE} old data directories");
+        assert!(refused.contains(&kept), "not refused first: {refused}");
+        assert_eq!(std::fs::read_to_string(&table).unwrap(), "rows");
     }
 
     /// A data directory without `PG_VERSION` that still holds files (reported as missing: a
