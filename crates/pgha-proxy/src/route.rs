@@ -356,6 +356,8 @@ pub(crate) async fn connect_held(
                 .min(connect_timeout);
             let connect = tokio::time::timeout(attempt, TcpStream::connect(&**lease.addr()));
             match connect.await {
+                // Withdrawn while connecting: nothing was sent, the current target takes it.
+                Ok(Ok(_)) if lease.token.is_cancelled() => continue,
                 Ok(Ok(stream)) => return Ok((stream, lease)),
                 Ok(Err(e)) => {
                     tracing::debug!(backend = %lease.addr(), error = %e, "backend connect failed");

@@ -157,3 +157,57 @@ async fn a_session_whose_primary_changes_during_its_startup_goes_to_the_new_one(
         "the session went to the new primary"
     );
 }
+
+/// Found by review: a client opening with direct TLS (`sslnegotiation=direct`) whose primary
+/// changed while the proxy's connect to it was under way was closed (its ClientHello sent to
+/// the old primary, the session then ended as one of it), where a plaintext or SSLRequest
+/// session goes to the new one. Here the old primary's listen queue is full, so the connect
+/// waits for the SYN to be sent again; the primary changes meanwhile, then the queue frees.
+#[tokio::test]
+async fn a_direct_tls_session_whose_primary_changes_during_its_connect_goes_to_the_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpSocket, TcpStream};
+    let old = TcpSocket::new_v4().unwrap();
+    old.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let old = old.listen(1).unwrap();
+    let old_addr = old.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while queued.len() < 8 {
+        let connect = TcpStream::connect(old_addr);
+        match tokio::time::timeout(Duration::from_millis(300), connect).await {
+            Ok(Ok(s)) => queued.push(s),
+            _ => break,
+        }
+    }
+    assert!(queued.len() < 8, "the listen queue never filled");
+    let new = Fake::start(b'S', Auth::Ok).await;
+    let p = TestProxy::start(
+        targets_of(pgha_proxy::Backend::new("old", old_addr.to_string()), []),
+        |cfg| {
+            cfg.hold_timeout = Duration::from_secs(10);
+            cfg.connect_timeout = Duration::from_secs(8);
+        },
+    )
+    .await;
+    let rw = p.rw;
+    let client = tokio::spawn(async move {
+        let hello = common::fake::tls_record(200);
+        let mut s = TcpStream::connect(rw).await.unwrap();
+        s.write_all(&hello).await.unwrap();
+        let mut echoed = vec![0u8; hello.len()];
+        s.read_exact(&mut echoed).await.map(|_| echoed == hello)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.set(|t| t.rw = Some(new.backend()));
+    for _ in 0..queued.len() {
+        let _ = old.accept().await.unwrap();
+    }
+    let echoed = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("the session ended within 10 s")
+        .unwrap();
+    assert!(
+        matches!(echoed, Ok(true)),
+        "the ClientHello did not reach the new primary: {echoed:?}"
+    );
+}
