@@ -194,6 +194,25 @@ async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bo
 mod tests {
     use super::{aside_path, clear_the_way, reclone, MAX_KEPT_ASIDE};
 
+    /// A job context for `spec` whose clone source, n2, does not answer (nothing listens).
+    fn cloning_from_nobody(
+        spec: &std::sync::Arc<crate::spec::NodeSpec>,
+    ) -> (crate::jobs::JobContext, pgha_core::MemberName) {
+        let source = pgha_core::MemberName::new("n2");
+        let unreachable = pgha_pg::conf::Upstream {
+            name: "n2".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+        };
+        let ctx = crate::jobs::JobContext {
+            spec: spec.clone(),
+            peers: [(source.clone(), unreachable)].into(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        (ctx, source)
+    }
+
     /// Found by review: a re-clone moved the data directory aside before it knew a clone was
     /// possible; when the clone failed (here the source does not answer; in the review's
     /// case every WAL sender of the leader was taken), the member was left without data in
@@ -210,18 +229,7 @@ mod tests {
         std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
         std::fs::write(data.join("base/1/16384"), "rows").unwrap();
         assert!(inst.is_initialized());
-        let source = pgha_core::MemberName::new("n2");
-        let unreachable = pgha_pg::conf::Upstream {
-            name: "n2".into(),
-            host: "127.0.0.1".into(),
-            port: 1,
-        };
-        let ctx = crate::jobs::JobContext {
-            spec: spec.clone(),
-            peers: [(source.clone(), unreachable)].into(),
-            dynamic: Default::default(),
-            cancelled: Default::default(),
-        };
+        let (ctx, source) = cloning_from_nobody(&spec);
         let failed = reclone(&ctx, &source, true).await;
         assert!(
             failed.is_err(),
@@ -259,18 +267,7 @@ mod tests {
         let partial = inst.member_dir.join("data.partial");
         std::fs::create_dir_all(&partial).unwrap();
         std::fs::write(partial.join("base.tar"), mib(12)).unwrap();
-        let source = pgha_core::MemberName::new("n2");
-        let unreachable = pgha_pg::conf::Upstream {
-            name: "n2".into(),
-            host: "127.0.0.1".into(),
-            port: 1,
-        };
-        let ctx = crate::jobs::JobContext {
-            spec: spec.clone(),
-            peers: [(source.clone(), unreachable)].into(),
-            dynamic: Default::default(),
-            cancelled: Default::default(),
-        };
+        let (ctx, source) = cloning_from_nobody(&spec);
         let failed = reclone(&ctx, &source, true).await.unwrap_err();
         assert!(
             !matches!(failed, crate::jobs::JobError::NoRoom { .. }),
@@ -300,18 +297,7 @@ mod tests {
         std::fs::create_dir_all(table.parent().unwrap()).unwrap();
         std::fs::write(&table, "rows").unwrap();
         assert!(!inst.is_initialized());
-        let source = pgha_core::MemberName::new("n2");
-        let unreachable = pgha_pg::conf::Upstream {
-            name: "n2".into(),
-            host: "127.0.0.1".into(),
-            port: 1,
-        };
-        let ctx = crate::jobs::JobContext {
-            spec: spec.clone(),
-            peers: [(source.clone(), unreachable)].into(),
-            dynamic: Default::default(),
-            cancelled: Default::default(),
-        };
+        let (ctx, source) = cloning_from_nobody(&spec);
         let refused = reclone(&ctx, &source, true).await.unwrap_err().to_string();
         let kept = format!("{MAX_KEPT_ASIDE} old data directories");
         assert!(refused.contains(&kept), "not refused first: {refused}");

@@ -302,16 +302,7 @@ async fn a_primary_that_misses_a_check_keeps_its_sessions() {
     let limit = Duration::from_secs(10);
     let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
     assert!(run.within(limit, is_primary).await.is_some());
-    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
-    let forward = {
-        let (mut from, to) = (run.targets.clone(), p.targets.clone());
-        tokio::spawn(async move {
-            while from.changed().await.is_ok() {
-                let t = from.borrow_and_update().clone();
-                to.send_replace(t);
-            }
-        })
-    };
+    let (p, forward) = proxy_fed_by(&run).await;
     let session = connect(p.rw).await.unwrap();
     assert!(!in_recovery(&session).await);
     let row = direct
@@ -383,16 +374,7 @@ async fn a_standby_that_misses_a_check_keeps_its_sessions() {
     let limit = Duration::from_secs(10);
     let serves = |t: &Targets| t.ro.iter().any(|s| s.backend == standby && s.streaming);
     assert!(run.within(limit, serves).await.is_some());
-    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
-    let forward = {
-        let (mut from, to) = (run.targets.clone(), p.targets.clone());
-        tokio::spawn(async move {
-            while from.changed().await.is_ok() {
-                let t = from.borrow_and_update().clone();
-                to.send_replace(t);
-            }
-        })
-    };
+    let (p, forward) = proxy_fed_by(&run).await;
     let session = connect(p.ro).await.unwrap();
     assert!(in_recovery(&session).await);
     let prober_backend =
@@ -426,4 +408,17 @@ async fn a_standby_that_misses_a_check_keeps_its_sessions() {
     assert_eq!(ro, 0, "read-only sessions closed on a targets change");
     forward.abort();
     run.stop.cancel();
+}
+
+/// A proxy fed every targets change `run` publishes, and the task that forwards them.
+async fn proxy_fed_by(run: &ProberRun) -> (TestProxy, tokio::task::JoinHandle<()>) {
+    let p = TestProxy::start(run.targets.borrow().clone(), |_| {}).await;
+    let (mut from, to) = (run.targets.clone(), p.targets.clone());
+    let forward = tokio::spawn(async move {
+        while from.changed().await.is_ok() {
+            let t = from.borrow_and_update().clone();
+            to.send_replace(t);
+        }
+    });
+    (p, forward)
 }
