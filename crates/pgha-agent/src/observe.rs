@@ -281,7 +281,7 @@ impl Agent {
     /// never started, not even alone.
     pub(crate) async fn finish_crash_recovery(&self) {
         let inst = &self.spec.instance;
-        let stopped = !inst.is_running() && !inst.rewind_incomplete();
+        let stopped = !inst.is_running() && !inst.rewind_maybe_incomplete();
         if !inst.is_initialized() || !stopped || inst.has_standby_signal() {
             return;
         }

@@ -70,20 +70,6 @@ impl Instance {
         self.member_dir.join("postgresql.log")
     }
 
-    /// Present from just before pg_rewind changes the data directory until it has finished:
-    /// outside the data directory, which pg_rewind makes a copy of the source's.
-    pub fn rewind_marker(&self) -> PathBuf {
-        self.member_dir.join("rewind-incomplete")
-    }
-
-    /// A pg_rewind of this data directory began and did not finish (it failed, or the agent or
-    /// host died): its files may mix two histories, and PostgreSQL must not start on it until a
-    /// re-clone moves it aside. A marker that cannot be looked at counts as one (fails closed).
-    pub fn rewind_incomplete(&self) -> bool {
-        let marker = crate::beneath::found(&self.rewind_marker(), &self.run_as);
-        !matches!(marker, crate::beneath::Found::Absent)
-    }
-
     /// The cluster's system identifier as this member last saw it in the store, kept beside its
     /// data directory (`cluster-id`): a member whose data is gone still knows it belonged to a
     /// cluster, and never takes a store that lost its keys for an empty one.
@@ -105,11 +91,6 @@ impl Instance {
             0o600,
             &self.run_as,
         )
-    }
-
-    /// Forgets an incomplete rewind once its data directory is no longer in place.
-    pub fn clear_rewind_marker(&self) -> Result<()> {
-        crate::beneath::remove(&self.rewind_marker(), &self.run_as)
     }
 
     /// Whether the data directory holds an initialised cluster.
@@ -241,7 +222,7 @@ impl Instance {
     /// failure the error carries the tail of the member's log. A standby is started with its
     /// fencing disarmed: only a lease holder arms it.
     pub async fn start(&self, timeout: Duration) -> Result<()> {
-        if self.rewind_incomplete() {
+        if self.rewind_maybe_incomplete() {
             return Err(PgError::RewindIncomplete {
                 member: self.name.clone(),
                 data: self.data_dir(),

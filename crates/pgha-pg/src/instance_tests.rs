@@ -49,9 +49,11 @@ async fn a_postmaster_killed_while_pg_ctl_stops_it_has_stopped() {
 /// Found by review: the rewind marker was looked for with a check that answered "no file" for
 /// any error, so a member directory that could not be opened (an I/O error, no descriptor left)
 /// read as "no rewind left unfinished" and a half-rewound directory could be started. Only
-/// absence counts as absent now; here the member directory is not a directory at all.
-#[test]
-fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
+/// absence lets it start now (here the member directory is not a directory at all); a re-clone
+/// is still decided on a marker seen (a second review: one unreadable moment would otherwise
+/// stop and re-clone a running standby).
+#[tokio::test]
+async fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
     let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
@@ -65,7 +67,13 @@ fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
     std::fs::remove_dir_all(dir.path().join("n1")).unwrap();
     std::fs::write(dir.path().join("n1"), "").unwrap();
     assert!(
-        inst.rewind_incomplete(),
+        inst.rewind_maybe_incomplete(),
         "an unreadable marker read as absent"
+    );
+    assert!(!inst.rewind_incomplete(), "no marker seen: no re-clone");
+    let refused = inst.start(Duration::from_secs(5)).await.unwrap_err();
+    assert!(
+        matches!(refused, PgError::RewindIncomplete { .. }),
+        "{refused}"
     );
 }

@@ -23,6 +23,7 @@ pub mod peers;
 pub mod pid_file;
 pub mod probe;
 pub mod rewind;
+mod rewind_marker;
 pub mod room;
 pub mod secrets;
 pub mod settings_check;

@@ -183,7 +183,7 @@ impl JobContext {
 /// real timeline (`pgha_pg::timelines::release_unused`), saying so.
 pub(super) async fn release_placeholders(spec: &crate::spec::NodeSpec) -> JobResult {
     // A directory a rewind left unfinished is never started: nothing to release there.
-    if !spec.instance.is_initialized() || spec.instance.rewind_incomplete() {
+    if !spec.instance.is_initialized() || spec.instance.rewind_maybe_incomplete() {
         return Ok(());
     }
     let released = pgha_pg::timelines::release_unused(&spec.instance).await?;

@@ -282,7 +282,7 @@ impl LocalCluster {
                 member: MemberName::new(m.name.as_str()),
                 initialised: m.instance.is_initialized(),
                 standby_signal: m.instance.has_standby_signal(),
-                rewind_incomplete: m.instance.rewind_incomplete(),
+                rewind_incomplete: m.instance.rewind_maybe_incomplete(),
                 knows_cluster: m.instance.remembered_cluster().is_some(),
             })
             .collect()
