@@ -2,15 +2,20 @@
 
 use super::*;
 
+/// Member n1 in `dir` (its directory not made yet), PostgreSQL's programs of this machine.
+fn member_n1(dir: &std::path::Path) -> Instance {
+    let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+    let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+    Instance::new("n1", &dir.join("n1"), bins, run_as)
+}
+
 /// A directory a rewind left unfinished is never started, whichever path asks for it (a
 /// leader restarting its primary, a seeded leader, a start job): only a re-clone, which
 /// moves it aside, clears the mark.
 #[tokio::test]
 async fn a_half_rewound_directory_is_never_started() {
     let dir = tempfile::tempdir().unwrap();
-    let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-    let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-    let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as);
+    let inst = member_n1(dir.path());
     inst.create_member_dir().unwrap();
     std::fs::write(inst.rewind_marker(), "").unwrap();
     let err = inst.start(Duration::from_secs(5)).await.unwrap_err();
@@ -55,9 +60,7 @@ async fn a_postmaster_killed_while_pg_ctl_stops_it_has_stopped() {
 #[tokio::test]
 async fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
     let dir = tempfile::tempdir().unwrap();
-    let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-    let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-    let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as);
+    let inst = member_n1(dir.path());
     assert!(
         !inst.rewind_incomplete(),
         "no member directory: nothing was rewound"

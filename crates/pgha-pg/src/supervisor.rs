@@ -66,14 +66,18 @@ pub const EXIT_DEADLINE_PASSED: i32 = 3;
 /// Why a supervisor started to run PostgreSQL exited before PostgreSQL accepted connections
 /// (its status 3 is the postmaster's own unless the lease file shows the deadline passed).
 pub fn why_it_exited(status: std::process::ExitStatus, lease: &LeaseFile) -> String {
-    let passed = lease.read().is_some_and(|d| d <= boot_clock_ms());
     match status.code() {
-        Some(EXIT_DEADLINE_PASSED) if passed => format!(
+        Some(EXIT_DEADLINE_PASSED) if deadline_passed(lease).is_some() => format!(
             "not started: the fencing deadline in {} had passed",
             lease.path().display()
         ),
         _ => format!("postmaster exited ({status})"),
     }
+}
+
+/// The deadline `lease` holds when it has passed (a file that cannot be read counts as one).
+fn deadline_passed(lease: &LeaseFile) -> Option<u64> {
+    lease.read().filter(|d| *d <= boot_clock_ms())
 }
 
 /// Runs the supervisor until its postmaster exits; returns the process exit code.
@@ -84,7 +88,7 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     let lease = LeaseFile::at(&args.lease_file);
     // Read before the spawn, not only after it: a postmaster whose deadline has passed is
     // never started, not started and killed a moment later.
-    if let Some(deadline) = lease.read().filter(|d| *d <= boot_clock_ms()) {
+    if let Some(deadline) = deadline_passed(&lease) {
         say(format!(
             "lease deadline {deadline} ms (boot clock) passed before PostgreSQL started and \
              nobody renewed it: not starting it (fencing)"
