@@ -35,7 +35,9 @@ pub use pg::{checksum, connect, connect_within, fmt_lsn, lsn, pg_error, run_sql,
 pub use pg::{try_connect, value_becomes};
 pub use port::{free_port, free_port_range, free_ports};
 pub use postmaster::PidSquatters;
-pub use postmaster::{postgres_user, postmaster_in, postmaster_pid, stop_postmaster};
+pub use postmaster::{
+    crash_postmaster, postgres_user, postmaster_in, postmaster_pid, stop_postmaster,
+};
 pub use process::{alive, children_of, cmdline, is_stopped, parent_of, proc_stat, reap, signal};
 pub use process::{exit_within, stop_child, ProcStat};
 pub use serial::serial;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use crate::process::{alive, signal};
+use crate::process::{alive, children_of, signal};
 use crate::wait::poll;
 
 /// The pid in `DATA/postmaster.pid`, if the file exists and that process lives.
@@ -31,6 +31,22 @@ pub fn postmaster_in(data: &Path) -> Option<u32> {
             let program = command.split(' ').next().unwrap_or_default();
             cwd.is_ok_and(|cwd| cwd == data) && program.rsplit('/').next() == Some("postgres")
         })
+}
+
+/// The postmaster `pm` and every process it started killed at once, as when the machine under
+/// them stops: the postmaster is stopped first (it forks no more), then each child and it get
+/// SIGKILL. A SIGKILL to the postmaster alone leaves its backends and WAL senders running until
+/// each notices: one can still acknowledge a commit after the "crash". The pids killed, the
+/// postmaster first; a process waiting on a frozen disk dies when the disk thaws.
+pub fn crash_postmaster(pm: u32) -> Vec<u32> {
+    signal(pm, Signal::SIGSTOP);
+    let mut killed = vec![pm];
+    killed.extend(children_of(pm));
+    for pid in killed.iter().rev() {
+        signal(*pid, Signal::SIGKILL);
+    }
+    signal(pm, Signal::SIGCONT);
+    killed
 }
 
 /// Stops whatever postmaster runs on `data`: SIGQUIT (immediate shutdown; SIGCONT first, in

@@ -3,7 +3,7 @@
 use super::*;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{alive, children_of, cmdline, signal};
+use pgha_testkit::{alive, children_of, cmdline, crash_postmaster, signal};
 
 /// How long before PostgreSQL must stop taking writes (the supervisor's deadline, the agent's
 /// demotion) the walsender-starving tests stop the walsenders.
@@ -46,20 +46,6 @@ pub(super) fn resume(pids: &[u32]) {
     }
 }
 
-/// SIGKILL of a postmaster and of every child it has, as a crash: the postmaster is stopped
-/// first, so that it forks no more. The pids killed, the postmaster first; a process waiting
-/// on a frozen disk dies when the disk thaws.
-pub(super) fn kill_postmaster_tree(pm: u32) -> Vec<u32> {
-    signal(pm, Signal::SIGSTOP);
-    let mut killed = vec![pm];
-    killed.extend(children_of(pm));
-    for pid in killed.iter().rev() {
-        signal(*pid, Signal::SIGKILL);
-    }
-    signal(pm, Signal::SIGCONT);
-    killed
-}
-
 /// A cluster on disks of its own, writers writing, whose leader's PostgreSQL crashed (kill -9
 /// of the postmaster and every backend) while its disk is frozen, once its agent has begun to
 /// start it again as the primary: the start hangs on the disk.
@@ -88,7 +74,7 @@ pub(super) fn restart_hung_on_frozen_disk() -> HungRestart {
     // commits wait on the frozen disk from now on; let the WAL senders pass on what was
     // flushed (and acknowledged) before the freeze
     std::thread::sleep(Duration::from_millis(300));
-    let killed = kill_postmaster_tree(pm);
+    let killed = crash_postmaster(pm);
     ck.mark(&format!(
         "SIGKILL of {leader}'s postmaster {pm} and its {} children (those waiting on the disk \
          die when it thaws)",

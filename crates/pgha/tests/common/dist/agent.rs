@@ -5,7 +5,8 @@ use super::*;
 use std::process::{Child, Command};
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{postmaster_pid, reap, signal, stop_child, stop_postmaster, RunLog};
+use pgha_testkit::RunLog;
+use pgha_testkit::{crash_postmaster, postmaster_pid, reap, signal, stop_child, stop_postmaster};
 
 /// One `pgha agent --config FILE` process and its member.
 pub struct Agent {
@@ -75,17 +76,17 @@ impl Agent {
         postmaster_pid(&self.data_dir())
     }
 
-    /// A node crash: SIGKILL to the agent and its postmaster together.
+    /// A node crash: SIGKILL to the agent, and to its postmaster with every PostgreSQL
+    /// process at once ([`crash_postmaster`]: none acknowledges a commit after it).
     pub fn crash(&mut self) {
         let pm = self.postmaster_pid();
         if let Some(pid) = self.pid() {
             signal(pid, Signal::SIGKILL);
         }
         if let Some(pm) = pm {
-            signal(pm, Signal::SIGKILL);
+            let _ = crash_postmaster(pm);
         }
         self.reap(Duration::from_secs(5));
-        // the postmaster's children notice their parent died and exit on their own
     }
 
     /// Stops whatever postmaster runs on the data directory (SIGQUIT: immediate shutdown).

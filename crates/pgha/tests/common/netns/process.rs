@@ -7,7 +7,8 @@ use std::process::Child;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use pgha_testkit::{parent_of, postmaster_pid, signal, spawn_logged, stop_child, stop_postmaster};
+use pgha_testkit::{crash_postmaster, parent_of, postmaster_pid, signal, spawn_logged};
+use pgha_testkit::{stop_child, stop_postmaster};
 
 /// A process started with `ip netns exec` (which execs the program itself: the child's pid is
 /// the program's pid).
@@ -143,14 +144,15 @@ impl Member {
         }
     }
 
-    /// A node crash: SIGKILL of the agent and of its postmaster.
+    /// A node crash: SIGKILL of the agent, and of its postmaster with every PostgreSQL
+    /// process at once ([`crash_postmaster`]: none acknowledges a commit after it).
     pub fn crash(&mut self) {
         let pm = self.postmaster_pid();
         if let Some(pid) = self.agent_pid() {
             signal(pid, Signal::SIGKILL);
         }
         if let Some(pm) = pm {
-            signal(pm, Signal::SIGKILL);
+            let _ = crash_postmaster(pm);
         }
         self.kill_agent();
     }
