@@ -248,6 +248,13 @@ mod tests {
             set_key(&c, "postgresql.primary_conninfo", "host=evil"),
             Err(SettingError::Parameter { .. })
         ));
+        assert!(matches!(
+            set_key(&c, "postgresql.recovery_target", "immediate"),
+            Err(SettingError::Parameter {
+                source: pgha_pg::conf::ParameterRefused::RecoveryTarget(_),
+                ..
+            })
+        ));
         assert!(set_key(&c, "postgresql.work_mem", "")
             .unwrap()
             .postgresql

@@ -44,6 +44,21 @@ pub const OWNED_PARAMETERS: &[&str] = &[
     "include_if_exists",
 ];
 
+/// Parameters that end a standby's recovery at a chosen point: a standby of the cluster would
+/// stop replaying there (pausing, shutting down or promoting itself) while its WAL receiver
+/// still confirms commits, and a promotion would end its history at that point, dropping them.
+/// Refused for the cluster's members: point-in-time recovery is done on a copy, not on them.
+pub const RECOVERY_TARGET_PARAMETERS: &[&str] = &[
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_inclusive",
+    "recovery_target_action",
+    "promote_trigger_file",
+];
+
 /// Why a user's PostgreSQL parameter is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParameterRefused {
@@ -51,6 +66,13 @@ pub enum ParameterRefused {
     BadName(String),
     #[error("`{0}` is managed by pgha (it keeps replication working); remove it")]
     Owned(String),
+    #[error(
+        "`{0}` would stop the members' recovery at a chosen point: a standby would stop \
+         replaying there while still confirming commits, and a promotion would drop what \
+         follows (a standby with promote_trigger_file promotes itself, without the lease); \
+         recover to a point in time on a copy of a backup, not on a member of the cluster"
+    )]
+    RecoveryTarget(String),
     #[error("the value contains the control character {0:?}; PostgreSQL settings are one line")]
     ControlCharacter(char),
     #[error(
@@ -80,8 +102,12 @@ pub fn check_user_parameter(name: &str) -> Result<(), ParameterRefused> {
     if !valid {
         return Err(ParameterRefused::BadName(name.to_string()));
     }
-    if OWNED_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()) {
+    let lower = name.to_ascii_lowercase();
+    if OWNED_PARAMETERS.contains(&lower.as_str()) {
         return Err(ParameterRefused::Owned(name.to_string()));
+    }
+    if RECOVERY_TARGET_PARAMETERS.contains(&lower.as_str()) {
+        return Err(ParameterRefused::RecoveryTarget(name.to_string()));
     }
     Ok(())
 }

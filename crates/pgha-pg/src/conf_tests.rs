@@ -156,6 +156,26 @@ fn owned_parameters_are_refused() {
     assert!(check_user_parameter("bad name").is_err());
 }
 
+/// A recovery target set on the members would stop a standby's replay at that point while it
+/// still confirms commits, and its promotion would drop them: refused, whatever the case.
+#[test]
+fn recovery_targets_are_refused_for_the_members() {
+    for name in [
+        "recovery_target",
+        "recovery_target_lsn",
+        "Recovery_Target_Time",
+        "recovery_target_action",
+        "promote_trigger_file",
+    ] {
+        assert_eq!(
+            check_user_parameter(name),
+            Err(ParameterRefused::RecoveryTarget(name.to_string())),
+            "{name}"
+        );
+    }
+    assert_eq!(check_user_parameter("recovery_min_apply_delay"), Ok(()));
+}
+
 #[test]
 fn hba_allows_replication_only_for_the_role() {
     let hba = render_hba(
