@@ -213,7 +213,8 @@ pub async fn update_config(
     for _ in 0..5 {
         let snapshot = store.snapshot().await?;
         let current = snapshot.get(Key::Config).ok_or(OpError::NoConfig)?;
-        let mut config = pgha_store::cluster_view(&snapshot)?.config;
+        // as stored, not validated: a change may mend a configuration that fails validation
+        let mut config = pgha_store::stored_config(&snapshot)?.unwrap_or_default();
         change(&mut config)?;
         let json = serde_json::to_string(&config).expect("a config serialises");
         match store

@@ -41,4 +41,6 @@ pub use history_id::HistoryId;
 pub use memory::MemoryStore;
 pub use model::{Guard, Key, LeaderRecord, Revision, Snapshot, Versioned};
 pub use store::{Store, Watch};
-pub use view::{cluster_view, history_entries, routing_view, HistoryEntry, Unreadable};
+pub use view::{
+    cluster_view, history_entries, routing_view, stored_config, HistoryEntry, Unreadable,
+};

@@ -47,6 +47,14 @@ pub enum Unreadable {
         source: serde_json::Error,
     },
     #[error(
+        "the store's config key holds a configuration pgha cannot run with: {source} (set it \
+         again with `pgha config set`, which validates what it writes)"
+    )]
+    InvalidConfig {
+        #[source]
+        source: pgha_core::ConfigError,
+    },
+    #[error(
         "the store holds a member key with the invalid name {name:?} (1 to 63 letters, digits, \
          '_', '-' or '.'): delete members/{name} with etcdctl"
     )]
@@ -58,6 +66,7 @@ impl Unreadable {
     pub fn key(&self) -> String {
         match self {
             Unreadable::Value { key, .. } => key.clone(),
+            Unreadable::InvalidConfig { .. } => "config".into(),
             Unreadable::MemberName { name } => format!("members/{name}"),
         }
     }
@@ -73,6 +82,15 @@ fn decode<T: for<'de> Deserialize<'de>>(
         what,
         source,
     })
+}
+
+/// The configuration as the store holds it, decoded but not validated: what `pgha config set`
+/// changes, so that it can mend one that fails validation. `None`: the store has none.
+pub fn stored_config(snapshot: &Snapshot) -> Result<Option<ClusterConfig>, Unreadable> {
+    snapshot
+        .get(Key::Config)
+        .map(|v| decode("config", "cluster configuration", &v.value))
+        .transpose()
 }
 
 /// Builds the core's view of `snapshot`; any unreadable decision input is an error. History
@@ -91,8 +109,13 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
         Some((v, _)) => Some(decode::<SystemId>("initialize", "system identifier", v)?),
         None => None,
     };
-    let config = match key(Key::Config) {
-        Some((v, _)) => decode::<ClusterConfig>("config", "cluster configuration", v)?,
+    let config = match stored_config(snapshot)? {
+        Some(config) => {
+            config
+                .validate()
+                .map_err(|source| Unreadable::InvalidConfig { source })?;
+            config
+        }
         None => ClusterConfig::default(),
     };
     let sync = match key(Key::Sync) {
@@ -257,6 +280,33 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(&format!("{key} key")), "{text}");
         }
+    }
+
+    /// A configuration that decodes but that pgha cannot run with (written around `pgha
+    /// config set`: by hand, or a partial one completed with defaults) was acted on: with the
+    /// margin at the ttl, the trust in a lease ended before its next renewal. An error now,
+    /// naming the key and the setting.
+    #[test]
+    fn a_configuration_that_fails_validation_is_an_error_naming_the_setting() {
+        for (config, setting) in [
+            (
+                r#"{"ttl_ms": 3000, "safety_margin_ms": 3000}"#,
+                "safety_margin_ms",
+            ),
+            (r#"{"ttl_ms": 3000}"#, "loop_wait_ms"),
+            (r#"{"synchronous_count": 0}"#, "synchronous_count"),
+        ] {
+            let err =
+                cluster_view(&snapshot(&[(Key::Config, config)], &[], &[])).expect_err(config);
+            assert_eq!(err.key(), "config");
+            let text = err.to_string();
+            assert!(
+                text.contains(setting) && text.contains("config key"),
+                "{text}"
+            );
+        }
+        let valid = serde_json::to_string(&ClusterConfig::default()).unwrap();
+        assert!(cluster_view(&snapshot(&[(Key::Config, &valid)], &[], &[])).is_ok());
     }
 
     /// Routing reads only the leader key and the member records: a key it does not read that
