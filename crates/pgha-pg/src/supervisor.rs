@@ -4,7 +4,6 @@
 //! postmaster and every backend — whether the agent that armed that deadline is alive, dead,
 //! paused or restarting without its store.
 
-use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,7 +18,12 @@ use crate::pid_file::PidFileHolder;
 use crate::watchdog::{Keeper, Watchdog};
 
 mod args;
+mod say;
 pub use args::{watchdog_of_supervisor, SuperviseArgs, WatchdogSetting};
+use say::Say;
+
+/// How long an exiting supervisor waits for its last lines to be written.
+const LAST_LINES: Duration = Duration::from_millis(500);
 
 /// How often the supervisor looks at its postmaster and the lease file at most.
 const POLL: Duration = Duration::from_millis(100);
@@ -80,16 +84,26 @@ fn deadline_passed(lease: &LeaseFile) -> Option<u64> {
     lease.read().filter(|d| *d <= boot_clock_ms())
 }
 
-/// Runs the supervisor until its postmaster exits; returns the process exit code.
+/// Runs the supervisor until its postmaster exits; returns the process exit code. Its lines go
+/// to stderr, never in the way of a stop or a kill ([`Say`]).
 pub fn run(args: &SuperviseArgs) -> i32 {
-    let say = |text: String| {
-        let _ = writeln!(std::io::stderr(), "pgha supervise {}: {text}", args.member);
-    };
+    run_saying(args, std::io::stderr())
+}
+
+/// [`run`], its lines written to `out`.
+fn run_saying(args: &SuperviseArgs, out: impl std::io::Write + Send + 'static) -> i32 {
+    let mut say = Say::to(out, &args.member);
+    let code = supervise(args, &mut say);
+    say.finish(LAST_LINES);
+    code
+}
+
+fn supervise(args: &SuperviseArgs, say: &mut Say) -> i32 {
     let lease = LeaseFile::at(&args.lease_file);
     // Read before the spawn, not only after it: a postmaster whose deadline has passed is
     // never started, not started and killed a moment later.
     if let Some(deadline) = deadline_passed(&lease) {
-        say(format!(
+        say.say(format_args!(
             "lease deadline {deadline} ms (boot clock) passed before PostgreSQL started and \
              nobody renewed it: not starting it (fencing)"
         ));
@@ -98,15 +112,18 @@ pub fn run(args: &SuperviseArgs) -> i32 {
     let run_as = match args.os_user.as_deref().map(RunAs::detect) {
         Some(Ok(r)) => r,
         Some(Err(e)) => {
-            say(format!("cannot run PostgreSQL: {e}"));
+            say.say(format_args!("cannot run PostgreSQL: {e}"));
             return 2;
         }
         None => RunAs { user: None },
     };
-    let mut child = match spawn_postmaster(args, &run_as) {
+    let mut child = match spawn_postmaster(args, &run_as, say) {
         Ok(c) => c,
         Err(e) => {
-            say(format!("cannot start {}: {e}", args.postgres.display()));
+            say.say(format_args!(
+                "cannot start {}: {e}",
+                args.postgres.display()
+            ));
             return 2;
         }
     };
@@ -119,7 +136,7 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             Ok(Some(status)) => {
                 keeper.release();
                 if stopping {
-                    say(format!(
+                    say.say(format_args!(
                         "PostgreSQL stopped before its fencing deadline ({status})"
                     ));
                 }
@@ -127,36 +144,37 @@ pub fn run(args: &SuperviseArgs) -> i32 {
             }
             Ok(None) => {}
             Err(e) => {
-                say(format!("cannot wait for the postmaster: {e}"));
+                say.say(format_args!("cannot wait for the postmaster: {e}"));
                 return 1;
             }
         }
         let remaining = lease.read().map(|d| d.saturating_sub(boot_clock_ms()));
         let remaining = keeper.round(remaining);
         for message in keeper.said.drain(..) {
-            say(message);
+            say.say(message);
         }
+        // Each move is made before it is said.
         match next_move(remaining, stopping) {
             Move::Wait(nap) => nap_on_the_boot_clock(nap),
             Move::StopFast => {
-                say(format!(
+                let _ = kill(Pid::from_raw(postmaster), Signal::SIGINT);
+                stopping = true;
+                say.say(format_args!(
                     "lease deadline {} ms away and nobody renewed it: fast shutdown of \
                      postmaster {postmaster}, so that the standbys receive what it wrote \
                      (fencing; killed at the deadline if still running)",
                     remaining.unwrap_or(0)
                 ));
-                let _ = kill(Pid::from_raw(postmaster), Signal::SIGINT);
-                stopping = true;
             }
             Move::Kill => {
-                say(format!(
-                    "lease deadline passed and nobody renewed it: killing postmaster \
+                kill_postmaster_tree(postmaster);
+                say.say(format_args!(
+                    "lease deadline passed and nobody renewed it: killed postmaster \
                      {postmaster} and its backends (fencing)"
                 ));
-                kill_postmaster_tree(postmaster);
                 let _ = child.wait();
                 keeper.release();
-                say("PostgreSQL fenced".into());
+                say.say("PostgreSQL fenced");
                 return 0;
             }
         }
@@ -166,7 +184,11 @@ pub fn run(args: &SuperviseArgs) -> i32 {
 /// Starts `postgres -D DATA` as the OS user, output appended to the member's log by a shell
 /// running as that user (so no file is opened as root in a directory the user owns), dying
 /// with this process.
-fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std::process::Child> {
+fn spawn_postmaster(
+    args: &SuperviseArgs,
+    run_as: &RunAs,
+    say: &mut Say,
+) -> std::io::Result<std::process::Child> {
     let parent = std::process::id() as i32;
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
@@ -180,13 +202,10 @@ fn spawn_postmaster(args: &SuperviseArgs, run_as: &RunAs) -> std::io::Result<std
         .stderr(Stdio::inherit());
     run_as.run_as_postgres(&mut cmd);
     if let Some((pid, why)) = stale_lock_pid(&args.data_dir) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "pgha supervise {}: {}/postmaster.pid names pid {pid}, {why}: PostgreSQL is told to \
-             disregard it",
-            args.member,
+        say.say(format_args!(
+            "{}/postmaster.pid names pid {pid}, {why}: PostgreSQL is told to disregard it",
             args.data_dir.display()
-        );
+        ));
         // Removing the file instead would also remove what PostgreSQL checks for backends a
         // killed postmaster left running (the shared memory key in it); this variable, which
         // pg_ctl sets for its own pid, makes it disregard only that one pid.

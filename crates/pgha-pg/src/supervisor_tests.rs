@@ -126,3 +126,42 @@ fn a_refusal_is_told_from_a_postmaster_exiting_with_the_same_status() {
     let said = why_it_exited(three, &lease);
     assert!(said.starts_with("postmaster exited"), "{said}");
 }
+
+/// An output nobody reads: every write waits for good (a full pipe, a stuck journald).
+struct NeverRead;
+
+impl std::io::Write for NeverRead {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        loop {
+            std::thread::park();
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Found by review: the supervisor wrote each line to its stderr, the agent's, before it
+/// acted: with nothing reading that output, it waited in the write of its first line, and the
+/// postmaster ran on past its deadline. Its lines now go through a thread of their own, and a
+/// postmaster (a stand-in that would sleep a minute and ignores the fast stop) is killed at
+/// the deadline.
+#[test]
+fn fences_at_the_deadline_though_nothing_reads_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = marking_supervisor(dir.path());
+    std::fs::write(&args.postgres, "#!/bin/sh\ntrap '' INT\nexec sleep 60\n").unwrap();
+    let lease = LeaseFile::at(&args.lease_file);
+    let deadline = boot_clock_ms() + 1_000;
+    lease.arm(deadline).unwrap();
+    let (done, code) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(run_saying(&args, NeverRead)));
+    let code = code.recv_timeout(Duration::from_secs(10));
+    let fenced_after = boot_clock_ms().saturating_sub(deadline);
+    assert_eq!(code, Ok(0), "the supervisor fences (exit 0)");
+    assert!(
+        fenced_after < 1_000,
+        "fenced {fenced_after} ms after the deadline"
+    );
+}
