@@ -40,6 +40,8 @@ async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
     let dir = tempfile::tempdir().unwrap();
     let running = ClusterConfig {
         ttl_ms: 3_000,
+        safety_margin_ms: 1_000,
+        loop_wait_ms: 500,
         synchronous_mode: SyncMode::Strict,
         ..ClusterConfig::default()
     };
