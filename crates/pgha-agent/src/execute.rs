@@ -287,7 +287,8 @@ impl Agent {
         };
         if matches!(action, Action::Promote { .. }) {
             // until that postmaster is gone, whatever becomes of the job
-            let postmaster = self.spec.instance.postmaster_pid();
+            let holder = self.spec.instance.pid_file_holder();
+            let postmaster = self.postmaster_for_fencing(holder);
             self.fencing.promotion_asked_of(postmaster);
         }
         let may_make_writable = action.may_make_writable();

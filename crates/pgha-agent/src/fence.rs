@@ -144,6 +144,11 @@ impl Fencing {
     }
 
     /// A promotion is about to be asked of the postmaster `pid` (`pg_ctl promote`).
+    /// The postmaster whose supervisor's watchdog room was last read.
+    pub fn last_postmaster(&self) -> Option<i32> {
+        self.supervisor_room.map(|(pid, _)| pid)
+    }
+
     pub fn promotion_asked_of(&mut self, pid: Option<i32>) {
         self.promotion_asked_of = pid;
     }

@@ -110,9 +110,11 @@ impl LocalProbe {
             sync_applied: sync_applied.clone(),
             ..LocalPg::default()
         };
-        // Read once: its pid also tells a restart between probes (`replaying_local_wal`).
-        let postmaster = inst.postmaster_pid();
-        let postmaster_alive = postmaster.is_some();
+        // Read once: its pid also tells a restart between probes (`replaying_local_wal`). One
+        // that could not be looked for may run: it is probed, never taken for stopped.
+        let holder = inst.pid_file_holder();
+        let postmaster = holder.postmaster();
+        let postmaster_alive = holder.may_run();
         if let Some(pm) = postmaster {
             self.left_nothing = false;
             if self.instance.as_ref().is_none_or(|(seen, _)| *seen != pm) {
@@ -134,7 +136,9 @@ impl LocalProbe {
             silent.rewind_incomplete = rewind_incomplete;
             silent.refusing_connections = self.refused;
             silent.sync_applied = sync_applied.clone();
-            if let Some(instance) = self.instance() {
+            // killed only when shown, with the postmaster's pid file read
+            silent.killed = false;
+            if let (Some(instance), Some(_)) = (self.instance(), postmaster) {
                 silent.killed = all_killed_within(instance, postmaster, limit).await;
             }
             if silent.data == DataDir::Missing {

@@ -5,17 +5,13 @@ use std::path::Path;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use pgha_pg::pid_file::PidFileHolder;
 
 use crate::inject_error::ProcessError;
 
 /// The pid in `data_dir/postmaster.pid`, when that process is the directory's postmaster
 /// (never a process that took the pid of one that crashed: a fault must not signal it).
 pub fn postmaster_pid(data_dir: &Path) -> Option<i32> {
-    match pgha_pg::pid_file::holder(data_dir) {
-        PidFileHolder::Postmaster(pid) => Some(pid),
-        PidFileHolder::Nobody | PidFileHolder::Zombie(_) | PidFileHolder::Stranger(_) => None,
-    }
+    pgha_pg::pid_file::holder(data_dir).postmaster()
 }
 
 pub use pgha_pg::supervisor::parent_of;

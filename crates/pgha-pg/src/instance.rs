@@ -197,10 +197,7 @@ impl Instance {
     /// and waits to be reaped (a zombie) is not running, nor is another process holding the
     /// pid `postmaster.pid` names (the file left by a crash, the pid reused since).
     pub fn postmaster_pid(&self) -> Option<i32> {
-        match self.pid_file_holder() {
-            PidFileHolder::Postmaster(pid) => Some(pid),
-            PidFileHolder::Nobody | PidFileHolder::Zombie(_) | PidFileHolder::Stranger(_) => None,
-        }
+        self.pid_file_holder().postmaster()
     }
 
     /// What holds the pid in this data directory's `postmaster.pid` now.
@@ -208,8 +205,10 @@ impl Instance {
         crate::pid_file::holder(&self.data_dir())
     }
 
+    /// Whether a postmaster may run on this data directory: one seen running, or one that
+    /// could not be looked for (`postmaster.pid` or `/proc` unreadable), never taken for none.
     pub fn is_running(&self) -> bool {
-        self.postmaster_pid().is_some()
+        self.pid_file_holder().may_run()
     }
 
     /// The member's fencing deadline file (see [`crate::supervisor`]).

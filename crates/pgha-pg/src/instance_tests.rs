@@ -80,3 +80,28 @@ async fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
         "{refused}"
     );
 }
+
+/// Found by review: a `postmaster.pid` that could not be read (no descriptor left in the agent,
+/// an I/O error) was taken for no postmaster at all, and a stop "succeeded" without stopping
+/// anything: a leader then released its lease, or disarmed its fence, beside a PostgreSQL that
+/// could still be running. Such a postmaster may run: a stop is tried and fails. (A data
+/// directory that is a file makes the read fail: ENOTDIR.)
+#[tokio::test]
+async fn a_postmaster_that_cannot_be_looked_for_is_never_taken_for_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let inst = member_n1(dir.path());
+    inst.create_member_dir().unwrap();
+    assert!(!inst.is_running(), "nothing in an empty member directory");
+    std::fs::write(inst.data_dir(), "").unwrap();
+    assert_eq!(inst.pid_file_holder(), PidFileHolder::Unknown);
+    assert!(
+        inst.is_running(),
+        "a postmaster that may run taken for none"
+    );
+    assert_eq!(inst.postmaster_pid(), None, "no pid seen");
+    let stopped = inst.stop(StopMode::Fast, Duration::from_secs(5)).await;
+    assert!(
+        stopped.is_err(),
+        "a stop of what may run succeeded: {stopped:?}"
+    );
+}

@@ -43,11 +43,18 @@ pub(crate) fn stat_fields(stat_file: &Path) -> std::io::Result<Vec<String>> {
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
 
-fn proc_of(pid: i32) -> Option<Proc> {
+/// The process `pid` as `/proc` shows it: `Ok(None)` once it is gone, an error when it could
+/// not be read.
+fn proc_of(pid: i32) -> std::io::Result<Option<Proc>> {
     // field 22 of stat: the start time, in clock ticks after boot
-    let fields = stat_fields(&proc_path(pid).join("stat")).ok()?;
-    let started = fields.get(19)?.parse().ok()?;
-    Some(Proc { pid, started })
+    let fields = match stat_fields(&proc_path(pid).join("stat")) {
+        Ok(fields) => fields,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let started = fields.get(19).and_then(|f| f.parse().ok());
+    let started = started.ok_or_else(|| std::io::Error::other("no start time in its stat"))?;
+    Ok(Some(Proc { pid, started }))
 }
 
 impl InstanceId {
@@ -62,30 +69,49 @@ impl InstanceId {
     }
 
     /// Whether `pid` is a process of this instance (the owner of its `/proc` entry is looked
-    /// at first, so that other users' processes are never read further).
-    fn owns(&self, pid: i32) -> bool {
+    /// at first, so that other users' processes are never read further); an error when that
+    /// could not be read (no descriptor left, an I/O error). A process gone meanwhile is not
+    /// one, nor is one of the same owner whose links this process may not read (another user
+    /// namespace's, or one that made itself undumpable): the postmaster's own were read, so
+    /// its server processes' can be.
+    fn owns(&self, pid: i32) -> std::io::Result<bool> {
         let dir = proc_path(pid);
-        std::fs::metadata(&dir).is_ok_and(|m| m.uid() == self.uid)
-            && std::fs::read_link(dir.join("cwd")).is_ok_and(|c| c.into_os_string() == self.cwd)
-            && std::fs::read_link(dir.join("exe")).is_ok_and(|e| e.into_os_string() == self.exe)
+        let read = || -> std::io::Result<bool> {
+            Ok(std::fs::metadata(&dir)?.uid() == self.uid
+                && std::fs::read_link(dir.join("cwd"))?.into_os_string() == self.cwd
+                && std::fs::read_link(dir.join("exe"))?.into_os_string() == self.exe)
+        };
+        match read() {
+            Err(e) if gone(&e) || e.kind() == std::io::ErrorKind::PermissionDenied => Ok(false),
+            answer => answer,
+        }
     }
 
     /// The instance's processes, and the postmaster's children besides (one that left the
-    /// data directory, or runs another program now, is still the postmaster's).
-    fn processes(&self, postmaster: Option<i32>) -> BTreeSet<Proc> {
-        let mut procs: BTreeSet<Proc> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| self.owns(*pid))
-            .filter_map(proc_of)
-            .collect();
-        if let Some(pm) = postmaster {
-            let children = crate::supervisor::children_of(pm);
-            procs.extend(children.into_iter().filter_map(proc_of));
+    /// data directory, or runs another program now, is still the postmaster's). `None` when
+    /// `/proc` could not be read in full (no descriptor left): some may be missing.
+    fn processes(&self, postmaster: Option<i32>) -> Option<BTreeSet<Proc>> {
+        let children: BTreeSet<i32> = match postmaster {
+            Some(pm) => crate::supervisor::list_children(pm)
+                .ok()?
+                .into_iter()
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        let mut procs = BTreeSet::new();
+        for entry in std::fs::read_dir("/proc").ok()? {
+            let name = entry.ok()?.file_name();
+            let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if !children.contains(&pid) && self.owns(pid).ok()? {
+                procs.extend(proc_of(pid).ok()?);
+            }
         }
-        procs
+        for pid in children {
+            procs.extend(proc_of(pid).ok()?);
+        }
+        Some(procs)
     }
 
     /// Whether no server process of this instance can run again. `postmaster`: its
@@ -95,12 +121,16 @@ impl InstanceId {
     /// while the first look went on shows in the second; a doomed parent forks no more).
     /// Anything `/proc` does not show answers `false`.
     pub fn all_killed(&self, postmaster: Option<i32>) -> bool {
-        let first = self.processes(postmaster);
+        let Some(first) = self.processes(postmaster) else {
+            return false;
+        };
         let pm_seen = postmaster.is_none_or(|pm| first.iter().any(|p| p.pid == pm));
         if !pm_seen || !first.iter().all(|p| doomed(p.pid)) {
             return false;
         }
-        let second = self.processes(postmaster);
+        let Some(second) = self.processes(postmaster) else {
+            return false;
+        };
         second.is_subset(&first) && second.iter().all(|p| doomed(p.pid))
     }
 
@@ -110,8 +140,8 @@ impl InstanceId {
     /// half a second. How many of its processes could still run when it began.
     pub fn kill(&self, postmaster: Option<i32>) -> usize {
         let could_run = || -> Vec<Proc> {
-            self.processes(postmaster)
-                .into_iter()
+            // what could not be listed is not counted; the tree is killed whatever it lists
+            (self.processes(postmaster).unwrap_or_default().into_iter())
                 .filter(|p| !doomed(p.pid))
                 .collect()
         };
@@ -194,7 +224,7 @@ fn doomed(pid: i32) -> bool {
 
 /// An error reading `/proc` that says the process or thread has ended (no such entry, or it
 /// ended between the open and the read).
-fn gone(e: &std::io::Error) -> bool {
+pub(crate) fn gone(e: &std::io::Error) -> bool {
     e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 

@@ -79,11 +79,16 @@ fn an_instance_is_its_programs_processes_in_its_data_directory_and_they_are_kill
     // (a process that has not reached its working directory yet is not one of them)
     let mut instance = None;
     assert!(within(|| {
-        instance = InstanceId::of(pm).filter(|i| i.processes(Some(pm)).len() == 2);
+        instance = InstanceId::of(pm).filter(|i| i.processes(Some(pm)).unwrap().len() == 2);
         instance.is_some()
     }));
     let instance = instance.unwrap();
-    let pids: BTreeSet<i32> = instance.processes(Some(pm)).iter().map(|p| p.pid).collect();
+    let pids: BTreeSet<i32> = instance
+        .processes(Some(pm))
+        .unwrap()
+        .iter()
+        .map(|p| p.pid)
+        .collect();
     assert_eq!(pids, BTreeSet::from([pm, backend.id() as i32]));
     assert!(
         !instance.all_killed(Some(pm)),
@@ -141,7 +146,12 @@ fn a_child_of_the_postmaster_elsewhere_is_one_of_its_processes() {
     }));
     let child = child.unwrap();
     let instance = InstanceId::of(pm).unwrap();
-    let pids: BTreeSet<i32> = instance.processes(Some(pm)).iter().map(|p| p.pid).collect();
+    let pids: BTreeSet<i32> = instance
+        .processes(Some(pm))
+        .unwrap()
+        .iter()
+        .map(|p| p.pid)
+        .collect();
     assert_eq!(pids, BTreeSet::from([pm, child]));
     assert!(!instance.all_killed(Some(pm)));
     assert_eq!(instance.kill(Some(pm)), 2);
@@ -165,4 +175,52 @@ fn a_killed_process_not_reaped_yet_is_doomed() {
     assert!(doomed(pid));
     child.wait().unwrap();
     assert!(doomed(pid), "gone");
+}
+
+/// Set in the child of [`nothing_is_shown_killed_by_a_proc_that_cannot_be_read`].
+const NO_DESCRIPTORS_LEFT: &str = "PGHA_TEST_NO_DESCRIPTORS_LEFT";
+
+/// Found by review: a `/proc` that could not be listed (no descriptor left) showed no process,
+/// and "every process of the instance killed" held of nothing, so a demoted leader could
+/// release its lease while one still ran. An instance whose one process (a `sleep`) is gone
+/// is shown killed; in a process with every descriptor used up (this test binary run again,
+/// its open-file limit lowered under the descriptors it holds), nothing is.
+#[test]
+fn nothing_is_shown_killed_by_a_proc_that_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sleep = sleeper(dir.path(), "sleep");
+    let instance = InstanceId::of(sleep.id() as i32).expect("the sleep's instance");
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+    assert!(instance.all_killed(None), "its one process is gone");
+    if std::env::var_os(NO_DESCRIPTORS_LEFT).is_some() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read or fill the struct they are given, nothing else.
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+            0
+        );
+        limit.rlim_cur = 3;
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+        let shown = instance.all_killed(None);
+        std::process::exit(if shown { 1 } else { 0 });
+    }
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "killed::tests::nothing_is_shown_killed_by_a_proc_that_cannot_be_read",
+            "--test-threads=1",
+        ])
+        .env(NO_DESCRIPTORS_LEFT, "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "shown killed without a look at /proc"
+    );
 }

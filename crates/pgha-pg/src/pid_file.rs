@@ -23,51 +23,94 @@ pub enum PidFileHolder {
     /// the pid reused since).
     /// PostgreSQL would refuse to start while that process runs under its own OS user.
     Stranger(i32),
+    /// The file, or the process it names, could not be looked at (no descriptor left, an I/O
+    /// error): a postmaster may be running, and nothing is decided as if none were.
+    Unknown,
+}
+
+impl PidFileHolder {
+    /// Whether a postmaster may be running: one seen, or one that could not be looked for.
+    pub fn may_run(self) -> bool {
+        matches!(self, PidFileHolder::Postmaster(_) | PidFileHolder::Unknown)
+    }
+
+    /// The postmaster's pid, when one is seen running.
+    pub fn postmaster(self) -> Option<i32> {
+        match self {
+            PidFileHolder::Postmaster(pid) => Some(pid),
+            PidFileHolder::Nobody
+            | PidFileHolder::Zombie(_)
+            | PidFileHolder::Stranger(_)
+            | PidFileHolder::Unknown => None,
+        }
+    }
 }
 
 /// The holder of the pid in `data_dir/postmaster.pid`, seen from this process.
 pub fn holder(data_dir: &Path) -> PidFileHolder {
-    let Some(pid) = pid_in_file(&data_dir.join("postmaster.pid")) else {
-        return PidFileHolder::Nobody;
-    };
-    classify(pid, data_dir)
+    match pid_in_file(&data_dir.join("postmaster.pid")) {
+        Ok(Some(pid)) => classify(pid, data_dir),
+        Ok(None) => PidFileHolder::Nobody,
+        Err(_) => PidFileHolder::Unknown,
+    }
 }
 
 /// The postmaster's status line in `data_dir/postmaster.pid` (`starting`, `ready`,
 /// `standby`, ...), once it has written one.
 pub fn status_line(data_dir: &Path) -> Option<String> {
-    let head = read_head(&data_dir.join("postmaster.pid"))?;
+    let head = read_head(&data_dir.join("postmaster.pid")).ok()??;
     Some(head.lines().nth(7)?.trim().to_string())
 }
 
-/// The pid on the first line of a pid file (negated by a single-user `postgres`).
-fn pid_in_file(path: &Path) -> Option<i32> {
-    let head = read_head(path)?;
-    let pid: i32 = head.lines().next()?.trim().parse().ok()?;
-    Some(pid.checked_abs()?).filter(|p| *p > 0)
+/// The pid on the first line of a pid file (negated by a single-user `postgres`); `None` when
+/// there is no such file or no pid in it, an error when it could not be read.
+fn pid_in_file(path: &Path) -> std::io::Result<Option<i32>> {
+    let Some(head) = read_head(path)? else {
+        return Ok(None);
+    };
+    let pid = head
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok());
+    Ok(pid.and_then(i32::checked_abs).filter(|p| *p > 0))
 }
 
 /// The start of a pid file (its lines are short: a pid, paths, a port, a key, a status), read
 /// without following a symlink and without waiting on anything but a regular file: the
-/// PostgreSQL OS user may put anything at that name, and pgha reads it as root.
-fn read_head(path: &Path) -> Option<String> {
-    let mut file = std::fs::OpenOptions::new()
+/// PostgreSQL OS user may put anything at that name, and pgha reads it as root. `None`: no
+/// file there, or something else than a file (a symlink, a directory).
+fn read_head(path: &Path) -> std::io::Result<Option<String>> {
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
+        .open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(None);
     }
     let mut head = String::new();
-    file.by_ref().take(8192).read_to_string(&mut head).ok()?;
-    Some(head)
+    match file.by_ref().take(8192).read_to_string(&mut head) {
+        Ok(_) => Ok(Some(head)),
+        // not text: no pid PostgreSQL wrote
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let Some((state, _)) = crate::supervisor::stat(pid) else {
-        return PidFileHolder::Nobody;
+    let state = match crate::killed::stat_fields(&proc_dir.join("stat")) {
+        Ok(fields) => fields.first().and_then(|f| f.chars().next()),
+        Err(e) if crate::killed::gone(&e) => return PidFileHolder::Nobody,
+        Err(_) => return PidFileHolder::Unknown,
+    };
+    let Some(state) = state else {
+        return PidFileHolder::Unknown;
     };
     if state == 'Z' {
         return PidFileHolder::Zombie(pid);
@@ -96,7 +139,10 @@ fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
             .to_string()
     });
     let is_postgres = matches!(program.as_deref(), Some("postgres" | "postmaster"));
-    let here = std::fs::canonicalize(data_dir).is_ok_and(|dir| dir == cwd);
+    let here = match std::fs::canonicalize(data_dir) {
+        Ok(dir) => dir == cwd,
+        Err(_) => return PidFileHolder::Unknown,
+    };
     if is_postgres && here {
         PidFileHolder::Postmaster(pid)
     } else {

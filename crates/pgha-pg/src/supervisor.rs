@@ -241,7 +241,7 @@ fn stale_lock_pid(data_dir: &Path) -> Option<(i32, &'static str)> {
             pid,
             "a process that has exited and that its parent has not reaped",
         )),
-        PidFileHolder::Nobody | PidFileHolder::Postmaster(_) => None,
+        PidFileHolder::Nobody | PidFileHolder::Postmaster(_) | PidFileHolder::Unknown => None,
     }
 }
 
@@ -306,16 +306,24 @@ fn process_stopped(pid: i32) -> bool {
     matches!(stat(pid), Some(('T' | 't', _)) | None)
 }
 
-/// The pids whose parent is `parent`.
+/// The pids whose parent is `parent` (none listed when `/proc` cannot be read).
 pub fn children_of(parent: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| stat(*pid).is_some_and(|(_, ppid)| ppid == parent))
-        .collect()
+    list_children(parent).unwrap_or_default()
+}
+
+/// The pids whose parent is `parent`; an error when `/proc` could not be read in full.
+pub(crate) fn list_children(parent: i32) -> std::io::Result<Vec<i32>> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if stat(pid).is_some_and(|(_, ppid)| ppid == parent) {
+            children.push(pid);
+        }
+    }
+    Ok(children)
 }
 
 /// The parent pid of `pid`, if it lives.

@@ -1,6 +1,8 @@
 //! After each step, the lease deadline handed to the supervisor: armed before a job that may
 //! make PostgreSQL writable starts, disarmed only once it is known not to be writable.
 
+use pgha_pg::pid_file::PidFileHolder;
+
 use crate::fence::{AfterStep, FenceState};
 
 use super::Agent;
@@ -9,10 +11,15 @@ impl Agent {
     /// Hands the lease deadline to the supervisor (before any job of this decision starts: a
     /// promotion runs armed); disarms only once PostgreSQL is known not to be writable.
     pub(crate) fn update_fencing(&mut self, local: &pgha_core::LocalPg) {
-        let postmaster = self.spec.instance.postmaster_pid();
+        let holder = self.spec.instance.pid_file_holder();
+        let postmaster = self.postmaster_for_fencing(holder);
         // Asked at every step, whatever else may make PostgreSQL writable: its first look is
-        // what a previous agent left.
-        let may_turn_writable = self.fencing.may_turn_writable(postmaster);
+        // what a previous agent left. A postmaster that could not be looked for may turn
+        // writable, and what is known of it (a promotion asked) is kept for the next look.
+        let may_turn_writable = match holder {
+            PidFileHolder::Unknown => true,
+            _ => self.fencing.may_turn_writable(postmaster),
+        };
         let (room, after_trust) = self.watchdog_room(postmaster);
         let step = AfterStep {
             deadline: (self.member.fence_deadline_leaving(room, after_trust))
@@ -24,7 +31,7 @@ impl Agent {
             job_may_make_writable: self.member.job_may_make_writable()
                 || self.jobs.may_make_writable()
                 || may_turn_writable,
-            postmaster_running: postmaster.is_some(),
+            postmaster_running: holder.may_run(),
             read_only: local.running && local.in_recovery && !local.unresponsive,
             cap: (self.member.fence_cap_leaving(room, after_trust)).map(|d| self.boot_origin + d.0),
         };
@@ -54,7 +61,8 @@ impl Agent {
     /// never later than the next step arms: that step counts them only once its store read
     /// has waited out its bound.
     pub(crate) fn extend_fencing(&mut self) {
-        let postmaster = self.spec.instance.postmaster_pid();
+        let holder = self.spec.instance.pid_file_holder();
+        let postmaster = self.postmaster_for_fencing(holder);
         let (room, after_trust) = self.watchdog_room(postmaster);
         let armed = self.member.fence_deadline_leaving(room, after_trust);
         // The configuration the next step decides with: the one last read.
@@ -86,6 +94,15 @@ impl Agent {
     /// started; 0 without one), and how long after the trust's end the supervisor's stop may
     /// begin at the soonest. Says once when that timeout, chosen from the margin when its
     /// process started, no longer fits half the margin in force.
+    /// The postmaster the fence is about: the one seen, or while `postmaster.pid` cannot be
+    /// read, the one last seen (whose supervisor's watchdog room is kept).
+    pub(crate) fn postmaster_for_fencing(&self, holder: PidFileHolder) -> Option<i32> {
+        match holder {
+            PidFileHolder::Unknown => self.fencing.last_postmaster(),
+            seen => seen.postmaster(),
+        }
+    }
+
     fn watchdog_room(&mut self, postmaster: Option<i32>) -> (pgha_core::Millis, pgha_core::Millis) {
         let own = self.spec.instance.watchdog.reset_after_ms();
         let running = self.fencing.running_supervisors_room(postmaster);
