@@ -12,9 +12,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{openat, renameat, AtFlags, OFlag};
 use nix::sys::stat::{fchmod, fstatat, FileStat, Mode, SFlag};
-use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, linkat, unlinkat, Gid, Uid, UnlinkatFlags};
 
 use crate::error::{PgError, Result};
 use crate::osuser::RunAs;
@@ -113,6 +113,17 @@ fn file_name(path: &Path) -> Result<&OsStr> {
 /// pgha runs as root. Nothing the OS user planted (a symlink at the file, at a temporary
 /// name, or at a directory on the way) can make this write land anywhere else.
 pub fn write(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<()> {
+    put(path, contents, mode, run_as, true).map(|_| ())
+}
+
+/// [`write`], but never over a file already at `path`, however recently it came: `false`
+/// when one was there (and is left as it was).
+pub fn write_new(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<bool> {
+    put(path, contents, mode, run_as, false)
+}
+
+/// [`write`] (`replace`) or [`write_new`]; whether the file was put in place.
+fn put(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs, replace: bool) -> Result<bool> {
     static UNIQUE: AtomicU64 = AtomicU64::new(0);
     let dir = Dir::parent_of(path, run_as)?;
     let name = file_name(path)?;
@@ -130,7 +141,7 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<
     // SAFETY: `openat` returned a new descriptor that nothing else owns.
     let mut file = unsafe { File::from_raw_fd(fd) };
     let ctx = |what: &str| format!("{what} {}", path.display());
-    let written = (|| -> Result<()> {
+    let written = (|| -> Result<bool> {
         file.write_all(contents)
             .map_err(|e| PgError::io(ctx("write"), e))?;
         fchmod(file.as_raw_fd(), perms).map_err(|e| PgError::io(ctx("chmod"), e.into()))?;
@@ -143,18 +154,26 @@ pub fn write(path: &Path, contents: &[u8], mode: u32, run_as: &RunAs) -> Result<
             .map_err(|e| PgError::io(format!("{} to {}", ctx("chown"), user.name), e.into()))?;
         }
         file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
-        renameat(
-            Some(dir.fd.as_raw_fd()),
-            tmp.as_str(),
-            Some(dir.fd.as_raw_fd()),
-            name,
-        )
-        .map_err(|e| dir.refused(name, "rename into", e))?;
+        let fd = Some(dir.fd.as_raw_fd());
+        if replace {
+            renameat(fd, tmp.as_str(), fd, name)
+                .map_err(|e| dir.refused(name, "rename into", e))?;
+        } else {
+            // a link fails where a file is already (a rename would replace it); the temporary
+            // name goes below
+            let (from, to) = (Path::new(tmp.as_str()), Path::new(name));
+            match linkat(fd, from, fd, to, AtFlags::empty()) {
+                Ok(()) => {}
+                Err(nix::Error::EEXIST) => return Ok(false),
+                Err(e) => return Err(dir.refused(name, "link into", e)),
+            }
+        }
         // the new name survives a crash of the host too
         nix::unistd::fsync(dir.fd.as_raw_fd())
-            .map_err(|e| PgError::io(ctx("sync the directory of"), e.into()))
+            .map_err(|e| PgError::io(ctx("sync the directory of"), e.into()))?;
+        Ok(true)
     })();
-    if written.is_err() {
+    if !replace || written.is_err() {
         let _ = unlinkat(
             Some(dir.fd.as_raw_fd()),
             tmp.as_str(),
@@ -274,4 +293,26 @@ pub fn takes_a_write(dir: &Path, run_as: &RunAs) -> Result<WriteCheck> {
         .map_err(|e| PgError::io(ctx("write"), e))?;
     file.sync_all().map_err(|e| PgError::io(ctx("sync"), e))?;
     Ok(WriteCheck::Taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a placeholder history was written by rename, which replaces: a real
+    /// history received between the look and the write (or one the look could not see) was
+    /// lost. `write_new` lays a file only where none is, and leaves one that is there.
+    #[test]
+    fn a_new_file_is_never_written_over_one_already_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_as = RunAs { user: None };
+        let path = dir.path().join("00000002.history");
+        assert!(write_new(&path, b"placeholder", 0o600, &run_as).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "placeholder");
+        std::fs::write(&path, "1\t0/3000000\tno recovery target specified\n").unwrap();
+        assert!(!write_new(&path, b"placeholder", 0o600, &run_as).unwrap());
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with("1\t"));
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "a temporary file left behind");
+    }
 }

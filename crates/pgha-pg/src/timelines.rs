@@ -1,6 +1,7 @@
 //! Timelines a promotion must not reuse: placeholder history files for those PostgreSQL does
 //! not know of, which it counts when it picks the timeline a promotion starts.
 
+use crate::beneath::Found;
 use crate::error::Result;
 use crate::instance::Instance;
 
@@ -24,10 +25,15 @@ fn history_file(tli: u32) -> String {
 /// stalled promotion may yet end, and must start above them). Returns the timelines reserved.
 pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32>> {
     let wal = instance.data_dir().join("pg_wal");
-    let exists = |tli: u32| has_history(&wal, tli, instance);
     let mut known = instance.controldata().await?.checkpoint_timeline.max(1);
-    while exists(known + 1) {
-        known += 1;
+    // a history that cannot be looked at fails the promotion before it begins, rather than
+    // being taken for none and a placeholder laid where it may be
+    loop {
+        match crate::beneath::found(&wal.join(history_file(known + 1)), &instance.run_as) {
+            Found::File | Found::NotAFile => known += 1,
+            Found::Absent => break,
+            Found::Unknown(e) => return Err(e),
+        }
     }
     let mut reserved = Vec::new();
     for tli in known + 1..=newest {
@@ -36,13 +42,16 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
              member's promotion); this file only keeps a promotion here from starting another \
              timeline {tli}\n"
         );
-        crate::beneath::write(
+        // never over a history received since it was looked for
+        let laid = crate::beneath::write_new(
             &wal.join(history_file(tli)),
             text.as_bytes(),
             0o600,
             &instance.run_as,
         )?;
-        reserved.push(tli);
+        if laid {
+            reserved.push(tli);
+        }
     }
     Ok(reserved)
 }
