@@ -188,9 +188,20 @@ impl Instance {
         }
     }
 
-    /// Whether the data directory is set up as a standby.
+    /// Whether the data directory is set up as a standby (`false` too when that cannot be
+    /// looked at: for callers to which a standby taken for a primary's data costs nothing).
     pub fn has_standby_signal(&self) -> bool {
-        crate::beneath::is_file(&self.data_dir().join("standby.signal"), &self.run_as)
+        self.standby_signal() == Some(true)
+    }
+
+    /// Whether `standby.signal` is there; `None` when that could not be looked at (no
+    /// descriptor left, an I/O error).
+    pub fn standby_signal(&self) -> Option<bool> {
+        match crate::beneath::found(&self.data_dir().join("standby.signal"), &self.run_as) {
+            crate::beneath::Found::File => Some(true),
+            crate::beneath::Found::NotAFile | crate::beneath::Found::Absent => Some(false),
+            crate::beneath::Found::Unknown(_) => None,
+        }
     }
 
     /// The postmaster's pid if one is running on this data directory. A postmaster that died

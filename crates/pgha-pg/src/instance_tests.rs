@@ -84,8 +84,10 @@ async fn a_rewind_marker_that_cannot_be_looked_at_counts_as_one() {
 /// Found by review: a `postmaster.pid` that could not be read (no descriptor left in the agent,
 /// an I/O error) was taken for no postmaster at all, and a stop "succeeded" without stopping
 /// anything: a leader then released its lease, or disarmed its fence, beside a PostgreSQL that
-/// could still be running. Such a postmaster may run: a stop is tried and fails. (A data
-/// directory that is a file makes the read fail: ENOTDIR.)
+/// could still be running. Such a postmaster may run: a stop is tried and fails. Nor is a
+/// `standby.signal` that cannot be looked at taken for none (the configuration rendered for
+/// a primary's role would take a standby's away). (A data directory that is a file makes the
+/// reads fail: ENOTDIR.)
 #[tokio::test]
 async fn a_postmaster_that_cannot_be_looked_for_is_never_taken_for_stopped() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,6 +101,11 @@ async fn a_postmaster_that_cannot_be_looked_for_is_never_taken_for_stopped() {
         "a postmaster that may run taken for none"
     );
     assert_eq!(inst.postmaster_pid(), None, "no pid seen");
+    assert_eq!(
+        inst.standby_signal(),
+        None,
+        "standby.signal taken for absent"
+    );
     let stopped = inst.stop(StopMode::Fast, Duration::from_secs(5)).await;
     assert!(
         stopped.is_err(),

@@ -43,7 +43,18 @@ impl Agent {
     /// `sync_change`). The caller checks that no job runs and reloads.
     pub(crate) async fn render_config(&self, sync_change: bool) -> Result<bool, ActionError> {
         let inst = &self.spec.instance;
-        let standby = inst.has_standby_signal();
+        // A role rendered on a guess could take a standby's signal and upstream away: when
+        // `standby.signal` cannot be looked at, nothing is written this time.
+        let Some(standby) = inst.standby_signal() else {
+            tracing::warn!(
+                "{}: cannot look at standby.signal: configuration not rewritten",
+                self.spec.name
+            );
+            if sync_change {
+                return Err(ActionError::SyncNotApplied);
+            }
+            return Ok(false);
+        };
         let upstream = if standby {
             let peers = self.peers();
             match self.upstream.as_ref().and_then(|u| peers.get(u)) {

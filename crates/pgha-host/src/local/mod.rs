@@ -281,7 +281,8 @@ impl LocalCluster {
             .map(|m| pgha_core::restart::DataOnDisk {
                 member: MemberName::new(m.name.as_str()),
                 initialised: m.instance.is_initialized(),
-                standby_signal: m.instance.has_standby_signal(),
+                // one that cannot be looked at is not taken for a primary's data: no seed on it
+                standby_signal: m.instance.standby_signal().unwrap_or(true),
                 rewind_incomplete: m.instance.rewind_maybe_incomplete(),
                 knows_cluster: m.instance.remembered_cluster().is_some(),
             })
