@@ -299,3 +299,54 @@ fn agent_restarted_while_etcd_unreachable() {
     eprintln!("{new} took over; {leader} rejoined");
     assert_streaming_from_final(&c, &report);
 }
+
+/// The open-file limit of process `pid` (its soft one) set to `soft` with `prlimit`; the
+/// limit it had.
+fn set_open_files(pid: u32, soft: &str) -> String {
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            "--nofile",
+            "--output=SOFT",
+            "--noheadings",
+        ])
+        .output()
+        .expect("run prlimit");
+    let before = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(out.status.success() && !before.is_empty(), "{out:?}");
+    let set = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")])
+        .status()
+        .expect("run prlimit");
+    assert!(set.success(), "prlimit --nofile={soft}: of {pid}");
+    before
+}
+
+/// The leader's agent runs out of file descriptors for 3×ttl (its open-file limit lowered
+/// under the descriptors it holds, as by a leak or a flood of connections to its API),
+/// synchronous mode, writers writing; then the limit is given back. It cannot read
+/// `postmaster.pid`, `/proc` or its lease file, nor start a program, while its store
+/// connection and its PostgreSQL go on. A postmaster it cannot look for may run: it must not
+/// let go of the lease as if PostgreSQL had stopped while PostgreSQL still takes writes. One
+/// writer, nothing lost, and the cluster converges once the limit is back.
+#[test]
+fn leader_agent_out_of_file_descriptors() {
+    let (c, leader) = start_sync();
+    let ck = checker_writing(&c, &leader);
+    let agent = c
+        .member(&leader)
+        .agent_pid()
+        .expect("the leader's agent runs");
+    let before = set_open_files(agent, "3");
+    ck.mark(&format!(
+        "{leader}'s agent (pid {agent}) out of file descriptors (open-file limit 3, was {before})"
+    ));
+    std::thread::sleep(TTL * 3);
+    set_open_files(agent, &before);
+    ck.mark(&format!("{leader}'s agent given its open-file limit back"));
+    let report = ck.finish(&c, CONVERGE);
+    eprintln!("{report}");
+    assert_no_loss_one_writer(&report, &c);
+    assert_streaming_from_final(&c, &report);
+}
