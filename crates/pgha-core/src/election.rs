@@ -116,6 +116,8 @@ impl Rules<'_> {
             SyncMode::Off => Ok(()),
             SyncMode::On if self.sync.members.is_empty() => Ok(()),
             _ if in_set => Ok(()),
+            // strict over a set left from asynchronous times: as in `on`, anyone may run
+            _ if self.sync.promises_nothing() => Ok(()),
             _ => Err(Ineligible::OutsideSyncSet),
         }
     }

@@ -17,6 +17,7 @@ fn quorum_set(leader: &str, members: &[&str]) -> SyncSet {
         members: members.iter().map(|m| MemberName::from(*m)).collect(),
         count: 1,
         method: SyncMethod::Quorum,
+        mode: None,
     }
 }
 

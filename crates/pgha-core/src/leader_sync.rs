@@ -34,8 +34,12 @@ impl Member {
     ) -> bool {
         let local = &obs.local;
         sync::UnseenSets::settle(&mut self.sync.unseen, revision, view.sync_revision);
-        let asynchronous = self.config.synchronous_mode == SyncMode::Off
+        let mode = self.config.synchronous_mode;
+        let asynchronous = mode == SyncMode::Off
             && view.sync.members.is_empty()
+            // one published in another mode says so until published again (an older pgha's,
+            // which does not say, is left as it is)
+            && view.sync.mode.is_none_or(|m| m == mode)
             && local.sync_applied.is_async();
         if asynchronous {
             // Nothing to publish: the set's leader matters only in a synchronous mode.
@@ -54,11 +58,16 @@ impl Member {
         // The store lost the set this leader goes by (deleted by hand, etcd's data gone): a
         // member whose agent started since would take it for empty, every member eligible.
         let putting_back = step == SyncStep::Settled && view.sync_from_memory;
-        if putting_back {
+        // The set says which mode it is in force under (what an empty one means depends on it).
+        let new_mode = step == SyncStep::Settled && view.sync.mode.is_some_and(|m| m != mode);
+        if putting_back || new_mode {
             step = SyncStep::Publish(SyncSet {
                 leader: Some(self.name().clone()),
                 ..view.sync.clone()
             });
+        }
+        if let SyncStep::Publish(set) = &mut step {
+            set.mode = Some(mode);
         }
         if !matches!(step, SyncStep::Publish(_)) {
             self.sync.removal = None;
@@ -112,14 +121,18 @@ impl Member {
                 } else {
                     format!("synchronous set now [{}]", names.join(", "))
                 };
-                plan.push(Action::RecordHistory(HistoryEvent {
-                    kind: EventKind::SyncChanged,
-                    from: None,
-                    to: Some(self.name().clone()),
-                    timeline: local.timeline,
-                    lsn: local.lsn,
-                    reason,
-                }));
+                // an empty set published again (its leader or mode changed): nothing to tell
+                let still_empty = set.members.is_empty() && view.sync.members.is_empty();
+                if putting_back || !still_empty {
+                    plan.push(Action::RecordHistory(HistoryEvent {
+                        kind: EventKind::SyncChanged,
+                        from: None,
+                        to: Some(self.name().clone()),
+                        timeline: local.timeline,
+                        lsn: local.lsn,
+                        reason,
+                    }));
+                }
                 sync::UnseenSets::sent(&mut self.sync.unseen, revision, view.sync_revision, &set);
                 plan.push(Action::PublishSync {
                     set,

@@ -121,6 +121,7 @@ impl View {
             members: members.iter().map(|m| name(m)).collect(),
             count: 1,
             method: SyncMethod::Priority,
+            mode: None,
         };
         self
     }
@@ -347,6 +348,7 @@ fn leading(mode: SyncMode, counted: &[&str]) -> (Member, View, SyncApplied) {
         members: applied.names.iter().cloned().collect(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     (member("n1"), view, applied)
 }

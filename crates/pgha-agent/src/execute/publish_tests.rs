@@ -21,6 +21,7 @@ fn set(names: &[&str]) -> SyncSet {
         members: names.iter().map(|n| MemberName::new(*n)).collect(),
         count: 1,
         method: SyncMethod::Quorum,
+        mode: None,
     }
 }
 

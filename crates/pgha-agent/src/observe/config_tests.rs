@@ -72,6 +72,7 @@ async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
         members: ["n2"].into_iter().map(MemberName::from).collect(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     let (before, after, store) = views_before_and_after_losing(dir.path(), Key::Sync, &set).await;
     assert_eq!(sync_of(&before), set);

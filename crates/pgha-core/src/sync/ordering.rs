@@ -57,6 +57,8 @@ pub fn next_step(
             } else {
                 desired.method
             },
+            // the mode is the caller's to say
+            mode: published.mode,
         });
     }
     if changing {
@@ -67,6 +69,7 @@ pub fn next_step(
         members: wanted,
         count: desired.count,
         method: desired.method,
+        mode: published.mode,
     };
     if target != *published {
         return SyncStep::Publish(target);

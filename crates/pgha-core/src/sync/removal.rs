@@ -99,6 +99,7 @@ mod tests {
             members: members.iter().map(|m| MemberName::from(*m)).collect(),
             count: 1,
             method: SyncMethod::Priority,
+            mode: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The two forms of a synchronous set: as published in the store, as applied to PostgreSQL.
 
-use crate::config::SyncMethod;
+use crate::config::{SyncMethod, SyncMode};
 use crate::types::MemberName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -20,6 +20,21 @@ pub struct SyncSet {
     /// Acknowledgements each commit waits for (`n` of `FIRST n`/`ANY n`).
     pub count: u32,
     pub method: SyncMethod,
+    /// The synchronous mode its leader ran in when it published it (`None`: published by a
+    /// pgha before this field). An empty set means "only its leader holds what was
+    /// acknowledged" in `strict` alone: published in `off`, or in `on` with commits waiting
+    /// for no standby, it promises nothing ([`SyncSet::promises_nothing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SyncMode>,
+}
+
+impl SyncSet {
+    /// An empty set published while commits waited for no standby (mode `off`, or `on`): no
+    /// commit was acknowledged through it, so it keeps no standby from being elected, even
+    /// once the mode is `strict` (a switch its leader may not have published yet).
+    pub fn promises_nothing(&self) -> bool {
+        self.members.is_empty() && matches!(self.mode, Some(SyncMode::Off | SyncMode::On))
+    }
 }
 
 /// `synchronous_standby_names` as rendered into (or read from) PostgreSQL.

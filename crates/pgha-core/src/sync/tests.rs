@@ -194,6 +194,7 @@ fn the_store_covers_what_postgresql_counts_at_every_step() {
         members: ["n2".into()].into(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     // n3 joins the store first (while PostgreSQL still counts n2 only).
     let SyncStep::Publish(both) = next_step(&"n1".into(), &new, &old, &published) else {
@@ -231,6 +232,7 @@ fn a_count_change_publishes_the_lower_count_while_under_way() {
         members: ["n2".into(), "n3".into()].into(),
         count: 2,
         method: SyncMethod::Quorum,
+        mode: None,
     };
     // Lowering: ANY 1 needs more members compared at failover: published before applied.
     let SyncStep::Publish(lowered) = next_step(&"n1".into(), &one, &two, &published) else {
@@ -274,6 +276,7 @@ fn the_first_members_of_a_set_naming_only_its_leader_come_with_every_standby() {
         members: Default::default(),
         count: 0,
         method: SyncMethod::Priority,
+        mode: None,
     };
     let with_n1 = SyncSet {
         members: ["n1".into()].into(),
@@ -364,6 +367,7 @@ fn an_asynchronous_setting_read_back_matches_the_one_asked_for_in_quorum_mode() 
         members: ["n2".into()].into(),
         count: 1,
         method: SyncMethod::Quorum,
+        mode: None,
     };
     for config in [&quorum_off, &quorum_on] {
         let want = desired(config, &leader, &[], &members, &read_back);

@@ -53,6 +53,7 @@ impl UnseenSets {
             members: counted.as_set(),
             count: counted.count,
             method: counted.method,
+            mode: None,
         };
         Self::sent(slot, term, revision, &set);
     }

@@ -52,6 +52,7 @@ fn a_winner_drops_standbys_outside_the_published_set_before_promoting() {
             members: [name("n2"), name("n3")].into(),
             count: 1,
             method: SyncMethod::Priority,
+            mode: None,
         };
         let d = n2.step(&obs(200, local.clone(), &mine, vec![acquired(100, 11)]));
         assert!(
@@ -387,5 +388,48 @@ fn a_switchover_to_a_member_outside_the_set_is_refused_lagging_or_not() {
             said.contains("switch over to one of them") && !said.contains("--allow-data-loss"),
             "{said}"
         );
+    }
+}
+
+/// Found by review: a set left from asynchronous times (leader n1, no member: published in
+/// `off`, where failovers never publish one again) restricted a cluster switched to `strict`
+/// to that set's leader: n1, a standby behind, was the one member eligible, and n2 and n3
+/// would have rewound away what they held beyond it. A set published in `off`, or in `on`
+/// with commits waiting for no standby, promises nothing: every standby may run and the most
+/// advanced wins. One published in `strict` (or by an older pgha, which did not say) still
+/// leaves its leader alone eligible.
+#[test]
+fn a_set_left_from_asynchronous_times_keeps_nobody_out_in_strict_mode() {
+    let n1 = standby(1, 1000, None);
+    let (n2, n3) = (standby(1, 5000, None), standby(1, 4000, None));
+    for (published_in, promises) in [
+        (Some(SyncMode::Off), false),
+        (Some(SyncMode::On), false),
+        (Some(SyncMode::Strict), true),
+        (None, true),
+    ] {
+        let mut view = leaderless(&n2, &n3, None)
+            .with("n1", record(&n1, None))
+            .config(|c| c.synchronous_mode = SyncMode::Strict);
+        view.0.sync = SyncSet {
+            leader: Some(name("n1")),
+            members: Default::default(),
+            count: 1,
+            method: SyncMethod::Priority,
+            mode: published_in,
+        };
+        let d2 = member("n2").step(&obs(0, n2.clone(), &view, vec![]));
+        let d1 = member("n1").step(&obs(0, n1.clone(), &view, vec![]));
+        if promises {
+            assert_eq!(
+                d2.reason,
+                Reason::NotEligible(election::Ineligible::OutsideSyncSet),
+                "{published_in:?}"
+            );
+            assert!(acquires(&d1), "{published_in:?}: {d1:?}");
+        } else {
+            assert!(acquires(&d2), "{published_in:?}: {d2:?}");
+            assert!(!acquires(&d1), "{published_in:?}: n1 is behind: {d1:?}");
+        }
     }
 }

@@ -11,6 +11,7 @@ fn set(leader: &str, members: &[&str], count: u32) -> SyncSet {
         members: members.iter().map(|m| name(m)).collect(),
         count,
         method: SyncMethod::Priority,
+        mode: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn a_standby_leaves_the_synchronous_set_only_after_a_remaining_one_caught_up() {
         members: [name("n2"), name("n3")].into(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     let counting = |names: &[&str]| SyncApplied {
         method: SyncMethod::Priority,
@@ -205,6 +206,7 @@ fn the_set_empties_only_once_a_streaming_standby_holds_what_the_stopped_one_conf
         members: [name("n2")].into(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     let pg = |replicas: Vec<ReplicaState>| LocalPg {
         replicas,
@@ -268,6 +270,7 @@ fn a_raised_synchronous_count_is_published_once_that_many_members_caught_up() {
         members: [name("n2"), name("n3")].into(),
         count: 1,
         method: SyncMethod::Quorum,
+        mode: None,
     };
     let pg = |n3_flush: u64| LocalPg {
         replicas: vec![streaming("n2", 5000), streaming("n3", n3_flush)],
@@ -317,6 +320,7 @@ fn the_first_members_of_an_emptied_set_come_with_the_standbys_that_may_hold_its_
             members: Default::default(),
             count: 0,
             method: SyncMethod::Priority,
+            mode: None,
         };
         let pg = LocalPg {
             replicas: vec![streaming("n3", 5000), streaming("n1", 1000)],
@@ -355,6 +359,7 @@ fn a_leader_puts_back_a_synchronous_set_the_store_lost() {
         members: [name("n2"), name("n3")].into(),
         count: 1,
         method: SyncMethod::Priority,
+        mode: None,
     };
     view.0.sync = set.clone();
     view.0.sync_revision = 12;
@@ -381,14 +386,78 @@ fn a_leader_puts_back_a_synchronous_set_the_store_lost() {
     view.0.sync_revision = 0;
     view.0.sync_from_memory = true;
     let d = n1.step(&obs(1000, pg, &view, vec![]));
+    let put_back = SyncSet {
+        mode: Some(view.0.config.synchronous_mode),
+        ..set
+    };
     assert_eq!(
         publishes(&d),
-        Some((set, 0)),
+        Some((put_back, 0)),
         "the lost set was not put back, guarded by the key's absence: {d:?}"
     );
     assert!(
         has(&d, |a| matches!(a, Action::RecordHistory(e)
             if e.reason.contains("the store had no synchronous set"))),
         "history does not say why: {d:?}"
+    );
+}
+
+/// The set says which mode it was published in (an empty one means "only its leader holds
+/// what was acknowledged" in `strict` alone): a leader in `off` whose store holds a set of
+/// another mode publishes its own once, with its mode and no history entry (an
+/// empty set stays empty), then nothing more; switched to `strict`, it publishes the mode
+/// again once PostgreSQL waits on its placeholder.
+#[test]
+fn a_leader_publishes_the_mode_its_set_is_in_force_under_once() {
+    let mut n1 = member("n1");
+    let mut view = View::new()
+        .leader("n1", 7)
+        .with("n1", record(&primary(1, 5000), None));
+    // left by n3 in `on` with no standby, the mode switched to `off` since
+    view.0.sync = SyncSet {
+        leader: Some(name("n3")),
+        mode: Some(SyncMode::On),
+        ..SyncSet::default()
+    };
+    let mut published = Vec::new();
+    let mut local = primary(1, 5000);
+    for step in 0..6u64 {
+        let outcomes = match step {
+            0 => vec![acquired(0, 7)],
+            _ => vec![renewed((step - 1) * 1000)],
+        };
+        if step == 3 {
+            view.0.config.synchronous_mode = SyncMode::Strict;
+        }
+        let d = n1.step(&obs(step * 1000, local.clone(), &view, outcomes));
+        for a in &d.actions {
+            match a {
+                Action::PublishSync { set, .. } => {
+                    published.push((step, set.clone()));
+                    view.0.sync = set.clone();
+                }
+                Action::SetSync(applied) => {
+                    local.sync_applied = SyncApplied::parse(&applied.to_string()).unwrap();
+                }
+                _ => {}
+            }
+        }
+        assert!(
+            recorded(&d).is_none_or(|e| e.kind != EventKind::SyncChanged),
+            "step {step}: {d:?}"
+        );
+    }
+    let modes: Vec<(u64, Option<SyncMode>, Option<MemberName>)> = published
+        .iter()
+        .map(|(step, s)| (*step, s.mode, s.leader.clone()))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            (0, Some(SyncMode::Off), Some(name("n1"))),
+            // once PostgreSQL applied strict's placeholder
+            (4, Some(SyncMode::Strict), Some(name("n1")))
+        ],
+        "{published:?}"
     );
 }

@@ -9,6 +9,7 @@ fn set(names: &[&str]) -> SyncSet {
         members: names.iter().map(|n| name(n)).collect(),
         count: 1,
         method: SyncMethod::Quorum,
+        mode: None,
     }
 }
 
@@ -49,10 +50,10 @@ fn counts_n3(d: &Decision) -> bool {
 /// seed 11047: an earlier write of the same set, landing late, was taken for the last one, and
 /// the set sent between them landed after it).
 fn publishes(d: &Decision, names: &[&str]) -> bool {
-    has(
-        d,
-        |a| matches!(a, Action::PublishSync { set: s, key_revision: 10, .. } if *s == set(names)),
-    )
+    has(d, |a| {
+        matches!(a, Action::PublishSync { set: s, key_revision: 10, .. }
+            if SyncSet { mode: None, ..s.clone() } == set(names))
+    })
 }
 
 /// n1 leads (term 7) over {n2, n3} as the store's set (revision 10); n3 stops streaming, so
