@@ -104,6 +104,8 @@ pub struct Agent {
     /// The synchronous set last read from the store: what decisions use while the store has
     /// none after having had one (its data lost), never an empty set.
     pub(crate) known_sync: Option<pgha_core::SyncSet>,
+    /// The configuration last kept beside the data directory (`pgha_pg::kept_config`).
+    pub(crate) kept_config: Option<pgha_core::ClusterConfig>,
     /// The cluster's identifier is kept beside the data directory (`cluster-id`).
     pub(crate) cluster_remembered: bool,
     /// The peers last kept beside the data directory (`peers`).
@@ -206,6 +208,7 @@ impl Agent {
             known_config,
             timing_looked_at: None,
             known_sync: None,
+            kept_config: None,
             cluster_remembered: false,
             peers_kept,
             report: report_tx,

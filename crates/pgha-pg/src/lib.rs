@@ -15,6 +15,7 @@ pub mod error;
 pub mod hba;
 pub mod hot_standby;
 pub mod instance;
+pub mod kept_config;
 pub mod killed;
 pub mod lease_file;
 pub mod logical_slots;

@@ -27,8 +27,10 @@ async fn views_before_and_after_losing(
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
     let json = serde_json::to_string(value).unwrap();
     store.put(key, &json, Guard::Any).await.unwrap();
+    let spec = spec(dir);
+    spec.instance.create_member_dir().unwrap();
     // started with the defaults, as before the store was read
-    let (mut agent, _report) = Agent::new(spec(dir), store.clone(), Default::default());
+    let (mut agent, _report) = Agent::new(spec, store.clone(), Default::default());
     let (before, _) = agent.observe().await;
     store.delete(key, Guard::Any).await.unwrap();
     let (after, _) = agent.observe().await;
@@ -59,6 +61,10 @@ async fn a_store_without_a_configuration_gets_back_the_one_last_read() {
         serde_json::from_str::<ClusterConfig>(&back.value).unwrap(),
         running
     );
+    // and kept beside the data, for an agent that starts while the store has none
+    let kept = pgha_pg::kept_config::remembered(&spec(dir.path()).instance).unwrap();
+    let kept: ClusterConfig = serde_json::from_str(&kept.expect("kept")).unwrap();
+    assert_eq!(kept, running);
 }
 
 /// The synchronous set too: a store that lost it is not read as an empty set (which makes

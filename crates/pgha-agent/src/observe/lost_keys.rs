@@ -16,6 +16,7 @@ impl Agent {
     pub(super) async fn fill_lost_keys(&mut self, snapshot: &Snapshot, view: &mut ClusterView) {
         if snapshot.get(Key::Config).is_some() {
             self.known_config = view.config.clone();
+            self.keep_config();
         } else {
             view.config = self.known_config.clone();
             self.restore_config().await;
@@ -28,6 +29,23 @@ impl Agent {
             }
             (None, None) => {}
         }
+    }
+
+    /// Keeps the configuration last read beside the data directory when it changed, for an
+    /// agent that starts while the store has none to put back (`pgha agent`'s start).
+    fn keep_config(&mut self) {
+        if self.kept_config.as_ref() == Some(&self.known_config) {
+            return;
+        }
+        let name = &self.spec.name;
+        let json = match serde_json::to_string(&self.known_config) {
+            Ok(json) => json,
+            Err(e) => return tracing::error!("{name}: cannot encode the configuration: {e}"),
+        };
+        if let Err(e) = pgha_pg::kept_config::remember(&self.spec.instance, &json) {
+            tracing::warn!("{name}: cannot keep the cluster configuration beside its data: {e}");
+        }
+        self.kept_config = Some(self.known_config.clone());
     }
 
     /// Puts the cluster configuration this member last read back into a store that has none

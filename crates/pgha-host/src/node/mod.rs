@@ -3,6 +3,7 @@
 
 pub mod config;
 mod history;
+pub mod initial;
 pub mod notify;
 pub mod run;
 

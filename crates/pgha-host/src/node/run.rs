@@ -80,7 +80,7 @@ pub async fn agent(file: &Path) -> anyhow::Result<()> {
         .config
         .etcd_history_retention()
         .map(|keep| super::history::spawn_trimmer(store.clone(), keep));
-    let initial = node.config.initial_dynamic()?;
+    let initial = super::initial::initial_config(&node.config, &spec.instance)?;
     crate::ops::ensure_config(store.as_ref(), &initial).await?;
     refuse_foreign_data(&spec, store.as_ref()).await?;
 

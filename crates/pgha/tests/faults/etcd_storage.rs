@@ -107,11 +107,19 @@ fn etcd_out_of_space() {
 /// member comes back without data meanwhile. pgha must not start another cluster (the member
 /// without data must clone), must not promote a member behind the acknowledged writes,
 /// and must come back over the same data with the configuration it ran (not the defaults:
-/// asynchronous, a 10 s ttl): one writer, nothing acknowledged lost, every member streaming
-/// from the final primary.
+/// asynchronous, a 10 s ttl; nor the node files' `[dynamic]`, which a setting changed live
+/// makes differ: the member started after the wipe puts back the one it kept): one writer,
+/// nothing acknowledged lost, every member streaming from the final primary.
 #[test]
 fn etcd_data_lost() {
     let (mut c, leader) = start_sync();
+    // set live, so that the cluster's configuration is not the node files' `[dynamic]`
+    let out = c.cli(&["config", "set", "maximum_lag_on_failover=2097152"]);
+    assert!(
+        out.status.success(),
+        "pgha config set failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let config_before = c.cluster_json().expect("/cluster")["config"].clone();
     let system_id = c.sql_one(&leader, "SELECT system_identifier FROM pg_control_system()");
     let ck = checker_writing(&c, &leader);
@@ -170,6 +178,7 @@ fn etcd_data_lost() {
         "ttl_ms",
         "safety_margin_ms",
         "loop_wait_ms",
+        "maximum_lag_on_failover",
     ] {
         if config_after[key] != config_before[key] {
             unmet.push(format!(

@@ -1,0 +1,62 @@
+//! The cluster configuration a member last read from the store, kept beside its data directory
+//! (`cluster-config`, the JSON the store holds): an agent that starts while the store has none
+//! (etcd lost its data) puts back the configuration the cluster ran, not its node file's.
+
+use crate::beneath::Found;
+use crate::error::Result;
+use crate::instance::Instance;
+
+const FILE: &str = "cluster-config";
+
+/// The configuration kept by [`remember`], as JSON; `None` when none was kept, an error when
+/// it could not be read.
+pub fn remembered(inst: &Instance) -> Result<Option<String>> {
+    let path = inst.member_dir.join(FILE);
+    match crate::beneath::found(&path, &inst.run_as) {
+        Found::Absent | Found::NotAFile => Ok(None),
+        Found::Unknown(e) => Err(e),
+        Found::File => crate::beneath::read_to_string(&path, &inst.run_as).map(Some),
+    }
+}
+
+/// Keeps `json` as [`remembered`] (once the member directory exists).
+pub fn remember(inst: &Instance, json: &str) -> Result<()> {
+    if !inst.member_dir.is_dir() {
+        return Ok(());
+    }
+    crate::beneath::write(
+        &inst.member_dir.join(FILE),
+        json.as_bytes(),
+        0o600,
+        &inst.run_as,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{remember, remembered};
+    use crate::instance::Instance;
+
+    /// What is kept comes back across a new `Instance` (an agent restarted); nothing is kept
+    /// before the member directory exists.
+    #[test]
+    fn the_configuration_kept_is_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n2", &dir.path().join("n2"), bins.clone(), run_as.clone());
+        remember(&inst, r#"{"ttl_ms":3000}"#).unwrap();
+        assert_eq!(
+            remembered(&inst).unwrap(),
+            None,
+            "kept without a member directory"
+        );
+        inst.create_member_dir().unwrap();
+        remember(&inst, r#"{"ttl_ms":3000}"#).unwrap();
+        let again = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        assert_eq!(
+            remembered(&again).unwrap().as_deref(),
+            Some(r#"{"ttl_ms":3000}"#)
+        );
+    }
+}
