@@ -178,9 +178,7 @@ impl Agent {
             }
             Action::UndoAlterSystem { parameters } => {
                 // Only names from pgha's own list reach SQL.
-                let owned: Vec<&str> = pgha_pg::conf::OWNED_PARAMETERS
-                    .iter()
-                    .copied()
+                let owned: Vec<&str> = pgha_pg::conf::refused_parameters()
                     .filter(|p| parameters.iter().any(|q| q == p))
                     .collect();
                 let client = self.probe.client(&self.spec, SQL_TIMEOUT).await;
@@ -189,7 +187,8 @@ impl Agent {
                 self.probe.forget_alter_system();
                 tracing::warn!(
                     "{name}: {} set with ALTER SYSTEM, which overrides what pgha sets: reset \
-                     (pgha owns it; cluster-wide settings go through `pgha config set`)",
+                     (pgha owns it, or it would stop the member's recovery at a chosen point; \
+                     cluster-wide settings go through `pgha config set`)",
                     owned.join(", ")
                 );
             }

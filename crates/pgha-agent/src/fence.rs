@@ -143,12 +143,12 @@ impl Fencing {
         stopped
     }
 
-    /// A promotion is about to be asked of the postmaster `pid` (`pg_ctl promote`).
     /// The postmaster whose supervisor's watchdog room was last read.
     pub fn last_postmaster(&self) -> Option<i32> {
         self.supervisor_room.map(|(pid, _)| pid)
     }
 
+    /// A promotion is about to be asked of the postmaster `pid` (`pg_ctl promote`).
     pub fn promotion_asked_of(&mut self, pid: Option<i32>) {
         self.promotion_asked_of = pid;
     }

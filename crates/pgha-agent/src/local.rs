@@ -105,7 +105,10 @@ impl LocalProbe {
             data: DataDir::Missing,
             running: false,
             rewind_incomplete,
-            in_recovery: inst.has_standby_signal(),
+            // a standby.signal that cannot be looked at is not taken for a primary's data: a
+            // leader starts it as a standby and promotes it (a new timeline, its checks), a
+            // follower starts it following (a fork shows as it streams)
+            in_recovery: inst.standby_signal().unwrap_or(true),
             upstream: upstream.cloned(),
             sync_applied: sync_applied.clone(),
             ..LocalPg::default()
@@ -274,8 +277,8 @@ impl LocalProbe {
             let altered = match known_altered {
                 Some(altered) => altered,
                 None => {
-                    let owned = pgha_pg::conf::OWNED_PARAMETERS;
-                    set_by_alter_system(client, &name, owned).await?
+                    let refused: Vec<&str> = pgha_pg::conf::refused_parameters().collect();
+                    set_by_alter_system(client, &name, &refused).await?
                 }
             };
             Ok::<_, pgha_pg::PgError>(Probed {

@@ -59,6 +59,15 @@ pub const RECOVERY_TARGET_PARAMETERS: &[&str] = &[
     "promote_trigger_file",
 ];
 
+/// Every parameter a user may not set ([`OWNED_PARAMETERS`], [`RECOVERY_TARGET_PARAMETERS`]):
+/// what the agent undoes when `ALTER SYSTEM` sets it.
+pub fn refused_parameters() -> impl Iterator<Item = &'static str> {
+    OWNED_PARAMETERS
+        .iter()
+        .chain(RECOVERY_TARGET_PARAMETERS)
+        .copied()
+}
+
 /// Why a user's PostgreSQL parameter is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParameterRefused {

@@ -77,6 +77,16 @@ pub enum PgError {
         marker: std::path::PathBuf,
     },
 
+    #[error(
+        "member {member}: cannot tell whether a postmaster runs on {} (its postmaster.pid or \
+         /proc could not be read: no descriptor left, an I/O error): nothing is stopped on a guess",
+        .data.display()
+    )]
+    PostmasterUnknown {
+        member: String,
+        data: std::path::PathBuf,
+    },
+
     #[error("SQL on {member}: {source}")]
     Sql {
         member: String,

@@ -308,7 +308,13 @@ impl Instance {
     /// Stops PostgreSQL (no-op when it is not running). A postmaster that ends while pg_ctl
     /// waits (killed by its supervisor's fencing) has stopped too, whatever pg_ctl says.
     pub async fn stop(&self, mode: StopMode, timeout: Duration) -> Result<()> {
-        if !self.is_running() {
+        let holder = self.pid_file_holder();
+        if holder == PidFileHolder::Unknown {
+            // pg_ctl would signal whatever pid the file names, one reused since included
+            let (member, data) = (self.name.clone(), self.data_dir());
+            return Err(PgError::PostmasterUnknown { member, data });
+        }
+        if holder.postmaster().is_none() {
             return Ok(());
         }
         let args = ["stop", "-m", mode.as_arg()];

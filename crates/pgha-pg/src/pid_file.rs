@@ -107,6 +107,11 @@ fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     let state = match crate::killed::stat_fields(&proc_dir.join("stat")) {
         Ok(fields) => fields.first().and_then(|f| f.chars().next()),
         Err(e) if crate::killed::gone(&e) => return PidFileHolder::Nobody,
+        // `/proc` mounted `hidepid`, pgha not root: a process this user may not look at is
+        // another user's, and the postmaster runs as this one
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return PidFileHolder::Stranger(pid)
+        }
         Err(_) => return PidFileHolder::Unknown,
     };
     let Some(state) = state else {

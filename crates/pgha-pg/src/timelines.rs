@@ -28,12 +28,8 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
     let mut known = instance.controldata().await?.checkpoint_timeline.max(1);
     // a history that cannot be looked at fails the promotion before it begins, rather than
     // being taken for none and a placeholder laid where it may be
-    loop {
-        match crate::beneath::found(&wal.join(history_file(known + 1)), &instance.run_as) {
-            Found::File | Found::NotAFile => known += 1,
-            Found::Absent => break,
-            Found::Unknown(e) => return Err(e),
-        }
+    while has_history(&wal, known + 1, instance)? {
+        known += 1;
     }
     let mut reserved = Vec::new();
     for tli in known + 1..=newest {
@@ -57,8 +53,23 @@ pub async fn reserve_through(instance: &Instance, newest: u32) -> Result<Vec<u32
 }
 
 /// Whether `wal` holds a history file of `tli` (a regular file, reached without a symlink).
-fn has_history(wal: &std::path::Path, tli: u32, instance: &Instance) -> bool {
-    crate::beneath::is_file(&wal.join(history_file(tli)), &instance.run_as)
+/// Whether `wal` holds a history file of `tli`, reached without a symlink; an error when that
+/// could not be looked at. A `pg_wal` that is itself a symlink (WAL on a disk of its own) is
+/// looked through, which a look may do (nothing is written through it).
+fn has_history(wal: &std::path::Path, tli: u32, instance: &Instance) -> Result<bool> {
+    let path = wal.join(history_file(tli));
+    match crate::beneath::found(&path, &instance.run_as) {
+        Found::File | Found::NotAFile => Ok(true),
+        Found::Absent => Ok(false),
+        Found::Unknown(_) if std::fs::symlink_metadata(wal).is_ok_and(|m| m.is_symlink()) => {
+            match std::fs::symlink_metadata(&path) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(crate::PgError::io(format!("look at {}", path.display()), e)),
+            }
+        }
+        Found::Unknown(e) => Err(e),
+    }
 }
 
 /// Whether the history file of `tli` is one [`reserve_through`] laid.
@@ -95,7 +106,6 @@ pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
     if !holds_a_placeholder(&wal, instance) {
         return Ok(Vec::new());
     }
-    let exists = |tli: u32| has_history(&wal, tli, instance);
     let control = instance.controldata().await?;
     // PostgreSQL recovers towards the newer of the two (a standby that replayed past a switch
     // before its next restartpoint), counts up from there and stops at the first gap.
@@ -103,7 +113,8 @@ pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
         .checkpoint_timeline
         .max(control.min_recovery_timeline)
         .max(1);
-    while exists(newest + 1) {
+    // a real history that cannot be looked at fails the release: a placeholder below it stays
+    while has_history(&wal, newest + 1, instance)? {
         newest += 1;
     }
     let mut released = Vec::new();
@@ -118,6 +129,33 @@ pub async fn release_unused(instance: &Instance) -> Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `pg_wal` that is a symlink (WAL on a disk of its own, `initdb --waldir`) is looked
+    /// through for history files: the look that lays placeholders before a promotion must not
+    /// fail on it (found by review: every promotion did, the walk beneath the OS user's
+    /// directories refusing symlinks), while writes through it stay refused.
+    #[test]
+    fn histories_are_looked_for_through_a_symlinked_pg_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n1", &dir.path().join("n1"), bins, run_as.clone());
+        let wal_disk = dir.path().join("wal-disk");
+        std::fs::create_dir_all(&wal_disk).unwrap();
+        std::fs::write(wal_disk.join(history_file(2)), "1\t0/3000000\treason\n").unwrap();
+        std::fs::create_dir_all(inst.data_dir()).unwrap();
+        let wal = inst.data_dir().join("pg_wal");
+        std::os::unix::fs::symlink(&wal_disk, &wal).unwrap();
+        if let Some(user) = &run_as.user {
+            let (uid, gid) = (Some(user.uid), Some(user.gid));
+            for owned in [inst.member_dir.clone(), inst.data_dir()] {
+                std::os::unix::fs::chown(&owned, uid, gid).unwrap();
+            }
+            std::os::unix::fs::lchown(&wal, uid, gid).unwrap();
+        }
+        assert!(has_history(&wal, 2, &inst).unwrap());
+        assert!(!has_history(&wal, 3, &inst).unwrap());
+    }
 
     /// A standby on timeline 1 that never received timeline 2's history (another member's
     /// promotion) is promoted with timeline 2 reserved: PostgreSQL starts timeline 3, forked

@@ -49,7 +49,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        // No runtime, no threads: a small process that sleeps, reads one file and waits.
+        // No runtime: a small process that sleeps, reads one file and waits (one thread writes
+        // its lines, so that a reader that stops reading never holds it up).
         let code = pgha_pg::supervisor::run(&args);
         return ExitCode::from(code.clamp(0, 255) as u8);
     }

@@ -89,11 +89,6 @@ impl Agent {
         }
     }
 
-    /// How long before the store's expiry the deadline must leave the watchdog (the longer
-    /// timeout of this agent's and of the running supervisor's, which an earlier agent may have
-    /// started; 0 without one), and how long after the trust's end the supervisor's stop may
-    /// begin at the soonest. Says once when that timeout, chosen from the margin when its
-    /// process started, no longer fits half the margin in force.
     /// The postmaster the fence is about: the one seen, or while `postmaster.pid` cannot be
     /// read, the one last seen (whose supervisor's watchdog room is kept).
     pub(crate) fn postmaster_for_fencing(&self, holder: PidFileHolder) -> Option<i32> {
@@ -103,6 +98,11 @@ impl Agent {
         }
     }
 
+    /// How long before the store's expiry the deadline must leave the watchdog (the longer
+    /// timeout of this agent's and of the running supervisor's, which an earlier agent may have
+    /// started; 0 without one), and how long after the trust's end the supervisor's stop may
+    /// begin at the soonest. Says once when that timeout, chosen from the margin when its
+    /// process started, no longer fits half the margin in force.
     fn watchdog_room(&mut self, postmaster: Option<i32>) -> (pgha_core::Millis, pgha_core::Millis) {
         let own = self.spec.instance.watchdog.reset_after_ms();
         let running = self.fencing.running_supervisors_room(postmaster);

@@ -62,9 +62,17 @@ impl Agent {
             member: member.clone(),
             error,
         };
-        self.render_config(false)
+        let rendered = self
+            .render_config(false)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        if !rendered {
+            return Err(failed(
+                "its configuration was not rewritten (its upstream is not known yet, or \
+                 standby.signal could not be looked at): try again"
+                    .into(),
+            ));
+        }
         inst.reload().await.map_err(|e| failed(e.to_string()))?;
         tracing::info!("{member}: configuration rendered and reloaded (asked through the API)");
         Ok(())

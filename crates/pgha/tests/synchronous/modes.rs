@@ -263,6 +263,8 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
             &standby,
             "ALTER SYSTEM SET wal_receiver_status_interval = '9s'",
         ),
+        // a recovery target would stop the standby's replay at its next start
+        (&standby, "ALTER SYSTEM SET recovery_target_lsn = '0/1'"),
         (&standby, "SELECT pg_reload_conf()"),
     ] {
         client.batch_execute(sql).await.unwrap();
@@ -275,7 +277,13 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
         let level: String = query_value(&primary, "SHOW synchronous_commit").await;
         let work_mem: String = query_value(&primary, "SHOW work_mem").await;
         let interval: String = query_value(&standby, "SHOW wal_receiver_status_interval").await;
-        (level == "remote_apply" && work_mem == "8MB" && interval == "1s").then_some(())
+        let target: i64 = query_value(
+            &standby,
+            "SELECT count(*) FROM pg_file_settings WHERE name = 'recovery_target_lsn'",
+        )
+        .await;
+        (level == "remote_apply" && work_mem == "8MB" && interval == "1s" && target == 0)
+            .then_some(())
     })
     .await;
     if back.is_none() {
@@ -283,7 +291,8 @@ async fn remote_apply_is_visible_on_the_sync_standby_at_once() {
         let work_mem: String = query_value(&primary, "SHOW work_mem").await;
         c.fail(&format!(
             "synchronous_commit is {level} and work_mem {work_mem} after ALTER SYSTEM set them \
-             to local and 8MB: pgha resets only what it owns"
+             to local and 8MB (and recovery_target_lsn on a standby): pgha resets only what it \
+             owns or refuses"
         ));
     }
     let log = c.up.log();
