@@ -155,12 +155,11 @@ impl Agent {
         config: pgha_core::ClusterConfig,
     ) -> (Agent, watch::Receiver<AgentReport>) {
         let name = spec.name.clone();
-        let known_config = config.clone();
         let settings = MemberSettings {
             name: spec.name.clone(),
             tags: spec.tags.clone(),
             addresses: spec.addresses(),
-            config,
+            config: config.clone(),
         };
         let (job_tx, job_rx) = mpsc::unbounded_channel();
         let (report_tx, report_rx) = watch::channel(AgentReport {
@@ -174,16 +173,14 @@ impl Agent {
             spec.instance.data_dir(),
             spec.instance.run_as.clone(),
         );
-        let failsafe = Failsafe::persisted(crate::spec::promise_file(&spec.instance.member_dir));
+        let promises = crate::spec::promise_file(&spec.instance.member_dir);
+        let failsafe = Failsafe::persisted(promises, Duration::from_millis(config.ttl_ms));
         let mut member = Member::new(settings);
         if let Some(id) = spec.instance.remembered_cluster() {
             member.knows_cluster(pgha_core::SystemId(id));
         }
-        member.knows_peers(
-            pgha_pg::peers::remembered(&spec.instance)
-                .iter()
-                .map(MemberName::new),
-        );
+        let peers = pgha_pg::peers::remembered(&spec.instance);
+        member.knows_peers(peers.iter().map(MemberName::new));
         let peers_kept = member.peers();
         let agent = Agent {
             spec,
@@ -205,7 +202,7 @@ impl Agent {
             replication_timeout: None,
             last_reason: None,
             view: None,
-            known_config,
+            known_config: config,
             timing_looked_at: None,
             known_sync: None,
             kept_config: None,

@@ -85,8 +85,18 @@ pub struct Confirmation {
 impl Failsafe {
     /// Failsafe state whose promises survive an agent restart or a reboot in `file`
     /// (root-owned, next to the member directory): see [`promises::read`] for what is in force.
-    pub fn persisted(file: PathBuf) -> Self {
-        let promises = promises::read(&file);
+    /// A file that cannot be read counts as a promise for `ttl` from now (the longest this
+    /// member gives under the configuration it starts with), not as none.
+    pub fn persisted(file: PathBuf, ttl: Duration) -> Self {
+        let promises = promises::read(&file).unwrap_or_else(|e| {
+            tracing::warn!(
+                "failsafe: cannot read the promises kept in {} ({e}): taken for a promise not \
+                 to take the lease for {} ms",
+                file.display(),
+                ttl.as_millis()
+            );
+            vec![promises::Promise::unknown(ttl)]
+        });
         if let Some(until) = promises.iter().map(|p| p.until).max() {
             tracing::info!(
                 "failsafe: a promise not to take the lease for {} ms more, made before a restart",
@@ -266,6 +276,25 @@ mod tests {
         );
     }
 
+    /// Found by review: a promises file that could not be read (an I/O error; here a directory
+    /// stands at its name) read as no promise, and a restarted member could take the lease
+    /// while the leader it had confirmed still wrote on its promise. It counts as a promise for
+    /// the ttl the agent starts with.
+    #[test]
+    fn an_unreadable_promises_file_counts_as_a_promise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("n2.failsafe");
+        let none = Failsafe::persisted(file.clone(), Duration::from_secs(10));
+        assert!(none.promised_until().is_none(), "no file: no promise");
+        std::fs::create_dir(&file).unwrap();
+        let until = Failsafe::persisted(file, Duration::from_secs(10)).promised_until();
+        let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+        assert!(
+            left.is_some_and(|l| l > Duration::from_secs(9)),
+            "promised for {left:?}"
+        );
+    }
+
     /// A leader demoted for a switchover gives back the promises of its term it names; a
     /// promise of another term, of another leader, or one it does not name keeps running, and
     /// so does what is given back after a restart (the file is written first).
@@ -273,7 +302,7 @@ mod tests {
     fn a_leader_gives_back_only_the_promises_it_names_of_its_term() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("n2.failsafe");
-        let f = Failsafe::persisted(file.clone());
+        let f = Failsafe::persisted(file.clone(), Duration::from_secs(10));
         let confirm = |leader: &str, term: u64| {
             f.observe(false, Some((leader.into(), term)), Duration::from_secs(30));
             f.observe(true, None, Duration::from_secs(99));
@@ -299,11 +328,13 @@ mod tests {
         assert_eq!(back("n3", 7, vec![first.promise]), 0, "another leader");
         assert_eq!(back("n1", 7, vec![first.promise]), 1);
         assert!(f.promised_until().is_some(), "the second still runs");
-        assert!(Failsafe::persisted(file.clone()).promised_until().is_some());
+        assert!(Failsafe::persisted(file.clone(), Duration::from_secs(10))
+            .promised_until()
+            .is_some());
         assert_eq!(back("n1", 7, vec![first.promise, second.promise]), 1);
         assert_eq!(f.promised_until(), None);
         assert_eq!(
-            Failsafe::persisted(file).promised_until(),
+            Failsafe::persisted(file, Duration::from_secs(10)).promised_until(),
             None,
             "given back before a restart"
         );
@@ -314,7 +345,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pgha-failsafe-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("n2.failsafe");
-        let f = Failsafe::persisted(file.clone());
+        let f = Failsafe::persisted(file.clone(), Duration::from_secs(10));
         assert!(f.promised_until().is_none());
         f.observe(false, Some(("n1".into(), 7)), Duration::from_secs(30));
         f.observe(true, None, Duration::from_secs(99));
@@ -325,7 +356,7 @@ mod tests {
         .unwrap();
         drop(f);
         // A new agent process reads the promise back.
-        let again = Failsafe::persisted(file.clone());
+        let again = Failsafe::persisted(file.clone(), Duration::from_secs(10));
         let left = again
             .promised_until()
             .expect("promise kept across the restart")
@@ -334,14 +365,16 @@ mod tests {
         // From another boot its deadline means nothing, but the promise may still run: it
         // was written before the reboot and lasts its length from now at the most.
         std::fs::write(&file, "another-boot 99999999999 20000\n").unwrap();
-        let left = Failsafe::persisted(file.clone())
+        let left = Failsafe::persisted(file.clone(), Duration::from_secs(10))
             .promised_until()
             .expect("a promise from before a reboot is kept")
             .saturating_duration_since(Instant::now());
         assert!(left > Duration::from_secs(15), "{left:?}");
         // ... and one that had run out before it was written again is no promise.
         std::fs::write(&file, "another-boot 99999999999 0\n").unwrap();
-        assert!(Failsafe::persisted(file).promised_until().is_none());
+        assert!(Failsafe::persisted(file, Duration::from_secs(10))
+            .promised_until()
+            .is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -30,6 +30,17 @@ impl Promise {
         }
     }
 
+    /// What stands for the promises of a file that could not be read: one no leader may give
+    /// back (its identifier is 0), running `length` from now.
+    pub fn unknown(length: Duration) -> Promise {
+        Promise {
+            id: 0,
+            until: Instant::now() + length,
+            leader: String::new(),
+            term: 0,
+        }
+    }
+
     /// Whether `leader` may give it back in `term` naming `ids`.
     pub fn given_back_by(&self, leader: &str, term: u64, ids: &[u64]) -> bool {
         self.id != 0 && self.leader == leader && self.term == term && ids.contains(&self.id)
@@ -95,14 +106,18 @@ pub(super) fn replace(file: &Path, text: &str, sync: bool) -> std::io::Result<()
 /// deadline. One written before a reboot may still run: the leader it confirmed writes on it
 /// as long as it lasts, whatever happened to this host, and a reboot can take less than a
 /// ttl; it was written before the reboot, so it runs for its length from now at the most.
-pub fn read(file: &Path) -> Vec<Promise> {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return Vec::new();
+/// None kept: no file. A file that cannot be read is an error (no promise is taken for none).
+pub fn read(file: &Path) -> std::io::Result<Vec<Promise>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
     let boot = boot_id();
-    text.lines()
+    Ok(text
+        .lines()
         .filter_map(|line| read_line(line, &boot))
-        .collect()
+        .collect())
 }
 
 fn read_line(line: &str, this_boot: &str) -> Option<Promise> {
@@ -148,14 +163,14 @@ mod tests {
         let text = std::fs::read_to_string(&file).unwrap();
         let first: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(first[3..], [&long.id.to_string(), "n1", "8"], "{text}");
-        let back = read(&file);
+        let back = read(&file).unwrap();
         assert_eq!(back.len(), 2, "the promise run out is not kept: {text}");
         assert_eq!((back[0].id, back[0].term), (long.id, 8));
         assert_eq!((back[1].id, back[1].leader.as_str()), (short.id, "n1"));
         assert!(back[0].until > Instant::now() + Duration::from_secs(25));
         // An older agent's file: three fields, a promise no leader can give back.
         std::fs::write(&file, "another-boot 99999999999 20000\n").unwrap();
-        let old = read(&file);
+        let old = read(&file).unwrap();
         assert_eq!(old.len(), 1);
         assert_eq!(old[0].id, 0);
         assert!(!old[0].given_back_by("", 0, &[0]));
