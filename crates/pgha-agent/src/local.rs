@@ -93,7 +93,9 @@ impl LocalProbe {
         limit: Duration,
     ) -> LocalPg {
         let inst = &spec.instance;
-        if !inst.is_initialized() {
+        // A data directory that cannot be looked at may hold a running PostgreSQL: only one
+        // seen without `PG_VERSION` has no data (its postmaster is looked for otherwise).
+        if inst.initialized() == Some(false) {
             self.reset();
             return LocalPg {
                 data: DataDir::Missing,

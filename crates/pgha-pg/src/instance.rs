@@ -70,32 +70,18 @@ impl Instance {
         self.member_dir.join("postgresql.log")
     }
 
-    /// The cluster's system identifier as this member last saw it in the store, kept beside its
-    /// data directory (`cluster-id`): a member whose data is gone still knows it belonged to a
-    /// cluster, and never takes a store that lost its keys for an empty one.
-    pub fn remembered_cluster(&self) -> Option<u64> {
-        let path = self.member_dir.join("cluster-id");
-        let text = crate::beneath::read_to_string(&path, &self.run_as).ok()?;
-        text.trim().parse().ok()
-    }
-
-    /// Keeps `system_id` as [`Self::remembered_cluster`] (once the member directory exists).
-    pub fn remember_cluster(&self, system_id: u64) -> Result<()> {
-        if !self.member_dir.is_dir() {
-            return Ok(());
-        }
-        let text = format!("{system_id}\n");
-        crate::beneath::write(
-            &self.member_dir.join("cluster-id"),
-            text.as_bytes(),
-            0o600,
-            &self.run_as,
-        )
-    }
-
     /// Whether the data directory holds an initialised cluster.
     pub fn is_initialized(&self) -> bool {
         self.data_dir().join("PG_VERSION").is_file()
+    }
+
+    /// [`Self::is_initialized`], `None` when `PG_VERSION` could not be looked at.
+    pub fn initialized(&self) -> Option<bool> {
+        match std::fs::metadata(self.data_dir().join("PG_VERSION")) {
+            Ok(meta) => Some(meta.is_file()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(false),
+            Err(_) => None,
+        }
     }
 
     /// Creates the member directory, owned by the PostgreSQL OS user, mode 0700.

@@ -106,6 +106,7 @@ async fn a_postmaster_that_cannot_be_looked_for_is_never_taken_for_stopped() {
         None,
         "standby.signal taken for absent"
     );
+    assert_eq!(inst.initialized(), None, "PG_VERSION taken for absent");
     let stopped = inst.stop(StopMode::Fast, Duration::from_secs(5)).await;
     assert!(
         stopped.is_err(),

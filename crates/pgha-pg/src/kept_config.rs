@@ -1,12 +1,38 @@
-//! The cluster configuration a member last read from the store, kept beside its data directory
-//! (`cluster-config`, the JSON the store holds): an agent that starts while the store has none
-//! (etcd lost its data) puts back the configuration the cluster ran, not its node file's.
+//! What a member keeps of its cluster beside its data directory: the cluster's identifier
+//! (`cluster-id`) and the configuration it last read from the store (`cluster-config`, the
+//! JSON the store holds), for an agent that starts while the store has none (etcd lost its
+//! data): it never takes the store for an empty one, and puts back what the cluster ran.
 
 use crate::beneath::Found;
 use crate::error::Result;
 use crate::instance::Instance;
 
 const FILE: &str = "cluster-config";
+
+impl Instance {
+    /// The cluster's system identifier as this member last saw it in the store, kept beside its
+    /// data directory (`cluster-id`): a member whose data is gone still knows it belonged to a
+    /// cluster, and never takes a store that lost its keys for an empty one.
+    pub fn remembered_cluster(&self) -> Option<u64> {
+        let path = self.member_dir.join("cluster-id");
+        let text = crate::beneath::read_to_string(&path, &self.run_as).ok()?;
+        text.trim().parse().ok()
+    }
+
+    /// Keeps `system_id` as [`Self::remembered_cluster`] (once the member directory exists).
+    pub fn remember_cluster(&self, system_id: u64) -> Result<()> {
+        if !self.member_dir.is_dir() {
+            return Ok(());
+        }
+        let text = format!("{system_id}\n");
+        crate::beneath::write(
+            &self.member_dir.join("cluster-id"),
+            text.as_bytes(),
+            0o600,
+            &self.run_as,
+        )
+    }
+}
 
 /// The configuration kept by [`remember`], as JSON; `None` when none was kept, an error when
 /// it could not be read.
