@@ -51,10 +51,13 @@ pub enum Action {
     ReleaseLeader {
         revision: u64,
     },
-    /// Put the `position` key (leader only, guarded by the leader key at `leader_revision`).
+    /// Put the `position` key (leader only, guarded by the leader key at `leader_revision` and
+    /// by the key still at `key_revision`, as the read it was decided on showed it; 0: absent:
+    /// a write decided before a read that showed the fencing mark can never land after it).
     PublishPosition {
         position: crate::observe::LeaderPosition,
         leader_revision: u64,
+        key_revision: u64,
     },
     /// Put the `failsafe` key (leader only, guarded by the leader key at `leader_revision` and
     /// by the key still at `key_revision`, as the read it was decided on showed it; 0: absent).

@@ -346,6 +346,7 @@ impl Member {
                 unfenced,
             },
             leader_revision: revision,
+            key_revision: view.position_revision,
         });
     }
 }

@@ -102,6 +102,9 @@ pub struct ClusterView {
     pub history: Vec<HistoryEvent>,
     /// The `position` key: the last WAL position a leader published (it outlives the lease).
     pub leader_position: Option<LeaderPosition>,
+    /// The store revision the `position` key was last written at (0: absent); a leader's
+    /// write of the key compares it.
+    pub position_revision: u64,
     /// The `failsafe` key: whom the leader would ask to confirm it while the store is down.
     pub failsafe: Option<FailsafeList>,
     /// The store revision the `failsafe` key was last written at (0: absent); a leader's write

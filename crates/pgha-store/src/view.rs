@@ -150,6 +150,7 @@ pub fn cluster_view(snapshot: &Snapshot) -> Result<ClusterView, Unreadable> {
         failsafe,
         failsafe_revision: key(Key::Failsafe).map_or(0, |(_, revision)| revision),
         leader_position,
+        position_revision: key(Key::Position).map_or(0, |(_, revision)| revision),
         history: history_entries(snapshot)
             .into_iter()
             .map(|h| h.event)

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use pgha_core::{Action, FailsafeList, MemberName, SyncMethod, SyncSet};
+use pgha_core::Timeline;
+use pgha_core::{Action, FailsafeList, LeaderPosition, Lsn, MemberName, SyncMethod, SyncSet};
 use pgha_store::{Key, MemoryStore, Store, StoreError, TokioClock};
 
 use crate::action_error::ActionError;
@@ -73,6 +74,51 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
     let read = store.snapshot().await.unwrap();
     let kept: FailsafeList = serde_json::from_str(&read.get(Key::Failsafe).unwrap().value).unwrap();
     assert_eq!(kept, list(&["n1", "n2"]));
+}
+
+/// Found by review: the leader's position was written guarded by the leader key alone, so a
+/// write whose answer was lost could land after a later one. A paused leader's late unmarked
+/// position then erased the mark (`unfenced`) that keeps the others from running beside a
+/// PostgreSQL nothing fences. It lands only on the key's revision it was decided on.
+#[tokio::test]
+async fn a_position_decided_on_an_older_read_does_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let term = store
+        .acquire_leader("n1", pgha_core::Ttl::from_millis(10_000))
+        .await
+        .unwrap();
+    let position = |lsn: u64, unfenced: bool, key_revision| Action::PublishPosition {
+        position: LeaderPosition {
+            leader: MemberName::new("n1"),
+            timeline: Timeline(1),
+            lsn: Lsn(lsn),
+            term: Some(term),
+            unfenced,
+        },
+        leader_revision: term,
+        key_revision,
+    };
+    let stored = || async {
+        let read = store.snapshot().await.unwrap();
+        let v = read.get(Key::Position).unwrap().clone();
+        (
+            serde_json::from_str::<LeaderPosition>(&v.value).unwrap(),
+            v.revision,
+        )
+    };
+    // The mark, decided on a read without the key: lands.
+    let _ = agent.execute_one(&position(200, true, 0)).await;
+    let (marked, at) = stored().await;
+    assert!(marked.unfenced && marked.lsn == Lsn(200));
+    // An unmarked one decided on that same read, landing after it: refused, the mark stays.
+    let _ = agent.execute_one(&position(100, false, 0)).await;
+    assert_eq!(stored().await, (marked, at), "the late write landed");
+    // Decided on the read that showed the mark: lands.
+    let _ = agent.execute_one(&position(300, false, at)).await;
+    let (now, _) = stored().await;
+    assert!(!now.unfenced && now.lsn == Lsn(300), "{now:?}");
 }
 
 /// A promotion relies on the set publication before it in the same decision

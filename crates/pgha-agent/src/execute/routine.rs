@@ -55,11 +55,13 @@ impl Agent {
             Action::PublishPosition {
                 position,
                 leader_revision,
+                key_revision,
             } => {
                 let json = serde_json::to_string(position);
-                let guard = Guard::Leader {
+                let guard = Guard::LeaderAndKey {
                     holder: name,
                     revision: *leader_revision,
+                    key_revision: *key_revision,
                 };
                 Some(Box::pin(async move {
                     let put = async {

@@ -194,7 +194,9 @@ fn the_leader_keeps_the_position_key_current() {
                 term: Some(7),
                 ..
             },
-            leader_revision: 7
+            leader_revision: 7,
+            // compared against the key's revision as read (none yet here)
+            key_revision: 0,
         }
     )));
     // Not more than once per loop.

@@ -26,7 +26,7 @@ fn a_paused_leader_disarms_its_fencing_only_once_the_store_marks_it_unfenced() {
     let paused = view.clone().config(|c| c.paused = true);
     let marks = |d: &Decision, unfenced: bool| {
         has(d, |a| {
-            matches!(a, Action::PublishPosition { position, leader_revision: 7 }
+            matches!(a, Action::PublishPosition { position, leader_revision: 7, .. }
                 if position.unfenced == unfenced && position.term == Some(7))
         })
     };

@@ -104,6 +104,7 @@ impl World {
                 switchover: self.store.switchover.clone(),
                 history: self.store.history.clone(),
                 leader_position: self.store.position.clone(),
+                position_revision: self.store.position_revision,
                 failsafe: self.store.failsafe.clone(),
                 failsafe_revision: self.store.failsafe_revision,
             }))

@@ -149,6 +149,7 @@ struct Store {
     /// stopped running since, a better candidate back, and then releases it unused).
     late_won: Option<(usize, u64)>,
     position: Option<LeaderPosition>,
+    position_revision: u64,
     failsafe: Option<FailsafeList>,
     failsafe_revision: u64,
 }

@@ -77,6 +77,7 @@ impl World {
                 leader_gone_at: Some(0),
                 late_won: None,
                 position: None,
+                position_revision: 0,
                 failsafe: None,
                 failsafe_revision: 0,
             },

@@ -47,13 +47,13 @@ impl World {
     }
 
     /// A leader's write of its `sync`, `failsafe` or `position` key. With the store slow, a
-    /// write of the synchronous set or the failsafe list may land up to 3 s later, its answer
+    /// write of any of them may land up to 3 s later, its answer
     /// lost (the core never hears of a publication: it learns from reads), in any order with
     /// the member's other writes, after its agent was killed too, and only if the key is still
     /// at the revision it compares.
     /// Whether the write landed and its answer came back.
     pub(super) fn publish(&mut self, i: usize, action: &Action) -> bool {
-        let may_be_late = !matches!(action, Action::PublishPosition { .. });
+        let may_be_late = true;
         if may_be_late && self.slow_store && self.rng.chance(300) {
             let at = self.now + self.rng.below(3_000);
             self.late_writes.push((at, i, action.clone(), None));
@@ -226,6 +226,9 @@ impl World {
             Action::PublishFailsafe { key_revision, .. } => {
                 self.store.failsafe_revision != *key_revision
             }
+            Action::PublishPosition { key_revision, .. } => {
+                self.store.position_revision != *key_revision
+            }
             _ => false,
         };
         if key_moved {
@@ -243,7 +246,9 @@ impl World {
                 self.store.failsafe_revision = self.store.revision;
             }
             Action::PublishPosition { position, .. } => {
-                self.store.position = Some(position.clone())
+                self.store.revision += 1;
+                self.store.position = Some(position.clone());
+                self.store.position_revision = self.store.revision;
             }
             _ => unreachable!(),
         }
