@@ -57,6 +57,14 @@ fn proc_of(pid: i32) -> std::io::Result<Option<Proc>> {
     Ok(Some(Proc { pid, started }))
 }
 
+/// The process `read` found, if any; `missed` set when it could not be read.
+fn seen(read: std::io::Result<Option<Proc>>, missed: &mut bool) -> Option<Proc> {
+    read.unwrap_or_else(|_| {
+        *missed = true;
+        None
+    })
+}
+
 impl InstanceId {
     /// The instance of the living postmaster `postmaster`, if `/proc` shows it.
     pub fn of(postmaster: i32) -> Option<Self> {
@@ -91,27 +99,44 @@ impl InstanceId {
     /// data directory, or runs another program now, is still the postmaster's). `None` when
     /// `/proc` could not be read in full (no descriptor left): some may be missing.
     fn processes(&self, postmaster: Option<i32>) -> Option<BTreeSet<Proc>> {
-        let children: BTreeSet<i32> = match postmaster {
-            Some(pm) => crate::supervisor::list_children(pm)
-                .ok()?
-                .into_iter()
-                .collect(),
-            None => BTreeSet::new(),
+        let mut missed = false;
+        let procs = self.processes_seen(postmaster, &mut missed);
+        (!missed).then_some(procs)
+    }
+
+    /// [`Self::processes`] as far as `/proc` could be read; `missed` set when some could not.
+    fn processes_seen(&self, postmaster: Option<i32>, missed: &mut bool) -> BTreeSet<Proc> {
+        let children: Vec<i32> = match postmaster.map(crate::supervisor::list_children) {
+            Some(Ok(children)) => children,
+            Some(Err(_)) => {
+                *missed = true;
+                Vec::new()
+            }
+            None => Vec::new(),
         };
         let mut procs = BTreeSet::new();
-        for entry in std::fs::read_dir("/proc").ok()? {
-            let name = entry.ok()?.file_name();
-            let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            *missed = true;
+            return procs;
+        };
+        for entry in entries {
+            let Ok(entry) = entry else {
+                *missed = true;
                 continue;
             };
-            if !children.contains(&pid) && self.owns(pid).ok()? {
-                procs.extend(proc_of(pid).ok()?);
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            match self.owns(pid) {
+                Ok(true) if !children.contains(&pid) => procs.extend(seen(proc_of(pid), missed)),
+                Ok(_) => {}
+                Err(_) => *missed = true,
             }
         }
         for pid in children {
-            procs.extend(proc_of(pid).ok()?);
+            procs.extend(seen(proc_of(pid), missed));
         }
-        Some(procs)
+        procs
     }
 
     /// Whether no server process of this instance can run again. `postmaster`: its
@@ -140,8 +165,8 @@ impl InstanceId {
     /// half a second. How many of its processes could still run when it began.
     pub fn kill(&self, postmaster: Option<i32>) -> usize {
         let could_run = || -> Vec<Proc> {
-            // what could not be listed is not counted; the tree is killed whatever it lists
-            (self.processes(postmaster).unwrap_or_default().into_iter())
+            // as far as `/proc` could be read: what it shows is killed
+            (self.processes_seen(postmaster, &mut false).into_iter())
                 .filter(|p| !doomed(p.pid))
                 .collect()
         };

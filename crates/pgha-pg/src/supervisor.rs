@@ -319,7 +319,13 @@ pub(crate) fn list_children(parent: i32) -> std::io::Result<Vec<i32>> {
         let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        if stat(pid).is_some_and(|(_, ppid)| ppid == parent) {
+        // a process whose parent cannot be read may be a child: the listing is not whole
+        let fields = match crate::killed::stat_fields(Path::new(&format!("/proc/{pid}/stat"))) {
+            Ok(fields) => fields,
+            Err(e) if crate::killed::gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        if fields.get(1).and_then(|f| f.parse::<i32>().ok()) == Some(parent) {
             children.push(pid);
         }
     }
