@@ -97,13 +97,20 @@ impl Member {
         if local.in_recovery {
             let handover = self.handover.take();
             if let Some(handover) = handover.filter(|h| h.term == lease.revision) {
-                // Demoted for a switchover: publish the final position, then let go.
+                // Demoted for a switchover: publish the final position, and let go only once
+                // the store shows it (a lost write would leave the target the record from
+                // before the stop, and it could take over without the last commits).
                 let record = self.record(local, view);
-                self.publish(record, now, plan);
-                let reason = Reason::SwitchoverHandedOff {
-                    target: handover.target,
-                };
-                return self.release(lease, reason, plan);
+                let shown = view.members.get(self.name()).is_some_and(|r| {
+                    r.in_recovery && r.timeline == record.timeline && r.lsn >= record.lsn
+                });
+                let target = handover.target.clone();
+                if !shown {
+                    self.handover = Some(handover);
+                    self.publish(record, now, plan);
+                    return Reason::SwitchoverDemoting { target };
+                }
+                return self.release(lease, Reason::SwitchoverHandedOff { target }, plan);
             }
             if self.config.paused && self.promotion.is_none() {
                 return Reason::Paused;

@@ -54,8 +54,18 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     );
     let demoted = job_done(JobKind::Demote);
     let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
-    // Demoted: the failsafe promises of its term are given back before the key is released
-    // (the target need not wait out a promise its members gave n1 in a store outage).
+    // Demoted: its final position goes to the store first; the key stays until a read shows
+    // it there (found by review: a lost write left the target the record from before the stop).
+    assert!(has(&d, |a| matches!(a, Action::PublishMember(r) if r.lsn == Lsn(1200))));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })), "{d:?}");
+    let d = n1.step(&obs(700, standby(1, 1200, None), &view, vec![]));
+    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })), "{d:?}");
+    let shown = view
+        .clone()
+        .with("n1", record(&standby(1, 1200, None), Some("n1")));
+    let d = n1.step(&obs(800, standby(1, 1200, None), &shown, vec![]));
+    // The failsafe promises of its term are given back before the key is released (the
+    // target need not wait out a promise its members gave n1 in a store outage).
     gives_back_promises_then_releases(&d, 7);
 
     let after = View::new()
@@ -97,7 +107,11 @@ fn a_switchover_demotion_shutting_postgres_down_is_explained_as_the_switchover()
         }
     );
     let demoted = job_done(JobKind::Demote);
-    let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
+    n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
+    let shown = view
+        .clone()
+        .with("n1", record(&standby(1, 1200, None), Some("n1")));
+    let d = n1.step(&obs(700, standby(1, 1200, None), &shown, vec![]));
     assert_eq!(
         d.reason,
         Reason::SwitchoverHandedOff {
