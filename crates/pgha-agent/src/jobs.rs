@@ -58,6 +58,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         unreachable @ JobError::RewindSourceUnreachable { .. } => {
             JobFailure::SourceUnreachable(unreachable.to_string())
         }
+        late @ JobError::DeadlinePassed => JobFailure::NotBegun(late.to_string()),
         other => JobFailure::Failed(other.to_string()),
     })
 }
@@ -107,6 +108,11 @@ pub enum JobError {
         from: MemberName,
         source: Box<JobError>,
     },
+    /// Not promoted: the fencing deadline armed for this promotion had passed by the time it
+    /// was to be asked (the agent paused or slowed after deciding it): the supervisor would
+    /// kill a primary at once, and the lease it was decided on may be gone.
+    #[error("not promoted: the fencing deadline armed for it passed before it was asked")]
+    DeadlinePassed,
     /// The postmaster stopped while it was promoting.
     #[error("PostgreSQL stopped while promoting (its log says why)")]
     StoppedWhilePromoting,
@@ -212,6 +218,7 @@ async fn restart(ctx: &JobContext, role: &StartRole) -> JobResult {
 
 async fn promote(ctx: &JobContext, newest_timeline: pgha_core::Timeline) -> JobResult {
     let inst = &ctx.spec.instance;
+    promotion::deadline_ahead(ctx)?;
     if let Some(script) = &ctx.spec.callbacks.pre_promote {
         let call = crate::callbacks::Call {
             script: script.clone(),

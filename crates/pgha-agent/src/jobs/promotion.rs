@@ -21,6 +21,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// against before it lets go of the lease.
 pub(super) async fn promote_and_wait(ctx: &JobContext) -> JobResult {
     let inst = &ctx.spec.instance;
+    deadline_ahead(ctx)?;
     inst.request_promotion().await?;
     let mut client: Option<Client> = None;
     let mut replayed: Option<String> = None;
@@ -53,5 +54,53 @@ pub(super) async fn promote_and_wait(ctx: &JobContext) -> JobResult {
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A promotion decided on a lease and carried out later (the agent paused or slowed after
+/// deciding it) goes on only while the deadline armed for it is ahead: past it, the lease it
+/// was decided on may be gone. A disarmed deadline is the maintenance mode's.
+pub(super) fn deadline_ahead(ctx: &JobContext) -> JobResult {
+    let armed = ctx.spec.instance.lease_file().read();
+    if armed.is_some_and(|deadline| deadline <= pgha_pg::lease_file::boot_clock_ms()) {
+        return Err(JobError::DeadlinePassed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: a promotion decided on a lease was asked of PostgreSQL whenever the
+    /// job got to it, a deadline that had passed meanwhile (the agent paused after deciding)
+    /// included: PostgreSQL turned writable for up to a supervisor's poll with no lease. It
+    /// is not asked then, and the core hears it was not begun.
+    #[tokio::test]
+    async fn a_promotion_is_not_asked_past_the_deadline_armed_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = std::sync::Arc::new(crate::test_spec::spec(dir.path()));
+        spec.instance.create_member_dir().unwrap();
+        let lease = spec.instance.lease_file();
+        lease
+            .arm(pgha_pg::lease_file::boot_clock_ms().saturating_sub(1))
+            .unwrap();
+        let ctx = JobContext {
+            spec,
+            peers: Default::default(),
+            dynamic: Default::default(),
+            cancelled: Default::default(),
+        };
+        let result = crate::jobs::run_job(
+            ctx,
+            pgha_core::Action::Promote {
+                newest_timeline: pgha_core::Timeline(1),
+            },
+        )
+        .await;
+        assert!(
+            matches!(result, Err(pgha_core::JobFailure::NotBegun(_))),
+            "{result:?}"
+        );
     }
 }

@@ -56,10 +56,19 @@ fn switchover_demotes_the_leader_first_and_the_target_waits_for_replay() {
     let d = n1.step(&obs(600, standby(1, 1200, None), &view, vec![demoted]));
     // Demoted: its final position goes to the store first; the key stays until a read shows
     // it there (found by review: a lost write left the target the record from before the stop).
-    assert!(has(&d, |a| matches!(a, Action::PublishMember(r) if r.lsn == Lsn(1200))));
-    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })), "{d:?}");
+    assert!(has(
+        &d,
+        |a| matches!(a, Action::PublishMember(r) if r.lsn == Lsn(1200))
+    ));
+    assert!(
+        !has(&d, |a| matches!(a, Action::ReleaseLeader { .. })),
+        "{d:?}"
+    );
     let d = n1.step(&obs(700, standby(1, 1200, None), &view, vec![]));
-    assert!(!has(&d, |a| matches!(a, Action::ReleaseLeader { .. })), "{d:?}");
+    assert!(
+        !has(&d, |a| matches!(a, Action::ReleaseLeader { .. })),
+        "{d:?}"
+    );
     let shown = view
         .clone()
         .with("n1", record(&standby(1, 1200, None), Some("n1")));
