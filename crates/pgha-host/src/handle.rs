@@ -161,7 +161,7 @@ impl ClusterHandle {
             Err(e) => match self.stopped_for_reading(&e) {
                 Some(cluster) => {
                     let store = persisted_store(cluster)?;
-                    Ok(crate::ops::view(&store).await?.config)
+                    Ok(crate::ops::stored_config(&store).await?)
                 }
                 None => Err(self.explain(e)),
             },

@@ -57,6 +57,13 @@ pub async fn view(store: &dyn Store) -> Result<ClusterView, OpError> {
     Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
 }
 
+/// The configuration as the store holds it, valid or not (`pgha config show` and `edit` open
+/// one that fails validation, to mend it); the defaults where it holds none.
+pub async fn stored_config(store: &dyn Store) -> Result<ClusterConfig, OpError> {
+    let snapshot = store.snapshot().await?;
+    Ok(pgha_store::stored_config(&snapshot)?.unwrap_or_default())
+}
+
 /// A request written: the member it promotes (for a switchover naming none, the best
 /// candidate as the store shows it now), the leader it was made to, and for a scheduled one a
 /// refusal of the moment it was written despite (the leader checks it again when it is due).

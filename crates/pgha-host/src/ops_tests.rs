@@ -198,3 +198,25 @@ async fn a_scheduled_switchover_is_not_refused_for_a_target_not_streaming_this_m
     );
     assert!(view(&store).await.unwrap().switchover.is_none());
 }
+
+/// A configuration that fails validation (written around `pgha config set`) is unreadable to
+/// the agents, but `pgha config show` and `edit` still open it as stored, and a change mends
+/// it (`update_config` starts from the stored value; `pgha config set` validates the result).
+#[tokio::test]
+async fn a_configuration_that_fails_validation_is_shown_and_mended() {
+    let store = MemoryStore::new(Arc::new(ManualClock::new()));
+    let bad = r#"{"ttl_ms": 3000, "safety_margin_ms": 3000}"#;
+    store.put(Key::Config, bad, Guard::Any).await.unwrap();
+    assert!(view(&store).await.is_err(), "the agents' view takes it");
+    let shown = stored_config(&store).await.unwrap();
+    assert_eq!((shown.ttl_ms, shown.safety_margin_ms), (3000, 3000));
+    let mended = update_config(&store, |c| {
+        c.safety_margin_ms = 1000;
+        c.loop_wait_ms = 500;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(mended.ttl_ms, 3000);
+    assert!(view(&store).await.is_ok(), "not mended");
+}

@@ -56,7 +56,7 @@ pub async fn history(State(host): State<Arc<Host>>) -> Answer<Vec<HistoryEntry>>
 }
 
 pub async fn config(State(host): State<Arc<Host>>) -> Answer<ClusterConfig> {
-    Ok(Json(ops::view(host.store.as_ref()).await?.config))
+    Ok(Json(ops::stored_config(host.store.as_ref()).await?))
 }
 
 /// Prometheus metrics: each member of this host as its agent last observed it, and the
