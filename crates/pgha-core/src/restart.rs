@@ -13,6 +13,8 @@ pub struct DataOnDisk {
     pub initialised: bool,
     /// `standby.signal` is present: the data is a standby's.
     pub standby_signal: bool,
+    /// Whether `standby.signal` is there could not be looked at (an I/O error).
+    pub signal_unknown: bool,
     /// A rewind began on it and did not finish (`rewind-incomplete`): its files mix two
     /// histories, so it is nobody's primary data.
     pub rewind_incomplete: bool,
@@ -29,6 +31,9 @@ pub enum SeedRefusal {
     NoPrimaryData,
     /// Several members hold a primary's data: giving the key to one would pick a history.
     SeveralPrimaries(Vec<MemberName>),
+    /// Whether these members hold a primary's data could not be looked at: giving the key to
+    /// another could pick an older history than theirs.
+    Unreadable(Vec<MemberName>),
     /// No member has data, but these belonged to a cluster: its data is gone or not mounted,
     /// and a member given the key would initialise a new, empty one in its place.
     DataGone(Vec<MemberName>),
@@ -53,6 +58,16 @@ impl fmt::Display for SeedRefusal {
                 f,
                 "members {} all hold primary data directories (a failover the cluster stopped \
                  during): they start as standbys and elect the one with the newest data",
+                names
+                    .iter()
+                    .map(MemberName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            SeedRefusal::Unreadable(names) => write!(
+                f,
+                "whether {} hold a primary's data could not be looked at (standby.signal could \
+                 not be read): they start as standbys and elect the one with the newest data",
                 names
                     .iter()
                     .map(MemberName::as_str)
@@ -114,6 +129,14 @@ pub fn seed_leader(
         }
         return Ok(disks.first().map(|d| d.member.clone()));
     }
+    let unknown: Vec<MemberName> = initialised
+        .iter()
+        .filter(|d| d.signal_unknown)
+        .map(|d| d.member.clone())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(SeedRefusal::Unreadable(unknown));
+    }
     let primaries: Vec<MemberName> = initialised
         .iter()
         .filter(|d| !d.standby_signal && !d.rewind_incomplete)
@@ -157,9 +180,26 @@ mod tests {
             member: MemberName::new(name),
             initialised,
             standby_signal,
+            signal_unknown: false,
             rewind_incomplete: false,
             knows_cluster: initialised,
         }
+    }
+
+    /// Found by review: a directory whose standby.signal could not be looked at was counted as
+    /// a standby's, and the one other member with a primary's data was seeded, where that
+    /// directory may hold a newer primary's: nobody is seeded then, the members elect.
+    #[test]
+    fn no_seed_while_a_members_data_cannot_be_looked_at() {
+        let unknown = DataOnDisk {
+            signal_unknown: true,
+            ..disk("n2", true, true)
+        };
+        let disks = [disk("n1", true, false), unknown, disk("n3", true, true)];
+        assert_eq!(
+            seed_leader(false, None, &disks),
+            Err(SeedRefusal::Unreadable(vec![MemberName::new("n2")]))
+        );
     }
 
     /// A half-rewound directory (no standby.signal: pg_rewind writes none) is nobody's

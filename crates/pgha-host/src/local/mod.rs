@@ -281,8 +281,8 @@ impl LocalCluster {
             .map(|m| pgha_core::restart::DataOnDisk {
                 member: MemberName::new(m.name.as_str()),
                 initialised: m.instance.is_initialized(),
-                // one that cannot be looked at is not taken for a primary's data: no seed on it
-                standby_signal: m.instance.standby_signal().unwrap_or(true),
+                standby_signal: m.instance.standby_signal() == Some(true),
+                signal_unknown: m.instance.standby_signal().is_none(),
                 rewind_incomplete: m.instance.rewind_maybe_incomplete(),
                 knows_cluster: m.instance.remembered_cluster().is_some(),
             })
