@@ -47,6 +47,12 @@ fn sleeper(dir: &Path, program: &str) -> Child {
     cmd.current_dir(dir).spawn().unwrap()
 }
 
+/// The pids of `instance`'s processes, its postmaster `pm` living.
+fn pids_of(instance: &InstanceId, pm: i32) -> BTreeSet<i32> {
+    let procs = instance.processes(Some(pm)).expect("/proc read in full");
+    procs.iter().map(|p| p.pid).collect()
+}
+
 fn alive(child: &mut Child) -> bool {
     child.try_wait().unwrap().is_none()
 }
@@ -83,12 +89,7 @@ fn an_instance_is_its_programs_processes_in_its_data_directory_and_they_are_kill
         instance.is_some()
     }));
     let instance = instance.unwrap();
-    let pids: BTreeSet<i32> = instance
-        .processes(Some(pm))
-        .unwrap()
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let pids = pids_of(&instance, pm);
     assert_eq!(pids, BTreeSet::from([pm, backend.id() as i32]));
     assert!(
         !instance.all_killed(Some(pm)),
@@ -146,12 +147,7 @@ fn a_child_of_the_postmaster_elsewhere_is_one_of_its_processes() {
     }));
     let child = child.unwrap();
     let instance = InstanceId::of(pm).unwrap();
-    let pids: BTreeSet<i32> = instance
-        .processes(Some(pm))
-        .unwrap()
-        .iter()
-        .map(|p| p.pid)
-        .collect();
+    let pids = pids_of(&instance, pm);
     assert_eq!(pids, BTreeSet::from([pm, child]));
     assert!(!instance.all_killed(Some(pm)));
     assert_eq!(instance.kill(Some(pm)), 2);

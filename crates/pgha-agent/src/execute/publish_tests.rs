@@ -26,15 +26,22 @@ fn set(names: &[&str]) -> SyncSet {
     }
 }
 
-#[tokio::test]
-async fn a_publication_decided_on_an_older_read_does_not_land() {
-    let dir = tempfile::tempdir().unwrap();
+/// An agent of n1 over an embedded store in which n1 took the leader key: the agent, the
+/// store, the term.
+async fn leading_agent(dir: &std::path::Path) -> (Agent, Arc<MemoryStore>, u64) {
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (agent, _report) = Agent::new(spec(dir), store.clone(), Default::default());
     let term = store
         .acquire_leader("n1", pgha_core::Ttl::from_millis(10_000))
         .await
         .unwrap();
+    (agent, store, term)
+}
+
+#[tokio::test]
+async fn a_publication_decided_on_an_older_read_does_not_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut agent, store, term) = leading_agent(dir.path()).await;
     let publish = |names: &[&str], key_revision| Action::PublishSync {
         set: set(names),
         leader_revision: term,
@@ -83,12 +90,7 @@ async fn a_publication_decided_on_an_older_read_does_not_land() {
 #[tokio::test]
 async fn a_position_decided_on_an_older_read_does_not_land() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
-    let term = store
-        .acquire_leader("n1", pgha_core::Ttl::from_millis(10_000))
-        .await
-        .unwrap();
+    let (mut agent, store, term) = leading_agent(dir.path()).await;
     let position = |lsn: u64, unfenced: bool, key_revision| Action::PublishPosition {
         position: LeaderPosition {
             leader: MemberName::new("n1"),
