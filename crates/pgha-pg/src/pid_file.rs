@@ -107,10 +107,15 @@ fn classify(pid: i32, data_dir: &Path) -> PidFileHolder {
     let state = match crate::killed::stat_fields(&proc_dir.join("stat")) {
         Ok(fields) => fields.first().and_then(|f| f.chars().next()),
         Err(e) if crate::killed::gone(&e) => return PidFileHolder::Nobody,
-        // `/proc` mounted `hidepid`, pgha not root: a process this user may not look at is
-        // another user's, and the postmaster runs as this one
+        // `/proc` mounted `hidepid` (or a security module): a process of another user than
+        // the data directory's owner is not its postmaster; one of that user may be
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return PidFileHolder::Stranger(pid)
+            let owner = std::fs::metadata(data_dir).map(|m| m.uid());
+            let holder = std::fs::metadata(&proc_dir).map(|m| m.uid());
+            return match (owner, holder) {
+                (Ok(owner), Ok(holder)) if owner != holder => PidFileHolder::Stranger(pid),
+                _ => PidFileHolder::Unknown,
+            };
         }
         Err(_) => return PidFileHolder::Unknown,
     };

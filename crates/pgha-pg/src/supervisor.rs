@@ -306,30 +306,56 @@ fn process_stopped(pid: i32) -> bool {
     matches!(stat(pid), Some(('T' | 't', _)) | None)
 }
 
-/// The pids whose parent is `parent` (none listed when `/proc` cannot be read).
+/// The pids whose parent is `parent`, as far as `/proc` could be read (a fencing kill takes
+/// every child it can see, whatever it could not).
 pub fn children_of(parent: i32) -> Vec<i32> {
-    list_children(parent).unwrap_or_default()
+    children_seen(parent, &mut false)
 }
 
 /// The pids whose parent is `parent`; an error when `/proc` could not be read in full.
 pub(crate) fn list_children(parent: i32) -> std::io::Result<Vec<i32>> {
+    let mut missed = false;
+    let children = children_seen(parent, &mut missed);
+    match missed {
+        false => Ok(children),
+        true => Err(std::io::Error::other("/proc could not be read in full")),
+    }
+}
+
+/// [`children_of`]; `missed` set when a process that may be a child could not be read. One
+/// this user may not read is another user's (`hidepid`), never a child of its postmaster.
+fn children_seen(parent: i32, missed: &mut bool) -> Vec<i32> {
     let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let name = entry?.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        *missed = true;
+        return children;
+    };
+    for entry in entries {
+        let Ok(entry) = entry else {
+            *missed = true;
             continue;
         };
-        // a process whose parent cannot be read may be a child: the listing is not whole
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
         let fields = match crate::killed::stat_fields(Path::new(&format!("/proc/{pid}/stat"))) {
             Ok(fields) => fields,
             Err(e) if crate::killed::gone(&e) => continue,
-            Err(e) => return Err(e),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => continue,
+            Err(_) => {
+                *missed = true;
+                continue;
+            }
         };
         if fields.get(1).and_then(|f| f.parse::<i32>().ok()) == Some(parent) {
             children.push(pid);
         }
     }
-    Ok(children)
+    children
 }
 
 /// The parent pid of `pid`, if it lives.

@@ -34,7 +34,9 @@ impl Agent {
     /// Keeps the configuration last read beside the data directory when it changed, for an
     /// agent that starts while the store has none to put back (`pgha agent`'s start).
     fn keep_config(&mut self) {
-        if self.kept_config.as_ref() == Some(&self.known_config) {
+        if self.kept_config.as_ref() == Some(&self.known_config)
+            || !self.spec.instance.member_dir.is_dir()
+        {
             return;
         }
         let name = &self.spec.name;
