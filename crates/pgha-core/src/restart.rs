@@ -119,29 +119,19 @@ pub fn seed_leader(
     }
     let initialised: Vec<&DataOnDisk> = disks.iter().filter(|d| d.initialised).collect();
     if initialised.is_empty() {
-        let knew: Vec<MemberName> = disks
-            .iter()
-            .filter(|d| d.knows_cluster)
-            .map(|d| d.member.clone())
-            .collect();
+        let knew = names_of(disks.iter(), |d| d.knows_cluster);
         if !knew.is_empty() {
             return Err(SeedRefusal::DataGone(knew));
         }
         return Ok(disks.first().map(|d| d.member.clone()));
     }
-    let unknown: Vec<MemberName> = initialised
-        .iter()
-        .filter(|d| d.signal_unknown)
-        .map(|d| d.member.clone())
-        .collect();
+    let unknown = names_of(initialised.iter().copied(), |d| d.signal_unknown);
     if !unknown.is_empty() {
         return Err(SeedRefusal::Unreadable(unknown));
     }
-    let primaries: Vec<MemberName> = initialised
-        .iter()
-        .filter(|d| !d.standby_signal && !d.rewind_incomplete)
-        .map(|d| d.member.clone())
-        .collect();
+    let primaries = names_of(initialised.iter().copied(), |d| {
+        !d.standby_signal && !d.rewind_incomplete
+    });
     match primaries.as_slice() {
         [one] => match last_leader {
             Some(last) if last != one => Err(SeedRefusal::NotTheLastLeader {
@@ -153,6 +143,17 @@ pub fn seed_leader(
         [] => Err(SeedRefusal::NoPrimaryData),
         _ => Err(SeedRefusal::SeveralPrimaries(primaries)),
     }
+}
+
+/// The members of `disks` for which `holds` is true.
+fn names_of<'a>(
+    disks: impl Iterator<Item = &'a DataOnDisk>,
+    holds: impl Fn(&DataOnDisk) -> bool,
+) -> Vec<MemberName> {
+    disks
+        .filter(|d| holds(d))
+        .map(|d| d.member.clone())
+        .collect()
 }
 
 /// A data directory made by another cluster than the one in the store: nothing may touch it.

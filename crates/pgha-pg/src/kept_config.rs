@@ -21,16 +21,17 @@ impl Instance {
 
     /// Keeps `system_id` as [`Self::remembered_cluster`] (once the member directory exists).
     pub fn remember_cluster(&self, system_id: u64) -> Result<()> {
+        self.keep_beside_data("cluster-id", &format!("{system_id}\n"))
+    }
+
+    /// Writes `text` as `file` in the member directory (0600), once that directory exists:
+    /// what the member keeps of its cluster across restarts.
+    pub fn keep_beside_data(&self, file: &str, text: &str) -> Result<()> {
         if !self.member_dir.is_dir() {
             return Ok(());
         }
-        let text = format!("{system_id}\n");
-        crate::beneath::write(
-            &self.member_dir.join("cluster-id"),
-            text.as_bytes(),
-            0o600,
-            &self.run_as,
-        )
+        let path = self.member_dir.join(file);
+        crate::beneath::write(&path, text.as_bytes(), 0o600, &self.run_as)
     }
 }
 
@@ -47,15 +48,7 @@ pub fn remembered(inst: &Instance) -> Result<Option<String>> {
 
 /// Keeps `json` as [`remembered`] (once the member directory exists).
 pub fn remember(inst: &Instance, json: &str) -> Result<()> {
-    if !inst.member_dir.is_dir() {
-        return Ok(());
-    }
-    crate::beneath::write(
-        &inst.member_dir.join(FILE),
-        json.as_bytes(),
-        0o600,
-        &inst.run_as,
-    )
+    inst.keep_beside_data(FILE, json)
 }
 
 #[cfg(test)]

@@ -22,16 +22,8 @@ pub fn remembered(inst: &Instance) -> Vec<String> {
 
 /// Keeps `names` (once the member directory exists).
 pub fn remember(inst: &Instance, names: &[String]) -> Result<()> {
-    if !inst.member_dir.is_dir() {
-        return Ok(());
-    }
     let text: String = names.iter().map(|n| format!("{n}\n")).collect();
-    crate::beneath::write(
-        &inst.member_dir.join(FILE),
-        text.as_bytes(),
-        0o600,
-        &inst.run_as,
-    )
+    inst.keep_beside_data(FILE, &text)
 }
 
 #[cfg(test)]

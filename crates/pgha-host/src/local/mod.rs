@@ -278,11 +278,12 @@ impl LocalCluster {
     pub fn disks(&self) -> Vec<pgha_core::restart::DataOnDisk> {
         self.members
             .iter()
-            .map(|m| pgha_core::restart::DataOnDisk {
+            .map(|m| (m, m.instance.standby_signal()))
+            .map(|(m, signal)| pgha_core::restart::DataOnDisk {
                 member: MemberName::new(m.name.as_str()),
                 initialised: m.instance.is_initialized(),
-                standby_signal: m.instance.standby_signal() == Some(true),
-                signal_unknown: m.instance.standby_signal().is_none(),
+                standby_signal: signal == Some(true),
+                signal_unknown: signal.is_none(),
                 rewind_incomplete: m.instance.rewind_maybe_incomplete(),
                 knows_cluster: m.instance.remembered_cluster().is_some(),
             })
