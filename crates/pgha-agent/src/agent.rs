@@ -32,6 +32,7 @@ mod handle;
 mod leave;
 pub use leave::LEAVE_PATIENCE;
 mod peers;
+pub use peers::MemoryUnreadable;
 mod promotion_clock;
 mod reload;
 mod restart;
@@ -153,7 +154,7 @@ impl Agent {
         spec: NodeSpec,
         store: Arc<dyn Store>,
         config: pgha_core::ClusterConfig,
-    ) -> (Agent, watch::Receiver<AgentReport>) {
+    ) -> Result<(Agent, watch::Receiver<AgentReport>), MemoryUnreadable> {
         let name = spec.name.clone();
         let settings = MemberSettings {
             name: spec.name.clone(),
@@ -176,11 +177,7 @@ impl Agent {
         let promises = crate::spec::promise_file(&spec.instance.member_dir);
         let failsafe = Failsafe::persisted(promises, Duration::from_millis(config.ttl_ms));
         let mut member = Member::new(settings);
-        if let Some(id) = spec.instance.remembered_cluster() {
-            member.knows_cluster(pgha_core::SystemId(id));
-        }
-        let peers = pgha_pg::peers::remembered(&spec.instance);
-        member.knows_peers(peers.iter().map(MemberName::new));
+        peers::recall(&spec, &mut member)?;
         let peers_kept = member.peers();
         let agent = Agent {
             spec,
@@ -224,7 +221,7 @@ impl Agent {
             held_term: None,
             known_not_writable: false,
         };
-        (agent, report_rx)
+        Ok((agent, report_rx))
     }
 
     pub(crate) async fn run(

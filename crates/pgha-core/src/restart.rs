@@ -18,7 +18,8 @@ pub struct DataOnDisk {
     /// A rewind began on it and did not finish (`rewind-incomplete`): its files mix two
     /// histories, so it is nobody's primary data.
     pub rewind_incomplete: bool,
-    /// The member remembers the cluster it belonged to (`cluster-id`), data or not.
+    /// The member remembers the cluster it belonged to (`cluster-id`), data or not (or that
+    /// file could not be read: as remembered).
     pub knows_cluster: bool,
 }
 

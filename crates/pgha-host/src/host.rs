@@ -59,6 +59,8 @@ pub enum HostError {
     )]
     StillStopping { name: MemberName, after: Duration },
     #[error(transparent)]
+    Memory(#[from] pgha_agent::agent::MemoryUnreadable),
+    #[error(transparent)]
     Reload(#[from] pgha_agent::agent::ReloadRefused),
     #[error(
         "{name}'s agent did not answer the reload within {} s (a long step, or the agent is \

@@ -87,6 +87,13 @@ pub enum PgError {
         data: std::path::PathBuf,
     },
 
+    #[error(
+        "{}: {problem}; it is what this member keeps of its cluster beside its data: mend or \
+         remove it (remove it only while the store still holds the cluster)",
+        .path.display()
+    )]
+    KeptFileInvalid { path: PathBuf, problem: String },
+
     #[error("SQL on {member}: {source}")]
     Sql {
         member: String,

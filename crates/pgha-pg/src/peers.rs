@@ -7,17 +7,16 @@ use crate::instance::Instance;
 
 const FILE: &str = "peers";
 
-/// The names kept by [`remember`] (none when the file is absent or unreadable).
-pub fn remembered(inst: &Instance) -> Vec<String> {
-    let path = inst.member_dir.join(FILE);
-    let Ok(text) = crate::beneath::read_to_string(&path, &inst.run_as) else {
-        return Vec::new();
-    };
-    text.lines()
+/// The names kept by [`remember`] (none when none were kept; an error when the file cannot be
+/// read, never "none": the guard would be off).
+pub fn remembered(inst: &Instance) -> Result<Vec<String>> {
+    let text = inst.kept_beside_data(FILE)?.unwrap_or_default();
+    Ok(text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(String::from)
-        .collect()
+        .collect())
 }
 
 /// Keeps `names` (once the member directory exists).
@@ -42,15 +41,29 @@ mod tests {
         let names = vec!["n1".to_string(), "n2".to_string(), "n3".to_string()];
         remember(&inst, &names).unwrap();
         assert!(
-            remembered(&inst).is_empty(),
+            remembered(&inst).unwrap().is_empty(),
             "written without a member directory"
         );
         inst.create_member_dir().unwrap();
-        assert!(remembered(&inst).is_empty());
+        assert!(remembered(&inst).unwrap().is_empty());
         remember(&inst, &names).unwrap();
         let again = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
-        assert_eq!(remembered(&again), names);
+        assert_eq!(remembered(&again).unwrap(), names);
         remember(&again, &names[..2]).unwrap();
-        assert_eq!(remembered(&inst), names[..2].to_vec());
+        assert_eq!(remembered(&inst).unwrap(), names[..2].to_vec());
+    }
+
+    /// Found by review: a `peers` file that could not be read counted as no peers, and the
+    /// guard against a store that lost the cluster was off for that agent's life.
+    #[test]
+    fn peers_that_cannot_be_read_are_an_error_not_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+        let inst = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        inst.create_member_dir().unwrap();
+        std::fs::create_dir(inst.member_dir.join("peers")).unwrap();
+        let error = remembered(&inst).unwrap_err();
+        assert!(error.to_string().contains("not a regular file"), "{error}");
     }
 }

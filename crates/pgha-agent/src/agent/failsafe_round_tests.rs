@@ -55,7 +55,7 @@ fn member_confirming_after(refusals: usize) -> String {
 fn leader_asking_n2(dir: &std::path::Path, refusals: usize, taken_ms_ago: u64) -> Agent {
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
     store.set_reachable(false);
-    let (mut agent, _report) = Agent::new(spec(dir), store, Default::default());
+    let (mut agent, _report) = Agent::new(spec(dir), store, Default::default()).unwrap();
     // The agent's clock started 20 s ago (a lease taken before it started is one taken
     // by this agent before its step).
     agent.boot_origin = agent.boot_origin.saturating_sub(20_000);

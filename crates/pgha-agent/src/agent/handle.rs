@@ -116,20 +116,21 @@ impl Requests {
 }
 
 impl Agent {
-    /// Starts the agent loop as a task.
+    /// Starts the agent loop as a task; not when what its member remembers of its cluster
+    /// cannot be read.
     pub fn spawn(
         spec: NodeSpec,
         store: Arc<dyn Store>,
         config: pgha_core::ClusterConfig,
-    ) -> AgentHandle {
-        let (agent, report) = Agent::new(spec, store, config);
+    ) -> Result<AgentHandle, super::MemoryUnreadable> {
+        let (agent, report) = Agent::new(spec, store, config)?;
         let (stop, stop_rx) = watch::channel(None);
         let (freeze, freeze_rx) = watch::channel(None);
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let name = agent.spec.name.clone();
         let failsafe = agent.failsafe.clone();
         let join = tokio::spawn(agent.run(stop_rx, freeze_rx, requests_rx));
-        AgentHandle {
+        Ok(AgentHandle {
             name,
             stop,
             freeze,
@@ -137,6 +138,6 @@ impl Agent {
             requests,
             report,
             failsafe,
-        }
+        })
     }
 }

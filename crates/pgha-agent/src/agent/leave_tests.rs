@@ -48,7 +48,7 @@ async fn a_leader_whose_postgres_did_not_stop_keeps_the_key_as_it_leaves() {
         .acquire_leader("n1", pgha_core::Ttl::from_secs(10))
         .await
         .unwrap();
-    let (mut agent, _report) = Agent::new(node, store.clone(), Default::default());
+    let (mut agent, _report) = Agent::new(node, store.clone(), Default::default()).unwrap();
     agent.held_term = Some(term);
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let still_running = inst.is_running();
@@ -90,7 +90,8 @@ async fn a_leader_leaving_leaves_a_failsafe_list_naming_only_itself() {
         .put(pgha_store::Key::Failsafe, &json, guard)
         .await
         .unwrap();
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut agent, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
     agent.held_term = Some(term);
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let snapshot = store.snapshot().await.unwrap();
@@ -112,7 +113,8 @@ async fn leaving_keeps_a_key_of_its_name_taken_in_a_later_term() {
     let first = store.acquire_leader("n1", ttl).await.unwrap();
     store.release_leader("n1", first).await.unwrap();
     let second = store.acquire_leader("n1", ttl).await.unwrap();
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut agent, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
     agent.held_term = Some(first);
     agent.leave(Shutdown::Leave(StopMode::Fast)).await;
     let leader = store.snapshot().await.unwrap().leader;
@@ -136,7 +138,8 @@ async fn a_leader_whose_cancelled_job_has_not_ended_keeps_the_key_as_it_leaves()
         .acquire_leader("n1", pgha_core::Ttl::from_secs(10))
         .await
         .unwrap();
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut agent, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
     agent.held_term = Some(term);
     let (blocked_tx, blocked_rx) = std::sync::mpsc::channel();
     agent.jobs.start(
@@ -174,7 +177,8 @@ async fn a_term_taken_or_renewed_is_released_by_a_leave_before_the_next_step() {
     for renewed in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-        let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+        let (mut agent, _report) =
+            Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
         if renewed {
             let revision = store.acquire_leader("n1", ttl).await.unwrap();
             agent

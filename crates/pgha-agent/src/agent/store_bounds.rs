@@ -115,7 +115,7 @@ mod store_limit_tests {
     async fn a_store_call_made_past_the_demotion_instant_gets_the_least_bound() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-        let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+        let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default()).unwrap();
         let ttl = ClusterConfig::default().ttl();
         let primary = LocalPg {
             data: DataDir::Present {
@@ -168,7 +168,7 @@ mod store_limit_tests {
         let half_margin = std::time::Duration::from_millis(1250);
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-        let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+        let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default()).unwrap();
         // The defaults: ttl 10 s, safety margin 2.5 s. A fresh agent knows nothing yet.
         assert_eq!(agent.store_timeout(), half_margin);
         assert_eq!(agent.lease_taking_limit(), half_margin);

@@ -16,7 +16,7 @@ use crate::test_spec::{spec, RunningPrimary};
 async fn nothing_is_promoted_or_started_as_a_primary_while_the_deadline_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default()).unwrap();
     // The lease file's place is taken by a directory: every write of it fails, as on a full
     // or read-only file system.
     let lease = agent.spec.instance.lease_file().path().to_path_buf();
@@ -82,7 +82,9 @@ async fn a_restarted_agent_keeps_the_deadline_a_previous_agent_armed_while_postg
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let restarted = || {
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-        Agent::new(spec(dir.path()), store, Default::default()).0
+        Agent::new(spec(dir.path()), store, Default::default())
+            .unwrap()
+            .0
     };
     let mut agent = restarted();
     let postgres = RunningPrimary::start(&agent.spec.instance).await;
@@ -172,7 +174,7 @@ impl PromotingUnderLease {
     async fn start(dir: &std::path::Path, node: crate::spec::NodeSpec) -> Self {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-        let (mut agent, _report) = Agent::new(node, store, Default::default());
+        let (mut agent, _report) = Agent::new(node, store, Default::default()).unwrap();
         let postgres = RunningPrimary::start(&agent.spec.instance).await;
         let lease = agent.spec.instance.lease_file();
         let armed = boot_clock_ms() + 60_000;
@@ -226,7 +228,7 @@ async fn the_deadline_handed_to_the_supervisor_leaves_its_watchdog_room_before_t
         timeout_s: 1,
     };
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(node, store, Default::default());
+    let (mut agent, _report) = Agent::new(node, store, Default::default()).unwrap();
     let config = ClusterConfig {
         ttl_ms: 6_000,
         safety_margin_ms: 1_500,

@@ -24,7 +24,8 @@ fn event() -> HistoryEvent {
 async fn a_history_entry_the_store_missed_is_appended_once_it_answers() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut agent, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
 
     store.set_reachable(false);
     agent.execute(vec![Action::RecordHistory(event())]).await;
@@ -50,7 +51,8 @@ async fn a_history_entry_the_store_missed_is_appended_once_it_answers() {
 async fn a_history_entry_whose_answer_was_lost_is_recorded_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut agent, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
 
     store.set_answers_lost(true);
     agent.execute(vec![Action::RecordHistory(event())]).await;

@@ -30,7 +30,7 @@ fn set(names: &[&str]) -> SyncSet {
 /// store, the term.
 async fn leading_agent(dir: &std::path::Path) -> (Agent, Arc<MemoryStore>, u64) {
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (agent, _report) = Agent::new(spec(dir), store.clone(), Default::default());
+    let (agent, _report) = Agent::new(spec(dir), store.clone(), Default::default()).unwrap();
     let term = store
         .acquire_leader("n1", pgha_core::Ttl::from_millis(10_000))
         .await
@@ -131,7 +131,7 @@ async fn a_position_decided_on_an_older_read_does_not_land() {
 async fn a_promotion_after_a_failed_set_publication_is_not_begun() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default());
+    let (mut agent, _report) = Agent::new(spec(dir.path()), store, Default::default()).unwrap();
     agent
         .execute(vec![
             Action::PublishSync {

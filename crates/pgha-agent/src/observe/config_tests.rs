@@ -30,7 +30,7 @@ async fn views_before_and_after_losing(
     let spec = spec(dir);
     spec.instance.create_member_dir().unwrap();
     // started with the defaults, as before the store was read
-    let (mut agent, _report) = Agent::new(spec, store.clone(), Default::default());
+    let (mut agent, _report) = Agent::new(spec, store.clone(), Default::default()).unwrap();
     let (before, _) = agent.observe().await;
     store.delete(key, Guard::Any).await.unwrap();
     let (after, _) = agent.observe().await;
@@ -90,7 +90,8 @@ async fn a_store_without_a_synchronous_set_is_read_with_the_one_last_read() {
     // ... saying so, so that a leader puts it back
     assert!(!from_memory(&before) && from_memory(&after));
     // A member that never read one has nothing better than the store's answer.
-    let (mut fresh, _report) = Agent::new(spec(dir.path()), store.clone(), Default::default());
+    let (mut fresh, _report) =
+        Agent::new(spec(dir.path()), store.clone(), Default::default()).unwrap();
     let (obs, _) = fresh.observe().await;
     assert_eq!(sync_of(&obs.cluster), SyncSet::default());
     assert!(!from_memory(&obs.cluster));

@@ -27,7 +27,7 @@ async fn state_after_agent_start(marked: bool) -> String {
         std::fs::write(inst.rewind_marker(), "").unwrap();
     }
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let (agent, _report) = Agent::new(node, store, Default::default());
+    let (agent, _report) = Agent::new(node, store, Default::default()).unwrap();
     agent.finish_crash_recovery().await;
     inst.controldata().await.unwrap().cluster_state
 }

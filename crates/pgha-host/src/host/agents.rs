@@ -31,7 +31,7 @@ impl Host {
         if agents.get(&spec.name).is_some_and(|a| !a.is_finished()) {
             return Ok(false);
         }
-        let handle = Agent::spawn(spec.clone(), self.store.clone(), config);
+        let handle = Agent::spawn(spec.clone(), self.store.clone(), config)?;
         agents.insert(spec.name.clone(), handle);
         Ok(true)
     }

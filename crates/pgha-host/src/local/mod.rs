@@ -285,7 +285,8 @@ impl LocalCluster {
                 standby_signal: signal == Some(true),
                 signal_unknown: signal.is_none(),
                 rewind_incomplete: m.instance.rewind_maybe_incomplete(),
-                knows_cluster: m.instance.remembered_cluster().is_some(),
+                // unreadable: as known (no new cluster in its place; its agent will not start)
+                knows_cluster: !matches!(m.instance.remembered_cluster(), Ok(None)),
             })
             .collect()
     }
