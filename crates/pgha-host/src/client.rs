@@ -188,6 +188,10 @@ impl Client {
     /// failover with `leader_down` (`pgha failover --leader-down`) says the last leader is
     /// known down, so that its failsafe list may be withdrawn. Answers the whole answer (for
     /// a scheduled switchover, also what it will be checked for when due).
+    ///
+    /// The request names the leader the cluster answers now (`from`): a host that took it
+    /// and did not answer in time (paused) may still act on it after the next host did, and
+    /// the leader has changed by then, so that late copy is refused, not a second promotion.
     pub async fn request_promotion_at(
         &self,
         to: Option<String>,
@@ -202,13 +206,14 @@ impl Client {
                 allow_data_loss,
             } => ("/failover", force, allow_data_loss),
         };
+        let leader = self.get::<ClusterRecord>("/cluster").await?.leader;
         let body = PromoteRequest {
+            from: leader,
             to,
             force,
             allow_data_loss,
             leader_down,
             at,
-            ..Default::default()
         };
         self.post(path, &body).await
     }

@@ -90,3 +90,57 @@ async fn refusals_of_earlier_or_other_requests_do_not_end_the_wait() {
     .await;
     assert!(waited.is_err(), "the wait ended: {waited:?}");
 }
+
+/// Found by review: a request re-sent to the next host after the first did not answer in
+/// time named no leader, so the first host (paused, then resumed) filled in the leader of
+/// its own moment and promoted a second time. The client names the leader it saw: the late
+/// copy is refused (`Refusal::LeaderMismatch`).
+#[tokio::test]
+async fn a_promotion_request_names_the_leader_the_cluster_answered() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::api::control::{PromoteRequest, Promoting};
+
+    let record = ClusterRecord {
+        leader: Some("n1".into()),
+        members: Default::default(),
+        config: Default::default(),
+        sync: Default::default(),
+        history: Vec::new(),
+    };
+    let sent: Arc<Mutex<Vec<PromoteRequest>>> = Arc::default();
+    let seen = sent.clone();
+    let app = axum::Router::new()
+        .route(
+            "/cluster",
+            axum::routing::get(move || {
+                let record = record.clone();
+                async move { axum::Json(record) }
+            }),
+        )
+        .route(
+            "/switchover",
+            axum::routing::post(move |axum::Json(body): axum::Json<PromoteRequest>| {
+                seen.lock().unwrap().push(body);
+                async move {
+                    axum::Json(Promoting {
+                        target: "n2".into(),
+                        from: Some("n1".into()),
+                        checked_when_due: None,
+                    })
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::new([address], None, None);
+    let target = client
+        .request_promotion(None, pgha_core::RequestKind::Switchover)
+        .await
+        .unwrap();
+    assert_eq!(target, "n2");
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].from.as_deref(), Some("n1"));
+}
