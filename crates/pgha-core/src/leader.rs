@@ -115,6 +115,11 @@ impl Member {
             if self.config.paused && self.promotion.is_none() {
                 return Reason::Paused;
             }
+            // A key adopted on a standby (its agent restarted since its election): its tags
+            // may have changed with the restart, and a member tagged nofailover never promotes.
+            if self.promotion.is_none() && self.settings.tags.nofailover {
+                return self.release(lease, Reason::AdoptedKeyReleasedNoFailover, plan);
+            }
             return self.promote(obs, view, revision, plan);
         }
         if let Some(kind) = plan.promoted {

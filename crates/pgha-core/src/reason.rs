@@ -29,6 +29,10 @@ pub enum Reason {
     /// The key landed from an acquisition whose answer was lost, after this member had
     /// decided not to run any more: released, the election decides.
     WithdrawnAcquisitionReleased,
+    /// The key under this member's name was adopted with its PostgreSQL a standby (its agent
+    /// restarted after its election), and it is tagged nofailover now: released, never
+    /// promoted on.
+    AdoptedKeyReleasedNoFailover,
     WritableWithoutLease,
     AdoptingLease {
         new_cluster: bool,

@@ -32,6 +32,12 @@ impl fmt::Display for Reason {
                  member had stopped running (its election moved on): released, the election \
                  decides who leads"
             ),
+            AdoptedKeyReleasedNoFailover => write!(
+                f,
+                "leader key under this member's name from before (its agent restarted after its \
+                 election), its PostgreSQL a standby, and it is tagged nofailover now: released \
+                 unpromoted, the election decides who leads"
+            ),
             AdoptingLease { new_cluster: false } => {
                 write!(f, "leader key is ours from before: renewing to adopt it")
             }

@@ -141,3 +141,41 @@ fn a_key_landing_from_a_withdrawn_acquisition_is_released_not_promoted_on() {
         Action::RenewLeader { revision: 12, .. }
     )));
 }
+
+/// Found by review: an agent restarted between its won election and its promotion adopts the
+/// key under its name and promoted on it without looking at its tags, which the restart may
+/// have changed (`nofailover` set by the operator meanwhile). Tagged nofailover, it releases
+/// the key unpromoted; untagged, it promotes as before.
+#[test]
+fn a_key_adopted_on_a_standby_tagged_nofailover_is_released_unpromoted() {
+    let a = standby(1, 5000, None);
+    let view = View::new()
+        .leader("n2", 7)
+        .with("n2", record(&a, None))
+        .with("n3", record(&standby(1, 4000, None), None));
+    let tagged = Tags {
+        nofailover: true,
+        ..Tags::default()
+    };
+    let mut n2 = member_with("n2", tagged);
+    let d = n2.step(&obs(0, a.clone(), &view, vec![]));
+    assert!(
+        matches!(d.reason, Reason::AdoptingLease { .. }),
+        "{}",
+        d.reason
+    );
+    let d = n2.step(&obs(100, a.clone(), &view, vec![renewed(0)]));
+    assert_eq!(d.reason, Reason::AdoptedKeyReleasedNoFailover);
+    assert!(has(&d, |x| *x == Action::ReleaseLeader { revision: 7 }));
+    assert!(!has(&d, |x| matches!(x, Action::Promote { .. })));
+    assert!(d.reason.to_string().contains("nofailover"));
+
+    let mut n2 = member("n2");
+    n2.step(&obs(0, a.clone(), &view, vec![]));
+    let d = n2.step(&obs(100, a, &view, vec![renewed(0)]));
+    assert!(
+        has(&d, |x| matches!(x, Action::Promote { .. })),
+        "{}",
+        d.reason
+    );
+}
