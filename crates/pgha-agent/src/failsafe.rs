@@ -88,20 +88,34 @@ impl Failsafe {
     /// A file that cannot be read counts as a promise for `ttl` from now (the longest this
     /// member gives under the configuration it starts with), not as none.
     pub fn persisted(file: PathBuf, ttl: Duration) -> Self {
-        let promises = promises::read(&file).unwrap_or_else(|e| {
-            tracing::warn!(
-                "failsafe: cannot read the promises kept in {} ({e}): taken for a promise not \
-                 to take the lease for {} ms",
-                file.display(),
-                ttl.as_millis()
-            );
-            vec![promises::Promise::unknown(ttl)]
-        });
+        let (promises, read) = match promises::read(&file) {
+            Ok(promises) => (promises, true),
+            Err(e) => {
+                tracing::warn!(
+                    "failsafe: cannot read the promises kept in {} ({e}): taken for a promise \
+                     not to take the lease for {} ms",
+                    file.display(),
+                    ttl.as_millis()
+                );
+                (vec![promises::Promise::unknown(ttl)], false)
+            }
+        };
         if let Some(until) = promises.iter().map(|p| p.until).max() {
             tracing::info!(
                 "failsafe: a promise not to take the lease for {} ms more, made before a restart",
                 until.saturating_duration_since(Instant::now()).as_millis()
             );
+            // Written again with this boot's identity: one from before a reboot runs its
+            // length from this start, not again from every later start of this boot.
+            if read {
+                if let Err(e) = promises::write(&file, &promises) {
+                    tracing::warn!(
+                        "failsafe: cannot write the promises kept in {} again ({e}): one made \
+                         before a reboot runs its whole length again at the next start",
+                        file.display()
+                    );
+                }
+            }
         }
         let held = PromisesHeld::persisted(held_file::path_beside(&file));
         Failsafe(Arc::new(Mutex::new(Inner {
@@ -239,6 +253,10 @@ impl Failsafe {
             .max()
     }
 }
+
+#[cfg(test)]
+#[path = "failsafe/persisted_tests.rs"]
+mod persisted_tests;
 
 #[cfg(test)]
 mod tests {

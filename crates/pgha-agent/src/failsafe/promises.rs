@@ -82,8 +82,9 @@ pub fn write(file: &Path, promises: &[Promise]) -> std::io::Result<()> {
 }
 
 /// Replaces `file` with `text` at once (a temporary file beside it, root's alone, renamed
-/// over it; synced first with `sync`): a reader finds the old content or the new, never a
-/// part. The promises' file and the leader's file of promises held are written this way.
+/// over it; with `sync`, the file synced before and its directory after the rename, so the
+/// new content is what a power loss leaves): a reader finds the old content or the new, never
+/// a part. The promises' file and the leader's file of promises held are written this way.
 pub(super) fn replace(file: &Path, text: &str, sync: bool) -> std::io::Result<()> {
     let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".tmp{}", std::process::id()));
@@ -99,7 +100,12 @@ pub(super) fn replace(file: &Path, text: &str, sync: bool) -> std::io::Result<()
     if sync {
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, file)
+    std::fs::rename(&tmp, file)?;
+    if sync {
+        let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The promises kept in `file` that may still run. One written during this boot runs to its
@@ -184,5 +190,28 @@ mod tests {
         assert!(!p.given_back_by("n1", 8, &[p.id]), "another term");
         assert!(!p.given_back_by("n3", 7, &[p.id]), "another leader");
         assert!(!p.given_back_by("n1", 7, &[p.id ^ 1]), "another promise");
+    }
+
+    /// Found by review: the file was synced and renamed into place, but its directory was not
+    /// synced, so a power loss right after a confirmation could leave no file at all (the
+    /// rename not in the journal yet), and the rebooted member would take the lease while the
+    /// leader it confirmed still wrote on that promise.
+    #[test]
+    fn a_promise_written_survives_a_power_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut disk =
+            pgha_testkit::LoopDisk::mount(&dir.path().join("img"), &dir.path().join("disk"), 32);
+        let file = disk.path().join("n2.failsafe");
+        // Every write on the disk before it for good: only the promise is at stake.
+        assert!(std::process::Command::new("sync")
+            .status()
+            .unwrap()
+            .success());
+        let promise = Promise::new("n1", 7, Duration::from_secs(30));
+        write(&file, std::slice::from_ref(&promise)).unwrap();
+        disk.lose_power();
+        let back = read(&file).unwrap();
+        assert_eq!(back.len(), 1, "the promise was lost with the power");
+        assert_eq!((back[0].id, back[0].term), (promise.id, 7));
     }
 }
