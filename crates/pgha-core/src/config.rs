@@ -34,7 +34,8 @@ pub enum SyncMethod {
 pub struct ClusterConfig {
     /// Leader lease time-to-live.
     pub ttl_ms: u64,
-    /// How long before the lease could expire for others the leader demotes itself (I1).
+    /// How long before the lease could expire for others the leader demotes itself (I1); at
+    /// least a fifth of `ttl_ms` is used whatever is set (see [`ClusterConfig::margin_ms`]).
     pub safety_margin_ms: u64,
     /// Default interval between two decisions.
     pub loop_wait_ms: u64,
@@ -149,6 +150,9 @@ pub struct ConfigError {
     pub why: String,
 }
 
+/// The margin is at least the ttl divided by this (see [`ClusterConfig::margin_ms`]).
+pub const CLOCK_RATE_TTL_PARTS: u64 = 5;
+
 /// The longest lease pgha accepts: an hour (etcd grants far longer ones, but a leader lost
 /// for longer than its ttl is not replaced for that long).
 pub const MAX_TTL_MS: u64 = 3_600_000;
@@ -160,6 +164,17 @@ impl ClusterConfig {
     pub fn store_call_bound_ms(&self) -> u64 {
         let (least, most) = STORE_CALL_BOUND_MS;
         (self.safety_margin_ms / 2).clamp(least, most)
+    }
+
+    /// The margin the lease arithmetic goes by: `safety_margin_ms`, but never less than a
+    /// fifth of the ttl. A host's clocks may run slow against the store's: an NTP daemon
+    /// slews them after a step, chrony by up to 8.3 % for hours, and the supervisor's kill at
+    /// `ttl - margin / 2` on the leader's clock must still come before the store's expiry
+    /// with that clock up to a tenth slow: `margin >= ttl / 5` (the simulation's clock-rate
+    /// runs show a smaller one fail, two writers, and this one hold).
+    pub fn margin_ms(&self) -> u64 {
+        self.safety_margin_ms
+            .max(self.ttl_ms / CLOCK_RATE_TTL_PARTS)
     }
 
     /// The lease TTL the configuration asks for (`ttl_ms`).

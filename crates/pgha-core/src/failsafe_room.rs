@@ -1,4 +1,5 @@
-//! Timing settings that are valid but may leave the failsafe no room to bridge a store outage.
+//! Timing settings that are valid but leave less room than they seem to: the failsafe's to
+//! bridge a store outage, and a safety margin under a fifth of the ttl (raised in effect).
 
 use std::fmt;
 
@@ -40,7 +41,7 @@ impl ClusterConfig {
     /// Whether these (valid) timing settings may leave the failsafe no room: see
     /// [`FailsafeTooTight`].
     pub fn failsafe_too_tight(&self) -> Option<FailsafeTooTight> {
-        let floor_ms = (self.safety_margin_ms)
+        let floor_ms = (self.margin_ms())
             .saturating_add(self.loop_wait_ms.saturating_mul(2))
             .saturating_add(self.store_call_bound_ms().saturating_mul(3));
         (self.ttl_ms <= floor_ms).then_some(FailsafeTooTight {
@@ -48,6 +49,40 @@ impl ClusterConfig {
             loop_wait_ms: self.loop_wait_ms,
             safety_margin_ms: self.safety_margin_ms,
             floor_ms,
+        })
+    }
+}
+
+/// `safety_margin_ms` is under a fifth of `ttl_ms`: the lease arithmetic uses a fifth (see
+/// [`ClusterConfig::margin_ms`]), so the leader demotes that much before the lease's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarginRaised {
+    pub ttl_ms: u64,
+    pub safety_margin_ms: u64,
+    pub used_ms: u64,
+}
+
+impl fmt::Display for MarginRaised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "safety_margin_ms {} is under a fifth of ttl_ms {}: {} ms is used, so that the \
+             lease holds while the leader's clock runs up to a tenth slow (NTP daemons slew a \
+             clock after a step, chrony by up to 8.3 % for hours); set safety_margin_ms to {} \
+             or more to say what is in force",
+            self.safety_margin_ms, self.ttl_ms, self.used_ms, self.used_ms
+        )
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the margin in force is more than the one set: see [`MarginRaised`].
+    pub fn margin_raised(&self) -> Option<MarginRaised> {
+        let used_ms = self.margin_ms();
+        (used_ms > self.safety_margin_ms).then_some(MarginRaised {
+            ttl_ms: self.ttl_ms,
+            safety_margin_ms: self.safety_margin_ms,
+            used_ms,
         })
     }
 }
@@ -92,5 +127,19 @@ mod tests {
         // A store call is bounded by 2 s at most, whatever the margin.
         assert_eq!(timing(20_000, 8_000, 1_000).failsafe_too_tight(), None);
         assert!(timing(16_000, 8_000, 1_000).failsafe_too_tight().is_some());
+    }
+
+    /// The defaults and the margins `pgha config set ttl_ms=...` brings (a quarter) are in
+    /// force as set; under a fifth, a fifth is used, and said.
+    #[test]
+    fn a_margin_under_a_fifth_of_the_ttl_is_raised_and_said() {
+        assert_eq!(ClusterConfig::default().margin_raised(), None);
+        assert_eq!(timing(30_000, 7_500, 1_000).margin_raised(), None);
+        assert_eq!(timing(30_000, 6_000, 1_000).margin_raised(), None);
+        let raised = timing(30_000, 2_500, 1_000);
+        assert_eq!(raised.margin_ms(), 6_000);
+        let note = raised.margin_raised().unwrap().to_string();
+        assert!(note.contains("6000 ms is used"), "{note}");
+        assert_eq!(timing(3_000, 500, 500).margin_ms(), 600);
     }
 }

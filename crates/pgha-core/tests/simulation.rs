@@ -245,6 +245,24 @@ fn whole_cluster_pauses_keep_one_writer_and_converge() {
     );
 }
 
+/// The same faults with every member's clock running at its own rate, up to 8.3 % fast or
+/// slow (what chrony slews at after a clock step, for hours), the store's exact: the default
+/// margin (a quarter of the ttl) leaves the fence and the failsafe room for it (design.md,
+/// "Clock rates"), so one writer, the best candidate, nothing acknowledged lost.
+#[test]
+fn clocks_running_fast_or_slow_keep_one_writer_and_converge() {
+    let mut failovers = 0;
+    for seed in seeds() {
+        let world = faults_then_calm(World::new(seed, members()).with_clock_rates());
+        failovers += world.stats.failovers;
+    }
+    eprintln!("simulated {failovers} failovers with clocks running fast or slow");
+    assert!(
+        seeds().len() < 100 || failovers > 0,
+        "the simulation exercised nothing"
+    );
+}
+
 /// Clusters of five members, where the synchronous count also changes live (1 or 2): fewer
 /// seeds by default, and those that found holes.
 #[test]

@@ -47,6 +47,9 @@ fn note_timing(config: &pgha_core::ClusterConfig) {
     if let Some(tight) = config.failsafe_too_tight() {
         eprintln!("pgha: note: {tight}");
     }
+    if let Some(raised) = config.margin_raised() {
+        eprintln!("pgha: note: {raised}");
+    }
 }
 
 /// Opens the editor on the settings until they are stored, nothing changed, or the user

@@ -107,7 +107,7 @@ impl Agent {
         let own = self.spec.instance.watchdog.reset_after_ms();
         let running = self.fencing.running_supervisors_room(postmaster);
         let room = own.max(running);
-        let margin = self.known_config.safety_margin_ms;
+        let margin = self.known_config.margin_ms();
         if self.fencing.room_stopped_fitting(room, margin) {
             let (whose, restart) = if running > own {
                 (

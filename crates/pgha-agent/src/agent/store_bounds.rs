@@ -49,7 +49,7 @@ impl Agent {
             return self.store_limit();
         }
         let config = self.member.config();
-        lease_taking_bound(config.ttl_ms, config.safety_margin_ms, self.store_timeout())
+        lease_taking_bound(config.ttl_ms, config.margin_ms(), self.store_timeout())
     }
 }
 

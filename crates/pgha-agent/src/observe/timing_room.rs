@@ -15,5 +15,8 @@ impl Agent {
         if let Some(tight) = config.failsafe_too_tight() {
             tracing::warn!("{}: {tight}", self.spec.name);
         }
+        if let Some(raised) = config.margin_raised() {
+            tracing::warn!("{}: {raised}", self.spec.name);
+        }
     }
 }

@@ -25,7 +25,7 @@ impl Member {
         if self.config.paused || !obs.local.is_writable() {
             return None;
         }
-        let demote_at = Millis(armed.0.saturating_sub(self.config.safety_margin_ms));
+        let demote_at = Millis(armed.0.saturating_sub(self.config.margin_ms()));
         if obs.now < demote_at {
             plan.wake_by(demote_at);
             return None;

@@ -113,7 +113,7 @@ impl Member {
         next.config = config.clone();
         let mut next = next.with_lease_answers(outcomes, now);
         let lease = next.lease.as_mut().filter(|l| now < l.trusted_until)?;
-        lease.cap(now.plus(config.ttl().millis()), config.safety_margin_ms);
+        lease.cap(now.plus(config.ttl().millis()), config.margin_ms());
         next.fence_deadline_leaving(room, after_trust)
     }
 
@@ -165,7 +165,7 @@ impl Member {
     /// [`Member::fence_cap`], also leaving `room` before the earliest expiry, but no more than
     /// the margin less `after_trust` (see [`Member::fence_deadline_leaving`]).
     pub fn fence_cap_leaving(&self, room: Millis, after_trust: Millis) -> Option<Millis> {
-        let margin = self.config.safety_margin_ms;
+        let margin = self.config.margin_ms();
         let before = room
             .0
             .max(margin / 2)
@@ -279,7 +279,7 @@ impl Member {
         }
         self.last_renew_request = Some(now);
         let ttl = self.config.ttl();
-        let margin = self.config.safety_margin_ms;
+        let margin = self.config.margin_ms();
         // Once sent, this renewal may be applied before any answer comes back, and then the
         // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
         // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).

@@ -12,12 +12,12 @@ impl World {
         // sent and not answered allows.
         let cap = n.member.as_ref().and_then(|m| m.fence_cap());
         let unsure = match (n.fence_at, cap) {
-            (Some(at), Some(cap)) => Some(at.min(cap.0.saturating_sub(n.offset))),
+            (Some(at), Some(cap)) => Some(at.min(n.world(cap.0))),
             (at, _) => at,
         };
         n.fence_at = match deadline {
             Some(_) if self.config.paused => None,
-            Some(d) => Some(d.0.saturating_sub(n.offset)),
+            Some(d) => Some(n.world(d.0)),
             None if may_become_writable => unsure,
             None if !n.pg.running => None,
             None if local.running && local.in_recovery && !local.unresponsive => None,
@@ -113,15 +113,15 @@ impl World {
                 error: "partitioned".into(),
             }
         };
-        let now = Millis(self.now + n.offset);
+        let now = Millis(n.local(self.now));
         Observation {
             failsafe_promised_until: (n.promised_until() > self.now)
-                .then(|| Millis(n.promised_until() + n.offset)),
+                .then(|| Millis(n.local(n.promised_until()))),
             leader_reachable: Some(true),
             data_dir_unwritable_since: n
                 .disk_stalled
                 .filter(|(_, until)| *until > self.now)
-                .map(|(since, _)| Millis(since + n.offset)),
+                .map(|(since, _)| Millis(n.local(since))),
             ..Observation::new(now, local, cluster, n.outcomes.clone())
         }
     }
@@ -140,7 +140,7 @@ impl World {
                 self.now, self.nodes[i].name, decision.reason, decision.actions
             );
         }
-        let wake = decision.wake_at.0.saturating_sub(self.nodes[i].offset);
+        let wake = self.nodes[i].world(decision.wake_at.0);
         self.nodes[i].wake_at = wake.max(self.now + 1);
         self.update_fence(i, &obs.local);
         if self.nodes[i].reachable {
@@ -214,7 +214,9 @@ impl World {
             return;
         };
         for &c in &confirmers {
-            self.nodes[c].promises.push((now + ttl, leader, term));
+            // its promise runs on its own clock
+            let until = self.nodes[c].world(self.nodes[c].local(now) + ttl);
+            self.nodes[c].promises.push((until, leader, term));
         }
         let confirmed = Outcome::FailsafeConfirmed {
             requested_at,

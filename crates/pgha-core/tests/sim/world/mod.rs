@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 mod agent;
 mod chaos;
+mod clocks;
 mod cold_stop;
 mod invariants;
 mod postgres;
@@ -68,6 +69,8 @@ struct Node {
     /// but its lease writes (acquisitions, renewals, releases) land a second or two late.
     slow_link: bool,
     offset: u64,
+    /// How far its clock runs fast (positive) or slow, in millionths (see `clocks.rs`).
+    rate_ppm: i64,
     tags: Tags,
     healthy_since: Option<u64>,
     /// The supervisor's fencing deadline (world time): PostgreSQL is killed once it passes,

@@ -40,6 +40,7 @@ impl World {
                     partition_until: 0,
                     slow_link: false,
                     offset: rng.below(1_000_000),
+                    rate_ppm: 0,
                     tags,
                     healthy_since: None,
                     fence_at: None,
@@ -144,7 +145,7 @@ impl World {
         let mut state = String::new();
         for n in &self.nodes {
             state += &format!(
-                "\n  {} agent={} paused_until={} reachable={} fence_at={:?} clock offset={} pg={:?} \
+                "\n  {} agent={} paused_until={} reachable={} fence_at={:?} clock offset={} rate={}ppm pg={:?} \
                  job={:?}",
                 n.name,
                 n.member.is_some(),
@@ -152,6 +153,7 @@ impl World {
                 n.reachable,
                 n.fence_at,
                 n.offset,
+                n.rate_ppm,
                 n.pg,
                 n.job.as_ref().map(|j| &j.action)
             );
