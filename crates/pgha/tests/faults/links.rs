@@ -6,6 +6,70 @@ use super::*;
 /// healthy leader before pgha treats it as diverged (the test clusters keep the default).
 const STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The harness itself: a one-way cut drops what one host's programs send and still carries
+/// what the other host's send (found by review: it dropped TCP's acknowledgements too, so
+/// within a retransmission timeout the other side could send nothing either, and the one-way
+/// tests below were cuts both ways). `b` sends 4 MiB to `a` through the cut that drops what
+/// `a` sends to `b`: all of it arrives, and none of `a`'s replies does.
+#[test]
+fn a_one_way_cut_carries_what_the_other_side_sends() {
+    use std::io::{Read, Write};
+
+    let mut net = Net::new(&["a", "b"]);
+    let a_ip = net.host("a").ip.clone();
+    let listener = {
+        let _in_a = NetnsGuard::enter(&net.host("a").ns);
+        std::net::TcpListener::bind((a_ip.as_str(), 7070)).unwrap()
+    };
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (mut got, mut buf) = (0usize, [0u8; 65536]);
+        while got < 4 << 20 {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    // a reply a MiB, which the cut drops (few: unanswered, they fill the
+                    // socket's buffer and a write would block this reader)
+                    if (got + n) >> 20 > got >> 20 {
+                        let _ = conn.write(b"ack\n");
+                    }
+                    got += n;
+                }
+            }
+        }
+        got
+    });
+    let b_ns = net.host("b").ns.clone();
+    let mut conn = {
+        let _in_b = NetnsGuard::enter(&b_ns);
+        std::net::TcpStream::connect((a_ip.as_str(), 7070)).unwrap()
+    };
+    net.cut("a", "b", Way::OneWay);
+    conn.set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    let sent = (0..64)
+        .take_while(|_| conn.write_all(&chunk).is_ok())
+        .count();
+    let got = server.join().unwrap();
+    assert_eq!(sent, 64, "the sender was stopped by the cut");
+    assert_eq!(
+        got,
+        4 << 20,
+        "what b sent did not all reach a through a one-way cut"
+    );
+    conn.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut reply = [0u8; 16];
+    assert!(
+        !matches!(conn.read(&mut reply), Ok(n) if n > 0),
+        "a reply of a crossed the cut"
+    );
+    net.heal_all();
+}
+
 /// `pgha config set ttl_ms=6000 safety_margin_ms=1500`, then the leader's link to etcd
 /// blackholed both ways: the leader must demote before the lease etcd really holds expires.
 #[test]

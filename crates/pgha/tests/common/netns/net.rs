@@ -92,7 +92,11 @@ pub struct Host {
 /// Which way a link is cut.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Way {
-    /// Packets from the first host to the second are dropped (the reverse flows).
+    /// What the first host's programs send the second is dropped, the reverse flows: every
+    /// packet but TCP segments without data (bare acknowledgements, a SYN-ACK, a FIN), so
+    /// that TCP still carries what the second host sends. A drop of every packet would also
+    /// drop those acknowledgements, and within a retransmission timeout the second host could
+    /// send nothing either: a cut both ways, not one.
     OneWay,
     Both,
 }
@@ -255,12 +259,31 @@ impl Net {
     }
 
     /// Blackholes the link between hosts `a` and `b` (rules in `a`'s namespace): `OneWay`
-    /// drops what `a` sends to `b`; `Both` also what `a` receives from `b`.
+    /// drops what `a`'s programs send to `b` (see [`Way::OneWay`]); `Both` every packet either
+    /// way.
     pub fn cut(&mut self, a: &str, b: &str, way: Way) {
         let (ns, peer) = (self.host(a).ns.clone(), self.host(b).ip.clone());
-        self.add_rule(&ns, &["OUTPUT", "-d", &peer, "-j", "DROP"]);
-        if way == Way::Both {
-            self.add_rule(&ns, &["INPUT", "-s", &peer, "-j", "DROP"]);
+        match way {
+            Way::Both => {
+                self.add_rule(&ns, &["OUTPUT", "-d", &peer, "-j", "DROP"]);
+                self.add_rule(&ns, &["INPUT", "-s", &peer, "-j", "DROP"]);
+            }
+            Way::OneWay => {
+                // A TCP segment carries data when the packet is longer than its headers: the
+                // IP header (20 bytes, no options here) and the TCP header, whose length
+                // (20 to 60 bytes) its data offset says; one rule per TCP header length.
+                for tcp_header in (20..=60).step_by(4) {
+                    let u32_match = format!(
+                        "0>>24&0x0F=5&&0>>22&0x3C@12>>26&0x3C={tcp_header}&&0&0xFFFF={}:65535",
+                        20 + tcp_header + 1
+                    );
+                    let rule = ["OUTPUT", "-d", &peer, "-p", "tcp", "-m", "u32", "--u32"];
+                    let rule = [&rule[..], &[u32_match.as_str(), "-j", "DROP"]].concat();
+                    self.add_rule(&ns, &rule);
+                }
+                let not_tcp = ["OUTPUT", "-d", &peer, "!", "-p", "tcp", "-j", "DROP"];
+                self.add_rule(&ns, &not_tcp);
+            }
         }
     }
 
