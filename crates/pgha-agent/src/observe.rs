@@ -256,8 +256,13 @@ impl Agent {
         Some(history)
     }
 
-    /// Whether the leader's PostgreSQL accepts a TCP connection from here, asked only while
-    /// this standby is configured for the leader and not streaming.
+    /// Whether the leader's PostgreSQL answers a connection from here (startup, TLS and the
+    /// password exchange within [`REACH_TIMEOUT`]), asked only while this standby is
+    /// configured for the leader and not streaming. Not a bare TCP handshake: a link that
+    /// lets handshakes through and drops what the leader sends (a path MTU blackhole, a
+    /// middlebox, a postmaster hung while its kernel still accepts) read as a leader that
+    /// answers and refuses to stream, and the standby stopped to rewind data that had not
+    /// diverged (found by review).
     pub(crate) async fn leader_reachable(&self, local: &pgha_core::LocalPg) -> Option<bool> {
         let view = self.view.as_ref()?;
         let leader = &view.leader.as_ref()?.holder;
@@ -268,7 +273,7 @@ impl Agent {
             return None;
         }
         let address = postgres_address(leader, view.members.get(leader)?)?;
-        let connect = tokio::net::TcpStream::connect((address.host.as_str(), address.port));
+        let connect = self.spec.connect(&address, REACH_TIMEOUT);
         Some(matches!(
             tokio::time::timeout(REACH_TIMEOUT, connect).await,
             Ok(Ok(_))

@@ -302,26 +302,35 @@ fn sync_standby_link_blackholed() {
 }
 
 /// A standby's link to the primary blackholed (etcd reachable) for longer than
-/// wal_receiver_timeout plus pgha's stream timeout: once healed it streams again, and it was
-/// neither rewound nor re-cloned, nor its data directory moved aside.
+/// wal_receiver_timeout plus pgha's stream timeout, both ways, then only what the primary
+/// sends it (TCP handshakes still complete: a path MTU blackhole, a middlebox, a postmaster
+/// hung while its kernel accepts): once healed it streams again, and it was neither rewound
+/// nor re-cloned, nor its data directory moved aside. Found by review, the second: the
+/// standby took a completed TCP handshake for a leader that answers and refuses to stream,
+/// and stopped its PostgreSQL to rewind data that had not diverged.
 #[test]
 fn standby_link_blackholed() {
     let (mut c, leader) = start(&Opts::default());
     let standby = standbys_of(&c, &leader)[0].clone();
     let ck = checker_writing(&c, &leader);
     let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(10);
-    ck.mark(&format!(
-        "{standby} <-> {leader} blackholed both ways for {cut_for:?}"
-    ));
     // the log from here on (its initial clone is a Reclone action too)
     let log_at_cut = c.log_len(&standby);
-    c.net.cut(&standby, &leader, Way::Both);
-    std::thread::sleep(cut_for);
-    ck.mark("link healed");
-    c.net.heal_all();
-    let streaming = c.wait_converged(Duration::from_secs(90));
-    assert_eq!(streaming, leader, "the leader changed");
-    ck.mark(&format!("{standby} streams again"));
+    for (a, b, way, what) in [
+        (&standby, &leader, Way::Both, "both ways"),
+        (&leader, &standby, Way::OneWay, "what the primary sends"),
+    ] {
+        ck.mark(&format!(
+            "{standby} <-> {leader} blackholed, {what}, for {cut_for:?}"
+        ));
+        c.net.cut(a, b, way);
+        std::thread::sleep(cut_for);
+        ck.mark("link healed");
+        c.net.heal_all();
+        let streaming = c.wait_converged(Duration::from_secs(90));
+        assert_eq!(streaming, leader, "the leader changed");
+        ck.mark(&format!("{standby} streams again"));
+    }
     let report = ck.finish(&c, CONVERGE);
     eprintln!("{report}");
     let m = c.member(&standby);
@@ -345,8 +354,8 @@ fn standby_link_blackholed() {
         .collect();
     assert!(
         aside.is_empty() && rewound.is_empty() && history.is_empty(),
-        "{standby} was only cut off from {leader} for {cut_for:?} (no divergence), yet: \
-         data directories moved aside {aside:?}; agent log lines {rewound:#?}; history {history:#?}\n{report}"
+        "{standby} was only cut off from {leader} (no divergence), yet: data directories moved \
+         aside {aside:?}; agent log lines {rewound:#?}; history {history:#?}\n{report}"
     );
     assert_no_loss_one_writer(&report, &c);
 }
