@@ -27,7 +27,7 @@ pub async fn rewind(
 ) -> Result<()> {
     shut_down_cleanly_for_rewind(instance, timeout).await?;
     let conninfo = format!(
-        "{} dbname=postgres passfile={} connect_timeout=5",
+        "{} dbname=postgres passfile={}",
         source.conninfo(),
         crate::conf::quote_conninfo(&source.passfile.to_string_lossy()),
     );

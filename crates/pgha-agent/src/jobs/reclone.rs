@@ -184,9 +184,11 @@ async fn source_is_primary(ctx: &JobContext, up: &pgha_pg::conf::Upstream) -> bo
     let Ok(client) = ctx.spec.connect(up, super::SQL_TIMEOUT).await else {
         return false;
     };
-    match client.query_one("SELECT pg_is_in_recovery()", &[]).await {
-        Ok(row) => !row.get::<_, bool>(0),
-        Err(_) => false,
+    // bounded too: a source that stops answering once connected must not hold the clone
+    let asked = client.query_one("SELECT pg_is_in_recovery()", &[]);
+    match tokio::time::timeout(super::SQL_TIMEOUT, asked).await {
+        Ok(Ok(row)) => !row.get::<_, bool>(0),
+        Ok(Err(_)) | Err(_) => false,
     }
 }
 

@@ -360,6 +360,69 @@ fn standby_link_blackholed() {
     assert_no_loss_one_writer(&report, &c);
 }
 
+/// A standby cloning from the leader (its data directory gone, the copy slowed to a crawl)
+/// when the leader's host crashes and its link to the standby is blackholed both ways: no
+/// RST ever comes. The clone must give up on its silent source within seconds and clone from
+/// the new leader. Found by review: pg_basebackup had no keepalives nor connect timeout, so
+/// it waited on TCP (up to two hours with the kernel's defaults) and the member stayed a
+/// member with no data, neither a standby nor a candidate, after another member led.
+#[test]
+fn a_clone_whose_source_vanishes_mid_copy_is_taken_again_from_the_new_leader() {
+    let (mut c, leader) = start(&Opts::default());
+    let standbys = standbys_of(&c, &leader);
+    let cloning = standbys[1].clone();
+    // ~60 MB to copy: seconds on the slowed link at the least
+    c.sql(
+        &leader,
+        "CREATE TABLE big AS SELECT repeat('x', 1500) AS pad FROM generate_series(1, 40000)",
+    )
+    .expect("fill the leader");
+    c.member_mut(&cloning).crash();
+    let data = c.member(&cloning).data_dir();
+    std::fs::remove_dir_all(&data).expect("remove the data directory");
+    c.net.throttle_from_port(&leader, &cloning, PG_PORT, 30);
+    let log_from = c.log_len(&cloning);
+    c.start_agent(&cloning);
+    wait_until(
+        &format!("{cloning} cloning from {leader}"),
+        Duration::from_secs(60),
+        || {
+            (!c.log_lines_since(&cloning, log_from, &["starting clone from"])
+                .is_empty())
+            .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    c.net.cut(&leader, &cloning, Way::Both);
+    c.member_mut(&leader).crash();
+    let cut_at = Instant::now();
+    let (new, _) = c
+        .wait_new_primary(&leader, Duration::from_secs(30))
+        .expect("a new primary");
+    let streaming = pgha_testkit::poll(Duration::from_secs(90), Duration::from_millis(200), || {
+        let rows = c.sql_one(
+            &new,
+            &format!(
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{cloning}' \
+                 AND state = 'streaming'"
+            ),
+        );
+        (rows.as_deref() == Some("1")).then_some(())
+    });
+    let clones = c.log_lines_since(&cloning, log_from, &["clone from", "clone "]);
+    assert!(
+        streaming.is_some(),
+        "{cloning} did not stream from {new} within 90 s of its clone source {leader} \
+         vanishing mid-copy; its clone jobs: {clones:#?}\n{}",
+        c.logs(40)
+    );
+    eprintln!(
+        "{cloning} streams from {new} {:?} after {leader} vanished mid-copy; {clones:#?}",
+        cut_at.elapsed()
+    );
+    c.net.heal_all();
+}
+
 /// The leader's links to both standbys blackholed (etcd reachable), synchronous mode, writers
 /// writing: its commits wait, its WAL runs ahead of theirs; then its host crashes and a
 /// standby takes over. Its agent restarted with the links still cut, the old leader has to

@@ -258,6 +258,34 @@ impl Net {
         );
     }
 
+    /// Slows what `a` sends `b` from its `port` to about `packets` a second (the rest dropped,
+    /// so TCP backs off: a slow link for one service; healed by [`Net::heal`]).
+    pub fn throttle_from_port(&mut self, a: &str, b: &str, port: u16, packets: u32) {
+        let (ns, peer) = (self.host(a).ns.clone(), self.host(b).ip.clone());
+        let (port, rate) = (port.to_string(), format!("{packets}/sec"));
+        let name = format!("slow{}", self.rules.len());
+        let rule = [
+            "OUTPUT",
+            "-d",
+            &peer,
+            "-p",
+            "tcp",
+            "--sport",
+            &port,
+            "-m",
+            "hashlimit",
+            "--hashlimit-above",
+            &rate,
+            "--hashlimit-burst",
+            "20",
+            "--hashlimit-name",
+            &name,
+            "-j",
+            "DROP",
+        ];
+        self.add_rule(&ns, &rule);
+    }
+
     /// Blackholes the link between hosts `a` and `b` (rules in `a`'s namespace): `OneWay`
     /// drops what `a`'s programs send to `b` (see [`Way::OneWay`]); `Both` every packet either
     /// way.
