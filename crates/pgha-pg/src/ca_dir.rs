@@ -2,8 +2,10 @@
 //! and the member certificates issued from it into the members' directories.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use atomic_write_file::unix::OpenOptionsExt as _;
 
 use crate::error::{PgError, Result};
 use crate::tls::{Authority, ClientTls, MemberTls, TlsFiles};
@@ -76,14 +78,20 @@ impl CaDir {
                 .map_err(|e| PgError::io(format!("chmod {}", self.dir.display()), e))?;
             let authority = Authority::generate()?;
             let issued = authority.issued();
-            write_new(&key_path, &issued.key_pem, 0o600)?;
+            // the key last: until it is there, the next start makes the CA again
             write_new(&self.ca_cert(), &issued.cert_pem, 0o644)?;
+            write_new(&key_path, &issued.key_pem, 0o600)?;
             tracing::info!("made the cluster's TLS authority in {}", self.dir.display());
             authority
         } else {
             let pem = std::fs::read_to_string(&key_path)
                 .map_err(|e| PgError::io(format!("read {}", key_path.display()), e))?;
-            Authority::load(&pem)?
+            let authority = Authority::load(&pem)?;
+            if !self.ca_cert().exists() {
+                // the certificate is made again from the key: same name, same key
+                write_new(&self.ca_cert(), &authority.issued().cert_pem, 0o644)?;
+            }
+            authority
         };
         for m in members {
             let files = TlsFiles::in_member_dir(self.ca_cert(), m.member_dir);
@@ -114,21 +122,63 @@ impl CaDir {
         let issued = Authority::load(&pem)?.issue(PROXY_NAME, hosts)?;
         write_new(&key, &issued.key_pem, 0o600)?;
         write_new(&cert, &issued.cert_pem, 0o644)?;
+        // a certificate whose key was lost with it is made again next time (both are checked)
         tracing::info!("issued the proxy's TLS certificate {}", cert.display());
         Ok((cert, key))
     }
 }
 
-/// Creates `path` with `mode` (replacing a previous file of pgha's own directory).
+/// Writes `path` with `mode` (replacing a previous file of pgha's own directory) whole or not
+/// at all: a temporary file created with that mode, synced, renamed over it, the directory
+/// synced. A write cut short (killed, a full disk, a power loss) leaves the old file or none,
+/// never a part of one that every later start would trip on.
 pub fn write_new(path: &Path, contents: &str, mode: u32) -> Result<()> {
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut file = atomic_write_file::OpenOptions::new()
         .mode(mode)
+        .preserve_mode(false)
+        .preserve_owner(false)
         .open(path)
         .map_err(|e| PgError::io(format!("create {}", path.display()), e))?;
     file.write_all(contents.as_bytes())
-        .and_then(|_| file.sync_all())
+        .and_then(|_| file.commit())
         .map_err(|e| PgError::io(format!("write {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by review: the CA's files were written in place, the key first; a start cut
+    /// between the two (killed, a full disk, a power loss) left a key without a certificate,
+    /// and every later `pgha up` panicked ("the CA certificate was just checked or
+    /// written"). The certificate goes first and is made again from the key when missing;
+    /// a certificate without its key is a CA not made yet.
+    #[test]
+    fn a_ca_cut_short_is_mended_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CaDir::new(dir.path().join("tls"));
+        let run_as = RunAs::detect("postgres").expect("the postgres OS user");
+        ca.ensure(&[], &run_as).unwrap();
+        let key = std::fs::read_to_string(ca.dir.join(CA_KEY)).unwrap();
+        let cert = std::fs::read_to_string(ca.ca_cert()).unwrap();
+        std::fs::remove_file(ca.ca_cert()).unwrap();
+        ca.ensure(&[], &run_as)
+            .expect("a key without its certificate");
+        assert_eq!(std::fs::read_to_string(ca.dir.join(CA_KEY)).unwrap(), key);
+        let again = std::fs::read_to_string(ca.ca_cert()).unwrap();
+        let (old, new) = (
+            ClientTls::from_ca_pem(&cert, "old"),
+            ClientTls::from_ca_pem(&again, "new"),
+        );
+        assert!(old.is_ok() && new.is_ok());
+        std::fs::remove_file(ca.dir.join(CA_KEY)).unwrap();
+        ca.ensure(&[], &run_as)
+            .expect("a certificate without its key");
+        assert!(ca.dir.join(CA_KEY).exists());
+        assert_ne!(
+            std::fs::read_to_string(ca.ca_cert()).unwrap(),
+            again,
+            "a new CA"
+        );
+    }
 }
