@@ -167,7 +167,9 @@ impl Failsafe {
                 seen: term,
             });
         }
-        let promise = Promise::new(&leader, term, s.ttl);
+        // Kept a fifth longer than said: this host's clock may run fast, the leader's slow
+        // (NTP slewing; the leader's margin covers its own clock a tenth slow).
+        let promise = Promise::new(&leader, term, s.ttl + s.ttl / 5);
         let now = Instant::now();
         let mut kept: Vec<Promise> = s
             .promises

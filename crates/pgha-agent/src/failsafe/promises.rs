@@ -86,8 +86,12 @@ pub fn write(file: &Path, promises: &[Promise]) -> std::io::Result<()> {
 /// new content is what a power loss leaves): a reader finds the old content or the new, never
 /// a part. The promises' file and the leader's file of promises held are written this way.
 pub(super) fn replace(file: &Path, text: &str, sync: bool) -> std::io::Result<()> {
+    // one name a write: two writers of one process (an agent leaving, its successor starting)
+    // never share a temporary file
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut tmp_name = file.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
+    tmp_name.push(format!(".tmp{}.{n}", std::process::id()));
     let tmp = file.with_file_name(tmp_name);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()

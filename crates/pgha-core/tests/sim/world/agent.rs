@@ -214,8 +214,8 @@ impl World {
             return;
         };
         for &c in &confirmers {
-            // its promise runs on its own clock
-            let until = self.nodes[c].world(self.nodes[c].local(now) + ttl);
+            // its promise runs on its own clock, a fifth longer than it says (as pgha-agent's)
+            let until = self.nodes[c].world(self.nodes[c].local(now) + ttl + ttl / 5);
             self.nodes[c].promises.push((until, leader, term));
         }
         let confirmed = Outcome::FailsafeConfirmed {
