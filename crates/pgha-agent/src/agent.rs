@@ -56,7 +56,7 @@ pub(crate) enum Request {
 pub(crate) const STORE_TIMEOUT: Duration =
     Duration::from_millis(pgha_core::config::STORE_CALL_BOUND_MS.1);
 /// How long a check that the leader's PostgreSQL can be reached waits for a connection.
-pub(crate) const REACH_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const REACH_TIMEOUT: Duration = Duration::from_secs(2);
 /// A planned demotion announces "not writable" first, but never waits longer than this.
 pub(crate) const ANNOUNCE_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a job failed, the next attempt waits at least this long (unless the lease needs a step).

@@ -256,13 +256,14 @@ impl Agent {
         Some(history)
     }
 
-    /// Whether the leader's PostgreSQL answers a connection from here (startup, TLS and the
-    /// password exchange within [`REACH_TIMEOUT`]), asked only while this standby is
-    /// configured for the leader and not streaming. Not a bare TCP handshake: a link that
-    /// lets handshakes through and drops what the leader sends (a path MTU blackhole, a
-    /// middlebox, a postmaster hung while its kernel still accepts) read as a leader that
-    /// answers and refuses to stream, and the standby stopped to rewind data that had not
-    /// diverged (found by review).
+    /// Whether the leader's PostgreSQL answers a connection from here within
+    /// [`REACH_TIMEOUT`]: it completes one (startup, TLS, password), or refuses it with an
+    /// error of its own (a login refused, too many clients: it answered), asked only while
+    /// this standby is configured for the leader and not streaming. Not a bare TCP
+    /// handshake: a link that lets handshakes through and drops what the leader sends (a path
+    /// MTU blackhole, a middlebox, a postmaster hung while its kernel still accepts) read as a
+    /// leader that answers and refuses to stream, and the standby stopped to rewind data that
+    /// had not diverged (found by review).
     pub(crate) async fn leader_reachable(&self, local: &pgha_core::LocalPg) -> Option<bool> {
         let view = self.view.as_ref()?;
         let leader = &view.leader.as_ref()?.holder;
@@ -274,10 +275,12 @@ impl Agent {
         }
         let address = postgres_address(leader, view.members.get(leader)?)?;
         let connect = self.spec.connect(&address, REACH_TIMEOUT);
-        Some(matches!(
-            tokio::time::timeout(REACH_TIMEOUT, connect).await,
-            Ok(Ok(_))
-        ))
+        let answered = match tokio::time::timeout(REACH_TIMEOUT, connect).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(pgha_pg::PgError::Sql { source, .. })) => source.as_db_error().is_some(),
+            Ok(Err(_)) | Err(_) => false,
+        };
+        Some(answered)
     }
 
     /// A primary that crashed (state "in production" while stopped) finishes crash recovery
