@@ -37,7 +37,8 @@ pub struct ProxyConfig {
     /// Time between keepalive probes.
     #[serde(with = "duration")]
     pub tcp_keepalive_interval: Duration,
-    /// Unanswered keepalive probes after which the connection is dropped.
+    /// Unanswered keepalive probes after which the connection is dropped; data sent and not
+    /// acknowledged for idle + interval × count drops it too (`TCP_USER_TIMEOUT`).
     pub tcp_keepalive_count: u32,
     /// Time allowed for one TCP connect to a backend.
     #[serde(with = "duration")]

@@ -12,7 +12,10 @@ const FD_MARGIN: u64 = 100;
 
 /// Sets TCP_NODELAY and, unless disabled, keepalives as configured, on one session socket (a
 /// client's or a backend's). A dead peer (host gone, link cut) is noticed by the kernel instead
-/// of holding the session until the other side speaks.
+/// of holding the session until the other side speaks; with data sent and not acknowledged
+/// (keepalives do not run then: a query sent into a blackholed backend) after as long as the
+/// keepalives would take (`TCP_USER_TIMEOUT`), not after the kernel's retransmissions (about
+/// 15 minutes).
 pub(crate) fn tune_socket(stream: &TcpStream, cfg: &ProxyConfig) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
@@ -24,8 +27,13 @@ pub(crate) fn tune_socket(stream: &TcpStream, cfg: &ProxyConfig) {
         .with_time(idle)
         .with_interval(cfg.tcp_keepalive_interval)
         .with_retries(cfg.tcp_keepalive_count);
-    if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+    let socket = SockRef::from(stream);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
         tracing::debug!(error = %e, "cannot set TCP keepalive");
+    }
+    let unanswered = idle + cfg.tcp_keepalive_interval * cfg.tcp_keepalive_count;
+    if let Err(e) = socket.set_tcp_user_timeout(Some(unanswered)) {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
     }
 }
 
@@ -76,5 +84,28 @@ mod tests {
     fn two_files_per_client_and_a_margin() {
         assert_eq!(files_needed(5000), 10_100);
         assert_eq!(files_needed(usize::MAX), u64::MAX);
+    }
+
+    /// Found by review: keepalives do not run while sent data waits for its acknowledgement,
+    /// so a session whose query went into a blackholed backend hung for the kernel's
+    /// retransmissions (about 15 minutes). Data unanswered for as long as the keepalives take
+    /// ends it too; with keepalives off, neither is set.
+    #[tokio::test]
+    async fn session_sockets_give_up_unanswered_data_as_soon_as_keepalives_would() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        tune_socket(&stream, &ProxyConfig::default());
+        let socket = SockRef::from(&stream);
+        let expected = std::time::Duration::from_secs(60 + 10 * 6);
+        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(expected));
+        assert!(socket.keepalive().unwrap());
+        let off = ProxyConfig {
+            tcp_keepalive_idle: None,
+            ..ProxyConfig::default()
+        };
+        let plain = TcpStream::connect(addr).await.unwrap();
+        tune_socket(&plain, &off);
+        assert_eq!(SockRef::from(&plain).tcp_user_timeout().unwrap(), None);
     }
 }
