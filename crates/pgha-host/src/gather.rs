@@ -143,6 +143,9 @@ pub async fn of_host(host: &Host) -> ClusterStatus {
     status
 }
 
+/// How long `GET /status` waits for one member's answers, all queries together.
+const PROBE_PATIENCE: Duration = Duration::from_secs(5);
+
 async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials) -> Probed {
     if target.running == Some(false) {
         return Probed {
@@ -152,7 +155,9 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
             pending_restart: Vec::new(),
         };
     }
-    let result = async {
+    // bounded as a whole: a member that accepts and then stops answering (a link blackholed
+    // after the handshake) must not hold the request, nor leave it pending on the server
+    let probing = async {
         let client = pgha_pg::probe::connect(
             &target.name,
             &target.host,
@@ -165,9 +170,16 @@ async fn probe_target(target: &Target, credentials: &pgha_pg::probe::Credentials
         let slots = logical_slots(&client, &target.name, state.server_version_num).await?;
         let pending = pending_restart(&client, &target.name).await?;
         Ok::<_, pgha_pg::PgError>((state, slots, pending))
-    }
-    .await
-    .map_err(Unprobed::Failed);
+    };
+    let result = tokio::time::timeout(PROBE_PATIENCE, probing)
+        .await
+        .unwrap_or_else(|_| {
+            Err(pgha_pg::PgError::Timeout {
+                what: format!("probing {}", target.name),
+                seconds: PROBE_PATIENCE.as_secs(),
+            })
+        })
+        .map_err(Unprobed::Failed);
     // A remote member that does not answer may simply be down.
     let running = target.running.unwrap_or(result.is_ok());
     match result {
