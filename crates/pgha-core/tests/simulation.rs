@@ -246,9 +246,10 @@ fn whole_cluster_pauses_keep_one_writer_and_converge() {
 }
 
 /// The same faults with every member's clock running at its own rate, up to 8.3 % fast or
-/// slow (what chrony slews at after a clock step, for hours), the store's exact: the default
-/// margin (a quarter of the ttl) leaves the fence and the failsafe room for it (design.md,
-/// "Clock rates"), so one writer, the best candidate, nothing acknowledged lost.
+/// slow (what chrony slews at after a clock step, for hours), the store's exact, half the
+/// seeds with a margin set under a fifth of the ttl: the margin in force (a fifth at least)
+/// leaves the fence and the failsafe room for it (design.md, "clock rates"), so one writer,
+/// the best candidate, nothing acknowledged lost.
 #[test]
 fn clocks_running_fast_or_slow_keep_one_writer_and_converge() {
     let mut failovers = 0;

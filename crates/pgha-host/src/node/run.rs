@@ -204,13 +204,14 @@ fn arm_watchdog(
     if mode == WatchdogMode::Off {
         return Ok(());
     }
-    let timeout_s = timeout_for(config.safety_margin_ms);
-    if u64::from(timeout_s) * 1000 > config.safety_margin_ms / 2 {
+    // the margin in force (at least a fifth of the ttl), which the fencing deadline goes by
+    let margin = config.margin_ms();
+    let timeout_s = timeout_for(margin);
+    if u64::from(timeout_s) * 1000 > margin / 2 {
         let why = format!(
-            "watchdog.mode = {mode} in {} needs safety_margin_ms of at least 2000 (it is {}): \
-             the watchdog's 1 s must fit in half the margin",
+            "watchdog.mode = {mode} in {} needs a safety margin of at least 2000 ms (it is \
+             {margin}): the watchdog's 1 s must fit in half the margin",
             file.display(),
-            config.safety_margin_ms
         );
         if mode == WatchdogMode::Required {
             bail!("{why}; raise it with pgha config set safety_margin_ms=2000");
