@@ -222,6 +222,20 @@ cat > "$work/standby.sh" <<EOF
 #!/bin/sh
 for m in n1 n2 n3; do [ "\$m" = "\$PGHA_LEADER" ] || echo \$m; done | sed -n "\$((\$1 + 1))p"
 EOF
+# oneway.sh CHAIN -d|-s ADDR: the iptables rules (CHAIN and the rest, a line each) that drop
+# what crosses CHAIN to or from ADDR in one direction and let TCP's bare acknowledgements
+# through: every packet but TCP segments without data (an IP header of 20 bytes and a TCP
+# header whose length its data offset says, 20 to 60 bytes). Dropping every packet would also
+# drop the acknowledgements of what flows the other way, which then stops within a
+# retransmission timeout: a cut both ways, not one.
+cat > "$work/oneway.sh" <<'ONEWAY'
+#!/bin/sh
+for h in 20 24 28 32 36 40 44 48 52 56 60; do
+  echo "$1 $2 $3 -p tcp -m u32 --u32 0>>24&0x0F=5&&0>>22&0x3C@12>>26&0x3C=$h&&0&0xFFFF=$((21 + h)):65535 -j DROP"
+done
+echo "$1 $2 $3 ! -p tcp -j DROP"
+ONEWAY
+chmod 755 "$work/oneway.sh"
 # The links of the member leading when a fault is drawn ($PGHA_LEADER), blackholed by iptables
 # in its namespace for LINK_CUT seconds, then healed: link-cut cuts it from one standby (drawn
 # from SEED and the fault's number), one way (what it sends is dropped) or both, again drawn;
@@ -230,8 +244,8 @@ cat > "$work/cut.sh" <<EOF
 #!/bin/sh
 # cut.sh PEER_IP WAY: WAY one (drop what the leader sends) or both
 ns=$prefix-\$PGHA_LEADER
-rules="OUTPUT -d \$1 -j DROP"
-[ "\$2" = both ] && rules="\$rules
+rules=\$($work/oneway.sh OUTPUT -d \$1)
+[ "\$2" = both ] && rules="OUTPUT -d \$1 -j DROP
 INPUT -s \$1 -j DROP"
 echo "\$rules" | while read -r chain rest; do ip netns exec \$ns iptables -w -I \$chain 1 \$rest; done
 sleep $link_cut
@@ -336,10 +350,12 @@ while :; do
     draw=\$($work/draw.sh bg-link 12)
     peer=\$(for h in n1 n2 n3 etcd client; do [ \$h = \$member ] || echo \$h; done | sed -n "\$(( draw % 4 + 1 ))p")
     way=\$(echo out in both | cut -d' ' -f\$(( draw / 4 + 1 )))
-    rules=""
-    [ \$way = in ] || rules="OUTPUT -d \$(addr \$peer) -j DROP"
-    [ \$way = out ] || rules="\$rules
-INPUT -s \$(addr \$peer) -j DROP"
+    case \$way in
+    out) rules=\$($work/oneway.sh OUTPUT -d \$(addr \$peer)) ;;
+    in) rules=\$($work/oneway.sh INPUT -s \$(addr \$peer)) ;;
+    both) rules="OUTPUT -d \$(addr \$peer) -j DROP
+INPUT -s \$(addr \$peer) -j DROP" ;;
+    esac
     log "cut \$member -> \$peer (\$way) for \$hold s"
     echo "\$rules" | while read -r chain rest; do [ -z "\$chain" ] || ip netns exec $prefix-\$member iptables -w -I \$chain 1 \$rest; done
     sleep \$hold
