@@ -173,8 +173,16 @@ impl ClusterConfig {
     /// with that clock up to a tenth slow: `margin >= ttl / 5` (the simulation's clock-rate
     /// runs show a smaller one fail, two writers, and this one hold).
     pub fn margin_ms(&self) -> u64 {
-        self.safety_margin_ms
-            .max(self.ttl_ms / CLOCK_RATE_TTL_PARTS)
+        self.margin_for(self.ttl_ms)
+    }
+
+    /// [`ClusterConfig::margin_ms`] for a lease of `ttl_ms` (the store's, which a live change
+    /// of `ttl_ms` leaves longer until the next renewal, or a failsafe promise's length): the
+    /// time a slow clock loses grows with the time it counts (found by the simulation: a
+    /// lease granted for 10 s judged with the margin of a new 6 s ttl, 1.5 s, and the
+    /// leader's clock 8.3 % slow: its kill came 91 ms after the store's expiry).
+    pub fn margin_for(&self, ttl_ms: u64) -> u64 {
+        self.safety_margin_ms.max(ttl_ms / CLOCK_RATE_TTL_PARTS)
     }
 
     /// The lease TTL the configuration asks for (`ttl_ms`).

@@ -24,6 +24,15 @@ impl ExpiryCaps {
         }
     }
 
+    /// The longest a renewal sent and not answered may keep the lease (its ttl), ms.
+    pub(crate) fn longest_span(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|(at, cap)| cap.since(*at))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The earliest instant a renewal sent and not answered may end the lease by.
     pub(crate) fn lowest(&self) -> Option<Millis> {
         self.0.iter().map(|(_, cap)| *cap).min()

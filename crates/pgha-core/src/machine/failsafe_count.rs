@@ -57,7 +57,7 @@ impl Member {
             self.failsafe_uncounted = Some((requested_at, why));
             return;
         }
-        let margin = self.config.margin_ms();
+        let margin = self.config.margin_for(promised_ms);
         if let Some(lease) = self.lease.as_mut() {
             lease.renewed_at = requested_at;
             lease.expires_at = requested_at.plus(promised_ms);

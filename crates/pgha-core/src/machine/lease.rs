@@ -165,7 +165,8 @@ impl Member {
     /// [`Member::fence_cap`], also leaving `room` before the earliest expiry, but no more than
     /// the margin less `after_trust` (see [`Member::fence_deadline_leaving`]).
     pub fn fence_cap_leaving(&self, room: Millis, after_trust: Millis) -> Option<Millis> {
-        let margin = self.config.margin_ms();
+        let longest = self.expiry_caps.longest_span().max(self.config.ttl_ms);
+        let margin = self.config.margin_for(longest);
         let before = room
             .0
             .max(margin / 2)

@@ -43,7 +43,7 @@ impl Member {
                         *requested_at,
                         *ttl,
                         cap,
-                        self.config.margin_ms(),
+                        self.config.margin_for(ttl.millis()),
                     );
                     self.lease = Some(match later {
                         // Trusted from a later instant (a renewal, or failsafe confirmations).
