@@ -263,12 +263,14 @@ impl World {
                     // its answer lost; it lands later, or not (`land_late_writes`)
                     let at = now + now % 2_000;
                     self.late_writes.push((at, i, action.clone(), None));
+                    let vetoed = self.vetoed_members();
+                    self.vetoed_when_sent.insert(i, vetoed);
                     Outcome::LeaderUnknown
                 } else {
                     match self.take_leader_key(i, *ttl, *failsafe_revision) {
                         Some(revision) => {
                             self.nodes[i].key_written = Some(self.store.leader_written);
-                            self.stats.disk_stalls.1 += self.check_best_candidate(i);
+                            self.stats.disk_stalls.1 += self.check_best_candidate(i, &[]);
                             Outcome::LeaderAcquired {
                                 requested_at: sent,
                                 revision,

@@ -179,14 +179,27 @@ impl World {
         if holder == i && self.store.leader.is_some_and(|l| l.0 == i && l.1 == term) {
             self.store.late_won = None;
             self.stats.late_acquisitions.1 += 1;
-            self.stats.disk_stalls.1 += self.check_best_candidate(i);
+            let vetoed_then = std::mem::take(&mut self.late_won_vetoed);
+            self.stats.disk_stalls.1 += self.check_best_candidate(i, &vetoed_then);
         }
     }
 
+    /// The members whose records in the store say their promotion was vetoed.
+    pub(super) fn vetoed_members(&self) -> Vec<MemberName> {
+        let vetoed = self
+            .store
+            .members
+            .iter()
+            .filter(|(_, (r, _))| r.promotion_vetoed);
+        vetoed.map(|(name, _)| name.clone()).collect()
+    }
+
     /// I3: a member that wins the lease to fail over is at least as far as every member that
-    /// stayed healthy and eligible through the whole leaderless period. Returns how many it
+    /// stayed healthy and eligible through the whole leaderless period (`vetoed_then`: also
+    /// those vetoed when the winner's acquisition was sent, for a win judged as it promotes:
+    /// seed 532584 with vetoes, a veto that ran out between the two). Returns how many it
     /// passed over for their data directories taking no write, at least as far on.
-    pub(super) fn check_best_candidate(&self, winner: usize) -> u32 {
+    pub(super) fn check_best_candidate(&self, winner: usize, vetoed_then: &[MemberName]) -> u32 {
         let w = &self.nodes[winner].pg;
         if !w.data || !w.running || !w.in_recovery {
             return 0;
@@ -230,7 +243,8 @@ impl World {
                 .store
                 .members
                 .get(&n.name)
-                .is_some_and(|(r, _)| r.promotion_vetoed);
+                .is_some_and(|(r, _)| r.promotion_vetoed)
+                || vetoed_then.contains(&n.name);
             let disk_stalled = self
                 .store
                 .members

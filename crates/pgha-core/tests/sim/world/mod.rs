@@ -229,6 +229,11 @@ pub struct World {
     /// write).
     /// (lands at, member, write, the key's write its process knew when it sent it)
     late_writes: Vec<(u64, usize, Action, Option<u64>)>,
+    /// Whose promotions the store's records said vetoed when a member's acquisition now on its
+    /// way was sent (by member): I3 for a late win goes by what the winner saw when it ran.
+    vetoed_when_sent: BTreeMap<usize, Vec<MemberName>>,
+    /// The same for the acquisition that landed late ([`Store::late_won`]).
+    late_won_vetoed: Vec<MemberName>,
     next_tl: u32,
     /// I4's ledger: the newest synchronously acknowledged commit.
     acknowledged: Option<Acknowledged>,

@@ -91,6 +91,8 @@ impl World {
             slow_store: false,
             store_down_until: 0,
             late_writes: Vec::new(),
+            vetoed_when_sent: BTreeMap::new(),
+            late_won_vetoed: Vec::new(),
             next_tl: 2,
             acknowledged: None,
             was_writable: vec![false; size],

@@ -186,6 +186,7 @@ impl World {
                 // the member hears of it only from its next read (an adopted key)
                 if let Some(revision) = self.take_leader_key(i, ttl, failsafe_revision) {
                     self.store.late_won = Some((i, revision));
+                    self.late_won_vetoed = self.vetoed_when_sent.remove(&i).unwrap_or_default();
                     self.stats.late_acquisitions.0 += 1;
                     self.wake_all();
                 } else if self.store.leader.is_none() {
