@@ -100,10 +100,7 @@ mod tests {
     /// member would take a store that lost its keys for an empty one.
     #[test]
     fn a_cluster_id_that_cannot_be_read_is_an_error_not_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-        let inst = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        let (_dir, inst) = crate::test_standby::test_instance("n2");
         assert_eq!(inst.remembered_cluster().unwrap(), None);
         inst.create_member_dir().unwrap();
         inst.remember_cluster(7).unwrap();

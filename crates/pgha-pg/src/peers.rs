@@ -57,10 +57,7 @@ mod tests {
     /// guard against a store that lost the cluster was off for that agent's life.
     #[test]
     fn peers_that_cannot_be_read_are_an_error_not_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-        let inst = Instance::new("n2", &dir.path().join("n2"), bins, run_as);
+        let (_dir, inst) = crate::test_standby::test_instance("n2");
         inst.create_member_dir().unwrap();
         std::fs::create_dir(inst.member_dir.join("peers")).unwrap();
         let error = remembered(&inst).unwrap_err();

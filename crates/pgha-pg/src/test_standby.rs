@@ -5,6 +5,16 @@ use std::path::PathBuf;
 
 use crate::instance::Instance;
 
+/// Member `name` in a new temporary directory (kept as long as the directory is), nothing
+/// created yet, with this machine's PostgreSQL programs and OS user.
+pub(crate) fn test_instance(name: &str) -> (tempfile::TempDir, Instance) {
+    let dir = tempfile::tempdir().unwrap();
+    let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
+    let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
+    let inst = Instance::new(name, &dir.path().join(name), bins, run_as);
+    (dir, inst)
+}
+
 /// A member directory, initialised, with `standby.signal`.
 pub(crate) struct TestStandby {
     pub inst: Instance,
@@ -15,10 +25,7 @@ pub(crate) struct TestStandby {
 impl TestStandby {
     /// Initialises member `name` as a standby (not started).
     pub async fn new(name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let bins = crate::PgBinaries::discover(None).expect("PostgreSQL's programs");
-        let run_as = crate::RunAs::detect("postgres").expect("the postgres OS user");
-        let inst = Instance::new(name, &dir.path().join(name), bins, run_as);
+        let (dir, inst) = test_instance(name);
         inst.create_member_dir().unwrap();
         let data = inst.data_dir();
         inst.initdb(&data, "postgres", "secret").await.unwrap();
