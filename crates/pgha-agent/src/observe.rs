@@ -126,11 +126,9 @@ impl Agent {
         self.take_failsafe_answers();
         let observed_at = Instant::now();
         let now = self.now();
-        // The deadline the supervisor still holds, when the last write of a later one failed.
-        let fence_stuck_at = self.fence_error.as_ref().and_then(|_| {
-            let remaining = self.fencing.remaining_ms()?;
-            Some(now.plus(remaining))
-        });
+        // The deadline the supervisor holds; "stuck" when the last write of another failed.
+        let fence_armed_at = self.fencing.remaining_ms().map(|left| now.plus(left));
+        let fence_stuck_at = fence_armed_at.filter(|_| self.fence_error.is_some());
         let obs = Observation {
             now,
             local,
@@ -141,6 +139,7 @@ impl Agent {
             leader_reachable,
             restart_requested: self.restart.asked(),
             fence_stuck_at,
+            fence_armed_at,
             data_dir_unwritable_since: self
                 .data_dir_check
                 .unwritable_since()

@@ -35,7 +35,7 @@ impl Member {
         if let Some(reason) = self.give_up_promotion_on_stalled_disk(obs, lease, plan) {
             return reason;
         }
-        self.renew_if_due(now, lease.revision, plan);
+        self.renew_if_due(obs, lease.revision, plan);
         self.leaderless_since = None;
         if let Some(reason) = self.job_running(now) {
             return reason;
@@ -333,8 +333,13 @@ impl Member {
         plan: &mut Plan,
     ) {
         let lsn = obs.local.lsn;
-        let unfenced = self.config.paused;
         let stored = view.leader_position.as_ref();
+        // Resumed, the mark is cleared only once the supervisor is seen holding a deadline: a
+        // write of the fencing file that fails (a full file system) would leave the store
+        // saying fenced and nothing to fence, and the members would take over from a dead
+        // agent's primary that lives on.
+        let marked = stored.is_some_and(|p| p.unfenced && &p.leader == self.name());
+        let unfenced = self.config.paused || (marked && obs.fence_armed_at.is_none());
         // A change of the mark is published at once, not a loop later.
         let fencing_told = stored.is_some_and(|p| p.unfenced) == unfenced;
         let current = fencing_told

@@ -40,6 +40,9 @@ pub struct Observation {
     /// system holding the lease file is full, ...): its supervisor still fences PostgreSQL at
     /// this instant (own clock). `None` when the last write succeeded.
     pub fence_stuck_at: Option<Millis>,
+    /// The deadline the supervisor holds now (own clock), whoever armed it and whether or not
+    /// the last write succeeded: `None` when it holds none (disarmed, or nothing written yet).
+    pub fence_armed_at: Option<Millis>,
     /// Since when (own clock) the data directory's file system has not shown that it takes a
     /// write: the agent's check (one page written and synced there) in flight since then, or
     /// failing since then. `None`: its last check succeeded, or there is no data directory.
@@ -52,7 +55,8 @@ pub struct Observation {
 impl Observation {
     /// What a step at `now` knows of `local` PostgreSQL, the `cluster` and the `outcomes` of
     /// earlier jobs, and nothing more: no leader timelines, no failsafe promise, no
-    /// reachability measured, no restart asked, the fencing deadline written, the data
+    /// reachability measured, no restart asked, the fencing deadline written (and none held:
+    /// set [`Observation::fence_armed_at`] where the supervisor's deadline matters), the data
     /// directory taking writes, no `synchronous_commit` known to be applied.
     pub fn new(now: Millis, local: LocalPg, cluster: StoreView, outcomes: Vec<Outcome>) -> Self {
         Observation {
@@ -65,6 +69,7 @@ impl Observation {
             leader_reachable: None,
             restart_requested: false,
             fence_stuck_at: None,
+            fence_armed_at: None,
             data_dir_unwritable_since: None,
             commit_level_applied: None,
         }

@@ -304,3 +304,35 @@ async fn a_vetoed_promotion_was_not_asked_and_keeps_no_deadline() {
     assert_eq!(lease.read(), None, "kept armed for a promotion never asked");
     drop(postgres);
 }
+
+/// The core decides what to renew and what to publish by the deadline the supervisor holds
+/// (a ttl lowered live is renewed with only once that deadline falls before the store's
+/// expiry; a resumed leader clears its unfenced mark only once a deadline is held): the
+/// observation names it, whoever wrote it, and says it is stuck only when a write failed.
+#[tokio::test]
+async fn the_observation_names_the_deadline_the_supervisor_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let spec = spec(dir.path());
+    spec.instance.create_member_dir().unwrap();
+    let (mut agent, _report) = Agent::new(spec, store, Default::default()).unwrap();
+    let (obs, _) = agent.observe().await;
+    assert_eq!((obs.fence_armed_at, obs.fence_stuck_at), (None, None));
+
+    let lease = agent.spec.instance.lease_file();
+    lease.arm(boot_clock_ms() + 20_000).unwrap();
+    let (obs, _) = agent.observe().await;
+    let armed = obs.fence_armed_at.expect("the deadline held");
+    let left = armed.0.saturating_sub(obs.now.0);
+    assert!((19_000..=20_000).contains(&left), "{left} ms left");
+    assert_eq!(obs.fence_stuck_at, None, "no write failed");
+
+    agent.fence_error = Some("No space left on device".into());
+    let (obs, _) = agent.observe().await;
+    assert_eq!(obs.fence_stuck_at, obs.fence_armed_at);
+    assert!(obs.fence_stuck_at.is_some());
+
+    lease.disarm().unwrap();
+    let (obs, _) = agent.observe().await;
+    assert_eq!((obs.fence_armed_at, obs.fence_stuck_at), (None, None));
+}

@@ -83,7 +83,7 @@ impl Member {
             sync::Reconnecting::start(&mut self.sync.reconnecting, revision, since);
         }
         self.last_renew_request = None;
-        self.renew_if_due(obs.now, revision, plan);
+        self.renew_if_due(obs, revision, plan);
         Reason::AdoptingLease {
             new_cluster: obs.local.data == DataDir::Missing && view.initialize.is_none(),
         }

@@ -270,7 +270,14 @@ impl Member {
         }
     }
 
-    pub(crate) fn renew_if_due(&mut self, now: Millis, revision: u64, plan: &mut Plan) {
+    /// Renews the lease at most twice a loop. A renewal that would let the store end the lease
+    /// before the supervisor's deadline (the ttl lowered live, and the deadline it holds
+    /// armed on the longer one) is not sent: this step's cap brings that deadline forward
+    /// first, and the renewal goes once the supervisor is seen holding it. Sent at once, a
+    /// failed write of the fencing file (a full file system) would leave the supervisor
+    /// fencing after the store's expiry, and the agent dying then makes two writers.
+    pub(crate) fn renew_if_due(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) {
+        let now = obs.now;
         let interval = (self.config.loop_wait_ms / 2).max(1);
         if self
             .last_renew_request
@@ -289,6 +296,11 @@ impl Member {
             lease.cap(cap, margin);
         }
         self.expiry_caps.sent(now, cap);
+        let fenced_by = Millis(cap.0.saturating_sub(margin / 2));
+        if obs.fence_armed_at.is_some_and(|armed| armed > fenced_by) {
+            plan.wake_by(now.plus(interval));
+            return;
+        }
         plan.push(Action::RenewLeader { revision, ttl });
     }
 }

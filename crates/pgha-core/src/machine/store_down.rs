@@ -17,7 +17,7 @@ impl Member {
             return reason;
         }
         if let Some(lease) = self.lease {
-            self.renew_if_due(obs.now, lease.revision, plan);
+            self.renew_if_due(obs, lease.revision, plan);
             return Reason::StoreDownLeaseTrusted {
                 remaining_ms: lease.trusted_until.since(obs.now),
             };

@@ -80,7 +80,7 @@ impl Member {
             self.demote_to_kill(lease.revision, Reason::UnresponsivePrimaryDemoted, plan);
             return Reason::PrimaryUnresponsiveDemoting { for_ms };
         }
-        self.renew_if_due(obs.now, lease.revision, plan);
+        self.renew_if_due(obs, lease.revision, plan);
         waiting
     }
 

@@ -123,3 +123,50 @@ fn a_release_planned_in_one_term_does_not_end_the_next() {
         d.reason
     );
 }
+
+/// Found by review (2026-12-07): the ttl lowered live (10 s to 4 s) while the leader's fence
+/// was stuck at a deadline armed on the longer one; its renewal with the new ttl let the store
+/// end the lease 4 s later, and its agent dying then left the supervisor fencing seconds
+/// after another member led. No renewal goes that the supervisor's deadline would outlast.
+#[test]
+fn a_ttl_lowered_live_is_not_renewed_with_while_the_supervisor_holds_a_later_deadline() {
+    let (mut n1, view) = established_leader();
+    let lowered = view.ttl(4_000, 1_000);
+    let renewed = |d: &Decision| has(d, |a| matches!(a, Action::RenewLeader { .. }));
+    // armed on the 10 s lease acquired at 0
+    let armed = 8_750;
+    // Stuck there: every step until the store's expiry after a renewal would come after it.
+    for now in (600..5_000).step_by(600) {
+        let d = n1.step(&Observation {
+            fence_stuck_at: Some(Millis(armed)),
+            fence_armed_at: Some(Millis(armed)),
+            ..obs(now, primary(1, 1100), &lowered, vec![])
+        });
+        assert!(
+            !renewed(&d),
+            "renewed at {now} with the fence stuck at {armed}: {d:?}"
+        );
+    }
+    // Written: the step that lowers the deadline sends nothing; once the supervisor holds the
+    // lowered one, the renewal goes with the new ttl.
+    let (mut n1, _) = established_leader();
+    let d = n1.step(&Observation {
+        fence_armed_at: Some(Millis(armed)),
+        ..obs(1_000, primary(1, 1100), &lowered, vec![])
+    });
+    assert!(!renewed(&d), "{d:?}");
+    let deadline = n1.fence_deadline().expect("a deadline");
+    assert!(deadline <= Millis(1_000 + 4_000 - 500), "{deadline:?}");
+    let d = n1.step(&Observation {
+        fence_armed_at: Some(deadline),
+        ..obs(1_600, primary(1, 1100), &lowered, vec![])
+    });
+    assert!(
+        has(&d, |a| *a
+            == Action::RenewLeader {
+                revision: 7,
+                ttl: Ttl::from_millis(4_000)
+            }),
+        "{d:?}"
+    );
+}

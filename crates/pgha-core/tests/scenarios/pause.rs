@@ -52,12 +52,67 @@ fn a_paused_leader_disarms_its_fencing_only_once_the_store_marks_it_unfenced() {
     let mut earlier = marked.clone();
     earlier.0.leader_position.as_mut().unwrap().term = Some(6);
     assert!(!n1.pause_disarms_fencing(&earlier.0));
-    // Resumed: the mark is cleared at once (the fence armed again before, in the same step).
-    let mut resumed = marked.clone().config(|c| c.paused = false);
-    resumed.0.config.paused = false;
+    // Resumed: fencing is armed again in this step (not a pause that disarms it any more),
+    // and the mark cleared once the supervisor is seen holding a deadline.
+    let resumed = marked.clone().config(|c| c.paused = false);
     let d = n1.step(&obs(2100, primary(1, 1000), &resumed, vec![]));
-    assert!(marks(&d, false), "{d:?}");
+    assert!(
+        !marks(&d, false),
+        "cleared before the supervisor holds a deadline: {d:?}"
+    );
     assert!(!n1.pause_disarms_fencing(&resumed.0));
+    let armed = Observation {
+        fence_armed_at: Some(Millis(9_000)),
+        ..obs(2200, primary(1, 1000), &resumed, vec![])
+    };
+    let d = n1.step(&armed);
+    assert!(marks(&d, false), "{d:?}");
+}
+
+/// Found by review (2026-12-07): resumed while the fencing file could not be written (the
+/// file system holding it full), the leader cleared its unfenced mark in the step that tried
+/// to arm its supervisor, and the write failed: the store said fenced, nothing was. Its agent
+/// dying then, the members took over from a primary that lived on. The mark stays for as long
+/// as the supervisor holds no deadline.
+#[test]
+fn a_leader_resumed_while_its_fence_cannot_be_written_stays_marked_unfenced() {
+    let (mut n1, view) = established_leader();
+    let mut resumed = view.clone();
+    resumed.0.leader_position = Some(LeaderPosition {
+        leader: name("n1"),
+        timeline: Timeline(1),
+        lsn: Lsn(1000),
+        term: Some(7),
+        unfenced: true,
+    });
+    for now in [1000, 2000, 3000, 4000] {
+        let d = n1.step(&Observation {
+            fence_stuck_at: None,
+            fence_armed_at: None,
+            ..obs(now, primary(1, 1000), &resumed, vec![])
+        });
+        assert!(
+            !has(&d, |a| matches!(a, Action::PublishPosition { position, .. }
+                if !position.unfenced)),
+            "the mark cleared at {now} with nothing armed: {d:?}"
+        );
+    }
+    // Another leader's mark is not this one's to keep: its own position says fenced.
+    let mut other = view;
+    other.0.leader_position = Some(LeaderPosition {
+        leader: name("n2"),
+        timeline: Timeline(1),
+        lsn: Lsn(900),
+        term: Some(6),
+        unfenced: true,
+    });
+    let (mut n1, _) = established_leader();
+    let d = n1.step(&obs(1000, primary(1, 1000), &other, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishPosition { position, .. }
+        if !position.unfenced)),
+        "{d:?}"
+    );
 }
 
 /// n2, which streamed from n1 (term 7) and saw it go.

@@ -15,7 +15,7 @@ impl World {
             (Some(at), Some(cap)) => Some(at.min(n.world(cap.0))),
             (at, _) => at,
         };
-        n.fence_at = match deadline {
+        let wanted = match deadline {
             Some(_) if self.config.paused => None,
             Some(d) => Some(n.world(d.0)),
             None if may_become_writable => unsure,
@@ -23,6 +23,7 @@ impl World {
             None if local.running && local.in_recovery && !local.unresponsive => None,
             None => unsure,
         };
+        n.write_fence(wanted, self.now);
     }
 
     fn observe(&self, i: usize) -> Observation {
@@ -114,7 +115,10 @@ impl World {
             }
         };
         let now = Millis(n.local(self.now));
+        let fence_armed_at = n.fence_at.map(|at| Millis(n.local(at)));
         Observation {
+            fence_armed_at,
+            fence_stuck_at: fence_armed_at.filter(|_| n.fence_write_failed),
             failsafe_promised_until: (n.promised_until() > self.now)
                 .then(|| Millis(n.local(n.promised_until()))),
             leader_reachable: Some(true),
@@ -397,6 +401,16 @@ impl World {
                 }
             }
             Action::DropSlots { names } => self.nodes[i].pg.slots.retain(|s| !names.contains(s)),
+            job if self.nodes[i].fence_write_failed && job.may_make_writable() => {
+                // as the agent: not begun without the deadline written (pgha-agent's start_job)
+                changed = false;
+                let kind = job.job().expect("a job");
+                let refused = JobFailure::Unfenced("No space left on device".into());
+                self.nodes[i].outcomes.push(Outcome::Job {
+                    kind,
+                    result: Err(refused),
+                });
+            }
             job => {
                 changed = false;
                 if let Action::Demote { mode, .. } = job {

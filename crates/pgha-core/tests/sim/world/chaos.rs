@@ -53,8 +53,15 @@ impl World {
                 self.nodes[i].paused_until = self.now + self.rng.below(2 * ttl);
             }
             9 => {
-                // PostgreSQL stops answering probes (slots exhausted, I/O stall) for a while
-                self.nodes[i].unresponsive_until = self.now + self.rng.below(15_000);
+                // PostgreSQL stops answering probes (slots exhausted, I/O stall) for a while;
+                // in runs with full lease disks, one time in two (by the clock, not drawn: every
+                // seed keeps its draws) the lease file's file system fills up instead
+                let until = self.now + self.rng.below(15_000);
+                if self.full_lease_disks && (self.now / TICK) % 2 == 1 {
+                    self.fill_lease_disk(i, until);
+                } else {
+                    self.nodes[i].unresponsive_until = until;
+                }
             }
             10 => self.slow_store = !self.slow_store,
             11 => {
@@ -140,7 +147,7 @@ impl World {
     }
 
     /// `pgha config set ttl_ms=... safety_margin_ms=...` while the cluster runs.
-    fn change_ttl(&mut self) {
+    pub(super) fn change_ttl(&mut self) {
         let (ttl, margin) = if self.config.ttl_ms == 10_000 {
             (6_000, 1_500)
         } else {

@@ -9,6 +9,7 @@ mod chaos;
 mod clocks;
 mod cold_stop;
 mod invariants;
+mod lease_disks;
 mod postgres;
 mod run;
 mod store;
@@ -76,6 +77,11 @@ struct Node {
     /// The supervisor's fencing deadline (world time): PostgreSQL is killed once it passes,
     /// whether the agent lives or not, as `pgha supervise` does.
     fence_at: Option<u64>,
+    /// The file system holding its lease file is full until then (world time; runs
+    /// [`World::with_full_lease_disks`]): the agent's writes of the deadline fail.
+    lease_disk_full_until: u64,
+    /// The agent's last write of the deadline failed: the supervisor holds the one before.
+    fence_write_failed: bool,
     /// The agent is paused (SIGSTOP, a stalled VM): it does not step until then.
     paused_until: u64,
     /// PostgreSQL runs but does not answer probes until then.
@@ -181,6 +187,8 @@ pub struct Stats {
     pub cold_starts_checked: u32,
     /// Every agent paused at once.
     pub whole_pauses: u32,
+    /// Lease files whose file system filled up.
+    pub full_lease_disks: u32,
     /// Standbys whose stream stood still while their primary counted them, and those the
     /// leader stopped counting before the replication timeout ended their connection.
     pub stalled_streams: (u32, u32),
@@ -222,6 +230,8 @@ pub struct World {
     pause_all_per_mille: u64,
     /// Store answers take up to two seconds to come back (they take effect at once).
     slow_store: bool,
+    /// Lease files whose file system fills up (see [`World::with_full_lease_disks`]).
+    full_lease_disks: bool,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,
