@@ -107,6 +107,8 @@ pub struct Agent {
     pub(crate) known_sync: Option<pgha_core::SyncSet>,
     /// The configuration last kept beside the data directory (`pgha_pg::kept_config`).
     pub(crate) kept_config: Option<pgha_core::ClusterConfig>,
+    /// Why the last attempt to keep it failed (said once, tried again at every read).
+    pub(crate) kept_config_failing: Option<String>,
     /// The cluster's identifier is kept beside the data directory (`cluster-id`).
     pub(crate) cluster_remembered: bool,
     /// The peers last kept beside the data directory (`peers`).
@@ -203,6 +205,7 @@ impl Agent {
             timing_looked_at: None,
             known_sync: None,
             kept_config: None,
+            kept_config_failing: None,
             cluster_remembered: false,
             peers_kept,
             report: report_tx,

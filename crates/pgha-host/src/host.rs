@@ -58,6 +58,12 @@ pub enum HostError {
         .after.as_secs()
     )]
     StillStopping { name: MemberName, after: Duration },
+    #[error(
+        "the store holds no cluster configuration (did etcd lose its data?) and {name} keeps \
+         none beside its data to start with; the running members put back the one they last \
+         read within a loop: try again then, or set one with `pgha config set`"
+    )]
+    NoConfiguration { name: MemberName },
     #[error(transparent)]
     Memory(#[from] pgha_agent::agent::MemoryUnreadable),
     #[error(transparent)]

@@ -45,9 +45,13 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
     let slow =
         programs_with_a_slow_stop(&inst.bins, &dir.path().join("bin"), Duration::from_secs(2));
     spec.instance = Instance::new("n1", &inst.member_dir, slow, inst.run_as.clone());
+    let store = MemoryStore::new(Arc::new(TokioClock::new()));
+    crate::ops::ensure_config(&store, &Default::default())
+        .await
+        .unwrap();
     let host = Host::new(HostSetup {
         cluster: "c".into(),
-        store: Arc::new(MemoryStore::new(Arc::new(TokioClock::new()))),
+        store: Arc::new(store),
         members: vec![spec],
         token: None,
         credentials: pgha_pg::probe::Credentials {
@@ -82,4 +86,61 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
         !first_still_stopping,
         "a second agent of n1 started while the first was still stopping"
     );
+}
+
+/// Found by review (2026-12-07): an agent started by `pgha start` or a restart while the store
+/// held no configuration (etcd lost its data) started with the defaults, and put them into the
+/// store ahead of the running members: a strict cluster ran asynchronous with nobody told. It
+/// starts with the configuration its member kept beside its data; with none kept, not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_started_while_the_store_holds_no_configuration_starts_with_the_kept_one() {
+    use pgha_core::{ClusterConfig, SyncMode};
+    use pgha_store::{Key, Store as _};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = pgha_agent::test_spec::spec(dir.path());
+    spec.instance.create_member_dir().unwrap();
+    let inst = spec.instance.clone();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let host = Host::new(HostSetup {
+        cluster: "c".into(),
+        store: store.clone(),
+        members: vec![spec],
+        token: None,
+        credentials: pgha_pg::probe::Credentials {
+            user: "postgres".into(),
+            password: "secret".into(),
+            dbname: "postgres".into(),
+            tls: None,
+        },
+        entry_points: Default::default(),
+    });
+    let refused = host.start_member("n1").await.unwrap_err();
+    assert!(
+        matches!(refused, super::HostError::NoConfiguration { .. }),
+        "{refused}"
+    );
+    let strict = ClusterConfig {
+        synchronous_mode: SyncMode::Strict,
+        ttl_ms: 6_000,
+        safety_margin_ms: 1_500,
+        ..ClusterConfig::default()
+    };
+    let json = serde_json::to_string(&strict).unwrap();
+    pgha_pg::kept_config::remember(&inst, &json).unwrap();
+    assert!(host.start_member("n1").await.unwrap());
+    let mut stored = None;
+    for _ in 0..100 {
+        let snapshot = store.snapshot().await.unwrap();
+        stored = pgha_store::stored_config(&snapshot).unwrap();
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    host.stop_member("n1", Shutdown::Leave(StopMode::Fast))
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(strict), "the configuration the agent put back");
+    assert!(store.snapshot().await.unwrap().get(Key::Config).is_some());
 }

@@ -14,6 +14,7 @@ pub mod gather;
 pub mod handle;
 pub mod host;
 pub mod init;
+pub mod kept_config;
 pub mod local;
 pub mod node;
 pub mod ops;

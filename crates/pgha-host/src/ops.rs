@@ -54,7 +54,12 @@ pub enum Refusal {
 
 /// The cluster as the store sees it now.
 pub async fn view(store: &dyn Store) -> Result<ClusterView, OpError> {
-    Ok(pgha_store::cluster_view(&store.snapshot().await?)?)
+    view_of(&store.snapshot().await?)
+}
+
+/// [`view`] of a snapshot read already.
+pub fn view_of(snapshot: &pgha_store::Snapshot) -> Result<ClusterView, OpError> {
+    Ok(pgha_store::cluster_view(snapshot)?)
 }
 
 /// The configuration as the store holds it, valid or not (`pgha config show` and `edit` open

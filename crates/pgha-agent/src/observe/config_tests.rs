@@ -107,3 +107,31 @@ fn sync_of(view: &StoreView) -> SyncSet {
 fn from_memory(view: &StoreView) -> bool {
     matches!(view, StoreView::Up(v) if v.sync_from_memory)
 }
+
+/// Found by review (2026-12-07): a configuration that could not be kept beside the data (the
+/// write failed once) was recorded as kept, and never written again while it stayed the same:
+/// an agent started later while the store held none went by an older one. A failed write is
+/// tried again at the next read.
+#[tokio::test]
+async fn a_configuration_that_could_not_be_kept_is_kept_at_the_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
+    let running = ClusterConfig {
+        synchronous_mode: SyncMode::Strict,
+        ..ClusterConfig::default()
+    };
+    let json = serde_json::to_string(&running).unwrap();
+    store.put(Key::Config, &json, Guard::Any).await.unwrap();
+    let spec = spec(dir.path());
+    spec.instance.create_member_dir().unwrap();
+    // a directory in the file's place: every write of it fails
+    let kept = spec.instance.member_dir.join("cluster-config");
+    std::fs::create_dir(&kept).unwrap();
+    let (mut agent, _report) = Agent::new(spec, store, Default::default()).unwrap();
+    agent.observe().await;
+    std::fs::remove_dir(&kept).unwrap();
+    agent.observe().await;
+    let back = pgha_pg::kept_config::remembered(&agent.spec.instance).unwrap();
+    let back: ClusterConfig = serde_json::from_str(&back.expect("kept")).unwrap();
+    assert_eq!(back, running);
+}

@@ -44,10 +44,21 @@ impl Agent {
             Ok(json) => json,
             Err(e) => return tracing::error!("{name}: cannot encode the configuration: {e}"),
         };
-        if let Err(e) = pgha_pg::kept_config::remember(&self.spec.instance, &json) {
-            tracing::warn!("{name}: cannot keep the cluster configuration beside its data: {e}");
+        match pgha_pg::kept_config::remember(&self.spec.instance, &json) {
+            Ok(()) => {
+                self.kept_config = Some(self.known_config.clone());
+                if self.kept_config_failing.take().is_some() {
+                    tracing::info!(
+                        "{name}: the cluster configuration is kept beside its data again"
+                    );
+                }
+            }
+            // tried again at the next read (said once: until then the copy kept is older)
+            Err(e) if self.kept_config_failing.replace(e.to_string()).is_none() => {
+                tracing::warn!("{name}: cannot keep the cluster configuration beside its data: {e}")
+            }
+            Err(_) => {}
         }
-        self.kept_config = Some(self.known_config.clone());
     }
 
     /// Puts the cluster configuration this member last read back into a store that has none

@@ -92,6 +92,7 @@ impl From<HostError> for Failure {
         match e {
             HostError::UnknownMember { .. } => Failure::new(FailureKind::UnknownMember, e),
             HostError::AgentNotRunning { .. }
+            | HostError::NoConfiguration { .. }
             | HostError::Memory(_)
             | HostError::Reload(_)
             | HostError::ReloadUnanswered { .. }

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pgha_agent::agent::Shutdown;
+use pgha_agent::spec::NodeSpec;
 use pgha_agent::{Agent, AgentHandle};
-use pgha_core::MemberName;
+use pgha_core::{ClusterConfig, MemberName};
 
 use super::{Host, HostError, RELOAD_PATIENCE, RESTART_PATIENCE, STOPPING_PATIENCE};
-use crate::ops;
+use crate::ops::{self, OpError};
 
 impl Host {
     /// Starts the agent of `name`; `false` when it already runs. An agent of `name` still
@@ -26,7 +27,7 @@ impl Host {
         if self.is_running(&spec.name) {
             return Ok(false);
         }
-        let config = ops::view(self.store.as_ref()).await?.config;
+        let config = self.config_to_start_with(spec).await?;
         let mut agents = self.agents.lock().expect("agents lock");
         if agents.get(&spec.name).is_some_and(|a| !a.is_finished()) {
             return Ok(false);
@@ -34,6 +35,25 @@ impl Host {
         let handle = Agent::spawn(spec.clone(), self.store.clone(), config)?;
         agents.insert(spec.name.clone(), handle);
         Ok(true)
+    }
+
+    /// The configuration the agent of `spec` starts with: the store's; where the store has
+    /// none (etcd lost its data, the key deleted by hand), the one its member kept beside its
+    /// data, which it last read. Never the defaults: the agent would put them back into the
+    /// store (asynchronous, a 10 s ttl) ahead of the running members' own, with nobody told.
+    async fn config_to_start_with(&self, spec: &NodeSpec) -> Result<ClusterConfig, HostError> {
+        let snapshot = self.store.snapshot().await.map_err(OpError::from)?;
+        if pgha_store::stored_config(&snapshot)
+            .map_err(OpError::from)?
+            .is_some()
+        {
+            return Ok(ops::view_of(&snapshot)?.config);
+        }
+        crate::kept_config::kept_cluster_config(spec.name.as_str(), &spec.instance).ok_or_else(
+            || HostError::NoConfiguration {
+                name: spec.name.clone(),
+            },
+        )
     }
 
     /// Stops the agent of `name` as `how` says; `false` when it was not running. The agent

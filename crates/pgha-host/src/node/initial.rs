@@ -15,23 +15,10 @@ pub fn initial_config(
     node: &NodeConfig,
     instance: &Instance,
 ) -> Result<ClusterConfig, crate::dynamic::SettingError> {
-    let name = &node.member.name;
-    match pgha_pg::kept_config::remembered(instance) {
-        Ok(Some(json)) => match serde_json::from_str::<ClusterConfig>(&json) {
-            Ok(kept) if kept.validate().is_ok() => return Ok(kept),
-            Ok(_) | Err(_) => tracing::warn!(
-                "{name}: the cluster configuration kept beside the data directory is not one \
-                 pgha can run with; the node file's [dynamic] goes in its place if the store \
-                 has none"
-            ),
-        },
-        Ok(None) => {}
-        Err(e) => tracing::warn!(
-            "{name}: cannot read the cluster configuration kept beside the data directory \
-             ({e}); the node file's [dynamic] goes in its place if the store has none"
-        ),
+    match crate::kept_config::kept_cluster_config(&node.member.name, instance) {
+        Some(kept) => Ok(kept),
+        None => node.initial_dynamic(),
     }
-    node.initial_dynamic()
 }
 
 #[cfg(test)]
