@@ -17,9 +17,11 @@ use crate::stall::StallWatch;
 use crate::targets::{Backend, Standby, Targets};
 
 mod check;
+mod explain;
 pub(crate) use check::connect;
 use check::query;
 pub use check::{ProbeResult, ProberConfig};
+use explain::{FailingChecks, WriteRoute};
 
 /// A cluster member the prober may check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -55,6 +57,8 @@ pub struct Prober {
     clients: HashMap<String, Client>,
     /// The proxy's [`StallWatch`], told when a check begun after a stall confirms the primary.
     stalls: Option<Arc<StallWatch>>,
+    /// The members whose last check failed (said when that begins and ends).
+    failing: FailingChecks,
 }
 
 impl Prober {
@@ -64,6 +68,7 @@ impl Prober {
             config,
             clients: HashMap::new(),
             stalls: None,
+            failing: FailingChecks::default(),
         }
     }
 
@@ -172,13 +177,10 @@ impl Prober {
                 }
             })
             .await;
+        self.failing.note(&members, &results);
         let answer = |m: &Member| match results.get(&m.addr) {
             Some(Ok(r)) => Some(r.clone()),
-            Some(Err(e)) => {
-                tracing::debug!(member = %m.name, error = %e, "probe failed: state unknown");
-                None
-            }
-            None => None,
+            Some(Err(_)) | None => None,
         };
         let leader_answer = c.leader.as_ref().and_then(answer);
         let primary = c
@@ -252,6 +254,8 @@ impl Prober {
         };
         // The lease holder the published standbys were checked against.
         let mut checked_against: Option<String> = None;
+        // Where read-write sessions go, as last said.
+        let mut said: Option<WriteRoute> = None;
         loop {
             let cands = candidates.borrow_and_update().clone();
             let leader_addr = cands.leader.as_ref().map(|m| m.addr.clone());
@@ -285,15 +289,11 @@ impl Prober {
                 let mut t = targets.borrow().clone();
                 t.ro.retain(|s| listed(&cands, &s.backend) && Some(&s.backend) != rw.as_ref());
                 (t.ro_unanswered).retain(|b| listed(&cands, b) && Some(b) != rw.as_ref());
-                if unanswered.is_some() && t.rw.is_some() {
-                    tracing::info!(
-                        "the primary did not answer its check: new read-write sessions wait \
-                         for its next answer, the open ones stay"
-                    );
-                }
                 t.rw = rw;
                 t.unanswered = unanswered;
+                let route = WriteRoute::of(&cands, &t);
                 publish(t, &mut generation);
+                route.say_once(&mut said, generation);
                 if let (Some(w), Some(epoch), true) = (&stalls, epoch, confirmed) {
                     if w.confirmed(epoch) {
                         // the same primary, trusted again: sessions held meanwhile may go
@@ -318,7 +318,9 @@ impl Prober {
                 // Standbys may have changed meanwhile: only those still listed.
                 t.ro.retain(|s| listed(&now, &s.backend));
                 t.ro_unanswered.retain(|b| listed(&now, b));
+                let route = WriteRoute::of(&cands, &t);
                 publish(t, &mut generation);
+                route.say_once(&mut said, generation);
                 checked_against = leader_addr;
             }
             if targets.is_closed() {

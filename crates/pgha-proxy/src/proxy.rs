@@ -122,6 +122,7 @@ impl Proxy {
                 router: Router::new(policy, targets.clone()),
                 metrics: Arc::new(ListenerMetrics::default()),
                 ssl: Default::default(),
+                refusal_said: Default::default(),
             });
             listeners.push((ctx, sockets, local));
         }

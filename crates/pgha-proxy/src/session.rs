@@ -185,6 +185,16 @@ pub(crate) async fn refuse<C: AsyncWrite + Unpin>(
                 "{what} available: pgha proxy waited {:.1}s (hold_timeout) for one",
                 cfg.hold_timeout.as_secs_f64()
             );
+            let generation = ctx.router.targets().borrow().generation;
+            if ctx.refusal_said.swap(generation + 1, Relaxed) != generation + 1 {
+                tracing::warn!(
+                    listener = ctx.router.role().as_str(),
+                    generation,
+                    "proxy: a session refused: {msg} (SQLSTATE 57P03; said once until the \
+                     targets change, hold_timeouts_total counts each; the lines above say why \
+                     there is none)"
+                );
+            }
             (wire::SQLSTATE_NO_TARGET, msg)
         }
         HoldFailure::Shutdown => (

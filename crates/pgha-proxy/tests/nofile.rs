@@ -1,30 +1,7 @@
 //! The proxy raises its open-files limit at start and warns when the limit is too low for
 //! `max_client_conn` (issue 11). Its own binary: it changes this process's limits.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use pgha_proxy::{CancellationToken, Proxy, ProxyConfig, Targets};
-
-/// Log lines written by the proxy while a test runs.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn take(&self) -> String {
-        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
-    }
-}
 
 fn limits() -> (u64, u64) {
     let mut lim = libc::rlimit {
@@ -57,13 +34,7 @@ async fn bind(max_client_conn: usize) {
 
 #[tokio::test]
 async fn open_files_limit_is_raised_and_a_low_one_named() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = pgha_testkit::CapturedLogs::start();
 
     // A soft limit below the hard one is raised to it; no warning when the hard one suffices.
     let (_, hard) = limits();

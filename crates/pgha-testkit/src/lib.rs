@@ -1,6 +1,7 @@
 //! pgha's test harness, each piece once and none knowing pgha (its fixtures stay in the tests).
 
 pub mod call_hold;
+pub mod captured_logs;
 pub mod dir;
 pub mod disk;
 pub mod etcd;
@@ -21,6 +22,7 @@ pub mod wait;
 pub mod writer;
 
 pub use call_hold::{CallHold, Calls};
+pub use captured_logs::CapturedLogs;
 pub use dir::traversable_tempdir;
 pub use disk::LoopDisk;
 pub use etcd::{etcd_binary, etcd_healthy, EtcdNode, EtcdTls};

@@ -422,3 +422,54 @@ async fn proxy_fed_by(run: &ProberRun) -> (TestProxy, tokio::task::JoinHandle<()
     });
     (p, forward)
 }
+
+/// Found by review (2026-12-07): the prober's decisions went unsaid. A check that failed (a
+/// wrong password, a certificate refused, a member down) was logged at debug only, and which
+/// member read-write sessions went to, or why none, at no level: every read-write client
+/// waited out `hold_timeout` and failed with nothing in the log to say why. Now each member
+/// whose checks begin or stop failing is said once, with the error, and so is every change of
+/// where read-write sessions go.
+#[tokio::test]
+async fn the_prober_says_where_read_write_sessions_go_and_why_none() {
+    let logs = pgha_testkit::CapturedLogs::start();
+    let c = cluster();
+    // the lease holder at an address nothing listens on
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap().to_string();
+    drop(gone);
+    let mut run = ProberRun::start(
+        Candidates {
+            leader: Some(Member::new("n9", gone_addr.as_str())),
+            standbys: vec![],
+        },
+        Duration::from_secs(2),
+    );
+    let limit = Duration::from_secs(10);
+    assert!(run
+        .within(limit, |t| t.unanswered.is_some())
+        .await
+        .is_some());
+    // a few more rounds: each failure is said once
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = logs.take();
+    let cannot = out.matches("cannot check n9").count();
+    assert_eq!(cannot, 1, "{out}");
+    assert!(out.contains("WARN") && out.contains(&gone_addr), "{out}");
+    assert!(
+        out.contains("the lease holder n9 did not answer its check"),
+        "{out}"
+    );
+    // the store names the real primary: where read-write sessions go now
+    let primary = c.primary();
+    run.candidates.send_replace(Candidates {
+        leader: Some(member(primary.clone())),
+        standbys: vec![],
+    });
+    let is_primary = |t: &Targets| t.rw.as_ref() == Some(&primary);
+    assert!(run.within(limit, is_primary).await.is_some());
+    let out = logs.take();
+    let going = format!("read-write sessions go to {}", primary.name);
+    assert!(out.contains(&going), "{out}");
+    run.stop.cancel();
+    run.task.await.unwrap();
+}

@@ -52,8 +52,14 @@ async fn holds_while_no_primary_then_releases() {
 
 #[tokio::test]
 async fn hold_timeout_gives_error_response() {
+    let logs = pgha_testkit::CapturedLogs::start();
     let _ = cluster();
-    let p = TestProxy::without_primary(Duration::from_millis(400)).await;
+    // sessions on this thread: their log lines are captured
+    let p = TestProxy::start(Targets::none(), |cfg| {
+        cfg.hold_timeout = Duration::from_millis(400);
+        cfg.worker_threads = 0;
+    })
+    .await;
     let started = Instant::now();
     let err = connect(p.rw).await.expect_err("no primary: must fail");
     let db = err.as_db_error().expect("an ErrorResponse, not a reset");
@@ -69,6 +75,19 @@ async fn hold_timeout_gives_error_response() {
     assert_eq!(
         p.metrics.snapshot().listener("rw").unwrap().hold_timeouts,
         1
+    );
+    // said in the log, once until the targets change (each one counted)
+    connect(p.rw).await.expect_err("still no primary");
+    assert_eq!(
+        p.metrics.snapshot().listener("rw").unwrap().hold_timeouts,
+        2
+    );
+    let out = logs.take();
+    assert_eq!(
+        out.matches("a session refused: no primary available")
+            .count(),
+        1,
+        "{out}"
     );
 }
 
