@@ -126,9 +126,11 @@ impl Agent {
         self.take_failsafe_answers();
         let observed_at = Instant::now();
         let now = self.now();
-        // The deadline the supervisor holds; "stuck" when the last write of another failed.
+        // The deadline the supervisor holds; "stuck" when the last write of another failed,
+        // and at once when it holds none (a leader resumed from maintenance mode whose arming
+        // fails: nothing would fence its primary, so it hands over now).
         let fence_armed_at = self.fencing.remaining_ms().map(|left| now.plus(left));
-        let fence_stuck_at = fence_armed_at.filter(|_| self.fence_error.is_some());
+        let fence_stuck_at = (self.fence_error.as_ref()).map(|_| fence_armed_at.unwrap_or(now));
         let obs = Observation {
             now,
             local,

@@ -38,7 +38,8 @@ pub struct Observation {
     pub restart_requested: bool,
     /// The agent could not write the fencing deadline the last step called for (the file
     /// system holding the lease file is full, ...): its supervisor still fences PostgreSQL at
-    /// this instant (own clock). `None` when the last write succeeded.
+    /// this instant (own clock), or holds none (then this is the step's instant: nothing would
+    /// fence PostgreSQL). `None` when the last write succeeded.
     pub fence_stuck_at: Option<Millis>,
     /// The deadline the supervisor holds now (own clock), whoever armed it and whether or not
     /// the last write succeeded: `None` when it holds none (disarmed, or nothing written yet).

@@ -308,7 +308,8 @@ async fn a_vetoed_promotion_was_not_asked_and_keeps_no_deadline() {
 /// The core decides what to renew and what to publish by the deadline the supervisor holds
 /// (a ttl lowered live is renewed with only once that deadline falls before the store's
 /// expiry; a resumed leader clears its unfenced mark only once a deadline is held): the
-/// observation names it, whoever wrote it, and says it is stuck only when a write failed.
+/// observation names it, whoever wrote it, and says it is stuck only when a write failed (at
+/// once when none is held).
 #[tokio::test]
 async fn the_observation_names_the_deadline_the_supervisor_holds() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,7 +333,14 @@ async fn the_observation_names_the_deadline_the_supervisor_holds() {
     assert_eq!(obs.fence_stuck_at, obs.fence_armed_at);
     assert!(obs.fence_stuck_at.is_some());
 
+    // none held and none can be written: stuck at once (nothing would fence PostgreSQL)
     lease.disarm().unwrap();
+    let (obs, _) = agent.observe().await;
+    assert_eq!(
+        (obs.fence_armed_at, obs.fence_stuck_at),
+        (None, Some(obs.now))
+    );
+    agent.fence_error = None;
     let (obs, _) = agent.observe().await;
     assert_eq!((obs.fence_armed_at, obs.fence_stuck_at), (None, None));
 }

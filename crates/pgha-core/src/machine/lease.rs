@@ -270,12 +270,13 @@ impl Member {
         }
     }
 
-    /// Renews the lease at most twice a loop. A renewal that would let the store end the lease
-    /// before the supervisor's deadline (the ttl lowered live, and the deadline it holds
-    /// armed on the longer one) is not sent: this step's cap brings that deadline forward
-    /// first, and the renewal goes once the supervisor is seen holding it. Sent at once, a
-    /// failed write of the fencing file (a full file system) would leave the supervisor
-    /// fencing after the store's expiry, and the agent dying then makes two writers.
+    /// Renews the lease at most twice a loop, never so that the store may end it before the
+    /// supervisor's deadline. A ttl lowered live is renewed with once the supervisor is seen
+    /// holding a deadline that early: the step that finds a later one sends nothing, its cap
+    /// bringing the deadline forward. While that deadline cannot be moved (the fencing file
+    /// unwritable) the lease is renewed with the ttl it has, until the leader hands over before
+    /// the deadline ([`Member::hand_over_if_fence_stuck`]). Sent at once, a renewal with the
+    /// shorter ttl would let the store expire the lease while a dead agent's primary lived on.
     pub(crate) fn renew_if_due(&mut self, obs: &Observation, revision: u64, plan: &mut Plan) {
         let now = obs.now;
         let interval = (self.config.loop_wait_ms / 2).max(1);
@@ -286,8 +287,11 @@ impl Member {
             return;
         }
         self.last_renew_request = Some(now);
-        let ttl = self.config.ttl();
-        let margin = self.config.margin_ms();
+        let ttl = match self.lease {
+            Some(lease) if obs.fence_stuck_at.is_some() => lease.ttl.max(self.config.ttl()),
+            _ => self.config.ttl(),
+        };
+        let margin = self.config.margin_for(ttl.millis());
         // Once sent, this renewal may be applied before any answer comes back, and then the
         // lease ends at the earliest `now + ttl_ms` (which only matters when that is sooner
         // than what is trusted: a shorter ttl, or a lease whose answer is still on its way).

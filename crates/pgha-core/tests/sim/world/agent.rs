@@ -118,7 +118,7 @@ impl World {
         let fence_armed_at = n.fence_at.map(|at| Millis(n.local(at)));
         Observation {
             fence_armed_at,
-            fence_stuck_at: fence_armed_at.filter(|_| n.fence_write_failed),
+            fence_stuck_at: (n.fence_write_failed).then(|| fence_armed_at.unwrap_or(now)),
             failsafe_promised_until: (n.promised_until() > self.now)
                 .then(|| Millis(n.local(n.promised_until()))),
             leader_reachable: Some(true),

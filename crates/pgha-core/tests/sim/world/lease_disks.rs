@@ -1,18 +1,18 @@
-//! Lease files that cannot be written: the supervisor keeps the deadline it holds, the agent
-//! says so (`fence_stuck_at`) and begins nothing that may make PostgreSQL writable.
+//! Lease files that cannot be written: the supervisor keeps its deadline, the agent says so.
 
 use super::*;
 
 impl Node {
     /// Writes the supervisor's deadline as pgha-agent's `fence.rs` does: while the file system
     /// holding the lease file is full a write fails and the supervisor keeps the deadline it
-    /// holds (one left as it is needs no write, and fails nothing).
+    /// holds; one left as it is needs no write, and counts as written. (The disarms of jobs
+    /// that start a standby always succeed here: in pgha-agent such a start fails instead,
+    /// which errs the same way for I1.)
     pub(super) fn write_fence(&mut self, wanted: Option<u64>, now: u64) {
-        if self.lease_disk_full_until <= now {
+        let full = self.lease_disk_full_until > now;
+        self.fence_write_failed = full && wanted != self.fence_at;
+        if !full {
             self.fence_at = wanted;
-            self.fence_write_failed = false;
-        } else if wanted != self.fence_at {
-            self.fence_write_failed = true;
         }
     }
 }
