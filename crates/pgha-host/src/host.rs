@@ -59,9 +59,10 @@ pub enum HostError {
     )]
     StillStopping { name: MemberName, after: Duration },
     #[error(
-        "the store holds no cluster configuration (did etcd lose its data?) and {name} keeps \
-         none beside its data to start with; the running members put back the one they last \
-         read within a loop: try again then, or set one with `pgha config set`"
+        "the store holds no cluster configuration (lost with etcd's data, or deleted by hand) \
+         and {name} keeps none beside its data to start with; the running members put back \
+         the one they last read within a loop: try again then, or set one with `pgha config \
+         set`"
     )]
     NoConfiguration { name: MemberName },
     #[error(transparent)]

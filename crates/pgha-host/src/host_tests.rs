@@ -13,6 +13,11 @@ use super::{Host, HostSetup};
 
 /// PostgreSQL's programs in `dir`, but a `pg_ctl` that takes `delay` before each stop.
 fn programs_with_a_slow_stop(real: &PgBinaries, dir: &Path, delay: Duration) -> PgBinaries {
+    programs_whose_stop_first(real, dir, &format!("sleep {}", delay.as_secs_f32()))
+}
+
+/// PostgreSQL's programs in `dir`, but a `pg_ctl` that runs `first` (shell) before each stop.
+fn programs_whose_stop_first(real: &PgBinaries, dir: &Path, first: &str) -> PgBinaries {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     for program in pgha_pg::binaries::REQUIRED {
@@ -22,8 +27,7 @@ fn programs_with_a_slow_stop(real: &PgBinaries, dir: &Path, delay: Duration) -> 
     }
     let pg_ctl = real.program("pg_ctl").display().to_string();
     let script = format!(
-        "#!/bin/sh\ncase \" $* \" in *' stop '*) sleep {} ;; esac\nexec '{pg_ctl}' \"$@\"\n",
-        delay.as_secs_f32()
+        "#!/bin/sh\ncase \" $* \" in *' stop '*) {first} ;; esac\nexec '{pg_ctl}' \"$@\"\n"
     );
     let wrapper = dir.join("pg_ctl");
     std::fs::write(&wrapper, script).unwrap();
@@ -143,4 +147,60 @@ async fn an_agent_started_while_the_store_holds_no_configuration_starts_with_the
         .unwrap();
     assert_eq!(stored, Some(strict), "the configuration the agent put back");
     assert!(store.snapshot().await.unwrap().get(Key::Config).is_some());
+}
+
+/// Found by review (2026-12-07): `pgha reinit` moved the data directory aside once the agent had
+/// left, whether or not its PostgreSQL had stopped (a stop that fails on a hung disk, reinit's
+/// own use): a running postmaster's directory renamed under it, and a clone started beside it.
+/// Nothing moves while it runs; the agent runs again and the refusal says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinit_moves_nothing_while_postgresql_still_runs() {
+    use pgha_store::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut spec = pgha_agent::test_spec::spec(dir.path());
+    let inst = spec.instance.clone();
+    let primary = pgha_agent::test_spec::RunningPrimary::start(&inst).await;
+    let failing = programs_whose_stop_first(&inst.bins, &dir.path().join("bin"), "exit 1");
+    spec.instance = Instance::new("n1", &inst.member_dir, failing, inst.run_as.clone());
+    let store = MemoryStore::new(Arc::new(TokioClock::new()));
+    crate::ops::ensure_config(&store, &Default::default())
+        .await
+        .unwrap();
+    store
+        .acquire_leader("n0", pgha_core::Ttl::from_secs(60))
+        .await
+        .unwrap();
+    let host = Host::new(HostSetup {
+        cluster: "c".into(),
+        store: Arc::new(store),
+        members: vec![spec],
+        token: None,
+        credentials: pgha_pg::probe::Credentials {
+            user: "postgres".into(),
+            password: "secret".into(),
+            dbname: "postgres".into(),
+            tls: None,
+        },
+        entry_points: Default::default(),
+    });
+    assert!(host.start_member("n1").await.unwrap());
+    let refused = host.reinit_member("n1").await.unwrap_err();
+    let still = host.is_running(&pgha_core::MemberName::new("n1"));
+    host.stop_member("n1", Shutdown::Leave(StopMode::Fast))
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .to_string()
+            .contains("still runs after its agent stopped"),
+        "{refused}"
+    );
+    assert!(
+        inst.data_dir().join("PG_VERSION").exists(),
+        "the data moved"
+    );
+    assert!(still, "its agent does not run again");
+    assert!(inst.is_running());
+    drop(primary);
 }

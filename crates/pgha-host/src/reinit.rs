@@ -17,6 +17,23 @@ pub enum ReinitRefused {
     Leader(String),
     #[error("the cluster has no leader to clone {0} from")]
     NoLeader(String),
+    #[error(
+        "{0}'s PostgreSQL still runs after its agent stopped, or its postmaster.pid cannot be \
+         looked at (its stop failed: see its log); its data stays in place and its agent runs \
+         again. Try again once it stops (its supervisor fences it at its deadline if it was a \
+         primary)"
+    )]
+    StillRunning(String),
+    #[error(
+        "the leader changed while {name}'s agent stopped ({before} before, {after} now): its \
+         data stays in place (it may hold writes the new leader lacks) and its agent runs \
+         again. Look at `pgha status` and the history, then try again"
+    )]
+    LeaderChanged {
+        name: String,
+        before: String,
+        after: String,
+    },
     #[error(transparent)]
     Aside(#[from] pgha_agent::jobs::JobError),
     #[error("could not move {from} aside to {to}: {source}")]
@@ -34,16 +51,43 @@ impl Host {
         let spec = self.spec(name)?.clone();
         let refused = |r: ReinitRefused| HostError::Op(OpError::Refused(Refusal::Reinit(r)));
         let view = ops::view(self.store.as_ref()).await?;
-        match view.leader.as_ref().map(|l| l.holder.as_str()) {
-            Some(leader) if leader == name => {
+        let leader = match &view.leader {
+            Some(leader) if leader.holder.as_str() == name => {
                 return Err(refused(ReinitRefused::Leader(name.to_string())))
             }
             None => return Err(refused(ReinitRefused::NoLeader(name.to_string()))),
-            Some(_) => {}
-        }
+            Some(leader) => leader.clone(),
+        };
+        // the start after the move must not be refused: checked before anything is stopped
+        self.config_to_start_with(&spec).await?;
         self.stop_member(name, Shutdown::Leave(StopMode::Fast))
             .await?;
         let instance = &spec.instance;
+        // Nothing moves while its PostgreSQL runs, nor after a change of leader meanwhile (it
+        // may have won and taken writes): its agent runs again instead.
+        let now = ops::view(self.store.as_ref()).await.map(|v| v.leader);
+        let changed = match &now {
+            Ok(Some(l)) if *l == leader => None,
+            Ok(other) => Some(
+                other
+                    .as_ref()
+                    .map_or("none".into(), |l| l.holder.to_string()),
+            ),
+            Err(e) => Some(format!("unknown ({e})")),
+        };
+        let why = if instance.is_running() {
+            Some(ReinitRefused::StillRunning(name.to_string()))
+        } else {
+            changed.map(|after| ReinitRefused::LeaderChanged {
+                name: name.to_string(),
+                before: leader.holder.to_string(),
+                after,
+            })
+        };
+        if let Some(why) = why {
+            self.start_member(name).await?;
+            return Err(refused(why));
+        }
         let data = instance.data_dir();
         let moved = if data.exists() {
             let aside = pgha_agent::jobs::aside_path(&instance.member_dir)

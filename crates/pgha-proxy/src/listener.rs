@@ -2,7 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -40,9 +40,9 @@ pub(crate) struct ListenerCtx {
     pub(crate) metrics: Arc<ListenerMetrics>,
     /// What this listener's backends answer to SSLRequest.
     pub(crate) ssl: SslAnswer,
-    /// One more than the targets' generation a refusal after `hold_timeout` was last said for
-    /// (0: none yet): said once per change of targets, each one counted.
-    pub(crate) refusal_said: AtomicU64,
+    /// When a refusal after `hold_timeout` was last said (at most one line every
+    /// [`crate::session::REFUSALS_SAID_EVERY`]; `hold_timeouts_total` counts each).
+    pub(crate) refusal_said: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Counts a client against `max_client_conn` and its listener's active gauge while alive.

@@ -166,6 +166,42 @@ pub(crate) async fn start_plain<C: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// How often at most a refusal after `hold_timeout` is said in the log.
+pub(crate) const REFUSALS_SAID_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Logs a refusal after `hold_timeout` (`msg`, what the client is told) and why there was no
+/// target, at most once every [`REFUSALS_SAID_EVERY`].
+fn say_refusal(ctx: &ListenerCtx, msg: &str) {
+    let now = Instant::now();
+    {
+        let mut said = ctx.refusal_said.lock().expect("refusal_said lock");
+        if said.is_some_and(|at| now.duration_since(at) < REFUSALS_SAID_EVERY) {
+            return;
+        }
+        *said = Some(now);
+    }
+    let cfg = &ctx.shared.config;
+    let lag = cfg.ro_max_lag_bytes.map_or("streaming".to_string(), |b| {
+        format!("within {b} bytes of the primary")
+    });
+    let why = match ctx.router.role() {
+        Role::ReadWrite => "the proxy's lines above say why there is no primary".to_string(),
+        Role::ReadOnly if cfg.ro_fallback_to_primary => {
+            format!("no standby {lag} (ro_max_lag_bytes), and no primary either")
+        }
+        Role::ReadOnly => {
+            format!("no standby {lag} (ro_max_lag_bytes), and ro_fallback_to_primary is off")
+        }
+    };
+    tracing::warn!(
+        listener = ctx.router.role().as_str(),
+        generation = ctx.router.targets().borrow().generation,
+        "proxy: a session refused: {msg} (SQLSTATE 57P03): {why}; said at most every {} s, \
+         hold_timeouts_total counts each",
+        REFUSALS_SAID_EVERY.as_secs()
+    );
+}
+
 /// Tells a client that no backend could be had: FATAL 57P03 after `hold_timeout`, 57P01 on
 /// shutdown.
 pub(crate) async fn refuse<C: AsyncWrite + Unpin>(
@@ -185,16 +221,7 @@ pub(crate) async fn refuse<C: AsyncWrite + Unpin>(
                 "{what} available: pgha proxy waited {:.1}s (hold_timeout) for one",
                 cfg.hold_timeout.as_secs_f64()
             );
-            let generation = ctx.router.targets().borrow().generation;
-            if ctx.refusal_said.swap(generation + 1, Relaxed) != generation + 1 {
-                tracing::warn!(
-                    listener = ctx.router.role().as_str(),
-                    generation,
-                    "proxy: a session refused: {msg} (SQLSTATE 57P03; said once until the \
-                     targets change, hold_timeouts_total counts each; the lines above say why \
-                     there is none)"
-                );
-            }
+            say_refusal(ctx, &msg);
             (wire::SQLSTATE_NO_TARGET, msg)
         }
         HoldFailure::Shutdown => (

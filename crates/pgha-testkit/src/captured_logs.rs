@@ -1,5 +1,4 @@
-//! What the code a test runs logs (its `tracing` lines on the test's thread), for assertions on
-//! what an operator would read.
+//! The `tracing` lines a test's code logs on its thread, to check what an operator would read.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -41,7 +41,10 @@ impl Host {
     /// none (etcd lost its data, the key deleted by hand), the one its member kept beside its
     /// data, which it last read. Never the defaults: the agent would put them back into the
     /// store (asynchronous, a 10 s ttl) ahead of the running members' own, with nobody told.
-    async fn config_to_start_with(&self, spec: &NodeSpec) -> Result<ClusterConfig, HostError> {
+    pub(crate) async fn config_to_start_with(
+        &self,
+        spec: &NodeSpec,
+    ) -> Result<ClusterConfig, HostError> {
         let snapshot = self.store.snapshot().await.map_err(OpError::from)?;
         if pgha_store::stored_config(&snapshot)
             .map_err(OpError::from)?
@@ -49,11 +52,11 @@ impl Host {
         {
             return Ok(ops::view_of(&snapshot)?.config);
         }
-        crate::kept_config::kept_cluster_config(spec.name.as_str(), &spec.instance).ok_or_else(
-            || HostError::NoConfiguration {
+        let instead = "the agent does not start while the store holds no configuration";
+        crate::kept_config::kept_cluster_config(spec.name.as_str(), &spec.instance, instead)
+            .ok_or_else(|| HostError::NoConfiguration {
                 name: spec.name.clone(),
-            },
-        )
+            })
     }
 
     /// Stops the agent of `name` as `how` says; `false` when it was not running. The agent
@@ -155,7 +158,7 @@ impl Host {
         }
     }
 
-    fn is_running(&self, name: &MemberName) -> bool {
+    pub(crate) fn is_running(&self, name: &MemberName) -> bool {
         let agents = self.agents.lock().expect("agents lock");
         agents.get(name).is_some_and(|a| !a.is_finished())
     }

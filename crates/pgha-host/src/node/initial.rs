@@ -15,7 +15,8 @@ pub fn initial_config(
     node: &NodeConfig,
     instance: &Instance,
 ) -> Result<ClusterConfig, crate::dynamic::SettingError> {
-    match crate::kept_config::kept_cluster_config(&node.member.name, instance) {
+    let instead = "the node file's [dynamic] goes in its place if the store has none";
+    match crate::kept_config::kept_cluster_config(&node.member.name, instance, instead) {
         Some(kept) => Ok(kept),
         None => node.initial_dynamic(),
     }

@@ -1,5 +1,4 @@
-//! What the prober says of its decisions (I6): where read-write sessions go and why, and each
-//! member whose checks begin or stop failing, once per change, not once per round.
+//! What the prober says of its decisions (I6), once per change: where writes go, failing checks.
 
 use std::collections::HashMap;
 
@@ -54,7 +53,7 @@ impl WriteRoute {
                 generation,
                 "proxy: no member holds the leader lease: new read-write sessions wait for one"
             ),
-            WriteRoute::HolderInRecovery { name } => tracing::warn!(
+            WriteRoute::HolderInRecovery { name } => tracing::info!(
                 generation,
                 "proxy: the lease holder {name} answers that it is in recovery (not the \
                  primary yet): new read-write sessions wait"
