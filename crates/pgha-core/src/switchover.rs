@@ -308,3 +308,18 @@ pub fn failsafe_list_withdrawn(
         ),
     }
 }
+
+/// Whether `pending` was written before the term the store shows began (the leader key's, or
+/// the position a leader of a later term published): void, since a request is made to the
+/// leader of its term and no member carries it out after (a scheduled one would otherwise
+/// hold back every request until its instant).
+pub fn predates_the_stores_term(
+    view: &ClusterView,
+    pending: &crate::observe::PendingSwitchover,
+) -> bool {
+    let position = view.leader_position.as_ref().and_then(|p| p.term);
+    [view.leader.as_ref().map(|l| l.revision), position]
+        .into_iter()
+        .flatten()
+        .any(|term| term > pending.revision)
+}

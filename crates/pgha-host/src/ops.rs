@@ -2,7 +2,9 @@
 //! persisted store): read the view, request a switchover or failover, change the dynamic
 //! settings. Every rule they apply is the core's; they only read, check and write.
 
-use pgha_core::{ClusterConfig, ClusterView, Lsn, MemberName, SwitchoverRequest};
+use pgha_core::{
+    ClusterConfig, ClusterView, Lsn, MemberName, PendingSwitchover, SwitchoverRequest,
+};
 use pgha_store::{Guard, HistoryEntry, HistoryId, Key, Store, StoreError, Unreadable};
 
 use crate::dynamic::SettingError;
@@ -22,6 +24,11 @@ pub enum OpError {
     NoConfig,
     #[error("the config kept changing under us; try again")]
     Contended,
+    #[error(
+        "the pending request changed while it was being withdrawn (another operator's, or \
+         carried out): nothing withdrawn; see `pgha status` and cancel again if you still mean to"
+    )]
+    RequestChanged,
 }
 
 /// What the cluster's rules refuse, and why.
@@ -88,6 +95,7 @@ pub async fn request(
     mut request: SwitchoverRequest,
 ) -> Result<Requested, OpError> {
     let view = view(store).await?;
+    withdraw_void_request(store, &view).await?;
     if request.from.is_none() {
         // Name the leader the request is about: the target waits for its final position.
         request.from = view.leader.as_ref().map(|l| l.holder.clone());
@@ -116,6 +124,26 @@ pub async fn request(
     };
     write_request(store, &request).await?;
     Ok(requested)
+}
+
+/// Deletes the pending request if it was made in an earlier term (a scheduled switchover
+/// overtaken by a failover): void, it would refuse every new request until its instant.
+async fn withdraw_void_request(store: &dyn Store, view: &ClusterView) -> Result<(), OpError> {
+    let Some(pending) = view.switchover.as_ref() else {
+        return Ok(());
+    };
+    if !pgha_core::switchover::predates_the_stores_term(view, pending) {
+        return Ok(());
+    }
+    match withdraw_request(store, pending.clone()).await {
+        Ok(request) => tracing::info!(
+            "withdrew a request made in an earlier term (void since the leader changed): \
+             {request:?}"
+        ),
+        Err(OpError::RequestChanged) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 /// Whether `request` is a switchover scheduled for a later instant than now (wall clock, as
@@ -208,13 +236,28 @@ pub async fn request_leader_down(
     })
 }
 
-/// Deletes the pending switchover or failover request, if any; answers what it asked.
+/// Deletes the pending switchover or failover request, if any, as it was read (another
+/// operator's written since is not withdrawn unseen: `RequestChanged`); answers what it asked.
 pub async fn cancel_request(store: &dyn Store) -> Result<Option<SwitchoverRequest>, OpError> {
-    let pending = view(store).await?.switchover;
-    if pending.is_some() {
-        store.delete(Key::Switchover, Guard::Any).await?;
+    let Some(pending) = view(store).await?.switchover else {
+        return Ok(None);
+    };
+    withdraw_request(store, pending).await.map(Some)
+}
+
+/// Deletes `pending` as it was read: `RequestChanged` when the key moved since.
+async fn withdraw_request(
+    store: &dyn Store,
+    pending: PendingSwitchover,
+) -> Result<SwitchoverRequest, OpError> {
+    match store
+        .delete(Key::Switchover, Guard::Revision(pending.revision))
+        .await
+    {
+        Ok(()) => Ok(pending.request),
+        Err(StoreError::Conflict { .. }) => Err(OpError::RequestChanged),
+        Err(e) => Err(e.into()),
     }
-    Ok(pending.map(|p| p.request))
 }
 
 /// Changes the dynamic config with compare-and-set, retrying if it moved meanwhile.

@@ -220,3 +220,62 @@ async fn a_configuration_that_fails_validation_is_shown_and_mended() {
     assert_eq!(mended.ttl_ms, 3000);
     assert!(view(&store).await.is_ok(), "not mended");
 }
+
+/// Found by review (2026-12-07): a switchover scheduled for later, then a failover: the
+/// request, void in the new term (no member carries it out), stayed until its instant and
+/// refused every request meanwhile, `pgha failover --to` included. A new request withdraws it.
+#[tokio::test]
+async fn a_request_made_in_an_earlier_term_does_not_hold_back_a_new_one() {
+    let store = n1_leading_n3_not_streaming().await;
+    put_record(&store, "n2", true).await;
+    let at = unix_now() + 3600;
+    request(&store, switchover_to("n3", Some(at)))
+        .await
+        .unwrap();
+    let pending = view(&store).await.unwrap().switchover.unwrap();
+    // n1 fails; n2 leads in a later term
+    let term = view(&store).await.unwrap().leader.unwrap().revision;
+    store.release_leader("n1", term).await.unwrap();
+    store.acquire_leader("n2", TTL).await.unwrap();
+    put_record(&store, "n2", false).await;
+    let written = request(&store, switchover_to("n3", Some(at + 60))).await;
+    assert!(written.is_ok(), "{written:?}");
+    let now = view(&store).await.unwrap().switchover.unwrap();
+    assert!(now.revision > pending.revision);
+    assert_eq!(now.request.at, Some(at + 60));
+    assert_eq!(now.request.from, Some(MemberName::new("n2")));
+    // one of this term is not withdrawn
+    let again = request(&store, switchover_to("n3", Some(at))).await;
+    assert!(
+        matches!(again, Err(OpError::Refused(Refusal::AlreadyPending))),
+        "{again:?}"
+    );
+}
+
+/// Found by review (2026-12-07): `--cancel` deleted whatever request was pending when its
+/// delete landed: another operator's, written after the cancel read the store, went unseen.
+/// Only the request read is withdrawn.
+#[tokio::test]
+async fn a_cancel_withdraws_only_the_request_it_read() {
+    let store = n1_leading_n3_not_streaming().await;
+    let at = unix_now() + 3600;
+    request(&store, switchover_to("n3", Some(at)))
+        .await
+        .unwrap();
+    let withdrawn = cancel_request(&store).await.unwrap();
+    assert_eq!(withdrawn.map(|r| r.at), Some(Some(at)));
+    assert!(cancel_request(&store).await.unwrap().is_none());
+    // a cancel that read one request, and finds another written since
+    request(&store, switchover_to("n3", Some(at)))
+        .await
+        .unwrap();
+    let read = view(&store).await.unwrap().switchover.unwrap();
+    store.delete(Key::Switchover, Guard::Any).await.unwrap();
+    request(&store, switchover_to("n3", Some(at + 60)))
+        .await
+        .unwrap();
+    let late = withdraw_request(&store, read).await;
+    assert!(matches!(late, Err(OpError::RequestChanged)), "{late:?}");
+    let still = view(&store).await.unwrap().switchover.unwrap();
+    assert_eq!(still.request.at, Some(at + 60));
+}

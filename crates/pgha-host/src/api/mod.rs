@@ -78,7 +78,7 @@ impl IntoResponse for Failure {
 impl From<OpError> for Failure {
     fn from(e: OpError) -> Self {
         let kind = match e {
-            OpError::Refused(_) => FailureKind::Refused,
+            OpError::Refused(_) | OpError::RequestChanged => FailureKind::Refused,
             OpError::Store(_) | OpError::Unreadable(_) | OpError::NoConfig | OpError::Contended => {
                 FailureKind::Unavailable
             }
