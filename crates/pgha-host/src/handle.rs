@@ -69,6 +69,19 @@ impl ClusterHandle {
         }
     }
 
+    /// A handle on the API at `address` alone (tests: a stub API).
+    #[cfg(test)]
+    pub(crate) fn over(address: String) -> Self {
+        ClusterHandle {
+            client: Client::new([address], None, None),
+            local: None,
+            member_apis: Default::default(),
+            config_file: None,
+            token: None,
+            api_tls: None,
+        }
+    }
+
     /// A distributed cluster: this host's agent first, then every agent whose address its
     /// record in etcd publishes (found only if etcd answers within a few seconds).
     pub async fn distributed(file: &Path) -> anyhow::Result<Self> {

@@ -16,6 +16,8 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(180);
 /// Which members a restart goes through, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartPlan {
+    /// The leader when the plan was made: the restart stops where another leads.
+    pub leader: String,
     /// Standbys, one after the other.
     pub standbys: Vec<String>,
     /// The primary, last: it hands over to a standby first, then restarts as one ...
@@ -49,6 +51,11 @@ pub enum RestartRefused {
          place with --in-place"
     )]
     NoStandbyForPrimary(String),
+    #[error(
+        "the leader changed during the restart ({planned} when it began, {now} now): the \
+         restart stops here (the members before were restarted); run it again"
+    )]
+    LeaderChanged { planned: String, now: String },
 }
 
 /// What a restart is doing, for progress lines.
@@ -116,8 +123,9 @@ pub fn plan(
         .filter(|m| m.name != leader && chosen(&m.name))
         .map(|m| m.name.clone())
         .collect();
-    let primary = chosen(&leader).then_some(leader.clone());
+    let primary = chosen(&leader).then(|| leader.clone());
     Ok(RestartPlan {
+        leader,
         standbys,
         primary,
         primary_in_place: false,
@@ -132,6 +140,7 @@ impl ClusterHandle {
         mut on_step: impl FnMut(RestartStep),
     ) -> anyhow::Result<()> {
         for name in &plan.standbys {
+            self.still_led_by(&plan.leader).await?;
             self.restart_standby(name, &mut on_step).await?;
         }
         if let Some(primary) = plan.primary.as_ref().filter(|_| plan.primary_in_place) {
@@ -145,6 +154,7 @@ impl ClusterHandle {
                 .filter(|m| m.name != *primary && m.state == State::Streaming)
                 .map(|m| m.name)
                 .collect();
+            self.still_led_by(&plan.leader).await?;
             on_step(RestartStep::InPlace(primary.clone()));
             self.restart_member(primary).await?;
             on_step(RestartStep::Running(primary.clone()));
@@ -160,6 +170,7 @@ impl ClusterHandle {
             if status.members.len() < 2 {
                 return Err(RestartRefused::NoStandbyForPrimary(primary.clone()).into());
             }
+            self.still_led_by(&plan.leader).await?;
             on_step(RestartStep::HandingOver {
                 from: primary.clone(),
             });
@@ -174,6 +185,21 @@ impl ClusterHandle {
             self.wait_member(primary, |s| s == Some(State::Streaming))
                 .await?;
             self.restart_standby(primary, &mut on_step).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails when `leader` no longer leads (a failover, another operator's switchover): a
+    /// member planned as a standby may lead now, and stopping it would be a failover nobody
+    /// asked for; the primary's handover would go from another member than planned.
+    async fn still_led_by(&self, leader: &str) -> anyhow::Result<()> {
+        let now = self.status().await?.leader;
+        if now.as_deref() != Some(leader) {
+            return Err(RestartRefused::LeaderChanged {
+                planned: leader.to_string(),
+                now: now.unwrap_or_else(|| "none".to_string()),
+            }
+            .into());
         }
         Ok(())
     }
@@ -324,5 +350,40 @@ mod tests {
             plan(&leaderless, &[], false, None),
             Err(RestartRefused::NoLeader)
         );
+    }
+
+    /// Serves `GET /status` answering `status`; the API's address.
+    async fn serving_status(status: ClusterStatus) -> String {
+        let app = axum::Router::new().route(
+            "/status",
+            axum::routing::get(move || {
+                let status = status.clone();
+                async move { axum::Json(status) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    /// Found by review (2026-12-07): a rolling restart went by the plan it made at its start.
+    /// With the leader changed meanwhile (a failover, another operator's switchover), it
+    /// stopped the member planned as a standby that led now (a failover nobody asked for), and
+    /// handed over from whoever led. It stops where the leader is not the one it planned with.
+    #[tokio::test]
+    async fn a_restart_stops_where_another_member_leads_than_planned() {
+        let plan = plan(&cluster(healthy()), &[], false, None).unwrap();
+        assert_eq!(plan.leader, "n2");
+        let mut now = cluster(healthy());
+        now.leader = Some("n1".into());
+        let handle = ClusterHandle::over(serving_status(now).await);
+        let mut steps = Vec::new();
+        let stopped = handle.restart(&plan, |s| steps.push(s)).await.unwrap_err();
+        assert!(
+            stopped.to_string().contains("n2 when it began, n1 now"),
+            "{stopped:#}"
+        );
+        assert!(steps.is_empty(), "{steps:?}");
     }
 }
