@@ -264,8 +264,11 @@ impl ClusterHandle {
 
     /// Re-clones member `name` from the leader, through the host that runs it.
     pub async fn reinit(&self, name: &str) -> anyhow::Result<Reinitialised> {
+        // it answers once the member's agent has left (as long as a stop takes), as a stop
+        // does: given up sooner, the rename and the start after it would never run
+        let patience = pgha_agent::agent::LEAVE_PATIENCE + HOST_SLACK;
         self.member_client(name)
-            .post(&format!("/members/{name}/reinit"), &())
+            .post_waiting(&format!("/members/{name}/reinit"), &(), patience)
             .await
             .map_err(|e| self.explain(e))
     }

@@ -204,3 +204,41 @@ async fn reinit_moves_nothing_while_postgresql_still_runs() {
     assert!(inst.is_running());
     drop(primary);
 }
+
+/// Found by review (2026-12-07): `pgha reinit` of a paused cluster moved the data aside and
+/// started an agent that clones nothing in maintenance mode: the member stayed without data
+/// until `pgha resume`, the command saying it was cloning. Refused, touching nothing.
+#[tokio::test]
+async fn reinit_is_refused_while_the_cluster_is_paused() {
+    use pgha_store::Store as _;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = pgha_agent::test_spec::spec(dir.path());
+    let data = spec.instance.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let store = MemoryStore::new(Arc::new(TokioClock::new()));
+    let paused = pgha_core::ClusterConfig {
+        paused: true,
+        ..Default::default()
+    };
+    crate::ops::ensure_config(&store, &paused).await.unwrap();
+    store
+        .acquire_leader("n0", pgha_core::Ttl::from_secs(60))
+        .await
+        .unwrap();
+    let host = Host::new(HostSetup {
+        cluster: "c".into(),
+        store: Arc::new(store),
+        members: vec![spec],
+        token: None,
+        credentials: pgha_pg::probe::Credentials {
+            user: "postgres".into(),
+            password: "secret".into(),
+            dbname: "postgres".into(),
+            tls: None,
+        },
+        entry_points: Default::default(),
+    });
+    let refused = host.reinit_member("n1").await.unwrap_err();
+    assert!(refused.to_string().contains("paused"), "{refused}");
+    assert!(data.is_dir(), "the data moved");
+}

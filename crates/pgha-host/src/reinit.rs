@@ -18,6 +18,11 @@ pub enum ReinitRefused {
     #[error("the cluster has no leader to clone {0} from")]
     NoLeader(String),
     #[error(
+        "the cluster is paused (maintenance mode): {0} would be left without data, its clone \
+         waiting for `pgha resume`; resume first"
+    )]
+    Paused(String),
+    #[error(
         "{0}'s PostgreSQL still runs after its agent stopped, or its postmaster.pid cannot be \
          looked at (its stop failed: see its log); its data stays in place and its agent runs \
          again. Try again once it stops (its supervisor fences it at its deadline if it was a \
@@ -51,6 +56,9 @@ impl Host {
         let spec = self.spec(name)?.clone();
         let refused = |r: ReinitRefused| HostError::Op(OpError::Refused(Refusal::Reinit(r)));
         let view = ops::view(self.store.as_ref()).await?;
+        if view.config.paused {
+            return Err(refused(ReinitRefused::Paused(name.to_string())));
+        }
         let leader = match &view.leader {
             Some(leader) if leader.holder.as_str() == name => {
                 return Err(refused(ReinitRefused::Leader(name.to_string())))

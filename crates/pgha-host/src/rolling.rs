@@ -43,6 +43,11 @@ pub enum RestartRefused {
     #[error("the cluster has no leader; restart members once one leads")]
     NoLeader,
     #[error(
+        "the cluster is paused (maintenance mode): a member stopped now would not start its \
+         PostgreSQL again until `pgha resume`; resume first"
+    )]
+    Paused,
+    #[error(
         "{member} is {state}: a restart would leave two members down; wait until every member runs"
     )]
     NotHealthy { member: String, state: String },
@@ -91,6 +96,9 @@ pub fn plan(
         .find(|n| !status.members.iter().any(|m| &m.name == *n))
     {
         return Err(RestartRefused::UnknownMember(unknown.clone()));
+    }
+    if status.paused {
+        return Err(RestartRefused::Paused);
     }
     let leader = status.leader.clone().ok_or(RestartRefused::NoLeader)?;
     for m in &status.members {
@@ -350,6 +358,11 @@ mod tests {
             plan(&leaderless, &[], false, None),
             Err(RestartRefused::NoLeader)
         );
+        // Found by review (2026-12-07): paused, each member stopped stayed down (no start of
+        // PostgreSQL in maintenance mode) and the restart gave up after 180 s.
+        let mut paused = cluster(healthy());
+        paused.paused = true;
+        assert_eq!(plan(&paused, &[], false, None), Err(RestartRefused::Paused));
     }
 
     /// Serves `GET /status` answering `status`; the API's address.
