@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod lock;
+pub mod shutdown_pause;
 pub mod up;
 pub mod url;
 

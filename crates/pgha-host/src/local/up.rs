@@ -169,7 +169,11 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
     tracing::info!(
         "{why}: shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
+    if let Err(e) = super::shutdown_pause::mark(&cluster.dir, host.store.as_ref()).await {
+        tracing::warn!("cannot read the pause setting before the shutdown: {e}");
+    }
     host.stop_cluster().await;
+    super::shutdown_pause::unmark(&cluster.dir);
     api.stop().await;
     tracing::info!(
         "all members stopped; `pgha up --dir {}` starts them again",
@@ -189,6 +193,7 @@ async fn open_host(
     let store = MemoryStore::persistent(std::sync::Arc::new(TokioClock::new()), &file)
         .with_context(|| format!("open the embedded store {}", file.display()))?;
     crate::ops::ensure_config(&store, &initial).await?;
+    super::shutdown_pause::resume_if_marked(&cluster.dir, &store).await?;
     let view = crate::ops::view(&store).await?;
     let last_leader = view.leader_position.as_ref().map(|p| &p.leader);
     match pgha_core::restart::seed_leader(view.leader.is_some(), last_leader, &cluster.disks()) {
