@@ -323,3 +323,28 @@ pub fn predates_the_stores_term(
         .flatten()
         .any(|term| term > pending.revision)
 }
+
+/// The history event of `pending`, void in a later term, withdrawn by a new request (as the
+/// leader records one it refuses when due).
+pub fn void_request_withdrawn(
+    pending: &crate::observe::PendingSwitchover,
+    position: Option<&LeaderPosition>,
+) -> HistoryEvent {
+    let what = match pending.request.kind {
+        RequestKind::Switchover => "switchover",
+        RequestKind::Failover { .. } => "failover",
+    };
+    let to =
+        (pending.request.to.as_ref()).map_or("the best standby".to_string(), |t| t.to_string());
+    HistoryEvent {
+        kind: EventKind::RequestRefused,
+        from: pending.request.from.clone(),
+        to: pending.request.to.clone(),
+        timeline: position.map(|p| p.timeline).unwrap_or_default(),
+        lsn: position.map(|p| p.lsn).unwrap_or_default(),
+        reason: format!(
+            "the {what} request to {to} made in an earlier term (void since the leader \
+             changed) withdrawn by a new request"
+        ),
+    }
+}

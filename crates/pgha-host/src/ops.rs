@@ -136,14 +136,28 @@ async fn withdraw_void_request(store: &dyn Store, view: &ClusterView) -> Result<
         return Ok(());
     }
     match withdraw_request(store, pending.clone()).await {
-        Ok(request) => tracing::info!(
-            "withdrew a request made in an earlier term (void since the leader changed): \
-             {request:?}"
-        ),
+        Ok(_) => {
+            let position = view.leader_position.as_ref();
+            let event = pgha_core::switchover::void_request_withdrawn(pending, position);
+            record(store, event, "the withdrawal of a void request").await;
+        }
         Err(OpError::RequestChanged) => {}
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// Appends `event` to the cluster's history, and says it in the log; a history the store does
+/// not take fails nothing (the log has `what`).
+async fn record(store: &dyn Store, event: pgha_core::HistoryEvent, what: &str) {
+    tracing::warn!("history: {event}");
+    let json = serde_json::to_string(&HistoryEntry::now(event)).expect("an entry serialises");
+    if let Err(e) = store
+        .append_history(&HistoryId::fresh(), &json, Guard::Any)
+        .await
+    {
+        tracing::warn!("{what} is not in the history: {e}");
+    }
 }
 
 /// Whether `request` is a switchover scheduled for a later instant than now (wall clock, as
@@ -179,6 +193,7 @@ pub async fn request_leader_down(
 ) -> Result<Requested, OpError> {
     use pgha_core::switchover::{check, failsafe_list_withdrawn};
     let view = view(store).await?;
+    withdraw_void_request(store, &view).await?;
     if let Some(leader) = &view.leader {
         return Err(Refusal::LeaderHoldsKey(leader.holder.clone()).into());
     }
@@ -222,13 +237,7 @@ pub async fn request_leader_down(
         });
     }
     let event = failsafe_list_withdrawn(&list, &target, view.leader_position.as_ref());
-    tracing::warn!("history: {event}");
-    let json = serde_json::to_string(&HistoryEntry::now(event)).expect("an entry serialises");
-    // Withdrawn and requested: a history the store did not take fails neither (the log has it).
-    let id = HistoryId::fresh();
-    if let Err(e) = store.append_history(&id, &json, Guard::Any).await {
-        tracing::warn!("the withdrawal of the failsafe list is not in the history: {e}");
-    }
+    record(store, event, "the withdrawal of the failsafe list").await;
     Ok(Requested {
         target,
         from: request.from,

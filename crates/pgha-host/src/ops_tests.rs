@@ -244,6 +244,14 @@ async fn a_request_made_in_an_earlier_term_does_not_hold_back_a_new_one() {
     assert!(now.revision > pending.revision);
     assert_eq!(now.request.at, Some(at + 60));
     assert_eq!(now.request.from, Some(MemberName::new("n2")));
+    // said in the history, as the leader records a request it refuses
+    let history = view(&store).await.unwrap().history;
+    let said = history.iter().any(|e| {
+        e.kind == pgha_core::EventKind::RequestRefused
+            && e.reason.contains("made in an earlier term")
+            && e.to == Some(MemberName::new("n3"))
+    });
+    assert!(said, "{history:?}");
     // one of this term is not withdrawn
     let again = request(&store, switchover_to("n3", Some(at))).await;
     assert!(

@@ -25,14 +25,14 @@ pub enum ReinitRefused {
     #[error(
         "{0}'s PostgreSQL still runs after its agent stopped, or its postmaster.pid cannot be \
          looked at (its stop failed: see its log); its data stays in place and its agent runs \
-         again. Try again once it stops (its supervisor fences it at its deadline if it was a \
+         again if it ran. Try again once it stops (its supervisor fences it at its deadline if it was a \
          primary)"
     )]
     StillRunning(String),
     #[error(
         "the leader changed while {name}'s agent stopped ({before} before, {after} now): its \
          data stays in place (it may hold writes the new leader lacks) and its agent runs \
-         again. Look at `pgha status` and the history, then try again"
+         again if it ran. Look at `pgha status` and the history, then try again"
     )]
     LeaderChanged {
         name: String,
@@ -68,7 +68,8 @@ impl Host {
         };
         // the start after the move must not be refused: checked before anything is stopped
         self.config_to_start_with(&spec).await?;
-        self.stop_member(name, Shutdown::Leave(StopMode::Fast))
+        let was_running = self
+            .stop_member(name, Shutdown::Leave(StopMode::Fast))
             .await?;
         let instance = &spec.instance;
         // Nothing moves while its PostgreSQL runs, nor after a change of leader meanwhile (it
@@ -93,7 +94,11 @@ impl Host {
             })
         };
         if let Some(why) = why {
-            self.start_member(name).await?;
+            if was_running {
+                if let Err(e) = self.start_member(name).await {
+                    tracing::error!("{name}: its agent does not run again: {e}");
+                }
+            }
             return Err(refused(why));
         }
         let data = instance.data_dir();

@@ -151,7 +151,7 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
         Ok(leader) => leader,
         Err(e) => {
             tracing::info!("start-up failed; stopping the members that are running");
-            host.stop_cluster().await;
+            super::shutdown_pause::stop_cluster_marked(&cluster.dir, &host).await;
             proxy_stop.cancel();
             api.stop().await;
             return Err(e);
@@ -169,11 +169,7 @@ pub async fn run(args: UpArgs, on_ready: impl FnOnce(&LocalCluster, &str)) -> an
     tracing::info!(
         "{why}: shutting down: automatic actions paused, the leader stops first so its standbys receive everything it wrote"
     );
-    if let Err(e) = super::shutdown_pause::mark(&cluster.dir, host.store.as_ref()).await {
-        tracing::warn!("cannot read the pause setting before the shutdown: {e}");
-    }
-    host.stop_cluster().await;
-    super::shutdown_pause::unmark(&cluster.dir);
+    super::shutdown_pause::stop_cluster_marked(&cluster.dir, &host).await;
     api.stop().await;
     tracing::info!(
         "all members stopped; `pgha up --dir {}` starts them again",

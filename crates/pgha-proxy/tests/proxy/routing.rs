@@ -76,7 +76,7 @@ async fn hold_timeout_gives_error_response() {
         p.metrics.snapshot().listener("rw").unwrap().hold_timeouts,
         1
     );
-    // said in the log, once until the targets change (each one counted)
+    // said in the log, at most every 10 s (each one counted)
     connect(p.rw).await.expect_err("still no primary");
     assert_eq!(
         p.metrics.snapshot().listener("rw").unwrap().hold_timeouts,
