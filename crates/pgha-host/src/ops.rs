@@ -122,8 +122,20 @@ pub async fn request(
         },
         Err(refusal) => return Err(Refusal::from(refusal).into()),
     };
-    write_request(store, &request).await?;
-    Ok(requested)
+    match write_request(store, &request).await {
+        Ok(_) => Ok(requested),
+        // The same request pending already: this one's copy, sent again to another host after
+        // the first answer was lost (a paused API, a cut link), or an operator's twin; it is
+        // written, which is what was asked (not "refused: one is pending" while it runs).
+        Err(OpError::Refused(Refusal::AlreadyPending))
+            if view_of(&store.snapshot().await?)?
+                .switchover
+                .is_some_and(|p| p.request == request) =>
+        {
+            Ok(requested)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes the pending request if it was made in an earlier term (a scheduled switchover

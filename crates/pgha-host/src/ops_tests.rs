@@ -287,3 +287,26 @@ async fn a_cancel_withdraws_only_the_request_it_read() {
     let still = view(&store).await.unwrap().switchover.unwrap();
     assert_eq!(still.request.at, Some(at + 60));
 }
+
+/// Found by review (2026-12-07): a request whose answer was lost (a paused API, a cut link) is
+/// sent again to the next host by the CLI; that copy found the first written and was refused
+/// as "a request is pending" while the switchover went ahead. The same request pending is the
+/// one asked: written; another is still refused.
+#[tokio::test]
+async fn the_same_request_sent_twice_is_written_once_and_answered_twice() {
+    let store = n1_leading_n3_not_streaming().await;
+    let at = unix_now() + 3600;
+    let first = request(&store, switchover_to("n3", Some(at)))
+        .await
+        .unwrap();
+    let again = request(&store, switchover_to("n3", Some(at))).await;
+    assert!(
+        again.as_ref().is_ok_and(|r| r.target == first.target),
+        "{again:?}"
+    );
+    let other = request(&store, switchover_to("n3", Some(at + 60))).await;
+    assert!(
+        matches!(other, Err(OpError::Refused(Refusal::AlreadyPending))),
+        "{other:?}"
+    );
+}
