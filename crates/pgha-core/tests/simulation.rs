@@ -50,10 +50,13 @@ use world::World;
 /// the vetoes when it ran. 1716 (full lease disks): the ttl lowered live (10 s to 6 s) while
 /// the leader's lease file took no write; its renewal with the new ttl let the store end the
 /// lease 1.2 s before its supervisor's deadline, armed on the longer one, and its agent had
-/// died (no renewal now goes that the supervisor's deadline would outlast).
+/// died (no renewal now goes that the supervisor's deadline would outlast). 553383 (full lease
+/// disks): a failsafe list naming only its leader was sent (the other listed member's record
+/// had expired) and the store lost before a read showed it; that member's confirmations kept
+/// the leader writing while the list that landed held the third member back from nothing.
 const FOUND_BY_LONG_RUNS: &[u64] = &[
     1716, 2366, 2805, 3608, 11047, 11606, 16273, 16744, 23762, 65231, 71219, 71492, 81633, 139686,
-    141133, 383142, 515077, 532584, 849740,
+    141133, 383142, 515077, 532584, 553383, 849740,
 ];
 
 #[allow(clippy::disallowed_methods)] // test settings, read from the environment

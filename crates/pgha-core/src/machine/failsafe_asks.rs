@@ -105,8 +105,19 @@ impl Member {
         // Until a read shows a list of this term, nobody can tell which list a member outside
         // it goes by (the store may hold an earlier leader's, naming none of those asked):
         // no confirmation counts.
-        read?;
-        let read = read.into_iter().flat_map(|l| l.members.iter());
+        let read = read?;
+        // A list naming nobody but this leader holds nobody outside it back (they run as soon
+        // as the lease lapses): while the store may hold one, no confirmation makes this
+        // leader the only writer (found by the simulation, seed 553383: a list without the
+        // member whose record had expired landed, and that member's confirmations kept the
+        // leader writing while the third member was free to run).
+        if std::iter::once(read)
+            .chain(sent.iter().copied())
+            .any(|l| l.confirmers().next().is_none())
+        {
+            return None;
+        }
+        let read = std::iter::once(read).flat_map(|l| l.members.iter());
         let sent = sent.into_iter().flat_map(|l| l.members.iter());
         Some(
             read.chain(sent)

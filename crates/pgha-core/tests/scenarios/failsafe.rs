@@ -465,3 +465,33 @@ fn a_listed_members_key_left_from_before_the_vacancy_frees_nobody() {
         assert_eq!(d.reason, Reason::OutsideFailsafeList { leader: name("n1") });
     }
 }
+
+/// Found by the simulation (seed 553383, in a run with lease files that fill up): n2's record
+/// expired (cut off from the store), so the leader sent the list without it, naming nobody
+/// but itself; then the leader lost the store before a read showed that list. It asked n2
+/// (of the list it had read), n2 confirmed, and the leader wrote on; but the list that had
+/// landed held nobody outside it back, and the third member was free to run once the lease
+/// lapsed. While a list naming only its leader may be in the store, no confirmation counts.
+#[test]
+fn no_confirmation_counts_while_a_list_naming_only_its_leader_may_have_landed() {
+    let (mut n1, view) = established_leader();
+    let mut shown = view.with("n2", record(&standby(1, 900, Some("n1")), Some("n1")));
+    shown.0.failsafe = Some(failsafe_list("n1", &["n1", "n2"]));
+    shown.0.failsafe_revision = 10;
+    n1.step(&obs(1000, primary(1, 1000), &shown, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&shown.0), Some([name("n2")].into()));
+    let mut gone = shown.clone();
+    gone.0.members.remove(&name("n2"));
+    let d = n1.step(&obs(1500, primary(1, 1000), &gone, vec![]));
+    assert!(
+        has(&d, |a| matches!(a, Action::PublishFailsafe { list, .. }
+            if *list == failsafe_list("n1", &["n1"]))),
+        "{d:?}"
+    );
+    assert_eq!(n1.failsafe_confirmers(&gone.0), None);
+    // Once a read shows a list naming n2 again (n2 back), its confirmations count again.
+    let mut back = shown.clone();
+    back.0.failsafe_revision = 14;
+    n1.step(&obs(2500, primary(1, 1000), &back, vec![]));
+    assert_eq!(n1.failsafe_confirmers(&back.0), Some([name("n2")].into()));
+}
