@@ -32,17 +32,7 @@ async fn cluster_with(history: Vec<HistoryEntry>) -> String {
         sync: Default::default(),
         history,
     };
-    let app = axum::Router::new().route(
-        "/cluster",
-        axum::routing::get(move || {
-            let record = record.clone();
-            async move { axum::Json(record) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
+    crate::stub_api::serving("/cluster", record).await
 }
 
 /// Found in session 26's whole-suite run: `pgha failover --to n3` with a leader that refused

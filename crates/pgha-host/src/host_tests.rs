@@ -11,6 +11,26 @@ use pgha_store::{MemoryStore, TokioClock};
 
 use super::{Host, HostSetup};
 
+/// A host running `spec`'s member over `store`.
+fn one_member_host(
+    store: Arc<dyn pgha_store::Store>,
+    spec: pgha_agent::spec::NodeSpec,
+) -> Arc<Host> {
+    Host::new(HostSetup {
+        cluster: "c".into(),
+        store,
+        members: vec![spec],
+        token: None,
+        credentials: pgha_pg::probe::Credentials {
+            user: "postgres".into(),
+            password: "secret".into(),
+            dbname: "postgres".into(),
+            tls: None,
+        },
+        entry_points: Default::default(),
+    })
+}
+
 /// PostgreSQL's programs in `dir`, but a `pg_ctl` that takes `delay` before each stop.
 fn programs_with_a_slow_stop(real: &PgBinaries, dir: &Path, delay: Duration) -> PgBinaries {
     programs_whose_stop_first(real, dir, &format!("sleep {}", delay.as_secs_f32()))
@@ -53,19 +73,7 @@ async fn a_start_waits_for_the_stop_of_the_same_member() {
     crate::ops::ensure_config(&store, &Default::default())
         .await
         .unwrap();
-    let host = Host::new(HostSetup {
-        cluster: "c".into(),
-        store: Arc::new(store),
-        members: vec![spec],
-        token: None,
-        credentials: pgha_pg::probe::Credentials {
-            user: "postgres".into(),
-            password: "secret".into(),
-            dbname: "postgres".into(),
-            tls: None,
-        },
-        entry_points: Default::default(),
-    });
+    let host = one_member_host(Arc::new(store), spec);
     assert!(host.start_member("n1").await.unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = {
@@ -106,19 +114,7 @@ async fn an_agent_started_while_the_store_holds_no_configuration_starts_with_the
     spec.instance.create_member_dir().unwrap();
     let inst = spec.instance.clone();
     let store = Arc::new(MemoryStore::new(Arc::new(TokioClock::new())));
-    let host = Host::new(HostSetup {
-        cluster: "c".into(),
-        store: store.clone(),
-        members: vec![spec],
-        token: None,
-        credentials: pgha_pg::probe::Credentials {
-            user: "postgres".into(),
-            password: "secret".into(),
-            dbname: "postgres".into(),
-            tls: None,
-        },
-        entry_points: Default::default(),
-    });
+    let host = one_member_host(store.clone(), spec);
     let refused = host.start_member("n1").await.unwrap_err();
     assert!(
         matches!(refused, super::HostError::NoConfiguration { .. }),
@@ -171,19 +167,7 @@ async fn reinit_moves_nothing_while_postgresql_still_runs() {
         .acquire_leader("n0", pgha_core::Ttl::from_secs(60))
         .await
         .unwrap();
-    let host = Host::new(HostSetup {
-        cluster: "c".into(),
-        store: Arc::new(store),
-        members: vec![spec],
-        token: None,
-        credentials: pgha_pg::probe::Credentials {
-            user: "postgres".into(),
-            password: "secret".into(),
-            dbname: "postgres".into(),
-            tls: None,
-        },
-        entry_points: Default::default(),
-    });
+    let host = one_member_host(Arc::new(store), spec);
     assert!(host.start_member("n1").await.unwrap());
     let refused = host.reinit_member("n1").await.unwrap_err();
     let still = host.is_running(&pgha_core::MemberName::new("n1"));
@@ -225,19 +209,7 @@ async fn reinit_is_refused_while_the_cluster_is_paused() {
         .acquire_leader("n0", pgha_core::Ttl::from_secs(60))
         .await
         .unwrap();
-    let host = Host::new(HostSetup {
-        cluster: "c".into(),
-        store: Arc::new(store),
-        members: vec![spec],
-        token: None,
-        credentials: pgha_pg::probe::Credentials {
-            user: "postgres".into(),
-            password: "secret".into(),
-            dbname: "postgres".into(),
-            tls: None,
-        },
-        entry_points: Default::default(),
-    });
+    let host = one_member_host(Arc::new(store), spec);
     let refused = host.reinit_member("n1").await.unwrap_err();
     assert!(refused.to_string().contains("paused"), "{refused}");
     assert!(data.is_dir(), "the data moved");

@@ -25,6 +25,8 @@ pub mod rolling;
 pub mod secrets;
 pub mod signals;
 pub mod status;
+#[cfg(test)]
+mod stub_api;
 pub mod sync_wait;
 pub mod tls_files;
 

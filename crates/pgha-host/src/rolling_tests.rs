@@ -101,21 +101,6 @@ fn a_member_down_or_unknown_refuses_the_restart() {
     assert_eq!(plan(&paused, &[], false, None), Err(RestartRefused::Paused));
 }
 
-/// Serves `GET /status` answering `status`; the API's address.
-async fn serving_status(status: ClusterStatus) -> String {
-    let app = axum::Router::new().route(
-        "/status",
-        axum::routing::get(move || {
-            let status = status.clone();
-            async move { axum::Json(status) }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
-
 /// Found by review (2026-12-07): a rolling restart went by the plan it made at its start.
 /// With the leader changed meanwhile (a failover, another operator's switchover), it
 /// stopped the member planned as a standby that led now (a failover nobody asked for), and
@@ -126,7 +111,7 @@ async fn a_restart_stops_where_another_member_leads_than_planned() {
     assert_eq!(plan.leader, "n2");
     let mut now = cluster(healthy());
     now.leader = Some("n1".into());
-    let handle = ClusterHandle::over(serving_status(now).await);
+    let handle = ClusterHandle::over(crate::stub_api::serving("/status", now).await);
     let mut steps = Vec::new();
     let stopped = handle.restart(&plan, |s| steps.push(s)).await.unwrap_err();
     assert!(

@@ -313,7 +313,9 @@ fn standby_link_blackholed() {
     let (mut c, leader) = start(&Opts::default());
     let standby = standbys_of(&c, &leader)[0].clone();
     let ck = checker_writing(&c, &leader);
-    let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(10);
+    // past the receiver's timeout and the stream timeout by a few loops (the old rewind came
+    // half a second after them), not more: the test is among the longest of the suite
+    let cut_for = WAL_TIMEOUT + STREAM_TIMEOUT + Duration::from_secs(3);
     // the log from here on (its initial clone is a Reclone action too)
     let log_at_cut = c.log_len(&standby);
     for (a, b, way, what) in [
