@@ -325,7 +325,7 @@ impl Agent {
             ) {
                 self.probe.reset();
             }
-            self.jobs.ended(*kind);
+            self.jobs.ended(*kind, result.is_ok());
         }
         self.outcomes.push(outcome);
     }

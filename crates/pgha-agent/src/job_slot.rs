@@ -54,6 +54,8 @@ pub struct JobSlot {
     /// One permit, held by a job's task from its beginning to its end: the next job's task
     /// waits for it.
     turn: Arc<Semaphore>,
+    /// The last job, when it ended with success and none has started since.
+    succeeded: Option<JobKind>,
 }
 
 impl Default for JobSlot {
@@ -62,6 +64,7 @@ impl Default for JobSlot {
             current: None,
             cancelled: Vec::new(),
             turn: Arc::new(Semaphore::new(1)),
+            succeeded: None,
         }
     }
 }
@@ -85,6 +88,7 @@ impl JobSlot {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let replaced = self.cancel_current();
+        self.succeeded = None;
         let cancelled = Cancelled::default();
         let job = job(cancelled.clone());
         let turn = self.turn.clone();
@@ -103,11 +107,17 @@ impl JobSlot {
         replaced
     }
 
-    /// The current job of `kind` ended (its outcome arrived).
-    pub fn ended(&mut self, kind: JobKind) {
+    /// The current job of `kind` ended (its outcome arrived), with success or not.
+    pub fn ended(&mut self, kind: JobKind, succeeded: bool) {
         if self.current() == Some(kind) {
             self.current = None;
+            self.succeeded = succeeded.then_some(kind);
         }
+    }
+
+    /// The kind of the last job, when it succeeded and no job has started since.
+    pub fn last_succeeded(&self) -> Option<JobKind> {
+        self.succeeded
     }
 
     /// Whether a job that may make PostgreSQL writable has not ended: the current one, or a

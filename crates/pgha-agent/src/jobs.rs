@@ -25,6 +25,8 @@ use rewind::rewind_from;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopped stream's WAL receiver may take to end.
+const STREAM_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a job needs besides the action: the member, its peers' addresses, the sync setting.
 #[derive(Clone)]
@@ -46,6 +48,7 @@ pub async fn run_job(ctx: JobContext, action: Action) -> Result<(), JobFailure> 
         Action::Promote { newest_timeline } => promote(&ctx, *newest_timeline).await,
         Action::Demote { mode, .. } => demote(&ctx, *mode).await,
         Action::Follow { leader } => follow(&ctx, leader).await,
+        Action::StopStreaming => stop_streaming(&ctx).await,
         Action::Rewind { from } => rewind_from(&ctx, from).await,
         Action::Reclone { from, move_aside } => reclone(&ctx, from, *move_aside).await,
         other => return Err(JobFailure::Failed(format!("{other:?} is not a job"))),
@@ -271,4 +274,39 @@ async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
     }
     ctx.stop_any(StopMode::Fast).await?;
     ctx.start_standby().await
+}
+
+/// Takes `primary_conninfo` away (PostgreSQL 13+ applies it on reload: the startup process
+/// ends its WAL receiver and starts none) and waits until no receiver runs, so that nothing
+/// more is received, flushed or acknowledged here.
+async fn stop_streaming(ctx: &JobContext) -> JobResult {
+    let inst = &ctx.spec.instance;
+    if !inst.is_running() || !inst.has_standby_signal() {
+        return Err(JobError::Refused(
+            "not a running standby: no stream to stop".into(),
+        ));
+    }
+    ctx.write_config(&inst.data_dir(), true, None).await?;
+    inst.reload().await?;
+    let name = ctx.spec.name.as_str();
+    let give_up = Instant::now() + STREAM_STOP_TIMEOUT;
+    loop {
+        let client = ctx.spec.connect_local(SQL_TIMEOUT).await?;
+        let runs = tokio::time::timeout(
+            SQL_TIMEOUT,
+            pgha_pg::probe::wal_receiver_runs(&client, name),
+        )
+        .await
+        .map_err(|_| JobError::Refused("the WAL receiver query timed out".into()))??;
+        if !runs {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            return Err(JobError::Refused(format!(
+                "the WAL receiver still runs {} s after primary_conninfo was taken away",
+                STREAM_STOP_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

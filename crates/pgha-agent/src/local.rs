@@ -188,6 +188,8 @@ impl LocalProbe {
                 local.lsn = Lsn(state.position().unwrap_or(0));
                 local.replay_lsn = Lsn(state.replay_lsn.or(state.current_lsn).unwrap_or(0));
                 local.streaming = state.is_streaming();
+                // no receiver runs now (the agent tells whether one may start again)
+                local.stream_stopped = state.in_recovery && state.wal_receiver_status.is_none();
                 if local.streaming {
                     if let Some(name) = state.upstream.as_deref().and_then(|a| member_at(view, a)) {
                         local.upstream = Some(name);

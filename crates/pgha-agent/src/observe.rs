@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pgha_core::{Observation, StoreView};
+use pgha_core::{JobKind, Observation, StoreView};
 use pgha_store::cluster_view;
 use tokio::time::Instant;
 
@@ -69,7 +69,7 @@ impl Agent {
             .min(PROBE_TIMEOUT)
             .min(to_deadline)
             .max(Duration::from_millis(100));
-        let local = self
+        let mut local = self
             .probe
             .observe(
                 &self.spec,
@@ -82,6 +82,10 @@ impl Agent {
         if local.streaming && local.upstream.is_some() {
             self.upstream = local.upstream.clone();
         }
+        // No receiver runs, and none can start: the agent took primary_conninfo away and
+        // nothing configured PostgreSQL since (a receiver merely between attempts may start
+        // again with the conninfo it has).
+        local.stream_stopped &= self.jobs.last_succeeded() == Some(JobKind::StopStreaming);
         // Every configuration write renders what PostgreSQL applies now, until the core asks
         // for another list: an agent restarted beside a running primary must not rewrite its
         // synchronous standbys to nothing (commits would be acknowledged that no standby has).

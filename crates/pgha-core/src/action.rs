@@ -152,6 +152,14 @@ pub enum Action {
     Follow {
         leader: MemberName,
     },
+    /// Take `primary_conninfo` away (reload) and wait until the WAL receiver has ended: from
+    /// then on this standby receives, flushes and acknowledges nothing, so its position is
+    /// final. Asked of each standby that sees no leader in a synchronous mode, before its
+    /// position counts in an election: an old primary still writing (its key removed before
+    /// its lease could run out: etcd-io/etcd#15247, a hand deletion) would otherwise have its
+    /// commits acknowledged by a standby that goes on streaming (`FIRST 1` moves the role to
+    /// the next one listed) after the winner stopped receiving to promote.
+    StopStreaming,
     /// `pg_rewind` from `from` (PostgreSQL stopped), then restore pgha's config.
     Rewind {
         from: MemberName,
@@ -175,6 +183,7 @@ impl Action {
             Action::Promote { .. } => JobKind::Promote,
             Action::Demote { .. } => JobKind::Demote,
             Action::Follow { .. } => JobKind::Follow,
+            Action::StopStreaming => JobKind::StopStreaming,
             Action::Rewind { .. } => JobKind::Rewind,
             Action::Reclone { .. } => JobKind::Reclone,
             _ => return None,

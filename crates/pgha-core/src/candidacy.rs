@@ -1,6 +1,7 @@
 //! Without a leader: keep a failsafe promise, or run for leader (election, switchover, bootstrap).
 
 use crate::action::{Action, StartRole};
+use crate::config::SyncMode;
 use crate::election::{self, Rules, Verdict};
 use crate::history::EventKind;
 use crate::machine::{held_back_by_old_leader, Member, Plan, Promotion};
@@ -95,6 +96,13 @@ impl Member {
         }
         if self.config.paused {
             return Reason::PausedWithoutLeader;
+        }
+        // In a synchronous mode a standby's position counts only once final: it streams no
+        // more, so nothing can be acknowledged through it past what it publishes.
+        let streams = local.in_recovery && !local.stream_stopped;
+        if self.config.synchronous_mode != SyncMode::Off && streams {
+            plan.push(Action::StopStreaming);
+            return Reason::StoppingStream;
         }
         if let Some(leader) = crate::machine::pause::unfenced_former_leader(self.name(), view) {
             return Reason::FormerLeaderUnfenced { leader };

@@ -210,7 +210,8 @@ pub enum Verdict {
     Behind {
         best: MemberName,
     },
-    /// Some members have not yet reported a position read after the leader vanished;
+    /// Some members have not yet reported a position read after the leader vanished (in a
+    /// synchronous mode: final, their stream stopped);
     /// `replaying`: those of them that still replay WAL of their own since a restart.
     Waiting {
         unconfirmed: Vec<MemberName>,
@@ -285,6 +286,9 @@ pub fn judge(
         .filter(|l| *l != me && rules.sync.members.contains(*l) && others.contains_key(*l));
     let mut set_confirmed = usize::from(rules.acknowledges(me));
     let mut replaying = Vec::new();
+    // A position still streaming may grow by commits acknowledged through it (see
+    // `MemberRecord::stream_stopped`): in a synchronous mode only a final one counts.
+    let synchronous = rules.config.synchronous_mode != SyncMode::Off;
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
             continue;
@@ -299,7 +303,7 @@ pub fn judge(
         // The set's old leader steps aside for a complete set whatever its position (see
         // above): nothing to wait for from it.
         let defers_to_me = set_complete && rules.only_as_set_leader(name);
-        if !record.settled_after(mine.term_seen) {
+        if !record.final_after(mine.term_seen, synchronous) {
             if defers_to_me {
                 continue;
             }
@@ -347,7 +351,7 @@ pub fn judge(
         .and_then(|l| others.get(l))
         .is_some_and(|r| {
             r.is_standby()
-                && r.settled_after(mine.term_seen)
+                && r.final_after(mine.term_seen, synchronous)
                 && (r.timeline, r.lsn) <= (mine.timeline, mine.lsn)
         });
     if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) && !leader_level {

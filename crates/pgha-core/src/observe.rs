@@ -215,6 +215,13 @@ pub struct MemberRecord {
     /// of the WAL it holds until replay stops. An election waits for it as for a stale record.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replaying_local_wal: bool,
+    /// A standby that receives nothing more: no `primary_conninfo`, no WAL receiver. In a
+    /// synchronous mode an election counts a position read in a vacancy only once it is final
+    /// so: a standby still streaming from an old primary that writes on (its key removed
+    /// early) could acknowledge commits beyond it. Absent from agents older than it (judged
+    /// as before, by when the position was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_stopped: Option<bool>,
     /// The pgha version of the agent that publishes it ([`crate::VERSION`]). Absent from
     /// agents older than the report of the settings in force, so a client can tell a leader
     /// that cannot report them (a rolling upgrade) from one that has not applied them yet.
@@ -240,6 +247,12 @@ impl MemberRecord {
     /// Its position counts as its end of WAL for `term`, not a lower bound (see above).
     pub fn settled_after(&self, term: Option<u64>) -> bool {
         self.read_after(term) && !self.replaying_local_wal
+    }
+
+    /// [`Self::settled_after`], and in a synchronous mode (`synchronous`) also no longer
+    /// receiving, so that nothing can be acknowledged through it past its position.
+    pub fn final_after(&self, term: Option<u64>, synchronous: bool) -> bool {
+        self.settled_after(term) && !(synchronous && self.stream_stopped == Some(false))
     }
 }
 
@@ -291,6 +304,10 @@ pub struct LocalPg {
     pub upstream: Option<MemberName>,
     /// The WAL receiver is streaming from `upstream`.
     pub streaming: bool,
+    /// A standby whose agent took `primary_conninfo` away ([`crate::Action::StopStreaming`]
+    /// done, nothing configured since) and which runs no WAL receiver: it receives nothing
+    /// more, so its position is final (see [`MemberRecord::stream_stopped`]).
+    pub stream_stopped: bool,
     /// `synchronous_standby_names` as currently in effect.
     pub sync_applied: SyncApplied,
     /// Standbys in `pg_stat_replication` (on a primary).

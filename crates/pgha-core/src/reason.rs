@@ -191,6 +191,9 @@ pub enum Reason {
     },
     // election
     StartingToElect,
+    /// Without a leader, synchronous mode: this standby stops streaming before its position
+    /// counts (see [`crate::Action::StopStreaming`]).
+    StoppingStream,
     /// Without a leader, a data directory whose pg_rewind did not finish is not started (its
     /// position means nothing): it waits for a leader to re-clone from.
     RewindIncompleteWaitingForLeader,

@@ -40,6 +40,8 @@ fn standby(tl: u32, lsn: u64, upstream: Option<&str>) -> LocalPg {
         in_recovery: true,
         upstream: upstream.map(name),
         streaming: upstream.is_some(),
+        // without an upstream: the stream its agent stopped for an election
+        stream_stopped: upstream.is_none(),
         ..primary(tl, lsn)
     }
 }
@@ -63,6 +65,7 @@ fn record(pg: &LocalPg, leader_seen: Option<&str>) -> MemberRecord {
         tags: Tags::default(),
         leader_seen: leader_seen.map(name),
         synced_slots: pg.synced_slots,
+        stream_stopped: Some(pg.stream_stopped),
         ..MemberRecord::default()
     }
 }

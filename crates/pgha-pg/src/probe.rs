@@ -327,6 +327,18 @@ pub async fn restart_wal_receiver(client: &Client, member: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether a WAL receiver process runs (`pg_stat_wal_receiver` has a row).
+pub async fn wal_receiver_runs(client: &Client, member: &str) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT count(*) > 0 FROM pg_stat_wal_receiver WHERE pid IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(PgError::sql(member))?;
+    Ok(row.get(0))
+}
+
 /// Creates or updates the replication role: REPLICATION LOGIN only, its password sent as a
 /// SCRAM verifier computed here so the clear text never reaches the server or its logs.
 pub async fn ensure_replication_role(

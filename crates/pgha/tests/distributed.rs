@@ -26,6 +26,8 @@ mod failsafe_return;
 mod hand_edits;
 #[path = "distributed/housekeeping.rs"]
 mod housekeeping;
+#[path = "distributed/leader_key_removed.rs"]
+mod leader_key_removed;
 #[path = "distributed/outages.rs"]
 mod outages;
 #[path = "distributed/pause.rs"]

@@ -145,7 +145,7 @@ async fn a_promotion_given_up_on_keeps_the_deadline_until_its_postmaster_is_gone
         ),
         "{outcome:?}"
     );
-    agent.jobs.ended(JobKind::Promote);
+    agent.jobs.ended(JobKind::Promote, true);
 
     agent.update_fencing(&answering_standby());
     assert_eq!(
@@ -299,7 +299,7 @@ async fn a_vetoed_promotion_was_not_asked_and_keeps_no_deadline() {
         "{outcome:?}"
     );
     agent.job_done(outcome);
-    agent.jobs.ended(JobKind::Promote);
+    agent.jobs.ended(JobKind::Promote, true);
     agent.update_fencing(&answering_standby());
     assert_eq!(lease.read(), None, "kept armed for a promotion never asked");
     drop(postgres);

@@ -21,6 +21,7 @@ impl Member {
             addresses: self.settings.addresses.clone(),
             synced_slots: local.synced_slots,
             replaying_local_wal: local.replaying_local_wal,
+            stream_stopped: Some(local.stream_stopped),
             promotion_vetoed: self.vetoed_until.is_some(),
             data_dir_stalled: self.data_dir_stalled,
             failsafe_promise_ms: Some(self.promises_run_ms),

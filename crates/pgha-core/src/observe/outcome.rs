@@ -15,6 +15,9 @@ pub enum JobKind {
     Promote,
     Demote,
     Follow,
+    /// Take `primary_conninfo` away and wait for the WAL receiver to end (a standby during a
+    /// vacancy, synchronous modes): see [`crate::Action::StopStreaming`].
+    StopStreaming,
     Rewind,
     Reclone,
 }

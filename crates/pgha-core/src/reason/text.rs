@@ -261,6 +261,12 @@ impl fmt::Display for Reason {
                 write!(f, "PostgreSQL failed to start {failures} times; retrying")
             }
             StartingToElect => write!(f, "no leader: starting PostgreSQL as standby to compare"),
+            StoppingStream => write!(
+                f,
+                "no leader: stopping this standby's WAL stream, so that its position is final \
+                 when compared (a primary still writing can have nothing more acknowledged \
+                 through it)"
+            ),
             RewindIncompleteWaitingForLeader => write!(
                 f,
                 "no leader, and a pg_rewind of the data directory did not finish: not starting \

@@ -433,3 +433,61 @@ fn a_set_left_from_asynchronous_times_keeps_nobody_out_in_strict_mode() {
         }
     }
 }
+
+/// The leader key gone while its holder may still write (etcd revoked its lease early as its
+/// stalled leader resumed, etcd-io/etcd#15247, or a hand deletion: found by
+/// `faults::etcd_stalls::etcd_member_disk_stalled`, one acknowledged write lost), `FIRST 1
+/// (n2, n3)`: n2 ahead, n3 read in the vacancy but still streaming. Had n2 won on n3's
+/// position then, the old primary, as n2's receiver stopped to promote, would have moved the
+/// synchronous role to n3 and had commits acknowledged there that n2 lacks. Each standby stops
+/// streaming before its position counts, and the election waits until the others' have.
+#[test]
+fn positions_count_in_a_synchronous_election_only_once_their_streams_are_stopped() {
+    let set = |view: &mut View| {
+        view.0.sync.members = [name("n2"), name("n3")].into();
+        view.0.sync.count = 1;
+    };
+    let n3_streaming = standby(1, 4000, Some("n1"));
+    let mut view = leaderless(&standby(1, 5000, Some("n1")), &n3_streaming, None)
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    set(&mut view);
+    let mut n2 = member("n2");
+    let d = n2.step(&obs(0, standby(1, 5000, Some("n1")), &view, vec![]));
+    assert_reason!(d, Reason::StoppingStream);
+    assert!(has(&d, |a| *a == Action::StopStreaming), "{:?}", d.actions);
+    assert!(!acquires(&d));
+    // its own stream stopped, n3's still running: n3 could still confirm commits past 4000
+    let d = n2.step(&obs(
+        100,
+        standby(1, 5000, None),
+        &view,
+        vec![job_done(JobKind::StopStreaming)],
+    ));
+    assert!(!acquires(&d), "{:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed, .. } if *unconfirmed == vec![name("n3")]),
+        "{:?}",
+        d.reason
+    );
+    // n3's stream stopped: its position is final, and n2's is further
+    let mut view = leaderless(&standby(1, 5000, None), &standby(1, 4000, None), None)
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    set(&mut view);
+    let d = n2.step(&obs(200, standby(1, 5000, None), &view, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // An agent older than the report (no `stream_stopped` in its record) is judged as before.
+    let mut old = record(&n3_streaming, None);
+    old.stream_stopped = None;
+    let mut view = View::new()
+        .with("n2", record(&standby(1, 5000, None), None))
+        .with("n3", old)
+        .config(|c| c.synchronous_mode = SyncMode::On);
+    set(&mut view);
+    let d = member("n2").step(&obs(0, standby(1, 5000, None), &view, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // Asynchronous mode keeps no such promise: the stream goes on, the election as before.
+    let view = leaderless(&standby(1, 5000, Some("n1")), &n3_streaming, None);
+    let d = member("n2").step(&obs(0, standby(1, 5000, Some("n1")), &view, vec![]));
+    assert!(!has(&d, |a| *a == Action::StopStreaming), "{:?}", d.actions);
+    assert!(acquires(&d), "{:?}", d.reason);
+}

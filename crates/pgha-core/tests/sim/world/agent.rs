@@ -56,6 +56,8 @@ impl World {
             replay_lsn: Lsn(n.pg.lsn),
             upstream: n.pg.upstream.map(name_of),
             streaming: n.pg.streaming,
+            // a standby here with no upstream runs no receiver
+            stream_stopped: n.pg.running && n.pg.in_recovery && n.pg.upstream.is_none(),
             sync_applied: n.pg.sync.clone(),
             replicas,
             slots: n.pg.slots.clone(),

@@ -255,6 +255,14 @@ impl World {
                 pg.upstream = Some(up);
                 self.nodes[i].fence_at = None;
             }
+            Action::StopStreaming => {
+                let pg = &mut self.nodes[i].pg;
+                if !pg.running {
+                    return Err("not running".into());
+                }
+                pg.upstream = None;
+                pg.streaming = false;
+            }
             Action::Rewind { from } => {
                 let up = self.nodes[leader_idx(from, &self.nodes)].pg.clone();
                 if self.rng.chance(150) {
