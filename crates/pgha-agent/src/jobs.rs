@@ -25,8 +25,9 @@ use rewind::rewind_from;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a stopped stream's WAL receiver may take to end.
+/// How long a stopped stream's WAL receiver may take to end, and how often it is looked for.
 const STREAM_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STREAM_STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What a job needs besides the action: the member, its peers' addresses, the sync setting.
 #[derive(Clone)]
@@ -276,9 +277,10 @@ async fn follow(ctx: &JobContext, leader: &MemberName) -> JobResult {
     ctx.start_standby().await
 }
 
-/// Takes `primary_conninfo` away (PostgreSQL 13+ applies it on reload: the startup process
-/// ends its WAL receiver and starts none) and waits until no receiver runs, so that nothing
-/// more is received, flushed or acknowledged here.
+/// Takes `primary_conninfo` away (PostgreSQL 13+ applies it on reload: the startup process,
+/// woken by the signal, ends its WAL receiver and starts none) and waits until no receiver
+/// runs, so that nothing more is received, flushed or acknowledged here. The first look comes
+/// a poll after the reload: `pg_ctl reload` only signals the postmaster, which passes it on.
 async fn stop_streaming(ctx: &JobContext) -> JobResult {
     let inst = &ctx.spec.instance;
     if !inst.is_running() || !inst.has_standby_signal() {
@@ -290,23 +292,22 @@ async fn stop_streaming(ctx: &JobContext) -> JobResult {
     inst.reload().await?;
     let name = ctx.spec.name.as_str();
     let give_up = Instant::now() + STREAM_STOP_TIMEOUT;
+    let client = ctx.spec.connect_local(SQL_TIMEOUT).await?;
     loop {
-        let client = ctx.spec.connect_local(SQL_TIMEOUT).await?;
-        let runs = tokio::time::timeout(
-            SQL_TIMEOUT,
-            pgha_pg::probe::wal_receiver_runs(&client, name),
-        )
-        .await
-        .map_err(|_| JobError::Refused("the WAL receiver query timed out".into()))??;
+        tokio::time::sleep(STREAM_STOP_POLL).await;
+        let runs = pgha_pg::probe::wal_receiver_runs(&client, name);
+        let runs = tokio::time::timeout(SQL_TIMEOUT, runs)
+            .await
+            .map_err(|_| JobError::Refused("the WAL receiver query timed out".into()))??;
         if !runs {
             return Ok(());
         }
         if Instant::now() >= give_up {
             return Err(JobError::Refused(format!(
-                "the WAL receiver still runs {} s after primary_conninfo was taken away",
+                "the WAL receiver still runs {} s after primary_conninfo was taken away \
+                 (PostgreSQL ends it once replay has caught up with what it received)",
                 STREAM_STOP_TIMEOUT.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -79,13 +79,18 @@ impl Agent {
                 probe_limit,
             )
             .await;
-        if local.streaming && local.upstream.is_some() {
+        // A stream being stopped, or stopped, keeps no upstream: a probe taken before its
+        // receiver ended must not put it back into what the next rewrite of the configuration
+        // renders (a parameter reload would start the receiver again).
+        let stop = Some(JobKind::StopStreaming);
+        let stopping = self.jobs.current() == stop || self.jobs.last_succeeded() == stop;
+        if local.streaming && local.upstream.is_some() && !stopping {
             self.upstream = local.upstream.clone();
         }
         // No receiver runs, and none can start: the agent took primary_conninfo away and
         // nothing configured PostgreSQL since (a receiver merely between attempts may start
         // again with the conninfo it has).
-        local.stream_stopped &= self.jobs.last_succeeded() == Some(JobKind::StopStreaming);
+        local.stream_stopped &= self.jobs.last_succeeded() == stop;
         // Every configuration write renders what PostgreSQL applies now, until the core asks
         // for another list: an agent restarted beside a running primary must not rewrite its
         // synchronous standbys to nothing (commits would be acknowledged that no standby has).

@@ -89,6 +89,17 @@ impl Member {
             now.since(since.max(self.requests.first_read(p.revision, now)))
         });
         let heeded = request_waited < self.config.switchover_timeout_ms;
+        // In a synchronous mode a standby's position counts only once final: it streams no
+        // more, so nothing can be acknowledged through it past what it publishes (a request's
+        // named target takes over with what it has: nothing it confirmed is missing there).
+        let named_target = request
+            .filter(|_| heeded)
+            .is_some_and(|p| p.request.to.as_ref() == Some(self.name()));
+        let streams = local.in_recovery && !local.stream_stopped;
+        if self.streams_may_confirm(now) && streams && !named_target {
+            plan.push(Action::StopStreaming);
+            return Reason::StoppingStream;
+        }
         if let Some(pending) = request.filter(|_| heeded) {
             if let Some(reason) = self.switchover_candidacy(obs, view, pending, plan) {
                 return reason;
@@ -96,13 +107,6 @@ impl Member {
         }
         if self.config.paused {
             return Reason::PausedWithoutLeader;
-        }
-        // In a synchronous mode a standby's position counts only once final: it streams no
-        // more, so nothing can be acknowledged through it past what it publishes.
-        let streams = local.in_recovery && !local.stream_stopped;
-        if self.config.synchronous_mode != SyncMode::Off && streams {
-            plan.push(Action::StopStreaming);
-            return Reason::StoppingStream;
         }
         if let Some(leader) = crate::machine::pause::unfenced_former_leader(self.name(), view) {
             return Reason::FormerLeaderUnfenced { leader };
@@ -135,7 +139,15 @@ impl Member {
         if !give_up {
             plan.wake_by(since.plus(self.config.ttl_ms));
         }
-        match election::judge(&rules, self.name(), &mine, &members, give_up) {
+        let streams_may_confirm = self.streams_may_confirm(now);
+        match election::judge(
+            &rules,
+            self.name(),
+            &mine,
+            &members,
+            give_up,
+            streams_may_confirm,
+        ) {
             Verdict::Best => {
                 if let Some(leader) = self.last_leader_unheard(view, &mine).filter(|_| !give_up) {
                     return Reason::WaitingForLastLeader { leader };
@@ -196,6 +208,19 @@ impl Member {
             Verdict::IneligibleAhead { member, why } => Reason::IneligibleAhead { member, why },
             Verdict::Ineligible(why) => Reason::NotEligible(why),
         }
+    }
+
+    /// Whether a standby still streaming could confirm commits past the position it publishes:
+    /// in a synchronous mode, while an old primary may still write, its key removed before its
+    /// lease ran out (etcd-io/etcd#15247, a hand deletion). Its last renewal came before that,
+    /// so its own demotion, or its supervisor's fence, comes within a ttl of this vacancy's
+    /// start; a loop more, and every record read since shows what its member received.
+    pub(crate) fn streams_may_confirm(&self, now: Millis) -> bool {
+        let window = self.config.ttl_ms + self.config.loop_wait_ms;
+        self.config.synchronous_mode != SyncMode::Off
+            && self
+                .leaderless_since
+                .is_none_or(|since| now.since(since) < window)
     }
 
     /// Why a member without data must not initialise a new cluster, if it must not: a store

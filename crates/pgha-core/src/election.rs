@@ -238,13 +238,15 @@ pub enum Verdict {
 /// other members' published records. A record not read after the newest term `me` knows ended
 /// (one that still saw a leader, or one from an earlier vacancy) may be stale; such members are
 /// waited for until `give_up_waiting`, and after that their stale positions still count as
-/// lower bounds.
+/// lower bounds. With `streams_may_confirm` (see `Member::streams_may_confirm`), a record
+/// whose member still streams is waited for likewise: its position is not final.
 pub fn judge(
     rules: &Rules<'_>,
     me: &MemberName,
     mine: &MemberRecord,
     others: &BTreeMap<MemberName, MemberRecord>,
     give_up_waiting: bool,
+    streams_may_confirm: bool,
 ) -> Verdict {
     if let Err(why) = rules.check(me, mine) {
         return Verdict::Ineligible(why);
@@ -286,9 +288,6 @@ pub fn judge(
         .filter(|l| *l != me && rules.sync.members.contains(*l) && others.contains_key(*l));
     let mut set_confirmed = usize::from(rules.acknowledges(me));
     let mut replaying = Vec::new();
-    // A position still streaming may grow by commits acknowledged through it (see
-    // `MemberRecord::stream_stopped`): in a synchronous mode only a final one counts.
-    let synchronous = rules.config.synchronous_mode != SyncMode::Off;
     for (name, record) in others.iter().filter(|(name, _)| *name != me) {
         if !record.is_standby() {
             continue;
@@ -303,7 +302,7 @@ pub fn judge(
         // The set's old leader steps aside for a complete set whatever its position (see
         // above): nothing to wait for from it.
         let defers_to_me = set_complete && rules.only_as_set_leader(name);
-        if !record.final_after(mine.term_seen, synchronous) {
+        if !record.final_after(mine.term_seen, streams_may_confirm) {
             if defers_to_me {
                 continue;
             }
@@ -351,7 +350,7 @@ pub fn judge(
         .and_then(|l| others.get(l))
         .is_some_and(|r| {
             r.is_standby()
-                && r.final_after(mine.term_seen, synchronous)
+                && r.final_after(mine.term_seen, streams_may_confirm)
                 && (r.timeline, r.lsn) <= (mine.timeline, mine.lsn)
         });
     if set_confirmed < needed && rules.sync.leader.as_ref() != Some(me) && !leader_level {

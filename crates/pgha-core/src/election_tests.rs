@@ -40,6 +40,7 @@ fn judge_on(sync: &SyncSet, candidate: (&str, u64), others: &[(&str, u64)]) -> V
         &standby(candidate.1),
         &others,
         false,
+        true,
     )
 }
 
@@ -139,7 +140,7 @@ fn the_old_set_leader_is_not_waited_for_while_the_set_is_complete() {
             .iter()
             .map(|(name, record)| (MemberName::from(*name), record.clone()))
             .collect();
-        judge(&rules, &"n2".into(), &standby(1000), &others, false)
+        judge(&rules, &"n2".into(), &standby(1000), &others, false, true)
     };
     assert_eq!(
         judge_n2(&[("n1", unread.clone()), ("n3", standby(900))]),
@@ -171,7 +172,7 @@ fn a_synchronous_standby_whose_data_directory_stalled_still_holds_its_commits() 
     };
     let others = BTreeMap::from([(MemberName::from("n2"), stalled)]);
     assert_eq!(
-        judge(&rules, &"n3".into(), &standby(900), &others, false),
+        judge(&rules, &"n3".into(), &standby(900), &others, false, true),
         Verdict::IneligibleAhead {
             member: "n2".into(),
             why: Ineligible::DataDirStalled,

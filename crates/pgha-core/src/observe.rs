@@ -249,10 +249,10 @@ impl MemberRecord {
         self.read_after(term) && !self.replaying_local_wal
     }
 
-    /// [`Self::settled_after`], and in a synchronous mode (`synchronous`) also no longer
-    /// receiving, so that nothing can be acknowledged through it past its position.
-    pub fn final_after(&self, term: Option<u64>, synchronous: bool) -> bool {
-        self.settled_after(term) && !(synchronous && self.stream_stopped == Some(false))
+    /// [`Self::settled_after`], and, while a stream could still confirm commits past the
+    /// position published (`streams_may_confirm`), no longer receiving.
+    pub fn final_after(&self, term: Option<u64>, streams_may_confirm: bool) -> bool {
+        self.settled_after(term) && !(streams_may_confirm && self.stream_stopped == Some(false))
     }
 }
 

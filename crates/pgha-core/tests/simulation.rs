@@ -295,6 +295,28 @@ fn lease_files_that_cannot_be_written_keep_one_writer_and_converge() {
     );
 }
 
+/// The store removes the leader key now and then before its lease ran out (etcd-io/etcd#15247,
+/// an `etcdctl del` by hand), among the other faults: its holder writes on, not told, until
+/// its next renewal, so I1 is not asked of it meanwhile; nothing acknowledged is lost all the
+/// same, and nothing it acknowledges once another member is writable.
+#[test]
+fn leader_keys_removed_early_lose_no_acknowledged_write() {
+    let (mut removed, mut acknowledged) = (0, 0);
+    for seed in seeds() {
+        let world = faults_then_calm(World::new(seed, members()).with_early_removals());
+        removed += world.stats.early_removals;
+        acknowledged += world.stats.acknowledged_on_removed_keys;
+    }
+    eprintln!(
+        "simulated {removed} leader keys removed early, {acknowledged} commits their holders \
+         acknowledged after"
+    );
+    assert!(
+        seeds().len() < 100 || (removed > 0 && acknowledged > 0),
+        "the simulation exercised nothing"
+    );
+}
+
 /// Clusters of five members, where the synchronous count also changes live (1 or 2): fewer
 /// seeds by default, and those that found holes.
 #[test]

@@ -39,7 +39,22 @@ impl Member {
             (Some(target), _) if *target != me => Some(Reason::WaitingForSwitchoverTarget {
                 target: Some(target.clone()),
             }),
-            (Some(_), RequestKind::Failover { .. }) => {
+            (
+                Some(_),
+                RequestKind::Failover {
+                    allow_data_loss, ..
+                },
+            ) => {
+                // A set member still streaming may confirm commits of an old primary that
+                // writes on (its key removed early) past what it published: waited for, as
+                // an election waits, unless the loss is accepted.
+                let streaming = self.set_members_streaming(obs, view);
+                if !streaming.is_empty() && !allow_data_loss {
+                    return Some(Reason::WaitingForPositions {
+                        unconfirmed: streaming,
+                        replaying: Vec::new(),
+                    });
+                }
                 // The named leader may already have let go (a healthy leader demotes first):
                 // check the target against the cluster as it is now.
                 let now_request = SwitchoverRequest {
@@ -120,6 +135,21 @@ impl Member {
                 }
             }
         }
+    }
+
+    /// The other members of the published set whose records say they still stream, while a
+    /// stream could confirm commits past what it published ([`Member::streams_may_confirm`]).
+    fn set_members_streaming(&self, obs: &Observation, view: &ClusterView) -> Vec<MemberName> {
+        if !self.streams_may_confirm(obs.now) {
+            return Vec::new();
+        }
+        let streams = |m: &MemberName| {
+            view.members
+                .get(m)
+                .is_some_and(|r| r.is_standby() && r.stream_stopped == Some(false))
+        };
+        let others = view.sync.members.iter().filter(|m| *m != self.name());
+        others.filter(|m| streams(m)).cloned().collect()
     }
 
     /// Whether a planned switchover's named target may still be promoted: the leader checked it

@@ -470,10 +470,22 @@ fn positions_count_in_a_synchronous_election_only_once_their_streams_are_stopped
         d.reason
     );
     // n3's stream stopped: its position is final, and n2's is further
-    let mut view = leaderless(&standby(1, 5000, None), &standby(1, 4000, None), None)
+    let mut stopped = leaderless(&standby(1, 5000, None), &standby(1, 4000, None), None)
         .config(|c| c.synchronous_mode = SyncMode::On);
-    set(&mut view);
-    let d = n2.step(&obs(200, standby(1, 5000, None), &view, vec![]));
+    set(&mut stopped);
+    let d = n2
+        .clone()
+        .step(&obs(200, standby(1, 5000, None), &stopped, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    // n3's stream never stops (its receiver frozen: the job cannot end it): a ttl and a loop
+    // into the vacancy, any old primary has stopped writing, and its position counts as read.
+    let defaults = ClusterConfig::default();
+    let window = defaults.ttl_ms + defaults.loop_wait_ms;
+    for at in (1..window / 1_000).map(|s| s * 1_000).chain([window - 1]) {
+        let d = n2.step(&obs(at, standby(1, 5000, None), &view, vec![]));
+        assert!(!acquires(&d), "at {at}: {:?}", d.reason);
+    }
+    let d = n2.step(&obs(window, standby(1, 5000, None), &view, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
     // An agent older than the report (no `stream_stopped` in its record) is judged as before.
     let mut old = record(&n3_streaming, None);
@@ -489,5 +501,45 @@ fn positions_count_in_a_synchronous_election_only_once_their_streams_are_stopped
     let view = leaderless(&standby(1, 5000, Some("n1")), &n3_streaming, None);
     let d = member("n2").step(&obs(0, standby(1, 5000, Some("n1")), &view, vec![]));
     assert!(!has(&d, |a| *a == Action::StopStreaming), "{:?}", d.actions);
+    assert!(acquires(&d), "{:?}", d.reason);
+}
+
+/// Found by review of the stop above: `pgha failover --to n2` while n1's key was removed and
+/// n1 may write on, `FIRST 1 (n2, n3)`. n3, of the set, still streams: the failover waits for
+/// its stream to stop (it could confirm commits past its published position), unless the loss
+/// is accepted. The named target keeps its own stream (what it confirmed is on it), and a
+/// member that is not the target stops its own while the request is pending (it would
+/// otherwise hold up an election its target falls back on).
+#[test]
+fn a_manual_failover_in_a_synchronous_mode_waits_for_the_sets_streams_to_stop() {
+    let set = |view: View| {
+        let mut view = view
+            .config(|c| c.synchronous_mode = SyncMode::On)
+            .failover_to("n2");
+        view.0.sync.members = [name("n2"), name("n3")].into();
+        view.0.sync.count = 1;
+        view
+    };
+    let n2 = standby(1, 5000, Some("n1"));
+    let view = set(leaderless(&n2, &standby(1, 4000, Some("n1")), None));
+    let d = member("n2").step(&obs(0, n2.clone(), &view, vec![]));
+    assert!(!has(&d, |a| *a == Action::StopStreaming), "{:?}", d.actions);
+    assert!(!acquires(&d), "{:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed, .. } if *unconfirmed == vec![name("n3")]),
+        "{:?}",
+        d.reason
+    );
+    let d = member("n3").step(&obs(0, standby(1, 4000, Some("n1")), &view, vec![]));
+    assert!(has(&d, |a| *a == Action::StopStreaming), "{:?}", d.actions);
+    let mut losing = view.clone();
+    losing.0.switchover.as_mut().unwrap().request.kind = RequestKind::Failover {
+        force: false,
+        allow_data_loss: true,
+    };
+    let d = member("n2").step(&obs(0, n2.clone(), &losing, vec![]));
+    assert!(acquires(&d), "{:?}", d.reason);
+    let view = set(leaderless(&n2, &standby(1, 4000, None), None));
+    let d = member("n2").step(&obs(0, n2, &view, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
 }

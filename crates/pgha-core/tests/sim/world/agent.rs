@@ -56,8 +56,12 @@ impl World {
             replay_lsn: Lsn(n.pg.lsn),
             upstream: n.pg.upstream.map(name_of),
             streaming: n.pg.streaming,
-            // a standby here with no upstream runs no receiver
-            stream_stopped: n.pg.running && n.pg.in_recovery && n.pg.upstream.is_none(),
+            // as pgha-agent: stopped by its agent's last job (a standby here with no upstream
+            // runs no receiver)
+            stream_stopped: n.stream_stop_done
+                && n.pg.running
+                && n.pg.in_recovery
+                && n.pg.upstream.is_none(),
             sync_applied: n.pg.sync.clone(),
             replicas,
             slots: n.pg.slots.clone(),
@@ -420,6 +424,7 @@ impl World {
                         self.send_wal_to_standbys_of(i);
                     }
                 }
+                self.nodes[i].stream_stop_done = false;
                 let mut done_at = now + self.job_duration(job);
                 if matches!(job, Action::Demote { .. }) {
                     // its stop waits on a blocked PostgreSQL (a stalled disk) until that ends

@@ -63,6 +63,9 @@ impl World {
                     self.nodes[i].unresponsive_until = until;
                 }
             }
+            // in runs with keys removed early, one time in two (by the clock, not drawn: every
+            // seed keeps its draws)
+            10 if self.early_removals && (self.now / TICK) % 2 == 0 => self.remove_key_early(),
             10 => self.slow_store = !self.slow_store,
             11 => {
                 // The store is gone for everyone (an etcd restart): failsafe territory.
@@ -139,6 +142,7 @@ impl World {
         n.member = Some(new_member(&n.name, &n.tags, &self.config));
         n.held_term = None;
         n.key_written = None;
+        n.stream_stop_done = false;
         n.last_view = None;
         n.outcomes.clear();
         n.in_flight.clear();

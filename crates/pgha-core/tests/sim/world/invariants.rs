@@ -116,6 +116,13 @@ impl World {
         for i in 0..self.nodes.len() {
             self.was_writable[i] = writable.contains(&i);
         }
+        // The holder of a key the store removed early writes on, not told: I1 is the store's
+        // to keep then (I4 is judged as it acknowledges).
+        let removed = self.writing_on_removed_keys();
+        let writable: Vec<usize> = writable
+            .into_iter()
+            .filter(|w| !removed.contains(w))
+            .collect();
         // The store's set covers every standby the writable primary's PostgreSQL counts.
         if let Some(&w) = writable.first() {
             let set = &self.store.sync;
@@ -202,6 +209,16 @@ impl World {
     pub(super) fn check_best_candidate(&self, winner: usize, vetoed_then: &[MemberName]) -> u32 {
         let w = &self.nodes[winner].pg;
         if !w.data || !w.running || !w.in_recovery {
+            return 0;
+        }
+        // An old primary still writing on a key the store removed early moves the standbys
+        // that stream from it past any position an election read: asynchronous mode promises
+        // nothing then (in a synchronous one every standby stops streaming first).
+        let removed_key_writes = self
+            .removed_early
+            .iter()
+            .any(|r| writable(&self.nodes[r.0].pg));
+        if removed_key_writes && self.config.synchronous_mode == SyncMode::Off {
             return 0;
         }
         let Some(gone) = self.store.leader_gone_at else {

@@ -8,6 +8,7 @@ mod agent;
 mod chaos;
 mod clocks;
 mod cold_stop;
+mod early_removals;
 mod invariants;
 mod lease_disks;
 mod postgres;
@@ -82,6 +83,9 @@ struct Node {
     lease_disk_full_until: u64,
     /// The agent's last write of the deadline failed: the supervisor holds the one before.
     fence_write_failed: bool,
+    /// The agent's last job stopped the stream and none began since (pgha-agent's
+    /// `JobSlot::last_succeeded`): lost with the agent.
+    stream_stop_done: bool,
     /// The agent is paused (SIGSTOP, a stalled VM): it does not step until then.
     paused_until: u64,
     /// PostgreSQL runs but does not answer probes until then.
@@ -189,6 +193,9 @@ pub struct Stats {
     pub whole_pauses: u32,
     /// Lease files whose file system filled up.
     pub full_lease_disks: u32,
+    /// Leader keys the store removed early, and commits their holders acknowledged after.
+    pub early_removals: u32,
+    pub acknowledged_on_removed_keys: u32,
     /// Standbys whose stream stood still while their primary counted them, and those the
     /// leader stopped counting before the replication timeout ended their connection.
     pub stalled_streams: (u32, u32),
@@ -232,6 +239,10 @@ pub struct World {
     slow_store: bool,
     /// Lease files whose file system fills up (see [`World::with_full_lease_disks`]).
     full_lease_disks: bool,
+    /// Leader keys the store removes early (see [`World::with_early_removals`]), and the
+    /// holders of such keys that still write, each with the newest commit it acknowledged.
+    early_removals: bool,
+    removed_early: Vec<(usize, u64)>,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,

@@ -8,9 +8,19 @@ impl World {
     /// k listed standbys that stream from it; `ANY k`: any k of the listed ones); empty, at
     /// once, with no promise to keep. The newest synchronous acknowledgement goes in the ledger.
     pub(super) fn acknowledge(&mut self) {
-        let Some(p) = (0..self.nodes.len()).find(|&i| writable(&self.nodes[i].pg)) else {
-            return;
-        };
+        let primaries: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| writable(&self.nodes[i].pg))
+            .collect();
+        for &p in &primaries {
+            let tl = self.nodes[p].pg.tl;
+            let newer_writes = primaries.iter().any(|&q| self.nodes[q].pg.tl > tl);
+            self.acknowledge_on(p, newer_writes);
+        }
+    }
+
+    /// [`Self::acknowledge`] on writable primary `p` (`newer_writes`: a primary promoted
+    /// after it, on a newer timeline, writes too).
+    fn acknowledge_on(&mut self, p: usize, newer_writes: bool) {
         let applied = self.nodes[p].pg.sync.clone();
         if applied.is_async() {
             return;
@@ -44,6 +54,9 @@ impl World {
             .iter()
             .find(|switch| lsn <= switch.lsn.0)
             .map_or(primary.tl, |switch| switch.timeline.0);
+        if !self.new_acknowledgement_on_a_removed_key(p, lsn, newer_writes) {
+            return;
+        }
         if self
             .acknowledged
             .as_ref()
@@ -174,6 +187,7 @@ impl World {
             if kind == JobKind::Promote && result.is_ok() {
                 self.check_promotion_counts_a_standby(i);
             }
+            self.nodes[i].stream_stop_done = kind == JobKind::StopStreaming && result.is_ok();
             self.nodes[i].outcomes.push(Outcome::Job { kind, result });
             self.nodes[i].woken.get_or_insert(self.now);
             // A postmaster a job brought up past its fencing deadline (the job waited on a
