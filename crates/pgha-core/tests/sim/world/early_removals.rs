@@ -19,6 +19,7 @@ impl World {
         };
         self.store.leader = None;
         self.store.leader_gone_at = Some(self.now);
+        self.removed_early_at = Some(self.now);
         let acknowledged = self.acknowledged.as_ref().map_or(0, |a| a.lsn);
         self.removed_early.retain(|r| r.0 != holder);
         self.removed_early.push((holder, acknowledged));

@@ -211,19 +211,17 @@ impl World {
         if !w.data || !w.running || !w.in_recovery {
             return 0;
         }
-        // An old primary still writing on a key the store removed early moves the standbys
-        // that stream from it past any position an election read: asynchronous mode promises
-        // nothing then (in a synchronous one every standby stops streaming first).
-        let removed_key_writes = self
-            .removed_early
-            .iter()
-            .any(|r| writable(&self.nodes[r.0].pg));
-        if removed_key_writes && self.config.synchronous_mode == SyncMode::Off {
-            return 0;
-        }
         let Some(gone) = self.store.leader_gone_at else {
             return 0;
         };
+        // A vacancy begun with a key the store removed early: its old primary wrote on for a
+        // while, moving the standbys that stream from it past any position an election read.
+        // Asynchronous mode promises nothing then (in a synchronous one every standby stops
+        // streaming before its position counts).
+        let removed = self.removed_early_at == Some(gone);
+        if removed && self.config.synchronous_mode == SyncMode::Off {
+            return 0;
+        }
         let mut passed_over_stalled = 0;
         let from = self
             .store

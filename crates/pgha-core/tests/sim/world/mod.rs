@@ -243,6 +243,8 @@ pub struct World {
     /// holders of such keys that still write, each with the newest commit it acknowledged.
     early_removals: bool,
     removed_early: Vec<(usize, u64)>,
+    /// When the store last removed a leader key early.
+    removed_early_at: Option<u64>,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,

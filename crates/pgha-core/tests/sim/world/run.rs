@@ -94,6 +94,7 @@ impl World {
             full_lease_disks: false,
             early_removals: false,
             removed_early: Vec::new(),
+            removed_early_at: None,
             slow_store: false,
             store_down_until: 0,
             late_writes: Vec::new(),
