@@ -26,7 +26,7 @@ use rewind::rewind_from;
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const SQL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a stopped stream's WAL receiver may take to end, and how often it is looked for.
-const STREAM_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const STREAM_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 const STREAM_STOP_POLL: Duration = Duration::from_millis(20);
 
 /// What a job needs besides the action: the member, its peers' addresses, the sync setting.

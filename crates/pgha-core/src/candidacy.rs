@@ -214,9 +214,12 @@ impl Member {
     /// in a synchronous mode, while an old primary may still write, its key removed before its
     /// lease ran out (etcd-io/etcd#15247, a hand deletion). Its last renewal came before that,
     /// so its own demotion, or its supervisor's fence, comes within a ttl of this vacancy's
-    /// start; a loop more, and every record read since shows what its member received.
+    /// start on its clock: a fifth more for clocks running at other rates (as a failsafe
+    /// promise counts), and a loop, by when every record read since shows what its member
+    /// received. (A vacancy is seen no earlier than the key went: `leaderless_since` is
+    /// cleared by any step that reads a leader.)
     pub(crate) fn streams_may_confirm(&self, now: Millis) -> bool {
-        let window = self.config.ttl_ms + self.config.loop_wait_ms;
+        let window = self.config.ttl_ms * 6 / 5 + self.config.loop_wait_ms;
         self.config.synchronous_mode != SyncMode::Off
             && self
                 .leaderless_since

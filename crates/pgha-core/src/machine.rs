@@ -98,8 +98,7 @@ pub struct Member {
     pub(crate) last_primary_lsn: Option<Lsn>,
     /// The position this leader last wrote into the `position` key, and when.
     pub(crate) position_published: Option<(Lsn, Millis)>,
-    /// Renewals sent without an answer yet: each may land and end the lease by its cap,
-    /// whatever the answers to renewals sent before it say.
+    /// Renewals sent, unanswered yet: each may land and end the lease by its cap.
     pub(crate) expiry_caps: expiry_caps::ExpiryCaps,
     /// For each member of the failsafe list (other than its leader) seen, continuously, with a
     /// record read with no leader after the newest term (it confirms nobody since): no promise
@@ -364,6 +363,7 @@ impl Member {
         if let Some(reason) = self.name_taken(obs, view, plan) {
             return reason;
         }
+        self.leaderless_since = self.leaderless_since.filter(|_| view.leader.is_none());
         if self.wal_stalled(obs) || obs.local.unresponsive {
             return self.unresponsive_step(obs, view, plan);
         }

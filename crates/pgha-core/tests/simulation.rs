@@ -297,8 +297,8 @@ fn lease_files_that_cannot_be_written_keep_one_writer_and_converge() {
 
 /// The store removes the leader key now and then before its lease ran out (etcd-io/etcd#15247,
 /// an `etcdctl del` by hand), among the other faults: its holder writes on, not told, until
-/// its next renewal, so I1 is not asked of it meanwhile; nothing acknowledged is lost all the
-/// same, and nothing it acknowledges once another member is writable.
+/// its next read of the store, so I1 is not asked of it meanwhile; nothing acknowledged is lost
+/// all the same, and it acknowledges nothing once a primary promoted after it writes.
 #[test]
 fn leader_keys_removed_early_lose_no_acknowledged_write() {
     let (mut removed, mut acknowledged) = (0, 0);

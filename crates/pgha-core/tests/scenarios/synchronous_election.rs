@@ -477,10 +477,10 @@ fn positions_count_in_a_synchronous_election_only_once_their_streams_are_stopped
         .clone()
         .step(&obs(200, standby(1, 5000, None), &stopped, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
-    // n3's stream never stops (its receiver frozen: the job cannot end it): a ttl and a loop
+    // n3's stream never stops (its receiver frozen: the job cannot end it): 1.2 ttl and a loop
     // into the vacancy, any old primary has stopped writing, and its position counts as read.
     let defaults = ClusterConfig::default();
-    let window = defaults.ttl_ms + defaults.loop_wait_ms;
+    let window = defaults.ttl_ms * 6 / 5 + defaults.loop_wait_ms;
     for at in (1..window / 1_000).map(|s| s * 1_000).chain([window - 1]) {
         let d = n2.step(&obs(at, standby(1, 5000, None), &view, vec![]));
         assert!(!acquires(&d), "at {at}: {:?}", d.reason);
@@ -542,4 +542,39 @@ fn a_manual_failover_in_a_synchronous_mode_waits_for_the_sets_streams_to_stop() 
     let view = set(leaderless(&n2, &standby(1, 4000, None), None));
     let d = member("n2").step(&obs(0, n2, &view, vec![]));
     assert!(acquires(&d), "{:?}", d.reason);
+}
+
+/// Found by review: a vacancy's window runs from when this member saw it, not from an earlier
+/// one. n2 saw a vacancy, then n1 led again while n2's PostgreSQL did not answer (its steps
+/// took the unresponsive way, which returned before anything noted the leader); 20 s later
+/// n1's key is removed early while n1 writes on. n3 still streams: n2 must wait for it, not
+/// count it as if the vacancy were 21 s old.
+#[test]
+fn a_vacancy_is_timed_from_when_it_is_seen_not_from_an_earlier_one() {
+    let set = |mut view: View| {
+        view.0.sync.members = [name("n2"), name("n3")].into();
+        view.0.sync.count = 1;
+        view.config(|c| c.synchronous_mode = SyncMode::On)
+    };
+    let mut n2 = member("n2");
+    let n3_streaming = standby(1, 4000, Some("n1"));
+    let vacancy = set(leaderless(&standby(1, 5000, None), &n3_streaming, None));
+    n2.step(&obs(0, standby(1, 5000, None), &vacancy, vec![]));
+    let led = set(View::led_by("n1", 9, &primary(1, 6000))
+        .with("n2", record(&standby(1, 5000, Some("n1")), Some("n1")))
+        .with("n3", record(&n3_streaming, Some("n1"))));
+    let unanswering = LocalPg {
+        unresponsive: true,
+        ..standby(1, 5000, Some("n1"))
+    };
+    for at in (1..=20).map(|s| s * 1_000) {
+        n2.step(&obs(at, unanswering.clone(), &led, vec![]));
+    }
+    let d = n2.step(&obs(21_000, standby(1, 5000, None), &vacancy, vec![]));
+    assert!(!acquires(&d), "{:?}", d.reason);
+    assert!(
+        matches!(&d.reason, Reason::WaitingForPositions { unconfirmed, .. } if *unconfirmed == vec![name("n3")]),
+        "{:?}",
+        d.reason
+    );
 }

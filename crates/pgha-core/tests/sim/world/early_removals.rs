@@ -1,6 +1,6 @@
 //! A store that removes the leader key before its lease ran out (etcd-io/etcd#15247 as a
 //! stalled etcd leader resumes, an `etcdctl del` by hand): its holder writes on, not told,
-//! until its next renewal. I1 is the store's to keep then; I4 holds all the same.
+//! until it next reads the store. I1 is the store's to keep then; I4 holds all the same.
 
 use super::*;
 
