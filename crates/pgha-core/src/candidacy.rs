@@ -95,8 +95,9 @@ impl Member {
         let named_target = request
             .filter(|_| heeded)
             .is_some_and(|p| p.request.to.as_ref() == Some(self.name()));
+        let streams_may_confirm = self.streams_may_confirm(now);
         let streams = local.in_recovery && !local.stream_stopped;
-        if self.streams_may_confirm(now) && streams && !named_target {
+        if streams_may_confirm && streams && !named_target {
             plan.push(Action::StopStreaming);
             return Reason::StoppingStream;
         }
@@ -139,7 +140,6 @@ impl Member {
         if !give_up {
             plan.wake_by(since.plus(self.config.ttl_ms));
         }
-        let streams_may_confirm = self.streams_may_confirm(now);
         match election::judge(
             &rules,
             self.name(),

@@ -146,25 +146,14 @@ fn supports_no_fsync() -> bool {
 /// it; whether a key was there. Callable from a test's runtime too (it runs its own on a
 /// thread of its own).
 pub fn etcd_delete(endpoint: &str, key: &str) -> bool {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async {
-                    let mut client = etcd_client::Client::connect([endpoint], None)
-                        .await
-                        .unwrap_or_else(|e| panic!("etcd at {endpoint}: {e}"));
-                    let deleted = client
-                        .delete(key, None)
-                        .await
-                        .unwrap_or_else(|e| panic!("delete {key} at {endpoint}: {e}"));
-                    deleted.deleted() > 0
-                })
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    crate::own_runtime::on_own_thread(|| async {
+        let mut client = etcd_client::Client::connect([endpoint], None)
+            .await
+            .unwrap_or_else(|e| panic!("etcd at {endpoint}: {e}"));
+        let deleted = client
+            .delete(key, None)
+            .await
+            .unwrap_or_else(|e| panic!("delete {key} at {endpoint}: {e}"));
+        deleted.deleted() > 0
     })
 }

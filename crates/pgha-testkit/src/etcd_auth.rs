@@ -1,6 +1,7 @@
 //! etcd's own authentication turned on for a test: a root user, and a user whose role may read
 //! and write below one key prefix only (what an operator gives pgha).
 
+use crate::own_runtime::on_own_thread;
 use etcd_client::{Client, Permission};
 
 /// etcd flags that make its tokens JWTs signed with a fresh ECDSA key written into `dir`: a
@@ -26,20 +27,7 @@ pub const ROOT_PASSWORD: &str = "root-secret-0815";
 /// below `prefix` and nothing else. Panics, saying which step failed, when etcd refuses.
 /// Callable from a test's runtime too (it runs its own on a thread of its own).
 pub fn enable_auth(endpoint: &str, user: &str, password: &str, prefix: &str) {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| set_up(endpoint, user, password, prefix))
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    });
-}
-
-fn set_up(endpoint: &str, user: &str, password: &str, prefix: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
+    on_own_thread(|| async {
         let mut client = Client::connect([endpoint], None)
             .await
             .unwrap_or_else(|e| panic!("etcd at {endpoint}: {e}"));
@@ -64,27 +52,15 @@ fn set_up(endpoint: &str, user: &str, password: &str, prefix: &str) {
 /// Changes etcd's auth store as an operator would, adding a user `name` (as `root`): every
 /// token etcd issued before is refused from then on ("revision of auth store is old").
 pub fn add_user(endpoint: &str, name: &str) {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                runtime.block_on(async {
-                    let options =
-                        etcd_client::ConnectOptions::new().with_user("root", ROOT_PASSWORD);
-                    let mut root = Client::connect([endpoint], Some(options))
-                        .await
-                        .unwrap_or_else(|e| panic!("etcd at {endpoint} as root: {e}"));
-                    step(
-                        "user add",
-                        root.user_add(name, "another-password", None).await,
-                    );
-                })
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    on_own_thread(|| async {
+        let options = etcd_client::ConnectOptions::new().with_user("root", ROOT_PASSWORD);
+        let mut root = Client::connect([endpoint], Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("etcd at {endpoint} as root: {e}"));
+        step(
+            "user add",
+            root.user_add(name, "another-password", None).await,
+        );
     });
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod link;
 pub mod log;
 pub mod output;
+pub mod own_runtime;
 pub mod pg;
 pub mod port;
 pub mod postmaster;
