@@ -217,13 +217,17 @@ impl Member {
     /// start on its clock: a fifth more for clocks running at other rates (as a failsafe
     /// promise counts), and a loop, by when every record read since shows what its member
     /// received. (A vacancy is seen no earlier than the key went: `leaderless_since` is
-    /// cleared by any step that reads a leader.)
+    /// cleared by any step that reads a leader.) The ttl is the longest its last renewal may
+    /// have been on: one lowered live lately still counts (`machine/replaced_ttls.rs`).
     pub(crate) fn streams_may_confirm(&self, now: Millis) -> bool {
-        let window = self.config.ttl_ms * 6 / 5 + self.config.loop_wait_ms;
-        self.config.synchronous_mode != SyncMode::Off
-            && self
-                .leaderless_since
-                .is_none_or(|since| now.since(since) < window)
+        if self.config.synchronous_mode == SyncMode::Off {
+            return false;
+        }
+        let Some(since) = self.leaderless_since else {
+            return true;
+        };
+        let ttl = self.replaced_ttls.longest_for(since, self.config.ttl_ms);
+        now.since(since) < ttl * 6 / 5 + self.config.loop_wait_ms
     }
 
     /// Why a member without data must not initialise a new cluster, if it must not: a store

@@ -8,7 +8,7 @@ use crate::action::{Action, StopMode};
 use crate::config::ClusterConfig;
 use crate::history::EventKind;
 use crate::job_what::JobWhat;
-use crate::observe::{ClusterView, JobFailure, JobKind, MemberRecord, Observation, StoreView};
+use crate::observe::{ClusterView, JobFailure, JobKind, Observation, StoreView};
 use crate::reason::Reason;
 use crate::types::{Lsn, MemberName, Millis, SystemId, Tags};
 use std::collections::BTreeMap;
@@ -33,6 +33,7 @@ mod promoted;
 mod publish;
 mod read;
 mod release;
+mod replaced_ttls;
 mod requests;
 mod store_down;
 mod terms;
@@ -41,7 +42,7 @@ mod unresponsive;
 mod veto;
 
 pub(crate) use self::requests::{held_back_by_old_leader, Handover};
-pub(crate) use self::{lease::HeldLease, plan::Plan, release::ReleaseStep};
+pub(crate) use self::{lease::HeldLease, plan::Plan, promoted::Promotion, release::ReleaseStep};
 
 /// What one member is, from its own configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,17 +65,6 @@ pub struct Decision {
     pub wake_at: Millis,
 }
 
-/// A promotion in progress, remembered to write its history event once promoted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Promotion {
-    pub kind: EventKind,
-    pub from: Option<MemberName>,
-    pub lsn: Lsn,
-    pub switchover_revision: Option<u64>,
-    /// Why this member takes over, in words for the history.
-    pub cause: String,
-}
-
 /// One member's decision state. Create with [`Member::new`], then call [`Member::step`] for
 /// every observation; it never performs I/O and never reads a clock.
 #[derive(Clone, Debug)]
@@ -90,6 +80,8 @@ pub struct Member {
     /// The job in flight may leave PostgreSQL writable (set with `job`).
     pub(crate) job_makes_writable: bool,
     pub(crate) leaderless_since: Option<Millis>,
+    /// Longer ttls the configuration held lately: a vacancy's window may count by one.
+    pub(crate) replaced_ttls: replaced_ttls::ReplacedTtls,
     pub(crate) last_leader: Option<MemberName>,
     /// Since it started, this member streamed from a leader or led: it heard one alive.
     pub(crate) leader_heard: bool,
@@ -185,7 +177,7 @@ pub struct Member {
     pub(crate) start_failures: u32,
     pub(crate) rejoin: Option<EventKind>,
     pub(crate) demoted: bool,
-    pub(crate) published: Option<(MemberRecord, Millis)>,
+    pub(crate) published: Option<publish::Published>,
     /// The members it formed its cluster with (see `peers.rs`).
     pub(crate) peers: peers::Peers,
 }
@@ -202,6 +194,7 @@ impl Member {
             job_what: None,
             job_makes_writable: false,
             leaderless_since: None,
+            replaced_ttls: Default::default(),
             last_leader: None,
             leader_heard: false,
             stepped_down: None,
@@ -294,6 +287,9 @@ impl Member {
         }
         if let StoreView::Up(view) = &obs.cluster {
             // Before the outcomes: a lease result is trusted with the newest safety margin.
+            let vacancy = self.leaderless_since.unwrap_or(now);
+            self.replaced_ttls
+                .note(self.config.ttl_ms, view.config.ttl_ms, vacancy, now);
             self.config = view.config.clone();
         }
         // Before the outcomes: a refused lease must not take a promotion that took effect along.

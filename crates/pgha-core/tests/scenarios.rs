@@ -425,6 +425,8 @@ mod leaderless_election;
 mod lease;
 #[path = "scenarios/lease_caps.rs"]
 mod lease_caps;
+#[path = "scenarios/live_ttl_changes.rs"]
+mod live_ttl_changes;
 #[path = "scenarios/pause.rs"]
 mod pause;
 #[path = "scenarios/reasons.rs"]

@@ -5,7 +5,18 @@ use crate::action::Action;
 use crate::history::{EventKind, HistoryEvent};
 use crate::observe::LocalPg;
 use crate::sync::Reconnecting;
-use crate::types::Millis;
+use crate::types::{Lsn, MemberName, Millis};
+
+/// A promotion in progress, remembered to write its history event once promoted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Promotion {
+    pub kind: EventKind,
+    pub from: Option<MemberName>,
+    pub lsn: Lsn,
+    pub switchover_revision: Option<u64>,
+    /// Why this member takes over, in words for the history.
+    pub cause: String,
+}
 
 impl Member {
     /// Records the promotion (or bootstrap) under way once its PostgreSQL runs writable,

@@ -5,6 +5,25 @@ use crate::action::Action;
 use crate::observe::{ClusterView, LocalPg, MemberRecord, Observation};
 use crate::types::{Lsn, Millis};
 
+/// The record this member published last, when, and the ttl of the lease its key went on.
+#[derive(Clone, Debug)]
+pub(crate) struct Published {
+    pub record: MemberRecord,
+    pub at: Millis,
+    pub lease_ttl_ms: u64,
+}
+
+impl Published {
+    /// Whether the key wants a heartbeat: a third of the shorter of its lease's ttl and the
+    /// one in force has passed. A ttl raised live leaves the key on the old, shorter lease
+    /// until the next put (found by the simulation, seed 435: a ttl raised from 3 s to 10 s,
+    /// the heartbeat due after 3.3 s, and the key gone after 3 s; an election that did not
+    /// see the member furthest ahead passed it over).
+    pub(crate) fn heartbeat_due(&self, now: Millis, ttl_ms: u64) -> bool {
+        now.since(self.at) >= self.lease_ttl_ms.min(ttl_ms) / 3
+    }
+}
+
 impl Member {
     /// The record this member would publish now.
     pub(crate) fn record(&self, local: &LocalPg, view: &ClusterView) -> MemberRecord {
@@ -47,8 +66,8 @@ impl Member {
         let in_store = view.members.get(self.name());
         let due = match (&self.published, in_store) {
             (_, None) | (None, _) => true,
-            (Some((last, at)), Some(_)) => {
-                let elapsed = obs.now.since(*at);
+            (Some(published), Some(_)) => {
+                let (last, elapsed) = (&published.record, obs.now.since(published.at));
                 // (a promise's time left is exact in any record published after it was given)
                 let shape = |r: &MemberRecord| MemberRecord {
                     lsn: Lsn(0),
@@ -58,7 +77,7 @@ impl Member {
                 };
                 shape(last) != shape(&record)
                     || (last != &record && elapsed >= self.config.loop_wait_ms)
-                    || elapsed >= self.config.ttl_ms / 3
+                    || published.heartbeat_due(obs.now, self.config.ttl_ms)
             }
         };
         if due {
@@ -67,7 +86,11 @@ impl Member {
     }
 
     pub(crate) fn publish(&mut self, record: MemberRecord, now: Millis, plan: &mut Plan) {
-        self.published = Some((record.clone(), now));
+        self.published = Some(Published {
+            record: record.clone(),
+            at: now,
+            lease_ttl_ms: self.config.ttl_ms,
+        });
         plan.actions
             .retain(|a| !matches!(a, Action::PublishMember(_)));
         plan.push(Action::PublishMember(record));

@@ -42,9 +42,9 @@ impl Member {
         }
         let since = *self.unresponsive_since.get_or_insert(obs.now);
         let for_ms = obs.now.since(since);
-        if let Some((record, at)) = self.published.clone() {
-            if obs.now.since(at) >= self.config.ttl_ms / 3 {
-                self.publish(record, obs.now, plan); // heartbeat, last known state
+        if let Some(published) = self.published.clone() {
+            if published.heartbeat_due(obs.now, self.config.ttl_ms) {
+                self.publish(published.record, obs.now, plan); // heartbeat, last known state
             }
         }
         let leading = view.leader.as_ref().and_then(|l| {

@@ -578,3 +578,74 @@ fn a_vacancy_is_timed_from_when_it_is_seen_not_from_an_earlier_one() {
         d.reason
     );
 }
+
+/// What design.md called not covered, found since by the simulation's early removals with
+/// receivers that cannot be ended (seed 3349: the ttl lowered live from 10 s to 3 s, the
+/// leader's renewals unanswered, then its key removed): its last answered renewal was on the
+/// longer ttl, so it may write on for most of 10 s after its key went, while a standby whose
+/// receiver cannot be ended confirms its commits. The window counts by that ttl for a vacancy
+/// begun within two of them after the change, or while it is under way; a later one counts by
+/// the new ttl.
+#[test]
+fn a_ttl_lowered_live_keeps_the_window_of_the_longer_one() {
+    let set = |mut view: View, ttl: u64, margin: u64| {
+        view.0.sync.members = [name("n2"), name("n3")].into();
+        view.0.sync.count = 1;
+        view.config(|c| c.synchronous_mode = SyncMode::On)
+            .ttl(ttl, margin)
+    };
+    let n3_streaming = standby(1, 4000, Some("n1"));
+    let led = |ttl, margin| {
+        set(
+            View::led_by("n1", 9, &primary(1, 6000))
+                .with("n2", record(&standby(1, 5000, Some("n1")), Some("n1")))
+                .with("n3", record(&n3_streaming, Some("n1"))),
+            ttl,
+            margin,
+        )
+    };
+    let vacancy = |ttl, margin| {
+        set(
+            leaderless(&standby(1, 5000, None), &n3_streaming, None),
+            ttl,
+            margin,
+        )
+    };
+    // Acquires once the window of `ttl` ms from the vacancy seen at `from` is over, not before.
+    let first_acquisition = |n2: &mut Member, from: u64, view: &View| {
+        (from..from + 20_000)
+            .step_by(500)
+            .find(|at| acquires(&n2.step(&obs(*at, standby(1, 5000, None), view, vec![]))))
+            .map(|at| at - from)
+    };
+    let following = standby(1, 5000, Some("n1"));
+    // lowered while n1 leads, its key removed a second later
+    let mut n2 = member("n2");
+    n2.step(&obs(0, following.clone(), &led(10_000, 2_000), vec![]));
+    n2.step(&obs(1_000, following.clone(), &led(3_000, 600), vec![]));
+    let waited = first_acquisition(&mut n2, 2_000, &vacancy(3_000, 600));
+    assert_eq!(waited, Some(13_000), "10 s * 1.2 and a loop");
+    // lowered once the vacancy is under way
+    let mut n2 = member("n2");
+    n2.step(&obs(0, following.clone(), &led(10_000, 2_000), vec![]));
+    n2.step(&obs(
+        1_000,
+        standby(1, 5000, None),
+        &vacancy(10_000, 2_000),
+        vec![],
+    ));
+    let waited = first_acquisition(&mut n2, 2_000, &vacancy(3_000, 600));
+    assert_eq!(waited, Some(12_000), "counted from the vacancy seen at 1 s");
+    // a vacancy begun two of the old ttls after the change counts by the new one
+    let mut n2 = member("n2");
+    n2.step(&obs(0, following.clone(), &led(10_000, 2_000), vec![]));
+    for at in (1..=21).map(|s| s * 1_000) {
+        n2.step(&obs(at, following.clone(), &led(3_000, 600), vec![]));
+    }
+    let waited = first_acquisition(&mut n2, 22_000, &vacancy(3_000, 600));
+    assert_eq!(
+        waited,
+        Some(5_000),
+        "3 s * 1.2 and a loop, in steps of 500 ms"
+    );
+}

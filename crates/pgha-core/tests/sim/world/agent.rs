@@ -425,7 +425,7 @@ impl World {
                     }
                 }
                 self.nodes[i].stream_stop_done = false;
-                let mut done_at = now + self.job_duration(job);
+                let mut done_at = now + self.job_duration(i, job);
                 if matches!(job, Action::Demote { .. }) {
                     // its stop waits on a blocked PostgreSQL (a stalled disk) until that ends
                     done_at = done_at.max(self.nodes[i].unresponsive_until);

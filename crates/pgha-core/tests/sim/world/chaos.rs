@@ -4,6 +4,7 @@ use super::*;
 
 impl World {
     pub(super) fn random_event(&mut self) {
+        self.remove_key_if_due();
         if self.cold_start_pending() {
             return;
         }
@@ -150,16 +151,22 @@ impl World {
         n.wake_at = self.now;
     }
 
-    /// `pgha config set ttl_ms=... safety_margin_ms=...` while the cluster runs.
+    /// `pgha config set ttl_ms=... safety_margin_ms=...` while the cluster runs: 10 s to 6 s
+    /// and back, or to 3 s in runs with keys removed early (a lease on the old ttl outlives
+    /// the window the new one gives a vacancy).
     pub(super) fn change_ttl(&mut self) {
-        let (ttl, margin) = if self.config.ttl_ms == 10_000 {
-            (6_000, 1_500)
-        } else {
-            (10_000, 2_500)
+        let (ttl, margin) = match self.config.ttl_ms {
+            10_000 if self.early_removals => (3_000, 600),
+            10_000 => (6_000, 1_500),
+            _ => (10_000, 2_500),
         };
+        let lowered = ttl < self.config.ttl_ms;
         self.config.ttl_ms = ttl;
         self.config.safety_margin_ms = margin;
         self.config.loop_wait_ms = 1_000;
+        if lowered && self.early_removals {
+            self.stall_then_remove_after_lowering();
+        }
         self.wake_all();
     }
 

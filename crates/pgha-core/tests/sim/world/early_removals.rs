@@ -12,11 +12,47 @@ impl World {
         self
     }
 
-    /// The leader key removed now, whatever its lease says; its holder is not told.
+    /// A ttl just lowered, one time in two: the store stops answering the leader (an etcd
+    /// leader stalled, from its side) before it renews on the new ttl, then removes its key
+    /// (as that etcd leader resumes): its trust still runs on the old one.
+    pub(super) fn stall_then_remove_after_lowering(&mut self) {
+        let Some((holder, _, _)) = self.store.leader else {
+            return;
+        };
+        if !self.rng.chance(500) {
+            return;
+        }
+        let n = &mut self.nodes[holder];
+        n.reachable = false;
+        n.slow_link = false;
+        n.partition_until = n
+            .partition_until
+            .max(self.now + 2_000 + self.rng.below(6_000));
+        self.removal_due = Some(self.now + 300 + self.rng.below(2_500));
+    }
+
+    /// The removal [`World::stall_then_remove_after_lowering`] set, once it is due.
+    pub(super) fn remove_key_if_due(&mut self) {
+        if self.removal_due.is_some_and(|at| at <= self.now) {
+            self.removal_due = None;
+            self.remove_key_early();
+        }
+    }
+
+    /// The leader key removed now, whatever its lease says; its holder is not told. A standby
+    /// streaming from it in three has its startup process held for up to 15 s (a query's
+    /// lock, within `max_standby_streaming_delay`'s default 30 s): its receiver cannot be
+    /// ended meanwhile, and goes on confirming.
     pub(super) fn remove_key_early(&mut self) {
         let Some((holder, _, _)) = self.store.leader else {
             return;
         };
+        for i in 0..self.nodes.len() {
+            let pg = &self.nodes[i].pg;
+            if pg.upstream == Some(holder) && pg.streaming && self.rng.chance(333) {
+                self.nodes[i].receiver_held_until = self.now + self.rng.below(15_000);
+            }
+        }
         self.store.leader = None;
         self.store.leader_gone_at = Some(self.now);
         self.removed_early_at = Some(self.now);

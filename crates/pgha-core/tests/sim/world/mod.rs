@@ -86,6 +86,11 @@ struct Node {
     /// The agent's last job stopped the stream and none began since (pgha-agent's
     /// `JobSlot::last_succeeded`): lost with the agent.
     stream_stop_done: bool,
+    /// Its startup process is held until then (runs [`World::with_early_removals`]: a query's
+    /// lock on the standby, a recovery conflict waited out): a reload cannot end its WAL
+    /// receiver, which goes on receiving and confirming, so each StopStreaming job fails at
+    /// its bound.
+    receiver_held_until: u64,
     /// The agent is paused (SIGSTOP, a stalled VM): it does not step until then.
     paused_until: u64,
     /// PostgreSQL runs but does not answer probes until then.
@@ -243,8 +248,9 @@ pub struct World {
     /// holders of such keys that still write, each with the newest commit it acknowledged.
     early_removals: bool,
     removed_early: Vec<(usize, u64)>,
-    /// When the store last removed a leader key early.
+    /// When the store last removed a leader key early, and when it removes the next one.
     removed_early_at: Option<u64>,
+    removal_due: Option<u64>,
     /// The store itself is down until then (an etcd restart): nobody reaches it, and its
     /// leases do not run; when it is back they run again from their full TTL, as etcd does.
     store_down_until: u64,

@@ -162,12 +162,14 @@ impl World {
         }
     }
 
-    pub(super) fn job_duration(&mut self, action: &Action) -> u64 {
+    pub(super) fn job_duration(&mut self, i: usize, action: &Action) -> u64 {
         match action {
             Action::Promote { .. } if self.slow_promote => 500 + self.rng.below(4_000),
             Action::Promote { .. } => 50 + self.rng.below(200),
             Action::Demote { .. } => self.rng.below(2_000),
             Action::Reclone { .. } => 1_000 + self.rng.below(3_000),
+            // pgha-agent's bound on the wait for the receiver's exit
+            Action::StopStreaming if self.nodes[i].receiver_held_until > self.now => 2_000,
             _ => 50 + self.rng.below(600),
         }
     }
@@ -270,6 +272,9 @@ impl World {
                 self.nodes[i].fence_at = None;
             }
             Action::StopStreaming => {
+                if self.nodes[i].receiver_held_until > self.now {
+                    return Err("the WAL receiver still runs".into());
+                }
                 let pg = &mut self.nodes[i].pg;
                 if !pg.running {
                     return Err("not running".into());

@@ -47,6 +47,7 @@ impl World {
                     lease_disk_full_until: 0,
                     fence_write_failed: false,
                     stream_stop_done: false,
+                    receiver_held_until: 0,
                     paused_until: 0,
                     unresponsive_until: 0,
                     lagging_until: 0,
@@ -95,6 +96,7 @@ impl World {
             early_removals: false,
             removed_early: Vec::new(),
             removed_early_at: None,
+            removal_due: None,
             slow_store: false,
             store_down_until: 0,
             late_writes: Vec::new(),
@@ -131,6 +133,7 @@ impl World {
             self.nodes[i].unresponsive_until = 0;
             self.nodes[i].lagging_until = 0;
             self.nodes[i].disk_stalled = None;
+            self.nodes[i].receiver_held_until = 0;
             self.nodes[i].restart_at = None;
             if self.nodes[i].member.is_none() {
                 self.restart_agent(i);
@@ -138,6 +141,7 @@ impl World {
         }
         self.slow_promote = false;
         self.slow_store = false;
+        self.removal_due = None;
         if self.store_down_until > 0 {
             self.store_back();
         }
