@@ -152,14 +152,25 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
+    /// The API's client, as `pgha` itself reaches this cluster.
+    fn api_client(&self) -> pgha_host::client::Client {
+        let cluster = pgha_host::LocalCluster::open(std::path::Path::new(self.dir())).unwrap();
+        let settings = &cluster.config.cluster;
+        let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
+        pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None)
+    }
+
+    /// The members' records in the store (`/cluster`): what a request is checked against,
+    /// published at most once a loop, where `pgha status` shows each PostgreSQL live.
+    pub async fn store_records(&self) -> pgha_host::api::read::ClusterRecord {
+        self.api_client().get("/cluster").await.unwrap()
+    }
+
     /// Freezes `member`'s agent loop for `frozen` through the API (an injected fault: PostgreSQL
     /// runs on, its supervisor fences it once the deadline the agent armed passes).
     pub async fn freeze_agent(&self, member: &str, frozen: Duration) {
         use pgha_host::api::control::{FreezeRequest, MemberChanged};
-        let cluster = pgha_host::LocalCluster::open(std::path::Path::new(self.dir())).unwrap();
-        let settings = &cluster.config.cluster;
-        let api = format!("{}:{}", settings.api_host(), settings.base_port + 2);
-        let client = pgha_host::client::Client::new([api], cluster.secrets.api_token.clone(), None);
+        let client = self.api_client();
         let request = FreezeRequest {
             for_ms: frozen.as_millis() as u64,
         };
