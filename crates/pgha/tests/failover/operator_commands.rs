@@ -13,21 +13,19 @@ async fn manual_failover_to_a_caught_up_standby() {
     // request came, and was refused, rightly: maximum_lag_on_failover). `pgha status` showed
     // it caught up then: it probes each PostgreSQL live, and records are published at most
     // once a loop.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let records = c.store_records().await;
-        let lsn = |name: &str| records.members.get(name).map(|r| r.lsn);
-        let leader = records.leader.as_deref().unwrap_or("n1");
-        if lsn("n3").is_some() && lsn("n3") >= lsn(leader) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "n3's record never caught up with {leader}'s: {:?} against {:?}",
-            lsn("n3"),
-            lsn(leader)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let caught_up = pgha_testkit::poll_async(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async {
+            let records = c.store_records().await;
+            let lsn = |name: &str| records.members.get(name).map(|r| r.lsn);
+            let leader = records.leader.as_deref()?;
+            (lsn("n3").is_some() && lsn("n3") >= lsn(leader)).then_some(())
+        },
+    )
+    .await;
+    if caught_up.is_none() {
+        c.fail("n3's record in the store never caught up with the leader's");
     }
 
     c.ok("failover", &["--to", "n3"]);

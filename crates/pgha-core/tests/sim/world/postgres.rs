@@ -272,13 +272,13 @@ impl World {
                 self.nodes[i].fence_at = None;
             }
             Action::StopStreaming => {
+                if !self.nodes[i].pg.running {
+                    return Err("not running".into());
+                }
                 if self.nodes[i].receiver_held_until > self.now {
                     return Err("the WAL receiver still runs".into());
                 }
                 let pg = &mut self.nodes[i].pg;
-                if !pg.running {
-                    return Err("not running".into());
-                }
                 pg.upstream = None;
                 pg.streaming = false;
             }
